@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# One-time (idempotent) setup for building, running and testing gridwatch on Debian 12.
+# - installs the Debian packages gridwatch needs (through sudo when not root)
+# - fetches libonnxruntime from the PyPI onnxruntime wheel into third_party/onnxruntime/
+# - transcodes the demo/test clip into test-videos/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ORT_VERSION=1.32.0
+PKGS=(
+  build-essential pkg-config clang libclang-dev curl unzip ca-certificates python3
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+  libgstrtspserver-1.0-dev
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
+  libopencv-dev opencv-doc
+  mosquitto mosquitto-clients
+)
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  log "Debian packages: all present"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then export PATH="$HOME/.cargo/bin:$PATH"; else
+    log "installing Rust (rustup)"
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+fi
+
+ORT_DIR=third_party/onnxruntime
+ORT_LIB="$ORT_DIR/libonnxruntime.so.$ORT_VERSION"
+if [ ! -f "$ORT_LIB" ]; then
+  log "fetching ONNX Runtime $ORT_VERSION (PyPI wheel)"
+  mkdir -p "$ORT_DIR"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$tmp" "onnxruntime==$ORT_VERSION"
+  whl=$(ls "$tmp"/onnxruntime-*.whl | head -n1)
+  unzip -q -o -j "$whl" "onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" -d "$tmp/lib"
+  mv "$tmp/lib/libonnxruntime.so.$ORT_VERSION" "$ORT_LIB.part"
+  mv "$ORT_LIB.part" "$ORT_LIB"
+fi
+ln -sf "libonnxruntime.so.$ORT_VERSION" "$ORT_DIR/libonnxruntime.so"
+log "ONNX Runtime: $ORT_LIB"
+
+tools/make-test-videos.sh
+log "setup complete"

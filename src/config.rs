@@ -1,0 +1,455 @@
+//! `gridwatch.toml`: serde structs with `deny_unknown_fields`, validated at load.
+//! Every error names the field path and, where there is one, the camera.
+//! docs/config.md is the annotated full config; keep the two in step.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::types::Severity;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {msg}")]
+    Invalid { path: PathBuf, msg: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Identifies this box to the city platform.
+    pub box_id: String,
+    /// Name of a file in hardware-profiles/ (without .toml) or a path to a profile file.
+    #[serde(default = "default_profile")]
+    pub hardware_profile: String,
+    /// Where the database, snapshots and recordings live.
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub api: ApiConfig,
+    #[serde(default)]
+    pub inference: InferenceConfig,
+    /// Models by name: `name = "path/to/model.toml"`.
+    pub models: std::collections::BTreeMap<String, PathBuf>,
+    #[serde(default)]
+    pub cameras: Vec<CameraConfig>,
+    /// Directory with the hardware profiles and pipeline templates are looked up relative to
+    /// the config file's directory, then the current directory (not a config key).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+fn default_profile() -> String {
+    "cpu".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// SHA-256 (hex) of accepted bearer tokens. Tokens created by `gridwatch token create`
+    /// live in the database instead. Never put a token itself in the config.
+    #[serde(default)]
+    pub tokens_sha256: Vec<String>,
+    /// When no token exists at all, generate one at start-up, store its hash and print it once.
+    #[serde(default = "yes")]
+    pub generate_token_if_none: bool,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { listen: default_listen(), tokens_sha256: vec![], generate_token_if_none: true }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    "127.0.0.1:8080".parse().unwrap()
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferenceConfig {
+    /// ONNX Runtime intra-op threads per session.
+    #[serde(default = "default_threads")]
+    pub intra_op_threads: usize,
+    /// Inference worker threads (each has its own session per model).
+    #[serde(default = "one")]
+    pub workers: usize,
+    /// Path to libonnxruntime.so; default: found next to the binary or in third_party/.
+    #[serde(default)]
+    pub ort_library: Option<PathBuf>,
+}
+
+impl Default for InferenceConfig {
+    fn default() -> Self {
+        InferenceConfig { intra_op_threads: default_threads(), workers: 1, ort_library: None }
+    }
+}
+
+fn default_threads() -> usize {
+    2
+}
+fn one() -> usize {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `rtsp://…`, `file:///…`, a plain file path, or `v4l2:///dev/videoN`.
+    pub url: String,
+    /// Restart a file source at its end (simulates a live camera).
+    #[serde(default, rename = "loop")]
+    pub loop_file: bool,
+    /// Pace file sources at their native frame rate like a live camera (default true).
+    #[serde(default = "yes")]
+    pub realtime: bool,
+    /// RTSP stream codec: "auto" (decodebin), "h264" or "h265" (profile's decoders).
+    #[serde(default = "default_codec")]
+    pub codec: String,
+    #[serde(default)]
+    pub grid_cell: Option<String>,
+    #[serde(default)]
+    pub lat: Option<f64>,
+    #[serde(default)]
+    pub lon: Option<f64>,
+    /// Frames per second handed to detection (0 = every decoded frame).
+    #[serde(default = "default_detect_fps")]
+    pub detect_fps: f64,
+    /// Width of analysed frames (scaled in the pipeline).
+    #[serde(default = "default_detect_width")]
+    pub detect_width: u32,
+    /// Height of analysed frames; default keeps the source aspect ratio.
+    #[serde(default)]
+    pub detect_height: Option<u32>,
+    /// Names of entries in `[models]`.
+    pub models: Vec<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// No frame for this long while playing counts as a failure and triggers a reconnect.
+    #[serde(default = "default_stall")]
+    pub stall_timeout_secs: f64,
+    /// Reconnect backoff bounds.
+    #[serde(default = "default_backoff_min")]
+    pub reconnect_min_secs: f64,
+    #[serde(default = "default_backoff_max")]
+    pub reconnect_max_secs: f64,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+fn default_codec() -> String {
+    "auto".into()
+}
+fn default_detect_fps() -> f64 {
+    5.0
+}
+fn default_detect_width() -> u32 {
+    640
+}
+fn default_stall() -> f64 {
+    10.0
+}
+fn default_backoff_min() -> f64 {
+    1.0
+}
+fn default_backoff_max() -> f64 {
+    30.0
+}
+
+/// One rule block; `kind` selects the rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RuleConfig {
+    Presence(PresenceRule),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceRule {
+    /// Class labels that count (e.g. ["person"]).
+    pub classes: Vec<String>,
+    /// Minimum detection score.
+    #[serde(default = "default_min_score")]
+    pub min_score: f32,
+    /// Presence must last this long before the event starts.
+    #[serde(default = "default_min_secs")]
+    pub min_secs: f64,
+    /// The event ends after the classes have been absent this long.
+    #[serde(default = "default_clear_secs")]
+    pub clear_secs: f64,
+    #[serde(default = "default_severity")]
+    pub severity: Severity,
+}
+
+fn default_min_score() -> f32 {
+    0.4
+}
+fn default_min_secs() -> f64 {
+    2.0
+}
+fn default_clear_secs() -> f64 {
+    5.0
+}
+fn default_severity() -> Severity {
+    Severity::Low
+}
+
+/// How a camera URL is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Rtsp(String),
+    File(PathBuf),
+    V4l2(PathBuf),
+}
+
+impl CameraConfig {
+    /// Parses `url` into a source. Relative file paths are resolved against `base`.
+    pub fn source(&self, base: &Path) -> Result<Source, String> {
+        let u = self.url.trim();
+        if u.is_empty() {
+            return Err("is empty".into());
+        }
+        if let Some((scheme, rest)) = u.split_once("://") {
+            match scheme.to_ascii_lowercase().as_str() {
+                "rtsp" | "rtsps" => {
+                    url::Url::parse(u).map_err(|e| format!("`{u}` is not a valid RTSP URL: {e}"))?;
+                    Ok(Source::Rtsp(u.to_string()))
+                }
+                "file" => {
+                    let p = url::Url::parse(u)
+                        .ok()
+                        .and_then(|x| x.to_file_path().ok())
+                        .unwrap_or_else(|| PathBuf::from(rest));
+                    Ok(Source::File(p))
+                }
+                "v4l2" => Ok(Source::V4l2(PathBuf::from(rest))),
+                other => Err(format!(
+                    "unsupported URL scheme `{other}` in `{u}` (use rtsp://, file://, a file path or v4l2:///dev/videoN)"
+                )),
+            }
+        } else if u.starts_with("/dev/video") {
+            Ok(Source::V4l2(PathBuf::from(u)))
+        } else {
+            let p = PathBuf::from(u);
+            Ok(Source::File(if p.is_absolute() { p } else { base.join(p) }))
+        }
+    }
+
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+        Self::parse(&text, &base).map_err(|msg| ConfigError::Invalid { path: path.to_path_buf(), msg })
+    }
+
+    /// Parses and validates config text; relative paths resolve against `base_dir`.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Config, String> {
+        let de = toml::Deserializer::parse(text).map_err(|e| e.to_string())?;
+        let mut cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let msg = inner.message().to_string();
+            let loc = camera_of_path(text, &path);
+            format!("field `{path}`{loc}: {msg}")
+        })?;
+        cfg.base_dir = base_dir.to_path_buf();
+        cfg.data_dir = cfg.resolve(&cfg.data_dir);
+        let models: Vec<(String, PathBuf)> =
+            cfg.models.iter().map(|(k, v)| (k.clone(), cfg.resolve(v))).collect();
+        cfg.models = models.into_iter().collect();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Resolves a path from the config against the config file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() { p.to_path_buf() } else { self.base_dir.join(p) }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.box_id.trim().is_empty() {
+            return Err("field `box_id`: must not be empty".into());
+        }
+        if self.inference.intra_op_threads == 0 || self.inference.workers == 0 {
+            return Err("field `inference`: `intra_op_threads` and `workers` must be ≥ 1".into());
+        }
+        for (i, h) in self.api.tokens_sha256.iter().enumerate() {
+            if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(format!("field `api.tokens_sha256[{i}]`: must be 64 hex digits (the SHA-256 of a token)"));
+            }
+        }
+        for (name, p) in &self.models {
+            if !p.is_file() {
+                return Err(format!("field `models.{name}`: model manifest {} does not exist", p.display()));
+            }
+        }
+        let mut ids = HashSet::new();
+        for (i, c) in self.cameras.iter().enumerate() {
+            let at = |field: &str| format!("field `cameras[{i}].{field}` (camera `{}`)", c.id);
+            if c.id.is_empty() || !c.id.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
+                return Err(format!("{}: must be non-empty and use only letters, digits, '-' and '_'", at("id")));
+            }
+            if !ids.insert(c.id.as_str()) {
+                return Err(format!("{}: duplicate camera id", at("id")));
+            }
+            c.source(&self.base_dir).map_err(|m| format!("{}: {m}", at("url")))?;
+            if !matches!(c.codec.as_str(), "auto" | "h264" | "h265") {
+                return Err(format!("{}: must be \"auto\", \"h264\" or \"h265\"", at("codec")));
+            }
+            if !(c.detect_fps >= 0.0 && c.detect_fps <= 120.0) {
+                return Err(format!("{}: must be between 0 and 120", at("detect_fps")));
+            }
+            if !(32..=4096).contains(&c.detect_width) {
+                return Err(format!("{}: must be between 32 and 4096", at("detect_width")));
+            }
+            if let Some(h) = c.detect_height {
+                if !(32..=4096).contains(&h) {
+                    return Err(format!("{}: must be between 32 and 4096", at("detect_height")));
+                }
+            }
+            if let Some(lat) = c.lat {
+                if !(-90.0..=90.0).contains(&lat) {
+                    return Err(format!("{}: must be between -90 and 90", at("lat")));
+                }
+            }
+            if let Some(lon) = c.lon {
+                if !(-180.0..=180.0).contains(&lon) {
+                    return Err(format!("{}: must be between -180 and 180", at("lon")));
+                }
+            }
+            if !(c.stall_timeout_secs > 0.0) {
+                return Err(format!("{}: must be > 0", at("stall_timeout_secs")));
+            }
+            if !(c.reconnect_min_secs > 0.0 && c.reconnect_max_secs >= c.reconnect_min_secs) {
+                return Err(format!("{}: need 0 < reconnect_min_secs ≤ reconnect_max_secs", at("reconnect_min_secs")));
+            }
+            if c.models.is_empty() && c.enabled {
+                return Err(format!("{}: list at least one model", at("models")));
+            }
+            for (j, m) in c.models.iter().enumerate() {
+                if !self.models.contains_key(m) {
+                    return Err(format!("{}: unknown model `{m}` (not in [models])", at(&format!("models[{j}]"))));
+                }
+            }
+            for (j, r) in c.rules.iter().enumerate() {
+                match r {
+                    RuleConfig::Presence(p) => {
+                        let f = |x: &str| at(&format!("rules[{j}].{x}"));
+                        if p.classes.is_empty() {
+                            return Err(format!("{}: list at least one class", f("classes")));
+                        }
+                        if !(0.0..=1.0).contains(&p.min_score) {
+                            return Err(format!("{}: must be between 0 and 1", f("min_score")));
+                        }
+                        if !(p.min_secs >= 0.0) || !(p.clear_secs >= 0.0) {
+                            return Err(format!("{}: must be ≥ 0", f("min_secs")));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// For a serde path like `cameras[2].rules[0].x`, names the camera by its id if the raw TOML has one.
+fn camera_of_path(text: &str, path: &str) -> String {
+    let Some(rest) = path.strip_prefix("cameras[") else { return String::new() };
+    let Some(idx) = rest.split(']').next().and_then(|n| n.parse::<usize>().ok()) else {
+        return String::new();
+    };
+    let id = toml::from_str::<toml::Table>(text).ok().and_then(|t| {
+        t.get("cameras")?.as_array()?.get(idx)?.get("id")?.as_str().map(str::to_string)
+    });
+    match id {
+        Some(id) => format!(" (camera `{id}`)"),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    const GOOD: &str = r#"
+box_id = "t"
+data_dir = "/tmp/x"
+[models]
+default = "models/nanodet-g-coco-416/model.toml"
+[[cameras]]
+id = "cam1"
+url = "test-videos/pets09-s2l1.mp4"
+models = ["default"]
+[[cameras.rules]]
+kind = "presence"
+classes = ["person"]
+"#;
+
+    #[test]
+    fn parses_good_config() {
+        let c = Config::parse(GOOD, &base()).unwrap();
+        assert_eq!(c.cameras[0].detect_fps, 5.0);
+        assert!(matches!(c.cameras[0].rules[0], RuleConfig::Presence(_)));
+    }
+
+    #[test]
+    fn unknown_field_names_field_and_camera() {
+        let t = GOOD.replace("models = [\"default\"]", "models = [\"default\"]\ndetect_fpz = 3");
+        let e = Config::parse(&t, &base()).unwrap_err();
+        assert!(e.contains("detect_fpz") && e.contains("cam1") && e.contains("cameras[0]"), "{e}");
+    }
+
+    #[test]
+    fn unknown_field_in_rule_is_rejected() {
+        let t = GOOD.replace("classes = [\"person\"]", "classes = [\"person\"]\nmin_sec = 3");
+        let e = Config::parse(&t, &base()).unwrap_err();
+        assert!(e.contains("min_sec") && e.contains("cam1"), "{e}");
+    }
+
+    #[test]
+    fn bad_scheme_names_url() {
+        let t = GOOD.replace("test-videos/pets09-s2l1.mp4", "ftp://x/y");
+        let e = Config::parse(&t, &base()).unwrap_err();
+        assert!(e.contains("cameras[0].url") && e.contains("ftp"), "{e}");
+    }
+
+    #[test]
+    fn missing_model_names_field() {
+        let t = GOOD.replace("models/nanodet-g-coco-416/model.toml", "models/nope/model.toml");
+        let e = Config::parse(&t, &base()).unwrap_err();
+        assert!(e.contains("models.default"), "{e}");
+    }
+
+    #[test]
+    fn sources() {
+        let mk = |u: &str| CameraConfig { url: u.into(), ..Config::parse(GOOD, &base()).unwrap().cameras[0].clone() };
+        assert_eq!(mk("rtsp://h:554/x").source(Path::new("/b")).unwrap(), Source::Rtsp("rtsp://h:554/x".into()));
+        assert_eq!(mk("a.mp4").source(Path::new("/b")).unwrap(), Source::File("/b/a.mp4".into()));
+        assert_eq!(mk("file:///v/a.mp4").source(Path::new("/b")).unwrap(), Source::File("/v/a.mp4".into()));
+        assert_eq!(mk("/dev/video0").source(Path::new("/b")).unwrap(), Source::V4l2("/dev/video0".into()));
+        assert!(mk("http://x").source(Path::new("/b")).is_err());
+    }
+}

@@ -1,0 +1,133 @@
+//! Camera health and latest frames, shared between ingest (writer) and the API (reader).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::types::Frame;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CameraState {
+    /// Pipeline is being built or is waiting for its first frame.
+    Connecting,
+    /// Frames are arriving.
+    Online,
+    /// The source failed (see `last_error`); a reconnect is scheduled unless the camera ended.
+    Offline,
+    /// Disabled in the config.
+    Disabled,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CameraHealth {
+    pub id: String,
+    pub name: String,
+    pub grid_cell: Option<String>,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    pub state: CameraState,
+    /// When `state` last changed (UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+    pub last_error: Option<String>,
+    /// Frames handed to detection per second, over the last few seconds.
+    pub fps: f64,
+    pub frames_received: u64,
+    pub frames_analysed: u64,
+    /// Frames dropped because inference was behind.
+    pub frames_dropped: u64,
+    /// Mean inference time of recent frames (ms).
+    pub infer_ms: f64,
+    pub reconnects: u64,
+}
+
+#[derive(Default)]
+struct Entry {
+    health: Option<CameraHealth>,
+    latest: Option<Frame>,
+}
+
+/// Registry of all cameras' health, cloned cheaply (Arc inside).
+#[derive(Clone, Default)]
+pub struct Registry {
+    inner: Arc<RwLock<BTreeMap<String, Entry>>>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or resets) a camera.
+    pub fn register(&self, h: CameraHealth) {
+        let mut m = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        m.entry(h.id.clone()).or_default().health = Some(h);
+    }
+
+    /// Applies `f` to a camera's health; no-op for unknown ids.
+    pub fn update(&self, id: &str, f: impl FnOnce(&mut CameraHealth)) {
+        let mut m = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = m.get_mut(id).and_then(|e| e.health.as_mut()) {
+            f(h);
+        }
+    }
+
+    /// Sets the state, stamping `since` only on a change, and the last error.
+    pub fn set_state(&self, id: &str, state: CameraState, error: Option<String>) {
+        self.update(id, |h| {
+            if h.state != state {
+                h.state = state;
+                h.since = OffsetDateTime::now_utc();
+            }
+            if error.is_some() || state == CameraState::Online {
+                h.last_error = error.or(h.last_error.take().filter(|_| state != CameraState::Online));
+            }
+        });
+    }
+
+    pub fn set_latest(&self, frame: Frame) {
+        let mut m = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = m.get_mut(&*frame.camera_id) {
+            e.latest = Some(frame);
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<CameraHealth> {
+        let m = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        m.get(id).and_then(|e| e.health.clone())
+    }
+
+    pub fn latest(&self, id: &str) -> Option<Frame> {
+        let m = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        m.get(id).and_then(|e| e.latest.clone())
+    }
+
+    pub fn all(&self) -> Vec<CameraHealth> {
+        let m = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        m.values().filter_map(|e| e.health.clone()).collect()
+    }
+}
+
+impl CameraHealth {
+    pub fn new(cam: &crate::config::CameraConfig) -> Self {
+        CameraHealth {
+            id: cam.id.clone(),
+            name: cam.display_name().to_string(),
+            grid_cell: cam.grid_cell.clone(),
+            lat: cam.lat,
+            lon: cam.lon,
+            state: if cam.enabled { CameraState::Connecting } else { CameraState::Disabled },
+            since: OffsetDateTime::now_utc(),
+            last_error: None,
+            fps: 0.0,
+            frames_received: 0,
+            frames_analysed: 0,
+            frames_dropped: 0,
+            infer_ms: 0.0,
+            reconnects: 0,
+        }
+    }
+}

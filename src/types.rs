@@ -1,0 +1,187 @@
+//! The typed messages passed between stages: `Frame` (ingest → infer), `Detections`
+//! (infer → rules), `EventChange` (rules → store). See docs/architecture.md.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// A decoded, tightly packed RGB24 frame at the camera's detect size.
+#[derive(Clone)]
+pub struct Frame {
+    pub camera_id: Arc<str>,
+    /// Per-camera frame counter since the appliance started.
+    pub index: u64,
+    pub width: u32,
+    pub height: u32,
+    /// `width * height * 3` bytes, RGB, no row padding. Shared, never copied downstream.
+    pub rgb: Arc<[u8]>,
+    /// Presentation timestamp inside the stream, if the source has one.
+    pub pts_ns: Option<u64>,
+    /// Wall-clock time (UTC) when the frame left the pipeline; rules use this as "now".
+    pub captured_at: OffsetDateTime,
+    /// Monotonic instant of the same moment, for latency measurement.
+    pub captured_instant: Instant,
+}
+
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frame")
+            .field("camera_id", &self.camera_id)
+            .field("index", &self.index)
+            .field("size", &(self.width, self.height))
+            .field("pts_ns", &self.pts_ns)
+            .finish()
+    }
+}
+
+/// An axis-aligned box in normalised image coordinates (0–1, origin top-left).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BBox {
+    pub x1: f32,
+    pub y1: f32,
+    pub x2: f32,
+    pub y2: f32,
+}
+
+impl BBox {
+    pub fn area(&self) -> f32 {
+        (self.x2 - self.x1).max(0.0) * (self.y2 - self.y1).max(0.0)
+    }
+    pub fn iou(&self, o: &BBox) -> f32 {
+        let iw = (self.x2.min(o.x2) - self.x1.max(o.x1)).max(0.0);
+        let ih = (self.y2.min(o.y2) - self.y1.max(o.y1)).max(0.0);
+        let inter = iw * ih;
+        let union = self.area() + o.area() - inter;
+        if union <= 0.0 { 0.0 } else { inter / union }
+    }
+}
+
+/// One detected object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    pub class_id: u32,
+    /// Label from the model's labels file (e.g. "person").
+    pub class: String,
+    pub score: f32,
+    #[serde(rename = "box")]
+    pub bbox: BBox,
+}
+
+/// All detections of one frame, from every model the camera runs.
+#[derive(Debug, Clone)]
+pub struct Detections {
+    pub frame: Frame,
+    pub objects: Vec<Detection>,
+    /// Time spent in preprocessing + inference + decoding for this frame.
+    pub infer_ms: f32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Severity> {
+        Some(match s {
+            "info" => Severity::Info,
+            "low" => Severity::Low,
+            "medium" => Severity::Medium,
+            "high" => Severity::High,
+            "critical" => Severity::Critical,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventState {
+    Active,
+    Ended,
+}
+
+impl EventState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EventState::Active => "active",
+            EventState::Ended => "ended",
+        }
+    }
+}
+
+/// What a rule reports about one incident it tracks. `key` identifies the incident within
+/// the rule (e.g. a track id later); the rule engine maps it to an event id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    Started,
+    Updated,
+    Ended,
+}
+
+/// A rule's output for one frame: an incident started, changed or ended.
+#[derive(Debug, Clone)]
+pub struct RuleOutput {
+    pub key: u64,
+    pub change: Change,
+    pub kind: String,
+    pub severity: Severity,
+    pub at: OffsetDateTime,
+    pub objects: Vec<Detection>,
+    /// A better frame for the snapshot (drawn with `objects`), if the rule has one.
+    pub snapshot: Option<Frame>,
+}
+
+/// A stored incident, as served by the API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    pub id: uuid::Uuid,
+    /// Per-box, strictly increasing, never reused.
+    pub seq: i64,
+    pub camera_id: String,
+    pub grid_cell: Option<String>,
+    pub kind: String,
+    pub severity: Severity,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ended_at: Option<OffsetDateTime>,
+    pub state: EventState,
+    pub objects: Vec<Detection>,
+    /// Path of the snapshot JPEG relative to the data dir, if one was written.
+    pub snapshot: Option<String>,
+}
+
+/// The message from the rule engine to the store writer.
+#[derive(Debug, Clone)]
+pub struct EventChange {
+    pub event_id: uuid::Uuid,
+    pub change: Change,
+    pub camera_id: String,
+    pub grid_cell: Option<String>,
+    pub kind: String,
+    pub severity: Severity,
+    pub at: OffsetDateTime,
+    pub objects: Vec<Detection>,
+    /// Frame to encode as the event's snapshot (boxes drawn from `objects`).
+    pub snapshot: Option<Frame>,
+    /// When the frame that caused this change was captured (for latency metrics).
+    pub caused_by: Instant,
+}
