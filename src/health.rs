@@ -64,7 +64,8 @@ impl Registry {
     /// Adds (or resets) a camera.
     pub fn register(&self, h: CameraHealth) {
         let mut m = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        m.entry(h.id.clone()).or_default().health = Some(h);
+        let id = h.id.clone();
+        m.entry(id).or_default().health = Some(h);
     }
 
     /// Applies `f` to a camera's health; no-op for unknown ids.

@@ -1,3 +1,1 @@
-fn main() {
-    println!("gridwatch");
-}
+fn main(){}

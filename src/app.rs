@@ -1,0 +1,324 @@
+//! Wires the stages together: camera threads (ingest) → FrameQueue → inference workers
+//! (detect + rules) → store writer thread; the API runs on a small tokio runtime.
+//! See docs/architecture.md for the thread/task map.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+
+use crate::config::{CameraConfig, Config};
+use crate::health::{CameraHealth, Registry};
+use crate::infer::detector::{Detector, DetectorOptions};
+use crate::infer::manifest::ModelManifest;
+use crate::infer::queue::FrameQueue;
+use crate::ingest::gst::GstOpener;
+use crate::ingest::profile::{redact_url, HardwareProfile, PipelineMode};
+use crate::ingest::{supervise, SuperviseOptions};
+use crate::rules::RuleEngine;
+use crate::store::Store;
+use crate::types::{Detections, EventChange};
+
+/// Latency and throughput samples shared by workers and the writer (bench and metrics).
+#[derive(Default)]
+pub struct Stats {
+    pub analysed: std::sync::atomic::AtomicU64,
+    /// Capture → rules evaluated, per analysed frame (ms).
+    pub frame_latency_ms: Mutex<Vec<f32>>,
+    /// Capture of the causing frame → event change committed to the DB (ms).
+    pub event_latency_ms: Mutex<Vec<f32>>,
+    pub events_stored: std::sync::atomic::AtomicU64,
+}
+
+const MAX_SAMPLES: usize = 100_000;
+
+fn sample(v: &Mutex<Vec<f32>>, x: f32) {
+    let mut v = v.lock().unwrap_or_else(|e| e.into_inner());
+    if v.len() < MAX_SAMPLES {
+        v.push(x);
+    }
+}
+
+/// Loads and verifies (sha256) every model used by an enabled camera.
+pub fn load_manifests(cfg: &Config) -> anyhow::Result<HashMap<String, ModelManifest>> {
+    let mut out = HashMap::new();
+    for cam in cfg.cameras.iter().filter(|c| c.enabled) {
+        for name in &cam.models {
+            if out.contains_key(name) {
+                continue;
+            }
+            let path = &cfg.models[name];
+            let m = ModelManifest::load(path).with_context(|| format!("model `{name}` ({})", path.display()))?;
+            m.verify().with_context(|| format!("model `{name}` ({})", path.display()))?;
+            out.insert(name.clone(), m);
+        }
+    }
+    Ok(out)
+}
+
+/// Inference workers, rule engines and the store writer.
+pub struct Analytics {
+    pub queue: Arc<FrameQueue>,
+    pub stats: Arc<Stats>,
+    workers: Vec<JoinHandle<()>>,
+    writer: Option<JoinHandle<()>>,
+    engines: Arc<Vec<Mutex<RuleEngine>>>,
+    tx: Option<mpsc::Sender<EventChange>>,
+}
+
+impl Analytics {
+    /// Starts `workers` inference threads (each with its own session per model) and the
+    /// store writer. Fails before starting anything if a model cannot be loaded.
+    pub fn start(
+        cameras: &[CameraConfig],
+        manifests: &HashMap<String, ModelManifest>,
+        opts: &DetectorOptions,
+        workers: usize,
+        store: Store,
+        registry: Registry,
+        lossless: bool,
+    ) -> anyhow::Result<Analytics> {
+        let mut detector_sets = Vec::new();
+        for _ in 0..workers {
+            let mut set = HashMap::new();
+            for (name, m) in manifests {
+                let d = Detector::load(m, opts).with_context(|| format!("loading model `{name}`"))?;
+                set.insert(name.clone(), d);
+            }
+            detector_sets.push(set);
+        }
+        let queue = Arc::new(FrameQueue::new(cameras.len(), if lossless { 2 } else { 1 }, lossless));
+        let stats = Arc::new(Stats::default());
+        let engines: Arc<Vec<Mutex<RuleEngine>>> =
+            Arc::new(cameras.iter().map(|c| Mutex::new(RuleEngine::new(c))).collect());
+        let (tx, rx) = mpsc::channel::<EventChange>();
+        let cams: Arc<Vec<CameraConfig>> = Arc::new(cameras.to_vec());
+
+        let writer = {
+            let stats = stats.clone();
+            std::thread::Builder::new().name("store-writer".into()).spawn(move || write_events(rx, store, stats))?
+        };
+        let mut handles = Vec::new();
+        for (w, mut detectors) in detector_sets.into_iter().enumerate() {
+            let (queue, stats, engines, cams, registry, tx) =
+                (queue.clone(), stats.clone(), engines.clone(), cams.clone(), registry.clone(), tx.clone());
+            handles.push(std::thread::Builder::new().name(format!("infer-{w}")).spawn(move || {
+                while let Some(job) = queue.pop() {
+                    let cam = &cams[job.camera];
+                    let frame = job.frame;
+                    let t = Instant::now();
+                    let mut objects = Vec::new();
+                    for name in &cam.models {
+                        let Some(d) = detectors.get_mut(name) else { continue };
+                        match d.detect(&frame.rgb, frame.width, frame.height) {
+                            Ok(v) => objects.extend(v),
+                            Err(e) => tracing::warn!(camera = %cam.id, frame = frame.index, "inference failed: {e}"),
+                        }
+                    }
+                    let infer_ms = t.elapsed().as_secs_f32() * 1000.0;
+                    let dropped = queue.dropped(job.camera);
+                    registry.update(&cam.id, |h| {
+                        h.frames_analysed += 1;
+                        h.frames_dropped = dropped;
+                        h.infer_ms = if h.infer_ms == 0.0 { infer_ms as f64 } else { 0.9 * h.infer_ms + 0.1 * infer_ms as f64 };
+                    });
+                    let captured = frame.captured_instant;
+                    let d = Detections { frame, objects, infer_ms };
+                    let changes = engines[job.camera].lock().unwrap_or_else(|e| e.into_inner()).process(&d);
+                    sample(&stats.frame_latency_ms, captured.elapsed().as_secs_f32() * 1000.0);
+                    stats.analysed.fetch_add(1, Ordering::Relaxed);
+                    for c in changes {
+                        let _ = tx.send(c);
+                    }
+                    queue.done(job.camera);
+                }
+            })?);
+        }
+        Ok(Analytics { queue, stats, workers: handles, writer: Some(writer), engines, tx: Some(tx) })
+    }
+
+    /// Drains the queue, ends open incidents, and waits until every change is stored.
+    pub fn shutdown(mut self) {
+        self.queue.close();
+        for h in self.workers.drain(..) {
+            let _ = h.join();
+        }
+        let now = time::OffsetDateTime::now_utc();
+        if let Some(tx) = self.tx.take() {
+            for e in self.engines.iter() {
+                for c in e.lock().unwrap_or_else(|e| e.into_inner()).finish(now) {
+                    let _ = tx.send(c);
+                }
+            }
+        }
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// The store writer: applies event changes in order, retrying transient failures so that
+/// nothing the rules produced is lost while the process runs.
+fn write_events(rx: mpsc::Receiver<EventChange>, store: Store, stats: Arc<Stats>) {
+    for c in rx {
+        let mut delay = Duration::from_millis(100);
+        for attempt in 1.. {
+            match store.apply(&c) {
+                Ok(ev) => {
+                    sample(&stats.event_latency_ms, c.caused_by.elapsed().as_secs_f32() * 1000.0);
+                    stats.events_stored.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        camera = %ev.camera_id, kind = %ev.kind, seq = ev.seq, id = %ev.id,
+                        "event {:?}", c.change
+                    );
+                    break;
+                }
+                Err(e) if attempt < 5 => {
+                    tracing::warn!(event = %c.event_id, "storing event change failed (attempt {attempt}): {e}");
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                }
+                Err(e) => {
+                    tracing::error!(event = %c.event_id, "giving up storing event change {:?}: {e}", c.change);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Starts one supervised ingest thread per enabled camera.
+pub fn start_cameras(
+    cfg: &Config,
+    profile: &HardwareProfile,
+    registry: &Registry,
+    queue: &Arc<FrameQueue>,
+    shutdown: &Arc<AtomicBool>,
+    lossless: bool,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let mut handles = Vec::new();
+    for (idx, cam) in cfg.cameras.iter().enumerate() {
+        if !cam.enabled {
+            continue;
+        }
+        let source = cam.source(&cfg.base_dir).map_err(|e| anyhow!("camera `{}`: url: {e}", cam.id))?;
+        let is_file = matches!(source, crate::config::Source::File(_));
+        let mode = PipelineMode { realtime: cam.realtime && is_file && !lossless, drop: !lossless, max_fps: cam.detect_fps };
+        let description = profile.pipeline_for(cam, &source, mode);
+        tracing::info!(camera = %cam.id, "pipeline: {}", redact_url(&description));
+        let opener = GstOpener { camera_id: Arc::from(cam.id.as_str()), description };
+        let opts = SuperviseOptions {
+            camera_id: cam.id.clone(),
+            loop_file: cam.loop_file && is_file,
+            stall_timeout: Duration::from_secs_f64(cam.stall_timeout_secs),
+            backoff_min: Duration::from_secs_f64(cam.reconnect_min_secs),
+            backoff_max: Duration::from_secs_f64(cam.reconnect_max_secs),
+        };
+        let (registry, queue, shutdown) = (registry.clone(), queue.clone(), shutdown.clone());
+        handles.push(std::thread::Builder::new().name(format!("cam-{}", cam.id)).spawn(move || {
+            supervise(&opener, &opts, &registry, &shutdown, &mut |f| {
+                queue.push(idx, f);
+            })
+        })?);
+    }
+    Ok(handles)
+}
+
+/// `gridwatch run`: everything until Ctrl-C / SIGTERM, then a graceful shutdown.
+pub fn run(cfg: Config) -> anyhow::Result<()> {
+    let profile = HardwareProfile::for_config(&cfg).map_err(|e| anyhow!(e))?;
+    if !profile.tested {
+        tracing::warn!("hardware profile `{}` is marked untested", profile.name);
+    }
+    let ort = crate::infer::runtime::init(cfg.inference.ort_library.as_deref())?;
+    tracing::info!("ONNX Runtime: {}", ort.display());
+    crate::ingest::gst::init()?;
+    let manifests = load_manifests(&cfg)?;
+    let store = Store::open(&cfg.data_dir).with_context(|| format!("opening data dir {}", cfg.data_dir.display()))?;
+    let token_note = ensure_token(&cfg, &store)?;
+
+    let registry = Registry::new();
+    for cam in &cfg.cameras {
+        registry.register(CameraHealth::new(cam));
+    }
+    let opts = DetectorOptions {
+        intra_op_threads: cfg.inference.intra_op_threads,
+        execution_providers: profile.inference.execution_providers.clone(),
+    };
+    let analytics =
+        Analytics::start(&cfg.cameras, &manifests, &opts, cfg.inference.workers, store.clone(), registry.clone(), false)?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let cameras = start_cameras(&cfg, &profile, &registry, &analytics.queue, &shutdown, false)?;
+
+    let state = crate::api::ApiState {
+        store: store.clone(),
+        registry: registry.clone(),
+        box_id: cfg.box_id.clone(),
+        config_token_hashes: cfg.api.tokens_sha256.clone(),
+        started_at: time::OffsetDateTime::now_utc(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let served = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(cfg.api.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (field `api.listen`)", cfg.api.listen))?;
+        let addr = listener.local_addr()?;
+        println!("gridwatch {} is running: box `{}`, {} camera(s)", env!("CARGO_PKG_VERSION"), cfg.box_id, cfg.cameras.len());
+        println!("  API:        http://{addr}/api/v1/health");
+        println!("  events:     curl -H 'Authorization: Bearer <token>' http://{addr}/api/v1/events");
+        println!("  {token_note}");
+        println!("  stop with Ctrl-C");
+        crate::api::serve(listener, crate::api::router(state), shutdown_signal()).await?;
+        anyhow::Ok(())
+    });
+    println!("gridwatch: shutting down");
+    shutdown.store(true, Ordering::Relaxed);
+    for h in cameras {
+        let _ = h.join();
+    }
+    analytics.shutdown();
+    store.close()?;
+    println!("gridwatch: stopped cleanly");
+    served
+}
+
+/// Makes sure at least one API token exists; returns a line telling the operator how to
+/// authenticate. A generated token is printed once (stdout, never the log) and only its
+/// hash is stored.
+fn ensure_token(cfg: &Config, store: &Store) -> anyhow::Result<String> {
+    if !cfg.api.tokens_sha256.is_empty() || store.count_tokens()? > 0 {
+        return Ok("auth: send `Authorization: Bearer <token>` (create one: gridwatch token create --config <file>)".into());
+    }
+    if !cfg.api.generate_token_if_none {
+        return Ok("auth: no API token exists; create one with `gridwatch token create --config <file>`".into());
+    }
+    let token = crate::store::generate_token();
+    store.add_token("generated-on-first-run", &crate::store::hash_token(&token))?;
+    Ok(format!(
+        "auth: API token (shown once, only its hash is stored): {token}\n  \
+         e.g. curl -H 'Authorization: Bearer {token}' http://{}/api/v1/cameras",
+        cfg.api.listen
+    ))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

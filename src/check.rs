@@ -1,0 +1,114 @@
+//! `gridwatch check`: one line per check, non-zero exit if any fails.
+
+use std::net::ToSocketAddrs;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::config::{Config, Source};
+use crate::infer::manifest::ModelManifest;
+use crate::ingest::profile::{redact_url, HardwareProfile};
+
+struct Report {
+    failed: usize,
+}
+
+impl Report {
+    fn line(&mut self, ok: bool, what: &str, detail: impl std::fmt::Display) {
+        if !ok {
+            self.failed += 1;
+        }
+        println!("[{}] {what}: {detail}", if ok { " ok " } else { "FAIL" });
+    }
+}
+
+pub fn run(path: &Path) -> ExitCode {
+    let mut r = Report { failed: 0 };
+    let cfg = match Config::load(path) {
+        Ok(c) => {
+            r.line(true, "config", format!("{} ({} camera(s), {} model(s))", path.display(), c.cameras.len(), c.models.len()));
+            c
+        }
+        Err(e) => {
+            r.line(false, "config", e);
+            return ExitCode::from(2);
+        }
+    };
+
+    match HardwareProfile::for_config(&cfg) {
+        Ok(p) => {
+            r.line(true, "hardware profile", format!("{} — {}{}", p.name, p.description, if p.tested { "" } else { " (UNTESTED)" }));
+            match crate::ingest::gst::init() {
+                Ok(()) => {
+                    let els = p.required_elements();
+                    let missing: Vec<_> = els.iter().filter(|e| !crate::ingest::gst::has_element(e)).cloned().collect();
+                    if missing.is_empty() {
+                        r.line(true, "gstreamer elements", format!("all {} present", els.len()));
+                    } else {
+                        r.line(false, "gstreamer elements", format!("missing: {}", missing.join(", ")));
+                    }
+                }
+                Err(e) => r.line(false, "gstreamer", e),
+            }
+        }
+        Err(e) => r.line(false, "hardware profile", e),
+    }
+
+    match crate::infer::runtime::init(cfg.inference.ort_library.as_deref()) {
+        Ok(p) => r.line(true, "onnx runtime", p.display()),
+        Err(e) => r.line(false, "onnx runtime", e),
+    }
+
+    for (name, p) in &cfg.models {
+        match ModelManifest::load(p).and_then(|m| m.verify().map(|()| m)) {
+            Ok(m) => r.line(true, &format!("model {name}"), format!("{} (sha256 ok)", m.file.display())),
+            Err(e) => r.line(false, &format!("model {name}"), e),
+        }
+    }
+
+    for cam in &cfg.cameras {
+        let what = format!("camera {}", cam.id);
+        if !cam.enabled {
+            r.line(true, &what, "disabled");
+            continue;
+        }
+        match cam.source(&cfg.base_dir) {
+            Ok(Source::File(f)) => match std::fs::File::open(&f) {
+                Ok(_) => r.line(true, &what, format!("file {} readable", f.display())),
+                Err(e) => r.line(false, &what, format!("file {}: {e}", f.display())),
+            },
+            Ok(Source::V4l2(d)) => r.line(d.exists(), &what, format!("device {}", d.display())),
+            Ok(Source::Rtsp(u)) => {
+                let shown = redact_url(&u);
+                match rtsp_reachable(&u) {
+                    Ok(addr) => r.line(true, &what, format!("{shown} reachable ({addr})")),
+                    Err(e) => r.line(false, &what, format!("{shown}: {e}")),
+                }
+            }
+            Err(e) => r.line(false, &what, e),
+        }
+    }
+    if r.failed == 0 {
+        println!("all checks passed");
+        ExitCode::SUCCESS
+    } else {
+        println!("{} check(s) failed", r.failed);
+        ExitCode::from(1)
+    }
+}
+
+/// TCP-connects to an RTSP URL's host and port within 3 seconds.
+fn rtsp_reachable(u: &str) -> Result<std::net::SocketAddr, String> {
+    let url = url::Url::parse(u).map_err(|e| e.to_string())?;
+    let host = url.host_str().ok_or("no host")?;
+    let port = url.port().unwrap_or(if url.scheme() == "rtsps" { 322 } else { 554 });
+    let addrs = (host, port).to_socket_addrs().map_err(|e| format!("cannot resolve {host}: {e}"))?;
+    let mut last = String::from("no address");
+    for a in addrs {
+        match std::net::TcpStream::connect_timeout(&a, Duration::from_secs(3)) {
+            Ok(_) => return Ok(a),
+            Err(e) => last = format!("cannot connect to {a}: {e}"),
+        }
+    }
+    Err(last)
+}

@@ -1,0 +1,232 @@
+//! Hardware profiles (hardware-profiles/*.toml) and pipeline templates (pipelines/*.pipeline).
+//! The repo's profiles and templates are embedded in the binary; a config may also name a
+//! profile file by path.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::config::{CameraConfig, Config, Source};
+
+const BUILTIN_PROFILES: &[(&str, &str)] = &[
+    ("cpu", include_str!("../../hardware-profiles/cpu.toml")),
+    ("nvidia-dgpu", include_str!("../../hardware-profiles/nvidia-dgpu.toml")),
+    ("jetson", include_str!("../../hardware-profiles/jetson.toml")),
+    ("intel-vaapi", include_str!("../../hardware-profiles/intel-vaapi.toml")),
+    ("rockchip-rk3588", include_str!("../../hardware-profiles/rockchip-rk3588.toml")),
+];
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("file", include_str!("../../pipelines/file.pipeline")),
+    ("rtsp-auto", include_str!("../../pipelines/rtsp-auto.pipeline")),
+    ("rtsp-h264", include_str!("../../pipelines/rtsp-h264.pipeline")),
+    ("rtsp-h265", include_str!("../../pipelines/rtsp-h265.pipeline")),
+    ("usb", include_str!("../../pipelines/usb.pipeline")),
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HardwareProfile {
+    pub name: String,
+    pub description: String,
+    /// Whether this profile has been run on real hardware by the project.
+    pub tested: bool,
+    pub elements: Elements,
+    pub inference: ProfileInference,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Elements {
+    pub h264_decoder: String,
+    pub h265_decoder: String,
+    pub file_decoder: String,
+    pub scale: String,
+    pub convert: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileInference {
+    pub execution_providers: Vec<String>,
+}
+
+/// How the pipeline paces and drops frames.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineMode {
+    /// Play files at their native rate (like a live camera).
+    pub realtime: bool,
+    /// Drop frames at the appsink when the consumer is behind (live); false = back-pressure.
+    pub drop: bool,
+    /// Limit frames per second handed to Rust (0 = no limit).
+    pub max_fps: f64,
+}
+
+impl HardwareProfile {
+    pub fn builtin_names() -> impl Iterator<Item = &'static str> {
+        BUILTIN_PROFILES.iter().map(|(n, _)| *n)
+    }
+
+    /// Loads `name` as a built-in profile, or as a path to a TOML file.
+    pub fn load(name: &str, base: &Path) -> Result<HardwareProfile, String> {
+        let (text, origin) = if let Some((_, t)) = BUILTIN_PROFILES.iter().find(|(n, _)| *n == name) {
+            (t.to_string(), format!("built-in profile `{name}`"))
+        } else {
+            let p = base.join(name);
+            let t = std::fs::read_to_string(&p).map_err(|e| {
+                format!(
+                    "field `hardware_profile`: `{name}` is neither a built-in profile ({}) nor a readable file ({}: {e})",
+                    Self::builtin_names().collect::<Vec<_>>().join(", "),
+                    p.display()
+                )
+            })?;
+            (t, p.display().to_string())
+        };
+        toml::from_str(&text).map_err(|e| format!("hardware profile {origin}: {e}"))
+    }
+
+    pub fn for_config(cfg: &Config) -> Result<HardwareProfile, String> {
+        Self::load(&cfg.hardware_profile, &cfg.base_dir)
+    }
+
+    /// Every GStreamer element factory this profile's pipelines need.
+    pub fn required_elements(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let e = &self.elements;
+        let mut add = |desc: &str| {
+            for f in factories_in(desc) {
+                if !out.contains(&f) {
+                    out.push(f);
+                }
+            }
+        };
+        for (_, t) in TEMPLATES {
+            add(&strip_comments(t).replace(['{', '}'], ""));
+        }
+        for d in [&e.h264_decoder, &e.h265_decoder, &e.file_decoder, &e.scale, &e.convert] {
+            add(d);
+        }
+        // Placeholders themselves are not factories.
+        out.retain(|f| {
+            !matches!(f.as_str(), "h264_decoder" | "h265_decoder" | "file_decoder" | "scale" | "convert")
+        });
+        out
+    }
+
+    /// Builds the gst-launch description of a camera's pipeline.
+    pub fn pipeline_for(&self, cam: &CameraConfig, source: &Source, mode: PipelineMode) -> String {
+        self.render(source, &cam.codec, cam.detect_width, cam.detect_height, mode)
+    }
+
+    /// Fills the template for `source` with this profile's elements.
+    pub fn render(&self, source: &Source, codec: &str, width: u32, height: Option<u32>, mode: PipelineMode) -> String {
+        let (template, location) = match source {
+            Source::File(p) => ("file", p.display().to_string()),
+            Source::V4l2(p) => ("usb", p.display().to_string()),
+            Source::Rtsp(u) => (
+                match codec {
+                    "h264" => "rtsp-h264",
+                    "h265" => "rtsp-h265",
+                    _ => "rtsp-auto",
+                },
+                u.clone(),
+            ),
+        };
+        let text = TEMPLATES.iter().find(|(n, _)| *n == template).map(|(_, t)| *t).unwrap_or_default();
+        let size_caps = match height {
+            Some(h) => format!("width={width},height={h}"),
+            None => format!("width={width}"),
+        };
+        let max_rate = if mode.max_fps > 0.0 { (mode.max_fps.ceil() as u64).max(1) } else { i32::MAX as u64 };
+        let e = &self.elements;
+        strip_comments(text)
+            .replace("{location}", &quote(&location))
+            .replace("{file_decoder}", &e.file_decoder)
+            .replace("{h264_decoder}", &e.h264_decoder)
+            .replace("{h265_decoder}", &e.h265_decoder)
+            .replace("{scale}", &e.scale)
+            .replace("{convert}", &e.convert)
+            .replace("{size_caps}", &size_caps)
+            .replace("{max_rate}", &max_rate.to_string())
+            .replace("{sync}", if mode.realtime { "true" } else { "false" })
+            .replace("{drop}", if mode.drop { "true" } else { "false" })
+    }
+
+    /// A lossless, unpaced file decoder for offline tools (`detect`, `bench`, `eval`).
+    pub fn offline_file_pipeline(&self, path: &Path, width: u32) -> String {
+        self.render(
+            &Source::File(path.to_path_buf()),
+            "auto",
+            width,
+            None,
+            PipelineMode { realtime: false, drop: false, max_fps: 0.0 },
+        )
+    }
+}
+
+fn strip_comments(t: &str) -> String {
+    t.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Quotes a value for gst_parse (double quotes, backslash escapes).
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Element factory names in a gst-launch fragment (first word of each `!` segment, skipping caps).
+fn factories_in(desc: &str) -> Vec<String> {
+    desc.split('!')
+        .filter_map(|seg| seg.split_whitespace().next())
+        .filter(|w| !w.contains('/') && !w.contains('=') && !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Removes user:password from a URL before it is logged or served.
+pub fn redact_url(u: &str) -> String {
+    match url::Url::parse(u) {
+        Ok(mut p) if !p.username().is_empty() || p.password().is_some() => {
+            let _ = p.set_username("***");
+            let _ = p.set_password(None);
+            p.to_string()
+        }
+        _ => u.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_profiles_parse_and_name_elements() {
+        for n in HardwareProfile::builtin_names() {
+            let p = HardwareProfile::load(n, Path::new(".")).unwrap();
+            assert_eq!(p.name, n);
+            let els = p.required_elements();
+            assert!(els.contains(&"appsink".to_string()), "{n}: {els:?}");
+            assert!(els.contains(&p.elements.h264_decoder), "{n}");
+        }
+    }
+
+    #[test]
+    fn unknown_profile_is_clear_error() {
+        let e = HardwareProfile::load("nope", Path::new("/tmp")).unwrap_err();
+        assert!(e.contains("hardware_profile") && e.contains("cpu"), "{e}");
+    }
+
+    #[test]
+    fn redacts_credentials() {
+        assert_eq!(redact_url("rtsp://admin:secret@10.0.0.5/s1"), "rtsp://***@10.0.0.5/s1");
+        assert_eq!(redact_url("rtsp://10.0.0.5/s1"), "rtsp://10.0.0.5/s1");
+    }
+
+    #[test]
+    fn quotes_locations() {
+        assert_eq!(quote(r#"/a b/"c".mp4"#), r#""/a b/\"c\".mp4""#);
+    }
+}

@@ -1,0 +1,93 @@
+//! `presence`: a configured class is present for ≥ `min_secs`; the event ends once the class
+//! has been absent for `clear_secs`. Short gaps (< `clear_secs`) in detection neither reset
+//! the pending timer nor end the event. The snapshot is the frame with the most matching
+//! objects (ties: highest score).
+
+use time::{Duration, OffsetDateTime};
+
+use super::Rule;
+use crate::config::PresenceRule;
+use crate::types::{Change, Detection, Detections, RuleOutput};
+
+pub struct Presence {
+    cfg: PresenceRule,
+    /// Start of the current (possibly pending) presence.
+    since: Option<OffsetDateTime>,
+    last_seen: Option<OffsetDateTime>,
+    active: bool,
+    /// Incident key; one incident at a time for this rule.
+    key: u64,
+    best: (usize, f32),
+}
+
+impl Presence {
+    pub fn new(cfg: PresenceRule) -> Self {
+        Presence { cfg, since: None, last_seen: None, active: false, key: 0, best: (0, 0.0) }
+    }
+
+    fn output(&self, change: Change, at: OffsetDateTime, objects: Vec<Detection>, d: Option<&Detections>) -> RuleOutput {
+        RuleOutput {
+            key: self.key,
+            change,
+            kind: "presence".into(),
+            severity: self.cfg.severity,
+            at,
+            objects,
+            snapshot: d.map(|d| d.frame.clone()),
+        }
+    }
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::seconds_f64(s)
+}
+
+impl Rule for Presence {
+    fn kind(&self) -> &'static str {
+        "presence"
+    }
+
+    fn on_frame(&mut self, d: &Detections, out: &mut Vec<RuleOutput>) {
+        let now = d.frame.captured_at;
+        let matching: Vec<Detection> = d
+            .objects
+            .iter()
+            .filter(|o| o.score >= self.cfg.min_score && self.cfg.classes.iter().any(|c| c == &o.class))
+            .cloned()
+            .collect();
+        if !matching.is_empty() {
+            let since = *self.since.get_or_insert(now);
+            self.last_seen = Some(now);
+            let quality = (matching.len(), matching.iter().map(|o| o.score).fold(0.0, f32::max));
+            if !self.active {
+                if now - since >= secs(self.cfg.min_secs) {
+                    self.active = true;
+                    self.key += 1;
+                    self.best = quality;
+                    out.push(self.output(Change::Started, since, matching, Some(d)));
+                }
+            } else if quality.0 > self.best.0 || (quality.0 == self.best.0 && quality.1 > self.best.1 + 0.05) {
+                self.best = quality;
+                out.push(self.output(Change::Updated, now, matching, Some(d)));
+            }
+        } else if let Some(last) = self.last_seen {
+            if now - last >= secs(self.cfg.clear_secs) {
+                if self.active {
+                    out.push(self.output(Change::Ended, last, vec![], None));
+                }
+                self.active = false;
+                self.since = None;
+                self.last_seen = None;
+            }
+        }
+    }
+
+    fn finish(&mut self, at: OffsetDateTime, out: &mut Vec<RuleOutput>) {
+        if self.active {
+            out.push(self.output(Change::Ended, self.last_seen.unwrap_or(at), vec![], None));
+        }
+        self.active = false;
+        self.since = None;
+        self.last_seen = None;
+    }
+}
