@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use gridwatch::infer::{Detector, DetectorOptions, ModelManifest, runtime};
+use gridwatch::infer::{runtime, Detector, DetectorOptions, ModelManifest};
 use gridwatch::types::Detection;
 
 const PETS: &str = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
@@ -26,7 +26,11 @@ fn repo() -> PathBuf {
 
 /// Decodes `video` with gst-launch at `fps` frames per second into PNGs, then loads them as RGB.
 fn extract(video: &Path, fps: &str) -> Vec<Frame> {
-    assert!(video.exists(), "{} not found (scripts/setup.sh installs opencv-doc)", video.display());
+    assert!(
+        video.exists(),
+        "{} not found (scripts/setup.sh installs opencv-doc)",
+        video.display()
+    );
     let dir = tempfile::tempdir().expect("temp dir");
     let pattern = dir.path().join("frame%03d.png");
     let status = Command::new("gst-launch-1.0")
@@ -39,20 +43,31 @@ fn extract(video: &Path, fps: &str) -> Vec<Frame> {
         .arg(format!("location={}", pattern.display()))
         .status()
         .expect("running gst-launch-1.0 (install gstreamer1.0-tools)");
-    assert!(status.success(), "gst-launch-1.0 failed on {}", video.display());
+    assert!(
+        status.success(),
+        "gst-launch-1.0 failed on {}",
+        video.display()
+    );
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir.path())
         .expect("read temp dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "png"))
         .collect();
     paths.sort();
-    assert!(!paths.is_empty(), "no frames extracted from {}", video.display());
+    assert!(
+        !paths.is_empty(),
+        "no frames extracted from {}",
+        video.display()
+    );
     paths
         .iter()
         .map(|p| {
             let img = image::open(p).expect("decode png").to_rgb8();
             Frame {
-                name: p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                name: p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 width: img.width(),
                 height: img.height(),
                 rgb: img.into_raw(),
@@ -68,7 +83,12 @@ fn pets() -> &'static [Frame] {
 
 fn fire() -> &'static [Frame] {
     static F: OnceLock<Vec<Frame>> = OnceLock::new();
-    F.get_or_init(|| extract(&repo().join("../shared/media/fire/fire-house-blaze-phone-vertical-720p.mp4"), "1/2"))
+    F.get_or_init(|| {
+        extract(
+            &repo().join("../shared/media/fire/fire-house-blaze-phone-vertical-720p.mp4"),
+            "1/2",
+        )
+    })
 }
 
 fn shared_present() -> bool {
@@ -79,8 +99,14 @@ fn load(manifest: &Path) -> Detector {
     runtime::init(None).expect("ONNX Runtime (run scripts/setup.sh)");
     let m = ModelManifest::load(manifest).unwrap_or_else(|e| panic!("{e}"));
     m.verify().unwrap_or_else(|e| panic!("{e}"));
-    Detector::load(&m, &DetectorOptions { intra_op_threads: 2, execution_providers: vec!["cpu".into()] })
-        .unwrap_or_else(|e| panic!("{e}"))
+    Detector::load(
+        &m,
+        &DetectorOptions {
+            intra_op_threads: 2,
+            execution_providers: vec!["cpu".into()],
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn load_shared(manifest: &str) -> Option<Detector> {
@@ -104,7 +130,10 @@ fn check_sane(model: &str, frame: &Frame, dets: &[Detection]) {
             "{model} on {}: box out of range {d:?}",
             frame.name
         );
-        assert!(d.score.is_finite() && d.score > 0.0 && d.score <= 1.0001, "{model}: bad score {d:?}");
+        assert!(
+            d.score.is_finite() && d.score > 0.0 && d.score <= 1.0001,
+            "{model}: bad score {d:?}"
+        );
     }
 }
 
@@ -113,19 +142,29 @@ fn finds_people(mut det: Detector) {
     let frames = pets();
     let model = det.name().to_string();
     let thr = det.score_threshold();
-    assert!(det.labels().len() == 80 && det.labels()[0] == "person", "{model}: COCO labels");
+    assert!(
+        det.labels().len() == 80 && det.labels()[0] == "person",
+        "{model}: COCO labels"
+    );
     // Every sampled frame: sane boxes; print the counts.
     let mut counts = Vec::new();
     for f in frames {
-        let dets = det.detect(&f.rgb, f.width, f.height).unwrap_or_else(|e| panic!("{e}"));
+        let dets = det
+            .detect(&f.rgb, f.width, f.height)
+            .unwrap_or_else(|e| panic!("{e}"));
         check_sane(&model, f, &dets);
         counts.push(dets.iter().filter(|d| d.class == "person").count());
     }
     // The frame at 20 s (PETS has 7–9 people there; at 40 s only 3).
     let mid = &frames[MID_FRAME.min(frames.len() - 1)];
-    let dets = det.detect(&mid.rgb, mid.width, mid.height).unwrap_or_else(|e| panic!("{e}"));
+    let dets = det
+        .detect(&mid.rgb, mid.width, mid.height)
+        .unwrap_or_else(|e| panic!("{e}"));
     let t = det.last_timings();
-    let people: Vec<&Detection> = dets.iter().filter(|d| d.class == "person" && d.score >= thr).collect();
+    let people: Vec<&Detection> = dets
+        .iter()
+        .filter(|d| d.class == "person" && d.score >= thr)
+        .collect();
     eprintln!(
         "{model}: {} people on {} ({} detections); persons per sampled frame {counts:?}; pre {:.1} ms, run {:.1} ms, post {:.1} ms",
         people.len(),
@@ -135,9 +174,16 @@ fn finds_people(mut det: Detector) {
         t.run_ms,
         t.post_ms
     );
-    assert!(people.len() >= 3, "{model}: expected ≥ 3 people on PETS {}, got {dets:?}", mid.name);
+    assert!(
+        people.len() >= 3,
+        "{model}: expected ≥ 3 people on PETS {}, got {dets:?}",
+        mid.name
+    );
     let (w, h) = (mid.width as f32, mid.height as f32);
-    let upright = people.iter().filter(|d| (d.bbox.y2 - d.bbox.y1) * h > (d.bbox.x2 - d.bbox.x1) * w).count();
+    let upright = people
+        .iter()
+        .filter(|d| (d.bbox.y2 - d.bbox.y1) * h > (d.bbox.x2 - d.bbox.x1) * w)
+        .count();
     assert!(
         upright * 10 >= people.len() * 8,
         "{model}: only {upright} of {} person boxes are taller than wide: {people:?}",
@@ -145,7 +191,11 @@ fn finds_people(mut det: Detector) {
     );
     // Enough people across the clip (PETS has ~5–8 people most of the time).
     let with3 = counts.iter().filter(|c| **c >= 3).count();
-    assert!(with3 * 2 >= counts.len(), "{model}: ≥ 3 people on only {with3} of {} frames: {counts:?}", counts.len());
+    assert!(
+        with3 * 2 >= counts.len(),
+        "{model}: ≥ 3 people on only {with3} of {} frames: {counts:?}",
+        counts.len()
+    );
 }
 
 #[test]
@@ -188,49 +238,85 @@ fn shared_yolov12n_640x480() {
 
 #[test]
 fn shared_fire_smoke_yolo11n() {
-    let Some(mut det) = load_shared("fire-smoke-yolo11n-640-int8.toml") else { return };
+    let Some(mut det) = load_shared("fire-smoke-yolo11n-640-int8.toml") else {
+        return;
+    };
     assert_eq!(det.labels(), ["smoke", "fire"]);
     // No fire in PETS: at most a few (false) detections per frame.
     for f in pets().iter().step_by(4) {
-        let dets = det.detect(&f.rgb, f.width, f.height).unwrap_or_else(|e| panic!("{e}"));
+        let dets = det
+            .detect(&f.rgb, f.width, f.height)
+            .unwrap_or_else(|e| panic!("{e}"));
         check_sane(det.name(), f, &dets);
         assert!(dets.len() <= 2, "fire/smoke on PETS {}: {dets:?}", f.name);
     }
     let frames = fire();
     let mut hits = Vec::new();
     for f in frames {
-        let dets = det.detect(&f.rgb, f.width, f.height).unwrap_or_else(|e| panic!("{e}"));
+        let dets = det
+            .detect(&f.rgb, f.width, f.height)
+            .unwrap_or_else(|e| panic!("{e}"));
         check_sane(det.name(), f, &dets);
-        hits.push(dets.iter().filter(|d| d.class == "fire" || d.class == "smoke").count());
+        hits.push(
+            dets.iter()
+                .filter(|d| d.class == "fire" || d.class == "smoke")
+                .count(),
+        );
     }
-    eprintln!("fire/smoke detections per house-blaze frame: {hits:?} (timings {:?})", det.last_timings());
+    eprintln!(
+        "fire/smoke detections per house-blaze frame: {hits:?} (timings {:?})",
+        det.last_timings()
+    );
     let found = hits.iter().filter(|h| **h > 0).count();
-    assert!(found * 2 >= frames.len(), "smoke/fire on only {found} of {} house-blaze frames: {hits:?}", frames.len());
+    assert!(
+        found * 2 >= frames.len(),
+        "smoke/fire on only {found} of {} house-blaze frames: {hits:?}",
+        frames.len()
+    );
 }
 
 fn people(det: &mut Detector, f: &Frame) -> Vec<Detection> {
     let thr = det.score_threshold().max(0.4);
-    let dets = det.detect(&f.rgb, f.width, f.height).unwrap_or_else(|e| panic!("{e}"));
-    dets.into_iter().filter(|d| d.class == "person" && d.score >= thr).collect()
+    let dets = det
+        .detect(&f.rgb, f.width, f.height)
+        .unwrap_or_else(|e| panic!("{e}"));
+    dets.into_iter()
+        .filter(|d| d.class == "person" && d.score >= thr)
+        .collect()
 }
 
 /// The committed model (stretch resize) and YOLOX (top-left letterbox) and YOLOv12 (centred
 /// letterbox) must put person boxes in the same places: checks every back-transform.
 #[test]
 fn models_agree_on_person_boxes() {
-    let Some(mut yolox) = load_shared("yolox-nano-416.toml") else { return };
-    let Some(mut v12) = load_shared("yolov12n-640x480.toml") else { return };
+    let Some(mut yolox) = load_shared("yolox-nano-416.toml") else {
+        return;
+    };
+    let Some(mut v12) = load_shared("yolov12n-640x480.toml") else {
+        return;
+    };
     let mut nano = load(&repo().join("models/nanodet-g-coco-416/model.toml"));
     let f = &pets()[MID_FRAME];
     let a = people(&mut nano, f);
-    for (name, other) in [("yolox", people(&mut yolox, f)), ("yolov12n", people(&mut v12, f))] {
+    for (name, other) in [
+        ("yolox", people(&mut yolox, f)),
+        ("yolov12n", people(&mut v12, f)),
+    ] {
         let ious: Vec<f32> = a
             .iter()
-            .map(|d| other.iter().map(|o| d.bbox.iou(&o.bbox)).fold(0.0, f32::max))
+            .map(|d| {
+                other
+                    .iter()
+                    .map(|o| d.bbox.iou(&o.bbox))
+                    .fold(0.0, f32::max)
+            })
             .collect();
         let matched = ious.iter().filter(|i| **i >= 0.5).count();
         eprintln!("nanodet-g-416 vs {name}: best IoUs {ious:?}");
-        assert!(a.len() >= 3 && matched * 10 >= a.len() * 7, "nanodet-g-416 vs {name}: {ious:?}\n{a:?}\n{other:?}");
+        assert!(
+            a.len() >= 3 && matched * 10 >= a.len() * 7,
+            "nanodet-g-416 vs {name}: {ious:?}\n{a:?}\n{other:?}"
+        );
     }
 }
 
@@ -238,7 +324,10 @@ fn models_agree_on_person_boxes() {
 fn detector_requires_valid_frame() {
     let mut det = load(&repo().join("models/nanodet-g-coco-320/model.toml"));
     let e = det.detect(&[0u8; 10], 4, 4).unwrap_err().to_string();
-    assert!(e.contains("nanodet-g-coco-320") && e.contains("48 bytes"), "{e}");
+    assert!(
+        e.contains("nanodet-g-coco-320") && e.contains("48 bytes"),
+        "{e}"
+    );
     assert_eq!(det.input_size(), (320, 320));
 }
 
@@ -248,11 +337,19 @@ fn unavailable_accelerator_falls_back_to_cpu() {
     let m = ModelManifest::load(&repo().join("models/nanodet-g-coco-320/model.toml")).unwrap();
     let opts = DetectorOptions {
         intra_op_threads: 1,
-        execution_providers: vec!["tensorrt".into(), "cuda".into(), "openvino".into(), "cpu".into()],
+        execution_providers: vec![
+            "tensorrt".into(),
+            "cuda".into(),
+            "openvino".into(),
+            "cpu".into(),
+        ],
     };
     let det = Detector::load(&m, &opts).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(det.providers().last().map(String::as_str), Some("cpu"));
-    let bad = DetectorOptions { intra_op_threads: 1, execution_providers: vec!["gpu9000".into()] };
+    let bad = DetectorOptions {
+        intra_op_threads: 1,
+        execution_providers: vec!["gpu9000".into()],
+    };
     let e = Detector::load(&m, &bad).unwrap_err().to_string();
     assert!(e.contains("gpu9000"), "{e}");
 }

@@ -19,7 +19,14 @@ pub struct RawDetection {
 
 impl RawDetection {
     fn from_cxcywh(cx: f32, cy: f32, w: f32, h: f32, score: f32, class_id: usize) -> Self {
-        RawDetection { x1: cx - w / 2.0, y1: cy - h / 2.0, x2: cx + w / 2.0, y2: cy + h / 2.0, score, class_id }
+        RawDetection {
+            x1: cx - w / 2.0,
+            y1: cy - h / 2.0,
+            x2: cx + w / 2.0,
+            y2: cy + h / 2.0,
+            score,
+            class_id,
+        }
     }
     pub fn area(&self) -> f32 {
         (self.x2 - self.x1).max(0.0) * (self.y2 - self.y1).max(0.0)
@@ -29,7 +36,11 @@ impl RawDetection {
         let ih = (self.y2.min(o.y2) - self.y1.max(o.y1)).max(0.0);
         let inter = iw * ih;
         let union = self.area() + o.area() - inter;
-        if union <= 0.0 { 0.0 } else { inter / union }
+        if union <= 0.0 {
+            0.0
+        } else {
+            inter / union
+        }
     }
 }
 
@@ -43,7 +54,11 @@ pub struct OutputTensor<'a> {
 
 impl<'a> OutputTensor<'a> {
     pub fn new(name: &'a str, shape: &[usize], data: &'a [f32]) -> Self {
-        OutputTensor { name, shape: shape.to_vec(), data }
+        OutputTensor {
+            name,
+            shape: shape.to_vec(),
+            data,
+        }
     }
 }
 
@@ -61,13 +76,23 @@ impl std::fmt::Display for DecodeError {
 }
 
 fn err(out: &OutputTensor, msg: impl Into<String>) -> DecodeError {
-    DecodeError { output: out.name.to_string(), msg: msg.into() }
+    DecodeError {
+        output: out.name.to_string(),
+        msg: msg.into(),
+    }
 }
 
 fn check_len(out: &OutputTensor) -> Result<(), DecodeError> {
     let n: usize = out.shape.iter().product();
     if n != out.data.len() {
-        return Err(err(out, format!("shape {:?} needs {n} values, got {}", out.shape, out.data.len())));
+        return Err(err(
+            out,
+            format!(
+                "shape {:?} needs {n} values, got {}",
+                out.shape,
+                out.data.len()
+            ),
+        ));
     }
     Ok(())
 }
@@ -111,9 +136,15 @@ pub fn decode_yolox(
 ) -> Result<Vec<RawDetection>, DecodeError> {
     let (n, c) = rows_cols(out)?;
     if c < 6 {
-        return Err(err(out, format!("expected 5 + classes values per row, got {c}")));
+        return Err(err(
+            out,
+            format!("expected 5 + classes values per row, got {c}"),
+        ));
     }
-    let expected: usize = strides.iter().map(|&s| cells(in_w, s) * cells(in_h, s)).sum();
+    let expected: usize = strides
+        .iter()
+        .map(|&s| cells(in_w, s) * cells(in_h, s))
+        .sum();
     if n != expected {
         return Err(err(
             out,
@@ -163,7 +194,10 @@ pub fn decode_yolov8(
         Some(nc) if a == 4 + nc => true,
         Some(nc) if b == 4 + nc => false,
         Some(nc) => {
-            return Err(err(out, format!("shape {:?} has no dimension of 4 + {nc} classes", out.shape)));
+            return Err(err(
+                out,
+                format!("shape {:?} has no dimension of 4 + {nc} classes", out.shape),
+            ));
         }
         None => a <= b,
     };
@@ -173,7 +207,13 @@ pub fn decode_yolov8(
     }
     let nc = c - 4;
     let d = out.data;
-    let at = |i: usize, ch: usize| if channels_first { d[ch * n + i] } else { d[i * c + ch] };
+    let at = |i: usize, ch: usize| {
+        if channels_first {
+            d[ch * n + i]
+        } else {
+            d[i * c + ch]
+        }
+    };
     let mut dets = Vec::new();
     for i in 0..n {
         let mut best = (0, f32::NEG_INFINITY);
@@ -186,16 +226,29 @@ pub fn decode_yolov8(
         if best.1 < score_threshold {
             continue;
         }
-        dets.push(RawDetection::from_cxcywh(at(i, 0), at(i, 1), at(i, 2), at(i, 3), best.1, best.0));
+        dets.push(RawDetection::from_cxcywh(
+            at(i, 0),
+            at(i, 1),
+            at(i, 2),
+            at(i, 3),
+            best.1,
+            best.0,
+        ));
     }
     Ok(dets)
 }
 
 /// YOLOv5: `[1, N, 5 + nc]`: `cx, cy, w, h` in input pixels, objectness, class scores (sigmoided).
-pub fn decode_yolov5(out: &OutputTensor, score_threshold: f32) -> Result<Vec<RawDetection>, DecodeError> {
+pub fn decode_yolov5(
+    out: &OutputTensor,
+    score_threshold: f32,
+) -> Result<Vec<RawDetection>, DecodeError> {
     let (n, c) = rows_cols(out)?;
     if c < 6 {
-        return Err(err(out, format!("expected 5 + classes values per row, got {c}")));
+        return Err(err(
+            out,
+            format!("expected 5 + classes values per row, got {c}"),
+        ));
     }
     let mut dets = Vec::new();
     for r in out.data.chunks_exact(c).take(n) {
@@ -206,7 +259,9 @@ pub fn decode_yolov5(out: &OutputTensor, score_threshold: f32) -> Result<Vec<Raw
         let (cls, cs) = argmax(&r[5..]);
         let score = obj * cs;
         if score >= score_threshold {
-            dets.push(RawDetection::from_cxcywh(r[0], r[1], r[2], r[3], score, cls));
+            dets.push(RawDetection::from_cxcywh(
+                r[0], r[1], r[2], r[3], score, cls,
+            ));
         }
     }
     Ok(dets)
@@ -230,22 +285,36 @@ pub fn decode_darknet(
         check_len(out)?;
         let (ch, gh, gw) = match out.shape.as_slice() {
             [1, c, h, w] | [c, h, w] => (*c, *h, *w),
-            s => return Err(err(out, format!("expected a raw Darknet head [1, A*(5+classes), H, W], got {s:?}"))),
+            s => {
+                return Err(err(
+                    out,
+                    format!("expected a raw Darknet head [1, A*(5+classes), H, W], got {s:?}"),
+                ))
+            }
         };
-        let Some(si) = strides.iter().position(|&s| cells(in_w, s) == gw && cells(in_h, s) == gh) else {
+        let Some(si) = strides
+            .iter()
+            .position(|&s| cells(in_w, s) == gw && cells(in_h, s) == gh)
+        else {
             return Err(err(
                 out,
                 format!("grid {gw}x{gh} matches none of the strides {strides:?} for a {in_w}x{in_h} input"),
             ));
         };
         if used[si] {
-            return Err(err(out, format!("a second output with the grid of stride {}", strides[si])));
+            return Err(err(
+                out,
+                format!("a second output with the grid of stride {}", strides[si]),
+            ));
         }
         used[si] = true;
         let anc = &anchors[si];
         let na = anc.len();
         if ch % na != 0 || ch / na < 6 {
-            return Err(err(out, format!("{ch} channels is not {na} anchors × (5 + classes)")));
+            return Err(err(
+                out,
+                format!("{ch} channels is not {na} anchors × (5 + classes)"),
+            ));
         }
         let per = ch / na;
         let plane = gh * gw;
@@ -285,7 +354,11 @@ pub fn decode_darknet(
     if let Some(i) = used.iter().position(|u| !u) {
         return Err(DecodeError {
             output: "*".into(),
-            msg: format!("no output with the grid of stride {} ({} outputs given)", strides[i], outs.len()),
+            msg: format!(
+                "no output with the grid of stride {} ({} outputs given)",
+                strides[i],
+                outs.len()
+            ),
         });
     }
     Ok(dets)
@@ -309,7 +382,10 @@ pub fn decode_nanodet(
 ) -> Result<Vec<RawDetection>, DecodeError> {
     let bins = reg_max as usize + 1;
     let dist_c = 4 * bins;
-    let grid: Vec<(usize, usize)> = strides.iter().map(|&s| (cells(in_w, s), cells(in_h, s))).collect();
+    let grid: Vec<(usize, usize)> = strides
+        .iter()
+        .map(|&s| (cells(in_w, s), cells(in_h, s)))
+        .collect();
     let mut dets = Vec::new();
 
     // Single concatenated output.
@@ -329,7 +405,17 @@ pub fn decode_nanodet(
             let (gw, gh) = grid[si];
             for cell in 0..gw * gh {
                 let r = &out.data[(row + cell) * c..(row + cell + 1) * c];
-                nanodet_cell(&r[..nc], &r[nc..], cell, gw, s, bins, center_offset, score_threshold, &mut dets);
+                nanodet_cell(
+                    &r[..nc],
+                    &r[nc..],
+                    cell,
+                    gw,
+                    s,
+                    bins,
+                    center_offset,
+                    score_threshold,
+                    &mut dets,
+                );
             }
             row += gw * gh;
         }
@@ -343,7 +429,9 @@ pub fn decode_nanodet(
         let Some(si) = grid.iter().position(|(w, h)| w * h == n) else {
             return Err(err(
                 out,
-                format!("{n} cells match none of the strides {strides:?} for a {in_w}x{in_h} input"),
+                format!(
+                    "{n} cells match none of the strides {strides:?} for a {in_w}x{in_h} input"
+                ),
             ));
         };
         let is_dist = c == dist_c;
@@ -361,12 +449,21 @@ pub fn decode_nanodet(
         } else {
             return Err(err(
                 out,
-                format!("{c} channels is neither the class count ({}) nor 4 × (reg_max + 1) = {dist_c}",
-                    num_classes.map_or("?".to_string(), |n| n.to_string())),
+                format!(
+                    "{c} channels is neither the class count ({}) nor 4 × (reg_max + 1) = {dist_c}",
+                    num_classes.map_or("?".to_string(), |n| n.to_string())
+                ),
             ));
         };
         if slot.is_some() {
-            return Err(err(out, format!("a second {} output for stride {}", if is_dist { "distribution" } else { "class" }, strides[si])));
+            return Err(err(
+                out,
+                format!(
+                    "a second {} output for stride {}",
+                    if is_dist { "distribution" } else { "class" },
+                    strides[si]
+                ),
+            ));
         }
         *slot = Some(out);
     }
@@ -374,7 +471,10 @@ pub fn decode_nanodet(
         let (Some(c_out), Some(d_out)) = (cls[si], dis[si]) else {
             return Err(DecodeError {
                 output: "*".into(),
-                msg: format!("missing the class or distribution output for stride {s} ({} outputs given)", outs.len()),
+                msg: format!(
+                    "missing the class or distribution output for stride {s} ({} outputs given)",
+                    outs.len()
+                ),
             });
         };
         let (gw, gh) = grid[si];
@@ -382,7 +482,17 @@ pub fn decode_nanodet(
         for cell in 0..gw * gh {
             let sc = &c_out.data[cell * nc..(cell + 1) * nc];
             let dd = &d_out.data[cell * dist_c..(cell + 1) * dist_c];
-            nanodet_cell(sc, dd, cell, gw, s, bins, center_offset, score_threshold, &mut dets);
+            nanodet_cell(
+                sc,
+                dd,
+                cell,
+                gw,
+                s,
+                bins,
+                center_offset,
+                score_threshold,
+                &mut dets,
+            );
         }
     }
     Ok(dets)
@@ -420,34 +530,70 @@ fn nanodet_cell(
         }
         *v = num / den * s;
     }
-    dets.push(RawDetection { x1: cx - d[0], y1: cy - d[1], x2: cx + d[2], y2: cy + d[3], score, class_id: cls });
+    dets.push(RawDetection {
+        x1: cx - d[0],
+        y1: cy - d[1],
+        x2: cx + d[2],
+        y2: cy + d[3],
+        score,
+        class_id: cls,
+    });
 }
 
 /// Boxes decoded (and usually NMS'd) in the graph: `[1, N, 6]` = x1, y1, x2, y2, score, class.
-pub fn decode_end_to_end(out: &OutputTensor, score_threshold: f32) -> Result<Vec<RawDetection>, DecodeError> {
+pub fn decode_end_to_end(
+    out: &OutputTensor,
+    score_threshold: f32,
+) -> Result<Vec<RawDetection>, DecodeError> {
     let (_, c) = rows_cols(out)?;
     if c != 6 {
-        return Err(err(out, format!("expected [1, N, 6] (x1, y1, x2, y2, score, class), got {:?}", out.shape)));
+        return Err(err(
+            out,
+            format!(
+                "expected [1, N, 6] (x1, y1, x2, y2, score, class), got {:?}",
+                out.shape
+            ),
+        ));
     }
     Ok(out
         .data
         .chunks_exact(6)
         .filter(|r| r[4] >= score_threshold && r[5] >= 0.0 && r[5].is_finite())
-        .map(|r| RawDetection { x1: r[0], y1: r[1], x2: r[2], y2: r[3], score: r[4], class_id: r[5].round() as usize })
+        .map(|r| RawDetection {
+            x1: r[0],
+            y1: r[1],
+            x2: r[2],
+            y2: r[3],
+            score: r[4],
+            class_id: r[5].round() as usize,
+        })
         .collect())
 }
 
 /// Class-aware greedy NMS: within a class, a box is dropped if its IoU with a higher-scoring
 /// kept box exceeds `iou_threshold`. Returns at most `max_detections`, best first.
-pub fn nms(mut dets: Vec<RawDetection>, iou_threshold: f32, max_detections: usize) -> Vec<RawDetection> {
-    dets.retain(|d| d.score.is_finite() && d.x1.is_finite() && d.y1.is_finite() && d.x2.is_finite() && d.y2.is_finite());
+pub fn nms(
+    mut dets: Vec<RawDetection>,
+    iou_threshold: f32,
+    max_detections: usize,
+) -> Vec<RawDetection> {
+    dets.retain(|d| {
+        d.score.is_finite()
+            && d.x1.is_finite()
+            && d.y1.is_finite()
+            && d.x2.is_finite()
+            && d.y2.is_finite()
+    });
     dets.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut keep: Vec<RawDetection> = Vec::with_capacity(max_detections.min(dets.len()));
     for d in dets {
         if keep.len() >= max_detections {
             break;
         }
-        if keep.iter().any(|k| k.class_id == d.class_id && k.iou(&d) > iou_threshold) {
+        if keep
+            .iter()
+            .any(|k| k.class_id == d.class_id && k.iou(&d) > iou_threshold)
+        {
             continue;
         }
         keep.push(d);
@@ -495,16 +641,25 @@ impl Decoder {
     /// the threshold and the cap apply). Boxes are in model-input pixels.
     pub fn decode(&self, outs: &[OutputTensor]) -> Result<Vec<RawDetection>, DecodeError> {
         let first = || {
-            outs.first().ok_or_else(|| DecodeError { output: "*".into(), msg: "the model has no outputs".into() })
+            outs.first().ok_or_else(|| DecodeError {
+                output: "*".into(),
+                msg: "the model has no outputs".into(),
+            })
         };
         let t = self.score_threshold;
         let dets = match self.kind {
             DecoderKind::Yolox => decode_yolox(first()?, self.in_w, self.in_h, &self.strides, t)?,
             DecoderKind::Yolov8 => decode_yolov8(first()?, self.num_classes, t)?,
             DecoderKind::Yolov5 => decode_yolov5(first()?, t)?,
-            DecoderKind::Darknet => {
-                decode_darknet(outs, self.in_w, self.in_h, &self.strides, &self.anchors, self.scale_x_y, t)?
-            }
+            DecoderKind::Darknet => decode_darknet(
+                outs,
+                self.in_w,
+                self.in_h,
+                &self.strides,
+                &self.anchors,
+                self.scale_x_y,
+                t,
+            )?,
             DecoderKind::Nanodet => decode_nanodet(
                 outs,
                 self.in_w,
@@ -597,7 +752,12 @@ mod tests {
         let out = OutputTensor::new("output0", &[1, 100, 6], &big);
         assert!(decode_yolov8(&out, None, 0.25).unwrap().is_empty());
         // A class count that fits neither dimension is an error naming the output.
-        let e = decode_yolov8(&OutputTensor::new("output0", &[1, 6, 3], &cf), Some(80), 0.25).unwrap_err();
+        let e = decode_yolov8(
+            &OutputTensor::new("output0", &[1, 6, 3], &cf),
+            Some(80),
+            0.25,
+        )
+        .unwrap_err();
         assert_eq!(e.output, "output0");
     }
 
@@ -631,7 +791,10 @@ mod tests {
         set(&mut a, 5, logit(0.2));
         set(&mut a, 6, logit(0.8));
         let b = vec![-10f32; 7];
-        let outs = [OutputTensor::new("b", &[1, 7, 1, 1], &b), OutputTensor::new("a", &[1, 7, 2, 2], &a)];
+        let outs = [
+            OutputTensor::new("b", &[1, 7, 1, 1], &b),
+            OutputTensor::new("a", &[1, 7, 2, 2], &a),
+        ];
         let dets = decode_darknet(&outs, 16, 16, &[8, 16], &anchors, 1.0, 0.3).unwrap();
         assert_eq!(dets.len(), 1);
         assert_eq!(dets[0].class_id, 1);
@@ -699,7 +862,10 @@ mod tests {
             dis[side * bins] = 0.0;
             dis[side * bins + 1] = 0.0;
         }
-        let outs = [OutputTensor::new("c", &[1, 1, 1], &cls), OutputTensor::new("d", &[1, 1, 8], &dis)];
+        let outs = [
+            OutputTensor::new("c", &[1, 1, 1], &cls),
+            OutputTensor::new("d", &[1, 1, 8], &dis),
+        ];
         let dets = decode_nanodet(&outs, 8, 8, &[8], 1, 0.0, Some(1), 0.5).unwrap();
         assert_box(&dets[0], [0.0, 0.0, 8.0, 8.0]);
     }
@@ -734,12 +900,24 @@ mod tests {
     }
 
     fn rd(x1: f32, score: f32, class_id: usize) -> RawDetection {
-        RawDetection { x1, y1: 0.0, x2: x1 + 10.0, y2: 10.0, score, class_id }
+        RawDetection {
+            x1,
+            y1: 0.0,
+            x2: x1 + 10.0,
+            y2: 10.0,
+            score,
+            class_id,
+        }
     }
 
     #[test]
     fn nms_suppresses_same_class_only() {
-        let dets = vec![rd(0.0, 0.8, 0), rd(1.0, 0.9, 0), rd(1.0, 0.7, 1), rd(50.0, 0.6, 0)];
+        let dets = vec![
+            rd(0.0, 0.8, 0),
+            rd(1.0, 0.9, 0),
+            rd(1.0, 0.7, 1),
+            rd(50.0, 0.6, 0),
+        ];
         let kept = nms(dets, 0.5, 100);
         assert_eq!(kept.len(), 3);
         assert_eq!(kept[0], rd(1.0, 0.9, 0)); // best of the overlapping pair
@@ -777,7 +955,9 @@ mod tests {
             nms_iou: 0.5,
             max_detections: 1,
         };
-        let out = dec.decode(&[OutputTensor::new("dets", &[1, 2, 6], &d)]).unwrap();
+        let out = dec
+            .decode(&[OutputTensor::new("dets", &[1, 2, 6], &d)])
+            .unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].score, 0.95);
         assert!(dec.decode(&[]).is_err());

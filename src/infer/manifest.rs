@@ -201,11 +201,21 @@ struct RawManifest {
 impl ModelManifest {
     /// Reads, parses and validates a manifest; `file` and `labels` resolve against its directory.
     pub fn load(path: &Path) -> Result<ModelManifest, InferError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| InferError::Io { what: "model manifest", path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| InferError::Io {
+            what: "model manifest",
+            path: path.to_path_buf(),
+            source,
+        })?;
         let abs = absolute(path);
-        let dir = abs.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
-        Self::parse(&text, &dir).map_err(|msg| InferError::Manifest { path: path.to_path_buf(), msg })
+        let dir = abs
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("/"));
+        Self::parse(&text, &dir)
+            .map_err(|msg| InferError::Manifest {
+                path: path.to_path_buf(),
+                msg,
+            })
             .map(|mut m| {
                 m.manifest_path = abs;
                 m
@@ -220,7 +230,13 @@ impl ModelManifest {
             let inner = e.into_inner();
             format!("field `{path}`: {}", inner.message())
         })?;
-        let resolve = |p: &Path| normalise(&if p.is_absolute() { p.to_path_buf() } else { dir.join(p) });
+        let resolve = |p: &Path| {
+            normalise(&if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                dir.join(p)
+            })
+        };
         let m = ModelManifest {
             file: resolve(&raw.file),
             labels_file: resolve(&raw.labels),
@@ -288,12 +304,15 @@ impl ModelManifest {
         let only = |field: &str, kinds: &str| {
             format!("field `output.{field}`: not used by kind = \"{kind}\" (only by {kinds})")
         };
-        let uses_strides = matches!(o.kind, DecoderKind::Yolox | DecoderKind::Nanodet | DecoderKind::Darknet);
+        let uses_strides = matches!(
+            o.kind,
+            DecoderKind::Yolox | DecoderKind::Nanodet | DecoderKind::Darknet
+        );
         if o.strides.is_some() && !uses_strides {
             return Err(only("strides", "yolox, nanodet, darknet"));
         }
         if let Some(s) = &o.strides {
-            if s.is_empty() || s.iter().any(|v| *v == 0) {
+            if s.is_empty() || s.contains(&0) {
                 return Err("field `output.strides`: list at least one stride, all ≥ 1".into());
             }
         }
@@ -310,10 +329,8 @@ impl ModelManifest {
             return Err(only("scale_x_y", "darknet"));
         }
         match o.kind {
-            DecoderKind::Nanodet => {
-                if o.reg_max.is_none() {
-                    return Err("field `output.reg_max`: required for kind = \"nanodet\" (7 for NanoDet-m, 10 for NanoDet-g)".into());
-                }
+            DecoderKind::Nanodet if o.reg_max.is_none() => {
+                return Err("field `output.reg_max`: required for kind = \"nanodet\" (7 for NanoDet-m, 10 for NanoDet-g)".into());
             }
             DecoderKind::Darknet => {
                 let Some(strides) = &o.strides else {
@@ -330,7 +347,10 @@ impl ModelManifest {
                     ));
                 }
                 if anchors.iter().any(|a| a.is_empty()) {
-                    return Err("field `output.anchors`: every scale needs at least one [w, h] anchor".into());
+                    return Err(
+                        "field `output.anchors`: every scale needs at least one [w, h] anchor"
+                            .into(),
+                    );
                 }
             }
             _ => {}
@@ -340,7 +360,10 @@ impl ModelManifest {
 
     /// Decoder strides (default [8, 16, 32]).
     pub fn strides(&self) -> Vec<u32> {
-        self.output.strides.clone().unwrap_or_else(|| vec![8, 16, 32])
+        self.output
+            .strides
+            .clone()
+            .unwrap_or_else(|| vec![8, 16, 32])
     }
 
     /// Reads the labels file: one name per line, surrounding blanks trimmed, trailing empty lines ignored.
@@ -363,7 +386,11 @@ impl ModelManifest {
         if let Some(i) = labels.iter().position(|l| l.is_empty()) {
             return Err(InferError::Model {
                 model: self.name.clone(),
-                msg: format!("labels file {}: line {} is empty", self.labels_file.display(), i + 1),
+                msg: format!(
+                    "labels file {}: line {} is empty",
+                    self.labels_file.display(),
+                    i + 1
+                ),
             });
         }
         Ok(labels)
@@ -379,11 +406,17 @@ impl ModelManifest {
 
     /// Reads the ONNX file.
     pub fn read_model(&self) -> Result<Vec<u8>, InferError> {
-        let mut f = std::fs::File::open(&self.file)
-            .map_err(|source| InferError::Io { what: "model file", path: self.file.clone(), source })?;
+        let mut f = std::fs::File::open(&self.file).map_err(|source| InferError::Io {
+            what: "model file",
+            path: self.file.clone(),
+            source,
+        })?;
         let mut bytes = Vec::new();
-        f.read_to_end(&mut bytes)
-            .map_err(|source| InferError::Io { what: "model file", path: self.file.clone(), source })?;
+        f.read_to_end(&mut bytes).map_err(|source| InferError::Io {
+            what: "model file",
+            path: self.file.clone(),
+            source,
+        })?;
         Ok(bytes)
     }
 
@@ -466,7 +499,10 @@ nms_iou = 0.6
     fn unknown_field_is_named() {
         let t = GOOD.replace("reg_max = 10", "reg_max = 10\nregmax = 3");
         let e = ModelManifest::parse(&t, Path::new("/")).unwrap_err();
-        assert!(e.contains("output.regmax") || (e.contains("output") && e.contains("regmax")), "{e}");
+        assert!(
+            e.contains("output.regmax") || (e.contains("output") && e.contains("regmax")),
+            "{e}"
+        );
     }
 
     #[test]
@@ -494,14 +530,20 @@ nms_iou = 0.6
     fn darknet_needs_anchor_per_stride() {
         let t = GOOD
             .replace("kind = \"nanodet\"", "kind = \"darknet\"")
-            .replace("reg_max = 10", "strides = [16, 32]\nanchors = [[[10.0, 14.0]]]");
+            .replace(
+                "reg_max = 10",
+                "strides = [16, 32]\nanchors = [[[10.0, 14.0]]]",
+            );
         let e = ModelManifest::parse(&t, Path::new("/")).unwrap_err();
         assert!(e.contains("output.anchors"), "{e}");
     }
 
     #[test]
     fn std_and_scale_conflict() {
-        let t = GOOD.replace("std = [2.0, 4.0, 8.0]", "std = [2.0, 4.0, 8.0]\nscale = 0.5");
+        let t = GOOD.replace(
+            "std = [2.0, 4.0, 8.0]",
+            "std = [2.0, 4.0, 8.0]\nscale = 0.5",
+        );
         let e = ModelManifest::parse(&t, Path::new("/")).unwrap_err();
         assert!(e.contains("input.scale"), "{e}");
     }
@@ -517,7 +559,10 @@ nms_iou = 0.6
     fn checksum_mismatch_says_expected_and_actual() {
         let m = ModelManifest::parse(GOOD, Path::new("/")).unwrap();
         let e = m.check_sha256(b"hello").unwrap_err().to_string();
-        assert!(e.contains("expected f2f3848a") && e.contains("actual 2cf24dba"), "{e}");
+        assert!(
+            e.contains("expected f2f3848a") && e.contains("actual 2cf24dba"),
+            "{e}"
+        );
     }
 
     #[test]

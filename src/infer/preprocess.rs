@@ -34,8 +34,19 @@ impl Transform {
     pub fn bbox(&self, d: &RawDetection) -> BBox {
         let (x1, y1) = self.to_frame(d.x1, d.y1);
         let (x2, y2) = self.to_frame(d.x2, d.y2);
-        let c = |v: f32| if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 };
-        BBox { x1: c(x1.min(x2)), y1: c(y1.min(y2)), x2: c(x1.max(x2)), y2: c(y1.max(y2)) }
+        let c = |v: f32| {
+            if v.is_finite() {
+                v.clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
+        };
+        BBox {
+            x1: c(x1.min(x2)),
+            y1: c(y1.min(y2)),
+            x2: c(x1.max(x2)),
+            y2: c(y1.max(y2)),
+        }
     }
 }
 
@@ -51,15 +62,30 @@ pub struct Placement {
 /// The placement and back-transform for a frame of `frame_w × frame_h` into `in_w × in_h`.
 /// Letterbox: scale `r = min(in_w/frame_w, in_h/frame_h)`, size rounded, padding on the
 /// right/bottom (`Letterbox`) or split with the extra pixel right/bottom (`LetterboxCenter`).
-pub fn geometry(frame_w: u32, frame_h: u32, in_w: u32, in_h: u32, resize: Resize) -> (Placement, Transform) {
+pub fn geometry(
+    frame_w: u32,
+    frame_h: u32,
+    in_w: u32,
+    in_h: u32,
+    resize: Resize,
+) -> (Placement, Transform) {
     let (fw, fh) = (frame_w.max(1) as f32, frame_h.max(1) as f32);
     let p = match resize {
-        Resize::Stretch => Placement { w: in_w, h: in_h, x: 0, y: 0 },
+        Resize::Stretch => Placement {
+            w: in_w,
+            h: in_h,
+            x: 0,
+            y: 0,
+        },
         Resize::Letterbox | Resize::LetterboxCenter => {
             let r = (in_w as f32 / fw).min(in_h as f32 / fh);
             let w = ((fw * r).round() as u32).clamp(1, in_w);
             let h = ((fh * r).round() as u32).clamp(1, in_h);
-            let (x, y) = if resize == Resize::LetterboxCenter { ((in_w - w) / 2, (in_h - h) / 2) } else { (0, 0) };
+            let (x, y) = if resize == Resize::LetterboxCenter {
+                ((in_w - w) / 2, (in_h - h) / 2)
+            } else {
+                (0, 0)
+            };
             Placement { w, h, x, y }
         }
     };
@@ -105,7 +131,11 @@ impl Preprocessor {
             },
             mean,
             inv_std,
-            pad: [(pv - mean[0]) * inv_std[0], (pv - mean[1]) * inv_std[1], (pv - mean[2]) * inv_std[2]],
+            pad: [
+                (pv - mean[0]) * inv_std[0],
+                (pv - mean[1]) * inv_std[1],
+                (pv - mean[2]) * inv_std[2],
+            ],
             resized: Mat::default(),
             tensor: vec![0.0; 3 * spec.width as usize * spec.height as usize],
             padded_for: None,
@@ -161,10 +191,17 @@ impl Preprocessor {
                 opencv::imgproc::INTER_LINEAR,
             )
             .map_err(|e| format!("resize {width}x{height} → {}x{}: {e}", p.w, p.h))?;
-            self.resized.data_bytes().map_err(|e| format!("reading the resized frame: {e}"))?
+            self.resized
+                .data_bytes()
+                .map_err(|e| format!("reading the resized frame: {e}"))?
         };
         if resized.len() != p.w as usize * p.h as usize * 3 {
-            return Err(format!("resized frame has {} bytes, expected {}x{}x3", resized.len(), p.w, p.h));
+            return Err(format!(
+                "resized frame has {} bytes, expected {}x{}x3",
+                resized.len(),
+                p.w,
+                p.h
+            ));
         }
 
         let (iw, plane) = (self.in_w as usize, self.in_w as usize * self.in_h as usize);
@@ -216,7 +253,15 @@ mod tests {
     fn letterbox_top_left_mapping() {
         // 768x576 into 416x416: r = 416/768, image 416x312 at the top-left.
         let (p, t) = geometry(768, 576, 416, 416, Resize::Letterbox);
-        assert_eq!(p, Placement { w: 416, h: 312, x: 0, y: 0 });
+        assert_eq!(
+            p,
+            Placement {
+                w: 416,
+                h: 312,
+                x: 0,
+                y: 0
+            }
+        );
         let (x, y) = t.to_frame(416.0, 312.0);
         assert!(close(x, 1.0) && close(y, 1.0), "{x} {y}");
         let (x, y) = t.to_frame(208.0, 156.0);
@@ -227,24 +272,73 @@ mod tests {
     fn letterbox_center_mapping() {
         // 768x576 into 640x640: r = 640/768 → 640x480 centred, 80 px top and bottom.
         let (p, t) = geometry(768, 576, 640, 640, Resize::LetterboxCenter);
-        assert_eq!(p, Placement { w: 640, h: 480, x: 0, y: 80 });
+        assert_eq!(
+            p,
+            Placement {
+                w: 640,
+                h: 480,
+                x: 0,
+                y: 80
+            }
+        );
         let (x, y) = t.to_frame(0.0, 80.0);
         assert!(close(x, 0.0) && close(y, 0.0));
         let (x, y) = t.to_frame(320.0, 560.0);
         assert!(close(x, 0.5) && close(y, 1.0));
         // Portrait frame: padding left/right.
         let (p, t) = geometry(720, 1280, 640, 640, Resize::LetterboxCenter);
-        assert_eq!(p, Placement { w: 360, h: 640, x: 140, y: 0 });
-        let b = t.bbox(&RawDetection { x1: 140.0, y1: 0.0, x2: 500.0, y2: 640.0, score: 1.0, class_id: 0 });
-        assert!(close(b.x1, 0.0) && close(b.x2, 1.0) && close(b.y2, 1.0), "{b:?}");
+        assert_eq!(
+            p,
+            Placement {
+                w: 360,
+                h: 640,
+                x: 140,
+                y: 0
+            }
+        );
+        let b = t.bbox(&RawDetection {
+            x1: 140.0,
+            y1: 0.0,
+            x2: 500.0,
+            y2: 640.0,
+            score: 1.0,
+            class_id: 0,
+        });
+        assert!(
+            close(b.x1, 0.0) && close(b.x2, 1.0) && close(b.y2, 1.0),
+            "{b:?}"
+        );
     }
 
     #[test]
     fn stretch_mapping_and_clamp() {
         let (p, t) = geometry(640, 480, 320, 320, Resize::Stretch);
-        assert_eq!(p, Placement { w: 320, h: 320, x: 0, y: 0 });
-        let b = t.bbox(&RawDetection { x1: -10.0, y1: 80.0, x2: 160.0, y2: 400.0, score: 1.0, class_id: 0 });
-        assert_eq!(b, BBox { x1: 0.0, y1: 0.25, x2: 0.5, y2: 1.0 });
+        assert_eq!(
+            p,
+            Placement {
+                w: 320,
+                h: 320,
+                x: 0,
+                y: 0
+            }
+        );
+        let b = t.bbox(&RawDetection {
+            x1: -10.0,
+            y1: 80.0,
+            x2: 160.0,
+            y2: 400.0,
+            score: 1.0,
+            class_id: 0,
+        });
+        assert_eq!(
+            b,
+            BBox {
+                x1: 0.0,
+                y1: 0.25,
+                x2: 0.5,
+                y2: 1.0
+            }
+        );
     }
 
     #[test]

@@ -26,7 +26,10 @@ pub fn candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
     if let Some(p) = explicit {
         v.push(std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
     }
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         v.push(dir.join("lib").join(LIB_NAME));
         v.push(dir.join(LIB_NAME));
     }
@@ -62,7 +65,10 @@ pub fn init(explicit: Option<&Path>) -> Result<PathBuf, InferError> {
                     );
                 }
                 tracing::info!(library = %path.display(), version = ?version_of(&path), "ONNX Runtime loaded");
-                let _ = RUNTIME.set(Runtime { path: path.clone(), env });
+                let _ = RUNTIME.set(Runtime {
+                    path: path.clone(),
+                    env,
+                });
                 return Ok(path);
             }
             Err(e) => tried.push(format!("{} ({e})", path.display())),
@@ -80,7 +86,10 @@ fn load(path: &Path) -> Result<ort::environment::Environment, String> {
     let p = path.to_path_buf();
     let r = std::panic::catch_unwind(move || -> Result<ort::environment::Environment, String> {
         let builder = ort::init_from(&p).map_err(|e| e.to_string())?;
-        builder.with_name("gridwatch").build().map_err(|e| e.to_string())
+        builder
+            .with_name("gridwatch")
+            .build()
+            .map_err(|e| e.to_string())
     });
     match r {
         Ok(r) => r,
@@ -117,7 +126,11 @@ pub fn version() -> Option<String> {
     let info = std::panic::catch_unwind(ort::info).ok();
     if let Some(v) = info.and_then(|i| {
         i.split(|c: char| c == ',' || c.is_whitespace())
-            .find_map(|part| part.trim().strip_prefix("git-branch=rel-").map(str::to_string))
+            .find_map(|part| {
+                part.trim()
+                    .strip_prefix("git-branch=rel-")
+                    .map(str::to_string)
+            })
     }) {
         return Some(v);
     }
@@ -146,8 +159,14 @@ mod tests {
 
     #[test]
     fn version_from_file_name() {
-        assert_eq!(version_of(Path::new("/nonexistent/libonnxruntime.so.1.32.0")).as_deref(), Some("1.32.0"));
-        assert_eq!(version_of(Path::new("/nonexistent/libonnxruntime.so")), None);
+        assert_eq!(
+            version_of(Path::new("/nonexistent/libonnxruntime.so.1.32.0")).as_deref(),
+            Some("1.32.0")
+        );
+        assert_eq!(
+            version_of(Path::new("/nonexistent/libonnxruntime.so")),
+            None
+        );
     }
 
     #[test]
