@@ -1,0 +1,965 @@
+//! Output decoders for the common detector families, plus a shared class-aware NMS.
+//!
+//! Every decoder is a pure function over `&[f32]` tensors and their shapes and returns raw
+//! detections in **model-input pixel coordinates** (the letterboxed/stretched input image);
+//! [`super::preprocess::Transform`] maps them back to the frame.
+
+use super::manifest::{DecoderKind, ModelManifest};
+
+/// One candidate box in model-input pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RawDetection {
+    pub x1: f32,
+    pub y1: f32,
+    pub x2: f32,
+    pub y2: f32,
+    pub score: f32,
+    pub class_id: usize,
+}
+
+impl RawDetection {
+    fn from_cxcywh(cx: f32, cy: f32, w: f32, h: f32, score: f32, class_id: usize) -> Self {
+        RawDetection {
+            x1: cx - w / 2.0,
+            y1: cy - h / 2.0,
+            x2: cx + w / 2.0,
+            y2: cy + h / 2.0,
+            score,
+            class_id,
+        }
+    }
+    pub fn area(&self) -> f32 {
+        (self.x2 - self.x1).max(0.0) * (self.y2 - self.y1).max(0.0)
+    }
+    pub fn iou(&self, o: &RawDetection) -> f32 {
+        let iw = (self.x2.min(o.x2) - self.x1.max(o.x1)).max(0.0);
+        let ih = (self.y2.min(o.y2) - self.y1.max(o.y1)).max(0.0);
+        let inter = iw * ih;
+        let union = self.area() + o.area() - inter;
+        if union <= 0.0 {
+            0.0
+        } else {
+            inter / union
+        }
+    }
+}
+
+/// A model output: its name (for messages), shape and data (row-major).
+#[derive(Debug, Clone)]
+pub struct OutputTensor<'a> {
+    pub name: &'a str,
+    pub shape: Vec<usize>,
+    pub data: &'a [f32],
+}
+
+impl<'a> OutputTensor<'a> {
+    pub fn new(name: &'a str, shape: &[usize], data: &'a [f32]) -> Self {
+        OutputTensor {
+            name,
+            shape: shape.to_vec(),
+            data,
+        }
+    }
+}
+
+/// A decoding problem (usually an unexpected shape), naming the output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodeError {
+    pub output: String,
+    pub msg: String,
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "output `{}`: {}", self.output, self.msg)
+    }
+}
+
+fn err(out: &OutputTensor, msg: impl Into<String>) -> DecodeError {
+    DecodeError {
+        output: out.name.to_string(),
+        msg: msg.into(),
+    }
+}
+
+fn check_len(out: &OutputTensor) -> Result<(), DecodeError> {
+    let n: usize = out.shape.iter().product();
+    if n != out.data.len() {
+        return Err(err(
+            out,
+            format!(
+                "shape {:?} needs {n} values, got {}",
+                out.shape,
+                out.data.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `[1, a, b]` or `[a, b]` → `(a, b)`.
+fn rows_cols(out: &OutputTensor) -> Result<(usize, usize), DecodeError> {
+    check_len(out)?;
+    match out.shape.as_slice() {
+        [1, a, b] | [a, b] => Ok((*a, *b)),
+        s => Err(err(out, format!("expected shape [1, N, C], got {s:?}"))),
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn argmax(v: &[f32]) -> (usize, f32) {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, &s) in v.iter().enumerate() {
+        if s > best.1 {
+            best = (i, s);
+        }
+    }
+    best
+}
+
+/// Number of cells along one axis at a stride (NanoDet/YOLOX use ceil).
+fn cells(size: u32, stride: u32) -> usize {
+    size.div_ceil(stride) as usize
+}
+
+/// YOLOX: `[1, N, 5 + nc]` with raw `tx, ty, tw, th`, objectness and class scores (both already
+/// sigmoided). N must be the sum of the grid cells over `strides`; cells are row-major per stride.
+pub fn decode_yolox(
+    out: &OutputTensor,
+    in_w: u32,
+    in_h: u32,
+    strides: &[u32],
+    score_threshold: f32,
+) -> Result<Vec<RawDetection>, DecodeError> {
+    let (n, c) = rows_cols(out)?;
+    if c < 6 {
+        return Err(err(
+            out,
+            format!("expected 5 + classes values per row, got {c}"),
+        ));
+    }
+    let expected: usize = strides
+        .iter()
+        .map(|&s| cells(in_w, s) * cells(in_h, s))
+        .sum();
+    if n != expected {
+        return Err(err(
+            out,
+            format!("has {n} rows but a {in_w}x{in_h} input with strides {strides:?} gives {expected} grid cells"),
+        ));
+    }
+    let mut dets = Vec::new();
+    let mut row = 0;
+    for &s in strides {
+        let (gw, gh) = (cells(in_w, s), cells(in_h, s));
+        let sf = s as f32;
+        for gy in 0..gh {
+            for gx in 0..gw {
+                let r = &out.data[row * c..(row + 1) * c];
+                row += 1;
+                let obj = r[4];
+                if obj < score_threshold {
+                    continue;
+                }
+                let (cls, cs) = argmax(&r[5..]);
+                let score = obj * cs;
+                if score < score_threshold {
+                    continue;
+                }
+                let cx = (r[0] + gx as f32) * sf;
+                let cy = (r[1] + gy as f32) * sf;
+                let w = r[2].exp() * sf;
+                let h = r[3].exp() * sf;
+                dets.push(RawDetection::from_cxcywh(cx, cy, w, h, score, cls));
+            }
+        }
+    }
+    Ok(dets)
+}
+
+/// Ultralytics YOLOv8/v11/v12: `[1, 4 + nc, N]` (channels first, the usual export) or
+/// `[1, N, 4 + nc]`; `cx, cy, w, h` in input pixels then class scores, no objectness.
+/// `num_classes` (from the labels) disambiguates the orientation; without it, the smaller
+/// dimension is taken as the channels.
+pub fn decode_yolov8(
+    out: &OutputTensor,
+    num_classes: Option<usize>,
+    score_threshold: f32,
+) -> Result<Vec<RawDetection>, DecodeError> {
+    let (a, b) = rows_cols(out)?;
+    let channels_first = match num_classes {
+        Some(nc) if a == 4 + nc => true,
+        Some(nc) if b == 4 + nc => false,
+        Some(nc) => {
+            return Err(err(
+                out,
+                format!("shape {:?} has no dimension of 4 + {nc} classes", out.shape),
+            ));
+        }
+        None => a <= b,
+    };
+    let (n, c) = if channels_first { (b, a) } else { (a, b) };
+    if c < 5 {
+        return Err(err(out, format!("expected 4 + classes channels, got {c}")));
+    }
+    let nc = c - 4;
+    let d = out.data;
+    let at = |i: usize, ch: usize| {
+        if channels_first {
+            d[ch * n + i]
+        } else {
+            d[i * c + ch]
+        }
+    };
+    let mut dets = Vec::new();
+    for i in 0..n {
+        let mut best = (0, f32::NEG_INFINITY);
+        for k in 0..nc {
+            let s = at(i, 4 + k);
+            if s > best.1 {
+                best = (k, s);
+            }
+        }
+        if best.1 < score_threshold {
+            continue;
+        }
+        dets.push(RawDetection::from_cxcywh(
+            at(i, 0),
+            at(i, 1),
+            at(i, 2),
+            at(i, 3),
+            best.1,
+            best.0,
+        ));
+    }
+    Ok(dets)
+}
+
+/// YOLOv5: `[1, N, 5 + nc]`: `cx, cy, w, h` in input pixels, objectness, class scores (sigmoided).
+pub fn decode_yolov5(
+    out: &OutputTensor,
+    score_threshold: f32,
+) -> Result<Vec<RawDetection>, DecodeError> {
+    let (n, c) = rows_cols(out)?;
+    if c < 6 {
+        return Err(err(
+            out,
+            format!("expected 5 + classes values per row, got {c}"),
+        ));
+    }
+    let mut dets = Vec::new();
+    for r in out.data.chunks_exact(c).take(n) {
+        let obj = r[4];
+        if obj < score_threshold {
+            continue;
+        }
+        let (cls, cs) = argmax(&r[5..]);
+        let score = obj * cs;
+        if score >= score_threshold {
+            dets.push(RawDetection::from_cxcywh(
+                r[0], r[1], r[2], r[3], score, cls,
+            ));
+        }
+    }
+    Ok(dets)
+}
+
+/// Darknet YOLOv3/v4(-tiny) raw heads: one output `[1, A*(5+nc), H, W]` per scale. Each output is
+/// matched to its entry of `strides` (and `anchors`, in input pixels) by its grid size.
+/// `x = (sigmoid(tx)·sxy − (sxy−1)/2 + i)·stride`, `w = exp(tw)·anchor_w`, score = σ(obj)·σ(cls).
+pub fn decode_darknet(
+    outs: &[OutputTensor],
+    in_w: u32,
+    in_h: u32,
+    strides: &[u32],
+    anchors: &[Vec<[f32; 2]>],
+    scale_x_y: f32,
+    score_threshold: f32,
+) -> Result<Vec<RawDetection>, DecodeError> {
+    let mut dets = Vec::new();
+    let mut used = vec![false; strides.len()];
+    for out in outs {
+        check_len(out)?;
+        let (ch, gh, gw) = match out.shape.as_slice() {
+            [1, c, h, w] | [c, h, w] => (*c, *h, *w),
+            s => {
+                return Err(err(
+                    out,
+                    format!("expected a raw Darknet head [1, A*(5+classes), H, W], got {s:?}"),
+                ))
+            }
+        };
+        let Some(si) = strides
+            .iter()
+            .position(|&s| cells(in_w, s) == gw && cells(in_h, s) == gh)
+        else {
+            return Err(err(
+                out,
+                format!("grid {gw}x{gh} matches none of the strides {strides:?} for a {in_w}x{in_h} input"),
+            ));
+        };
+        if used[si] {
+            return Err(err(
+                out,
+                format!("a second output with the grid of stride {}", strides[si]),
+            ));
+        }
+        used[si] = true;
+        let anc = &anchors[si];
+        let na = anc.len();
+        if ch % na != 0 || ch / na < 6 {
+            return Err(err(
+                out,
+                format!("{ch} channels is not {na} anchors × (5 + classes)"),
+            ));
+        }
+        let per = ch / na;
+        let plane = gh * gw;
+        let s = strides[si] as f32;
+        let d = out.data;
+        for (a, anchor) in anc.iter().enumerate() {
+            let base = a * per * plane;
+            let v = |k: usize, cell: usize| d[base + k * plane + cell];
+            for gy in 0..gh {
+                for gx in 0..gw {
+                    let cell = gy * gw + gx;
+                    let obj = sigmoid(v(4, cell));
+                    if obj < score_threshold {
+                        continue;
+                    }
+                    let mut best = (0, f32::NEG_INFINITY);
+                    for k in 0..per - 5 {
+                        let sc = v(5 + k, cell);
+                        if sc > best.1 {
+                            best = (k, sc);
+                        }
+                    }
+                    let score = obj * sigmoid(best.1);
+                    if score < score_threshold {
+                        continue;
+                    }
+                    let off = (scale_x_y - 1.0) / 2.0;
+                    let cx = (sigmoid(v(0, cell)) * scale_x_y - off + gx as f32) * s;
+                    let cy = (sigmoid(v(1, cell)) * scale_x_y - off + gy as f32) * s;
+                    let w = v(2, cell).exp() * anchor[0];
+                    let h = v(3, cell).exp() * anchor[1];
+                    dets.push(RawDetection::from_cxcywh(cx, cy, w, h, score, best.0));
+                }
+            }
+        }
+    }
+    if let Some(i) = used.iter().position(|u| !u) {
+        return Err(DecodeError {
+            output: "*".into(),
+            msg: format!(
+                "no output with the grid of stride {} ({} outputs given)",
+                strides[i],
+                outs.len()
+            ),
+        });
+    }
+    Ok(dets)
+}
+
+/// NanoDet (GFL head). Per stride `s`, with `cells = ceil(H/s)·ceil(W/s)`: a class tensor
+/// `[1, cells, nc]` (already sigmoided) and a distribution `[1, cells, 4·(reg_max+1)]` of raw
+/// logits (left, top, right, bottom). Outputs are told apart by SHAPE, not name. A single
+/// concatenated `[1, Σcells, nc + 4·(reg_max+1)]` output (class scores first) is accepted too.
+/// Distances are `Σ softmax(bins)·k · s` from the centre `((i + 0.5)·s + center_offset)`.
+#[allow(clippy::too_many_arguments)]
+pub fn decode_nanodet(
+    outs: &[OutputTensor],
+    in_w: u32,
+    in_h: u32,
+    strides: &[u32],
+    reg_max: u32,
+    center_offset: f32,
+    num_classes: Option<usize>,
+    score_threshold: f32,
+) -> Result<Vec<RawDetection>, DecodeError> {
+    let bins = reg_max as usize + 1;
+    let dist_c = 4 * bins;
+    let grid: Vec<(usize, usize)> = strides
+        .iter()
+        .map(|&s| (cells(in_w, s), cells(in_h, s)))
+        .collect();
+    let mut dets = Vec::new();
+
+    // Single concatenated output.
+    if outs.len() == 1 {
+        let out = &outs[0];
+        let (n, c) = rows_cols(out)?;
+        let total: usize = grid.iter().map(|(w, h)| w * h).sum();
+        if n != total || c <= dist_c {
+            return Err(err(
+                out,
+                format!("expected [1, {total}, classes + {dist_c}] for a single NanoDet output, got {:?}", out.shape),
+            ));
+        }
+        let nc = c - dist_c;
+        let mut row = 0;
+        for (si, &s) in strides.iter().enumerate() {
+            let (gw, gh) = grid[si];
+            for cell in 0..gw * gh {
+                let r = &out.data[(row + cell) * c..(row + cell + 1) * c];
+                nanodet_cell(
+                    &r[..nc],
+                    &r[nc..],
+                    cell,
+                    gw,
+                    s,
+                    bins,
+                    center_offset,
+                    score_threshold,
+                    &mut dets,
+                );
+            }
+            row += gw * gh;
+        }
+        return Ok(dets);
+    }
+
+    let mut cls: Vec<Option<&OutputTensor>> = vec![None; strides.len()];
+    let mut dis: Vec<Option<&OutputTensor>> = vec![None; strides.len()];
+    for out in outs {
+        let (n, c) = rows_cols(out)?;
+        let Some(si) = grid.iter().position(|(w, h)| w * h == n) else {
+            return Err(err(
+                out,
+                format!(
+                    "{n} cells match none of the strides {strides:?} for a {in_w}x{in_h} input"
+                ),
+            ));
+        };
+        let is_dist = c == dist_c;
+        let is_cls = match num_classes {
+            Some(nc) => c == nc,
+            None => !is_dist,
+        };
+        if is_dist && is_cls {
+            return Err(err(out, format!("{c} channels: cannot tell class scores from the distribution (reg_max {reg_max})")));
+        }
+        let slot = if is_dist {
+            &mut dis[si]
+        } else if is_cls {
+            &mut cls[si]
+        } else {
+            return Err(err(
+                out,
+                format!(
+                    "{c} channels is neither the class count ({}) nor 4 × (reg_max + 1) = {dist_c}",
+                    num_classes.map_or("?".to_string(), |n| n.to_string())
+                ),
+            ));
+        };
+        if slot.is_some() {
+            return Err(err(
+                out,
+                format!(
+                    "a second {} output for stride {}",
+                    if is_dist { "distribution" } else { "class" },
+                    strides[si]
+                ),
+            ));
+        }
+        *slot = Some(out);
+    }
+    for (si, &s) in strides.iter().enumerate() {
+        let (Some(c_out), Some(d_out)) = (cls[si], dis[si]) else {
+            return Err(DecodeError {
+                output: "*".into(),
+                msg: format!(
+                    "missing the class or distribution output for stride {s} ({} outputs given)",
+                    outs.len()
+                ),
+            });
+        };
+        let (gw, gh) = grid[si];
+        let nc = c_out.shape[c_out.shape.len() - 1];
+        for cell in 0..gw * gh {
+            let sc = &c_out.data[cell * nc..(cell + 1) * nc];
+            let dd = &d_out.data[cell * dist_c..(cell + 1) * dist_c];
+            nanodet_cell(
+                sc,
+                dd,
+                cell,
+                gw,
+                s,
+                bins,
+                center_offset,
+                score_threshold,
+                &mut dets,
+            );
+        }
+    }
+    Ok(dets)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn nanodet_cell(
+    scores: &[f32],
+    dist: &[f32],
+    cell: usize,
+    gw: usize,
+    stride: u32,
+    bins: usize,
+    center_offset: f32,
+    score_threshold: f32,
+    dets: &mut Vec<RawDetection>,
+) {
+    let (cls, score) = argmax(scores);
+    if score < score_threshold {
+        return;
+    }
+    let s = stride as f32;
+    let cx = ((cell % gw) as f32 + 0.5) * s + center_offset;
+    let cy = ((cell / gw) as f32 + 0.5) * s + center_offset;
+    let mut d = [0f32; 4];
+    for (side, v) in d.iter_mut().enumerate() {
+        let logits = &dist[side * bins..(side + 1) * bins];
+        let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let (mut num, mut den) = (0.0f32, 0.0f32);
+        for (k, &l) in logits.iter().enumerate() {
+            let e = (l - m).exp();
+            num += e * k as f32;
+            den += e;
+        }
+        *v = num / den * s;
+    }
+    dets.push(RawDetection {
+        x1: cx - d[0],
+        y1: cy - d[1],
+        x2: cx + d[2],
+        y2: cy + d[3],
+        score,
+        class_id: cls,
+    });
+}
+
+/// Boxes decoded (and usually NMS'd) in the graph: `[1, N, 6]` = x1, y1, x2, y2, score, class.
+pub fn decode_end_to_end(
+    out: &OutputTensor,
+    score_threshold: f32,
+) -> Result<Vec<RawDetection>, DecodeError> {
+    let (_, c) = rows_cols(out)?;
+    if c != 6 {
+        return Err(err(
+            out,
+            format!(
+                "expected [1, N, 6] (x1, y1, x2, y2, score, class), got {:?}",
+                out.shape
+            ),
+        ));
+    }
+    Ok(out
+        .data
+        .chunks_exact(6)
+        .filter(|r| r[4] >= score_threshold && r[5] >= 0.0 && r[5].is_finite())
+        .map(|r| RawDetection {
+            x1: r[0],
+            y1: r[1],
+            x2: r[2],
+            y2: r[3],
+            score: r[4],
+            class_id: r[5].round() as usize,
+        })
+        .collect())
+}
+
+/// Class-aware greedy NMS: within a class, a box is dropped if its IoU with a higher-scoring
+/// kept box exceeds `iou_threshold`. Returns at most `max_detections`, best first.
+pub fn nms(
+    mut dets: Vec<RawDetection>,
+    iou_threshold: f32,
+    max_detections: usize,
+) -> Vec<RawDetection> {
+    dets.retain(|d| {
+        d.score.is_finite()
+            && d.x1.is_finite()
+            && d.y1.is_finite()
+            && d.x2.is_finite()
+            && d.y2.is_finite()
+    });
+    dets.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut keep: Vec<RawDetection> = Vec::with_capacity(max_detections.min(dets.len()));
+    for d in dets {
+        if keep.len() >= max_detections {
+            break;
+        }
+        if keep
+            .iter()
+            .any(|k| k.class_id == d.class_id && k.iou(&d) > iou_threshold)
+        {
+            continue;
+        }
+        keep.push(d);
+    }
+    keep
+}
+
+/// A manifest's decoder with its parameters, ready to run on a model's outputs.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    pub kind: DecoderKind,
+    pub in_w: u32,
+    pub in_h: u32,
+    pub strides: Vec<u32>,
+    pub reg_max: u32,
+    pub anchors: Vec<Vec<[f32; 2]>>,
+    pub scale_x_y: f32,
+    pub center_offset: f32,
+    pub num_classes: Option<usize>,
+    pub score_threshold: f32,
+    pub nms_iou: f32,
+    pub max_detections: usize,
+}
+
+impl Decoder {
+    pub fn from_manifest(m: &ModelManifest, num_classes: Option<usize>) -> Decoder {
+        let o = &m.output;
+        Decoder {
+            kind: o.kind,
+            in_w: m.input.width,
+            in_h: m.input.height,
+            strides: m.strides(),
+            reg_max: o.reg_max.unwrap_or(0),
+            anchors: o.anchors.clone().unwrap_or_default(),
+            scale_x_y: o.scale_x_y.unwrap_or(1.0),
+            center_offset: o.center_offset.unwrap_or(0.0),
+            num_classes,
+            score_threshold: o.score_threshold,
+            nms_iou: o.nms_iou,
+            max_detections: o.max_detections,
+        }
+    }
+
+    /// Decodes all outputs and applies NMS (not for `end_to_end`, whose graph did it; there only
+    /// the threshold and the cap apply). Boxes are in model-input pixels.
+    pub fn decode(&self, outs: &[OutputTensor]) -> Result<Vec<RawDetection>, DecodeError> {
+        let first = || {
+            outs.first().ok_or_else(|| DecodeError {
+                output: "*".into(),
+                msg: "the model has no outputs".into(),
+            })
+        };
+        let t = self.score_threshold;
+        let dets = match self.kind {
+            DecoderKind::Yolox => decode_yolox(first()?, self.in_w, self.in_h, &self.strides, t)?,
+            DecoderKind::Yolov8 => decode_yolov8(first()?, self.num_classes, t)?,
+            DecoderKind::Yolov5 => decode_yolov5(first()?, t)?,
+            DecoderKind::Darknet => decode_darknet(
+                outs,
+                self.in_w,
+                self.in_h,
+                &self.strides,
+                &self.anchors,
+                self.scale_x_y,
+                t,
+            )?,
+            DecoderKind::Nanodet => decode_nanodet(
+                outs,
+                self.in_w,
+                self.in_h,
+                &self.strides,
+                self.reg_max,
+                self.center_offset,
+                self.num_classes,
+                t,
+            )?,
+            DecoderKind::EndToEnd => {
+                let mut d = decode_end_to_end(first()?, t)?;
+                d.sort_by(|a, b| b.score.total_cmp(&a.score));
+                d.truncate(self.max_detections);
+                return Ok(d);
+            }
+        };
+        Ok(nms(dets, self.nms_iou, self.max_detections))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f32, b: f32) -> bool {
+        (a - b).abs() < 1e-3
+    }
+    fn assert_box(d: &RawDetection, b: [f32; 4]) {
+        assert!(
+            close(d.x1, b[0]) && close(d.y1, b[1]) && close(d.x2, b[2]) && close(d.y2, b[3]),
+            "box {:?} != {b:?}",
+            d
+        );
+    }
+    fn logit(p: f32) -> f32 {
+        (p / (1.0 - p)).ln()
+    }
+
+    #[test]
+    fn yolox_one_hot_cell() {
+        // 8x8 input, strides [4, 8]: 2x2 + 1x1 = 5 rows; 2 classes → 7 values per row.
+        let mut d = vec![0f32; 5 * 7];
+        // Row 3 = stride 4, cell (gx=1, gy=1).
+        let r = &mut d[3 * 7..4 * 7];
+        r.copy_from_slice(&[0.5, 0.25, 0.0, (2.0f32).ln(), 0.9, 0.1, 0.8]);
+        let out = OutputTensor::new("output", &[1, 5, 7], &d);
+        let dets = decode_yolox(&out, 8, 8, &[4, 8], 0.3).unwrap();
+        assert_eq!(dets.len(), 1);
+        let x = dets[0];
+        assert_eq!(x.class_id, 1);
+        assert!(close(x.score, 0.72));
+        // cx = (0.5+1)*4 = 6, cy = (0.25+1)*4 = 5, w = 4, h = 8
+        assert_box(&x, [4.0, 1.0, 8.0, 9.0]);
+    }
+
+    #[test]
+    fn yolox_wrong_row_count_is_error() {
+        let d = vec![0f32; 4 * 7];
+        let out = OutputTensor::new("output", &[1, 4, 7], &d);
+        let e = decode_yolox(&out, 8, 8, &[4, 8], 0.3).unwrap_err();
+        assert_eq!(e.output, "output");
+        assert!(e.msg.contains("5 grid cells"), "{}", e.msg);
+    }
+
+    #[test]
+    fn yolov8_channels_first_and_last() {
+        // 3 anchors, 2 classes: [1, 6, 3].
+        let n = 3;
+        let mut cf = vec![0f32; 6 * n];
+        let vals = [10.0, 20.0, 4.0, 6.0, 0.1, 0.9]; // anchor 2
+        for (ch, v) in vals.iter().enumerate() {
+            cf[ch * n + 2] = *v;
+        }
+        let out = OutputTensor::new("output0", &[1, 6, 3], &cf);
+        let dets = decode_yolov8(&out, Some(2), 0.25).unwrap();
+        assert_eq!(dets.len(), 1);
+        assert_eq!(dets[0].class_id, 1);
+        assert!(close(dets[0].score, 0.9));
+        assert_box(&dets[0], [8.0, 17.0, 12.0, 23.0]);
+
+        // Same data transposed: [1, 3, 6].
+        let mut cl = vec![0f32; 6 * n];
+        cl[2 * 6..3 * 6].copy_from_slice(&vals);
+        let out = OutputTensor::new("output0", &[1, 3, 6], &cl);
+        let dets2 = decode_yolov8(&out, Some(2), 0.25).unwrap();
+        assert_eq!(dets, dets2);
+        // Without the class count, the smaller dimension is the channels.
+        let big = vec![0f32; 6 * 100];
+        let out = OutputTensor::new("output0", &[1, 100, 6], &big);
+        assert!(decode_yolov8(&out, None, 0.25).unwrap().is_empty());
+        // A class count that fits neither dimension is an error naming the output.
+        let e = decode_yolov8(
+            &OutputTensor::new("output0", &[1, 6, 3], &cf),
+            Some(80),
+            0.25,
+        )
+        .unwrap_err();
+        assert_eq!(e.output, "output0");
+    }
+
+    #[test]
+    fn yolov5_objectness() {
+        let d = [
+            50.0, 40.0, 20.0, 10.0, 0.8, 0.5, 0.9, // score 0.72 class 1
+            50.0, 40.0, 20.0, 10.0, 0.2, 0.9, 0.9, // obj too low
+        ];
+        let out = OutputTensor::new("output", &[1, 2, 7], &d);
+        let dets = decode_yolov5(&out, 0.3).unwrap();
+        assert_eq!(dets.len(), 1);
+        assert_eq!(dets[0].class_id, 1);
+        assert!(close(dets[0].score, 0.72));
+        assert_box(&dets[0], [40.0, 35.0, 60.0, 45.0]);
+    }
+
+    #[test]
+    fn darknet_two_scales() {
+        // 16x16 input; strides [8, 16] → grids 2x2 and 1x1; 1 anchor each; 2 classes → 7 channels.
+        let anchors = vec![vec![[4.0, 6.0]], vec![[10.0, 12.0]]];
+        let mut a = vec![-10f32; 7 * 4]; // all objectness very low
+        let plane = 4;
+        let cell = 2; // gx=0, gy=1
+        let set = |buf: &mut Vec<f32>, k: usize, v: f32| buf[k * plane + cell] = v;
+        set(&mut a, 0, 0.0); // sigmoid 0.5
+        set(&mut a, 1, 0.0);
+        set(&mut a, 2, 0.0); // exp 1
+        set(&mut a, 3, (2.0f32).ln());
+        set(&mut a, 4, logit(0.9));
+        set(&mut a, 5, logit(0.2));
+        set(&mut a, 6, logit(0.8));
+        let b = vec![-10f32; 7];
+        let outs = [
+            OutputTensor::new("b", &[1, 7, 1, 1], &b),
+            OutputTensor::new("a", &[1, 7, 2, 2], &a),
+        ];
+        let dets = decode_darknet(&outs, 16, 16, &[8, 16], &anchors, 1.0, 0.3).unwrap();
+        assert_eq!(dets.len(), 1);
+        assert_eq!(dets[0].class_id, 1);
+        assert!(close(dets[0].score, 0.72));
+        // cx = (0.5 + 0) * 8 = 4, cy = (0.5 + 1) * 8 = 12, w = 4, h = 12
+        assert_box(&dets[0], [2.0, 6.0, 6.0, 18.0]);
+
+        // scale_x_y = 1.2 with sigmoid 0.5: 0.5*1.2 - 0.1 = 0.5 → same centre.
+        let dets = decode_darknet(&outs, 16, 16, &[8, 16], &anchors, 1.2, 0.3).unwrap();
+        assert_box(&dets[0], [2.0, 6.0, 6.0, 18.0]);
+
+        // A missing scale is an error.
+        let e = decode_darknet(&outs[1..], 16, 16, &[8, 16], &anchors, 1.0, 0.3).unwrap_err();
+        assert!(e.msg.contains("stride 16"), "{}", e.msg);
+    }
+
+    fn nanodet_fixture(bins: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+        // 16x16 input, strides [8, 16]: 4 cells and 1 cell; 3 classes; reg_max = bins - 1.
+        let mut cls8 = vec![0f32; 4 * 3];
+        cls8[3 * 3 + 2] = 0.9; // cell 3 = (gx 1, gy 1), class 2
+        let mut dis8 = vec![0f32; 4 * 4 * bins];
+        // One-hot-ish logits: side distances (in bins) l=1, t=2, r=0, b=1.
+        for (side, k) in [1usize, 2, 0, 1].iter().enumerate() {
+            dis8[3 * 4 * bins + side * bins + k] = 50.0;
+        }
+        let cls16 = vec![0.01f32; 3];
+        let dis16 = vec![0f32; 4 * bins];
+        (cls8, dis8, cls16, dis16)
+    }
+
+    #[test]
+    fn nanodet_by_shape() {
+        let bins = 3;
+        let (c8, d8, c16, d16) = nanodet_fixture(bins);
+        // Shuffled order and opaque names: matched by shape.
+        let outs = [
+            OutputTensor::new("Identity_3:0", &[1, 1, 12], &d16),
+            OutputTensor::new("Identity:0", &[1, 4, 3], &c8),
+            OutputTensor::new("Identity_1:0", &[1, 1, 3], &c16),
+            OutputTensor::new("Identity_2:0", &[1, 4, 12], &d8),
+        ];
+        let dets = decode_nanodet(&outs, 16, 16, &[8, 16], 2, 0.0, Some(3), 0.35).unwrap();
+        assert_eq!(dets.len(), 1);
+        assert_eq!(dets[0].class_id, 2);
+        assert!(close(dets[0].score, 0.9));
+        // centre (1.5*8, 1.5*8) = (12, 12); l=8, t=16, r=0, b=8
+        assert_box(&dets[0], [4.0, -4.0, 12.0, 20.0]);
+
+        // NanoDet-m centre: (i + 0.5) * s - 0.5.
+        let dets = decode_nanodet(&outs, 16, 16, &[8, 16], 2, -0.5, Some(3), 0.35).unwrap();
+        assert_box(&dets[0], [3.5, -4.5, 11.5, 19.5]);
+
+        // Missing stride → error.
+        let e = decode_nanodet(&outs[..3], 16, 16, &[8, 16], 2, 0.0, Some(3), 0.35).unwrap_err();
+        assert!(e.msg.contains("stride 8"), "{}", e.msg);
+    }
+
+    #[test]
+    fn nanodet_softmax_expectation() {
+        // Equal logits on 2 bins (0 and 1) → expectation 0.5 bins.
+        let bins = 2;
+        let cls = [0.8f32];
+        let mut dis = vec![-1e9f32; 4 * bins];
+        for side in 0..4 {
+            dis[side * bins] = 0.0;
+            dis[side * bins + 1] = 0.0;
+        }
+        let outs = [
+            OutputTensor::new("c", &[1, 1, 1], &cls),
+            OutputTensor::new("d", &[1, 1, 8], &dis),
+        ];
+        let dets = decode_nanodet(&outs, 8, 8, &[8], 1, 0.0, Some(1), 0.5).unwrap();
+        assert_box(&dets[0], [0.0, 0.0, 8.0, 8.0]);
+    }
+
+    #[test]
+    fn nanodet_concatenated() {
+        let bins = 3;
+        let (c8, d8, c16, d16) = nanodet_fixture(bins);
+        let c = 3 + 12;
+        let mut all = Vec::new();
+        for cell in 0..4 {
+            all.extend_from_slice(&c8[cell * 3..cell * 3 + 3]);
+            all.extend_from_slice(&d8[cell * 12..cell * 12 + 12]);
+        }
+        all.extend_from_slice(&c16);
+        all.extend_from_slice(&d16);
+        let outs = [OutputTensor::new("output", &[1, 5, c], &all)];
+        let dets = decode_nanodet(&outs, 16, 16, &[8, 16], 2, 0.0, Some(3), 0.35).unwrap();
+        assert_eq!(dets.len(), 1);
+        assert_box(&dets[0], [4.0, -4.0, 12.0, 20.0]);
+    }
+
+    #[test]
+    fn end_to_end_rows() {
+        let d = [1.0, 2.0, 3.0, 4.0, 0.9, 7.0, 1.0, 2.0, 3.0, 4.0, 0.1, 2.0];
+        let out = OutputTensor::new("dets", &[1, 2, 6], &d);
+        let dets = decode_end_to_end(&out, 0.5).unwrap();
+        assert_eq!(dets.len(), 1);
+        assert_eq!(dets[0].class_id, 7);
+        assert_box(&dets[0], [1.0, 2.0, 3.0, 4.0]);
+        assert!(decode_end_to_end(&OutputTensor::new("dets", &[1, 2, 6], &d[..6]), 0.5).is_err());
+    }
+
+    fn rd(x1: f32, score: f32, class_id: usize) -> RawDetection {
+        RawDetection {
+            x1,
+            y1: 0.0,
+            x2: x1 + 10.0,
+            y2: 10.0,
+            score,
+            class_id,
+        }
+    }
+
+    #[test]
+    fn nms_suppresses_same_class_only() {
+        let dets = vec![
+            rd(0.0, 0.8, 0),
+            rd(1.0, 0.9, 0),
+            rd(1.0, 0.7, 1),
+            rd(50.0, 0.6, 0),
+        ];
+        let kept = nms(dets, 0.5, 100);
+        assert_eq!(kept.len(), 3);
+        assert_eq!(kept[0], rd(1.0, 0.9, 0)); // best of the overlapping pair
+        assert_eq!(kept[1], rd(1.0, 0.7, 1)); // other class, same place: kept
+        assert_eq!(kept[2], rd(50.0, 0.6, 0)); // same class, far away: kept
+    }
+
+    #[test]
+    fn nms_threshold_and_cap() {
+        // IoU of boxes offset by 5 of 10: 50/150 = 0.333.
+        let dets = vec![rd(0.0, 0.9, 0), rd(5.0, 0.8, 0), rd(100.0, 0.7, 0)];
+        assert_eq!(nms(dets.clone(), 0.3, 100).len(), 2);
+        assert_eq!(nms(dets.clone(), 0.4, 100).len(), 3);
+        let capped = nms(dets, 0.4, 2);
+        assert_eq!(capped.len(), 2);
+        assert_eq!(capped[1].score, 0.8);
+        // NaN scores are dropped, not panicked on.
+        assert!(nms(vec![rd(0.0, f32::NAN, 0)], 0.5, 10).is_empty());
+    }
+
+    #[test]
+    fn decoder_end_to_end_caps() {
+        let d = [1.0, 2.0, 3.0, 4.0, 0.9, 0.0, 1.0, 2.0, 3.0, 4.0, 0.95, 0.0];
+        let dec = Decoder {
+            kind: DecoderKind::EndToEnd,
+            in_w: 8,
+            in_h: 8,
+            strides: vec![],
+            reg_max: 0,
+            anchors: vec![],
+            scale_x_y: 1.0,
+            center_offset: 0.0,
+            num_classes: None,
+            score_threshold: 0.5,
+            nms_iou: 0.5,
+            max_detections: 1,
+        };
+        let out = dec
+            .decode(&[OutputTensor::new("dets", &[1, 2, 6], &d)])
+            .unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].score, 0.95);
+        assert!(dec.decode(&[]).is_err());
+    }
+}

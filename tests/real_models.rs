@@ -1,0 +1,355 @@
+//! Runs every detector on real frames: PETS (vtest.avi from Debian's opencv-doc, people walking)
+//! and a house fire clip. The committed NanoDet-g models never skip; the shared test-only models
+//! (../shared/models) skip with a message when absent.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use gridwatch::infer::{runtime, Detector, DetectorOptions, ModelManifest};
+use gridwatch::types::Detection;
+
+const PETS: &str = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
+/// Index of the mid-sequence PETS frame checked in detail (frames are sampled every 4 s).
+const MID_FRAME: usize = 5;
+
+struct Frame {
+    name: String,
+    width: u32,
+    height: u32,
+    rgb: Vec<u8>,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Decodes `video` with gst-launch at `fps` frames per second into PNGs, then loads them as RGB.
+fn extract(video: &Path, fps: &str) -> Vec<Frame> {
+    assert!(
+        video.exists(),
+        "{} not found (scripts/setup.sh installs opencv-doc)",
+        video.display()
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pattern = dir.path().join("frame%03d.png");
+    let status = Command::new("gst-launch-1.0")
+        .arg("-q")
+        .arg("filesrc")
+        .arg(format!("location={}", video.display()))
+        .args(["!", "decodebin", "!", "videoconvert", "!", "videorate", "!"])
+        .arg(format!("video/x-raw,format=RGB,framerate={fps}"))
+        .args(["!", "pngenc", "snapshot=false", "!", "multifilesink"])
+        .arg(format!("location={}", pattern.display()))
+        .status()
+        .expect("running gst-launch-1.0 (install gstreamer1.0-tools)");
+    assert!(
+        status.success(),
+        "gst-launch-1.0 failed on {}",
+        video.display()
+    );
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .expect("read temp dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "png"))
+        .collect();
+    paths.sort();
+    assert!(
+        !paths.is_empty(),
+        "no frames extracted from {}",
+        video.display()
+    );
+    paths
+        .iter()
+        .map(|p| {
+            let img = image::open(p).expect("decode png").to_rgb8();
+            Frame {
+                name: p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                width: img.width(),
+                height: img.height(),
+                rgb: img.into_raw(),
+            }
+        })
+        .collect()
+}
+
+fn pets() -> &'static [Frame] {
+    static F: OnceLock<Vec<Frame>> = OnceLock::new();
+    F.get_or_init(|| extract(Path::new(PETS), "1/4"))
+}
+
+fn fire() -> &'static [Frame] {
+    static F: OnceLock<Vec<Frame>> = OnceLock::new();
+    F.get_or_init(|| {
+        extract(
+            &repo().join("../shared/media/fire/fire-house-blaze-phone-vertical-720p.mp4"),
+            "1/2",
+        )
+    })
+}
+
+fn shared_present() -> bool {
+    repo().join("../shared/models").is_dir()
+}
+
+fn load(manifest: &Path) -> Detector {
+    runtime::init(None).expect("ONNX Runtime (run scripts/setup.sh)");
+    let m = ModelManifest::load(manifest).unwrap_or_else(|e| panic!("{e}"));
+    m.verify().unwrap_or_else(|e| panic!("{e}"));
+    Detector::load(
+        &m,
+        &DetectorOptions {
+            intra_op_threads: 2,
+            execution_providers: vec!["cpu".into()],
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn load_shared(manifest: &str) -> Option<Detector> {
+    if !shared_present() {
+        eprintln!("skipping: ../shared/models not found (test-only models)");
+        return None;
+    }
+    Some(load(&repo().join("tests/models").join(manifest)))
+}
+
+fn check_sane(model: &str, frame: &Frame, dets: &[Detection]) {
+    for d in dets {
+        let b = d.bbox;
+        assert!(
+            (0.0..=1.0).contains(&b.x1)
+                && (0.0..=1.0).contains(&b.x2)
+                && (0.0..=1.0).contains(&b.y1)
+                && (0.0..=1.0).contains(&b.y2)
+                && b.x1 < b.x2
+                && b.y1 < b.y2,
+            "{model} on {}: box out of range {d:?}",
+            frame.name
+        );
+        assert!(
+            d.score.is_finite() && d.score > 0.0 && d.score <= 1.0001,
+            "{model}: bad score {d:?}"
+        );
+    }
+}
+
+/// Asserts ≥ 3 people, mostly upright boxes, on a mid-sequence PETS frame.
+fn finds_people(mut det: Detector) {
+    let frames = pets();
+    let model = det.name().to_string();
+    let thr = det.score_threshold();
+    assert!(
+        det.labels().len() == 80 && det.labels()[0] == "person",
+        "{model}: COCO labels"
+    );
+    // Every sampled frame: sane boxes; print the counts.
+    let mut counts = Vec::new();
+    for f in frames {
+        let dets = det
+            .detect(&f.rgb, f.width, f.height)
+            .unwrap_or_else(|e| panic!("{e}"));
+        check_sane(&model, f, &dets);
+        counts.push(dets.iter().filter(|d| d.class == "person").count());
+    }
+    // The frame at 20 s (PETS has 7–9 people there; at 40 s only 3).
+    let mid = &frames[MID_FRAME.min(frames.len() - 1)];
+    let dets = det
+        .detect(&mid.rgb, mid.width, mid.height)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = det.last_timings();
+    let people: Vec<&Detection> = dets
+        .iter()
+        .filter(|d| d.class == "person" && d.score >= thr)
+        .collect();
+    eprintln!(
+        "{model}: {} people on {} ({} detections); persons per sampled frame {counts:?}; pre {:.1} ms, run {:.1} ms, post {:.1} ms",
+        people.len(),
+        mid.name,
+        dets.len(),
+        t.pre_ms,
+        t.run_ms,
+        t.post_ms
+    );
+    assert!(
+        people.len() >= 3,
+        "{model}: expected ≥ 3 people on PETS {}, got {dets:?}",
+        mid.name
+    );
+    let (w, h) = (mid.width as f32, mid.height as f32);
+    let upright = people
+        .iter()
+        .filter(|d| (d.bbox.y2 - d.bbox.y1) * h > (d.bbox.x2 - d.bbox.x1) * w)
+        .count();
+    assert!(
+        upright * 10 >= people.len() * 8,
+        "{model}: only {upright} of {} person boxes are taller than wide: {people:?}",
+        people.len()
+    );
+    // Enough people across the clip (PETS has ~5–8 people most of the time).
+    let with3 = counts.iter().filter(|c| **c >= 3).count();
+    assert!(
+        with3 * 2 >= counts.len(),
+        "{model}: ≥ 3 people on only {with3} of {} frames: {counts:?}",
+        counts.len()
+    );
+}
+
+#[test]
+fn committed_nanodet_g_416() {
+    finds_people(load(&repo().join("models/nanodet-g-coco-416/model.toml")));
+}
+
+#[test]
+fn committed_nanodet_g_320() {
+    finds_people(load(&repo().join("models/nanodet-g-coco-320/model.toml")));
+}
+
+#[test]
+fn shared_nanodet_g_640x480() {
+    if let Some(d) = load_shared("nanodet-g-640x480.toml") {
+        finds_people(d);
+    }
+}
+
+#[test]
+fn shared_yolox_nano_416() {
+    if let Some(d) = load_shared("yolox-nano-416.toml") {
+        finds_people(d);
+    }
+}
+
+#[test]
+fn shared_nanodet_m_320() {
+    if let Some(d) = load_shared("nanodet-m-320.toml") {
+        finds_people(d);
+    }
+}
+
+#[test]
+fn shared_yolov12n_640x480() {
+    if let Some(d) = load_shared("yolov12n-640x480.toml") {
+        finds_people(d);
+    }
+}
+
+#[test]
+fn shared_fire_smoke_yolo11n() {
+    let Some(mut det) = load_shared("fire-smoke-yolo11n-640-int8.toml") else {
+        return;
+    };
+    assert_eq!(det.labels(), ["smoke", "fire"]);
+    // No fire in PETS: at most a few (false) detections per frame.
+    for f in pets().iter().step_by(4) {
+        let dets = det
+            .detect(&f.rgb, f.width, f.height)
+            .unwrap_or_else(|e| panic!("{e}"));
+        check_sane(det.name(), f, &dets);
+        assert!(dets.len() <= 2, "fire/smoke on PETS {}: {dets:?}", f.name);
+    }
+    let frames = fire();
+    let mut hits = Vec::new();
+    for f in frames {
+        let dets = det
+            .detect(&f.rgb, f.width, f.height)
+            .unwrap_or_else(|e| panic!("{e}"));
+        check_sane(det.name(), f, &dets);
+        hits.push(
+            dets.iter()
+                .filter(|d| d.class == "fire" || d.class == "smoke")
+                .count(),
+        );
+    }
+    eprintln!(
+        "fire/smoke detections per house-blaze frame: {hits:?} (timings {:?})",
+        det.last_timings()
+    );
+    let found = hits.iter().filter(|h| **h > 0).count();
+    assert!(
+        found * 2 >= frames.len(),
+        "smoke/fire on only {found} of {} house-blaze frames: {hits:?}",
+        frames.len()
+    );
+}
+
+fn people(det: &mut Detector, f: &Frame) -> Vec<Detection> {
+    let thr = det.score_threshold().max(0.4);
+    let dets = det
+        .detect(&f.rgb, f.width, f.height)
+        .unwrap_or_else(|e| panic!("{e}"));
+    dets.into_iter()
+        .filter(|d| d.class == "person" && d.score >= thr)
+        .collect()
+}
+
+/// The committed model (stretch resize) and YOLOX (top-left letterbox) and YOLOv12 (centred
+/// letterbox) must put person boxes in the same places: checks every back-transform.
+#[test]
+fn models_agree_on_person_boxes() {
+    let Some(mut yolox) = load_shared("yolox-nano-416.toml") else {
+        return;
+    };
+    let Some(mut v12) = load_shared("yolov12n-640x480.toml") else {
+        return;
+    };
+    let mut nano = load(&repo().join("models/nanodet-g-coco-416/model.toml"));
+    let f = &pets()[MID_FRAME];
+    let a = people(&mut nano, f);
+    for (name, other) in [
+        ("yolox", people(&mut yolox, f)),
+        ("yolov12n", people(&mut v12, f)),
+    ] {
+        let ious: Vec<f32> = a
+            .iter()
+            .map(|d| {
+                other
+                    .iter()
+                    .map(|o| d.bbox.iou(&o.bbox))
+                    .fold(0.0, f32::max)
+            })
+            .collect();
+        let matched = ious.iter().filter(|i| **i >= 0.5).count();
+        eprintln!("nanodet-g-416 vs {name}: best IoUs {ious:?}");
+        assert!(
+            a.len() >= 3 && matched * 10 >= a.len() * 7,
+            "nanodet-g-416 vs {name}: {ious:?}\n{a:?}\n{other:?}"
+        );
+    }
+}
+
+#[test]
+fn detector_requires_valid_frame() {
+    let mut det = load(&repo().join("models/nanodet-g-coco-320/model.toml"));
+    let e = det.detect(&[0u8; 10], 4, 4).unwrap_err().to_string();
+    assert!(
+        e.contains("nanodet-g-coco-320") && e.contains("48 bytes"),
+        "{e}"
+    );
+    assert_eq!(det.input_size(), (320, 320));
+}
+
+#[test]
+fn unavailable_accelerator_falls_back_to_cpu() {
+    runtime::init(None).expect("ONNX Runtime");
+    let m = ModelManifest::load(&repo().join("models/nanodet-g-coco-320/model.toml")).unwrap();
+    let opts = DetectorOptions {
+        intra_op_threads: 1,
+        execution_providers: vec![
+            "tensorrt".into(),
+            "cuda".into(),
+            "openvino".into(),
+            "cpu".into(),
+        ],
+    };
+    let det = Detector::load(&m, &opts).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(det.providers().last().map(String::as_str), Some("cpu"));
+    let bad = DetectorOptions {
+        intra_op_threads: 1,
+        execution_providers: vec!["gpu9000".into()],
+    };
+    let e = Detector::load(&m, &bad).unwrap_err().to_string();
+    assert!(e.contains("gpu9000"), "{e}");
+}
