@@ -101,11 +101,11 @@ struct Inner<'a> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, _) = self.kind.status_and_code();
-        let body = Body { error: Inner { code: self.code(), message: &self.message, parameter: self.parameter.as_deref() } };
+        let body =
+            Body { error: Inner { code: self.code(), message: &self.message, parameter: self.parameter.as_deref() } };
         let mut resp = (status, Json(body)).into_response();
         if self.kind == ErrorKind::Unauthorized {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"gridwatch\""));
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"gridwatch\""));
         }
         resp
     }

@@ -171,7 +171,10 @@ fn parse_event_id(p: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiErr
 
 fn jpeg_response(bytes: Vec<u8>, cache: &'static str) -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg")), (header::CACHE_CONTROL, HeaderValue::from_static(cache))],
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg")),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+        ],
         bytes,
     )
         .into_response()
@@ -234,7 +237,8 @@ async fn latest_jpg(State(st): State<ApiState>, id: Result<Path<String>, PathRej
         return Err(ApiError::not_found(format!("camera `{id}` not found")));
     }
     let frame = st.registry.latest(&id).ok_or_else(|| {
-        ApiError::new(ErrorKind::Unavailable, format!("camera `{id}` has not delivered a frame yet")).with_code("no_frame")
+        ApiError::new(ErrorKind::Unavailable, format!("camera `{id}` has not delivered a frame yet"))
+            .with_code("no_frame")
     })?;
     let bytes = blocking(move || Ok(store::encode_jpeg(&frame, &[], LATEST_QUALITY)?)).await?;
     Ok(jpeg_response(bytes, "no-store"))
@@ -267,7 +271,10 @@ pub(crate) fn parse_event_query(raw: Option<&str>) -> Result<EventQuery, ApiErro
             OffsetDateTime::parse(v, &Rfc3339)
                 .or_else(|e| OffsetDateTime::parse(&v.replace(' ', "+"), &Rfc3339).map_err(|_| e))
                 .map_err(|e| {
-                    ApiError::bad_param(&key, format!("query parameter `{key}` must be an RFC 3339 time (e.g. 2026-01-31T12:00:00Z): {e}"))
+                    ApiError::bad_param(
+                        &key,
+                        format!("query parameter `{key}` must be an RFC 3339 time (e.g. 2026-01-31T12:00:00Z): {e}"),
+                    )
                 })
         };
         match key.as_str() {
@@ -283,7 +290,10 @@ pub(crate) fn parse_event_query(raw: Option<&str>) -> Result<EventQuery, ApiErro
             }
             "limit" => {
                 q.limit = value.parse::<u32>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
-                    ApiError::bad_param("limit", format!("query parameter `limit` must be an integer from 1 to {MAX_LIMIT}, got `{value}`"))
+                    ApiError::bad_param(
+                        "limit",
+                        format!("query parameter `limit` must be an integer from 1 to {MAX_LIMIT}, got `{value}`"),
+                    )
                 })?;
             }
             _ => {
@@ -312,17 +322,21 @@ async fn list_events(State(st): State<ApiState>, RawQuery(raw): RawQuery) -> Res
 
 async fn load_event(st: &ApiState, id: Uuid) -> Result<Event, ApiError> {
     let s = st.store.clone();
-    blocking(move || Ok(s.get_event(id)?))
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("event {id} not found")))
+    blocking(move || Ok(s.get_event(id)?)).await?.ok_or_else(|| ApiError::not_found(format!("event {id} not found")))
 }
 
-async fn get_event(State(st): State<ApiState>, id: Result<Path<String>, PathRejection>) -> Result<Json<Event>, ApiError> {
+async fn get_event(
+    State(st): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Event>, ApiError> {
     let id = parse_event_id(id)?;
     Ok(Json(load_event(&st, id).await?))
 }
 
-async fn snapshot_jpg(State(st): State<ApiState>, id: Result<Path<String>, PathRejection>) -> Result<Response, ApiError> {
+async fn snapshot_jpg(
+    State(st): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
     let id = parse_event_id(id)?;
     let event = load_event(&st, id).await?;
     let path = st
@@ -341,4 +355,3 @@ async fn snapshot_jpg(State(st): State<ApiState>, id: Result<Path<String>, PathR
     // The snapshot may be replaced while the event is active.
     Ok(jpeg_response(bytes, "no-cache"))
 }
-

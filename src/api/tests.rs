@@ -148,7 +148,10 @@ async fn auth_required_on_events() {
     assert!(r.headers.contains_key(header::WWW_AUTHENTICATE));
 
     // Wrong scheme.
-    let req = Request::get("/api/v1/events").header(header::AUTHORIZATION, format!("Basic {TOKEN}")).body(Body::empty()).unwrap();
+    let req = Request::get("/api/v1/events")
+        .header(header::AUTHORIZATION, format!("Basic {TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
     let resp = router(fx.state.clone()).oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
@@ -156,7 +159,10 @@ async fn auth_required_on_events() {
     assert_eq!(call(&fx, "GET", "/api/v1/events", Some(TOKEN)).await.status, StatusCode::OK);
     assert_eq!(call(&fx, "GET", "/api/v1/events", Some(DB_TOKEN)).await.status, StatusCode::OK);
     // Lower-case scheme is accepted too.
-    let req = Request::get("/api/v1/cameras").header(header::AUTHORIZATION, format!("bearer {DB_TOKEN}")).body(Body::empty()).unwrap();
+    let req = Request::get("/api/v1/cameras")
+        .header(header::AUTHORIZATION, format!("bearer {DB_TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
     assert_eq!(router(fx.state.clone()).oneshot(req).await.unwrap().status(), StatusCode::OK);
 
     // A revoked database token stops working immediately.
@@ -199,7 +205,12 @@ async fn bad_query_parameters_are_json_400_naming_the_parameter() {
         assert!(e["message"].as_str().unwrap().contains(param), "{q}: {e}");
     }
     // Limits at the edges and a '+' offset sent unencoded (arrives as a space) are fine.
-    for q in ["limit=1", "limit=500", "since=2026-01-01T00:00:00+01:00", "since=2026-01-01T00:00:00%2B01:00&until=2027-01-01T00:00:00Z"] {
+    for q in [
+        "limit=1",
+        "limit=500",
+        "since=2026-01-01T00:00:00+01:00",
+        "since=2026-01-01T00:00:00%2B01:00&until=2027-01-01T00:00:00Z",
+    ] {
         assert_eq!(get(&fx, &format!("/api/v1/events?{q}")).await.status, StatusCode::OK, "{q}");
     }
 }
@@ -329,7 +340,11 @@ async fn openapi_covers_every_route() {
             let name = seg.trim_matches(|c| c == '{' || c == '}');
             let params = op["parameters"].as_array().cloned().unwrap_or_default();
             let params = params.iter().chain(paths[r.path]["parameters"].as_array().into_iter().flatten());
-            assert!(params.clone().any(|p| p["name"] == name && p["in"] == "path"), "{}: `{name}` undocumented", r.path);
+            assert!(
+                params.clone().any(|p| p["name"] == name && p["in"] == "path"),
+                "{}: `{name}` undocumented",
+                r.path
+            );
         }
     }
     assert!(spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer");
@@ -340,7 +355,6 @@ async fn openapi_covers_every_route() {
 
 #[tokio::test]
 async fn serve_shuts_down_gracefully() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let fx = fixture();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -348,10 +362,17 @@ async fn serve_shuts_down_gracefully() {
     let server = tokio::spawn(serve(listener, router(fx.state.clone()), async move {
         let _ = rx.await;
     }));
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
+    // tokio's io-util feature is not enabled: a plain blocking client on a blocking thread.
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(out.contains("\"box_id\":\"box-7\""));
     tx.send(()).unwrap();

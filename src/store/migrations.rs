@@ -72,10 +72,8 @@ pub fn migrate_to(conn: &mut Connection, target: u32) -> Result<u32, StoreError>
         let sql = MIGRATIONS[v as usize];
         let next = v + 1;
         let tx = conn.transaction().map_err(|e| StoreError::sql("begin migration", e))?;
-        tx.execute_batch(sql)
-            .map_err(|e| StoreError::Schema(format!("migration to version {next} failed: {e}")))?;
-        tx.pragma_update(None, "user_version", next)
-            .map_err(|e| StoreError::sql("set schema version", e))?;
+        tx.execute_batch(sql).map_err(|e| StoreError::Schema(format!("migration to version {next} failed: {e}")))?;
+        tx.pragma_update(None, "user_version", next).map_err(|e| StoreError::sql("set schema version", e))?;
         tx.commit().map_err(|e| StoreError::sql("commit migration", e))?;
         tracing::info!(version = next, "database migrated");
         v = next;

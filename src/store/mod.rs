@@ -233,9 +233,7 @@ impl Store {
             let orphan = if name.ends_with(".tmp") {
                 true
             } else if let Some(id) = name.strip_suffix(".jpg").and_then(|s| Uuid::parse_str(s).ok()) {
-                !stmt
-                    .exists(params![id.to_string()])
-                    .map_err(|e| StoreError::sql("check snapshot reference", e))?
+                !stmt.exists(params![id.to_string()]).map_err(|e| StoreError::sql("check snapshot reference", e))?
             } else {
                 false
             };
@@ -267,9 +265,7 @@ impl Store {
             f.sync_all().map_err(|e| StoreError::io("fsync snapshot", &tmp, e))?;
             drop(f);
             fs::rename(&tmp, &final_path).map_err(|e| StoreError::io("rename snapshot", &final_path, e))?;
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| StoreError::io("fsync snapshot dir", dir, e))
+            File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io("fsync snapshot dir", dir, e))
         })();
         if res.is_err() {
             let _ = fs::remove_file(&tmp);
@@ -292,7 +288,20 @@ impl Store {
             Some(frame) => Some(encode_jpeg(frame, &change.objects, SNAPSHOT_QUALITY)?),
             None => None,
         };
-        let objects = serde_json::to_string(&change.objects)
+        // JSON has no NaN/inf (serde_json would write null and the row could not be read back).
+        let finite = |v: f32| if v.is_finite() { v } else { 0.0 };
+        let clean: Vec<Detection> = change
+            .objects
+            .iter()
+            .map(|d| {
+                let mut d = d.clone();
+                d.score = finite(d.score);
+                let b = &mut d.bbox;
+                (b.x1, b.y1, b.x2, b.y2) = (finite(b.x1), finite(b.y1), finite(b.x2), finite(b.y2));
+                d
+            })
+            .collect();
+        let objects = serde_json::to_string(&clean)
             .map_err(|e| StoreError::Corrupt { id: id.to_string(), msg: format!("cannot serialise objects: {e}") })?;
         let now = to_ms(OffsetDateTime::now_utc());
         let at = to_ms(change.at);
@@ -481,7 +490,12 @@ impl Store {
                 .map_err(|e| StoreError::sql("prepare token list", e))?;
             let rows = stmt
                 .query_map([], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<i64>>(3)?))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                    ))
                 })
                 .map_err(|e| StoreError::sql("list tokens", e))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(|e| StoreError::sql("list tokens", e))
@@ -578,8 +592,7 @@ impl RawEvent {
         };
         let started_at = from_ms(self.started_at).map_err(|e| bad(format!("started_at: {e}")))?;
         let ended_at = self.ended_at.map(from_ms).transpose().map_err(|e| bad(format!("ended_at: {e}")))?;
-        let objects: Vec<Detection> =
-            serde_json::from_str(&self.objects).map_err(|e| bad(format!("objects: {e}")))?;
+        let objects: Vec<Detection> = serde_json::from_str(&self.objects).map_err(|e| bad(format!("objects: {e}")))?;
         Ok(Event {
             id,
             seq: self.seq,

@@ -137,7 +137,8 @@ fn pagination_and_filters() {
     for i in 0..25i64 {
         let cam = if i % 2 == 0 { "cam1" } else { "cam2" };
         let kind = if i % 5 == 0 { "loitering" } else { "presence" };
-        let e = s.apply(&change(Uuid::now_v7(), Change::Started, cam, kind, base + time::Duration::minutes(i))).unwrap();
+        let e =
+            s.apply(&change(Uuid::now_v7(), Change::Started, cam, kind, base + time::Duration::minutes(i))).unwrap();
         ids.push(e.seq);
     }
     // Walk all pages of 10: newest first, no duplicates, cursor ends.
@@ -231,7 +232,12 @@ fn encode_jpeg_rejects_bad_frame_and_odd_boxes() {
     let f = test_frame("cam1", 32, 32);
     let weird = vec![
         Detection { class_id: 99, class: "x".into(), score: 1.0, bbox: BBox { x1: -1.0, y1: -1.0, x2: 2.0, y2: 2.0 } },
-        Detection { class_id: 1, class: "y".into(), score: 0.5, bbox: BBox { x1: f32::NAN, y1: 0.0, x2: 1.0, y2: 1.0 } },
+        Detection {
+            class_id: 1,
+            class: "y".into(),
+            score: 0.5,
+            bbox: BBox { x1: f32::NAN, y1: 0.0, x2: 1.0, y2: 1.0 },
+        },
         Detection { class_id: 2, class: "z".into(), score: 0.5, bbox: BBox { x1: 0.9, y1: 0.9, x2: 0.1, y2: 0.1 } },
     ];
     assert!(is_jpeg(&encode_jpeg(&f, &weird, 80).unwrap()));
@@ -385,4 +391,16 @@ fn concurrent_readers_and_writer() {
         r.join().unwrap();
     }
     assert_eq!(s.list_events(&EventQuery { limit: 500, ..Default::default() }).unwrap().events.len(), 50);
+}
+
+#[test]
+fn non_finite_values_do_not_poison_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let mut ch = change(Uuid::now_v7(), Change::Started, "cam1", "presence", OffsetDateTime::now_utc());
+    ch.objects[0].score = f32::NAN;
+    ch.objects[0].bbox.x2 = f32::INFINITY;
+    let e = s.apply(&ch).unwrap();
+    assert_eq!(e.objects[0].score, 0.0);
+    assert_eq!(s.list_events(&EventQuery { limit: 10, ..Default::default() }).unwrap().events.len(), 1);
 }
