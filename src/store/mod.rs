@@ -513,6 +513,18 @@ impl Store {
             .collect()
     }
 
+    /// For `api.generate_token_if_none`: if there is no token at all (none in the config,
+    /// none active in the database), creates one named `name`, stores its hash and returns
+    /// the token so the caller can show it once. Returns `None` when a token exists.
+    pub fn bootstrap_token(&self, config_hashes: &[String], name: &str) -> Result<Option<String>, StoreError> {
+        if !config_hashes.is_empty() || self.count_tokens()? > 0 {
+            return Ok(None);
+        }
+        let token = try_generate_token()?;
+        self.add_token(name, &hash_token(&token))?;
+        Ok(Some(token))
+    }
+
     /// Checkpoints the WAL into the database file and truncates it (graceful shutdown).
     /// The store stays usable afterwards.
     pub fn close(&self) -> Result<(), StoreError> {

@@ -362,6 +362,35 @@ fn tokens() {
 }
 
 #[test]
+fn bootstrap_token_only_when_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.bootstrap_token(&[hash_token("cfg")], "generated").unwrap(), None);
+    assert_eq!(s.count_tokens().unwrap(), 0);
+    let t = s.bootstrap_token(&[], "generated").unwrap().unwrap();
+    assert!(s.token_valid(&hash_token(&t)).unwrap());
+    assert_eq!(s.bootstrap_token(&[], "generated").unwrap(), None);
+    assert_eq!(s.count_tokens().unwrap(), 1);
+}
+
+#[test]
+fn list_queries_use_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let c = s.inner.writer.lock().unwrap();
+    let plan = |sql: &str| -> String {
+        let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        st.query_map([], |r| r.get::<_, String>(3)).unwrap().map(|r| r.unwrap()).collect::<Vec<_>>().join("; ")
+    };
+    let p = plan("SELECT seq FROM events WHERE camera_id = 'a' AND seq < 10 ORDER BY seq DESC LIMIT 5");
+    assert!(p.contains("events_camera_seq") && !p.contains("TEMP B-TREE"), "{p}");
+    let p = plan("SELECT seq FROM events WHERE kind = 'a' ORDER BY seq DESC LIMIT 5");
+    assert!(p.contains("events_kind_seq") && !p.contains("TEMP B-TREE"), "{p}");
+    let p = plan("SELECT seq FROM events WHERE 1 AND seq < 10 ORDER BY seq DESC LIMIT 5");
+    assert!(!p.contains("TEMP B-TREE") && !p.contains("SCAN events USING"), "{p}");
+}
+
+#[test]
 fn concurrent_readers_and_writer() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path()).unwrap();
@@ -403,4 +432,39 @@ fn non_finite_values_do_not_poison_rows() {
     let e = s.apply(&ch).unwrap();
     assert_eq!(e.objects[0].score, 0.0);
     assert_eq!(s.list_events(&EventQuery { limit: 10, ..Default::default() }).unwrap().events.len(), 1);
+}
+
+#[test]
+fn failed_snapshot_write_commits_no_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    // Make the snapshot directory unusable (a file in its place; permissions don't stop root).
+    let snaps = dir.path().join(SNAPSHOT_DIR);
+    fs::remove_dir(&snaps).unwrap();
+    fs::write(&snaps, b"not a dir").unwrap();
+    let id = Uuid::now_v7();
+    let mut ch = change(id, Change::Started, "cam1", "presence", OffsetDateTime::now_utc());
+    ch.snapshot = Some(test_frame("cam1", 32, 32));
+    match s.apply(&ch) {
+        Err(StoreError::Io { path, .. }) => assert!(path.starts_with(&snaps), "{}", path.display()),
+        other => panic!("expected an Io error, got {other:?}"),
+    }
+    assert_eq!(s.get_event(id).unwrap(), None, "row must not commit without its snapshot");
+    // Without a snapshot the same event can still be stored.
+    ch.snapshot = None;
+    assert_eq!(s.apply(&ch).unwrap().snapshot, None);
+}
+
+#[test]
+#[ignore]
+fn dump_snapshot_for_eyeballing() {
+    let f = test_frame("cam1", 640, 360);
+    let objs = vec![
+        person(0.87),
+        Detection { class_id: 2, class: "car".into(), score: 0.55, bbox: BBox { x1: 0.6, y1: 0.0, x2: 0.95, y2: 0.4 } },
+    ];
+    let jpeg = encode_jpeg(&f, &objs, 85).unwrap();
+    let dir = std::env::temp_dir();
+    fs::write(dir.join("gw-snap.jpg"), &jpeg).unwrap();
+    image::load_from_memory(&jpeg).unwrap().save(dir.join("gw-snap.png")).unwrap();
 }
