@@ -1,1 +1,357 @@
-//! TODO
+//! HTTP API (axum 0.8). See docs/api.md and docs/openapi.json.
+//!
+//! Everything under `/api/v1` except `health` and `openapi.json` needs
+//! `Authorization: Bearer <token>`. Every error, including unknown routes and malformed
+//! parameters, is JSON: `{"error":{"code":"…","message":"…"}}`.
+
+mod error;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::time::Instant;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, MethodRouter};
+use axum::{Json, Router};
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub use error::{ApiError, ErrorKind};
+
+use crate::health::{CameraHealth, CameraState, Registry};
+use crate::store::{self, EventQuery, Store};
+use crate::types::Event;
+
+/// The OpenAPI 3.1 description of this API, served at `/api/v1/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
+
+/// Default and maximum page sizes of `GET /api/v1/events`.
+pub const DEFAULT_LIMIT: u32 = 50;
+pub const MAX_LIMIT: u32 = 500;
+/// JPEG quality of `latest.jpg`.
+const LATEST_QUALITY: u8 = 80;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    pub registry: Registry,
+    pub box_id: String,
+    /// SHA-256 hex of tokens accepted from the config (in addition to the database's).
+    pub config_token_hashes: Vec<String>,
+    pub started_at: OffsetDateTime,
+}
+
+/// One served route: path, whether it is public (no token), and its handlers.
+pub(crate) struct RouteDef {
+    pub path: &'static str,
+    pub public: bool,
+    pub methods: MethodRouter<ApiState>,
+}
+
+/// The single list of routes; `router()` serves exactly these (tests check the OpenAPI
+/// document against it).
+pub(crate) fn routes() -> Vec<RouteDef> {
+    let r = |path, public, methods| RouteDef { path, public, methods };
+    vec![
+        r("/api/v1/health", true, get(health)),
+        r("/api/v1/openapi.json", true, get(openapi)),
+        r("/api/v1/cameras", false, get(list_cameras)),
+        r("/api/v1/cameras/{id}", false, get(get_camera)),
+        r("/api/v1/cameras/{id}/latest.jpg", false, get(latest_jpg)),
+        r("/api/v1/events", false, get(list_events)),
+        r("/api/v1/events/{id}", false, get(get_event)),
+        r("/api/v1/events/{id}/snapshot.jpg", false, get(snapshot_jpg)),
+    ]
+}
+
+pub fn router(state: ApiState) -> Router {
+    let mut public = Router::new();
+    let mut private = Router::new();
+    for RouteDef { path, public: is_public, methods } in routes() {
+        if is_public {
+            public = public.route(path, methods);
+        } else {
+            private = private.route(path, methods);
+        }
+    }
+    let private = private.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    public
+        .merge(private)
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "API listening");
+    }
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+// ---------------------------------------------------------------------------------------
+// Middleware
+
+/// Logs method, path (without query) and status. Headers, and thus tokens, are never logged.
+async fn log_request(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let t0 = Instant::now();
+    let resp = next.run(req).await;
+    tracing::debug!(%method, %path, status = resp.status().as_u16(), ms = t0.elapsed().as_secs_f64() * 1e3, "api request");
+    resp
+}
+
+/// Extracts the token of `Authorization: Bearer <token>`.
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <token>` header"))?;
+    let value = value.to_str().map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(ApiError::unauthorized("Authorization header must be `Bearer <token>`"));
+    }
+    Ok(token)
+}
+
+/// Compares two strings in time independent of where they differ.
+fn ct_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_token(State(st): State<ApiState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let hash = store::hash_token(bearer(req.headers())?);
+    let in_config = st.config_token_hashes.iter().fold(false, |ok, h| ok | ct_eq(&h.to_ascii_lowercase(), &hash));
+    let ok = in_config || {
+        let s = st.store.clone();
+        blocking(move || Ok(s.token_valid(&hash)?)).await?
+    };
+    if !ok {
+        return Err(ApiError::unauthorized("invalid or revoked token"));
+    }
+    Ok(next.run(req).await)
+}
+
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(ErrorKind::MethodNotAllowed, format!("{method} is not allowed on {}", uri.path()))
+}
+
+/// Runs blocking work (database, file I/O, JPEG encoding) off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("blocking task failed: {e}")))?
+}
+
+fn path_param(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    p.map(|Path(s)| s).map_err(|e| ApiError::bad_param("id", format!("invalid path parameter `id`: {}", e.body_text())))
+}
+
+fn parse_event_id(p: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiError> {
+    let s = path_param(p)?;
+    Uuid::parse_str(&s).map_err(|_| ApiError::bad_param("id", format!("`id` must be an event UUID, got `{s}`")))
+}
+
+fn jpeg_response(bytes: Vec<u8>, cache: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg")),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------------------------------
+// Handlers
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    box_id: String,
+    version: &'static str,
+    uptime_secs: i64,
+    cameras: CameraCounts,
+}
+
+#[derive(Serialize)]
+struct CameraCounts {
+    online: usize,
+    total: usize,
+}
+
+async fn health(State(st): State<ApiState>) -> Json<Health> {
+    let cams = st.registry.all();
+    let online = cams.iter().filter(|c| c.state == CameraState::Online).count();
+    Json(Health {
+        status: "ok",
+        box_id: st.box_id.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_secs: (OffsetDateTime::now_utc() - st.started_at).whole_seconds().max(0),
+        cameras: CameraCounts { online, total: cams.len() },
+    })
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], OPENAPI_JSON).into_response()
+}
+
+#[derive(Serialize)]
+struct CameraList {
+    cameras: Vec<CameraHealth>,
+}
+
+async fn list_cameras(State(st): State<ApiState>) -> Json<CameraList> {
+    Json(CameraList { cameras: st.registry.all() })
+}
+
+async fn get_camera(
+    State(st): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<CameraHealth>, ApiError> {
+    let id = path_param(id)?;
+    st.registry.get(&id).map(Json).ok_or_else(|| ApiError::not_found(format!("camera `{id}` not found")))
+}
+
+async fn latest_jpg(State(st): State<ApiState>, id: Result<Path<String>, PathRejection>) -> Result<Response, ApiError> {
+    let id = path_param(id)?;
+    if st.registry.get(&id).is_none() {
+        return Err(ApiError::not_found(format!("camera `{id}` not found")));
+    }
+    let frame = st.registry.latest(&id).ok_or_else(|| {
+        ApiError::new(ErrorKind::Unavailable, format!("camera `{id}` has not delivered a frame yet"))
+            .with_code("no_frame")
+    })?;
+    let bytes = blocking(move || Ok(store::encode_jpeg(&frame, &[], LATEST_QUALITY)?)).await?;
+    Ok(jpeg_response(bytes, "no-store"))
+}
+
+#[derive(Serialize)]
+struct EventList {
+    events: Vec<Event>,
+    next_before: Option<i64>,
+}
+
+/// Parses the query string of `GET /api/v1/events`; every failure names its parameter.
+pub(crate) fn parse_event_query(raw: Option<&str>) -> Result<EventQuery, ApiError> {
+    let mut q = EventQuery { limit: DEFAULT_LIMIT, ..Default::default() };
+    let mut seen: Vec<String> = Vec::new();
+    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        let key = key.into_owned();
+        if seen.contains(&key) {
+            return Err(ApiError::bad_param(&key, format!("query parameter `{key}` given more than once")));
+        }
+        let text = |v: &str| -> Result<String, ApiError> {
+            if v.is_empty() {
+                Err(ApiError::bad_param(&key, format!("query parameter `{key}` must not be empty")))
+            } else {
+                Ok(v.to_string())
+            }
+        };
+        let time = |v: &str| -> Result<OffsetDateTime, ApiError> {
+            // A literal '+' in an offset arrives as ' ' unless the client encoded it as %2B.
+            OffsetDateTime::parse(v, &Rfc3339)
+                .or_else(|e| OffsetDateTime::parse(&v.replace(' ', "+"), &Rfc3339).map_err(|_| e))
+                .map_err(|e| {
+                    ApiError::bad_param(
+                        &key,
+                        format!("query parameter `{key}` must be an RFC 3339 time (e.g. 2026-01-31T12:00:00Z): {e}"),
+                    )
+                })
+        };
+        match key.as_str() {
+            "camera" => q.camera = Some(text(&value)?),
+            "kind" => q.kind = Some(text(&value)?),
+            "since" => q.since = Some(time(&value)?),
+            "until" => q.until = Some(time(&value)?),
+            "before" => {
+                let n = value.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    ApiError::bad_param("before", format!("query parameter `before` must be a positive integer (a `next_before` cursor), got `{value}`"))
+                })?;
+                q.before_seq = Some(n);
+            }
+            "limit" => {
+                q.limit = value.parse::<u32>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
+                    ApiError::bad_param(
+                        "limit",
+                        format!("query parameter `limit` must be an integer from 1 to {MAX_LIMIT}, got `{value}`"),
+                    )
+                })?;
+            }
+            _ => {
+                return Err(ApiError::bad_param(
+                    &key,
+                    format!("unknown query parameter `{key}` (allowed: camera, kind, since, until, before, limit)"),
+                ))
+            }
+        }
+        seen.push(key);
+    }
+    if let (Some(s), Some(u)) = (q.since, q.until) {
+        if s >= u {
+            return Err(ApiError::bad_param("until", "query parameter `until` must be later than `since`"));
+        }
+    }
+    Ok(q)
+}
+
+async fn list_events(State(st): State<ApiState>, RawQuery(raw): RawQuery) -> Result<Json<EventList>, ApiError> {
+    let q = parse_event_query(raw.as_deref())?;
+    let s = st.store.clone();
+    let page = blocking(move || Ok(s.list_events(&q)?)).await?;
+    Ok(Json(EventList { events: page.events, next_before: page.next_before }))
+}
+
+async fn load_event(st: &ApiState, id: Uuid) -> Result<Event, ApiError> {
+    let s = st.store.clone();
+    blocking(move || Ok(s.get_event(id)?)).await?.ok_or_else(|| ApiError::not_found(format!("event {id} not found")))
+}
+
+async fn get_event(
+    State(st): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Event>, ApiError> {
+    let id = parse_event_id(id)?;
+    Ok(Json(load_event(&st, id).await?))
+}
+
+async fn snapshot_jpg(
+    State(st): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = parse_event_id(id)?;
+    let event = load_event(&st, id).await?;
+    let path = st
+        .store
+        .snapshot_file(&event)
+        .ok_or_else(|| ApiError::not_found(format!("event {id} has no snapshot")).with_code("no_snapshot"))?;
+    let bytes = blocking(move || match std::fs::read(&path) {
+        Ok(b) => Ok(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::warn!(event = %id, path = %path.display(), "snapshot file missing");
+            Err(ApiError::not_found(format!("event {id} has no snapshot")).with_code("no_snapshot"))
+        }
+        Err(e) => Err(ApiError::internal(format!("reading {}: {e}", path.display()))),
+    })
+    .await?;
+    // The snapshot may be replaced while the event is active.
+    Ok(jpeg_response(bytes, "no-cache"))
+}

@@ -1,1 +1,622 @@
-//! TODO
+//! SQLite event store and snapshot files. See docs/storage.md.
+//!
+//! One writer connection behind a mutex (SQLite allows one writer at a time anyway) and a
+//! small pool of read connections; WAL mode lets readers run while the writer commits.
+
+pub mod migrations;
+pub mod snapshot;
+#[cfg(test)]
+mod tests;
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::types::Value;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::types::{Change, Detection, Event, EventChange, EventState, Severity};
+
+pub use snapshot::encode_jpeg;
+
+/// File name of the database inside the data dir.
+pub const DB_FILE: &str = "gridwatch.db";
+/// Directory of snapshot JPEGs inside the data dir.
+pub const SNAPSHOT_DIR: &str = "snapshots";
+/// JPEG quality of event snapshots.
+pub const SNAPSHOT_QUALITY: u8 = 85;
+/// Read connections kept open for reuse.
+const READ_POOL_MAX: usize = 4;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{op}: {source}")]
+    Sql {
+        op: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database schema: {0}")]
+    Schema(String),
+    #[error("event {0} not found")]
+    EventNotFound(Uuid),
+    #[error("event {0} already exists")]
+    EventExists(Uuid),
+    #[error("event {0} has ended and cannot be updated")]
+    EventEnded(Uuid),
+    #[error("image: {0}")]
+    Image(String),
+    #[error("stored event {id}: {msg}")]
+    Corrupt { id: String, msg: String },
+    #[error("token: {0}")]
+    Token(String),
+}
+
+impl StoreError {
+    fn sql(op: impl Into<String>, source: rusqlite::Error) -> Self {
+        StoreError::Sql { op: op.into(), source }
+    }
+    fn io(op: &'static str, path: &Path, source: std::io::Error) -> Self {
+        StoreError::Io { op, path: path.to_path_buf(), source }
+    }
+}
+
+/// Filter and cursor for [`Store::list_events`]. Results are newest first (by `seq`).
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub camera: Option<String>,
+    pub kind: Option<String>,
+    /// Events that started at or after this instant.
+    pub since: Option<OffsetDateTime>,
+    /// Events that started strictly before this instant.
+    pub until: Option<OffsetDateTime>,
+    /// Only events with `seq < before_seq` (the `next_before` of the previous page).
+    pub before_seq: Option<i64>,
+    /// Page size; 0 is treated as 1.
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventPage {
+    pub events: Vec<Event>,
+    /// Pass as `before_seq` to get the next (older) page; `None` when this is the last page.
+    pub next_before: Option<i64>,
+}
+
+/// A token row, without its hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+struct Inner {
+    data_dir: PathBuf,
+    db_path: PathBuf,
+    snapshot_dir: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// Handle to the database and snapshot directory; cheap to clone, shareable across threads.
+/// All methods block: call them from `spawn_blocking` in async code.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("db", &self.inner.db_path).finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Milliseconds since the Unix epoch (UTC).
+pub fn to_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub fn from_ms(ms: i64) -> Result<OffsetDateTime, time::error::ComponentRange> {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+}
+
+fn configure(conn: &Connection, writer: bool) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| StoreError::sql("set busy_timeout", e))?;
+    conn.pragma_update(None, "foreign_keys", true).map_err(|e| StoreError::sql("enable foreign_keys", e))?;
+    if writer {
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(|e| StoreError::sql("set journal_mode=WAL", e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Schema(format!("journal_mode is {mode}, WAL required")));
+        }
+    }
+    // FULL: a committed event survives power loss (WAL is fsynced at every commit).
+    conn.pragma_update(None, "synchronous", "FULL").map_err(|e| StoreError::sql("set synchronous=FULL", e))?;
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating if needed) the data dir, database and snapshot dir, migrates the
+    /// schema to the latest version and removes snapshot files no event references.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        fs::create_dir_all(data_dir).map_err(|e| StoreError::io("create data dir", data_dir, e))?;
+        let data_dir = data_dir.canonicalize().map_err(|e| StoreError::io("resolve data dir", data_dir, e))?;
+        let snapshot_dir = data_dir.join(SNAPSHOT_DIR);
+        fs::create_dir_all(&snapshot_dir).map_err(|e| StoreError::io("create snapshot dir", &snapshot_dir, e))?;
+        let db_path = data_dir.join(DB_FILE);
+        let mut writer = Connection::open(&db_path)
+            .map_err(|e| StoreError::sql(format!("open database {}", db_path.display()), e))?;
+        configure(&writer, true)?;
+        migrations::migrate(&mut writer)?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                data_dir,
+                db_path,
+                snapshot_dir,
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+            }),
+        };
+        store.clean_snapshots()?;
+        Ok(store)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    pub fn db_path(&self) -> &Path {
+        &self.inner.db_path
+    }
+
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        migrations::current_version(&lock(&self.inner.writer))
+    }
+
+    /// Runs `f` on a pooled read-only connection.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let pooled = lock(&self.inner.readers).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.inner.db_path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+                )
+                .map_err(|e| StoreError::sql(format!("open database {} read-only", self.inner.db_path.display()), e))?;
+                configure(&c, false)?;
+                c
+            }
+        };
+        let out = f(&conn);
+        let mut pool = lock(&self.inner.readers);
+        if pool.len() < READ_POOL_MAX {
+            pool.push(conn);
+        }
+        out
+    }
+
+    /// Removes leftovers of interrupted snapshot writes (`*.tmp`) and snapshot files that no
+    /// event row references (written, but the row's transaction never committed).
+    fn clean_snapshots(&self) -> Result<(), StoreError> {
+        let dir = &self.inner.snapshot_dir;
+        let entries = fs::read_dir(dir).map_err(|e| StoreError::io("list snapshot dir", dir, e))?;
+        let conn = lock(&self.inner.writer);
+        let mut stmt = conn
+            .prepare("SELECT 1 FROM events WHERE id = ?1 AND snapshot IS NOT NULL")
+            .map_err(|e| StoreError::sql("prepare snapshot check", e))?;
+        let mut removed = 0usize;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let orphan = if name.ends_with(".tmp") {
+                true
+            } else if let Some(id) = name.strip_suffix(".jpg").and_then(|s| Uuid::parse_str(s).ok()) {
+                !stmt.exists(params![id.to_string()]).map_err(|e| StoreError::sql("check snapshot reference", e))?
+            } else {
+                false
+            };
+            if orphan {
+                match fs::remove_file(&path) {
+                    Ok(()) => removed += 1,
+                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove orphan snapshot"),
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed unreferenced snapshot files");
+        }
+        Ok(())
+    }
+
+    fn snapshot_rel(id: Uuid) -> String {
+        format!("{SNAPSHOT_DIR}/{id}.jpg")
+    }
+
+    /// Writes a snapshot atomically: `<id>.jpg.tmp`, fsync, rename, fsync the directory.
+    fn write_snapshot(&self, id: Uuid, jpeg: &[u8]) -> Result<String, StoreError> {
+        let dir = &self.inner.snapshot_dir;
+        let final_path = dir.join(format!("{id}.jpg"));
+        let tmp = dir.join(format!("{id}.jpg.tmp"));
+        let res = (|| {
+            let mut f = File::create(&tmp).map_err(|e| StoreError::io("create snapshot", &tmp, e))?;
+            f.write_all(jpeg).map_err(|e| StoreError::io("write snapshot", &tmp, e))?;
+            f.sync_all().map_err(|e| StoreError::io("fsync snapshot", &tmp, e))?;
+            drop(f);
+            fs::rename(&tmp, &final_path).map_err(|e| StoreError::io("rename snapshot", &final_path, e))?;
+            File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io("fsync snapshot dir", dir, e))
+        })();
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        res.map(|()| Self::snapshot_rel(id))
+    }
+
+    /// Applies one change from the rule engine and returns the stored event.
+    ///
+    /// * `Started` inserts an active event (error if the id exists).
+    /// * `Updated` replaces objects and severity (error if unknown or already ended).
+    /// * `Ended` sets `ended_at` and state `ended`; objects are replaced when non-empty.
+    ///   Ending an ended event is a no-op that keeps the first `ended_at`.
+    ///
+    /// If `change.snapshot` is set, the frame is drawn with `change.objects` and written to
+    /// `snapshots/<id>.jpg` (atomically, fsynced) before the row referencing it commits.
+    pub fn apply(&self, change: &EventChange) -> Result<Event, StoreError> {
+        let id = change.event_id;
+        let jpeg = match &change.snapshot {
+            Some(frame) => Some(encode_jpeg(frame, &change.objects, SNAPSHOT_QUALITY)?),
+            None => None,
+        };
+        // JSON has no NaN/inf (serde_json would write null and the row could not be read back).
+        let finite = |v: f32| if v.is_finite() { v } else { 0.0 };
+        let clean: Vec<Detection> = change
+            .objects
+            .iter()
+            .map(|d| {
+                let mut d = d.clone();
+                d.score = finite(d.score);
+                let b = &mut d.bbox;
+                (b.x1, b.y1, b.x2, b.y2) = (finite(b.x1), finite(b.y1), finite(b.x2), finite(b.y2));
+                d
+            })
+            .collect();
+        let objects = serde_json::to_string(&clean)
+            .map_err(|e| StoreError::Corrupt { id: id.to_string(), msg: format!("cannot serialise objects: {e}") })?;
+        let now = to_ms(OffsetDateTime::now_utc());
+        let at = to_ms(change.at);
+        let id_s = id.to_string();
+
+        let mut conn = lock(&self.inner.writer);
+        let tx = conn.transaction().map_err(|e| StoreError::sql(format!("begin tx for event {id}"), e))?;
+        let state: Option<String> = tx
+            .query_row("SELECT state FROM events WHERE id = ?1", params![id_s], |r| r.get(0))
+            .optional()
+            .map_err(|e| StoreError::sql(format!("look up event {id}"), e))?;
+        match (change.change, state.as_deref()) {
+            (Change::Started, Some(_)) => return Err(StoreError::EventExists(id)),
+            (Change::Updated | Change::Ended, None) => return Err(StoreError::EventNotFound(id)),
+            (Change::Updated, Some("ended")) => return Err(StoreError::EventEnded(id)),
+            _ => {}
+        }
+        // The snapshot file is durable before the row that references it can commit.
+        let snapshot = match &jpeg {
+            Some(bytes) => Some(self.write_snapshot(id, bytes)?),
+            None => None,
+        };
+        let res = match change.change {
+            Change::Started => tx.execute(
+                "INSERT INTO events (id, camera_id, grid_cell, kind, severity, state, started_at, ended_at,
+                                     objects, snapshot, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6, NULL, ?7, ?8, ?9, ?9)",
+                params![
+                    id_s,
+                    change.camera_id,
+                    change.grid_cell,
+                    change.kind,
+                    change.severity.as_str(),
+                    at,
+                    objects,
+                    snapshot,
+                    now
+                ],
+            ),
+            Change::Updated => tx.execute(
+                "UPDATE events SET objects = ?2, severity = ?3, snapshot = COALESCE(?4, snapshot), updated_at = ?5
+                 WHERE id = ?1",
+                params![id_s, objects, change.severity.as_str(), snapshot, now],
+            ),
+            Change::Ended => tx.execute(
+                "UPDATE events SET state = 'ended', ended_at = COALESCE(ended_at, ?2),
+                        objects = CASE WHEN ?3 = '[]' THEN objects ELSE ?3 END,
+                        snapshot = COALESCE(?4, snapshot), updated_at = ?5
+                 WHERE id = ?1",
+                params![id_s, at, objects, snapshot, now],
+            ),
+        };
+        res.map_err(|e| StoreError::sql(format!("write event {id}"), e))?;
+        let event = tx
+            .query_row(&format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"), params![id_s], row_to_raw)
+            .map_err(|e| StoreError::sql(format!("read back event {id}"), e))?;
+        tx.commit().map_err(|e| StoreError::sql(format!("commit event {id}"), e))?;
+        event.into_event()
+    }
+
+    pub fn get_event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
+        let raw = self.read(|c| {
+            c.query_row(&format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"), params![id.to_string()], row_to_raw)
+                .optional()
+                .map_err(|e| StoreError::sql(format!("get event {id}"), e))
+        })?;
+        raw.map(RawEvent::into_event).transpose()
+    }
+
+    /// Lists events matching `q`, newest first, one page at a time.
+    pub fn list_events(&self, q: &EventQuery) -> Result<EventPage, StoreError> {
+        let limit = q.limit.max(1);
+        let mut sql = format!("SELECT {EVENT_COLS} FROM events WHERE 1");
+        let mut args: Vec<Value> = Vec::new();
+        if let Some(c) = &q.camera {
+            args.push(Value::Text(c.clone()));
+            sql += &format!(" AND camera_id = ?{}", args.len());
+        }
+        if let Some(k) = &q.kind {
+            args.push(Value::Text(k.clone()));
+            sql += &format!(" AND kind = ?{}", args.len());
+        }
+        if let Some(t) = q.since {
+            args.push(Value::Integer(to_ms(t)));
+            sql += &format!(" AND started_at >= ?{}", args.len());
+        }
+        if let Some(t) = q.until {
+            args.push(Value::Integer(to_ms(t)));
+            sql += &format!(" AND started_at < ?{}", args.len());
+        }
+        if let Some(b) = q.before_seq {
+            args.push(Value::Integer(b));
+            sql += &format!(" AND seq < ?{}", args.len());
+        }
+        args.push(Value::Integer(limit as i64 + 1));
+        sql += &format!(" ORDER BY seq DESC LIMIT ?{}", args.len());
+        let mut raws = self.read(|c| {
+            let mut stmt = c.prepare_cached(&sql).map_err(|e| StoreError::sql("prepare list events", e))?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), row_to_raw)
+                .map_err(|e| StoreError::sql("list events", e))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(|e| StoreError::sql("list events", e))
+        })?;
+        let more = raws.len() > limit as usize;
+        raws.truncate(limit as usize);
+        let events = raws.into_iter().map(RawEvent::into_event).collect::<Result<Vec<_>, _>>()?;
+        let next_before = if more { events.last().map(|e| e.seq) } else { None };
+        Ok(EventPage { events, next_before })
+    }
+
+    /// Absolute path of the event's snapshot, if it has one. Built from the event id only,
+    /// never from a stored or client-supplied path.
+    pub fn snapshot_file(&self, event: &Event) -> Option<PathBuf> {
+        event.snapshot.as_ref()?;
+        Some(self.inner.snapshot_dir.join(format!("{}.jpg", event.id)))
+    }
+
+    /// Stores a token hash (64 hex digits) under a display name; returns the token's id.
+    pub fn add_token(&self, name: &str, sha256_hex: &str) -> Result<Uuid, StoreError> {
+        if sha256_hex.len() != 64 || !sha256_hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(StoreError::Token("hash must be 64 hex digits (SHA-256)".into()));
+        }
+        let id = Uuid::now_v7();
+        let conn = lock(&self.inner.writer);
+        conn.execute(
+            "INSERT INTO api_tokens (id, name, sha256, created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, NULL)",
+            params![id.to_string(), name, sha256_hex.to_ascii_lowercase(), to_ms(OffsetDateTime::now_utc())],
+        )
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                StoreError::Token("a token with this hash already exists".into())
+            }
+            e => StoreError::sql(format!("add token `{name}`"), e),
+        })?;
+        Ok(id)
+    }
+
+    /// Revokes a token; returns false if no active token has this id.
+    pub fn revoke_token(&self, id: Uuid) -> Result<bool, StoreError> {
+        let conn = lock(&self.inner.writer);
+        let n = conn
+            .execute(
+                "UPDATE api_tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id.to_string(), to_ms(OffsetDateTime::now_utc())],
+            )
+            .map_err(|e| StoreError::sql(format!("revoke token {id}"), e))?;
+        Ok(n > 0)
+    }
+
+    /// SHA-256 hex hashes of all non-revoked tokens.
+    pub fn token_hashes(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT sha256 FROM api_tokens WHERE revoked_at IS NULL")
+                .map_err(|e| StoreError::sql("prepare token query", e))?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| StoreError::sql("read tokens", e))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(|e| StoreError::sql("read tokens", e))
+        })
+    }
+
+    /// Whether `sha256_hex` is the hash of a non-revoked token.
+    pub fn token_valid(&self, sha256_hex: &str) -> Result<bool, StoreError> {
+        let h = sha256_hex.to_ascii_lowercase();
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT 1 FROM api_tokens WHERE sha256 = ?1 AND revoked_at IS NULL")
+                .map_err(|e| StoreError::sql("prepare token check", e))?;
+            stmt.exists(params![h]).map_err(|e| StoreError::sql("check token", e))
+        })
+    }
+
+    /// Number of non-revoked tokens.
+    pub fn count_tokens(&self) -> Result<u64, StoreError> {
+        self.read(|c| {
+            c.query_row("SELECT COUNT(*) FROM api_tokens WHERE revoked_at IS NULL", [], |r| r.get::<_, i64>(0))
+                .map(|n| n.max(0) as u64)
+                .map_err(|e| StoreError::sql("count tokens", e))
+        })
+    }
+
+    /// All tokens (without hashes), oldest first.
+    pub fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        let rows = self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT id, name, created_at, revoked_at FROM api_tokens ORDER BY created_at, id")
+                .map_err(|e| StoreError::sql("prepare token list", e))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                    ))
+                })
+                .map_err(|e| StoreError::sql("list tokens", e))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(|e| StoreError::sql("list tokens", e))
+        })?;
+        rows.into_iter()
+            .map(|(id, name, c, r)| {
+                let bad = |msg: String| StoreError::Corrupt { id: id.clone(), msg };
+                Ok(TokenInfo {
+                    id: Uuid::parse_str(&id).map_err(|e| bad(format!("token id: {e}")))?,
+                    name,
+                    created_at: from_ms(c).map_err(|e| bad(format!("created_at: {e}")))?,
+                    revoked_at: r.map(from_ms).transpose().map_err(|e| bad(format!("revoked_at: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    /// For `api.generate_token_if_none`: if there is no token at all (none in the config,
+    /// none active in the database), creates one named `name`, stores its hash and returns
+    /// the token so the caller can show it once. Returns `None` when a token exists.
+    pub fn bootstrap_token(&self, config_hashes: &[String], name: &str) -> Result<Option<String>, StoreError> {
+        if !config_hashes.is_empty() || self.count_tokens()? > 0 {
+            return Ok(None);
+        }
+        let token = try_generate_token()?;
+        self.add_token(name, &hash_token(&token))?;
+        Ok(Some(token))
+    }
+
+    /// Checkpoints the WAL into the database file and truncates it (graceful shutdown).
+    /// The store stays usable afterwards.
+    pub fn close(&self) -> Result<(), StoreError> {
+        lock(&self.inner.readers).clear();
+        let conn = lock(&self.inner.writer);
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| StoreError::sql("checkpoint WAL", e))
+    }
+}
+
+/// SHA-256 of a token, lowercase hex (what the config and the database store).
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A new random API token: `gw_` followed by 64 hex digits (32 bytes from the OS RNG).
+///
+/// # Panics
+/// If the operating system's random generator is unavailable (then no secure token can
+/// be made at all); see [`try_generate_token`] for a fallible variant.
+pub fn generate_token() -> String {
+    match try_generate_token() {
+        Ok(t) => t,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Like [`generate_token`], but returns an error if the OS random generator fails.
+pub fn try_generate_token() -> Result<String, StoreError> {
+    let mut buf = [0u8; 32];
+    getrandom::fill(&mut buf).map_err(|e| StoreError::Token(format!("OS random generator failed: {e}")))?;
+    Ok(format!("gw_{}", hex::encode(buf)))
+}
+
+const EVENT_COLS: &str =
+    "seq, id, camera_id, grid_cell, kind, severity, state, started_at, ended_at, objects, snapshot";
+
+struct RawEvent {
+    seq: i64,
+    id: String,
+    camera_id: String,
+    grid_cell: Option<String>,
+    kind: String,
+    severity: String,
+    state: String,
+    started_at: i64,
+    ended_at: Option<i64>,
+    objects: String,
+    snapshot: Option<String>,
+}
+
+fn row_to_raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
+    Ok(RawEvent {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        camera_id: r.get(2)?,
+        grid_cell: r.get(3)?,
+        kind: r.get(4)?,
+        severity: r.get(5)?,
+        state: r.get(6)?,
+        started_at: r.get(7)?,
+        ended_at: r.get(8)?,
+        objects: r.get(9)?,
+        snapshot: r.get(10)?,
+    })
+}
+
+impl RawEvent {
+    fn into_event(self) -> Result<Event, StoreError> {
+        let bad = |msg: String| StoreError::Corrupt { id: self.id.clone(), msg };
+        let id = Uuid::parse_str(&self.id).map_err(|e| bad(format!("id: {e}")))?;
+        let severity = Severity::parse(&self.severity).ok_or_else(|| bad(format!("severity `{}`", self.severity)))?;
+        let state = match self.state.as_str() {
+            "active" => EventState::Active,
+            "ended" => EventState::Ended,
+            s => return Err(bad(format!("state `{s}`"))),
+        };
+        let started_at = from_ms(self.started_at).map_err(|e| bad(format!("started_at: {e}")))?;
+        let ended_at = self.ended_at.map(from_ms).transpose().map_err(|e| bad(format!("ended_at: {e}")))?;
+        let objects: Vec<Detection> = serde_json::from_str(&self.objects).map_err(|e| bad(format!("objects: {e}")))?;
+        Ok(Event {
+            id,
+            seq: self.seq,
+            camera_id: self.camera_id,
+            grid_cell: self.grid_cell,
+            kind: self.kind,
+            severity,
+            started_at,
+            ended_at,
+            state,
+            objects,
+            snapshot: self.snapshot,
+        })
+    }
+}

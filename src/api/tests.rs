@@ -1,0 +1,390 @@
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use super::*;
+use crate::config::CameraConfig;
+use crate::types::{BBox, Change, Detection, EventChange, Frame, Severity};
+
+const TOKEN: &str = "gw_config_token";
+const DB_TOKEN: &str = "gw_database_token";
+
+struct Fx {
+    _dir: tempfile::TempDir,
+    state: ApiState,
+}
+
+fn camera(id: &str) -> CameraHealth {
+    let cfg: CameraConfig = serde_json::from_value(serde_json::json!({
+        "id": id, "url": "rtsp://cam/x", "models": ["default"], "grid_cell": "C3"
+    }))
+    .unwrap();
+    CameraHealth::new(&cfg)
+}
+
+fn fixture() -> Fx {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.add_token("db", &store::hash_token(DB_TOKEN)).unwrap();
+    let registry = Registry::new();
+    registry.register(camera("cam1"));
+    registry.register(camera("cam2"));
+    registry.set_state("cam2", CameraState::Online, None);
+    let state = ApiState {
+        store,
+        registry,
+        box_id: "box-7".into(),
+        config_token_hashes: vec![store::hash_token(TOKEN).to_uppercase()],
+        started_at: OffsetDateTime::now_utc() - time::Duration::seconds(42),
+    };
+    Fx { _dir: dir, state }
+}
+
+fn frame(camera: &str, w: u32, h: u32) -> Frame {
+    Frame {
+        camera_id: Arc::from(camera),
+        index: 1,
+        width: w,
+        height: h,
+        rgb: Arc::from(vec![90u8; (w * h * 3) as usize]),
+        pts_ns: None,
+        captured_at: OffsetDateTime::now_utc(),
+        captured_instant: Instant::now(),
+    }
+}
+
+fn start(fx: &Fx, camera: &str, kind: &str, at: OffsetDateTime, snapshot: bool) -> Event {
+    fx.state
+        .store
+        .apply(&EventChange {
+            event_id: Uuid::now_v7(),
+            change: Change::Started,
+            camera_id: camera.into(),
+            grid_cell: None,
+            kind: kind.into(),
+            severity: Severity::Medium,
+            at,
+            objects: vec![Detection {
+                class_id: 0,
+                class: "person".into(),
+                score: 0.9,
+                bbox: BBox { x1: 0.1, y1: 0.1, x2: 0.4, y2: 0.8 },
+            }],
+            snapshot: snapshot.then(|| frame(camera, 96, 64)),
+            caused_by: Instant::now(),
+        })
+        .unwrap()
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn content_type(&self) -> &str {
+        self.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+    /// Asserts a JSON error with this status and code; returns the error object.
+    fn error(&self, status: StatusCode, code: &str) -> Value {
+        assert_eq!(self.status, status, "{}", String::from_utf8_lossy(&self.body));
+        assert!(self.content_type().starts_with("application/json"), "{}", self.content_type());
+        let v = self.json();
+        assert_eq!(v["error"]["code"], code, "{v}");
+        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        v["error"].clone()
+    }
+}
+
+async fn call(fx: &Fx, method: &str, uri: &str, token: Option<&str>) -> Resp {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let resp = router(fx.state.clone()).oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+    Resp { status, headers, body }
+}
+
+async fn get(fx: &Fx, uri: &str) -> Resp {
+    call(fx, "GET", uri, Some(TOKEN)).await
+}
+
+#[tokio::test]
+async fn health_needs_no_token() {
+    let fx = fixture();
+    let r = call(&fx, "GET", "/api/v1/health", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v = r.json();
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["box_id"], "box-7");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert!(v["uptime_secs"].as_i64().unwrap() >= 42);
+    assert_eq!(v["cameras"], serde_json::json!({"online": 1, "total": 2}));
+}
+
+#[tokio::test]
+async fn auth_required_on_events() {
+    let fx = fixture();
+    let r = call(&fx, "GET", "/api/v1/events", None).await;
+    r.error(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert!(r.headers.get(header::WWW_AUTHENTICATE).unwrap().to_str().unwrap().starts_with("Bearer"));
+
+    let r = call(&fx, "GET", "/api/v1/events", Some("wrong")).await;
+    r.error(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert!(r.headers.contains_key(header::WWW_AUTHENTICATE));
+
+    // Wrong scheme.
+    let req = Request::get("/api/v1/events")
+        .header(header::AUTHORIZATION, format!("Basic {TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = router(fx.state.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    // Config token (stored upper-case hex) and database token both work.
+    assert_eq!(call(&fx, "GET", "/api/v1/events", Some(TOKEN)).await.status, StatusCode::OK);
+    assert_eq!(call(&fx, "GET", "/api/v1/events", Some(DB_TOKEN)).await.status, StatusCode::OK);
+    // Lower-case scheme is accepted too.
+    let req = Request::get("/api/v1/cameras")
+        .header(header::AUTHORIZATION, format!("bearer {DB_TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(router(fx.state.clone()).oneshot(req).await.unwrap().status(), StatusCode::OK);
+
+    // A revoked database token stops working immediately.
+    let id = fx.state.store.list_tokens().unwrap()[0].id;
+    fx.state.store.revoke_token(id).unwrap();
+    call(&fx, "GET", "/api/v1/events", Some(DB_TOKEN)).await.error(StatusCode::UNAUTHORIZED, "unauthorized");
+
+    // Every protected route is protected.
+    for path in ["/api/v1/cameras", "/api/v1/cameras/cam1", "/api/v1/cameras/cam1/latest.jpg"] {
+        call(&fx, "GET", path, None).await.error(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let ev = format!("/api/v1/events/{}", Uuid::now_v7());
+    for path in [ev.clone(), format!("{ev}/snapshot.jpg")] {
+        call(&fx, "GET", &path, None).await.error(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    assert_eq!(call(&fx, "GET", "/api/v1/openapi.json", None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bad_query_parameters_are_json_400_naming_the_parameter() {
+    let fx = fixture();
+    let cases = [
+        ("since=yesterday", "since"),
+        ("until=2026-13-01T00:00:00Z", "until"),
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("limit=ten", "limit"),
+        ("limit=-1", "limit"),
+        ("before=abc", "before"),
+        ("before=0", "before"),
+        ("camera=", "camera"),
+        ("colour=red", "colour"),
+        ("limit=5&limit=6", "limit"),
+        ("since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z", "until"),
+    ];
+    for (q, param) in cases {
+        let r = get(&fx, &format!("/api/v1/events?{q}")).await;
+        let e = r.error(StatusCode::BAD_REQUEST, "bad_request");
+        assert_eq!(e["parameter"], param, "{q}: {e}");
+        assert!(e["message"].as_str().unwrap().contains(param), "{q}: {e}");
+    }
+    // Limits at the edges and a '+' offset sent unencoded (arrives as a space) are fine.
+    for q in [
+        "limit=1",
+        "limit=500",
+        "since=2026-01-01T00:00:00+01:00",
+        "since=2026-01-01T00:00:00%2B01:00&until=2027-01-01T00:00:00Z",
+    ] {
+        assert_eq!(get(&fx, &format!("/api/v1/events?{q}")).await.status, StatusCode::OK, "{q}");
+    }
+}
+
+#[tokio::test]
+async fn events_pagination_and_filters() {
+    let fx = fixture();
+    let base = time::macros::datetime!(2026-05-01 08:00 UTC);
+    let mut all = Vec::new();
+    for i in 0..23 {
+        let cam = if i % 3 == 0 { "cam2" } else { "cam1" };
+        all.push(start(&fx, cam, "presence", base + time::Duration::minutes(i), false));
+    }
+    let mut seqs = Vec::new();
+    let mut uri = "/api/v1/events?limit=10".to_string();
+    let mut pages = 0;
+    loop {
+        let v = get(&fx, &uri).await.json();
+        pages += 1;
+        let evs = v["events"].as_array().unwrap();
+        assert!(evs.len() <= 10);
+        seqs.extend(evs.iter().map(|e| e["seq"].as_i64().unwrap()));
+        match v["next_before"].as_i64() {
+            Some(b) => uri = format!("/api/v1/events?limit=10&before={b}"),
+            None => {
+                assert!(v["next_before"].is_null());
+                break;
+            }
+        }
+    }
+    assert_eq!(pages, 3);
+    let expected: Vec<i64> = all.iter().rev().map(|e| e.seq).collect();
+    assert_eq!(seqs, expected);
+
+    // Default limit 50 returns everything here; events round-trip as the store returns them.
+    let v = get(&fx, "/api/v1/events").await.json();
+    let evs: Vec<Event> = serde_json::from_value(v["events"].clone()).unwrap();
+    assert_eq!(evs.len(), 23);
+    assert_eq!(evs[0], *all.last().unwrap());
+
+    let v = get(&fx, "/api/v1/events?camera=cam2&limit=500").await.json();
+    assert_eq!(v["events"].as_array().unwrap().len(), 8);
+    let v = get(&fx, "/api/v1/events?since=2026-05-01T08:10:00Z&until=2026-05-01T10:12:00%2B02:00").await.json();
+    assert_eq!(v["events"].as_array().unwrap().len(), 2);
+    let v = get(&fx, "/api/v1/events?kind=loitering").await.json();
+    assert_eq!(v["events"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn single_event_and_snapshot() {
+    let fx = fixture();
+    let with = start(&fx, "cam1", "presence", OffsetDateTime::now_utc(), true);
+    let without = start(&fx, "cam1", "presence", OffsetDateTime::now_utc(), false);
+
+    let r = get(&fx, &format!("/api/v1/events/{}", with.id)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let got: Event = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(got, with);
+
+    let r = get(&fx, &format!("/api/v1/events/{}/snapshot.jpg", with.id)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.content_type(), "image/jpeg");
+    assert_eq!(&r.body[..3], &[0xFF, 0xD8, 0xFF]);
+    image::load_from_memory_with_format(&r.body, image::ImageFormat::Jpeg).unwrap();
+
+    get(&fx, &format!("/api/v1/events/{}/snapshot.jpg", without.id)).await.error(StatusCode::NOT_FOUND, "no_snapshot");
+    let unknown = Uuid::now_v7();
+    get(&fx, &format!("/api/v1/events/{unknown}")).await.error(StatusCode::NOT_FOUND, "not_found");
+    get(&fx, &format!("/api/v1/events/{unknown}/snapshot.jpg")).await.error(StatusCode::NOT_FOUND, "not_found");
+    for bad in ["not-a-uuid", "..%2F..%2Fgridwatch.db", "123"] {
+        let e = get(&fx, &format!("/api/v1/events/{bad}")).await.error(StatusCode::BAD_REQUEST, "bad_request");
+        assert_eq!(e["parameter"], "id");
+        get(&fx, &format!("/api/v1/events/{bad}/snapshot.jpg")).await.error(StatusCode::BAD_REQUEST, "bad_request");
+    }
+}
+
+#[tokio::test]
+async fn cameras_and_latest_jpg() {
+    let fx = fixture();
+    let v = get(&fx, "/api/v1/cameras").await.json();
+    let ids: Vec<&str> = v["cameras"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["cam1", "cam2"]);
+
+    let v = get(&fx, "/api/v1/cameras/cam2").await.json();
+    assert_eq!(v["state"], "online");
+    assert_eq!(v["grid_cell"], "C3");
+    get(&fx, "/api/v1/cameras/nope").await.error(StatusCode::NOT_FOUND, "not_found");
+    get(&fx, "/api/v1/cameras/nope/latest.jpg").await.error(StatusCode::NOT_FOUND, "not_found");
+
+    get(&fx, "/api/v1/cameras/cam1/latest.jpg").await.error(StatusCode::SERVICE_UNAVAILABLE, "no_frame");
+    fx.state.registry.set_latest(frame("cam1", 64, 48));
+    let r = get(&fx, "/api/v1/cameras/cam1/latest.jpg").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.content_type(), "image/jpeg");
+    let img = image::load_from_memory_with_format(&r.body, image::ImageFormat::Jpeg).unwrap();
+    assert_eq!((img.width(), img.height()), (64, 48));
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_json() {
+    let fx = fixture();
+    call(&fx, "GET", "/nope", None).await.error(StatusCode::NOT_FOUND, "not_found");
+    call(&fx, "GET", "/api/v1/events/x/y/z", Some(TOKEN)).await.error(StatusCode::NOT_FOUND, "not_found");
+    call(&fx, "POST", "/api/v1/health", None).await.error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn openapi_covers_every_route() {
+    let fx = fixture();
+    let r = call(&fx, "GET", "/api/v1/openapi.json", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.content_type().starts_with("application/json"));
+    let spec = r.json();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = spec["paths"].as_object().unwrap();
+    let served: BTreeSet<String> = routes().iter().map(|r| r.path.to_string()).collect();
+    let documented: BTreeSet<String> = paths.keys().cloned().collect();
+    assert_eq!(served, documented, "router and docs/openapi.json disagree");
+    for r in routes() {
+        let op = &paths[r.path]["get"];
+        assert!(op.is_object(), "{} has no GET in the spec", r.path);
+        // Public routes declare `security: []`; protected ones inherit the bearer scheme.
+        let public_in_spec = op["security"].as_array().is_some_and(|s| s.is_empty());
+        assert_eq!(public_in_spec, r.public, "{}: security in spec does not match router", r.path);
+        // Every `{param}` in the path is documented.
+        for seg in r.path.split('/').filter(|s| s.starts_with('{')) {
+            let name = seg.trim_matches(|c| c == '{' || c == '}');
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let params = params.iter().chain(paths[r.path]["parameters"].as_array().into_iter().flatten());
+            assert!(
+                params.clone().any(|p| p["name"] == name && p["in"] == "path"),
+                "{}: `{name}` undocumented",
+                r.path
+            );
+        }
+    }
+    assert!(spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer");
+    for s in ["Event", "Detection", "CameraHealth", "Error"] {
+        assert!(spec["components"]["schemas"][s].is_object(), "schema {s} missing");
+    }
+}
+
+#[tokio::test]
+async fn serve_shuts_down_gracefully() {
+    let fx = fixture();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, router(fx.state.clone()), async move {
+        let _ = rx.await;
+    }));
+    // tokio's io-util feature is not enabled: a plain blocking client on a blocking thread.
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("\"box_id\":\"box-7\""));
+    tx.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
+}
+
+#[test]
+fn query_parser_unit() {
+    let q = parse_event_query(None).unwrap();
+    assert_eq!(q.limit, DEFAULT_LIMIT);
+    let q = parse_event_query(Some("camera=a%20b&kind=presence&before=7&limit=3")).unwrap();
+    assert_eq!(q.camera.as_deref(), Some("a b"));
+    assert_eq!(q.kind.as_deref(), Some("presence"));
+    assert_eq!((q.before_seq, q.limit), (Some(7), 3));
+}

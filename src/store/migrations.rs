@@ -1,0 +1,86 @@
+//! Versioned schema migrations.
+//!
+//! The schema version lives in SQLite's `PRAGMA user_version`. `MIGRATIONS[i]` upgrades a
+//! database from version `i` to version `i + 1`; each runs in its own transaction together
+//! with the `user_version` bump, so a crash leaves the database at a whole version.
+//!
+//! To change the schema, APPEND a new entry; never edit an entry that has shipped.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Ordered list of migrations; the current schema version is `MIGRATIONS.len()`.
+pub const MIGRATIONS: &[&str] = &[
+    // v1: events and API tokens.
+    r#"
+CREATE TABLE events (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT    NOT NULL UNIQUE,
+    camera_id   TEXT    NOT NULL,
+    grid_cell   TEXT,
+    kind        TEXT    NOT NULL,
+    severity    TEXT    NOT NULL CHECK (severity IN ('info','low','medium','high','critical')),
+    state       TEXT    NOT NULL CHECK (state IN ('active','ended')),
+    started_at  INTEGER NOT NULL,
+    ended_at    INTEGER,
+    objects     TEXT    NOT NULL DEFAULT '[]',
+    snapshot    TEXT,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+CREATE INDEX events_camera_seq ON events (camera_id, seq);
+CREATE INDEX events_kind_seq   ON events (kind, seq);
+CREATE INDEX events_started_at ON events (started_at);
+
+CREATE TABLE api_tokens (
+    id          TEXT    PRIMARY KEY,
+    name        TEXT    NOT NULL,
+    sha256      TEXT    NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL,
+    revoked_at  INTEGER
+);
+"#,
+];
+
+/// The schema version this build writes.
+pub fn latest_version() -> u32 {
+    MIGRATIONS.len() as u32
+}
+
+pub fn current_version(conn: &Connection) -> Result<u32, StoreError> {
+    let v: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| StoreError::sql("read schema version", e))?;
+    u32::try_from(v).map_err(|_| StoreError::Schema(format!("invalid schema version {v}")))
+}
+
+/// Migrates `conn` up to `target` (≤ `latest_version()`), one version per transaction.
+/// A database newer than this build is refused rather than touched.
+pub fn migrate_to(conn: &mut Connection, target: u32) -> Result<u32, StoreError> {
+    let latest = latest_version();
+    if target > latest {
+        return Err(StoreError::Schema(format!("no migration to version {target} (latest is {latest})")));
+    }
+    let mut v = current_version(conn)?;
+    if v > latest {
+        return Err(StoreError::Schema(format!(
+            "database schema version {v} is newer than this build supports ({latest}); refusing to downgrade"
+        )));
+    }
+    while v < target {
+        let sql = MIGRATIONS[v as usize];
+        let next = v + 1;
+        let tx = conn.transaction().map_err(|e| StoreError::sql("begin migration", e))?;
+        tx.execute_batch(sql).map_err(|e| StoreError::Schema(format!("migration to version {next} failed: {e}")))?;
+        tx.pragma_update(None, "user_version", next).map_err(|e| StoreError::sql("set schema version", e))?;
+        tx.commit().map_err(|e| StoreError::sql("commit migration", e))?;
+        tracing::info!(version = next, "database migrated");
+        v = next;
+    }
+    Ok(v)
+}
+
+pub fn migrate(conn: &mut Connection) -> Result<u32, StoreError> {
+    migrate_to(conn, latest_version())
+}
