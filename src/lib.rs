@@ -1,9 +1,15 @@
 //! gridwatch: edge video analytics. Stages: ingest → infer → rules → store → api.
 //! See docs/architecture.md.
 
+pub mod api;
 pub mod config;
 pub mod health;
 pub mod infer;
 pub mod ingest;
 pub mod rules;
+pub mod store;
 pub mod types;
+pub mod app;
+pub mod bench;
+pub mod check;
+pub mod cli;
