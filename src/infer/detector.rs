@@ -47,6 +47,7 @@ impl Timings {
     }
 }
 
+/// A detector owns its session and buffers; move it into the inference worker thread.
 pub struct Detector {
     name: String,
     labels: Vec<String>,
@@ -374,4 +375,10 @@ impl Detector {
             self.decoder.score_threshold
         };
     }
+}
+
+#[allow(dead_code)]
+fn assert_send() {
+    fn is_send<T: Send>() {}
+    is_send::<Detector>();
 }
