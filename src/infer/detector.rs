@@ -227,8 +227,7 @@ impl Detector {
         }
 
         let decoder = Decoder::from_manifest(manifest, Some(labels.len()));
-        tracing::info!(model = %model, providers = ?providers, input = %input_name, "detector loaded");
-        Ok(Detector {
+        let mut det = Detector {
             name: model,
             labels,
             session,
@@ -240,7 +239,21 @@ impl Detector {
             input_size: (w, h),
             timings: Timings::default(),
             providers,
-        })
+        };
+        // Warm-up on a grey frame: checks the outputs against the decoder now, not on the
+        // first camera frame, and takes ONNX Runtime's first-run cost out of the latency.
+        let grey = vec![114u8; w as usize * h as usize * 3];
+        det.detect(&grey, w, h)?;
+        let t = det.timings;
+        det.timings = Timings::default();
+        tracing::info!(
+            model = %det.name,
+            providers = ?det.providers,
+            input = %det.input_name,
+            warmup_ms = t.total_ms(),
+            "detector loaded"
+        );
+        Ok(det)
     }
 
     /// Detects objects in a tightly packed RGB24 frame. Boxes are normalised to 0–1 and clamped.
