@@ -6,7 +6,7 @@ use std::time::Instant;
 use ort::ep::ExecutionProvider;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::Session;
-use ort::value::TensorRef;
+use ort::value::{TensorElementType, TensorRef};
 
 use super::decode::{Decoder, OutputTensor};
 use super::manifest::ModelManifest;
@@ -198,6 +198,15 @@ impl Detector {
         };
         let (w, h) = (manifest.input.width, manifest.input.height);
         if let Some(input) = session.inputs().iter().find(|i| i.name() == input_name) {
+            let ty = input.dtype().tensor_type();
+            if ty != Some(TensorElementType::Float32) {
+                return Err(InferError::Model {
+                    model,
+                    msg: format!(
+                        "input `{input_name}` is {ty:?}; only float32 inputs are supported"
+                    ),
+                });
+            }
             if let Some(shape) = input.dtype().tensor_shape() {
                 let dims: &[i64] = shape;
                 let want = [1i64, 3, h as i64, w as i64];
@@ -219,6 +228,16 @@ impl Detector {
             .iter()
             .map(|o| o.name().to_string())
             .collect();
+        for o in session.outputs() {
+            let ty = o.dtype().tensor_type();
+            if ty != Some(TensorElementType::Float32) {
+                return Err(InferError::Output {
+                    model,
+                    output: o.name().to_string(),
+                    msg: format!("is {ty:?}; only float32 outputs are supported"),
+                });
+            }
+        }
         if output_names.is_empty() {
             return Err(InferError::Model {
                 model,
