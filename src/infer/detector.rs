@@ -59,8 +59,6 @@ pub struct Detector {
     input_size: (u32, u32),
     timings: Timings,
     providers: Vec<String>,
-    /// Reused per call: output shapes.
-    shapes: Vec<Vec<usize>>,
 }
 
 impl std::fmt::Debug for Detector {
@@ -251,7 +249,6 @@ impl Detector {
             labels,
             session,
             input_name,
-            shapes: vec![Vec::new(); output_names.len()],
             output_names,
             pre: Preprocessor::new(&manifest.input),
             decoder,
@@ -309,7 +306,7 @@ impl Detector {
         let t2 = Instant::now();
 
         let mut views: Vec<OutputTensor> = Vec::with_capacity(self.output_names.len());
-        for (i, name) in self.output_names.iter().enumerate() {
+        for name in &self.output_names {
             let Some(v) = outputs.get(name.as_str()) else {
                 return Err(InferError::Output {
                     model: self.name.clone(),
@@ -324,12 +321,9 @@ impl Detector {
                     output: name.clone(),
                     msg: format!("not a float32 tensor: {e}"),
                 })?;
-            let dims = &mut self.shapes[i];
-            dims.clear();
-            dims.extend(shape.iter().map(|d| (*d).max(0) as usize));
             views.push(OutputTensor {
                 name: name.as_str(),
-                shape: dims.clone(),
+                shape: shape.iter().map(|d| (*d).max(0) as usize).collect(),
                 data,
             });
         }
