@@ -353,3 +353,23 @@ fn unavailable_accelerator_falls_back_to_cpu() {
     let e = Detector::load(&m, &bad).unwrap_err().to_string();
     assert!(e.contains("gpu9000"), "{e}");
 }
+
+/// A manifest that does not fit the model (wrong reg_max) fails at load, naming model and output.
+#[test]
+fn wrong_manifest_fails_at_load_naming_the_output() {
+    runtime::init(None).expect("ONNX Runtime");
+    let dir = repo().join("models/nanodet-g-coco-320");
+    let text = std::fs::read_to_string(dir.join("model.toml"))
+        .unwrap()
+        .replace("reg_max = 10", "reg_max = 7")
+        .replace("name = \"nanodet-g-coco-320\"", "name = \"wrong-reg-max\"");
+    let m = ModelManifest::parse(&text, &dir).unwrap();
+    let e = Detector::load(&m, &DetectorOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("wrong-reg-max") && e.contains("output `Identity") && e.contains("32"),
+        "{e}"
+    );
+    eprintln!("{e}");
+}

@@ -6,7 +6,7 @@ use std::time::Instant;
 use ort::ep::ExecutionProvider;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::Session;
-use ort::value::TensorRef;
+use ort::value::{TensorElementType, TensorRef};
 
 use super::decode::{Decoder, OutputTensor};
 use super::manifest::ModelManifest;
@@ -47,6 +47,7 @@ impl Timings {
     }
 }
 
+/// A detector owns its session and buffers; move it into the inference worker thread.
 pub struct Detector {
     name: String,
     labels: Vec<String>,
@@ -58,8 +59,6 @@ pub struct Detector {
     input_size: (u32, u32),
     timings: Timings,
     providers: Vec<String>,
-    /// Reused per call: output shapes.
-    shapes: Vec<Vec<usize>>,
 }
 
 impl std::fmt::Debug for Detector {
@@ -197,6 +196,15 @@ impl Detector {
         };
         let (w, h) = (manifest.input.width, manifest.input.height);
         if let Some(input) = session.inputs().iter().find(|i| i.name() == input_name) {
+            let ty = input.dtype().tensor_type();
+            if ty != Some(TensorElementType::Float32) {
+                return Err(InferError::Model {
+                    model,
+                    msg: format!(
+                        "input `{input_name}` is {ty:?}; only float32 inputs are supported"
+                    ),
+                });
+            }
             if let Some(shape) = input.dtype().tensor_shape() {
                 let dims: &[i64] = shape;
                 let want = [1i64, 3, h as i64, w as i64];
@@ -218,6 +226,16 @@ impl Detector {
             .iter()
             .map(|o| o.name().to_string())
             .collect();
+        for o in session.outputs() {
+            let ty = o.dtype().tensor_type();
+            if ty != Some(TensorElementType::Float32) {
+                return Err(InferError::Output {
+                    model,
+                    output: o.name().to_string(),
+                    msg: format!("is {ty:?}; only float32 outputs are supported"),
+                });
+            }
+        }
         if output_names.is_empty() {
             return Err(InferError::Model {
                 model,
@@ -226,20 +244,32 @@ impl Detector {
         }
 
         let decoder = Decoder::from_manifest(manifest, Some(labels.len()));
-        tracing::info!(model = %model, providers = ?providers, input = %input_name, "detector loaded");
-        Ok(Detector {
+        let mut det = Detector {
             name: model,
             labels,
             session,
             input_name,
-            shapes: vec![Vec::new(); output_names.len()],
             output_names,
             pre: Preprocessor::new(&manifest.input),
             decoder,
             input_size: (w, h),
             timings: Timings::default(),
             providers,
-        })
+        };
+        // Warm-up on a grey frame: checks the outputs against the decoder now, not on the
+        // first camera frame, and takes ONNX Runtime's first-run cost out of the latency.
+        let grey = vec![114u8; w as usize * h as usize * 3];
+        det.detect(&grey, w, h)?;
+        let t = det.timings;
+        det.timings = Timings::default();
+        tracing::info!(
+            model = %det.name,
+            providers = ?det.providers,
+            input = %det.input_name,
+            warmup_ms = t.total_ms(),
+            "detector loaded"
+        );
+        Ok(det)
     }
 
     /// Detects objects in a tightly packed RGB24 frame. Boxes are normalised to 0–1 and clamped.
@@ -276,7 +306,7 @@ impl Detector {
         let t2 = Instant::now();
 
         let mut views: Vec<OutputTensor> = Vec::with_capacity(self.output_names.len());
-        for (i, name) in self.output_names.iter().enumerate() {
+        for name in &self.output_names {
             let Some(v) = outputs.get(name.as_str()) else {
                 return Err(InferError::Output {
                     model: self.name.clone(),
@@ -291,12 +321,9 @@ impl Detector {
                     output: name.clone(),
                     msg: format!("not a float32 tensor: {e}"),
                 })?;
-            let dims = &mut self.shapes[i];
-            dims.clear();
-            dims.extend(shape.iter().map(|d| (*d).max(0) as usize));
             views.push(OutputTensor {
                 name: name.as_str(),
-                shape: dims.clone(),
+                shape: shape.iter().map(|d| (*d).max(0) as usize).collect(),
                 data,
             });
         }
@@ -374,4 +401,10 @@ impl Detector {
             self.decoder.score_threshold
         };
     }
+}
+
+#[allow(dead_code)]
+fn assert_send() {
+    fn is_send<T: Send>() {}
+    is_send::<Detector>();
 }

@@ -49,27 +49,36 @@ pub fn init(explicit: Option<&Path>) -> Result<PathBuf, InferError> {
     if let Some(rt) = RUNTIME.get() {
         return Ok(rt.path.clone());
     }
+    let (path, env) = load_first(&candidates(explicit), explicit.is_some())?;
+    tracing::info!(library = %path.display(), version = ?version_of(&path), "ONNX Runtime loaded");
+    let _ = RUNTIME.set(Runtime {
+        path: path.clone(),
+        env,
+    });
+    Ok(path)
+}
+
+/// Tries each candidate in order; the error lists every path tried and why it failed.
+fn load_first(
+    candidates: &[PathBuf],
+    explicit: bool,
+) -> Result<(PathBuf, ort::environment::Environment), InferError> {
     let mut tried: Vec<String> = Vec::new();
-    for path in candidates(explicit) {
+    for path in candidates {
         if !path.exists() {
             tried.push(format!("{} (not found)", path.display()));
             continue;
         }
-        match load(&path) {
+        match load(path) {
             Ok(env) => {
-                if explicit.is_some() && !tried.is_empty() {
+                if explicit && !tried.is_empty() {
                     tracing::warn!(
                         "configured ONNX Runtime library could not be used ({}); using {}",
                         tried.join("; "),
                         path.display()
                     );
                 }
-                tracing::info!(library = %path.display(), version = ?version_of(&path), "ONNX Runtime loaded");
-                let _ = RUNTIME.set(Runtime {
-                    path: path.clone(),
-                    env,
-                });
-                return Ok(path);
+                return Ok((path.clone(), env));
             }
             Err(e) => tried.push(format!("{} ({e})", path.display())),
         }
@@ -78,7 +87,11 @@ pub fn init(explicit: Option<&Path>) -> Result<PathBuf, InferError> {
         "cannot load the ONNX Runtime library (need version ≥ 1.{}); tried: {}. Run scripts/setup.sh to fetch it, \
          or set `inference.ort_library` in the config to the path of libonnxruntime.so",
         ort::MINOR_VERSION,
-        if tried.is_empty() { "no candidate paths".to_string() } else { tried.join("; ") }
+        if tried.is_empty() {
+            "no candidate paths".to_string()
+        } else {
+            tried.join("; ")
+        }
     )))
 }
 
@@ -167,6 +180,25 @@ mod tests {
             version_of(Path::new("/nonexistent/libonnxruntime.so")),
             None
         );
+    }
+
+    #[test]
+    fn bad_candidates_are_listed_not_panicked_on() {
+        let dir = std::env::temp_dir().join(format!("gridwatch-ort-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fake = dir.join("libonnxruntime.so");
+        std::fs::write(&fake, b"not a shared library").unwrap();
+        let missing = dir.join("missing/libonnxruntime.so");
+        let e = load_first(&[missing.clone(), fake.clone()], true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&missing.display().to_string()) && e.contains("not found"),
+            "{e}"
+        );
+        assert!(e.contains(&fake.display().to_string()), "{e}");
+        assert!(e.contains("scripts/setup.sh"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
