@@ -214,6 +214,7 @@ pub fn start_cameras(
         let opts = SuperviseOptions {
             camera_id: cam.id.clone(),
             loop_file: cam.loop_file && is_file,
+            live: !is_file,
             stall_timeout: Duration::from_secs_f64(cam.stall_timeout_secs),
             backoff_min: Duration::from_secs_f64(cam.reconnect_min_secs),
             backoff_max: Duration::from_secs_f64(cam.reconnect_max_secs),

@@ -52,6 +52,8 @@ pub trait Opener: Send + Sync {
 pub struct SuperviseOptions {
     pub camera_id: String,
     pub loop_file: bool,
+    /// Live source (RTSP, USB): end of stream means the camera went away → reconnect.
+    pub live: bool,
     pub stall_timeout: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
@@ -118,6 +120,7 @@ pub fn supervise(
                 }
                 StreamEvent::Eos if opts.loop_file && frames > 0 => break Outcome::Loop,
                 StreamEvent::Eos if frames == 0 => break Outcome::Failed("end of stream before any frame".into()),
+                StreamEvent::Eos if opts.live => break Outcome::Failed("stream ended (the camera closed the connection)".into()),
                 StreamEvent::Eos => break Outcome::Ended,
                 StreamEvent::Error(e) => break Outcome::Failed(e),
             }
@@ -247,6 +250,7 @@ mod tests {
         let opts = SuperviseOptions {
             camera_id: "c".into(),
             loop_file: false,
+            live: false,
             stall_timeout: Duration::from_millis(300),
             backoff_min: Duration::from_millis(10),
             backoff_max: Duration::from_millis(20),
