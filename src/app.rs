@@ -240,6 +240,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     crate::ingest::gst::init()?;
     let manifests = load_manifests(&cfg)?;
     let store = Store::open(&cfg.data_dir).with_context(|| format!("opening data dir {}", cfg.data_dir.display()))?;
+    store.end_interrupted()?;
     let token_note = ensure_token(&cfg, &store)?;
 
     let registry = Registry::new();
@@ -291,19 +292,19 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 /// authenticate. A generated token is printed once (stdout, never the log) and only its
 /// hash is stored.
 fn ensure_token(cfg: &Config, store: &Store) -> anyhow::Result<String> {
-    if !cfg.api.tokens_sha256.is_empty() || store.count_tokens()? > 0 {
-        return Ok("auth: send `Authorization: Bearer <token>` (create one: gridwatch token create --config <file>)".into());
-    }
-    if !cfg.api.generate_token_if_none {
-        return Ok("auth: no API token exists; create one with `gridwatch token create --config <file>`".into());
-    }
-    let token = crate::store::generate_token();
-    store.add_token("generated-on-first-run", &crate::store::hash_token(&token))?;
-    Ok(format!(
-        "auth: API token (shown once, only its hash is stored): {token}\n  \
-         e.g. curl -H 'Authorization: Bearer {token}' http://{}/api/v1/cameras",
-        cfg.api.listen
-    ))
+    let generated =
+        if cfg.api.generate_token_if_none { store.bootstrap_token(&cfg.api.tokens_sha256, "generated-on-first-run")? } else { None };
+    Ok(match generated {
+        Some(token) => format!(
+            "auth: API token (shown once, only its hash is stored): {token}\n  \
+             e.g. curl -H 'Authorization: Bearer {token}' http://{}/api/v1/cameras",
+            cfg.api.listen
+        ),
+        None if cfg.api.tokens_sha256.is_empty() && store.count_tokens()? == 0 => {
+            "auth: no API token exists; create one with `gridwatch token create --config <file>`".into()
+        }
+        None => "auth: send `Authorization: Bearer <token>` (create one: gridwatch token create --config <file>)".into(),
+    })
 }
 
 async fn shutdown_signal() {

@@ -181,6 +181,22 @@ impl Store {
         Ok(store)
     }
 
+    /// Ends events left `active` by a crash or power cut (the process that owned them is
+    /// gone): `ended_at` is the last time the event was written. Returns how many.
+    pub fn end_interrupted(&self) -> Result<usize, StoreError> {
+        let conn = lock(&self.inner.writer);
+        let n = conn
+            .execute(
+                "UPDATE events SET state = 'ended', ended_at = MAX(updated_at, started_at) WHERE state = 'active'",
+                [],
+            )
+            .map_err(|e| StoreError::sql("end interrupted events", e))?;
+        if n > 0 {
+            tracing::warn!(events = n, "ended events left active by an unclean shutdown");
+        }
+        Ok(n)
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.inner.data_dir
     }

@@ -468,3 +468,18 @@ fn dump_snapshot_for_eyeballing() {
     fs::write(dir.join("gw-snap.jpg"), &jpeg).unwrap();
     image::load_from_memory(&jpeg).unwrap().save(dir.join("gw-snap.png")).unwrap();
 }
+
+#[test]
+fn interrupted_events_are_ended_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let c = change(Uuid::now_v7(), Change::Started, "cam", "presence", OffsetDateTime::now_utc());
+    store.apply(&c).unwrap();
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.end_interrupted().unwrap(), 1);
+    let ev = store.get_event(c.event_id).unwrap().unwrap();
+    assert_eq!(ev.state, EventState::Ended);
+    assert!(ev.ended_at.unwrap() >= ev.started_at);
+    assert_eq!(store.end_interrupted().unwrap(), 0);
+}
