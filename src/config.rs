@@ -336,7 +336,7 @@ impl Config {
                     return Err(format!("{}: must be between -180 and 180", at("lon")));
                 }
             }
-            if !(c.stall_timeout_secs > 0.0) {
+            if c.stall_timeout_secs.is_nan() || c.stall_timeout_secs <= 0.0 {
                 return Err(format!("{}: must be > 0", at("stall_timeout_secs")));
             }
             if !(c.reconnect_min_secs > 0.0 && c.reconnect_max_secs >= c.reconnect_min_secs) {
@@ -360,7 +360,7 @@ impl Config {
                         if !(0.0..=1.0).contains(&p.min_score) {
                             return Err(format!("{}: must be between 0 and 1", f("min_score")));
                         }
-                        if !(p.min_secs >= 0.0) || !(p.clear_secs >= 0.0) {
+                        if p.min_secs.is_nan() || p.min_secs < 0.0 || p.clear_secs.is_nan() || p.clear_secs < 0.0 {
                             return Err(format!("{}: must be ≥ 0", f("min_secs")));
                         }
                     }
