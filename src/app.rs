@@ -21,7 +21,8 @@ use crate::ingest::profile::{redact_url, HardwareProfile, PipelineMode};
 use crate::ingest::{supervise, SuperviseOptions};
 use crate::rules::RuleEngine;
 use crate::store::Store;
-use crate::types::{Detections, EventChange};
+use crate::track::Tracker;
+use crate::types::{Detections, EventChange, Tracks};
 
 /// Latency and throughput samples shared by workers and the writer (bench and metrics).
 #[derive(Default)]
@@ -66,7 +67,7 @@ pub struct Analytics {
     pub stats: Arc<Stats>,
     workers: Vec<JoinHandle<()>>,
     writer: Option<JoinHandle<()>>,
-    engines: Arc<Vec<Mutex<RuleEngine>>>,
+    engines: Arc<Vec<Mutex<(Tracker, RuleEngine)>>>,
     tx: Option<mpsc::Sender<EventChange>>,
 }
 
@@ -93,8 +94,10 @@ impl Analytics {
         }
         let queue = Arc::new(FrameQueue::new(cameras.len(), if lossless { 2 } else { 1 }, lossless));
         let stats = Arc::new(Stats::default());
-        let engines: Arc<Vec<Mutex<RuleEngine>>> =
-            Arc::new(cameras.iter().map(|c| Mutex::new(RuleEngine::new(c))).collect());
+        // Per camera: its tracker and rule engine, locked together (one frame at a time).
+        let engines: Arc<Vec<Mutex<(Tracker, RuleEngine)>>> = Arc::new(
+            cameras.iter().map(|c| Mutex::new((Tracker::new(c.tracker.clone()), RuleEngine::new(c)))).collect(),
+        );
         let (tx, rx) = mpsc::channel::<EventChange>();
         let cams: Arc<Vec<CameraConfig>> = Arc::new(cameras.to_vec());
 
@@ -127,8 +130,14 @@ impl Analytics {
                         h.infer_ms = if h.infer_ms == 0.0 { infer_ms as f64 } else { 0.9 * h.infer_ms + 0.1 * infer_ms as f64 };
                     });
                     let captured = frame.captured_instant;
-                    let d = Detections { frame, objects, infer_ms };
-                    let changes = engines[job.camera].lock().unwrap_or_else(|e| e.into_inner()).process(&d);
+                    let at = frame.captured_at;
+                    let detections = Detections { frame, objects, infer_ms };
+                    let changes = {
+                        let mut guard = engines[job.camera].lock().unwrap_or_else(|e| e.into_inner());
+                        let (tracker, engine) = &mut *guard;
+                        let tracks = tracker.update(&detections.objects, at);
+                        engine.process(&Tracks { detections, tracks })
+                    };
                     sample(&stats.frame_latency_ms, captured.elapsed().as_secs_f32() * 1000.0);
                     stats.analysed.fetch_add(1, Ordering::Relaxed);
                     for c in changes {
@@ -150,7 +159,7 @@ impl Analytics {
         let now = time::OffsetDateTime::now_utc();
         if let Some(tx) = self.tx.take() {
             for e in self.engines.iter() {
-                for c in e.lock().unwrap_or_else(|e| e.into_inner()).finish(now) {
+                for c in e.lock().unwrap_or_else(|e| e.into_inner()).1.finish(now) {
                     let _ = tx.send(c);
                 }
             }

@@ -146,6 +146,9 @@ pub struct CameraConfig {
     pub reconnect_max_secs: f64,
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+    /// Multi-object tracker parameters (`[cameras.tracker]`); every field has a default.
+    #[serde(default)]
+    pub tracker: crate::track::TrackerConfig,
 }
 
 fn default_codec() -> String {
@@ -342,6 +345,7 @@ impl Config {
             if !(c.reconnect_min_secs > 0.0 && c.reconnect_max_secs >= c.reconnect_min_secs) {
                 return Err(format!("{}: need 0 < reconnect_min_secs ≤ reconnect_max_secs", at("reconnect_min_secs")));
             }
+            c.tracker.validate().map_err(|m| format!("{}: {m}", at("tracker")))?;
             if c.models.is_empty() && c.enabled {
                 return Err(format!("{}: list at least one model", at("models")));
             }
@@ -441,6 +445,16 @@ classes = ["person"]
         let t = GOOD.replace("models/nanodet-g-coco-416/model.toml", "models/nope/model.toml");
         let e = Config::parse(&t, &base()).unwrap_err();
         assert!(e.contains("models.default"), "{e}");
+    }
+
+    #[test]
+    fn tracker_block_is_parsed_and_validated() {
+        let t = GOOD.replace("models = [\"default\"]", "models = [\"default\"]\n[cameras.tracker]\nmin_hits = 3");
+        assert_eq!(Config::parse(&t, &base()).unwrap().cameras[0].tracker.min_hits, 3);
+        let e = Config::parse(&t.replace("min_hits = 3", "min_hits = 0"), &base()).unwrap_err();
+        assert!(e.contains("cameras[0].tracker") && e.contains("min_hits") && e.contains("cam1"), "{e}");
+        let e = Config::parse(&t.replace("min_hits = 3", "min_hit = 3"), &base()).unwrap_err();
+        assert!(e.contains("min_hit") && e.contains("cam1"), "{e}");
     }
 
     #[test]

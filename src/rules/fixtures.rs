@@ -8,7 +8,8 @@ use time::{Duration, OffsetDateTime};
 
 use super::RuleEngine;
 use crate::config::{CameraConfig, RuleConfig};
-use crate::types::{BBox, Change, Detection, Detections, Frame};
+use crate::types::{BBox, Change, Detection, Detections, Frame, Tracks};
+use crate::track::Tracker;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,6 +68,7 @@ fn run(path: &std::path::Path) {
     .unwrap();
     let cam = CameraConfig { rules: fx.rules, ..cfg.cameras[0].clone() };
     let mut engine = RuleEngine::new(&cam);
+    let mut tracker = Tracker::new(cam.tracker.clone());
     let mut got = Vec::new();
     let mut index = 0;
     for run in &fx.frames {
@@ -96,8 +98,11 @@ fn run(path: &std::path::Path) {
                         bbox: BBox { x1: b[0], y1: b[1], x2: b[2], y2: b[3] },
                     }
                 })
-                .collect();
-            for c in engine.process(&Detections { frame, objects, infer_ms: 0.0 }) {
+                .collect::<Vec<_>>();
+            let at = frame.captured_at;
+            let tracks = tracker.update(&objects, at);
+            let detections = Detections { frame, objects, infer_ms: 0.0 };
+            for c in engine.process(&Tracks { detections, tracks }) {
                 got.push(Expect {
                     change: c.change,
                     kind: c.kind,

@@ -13,14 +13,15 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::config::{CameraConfig, RuleConfig};
-use crate::types::{Change, Detections, EventChange, RuleOutput};
+use crate::types::{Change, EventChange, RuleOutput, Tracks};
 
 /// A rule evaluated on every analysed frame of one camera.
 pub trait Rule: Send {
     /// Event kind this rule raises (e.g. "presence").
     fn kind(&self) -> &'static str;
-    /// Looks at one frame's detections; appends any incident changes to `out`.
-    fn on_frame(&mut self, d: &Detections, out: &mut Vec<RuleOutput>);
+    /// Looks at one frame's detections and the camera's tracks; appends any incident
+    /// changes to `out`.
+    fn on_frame(&mut self, t: &Tracks, out: &mut Vec<RuleOutput>);
     /// Ends every open incident (appliance stopping); `at` is the end time.
     fn finish(&mut self, at: OffsetDateTime, out: &mut Vec<RuleOutput>);
 }
@@ -51,12 +52,12 @@ impl RuleEngine {
         }
     }
 
-    /// Runs every rule on one frame's detections.
-    pub fn process(&mut self, d: &Detections) -> Vec<EventChange> {
+    /// Runs every rule on one frame's detections and tracks.
+    pub fn process(&mut self, t: &Tracks) -> Vec<EventChange> {
         let mut changes = Vec::new();
         for i in 0..self.rules.len() {
-            self.rules[i].on_frame(d, &mut self.buf);
-            self.drain(i, d.frame.captured_instant, &mut changes);
+            self.rules[i].on_frame(t, &mut self.buf);
+            self.drain(i, t.detections.frame.captured_instant, &mut changes);
         }
         changes
     }
