@@ -149,6 +149,32 @@ pub struct CameraConfig {
     /// Multi-object tracker parameters (`[cameras.tracker]`); every field has a default.
     #[serde(default)]
     pub tracker: crate::track::TrackerConfig,
+    /// Named polygons (`[[cameras.zones]]`), normalised 0–1 image coordinates.
+    #[serde(default)]
+    pub zones: Vec<ZoneConfig>,
+    /// Named polylines (`[[cameras.lines]]`) with a direction (see `geometry`).
+    #[serde(default)]
+    pub lines: Vec<LineConfig>,
+    /// Anchor point per class (`[cameras.anchors]`, class → anchor); default bottom_center.
+    #[serde(default)]
+    pub anchors: std::collections::BTreeMap<String, crate::geometry::Anchor>,
+}
+
+/// A named polygon: ≥ 3 points `[x, y]` in 0–1, not self-intersecting.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    pub name: String,
+    pub points: Vec<[f64; 2]>,
+}
+
+/// A named polyline: ≥ 2 points `[x, y]` in 0–1. Crossing `a_to_b` = from the left side to
+/// the right side of the line walked from its first to its last point (on screen).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineConfig {
+    pub name: String,
+    pub points: Vec<[f64; 2]>,
 }
 
 fn default_codec() -> String {
@@ -175,6 +201,13 @@ fn default_backoff_max() -> f64 {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RuleConfig {
     Presence(PresenceRule),
+    Intrusion(crate::rules::config::IntrusionRule),
+    LineCrossing(crate::rules::config::LineCrossingRule),
+    Loitering(crate::rules::config::LoiteringRule),
+    Crowd(crate::rules::config::CrowdRule),
+    WrongWay(crate::rules::config::WrongWayRule),
+    StalledVehicle(crate::rules::config::StalledVehicleRule),
+    Congestion(crate::rules::config::CongestionRule),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -354,10 +387,22 @@ impl Config {
                     return Err(format!("{}: unknown model `{m}` (not in [models])", at(&format!("models[{j}]"))));
                 }
             }
+            validate_geometry(c, i)?;
             for (j, r) in c.rules.iter().enumerate() {
+                let f = |x: &str| at(&format!("rules[{j}].{x}"));
+                crate::rules::config::validate(r).map_err(|(field, m)| format!("{}: {m}", f(&field)))?;
+                if let Some(z) = r.zone() {
+                    if !c.zones.iter().any(|x| x.name == z) {
+                        return Err(format!("{}: unknown zone `{z}` (camera zones: {})", f("zone"), names(c.zones.iter().map(|x| &x.name))));
+                    }
+                }
+                if let Some(l) = r.line() {
+                    if !c.lines.iter().any(|x| x.name == l) {
+                        return Err(format!("{}: unknown line `{l}` (camera lines: {})", f("line"), names(c.lines.iter().map(|x| &x.name))));
+                    }
+                }
                 match r {
                     RuleConfig::Presence(p) => {
-                        let f = |x: &str| at(&format!("rules[{j}].{x}"));
                         if p.classes.is_empty() {
                             return Err(format!("{}: list at least one class", f("classes")));
                         }
@@ -368,11 +413,75 @@ impl Config {
                             return Err(format!("{}: must be ≥ 0", f("min_secs")));
                         }
                     }
+                    _ => {}
                 }
             }
         }
         Ok(())
     }
+}
+
+fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<String> = it.map(|n| format!("`{n}`")).collect();
+    if v.is_empty() { "none".into() } else { v.join(", ") }
+}
+
+/// Zones and lines of camera `i`: names unique and non-empty, enough points, coordinates
+/// in 0–1, zones not self-intersecting and with an area.
+fn validate_geometry(c: &CameraConfig, i: usize) -> Result<(), String> {
+    use crate::geometry::{polygon_area, polygon_self_intersects};
+    let at = |field: String| format!("field `cameras[{i}].{field}` (camera `{}`)", c.id);
+    let coords = |pts: &[[f64; 2]], field: String, what: &str, name: &str| -> Result<(), String> {
+        for (k, p) in pts.iter().enumerate() {
+            if !p.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)) {
+                return Err(format!(
+                    "{}: {what} `{name}` point {k} [{}, {}] is outside the image (coordinates are normalised 0–1)",
+                    at(field),
+                    p[0],
+                    p[1]
+                ));
+            }
+        }
+        Ok(())
+    };
+    let mut seen = HashSet::new();
+    for (k, z) in c.zones.iter().enumerate() {
+        if z.name.trim().is_empty() {
+            return Err(format!("{}: zone names must not be empty", at(format!("zones[{k}].name"))));
+        }
+        if !seen.insert(z.name.as_str()) {
+            return Err(format!("{}: duplicate zone `{}`", at(format!("zones[{k}].name")), z.name));
+        }
+        let field = format!("zones[{k}].points");
+        if z.points.len() < 3 {
+            return Err(format!("{}: zone `{}` needs at least 3 points, has {}", at(field), z.name, z.points.len()));
+        }
+        coords(&z.points, field.clone(), "zone", &z.name)?;
+        if polygon_self_intersects(&z.points) {
+            return Err(format!("{}: zone `{}` intersects itself", at(field), z.name));
+        }
+        if polygon_area(&z.points) < 1e-9 {
+            return Err(format!("{}: zone `{}` has no area", at(field), z.name));
+        }
+    }
+    let mut seen = HashSet::new();
+    for (k, l) in c.lines.iter().enumerate() {
+        if l.name.trim().is_empty() {
+            return Err(format!("{}: line names must not be empty", at(format!("lines[{k}].name"))));
+        }
+        if !seen.insert(l.name.as_str()) {
+            return Err(format!("{}: duplicate line `{}`", at(format!("lines[{k}].name")), l.name));
+        }
+        let field = format!("lines[{k}].points");
+        if l.points.len() < 2 {
+            return Err(format!("{}: line `{}` needs at least 2 points, has {}", at(field), l.name, l.points.len()));
+        }
+        coords(&l.points, field.clone(), "line", &l.name)?;
+        if l.points.windows(2).any(|w| crate::geometry::dist(w[0], w[1]) < 1e-9) {
+            return Err(format!("{}: line `{}` repeats a point (zero-length segment)", at(field), l.name));
+        }
+    }
+    Ok(())
 }
 
 /// For a serde path like `cameras[2].rules[0].x`, names the camera by its id if the raw TOML has one.

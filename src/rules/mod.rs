@@ -5,7 +5,18 @@
 //! Rules take "now" from the frame's capture time, never from a wall clock, so fixture tests
 //! replay detections in simulated time.
 
+pub mod common;
+pub mod config;
+pub mod congestion;
+pub mod crowd;
+pub mod intrusion;
+pub mod line_crossing;
+pub mod loitering;
 pub mod presence;
+pub mod stalled_vehicle;
+pub mod wrong_way;
+
+pub use common::Scene;
 
 use std::collections::HashMap;
 
@@ -13,7 +24,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::config::{CameraConfig, RuleConfig};
-use crate::types::{Change, EventChange, RuleOutput, Tracks};
+use crate::types::{Change, CountDelta, EventChange, RuleOutput, Tracks};
 
 /// A rule evaluated on every analysed frame of one camera.
 pub trait Rule: Send {
@@ -24,11 +35,23 @@ pub trait Rule: Send {
     fn on_frame(&mut self, t: &Tracks, out: &mut Vec<RuleOutput>);
     /// Ends every open incident (appliance stopping); `at` is the end time.
     fn finish(&mut self, at: OffsetDateTime, out: &mut Vec<RuleOutput>);
+    /// Moves line-crossing counts produced since the last call into `out` (most rules
+    /// count nothing).
+    fn take_counts(&mut self, _out: &mut Vec<CountDelta>) {}
 }
 
-pub fn build(cfg: &RuleConfig) -> Box<dyn Rule> {
+/// Builds a rule; `scene` holds the camera's zones, lines and anchors (names are checked by
+/// `Config::validate`; an unknown name here gives an empty zone/line that never matches).
+pub fn build(cfg: &RuleConfig, scene: &Scene) -> Box<dyn Rule> {
     match cfg {
         RuleConfig::Presence(p) => Box::new(presence::Presence::new(p.clone())),
+        RuleConfig::Intrusion(r) => Box::new(intrusion::Intrusion::new(r.clone(), scene)),
+        RuleConfig::LineCrossing(r) => Box::new(line_crossing::LineCrossing::new(r.clone(), scene)),
+        RuleConfig::Loitering(r) => Box::new(loitering::Loitering::new(r.clone(), scene)),
+        RuleConfig::Crowd(r) => Box::new(crowd::Crowd::new(r.clone(), scene)),
+        RuleConfig::WrongWay(r) => Box::new(wrong_way::WrongWay::new(r.clone(), scene)),
+        RuleConfig::StalledVehicle(r) => Box::new(stalled_vehicle::StalledVehicle::new(r.clone(), scene)),
+        RuleConfig::Congestion(r) => Box::new(congestion::Congestion::new(r.clone(), scene)),
     }
 }
 
@@ -39,6 +62,7 @@ pub struct RuleEngine {
     rules: Vec<Box<dyn Rule>>,
     open: HashMap<(usize, u64), Uuid>,
     buf: Vec<RuleOutput>,
+    counts: Vec<CountDelta>,
 }
 
 impl RuleEngine {
@@ -46,9 +70,13 @@ impl RuleEngine {
         RuleEngine {
             camera_id: cam.id.clone(),
             grid_cell: cam.grid_cell.clone(),
-            rules: cam.rules.iter().map(build).collect(),
+            rules: {
+                let scene = Scene::from_camera(cam);
+                cam.rules.iter().map(|r| build(r, &scene)).collect()
+            },
             open: HashMap::new(),
             buf: Vec::new(),
+            counts: Vec::new(),
         }
     }
 
@@ -57,9 +85,15 @@ impl RuleEngine {
         let mut changes = Vec::new();
         for i in 0..self.rules.len() {
             self.rules[i].on_frame(t, &mut self.buf);
+            self.rules[i].take_counts(&mut self.counts);
             self.drain(i, t.detections.frame.captured_instant, &mut changes);
         }
         changes
+    }
+
+    /// Line-crossing counts produced by `process` since the last call (for the store).
+    pub fn take_counts(&mut self) -> Vec<CountDelta> {
+        std::mem::take(&mut self.counts)
     }
 
     /// Ends all open incidents (graceful shutdown).
