@@ -321,7 +321,7 @@ impl Config {
         if p.is_absolute() { p.to_path_buf() } else { self.base_dir.join(p) }
     }
 
-    fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         if self.box_id.trim().is_empty() {
             return Err("field `box_id`: must not be empty".into());
         }
