@@ -566,6 +566,157 @@ classes = ["person"]
         assert!(e.contains("min_hit") && e.contains("cam1"), "{e}");
     }
 
+    const GEO: &str = r#"
+box_id = "t"
+data_dir = "/tmp/x"
+[models]
+default = "models/nanodet-g-coco-416/model.toml"
+[[cameras]]
+id = "cam0"
+url = "a.mp4"
+models = ["default"]
+[[cameras]]
+id = "gate"
+url = "test-videos/pets09-s2l1.mp4"
+models = ["default"]
+[cameras.anchors]
+person = "center"
+[[cameras.zones]]
+name = "yard"
+points = [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]]
+[[cameras.zones]]
+name = "lawn"
+points = [[0.2, 0.2], [0.6, 0.2], [0.6, 0.6], [0.2, 0.6]]
+[[cameras.lines]]
+name = "kerb"
+points = [[0.0, 0.5], [0.5, 0.55], [1.0, 0.5]]
+[[cameras.rules]]
+kind = "intrusion"
+zone = "lawn"
+classes = ["person"]
+[[cameras.rules]]
+kind = "line_crossing"
+line = "kerb"
+direction = "b_to_a"
+raise_event = true
+[[cameras.rules]]
+kind = "loitering"
+zone = "yard"
+[[cameras.rules]]
+kind = "crowd"
+zone = "yard"
+[[cameras.rules]]
+kind = "wrong_way"
+zone = "yard"
+allowed_heading_deg = 90
+[[cameras.rules]]
+kind = "stalled_vehicle"
+zone = "yard"
+[[cameras.rules]]
+kind = "congestion"
+zone = "yard"
+"#;
+
+    fn geo_err(from: &str, to: &str) -> String {
+        assert!(GEO.contains(from), "{from}");
+        Config::parse(&GEO.replacen(from, to, 1), &base()).unwrap_err()
+    }
+
+    #[test]
+    fn geometry_and_rules_parse_with_defaults() {
+        use crate::geometry::Anchor;
+        let c = Config::parse(GEO, &base()).unwrap();
+        let cam = &c.cameras[1];
+        assert_eq!(cam.zones.len(), 2);
+        assert_eq!(cam.lines[0].points.len(), 3);
+        assert_eq!(cam.anchors.get("person"), Some(&Anchor::Center));
+        assert_eq!(cam.rules.len(), 7);
+        match &cam.rules[1] {
+            RuleConfig::LineCrossing(r) => {
+                assert_eq!(r.direction, crate::rules::config::Direction::BToA);
+                assert!(r.raise_event && r.classes.is_empty() && r.min_offset == 0.02);
+                assert_eq!(r.severity, Severity::Info);
+            }
+            r => panic!("{r:?}"),
+        }
+        match &cam.rules[5] {
+            RuleConfig::StalledVehicle(r) => {
+                assert_eq!(r.classes, ["car", "bus", "truck", "motorcycle"]);
+                assert_eq!((r.stationary_secs, r.tolerance, r.cooldown_secs), (60.0, 0.02, 60.0));
+            }
+            r => panic!("{r:?}"),
+        }
+        match &cam.rules[3] {
+            RuleConfig::Crowd(r) => assert_eq!((r.classes.as_slice(), r.min_count), (&["person".to_string()][..], 5)),
+            r => panic!("{r:?}"),
+        }
+    }
+
+    #[test]
+    fn zone_with_too_few_points() {
+        let e = geo_err("[[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]]", "[[0.1, 0.1], [0.9, 0.1]]");
+        assert!(e.contains("field `cameras[1].zones[0].points` (camera `gate`)") && e.contains("zone `yard`") && e.contains("at least 3"), "{e}");
+    }
+
+    #[test]
+    fn zone_outside_image() {
+        let e = geo_err("[0.6, 0.6], [0.2, 0.6]]", "[0.6, 1.2], [0.2, 0.6]]");
+        assert!(e.contains("cameras[1].zones[1].points") && e.contains("`gate`") && e.contains("zone `lawn`") && e.contains("outside"), "{e}");
+        let e = geo_err("[[0.0, 0.5], [0.5, 0.55]", "[[-0.1, 0.5], [0.5, 0.55]");
+        assert!(e.contains("cameras[1].lines[0].points") && e.contains("line `kerb`") && e.contains("outside"), "{e}");
+    }
+
+    #[test]
+    fn self_intersecting_zone() {
+        let e = geo_err("[[0.2, 0.2], [0.6, 0.2], [0.6, 0.6], [0.2, 0.6]]", "[[0.2, 0.2], [0.6, 0.6], [0.6, 0.2], [0.2, 0.6]]");
+        assert_eq!(e, "field `cameras[1].zones[1].points` (camera `gate`): zone `lawn` intersects itself");
+    }
+
+    #[test]
+    fn duplicate_zone_and_line_names() {
+        let e = geo_err("name = \"lawn\"", "name = \"yard\"");
+        assert!(e.contains("cameras[1].zones[1].name") && e.contains("duplicate zone `yard`") && e.contains("`gate`"), "{e}");
+        let t = GEO.replacen("[[cameras.rules]]", "[[cameras.lines]]\nname = \"kerb\"\npoints = [[0.1, 0.1], [0.2, 0.2]]\n[[cameras.rules]]", 1);
+        let e = Config::parse(&t, &base()).unwrap_err();
+        assert!(e.contains("cameras[1].lines[1].name") && e.contains("duplicate line `kerb`"), "{e}");
+    }
+
+    #[test]
+    fn line_with_one_point() {
+        let e = geo_err("[[0.0, 0.5], [0.5, 0.55], [1.0, 0.5]]", "[[0.0, 0.5]]");
+        assert!(e.contains("cameras[1].lines[0].points") && e.contains("line `kerb`") && e.contains("at least 2"), "{e}");
+    }
+
+    #[test]
+    fn unknown_zone_or_line_in_rule() {
+        let e = geo_err("zone = \"lawn\"", "zone = \"lawns\"");
+        assert!(e.contains("field `cameras[1].rules[0].zone` (camera `gate`)") && e.contains("unknown zone `lawns`") && e.contains("`yard`"), "{e}");
+        let e = geo_err("line = \"kerb\"", "line = \"curb\"");
+        assert!(e.contains("cameras[1].rules[1].line") && e.contains("unknown line `curb`"), "{e}");
+    }
+
+    #[test]
+    fn rule_values_are_checked() {
+        let e = geo_err("allowed_heading_deg = 90", "allowed_heading_deg = 90\ntolerance_deg = 120");
+        assert!(e.contains("cameras[1].rules[4].tolerance_deg") && e.contains("`gate`"), "{e}");
+        let e = geo_err("kind = \"crowd\"\nzone = \"yard\"", "kind = \"crowd\"\nzone = \"yard\"\nmin_count = 0");
+        assert!(e.contains("cameras[1].rules[3].min_count"), "{e}");
+        let e = geo_err("classes = [\"person\"]", "classes = []");
+        assert!(e.contains("cameras[1].rules[0].classes"), "{e}");
+        let e = geo_err("kind = \"loitering\"\nzone = \"yard\"", "kind = \"loitering\"\nzone = \"yard\"\ndwell_secs = -1");
+        assert!(e.contains("cameras[1].rules[2].dwell_secs"), "{e}");
+        // Unknown keys and bad enum values are rejected by serde, naming the camera.
+        let e = geo_err("raise_event = true", "raise_events = true");
+        assert!(e.contains("raise_events") && e.contains("`gate`"), "{e}");
+        let e = geo_err("direction = \"b_to_a\"", "direction = \"up\"");
+        assert!(e.contains("cameras[1].rules[1]") && e.contains("`up`") && e.contains("`b_to_a`") && e.contains("`gate`"), "{e}");
+        let e = geo_err("person = \"center\"", "person = \"feet\"");
+        assert!(e.contains("anchors") && e.contains("`gate`"), "{e}");
+        // wrong_way needs its heading.
+        let e = geo_err("allowed_heading_deg = 90\n", "");
+        assert!(e.contains("allowed_heading_deg"), "{e}");
+    }
+
     #[test]
     fn sources() {
         let mk = |u: &str| CameraConfig { url: u.into(), ..Config::parse(GOOD, &base()).unwrap().cameras[0].clone() };
