@@ -73,7 +73,7 @@ pub struct Analytics {
 
 /// What the inference workers hand to the store writer.
 pub enum StoreMsg {
-    Event(EventChange),
+    Event(Box<EventChange>),
     /// Line-crossing counts of one frame (upserted into 1-minute buckets).
     Counts(Vec<CountDelta>),
 }
@@ -148,7 +148,7 @@ impl Analytics {
                     sample(&stats.frame_latency_ms, captured.elapsed().as_secs_f32() * 1000.0);
                     stats.analysed.fetch_add(1, Ordering::Relaxed);
                     for c in changes {
-                        let _ = tx.send(StoreMsg::Event(c));
+                        let _ = tx.send(StoreMsg::Event(Box::new(c)));
                     }
                     if !counts.is_empty() {
                         let _ = tx.send(StoreMsg::Counts(counts));
@@ -170,7 +170,7 @@ impl Analytics {
         if let Some(tx) = self.tx.take() {
             for e in self.engines.iter() {
                 for c in e.lock().unwrap_or_else(|e| e.into_inner()).1.finish(now) {
-                    let _ = tx.send(StoreMsg::Event(c));
+                    let _ = tx.send(StoreMsg::Event(Box::new(c)));
                 }
             }
         }
@@ -185,7 +185,7 @@ impl Analytics {
 fn write_events(rx: mpsc::Receiver<StoreMsg>, store: Store, stats: Arc<Stats>) {
     for msg in rx {
         let c = match msg {
-            StoreMsg::Event(c) => c,
+            StoreMsg::Event(c) => *c,
             StoreMsg::Counts(counts) => {
                 write_counts(&store, &counts);
                 continue;

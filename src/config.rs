@@ -401,19 +401,16 @@ impl Config {
                         return Err(format!("{}: unknown line `{l}` (camera lines: {})", f("line"), names(c.lines.iter().map(|x| &x.name))));
                     }
                 }
-                match r {
-                    RuleConfig::Presence(p) => {
-                        if p.classes.is_empty() {
-                            return Err(format!("{}: list at least one class", f("classes")));
-                        }
-                        if !(0.0..=1.0).contains(&p.min_score) {
-                            return Err(format!("{}: must be between 0 and 1", f("min_score")));
-                        }
-                        if !(p.min_secs >= 0.0) || !(p.clear_secs >= 0.0) {
-                            return Err(format!("{}: must be ≥ 0", f("min_secs")));
-                        }
+                if let RuleConfig::Presence(p) = r {
+                    if p.classes.is_empty() {
+                        return Err(format!("{}: list at least one class", f("classes")));
                     }
-                    _ => {}
+                    if !(0.0..=1.0).contains(&p.min_score) {
+                        return Err(format!("{}: must be between 0 and 1", f("min_score")));
+                    }
+                    if !(p.min_secs >= 0.0) || !(p.clear_secs >= 0.0) {
+                        return Err(format!("{}: must be ≥ 0", f("min_secs")));
+                        }
                 }
             }
         }

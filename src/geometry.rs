@@ -42,7 +42,11 @@ pub fn heading_deg(d: Pt) -> f64 {
 /// Smallest absolute difference between two headings, 0–180°.
 pub fn angle_diff_deg(a: f64, b: f64) -> f64 {
     let d = (a - b).rem_euclid(360.0);
-    if d > 180.0 { 360.0 - d } else { d }
+    if d > 180.0 {
+        360.0 - d
+    } else {
+        d
+    }
 }
 
 /// Whether `p` lies inside the polygon (even–odd rule; points exactly on an edge may fall

@@ -51,13 +51,16 @@ impl Rule for Congestion {
 
     fn on_frame(&mut self, t: &Tracks, out: &mut Vec<RuleOutput>) {
         let now = t.detections.frame.captured_at;
-        let inside: Vec<_> =
-            observed(t, &self.cfg.classes).into_iter().filter(|tr| point_in_polygon(self.scene.anchor(tr), &self.zone)).collect();
-        let mut speeds: Vec<f64> =
-            inside.iter().map(|tr| (tr.velocity.0 as f64).hypot(tr.velocity.1 as f64)).collect();
+        let inside: Vec<_> = observed(t, &self.cfg.classes)
+            .into_iter()
+            .filter(|tr| point_in_polygon(self.scene.anchor(tr), &self.zone))
+            .collect();
+        let mut speeds: Vec<f64> = inside.iter().map(|tr| (tr.velocity.0 as f64).hypot(tr.velocity.1 as f64)).collect();
         let cond = inside.len() >= self.cfg.min_count as usize
             && median(&mut speeds).is_some_and(|m| m.is_finite() && m < self.cfg.max_speed);
-        if let Some((change, at)) = self.episode.step(cond, now, self.cfg.min_secs, self.cfg.clear_secs, &mut self.cooldown) {
+        if let Some((change, at)) =
+            self.episode.step(cond, now, self.cfg.min_secs, self.cfg.clear_secs, &mut self.cooldown)
+        {
             let (objects, snap) = if change == Change::Started {
                 (inside.iter().map(|tr| object(tr)).collect(), Some(&t.detections.frame))
             } else {

@@ -46,8 +46,11 @@ impl Rule for Crowd {
             .map(object)
             .collect();
         let cond = inside.len() >= self.cfg.min_count as usize;
-        if let Some((change, at)) = self.episode.step(cond, now, self.cfg.min_secs, self.cfg.clear_secs, &mut self.cooldown) {
-            let (objects, snap) = if change == Change::Started { (inside, Some(&t.detections.frame)) } else { (vec![], None) };
+        if let Some((change, at)) =
+            self.episode.step(cond, now, self.cfg.min_secs, self.cfg.clear_secs, &mut self.cooldown)
+        {
+            let (objects, snap) =
+                if change == Change::Started { (inside, Some(&t.detections.frame)) } else { (vec![], None) };
             out.push(output(KIND, self.cfg.severity, self.episode.key, change, at, objects, snap));
         }
         self.cooldown.prune(now);

@@ -65,7 +65,8 @@ impl Rule for Loitering {
             if !point_in_polygon(self.scene.anchor(tr), &self.zone) {
                 continue;
             }
-            let st = self.tracks.entry(tr.id).or_insert(St { first: now, last_inside: now, active: false, obj: object(tr) });
+            let st =
+                self.tracks.entry(tr.id).or_insert(St { first: now, last_inside: now, active: false, obj: object(tr) });
             st.last_inside = now;
             st.obj = object(tr);
             if !st.active && now - st.first >= secs(self.cfg.dwell_secs) && self.cooldown.allows(tr.id, now) {

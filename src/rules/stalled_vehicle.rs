@@ -96,7 +96,8 @@ impl Rule for StalledVehicle {
             }
         }
         let clear = secs(self.cfg.clear_secs);
-        let gone: Vec<u64> = self.tracks.iter().filter(|(_, s)| now - s.last_seen >= clear).map(|(id, _)| *id).collect();
+        let gone: Vec<u64> =
+            self.tracks.iter().filter(|(_, s)| now - s.last_seen >= clear).map(|(id, _)| *id).collect();
         for id in gone {
             if let Some(st) = self.tracks.remove(&id) {
                 if st.active {

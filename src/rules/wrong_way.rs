@@ -103,7 +103,15 @@ impl Rule for WrongWay {
                 {
                     st.active = true;
                     let obj = vec![st.obj.clone()];
-                    out.push(output(KIND, self.cfg.severity, tr.id, Change::Started, t0, obj, Some(&t.detections.frame)));
+                    out.push(output(
+                        KIND,
+                        self.cfg.severity,
+                        tr.id,
+                        Change::Started,
+                        t0,
+                        obj,
+                        Some(&t.detections.frame),
+                    ));
                 }
             } else {
                 st.origin = (now, p);
@@ -115,7 +123,8 @@ impl Rule for WrongWay {
             }
         }
         let clear = secs(self.cfg.clear_secs);
-        let gone: Vec<u64> = self.tracks.iter().filter(|(_, s)| now - s.last_seen >= clear).map(|(id, _)| *id).collect();
+        let gone: Vec<u64> =
+            self.tracks.iter().filter(|(_, s)| now - s.last_seen >= clear).map(|(id, _)| *id).collect();
         for id in gone {
             if let Some(st) = self.tracks.remove(&id) {
                 if st.active {
