@@ -410,7 +410,7 @@ impl Config {
                     }
                     if !(p.min_secs >= 0.0) || !(p.clear_secs >= 0.0) {
                         return Err(format!("{}: must be ≥ 0", f("min_secs")));
-                        }
+                    }
                 }
             }
         }
