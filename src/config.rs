@@ -714,6 +714,46 @@ zone = "yard"
         assert!(e.contains("allowed_heading_deg"), "{e}");
     }
 
+    /// docs/config.md: the main block, the geometry block and the rule block parse and
+    /// validate together, and every `key = V  # default V` line states the real default
+    /// (removing it changes nothing).
+    #[test]
+    fn docs_config_blocks_parse_and_state_true_defaults() {
+        let md = std::fs::read_to_string(base().join("docs/config.md")).unwrap();
+        let blocks: Vec<&str> =
+            md.split("```toml\n").skip(1).filter_map(|b| b.split("```").next()).filter(|b| !b.contains("[elements]")).collect();
+        assert_eq!(blocks.len(), 3, "main, geometry and rules blocks");
+        let extra_zones = ["lane-north", "bus-stop", "junction"]
+            .iter()
+            .map(|z| format!("[[cameras.zones]]\nname = \"{z}\"\npoints = [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]\n"))
+            .collect::<String>();
+        let text = format!("{}\n{}\n{extra_zones}\n{}", blocks[0], blocks[1], blocks[2]);
+        let full = Config::parse(&text, &base()).unwrap_or_else(|e| panic!("docs/config.md: {e}"));
+        let mut stripped = String::new();
+        let mut removed = 0;
+        for line in text.lines() {
+            let default_matches = line.split_once('#').and_then(|(kv, comment)| {
+                let (_, value) = kv.split_once('=')?;
+                let d = comment.trim().strip_prefix("default ")?;
+                let d = d.split(" (").next()?.trim();
+                Some(d == value.trim())
+            });
+            if default_matches == Some(true) && !line.trim_start().starts_with('#') {
+                removed += 1;
+            } else {
+                stripped += line;
+                stripped += "\n";
+            }
+        }
+        assert!(removed >= 30, "only {removed} default lines found");
+        let bare = Config::parse(&stripped, &base()).unwrap_or_else(|e| panic!("stripped docs config: {e}"));
+        let (a, b) = (&full.cameras[0], &bare.cameras[0]);
+        assert_eq!(format!("{:?}", a.rules), format!("{:?}", b.rules));
+        assert_eq!(a.rules.len(), 8);
+        assert_eq!(a.zones.len(), 4);
+        assert_eq!(a.lines.len(), 1);
+    }
+
     #[test]
     fn sources() {
         let mk = |u: &str| CameraConfig { url: u.into(), ..Config::parse(GOOD, &base()).unwrap().cameras[0].clone() };
