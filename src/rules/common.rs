@@ -53,11 +53,16 @@ pub fn secs(s: f64) -> Duration {
 }
 
 /// Tracks matched on this frame (confirmed, not lost) whose class is in `classes`
-/// (every class when `classes` is empty).
+/// (every class when `classes` is empty). Tracks with a non-finite box are skipped.
 pub fn observed<'t>(t: &'t Tracks, classes: &[String]) -> Vec<&'t Track> {
     t.tracks
         .iter()
-        .filter(|tr| tr.state == TrackState::Tracked && (classes.is_empty() || classes.iter().any(|c| c == &tr.class)))
+        .filter(|tr| {
+            let b = &tr.bbox;
+            tr.state == TrackState::Tracked
+                && [b.x1, b.y1, b.x2, b.y2].iter().all(|v| v.is_finite())
+                && (classes.is_empty() || classes.iter().any(|c| c == &tr.class))
+        })
         .collect()
 }
 

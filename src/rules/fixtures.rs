@@ -242,5 +242,5 @@ fn rule_fixtures() {
             n += 1;
         }
     }
-    assert!(n >= 13, "expected rule fixtures in {}", dir.display());
+    assert!(n >= 14, "expected rule fixtures in {}", dir.display());
 }
