@@ -141,3 +141,108 @@ impl RuleEngine {
 
 #[cfg(test)]
 mod fixtures;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::types::{BBox, Detections, Frame, Track, TrackState};
+
+    fn frame_at(secs: f64) -> Frame {
+        Frame {
+            camera_id: Arc::from("cam"),
+            index: 0,
+            width: 4,
+            height: 4,
+            rgb: Arc::from(vec![0u8; 48]),
+            pts_ns: None,
+            captured_at: OffsetDateTime::UNIX_EPOCH + time::Duration::seconds_f64(1.8e9 + secs),
+            captured_instant: std::time::Instant::now(),
+        }
+    }
+
+    fn tracks_at(secs: f64, y2: f32) -> Tracks {
+        let frame = frame_at(secs);
+        let now = frame.captured_at;
+        Tracks {
+            detections: Detections { frame, objects: vec![], infer_ms: 0.0 },
+            tracks: vec![Track {
+                id: 7,
+                class_id: 0,
+                class: "person".into(),
+                score: 0.9,
+                bbox: BBox { x1: 0.4, y1: 0.3, x2: 0.5, y2 },
+                state: TrackState::Tracked,
+                hits: 3,
+                first_seen: now,
+                last_seen: now,
+                velocity: (0.0, 0.0),
+            }],
+        }
+    }
+
+    const CAM: &str = r#"
+box_id = "b"
+data_dir = "/tmp"
+[models]
+[[cameras]]
+id = "cam"
+url = "x.mp4"
+models = []
+enabled = false
+[[cameras.zones]]
+name = "area"
+points = [[0.2, 0.2], [0.8, 0.2], [0.8, 0.8], [0.2, 0.8]]
+[[cameras.lines]]
+name = "gate"
+points = [[0.1, 0.5], [0.9, 0.5]]
+[[cameras.rules]]
+kind = "intrusion"
+zone = "area"
+classes = ["person"]
+min_secs = 0.0
+[[cameras.rules]]
+kind = "line_crossing"
+line = "gate"
+min_offset = 0.0
+"#;
+
+    #[test]
+    fn engine_ends_open_incidents_and_hands_out_counts() {
+        let cfg = crate::config::Config::parse(CAM, std::path::Path::new("/")).unwrap();
+        let mut engine = RuleEngine::new(&cfg.cameras[0]);
+        let started = engine.process(&tracks_at(0.0, 0.45));
+        assert_eq!(started.len(), 1);
+        assert_eq!((started[0].kind.as_str(), started[0].change), ("intrusion", Change::Started));
+        assert!(started[0].snapshot.is_some());
+        assert!(engine.take_counts().is_empty());
+        assert!(engine.process(&tracks_at(0.5, 0.55)).is_empty());
+        let counts = engine.take_counts();
+        assert_eq!(counts.len(), 1);
+        assert_eq!(
+            (counts[0].camera_id.as_str(), counts[0].line.as_str(), counts[0].direction),
+            ("cam", "gate", crate::geometry::CrossDir::AToB)
+        );
+        assert!(engine.take_counts().is_empty(), "counts are handed out once");
+        let end = frame_at(9.0).captured_at;
+        let ended = engine.finish(end);
+        assert_eq!(ended.len(), 1);
+        assert_eq!((ended[0].event_id, ended[0].change), (started[0].event_id, Change::Ended));
+        assert_eq!(ended[0].at, frame_at(0.5).captured_at, "ends at the last frame inside");
+        assert!(engine.finish(end).is_empty());
+    }
+
+    #[test]
+    fn unknown_zone_never_matches() {
+        // Config::validate rejects this; an engine built anyway must not panic.
+        let cfg = crate::config::Config::parse(CAM, std::path::Path::new("/")).unwrap();
+        let mut cam = cfg.cameras[0].clone();
+        cam.zones.clear();
+        cam.lines.clear();
+        let mut engine = RuleEngine::new(&cam);
+        assert!(engine.process(&tracks_at(0.0, 0.45)).is_empty());
+        assert!(engine.process(&tracks_at(0.5, 0.55)).is_empty());
+        assert!(engine.take_counts().is_empty());
+    }
+}
