@@ -21,7 +21,8 @@ use crate::ingest::profile::{redact_url, HardwareProfile, PipelineMode};
 use crate::ingest::{supervise, SuperviseOptions};
 use crate::rules::RuleEngine;
 use crate::store::Store;
-use crate::types::{Detections, EventChange};
+use crate::track::Tracker;
+use crate::types::{CountDelta, Detections, EventChange, Tracks};
 
 /// Latency and throughput samples shared by workers and the writer (bench and metrics).
 #[derive(Default)]
@@ -66,8 +67,15 @@ pub struct Analytics {
     pub stats: Arc<Stats>,
     workers: Vec<JoinHandle<()>>,
     writer: Option<JoinHandle<()>>,
-    engines: Arc<Vec<Mutex<RuleEngine>>>,
-    tx: Option<mpsc::Sender<EventChange>>,
+    engines: Arc<Vec<Mutex<(Tracker, RuleEngine)>>>,
+    tx: Option<mpsc::Sender<StoreMsg>>,
+}
+
+/// What the inference workers hand to the store writer.
+pub enum StoreMsg {
+    Event(Box<EventChange>),
+    /// Line-crossing counts of one frame (upserted into 1-minute buckets).
+    Counts(Vec<CountDelta>),
 }
 
 impl Analytics {
@@ -93,9 +101,11 @@ impl Analytics {
         }
         let queue = Arc::new(FrameQueue::new(cameras.len(), if lossless { 2 } else { 1 }, lossless));
         let stats = Arc::new(Stats::default());
-        let engines: Arc<Vec<Mutex<RuleEngine>>> =
-            Arc::new(cameras.iter().map(|c| Mutex::new(RuleEngine::new(c))).collect());
-        let (tx, rx) = mpsc::channel::<EventChange>();
+        // Per camera: its tracker and rule engine, locked together (one frame at a time).
+        let engines: Arc<Vec<Mutex<(Tracker, RuleEngine)>>> = Arc::new(
+            cameras.iter().map(|c| Mutex::new((Tracker::new(c.tracker.clone()), RuleEngine::new(c)))).collect(),
+        );
+        let (tx, rx) = mpsc::channel::<StoreMsg>();
         let cams: Arc<Vec<CameraConfig>> = Arc::new(cameras.to_vec());
 
         let writer = {
@@ -127,12 +137,21 @@ impl Analytics {
                         h.infer_ms = if h.infer_ms == 0.0 { infer_ms as f64 } else { 0.9 * h.infer_ms + 0.1 * infer_ms as f64 };
                     });
                     let captured = frame.captured_instant;
-                    let d = Detections { frame, objects, infer_ms };
-                    let changes = engines[job.camera].lock().unwrap_or_else(|e| e.into_inner()).process(&d);
+                    let at = frame.captured_at;
+                    let detections = Detections { frame, objects, infer_ms };
+                    let (changes, counts) = {
+                        let mut guard = engines[job.camera].lock().unwrap_or_else(|e| e.into_inner());
+                        let (tracker, engine) = &mut *guard;
+                        let tracks = tracker.update(&detections.objects, at);
+                        (engine.process(&Tracks { detections, tracks }), engine.take_counts())
+                    };
                     sample(&stats.frame_latency_ms, captured.elapsed().as_secs_f32() * 1000.0);
                     stats.analysed.fetch_add(1, Ordering::Relaxed);
                     for c in changes {
-                        let _ = tx.send(c);
+                        let _ = tx.send(StoreMsg::Event(Box::new(c)));
+                    }
+                    if !counts.is_empty() {
+                        let _ = tx.send(StoreMsg::Counts(counts));
                     }
                     queue.done(job.camera);
                 }
@@ -150,8 +169,8 @@ impl Analytics {
         let now = time::OffsetDateTime::now_utc();
         if let Some(tx) = self.tx.take() {
             for e in self.engines.iter() {
-                for c in e.lock().unwrap_or_else(|e| e.into_inner()).finish(now) {
-                    let _ = tx.send(c);
+                for c in e.lock().unwrap_or_else(|e| e.into_inner()).1.finish(now) {
+                    let _ = tx.send(StoreMsg::Event(Box::new(c)));
                 }
             }
         }
@@ -163,8 +182,15 @@ impl Analytics {
 
 /// The store writer: applies event changes in order, retrying transient failures so that
 /// nothing the rules produced is lost while the process runs.
-fn write_events(rx: mpsc::Receiver<EventChange>, store: Store, stats: Arc<Stats>) {
-    for c in rx {
+fn write_events(rx: mpsc::Receiver<StoreMsg>, store: Store, stats: Arc<Stats>) {
+    for msg in rx {
+        let c = match msg {
+            StoreMsg::Event(c) => *c,
+            StoreMsg::Counts(counts) => {
+                write_counts(&store, &counts);
+                continue;
+            }
+        };
         let mut delay = Duration::from_millis(100);
         for attempt in 1.. {
             match store.apply(&c) {
@@ -186,6 +212,25 @@ fn write_events(rx: mpsc::Receiver<EventChange>, store: Store, stats: Arc<Stats>
                     tracing::error!(event = %c.event_id, "giving up storing event change {:?}: {e}", c.change);
                     break;
                 }
+            }
+        }
+    }
+}
+
+/// Upserts crossing counts, retrying transient failures a few times like events.
+fn write_counts(store: &Store, counts: &[CountDelta]) {
+    let mut delay = Duration::from_millis(100);
+    for attempt in 1.. {
+        match store.add_counts(counts) {
+            Ok(()) => return,
+            Err(e) if attempt < 5 => {
+                tracing::warn!("storing {} line count(s) failed (attempt {attempt}): {e}", counts.len());
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+            Err(e) => {
+                tracing::error!("giving up storing {} line count(s): {e}", counts.len());
+                return;
             }
         }
     }

@@ -3,13 +3,16 @@
 
 pub mod api;
 pub mod config;
+pub mod geometry;
 pub mod health;
 pub mod infer;
 pub mod ingest;
 pub mod rules;
 pub mod store;
+pub mod track;
 pub mod types;
 pub mod app;
 pub mod bench;
 pub mod check;
 pub mod cli;
+pub mod eval;

@@ -185,3 +185,60 @@ pub struct EventChange {
     /// When the frame that caused this change was captured (for latency metrics).
     pub caused_by: Instant,
 }
+
+/// Lifecycle state of a track (see `track::Tracker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackState {
+    /// Not yet confirmed (fewer than `min_hits` matches); never reported, has no public id.
+    Tentative,
+    /// Confirmed and matched to a detection on this frame.
+    Tracked,
+    /// Confirmed but not matched on this frame; `bbox` is the motion model's prediction.
+    Lost,
+}
+
+/// One tracked object of one camera, as reported after a frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Track {
+    /// Per-camera id: assigned when the track is confirmed, increasing, never reused.
+    pub id: u64,
+    pub class_id: u32,
+    pub class: String,
+    /// Score of the last matched detection.
+    pub score: f32,
+    /// Filtered box (normalised 0–1); for a lost track, the predicted box.
+    #[serde(rename = "box")]
+    pub bbox: BBox,
+    pub state: TrackState,
+    /// Detections matched to this track so far.
+    pub hits: u32,
+    /// Time of the first detection of this object (before confirmation).
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_seen: OffsetDateTime,
+    /// Time of the last matched detection.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen: OffsetDateTime,
+    /// Velocity of the box centre, normalised units per second (x right, y down).
+    pub velocity: (f32, f32),
+}
+
+/// The message from the tracker to the rules: a frame's detections plus the camera's tracks.
+#[derive(Debug, Clone)]
+pub struct Tracks {
+    pub detections: Detections,
+    pub tracks: Vec<Track>,
+}
+
+/// One counted line crossing (rules → store, upserted into 1-minute buckets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CountDelta {
+    pub camera_id: String,
+    pub line: String,
+    pub class: String,
+    /// `a_to_b` or `b_to_a` (see `geometry`).
+    pub direction: crate::geometry::CrossDir,
+    /// When the anchor crossed (the capture time of the first frame past the line).
+    pub at: OffsetDateTime,
+    pub count: u32,
+}

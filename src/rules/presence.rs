@@ -7,7 +7,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::Rule;
 use crate::config::PresenceRule;
-use crate::types::{Change, Detection, Detections, RuleOutput};
+use crate::types::{Change, Detection, Detections, RuleOutput, Tracks};
 
 pub struct Presence {
     cfg: PresenceRule,
@@ -47,7 +47,8 @@ impl Rule for Presence {
         "presence"
     }
 
-    fn on_frame(&mut self, d: &Detections, out: &mut Vec<RuleOutput>) {
+    fn on_frame(&mut self, t: &Tracks, out: &mut Vec<RuleOutput>) {
+        let d = &t.detections;
         let now = d.frame.captured_at;
         let matching: Vec<Detection> = d
             .objects

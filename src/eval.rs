@@ -1,0 +1,1 @@
+//! `gridwatch eval mot` (placeholder).

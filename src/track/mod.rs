@@ -1,0 +1,371 @@
+//! Multi-object tracking per camera, in the ByteTrack style (Zhang et al., 2022):
+//!
+//! 1. every track's constant-velocity Kalman filter (`kalman`) is predicted to the frame's
+//!    capture time (dt-aware, so a variable analysed frame rate is fine);
+//! 2. high-score detections are matched to all confirmed tracks (tracked and lost) by IoU;
+//! 3. low-score detections are matched to the confirmed tracks still unmatched that were
+//!    tracked on the previous frame (partly occluded objects score low: this keeps them);
+//! 4. the remaining high-score detections are matched to tentative tracks, which become
+//!    confirmed after `min_hits` matches (at once on the tracker's first frame); unmatched
+//!    tentative tracks are dropped;
+//! 5. unmatched high-score detections above `new_track_score` start tentative tracks;
+//! 6. confirmed tracks unmatched for longer than `track_buffer_secs` are removed.
+//!
+//! Each association is an optimal assignment (Hungarian algorithm, `pathfinding`'s
+//! `kuhn_munkres`) on IoU, gated by a per-stage threshold and, by default, class-aware.
+//! Public ids are given at confirmation, per tracker (= per camera), increasing from 1 and
+//! never reused.
+
+pub mod kalman;
+
+use pathfinding::kuhn_munkres::kuhn_munkres;
+use pathfinding::matrix::Matrix;
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::types::{BBox, Detection, Track, TrackState};
+use kalman::Kalman;
+
+/// Tracker parameters (`[cameras.tracker]`). Every field has a default; see docs/config.md.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerConfig {
+    /// Detections scoring at least this are "high" (first association stage). Default 0.5.
+    pub high_score: f32,
+    /// Detections scoring at least this but below `high_score` are "low" (second stage);
+    /// lower ones are ignored. The model's `score_threshold` must be at most this for the
+    /// second stage to see anything. Default 0.1.
+    pub low_score: f32,
+    /// An unmatched high detection starts a new (tentative) track only if it scores at
+    /// least this. Default 0.6.
+    pub new_track_score: f32,
+    /// Stage 1 (high detections ↔ confirmed tracks): minimum similarity (IoU, times the
+    /// detection score when `fuse_score`). Default 0.2.
+    pub match_iou: f32,
+    /// Stage 2 (low detections ↔ tracks tracked on the previous frame): minimum IoU.
+    /// Default 0.5.
+    pub low_match_iou: f32,
+    /// Stage 3 (remaining high detections ↔ tentative tracks): minimum similarity.
+    /// Default 0.3.
+    pub tentative_match_iou: f32,
+    /// Multiply IoU by the detection score in stages 1 and 3 (ByteTrack's `fuse_score`).
+    /// Default true.
+    pub fuse_score: bool,
+    /// Matches needed to confirm a track (1 = confirm at once). Default 2.
+    pub min_hits: u32,
+    /// A confirmed track that is not matched is kept (lost, predicted) this long, so a
+    /// briefly missed or occluded object keeps its id. Default 2.0.
+    pub track_buffer_secs: f64,
+    /// Only match detections of the track's class. Default true; false lets a track follow
+    /// a detection whose class flickers (the track takes the latest class).
+    pub class_aware: bool,
+    /// Also report lost tracks (state `lost`, predicted box) for this long after their last
+    /// match. Default 0 (only tracks matched on the frame are reported).
+    pub report_lost_secs: f64,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            high_score: 0.5,
+            low_score: 0.1,
+            new_track_score: 0.6,
+            match_iou: 0.2,
+            low_match_iou: 0.5,
+            tentative_match_iou: 0.3,
+            fuse_score: true,
+            min_hits: 2,
+            track_buffer_secs: 2.0,
+            class_aware: true,
+            report_lost_secs: 0.0,
+        }
+    }
+}
+
+impl TrackerConfig {
+    /// Checks ranges; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let unit = [
+            ("high_score", self.high_score),
+            ("low_score", self.low_score),
+            ("new_track_score", self.new_track_score),
+            ("match_iou", self.match_iou),
+            ("low_match_iou", self.low_match_iou),
+            ("tentative_match_iou", self.tentative_match_iou),
+        ];
+        for (name, v) in unit {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("tracker.{name}: must be between 0 and 1"));
+            }
+        }
+        if self.low_score > self.high_score {
+            return Err("tracker.low_score: must be ≤ tracker.high_score".into());
+        }
+        if self.min_hits == 0 {
+            return Err("tracker.min_hits: must be ≥ 1".into());
+        }
+        if !(self.track_buffer_secs >= 0.0 && self.track_buffer_secs.is_finite()) {
+            return Err("tracker.track_buffer_secs: must be ≥ 0".into());
+        }
+        if !(self.report_lost_secs >= 0.0 && self.report_lost_secs.is_finite()) {
+            return Err("tracker.report_lost_secs: must be ≥ 0".into());
+        }
+        Ok(())
+    }
+}
+
+struct Inner {
+    kf: Kalman,
+    /// Public id, once confirmed.
+    id: Option<u64>,
+    class_id: u32,
+    class: String,
+    score: f32,
+    state: TrackState,
+    hits: u32,
+    first_seen: OffsetDateTime,
+    last_seen: OffsetDateTime,
+}
+
+impl Inner {
+    fn matches_class(&self, d: &Detection, class_aware: bool) -> bool {
+        !class_aware || (self.class_id == d.class_id && self.class == d.class)
+    }
+
+    fn observe(&mut self, d: &Detection, at: OffsetDateTime) {
+        self.kf.update(&d.bbox);
+        self.score = d.score;
+        self.class_id = d.class_id;
+        if self.class != d.class {
+            self.class = d.class.clone();
+        }
+        self.hits += 1;
+        self.last_seen = at;
+    }
+
+    fn public(&self) -> Option<Track> {
+        Some(Track {
+            id: self.id?,
+            class_id: self.class_id,
+            class: self.class.clone(),
+            score: self.score,
+            bbox: self.kf.bbox(),
+            state: self.state,
+            hits: self.hits,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            velocity: self.kf.velocity(),
+        })
+    }
+}
+
+/// The tracker of one camera.
+pub struct Tracker {
+    cfg: TrackerConfig,
+    tracks: Vec<Inner>,
+    last_id: u64,
+    last_at: Option<OffsetDateTime>,
+}
+
+impl Tracker {
+    pub fn new(cfg: TrackerConfig) -> Tracker {
+        Tracker { cfg, tracks: Vec::new(), last_id: 0, last_at: None }
+    }
+
+    pub fn config(&self) -> &TrackerConfig {
+        &self.cfg
+    }
+
+    /// Confirmed tracks currently held (tracked or lost).
+    pub fn confirmed(&self) -> usize {
+        self.tracks.iter().filter(|t| t.id.is_some()).count()
+    }
+
+    /// Feeds one frame's detections captured at `at`; returns the confirmed tracks matched
+    /// on this frame (state `Tracked`) plus, if `report_lost_secs` > 0, recently lost ones
+    /// (state `Lost`), sorted by id.
+    pub fn update(&mut self, dets: &[Detection], at: OffsetDateTime) -> Vec<Track> {
+        let cfg = self.cfg.clone();
+        let first_frame = self.last_at.is_none();
+        let dt = match self.last_at {
+            Some(prev) => (at - prev).as_seconds_f64().max(0.0),
+            None => 0.0,
+        };
+        if self.last_at.is_none_or(|p| at > p) {
+            self.last_at = Some(at);
+        }
+        for t in &mut self.tracks {
+            if t.state != TrackState::Tracked {
+                t.kf.freeze_size();
+            }
+            t.kf.predict(dt);
+        }
+        let preds: Vec<BBox> = self.tracks.iter().map(|t| t.kf.bbox()).collect();
+        let was_tracked: Vec<bool> = self.tracks.iter().map(|t| t.state == TrackState::Tracked).collect();
+
+        let valid = |d: &Detection| d.score.is_finite() && d.bbox.area() > 0.0;
+        let mut high: Vec<usize> =
+            (0..dets.len()).filter(|&i| valid(&dets[i]) && dets[i].score >= cfg.high_score).collect();
+        let low: Vec<usize> = (0..dets.len())
+            .filter(|&i| valid(&dets[i]) && dets[i].score >= cfg.low_score && dets[i].score < cfg.high_score)
+            .collect();
+        let mut matched = vec![false; self.tracks.len()];
+
+        // Stage 1: high detections ↔ confirmed tracks (tracked and lost).
+        let pool: Vec<usize> = (0..self.tracks.len()).filter(|&i| self.tracks[i].id.is_some()).collect();
+        let pairs = self.associate(&high, &pool, dets, &preds, cfg.match_iou, cfg.fuse_score);
+        let mut used_high = vec![false; high.len()];
+        for &(di, ti) in &pairs {
+            used_high[di] = true;
+            let t = pool[ti];
+            matched[t] = true;
+            self.tracks[t].observe(&dets[high[di]], at);
+            self.tracks[t].state = TrackState::Tracked;
+        }
+        high = high.iter().zip(&used_high).filter(|(_, u)| !**u).map(|(d, _)| *d).collect();
+
+        // Stage 2: low detections ↔ unmatched tracks that were tracked on the previous frame.
+        let pool2: Vec<usize> = pool.iter().copied().filter(|&t| !matched[t] && was_tracked[t]).collect();
+        for (di, ti) in self.associate(&low, &pool2, dets, &preds, cfg.low_match_iou, false) {
+            let t = pool2[ti];
+            matched[t] = true;
+            self.tracks[t].observe(&dets[low[di]], at);
+            self.tracks[t].state = TrackState::Tracked;
+        }
+        for &t in &pool {
+            if !matched[t] {
+                self.tracks[t].state = TrackState::Lost;
+            }
+        }
+
+        // Stage 3: remaining high detections ↔ tentative tracks.
+        let tentative: Vec<usize> = (0..self.tracks.len()).filter(|&i| self.tracks[i].id.is_none()).collect();
+        let pairs = self.associate(&high, &tentative, dets, &preds, cfg.tentative_match_iou, cfg.fuse_score);
+        let mut used_high = vec![false; high.len()];
+        for &(di, ti) in &pairs {
+            used_high[di] = true;
+            let t = tentative[ti];
+            matched[t] = true;
+            self.tracks[t].observe(&dets[high[di]], at);
+            if self.tracks[t].hits >= cfg.min_hits {
+                self.last_id += 1;
+                self.tracks[t].id = Some(self.last_id);
+                self.tracks[t].state = TrackState::Tracked;
+            }
+        }
+        high = high.iter().zip(&used_high).filter(|(_, u)| !**u).map(|(d, _)| *d).collect();
+
+        // Drop unmatched tentative tracks and expired lost tracks.
+        let buffer = time::Duration::seconds_f64(cfg.track_buffer_secs);
+        let mut keep = matched.into_iter();
+        self.tracks.retain(|t| {
+            let m = keep.next().unwrap_or(false);
+            match t.id {
+                None => m,
+                Some(_) => m || at - t.last_seen <= buffer,
+            }
+        });
+
+        // Stage 4: new tracks from unmatched confident detections.
+        for &d in &high {
+            let det = &dets[d];
+            if det.score < cfg.new_track_score {
+                continue;
+            }
+            let mut t = Inner {
+                kf: Kalman::new(&det.bbox),
+                id: None,
+                class_id: det.class_id,
+                class: det.class.clone(),
+                score: det.score,
+                state: TrackState::Tentative,
+                hits: 1,
+                first_seen: at,
+                last_seen: at,
+            };
+            if first_frame || cfg.min_hits <= 1 {
+                self.last_id += 1;
+                t.id = Some(self.last_id);
+                t.state = TrackState::Tracked;
+            }
+            self.tracks.push(t);
+        }
+
+        let report_lost = time::Duration::seconds_f64(cfg.report_lost_secs);
+        let mut out: Vec<Track> = self
+            .tracks
+            .iter()
+            .filter(|t| match t.state {
+                TrackState::Tracked => true,
+                TrackState::Lost => cfg.report_lost_secs > 0.0 && at - t.last_seen <= report_lost,
+                TrackState::Tentative => false,
+            })
+            .filter_map(Inner::public)
+            .collect();
+        out.sort_by_key(|t| t.id);
+        out
+    }
+
+    /// Optimal assignment of detections `ds` to tracks `ts` (indices into `dets` / tracks);
+    /// returns pairs of positions in `ds` and `ts`.
+    fn associate(
+        &self,
+        ds: &[usize],
+        ts: &[usize],
+        dets: &[Detection],
+        preds: &[BBox],
+        min_sim: f32,
+        fuse: bool,
+    ) -> Vec<(usize, usize)> {
+        let class_aware = self.cfg.class_aware;
+        assign(ds.len(), ts.len(), |i, j| {
+            let d = &dets[ds[i]];
+            let t = &self.tracks[ts[j]];
+            if !t.matches_class(d, class_aware) {
+                return None;
+            }
+            let iou = d.bbox.iou(&preds[ts[j]]);
+            let sim = if fuse { iou * d.score } else { iou };
+            (iou > 0.0 && sim >= min_sim).then_some((sim - min_sim) as f64)
+        })
+    }
+}
+
+/// Maximum-weight assignment between `rows` and `cols` items with the Hungarian algorithm
+/// (`pathfinding::kuhn_munkres`). `weight(r, c)` is `None` for a forbidden pair and a
+/// non-negative gain otherwise. Returns the (row, col) pairs of the optimal assignment,
+/// forbidden pairs left out; this maximises the total gain over allowed pairs.
+pub fn assign(rows: usize, cols: usize, weight: impl Fn(usize, usize) -> Option<f64>) -> Vec<(usize, usize)> {
+    if rows == 0 || cols == 0 {
+        return Vec::new();
+    }
+    let transpose = rows > cols;
+    let (n, m) = if transpose { (cols, rows) } else { (rows, cols) };
+    // Integer weights (kuhn_munkres needs an exact, ordered type); every allowed pair gets at
+    // least 1 so that it is always preferred to leaving both sides unassigned.
+    let mut allowed = vec![false; n * m];
+    let mut w = vec![0i64; n * m];
+    for i in 0..n {
+        for j in 0..m {
+            let (r, c) = if transpose { (j, i) } else { (i, j) };
+            if let Some(g) = weight(r, c).filter(|g| g.is_finite()) {
+                allowed[i * m + j] = true;
+                w[i * m + j] = 1 + (g.max(0.0) * 1e6).round() as i64;
+            }
+        }
+    }
+    if !allowed.iter().any(|a| *a) {
+        return Vec::new();
+    }
+    let Ok(matrix) = Matrix::from_vec(n, m, w) else { return Vec::new() };
+    let (_, cols_of) = kuhn_munkres(&matrix);
+    cols_of
+        .into_iter()
+        .enumerate()
+        .filter(|&(i, j)| allowed[i * m + j])
+        .map(|(i, j)| if transpose { (j, i) } else { (i, j) })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

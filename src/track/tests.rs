@@ -1,0 +1,220 @@
+use super::*;
+use crate::types::BBox;
+
+fn t(secs: f64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap() + time::Duration::seconds_f64(secs)
+}
+
+fn det(class: &str, score: f32, x1: f32, y1: f32, w: f32, h: f32) -> Detection {
+    let class_id = if class == "person" { 0 } else { 2 };
+    Detection { class_id, class: class.into(), score, bbox: BBox { x1, y1, x2: x1 + w, y2: y1 + h } }
+}
+
+fn ids(tr: &[Track]) -> Vec<u64> {
+    tr.iter().map(|t| t.id).collect()
+}
+
+/// The track whose box is nearest to `x1` (left edge).
+fn id_near(tr: &[Track], x1: f32) -> u64 {
+    tr.iter()
+        .min_by(|a, b| (a.bbox.x1 - x1).abs().total_cmp(&(b.bbox.x1 - x1).abs()))
+        .map(|t| t.id)
+        .unwrap()
+}
+
+#[test]
+fn first_frame_confirms_later_tracks_need_min_hits() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let out = tr.update(&[det("person", 0.9, 0.1, 0.1, 0.1, 0.2)], t(0.0));
+    assert_eq!(ids(&out), vec![1]);
+    assert_eq!(out[0].state, TrackState::Tracked);
+    // A new object on frame 2 is tentative (not reported), confirmed on frame 3.
+    let two = [det("person", 0.9, 0.1, 0.1, 0.1, 0.2), det("person", 0.9, 0.6, 0.1, 0.1, 0.2)];
+    assert_eq!(ids(&tr.update(&two, t(0.1))), vec![1]);
+    let out = tr.update(&two, t(0.2));
+    assert_eq!(ids(&out), vec![1, 2]);
+    assert_eq!(out[1].first_seen, t(0.1));
+    assert_eq!(out[1].hits, 2);
+}
+
+#[test]
+fn crossing_objects_keep_their_ids() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let (mut id_a, mut id_b) = (0, 0);
+    // A moves right, B moves left, 0.5 /s at 10 fps; their boxes overlap heavily (IoU 0.6)
+    // when they pass each other around frame 8.
+    for k in 0..=16 {
+        let xa = 0.1 + 0.05 * k as f32;
+        let xb = 0.9 - 0.05 * k as f32;
+        let out = tr.update(&[det("person", 0.9, xa, 0.40, 0.1, 0.2), det("person", 0.85, xb, 0.45, 0.1, 0.2)], t(k as f64 * 0.1));
+        assert_eq!(out.len(), 2, "frame {k}: {out:?}");
+        let a = out.iter().find(|x| (x.bbox.y1 - 0.40).abs() < 0.02).unwrap().id;
+        let b = out.iter().find(|x| (x.bbox.y1 - 0.45).abs() < 0.02).unwrap().id;
+        if k == 0 {
+            (id_a, id_b) = (a, b);
+            assert_ne!(a, b);
+        }
+        assert_eq!((a, b), (id_a, id_b), "ids swapped at frame {k}");
+    }
+    let out = tr.update(&[det("person", 0.9, 0.95, 0.40, 0.1, 0.2)], t(1.7));
+    let v = out.iter().find(|x| x.id == id_a).unwrap().velocity;
+    assert!((v.0 - 0.5).abs() < 0.1 && v.1.abs() < 0.05, "velocity {v:?}");
+}
+
+#[test]
+fn missed_detections_keep_the_id() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let mut id = None;
+    for k in 0..30 {
+        let x = 0.05 + 0.02 * k as f32;
+        // Not detected on frames 10–17 (0.8 s at 10 fps, within the 2 s buffer).
+        let dets = if (10..18).contains(&k) { vec![] } else { vec![det("person", 0.9, x, 0.3, 0.08, 0.2)] };
+        let out = tr.update(&dets, t(k as f64 * 0.1));
+        if dets.is_empty() {
+            assert!(out.is_empty(), "lost tracks are not reported by default");
+        } else {
+            assert_eq!(out.len(), 1);
+            assert_eq!(*id.get_or_insert(out[0].id), out[0].id, "frame {k}");
+            assert_eq!(out[0].state, TrackState::Tracked);
+        }
+    }
+}
+
+#[test]
+fn lost_tracks_are_reported_when_configured() {
+    let cfg = TrackerConfig { report_lost_secs: 0.5, ..TrackerConfig::default() };
+    let mut tr = Tracker::new(cfg);
+    tr.update(&[det("car", 0.9, 0.1, 0.1, 0.2, 0.1)], t(0.0));
+    let out = tr.update(&[], t(0.3));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].state, TrackState::Lost);
+    assert_eq!(out[0].last_seen, t(0.0));
+    assert!(tr.update(&[], t(0.9)).is_empty());
+    assert_eq!(tr.confirmed(), 1, "still held within the buffer");
+}
+
+#[test]
+fn low_score_detection_keeps_occluded_track_alive() {
+    let run = |second_stage: bool| {
+        let cfg = TrackerConfig {
+            low_score: if second_stage { 0.1 } else { 0.5 },
+            track_buffer_secs: 1.0,
+            ..TrackerConfig::default()
+        };
+        let mut tr = Tracker::new(cfg);
+        let mut seen = Vec::new();
+        for k in 0..60 {
+            // Partly occluded (score 0.3) from frame 10 to 39: 3 s, longer than the buffer.
+            let s = if (10..40).contains(&k) { 0.3 } else { 0.9 };
+            let out = tr.update(&[det("person", s, 0.2 + 0.005 * k as f32, 0.3, 0.1, 0.25)], t(k as f64 * 0.1));
+            seen.push(out.first().map(|x| x.id));
+        }
+        seen
+    };
+    let with = run(true);
+    assert!(with.iter().all(|x| *x == Some(1)), "{with:?}");
+    let without = run(false);
+    assert!(without[20].is_none(), "without the second stage the occluded object is not tracked");
+    assert!(without[59].is_some_and(|id| id > 1), "…and comes back under a new id: {without:?}");
+}
+
+#[test]
+fn classes_do_not_swap() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let out = tr.update(&[det("person", 0.9, 0.3, 0.5, 0.08, 0.2), det("car", 0.9, 0.5, 0.5, 0.2, 0.15)], t(0.0));
+    let (p, c) = (id_near(&out, 0.3), id_near(&out, 0.5));
+    // The person walks into the car's box while the car is not detected: the person track
+    // no person detection may be matched to the car track.
+    for k in 1..10 {
+        let x = 0.3 + 0.03 * k as f32;
+        let mut dets = vec![det("person", 0.9, x, 0.5, 0.08, 0.2)];
+        if k < 5 {
+            dets.push(det("car", 0.9, 0.5, 0.5, 0.2, 0.15));
+        }
+        let out = tr.update(&dets, t(k as f64 * 0.1));
+        for tk in &out {
+            if tk.id == p {
+                assert_eq!(tk.class, "person");
+            }
+            if tk.id == c {
+                assert_eq!(tk.class, "car");
+                assert!(k < 5, "car track matched a person detection at frame {k}");
+            }
+        }
+        assert!(out.iter().any(|tk| tk.id == p), "person lost at frame {k}");
+    }
+    // A person detection exactly on a lost car track starts a new track, not the car's id.
+    let mut tr = Tracker::new(TrackerConfig { min_hits: 1, ..TrackerConfig::default() });
+    tr.update(&[det("car", 0.9, 0.5, 0.5, 0.2, 0.15)], t(0.0));
+    let out = tr.update(&[det("person", 0.9, 0.5, 0.5, 0.2, 0.15)], t(0.1));
+    assert_eq!(ids(&out), vec![2]);
+    assert_eq!(out[0].class, "person");
+    // Without class awareness the track follows the detection and takes its class.
+    let mut tr = Tracker::new(TrackerConfig { class_aware: false, ..TrackerConfig::default() });
+    tr.update(&[det("car", 0.9, 0.5, 0.5, 0.2, 0.15)], t(0.0));
+    let out = tr.update(&[det("person", 0.9, 0.5, 0.5, 0.2, 0.15)], t(0.1));
+    assert_eq!((out[0].id, out[0].class.as_str()), (1, "person"));
+}
+
+#[test]
+fn ids_are_never_reused() {
+    let mut tr = Tracker::new(TrackerConfig { track_buffer_secs: 0.5, ..TrackerConfig::default() });
+    let mut all = Vec::new();
+    let mut time = 0.0;
+    for round in 0..5 {
+        // Two objects for 5 frames, then nothing for 1 s (beyond the buffer): both removed.
+        for _ in 0..5 {
+            let out = tr.update(
+                &[det("person", 0.9, 0.1, 0.1, 0.1, 0.2), det("person", 0.9, 0.5, 0.1, 0.1, 0.2)],
+                t(time),
+            );
+            for x in out {
+                if !all.contains(&x.id) {
+                    all.push(x.id);
+                }
+            }
+            time += 0.1;
+        }
+        time += 1.0;
+        assert!(tr.update(&[], t(time)).is_empty());
+        assert_eq!(tr.confirmed(), 0, "round {round}: expired tracks removed");
+    }
+    assert_eq!(all, (1..=10).collect::<Vec<u64>>());
+}
+
+#[test]
+fn out_of_order_or_repeated_time_does_not_break_prediction() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let d = [det("person", 0.9, 0.3, 0.3, 0.1, 0.2)];
+    tr.update(&d, t(1.0));
+    assert_eq!(ids(&tr.update(&d, t(1.0))), vec![1]);
+    assert_eq!(ids(&tr.update(&d, t(0.5))), vec![1]);
+    let out = tr.update(&d, t(1.1));
+    assert!(out[0].bbox.iou(&d[0].bbox) > 0.9);
+}
+
+#[test]
+fn assignment_is_optimal_and_skips_forbidden_pairs() {
+    // Greedy would take (0,0) = 0.9 then (1,1) forbidden; optimal is (0,1) + (1,0).
+    let w = [[Some(0.9), Some(0.8)], [Some(0.7), None]];
+    let mut got = assign(2, 2, |r, c| w[r][c]);
+    got.sort();
+    assert_eq!(got, vec![(0, 1), (1, 0)]);
+    // More rows than columns (transposed internally).
+    let got = assign(3, 1, |r, _| if r == 2 { Some(0.5) } else { None });
+    assert_eq!(got, vec![(2, 0)]);
+    assert!(assign(2, 2, |_, _| None).is_empty());
+    assert!(assign(0, 3, |_, _| Some(1.0)).is_empty());
+}
+
+#[test]
+fn config_defaults_and_validation() {
+    let c: TrackerConfig = toml::from_str("").unwrap();
+    assert_eq!(c, TrackerConfig::default());
+    c.validate().unwrap();
+    assert!(toml::from_str::<TrackerConfig>("high_scor = 0.3").is_err());
+    let bad = TrackerConfig { low_score: 0.7, ..TrackerConfig::default() };
+    assert!(bad.validate().unwrap_err().contains("low_score"));
+    let bad = TrackerConfig { min_hits: 0, ..TrackerConfig::default() };
+    assert!(bad.validate().unwrap_err().contains("min_hits"));
+}
