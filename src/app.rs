@@ -22,7 +22,7 @@ use crate::ingest::{supervise, SuperviseOptions};
 use crate::rules::RuleEngine;
 use crate::store::Store;
 use crate::track::Tracker;
-use crate::types::{CountDelta, Detections, EventChange, Tracks};
+use crate::types::{CountDelta, Detections, EventChange, OccupancyDelta, Tracks};
 
 /// Latency and throughput samples shared by workers and the writer (bench and metrics).
 #[derive(Default)]
@@ -76,6 +76,8 @@ pub enum StoreMsg {
     Event(Box<EventChange>),
     /// Line-crossing counts of one frame (upserted into 1-minute buckets).
     Counts(Vec<CountDelta>),
+    /// Zone occupancy of completed 1-minute buckets (upserted).
+    Occupancy(Vec<OccupancyDelta>),
 }
 
 impl Analytics {
@@ -139,11 +141,11 @@ impl Analytics {
                     let captured = frame.captured_instant;
                     let at = frame.captured_at;
                     let detections = Detections { frame, objects, infer_ms };
-                    let (changes, counts) = {
+                    let (changes, counts, occupancy) = {
                         let mut guard = engines[job.camera].lock().unwrap_or_else(|e| e.into_inner());
                         let (tracker, engine) = &mut *guard;
                         let tracks = tracker.update(&detections.objects, at);
-                        (engine.process(&Tracks { detections, tracks }), engine.take_counts())
+                        (engine.process(&Tracks { detections, tracks }), engine.take_counts(), engine.take_occupancy())
                     };
                     sample(&stats.frame_latency_ms, captured.elapsed().as_secs_f32() * 1000.0);
                     stats.analysed.fetch_add(1, Ordering::Relaxed);
@@ -152,6 +154,9 @@ impl Analytics {
                     }
                     if !counts.is_empty() {
                         let _ = tx.send(StoreMsg::Counts(counts));
+                    }
+                    if !occupancy.is_empty() {
+                        let _ = tx.send(StoreMsg::Occupancy(occupancy));
                     }
                     queue.done(job.camera);
                 }
@@ -169,8 +174,13 @@ impl Analytics {
         let now = time::OffsetDateTime::now_utc();
         if let Some(tx) = self.tx.take() {
             for e in self.engines.iter() {
-                for c in e.lock().unwrap_or_else(|e| e.into_inner()).1.finish(now) {
+                let mut guard = e.lock().unwrap_or_else(|e| e.into_inner());
+                for c in guard.1.finish(now) {
                     let _ = tx.send(StoreMsg::Event(Box::new(c)));
+                }
+                let occupancy = guard.1.flush_occupancy();
+                if !occupancy.is_empty() {
+                    let _ = tx.send(StoreMsg::Occupancy(occupancy));
                 }
             }
         }
@@ -188,6 +198,10 @@ fn write_events(rx: mpsc::Receiver<StoreMsg>, store: Store, stats: Arc<Stats>) {
             StoreMsg::Event(c) => *c,
             StoreMsg::Counts(counts) => {
                 write_counts(&store, &counts);
+                continue;
+            }
+            StoreMsg::Occupancy(rows) => {
+                write_with_retry("zone occupancy row(s)", rows.len(), || store.add_occupancy(&rows));
                 continue;
             }
         };
@@ -219,17 +233,22 @@ fn write_events(rx: mpsc::Receiver<StoreMsg>, store: Store, stats: Arc<Stats>) {
 
 /// Upserts crossing counts, retrying transient failures a few times like events.
 fn write_counts(store: &Store, counts: &[CountDelta]) {
+    write_with_retry("line count(s)", counts.len(), || store.add_counts(counts));
+}
+
+/// Runs a store write, retrying transient failures a few times like events.
+fn write_with_retry(what: &str, n: usize, mut f: impl FnMut() -> Result<(), crate::store::StoreError>) {
     let mut delay = Duration::from_millis(100);
     for attempt in 1.. {
-        match store.add_counts(counts) {
+        match f() {
             Ok(()) => return,
             Err(e) if attempt < 5 => {
-                tracing::warn!("storing {} line count(s) failed (attempt {attempt}): {e}", counts.len());
+                tracing::warn!("storing {n} {what} failed (attempt {attempt}): {e}");
                 std::thread::sleep(delay);
                 delay *= 2;
             }
             Err(e) => {
-                tracing::error!("giving up storing {} line count(s): {e}", counts.len());
+                tracing::error!("giving up storing {n} {what}: {e}");
                 return;
             }
         }

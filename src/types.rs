@@ -67,6 +67,16 @@ pub struct Detection {
     pub score: f32,
     #[serde(rename = "box")]
     pub bbox: BBox,
+    /// The tracker's id of the object (set by track-based rules; absent for raw detections).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track_id: Option<u64>,
+}
+
+impl Detection {
+    /// A raw detection (no track id).
+    pub fn new(class_id: u32, class: impl Into<String>, score: f32, bbox: BBox) -> Detection {
+        Detection { class_id, class: class.into(), score, bbox, track_id: None }
+    }
 }
 
 /// All detections of one frame, from every model the camera runs.
@@ -147,6 +157,18 @@ pub struct RuleOutput {
     pub objects: Vec<Detection>,
     /// A better frame for the snapshot (drawn with `objects`), if the rule has one.
     pub snapshot: Option<Frame>,
+    /// Rule-specific figures (e.g. `{"count": 7}` for `crowd`), stored as the event's
+    /// `detail`; `None` leaves the stored detail unchanged. Build outputs with
+    /// `rules::common::output` (+ `RuleOutput::with_detail`) so new fields get defaults.
+    pub detail: Option<serde_json::Value>,
+}
+
+impl RuleOutput {
+    /// Sets `detail` (a JSON object of rule-specific figures).
+    pub fn with_detail(mut self, detail: serde_json::Value) -> RuleOutput {
+        self.detail = Some(detail);
+        self
+    }
 }
 
 /// A stored incident, as served by the API.
@@ -167,6 +189,20 @@ pub struct Event {
     pub objects: Vec<Detection>,
     /// Path of the snapshot JPEG relative to the data dir, if one was written.
     pub snapshot: Option<String>,
+    /// Id of the rule that raised it: `<kind>#<index>`, the index counting from 0 in the
+    /// camera's `[[cameras.rules]]` list (e.g. `crowd#2`). `None` for events stored before
+    /// schema version 3.
+    #[serde(default)]
+    pub rule: Option<String>,
+    /// The zone the rule watches, if any.
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// The line the rule watches, if any.
+    #[serde(default)]
+    pub line: Option<String>,
+    /// Rule-specific figures, a JSON object (e.g. `{"count": 7, "max_count": 9}`).
+    #[serde(default)]
+    pub detail: Option<serde_json::Value>,
 }
 
 /// The message from the rule engine to the store writer.
@@ -182,6 +218,12 @@ pub struct EventChange {
     pub objects: Vec<Detection>,
     /// Frame to encode as the event's snapshot (boxes drawn from `objects`).
     pub snapshot: Option<Frame>,
+    /// Rule id (`<kind>#<index>`), zone and line of the rule; written when the event starts.
+    pub rule: Option<String>,
+    pub zone: Option<String>,
+    pub line: Option<String>,
+    /// Rule-specific figures; `None` keeps the stored value.
+    pub detail: Option<serde_json::Value>,
     /// When the frame that caused this change was captured (for latency metrics).
     pub caused_by: Instant,
 }
@@ -241,4 +283,23 @@ pub struct CountDelta {
     /// When the anchor crossed (the capture time of the first frame past the line).
     pub at: OffsetDateTime,
     pub count: u32,
+}
+
+/// Zone occupancy of one completed (or, at shutdown, partial) 1-minute bucket: over the
+/// camera's analysed frames in the bucket, the number of confirmed tracks of `class` whose
+/// anchor was inside `zone` (rules → store, upserted; see `rules::occupancy`). `class` `*`
+/// is all classes together; its `samples` is the number of frames analysed in the bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OccupancyDelta {
+    pub camera_id: String,
+    pub zone: String,
+    pub class: String,
+    /// Start of the 1-minute bucket (UTC).
+    pub bucket_start: OffsetDateTime,
+    /// Frames sampled.
+    pub samples: u64,
+    /// Sum over those frames of the number of objects inside.
+    pub sum: u64,
+    /// Largest number inside on one frame.
+    pub max: u32,
 }

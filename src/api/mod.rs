@@ -26,7 +26,7 @@ use uuid::Uuid;
 pub use error::{ApiError, ErrorKind};
 
 use crate::health::{CameraHealth, CameraState, Registry};
-use crate::store::{self, Bucket, CountQuery, CountRow, EventQuery, Store};
+use crate::store::{self, Bucket, CountQuery, CountRow, EventQuery, OccupancyQuery, OccupancyRow, Store};
 use crate::types::Event;
 
 /// The OpenAPI 3.1 description of this API, served at `/api/v1/openapi.json`.
@@ -68,6 +68,9 @@ pub(crate) fn routes() -> Vec<RouteDef> {
         r("/api/v1/events", false, get(list_events)),
         r("/api/v1/events/{id}", false, get(get_event)),
         r("/api/v1/events/{id}/snapshot.jpg", false, get(snapshot_jpg)),
+        r("/api/v1/stats/counts", false, get(list_counts)),
+        r("/api/v1/stats/occupancy", false, get(list_occupancy)),
+        // Alias of /api/v1/stats/counts (its first path), kept for existing clients.
         r("/api/v1/counts", false, get(list_counts)),
     ]
 }
@@ -325,26 +328,26 @@ fn parse_time(key: &str, v: &str) -> Result<OffsetDateTime, ApiError> {
         })
 }
 
-/// Parses the query string of `GET /api/v1/counts`; every failure names its parameter.
-pub(crate) fn parse_count_query(raw: Option<&str>) -> Result<CountQuery, ApiError> {
-    let mut q = CountQuery { camera: None, line: None, class: None, since: None, until: None, bucket: Bucket::Hour };
+/// The parameters shared by the statistics endpoints: text filters named in `allowed`
+/// (e.g. camera, line/zone, class), `since`, `until` and `bucket` (default hour).
+struct StatsParams {
+    text: std::collections::HashMap<&'static str, String>,
+    since: Option<OffsetDateTime>,
+    until: Option<OffsetDateTime>,
+    bucket: Bucket,
+}
+
+/// Parses a statistics query string; unknown, empty or repeated parameters are 400s
+/// naming the parameter.
+fn parse_stats_query(raw: Option<&str>, allowed: &[&'static str]) -> Result<StatsParams, ApiError> {
+    let mut q = StatsParams { text: Default::default(), since: None, until: None, bucket: Bucket::Hour };
     let mut seen: Vec<String> = Vec::new();
     for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         let key = key.into_owned();
         if seen.contains(&key) {
             return Err(ApiError::bad_param(&key, format!("query parameter `{key}` given more than once")));
         }
-        let text = || -> Result<Option<String>, ApiError> {
-            if value.is_empty() {
-                Err(ApiError::bad_param(&key, format!("query parameter `{key}` must not be empty")))
-            } else {
-                Ok(Some(value.to_string()))
-            }
-        };
         match key.as_str() {
-            "camera" => q.camera = text()?,
-            "line" => q.line = text()?,
-            "class" => q.class = text()?,
             "since" => q.since = Some(parse_time(&key, &value)?),
             "until" => q.until = Some(parse_time(&key, &value)?),
             "bucket" => {
@@ -355,12 +358,23 @@ pub(crate) fn parse_count_query(raw: Option<&str>) -> Result<CountQuery, ApiErro
                     )
                 })?
             }
-            _ => {
-                return Err(ApiError::bad_param(
-                    &key,
-                    format!("unknown query parameter `{key}` (allowed: camera, line, class, since, until, bucket)"),
-                ))
-            }
+            k => match allowed.iter().find(|a| **a == k) {
+                Some(name) => {
+                    if value.is_empty() {
+                        return Err(ApiError::bad_param(&key, format!("query parameter `{key}` must not be empty")));
+                    }
+                    q.text.insert(name, value.into_owned());
+                }
+                None => {
+                    return Err(ApiError::bad_param(
+                        &key,
+                        format!(
+                            "unknown query parameter `{key}` (allowed: {}, since, until, bucket)",
+                            allowed.join(", ")
+                        ),
+                    ))
+                }
+            },
         }
         seen.push(key);
     }
@@ -370,6 +384,46 @@ pub(crate) fn parse_count_query(raw: Option<&str>) -> Result<CountQuery, ApiErro
         }
     }
     Ok(q)
+}
+
+/// Parses the query string of `GET /api/v1/stats/counts`; every failure names its parameter.
+pub(crate) fn parse_count_query(raw: Option<&str>) -> Result<CountQuery, ApiError> {
+    let mut p = parse_stats_query(raw, &["camera", "line", "class"])?;
+    Ok(CountQuery {
+        camera: p.text.remove("camera"),
+        line: p.text.remove("line"),
+        class: p.text.remove("class"),
+        since: p.since,
+        until: p.until,
+        bucket: p.bucket,
+    })
+}
+
+/// Parses the query string of `GET /api/v1/stats/occupancy`; every failure names its parameter.
+pub(crate) fn parse_occupancy_query(raw: Option<&str>) -> Result<OccupancyQuery, ApiError> {
+    let mut p = parse_stats_query(raw, &["camera", "zone", "class"])?;
+    Ok(OccupancyQuery {
+        camera: p.text.remove("camera"),
+        zone: p.text.remove("zone"),
+        class: p.text.remove("class"),
+        since: p.since,
+        until: p.until,
+        bucket: p.bucket,
+    })
+}
+
+#[derive(Serialize)]
+struct OccupancyList {
+    bucket: &'static str,
+    occupancy: Vec<OccupancyRow>,
+}
+
+async fn list_occupancy(State(st): State<ApiState>, RawQuery(raw): RawQuery) -> Result<Json<OccupancyList>, ApiError> {
+    let q = parse_occupancy_query(raw.as_deref())?;
+    let bucket = q.bucket.as_str();
+    let s = st.store.clone();
+    let occupancy = blocking(move || Ok(s.occupancy(&q)?)).await?;
+    Ok(Json(OccupancyList { bucket, occupancy }))
 }
 
 #[derive(Serialize)]

@@ -75,8 +75,13 @@ fn start(fx: &Fx, camera: &str, kind: &str, at: OffsetDateTime, snapshot: bool) 
                 class: "person".into(),
                 score: 0.9,
                 bbox: BBox { x1: 0.1, y1: 0.1, x2: 0.4, y2: 0.8 },
+                track_id: Some(4),
             }],
             snapshot: snapshot.then(|| frame(camera, 96, 64)),
+            rule: Some(format!("{kind}#0")),
+            zone: Some("area".into()),
+            line: None,
+            detail: Some(serde_json::json!({"count": 1})),
             caused_by: Instant::now(),
         })
         .unwrap()
@@ -412,9 +417,10 @@ async fn counts_aggregate_per_bucket() {
             d("road", CrossDir::AToB, t, 9),
         ])
         .unwrap();
-    let r = get(&fx, "/api/v1/counts?camera=cam1&line=gate&bucket=hour").await;
+    let r = get(&fx, "/api/v1/stats/counts?camera=cam1&line=gate&bucket=hour").await;
     assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
     let v = r.json();
+    let v_hour = v.clone();
     assert_eq!(v["bucket"], "hour");
     assert_eq!(
         v["counts"],
@@ -425,18 +431,21 @@ async fn counts_aggregate_per_bucket() {
              "bucket_start": "2026-03-01T11:00:00Z", "count": 4},
         ])
     );
-    let v = get(&fx, "/api/v1/counts?line=gate&bucket=minute&since=2026-03-01T10:01:00Z&until=2026-03-01T11:00:00Z")
+    let v = get(&fx, "/api/v1/stats/counts?line=gate&bucket=minute&since=2026-03-01T10:01:00Z&until=2026-03-01T11:00:00Z")
         .await
         .json();
     assert_eq!(v["counts"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["counts"][0]["bucket_start"], "2026-03-01T10:03:00Z");
+    // The old path is an alias.
+    assert_eq!(get(&fx, "/api/v1/counts?camera=cam1&line=gate&bucket=hour").await.json(), v_hour);
     // Default bucket is hour; day sums everything of the day.
-    assert_eq!(get(&fx, "/api/v1/counts").await.json()["bucket"], "hour");
-    let v = get(&fx, "/api/v1/counts?bucket=day&camera=cam1").await.json();
+    assert_eq!(get(&fx, "/api/v1/stats/counts").await.json()["bucket"], "hour");
+    let v = get(&fx, "/api/v1/stats/counts?bucket=day&camera=cam1").await.json();
     assert_eq!(v["counts"].as_array().unwrap().iter().map(|c| c["count"].as_i64().unwrap()).sum::<i64>(), 16);
     // Nothing for another camera.
-    assert_eq!(get(&fx, "/api/v1/counts?camera=cam2").await.json()["counts"], serde_json::json!([]));
+    assert_eq!(get(&fx, "/api/v1/stats/counts?camera=cam2").await.json()["counts"], serde_json::json!([]));
     // Protected.
+    call(&fx, "GET", "/api/v1/stats/counts", None).await.error(StatusCode::UNAUTHORIZED, "unauthorized");
     call(&fx, "GET", "/api/v1/counts", None).await.error(StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
@@ -453,7 +462,84 @@ async fn counts_bad_parameters_are_400() {
         ("direction=a_to_b", "direction"),
         ("since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z", "until"),
     ] {
-        let e = get(&fx, &format!("/api/v1/counts?{q}")).await.error(StatusCode::BAD_REQUEST, "bad_request");
+        for path in ["/api/v1/stats/counts", "/api/v1/counts"] {
+            let e = get(&fx, &format!("{path}?{q}")).await.error(StatusCode::BAD_REQUEST, "bad_request");
+            assert_eq!(e["parameter"], param, "{q}: {e}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn occupancy_aggregates_per_bucket() {
+    use crate::types::OccupancyDelta;
+    let fx = fixture();
+    let d = |zone: &str, class: &str, at: OffsetDateTime, samples, sum, max| OccupancyDelta {
+        camera_id: "cam1".into(),
+        zone: zone.into(),
+        class: class.into(),
+        bucket_start: at,
+        samples,
+        sum,
+        max,
+    };
+    let t = time::macros::datetime!(2026-03-01 10:00 UTC);
+    fx.state
+        .store
+        .add_occupancy(&[
+            d("plaza", "*", t, 600, 1200, 4),
+            d("plaza", "person", t, 600, 1200, 4),
+            d("plaza", "*", t + time::Duration::minutes(1), 600, 0, 0),
+            d("kerb", "*", t, 600, 300, 1),
+            d("kerb", "car", t, 600, 300, 1),
+        ])
+        .unwrap();
+    let r = get(&fx, "/api/v1/stats/occupancy?camera=cam1&zone=plaza&class=person&bucket=hour").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"bucket": "hour", "occupancy": [
+            {"camera_id": "cam1", "zone": "plaza", "class": "person", "bucket_start": "2026-03-01T10:00:00Z",
+             "samples": 1200, "mean": 1.0, "max": 4}
+        ]})
+    );
+    let v = get(&fx, "/api/v1/stats/occupancy?bucket=minute&since=2026-03-01T10:00:00Z&until=2026-03-01T10:01:00Z")
+        .await
+        .json();
+    let rows = v["occupancy"].as_array().unwrap();
+    let keys: Vec<(&str, &str)> = rows.iter().map(|r| (r["zone"].as_str().unwrap(), r["class"].as_str().unwrap())).collect();
+    assert_eq!(keys, vec![("kerb", "*"), ("kerb", "car"), ("plaza", "*"), ("plaza", "person")]);
+    assert_eq!(rows[1]["mean"], 0.5);
+    // Default bucket hour; nothing for another camera; protected.
+    let v = get(&fx, "/api/v1/stats/occupancy?camera=cam2").await.json();
+    assert_eq!(v, serde_json::json!({"bucket": "hour", "occupancy": []}));
+    call(&fx, "GET", "/api/v1/stats/occupancy", None).await.error(StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn occupancy_bad_parameters_are_400() {
+    let fx = fixture();
+    for (q, param) in [
+        ("bucket=week", "bucket"),
+        ("since=yesterday", "since"),
+        ("until=2026-02-30T00:00:00Z", "until"),
+        ("zone=", "zone"),
+        ("zone=a&zone=b", "zone"),
+        ("line=gate", "line"),
+        ("since=2026-02-01T00:00:00Z&until=2026-02-01T00:00:00Z", "until"),
+    ] {
+        let e = get(&fx, &format!("/api/v1/stats/occupancy?{q}")).await.error(StatusCode::BAD_REQUEST, "bad_request");
         assert_eq!(e["parameter"], param, "{q}: {e}");
     }
+}
+
+#[tokio::test]
+async fn events_carry_rule_zone_detail_and_track_ids() {
+    let fx = fixture();
+    let e = start(&fx, "cam1", "intrusion", OffsetDateTime::now_utc(), false);
+    let v = get(&fx, &format!("/api/v1/events/{}", e.id)).await.json();
+    assert_eq!(v["rule"], "intrusion#0");
+    assert_eq!(v["zone"], "area");
+    assert!(v["line"].is_null());
+    assert_eq!(v["detail"], serde_json::json!({"count": 1}));
+    assert_eq!(v["objects"][0]["track_id"], 4);
 }

@@ -353,6 +353,7 @@ impl Detector {
                 class,
                 score: r.score,
                 bbox,
+                track_id: None,
             });
         }
         let t3 = Instant::now();

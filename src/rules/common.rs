@@ -66,11 +66,14 @@ pub fn observed<'t>(t: &'t Tracks, classes: &[String]) -> Vec<&'t Track> {
         .collect()
 }
 
-/// A track as an event object (class, score, box).
+/// A track as an event object (class, score, box, track id).
 pub fn object(t: &Track) -> Detection {
-    Detection { class_id: t.class_id, class: t.class.clone(), score: t.score, bbox: t.bbox }
+    Detection { class_id: t.class_id, class: t.class.clone(), score: t.score, bbox: t.bbox, track_id: Some(t.id) }
 }
 
+/// Builds a rule output. Rules should construct outputs only through this (and
+/// `RuleOutput::with_detail`), so fields added to `RuleOutput` later get their defaults.
+/// The rule id, zone and line of the event are filled in by the `RuleEngine`.
 pub fn output(
     kind: &str,
     severity: Severity,
@@ -80,7 +83,7 @@ pub fn output(
     objects: Vec<Detection>,
     snapshot: Option<&Frame>,
 ) -> RuleOutput {
-    RuleOutput { key, change, kind: kind.into(), severity, at, objects, snapshot: snapshot.cloned() }
+    RuleOutput { key, change, kind: kind.into(), severity, at, objects, snapshot: snapshot.cloned(), detail: None }
 }
 
 /// No new event for a key until `secs` after the previous event of that key ended. Checked

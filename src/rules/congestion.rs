@@ -2,7 +2,8 @@
 //! `zone` whose median speed is below `max_speed` (normalised image units per second, from
 //! the tracker's velocity of each track) for ≥ `min_secs` → one event per episode for the
 //! zone. Hysteresis: it ends once the condition has been false for `clear_secs`; the end
-//! time is the last frame the condition held.
+//! time is the last frame the condition held. Detail at the start: `{"count": n,
+//! "median_speed": v}` (vehicles in the zone and their median speed).
 
 use time::OffsetDateTime;
 
@@ -56,17 +57,24 @@ impl Rule for Congestion {
             .filter(|tr| point_in_polygon(self.scene.anchor(tr), &self.zone))
             .collect();
         let mut speeds: Vec<f64> = inside.iter().map(|tr| (tr.velocity.0 as f64).hypot(tr.velocity.1 as f64)).collect();
+        let med = median(&mut speeds);
         let cond = inside.len() >= self.cfg.min_count as usize
-            && median(&mut speeds).is_some_and(|m| m.is_finite() && m < self.cfg.max_speed);
+            && med.is_some_and(|m| m.is_finite() && m < self.cfg.max_speed);
         if let Some((change, at)) =
             self.episode.step(cond, now, self.cfg.min_secs, self.cfg.clear_secs, &mut self.cooldown)
         {
-            let (objects, snap) = if change == Change::Started {
-                (inside.iter().map(|tr| object(tr)).collect(), Some(&t.detections.frame))
+            let o = if change == Change::Started {
+                let detail = serde_json::json!({
+                    "count": inside.len(),
+                    "median_speed": med.filter(|m| m.is_finite()),
+                });
+                let objects = inside.iter().map(|tr| object(tr)).collect();
+                output(KIND, self.cfg.severity, self.episode.key, change, at, objects, Some(&t.detections.frame))
+                    .with_detail(detail)
             } else {
-                (vec![], None)
+                output(KIND, self.cfg.severity, self.episode.key, change, at, vec![], None)
             };
-            out.push(output(KIND, self.cfg.severity, self.episode.key, change, at, objects, snap));
+            out.push(o);
         }
         self.cooldown.prune(now);
     }

@@ -1,7 +1,10 @@
 //! `crowd`: at least `min_count` confirmed tracks of `classes` (default people) with their
 //! anchor in `zone` for ≥ `min_secs` → one event per episode for the zone. It ends once the
 //! count has been below `min_count` for `clear_secs`; the end time is the last frame the
-//! count was reached. Objects: the tracks in the zone when it started.
+//! count was reached. Objects: the tracks in the zone when it started (with track ids).
+//! Detail: `{"count": n, "min_count": m}` at the start; `{"count": n, "max_count": k,
+//! "min_count": m}` at the end, `count` being the number at the start and `max_count` the
+//! largest number in the zone during the episode.
 
 use time::OffsetDateTime;
 
@@ -19,6 +22,9 @@ pub struct Crowd {
     scene: Scene,
     episode: Episode,
     cooldown: Cooldown,
+    /// Count when the episode started (or is pending) and the largest count since.
+    start_count: usize,
+    max_count: usize,
 }
 
 impl Crowd {
@@ -28,8 +34,14 @@ impl Crowd {
             scene: scene.clone(),
             episode: Episode::default(),
             cooldown: Cooldown::new(cfg.cooldown_secs),
+            start_count: 0,
+            max_count: 0,
             cfg,
         }
+    }
+
+    fn end_detail(&self) -> serde_json::Value {
+        serde_json::json!({ "count": self.start_count, "max_count": self.max_count, "min_count": self.cfg.min_count })
     }
 }
 
@@ -45,20 +57,33 @@ impl Rule for Crowd {
             .filter(|tr| point_in_polygon(self.scene.anchor(tr), &self.zone))
             .map(object)
             .collect();
-        let cond = inside.len() >= self.cfg.min_count as usize;
+        let n = inside.len();
+        let cond = n >= self.cfg.min_count as usize;
+        if !self.episode.active {
+            // Counting starts with the episode (reset while it is pending).
+            self.max_count = 0;
+        }
+        self.max_count = self.max_count.max(n);
         if let Some((change, at)) =
             self.episode.step(cond, now, self.cfg.min_secs, self.cfg.clear_secs, &mut self.cooldown)
         {
-            let (objects, snap) =
-                if change == Change::Started { (inside, Some(&t.detections.frame)) } else { (vec![], None) };
-            out.push(output(KIND, self.cfg.severity, self.episode.key, change, at, objects, snap));
+            let o = if change == Change::Started {
+                self.start_count = n;
+                let detail = serde_json::json!({ "count": n, "min_count": self.cfg.min_count });
+                output(KIND, self.cfg.severity, self.episode.key, change, at, inside, Some(&t.detections.frame))
+                    .with_detail(detail)
+            } else {
+                output(KIND, self.cfg.severity, self.episode.key, change, at, vec![], None).with_detail(self.end_detail())
+            };
+            out.push(o);
         }
         self.cooldown.prune(now);
     }
 
     fn finish(&mut self, at: OffsetDateTime, out: &mut Vec<RuleOutput>) {
+        let detail = self.end_detail();
         if let Some(end) = self.episode.finish(at) {
-            out.push(output(KIND, self.cfg.severity, self.episode.key, Change::Ended, end, vec![], None));
+            out.push(output(KIND, self.cfg.severity, self.episode.key, Change::Ended, end, vec![], None).with_detail(detail));
         }
     }
 }

@@ -133,6 +133,9 @@ struct Expect {
     reported: f64,
     #[serde(default)]
     objects: Option<usize>,
+    /// Keys expected in the change's `detail` (others are not checked).
+    #[serde(default)]
+    detail: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 fn t0() -> OffsetDateTime {
@@ -189,6 +192,7 @@ fn run(path: &std::path::Path) {
                         class: o.class.clone(),
                         score: o.score,
                         bbox: BBox { x1: b[0], y1: b[1], x2: b[2], y2: b[3] },
+                        track_id: None,
                     }
                 })
                 .collect::<Vec<_>>();
@@ -217,16 +221,21 @@ fn run(path: &std::path::Path) {
                     at: (c.at - t0()).as_seconds_f64(),
                     reported: t,
                     objects: None,
+                    detail: None,
                 });
                 if let Some(e) = fx.expect.get(got.len() - 1) {
                     if let Some(n) = e.objects {
                         assert_eq!(c.objects.len(), n, "{}: objects of change {}", path.display(), got.len());
                     }
+                    for (k, v) in e.detail.iter().flatten() {
+                        let actual = c.detail.as_ref().and_then(|d| d.get(k));
+                        assert_eq!(actual, Some(v), "{}: detail `{k}` of change {}", path.display(), got.len());
+                    }
                 }
             }
         }
     }
-    let expect: Vec<Expect> = fx.expect.into_iter().map(|e| Expect { objects: None, ..e }).collect();
+    let expect: Vec<Expect> = fx.expect.into_iter().map(|e| Expect { objects: None, detail: None, ..e }).collect();
     assert_eq!(got, expect, "{}", path.display());
     assert_eq!(counts, fx.expect_counts, "{}: line counts", path.display());
 }

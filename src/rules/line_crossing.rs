@@ -2,7 +2,7 @@
 //! and direction (`a_to_b` = from the left side to the right side of the line walked from
 //! its first to its last point, on screen; see `geometry`), and optionally raises an
 //! instant event (started and ended at the crossing, key = track id) for crossings in
-//! `direction`.
+//! `direction`; its detail is `{"direction": "a_to_b"|"b_to_a", "class": …}`.
 //!
 //! Hysteresis against jitter: a crossing is only counted once the anchor has got at least
 //! `min_offset` away from the line on the new side; if it crosses back first, the pending
@@ -107,7 +107,11 @@ impl Rule for LineCrossing {
             if self.raises(dir) && self.cooldown.allows(tr.id, now) {
                 let obj = vec![object(tr)];
                 let sev = self.cfg.severity;
-                out.push(output(KIND, sev, tr.id, Change::Started, at, obj.clone(), Some(&t.detections.frame)));
+                let detail = serde_json::json!({ "direction": dir.as_str(), "class": tr.class });
+                out.push(
+                    output(KIND, sev, tr.id, Change::Started, at, obj.clone(), Some(&t.detections.frame))
+                        .with_detail(detail),
+                );
                 out.push(output(KIND, sev, tr.id, Change::Ended, at, obj, None));
                 self.cooldown.ended(tr.id, at);
             }

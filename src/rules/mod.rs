@@ -12,6 +12,7 @@ pub mod crowd;
 pub mod intrusion;
 pub mod line_crossing;
 pub mod loitering;
+pub mod occupancy;
 pub mod presence;
 pub mod stalled_vehicle;
 pub mod wrong_way;
@@ -24,7 +25,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::config::{CameraConfig, RuleConfig};
-use crate::types::{Change, CountDelta, EventChange, RuleOutput, Tracks};
+use crate::types::{Change, CountDelta, EventChange, OccupancyDelta, RuleOutput, Tracks};
 
 /// A rule evaluated on every analysed frame of one camera.
 pub trait Rule: Send {
@@ -55,33 +56,63 @@ pub fn build(cfg: &RuleConfig, scene: &Scene) -> Box<dyn Rule> {
     }
 }
 
-/// All rules of one camera plus the mapping from rule incidents to event ids.
+/// What every event of a rule carries: its id (`<kind>#<index in the camera's rules>`),
+/// and the zone and line it watches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleMeta {
+    pub id: String,
+    pub zone: Option<String>,
+    pub line: Option<String>,
+}
+
+/// All rules of one camera plus the mapping from rule incidents to event ids, and the
+/// camera's zone occupancy sampler.
 pub struct RuleEngine {
     camera_id: String,
     grid_cell: Option<String>,
     rules: Vec<Box<dyn Rule>>,
+    meta: Vec<RuleMeta>,
     open: HashMap<(usize, u64), Uuid>,
     buf: Vec<RuleOutput>,
     counts: Vec<CountDelta>,
+    occupancy: occupancy::Occupancy,
 }
 
 impl RuleEngine {
     pub fn new(cam: &CameraConfig) -> Self {
+        let scene = Scene::from_camera(cam);
+        let rules: Vec<Box<dyn Rule>> = cam.rules.iter().map(|r| build(r, &scene)).collect();
+        let meta = cam
+            .rules
+            .iter()
+            .zip(&rules)
+            .enumerate()
+            .map(|(i, (cfg, rule))| RuleMeta {
+                id: format!("{}#{i}", rule.kind()),
+                zone: cfg.zone().map(str::to_string),
+                line: cfg.line().map(str::to_string),
+            })
+            .collect();
         RuleEngine {
             camera_id: cam.id.clone(),
             grid_cell: cam.grid_cell.clone(),
-            rules: {
-                let scene = Scene::from_camera(cam);
-                cam.rules.iter().map(|r| build(r, &scene)).collect()
-            },
+            rules,
+            meta,
             open: HashMap::new(),
             buf: Vec::new(),
             counts: Vec::new(),
+            occupancy: occupancy::Occupancy::new(&scene),
         }
     }
 
-    /// Runs every rule on one frame's detections and tracks.
+    /// Id, zone and line of each rule, in config order.
+    pub fn rules(&self) -> &[RuleMeta] {
+        &self.meta
+    }
+
+    /// Runs every rule on one frame's detections and tracks, and samples zone occupancy.
     pub fn process(&mut self, t: &Tracks) -> Vec<EventChange> {
+        self.occupancy.sample(t);
         let mut changes = Vec::new();
         for i in 0..self.rules.len() {
             self.rules[i].on_frame(t, &mut self.buf);
@@ -94,6 +125,17 @@ impl RuleEngine {
     /// Line-crossing counts produced by `process` since the last call (for the store).
     pub fn take_counts(&mut self) -> Vec<CountDelta> {
         std::mem::take(&mut self.counts)
+    }
+
+    /// Zone occupancy of the 1-minute buckets completed since the last call (for the store).
+    pub fn take_occupancy(&mut self) -> Vec<OccupancyDelta> {
+        self.occupancy.take_completed()
+    }
+
+    /// Zone occupancy of every bucket, including the current partial one (shutdown; the
+    /// store merges a partial bucket with the rest of that minute after a restart).
+    pub fn flush_occupancy(&mut self) -> Vec<OccupancyDelta> {
+        self.occupancy.flush()
     }
 
     /// Ends all open incidents (graceful shutdown).
@@ -123,6 +165,7 @@ impl RuleEngine {
                     None => continue,
                 },
             };
+            let meta = self.meta.get(rule);
             changes.push(EventChange {
                 event_id: id,
                 change: o.change,
@@ -133,6 +176,10 @@ impl RuleEngine {
                 at: o.at,
                 objects: o.objects,
                 snapshot: o.snapshot,
+                rule: meta.map(|m| m.id.clone()),
+                zone: meta.and_then(|m| m.zone.clone()),
+                line: meta.and_then(|m| m.line.clone()),
+                detail: o.detail,
                 caused_by,
             });
         }
@@ -216,6 +263,15 @@ min_offset = 0.0
         assert_eq!(started.len(), 1);
         assert_eq!((started[0].kind.as_str(), started[0].change), ("intrusion", Change::Started));
         assert!(started[0].snapshot.is_some());
+        assert_eq!(
+            (started[0].rule.as_deref(), started[0].zone.as_deref(), started[0].line.as_deref()),
+            (Some("intrusion#0"), Some("area"), None)
+        );
+        assert_eq!(started[0].objects[0].track_id, Some(7));
+        assert_eq!(
+            engine.rules()[1],
+            RuleMeta { id: "line_crossing#1".into(), zone: None, line: Some("gate".into()) }
+        );
         assert!(engine.take_counts().is_empty());
         assert!(engine.process(&tracks_at(0.5, 0.55)).is_empty());
         let counts = engine.take_counts();
@@ -231,6 +287,12 @@ min_offset = 0.0
         assert_eq!((ended[0].event_id, ended[0].change), (started[0].event_id, Change::Ended));
         assert_eq!(ended[0].at, frame_at(0.5).captured_at, "ends at the last frame inside");
         assert!(engine.finish(end).is_empty());
+        // Occupancy of zone `area`: the track was inside on both frames of one bucket.
+        assert!(engine.take_occupancy().is_empty(), "bucket still open");
+        let occ = engine.flush_occupancy();
+        let got: Vec<(&str, &str, u64, u64, u32)> =
+            occ.iter().map(|o| (o.zone.as_str(), o.class.as_str(), o.samples, o.sum, o.max)).collect();
+        assert_eq!(got, vec![("area", "*", 2, 2, 1), ("area", "person", 2, 2, 1)]);
     }
 
     #[test]

@@ -26,15 +26,13 @@ impl Presence {
     }
 
     fn output(&self, change: Change, at: OffsetDateTime, objects: Vec<Detection>, d: Option<&Detections>) -> RuleOutput {
-        RuleOutput {
-            key: self.key,
-            change,
-            kind: "presence".into(),
-            severity: self.cfg.severity,
-            at,
-            objects,
-            snapshot: d.map(|d| d.frame.clone()),
+        let out = super::common::output("presence", self.cfg.severity, self.key, change, at, vec![], d.map(|d| &d.frame));
+        if objects.is_empty() {
+            return RuleOutput { objects, ..out };
         }
+        // `count`: matching detections on the frame (started/updated).
+        let detail = serde_json::json!({ "count": objects.len() });
+        RuleOutput { objects, ..out }.with_detail(detail)
     }
 }
 

@@ -54,6 +54,26 @@ CREATE TABLE line_counts (
 ) WITHOUT ROWID;
 CREATE INDEX line_counts_camera_bucket ON line_counts (camera_id, bucket_start_ms);
 "#,
+    // v3: event details (rule id, zone, line, rule-specific JSON) and zone occupancy in
+    // 1-minute buckets.
+    r#"
+ALTER TABLE events ADD COLUMN rule   TEXT;
+ALTER TABLE events ADD COLUMN zone   TEXT;
+ALTER TABLE events ADD COLUMN line   TEXT;
+ALTER TABLE events ADD COLUMN detail TEXT;
+
+CREATE TABLE zone_occupancy (
+    camera_id       TEXT    NOT NULL,
+    zone            TEXT    NOT NULL,
+    class           TEXT    NOT NULL,
+    bucket_start_ms INTEGER NOT NULL,
+    samples         INTEGER NOT NULL CHECK (samples >= 0),
+    sum             INTEGER NOT NULL CHECK (sum >= 0),
+    max             INTEGER NOT NULL CHECK (max >= 0),
+    PRIMARY KEY (camera_id, zone, class, bucket_start_ms)
+) WITHOUT ROWID;
+CREATE INDEX zone_occupancy_camera_bucket ON zone_occupancy (camera_id, bucket_start_ms);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::geometry::CrossDir;
-use crate::types::{Change, CountDelta, Detection, Event, EventChange, EventState, Severity};
+use crate::types::{Change, CountDelta, Detection, Event, EventChange, EventState, OccupancyDelta, Severity};
 
 pub use snapshot::encode_jpeg;
 
@@ -161,6 +161,35 @@ pub struct CountRow {
 /// Start (ms) of the bucket of width `width_ms` containing `ms` (floor, also before 1970).
 pub fn bucket_start(ms: i64, width_ms: i64) -> i64 {
     ms.div_euclid(width_ms) * width_ms
+}
+
+/// Filter of [`Store::occupancy`]: 1-minute buckets whose start is in `[since, until)`.
+#[derive(Debug, Clone)]
+pub struct OccupancyQuery {
+    pub camera: Option<String>,
+    pub zone: Option<String>,
+    /// A class, or `*` for all classes together; `None` = every class and `*`.
+    pub class: Option<String>,
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+    pub bucket: Bucket,
+}
+
+/// Occupancy of one zone and class over one (minute, hour or UTC day) bucket.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OccupancyRow {
+    pub camera_id: String,
+    pub zone: String,
+    /// Class label, or `*` for all classes together.
+    pub class: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub bucket_start: OffsetDateTime,
+    /// Frames of the camera analysed in the bucket.
+    pub samples: i64,
+    /// Mean number of tracked objects of the class inside the zone per analysed frame.
+    pub mean: f64,
+    /// Largest number inside on one frame.
+    pub max: i64,
 }
 
 /// A token row, without its hash.
@@ -386,6 +415,12 @@ impl Store {
             .collect();
         let objects = serde_json::to_string(&clean)
             .map_err(|e| StoreError::Corrupt { id: id.to_string(), msg: format!("cannot serialise objects: {e}") })?;
+        let detail = change
+            .detail
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt { id: id.to_string(), msg: format!("cannot serialise detail: {e}") })?;
         let now = to_ms(OffsetDateTime::now_utc());
         let at = to_ms(change.at);
         let id_s = id.to_string();
@@ -410,8 +445,8 @@ impl Store {
         let res = match change.change {
             Change::Started => tx.execute(
                 "INSERT INTO events (id, camera_id, grid_cell, kind, severity, state, started_at, ended_at,
-                                     objects, snapshot, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6, NULL, ?7, ?8, ?9, ?9)",
+                                     objects, snapshot, created_at, updated_at, rule, zone, line, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6, NULL, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     id_s,
                     change.camera_id,
@@ -421,20 +456,25 @@ impl Store {
                     at,
                     objects,
                     snapshot,
-                    now
+                    now,
+                    change.rule,
+                    change.zone,
+                    change.line,
+                    detail
                 ],
             ),
             Change::Updated => tx.execute(
-                "UPDATE events SET objects = ?2, severity = ?3, snapshot = COALESCE(?4, snapshot), updated_at = ?5
+                "UPDATE events SET objects = ?2, severity = ?3, snapshot = COALESCE(?4, snapshot), updated_at = ?5,
+                        detail = COALESCE(?6, detail)
                  WHERE id = ?1",
-                params![id_s, objects, change.severity.as_str(), snapshot, now],
+                params![id_s, objects, change.severity.as_str(), snapshot, now, detail],
             ),
             Change::Ended => tx.execute(
                 "UPDATE events SET state = 'ended', ended_at = COALESCE(ended_at, ?2),
                         objects = CASE WHEN ?3 = '[]' THEN objects ELSE ?3 END,
-                        snapshot = COALESCE(?4, snapshot), updated_at = ?5
+                        snapshot = COALESCE(?4, snapshot), updated_at = ?5, detail = COALESCE(?6, detail)
                  WHERE id = ?1",
-                params![id_s, at, objects, snapshot, now],
+                params![id_s, at, objects, snapshot, now, detail],
             ),
         };
         res.map_err(|e| StoreError::sql(format!("write event {id}"), e))?;
@@ -695,6 +735,113 @@ impl Store {
             .collect()
     }
 
+    /// Adds zone occupancy samples to their 1-minute buckets (upsert: samples and sums add
+    /// up, max is the larger), all in one transaction.
+    pub fn add_occupancy(&self, deltas: &[OccupancyDelta]) -> Result<(), StoreError> {
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        let mut conn = lock(&self.inner.writer);
+        let tx = conn.transaction().map_err(|e| StoreError::sql("begin tx for occupancy", e))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO zone_occupancy (camera_id, zone, class, bucket_start_ms, samples, sum, max)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (camera_id, zone, class, bucket_start_ms)
+                     DO UPDATE SET samples = samples + excluded.samples, sum = sum + excluded.sum,
+                                   max = MAX(max, excluded.max)",
+                )
+                .map_err(|e| StoreError::sql("prepare occupancy upsert", e))?;
+            for d in deltas {
+                stmt.execute(params![
+                    d.camera_id,
+                    d.zone,
+                    d.class,
+                    bucket_start(to_ms(d.bucket_start), COUNT_BUCKET_MS),
+                    i64::try_from(d.samples).unwrap_or(i64::MAX),
+                    i64::try_from(d.sum).unwrap_or(i64::MAX),
+                    d.max as i64
+                ])
+                .map_err(|e| StoreError::sql("upsert occupancy", e))?;
+            }
+        }
+        tx.commit().map_err(|e| StoreError::sql("commit occupancy", e))
+    }
+
+    /// Zone occupancy per (camera, zone, class, bucket), ordered by bucket start, then
+    /// camera, zone and class. The mean of a class divides its summed count by the frames
+    /// analysed in the bucket (the `*` rows' samples), so minutes in which the class was
+    /// never inside count as zero.
+    pub fn occupancy(&self, q: &OccupancyQuery) -> Result<Vec<OccupancyRow>, StoreError> {
+        use std::collections::BTreeMap;
+        let w = q.bucket.ms();
+        let mut args: Vec<Value> = Vec::new();
+        let mut sql = String::from(
+            "SELECT camera_id, zone, class, bucket_start_ms, samples, sum, max FROM zone_occupancy WHERE 1",
+        );
+        for (col, v) in [("camera_id", &q.camera), ("zone", &q.zone)] {
+            if let Some(v) = v {
+                args.push(Value::Text(v.clone()));
+                sql += &format!(" AND {col} = ?{}", args.len());
+            }
+        }
+        if let Some(c) = &q.class {
+            args.push(Value::Text(c.clone()));
+            sql += &format!(" AND (class = ?{} OR class = '*')", args.len());
+        }
+        if let Some(t) = q.since {
+            args.push(Value::Integer(to_ms(t)));
+            sql += &format!(" AND bucket_start_ms >= ?{}", args.len());
+        }
+        if let Some(t) = q.until {
+            args.push(Value::Integer(to_ms(t)));
+            sql += &format!(" AND bucket_start_ms < ?{}", args.len());
+        }
+        type Raw = (String, String, String, i64, i64, i64, i64);
+        let rows: Vec<Raw> = self.read(|c| {
+            let mut stmt = c.prepare_cached(&sql).map_err(|e| StoreError::sql("prepare occupancy query", e))?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                })
+                .map_err(|e| StoreError::sql("query occupancy", e))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(|e| StoreError::sql("query occupancy", e))
+        })?;
+        // Frames per (bucket, camera, zone) from the all-classes rows.
+        let mut frames: BTreeMap<(i64, String, String), i64> = BTreeMap::new();
+        // (bucket, camera, zone, class) → (sum, max, own samples).
+        let mut acc: BTreeMap<(i64, String, String, String), (i64, i64, i64)> = BTreeMap::new();
+        for (camera, zone, class, b, samples, sum, max) in rows {
+            let b = bucket_start(b, w);
+            if class == crate::rules::occupancy::ALL_CLASSES {
+                *frames.entry((b, camera.clone(), zone.clone())).or_default() += samples;
+            }
+            if q.class.as_ref().is_some_and(|c| *c != class) {
+                continue;
+            }
+            let e = acc.entry((b, camera, zone, class)).or_default();
+            e.0 = e.0.saturating_add(sum);
+            e.1 = e.1.max(max);
+            e.2 = e.2.saturating_add(samples);
+        }
+        acc.into_iter()
+            .map(|((b, camera_id, zone, class), (sum, max, own))| {
+                let samples = frames.get(&(b, camera_id.clone(), zone.clone())).copied().unwrap_or(own).max(own);
+                let bad = |msg: String| StoreError::Corrupt { id: format!("zone_occupancy {camera_id}/{zone}"), msg };
+                Ok(OccupancyRow {
+                    bucket_start: from_ms(b).map_err(|e| bad(format!("bucket: {e}")))?,
+                    samples,
+                    mean: if samples > 0 { sum as f64 / samples as f64 } else { 0.0 },
+                    max,
+                    camera_id,
+                    zone,
+                    class,
+                })
+            })
+            .collect()
+    }
+
     /// Checkpoints the WAL into the database file and truncates it (graceful shutdown).
     /// The store stays usable afterwards.
     pub fn close(&self) -> Result<(), StoreError> {
@@ -730,7 +877,7 @@ pub fn try_generate_token() -> Result<String, StoreError> {
 }
 
 const EVENT_COLS: &str =
-    "seq, id, camera_id, grid_cell, kind, severity, state, started_at, ended_at, objects, snapshot";
+    "seq, id, camera_id, grid_cell, kind, severity, state, started_at, ended_at, objects, snapshot, rule, zone, line, detail";
 
 struct RawEvent {
     seq: i64,
@@ -744,6 +891,10 @@ struct RawEvent {
     ended_at: Option<i64>,
     objects: String,
     snapshot: Option<String>,
+    rule: Option<String>,
+    zone: Option<String>,
+    line: Option<String>,
+    detail: Option<String>,
 }
 
 fn row_to_raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
@@ -759,6 +910,10 @@ fn row_to_raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
         ended_at: r.get(8)?,
         objects: r.get(9)?,
         snapshot: r.get(10)?,
+        rule: r.get(11)?,
+        zone: r.get(12)?,
+        line: r.get(13)?,
+        detail: r.get(14)?,
     })
 }
 
@@ -775,6 +930,12 @@ impl RawEvent {
         let started_at = from_ms(self.started_at).map_err(|e| bad(format!("started_at: {e}")))?;
         let ended_at = self.ended_at.map(from_ms).transpose().map_err(|e| bad(format!("ended_at: {e}")))?;
         let objects: Vec<Detection> = serde_json::from_str(&self.objects).map_err(|e| bad(format!("objects: {e}")))?;
+        let detail: Option<serde_json::Value> = self
+            .detail
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| bad(format!("detail: {e}")))?;
         Ok(Event {
             id,
             seq: self.seq,
@@ -787,6 +948,10 @@ impl RawEvent {
             state,
             objects,
             snapshot: self.snapshot,
+            rule: self.rule,
+            zone: self.zone,
+            line: self.line,
+            detail,
         })
     }
 }

@@ -25,7 +25,7 @@ pub(crate) fn test_frame(camera: &str, w: u32, h: u32) -> Frame {
 }
 
 pub(crate) fn person(score: f32) -> Detection {
-    Detection { class_id: 0, class: "person".into(), score, bbox: BBox { x1: 0.1, y1: 0.2, x2: 0.5, y2: 0.9 } }
+    Detection { class_id: 0, class: "person".into(), score, bbox: BBox { x1: 0.1, y1: 0.2, x2: 0.5, y2: 0.9 }, track_id: None }
 }
 
 pub(crate) fn change(id: Uuid, c: Change, camera: &str, kind: &str, at: OffsetDateTime) -> EventChange {
@@ -39,6 +39,10 @@ pub(crate) fn change(id: Uuid, c: Change, camera: &str, kind: &str, at: OffsetDa
         at,
         objects: vec![person(0.8)],
         snapshot: None,
+        rule: None,
+        zone: None,
+        line: None,
+        detail: None,
         caused_by: Instant::now(),
     }
 }
@@ -231,14 +235,15 @@ fn encode_jpeg_rejects_bad_frame_and_odd_boxes() {
     assert!(matches!(encode_jpeg(&f, &[], 80), Err(StoreError::Image(_))));
     let f = test_frame("cam1", 32, 32);
     let weird = vec![
-        Detection { class_id: 99, class: "x".into(), score: 1.0, bbox: BBox { x1: -1.0, y1: -1.0, x2: 2.0, y2: 2.0 } },
+        Detection { class_id: 99, class: "x".into(), score: 1.0, bbox: BBox { x1: -1.0, y1: -1.0, x2: 2.0, y2: 2.0 }, track_id: None },
         Detection {
             class_id: 1,
             class: "y".into(),
             score: 0.5,
             bbox: BBox { x1: f32::NAN, y1: 0.0, x2: 1.0, y2: 1.0 },
+            track_id: None,
         },
-        Detection { class_id: 2, class: "z".into(), score: 0.5, bbox: BBox { x1: 0.9, y1: 0.9, x2: 0.1, y2: 0.1 } },
+        Detection { class_id: 2, class: "z".into(), score: 0.5, bbox: BBox { x1: 0.9, y1: 0.9, x2: 0.1, y2: 0.1 }, track_id: None },
     ];
     assert!(is_jpeg(&encode_jpeg(&f, &weird, 80).unwrap()));
 }
@@ -461,7 +466,7 @@ fn dump_snapshot_for_eyeballing() {
     let f = test_frame("cam1", 640, 360);
     let objs = vec![
         person(0.87),
-        Detection { class_id: 2, class: "car".into(), score: 0.55, bbox: BBox { x1: 0.6, y1: 0.0, x2: 0.95, y2: 0.4 } },
+        Detection { class_id: 2, class: "car".into(), score: 0.55, bbox: BBox { x1: 0.6, y1: 0.0, x2: 0.95, y2: 0.4 }, track_id: None },
     ];
     let jpeg = encode_jpeg(&f, &objs, 85).unwrap();
     let dir = std::env::temp_dir();
@@ -556,4 +561,107 @@ fn counts_upsert_and_aggregate() {
     let s = Store::open(dir.path()).unwrap();
     assert_eq!(s.counts(&q(Bucket::Day, Some("c2"), None)).unwrap()[0].count, 1);
     assert_eq!(bucket_start(-1, 60_000), -60_000);
+}
+
+fn occ(cam: &str, zone: &str, class: &str, at: OffsetDateTime, samples: u64, sum: u64, max: u32) -> OccupancyDelta {
+    OccupancyDelta { camera_id: cam.into(), zone: zone.into(), class: class.into(), bucket_start: at, samples, sum, max }
+}
+
+#[test]
+fn occupancy_upsert_aggregate_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let m0 = datetime!(2026-03-01 10:00 UTC);
+    let m1 = datetime!(2026-03-01 10:01 UTC);
+    let h1 = datetime!(2026-03-01 11:00 UTC);
+    s.add_occupancy(&[
+        occ("c1", "plaza", "*", m0, 100, 300, 5),
+        occ("c1", "plaza", "person", m0, 100, 250, 4),
+        occ("c1", "plaza", "car", m0, 100, 50, 1),
+        // Minute 1: no car at all (no car row), people only.
+        occ("c1", "plaza", "*", m1, 100, 100, 2),
+        occ("c1", "plaza", "person", m1, 100, 100, 2),
+        occ("c1", "kerb", "*", m0, 100, 0, 0),
+        occ("c2", "plaza", "*", h1, 10, 10, 1),
+        occ("c2", "plaza", "person", h1, 10, 10, 1),
+    ])
+    .unwrap();
+    // A partial bucket flushed at shutdown merges with the rest of the minute after a restart.
+    s.add_occupancy(&[occ("c1", "plaza", "*", m1, 20, 100, 7), occ("c1", "plaza", "person", m1, 20, 100, 7)]).unwrap();
+    s.add_occupancy(&[]).unwrap();
+    let q = |bucket, zone: Option<&str>, class: Option<&str>| OccupancyQuery {
+        camera: Some("c1".into()),
+        zone: zone.map(str::to_string),
+        class: class.map(str::to_string),
+        since: None,
+        until: None,
+        bucket,
+    };
+    let flat = |rows: Vec<OccupancyRow>| -> Vec<(String, String, OffsetDateTime, i64, f64, i64)> {
+        rows.into_iter().map(|r| (r.zone, r.class, r.bucket_start, r.samples, r.mean, r.max)).collect()
+    };
+    assert_eq!(
+        flat(s.occupancy(&q(Bucket::Minute, Some("plaza"), None)).unwrap()),
+        vec![
+            ("plaza".into(), "*".into(), m0, 100, 3.0, 5),
+            ("plaza".into(), "car".into(), m0, 100, 0.5, 1),
+            ("plaza".into(), "person".into(), m0, 100, 2.5, 4),
+            ("plaza".into(), "*".into(), m1, 120, 200.0 / 120.0, 7),
+            ("plaza".into(), "person".into(), m1, 120, 200.0 / 120.0, 7),
+        ]
+    );
+    // Per hour, a car mean counts the minute without cars as zero: 50 / 220 frames.
+    assert_eq!(
+        flat(s.occupancy(&q(Bucket::Hour, Some("plaza"), Some("car"))).unwrap()),
+        vec![("plaza".into(), "car".into(), datetime!(2026-03-01 10:00 UTC), 220, 50.0 / 220.0, 1)]
+    );
+    let all = s.occupancy(&q(Bucket::Day, None, Some("*"))).unwrap();
+    assert_eq!(all.iter().map(|r| r.zone.as_str()).collect::<Vec<_>>(), vec!["kerb", "plaza"]);
+    assert_eq!((all[0].samples, all[0].mean, all[0].max), (100, 0.0, 0));
+    let mut w = q(Bucket::Minute, None, Some("person"));
+    w.since = Some(m1);
+    w.until = Some(h1);
+    assert_eq!(flat(s.occupancy(&w).unwrap()).len(), 1);
+    drop(s);
+    let s = Store::open(dir.path()).unwrap();
+    let other = OccupancyQuery { camera: Some("c2".into()), ..q(Bucket::Hour, None, None) };
+    let rows = s.occupancy(&other).unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!((rows[0].class.as_str(), rows[0].bucket_start, rows[0].mean), ("*", h1, 1.0));
+    assert_eq!(s.occupancy(&q(Bucket::Day, None, None)).unwrap().len(), 4);
+}
+
+#[test]
+fn event_details_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let id = Uuid::now_v7();
+    let t = datetime!(2026-03-01 10:00 UTC);
+    let mut c = change(id, Change::Started, "c1", "crowd", t);
+    c.rule = Some("crowd#1".into());
+    c.zone = Some("plaza".into());
+    c.objects[0].track_id = Some(42);
+    c.detail = Some(serde_json::json!({"count": 6, "min_count": 5}));
+    let e = s.apply(&c).unwrap();
+    assert_eq!((e.rule.as_deref(), e.zone.as_deref(), e.line.as_deref()), (Some("crowd#1"), Some("plaza"), None));
+    assert_eq!(e.objects[0].track_id, Some(42));
+    assert_eq!(e.detail, Some(serde_json::json!({"count": 6, "min_count": 5})));
+    // An update without detail keeps it; the end replaces it.
+    let mut u = change(id, Change::Updated, "c1", "crowd", t);
+    u.detail = None;
+    u.objects = c.objects.clone();
+    assert_eq!(s.apply(&u).unwrap().detail, Some(serde_json::json!({"count": 6, "min_count": 5})));
+    let mut end = change(id, Change::Ended, "c1", "crowd", t + time::Duration::seconds(9));
+    end.objects.clear();
+    end.detail = Some(serde_json::json!({"count": 6, "max_count": 9, "min_count": 5}));
+    let e = s.apply(&end).unwrap();
+    assert_eq!(e.detail.as_ref().and_then(|d| d["max_count"].as_i64()), Some(9));
+    assert_eq!(e.rule.as_deref(), Some("crowd#1"), "rule and zone stay");
+    assert_eq!(s.get_event(id).unwrap().unwrap(), e);
+    // JSON: track_id only when set; rule/zone/line/detail always present.
+    let v = serde_json::to_value(&e).unwrap();
+    assert_eq!(v["objects"][0]["track_id"], 42);
+    assert!(v["line"].is_null() && v.as_object().unwrap().contains_key("line"));
+    let raw = serde_json::to_value(person(0.5)).unwrap();
+    assert!(!raw.as_object().unwrap().contains_key("track_id"));
 }

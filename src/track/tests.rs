@@ -7,7 +7,7 @@ fn t(secs: f64) -> OffsetDateTime {
 
 fn det(class: &str, score: f32, x1: f32, y1: f32, w: f32, h: f32) -> Detection {
     let class_id = if class == "person" { 0 } else { 2 };
-    Detection { class_id, class: class.into(), score, bbox: BBox { x1, y1, x2: x1 + w, y2: y1 + h } }
+    Detection { class_id, class: class.into(), score, bbox: BBox { x1, y1, x2: x1 + w, y2: y1 + h }, track_id: None }
 }
 
 fn ids(tr: &[Track]) -> Vec<u64> {
