@@ -1,5 +1,6 @@
 //! `gridwatch bench`: decode-only, inference-only and full-pipeline throughput measured in
-//! one process on one video, and their ratio. Prints a report; asserts nothing.
+//! one process on one video, and their ratio; plus the cost of tracking + rules per frame
+//! of one camera at 20 tracked objects (synthetic). Prints a report; asserts nothing.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +39,13 @@ pub fn run(video: &Path, model: &Path, frames: u64, width: u32, threads: usize) 
         .map_err(|e| anyhow!("model {}: {e}", model.display()))?;
     println!("gridwatch bench: {} with {}", video.display(), manifest_path.display());
     println!("machine: {} CPU(s), {}", num_cpus(), cpu_model());
+
+    // 0. Tracking + rules per frame of one camera (no video or model needed).
+    let tr = tracking_rules_cost(TRACKING_OBJECTS, TRACKING_FRAMES)?;
+    println!(
+        "tracking+rules: {} objects ({} confirmed tracks), {} frames: mean {:.0} µs, p95 {:.0} µs per frame ({} rules, 1 zone, 1 line)",
+        tr.objects, tr.tracks, tr.frames, tr.mean_us, tr.p95_us, tr.rules
+    );
 
     // 1. Decode only (lossless, unpaced), keeping a few frames for stage 2.
     let mut stream = crate::cli::open_video(&video, width)?;
@@ -159,6 +167,142 @@ clear_secs = 1.0
     Ok(())
 }
 
+/// Objects and frames of the synthetic tracking + rules measurement.
+pub const TRACKING_OBJECTS: usize = 20;
+pub const TRACKING_FRAMES: usize = 3000;
+
+/// Result of [`tracking_rules_cost`].
+#[derive(Debug, Clone)]
+pub struct TrackingCost {
+    pub objects: usize,
+    /// Confirmed tracks reported on the last frame.
+    pub tracks: usize,
+    /// Frames measured (after a warm-up of 20 frames).
+    pub frames: usize,
+    pub rules: usize,
+    pub mean_us: f64,
+    pub p95_us: f64,
+}
+
+/// Camera of the synthetic measurement: a zone over the middle of the view, a vertical line
+/// through it, and rules of the kinds that look at every track.
+const TRACKING_CAMERA: &str = r#"
+box_id = "bench"
+data_dir = "/nonexistent"
+[models]
+[[cameras]]
+id = "synthetic"
+url = "synthetic.mp4"
+models = []
+enabled = false
+[[cameras.zones]]
+name = "plaza"
+points = [[0.1, 0.2], [0.9, 0.2], [0.9, 0.95], [0.1, 0.95]]
+[[cameras.lines]]
+name = "middle"
+points = [[0.5, 0.0], [0.5, 1.0]]
+[[cameras.rules]]
+kind = "presence"
+classes = ["person", "car"]
+[[cameras.rules]]
+kind = "intrusion"
+zone = "plaza"
+classes = ["person"]
+[[cameras.rules]]
+kind = "line_crossing"
+line = "middle"
+raise_event = true
+[[cameras.rules]]
+kind = "loitering"
+zone = "plaza"
+dwell_secs = 20.0
+[[cameras.rules]]
+kind = "crowd"
+zone = "plaza"
+min_count = 10
+[[cameras.rules]]
+kind = "wrong_way"
+zone = "plaza"
+allowed_heading_deg = 0.0
+[[cameras.rules]]
+kind = "congestion"
+zone = "plaza"
+"#;
+
+/// Tracking + rules cost per frame of one camera: `objects` synthetic objects (people and
+/// cars, every fifth a car) walk back and forth across the view at 10 fps, with a little
+/// deterministic box jitter, through the real `Tracker` (camera defaults) and a
+/// `RuleEngine` with a zone, a line and 7 rules (plus zone occupancy sampling). Measures
+/// `Tracker::update` + `RuleEngine::process` + `take_counts` + `take_occupancy` per frame.
+pub fn tracking_rules_cost(objects: usize, frames: usize) -> anyhow::Result<TrackingCost> {
+    use crate::types::{BBox, Detection, Detections, Frame, Tracks};
+    let cfg = Config::parse(TRACKING_CAMERA, Path::new("/")).map_err(|e| anyhow!(e))?;
+    let cam = cfg.cameras.first().ok_or_else(|| anyhow!("no camera"))?;
+    let mut tracker = crate::track::Tracker::new(cam.tracker.clone());
+    let mut engine = crate::rules::RuleEngine::new(cam);
+    let t0 = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).map_err(|e| anyhow!(e))?;
+    let frame = Frame {
+        camera_id: Arc::from("synthetic"),
+        index: 0,
+        width: 4,
+        height: 4,
+        rgb: Arc::from(vec![0u8; 48]),
+        pts_ns: None,
+        captured_at: t0,
+        captured_instant: Instant::now(),
+    };
+    let mut seed = 0x9e37_79b9_u32;
+    let mut jitter = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        (seed as f32 / u32::MAX as f32 - 0.5) * 0.004
+    };
+    let warmup = 20;
+    let mut us = Vec::with_capacity(frames);
+    let mut tracks = 0;
+    for k in 0..frames + warmup {
+        let secs = k as f64 / 10.0;
+        let dets: Vec<Detection> = (0..objects)
+            .map(|i| {
+                let car = i % 5 == 4;
+                let (w, h) = if car { (0.08, 0.06) } else { (0.03, 0.1) };
+                // Rows 0.25..0.9; speed 0.02–0.06 per second; back and forth (triangle wave).
+                let y = 0.25 + 0.65 * (i as f64 + 0.5) / objects as f64;
+                let speed = 0.02 + 0.04 * ((i * 7) % 10) as f64 / 10.0;
+                let phase = (i as f64 * 0.37 + secs * speed).rem_euclid(2.0);
+                let x = 0.05 + 0.85 * if phase < 1.0 { phase } else { 2.0 - phase };
+                let (x, y) = (x as f32 + jitter(), y as f32 + jitter());
+                Detection {
+                    class_id: if car { 2 } else { 0 },
+                    class: if car { "car" } else { "person" }.into(),
+                    score: 0.8 + jitter() * 20.0,
+                    bbox: BBox { x1: x, y1: y - h, x2: x + w, y2: y },
+                    track_id: None,
+                }
+            })
+            .collect();
+        let mut f = frame.clone();
+        f.index = k as u64;
+        f.captured_at = t0 + time::Duration::seconds_f64(secs);
+        let at = f.captured_at;
+        let s = Instant::now();
+        let tr = tracker.update(&dets, at);
+        tracks = tr.len();
+        let changes = engine.process(&Tracks { detections: Detections { frame: f, objects: dets, infer_ms: 0.0 }, tracks: tr });
+        let counts = engine.take_counts();
+        let occ = engine.take_occupancy();
+        let e = s.elapsed();
+        std::hint::black_box((changes, counts, occ));
+        if k >= warmup {
+            us.push(e.as_secs_f32() * 1e6);
+        }
+    }
+    let mean_us = us.iter().map(|v| *v as f64).sum::<f64>() / us.len().max(1) as f64;
+    let p95_us = percentile(&mut us, 0.95) as f64;
+    Ok(TrackingCost { objects, tracks, frames, rules: cam.rules.len(), mean_us, p95_us })
+}
+
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let d = std::env::temp_dir().join(format!("gridwatch-bench-{}", std::process::id()));
     std::fs::create_dir_all(&d)?;
@@ -174,4 +318,14 @@ fn cpu_model() -> String {
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
         .unwrap_or_else(|| "unknown CPU".into())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tracking_rules_cost_runs_with_all_objects_tracked() {
+        let r = super::tracking_rules_cost(20, 50).unwrap();
+        assert_eq!((r.objects, r.tracks, r.frames, r.rules), (20, 20, 50, 7));
+        assert!(r.mean_us.is_finite() && r.p95_us >= 0.0, "{r:?}");
+    }
 }
