@@ -27,6 +27,9 @@ kind = "presence"
 classes = ["person"]
 min_secs = 1.0
 clear_secs = 3.0
+[[cameras.zones]]
+name = "view"
+points = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
 
 [[cameras]]
 id = "avi"
@@ -67,6 +70,7 @@ reconnect_max_secs = 2.0
         let ev = &evs[0];
         assert_eq!(ev["kind"], "presence");
         assert_eq!(ev["camera_id"], cam);
+        assert_eq!(ev["rule"], "presence#0", "{ev}");
         assert!(ev["objects"].as_array().unwrap().iter().any(|o| o["class"] == "person"), "{ev}");
         let id = ev["id"].as_str().unwrap();
         // Snapshot: valid JPEG with a token, 401 without.
@@ -106,6 +110,18 @@ reconnect_max_secs = 2.0
     let db = rusqlite::Connection::open(a.data().join("gridwatch.db")).unwrap();
     let active: i64 = db.query_row("SELECT count(*) FROM events WHERE state = 'active'", [], |r| r.get(0)).unwrap();
     assert_eq!(active, 0, "active events left after graceful shutdown");
+    // Zone occupancy reached the store through the writer (at the latest, the partial minute
+    // flushed at shutdown): the clip has people in view.
+    let (frames, people): (i64, i64) = db
+        .query_row(
+            "SELECT COALESCE(SUM(CASE WHEN class = '*' THEN samples END), 0),
+                    COALESCE(SUM(CASE WHEN class = 'person' THEN sum END), 0)
+             FROM zone_occupancy WHERE camera_id = 'mp4' AND zone = 'view'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(frames > 5 && people > 0, "zone_occupancy: {frames} frames, {people} person samples");
     let ok: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(ok, "ok");
     for e in std::fs::read_dir(a.data().join("snapshots")).unwrap() {
