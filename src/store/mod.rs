@@ -811,7 +811,8 @@ impl Store {
         // Frames per (bucket, camera, zone) from the all-classes rows.
         let mut frames: BTreeMap<(i64, String, String), i64> = BTreeMap::new();
         // (bucket, camera, zone, class) → (sum, max, own samples).
-        let mut acc: BTreeMap<(i64, String, String, String), (i64, i64, i64)> = BTreeMap::new();
+        type Key = (i64, String, String, String);
+        let mut acc: BTreeMap<Key, (i64, i64, i64)> = BTreeMap::new();
         for (camera, zone, class, b, samples, sum, max) in rows {
             let b = bucket_start(b, w);
             if class == crate::rules::occupancy::ALL_CLASSES {
