@@ -335,6 +335,8 @@ pub struct MotOptions {
     pub dets_in: Option<PathBuf>,
     /// Write the detections (MOT det format, GT pixels) for later `dets_in` runs.
     pub dets_out: Option<PathBuf>,
+    /// Write the tracker output (MOTChallenge result format, GT pixels).
+    pub tracks_out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -428,6 +430,7 @@ pub fn run_mot(o: &MotOptions) -> anyhow::Result<MotReport> {
         }
     };
     let mut dets_out = o.dets_out.as_ref().map(|p| (p, String::new()));
+    let mut tracks_out = o.tracks_out.as_ref().map(|p| (p, String::new()));
     let mut stream: Box<dyn FrameStream> = crate::cli::open_video(&o.video, o.width)?;
     let mut tracker = Tracker::new(o.tracker.clone());
     let mut acc = MotAccumulator::new();
@@ -488,6 +491,20 @@ pub fn run_mot(o: &MotOptions) -> anyhow::Result<MotReport> {
                 bbox: BBox { x1: t.bbox.x1 * gw, y1: t.bbox.y1 * gh, x2: t.bbox.x2 * gw, y2: t.bbox.y2 * gh },
             })
             .collect();
+        if let Some((_, buf)) = &mut tracks_out {
+            for h in &hyp {
+                let b = h.bbox;
+                buf.push_str(&format!(
+                    "{},{},{:.2},{:.2},{:.2},{:.2},1,-1,-1,-1\n",
+                    f.index,
+                    h.id,
+                    b.x1,
+                    b.y1,
+                    b.x2 - b.x1,
+                    b.y2 - b.y1
+                ));
+            }
+        }
         acc.add_frame(gt.get(&f.index).map(Vec::as_slice).unwrap_or(&[]), &hyp);
     }
     let elapsed = start.elapsed().as_secs_f64();
@@ -497,7 +514,7 @@ pub fn run_mot(o: &MotOptions) -> anyhow::Result<MotReport> {
     if acc.frames < last - first + 1 {
         bail!("{}: the video ends at frame {last_seen_frame}, before the last frame {last}", o.video.display());
     }
-    if let Some((p, buf)) = dets_out {
+    for (p, buf) in [dets_out, tracks_out].into_iter().flatten() {
         std::fs::write(p, buf).with_context(|| format!("writing {}", p.display()))?;
     }
     let n = acc.frames as f64;

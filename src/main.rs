@@ -119,6 +119,9 @@ enum EvalCmd {
         /// Read detections from this file (as written by --save-dets) instead of running the model.
         #[arg(long, conflicts_with = "save_dets")]
         dets: Option<PathBuf>,
+        /// Write the tracker output to this file (MOTChallenge result format, GT pixels).
+        #[arg(long)]
+        save_tracks: Option<PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -154,8 +157,9 @@ fn main() -> ExitCode {
         Cmd::Bench { video, model, frames, width, threads } => {
             gridwatch::bench::run(&video, &model, frames, width, threads)
         }
-        Cmd::Eval { cmd: EvalCmd::Mot { video, gt, frames, model, width, threads, gt_size, class, score_threshold, tracker, save_dets, dets, json } } => {
-            eval_mot(video, gt, frames, model, width, threads, gt_size, class, score_threshold, &tracker, save_dets, dets, json)
+        Cmd::Eval { cmd: EvalCmd::Mot { video, gt, frames, model, width, threads, gt_size, class, score_threshold, tracker, save_dets, dets, save_tracks, json } } => {
+            let files = (save_dets, dets, save_tracks);
+            eval_mot(video, gt, frames, model, width, threads, gt_size, class, score_threshold, &tracker, files, json)
         }
         Cmd::Token { cmd: TokenCmd::Create { config, name } } => {
             load(&config).and_then(|c| gridwatch::cli::token_create(&c, &name))
@@ -183,8 +187,7 @@ fn eval_mot(
     class: String,
     score_threshold: Option<f32>,
     tracker: &[String],
-    save_dets: Option<PathBuf>,
-    dets: Option<PathBuf>,
+    (save_dets, dets, save_tracks): (Option<PathBuf>, Option<PathBuf>, Option<PathBuf>),
     json: bool,
 ) -> anyhow::Result<()> {
     use gridwatch::eval;
@@ -201,6 +204,7 @@ fn eval_mot(
         tracker: eval::tracker_config(tracker)?,
         dets_in: dets,
         dets_out: save_dets,
+        tracks_out: save_tracks,
     };
     let report = eval::run_mot(&opts)?;
     if json {

@@ -218,3 +218,16 @@ fn config_defaults_and_validation() {
     let bad = TrackerConfig { min_hits: 0, ..TrackerConfig::default() };
     assert!(bad.validate().unwrap_err().contains("min_hits"));
 }
+
+#[test]
+fn detection_box_option_reports_the_matched_box() {
+    let d0 = det("person", 0.9, 0.3, 0.3, 0.1, 0.2);
+    let d1 = det("person", 0.9, 0.31, 0.3, 0.1, 0.22);
+    for (opt, want_exact) in [(true, true), (false, false)] {
+        let mut tr = Tracker::new(TrackerConfig { detection_box: opt, ..TrackerConfig::default() });
+        tr.update(&[d0.clone()], t(0.0));
+        let out = tr.update(&[d1.clone()], t(0.1));
+        assert_eq!(out[0].bbox == d1.bbox, want_exact, "detection_box = {opt}");
+        assert!(out[0].bbox.iou(&d1.bbox) > 0.8);
+    }
+}
