@@ -34,7 +34,7 @@ pub struct TrackerConfig {
     pub high_score: f32,
     /// Detections scoring at least this but below `high_score` are "low" (second stage);
     /// lower ones are ignored. `gridwatch run` lowers the camera's models' score thresholds
-    /// to this. Default 0.2.
+    /// to this. Default 0.25.
     pub low_score: f32,
     /// An unmatched high detection starts a new (tentative) track only if it scores at
     /// least this. Default 0.7.
@@ -71,7 +71,7 @@ impl Default for TrackerConfig {
     fn default() -> Self {
         TrackerConfig {
             high_score: 0.6,
-            low_score: 0.2,
+            low_score: 0.25,
             new_track_score: 0.7,
             match_iou: 0.2,
             low_match_iou: 0.5,
