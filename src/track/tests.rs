@@ -225,8 +225,8 @@ fn detection_box_option_reports_the_matched_box() {
     let d1 = det("person", 0.9, 0.31, 0.3, 0.1, 0.22);
     for (opt, want_exact) in [(true, true), (false, false)] {
         let mut tr = Tracker::new(TrackerConfig { detection_box: opt, ..TrackerConfig::default() });
-        tr.update(&[d0.clone()], t(0.0));
-        let out = tr.update(&[d1.clone()], t(0.1));
+        tr.update(std::slice::from_ref(&d0), t(0.0));
+        let out = tr.update(std::slice::from_ref(&d1), t(0.1));
         assert_eq!(out[0].bbox == d1.bbox, want_exact, "detection_box = {opt}");
         assert!(out[0].bbox.iou(&d1.bbox) > 0.8);
     }
