@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= $(shell command -v cargo || echo $(HOME)/.cargo/bin/cargo)
 CONFIG ?= config/demo.toml
 
-.PHONY: demo test setup build check bench clean
+.PHONY: demo test setup build check bench install clean
 
 setup:
 	@scripts/setup.sh
@@ -22,9 +22,31 @@ check: build
 test: setup
 	$(CARGO) test --locked --all-targets -- --test-threads=2
 
-bench: build
-	./target/release/gridwatch bench --video /usr/share/doc/opencv-doc/examples/data/vtest.avi \
-	  --model models/nanodet-g-coco-416 --frames 795
+BENCH_VIDEO ?= /usr/share/doc/opencv-doc/examples/data/vtest.avi
+BENCH_MODEL ?= models/nanodet-g-coco-416
+PYVENV := third_party/pyvenv
+
+$(PYVENV)/bin/python:
+	python3 -m venv $(PYVENV)
+	$(PYVENV)/bin/pip install -q onnxruntime==1.32.0 opencv-python-headless numpy
+
+# gridwatch's bench, then the plain Python loop on the same video and model, and their ratio.
+bench: build $(PYVENV)/bin/python
+	./target/release/gridwatch bench --video $(BENCH_VIDEO) --model $(BENCH_MODEL) --frames 795 --width 768 | tee third_party/bench.txt
+	$(PYVENV)/bin/python tools/bench_python.py $(BENCH_VIDEO) $(BENCH_MODEL)/nanodet-g-coco-416.onnx 2 | tee -a third_party/bench.txt
+	@python3 -c "import re;t=open('third_party/bench.txt').read();g=float(re.search(r'full pipeline: .*?: ([0-9.]+) fps',t).group(1));p=float(re.search(r'python-baseline .*fps=([0-9.]+)',t).group(1));print(f'gridwatch pipeline / python loop = {g:.1f} / {p:.1f} = {g/p:.2f}')"
+
+# Installed layout: $(PREFIX)/gridwatch with the ONNX Runtime library in $(PREFIX)/lib/ (found
+# next to the binary at run time, no environment variable), models and a sample config.
+PREFIX ?= /opt/gridwatch
+install: build
+	install -d $(PREFIX)/lib $(PREFIX)/models $(PREFIX)/config $(PREFIX)/test-videos
+	install -m 755 target/release/gridwatch $(PREFIX)/gridwatch
+	install -m 644 third_party/onnxruntime/libonnxruntime.so.1.32.0 $(PREFIX)/lib/libonnxruntime.so
+	cp -r models/nanodet-g-coco-416 models/nanodet-g-coco-320 $(PREFIX)/models/
+	install -m 644 test-videos/pets09-s2l1.mp4 $(PREFIX)/test-videos/
+	sed -e 's|\.\./demo-data|/var/lib/gridwatch|' config/demo.toml > $(PREFIX)/config/example.toml
+	@echo "installed to $(PREFIX): $(PREFIX)/gridwatch check --config $(PREFIX)/config/example.toml"
 
 clean:
 	$(CARGO) clean

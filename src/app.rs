@@ -22,7 +22,7 @@ use crate::ingest::{supervise, SuperviseOptions};
 use crate::rules::RuleEngine;
 use crate::store::Store;
 use crate::track::Tracker;
-use crate::types::{Detections, EventChange, Tracks};
+use crate::types::{CountDelta, Detections, EventChange, Tracks};
 
 /// Latency and throughput samples shared by workers and the writer (bench and metrics).
 #[derive(Default)]
@@ -68,7 +68,14 @@ pub struct Analytics {
     workers: Vec<JoinHandle<()>>,
     writer: Option<JoinHandle<()>>,
     engines: Arc<Vec<Mutex<(Tracker, RuleEngine)>>>,
-    tx: Option<mpsc::Sender<EventChange>>,
+    tx: Option<mpsc::Sender<StoreMsg>>,
+}
+
+/// What the inference workers hand to the store writer.
+pub enum StoreMsg {
+    Event(Box<EventChange>),
+    /// Line-crossing counts of one frame (upserted into 1-minute buckets).
+    Counts(Vec<CountDelta>),
 }
 
 impl Analytics {
@@ -105,7 +112,7 @@ impl Analytics {
         let engines: Arc<Vec<Mutex<(Tracker, RuleEngine)>>> = Arc::new(
             cameras.iter().map(|c| Mutex::new((Tracker::new(c.tracker.clone()), RuleEngine::new(c)))).collect(),
         );
-        let (tx, rx) = mpsc::channel::<EventChange>();
+        let (tx, rx) = mpsc::channel::<StoreMsg>();
         let cams: Arc<Vec<CameraConfig>> = Arc::new(cameras.to_vec());
 
         let writer = {
@@ -139,16 +146,19 @@ impl Analytics {
                     let captured = frame.captured_instant;
                     let at = frame.captured_at;
                     let detections = Detections { frame, objects, infer_ms };
-                    let changes = {
+                    let (changes, counts) = {
                         let mut guard = engines[job.camera].lock().unwrap_or_else(|e| e.into_inner());
                         let (tracker, engine) = &mut *guard;
                         let tracks = tracker.update(&detections.objects, at);
-                        engine.process(&Tracks { detections, tracks })
+                        (engine.process(&Tracks { detections, tracks }), engine.take_counts())
                     };
                     sample(&stats.frame_latency_ms, captured.elapsed().as_secs_f32() * 1000.0);
                     stats.analysed.fetch_add(1, Ordering::Relaxed);
                     for c in changes {
-                        let _ = tx.send(c);
+                        let _ = tx.send(StoreMsg::Event(Box::new(c)));
+                    }
+                    if !counts.is_empty() {
+                        let _ = tx.send(StoreMsg::Counts(counts));
                     }
                     queue.done(job.camera);
                 }
@@ -167,7 +177,7 @@ impl Analytics {
         if let Some(tx) = self.tx.take() {
             for e in self.engines.iter() {
                 for c in e.lock().unwrap_or_else(|e| e.into_inner()).1.finish(now) {
-                    let _ = tx.send(c);
+                    let _ = tx.send(StoreMsg::Event(Box::new(c)));
                 }
             }
         }
@@ -179,8 +189,15 @@ impl Analytics {
 
 /// The store writer: applies event changes in order, retrying transient failures so that
 /// nothing the rules produced is lost while the process runs.
-fn write_events(rx: mpsc::Receiver<EventChange>, store: Store, stats: Arc<Stats>) {
-    for c in rx {
+fn write_events(rx: mpsc::Receiver<StoreMsg>, store: Store, stats: Arc<Stats>) {
+    for msg in rx {
+        let c = match msg {
+            StoreMsg::Event(c) => *c,
+            StoreMsg::Counts(counts) => {
+                write_counts(&store, &counts);
+                continue;
+            }
+        };
         let mut delay = Duration::from_millis(100);
         for attempt in 1.. {
             match store.apply(&c) {
@@ -202,6 +219,25 @@ fn write_events(rx: mpsc::Receiver<EventChange>, store: Store, stats: Arc<Stats>
                     tracing::error!(event = %c.event_id, "giving up storing event change {:?}: {e}", c.change);
                     break;
                 }
+            }
+        }
+    }
+}
+
+/// Upserts crossing counts, retrying transient failures a few times like events.
+fn write_counts(store: &Store, counts: &[CountDelta]) {
+    let mut delay = Duration::from_millis(100);
+    for attempt in 1.. {
+        match store.add_counts(counts) {
+            Ok(()) => return,
+            Err(e) if attempt < 5 => {
+                tracing::warn!("storing {} line count(s) failed (attempt {attempt}): {e}", counts.len());
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+            Err(e) => {
+                tracing::error!("giving up storing {} line count(s): {e}", counts.len());
+                return;
             }
         }
     }
@@ -256,6 +292,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     crate::ingest::gst::init()?;
     let manifests = load_manifests(&cfg)?;
     let store = Store::open(&cfg.data_dir).with_context(|| format!("opening data dir {}", cfg.data_dir.display()))?;
+    store.end_interrupted()?;
     let token_note = ensure_token(&cfg, &store)?;
 
     let registry = Registry::new();
@@ -307,19 +344,19 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 /// authenticate. A generated token is printed once (stdout, never the log) and only its
 /// hash is stored.
 fn ensure_token(cfg: &Config, store: &Store) -> anyhow::Result<String> {
-    if !cfg.api.tokens_sha256.is_empty() || store.count_tokens()? > 0 {
-        return Ok("auth: send `Authorization: Bearer <token>` (create one: gridwatch token create --config <file>)".into());
-    }
-    if !cfg.api.generate_token_if_none {
-        return Ok("auth: no API token exists; create one with `gridwatch token create --config <file>`".into());
-    }
-    let token = crate::store::generate_token();
-    store.add_token("generated-on-first-run", &crate::store::hash_token(&token))?;
-    Ok(format!(
-        "auth: API token (shown once, only its hash is stored): {token}\n  \
-         e.g. curl -H 'Authorization: Bearer {token}' http://{}/api/v1/cameras",
-        cfg.api.listen
-    ))
+    let generated =
+        if cfg.api.generate_token_if_none { store.bootstrap_token(&cfg.api.tokens_sha256, "generated-on-first-run")? } else { None };
+    Ok(match generated {
+        Some(token) => format!(
+            "auth: API token (shown once, only its hash is stored): {token}\n  \
+             e.g. curl -H 'Authorization: Bearer {token}' http://{}/api/v1/cameras",
+            cfg.api.listen
+        ),
+        None if cfg.api.tokens_sha256.is_empty() && store.count_tokens()? == 0 => {
+            "auth: no API token exists; create one with `gridwatch token create --config <file>`".into()
+        }
+        None => "auth: send `Authorization: Bearer <token>` (create one: gridwatch token create --config <file>)".into(),
+    })
 }
 
 async fn shutdown_signal() {

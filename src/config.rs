@@ -149,6 +149,32 @@ pub struct CameraConfig {
     /// Multi-object tracker parameters (`[cameras.tracker]`); every field has a default.
     #[serde(default)]
     pub tracker: crate::track::TrackerConfig,
+    /// Named polygons (`[[cameras.zones]]`), normalised 0–1 image coordinates.
+    #[serde(default)]
+    pub zones: Vec<ZoneConfig>,
+    /// Named polylines (`[[cameras.lines]]`) with a direction (see `geometry`).
+    #[serde(default)]
+    pub lines: Vec<LineConfig>,
+    /// Anchor point per class (`[cameras.anchors]`, class → anchor); default bottom_center.
+    #[serde(default)]
+    pub anchors: std::collections::BTreeMap<String, crate::geometry::Anchor>,
+}
+
+/// A named polygon: ≥ 3 points `[x, y]` in 0–1, not self-intersecting.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    pub name: String,
+    pub points: Vec<[f64; 2]>,
+}
+
+/// A named polyline: ≥ 2 points `[x, y]` in 0–1. Crossing `a_to_b` = from the left side to
+/// the right side of the line walked from its first to its last point (on screen).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineConfig {
+    pub name: String,
+    pub points: Vec<[f64; 2]>,
 }
 
 fn default_codec() -> String {
@@ -175,6 +201,13 @@ fn default_backoff_max() -> f64 {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RuleConfig {
     Presence(PresenceRule),
+    Intrusion(crate::rules::config::IntrusionRule),
+    LineCrossing(crate::rules::config::LineCrossingRule),
+    Loitering(crate::rules::config::LoiteringRule),
+    Crowd(crate::rules::config::CrowdRule),
+    WrongWay(crate::rules::config::WrongWayRule),
+    StalledVehicle(crate::rules::config::StalledVehicleRule),
+    Congestion(crate::rules::config::CongestionRule),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -288,7 +321,7 @@ impl Config {
         if p.is_absolute() { p.to_path_buf() } else { self.base_dir.join(p) }
     }
 
-    fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         if self.box_id.trim().is_empty() {
             return Err("field `box_id`: must not be empty".into());
         }
@@ -339,7 +372,7 @@ impl Config {
                     return Err(format!("{}: must be between -180 and 180", at("lon")));
                 }
             }
-            if !(c.stall_timeout_secs > 0.0) {
+            if c.stall_timeout_secs.is_nan() || c.stall_timeout_secs <= 0.0 {
                 return Err(format!("{}: must be > 0", at("stall_timeout_secs")));
             }
             if !(c.reconnect_min_secs > 0.0 && c.reconnect_max_secs >= c.reconnect_min_secs) {
@@ -354,25 +387,98 @@ impl Config {
                     return Err(format!("{}: unknown model `{m}` (not in [models])", at(&format!("models[{j}]"))));
                 }
             }
+            validate_geometry(c, i)?;
             for (j, r) in c.rules.iter().enumerate() {
-                match r {
-                    RuleConfig::Presence(p) => {
-                        let f = |x: &str| at(&format!("rules[{j}].{x}"));
-                        if p.classes.is_empty() {
-                            return Err(format!("{}: list at least one class", f("classes")));
-                        }
-                        if !(0.0..=1.0).contains(&p.min_score) {
-                            return Err(format!("{}: must be between 0 and 1", f("min_score")));
-                        }
-                        if !(p.min_secs >= 0.0) || !(p.clear_secs >= 0.0) {
-                            return Err(format!("{}: must be ≥ 0", f("min_secs")));
-                        }
+                let f = |x: &str| at(&format!("rules[{j}].{x}"));
+                crate::rules::config::validate(r).map_err(|(field, m)| format!("{}: {m}", f(&field)))?;
+                if let Some(z) = r.zone() {
+                    if !c.zones.iter().any(|x| x.name == z) {
+                        return Err(format!("{}: unknown zone `{z}` (camera zones: {})", f("zone"), names(c.zones.iter().map(|x| &x.name))));
+                    }
+                }
+                if let Some(l) = r.line() {
+                    if !c.lines.iter().any(|x| x.name == l) {
+                        return Err(format!("{}: unknown line `{l}` (camera lines: {})", f("line"), names(c.lines.iter().map(|x| &x.name))));
+                    }
+                }
+                if let RuleConfig::Presence(p) = r {
+                    if p.classes.is_empty() {
+                        return Err(format!("{}: list at least one class", f("classes")));
+                    }
+                    if !(0.0..=1.0).contains(&p.min_score) {
+                        return Err(format!("{}: must be between 0 and 1", f("min_score")));
+                    }
+                    if p.min_secs.is_nan() || p.min_secs < 0.0 || p.clear_secs.is_nan() || p.clear_secs < 0.0 {
+                        return Err(format!("{}: must be ≥ 0", f("min_secs")));
                     }
                 }
             }
         }
         Ok(())
     }
+}
+
+fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<String> = it.map(|n| format!("`{n}`")).collect();
+    if v.is_empty() { "none".into() } else { v.join(", ") }
+}
+
+/// Zones and lines of camera `i`: names unique and non-empty, enough points, coordinates
+/// in 0–1, zones not self-intersecting and with an area.
+fn validate_geometry(c: &CameraConfig, i: usize) -> Result<(), String> {
+    use crate::geometry::{polygon_area, polygon_self_intersects};
+    let at = |field: String| format!("field `cameras[{i}].{field}` (camera `{}`)", c.id);
+    let coords = |pts: &[[f64; 2]], field: String, what: &str, name: &str| -> Result<(), String> {
+        for (k, p) in pts.iter().enumerate() {
+            if !p.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)) {
+                return Err(format!(
+                    "{}: {what} `{name}` point {k} [{}, {}] is outside the image (coordinates are normalised 0–1)",
+                    at(field),
+                    p[0],
+                    p[1]
+                ));
+            }
+        }
+        Ok(())
+    };
+    let mut seen = HashSet::new();
+    for (k, z) in c.zones.iter().enumerate() {
+        if z.name.trim().is_empty() {
+            return Err(format!("{}: zone names must not be empty", at(format!("zones[{k}].name"))));
+        }
+        if !seen.insert(z.name.as_str()) {
+            return Err(format!("{}: duplicate zone `{}`", at(format!("zones[{k}].name")), z.name));
+        }
+        let field = format!("zones[{k}].points");
+        if z.points.len() < 3 {
+            return Err(format!("{}: zone `{}` needs at least 3 points, has {}", at(field), z.name, z.points.len()));
+        }
+        coords(&z.points, field.clone(), "zone", &z.name)?;
+        if polygon_self_intersects(&z.points) {
+            return Err(format!("{}: zone `{}` intersects itself", at(field), z.name));
+        }
+        if polygon_area(&z.points) < 1e-9 {
+            return Err(format!("{}: zone `{}` has no area", at(field), z.name));
+        }
+    }
+    let mut seen = HashSet::new();
+    for (k, l) in c.lines.iter().enumerate() {
+        if l.name.trim().is_empty() {
+            return Err(format!("{}: line names must not be empty", at(format!("lines[{k}].name"))));
+        }
+        if !seen.insert(l.name.as_str()) {
+            return Err(format!("{}: duplicate line `{}`", at(format!("lines[{k}].name")), l.name));
+        }
+        let field = format!("lines[{k}].points");
+        if l.points.len() < 2 {
+            return Err(format!("{}: line `{}` needs at least 2 points, has {}", at(field), l.name, l.points.len()));
+        }
+        coords(&l.points, field.clone(), "line", &l.name)?;
+        if l.points.windows(2).any(|w| crate::geometry::dist(w[0], w[1]) < 1e-9) {
+            return Err(format!("{}: line `{}` repeats a point (zero-length segment)", at(field), l.name));
+        }
+    }
+    Ok(())
 }
 
 /// For a serde path like `cameras[2].rules[0].x`, names the camera by its id if the raw TOML has one.
@@ -455,6 +561,199 @@ classes = ["person"]
         assert!(e.contains("cameras[0].tracker") && e.contains("min_hits") && e.contains("cam1"), "{e}");
         let e = Config::parse(&t.replace("min_hits = 3", "min_hit = 3"), &base()).unwrap_err();
         assert!(e.contains("min_hit") && e.contains("cam1"), "{e}");
+    }
+
+    const GEO: &str = r#"
+box_id = "t"
+data_dir = "/tmp/x"
+[models]
+default = "models/nanodet-g-coco-416/model.toml"
+[[cameras]]
+id = "cam0"
+url = "a.mp4"
+models = ["default"]
+[[cameras]]
+id = "gate"
+url = "test-videos/pets09-s2l1.mp4"
+models = ["default"]
+[cameras.anchors]
+person = "center"
+[[cameras.zones]]
+name = "yard"
+points = [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]]
+[[cameras.zones]]
+name = "lawn"
+points = [[0.2, 0.2], [0.6, 0.2], [0.6, 0.6], [0.2, 0.6]]
+[[cameras.lines]]
+name = "kerb"
+points = [[0.0, 0.5], [0.5, 0.55], [1.0, 0.5]]
+[[cameras.rules]]
+kind = "intrusion"
+zone = "lawn"
+classes = ["person"]
+[[cameras.rules]]
+kind = "line_crossing"
+line = "kerb"
+direction = "b_to_a"
+raise_event = true
+[[cameras.rules]]
+kind = "loitering"
+zone = "yard"
+[[cameras.rules]]
+kind = "crowd"
+zone = "yard"
+[[cameras.rules]]
+kind = "wrong_way"
+zone = "yard"
+allowed_heading_deg = 90
+[[cameras.rules]]
+kind = "stalled_vehicle"
+zone = "yard"
+[[cameras.rules]]
+kind = "congestion"
+zone = "yard"
+"#;
+
+    fn geo_err(from: &str, to: &str) -> String {
+        assert!(GEO.contains(from), "{from}");
+        Config::parse(&GEO.replacen(from, to, 1), &base()).unwrap_err()
+    }
+
+    #[test]
+    fn geometry_and_rules_parse_with_defaults() {
+        use crate::geometry::Anchor;
+        let c = Config::parse(GEO, &base()).unwrap();
+        let cam = &c.cameras[1];
+        assert_eq!(cam.zones.len(), 2);
+        assert_eq!(cam.lines[0].points.len(), 3);
+        assert_eq!(cam.anchors.get("person"), Some(&Anchor::Center));
+        assert_eq!(cam.rules.len(), 7);
+        match &cam.rules[1] {
+            RuleConfig::LineCrossing(r) => {
+                assert_eq!(r.direction, crate::rules::config::Direction::BToA);
+                assert!(r.raise_event && r.classes.is_empty() && r.min_offset == 0.02);
+                assert_eq!(r.severity, Severity::Info);
+            }
+            r => panic!("{r:?}"),
+        }
+        match &cam.rules[5] {
+            RuleConfig::StalledVehicle(r) => {
+                assert_eq!(r.classes, ["car", "bus", "truck", "motorcycle"]);
+                assert_eq!((r.stationary_secs, r.tolerance, r.cooldown_secs), (60.0, 0.02, 60.0));
+            }
+            r => panic!("{r:?}"),
+        }
+        match &cam.rules[3] {
+            RuleConfig::Crowd(r) => assert_eq!((r.classes.as_slice(), r.min_count), (&["person".to_string()][..], 5)),
+            r => panic!("{r:?}"),
+        }
+    }
+
+    #[test]
+    fn zone_with_too_few_points() {
+        let e = geo_err("[[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]]", "[[0.1, 0.1], [0.9, 0.1]]");
+        assert!(e.contains("field `cameras[1].zones[0].points` (camera `gate`)") && e.contains("zone `yard`") && e.contains("at least 3"), "{e}");
+    }
+
+    #[test]
+    fn zone_outside_image() {
+        let e = geo_err("[0.6, 0.6], [0.2, 0.6]]", "[0.6, 1.2], [0.2, 0.6]]");
+        assert!(e.contains("cameras[1].zones[1].points") && e.contains("`gate`") && e.contains("zone `lawn`") && e.contains("outside"), "{e}");
+        let e = geo_err("[[0.0, 0.5], [0.5, 0.55]", "[[-0.1, 0.5], [0.5, 0.55]");
+        assert!(e.contains("cameras[1].lines[0].points") && e.contains("line `kerb`") && e.contains("outside"), "{e}");
+    }
+
+    #[test]
+    fn self_intersecting_zone() {
+        let e = geo_err("[[0.2, 0.2], [0.6, 0.2], [0.6, 0.6], [0.2, 0.6]]", "[[0.2, 0.2], [0.6, 0.6], [0.6, 0.2], [0.2, 0.6]]");
+        assert_eq!(e, "field `cameras[1].zones[1].points` (camera `gate`): zone `lawn` intersects itself");
+    }
+
+    #[test]
+    fn duplicate_zone_and_line_names() {
+        let e = geo_err("name = \"lawn\"", "name = \"yard\"");
+        assert!(e.contains("cameras[1].zones[1].name") && e.contains("duplicate zone `yard`") && e.contains("`gate`"), "{e}");
+        let t = GEO.replacen("[[cameras.rules]]", "[[cameras.lines]]\nname = \"kerb\"\npoints = [[0.1, 0.1], [0.2, 0.2]]\n[[cameras.rules]]", 1);
+        let e = Config::parse(&t, &base()).unwrap_err();
+        assert!(e.contains("cameras[1].lines[1].name") && e.contains("duplicate line `kerb`"), "{e}");
+    }
+
+    #[test]
+    fn line_with_one_point() {
+        let e = geo_err("[[0.0, 0.5], [0.5, 0.55], [1.0, 0.5]]", "[[0.0, 0.5]]");
+        assert!(e.contains("cameras[1].lines[0].points") && e.contains("line `kerb`") && e.contains("at least 2"), "{e}");
+    }
+
+    #[test]
+    fn unknown_zone_or_line_in_rule() {
+        let e = geo_err("zone = \"lawn\"", "zone = \"lawns\"");
+        assert!(e.contains("field `cameras[1].rules[0].zone` (camera `gate`)") && e.contains("unknown zone `lawns`") && e.contains("`yard`"), "{e}");
+        let e = geo_err("line = \"kerb\"", "line = \"curb\"");
+        assert!(e.contains("cameras[1].rules[1].line") && e.contains("unknown line `curb`"), "{e}");
+    }
+
+    #[test]
+    fn rule_values_are_checked() {
+        let e = geo_err("allowed_heading_deg = 90", "allowed_heading_deg = 90\ntolerance_deg = 120");
+        assert!(e.contains("cameras[1].rules[4].tolerance_deg") && e.contains("`gate`"), "{e}");
+        let e = geo_err("kind = \"crowd\"\nzone = \"yard\"", "kind = \"crowd\"\nzone = \"yard\"\nmin_count = 0");
+        assert!(e.contains("cameras[1].rules[3].min_count"), "{e}");
+        let e = geo_err("classes = [\"person\"]", "classes = []");
+        assert!(e.contains("cameras[1].rules[0].classes"), "{e}");
+        let e = geo_err("kind = \"loitering\"\nzone = \"yard\"", "kind = \"loitering\"\nzone = \"yard\"\ndwell_secs = -1");
+        assert!(e.contains("cameras[1].rules[2].dwell_secs"), "{e}");
+        // Unknown keys and bad enum values are rejected by serde, naming the camera.
+        let e = geo_err("raise_event = true", "raise_events = true");
+        assert!(e.contains("raise_events") && e.contains("`gate`"), "{e}");
+        let e = geo_err("direction = \"b_to_a\"", "direction = \"up\"");
+        assert!(e.contains("cameras[1].rules[1]") && e.contains("`up`") && e.contains("`b_to_a`") && e.contains("`gate`"), "{e}");
+        let e = geo_err("person = \"center\"", "person = \"feet\"");
+        assert!(e.contains("anchors") && e.contains("`gate`"), "{e}");
+        // wrong_way needs its heading.
+        let e = geo_err("allowed_heading_deg = 90\n", "");
+        assert!(e.contains("allowed_heading_deg"), "{e}");
+    }
+
+    /// docs/config.md: the main block, the geometry block and the rule block parse and
+    /// validate together, and every `key = V  # default V` line states the real default
+    /// (removing it changes nothing).
+    #[test]
+    fn docs_config_blocks_parse_and_state_true_defaults() {
+        let md = std::fs::read_to_string(base().join("docs/config.md")).unwrap();
+        let blocks: Vec<&str> =
+            md.split("```toml\n").skip(1).filter_map(|b| b.split("```").next()).filter(|b| !b.contains("[elements]")).collect();
+        assert_eq!(blocks.len(), 3, "main, geometry and rules blocks");
+        let extra_zones = ["lane-north", "bus-stop", "junction"]
+            .iter()
+            .map(|z| format!("[[cameras.zones]]\nname = \"{z}\"\npoints = [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]\n"))
+            .collect::<String>();
+        let text = format!("{}\n{}\n{extra_zones}\n{}", blocks[0], blocks[1], blocks[2]);
+        let full = Config::parse(&text, &base()).unwrap_or_else(|e| panic!("docs/config.md: {e}"));
+        let mut stripped = String::new();
+        let mut removed = 0;
+        for line in text.lines() {
+            let default_matches = line.split_once('#').and_then(|(kv, comment)| {
+                let (_, value) = kv.split_once('=')?;
+                let d = comment.trim().strip_prefix("default ")?;
+                let d = d.split(" (").next()?.trim();
+                Some(d == value.trim())
+            });
+            if default_matches == Some(true) && !line.trim_start().starts_with('#') {
+                removed += 1;
+            } else {
+                stripped += line;
+                stripped += "\n";
+            }
+        }
+        assert!(removed >= 30, "only {removed} default lines found");
+        let bare = Config::parse(&stripped, &base()).unwrap_or_else(|e| panic!("stripped docs config: {e}"));
+        let (a, b) = (&full.cameras[0], &bare.cameras[0]);
+        assert_eq!(format!("{:?}", a.rules), format!("{:?}", b.rules));
+        assert_eq!(a.tracker, b.tracker);
+        assert_eq!(a.tracker, crate::track::TrackerConfig::default());
+        assert_eq!(a.rules.len(), 8);
+        assert_eq!(a.zones.len(), 4);
+        assert_eq!(a.lines.len(), 1);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod config;
+pub mod geometry;
 pub mod health;
 pub mod infer;
 pub mod ingest;

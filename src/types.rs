@@ -229,3 +229,16 @@ pub struct Tracks {
     pub detections: Detections,
     pub tracks: Vec<Track>,
 }
+
+/// One counted line crossing (rules → store, upserted into 1-minute buckets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CountDelta {
+    pub camera_id: String,
+    pub line: String,
+    pub class: String,
+    /// `a_to_b` or `b_to_a` (see `geometry`).
+    pub direction: crate::geometry::CrossDir,
+    /// When the anchor crossed (the capture time of the first frame past the line).
+    pub at: OffsetDateTime,
+    pub count: u32,
+}

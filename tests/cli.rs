@@ -94,3 +94,32 @@ fn check_reports_unreachable_camera_and_corrupt_model() {
     assert_ne!(code, 0);
     assert!(text.contains("sha256"), "{text}");
 }
+
+#[test]
+fn detect_prints_people_on_a_pets_video_and_rejects_bad_input() {
+    let model = repo().join("models/nanodet-g-coco-320");
+    let out = Command::new(bin())
+        .args(["detect", "--model"])
+        .arg(&model)
+        .args(["--video", PETS_AVI, "--frames", "3", "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    for l in &lines {
+        let people = l["objects"].as_array().unwrap().iter().filter(|o| o["class"] == "person").count();
+        assert!(people >= 3, "few people in {l}");
+    }
+    // A corrupt "image" and a missing video are errors that say which file.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.jpg");
+    std::fs::write(&bad, b"not a jpeg").unwrap();
+    for args in [vec!["--image", bad.to_str().unwrap()], vec!["--video", "/nonexistent.mp4"]] {
+        let out = Command::new(bin()).args(["detect", "--model"]).arg(&model).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains(args[1]), "{err}");
+    }
+}

@@ -126,7 +126,7 @@ fn rtsp_camera_goes_offline_and_reconnects() {
         r#"
 [[cameras]]
 id = "rtsp"
-url = "rtsp://127.0.0.1:{port}/cam"
+url = "rtsp://viewer:s3cr3t-pw@127.0.0.1:{port}/cam"
 detect_fps = 5
 models = ["coco"]
 stall_timeout_secs = 3.0
@@ -153,4 +153,8 @@ min_secs = 1.0
     let _server = serve();
     wait_for(60, &format!("rtsp camera back online\n{}", a.logs()), || (a.camera("rtsp")["state"] == "online").then_some(()));
     assert!(a.camera("rtsp")["reconnects"].as_u64().unwrap() >= 1);
+    // Camera credentials never reach the logs or the API.
+    assert!(a.logs().contains("rtsp://***@127.0.0.1"), "{}", a.logs());
+    assert!(!a.logs().contains("s3cr3t-pw"), "password in logs:\n{}", a.logs());
+    assert!(!a.get_json("/api/v1/cameras").to_string().contains("s3cr3t-pw"));
 }

@@ -26,7 +26,7 @@ use uuid::Uuid;
 pub use error::{ApiError, ErrorKind};
 
 use crate::health::{CameraHealth, CameraState, Registry};
-use crate::store::{self, EventQuery, Store};
+use crate::store::{self, Bucket, CountQuery, CountRow, EventQuery, Store};
 use crate::types::Event;
 
 /// The OpenAPI 3.1 description of this API, served at `/api/v1/openapi.json`.
@@ -68,6 +68,7 @@ pub(crate) fn routes() -> Vec<RouteDef> {
         r("/api/v1/events", false, get(list_events)),
         r("/api/v1/events/{id}", false, get(get_event)),
         r("/api/v1/events/{id}/snapshot.jpg", false, get(snapshot_jpg)),
+        r("/api/v1/counts", false, get(list_counts)),
     ]
 }
 
@@ -311,6 +312,78 @@ pub(crate) fn parse_event_query(raw: Option<&str>) -> Result<EventQuery, ApiErro
         }
     }
     Ok(q)
+}
+
+fn parse_time(key: &str, v: &str) -> Result<OffsetDateTime, ApiError> {
+    OffsetDateTime::parse(v, &Rfc3339)
+        .or_else(|e| OffsetDateTime::parse(&v.replace(' ', "+"), &Rfc3339).map_err(|_| e))
+        .map_err(|e| {
+            ApiError::bad_param(
+                key,
+                format!("query parameter `{key}` must be an RFC 3339 time (e.g. 2026-01-31T12:00:00Z): {e}"),
+            )
+        })
+}
+
+/// Parses the query string of `GET /api/v1/counts`; every failure names its parameter.
+pub(crate) fn parse_count_query(raw: Option<&str>) -> Result<CountQuery, ApiError> {
+    let mut q = CountQuery { camera: None, line: None, class: None, since: None, until: None, bucket: Bucket::Hour };
+    let mut seen: Vec<String> = Vec::new();
+    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        let key = key.into_owned();
+        if seen.contains(&key) {
+            return Err(ApiError::bad_param(&key, format!("query parameter `{key}` given more than once")));
+        }
+        let text = || -> Result<Option<String>, ApiError> {
+            if value.is_empty() {
+                Err(ApiError::bad_param(&key, format!("query parameter `{key}` must not be empty")))
+            } else {
+                Ok(Some(value.to_string()))
+            }
+        };
+        match key.as_str() {
+            "camera" => q.camera = text()?,
+            "line" => q.line = text()?,
+            "class" => q.class = text()?,
+            "since" => q.since = Some(parse_time(&key, &value)?),
+            "until" => q.until = Some(parse_time(&key, &value)?),
+            "bucket" => {
+                q.bucket = Bucket::parse(&value).ok_or_else(|| {
+                    ApiError::bad_param(
+                        "bucket",
+                        format!("query parameter `bucket` must be `minute`, `hour` or `day`, got `{value}`"),
+                    )
+                })?
+            }
+            _ => {
+                return Err(ApiError::bad_param(
+                    &key,
+                    format!("unknown query parameter `{key}` (allowed: camera, line, class, since, until, bucket)"),
+                ))
+            }
+        }
+        seen.push(key);
+    }
+    if let (Some(s), Some(u)) = (q.since, q.until) {
+        if s >= u {
+            return Err(ApiError::bad_param("until", "query parameter `until` must be later than `since`"));
+        }
+    }
+    Ok(q)
+}
+
+#[derive(Serialize)]
+struct CountList {
+    bucket: &'static str,
+    counts: Vec<CountRow>,
+}
+
+async fn list_counts(State(st): State<ApiState>, RawQuery(raw): RawQuery) -> Result<Json<CountList>, ApiError> {
+    let q = parse_count_query(raw.as_deref())?;
+    let bucket = q.bucket.as_str();
+    let s = st.store.clone();
+    let counts = blocking(move || Ok(s.counts(&q)?)).await?;
+    Ok(Json(CountList { bucket, counts }))
 }
 
 async fn list_events(State(st): State<ApiState>, RawQuery(raw): RawQuery) -> Result<Json<EventList>, ApiError> {

@@ -388,3 +388,72 @@ fn query_parser_unit() {
     assert_eq!(q.kind.as_deref(), Some("presence"));
     assert_eq!((q.before_seq, q.limit), (Some(7), 3));
 }
+
+#[tokio::test]
+async fn counts_aggregate_per_bucket() {
+    use crate::geometry::CrossDir;
+    use crate::types::CountDelta;
+    let fx = fixture();
+    let d = |line: &str, dir, at: OffsetDateTime, count| CountDelta {
+        camera_id: "cam1".into(),
+        line: line.into(),
+        class: "person".into(),
+        direction: dir,
+        at,
+        count,
+    };
+    let t = time::macros::datetime!(2026-03-01 10:00:05 UTC);
+    fx.state
+        .store
+        .add_counts(&[
+            d("gate", CrossDir::AToB, t, 2),
+            d("gate", CrossDir::AToB, t + time::Duration::minutes(3), 1),
+            d("gate", CrossDir::BToA, t + time::Duration::minutes(90), 4),
+            d("road", CrossDir::AToB, t, 9),
+        ])
+        .unwrap();
+    let r = get(&fx, "/api/v1/counts?camera=cam1&line=gate&bucket=hour").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    assert_eq!(v["bucket"], "hour");
+    assert_eq!(
+        v["counts"],
+        serde_json::json!([
+            {"camera_id": "cam1", "line": "gate", "class": "person", "direction": "a_to_b",
+             "bucket_start": "2026-03-01T10:00:00Z", "count": 3},
+            {"camera_id": "cam1", "line": "gate", "class": "person", "direction": "b_to_a",
+             "bucket_start": "2026-03-01T11:00:00Z", "count": 4},
+        ])
+    );
+    let v = get(&fx, "/api/v1/counts?line=gate&bucket=minute&since=2026-03-01T10:01:00Z&until=2026-03-01T11:00:00Z")
+        .await
+        .json();
+    assert_eq!(v["counts"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["counts"][0]["bucket_start"], "2026-03-01T10:03:00Z");
+    // Default bucket is hour; day sums everything of the day.
+    assert_eq!(get(&fx, "/api/v1/counts").await.json()["bucket"], "hour");
+    let v = get(&fx, "/api/v1/counts?bucket=day&camera=cam1").await.json();
+    assert_eq!(v["counts"].as_array().unwrap().iter().map(|c| c["count"].as_i64().unwrap()).sum::<i64>(), 16);
+    // Nothing for another camera.
+    assert_eq!(get(&fx, "/api/v1/counts?camera=cam2").await.json()["counts"], serde_json::json!([]));
+    // Protected.
+    call(&fx, "GET", "/api/v1/counts", None).await.error(StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn counts_bad_parameters_are_400() {
+    let fx = fixture();
+    for (q, param) in [
+        ("bucket=week", "bucket"),
+        ("bucket=", "bucket"),
+        ("since=yesterday", "since"),
+        ("until=2026-13-01T00:00:00Z", "until"),
+        ("line=", "line"),
+        ("camera=a&camera=b", "camera"),
+        ("direction=a_to_b", "direction"),
+        ("since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z", "until"),
+    ] {
+        let e = get(&fx, &format!("/api/v1/counts?{q}")).await.error(StatusCode::BAD_REQUEST, "bad_request");
+        assert_eq!(e["parameter"], param, "{q}: {e}");
+    }
+}

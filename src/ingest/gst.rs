@@ -80,7 +80,7 @@ pub struct GstStream {
 }
 
 impl GstStream {
-    fn to_frame(&mut self, sample: &gst::Sample) -> Result<Frame, IngestError> {
+    fn make_frame(&mut self, sample: &gst::Sample) -> Result<Frame, IngestError> {
         let caps = sample.caps().ok_or_else(|| IngestError::Pipeline("sample without caps".into()))?;
         let info = gst_video::VideoInfo::from_caps(caps)
             .map_err(|_| IngestError::Pipeline(format!("unexpected caps {caps}")))?;
@@ -119,17 +119,13 @@ impl FrameStream for GstStream {
         while let Some(msg) = self.bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Eos]) {
             match msg.view() {
                 gst::MessageView::Error(e) => return StreamEvent::Error(format_error(e)),
-                gst::MessageView::Eos(_) => {
-                    // Frames queued in the appsink before EOS are still delivered below.
-                    if self.sink.is_eos() {
-                        return StreamEvent::Eos;
-                    }
-                }
+                // Frames queued in the appsink before EOS are still delivered below.
+                gst::MessageView::Eos(_) if self.sink.is_eos() => return StreamEvent::Eos,
                 _ => {}
             }
         }
         match self.sink.try_pull_sample(gst::ClockTime::from_nseconds(timeout.as_nanos() as u64)) {
-            Some(sample) => match self.to_frame(&sample) {
+            Some(sample) => match self.make_frame(&sample) {
                 Ok(f) => StreamEvent::Frame(f),
                 Err(e) => StreamEvent::Error(e.to_string()),
             },

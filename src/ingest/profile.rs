@@ -186,16 +186,25 @@ fn factories_in(desc: &str) -> Vec<String> {
         .collect()
 }
 
-/// Removes user:password from a URL before it is logged or served.
-pub fn redact_url(u: &str) -> String {
-    match url::Url::parse(u) {
-        Ok(mut p) if !p.username().is_empty() || p.password().is_some() => {
-            let _ = p.set_username("***");
-            let _ = p.set_password(None);
-            p.to_string()
+/// Replaces the user-info (`user:password@`) of every URL in `text` with `***@`, so camera
+/// credentials never reach a log line, a health report or an API response.
+pub fn redact_url(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(p) = rest.find("://") {
+        let (head, tail) = rest.split_at(p + 3);
+        out.push_str(head);
+        let end = tail.find(|c: char| c == '/' || c == '"' || c.is_whitespace()).unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                rest = &tail[at..];
+            }
+            None => rest = tail,
         }
-        _ => u.to_string(),
     }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -223,6 +232,10 @@ mod tests {
     fn redacts_credentials() {
         assert_eq!(redact_url("rtsp://admin:secret@10.0.0.5/s1"), "rtsp://***@10.0.0.5/s1");
         assert_eq!(redact_url("rtsp://10.0.0.5/s1"), "rtsp://10.0.0.5/s1");
+        assert_eq!(
+            redact_url(r#"rtspsrc location="rtsp://u:p@w@h:554/a" ! x, also rtsp://a:b@c/d"#),
+            r#"rtspsrc location="rtsp://***@h:554/a" ! x, also rtsp://***@c/d"#
+        );
     }
 
     #[test]

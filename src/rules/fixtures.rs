@@ -1,5 +1,14 @@
 //! Replays rule fixtures (tests/fixtures/rules/*.toml): runs of frames with detections in
 //! simulated time, and the incident changes the rules must report, in order.
+//!
+//! A fixture may also give the camera's `zones`, `lines` and `anchors` (as in the config;
+//! validated like it) and, per frame run, `tracks` directly instead of going through the
+//! tracker: `tracks = [{ id = 1, class = "person", box = [x1, y1, x2, y2] }]`, or a linear
+//! motion over the run with `from_box`/`to_box` (interpolated from the run's first to its
+//! last frame; the velocity is derived from it unless `velocity = [vx, vy]` is given).
+//! As soon as one run has `tracks`, the tracker is bypassed for the whole fixture and
+//! every frame's tracks are exactly those listed (state `tracked`). `[[expect_counts]]`
+//! lists the line-crossing counts the rules must emit, in order (each counts 1).
 
 use std::sync::Arc;
 
@@ -7,9 +16,10 @@ use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
 
 use super::RuleEngine;
-use crate::config::{CameraConfig, RuleConfig};
-use crate::types::{BBox, Change, Detection, Detections, Frame, Tracks};
+use crate::config::{CameraConfig, LineConfig, RuleConfig, ZoneConfig};
+use crate::geometry::{Anchor, CrossDir};
 use crate::track::Tracker;
+use crate::types::{BBox, Change, Detection, Detections, Frame, Track, TrackState, Tracks};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +30,75 @@ struct Fixture {
     frames: Vec<FrameRun>,
     #[serde(default)]
     expect: Vec<Expect>,
+    #[serde(default)]
+    zones: Vec<ZoneConfig>,
+    #[serde(default)]
+    lines: Vec<LineConfig>,
+    #[serde(default)]
+    anchors: std::collections::BTreeMap<String, Anchor>,
+    #[serde(default)]
+    expect_counts: Vec<ExpectCount>,
+}
+
+#[derive(Deserialize, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct ExpectCount {
+    line: String,
+    class: String,
+    direction: CrossDir,
+    /// Crossing time in seconds from the start of the fixture.
+    at: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FxTrack {
+    id: u64,
+    class: String,
+    #[serde(default = "default_score")]
+    score: f32,
+    #[serde(default, rename = "box")]
+    bbox: Option<[f32; 4]>,
+    #[serde(default)]
+    from_box: Option<[f32; 4]>,
+    #[serde(default)]
+    to_box: Option<[f32; 4]>,
+    #[serde(default)]
+    velocity: Option<[f32; 2]>,
+}
+
+fn default_score() -> f32 {
+    0.9
+}
+
+impl FxTrack {
+    /// The track at fraction `f` (0–1) of a run lasting `secs`.
+    fn at(&self, f: f32, secs: f64, now: OffsetDateTime, path: &std::path::Path) -> Track {
+        let (b, v) = match (self.bbox, self.from_box, self.to_box) {
+            (Some(b), None, None) => (b, [0.0, 0.0]),
+            (None, Some(a), Some(z)) => {
+                let b = std::array::from_fn(|i| a[i] + (z[i] - a[i]) * f);
+                let d = if secs > 0.0 { secs as f32 } else { 1.0 };
+                let c = |b: [f32; 4]| [(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0];
+                let (ca, cz) = (c(a), c(z));
+                (b, [(cz[0] - ca[0]) / d, (cz[1] - ca[1]) / d])
+            }
+            _ => panic!("{}: track {}: give either `box` or both `from_box` and `to_box`", path.display(), self.id),
+        };
+        let v = self.velocity.unwrap_or(v);
+        Track {
+            id: self.id,
+            class_id: 0,
+            class: self.class.clone(),
+            score: self.score,
+            bbox: BBox { x1: b[0], y1: b[1], x2: b[2], y2: b[3] },
+            state: TrackState::Tracked,
+            hits: 1,
+            first_seen: now,
+            last_seen: now,
+            velocity: (v[0], v[1]),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -30,6 +109,8 @@ struct FrameRun {
     step: f64,
     #[serde(default)]
     objects: Vec<Obj>,
+    #[serde(default)]
+    tracks: Vec<FxTrack>,
 }
 
 #[derive(Deserialize)]
@@ -66,7 +147,19 @@ fn run(path: &std::path::Path) {
         std::path::Path::new("/"),
     )
     .unwrap();
-    let cam = CameraConfig { rules: fx.rules, ..cfg.cameras[0].clone() };
+    let cam = CameraConfig {
+        rules: fx.rules,
+        zones: fx.zones,
+        lines: fx.lines,
+        anchors: fx.anchors,
+        ..cfg.cameras[0].clone()
+    };
+    let checked = crate::config::Config { cameras: vec![cam.clone()], ..cfg.clone() };
+    if let Err(e) = checked.validate() {
+        panic!("{}: invalid zones/lines/rules: {e}", path.display());
+    }
+    let direct = fx.frames.iter().any(|r| !r.tracks.is_empty());
+    let mut counts = Vec::new();
     let mut engine = RuleEngine::new(&cam);
     let mut tracker = Tracker::new(cam.tracker.clone());
     let mut got = Vec::new();
@@ -100,9 +193,24 @@ fn run(path: &std::path::Path) {
                 })
                 .collect::<Vec<_>>();
             let at = frame.captured_at;
-            let tracks = tracker.update(&objects, at);
+            let tracks = if direct {
+                let f = if n > 0 { k as f32 / n as f32 } else { 0.0 };
+                run.tracks.iter().map(|tr| tr.at(f, run.to - run.from, at, path)).collect()
+            } else {
+                tracker.update(&objects, at)
+            };
             let detections = Detections { frame, objects, infer_ms: 0.0 };
-            for c in engine.process(&Tracks { detections, tracks }) {
+            let changes = engine.process(&Tracks { detections, tracks });
+            for c in engine.take_counts() {
+                counts.push(ExpectCount {
+                    line: c.line,
+                    class: c.class,
+                    direction: c.direction,
+                    at: (c.at - t0()).as_seconds_f64(),
+                });
+                assert_eq!(c.count, 1);
+            }
+            for c in changes {
                 got.push(Expect {
                     change: c.change,
                     kind: c.kind,
@@ -120,6 +228,7 @@ fn run(path: &std::path::Path) {
     }
     let expect: Vec<Expect> = fx.expect.into_iter().map(|e| Expect { objects: None, ..e }).collect();
     assert_eq!(got, expect, "{}", path.display());
+    assert_eq!(counts, fx.expect_counts, "{}: line counts", path.display());
 }
 
 #[test]
@@ -133,5 +242,5 @@ fn rule_fixtures() {
             n += 1;
         }
     }
-    assert!(n >= 3, "expected rule fixtures in {}", dir.display());
+    assert!(n >= 14, "expected rule fixtures in {}", dir.display());
 }

@@ -5,7 +5,18 @@
 //! Rules take "now" from the frame's capture time, never from a wall clock, so fixture tests
 //! replay detections in simulated time.
 
+pub mod common;
+pub mod config;
+pub mod congestion;
+pub mod crowd;
+pub mod intrusion;
+pub mod line_crossing;
+pub mod loitering;
 pub mod presence;
+pub mod stalled_vehicle;
+pub mod wrong_way;
+
+pub use common::Scene;
 
 use std::collections::HashMap;
 
@@ -13,7 +24,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::config::{CameraConfig, RuleConfig};
-use crate::types::{Change, EventChange, RuleOutput, Tracks};
+use crate::types::{Change, CountDelta, EventChange, RuleOutput, Tracks};
 
 /// A rule evaluated on every analysed frame of one camera.
 pub trait Rule: Send {
@@ -24,11 +35,23 @@ pub trait Rule: Send {
     fn on_frame(&mut self, t: &Tracks, out: &mut Vec<RuleOutput>);
     /// Ends every open incident (appliance stopping); `at` is the end time.
     fn finish(&mut self, at: OffsetDateTime, out: &mut Vec<RuleOutput>);
+    /// Moves line-crossing counts produced since the last call into `out` (most rules
+    /// count nothing).
+    fn take_counts(&mut self, _out: &mut Vec<CountDelta>) {}
 }
 
-pub fn build(cfg: &RuleConfig) -> Box<dyn Rule> {
+/// Builds a rule; `scene` holds the camera's zones, lines and anchors (names are checked by
+/// `Config::validate`; an unknown name here gives an empty zone/line that never matches).
+pub fn build(cfg: &RuleConfig, scene: &Scene) -> Box<dyn Rule> {
     match cfg {
         RuleConfig::Presence(p) => Box::new(presence::Presence::new(p.clone())),
+        RuleConfig::Intrusion(r) => Box::new(intrusion::Intrusion::new(r.clone(), scene)),
+        RuleConfig::LineCrossing(r) => Box::new(line_crossing::LineCrossing::new(r.clone(), scene)),
+        RuleConfig::Loitering(r) => Box::new(loitering::Loitering::new(r.clone(), scene)),
+        RuleConfig::Crowd(r) => Box::new(crowd::Crowd::new(r.clone(), scene)),
+        RuleConfig::WrongWay(r) => Box::new(wrong_way::WrongWay::new(r.clone(), scene)),
+        RuleConfig::StalledVehicle(r) => Box::new(stalled_vehicle::StalledVehicle::new(r.clone(), scene)),
+        RuleConfig::Congestion(r) => Box::new(congestion::Congestion::new(r.clone(), scene)),
     }
 }
 
@@ -39,6 +62,7 @@ pub struct RuleEngine {
     rules: Vec<Box<dyn Rule>>,
     open: HashMap<(usize, u64), Uuid>,
     buf: Vec<RuleOutput>,
+    counts: Vec<CountDelta>,
 }
 
 impl RuleEngine {
@@ -46,9 +70,13 @@ impl RuleEngine {
         RuleEngine {
             camera_id: cam.id.clone(),
             grid_cell: cam.grid_cell.clone(),
-            rules: cam.rules.iter().map(build).collect(),
+            rules: {
+                let scene = Scene::from_camera(cam);
+                cam.rules.iter().map(|r| build(r, &scene)).collect()
+            },
             open: HashMap::new(),
             buf: Vec::new(),
+            counts: Vec::new(),
         }
     }
 
@@ -57,9 +85,15 @@ impl RuleEngine {
         let mut changes = Vec::new();
         for i in 0..self.rules.len() {
             self.rules[i].on_frame(t, &mut self.buf);
+            self.rules[i].take_counts(&mut self.counts);
             self.drain(i, t.detections.frame.captured_instant, &mut changes);
         }
         changes
+    }
+
+    /// Line-crossing counts produced by `process` since the last call (for the store).
+    pub fn take_counts(&mut self) -> Vec<CountDelta> {
+        std::mem::take(&mut self.counts)
     }
 
     /// Ends all open incidents (graceful shutdown).
@@ -107,3 +141,108 @@ impl RuleEngine {
 
 #[cfg(test)]
 mod fixtures;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::types::{BBox, Detections, Frame, Track, TrackState};
+
+    fn frame_at(secs: f64) -> Frame {
+        Frame {
+            camera_id: Arc::from("cam"),
+            index: 0,
+            width: 4,
+            height: 4,
+            rgb: Arc::from(vec![0u8; 48]),
+            pts_ns: None,
+            captured_at: OffsetDateTime::UNIX_EPOCH + time::Duration::seconds_f64(1.8e9 + secs),
+            captured_instant: std::time::Instant::now(),
+        }
+    }
+
+    fn tracks_at(secs: f64, y2: f32) -> Tracks {
+        let frame = frame_at(secs);
+        let now = frame.captured_at;
+        Tracks {
+            detections: Detections { frame, objects: vec![], infer_ms: 0.0 },
+            tracks: vec![Track {
+                id: 7,
+                class_id: 0,
+                class: "person".into(),
+                score: 0.9,
+                bbox: BBox { x1: 0.4, y1: 0.3, x2: 0.5, y2 },
+                state: TrackState::Tracked,
+                hits: 3,
+                first_seen: now,
+                last_seen: now,
+                velocity: (0.0, 0.0),
+            }],
+        }
+    }
+
+    const CAM: &str = r#"
+box_id = "b"
+data_dir = "/tmp"
+[models]
+[[cameras]]
+id = "cam"
+url = "x.mp4"
+models = []
+enabled = false
+[[cameras.zones]]
+name = "area"
+points = [[0.2, 0.2], [0.8, 0.2], [0.8, 0.8], [0.2, 0.8]]
+[[cameras.lines]]
+name = "gate"
+points = [[0.1, 0.5], [0.9, 0.5]]
+[[cameras.rules]]
+kind = "intrusion"
+zone = "area"
+classes = ["person"]
+min_secs = 0.0
+[[cameras.rules]]
+kind = "line_crossing"
+line = "gate"
+min_offset = 0.0
+"#;
+
+    #[test]
+    fn engine_ends_open_incidents_and_hands_out_counts() {
+        let cfg = crate::config::Config::parse(CAM, std::path::Path::new("/")).unwrap();
+        let mut engine = RuleEngine::new(&cfg.cameras[0]);
+        let started = engine.process(&tracks_at(0.0, 0.45));
+        assert_eq!(started.len(), 1);
+        assert_eq!((started[0].kind.as_str(), started[0].change), ("intrusion", Change::Started));
+        assert!(started[0].snapshot.is_some());
+        assert!(engine.take_counts().is_empty());
+        assert!(engine.process(&tracks_at(0.5, 0.55)).is_empty());
+        let counts = engine.take_counts();
+        assert_eq!(counts.len(), 1);
+        assert_eq!(
+            (counts[0].camera_id.as_str(), counts[0].line.as_str(), counts[0].direction),
+            ("cam", "gate", crate::geometry::CrossDir::AToB)
+        );
+        assert!(engine.take_counts().is_empty(), "counts are handed out once");
+        let end = frame_at(9.0).captured_at;
+        let ended = engine.finish(end);
+        assert_eq!(ended.len(), 1);
+        assert_eq!((ended[0].event_id, ended[0].change), (started[0].event_id, Change::Ended));
+        assert_eq!(ended[0].at, frame_at(0.5).captured_at, "ends at the last frame inside");
+        assert!(engine.finish(end).is_empty());
+    }
+
+    #[test]
+    fn unknown_zone_never_matches() {
+        // Config::validate rejects this; an engine built anyway must not panic.
+        let cfg = crate::config::Config::parse(CAM, std::path::Path::new("/")).unwrap();
+        let mut cam = cfg.cameras[0].clone();
+        cam.zones.clear();
+        cam.lines.clear();
+        let mut engine = RuleEngine::new(&cam);
+        assert!(engine.process(&tracks_at(0.0, 0.45)).is_empty());
+        assert!(engine.process(&tracks_at(0.5, 0.55)).is_empty());
+        assert!(engine.take_counts().is_empty());
+    }
+}

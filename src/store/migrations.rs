@@ -41,6 +41,19 @@ CREATE TABLE api_tokens (
     revoked_at  INTEGER
 );
 "#,
+    // v2: line-crossing counts in 1-minute buckets (rule `line_crossing`).
+    r#"
+CREATE TABLE line_counts (
+    camera_id       TEXT    NOT NULL,
+    line            TEXT    NOT NULL,
+    class           TEXT    NOT NULL,
+    direction       TEXT    NOT NULL CHECK (direction IN ('a_to_b','b_to_a')),
+    bucket_start_ms INTEGER NOT NULL,
+    count           INTEGER NOT NULL CHECK (count >= 0),
+    PRIMARY KEY (camera_id, line, class, direction, bucket_start_ms)
+) WITHOUT ROWID;
+CREATE INDEX line_counts_camera_bucket ON line_counts (camera_id, bucket_start_ms);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -20,7 +20,8 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::types::{Change, Detection, Event, EventChange, EventState, Severity};
+use crate::geometry::CrossDir;
+use crate::types::{Change, CountDelta, Detection, Event, EventChange, EventState, Severity};
 
 pub use snapshot::encode_jpeg;
 
@@ -94,6 +95,72 @@ pub struct EventPage {
     pub events: Vec<Event>,
     /// Pass as `before_seq` to get the next (older) page; `None` when this is the last page.
     pub next_before: Option<i64>,
+}
+
+/// Width of the stored count buckets (1 minute).
+pub const COUNT_BUCKET_MS: i64 = 60_000;
+
+/// Aggregation of [`Store::counts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Bucket {
+    pub fn parse(s: &str) -> Option<Bucket> {
+        match s {
+            "minute" => Some(Bucket::Minute),
+            "hour" => Some(Bucket::Hour),
+            "day" => Some(Bucket::Day),
+            _ => None,
+        }
+    }
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Bucket::Minute => "minute",
+            Bucket::Hour => "hour",
+            Bucket::Day => "day",
+        }
+    }
+    /// Bucket width in ms (days are UTC days).
+    pub fn ms(&self) -> i64 {
+        match self {
+            Bucket::Minute => 60_000,
+            Bucket::Hour => 3_600_000,
+            Bucket::Day => 86_400_000,
+        }
+    }
+}
+
+/// Filter of [`Store::counts`]: 1-minute buckets whose start is in `[since, until)`.
+#[derive(Debug, Clone)]
+pub struct CountQuery {
+    pub camera: Option<String>,
+    pub line: Option<String>,
+    pub class: Option<String>,
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+    pub bucket: Bucket,
+}
+
+/// One aggregated count row.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CountRow {
+    pub camera_id: String,
+    pub line: String,
+    pub class: String,
+    pub direction: CrossDir,
+    /// Start of the (minute, hour or UTC day) bucket.
+    #[serde(with = "time::serde::rfc3339")]
+    pub bucket_start: OffsetDateTime,
+    pub count: i64,
+}
+
+/// Start (ms) of the bucket of width `width_ms` containing `ms` (floor, also before 1970).
+pub fn bucket_start(ms: i64, width_ms: i64) -> i64 {
+    ms.div_euclid(width_ms) * width_ms
 }
 
 /// A token row, without its hash.
@@ -179,6 +246,22 @@ impl Store {
         };
         store.clean_snapshots()?;
         Ok(store)
+    }
+
+    /// Ends events left `active` by a crash or power cut (the process that owned them is
+    /// gone): `ended_at` is the last time the event was written. Returns how many.
+    pub fn end_interrupted(&self) -> Result<usize, StoreError> {
+        let conn = lock(&self.inner.writer);
+        let n = conn
+            .execute(
+                "UPDATE events SET state = 'ended', ended_at = MAX(updated_at, started_at) WHERE state = 'active'",
+                [],
+            )
+            .map_err(|e| StoreError::sql("end interrupted events", e))?;
+        if n > 0 {
+            tracing::warn!(events = n, "ended events left active by an unclean shutdown");
+        }
+        Ok(n)
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -523,6 +606,93 @@ impl Store {
         let token = try_generate_token()?;
         self.add_token(name, &hash_token(&token))?;
         Ok(Some(token))
+    }
+
+    /// Adds line-crossing counts to their 1-minute buckets (upsert), all in one transaction.
+    pub fn add_counts(&self, deltas: &[CountDelta]) -> Result<(), StoreError> {
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        let mut conn = lock(&self.inner.writer);
+        let tx = conn.transaction().map_err(|e| StoreError::sql("begin tx for counts", e))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO line_counts (camera_id, line, class, direction, bucket_start_ms, count)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (camera_id, line, class, direction, bucket_start_ms)
+                     DO UPDATE SET count = count + excluded.count",
+                )
+                .map_err(|e| StoreError::sql("prepare count upsert", e))?;
+            for d in deltas {
+                stmt.execute(params![
+                    d.camera_id,
+                    d.line,
+                    d.class,
+                    d.direction.as_str(),
+                    bucket_start(to_ms(d.at), COUNT_BUCKET_MS),
+                    d.count as i64
+                ])
+                .map_err(|e| StoreError::sql("upsert count", e))?;
+            }
+        }
+        tx.commit().map_err(|e| StoreError::sql("commit counts", e))
+    }
+
+    /// Crossing counts summed per (camera, line, class, direction, bucket), ordered by
+    /// bucket start, then camera, line, class and direction.
+    pub fn counts(&self, q: &CountQuery) -> Result<Vec<CountRow>, StoreError> {
+        let w = q.bucket.ms();
+        let mut args: Vec<Value> = vec![Value::Integer(w)];
+        let mut sql = String::from(
+            "SELECT camera_id, line, class, direction, (bucket_start_ms - (((bucket_start_ms % ?1) + ?1) % ?1)) AS b,
+                    SUM(count)
+             FROM line_counts WHERE 1",
+        );
+        for (col, v) in [("camera_id", &q.camera), ("line", &q.line), ("class", &q.class)] {
+            if let Some(v) = v {
+                args.push(Value::Text(v.clone()));
+                sql += &format!(" AND {col} = ?{}", args.len());
+            }
+        }
+        if let Some(t) = q.since {
+            args.push(Value::Integer(to_ms(t)));
+            sql += &format!(" AND bucket_start_ms >= ?{}", args.len());
+        }
+        if let Some(t) = q.until {
+            args.push(Value::Integer(to_ms(t)));
+            sql += &format!(" AND bucket_start_ms < ?{}", args.len());
+        }
+        sql += " GROUP BY camera_id, line, class, direction, b ORDER BY b, camera_id, line, class, direction";
+        let rows = self.read(|c| {
+            let mut stmt = c.prepare_cached(&sql).map_err(|e| StoreError::sql("prepare counts query", e))?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, i64>(5)?,
+                    ))
+                })
+                .map_err(|e| StoreError::sql("query counts", e))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(|e| StoreError::sql("query counts", e))
+        })?;
+        rows.into_iter()
+            .map(|(camera_id, line, class, dir, b, count)| {
+                let bad = |msg: String| StoreError::Corrupt { id: format!("line_counts {camera_id}/{line}"), msg };
+                Ok(CountRow {
+                    direction: CrossDir::parse(&dir).ok_or_else(|| bad(format!("direction `{dir}`")))?,
+                    bucket_start: from_ms(b).map_err(|e| bad(format!("bucket: {e}")))?,
+                    count,
+                    camera_id,
+                    line,
+                    class,
+                })
+            })
+            .collect()
     }
 
     /// Checkpoints the WAL into the database file and truncates it (graceful shutdown).

@@ -468,3 +468,92 @@ fn dump_snapshot_for_eyeballing() {
     fs::write(dir.join("gw-snap.jpg"), &jpeg).unwrap();
     image::load_from_memory(&jpeg).unwrap().save(dir.join("gw-snap.png")).unwrap();
 }
+
+#[test]
+fn interrupted_events_are_ended_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let c = change(Uuid::now_v7(), Change::Started, "cam", "presence", OffsetDateTime::now_utc());
+    store.apply(&c).unwrap();
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.end_interrupted().unwrap(), 1);
+    let ev = store.get_event(c.event_id).unwrap().unwrap();
+    assert_eq!(ev.state, EventState::Ended);
+    assert!(ev.ended_at.unwrap() >= ev.started_at);
+    assert_eq!(store.end_interrupted().unwrap(), 0);
+}
+
+fn delta(cam: &str, line: &str, class: &str, dir: CrossDir, at: OffsetDateTime, count: u32) -> CountDelta {
+    CountDelta { camera_id: cam.into(), line: line.into(), class: class.into(), direction: dir, at, count }
+}
+
+#[test]
+fn counts_upsert_and_aggregate() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    use CrossDir::*;
+    s.add_counts(&[
+        delta("c1", "gate", "person", AToB, datetime!(2026-03-01 10:00:05 UTC), 1),
+        delta("c1", "gate", "person", AToB, datetime!(2026-03-01 10:00:59.999 UTC), 1),
+        delta("c1", "gate", "person", BToA, datetime!(2026-03-01 10:00:30 UTC), 1),
+        delta("c1", "gate", "person", AToB, datetime!(2026-03-01 10:01:00 UTC), 2),
+        delta("c1", "gate", "car", AToB, datetime!(2026-03-01 10:59:00 UTC), 1),
+        delta("c1", "gate", "person", AToB, datetime!(2026-03-01 11:10:00 UTC), 1),
+        delta("c1", "road", "person", AToB, datetime!(2026-03-01 10:00:00 UTC), 7),
+        delta("c2", "gate", "person", AToB, datetime!(2026-03-02 00:00:00 UTC), 1),
+    ])
+    .unwrap();
+    s.add_counts(&[delta("c1", "gate", "person", AToB, datetime!(2026-03-01 10:00:10 UTC), 3)]).unwrap();
+    s.add_counts(&[]).unwrap();
+    let q = |bucket, camera: Option<&str>, line: Option<&str>| CountQuery {
+        camera: camera.map(str::to_string),
+        line: line.map(str::to_string),
+        class: None,
+        since: None,
+        until: None,
+        bucket,
+    };
+    let rows = s.counts(&q(Bucket::Minute, Some("c1"), Some("gate"))).unwrap();
+    let flat: Vec<(String, CrossDir, OffsetDateTime, i64)> =
+        rows.iter().map(|r| (r.class.clone(), r.direction, r.bucket_start, r.count)).collect();
+    assert_eq!(
+        flat,
+        vec![
+            ("person".into(), AToB, datetime!(2026-03-01 10:00 UTC), 5),
+            ("person".into(), BToA, datetime!(2026-03-01 10:00 UTC), 1),
+            ("person".into(), AToB, datetime!(2026-03-01 10:01 UTC), 2),
+            ("car".into(), AToB, datetime!(2026-03-01 10:59 UTC), 1),
+            ("person".into(), AToB, datetime!(2026-03-01 11:10 UTC), 1),
+        ]
+    );
+    let hour = s.counts(&q(Bucket::Hour, Some("c1"), Some("gate"))).unwrap();
+    let flat: Vec<(String, CrossDir, OffsetDateTime, i64)> =
+        hour.iter().map(|r| (r.class.clone(), r.direction, r.bucket_start, r.count)).collect();
+    assert_eq!(
+        flat,
+        vec![
+            ("car".into(), AToB, datetime!(2026-03-01 10:00 UTC), 1),
+            ("person".into(), AToB, datetime!(2026-03-01 10:00 UTC), 7),
+            ("person".into(), BToA, datetime!(2026-03-01 10:00 UTC), 1),
+            ("person".into(), AToB, datetime!(2026-03-01 11:00 UTC), 1),
+        ]
+    );
+    let day = s.counts(&q(Bucket::Day, None, None)).unwrap();
+    assert_eq!(day.len(), 5, "{day:?}");
+    assert_eq!(day.iter().map(|r| r.count).sum::<i64>(), 18);
+    assert!(day.iter().all(|r| r.bucket_start.hour() == 0 && r.bucket_start.minute() == 0));
+    // Time window over minute buckets, and a class filter.
+    let mut w = q(Bucket::Minute, Some("c1"), Some("gate"));
+    w.since = Some(datetime!(2026-03-01 10:01 UTC));
+    w.until = Some(datetime!(2026-03-01 11:00 UTC));
+    w.class = Some("person".into());
+    let rows = s.counts(&w).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].bucket_start, rows[0].count), (datetime!(2026-03-01 10:01 UTC), 2));
+    // Counts survive a reopen.
+    drop(s);
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.counts(&q(Bucket::Day, Some("c2"), None)).unwrap()[0].count, 1);
+    assert_eq!(bucket_start(-1, 60_000), -60_000);
+}

@@ -1,0 +1,340 @@
+//! Plane geometry for zones and lines, in normalised image coordinates: x from 0 (left) to
+//! 1 (right), y from 0 (top) to 1 (bottom), so geometry survives a change of detect size.
+//!
+//! Sides of a line: walk along a segment from its first point to its second. A point is on
+//! the **right** side if it is on your right hand *as seen on the screen* (y grows
+//! downwards). For a horizontal line drawn from left to right, "right" is below the line
+//! (larger y) and "left" is above it. A crossing `a_to_b` goes from the left side to the
+//! right side; `b_to_a` the other way.
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::BBox;
+
+/// A point (x, y) in normalised image coordinates.
+pub type Pt = [f64; 2];
+
+const EPS: f64 = 1e-12;
+
+fn sub(a: Pt, b: Pt) -> Pt {
+    [a[0] - b[0], a[1] - b[1]]
+}
+
+/// z of the cross product (b − a) × (p − a): > 0 when `p` is on the right of a→b (screen
+/// coordinates, y down), < 0 on the left, 0 on the line.
+pub fn side(a: Pt, b: Pt, p: Pt) -> f64 {
+    let d = sub(b, a);
+    let v = sub(p, a);
+    d[0] * v[1] - d[1] * v[0]
+}
+
+/// Euclidean distance.
+pub fn dist(a: Pt, b: Pt) -> f64 {
+    let d = sub(a, b);
+    (d[0] * d[0] + d[1] * d[1]).sqrt()
+}
+
+/// Heading of the vector `d` in degrees, 0 = image right, 90 = image down, in (−180, 180].
+pub fn heading_deg(d: Pt) -> f64 {
+    d[1].atan2(d[0]).to_degrees()
+}
+
+/// Smallest absolute difference between two headings, 0–180°.
+pub fn angle_diff_deg(a: f64, b: f64) -> f64 {
+    let d = (a - b).rem_euclid(360.0);
+    if d > 180.0 {
+        360.0 - d
+    } else {
+        d
+    }
+}
+
+/// Whether `p` lies inside the polygon (even–odd rule; points exactly on an edge may fall
+/// either way).
+pub fn point_in_polygon(p: Pt, poly: &[Pt]) -> bool {
+    let n = poly.len();
+    if n < 3 {
+        return false;
+    }
+    let mut inside = false;
+    let mut j = n - 1;
+    for i in 0..n {
+        let (a, b) = (poly[i], poly[j]);
+        if (a[1] > p[1]) != (b[1] > p[1]) {
+            let x = a[0] + (p[1] - a[1]) * (b[0] - a[0]) / (b[1] - a[1]);
+            if p[0] < x {
+                inside = !inside;
+            }
+        }
+        j = i;
+    }
+    inside
+}
+
+/// Area of a simple polygon (shoelace), always ≥ 0.
+pub fn polygon_area(poly: &[Pt]) -> f64 {
+    let n = poly.len();
+    if n < 3 {
+        return 0.0;
+    }
+    let mut s = 0.0;
+    for i in 0..n {
+        let (a, b) = (poly[i], poly[(i + 1) % n]);
+        s += a[0] * b[1] - b[0] * a[1];
+    }
+    (s / 2.0).abs()
+}
+
+fn on_segment(a: Pt, b: Pt, p: Pt) -> bool {
+    p[0] >= a[0].min(b[0]) - EPS
+        && p[0] <= a[0].max(b[0]) + EPS
+        && p[1] >= a[1].min(b[1]) - EPS
+        && p[1] <= a[1].max(b[1]) + EPS
+}
+
+/// Whether the closed segments p1–p2 and q1–q2 share at least one point (touching and
+/// collinear overlap included).
+pub fn segments_touch(p1: Pt, p2: Pt, q1: Pt, q2: Pt) -> bool {
+    let d1 = side(q1, q2, p1);
+    let d2 = side(q1, q2, p2);
+    let d3 = side(p1, p2, q1);
+    let d4 = side(p1, p2, q2);
+    if ((d1 > EPS && d2 < -EPS) || (d1 < -EPS && d2 > EPS)) && ((d3 > EPS && d4 < -EPS) || (d3 < -EPS && d4 > EPS)) {
+        return true;
+    }
+    (d1.abs() <= EPS && on_segment(q1, q2, p1))
+        || (d2.abs() <= EPS && on_segment(q1, q2, p2))
+        || (d3.abs() <= EPS && on_segment(p1, p2, q1))
+        || (d4.abs() <= EPS && on_segment(p1, p2, q2))
+}
+
+/// Whether the polygon (closed: last point joins the first) intersects itself: two
+/// non-adjacent edges touch, or two adjacent edges fold back onto each other.
+pub fn polygon_self_intersects(poly: &[Pt]) -> bool {
+    let n = poly.len();
+    if n < 3 {
+        return false;
+    }
+    let edge = |i: usize| (poly[i], poly[(i + 1) % n]);
+    for i in 0..n {
+        let (a1, a2) = edge(i);
+        for j in i + 1..n {
+            let (b1, b2) = edge(j);
+            let adjacent = j == i + 1 || (i == 0 && j == n - 1);
+            if adjacent {
+                // Shared vertex: only a fold-back (collinear, overlapping) is an intersection.
+                let (shared, a_far, b_far) = if j == i + 1 { (a2, a1, b2) } else { (a1, a2, b1) };
+                let u = sub(a_far, shared);
+                let v = sub(b_far, shared);
+                let cross = u[0] * v[1] - u[1] * v[0];
+                let dot = u[0] * v[0] + u[1] * v[1];
+                if cross.abs() <= EPS && dot > 0.0 {
+                    return true;
+                }
+            } else if segments_touch(a1, a2, b1, b2) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Direction of a crossing (see the module docs for sides).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum CrossDir {
+    /// From the left side of the line to its right side.
+    AToB,
+    /// From the right side to the left side.
+    BToA,
+}
+
+impl CrossDir {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CrossDir::AToB => "a_to_b",
+            CrossDir::BToA => "b_to_a",
+        }
+    }
+    pub fn parse(s: &str) -> Option<CrossDir> {
+        match s {
+            "a_to_b" => Some(CrossDir::AToB),
+            "b_to_a" => Some(CrossDir::BToA),
+            _ => None,
+        }
+    }
+    pub fn opposite(&self) -> CrossDir {
+        match self {
+            CrossDir::AToB => CrossDir::BToA,
+            CrossDir::BToA => CrossDir::AToB,
+        }
+    }
+}
+
+/// Where the motion p1→p2 properly crosses the segment a→b: `(t, direction)` with `t` in
+/// (0, 1] the fraction of the motion at the crossing. A motion that starts on the segment
+/// (t = 0) or only touches it without changing side is not a crossing; `b_inclusive`
+/// decides whether a crossing exactly through `b` counts (so that a polyline vertex is
+/// counted once, by the segment that starts there).
+pub fn segment_crossing(p1: Pt, p2: Pt, a: Pt, b: Pt, b_inclusive: bool) -> Option<(f64, CrossDir)> {
+    let s1 = side(a, b, p1);
+    let s2 = side(a, b, p2);
+    // Strictly from one side to the other: a motion ending exactly on the line has not
+    // crossed yet (callers keep the last position that was off the line).
+    let dir = if s1 < -EPS && s2 > EPS {
+        CrossDir::AToB
+    } else if s1 > EPS && s2 < -EPS {
+        CrossDir::BToA
+    } else {
+        return None;
+    };
+    let t = s1 / (s1 - s2);
+    let m = sub(p2, p1);
+    let x = [p1[0] + t * m[0], p1[1] + t * m[1]];
+    // Position along a→b.
+    let d = sub(b, a);
+    let len2 = d[0] * d[0] + d[1] * d[1];
+    if len2 <= EPS {
+        return None;
+    }
+    let u = ((x[0] - a[0]) * d[0] + (x[1] - a[1]) * d[1]) / len2;
+    let ok = u >= -1e-9 && if b_inclusive { u <= 1.0 + 1e-9 } else { u < 1.0 - 1e-9 };
+    ok.then_some((t, dir))
+}
+
+/// Every crossing of the motion p1→p2 with the polyline, ordered along the motion.
+pub fn polyline_crossings(p1: Pt, p2: Pt, line: &[Pt]) -> Vec<(f64, CrossDir)> {
+    let mut v: Vec<(f64, CrossDir)> = Vec::new();
+    let n = line.len();
+    for i in 0..n.saturating_sub(1) {
+        if let Some(c) = segment_crossing(p1, p2, line[i], line[i + 1], i + 2 == n) {
+            v.push(c);
+        }
+    }
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    v
+}
+
+/// Distance from `p` to the nearest point of the polyline.
+pub fn distance_to_polyline(p: Pt, line: &[Pt]) -> f64 {
+    let mut best = f64::INFINITY;
+    for w in line.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        let d = sub(b, a);
+        let len2 = d[0] * d[0] + d[1] * d[1];
+        let t = if len2 <= EPS { 0.0 } else { (((p[0] - a[0]) * d[0] + (p[1] - a[1]) * d[1]) / len2).clamp(0.0, 1.0) };
+        best = best.min(dist(p, [a[0] + t * d[0], a[1] + t * d[1]]));
+    }
+    if line.len() == 1 {
+        best = dist(p, line[0]);
+    }
+    best
+}
+
+/// The point of a box that stands for the object's position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Anchor {
+    /// Middle of the bottom edge: where people and vehicles touch the ground.
+    #[default]
+    BottomCenter,
+    Center,
+    TopCenter,
+}
+
+impl Anchor {
+    pub fn point(&self, b: &BBox) -> Pt {
+        let x = (b.x1 as f64 + b.x2 as f64) / 2.0;
+        let y = match self {
+            Anchor::BottomCenter => b.y2 as f64,
+            Anchor::Center => (b.y1 as f64 + b.y2 as f64) / 2.0,
+            Anchor::TopCenter => b.y1 as f64,
+        };
+        [x, y]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SQ: [Pt; 4] = [[0.2, 0.2], [0.8, 0.2], [0.8, 0.8], [0.2, 0.8]];
+
+    #[test]
+    fn inside_outside() {
+        assert!(point_in_polygon([0.5, 0.5], &SQ));
+        assert!(!point_in_polygon([0.1, 0.5], &SQ));
+        assert!(!point_in_polygon([0.5, 0.9], &SQ));
+        // Concave L shape.
+        let l = [[0.0, 0.0], [0.6, 0.0], [0.6, 0.3], [0.3, 0.3], [0.3, 0.6], [0.0, 0.6]];
+        assert!(point_in_polygon([0.1, 0.5], &l));
+        assert!(!point_in_polygon([0.5, 0.5], &l));
+        assert!(!point_in_polygon([0.5, 0.5], &l[..2]));
+    }
+
+    #[test]
+    fn area() {
+        assert!((polygon_area(&SQ) - 0.36).abs() < 1e-12);
+        let mut rev = SQ.to_vec();
+        rev.reverse();
+        assert!((polygon_area(&rev) - 0.36).abs() < 1e-12);
+        assert_eq!(polygon_area(&SQ[..2]), 0.0);
+    }
+
+    #[test]
+    fn self_intersection() {
+        assert!(!polygon_self_intersects(&SQ));
+        // Bow tie.
+        assert!(polygon_self_intersects(&[[0.2, 0.2], [0.8, 0.8], [0.8, 0.2], [0.2, 0.8]]));
+        // A vertex touching a non-adjacent edge.
+        assert!(polygon_self_intersects(&[[0.0, 0.0], [1.0, 0.0], [0.5, 0.0], [0.5, 1.0]]));
+        // Triangle is fine; a degenerate fold-back is not.
+        assert!(!polygon_self_intersects(&[[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]));
+        assert!(polygon_self_intersects(&[[0.1, 0.1], [0.9, 0.1], [0.5, 0.1]]));
+        // Concave but simple.
+        assert!(!polygon_self_intersects(&[[0.0, 0.0], [0.6, 0.0], [0.6, 0.3], [0.3, 0.3], [0.3, 0.6], [0.0, 0.6]]));
+    }
+
+    #[test]
+    fn sides_and_crossings() {
+        // Horizontal line drawn left → right: below is the right side.
+        let (a, b) = ([0.2, 0.5], [0.8, 0.5]);
+        assert!(side(a, b, [0.5, 0.7]) > 0.0);
+        assert!(side(a, b, [0.5, 0.3]) < 0.0);
+        // Moving down (left → right side) is a_to_b.
+        let c = segment_crossing([0.5, 0.4], [0.5, 0.6], a, b, true).unwrap();
+        assert_eq!(c.1, CrossDir::AToB);
+        assert!((c.0 - 0.5).abs() < 1e-9);
+        assert_eq!(segment_crossing([0.5, 0.6], [0.5, 0.4], a, b, true).unwrap().1, CrossDir::BToA);
+        // Beside the segment, parallel, ending on the line: no crossing.
+        assert!(segment_crossing([0.9, 0.4], [0.9, 0.6], a, b, true).is_none());
+        assert!(segment_crossing([0.3, 0.4], [0.6, 0.4], a, b, true).is_none());
+        assert!(segment_crossing([0.5, 0.4], [0.5, 0.5], a, b, true).is_none());
+        // Starting exactly on the line is not a crossing (callers skip on-line positions).
+        assert_eq!(segment_crossing([0.5, 0.5], [0.5, 0.6], a, b, true).map(|c| c.1), None);
+        // Polyline vertex counted once.
+        let line = [[0.2, 0.5], [0.5, 0.5], [0.8, 0.5]];
+        assert_eq!(polyline_crossings([0.5, 0.4], [0.5, 0.6], &line).len(), 1);
+        // A zig-zag polyline can be crossed twice by one motion.
+        let z = [[0.1, 0.1], [0.5, 0.9], [0.9, 0.1]];
+        let cs = polyline_crossings([0.0, 0.5], [1.0, 0.5], &z);
+        assert_eq!(cs.len(), 2);
+        assert!(cs[0].0 < cs[1].0);
+        assert_ne!(cs[0].1, cs[1].1);
+    }
+
+    #[test]
+    fn distances_headings_anchors() {
+        assert!((distance_to_polyline([0.5, 0.6], &[[0.2, 0.5], [0.8, 0.5]]) - 0.1).abs() < 1e-12);
+        assert!((distance_to_polyline([1.0, 0.5], &[[0.2, 0.5], [0.8, 0.5]]) - 0.2).abs() < 1e-12);
+        assert!((heading_deg([0.0, 1.0]) - 90.0).abs() < 1e-12);
+        assert!(heading_deg([1.0, 0.0]).abs() < 1e-12);
+        assert!((angle_diff_deg(170.0, -170.0) - 20.0).abs() < 1e-9);
+        assert!((angle_diff_deg(0.0, 270.0) - 90.0).abs() < 1e-9);
+        let b = BBox { x1: 0.2, y1: 0.2, x2: 0.4, y2: 0.6 };
+        let p = Anchor::BottomCenter.point(&b);
+        assert!((p[0] - 0.3).abs() < 1e-6 && (p[1] - 0.6).abs() < 1e-6);
+        assert!((Anchor::Center.point(&b)[1] - 0.4).abs() < 1e-6);
+        assert!((Anchor::TopCenter.point(&b)[1] - 0.2).abs() < 1e-6);
+    }
+}

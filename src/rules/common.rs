@@ -1,0 +1,173 @@
+//! Shared pieces of the track-based rules: the camera's geometry (`Scene`), anchors,
+//! cooldowns, and the start/clear hysteresis of aggregate rules.
+
+use std::collections::{BTreeMap, HashMap};
+
+use time::{Duration, OffsetDateTime};
+
+use crate::config::CameraConfig;
+use crate::geometry::{Anchor, Pt};
+use crate::types::{Change, Detection, Frame, RuleOutput, Severity, Track, TrackState, Tracks};
+
+/// Zones, lines and anchors of one camera.
+#[derive(Debug, Clone, Default)]
+pub struct Scene {
+    pub camera_id: String,
+    pub zones: HashMap<String, Vec<Pt>>,
+    pub lines: HashMap<String, Vec<Pt>>,
+    pub anchors: BTreeMap<String, Anchor>,
+}
+
+impl Scene {
+    pub fn from_camera(cam: &CameraConfig) -> Scene {
+        Scene {
+            camera_id: cam.id.clone(),
+            zones: cam.zones.iter().map(|z| (z.name.clone(), z.points.clone())).collect(),
+            lines: cam.lines.iter().map(|l| (l.name.clone(), l.points.clone())).collect(),
+            anchors: cam.anchors.clone(),
+        }
+    }
+
+    pub fn zone(&self, name: &str) -> Vec<Pt> {
+        self.zones.get(name).cloned().unwrap_or_else(|| {
+            tracing::warn!(camera = %self.camera_id, "rule refers to unknown zone `{name}`; it never matches");
+            Vec::new()
+        })
+    }
+
+    pub fn line(&self, name: &str) -> Vec<Pt> {
+        self.lines.get(name).cloned().unwrap_or_else(|| {
+            tracing::warn!(camera = %self.camera_id, "rule refers to unknown line `{name}`; it never matches");
+            Vec::new()
+        })
+    }
+
+    /// The anchor point of a track's box (per class; default bottom centre).
+    pub fn anchor(&self, t: &Track) -> Pt {
+        self.anchors.get(&t.class).copied().unwrap_or_default().point(&t.bbox)
+    }
+}
+
+pub fn secs(s: f64) -> Duration {
+    Duration::seconds_f64(s)
+}
+
+/// Tracks matched on this frame (confirmed, not lost) whose class is in `classes`
+/// (every class when `classes` is empty). Tracks with a non-finite box are skipped.
+pub fn observed<'t>(t: &'t Tracks, classes: &[String]) -> Vec<&'t Track> {
+    t.tracks
+        .iter()
+        .filter(|tr| {
+            let b = &tr.bbox;
+            tr.state == TrackState::Tracked
+                && [b.x1, b.y1, b.x2, b.y2].iter().all(|v| v.is_finite())
+                && (classes.is_empty() || classes.iter().any(|c| c == &tr.class))
+        })
+        .collect()
+}
+
+/// A track as an event object (class, score, box).
+pub fn object(t: &Track) -> Detection {
+    Detection { class_id: t.class_id, class: t.class.clone(), score: t.score, bbox: t.bbox }
+}
+
+pub fn output(
+    kind: &str,
+    severity: Severity,
+    key: u64,
+    change: Change,
+    at: OffsetDateTime,
+    objects: Vec<Detection>,
+    snapshot: Option<&Frame>,
+) -> RuleOutput {
+    RuleOutput { key, change, kind: kind.into(), severity, at, objects, snapshot: snapshot.cloned() }
+}
+
+/// No new event for a key until `secs` after the previous event of that key ended. Checked
+/// on the frame where the event would start, so a condition that outlasts the cooldown
+/// still raises its event then (with its original start time).
+#[derive(Debug, Clone)]
+pub struct Cooldown {
+    secs: f64,
+    ended: HashMap<u64, OffsetDateTime>,
+}
+
+impl Cooldown {
+    pub fn new(secs: f64) -> Self {
+        Cooldown { secs, ended: HashMap::new() }
+    }
+    pub fn allows(&self, key: u64, now: OffsetDateTime) -> bool {
+        self.ended.get(&key).is_none_or(|e| now - *e >= secs(self.secs))
+    }
+    pub fn ended(&mut self, key: u64, at: OffsetDateTime) {
+        if self.secs > 0.0 {
+            self.ended.insert(key, at);
+        }
+    }
+    /// Forgets keys whose cooldown has passed.
+    pub fn prune(&mut self, now: OffsetDateTime) {
+        let d = secs(self.secs);
+        self.ended.retain(|_, e| now - *e < d);
+    }
+}
+
+/// Start/clear hysteresis of an aggregate condition (crowd, congestion): starts when the
+/// condition has held for `min_secs` (any false frame resets that), ends when it has been
+/// false for `clear_secs` (any true frame resets that). The event runs from the first
+/// frame of the run to the last frame the condition held. One event at a time; `key`
+/// increases per episode.
+#[derive(Debug, Default)]
+pub struct Episode {
+    since: Option<OffsetDateTime>,
+    last_true: Option<OffsetDateTime>,
+    false_since: Option<OffsetDateTime>,
+    pub active: bool,
+    pub key: u64,
+}
+
+impl Episode {
+    pub fn step(
+        &mut self,
+        cond: bool,
+        now: OffsetDateTime,
+        min_secs: f64,
+        clear_secs: f64,
+        cooldown: &mut Cooldown,
+    ) -> Option<(Change, OffsetDateTime)> {
+        if cond {
+            self.false_since = None;
+            self.last_true = Some(now);
+            let since = *self.since.get_or_insert(now);
+            if !self.active && now - since >= secs(min_secs) && cooldown.allows(0, now) {
+                self.active = true;
+                self.key += 1;
+                return Some((Change::Started, since));
+            }
+        } else if self.active {
+            let fs = *self.false_since.get_or_insert(now);
+            if now - fs >= secs(clear_secs) {
+                let end = self.last_true.unwrap_or(fs);
+                self.reset();
+                cooldown.ended(0, end);
+                return Some((Change::Ended, end));
+            }
+        } else {
+            self.since = None;
+        }
+        None
+    }
+
+    /// Ends an open episode (shutdown); returns its end time.
+    pub fn finish(&mut self, at: OffsetDateTime) -> Option<OffsetDateTime> {
+        let out = self.active.then(|| self.last_true.unwrap_or(at));
+        self.reset();
+        out
+    }
+
+    fn reset(&mut self) {
+        self.active = false;
+        self.since = None;
+        self.last_true = None;
+        self.false_since = None;
+    }
+}

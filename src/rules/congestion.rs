@@ -1,0 +1,89 @@
+//! `congestion`: at least `min_count` confirmed vehicles (`classes`) with their anchor in
+//! `zone` whose median speed is below `max_speed` (normalised image units per second, from
+//! the tracker's velocity of each track) for ≥ `min_secs` → one event per episode for the
+//! zone. Hysteresis: it ends once the condition has been false for `clear_secs`; the end
+//! time is the last frame the condition held.
+
+use time::OffsetDateTime;
+
+use super::common::{object, observed, output, Cooldown, Episode, Scene};
+use super::Rule;
+use crate::geometry::{point_in_polygon, Pt};
+use crate::rules::config::CongestionRule;
+use crate::types::{Change, RuleOutput, Tracks};
+
+const KIND: &str = "congestion";
+
+pub struct Congestion {
+    cfg: CongestionRule,
+    zone: Vec<Pt>,
+    scene: Scene,
+    episode: Episode,
+    cooldown: Cooldown,
+}
+
+impl Congestion {
+    pub fn new(cfg: CongestionRule, scene: &Scene) -> Self {
+        Congestion {
+            zone: scene.zone(&cfg.zone),
+            scene: scene.clone(),
+            episode: Episode::default(),
+            cooldown: Cooldown::new(cfg.cooldown_secs),
+            cfg,
+        }
+    }
+}
+
+/// Median of a non-empty slice (mean of the two middle values for an even length).
+pub fn median(v: &mut [f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+}
+
+impl Rule for Congestion {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn on_frame(&mut self, t: &Tracks, out: &mut Vec<RuleOutput>) {
+        let now = t.detections.frame.captured_at;
+        let inside: Vec<_> = observed(t, &self.cfg.classes)
+            .into_iter()
+            .filter(|tr| point_in_polygon(self.scene.anchor(tr), &self.zone))
+            .collect();
+        let mut speeds: Vec<f64> = inside.iter().map(|tr| (tr.velocity.0 as f64).hypot(tr.velocity.1 as f64)).collect();
+        let cond = inside.len() >= self.cfg.min_count as usize
+            && median(&mut speeds).is_some_and(|m| m.is_finite() && m < self.cfg.max_speed);
+        if let Some((change, at)) =
+            self.episode.step(cond, now, self.cfg.min_secs, self.cfg.clear_secs, &mut self.cooldown)
+        {
+            let (objects, snap) = if change == Change::Started {
+                (inside.iter().map(|tr| object(tr)).collect(), Some(&t.detections.frame))
+            } else {
+                (vec![], None)
+            };
+            out.push(output(KIND, self.cfg.severity, self.episode.key, change, at, objects, snap));
+        }
+        self.cooldown.prune(now);
+    }
+
+    fn finish(&mut self, at: OffsetDateTime, out: &mut Vec<RuleOutput>) {
+        if let Some(end) = self.episode.finish(at) {
+            out.push(output(KIND, self.cfg.severity, self.episode.key, Change::Ended, end, vec![], None));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn median() {
+        assert_eq!(super::median(&mut []), None);
+        assert_eq!(super::median(&mut [3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(super::median(&mut [4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    }
+}

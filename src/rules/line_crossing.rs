@@ -1,0 +1,128 @@
+//! `line_crossing`: counts every crossing of `line` by a confirmed track's anchor, per class
+//! and direction (`a_to_b` = from the left side to the right side of the line walked from
+//! its first to its last point, on screen; see `geometry`), and optionally raises an
+//! instant event (started and ended at the crossing, key = track id) for crossings in
+//! `direction`.
+//!
+//! Hysteresis against jitter: a crossing is only counted once the anchor has got at least
+//! `min_offset` away from the line on the new side; if it crosses back first, the pending
+//! crossing is dropped. The crossing time is the capture time of the first frame on the new
+//! side. Positions exactly on the line are skipped (the last position off the line is kept).
+
+use std::collections::BTreeMap;
+
+use time::OffsetDateTime;
+
+use super::common::{object, observed, output, secs, Cooldown, Scene};
+use super::Rule;
+use crate::geometry::{distance_to_polyline, polyline_crossings, CrossDir, Pt};
+use crate::rules::config::{Direction, LineCrossingRule};
+use crate::types::{Change, CountDelta, RuleOutput, Tracks};
+
+const KIND: &str = "line_crossing";
+/// Per-track state is forgotten after a track has not been reported this long.
+const FORGET_SECS: f64 = 60.0;
+
+struct St {
+    prev: Pt,
+    pending: Option<(CrossDir, OffsetDateTime)>,
+    last_seen: OffsetDateTime,
+}
+
+pub struct LineCrossing {
+    cfg: LineCrossingRule,
+    line: Vec<Pt>,
+    scene: Scene,
+    tracks: BTreeMap<u64, St>,
+    cooldown: Cooldown,
+    counts: Vec<CountDelta>,
+}
+
+impl LineCrossing {
+    pub fn new(cfg: LineCrossingRule, scene: &Scene) -> Self {
+        LineCrossing {
+            line: scene.line(&cfg.line),
+            scene: scene.clone(),
+            tracks: BTreeMap::new(),
+            cooldown: Cooldown::new(cfg.cooldown_secs),
+            counts: Vec::new(),
+            cfg,
+        }
+    }
+
+    fn raises(&self, dir: CrossDir) -> bool {
+        self.cfg.raise_event
+            && match self.cfg.direction {
+                Direction::Both => true,
+                Direction::AToB => dir == CrossDir::AToB,
+                Direction::BToA => dir == CrossDir::BToA,
+            }
+    }
+}
+
+impl Rule for LineCrossing {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn on_frame(&mut self, t: &Tracks, out: &mut Vec<RuleOutput>) {
+        let now = t.detections.frame.captured_at;
+        if self.line.len() < 2 {
+            return;
+        }
+        for tr in observed(t, &self.cfg.classes) {
+            let p = self.scene.anchor(tr);
+            let d = distance_to_polyline(p, &self.line);
+            let Some(st) = self.tracks.get_mut(&tr.id) else {
+                if d > 1e-12 {
+                    self.tracks.insert(tr.id, St { prev: p, pending: None, last_seen: now });
+                }
+                continue;
+            };
+            st.last_seen = now;
+            if d <= 1e-12 {
+                continue;
+            }
+            for (_, dir) in polyline_crossings(st.prev, p, &self.line) {
+                st.pending = match st.pending {
+                    Some((pd, _)) if pd != dir => None,
+                    Some(x) => Some(x),
+                    None => Some((dir, now)),
+                };
+            }
+            st.prev = p;
+            let Some((dir, at)) = st.pending else { continue };
+            if d < self.cfg.min_offset {
+                continue;
+            }
+            st.pending = None;
+            self.counts.push(CountDelta {
+                camera_id: self.scene.camera_id.clone(),
+                line: self.cfg.line.clone(),
+                class: tr.class.clone(),
+                direction: dir,
+                at,
+                count: 1,
+            });
+            if self.raises(dir) && self.cooldown.allows(tr.id, now) {
+                let obj = vec![object(tr)];
+                let sev = self.cfg.severity;
+                out.push(output(KIND, sev, tr.id, Change::Started, at, obj.clone(), Some(&t.detections.frame)));
+                out.push(output(KIND, sev, tr.id, Change::Ended, at, obj, None));
+                self.cooldown.ended(tr.id, at);
+            }
+        }
+        let forget = secs(FORGET_SECS);
+        self.tracks.retain(|_, s| now - s.last_seen < forget);
+        self.cooldown.prune(now);
+    }
+
+    fn finish(&mut self, _at: OffsetDateTime, _out: &mut Vec<RuleOutput>) {
+        // Crossing events are instant: nothing is ever open. Pending crossings are dropped.
+        self.tracks.clear();
+    }
+
+    fn take_counts(&mut self, out: &mut Vec<CountDelta>) {
+        out.append(&mut self.counts);
+    }
+}
