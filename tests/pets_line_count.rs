@@ -1,6 +1,7 @@
 //! Line counting end to end on real footage: PETS09-S2L1 (Debian's `vtest.avi`, 768x576),
 //! frames 1–400, every frame analysed (lossless decode, 10 fps capture times) with the
-//! committed NanoDet-g 416 model, the real tracker (camera defaults) and a `line_crossing`
+//! committed NanoDet-g 416 model (score threshold lowered to the tracker's `low_score`, as
+//! `gridwatch run` does), the real tracker (camera defaults) and a `line_crossing`
 //! rule with its default parameters. The true crossings per direction come from the
 //! MOTChallenge ground truth of those frames (`../shared/eval/pets09-s2l1`): every GT track
 //! whose bottom centre passes the line between two of its consecutive boxes (rows with
@@ -95,6 +96,9 @@ classes = ["person"]
     let cam = &cfg.cameras[0];
     let mut det = gridwatch::cli::open_detector(&repo().join("models/nanodet-g-coco-416"), 2)
         .unwrap_or_else(|e| panic!("detector: {e:#}"));
+    // As `gridwatch run` does: the tracker's second stage needs detections down to `low_score`.
+    let floor = det.score_threshold().min(cam.tracker.low_score);
+    det.set_score_threshold(floor);
     let mut tracker = Tracker::new(cam.tracker.clone());
     let mut engine = RuleEngine::new(cam);
     let mut stream = gridwatch::cli::open_video(Path::new(PETS_AVI), 768).unwrap_or_else(|e| panic!("{e:#}"));
