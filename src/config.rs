@@ -208,6 +208,11 @@ pub enum RuleConfig {
     WrongWay(crate::rules::config::WrongWayRule),
     StalledVehicle(crate::rules::config::StalledVehicleRule),
     Congestion(crate::rules::config::CongestionRule),
+    Fall(crate::rules::config::FallRule),
+    Fire(crate::rules::config::FireRule),
+    Smoke(crate::rules::config::SmokeRule),
+    CameraTamper(crate::rules::config::TamperRule),
+    CameraOffline(crate::rules::config::CameraOfflineRule),
 }
 
 #[derive(Debug, Clone, Deserialize)]
