@@ -124,7 +124,11 @@ impl Tamper {
             return Ok((Some(Cause::Defocused), m));
         }
         let mut response = 0.0;
-        let Point2d { x, y } = imgproc::phase_correlate(grey, &r.grey, &r.window, Some(&mut response))?;
+        // phase_correlate multiplies its inputs by the window in place: give it copies.
+        let (mut a, mut b) = (Mat::default(), Mat::default());
+        opencv::core::multiply(grey, &r.window, &mut a, 1.0, -1)?;
+        opencv::core::multiply(&r.grey, &r.window, &mut b, 1.0, -1)?;
+        let Point2d { x, y } = imgproc::phase_correlate(&a, &b, &opencv::core::no_array(), Some(&mut response))?;
         m.shift = x.hypot(y);
         m.response = response;
         m.similarity = correlation(grey.data_typed::<f32>()?, r.grey.data_typed::<f32>()?);
@@ -248,5 +252,177 @@ impl Rule for Tamper {
                 out.push(output(KIND, self.cfg.severity, key, Change::Ended, end, vec![cause_object(c)], None));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use opencv::core::{Mat, Size, Vec3b};
+
+    use super::*;
+    use crate::types::{Detections, Frame};
+
+    const W: u32 = 320;
+    const H: u32 = 180;
+
+    /// A textured scene: smooth gradients plus pseudo-random 4×4 blocks and a few edges.
+    fn scene() -> Vec<u8> {
+        let mut v = Vec::with_capacity((W * H * 3) as usize);
+        let mut seed = 0x2545_f491_u32;
+        let mut blocks = vec![0u8; ((W / 4) * (H / 4)) as usize];
+        for b in &mut blocks {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            *b = (seed % 120) as u8;
+        }
+        for y in 0..H {
+            for x in 0..W {
+                let g = (x * 60 / W + y * 40 / H) as u8;
+                let b = blocks[((y / 4) * (W / 4) + x / 4) as usize];
+                let edge = if (x / 40 + y / 30) % 2 == 0 { 40 } else { 0 };
+                let p = 30u8.saturating_add(g).saturating_add(b).saturating_add(edge);
+                v.extend_from_slice(&[p, p.saturating_sub(10), p.saturating_add(5)]);
+            }
+        }
+        v
+    }
+
+    /// `img` with every value scaled by `gain` plus `offset`, and noise of ±`noise`.
+    fn vary(img: &[u8], gain: f32, offset: f32, noise: u32, seed: u32) -> Vec<u8> {
+        let mut s = seed.wrapping_mul(2_654_435_761).max(1);
+        img.iter()
+            .map(|p| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                let n = if noise > 0 { (s % (2 * noise + 1)) as f32 - noise as f32 } else { 0.0 };
+                (*p as f32 * gain + offset + n).clamp(0.0, 255.0) as u8
+            })
+            .collect()
+    }
+
+    fn blurred(img: &[u8]) -> Vec<u8> {
+        let src = Mat::new_rows_cols_with_bytes::<Vec3b>(H as i32, W as i32, img).unwrap();
+        let mut dst = Mat::default();
+        imgproc::gaussian_blur(&src, &mut dst, Size::new(0, 0), 4.0, 4.0, opencv::core::BORDER_DEFAULT).unwrap();
+        dst.data_bytes().unwrap().to_vec()
+    }
+
+    /// `img` shifted right by `dx` pixels (the left edge repeated).
+    fn shifted(img: &[u8], dx: u32) -> Vec<u8> {
+        let mut out = img.to_vec();
+        for y in 0..H {
+            for x in 0..W {
+                let sx = x.saturating_sub(dx);
+                let (d, s) = (((y * W + x) * 3) as usize, ((y * W + sx) * 3) as usize);
+                out[d..d + 3].copy_from_slice(&img[s..s + 3]);
+            }
+        }
+        out
+    }
+
+    fn tracks(rgb: Vec<u8>, secs: f64) -> Tracks {
+        let frame = Frame {
+            camera_id: Arc::from("cam"),
+            index: 0,
+            width: W,
+            height: H,
+            rgb: Arc::from(rgb),
+            pts_ns: None,
+            captured_at: OffsetDateTime::UNIX_EPOCH + time::Duration::seconds_f64(1.8e9 + secs),
+            captured_instant: std::time::Instant::now(),
+        };
+        Tracks { detections: Detections { frame, objects: vec![], infer_ms: 0.0 }, tracks: vec![] }
+    }
+
+    fn rule() -> Tamper {
+        let cfg: TamperRule = toml::from_str("min_secs = 3.0\nclear_secs = 2.0").unwrap();
+        Tamper::new(cfg)
+    }
+
+    /// (change, cause, event time) of every output.
+    type Got = Vec<(Change, String, f64)>;
+
+    /// Feeds `frames(t)` at 5 fps over [from, to) and collects the outputs.
+    fn feed(r: &mut Tamper, from: f64, to: f64, got: &mut Got, frames: &dyn Fn(u32) -> Vec<u8>) {
+        let mut out = Vec::new();
+        let mut i = (from * 5.0).round() as u32;
+        while f64::from(i) / 5.0 < to {
+            let t = f64::from(i) / 5.0;
+            r.on_frame(&tracks(frames(i), t), &mut out);
+            for o in out.drain(..) {
+                let at = (o.at - (OffsetDateTime::UNIX_EPOCH + time::Duration::seconds_f64(1.8e9))).as_seconds_f64();
+                got.push((o.change, o.objects[0].class.clone(), (at * 10.0).round() / 10.0));
+            }
+            i += 1;
+        }
+    }
+
+    #[test]
+    fn covered_defocused_moved() {
+        let base = scene();
+        let normal = |i: u32| vary(&base, 1.0, 0.0, 3, i);
+        let (mut r, mut got) = (rule(), Got::new());
+        feed(&mut r, 0.0, 10.0, &mut got, &normal);
+        assert!(got.is_empty(), "normal scene: {got:?}");
+        // Covered (black) 10–20 s.
+        feed(&mut r, 10.0, 20.0, &mut got, &|i| vary(&base, 0.03, 0.0, 1, i));
+        feed(&mut r, 20.0, 30.0, &mut got, &normal);
+        // Defocused 30–40 s.
+        let blur = blurred(&base);
+        feed(&mut r, 30.0, 40.0, &mut got, &|i| vary(&blur, 1.0, 0.0, 1, i));
+        feed(&mut r, 40.0, 50.0, &mut got, &normal);
+        // Moved (10 % of the width) 50–60 s.
+        let moved = shifted(&base, 32);
+        feed(&mut r, 50.0, 60.0, &mut got, &|i| vary(&moved, 1.0, 0.0, 3, i));
+        feed(&mut r, 60.0, 70.0, &mut got, &normal);
+        // The shift is measured: 32 px of 320 = 16 px at the 160 px analysis width.
+        let (cause, m) = r.observe(&vary(&moved, 1.0, 0.0, 3, 1), W, H).unwrap();
+        assert_eq!(cause, Some(Cause::Moved));
+        assert!((m.shift - 16.0).abs() < 1.0 && m.response > 0.05, "{m:?}");
+        assert_eq!(r.observe(&normal(2), W, H).unwrap().0, None, "the reference is intact");
+        let s = |c: Change, k: &str, at: f64| (c, k.to_string(), at);
+        assert_eq!(
+            got,
+            vec![
+                s(Change::Started, "covered", 10.0),
+                s(Change::Ended, "covered", 19.8),
+                s(Change::Started, "defocused", 30.0),
+                s(Change::Ended, "defocused", 39.8),
+                s(Change::Started, "moved", 50.0),
+                s(Change::Ended, "moved", 59.8),
+            ]
+        );
+        let mut out = Vec::new();
+        r.finish(OffsetDateTime::now_utc(), &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn noise_and_lighting_changes_do_not_fire() {
+        let base = scene();
+        let (mut r, mut got) = (rule(), Got::new());
+        // Heavier sensor noise, a slow dimming to 55 %, a sudden switch, brightening.
+        feed(&mut r, 0.0, 20.0, &mut got, &|i| vary(&base, 1.0 - 0.45 * i as f32 / 100.0, 0.0, 8, i));
+        feed(&mut r, 20.0, 40.0, &mut got, &|i| vary(&base, 0.7, 15.0, 8, i));
+        feed(&mut r, 40.0, 60.0, &mut got, &|i| vary(&base, 1.1, 0.0, 6, i));
+        assert!(got.is_empty(), "{got:?}");
+        // Measurements are sane on a normal frame.
+        let (cause, m) = r.observe(&vary(&base, 1.1, 0.0, 3, 1), W, H).unwrap();
+        assert_eq!(cause, None, "{m:?}");
+        assert!(m.similarity > 0.8 && m.shift < 1.0, "{m:?}");
+    }
+
+    #[test]
+    fn bad_frames_are_skipped() {
+        let mut r = rule();
+        let mut out = Vec::new();
+        let mut t = tracks(vec![0u8; 10], 0.0);
+        t.detections.frame.width = 4;
+        r.on_frame(&t, &mut out);
+        assert!(out.is_empty());
     }
 }
