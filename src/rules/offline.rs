@@ -3,7 +3,8 @@
 //! "health-watch" thread, which polls `health::Registry` twice a second) starts an event
 //! once the camera has been offline for ≥ `offline_secs` — counted from the first time it
 //! went offline; reconnect attempts (`connecting`) in between do not restart the count — and
-//! ends it when the camera is `online` again (end: the time it came back). The event's one
+//! ends it when the camera is `online` again (end: the time it came back). The snapshot is
+//! the camera's last frame before the outage, if it sent any. The event's one
 //! object carries the camera's last error as its `class` (box: the whole frame, score 1).
 //! A camera that never came online (e.g. a missing file) counts as offline from its first
 //! failure. On shutdown an open event is ended at the shutdown time.
@@ -124,7 +125,10 @@ pub fn watch(
         let now = OffsetDateTime::now_utc();
         for w in &mut watches {
             if let Some(h) = registry.get(&w.camera_id) {
-                if let Some(c) = w.step(&h, now) {
+                if let Some(mut c) = w.step(&h, now) {
+                    if c.change == Change::Started {
+                        c.snapshot = registry.latest(&w.camera_id); // the last frame before the outage
+                    }
                     tracing::warn!(camera = %w.camera_id, "camera_offline {:?}: {}", c.change, c.objects[0].class);
                     send(c);
                 }
