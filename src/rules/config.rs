@@ -547,3 +547,35 @@ pub struct CameraOfflineRule {
     #[serde(default = "sev_high")]
     pub severity: Severity,
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::RuleConfig;
+
+    fn rule(toml_text: &str) -> Result<(), (String, String)> {
+        let r: RuleConfig = toml::from_str(toml_text).map_err(|e| ("parse".to_string(), e.to_string()))?;
+        super::validate(&r)
+    }
+
+    #[test]
+    fn alarm_rules_are_validated() {
+        assert!(rule("kind = 'fire'").is_ok());
+        assert!(rule("kind = 'smoke'\nclasses = ['smoke', 'fire']").is_ok());
+        assert!(rule("kind = 'fall'").is_ok());
+        assert!(rule("kind = 'camera_tamper'").is_ok());
+        assert!(rule("kind = 'camera_offline'").is_ok());
+        let field = |t: &str| rule(t).err().map(|e| e.0).unwrap_or_default();
+        assert_eq!(field("kind = 'fire'\nk = 6"), "k");
+        assert_eq!(field("kind = 'smoke'\nn = 0"), "n");
+        assert_eq!(field("kind = 'fire'\nmin_area = 2.0"), "min_area");
+        assert_eq!(field("kind = 'fire'\nclasses = []"), "classes");
+        assert_eq!(field("kind = 'fall'\nlying_ratio = 0.0"), "lying_ratio");
+        assert_eq!(field("kind = 'fall'\nmin_height_drop = 1.0"), "min_height_drop");
+        assert_eq!(field("kind = 'fall'\ndown_secs = -1.0"), "down_secs");
+        assert_eq!(field("kind = 'camera_tamper'\nblur_factor = 0.5"), "blur_factor");
+        assert_eq!(field("kind = 'camera_tamper'\nanalysis_width = 4"), "analysis_width");
+        assert_eq!(field("kind = 'camera_tamper'\nreference_alpha = 0.0"), "reference_alpha");
+        assert_eq!(field("kind = 'camera_offline'\noffline_secs = -5.0"), "offline_secs");
+        assert_eq!(field("kind = 'camera_offline'\nofline_secs = 5.0"), "parse", "unknown keys are rejected");
+    }
+}
