@@ -7,8 +7,10 @@
 //! `reference_alpha`, updated only on frames where no condition holds). Causes, checked in
 //! this order (the first that holds is the frame's cause):
 //!
-//! * `covered`: mean grey level < `dark_level` or > `bright_level`, or its standard deviation
-//!   < `min_stddev` (a hand, tape or paint over the lens, a flat view);
+//! * `covered`: grey-level standard deviation < `min_stddev` (a hand, tape or paint over the
+//!   lens, a flat view), or mean grey level < `dark_level` (> `bright_level`) while the
+//!   reference's was ≥ 1.5 × `dark_level` (≤ 255 − 1.5 × (255 − `bright_level`)): a sudden
+//!   blackout or glare, not a scene that is dark from the start or darkens slowly at dusk;
 //! * `defocused`: sharpness (variance of the Laplacian divided by the grey-level variance, so
 //!   that a lighting change does not count) below the reference's / `blur_factor`;
 //! * `moved`: the global shift vs the reference (`phase_correlate`) ≥ `max_shift` of the
@@ -70,6 +72,7 @@ pub struct Measure {
 
 struct Reference {
     grey: Mat,
+    mean: f64,
     sharpness: f64,
     window: Mat,
 }
@@ -116,7 +119,13 @@ impl Tamper {
         let (mean, var) = mean_var(grey.data_typed::<f32>()?);
         let mut m = Measure { mean, stddev: var.sqrt(), sharpness: sharpness(grey, var)?, ..Default::default() };
         let c = &self.cfg;
-        if m.mean < c.dark_level || m.mean > c.bright_level || m.stddev < c.min_stddev {
+        // Too dark / too bright only counts against a reference that was clearly not, so a
+        // scene that darkens slowly (dusk) or is dark from the start is not "covered".
+        let r = self.reference.as_ref();
+        let dark = m.mean < c.dark_level && r.is_some_and(|r| r.mean >= 1.5 * c.dark_level);
+        let bright =
+            m.mean > c.bright_level && r.is_some_and(|r| r.mean <= 255.0 - 1.5 * (255.0 - c.bright_level));
+        if dark || bright || m.stddev < c.min_stddev {
             return Ok((Some(Cause::Covered), m));
         }
         let Some(r) = &self.reference else { return Ok((None, m)) };
@@ -147,12 +156,13 @@ impl Tamper {
                 let mut next = Mat::default();
                 opencv::core::add_weighted(&grey, a, &r.grey, 1.0 - a, 0.0, &mut next, -1)?;
                 r.grey = next;
+                r.mean = (1.0 - a) * r.mean + a * m.mean;
                 r.sharpness = (1.0 - a) * r.sharpness + a * m.sharpness;
             }
             _ => {
                 let mut window = Mat::default();
                 imgproc::create_hanning_window(&mut window, grey.size()?, CV_32F)?;
-                self.reference = Some(Reference { grey, sharpness: m.sharpness, window });
+                self.reference = Some(Reference { grey, mean: m.mean, sharpness: m.sharpness, window });
             }
         }
         Ok(())
