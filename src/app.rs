@@ -97,7 +97,14 @@ impl Analytics {
         for _ in 0..workers {
             let mut set = HashMap::new();
             for (name, m) in manifests {
-                let d = Detector::load(m, opts).with_context(|| format!("loading model `{name}`"))?;
+                let mut d = Detector::load(m, opts).with_context(|| format!("loading model `{name}`"))?;
+                // The tracker's second stage needs detections down to its `low_score`.
+                let floor = cameras
+                    .iter()
+                    .filter(|c| c.models.contains(name))
+                    .map(|c| c.tracker.low_score)
+                    .fold(d.score_threshold(), f32::min);
+                d.set_score_threshold(floor);
                 set.insert(name.clone(), d);
             }
             detector_sets.push(set);

@@ -754,6 +754,8 @@ zone = "yard"
         let bare = Config::parse(&stripped, &base()).unwrap_or_else(|e| panic!("stripped docs config: {e}"));
         let (a, b) = (&full.cameras[0], &bare.cameras[0]);
         assert_eq!(format!("{:?}", a.rules), format!("{:?}", b.rules));
+        assert_eq!(a.tracker, b.tracker);
+        assert_eq!(a.tracker, crate::track::TrackerConfig::default());
         assert_eq!(a.rules.len(), 13);
         assert_eq!(a.zones.len(), 4);
         assert_eq!(a.lines.len(), 1);

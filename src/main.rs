@@ -58,6 +58,11 @@ enum Cmd {
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
+    /// Evaluate the analytics against ground truth.
+    Eval {
+        #[command(subcommand)]
+        cmd: EvalCmd,
+    },
     /// Manage API tokens (stored hashed in the database).
     Token {
         #[command(subcommand)]
@@ -71,6 +76,55 @@ enum Cmd {
         port: u16,
         #[arg(long, default_value = "/cam")]
         path: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum EvalCmd {
+    /// Detection + tracking over a video, scored against MOTChallenge ground truth
+    /// (CLEAR-MOT: MOTA, MOTP, FP, FN, ID switches, fragmentations; IDF1, IDP, IDR).
+    Mot {
+        #[arg(long)]
+        video: PathBuf,
+        /// Ground truth, MOTChallenge format (frame,id,left,top,width,height,conf,…).
+        #[arg(long)]
+        gt: PathBuf,
+        /// Frames to evaluate, 1-based inclusive (`A-B`); frame N is the N-th decoded frame.
+        /// Default: the ground truth's first to last frame.
+        #[arg(long)]
+        frames: Option<String>,
+        /// Model manifest (models/<name>/model.toml) or its directory.
+        #[arg(long, short, default_value = "models/nanodet-g-coco-416")]
+        model: PathBuf,
+        /// Width frames are scaled to before detection.
+        #[arg(long, default_value_t = 768)]
+        width: u32,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Pixel size of the ground-truth coordinates (`WxH`). Default: the video's size.
+        #[arg(long)]
+        gt_size: Option<String>,
+        /// Class label to track and score.
+        #[arg(long, default_value = "person")]
+        class: String,
+        /// Detector score threshold. Default: the tracker's `low_score`.
+        #[arg(long)]
+        score_threshold: Option<f32>,
+        /// Tracker parameter override, `KEY=VALUE` (keys of [cameras.tracker]); repeatable.
+        #[arg(long = "tracker", value_name = "KEY=VALUE")]
+        tracker: Vec<String>,
+        /// Write the detections to this file (MOT det format, GT pixels).
+        #[arg(long)]
+        save_dets: Option<PathBuf>,
+        /// Read detections from this file (as written by --save-dets) instead of running the model.
+        #[arg(long, conflicts_with = "save_dets")]
+        dets: Option<PathBuf>,
+        /// Write the tracker output to this file (MOTChallenge result format, GT pixels).
+        #[arg(long)]
+        save_tracks: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -103,6 +157,10 @@ fn main() -> ExitCode {
         Cmd::Bench { video, model, frames, width, threads } => {
             gridwatch::bench::run(&video, &model, frames, width, threads)
         }
+        Cmd::Eval { cmd: EvalCmd::Mot { video, gt, frames, model, width, threads, gt_size, class, score_threshold, tracker, save_dets, dets, save_tracks, json } } => {
+            let files = (save_dets, dets, save_tracks);
+            eval_mot(video, gt, frames, model, width, threads, gt_size, class, score_threshold, &tracker, files, json)
+        }
         Cmd::Token { cmd: TokenCmd::Create { config, name } } => {
             load(&config).and_then(|c| gridwatch::cli::token_create(&c, &name))
         }
@@ -115,6 +173,46 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn eval_mot(
+    video: PathBuf,
+    gt: PathBuf,
+    frames: Option<String>,
+    model: PathBuf,
+    width: u32,
+    threads: usize,
+    gt_size: Option<String>,
+    class: String,
+    score_threshold: Option<f32>,
+    tracker: &[String],
+    (save_dets, dets, save_tracks): (Option<PathBuf>, Option<PathBuf>, Option<PathBuf>),
+    json: bool,
+) -> anyhow::Result<()> {
+    use gridwatch::eval;
+    let opts = eval::MotOptions {
+        video,
+        gt,
+        frames: frames.as_deref().map(eval::parse_range).transpose()?,
+        model,
+        width,
+        threads,
+        gt_size: gt_size.as_deref().map(eval::parse_size).transpose()?,
+        class,
+        score_threshold,
+        tracker: eval::tracker_config(tracker)?,
+        dets_in: dets,
+        dets_out: save_dets,
+        tracks_out: save_tracks,
+    };
+    let report = eval::run_mot(&opts)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", eval::format_report(&report));
+    }
+    Ok(())
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<gridwatch::config::Config> {

@@ -5,6 +5,7 @@
 //! [`super::preprocess::Transform`] maps them back to the frame.
 
 use super::manifest::{DecoderKind, ModelManifest};
+use crate::types::BBox;
 
 /// One candidate box in model-input pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,19 +29,12 @@ impl RawDetection {
             class_id,
         }
     }
-    pub fn area(&self) -> f32 {
-        (self.x2 - self.x1).max(0.0) * (self.y2 - self.y1).max(0.0)
+    /// The same box as a [`BBox`] (still in model-input pixels).
+    pub fn bbox(&self) -> BBox {
+        BBox { x1: self.x1, y1: self.y1, x2: self.x2, y2: self.y2 }
     }
     pub fn iou(&self, o: &RawDetection) -> f32 {
-        let iw = (self.x2.min(o.x2) - self.x1.max(o.x1)).max(0.0);
-        let ih = (self.y2.min(o.y2) - self.y1.max(o.y1)).max(0.0);
-        let inter = iw * ih;
-        let union = self.area() + o.area() - inter;
-        if union <= 0.0 {
-            0.0
-        } else {
-            inter / union
-        }
+        self.bbox().iou(&o.bbox())
     }
 }
 

@@ -30,14 +30,14 @@ use kalman::Kalman;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrackerConfig {
-    /// Detections scoring at least this are "high" (first association stage). Default 0.5.
+    /// Detections scoring at least this are "high" (first association stage). Default 0.6.
     pub high_score: f32,
     /// Detections scoring at least this but below `high_score` are "low" (second stage);
-    /// lower ones are ignored. The model's `score_threshold` must be at most this for the
-    /// second stage to see anything. Default 0.1.
+    /// lower ones are ignored. `gridwatch run` lowers the camera's models' score thresholds
+    /// to this. Default 0.25.
     pub low_score: f32,
     /// An unmatched high detection starts a new (tentative) track only if it scores at
-    /// least this. Default 0.6.
+    /// least this. Default 0.7.
     pub new_track_score: f32,
     /// Stage 1 (high detections ↔ confirmed tracks): minimum similarity (IoU, times the
     /// detection score when `fuse_score`). Default 0.2.
@@ -49,7 +49,7 @@ pub struct TrackerConfig {
     /// Default 0.3.
     pub tentative_match_iou: f32,
     /// Multiply IoU by the detection score in stages 1 and 3 (ByteTrack's `fuse_score`).
-    /// Default true.
+    /// Default false.
     pub fuse_score: bool,
     /// Matches needed to confirm a track (1 = confirm at once). Default 2.
     pub min_hits: u32,
@@ -59,6 +59,9 @@ pub struct TrackerConfig {
     /// Only match detections of the track's class. Default true; false lets a track follow
     /// a detection whose class flickers (the track takes the latest class).
     pub class_aware: bool,
+    /// Report a matched track's box as the detection's box instead of the Kalman-filtered
+    /// box (lost tracks always report the prediction). Default false.
+    pub detection_box: bool,
     /// Also report lost tracks (state `lost`, predicted box) for this long after their last
     /// match. Default 0 (only tracks matched on the frame are reported).
     pub report_lost_secs: f64,
@@ -67,16 +70,17 @@ pub struct TrackerConfig {
 impl Default for TrackerConfig {
     fn default() -> Self {
         TrackerConfig {
-            high_score: 0.5,
-            low_score: 0.1,
-            new_track_score: 0.6,
+            high_score: 0.6,
+            low_score: 0.25,
+            new_track_score: 0.7,
             match_iou: 0.2,
             low_match_iou: 0.5,
             tentative_match_iou: 0.3,
-            fuse_score: true,
+            fuse_score: false,
             min_hits: 2,
             track_buffer_secs: 2.0,
             class_aware: true,
+            detection_box: false,
             report_lost_secs: 0.0,
         }
     }
@@ -125,6 +129,8 @@ struct Inner {
     hits: u32,
     first_seen: OffsetDateTime,
     last_seen: OffsetDateTime,
+    /// Box of the last matched detection.
+    det_box: BBox,
 }
 
 impl Inner {
@@ -134,6 +140,7 @@ impl Inner {
 
     fn observe(&mut self, d: &Detection, at: OffsetDateTime) {
         self.kf.update(&d.bbox);
+        self.det_box = d.bbox;
         self.score = d.score;
         self.class_id = d.class_id;
         if self.class != d.class {
@@ -143,13 +150,13 @@ impl Inner {
         self.last_seen = at;
     }
 
-    fn public(&self) -> Option<Track> {
+    fn public(&self, detection_box: bool) -> Option<Track> {
         Some(Track {
             id: self.id?,
             class_id: self.class_id,
             class: self.class.clone(),
             score: self.score,
-            bbox: self.kf.bbox(),
+            bbox: if detection_box && self.state == TrackState::Tracked { self.det_box } else { self.kf.bbox() },
             state: self.state,
             hits: self.hits,
             first_seen: self.first_seen,
@@ -282,6 +289,7 @@ impl Tracker {
                 hits: 1,
                 first_seen: at,
                 last_seen: at,
+                det_box: det.bbox,
             };
             if first_frame || cfg.min_hits <= 1 {
                 self.last_id += 1;
@@ -300,7 +308,7 @@ impl Tracker {
                 TrackState::Lost => cfg.report_lost_secs > 0.0 && at - t.last_seen <= report_lost,
                 TrackState::Tentative => false,
             })
-            .filter_map(Inner::public)
+            .filter_map(|t| t.public(cfg.detection_box))
             .collect();
         out.sort_by_key(|t| t.id);
         out

@@ -218,3 +218,41 @@ fn config_defaults_and_validation() {
     let bad = TrackerConfig { min_hits: 0, ..TrackerConfig::default() };
     assert!(bad.validate().unwrap_err().contains("min_hits"));
 }
+
+#[test]
+fn detection_box_option_reports_the_matched_box() {
+    let d0 = det("person", 0.9, 0.3, 0.3, 0.1, 0.2);
+    let d1 = det("person", 0.9, 0.31, 0.3, 0.1, 0.22);
+    for (opt, want_exact) in [(true, true), (false, false)] {
+        let mut tr = Tracker::new(TrackerConfig { detection_box: opt, ..TrackerConfig::default() });
+        tr.update(std::slice::from_ref(&d0), t(0.0));
+        let out = tr.update(std::slice::from_ref(&d1), t(0.1));
+        assert_eq!(out[0].bbox == d1.bbox, want_exact, "detection_box = {opt}");
+        assert!(out[0].bbox.iou(&d1.bbox) > 0.8);
+    }
+}
+
+/// Cost of `update` with 20 moving objects (+ 10 low-score clutter boxes) per frame. Prints
+/// the mean; asserts only a generous bound (debug builds, shared CI machines).
+#[test]
+fn update_cost_at_20_objects() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let frames = 200;
+    let start = std::time::Instant::now();
+    for k in 0..frames {
+        let mut dets = Vec::new();
+        for i in 0..20 {
+            let (row, col) = ((i / 5) as f32, (i % 5) as f32);
+            let x = 0.02 + col * 0.19 + 0.001 * k as f32 * if i % 2 == 0 { 1.0 } else { -1.0 } + 0.05;
+            dets.push(det(if i % 3 == 0 { "car" } else { "person" }, 0.8, x, 0.05 + row * 0.24, 0.06, 0.18));
+        }
+        for i in 0..10 {
+            dets.push(det("person", 0.3, 0.1 * i as f32, 0.9, 0.05, 0.05));
+        }
+        let out = tr.update(&dets, t(k as f64 * 0.2));
+        assert!(k < 2 || out.len() == 20, "frame {k}: {} tracks", out.len());
+    }
+    let per_frame_ms = start.elapsed().as_secs_f64() * 1000.0 / frames as f64;
+    eprintln!("tracker update, 20 objects + 10 clutter boxes: {per_frame_ms:.3} ms/frame");
+    assert!(per_frame_ms < 20.0, "{per_frame_ms} ms/frame");
+}
