@@ -129,7 +129,8 @@ pub fn watch(
                     if c.change == Change::Started {
                         c.snapshot = registry.latest(&w.camera_id); // the last frame before the outage
                     }
-                    tracing::warn!(camera = %w.camera_id, "camera_offline {:?}: {}", c.change, c.objects[0].class);
+                    let why = c.objects.first().map(|o| o.class.as_str()).unwrap_or_default();
+                    tracing::warn!(camera = %w.camera_id, "camera_offline {:?}: {why}", c.change);
                     send(c);
                 }
             }
