@@ -19,6 +19,7 @@ use crate::infer::queue::FrameQueue;
 use crate::ingest::gst::GstOpener;
 use crate::ingest::profile::{redact_url, HardwareProfile, PipelineMode};
 use crate::ingest::{supervise, SuperviseOptions};
+use crate::rules::offline::OfflineWatch;
 use crate::rules::RuleEngine;
 use crate::store::Store;
 use crate::track::Tracker;
@@ -69,6 +70,8 @@ pub struct Analytics {
     writer: Option<JoinHandle<()>>,
     engines: Arc<Vec<Mutex<(Tracker, RuleEngine)>>>,
     tx: Option<mpsc::Sender<StoreMsg>>,
+    /// The `camera_offline` health watch (only when a camera has that rule): stop flag, thread.
+    health_watch: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
 /// What the inference workers hand to the store writer.
@@ -121,6 +124,18 @@ impl Analytics {
             let stats = stats.clone();
             std::thread::Builder::new().name("store-writer".into()).spawn(move || write_events(rx, store, stats))?
         };
+        let health_watch = if cameras.iter().any(|c| c.enabled && OfflineWatch::for_camera(c).is_some()) {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (stop2, registry, tx, cams) = (stop.clone(), registry.clone(), tx.clone(), cams.clone());
+            let h = std::thread::Builder::new().name("health-watch".into()).spawn(move || {
+                crate::rules::offline::watch(&cams, &registry, &stop2, Duration::from_millis(500), &mut |c| {
+                    let _ = tx.send(StoreMsg::Event(Box::new(c)));
+                })
+            })?;
+            Some((stop, h))
+        } else {
+            None
+        };
         let mut handles = Vec::new();
         for (w, mut detectors) in detector_sets.into_iter().enumerate() {
             let (queue, stats, engines, cams, registry, tx) =
@@ -169,7 +184,7 @@ impl Analytics {
                 }
             })?);
         }
-        Ok(Analytics { queue, stats, workers: handles, writer: Some(writer), engines, tx: Some(tx) })
+        Ok(Analytics { queue, stats, workers: handles, writer: Some(writer), engines, tx: Some(tx), health_watch })
     }
 
     /// Drains the queue, ends open incidents, and waits until every change is stored.
@@ -177,6 +192,10 @@ impl Analytics {
         self.queue.close();
         for h in self.workers.drain(..) {
             let _ = h.join();
+        }
+        if let Some((stop, h)) = self.health_watch.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = h.join(); // ends open camera_offline events
         }
         let now = time::OffsetDateTime::now_utc();
         if let Some(tx) = self.tx.take() {

@@ -208,6 +208,11 @@ pub enum RuleConfig {
     WrongWay(crate::rules::config::WrongWayRule),
     StalledVehicle(crate::rules::config::StalledVehicleRule),
     Congestion(crate::rules::config::CongestionRule),
+    Fall(crate::rules::config::FallRule),
+    Fire(crate::rules::config::FireRule),
+    Smoke(crate::rules::config::SmokeRule),
+    CameraTamper(crate::rules::config::TamperRule),
+    CameraOffline(crate::rules::config::CameraOfflineRule),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -751,7 +756,7 @@ zone = "yard"
         assert_eq!(format!("{:?}", a.rules), format!("{:?}", b.rules));
         assert_eq!(a.tracker, b.tracker);
         assert_eq!(a.tracker, crate::track::TrackerConfig::default());
-        assert_eq!(a.rules.len(), 8);
+        assert_eq!(a.rules.len(), 13);
         assert_eq!(a.zones.len(), 4);
         assert_eq!(a.lines.len(), 1);
     }

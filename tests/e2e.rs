@@ -47,6 +47,9 @@ url = "/nonexistent/dir/camera.mp4"
 models = ["coco"]
 reconnect_min_secs = 0.5
 reconnect_max_secs = 2.0
+[[cameras.rules]]
+kind = "camera_offline"
+offline_secs = 1.0
 
 [[cameras]]
 id = "garbage"
@@ -96,6 +99,16 @@ reconnect_max_secs = 2.0
         });
         eprintln!("{cam}: {}", c["last_error"]);
     }
+    // The missing camera (with a camera_offline rule) raises camera_offline with its error.
+    let off = wait_for(30, &format!("a camera_offline event\n{}", a.logs()), || {
+        let v = a.get_json("/api/v1/events?camera=missing&kind=camera_offline");
+        v["events"].as_array().and_then(|e| e.first().cloned())
+    });
+    assert_eq!((off["state"].as_str(), off["severity"].as_str()), (Some("active"), Some("high")), "{off}");
+    let err = off["objects"][0]["class"].as_str().unwrap_or_default();
+    assert!(err.contains("camera.mp4") || err.contains("not") || err.contains("exist"), "{off}");
+    let none = a.get_json("/api/v1/events?camera=garbage&kind=camera_offline");
+    assert_eq!(none["events"].as_array().map(Vec::len), Some(0), "no rule, no event: {none}");
     // The good camera keeps analysing while the bad ones fail.
     let before = a.camera("mp4")["frames_analysed"].as_u64().unwrap();
     wait_for(20, "more analysed frames on mp4", || (a.camera("mp4")["frames_analysed"].as_u64().unwrap() > before + 5).then_some(()));

@@ -210,6 +210,11 @@ pub(crate) fn validate(r: &crate::config::RuleConfig) -> Result<(), (String, Str
     use crate::config::RuleConfig as R;
     match r {
         R::Presence(_) => Ok(()),
+        R::Fall(r) => validate_fall(r),
+        R::Fire(r) => validate_fire(&r.params()),
+        R::Smoke(r) => validate_fire(&r.params()),
+        R::CameraTamper(r) => validate_tamper(r),
+        R::CameraOffline(r) => non_negative(&[("offline_secs", r.offline_secs)]),
         R::Intrusion(r) => {
             classes_non_empty(&r.classes)?;
             non_negative(&[("min_secs", r.min_secs), ("clear_secs", r.clear_secs), ("cooldown_secs", r.cooldown_secs)])
@@ -283,7 +288,13 @@ impl crate::config::RuleConfig {
     pub fn zone(&self) -> Option<&str> {
         use crate::config::RuleConfig as R;
         match self {
-            R::Presence(_) | R::LineCrossing(_) => None,
+            R::Presence(_)
+            | R::LineCrossing(_)
+            | R::Fall(_)
+            | R::Fire(_)
+            | R::Smoke(_)
+            | R::CameraTamper(_)
+            | R::CameraOffline(_) => None,
             R::Intrusion(r) => Some(&r.zone),
             R::Loitering(r) => Some(&r.zone),
             R::Crowd(r) => Some(&r.zone),
@@ -298,5 +309,273 @@ impl crate::config::RuleConfig {
             crate::config::RuleConfig::LineCrossing(r) => Some(&r.line),
             _ => None,
         }
+    }
+}
+
+fn sev_critical() -> Severity {
+    Severity::Critical
+}
+fn fire_classes() -> Vec<String> {
+    vec!["fire".into()]
+}
+fn smoke_classes() -> Vec<String> {
+    vec!["smoke".into()]
+}
+defaults! {
+    d_upright = 1.3; d_drop = 0.3; d_area = 0.0005; d_dark = 20.0; d_bright = 235.0;
+    d_min_std = 6.0; d_blur = 4.0; d_shift = 0.05; d_sim = 0.4; d_alpha = 0.02;
+}
+fn score035() -> f32 {
+    0.35
+}
+fn score04() -> f32 {
+    0.4
+}
+fn k3() -> u32 {
+    3
+}
+fn n5() -> u32 {
+    5
+}
+fn tamper_width() -> u32 {
+    160
+}
+
+/// `fall`: a tracked person whose box turns from upright to lying with a height drop, and
+/// who stays down (see `rules::fall`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallRule {
+    #[serde(default = "people")]
+    pub classes: Vec<String>,
+    #[serde(default = "score04")]
+    pub min_score: f32,
+    /// Upright: box height / width (in pixels) ≥ this. Default 1.3.
+    #[serde(default = "d_upright")]
+    pub upright_ratio: f64,
+    /// Lying: box width / height (in pixels) ≥ this. Default 1.0.
+    #[serde(default = "d1")]
+    pub lying_ratio: f64,
+    /// The box height must drop by at least this fraction of the upright height. Default 0.3.
+    #[serde(default = "d_drop")]
+    pub min_height_drop: f64,
+    /// Upright → lying within this many seconds. Default 2.
+    #[serde(default = "d2")]
+    pub transition_secs: f64,
+    /// The person must stay down (not upright again) this long. Default 3.
+    #[serde(default = "d3")]
+    pub down_secs: f64,
+    /// A track not reported this long ends its event. Default 5.
+    #[serde(default = "d5")]
+    pub clear_secs: f64,
+    #[serde(default = "sev_high")]
+    pub severity: Severity,
+    #[serde(default = "d30")]
+    pub cooldown_secs: f64,
+}
+
+/// The parameters shared by `fire` and `smoke` (which differ only in their defaults).
+#[derive(Debug, Clone)]
+pub struct FireParams {
+    pub kind: &'static str,
+    pub classes: Vec<String>,
+    pub min_score: f32,
+    pub min_area: f64,
+    pub k: u32,
+    pub n: u32,
+    pub clear_secs: f64,
+    pub severity: Severity,
+}
+
+macro_rules! fire_rule {
+    ($(#[$m:meta])* $name:ident, $kind:literal, $classes:literal, $sev:literal) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            #[serde(default = $classes)]
+            pub classes: Vec<String>,
+            #[serde(default = "score035")]
+            pub min_score: f32,
+            /// Minimum box area as a fraction of the frame (0–1). Default 0.0005.
+            #[serde(default = "d_area")]
+            pub min_area: f64,
+            /// Qualifying frames needed among the last `n` analysed frames. Default 3 of 5.
+            #[serde(default = "k3")]
+            pub k: u32,
+            #[serde(default = "n5")]
+            pub n: u32,
+            /// The event ends after this long without a qualifying frame. Default 10.
+            #[serde(default = "d10")]
+            pub clear_secs: f64,
+            #[serde(default = $sev)]
+            pub severity: Severity,
+        }
+        impl $name {
+            pub fn params(&self) -> FireParams {
+                FireParams {
+                    kind: $kind,
+                    classes: self.classes.clone(),
+                    min_score: self.min_score,
+                    min_area: self.min_area,
+                    k: self.k,
+                    n: self.n,
+                    clear_secs: self.clear_secs,
+                    severity: self.severity,
+                }
+            }
+        }
+    };
+}
+
+fire_rule!(
+    /// `fire`: detections of `classes` (default ["fire"]) in ≥ k of the last n analysed frames.
+    FireRule, "fire", "fire_classes", "sev_critical"
+);
+fire_rule!(
+    /// `smoke`: like `fire`, with `classes` default ["smoke"] and severity "high".
+    SmokeRule, "smoke", "smoke_classes", "sev_high"
+);
+
+fn validate_fire(r: &FireParams) -> Result<(), (String, String)> {
+    classes_non_empty(&r.classes)?;
+    if !(0.0..=1.0).contains(&r.min_score) {
+        return Err(("min_score".into(), "must be between 0 and 1".into()));
+    }
+    if !(r.min_area.is_finite() && (0.0..=1.0).contains(&r.min_area)) {
+        return Err(("min_area".into(), "must be between 0 and 1 (a fraction of the frame)".into()));
+    }
+    if r.n == 0 || r.n > 1000 {
+        return Err(("n".into(), "must be between 1 and 1000".into()));
+    }
+    if r.k == 0 || r.k > r.n {
+        return Err(("k".into(), format!("must be between 1 and n ({})", r.n)));
+    }
+    non_negative(&[("clear_secs", r.clear_secs)])
+}
+
+fn validate_fall(r: &FallRule) -> Result<(), (String, String)> {
+    classes_non_empty(&r.classes)?;
+    if !(0.0..=1.0).contains(&r.min_score) {
+        return Err(("min_score".into(), "must be between 0 and 1".into()));
+    }
+    for (name, v) in [("upright_ratio", r.upright_ratio), ("lying_ratio", r.lying_ratio)] {
+        if !(v.is_finite() && v > 0.0) {
+            return Err((name.into(), format!("must be a number > 0, got {v}")));
+        }
+    }
+    if !(r.min_height_drop.is_finite() && (0.0..1.0).contains(&r.min_height_drop)) {
+        return Err(("min_height_drop".into(), "must be ≥ 0 and < 1".into()));
+    }
+    non_negative(&[
+        ("transition_secs", r.transition_secs),
+        ("down_secs", r.down_secs),
+        ("clear_secs", r.clear_secs),
+        ("cooldown_secs", r.cooldown_secs),
+    ])
+}
+
+/// `camera_tamper`: the view is covered, defocused or moved (see `rules::tamper`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TamperRule {
+    /// Width of the grey copy compared with the reference (pixels). Default 160.
+    #[serde(default = "tamper_width")]
+    pub analysis_width: u32,
+    /// Covered: mean grey level below this (0–255). Default 20.
+    #[serde(default = "d_dark")]
+    pub dark_level: f64,
+    /// Covered: mean grey level above this. Default 235.
+    #[serde(default = "d_bright")]
+    pub bright_level: f64,
+    /// Covered: grey-level standard deviation below this. Default 6.
+    #[serde(default = "d_min_std")]
+    pub min_stddev: f64,
+    /// Defocused: Laplacian variance below the reference's divided by this. Default 4.
+    #[serde(default = "d_blur")]
+    pub blur_factor: f64,
+    /// Moved: global shift vs the reference ≥ this fraction of the width. Default 0.05.
+    #[serde(default = "d_shift")]
+    pub max_shift: f64,
+    /// Moved: correlation with the reference below this (−1–1). Default 0.4.
+    #[serde(default = "d_sim")]
+    pub min_similarity: f64,
+    /// Weight of each normal frame in the rolling reference (0–1). Default 0.02.
+    #[serde(default = "d_alpha")]
+    pub reference_alpha: f64,
+    /// A condition must hold this long. Default 5.
+    #[serde(default = "d5")]
+    pub min_secs: f64,
+    /// The event ends after the view has been normal this long. Default 5.
+    #[serde(default = "d5")]
+    pub clear_secs: f64,
+    #[serde(default = "sev_high")]
+    pub severity: Severity,
+}
+
+fn validate_tamper(r: &TamperRule) -> Result<(), (String, String)> {
+    if !(16..=1024).contains(&r.analysis_width) {
+        return Err(("analysis_width".into(), "must be between 16 and 1024".into()));
+    }
+    for (name, v) in [("dark_level", r.dark_level), ("bright_level", r.bright_level)] {
+        if !(v.is_finite() && (0.0..=255.0).contains(&v)) {
+            return Err((name.into(), "must be between 0 and 255".into()));
+        }
+    }
+    if r.blur_factor.is_nan() || r.blur_factor < 1.0 {
+        return Err(("blur_factor".into(), "must be ≥ 1".into()));
+    }
+    if !(r.max_shift.is_finite() && r.max_shift > 0.0 && r.max_shift <= 1.0) {
+        return Err(("max_shift".into(), "must be > 0 and ≤ 1".into()));
+    }
+    if !(r.min_similarity.is_finite() && (-1.0..=1.0).contains(&r.min_similarity)) {
+        return Err(("min_similarity".into(), "must be between -1 and 1".into()));
+    }
+    if !(r.reference_alpha.is_finite() && r.reference_alpha > 0.0 && r.reference_alpha <= 1.0) {
+        return Err(("reference_alpha".into(), "must be > 0 and ≤ 1".into()));
+    }
+    non_negative(&[("min_stddev", r.min_stddev), ("min_secs", r.min_secs), ("clear_secs", r.clear_secs)])
+}
+
+/// `camera_offline`: the camera has been offline ≥ `offline_secs` (from ingest health, not
+/// frames; see `rules::offline`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraOfflineRule {
+    #[serde(default = "d10")]
+    pub offline_secs: f64,
+    #[serde(default = "sev_high")]
+    pub severity: Severity,
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::RuleConfig;
+
+    fn rule(toml_text: &str) -> Result<(), (String, String)> {
+        let r: RuleConfig = toml::from_str(toml_text).map_err(|e| ("parse".to_string(), e.to_string()))?;
+        super::validate(&r)
+    }
+
+    #[test]
+    fn alarm_rules_are_validated() {
+        assert!(rule("kind = 'fire'").is_ok());
+        assert!(rule("kind = 'smoke'\nclasses = ['smoke', 'fire']").is_ok());
+        assert!(rule("kind = 'fall'").is_ok());
+        assert!(rule("kind = 'camera_tamper'").is_ok());
+        assert!(rule("kind = 'camera_offline'").is_ok());
+        let field = |t: &str| rule(t).err().map(|e| e.0).unwrap_or_default();
+        assert_eq!(field("kind = 'fire'\nk = 6"), "k");
+        assert_eq!(field("kind = 'smoke'\nn = 0"), "n");
+        assert_eq!(field("kind = 'fire'\nmin_area = 2.0"), "min_area");
+        assert_eq!(field("kind = 'fire'\nclasses = []"), "classes");
+        assert_eq!(field("kind = 'fall'\nlying_ratio = 0.0"), "lying_ratio");
+        assert_eq!(field("kind = 'fall'\nmin_height_drop = 1.0"), "min_height_drop");
+        assert_eq!(field("kind = 'fall'\ndown_secs = -1.0"), "down_secs");
+        assert_eq!(field("kind = 'camera_tamper'\nblur_factor = 0.5"), "blur_factor");
+        assert_eq!(field("kind = 'camera_tamper'\nanalysis_width = 4"), "analysis_width");
+        assert_eq!(field("kind = 'camera_tamper'\nreference_alpha = 0.0"), "reference_alpha");
+        assert_eq!(field("kind = 'camera_offline'\noffline_secs = -5.0"), "offline_secs");
+        assert_eq!(field("kind = 'camera_offline'\nofline_secs = 5.0"), "parse", "unknown keys are rejected");
     }
 }

@@ -9,12 +9,16 @@ pub mod common;
 pub mod config;
 pub mod congestion;
 pub mod crowd;
+pub mod fall;
+pub mod fire;
 pub mod intrusion;
 pub mod line_crossing;
 pub mod loitering;
 pub mod occupancy;
+pub mod offline;
 pub mod presence;
 pub mod stalled_vehicle;
+pub mod tamper;
 pub mod wrong_way;
 
 pub use common::Scene;
@@ -53,6 +57,11 @@ pub fn build(cfg: &RuleConfig, scene: &Scene) -> Box<dyn Rule> {
         RuleConfig::WrongWay(r) => Box::new(wrong_way::WrongWay::new(r.clone(), scene)),
         RuleConfig::StalledVehicle(r) => Box::new(stalled_vehicle::StalledVehicle::new(r.clone(), scene)),
         RuleConfig::Congestion(r) => Box::new(congestion::Congestion::new(r.clone(), scene)),
+        RuleConfig::Fall(r) => Box::new(fall::Fall::new(r.clone())),
+        RuleConfig::Fire(r) => Box::new(fire::Fire::new(r.params())),
+        RuleConfig::Smoke(r) => Box::new(fire::Fire::new(r.params())),
+        RuleConfig::CameraTamper(r) => Box::new(tamper::Tamper::new(r.clone())),
+        RuleConfig::CameraOffline(_) => Box::new(offline::CameraOffline),
     }
 }
 
