@@ -77,16 +77,27 @@ pub fn run(video: &Path, model: &Path, frames: u64, width: u32, threads: usize) 
     }
     let n_inf = frames.min(200) as usize;
     let mut ms = Vec::with_capacity(n_inf);
+    let (mut pre, mut run, mut post) = (Vec::new(), Vec::new(), Vec::new());
     let t = Instant::now();
     for i in 0..n_inf {
         let f = &kept[i % kept.len()];
         let s = Instant::now();
         det.detect(&f.rgb, f.width, f.height)?;
         ms.push(s.elapsed().as_secs_f32() * 1000.0);
+        let tm = det.last_timings();
+        pre.push(tm.pre_ms);
+        run.push(tm.run_ms);
+        post.push(tm.post_ms);
     }
     let infer_fps = n_inf as f64 / t.elapsed().as_secs_f64();
     let (p50, p95) = (percentile(&mut ms, 0.5), percentile(&mut ms, 0.95));
-    println!("inference only: {n_inf} frames, {threads} thread(s): {infer_fps:.1} fps, p50 {p50:.1} ms, p95 {p95:.1} ms");
+    println!(
+        "inference only: {n_inf} frames, {threads} thread(s): {infer_fps:.1} fps, p50 {p50:.1} ms, p95 {p95:.1} ms \
+         (p50 pre {:.1} + run {:.1} + post {:.1} ms)",
+        percentile(&mut pre, 0.5),
+        percentile(&mut run, 0.5),
+        percentile(&mut post, 0.5)
+    );
     drop(det);
 
     // 3. Full pipeline: ingest thread → queue → inference worker + presence rule → store.
