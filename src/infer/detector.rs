@@ -165,7 +165,6 @@ impl Detector {
             builder = builder
                 .with_intra_threads(opts.intra_op_threads)
                 .map_err(|e| sess_err(ort_msg(e)))?;
-
         }
         let providers = register_providers(&mut builder, &opts.execution_providers, &model)?;
         let session = builder
