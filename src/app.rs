@@ -137,52 +137,17 @@ impl Analytics {
             None
         };
         let mut handles = Vec::new();
-        for (w, mut detectors) in detector_sets.into_iter().enumerate() {
-            let (queue, stats, engines, cams, registry, tx) =
-                (queue.clone(), stats.clone(), engines.clone(), cams.clone(), registry.clone(), tx.clone());
-            handles.push(std::thread::Builder::new().name(format!("infer-{w}")).spawn(move || {
-                while let Some(job) = queue.pop() {
-                    let cam = &cams[job.camera];
-                    let frame = job.frame;
-                    let t = Instant::now();
-                    let mut objects = Vec::new();
-                    for name in &cam.models {
-                        let Some(d) = detectors.get_mut(name) else { continue };
-                        match d.detect(&frame.rgb, frame.width, frame.height) {
-                            Ok(v) => objects.extend(v),
-                            Err(e) => tracing::warn!(camera = %cam.id, frame = frame.index, "inference failed: {e}"),
-                        }
-                    }
-                    let infer_ms = t.elapsed().as_secs_f32() * 1000.0;
-                    let dropped = queue.dropped(job.camera);
-                    registry.update(&cam.id, |h| {
-                        h.frames_analysed += 1;
-                        h.frames_dropped = dropped;
-                        h.infer_ms = if h.infer_ms == 0.0 { infer_ms as f64 } else { 0.9 * h.infer_ms + 0.1 * infer_ms as f64 };
-                    });
-                    let captured = frame.captured_instant;
-                    let at = frame.captured_at;
-                    let detections = Detections { frame, objects, infer_ms };
-                    let (changes, counts, occupancy) = {
-                        let mut guard = engines[job.camera].lock().unwrap_or_else(|e| e.into_inner());
-                        let (tracker, engine) = &mut *guard;
-                        let tracks = tracker.update(&detections.objects, at);
-                        (engine.process(&Tracks { detections, tracks }), engine.take_counts(), engine.take_occupancy())
-                    };
-                    sample(&stats.frame_latency_ms, captured.elapsed().as_secs_f32() * 1000.0);
-                    stats.analysed.fetch_add(1, Ordering::Relaxed);
-                    for c in changes {
-                        let _ = tx.send(StoreMsg::Event(Box::new(c)));
-                    }
-                    if !counts.is_empty() {
-                        let _ = tx.send(StoreMsg::Counts(counts));
-                    }
-                    if !occupancy.is_empty() {
-                        let _ = tx.send(StoreMsg::Occupancy(occupancy));
-                    }
-                    queue.done(job.camera);
-                }
-            })?);
+        for (w, detectors) in detector_sets.into_iter().enumerate() {
+            let worker = Worker {
+                queue: queue.clone(),
+                stats: stats.clone(),
+                engines: engines.clone(),
+                cams: cams.clone(),
+                registry: registry.clone(),
+                tx: tx.clone(),
+                detectors,
+            };
+            handles.push(std::thread::Builder::new().name(format!("infer-{w}")).spawn(move || worker.run())?);
         }
         Ok(Analytics { queue, stats, workers: handles, writer: Some(writer), engines, tx: Some(tx), health_watch })
     }
@@ -216,69 +181,111 @@ impl Analytics {
     }
 }
 
-/// The store writer: applies event changes in order, retrying transient failures so that
+/// One inference worker: takes frames from the queue, runs the camera's models, then its
+/// tracker and rules, and hands events, counts and occupancy to the store writer.
+struct Worker {
+    queue: Arc<FrameQueue>,
+    stats: Arc<Stats>,
+    engines: Arc<Vec<Mutex<(Tracker, RuleEngine)>>>,
+    cams: Arc<Vec<CameraConfig>>,
+    registry: Registry,
+    tx: mpsc::Sender<StoreMsg>,
+    detectors: HashMap<String, Detector>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        while let Some(job) = self.queue.pop() {
+            self.analyse(job.camera, job.frame);
+            self.queue.done(job.camera);
+        }
+    }
+
+    fn analyse(&mut self, camera: usize, frame: crate::types::Frame) {
+        let cam = &self.cams[camera];
+        let t = Instant::now();
+        let mut objects = Vec::new();
+        for name in &cam.models {
+            let Some(d) = self.detectors.get_mut(name) else { continue };
+            match d.detect(&frame.rgb, frame.width, frame.height) {
+                Ok(v) => objects.extend(v),
+                Err(e) => tracing::warn!(camera = %cam.id, frame = frame.index, "inference failed: {e}"),
+            }
+        }
+        let infer_ms = t.elapsed().as_secs_f32() * 1000.0;
+        let dropped = self.queue.dropped(camera);
+        self.registry.update(&cam.id, |h| {
+            h.frames_analysed += 1;
+            h.frames_dropped = dropped;
+            h.infer_ms = if h.infer_ms == 0.0 { infer_ms as f64 } else { 0.9 * h.infer_ms + 0.1 * infer_ms as f64 };
+        });
+        let captured = frame.captured_instant;
+        let at = frame.captured_at;
+        let detections = Detections { frame, objects, infer_ms };
+        let (changes, counts, occupancy) = {
+            let mut guard = self.engines[camera].lock().unwrap_or_else(|e| e.into_inner());
+            let (tracker, engine) = &mut *guard;
+            let tracks = tracker.update(&detections.objects, at);
+            (engine.process(&Tracks { detections, tracks }), engine.take_counts(), engine.take_occupancy())
+        };
+        sample(&self.stats.frame_latency_ms, captured.elapsed().as_secs_f32() * 1000.0);
+        self.stats.analysed.fetch_add(1, Ordering::Relaxed);
+        for c in changes {
+            let _ = self.tx.send(StoreMsg::Event(Box::new(c)));
+        }
+        if !counts.is_empty() {
+            let _ = self.tx.send(StoreMsg::Counts(counts));
+        }
+        if !occupancy.is_empty() {
+            let _ = self.tx.send(StoreMsg::Occupancy(occupancy));
+        }
+    }
+}
+
+/// The store writer: applies messages in order, retrying transient failures so that
 /// nothing the rules produced is lost while the process runs.
 fn write_events(rx: mpsc::Receiver<StoreMsg>, store: Store, stats: Arc<Stats>) {
     for msg in rx {
-        let c = match msg {
-            StoreMsg::Event(c) => *c,
-            StoreMsg::Counts(counts) => {
-                write_counts(&store, &counts);
-                continue;
-            }
-            StoreMsg::Occupancy(rows) => {
-                write_with_retry("zone occupancy row(s)", rows.len(), || store.add_occupancy(&rows));
-                continue;
-            }
-        };
-        let mut delay = Duration::from_millis(100);
-        for attempt in 1.. {
-            match store.apply(&c) {
-                Ok(ev) => {
+        match msg {
+            StoreMsg::Event(c) => {
+                let what = format!("event change {:?} of {}", c.change, c.event_id);
+                if let Some(ev) = write_with_retry(&what, || store.apply(&c)) {
                     sample(&stats.event_latency_ms, c.caused_by.elapsed().as_secs_f32() * 1000.0);
                     stats.events_stored.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(
                         camera = %ev.camera_id, kind = %ev.kind, seq = ev.seq, id = %ev.id,
                         "event {:?}", c.change
                     );
-                    break;
                 }
-                Err(e) if attempt < 5 => {
-                    tracing::warn!(event = %c.event_id, "storing event change failed (attempt {attempt}): {e}");
-                    std::thread::sleep(delay);
-                    delay *= 2;
-                }
-                Err(e) => {
-                    tracing::error!(event = %c.event_id, "giving up storing event change {:?}: {e}", c.change);
-                    break;
-                }
+            }
+            StoreMsg::Counts(rows) => {
+                write_with_retry(&format!("{} line count(s)", rows.len()), || store.add_counts(&rows));
+            }
+            StoreMsg::Occupancy(rows) => {
+                write_with_retry(&format!("{} zone occupancy row(s)", rows.len()), || store.add_occupancy(&rows));
             }
         }
     }
 }
 
-/// Upserts crossing counts, retrying transient failures a few times like events.
-fn write_counts(store: &Store, counts: &[CountDelta]) {
-    write_with_retry("line count(s)", counts.len(), || store.add_counts(counts));
-}
-
-/// Runs a store write, retrying transient failures a few times like events.
-fn write_with_retry(what: &str, n: usize, mut f: impl FnMut() -> Result<(), crate::store::StoreError>) {
+/// Runs a store write, retrying transient failures (5 attempts, 0.1 s doubling backoff).
+fn write_with_retry<T>(what: &str, mut f: impl FnMut() -> Result<T, crate::store::StoreError>) -> Option<T> {
     let mut delay = Duration::from_millis(100);
     for attempt in 1.. {
         match f() {
-            Ok(()) => return,
+            Ok(v) => return Some(v),
             Err(e) if attempt < 5 => {
-                tracing::warn!("storing {n} {what} failed (attempt {attempt}): {e}");
+                tracing::warn!("storing {what} failed (attempt {attempt}): {e}");
                 std::thread::sleep(delay);
                 delay *= 2;
             }
             Err(e) => {
-                tracing::error!("giving up storing {n} {what}: {e}");
-                return;
+                tracing::error!("giving up storing {what}: {e}");
+                return None;
             }
         }
     }
+    None
 }
 
 /// Starts one supervised ingest thread per enabled camera.
