@@ -107,6 +107,19 @@ impl Cooldown {
             self.ended.insert(key, at);
         }
     }
+    /// Reports that per-track incident `key` of a rule ended at `at` (with its last object)
+    /// and starts the key's cooldown.
+    pub fn end(
+        &mut self,
+        (kind, severity): (&str, Severity),
+        key: u64,
+        at: OffsetDateTime,
+        obj: Detection,
+        out: &mut Vec<RuleOutput>,
+    ) {
+        out.push(output(kind, severity, key, Change::Ended, at, vec![obj], None));
+        self.ended(key, at);
+    }
     /// Forgets keys whose cooldown has passed.
     pub fn prune(&mut self, now: OffsetDateTime) {
         let d = secs(self.secs);

@@ -65,11 +65,6 @@ impl Fall {
     pub fn new(cfg: FallRule) -> Self {
         Fall { tracks: BTreeMap::new(), cooldown: Cooldown::new(cfg.cooldown_secs), cfg }
     }
-
-    fn end(&mut self, id: u64, at: OffsetDateTime, obj: Detection, out: &mut Vec<RuleOutput>) {
-        out.push(output(KIND, self.cfg.severity, id, Change::Ended, at, vec![obj], None));
-        self.cooldown.ended(id, at);
-    }
 }
 
 impl Rule for Fall {
@@ -106,7 +101,7 @@ impl Rule for Fall {
                 if st.active {
                     st.active = false;
                     let (at, obj) = (st.last_down, st.obj.clone());
-                    self.end(tr.id, at, obj, out);
+                    self.cooldown.end((KIND, self.cfg.severity), tr.id, at, obj, out);
                 }
                 continue;
             }
@@ -133,7 +128,7 @@ impl Rule for Fall {
         for id in gone {
             if let Some(st) = self.tracks.remove(&id) {
                 if st.active {
-                    self.end(id, st.last_seen, st.obj, out);
+                    self.cooldown.end((KIND, self.cfg.severity), id, st.last_seen, st.obj, out);
                 }
             }
         }
@@ -143,7 +138,7 @@ impl Rule for Fall {
     fn finish(&mut self, _at: OffsetDateTime, out: &mut Vec<RuleOutput>) {
         for (id, st) in std::mem::take(&mut self.tracks) {
             if st.active {
-                self.end(id, st.last_down, st.obj, out);
+                self.cooldown.end((KIND, self.cfg.severity), id, st.last_down, st.obj, out);
             }
         }
     }

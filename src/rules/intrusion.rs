@@ -42,11 +42,6 @@ impl Intrusion {
             cfg,
         }
     }
-
-    fn end(&mut self, id: u64, at: OffsetDateTime, out: &mut Vec<RuleOutput>, obj: Detection) {
-        out.push(output(KIND, self.cfg.severity, id, Change::Ended, at, vec![obj], None));
-        self.cooldown.ended(id, at);
-    }
 }
 
 impl Rule for Intrusion {
@@ -87,7 +82,7 @@ impl Rule for Intrusion {
                 if st.active {
                     st.active = false;
                     let (at, obj) = (st.last_inside, st.obj.clone());
-                    self.end(tr.id, at, out, obj);
+                    self.cooldown.end((KIND, self.cfg.severity), tr.id, at, obj, out);
                 }
             }
         }
@@ -97,7 +92,7 @@ impl Rule for Intrusion {
         for id in gone {
             if let Some(st) = self.tracks.remove(&id) {
                 if st.active {
-                    self.end(id, st.last_inside, out, st.obj);
+                    self.cooldown.end((KIND, self.cfg.severity), id, st.last_inside, st.obj, out);
                 }
             }
         }
@@ -107,7 +102,7 @@ impl Rule for Intrusion {
     fn finish(&mut self, _at: OffsetDateTime, out: &mut Vec<RuleOutput>) {
         for (id, st) in std::mem::take(&mut self.tracks) {
             if st.active {
-                self.end(id, st.last_inside, out, st.obj);
+                self.cooldown.end((KIND, self.cfg.severity), id, st.last_inside, st.obj, out);
             }
         }
     }

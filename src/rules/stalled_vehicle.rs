@@ -44,11 +44,6 @@ impl StalledVehicle {
             cfg,
         }
     }
-
-    fn end(&mut self, id: u64, at: OffsetDateTime, obj: Detection, out: &mut Vec<RuleOutput>) {
-        out.push(output(KIND, self.cfg.severity, id, Change::Ended, at, vec![obj], None));
-        self.cooldown.ended(id, at);
-    }
 }
 
 impl Rule for StalledVehicle {
@@ -63,7 +58,7 @@ impl Rule for StalledVehicle {
             if !point_in_polygon(p, &self.zone) {
                 if let Some(st) = self.tracks.remove(&tr.id) {
                     if st.active {
-                        self.end(tr.id, st.last_still, object(tr), out);
+                        self.cooldown.end((KIND, self.cfg.severity), tr.id, st.last_still, object(tr), out);
                     }
                 }
                 continue;
@@ -82,7 +77,7 @@ impl Rule for StalledVehicle {
                 if st.active {
                     st.active = false;
                     let (at, obj) = (st.last_still, st.obj.clone());
-                    self.end(tr.id, at, obj, out);
+                    self.cooldown.end((KIND, self.cfg.severity), tr.id, at, obj, out);
                     continue;
                 }
             }
@@ -101,7 +96,7 @@ impl Rule for StalledVehicle {
         for id in gone {
             if let Some(st) = self.tracks.remove(&id) {
                 if st.active {
-                    self.end(id, st.last_still, st.obj, out);
+                    self.cooldown.end((KIND, self.cfg.severity), id, st.last_still, st.obj, out);
                 }
             }
         }
@@ -111,7 +106,7 @@ impl Rule for StalledVehicle {
     fn finish(&mut self, _at: OffsetDateTime, out: &mut Vec<RuleOutput>) {
         for (id, st) in std::mem::take(&mut self.tracks) {
             if st.active {
-                self.end(id, st.last_still, st.obj, out);
+                self.cooldown.end((KIND, self.cfg.severity), id, st.last_still, st.obj, out);
             }
         }
     }

@@ -53,11 +53,6 @@ impl WrongWay {
     pub fn against(&self, d: Pt) -> bool {
         angle_diff_deg(heading_deg(d), self.cfg.allowed_heading_deg) >= 180.0 - self.cfg.tolerance_deg
     }
-
-    fn end(&mut self, id: u64, at: OffsetDateTime, obj: Detection, out: &mut Vec<RuleOutput>) {
-        out.push(output(KIND, self.cfg.severity, id, Change::Ended, at, vec![obj], None));
-        self.cooldown.ended(id, at);
-    }
 }
 
 impl Rule for WrongWay {
@@ -72,7 +67,7 @@ impl Rule for WrongWay {
             if !point_in_polygon(p, &self.zone) {
                 if let Some(st) = self.tracks.remove(&tr.id) {
                     if st.active {
-                        self.end(tr.id, st.last_against, object(tr), out);
+                        self.cooldown.end((KIND, self.cfg.severity), tr.id, st.last_against, object(tr), out);
                     }
                 }
                 continue;
@@ -118,7 +113,7 @@ impl Rule for WrongWay {
                 if st.active {
                     st.active = false;
                     let (at, obj) = (st.last_against, st.obj.clone());
-                    self.end(tr.id, at, obj, out);
+                    self.cooldown.end((KIND, self.cfg.severity), tr.id, at, obj, out);
                 }
             }
         }
@@ -128,7 +123,7 @@ impl Rule for WrongWay {
         for id in gone {
             if let Some(st) = self.tracks.remove(&id) {
                 if st.active {
-                    self.end(id, st.last_against, st.obj, out);
+                    self.cooldown.end((KIND, self.cfg.severity), id, st.last_against, st.obj, out);
                 }
             }
         }
@@ -138,7 +133,7 @@ impl Rule for WrongWay {
     fn finish(&mut self, _at: OffsetDateTime, out: &mut Vec<RuleOutput>) {
         for (id, st) in std::mem::take(&mut self.tracks) {
             if st.active {
-                self.end(id, st.last_against, st.obj, out);
+                self.cooldown.end((KIND, self.cfg.severity), id, st.last_against, st.obj, out);
             }
         }
     }
