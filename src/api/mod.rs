@@ -71,7 +71,6 @@ pub(crate) fn routes() -> Vec<RouteDef> {
         r("/api/v1/stats/counts", false, get(list_counts)),
         r("/api/v1/stats/occupancy", false, get(list_occupancy)),
         // Alias of /api/v1/stats/counts (its first path), kept for existing clients.
-        r("/api/v1/counts", false, get(list_counts)),
     ]
 }
 
