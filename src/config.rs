@@ -32,6 +32,9 @@ pub struct Config {
     pub api: ApiConfig,
     #[serde(default)]
     pub inference: InferenceConfig,
+    /// Disk budget and retention of recordings, clips and snapshots (`[storage]`).
+    #[serde(default)]
+    pub storage: StorageConfig,
     /// Models by name: `name = "path/to/model.toml"`.
     pub models: std::collections::BTreeMap<String, PathBuf>,
     #[serde(default)]
@@ -158,6 +161,126 @@ pub struct CameraConfig {
     /// Anchor point per class (`[cameras.anchors]`, class → anchor); default bottom_center.
     #[serde(default)]
     pub anchors: std::collections::BTreeMap<String, crate::geometry::Anchor>,
+    /// Continuous recording and event clips (`[cameras.record]`); every field has a default.
+    #[serde(default)]
+    pub record: RecordConfig,
+}
+
+/// `[cameras.record]`: continuous recording of one camera (see docs/storage.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordConfig {
+    /// Record this camera continuously. Default true. File sources are recorded only when
+    /// `realtime = true` (their timestamps must be wall-clock times).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Target segment length; segments split at the first keyframe after it. Default 10.
+    #[serde(default = "default_segment_secs")]
+    pub segment_secs: f64,
+    /// Continuous footage older than this is deleted. Default 7.
+    #[serde(default = "default_max_age_days")]
+    pub max_age_days: f64,
+    /// Event clips start this long before the event. Default 5.
+    #[serde(default = "default_pre_roll")]
+    pub pre_roll_secs: f64,
+    /// … and end this long after it. Default 10.
+    #[serde(default = "default_post_roll")]
+    pub post_roll_secs: f64,
+    /// Longest event clip (events that last longer are cut at the end). Default 300.
+    #[serde(default = "default_max_clip_secs")]
+    pub max_clip_secs: f64,
+    /// Bitrate of the one-time H.264 encode for sources that are not H.264/H.265 (USB
+    /// cameras, MPEG-4 files). Passthrough sources are never re-encoded. Default 2000.
+    #[serde(default = "default_encode_kbps")]
+    pub encode_bitrate_kbps: u32,
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        RecordConfig {
+            enabled: true,
+            segment_secs: default_segment_secs(),
+            max_age_days: default_max_age_days(),
+            pre_roll_secs: default_pre_roll(),
+            post_roll_secs: default_post_roll(),
+            max_clip_secs: default_max_clip_secs(),
+            encode_bitrate_kbps: default_encode_kbps(),
+        }
+    }
+}
+
+fn default_segment_secs() -> f64 {
+    10.0
+}
+fn default_max_age_days() -> f64 {
+    7.0
+}
+fn default_pre_roll() -> f64 {
+    5.0
+}
+fn default_post_roll() -> f64 {
+    10.0
+}
+fn default_max_clip_secs() -> f64 {
+    300.0
+}
+fn default_encode_kbps() -> u32 {
+    2000
+}
+
+/// `[storage]`: the disk budget shared by all cameras and the retention of event media.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Most bytes that recordings + event clips may use; 0 = no byte budget (only the
+    /// free-space floor below applies). Default 0.
+    #[serde(default)]
+    pub max_bytes: u64,
+    /// Keep at least this share of the data filesystem free. Default 5.
+    #[serde(default = "default_min_free_percent")]
+    pub min_free_percent: f64,
+    /// … and at least this many bytes. Default 268435456 (256 MiB).
+    #[serde(default = "default_min_free_bytes")]
+    pub min_free_bytes: u64,
+    /// Event clips and snapshots are kept this long (longer than continuous footage).
+    /// Default 30.
+    #[serde(default = "default_event_retention_days")]
+    pub event_retention_days: f64,
+    /// Retention runs this often (and whenever a segment is indexed). Default 5.
+    #[serde(default = "default_check_interval")]
+    pub check_interval_secs: f64,
+    /// Longest span `/api/v1/recordings/export.mp4` serves. Default 1800.
+    #[serde(default = "default_max_export_secs")]
+    pub max_export_secs: f64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            max_bytes: 0,
+            min_free_percent: default_min_free_percent(),
+            min_free_bytes: default_min_free_bytes(),
+            event_retention_days: default_event_retention_days(),
+            check_interval_secs: default_check_interval(),
+            max_export_secs: default_max_export_secs(),
+        }
+    }
+}
+
+fn default_min_free_percent() -> f64 {
+    5.0
+}
+fn default_min_free_bytes() -> u64 {
+    256 << 20
+}
+fn default_event_retention_days() -> f64 {
+    30.0
+}
+fn default_check_interval() -> f64 {
+    5.0
+}
+fn default_max_export_secs() -> f64 {
+    1800.0
 }
 
 /// A named polygon: ≥ 3 points `[x, y]` in 0–1, not self-intersecting.
@@ -290,6 +413,18 @@ impl CameraConfig {
     pub fn display_name(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.id)
     }
+
+    /// True when this camera's stream is recorded: enabled, `record.enabled`, and for file
+    /// sources only when paced in real time (so segment times are wall-clock times).
+    pub fn records(&self, base: &Path) -> bool {
+        self.enabled
+            && self.record.enabled
+            && match self.source(base) {
+                Ok(Source::File(_)) => self.realtime,
+                Ok(_) => true,
+                Err(_) => false,
+            }
+    }
 }
 
 impl Config {
@@ -336,6 +471,19 @@ impl Config {
         for (i, h) in self.api.tokens_sha256.iter().enumerate() {
             if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
                 return Err(format!("field `api.tokens_sha256[{i}]`: must be 64 hex digits (the SHA-256 of a token)"));
+            }
+        }
+        let st = &self.storage;
+        if !(0.0..=90.0).contains(&st.min_free_percent) {
+            return Err("field `storage.min_free_percent`: must be between 0 and 90".into());
+        }
+        for (field, v) in [
+            ("event_retention_days", st.event_retention_days),
+            ("check_interval_secs", st.check_interval_secs),
+            ("max_export_secs", st.max_export_secs),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("field `storage.{field}`: must be > 0"));
             }
         }
         for (name, p) in &self.models {
@@ -393,6 +541,23 @@ impl Config {
                 }
             }
             validate_geometry(c, i)?;
+            let r = &c.record;
+            if !(1.0..=3600.0).contains(&r.segment_secs) {
+                return Err(format!("{}: must be between 1 and 3600", at("record.segment_secs")));
+            }
+            for (field, v) in [("max_age_days", r.max_age_days), ("max_clip_secs", r.max_clip_secs)] {
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(format!("{}: must be > 0", at(&format!("record.{field}"))));
+                }
+            }
+            for (field, v) in [("pre_roll_secs", r.pre_roll_secs), ("post_roll_secs", r.post_roll_secs)] {
+                if !(0.0..=600.0).contains(&v) {
+                    return Err(format!("{}: must be between 0 and 600", at(&format!("record.{field}"))));
+                }
+            }
+            if !(100..=100_000).contains(&r.encode_bitrate_kbps) {
+                return Err(format!("{}: must be between 100 and 100000", at("record.encode_bitrate_kbps")));
+            }
             for (j, r) in c.rules.iter().enumerate() {
                 let f = |x: &str| at(&format!("rules[{j}].{x}"));
                 crate::rules::config::validate(r).map_err(|(field, m)| format!("{}: {m}", f(&field)))?;

@@ -7,6 +7,7 @@ pub mod geometry;
 pub mod health;
 pub mod infer;
 pub mod ingest;
+pub mod record;
 pub mod rules;
 pub mod store;
 pub mod track;

@@ -74,6 +74,39 @@ CREATE TABLE zone_occupancy (
 ) WITHOUT ROWID;
 CREATE INDEX zone_occupancy_camera_bucket ON zone_occupancy (camera_id, bucket_start_ms);
 "#,
+    // v4: recorded segments (indexed only once complete and fsynced), event clips, and the
+    // review state of events (footage of unreviewed high-severity events is kept longer).
+    r#"
+CREATE TABLE segments (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    camera_id     TEXT    NOT NULL,
+    path          TEXT    NOT NULL UNIQUE,
+    start_ms      INTEGER NOT NULL,
+    end_ms        INTEGER NOT NULL CHECK (end_ms >= start_ms),
+    start_pts_ns  INTEGER,
+    end_pts_ns    INTEGER,
+    bytes         INTEGER NOT NULL CHECK (bytes >= 0),
+    codec         TEXT    NOT NULL,
+    frames        INTEGER,
+    recovered     INTEGER NOT NULL DEFAULT 0 CHECK (recovered IN (0, 1)),
+    created_at    INTEGER NOT NULL
+);
+CREATE INDEX segments_camera_start ON segments (camera_id, start_ms);
+CREATE INDEX segments_start ON segments (start_ms);
+
+CREATE TABLE clips (
+    event_id    TEXT    PRIMARY KEY REFERENCES events (id),
+    path        TEXT    NOT NULL UNIQUE,
+    start_ms    INTEGER NOT NULL,
+    end_ms      INTEGER NOT NULL CHECK (end_ms >= start_ms),
+    bytes       INTEGER NOT NULL CHECK (bytes >= 0),
+    created_at  INTEGER NOT NULL
+);
+
+ALTER TABLE events ADD COLUMN review TEXT NOT NULL DEFAULT 'new'
+    CHECK (review IN ('new','acknowledged','resolved','false_alarm'));
+ALTER TABLE events ADD COLUMN media_deleted_at INTEGER;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -4,6 +4,7 @@
 //! small pool of read connections; WAL mode lets readers run while the writer commits.
 
 pub mod migrations;
+pub mod recordings;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;
