@@ -17,8 +17,9 @@ use crate::infer::detector::{Detector, DetectorOptions};
 use crate::infer::manifest::ModelManifest;
 use crate::infer::queue::FrameQueue;
 use crate::ingest::gst::GstOpener;
-use crate::ingest::profile::{redact_url, HardwareProfile, PipelineMode};
+use crate::ingest::profile::{redact_url, HardwareProfile, PipelineMode, RecordMode, RecordPlan};
 use crate::ingest::{supervise, SuperviseOptions};
+use crate::record::{RecEvent, Recorder};
 use crate::rules::offline::OfflineWatch;
 use crate::rules::RuleEngine;
 use crate::store::Store;
@@ -85,7 +86,9 @@ pub enum StoreMsg {
 
 impl Analytics {
     /// Starts `workers` inference threads (each with its own session per model) and the
-    /// store writer. Fails before starting anything if a model cannot be loaded.
+    /// store writer, which tells `clips` (the recorder) about every ended event. Fails
+    /// before starting anything if a model cannot be loaded.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         cameras: &[CameraConfig],
         manifests: &HashMap<String, ModelManifest>,
@@ -94,6 +97,7 @@ impl Analytics {
         store: Store,
         registry: Registry,
         lossless: bool,
+        clips: Option<mpsc::Sender<RecEvent>>,
     ) -> anyhow::Result<Analytics> {
         let mut detector_sets = Vec::new();
         for _ in 0..workers {
@@ -122,7 +126,7 @@ impl Analytics {
 
         let writer = {
             let stats = stats.clone();
-            std::thread::Builder::new().name("store-writer".into()).spawn(move || write_events(rx, store, stats))?
+            std::thread::Builder::new().name("store-writer".into()).spawn(move || write_events(rx, store, stats, clips))?
         };
         let health_watch = if cameras.iter().any(|c| c.enabled && OfflineWatch::for_camera(c).is_some()) {
             let stop = Arc::new(AtomicBool::new(false));
@@ -244,7 +248,7 @@ impl Worker {
 
 /// The store writer: applies messages in order, retrying transient failures so that
 /// nothing the rules produced is lost while the process runs.
-fn write_events(rx: mpsc::Receiver<StoreMsg>, store: Store, stats: Arc<Stats>) {
+fn write_events(rx: mpsc::Receiver<StoreMsg>, store: Store, stats: Arc<Stats>, clips: Option<mpsc::Sender<RecEvent>>) {
     for msg in rx {
         match msg {
             StoreMsg::Event(c) => {
@@ -256,6 +260,9 @@ fn write_events(rx: mpsc::Receiver<StoreMsg>, store: Store, stats: Arc<Stats>) {
                         camera = %ev.camera_id, kind = %ev.kind, seq = ev.seq, id = %ev.id,
                         "event {:?}", c.change
                     );
+                    if let (Some(tx), crate::types::Change::Ended) = (&clips, c.change) {
+                        let _ = tx.send(RecEvent::EventEnded { event_id: ev.id, camera_id: ev.camera_id.clone() });
+                    }
                 }
             }
             StoreMsg::Counts(rows) => {
@@ -288,7 +295,8 @@ fn write_with_retry<T>(what: &str, mut f: impl FnMut() -> Result<T, crate::store
     None
 }
 
-/// Starts one supervised ingest thread per enabled camera.
+/// Starts one supervised ingest thread per enabled camera; cameras that record get the
+/// record branch in their pipeline when `recorder` is given.
 pub fn start_cameras(
     cfg: &Config,
     profile: &HardwareProfile,
@@ -296,6 +304,7 @@ pub fn start_cameras(
     queue: &Arc<FrameQueue>,
     shutdown: &Arc<AtomicBool>,
     lossless: bool,
+    recorder: Option<(&Recorder, &Store)>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let mut handles = Vec::new();
     for (idx, cam) in cfg.cameras.iter().enumerate() {
@@ -305,9 +314,14 @@ pub fn start_cameras(
         let source = cam.source(&cfg.base_dir).map_err(|e| anyhow!("camera `{}`: url: {e}", cam.id))?;
         let is_file = matches!(source, crate::config::Source::File(_));
         let mode = PipelineMode { realtime: cam.realtime && is_file && !lossless, drop: !lossless, max_fps: cam.detect_fps };
-        let description = profile.pipeline_for(cam, &source, mode);
+        let record = recorder.and_then(|(r, store)| r.spec(store, cam));
+        let plan = match &record {
+            Some(spec) => Some(RecordPlan { mode: record_mode(cam, &source), segment_ns: spec.segment_ns }),
+            None => None,
+        };
+        let description = profile.pipeline_for(cam, &source, mode, plan);
         tracing::info!(camera = %cam.id, "pipeline: {}", redact_url(&description));
-        let opener = GstOpener { camera_id: Arc::from(cam.id.as_str()), description };
+        let opener = GstOpener { camera_id: Arc::from(cam.id.as_str()), description, record };
         let opts = SuperviseOptions {
             camera_id: cam.id.clone(),
             loop_file: cam.loop_file && is_file,
@@ -326,6 +340,31 @@ pub fn start_cameras(
     Ok(handles)
 }
 
+/// How a camera's stream is recorded: H.264/H.265 as is, anything else encoded once.
+fn record_mode(cam: &CameraConfig, source: &crate::config::Source) -> RecordMode {
+    use crate::config::Source;
+    let encode = RecordMode::Encode { bitrate_kbps: cam.record.encode_bitrate_kbps };
+    match source {
+        Source::Rtsp(_) => match cam.codec.as_str() {
+            "h264" => RecordMode::Passthrough(Some("h264")),
+            "h265" => RecordMode::Passthrough(Some("h265")),
+            _ => RecordMode::Passthrough(None),
+        },
+        Source::V4l2(_) => encode,
+        Source::File(p) => match crate::ingest::gst::discover_codec(p) {
+            Ok(Some(codec)) => RecordMode::Passthrough(Some(codec)),
+            Ok(None) => {
+                tracing::info!(camera = %cam.id, "source is not H.264/H.265: recording encodes it once to H.264");
+                encode
+            }
+            Err(e) => {
+                tracing::warn!(camera = %cam.id, "cannot inspect {}: {e}; recording encodes it once", p.display());
+                encode
+            }
+        },
+    }
+}
+
 /// `gridwatch run`: everything until Ctrl-C / SIGTERM, then a graceful shutdown.
 pub fn run(cfg: Config) -> anyhow::Result<()> {
     let profile = HardwareProfile::for_config(&cfg).map_err(|e| anyhow!(e))?;
@@ -338,6 +377,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     let manifests = load_manifests(&cfg)?;
     let store = Store::open(&cfg.data_dir).with_context(|| format!("opening data dir {}", cfg.data_dir.display()))?;
     store.end_interrupted()?;
+    let report = crate::record::reconcile::reconcile(&store)?;
+    println!("  recordings: {report}");
     let token_note = ensure_token(&cfg, &store)?;
 
     let registry = Registry::new();
@@ -348,10 +389,20 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         intra_op_threads: cfg.inference.intra_op_threads,
         execution_providers: profile.inference.execution_providers.clone(),
     };
-    let analytics =
-        Analytics::start(&cfg.cameras, &manifests, &opts, cfg.inference.workers, store.clone(), registry.clone(), false)?;
+    let recorder = Recorder::start(&cfg, store.clone(), Arc::new(crate::record::clock::SystemClock))?;
+    let analytics = Analytics::start(
+        &cfg.cameras,
+        &manifests,
+        &opts,
+        cfg.inference.workers,
+        store.clone(),
+        registry.clone(),
+        false,
+        recorder.sender(),
+    )?;
     let shutdown = Arc::new(AtomicBool::new(false));
-    let cameras = start_cameras(&cfg, &profile, &registry, &analytics.queue, &shutdown, false)?;
+    let cameras =
+        start_cameras(&cfg, &profile, &registry, &analytics.queue, &shutdown, false, Some((&recorder, &store)))?;
 
     let state = crate::api::ApiState {
         store: store.clone(),
@@ -380,6 +431,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         let _ = h.join();
     }
     analytics.shutdown();
+    recorder.shutdown();
     store.close()?;
     println!("gridwatch: stopped cleanly");
     served

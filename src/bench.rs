@@ -137,10 +137,10 @@ clear_secs = 1.0
         intra_op_threads: threads,
         execution_providers: vec!["cpu".into()],
     };
-    let analytics = Analytics::start(&cfg.cameras, &manifests, &opts, 1, store.clone(), registry.clone(), true)?;
+    let analytics = Analytics::start(&cfg.cameras, &manifests, &opts, 1, store.clone(), registry.clone(), true, None)?;
     let stop = Arc::new(AtomicBool::new(false));
     let t = Instant::now();
-    let cams = start_cameras(&cfg, &profile, &registry, &analytics.queue, &stop, true)?;
+    let cams = start_cameras(&cfg, &profile, &registry, &analytics.queue, &stop, true, None)?;
     let stats = analytics.stats.clone();
     loop {
         let n = stats.analysed.load(Ordering::Relaxed);

@@ -35,7 +35,7 @@ pub fn open_video(video: &Path, width: u32) -> anyhow::Result<Box<dyn FrameStrea
         return Err(anyhow!("video {} does not exist or is not a file", video.display()));
     }
     let profile = HardwareProfile::load("cpu", Path::new(".")).map_err(|e| anyhow!(e))?;
-    let opener = GstOpener { camera_id: Arc::from("video"), description: profile.offline_file_pipeline(video, width) };
+    let opener = GstOpener { camera_id: Arc::from("video"), description: profile.offline_file_pipeline(video, width), record: None };
     opener.open().with_context(|| format!("opening {}", video.display()))
 }
 

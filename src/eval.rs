@@ -363,7 +363,7 @@ pub fn video_size(video: &Path) -> anyhow::Result<(u32, u32)> {
         "filesrc location={loc} ! decodebin ! videoconvert ! video/x-raw,format=RGB \
          ! appsink name=sink max-buffers=2 drop=false sync=false enable-last-sample=false"
     );
-    let opener = crate::ingest::gst::GstOpener { camera_id: std::sync::Arc::from("probe"), description };
+    let opener = crate::ingest::gst::GstOpener { camera_id: std::sync::Arc::from("probe"), description, record: None };
     let mut s = opener.open().with_context(|| format!("opening {}", video.display()))?;
     match s.next(Duration::from_secs(10)) {
         StreamEvent::Frame(f) => Ok((f.width, f.height)),

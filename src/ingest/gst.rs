@@ -12,6 +12,7 @@ use gstreamer_video::prelude::*;
 use time::OffsetDateTime;
 
 use super::{FrameStream, IngestError, Opener, StreamEvent};
+use crate::record::{ClosedSegment, RecEvent, RecordGate, RecordSpec};
 use crate::types::Frame;
 
 static INIT: OnceLock<Result<(), String>> = OnceLock::new();
@@ -23,10 +24,13 @@ pub fn init() -> Result<(), IngestError> {
         .map_err(|e| IngestError::Gstreamer(format!("cannot initialise GStreamer: {e}")))
 }
 
-/// Opens a camera by launching a gst-launch style description.
+/// Opens a camera by launching a gst-launch style description. With `record`, the
+/// description must contain the record branch (`splitmuxsink name=recorder` fed by
+/// `queue name=recq`, see pipelines/record.pipeline).
 pub struct GstOpener {
     pub camera_id: Arc<str>,
     pub description: String,
+    pub record: Option<RecordSpec>,
 }
 
 impl Opener for GstOpener {
@@ -42,13 +46,17 @@ impl Opener for GstOpener {
             .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
             .ok_or_else(|| IngestError::Pipeline("pipeline has no appsink named `sink`".into()))?;
         let bus = pipeline.bus().ok_or_else(|| IngestError::Pipeline("pipeline has no bus".into()))?;
+        let recording = match &self.record {
+            Some(spec) => Some(Recording::attach(&pipeline, spec)?),
+            None => None,
+        };
         if pipeline.set_state(gst::State::Playing).is_err() {
             let msg = bus_error(&bus, Duration::from_millis(500))
                 .unwrap_or_else(|| "pipeline refused to start".to_string());
             let _ = pipeline.set_state(gst::State::Null);
             return Err(IngestError::Source(msg));
         }
-        Ok(Box::new(GstStream { camera_id: self.camera_id.clone(), pipeline, sink, bus, index: 0 }))
+        Ok(Box::new(GstStream { camera_id: self.camera_id.clone(), pipeline, sink, bus, index: 0, recording }))
     }
 }
 
@@ -77,6 +85,142 @@ pub struct GstStream {
     sink: gst_app::AppSink,
     bus: gst::Bus,
     index: u64,
+    recording: Option<Recording>,
+}
+
+/// The record branch of one open pipeline: names segment files, drops footage while the
+/// gate is closed, and turns `splitmuxsink` fragment messages into [`RecEvent`]s.
+struct Recording {
+    spec: RecordSpec,
+    recorder: gst::Element,
+    /// Source pad of `recq`: its caps tell the codec.
+    branch_pad: gst::Pad,
+    /// Segment files being written: location → running time of their start (ns).
+    open: Vec<(String, u64)>,
+    /// Wall-clock time at running time 0 of this pipeline.
+    base: Option<OffsetDateTime>,
+}
+
+impl Recording {
+    fn attach(pipeline: &gst::Pipeline, spec: &RecordSpec) -> Result<Recording, IngestError> {
+        let recorder = pipeline
+            .by_name("recorder")
+            .ok_or_else(|| IngestError::Pipeline("record branch has no splitmuxsink named `recorder`".into()))?;
+        let queue = pipeline
+            .by_name("recq")
+            .ok_or_else(|| IngestError::Pipeline("record branch has no queue named `recq`".into()))?;
+        let branch_pad =
+            queue.static_pad("src").ok_or_else(|| IngestError::Pipeline("record queue has no src pad".into()))?;
+        std::fs::create_dir_all(&spec.dir).map_err(|e| {
+            IngestError::Pipeline(format!("cannot create recording dir {}: {e}", spec.dir.display()))
+        })?;
+        let dir = spec.dir.clone();
+        let camera = spec.camera_id.clone();
+        recorder.connect("format-location", false, move |args| {
+            let fragment = args.get(1).and_then(|v| v.get::<u32>().ok()).unwrap_or(0);
+            Some(segment_path(&dir, &camera, OffsetDateTime::now_utc(), fragment).to_value())
+        });
+        let gate = spec.gate.clone();
+        let need_keyframe = std::sync::atomic::AtomicBool::new(false);
+        branch_pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| gate_buffer(&gate, &need_keyframe, info));
+        Ok(Recording { spec: spec.clone(), recorder, branch_pad, open: Vec::new(), base: None })
+    }
+
+    /// Handles one bus message if it is the recorder's; true if it was.
+    fn handle(&mut self, pipeline: &gst::Pipeline, msg: &gst::Message) -> bool {
+        let gst::MessageView::Element(el) = msg.view() else { return false };
+        if msg.src() != Some(self.recorder.upcast_ref()) {
+            return false;
+        }
+        let Some(s) = el.structure() else { return false };
+        let (Ok(location), Ok(rt)) = (s.get::<String>("location"), s.get::<u64>("running-time")) else {
+            return true;
+        };
+        match s.name().as_str() {
+            "splitmuxsink-fragment-opened" => self.open.push((location, rt)),
+            "splitmuxsink-fragment-closed" => {
+                let start_rt = match self.open.iter().position(|(l, _)| *l == location) {
+                    Some(i) => self.open.remove(i).1,
+                    None => rt,
+                };
+                let base = self.base(pipeline);
+                let codec = self.codec();
+                let seg = ClosedSegment {
+                    camera_id: self.spec.camera_id.clone(),
+                    path: location.into(),
+                    start: base + Duration::from_nanos(start_rt),
+                    end: base + Duration::from_nanos(rt.max(start_rt)),
+                    start_pts_ns: start_rt,
+                    end_pts_ns: rt.max(start_rt),
+                    codec,
+                };
+                let _ = self.spec.tx.send(RecEvent::Closed(seg));
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// Wall-clock time at running time 0, measured once per pipeline while it plays.
+    fn base(&mut self, pipeline: &gst::Pipeline) -> OffsetDateTime {
+        *self.base.get_or_insert_with(|| {
+            let now = OffsetDateTime::now_utc();
+            match pipeline.current_running_time() {
+                Some(rt) => now - Duration::from_nanos(rt.nseconds()),
+                None => now,
+            }
+        })
+    }
+
+    fn codec(&self) -> String {
+        let name = self.branch_pad.current_caps().and_then(|c| c.structure(0).map(|s| s.name().to_string()));
+        match name.as_deref() {
+            Some("video/x-h265") => "h265".into(),
+            _ => "h264".into(),
+        }
+    }
+
+    /// Files still being written when the pipeline stops without finalising them (error,
+    /// stall): the recorder repairs and indexes them.
+    fn abandon(&mut self) {
+        for (location, _) in self.open.drain(..) {
+            let _ = self.spec.tx.send(RecEvent::Abandoned { camera_id: self.spec.camera_id.clone(), path: location.into() });
+        }
+    }
+}
+
+/// `<dir>/<YYYYMMDD>/<unix ms>-<fragment>.mp4`: the name carries the wall time the file was
+/// opened, which start-up reconciliation uses for files that were never indexed.
+pub fn segment_path(dir: &std::path::Path, camera: &str, now: OffsetDateTime, fragment: u32) -> String {
+    let day = format!("{:04}{:02}{:02}", now.year(), u8::from(now.month()), now.day());
+    let day_dir = dir.join(day);
+    if let Err(e) = std::fs::create_dir_all(&day_dir) {
+        tracing::error!(camera, dir = %day_dir.display(), "cannot create recording dir: {e}");
+    }
+    let ms = now.unix_timestamp_nanos() / 1_000_000;
+    day_dir.join(format!("{ms}-{fragment:05}.mp4")).display().to_string()
+}
+
+/// Pad probe of the record branch: drops buffers while the gate is closed, then resumes at
+/// the next keyframe so no segment starts with frames that cannot be decoded.
+fn gate_buffer(
+    gate: &RecordGate,
+    need_keyframe: &std::sync::atomic::AtomicBool,
+    info: &mut gst::PadProbeInfo,
+) -> gst::PadProbeReturn {
+    use std::sync::atomic::Ordering::Relaxed;
+    if !gate.is_open() {
+        need_keyframe.store(true, Relaxed);
+        return gst::PadProbeReturn::Drop;
+    }
+    if need_keyframe.load(Relaxed) {
+        let delta = info.buffer().is_some_and(|b| b.flags().contains(gst::BufferFlags::DELTA_UNIT));
+        if delta {
+            return gst::PadProbeReturn::Drop;
+        }
+        need_keyframe.store(false, Relaxed);
+    }
+    gst::PadProbeReturn::Ok
 }
 
 impl GstStream {
@@ -114,15 +258,45 @@ impl GstStream {
     }
 }
 
-impl FrameStream for GstStream {
-    fn next(&mut self, timeout: Duration) -> StreamEvent {
-        while let Some(msg) = self.bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Eos]) {
+impl GstStream {
+    /// Handles pending bus messages; returns an error or EOS to report.
+    fn poll_bus(&mut self) -> Option<StreamEvent> {
+        while let Some(msg) = self.bus.pop_filtered(&[
+            gst::MessageType::Error,
+            gst::MessageType::Eos,
+            gst::MessageType::Element,
+        ]) {
+            if let Some(rec) = &mut self.recording {
+                if rec.handle(&self.pipeline, &msg) {
+                    continue;
+                }
+            }
             match msg.view() {
-                gst::MessageView::Error(e) => return StreamEvent::Error(format_error(e)),
-                // Frames queued in the appsink before EOS are still delivered below.
-                gst::MessageView::Eos(_) if self.sink.is_eos() => return StreamEvent::Eos,
+                gst::MessageView::Error(e) => {
+                    let err = format_error(e);
+                    if let Some(rec) = &self.recording {
+                        if msg.src().is_some_and(|s| s.has_as_ancestor(&rec.recorder) || *s == rec.recorder) {
+                            let _ = rec.spec.tx.send(RecEvent::Failed {
+                                camera_id: rec.spec.camera_id.clone(),
+                                message: err.clone(),
+                            });
+                        }
+                    }
+                    return Some(StreamEvent::Error(err));
+                }
+                // Frames queued in the appsink before EOS are still delivered by `next`.
+                gst::MessageView::Eos(_) if self.sink.is_eos() => return Some(StreamEvent::Eos),
                 _ => {}
             }
+        }
+        None
+    }
+}
+
+impl FrameStream for GstStream {
+    fn next(&mut self, timeout: Duration) -> StreamEvent {
+        if let Some(ev) = self.poll_bus() {
+            return ev;
         }
         match self.sink.try_pull_sample(gst::ClockTime::from_nseconds(timeout.as_nanos() as u64)) {
             Some(sample) => match self.make_frame(&sample) {
@@ -133,15 +307,67 @@ impl FrameStream for GstStream {
             None => StreamEvent::Idle,
         }
     }
+
+    /// Ends the stream cleanly: EOS through the pipeline so the record branch finalises its
+    /// last segment (indexed like any other), waiting at most 3 s.
+    fn finish(&mut self) {
+        if self.recording.is_none() {
+            return;
+        }
+        self.pipeline.send_event(gst::event::Eos::new());
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            let Some(msg) = self.bus.timed_pop_filtered(
+                gst::ClockTime::from_mseconds(100),
+                &[gst::MessageType::Error, gst::MessageType::Eos, gst::MessageType::Element],
+            ) else {
+                continue;
+            };
+            if let Some(rec) = &mut self.recording {
+                if rec.handle(&self.pipeline, &msg) {
+                    continue;
+                }
+            }
+            if matches!(msg.view(), gst::MessageView::Eos(_) | gst::MessageView::Error(_)) {
+                break;
+            }
+        }
+    }
 }
 
 impl Drop for GstStream {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
+        if let Some(rec) = &mut self.recording {
+            rec.abandon();
+        }
     }
 }
 
 /// True when this machine's GStreamer registry has the element factory.
 pub fn has_element(name: &str) -> bool {
     init().is_ok() && gst::ElementFactory::find(name).is_some()
+}
+
+/// The video codec of a media file, if it is one the recorder can pass through
+/// (`Some("h264" | "h265")`); `None` for any other codec.
+pub fn discover_codec(path: &std::path::Path) -> Result<Option<&'static str>, IngestError> {
+    use gstreamer_pbutils as pbutils;
+    use gstreamer_pbutils::prelude::*;
+    init()?;
+    let uri = gst::glib::filename_to_uri(path, None)
+        .map_err(|e| IngestError::Source(format!("{}: {e}", path.display())))?;
+    let discoverer = pbutils::Discoverer::new(gst::ClockTime::from_seconds(10))
+        .map_err(|e| IngestError::Gstreamer(format!("cannot create discoverer: {e}")))?;
+    let info = discoverer
+        .discover_uri(&uri)
+        .map_err(|e| IngestError::Source(format!("cannot inspect {}: {e}", path.display())))?;
+    let codec = info.video_streams().first().and_then(|v| v.caps()).and_then(|caps| {
+        caps.structure(0).and_then(|s| match s.name().as_str() {
+            "video/x-h264" => Some("h264"),
+            "video/x-h265" => Some("h265"),
+            _ => None,
+        })
+    });
+    Ok(codec)
 }

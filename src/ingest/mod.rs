@@ -40,6 +40,8 @@ pub enum StreamEvent {
 /// An open camera.
 pub trait FrameStream: Send {
     fn next(&mut self, timeout: Duration) -> StreamEvent;
+    /// Ends the stream cleanly before it is dropped at shutdown (e.g. finalise recordings).
+    fn finish(&mut self) {}
 }
 
 /// Opens a camera; called again on every reconnect.
@@ -91,6 +93,7 @@ pub fn supervise(
         let mut rate = RateMeter::new();
         let outcome = loop {
             if shutdown.load(Ordering::Relaxed) {
+                stream.finish();
                 break Outcome::Shutdown;
             }
             match stream.next(Duration::from_millis(200)) {

@@ -18,10 +18,20 @@ const BUILTIN_PROFILES: &[(&str, &str)] = &[
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("file", include_str!("../../pipelines/file.pipeline")),
+    ("file-passthrough", include_str!("../../pipelines/file-passthrough.pipeline")),
     ("rtsp-auto", include_str!("../../pipelines/rtsp-auto.pipeline")),
     ("rtsp-h264", include_str!("../../pipelines/rtsp-h264.pipeline")),
     ("rtsp-h265", include_str!("../../pipelines/rtsp-h265.pipeline")),
     ("usb", include_str!("../../pipelines/usb.pipeline")),
+];
+
+/// The record branch appended to a recorded camera's pipeline.
+const RECORD_BRANCH: &str = include_str!("../../pipelines/record.pipeline");
+
+/// Placeholders of the templates (not element factories).
+const PLACEHOLDERS: &[&str] = &[
+    "h264_decoder", "h265_decoder", "file_decoder", "scale", "convert", "split", "record", "decoder", "parsed_caps",
+    "encode", "h264_encoder",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -41,8 +51,16 @@ pub struct Elements {
     pub h264_decoder: String,
     pub h265_decoder: String,
     pub file_decoder: String,
+    /// One-time H.264 encode for recorded sources that are not H.264/H.265; `{bitrate_kbps}`
+    /// or `{bitrate_bps}` is replaced by the camera's `record.encode_bitrate_kbps`.
+    #[serde(default = "default_h264_encoder")]
+    pub h264_encoder: String,
     pub scale: String,
     pub convert: String,
+}
+
+fn default_h264_encoder() -> String {
+    "x264enc bitrate={bitrate_kbps} speed-preset=veryfast tune=zerolatency key-int-max=60".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -60,6 +78,23 @@ pub struct PipelineMode {
     pub drop: bool,
     /// Limit frames per second handed to Rust (0 = no limit).
     pub max_fps: f64,
+}
+
+/// How a recorded camera's stream reaches its segment files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordMode {
+    /// The compressed stream is written as is: `Some("h264" | "h265")`, or `None` when the
+    /// codec is only known at run time (RTSP with `codec = "auto"`).
+    Passthrough(Option<&'static str>),
+    /// The decoded video is encoded once to H.264 (USB cameras, non-H.264/H.265 files).
+    Encode { bitrate_kbps: u32 },
+}
+
+/// Recording part of a pipeline: mode and segment length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordPlan {
+    pub mode: RecordMode,
+    pub segment_ns: u64,
 }
 
 impl HardwareProfile {
@@ -103,24 +138,44 @@ impl HardwareProfile {
         for (_, t) in TEMPLATES {
             add(&strip_comments(t).replace(['{', '}'], ""));
         }
-        for d in [&e.h264_decoder, &e.h265_decoder, &e.file_decoder, &e.scale, &e.convert] {
+        add(&strip_comments(RECORD_BRANCH).replace(['{', '}'], ""));
+        for d in [&e.h264_decoder, &e.h265_decoder, &e.file_decoder, &e.scale, &e.convert, &e.h264_encoder] {
             add(d);
         }
-        // Placeholders themselves are not factories.
-        out.retain(|f| {
-            !matches!(f.as_str(), "h264_decoder" | "h265_decoder" | "file_decoder" | "scale" | "convert")
-        });
+        add("tee ! parsebin ! h264parse ! h265parse ! mp4mux ! filesink ! qtdemux ! appsrc");
+        // Placeholders themselves are not factories; `rec.` is a pad reference.
+        out.retain(|f| !PLACEHOLDERS.contains(&f.as_str()) && !f.ends_with('.'));
         out
     }
 
-    /// Builds the gst-launch description of a camera's pipeline.
-    pub fn pipeline_for(&self, cam: &CameraConfig, source: &Source, mode: PipelineMode) -> String {
-        self.render(source, &cam.codec, cam.detect_width, cam.detect_height, mode)
+    /// Builds the gst-launch description of a camera's pipeline; `record` adds the record
+    /// branch (see pipelines/record.pipeline).
+    pub fn pipeline_for(
+        &self,
+        cam: &CameraConfig,
+        source: &Source,
+        mode: PipelineMode,
+        record: Option<RecordPlan>,
+    ) -> String {
+        self.render(source, &cam.codec, cam.detect_width, cam.detect_height, mode, record)
     }
 
     /// Fills the template for `source` with this profile's elements.
-    pub fn render(&self, source: &Source, codec: &str, width: u32, height: Option<u32>, mode: PipelineMode) -> String {
+    pub fn render(
+        &self,
+        source: &Source,
+        codec: &str,
+        width: u32,
+        height: Option<u32>,
+        mode: PipelineMode,
+        record: Option<RecordPlan>,
+    ) -> String {
+        let passthrough_file = match (source, record.map(|r| r.mode)) {
+            (Source::File(_), Some(RecordMode::Passthrough(Some(c)))) => Some(c),
+            _ => None,
+        };
         let (template, location) = match source {
+            Source::File(p) if passthrough_file.is_some() => ("file-passthrough", p.display().to_string()),
             Source::File(p) => ("file", p.display().to_string()),
             Source::V4l2(p) => ("usb", p.display().to_string()),
             Source::Rtsp(u) => (
@@ -139,7 +194,38 @@ impl HardwareProfile {
         };
         let max_rate = if mode.max_fps > 0.0 { (mode.max_fps.ceil() as u64).max(1) } else { i32::MAX as u64 };
         let e = &self.elements;
+        let (split, record_branch) = match record {
+            None => (String::new(), String::new()),
+            Some(plan) => {
+                let tee = "tee name=rec ! queue ! ";
+                let split = if template == "rtsp-auto" { format!("parsebin ! {tee}") } else { tee.to_string() };
+                let (encode, requests) = match plan.mode {
+                    RecordMode::Passthrough(Some(c)) if template.starts_with("file") => (format!("{c}parse ! "), false),
+                    RecordMode::Passthrough(_) => (String::new(), false),
+                    RecordMode::Encode { bitrate_kbps } => {
+                        let enc = e
+                            .h264_encoder
+                            .replace("{bitrate_kbps}", &bitrate_kbps.to_string())
+                            .replace("{bitrate_bps}", &(u64::from(bitrate_kbps) * 1000).to_string());
+                        (format!("videoconvert ! {enc} ! h264parse ! "), true)
+                    }
+                };
+                let branch = strip_comments(RECORD_BRANCH)
+                    .replace("{encode}", &encode)
+                    .replace("{segment_ns}", &plan.segment_ns.to_string())
+                    .replace("{keyframe_requests}", if requests { "true" } else { "false" });
+                (split, branch)
+            }
+        };
+        let (parsed_caps, decoder) = match passthrough_file {
+            Some("h265") => ("video/x-h265", e.h265_decoder.as_str()),
+            _ => ("video/x-h264", e.h264_decoder.as_str()),
+        };
         strip_comments(text)
+            .replace("{split}", &split)
+            .replace("{record}", &record_branch)
+            .replace("{parsed_caps}", parsed_caps)
+            .replace("{decoder}", decoder)
             .replace("{location}", &quote(&location))
             .replace("{file_decoder}", &e.file_decoder)
             .replace("{h264_decoder}", &e.h264_decoder)
@@ -160,6 +246,7 @@ impl HardwareProfile {
             width,
             None,
             PipelineMode { realtime: false, drop: false, max_fps: 0.0 },
+            None,
         )
     }
 }
@@ -236,6 +323,34 @@ mod tests {
             redact_url(r#"rtspsrc location="rtsp://u:p@w@h:554/a" ! x, also rtsp://a:b@c/d"#),
             r#"rtspsrc location="rtsp://***@h:554/a" ! x, also rtsp://***@c/d"#
         );
+    }
+
+    #[test]
+    fn record_branch_is_added_only_when_recording() {
+        let p = HardwareProfile::load("cpu", Path::new(".")).unwrap();
+        let mode = PipelineMode { realtime: true, drop: true, max_fps: 5.0 };
+        let file = Source::File("/v/a.mp4".into());
+        let plain = p.render(&file, "auto", 640, None, mode, None);
+        assert!(!plain.contains("tee") && !plain.contains("splitmuxsink") && !plain.contains('{'), "{plain}");
+        let plan = |mode| Some(RecordPlan { mode, segment_ns: 10_000_000_000 });
+        let pass = p.render(&file, "auto", 640, None, mode, plan(RecordMode::Passthrough(Some("h264"))));
+        assert!(pass.contains("parsebin ! video/x-h264 ! tee name=rec ! queue ! avdec_h264"), "{pass}");
+        assert!(pass.contains("rec. ! queue name=recq") && pass.contains("h264parse ! splitmuxsink name=recorder"), "{pass}");
+        assert!(pass.contains("max-size-time=10000000000") && !pass.contains("x264enc") && !pass.contains('{'), "{pass}");
+        let enc = p.render(&file, "auto", 640, None, mode, plan(RecordMode::Encode { bitrate_kbps: 1500 }));
+        assert!(enc.contains("decodebin ! tee name=rec ! queue ! videorate"), "{enc}");
+        assert!(enc.contains("x264enc bitrate=1500") && enc.contains("send-keyframe-requests=true"), "{enc}");
+        let rtsp = Source::Rtsp("rtsp://h/s".into());
+        let auto = p.render(&rtsp, "auto", 640, None, mode, plan(RecordMode::Passthrough(None)));
+        assert!(auto.contains("parsebin ! tee name=rec ! queue ! decodebin"), "{auto}");
+        let h265 = p.render(&rtsp, "h265", 640, None, mode, plan(RecordMode::Passthrough(Some("h265"))));
+        assert!(h265.contains("h265parse ! tee name=rec ! queue ! avdec_h265") && !h265.contains("h265parse ! splitmux"), "{h265}");
+        // Every rendered description is a valid pipeline for GStreamer's parser.
+        if crate::ingest::gst::init().is_ok() {
+            for d in [&plain, &pass, &enc, &auto, &h265] {
+                gstreamer::parse::launch(d).unwrap_or_else(|e| panic!("{e}: {d}"));
+            }
+        }
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub enum RecEvent {
     Closed(ClosedSegment),
     /// The record branch of a camera failed (e.g. ENOSPC); retention runs at once.
     Failed { camera_id: String, message: String },
+    /// A segment file the pipeline stopped writing without finalising it (source error,
+    /// stall): repaired and indexed like an orphan at start-up.
+    Abandoned { camera_id: String, path: PathBuf },
     /// An event ended: build its clip once the footage after it is indexed.
     EventEnded { event_id: Uuid, camera_id: String },
 }
@@ -167,6 +170,10 @@ fn recorder_loop(
             Some(RecEvent::Failed { camera_id, message }) => {
                 tracing::warn!(camera = %camera_id, "recording failed: {message}; running retention now");
                 next_check = Instant::now();
+            }
+            Some(RecEvent::Abandoned { camera_id, path }) => {
+                // TODO(reconcile): repair + probe + index (reconcile::recover_file).
+                tracing::warn!(camera = %camera_id, path = %path.display(), "segment abandoned unfinalised");
             }
             Some(RecEvent::EventEnded { event_id, camera_id }) => {
                 if let Some(cam) = cameras.get(&camera_id) {
