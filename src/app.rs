@@ -315,10 +315,7 @@ pub fn start_cameras(
         let is_file = matches!(source, crate::config::Source::File(_));
         let mode = PipelineMode { realtime: cam.realtime && is_file && !lossless, drop: !lossless, max_fps: cam.detect_fps };
         let record = recorder.and_then(|(r, store)| r.spec(store, cam));
-        let plan = match &record {
-            Some(spec) => Some(RecordPlan { mode: record_mode(cam, &source), segment_ns: spec.segment_ns }),
-            None => None,
-        };
+        let plan = record.as_ref().map(|spec| RecordPlan { mode: record_mode(cam, &source), segment_ns: spec.segment_ns });
         let description = profile.pipeline_for(cam, &source, mode, plan);
         tracing::info!(camera = %cam.id, "pipeline: {}", redact_url(&description));
         let opener = GstOpener { camera_id: Arc::from(cam.id.as_str()), description, record };
