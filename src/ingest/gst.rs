@@ -97,8 +97,30 @@ struct Recording {
     branch_pad: gst::Pad,
     /// Segment files being written: location → running time of their start (ns).
     open: Vec<(String, u64)>,
-    /// Wall-clock time at running time 0 of this pipeline.
-    base: Option<OffsetDateTime>,
+    /// Wall-clock time at running time 0 of this pipeline (shared with the file-naming
+    /// callback, which may need it first).
+    base: Arc<Timebase>,
+}
+
+/// Maps a pipeline's running time to wall-clock time: measured once, the first time it is
+/// needed, as now − the pipeline's current running time.
+struct Timebase {
+    pipeline: gst::glib::WeakRef<gst::Pipeline>,
+    base: std::sync::Mutex<Option<OffsetDateTime>>,
+}
+
+impl Timebase {
+    fn wall(&self, running_time_ns: u64) -> OffsetDateTime {
+        let mut base = self.base.lock().unwrap_or_else(|e| e.into_inner());
+        let b = *base.get_or_insert_with(|| {
+            let now = OffsetDateTime::now_utc();
+            match self.pipeline.upgrade().and_then(|p| p.current_running_time()) {
+                Some(rt) => now - Duration::from_nanos(rt.nseconds()),
+                None => now,
+            }
+        });
+        b + Duration::from_nanos(running_time_ns)
+    }
 }
 
 impl Recording {
@@ -114,20 +136,34 @@ impl Recording {
         std::fs::create_dir_all(&spec.dir).map_err(|e| {
             IngestError::Pipeline(format!("cannot create recording dir {}: {e}", spec.dir.display()))
         })?;
-        let dir = spec.dir.clone();
-        let camera = spec.camera_id.clone();
-        recorder.connect("format-location", false, move |args| {
+        let base = Arc::new(Timebase { pipeline: pipeline.downgrade(), base: Default::default() });
+        let (dir, camera, tb) = (spec.dir.clone(), spec.camera_id.clone(), base.clone());
+        // Named after the wall time of the fragment's first frame.
+        recorder.connect("format-location-full", false, move |args| {
             let fragment = args.get(1).and_then(|v| v.get::<u32>().ok()).unwrap_or(0);
-            Some(segment_path(&dir, &camera, OffsetDateTime::now_utc(), fragment).to_value())
+            let rt = args
+                .get(2)
+                .and_then(|v| v.get::<gst::Sample>().ok())
+                .and_then(|sample| {
+                    let pts = sample.buffer()?.pts()?;
+                    let seg = sample.segment()?.downcast_ref::<gst::ClockTime>()?;
+                    seg.to_running_time(pts)
+                })
+                .map(|t| t.nseconds());
+            let start = match rt {
+                Some(rt) => tb.wall(rt),
+                None => OffsetDateTime::now_utc(),
+            };
+            Some(segment_path(&dir, &camera, start, fragment).to_value())
         });
         let gate = spec.gate.clone();
         let need_keyframe = std::sync::atomic::AtomicBool::new(false);
         branch_pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| gate_buffer(&gate, &need_keyframe, info));
-        Ok(Recording { spec: spec.clone(), recorder, branch_pad, open: Vec::new(), base: None })
+        Ok(Recording { spec: spec.clone(), recorder, branch_pad, open: Vec::new(), base })
     }
 
     /// Handles one bus message if it is the recorder's; true if it was.
-    fn handle(&mut self, pipeline: &gst::Pipeline, msg: &gst::Message) -> bool {
+    fn handle(&mut self, msg: &gst::Message) -> bool {
         let gst::MessageView::Element(el) = msg.view() else { return false };
         if msg.src() != Some(self.recorder.upcast_ref()) {
             return false;
@@ -143,13 +179,12 @@ impl Recording {
                     Some(i) => self.open.remove(i).1,
                     None => rt,
                 };
-                let base = self.base(pipeline);
                 let codec = self.codec();
                 let seg = ClosedSegment {
                     camera_id: self.spec.camera_id.clone(),
                     path: location.into(),
-                    start: base + Duration::from_nanos(start_rt),
-                    end: base + Duration::from_nanos(rt.max(start_rt)),
+                    start: self.base.wall(start_rt),
+                    end: self.base.wall(rt.max(start_rt)),
                     start_pts_ns: start_rt,
                     end_pts_ns: rt.max(start_rt),
                     codec,
@@ -159,17 +194,6 @@ impl Recording {
             _ => {}
         }
         true
-    }
-
-    /// Wall-clock time at running time 0, measured once per pipeline while it plays.
-    fn base(&mut self, pipeline: &gst::Pipeline) -> OffsetDateTime {
-        *self.base.get_or_insert_with(|| {
-            let now = OffsetDateTime::now_utc();
-            match pipeline.current_running_time() {
-                Some(rt) => now - Duration::from_nanos(rt.nseconds()),
-                None => now,
-            }
-        })
     }
 
     fn codec(&self) -> String {
@@ -267,7 +291,7 @@ impl GstStream {
             gst::MessageType::Element,
         ]) {
             if let Some(rec) = &mut self.recording {
-                if rec.handle(&self.pipeline, &msg) {
+                if rec.handle(&msg) {
                     continue;
                 }
             }
@@ -324,7 +348,7 @@ impl FrameStream for GstStream {
                 continue;
             };
             if let Some(rec) = &mut self.recording {
-                if rec.handle(&self.pipeline, &msg) {
+                if rec.handle(&msg) {
                     continue;
                 }
             }
