@@ -58,6 +58,14 @@ enum Cmd {
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
+    /// CPU cost of recording a 1080p30 H.264 stream without re-encoding (generated stream).
+    BenchRecord {
+        /// Seconds of video to generate and record.
+        #[arg(long, default_value_t = 30)]
+        secs: u32,
+        #[arg(long, default_value_t = 4000)]
+        bitrate_kbps: u32,
+    },
     /// Evaluate the analytics against ground truth.
     Eval {
         #[command(subcommand)]
@@ -157,6 +165,7 @@ fn main() -> ExitCode {
         Cmd::Bench { video, model, frames, width, threads } => {
             gridwatch::bench::run(&video, &model, frames, width, threads)
         }
+        Cmd::BenchRecord { secs, bitrate_kbps } => gridwatch::bench::record_cost(secs, bitrate_kbps),
         Cmd::Eval { cmd: EvalCmd::Mot { video, gt, frames, model, width, threads, gt_size, class, score_threshold, tracker, save_dets, dets, save_tracks, json } } => {
             let files = (save_dets, dets, save_tracks);
             eval_mot(video, gt, frames, model, width, threads, gt_size, class, score_threshold, &tracker, files, json)

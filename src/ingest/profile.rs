@@ -199,22 +199,8 @@ impl HardwareProfile {
             Some(plan) => {
                 let tee = "tee name=rec ! queue ! ";
                 let split = if template == "rtsp-auto" { format!("parsebin ! {tee}") } else { tee.to_string() };
-                let (encode, requests) = match plan.mode {
-                    RecordMode::Passthrough(Some(c)) if template.starts_with("file") => (format!("{c}parse ! "), false),
-                    RecordMode::Passthrough(_) => (String::new(), false),
-                    RecordMode::Encode { bitrate_kbps } => {
-                        let enc = e
-                            .h264_encoder
-                            .replace("{bitrate_kbps}", &bitrate_kbps.to_string())
-                            .replace("{bitrate_bps}", &(u64::from(bitrate_kbps) * 1000).to_string());
-                        (format!("videoconvert ! {enc} ! h264parse ! "), true)
-                    }
-                };
-                let branch = strip_comments(RECORD_BRANCH)
-                    .replace("{encode}", &encode)
-                    .replace("{segment_ns}", &plan.segment_ns.to_string())
-                    .replace("{keyframe_requests}", if requests { "true" } else { "false" });
-                (split, branch)
+                // Files are parsed again for the muxer; RTSP streams are parsed before the tee.
+                (split, self.record_branch(plan, template.starts_with("file")))
             }
         };
         let (parsed_caps, decoder) = match passthrough_file {
@@ -236,6 +222,27 @@ impl HardwareProfile {
             .replace("{max_rate}", &max_rate.to_string())
             .replace("{sync}", if mode.realtime { "true" } else { "false" })
             .replace("{drop}", if mode.drop { "true" } else { "false" })
+    }
+
+    /// The record branch (pipelines/record.pipeline) fed from `tee name=rec`; `parse` adds
+    /// the codec's parser in front of the muxer for passthrough.
+    pub fn record_branch(&self, plan: RecordPlan, parse: bool) -> String {
+        let (encode, requests) = match plan.mode {
+            RecordMode::Passthrough(Some(c)) if parse => (format!("{c}parse ! "), false),
+            RecordMode::Passthrough(_) => (String::new(), false),
+            RecordMode::Encode { bitrate_kbps } => {
+                let enc = self
+                    .elements
+                    .h264_encoder
+                    .replace("{bitrate_kbps}", &bitrate_kbps.to_string())
+                    .replace("{bitrate_bps}", &(u64::from(bitrate_kbps) * 1000).to_string());
+                (format!("videoconvert ! {enc} ! h264parse ! "), true)
+            }
+        };
+        strip_comments(RECORD_BRANCH)
+            .replace("{encode}", &encode)
+            .replace("{segment_ns}", &plan.segment_ns.to_string())
+            .replace("{keyframe_requests}", if requests { "true" } else { "false" })
     }
 
     /// A lossless, unpaced file decoder for offline tools (`detect`, `bench`, `eval`).

@@ -47,13 +47,23 @@ pub struct Appliance {
     pub child: Option<Child>,
     pub port: u16,
     pub dir: tempfile::TempDir,
+    data_dir: PathBuf,
+    /// How many times this appliance has been started (names the log files).
+    runs: u32,
 }
 
 impl Appliance {
     /// Writes `cameras_toml` into a config with a temp data dir and the test token, and
     /// starts `gridwatch run`.
     pub fn start(cameras_toml: &str) -> Appliance {
+        Self::start_at(None, cameras_toml)
+    }
+
+    /// Like `start`, with the data dir at `data_dir` (default: `<temp dir>/data`).
+    /// `cameras_toml` may begin with other top-level tables such as `[storage]`.
+    pub fn start_at(data_dir: Option<PathBuf>, cameras_toml: &str) -> Appliance {
         let dir = tempfile::tempdir().unwrap();
+        let data_dir = data_dir.unwrap_or_else(|| dir.path().join("data"));
         let port = free_port();
         let cfg = format!(
             r#"box_id = "e2e"
@@ -67,23 +77,47 @@ intra_op_threads = 1
 coco = "{repo}/models/nanodet-g-coco-320/model.toml"
 {cameras_toml}
 "#,
-            data = dir.path().join("data").display(),
+            data = data_dir.display(),
             hash = token_hash(),
             repo = repo().display(),
         );
-        let cfg_path = dir.path().join("gridwatch.toml");
-        std::fs::write(&cfg_path, cfg).unwrap();
+        std::fs::write(dir.path().join("gridwatch.toml"), cfg).unwrap();
+        let mut a = Appliance { child: None, port, dir, data_dir, runs: 0 };
+        a.restart();
+        a
+    }
+
+    /// Starts `gridwatch run` again with the same config and data dir (after `stop` or
+    /// `kill9`) and waits for the API. Each run logs to `stdout[-N].log` / `stderr[-N].log`.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        let suffix = if self.runs == 0 { String::new() } else { format!("-{}", self.runs) };
+        self.runs += 1;
+        let log = |n: &str| std::fs::File::create(self.dir.path().join(format!("{n}{suffix}.log"))).unwrap();
         let child = Command::new(bin())
             .args(["run", "--config"])
-            .arg(&cfg_path)
+            .arg(self.dir.path().join("gridwatch.toml"))
             .env("GRIDWATCH_LOG", "info")
-            .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
-            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+            .stdout(log("stdout"))
+            .stderr(log("stderr"))
             .spawn()
             .unwrap();
-        let a = Appliance { child: Some(child), port, dir };
-        wait_for(60, "the API to answer /api/v1/health", || a.get("/api/v1/health", None).ok());
-        a
+        self.child = Some(child);
+        wait_for(90, "the API to answer /api/v1/health", || self.get("/api/v1/health", None).ok());
+    }
+
+    /// SIGKILL (no chance to clean up), then reaps the process.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A log file of the latest run (`stdout` or `stderr`).
+    pub fn log(&self, name: &str) -> String {
+        let suffix = if self.runs <= 1 { String::new() } else { format!("-{}", self.runs - 1) };
+        std::fs::read_to_string(self.dir.path().join(format!("{name}{suffix}.log"))).unwrap_or_default()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -115,13 +149,13 @@ coco = "{repo}/models/nanodet-g-coco-320/model.toml"
         list.into_iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("camera {id} not listed: {cams}"))
     }
 
+    /// Both logs of the latest run.
     pub fn logs(&self) -> String {
-        let r = |n: &str| std::fs::read_to_string(self.dir.path().join(n)).unwrap_or_default();
-        format!("--- stdout ---\n{}\n--- stderr ---\n{}", r("stdout.log"), r("stderr.log"))
+        format!("--- stdout ---\n{}\n--- stderr ---\n{}", self.log("stdout"), self.log("stderr"))
     }
 
     pub fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data_dir.clone()
     }
 
     /// SIGTERM, then waits for a clean exit; returns the exit status code.
