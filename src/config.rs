@@ -921,9 +921,33 @@ zone = "yard"
         assert_eq!(format!("{:?}", a.rules), format!("{:?}", b.rules));
         assert_eq!(a.tracker, b.tracker);
         assert_eq!(a.tracker, crate::track::TrackerConfig::default());
+        assert_eq!(format!("{:?}", a.record), format!("{:?}", RecordConfig::default()));
+        assert_eq!(format!("{:?}", b.record), format!("{:?}", RecordConfig::default()));
+        assert_eq!(format!("{:?}", full.storage), format!("{:?}", StorageConfig::default()));
+        assert_eq!(format!("{:?}", bare.storage), format!("{:?}", StorageConfig::default()));
         assert_eq!(a.rules.len(), 13);
         assert_eq!(a.zones.len(), 4);
         assert_eq!(a.lines.len(), 1);
+    }
+
+    #[test]
+    fn record_and_storage_are_validated_with_field_and_camera() {
+        let bad = |extra: &str| Config::parse(&format!("{GOOD}{extra}"), &base()).unwrap_err();
+        let e = bad("[cameras.record]\nsegment_secs = 0.5\n");
+        assert!(e.contains("cameras[0].record.segment_secs") && e.contains("`cam1`"), "{e}");
+        let e = bad("[cameras.record]\npre_roll_secs = -1\n");
+        assert!(e.contains("record.pre_roll_secs") && e.contains("`cam1`"), "{e}");
+        let e = bad("[cameras.record]\nsegment_sec = 4\n");
+        assert!(e.contains("segment_sec") && e.contains("`cam1`"), "{e}");
+        let top = |extra: &str| Config::parse(&GOOD.replacen("[models]", &format!("{extra}\n[models]"), 1), &base());
+        assert!(top("[storage]\nmin_free_percent = 95").unwrap_err().contains("storage.min_free_percent"));
+        assert!(top("[storage]\nmax_export_secs = 0").unwrap_err().contains("storage.max_export_secs"));
+        let ok = top("[storage]\nmax_bytes = 1000000").unwrap();
+        assert_eq!(ok.storage.max_bytes, 1_000_000);
+        assert!(ok.cameras[0].records(&base()), "realtime file cameras record by default");
+        let nrt = Config::parse(&GOOD.replacen("models = [\"default\"]", "models = [\"default\"]\nrealtime = false", 1), &base())
+            .unwrap();
+        assert!(!nrt.cameras[0].records(&base()), "unpaced files have no wall-clock time to record");
     }
 
     #[test]
