@@ -407,6 +407,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         box_id: cfg.box_id.clone(),
         config_token_hashes: cfg.api.tokens_sha256.clone(),
         started_at: time::OffsetDateTime::now_utc(),
+        media: crate::api::MediaSettings::from_config(&cfg),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let served = rt.block_on(async {

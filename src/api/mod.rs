@@ -5,6 +5,7 @@
 //! parameters, is JSON: `{"error":{"code":"…","message":"…"}}`.
 
 mod error;
+mod media;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +25,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub use error::{ApiError, ErrorKind};
+pub use media::MediaSettings;
 
 use crate::health::{CameraHealth, CameraState, Registry};
 use crate::store::{self, Bucket, CountQuery, CountRow, EventQuery, OccupancyQuery, OccupancyRow, Store};
@@ -46,6 +48,8 @@ pub struct ApiState {
     /// SHA-256 hex of tokens accepted from the config (in addition to the database's).
     pub config_token_hashes: Vec<String>,
     pub started_at: OffsetDateTime,
+    /// Record settings and export limit for the media routes.
+    pub media: MediaSettings,
 }
 
 /// One served route: path, whether it is public (no token), and its handlers.
@@ -70,7 +74,10 @@ pub(crate) fn routes() -> Vec<RouteDef> {
         r("/api/v1/events/{id}/snapshot.jpg", false, get(snapshot_jpg)),
         r("/api/v1/stats/counts", false, get(list_counts)),
         r("/api/v1/stats/occupancy", false, get(list_occupancy)),
-        // Alias of /api/v1/stats/counts (its first path), kept for existing clients.
+        r("/api/v1/events/{id}/clip.mp4", false, get(media::event_clip)),
+        r("/api/v1/recordings", false, get(media::list_recordings)),
+        r("/api/v1/recordings/export.mp4", false, get(media::export_mp4)),
+        r("/api/v1/recordings/{id}/segment.mp4", false, get(media::segment_mp4)),
     ]
 }
 
