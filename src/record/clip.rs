@@ -8,8 +8,10 @@
 //! the last sample (in decode order) before its end, rebased so the first kept sample is at
 //! 0, and pushes them through `appsrc ! parser ! mp4mux ! filesink` as they are read (only
 //! the one GOP before the span's start is ever held in memory). Gaps between segments stay
-//! gaps in the timeline. The file is written as `<out>.tmp`, fsynced, renamed to `<out>`
-//! and the directory fsynced.
+//! gaps in the timeline. The file is written as `<out>.tmp` (the muxer's scratch file for
+//! moving `moov` to the front is `<out>.faststart.tmp`, next to it rather than in /tmp),
+//! fsynced, renamed to `<out>` and the directory fsynced. A crash can leave `*.tmp` files in
+//! `clips/`; nothing references them.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -76,7 +78,7 @@ pub enum ClipError {
         camera: String,
         span: String,
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
 }
 
@@ -113,7 +115,7 @@ impl Ctx<'_> {
         ClipError::Io { camera: self.camera.into(), span: self.span.clone(), op, path: path.into(), source }
     }
     fn store(&self, source: StoreError) -> ClipError {
-        ClipError::Store { camera: self.camera.into(), span: self.span.clone(), source }
+        ClipError::Store { camera: self.camera.into(), span: self.span.clone(), source: Box::new(source) }
     }
     fn no_footage(&self) -> ClipError {
         ClipError::NoFootage { camera: self.camera.into(), span: self.span.clone() }
@@ -178,7 +180,7 @@ pub fn build_mp4(
         };
         let seg_offset = ns(seg.start - start);
         let mut base: Option<i64> = None;
-        cut.need_key = true; // every file is decoded from its own first keyframe
+        cut.new_file();
         loop {
             let sample = match reader.next() {
                 Ok(Some(s)) => s,
@@ -232,14 +234,20 @@ fn sibling(out: &Path, suffix: &str) -> PathBuf {
     out.with_file_name(name)
 }
 
-/// Removes the temporary file unless disarmed (error paths).
+/// The muxer's faststart scratch file of `<out>.tmp`: `<out>.faststart.tmp`.
+fn scratch_path(tmp: &Path) -> PathBuf {
+    let name = tmp.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    tmp.with_file_name(format!("{}.faststart.tmp", name.trim_end_matches(".tmp")))
+}
+
+/// Removes the temporary files unless disarmed (error paths).
 struct TmpGuard(Option<PathBuf>);
 
 impl Drop for TmpGuard {
     fn drop(&mut self) {
         if let Some(p) = self.0.take() {
             let _ = std::fs::remove_file(&p);
-            let _ = std::fs::remove_file(sibling(&p, ".faststart"));
+            let _ = std::fs::remove_file(scratch_path(&p));
         }
     }
 }
@@ -260,19 +268,32 @@ struct Cutter {
     /// Samples from the last keyframe before the span's start (until the span starts).
     gop: Vec<Kept>,
     need_key: bool,
-    /// Decode time of the last sample accepted (kept or held).
+    /// Decode time and duration of the last sample accepted (kept or held).
     last_dts: Option<i64>,
+    last_dur: i64,
+    /// Added to the times of the current file's samples (see `feed`).
+    file_shift: i64,
     started: bool,
 }
 
 impl Cutter {
+    /// Starts the next segment file: it is decoded from its own first keyframe.
+    fn new_file(&mut self) {
+        self.need_key = true;
+        self.file_shift = 0;
+    }
+
     /// Takes one sample in decode order; passes the ones to keep to `emit`, in order.
     fn feed<E>(&mut self, mut s: Kept, emit: &mut impl FnMut(Kept) -> Result<(), E>) -> Result<(), E> {
+        s.dts += self.file_shift;
+        s.pts += self.file_shift;
         if let Some(last) = self.last_dts {
             if s.dts <= last {
                 if last - s.dts <= OVERLAP_TOLERANCE_NS && (s.key || !self.need_key) {
-                    // Jitter between the indexed starts of consecutive segments.
-                    let shift = last + 1_000 - s.dts;
+                    // Jitter between the indexed starts of consecutive segments: the rest
+                    // of this file moves to follow the previous sample.
+                    let shift = last + self.last_dur.max(1_000) - s.dts;
+                    self.file_shift += shift;
                     s.dts += shift;
                     s.pts += shift;
                 } else {
@@ -289,6 +310,7 @@ impl Cutter {
             self.need_key = false;
         }
         self.last_dts = Some(s.dts);
+        self.last_dur = s.buf.duration().map(|d| d.nseconds() as i64).unwrap_or(0);
         if !self.started {
             if s.key {
                 // A keyframe at or before the start replaces the GOP held so far.
@@ -425,7 +447,7 @@ impl Writer {
             .downcast::<gst::Pipeline>()
             .map_err(|_| "muxer is not a pipeline".to_string())?;
         let tmp_str = tmp.to_str().ok_or_else(|| format!("path {} is not UTF-8", tmp.display()))?;
-        let faststart = sibling(tmp, ".faststart");
+        let faststart = scratch_path(tmp);
         let faststart_str = faststart.to_str().ok_or_else(|| format!("path {} is not UTF-8", faststart.display()))?;
         pipeline.by_name("sink").ok_or("muxer has no filesink")?.set_property("location", tmp_str);
         // Keep the faststart rewrite's scratch file on the data disk, not in /tmp.
@@ -672,7 +694,7 @@ impl Pending {
                     tracing::debug!(event = %item.event_id, "event gone before its clip was built");
                     continue;
                 }
-                Err(e) => Err(ClipError::Store { camera: item.camera_id.clone(), span: "event lookup".into(), source: e }),
+                Err(e) => Err(ClipError::Store { camera: item.camera_id.clone(), span: "event lookup".into(), source: Box::new(e) }),
             };
             match result {
                 Ok(ClipState::Ready(_)) => {}
@@ -697,5 +719,201 @@ impl Pending {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::recordings::NewSegment;
+    use crate::types::{Change, EventChange, Severity};
+
+    fn sample(pts_ms: i64, key: bool) -> Kept {
+        crate::ingest::gst::init().unwrap();
+        let mut buf = gst::Buffer::new();
+        let b = buf.get_mut().unwrap();
+        b.set_duration(gst::ClockTime::from_mseconds(100));
+        if !key {
+            b.set_flags(gst::BufferFlags::DELTA_UNIT);
+        }
+        let t = pts_ms * 1_000_000;
+        Kept { pts: t, dts: t, key, buf, caps: gst::Caps::new_empty_simple("video/x-h264") }
+    }
+
+    /// Feeds (pts ms, keyframe) samples; returns the kept pts in ms.
+    fn run(cut: &mut Cutter, samples: &[(i64, bool)]) -> Vec<i64> {
+        let mut out = Vec::new();
+        for &(t, k) in samples {
+            cut.feed(sample(t, k), &mut |s: Kept| -> Result<(), ()> {
+                out.push(s.pts / 1_000_000);
+                Ok(())
+            })
+            .unwrap();
+        }
+        out
+    }
+
+    /// A GOP of 4 frames every 100 ms starting at `t` ms.
+    fn gop(t: i64) -> Vec<(i64, bool)> {
+        (0..4).map(|i| (t + i * 100, i == 0)).collect()
+    }
+
+    #[test]
+    fn cutter_starts_at_the_last_keyframe_before_the_start() {
+        let mut c = Cutter { need_key: true, ..Default::default() };
+        let s: Vec<_> = [gop(-1000), gop(-600), gop(-200), gop(200)].concat();
+        assert_eq!(run(&mut c, &s), vec![-200, -100, 0, 100, 200, 300, 400, 500]);
+        // A keyframe exactly at the start replaces the held GOP.
+        let mut c = Cutter { need_key: true, ..Default::default() };
+        let s: Vec<_> = [gop(-400), vec![(0, true), (100, false)]].concat();
+        assert_eq!(run(&mut c, &s), vec![0, 100]);
+        // Footage starting after the span's start: from its first keyframe.
+        let mut c = Cutter { need_key: true, ..Default::default() };
+        assert_eq!(run(&mut c, &[(500, false), (600, true), (700, false)]), vec![600, 700]);
+    }
+
+    #[test]
+    fn cutter_handles_jitter_overlap_and_broken_files() {
+        // The next file's indexed start is 50 ms early: moved just after the last sample.
+        let mut c = Cutter { need_key: true, ..Default::default() };
+        let mut out = run(&mut c, &gop(0));
+        c.new_file();
+        out.extend(run(&mut c, &gop(250))); // starts 50 ms before the previous file ends
+        c.new_file();
+        out.extend(run(&mut c, &gop(800)));
+        assert_eq!(out, (0..12).map(|i| i * 100).collect::<Vec<_>>());
+        // A file overlapping by a whole GOP: dropped up to its first keyframe after the
+        // kept footage.
+        let mut c = Cutter { need_key: true, ..Default::default() };
+        let mut out = run(&mut c, &[gop(0), gop(400)].concat());
+        c.new_file();
+        out.extend(run(&mut c, &[gop(0), gop(400), gop(800)].concat()));
+        assert_eq!(out, [(0..8).map(|i| i * 100).collect::<Vec<_>>(), vec![800, 900, 1000, 1100]].concat());
+        // A file that does not start with a keyframe: its leading frames are dropped.
+        let mut c = Cutter { need_key: true, ..Default::default() };
+        assert_eq!(run(&mut c, &[(0, false), (100, false), (200, true), (300, false)]), vec![200, 300]);
+    }
+
+    fn ev(started: OffsetDateTime, ended: Option<OffsetDateTime>) -> Event {
+        Event {
+            id: Uuid::now_v7(),
+            seq: 1,
+            camera_id: "c".into(),
+            grid_cell: None,
+            kind: "presence".into(),
+            severity: Severity::Low,
+            started_at: started,
+            ended_at: ended,
+            state: if ended.is_some() { crate::types::EventState::Ended } else { crate::types::EventState::Active },
+            objects: vec![],
+            snapshot: None,
+            rule: None,
+            zone: None,
+            line: None,
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn clip_spans() {
+        let t = time::macros::datetime!(2026-05-01 08:00 UTC);
+        let s = time::Duration::seconds;
+        let rec = RecordConfig { pre_roll_secs: 5.0, post_roll_secs: 10.0, max_clip_secs: 60.0, ..Default::default() };
+        assert_eq!(clip_span(&ev(t, Some(t + s(2))), &rec, t + s(100)), (t - s(5), t + s(12), true));
+        // Active: open end at now + post-roll, not final…
+        assert_eq!(clip_span(&ev(t, None), &rec, t + s(20)), (t - s(5), t + s(30), false));
+        // … until the cap makes it final.
+        assert_eq!(clip_span(&ev(t, None), &rec, t + s(50)), (t - s(5), t + s(55), true));
+        assert_eq!(clip_span(&ev(t, Some(t + s(600))), &rec, t + s(700)), (t - s(5), t + s(55), true));
+    }
+
+    fn stored_event(store: &Store, camera: &str, start: OffsetDateTime, end: OffsetDateTime) -> Uuid {
+        let id = Uuid::now_v7();
+        let ch = |change, at| EventChange {
+            event_id: id,
+            change,
+            camera_id: camera.into(),
+            grid_cell: None,
+            kind: "presence".into(),
+            severity: Severity::Low,
+            at,
+            objects: vec![],
+            snapshot: None,
+            rule: None,
+            zone: None,
+            line: None,
+            detail: None,
+            caused_by: Instant::now(),
+        };
+        store.apply(&ch(Change::Started, start)).unwrap();
+        store.apply(&ch(Change::Ended, end)).unwrap();
+        id
+    }
+
+    fn cam(id: &str) -> CameraConfig {
+        let mut c: CameraConfig =
+            serde_json::from_value(serde_json::json!({"id": id, "url": "rtsp://cam/x", "models": ["default"]})).unwrap();
+        c.record.post_roll_secs = 0.0;
+        c.record.segment_secs = 4.0;
+        c
+    }
+
+    #[test]
+    fn pending_drops_no_footage_waits_and_gives_up_on_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let cams: HashMap<String, CameraConfig> = ["a", "b"].iter().map(|c| (c.to_string(), cam(c))).collect();
+        let mut p = Pending::default();
+
+        // Long over, nothing recorded: dropped on the first try.
+        let old = stored_event(&store, "a", now - time::Duration::hours(1), now - time::Duration::minutes(59));
+        p.add(old, &cams["a"]);
+        p.add(old, &cams["a"]);
+        assert_eq!(p.len(), 1, "added once");
+        p.build_ready(&store, &cams);
+        assert!(p.is_empty());
+
+        // Just ended: waits for its post-roll footage.
+        let recent = stored_event(&store, "a", now - time::Duration::seconds(2), now);
+        p.add(recent, &cams["a"]);
+        p.build_ready(&store, &cams);
+        assert_eq!(p.len(), 1);
+        assert!(p.items[0].due > Instant::now(), "rescheduled");
+        assert!(store.clip(recent).unwrap().is_none());
+
+        // Footage that cannot be read: retried, then given up (with the camera named).
+        let t = now - time::Duration::hours(2);
+        std::fs::create_dir_all(store.recordings_dir().join("b")).unwrap();
+        std::fs::write(store.recordings_dir().join("b/1.mp4"), b"not an mp4 file at all").unwrap();
+        store
+            .insert_segment(&NewSegment {
+                camera_id: "b".into(),
+                path: "recordings/b/1.mp4".into(),
+                start: t,
+                end: t + time::Duration::seconds(10),
+                start_pts_ns: None,
+                end_pts_ns: None,
+                bytes: 22,
+                codec: "h264".into(),
+                frames: None,
+                recovered: false,
+            })
+            .unwrap();
+        let broken = stored_event(&store, "b", t + time::Duration::seconds(5), t + time::Duration::seconds(6));
+        let event = store.get_event(broken).unwrap().unwrap();
+        let err = ensure_event_clip(&store, &event, &cams["b"].record, now).unwrap_err();
+        assert!(matches!(err, ClipError::Gstreamer { .. }), "{err}");
+        assert!(err.to_string().contains("camera `b`"), "{err}");
+        p.items.clear();
+        p.add(broken, &cams["b"]);
+        for attempt in 1..=MAX_FAILURES {
+            assert_eq!(p.len(), 1, "attempt {attempt}");
+            p.items[0].due = Instant::now();
+            p.build_ready(&store, &cams);
+        }
+        assert!(p.is_empty(), "given up after {MAX_FAILURES} failures");
+        let left: Vec<_> = std::fs::read_dir(store.clips_dir()).unwrap().collect();
+        assert!(left.is_empty(), "nothing left in clips/: {left:?}");
     }
 }
