@@ -472,7 +472,8 @@ pub(super) async fn export_mp4(State(st): State<ApiState>, RawQuery(raw): RawQue
         }
         let dir = store.clips_dir();
         std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(format!("creating {}: {e}", dir.display())))?;
-        let out: PathBuf = dir.join(format!("export-{}.mp4", uuid::Uuid::now_v7()));
+        // Every file of an export ends in `.tmp` (transient, see docs/storage.md).
+        let out: PathBuf = dir.join(format!("export-{}.mp4.tmp", uuid::Uuid::now_v7()));
         clip::build_mp4(&store, &q.camera, q.start, q.end, &out).map_err(clip_error)?;
         let opened = File::open(&out).and_then(|f| Ok((f.metadata()?.len(), f)));
         // The open descriptor keeps the data readable: unlink now, so nothing is left
