@@ -459,16 +459,15 @@ pub(super) async fn export_mp4(State(st): State<ApiState>, RawQuery(raw): RawQue
     let store = st.store.clone();
     let outcome = blocking(move || {
         let now = OffsetDateTime::now_utc();
-        let wait = match recording {
-            true => clip::footage_wait(&store, &q.camera, q.end, rec.segment_secs, now)?,
-            false => None, // a camera that does not record: no more footage will come
-        };
-        if let Some(secs) = wait {
-            let span = clip::span_text(q.start, q.end);
-            return Ok(ExportOutcome::NotReady(
-                format!("camera `{}`: the footage of {span} is not recorded yet", q.camera),
-                secs,
-            ));
+        // A camera that does not record gets no more footage: no waiting for it.
+        if recording {
+            match clip::export_ready(&store, &q.camera, q.start, q.end, rec.segment_secs, now) {
+                Ok(()) => {}
+                Err(e @ ClipError::NotReady { retry_after_secs, .. }) => {
+                    return Ok(ExportOutcome::NotReady(e.to_string(), retry_after_secs))
+                }
+                Err(e) => return Err(clip_error(e)),
+            }
         }
         let dir = store.clips_dir();
         std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(format!("creating {}: {e}", dir.display())))?;
@@ -885,7 +884,8 @@ mod api_tests {
         let now = OffsetDateTime::now_utc();
         let q = format!("camera=cam1&start={}&end={}", fmt(now - Duration::seconds(30)), fmt(now));
         let r = get(&fx, &e(&q), None).await;
-        r.error(StatusCode::SERVICE_UNAVAILABLE, "footage_pending");
+        let err = r.error(StatusCode::SERVICE_UNAVAILABLE, "footage_pending");
+        assert!(err["message"].as_str().unwrap().contains("camera `cam1`"), "{err}");
         assert!(r.header(header::RETRY_AFTER).parse::<u64>().unwrap() >= 1);
         // … but for a camera that does not record it is a 404 at once.
         let q = format!("camera=cam9&start={}&end={}", fmt(now - Duration::seconds(30)), fmt(now));

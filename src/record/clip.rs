@@ -577,6 +577,25 @@ pub fn footage_wait(
     Ok(Some((until_closed.min(until_horizon).ceil().max(0.0) as u64 + 1).max(1)))
 }
 
+/// `Err(NotReady)` while footage up to `end` may still be indexed (see [`footage_wait`]);
+/// for exports, whose span a client chooses.
+pub fn export_ready(
+    store: &Store,
+    camera: &str,
+    start: OffsetDateTime,
+    end: OffsetDateTime,
+    segment_secs: f64,
+    now: OffsetDateTime,
+) -> Result<(), ClipError> {
+    let cx = Ctx { camera, span: span_text(start, end) };
+    match footage_wait(store, camera, end, segment_secs, now).map_err(|e| cx.store(e))? {
+        None => Ok(()),
+        Some(retry_after_secs) => {
+            Err(ClipError::NotReady { camera: camera.into(), span: cx.span, retry_after_secs })
+        }
+    }
+}
+
 /// Serialises event clip builds (the recorder thread and API requests may ask for the same
 /// clip at once; the second one finds the first one's row).
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
