@@ -5,6 +5,7 @@
 
 pub mod migrations;
 pub mod recordings;
+pub mod retention;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;
