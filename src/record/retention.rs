@@ -286,7 +286,7 @@ impl Retention {
             report.errors += 1;
         }
         match self.budget(now_ms, &mut report) {
-            Ok(usage) => self.update_full(now, usage, &mut report),
+            Ok((usage, nothing_left)) => self.update_full(now, usage, nothing_left, &mut report),
             Err(e) => {
                 tracing::error!("retention (disk budget): {e}");
                 report.errors += 1;
@@ -357,6 +357,7 @@ impl Retention {
             let due = self.store.events_with_media_due(self.media_done_before, cutoff, PAGE)?;
             for &(id, _) in &due {
                 let Some(m) = self.store.expire_event_media(id, now_ms)? else { continue };
+                self.forget_bytes(m.clip_bytes);
                 if let Some(clip) = &m.clip {
                     self.remove_file(clip, report);
                     report.clips_expired += 1;
@@ -436,10 +437,12 @@ impl Retention {
         Ok(Usage { media, disk: self.disk_usage() })
     }
 
-    fn budget(&mut self, now_ms: i64, report: &mut RetentionReport) -> Result<Usage, StoreError> {
+    /// Deletes for the disk budget; returns the usage after it and whether nothing deletable
+    /// was left.
+    fn budget(&mut self, now_ms: i64, report: &mut RetentionReport) -> Result<(Usage, bool), StoreError> {
         let mut usage = self.measure(now_ms, false)?;
         if self.shortfall(&usage) == 0 {
-            return Ok(usage);
+            return Ok((usage, false));
         }
         // Deleted files count as freed even if the filesystem has not released them yet
         // (a reader still has one open): otherwise one open file could empty the disk.
@@ -449,6 +452,7 @@ impl Retention {
         let mut cursor: Option<(i64, i64)> = None;
         let mut unprotected_left = true;
         let mut evictions = 0usize;
+        let mut nothing_left = false;
         while self.shortfall(&usage) > 0 {
             if evictions >= MAX_EVICTIONS_PER_PASS {
                 tracing::warn!("retention: {evictions} deletions in one pass and still over budget; continuing next pass");
@@ -495,7 +499,8 @@ impl Retention {
                 report.clips_evicted.add(clip.bytes);
                 clip.bytes
             } else {
-                break; // nothing left
+                nothing_left = true;
+                break;
             };
             evictions += 1;
             freed = freed.saturating_add(bytes);
@@ -510,7 +515,7 @@ impl Retention {
             usage = self.measure(now_ms, true)?;
         }
         report.over_budget = self.shortfall(&usage) > 0;
-        Ok(usage)
+        Ok((usage, nothing_left))
     }
 
     /// The oldest segment after `cursor` that no event protects; advances `cursor`.
@@ -570,7 +575,7 @@ impl Retention {
         }
     }
 
-    fn update_full(&mut self, now: OffsetDateTime, usage: Usage, report: &mut RetentionReport) {
+    fn update_full(&mut self, now: OffsetDateTime, usage: Usage, nothing_left: bool, report: &mut RetentionReport) {
         let short = self.shortfall(&usage);
         let (free, total) = usage.disk.unwrap_or((0, 0));
         let floor = usage.disk.map_or(0, |(_, t)| self.floor(t));
@@ -583,6 +588,9 @@ impl Retention {
             "max_bytes": self.storage.max_bytes,
         });
         if short > 0 {
+            if !nothing_left {
+                return; // more to delete next pass
+            }
             if self.full.is_none() {
                 tracing::error!(
                     free_bytes = free, floor_bytes = floor, needed_bytes = short,
@@ -593,7 +601,7 @@ impl Retention {
                 let mut events = vec![];
                 for cam in cams {
                     let id = Uuid::now_v7();
-                    match self.store.apply(&self.full_change(id, cam, Change::Started, now, detail.clone())) {
+                    match self.store.apply(&self.full_change(id, cam, Change::Started, now, Some(detail.clone()))) {
                         Ok(_) => events.push((cam.clone(), id)),
                         Err(e) => {
                             tracing::error!(camera = %cam, "cannot store storage_full event: {e}");
@@ -623,7 +631,8 @@ impl Retention {
             g.set_open(true);
         }
         for (cam, id) in events {
-            if let Err(e) = self.store.apply(&self.full_change(id, &cam, Change::Ended, now, detail.clone())) {
+            // The end keeps the start's detail (how much was missing).
+            if let Err(e) = self.store.apply(&self.full_change(id, &cam, Change::Ended, now, None)) {
                 tracing::error!(camera = %cam, event = %id, "cannot end storage_full event: {e}");
                 report.errors += 1;
             }
@@ -632,7 +641,14 @@ impl Retention {
         tracing::warn!(free_bytes = free, floor_bytes = floor, "storage available again; recording resumed");
     }
 
-    fn full_change(&self, id: Uuid, cam: &str, change: Change, at: OffsetDateTime, detail: serde_json::Value) -> EventChange {
+    fn full_change(
+        &self,
+        id: Uuid,
+        cam: &str,
+        change: Change,
+        at: OffsetDateTime,
+        detail: Option<serde_json::Value>,
+    ) -> EventChange {
         EventChange {
             event_id: id,
             change,
@@ -646,7 +662,7 @@ impl Retention {
             rule: None,
             zone: None,
             line: None,
-            detail: Some(detail),
+            detail,
             caused_by: Instant::now(),
         }
     }
@@ -663,5 +679,490 @@ fn remove_abs(path: &Path, report: &mut RetentionReport) {
             tracing::error!(path = %path.display(), "cannot delete media file: {e}");
             report.errors += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::clock::SimClock;
+    use crate::store::recordings::{Clip, NewSegment};
+    use crate::store::EventQuery;
+    use crate::types::{EventState, Frame};
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use time::Duration;
+
+    const CAMS: &str = "[models]
+[[cameras]]
+id = 'cam1'
+url = 'x.mp4'
+models = []
+enabled = false
+[cameras.record]
+max_age_days = 1
+pre_roll_secs = 5
+post_roll_secs = 10
+[[cameras]]
+id = 'cam2'
+url = 'x.mp4'
+models = []
+enabled = false
+grid_cell = 'G7'
+";
+
+    /// Free space = `total − other − bytes of the media files under the data dir`.
+    struct FakeDisk {
+        root: PathBuf,
+        total: AtomicU64,
+        other: AtomicU64,
+        fail: AtomicBool,
+    }
+
+    fn du(p: &Path) -> u64 {
+        let Ok(rd) = fs::read_dir(p) else { return 0 };
+        rd.flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => du(&e.path()),
+                Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+                Err(_) => 0,
+            })
+            .sum()
+    }
+
+    impl DiskStats for FakeDisk {
+        fn usage(&self, _path: &Path) -> io::Result<(u64, u64)> {
+            if self.fail.load(Ordering::Relaxed) {
+                return Err(io::Error::other("statvfs broke"));
+            }
+            let used: u64 = ["recordings", "clips", "snapshots"].iter().map(|d| du(&self.root.join(d))).sum();
+            let total = self.total.load(Ordering::Relaxed);
+            Ok((total.saturating_sub(self.other.load(Ordering::Relaxed) + used), total))
+        }
+    }
+
+    struct Env {
+        _tmp: tempfile::TempDir,
+        store: Store,
+        clock: Arc<SimClock>,
+        disk: Arc<FakeDisk>,
+        gates: HashMap<String, RecordGate>,
+        ret: Retention,
+    }
+
+    fn now0() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap() // 2027-01-15 08:00 UTC
+    }
+
+    /// A store in a temp dir, cameras `cam1` (1 day, rolls 5/10 s) and `cam2` (defaults),
+    /// a 1 GB fake disk and `storage` as the `[storage]` table.
+    fn env(storage: &str) -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let text = format!("box_id = 'b'\ndata_dir = '/tmp'\n[storage]\n{storage}\n{CAMS}");
+        let cfg = Config::parse(&text, Path::new("/")).unwrap();
+        let clock = Arc::new(SimClock::new(now0()));
+        let disk = Arc::new(FakeDisk {
+            root: store.data_dir().to_path_buf(),
+            total: AtomicU64::new(1 << 30),
+            other: AtomicU64::new(0),
+            fail: AtomicBool::new(false),
+        });
+        let gates: HashMap<String, RecordGate> =
+            ["cam1", "cam2"].iter().map(|c| (c.to_string(), RecordGate::default())).collect();
+        let ret = Retention::with_disk(&cfg, store.clone(), clock.clone(), gates.clone(), disk.clone());
+        Env { _tmp: tmp, store, clock, disk, gates, ret }
+    }
+
+    impl Env {
+        /// Writes a segment file of `bytes` bytes starting at `start`, `secs` long, and indexes it.
+        fn seg(&self, cam: &str, start: OffsetDateTime, secs: i64, bytes: usize) -> (i64, PathBuf) {
+            let day = format!("{:04}{:02}{:02}", start.year(), u8::from(start.month()), start.day());
+            let rel = format!("recordings/{cam}/{day}/{}-00000.mp4", to_ms(start));
+            let abs = self.store.data_dir().join(&rel);
+            fs::create_dir_all(abs.parent().unwrap()).unwrap();
+            fs::write(&abs, vec![7u8; bytes]).unwrap();
+            let id = self
+                .store
+                .insert_segment(&NewSegment {
+                    camera_id: cam.into(),
+                    path: rel,
+                    start,
+                    end: start + Duration::seconds(secs),
+                    start_pts_ns: None,
+                    end_pts_ns: None,
+                    bytes: bytes as u64,
+                    codec: "h264".into(),
+                    frames: None,
+                    recovered: false,
+                })
+                .unwrap();
+            (id, abs)
+        }
+
+        fn event(&self, cam: &str, sev: Severity, start: OffsetDateTime, end: Option<OffsetDateTime>, snapshot: bool) -> Uuid {
+            let frame = Frame {
+                camera_id: Arc::from(cam),
+                index: 0,
+                width: 8,
+                height: 8,
+                rgb: Arc::from(vec![128u8; 8 * 8 * 3]),
+                pts_ns: None,
+                captured_at: start,
+                captured_instant: Instant::now(),
+            };
+            let mut c = EventChange {
+                event_id: Uuid::now_v7(),
+                change: Change::Started,
+                camera_id: cam.into(),
+                grid_cell: None,
+                kind: "intrusion".into(),
+                severity: sev,
+                at: start,
+                objects: vec![],
+                snapshot: snapshot.then_some(frame),
+                rule: None,
+                zone: None,
+                line: None,
+                detail: None,
+                caused_by: Instant::now(),
+            };
+            let id = self.store.apply(&c).unwrap().id;
+            if let Some(end) = end {
+                c.change = Change::Ended;
+                c.at = end;
+                c.snapshot = None;
+                self.store.apply(&c).unwrap();
+            }
+            id
+        }
+
+        fn clip(&self, event: Uuid, at: OffsetDateTime, bytes: usize) -> PathBuf {
+            let rel = format!("clips/{event}.mp4");
+            let abs = self.store.data_dir().join(&rel);
+            fs::create_dir_all(abs.parent().unwrap()).unwrap();
+            fs::write(&abs, vec![1u8; bytes]).unwrap();
+            self.store.put_clip(&Clip { event_id: event, path: rel, start: at, end: at, bytes: bytes as u64 }).unwrap();
+            abs
+        }
+
+        /// Another connection, as the API would use.
+        fn sql(&self, sql: &str, id: Uuid) -> Option<i64> {
+            let c = rusqlite::Connection::open(self.store.db_path()).unwrap();
+            c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+            if sql.starts_with("SELECT") {
+                c.query_row(sql, [id.to_string()], |r| r.get(0)).unwrap()
+            } else {
+                c.execute(sql, [id.to_string()]).unwrap();
+                None
+            }
+        }
+
+        fn indexed(&self, id: i64) -> bool {
+            self.store.segment(id).unwrap().is_some()
+        }
+
+        fn storage_full_events(&self) -> Vec<crate::types::Event> {
+            let q = EventQuery { kind: Some(STORAGE_FULL.into()), limit: 100, ..Default::default() };
+            let mut v = self.store.list_events(&q).unwrap().events;
+            v.sort_by(|a, b| a.camera_id.cmp(&b.camera_id));
+            v
+        }
+    }
+
+    fn kept(e: &Env, segs: &[&(i64, PathBuf)]) {
+        for (id, p) in segs {
+            assert!(e.indexed(*id) && p.exists(), "segment {id} ({}) must be kept", p.display());
+        }
+    }
+
+    fn gone(e: &Env, segs: &[&(i64, PathBuf)]) {
+        for (id, p) in segs {
+            assert!(!e.indexed(*id) && !p.exists(), "segment {id} ({}) must be deleted", p.display());
+        }
+    }
+
+    #[test]
+    fn footage_older_than_the_camera_max_age_is_deleted() {
+        let mut e = env("");
+        let now = now0();
+        let d = Duration::days;
+        let a = e.seg("cam1", now - d(2) - Duration::seconds(10), 10, 100); // 1-day camera
+        let b = e.seg("cam1", now - Duration::hours(23), 10, 100);
+        let c = e.seg("cam2", now - d(6), 10, 100); // default 7 days
+        let old = e.seg("retired", now - d(8), 10, 300); // no longer configured: 7 days
+        let young = e.seg("retired", now - d(6), 10, 100);
+        let r = e.ret.run();
+        assert_eq!(r.age, Deleted { files: 2, bytes: 400 }, "{r}");
+        assert_eq!((r.budget.files, r.forced.files, r.errors, r.storage_full), (0, 0, 0, false), "{r}");
+        gone(&e, &[&a, &old]);
+        kept(&e, &[&b, &c, &young]);
+        // Emptied day directories at least two days old are removed.
+        assert!(!a.1.parent().unwrap().exists() && !old.1.parent().unwrap().exists());
+        assert!(b.1.parent().unwrap().exists());
+        assert_eq!(e.ret.run(), RetentionReport::default(), "a second pass has nothing to do");
+        // A day later, b has aged out too.
+        e.clock.advance(d(1));
+        assert_eq!(e.ret.run().age.files, 1);
+        gone(&e, &[&b]);
+    }
+
+    #[test]
+    fn unreviewed_high_severity_footage_is_kept_until_reviewed() {
+        let mut e = env("");
+        let now = now0();
+        let s = Duration::seconds;
+        let ev0 = now - Duration::days(3);
+        let ev1 = ev0 + s(60);
+        let high = e.event("cam1", Severity::High, ev0, Some(ev1), false);
+        e.event("cam1", Severity::Medium, ev0 + s(300), Some(ev0 + s(400)), false);
+        e.event("cam2", Severity::Critical, ev0 + s(500), Some(ev0 + s(600)), false);
+        let active = e.event("cam1", Severity::Critical, now - Duration::days(2), None, false);
+
+        let before = e.seg("cam1", ev0 - s(30), 10, 100); // ends 20 s before: outside the 5 s pre-roll
+        let pre = e.seg("cam1", ev0 - s(10), 10, 100); // in the pre-roll
+        let during = e.seg("cam1", ev0 + s(20), 10, 100);
+        let post = e.seg("cam1", ev1 + s(5), 10, 100); // in the 10 s post-roll
+        let after = e.seg("cam1", ev1 + s(11), 10, 100); // just past it
+        let medium = e.seg("cam1", ev0 + s(300), 10, 100); // medium severity protects nothing
+        let other_cam = e.seg("cam1", ev0 + s(500), 10, 100); // cam2's event does not protect cam1
+        let ongoing = e.seg("cam1", now - Duration::hours(36), 10, 100); // active event: protected up to now
+
+        let r = e.ret.run();
+        assert_eq!(r.age.files, 4, "{r}");
+        gone(&e, &[&before, &after, &medium, &other_cam]);
+        kept(&e, &[&pre, &during, &post, &ongoing]);
+
+        // Reviewed: its footage ages out normally (within a minute: protection is cached that long).
+        e.sql("UPDATE events SET review = 'acknowledged' WHERE id = ?1", high);
+        e.clock.advance(s(61));
+        let r = e.ret.run();
+        assert_eq!(r.age.files, 3, "{r}");
+        gone(&e, &[&pre, &during, &post]);
+        kept(&e, &[&ongoing]);
+        // The active event ends: its footage is protected until it is reviewed, however old.
+        e.store
+            .apply(&EventChange {
+                event_id: active,
+                change: Change::Ended,
+                camera_id: "cam1".into(),
+                grid_cell: None,
+                kind: "intrusion".into(),
+                severity: Severity::Critical,
+                at: now,
+                objects: vec![],
+                snapshot: None,
+                rule: None,
+                zone: None,
+                line: None,
+                detail: None,
+                caused_by: Instant::now(),
+            })
+            .unwrap();
+        e.clock.advance(Duration::days(30));
+        assert_eq!(e.ret.run().age.files, 0);
+        kept(&e, &[&ongoing]);
+        e.sql("UPDATE events SET review = 'false_alarm' WHERE id = ?1", active);
+        e.clock.advance(s(61));
+        assert_eq!(e.ret.run().age.files, 1);
+        gone(&e, &[&ongoing]);
+    }
+
+    #[test]
+    fn event_clips_and_snapshots_are_kept_for_event_retention_days() {
+        let mut e = env("event_retention_days = 30");
+        let now = now0();
+        let old = e.event("cam1", Severity::Low, now - Duration::days(31), Some(now - Duration::days(31)), true);
+        let recent = e.event("cam2", Severity::High, now - Duration::days(29), Some(now - Duration::days(29)), true);
+        let bare = e.event("cam2", Severity::Low, now - Duration::days(40), None, false);
+        let old_clip = e.clip(old, now - Duration::days(31), 500);
+        let recent_clip = e.clip(recent, now - Duration::days(29), 500);
+        let snap = |id: Uuid| e.store.data_dir().join(SNAPSHOT_DIR).join(format!("{id}.jpg"));
+        assert!(snap(old).exists() && snap(recent).exists());
+
+        let r = e.ret.run();
+        assert_eq!((r.clips_expired, r.snapshots_expired, r.missing_files, r.errors), (1, 1, 0, 0), "{r}");
+        assert!(!old_clip.exists() && !snap(old).exists());
+        assert!(e.store.clip(old).unwrap().is_none());
+        let ev = e.store.get_event(old).unwrap().expect("the event row stays");
+        assert_eq!(ev.snapshot, None);
+        assert_eq!(e.sql("SELECT media_deleted_at FROM events WHERE id = ?1", old), Some(to_ms(now)));
+        assert!(e.sql("SELECT media_deleted_at FROM events WHERE id = ?1", bare).is_some());
+        // The younger event keeps its media …
+        assert!(recent_clip.exists() && snap(recent).exists() && e.store.clip(recent).unwrap().is_some());
+        assert_eq!(e.sql("SELECT media_deleted_at FROM events WHERE id = ?1", recent), None);
+        assert_eq!(e.ret.run(), RetentionReport::default());
+        // … until it is 30 days old too.
+        e.clock.advance(Duration::days(2));
+        let r = e.ret.run();
+        assert_eq!((r.clips_expired, r.snapshots_expired), (1, 1), "{r}");
+        assert!(!recent_clip.exists() && !snap(recent).exists());
+        assert!(e.store.get_event(recent).unwrap().is_some());
+    }
+
+    #[test]
+    fn over_budget_deletes_the_oldest_footage_first() {
+        let mut e = env("max_bytes = 3000");
+        let now = now0();
+        let m = Duration::minutes;
+        let s1 = e.seg("cam1", now - m(50), 10, 1000);
+        let s2 = e.seg("cam2", now - m(40), 10, 1000);
+        let s3 = e.seg("cam1", now - m(30), 10, 1000);
+        let s4 = e.seg("cam2", now - m(20), 10, 1000);
+        let s5 = e.seg("cam1", now - m(10), 10, 1000);
+        let ev = e.event("cam1", Severity::Low, now - m(45), Some(now - m(44)), false);
+        let clip = e.clip(ev, now - m(45), 500);
+        // 5500 bytes: three segments must go (the clip is older than two of them, but clips go last).
+        let r = e.ret.run();
+        assert_eq!(r.budget, Deleted { files: 3, bytes: 3000 }, "{r}");
+        assert_eq!((r.age.files, r.forced.files, r.clips_evicted.files, r.over_budget), (0, 0, 0, false), "{r}");
+        gone(&e, &[&s1, &s2, &s3]);
+        kept(&e, &[&s4, &s5]);
+        assert!(clip.exists());
+        assert_eq!(e.store.media_bytes().unwrap(), 2500);
+        // The running tally follows new segments.
+        let s6 = e.seg("cam2", now - m(5), 10, 1000);
+        assert_eq!(e.ret.run().budget.files, 1);
+        gone(&e, &[&s4]);
+        kept(&e, &[&s5, &s6]);
+    }
+
+    #[test]
+    fn low_free_space_deletes_the_oldest_footage_first() {
+        let mut e = env("min_free_bytes = 0\nmin_free_percent = 50");
+        e.disk.total.store(10_000, Ordering::Relaxed);
+        let now = now0();
+        let segs: Vec<_> = (0..6).map(|i| e.seg(if i % 2 == 0 { "cam1" } else { "cam2" }, now - Duration::minutes(60 - i), 10, 1000)).collect();
+        // 6000 used of 10000: free 4000 < floor 5000 → one segment goes.
+        let r = e.ret.run();
+        assert_eq!(r.budget, Deleted { files: 1, bytes: 1000 }, "{r}");
+        gone(&e, &[&segs[0]]);
+        kept(&e, &segs[1..].iter().collect::<Vec<_>>());
+        // Something else fills the disk: two more.
+        e.disk.other.store(2000, Ordering::Relaxed);
+        assert_eq!(e.ret.run().budget.files, 2);
+        gone(&e, &[&segs[1], &segs[2]]);
+    }
+
+    #[test]
+    fn protected_footage_is_evicted_only_when_nothing_else_is_left() {
+        let mut e = env("max_bytes = 2100");
+        let now = now0();
+        let m = Duration::minutes;
+        let p1 = e.seg("cam1", now - m(60), 10, 1000);
+        let u1 = e.seg("cam1", now - m(50), 10, 1000);
+        let p2 = e.seg("cam2", now - m(40), 10, 1000);
+        e.event("cam1", Severity::High, now - m(60), Some(now - m(60)), false);
+        let p2_event = e.event("cam2", Severity::Critical, now - m(40), Some(now - m(39)), false);
+        let clip = e.clip(p2_event, now - m(40), 100);
+        // 3100 bytes, 2100 allowed: the unprotected segment goes, although p1 is older.
+        let r = e.ret.run();
+        assert_eq!(r.budget, Deleted { files: 1, bytes: 1000 }, "{r}");
+        assert_eq!((r.forced.files, r.clips_evicted.files, r.over_budget, r.storage_full), (0, 0, false, false), "{r}");
+        gone(&e, &[&u1]);
+        kept(&e, &[&p1, &p2]);
+        // More footage of the critical event: only protected footage is left, so the oldest
+        // of it is evicted (forced), and the clip, the last resort, stays.
+        let p3 = e.seg("cam2", now - m(39) - Duration::seconds(30), 10, 1000);
+        let r = e.ret.run();
+        assert_eq!(r.forced, Deleted { files: 1, bytes: 1000 }, "{r}");
+        assert_eq!((r.budget.files, r.clips_evicted.files, r.over_budget), (0, 0, false), "{r}");
+        gone(&e, &[&p1]);
+        kept(&e, &[&p2, &p3]);
+        assert!(clip.exists());
+    }
+
+    #[test]
+    fn storage_full_only_when_nothing_can_be_evicted_and_ends_when_space_returns() {
+        let mut e = env("min_free_bytes = 10000\nmin_free_percent = 0");
+        e.disk.total.store(100_000, Ordering::Relaxed);
+        e.disk.other.store(85_000, Ordering::Relaxed);
+        let now = now0();
+        let m = Duration::minutes;
+        let s1 = e.seg("cam1", now - m(30), 10, 2000);
+        let s2 = e.seg("cam2", now - m(20), 10, 2000);
+        let s3 = e.seg("cam1", now - m(10), 10, 2000);
+        let ev = e.event("cam1", Severity::Low, now - m(30), Some(now - m(29)), false);
+        let clip = e.clip(ev, now - m(30), 1000);
+        // free 8000 < 10000: one segment is enough; no alarm.
+        let r = e.ret.run();
+        assert_eq!((r.budget.files, r.storage_full, r.over_budget), (1, false, false), "{r}");
+        gone(&e, &[&s1]);
+        assert!(e.gates.values().all(RecordGate::is_open));
+        assert!(e.storage_full_events().is_empty());
+
+        // The disk fills up with something else: everything goes, then recording stops.
+        e.disk.other.store(95_000, Ordering::Relaxed);
+        let r = e.ret.run();
+        assert_eq!((r.budget.files, r.clips_evicted.files, r.forced.files), (2, 1, 0), "{r}");
+        assert!(r.storage_full && r.over_budget, "{r}");
+        gone(&e, &[&s2, &s3]);
+        assert!(!clip.exists() && e.store.clip(ev).unwrap().is_none());
+        assert!(e.gates.values().all(|g| !g.is_open()));
+        let full = e.storage_full_events();
+        assert_eq!(full.iter().map(|x| x.camera_id.as_str()).collect::<Vec<_>>(), ["cam1", "cam2"]);
+        for x in &full {
+            assert_eq!((x.severity, x.state), (Severity::High, EventState::Active));
+            let d = x.detail.as_ref().unwrap();
+            assert_eq!(d["free_bytes"], 5000, "{d}");
+            assert_eq!(d["needed_bytes"], 5000, "{d}");
+            assert_eq!(d["floor_bytes"], 10000, "{d}");
+        }
+        assert_eq!(full[1].grid_cell.as_deref(), Some("G7"));
+
+        // Still full: no second alarm.
+        e.clock.advance(m(1));
+        assert!(e.ret.run().storage_full);
+        assert_eq!(e.storage_full_events().len(), 2);
+        // Back above the floor but within its 10 % margin: still stopped.
+        e.disk.other.store(89_500, Ordering::Relaxed);
+        let r = e.ret.run();
+        assert!(r.storage_full && !r.over_budget, "{r}");
+        assert!(e.gates.values().all(|g| !g.is_open()));
+        // Space is back: recording resumes and the alarms end.
+        e.disk.other.store(80_000, Ordering::Relaxed);
+        e.clock.advance(m(1));
+        let r = e.ret.run();
+        assert!(!r.storage_full, "{r}");
+        assert!(e.gates.values().all(RecordGate::is_open));
+        let full = e.storage_full_events();
+        assert_eq!(full.len(), 2);
+        for x in &full {
+            assert_eq!((x.state, x.ended_at), (EventState::Ended, Some(now + m(2))));
+            assert_eq!(x.detail.as_ref().unwrap()["needed_bytes"], 5000, "the start's detail is kept");
+        }
+    }
+
+    #[test]
+    fn a_missing_or_undeletable_file_does_not_stop_the_pass() {
+        let mut e = env("");
+        let now = now0();
+        let missing = e.seg("cam1", now - Duration::days(3), 10, 100);
+        let undeletable = e.seg("cam1", now - Duration::days(3) + Duration::seconds(10), 10, 100);
+        let fine = e.seg("cam1", now - Duration::days(3) + Duration::seconds(20), 10, 100);
+        fs::remove_file(&missing.1).unwrap();
+        fs::remove_file(&undeletable.1).unwrap();
+        fs::create_dir(&undeletable.1).unwrap(); // remove_file fails on a directory
+        e.disk.fail.store(true, Ordering::Relaxed);
+        let r = e.ret.run();
+        assert_eq!(r.age.files, 3, "{r}");
+        assert_eq!((r.missing_files, r.errors), (1, 1), "{r}");
+        assert!(!e.indexed(missing.0) && !e.indexed(undeletable.0));
+        gone(&e, &[&fine]);
+    }
+
+    #[test]
+    fn statvfs_measures_the_filesystem() {
+        let dir = tempfile::tempdir().unwrap();
+        let (free, total) = Statvfs.usage(dir.path()).unwrap();
+        assert!(total > 0 && free <= total, "{free} {total}");
+        assert!(Statvfs.usage(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn report_display() {
+        let r = RetentionReport { age: Deleted { files: 2, bytes: 10 }, storage_full: true, ..Default::default() };
+        let s = r.to_string();
+        assert!(s.contains("2 (10 bytes) by age") && s.contains("STORAGE FULL"), "{s}");
     }
 }

@@ -3,6 +3,7 @@
 //! the file after the row's deletion has committed, so the index never points at a
 //! missing file (a crash in between leaves an orphan file that reconciliation removes).
 
+use rusqlite::types::Value;
 use rusqlite::{params, OptionalExtension};
 use uuid::Uuid;
 
@@ -40,12 +41,16 @@ pub struct ExpiredMedia {
     pub event_id: Uuid,
     /// The clip row's path (relative to the data dir), if the event had a clip.
     pub clip: Option<String>,
+    /// The clip row's bytes (0 without a clip).
+    pub clip_bytes: u64,
     /// The event had a snapshot (`snapshots/<id>.jpg`).
     pub snapshot: bool,
 }
 
 /// Sum of indexed media bytes with the high-water marks it was computed up to, so later
-/// sums can add only new rows (see [`Store::media_bytes_after`]).
+/// sums can add only new rows (see [`Store::media_bytes_after`]). Segment ids never repeat
+/// (AUTOINCREMENT); a clip rowid can be reused after the newest clip row was deleted, so a
+/// holder should recompute the full sum now and then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MediaTally {
     pub bytes: u64,
@@ -95,27 +100,30 @@ impl Store {
         after: Option<(i64, i64)>,
         limit: usize,
     ) -> Result<Vec<SegmentFile>, StoreError> {
-        let (after_start, after_id) = match after {
-            Some((s, i)) => (Some(s), i),
-            None => (None, 0),
-        };
+        // The statement is built for the filters given: a generic `?1 IS NULL OR …` form
+        // keeps SQLite from using the (camera_id, start_ms) index.
+        let mut sql = String::from("SELECT id, camera_id, path, start_ms, end_ms, bytes FROM segments WHERE 1");
+        let mut args: Vec<Value> = Vec::new();
+        if let Some(c) = camera {
+            args.push(Value::Text(c.to_string()));
+            sql += &format!(" AND camera_id = ?{}", args.len());
+        }
+        if let Some(t) = end_before_ms {
+            // `start_ms < t` is implied (start ≤ end) and bounds the index range.
+            args.push(Value::Integer(t));
+            sql += &format!(" AND start_ms < ?{n} AND end_ms < ?{n}", n = args.len());
+        }
+        if let Some((start, id)) = after {
+            args.push(Value::Integer(start));
+            args.push(Value::Integer(id));
+            sql += &format!(" AND (start_ms, id) > (?{}, ?{})", args.len() - 1, args.len());
+        }
+        args.push(Value::Integer(limit.min(i64::MAX as usize) as i64));
+        sql += &format!(" ORDER BY start_ms, id LIMIT ?{}", args.len());
         self.read(|c| {
-            // `start_ms < end_before` (implied by end < end_before, as start ≤ end) bounds
-            // the index range, so a few old rows do not cost a scan of the whole camera.
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT id, camera_id, path, start_ms, end_ms, bytes FROM segments
-                     WHERE (?1 IS NULL OR camera_id = ?1)
-                       AND (?2 IS NULL OR (end_ms < ?2 AND start_ms < ?2))
-                       AND (?3 IS NULL OR start_ms > ?3 OR (start_ms = ?3 AND id > ?4))
-                     ORDER BY start_ms, id LIMIT ?5",
-                )
-                .map_err(|e| StoreError::sql("prepare segment files", e))?;
+            let mut stmt = c.prepare_cached(&sql).map_err(|e| StoreError::sql("prepare segment files", e))?;
             let rows = stmt
-                .query_map(
-                    params![camera, end_before_ms, after_start, after_id, limit.min(i64::MAX as usize) as i64],
-                    row_to_file,
-                )
+                .query_map(rusqlite::params_from_iter(args.iter()), row_to_file)
                 .map_err(|e| StoreError::sql("query segment files", e))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(|e| StoreError::sql("read segment file", e))
         })
@@ -185,12 +193,12 @@ impl Store {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT id, started_at FROM events
-                     WHERE started_at < ?1 AND (?2 IS NULL OR started_at >= ?2) AND media_deleted_at IS NULL
+                     WHERE started_at < ?1 AND started_at >= ?2 AND media_deleted_at IS NULL
                      ORDER BY started_at, seq LIMIT ?3",
                 )
                 .map_err(|e| StoreError::sql("prepare media retention query", e))?;
             let rows = stmt
-                .query_map(params![started_before_ms, since_ms, limit.min(i64::MAX as usize) as i64], |r| {
+                .query_map(params![started_before_ms, since_ms.unwrap_or(i64::MIN), limit.min(i64::MAX as usize) as i64], |r| {
                     Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
                 })
                 .map_err(|e| StoreError::sql("query media retention", e))?;
@@ -217,8 +225,8 @@ impl Store {
             .optional()
             .map_err(|e| StoreError::sql(format!("look up event {id}"), e))?;
         let Some(snapshot) = snapshot else { return Ok(None) };
-        let clip: Option<String> = tx
-            .query_row("SELECT path FROM clips WHERE event_id = ?1", params![id], |r| r.get(0))
+        let clip: Option<(String, i64)> = tx
+            .query_row("SELECT path, bytes FROM clips WHERE event_id = ?1", params![id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
             .map_err(|e| StoreError::sql(format!("look up clip of event {id}"), e))?;
         tx.execute("DELETE FROM clips WHERE event_id = ?1", params![id])
@@ -226,7 +234,11 @@ impl Store {
         tx.execute("UPDATE events SET snapshot = NULL, media_deleted_at = ?2 WHERE id = ?1", params![id, at_ms])
             .map_err(|e| StoreError::sql(format!("mark media of event {id} deleted"), e))?;
         tx.commit().map_err(|e| StoreError::sql(format!("commit media expiry of event {id}"), e))?;
-        Ok(Some(ExpiredMedia { event_id, clip, snapshot: snapshot.is_some() }))
+        let (clip, clip_bytes) = match clip {
+            Some((path, bytes)) => (Some(path), bytes.max(0) as u64),
+            None => (None, 0),
+        };
+        Ok(Some(ExpiredMedia { event_id, clip, clip_bytes, snapshot: snapshot.is_some() }))
     }
 
     /// The clip with the earliest start (ties: event id).
@@ -376,7 +388,7 @@ mod tests {
         assert_eq!(store.events_with_media_due(Some(T0 + 1), T0 + 5000, 10).unwrap(), [(b, T0 + 1000)]);
         assert_eq!(store.oldest_clip().unwrap().unwrap().event_id, a);
         let got = store.expire_event_media(a, T0 + 99).unwrap().unwrap();
-        assert_eq!(got, ExpiredMedia { event_id: a, clip: Some(format!("clips/{a}.mp4")), snapshot: false });
+        assert_eq!(got, ExpiredMedia { event_id: a, clip: Some(format!("clips/{a}.mp4")), clip_bytes: 7, snapshot: false });
         assert!(store.clip(a).unwrap().is_none());
         assert_eq!(store.events_with_media_due(None, T0 + 5000, 10).unwrap(), [(b, T0 + 1000)]);
         assert!(store.expire_event_media(Uuid::now_v7(), 0).unwrap().is_none());
