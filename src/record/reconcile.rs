@@ -169,13 +169,9 @@ fn index_unindexed_segments(store: &Store, report: &mut ReconcileReport) -> Resu
             };
             files.sort();
             for path in files {
-                let Some(rel) = store.relative_media_path(&path) else {
-                    tracing::warn!(path = %path.display(), "segment file with a non-UTF-8 path; ignored");
-                    report.skipped += 1;
-                    continue;
-                };
-                if !indexed.contains(&rel) {
-                    recover(store, &camera, &path, rel, report)?;
+                let known = store.relative_media_path(&path).is_some_and(|rel| indexed.contains(&rel));
+                if !known {
+                    recover(store, &camera, &path, report)?;
                 }
             }
             if fs::remove_dir(&day_dir).is_ok() {
@@ -186,78 +182,96 @@ fn index_unindexed_segments(store: &Store, report: &mut ReconcileReport) -> Resu
     Ok(())
 }
 
-fn delete_unplayable(path: &Path, bytes: u64, why: &str, report: &mut ReconcileReport) {
-    match fs::remove_file(path) {
-        Ok(()) => {
-            tracing::warn!(path = %path.display(), bytes, "unplayable segment deleted: {why}");
-            report.dropped += 1;
-            report.dropped_bytes += bytes;
-        }
-        Err(e) => {
-            tracing::error!(path = %path.display(), "cannot delete unplayable segment ({why}): {e}");
-            report.skipped += 1;
+/// What [`recover_file`] did with one unindexed segment file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// Indexed (`recovered = 1`) as segment `id`, after cutting `cut_bytes` of torn tail.
+    Indexed { id: i64, frames: u64, duration_ns: u64, cut_bytes: u64 },
+    /// Deleted: no complete fragment or no playable frame.
+    Dropped { bytes: u64, reason: String },
+    /// Left as it is: it could not be judged (I/O error, GStreamer unusable).
+    Skipped { reason: String },
+    /// The file is indexed already; nothing was done.
+    AlreadyIndexed,
+}
+
+impl fmt::Display for Recovery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Recovery::Indexed { id, frames, duration_ns, cut_bytes } => {
+                write!(f, "indexed as segment {id} ({frames} frames, {:.1} s", *duration_ns as f64 / 1e9)?;
+                if *cut_bytes > 0 {
+                    write!(f, ", {cut_bytes} bytes of torn tail cut")?;
+                }
+                write!(f, ")")
+            }
+            Recovery::Dropped { bytes, reason } => write!(f, "deleted ({bytes} bytes): {reason}"),
+            Recovery::Skipped { reason } => write!(f, "left in place: {reason}"),
+            Recovery::AlreadyIndexed => write!(f, "already indexed"),
         }
     }
 }
 
-/// Repairs, probes and indexes (or deletes) one unindexed segment file.
-fn recover(store: &Store, camera: &str, path: &Path, rel: String, report: &mut ReconcileReport) -> Result<(), StoreError> {
+fn drop_file(path: &Path, bytes: u64, reason: String) -> Recovery {
+    match fs::remove_file(path) {
+        Ok(()) => {
+            tracing::warn!(path = %path.display(), bytes, "unplayable segment deleted: {reason}");
+            Recovery::Dropped { bytes, reason }
+        }
+        Err(e) => {
+            tracing::error!(path = %path.display(), "cannot delete unplayable segment ({reason}): {e}");
+            Recovery::Skipped { reason: format!("{reason}; cannot delete it: {e}") }
+        }
+    }
+}
+
+fn skip(path: &Path, reason: String) -> Recovery {
+    tracing::error!(path = %path.display(), "segment left unindexed: {reason}");
+    Recovery::Skipped { reason }
+}
+
+/// Repairs, probes and indexes (or deletes) one segment file of `camera_id` that the index
+/// does not know: at start-up for every such file, and during operation for a segment a
+/// pipeline abandoned without finalising it. The file is cut after its last complete
+/// fragment ([`mp4::repair`]); if it then holds frames it is fsynced (file and directory)
+/// and indexed with `recovered = 1` — start from its name `<start_unix_ms>-<n>.mp4`
+/// (otherwise its mtime minus its duration), end = start + duration, codec and frame count
+/// from [`probe::probe`]; otherwise it is deleted. Only database errors are returned.
+pub fn recover_file(store: &Store, camera_id: &str, path: &Path) -> Result<Recovery, StoreError> {
+    let Some(rel) = store.relative_media_path(path) else {
+        return Ok(skip(path, "not a UTF-8 path inside the data dir".into()));
+    };
+    if store.segment_id_by_path(&rel)?.is_some() {
+        return Ok(Recovery::AlreadyIndexed);
+    }
     let repair = match mp4::repair(path) {
         Ok(r) => r,
-        Err(e) => {
-            tracing::error!(path = %path.display(), "cannot repair segment: {e}");
-            report.skipped += 1;
-            return Ok(());
-        }
+        Err(e) => return Ok(skip(path, format!("cannot repair: {e}"))),
     };
     let (original_len, new_len) = match &repair {
-        mp4::Repair::Unrecoverable { original_len, reason } => {
-            delete_unplayable(path, *original_len, reason, report);
-            return Ok(());
-        }
+        mp4::Repair::Unrecoverable { original_len, reason } => return Ok(drop_file(path, *original_len, reason.clone())),
         mp4::Repair::Playable { original_len, new_len, .. } => (*original_len, *new_len),
     };
     let info = match probe::probe(path) {
         Ok(i) if i.frames > 0 => i,
-        Ok(_) => {
-            delete_unplayable(path, new_len, "no frames", report);
-            return Ok(());
-        }
-        Err(e @ ProbeError::Setup(_)) => {
-            tracing::error!(path = %path.display(), "cannot probe segment, left for the next start: {e}");
-            report.skipped += 1;
-            return Ok(());
-        }
-        Err(e) => {
-            delete_unplayable(path, new_len, &e.to_string(), report);
-            return Ok(());
-        }
+        Ok(_) => return Ok(drop_file(path, new_len, "no frames".into())),
+        Err(e @ ProbeError::Setup(_)) => return Ok(skip(path, format!("cannot probe: {e}"))),
+        Err(e) => return Ok(drop_file(path, new_len, e.to_string())),
     };
     let bytes = match sync_file_and_dir(path) {
         Ok(b) => b,
-        Err(e) => {
-            tracing::error!(path = %path.display(), "cannot sync recovered segment: {e}");
-            report.skipped += 1;
-            return Ok(());
-        }
+        Err(e) => return Ok(skip(path, format!("cannot fsync: {e}"))),
     };
     let duration = time::Duration::nanoseconds(i64::try_from(info.duration_ns).unwrap_or(i64::MAX));
     let start = match start_from_name(path) {
         Some(t) => t,
-        None => {
-            let mtime = fs::metadata(path).and_then(|m| m.modified()).map(OffsetDateTime::from);
-            match mtime {
-                Ok(m) => m - duration,
-                Err(e) => {
-                    tracing::error!(path = %path.display(), "segment has no start time in its name and no mtime: {e}");
-                    report.skipped += 1;
-                    return Ok(());
-                }
-            }
-        }
+        None => match fs::metadata(path).and_then(|m| m.modified()) {
+            Ok(m) => OffsetDateTime::from(m) - duration,
+            Err(e) => return Ok(skip(path, format!("no start time in its name and no mtime: {e}"))),
+        },
     };
     let row = NewSegment {
-        camera_id: camera.to_string(),
+        camera_id: camera_id.to_string(),
         path: rel,
         start,
         end: start + duration,
@@ -268,16 +282,34 @@ fn recover(store: &Store, camera: &str, path: &Path, rel: String, report: &mut R
         frames: Some(info.frames),
         recovered: true,
     };
-    store.insert_segment(&row)?;
-    report.indexed += 1;
-    if repair.truncated() {
-        report.repaired += 1;
-        report.dropped_bytes += original_len - new_len;
+    let id = store.insert_segment(&row)?;
+    let r = Recovery::Indexed {
+        id,
+        frames: info.frames,
+        duration_ns: info.duration_ns,
+        cut_bytes: original_len.saturating_sub(new_len),
+    };
+    tracing::info!(camera = camera_id, path = %row.path, "recovered segment: {r} ({repair})");
+    Ok(r)
+}
+
+/// Recovers one unindexed file found at start-up and counts the outcome.
+fn recover(store: &Store, camera: &str, path: &Path, report: &mut ReconcileReport) -> Result<(), StoreError> {
+    match recover_file(store, camera, path)? {
+        Recovery::Indexed { cut_bytes, .. } => {
+            report.indexed += 1;
+            if cut_bytes > 0 {
+                report.repaired += 1;
+                report.dropped_bytes += cut_bytes;
+            }
+        }
+        Recovery::Dropped { bytes, .. } => {
+            report.dropped += 1;
+            report.dropped_bytes += bytes;
+        }
+        Recovery::Skipped { .. } => report.skipped += 1,
+        Recovery::AlreadyIndexed => {}
     }
-    tracing::info!(
-        camera, path = %row.path, frames = info.frames, duration_s = duration.as_seconds_f64(),
-        "recovered segment indexed ({repair})"
-    );
     Ok(())
 }
 
@@ -531,6 +563,37 @@ mod tests {
         let again = reconcile(&store).unwrap();
         assert!(again.is_noop(), "second reconcile changed something: {again}");
         assert_eq!(again, ReconcileReport::default());
+    }
+
+    #[test]
+    fn an_abandoned_segment_is_recovered_during_operation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("data")).unwrap();
+        let day = store.recordings_dir().join("cam1").join(DAY);
+        let files = record_segments(&tmp.path().join("rec"), 4, 4);
+        let whole = fs::read(&files[0]).unwrap();
+        let scan = mp4::scan(&mut io::Cursor::new(&whole), whole.len() as u64).unwrap();
+        let mdat_ends: Vec<u64> = scan.boxes.iter().filter(|b| b.is(b"mdat")).map(|b| b.end()).collect();
+        fs::create_dir_all(&day).unwrap();
+        // Stopped in the middle of its third fragment.
+        let torn = day.join(name(0));
+        let cut = (mdat_ends[1] + 700) as usize;
+        fs::write(&torn, &whole[..cut]).unwrap();
+        let r = recover_file(&store, "cam1", &torn).unwrap();
+        let Recovery::Indexed { id, frames, cut_bytes, .. } = r else { panic!("{r}") };
+        assert_eq!(cut_bytes, cut as u64 - mdat_ends[1], "{r}");
+        assert_eq!(frames, 20, "two 1-second fragments at 10 fps: {r}");
+        let row = store.segment(id).unwrap().unwrap();
+        assert!(row.recovered && row.camera_id == "cam1" && row.bytes == mdat_ends[1]);
+        assert_eq!(decode_check(&torn).unwrap().frames_decoded, 20);
+        assert_eq!(recover_file(&store, "cam1", &torn).unwrap(), Recovery::AlreadyIndexed);
+        // One that never got a whole fragment is deleted.
+        let head = day.join(name(1));
+        fs::write(&head, &whole[..(mdat_ends[0] - 1) as usize]).unwrap();
+        let r = recover_file(&store, "cam1", &head).unwrap();
+        assert!(matches!(r, Recovery::Dropped { .. }), "{r}");
+        assert!(!head.exists());
+        assert!(reconcile(&store).unwrap().is_noop());
     }
 
     #[test]

@@ -229,6 +229,8 @@ pub struct Retention {
     tally: Option<(MediaTally, i64)>,
     /// Events started before this have had their media expired (saves rescanning them).
     media_done_before: Option<i64>,
+    /// When clips of already expired events were last looked for.
+    clip_sweep_ms: Option<i64>,
     full: Option<Full>,
     /// The filesystem could not be measured on the last pass (logged once per outage).
     disk_error: bool,
@@ -261,6 +263,7 @@ impl Retention {
             protection: None,
             tally: None,
             media_done_before: None,
+            clip_sweep_ms: None,
             full: None,
             disk_error: false,
         }
@@ -376,6 +379,18 @@ impl Retention {
             }
         }
         self.media_done_before = Some(cutoff);
+        // A clip can be built again on request after its event's media expired; those are
+        // looked for every 10 minutes.
+        if self.clip_sweep_ms.is_none_or(|t| now_ms < t || now_ms - t >= TALLY_RESYNC_MS) {
+            for (event_id, path, bytes) in self.store.clips_of_expired_events(PAGE)? {
+                if self.store.delete_clip_row_by_key(&event_id)? {
+                    self.forget_bytes(bytes);
+                    self.remove_file(&path, report);
+                    report.clips_expired += 1;
+                }
+            }
+            self.clip_sweep_ms = Some(now_ms);
+        }
         Ok(())
     }
 
@@ -998,6 +1013,12 @@ grid_cell = 'G7'
         assert_eq!((r.clips_expired, r.snapshots_expired), (1, 1), "{r}");
         assert!(!recent_clip.exists() && !snap(recent).exists());
         assert!(e.store.get_event(recent).unwrap().is_some());
+        // A clip built again on request for an expired event goes at the next sweep.
+        let rebuilt = e.clip(old, now - Duration::days(31), 300);
+        e.clock.advance(Duration::minutes(11));
+        let r = e.ret.run();
+        assert_eq!((r.clips_expired, r.snapshots_expired), (1, 0), "{r}");
+        assert!(!rebuilt.exists() && e.store.clip(old).unwrap().is_none());
     }
 
     #[test]

@@ -129,6 +129,15 @@ impl Store {
         })
     }
 
+    /// The id of the segment indexed under `path` (relative to the data dir), if any.
+    pub fn segment_id_by_path(&self, path: &str) -> Result<Option<i64>, StoreError> {
+        self.read(|c| {
+            c.query_row("SELECT id FROM segments WHERE path = ?1", params![path], |r| r.get(0))
+                .optional()
+                .map_err(|e| StoreError::sql(format!("look up segment {path}"), e))
+        })
+    }
+
     /// Every unreviewed event of severity `high` or `critical` (except `storage_full`).
     pub fn protecting_events(&self) -> Result<Vec<ProtectingEvent>, StoreError> {
         self.read(|c| {
@@ -239,6 +248,25 @@ impl Store {
             None => (None, 0),
         };
         Ok(Some(ExpiredMedia { event_id, clip, clip_bytes, snapshot: snapshot.is_some() }))
+    }
+
+    /// Clips of events whose media was already expired (a clip built again on request after
+    /// retention removed it): (event id, path, bytes), at most `limit`.
+    pub fn clips_of_expired_events(&self, limit: usize) -> Result<Vec<(String, String, u64)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT c.event_id, c.path, c.bytes FROM clips c JOIN events e ON e.id = c.event_id
+                     WHERE e.media_deleted_at IS NOT NULL ORDER BY c.event_id LIMIT ?1",
+                )
+                .map_err(|e| StoreError::sql("prepare expired clips query", e))?;
+            let rows = stmt
+                .query_map(params![limit.min(i64::MAX as usize) as i64], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?.max(0) as u64))
+                })
+                .map_err(|e| StoreError::sql("query expired clips", e))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(|e| StoreError::sql("read expired clip", e))
+        })
     }
 
     /// The clip with the earliest start (ties: event id).
