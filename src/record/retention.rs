@@ -289,7 +289,10 @@ impl Retention {
             report.errors += 1;
         }
         match self.budget(now_ms, &mut report) {
-            Ok((usage, nothing_left)) => self.update_full(now, usage, nothing_left, &mut report),
+            Ok((usage, nothing_left)) => {
+                self.update_full(now, usage, nothing_left, &mut report);
+                self.keep_reserve(&usage);
+            }
             Err(e) => {
                 tracing::error!("retention (disk budget): {e}");
                 report.errors += 1;
@@ -300,6 +303,36 @@ impl Retention {
             tracing::info!(ms = started.elapsed().as_millis() as u64, "retention: {report}");
         }
         report
+    }
+
+    /// Size of the database's reserve file on a filesystem of `total` bytes: a quarter of
+    /// the free-space floor, between 1 and 64 MiB.
+    fn reserve_bytes(&self, total: u64) -> u64 {
+        (self.floor(total) / 4).clamp(1 << 20, 64 << 20)
+    }
+
+    /// (Re)creates the reserve once the floor plus the reserve itself is free.
+    fn keep_reserve(&mut self, usage: &Usage) {
+        let Some((free, total)) = usage.disk else { return };
+        let size = self.reserve_bytes(total);
+        let path = self.store.data_dir().join(crate::store::RESERVE_FILE);
+        if self.full.is_some() || fs::metadata(&path).is_ok_and(|m| m.len() == size) {
+            return;
+        }
+        if free >= self.floor(total).saturating_add(size) {
+            if let Err(e) = self.store.ensure_reserve(size) {
+                tracing::warn!("cannot create the database's reserve space: {e}");
+            }
+        }
+    }
+
+    /// Runs a database write; when the filesystem is full, releases the reserve and tries
+    /// once more.
+    fn db<T>(&self, mut f: impl FnMut(&Store) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        match f(&self.store) {
+            Err(e) if e.is_disk_full() && self.store.release_reserve() => f(&self.store),
+            r => r,
+        }
     }
 
     fn policy(&self, camera: &str) -> &Policy {
@@ -505,7 +538,7 @@ impl Retention {
                 }
                 seg.bytes
             } else if let Some(clip) = self.store.oldest_clip()? {
-                if !self.store.delete_clip_row(clip.event_id)? {
+                if !self.db(|s| s.delete_clip_row(clip.event_id))? {
                     continue;
                 }
                 self.forget_bytes(clip.bytes);
@@ -554,13 +587,25 @@ impl Retention {
         }
     }
 
-    /// Deletes a segment's row, then its file. False if the row was already gone.
+    /// Deletes a segment's row, then its file. False if the row was already gone. If even
+    /// the reserve cannot make room for the database, the file goes first (the row follows
+    /// as soon as that space is free; reconciliation drops a row whose file is gone).
     fn delete_segment(&mut self, seg: &SegmentFile, now_ms: i64, report: &mut RetentionReport) -> Result<bool, StoreError> {
-        if !self.store.delete_segment_row(seg.id)? {
+        let (deleted, file_first) = match self.db(|s| s.delete_segment_row(seg.id)) {
+            Err(e) if e.is_disk_full() => {
+                tracing::warn!(path = %seg.path, "database full: deleting the segment file before its index row");
+                self.remove_file(&seg.path, report);
+                (self.store.delete_segment_row(seg.id)?, true)
+            }
+            r => (r?, false),
+        };
+        if !deleted {
             return Ok(false);
         }
         self.forget_bytes(seg.bytes);
-        self.remove_file(&seg.path, report);
+        if !file_first {
+            self.remove_file(&seg.path, report);
+        }
         // Remove the day directory once empty, but never today's or yesterday's, which a
         // pipeline may be about to write into.
         if let Ok(abs) = self.store.media_path(&seg.path) {
@@ -616,7 +661,7 @@ impl Retention {
                 let mut events = vec![];
                 for cam in cams {
                     let id = Uuid::now_v7();
-                    match self.store.apply(&self.full_change(id, cam, Change::Started, now, Some(detail.clone()))) {
+                    match self.db(|s| s.apply(&self.full_change(id, cam, Change::Started, now, Some(detail.clone())))) {
                         Ok(_) => events.push((cam.clone(), id)),
                         Err(e) => {
                             tracing::error!(camera = %cam, "cannot store storage_full event: {e}");
@@ -647,7 +692,7 @@ impl Retention {
         }
         for (cam, id) in events {
             // The end keeps the start's detail (how much was missing).
-            if let Err(e) = self.store.apply(&self.full_change(id, &cam, Change::Ended, now, None)) {
+            if let Err(e) = self.db(|s| s.apply(&self.full_change(id, &cam, Change::Ended, now, None))) {
                 tracing::error!(camera = %cam, event = %id, "cannot end storage_full event: {e}");
                 report.errors += 1;
             }
