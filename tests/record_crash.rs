@@ -5,8 +5,7 @@
 //! * no complete file from before the kill is left unindexed (start-up reconciliation),
 //! * the footage lost to the kill is ≤ 2 s (kill time − end of the last segment before it).
 //!
-//! 20 kills here; `GRIDWATCH_CRASH_KILLS=200 cargo test --release --test record_crash -- --nocapture`
-//! (or tools/soak-crash.sh) soaks longer.
+//! 20 kills here; `tools/soak-crash.sh 200` soaks longer (`GRIDWATCH_CRASH_SEED` repeats a run).
 
 mod common;
 
