@@ -381,7 +381,9 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     let store = Store::open(&cfg.data_dir).with_context(|| format!("opening data dir {}", cfg.data_dir.display()))?;
     store.end_interrupted()?;
     let report = crate::record::reconcile::reconcile(&store)?;
-    println!("  recordings: {report}");
+    if !report.is_noop() {
+        println!("  recordings reconciled after an unclean stop: {report}");
+    }
     let token_note = ensure_token(&cfg, &store)?;
 
     let registry = Registry::new();

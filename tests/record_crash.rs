@@ -90,7 +90,7 @@ segment_secs = 3
         let report = app
             .log("stdout")
             .lines()
-            .find(|l| l.contains("recordings:"))
+            .find(|l| l.contains("recordings reconciled"))
             .map(|l| l.trim().to_string())
             .unwrap_or_default();
 
