@@ -228,6 +228,29 @@ pub struct EventChange {
     pub caused_by: Instant,
 }
 
+impl EventChange {
+    /// A change with no objects, snapshot, rule, zone, line, detail or grid cell (system
+    /// events such as `storage_full`; tests). Set the other fields as needed.
+    pub fn bare(event_id: uuid::Uuid, change: Change, camera_id: &str, kind: &str, severity: Severity, at: OffsetDateTime) -> Self {
+        EventChange {
+            event_id,
+            change,
+            camera_id: camera_id.into(),
+            grid_cell: None,
+            kind: kind.into(),
+            severity,
+            at,
+            objects: vec![],
+            snapshot: None,
+            rule: None,
+            zone: None,
+            line: None,
+            detail: None,
+            caused_by: Instant::now(),
+        }
+    }
+}
+
 /// Lifecycle state of a track (see `track::Tracker`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

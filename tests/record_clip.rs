@@ -387,22 +387,7 @@ fn event_clip_waits_for_the_footage_after_the_event() {
     // An active event is pending whatever the footage.
     let id = uuid::Uuid::now_v7();
     let active = store
-        .apply(&EventChange {
-            event_id: id,
-            change: Change::Started,
-            camera_id: CAM.into(),
-            grid_cell: None,
-            kind: "presence".into(),
-            severity: Severity::Low,
-            at: t0() + secs(10.0),
-            objects: vec![],
-            snapshot: None,
-            rule: None,
-            zone: None,
-            line: None,
-            detail: None,
-            caused_by: Instant::now(),
-        })
+        .apply(&EventChange::bare(id, Change::Started, CAM, "presence", Severity::Low, t0() + secs(10.0)))
         .unwrap();
     assert!(matches!(
         ensure_event_clip(store, &active, &rec(), t0() + secs(20.0)).unwrap(),

@@ -639,22 +639,7 @@ mod api_tests {
 
     fn event(fx: &Fx, camera: &str, start: OffsetDateTime, end: Option<OffsetDateTime>) -> Event {
         let id = Uuid::now_v7();
-        let ch = |change, at| EventChange {
-            event_id: id,
-            change,
-            camera_id: camera.into(),
-            grid_cell: None,
-            kind: "presence".into(),
-            severity: Severity::Low,
-            at,
-            objects: vec![],
-            snapshot: None,
-            rule: None,
-            zone: None,
-            line: None,
-            detail: None,
-            caused_by: std::time::Instant::now(),
-        };
+        let ch = |change, at| EventChange::bare(id, change, camera, "presence", Severity::Low, at);
         let e = fx.state.store.apply(&ch(Change::Started, start)).unwrap();
         match end {
             Some(t) => fx.state.store.apply(&ch(Change::Ended, t)).unwrap(),

@@ -848,22 +848,7 @@ mod tests {
 
     fn stored_event(store: &Store, camera: &str, start: OffsetDateTime, end: OffsetDateTime) -> Uuid {
         let id = Uuid::now_v7();
-        let ch = |change, at| EventChange {
-            event_id: id,
-            change,
-            camera_id: camera.into(),
-            grid_cell: None,
-            kind: "presence".into(),
-            severity: Severity::Low,
-            at,
-            objects: vec![],
-            snapshot: None,
-            rule: None,
-            zone: None,
-            line: None,
-            detail: None,
-            caused_by: Instant::now(),
-        };
+        let ch = |change, at| EventChange::bare(id, change, camera, "presence", Severity::Low, at);
         store.apply(&ch(Change::Started, start)).unwrap();
         store.apply(&ch(Change::Ended, end)).unwrap();
         id

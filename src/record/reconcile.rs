@@ -383,22 +383,7 @@ mod tests {
     const T0_MS: i64 = 1_800_000_000_000;
 
     fn new_event(store: &Store) -> uuid::Uuid {
-        let ev = EventChange {
-            event_id: uuid::Uuid::now_v7(),
-            change: Change::Started,
-            camera_id: "cam1".into(),
-            grid_cell: None,
-            kind: "presence".into(),
-            severity: Severity::Low,
-            at: OffsetDateTime::now_utc(),
-            objects: vec![],
-            snapshot: None,
-            rule: None,
-            zone: None,
-            line: None,
-            detail: None,
-            caused_by: std::time::Instant::now(),
-        };
+        let ev = EventChange::bare(uuid::Uuid::now_v7(), Change::Started, "cam1", "presence", Severity::Low, OffsetDateTime::now_utc());
         store.apply(&ev).unwrap().id
     }
 

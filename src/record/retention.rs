@@ -710,20 +710,9 @@ impl Retention {
         detail: Option<serde_json::Value>,
     ) -> EventChange {
         EventChange {
-            event_id: id,
-            change,
-            camera_id: cam.to_string(),
             grid_cell: self.cameras.get(cam).and_then(|p| p.grid_cell.clone()),
-            kind: STORAGE_FULL.into(),
-            severity: Severity::High,
-            at,
-            objects: vec![],
-            snapshot: None,
-            rule: None,
-            zone: None,
-            line: None,
             detail,
-            caused_by: Instant::now(),
+            ..EventChange::bare(id, change, cam, STORAGE_FULL, Severity::High, at)
         }
     }
 }
@@ -1002,22 +991,7 @@ grid_cell = 'G7'
         kept(&e, &[&ongoing]);
         // The active event ends: its footage is protected until it is reviewed, however old.
         e.store
-            .apply(&EventChange {
-                event_id: active,
-                change: Change::Ended,
-                camera_id: "cam1".into(),
-                grid_cell: None,
-                kind: "intrusion".into(),
-                severity: Severity::Critical,
-                at: now,
-                objects: vec![],
-                snapshot: None,
-                rule: None,
-                zone: None,
-                line: None,
-                detail: None,
-                caused_by: Instant::now(),
-            })
+            .apply(&EventChange::bare(active, Change::Ended, "cam1", "intrusion", Severity::Critical, now))
             .unwrap();
         e.clock.advance(Duration::days(30));
         assert_eq!(e.ret.run().age.files, 0);

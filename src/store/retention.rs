@@ -385,22 +385,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let at = |ms: i64| from_ms(T0 + ms).unwrap();
         let mk = |ms: i64| {
-            let ev = EventChange {
-                event_id: Uuid::now_v7(),
-                change: Change::Started,
-                camera_id: "cam".into(),
-                grid_cell: None,
-                kind: "presence".into(),
-                severity: Severity::High,
-                at: at(ms),
-                objects: vec![],
-                snapshot: None,
-                rule: None,
-                zone: None,
-                line: None,
-                detail: None,
-                caused_by: std::time::Instant::now(),
-            };
+            let ev = EventChange::bare(Uuid::now_v7(), Change::Started, "cam", "presence", Severity::High, at(ms));
             store.apply(&ev).unwrap().id
         };
         let a = mk(0);
