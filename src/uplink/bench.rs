@@ -1,0 +1,1 @@
+//! `gridwatch bench-uplink` (filled in below).
