@@ -7,6 +7,7 @@
 mod error;
 #[cfg(test)]
 mod tests;
+pub(crate) mod uplink;
 
 use std::future::Future;
 use std::time::Instant;
@@ -70,6 +71,10 @@ pub(crate) fn routes() -> Vec<RouteDef> {
         r("/api/v1/events/{id}/snapshot.jpg", false, get(snapshot_jpg)),
         r("/api/v1/stats/counts", false, get(list_counts)),
         r("/api/v1/stats/occupancy", false, get(list_occupancy)),
+        // Uplink (api/uplink.rs): pull feed, delivery status, Prometheus metrics.
+        r("/api/v1/feed", false, get(uplink::feed)),
+        r("/api/v1/uplink", false, get(uplink::status)),
+        r("/metrics", false, get(uplink::metrics)),
         // Alias of /api/v1/stats/counts (its first path), kept for existing clients.
     ]
 }

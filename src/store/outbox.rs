@@ -629,6 +629,8 @@ impl Store {
             params![sink, row.camera_id, row.seq],
         )
         .map_err(sql("advance cursor past dead letter"))?;
+        tx.execute("UPDATE uplink_sinks SET failed_attempts = failed_attempts + 1 WHERE name = ?1", params![sink])
+            .map_err(sql("count failed attempts"))?;
         tx.commit().map_err(sql("commit dead letter"))
     }
 
@@ -796,4 +798,172 @@ pub(super) fn outbox_interrupted(store: &Store, conn: &Connection, ids: &[String
         last = store.outbox_event(conn, &ev, Change::Ended, at)?;
     }
     Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::types::{BBox, EventChange};
+
+    fn change(ev: Uuid, c: Change, cam: &str, at: OffsetDateTime) -> EventChange {
+        EventChange {
+            event_id: ev,
+            change: c,
+            camera_id: cam.into(),
+            grid_cell: None,
+            kind: "crowd".into(),
+            severity: Severity::High,
+            at,
+            objects: vec![
+                Detection::new(0, "person", 0.9, BBox { x1: 0.1, y1: 0.1, x2: 0.2, y2: 0.3 }),
+                Detection::new(0, "person", 0.8, BBox { x1: 0.3, y1: 0.1, x2: 0.4, y2: 0.3 }),
+                Detection::new(2, "car", 0.7, BBox { x1: 0.5, y1: 0.5, x2: 0.9, y2: 0.9 }),
+            ],
+            snapshot: None,
+            rule: Some("crowd#0".into()),
+            zone: Some("plaza".into()),
+            line: None,
+            detail: Some(serde_json::json!({"count": 2})),
+            caused_by: Instant::now(),
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let mut cameras = HashMap::new();
+        cameras.insert(
+            "gate".to_string(),
+            CameraMeta { grid_cell: Some("D7".into()), lat: Some(31.23), lon: Some(121.47), records: true },
+        );
+        s.set_uplink_context(UplinkContext { box_id: "box-1".into(), public_url: "https://box.example:8443".into(), cameras });
+        (dir, s)
+    }
+
+    fn envelopes(s: &Store) -> Vec<Envelope> {
+        let page = s.feed_page(0, 1000).unwrap();
+        page.changes.iter().map(|(_, e)| serde_json::from_str(e).unwrap()).collect()
+    }
+
+    #[test]
+    fn every_change_is_in_the_outbox_with_a_complete_envelope() {
+        let (_d, s) = store();
+        let mut rx = s.feed_signal();
+        let t0 = time::macros::datetime!(2026-03-01 10:00:00 UTC);
+        let ev = Uuid::now_v7();
+        let stored = s.apply(&change(ev, Change::Started, "gate", t0)).unwrap();
+        assert!(rx.has_changed().unwrap(), "commit signals the feed");
+        assert_eq!(rx.borrow_and_update().last_seq, 1);
+        s.apply(&change(ev, Change::Updated, "gate", t0 + time::Duration::seconds(3))).unwrap();
+        s.apply(&change(ev, Change::Ended, "gate", t0 + time::Duration::seconds(9))).unwrap();
+        s.append_camera_status("gate", false, Some("no frame for 10 s"), t0 + time::Duration::seconds(20)).unwrap();
+        let envs = envelopes(&s);
+        assert_eq!(envs.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(envs.iter().map(|e| e.change.as_str()).collect::<Vec<_>>(), ["started", "updated", "ended", "offline"]);
+        let ids: std::collections::HashSet<Uuid> = envs.iter().map(|e| e.id).collect();
+        assert_eq!(ids.len(), 4, "one id per change");
+        let e = &envs[0];
+        assert_eq!((e.box_id.as_str(), e.camera_id.as_str(), e.kind.as_str()), ("box-1", "gate", "crowd"));
+        assert_eq!((e.event_id, e.event_seq, e.severity), (Some(ev), Some(stored.seq), Some(Severity::High)));
+        assert_eq!((e.grid_cell.as_deref(), e.lat, e.lon), (Some("D7"), Some(31.23), Some(121.47)));
+        assert_eq!(e.at, t0);
+        assert_eq!(e.counts, BTreeMap::from([("car".to_string(), 1), ("person".to_string(), 2)]));
+        assert_eq!(e.snapshot_url, None, "no snapshot was written");
+        assert_eq!(e.clip_url.as_deref(), Some(format!("https://box.example:8443/api/v1/events/{ev}/clip.mp4").as_str()));
+        assert_eq!(envs[2].ended_at, Some(t0 + time::Duration::seconds(9)));
+        // Times are RFC 3339 UTC in the JSON itself.
+        let raw = &s.feed_page(0, 1).unwrap().changes[0].1;
+        assert!(raw.contains("\"at\":\"2026-03-01T10:00:00Z\""), "{raw}");
+        let st = &envs[3];
+        assert_eq!((st.kind.as_str(), st.event_id, st.error.as_deref()), ("camera_status", None, Some("no frame for 10 s")));
+        assert_eq!(st.severity, Some(Severity::High));
+        // A rejected change (event ended) leaves no outbox row.
+        assert!(s.apply(&change(ev, Change::Updated, "gate", t0)).is_err());
+        assert_eq!(s.outbox_last_seq().unwrap(), 4);
+    }
+
+    #[test]
+    fn interrupted_events_get_an_ended_change_and_pages_follow_the_cursor() {
+        let (_d, s) = store();
+        let now = OffsetDateTime::now_utc();
+        for i in 0..5 {
+            s.apply(&change(Uuid::now_v7(), Change::Started, if i % 2 == 0 { "gate" } else { "yard" }, now)).unwrap();
+        }
+        assert_eq!(s.end_interrupted().unwrap(), 5);
+        let envs = envelopes(&s);
+        assert_eq!(envs.len(), 10);
+        assert!(envs[5..].iter().all(|e| e.change == "ended" && e.ended_at.is_some()));
+        // Pagination: every change once, in order.
+        let (mut after, mut got) = (0, vec![]);
+        loop {
+            let p = s.feed_page(after, 3).unwrap();
+            got.extend(p.changes.iter().map(|c| c.0));
+            after = p.next;
+            if !p.more {
+                break;
+            }
+        }
+        assert_eq!(got, (1..=10).collect::<Vec<i64>>());
+        assert_eq!(s.feed_page(10, 3).unwrap(), FeedPage { changes: vec![], next: 10, more: false });
+        assert_eq!(s.outbox_cameras_after(8).unwrap().len(), 2);
+        let gate = s.outbox_for_camera("gate", 1, 100).unwrap();
+        assert!(gate.iter().all(|r| r.camera_id == "gate" && r.seq > 1));
+        assert!(gate.windows(2).all(|w| w[0].seq < w[1].seq));
+    }
+
+    #[test]
+    fn sink_bookkeeping_backlog_dead_letters_and_pruning() {
+        let (_d, s) = store();
+        let now = OffsetDateTime::now_utc();
+        s.apply(&change(Uuid::now_v7(), Change::Started, "gate", now)).unwrap(); // before the sink: not its business
+        let starts = s.register_sinks(&[("city".into(), "webhook".into(), "https://x/h".into())]).unwrap();
+        assert_eq!(starts, [1]);
+        for cam in ["gate", "gate", "yard"] {
+            s.apply(&change(Uuid::now_v7(), Change::Started, cam, now)).unwrap();
+        }
+        let st = &s.uplink_status(now).unwrap()[0];
+        assert_eq!((st.backlog, st.delivered_total, st.dead_letter_count), (3, 0, 0));
+        assert!(st.oldest_undelivered_age_secs.is_some());
+        s.sink_ack("city", &[("gate".into(), 2, now)], 1).unwrap();
+        let rows = s.outbox_for_camera("gate", 2, 10).unwrap();
+        s.sink_failure(
+            "city",
+            &Failure {
+                camera_id: "gate",
+                head_seq: 3,
+                attempts: 2,
+                rejections: 2,
+                next_attempt_at: now + time::Duration::seconds(5),
+                status: Some(400),
+                error: "HTTP 400: bad",
+                at: now,
+            },
+        )
+        .unwrap();
+        let st = &s.uplink_status(now).unwrap()[0];
+        assert_eq!((st.backlog, st.delivered_total, st.failed_attempts_total), (2, 1, 1));
+        assert_eq!((st.last_error.as_deref(), st.last_error_status), (Some("HTTP 400: bad"), Some(400)));
+        assert_eq!(st.retrying.len(), 1);
+        assert_eq!(s.sink_cursors("city").unwrap()["gate"].attempts, 2);
+        s.sink_dead_letter("city", &rows[0], 3, Some(400), "rejected", now).unwrap();
+        // An older ack flushed later never moves the cursor back.
+        s.sink_ack("city", &[("gate".into(), 2, now)], 0).unwrap();
+        let st = &s.uplink_status(now).unwrap()[0];
+        assert_eq!((st.backlog, st.dead_letter_count), (1, 1));
+        assert_eq!(st.dead_letters[0].seq, 3);
+        assert_eq!(st.dead_letters[0].reason, "rejected");
+        assert!(st.retrying.is_empty());
+        assert_eq!(s.sink_cursors("city").unwrap()["gate"].acked_seq, 3);
+        // Pruning keeps what the sink still needs (yard's change), removes the rest.
+        let later = now + time::Duration::days(1);
+        assert_eq!(s.prune_outbox(later).unwrap(), 3);
+        assert_eq!(s.feed_page(0, 10).unwrap().changes.iter().map(|c| c.0).collect::<Vec<_>>(), [4]);
+        // A sink removed from the config stops holding rows back; its state is kept.
+        s.register_sinks(&[]).unwrap();
+        assert!(s.uplink_status(now).unwrap().is_empty());
+        assert_eq!(s.prune_outbox(later).unwrap(), 1);
+        assert_eq!(s.register_sinks(&[("city".into(), "webhook".into(), "https://x/h".into())]).unwrap(), [1], "start kept");
+    }
 }
