@@ -1096,6 +1096,10 @@ zone = "yard"
         assert_eq!(format!("{:?}", b.record), format!("{:?}", RecordConfig::default()));
         assert_eq!(format!("{:?}", full.storage), format!("{:?}", StorageConfig::default()));
         assert_eq!(format!("{:?}", bare.storage), format!("{:?}", StorageConfig::default()));
+        assert_eq!(format!("{:?}", full.uplink.webhooks), format!("{:?}", bare.uplink.webhooks));
+        assert_eq!(full.uplink.outbox_retention_days, UplinkConfig::default().outbox_retention_days);
+        let w = &bare.uplink.webhooks[0];
+        assert!(w.enabled && w.max_retry_hours == 72.0 && w.dead_letter_after == 3 && w.backoff_max_secs == 3600.0);
         assert_eq!(a.rules.len(), 13);
         assert_eq!(a.zones.len(), 4);
         assert_eq!(a.lines.len(), 1);
@@ -1119,6 +1123,33 @@ zone = "yard"
         let nrt = Config::parse(&GOOD.replacen("models = [\"default\"]", "models = [\"default\"]\nrealtime = false", 1), &base())
             .unwrap();
         assert!(!nrt.cameras[0].records(&base()), "unpaced files have no wall-clock time to record");
+    }
+
+    #[test]
+    fn uplink_is_validated_and_secrets_never_printed() {
+        let with = |block: &str| Config::parse(&GOOD.replacen("[models]", &format!("{block}\n[models]"), 1), &base());
+        let hook = |extra: &str| {
+            with(&format!("[[uplink.webhooks]]\nname = \"city\"\nurl = \"https://p.example/h\"\n{extra}"))
+        };
+        let ok = hook("secret = \"whsec_c2VjcmV0\"").unwrap();
+        let w = &ok.uplink.webhooks[0];
+        assert_eq!((w.timeout_secs, w.backoff_min_secs, w.max_retry_hours), (10.0, 1.0, 72.0));
+        assert!(!format!("{ok:?}").contains("c2VjcmV0"), "the secret must not be printed");
+        assert_eq!(ok.uplink.public_url(&ok.api), "http://127.0.0.1:8080");
+        let e = |r: Result<Config, String>| r.unwrap_err();
+        assert!(e(hook("")).contains("uplink.webhooks[0].secret") && e(hook("")).contains("`city`"));
+        assert!(e(hook("secret_env = \"GRIDWATCH_TEST_UNSET_SECRET_VAR\"")).contains("GRIDWATCH_TEST_UNSET_SECRET_VAR"));
+        assert!(e(hook("secret = \"whsec_***\"")).contains("base64"));
+        assert!(e(hook("secret = \"s\"\nbackoff_max_secs = 0.5")).contains("uplink.webhooks[0].backoff_max_secs"));
+        assert!(e(hook("secret = \"s\"\ndead_letter_after = 0")).contains("dead_letter_after"));
+        assert!(e(hook("secret = \"s\"\nretries = 3")).contains("retries"));
+        let e2 = e(with("[[uplink.webhooks]]\nname = \"a\"\nurl = \"ftp://x/y\"\nsecret = \"s\""));
+        assert!(e2.contains("uplink.webhooks[0].url"), "{e2}");
+        let dup = "[[uplink.webhooks]]\nname = \"a\"\nurl = \"http://x/y\"\nsecret = \"s\"\n";
+        assert!(e(with(&format!("{dup}{dup}"))).contains("duplicate"));
+        assert!(e(with("[uplink]\npublic_url = \"box.example\"")).contains("uplink.public_url"));
+        let p = with("[uplink]\npublic_url = \"https://box.example:8443/\"").unwrap();
+        assert_eq!(p.uplink.public_url(&p.api), "https://box.example:8443");
     }
 
     #[test]
