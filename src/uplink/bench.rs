@@ -213,6 +213,12 @@ pub fn latency(video: &Path, model: &Path, secs: u64) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("gridwatch-bench-uplink-lat-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let model = crate::cli::manifest_path(model);
+    // Presence rules at several score floors, no minimum duration and no clear delay: many
+    // incidents start (and end) as people's scores cross the floors, for enough samples.
+    let rules: String = [0.4, 0.5, 0.6, 0.7, 0.8]
+        .iter()
+        .map(|s| format!("[[cameras.rules]]\nkind = \"presence\"\nclasses = [\"person\"]\nmin_score = {s}\nmin_secs = 0.0\nclear_secs = 0.0\n"))
+        .collect();
     let text = format!(
         r#"box_id = "bench"
 data_dir = "{data}"
@@ -230,23 +236,15 @@ detect_fps = 5
 models = ["m"]
 [cameras.record]
 enabled = false
-[[cameras.rules]]
-kind = "presence"
-classes = ["person"]
-min_secs = 0.0
-clear_secs = 0.5
-[[cameras.rules]]
-kind = "presence"
-classes = ["car", "bicycle", "motorcycle", "bus", "truck"]
-min_secs = 0.0
-clear_secs = 0.5
-"#,
+{rules}"#,
         data = dir.display(),
         model = model.display(),
         url = rx.url,
-        video = video.display()
+        video = video.display(),
+        rules = rules,
     );
-    let cfg = Config::parse(&text, Path::new("/")).map_err(|e| anyhow!(e))?;
+    // Relative paths (video, model) are relative to the current directory.
+    let cfg = Config::parse(&text, &std::env::current_dir()?).map_err(|e| anyhow!(e))?;
     let profile = HardwareProfile::load("cpu", Path::new(".")).map_err(|e| anyhow!(e))?;
     let store = Store::open(&cfg.data_dir)?;
     store.set_uplink_context(super::context(&cfg));
