@@ -328,6 +328,37 @@ mod tests {
         assert_eq!(super::super::router(st.clone()).oneshot(req).await.unwrap().status(), StatusCode::UNAUTHORIZED);
     }
 
+    /// The envelope, feed page and status the box serves have exactly the fields
+    /// docs/openapi.json declares (required = all properties = what is sent).
+    #[tokio::test]
+    async fn served_json_matches_the_openapi_schemas() {
+        let (_d, st) = state();
+        st.store.register_sinks(&[("city".into(), "webhook".into(), "http://x/h".into())]).unwrap();
+        start(&st.store, "a");
+        st.store.append_camera_status("a", false, Some("gone"), OffsetDateTime::now_utc()).unwrap();
+        let spec: serde_json::Value = serde_json::from_str(crate::api::OPENAPI_JSON).unwrap();
+        let check = |schema: &str, v: &serde_json::Value| {
+            let s = &spec["components"]["schemas"][schema];
+            let keys = |x: &serde_json::Value| -> std::collections::BTreeSet<String> {
+                x.as_object().unwrap().keys().cloned().collect()
+            };
+            let required: std::collections::BTreeSet<String> =
+                s["required"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
+            assert_eq!(keys(&s["properties"]), required, "{schema}: every property is required");
+            assert_eq!(keys(v), required, "{schema}: served fields differ from the spec");
+        };
+        let (_, _, body) = get(&st, "/api/v1/feed").await;
+        let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+        check("FeedPage", &page);
+        for env in page["changes"].as_array().unwrap() {
+            check("Envelope", env);
+        }
+        let (_, _, body) = get(&st, "/api/v1/uplink").await;
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        check("UplinkStatus", &status);
+        check("SinkStatus", &status["sinks"][0]);
+    }
+
     #[tokio::test]
     async fn status_and_metrics_show_backlog_and_errors() {
         let (_d, st) = state();
