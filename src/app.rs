@@ -253,7 +253,7 @@ fn write_events(rx: mpsc::Receiver<StoreMsg>, store: Store, stats: Arc<Stats>, c
         match msg {
             StoreMsg::Event(c) => {
                 let what = format!("event change {:?} of {}", c.change, c.event_id);
-                if let Some(ev) = write_with_retry(&what, || store.apply(&c)) {
+                if let Some(ev) = write_with_retry(&store, &what, || store.apply(&c)) {
                     sample(&stats.event_latency_ms, c.caused_by.elapsed().as_secs_f32() * 1000.0);
                     stats.events_stored.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(
@@ -266,21 +266,27 @@ fn write_events(rx: mpsc::Receiver<StoreMsg>, store: Store, stats: Arc<Stats>, c
                 }
             }
             StoreMsg::Counts(rows) => {
-                write_with_retry(&format!("{} line count(s)", rows.len()), || store.add_counts(&rows));
+                write_with_retry(&store, &format!("{} line count(s)", rows.len()), || store.add_counts(&rows));
             }
             StoreMsg::Occupancy(rows) => {
-                write_with_retry(&format!("{} zone occupancy row(s)", rows.len()), || store.add_occupancy(&rows));
+                write_with_retry(&store, &format!("{} zone occupancy row(s)", rows.len()), || {
+                    store.add_occupancy(&rows)
+                });
             }
         }
     }
 }
 
-/// Runs a store write, retrying transient failures (5 attempts, 0.1 s doubling backoff).
-fn write_with_retry<T>(what: &str, mut f: impl FnMut() -> Result<T, crate::store::StoreError>) -> Option<T> {
+/// Runs a store write, retrying transient failures (5 attempts, 0.1 s doubling backoff). A
+/// full filesystem first releases the database's reserve space (retention then evicts).
+fn write_with_retry<T>(store: &Store, what: &str, mut f: impl FnMut() -> Result<T, crate::store::StoreError>) -> Option<T> {
     let mut delay = Duration::from_millis(100);
     for attempt in 1.. {
         match f() {
             Ok(v) => return Some(v),
+            Err(e) if e.is_disk_full() && store.release_reserve() => {
+                tracing::warn!("storing {what}: filesystem full; retrying with the reserve released");
+            }
             Err(e) if attempt < 5 => {
                 tracing::warn!("storing {what} failed (attempt {attempt}): {e}");
                 std::thread::sleep(delay);
@@ -376,7 +382,9 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     store.set_uplink_context(crate::uplink::context(&cfg));
     store.end_interrupted()?;
     let report = crate::record::reconcile::reconcile(&store)?;
-    println!("  recordings: {report}");
+    if !report.is_noop() {
+        println!("  recordings reconciled after an unclean stop: {report}");
+    }
     let token_note = ensure_token(&cfg, &store)?;
 
     let registry = Registry::new();
@@ -409,6 +417,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         box_id: cfg.box_id.clone(),
         config_token_hashes: cfg.api.tokens_sha256.clone(),
         started_at: time::OffsetDateTime::now_utc(),
+        media: crate::api::MediaSettings::from_config(&cfg),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let served = rt.block_on(async {

@@ -335,16 +335,6 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn tracking_rules_cost_runs_with_all_objects_tracked() {
-        let r = super::tracking_rules_cost(20, 50).unwrap();
-        assert_eq!((r.objects, r.tracks, r.frames, r.rules), (20, 20, 50, 7));
-        assert!(r.mean_us.is_finite() && r.p95_us >= 0.0, "{r:?}");
-    }
-}
-
 /// `gridwatch bench-record`: CPU cost of recording a 1080p30 H.264 stream (passthrough).
 /// Generates `secs` of 1080p30 H.264 at `bitrate_kbps`, then runs, as fast as possible, the
 /// same demux with and without the record branch the appliance uses (fragmented-MP4
@@ -440,4 +430,14 @@ fn process_cpu_secs() -> anyhow::Result<f64> {
         return Err(anyhow!("clock_gettime(CLOCK_PROCESS_CPUTIME_ID): {}", std::io::Error::last_os_error()));
     }
     Ok(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tracking_rules_cost_runs_with_all_objects_tracked() {
+        let r = super::tracking_rules_cost(20, 50).unwrap();
+        assert_eq!((r.objects, r.tracks, r.frames, r.rules), (20, 20, 50, 7));
+        assert!(r.mean_us.is_finite() && r.p95_us >= 0.0, "{r:?}");
+    }
 }

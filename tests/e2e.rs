@@ -137,6 +137,18 @@ reconnect_max_secs = 2.0
     assert!(frames > 5 && people > 0, "zone_occupancy: {frames} frames, {people} person samples");
     let ok: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(ok, "ok");
+    // Both working cameras were recorded (the last segment finalised by the graceful stop):
+    // the H.264 MP4 as it is, the MS-MPEG4 AVI encoded once to H.264.
+    for cam in ["mp4", "avi"] {
+        let (n, h264): (i64, i64) = db
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(codec = 'h264'), 0) FROM segments WHERE camera_id = ?1",
+                [cam],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert!(n >= 1 && h264 == n, "{cam}: {n} segments, {h264} H.264");
+    }
     for e in std::fs::read_dir(a.data().join("snapshots")).unwrap() {
         let p = e.unwrap().path();
         assert_eq!(p.extension().and_then(|x| x.to_str()), Some("jpg"), "leftover {}", p.display());
@@ -182,6 +194,13 @@ min_secs = 1.0
     let _server = serve();
     wait_for(60, &format!("rtsp camera back online\n{}", a.logs()), || (a.camera("rtsp")["state"] == "online").then_some(()));
     assert!(a.camera("rtsp")["reconnects"].as_u64().unwrap() >= 1);
+    // Recorded as it arrived (H.264 passthrough) before and after the outage.
+    let segs = wait_for(60, "RTSP recordings from before and after the outage", || {
+        let v = a.get_json("/api/v1/recordings?camera=rtsp");
+        let s = v["recordings"].as_array()?.clone();
+        (s.len() >= 2).then_some(s)
+    });
+    assert!(segs.iter().all(|s| s["codec"] == "h264"), "{segs:?}");
     // Camera credentials never reach the logs or the API.
     assert!(a.logs().contains("rtsp://***@127.0.0.1"), "{}", a.logs());
     assert!(!a.logs().contains("s3cr3t-pw"), "password in logs:\n{}", a.logs());

@@ -5,6 +5,7 @@
 //! parameters, is JSON: `{"error":{"code":"…","message":"…"}}`.
 
 mod error;
+mod media;
 #[cfg(test)]
 mod tests;
 pub(crate) mod uplink;
@@ -25,6 +26,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub use error::{ApiError, ErrorKind};
+pub use media::MediaSettings;
 
 use crate::health::{CameraHealth, CameraState, Registry};
 use crate::store::{self, Bucket, CountQuery, CountRow, EventQuery, OccupancyQuery, OccupancyRow, Store};
@@ -47,6 +49,8 @@ pub struct ApiState {
     /// SHA-256 hex of tokens accepted from the config (in addition to the database's).
     pub config_token_hashes: Vec<String>,
     pub started_at: OffsetDateTime,
+    /// Record settings and export limit for the media routes.
+    pub media: MediaSettings,
 }
 
 /// One served route: path, whether it is public (no token), and its handlers.
@@ -71,11 +75,14 @@ pub(crate) fn routes() -> Vec<RouteDef> {
         r("/api/v1/events/{id}/snapshot.jpg", false, get(snapshot_jpg)),
         r("/api/v1/stats/counts", false, get(list_counts)),
         r("/api/v1/stats/occupancy", false, get(list_occupancy)),
+        r("/api/v1/events/{id}/clip.mp4", false, get(media::event_clip)),
+        r("/api/v1/recordings", false, get(media::list_recordings)),
+        r("/api/v1/recordings/export.mp4", false, get(media::export_mp4)),
+        r("/api/v1/recordings/{id}/segment.mp4", false, get(media::segment_mp4)),
         // Uplink (api/uplink.rs): pull feed, delivery status, Prometheus metrics.
         r("/api/v1/feed", false, get(uplink::feed)),
         r("/api/v1/uplink", false, get(uplink::status)),
         r("/metrics", false, get(uplink::metrics)),
-        // Alias of /api/v1/stats/counts (its first path), kept for existing clients.
     ]
 }
 

@@ -42,6 +42,7 @@ fn fixture() -> Fx {
         box_id: "box-7".into(),
         config_token_hashes: vec![store::hash_token(TOKEN).to_uppercase()],
         started_at: OffsetDateTime::now_utc() - time::Duration::seconds(42),
+        media: MediaSettings::default(),
     };
     Fx { _dir: dir, state }
 }

@@ -135,10 +135,14 @@ impl HardwareProfile {
                 }
             }
         };
+        // Optional fragments vanish; element placeholders become their names (dropped below).
+        let bare = |t: &str| {
+            strip_comments(t).replace("{split}", "").replace("{record}", "").replace("{encode}", "").replace(['{', '}'], "")
+        };
         for (_, t) in TEMPLATES {
-            add(&strip_comments(t).replace(['{', '}'], ""));
+            add(&bare(t));
         }
-        add(&strip_comments(RECORD_BRANCH).replace(['{', '}'], ""));
+        add(&bare(RECORD_BRANCH));
         for d in [&e.h264_decoder, &e.h265_decoder, &e.file_decoder, &e.scale, &e.convert, &e.h264_encoder] {
             add(d);
         }
@@ -313,6 +317,10 @@ mod tests {
             let els = p.required_elements();
             assert!(els.contains(&"appsink".to_string()), "{n}: {els:?}");
             assert!(els.contains(&p.elements.h264_decoder), "{n}");
+            for e in ["tee", "splitmuxsink", "mp4mux", "videorate", "decodebin", "parsebin"] {
+                assert!(els.contains(&e.to_string()), "{n}: {e} missing from {els:?}");
+            }
+            assert!(els.iter().all(|e| !e.starts_with("split") || e == "splitmuxsink"), "{n}: {els:?}");
         }
     }
 

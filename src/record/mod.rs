@@ -172,8 +172,11 @@ fn recorder_loop(
                 next_check = Instant::now();
             }
             Some(RecEvent::Abandoned { camera_id, path }) => {
-                // TODO(reconcile): repair + probe + index (reconcile::recover_file).
-                tracing::warn!(camera = %camera_id, path = %path.display(), "segment abandoned unfinalised");
+                match reconcile::recover_file(&store, &camera_id, &path) {
+                    Ok(r) => tracing::warn!(camera = %camera_id, path = %path.display(), "segment abandoned unfinalised: {r}"),
+                    Err(e) => tracing::error!(camera = %camera_id, path = %path.display(), "cannot index abandoned segment: {e}"),
+                }
+                next_check = Instant::now();
             }
             Some(RecEvent::EventEnded { event_id, camera_id }) => {
                 if let Some(cam) = cameras.get(&camera_id) {

@@ -6,6 +6,7 @@
 pub mod migrations;
 pub mod outbox;
 pub mod recordings;
+pub mod retention;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -31,6 +32,8 @@ pub use snapshot::encode_jpeg;
 pub const DB_FILE: &str = "gridwatch.db";
 /// Directory of snapshot JPEGs inside the data dir.
 pub const SNAPSHOT_DIR: &str = "snapshots";
+/// Emergency space for the database inside the data dir (see `Store::release_reserve`).
+pub const RESERVE_FILE: &str = ".reserve";
 /// JPEG quality of event snapshots.
 pub const SNAPSHOT_QUALITY: u8 = 85;
 /// Read connections kept open for reuse.
@@ -69,6 +72,15 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// True when SQLite (or a file write) failed because the filesystem is full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Sql { source: rusqlite::Error::SqliteFailure(e, _), .. } => e.code == rusqlite::ErrorCode::DiskFull,
+            StoreError::Io { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
+            _ => false,
+        }
+    }
+
     fn sql(op: impl Into<String>, source: rusqlite::Error) -> Self {
         StoreError::Sql { op: op.into(), source }
     }
@@ -311,6 +323,45 @@ impl Store {
 
     pub fn data_dir(&self) -> &Path {
         &self.inner.data_dir
+    }
+
+    /// Deletes the reserve file (zeros kept in the data dir), so that the database can
+    /// commit when the filesystem is full — the deletions that free space and the
+    /// `storage_full` alarm must not fail for lack of the space they would free. True if a
+    /// reserve was released.
+    pub fn release_reserve(&self) -> bool {
+        let path = self.inner.data_dir.join(RESERVE_FILE);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                tracing::warn!("filesystem full: released the database's reserve space ({})", path.display());
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Makes the reserve file `bytes` long (zeros, fsynced), so it really occupies the space;
+    /// no-op when it already has that size. A partial reserve is removed on failure.
+    pub fn ensure_reserve(&self, bytes: u64) -> Result<(), StoreError> {
+        let path = self.inner.data_dir.join(RESERVE_FILE);
+        if fs::metadata(&path).is_ok_and(|m| m.len() == bytes) {
+            return Ok(());
+        }
+        let res = (|| {
+            let mut f = File::create(&path)?;
+            let chunk = vec![0u8; 1 << 20];
+            let mut left = bytes;
+            while left > 0 {
+                let n = left.min(chunk.len() as u64) as usize;
+                f.write_all(&chunk[..n])?;
+                left -= n as u64;
+            }
+            f.sync_all()
+        })();
+        res.map_err(|e| {
+            let _ = fs::remove_file(&path);
+            StoreError::io("write reserve file", &path, e)
+        })
     }
 
     pub fn db_path(&self) -> &Path {

@@ -1,0 +1,899 @@
+//! Recorded media: event clips, segments, exports (see docs/api.md, "Recordings and clips").
+//!
+//! Files are only ever addressed by ids from the database (event UUIDs, segment row ids) and
+//! resolved with `Store::media_path`, which refuses any path leaving the data dir; nothing a
+//! client sends becomes part of a path. Files are streamed in 64 KiB chunks (each read on a
+//! blocking thread), never buffered whole.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::{blocking, load_event, parse_event_id, parse_time, path_param, ApiError, ApiState, ErrorKind};
+use crate::config::{Config, RecordConfig, StorageConfig};
+use crate::record::clip::{self, ClipError, ClipState};
+use crate::store::recordings::Segment;
+
+/// Default and maximum page sizes of `GET /api/v1/recordings`.
+pub const RECORDINGS_DEFAULT_LIMIT: usize = 200;
+pub const RECORDINGS_MAX_LIMIT: usize = 1000;
+/// Bytes per streamed chunk.
+const CHUNK: usize = 64 * 1024;
+
+/// What the media routes need from the configuration.
+#[derive(Debug, Clone)]
+pub struct MediaSettings {
+    /// `[cameras.record]` of every camera that records, by camera id.
+    pub recording: Arc<HashMap<String, RecordConfig>>,
+    /// `storage.max_export_secs`: longest span `export.mp4` serves.
+    pub max_export_secs: f64,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        MediaSettings { recording: Arc::default(), max_export_secs: StorageConfig::default().max_export_secs }
+    }
+}
+
+impl MediaSettings {
+    pub fn from_config(cfg: &Config) -> Self {
+        MediaSettings {
+            recording: Arc::new(
+                cfg.cameras
+                    .iter()
+                    .filter(|c| c.records(&cfg.base_dir))
+                    .map(|c| (c.id.clone(), c.record.clone()))
+                    .collect(),
+            ),
+            max_export_secs: cfg.storage.max_export_secs,
+        }
+    }
+
+    /// The record settings of `camera`; defaults for a camera that does not record (its
+    /// footage, if any, is from an earlier configuration).
+    fn record(&self, camera: &str) -> RecordConfig {
+        self.recording.get(camera).cloned().unwrap_or_default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Byte ranges (RFC 9110 §14)
+
+/// How to answer a request for a file of `total` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ByteRange {
+    /// No (usable) `Range`: 200 with the whole file. Also the answer to a multi-range
+    /// request and to a range unit other than `bytes`.
+    Full,
+    /// 206 with bytes `start..=end`.
+    Partial { start: u64, end: u64 },
+    /// 416: malformed, reversed or beyond the end.
+    Unsatisfiable,
+}
+
+fn digits(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Parses a `Range` header against a file of `total` bytes.
+pub(crate) fn parse_range(header: Option<&str>, total: u64) -> ByteRange {
+    let Some(h) = header else { return ByteRange::Full };
+    let Some((unit, spec)) = h.trim().split_once('=') else { return ByteRange::Unsatisfiable };
+    if !unit.trim().eq_ignore_ascii_case("bytes") {
+        return ByteRange::Full; // a unit we do not know is ignored (RFC 9110 §14.2)
+    }
+    if spec.contains(',') {
+        return ByteRange::Full; // several ranges: answered with the whole file
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else { return ByteRange::Unsatisfiable };
+    let (a, b) = (a.trim(), b.trim());
+    if total == 0 {
+        return ByteRange::Unsatisfiable;
+    }
+    let last = total - 1;
+    match (a.is_empty(), b.is_empty()) {
+        // bytes=-n: the last n bytes.
+        (true, false) => match digits(b) {
+            Some(n) if n > 0 => ByteRange::Partial { start: total.saturating_sub(n), end: last },
+            _ => ByteRange::Unsatisfiable,
+        },
+        // bytes=a-: from a to the end.
+        (false, true) => match digits(a) {
+            Some(s) if s <= last => ByteRange::Partial { start: s, end: last },
+            _ => ByteRange::Unsatisfiable,
+        },
+        (false, false) => match (digits(a), digits(b)) {
+            (Some(s), Some(e)) if s <= e && s <= last => ByteRange::Partial { start: s, end: e.min(last) },
+            _ => ByteRange::Unsatisfiable,
+        },
+        (true, true) => ByteRange::Unsatisfiable,
+    }
+}
+
+/// Chunks read from a file on blocking threads.
+struct ChunkStream(tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>);
+
+impl futures_core::Stream for ChunkStream {
+    type Item = std::io::Result<Bytes>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// A body streaming `len` bytes of `file` from `offset`. Each chunk is read on a blocking
+/// thread; a slow client holds no thread while it waits. Stops when the client goes away.
+fn file_body(file: File, offset: u64, len: u64) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let file = Arc::new(file);
+    tokio::spawn(async move {
+        let mut pos = offset;
+        let end = offset + len;
+        while pos < end {
+            let n = CHUNK.min((end - pos) as usize);
+            let f = file.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; n];
+                let mut got = 0;
+                while got < n {
+                    match f.read_at(&mut buf[got..], pos + got as u64) {
+                        Ok(0) => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shrank while served")),
+                        Ok(k) => got += k,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(Bytes::from(buf))
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            let failed = read.is_err();
+            if tx.send(read).await.is_err() || failed {
+                return;
+            }
+            pos += n as u64;
+        }
+    });
+    Body::from_stream(ChunkStream(rx))
+}
+
+/// A JSON error with status 416 and `Content-Range: bytes */total`.
+fn range_not_satisfiable(total: u64, range: &str) -> Response {
+    let mut r = ApiError::new(
+        ErrorKind::BadRequest,
+        format!("range `{range}` cannot be satisfied: the file has {total} bytes (use bytes=a-b, a- or -n)"),
+    )
+    .with_code("range_not_satisfiable")
+    .into_response();
+    *r.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
+        r.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+    r
+}
+
+/// Serves an open file as `video/mp4`, honouring `Range`.
+fn mp4_response(file: File, total: u64, headers: &HeaderMap) -> Response {
+    let range_text = headers.get(header::RANGE).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let (status, start, len) = match parse_range(range_text, total) {
+        ByteRange::Full => (StatusCode::OK, 0, total),
+        ByteRange::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        ByteRange::Unsatisfiable => return range_not_satisfiable(total, range_text.unwrap_or("")),
+    };
+    let mut resp = Response::new(file_body(file, start, len));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if status == StatusCode::PARTIAL_CONTENT {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{total}", start + len - 1)) {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    resp
+}
+
+/// Opens a media file; a missing file is a 404 with `what` in the message.
+fn open_media(path: &std::path::Path, what: &str) -> Result<(File, u64), ApiError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::warn!(path = %path.display(), "{what}: file missing");
+            return Err(ApiError::not_found(format!("{what}: the file is gone (deleted by retention?)")));
+        }
+        Err(e) => return Err(ApiError::internal(format!("opening {}: {e}", path.display()))),
+    };
+    let total = file.metadata().map_err(|e| ApiError::internal(format!("stat {}: {e}", path.display())))?.len();
+    Ok((file, total))
+}
+
+/// 503 with `Retry-After`.
+fn retry_later(message: String, code: &'static str, secs: u64) -> Response {
+    let mut r = ApiError::new(ErrorKind::Unavailable, message).with_code(code).into_response();
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    r
+}
+
+fn clip_error(e: ClipError) -> ApiError {
+    match e {
+        ClipError::NoFootage { .. } => ApiError::not_found(e.to_string()).with_code("no_footage"),
+        e => ApiError::internal(e),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Handlers
+
+enum ClipOutcome {
+    File(File, u64),
+    Pending(u64),
+    NoFootage(String),
+}
+
+/// `GET /api/v1/events/{id}/clip.mp4`
+pub(super) async fn event_clip(
+    State(st): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = parse_event_id(id)?;
+    let event = load_event(&st, id).await?;
+    let recording = st.media.recording.contains_key(&event.camera_id);
+    let rec = st.media.record(&event.camera_id);
+    let store = st.store.clone();
+    let outcome = blocking(move || {
+        let now = OffsetDateTime::now_utc();
+        let cam = event.camera_id.clone();
+        if !recording && store.clip(event.id)?.is_none() {
+            // A camera that does not record gets no more footage: answer now rather than
+            // after the footage horizon.
+            let (start, end, _) = clip::clip_span(&event, &rec, now);
+            if store.segments(Some(&cam), Some(start), Some(end), 1)?.is_empty() {
+                return Ok(ClipOutcome::NoFootage(format!(
+                    "camera `{cam}` does not record; no footage for event {id} ({})",
+                    clip::span_text(start, end)
+                )));
+            }
+        }
+        match clip::ensure_event_clip(&store, &event, &rec, now).map_err(clip_error)? {
+            ClipState::Ready(c) => {
+                let path = store.media_path(&c.path)?;
+                let (f, total) = open_media(&path, &format!("clip of event {id}"))?;
+                Ok(ClipOutcome::File(f, total))
+            }
+            ClipState::Pending { retry_after_secs } => Ok(ClipOutcome::Pending(retry_after_secs)),
+            ClipState::NoFootage => {
+                let (start, end, _) = clip::clip_span(&event, &rec, now);
+                Ok(ClipOutcome::NoFootage(format!(
+                    "no recorded footage of camera `{cam}` for event {id} ({})",
+                    clip::span_text(start, end)
+                )))
+            }
+        }
+    })
+    .await?;
+    Ok(match outcome {
+        ClipOutcome::File(f, total) => mp4_response(f, total, &headers),
+        ClipOutcome::Pending(secs) => retry_later(
+            format!("the clip of event {id} is not ready: the event is active or its footage is not recorded yet"),
+            "clip_pending",
+            secs,
+        ),
+        ClipOutcome::NoFootage(msg) => ApiError::not_found(msg).with_code("no_footage").into_response(),
+    })
+}
+
+/// A segment as listed by `GET /api/v1/recordings`.
+#[derive(Serialize)]
+struct Recording {
+    #[serde(flatten)]
+    segment: Segment,
+    /// `/api/v1/recordings/{id}/segment.mp4`
+    url: String,
+}
+
+#[derive(Serialize)]
+pub(super) struct RecordingList {
+    recordings: Vec<Recording>,
+}
+
+struct RecordingsQuery {
+    camera: Option<String>,
+    since: Option<OffsetDateTime>,
+    until: Option<OffsetDateTime>,
+    limit: usize,
+}
+
+/// Query pairs with unknown, repeated and empty parameters rejected (400 naming them).
+fn query_pairs(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        let (k, v) = (k.into_owned(), v.into_owned());
+        if !allowed.contains(&k.as_str()) {
+            return Err(ApiError::bad_param(
+                &k,
+                format!("unknown query parameter `{k}` (allowed: {})", allowed.join(", ")),
+            ));
+        }
+        if out.iter().any(|(seen, _)| *seen == k) {
+            return Err(ApiError::bad_param(&k, format!("query parameter `{k}` given more than once")));
+        }
+        if v.is_empty() {
+            return Err(ApiError::bad_param(&k, format!("query parameter `{k}` must not be empty")));
+        }
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+fn parse_recordings_query(raw: Option<&str>) -> Result<RecordingsQuery, ApiError> {
+    let mut q = RecordingsQuery { camera: None, since: None, until: None, limit: RECORDINGS_DEFAULT_LIMIT };
+    for (k, v) in query_pairs(raw, &["camera", "since", "until", "limit"])? {
+        match k.as_str() {
+            "camera" => q.camera = Some(v),
+            "since" => q.since = Some(parse_time(&k, &v)?),
+            "until" => q.until = Some(parse_time(&k, &v)?),
+            _ => {
+                q.limit = v.parse::<usize>().ok().filter(|n| (1..=RECORDINGS_MAX_LIMIT).contains(n)).ok_or_else(|| {
+                    ApiError::bad_param(
+                        "limit",
+                        format!("query parameter `limit` must be an integer from 1 to {RECORDINGS_MAX_LIMIT}, got `{v}`"),
+                    )
+                })?
+            }
+        }
+    }
+    if let (Some(s), Some(u)) = (q.since, q.until) {
+        if s >= u {
+            return Err(ApiError::bad_param("until", "query parameter `until` must be later than `since`"));
+        }
+    }
+    Ok(q)
+}
+
+/// `GET /api/v1/recordings`
+pub(super) async fn list_recordings(
+    State(st): State<ApiState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<RecordingList>, ApiError> {
+    let q = parse_recordings_query(raw.as_deref())?;
+    let store = st.store.clone();
+    let segments = blocking(move || Ok(store.segments(q.camera.as_deref(), q.since, q.until, q.limit)?)).await?;
+    let recordings = segments
+        .into_iter()
+        .map(|s| Recording { url: format!("/api/v1/recordings/{}/segment.mp4", s.id), segment: s })
+        .collect();
+    Ok(Json(RecordingList { recordings }))
+}
+
+/// `GET /api/v1/recordings/{id}/segment.mp4`
+pub(super) async fn segment_mp4(
+    State(st): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let raw = path_param(id)?;
+    let id = raw
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::bad_param("id", format!("`id` must be a positive segment id, got `{raw}`")))?;
+    let store = st.store.clone();
+    let (file, total) = blocking(move || {
+        let seg = store.segment(id)?.ok_or_else(|| ApiError::not_found(format!("recording {id} not found")))?;
+        let path = store.media_path(&seg.path)?;
+        open_media(&path, &format!("recording {id} of camera `{}`", seg.camera_id))
+    })
+    .await?;
+    Ok(mp4_response(file, total, &headers))
+}
+
+struct ExportQuery {
+    camera: String,
+    start: OffsetDateTime,
+    end: OffsetDateTime,
+}
+
+fn parse_export_query(raw: Option<&str>, max_secs: f64) -> Result<ExportQuery, ApiError> {
+    let (mut camera, mut start, mut end) = (None, None, None);
+    for (k, v) in query_pairs(raw, &["camera", "start", "end"])? {
+        match k.as_str() {
+            "camera" => camera = Some(v),
+            "start" => start = Some(parse_time(&k, &v)?),
+            _ => end = Some(parse_time(&k, &v)?),
+        }
+    }
+    let missing = |k: &str| ApiError::bad_param(k, format!("query parameter `{k}` is required"));
+    let camera = camera.ok_or_else(|| missing("camera"))?;
+    let start = start.ok_or_else(|| missing("start"))?;
+    let end = end.ok_or_else(|| missing("end"))?;
+    let secs = (end - start).as_seconds_f64();
+    if secs <= 0.0 {
+        return Err(ApiError::bad_param("end", "query parameter `end` must be later than `start`"));
+    }
+    if secs > max_secs {
+        return Err(ApiError::bad_param(
+            "end",
+            format!("the span `start`–`end` is {secs} s; at most {max_secs} s (storage.max_export_secs) can be exported"),
+        ));
+    }
+    Ok(ExportQuery { camera, start, end })
+}
+
+/// `camera-20260501T081203Z.mp4`, with anything but `[A-Za-z0-9._-]` replaced by `_`.
+fn export_filename(camera: &str, start: OffsetDateTime) -> String {
+    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    let t = start.to_offset(time::UtcOffset::UTC).format(&fmt).unwrap_or_default();
+    let cam: String =
+        camera.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+    format!("{cam}-{t}.mp4")
+}
+
+enum ExportOutcome {
+    File(File, u64),
+    NotReady(String, u64),
+}
+
+/// `GET /api/v1/recordings/export.mp4`
+pub(super) async fn export_mp4(State(st): State<ApiState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let q = parse_export_query(raw.as_deref(), st.media.max_export_secs)?;
+    let recording = st.media.recording.contains_key(&q.camera);
+    let rec = st.media.record(&q.camera);
+    let filename = export_filename(&q.camera, q.start);
+    let store = st.store.clone();
+    let outcome = blocking(move || {
+        let now = OffsetDateTime::now_utc();
+        // A camera that does not record gets no more footage: no waiting for it.
+        if recording {
+            match clip::export_ready(&store, &q.camera, q.start, q.end, rec.segment_secs, now) {
+                Ok(()) => {}
+                Err(e @ ClipError::NotReady { retry_after_secs, .. }) => {
+                    return Ok(ExportOutcome::NotReady(e.to_string(), retry_after_secs))
+                }
+                Err(e) => return Err(clip_error(e)),
+            }
+        }
+        let dir = store.clips_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(format!("creating {}: {e}", dir.display())))?;
+        // Every file of an export ends in `.tmp` (transient, see docs/storage.md).
+        let out: PathBuf = dir.join(format!("export-{}.mp4.tmp", uuid::Uuid::now_v7()));
+        clip::build_mp4(&store, &q.camera, q.start, q.end, &out).map_err(clip_error)?;
+        let opened = File::open(&out).and_then(|f| Ok((f.metadata()?.len(), f)));
+        // The open descriptor keeps the data readable: unlink now, so nothing is left
+        // behind whether the client reads it all, goes away, or the box stops.
+        let _ = std::fs::remove_file(&out);
+        let (total, f) = opened.map_err(|e| ApiError::internal(format!("opening {}: {e}", out.display())))?;
+        Ok(ExportOutcome::File(f, total))
+    })
+    .await?;
+    let (file, total) = match outcome {
+        ExportOutcome::File(f, t) => (f, t),
+        ExportOutcome::NotReady(msg, secs) => return Ok(retry_later(msg, "footage_pending", secs)),
+    };
+    let mut resp = Response::new(file_body(file, 0, total));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_parser() {
+        use ByteRange::*;
+        let t = 10_000;
+        let p = |h: &str| parse_range(Some(h), t);
+        assert_eq!(parse_range(None, t), Full);
+        assert_eq!(p("bytes=0-499"), Partial { start: 0, end: 499 }, "first bytes");
+        assert_eq!(p("bytes=500-999"), Partial { start: 500, end: 999 }, "middle");
+        assert_eq!(p("bytes=-500"), Partial { start: 9_500, end: 9_999 }, "suffix");
+        assert_eq!(p("bytes=1000-"), Partial { start: 1_000, end: 9_999 }, "open");
+        assert_eq!(p("bytes=9999-"), Partial { start: 9_999, end: 9_999 }, "last byte");
+        assert_eq!(p("bytes=9000-20000"), Partial { start: 9_000, end: 9_999 }, "end clamped");
+        assert_eq!(p("bytes=-20000"), Partial { start: 0, end: 9_999 }, "suffix longer than the file");
+        assert_eq!(p("BYTES = 1-2"), Partial { start: 1, end: 2 }, "unit case and spaces");
+        assert_eq!(p("bytes=10000-"), Unsatisfiable, "beyond the end");
+        assert_eq!(p("bytes=10000-10005"), Unsatisfiable, "beyond the end");
+        assert_eq!(p("bytes=5-2"), Unsatisfiable, "reversed");
+        for bad in ["bytes=", "bytes=-", "bytes=abc", "bytes=1-x", "bytes=-0", "bytes=+1-2", "bytes 0-1", "bytes=0x10-"] {
+            assert_eq!(p(bad), Unsatisfiable, "{bad}");
+        }
+        assert_eq!(p("bytes=0-1,5-6"), Full, "several ranges: whole file");
+        assert_eq!(p("items=0-1"), Full, "unknown unit ignored");
+        assert_eq!(parse_range(Some("bytes=0-"), 0), Unsatisfiable, "empty file");
+    }
+
+    #[test]
+    fn export_filenames_are_safe() {
+        let t = time::macros::datetime!(2026-05-01 10:12:03 +02:00);
+        assert_eq!(export_filename("gate-north", t), "gate-north-20260501T081203Z.mp4");
+        assert_eq!(export_filename("a\"b/../c", t), "a_b_.._c-20260501T081203Z.mp4");
+    }
+
+    #[test]
+    fn export_query() {
+        let ok = parse_export_query(Some("camera=c&start=2026-05-01T10:00:00Z&end=2026-05-01T10:30:00Z"), 1800.0).unwrap();
+        assert_eq!(ok.camera, "c");
+        for (q, param) in [
+            ("start=2026-05-01T10:00:00Z&end=2026-05-01T10:01:00Z", "camera"),
+            ("camera=c&end=2026-05-01T10:01:00Z", "start"),
+            ("camera=c&start=2026-05-01T10:00:00Z", "end"),
+            ("camera=c&start=2026-05-01T10:00:00Z&end=2026-05-01T10:00:00Z", "end"),
+            ("camera=c&start=2026-05-01T10:00:00Z&end=2026-05-01T10:30:00.001Z", "end"),
+            ("camera=c&start=yesterday&end=2026-05-01T10:00:00Z", "start"),
+            ("camera=c&start=2026-05-01T10:00:00Z&end=2026-05-01T10:01:00Z&format=mkv", "format"),
+        ] {
+            let e = parse_export_query(Some(q), 1800.0).err().unwrap_or_else(|| panic!("{q} accepted"));
+            assert_eq!(e.parameter.as_deref(), Some(param), "{q}: {e}");
+        }
+    }
+}
+
+/// The media routes through the real router (auth middleware included).
+#[cfg(test)]
+mod api_tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use serde_json::Value;
+    use time::Duration;
+    use tower::ServiceExt;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::api::router;
+    use crate::health::Registry;
+    use crate::store::recordings::{Clip, NewSegment};
+    use crate::store::{self, Store};
+    use crate::types::{Change, Event, EventChange, Severity};
+
+    const TOKEN: &str = "gw_media_token";
+
+    struct Fx {
+        _dir: tempfile::TempDir,
+        state: ApiState,
+    }
+
+    /// `recording`: the cameras that record (segment_secs 4).
+    fn fixture(recording: &[&str]) -> Fx {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let rec = RecordConfig { segment_secs: 4.0, ..Default::default() };
+        let state = ApiState {
+            store,
+            registry: Registry::new(),
+            box_id: "box-m".into(),
+            config_token_hashes: vec![store::hash_token(TOKEN)],
+            started_at: OffsetDateTime::now_utc(),
+            media: MediaSettings {
+                recording: Arc::new(recording.iter().map(|c| (c.to_string(), rec.clone())).collect()),
+                max_export_secs: 600.0,
+            },
+        };
+        Fx { _dir: dir, state }
+    }
+
+    struct Resp {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    }
+
+    impl Resp {
+        fn header(&self, name: header::HeaderName) -> &str {
+            self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        }
+        fn json(&self) -> Value {
+            serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        }
+        fn error(&self, status: StatusCode, code: &str) -> Value {
+            assert_eq!(self.status, status, "{}", String::from_utf8_lossy(&self.body));
+            let v = self.json();
+            assert_eq!(v["error"]["code"], code, "{v}");
+            v["error"].clone()
+        }
+    }
+
+    async fn call(fx: &Fx, method: &str, uri: &str, range: Option<&str>, token: bool) -> Resp {
+        let mut req = Request::builder().method(method).uri(uri);
+        if token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
+        }
+        if let Some(r) = range {
+            req = req.header(header::RANGE, r);
+        }
+        let resp = router(fx.state.clone()).oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+        Resp { status, headers, body }
+    }
+
+    async fn get(fx: &Fx, uri: &str, range: Option<&str>) -> Resp {
+        call(fx, "GET", uri, range, true).await
+    }
+
+    fn event(fx: &Fx, camera: &str, start: OffsetDateTime, end: Option<OffsetDateTime>) -> Event {
+        let id = Uuid::now_v7();
+        let ch = |change, at| EventChange {
+            event_id: id,
+            change,
+            camera_id: camera.into(),
+            grid_cell: None,
+            kind: "presence".into(),
+            severity: Severity::Low,
+            at,
+            objects: vec![],
+            snapshot: None,
+            rule: None,
+            zone: None,
+            line: None,
+            detail: None,
+            caused_by: std::time::Instant::now(),
+        };
+        let e = fx.state.store.apply(&ch(Change::Started, start)).unwrap();
+        match end {
+            Some(t) => fx.state.store.apply(&ch(Change::Ended, t)).unwrap(),
+            None => e,
+        }
+    }
+
+    /// Deterministic content, so any slice can be checked.
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    fn write(fx: &Fx, rel: &str, data: &[u8]) {
+        let p = fx.state.store.media_path(rel).unwrap();
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+
+    fn segment(fx: &Fx, camera: &str, rel: &str, start: OffsetDateTime, secs: i64) -> i64 {
+        fx.state
+            .store
+            .insert_segment(&NewSegment {
+                camera_id: camera.into(),
+                path: rel.into(),
+                start,
+                end: start + Duration::seconds(secs),
+                start_pts_ns: None,
+                end_pts_ns: None,
+                bytes: 1,
+                codec: "h264".into(),
+                frames: None,
+                recovered: false,
+            })
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn clip_mp4_serves_ranges() {
+        let fx = fixture(&["cam1"]);
+        let t = OffsetDateTime::now_utc() - Duration::hours(1);
+        let ev = event(&fx, "cam1", t, Some(t + Duration::seconds(2)));
+        // A stored clip whose file exists is served as is (larger than one chunk).
+        let data = pattern(200_000);
+        let rel = format!("clips/{}.mp4", ev.id);
+        write(&fx, &rel, &data);
+        let clip = Clip { event_id: ev.id, path: rel, start: t, end: t + Duration::seconds(17), bytes: data.len() as u64 };
+        fx.state.store.put_clip(&clip).unwrap();
+        let uri = format!("/api/v1/events/{}/clip.mp4", ev.id);
+
+        let r = get(&fx, &uri, None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.header(header::CONTENT_TYPE), "video/mp4");
+        assert_eq!(r.header(header::ACCEPT_RANGES), "bytes");
+        assert_eq!(r.header(header::CONTENT_LENGTH), "200000");
+        assert!(r.body == data, "whole file");
+
+        for (range, start, end) in [
+            ("bytes=0-499", 0usize, 499usize),
+            ("bytes=70000-135000", 70_000, 135_000),
+            ("bytes=-500", 199_500, 199_999),
+            ("bytes=1000-", 1000, 199_999),
+            ("bytes=199999-300000", 199_999, 199_999),
+        ] {
+            let r = get(&fx, &uri, Some(range)).await;
+            assert_eq!(r.status, StatusCode::PARTIAL_CONTENT, "{range}");
+            assert_eq!(r.header(header::CONTENT_RANGE), format!("bytes {start}-{end}/200000"), "{range}");
+            assert_eq!(r.header(header::CONTENT_LENGTH), (end - start + 1).to_string(), "{range}");
+            assert!(r.body == data[start..=end], "{range}: wrong bytes");
+        }
+        for range in ["bytes=200000-", "bytes=5-2", "bytes=abc", "bytes=-0", "bytes"] {
+            let r = get(&fx, &uri, Some(range)).await;
+            r.error(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable");
+            assert_eq!(r.header(header::CONTENT_RANGE), "bytes */200000", "{range}");
+        }
+        // Several ranges: the whole file.
+        let r = get(&fx, &uri, Some("bytes=0-1,10-20")).await;
+        assert_eq!((r.status, r.body.len()), (StatusCode::OK, 200_000));
+        // HEAD: headers only.
+        let r = call(&fx, "HEAD", &uri, None, true).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.header(header::CONTENT_LENGTH), "200000");
+        assert!(r.body.is_empty());
+        // Protected.
+        call(&fx, "GET", &uri, None, false).await.error(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+
+    #[tokio::test]
+    async fn clip_mp4_pending_and_no_footage() {
+        let fx = fixture(&["cam1"]);
+        let now = OffsetDateTime::now_utc();
+        let clip_uri = |e: &Event| format!("/api/v1/events/{}/clip.mp4", e.id);
+
+        // Ended just now on a recording camera: its post-roll is not recorded yet.
+        let recent = event(&fx, "cam1", now - Duration::seconds(3), Some(now - Duration::seconds(1)));
+        let r = get(&fx, &clip_uri(&recent), None).await;
+        let e = r.error(StatusCode::SERVICE_UNAVAILABLE, "clip_pending");
+        let retry: u64 = r.header(header::RETRY_AFTER).parse().unwrap();
+        assert!((1..=30).contains(&retry), "Retry-After {retry}");
+        assert!(e["message"].as_str().unwrap().contains(&recent.id.to_string()));
+
+        // Still active.
+        let active = event(&fx, "cam1", now - Duration::seconds(3), None);
+        get(&fx, &clip_uri(&active), None).await.error(StatusCode::SERVICE_UNAVAILABLE, "clip_pending");
+
+        // Long over and nothing recorded: 404 naming camera and span.
+        let old = event(&fx, "cam1", now - Duration::hours(2), Some(now - Duration::hours(2) + Duration::seconds(5)));
+        let e = get(&fx, &clip_uri(&old), None).await.error(StatusCode::NOT_FOUND, "no_footage");
+        assert!(e["message"].as_str().unwrap().contains("cam1"), "{e}");
+
+        // A camera that does not record: 404 at once, even right after the event.
+        let other = event(&fx, "cam2", now - Duration::seconds(3), Some(now - Duration::seconds(1)));
+        let e = get(&fx, &clip_uri(&other), None).await.error(StatusCode::NOT_FOUND, "no_footage");
+        assert!(e["message"].as_str().unwrap().contains("does not record"), "{e}");
+
+        // Unknown and malformed ids.
+        get(&fx, &format!("/api/v1/events/{}/clip.mp4", Uuid::now_v7()), None).await.error(StatusCode::NOT_FOUND, "not_found");
+        for bad in ["not-a-uuid", "..%2F..%2Fgridwatch.db", "..", "%2e%2e"] {
+            let e = get(&fx, &format!("/api/v1/events/{bad}/clip.mp4"), None).await.error(StatusCode::BAD_REQUEST, "bad_request");
+            assert_eq!(e["parameter"], "id");
+        }
+    }
+
+    #[tokio::test]
+    async fn recordings_listing_and_segments() {
+        let fx = fixture(&["cam1"]);
+        let t = time::macros::datetime!(2026-05-01 08:00 UTC);
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let rel = format!("recordings/cam1/20260501/{i}.mp4");
+            write(&fx, &rel, &pattern(1000 + i));
+            ids.push(segment(&fx, "cam1", &rel, t + Duration::seconds(10 * i as i64), 10));
+        }
+        segment(&fx, "cam2", "recordings/cam2/20260501/0.mp4", t, 10);
+
+        let v = get(&fx, "/api/v1/recordings", None).await.json();
+        let recs = v["recordings"].as_array().unwrap();
+        assert_eq!(recs.len(), 6);
+        let v = get(&fx, "/api/v1/recordings?camera=cam1&since=2026-05-01T08:00:15Z&until=2026-05-01T08:00:35Z", None).await.json();
+        let recs = v["recordings"].as_array().unwrap();
+        let got: Vec<i64> = recs.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+        assert_eq!(got, ids[1..4], "overlapping, oldest first");
+        assert_eq!(recs[0]["url"], format!("/api/v1/recordings/{}/segment.mp4", ids[1]));
+        assert_eq!(recs[0]["start"], "2026-05-01T08:00:10Z");
+        assert_eq!(recs[0]["end"], "2026-05-01T08:00:20Z");
+        assert_eq!(recs[0]["codec"], "h264");
+        assert!(recs[0].get("path").is_none(), "file paths are not served");
+        let v = get(&fx, "/api/v1/recordings?camera=cam1&limit=2", None).await.json();
+        assert_eq!(v["recordings"].as_array().unwrap().len(), 2);
+        for (q, param) in [
+            ("since=yesterday", "since"),
+            ("until=2026-13-01T00:00:00Z", "until"),
+            ("limit=0", "limit"),
+            ("limit=1001", "limit"),
+            ("limit=x", "limit"),
+            ("camera=", "camera"),
+            ("camera=a&camera=b", "camera"),
+            ("path=x", "path"),
+            ("since=2026-05-02T00:00:00Z&until=2026-05-01T00:00:00Z", "until"),
+        ] {
+            let e = get(&fx, &format!("/api/v1/recordings?{q}"), None).await.error(StatusCode::BAD_REQUEST, "bad_request");
+            assert_eq!(e["parameter"], param, "{q}: {e}");
+        }
+        assert_eq!(get(&fx, "/api/v1/recordings?limit=1000", None).await.status, StatusCode::OK);
+
+        // One segment by id, with ranges.
+        let uri = format!("/api/v1/recordings/{}/segment.mp4", ids[2]);
+        let r = get(&fx, &uri, None).await;
+        assert_eq!((r.status, r.header(header::CONTENT_TYPE)), (StatusCode::OK, "video/mp4"));
+        assert!(r.body == pattern(1002));
+        let r = get(&fx, &uri, Some("bytes=-2")).await;
+        assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+        assert_eq!(r.header(header::CONTENT_RANGE), "bytes 1000-1001/1002");
+        assert!(r.body == pattern(1002)[1000..]);
+        get(&fx, &uri, Some("bytes=1002-")).await.error(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable");
+
+        // Unknown id, file gone, malformed ids: never a file.
+        get(&fx, "/api/v1/recordings/999/segment.mp4", None).await.error(StatusCode::NOT_FOUND, "not_found");
+        std::fs::remove_file(fx.state.store.media_path("recordings/cam1/20260501/0.mp4").unwrap()).unwrap();
+        get(&fx, &format!("/api/v1/recordings/{}/segment.mp4", ids[0]), None).await.error(StatusCode::NOT_FOUND, "not_found");
+        for bad in ["..%2F..%2Fgridwatch.db", "..", "%2e%2e%2fgridwatch.db", "0", "-1", "1.5", "abc", "1%00"] {
+            let e = get(&fx, &format!("/api/v1/recordings/{bad}/segment.mp4"), None).await.error(StatusCode::BAD_REQUEST, "bad_request");
+            assert_eq!(e["parameter"], "id", "{bad}");
+        }
+        for bad in ["/api/v1/recordings/../../gridwatch.db", "/api/v1/recordings/1/..%2F..%2Fgridwatch.db"] {
+            let r = get(&fx, bad, None).await;
+            assert!(r.status == StatusCode::NOT_FOUND || r.status == StatusCode::BAD_REQUEST, "{bad}: {}", r.status);
+            assert!(!r.body.starts_with(b"SQLite format"), "{bad} served the database");
+        }
+        // Even a database row pointing outside the data dir is refused.
+        let evil = segment(&fx, "cam1", "../outside.mp4", t + Duration::hours(1), 10);
+        std::fs::write(fx.state.store.data_dir().join("../outside.mp4"), b"secret").unwrap();
+        let r = get(&fx, &format!("/api/v1/recordings/{evil}/segment.mp4"), None).await;
+        assert_ne!(r.status, StatusCode::OK);
+        assert!(!r.body.windows(6).any(|w| w == b"secret"));
+        let _ = std::fs::remove_file(fx.state.store.data_dir().join("../outside.mp4"));
+
+        call(&fx, "GET", "/api/v1/recordings", None, false).await.error(StatusCode::UNAUTHORIZED, "unauthorized");
+        call(&fx, "GET", &uri, None, false).await.error(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+
+    #[tokio::test]
+    async fn export_span_limits_and_readiness() {
+        let fx = fixture(&["cam1"]);
+        let e = |q: &str| format!("/api/v1/recordings/export.mp4?{q}");
+        // 600 s allowed (max_export_secs = 600 in the fixture), 600.001 s is not.
+        let r = get(&fx, &e("camera=cam1&start=2026-05-01T08:00:00Z&end=2026-05-01T08:10:00.001Z"), None).await;
+        let err = r.error(StatusCode::BAD_REQUEST, "bad_request");
+        assert_eq!(err["parameter"], "end");
+        assert!(err["message"].as_str().unwrap().contains("max_export_secs"), "{err}");
+        for (q, param) in [
+            ("start=2026-05-01T08:00:00Z&end=2026-05-01T08:01:00Z", "camera"),
+            ("camera=cam1&end=2026-05-01T08:01:00Z", "start"),
+            ("camera=cam1&start=2026-05-01T08:00:00Z", "end"),
+            ("camera=cam1&start=2026-05-01T08:01:00Z&end=2026-05-01T08:00:00Z", "end"),
+            ("camera=cam1&start=2026-05-01T08:00:00Z&end=2026-05-01T08:00:00Z", "end"),
+            ("camera=cam1&start=now&end=2026-05-01T08:00:00Z", "start"),
+        ] {
+            let err = get(&fx, &e(q), None).await.error(StatusCode::BAD_REQUEST, "bad_request");
+            assert_eq!(err["parameter"], param, "{q}: {err}");
+        }
+        // In range but nothing recorded: 404.
+        let r = get(&fx, &e("camera=cam1&start=2026-05-01T08:00:00Z&end=2026-05-01T08:10:00Z"), None).await;
+        let err = r.error(StatusCode::NOT_FOUND, "no_footage");
+        assert!(err["message"].as_str().unwrap().contains("cam1"), "{err}");
+        // Ending now on a recording camera: the footage is not indexed yet.
+        let fmt = |t: OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let q = format!("camera=cam1&start={}&end={}", fmt(now - Duration::seconds(30)), fmt(now));
+        let r = get(&fx, &e(&q), None).await;
+        let err = r.error(StatusCode::SERVICE_UNAVAILABLE, "footage_pending");
+        assert!(err["message"].as_str().unwrap().contains("camera `cam1`"), "{err}");
+        assert!(r.header(header::RETRY_AFTER).parse::<u64>().unwrap() >= 1);
+        // … but for a camera that does not record it is a 404 at once.
+        let q = format!("camera=cam9&start={}&end={}", fmt(now - Duration::seconds(30)), fmt(now));
+        get(&fx, &e(&q), None).await.error(StatusCode::NOT_FOUND, "no_footage");
+        call(&fx, "GET", &e("camera=cam1"), None, false).await.error(StatusCode::UNAUTHORIZED, "unauthorized");
+        // Nothing left behind in clips/.
+        let clips = fx.state.store.clips_dir();
+        let left = std::fs::read_dir(&clips).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(left, 0, "files left in {}", clips.display());
+    }
+}
