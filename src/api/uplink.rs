@@ -229,6 +229,7 @@ mod tests {
             box_id: "box-9".into(),
             config_token_hashes: vec![crate::store::hash_token(TOKEN)],
             started_at: OffsetDateTime::now_utc(),
+            media: crate::api::MediaSettings::default(),
         };
         (dir, st)
     }
