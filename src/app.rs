@@ -379,6 +379,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     crate::ingest::gst::init()?;
     let manifests = load_manifests(&cfg)?;
     let store = Store::open(&cfg.data_dir).with_context(|| format!("opening data dir {}", cfg.data_dir.display()))?;
+    store.set_uplink_context(crate::uplink::context(&cfg));
     store.end_interrupted()?;
     let report = crate::record::reconcile::reconcile(&store)?;
     if !report.is_noop() {
@@ -390,6 +391,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     for cam in &cfg.cameras {
         registry.register(CameraHealth::new(cam));
     }
+    let uplink = crate::uplink::Uplink::start(&cfg, &store, &registry)?;
     let opts = DetectorOptions {
         intra_op_threads: cfg.inference.intra_op_threads,
         execution_providers: profile.inference.execution_providers.clone(),
@@ -428,7 +430,12 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         println!("  events:     curl -H 'Authorization: Bearer <token>' http://{addr}/api/v1/events");
         println!("  {token_note}");
         println!("  stop with Ctrl-C");
-        crate::api::serve(listener, crate::api::router(state), shutdown_signal()).await?;
+        let closing = store.clone();
+        let signal = async move {
+            shutdown_signal().await;
+            closing.close_feed(); // feed long-polls answer now instead of holding the shutdown
+        };
+        crate::api::serve(listener, crate::api::router(state), signal).await?;
         anyhow::Ok(())
     });
     println!("gridwatch: shutting down");
@@ -437,6 +444,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         let _ = h.join();
     }
     analytics.shutdown();
+    uplink.shutdown();
     recorder.shutdown();
     store.close()?;
     println!("gridwatch: stopped cleanly");

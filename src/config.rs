@@ -35,6 +35,9 @@ pub struct Config {
     /// Disk budget and retention of recordings, clips and snapshots (`[storage]`).
     #[serde(default)]
     pub storage: StorageConfig,
+    /// Delivery of changes to the city platform (`[uplink]`, docs/api.md "Uplink").
+    #[serde(default)]
+    pub uplink: UplinkConfig,
     /// Models by name: `name = "path/to/model.toml"`.
     pub models: std::collections::BTreeMap<String, PathBuf>,
     #[serde(default)]
@@ -369,6 +372,173 @@ fn default_severity() -> Severity {
     Severity::Low
 }
 
+/// `[uplink]`: delivery of event and camera-status changes to the city platform: webhook
+/// sinks, and the outbox the pull feed serves (docs/api.md "Uplink").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UplinkConfig {
+    /// Base of the absolute snapshot and clip URLs in envelopes, as the platform reaches
+    /// the box. Default: `http://` + `api.listen`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Outbox rows older than this are deleted once every sink is done with them (the pull
+    /// feed serves what is kept). Default 30.
+    #[serde(default = "default_outbox_retention_days")]
+    pub outbox_retention_days: f64,
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+impl Default for UplinkConfig {
+    fn default() -> Self {
+        UplinkConfig { public_url: None, outbox_retention_days: default_outbox_retention_days(), webhooks: vec![] }
+    }
+}
+
+fn default_outbox_retention_days() -> f64 {
+    30.0
+}
+
+/// A secret from the config: never printed (`Debug` shows `***`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// `[[uplink.webhooks]]`: one HTTP endpoint that receives every change, signed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Unique sink name (letters, digits, '-', '_'); its delivery state is kept under it.
+    pub name: String,
+    /// `http://` or `https://` URL the envelopes are POSTed to.
+    pub url: String,
+    /// Signing secret (`whsec_<base64>` as Standard Webhooks generates them, or any string).
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// … or the name of an environment variable holding it.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: f64,
+    /// Whole request (connect, send, response) limit.
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout_secs: f64,
+    #[serde(default = "default_backoff_min")]
+    pub backoff_min_secs: f64,
+    #[serde(default = "default_webhook_backoff_max")]
+    pub backoff_max_secs: f64,
+    /// A change is retried until it is this old, then dead-lettered. Default 72.
+    #[serde(default = "default_max_retry_hours")]
+    pub max_retry_hours: f64,
+    /// Non-retryable 4xx answers to one change before it is dead-lettered. Default 3.
+    #[serde(default = "default_dead_letter_after")]
+    pub dead_letter_after: u32,
+}
+
+fn default_connect_timeout() -> f64 {
+    5.0
+}
+fn default_webhook_timeout() -> f64 {
+    10.0
+}
+fn default_webhook_backoff_max() -> f64 {
+    3600.0
+}
+fn default_max_retry_hours() -> f64 {
+    72.0
+}
+fn default_dead_letter_after() -> u32 {
+    3
+}
+
+impl WebhookConfig {
+    /// The signing secret, from `secret` or the environment variable `secret_env`.
+    pub fn secret_value(&self) -> Result<Secret, String> {
+        match (&self.secret, &self.secret_env) {
+            (Some(s), None) if !s.expose().is_empty() => Ok(s.clone()),
+            (Some(_), None) => Err("`secret` must not be empty".into()),
+            (None, Some(var)) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(Secret(v)),
+                _ => Err(format!("environment variable `{var}` (secret_env) is not set or empty")),
+            },
+            (Some(_), Some(_)) => Err("give `secret` or `secret_env`, not both".into()),
+            (None, None) => Err("a signing secret is required: set `secret` or `secret_env`".into()),
+        }
+    }
+}
+
+impl UplinkConfig {
+    /// Base of the absolute media URLs (no trailing slash).
+    pub fn public_url(&self, api: &ApiConfig) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{}", api.listen),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if let Some(u) = &self.public_url {
+            let p = url::Url::parse(u).map_err(|e| format!("field `uplink.public_url`: `{u}` is not a URL: {e}"))?;
+            if !matches!(p.scheme(), "http" | "https") || p.query().is_some() || p.fragment().is_some() {
+                return Err("field `uplink.public_url`: must be an http(s) URL without query or fragment".into());
+            }
+        }
+        if !(self.outbox_retention_days.is_finite() && self.outbox_retention_days > 0.0) {
+            return Err("field `uplink.outbox_retention_days`: must be > 0".into());
+        }
+        let mut names = HashSet::new();
+        for (i, w) in self.webhooks.iter().enumerate() {
+            let at = |f: &str| format!("field `uplink.webhooks[{i}].{f}` (webhook `{}`)", w.name);
+            if w.name.is_empty() || !w.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(format!("{}: must be non-empty and use only letters, digits, '-' and '_'", at("name")));
+            }
+            if !names.insert(w.name.as_str()) {
+                return Err(format!("{}: duplicate sink name", at("name")));
+            }
+            let u = url::Url::parse(&w.url).map_err(|e| format!("{}: not a URL: {e}", at("url")))?;
+            if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+                return Err(format!("{}: must be an http:// or https:// URL", at("url")));
+            }
+            let secret = w.secret_value().map_err(|m| format!("{}: {m}", at("secret")))?;
+            crate::uplink::signing::key_bytes(secret.expose()).map_err(|m| format!("{}: {m}", at("secret")))?;
+            for (f, v) in [
+                ("connect_timeout_secs", w.connect_timeout_secs),
+                ("timeout_secs", w.timeout_secs),
+                ("backoff_min_secs", w.backoff_min_secs),
+                ("max_retry_hours", w.max_retry_hours),
+            ] {
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(format!("{}: must be > 0", at(f)));
+                }
+            }
+            if !(w.backoff_max_secs.is_finite() && w.backoff_max_secs >= w.backoff_min_secs) {
+                return Err(format!("{}: must be ≥ backoff_min_secs", at("backoff_max_secs")));
+            }
+            if w.dead_letter_after == 0 {
+                return Err(format!("{}: must be ≥ 1", at("dead_letter_after")));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// How a camera URL is opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -486,6 +656,7 @@ impl Config {
                 return Err(format!("field `storage.{field}`: must be > 0"));
             }
         }
+        self.uplink.validate()?;
         for (name, p) in &self.models {
             if !p.is_file() {
                 return Err(format!("field `models.{name}`: model manifest {} does not exist", p.display()));
@@ -925,6 +1096,10 @@ zone = "yard"
         assert_eq!(format!("{:?}", b.record), format!("{:?}", RecordConfig::default()));
         assert_eq!(format!("{:?}", full.storage), format!("{:?}", StorageConfig::default()));
         assert_eq!(format!("{:?}", bare.storage), format!("{:?}", StorageConfig::default()));
+        assert_eq!(format!("{:?}", full.uplink.webhooks), format!("{:?}", bare.uplink.webhooks));
+        assert_eq!(full.uplink.outbox_retention_days, UplinkConfig::default().outbox_retention_days);
+        let w = &bare.uplink.webhooks[0];
+        assert!(w.enabled && w.max_retry_hours == 72.0 && w.dead_letter_after == 3 && w.backoff_max_secs == 3600.0);
         assert_eq!(a.rules.len(), 13);
         assert_eq!(a.zones.len(), 4);
         assert_eq!(a.lines.len(), 1);
@@ -948,6 +1123,33 @@ zone = "yard"
         let nrt = Config::parse(&GOOD.replacen("models = [\"default\"]", "models = [\"default\"]\nrealtime = false", 1), &base())
             .unwrap();
         assert!(!nrt.cameras[0].records(&base()), "unpaced files have no wall-clock time to record");
+    }
+
+    #[test]
+    fn uplink_is_validated_and_secrets_never_printed() {
+        let with = |block: &str| Config::parse(&GOOD.replacen("[models]", &format!("{block}\n[models]"), 1), &base());
+        let hook = |extra: &str| {
+            with(&format!("[[uplink.webhooks]]\nname = \"city\"\nurl = \"https://p.example/h\"\n{extra}"))
+        };
+        let ok = hook("secret = \"whsec_c2VjcmV0\"").unwrap();
+        let w = &ok.uplink.webhooks[0];
+        assert_eq!((w.timeout_secs, w.backoff_min_secs, w.max_retry_hours), (10.0, 1.0, 72.0));
+        assert!(!format!("{ok:?}").contains("c2VjcmV0"), "the secret must not be printed");
+        assert_eq!(ok.uplink.public_url(&ok.api), "http://127.0.0.1:8080");
+        let e = |r: Result<Config, String>| r.unwrap_err();
+        assert!(e(hook("")).contains("uplink.webhooks[0].secret") && e(hook("")).contains("`city`"));
+        assert!(e(hook("secret_env = \"GRIDWATCH_TEST_UNSET_SECRET_VAR\"")).contains("GRIDWATCH_TEST_UNSET_SECRET_VAR"));
+        assert!(e(hook("secret = \"whsec_***\"")).contains("base64"));
+        assert!(e(hook("secret = \"s\"\nbackoff_max_secs = 0.5")).contains("uplink.webhooks[0].backoff_max_secs"));
+        assert!(e(hook("secret = \"s\"\ndead_letter_after = 0")).contains("dead_letter_after"));
+        assert!(e(hook("secret = \"s\"\nretries = 3")).contains("retries"));
+        let e2 = e(with("[[uplink.webhooks]]\nname = \"a\"\nurl = \"ftp://x/y\"\nsecret = \"s\""));
+        assert!(e2.contains("uplink.webhooks[0].url"), "{e2}");
+        let dup = "[[uplink.webhooks]]\nname = \"a\"\nurl = \"http://x/y\"\nsecret = \"s\"\n";
+        assert!(e(with(&format!("{dup}{dup}"))).contains("duplicate"));
+        assert!(e(with("[uplink]\npublic_url = \"box.example\"")).contains("uplink.public_url"));
+        let p = with("[uplink]\npublic_url = \"https://box.example:8443/\"").unwrap();
+        assert_eq!(p.uplink.public_url(&p.api), "https://box.example:8443");
     }
 
     #[test]

@@ -50,10 +50,15 @@ struct Entry {
     latest: Option<Frame>,
 }
 
+/// Called after a camera's state changed: camera id, new state, last error, when. Runs on
+/// the camera's thread: it must not block (the uplink hands it to a channel).
+pub type StateHook = Arc<dyn Fn(&str, CameraState, Option<&str>, OffsetDateTime) + Send + Sync>;
+
 /// Registry of all cameras' health, cloned cheaply (Arc inside).
 #[derive(Clone, Default)]
 pub struct Registry {
     inner: Arc<RwLock<BTreeMap<String, Entry>>>,
+    hook: Arc<RwLock<Option<StateHook>>>,
 }
 
 impl Registry {
@@ -76,17 +81,32 @@ impl Registry {
         }
     }
 
-    /// Sets the state, stamping `since` only on a change, and the last error.
+    /// Sets the state, stamping `since` only on a change, and the last error. A change is
+    /// reported to the hook set with [`Registry::on_state_change`].
     pub fn set_state(&self, id: &str, state: CameraState, error: Option<String>) {
+        let mut changed = None;
         self.update(id, |h| {
             if h.state != state {
                 h.state = state;
                 h.since = OffsetDateTime::now_utc();
+                changed = Some(h.since);
             }
             if error.is_some() || state == CameraState::Online {
                 h.last_error = error.or(h.last_error.take().filter(|_| state != CameraState::Online));
             }
         });
+        if let Some(at) = changed {
+            let hook = self.hook.read().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(hook) = hook {
+                let err = self.get(id).and_then(|h| h.last_error);
+                hook(id, state, err.as_deref(), at);
+            }
+        }
+    }
+
+    /// Sets the hook told about every state change (the uplink's camera status).
+    pub fn on_state_change(&self, hook: StateHook) {
+        *self.hook.write().unwrap_or_else(|e| e.into_inner()) = Some(hook);
     }
 
     pub fn set_latest(&self, frame: Frame) {

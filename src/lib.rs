@@ -12,6 +12,7 @@ pub mod rules;
 pub mod store;
 pub mod track;
 pub mod types;
+pub mod uplink;
 pub mod app;
 pub mod bench;
 pub mod check;

@@ -66,6 +66,23 @@ enum Cmd {
         #[arg(long, default_value_t = 4000)]
         bitrate_kbps: u32,
     },
+    /// Uplink: drain rate of a backlog to a local webhook receiver; with --video and --model
+    /// also the frame-to-upstream latency of new events through the whole pipeline.
+    BenchUplink {
+        /// Changes in the backlog.
+        #[arg(long, default_value_t = 100_000)]
+        changes: usize,
+        /// Cameras the backlog is spread over (each camera's changes go one at a time).
+        #[arg(long, default_value_t = 4)]
+        cameras: usize,
+        #[arg(long, requires = "model")]
+        video: Option<PathBuf>,
+        #[arg(long, short, requires = "video")]
+        model: Option<PathBuf>,
+        /// Seconds of video for the latency measurement.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+    },
     /// Evaluate the analytics against ground truth.
     Eval {
         #[command(subcommand)]
@@ -166,6 +183,12 @@ fn main() -> ExitCode {
             gridwatch::bench::run(&video, &model, frames, width, threads)
         }
         Cmd::BenchRecord { secs, bitrate_kbps } => gridwatch::bench::record_cost(secs, bitrate_kbps),
+        Cmd::BenchUplink { changes, cameras, video, model, secs } => {
+            gridwatch::uplink::bench::drain(changes, cameras.max(1)).and_then(|()| match (video, model) {
+                (Some(v), Some(m)) => gridwatch::uplink::bench::latency(&v, &m, secs),
+                _ => Ok(()),
+            })
+        }
         Cmd::Eval { cmd: EvalCmd::Mot { video, gt, frames, model, width, threads, gt_size, class, score_threshold, tracker, save_dets, dets, save_tracks, json } } => {
             let files = (save_dets, dets, save_tracks);
             eval_mot(video, gt, frames, model, width, threads, gt_size, class, score_threshold, &tracker, files, json)

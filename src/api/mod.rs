@@ -8,6 +8,7 @@ mod error;
 mod media;
 #[cfg(test)]
 mod tests;
+pub(crate) mod uplink;
 
 use std::future::Future;
 use std::time::Instant;
@@ -78,6 +79,10 @@ pub(crate) fn routes() -> Vec<RouteDef> {
         r("/api/v1/recordings", false, get(media::list_recordings)),
         r("/api/v1/recordings/export.mp4", false, get(media::export_mp4)),
         r("/api/v1/recordings/{id}/segment.mp4", false, get(media::segment_mp4)),
+        // Uplink (api/uplink.rs): pull feed, delivery status, Prometheus metrics.
+        r("/api/v1/feed", false, get(uplink::feed)),
+        r("/api/v1/uplink", false, get(uplink::status)),
+        r("/metrics", false, get(uplink::metrics)),
     ]
 }
 

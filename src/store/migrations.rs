@@ -107,6 +107,61 @@ ALTER TABLE events ADD COLUMN review TEXT NOT NULL DEFAULT 'new'
     CHECK (review IN ('new','acknowledged','resolved','false_alarm'));
 ALTER TABLE events ADD COLUMN media_deleted_at INTEGER;
 "#,
+    // v5: the uplink outbox (one row per event change or camera status change, written in the
+    // same transaction as the change; `seq` is the pull feed's cursor) and the delivery
+    // bookkeeping of each sink: where each camera's changes are acknowledged up to, the retry
+    // state of the change being delivered, and dead letters.
+    r#"
+CREATE TABLE outbox (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT    NOT NULL UNIQUE,
+    camera_id   TEXT    NOT NULL,
+    event_id    TEXT,
+    change      TEXT    NOT NULL,
+    kind        TEXT    NOT NULL,
+    envelope    TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX outbox_camera_seq ON outbox (camera_id, seq);
+CREATE INDEX outbox_created_at ON outbox (created_at);
+
+CREATE TABLE uplink_sinks (
+    name            TEXT    PRIMARY KEY,
+    kind            TEXT    NOT NULL,
+    target          TEXT    NOT NULL,
+    active          INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+    start_seq       INTEGER NOT NULL,
+    delivered       INTEGER NOT NULL DEFAULT 0,
+    failed_attempts INTEGER NOT NULL DEFAULT 0,
+    created_at      INTEGER NOT NULL
+);
+
+CREATE TABLE uplink_cursors (
+    sink            TEXT    NOT NULL REFERENCES uplink_sinks (name),
+    camera_id       TEXT    NOT NULL,
+    acked_seq       INTEGER NOT NULL,
+    head_seq        INTEGER,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    rejections      INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
+    last_status     INTEGER,
+    last_error      TEXT,
+    last_error_at   INTEGER,
+    last_success_at INTEGER,
+    PRIMARY KEY (sink, camera_id)
+) WITHOUT ROWID;
+
+CREATE TABLE uplink_dead (
+    sink        TEXT    NOT NULL REFERENCES uplink_sinks (name),
+    seq         INTEGER NOT NULL,
+    camera_id   TEXT    NOT NULL,
+    attempts    INTEGER NOT NULL,
+    last_status INTEGER,
+    reason      TEXT    NOT NULL,
+    at          INTEGER NOT NULL,
+    PRIMARY KEY (sink, seq)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -4,6 +4,7 @@
 //! small pool of read connections; WAL mode lets readers run while the writer commits.
 
 pub mod migrations;
+pub mod outbox;
 pub mod recordings;
 pub mod retention;
 pub mod snapshot;
@@ -220,6 +221,8 @@ struct Inner {
     snapshot_dir: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Envelope context and the feed signal of the uplink outbox.
+    outbox: outbox::OutboxShared,
 }
 
 /// Handle to the database and snapshot directory; cheap to clone, shareable across threads.
@@ -277,11 +280,13 @@ impl Store {
             .map_err(|e| StoreError::sql(format!("open database {}", db_path.display()), e))?;
         configure(&writer, true)?;
         migrations::migrate(&mut writer)?;
+        let outbox = outbox::OutboxShared::new(&writer)?;
         let store = Store {
             inner: Arc::new(Inner {
                 data_dir,
                 db_path,
                 snapshot_dir,
+                outbox,
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
             }),
@@ -291,15 +296,25 @@ impl Store {
     }
 
     /// Ends events left `active` by a crash or power cut (the process that owned them is
-    /// gone): `ended_at` is the last time the event was written. Returns how many.
+    /// gone): `ended_at` is the last time the event was written. Each gets an `ended` change
+    /// in the outbox, in the same transaction. Returns how many.
     pub fn end_interrupted(&self) -> Result<usize, StoreError> {
-        let conn = lock(&self.inner.writer);
-        let n = conn
+        let mut conn = lock(&self.inner.writer);
+        let tx = conn.transaction().map_err(|e| StoreError::sql("begin tx to end interrupted events", e))?;
+        let ids: Vec<String> = tx
+            .prepare("SELECT id FROM events WHERE state = 'active' ORDER BY seq")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(|e| StoreError::sql("list interrupted events", e))?;
+        let n = tx
             .execute(
                 "UPDATE events SET state = 'ended', ended_at = MAX(updated_at, started_at) WHERE state = 'active'",
                 [],
             )
             .map_err(|e| StoreError::sql("end interrupted events", e))?;
+        let seq = outbox::outbox_interrupted(self, &tx, &ids)?;
+        tx.commit().map_err(|e| StoreError::sql("commit ending interrupted events", e))?;
+        drop(conn);
+        self.outbox_committed(seq);
         if n > 0 {
             tracing::warn!(events = n, "ended events left active by an unclean shutdown");
         }
@@ -532,9 +547,14 @@ impl Store {
         res.map_err(|e| StoreError::sql(format!("write event {id}"), e))?;
         let event = tx
             .query_row(&format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"), params![id_s], row_to_raw)
-            .map_err(|e| StoreError::sql(format!("read back event {id}"), e))?;
+            .map_err(|e| StoreError::sql(format!("read back event {id}"), e))?
+            .into_event()?;
+        // The uplink outbox row of this change commits with it (see store/outbox.rs).
+        let outbox_seq = self.outbox_event(&tx, &event, change.change, change.at)?;
         tx.commit().map_err(|e| StoreError::sql(format!("commit event {id}"), e))?;
-        event.into_event()
+        drop(conn);
+        self.outbox_committed(outbox_seq);
+        Ok(event)
     }
 
     pub fn get_event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {

@@ -1,0 +1,209 @@
+//! Upstream delivery to the city platform (issue 5; docs/api.md "Uplink").
+//!
+//! * The **outbox** (`store::outbox`) gets one row per event change and camera status
+//!   change, in the same transaction as the change. It is the single source of every path.
+//! * **Sinks** push the outbox: one [`worker`] per sink (per-camera order, retries with
+//!   backoff + jitter, dead letters, durable cursors) drives a [`sink::Sink`] that makes
+//!   single delivery attempts. [`webhook::WebhookSink`] POSTs signed envelopes
+//!   ([`signing`]). Another kind (MQTT) is another `Sink` implementation plus a config
+//!   block; the worker and the bookkeeping stay the same.
+//! * The **pull feed** (`GET /api/v1/feed`, `api::uplink`) serves the outbox by `seq`.
+//!
+//! [`Uplink`] runs the sinks on their own small tokio runtime and records camera status
+//! changes reported by the health registry (off the camera threads).
+
+pub mod bench;
+pub mod signing;
+pub mod sink;
+pub mod webhook;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context;
+use time::OffsetDateTime;
+
+use crate::config::Config;
+use crate::health::{CameraState, Registry};
+use crate::record::clock::{Clock, SystemClock};
+use crate::store::outbox::{CameraMeta, UplinkContext};
+use crate::store::Store;
+use sink::Sink;
+use worker::{Policy, WorkerHandle};
+
+/// How often old, fully delivered outbox rows are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// The envelope context of a config: box id, `uplink.public_url`, camera positions.
+pub fn context(cfg: &Config) -> UplinkContext {
+    UplinkContext {
+        box_id: cfg.box_id.clone(),
+        public_url: cfg.uplink.public_url(&cfg.api),
+        cameras: cfg
+            .cameras
+            .iter()
+            .map(|c| {
+                let meta =
+                    CameraMeta { grid_cell: c.grid_cell.clone(), lat: c.lat, lon: c.lon, records: c.records(&cfg.base_dir) };
+                (c.id.clone(), meta)
+            })
+            .collect(),
+    }
+}
+
+/// A camera status change for the recorder thread; `None` stops it.
+type StatusMsg = Option<(String, CameraState, Option<String>, OffsetDateTime)>;
+
+/// The running uplink: sink workers and the camera-status recorder.
+pub struct Uplink {
+    rt: Option<tokio::runtime::Runtime>,
+    workers: Vec<WorkerHandle>,
+    pruner: Option<tokio::task::JoinHandle<()>>,
+    status_tx: Option<mpsc::Sender<StatusMsg>>,
+    status_thread: Option<JoinHandle<()>>,
+}
+
+impl Uplink {
+    /// Starts the configured (enabled) webhook sinks with the system clock, records camera
+    /// status changes of `registry`, and prunes the outbox per `uplink.outbox_retention_days`.
+    pub fn start(cfg: &Config, store: &Store, registry: &Registry) -> anyhow::Result<Uplink> {
+        if cfg.uplink.public_url.is_none() && cfg.api.listen.ip().is_unspecified() && !cfg.uplink.webhooks.is_empty() {
+            tracing::warn!(
+                "uplink.public_url is not set and api.listen is {}: media URLs in envelopes will not be reachable",
+                cfg.api.listen
+            );
+        }
+        let mut sinks: Vec<(Arc<dyn Sink>, Policy)> = Vec::new();
+        for w in cfg.uplink.webhooks.iter().filter(|w| w.enabled) {
+            let s = webhook::WebhookSink::new(w).map_err(anyhow::Error::msg)?;
+            sinks.push((Arc::new(s), Policy::for_webhook(w)));
+        }
+        let retention = Duration::from_secs_f64(cfg.uplink.outbox_retention_days * 86400.0);
+        let mut up = Self::start_sinks(store, sinks, Arc::new(SystemClock), Some(retention))?;
+        up.record_camera_status(store, registry);
+        Ok(up)
+    }
+
+    /// Starts workers for `sinks` (registering them in the database) with `clock`; prunes
+    /// the outbox every hour when `retention` is given. Used by `start`, tests and the bench.
+    pub fn start_sinks(
+        store: &Store,
+        sinks: Vec<(Arc<dyn Sink>, Policy)>,
+        clock: Arc<dyn Clock>,
+        retention: Option<Duration>,
+    ) -> anyhow::Result<Uplink> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(4)
+            .thread_name("uplink")
+            .enable_all()
+            .build()
+            .context("starting the uplink runtime")?;
+        let defs: Vec<(String, String, String)> =
+            sinks.iter().map(|(s, _)| (s.name().to_string(), s.kind().to_string(), s.target())).collect();
+        let starts = store.register_sinks(&defs).context("registering uplink sinks")?;
+        let workers = {
+            let _guard = rt.enter();
+            sinks
+                .into_iter()
+                .zip(starts)
+                .map(|((s, p), start)| worker::spawn(s, store.clone(), clock.clone(), p, start))
+                .collect()
+        };
+        let pruner = retention.map(|keep| {
+            let store = store.clone();
+            rt.spawn(async move {
+                loop {
+                    let cutoff = clock.now() - keep;
+                    let s = store.clone();
+                    match tokio::task::spawn_blocking(move || s.prune_outbox(cutoff)).await {
+                        Ok(Ok(n)) if n > 0 => tracing::info!(rows = n, "pruned delivered outbox rows"),
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::warn!("pruning the outbox failed: {e}"),
+                        Err(e) => tracing::warn!("pruning the outbox failed: {e}"),
+                    }
+                    tokio::time::sleep(PRUNE_EVERY).await;
+                }
+            })
+        });
+        Ok(Uplink { rt: Some(rt), workers, pruner, status_tx: None, status_thread: None })
+    }
+
+    /// Records every camera going online or offline (as `camera_status` changes) from now
+    /// on. The registry's hook only queues the change; a thread writes it.
+    pub fn record_camera_status(&mut self, store: &Store, registry: &Registry) {
+        let (tx, rx) = mpsc::channel::<StatusMsg>();
+        let store = store.clone();
+        let thread = std::thread::Builder::new().name("uplink-status".into()).spawn(move || status_writer(store, rx));
+        match thread {
+            Ok(t) => {
+                let hook_tx = std::sync::Mutex::new(tx.clone());
+                registry.on_state_change(Arc::new(move |id, state, err, at| {
+                    if matches!(state, CameraState::Online | CameraState::Offline) {
+                        let tx = hook_tx.lock().unwrap_or_else(|e| e.into_inner());
+                        let _ = tx.send(Some((id.to_string(), state, err.map(str::to_string), at)));
+                    }
+                }));
+                self.status_tx = Some(tx);
+                self.status_thread = Some(t);
+            }
+            Err(e) => tracing::error!("cannot start the camera status recorder: {e}"),
+        }
+    }
+
+    /// Stops the workers (buffered acknowledgements are written) and the status recorder
+    /// (queued status changes are written first).
+    pub fn shutdown(mut self) {
+        if let Some(tx) = self.status_tx.take() {
+            let _ = tx.send(None);
+        }
+        if let Some(t) = self.status_thread.take() {
+            let _ = t.join();
+        }
+        if let Some(rt) = self.rt.take() {
+            if let Some(p) = self.pruner.take() {
+                p.abort();
+            }
+            let workers = std::mem::take(&mut self.workers);
+            rt.block_on(async {
+                for w in workers {
+                    w.stop().await;
+                }
+            });
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Writes camera status changes, skipping repeats (a looping file goes online → connecting
+/// → online; only real online/offline transitions are reported).
+fn status_writer(store: Store, rx: mpsc::Receiver<StatusMsg>) {
+    let mut last: HashMap<String, bool> = HashMap::new();
+    // The registry's hook keeps a sender for ever: `None` (sent by `shutdown` after the
+    // cameras stopped) ends the loop once everything before it is written.
+    while let Ok(Some((cam, state, err, at))) = rx.recv() {
+        let online = state == CameraState::Online;
+        if last.get(&cam) == Some(&online) {
+            continue;
+        }
+        let mut delay = Duration::from_millis(100);
+        for attempt in 1..=5 {
+            match store.append_camera_status(&cam, online, err.as_deref(), at) {
+                Ok(_) => {
+                    last.insert(cam.clone(), online);
+                    break;
+                }
+                Err(e) if attempt < 5 => {
+                    tracing::warn!(camera = %cam, "storing camera status failed (attempt {attempt}): {e}");
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                }
+                Err(e) => tracing::error!(camera = %cam, "giving up storing camera status: {e}"),
+            }
+        }
+    }
+}
