@@ -418,6 +418,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         config_token_hashes: cfg.api.tokens_sha256.clone(),
         started_at: time::OffsetDateTime::now_utc(),
         media: crate::api::MediaSettings::from_config(&cfg),
+        auth: crate::api::AuthSettings::from_config(&cfg),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let served = rt.block_on(async {

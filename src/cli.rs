@@ -1,4 +1,4 @@
-//! Small command-line tools: `detect`, `token create`, `rtsp-serve`.
+//! Small command-line tools: `detect`, `rtsp-serve` (users and tokens: `accounts`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 
-use crate::config::Config;
 use crate::infer::detector::{Detector, DetectorOptions};
 use crate::infer::manifest::ModelManifest;
 use crate::ingest::gst::GstOpener;
@@ -89,16 +88,6 @@ pub fn detect(
             StreamEvent::Error(e) => return Err(anyhow!("{}: {e}", video.display())),
         }
     }
-    Ok(())
-}
-
-pub fn token_create(cfg: &Config, name: &str) -> anyhow::Result<()> {
-    let store = crate::store::Store::open(&cfg.data_dir)?;
-    let token = crate::store::generate_token();
-    store.add_token(name, &crate::store::hash_token(&token))?;
-    store.close()?;
-    println!("{token}");
-    eprintln!("token `{name}` created; it is shown only now (the box stores its SHA-256)");
     Ok(())
 }
 

@@ -38,6 +38,9 @@ pub struct Config {
     /// Delivery of changes to the city platform (`[uplink]`, docs/api.md "Uplink").
     #[serde(default)]
     pub uplink: UplinkConfig,
+    /// Users' sessions and the lockout of failed logins (`[auth]`, docs/api.md).
+    #[serde(default)]
+    pub auth: AuthConfig,
     /// Models by name: `name = "path/to/model.toml"`.
     pub models: std::collections::BTreeMap<String, PathBuf>,
     #[serde(default)]
@@ -69,6 +72,94 @@ pub struct ApiConfig {
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig { listen: default_listen(), tokens_sha256: vec![], generate_token_if_none: true }
+    }
+}
+
+/// `[auth]`: sessions of users who log in with a password, and the lockout of failed
+/// logins. Tokens are configured in `[api]` and managed with `gridwatch token`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// How long a session lasts after login (absolute, not extended by use). Default 12 h.
+    #[serde(default = "default_session_ttl_secs")]
+    pub session_ttl_secs: u64,
+    /// `Secure` flag of the session cookie: "auto" (when the request came over TLS, which
+    /// for this plain-HTTP server means a trusted proxy said `X-Forwarded-Proto: https`),
+    /// "always" or "never".
+    #[serde(default = "default_cookie_secure")]
+    pub cookie_secure: CookieSecure,
+    /// Take the client address from `X-Forwarded-For` and the scheme from
+    /// `X-Forwarded-Proto` (only behind a reverse proxy that sets them). Default false.
+    #[serde(default)]
+    pub trust_proxy_headers: bool,
+    /// Failed logins of one account, or from one address, within `failed_login_window_secs`
+    /// that lock it for `lockout_secs`.
+    #[serde(default = "default_max_failed_logins")]
+    pub max_failed_logins: u32,
+    #[serde(default = "default_quarter_hour")]
+    pub failed_login_window_secs: u64,
+    #[serde(default = "default_quarter_hour")]
+    pub lockout_secs: u64,
+    /// Shortest password accepted for users (at least 8).
+    #[serde(default = "default_min_password_len")]
+    pub min_password_len: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CookieSecure {
+    Auto,
+    Always,
+    Never,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            session_ttl_secs: default_session_ttl_secs(),
+            cookie_secure: default_cookie_secure(),
+            trust_proxy_headers: false,
+            max_failed_logins: default_max_failed_logins(),
+            failed_login_window_secs: default_quarter_hour(),
+            lockout_secs: default_quarter_hour(),
+            min_password_len: default_min_password_len(),
+        }
+    }
+}
+
+fn default_session_ttl_secs() -> u64 {
+    12 * 3600
+}
+fn default_cookie_secure() -> CookieSecure {
+    CookieSecure::Auto
+}
+fn default_max_failed_logins() -> u32 {
+    5
+}
+fn default_quarter_hour() -> u64 {
+    900
+}
+fn default_min_password_len() -> usize {
+    10
+}
+
+impl AuthConfig {
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if !(60..=30 * 86_400).contains(&self.session_ttl_secs) {
+            return Err("field `auth.session_ttl_secs`: must be between 60 and 2592000 (30 days)".into());
+        }
+        if self.max_failed_logins == 0 {
+            return Err("field `auth.max_failed_logins`: must be ≥ 1".into());
+        }
+        for (field, v) in [("failed_login_window_secs", self.failed_login_window_secs), ("lockout_secs", self.lockout_secs)] {
+            if !(1..=7 * 86_400).contains(&v) {
+                return Err(format!("field `auth.{field}`: must be between 1 and 604800 (7 days)"));
+            }
+        }
+        if !(8..=256).contains(&self.min_password_len) {
+            return Err("field `auth.min_password_len`: must be between 8 and 256".into());
+        }
+        Ok(())
     }
 }
 
@@ -657,6 +748,7 @@ impl Config {
             }
         }
         self.uplink.validate()?;
+        self.auth.validate()?;
         for (name, p) in &self.models {
             if !p.is_file() {
                 return Err(format!("field `models.{name}`: model manifest {} does not exist", p.display()));
@@ -1098,6 +1190,8 @@ zone = "yard"
         assert_eq!(format!("{:?}", bare.storage), format!("{:?}", StorageConfig::default()));
         assert_eq!(format!("{:?}", full.uplink.webhooks), format!("{:?}", bare.uplink.webhooks));
         assert_eq!(full.uplink.outbox_retention_days, UplinkConfig::default().outbox_retention_days);
+        assert_eq!(full.auth, AuthConfig::default());
+        assert_eq!(bare.auth, AuthConfig::default());
         let w = &bare.uplink.webhooks[0];
         assert!(w.enabled && w.max_retry_hours == 72.0 && w.dead_letter_after == 3 && w.backoff_max_secs == 3600.0);
         assert_eq!(a.rules.len(), 13);
@@ -1123,6 +1217,25 @@ zone = "yard"
         let nrt = Config::parse(&GOOD.replacen("models = [\"default\"]", "models = [\"default\"]\nrealtime = false", 1), &base())
             .unwrap();
         assert!(!nrt.cameras[0].records(&base()), "unpaced files have no wall-clock time to record");
+    }
+
+    #[test]
+    fn auth_is_validated_naming_the_field() {
+        let with = |block: &str| Config::parse(&GOOD.replacen("[models]", &format!("[auth]\n{block}\n[models]"), 1), &base());
+        let ok = with("session_ttl_secs = 3600\ncookie_secure = \"always\"\nmax_failed_logins = 3").unwrap();
+        assert_eq!((ok.auth.session_ttl_secs, ok.auth.cookie_secure, ok.auth.max_failed_logins), (3600, CookieSecure::Always, 3));
+        for (block, field) in [
+            ("session_ttl_secs = 10", "auth.session_ttl_secs"),
+            ("max_failed_logins = 0", "auth.max_failed_logins"),
+            ("lockout_secs = 0", "auth.lockout_secs"),
+            ("failed_login_window_secs = 0", "auth.failed_login_window_secs"),
+            ("min_password_len = 4", "auth.min_password_len"),
+            ("cookie_secure = \"sometimes\"", "auth.cookie_secure"),
+            ("session_ttl = 60", "session_ttl"),
+        ] {
+            let e = with(block).unwrap_err();
+            assert!(e.contains(field), "{block}: {e}");
+        }
     }
 
     #[test]

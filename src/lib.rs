@@ -1,7 +1,9 @@
 //! gridwatch: edge video analytics. Stages: ingest → infer → rules → store → api.
 //! See docs/architecture.md.
 
+pub mod accounts;
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod geometry;
 pub mod health;

@@ -88,10 +88,15 @@ enum Cmd {
         #[command(subcommand)]
         cmd: EvalCmd,
     },
-    /// Manage API tokens (stored hashed in the database).
+    /// Manage API tokens (stored hashed in the database) for machines and scripts.
     Token {
         #[command(subcommand)]
         cmd: TokenCmd,
+    },
+    /// Manage users who log in with a password (console, API sessions).
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
     },
     /// Serve a video file as a live RTSP camera (for tests and demos).
     RtspServe {
@@ -161,6 +166,62 @@ enum TokenCmd {
         config: PathBuf,
         #[arg(long, default_value = "cli")]
         name: String,
+        /// viewer, operator, installer, admin or platform (machines: feed, events, clips).
+        #[arg(long, default_value = "admin")]
+        role: String,
+        /// Limit the token to these cameras (comma-separated ids).
+        #[arg(long)]
+        cameras: Option<String>,
+        /// Limit the token to the cameras in these grid cells (comma-separated).
+        #[arg(long)]
+        grid_cells: Option<String>,
+    },
+    /// Revoke a token by id (it stops working at once).
+    Revoke {
+        #[arg(long, short)]
+        config: PathBuf,
+        id: String,
+    },
+    /// List the tokens (never the tokens themselves).
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add a user; the password is asked for (no echo) or read from standard input.
+    Add {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// viewer, operator, installer or admin.
+        #[arg(long)]
+        role: String,
+        /// Limit the user to these cameras (comma-separated ids).
+        #[arg(long)]
+        cameras: Option<String>,
+        /// Limit the user to the cameras in these grid cells (comma-separated).
+        #[arg(long)]
+        grid_cells: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        username: String,
+    },
+    /// Set a user's password (ends their sessions, lifts a login lockout).
+    Passwd {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        username: String,
+    },
+    /// List the users.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
     },
 }
 
@@ -193,9 +254,8 @@ fn main() -> ExitCode {
             let files = (save_dets, dets, save_tracks);
             eval_mot(video, gt, frames, model, width, threads, gt_size, class, score_threshold, &tracker, files, json)
         }
-        Cmd::Token { cmd: TokenCmd::Create { config, name } } => {
-            load(&config).and_then(|c| gridwatch::cli::token_create(&c, &name))
-        }
+        Cmd::Token { cmd } => token(cmd),
+        Cmd::User { cmd } => user(cmd),
         Cmd::RtspServe { video, port, path } => gridwatch::cli::rtsp_serve(&video, port, &path),
     };
     match res {
@@ -204,6 +264,30 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+fn token(cmd: TokenCmd) -> anyhow::Result<()> {
+    use gridwatch::accounts;
+    match cmd {
+        TokenCmd::Create { config, name, role, cameras, grid_cells } => {
+            accounts::token_create(&load(&config)?, &name, &role, cameras.as_deref(), grid_cells.as_deref())
+        }
+        TokenCmd::Revoke { config, id } => accounts::token_revoke(&load(&config)?, &id),
+        TokenCmd::List { config } => accounts::token_list(&load(&config)?),
+    }
+}
+
+fn user(cmd: UserCmd) -> anyhow::Result<()> {
+    use gridwatch::accounts;
+    match cmd {
+        UserCmd::Add { config, role, cameras, grid_cells, password_stdin, username } => {
+            accounts::user_add(&load(&config)?, &username, &role, cameras.as_deref(), grid_cells.as_deref(), password_stdin)
+        }
+        UserCmd::Passwd { config, password_stdin, username } => {
+            accounts::user_passwd(&load(&config)?, &username, password_stdin)
+        }
+        UserCmd::List { config } => accounts::user_list(&load(&config)?),
     }
 }
 

@@ -203,6 +203,57 @@ pub struct Event {
     /// Rule-specific figures, a JSON object (e.g. `{"count": 7, "max_count": 9}`).
     #[serde(default)]
     pub detail: Option<serde_json::Value>,
+    /// Review workflow: `new` → `acknowledged` → `resolved` | `false_alarm` (see [`Review`]).
+    #[serde(default)]
+    pub review: Review,
+    /// Who made the last review transition (a username, or `token:<name>`).
+    #[serde(default)]
+    pub reviewed_by: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub reviewed_at: Option<OffsetDateTime>,
+    /// The note of the last review transition.
+    #[serde(default)]
+    pub review_note: Option<String>,
+}
+
+/// Where an operator's review of an event stands. Transitions: `new` → `acknowledged`,
+/// and `new` or `acknowledged` → `resolved` | `false_alarm`; the last two are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Review {
+    #[default]
+    New,
+    Acknowledged,
+    Resolved,
+    FalseAlarm,
+}
+
+impl Review {
+    pub const ALL: [Review; 4] = [Review::New, Review::Acknowledged, Review::Resolved, Review::FalseAlarm];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Review::New => "new",
+            Review::Acknowledged => "acknowledged",
+            Review::Resolved => "resolved",
+            Review::FalseAlarm => "false_alarm",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Review> {
+        Review::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Whether the workflow allows going from `self` to `to`.
+    pub fn can_become(self, to: Review) -> bool {
+        use Review::*;
+        matches!((self, to), (New, Acknowledged | Resolved | FalseAlarm) | (Acknowledged, Resolved | FalseAlarm))
+    }
+
+    /// The states reachable from `self`.
+    pub fn next(self) -> Vec<Review> {
+        Review::ALL.into_iter().filter(|r| self.can_become(*r)).collect()
+    }
 }
 
 /// The message from the rule engine to the store writer.

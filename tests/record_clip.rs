@@ -416,6 +416,7 @@ fn clip_and_export_over_http() {
             recording: std::sync::Arc::new([(CAM.to_string(), rec())].into_iter().collect()),
             max_export_secs: 60.0,
         },
+        auth: Default::default(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();

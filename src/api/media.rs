@@ -18,11 +18,11 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::{blocking, load_event, parse_event_id, parse_time, path_param, ApiError, ApiState, ErrorKind};
+use super::{blocking, load_event, parse_event_id, parse_time, path_param, ApiError, ApiState, ErrorKind, Principal};
 use crate::config::{Config, RecordConfig, StorageConfig};
 use crate::record::clip::{self, ClipError, ClipState};
 use crate::store::recordings::Segment;
@@ -249,11 +249,12 @@ enum ClipOutcome {
 /// `GET /api/v1/events/{id}/clip.mp4`
 pub(super) async fn event_clip(
     State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_event_id(id)?;
-    let event = load_event(&st, id).await?;
+    let event = load_event(&st, &p, id).await?;
     let recording = st.media.recording.contains_key(&event.camera_id);
     let rec = st.media.record(&event.camera_id);
     let store = st.store.clone();
@@ -370,11 +371,25 @@ fn parse_recordings_query(raw: Option<&str>) -> Result<RecordingsQuery, ApiError
 /// `GET /api/v1/recordings`
 pub(super) async fn list_recordings(
     State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<RecordingList>, ApiError> {
     let q = parse_recordings_query(raw.as_deref())?;
+    let filter = p.filter(&st.registry);
+    // A camera outside the scope has no recordings, as if it did not exist.
+    if let (Some(f), Some(c)) = (&filter, &q.camera) {
+        if !f.allows_camera(c) {
+            return Ok(Json(RecordingList { recordings: vec![] }));
+        }
+    }
     let store = st.store.clone();
-    let segments = blocking(move || Ok(store.segments(q.camera.as_deref(), q.since, q.until, q.limit)?)).await?;
+    let segments = blocking(move || {
+        Ok(match (&filter, &q.camera) {
+            (Some(f), None) => store.segments_in(f, q.since, q.until, q.limit)?,
+            _ => store.segments(q.camera.as_deref(), q.since, q.until, q.limit)?,
+        })
+    })
+    .await?;
     let recordings = segments
         .into_iter()
         .map(|s| Recording { url: format!("/api/v1/recordings/{}/segment.mp4", s.id), segment: s })
@@ -385,6 +400,7 @@ pub(super) async fn list_recordings(
 /// `GET /api/v1/recordings/{id}/segment.mp4`
 pub(super) async fn segment_mp4(
     State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -396,7 +412,10 @@ pub(super) async fn segment_mp4(
         .ok_or_else(|| ApiError::bad_param("id", format!("`id` must be a positive segment id, got `{raw}`")))?;
     let store = st.store.clone();
     let (file, total) = blocking(move || {
-        let seg = store.segment(id)?.ok_or_else(|| ApiError::not_found(format!("recording {id} not found")))?;
+        let seg = store
+            .segment(id)?
+            .filter(|s| p.sees_camera(&st.registry, &s.camera_id))
+            .ok_or_else(|| ApiError::not_found(format!("recording {id} not found")))?;
         let path = store.media_path(&seg.path)?;
         open_media(&path, &format!("recording {id} of camera `{}`", seg.camera_id))
     })
@@ -451,8 +470,17 @@ enum ExportOutcome {
 }
 
 /// `GET /api/v1/recordings/export.mp4`
-pub(super) async fn export_mp4(State(st): State<ApiState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub(super) async fn export_mp4(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let q = parse_export_query(raw.as_deref(), st.media.max_export_secs)?;
+    if !p.sees_camera(&st.registry, &q.camera) {
+        // Exactly what a camera that does not exist gets.
+        let span = clip::span_text(q.start, q.end);
+        return Err(clip_error(ClipError::NoFootage { camera: q.camera, span }));
+    }
     let recording = st.media.recording.contains_key(&q.camera);
     let rec = st.media.record(&q.camera);
     let filename = export_filename(&q.camera, q.start);
@@ -593,6 +621,7 @@ mod api_tests {
                 recording: Arc::new(recording.iter().map(|c| (c.to_string(), rec.clone())).collect()),
                 max_export_secs: 600.0,
             },
+            auth: crate::api::AuthSettings::default(),
         };
         Fx { _dir: dir, state }
     }

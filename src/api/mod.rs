@@ -1,36 +1,47 @@
 //! HTTP API (axum 0.8). See docs/api.md and docs/openapi.json.
 //!
-//! Everything under `/api/v1` except `health` and `openapi.json` needs
-//! `Authorization: Bearer <token>`. Every error, including unknown routes and malformed
-//! parameters, is JSON: `{"error":{"code":"…","message":"…"}}`.
+//! Everything except `health`, `openapi.json` and `auth/login` needs a principal: a bearer
+//! token (`Authorization: Bearer <token>`) or a session cookie from `auth/login`. Each
+//! operation declares what it needs (`routes()`, checked by `auth::authorize`); handlers
+//! check the camera scope of what they serve. Every error, including unknown routes and
+//! malformed parameters, is JSON: `{"error":{"code":"…","message":"…"}}`.
 
+mod admin;
+pub(crate) mod auth;
 mod error;
 mod media;
+#[cfg(test)]
+mod access_tests;
 #[cfg(test)]
 mod tests;
 pub(crate) mod uplink;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
+use axum::handler::Handler;
+use axum::http::{header, HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, MethodRouter};
-use axum::{Json, Router};
-use serde::Serialize;
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::{Extension, Json, Router};
+use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use auth::{AuthSettings, Principal, PrincipalKind, SESSION_COOKIE};
 pub use error::{ApiError, ErrorKind};
 pub use media::MediaSettings;
 
+use crate::auth::Permission;
 use crate::health::{CameraHealth, CameraState, Registry};
 use crate::store::{self, Bucket, CountQuery, CountRow, EventQuery, OccupancyQuery, OccupancyRow, Store};
-use crate::types::Event;
+use crate::types::{Event, Review};
+use auth::{Access, Client, JsonBody};
 
 /// The OpenAPI 3.1 description of this API, served at `/api/v1/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
@@ -40,72 +51,128 @@ pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
 /// JPEG quality of `latest.jpg`.
 const LATEST_QUALITY: u8 = 80;
+/// Longest review note (characters).
+pub const MAX_NOTE_CHARS: usize = 2000;
 
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Store,
     pub registry: Registry,
     pub box_id: String,
-    /// SHA-256 hex of tokens accepted from the config (in addition to the database's).
+    /// SHA-256 hex of tokens accepted from the config (in addition to the database's);
+    /// they have role `admin` and every camera.
     pub config_token_hashes: Vec<String>,
     pub started_at: OffsetDateTime,
     /// Record settings and export limit for the media routes.
     pub media: MediaSettings,
+    /// `[auth]`: sessions and lockout, and the clock they use.
+    pub auth: AuthSettings,
 }
 
-/// One served route: path, whether it is public (no token), and its handlers.
+/// One operation: a method on a path, what it needs, its handler.
+pub(crate) struct Op {
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub method: Method,
+    pub access: Access,
+    pub handler: MethodRouter<ApiState>,
+}
+
+/// One served path and its operations.
 pub(crate) struct RouteDef {
     pub path: &'static str,
-    pub public: bool,
-    pub methods: MethodRouter<ApiState>,
+    pub ops: Vec<Op>,
 }
 
-/// The single list of routes; `router()` serves exactly these (tests check the OpenAPI
-/// document against it).
+fn op<H, T>(method: Method, access: Access, handler: H) -> Op
+where
+    H: Handler<T, ApiState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("a method axum can route");
+    Op { method, access, handler: on(filter, handler) }
+}
+
+/// The single list of routes and their access rules; `router()` serves exactly these
+/// (tests check docs/openapi.json and the authorization matrix against it).
 pub(crate) fn routes() -> Vec<RouteDef> {
-    let r = |path, public, methods| RouteDef { path, public, methods };
+    use Access::{Authenticated, Needs, Public};
+    use Permission::{Administer, Monitor, Review as Rev, See};
+    let (get, post, patch, delete) = (Method::GET, Method::POST, Method::PATCH, Method::DELETE);
+    let r = |path, ops| RouteDef { path, ops };
     vec![
-        r("/api/v1/health", true, get(health)),
-        r("/api/v1/openapi.json", true, get(openapi)),
-        r("/api/v1/cameras", false, get(list_cameras)),
-        r("/api/v1/cameras/{id}", false, get(get_camera)),
-        r("/api/v1/cameras/{id}/latest.jpg", false, get(latest_jpg)),
-        r("/api/v1/events", false, get(list_events)),
-        r("/api/v1/events/{id}", false, get(get_event)),
-        r("/api/v1/events/{id}/snapshot.jpg", false, get(snapshot_jpg)),
-        r("/api/v1/stats/counts", false, get(list_counts)),
-        r("/api/v1/stats/occupancy", false, get(list_occupancy)),
-        r("/api/v1/events/{id}/clip.mp4", false, get(media::event_clip)),
-        r("/api/v1/recordings", false, get(media::list_recordings)),
-        r("/api/v1/recordings/export.mp4", false, get(media::export_mp4)),
-        r("/api/v1/recordings/{id}/segment.mp4", false, get(media::segment_mp4)),
+        r("/api/v1/health", vec![op(get.clone(), Public, health)]),
+        r("/api/v1/openapi.json", vec![op(get.clone(), Public, openapi)]),
+        r("/api/v1/cameras", vec![op(get.clone(), Needs(See), list_cameras)]),
+        r("/api/v1/cameras/{id}", vec![op(get.clone(), Needs(See), get_camera)]),
+        r("/api/v1/cameras/{id}/latest.jpg", vec![op(get.clone(), Needs(See), latest_jpg)]),
+        r("/api/v1/events", vec![op(get.clone(), Needs(See), list_events)]),
+        r("/api/v1/events/{id}", vec![op(get.clone(), Needs(See), get_event)]),
+        r("/api/v1/events/{id}/snapshot.jpg", vec![op(get.clone(), Needs(See), snapshot_jpg)]),
+        r("/api/v1/events/{id}/review", vec![op(post.clone(), Needs(Rev), review_event)]),
+        r("/api/v1/stats/counts", vec![op(get.clone(), Needs(See), list_counts)]),
+        r("/api/v1/stats/occupancy", vec![op(get.clone(), Needs(See), list_occupancy)]),
+        r("/api/v1/events/{id}/clip.mp4", vec![op(get.clone(), Needs(See), media::event_clip)]),
+        r("/api/v1/recordings", vec![op(get.clone(), Needs(See), media::list_recordings)]),
+        r("/api/v1/recordings/export.mp4", vec![op(get.clone(), Needs(See), media::export_mp4)]),
+        r("/api/v1/recordings/{id}/segment.mp4", vec![op(get.clone(), Needs(See), media::segment_mp4)]),
         // Uplink (api/uplink.rs): pull feed, delivery status, Prometheus metrics.
-        r("/api/v1/feed", false, get(uplink::feed)),
-        r("/api/v1/uplink", false, get(uplink::status)),
-        r("/metrics", false, get(uplink::metrics)),
+        r("/api/v1/feed", vec![op(get.clone(), Needs(See), uplink::feed)]),
+        r("/api/v1/uplink", vec![op(get.clone(), Needs(Monitor), uplink::status)]),
+        r("/metrics", vec![op(get.clone(), Needs(Monitor), uplink::metrics)]),
+        // Sessions (api/auth.rs).
+        r("/api/v1/auth/login", vec![op(post.clone(), Public, auth::login)]),
+        r("/api/v1/auth/logout", vec![op(post.clone(), Authenticated, auth::logout)]),
+        r("/api/v1/auth/me", vec![op(get.clone(), Authenticated, auth::me)]),
+        r("/api/v1/auth/password", vec![op(post.clone(), Authenticated, auth::change_password)]),
+        // Administration (api/admin.rs).
+        r(
+            "/api/v1/users",
+            vec![op(get.clone(), Needs(Administer), admin::list_users), op(post.clone(), Needs(Administer), admin::create_user)],
+        ),
+        r(
+            "/api/v1/users/{id}",
+            vec![
+                op(get.clone(), Needs(Administer), admin::get_user),
+                op(patch, Needs(Administer), admin::update_user),
+                op(delete.clone(), Needs(Administer), admin::delete_user),
+            ],
+        ),
+        r(
+            "/api/v1/tokens",
+            vec![op(get.clone(), Needs(Administer), admin::list_tokens), op(post, Needs(Administer), admin::create_token)],
+        ),
+        r("/api/v1/tokens/{id}", vec![op(delete, Needs(Administer), admin::revoke_token)]),
+        r("/api/v1/audit", vec![op(get.clone(), Needs(Administer), admin::list_audit)]),
+        r("/api/v1/audit/export.csv", vec![op(get.clone(), Needs(Administer), admin::export_csv)]),
+        r("/api/v1/audit/export.jsonl", vec![op(get, Needs(Administer), admin::export_jsonl)]),
     ]
 }
 
 pub fn router(state: ApiState) -> Router {
-    let mut public = Router::new();
-    let mut private = Router::new();
-    for RouteDef { path, public: is_public, methods } in routes() {
-        if is_public {
-            public = public.route(path, methods);
-        } else {
-            private = private.route(path, methods);
+    let mut router = Router::new();
+    for RouteDef { path, ops } in routes() {
+        let mut methods: MethodRouter<ApiState> = MethodRouter::new();
+        for Op { access, handler, .. } in ops {
+            let handler = match access {
+                Access::Public => handler,
+                access => handler.route_layer(middleware::from_fn_with_state(
+                    auth::Gate { st: state.clone(), access },
+                    auth::authorize,
+                )),
+            };
+            methods = methods.merge(handler);
         }
+        router = router.route(path, methods);
     }
-    let private = private.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    public
-        .merge(private)
+    router
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then finishes in-flight requests.
+/// Serves `router` on `listener` until `shutdown` completes, then finishes in-flight
+/// requests. Handlers see the client's address (lockout, audit log).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
@@ -114,13 +181,16 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "API listening");
     }
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 // ---------------------------------------------------------------------------------------
 // Middleware
 
-/// Logs method, path (without query) and status. Headers, and thus tokens, are never logged.
+/// Logs method, path (without query) and status. Headers and bodies, and thus tokens,
+/// cookies and passwords, are never logged.
 async fn log_request(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -128,38 +198,6 @@ async fn log_request(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     tracing::debug!(%method, %path, status = resp.status().as_u16(), ms = t0.elapsed().as_secs_f64() * 1e3, "api request");
     resp
-}
-
-/// Extracts the token of `Authorization: Bearer <token>`.
-fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <token>` header"))?;
-    let value = value.to_str().map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
-    let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Err(ApiError::unauthorized("Authorization header must be `Bearer <token>`"));
-    }
-    Ok(token)
-}
-
-/// Compares two strings in time independent of where they differ.
-fn ct_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn require_token(State(st): State<ApiState>, req: Request, next: Next) -> Result<Response, ApiError> {
-    let hash = store::hash_token(bearer(req.headers())?);
-    let in_config = st.config_token_hashes.iter().fold(false, |ok, h| ok | ct_eq(&h.to_ascii_lowercase(), &hash));
-    let ok = in_config || {
-        let s = st.store.clone();
-        blocking(move || Ok(s.token_valid(&hash)?)).await?
-    };
-    if !ok {
-        return Err(ApiError::unauthorized("invalid or revoked token"));
-    }
-    Ok(next.run(req).await)
 }
 
 async fn no_route(method: Method, uri: Uri) -> ApiError {
@@ -234,23 +272,38 @@ struct CameraList {
     cameras: Vec<CameraHealth>,
 }
 
-async fn list_cameras(State(st): State<ApiState>) -> Json<CameraList> {
-    Json(CameraList { cameras: st.registry.all() })
+async fn list_cameras(State(st): State<ApiState>, Extension(p): Extension<Principal>) -> Json<CameraList> {
+    let cameras = match p.filter(&st.registry) {
+        None => st.registry.all(),
+        Some(f) => st.registry.all().into_iter().filter(|c| f.allows_camera(&c.id)).collect(),
+    };
+    Json(CameraList { cameras })
+}
+
+/// The camera's health, or 404 when it does not exist or is outside `p`'s scope.
+fn camera_for(st: &ApiState, p: &Principal, id: &str) -> Result<CameraHealth, ApiError> {
+    st.registry
+        .get(id)
+        .filter(|_| p.sees_camera(&st.registry, id))
+        .ok_or_else(|| ApiError::not_found(format!("camera `{id}` not found")))
 }
 
 async fn get_camera(
     State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CameraHealth>, ApiError> {
     let id = path_param(id)?;
-    st.registry.get(&id).map(Json).ok_or_else(|| ApiError::not_found(format!("camera `{id}` not found")))
+    camera_for(&st, &p, &id).map(Json)
 }
 
-async fn latest_jpg(State(st): State<ApiState>, id: Result<Path<String>, PathRejection>) -> Result<Response, ApiError> {
+async fn latest_jpg(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
     let id = path_param(id)?;
-    if st.registry.get(&id).is_none() {
-        return Err(ApiError::not_found(format!("camera `{id}` not found")));
-    }
+    camera_for(&st, &p, &id)?;
     let frame = st.registry.latest(&id).ok_or_else(|| {
         ApiError::new(ErrorKind::Unavailable, format!("camera `{id}` has not delivered a frame yet"))
             .with_code("no_frame")
@@ -429,11 +482,18 @@ struct OccupancyList {
     occupancy: Vec<OccupancyRow>,
 }
 
-async fn list_occupancy(State(st): State<ApiState>, RawQuery(raw): RawQuery) -> Result<Json<OccupancyList>, ApiError> {
+async fn list_occupancy(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<OccupancyList>, ApiError> {
     let q = parse_occupancy_query(raw.as_deref())?;
     let bucket = q.bucket.as_str();
     let s = st.store.clone();
-    let occupancy = blocking(move || Ok(s.occupancy(&q)?)).await?;
+    let mut occupancy = blocking(move || Ok(s.occupancy(&q)?)).await?;
+    if let Some(f) = p.filter(&st.registry) {
+        occupancy.retain(|r| f.allows_camera(&r.camera_id));
+    }
     Ok(Json(OccupancyList { bucket, occupancy }))
 }
 
@@ -443,40 +503,58 @@ struct CountList {
     counts: Vec<CountRow>,
 }
 
-async fn list_counts(State(st): State<ApiState>, RawQuery(raw): RawQuery) -> Result<Json<CountList>, ApiError> {
+async fn list_counts(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<CountList>, ApiError> {
     let q = parse_count_query(raw.as_deref())?;
     let bucket = q.bucket.as_str();
     let s = st.store.clone();
-    let counts = blocking(move || Ok(s.counts(&q)?)).await?;
+    let mut counts = blocking(move || Ok(s.counts(&q)?)).await?;
+    if let Some(f) = p.filter(&st.registry) {
+        counts.retain(|r| f.allows_camera(&r.camera_id));
+    }
     Ok(Json(CountList { bucket, counts }))
 }
 
-async fn list_events(State(st): State<ApiState>, RawQuery(raw): RawQuery) -> Result<Json<EventList>, ApiError> {
-    let q = parse_event_query(raw.as_deref())?;
+async fn list_events(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<EventList>, ApiError> {
+    let mut q = parse_event_query(raw.as_deref())?;
+    q.scope = p.filter(&st.registry);
     let s = st.store.clone();
     let page = blocking(move || Ok(s.list_events(&q)?)).await?;
     Ok(Json(EventList { events: page.events, next_before: page.next_before }))
 }
 
-async fn load_event(st: &ApiState, id: Uuid) -> Result<Event, ApiError> {
+/// The event, or 404 when it does not exist or is outside `p`'s scope.
+async fn load_event(st: &ApiState, p: &Principal, id: Uuid) -> Result<Event, ApiError> {
     let s = st.store.clone();
-    blocking(move || Ok(s.get_event(id)?)).await?.ok_or_else(|| ApiError::not_found(format!("event {id} not found")))
+    blocking(move || Ok(s.get_event(id)?))
+        .await?
+        .filter(|e| p.sees_event(&st.registry, e))
+        .ok_or_else(|| ApiError::not_found(format!("event {id} not found")))
 }
 
 async fn get_event(
     State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Event>, ApiError> {
     let id = parse_event_id(id)?;
-    Ok(Json(load_event(&st, id).await?))
+    Ok(Json(load_event(&st, &p, id).await?))
 }
 
 async fn snapshot_jpg(
     State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = parse_event_id(id)?;
-    let event = load_event(&st, id).await?;
+    let event = load_event(&st, &p, id).await?;
     let path = st
         .store
         .snapshot_file(&event)
@@ -492,4 +570,46 @@ async fn snapshot_jpg(
     .await?;
     // The snapshot may be replaced while the event is active.
     Ok(jpeg_response(bytes, "no-cache"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewBody {
+    state: String,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// `POST /api/v1/events/{id}/review`: moves the event along the review workflow
+/// (`new` → `acknowledged` → `resolved` | `false_alarm`); 409 for a transition the
+/// workflow does not allow.
+async fn review_event(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    client: Client,
+    id: Result<Path<String>, PathRejection>,
+    JsonBody(body): JsonBody<ReviewBody>,
+) -> Result<Json<Event>, ApiError> {
+    let id = parse_event_id(id)?;
+    let event = load_event(&st, &p, id).await?;
+    let to = Review::parse(&body.state).filter(|r| *r != Review::New).ok_or_else(|| {
+        ApiError::bad_param(
+            "state",
+            format!("`state` must be `acknowledged`, `resolved` or `false_alarm`, got `{}`", body.state),
+        )
+    })?;
+    let note = body.note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+    if note.as_ref().is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS) {
+        return Err(ApiError::bad_param("note", format!("`note` must have at most {MAX_NOTE_CHARS} characters")));
+    }
+    let audit = p.audit("event_review", &client).target(format!("event:{id}")).detail(serde_json::json!({
+        "from": event.review,
+        "to": to,
+        "note": note,
+        "camera_id": event.camera_id,
+    }));
+    let (s, by, now) = (st.store.clone(), p.display_name(), st.auth.now());
+    let event = blocking(move || Ok(s.review_event(id, to, &by, note.as_deref(), &audit, now)?)).await?;
+    tracing::info!(actor = %p.actor(), event = %id, review = to.as_str(), "event reviewed");
+    Ok(Json(event))
 }

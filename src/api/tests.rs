@@ -43,6 +43,7 @@ fn fixture() -> Fx {
         config_token_hashes: vec![store::hash_token(TOKEN).to_uppercase()],
         started_at: OffsetDateTime::now_utc() - time::Duration::seconds(42),
         media: MediaSettings::default(),
+        auth: AuthSettings::default(),
     };
     Fx { _dir: dir, state }
 }

@@ -7,11 +7,11 @@ use std::time::Duration;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::{blocking, ApiError, ApiState};
+use super::{blocking, ApiError, ApiState, Principal};
 use crate::health::CameraState;
 use crate::store::outbox::{FeedPage, SinkStatus};
 
@@ -87,14 +87,27 @@ fn feed_response(page: FeedPage) -> Response {
 
 /// `GET /api/v1/feed?after=&limit=&wait_secs=`: changes with `seq > after` in seq order.
 /// With `wait_secs`, an empty page waits up to that long for the next change.
-pub(super) async fn feed(State(st): State<ApiState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+/// A principal limited to some cameras gets only their changes (and `next` skips the rest).
+pub(super) async fn feed(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let q = parse_feed_query(raw.as_deref())?;
+    let filter = p.filter(&st.registry);
     let deadline = tokio::time::Instant::now() + q.wait;
     let mut signal = st.store.feed_signal();
     loop {
         let sig = *signal.borrow_and_update();
         let s = st.store.clone();
-        let page = blocking(move || Ok(s.feed_page(q.after, q.limit)?)).await?;
+        let f = filter.clone();
+        let page = blocking(move || {
+            Ok(match &f {
+                None => s.feed_page(q.after, q.limit)?,
+                Some(f) => s.feed_page_in(q.after, q.limit, f)?,
+            })
+        })
+        .await?;
         if !page.changes.is_empty() || sig.closing || tokio::time::Instant::now() >= deadline {
             return Ok(feed_response(page));
         }
@@ -195,7 +208,8 @@ pub(crate) fn render_metrics(last_seq: i64, sinks: &[SinkStatus], cameras: &[cra
     out
 }
 
-/// `GET /metrics`: Prometheus text format (bearer token required, like the API).
+/// `GET /metrics`: Prometheus text format (a principal with the `monitor` permission and
+/// every camera).
 pub(super) async fn metrics(State(st): State<ApiState>) -> Result<Response, ApiError> {
     let s = st.store.clone();
     let (last_seq, sinks) =
@@ -230,6 +244,7 @@ mod tests {
             config_token_hashes: vec![crate::store::hash_token(TOKEN)],
             started_at: OffsetDateTime::now_utc(),
             media: crate::api::MediaSettings::default(),
+            auth: crate::api::AuthSettings::default(),
         };
         (dir, st)
     }

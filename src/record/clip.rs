@@ -830,6 +830,10 @@ mod tests {
             zone: None,
             line: None,
             detail: None,
+            review: Default::default(),
+            reviewed_by: None,
+            reviewed_at: None,
+            review_note: None,
         }
     }
 

@@ -162,6 +162,66 @@ CREATE TABLE uplink_dead (
     PRIMARY KEY (sink, seq)
 ) WITHOUT ROWID;
 "#,
+    // v6: access control. Users (argon2id password hashes) with a role and an optional
+    // camera scope, their sessions (only the SHA-256 of a session id is stored), roles and
+    // scopes of API tokens (tokens from before v6 keep full access: role `admin`), the
+    // lockout bookkeeping of failed logins, the audit log, and who reviewed an event.
+    r#"
+CREATE TABLE users (
+    id                  TEXT    PRIMARY KEY,
+    username            TEXT    NOT NULL UNIQUE COLLATE NOCASE,
+    password_hash       TEXT    NOT NULL,
+    role                TEXT    NOT NULL CHECK (role IN ('viewer','operator','installer','admin')),
+    scope               TEXT,
+    disabled            INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
+    created_at          INTEGER NOT NULL,
+    updated_at          INTEGER NOT NULL,
+    password_changed_at INTEGER NOT NULL,
+    last_login_at       INTEGER
+);
+
+CREATE TABLE sessions (
+    id_sha256   TEXT    PRIMARY KEY,
+    user_id     TEXT    NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    revoked_at  INTEGER,
+    address     TEXT
+);
+CREATE INDEX sessions_user ON sessions (user_id);
+CREATE INDEX sessions_expires ON sessions (expires_at);
+
+ALTER TABLE api_tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'admin'
+    CHECK (role IN ('viewer','operator','installer','admin','platform'));
+ALTER TABLE api_tokens ADD COLUMN scope TEXT;
+ALTER TABLE api_tokens ADD COLUMN created_by TEXT;
+
+CREATE TABLE login_failures (
+    key           TEXT    PRIMARY KEY,
+    failures      INTEGER NOT NULL CHECK (failures >= 0),
+    window_start  INTEGER NOT NULL,
+    locked_until  INTEGER
+) WITHOUT ROWID;
+
+CREATE TABLE audit (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    at       INTEGER NOT NULL,
+    actor    TEXT    NOT NULL,
+    role     TEXT,
+    action   TEXT    NOT NULL,
+    target   TEXT,
+    detail   TEXT,
+    address  TEXT
+);
+CREATE INDEX audit_at ON audit (at);
+CREATE INDEX audit_actor ON audit (actor, seq);
+CREATE INDEX audit_action ON audit (action, seq);
+CREATE INDEX audit_target ON audit (target, seq);
+
+ALTER TABLE events ADD COLUMN reviewed_by TEXT;
+ALTER TABLE events ADD COLUMN reviewed_at INTEGER;
+ALTER TABLE events ADD COLUMN review_note TEXT;
+"#,
 ];
 
 /// The schema version this build writes.

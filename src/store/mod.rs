@@ -3,6 +3,7 @@
 //! One writer connection behind a mutex (SQLite allows one writer at a time anyway) and a
 //! small pool of read connections; WAL mode lets readers run while the writer commits.
 
+pub mod auth;
 pub mod migrations;
 pub mod outbox;
 pub mod recordings;
@@ -24,8 +25,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::geometry::CrossDir;
-use crate::types::{Change, CountDelta, Detection, Event, EventChange, EventState, OccupancyDelta, Severity};
+use crate::types::{Change, CountDelta, Detection, Event, EventChange, EventState, OccupancyDelta, Review, Severity};
 
+pub use auth::TokenInfo;
 pub use snapshot::encode_jpeg;
 
 /// File name of the database inside the data dir.
@@ -69,6 +71,17 @@ pub enum StoreError {
     Corrupt { id: String, msg: String },
     #[error("token: {0}")]
     Token(String),
+    /// The change conflicts with what is stored (e.g. a username that is taken).
+    #[error("{0}")]
+    Conflict(String),
+    /// A review transition the workflow does not allow.
+    #[error("event {id} is `{}`; it cannot become `{}` (allowed next: {})", from.as_str(), to.as_str(), allowed_next(*from))]
+    InvalidTransition { id: Uuid, from: Review, to: Review },
+}
+
+fn allowed_next(r: Review) -> String {
+    let next: Vec<&str> = r.next().into_iter().map(Review::as_str).collect();
+    if next.is_empty() { "none, it is final".into() } else { next.join(", ") }
 }
 
 impl StoreError {
@@ -102,6 +115,50 @@ pub struct EventQuery {
     pub before_seq: Option<i64>,
     /// Page size; 0 is treated as 1.
     pub limit: u32,
+    /// Only events of these cameras or grid cells (a principal's scope); `None` = all.
+    pub scope: Option<CameraFilter>,
+}
+
+/// Limits a query to a principal's scope (see `auth::Scope`, resolved against the
+/// configured cameras): rows whose camera is in `cameras`, or, where rows have a grid
+/// cell (events, feed changes), whose grid cell is in `grid_cells`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CameraFilter {
+    pub cameras: Vec<String>,
+    pub grid_cells: Vec<String>,
+}
+
+impl CameraFilter {
+    /// A SQL condition (with `?N` placeholders appended to `args`) on the camera column
+    /// and, when given, a grid-cell expression.
+    pub(crate) fn sql(&self, camera_col: &str, cell_expr: Option<&str>, args: &mut Vec<Value>) -> String {
+        let mut list = |vals: &[String]| {
+            let ph: Vec<String> = vals
+                .iter()
+                .map(|v| {
+                    args.push(Value::Text(v.clone()));
+                    format!("?{}", args.len())
+                })
+                .collect();
+            ph.join(", ")
+        };
+        let mut terms = Vec::new();
+        if !self.cameras.is_empty() {
+            terms.push(format!("{camera_col} IN ({})", list(&self.cameras)));
+        }
+        if let Some(cell) = cell_expr.filter(|_| !self.grid_cells.is_empty()) {
+            terms.push(format!("{cell} IN ({})", list(&self.grid_cells)));
+        }
+        if terms.is_empty() {
+            "0".into()
+        } else {
+            format!("({})", terms.join(" OR "))
+        }
+    }
+
+    pub fn allows_camera(&self, camera: &str) -> bool {
+        self.cameras.iter().any(|c| c == camera)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -206,15 +263,6 @@ pub struct OccupancyRow {
     pub max: i64,
 }
 
-/// A token row, without its hash.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TokenInfo {
-    pub id: Uuid,
-    pub name: String,
-    pub created_at: OffsetDateTime,
-    pub revoked_at: Option<OffsetDateTime>,
-}
-
 struct Inner {
     data_dir: PathBuf,
     db_path: PathBuf,
@@ -271,6 +319,14 @@ impl Store {
     /// Opens (creating if needed) the data dir, database and snapshot dir, migrates the
     /// schema to the latest version and removes snapshot files no event references.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        let store = Self::open_shared(data_dir)?;
+        store.clean_snapshots()?;
+        Ok(store)
+    }
+
+    /// Like [`Store::open`] but leaves the snapshot files alone: for command-line tools that
+    /// may run beside the appliance (whose snapshot being written has no row yet).
+    pub fn open_shared(data_dir: &Path) -> Result<Store, StoreError> {
         fs::create_dir_all(data_dir).map_err(|e| StoreError::io("create data dir", data_dir, e))?;
         let data_dir = data_dir.canonicalize().map_err(|e| StoreError::io("resolve data dir", data_dir, e))?;
         let snapshot_dir = data_dir.join(SNAPSHOT_DIR);
@@ -291,7 +347,6 @@ impl Store {
                 readers: Mutex::new(Vec::new()),
             }),
         };
-        store.clean_snapshots()?;
         Ok(store)
     }
 
@@ -591,6 +646,9 @@ impl Store {
             args.push(Value::Integer(b));
             sql += &format!(" AND seq < ?{}", args.len());
         }
+        if let Some(f) = &q.scope {
+            sql += &format!(" AND {}", f.sql("camera_id", Some("grid_cell"), &mut args));
+        }
         args.push(Value::Integer(limit as i64 + 1));
         sql += &format!(" ORDER BY seq DESC LIMIT ?{}", args.len());
         let mut raws = self.read(|c| {
@@ -677,42 +735,12 @@ impl Store {
         })
     }
 
-    /// All tokens (without hashes), oldest first.
-    pub fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
-        let rows = self.read(|c| {
-            let mut stmt = c
-                .prepare_cached("SELECT id, name, created_at, revoked_at FROM api_tokens ORDER BY created_at, id")
-                .map_err(|e| StoreError::sql("prepare token list", e))?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, Option<i64>>(3)?,
-                    ))
-                })
-                .map_err(|e| StoreError::sql("list tokens", e))?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(|e| StoreError::sql("list tokens", e))
-        })?;
-        rows.into_iter()
-            .map(|(id, name, c, r)| {
-                let bad = |msg: String| StoreError::Corrupt { id: id.clone(), msg };
-                Ok(TokenInfo {
-                    id: Uuid::parse_str(&id).map_err(|e| bad(format!("token id: {e}")))?,
-                    name,
-                    created_at: from_ms(c).map_err(|e| bad(format!("created_at: {e}")))?,
-                    revoked_at: r.map(from_ms).transpose().map_err(|e| bad(format!("revoked_at: {e}")))?,
-                })
-            })
-            .collect()
-    }
-
     /// For `api.generate_token_if_none`: if there is no token at all (none in the config,
     /// none active in the database), creates one named `name`, stores its hash and returns
     /// the token so the caller can show it once. Returns `None` when a token exists.
+    /// Users who log in with a password count too: with one, no token is generated.
     pub fn bootstrap_token(&self, config_hashes: &[String], name: &str) -> Result<Option<String>, StoreError> {
-        if !config_hashes.is_empty() || self.count_tokens()? > 0 {
+        if !config_hashes.is_empty() || self.count_tokens()? > 0 || self.count_users()? > 0 {
             return Ok(None);
         }
         let token = try_generate_token()?;
@@ -949,8 +977,8 @@ pub fn try_generate_token() -> Result<String, StoreError> {
     Ok(format!("gw_{}", hex::encode(buf)))
 }
 
-const EVENT_COLS: &str =
-    "seq, id, camera_id, grid_cell, kind, severity, state, started_at, ended_at, objects, snapshot, rule, zone, line, detail";
+const EVENT_COLS: &str = "seq, id, camera_id, grid_cell, kind, severity, state, started_at, ended_at, objects, snapshot, \
+                          rule, zone, line, detail, review, reviewed_by, reviewed_at, review_note";
 
 struct RawEvent {
     seq: i64,
@@ -968,6 +996,10 @@ struct RawEvent {
     zone: Option<String>,
     line: Option<String>,
     detail: Option<String>,
+    review: String,
+    reviewed_by: Option<String>,
+    reviewed_at: Option<i64>,
+    review_note: Option<String>,
 }
 
 fn row_to_raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
@@ -987,6 +1019,10 @@ fn row_to_raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
         zone: r.get(12)?,
         line: r.get(13)?,
         detail: r.get(14)?,
+        review: r.get(15)?,
+        reviewed_by: r.get(16)?,
+        reviewed_at: r.get(17)?,
+        review_note: r.get(18)?,
     })
 }
 
@@ -1009,6 +1045,8 @@ impl RawEvent {
             .map(serde_json::from_str)
             .transpose()
             .map_err(|e| bad(format!("detail: {e}")))?;
+        let review = Review::parse(&self.review).ok_or_else(|| bad(format!("review `{}`", self.review)))?;
+        let reviewed_at = self.reviewed_at.map(from_ms).transpose().map_err(|e| bad(format!("reviewed_at: {e}")))?;
         Ok(Event {
             id,
             seq: self.seq,
@@ -1025,6 +1063,10 @@ impl RawEvent {
             zone: self.zone,
             line: self.line,
             detail,
+            review,
+            reviewed_by: self.reviewed_by,
+            reviewed_at,
+            review_note: self.review_note,
         })
     }
 }

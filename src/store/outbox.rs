@@ -427,6 +427,40 @@ impl Store {
         Ok(FeedPage { changes, next, more })
     }
 
+    /// Like [`Store::feed_page`], limited to the changes of `filter`'s cameras or grid cells
+    /// (a principal's scope). When the page is not full, `next` moves past the changes
+    /// outside the scope too, so the next poll does not read them again.
+    pub fn feed_page_in(&self, after: i64, limit: u32, filter: &super::CameraFilter) -> Result<FeedPage, StoreError> {
+        use rusqlite::types::Value;
+        let limit = limit.max(1) as usize;
+        let mut args: Vec<Value> = vec![Value::Integer(after)];
+        let cond = filter.sql("camera_id", Some("json_extract(envelope, '$.grid_cell')"), &mut args);
+        args.push(Value::Integer(limit as i64 + 1));
+        let query = format!("SELECT seq, envelope FROM outbox WHERE seq > ?1 AND {cond} ORDER BY seq LIMIT ?{}", args.len());
+        let (mut changes, last) = self.read(|c| {
+            // One read transaction: the scoped rows and the highest seq from the same snapshot.
+            let tx = c.unchecked_transaction().map_err(sql("begin feed read"))?;
+            let rows = {
+                let mut stmt = tx.prepare_cached(&query).map_err(sql("prepare feed query"))?;
+                let rows = stmt
+                    .query_map(rusqlite::params_from_iter(args.iter()), |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                    .map_err(sql("read feed"))?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(sql("read feed"))?
+            };
+            let last = last_seq(&tx)?;
+            tx.finish().map_err(sql("end feed read"))?;
+            Ok((rows, last))
+        })?;
+        let more = changes.len() > limit;
+        changes.truncate(limit);
+        let next = match changes.last() {
+            Some(c) if more => c.0,
+            Some(c) => c.0.max(last),
+            None => after.max(last),
+        };
+        Ok(FeedPage { changes, next, more })
+    }
+
     /// Outbox rows of one camera with `seq > after`, oldest first.
     pub fn outbox_for_camera(&self, camera_id: &str, after: i64, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
         let rows = self.read(|c| {

@@ -181,6 +181,37 @@ impl Store {
         })
     }
 
+    /// Like [`Store::segments`] without a camera, limited to the cameras of `filter` (a
+    /// principal's scope; segments have no grid cell of their own).
+    pub fn segments_in(
+        &self,
+        filter: &super::CameraFilter,
+        since: Option<OffsetDateTime>,
+        until: Option<OffsetDateTime>,
+        limit: usize,
+    ) -> Result<Vec<Segment>, StoreError> {
+        use rusqlite::types::Value;
+        let mut args: Vec<Value> = Vec::new();
+        let mut sql = format!("SELECT {SEGMENT_COLS} FROM segments WHERE {}", filter.sql("camera_id", None, &mut args));
+        if let Some(t) = since {
+            args.push(Value::Integer(to_ms(t)));
+            sql += &format!(" AND end_ms > ?{}", args.len());
+        }
+        if let Some(t) = until {
+            args.push(Value::Integer(to_ms(t)));
+            sql += &format!(" AND start_ms < ?{}", args.len());
+        }
+        args.push(Value::Integer(limit.min(i64::MAX as usize) as i64));
+        sql += &format!(" ORDER BY start_ms, id LIMIT ?{}", args.len());
+        self.read(|c| {
+            let mut stmt = c.prepare(&sql).map_err(|e| StoreError::sql("prepare segment query", e))?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), row_to_segment)
+                .map_err(|e| StoreError::sql("query segments", e))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(|e| StoreError::sql("read segment row", e))
+        })
+    }
+
     /// Every indexed segment path (for start-up reconciliation).
     pub fn segment_paths(&self) -> Result<HashSet<String>, StoreError> {
         self.read(|c| {

@@ -1,0 +1,761 @@
+//! Access-control tables (schema v6, docs/storage.md): users, sessions, the role and scope
+//! of API tokens, failed-login lockout, the audit log, and event reviews.
+//!
+//! Every change that is audited writes its audit row in the same transaction as the change.
+//! Times are passed in by the caller (the API's clock), so tests can move them.
+
+use rusqlite::types::Value;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{from_ms, lock, row_to_raw, to_ms, Store, StoreError, EVENT_COLS};
+use crate::auth::{Role, Scope};
+use crate::types::{Event, Review};
+
+fn sql(op: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+    move |e| StoreError::sql(op, e)
+}
+
+fn ts(ms: i64, what: &str) -> Result<OffsetDateTime, StoreError> {
+    from_ms(ms).map_err(|e| StoreError::Corrupt { id: what.to_string(), msg: format!("timestamp {ms}: {e}") })
+}
+
+fn scope_json(scope: Option<&Scope>) -> Result<Option<String>, StoreError> {
+    scope
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Corrupt { id: "scope".into(), msg: e.to_string() })
+}
+
+fn parse_scope(text: Option<String>, what: &str) -> Result<Option<Scope>, StoreError> {
+    text.map(|t| serde_json::from_str(&t))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt { id: what.to_string(), msg: format!("scope: {e}") })
+}
+
+fn parse_role(text: &str, what: &str) -> Result<Role, StoreError> {
+    Role::parse(text).ok_or_else(|| StoreError::Corrupt { id: what.to_string(), msg: format!("role `{text}`") })
+}
+
+/// A user (without the password hash).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct User {
+    pub id: Uuid,
+    pub username: String,
+    pub role: Role,
+    /// `None`: every camera.
+    pub scope: Option<Scope>,
+    pub disabled: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub password_changed_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_login_at: Option<OffsetDateTime>,
+}
+
+/// An API token row, without its hash.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub role: Role,
+    /// `None`: every camera.
+    pub scope: Option<Scope>,
+    /// Who created it (an audit actor, e.g. `user:alice` or `cli`); `null` for tokens made
+    /// before schema v6.
+    pub created_by: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// Changes to a user; `None` fields stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct UserUpdate {
+    pub role: Option<Role>,
+    /// `Some(None)`: every camera.
+    pub scope: Option<Option<Scope>>,
+    /// A new argon2id PHC string; ends every session of the user but `keep_session`.
+    pub password_hash: Option<String>,
+    /// Disabling ends every session of the user.
+    pub disabled: Option<bool>,
+    /// The SHA-256 of a session that survives a password change (the user's own).
+    pub keep_session: Option<String>,
+}
+
+/// One audit log entry to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAudit {
+    /// Who: `user:<name>`, `token:<id>`, `config-token:<hash prefix>`, `cli`, `anonymous`.
+    pub actor: String,
+    /// The actor's role at the time, if it has one.
+    pub role: Option<Role>,
+    /// What, e.g. `login`, `user_create`, `event_review` (docs/api.md lists them).
+    pub action: &'static str,
+    /// On what, e.g. `user:<name>`, `token:<id>`, `event:<id>`.
+    pub target: Option<String>,
+    /// Details (never a password or a token).
+    pub detail: Option<serde_json::Value>,
+    /// The client's address, for requests over the network.
+    pub address: Option<String>,
+}
+
+impl NewAudit {
+    pub fn new(actor: impl Into<String>, role: Option<Role>, action: &'static str) -> NewAudit {
+        NewAudit { actor: actor.into(), role, action, target: None, detail: None, address: None }
+    }
+    pub fn target(mut self, t: impl Into<String>) -> Self {
+        self.target = Some(t.into());
+        self
+    }
+    pub fn detail(mut self, d: serde_json::Value) -> Self {
+        self.detail = Some(d);
+        self
+    }
+    pub fn address(mut self, a: Option<String>) -> Self {
+        self.address = a;
+        self
+    }
+}
+
+/// A stored audit entry, as served by `GET /api/v1/audit`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub actor: String,
+    pub role: Option<String>,
+    pub action: String,
+    pub target: Option<String>,
+    pub detail: Option<serde_json::Value>,
+    pub address: Option<String>,
+}
+
+/// Filter and cursor of [`Store::audit_page`]; newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+    /// Entries at or after this instant.
+    pub since: Option<OffsetDateTime>,
+    /// Entries strictly before this instant.
+    pub until: Option<OffsetDateTime>,
+    /// Only entries with `seq < before_seq` (the previous page's `next_before`).
+    pub before_seq: Option<i64>,
+    /// Page size; 0 is treated as 1.
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    pub next_before: Option<i64>,
+}
+
+/// How failed logins lock an account or an address (`[auth]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    pub max_failures: u32,
+    pub window: time::Duration,
+    pub lockout: time::Duration,
+}
+
+fn insert_audit(conn: &Connection, a: &NewAudit, at: OffsetDateTime) -> Result<i64, StoreError> {
+    let detail = a
+        .detail
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Corrupt { id: "audit".into(), msg: e.to_string() })?;
+    conn.prepare_cached(
+        "INSERT INTO audit (at, actor, role, action, target, detail, address) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![to_ms(at), a.actor, a.role.map(Role::as_str), a.action, a.target, detail, a.address])
+    })
+    .map_err(sql("write audit entry"))?;
+    Ok(conn.last_insert_rowid())
+}
+
+const USER_COLS: &str =
+    "id, username, role, scope, disabled, created_at, updated_at, password_changed_at, last_login_at";
+
+type RawUser = (String, String, String, Option<String>, bool, i64, i64, i64, Option<i64>);
+
+fn row_to_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawUser> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+}
+
+fn user_from_raw(raw: RawUser) -> Result<User, StoreError> {
+    let (id, username, role, scope, disabled, created, updated, pw_changed, last_login) = raw;
+    let what = format!("user {username}");
+    Ok(User {
+        id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt { id: what.clone(), msg: format!("id: {e}") })?,
+        role: parse_role(&role, &what)?,
+        scope: parse_scope(scope, &what)?,
+        disabled,
+        created_at: ts(created, &what)?,
+        updated_at: ts(updated, &what)?,
+        password_changed_at: ts(pw_changed, &what)?,
+        last_login_at: last_login.map(|t| ts(t, &what)).transpose()?,
+        username,
+    })
+}
+
+const TOKEN_COLS: &str = "id, name, role, scope, created_by, created_at, revoked_at";
+
+type RawToken = (String, String, String, Option<String>, Option<String>, i64, Option<i64>);
+
+fn row_to_token(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawToken> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+}
+
+fn token_from_raw(raw: RawToken) -> Result<TokenInfo, StoreError> {
+    let (id, name, role, scope, created_by, created, revoked) = raw;
+    let what = format!("token {id}");
+    Ok(TokenInfo {
+        id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt { id: what.clone(), msg: format!("id: {e}") })?,
+        role: parse_role(&role, &what)?,
+        scope: parse_scope(scope, &what)?,
+        created_by,
+        created_at: ts(created, &what)?,
+        revoked_at: revoked.map(|t| ts(t, &what)).transpose()?,
+        name,
+    })
+}
+
+fn get_user(conn: &Connection, id: &str) -> Result<Option<User>, StoreError> {
+    conn.query_row(&format!("SELECT {USER_COLS} FROM users WHERE id = ?1"), params![id], row_to_user)
+        .optional()
+        .map_err(sql("read user"))?
+        .map(user_from_raw)
+        .transpose()
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+impl Store {
+    // ---- users ------------------------------------------------------------------------
+
+    /// Number of users (enabled or not).
+    pub fn count_users(&self) -> Result<u64, StoreError> {
+        self.read(|c| {
+            c.query_row("SELECT COUNT(*) FROM users", [], |r| r.get::<_, i64>(0))
+                .map(|n| n.max(0) as u64)
+                .map_err(sql("count users"))
+        })
+    }
+
+    /// Adds a user; `Conflict` when the username is taken (case-insensitively).
+    pub fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        role: Role,
+        scope: Option<&Scope>,
+        audit: &NewAudit,
+        at: OffsetDateTime,
+    ) -> Result<User, StoreError> {
+        if !role.is_human() {
+            return Err(StoreError::Conflict(format!("role `{role}` is for tokens; users are people")));
+        }
+        let id = Uuid::now_v7().to_string();
+        let now = to_ms(at);
+        let mut conn = lock(&self.inner.writer);
+        let tx = conn.transaction().map_err(sql("begin tx to add a user"))?;
+        tx.execute(
+            "INSERT INTO users (id, username, password_hash, role, scope, disabled, created_at, updated_at,
+                                password_changed_at, last_login_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6, ?6, NULL)",
+            params![id, username, password_hash, role.as_str(), scope_json(scope)?, now],
+        )
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("a user named `{username}` exists already"))
+            } else {
+                StoreError::sql(format!("add user `{username}`"), e)
+            }
+        })?;
+        insert_audit(&tx, audit, at)?;
+        let user = get_user(&tx, &id)?.ok_or_else(|| StoreError::Corrupt { id, msg: "user vanished".into() })?;
+        tx.commit().map_err(sql("commit new user"))?;
+        Ok(user)
+    }
+
+    /// All users, by username.
+    pub fn users(&self) -> Result<Vec<User>, StoreError> {
+        let raws = self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(&format!("SELECT {USER_COLS} FROM users ORDER BY username COLLATE NOCASE"))
+                .map_err(sql("prepare user list"))?;
+            let rows = stmt.query_map([], row_to_user).map_err(sql("list users"))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql("list users"))
+        })?;
+        raws.into_iter().map(user_from_raw).collect()
+    }
+
+    pub fn user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        self.read(|c| get_user(c, &id.to_string()))
+    }
+
+    /// A user and their password hash, by username (case-insensitive).
+    pub fn user_credentials(&self, username: &str) -> Result<Option<(User, String)>, StoreError> {
+        let raw = self.read(|c| {
+            c.query_row(
+                &format!("SELECT {USER_COLS}, password_hash FROM users WHERE username = ?1"),
+                params![username],
+                |r| Ok((row_to_user(r)?, r.get::<_, String>(9)?)),
+            )
+            .optional()
+            .map_err(sql("look up user"))
+        })?;
+        raw.map(|(u, h)| Ok((user_from_raw(u)?, h))).transpose()
+    }
+
+    pub fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
+        Ok(self.user_credentials(username)?.map(|(u, _)| u))
+    }
+
+    /// Applies `update`; `None` when no user has this id. A new password or disabling ends
+    /// the user's sessions (except `update.keep_session`).
+    pub fn update_user(
+        &self,
+        id: Uuid,
+        update: &UserUpdate,
+        audit: &NewAudit,
+        at: OffsetDateTime,
+    ) -> Result<Option<User>, StoreError> {
+        if update.role.is_some_and(|r| !r.is_human()) {
+            return Err(StoreError::Conflict("role `platform` is for tokens; users are people".into()));
+        }
+        let id_s = id.to_string();
+        let now = to_ms(at);
+        let mut conn = lock(&self.inner.writer);
+        let tx = conn.transaction().map_err(sql("begin tx to update a user"))?;
+        if get_user(&tx, &id_s)?.is_none() {
+            return Ok(None);
+        }
+        if let Some(role) = update.role {
+            tx.execute("UPDATE users SET role = ?2 WHERE id = ?1", params![id_s, role.as_str()])
+                .map_err(sql("set role"))?;
+        }
+        if let Some(scope) = &update.scope {
+            tx.execute("UPDATE users SET scope = ?2 WHERE id = ?1", params![id_s, scope_json(scope.as_ref())?])
+                .map_err(sql("set scope"))?;
+        }
+        if let Some(hash) = &update.password_hash {
+            tx.execute("UPDATE users SET password_hash = ?2, password_changed_at = ?3 WHERE id = ?1", params![id_s, hash, now])
+                .map_err(sql("set password"))?;
+        }
+        if let Some(d) = update.disabled {
+            tx.execute("UPDATE users SET disabled = ?2 WHERE id = ?1", params![id_s, d]).map_err(sql("set disabled"))?;
+        }
+        if update.password_hash.is_some() || update.disabled == Some(true) {
+            tx.execute(
+                "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL AND id_sha256 IS NOT ?3",
+                params![id_s, now, update.keep_session],
+            )
+            .map_err(sql("end the user's sessions"))?;
+        }
+        tx.execute("UPDATE users SET updated_at = ?2 WHERE id = ?1", params![id_s, now]).map_err(sql("touch user"))?;
+        insert_audit(&tx, audit, at)?;
+        let user = get_user(&tx, &id_s)?;
+        tx.commit().map_err(sql("commit user update"))?;
+        Ok(user)
+    }
+
+    /// Deletes a user and their sessions; false when no user has this id.
+    pub fn delete_user(&self, id: Uuid, audit: &NewAudit, at: OffsetDateTime) -> Result<bool, StoreError> {
+        let mut conn = lock(&self.inner.writer);
+        let tx = conn.transaction().map_err(sql("begin tx to delete a user"))?;
+        tx.execute("DELETE FROM sessions WHERE user_id = ?1", params![id.to_string()]).map_err(sql("delete sessions"))?;
+        let n = tx.execute("DELETE FROM users WHERE id = ?1", params![id.to_string()]).map_err(sql("delete user"))?;
+        if n > 0 {
+            insert_audit(&tx, audit, at)?;
+        }
+        tx.commit().map_err(sql("commit user deletion"))?;
+        Ok(n > 0)
+    }
+
+    // ---- sessions ---------------------------------------------------------------------
+
+    /// Stores a new session (by the SHA-256 of its id) and the user's login time; drops
+    /// sessions that expired or were ended.
+    pub fn create_session(
+        &self,
+        id_sha256: &str,
+        user_id: Uuid,
+        expires_at: OffsetDateTime,
+        address: Option<&str>,
+        audit: &NewAudit,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let now = to_ms(at);
+        let mut conn = lock(&self.inner.writer);
+        let tx = conn.transaction().map_err(sql("begin tx for a session"))?;
+        tx.execute("DELETE FROM sessions WHERE expires_at <= ?1 OR revoked_at IS NOT NULL", params![now])
+            .map_err(sql("drop old sessions"))?;
+        tx.execute(
+            "INSERT INTO sessions (id_sha256, user_id, created_at, expires_at, revoked_at, address)
+             VALUES (?1, ?2, ?3, ?4, NULL, ?5)",
+            params![id_sha256, user_id.to_string(), now, to_ms(expires_at), address],
+        )
+        .map_err(sql("store session"))?;
+        tx.execute("UPDATE users SET last_login_at = ?2 WHERE id = ?1", params![user_id.to_string(), now])
+            .map_err(sql("set last login"))?;
+        insert_audit(&tx, audit, at)?;
+        tx.commit().map_err(sql("commit session"))
+    }
+
+    /// The enabled user of a live session (not ended, not expired at `now`) and when it expires.
+    pub fn session_user(&self, id_sha256: &str, now: OffsetDateTime) -> Result<Option<(User, OffsetDateTime)>, StoreError> {
+        let cols: String = USER_COLS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ");
+        let raw = self.read(|c| {
+            c.query_row(
+                &format!(
+                    "SELECT {cols}, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id
+                     WHERE s.id_sha256 = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 AND u.disabled = 0"
+                ),
+                params![id_sha256, to_ms(now)],
+                |r| Ok((row_to_user(r)?, r.get::<_, i64>(9)?)),
+            )
+            .optional()
+            .map_err(sql("look up session"))
+        })?;
+        raw.map(|(u, exp)| Ok((user_from_raw(u)?, ts(exp, "session")?))).transpose()
+    }
+
+    /// Ends a session (logout); false when it was not live.
+    pub fn end_session(&self, id_sha256: &str, audit: &NewAudit, at: OffsetDateTime) -> Result<bool, StoreError> {
+        let mut conn = lock(&self.inner.writer);
+        let tx = conn.transaction().map_err(sql("begin tx to end a session"))?;
+        let n = tx
+            .execute(
+                "UPDATE sessions SET revoked_at = ?2 WHERE id_sha256 = ?1 AND revoked_at IS NULL",
+                params![id_sha256, to_ms(at)],
+            )
+            .map_err(sql("end session"))?;
+        if n > 0 {
+            insert_audit(&tx, audit, at)?;
+        }
+        tx.commit().map_err(sql("commit logout"))?;
+        Ok(n > 0)
+    }
+
+    /// Live sessions of a user.
+    pub fn count_sessions(&self, user_id: Uuid, now: OffsetDateTime) -> Result<u64, StoreError> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM sessions WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2",
+                params![user_id.to_string(), to_ms(now)],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(sql("count sessions"))
+        })
+    }
+
+    // ---- tokens -----------------------------------------------------------------------
+
+    /// Stores a token hash with a role and scope; `Token` error for a malformed or
+    /// duplicate hash.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_token(
+        &self,
+        name: &str,
+        sha256_hex: &str,
+        role: Role,
+        scope: Option<&Scope>,
+        created_by: &str,
+        audit: impl FnOnce(Uuid) -> NewAudit,
+        at: OffsetDateTime,
+    ) -> Result<TokenInfo, StoreError> {
+        if sha256_hex.len() != 64 || !sha256_hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(StoreError::Token("hash must be 64 hex digits (SHA-256)".into()));
+        }
+        let id = Uuid::now_v7();
+        let mut conn = lock(&self.inner.writer);
+        let tx = conn.transaction().map_err(sql("begin tx to add a token"))?;
+        tx.execute(
+            "INSERT INTO api_tokens (id, name, sha256, created_at, revoked_at, role, scope, created_by)
+             VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7)",
+            params![
+                id.to_string(),
+                name,
+                sha256_hex.to_ascii_lowercase(),
+                to_ms(at),
+                role.as_str(),
+                scope_json(scope)?,
+                created_by
+            ],
+        )
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Token("a token with this hash already exists".into())
+            } else {
+                StoreError::sql(format!("add token `{name}`"), e)
+            }
+        })?;
+        insert_audit(&tx, &audit(id), at)?;
+        let info = tx
+            .query_row(&format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE id = ?1"), params![id.to_string()], row_to_token)
+            .map_err(sql("read back token"))?;
+        tx.commit().map_err(sql("commit token"))?;
+        token_from_raw(info)
+    }
+
+    /// The non-revoked token with this hash.
+    pub fn active_token(&self, sha256_hex: &str) -> Result<Option<TokenInfo>, StoreError> {
+        let h = sha256_hex.to_ascii_lowercase();
+        let raw = self.read(|c| {
+            c.query_row(
+                &format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE sha256 = ?1 AND revoked_at IS NULL"),
+                params![h],
+                row_to_token,
+            )
+            .optional()
+            .map_err(sql("check token"))
+        })?;
+        raw.map(token_from_raw).transpose()
+    }
+
+    /// All tokens (without hashes), oldest first.
+    pub fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        let raws = self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(&format!("SELECT {TOKEN_COLS} FROM api_tokens ORDER BY created_at, id"))
+                .map_err(sql("prepare token list"))?;
+            let rows = stmt.query_map([], row_to_token).map_err(sql("list tokens"))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql("list tokens"))
+        })?;
+        raws.into_iter().map(token_from_raw).collect()
+    }
+
+    /// Revokes a token and writes `audit`; false if no active token has this id.
+    pub fn revoke_token_audited(&self, id: Uuid, audit: &NewAudit, at: OffsetDateTime) -> Result<bool, StoreError> {
+        let mut conn = lock(&self.inner.writer);
+        let tx = conn.transaction().map_err(sql("begin tx to revoke a token"))?;
+        let n = tx
+            .execute(
+                "UPDATE api_tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id.to_string(), to_ms(at)],
+            )
+            .map_err(sql("revoke token"))?;
+        if n > 0 {
+            insert_audit(&tx, audit, at)?;
+        }
+        tx.commit().map_err(sql("commit token revocation"))?;
+        Ok(n > 0)
+    }
+
+    // ---- failed logins ----------------------------------------------------------------
+
+    /// The latest lock among `keys` (`account:<name>`, `address:<ip>`) still in force at `now`.
+    pub fn login_lock(&self, keys: &[String], now: OffsetDateTime) -> Result<Option<(String, OffsetDateTime)>, StoreError> {
+        let mut best: Option<(String, i64)> = None;
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT locked_until FROM login_failures WHERE key = ?1 AND locked_until > ?2")
+                .map_err(sql("prepare lock check"))?;
+            for k in keys {
+                let until: Option<i64> =
+                    stmt.query_row(params![k, to_ms(now)], |r| r.get(0)).optional().map_err(sql("check lock"))?;
+                if let Some(u) = until {
+                    if best.as_ref().is_none_or(|(_, b)| u > *b) {
+                        best = Some((k.clone(), u));
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        best.map(|(k, u)| Ok((k, ts(u, "login lock")?))).transpose()
+    }
+
+    /// Counts a failed login against each key; returns the keys this failure locked and until
+    /// when. A key's count starts over once its window has passed, and after a lock.
+    pub fn login_failure(
+        &self,
+        keys: &[String],
+        policy: &LockoutPolicy,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(String, OffsetDateTime)>, StoreError> {
+        let now_ms = to_ms(now);
+        let window_ms = (policy.window.whole_milliseconds()).clamp(1, i64::MAX as i128) as i64;
+        let lock_ms = (policy.lockout.whole_milliseconds()).clamp(1, i64::MAX as i128) as i64;
+        let mut locked = Vec::new();
+        let mut conn = lock(&self.inner.writer);
+        let tx = conn.transaction().map_err(sql("begin tx for a failed login"))?;
+        // Rows that can no longer matter.
+        tx.execute(
+            "DELETE FROM login_failures WHERE (locked_until IS NULL OR locked_until <= ?1) AND window_start <= ?2",
+            params![now_ms, now_ms.saturating_sub(window_ms)],
+        )
+        .map_err(sql("prune failed logins"))?;
+        for k in keys {
+            let row: Option<(i64, i64, Option<i64>)> = tx
+                .query_row("SELECT failures, window_start, locked_until FROM login_failures WHERE key = ?1", params![k], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
+                .map_err(sql("read failed logins"))?;
+            let (mut failures, mut start, mut until) = match row {
+                Some((_, _, Some(u))) if u > now_ms => continue, // already locked
+                Some((f, s, _)) if now_ms - s < window_ms => (f + 1, s, None),
+                _ => (1, now_ms, None),
+            };
+            if failures >= i64::from(policy.max_failures) {
+                let u = now_ms.saturating_add(lock_ms);
+                until = Some(u);
+                (failures, start) = (0, now_ms);
+                locked.push((k.clone(), ts(u, "login lock")?));
+            }
+            tx.execute(
+                "INSERT INTO login_failures (key, failures, window_start, locked_until) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (key) DO UPDATE SET failures = excluded.failures, window_start = excluded.window_start,
+                                                 locked_until = excluded.locked_until",
+                params![k, failures, start, until],
+            )
+            .map_err(sql("count failed login"))?;
+        }
+        tx.commit().map_err(sql("commit failed login"))?;
+        Ok(locked)
+    }
+
+    /// Forgets the failed logins of `key` (an account after a successful login).
+    pub fn login_success(&self, key: &str) -> Result<(), StoreError> {
+        let conn = lock(&self.inner.writer);
+        conn.execute("DELETE FROM login_failures WHERE key = ?1 AND locked_until IS NULL", params![key])
+            .map_err(sql("clear failed logins"))?;
+        Ok(())
+    }
+
+    /// Removes the failure count and any lock of `key` (an installer reset the password).
+    pub fn login_unlock(&self, key: &str) -> Result<bool, StoreError> {
+        let conn = lock(&self.inner.writer);
+        let n = conn.execute("DELETE FROM login_failures WHERE key = ?1", params![key]).map_err(sql("unlock login"))?;
+        Ok(n > 0)
+    }
+
+    // ---- audit ------------------------------------------------------------------------
+
+    /// Writes one audit entry on its own (for actions that change nothing else, such as a
+    /// failed login or a lockout); returns its seq.
+    pub fn audit(&self, entry: &NewAudit, at: OffsetDateTime) -> Result<i64, StoreError> {
+        let conn = lock(&self.inner.writer);
+        insert_audit(&conn, entry, at)
+    }
+
+    /// Audit entries matching `q`, newest first, one page at a time.
+    pub fn audit_page(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {
+        let limit = q.limit.max(1);
+        let mut sql_text = String::from("SELECT seq, at, actor, role, action, target, detail, address FROM audit WHERE 1");
+        let mut args: Vec<Value> = Vec::new();
+        for (col, v) in [("actor", &q.actor), ("action", &q.action), ("target", &q.target)] {
+            if let Some(v) = v {
+                args.push(Value::Text(v.clone()));
+                sql_text += &format!(" AND {col} = ?{}", args.len());
+            }
+        }
+        if let Some(t) = q.since {
+            args.push(Value::Integer(to_ms(t)));
+            sql_text += &format!(" AND at >= ?{}", args.len());
+        }
+        if let Some(t) = q.until {
+            args.push(Value::Integer(to_ms(t)));
+            sql_text += &format!(" AND at < ?{}", args.len());
+        }
+        if let Some(b) = q.before_seq {
+            args.push(Value::Integer(b));
+            sql_text += &format!(" AND seq < ?{}", args.len());
+        }
+        args.push(Value::Integer(i64::from(limit) + 1));
+        sql_text += &format!(" ORDER BY seq DESC LIMIT ?{}", args.len());
+        type Raw = (i64, i64, String, Option<String>, String, Option<String>, Option<String>, Option<String>);
+        let mut raws: Vec<Raw> = self.read(|c| {
+            let mut stmt = c.prepare_cached(&sql_text).map_err(sql("prepare audit query"))?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+                })
+                .map_err(sql("read audit"))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql("read audit"))
+        })?;
+        let more = raws.len() > limit as usize;
+        raws.truncate(limit as usize);
+        let entries = raws
+            .into_iter()
+            .map(|(seq, at, actor, role, action, target, detail, address)| {
+                let what = format!("audit {seq}");
+                Ok(AuditEntry {
+                    seq,
+                    at: ts(at, &what)?,
+                    detail: detail
+                        .map(|d| serde_json::from_str(&d))
+                        .transpose()
+                        .map_err(|e| StoreError::Corrupt { id: what, msg: format!("detail: {e}") })?,
+                    actor,
+                    role,
+                    action,
+                    target,
+                    address,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let next_before = if more { entries.last().map(|e| e.seq) } else { None };
+        Ok(AuditPage { entries, next_before })
+    }
+
+    // ---- review -----------------------------------------------------------------------
+
+    /// Moves an event's review to `to` (checked against the workflow: `InvalidTransition`
+    /// otherwise), recording who, when and the note, with its audit entry.
+    pub fn review_event(
+        &self,
+        id: Uuid,
+        to: Review,
+        by: &str,
+        note: Option<&str>,
+        audit: &NewAudit,
+        at: OffsetDateTime,
+    ) -> Result<Event, StoreError> {
+        let id_s = id.to_string();
+        let mut conn = lock(&self.inner.writer);
+        let tx = conn.transaction().map_err(sql("begin tx for a review"))?;
+        let from: Option<String> = tx
+            .query_row("SELECT review FROM events WHERE id = ?1", params![id_s], |r| r.get(0))
+            .optional()
+            .map_err(sql("read review state"))?;
+        let from = from.ok_or(StoreError::EventNotFound(id))?;
+        let from = Review::parse(&from)
+            .ok_or_else(|| StoreError::Corrupt { id: id_s.clone(), msg: format!("review `{from}`") })?;
+        if !from.can_become(to) {
+            return Err(StoreError::InvalidTransition { id, from, to });
+        }
+        let mut audit = audit.clone();
+        if let Some(serde_json::Value::Object(m)) = &mut audit.detail {
+            m.insert("from".into(), from.as_str().into());
+        }
+        tx.execute(
+            "UPDATE events SET review = ?2, reviewed_by = ?3, reviewed_at = ?4, review_note = ?5 WHERE id = ?1",
+            params![id_s, to.as_str(), by, to_ms(at), note],
+        )
+        .map_err(sql("write review"))?;
+        insert_audit(&tx, &audit, at)?;
+        let event = tx
+            .query_row(&format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"), params![id_s], row_to_raw)
+            .map_err(sql("read back reviewed event"))?
+            .into_event()?;
+        tx.commit().map_err(sql("commit review"))?;
+        Ok(event)
+    }
+}
