@@ -337,24 +337,41 @@ async fn openapi_covers_every_route() {
     let documented: BTreeSet<String> = paths.keys().cloned().collect();
     assert_eq!(served, documented, "router and docs/openapi.json disagree");
     for r in routes() {
-        let op = &paths[r.path]["get"];
-        assert!(op.is_object(), "{} has no GET in the spec", r.path);
-        // Public routes declare `security: []`; protected ones inherit the bearer scheme.
-        let public_in_spec = op["security"].as_array().is_some_and(|s| s.is_empty());
-        assert_eq!(public_in_spec, r.public, "{}: security in spec does not match router", r.path);
-        // Every `{param}` in the path is documented.
-        for seg in r.path.split('/').filter(|s| s.starts_with('{')) {
-            let name = seg.trim_matches(|c| c == '{' || c == '}');
-            let params = op["parameters"].as_array().cloned().unwrap_or_default();
-            let params = params.iter().chain(paths[r.path]["parameters"].as_array().into_iter().flatten());
-            assert!(
-                params.clone().any(|p| p["name"] == name && p["in"] == "path"),
-                "{}: `{name}` undocumented",
-                r.path
-            );
+        // Exactly the served methods are documented.
+        let served_methods: BTreeSet<String> = r.ops.iter().map(|o| o.method.as_str().to_ascii_lowercase()).collect();
+        let documented_methods: BTreeSet<String> =
+            paths[r.path].as_object().unwrap().keys().filter(|k| *k != "parameters").cloned().collect();
+        assert_eq!(served_methods, documented_methods, "{}: methods in router and spec differ", r.path);
+        for o in &r.ops {
+            let m = o.method.as_str().to_ascii_lowercase();
+            let op = &paths[r.path][&m];
+            // Public operations declare `security: []`; the others inherit bearer or session.
+            let public_in_spec = op["security"].as_array().is_some_and(|s| s.is_empty());
+            assert_eq!(public_in_spec, o.access == auth::Access::Public, "{m} {}: security differs", r.path);
+            // `x-access` states what the router enforces.
+            assert_eq!(op["x-access"], o.access.as_str(), "{m} {}: x-access differs from the router", r.path);
+            if matches!(o.access, auth::Access::Needs(_) | auth::Access::Authenticated) {
+                assert!(op["responses"]["401"].is_object(), "{m} {}: 401 undocumented", r.path);
+            }
+            if matches!(o.access, auth::Access::Needs(_)) {
+                assert!(op["responses"]["403"].is_object(), "{m} {}: 403 undocumented", r.path);
+            }
+            // Every `{param}` in the path is documented.
+            for seg in r.path.split('/').filter(|s| s.starts_with('{')) {
+                let name = seg.trim_matches(|c| c == '{' || c == '}');
+                let params = op["parameters"].as_array().cloned().unwrap_or_default();
+                let params = params.iter().chain(paths[r.path]["parameters"].as_array().into_iter().flatten());
+                assert!(
+                    params.clone().any(|p| p["name"] == name && p["in"] == "path"),
+                    "{m} {}: `{name}` undocumented",
+                    r.path
+                );
+            }
         }
     }
     assert!(spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer");
+    let session = &spec["components"]["securitySchemes"]["session"];
+    assert_eq!((session["type"].as_str(), session["in"].as_str(), session["name"].as_str()), (Some("apiKey"), Some("cookie"), Some(SESSION_COOKIE)));
     for s in ["Event", "Detection", "CameraHealth", "Error"] {
         assert!(spec["components"]["schemas"][s].is_object(), "schema {s} missing");
     }
