@@ -73,7 +73,8 @@ impl Fx {
         let registry = Registry::new();
         registry.register(camera("cam1", "C3"));
         registry.register(camera("cam2", "D4"));
-        let now = OffsetDateTime::now_utc();
+        // Whole milliseconds, as stored.
+        let now = store::from_ms(store::to_ms(OffsetDateTime::now_utc())).unwrap();
         let clock = Arc::new(SimClock::new(now));
         let rec = RecordConfig { segment_secs: 4.0, ..Default::default() };
         let state = ApiState {
@@ -620,4 +621,484 @@ async fn authorization_matrix() {
     let allowed = whos.iter().filter(|w| w.role.can(crate::auth::Permission::Review)).count();
     let expected = allowed * 2 - whos.iter().filter(|w| w.role.can(crate::auth::Permission::Review) && w.scope != Sc::All).count();
     assert_eq!(reviews.len(), expected, "one audit entry per allowed review");
+}
+
+// ---------------------------------------------------------------------------------------
+// Sessions, lockout, tokens, users, reviews, audit
+
+fn cookie_attrs(set_cookie: &str) -> BTreeMap<String, String> {
+    set_cookie
+        .split(';')
+        .skip(1)
+        .map(|a| {
+            let (k, v) = a.trim().split_once('=').unwrap_or((a.trim(), ""));
+            (k.to_ascii_lowercase(), v.to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn login_sets_a_strict_http_only_cookie_that_expires_and_survives_restarts() {
+    let auth = AuthConfig { session_ttl_secs: 3600, ..Default::default() };
+    let fx = Fx::new(auth.clone());
+    fx.user("alice", Role::Operator, None);
+    // Wrong content type: refused before anything else.
+    let r = fx
+        .send_with("POST", "/api/v1/auth/login", &Cred::None, None, None, &[("content-type", "application/x-www-form-urlencoded")])
+        .await;
+    r.error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    // Username case does not matter; the cookie carries the session.
+    let r = fx
+        .send("POST", "/api/v1/auth/login", &Cred::None, Some(json!({"username": "ALICE", "password": PASSWORD})), Some("10.1.1.1"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let v = r.json();
+    assert_eq!((v["user"]["username"].as_str(), v["user"]["role"].as_str()), (Some("alice"), Some("operator")));
+    assert!(v["user"].get("password_hash").is_none(), "{v}");
+    assert_eq!(v["expires_at"], rfc(fx.clock.now() + Duration::hours(1)));
+    assert_eq!(r.header(header::CACHE_CONTROL), "no-store");
+    let set = r.header(header::SET_COOKIE).to_string();
+    let value = set.strip_prefix("gw_session=").unwrap().split(';').next().unwrap().to_string();
+    assert_eq!(value.len(), 64, "32 random bytes, hex");
+    let attrs = cookie_attrs(&set);
+    assert!(attrs.contains_key("httponly"), "{set}");
+    assert_eq!(attrs.get("samesite").map(String::as_str), Some("Strict"), "{set}");
+    assert_eq!(attrs.get("path").map(String::as_str), Some("/"), "{set}");
+    assert_eq!(attrs.get("max-age").map(String::as_str), Some("3600"), "{set}");
+    assert!(!attrs.contains_key("secure"), "plain HTTP without a trusted proxy: no Secure flag: {set}");
+    // Only the hash of the session id is stored.
+    let stored: String = rusqlite::Connection::open(fx.state.store.db_path())
+        .unwrap()
+        .query_row("SELECT id_sha256 FROM sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, store::hash_token(&value));
+    let cookie = Cred::Cookie(value.clone());
+    let me = fx.send("GET", "/api/v1/auth/me", &cookie, None, None).await.json();
+    assert_eq!(me["kind"], "user");
+    assert_eq!(me["name"], "alice");
+    assert_eq!(me["permissions"], json!(["see", "review"]));
+    assert_eq!(me["session_expires_at"], v["expires_at"]);
+    assert_schema("Me", &me);
+    assert_schema("User", &v["user"]);
+
+    // A restart: new store handle and router on the same data dir; the session still works.
+    let store2 = Store::open(fx.state.store.data_dir()).unwrap();
+    let st2 = ApiState { store: store2, ..fx.state.clone() };
+    let r = router(st2)
+        .oneshot(Request::get("/api/v1/events").header(header::COOKIE, format!("gw_session={value}")).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // Expiry: one second before it still works, at it the session is gone.
+    fx.clock.advance(Duration::seconds(3599));
+    assert_eq!(fx.send("GET", "/api/v1/events", &cookie, None, None).await.status, StatusCode::OK);
+    fx.clock.advance(Duration::seconds(1));
+    fx.send("GET", "/api/v1/events", &cookie, None, None).await.error(StatusCode::UNAUTHORIZED, "session_expired");
+
+    // Logout ends the session at once and clears the cookie; both are audited.
+    let (value, _) = fx.login("alice", PASSWORD).await;
+    let cookie = Cred::Cookie(value);
+    let r = fx.send("POST", "/api/v1/auth/logout", &cookie, None, Some("10.1.1.1")).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(cookie_attrs(r.header(header::SET_COOKIE)).get("max-age").map(String::as_str), Some("0"));
+    fx.send("GET", "/api/v1/events", &cookie, None, None).await.error(StatusCode::UNAUTHORIZED, "session_expired");
+    let logins = fx.audit("login");
+    assert_eq!(logins.len(), 2);
+    assert_eq!((logins[1].actor.as_str(), logins[1].address.as_deref()), ("user:alice", Some("10.1.1.1")));
+    let logouts = fx.audit("logout");
+    assert_eq!((logouts.len(), logouts[0].actor.as_str(), logouts[0].target.as_deref()), (1, "user:alice", Some("user:alice")));
+
+    // Secure: always, or auto behind a trusted TLS proxy.
+    for (cfg, headers, secure) in [
+        (AuthConfig { cookie_secure: CookieSecure::Always, ..auth.clone() }, vec![], true),
+        (AuthConfig { cookie_secure: CookieSecure::Never, trust_proxy_headers: true, ..auth.clone() }, vec![("x-forwarded-proto", "https")], false),
+        (AuthConfig { trust_proxy_headers: true, ..auth.clone() }, vec![("x-forwarded-proto", "https")], true),
+        (AuthConfig { trust_proxy_headers: false, ..auth.clone() }, vec![("x-forwarded-proto", "https")], false),
+    ] {
+        let st = ApiState { auth: AuthSettings { config: cfg.clone(), clock: fx.clock.clone() }, ..fx.state.clone() };
+        let mut req = Request::post("/api/v1/auth/login").header(header::CONTENT_TYPE, "application/json");
+        for (k, v) in &headers {
+            req = req.header(*k, *v);
+        }
+        let body = Body::from(json!({"username": "alice", "password": PASSWORD}).to_string());
+        let resp = router(st).oneshot(req.body(body).unwrap()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let set = resp.headers()[header::SET_COOKIE].to_str().unwrap().to_string();
+        assert_eq!(cookie_attrs(&set).contains_key("secure"), secure, "{cfg:?} {headers:?}: {set}");
+    }
+    // A bearer header wins over a cookie; a bad one is not rescued by a good cookie.
+    let (value, _) = fx.login("alice", PASSWORD).await;
+    let r = fx
+        .send_with("GET", "/api/v1/auth/me", &Cred::Bearer("wrong".into()), None, None, &[("cookie", &format!("gw_session={value}"))])
+        .await;
+    r.error(StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn failed_logins_lock_the_account_and_the_address() {
+    let auth = AuthConfig { max_failed_logins: 5, failed_login_window_secs: 900, lockout_secs: 900, ..Default::default() };
+    let fx = Fx::new(auth);
+    fx.user("bob", Role::Viewer, None);
+    let login = |user: &str, pw: &str, addr: &str| {
+        let body = json!({"username": user, "password": pw});
+        let (user, addr) = (user.to_string(), addr.to_string());
+        let fx = &fx;
+        async move {
+            let _ = user;
+            fx.send("POST", "/api/v1/auth/login", &Cred::None, Some(body), Some(&addr)).await
+        }
+    };
+    // Four wrong passwords (from different addresses): 401 each, nothing locked yet.
+    for i in 0..4 {
+        let r = login("bob", "wrong password!", &format!("10.0.0.{i}")).await;
+        r.error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+        assert!(!r.text().contains("wrong password!"), "the password is never echoed");
+    }
+    // The fifth locks the account: 429 with Retry-After and until when.
+    let r = login("bob", "wrong password!", "10.0.0.9").await;
+    let e = r.error(StatusCode::TOO_MANY_REQUESTS, "account_locked");
+    let until = rfc(fx.clock.now() + Duration::minutes(15));
+    assert_eq!(e["locked_until"], until);
+    assert!(e["message"].as_str().unwrap().contains("account `bob`") && e["message"].as_str().unwrap().contains(&until), "{e}");
+    assert_eq!(r.header(header::RETRY_AFTER), "900");
+    // While locked even the right password is refused (and does not reveal it was right).
+    fx.clock.advance(Duration::minutes(10));
+    let r = login("bob", PASSWORD, "10.0.0.10").await;
+    r.error(StatusCode::TOO_MANY_REQUESTS, "account_locked");
+    assert_eq!(r.header(header::RETRY_AFTER), "300");
+    // After the lockout the right password works and the count starts over.
+    fx.clock.advance(Duration::minutes(5));
+    assert_eq!(login("bob", PASSWORD, "10.0.0.10").await.status, StatusCode::OK);
+    for _ in 0..4 {
+        login("bob", "wrong password!", "10.0.1.1").await.error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
+    assert_eq!(login("bob", PASSWORD, "10.0.1.2").await.status, StatusCode::OK, "4 < 5: not locked; success clears the count");
+    login("bob", "wrong password!", "10.0.1.3").await.error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+
+    // Per address: five failures from one address over any names lock the address,
+    // including for a user whose own account is fine.
+    fx.user("carol", Role::Viewer, None);
+    for name in ["x1", "x2", "nobody", "x4"] {
+        login(name, "guess guess guess", "192.168.7.7").await.error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
+    let r = login("x5", "guess guess guess", "192.168.7.7").await;
+    let e = r.error(StatusCode::TOO_MANY_REQUESTS, "address_locked");
+    assert!(e["message"].as_str().unwrap().contains("address 192.168.7.7"), "{e}");
+    login("carol", PASSWORD, "192.168.7.7").await.error(StatusCode::TOO_MANY_REQUESTS, "address_locked");
+    assert_eq!(login("carol", PASSWORD, "192.168.7.8").await.status, StatusCode::OK, "another address is fine");
+    // The lock is stored: it holds across a restart.
+    let st2 = ApiState { store: Store::open(fx.state.store.data_dir()).unwrap(), ..fx.state.clone() };
+    let body = Body::from(json!({"username": "carol", "password": PASSWORD}).to_string());
+    let mut req = Request::post("/api/v1/auth/login").header(header::CONTENT_TYPE, "application/json").body(body).unwrap();
+    req.extensions_mut().insert(ConnectInfo("192.168.7.7:1".parse::<std::net::SocketAddr>().unwrap()));
+    assert_eq!(router(st2).oneshot(req).await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // Audit: every failure (with the reason, never the password) and both lockouts.
+    let failed = fx.audit("login_failed");
+    assert_eq!(failed.len(), 5 + 4 + 1 + 5);
+    assert!(failed.iter().any(|e| e.detail.as_ref().unwrap()["reason"] == "unknown user"));
+    assert!(failed.iter().any(|e| e.detail.as_ref().unwrap()["reason"] == "wrong password"));
+    let locks = fx.audit("login_lockout");
+    let targets: BTreeSet<&str> = locks.iter().map(|e| e.target.as_deref().unwrap()).collect();
+    assert_eq!(targets, ["account:bob", "address:192.168.7.7"].into());
+    let all = serde_json::to_string(&fx.state.store.audit_page(&Default::default()).unwrap().entries).unwrap();
+    assert!(!all.contains("wrong password!") && !all.contains("guess guess"), "no password in the audit log");
+}
+
+#[tokio::test]
+async fn tokens_are_shown_once_scoped_and_revocable() {
+    let fx = Fx::new(AuthConfig::default());
+    let admin = Cred::Bearer(CONFIG_TOKEN.into());
+    // Bad requests name the field.
+    let bad = |body: Value, field: &'static str| {
+        let fx = &fx;
+        let admin = admin.clone();
+        async move {
+            let e = fx.send("POST", "/api/v1/tokens", &admin, Some(body), None).await.error(StatusCode::BAD_REQUEST, "bad_request");
+            assert_eq!(e["parameter"], field, "{e}");
+        }
+    };
+    bad(json!({"name": "x", "role": "root"}), "role").await;
+    bad(json!({"name": "", "role": "platform"}), "name").await;
+    bad(json!({"name": "x", "role": "platform", "scope": {"cameras": ["cam7"]}}), "scope").await;
+    bad(json!({"name": "x", "role": "platform", "scope": {"cameras": []}}), "scope").await;
+    bad(json!({"name": "x", "role": "platform", "scope": {"grid_cells": ["Z9"]}}), "scope").await;
+    bad(json!({"name": "x", "role": "platform", "colour": 1}), "colour").await;
+    bad(json!({"name": 7, "role": "platform"}), "name").await;
+
+    let r = fx
+        .send("POST", "/api/v1/tokens", &admin, Some(json!({"name": "city", "role": "platform", "scope": {"cameras": ["cam1"]}})), Some("10.9.9.9"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(r.header(header::CACHE_CONTROL), "no-store");
+    let v = r.json();
+    let token = v["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("gw_") && token.len() == 67);
+    assert_eq!((v["role"].as_str(), v["created_by"].as_str()), (Some("platform"), Some("config-token:".to_string() + &store::hash_token(CONFIG_TOKEN)[..8]).as_deref()));
+    let mut t = v.clone();
+    t.as_object_mut().unwrap().remove("token");
+    assert_schema("Token", &t);
+    let id = v["id"].as_str().unwrap().to_string();
+    // The list never shows the token again.
+    let list = fx.send("GET", "/api/v1/tokens", &admin, None, None).await;
+    assert!(!list.text().contains(&token));
+    assert_eq!(list.json()["config_tokens"], 1);
+    assert!(list.json()["tokens"].as_array().unwrap().iter().any(|t| t["id"] == id.as_str() && t["scope"] == json!({"cameras": ["cam1"], "grid_cells": []})));
+    // The platform token: feed, events, clips of cam1; no review, no admin.
+    let tok = Cred::Bearer(token.clone());
+    let feed = fx.send("GET", "/api/v1/feed", &tok, None, None).await.json();
+    assert!(feed["changes"].as_array().unwrap().iter().all(|c| c["camera_id"] == "cam1"));
+    assert_eq!(fx.send("GET", &format!("/api/v1/events/{}/clip.mp4", fx.event["cam1"]), &tok, None, None).await.status, StatusCode::OK);
+    fx.send("GET", &format!("/api/v1/events/{}/clip.mp4", fx.event["cam2"]), &tok, None, None).await.error(StatusCode::NOT_FOUND, "not_found");
+    let review = json!({"state": "acknowledged"});
+    let uri = format!("/api/v1/events/{}/review", fx.event["cam1"]);
+    fx.send("POST", &uri, &tok, Some(review), None).await.error(StatusCode::FORBIDDEN, "forbidden");
+    fx.send("GET", "/api/v1/tokens", &tok, None, None).await.error(StatusCode::FORBIDDEN, "forbidden");
+    let me = fx.send("GET", "/api/v1/auth/me", &tok, None, None).await.json();
+    assert_eq!((me["kind"].as_str(), me["name"].as_str(), me["role"].as_str()), (Some("token"), Some("city"), Some("platform")));
+    assert_eq!(me["permissions"], json!(["see"]), "monitor is box-wide: not for a scoped token");
+    // Revoke: stops working at once; a second revoke is a 404.
+    assert_eq!(fx.send("DELETE", &format!("/api/v1/tokens/{id}"), &admin, None, None).await.status, StatusCode::NO_CONTENT);
+    fx.send("GET", "/api/v1/feed", &tok, None, None).await.error(StatusCode::UNAUTHORIZED, "unauthorized");
+    fx.send("DELETE", &format!("/api/v1/tokens/{id}"), &admin, None, None).await.error(StatusCode::NOT_FOUND, "not_found");
+    fx.send("DELETE", "/api/v1/tokens/nope", &admin, None, None).await.error(StatusCode::BAD_REQUEST, "bad_request");
+    // Audited with actor, target, address; the token itself is nowhere in the log.
+    let created = fx.audit("token_create");
+    let mine = created.iter().find(|e| e.target.as_deref() == Some(&format!("token:{id}"))).unwrap();
+    assert_eq!((mine.actor.starts_with("config-token:"), mine.role.as_deref(), mine.address.as_deref()), (true, Some("admin"), Some("10.9.9.9")));
+    assert_eq!(mine.detail.as_ref().unwrap()["role"], "platform");
+    let revoked = fx.audit("token_revoke");
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].target.as_deref(), Some(format!("token:{id}").as_str()));
+    let export = fx.send("GET", "/api/v1/audit/export.jsonl", &admin, None, None).await;
+    assert!(!export.text().contains(&token));
+}
+
+#[tokio::test]
+async fn admins_manage_users_and_every_change_is_audited() {
+    let fx = Fx::new(AuthConfig::default());
+    fx.user("root", Role::Admin, None);
+    let (c, _) = fx.login("root", PASSWORD).await;
+    let admin = Cred::Cookie(c);
+    let post = |body: Value| {
+        let (fx, admin) = (&fx, admin.clone());
+        async move { fx.send("POST", "/api/v1/users", &admin, Some(body), None).await }
+    };
+    for (body, field) in [
+        (json!({"username": "a b", "password": PASSWORD, "role": "viewer"}), "username"),
+        (json!({"username": "dave", "password": "short", "role": "viewer"}), "password"),
+        (json!({"username": "dave", "password": PASSWORD, "role": "platform"}), "role"),
+        (json!({"username": "dave", "password": PASSWORD, "role": "viewer", "scope": {"cameras": ["nope"]}}), "scope"),
+        (json!({"username": "dave", "role": "viewer"}), "body"),
+    ] {
+        let e = post(body.clone()).await.error(StatusCode::BAD_REQUEST, "bad_request");
+        assert_eq!(e["parameter"], field, "{body}: {e}");
+    }
+    let r = post(json!({"username": "dave", "password": PASSWORD, "role": "operator", "scope": {"grid_cells": ["C3"]}})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let dave = r.json();
+    assert_schema("User", &dave);
+    let id = dave["id"].as_str().unwrap().to_string();
+    post(json!({"username": "DAVE", "password": PASSWORD, "role": "viewer"})).await.error(StatusCode::CONFLICT, "conflict");
+    // dave sees only cam1 (grid cell C3), and an event of cam2 tagged with C3.
+    let (dc, _) = fx.login("dave", PASSWORD).await;
+    let dave_c = Cred::Cookie(dc);
+    let tagged = fx.event_on("cam2", Some("C3"), OffsetDateTime::now_utc() - Duration::minutes(1), false);
+    let evs = fx.send("GET", "/api/v1/events?limit=500", &dave_c, None, None).await.json();
+    let seen: BTreeSet<String> = evs["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+    assert!(seen.contains(&tagged.to_string()) && seen.contains(&fx.event["cam1"].to_string()) && !seen.contains(&fx.event["cam2"].to_string()));
+    assert_eq!(fx.send("GET", &format!("/api/v1/events/{tagged}"), &dave_c, None, None).await.status, StatusCode::OK);
+    let feed = fx.send("GET", "/api/v1/feed", &dave_c, None, None).await.json();
+    assert!(feed["changes"].as_array().unwrap().iter().any(|c| c["event_id"] == tagged.to_string().as_str()));
+    assert!(feed["changes"].as_array().unwrap().iter().all(|c| c["camera_id"] == "cam1" || c["grid_cell"] == "C3"));
+
+    // PATCH: role, scope back to all cameras (null), disabled, password; bad values named.
+    let patch = |body: Value| {
+        let (fx, admin, id) = (&fx, admin.clone(), id.clone());
+        async move { fx.send("PATCH", &format!("/api/v1/users/{id}"), &admin, Some(body), None).await }
+    };
+    patch(json!({})).await.error(StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(patch(json!({"role": "superuser"})).await.error(StatusCode::BAD_REQUEST, "bad_request")["parameter"], "role");
+    let v = patch(json!({"role": "viewer", "scope": null})).await.json();
+    assert_eq!((v["role"].as_str(), &v["scope"]), (Some("viewer"), &Value::Null));
+    // A role change applies to the live session at once.
+    fx.send("POST", &format!("/api/v1/events/{}/review", fx.event["cam2"]), &dave_c, Some(json!({"state": "acknowledged"})), None)
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
+    let v = patch(json!({"disabled": true})).await.json();
+    assert_eq!(v["disabled"], true);
+    fx.send("GET", "/api/v1/events", &dave_c, None, None).await.error(StatusCode::UNAUTHORIZED, "session_expired");
+    fx.send("POST", "/api/v1/auth/login", &Cred::None, Some(json!({"username": "dave", "password": PASSWORD})), None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    patch(json!({"disabled": false, "password": "a brand new secret"})).await;
+    fx.login("dave", "a brand new secret").await;
+
+    // Admins cannot lock themselves out.
+    let root_id = fx.state.store.user_by_name("root").unwrap().unwrap().id;
+    for body in [json!({"role": "viewer"}), json!({"disabled": true}), json!({"scope": {"cameras": ["cam1"]}})] {
+        fx.send("PATCH", &format!("/api/v1/users/{root_id}"), &admin, Some(body), None).await.error(StatusCode::CONFLICT, "self_lockout");
+    }
+    fx.send("DELETE", &format!("/api/v1/users/{root_id}"), &admin, None, None).await.error(StatusCode::CONFLICT, "self_lockout");
+
+    // Own password: wrong current one is a 400 (and counts as a failed login); tokens have none.
+    let wrong = json!({"current_password": "not it at all", "new_password": "another secret!"});
+    let e = fx.send("POST", "/api/v1/auth/password", &admin, Some(wrong), None).await.error(StatusCode::BAD_REQUEST, "wrong_password");
+    assert_eq!(e["parameter"], "current_password");
+    let weak = json!({"current_password": PASSWORD, "new_password": "short"});
+    fx.send("POST", "/api/v1/auth/password", &admin, Some(weak), None).await.error(StatusCode::BAD_REQUEST, "bad_request");
+    let (other, _) = fx.login("root", PASSWORD).await;
+    let change = json!({"current_password": PASSWORD, "new_password": "another secret!"});
+    assert_eq!(fx.send("POST", "/api/v1/auth/password", &admin, Some(change), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(fx.send("GET", "/api/v1/users", &admin, None, None).await.status, StatusCode::OK, "this session lives on");
+    fx.send("GET", "/api/v1/users", &Cred::Cookie(other), None, None).await.error(StatusCode::UNAUTHORIZED, "session_expired");
+    let tok = json!({"current_password": "x", "new_password": "another secret!"});
+    fx.send("POST", "/api/v1/auth/password", &Cred::Bearer(CONFIG_TOKEN.into()), Some(tok), None).await.error(StatusCode::BAD_REQUEST, "not_a_user");
+
+    // Delete: 204, then 404; sessions of the deleted user are gone.
+    let (dc, _) = fx.login("dave", "a brand new secret").await;
+    assert_eq!(fx.send("DELETE", &format!("/api/v1/users/{id}"), &admin, None, None).await.status, StatusCode::NO_CONTENT);
+    fx.send("GET", &format!("/api/v1/users/{id}"), &admin, None, None).await.error(StatusCode::NOT_FOUND, "not_found");
+    fx.send("GET", "/api/v1/events", &Cred::Cookie(dc), None, None).await.error(StatusCode::UNAUTHORIZED, "session_expired");
+
+    // The audit log has each change, by root, on dave.
+    let on_dave = crate::store::auth::AuditQuery { target: Some("user:dave".into()), limit: 100, ..Default::default() };
+    let entries = fx.state.store.audit_page(&on_dave).unwrap().entries;
+    let actions: Vec<(&str, &str)> = entries.iter().rev().map(|e| (e.action.as_str(), e.actor.as_str())).collect();
+    assert_eq!(
+        actions,
+        [
+            ("user_create", "user:root"),
+            ("login", "user:dave"),
+            ("user_update", "user:root"),
+            ("user_update", "user:root"),
+            ("login_failed", "anonymous"),
+            ("user_update", "user:root"),
+            ("login", "user:dave"),
+            ("login", "user:dave"),
+            ("user_delete", "user:root"),
+        ]
+    );
+    let upd = &entries.iter().find(|e| e.action == "user_update").unwrap().detail.as_ref().unwrap()["changed"];
+    assert_eq!(*upd, json!(["password", "disabled"]), "the newest update; never the password itself");
+    assert!(fx.audit("password_change").iter().any(|e| e.actor == "user:root"));
+}
+
+#[tokio::test]
+async fn review_workflow_records_who_when_and_why() {
+    let fx = Fx::new(AuthConfig::default());
+    fx.user("olga", Role::Operator, None);
+    let (c, _) = fx.login("olga", PASSWORD).await;
+    let op = Cred::Cookie(c);
+    let ev = fx.event["cam1"];
+    let uri = format!("/api/v1/events/{ev}/review");
+    let review = |state: &str, note: Option<&str>| {
+        let body = json!({"state": state, "note": note});
+        let (fx, op, uri) = (&fx, op.clone(), uri.clone());
+        async move { fx.send("POST", &uri, &op, Some(body), Some("10.2.2.2")).await }
+    };
+    assert_eq!(review("closed", None).await.error(StatusCode::BAD_REQUEST, "bad_request")["parameter"], "state");
+    assert_eq!(review("new", None).await.error(StatusCode::BAD_REQUEST, "bad_request")["parameter"], "state");
+    let long = "n".repeat(MAX_NOTE_CHARS + 1);
+    assert_eq!(review("acknowledged", Some(&long)).await.error(StatusCode::BAD_REQUEST, "bad_request")["parameter"], "note");
+    // new → acknowledged → resolved; then it is final.
+    fx.clock.advance(Duration::seconds(10));
+    let r = review("acknowledged", Some("  on my way  ")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let v = r.json();
+    assert_eq!((v["review"].as_str(), v["reviewed_by"].as_str(), v["review_note"].as_str()), (Some("acknowledged"), Some("olga"), Some("on my way")));
+    assert_eq!(v["reviewed_at"], rfc(fx.clock.now()));
+    assert_schema("Event", &v);
+    let e = review("acknowledged", None).await.error(StatusCode::CONFLICT, "invalid_transition");
+    assert!(e["message"].as_str().unwrap().contains("`acknowledged`") && e["message"].as_str().unwrap().contains("resolved, false_alarm"), "{e}");
+    let v = review("resolved", Some("handled by patrol 7")).await.json();
+    assert_eq!((v["review"].as_str(), v["review_note"].as_str()), (Some("resolved"), Some("handled by patrol 7")));
+    let e = review("false_alarm", None).await.error(StatusCode::CONFLICT, "invalid_transition");
+    assert!(e["message"].as_str().unwrap().contains("final"), "{e}");
+    // new → false_alarm directly, by a token (reviewed_by names the token).
+    let (_, t) = fx.token("ops-bot", Role::Operator, None);
+    let uri2 = format!("/api/v1/events/{}/review", fx.event["cam2"]);
+    let v = fx.send("POST", &uri2, &Cred::Bearer(t), Some(json!({"state": "false_alarm"})), None).await.json();
+    assert_eq!((v["review"].as_str(), v["reviewed_by"].as_str(), &v["review_note"]), (Some("false_alarm"), Some("token:ops-bot"), &Value::Null));
+    // Persisted: the event as served later, and in the list.
+    let got = fx.send("GET", &format!("/api/v1/events/{ev}"), &op, None, None).await.json();
+    assert_eq!((got["review"].as_str(), got["reviewed_by"].as_str()), (Some("resolved"), Some("olga")));
+    // Audited: from, to, note, camera, by whom, from where.
+    let entries = fx.audit("event_review");
+    let mine: Vec<_> = entries.iter().filter(|e| e.target.as_deref() == Some(&format!("event:{ev}"))).rev().collect();
+    assert_eq!(mine.len(), 2);
+    assert_eq!(mine[0].detail.as_ref().unwrap(), &json!({"from": "new", "to": "acknowledged", "note": "on my way", "camera_id": "cam1"}));
+    assert_eq!(mine[1].detail.as_ref().unwrap()["from"], "acknowledged");
+    assert_eq!((mine[0].actor.as_str(), mine[0].role.as_deref(), mine[0].address.as_deref()), ("user:olga", Some("operator"), Some("10.2.2.2")));
+}
+
+#[tokio::test]
+async fn audit_log_filters_pages_and_exports() {
+    let fx = Fx::new(AuthConfig::default());
+    let admin = Cred::Bearer(CONFIG_TOKEN.into());
+    fx.user("erin", Role::Viewer, None);
+    for i in 0..7 {
+        fx.clock.advance(Duration::seconds(1));
+        fx.send("POST", "/api/v1/auth/login", &Cred::None, Some(json!({"username": "erin", "password": if i % 2 == 0 { PASSWORD } else { "nope nope nope" }})), None).await;
+    }
+    let page = |q: &str| {
+        let (fx, admin) = (&fx, admin.clone());
+        let uri = format!("/api/v1/audit?{q}");
+        async move { fx.send("GET", &uri, &admin, None, None).await }
+    };
+    // Newest first, a cursor to the next page, filters by action / actor / target / time.
+    let mut seqs = Vec::new();
+    let mut q = "limit=3".to_string();
+    loop {
+        let v = page(&q).await.json();
+        for e in v["entries"].as_array().unwrap() {
+            assert_schema("AuditEntry", e);
+            seqs.push(e["seq"].as_i64().unwrap());
+        }
+        match v["next_before"].as_i64() {
+            Some(b) => q = format!("limit=3&before={b}"),
+            None => break,
+        }
+    }
+    assert_eq!(seqs.len(), 8, "user_create + 7 logins");
+    assert!(seqs.windows(2).all(|w| w[0] > w[1]));
+    assert_eq!(page("action=login").await.json()["entries"].as_array().unwrap().len(), 4);
+    assert_eq!(page("action=login_failed&actor=anonymous").await.json()["entries"].as_array().unwrap().len(), 3);
+    assert_eq!(page("target=user%3Aerin").await.json()["entries"].as_array().unwrap().len(), 8);
+    let since = rfc(fx.clock.now() - Duration::seconds(1));
+    assert_eq!(page(&format!("since={since}")).await.json()["entries"].as_array().unwrap().len(), 2);
+    assert_eq!(page("limit=0").await.error(StatusCode::BAD_REQUEST, "bad_request")["parameter"], "limit");
+    assert_eq!(page("who=x").await.error(StatusCode::BAD_REQUEST, "bad_request")["parameter"], "who");
+
+    // Exports: everything matching, oldest first.
+    let csv = fx.send("GET", "/api/v1/audit/export.csv?target=user%3Aerin", &admin, None, None).await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert_eq!(csv.header(header::CONTENT_TYPE), "text/csv; charset=utf-8");
+    assert!(csv.header(header::CONTENT_DISPOSITION).starts_with("attachment; filename=\"audit-"));
+    let text = csv.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "seq,at,actor,role,action,target,address,detail");
+    assert_eq!(lines.len(), 9);
+    assert!(lines[1].contains(",user_create,user:erin,"), "{}", lines[1]);
+    assert!(lines[8].contains(",user:erin,viewer,login,user:erin,"), "{}", lines[8]);
+    let jsonl = fx.send("GET", "/api/v1/audit/export.jsonl?action=login_failed", &admin, None, None).await;
+    assert_eq!(jsonl.header(header::CONTENT_TYPE), "application/x-ndjson");
+    let rows: Vec<crate::store::auth::AuditEntry> =
+        jsonl.text().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 3);
+    assert!(rows.windows(2).all(|w| w[0].seq < w[1].seq));
+    fx.send("GET", "/api/v1/audit/export.csv?limit=5", &admin, None, None).await.error(StatusCode::BAD_REQUEST, "bad_request");
+}
+
+/// The served JSON has exactly the fields docs/openapi.json declares for `schema`
+/// (every property required, nothing more).
+fn assert_schema(schema: &str, v: &Value) {
+    let spec: Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+    let s = &spec["components"]["schemas"][schema];
+    assert!(s.is_object(), "schema {schema} missing");
+    let keys = |x: &Value| -> BTreeSet<String> { x.as_object().unwrap().keys().cloned().collect() };
+    let required: BTreeSet<String> = s["required"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
+    assert_eq!(keys(&s["properties"]), required, "{schema}: every property is required");
+    assert_eq!(keys(v), required, "{schema}: served fields differ from the spec: {v}");
 }
