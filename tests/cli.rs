@@ -123,3 +123,139 @@ fn detect_prints_people_on_a_pets_video_and_rejects_bad_input() {
         assert!(err.contains(args[1]), "{err}");
     }
 }
+
+/// Runs `gridwatch <args> --config <cfg>` with `stdin` piped in → (exit code, stdout, stderr).
+fn run_stdin(args: &[&str], cfg: &std::path::Path, stdin: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(bin())
+        .args(args)
+        .arg("--config")
+        .arg(cfg)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// `gridwatch user` and `gridwatch token` beside the running appliance: the accounts they
+/// make work over real HTTP at once (login with a session cookie, a scoped platform token),
+/// revocation is immediate, failed logins from the real client address lock out, and every
+/// change is in the audit log.
+#[test]
+fn user_and_token_commands_work_beside_the_running_appliance() {
+    let cams = r#"
+[[cameras]]
+id = "gate"
+url = "/nonexistent/gate.mp4"
+grid_cell = "C3"
+models = ["coco"]
+reconnect_min_secs = 1.0
+reconnect_max_secs = 5.0
+"#;
+    let a = Appliance::start(cams);
+    let cfg = a.dir.path().join("gridwatch.toml");
+    let pw = "correct horse battery\n";
+
+    let (code, _, err) = run_stdin(&["user", "add", "--role", "admin", "--password-stdin", "root"], &cfg, pw);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("user `root` added: role admin, all cameras"), "{err}");
+    let (code, _, err) = run_stdin(&["user", "add", "--role", "admin", "--password-stdin", "ROOT"], &cfg, pw);
+    assert!(code != 0 && err.contains("exists already"), "{err}");
+    let (code, _, err) = run_stdin(&["user", "add", "--role", "viewer", "--password-stdin", "v"], &cfg, "short\n");
+    assert!(code != 0 && err.contains("at least 10"), "{err}");
+    let (code, _, err) = run_stdin(&["user", "add", "--role", "platform", "--password-stdin", "v"], &cfg, pw);
+    assert!(code != 0 && err.contains("--role"), "{err}");
+    let (code, _, err) = run_stdin(&["user", "add", "--role", "viewer", "--cameras", "nope", "--password-stdin", "v"], &cfg, pw);
+    assert!(code != 0 && err.contains("no camera `nope`"), "{err}");
+    let (code, _, err) = run_stdin(&["user", "add", "--role", "operator", "--grid-cells", "C3", "--password-stdin", "olga"], &cfg, pw);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run_stdin(&["user", "list"], &cfg, "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("root") && out.contains("admin") && out.contains("olga") && out.contains("grid cells C3"), "{out}");
+
+    // Log in over real HTTP; the cookie works on the API.
+    let client = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(10)).build().unwrap();
+    let login = |user: &str, password: &str| {
+        client.post(a.url("/api/v1/auth/login")).json(&serde_json::json!({"username": user, "password": password})).send().unwrap()
+    };
+    let r = login("olga", "correct horse battery");
+    assert_eq!(r.status().as_u16(), 200);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_string();
+    let me: serde_json::Value =
+        client.get(a.url("/api/v1/auth/me")).header("cookie", &cookie).send().unwrap().json().unwrap();
+    assert_eq!((me["name"].as_str(), me["role"].as_str()), (Some("olga"), Some("operator")));
+    assert_eq!(me["scope"], serde_json::json!({"cameras": [], "grid_cells": ["C3"]}));
+    let cams: serde_json::Value = client.get(a.url("/api/v1/cameras")).header("cookie", &cookie).send().unwrap().json().unwrap();
+    assert_eq!(cams["cameras"][0]["id"], "gate");
+    assert_eq!(client.get(a.url("/api/v1/users")).header("cookie", &cookie).send().unwrap().status().as_u16(), 403);
+
+    // A platform token limited to the camera: feed yes, users no; revoked from the CLI: 401.
+    let (code, out, err) = run_stdin(&["token", "create", "--name", "city", "--role", "platform", "--cameras", "gate"], &cfg, "");
+    assert_eq!(code, 0, "{err}");
+    let token = out.trim().to_string();
+    assert!(token.starts_with("gw_") && err.contains("role platform, cameras gate"), "{out}{err}");
+    let get = |path: &str, t: &str| client.get(a.url(path)).bearer_auth(t).send().unwrap().status().as_u16();
+    assert_eq!(get("/api/v1/feed", &token), 200);
+    assert_eq!(get("/api/v1/users", &token), 403);
+    let (code, out, _) = run_stdin(&["token", "list"], &cfg, "");
+    assert_eq!(code, 0);
+    let line = out.lines().find(|l| l.contains("city")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("platform") && line.contains("cameras gate"), "{line}");
+    let id = line.split_whitespace().next().unwrap().to_string();
+    let (code, _, err) = run_stdin(&["token", "revoke", &id], &cfg, "");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(get("/api/v1/feed", &token), 401);
+    let (code, _, err) = run_stdin(&["token", "revoke", &id], &cfg, "");
+    assert!(code != 0 && err.contains("no active token"), "{err}");
+    // The config's token keeps full access.
+    assert_eq!(get("/api/v1/users", TOKEN), 200);
+
+    // Five wrong passwords from this address lock it (the account too): 429 + Retry-After.
+    for _ in 0..4 {
+        assert_eq!(login("olga", "wrong password 1").status().as_u16(), 401);
+    }
+    let r = login("olga", "wrong password 1");
+    assert_eq!(r.status().as_u16(), 429);
+    assert_eq!(r.headers()["retry-after"], "900");
+    let e: serde_json::Value = r.json().unwrap();
+    assert!(["account_locked", "address_locked"].contains(&e["error"]["code"].as_str().unwrap()), "{e}");
+    assert_eq!(login("olga", "correct horse battery").status().as_u16(), 429, "locked even for the right password");
+    // An installer resets the password and lifts the account's lock; the address lock stays.
+    let (code, _, err) = run_stdin(&["user", "passwd", "--password-stdin", "olga"], &cfg, "a new long password\n");
+    assert_eq!(code, 0, "{err}");
+    let still: serde_json::Value = login("olga", "a new long password").json().unwrap();
+    assert_eq!(still["error"]["code"], "address_locked", "{still}");
+    assert_eq!(
+        client.get(a.url("/api/v1/auth/me")).header("cookie", &cookie).send().unwrap().status().as_u16(),
+        401,
+        "a new password ends the user's sessions"
+    );
+
+    // Audit: the CLI's changes (actor `cli`), the login, the failures from 127.0.0.1, the lockouts.
+    let audit: serde_json::Value = client.get(a.url("/api/v1/audit?limit=1000")).bearer_auth(TOKEN).send().unwrap().json().unwrap();
+    let entries = audit["entries"].as_array().unwrap();
+    let has = |action: &str, actor: &str| entries.iter().any(|e| e["action"] == action && e["actor"] == actor);
+    for (action, actor) in [
+        ("user_create", "cli"),
+        ("token_create", "cli"),
+        ("token_revoke", "cli"),
+        ("password_change", "cli"),
+        ("login", "user:olga"),
+        ("login_failed", "anonymous"),
+        ("login_lockout", "anonymous"),
+    ] {
+        assert!(has(action, actor), "no {action} by {actor} in {audit}");
+    }
+    assert!(entries.iter().any(|e| e["action"] == "login_failed" && e["address"] == "127.0.0.1"), "{audit}");
+    assert!(!audit.to_string().contains("correct horse") && !audit.to_string().contains(&token), "no secrets in the audit log");
+    // And the log names the failures and the lockout, without the passwords.
+    let logs = a.logs();
+    assert!(logs.contains("failed login") && logs.contains("login locked"), "{logs}");
+    assert!(!logs.contains("wrong password 1") && !logs.contains("correct horse"), "a password in the log:\n{logs}");
+}

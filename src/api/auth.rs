@@ -367,7 +367,7 @@ fn fmt_time(t: OffsetDateTime) -> String {
 
 /// The 429 of a locked account or address.
 fn locked(key: &str, until: OffsetDateTime, now: OffsetDateTime) -> ApiError {
-    let secs = (until - now).whole_seconds().max(1) as u64;
+    let secs = (until - now).as_seconds_f64().ceil().max(1.0) as u64;
     let (code, what) = match key.split_once(':') {
         Some(("account", name)) => ("account_locked", format!("account `{name}`")),
         Some((_, addr)) => ("address_locked", format!("address {addr}")),

@@ -759,3 +759,114 @@ impl Store {
         Ok(event)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::store::{hash_token, migrations, DB_FILE};
+    use crate::types::{Change, EventChange, Severity};
+
+    fn audit() -> NewAudit {
+        NewAudit::new("test", None, "test")
+    }
+
+    /// A database from before v6 (tokens without roles, events without reviewers) keeps
+    /// working: its tokens get role `admin` and every camera, its events review `new`.
+    #[test]
+    fn v5_tokens_keep_full_access_and_events_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            migrations::migrate_to(&mut c, 5).unwrap();
+            c.execute(
+                "INSERT INTO api_tokens (id, name, sha256, created_at) VALUES (?1, 'old', ?2, 0)",
+                params![Uuid::now_v7().to_string(), hash_token("gw_old")],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO events (id, camera_id, kind, severity, state, started_at, created_at, updated_at, review)
+                 VALUES (?1, 'cam', 'presence', 'low', 'ended', 0, 0, 0, 'acknowledged')",
+                params![Uuid::now_v7().to_string()],
+            )
+            .unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 6);
+        let t = s.active_token(&hash_token("gw_old")).unwrap().unwrap();
+        assert_eq!((t.role, t.scope, t.created_by), (Role::Admin, None, None));
+        let ev = &s.list_events(&crate::store::EventQuery { limit: 10, ..Default::default() }).unwrap().events[0];
+        assert_eq!((ev.review, ev.reviewed_by.as_deref(), ev.reviewed_at), (Review::Acknowledged, None, None));
+    }
+
+    #[test]
+    fn failures_lock_only_within_the_window_and_locks_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let p = LockoutPolicy { max_failures: 3, window: time::Duration::minutes(15), lockout: time::Duration::minutes(15) };
+        let keys = vec!["account:a".to_string()];
+        let t0 = datetime!(2026-05-01 10:00 UTC);
+        // Two failures, then the window passes: the count starts over.
+        assert!(s.login_failure(&keys, &p, t0).unwrap().is_empty());
+        assert!(s.login_failure(&keys, &p, t0 + time::Duration::minutes(10)).unwrap().is_empty());
+        let t1 = t0 + time::Duration::minutes(16);
+        assert!(s.login_failure(&keys, &p, t1).unwrap().is_empty(), "window passed: 1 of 3");
+        assert!(s.login_failure(&keys, &p, t1).unwrap().is_empty());
+        let locked = s.login_failure(&keys, &p, t1 + time::Duration::seconds(1)).unwrap();
+        let until = t1 + time::Duration::seconds(1) + time::Duration::minutes(15);
+        assert_eq!(locked, vec![("account:a".to_string(), until)]);
+        assert_eq!(s.login_lock(&keys, until - time::Duration::seconds(1)).unwrap(), Some(("account:a".into(), until)));
+        assert_eq!(s.login_lock(&keys, until).unwrap(), None, "the lock ends at `until`");
+        // Failures while locked do not extend it; success does not clear a lock.
+        assert!(s.login_failure(&keys, &p, until - time::Duration::seconds(5)).unwrap().is_empty());
+        s.login_success("account:a").unwrap();
+        assert!(s.login_lock(&keys, until - time::Duration::seconds(1)).unwrap().is_some());
+        assert!(s.login_unlock("account:a").unwrap());
+        assert_eq!(s.login_lock(&keys, until - time::Duration::seconds(1)).unwrap(), None);
+    }
+
+    #[test]
+    fn users_sessions_and_reviews() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let t = datetime!(2026-05-01 10:00 UTC);
+        let u = s.create_user("Alice", "$argon2id$x", Role::Operator, None, &audit(), t).unwrap();
+        assert!(matches!(s.create_user("alice", "h", Role::Viewer, None, &audit(), t), Err(StoreError::Conflict(_))));
+        assert!(matches!(s.create_user("bot", "h", Role::Platform, None, &audit(), t), Err(StoreError::Conflict(_))));
+        assert_eq!(s.user_credentials("ALICE").unwrap().unwrap().1, "$argon2id$x");
+        s.create_session("h1", u.id, t + time::Duration::hours(1), Some("10.0.0.1"), &audit(), t).unwrap();
+        s.create_session("h2", u.id, t + time::Duration::hours(1), None, &audit(), t).unwrap();
+        assert_eq!(s.session_user("h1", t).unwrap().unwrap().0.username, "Alice");
+        assert!(s.session_user("h1", t + time::Duration::hours(1)).unwrap().is_none(), "expired");
+        assert!(s.session_user("nope", t).unwrap().is_none());
+        // A new password ends the other sessions.
+        let upd = UserUpdate { password_hash: Some("new".into()), keep_session: Some("h1".into()), ..Default::default() };
+        s.update_user(u.id, &upd, &audit(), t).unwrap().unwrap();
+        assert!(s.session_user("h1", t).unwrap().is_some());
+        assert!(s.session_user("h2", t).unwrap().is_none());
+        assert_eq!(s.count_sessions(u.id, t).unwrap(), 1);
+        // Disabled users have no live session.
+        s.update_user(u.id, &UserUpdate { disabled: Some(false), ..Default::default() }, &audit(), t).unwrap();
+        assert!(s.session_user("h1", t).unwrap().is_some());
+        s.update_user(u.id, &UserUpdate { disabled: Some(true), ..Default::default() }, &audit(), t).unwrap();
+        assert!(s.session_user("h1", t).unwrap().is_none());
+        assert!(s.update_user(Uuid::now_v7(), &UserUpdate::default(), &audit(), t).unwrap().is_none());
+
+        let id = Uuid::now_v7();
+        s.apply(&EventChange::bare(id, Change::Started, "cam", "presence", Severity::High, t)).unwrap();
+        let a = NewAudit::new("user:Alice", Some(Role::Operator), "event_review").detail(serde_json::json!({"to": "resolved"}));
+        let ev = s.review_event(id, Review::Resolved, "Alice", Some("ok"), &a, t).unwrap();
+        assert_eq!((ev.review, ev.reviewed_by.as_deref(), ev.reviewed_at, ev.review_note.as_deref()), (Review::Resolved, Some("Alice"), Some(t), Some("ok")));
+        let e = s.review_event(id, Review::Acknowledged, "Alice", None, &a, t).unwrap_err();
+        assert!(matches!(e, StoreError::InvalidTransition { from: Review::Resolved, to: Review::Acknowledged, .. }), "{e}");
+        assert!(e.to_string().contains("final"), "{e}");
+        assert!(matches!(s.review_event(Uuid::now_v7(), Review::Resolved, "x", None, &a, t), Err(StoreError::EventNotFound(_))));
+        // One audit entry for the one change, with `from` filled in by the store.
+        let page = s.audit_page(&AuditQuery { action: Some("event_review".into()), limit: 10, ..Default::default() }).unwrap();
+        assert_eq!(page.entries.len(), 1);
+        assert_eq!(page.entries[0].detail.as_ref().unwrap()["from"], "new");
+        assert_eq!(s.get_event(id).unwrap().unwrap().review, Review::Resolved);
+    }
+}
