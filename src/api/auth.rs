@@ -526,7 +526,7 @@ pub(super) async fn login(
             s.login_success(&k)?;
         }
         s.create_session(&hash, uid, expires_at, addr.as_deref(), &audit, now)?;
-        Ok(s.user(uid)?.ok_or_else(|| ApiError::internal("user vanished during login"))?)
+        s.user(uid)?.ok_or_else(|| ApiError::internal("user vanished during login"))
     })
     .await?;
     tracing::info!(username = %user.username, role = %user.role, address = client.address.as_deref().unwrap_or("-"), "login");
