@@ -1024,6 +1024,18 @@ async fn review_workflow_records_who_when_and_why() {
     // Persisted: the event as served later, and in the list.
     let got = fx.send("GET", &format!("/api/v1/events/{ev}"), &op, None, None).await.json();
     assert_eq!((got["review"].as_str(), got["reviewed_by"].as_str()), (Some("resolved"), Some("olga")));
+    let by_state = |state: &str| {
+        let (fx, op, uri) = (&fx, op.clone(), format!("/api/v1/events?review={state}&limit=500"));
+        async move {
+            let v = fx.send("GET", &uri, &op, None, None).await.json();
+            v["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(by_state("resolved").await, [ev.to_string()]);
+    assert_eq!(by_state("false_alarm").await, [fx.event["cam2"].to_string()]);
+    assert!(by_state("new").await.is_empty());
+    let e = fx.send("GET", "/api/v1/events?review=done", &op, None, None).await.error(StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(e["parameter"], "review");
     // Audited: from, to, note, camera, by whom, from where.
     let entries = fx.audit("event_review");
     let mine: Vec<_> = entries.iter().filter(|e| e.target.as_deref() == Some(&format!("event:{ev}"))).rev().collect();

@@ -348,6 +348,14 @@ pub(crate) fn parse_event_query(raw: Option<&str>) -> Result<EventQuery, ApiErro
         match key.as_str() {
             "camera" => q.camera = Some(text(&value)?),
             "kind" => q.kind = Some(text(&value)?),
+            "review" => {
+                q.review = Some(Review::parse(&value).ok_or_else(|| {
+                    ApiError::bad_param(
+                        "review",
+                        format!("query parameter `review` must be `new`, `acknowledged`, `resolved` or `false_alarm`, got `{value}`"),
+                    )
+                })?)
+            }
             "since" => q.since = Some(time(&value)?),
             "until" => q.until = Some(time(&value)?),
             "before" => {
@@ -367,7 +375,7 @@ pub(crate) fn parse_event_query(raw: Option<&str>) -> Result<EventQuery, ApiErro
             _ => {
                 return Err(ApiError::bad_param(
                     &key,
-                    format!("unknown query parameter `{key}` (allowed: camera, kind, since, until, before, limit)"),
+                    format!("unknown query parameter `{key}` (allowed: camera, kind, review, since, until, before, limit)"),
                 ))
             }
         }

@@ -107,6 +107,8 @@ impl StoreError {
 pub struct EventQuery {
     pub camera: Option<String>,
     pub kind: Option<String>,
+    /// Only events in this review state.
+    pub review: Option<Review>,
     /// Events that started at or after this instant.
     pub since: Option<OffsetDateTime>,
     /// Events that started strictly before this instant.
@@ -633,6 +635,10 @@ impl Store {
         if let Some(k) = &q.kind {
             args.push(Value::Text(k.clone()));
             sql += &format!(" AND kind = ?{}", args.len());
+        }
+        if let Some(r) = q.review {
+            args.push(Value::Text(r.as_str().into()));
+            sql += &format!(" AND review = ?{}", args.len());
         }
         if let Some(t) = q.since {
             args.push(Value::Integer(to_ms(t)));
