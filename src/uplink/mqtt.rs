@@ -296,7 +296,8 @@ async fn drive(conn: Arc<Conn>, options: MqttOptions, connect_timeout_secs: u64,
             }
         };
         let was_up = lock(&conn.session).client.is_some();
-        lock(&conn.session).fail_all(&format!("connection lost: {error}"));
+        let why = if was_up { format!("connection lost: {error}") } else { format!("cannot connect: {error}") };
+        lock(&conn.session).fail_all(&why);
         conn.connected.send_replace(false);
         drop(events);
         failures += 1;
@@ -349,20 +350,21 @@ impl Sink for MqttSink {
         Box::pin(async move {
             let Some(mut task) = lock(&self.conn.task).take() else { return };
             if self.is_connected() {
-                match self.conn.publish(&self.availability_topic(), true, OFFLINE.as_bytes(), true) {
-                    Ok(ack) => {
-                        if !matches!(tokio::time::timeout(CLOSE_WAIT, ack).await, Ok(Ok(Ok(())))) {
-                            tracing::warn!(sink = %self.name, "`offline` was not acknowledged; the broker's last will says it");
-                        }
-                    }
-                    Err(e) => tracing::warn!(sink = %self.name, "cannot publish `offline`: {e}"),
-                }
+                let said = match self.conn.publish(&self.availability_topic(), true, OFFLINE.as_bytes(), true) {
+                    Ok(ack) => matches!(tokio::time::timeout(CLOSE_WAIT, ack).await, Ok(Ok(Ok(())))),
+                    Err(_) => false,
+                };
                 let client = lock(&self.conn.session).client.clone();
-                if let Some(c) = client {
-                    let _ = c.try_disconnect();
+                match client {
+                    // DISCONNECT (the broker discards the will); the task ends once it is written.
+                    Some(c) if said && c.try_disconnect().is_ok() => {
+                        let _ = tokio::time::timeout(CLOSE_WAIT, &mut task).await;
+                    }
+                    // Dropping the connection without DISCONNECT: the broker publishes the will.
+                    _ => tracing::warn!(sink = %self.name, "`offline` was not acknowledged; leaving it to the last will"),
                 }
             }
-            if tokio::time::timeout(CLOSE_WAIT, &mut task).await.is_err() {
+            if !task.is_finished() {
                 self.conn.stop.send_replace(true);
                 if tokio::time::timeout(CLOSE_WAIT, &mut task).await.is_err() {
                     task.abort();
