@@ -1258,6 +1258,10 @@ zone = "yard"
         assert_eq!(full.uplink.outbox_retention_days, UplinkConfig::default().outbox_retention_days);
         let w = &bare.uplink.webhooks[0];
         assert!(w.enabled && w.max_retry_hours == 72.0 && w.dead_letter_after == 3 && w.backoff_max_secs == 3600.0);
+        assert_eq!(format!("{:?}", full.uplink.mqtt), format!("{:?}", bare.uplink.mqtt));
+        let m = &bare.uplink.mqtt[0];
+        assert!(m.enabled && m.topic_prefix == "gridwatch" && m.keep_alive_secs == 30.0 && m.backoff_max_secs == 60.0);
+        assert_eq!(m.host_port(), Ok(("mqtt.grid.example.org".to_string(), 8883)));
         assert_eq!(a.rules.len(), 13);
         assert_eq!(a.zones.len(), 4);
         assert_eq!(a.lines.len(), 1);

@@ -427,8 +427,8 @@ mod tests {
         assert!(e("url = \"mqtt://b\"\nqos = 2").contains("qos"));
         assert!(e("url = \"mqtt://b\"\nusername = \"u\"\npassword_env = \"GRIDWATCH_TEST_UNSET_MQTT_PW\"")
             .contains("GRIDWATCH_TEST_UNSET_MQTT_PW"));
-        let dup = format!("url = \"mqtt://b\"\n[[uplink.webhooks]]\nname = \"m\"\nurl = \"http://x/y\"\nsecret = \"s\"");
-        assert!(e(&dup).contains("duplicate sink name"), "{}", e(&dup));
+        let dup = "url = \"mqtt://b\"\n[[uplink.webhooks]]\nname = \"m\"\nurl = \"http://x/y\"\nsecret = \"s\"";
+        assert!(e(dup).contains("duplicate sink name"), "{}", e(dup));
         let bad_box = Config::parse("box_id = \"a/b\"\ndata_dir = \"/tmp/x\"\n[models]\n[[uplink.mqtt]]\nname = \"m\"\nurl = \"mqtt://b\"\n", std::path::Path::new("/"));
         assert!(bad_box.unwrap_err().contains("box_id"));
         // Defaults, the TLS port and a relative ca_file resolved against the config's directory.
