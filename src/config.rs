@@ -478,11 +478,19 @@ pub struct UplinkConfig {
     pub outbox_retention_days: f64,
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
+    /// `[[uplink.mqtt]]`: MQTT brokers that get every change (QoS 1).
+    #[serde(default)]
+    pub mqtt: Vec<MqttConfig>,
 }
 
 impl Default for UplinkConfig {
     fn default() -> Self {
-        UplinkConfig { public_url: None, outbox_retention_days: default_outbox_retention_days(), webhooks: vec![] }
+        UplinkConfig {
+            public_url: None,
+            outbox_retention_days: default_outbox_retention_days(),
+            webhooks: vec![],
+            mqtt: vec![],
+        }
     }
 }
 
@@ -575,6 +583,107 @@ impl WebhookConfig {
     }
 }
 
+/// `[[uplink.mqtt]]`: one MQTT broker that gets every change, published at QoS 1 to
+/// `{topic_prefix}/{box_id}/events/{camera_id}` (camera status retained on
+/// `…/status/{camera_id}`), with a last will on `{topic_prefix}/{box_id}/availability`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Unique sink name (shared namespace with the webhooks); its delivery state is kept under it.
+    pub name: String,
+    /// `mqtt://host[:port]` (plain TCP, port 1883 by default) or `mqtts://host[:port]` (TLS,
+    /// port 8883 by default). No credentials in the URL: use `username` / `password`.
+    pub url: String,
+    /// MQTT client id. Default: `gridwatch-{box_id}-{name}`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password (never logged) …
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// … or the name of an environment variable holding it.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// PEM file with the CA certificate(s) the broker's certificate must chain to (only with
+    /// `mqtts://`). Default: the system's CA roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// First topic level. Default `gridwatch`.
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_secs: f64,
+    /// TCP + TLS + MQTT CONNECT limit of one connection attempt.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: f64,
+    /// How long one delivery attempt waits for the broker connection, then for the PUBACK.
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout_secs: f64,
+    #[serde(default = "default_backoff_min")]
+    pub backoff_min_secs: f64,
+    #[serde(default = "default_mqtt_backoff_max")]
+    pub backoff_max_secs: f64,
+    /// A change is retried until it is this old, then dead-lettered. Default 72.
+    #[serde(default = "default_max_retry_hours")]
+    pub max_retry_hours: f64,
+}
+
+fn default_topic_prefix() -> String {
+    "gridwatch".into()
+}
+fn default_keep_alive() -> f64 {
+    30.0
+}
+fn default_mqtt_backoff_max() -> f64 {
+    60.0
+}
+
+impl MqttConfig {
+    /// The password, from `password` or the environment variable `password_env` (None: none).
+    pub fn password_value(&self) -> Result<Option<Secret>, String> {
+        match (&self.password, &self.password_env) {
+            (Some(p), None) => Ok(Some(p.clone())),
+            (None, Some(var)) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(Some(Secret(v))),
+                _ => Err(format!("environment variable `{var}` (password_env) is not set or empty")),
+            },
+            (Some(_), Some(_)) => Err("give `password` or `password_env`, not both".into()),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Whether the URL asks for TLS (`mqtts://`).
+    pub fn tls(&self) -> bool {
+        self.url.starts_with("mqtts://")
+    }
+
+    /// (host, port) of the URL (validated by `Config::parse`).
+    pub fn host_port(&self) -> Result<(String, u16), String> {
+        let u = url::Url::parse(&self.url).map_err(|e| format!("not a URL: {e}"))?;
+        let tls = match u.scheme() {
+            "mqtt" => false,
+            "mqtts" => true,
+            _ => return Err("must be an mqtt:// or mqtts:// URL".into()),
+        };
+        let host = match u.host() {
+            Some(url::Host::Domain(d)) if !d.is_empty() => d.to_string(),
+            Some(url::Host::Ipv4(a)) => a.to_string(),
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            _ => return Err("must name a host".into()),
+        };
+        if !u.username().is_empty() || u.password().is_some() {
+            return Err("must not hold credentials (use `username` and `password`)".into());
+        }
+        if !matches!(u.path(), "" | "/") || u.query().is_some() || u.fragment().is_some() {
+            return Err("must be mqtt[s]://host[:port] without path, query or fragment".into());
+        }
+        Ok((host, u.port().unwrap_or(if tls { 8883 } else { 1883 })))
+    }
+}
+
 impl UplinkConfig {
     /// Base of the absolute media URLs (no trailing slash).
     pub fn public_url(&self, api: &ApiConfig) -> String {
@@ -624,6 +733,47 @@ impl UplinkConfig {
             }
             if w.dead_letter_after == 0 {
                 return Err(format!("{}: must be ≥ 1", at("dead_letter_after")));
+            }
+        }
+        for (i, m) in self.mqtt.iter().enumerate() {
+            let at = |f: &str| format!("field `uplink.mqtt[{i}].{f}` (mqtt sink `{}`)", m.name);
+            if m.name.is_empty() || !m.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(format!("{}: must be non-empty and use only letters, digits, '-' and '_'", at("name")));
+            }
+            if !names.insert(m.name.as_str()) {
+                return Err(format!("{}: duplicate sink name (webhooks and MQTT sinks share names)", at("name")));
+            }
+            m.host_port().map_err(|e| format!("{}: `{}` {e}", at("url"), crate::uplink::webhook::redact(&m.url)))?;
+            if let Some(id) = &m.client_id {
+                if id.is_empty() || id.len() > 128 {
+                    return Err(format!("{}: must be 1–128 characters", at("client_id")));
+                }
+            }
+            let password = m.password_value().map_err(|e| format!("{}: {e}", at("password")))?;
+            if password.is_some() && m.username.is_none() {
+                return Err(format!("{}: a password needs a `username`", at("password")));
+            }
+            if m.ca_file.is_some() && !m.tls() {
+                return Err(format!("{}: only used with an mqtts:// URL", at("ca_file")));
+            }
+            if m.topic_prefix.is_empty() || m.topic_prefix.contains(['+', '#', '\0']) || m.topic_prefix.ends_with('/') {
+                return Err(format!("{}: must be non-empty, without '+', '#' or a trailing '/'", at("topic_prefix")));
+            }
+            for (f, v) in [
+                ("connect_timeout_secs", m.connect_timeout_secs),
+                ("timeout_secs", m.timeout_secs),
+                ("backoff_min_secs", m.backoff_min_secs),
+                ("max_retry_hours", m.max_retry_hours),
+            ] {
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(format!("{}: must be > 0", at(f)));
+                }
+            }
+            if !(m.keep_alive_secs.is_finite() && (1.0..=65535.0).contains(&m.keep_alive_secs)) {
+                return Err(format!("{}: must be between 1 and 65535", at("keep_alive_secs")));
+            }
+            if !(m.backoff_max_secs.is_finite() && m.backoff_max_secs >= m.backoff_min_secs) {
+                return Err(format!("{}: must be ≥ backoff_min_secs", at("backoff_max_secs")));
             }
         }
         Ok(())
@@ -713,6 +863,11 @@ impl Config {
         let models: Vec<(String, PathBuf)> =
             cfg.models.iter().map(|(k, v)| (k.clone(), cfg.resolve(v))).collect();
         cfg.models = models.into_iter().collect();
+        let ca_files: Vec<Option<PathBuf>> =
+            cfg.uplink.mqtt.iter().map(|m| m.ca_file.as_deref().map(|p| cfg.resolve(p))).collect();
+        for (m, ca) in cfg.uplink.mqtt.iter_mut().zip(ca_files) {
+            m.ca_file = ca;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -748,6 +903,9 @@ impl Config {
             }
         }
         self.uplink.validate()?;
+        if !self.uplink.mqtt.is_empty() && self.box_id.contains(['+', '#', '/', '\0']) {
+            return Err("field `box_id`: must not contain '+', '#' or '/' with MQTT sinks (it is a topic level)".into());
+        }
         self.auth.validate()?;
         for (name, p) in &self.models {
             if !p.is_file() {
@@ -1194,6 +1352,10 @@ zone = "yard"
         assert_eq!(bare.auth, AuthConfig::default());
         let w = &bare.uplink.webhooks[0];
         assert!(w.enabled && w.max_retry_hours == 72.0 && w.dead_letter_after == 3 && w.backoff_max_secs == 3600.0);
+        assert_eq!(format!("{:?}", full.uplink.mqtt), format!("{:?}", bare.uplink.mqtt));
+        let m = &bare.uplink.mqtt[0];
+        assert!(m.enabled && m.topic_prefix == "gridwatch" && m.keep_alive_secs == 30.0 && m.backoff_max_secs == 60.0);
+        assert_eq!(m.host_port(), Ok(("mqtt.grid.example.org".to_string(), 8883)));
         assert_eq!(a.rules.len(), 13);
         assert_eq!(a.zones.len(), 4);
         assert_eq!(a.lines.len(), 1);

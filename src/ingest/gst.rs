@@ -379,7 +379,9 @@ pub fn discover_codec(path: &std::path::Path) -> Result<Option<&'static str>, In
     use gstreamer_pbutils as pbutils;
     use gstreamer_pbutils::prelude::*;
     init()?;
-    let uri = gst::glib::filename_to_uri(path, None)
+    // A file URI needs an absolute path (configs name files relative to themselves).
+    let abs = std::fs::canonicalize(path).map_err(|e| IngestError::Source(format!("{}: {e}", path.display())))?;
+    let uri = gst::glib::filename_to_uri(&abs, None)
         .map_err(|e| IngestError::Source(format!("{}: {e}", path.display())))?;
     let discoverer = pbutils::Discoverer::new(gst::ClockTime::from_seconds(10))
         .map_err(|e| IngestError::Gstreamer(format!("cannot create discoverer: {e}")))?;
@@ -394,4 +396,25 @@ pub fn discover_codec(path: &std::path::Path) -> Result<Option<&'static str>, In
         })
     });
     Ok(codec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discover_codec_handles_relative_paths_and_other_codecs() {
+        let mp4 = std::path::Path::new("test-videos/../test-videos/pets09-s2l1.mp4");
+        if !mp4.exists() || init().is_err() {
+            eprintln!("SKIP: test video or GStreamer missing (run `make setup`)");
+            return;
+        }
+        assert_eq!(discover_codec(mp4).unwrap(), Some("h264"), "a relative path (as configs give them)");
+        let avi = std::path::Path::new("/usr/share/doc/opencv-doc/examples/data/vtest.avi");
+        if avi.exists() {
+            assert_eq!(discover_codec(avi).unwrap(), None, "MS-MPEG4 is encoded once, not passed through");
+        }
+        let e = discover_codec(std::path::Path::new("no/such/file.mp4")).unwrap_err().to_string();
+        assert!(e.contains("no/such/file.mp4"), "{e}");
+    }
 }

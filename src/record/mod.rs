@@ -31,9 +31,6 @@ use crate::store::recordings::NewSegment;
 use crate::store::Store;
 use clock::Clock;
 
-/// Codec names stored in the index.
-pub const CODECS: [&str; 2] = ["h264", "h265"];
-
 /// Open/closed switch of one camera's record branch. Closed drops new footage (the disk is
 /// full and nothing can be evicted); on reopening, recording resumes at the next keyframe.
 #[derive(Debug, Clone)]
@@ -87,7 +84,6 @@ pub struct RecordSpec {
     /// `<data dir>/recordings/<camera>`; the pipeline adds `<YYYYMMDD>/<ms>-<n>.mp4`.
     pub dir: PathBuf,
     pub segment_ns: u64,
-    pub encode_bitrate_kbps: u32,
     pub gate: RecordGate,
     pub tx: mpsc::Sender<RecEvent>,
 }
@@ -125,7 +121,6 @@ impl Recorder {
             camera_id: cam.id.clone(),
             dir: store.recordings_dir().join(&cam.id),
             segment_ns: (cam.record.segment_secs * 1e9) as u64,
-            encode_bitrate_kbps: cam.record.encode_bitrate_kbps,
             gate,
             tx: self.tx.clone()?,
         })

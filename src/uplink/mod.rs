@@ -5,14 +5,16 @@
 //! * **Sinks** push the outbox: one [`worker`] per sink (per-camera order, retries with
 //!   backoff + jitter, dead letters, durable cursors) drives a [`sink::Sink`] that makes
 //!   single delivery attempts. [`webhook::WebhookSink`] POSTs signed envelopes
-//!   ([`signing`]). Another kind (MQTT) is another `Sink` implementation plus a config
-//!   block; the worker and the bookkeeping stay the same.
+//!   ([`signing`]); [`mqtt::MqttSink`] publishes them at QoS 1 to a broker (delivered on
+//!   PUBACK). Both are `Sink` implementations with a config block; the worker and the
+//!   bookkeeping are shared.
 //! * The **pull feed** (`GET /api/v1/feed`, `api::uplink`) serves the outbox by `seq`.
 //!
 //! [`Uplink`] runs the sinks on their own small tokio runtime and records camera status
 //! changes reported by the health registry (off the camera threads).
 
 pub mod bench;
+pub mod mqtt;
 pub mod signing;
 pub mod sink;
 pub mod webhook;
@@ -68,10 +70,12 @@ pub struct Uplink {
 }
 
 impl Uplink {
-    /// Starts the configured (enabled) webhook sinks with the system clock, records camera
-    /// status changes of `registry`, and prunes the outbox per `uplink.outbox_retention_days`.
+    /// Starts the configured (enabled) webhook and MQTT sinks with the system clock, records
+    /// camera status changes of `registry`, and prunes the outbox per
+    /// `uplink.outbox_retention_days`.
     pub fn start(cfg: &Config, store: &Store, registry: &Registry) -> anyhow::Result<Uplink> {
-        if cfg.uplink.public_url.is_none() && cfg.api.listen.ip().is_unspecified() && !cfg.uplink.webhooks.is_empty() {
+        let any_sink = !cfg.uplink.webhooks.is_empty() || !cfg.uplink.mqtt.is_empty();
+        if cfg.uplink.public_url.is_none() && cfg.api.listen.ip().is_unspecified() && any_sink {
             tracing::warn!(
                 "uplink.public_url is not set and api.listen is {}: media URLs in envelopes will not be reachable",
                 cfg.api.listen
@@ -81,6 +85,10 @@ impl Uplink {
         for w in cfg.uplink.webhooks.iter().filter(|w| w.enabled) {
             let s = webhook::WebhookSink::new(w).map_err(anyhow::Error::msg)?;
             sinks.push((Arc::new(s), Policy::for_webhook(w)));
+        }
+        for m in cfg.uplink.mqtt.iter().filter(|m| m.enabled) {
+            let s = mqtt::MqttSink::new(m, &cfg.box_id).map_err(anyhow::Error::msg)?;
+            sinks.push((Arc::new(s), Policy::for_mqtt(m)));
         }
         let retention = Duration::from_secs_f64(cfg.uplink.outbox_retention_days * 86400.0);
         let mut up = Self::start_sinks(store, sinks, Arc::new(SystemClock), Some(retention))?;

@@ -36,4 +36,12 @@ pub trait Sink: Send + Sync + 'static {
     fn target(&self) -> String;
     /// Makes one attempt at `now` (the worker's clock) to deliver `row`.
     fn deliver<'a>(&'a self, row: &'a OutboxRow, now: OffsetDateTime) -> BoxFuture<'a, Outcome>;
+    /// Called once by the worker when it starts, on the uplink runtime, before any `deliver`
+    /// (a sink with a standing connection starts it here). Default: nothing.
+    fn open(&self) {}
+    /// Called once by the worker when it stops, after the last `deliver`; bounded (a sink
+    /// with a standing connection says goodbye and closes it here). Default: nothing.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }

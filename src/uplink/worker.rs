@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::sink::{Outcome, Sink};
-use crate::config::WebhookConfig;
+use crate::config::{MqttConfig, WebhookConfig};
 use crate::record::clock::Clock;
 use crate::store::outbox::{CursorState, Failure, OutboxRow};
 use crate::store::{Store, StoreError};
@@ -52,6 +52,17 @@ impl Policy {
             backoff_max: Duration::from_secs_f64(cfg.backoff_max_secs),
             max_retry: Duration::from_secs_f64(cfg.max_retry_hours * 3600.0),
             dead_letter_after: cfg.dead_letter_after,
+            ..Policy::default()
+        }
+    }
+
+    /// MQTT: a PUBACK cannot refuse a change, so `dead_letter_after` only counts changes
+    /// too large to publish.
+    pub fn for_mqtt(cfg: &MqttConfig) -> Policy {
+        Policy {
+            backoff_min: Duration::from_secs_f64(cfg.backoff_min_secs),
+            backoff_max: Duration::from_secs_f64(cfg.backoff_max_secs),
+            max_retry: Duration::from_secs_f64(cfg.max_retry_hours * 3600.0),
             ..Policy::default()
         }
     }
@@ -169,7 +180,13 @@ async fn flush(sh: &Shared) {
     }
 }
 
-async fn run(sh: Arc<Shared>, start_seq: i64, mut shutdown: watch::Receiver<bool>) {
+async fn run(sh: Arc<Shared>, start_seq: i64, shutdown: watch::Receiver<bool>) {
+    sh.sink.open();
+    deliver_all(&sh, start_seq, shutdown).await;
+    sh.sink.close().await;
+}
+
+async fn deliver_all(sh: &Arc<Shared>, start_seq: i64, mut shutdown: watch::Receiver<bool>) {
     let name = sh.sink.name().to_string();
     let store = sh.store.clone();
     let n2 = name.clone();
@@ -215,7 +232,7 @@ async fn run(sh: Arc<Shared>, start_seq: i64, mut shutdown: watch::Receiver<bool
         }
         tokio::select! {
             r = signal.changed() => if r.is_err() { break },
-            _ = tick.tick() => flush(&sh).await,
+            _ = tick.tick() => flush(sh).await,
             _ = shutdown.changed() => break,
             Some(r) = lanes.join_next() => if let Err(e) = r {
                 tracing::error!(sink = %name, "uplink lane failed: {e}");
@@ -227,7 +244,7 @@ async fn run(sh: Arc<Shared>, start_seq: i64, mut shutdown: watch::Receiver<bool
             tracing::error!(sink = %name, "uplink lane failed: {e}");
         }
     }
-    flush(&sh).await;
+    flush(sh).await;
     tracing::info!(sink = %name, "uplink sink stopped");
 }
 
