@@ -464,8 +464,13 @@ fn ensure_token(cfg: &Config, store: &Store) -> anyhow::Result<String> {
              e.g. curl -H 'Authorization: Bearer {token}' http://{}/api/v1/cameras",
             cfg.api.listen
         ),
+        None if cfg.api.tokens_sha256.is_empty() && store.count_tokens()? == 0 && store.count_users()? == 0 => {
+            "auth: no API token or user exists; create one with `gridwatch token create --config <file>` \
+             or `gridwatch user add --config <file> …`"
+                .into()
+        }
         None if cfg.api.tokens_sha256.is_empty() && store.count_tokens()? == 0 => {
-            "auth: no API token exists; create one with `gridwatch token create --config <file>`".into()
+            "auth: log in as a user (POST /api/v1/auth/login) or create a token: gridwatch token create --config <file>".into()
         }
         None => "auth: send `Authorization: Bearer <token>` (create one: gridwatch token create --config <file>)".into(),
     })
