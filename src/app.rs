@@ -466,7 +466,7 @@ fn ensure_token(cfg: &Config, store: &Store) -> anyhow::Result<String> {
         ),
         None if cfg.api.tokens_sha256.is_empty() && store.count_tokens()? == 0 && store.count_users()? == 0 => {
             "auth: no API token or user exists; create one with `gridwatch token create --config <file>` \
-             or `gridwatch user add --config <file> …`"
+             or `gridwatch user add --config <file> --role admin <name>`"
                 .into()
         }
         None if cfg.api.tokens_sha256.is_empty() && store.count_tokens()? == 0 => {
