@@ -282,11 +282,8 @@ fn write_events(rx: mpsc::Receiver<StoreMsg>, store: Store, stats: Arc<Stats>, c
 fn write_with_retry<T>(store: &Store, what: &str, mut f: impl FnMut() -> Result<T, crate::store::StoreError>) -> Option<T> {
     let mut delay = Duration::from_millis(100);
     for attempt in 1.. {
-        match f() {
+        match store.with_reserve(&mut f) {
             Ok(v) => return Some(v),
-            Err(e) if e.is_disk_full() && store.release_reserve() => {
-                tracing::warn!("storing {what}: filesystem full; retrying with the reserve released");
-            }
             Err(e) if attempt < 5 => {
                 tracing::warn!("storing {what} failed (attempt {attempt}): {e}");
                 std::thread::sleep(delay);

@@ -251,22 +251,7 @@ mod tests {
 
     fn start(store: &Store, cam: &str) {
         store
-            .apply(&EventChange {
-                event_id: uuid::Uuid::now_v7(),
-                change: Change::Started,
-                camera_id: cam.into(),
-                grid_cell: None,
-                kind: "presence".into(),
-                severity: Severity::Low,
-                at: OffsetDateTime::now_utc(),
-                objects: vec![],
-                snapshot: None,
-                rule: None,
-                zone: None,
-                line: None,
-                detail: None,
-                caused_by: Instant::now(),
-            })
+            .apply(&EventChange::bare(uuid::Uuid::now_v7(), Change::Started, cam, "presence", Severity::Low, OffsetDateTime::now_utc()))
             .unwrap();
     }
 

@@ -329,10 +329,7 @@ impl Retention {
     /// Runs a database write; when the filesystem is full, releases the reserve and tries
     /// once more.
     fn db<T>(&self, mut f: impl FnMut(&Store) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        match f(&self.store) {
-            Err(e) if e.is_disk_full() && self.store.release_reserve() => f(&self.store),
-            r => r,
-        }
+        self.store.with_reserve(|| f(&self.store))
     }
 
     fn policy(&self, camera: &str) -> &Policy {

@@ -397,6 +397,15 @@ impl Store {
         }
     }
 
+    /// Runs a database write; if the filesystem is full, releases the reserve and runs it
+    /// once more. Every writer that must not fail for lack of space goes through this.
+    pub fn with_reserve<T>(&self, mut f: impl FnMut() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        match f() {
+            Err(e) if e.is_disk_full() && self.release_reserve() => f(),
+            r => r,
+        }
+    }
+
     /// Makes the reserve file `bytes` long (zeros, fsynced), so it really occupies the space;
     /// no-op when it already has that size. A partial reserve is removed on failure.
     pub fn ensure_reserve(&self, bytes: u64) -> Result<(), StoreError> {

@@ -200,7 +200,7 @@ fn status_writer(store: Store, rx: mpsc::Receiver<StatusMsg>) {
         }
         let mut delay = Duration::from_millis(100);
         for attempt in 1..=5 {
-            match store.append_camera_status(&cam, online, err.as_deref(), at) {
+            match store.with_reserve(|| store.append_camera_status(&cam, online, err.as_deref(), at)) {
                 Ok(_) => {
                     last.insert(cam.clone(), online);
                     break;
