@@ -8,6 +8,7 @@
 
 mod admin;
 pub(crate) mod auth;
+mod console;
 mod error;
 mod media;
 #[cfg(test)]
@@ -165,6 +166,9 @@ pub fn router(state: ApiState) -> Router {
         router = router.route(path, methods);
     }
     router
+        // The operator console (public: the page itself asks for a login).
+        .route("/", axum::routing::get(console::index))
+        .route("/ui/{*path}", axum::routing::get(console::file))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(log_request))
