@@ -4,7 +4,7 @@
 
 import { api, ApiError, setUnauthorizedHandler } from './api.js';
 import { t, getLang, setLang, LANGS } from './i18n.js';
-import { h, clear, select, typingInField } from './dom.js';
+import { h, fill, clear, select, typingInField } from './dom.js';
 import { Live } from './live.js';
 import * as incidents from './incidents.js';
 import * as cameras from './cameras.js';
@@ -318,7 +318,7 @@ async function boot() {
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) break;
       // The box is unreachable or failing: say so and retry.
-      clear(root).append(
+      fill(root, 
         h('div', { class: 'fatal', 'data-testid': 'boot-error' }, h('h1', null, 'gridwatch'), h('p', null, e instanceof ApiError ? e.display : String(e)), h('p', { class: 'muted' }, t('boot.retrying'))),
       );
       await new Promise((r) => setTimeout(r, 5000));

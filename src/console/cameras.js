@@ -7,7 +7,7 @@
 
 import { api, fetchBlob, ApiError } from './api.js';
 import { t } from './i18n.js';
-import { h, s, clear, select, fmtTime, typingInField } from './dom.js';
+import { h, fill, s, clear, select, fmtTime, typingInField } from './dom.js';
 
 const FRAME_MS = 1000;
 const HEALTH_MS = 3000;
@@ -52,7 +52,7 @@ function overlay(cam) {
     el.style.top = `${(y * 100).toFixed(2)}%`;
     return el;
   };
-  const labels = [...zones.map((z) => label(z.name, z.points, 'zone')), ...lines.map((l) => label(l.name, l.points, 'line'))];
+  const labels = [...zones.map((z) => label(z.name, z.points, 'zone')), ...lines.map((l) => label(l.name, l.points, 'line'))].filter(Boolean);
   return { svg, labels };
 }
 
@@ -90,7 +90,7 @@ function fillTile(tile, cam) {
   tile.stateEl.textContent = t(`camstate.${cam.state}`);
   const num = (v, d = 1) => (Number.isFinite(v) ? v.toFixed(d) : '—');
   const item = (label, value, title) => h('span', { class: 'hitem', title: title || label }, h('span', { class: 'muted' }, label), ' ', value);
-  clear(tile.health).append(
+  fill(tile.health, 
     item(t('cameras.fps'), num(cam.fps)),
     item(t('cameras.infer'), `${num(cam.infer_ms, 0)} ms`),
     item(t('cameras.analysed'), String(cam.frames_analysed ?? '—')),
@@ -119,7 +119,8 @@ async function refreshFrame(tile) {
     return;
   }
   // A camera that is down: look less often (its last frame does not change).
-  if (state === 'offline' && tile.url && tickNo % 5 !== 0) return;
+  if (state === 'offline' && tile.tried && tickNo % 5 !== 0) return;
+  tile.tried = true;
   tile.busy = true;
   try {
     const blob = await fetchBlob(`/api/v1/cameras/${encodeURIComponent(tile.cam.id)}/latest.jpg`, { query: { t: Date.now() } });

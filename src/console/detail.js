@@ -3,7 +3,7 @@
 
 import { probeMedia, ApiError } from './api.js';
 import { t } from './i18n.js';
-import { h, s, clear, fmtTime, fmtDuration, kindLabel } from './dom.js';
+import { h, fill, s, clear, fmtTime, fmtDuration, kindLabel } from './dom.js';
 
 /** Transitions the workflow allows (src/types.rs `Review::can_become`). */
 export function canBecome(from, to) {
@@ -127,7 +127,7 @@ export function createDetail(container, ctx, ev, handlers) {
     ),
     h('div', { class: 'detail-cols' }, h('section', null, h('h3', null, t('detail.rule')), ruleBox), h('section', null, h('h3', null, t('detail.objects')), objects)),
   );
-  clear(container).append(root);
+  fill(container, root);
 
   function setClipStatus(text, kind = 'info') {
     clipStatus.textContent = text || '';
@@ -169,10 +169,10 @@ export function createDetail(container, ctx, ev, handlers) {
   }
 
   function renderHead() {
-    clear(title).append(kindLabel(event.kind), ' ', severityBadge(event.severity), ' ', stateBadge(event.state));
+    fill(title, kindLabel(event.kind), ' ', severityBadge(event.severity), ' ', stateBadge(event.state));
     root.setAttribute('data-state', event.state);
     const cam = ctx.cameraName(event.camera_id);
-    clear(meta).append(
+    fill(meta, 
       h('span', { class: 'cam' }, cam, cam !== event.camera_id ? h('span', { class: 'muted' }, ` (${event.camera_id})`) : null),
       event.grid_cell ? h('span', { class: 'cell' }, `${t('common.grid_cell')} ${event.grid_cell}`) : null,
       h('span', null, `${t('detail.started')} ${fmtTime(event.started_at)}`),
@@ -187,12 +187,12 @@ export function createDetail(container, ctx, ev, handlers) {
     reviewState.setAttribute('data-review', event.review);
     reviewState.textContent = t(`review.${event.review}`);
     if (event.reviewed_by) {
-      clear(reviewBy).append(
+      fill(reviewBy, 
         t('review.by', { who: event.reviewed_by, when: fmtTime(event.reviewed_at) }),
         event.review_note ? h('q', { class: 'review-note-text' }, event.review_note) : null,
       );
     } else {
-      clear(reviewBy).append(h('span', { class: 'muted' }, t('review.not_yet')));
+      fill(reviewBy, h('span', { class: 'muted' }, t('review.not_yet')));
     }
     for (const b of reviewButtons) b.disabled = !canBecome(event.review, b.getAttribute('data-state'));
     if (note) note.disabled = !['new', 'acknowledged'].includes(event.review);
@@ -207,13 +207,13 @@ export function createDetail(container, ctx, ev, handlers) {
     if (event.detail && typeof event.detail === 'object') {
       for (const [k, v] of Object.entries(event.detail)) rows.push([k, fmtDetailValue(v)]);
     }
-    clear(ruleBox).append(rows.map(([k, v]) => [h('dt', null, k), h('dd', null, v)]));
+    fill(ruleBox, rows.map(([k, v]) => [h('dt', null, k), h('dd', null, v)]));
   }
 
   function renderObjects() {
     const objs = event.objects || [];
     const pct = (v) => `${(v * 100).toFixed(0)}%`;
-    clear(objects).append(
+    fill(objects, 
       h('thead', null, h('tr', null, h('th', null, t('objects.class')), h('th', null, t('objects.score')), h('th', null, t('objects.box')), h('th', null, t('objects.track')))),
       h(
         'tbody',

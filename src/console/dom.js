@@ -46,6 +46,13 @@ export function clear(el) {
   return el;
 }
 
+/** Replaces `el`'s children (null/false children are skipped, unlike `Element.append`). */
+export function fill(el, ...children) {
+  clear(el);
+  append(el, children);
+  return el;
+}
+
 const pad = (n, w = 2) => String(n).padStart(w, '0');
 
 /** Local time `YYYY-MM-DD HH:MM:SS` (unambiguous in both languages). */

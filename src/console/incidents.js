@@ -4,7 +4,7 @@
 
 import { api, ApiError } from './api.js';
 import { t } from './i18n.js';
-import { h, clear, select, fmtTime, fmtDuration, fromLocalInput, typingInField, kindLabel } from './dom.js';
+import { h, fill, clear, select, fmtTime, fmtDuration, fromLocalInput, typingInField, kindLabel } from './dom.js';
 import { createDetail, canBecome, eventDuration, severityBadge, reviewBadge, stateBadge, NO_IMAGE } from './detail.js';
 
 export const KINDS = ['intrusion', 'line_crossing', 'loitering', 'crowd', 'congestion', 'presence', 'wrong_way', 'stalled_vehicle', 'fall', 'fire', 'camera_offline', 'camera_tamper'];
@@ -221,7 +221,7 @@ function fillRow(row, ev) {
     row._thumb.src = `/api/v1/events/${encodeURIComponent(ev.id)}/snapshot.jpg`;
     row._snap = true;
   }
-  clear(row).append(
+  fill(row, 
     row._thumb,
     h(
       'div',
@@ -303,18 +303,18 @@ async function showDetail(id) {
   if (detail) detail.dispose();
   detail = null;
   if (!id) {
-    clear(view.detail).append(h('div', { class: 'placeholder', 'data-testid': 'detail-placeholder' }, h('p', null, t('incidents.pick')), h('p', { class: 'muted' }, t('incidents.pick_keys'))));
+    fill(view.detail, h('div', { class: 'placeholder', 'data-testid': 'detail-placeholder' }, h('p', null, t('incidents.pick')), h('p', { class: 'muted' }, t('incidents.pick_keys'))));
     return;
   }
   select_(id);
   let ev = events.find((e) => e.id === id);
   if (!ev) {
-    clear(view.detail).append(h('p', { class: 'placeholder' }, t('common.loading')));
+    fill(view.detail, h('p', { class: 'placeholder' }, t('common.loading')));
     try {
       ev = await api(`/api/v1/events/${encodeURIComponent(id)}`);
     } catch (e) {
       if (openId !== id || !view) return;
-      clear(view.detail).append(h('div', { class: 'placeholder error', 'data-testid': 'detail-error' }, e instanceof ApiError ? e.display : String(e)));
+      fill(view.detail, h('div', { class: 'placeholder error', 'data-testid': 'detail-error' }, e instanceof ApiError ? e.display : String(e)));
       return;
     }
     if (openId !== id || !view) return;
@@ -434,7 +434,7 @@ export function mount(container, context, arg) {
   view.section = h(
     'section',
     { class: 'incidents' },
-    h('div', { class: 'list-pane' }, view.filters, h('div', { class: 'list-head' }, h('h1', null, t('incidents.title')), view.status), view.error, list, view.empty, more),
+    h('div', { class: 'list-pane' }, view.filters, h('div', { class: 'list-head' }, h('h1', null, t('incidents.title')), view.status), view.error, h('div', { class: 'list-scroll' }, list, view.empty, more)),
     view.detail,
   );
   container.append(view.section);

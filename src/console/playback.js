@@ -255,7 +255,7 @@ export function mount(container, context) {
   cur = -1;
   const cams = ctx.cameras.map((c) => [c.id, `${c.name && c.name !== c.id ? `${c.name} (${c.id})` : c.id}${c.records === false ? ` — ${t('cameras.not_recording')}` : ''}`]);
   if (!settings.camera || !ctx.cameras.some((c) => c.id === settings.camera)) {
-    const rec = ctx.cameras.find((c) => c.records !== false);
+    const rec = ctx.cameras.find((c) => c.records !== false && c.state === 'online') || ctx.cameras.find((c) => c.records !== false);
     settings.camera = rec ? rec.id : (ctx.cameras[0] && ctx.cameras[0].id) || '';
   }
   if (!settings.time) settings.time = toLocalInput(new Date(Date.now() - 5 * 60e3));

@@ -3,7 +3,7 @@
 
 import { api, ApiError } from './api.js';
 import { t } from './i18n.js';
-import { h, clear, select, fmtTime } from './dom.js';
+import { h, fill, clear, select, fmtTime } from './dom.js';
 import { barChart, lineChart, legend, PALETTE } from './chart.js';
 
 const PERIODS = { '1h': 3600e3, '24h': 86400e3, '7d': 7 * 86400e3, '30d': 30 * 86400e3 };
@@ -128,7 +128,7 @@ function draw() {
   countSeries.forEach((se, i) => (se.color = PALETTE[i % PALETTE.length]));
   const w = width(view.countsBox);
   const cChart = barChart({ testid: 'counts-chart', title: t('stats.counts_title'), width: w, height: 240, xs, series: countSeries, fmtX: fmtX(bucket), fmtTip: fmtTip(bucket) });
-  clear(view.countsBox).append(
+  fill(view.countsBox, 
     data.countsError ? h('p', { class: 'form-error', role: 'alert' }, data.countsError) : null,
     cChart,
     countSeries.length ? legend(countSeries, 'counts-legend') : h('p', { class: 'muted chart-empty' }, t('stats.no_counts')),
@@ -172,7 +172,7 @@ function draw() {
     occSeries.push({ label: `${se.label} (${t('stats.peak')})`, data: se.peak, color: se.color, dashed: true, attrs: { ...se.attrs, 'data-stat': 'max' } });
   });
   const oChart = lineChart({ testid: 'occupancy-chart', title: t('stats.occupancy_title'), width: width(view.occBox), height: 220, xs, series: occSeries, fmtX: fmtX(bucket), fmtTip: fmtTip(bucket) });
-  clear(view.occBox).append(
+  fill(view.occBox, 
     data.occupancyError ? h('p', { class: 'form-error', role: 'alert' }, data.occupancyError) : null,
     oChart,
     occSeries.length ? legend(occSeries, 'occupancy-legend') : h('p', { class: 'muted chart-empty' }, t('stats.no_occupancy')),
