@@ -48,7 +48,7 @@ const en = {
   'role.operator': 'operator',
   'role.installer': 'installer',
   'role.admin': 'admin',
-  'role.undefined': '',
+  'role.platform': 'platform',
 
   'live.title': 'Live updates from the box (event stream)',
   'live.open': 'Live',
@@ -281,7 +281,7 @@ const zh = {
   'role.operator': '值守员',
   'role.installer': '安装员',
   'role.admin': '管理员',
-  'role.undefined': '',
+  'role.platform': '平台',
 
   'live.title': '来自设备的实时更新（事件流）',
   'live.open': '实时',
