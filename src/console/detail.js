@@ -1,7 +1,7 @@
 // One incident in detail (`#/incidents/<id>`): snapshot, clip, objects, rule and the
 // review workflow. Created by incidents.js, which owns the list and the shortcuts.
 
-import { probeMedia, ApiError } from './api.js';
+import { probeMedia } from './api.js';
 import { t } from './i18n.js';
 import { h, fill, s, clear, fmtTime, fmtDuration, kindLabel } from './dom.js';
 
@@ -244,6 +244,9 @@ export function createDetail(container, ctx, ev, handlers) {
   return {
     id: ev.id,
     root,
+    get event() {
+      return event;
+    },
     /** New data for the same event (live change, review done). */
     update(next) {
       const wasActive = event.state === 'active';
@@ -287,4 +290,3 @@ export function createDetail(container, ctx, ev, handlers) {
   };
 }
 
-export { ApiError };

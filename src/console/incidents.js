@@ -348,7 +348,7 @@ async function review(id, state) {
     ctx.toast(t('review.no_permission'), 'error');
     return;
   }
-  const ev = events.find((e) => e.id === id) || (detail && detail.id === id ? null : undefined);
+  const ev = events.find((e) => e.id === id) || (detail && detail.id === id ? detail.event : null);
   if (ev && !canBecome(ev.review, state)) {
     ctx.toast(t('review.not_allowed', { from: t(`review.${ev.review}`), to: t(`review.${state}`) }), 'error');
     return;
@@ -484,6 +484,8 @@ export function onKey(e) {
     return;
   }
   const k = e.key;
+  // Enter on a focused button or link activates it, not the shortcut.
+  if ((k === 'Enter' || k === ' ') && e.target instanceof Element && e.target.closest('button, a, video')) return;
   const target = openId || selectedId;
   const act = (fn) => {
     e.preventDefault();
