@@ -486,6 +486,7 @@ export function onKey(e) {
   const k = e.key;
   // Enter on a focused button or link activates it, not the shortcut.
   if ((k === 'Enter' || k === ' ') && e.target instanceof Element && e.target.closest('button, a, video')) return;
+  if (k.startsWith('Arrow') && e.target instanceof Element && e.target.closest('video')) return;
   const target = openId || selectedId;
   const act = (fn) => {
     e.preventDefault();
