@@ -89,7 +89,8 @@ const en = {
   'kind.wrong_way': 'Wrong way',
   'kind.stalled_vehicle': 'Stalled vehicle',
   'kind.fall': 'Fall',
-  'kind.fire': 'Fire / smoke',
+  'kind.fire': 'Fire',
+  'kind.smoke': 'Smoke',
   'kind.camera_offline': 'Camera offline',
   'kind.camera_tamper': 'Camera tampering',
 
@@ -322,7 +323,8 @@ const zh = {
   'kind.wrong_way': '逆行',
   'kind.stalled_vehicle': '车辆违停',
   'kind.fall': '跌倒',
-  'kind.fire': '烟火',
+  'kind.fire': '火焰',
+  'kind.smoke': '烟雾',
   'kind.camera_offline': '摄像机离线',
   'kind.camera_tamper': '摄像机遮挡/移位',
 
