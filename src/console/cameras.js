@@ -5,9 +5,9 @@
 // once a second for the tiles on screen only, and not at all while the tab is hidden.
 // See docs/console.md for why this is not a video stream.
 
-import { api, fetchBlob, ApiError } from './api.js';
+import { fetchBlob, ApiError } from './api.js';
 import { t } from './i18n.js';
-import { h, fill, s, clear, select, fmtTime, typingInField } from './dom.js';
+import { h, fill, s, select, fmtTime, typingInField } from './dom.js';
 
 const FRAME_MS = 1000;
 const HEALTH_MS = 3000;

@@ -3,7 +3,7 @@
 
 import { probeMedia } from './api.js';
 import { t } from './i18n.js';
-import { h, fill, s, clear, fmtTime, fmtDuration, kindLabel } from './dom.js';
+import { h, fill, s, fmtTime, fmtDuration, kindLabel } from './dom.js';
 
 /** Transitions the workflow allows (src/types.rs `Review::can_become`). */
 export function canBecome(from, to) {

@@ -4,7 +4,7 @@
 
 import { api, ApiError } from './api.js';
 import { t } from './i18n.js';
-import { h, fill, clear, select, fmtTime, fmtDuration, fromLocalInput, typingInField, kindLabel } from './dom.js';
+import { h, fill, select, fmtTime, fmtDuration, fromLocalInput, typingInField, kindLabel } from './dom.js';
 import { createDetail, canBecome, eventDuration, severityBadge, reviewBadge, stateBadge, NO_IMAGE } from './detail.js';
 
 export const KINDS = ['intrusion', 'line_crossing', 'loitering', 'crowd', 'congestion', 'presence', 'wrong_way', 'stalled_vehicle', 'fall', 'fire', 'smoke', 'camera_offline', 'camera_tamper'];

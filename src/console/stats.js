@@ -3,7 +3,7 @@
 
 import { api, ApiError } from './api.js';
 import { t } from './i18n.js';
-import { h, fill, clear, select, fmtTime } from './dom.js';
+import { h, fill, select, fmtTime } from './dom.js';
 import { barChart, lineChart, legend, PALETTE } from './chart.js';
 
 const PERIODS = { '1h': 3600e3, '24h': 86400e3, '7d': 7 * 86400e3, '30d': 30 * 86400e3 };
