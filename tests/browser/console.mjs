@@ -36,6 +36,7 @@ const OUT = env('GW_OUT_DIR');
 const CHROMIUM = env('GW_CHROMIUM', '/usr/bin/chromium');
 const LIVE_SECS = Number(env('GW_LIVE_SECS', '90'));
 const CLIP_SECS = Number(env('GW_CLIP_SECS', '90'));
+const NOTE = 'checked on camera, person on the walkway';
 const SMALL = { width: 1366, height: 768 };
 const LARGE = { width: 1920, height: 1080 };
 
@@ -304,9 +305,14 @@ try {
   await shot('incident-clip');
 
   // ---- review: acknowledge this one, mark another a false alarm (keyboard) --------------
-  begin('acknowledge the incident');
+  begin('acknowledge the incident with a note (n focuses the note)');
   const ackBtn = page.locator(tid('review-acknowledge'));
   if (await ackBtn.isDisabled()) fail('review-acknowledge is disabled on a new incident');
+  await page.evaluate(() => document.activeElement?.blur());
+  await page.keyboard.press('n');
+  const noteFocused = await page.evaluate((s) => document.activeElement === document.querySelector(s), `textarea${tid('review-note')}`);
+  if (!noteFocused) fail(`pressing n did not focus textarea[data-testid=review-note] (focus is on ${await page.evaluate(() => document.activeElement?.outerHTML.slice(0, 120))})`);
+  await page.keyboard.type(NOTE);
   await ackBtn.click();
   await waitFor('review-state data-review="acknowledged"', (s) => document.querySelector(s)?.dataset.review === 'acknowledged', tid('review-state'), 10, async () =>
     `review-state data-review=${await attr(tid('review-state'), 'data-review')}`,
@@ -355,7 +361,7 @@ try {
       `review-state data-review=${await attr(tid('review-state'), 'data-review')}`,
     );
   }
-  summary.reviewed = { acknowledged: ackId, false_alarm: falseId };
+  summary.reviewed = { acknowledged: ackId, false_alarm: falseId, note: NOTE };
 
   // ---- cameras ----------------------------------------------------------------------------
   begin('cameras page: tile online, live image, zones and lines drawn');
@@ -456,6 +462,7 @@ try {
   summary.ok = false;
   summary.failed_step = step;
   summary.error = e instanceof StepError ? e.message : `${e.name}: ${e.message.split('\n').slice(0, 6).join(' | ')}`;
+  summary.error = summary.error.replace(/\u001b\[[0-9;]*m/g, "");
   if (problems.length) summary.problems = problems;
   try {
     await page.screenshot({ path: join(OUT, 'failure.png') });
