@@ -386,7 +386,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 
     let registry = Registry::new();
     for cam in &cfg.cameras {
-        registry.register(CameraHealth::new(cam));
+        registry.register(CameraHealth { records: cam.records(&cfg.base_dir), ..CameraHealth::new(cam) });
     }
     let uplink = crate::uplink::Uplink::start(&cfg, &store, &registry)?;
     let opts = DetectorOptions {

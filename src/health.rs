@@ -42,6 +42,19 @@ pub struct CameraHealth {
     /// Mean inference time of recent frames (ms).
     pub infer_ms: f64,
     pub reconnects: u64,
+    /// Whether the camera records continuously (its events have clips).
+    pub records: bool,
+    /// The camera's zones and lines from the config (normalised 0–1 image coordinates), for
+    /// drawing over its view.
+    pub zones: Vec<Shape>,
+    pub lines: Vec<Shape>,
+}
+
+/// A named zone polygon or line polyline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Shape {
+    pub name: String,
+    pub points: Vec<[f64; 2]>,
 }
 
 #[derive(Default)]
@@ -133,6 +146,8 @@ impl Registry {
 }
 
 impl CameraHealth {
+    /// The health of `cam` before it starts; `records` is set by the caller, which knows
+    /// the config's base dir (`CameraConfig::records`).
     pub fn new(cam: &crate::config::CameraConfig) -> Self {
         CameraHealth {
             id: cam.id.clone(),
@@ -149,6 +164,9 @@ impl CameraHealth {
             frames_dropped: 0,
             infer_ms: 0.0,
             reconnects: 0,
+            records: false,
+            zones: cam.zones.iter().map(|z| Shape { name: z.name.clone(), points: z.points.clone() }).collect(),
+            lines: cam.lines.iter().map(|l| Shape { name: l.name.clone(), points: l.points.clone() }).collect(),
         }
     }
 }

@@ -228,7 +228,17 @@ impl Fx {
         let resp = self.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+        let mut body = Vec::new();
+        let mut stream = resp.into_body();
+        if headers.get(header::CONTENT_TYPE).is_some_and(|v| v == "text/event-stream") {
+            // An event stream stays open: take what arrives until it goes quiet.
+            let quiet = std::time::Duration::from_millis(300);
+            while let Ok(Some(Ok(frame))) = tokio::time::timeout(quiet, stream.frame()).await {
+                body.extend(frame.into_data().unwrap_or_default());
+            }
+        } else {
+            body = stream.collect().await.unwrap().to_bytes().to_vec();
+        }
         Resp { status, headers, body }
     }
 
@@ -264,7 +274,17 @@ impl Resp {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+    /// The JSON body; an event stream's `data` lines as `{"changes": [...]}`.
     fn json(&self) -> Value {
+        if self.header(header::CONTENT_TYPE) == "text/event-stream" {
+            let text = self.text();
+            let changes: Vec<Value> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("event data not JSON ({e}): {d}")))
+                .collect();
+            return json!({ "changes": changes });
+        }
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
     fn header(&self, name: header::HeaderName) -> &str {
@@ -391,6 +411,7 @@ fn cases() -> Vec<Case> {
         c("GET", "/api/v1/recordings/export.mp4", "see", Kind::Id, pending),
         c("GET", "/api/v1/recordings/{id}/segment.mp4", "see", Kind::Id, ok200),
         c("GET", "/api/v1/feed", "see", Kind::List(|v| ids(v, "changes", "camera_id")), ok200),
+        c("GET", "/api/v1/events/stream", "see", Kind::List(|v| ids(v, "changes", "camera_id")), ok200),
         c("GET", "/api/v1/uplink", "monitor", Kind::Plain, ok200),
         c("GET", "/metrics", "monitor", Kind::Plain, ok200),
         c("POST", "/api/v1/auth/login", "public", Kind::Plain, ok200),
@@ -424,6 +445,7 @@ async fn request(fx: &Fx, case: &Case, target: Target, who: Option<&Who>) -> (St
         (_, "/api/v1/cameras/{id}") => (format!("/api/v1/cameras/{cam}"), None, None),
         (_, "/api/v1/cameras/{id}/latest.jpg") => (format!("/api/v1/cameras/{cam}/latest.jpg"), None, None),
         (_, "/api/v1/events/{id}") => (format!("/api/v1/events/{event}"), None, None),
+        (_, "/api/v1/events/stream") => ("/api/v1/events/stream?after=0".into(), None, None),
         (_, "/api/v1/events/{id}/snapshot.jpg") => (format!("/api/v1/events/{event}/snapshot.jpg"), None, None),
         (_, "/api/v1/events/{id}/clip.mp4") => (format!("/api/v1/events/{event}/clip.mp4"), None, None),
         (_, "/api/v1/events/{id}/review") => {
@@ -547,7 +569,7 @@ async fn check(fx: &Fx, case: &Case, who: Option<&Who>, log: &mut Vec<String>) {
                 assert_eq!(r.status.as_u16(), (case.ok)(who.unwrap()), "{ctx}");
                 let got = cams(&r.json());
                 // Lists with a `camera` parameter are asked for cam2 alone when Out.
-                let filtered = target == Target::Out && !matches!(case.path, "/api/v1/feed" | "/api/v1/cameras");
+                let filtered = target == Target::Out && !matches!(case.path, "/api/v1/feed" | "/api/v1/events/stream" | "/api/v1/cameras");
                 let expected: BTreeSet<String> = match (filtered, sees_out) {
                     (false, true) => ["cam1", "cam2"].map(String::from).into(),
                     (false, false) => ["cam1"].map(String::from).into(),

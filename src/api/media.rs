@@ -9,9 +9,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
@@ -126,16 +124,6 @@ pub(crate) fn parse_range(header: Option<&str>, total: u64) -> ByteRange {
     }
 }
 
-/// Chunks read from a file on blocking threads.
-struct ChunkStream(tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>);
-
-impl futures_core::Stream for ChunkStream {
-    type Item = std::io::Result<Bytes>;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx)
-    }
-}
-
 /// A body streaming `len` bytes of `file` from `offset`. Each chunk is read on a blocking
 /// thread; a slow client holds no thread while it waits. Stops when the client goes away.
 fn file_body(file: File, offset: u64, len: u64) -> Body {
@@ -169,7 +157,7 @@ fn file_body(file: File, offset: u64, len: u64) -> Body {
             pos += n as u64;
         }
     });
-    Body::from_stream(ChunkStream(rx))
+    Body::from_stream(super::RxStream(rx))
 }
 
 /// A JSON error with status 416 and `Content-Range: bytes */total`.

@@ -41,7 +41,7 @@ pub use media::MediaSettings;
 use crate::auth::Permission;
 use crate::health::{CameraHealth, CameraState, Registry};
 use crate::store::{self, Bucket, CountQuery, CountRow, EventQuery, OccupancyQuery, OccupancyRow, Store};
-use crate::types::{Event, Review};
+use crate::types::{Event, Review, Severity};
 use auth::{Access, Client, JsonBody};
 
 /// The OpenAPI 3.1 description of this API, served at `/api/v1/openapi.json`.
@@ -107,6 +107,7 @@ pub(crate) fn routes() -> Vec<RouteDef> {
         r("/api/v1/cameras/{id}", vec![op(get.clone(), Needs(See), get_camera)]),
         r("/api/v1/cameras/{id}/latest.jpg", vec![op(get.clone(), Needs(See), latest_jpg)]),
         r("/api/v1/events", vec![op(get.clone(), Needs(See), list_events)]),
+        r("/api/v1/events/stream", vec![op(get.clone(), Needs(See), uplink::stream)]),
         r("/api/v1/events/{id}", vec![op(get.clone(), Needs(See), get_event)]),
         r("/api/v1/events/{id}/snapshot.jpg", vec![op(get.clone(), Needs(See), snapshot_jpg)]),
         r("/api/v1/events/{id}/review", vec![op(post.clone(), Needs(Rev), review_event)]),
@@ -215,6 +216,16 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 /// Runs blocking work (database, file I/O, JPEG encoding) off the async workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("blocking task failed: {e}")))?
+}
+
+/// The receiving end of a channel as a `Stream` (bodies and event streams fed by a task).
+pub(crate) struct RxStream<T>(tokio::sync::mpsc::Receiver<T>);
+
+impl<T> futures_core::Stream for RxStream<T> {
+    type Item = T;
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
+        self.0.poll_recv(cx)
+    }
 }
 
 fn path_param(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
@@ -352,6 +363,15 @@ pub(crate) fn parse_event_query(raw: Option<&str>) -> Result<EventQuery, ApiErro
         match key.as_str() {
             "camera" => q.camera = Some(text(&value)?),
             "kind" => q.kind = Some(text(&value)?),
+            "grid_cell" => q.grid_cell = Some(text(&value)?),
+            "severity" => {
+                q.severity = Some(Severity::parse(&value).ok_or_else(|| {
+                    ApiError::bad_param(
+                        "severity",
+                        format!("query parameter `severity` must be `info`, `low`, `medium`, `high` or `critical`, got `{value}`"),
+                    )
+                })?)
+            }
             "review" => {
                 q.review = Some(Review::parse(&value).ok_or_else(|| {
                     ApiError::bad_param(
@@ -379,7 +399,7 @@ pub(crate) fn parse_event_query(raw: Option<&str>) -> Result<EventQuery, ApiErro
             _ => {
                 return Err(ApiError::bad_param(
                     &key,
-                    format!("unknown query parameter `{key}` (allowed: camera, kind, review, since, until, before, limit)"),
+                    format!("unknown query parameter `{key}` (allowed: camera, grid_cell, kind, severity, review, since, until, before, limit)"),
                 ))
             }
         }

@@ -411,6 +411,10 @@ fn query_parser_unit() {
     assert_eq!(q.camera.as_deref(), Some("a b"));
     assert_eq!(q.kind.as_deref(), Some("presence"));
     assert_eq!((q.before_seq, q.limit), (Some(7), 3));
+    let q = parse_event_query(Some("severity=high&grid_cell=B7")).unwrap();
+    assert_eq!((q.severity, q.grid_cell.as_deref()), (Some(crate::types::Severity::High), Some("B7")));
+    let e = parse_event_query(Some("severity=urgent")).unwrap_err();
+    assert!(e.to_string().contains("`severity`") && e.to_string().contains("urgent"), "{e}");
 }
 
 #[tokio::test]

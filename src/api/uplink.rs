@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Serialize;
@@ -264,6 +265,83 @@ mod tests {
         (status, ct, body)
     }
 
+    /// Opens the event stream with `headers`; returns the status and a reader of its body.
+    async fn open_stream(st: &ApiState, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, Body) {
+        let mut req = Request::get(uri).header("authorization", format!("Bearer {TOKEN}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = super::super::router(st.clone()).oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        (resp.status(), resp.into_body())
+    }
+
+    /// Reads the stream until `n` `change` messages arrived: their (id, envelope).
+    async fn changes(body: &mut Body, n: usize) -> Vec<(i64, serde_json::Value)> {
+        let (mut text, mut out) = (String::new(), Vec::new());
+        while out.len() < n {
+            let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+                .await
+                .unwrap_or_else(|_| panic!("no change within 5 s; got so far: {text}"))
+                .expect("stream ended early")
+                .unwrap();
+            text.push_str(std::str::from_utf8(&frame.into_data().unwrap()).unwrap());
+            while let Some(end) = text.find("\n\n") {
+                let msg: String = text.drain(..end + 2).collect();
+                let field = |name: &str| msg.lines().find_map(|l| l.strip_prefix(name)).map(str::to_string);
+                if field("event: ").as_deref() == Some("change") {
+                    let id = field("id: ").unwrap().parse().unwrap();
+                    out.push((id, serde_json::from_str(&field("data: ").unwrap()).unwrap()));
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn event_stream_sends_new_changes_live_and_resumes_after_last_event_id() {
+        let (_d, st) = state();
+        start(&st.store, "a"); // before the stream opens: not sent without a cursor
+        let (status, mut body) = open_stream(&st, "/api/v1/events/stream", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        let store = st.store.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            start(&store, "b");
+            start(&store, "a");
+        });
+        let got = changes(&mut body, 2).await;
+        assert_eq!(got.iter().map(|(_, e)| e["camera_id"].as_str().unwrap()).collect::<Vec<_>>(), ["b", "a"]);
+        assert!(got.iter().all(|(id, e)| e["seq"] == *id && e["change"] == "started"));
+
+        // A reconnect with Last-Event-ID gets what came after it, and nothing before.
+        let first = got[0].0.to_string();
+        let (_, mut body) = open_stream(&st, "/api/v1/events/stream", &[("last-event-id", &first)]).await;
+        assert_eq!(changes(&mut body, 1).await[0].0, got[1].0);
+        let (_, mut body) = open_stream(&st, "/api/v1/events/stream?after=0", &[]).await;
+        assert_eq!(changes(&mut body, 3).await.len(), 3);
+
+        for (uri, headers, param) in [
+            ("/api/v1/events/stream?after=-1", vec![], "after"),
+            ("/api/v1/events/stream?since=1", vec![], "since"),
+            ("/api/v1/events/stream", vec![("last-event-id", "x")], "Last-Event-ID"),
+        ] {
+            let (status, body) = open_stream(&st, uri, &headers).await;
+            let text = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {text}");
+            assert!(text.contains(param), "{uri}: {text}");
+        }
+
+        // Shutting down ends open streams (graceful shutdown does not wait on them).
+        let (_, mut body) = open_stream(&st, "/api/v1/events/stream", &[]).await;
+        st.store.close_feed();
+        let end = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(f) = body.frame().await {
+                f.unwrap();
+            }
+        });
+        end.await.expect("the stream ends when the box shuts down");
+    }
+
     #[tokio::test]
     async fn feed_pages_every_change_once_and_long_polls() {
         let (_d, st) = state();
@@ -386,4 +464,99 @@ mod tests {
         }
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
+}
+
+/// How long one event stream stays open before the server ends it; the browser reconnects
+/// at once with `Last-Event-ID`, which re-checks the session (a revoked or expired session
+/// gets its 401 within this time) and loses nothing.
+pub const STREAM_MAX_SECS: u64 = 300;
+/// Comment lines sent on an idle stream so proxies and browsers keep it open.
+const STREAM_KEEPALIVE_SECS: u64 = 15;
+
+/// Where an event stream starts: after `Last-Event-ID` (a reconnect), after `?after=`, or
+/// after the newest change (only what happens from now on).
+pub(crate) fn parse_stream_start(raw: Option<&str>, last_event_id: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let cursor = |name: &str, v: &str| {
+        v.trim().parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::bad_param(name, format!("`{name}` must be a non-negative integer (an event stream id), got `{v}`"))
+        })
+    };
+    let mut after = None;
+    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "after" if after.is_none() => after = Some(cursor("after", &value)?),
+            "after" => return Err(ApiError::bad_param("after", "query parameter `after` given more than once")),
+            k => return Err(ApiError::bad_param(k, format!("unknown query parameter `{k}` (allowed: after)"))),
+        }
+    }
+    match last_event_id {
+        Some(v) => Ok(Some(cursor("Last-Event-ID", v)?)),
+        None => Ok(after),
+    }
+}
+
+/// `GET /api/v1/events/stream`: Server-Sent Events, one `change` message per outbox change
+/// (the feed's envelope as `data`, its seq as `id`), limited to the principal's cameras.
+pub(super) async fn stream(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    headers: axum::http::HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let last_id = headers.get("last-event-id").map(|v| v.to_str().unwrap_or("invalid"));
+    let start = parse_stream_start(raw.as_deref(), last_id)?;
+    let s = st.store.clone();
+    let mut after = match start {
+        Some(n) => n,
+        None => blocking(move || Ok(s.outbox_last_seq()?)).await?,
+    };
+    let filter = p.filter(&st.registry);
+    let mut until = tokio::time::Instant::now() + Duration::from_secs(STREAM_MAX_SECS);
+    if let Some((_, expires)) = &p.session {
+        let left = (*expires - OffsetDateTime::now_utc()).whole_milliseconds().max(0) as u64;
+        until = until.min(tokio::time::Instant::now() + Duration::from_millis(left));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, std::convert::Infallible>>(16);
+    let store = st.store.clone();
+    tokio::spawn(async move {
+        let mut signal = store.feed_signal();
+        let _ = tx.send(Ok(Event::default().retry(Duration::from_secs(2)).comment("gridwatch events"))).await;
+        loop {
+            let sig = *signal.borrow_and_update();
+            if sig.closing {
+                return;
+            }
+            let (s, f) = (store.clone(), filter.clone());
+            let page = match blocking(move || {
+                Ok(match &f {
+                    None => s.feed_page(after, FEED_DEFAULT_LIMIT)?,
+                    Some(f) => s.feed_page_in(after, FEED_DEFAULT_LIMIT, f)?,
+                })
+            })
+            .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "event stream: reading changes failed; closing the stream");
+                    return;
+                }
+            };
+            for (seq, env) in &page.changes {
+                if tx.send(Ok(Event::default().event("change").id(seq.to_string()).data(env))).await.is_err() {
+                    return;
+                }
+            }
+            after = page.next;
+            if page.more {
+                continue;
+            }
+            tokio::select! {
+                r = signal.changed() => if r.is_err() { return },
+                _ = tx.closed() => return,
+                _ = tokio::time::sleep_until(until) => return,
+            }
+        }
+    });
+    let keep = KeepAlive::new().interval(Duration::from_secs(STREAM_KEEPALIVE_SECS));
+    Ok(Sse::new(super::RxStream(rx)).keep_alive(keep).into_response())
 }

@@ -755,7 +755,9 @@ impl Store {
             .query_row(&format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"), params![id_s], row_to_raw)
             .map_err(sql("read back reviewed event"))?
             .into_event()?;
+        let seq = self.outbox_review(&tx, &event)?;
         tx.commit().map_err(sql("commit review"))?;
+        self.outbox_committed(seq);
         Ok(event)
     }
 }
@@ -868,5 +870,12 @@ mod tests {
         assert_eq!(page.entries.len(), 1);
         assert_eq!(page.entries[0].detail.as_ref().unwrap()["from"], "new");
         assert_eq!(s.get_event(id).unwrap().unwrap().review, Review::Resolved);
+        // The transition goes upstream too (change `reviewed`), once, after the `started`.
+        let feed = s.feed_page(0, 10).unwrap();
+        let envs: Vec<serde_json::Value> = feed.changes.iter().map(|(_, e)| serde_json::from_str(e).unwrap()).collect();
+        assert_eq!(envs.iter().map(|e| e["change"].as_str().unwrap()).collect::<Vec<_>>(), ["started", "reviewed"]);
+        let r = &envs[1];
+        assert_eq!((&r["review"], &r["reviewed_by"], &r["review_note"]), (&"resolved".into(), &"Alice".into(), &"ok".into()));
+        assert_eq!(r["at"], envs[0]["at"], "a review's `at` is when it was made (here the event's start time t)");
     }
 }

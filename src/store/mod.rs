@@ -107,6 +107,8 @@ impl StoreError {
 pub struct EventQuery {
     pub camera: Option<String>,
     pub kind: Option<String>,
+    pub severity: Option<Severity>,
+    pub grid_cell: Option<String>,
     /// Only events in this review state.
     pub review: Option<Review>,
     /// Events that started at or after this instant.
@@ -644,6 +646,14 @@ impl Store {
         if let Some(k) = &q.kind {
             args.push(Value::Text(k.clone()));
             sql += &format!(" AND kind = ?{}", args.len());
+        }
+        if let Some(v) = q.severity {
+            args.push(Value::Text(v.as_str().into()));
+            sql += &format!(" AND severity = ?{}", args.len());
+        }
+        if let Some(g) = &q.grid_cell {
+            args.push(Value::Text(g.clone()));
+            sql += &format!(" AND grid_cell = ?{}", args.len());
         }
         if let Some(r) = q.review {
             args.push(Value::Text(r.as_str().into()));

@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{from_ms, lock, to_ms, Store, StoreError};
-use crate::types::{Change, Detection, Event, Severity};
+use crate::types::{Change, Detection, Event, Review, Severity};
 
 /// Version of the envelope schema (`version` field); bumped on incompatible changes only.
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -85,7 +85,8 @@ pub struct Envelope {
     /// the pull feed's cursor.
     pub seq: i64,
     pub box_id: String,
-    /// `started`, `updated`, `ended` (events) or `online`, `offline` (kind `camera_status`).
+    /// `started`, `updated`, `ended`, `reviewed` (events) or `online`, `offline` (kind
+    /// `camera_status`).
     pub change: String,
     /// Event kind (e.g. `crowd`), or `camera_status`.
     pub kind: String,
@@ -118,6 +119,16 @@ pub struct Envelope {
     pub clip_url: Option<String>,
     /// Why a camera went offline (camera status only).
     pub error: Option<String>,
+    /// The event's review state (`new`, `acknowledged`, `resolved`, `false_alarm`) and its
+    /// last transition; a `reviewed` change carries the transition just made.
+    #[serde(default)]
+    pub review: Option<Review>,
+    #[serde(default)]
+    pub reviewed_by: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub reviewed_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub review_note: Option<String>,
 }
 
 /// One outbox row as read by the delivery workers.
@@ -282,7 +293,17 @@ impl UplinkContext {
             snapshot_url: ev.snapshot.as_ref().map(|_| self.url(&format!("/api/v1/events/{}/snapshot.jpg", ev.id))),
             clip_url: cam.filter(|c| c.records).map(|_| self.url(&format!("/api/v1/events/{}/clip.mp4", ev.id))),
             error: None,
+            review: Some(ev.review),
+            reviewed_by: ev.reviewed_by.clone(),
+            reviewed_at: ev.reviewed_at,
+            review_note: ev.review_note.clone(),
         }
+    }
+
+    /// The envelope of a review transition (change `reviewed`), made at `ev.reviewed_at`.
+    pub fn review_envelope(&self, ev: &Event, recorded_at: OffsetDateTime) -> Envelope {
+        let at = ev.reviewed_at.unwrap_or(recorded_at);
+        Envelope { change: "reviewed".into(), ..self.event_envelope(ev, Change::Updated, at, recorded_at) }
     }
 
     /// The envelope of a camera going online or offline.
@@ -322,6 +343,10 @@ impl UplinkContext {
             snapshot_url: None,
             clip_url: None,
             error: if online { None } else { error.map(str::to_string) },
+            review: None,
+            reviewed_by: None,
+            reviewed_at: None,
+            review_note: None,
         }
     }
 }
@@ -369,6 +394,11 @@ impl Store {
     pub(super) fn outbox_event(&self, conn: &Connection, ev: &Event, change: Change, at: OffsetDateTime) -> Result<i64, StoreError> {
         let env = self.uplink_context().event_envelope(ev, change, at, OffsetDateTime::now_utc());
         insert_envelope(conn, env)
+    }
+
+    /// Appends the outbox row of a review transition inside `review_event`'s transaction.
+    pub(super) fn outbox_review(&self, conn: &Connection, ev: &Event) -> Result<i64, StoreError> {
+        insert_envelope(conn, self.uplink_context().review_envelope(ev, OffsetDateTime::now_utc()))
     }
 
     /// Wakes feed long-polls and delivery workers after a commit that appended `seq`.

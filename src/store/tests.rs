@@ -141,8 +141,11 @@ fn pagination_and_filters() {
     for i in 0..25i64 {
         let cam = if i % 2 == 0 { "cam1" } else { "cam2" };
         let kind = if i % 5 == 0 { "loitering" } else { "presence" };
-        let e =
-            s.apply(&change(Uuid::now_v7(), Change::Started, cam, kind, base + time::Duration::minutes(i))).unwrap();
+        let mut c = change(Uuid::now_v7(), Change::Started, cam, kind, base + time::Duration::minutes(i));
+        if i % 3 == 0 {
+            (c.severity, c.grid_cell) = (Severity::High, Some("C2".into()));
+        }
+        let e = s.apply(&c).unwrap();
         ids.push(e.seq);
     }
     // Walk all pages of 10: newest first, no duplicates, cursor ends.
@@ -195,6 +198,13 @@ fn pagination_and_filters() {
         })
         .unwrap();
     assert_eq!(p.events.len(), 2); // i = 5, 15
+
+    let p = s.list_events(&EventQuery { severity: Some(Severity::High), limit: 100, ..Default::default() }).unwrap();
+    assert_eq!(p.events.len(), 9); // i = 0, 3, …, 24
+    assert!(p.events.iter().all(|e| e.severity == Severity::High));
+    let p = s.list_events(&EventQuery { grid_cell: Some("B7".into()), limit: 100, ..Default::default() }).unwrap();
+    assert_eq!(p.events.len(), 16);
+    assert!(p.events.iter().all(|e| e.grid_cell.as_deref() == Some("B7")));
 }
 
 #[test]

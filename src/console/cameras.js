@@ -1,0 +1,259 @@
+// Cameras (`#/cameras`): one tile per camera with its live picture, zones and lines drawn
+// over it, and its health.
+//
+// The live picture is the latest analysed frame as a JPEG (`latest.jpg`), fetched about
+// once a second for the tiles on screen only, and not at all while the tab is hidden.
+// See docs/console.md for why this is not a video stream.
+
+import { api, fetchBlob, ApiError } from './api.js';
+import { t } from './i18n.js';
+import { h, fill, s, clear, select, fmtTime, typingInField } from './dom.js';
+
+const FRAME_MS = 1000;
+const HEALTH_MS = 3000;
+const LAYOUTS = ['auto', '1', '2', '3', '4'];
+const LAYOUT_KEY = 'gw.cameras.layout';
+
+let ctx = null;
+let view = null;
+let tiles = new Map(); // camera id → tile state
+let frameTimer = null;
+let healthTimer = null;
+let observer = null;
+let unsubLive = null;
+let focused = null;
+let tickNo = 0;
+
+function layout() {
+  const l = localStorage.getItem(LAYOUT_KEY);
+  return LAYOUTS.includes(l) ? l : 'auto';
+}
+
+function points(p) {
+  return (p || []).map(([x, y]) => `${x},${y}`).join(' ');
+}
+
+function overlay(cam) {
+  const zones = cam.zones || [];
+  const lines = cam.lines || [];
+  const svg = s(
+    'svg',
+    { class: 'overlay', 'data-testid': 'overlay', viewBox: '0 0 1 1', preserveAspectRatio: 'none', 'aria-hidden': 'true' },
+    zones.map((z) => s('polygon', { class: 'zone', points: points(z.points), 'data-name': z.name })),
+    lines.map((l) => s('polyline', { class: 'line', points: points(l.points), 'data-name': l.name })),
+  );
+  // Names as HTML (SVG text would be stretched by the non-uniform viewBox).
+  const label = (name, pts, cls) => {
+    if (!pts || !pts.length) return null;
+    const x = pts.reduce((a, p) => a + p[0], 0) / pts.length;
+    const y = pts.reduce((a, p) => a + p[1], 0) / pts.length;
+    const el = h('span', { class: ['geo-label', cls] }, name);
+    el.style.left = `${(x * 100).toFixed(2)}%`;
+    el.style.top = `${(y * 100).toFixed(2)}%`;
+    return el;
+  };
+  const labels = [...zones.map((z) => label(z.name, z.points, 'zone')), ...lines.map((l) => label(l.name, l.points, 'line'))].filter(Boolean);
+  return { svg, labels };
+}
+
+function buildTile(cam) {
+  const img = h('img', { 'data-testid': 'live', alt: t('cameras.live_alt', { name: cam.name || cam.id }), decoding: 'async' });
+  const msg = h('div', { class: 'frame-msg', 'data-testid': 'frame-msg', hidden: true });
+  const { svg, labels } = overlay(cam);
+  const frame = h('div', { class: 'frame', title: t('cameras.focus_hint') }, img, svg, labels, msg);
+  const stateEl = h('span', { class: 'badge' });
+  const health = h('div', { class: 'health', 'data-testid': 'camera-health' });
+  const error = h('p', { class: 'cam-error', 'data-testid': 'camera-error', hidden: true });
+  const title = h('div', { class: 'tile-title' }, h('strong', null, cam.name || cam.id), h('span', { class: 'muted' }, [cam.id, cam.grid_cell ? `${t('common.grid_cell')} ${cam.grid_cell}` : null].filter(Boolean).join(' · ')));
+  const el = h('article', { class: 'tile', 'data-testid': 'camera-tile', 'data-camera-id': cam.id }, h('header', null, title, stateEl), frame, health, error);
+  frame.addEventListener('click', () => setFocus(focused === cam.id ? null : cam.id));
+  img.addEventListener('load', () => {
+    if (img.naturalWidth && img.naturalHeight) frame.style.aspectRatio = `${img.naturalWidth} / ${img.naturalHeight}`;
+  });
+  const tile = { cam, el, img, msg, frame, stateEl, health, error, visible: false, busy: false, url: null, geo: JSON.stringify([cam.zones, cam.lines]) };
+  fillTile(tile, cam);
+  return tile;
+}
+
+function fillTile(tile, cam) {
+  tile.cam = cam;
+  const geo = JSON.stringify([cam.zones, cam.lines]);
+  if (geo !== tile.geo) {
+    // Zones or lines changed (configuration reloaded): redraw them.
+    tile.geo = geo;
+    for (const el of tile.frame.querySelectorAll('.overlay, .geo-label')) el.remove();
+    const { svg, labels } = overlay(cam);
+    tile.img.after(svg, ...labels);
+  }
+  tile.el.setAttribute('data-state', cam.state);
+  tile.stateEl.className = `badge cam-${cam.state}`;
+  tile.stateEl.textContent = t(`camstate.${cam.state}`);
+  const num = (v, d = 1) => (Number.isFinite(v) ? v.toFixed(d) : '—');
+  const item = (label, value, title) => h('span', { class: 'hitem', title: title || label }, h('span', { class: 'muted' }, label), ' ', value);
+  fill(tile.health, 
+    item(t('cameras.fps'), num(cam.fps)),
+    item(t('cameras.infer'), `${num(cam.infer_ms, 0)} ms`),
+    item(t('cameras.analysed'), String(cam.frames_analysed ?? '—')),
+    item(t('cameras.dropped'), String(cam.frames_dropped ?? '—')),
+    item(t('cameras.reconnects'), String(cam.reconnects ?? '—')),
+    cam.records === true ? item('●', t('cameras.recording')) : cam.records === false ? item('○', t('cameras.not_recording')) : null,
+    item(t('cameras.since'), fmtTime(cam.since), t('cameras.since_title')),
+  );
+  const err = cam.last_error && cam.state !== 'online' ? cam.last_error : null;
+  tile.error.textContent = err ? `${t('cameras.last_error')}: ${err}` : '';
+  tile.error.hidden = !err;
+  tile.el.classList.toggle('is-down', cam.state === 'offline' || cam.state === 'disabled');
+}
+
+function showMsg(tile, text) {
+  tile.msg.textContent = text || '';
+  tile.msg.hidden = !text;
+  tile.frame.classList.toggle('stale', !!text);
+}
+
+async function refreshFrame(tile) {
+  if (tile.busy) return;
+  const state = tile.cam.state;
+  if (state === 'disabled') {
+    showMsg(tile, t('camstate.disabled'));
+    return;
+  }
+  // A camera that is down: look less often (its last frame does not change).
+  if (state === 'offline' && tile.tried && tickNo % 5 !== 0) return;
+  tile.tried = true;
+  tile.busy = true;
+  try {
+    const blob = await fetchBlob(`/api/v1/cameras/${encodeURIComponent(tile.cam.id)}/latest.jpg`, { query: { t: Date.now() } });
+    if (!view) return;
+    const url = URL.createObjectURL(blob);
+    const old = tile.url;
+    tile.url = url;
+    tile.img.src = url;
+    if (old) setTimeout(() => URL.revokeObjectURL(old), 2000);
+    showMsg(tile, state === 'offline' ? `${t('cameras.offline_frame')}${tile.cam.last_error ? ` — ${tile.cam.last_error}` : ''}` : null);
+  } catch (e) {
+    if (e instanceof ApiError && e.code === 'no_frame') showMsg(tile, state === 'offline' ? t('cameras.offline_no_frame') : t('cameras.no_frame'));
+    else showMsg(tile, e instanceof ApiError ? e.display : String(e));
+  } finally {
+    tile.busy = false;
+  }
+}
+
+function frameTick() {
+  tickNo++;
+  if (document.hidden || !view) return;
+  for (const tile of tiles.values()) {
+    if (tile.visible && (!focused || focused === tile.cam.id)) refreshFrame(tile);
+  }
+}
+
+async function refreshHealth() {
+  try {
+    await ctx.loadCameras();
+  } catch (e) {
+    if (view) view.error.textContent = e instanceof ApiError ? e.display : String(e);
+    if (view) view.error.hidden = false;
+    return;
+  }
+  if (!view) return;
+  view.error.hidden = true;
+  render();
+}
+
+function render() {
+  const cams = ctx.cameras;
+  const ids = new Set(cams.map((c) => c.id));
+  for (const [id, tile] of tiles) {
+    if (!ids.has(id)) {
+      observer.unobserve(tile.el);
+      tile.el.remove();
+      if (tile.url) URL.revokeObjectURL(tile.url);
+      tiles.delete(id);
+    }
+  }
+  let prev = null;
+  for (const cam of cams) {
+    let tile = tiles.get(cam.id);
+    if (!tile) {
+      tile = buildTile(cam);
+      tiles.set(cam.id, tile);
+      observer.observe(tile.el);
+    } else fillTile(tile, cam);
+    const want = prev ? prev.nextSibling : view.grid.firstChild;
+    if (want !== tile.el) view.grid.insertBefore(tile.el, want);
+    prev = tile.el;
+    tile.el.classList.toggle('is-focused', focused === cam.id);
+    tile.el.hidden = !!focused && focused !== cam.id;
+  }
+  const online = cams.filter((c) => c.state === 'online').length;
+  view.summary.textContent = t('cameras.summary', { online, total: cams.length });
+  view.empty.hidden = cams.length > 0;
+  view.grid.setAttribute('data-layout', focused ? 'focus' : layout());
+}
+
+function setFocus(id) {
+  focused = id;
+  render();
+  if (id) frameTick();
+}
+
+export function mount(container, context) {
+  ctx = context;
+  tiles = new Map();
+  focused = null;
+  const layoutSel = select({ 'data-testid': 'camera-layout', 'aria-label': t('cameras.layout') }, LAYOUTS.map((l) => [l, t(`cameras.layout_${l}`)]), layout());
+  layoutSel.addEventListener('change', () => {
+    localStorage.setItem(LAYOUT_KEY, layoutSel.value);
+    focused = null;
+    render();
+  });
+  view = {
+    grid: h('div', { class: 'camera-grid', 'data-testid': 'camera-grid' }),
+    summary: h('span', { class: 'muted', 'data-testid': 'camera-summary' }),
+    error: h('p', { class: 'form-error', role: 'alert', hidden: true }),
+    empty: h('p', { class: 'empty', hidden: true }, t('cameras.none')),
+  };
+  container.append(
+    h('div', { class: 'page-head' }, h('h1', null, t('cameras.title')), view.summary, h('div', { class: 'spacer' }), h('label', { class: 'field-inline' }, h('span', null, t('cameras.layout')), layoutSel)),
+    view.error,
+    view.empty,
+    view.grid,
+  );
+  observer = new IntersectionObserver((entries) => {
+    for (const en of entries) {
+      const tile = tiles.get(en.target.getAttribute('data-camera-id'));
+      if (tile) {
+        tile.visible = en.isIntersecting;
+        if (tile.visible) refreshFrame(tile);
+      }
+    }
+  });
+  render();
+  refreshHealth();
+  frameTimer = setInterval(frameTick, FRAME_MS);
+  healthTimer = setInterval(() => {
+    if (!document.hidden) refreshHealth();
+  }, HEALTH_MS);
+  unsubLive = ctx.live.subscribe((msg) => {
+    const c = msg.envelope && msg.envelope.change;
+    if (msg.type === 'poll' || c === 'online' || c === 'offline') refreshHealth();
+  });
+}
+
+export function unmount() {
+  clearInterval(frameTimer);
+  clearInterval(healthTimer);
+  if (observer) observer.disconnect();
+  if (unsubLive) unsubLive();
+  for (const tile of tiles.values()) if (tile.url) URL.revokeObjectURL(tile.url);
+  tiles = new Map();
+  view = null;
+}
+
+export function onKey(e) {
+  if (typingInField(e)) return;
+  if (e.key === 'Escape' && focused) {
+    e.preventDefault();
+    setFocus(null);
+  }
+}
