@@ -107,11 +107,11 @@ const page = await context.newPage();
 page.on('request', record('page'));
 page.on('websocket', (ws) => record('websocket')(ws.url()));
 page.on('worker', (w) => record('worker')(w.url()));
-page.on('pageerror', (e) => problems.push(`JavaScript error in the page: ${e.message}`));
+page.on('pageerror', (e) => problems.push(`JavaScript error in the page during step "${step}": ${e.message} (${(e.stack || '').split('\n').slice(1, 3).map((l) => l.trim()).join(' ')})`));
 page.on('console', (m) => {
   const text = m.text();
   if (/Content Security Policy|Refused to (load|execute|apply|connect|frame)/i.test(text)) {
-    problems.push(`CSP violation: ${text}`);
+    problems.push(`CSP violation during step "${step}": ${text}`);
   }
 });
 const clipStatuses = [];
@@ -429,7 +429,8 @@ try {
   await page.waitForSelector(`select${tid('playback-camera')}`, { state: 'visible' });
   await page.waitForSelector(tid('playback-timeline'), { state: 'attached' });
   // 30 s ago in the browser's local time (the context runs in UTC), as datetime-local wants.
-  const when = new Date(Date.now() - 30000).toISOString().slice(0, 19);
+  // (Chromium drops ':00' seconds from the value, which page.fill would call malformed.)
+  const when = new Date(Date.now() - 30000).toISOString().slice(0, 19).replace(/:00$/, '');
   await page.fill(`input${tid('playback-time')}`, when);
   await page.click(tid('playback-go'));
   await waitFor('the playback video to load recorded footage', (s) => {
