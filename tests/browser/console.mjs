@@ -276,6 +276,9 @@ try {
     await page.waitForTimeout(500);
   }
   summary.clip_status_seen = [...clipStatusSeen];
+  if (clipStatuses.includes(503) && clipStatusSeen.size === 0) {
+    fail(`clip.mp4 answered 503 (not ready) but [data-testid=clip-status] never showed a message (responses ${JSON.stringify(clipStatuses)})`);
+  }
   summary.clip_responses = clipStatuses.slice(0, 20);
   const clipSrc = await page.$eval(`video${tid('clip')}`, (v) => v.currentSrc);
   if (!clipSrc.includes(`/api/v1/events/${newId}/clip.mp4`)) fail(`clip video src is ${clipSrc}`);
@@ -303,6 +306,7 @@ try {
   if (Math.abs(played.after - seekTo) > 0.6) fail(`seek to ${seekTo} s landed at ${played.after} s`);
   if (!(played.now > seekTo + 0.5)) fail(`after seeking to ${seekTo} s the clip did not advance: currentTime ${played.now}, paused ${played.paused}, ended ${played.ended}`);
   await shot('incident-clip');
+  await shot('incident-clip', LARGE);
 
   // ---- review: acknowledge this one, mark another a false alarm (keyboard) --------------
   begin('acknowledge the incident with a note (n focuses the note)');
