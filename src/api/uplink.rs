@@ -219,6 +219,101 @@ pub(super) async fn metrics(State(st): State<ApiState>) -> Result<Response, ApiE
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], body).into_response())
 }
 
+/// How long one event stream stays open before the server ends it; the browser reconnects
+/// at once with `Last-Event-ID`, which re-checks the session (a revoked or expired session
+/// gets its 401 within this time) and loses nothing.
+pub const STREAM_MAX_SECS: u64 = 300;
+/// Comment lines sent on an idle stream so proxies and browsers keep it open.
+const STREAM_KEEPALIVE_SECS: u64 = 15;
+
+/// Where an event stream starts: after `Last-Event-ID` (a reconnect), after `?after=`, or
+/// after the newest change (only what happens from now on).
+pub(crate) fn parse_stream_start(raw: Option<&str>, last_event_id: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let cursor = |name: &str, v: &str| {
+        v.trim().parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::bad_param(name, format!("`{name}` must be a non-negative integer (an event stream id), got `{v}`"))
+        })
+    };
+    let mut after = None;
+    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "after" if after.is_none() => after = Some(cursor("after", &value)?),
+            "after" => return Err(ApiError::bad_param("after", "query parameter `after` given more than once")),
+            k => return Err(ApiError::bad_param(k, format!("unknown query parameter `{k}` (allowed: after)"))),
+        }
+    }
+    match last_event_id {
+        Some(v) => Ok(Some(cursor("Last-Event-ID", v)?)),
+        None => Ok(after),
+    }
+}
+
+/// `GET /api/v1/events/stream`: Server-Sent Events, one `change` message per outbox change
+/// (the feed's envelope as `data`, its seq as `id`), limited to the principal's cameras.
+pub(super) async fn stream(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    headers: axum::http::HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let last_id = headers.get("last-event-id").map(|v| v.to_str().unwrap_or("invalid"));
+    let start = parse_stream_start(raw.as_deref(), last_id)?;
+    let s = st.store.clone();
+    let mut after = match start {
+        Some(n) => n,
+        None => blocking(move || Ok(s.outbox_last_seq()?)).await?,
+    };
+    let filter = p.filter(&st.registry);
+    let mut until = tokio::time::Instant::now() + Duration::from_secs(STREAM_MAX_SECS);
+    if let Some((_, expires)) = &p.session {
+        let left = (*expires - OffsetDateTime::now_utc()).whole_milliseconds().max(0) as u64;
+        until = until.min(tokio::time::Instant::now() + Duration::from_millis(left));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, std::convert::Infallible>>(16);
+    let store = st.store.clone();
+    tokio::spawn(async move {
+        let mut signal = store.feed_signal();
+        let _ = tx.send(Ok(Event::default().retry(Duration::from_secs(2)).comment("gridwatch events"))).await;
+        loop {
+            let sig = *signal.borrow_and_update();
+            if sig.closing {
+                return;
+            }
+            let (s, f) = (store.clone(), filter.clone());
+            let page = match blocking(move || {
+                Ok(match &f {
+                    None => s.feed_page(after, FEED_DEFAULT_LIMIT)?,
+                    Some(f) => s.feed_page_in(after, FEED_DEFAULT_LIMIT, f)?,
+                })
+            })
+            .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "event stream: reading changes failed; closing the stream");
+                    return;
+                }
+            };
+            for (seq, env) in &page.changes {
+                if tx.send(Ok(Event::default().event("change").id(seq.to_string()).data(env))).await.is_err() {
+                    return;
+                }
+            }
+            after = page.next;
+            if page.more {
+                continue;
+            }
+            tokio::select! {
+                r = signal.changed() => if r.is_err() { return },
+                _ = tx.closed() => return,
+                _ = tokio::time::sleep_until(until) => return,
+            }
+        }
+    });
+    let keep = KeepAlive::new().interval(Duration::from_secs(STREAM_KEEPALIVE_SECS));
+    Ok(Sse::new(super::RxStream(rx)).keep_alive(keep).into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Instant;
@@ -464,99 +559,4 @@ mod tests {
         }
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
-}
-
-/// How long one event stream stays open before the server ends it; the browser reconnects
-/// at once with `Last-Event-ID`, which re-checks the session (a revoked or expired session
-/// gets its 401 within this time) and loses nothing.
-pub const STREAM_MAX_SECS: u64 = 300;
-/// Comment lines sent on an idle stream so proxies and browsers keep it open.
-const STREAM_KEEPALIVE_SECS: u64 = 15;
-
-/// Where an event stream starts: after `Last-Event-ID` (a reconnect), after `?after=`, or
-/// after the newest change (only what happens from now on).
-pub(crate) fn parse_stream_start(raw: Option<&str>, last_event_id: Option<&str>) -> Result<Option<i64>, ApiError> {
-    let cursor = |name: &str, v: &str| {
-        v.trim().parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-            ApiError::bad_param(name, format!("`{name}` must be a non-negative integer (an event stream id), got `{v}`"))
-        })
-    };
-    let mut after = None;
-    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        match key.as_ref() {
-            "after" if after.is_none() => after = Some(cursor("after", &value)?),
-            "after" => return Err(ApiError::bad_param("after", "query parameter `after` given more than once")),
-            k => return Err(ApiError::bad_param(k, format!("unknown query parameter `{k}` (allowed: after)"))),
-        }
-    }
-    match last_event_id {
-        Some(v) => Ok(Some(cursor("Last-Event-ID", v)?)),
-        None => Ok(after),
-    }
-}
-
-/// `GET /api/v1/events/stream`: Server-Sent Events, one `change` message per outbox change
-/// (the feed's envelope as `data`, its seq as `id`), limited to the principal's cameras.
-pub(super) async fn stream(
-    State(st): State<ApiState>,
-    Extension(p): Extension<Principal>,
-    headers: axum::http::HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    let last_id = headers.get("last-event-id").map(|v| v.to_str().unwrap_or("invalid"));
-    let start = parse_stream_start(raw.as_deref(), last_id)?;
-    let s = st.store.clone();
-    let mut after = match start {
-        Some(n) => n,
-        None => blocking(move || Ok(s.outbox_last_seq()?)).await?,
-    };
-    let filter = p.filter(&st.registry);
-    let mut until = tokio::time::Instant::now() + Duration::from_secs(STREAM_MAX_SECS);
-    if let Some((_, expires)) = &p.session {
-        let left = (*expires - OffsetDateTime::now_utc()).whole_milliseconds().max(0) as u64;
-        until = until.min(tokio::time::Instant::now() + Duration::from_millis(left));
-    }
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, std::convert::Infallible>>(16);
-    let store = st.store.clone();
-    tokio::spawn(async move {
-        let mut signal = store.feed_signal();
-        let _ = tx.send(Ok(Event::default().retry(Duration::from_secs(2)).comment("gridwatch events"))).await;
-        loop {
-            let sig = *signal.borrow_and_update();
-            if sig.closing {
-                return;
-            }
-            let (s, f) = (store.clone(), filter.clone());
-            let page = match blocking(move || {
-                Ok(match &f {
-                    None => s.feed_page(after, FEED_DEFAULT_LIMIT)?,
-                    Some(f) => s.feed_page_in(after, FEED_DEFAULT_LIMIT, f)?,
-                })
-            })
-            .await
-            {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(error = %e, "event stream: reading changes failed; closing the stream");
-                    return;
-                }
-            };
-            for (seq, env) in &page.changes {
-                if tx.send(Ok(Event::default().event("change").id(seq.to_string()).data(env))).await.is_err() {
-                    return;
-                }
-            }
-            after = page.next;
-            if page.more {
-                continue;
-            }
-            tokio::select! {
-                r = signal.changed() => if r.is_err() { return },
-                _ = tx.closed() => return,
-                _ = tokio::time::sleep_until(until) => return,
-            }
-        }
-    });
-    let keep = KeepAlive::new().interval(Duration::from_secs(STREAM_KEEPALIVE_SECS));
-    Ok(Sse::new(super::RxStream(rx)).keep_alive(keep).into_response())
 }

@@ -68,7 +68,10 @@ function buildTile(cam) {
   const el = h('article', { class: 'tile', 'data-testid': 'camera-tile', 'data-camera-id': cam.id }, h('header', null, title, stateEl), frame, health, error);
   frame.addEventListener('click', () => setFocus(focused === cam.id ? null : cam.id));
   img.addEventListener('load', () => {
-    if (img.naturalWidth && img.naturalHeight) frame.style.aspectRatio = `${img.naturalWidth} / ${img.naturalHeight}`;
+    if (img.naturalWidth && img.naturalHeight) {
+      frame.style.aspectRatio = `${img.naturalWidth} / ${img.naturalHeight}`;
+      frame.style.setProperty('--ar', (img.naturalWidth / img.naturalHeight).toFixed(4));
+    }
   });
   const tile = { cam, el, img, msg, frame, stateEl, health, error, visible: false, busy: false, url: null, geo: JSON.stringify([cam.zones, cam.lines]) };
   fillTile(tile, cam);

@@ -1,7 +1,7 @@
 // One incident in detail (`#/incidents/<id>`): snapshot, clip, objects, rule and the
 // review workflow. Created by incidents.js, which owns the list and the shortcuts.
 
-import { probeMedia, ApiError } from './api.js';
+import { probeMedia } from './api.js';
 import { t } from './i18n.js';
 import { h, fill, s, clear, fmtTime, fmtDuration, kindLabel } from './dom.js';
 
@@ -135,8 +135,16 @@ export function createDetail(container, ctx, ev, handlers) {
     clipStatus.className = `clip-status clip-${kind}`;
   }
 
+  // While the clip is pending: when the next try is (the status counts down to it).
+  let pending = null;
+  function showPending() {
+    const secs = Math.max(0, Math.ceil((pending.until - Date.now()) / 1000));
+    setClipStatus(t(event.state === 'active' ? 'clip.pending_active' : 'clip.pending', { secs }), 'pending');
+  }
+
   async function loadClip() {
     clearTimeout(retryTimer);
+    pending = null;
     clipRetry.hidden = true;
     setClipStatus(t('clip.checking'));
     let r;
@@ -155,7 +163,8 @@ export function createDetail(container, ctx, ev, handlers) {
     const e = r.error;
     if (e.status === 503) {
       const secs = Math.min(Math.max(e.retryAfter || 3, 2), 15);
-      setClipStatus(t(event.state === 'active' ? 'clip.pending_active' : 'clip.pending', { secs }), 'pending');
+      pending = { until: Date.now() + secs * 1000 };
+      showPending();
       retryTimer = setTimeout(loadClip, secs * 1000);
     } else if (e.status === 404) {
       setClipStatus(`${t('clip.none')} (${e.message})`, 'error');
@@ -244,6 +253,9 @@ export function createDetail(container, ctx, ev, handlers) {
   return {
     id: ev.id,
     root,
+    get event() {
+      return event;
+    },
     /** New data for the same event (live change, review done). */
     update(next) {
       const wasActive = event.state === 'active';
@@ -256,6 +268,7 @@ export function createDetail(container, ctx, ev, handlers) {
       if (wasActive && next.state !== 'active' && !video.getAttribute('src')) loadClip();
     },
     tick() {
+      if (pending) showPending();
       if (event.state === 'active') {
         const d = meta.querySelector('.dur');
         if (d) d.textContent = `${t('detail.duration')} ${fmtDuration(eventDuration(event))}`;
@@ -287,4 +300,3 @@ export function createDetail(container, ctx, ev, handlers) {
   };
 }
 
-export { ApiError };

@@ -48,7 +48,7 @@ const en = {
   'role.operator': 'operator',
   'role.installer': 'installer',
   'role.admin': 'admin',
-  'role.undefined': '',
+  'role.platform': 'platform',
 
   'live.title': 'Live updates from the box (event stream)',
   'live.open': 'Live',
@@ -89,7 +89,8 @@ const en = {
   'kind.wrong_way': 'Wrong way',
   'kind.stalled_vehicle': 'Stalled vehicle',
   'kind.fall': 'Fall',
-  'kind.fire': 'Fire / smoke',
+  'kind.fire': 'Fire',
+  'kind.smoke': 'Smoke',
   'kind.camera_offline': 'Camera offline',
   'kind.camera_tamper': 'Camera tampering',
 
@@ -281,7 +282,7 @@ const zh = {
   'role.operator': '值守员',
   'role.installer': '安装员',
   'role.admin': '管理员',
-  'role.undefined': '',
+  'role.platform': '平台',
 
   'live.title': '来自设备的实时更新（事件流）',
   'live.open': '实时',
@@ -322,7 +323,8 @@ const zh = {
   'kind.wrong_way': '逆行',
   'kind.stalled_vehicle': '车辆违停',
   'kind.fall': '跌倒',
-  'kind.fire': '烟火',
+  'kind.fire': '火焰',
+  'kind.smoke': '烟雾',
   'kind.camera_offline': '摄像机离线',
   'kind.camera_tamper': '摄像机遮挡/移位',
 

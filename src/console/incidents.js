@@ -7,7 +7,7 @@ import { t } from './i18n.js';
 import { h, fill, clear, select, fmtTime, fmtDuration, fromLocalInput, typingInField, kindLabel } from './dom.js';
 import { createDetail, canBecome, eventDuration, severityBadge, reviewBadge, stateBadge, NO_IMAGE } from './detail.js';
 
-export const KINDS = ['intrusion', 'line_crossing', 'loitering', 'crowd', 'congestion', 'presence', 'wrong_way', 'stalled_vehicle', 'fall', 'fire', 'camera_offline', 'camera_tamper'];
+export const KINDS = ['intrusion', 'line_crossing', 'loitering', 'crowd', 'congestion', 'presence', 'wrong_way', 'stalled_vehicle', 'fall', 'fire', 'smoke', 'camera_offline', 'camera_tamper'];
 export const SEVERITIES = ['info', 'low', 'medium', 'high', 'critical'];
 export const REVIEWS = ['new', 'acknowledged', 'resolved', 'false_alarm'];
 const PAGE_SIZE = 50;
@@ -110,10 +110,9 @@ async function reload({ keep = false } = {}) {
     const page = await fetchPage(undefined);
     if (token !== loadToken) return;
     listError = null;
-    if (keep) {
+    if (keep && events.length) {
       // A refresh: merge the newest page into what is shown (older pages stay).
       for (const ev of page.events) upsert(ev);
-      if (!events.length) nextBefore = page.next_before;
     } else {
       events = page.events;
       nextBefore = page.next_before;
@@ -348,7 +347,7 @@ async function review(id, state) {
     ctx.toast(t('review.no_permission'), 'error');
     return;
   }
-  const ev = events.find((e) => e.id === id) || (detail && detail.id === id ? null : undefined);
+  const ev = events.find((e) => e.id === id) || (detail && detail.id === id ? detail.event : null);
   if (ev && !canBecome(ev.review, state)) {
     ctx.toast(t('review.not_allowed', { from: t(`review.${ev.review}`), to: t(`review.${state}`) }), 'error');
     return;
@@ -484,6 +483,9 @@ export function onKey(e) {
     return;
   }
   const k = e.key;
+  // Enter on a focused button or link activates it, not the shortcut.
+  if ((k === 'Enter' || k === ' ') && e.target instanceof Element && e.target.closest('button, a, video')) return;
+  if (k.startsWith('Arrow') && e.target instanceof Element && e.target.closest('video')) return;
   const target = openId || selectedId;
   const act = (fn) => {
     e.preventDefault();

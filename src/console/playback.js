@@ -111,6 +111,7 @@ function wallNow() {
 }
 
 function onLoaded() {
+  if (!view) return;
   const sg = segs[cur];
   if (!sg || pendingSeek === null) return;
   const offset = Math.max(0, (pendingSeek - startMs(sg)) / 1000);
@@ -119,6 +120,7 @@ function onLoaded() {
 }
 
 function onTime() {
+  if (!view) return;
   const w = wallNow();
   if (w === null) return;
   const sg = segs[cur];
@@ -130,6 +132,7 @@ function onTime() {
 }
 
 async function onEnded() {
+  if (!view) return;
   if (cur < 0) return;
   if (cur + 1 < segs.length) {
     load(cur + 1, startMs(segs[cur + 1]));
@@ -163,6 +166,7 @@ async function follow() {
 }
 
 function onVideoError() {
+  if (!view) return;
   if (!view.video.getAttribute('src') || cur < 0) return;
   const err = view.video.error;
   const sg = segs[cur];
