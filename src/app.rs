@@ -456,11 +456,22 @@ fn ensure_token(cfg: &Config, store: &Store) -> anyhow::Result<String> {
     let generated =
         if cfg.api.generate_token_if_none { store.bootstrap_token(&cfg.api.tokens_sha256, "generated-on-first-run")? } else { None };
     Ok(match generated {
-        Some(token) => format!(
-            "auth: API token (shown once, only its hash is stored): {token}\n  \
-             e.g. curl -H 'Authorization: Bearer {token}' http://{}/api/v1/cameras",
-            cfg.api.listen
-        ),
+        Some(token) => {
+            // First run: also an `admin` user for the console, its password shown once.
+            let password = crate::store::try_generate_token()?[3..23].to_string();
+            let hash = crate::auth::hash_password(&password)?;
+            let audit = crate::store::auth::NewAudit::new("system:first-run", None, "user_create")
+                .target("user:admin".to_string())
+                .detail(serde_json::json!({"username": "admin", "role": "admin"}));
+            store.create_user("admin", &hash, crate::auth::Role::Admin, None, &audit, time::OffsetDateTime::now_utc())?;
+            format!(
+                "auth: API token (shown once, only its hash is stored): {token}\n  \
+                 e.g. curl -H 'Authorization: Bearer {token}' http://{listen}/api/v1/cameras\n  \
+                 console: http://{listen}/ user `admin`, password `{password}` (shown once; \
+                 change it with `gridwatch user passwd --config <file> admin`)",
+                listen = cfg.api.listen
+            )
+        }
         None if cfg.api.tokens_sha256.is_empty() && store.count_tokens()? == 0 && store.count_users()? == 0 => {
             "auth: no API token or user exists; create one with `gridwatch token create --config <file>` \
              or `gridwatch user add --config <file> --role admin <name>`"

@@ -64,7 +64,8 @@ pub struct ApiConfig {
     /// live in the database instead. Never put a token itself in the config.
     #[serde(default)]
     pub tokens_sha256: Vec<String>,
-    /// When no token exists at all, generate one at start-up, store its hash and print it once.
+    /// When no token or user exists at all, generate a token and an `admin` user at start-up
+    /// and print both once (only hashes are stored).
     #[serde(default = "yes")]
     pub generate_token_if_none: bool,
 }

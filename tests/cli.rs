@@ -259,3 +259,47 @@ reconnect_max_secs = 5.0
     assert!(logs.contains("failed login") && logs.contains("login locked"), "{logs}");
     assert!(!logs.contains("wrong password 1") && !logs.contains("correct horse"), "a password in the log:\n{logs}");
 }
+
+/// A box started with no credentials at all prints, once, an API token and the password of
+/// a first-run `admin` user; both work over HTTP (the console's login); a restart prints
+/// neither again. The console page is served with its strict CSP.
+#[test]
+fn first_run_creates_a_token_and_an_admin_login_shown_once() {
+    let cams = r#"
+[[cameras]]
+id = "gate"
+url = "/nonexistent/gate.mp4"
+models = ["coco"]
+"#;
+    let mut a = Appliance::start(cams);
+    a.stop();
+    let cfg = a.dir.path().join("gridwatch.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text: String = text.lines().filter(|l| !l.starts_with("tokens_sha256")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&cfg, text).unwrap();
+    a.restart();
+    let out = a.log("stdout");
+    let word_after = |marker: &str| {
+        let i = out.find(marker).unwrap_or_else(|| panic!("`{marker}` not printed:\n{out}")) + marker.len();
+        out[i..].split(['`', ' ', '\n']).find(|w| !w.is_empty()).unwrap().to_string()
+    };
+    let token = word_after("only its hash is stored): ");
+    let password = word_after("user `admin`, password `");
+    assert!(token.starts_with("gw_") && password.len() == 20, "{out}");
+    assert!(!a.log("stderr").contains(&password), "the password is printed on stdout only, never logged");
+
+    let client = reqwest::blocking::Client::new();
+    let r = client.get(a.url("/api/v1/cameras")).bearer_auth(&token).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = client.post(a.url("/api/v1/auth/login")).json(&serde_json::json!({"username": "admin", "password": password})).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text());
+    let page = client.get(a.url("/")).send().unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'self'"));
+    assert!(page.text().unwrap().contains("<html"));
+
+    a.stop();
+    a.restart();
+    let again = a.log("stdout");
+    assert!(!again.contains("password `") && !again.contains(&token), "{again}");
+}
