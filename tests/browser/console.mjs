@@ -457,8 +457,8 @@ try {
 
   checkProblems();
   // The listeners saw the kinds of requests the no-foreign-host check is about.
-  for (const [type, part] of [['eventsource', '/api/v1/events/stream'], ['media', '/clip.mp4'], ['image', '/latest.jpg'], ['script', '/ui/']]) {
-    if (!requests.some((r) => r.type === type && r.url.includes(part))) {
+  for (const [type, part] of [['eventsource', '/api/v1/events/stream'], ['media', '/clip.mp4'], ['image', '/snapshot.jpg'], [null, '/latest.jpg'], ['script', '/ui/']]) {
+    if (!requests.some((r) => (type === null || r.type === type) && r.url.includes(part))) {
       fail(`no ${type} request for ${part} was recorded (types seen: ${[...new Set(requests.map((r) => r.type))].join(', ')})`);
     }
   }
