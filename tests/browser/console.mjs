@@ -51,13 +51,14 @@ class StepError extends Error {}
 const fail = (msg) => {
   throw new StepError(msg);
 };
+const checkProblems = () => {
+  if (problems.length) fail(problems.join('; '));
+};
 const begin = (name) => {
+  checkProblems(); // anything the listeners saw during the previous step fails it
   step = name;
   summary.steps.push({ step: name, at_s: +((Date.now() - t0) / 1000).toFixed(1) });
   console.error(`[console.mjs] ${((Date.now() - t0) / 1000).toFixed(1)} s: ${name}`);
-};
-const checkProblems = () => {
-  if (problems.length) fail(problems.join('; '));
 };
 
 // Is this URL allowed to leave the page? Only 127.0.0.1 (any port); data: and blob: stay
