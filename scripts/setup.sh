@@ -3,6 +3,8 @@
 # - installs the Debian packages gridwatch needs (through sudo when not root)
 # - fetches libonnxruntime from the PyPI onnxruntime wheel into third_party/onnxruntime/
 # - transcodes the demo/test clip into test-videos/
+# - installs the browser test's pinned playwright-core into tests/browser/node_modules/
+#   (it drives the Debian `chromium` package; nothing is downloaded besides the npm package)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,7 @@ PKGS=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
   libopencv-dev opencv-doc
   mosquitto mosquitto-clients
+  chromium fonts-dejavu-core
 )
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
@@ -57,6 +60,36 @@ if [ ! -f "$ORT_LIB" ]; then
 fi
 ln -sf "libonnxruntime.so.$ORT_VERSION" "$ORT_DIR/libonnxruntime.so"
 log "ONNX Runtime: $ORT_LIB"
+
+# The console's browser test (tests/console_browser.rs runs tests/browser/console.mjs).
+# Node.js from Debian only when there is none (CI machines have Node 20; playwright-core
+# needs >= 18).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  log "installing Debian packages: nodejs npm"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm
+fi
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 18 ]; then
+  echo "setup: Node.js $(node --version) is too old for tests/browser (playwright-core 1.61 needs >= 18;
+# Debian 12's nodejs is 18)" >&2
+  exit 1
+fi
+BROWSER_DIR=tests/browser
+pw_want=$(node -p 'require("./'"$BROWSER_DIR"'/package.json").dependencies["playwright-core"]')
+pw_have=$(node -p 'try { require("./'"$BROWSER_DIR"'/node_modules/playwright-core/package.json").version } catch (e) { "" }')
+if [ "$pw_have" != "$pw_want" ]; then
+  log "installing playwright-core $pw_want for the browser test (npm ci in $BROWSER_DIR)"
+  if ! (cd "$BROWSER_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+    echo "setup: 'npm ci' in $BROWSER_DIR failed (is the npm registry reachable? see npm's message above)" >&2
+    exit 1
+  fi
+fi
+if ! /usr/bin/chromium --version >/dev/null 2>&1; then
+  echo "setup: /usr/bin/chromium does not run (Debian package chromium)" >&2
+  exit 1
+fi
+log "browser test: node $(node --version), playwright-core $pw_want, $(/usr/bin/chromium --version 2>/dev/null)"
 
 tools/make-test-videos.sh
 log "setup complete"
