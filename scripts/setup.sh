@@ -17,7 +17,7 @@ PKGS=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
   libopencv-dev opencv-doc
   mosquitto mosquitto-clients
-  chromium fonts-dejavu-core
+  chromium fonts-dejavu-core fonts-wqy-microhei
 )
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }

@@ -124,7 +124,7 @@ const en = {
   'detail.rule_id': 'Rule',
   'detail.zone': 'Zone',
   'detail.line': 'Line',
-  'detail.objects': 'Objects',
+  'detail.objects': 'Objects (latest update; the snapshot shows the start)',
 
   'clip.checking': 'Checking the clip…',
   'clip.pending_active': 'The incident is still active; the clip is made once it ends. Retrying in {secs} s…',
@@ -358,7 +358,7 @@ const zh = {
   'detail.rule_id': '规则',
   'detail.zone': '区域',
   'detail.line': '警戒线',
-  'detail.objects': '目标',
+  'detail.objects': '目标（最近一次更新；快照为开始时）',
 
   'clip.checking': '正在检查视频片段…',
   'clip.pending_active': '事件仍在进行，结束后生成片段。{secs} 秒后重试…',

@@ -447,6 +447,40 @@ try {
   summary.playback_src = await page.$eval(`video${tid('playback-video')}`, (v) => v.currentSrc);
   await shot('playback');
 
+  // ---- language ---------------------------------------------------------------------------
+  begin('language switch: Chinese and back');
+  const cjk = /[\u4e00-\u9fff]/;
+  await page.selectOption(`select${tid('lang-switch')}`, 'zh');
+  await waitFor('<html lang="zh…"> after choosing 中文', () => document.documentElement.lang.startsWith('zh'), null, 5, () =>
+    page.evaluate(() => `lang=${document.documentElement.lang}`),
+  );
+  const navZh = await text(tid('nav-incidents'));
+  if (!cjk.test(navZh)) fail(`after choosing zh the incidents link reads "${navZh}" (no Chinese characters)`);
+  await shot('playback-zh');
+  await page.selectOption(`select${tid('lang-switch')}`, 'en');
+  await waitFor('<html lang="en"> after choosing English', () => document.documentElement.lang === 'en', null, 5, () =>
+    page.evaluate(() => `lang=${document.documentElement.lang}`),
+  );
+  const navEn = await text(tid('nav-incidents'));
+  if (cjk.test(navEn)) fail(`after choosing en the incidents link still reads "${navEn}"`);
+  summary.lang = { zh: navZh, en: navEn };
+
+  begin('a Chinese browser gets the Chinese console');
+  {
+    const zhContext = await browser.newContext({ viewport: SMALL, locale: 'zh-CN', timezoneId: 'UTC' });
+    zhContext.on('request', record('context'));
+    const zhPage = await zhContext.newPage();
+    await zhPage.goto(`${BASE}/`);
+    await zhPage.waitForSelector(`form${tid('login-form')}`, { state: 'visible' });
+    const lang = await zhPage.evaluate(() => document.documentElement.lang);
+    const form = await zhPage.locator(tid('login-form')).innerText();
+    if (!lang.startsWith('zh') || !cjk.test(form)) fail(`a zh-CN browser got lang=${lang}, login form "${form}"`);
+    const file = join(OUT, `${String(++shotN).padStart(2, '0')}-login-zh.png`);
+    await zhPage.screenshot({ path: file });
+    summary.screenshots.push(file);
+    await zhContext.close();
+  }
+
   // ---- log out ----------------------------------------------------------------------------
   begin('log out');
   await page.click(tid('logout'));
