@@ -3,7 +3,8 @@
 //! the console in headless Debian chromium (driven by playwright-core,
 //! `tests/browser/console.mjs`), sees a new incident arrive over the live stream, plays and
 //! seeks its clip, acknowledges it, marks another a false alarm with the keyboard, reloads,
-//! looks at the cameras, the statistics and the playback pages and logs out. No request of
+//! looks at the cameras, the statistics and the playback pages, switches to Chinese (and
+//! opens the console in a zh-CN browser) and logs out. No request of
 //! the page may leave 127.0.0.1. Screenshots of every page land in
 //! `target/test-output/console/`.
 //!
@@ -213,7 +214,9 @@ classes = ["person"]
         assert!(h.starts_with("127.0.0.1:") || *h == "data", "request host {h}: {summary}");
     }
     let shots: Vec<&str> = summary["screenshots"].as_array().map(|s| s.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
-    for page in ["login", "incidents", "incidents-1920x1080", "incident-clip", "cameras", "stats", "playback", "logged-out"] {
+    for page in [
+        "login", "incidents", "incidents-1920x1080", "incident-clip", "cameras", "stats", "playback", "playback-zh", "login-zh", "logged-out",
+    ] {
         let f = shots.iter().find(|s| s.ends_with(&format!("-{page}.png"))).unwrap_or_else(|| panic!("no screenshot of {page}: {shots:?}"));
         let len = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
         assert!(len > 5_000, "{f}: {len} bytes");
