@@ -231,10 +231,17 @@ impl Fx {
         let mut body = Vec::new();
         let mut stream = resp.into_body();
         if headers.get(header::CONTENT_TYPE).is_some_and(|v| v == "text/event-stream") {
-            // An event stream stays open: take what arrives until it goes quiet.
+            // An event stream stays open: take what arrives until it goes quiet after the
+            // first change (every case here has some), or 10 s pass (a slow, loaded box).
+            let end = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
             let quiet = std::time::Duration::from_millis(300);
-            while let Ok(Some(Ok(frame))) = tokio::time::timeout(quiet, stream.frame()).await {
-                body.extend(frame.into_data().unwrap_or_default());
+            loop {
+                let has_change = String::from_utf8_lossy(&body).contains("event: change");
+                let wait = if has_change { quiet } else { end.saturating_duration_since(tokio::time::Instant::now()) };
+                match tokio::time::timeout(wait, stream.frame()).await {
+                    Ok(Some(Ok(frame))) => body.extend(frame.into_data().unwrap_or_default()),
+                    _ => break,
+                }
             }
         } else {
             body = stream.collect().await.unwrap().to_bytes().to_vec();
