@@ -259,6 +259,27 @@ fn encode_jpeg_rejects_bad_frame_and_odd_boxes() {
 }
 
 #[test]
+fn encode_jpeg_keeps_colours_and_draws_boxes_in_the_palette_colour() {
+    // The gradient frame: red grows to the right, green downwards, blue 128.
+    let f = test_frame("cam1", 320, 240);
+    let plain = image::load_from_memory(&encode_jpeg(&f, &[], 95).unwrap()).unwrap().to_rgb8();
+    assert_eq!(plain.dimensions(), (320, 240));
+    for (x, y) in [(10u32, 10u32), (300, 20), (40, 220), (160, 120)] {
+        let want = &f.rgb[((y * 320 + x) * 3) as usize..][..3];
+        let got = plain.get_pixel(x, y).0;
+        for c in 0..3 {
+            assert!((got[c] as i32 - want[c] as i32).abs() <= 12, "pixel ({x},{y}): {got:?} vs {want:?}");
+        }
+    }
+    // A person box (class 0: red) from x = 0.1 to 0.5: its left edge (4 px wide at this
+    // size) is red.
+    let f = test_frame("cam1", 1280, 720);
+    let boxed = image::load_from_memory(&encode_jpeg(&f, &[person(0.9)], 95).unwrap()).unwrap().to_rgb8();
+    let edge = boxed.get_pixel(128, 400).0;
+    assert!(edge[0] > 200 && edge[1] < 110 && edge[2] < 110, "box edge {edge:?} is not the palette's red");
+}
+
+#[test]
 fn orphan_snapshots_removed_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let kept;
