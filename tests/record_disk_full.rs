@@ -223,3 +223,54 @@ fn wait_or_logs<T>(app: &Appliance, secs: u64, what: &str, mut f: impl FnMut() -
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+/// A box that starts on a full disk (here: a free-space floor above what the disk has)
+/// closes the record gates before the first segment; detection must still run from the
+/// first frame (the record branch must not hold up the pipeline's start), events are
+/// stored, and `storage_full` is raised. Restarted with room, it records again.
+#[test]
+fn starting_on_a_full_disk_still_detects_and_records_once_there_is_room() {
+    let cams = |floor: &str| {
+        format!(
+            r#"[storage]
+min_free_bytes = {floor}
+[[cameras]]
+id = "cam"
+url = "{}"
+loop = true
+detect_fps = 3
+models = ["coco"]
+[cameras.record]
+segment_secs = 2
+[[cameras.zones]]
+name = "all"
+points = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
+[[cameras.rules]]
+kind = "intrusion"
+zone = "all"
+classes = ["person"]
+min_secs = 0.3
+"#,
+            pets_mp4().display()
+        )
+    };
+    // 1 EB: more than any disk has free.
+    let mut app = Appliance::start(&cams("1000000000000000000"));
+    let db = app.data().join("gridwatch.db");
+    wait_or_logs(&app, 60, "storage_full", || (!events(&app, "&kind=storage_full").is_empty()).then_some(()));
+    wait_or_logs(&app, 60, "an intrusion event while the disk is full", || {
+        (!events(&app, "&kind=intrusion").is_empty()).then_some(())
+    });
+    let cam = app.camera("cam");
+    assert_eq!(cam["state"], "online", "{cam}");
+    assert!(cam["frames_analysed"].as_u64().unwrap() > 0, "{cam}");
+    assert!(segments(&db).is_empty(), "nothing may be recorded while the disk is full");
+    assert_eq!(app.stop(), Some(0), "unclean exit\n{}", app.logs());
+
+    let cfg = app.dir.path().join("gridwatch.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("min_free_bytes = 1000000000000000000", "min_free_bytes = 1048576");
+    std::fs::write(&cfg, text).unwrap();
+    app.restart();
+    wait_or_logs(&app, 60, "recording after a restart with room", || (!segments(&db).is_empty()).then_some(()));
+    assert_eq!(app.stop(), Some(0), "unclean exit\n{}", app.logs());
+}
