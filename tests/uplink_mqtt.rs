@@ -9,6 +9,7 @@
 //! installs it).
 
 mod common;
+mod uplink_support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -19,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use gridwatch::config::{Config, MqttConfig};
 use gridwatch::record::clock::SystemClock;
-use gridwatch::store::outbox::{CameraMeta, UplinkContext};
 use gridwatch::store::Store;
 use gridwatch::types::{Change, EventChange, Severity};
 use gridwatch::uplink::mqtt::MqttSink;
@@ -200,14 +200,7 @@ fn wait(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
 }
 
 fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path()).unwrap();
-    let cameras = CAMERAS
-        .iter()
-        .map(|c| (c.to_string(), CameraMeta { grid_cell: Some("D7".into()), lat: Some(31.2), lon: Some(121.4), records: false }))
-        .collect();
-    s.set_uplink_context(UplinkContext { box_id: BOX.into(), public_url: "http://127.0.0.1:8080".into(), cameras });
-    (dir, s)
+    uplink_support::uplink_store(BOX, &CAMERAS)
 }
 
 /// The `[[uplink.mqtt]]` block of a config, parsed and validated like the real one.

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use gridwatch::config::{Config, WebhookConfig};
 use gridwatch::record::clock::{Clock, SimClock, SystemClock};
-use gridwatch::store::outbox::{CameraMeta, UplinkContext};
 use gridwatch::store::Store;
 use gridwatch::types::{Change, EventChange, Severity};
 use gridwatch::uplink::signing;
@@ -28,14 +27,7 @@ const SECRET: &str = "whsec_dGVzdC1zZWNyZXQtZm9yLWdyaWR3YXRjaC11cGxpbms=";
 const CAMERAS: [&str; 3] = ["gate", "plaza", "yard"];
 
 fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path()).unwrap();
-    let cameras = CAMERAS
-        .iter()
-        .map(|c| (c.to_string(), CameraMeta { grid_cell: Some("D7".into()), lat: Some(31.2), lon: Some(121.4), records: false }))
-        .collect();
-    s.set_uplink_context(UplinkContext { box_id: "box-t".into(), public_url: "http://127.0.0.1:8080".into(), cameras });
-    (dir, s)
+    uplink_support::uplink_store("box-t", &CAMERAS)
 }
 
 /// The `[[uplink.webhooks]]` block of a config, parsed and validated like the real one.

@@ -349,17 +349,6 @@ pub(crate) fn parse_event_query(raw: Option<&str>) -> Result<EventQuery, ApiErro
                 Ok(v.to_string())
             }
         };
-        let time = |v: &str| -> Result<OffsetDateTime, ApiError> {
-            // A literal '+' in an offset arrives as ' ' unless the client encoded it as %2B.
-            OffsetDateTime::parse(v, &Rfc3339)
-                .or_else(|e| OffsetDateTime::parse(&v.replace(' ', "+"), &Rfc3339).map_err(|_| e))
-                .map_err(|e| {
-                    ApiError::bad_param(
-                        &key,
-                        format!("query parameter `{key}` must be an RFC 3339 time (e.g. 2026-01-31T12:00:00Z): {e}"),
-                    )
-                })
-        };
         match key.as_str() {
             "camera" => q.camera = Some(text(&value)?),
             "kind" => q.kind = Some(text(&value)?),
@@ -380,8 +369,8 @@ pub(crate) fn parse_event_query(raw: Option<&str>) -> Result<EventQuery, ApiErro
                     )
                 })?)
             }
-            "since" => q.since = Some(time(&value)?),
-            "until" => q.until = Some(time(&value)?),
+            "since" => q.since = Some(parse_time(&key, &value)?),
+            "until" => q.until = Some(parse_time(&key, &value)?),
             "before" => {
                 let n = value.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
                     ApiError::bad_param("before", format!("query parameter `before` must be a positive integer (a `next_before` cursor), got `{value}`"))
@@ -413,6 +402,8 @@ pub(crate) fn parse_event_query(raw: Option<&str>) -> Result<EventQuery, ApiErro
     Ok(q)
 }
 
+/// An RFC 3339 query parameter. A literal '+' in an offset arrives as ' ' unless the client
+/// encoded it as %2B, so a space is read as '+'.
 fn parse_time(key: &str, v: &str) -> Result<OffsetDateTime, ApiError> {
     OffsetDateTime::parse(v, &Rfc3339)
         .or_else(|e| OffsetDateTime::parse(&v.replace(' ', "+"), &Rfc3339).map_err(|_| e))

@@ -102,13 +102,7 @@ pub(super) async fn feed(
         let sig = *signal.borrow_and_update();
         let s = st.store.clone();
         let f = filter.clone();
-        let page = blocking(move || {
-            Ok(match &f {
-                None => s.feed_page(q.after, q.limit)?,
-                Some(f) => s.feed_page_in(q.after, q.limit, f)?,
-            })
-        })
-        .await?;
+        let page = blocking(move || Ok(s.feed_page_scoped(q.after, q.limit, f.as_ref())?)).await?;
         if !page.changes.is_empty() || sig.closing || tokio::time::Instant::now() >= deadline {
             return Ok(feed_response(page));
         }
@@ -266,7 +260,7 @@ pub(super) async fn stream(
     let filter = p.filter(&st.registry);
     let mut until = tokio::time::Instant::now() + Duration::from_secs(STREAM_MAX_SECS);
     if let Some((_, expires)) = &p.session {
-        let left = (*expires - OffsetDateTime::now_utc()).whole_milliseconds().max(0) as u64;
+        let left = (*expires - st.auth.now()).whole_milliseconds().max(0) as u64;
         until = until.min(tokio::time::Instant::now() + Duration::from_millis(left));
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, std::convert::Infallible>>(16);
@@ -280,14 +274,7 @@ pub(super) async fn stream(
                 return;
             }
             let (s, f) = (store.clone(), filter.clone());
-            let page = match blocking(move || {
-                Ok(match &f {
-                    None => s.feed_page(after, FEED_DEFAULT_LIMIT)?,
-                    Some(f) => s.feed_page_in(after, FEED_DEFAULT_LIMIT, f)?,
-                })
-            })
-            .await
-            {
+            let page = match blocking(move || Ok(s.feed_page_scoped(after, FEED_DEFAULT_LIMIT, f.as_ref())?)).await {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(error = %e, "event stream: reading changes failed; closing the stream");

@@ -457,6 +457,14 @@ impl Store {
         Ok(FeedPage { changes, next, more })
     }
 
+    /// [`Store::feed_page`] or, with a principal's scope, [`Store::feed_page_in`].
+    pub fn feed_page_scoped(&self, after: i64, limit: u32, scope: Option<&super::CameraFilter>) -> Result<FeedPage, StoreError> {
+        match scope {
+            None => self.feed_page(after, limit),
+            Some(f) => self.feed_page_in(after, limit, f),
+        }
+    }
+
     /// Like [`Store::feed_page`], limited to the changes of `filter`'s cameras or grid cells
     /// (a principal's scope). When the page is not full, `next` moves past the changes
     /// outside the scope too, so the next poll does not read them again.

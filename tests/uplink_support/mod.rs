@@ -196,3 +196,16 @@ impl Drop for Receiver {
         self.close();
     }
 }
+
+/// A store in a temp dir whose uplink context names `box_id` and `cameras` (grid cell D7).
+pub fn uplink_store(box_id: &str, cameras: &[&str]) -> (tempfile::TempDir, gridwatch::store::Store) {
+    use gridwatch::store::outbox::{CameraMeta, UplinkContext};
+    let dir = tempfile::tempdir().unwrap();
+    let s = gridwatch::store::Store::open(dir.path()).unwrap();
+    let cameras = cameras
+        .iter()
+        .map(|c| (c.to_string(), CameraMeta { grid_cell: Some("D7".into()), lat: Some(31.2), lon: Some(121.4), records: false }))
+        .collect();
+    s.set_uplink_context(UplinkContext { box_id: box_id.into(), public_url: "http://127.0.0.1:8080".into(), cameras });
+    (dir, s)
+}
