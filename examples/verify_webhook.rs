@@ -26,7 +26,15 @@ async fn hook(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     // 1. Verify on the raw bytes, before parsing anything.
-    if let Err(e) = verify(&r.secret, h("webhook-id"), h("webhook-timestamp"), h("webhook-signature"), &body, now, DEFAULT_TOLERANCE_SECS) {
+    if let Err(e) = verify(
+        &r.secret,
+        h("webhook-id"),
+        h("webhook-timestamp"),
+        h("webhook-signature"),
+        &body,
+        now,
+        DEFAULT_TOLERANCE_SECS,
+    ) {
         eprintln!("refused: {e}");
         return StatusCode::UNAUTHORIZED;
     }
@@ -36,7 +44,10 @@ async fn hook(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -
     }
     // 3. Process (here: print). Answer 2xx quickly; slow work belongs in a queue.
     match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(v) => println!("#{} {} {} {} on {} at {}", v["seq"], v["kind"], v["change"], v["event_id"], v["camera_id"], v["at"]),
+        Ok(v) => println!(
+            "#{} {} {} {} on {} at {}",
+            v["seq"], v["kind"], v["change"], v["event_id"], v["camera_id"], v["at"]
+        ),
         Err(e) => eprintln!("verified but not JSON: {e}"),
     }
     StatusCode::NO_CONTENT
@@ -46,7 +57,9 @@ async fn hook(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (Some(addr), Some(secret)) = (args.next(), args.next()) else {
-        eprintln!("usage: verify_webhook <listen addr, e.g. 127.0.0.1:9000> <secret, e.g. whsec_…>");
+        eprintln!(
+            "usage: verify_webhook <listen addr, e.g. 127.0.0.1:9000> <secret, e.g. whsec_…>"
+        );
         std::process::exit(2);
     };
     let state = Arc::new(Receiver { secret, seen: Mutex::new(HashSet::new()) });

@@ -18,7 +18,8 @@ use crate::store::{self, Store};
 pub const CLI_ACTOR: &str = "cli";
 
 fn open(cfg: &Config) -> anyhow::Result<Store> {
-    Store::open_shared(&cfg.data_dir).with_context(|| format!("opening data dir {}", cfg.data_dir.display()))
+    Store::open_shared(&cfg.data_dir)
+        .with_context(|| format!("opening data dir {}", cfg.data_dir.display()))
 }
 
 fn os_user() -> Option<String> {
@@ -42,8 +43,14 @@ fn parse_role(s: &str, human: bool) -> anyhow::Result<Role> {
 }
 
 /// `--cameras` / `--grid-cells`, checked against the config's cameras.
-fn scope(cfg: &Config, cameras: Option<&str>, grid_cells: Option<&str>) -> anyhow::Result<Option<Scope>> {
-    let Some(scope) = Scope::from_lists(cameras, grid_cells).map_err(|m| anyhow!("--cameras/--grid-cells: {m}"))? else {
+fn scope(
+    cfg: &Config,
+    cameras: Option<&str>,
+    grid_cells: Option<&str>,
+) -> anyhow::Result<Option<Scope>> {
+    let Some(scope) = Scope::from_lists(cameras, grid_cells)
+        .map_err(|m| anyhow!("--cameras/--grid-cells: {m}"))?
+    else {
         return Ok(None);
     };
     for c in &scope.cameras {
@@ -62,7 +69,11 @@ fn scope(cfg: &Config, cameras: Option<&str>, grid_cells: Option<&str>) -> anyho
 
 /// Reads a password: the first line of `input` (`--password-stdin`), or else twice from
 /// the terminal without echo.
-pub fn read_password(password_stdin: bool, input: &mut dyn BufRead, min_len: usize) -> anyhow::Result<String> {
+pub fn read_password(
+    password_stdin: bool,
+    input: &mut dyn BufRead,
+    min_len: usize,
+) -> anyhow::Result<String> {
     let pw = if password_stdin {
         let mut line = String::new();
         input.read_line(&mut line).context("reading the password from standard input")?;
@@ -83,11 +94,9 @@ pub fn read_password(password_stdin: bool, input: &mut dyn BufRead, min_len: usi
 /// Prompts on the controlling terminal with echo off.
 fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
     use std::os::fd::AsRawFd;
-    let tty = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")
-        .map_err(|e| anyhow!("no terminal to ask for the password ({e}); pipe it in with --password-stdin"))?;
+    let tty = std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty").map_err(|e| {
+        anyhow!("no terminal to ask for the password ({e}); pipe it in with --password-stdin")
+    })?;
     let fd = tty.as_raw_fd();
     // SAFETY: termios is plain old data; tcgetattr fills it for a valid fd.
     let mut saved: libc::termios = unsafe { std::mem::zeroed() };
@@ -134,23 +143,32 @@ pub fn user_add(
     if store.user_by_name(username)?.is_some() {
         bail!("a user named `{username}` exists already (change the password with `gridwatch user passwd`)");
     }
-    let pw = read_password(password_stdin, &mut std::io::stdin().lock(), cfg.auth.min_password_len)?;
+    let pw =
+        read_password(password_stdin, &mut std::io::stdin().lock(), cfg.auth.min_password_len)?;
     let hash = auth::hash_password(&pw)?;
     let a = audit(
         "user_create",
         format!("user:{username}"),
         serde_json::json!({ "role": role, "scope": scope }),
     );
-    let user = store.create_user(username, &hash, role, scope.as_ref(), &a, OffsetDateTime::now_utc())?;
+    let user =
+        store.create_user(username, &hash, role, scope.as_ref(), &a, OffsetDateTime::now_utc())?;
     store.close()?;
-    eprintln!("user `{}` added: role {}, {}", user.username, user.role, Scope::describe(user.scope.as_ref()));
+    eprintln!(
+        "user `{}` added: role {}, {}",
+        user.username,
+        user.role,
+        Scope::describe(user.scope.as_ref())
+    );
     Ok(())
 }
 
 pub fn user_passwd(cfg: &Config, username: &str, password_stdin: bool) -> anyhow::Result<()> {
     let store = open(cfg)?;
-    let user = store.user_by_name(username)?.ok_or_else(|| anyhow!("no user named `{username}`"))?;
-    let pw = read_password(password_stdin, &mut std::io::stdin().lock(), cfg.auth.min_password_len)?;
+    let user =
+        store.user_by_name(username)?.ok_or_else(|| anyhow!("no user named `{username}`"))?;
+    let pw =
+        read_password(password_stdin, &mut std::io::stdin().lock(), cfg.auth.min_password_len)?;
     let hash = auth::hash_password(&pw)?;
     let a = audit("password_change", format!("user:{}", user.username), serde_json::json!({}));
     let update = UserUpdate { password_hash: Some(hash), ..Default::default() };
@@ -158,7 +176,10 @@ pub fn user_passwd(cfg: &Config, username: &str, password_stdin: bool) -> anyhow
     // A forgotten password usually comes with a locked account.
     store.login_unlock(&format!("account:{}", user.username.to_ascii_lowercase()))?;
     store.close()?;
-    eprintln!("password of `{}` changed; their sessions were ended and the account unlocked", user.username);
+    eprintln!(
+        "password of `{}` changed; their sessions were ended and the account unlocked",
+        user.username
+    );
     Ok(())
 }
 
@@ -216,7 +237,8 @@ pub fn token_create(
 }
 
 pub fn token_revoke(cfg: &Config, id: &str) -> anyhow::Result<()> {
-    let id = Uuid::parse_str(id).map_err(|_| anyhow!("`{id}` is not a token id (see `gridwatch token list`)"))?;
+    let id = Uuid::parse_str(id)
+        .map_err(|_| anyhow!("`{id}` is not a token id (see `gridwatch token list`)"))?;
     let store = open(cfg)?;
     let a = audit("token_revoke", format!("token:{id}"), serde_json::json!({}));
     if !store.revoke_token_audited(id, &a, OffsetDateTime::now_utc())? {
@@ -229,7 +251,10 @@ pub fn token_revoke(cfg: &Config, id: &str) -> anyhow::Result<()> {
 
 pub fn token_list(cfg: &Config) -> anyhow::Result<()> {
     let store = open(cfg)?;
-    println!("{:<36} {:<20} {:<10} {:<18} {:<18} scope", "id", "name", "role", "created", "revoked");
+    println!(
+        "{:<36} {:<20} {:<10} {:<18} {:<18} scope",
+        "id", "name", "role", "created", "revoked"
+    );
     for t in store.list_tokens()? {
         println!(
             "{:<36} {:<20} {:<10} {:<18} {:<18} {}",
@@ -242,7 +267,10 @@ pub fn token_list(cfg: &Config) -> anyhow::Result<()> {
         );
     }
     if !cfg.api.tokens_sha256.is_empty() {
-        println!("(and {} token(s) from the config's api.tokens_sha256, role admin)", cfg.api.tokens_sha256.len());
+        println!(
+            "(and {} token(s) from the config's api.tokens_sha256, role admin)",
+            cfg.api.tokens_sha256.len()
+        );
     }
     Ok(())
 }
@@ -258,7 +286,10 @@ mod tests {
         let mut crlf = std::io::Cursor::new(b"long enough pw\r\n".to_vec());
         assert_eq!(read_password(true, &mut crlf, 10).unwrap(), "long enough pw");
         let mut short = std::io::Cursor::new(b"short\n".to_vec());
-        assert!(read_password(true, &mut short, 10).unwrap_err().to_string().contains("at least 10"));
+        assert!(read_password(true, &mut short, 10)
+            .unwrap_err()
+            .to_string()
+            .contains("at least 10"));
         let mut empty = std::io::Cursor::new(Vec::new());
         assert!(read_password(true, &mut empty, 10).is_err());
     }

@@ -55,7 +55,8 @@ pub fn load_manifests(cfg: &Config) -> anyhow::Result<HashMap<String, ModelManif
                 continue;
             }
             let path = &cfg.models[name];
-            let m = ModelManifest::load(path).with_context(|| format!("model `{name}` ({})", path.display()))?;
+            let m = ModelManifest::load(path)
+                .with_context(|| format!("model `{name}` ({})", path.display()))?;
             m.verify().with_context(|| format!("model `{name}` ({})", path.display()))?;
             out.insert(name.clone(), m);
         }
@@ -103,7 +104,8 @@ impl Analytics {
         for _ in 0..workers {
             let mut set = HashMap::new();
             for (name, m) in manifests {
-                let mut d = Detector::load(m, opts).with_context(|| format!("loading model `{name}`"))?;
+                let mut d =
+                    Detector::load(m, opts).with_context(|| format!("loading model `{name}`"))?;
                 // The tracker's second stage needs detections down to its `low_score`.
                 let floor = cameras
                     .iter()
@@ -115,31 +117,46 @@ impl Analytics {
             }
             detector_sets.push(set);
         }
-        let queue = Arc::new(FrameQueue::new(cameras.len(), if lossless { 2 } else { 1 }, lossless));
+        let queue =
+            Arc::new(FrameQueue::new(cameras.len(), if lossless { 2 } else { 1 }, lossless));
         let stats = Arc::new(Stats::default());
         // Per camera: its tracker and rule engine, locked together (one frame at a time).
         let engines: Arc<Vec<Mutex<(Tracker, RuleEngine)>>> = Arc::new(
-            cameras.iter().map(|c| Mutex::new((Tracker::new(c.tracker.clone()), RuleEngine::new(c)))).collect(),
+            cameras
+                .iter()
+                .map(|c| Mutex::new((Tracker::new(c.tracker.clone()), RuleEngine::new(c))))
+                .collect(),
         );
         let (tx, rx) = mpsc::channel::<StoreMsg>();
         let cams: Arc<Vec<CameraConfig>> = Arc::new(cameras.to_vec());
 
         let writer = {
             let stats = stats.clone();
-            std::thread::Builder::new().name("store-writer".into()).spawn(move || write_events(rx, store, stats, clips))?
+            std::thread::Builder::new()
+                .name("store-writer".into())
+                .spawn(move || write_events(rx, store, stats, clips))?
         };
-        let health_watch = if cameras.iter().any(|c| c.enabled && OfflineWatch::for_camera(c).is_some()) {
-            let stop = Arc::new(AtomicBool::new(false));
-            let (stop2, registry, tx, cams) = (stop.clone(), registry.clone(), tx.clone(), cams.clone());
-            let h = std::thread::Builder::new().name("health-watch".into()).spawn(move || {
-                crate::rules::offline::watch(&cams, &registry, &stop2, Duration::from_millis(500), &mut |c| {
-                    let _ = tx.send(StoreMsg::Event(Box::new(c)));
-                })
-            })?;
-            Some((stop, h))
-        } else {
-            None
-        };
+        let health_watch =
+            if cameras.iter().any(|c| c.enabled && OfflineWatch::for_camera(c).is_some()) {
+                let stop = Arc::new(AtomicBool::new(false));
+                let (stop2, registry, tx, cams) =
+                    (stop.clone(), registry.clone(), tx.clone(), cams.clone());
+                let h =
+                    std::thread::Builder::new().name("health-watch".into()).spawn(move || {
+                        crate::rules::offline::watch(
+                            &cams,
+                            &registry,
+                            &stop2,
+                            Duration::from_millis(500),
+                            &mut |c| {
+                                let _ = tx.send(StoreMsg::Event(Box::new(c)));
+                            },
+                        )
+                    })?;
+                Some((stop, h))
+            } else {
+                None
+            };
         let mut handles = Vec::new();
         for (w, detectors) in detector_sets.into_iter().enumerate() {
             let worker = Worker {
@@ -151,9 +168,21 @@ impl Analytics {
                 tx: tx.clone(),
                 detectors,
             };
-            handles.push(std::thread::Builder::new().name(format!("infer-{w}")).spawn(move || worker.run())?);
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("infer-{w}"))
+                    .spawn(move || worker.run())?,
+            );
         }
-        Ok(Analytics { queue, stats, workers: handles, writer: Some(writer), engines, tx: Some(tx), health_watch })
+        Ok(Analytics {
+            queue,
+            stats,
+            workers: handles,
+            writer: Some(writer),
+            engines,
+            tx: Some(tx),
+            health_watch,
+        })
     }
 
     /// Drains the queue, ends open incidents, and waits until every change is stored.
@@ -213,7 +242,9 @@ impl Worker {
             let Some(d) = self.detectors.get_mut(name) else { continue };
             match d.detect(&frame.rgb, frame.width, frame.height) {
                 Ok(v) => objects.extend(v),
-                Err(e) => tracing::warn!(camera = %cam.id, frame = frame.index, "inference failed: {e}"),
+                Err(e) => {
+                    tracing::warn!(camera = %cam.id, frame = frame.index, "inference failed: {e}")
+                }
             }
         }
         let infer_ms = t.elapsed().as_secs_f32() * 1000.0;
@@ -221,7 +252,11 @@ impl Worker {
         self.registry.update(&cam.id, |h| {
             h.frames_analysed += 1;
             h.frames_dropped = dropped;
-            h.infer_ms = if h.infer_ms == 0.0 { infer_ms as f64 } else { 0.9 * h.infer_ms + 0.1 * infer_ms as f64 };
+            h.infer_ms = if h.infer_ms == 0.0 {
+                infer_ms as f64
+            } else {
+                0.9 * h.infer_ms + 0.1 * infer_ms as f64
+            };
         });
         let captured = frame.captured_instant;
         let at = frame.captured_at;
@@ -230,7 +265,11 @@ impl Worker {
             let mut guard = self.engines[camera].lock().unwrap_or_else(|e| e.into_inner());
             let (tracker, engine) = &mut *guard;
             let tracks = tracker.update(&detections.objects, at);
-            (engine.process(&Tracks { detections, tracks }), engine.take_counts(), engine.take_occupancy())
+            (
+                engine.process(&Tracks { detections, tracks }),
+                engine.take_counts(),
+                engine.take_occupancy(),
+            )
         };
         sample(&self.stats.frame_latency_ms, captured.elapsed().as_secs_f32() * 1000.0);
         self.stats.analysed.fetch_add(1, Ordering::Relaxed);
@@ -248,7 +287,12 @@ impl Worker {
 
 /// The store writer: applies messages in order, retrying transient failures so that
 /// nothing the rules produced is lost while the process runs.
-fn write_events(rx: mpsc::Receiver<StoreMsg>, store: Store, stats: Arc<Stats>, clips: Option<mpsc::Sender<RecEvent>>) {
+fn write_events(
+    rx: mpsc::Receiver<StoreMsg>,
+    store: Store,
+    stats: Arc<Stats>,
+    clips: Option<mpsc::Sender<RecEvent>>,
+) {
     for msg in rx {
         match msg {
             StoreMsg::Event(c) => {
@@ -261,12 +305,17 @@ fn write_events(rx: mpsc::Receiver<StoreMsg>, store: Store, stats: Arc<Stats>, c
                         "event {:?}", c.change
                     );
                     if let (Some(tx), crate::types::Change::Ended) = (&clips, c.change) {
-                        let _ = tx.send(RecEvent::EventEnded { event_id: ev.id, camera_id: ev.camera_id.clone() });
+                        let _ = tx.send(RecEvent::EventEnded {
+                            event_id: ev.id,
+                            camera_id: ev.camera_id.clone(),
+                        });
                     }
                 }
             }
             StoreMsg::Counts(rows) => {
-                write_with_retry(&store, &format!("{} line count(s)", rows.len()), || store.add_counts(&rows));
+                write_with_retry(&store, &format!("{} line count(s)", rows.len()), || {
+                    store.add_counts(&rows)
+                });
             }
             StoreMsg::Occupancy(rows) => {
                 write_with_retry(&store, &format!("{} zone occupancy row(s)", rows.len()), || {
@@ -279,7 +328,11 @@ fn write_events(rx: mpsc::Receiver<StoreMsg>, store: Store, stats: Arc<Stats>, c
 
 /// Runs a store write, retrying transient failures (5 attempts, 0.1 s doubling backoff). A
 /// full filesystem first releases the database's reserve space (retention then evicts).
-fn write_with_retry<T>(store: &Store, what: &str, mut f: impl FnMut() -> Result<T, crate::store::StoreError>) -> Option<T> {
+fn write_with_retry<T>(
+    store: &Store,
+    what: &str,
+    mut f: impl FnMut() -> Result<T, crate::store::StoreError>,
+) -> Option<T> {
     let mut delay = Duration::from_millis(100);
     for attempt in 1.. {
         match store.with_reserve(&mut f) {
@@ -314,11 +367,19 @@ pub fn start_cameras(
         if !cam.enabled {
             continue;
         }
-        let source = cam.source(&cfg.base_dir).map_err(|e| anyhow!("camera `{}`: url: {e}", cam.id))?;
+        let source =
+            cam.source(&cfg.base_dir).map_err(|e| anyhow!("camera `{}`: url: {e}", cam.id))?;
         let is_file = matches!(source, crate::config::Source::File(_));
-        let mode = PipelineMode { realtime: cam.realtime && is_file && !lossless, drop: !lossless, max_fps: cam.detect_fps };
+        let mode = PipelineMode {
+            realtime: cam.realtime && is_file && !lossless,
+            drop: !lossless,
+            max_fps: cam.detect_fps,
+        };
         let record = recorder.and_then(|(r, store)| r.spec(store, cam));
-        let plan = record.as_ref().map(|spec| RecordPlan { mode: record_mode(cam, &source), segment_ns: spec.segment_ns });
+        let plan = record.as_ref().map(|spec| RecordPlan {
+            mode: record_mode(cam, &source),
+            segment_ns: spec.segment_ns,
+        });
         let description = profile.pipeline_for(cam, &source, mode, plan);
         tracing::info!(camera = %cam.id, "pipeline: {}", redact_url(&description));
         let opener = GstOpener { camera_id: Arc::from(cam.id.as_str()), description, record };
@@ -331,11 +392,13 @@ pub fn start_cameras(
             backoff_max: Duration::from_secs_f64(cam.reconnect_max_secs),
         };
         let (registry, queue, shutdown) = (registry.clone(), queue.clone(), shutdown.clone());
-        handles.push(std::thread::Builder::new().name(format!("cam-{}", cam.id)).spawn(move || {
-            supervise(&opener, &opts, &registry, &shutdown, &mut |f| {
-                queue.push(idx, f);
-            })
-        })?);
+        handles.push(std::thread::Builder::new().name(format!("cam-{}", cam.id)).spawn(
+            move || {
+                supervise(&opener, &opts, &registry, &shutdown, &mut |f| {
+                    queue.push(idx, f);
+                })
+            },
+        )?);
     }
     Ok(handles)
 }
@@ -375,7 +438,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     tracing::info!("ONNX Runtime: {}", ort.display());
     crate::ingest::gst::init()?;
     let manifests = load_manifests(&cfg)?;
-    let store = Store::open(&cfg.data_dir).with_context(|| format!("opening data dir {}", cfg.data_dir.display()))?;
+    let store = Store::open(&cfg.data_dir)
+        .with_context(|| format!("opening data dir {}", cfg.data_dir.display()))?;
     store.set_uplink_context(crate::uplink::context(&cfg));
     store.end_interrupted()?;
     let report = crate::record::reconcile::reconcile(&store)?;
@@ -386,14 +450,18 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 
     let registry = Registry::new();
     for cam in &cfg.cameras {
-        registry.register(CameraHealth { records: cam.records(&cfg.base_dir), ..CameraHealth::new(cam) });
+        registry.register(CameraHealth {
+            records: cam.records(&cfg.base_dir),
+            ..CameraHealth::new(cam)
+        });
     }
     let uplink = crate::uplink::Uplink::start(&cfg, &store, &registry)?;
     let opts = DetectorOptions {
         intra_op_threads: cfg.inference.intra_op_threads,
         execution_providers: profile.inference.execution_providers.clone(),
     };
-    let recorder = Recorder::start(&cfg, store.clone(), Arc::new(crate::record::clock::SystemClock))?;
+    let recorder =
+        Recorder::start(&cfg, store.clone(), Arc::new(crate::record::clock::SystemClock))?;
     let analytics = Analytics::start(
         &cfg.cameras,
         &manifests,
@@ -405,8 +473,15 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         recorder.sender(),
     )?;
     let shutdown = Arc::new(AtomicBool::new(false));
-    let cameras =
-        start_cameras(&cfg, &profile, &registry, &analytics.queue, &shutdown, false, Some((&recorder, &store)))?;
+    let cameras = start_cameras(
+        &cfg,
+        &profile,
+        &registry,
+        &analytics.queue,
+        &shutdown,
+        false,
+        Some((&recorder, &store)),
+    )?;
 
     let state = crate::api::ApiState {
         store: store.clone(),
@@ -423,9 +498,16 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {} (field `api.listen`)", cfg.api.listen))?;
         let addr = listener.local_addr()?;
-        println!("gridwatch {} is running: box `{}`, {} camera(s)", env!("CARGO_PKG_VERSION"), cfg.box_id, cfg.cameras.len());
+        println!(
+            "gridwatch {} is running: box `{}`, {} camera(s)",
+            env!("CARGO_PKG_VERSION"),
+            cfg.box_id,
+            cfg.cameras.len()
+        );
         println!("  API:        http://{addr}/api/v1/health");
-        println!("  events:     curl -H 'Authorization: Bearer <token>' http://{addr}/api/v1/events");
+        println!(
+            "  events:     curl -H 'Authorization: Bearer <token>' http://{addr}/api/v1/events"
+        );
         println!("  {token_note}");
         println!("  stop with Ctrl-C");
         let closing = store.clone();
@@ -453,8 +535,11 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 /// authenticate. A generated token is printed once (stdout, never the log) and only its
 /// hash is stored.
 fn ensure_token(cfg: &Config, store: &Store) -> anyhow::Result<String> {
-    let generated =
-        if cfg.api.generate_token_if_none { store.bootstrap_token(&cfg.api.tokens_sha256, "generated-on-first-run")? } else { None };
+    let generated = if cfg.api.generate_token_if_none {
+        store.bootstrap_token(&cfg.api.tokens_sha256, "generated-on-first-run")?
+    } else {
+        None
+    };
     Ok(match generated {
         Some(token) => {
             // First run: also an `admin` user for the console, its password shown once.

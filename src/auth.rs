@@ -38,8 +38,13 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 5] =
-        [Permission::See, Permission::Review, Permission::Monitor, Permission::Configure, Permission::Administer];
+    pub const ALL: [Permission; 5] = [
+        Permission::See,
+        Permission::Review,
+        Permission::Monitor,
+        Permission::Configure,
+        Permission::Administer,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -58,7 +63,8 @@ impl Permission {
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [Role::Viewer, Role::Operator, Role::Installer, Role::Admin, Role::Platform];
+    pub const ALL: [Role; 5] =
+        [Role::Viewer, Role::Operator, Role::Installer, Role::Admin, Role::Platform];
     /// Roles a user (a person with a password) may have.
     pub const HUMAN: [Role; 4] = [Role::Viewer, Role::Operator, Role::Installer, Role::Admin];
 
@@ -120,7 +126,10 @@ impl Scope {
     pub fn normalised(mut self) -> Result<Scope, String> {
         for (what, list) in [("cameras", &mut self.cameras), ("grid_cells", &mut self.grid_cells)] {
             for v in list.iter() {
-                if v.is_empty() || v.len() > 64 || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+                if v.is_empty()
+                    || v.len() > 64
+                    || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+                {
                     return Err(format!(
                         "scope.{what}: `{v}` is not a valid id (1–64 letters, digits, '-', '_', '.', ':')"
                     ));
@@ -130,15 +139,24 @@ impl Scope {
             list.dedup();
         }
         if self.cameras.is_empty() && self.grid_cells.is_empty() {
-            return Err("scope: list at least one camera or grid cell (no scope at all means every camera)".into());
+            return Err(
+                "scope: list at least one camera or grid cell (no scope at all means every camera)"
+                    .into(),
+            );
         }
         Ok(self)
     }
 
     /// Parses the comma-separated lists of the command line (`--cameras a,b --grid-cells C3`).
-    pub fn from_lists(cameras: Option<&str>, grid_cells: Option<&str>) -> Result<Option<Scope>, String> {
+    pub fn from_lists(
+        cameras: Option<&str>,
+        grid_cells: Option<&str>,
+    ) -> Result<Option<Scope>, String> {
         let split = |s: Option<&str>| -> Vec<String> {
-            s.map(|s| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()).unwrap_or_default()
+            s.map(|s| {
+                s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()
+            })
+            .unwrap_or_default()
         };
         if cameras.is_none() && grid_cells.is_none() {
             return Ok(None);
@@ -169,7 +187,10 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// Usernames: 1–64 of ASCII letters, digits, `.`, `_`, `-`, `@`; compared case-insensitively.
 pub fn validate_username(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c)) {
+    if name.is_empty()
+        || name.len() > 64
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+    {
         return Err(format!(
             "username `{name}` is not valid: use 1–64 letters, digits, '.', '_', '-' or '@'"
         ));
@@ -283,10 +304,19 @@ mod tests {
         }
         assert_eq!(Scope::from_lists(None, None).unwrap(), None);
         let s = Scope::from_lists(Some("cam2, cam1,cam2"), None).unwrap().unwrap();
-        assert_eq!((s.cameras.as_slice(), s.grid_cells.len()), (["cam1".to_string(), "cam2".into()].as_slice(), 0));
+        assert_eq!(
+            (s.cameras.as_slice(), s.grid_cells.len()),
+            (["cam1".to_string(), "cam2".into()].as_slice(), 0)
+        );
         assert!(Scope::from_lists(Some(""), Some(" ")).unwrap_err().contains("at least one"));
         assert!(Scope::from_lists(Some("a b"), None).unwrap_err().contains("`a b`"));
-        assert_eq!(Scope::describe(Some(&Scope { cameras: vec!["a".into()], grid_cells: vec!["C3".into()] })), "cameras a; grid cells C3");
+        assert_eq!(
+            Scope::describe(Some(&Scope {
+                cameras: vec!["a".into()],
+                grid_cells: vec!["C3".into()]
+            })),
+            "cameras a; grid cells C3"
+        );
         assert_eq!(Scope::describe(None), "all cameras");
     }
 }

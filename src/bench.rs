@@ -32,9 +32,16 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-pub fn run(video: &Path, model: &Path, frames: u64, width: u32, threads: usize) -> anyhow::Result<()> {
+pub fn run(
+    video: &Path,
+    model: &Path,
+    frames: u64,
+    width: u32,
+    threads: usize,
+) -> anyhow::Result<()> {
     let frames = frames.max(10);
-    let video = std::fs::canonicalize(video).map_err(|e| anyhow!("video {}: {e}", video.display()))?;
+    let video =
+        std::fs::canonicalize(video).map_err(|e| anyhow!("video {}: {e}", video.display()))?;
     let manifest_path = std::fs::canonicalize(crate::cli::manifest_path(model))
         .map_err(|e| anyhow!("model {}: {e}", model.display()))?;
     println!("gridwatch bench: {} with {}", video.display(), manifest_path.display());
@@ -67,7 +74,8 @@ pub fn run(video: &Path, model: &Path, frames: u64, width: u32, threads: usize) 
     }
     let decode_fps = decoded as f64 / t.elapsed().as_secs_f64();
     drop(stream);
-    let (fw, fh) = kept.first().map(|f| (f.width, f.height)).ok_or_else(|| anyhow!("no frames decoded"))?;
+    let (fw, fh) =
+        kept.first().map(|f| (f.width, f.height)).ok_or_else(|| anyhow!("no frames decoded"))?;
     println!("decode only:    {decoded} frames at {fw}x{fh}: {decode_fps:.1} fps");
 
     // 2. Inference only (pre + run + post) on decoded frames.
@@ -127,8 +135,7 @@ clear_secs = 1.0
         video = video.display(),
     );
     let cfg = Config::parse(&cfg_text, Path::new("/")).map_err(|e| anyhow!(e))?;
-    let profile = HardwareProfile::load("cpu", Path::new("."))
-        .map_err(|e| anyhow!(e))?;
+    let profile = HardwareProfile::load("cpu", Path::new(".")).map_err(|e| anyhow!(e))?;
     let store = crate::store::Store::open(&cfg.data_dir)?;
     let registry = Registry::new();
     registry.register(CameraHealth::new(&cfg.cameras[0]));
@@ -137,7 +144,16 @@ clear_secs = 1.0
         intra_op_threads: threads,
         execution_providers: vec!["cpu".into()],
     };
-    let analytics = Analytics::start(&cfg.cameras, &manifests, &opts, 1, store.clone(), registry.clone(), true, None)?;
+    let analytics = Analytics::start(
+        &cfg.cameras,
+        &manifests,
+        &opts,
+        1,
+        store.clone(),
+        registry.clone(),
+        true,
+        None,
+    )?;
     let stop = Arc::new(AtomicBool::new(false));
     let t = Instant::now();
     let cams = start_cameras(&cfg, &profile, &registry, &analytics.queue, &stop, true, None)?;
@@ -171,7 +187,10 @@ clear_secs = 1.0
         ev.len()
     );
     let bound = decode_fps.min(infer_fps);
-    println!("ratio pipeline / min(decode, inference) = {pipe_fps:.1} / {bound:.1} = {:.2}", pipe_fps / bound);
+    println!(
+        "ratio pipeline / min(decode, inference) = {pipe_fps:.1} / {bound:.1} = {:.2}",
+        pipe_fps / bound
+    );
     if let Some(rss) = peak_rss_mib() {
         println!("peak RSS: {rss:.0} MiB");
     }
@@ -302,7 +321,10 @@ pub fn tracking_rules_cost(objects: usize, frames: usize) -> anyhow::Result<Trac
         let s = Instant::now();
         let tr = tracker.update(&dets, at);
         tracks = tr.len();
-        let changes = engine.process(&Tracks { detections: Detections { frame: f, objects: dets, infer_ms: 0.0 }, tracks: tr });
+        let changes = engine.process(&Tracks {
+            detections: Detections { frame: f, objects: dets, infer_ms: 0.0 },
+            tracks: tr,
+        });
         let counts = engine.take_counts();
         let occ = engine.take_occupancy();
         let e = s.elapsed();
@@ -315,7 +337,16 @@ pub fn tracking_rules_cost(objects: usize, frames: usize) -> anyhow::Result<Trac
     let p50_us = percentile(&mut us, 0.5) as f64;
     let p95_us = percentile(&mut us, 0.95) as f64;
     let max_us = percentile(&mut us, 1.0) as f64;
-    Ok(TrackingCost { objects, tracks, frames, rules: cam.rules.len(), mean_us, p50_us, p95_us, max_us })
+    Ok(TrackingCost {
+        objects,
+        tracks,
+        frames,
+        rules: cam.rules.len(),
+        mean_us,
+        p50_us,
+        p95_us,
+        max_us,
+    })
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
@@ -331,7 +362,11 @@ fn num_cpus() -> usize {
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
@@ -347,7 +382,9 @@ pub fn record_cost(secs: u32, bitrate_kbps: u32) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let _cleanup = RemoveDir(dir.clone());
     let video = dir.join("1080p30.mp4");
-    println!("gridwatch bench-record: generating {secs} s of 1080p30 H.264 at {bitrate_kbps} kbit/s …");
+    println!(
+        "gridwatch bench-record: generating {secs} s of 1080p30 H.264 at {bitrate_kbps} kbit/s …"
+    );
     run_to_eos(&format!(
         "videotestsrc num-buffers={} pattern=snow ! video/x-raw,width=1920,height=1080,framerate=30/1 \
          ! x264enc bitrate={bitrate_kbps} speed-preset=ultrafast key-int-max=60 ! h264parse ! mp4mux \
@@ -356,9 +393,9 @@ pub fn record_cost(secs: u32, bitrate_kbps: u32) -> anyhow::Result<()> {
         video.display()
     ))?;
     let bytes = std::fs::metadata(&video)?.len();
-    let profile = HardwareProfile::load("cpu", Path::new("."))
-        .map_err(|e| anyhow!(e))?;
-    let plan = RecordPlan { mode: RecordMode::Passthrough(Some("h264")), segment_ns: 10_000_000_000 };
+    let profile = HardwareProfile::load("cpu", Path::new(".")).map_err(|e| anyhow!(e))?;
+    let plan =
+        RecordPlan { mode: RecordMode::Passthrough(Some("h264")), segment_ns: 10_000_000_000 };
     let demux = format!(
         "filesrc location=\"{}\" ! qtdemux ! h264parse ! tee name=rec ! queue ! fakesink sync=false",
         video.display()
@@ -370,7 +407,10 @@ pub fn record_cost(secs: u32, bitrate_kbps: u32) -> anyhow::Result<()> {
         let out = dir.join(format!("run{i}"));
         std::fs::create_dir_all(&out)?;
         let branch = profile.record_branch(plan, true);
-        rec.push(run_to_eos(&format!("{demux} {branch} location=\"{}/seg%05d.mp4\"", out.display()))?);
+        rec.push(run_to_eos(&format!(
+            "{demux} {branch} location=\"{}/seg%05d.mp4\"",
+            out.display()
+        ))?);
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));
@@ -384,8 +424,16 @@ pub fn record_cost(secs: u32, bitrate_kbps: u32) -> anyhow::Result<()> {
         bytes as f64 * 8.0 / video_secs / 1e6,
         bytes as f64 / 1048576.0
     );
-    println!("demux+parse only: {:.3} s CPU ({:.2} % of one core in real time)", b, 100.0 * b / video_secs);
-    println!("demux+parse+record: {:.3} s CPU ({:.2} % of one core in real time)", r, 100.0 * r / video_secs);
+    println!(
+        "demux+parse only: {:.3} s CPU ({:.2} % of one core in real time)",
+        b,
+        100.0 * b / video_secs
+    );
+    println!(
+        "demux+parse+record: {:.3} s CPU ({:.2} % of one core in real time)",
+        r,
+        100.0 * r / video_secs
+    );
     println!(
         "record branch (mux + write, passthrough): {:.3} s CPU per {secs} s of video = {:.2} % of one core (target ≤ 2 %)",
         (r - b).max(0.0),
@@ -409,7 +457,10 @@ fn run_to_eos(desc: &str) -> anyhow::Result<f64> {
     let bus = pipeline.bus().ok_or_else(|| anyhow!("no bus"))?;
     let cpu0 = process_cpu_secs()?;
     pipeline.set_state(gst::State::Playing)?;
-    let res = match bus.timed_pop_filtered(gst::ClockTime::from_seconds(600), &[gst::MessageType::Eos, gst::MessageType::Error]) {
+    let res = match bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(600),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    ) {
         Some(m) => match m.view() {
             gst::MessageView::Error(e) => Err(anyhow!("pipeline error: {}", e.error())),
             _ => Ok(()),
@@ -427,7 +478,10 @@ fn process_cpu_secs() -> anyhow::Result<f64> {
     // SAFETY: clock_gettime writes into the timespec we own; no other memory is touched.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
     if rc != 0 {
-        return Err(anyhow!("clock_gettime(CLOCK_PROCESS_CPUTIME_ID): {}", std::io::Error::last_os_error()));
+        return Err(anyhow!(
+            "clock_gettime(CLOCK_PROCESS_CPUTIME_ID): {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
 }

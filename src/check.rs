@@ -26,7 +26,16 @@ pub fn run(path: &Path) -> ExitCode {
     let mut r = Report { failed: 0 };
     let cfg = match Config::load(path) {
         Ok(c) => {
-            r.line(true, "config", format!("{} ({} camera(s), {} model(s))", path.display(), c.cameras.len(), c.models.len()));
+            r.line(
+                true,
+                "config",
+                format!(
+                    "{} ({} camera(s), {} model(s))",
+                    path.display(),
+                    c.cameras.len(),
+                    c.models.len()
+                ),
+            );
             c
         }
         Err(e) => {
@@ -37,15 +46,32 @@ pub fn run(path: &Path) -> ExitCode {
 
     match HardwareProfile::for_config(&cfg) {
         Ok(p) => {
-            r.line(true, "hardware profile", format!("{} — {}{}", p.name, p.description, if p.tested { "" } else { " (UNTESTED)" }));
+            r.line(
+                true,
+                "hardware profile",
+                format!(
+                    "{} — {}{}",
+                    p.name,
+                    p.description,
+                    if p.tested { "" } else { " (UNTESTED)" }
+                ),
+            );
             match crate::ingest::gst::init() {
                 Ok(()) => {
                     let els = p.required_elements();
-                    let missing: Vec<_> = els.iter().filter(|e| !crate::ingest::gst::has_element(e)).cloned().collect();
+                    let missing: Vec<_> = els
+                        .iter()
+                        .filter(|e| !crate::ingest::gst::has_element(e))
+                        .cloned()
+                        .collect();
                     if missing.is_empty() {
                         r.line(true, "gstreamer elements", format!("all {} present", els.len()));
                     } else {
-                        r.line(false, "gstreamer elements", format!("missing: {}", missing.join(", ")));
+                        r.line(
+                            false,
+                            "gstreamer elements",
+                            format!("missing: {}", missing.join(", ")),
+                        );
                     }
                 }
                 Err(e) => r.line(false, "gstreamer", e),
@@ -61,7 +87,9 @@ pub fn run(path: &Path) -> ExitCode {
 
     for (name, p) in &cfg.models {
         match ModelManifest::load(p).and_then(|m| m.verify().map(|()| m)) {
-            Ok(m) => r.line(true, &format!("model {name}"), format!("{} (sha256 ok)", m.file.display())),
+            Ok(m) => {
+                r.line(true, &format!("model {name}"), format!("{} (sha256 ok)", m.file.display()))
+            }
             Err(e) => r.line(false, &format!("model {name}"), e),
         }
     }
@@ -102,7 +130,8 @@ fn rtsp_reachable(u: &str) -> Result<std::net::SocketAddr, String> {
     let url = url::Url::parse(u).map_err(|e| e.to_string())?;
     let host = url.host_str().ok_or("no host")?;
     let port = url.port().unwrap_or(if url.scheme() == "rtsps" { 322 } else { 554 });
-    let addrs = (host, port).to_socket_addrs().map_err(|e| format!("cannot resolve {host}: {e}"))?;
+    let addrs =
+        (host, port).to_socket_addrs().map_err(|e| format!("cannot resolve {host}: {e}"))?;
     let mut last = String::from("no address");
     for a in addrs {
         match std::net::TcpStream::connect_timeout(&a, Duration::from_secs(3)) {

@@ -15,7 +15,11 @@ use crate::types::Detection;
 
 /// Accepts a manifest path or a model directory holding `model.toml`.
 pub fn manifest_path(p: &Path) -> PathBuf {
-    if p.is_dir() { p.join("model.toml") } else { p.to_path_buf() }
+    if p.is_dir() {
+        p.join("model.toml")
+    } else {
+        p.to_path_buf()
+    }
 }
 
 /// Loads, verifies and opens a model on the CPU with `threads` intra-op threads.
@@ -24,7 +28,8 @@ pub fn open_detector(model: &Path, threads: usize) -> anyhow::Result<Detector> {
     let path = manifest_path(model);
     let m = ModelManifest::load(&path)?;
     m.verify()?;
-    let opts = DetectorOptions { intra_op_threads: threads, execution_providers: vec!["cpu".into()] };
+    let opts =
+        DetectorOptions { intra_op_threads: threads, execution_providers: vec!["cpu".into()] };
     Ok(Detector::load(&m, &opts)?)
 }
 
@@ -34,7 +39,11 @@ pub fn open_video(video: &Path, width: u32) -> anyhow::Result<Box<dyn FrameStrea
         return Err(anyhow!("video {} does not exist or is not a file", video.display()));
     }
     let profile = HardwareProfile::load("cpu", Path::new(".")).map_err(|e| anyhow!(e))?;
-    let opener = GstOpener { camera_id: Arc::from("video"), description: profile.offline_file_pipeline(video, width), record: None };
+    let opener = GstOpener {
+        camera_id: Arc::from("video"),
+        description: profile.offline_file_pipeline(video, width),
+        record: None,
+    };
     opener.open().with_context(|| format!("opening {}", video.display()))
 }
 
@@ -46,10 +55,18 @@ fn print_dets(label: &str, dets: &[Detection], json: bool) {
             .iter()
             .map(|d| {
                 let b = d.bbox;
-                format!("{} {:.2} [{:.3},{:.3},{:.3},{:.3}]", d.class, d.score, b.x1, b.y1, b.x2, b.y2)
+                format!(
+                    "{} {:.2} [{:.3},{:.3},{:.3},{:.3}]",
+                    d.class, d.score, b.x1, b.y1, b.x2, b.y2
+                )
             })
             .collect();
-        println!("{label}: {} object(s){}{}", dets.len(), if items.is_empty() { "" } else { ": " }, items.join("; "));
+        println!(
+            "{label}: {} object(s){}{}",
+            dets.len(),
+            if items.is_empty() { "" } else { ": " },
+            items.join("; ")
+        );
     }
 }
 
@@ -64,7 +81,8 @@ pub fn detect(
 ) -> anyhow::Result<()> {
     let mut det = open_detector(model, threads)?;
     if let Some(img) = image {
-        let rgb = image::open(img).with_context(|| format!("reading image {}", img.display()))?.to_rgb8();
+        let rgb =
+            image::open(img).with_context(|| format!("reading image {}", img.display()))?.to_rgb8();
         let (w, h) = rgb.dimensions();
         let dets = det.detect(rgb.as_raw(), w, h)?;
         print_dets(&img.display().to_string(), &dets, json);
@@ -118,7 +136,8 @@ pub fn rtsp_serve(video: &Path, port: u16, path: &str) -> anyhow::Result<()> {
     factory.set_shared(true);
     mounts.add_factory(path, factory);
     let main_loop = gstreamer::glib::MainLoop::new(None, false);
-    let _source = server.attach(None).map_err(|e| anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    let _source =
+        server.attach(None).map_err(|e| anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))?;
     println!("rtsp://127.0.0.1:{port}{path}");
     main_loop.run();
     Ok(())

@@ -147,12 +147,17 @@ fn default_min_password_len() -> usize {
 impl AuthConfig {
     pub(crate) fn validate(&self) -> Result<(), String> {
         if !(60..=30 * 86_400).contains(&self.session_ttl_secs) {
-            return Err("field `auth.session_ttl_secs`: must be between 60 and 2592000 (30 days)".into());
+            return Err(
+                "field `auth.session_ttl_secs`: must be between 60 and 2592000 (30 days)".into()
+            );
         }
         if self.max_failed_logins == 0 {
             return Err("field `auth.max_failed_logins`: must be ≥ 1".into());
         }
-        for (field, v) in [("failed_login_window_secs", self.failed_login_window_secs), ("lockout_secs", self.lockout_secs)] {
+        for (field, v) in [
+            ("failed_login_window_secs", self.failed_login_window_secs),
+            ("lockout_secs", self.lockout_secs),
+        ] {
             if !(1..=7 * 86_400).contains(&v) {
                 return Err(format!("field `auth.{field}`: must be between 1 and 604800 (7 days)"));
             }
@@ -579,7 +584,9 @@ impl WebhookConfig {
                 _ => Err(format!("environment variable `{var}` (secret_env) is not set or empty")),
             },
             (Some(_), Some(_)) => Err("give `secret` or `secret_env`, not both".into()),
-            (None, None) => Err("a signing secret is required: set `secret` or `secret_env`".into()),
+            (None, None) => {
+                Err("a signing secret is required: set `secret` or `secret_env`".into())
+            }
         }
     }
 }
@@ -649,7 +656,9 @@ impl MqttConfig {
             (Some(p), None) => Ok(Some(p.clone())),
             (None, Some(var)) => match std::env::var(var) {
                 Ok(v) if !v.is_empty() => Ok(Some(Secret(v))),
-                _ => Err(format!("environment variable `{var}` (password_env) is not set or empty")),
+                _ => {
+                    Err(format!("environment variable `{var}` (password_env) is not set or empty"))
+                }
             },
             (Some(_), Some(_)) => Err("give `password` or `password_env`, not both".into()),
             (None, None) => Ok(None),
@@ -696,9 +705,16 @@ impl UplinkConfig {
 
     fn validate(&self) -> Result<(), String> {
         if let Some(u) = &self.public_url {
-            let p = url::Url::parse(u).map_err(|e| format!("field `uplink.public_url`: `{u}` is not a URL: {e}"))?;
-            if !matches!(p.scheme(), "http" | "https") || p.query().is_some() || p.fragment().is_some() {
-                return Err("field `uplink.public_url`: must be an http(s) URL without query or fragment".into());
+            let p = url::Url::parse(u)
+                .map_err(|e| format!("field `uplink.public_url`: `{u}` is not a URL: {e}"))?;
+            if !matches!(p.scheme(), "http" | "https")
+                || p.query().is_some()
+                || p.fragment().is_some()
+            {
+                return Err(
+                    "field `uplink.public_url`: must be an http(s) URL without query or fragment"
+                        .into(),
+                );
             }
         }
         if !(self.outbox_retention_days.is_finite() && self.outbox_retention_days > 0.0) {
@@ -707,18 +723,25 @@ impl UplinkConfig {
         let mut names = HashSet::new();
         for (i, w) in self.webhooks.iter().enumerate() {
             let at = |f: &str| format!("field `uplink.webhooks[{i}].{f}` (webhook `{}`)", w.name);
-            if w.name.is_empty() || !w.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                return Err(format!("{}: must be non-empty and use only letters, digits, '-' and '_'", at("name")));
+            if w.name.is_empty()
+                || !w.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(format!(
+                    "{}: must be non-empty and use only letters, digits, '-' and '_'",
+                    at("name")
+                ));
             }
             if !names.insert(w.name.as_str()) {
                 return Err(format!("{}: duplicate sink name", at("name")));
             }
-            let u = url::Url::parse(&w.url).map_err(|e| format!("{}: not a URL: {e}", at("url")))?;
+            let u =
+                url::Url::parse(&w.url).map_err(|e| format!("{}: not a URL: {e}", at("url")))?;
             if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
                 return Err(format!("{}: must be an http:// or https:// URL", at("url")));
             }
             let secret = w.secret_value().map_err(|m| format!("{}: {m}", at("secret")))?;
-            crate::uplink::signing::key_bytes(secret.expose()).map_err(|m| format!("{}: {m}", at("secret")))?;
+            crate::uplink::signing::key_bytes(secret.expose())
+                .map_err(|m| format!("{}: {m}", at("secret")))?;
             for (f, v) in [
                 ("connect_timeout_secs", w.connect_timeout_secs),
                 ("timeout_secs", w.timeout_secs),
@@ -738,13 +761,23 @@ impl UplinkConfig {
         }
         for (i, m) in self.mqtt.iter().enumerate() {
             let at = |f: &str| format!("field `uplink.mqtt[{i}].{f}` (mqtt sink `{}`)", m.name);
-            if m.name.is_empty() || !m.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                return Err(format!("{}: must be non-empty and use only letters, digits, '-' and '_'", at("name")));
+            if m.name.is_empty()
+                || !m.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(format!(
+                    "{}: must be non-empty and use only letters, digits, '-' and '_'",
+                    at("name")
+                ));
             }
             if !names.insert(m.name.as_str()) {
-                return Err(format!("{}: duplicate sink name (webhooks and MQTT sinks share names)", at("name")));
+                return Err(format!(
+                    "{}: duplicate sink name (webhooks and MQTT sinks share names)",
+                    at("name")
+                ));
             }
-            m.host_port().map_err(|e| format!("{}: `{}` {e}", at("url"), crate::uplink::webhook::redact(&m.url)))?;
+            m.host_port().map_err(|e| {
+                format!("{}: `{}` {e}", at("url"), crate::uplink::webhook::redact(&m.url))
+            })?;
             if let Some(id) = &m.client_id {
                 if id.is_empty() || id.len() > 128 {
                     return Err(format!("{}: must be 1–128 characters", at("client_id")));
@@ -757,8 +790,14 @@ impl UplinkConfig {
             if m.ca_file.is_some() && !m.tls() {
                 return Err(format!("{}: only used with an mqtts:// URL", at("ca_file")));
             }
-            if m.topic_prefix.is_empty() || m.topic_prefix.contains(['+', '#', '\0']) || m.topic_prefix.ends_with('/') {
-                return Err(format!("{}: must be non-empty, without '+', '#' or a trailing '/'", at("topic_prefix")));
+            if m.topic_prefix.is_empty()
+                || m.topic_prefix.contains(['+', '#', '\0'])
+                || m.topic_prefix.ends_with('/')
+            {
+                return Err(format!(
+                    "{}: must be non-empty, without '+', '#' or a trailing '/'",
+                    at("topic_prefix")
+                ));
             }
             for (f, v) in [
                 ("connect_timeout_secs", m.connect_timeout_secs),
@@ -846,7 +885,8 @@ impl Config {
             .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
-        Self::parse(&text, &base).map_err(|msg| ConfigError::Invalid { path: path.to_path_buf(), msg })
+        Self::parse(&text, &base)
+            .map_err(|msg| ConfigError::Invalid { path: path.to_path_buf(), msg })
     }
 
     /// Parses and validates config text; relative paths resolve against `base_dir`.
@@ -875,7 +915,11 @@ impl Config {
 
     /// Resolves a path from the config against the config file's directory.
     pub fn resolve(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() { p.to_path_buf() } else { self.base_dir.join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
     }
 
     pub(crate) fn validate(&self) -> Result<(), String> {
@@ -910,14 +954,22 @@ impl Config {
         self.auth.validate()?;
         for (name, p) in &self.models {
             if !p.is_file() {
-                return Err(format!("field `models.{name}`: model manifest {} does not exist", p.display()));
+                return Err(format!(
+                    "field `models.{name}`: model manifest {} does not exist",
+                    p.display()
+                ));
             }
         }
         let mut ids = HashSet::new();
         for (i, c) in self.cameras.iter().enumerate() {
             let at = |field: &str| format!("field `cameras[{i}].{field}` (camera `{}`)", c.id);
-            if c.id.is_empty() || !c.id.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
-                return Err(format!("{}: must be non-empty and use only letters, digits, '-' and '_'", at("id")));
+            if c.id.is_empty()
+                || !c.id.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+            {
+                return Err(format!(
+                    "{}: must be non-empty and use only letters, digits, '-' and '_'",
+                    at("id")
+                ));
             }
             if !ids.insert(c.id.as_str()) {
                 return Err(format!("{}: duplicate camera id", at("id")));
@@ -951,7 +1003,10 @@ impl Config {
                 return Err(format!("{}: must be > 0", at("stall_timeout_secs")));
             }
             if !(c.reconnect_min_secs > 0.0 && c.reconnect_max_secs >= c.reconnect_min_secs) {
-                return Err(format!("{}: need 0 < reconnect_min_secs ≤ reconnect_max_secs", at("reconnect_min_secs")));
+                return Err(format!(
+                    "{}: need 0 < reconnect_min_secs ≤ reconnect_max_secs",
+                    at("reconnect_min_secs")
+                ));
             }
             c.tracker.validate().map_err(|m| format!("{}: {m}", at("tracker")))?;
             if c.models.is_empty() && c.enabled {
@@ -959,7 +1014,10 @@ impl Config {
             }
             for (j, m) in c.models.iter().enumerate() {
                 if !self.models.contains_key(m) {
-                    return Err(format!("{}: unknown model `{m}` (not in [models])", at(&format!("models[{j}]"))));
+                    return Err(format!(
+                        "{}: unknown model `{m}` (not in [models])",
+                        at(&format!("models[{j}]"))
+                    ));
                 }
             }
             validate_geometry(c, i)?;
@@ -967,30 +1025,48 @@ impl Config {
             if !(1.0..=3600.0).contains(&r.segment_secs) {
                 return Err(format!("{}: must be between 1 and 3600", at("record.segment_secs")));
             }
-            for (field, v) in [("max_age_days", r.max_age_days), ("max_clip_secs", r.max_clip_secs)] {
+            for (field, v) in [("max_age_days", r.max_age_days), ("max_clip_secs", r.max_clip_secs)]
+            {
                 if !(v.is_finite() && v > 0.0) {
                     return Err(format!("{}: must be > 0", at(&format!("record.{field}"))));
                 }
             }
-            for (field, v) in [("pre_roll_secs", r.pre_roll_secs), ("post_roll_secs", r.post_roll_secs)] {
+            for (field, v) in
+                [("pre_roll_secs", r.pre_roll_secs), ("post_roll_secs", r.post_roll_secs)]
+            {
                 if !(0.0..=600.0).contains(&v) {
-                    return Err(format!("{}: must be between 0 and 600", at(&format!("record.{field}"))));
+                    return Err(format!(
+                        "{}: must be between 0 and 600",
+                        at(&format!("record.{field}"))
+                    ));
                 }
             }
             if !(100..=100_000).contains(&r.encode_bitrate_kbps) {
-                return Err(format!("{}: must be between 100 and 100000", at("record.encode_bitrate_kbps")));
+                return Err(format!(
+                    "{}: must be between 100 and 100000",
+                    at("record.encode_bitrate_kbps")
+                ));
             }
             for (j, r) in c.rules.iter().enumerate() {
                 let f = |x: &str| at(&format!("rules[{j}].{x}"));
-                crate::rules::config::validate(r).map_err(|(field, m)| format!("{}: {m}", f(&field)))?;
+                crate::rules::config::validate(r)
+                    .map_err(|(field, m)| format!("{}: {m}", f(&field)))?;
                 if let Some(z) = r.zone() {
                     if !c.zones.iter().any(|x| x.name == z) {
-                        return Err(format!("{}: unknown zone `{z}` (camera zones: {})", f("zone"), names(c.zones.iter().map(|x| &x.name))));
+                        return Err(format!(
+                            "{}: unknown zone `{z}` (camera zones: {})",
+                            f("zone"),
+                            names(c.zones.iter().map(|x| &x.name))
+                        ));
                     }
                 }
                 if let Some(l) = r.line() {
                     if !c.lines.iter().any(|x| x.name == l) {
-                        return Err(format!("{}: unknown line `{l}` (camera lines: {})", f("line"), names(c.lines.iter().map(|x| &x.name))));
+                        return Err(format!(
+                            "{}: unknown line `{l}` (camera lines: {})",
+                            f("line"),
+                            names(c.lines.iter().map(|x| &x.name))
+                        ));
                     }
                 }
                 if let RuleConfig::Presence(p) = r {
@@ -1000,7 +1076,11 @@ impl Config {
                     if !(0.0..=1.0).contains(&p.min_score) {
                         return Err(format!("{}: must be between 0 and 1", f("min_score")));
                     }
-                    if p.min_secs.is_nan() || p.min_secs < 0.0 || p.clear_secs.is_nan() || p.clear_secs < 0.0 {
+                    if p.min_secs.is_nan()
+                        || p.min_secs < 0.0
+                        || p.clear_secs.is_nan()
+                        || p.clear_secs < 0.0
+                    {
                         return Err(format!("{}: must be ≥ 0", f("min_secs")));
                     }
                 }
@@ -1012,7 +1092,11 @@ impl Config {
 
 fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
     let v: Vec<String> = it.map(|n| format!("`{n}`")).collect();
-    if v.is_empty() { "none".into() } else { v.join(", ") }
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
 }
 
 /// Zones and lines of camera `i`: names unique and non-empty, enough points, coordinates
@@ -1036,14 +1120,22 @@ fn validate_geometry(c: &CameraConfig, i: usize) -> Result<(), String> {
     let mut seen = HashSet::new();
     for (k, z) in c.zones.iter().enumerate() {
         if z.name.trim().is_empty() {
-            return Err(format!("{}: zone names must not be empty", at(format!("zones[{k}].name"))));
+            return Err(format!(
+                "{}: zone names must not be empty",
+                at(format!("zones[{k}].name"))
+            ));
         }
         if !seen.insert(z.name.as_str()) {
             return Err(format!("{}: duplicate zone `{}`", at(format!("zones[{k}].name")), z.name));
         }
         let field = format!("zones[{k}].points");
         if z.points.len() < 3 {
-            return Err(format!("{}: zone `{}` needs at least 3 points, has {}", at(field), z.name, z.points.len()));
+            return Err(format!(
+                "{}: zone `{}` needs at least 3 points, has {}",
+                at(field),
+                z.name,
+                z.points.len()
+            ));
         }
         coords(&z.points, field.clone(), "zone", &z.name)?;
         if polygon_self_intersects(&z.points) {
@@ -1056,18 +1148,30 @@ fn validate_geometry(c: &CameraConfig, i: usize) -> Result<(), String> {
     let mut seen = HashSet::new();
     for (k, l) in c.lines.iter().enumerate() {
         if l.name.trim().is_empty() {
-            return Err(format!("{}: line names must not be empty", at(format!("lines[{k}].name"))));
+            return Err(format!(
+                "{}: line names must not be empty",
+                at(format!("lines[{k}].name"))
+            ));
         }
         if !seen.insert(l.name.as_str()) {
             return Err(format!("{}: duplicate line `{}`", at(format!("lines[{k}].name")), l.name));
         }
         let field = format!("lines[{k}].points");
         if l.points.len() < 2 {
-            return Err(format!("{}: line `{}` needs at least 2 points, has {}", at(field), l.name, l.points.len()));
+            return Err(format!(
+                "{}: line `{}` needs at least 2 points, has {}",
+                at(field),
+                l.name,
+                l.points.len()
+            ));
         }
         coords(&l.points, field.clone(), "line", &l.name)?;
         if l.points.windows(2).any(|w| crate::geometry::dist(w[0], w[1]) < 1e-9) {
-            return Err(format!("{}: line `{}` repeats a point (zero-length segment)", at(field), l.name));
+            return Err(format!(
+                "{}: line `{}` repeats a point (zero-length segment)",
+                at(field),
+                l.name
+            ));
         }
     }
     Ok(())
@@ -1147,10 +1251,16 @@ classes = ["person"]
 
     #[test]
     fn tracker_block_is_parsed_and_validated() {
-        let t = GOOD.replace("models = [\"default\"]", "models = [\"default\"]\n[cameras.tracker]\nmin_hits = 3");
+        let t = GOOD.replace(
+            "models = [\"default\"]",
+            "models = [\"default\"]\n[cameras.tracker]\nmin_hits = 3",
+        );
         assert_eq!(Config::parse(&t, &base()).unwrap().cameras[0].tracker.min_hits, 3);
         let e = Config::parse(&t.replace("min_hits = 3", "min_hits = 0"), &base()).unwrap_err();
-        assert!(e.contains("cameras[0].tracker") && e.contains("min_hits") && e.contains("cam1"), "{e}");
+        assert!(
+            e.contains("cameras[0].tracker") && e.contains("min_hits") && e.contains("cam1"),
+            "{e}"
+        );
         let e = Config::parse(&t.replace("min_hits = 3", "min_hit = 3"), &base()).unwrap_err();
         assert!(e.contains("min_hit") && e.contains("cam1"), "{e}");
     }
@@ -1236,7 +1346,9 @@ zone = "yard"
             r => panic!("{r:?}"),
         }
         match &cam.rules[3] {
-            RuleConfig::Crowd(r) => assert_eq!((r.classes.as_slice(), r.min_count), (&["person".to_string()][..], 5)),
+            RuleConfig::Crowd(r) => {
+                assert_eq!((r.classes.as_slice(), r.min_count), (&["person".to_string()][..], 5))
+            }
             r => panic!("{r:?}"),
         }
     }
@@ -1244,61 +1356,114 @@ zone = "yard"
     #[test]
     fn zone_with_too_few_points() {
         let e = geo_err("[[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]]", "[[0.1, 0.1], [0.9, 0.1]]");
-        assert!(e.contains("field `cameras[1].zones[0].points` (camera `gate`)") && e.contains("zone `yard`") && e.contains("at least 3"), "{e}");
+        assert!(
+            e.contains("field `cameras[1].zones[0].points` (camera `gate`)")
+                && e.contains("zone `yard`")
+                && e.contains("at least 3"),
+            "{e}"
+        );
     }
 
     #[test]
     fn zone_outside_image() {
         let e = geo_err("[0.6, 0.6], [0.2, 0.6]]", "[0.6, 1.2], [0.2, 0.6]]");
-        assert!(e.contains("cameras[1].zones[1].points") && e.contains("`gate`") && e.contains("zone `lawn`") && e.contains("outside"), "{e}");
+        assert!(
+            e.contains("cameras[1].zones[1].points")
+                && e.contains("`gate`")
+                && e.contains("zone `lawn`")
+                && e.contains("outside"),
+            "{e}"
+        );
         let e = geo_err("[[0.0, 0.5], [0.5, 0.55]", "[[-0.1, 0.5], [0.5, 0.55]");
-        assert!(e.contains("cameras[1].lines[0].points") && e.contains("line `kerb`") && e.contains("outside"), "{e}");
+        assert!(
+            e.contains("cameras[1].lines[0].points")
+                && e.contains("line `kerb`")
+                && e.contains("outside"),
+            "{e}"
+        );
     }
 
     #[test]
     fn self_intersecting_zone() {
-        let e = geo_err("[[0.2, 0.2], [0.6, 0.2], [0.6, 0.6], [0.2, 0.6]]", "[[0.2, 0.2], [0.6, 0.6], [0.6, 0.2], [0.2, 0.6]]");
-        assert_eq!(e, "field `cameras[1].zones[1].points` (camera `gate`): zone `lawn` intersects itself");
+        let e = geo_err(
+            "[[0.2, 0.2], [0.6, 0.2], [0.6, 0.6], [0.2, 0.6]]",
+            "[[0.2, 0.2], [0.6, 0.6], [0.6, 0.2], [0.2, 0.6]]",
+        );
+        assert_eq!(
+            e,
+            "field `cameras[1].zones[1].points` (camera `gate`): zone `lawn` intersects itself"
+        );
     }
 
     #[test]
     fn duplicate_zone_and_line_names() {
         let e = geo_err("name = \"lawn\"", "name = \"yard\"");
-        assert!(e.contains("cameras[1].zones[1].name") && e.contains("duplicate zone `yard`") && e.contains("`gate`"), "{e}");
+        assert!(
+            e.contains("cameras[1].zones[1].name")
+                && e.contains("duplicate zone `yard`")
+                && e.contains("`gate`"),
+            "{e}"
+        );
         let t = GEO.replacen("[[cameras.rules]]", "[[cameras.lines]]\nname = \"kerb\"\npoints = [[0.1, 0.1], [0.2, 0.2]]\n[[cameras.rules]]", 1);
         let e = Config::parse(&t, &base()).unwrap_err();
-        assert!(e.contains("cameras[1].lines[1].name") && e.contains("duplicate line `kerb`"), "{e}");
+        assert!(
+            e.contains("cameras[1].lines[1].name") && e.contains("duplicate line `kerb`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn line_with_one_point() {
         let e = geo_err("[[0.0, 0.5], [0.5, 0.55], [1.0, 0.5]]", "[[0.0, 0.5]]");
-        assert!(e.contains("cameras[1].lines[0].points") && e.contains("line `kerb`") && e.contains("at least 2"), "{e}");
+        assert!(
+            e.contains("cameras[1].lines[0].points")
+                && e.contains("line `kerb`")
+                && e.contains("at least 2"),
+            "{e}"
+        );
     }
 
     #[test]
     fn unknown_zone_or_line_in_rule() {
         let e = geo_err("zone = \"lawn\"", "zone = \"lawns\"");
-        assert!(e.contains("field `cameras[1].rules[0].zone` (camera `gate`)") && e.contains("unknown zone `lawns`") && e.contains("`yard`"), "{e}");
+        assert!(
+            e.contains("field `cameras[1].rules[0].zone` (camera `gate`)")
+                && e.contains("unknown zone `lawns`")
+                && e.contains("`yard`"),
+            "{e}"
+        );
         let e = geo_err("line = \"kerb\"", "line = \"curb\"");
         assert!(e.contains("cameras[1].rules[1].line") && e.contains("unknown line `curb`"), "{e}");
     }
 
     #[test]
     fn rule_values_are_checked() {
-        let e = geo_err("allowed_heading_deg = 90", "allowed_heading_deg = 90\ntolerance_deg = 120");
+        let e =
+            geo_err("allowed_heading_deg = 90", "allowed_heading_deg = 90\ntolerance_deg = 120");
         assert!(e.contains("cameras[1].rules[4].tolerance_deg") && e.contains("`gate`"), "{e}");
-        let e = geo_err("kind = \"crowd\"\nzone = \"yard\"", "kind = \"crowd\"\nzone = \"yard\"\nmin_count = 0");
+        let e = geo_err(
+            "kind = \"crowd\"\nzone = \"yard\"",
+            "kind = \"crowd\"\nzone = \"yard\"\nmin_count = 0",
+        );
         assert!(e.contains("cameras[1].rules[3].min_count"), "{e}");
         let e = geo_err("classes = [\"person\"]", "classes = []");
         assert!(e.contains("cameras[1].rules[0].classes"), "{e}");
-        let e = geo_err("kind = \"loitering\"\nzone = \"yard\"", "kind = \"loitering\"\nzone = \"yard\"\ndwell_secs = -1");
+        let e = geo_err(
+            "kind = \"loitering\"\nzone = \"yard\"",
+            "kind = \"loitering\"\nzone = \"yard\"\ndwell_secs = -1",
+        );
         assert!(e.contains("cameras[1].rules[2].dwell_secs"), "{e}");
         // Unknown keys and bad enum values are rejected by serde, naming the camera.
         let e = geo_err("raise_event = true", "raise_events = true");
         assert!(e.contains("raise_events") && e.contains("`gate`"), "{e}");
         let e = geo_err("direction = \"b_to_a\"", "direction = \"up\"");
-        assert!(e.contains("cameras[1].rules[1]") && e.contains("`up`") && e.contains("`b_to_a`") && e.contains("`gate`"), "{e}");
+        assert!(
+            e.contains("cameras[1].rules[1]")
+                && e.contains("`up`")
+                && e.contains("`b_to_a`")
+                && e.contains("`gate`"),
+            "{e}"
+        );
         let e = geo_err("person = \"center\"", "person = \"feet\"");
         assert!(e.contains("anchors") && e.contains("`gate`"), "{e}");
         // wrong_way needs its heading.
@@ -1312,8 +1477,12 @@ zone = "yard"
     #[test]
     fn docs_config_blocks_parse_and_state_true_defaults() {
         let md = std::fs::read_to_string(base().join("docs/config.md")).unwrap();
-        let blocks: Vec<&str> =
-            md.split("```toml\n").skip(1).filter_map(|b| b.split("```").next()).filter(|b| !b.contains("[elements]")).collect();
+        let blocks: Vec<&str> = md
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .filter(|b| !b.contains("[elements]"))
+            .collect();
         assert_eq!(blocks.len(), 3, "main, geometry and rules blocks");
         let extra_zones = ["lane-north", "bus-stop", "junction"]
             .iter()
@@ -1338,7 +1507,8 @@ zone = "yard"
             }
         }
         assert!(removed >= 30, "only {removed} default lines found");
-        let bare = Config::parse(&stripped, &base()).unwrap_or_else(|e| panic!("stripped docs config: {e}"));
+        let bare = Config::parse(&stripped, &base())
+            .unwrap_or_else(|e| panic!("stripped docs config: {e}"));
         let (a, b) = (&full.cameras[0], &bare.cameras[0]);
         assert_eq!(format!("{:?}", a.rules), format!("{:?}", b.rules));
         assert_eq!(a.tracker, b.tracker);
@@ -1348,14 +1518,27 @@ zone = "yard"
         assert_eq!(format!("{:?}", full.storage), format!("{:?}", StorageConfig::default()));
         assert_eq!(format!("{:?}", bare.storage), format!("{:?}", StorageConfig::default()));
         assert_eq!(format!("{:?}", full.uplink.webhooks), format!("{:?}", bare.uplink.webhooks));
-        assert_eq!(full.uplink.outbox_retention_days, UplinkConfig::default().outbox_retention_days);
+        assert_eq!(
+            full.uplink.outbox_retention_days,
+            UplinkConfig::default().outbox_retention_days
+        );
         assert_eq!(full.auth, AuthConfig::default());
         assert_eq!(bare.auth, AuthConfig::default());
         let w = &bare.uplink.webhooks[0];
-        assert!(w.enabled && w.max_retry_hours == 72.0 && w.dead_letter_after == 3 && w.backoff_max_secs == 3600.0);
+        assert!(
+            w.enabled
+                && w.max_retry_hours == 72.0
+                && w.dead_letter_after == 3
+                && w.backoff_max_secs == 3600.0
+        );
         assert_eq!(format!("{:?}", full.uplink.mqtt), format!("{:?}", bare.uplink.mqtt));
         let m = &bare.uplink.mqtt[0];
-        assert!(m.enabled && m.topic_prefix == "gridwatch" && m.keep_alive_secs == 30.0 && m.backoff_max_secs == 60.0);
+        assert!(
+            m.enabled
+                && m.topic_prefix == "gridwatch"
+                && m.keep_alive_secs == 30.0
+                && m.backoff_max_secs == 60.0
+        );
         assert_eq!(m.host_port(), Ok(("mqtt.grid.example.org".to_string(), 8883)));
         assert_eq!(a.rules.len(), 13);
         assert_eq!(a.zones.len(), 4);
@@ -1371,22 +1554,43 @@ zone = "yard"
         assert!(e.contains("record.pre_roll_secs") && e.contains("`cam1`"), "{e}");
         let e = bad("[cameras.record]\nsegment_sec = 4\n");
         assert!(e.contains("segment_sec") && e.contains("`cam1`"), "{e}");
-        let top = |extra: &str| Config::parse(&GOOD.replacen("[models]", &format!("{extra}\n[models]"), 1), &base());
-        assert!(top("[storage]\nmin_free_percent = 95").unwrap_err().contains("storage.min_free_percent"));
-        assert!(top("[storage]\nmax_export_secs = 0").unwrap_err().contains("storage.max_export_secs"));
+        let top = |extra: &str| {
+            Config::parse(&GOOD.replacen("[models]", &format!("{extra}\n[models]"), 1), &base())
+        };
+        assert!(top("[storage]\nmin_free_percent = 95")
+            .unwrap_err()
+            .contains("storage.min_free_percent"));
+        assert!(top("[storage]\nmax_export_secs = 0")
+            .unwrap_err()
+            .contains("storage.max_export_secs"));
         let ok = top("[storage]\nmax_bytes = 1000000").unwrap();
         assert_eq!(ok.storage.max_bytes, 1_000_000);
         assert!(ok.cameras[0].records(&base()), "realtime file cameras record by default");
-        let nrt = Config::parse(&GOOD.replacen("models = [\"default\"]", "models = [\"default\"]\nrealtime = false", 1), &base())
-            .unwrap();
-        assert!(!nrt.cameras[0].records(&base()), "unpaced files have no wall-clock time to record");
+        let nrt = Config::parse(
+            &GOOD.replacen("models = [\"default\"]", "models = [\"default\"]\nrealtime = false", 1),
+            &base(),
+        )
+        .unwrap();
+        assert!(
+            !nrt.cameras[0].records(&base()),
+            "unpaced files have no wall-clock time to record"
+        );
     }
 
     #[test]
     fn auth_is_validated_naming_the_field() {
-        let with = |block: &str| Config::parse(&GOOD.replacen("[models]", &format!("[auth]\n{block}\n[models]"), 1), &base());
-        let ok = with("session_ttl_secs = 3600\ncookie_secure = \"always\"\nmax_failed_logins = 3").unwrap();
-        assert_eq!((ok.auth.session_ttl_secs, ok.auth.cookie_secure, ok.auth.max_failed_logins), (3600, CookieSecure::Always, 3));
+        let with = |block: &str| {
+            Config::parse(
+                &GOOD.replacen("[models]", &format!("[auth]\n{block}\n[models]"), 1),
+                &base(),
+            )
+        };
+        let ok = with("session_ttl_secs = 3600\ncookie_secure = \"always\"\nmax_failed_logins = 3")
+            .unwrap();
+        assert_eq!(
+            (ok.auth.session_ttl_secs, ok.auth.cookie_secure, ok.auth.max_failed_logins),
+            (3600, CookieSecure::Always, 3)
+        );
         for (block, field) in [
             ("session_ttl_secs = 10", "auth.session_ttl_secs"),
             ("max_failed_logins = 0", "auth.max_failed_logins"),
@@ -1403,9 +1607,13 @@ zone = "yard"
 
     #[test]
     fn uplink_is_validated_and_secrets_never_printed() {
-        let with = |block: &str| Config::parse(&GOOD.replacen("[models]", &format!("{block}\n[models]"), 1), &base());
+        let with = |block: &str| {
+            Config::parse(&GOOD.replacen("[models]", &format!("{block}\n[models]"), 1), &base())
+        };
         let hook = |extra: &str| {
-            with(&format!("[[uplink.webhooks]]\nname = \"city\"\nurl = \"https://p.example/h\"\n{extra}"))
+            with(&format!(
+                "[[uplink.webhooks]]\nname = \"city\"\nurl = \"https://p.example/h\"\n{extra}"
+            ))
         };
         let ok = hook("secret = \"whsec_c2VjcmV0\"").unwrap();
         let w = &ok.uplink.webhooks[0];
@@ -1413,10 +1621,14 @@ zone = "yard"
         assert!(!format!("{ok:?}").contains("c2VjcmV0"), "the secret must not be printed");
         assert_eq!(ok.uplink.public_url(&ok.api), "http://127.0.0.1:8080");
         let e = |r: Result<Config, String>| r.unwrap_err();
-        assert!(e(hook("")).contains("uplink.webhooks[0].secret") && e(hook("")).contains("`city`"));
-        assert!(e(hook("secret_env = \"GRIDWATCH_TEST_UNSET_SECRET_VAR\"")).contains("GRIDWATCH_TEST_UNSET_SECRET_VAR"));
+        assert!(
+            e(hook("")).contains("uplink.webhooks[0].secret") && e(hook("")).contains("`city`")
+        );
+        assert!(e(hook("secret_env = \"GRIDWATCH_TEST_UNSET_SECRET_VAR\""))
+            .contains("GRIDWATCH_TEST_UNSET_SECRET_VAR"));
         assert!(e(hook("secret = \"whsec_***\"")).contains("base64"));
-        assert!(e(hook("secret = \"s\"\nbackoff_max_secs = 0.5")).contains("uplink.webhooks[0].backoff_max_secs"));
+        assert!(e(hook("secret = \"s\"\nbackoff_max_secs = 0.5"))
+            .contains("uplink.webhooks[0].backoff_max_secs"));
         assert!(e(hook("secret = \"s\"\ndead_letter_after = 0")).contains("dead_letter_after"));
         assert!(e(hook("secret = \"s\"\nretries = 3")).contains("retries"));
         let e2 = e(with("[[uplink.webhooks]]\nname = \"a\"\nurl = \"ftp://x/y\"\nsecret = \"s\""));
@@ -1430,11 +1642,23 @@ zone = "yard"
 
     #[test]
     fn sources() {
-        let mk = |u: &str| CameraConfig { url: u.into(), ..Config::parse(GOOD, &base()).unwrap().cameras[0].clone() };
-        assert_eq!(mk("rtsp://h:554/x").source(Path::new("/b")).unwrap(), Source::Rtsp("rtsp://h:554/x".into()));
+        let mk = |u: &str| CameraConfig {
+            url: u.into(),
+            ..Config::parse(GOOD, &base()).unwrap().cameras[0].clone()
+        };
+        assert_eq!(
+            mk("rtsp://h:554/x").source(Path::new("/b")).unwrap(),
+            Source::Rtsp("rtsp://h:554/x".into())
+        );
         assert_eq!(mk("a.mp4").source(Path::new("/b")).unwrap(), Source::File("/b/a.mp4".into()));
-        assert_eq!(mk("file:///v/a.mp4").source(Path::new("/b")).unwrap(), Source::File("/v/a.mp4".into()));
-        assert_eq!(mk("/dev/video0").source(Path::new("/b")).unwrap(), Source::V4l2("/dev/video0".into()));
+        assert_eq!(
+            mk("file:///v/a.mp4").source(Path::new("/b")).unwrap(),
+            Source::File("/v/a.mp4".into())
+        );
+        assert_eq!(
+            mk("/dev/video0").source(Path::new("/b")).unwrap(),
+            Source::V4l2("/dev/video0".into())
+        );
         assert!(mk("http://x").source(Path::new("/b")).is_err());
     }
 }

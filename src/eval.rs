@@ -53,13 +53,16 @@ pub fn parse_gt(text: &str, path: &Path) -> anyhow::Result<BTreeMap<u64, Vec<GtB
         let at = || format!("{}:{}", path.display(), n + 1);
         let f: Vec<&str> = line.split(',').map(str::trim).collect();
         if f.len() < 6 {
-            bail!("{}: expected `frame,id,left,top,width,height[,conf,…]`, got {} field(s)", at(), f.len());
+            bail!(
+                "{}: expected `frame,id,left,top,width,height[,conf,…]`, got {} field(s)",
+                at(),
+                f.len()
+            );
         }
         let num = |i: usize, what: &str| -> anyhow::Result<f64> {
-            f[i].parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite())
-                .ok_or_else(|| anyhow!("{}: field {} ({what}) is not a number: `{}`", at(), i + 1, f[i]))
+            f[i].parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| {
+                anyhow!("{}: field {} ({what}) is not a number: `{}`", at(), i + 1, f[i])
+            })
         };
         let frame = num(0, "frame")?;
         let id = num(1, "id")?;
@@ -75,7 +78,11 @@ pub fn parse_gt(text: &str, path: &Path) -> anyhow::Result<BTreeMap<u64, Vec<GtB
         }
         let conf = if f.len() > 6 { num(6, "conf")? } else { 1.0 };
         let bbox = BBox { x1: l as f32, y1: t as f32, x2: (l + w) as f32, y2: (t + h) as f32 };
-        out.entry(frame as u64).or_default().push(GtBox { id: id as u64, bbox, ignore: conf == 0.0 });
+        out.entry(frame as u64).or_default().push(GtBox {
+            id: id as u64,
+            bbox,
+            ignore: conf == 0.0,
+        });
     }
     Ok(out)
 }
@@ -84,7 +91,10 @@ pub fn parse_gt(text: &str, path: &Path) -> anyhow::Result<BTreeMap<u64, Vec<GtB
 pub fn parse_range(s: &str) -> anyhow::Result<(u64, u64)> {
     let bad = || anyhow!("--frames: expected A-B (1-based, inclusive), got `{s}`");
     let (a, b) = match s.split_once('-') {
-        Some((a, b)) => (a.trim().parse::<u64>().map_err(|_| bad())?, b.trim().parse::<u64>().map_err(|_| bad())?),
+        Some((a, b)) => (
+            a.trim().parse::<u64>().map_err(|_| bad())?,
+            b.trim().parse::<u64>().map_err(|_| bad())?,
+        ),
         None => {
             let a = s.trim().parse::<u64>().map_err(|_| bad())?;
             (a, a)
@@ -100,7 +110,8 @@ pub fn parse_range(s: &str) -> anyhow::Result<(u64, u64)> {
 pub fn parse_size(s: &str) -> anyhow::Result<(u32, u32)> {
     let bad = || anyhow!("--gt-size: expected WIDTHxHEIGHT (e.g. 768x576), got `{s}`");
     let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
-    let (w, h) = (w.trim().parse::<u32>().map_err(|_| bad())?, h.trim().parse::<u32>().map_err(|_| bad())?);
+    let (w, h) =
+        (w.trim().parse::<u32>().map_err(|_| bad())?, h.trim().parse::<u32>().map_err(|_| bad())?);
     if w == 0 || h == 0 {
         return Err(bad());
     }
@@ -111,10 +122,12 @@ pub fn parse_size(s: &str) -> anyhow::Result<(u32, u32)> {
 pub fn tracker_config(overrides: &[String]) -> anyhow::Result<TrackerConfig> {
     let mut text = String::new();
     for o in overrides {
-        let (k, v) = o.split_once('=').ok_or_else(|| anyhow!("--tracker: expected KEY=VALUE, got `{o}`"))?;
+        let (k, v) =
+            o.split_once('=').ok_or_else(|| anyhow!("--tracker: expected KEY=VALUE, got `{o}`"))?;
         text.push_str(&format!("{} = {}\n", k.trim(), v.trim()));
     }
-    let cfg: TrackerConfig = toml::from_str(&text).map_err(|e| anyhow!("--tracker: {}", e.message()))?;
+    let cfg: TrackerConfig =
+        toml::from_str(&text).map_err(|e| anyhow!("--tracker: {}", e.message()))?;
     cfg.validate().map_err(|e| anyhow!("--tracker: {e}"))?;
     Ok(cfg)
 }
@@ -200,7 +213,8 @@ impl MotAccumulator {
                 drop[h] = true;
             }
         }
-        let hyp: Vec<HypBox> = hyp.iter().zip(&drop).filter(|(_, d)| !**d).map(|(h, _)| *h).collect();
+        let hyp: Vec<HypBox> =
+            hyp.iter().zip(&drop).filter(|(_, d)| !**d).map(|(h, _)| *h).collect();
         let gt: Vec<GtBox> = gt.iter().filter(|g| !g.ignore).copied().collect();
         self.gt_boxes += gt.len() as u64;
         self.hyp_boxes += hyp.len() as u64;
@@ -358,12 +372,17 @@ pub struct MotReport {
 /// The native pixel size of a video (first decoded frame, unscaled).
 pub fn video_size(video: &Path) -> anyhow::Result<(u32, u32)> {
     crate::ingest::gst::init()?;
-    let loc = format!("\"{}\"", video.display().to_string().replace('\\', "\\\\").replace('"', "\\\""));
+    let loc =
+        format!("\"{}\"", video.display().to_string().replace('\\', "\\\\").replace('"', "\\\""));
     let description = format!(
         "filesrc location={loc} ! decodebin ! videoconvert ! video/x-raw,format=RGB \
          ! appsink name=sink max-buffers=2 drop=false sync=false enable-last-sample=false"
     );
-    let opener = crate::ingest::gst::GstOpener { camera_id: std::sync::Arc::from("probe"), description, record: None };
+    let opener = crate::ingest::gst::GstOpener {
+        camera_id: std::sync::Arc::from("probe"),
+        description,
+        record: None,
+    };
     let mut s = opener.open().with_context(|| format!("opening {}", video.display()))?;
     match s.next(Duration::from_secs(10)) {
         StreamEvent::Frame(f) => Ok((f.width, f.height)),
@@ -373,7 +392,12 @@ pub fn video_size(video: &Path) -> anyhow::Result<(u32, u32)> {
     }
 }
 
-fn parse_dets(text: &str, path: &Path, class: &str, size: (u32, u32)) -> anyhow::Result<HashMap<u64, Vec<Detection>>> {
+fn parse_dets(
+    text: &str,
+    path: &Path,
+    class: &str,
+    size: (u32, u32),
+) -> anyhow::Result<HashMap<u64, Vec<Detection>>> {
     let mut out: HashMap<u64, Vec<Detection>> = HashMap::new();
     let (w, h) = (size.0 as f32, size.1 as f32);
     // Same layout as GT (MOT det.txt), with the score in the conf column.
@@ -383,10 +407,16 @@ fn parse_dets(text: &str, path: &Path, class: &str, size: (u32, u32)) -> anyhow:
             continue;
         }
         let num = |i: usize| -> anyhow::Result<f32> {
-            f.get(i)
-                .and_then(|s| s.parse::<f32>().ok())
-                .filter(|v| v.is_finite())
-                .ok_or_else(|| anyhow!("{}:{}: field {} is missing or not a number", path.display(), n + 1, i + 1))
+            f.get(i).and_then(|s| s.parse::<f32>().ok()).filter(|v| v.is_finite()).ok_or_else(
+                || {
+                    anyhow!(
+                        "{}:{}: field {} is missing or not a number",
+                        path.display(),
+                        n + 1,
+                        i + 1
+                    )
+                },
+            )
         };
         let (frame, l, t, bw, bh, score) = (num(0)?, num(2)?, num(3)?, num(4)?, num(5)?, num(6)?);
         out.entry(frame as u64).or_default().push(Detection {
@@ -402,7 +432,8 @@ fn parse_dets(text: &str, path: &Path, class: &str, size: (u32, u32)) -> anyhow:
 
 /// Runs detection + tracking over the frame range and scores it.
 pub fn run_mot(o: &MotOptions) -> anyhow::Result<MotReport> {
-    let gt_text = std::fs::read_to_string(&o.gt).with_context(|| format!("reading GT {}", o.gt.display()))?;
+    let gt_text =
+        std::fs::read_to_string(&o.gt).with_context(|| format!("reading GT {}", o.gt.display()))?;
     let gt = parse_gt(&gt_text, &o.gt)?;
     let (first, last) = match o.frames {
         Some(r) => r,
@@ -417,7 +448,8 @@ pub fn run_mot(o: &MotOptions) -> anyhow::Result<MotReport> {
     };
     let cached = match &o.dets_in {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading detections {}", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading detections {}", p.display()))?;
             Some(parse_dets(&text, p, &o.class, gt_size)?)
         }
         None => None,
@@ -435,7 +467,8 @@ pub fn run_mot(o: &MotOptions) -> anyhow::Result<MotReport> {
     let mut stream: Box<dyn FrameStream> = crate::cli::open_video(&o.video, o.width)?;
     let mut tracker = Tracker::new(o.tracker.clone());
     let mut acc = MotAccumulator::new();
-    let t0 = time::OffsetDateTime::from_unix_timestamp(0).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let t0 =
+        time::OffsetDateTime::from_unix_timestamp(0).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let (gw, gh) = (gt_size.0 as f32, gt_size.1 as f32);
     let (mut detect_s, mut track_s) = (0.0f64, 0.0f64);
     let mut detect_size = (0, 0);
@@ -462,7 +495,11 @@ pub fn run_mot(o: &MotOptions) -> anyhow::Result<MotReport> {
         };
         let t = Instant::now();
         let dets: Vec<Detection> = match (&mut detector, &cached) {
-            (Some(d), _) => d.detect(&f.rgb, f.width, f.height)?.into_iter().filter(|d| d.class == o.class).collect(),
+            (Some(d), _) => d
+                .detect(&f.rgb, f.width, f.height)?
+                .into_iter()
+                .filter(|d| d.class == o.class)
+                .collect(),
             (None, Some(c)) => c.get(&f.index).cloned().unwrap_or_default(),
             (None, None) => Vec::new(),
         };
@@ -489,7 +526,12 @@ pub fn run_mot(o: &MotOptions) -> anyhow::Result<MotReport> {
             .filter(|t| t.state == crate::types::TrackState::Tracked)
             .map(|t| HypBox {
                 id: t.id,
-                bbox: BBox { x1: t.bbox.x1 * gw, y1: t.bbox.y1 * gh, x2: t.bbox.x2 * gw, y2: t.bbox.y2 * gh },
+                bbox: BBox {
+                    x1: t.bbox.x1 * gw,
+                    y1: t.bbox.y1 * gh,
+                    x2: t.bbox.x2 * gw,
+                    y2: t.bbox.y2 * gh,
+                },
             })
             .collect();
         if let Some((_, buf)) = &mut tracks_out {
@@ -510,10 +552,16 @@ pub fn run_mot(o: &MotOptions) -> anyhow::Result<MotReport> {
     }
     let elapsed = start.elapsed().as_secs_f64();
     if acc.frames == 0 {
-        bail!("{}: no frames in {first}-{last} (the video has {last_seen_frame})", o.video.display());
+        bail!(
+            "{}: no frames in {first}-{last} (the video has {last_seen_frame})",
+            o.video.display()
+        );
     }
     if acc.frames < last - first + 1 {
-        bail!("{}: the video ends at frame {last_seen_frame}, before the last frame {last}", o.video.display());
+        bail!(
+            "{}: the video ends at frame {last_seen_frame}, before the last frame {last}",
+            o.video.display()
+        );
     }
     for (p, buf) in [dets_out, tracks_out].into_iter().flatten() {
         std::fs::write(p, buf).with_context(|| format!("writing {}", p.display()))?;
@@ -526,7 +574,11 @@ pub fn run_mot(o: &MotOptions) -> anyhow::Result<MotReport> {
         last_frame: last,
         gt_size,
         detect_size,
-        model: if o.dets_in.is_some() { "(detections from file)".into() } else { o.model.display().to_string() },
+        model: if o.dets_in.is_some() {
+            "(detections from file)".into()
+        } else {
+            o.model.display().to_string()
+        },
         metrics: acc.finish(),
         fps: n / elapsed.max(1e-9),
         detect_ms: detect_s * 1000.0 / n,
@@ -539,7 +591,10 @@ pub fn format_report(r: &MotReport) -> String {
     let m = &r.metrics;
     let pct = |x: f64| format!("{:.1}%", x * 100.0);
     let mut s = String::new();
-    s.push_str(&format!("gridwatch eval mot: {} frames {}-{}\n", r.video, r.first_frame, r.last_frame));
+    s.push_str(&format!(
+        "gridwatch eval mot: {} frames {}-{}\n",
+        r.video, r.first_frame, r.last_frame
+    ));
     s.push_str(&format!(
         "  ground truth {} ({}x{} px), model {} at {}x{}\n\n",
         r.gt, r.gt_size.0, r.gt_size.1, r.model, r.detect_size.0, r.detect_size.1
@@ -554,7 +609,11 @@ pub fn format_report(r: &MotReport) -> String {
         ("Recall", pct(m.recall), "TP / GT boxes"),
         ("GT", m.gt_boxes.to_string(), "GT boxes (conf ≠ 0)"),
         ("GT ids", m.gt_ids.to_string(), "GT objects"),
-        ("MT/PT/ML", format!("{}/{}/{}", m.mt, m.pt, m.ml), "mostly tracked / partly / mostly lost"),
+        (
+            "MT/PT/ML",
+            format!("{}/{}/{}", m.mt, m.pt, m.ml),
+            "mostly tracked / partly / mostly lost",
+        ),
         ("TP", m.tp.to_string(), ""),
         ("FP", m.fp.to_string(), ""),
         ("FN", m.fn_.to_string(), ""),
@@ -627,7 +686,11 @@ mod tests {
         assert!((m.mota - 0.9).abs() < 1e-12);
         // Best identity map 1↔5: IDTP 6 of 10 GT and 10 tracker boxes.
         assert_eq!(m.idtp, 6);
-        assert!((m.idf1 - 0.6).abs() < 1e-12 && (m.idp - 0.6).abs() < 1e-12 && (m.idr - 0.6).abs() < 1e-12);
+        assert!(
+            (m.idf1 - 0.6).abs() < 1e-12
+                && (m.idp - 0.6).abs() < 1e-12
+                && (m.idr - 0.6).abs() < 1e-12
+        );
     }
 
     #[test]
@@ -680,7 +743,10 @@ mod tests {
     #[test]
     fn hungarian_maximises_matches() {
         // Greedy by IoU would pair h1 with g1 and leave g2 unmatched.
-        let gts = [GtBox { id: 1, bbox: b(0.0, 0.0), ignore: false }, GtBox { id: 2, bbox: b(3.0, 0.0), ignore: false }];
+        let gts = [
+            GtBox { id: 1, bbox: b(0.0, 0.0), ignore: false },
+            GtBox { id: 2, bbox: b(3.0, 0.0), ignore: false },
+        ];
         let hyps = [h(1, 1.0), h(2, -2.0)];
         let mut acc = MotAccumulator::new();
         acc.add_frame(&gts, &hyps);
@@ -691,7 +757,11 @@ mod tests {
     #[test]
     fn gt_parse_errors_name_the_line() {
         let p = Path::new("gt.txt");
-        let ok = parse_gt("1,9,499,158,31.03,75.17,1,-4.1,-7.3,0\n\n1,10,1,2,3,4,0,-1,-1,-1\n2,9,1,2,3,4\n", p).unwrap();
+        let ok = parse_gt(
+            "1,9,499,158,31.03,75.17,1,-4.1,-7.3,0\n\n1,10,1,2,3,4,0,-1,-1,-1\n2,9,1,2,3,4\n",
+            p,
+        )
+        .unwrap();
         assert_eq!(ok[&1].len(), 2);
         assert!(ok[&1][1].ignore && !ok[&1][0].ignore);
         assert_eq!(ok[&1][0].bbox.x2, 499.0 + 31.03);
@@ -707,7 +777,11 @@ mod tests {
     fn ranges_sizes_and_tracker_overrides() {
         assert_eq!(parse_range("1-400").unwrap(), (1, 400));
         assert_eq!(parse_range("7").unwrap(), (7, 7));
-        assert!(parse_range("0-3").is_err() && parse_range("5-2").is_err() && parse_range("a-b").is_err());
+        assert!(
+            parse_range("0-3").is_err()
+                && parse_range("5-2").is_err()
+                && parse_range("a-b").is_err()
+        );
         assert_eq!(parse_size("768x576").unwrap(), (768, 576));
         assert!(parse_size("768").is_err());
         let c = tracker_config(&["min_hits=3".into(), "high_score = 0.6".into()]).unwrap();

@@ -99,7 +99,9 @@ pub fn segments_touch(p1: Pt, p2: Pt, q1: Pt, q2: Pt) -> bool {
     let d2 = side(q1, q2, p2);
     let d3 = side(p1, p2, q1);
     let d4 = side(p1, p2, q2);
-    if ((d1 > EPS && d2 < -EPS) || (d1 < -EPS && d2 > EPS)) && ((d3 > EPS && d4 < -EPS) || (d3 < -EPS && d4 > EPS)) {
+    if ((d1 > EPS && d2 < -EPS) || (d1 < -EPS && d2 > EPS))
+        && ((d3 > EPS && d4 < -EPS) || (d3 < -EPS && d4 > EPS))
+    {
         return true;
     }
     (d1.abs() <= EPS && on_segment(q1, q2, p1))
@@ -176,7 +178,13 @@ impl CrossDir {
 /// (t = 0) or only touches it without changing side is not a crossing; `b_inclusive`
 /// decides whether a crossing exactly through `b` counts (so that a polyline vertex is
 /// counted once, by the segment that starts there).
-pub fn segment_crossing(p1: Pt, p2: Pt, a: Pt, b: Pt, b_inclusive: bool) -> Option<(f64, CrossDir)> {
+pub fn segment_crossing(
+    p1: Pt,
+    p2: Pt,
+    a: Pt,
+    b: Pt,
+    b_inclusive: bool,
+) -> Option<(f64, CrossDir)> {
     let s1 = side(a, b, p1);
     let s2 = side(a, b, p2);
     // Strictly from one side to the other: a motion ending exactly on the line has not
@@ -222,7 +230,11 @@ pub fn distance_to_polyline(p: Pt, line: &[Pt]) -> f64 {
         let (a, b) = (w[0], w[1]);
         let d = sub(b, a);
         let len2 = d[0] * d[0] + d[1] * d[1];
-        let t = if len2 <= EPS { 0.0 } else { (((p[0] - a[0]) * d[0] + (p[1] - a[1]) * d[1]) / len2).clamp(0.0, 1.0) };
+        let t = if len2 <= EPS {
+            0.0
+        } else {
+            (((p[0] - a[0]) * d[0] + (p[1] - a[1]) * d[1]) / len2).clamp(0.0, 1.0)
+        };
         best = best.min(dist(p, [a[0] + t * d[0], a[1] + t * d[1]]));
     }
     if line.len() == 1 {
@@ -292,7 +304,14 @@ mod tests {
         assert!(!polygon_self_intersects(&[[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]));
         assert!(polygon_self_intersects(&[[0.1, 0.1], [0.9, 0.1], [0.5, 0.1]]));
         // Concave but simple.
-        assert!(!polygon_self_intersects(&[[0.0, 0.0], [0.6, 0.0], [0.6, 0.3], [0.3, 0.3], [0.3, 0.6], [0.0, 0.6]]));
+        assert!(!polygon_self_intersects(&[
+            [0.0, 0.0],
+            [0.6, 0.0],
+            [0.6, 0.3],
+            [0.3, 0.3],
+            [0.3, 0.6],
+            [0.0, 0.6]
+        ]));
     }
 
     #[test]

@@ -105,7 +105,8 @@ impl Registry {
                 changed = Some(h.since);
             }
             if error.is_some() || state == CameraState::Online {
-                h.last_error = error.or(h.last_error.take().filter(|_| state != CameraState::Online));
+                h.last_error =
+                    error.or(h.last_error.take().filter(|_| state != CameraState::Online));
             }
         });
         if let Some(at) = changed {
@@ -165,8 +166,16 @@ impl CameraHealth {
             infer_ms: 0.0,
             reconnects: 0,
             records: false,
-            zones: cam.zones.iter().map(|z| Shape { name: z.name.clone(), points: z.points.clone() }).collect(),
-            lines: cam.lines.iter().map(|l| Shape { name: l.name.clone(), points: l.points.clone() }).collect(),
+            zones: cam
+                .zones
+                .iter()
+                .map(|z| Shape { name: z.name.clone(), points: z.points.clone() })
+                .collect(),
+            lines: cam
+                .lines
+                .iter()
+                .map(|l| Shape { name: l.name.clone(), points: l.points.clone() })
+                .collect(),
         }
     }
 }

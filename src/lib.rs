@@ -3,8 +3,13 @@
 
 pub mod accounts;
 pub mod api;
+pub mod app;
 pub mod auth;
+pub mod bench;
+pub mod check;
+pub mod cli;
 pub mod config;
+pub mod eval;
 pub mod geometry;
 pub mod health;
 pub mod infer;
@@ -15,8 +20,3 @@ pub mod store;
 pub mod track;
 pub mod types;
 pub mod uplink;
-pub mod app;
-pub mod bench;
-pub mod check;
-pub mod cli;
-pub mod eval;

@@ -228,7 +228,8 @@ enum UserCmd {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GRIDWATCH_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("GRIDWATCH_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_target(false)
         .with_writer(std::io::stderr)
@@ -238,21 +239,64 @@ fn main() -> ExitCode {
         Cmd::Run { config } => load(&config).and_then(gridwatch::app::run),
         Cmd::Check { config } => return gridwatch::check::run(&config),
         Cmd::Detect { model, image, video, frames, width, threads, json } => {
-            gridwatch::cli::detect(&model, image.as_deref(), video.as_deref(), frames, width, threads, json)
+            gridwatch::cli::detect(
+                &model,
+                image.as_deref(),
+                video.as_deref(),
+                frames,
+                width,
+                threads,
+                json,
+            )
         }
         Cmd::Bench { video, model, frames, width, threads } => {
             gridwatch::bench::run(&video, &model, frames, width, threads)
         }
-        Cmd::BenchRecord { secs, bitrate_kbps } => gridwatch::bench::record_cost(secs, bitrate_kbps),
+        Cmd::BenchRecord { secs, bitrate_kbps } => {
+            gridwatch::bench::record_cost(secs, bitrate_kbps)
+        }
         Cmd::BenchUplink { changes, cameras, video, model, secs } => {
-            gridwatch::uplink::bench::drain(changes, cameras.max(1)).and_then(|()| match (video, model) {
-                (Some(v), Some(m)) => gridwatch::uplink::bench::latency(&v, &m, secs),
-                _ => Ok(()),
+            gridwatch::uplink::bench::drain(changes, cameras.max(1)).and_then(|()| {
+                match (video, model) {
+                    (Some(v), Some(m)) => gridwatch::uplink::bench::latency(&v, &m, secs),
+                    _ => Ok(()),
+                }
             })
         }
-        Cmd::Eval { cmd: EvalCmd::Mot { video, gt, frames, model, width, threads, gt_size, class, score_threshold, tracker, save_dets, dets, save_tracks, json } } => {
+        Cmd::Eval {
+            cmd:
+                EvalCmd::Mot {
+                    video,
+                    gt,
+                    frames,
+                    model,
+                    width,
+                    threads,
+                    gt_size,
+                    class,
+                    score_threshold,
+                    tracker,
+                    save_dets,
+                    dets,
+                    save_tracks,
+                    json,
+                },
+        } => {
             let files = (save_dets, dets, save_tracks);
-            eval_mot(video, gt, frames, model, width, threads, gt_size, class, score_threshold, &tracker, files, json)
+            eval_mot(
+                video,
+                gt,
+                frames,
+                model,
+                width,
+                threads,
+                gt_size,
+                class,
+                score_threshold,
+                &tracker,
+                files,
+                json,
+            )
         }
         Cmd::Token { cmd } => token(cmd),
         Cmd::User { cmd } => user(cmd),
@@ -270,9 +314,13 @@ fn main() -> ExitCode {
 fn token(cmd: TokenCmd) -> anyhow::Result<()> {
     use gridwatch::accounts;
     match cmd {
-        TokenCmd::Create { config, name, role, cameras, grid_cells } => {
-            accounts::token_create(&load(&config)?, &name, &role, cameras.as_deref(), grid_cells.as_deref())
-        }
+        TokenCmd::Create { config, name, role, cameras, grid_cells } => accounts::token_create(
+            &load(&config)?,
+            &name,
+            &role,
+            cameras.as_deref(),
+            grid_cells.as_deref(),
+        ),
         TokenCmd::Revoke { config, id } => accounts::token_revoke(&load(&config)?, &id),
         TokenCmd::List { config } => accounts::token_list(&load(&config)?),
     }
@@ -282,7 +330,14 @@ fn user(cmd: UserCmd) -> anyhow::Result<()> {
     use gridwatch::accounts;
     match cmd {
         UserCmd::Add { config, role, cameras, grid_cells, password_stdin, username } => {
-            accounts::user_add(&load(&config)?, &username, &role, cameras.as_deref(), grid_cells.as_deref(), password_stdin)
+            accounts::user_add(
+                &load(&config)?,
+                &username,
+                &role,
+                cameras.as_deref(),
+                grid_cells.as_deref(),
+                password_stdin,
+            )
         }
         UserCmd::Passwd { config, password_stdin, username } => {
             accounts::user_passwd(&load(&config)?, &username, password_stdin)

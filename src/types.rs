@@ -54,7 +54,11 @@ impl BBox {
         let ih = (self.y2.min(o.y2) - self.y1.max(o.y1)).max(0.0);
         let inter = iw * ih;
         let union = self.area() + o.area() - inter;
-        if union <= 0.0 { 0.0 } else { inter / union }
+        if union <= 0.0 {
+            0.0
+        } else {
+            inter / union
+        }
     }
 }
 
@@ -229,7 +233,8 @@ pub enum Review {
 }
 
 impl Review {
-    pub const ALL: [Review; 4] = [Review::New, Review::Acknowledged, Review::Resolved, Review::FalseAlarm];
+    pub const ALL: [Review; 4] =
+        [Review::New, Review::Acknowledged, Review::Resolved, Review::FalseAlarm];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -247,7 +252,10 @@ impl Review {
     /// Whether the workflow allows going from `self` to `to`.
     pub fn can_become(self, to: Review) -> bool {
         use Review::*;
-        matches!((self, to), (New, Acknowledged | Resolved | FalseAlarm) | (Acknowledged, Resolved | FalseAlarm))
+        matches!(
+            (self, to),
+            (New, Acknowledged | Resolved | FalseAlarm) | (Acknowledged, Resolved | FalseAlarm)
+        )
     }
 
     /// The states reachable from `self`.
@@ -282,7 +290,14 @@ pub struct EventChange {
 impl EventChange {
     /// A change with no objects, snapshot, rule, zone, line, detail or grid cell (system
     /// events such as `storage_full`; tests). Set the other fields as needed.
-    pub fn bare(event_id: uuid::Uuid, change: Change, camera_id: &str, kind: &str, severity: Severity, at: OffsetDateTime) -> Self {
+    pub fn bare(
+        event_id: uuid::Uuid,
+        change: Change,
+        camera_id: &str,
+        kind: &str,
+        severity: Severity,
+        at: OffsetDateTime,
+    ) -> Self {
         EventChange {
             event_id,
             change,

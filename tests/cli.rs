@@ -32,7 +32,8 @@ fn model() -> String {
 
 fn run(args: &[&str], cfg: &std::path::Path) -> (i32, String) {
     let out = Command::new(bin()).args(args).arg("--config").arg(cfg).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -41,7 +42,10 @@ fn bad_configs_fail_check_and_run_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         (base("detect_fsp = 3", &model()), "detect_fsp"),
-        (base("", &model()).replace(&pets_mp4().display().to_string(), "http://10.0.0.9/stream"), "cameras[0].url"),
+        (
+            base("", &model()).replace(&pets_mp4().display().to_string(), "http://10.0.0.9/stream"),
+            "cameras[0].url",
+        ),
         (base("", "/nonexistent/model.toml"), "models.coco"),
     ];
     for (cfg, needle) in cases {
@@ -75,14 +79,20 @@ fn check_reports_unreachable_camera_and_corrupt_model() {
         let e = e.unwrap();
         std::fs::copy(e.path(), mdir.join(e.file_name())).unwrap();
     }
-    let onnx = std::fs::read_dir(&mdir).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|x| x == "onnx")).unwrap();
+    let onnx = std::fs::read_dir(&mdir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "onnx"))
+        .unwrap();
     let mut bytes = std::fs::read(&onnx).unwrap();
     let n = bytes.len();
     bytes[n / 2] ^= 0xff;
     std::fs::write(&onnx, bytes).unwrap();
     let port = free_port(); // nothing listens there
-    let cfg = base("", &mdir.join("model.toml").display().to_string())
-        .replace(&pets_mp4().display().to_string(), &format!("rtsp://user:secret@127.0.0.1:{port}/x"));
+    let cfg = base("", &mdir.join("model.toml").display().to_string()).replace(
+        &pets_mp4().display().to_string(),
+        &format!("rtsp://user:secret@127.0.0.1:{port}/x"),
+    );
     let p = write_cfg(dir.path(), &cfg);
     let (code, text) = run(&["check"], &p);
     assert_eq!(code, 1, "{text}");
@@ -106,10 +116,12 @@ fn detect_prints_people_on_a_pets_video_and_rejects_bad_input() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> =
+        stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 3);
     for l in &lines {
-        let people = l["objects"].as_array().unwrap().iter().filter(|o| o["class"] == "person").count();
+        let people =
+            l["objects"].as_array().unwrap().iter().filter(|o| o["class"] == "person").count();
         assert!(people >= 3, "few people in {l}");
     }
     // A corrupt "image" and a missing video are errors that say which file.
@@ -117,7 +129,12 @@ fn detect_prints_people_on_a_pets_video_and_rejects_bad_input() {
     let bad = dir.path().join("bad.jpg");
     std::fs::write(&bad, b"not a jpeg").unwrap();
     for args in [vec!["--image", bad.to_str().unwrap()], vec!["--video", "/nonexistent.mp4"]] {
-        let out = Command::new(bin()).args(["detect", "--model"]).arg(&model).args(&args).output().unwrap();
+        let out = Command::new(bin())
+            .args(["detect", "--model"])
+            .arg(&model)
+            .args(&args)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success());
         assert!(err.contains(args[1]), "{err}");
@@ -138,7 +155,11 @@ fn run_stdin(args: &[&str], cfg: &std::path::Path, stdin: &str) -> (i32, String,
         .unwrap();
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 /// `gridwatch user` and `gridwatch token` beside the running appliance: the accounts they
@@ -160,47 +181,98 @@ reconnect_max_secs = 5.0
     let cfg = a.dir.path().join("gridwatch.toml");
     let pw = "correct horse battery\n";
 
-    let (code, _, err) = run_stdin(&["user", "add", "--role", "admin", "--password-stdin", "root"], &cfg, pw);
+    let (code, _, err) =
+        run_stdin(&["user", "add", "--role", "admin", "--password-stdin", "root"], &cfg, pw);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("user `root` added: role admin, all cameras"), "{err}");
-    let (code, _, err) = run_stdin(&["user", "add", "--role", "admin", "--password-stdin", "ROOT"], &cfg, pw);
+    let (code, _, err) =
+        run_stdin(&["user", "add", "--role", "admin", "--password-stdin", "ROOT"], &cfg, pw);
     assert!(code != 0 && err.contains("exists already"), "{err}");
-    let (code, _, err) = run_stdin(&["user", "add", "--role", "viewer", "--password-stdin", "v"], &cfg, "short\n");
+    let (code, _, err) =
+        run_stdin(&["user", "add", "--role", "viewer", "--password-stdin", "v"], &cfg, "short\n");
     assert!(code != 0 && err.contains("at least 10"), "{err}");
-    let (code, _, err) = run_stdin(&["user", "add", "--role", "platform", "--password-stdin", "v"], &cfg, pw);
+    let (code, _, err) =
+        run_stdin(&["user", "add", "--role", "platform", "--password-stdin", "v"], &cfg, pw);
     assert!(code != 0 && err.contains("--role"), "{err}");
-    let (code, _, err) = run_stdin(&["user", "add", "--role", "viewer", "--cameras", "nope", "--password-stdin", "v"], &cfg, pw);
+    let (code, _, err) = run_stdin(
+        &["user", "add", "--role", "viewer", "--cameras", "nope", "--password-stdin", "v"],
+        &cfg,
+        pw,
+    );
     assert!(code != 0 && err.contains("no camera `nope`"), "{err}");
-    let (code, _, err) = run_stdin(&["user", "add", "--role", "operator", "--grid-cells", "C3", "--password-stdin", "olga"], &cfg, pw);
+    let (code, _, err) = run_stdin(
+        &["user", "add", "--role", "operator", "--grid-cells", "C3", "--password-stdin", "olga"],
+        &cfg,
+        pw,
+    );
     assert_eq!(code, 0, "{err}");
     let (code, out, err) = run_stdin(&["user", "list"], &cfg, "");
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("root") && out.contains("admin") && out.contains("olga") && out.contains("grid cells C3"), "{out}");
+    assert!(
+        out.contains("root")
+            && out.contains("admin")
+            && out.contains("olga")
+            && out.contains("grid cells C3"),
+        "{out}"
+    );
 
     // Log in over real HTTP; the cookie works on the API.
-    let client = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(10)).build().unwrap();
+    let client = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap();
     let login = |user: &str, password: &str| {
-        client.post(a.url("/api/v1/auth/login")).json(&serde_json::json!({"username": user, "password": password})).send().unwrap()
+        client
+            .post(a.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({"username": user, "password": password}))
+            .send()
+            .unwrap()
     };
     let r = login("olga", "correct horse battery");
     assert_eq!(r.status().as_u16(), 200);
     let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
     let cookie = set.split(';').next().unwrap().to_string();
-    let me: serde_json::Value =
-        client.get(a.url("/api/v1/auth/me")).header("cookie", &cookie).send().unwrap().json().unwrap();
+    let me: serde_json::Value = client
+        .get(a.url("/api/v1/auth/me"))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!((me["name"].as_str(), me["role"].as_str()), (Some("olga"), Some("operator")));
     assert_eq!(me["scope"], serde_json::json!({"cameras": [], "grid_cells": ["C3"]}));
-    let cams: serde_json::Value = client.get(a.url("/api/v1/cameras")).header("cookie", &cookie).send().unwrap().json().unwrap();
+    let cams: serde_json::Value = client
+        .get(a.url("/api/v1/cameras"))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(cams["cameras"][0]["id"], "gate");
-    assert_eq!(client.get(a.url("/api/v1/users")).header("cookie", &cookie).send().unwrap().status().as_u16(), 403);
+    assert_eq!(
+        client
+            .get(a.url("/api/v1/users"))
+            .header("cookie", &cookie)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
 
     // A platform token limited to the camera: feed yes, users no; revoked from the CLI: 401.
-    let (code, out, err) = run_stdin(&["token", "create", "--name", "city", "--role", "platform", "--cameras", "gate"], &cfg, "");
+    let (code, out, err) = run_stdin(
+        &["token", "create", "--name", "city", "--role", "platform", "--cameras", "gate"],
+        &cfg,
+        "",
+    );
     assert_eq!(code, 0, "{err}");
     let token = out.trim().to_string();
     assert!(token.starts_with("gw_") && err.contains("role platform, cameras gate"), "{out}{err}");
-    let get = |path: &str, t: &str| client.get(a.url(path)).bearer_auth(t).send().unwrap().status().as_u16();
+    let get = |path: &str, t: &str| {
+        client.get(a.url(path)).bearer_auth(t).send().unwrap().status().as_u16()
+    };
     assert_eq!(get("/api/v1/feed", &token), 200);
     assert_eq!(get("/api/v1/users", &token), 403);
     let (code, out, _) = run_stdin(&["token", "list"], &cfg, "");
@@ -224,23 +296,45 @@ reconnect_max_secs = 5.0
     assert_eq!(r.status().as_u16(), 429);
     assert_eq!(r.headers()["retry-after"], "900");
     let e: serde_json::Value = r.json().unwrap();
-    assert!(["account_locked", "address_locked"].contains(&e["error"]["code"].as_str().unwrap()), "{e}");
-    assert_eq!(login("olga", "correct horse battery").status().as_u16(), 429, "locked even for the right password");
+    assert!(
+        ["account_locked", "address_locked"].contains(&e["error"]["code"].as_str().unwrap()),
+        "{e}"
+    );
+    assert_eq!(
+        login("olga", "correct horse battery").status().as_u16(),
+        429,
+        "locked even for the right password"
+    );
     // An installer resets the password and lifts the account's lock; the address lock stays.
-    let (code, _, err) = run_stdin(&["user", "passwd", "--password-stdin", "olga"], &cfg, "a new long password\n");
+    let (code, _, err) =
+        run_stdin(&["user", "passwd", "--password-stdin", "olga"], &cfg, "a new long password\n");
     assert_eq!(code, 0, "{err}");
     let still: serde_json::Value = login("olga", "a new long password").json().unwrap();
     assert_eq!(still["error"]["code"], "address_locked", "{still}");
     assert_eq!(
-        client.get(a.url("/api/v1/auth/me")).header("cookie", &cookie).send().unwrap().status().as_u16(),
+        client
+            .get(a.url("/api/v1/auth/me"))
+            .header("cookie", &cookie)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
         401,
         "a new password ends the user's sessions"
     );
 
     // Audit: the CLI's changes (actor `cli`), the login, the failures from 127.0.0.1, the lockouts.
-    let audit: serde_json::Value = client.get(a.url("/api/v1/audit?limit=1000")).bearer_auth(TOKEN).send().unwrap().json().unwrap();
+    let audit: serde_json::Value = client
+        .get(a.url("/api/v1/audit?limit=1000"))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     let entries = audit["entries"].as_array().unwrap();
-    let has = |action: &str, actor: &str| entries.iter().any(|e| e["action"] == action && e["actor"] == actor);
+    let has = |action: &str, actor: &str| {
+        entries.iter().any(|e| e["action"] == action && e["actor"] == actor)
+    };
     for (action, actor) in [
         ("user_create", "cli"),
         ("token_create", "cli"),
@@ -252,12 +346,21 @@ reconnect_max_secs = 5.0
     ] {
         assert!(has(action, actor), "no {action} by {actor} in {audit}");
     }
-    assert!(entries.iter().any(|e| e["action"] == "login_failed" && e["address"] == "127.0.0.1"), "{audit}");
-    assert!(!audit.to_string().contains("correct horse") && !audit.to_string().contains(&token), "no secrets in the audit log");
+    assert!(
+        entries.iter().any(|e| e["action"] == "login_failed" && e["address"] == "127.0.0.1"),
+        "{audit}"
+    );
+    assert!(
+        !audit.to_string().contains("correct horse") && !audit.to_string().contains(&token),
+        "no secrets in the audit log"
+    );
     // And the log names the failures and the lockout, without the passwords.
     let logs = a.logs();
     assert!(logs.contains("failed login") && logs.contains("login locked"), "{logs}");
-    assert!(!logs.contains("wrong password 1") && !logs.contains("correct horse"), "a password in the log:\n{logs}");
+    assert!(
+        !logs.contains("wrong password 1") && !logs.contains("correct horse"),
+        "a password in the log:\n{logs}"
+    );
 }
 
 /// A box started with no credentials at all prints, once, an API token and the password of
@@ -275,27 +378,42 @@ models = ["coco"]
     a.stop();
     let cfg = a.dir.path().join("gridwatch.toml");
     let text = std::fs::read_to_string(&cfg).unwrap();
-    let text: String = text.lines().filter(|l| !l.starts_with("tokens_sha256")).map(|l| format!("{l}\n")).collect();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("tokens_sha256"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     std::fs::write(&cfg, text).unwrap();
     a.restart();
     let out = a.log("stdout");
     let word_after = |marker: &str| {
-        let i = out.find(marker).unwrap_or_else(|| panic!("`{marker}` not printed:\n{out}")) + marker.len();
+        let i = out.find(marker).unwrap_or_else(|| panic!("`{marker}` not printed:\n{out}"))
+            + marker.len();
         out[i..].split(['`', ' ', '\n']).find(|w| !w.is_empty()).unwrap().to_string()
     };
     let token = word_after("only its hash is stored): ");
     let password = word_after("user `admin`, password `");
     assert!(token.starts_with("gw_") && password.len() == 20, "{out}");
-    assert!(!a.log("stderr").contains(&password), "the password is printed on stdout only, never logged");
+    assert!(
+        !a.log("stderr").contains(&password),
+        "the password is printed on stdout only, never logged"
+    );
 
     let client = reqwest::blocking::Client::new();
     let r = client.get(a.url("/api/v1/cameras")).bearer_auth(&token).send().unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let r = client.post(a.url("/api/v1/auth/login")).json(&serde_json::json!({"username": "admin", "password": password})).send().unwrap();
+    let r = client
+        .post(a.url("/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": "admin", "password": password}))
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200, "{:?}", r.text());
     let page = client.get(a.url("/")).send().unwrap();
     assert_eq!(page.status().as_u16(), 200);
-    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'self'"));
+    assert!(page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'self'"));
     assert!(page.text().unwrap().contains("<html"));
 
     a.stop();

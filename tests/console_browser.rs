@@ -52,7 +52,8 @@ fn missing_prerequisites() -> Vec<String> {
 /// `<target dir>/test-output/console`, emptied: the test binary is `<target>/<profile>/deps/…`.
 fn output_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("path of the test binary");
-    let target = exe.ancestors().nth(3).map(Path::to_path_buf).unwrap_or_else(|| repo().join("target"));
+    let target =
+        exe.ancestors().nth(3).map(Path::to_path_buf).unwrap_or_else(|| repo().join("target"));
     let dir = target.join("test-output/console");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
@@ -70,7 +71,12 @@ fn add_operator(cfg: &Path) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawning gridwatch user add");
-    child.stdin.take().expect("stdin").write_all(format!("{PASSWORD}\n").as_bytes()).expect("writing the password");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .expect("writing the password");
     let out = child.wait_with_output().expect("gridwatch user add");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "gridwatch user add failed: {err}");
@@ -121,7 +127,14 @@ fn run_scenario(app: &Appliance, out_dir: &Path) -> (Option<i32>, String, String
 fn operator_console_in_a_real_browser() {
     let missing = missing_prerequisites();
     if std::env::var("GRIDWATCH_SKIP_BROWSER").as_deref() == Ok("1") {
-        eprintln!("SKIP console_browser: GRIDWATCH_SKIP_BROWSER=1{}", if missing.is_empty() { String::new() } else { format!(" (missing: {})", missing.join(", ")) });
+        eprintln!(
+            "SKIP console_browser: GRIDWATCH_SKIP_BROWSER=1{}",
+            if missing.is_empty() {
+                String::new()
+            } else {
+                format!(" (missing: {})", missing.join(", "))
+            }
+        );
         return;
     }
     if !missing.is_empty() {
@@ -182,10 +195,22 @@ classes = ["person"]
     let (code, stdout, stderr) = run_scenario(&app, &out_dir);
     let secs = t0.elapsed().as_secs_f64();
     println!("browser scenario: {secs:.1} s, screenshots in {}", out_dir.display());
-    let summary: Option<serde_json::Value> =
-        stdout.lines().rev().find(|l| l.starts_with('{')).and_then(|l| serde_json::from_str(l).ok());
+    let summary: Option<serde_json::Value> = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .and_then(|l| serde_json::from_str(l).ok());
     let Some(summary) = summary.filter(|_| code == Some(0)) else {
-        let tail = |s: &str, n: usize| s.lines().rev().take(n).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        let tail = |s: &str, n: usize| {
+            s.lines()
+                .rev()
+                .take(n)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
         panic!(
             "the browser scenario failed (exit {code:?}{}):\n--- node stdout ---\n{stdout}\n--- node stderr ---\n{}\n--- appliance (tail) ---\n{}\nscreenshots in {}",
             if code.is_none() { format!(", killed after {BROWSER_SECS} s") } else { String::new() },
@@ -199,7 +224,9 @@ classes = ["person"]
     // What the browser did is in the database, seen from the API with another principal.
     let reviewed = &summary["reviewed"];
     for (key, want) in [("acknowledged", "acknowledged"), ("false_alarm", "false_alarm")] {
-        let id = reviewed[key].as_str().unwrap_or_else(|| panic!("summary lacks reviewed.{key}: {summary}"));
+        let id = reviewed[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("summary lacks reviewed.{key}: {summary}"));
         let ev = app.get_json(&format!("/api/v1/events/{id}"));
         assert_eq!(ev["review"], want, "{ev}");
         assert_eq!(ev["reviewed_by"].as_str(), Some(USER), "{ev}");
@@ -208,16 +235,34 @@ classes = ["person"]
         }
     }
     assert_ne!(reviewed["acknowledged"], reviewed["false_alarm"]);
-    let hosts: Vec<&str> = summary["hosts"].as_array().map(|h| h.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
+    let hosts: Vec<&str> = summary["hosts"]
+        .as_array()
+        .map(|h| h.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
     assert!(!hosts.is_empty(), "{summary}");
     for h in &hosts {
         assert!(h.starts_with("127.0.0.1:") || *h == "data", "request host {h}: {summary}");
     }
-    let shots: Vec<&str> = summary["screenshots"].as_array().map(|s| s.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
+    let shots: Vec<&str> = summary["screenshots"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
     for page in [
-        "login", "incidents", "incidents-1920x1080", "incident-clip", "cameras", "stats", "playback", "playback-zh", "login-zh", "logged-out",
+        "login",
+        "incidents",
+        "incidents-1920x1080",
+        "incident-clip",
+        "cameras",
+        "stats",
+        "playback",
+        "playback-zh",
+        "login-zh",
+        "logged-out",
     ] {
-        let f = shots.iter().find(|s| s.ends_with(&format!("-{page}.png"))).unwrap_or_else(|| panic!("no screenshot of {page}: {shots:?}"));
+        let f = shots
+            .iter()
+            .find(|s| s.ends_with(&format!("-{page}.png")))
+            .unwrap_or_else(|| panic!("no screenshot of {page}: {shots:?}"));
         let len = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
         assert!(len > 5_000, "{f}: {len} bytes");
     }

@@ -11,7 +11,8 @@ fn events_of(a: &Appliance, camera: &str) -> Vec<serde_json::Value> {
 #[test]
 fn files_good_bad_and_missing_cameras() {
     let garbage = tempfile::NamedTempFile::new().unwrap();
-    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let bytes: Vec<u8> =
+        (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     std::fs::write(garbage.path(), bytes).unwrap();
     let cams = format!(
         r#"
@@ -77,10 +78,12 @@ reconnect_max_secs = 2.0
         assert!(ev["objects"].as_array().unwrap().iter().any(|o| o["class"] == "person"), "{ev}");
         let id = ev["id"].as_str().unwrap();
         // Snapshot: valid JPEG with a token, 401 without.
-        let (st, ct, body) = a.get(&format!("/api/v1/events/{id}/snapshot.jpg"), Some(TOKEN)).unwrap();
+        let (st, ct, body) =
+            a.get(&format!("/api/v1/events/{id}/snapshot.jpg"), Some(TOKEN)).unwrap();
         assert_eq!(st, 200);
         assert_eq!(ct, "image/jpeg");
-        let img = image::load_from_memory_with_format(&body, image::ImageFormat::Jpeg).expect("snapshot is a JPEG");
+        let img = image::load_from_memory_with_format(&body, image::ImageFormat::Jpeg)
+            .expect("snapshot is a JPEG");
         assert!(img.width() >= 320, "snapshot width {}", img.width());
         let (st, _, body) = a.get(&format!("/api/v1/events/{id}/snapshot.jpg"), None).unwrap();
         assert_eq!(st, 401, "{}", String::from_utf8_lossy(&body));
@@ -104,14 +107,20 @@ reconnect_max_secs = 2.0
         let v = a.get_json("/api/v1/events?camera=missing&kind=camera_offline");
         v["events"].as_array().and_then(|e| e.first().cloned())
     });
-    assert_eq!((off["state"].as_str(), off["severity"].as_str()), (Some("active"), Some("high")), "{off}");
+    assert_eq!(
+        (off["state"].as_str(), off["severity"].as_str()),
+        (Some("active"), Some("high")),
+        "{off}"
+    );
     let err = off["objects"][0]["class"].as_str().unwrap_or_default();
     assert!(err.contains("camera.mp4") || err.contains("not") || err.contains("exist"), "{off}");
     let none = a.get_json("/api/v1/events?camera=garbage&kind=camera_offline");
     assert_eq!(none["events"].as_array().map(Vec::len), Some(0), "no rule, no event: {none}");
     // The good camera keeps analysing while the bad ones fail.
     let before = a.camera("mp4")["frames_analysed"].as_u64().unwrap();
-    wait_for(20, "more analysed frames on mp4", || (a.camera("mp4")["frames_analysed"].as_u64().unwrap() > before + 5).then_some(()));
+    wait_for(20, "more analysed frames on mp4", || {
+        (a.camera("mp4")["frames_analysed"].as_u64().unwrap() > before + 5).then_some(())
+    });
     let (st, ct, body) = a.get("/api/v1/cameras/mp4/latest.jpg", Some(TOKEN)).unwrap();
     assert_eq!((st, ct.as_str()), (200, "image/jpeg"));
     image::load_from_memory(&body).unwrap();
@@ -121,7 +130,9 @@ reconnect_max_secs = 2.0
     assert_eq!(code, Some(0), "{}", a.logs());
     assert!(a.logs().contains("stopped cleanly"), "{}", a.logs());
     let db = rusqlite::Connection::open(a.data().join("gridwatch.db")).unwrap();
-    let active: i64 = db.query_row("SELECT count(*) FROM events WHERE state = 'active'", [], |r| r.get(0)).unwrap();
+    let active: i64 = db
+        .query_row("SELECT count(*) FROM events WHERE state = 'active'", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(active, 0, "active events left after graceful shutdown");
     // Zone occupancy reached the store through the writer (at the latest, the partial minute
     // flushed at shutdown): the clip has people in view.
@@ -161,7 +172,12 @@ fn rtsp_camera_goes_offline_and_reconnects() {
     let dir = tempfile::tempdir().unwrap();
     let mp4 = pets_mp4().display().to_string();
     let port_s = port.to_string();
-    let serve = || spawn_quiet(&["rtsp-serve", "--video", &mp4, "--port", &port_s, "--path", "/cam"], &dir.path().join("rtsp.log"));
+    let serve = || {
+        spawn_quiet(
+            &["rtsp-serve", "--video", &mp4, "--port", &port_s, "--path", "/cam"],
+            &dir.path().join("rtsp.log"),
+        )
+    };
     let server = serve();
     let cams = format!(
         r#"
@@ -180,7 +196,9 @@ min_secs = 1.0
 "#
     );
     let a = Appliance::start(&cams);
-    wait_for(60, &format!("rtsp camera online\n{}", a.logs()), || (a.camera("rtsp")["state"] == "online").then_some(()));
+    wait_for(60, &format!("rtsp camera online\n{}", a.logs()), || {
+        (a.camera("rtsp")["state"] == "online").then_some(())
+    });
     wait_for(60, "a presence event from the RTSP camera", || {
         let v = a.get_json("/api/v1/events?camera=rtsp");
         (!v["events"].as_array().unwrap().is_empty()).then_some(())
@@ -192,7 +210,9 @@ min_secs = 1.0
     });
     eprintln!("offline reason: {}", c["last_error"]);
     let _server = serve();
-    wait_for(60, &format!("rtsp camera back online\n{}", a.logs()), || (a.camera("rtsp")["state"] == "online").then_some(()));
+    wait_for(60, &format!("rtsp camera back online\n{}", a.logs()), || {
+        (a.camera("rtsp")["state"] == "online").then_some(())
+    });
     assert!(a.camera("rtsp")["reconnects"].as_u64().unwrap() >= 1);
     // Recorded as it arrived (H.264 passthrough) before and after the outage.
     let segs = wait_for(60, "RTSP recordings from before and after the outage", || {

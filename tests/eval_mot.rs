@@ -13,7 +13,10 @@ fn gt_dir() -> std::path::PathBuf {
 fn pets09_frames_1_to_100_track_well() {
     let gt = gt_dir().join("gt-frames-0001-0400.txt");
     if !gt.is_file() {
-        eprintln!("skipping: {} not found (evaluation ground truth lives in ../shared)", gt.display());
+        eprintln!(
+            "skipping: {} not found (evaluation ground truth lives in ../shared)",
+            gt.display()
+        );
         return;
     }
     if !std::path::Path::new(PETS_AVI).is_file() {
@@ -27,8 +30,13 @@ fn pets09_frames_1_to_100_track_well() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "eval mot failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let r: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert!(
+        out.status.success(),
+        "eval mot failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     let m = &r["metrics"];
     eprintln!("frames 1-100: {m}");
     assert_eq!(m["frames"], 100);

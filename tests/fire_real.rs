@@ -46,9 +46,11 @@ const RULES: &str = "box_id='b'\ndata_dir='/tmp'\n[models]\n[[cameras]]\nid='cam
 fn run_clip(det: &mut gridwatch::infer::Detector, video: &Path) -> Outcome {
     let cfg = gridwatch::config::Config::parse(RULES, Path::new("/")).expect("rules config");
     let mut engine = RuleEngine::new(&cfg.cameras[0]);
-    let mut stream = gridwatch::cli::open_video(video, 640).unwrap_or_else(|e| panic!("{}: {e:#}", video.display()));
+    let mut stream = gridwatch::cli::open_video(video, 640)
+        .unwrap_or_else(|e| panic!("{}: {e:#}", video.display()));
     let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("t0");
-    let (mut next, mut last_t, mut analysed, mut hits, mut infer) = (0.0f64, 0.0f64, 0usize, 0usize, 0.0f64);
+    let (mut next, mut last_t, mut analysed, mut hits, mut infer) =
+        (0.0f64, 0.0f64, 0usize, 0usize, 0.0f64);
     let mut alarms = Vec::new();
     let mut decoded = 0u64;
     loop {
@@ -67,7 +69,8 @@ fn run_clip(det: &mut gridwatch::infer::Detector, video: &Path) -> Outcome {
         }
         next += 1.0 / FPS;
         let started = Instant::now();
-        let objects = det.detect(&f.rgb, f.width, f.height).unwrap_or_else(|e| panic!("detect: {e}"));
+        let objects =
+            det.detect(&f.rgb, f.width, f.height).unwrap_or_else(|e| panic!("detect: {e}"));
         infer += started.elapsed().as_secs_f64() * 1000.0;
         analysed += 1;
         if objects.iter().any(|o| (o.class == "fire" || o.class == "smoke") && o.score >= 0.35) {
@@ -76,7 +79,10 @@ fn run_clip(det: &mut gridwatch::infer::Detector, video: &Path) -> Outcome {
         let mut frame = f;
         frame.captured_at = t0 + time::Duration::seconds_f64(t);
         frame.camera_id = Arc::from("cam");
-        let changes = engine.process(&Tracks { detections: Detections { frame, objects, infer_ms: 0.0 }, tracks: vec![] });
+        let changes = engine.process(&Tracks {
+            detections: Detections { frame, objects, infer_ms: 0.0 },
+            tracks: vec![],
+        });
         for c in changes {
             if c.change == Change::Started {
                 alarms.push((c.kind.clone(), (c.at - t0).as_seconds_f64(), t));
@@ -143,7 +149,12 @@ fn fire_and_smoke_on_shared_clips() {
             if kinds.is_empty() { "—".into() } else { kinds.join(", ") },
             o.infer_ms
         );
-        assert!(o.analysed as f64 >= o.duration * FPS * 0.8, "{}: only {} frames analysed", o.clip, o.analysed);
+        assert!(
+            o.analysed as f64 >= o.duration * FPS * 0.8,
+            "{}: only {} frames analysed",
+            o.clip,
+            o.analysed
+        );
         if *must && !o.first().is_some_and(|a| a.2 <= 5.0) {
             failures.push(format!("{}: no alarm within 5 s of video ({first})", o.clip));
         }

@@ -38,10 +38,14 @@ fn gt_crossings(gt: &Path) -> BTreeMap<CrossDir, u32> {
     let text = std::fs::read_to_string(gt).unwrap_or_else(|e| panic!("{}: {e}", gt.display()));
     let mut tracks: BTreeMap<u64, Vec<(u64, [f64; 2])>> = BTreeMap::new();
     for (n, line) in text.lines().enumerate() {
-        let v: Vec<f64> = line.split(',').map(|s| s.trim().parse::<f64>()).collect::<Result<_, _>>()
+        let v: Vec<f64> = line
+            .split(',')
+            .map(|s| s.trim().parse::<f64>())
+            .collect::<Result<_, _>>()
             .unwrap_or_else(|e| panic!("{}:{}: {e}", gt.display(), n + 1));
         assert!(v.len() >= 7, "{}:{}: expected ≥ 7 fields", gt.display(), n + 1);
-        let (frame, id, left, top, w, h, conf) = (v[0] as u64, v[1] as u64, v[2], v[3], v[4], v[5], v[6]);
+        let (frame, id, left, top, w, h, conf) =
+            (v[0] as u64, v[1] as u64, v[2], v[3], v[4], v[5], v[6]);
         if conf == 0.0 || frame == 0 || frame > FRAMES {
             continue;
         }
@@ -63,10 +67,16 @@ fn gt_crossings(gt: &Path) -> BTreeMap<CrossDir, u32> {
 fn pets_line_count_matches_ground_truth() {
     let gt = repo().join("../shared/eval/pets09-s2l1/gt-frames-0001-0400.txt");
     if !gt.is_file() {
-        eprintln!("skipping pets_line_count: {} not found (../shared eval data absent)", gt.display());
+        eprintln!(
+            "skipping pets_line_count: {} not found (../shared eval data absent)",
+            gt.display()
+        );
         return;
     }
-    assert!(Path::new(PETS_AVI).is_file(), "{PETS_AVI} not found (scripts/setup.sh installs opencv-doc)");
+    assert!(
+        Path::new(PETS_AVI).is_file(),
+        "{PETS_AVI} not found (scripts/setup.sh installs opencv-doc)"
+    );
     let truth = gt_crossings(&gt);
 
     let cfg_text = format!(
@@ -101,9 +111,11 @@ classes = ["person"]
     det.set_score_threshold(floor);
     let mut tracker = Tracker::new(cam.tracker.clone());
     let mut engine = RuleEngine::new(cam);
-    let mut stream = gridwatch::cli::open_video(Path::new(PETS_AVI), 768).unwrap_or_else(|e| panic!("{e:#}"));
+    let mut stream =
+        gridwatch::cli::open_video(Path::new(PETS_AVI), 768).unwrap_or_else(|e| panic!("{e:#}"));
 
-    let t0 = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let t0 = time::OffsetDateTime::from_unix_timestamp(1_800_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let mut got = BTreeMap::from([(CrossDir::AToB, 0u32), (CrossDir::BToA, 0u32)]);
     let mut n = 0u64;
     let started = Instant::now();
@@ -117,10 +129,13 @@ classes = ["person"]
         // GT frame n + 1 is decode index n; 10 fps capture times.
         frame.captured_at = t0 + time::Duration::milliseconds(100 * n as i64);
         frame.camera_id = Arc::from("pets");
-        let objects = det.detect(&frame.rgb, frame.width, frame.height).unwrap_or_else(|e| panic!("detect: {e}"));
+        let objects = det
+            .detect(&frame.rgb, frame.width, frame.height)
+            .unwrap_or_else(|e| panic!("detect: {e}"));
         let at = frame.captured_at;
         let tracks = tracker.update(&objects, at);
-        let _ = engine.process(&Tracks { detections: Detections { frame, objects, infer_ms: 0.0 }, tracks });
+        let _ = engine
+            .process(&Tracks { detections: Detections { frame, objects, infer_ms: 0.0 }, tracks });
         for c in engine.take_counts() {
             assert_eq!(c.line, "walkway");
             *got.entry(c.direction).or_default() += c.count;

@@ -26,11 +26,7 @@ fn repo() -> PathBuf {
 
 /// Decodes `video` with gst-launch at `fps` frames per second into PNGs, then loads them as RGB.
 fn extract(video: &Path, fps: &str) -> Vec<Frame> {
-    assert!(
-        video.exists(),
-        "{} not found (scripts/setup.sh installs opencv-doc)",
-        video.display()
-    );
+    assert!(video.exists(), "{} not found (scripts/setup.sh installs opencv-doc)", video.display());
     let dir = tempfile::tempdir().expect("temp dir");
     let pattern = dir.path().join("frame%03d.png");
     let status = Command::new("gst-launch-1.0")
@@ -43,31 +39,20 @@ fn extract(video: &Path, fps: &str) -> Vec<Frame> {
         .arg(format!("location={}", pattern.display()))
         .status()
         .expect("running gst-launch-1.0 (install gstreamer1.0-tools)");
-    assert!(
-        status.success(),
-        "gst-launch-1.0 failed on {}",
-        video.display()
-    );
+    assert!(status.success(), "gst-launch-1.0 failed on {}", video.display());
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir.path())
         .expect("read temp dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "png"))
         .collect();
     paths.sort();
-    assert!(
-        !paths.is_empty(),
-        "no frames extracted from {}",
-        video.display()
-    );
+    assert!(!paths.is_empty(), "no frames extracted from {}", video.display());
     paths
         .iter()
         .map(|p| {
             let img = image::open(p).expect("decode png").to_rgb8();
             Frame {
-                name: p
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
+                name: p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
                 width: img.width(),
                 height: img.height(),
                 rgb: img.into_raw(),
@@ -101,10 +86,7 @@ fn load(manifest: &Path) -> Detector {
     m.verify().unwrap_or_else(|e| panic!("{e}"));
     Detector::load(
         &m,
-        &DetectorOptions {
-            intra_op_threads: 2,
-            execution_providers: vec!["cpu".into()],
-        },
+        &DetectorOptions { intra_op_threads: 2, execution_providers: vec!["cpu".into()] },
     )
     .unwrap_or_else(|e| panic!("{e}"))
 }
@@ -142,29 +124,20 @@ fn finds_people(mut det: Detector) {
     let frames = pets();
     let model = det.name().to_string();
     let thr = det.score_threshold();
-    assert!(
-        det.labels().len() == 80 && det.labels()[0] == "person",
-        "{model}: COCO labels"
-    );
+    assert!(det.labels().len() == 80 && det.labels()[0] == "person", "{model}: COCO labels");
     // Every sampled frame: sane boxes; print the counts.
     let mut counts = Vec::new();
     for f in frames {
-        let dets = det
-            .detect(&f.rgb, f.width, f.height)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let dets = det.detect(&f.rgb, f.width, f.height).unwrap_or_else(|e| panic!("{e}"));
         check_sane(&model, f, &dets);
         counts.push(dets.iter().filter(|d| d.class == "person").count());
     }
     // The frame at 20 s (PETS has 7–9 people there; at 40 s only 3).
     let mid = &frames[MID_FRAME.min(frames.len() - 1)];
-    let dets = det
-        .detect(&mid.rgb, mid.width, mid.height)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let dets = det.detect(&mid.rgb, mid.width, mid.height).unwrap_or_else(|e| panic!("{e}"));
     let t = det.last_timings();
-    let people: Vec<&Detection> = dets
-        .iter()
-        .filter(|d| d.class == "person" && d.score >= thr)
-        .collect();
+    let people: Vec<&Detection> =
+        dets.iter().filter(|d| d.class == "person" && d.score >= thr).collect();
     eprintln!(
         "{model}: {} people on {} ({} detections); persons per sampled frame {counts:?}; pre {:.1} ms, run {:.1} ms, post {:.1} ms",
         people.len(),
@@ -174,16 +147,10 @@ fn finds_people(mut det: Detector) {
         t.run_ms,
         t.post_ms
     );
-    assert!(
-        people.len() >= 3,
-        "{model}: expected ≥ 3 people on PETS {}, got {dets:?}",
-        mid.name
-    );
+    assert!(people.len() >= 3, "{model}: expected ≥ 3 people on PETS {}, got {dets:?}", mid.name);
     let (w, h) = (mid.width as f32, mid.height as f32);
-    let upright = people
-        .iter()
-        .filter(|d| (d.bbox.y2 - d.bbox.y1) * h > (d.bbox.x2 - d.bbox.x1) * w)
-        .count();
+    let upright =
+        people.iter().filter(|d| (d.bbox.y2 - d.bbox.y1) * h > (d.bbox.x2 - d.bbox.x1) * w).count();
     assert!(
         upright * 10 >= people.len() * 8,
         "{model}: only {upright} of {} person boxes are taller than wide: {people:?}",
@@ -244,24 +211,16 @@ fn shared_fire_smoke_yolo11n() {
     assert_eq!(det.labels(), ["smoke", "fire"]);
     // No fire in PETS: at most a few (false) detections per frame.
     for f in pets().iter().step_by(4) {
-        let dets = det
-            .detect(&f.rgb, f.width, f.height)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let dets = det.detect(&f.rgb, f.width, f.height).unwrap_or_else(|e| panic!("{e}"));
         check_sane(det.name(), f, &dets);
         assert!(dets.len() <= 2, "fire/smoke on PETS {}: {dets:?}", f.name);
     }
     let frames = fire();
     let mut hits = Vec::new();
     for f in frames {
-        let dets = det
-            .detect(&f.rgb, f.width, f.height)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let dets = det.detect(&f.rgb, f.width, f.height).unwrap_or_else(|e| panic!("{e}"));
         check_sane(det.name(), f, &dets);
-        hits.push(
-            dets.iter()
-                .filter(|d| d.class == "fire" || d.class == "smoke")
-                .count(),
-        );
+        hits.push(dets.iter().filter(|d| d.class == "fire" || d.class == "smoke").count());
     }
     eprintln!(
         "fire/smoke detections per house-blaze frame: {hits:?} (timings {:?})",
@@ -277,12 +236,8 @@ fn shared_fire_smoke_yolo11n() {
 
 fn people(det: &mut Detector, f: &Frame) -> Vec<Detection> {
     let thr = det.score_threshold().max(0.4);
-    let dets = det
-        .detect(&f.rgb, f.width, f.height)
-        .unwrap_or_else(|e| panic!("{e}"));
-    dets.into_iter()
-        .filter(|d| d.class == "person" && d.score >= thr)
-        .collect()
+    let dets = det.detect(&f.rgb, f.width, f.height).unwrap_or_else(|e| panic!("{e}"));
+    dets.into_iter().filter(|d| d.class == "person" && d.score >= thr).collect()
 }
 
 /// The committed model (stretch resize) and YOLOX (top-left letterbox) and YOLOv12 (centred
@@ -298,18 +253,10 @@ fn models_agree_on_person_boxes() {
     let mut nano = load(&repo().join("models/nanodet-g-coco-416/model.toml"));
     let f = &pets()[MID_FRAME];
     let a = people(&mut nano, f);
-    for (name, other) in [
-        ("yolox", people(&mut yolox, f)),
-        ("yolov12n", people(&mut v12, f)),
-    ] {
+    for (name, other) in [("yolox", people(&mut yolox, f)), ("yolov12n", people(&mut v12, f))] {
         let ious: Vec<f32> = a
             .iter()
-            .map(|d| {
-                other
-                    .iter()
-                    .map(|o| d.bbox.iou(&o.bbox))
-                    .fold(0.0, f32::max)
-            })
+            .map(|d| other.iter().map(|o| d.bbox.iou(&o.bbox)).fold(0.0, f32::max))
             .collect();
         let matched = ious.iter().filter(|i| **i >= 0.5).count();
         eprintln!("nanodet-g-416 vs {name}: best IoUs {ious:?}");
@@ -324,10 +271,7 @@ fn models_agree_on_person_boxes() {
 fn detector_requires_valid_frame() {
     let mut det = load(&repo().join("models/nanodet-g-coco-320/model.toml"));
     let e = det.detect(&[0u8; 10], 4, 4).unwrap_err().to_string();
-    assert!(
-        e.contains("nanodet-g-coco-320") && e.contains("48 bytes"),
-        "{e}"
-    );
+    assert!(e.contains("nanodet-g-coco-320") && e.contains("48 bytes"), "{e}");
     assert_eq!(det.input_size(), (320, 320));
 }
 
@@ -346,10 +290,7 @@ fn unavailable_accelerator_falls_back_to_cpu() {
     };
     let det = Detector::load(&m, &opts).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(det.providers().last().map(String::as_str), Some("cpu"));
-    let bad = DetectorOptions {
-        intra_op_threads: 1,
-        execution_providers: vec!["gpu9000".into()],
-    };
+    let bad = DetectorOptions { intra_op_threads: 1, execution_providers: vec!["gpu9000".into()] };
     let e = Detector::load(&m, &bad).unwrap_err().to_string();
     assert!(e.contains("gpu9000"), "{e}");
 }
@@ -364,9 +305,7 @@ fn wrong_manifest_fails_at_load_naming_the_output() {
         .replace("reg_max = 10", "reg_max = 7")
         .replace("name = \"nanodet-g-coco-320\"", "name = \"wrong-reg-max\"");
     let m = ModelManifest::parse(&text, &dir).unwrap();
-    let e = Detector::load(&m, &DetectorOptions::default())
-        .unwrap_err()
-        .to_string();
+    let e = Detector::load(&m, &DetectorOptions::default()).unwrap_err().to_string();
     assert!(
         e.contains("wrong-reg-max") && e.contains("output `Identity") && e.contains("32"),
         "{e}"

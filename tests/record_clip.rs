@@ -69,7 +69,10 @@ fn record_with(video: &Path, head: &str, codec: &str) -> Recorded {
     );
     let pipeline = gst::parse::launch(&desc).unwrap().downcast::<gst::Pipeline>().unwrap();
     pipeline.by_name("src").unwrap().set_property("location", video.to_str().unwrap());
-    pipeline.by_name("mux").unwrap().set_property("location", abs_dir.join("seg-%05d.mp4").to_str().unwrap());
+    pipeline
+        .by_name("mux")
+        .unwrap()
+        .set_property("location", abs_dir.join("seg-%05d.mp4").to_str().unwrap());
     let bus = pipeline.bus().unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut opened: Vec<(String, u64)> = Vec::new();
@@ -87,7 +90,9 @@ fn record_with(video: &Path, head: &str, codec: &str) -> Recorded {
                 }
             }
             gst::MessageView::Eos(_) => break,
-            gst::MessageView::Error(e) => panic!("recording failed: {} ({:?})", e.error(), e.debug()),
+            gst::MessageView::Error(e) => {
+                panic!("recording failed: {} ({:?})", e.error(), e.debug())
+            }
             _ => {}
         }
     }
@@ -95,7 +100,8 @@ fn record_with(video: &Path, head: &str, codec: &str) -> Recorded {
     assert!(closed.len() >= 3, "expected ≥ 3 segments of 4 s, got {}", closed.len());
     let mut segments = Vec::new();
     for (loc, _) in &closed {
-        let start_rt = opened.iter().find(|(l, _)| l == loc).map(|(_, rt)| *rt).expect("opened message");
+        let start_rt =
+            opened.iter().find(|(l, _)| l == loc).map(|(_, rt)| *rt).expect("opened message");
         let path = PathBuf::from(loc);
         let rel = format!("{rel_dir}/{}", path.file_name().unwrap().to_str().unwrap());
         // The closing message comes when the file is finalised (asynchronously, and this
@@ -144,14 +150,17 @@ fn probe(path: &Path) -> Probe {
 }
 
 fn probe_codec(path: &Path, codec: &str) -> Probe {
-    let pipeline = gst::parse::launch(&format!("filesrc name=src ! qtdemux ! {codec}parse ! appsink name=sink sync=false"))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc name=src ! qtdemux ! {codec}parse ! appsink name=sink sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
     pipeline.by_name("src").unwrap().set_property("location", path.to_str().unwrap());
     let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
-    let (mut frames, mut keyframes, mut first_pts, mut end, mut first_is_key) = (0u64, 0u64, None::<u64>, 0u64, false);
+    let (mut frames, mut keyframes, mut first_pts, mut end, mut first_is_key) =
+        (0u64, 0u64, None::<u64>, 0u64, false);
     while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(10)) {
         let buf = sample.buffer().unwrap();
         let pts = buf.pts().unwrap().nseconds();
@@ -210,7 +219,12 @@ fn decode(path: &Path) -> u64 {
     loop {
         if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
             if let gst::MessageView::Error(e) = msg.view() {
-                panic!("decoding {} failed after {n} frames: {} ({:?})", path.display(), e.error(), e.debug());
+                panic!(
+                    "decoding {} failed after {n} frames: {} ({:?})",
+                    path.display(),
+                    e.error(),
+                    e.debug()
+                );
             }
         }
         match sink.try_pull_sample(gst::ClockTime::from_seconds(10)) {
@@ -256,7 +270,12 @@ fn event(store: &Store, start: f64, end: f64) -> Event {
 }
 
 fn rec() -> RecordConfig {
-    RecordConfig { segment_secs: SEGMENT_SECS, pre_roll_secs: 5.0, post_roll_secs: 10.0, ..Default::default() }
+    RecordConfig {
+        segment_secs: SEGMENT_SECS,
+        pre_roll_secs: 5.0,
+        post_roll_secs: 10.0,
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -266,7 +285,12 @@ fn event_clip_and_export_from_real_segments() {
     let r = record(&video);
     let store = &r.store;
     let last_end = r.segments.last().unwrap().2;
-    println!("recorded {} segments, 0–{last_end:.1} s, in {:.1} s: {:?}", r.segments.len(), t.elapsed().as_secs_f64(), r.segments);
+    println!(
+        "recorded {} segments, 0–{last_end:.1} s, in {:.1} s: {:?}",
+        r.segments.len(),
+        t.elapsed().as_secs_f64(),
+        r.segments
+    );
 
     // --- Event 20–22 s, pre-roll 5, post-roll 10: span 15–32 s (17 s).
     let ev = event(store, 20.0, 22.0);
@@ -290,14 +314,30 @@ fn event_clip_and_export_from_real_segments() {
         p.boxes
     );
     let expected = 5.0 + 2.0 + 10.0;
-    assert!((p.duration - expected).abs() <= 2.0, "clip lasts {:.2} s, expected {expected} ± 2", p.duration);
+    assert!(
+        (p.duration - expected).abs() <= 2.0,
+        "clip lasts {:.2} s, expected {expected} ± 2",
+        p.duration
+    );
     assert!((wall - p.duration).abs() < 0.15, "row says {wall:.2} s, file {:.2} s", p.duration);
     let start_off = (clip.start - t0()).as_seconds_f64();
-    assert!((13.0..=15.0).contains(&start_off), "clip starts at {start_off:.2} s: the keyframe at or before 15 s");
-    assert!(((clip.end - t0()).as_seconds_f64() - 32.0).abs() <= 0.15, "clip ends at {:?}", clip.end - t0());
+    assert!(
+        (13.0..=15.0).contains(&start_off),
+        "clip starts at {start_off:.2} s: the keyframe at or before 15 s"
+    );
+    assert!(
+        ((clip.end - t0()).as_seconds_f64() - 32.0).abs() <= 0.15,
+        "clip ends at {:?}",
+        clip.end - t0()
+    );
     assert!(p.first_is_key, "clip must start with a keyframe");
     assert_eq!(decoded, p.frames, "every demuxed frame decodes");
-    assert!((p.frames as f64 - p.duration * FPS).abs() <= 1.0, "{} frames for {:.2} s at 10 fps", p.frames, p.duration);
+    assert!(
+        (p.frames as f64 - p.duration * FPS).abs() <= 1.0,
+        "{} frames for {:.2} s at 10 fps",
+        p.frames,
+        p.duration
+    );
     assert_regular_mp4(&p, "event clip");
     assert_eq!(clip.bytes, std::fs::metadata(&path).unwrap().len());
     assert_eq!(store.clip(ev.id).unwrap().as_ref(), Some(&clip));
@@ -328,36 +368,71 @@ fn event_clip_and_export_from_real_segments() {
         info.bytes, p.duration, p.frames
     );
     assert!(crossed >= 3);
-    assert!((p.duration - 15.0).abs() < 0.15, "export lasts {:.2} s, expected 15 (6 s is a keyframe)", p.duration);
+    assert!(
+        (p.duration - 15.0).abs() < 0.15,
+        "export lasts {:.2} s, expected 15 (6 s is a keyframe)",
+        p.duration
+    );
     assert_eq!(info.start, t0() + secs(6.0), "starts at the keyframe at 6 s");
     assert!(p.first_is_key && info.starts_with_keyframe);
     assert_eq!(decoded, p.frames);
     assert_eq!(info.frames, p.frames);
-    assert!((p.frames as f64 - p.duration * FPS).abs() <= 1.0, "{} frames for {:.2} s", p.frames, p.duration);
+    assert!(
+        (p.frames as f64 - p.duration * FPS).abs() <= 1.0,
+        "{} frames for {:.2} s",
+        p.frames,
+        p.duration
+    );
     assert_regular_mp4(&p, "export");
 
     // --- A gap (the 8–12 s segment deleted) stays a gap: same span, fewer frames.
-    let (gap_id, gs, ge) = *r.segments.iter().find(|(_, s, _)| (*s - 8.0).abs() < 0.5).expect("segment at 8 s");
+    let (gap_id, gs, ge) =
+        *r.segments.iter().find(|(_, s, _)| (*s - 8.0).abs() < 0.5).expect("segment at 8 s");
     assert!(store.delete_segment_row(gap_id).unwrap());
     let out2 = r.dir.path().join("clips/export-gap.mp4");
     let info2 = build_mp4(store, CAM, t0() + secs(6.0), t0() + secs(21.0), &out2).unwrap();
     let p2 = probe(&out2);
     let decoded2 = decode(&out2);
-    println!("export with a {:.1} s gap: demuxed {:.2} s / {} frames, decoded {decoded2}", ge - gs, p2.duration, p2.frames);
-    assert!((p2.duration - p.duration).abs() < 0.15, "the gap must keep its length: {:.2} vs {:.2}", p2.duration, p.duration);
+    println!(
+        "export with a {:.1} s gap: demuxed {:.2} s / {} frames, decoded {decoded2}",
+        ge - gs,
+        p2.duration,
+        p2.frames
+    );
+    assert!(
+        (p2.duration - p.duration).abs() < 0.15,
+        "the gap must keep its length: {:.2} vs {:.2}",
+        p2.duration,
+        p.duration
+    );
     let missing = ((ge - gs) * FPS).round() as u64;
     assert_eq!(p2.frames + missing, p.frames);
     assert_eq!(decoded2, p2.frames);
     assert!(((info2.end - info2.start).as_seconds_f64() - p2.duration).abs() < 0.15);
 
     // --- No footage: nothing indexed for that span or camera.
-    let none = build_mp4(store, CAM, t0() + secs(500.0), t0() + secs(510.0), &r.dir.path().join("clips/none.mp4"));
+    let none = build_mp4(
+        store,
+        CAM,
+        t0() + secs(500.0),
+        t0() + secs(510.0),
+        &r.dir.path().join("clips/none.mp4"),
+    );
     let err = none.unwrap_err();
     assert!(matches!(err, ClipError::NoFootage { .. }), "{err}");
-    assert!(err.to_string().contains("pets") && err.to_string().contains("2026-05-01T08:08:20Z"), "{err}");
-    assert!(matches!(build_mp4(store, "other", t0(), t0() + secs(10.0), &out2), Err(ClipError::NoFootage { .. })));
+    assert!(
+        err.to_string().contains("pets") && err.to_string().contains("2026-05-01T08:08:20Z"),
+        "{err}"
+    );
+    assert!(matches!(
+        build_mp4(store, "other", t0(), t0() + secs(10.0), &out2),
+        Err(ClipError::NoFootage { .. })
+    ));
     let late = event(store, 500.0, 501.0);
-    assert_eq!(ensure_event_clip(store, &late, &rec(), t0() + secs(900.0)).unwrap(), ClipState::NoFootage);
+    assert_eq!(
+        ensure_event_clip(store, &late, &rec(), t0() + secs(900.0)).unwrap(),
+        ClipState::NoFootage
+    );
 }
 
 #[test]
@@ -373,12 +448,15 @@ fn event_clip_waits_for_the_footage_after_the_event() {
     match ensure_event_clip(store, &ev, &rec(), t0() + secs(last_end)).unwrap() {
         ClipState::Pending { retry_after_secs } => {
             println!("pending; retry after {retry_after_secs} s");
-            assert!((1..=(span_end - last_end + 2.0 * SEGMENT_SECS + 6.0) as u64).contains(&retry_after_secs));
+            assert!((1..=(span_end - last_end + 2.0 * SEGMENT_SECS + 6.0) as u64)
+                .contains(&retry_after_secs));
         }
         other => panic!("expected Pending, got {other:?}"),
     }
     assert!(store.clip(ev.id).unwrap().is_none());
-    let ClipState::Ready(clip) = ensure_event_clip(store, &ev, &rec(), t0() + secs(span_end + 2.0 * SEGMENT_SECS + 6.0)).unwrap()
+    let ClipState::Ready(clip) =
+        ensure_event_clip(store, &ev, &rec(), t0() + secs(span_end + 2.0 * SEGMENT_SECS + 6.0))
+            .unwrap()
     else {
         panic!("expected a clip after the horizon")
     };
@@ -390,7 +468,14 @@ fn event_clip_waits_for_the_footage_after_the_event() {
     // An active event is pending whatever the footage.
     let id = uuid::Uuid::now_v7();
     let active = store
-        .apply(&EventChange::bare(id, Change::Started, CAM, "presence", Severity::Low, t0() + secs(10.0)))
+        .apply(&EventChange::bare(
+            id,
+            Change::Started,
+            CAM,
+            "presence",
+            Severity::Low,
+            t0() + secs(10.0),
+        ))
         .unwrap();
     assert!(matches!(
         ensure_event_clip(store, &active, &rec(), t0() + secs(20.0)).unwrap(),
@@ -418,7 +503,8 @@ fn clip_and_export_over_http() {
         },
         auth: Default::default(),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -446,7 +532,12 @@ fn clip_and_export_over_http() {
     std::fs::write(&file, &whole).unwrap();
     let p = probe(&file);
     let decoded = decode(&file);
-    println!("HTTP clip: {} bytes, {:.2} s, {} frames, decoded {decoded}", whole.len(), p.duration, p.frames);
+    println!(
+        "HTTP clip: {} bytes, {:.2} s, {} frames, decoded {decoded}",
+        whole.len(),
+        p.duration,
+        p.frames
+    );
     assert!((p.duration - 16.0).abs() <= 2.0, "{:.2} s", p.duration);
     assert!(p.first_is_key);
     assert_eq!(decoded, p.frames);
@@ -469,13 +560,21 @@ fn clip_and_export_over_http() {
     let url = format!("{base}/recordings/export.mp4?camera={CAM}&start=2026-05-01T08:00:30Z&end=2026-05-01T08:00:50Z");
     let resp = get(&url, None);
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["content-disposition"], "attachment; filename=\"pets-20260501T080030Z.mp4\"");
+    assert_eq!(
+        resp.headers()["content-disposition"],
+        "attachment; filename=\"pets-20260501T080030Z.mp4\""
+    );
     let body = resp.bytes().unwrap();
     let file = r.dir.path().join("export-http.mp4");
     std::fs::write(&file, &body).unwrap();
     let p = probe(&file);
     let decoded = decode(&file);
-    println!("HTTP export 30–50 s: {} bytes, {:.2} s, {} frames, decoded {decoded}", body.len(), p.duration, p.frames);
+    println!(
+        "HTTP export 30–50 s: {} bytes, {:.2} s, {} frames, decoded {decoded}",
+        body.len(),
+        p.duration,
+        p.frames
+    );
     assert!((p.duration - 20.0).abs() < 0.15, "{:.2} s", p.duration);
     assert_eq!(decoded, p.frames);
     let left: Vec<_> = std::fs::read_dir(r.store.clips_dir())
@@ -487,12 +586,22 @@ fn clip_and_export_over_http() {
     // Too long a span; segments listed with their URLs.
     let url = format!("{base}/recordings/export.mp4?camera={CAM}&start=2026-05-01T08:00:00Z&end=2026-05-01T08:01:00.5Z");
     assert_eq!(get(&url, None).status(), 400);
-    let list: serde_json::Value = get(&format!("{base}/recordings?camera={CAM}&limit=3"), None).json().unwrap();
+    let list: serde_json::Value =
+        get(&format!("{base}/recordings?camera={CAM}&limit=3"), None).json().unwrap();
     let seg_url = list["recordings"][2]["url"].as_str().unwrap().to_string();
-    let seg = get(&format!("http://{}{seg_url}", base.trim_start_matches("http://").trim_end_matches("/api/v1")), None);
+    let seg = get(
+        &format!(
+            "http://{}{seg_url}",
+            base.trim_start_matches("http://").trim_end_matches("/api/v1")
+        ),
+        None,
+    );
     assert_eq!(seg.status(), 200);
     let seg_bytes = seg.bytes().unwrap();
-    let on_disk = std::fs::read(r.store.media_path(&r.store.segment(r.segments[2].0).unwrap().unwrap().path).unwrap()).unwrap();
+    let on_disk = std::fs::read(
+        r.store.media_path(&r.store.segment(r.segments[2].0).unwrap().unwrap().path).unwrap(),
+    )
+    .unwrap();
     assert!(seg_bytes == on_disk, "segment served as recorded");
 
     stop_tx.send(()).unwrap();
@@ -548,7 +657,8 @@ fn h265_and_b_frame_exports() {
 fn export_through_a_torn_segment() {
     let Some(video) = video() else { return };
     let r = record(&video);
-    let (id, s, _) = *r.segments.iter().find(|(_, s, _)| (*s - 8.0).abs() < 0.5).expect("segment at 8 s");
+    let (id, s, _) =
+        *r.segments.iter().find(|(_, s, _)| (*s - 8.0).abs() < 0.5).expect("segment at 8 s");
     let path = r.store.media_path(&r.store.segment(id).unwrap().unwrap().path).unwrap();
     let len = std::fs::metadata(&path).unwrap().len();
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();

@@ -71,9 +71,14 @@ segment_secs = 3
 "#,
         pets_mp4().display()
     );
-    let seed = std::env::var("GRIDWATCH_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-    });
+    let seed = std::env::var("GRIDWATCH_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+                as u64
+                | 1
+        });
     println!("seed {seed} (GRIDWATCH_CRASH_SEED={seed} repeats these kill points)");
     let mut rng = Rng(seed);
     let mut app = Appliance::start(&cams);
@@ -111,8 +116,9 @@ segment_secs = 3
             let abs = data.join(path);
             assert!(abs.is_file(), "kill {k}: indexed segment {path} is missing");
             if decoded.insert(path.clone()) {
-                let rep = gridwatch::record::probe::decode_check(&abs)
-                    .unwrap_or_else(|e| panic!("kill {k}: indexed segment {path} does not decode: {e}"));
+                let rep = gridwatch::record::probe::decode_check(&abs).unwrap_or_else(|e| {
+                    panic!("kill {k}: indexed segment {path} does not decode: {e}")
+                });
                 assert!(rep.frames_decoded > 0, "kill {k}: {path} decoded no frame");
             }
         }
@@ -129,7 +135,9 @@ segment_secs = 3
         }
         // Footage lost: from the end of the last segment that started before the kill.
         let last_end = rows.iter().filter(|r| r.1 < kill_ms).map(|r| r.2).max();
-        let last_end = last_end.unwrap_or_else(|| panic!("kill {k}: no footage recorded before the kill\n{}", app.logs()));
+        let last_end = last_end.unwrap_or_else(|| {
+            panic!("kill {k}: no footage recorded before the kill\n{}", app.logs())
+        });
         let lost = (kill_ms - last_end).max(0) as f64 / 1000.0;
         println!("kill {k:2}: after {run_secs:.1} s of recording, lost {lost:.2} s; {} segments indexed; {report}", rows.len());
         assert!(lost <= 2.0, "kill {k}: {lost:.2} s of footage lost (limit 2 s)");
@@ -139,5 +147,9 @@ segment_secs = 3
     let n = losses.len() as f64;
     let mean = losses.iter().sum::<f64>() / n;
     let max = losses.iter().cloned().fold(0.0, f64::max);
-    println!("{} kills: footage lost per kill mean {mean:.2} s, max {max:.2} s; {} segments decoded", losses.len(), decoded.len());
+    println!(
+        "{} kills: footage lost per kill mean {mean:.2} s, max {max:.2} s; {} segments decoded",
+        losses.len(),
+        decoded.len()
+    );
 }

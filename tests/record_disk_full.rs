@@ -50,7 +50,15 @@ fn make_noise_video(out: &Path) {
     let st = Command::new("gst-launch-1.0")
         .args(["-q", "videotestsrc", "num-buffers=150", "pattern=snow", "!"])
         .args(["video/x-raw,width=640,height=360,framerate=10/1", "!"])
-        .args(["x264enc", "bitrate=8000", "speed-preset=ultrafast", "key-int-max=10", "!", "h264parse", "!"])
+        .args([
+            "x264enc",
+            "bitrate=8000",
+            "speed-preset=ultrafast",
+            "key-int-max=10",
+            "!",
+            "h264parse",
+            "!",
+        ])
         .args(["mp4mux", "!", "filesink"])
         .arg(format!("location={}", out.display()))
         .status()
@@ -60,8 +68,12 @@ fn make_noise_video(out: &Path) {
 
 fn segments(db: &Path) -> Vec<(String, String, i64)> {
     let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let mut stmt = conn.prepare("SELECT camera_id, path, bytes FROM segments ORDER BY start_ms").unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().collect::<Result<_, _>>().unwrap()
+    let mut stmt =
+        conn.prepare("SELECT camera_id, path, bytes FROM segments ORDER BY start_ms").unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
 }
 
 fn events(app: &Appliance, query: &str) -> Vec<serde_json::Value> {
@@ -80,7 +92,10 @@ fn recording_survives_a_full_disk() {
     let _fs = match mount_tmpfs(&mnt) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("SKIP: cannot mount a {} MiB tmpfs here ({e}); run as root to test a full disk", FS_BYTES >> 20);
+            eprintln!(
+                "SKIP: cannot mount a {} MiB tmpfs here ({e}); run as root to test a full disk",
+                FS_BYTES >> 20
+            );
             return;
         }
     };
@@ -143,7 +158,11 @@ severity = "low"
         if written as u64 >= 3 * FS_BYTES {
             break;
         }
-        assert!(Instant::now() < deadline, "recorded only {written} bytes in 240 s\n{}", app.logs());
+        assert!(
+            Instant::now() < deadline,
+            "recorded only {written} bytes in 240 s\n{}",
+            app.logs()
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     let now_indexed = segments(&db);
@@ -164,12 +183,22 @@ severity = "low"
     let full_at = full_at.unwrap();
     let after_full = |e: &serde_json::Value| {
         ["started_at", "ended_at"].iter().any(|k| {
-            e[*k].as_str().and_then(|t| time::OffsetDateTime::parse(t, &Rfc3339).ok()).is_some_and(|t| t > full_at)
+            e[*k]
+                .as_str()
+                .and_then(|t| time::OffsetDateTime::parse(t, &Rfc3339).ok())
+                .is_some_and(|t| t > full_at)
         })
     };
-    wait_for(120, "an event stored after the disk filled", || events(&app, "&camera=pets").iter().any(after_full).then_some(()));
-    assert!(events(&app, "&kind=storage_full").is_empty(), "storage_full raised although footage could be evicted");
-    wait_for(30, "new segments after phase 1", || segments(&db).iter().any(|s| !seen.contains_key(&s.1)).then_some(()));
+    wait_for(120, "an event stored after the disk filled", || {
+        events(&app, "&camera=pets").iter().any(after_full).then_some(())
+    });
+    assert!(
+        events(&app, "&kind=storage_full").is_empty(),
+        "storage_full raised although footage could be evicted"
+    );
+    wait_for(30, "new segments after phase 1", || {
+        segments(&db).iter().any(|s| !seen.contains_key(&s.1)).then_some(())
+    });
 
     // Phase 2: a ballast file takes everything eviction could free → storage_full.
     let media: i64 = segments(&db).iter().map(|s| s.2).sum();
@@ -194,16 +223,22 @@ severity = "low"
         let a = events(&app, "&kind=storage_full");
         (!a.is_empty()).then_some(a)
     });
-    println!("phase 2: storage_full raised for {} camera(s) with the ballast in place", alarms.len());
+    println!(
+        "phase 2: storage_full raised for {} camera(s) with the ballast in place",
+        alarms.len()
+    );
     assert!(app.get("/api/v1/health", None).is_ok(), "appliance stopped answering");
 
     // Phase 3: space returns → alarms end and recording resumes.
     std::fs::remove_file(&ballast).unwrap();
-    let before: std::collections::HashSet<String> = segments(&db).into_iter().map(|s| s.1).collect();
+    let before: std::collections::HashSet<String> =
+        segments(&db).into_iter().map(|s| s.1).collect();
     wait_for(60, "storage_full to end", || {
         events(&app, "&kind=storage_full").iter().all(|e| e["state"] == "ended").then_some(())
     });
-    wait_for(60, "recording to resume", || segments(&db).iter().any(|s| !before.contains(&s.1)).then_some(()));
+    wait_for(60, "recording to resume", || {
+        segments(&db).iter().any(|s| !before.contains(&s.1)).then_some(())
+    });
     println!("phase 3: alarm ended and recording resumed after the ballast was removed");
     assert_eq!(app.stop(), Some(0), "unclean exit\n{}", app.logs());
 }
@@ -218,7 +253,10 @@ fn wait_or_logs<T>(app: &Appliance, secs: u64, what: &str, mut f: impl FnMut() -
         if Instant::now() > end {
             let log = app.log("stderr");
             let tail: Vec<&str> = log.lines().rev().take(80).collect();
-            panic!("timed out after {secs} s waiting for {what}; log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            panic!(
+                "timed out after {secs} s waiting for {what}; log tail:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         }
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -257,7 +295,9 @@ min_secs = 0.3
     // 1 EB: more than any disk has free.
     let mut app = Appliance::start(&cams("1000000000000000000"));
     let db = app.data().join("gridwatch.db");
-    wait_or_logs(&app, 60, "storage_full", || (!events(&app, "&kind=storage_full").is_empty()).then_some(()));
+    wait_or_logs(&app, 60, "storage_full", || {
+        (!events(&app, "&kind=storage_full").is_empty()).then_some(())
+    });
     wait_or_logs(&app, 60, "an intrusion event while the disk is full", || {
         (!events(&app, "&kind=intrusion").is_empty()).then_some(())
     });
@@ -268,9 +308,13 @@ min_secs = 0.3
     assert_eq!(app.stop(), Some(0), "unclean exit\n{}", app.logs());
 
     let cfg = app.dir.path().join("gridwatch.toml");
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("min_free_bytes = 1000000000000000000", "min_free_bytes = 1048576");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("min_free_bytes = 1000000000000000000", "min_free_bytes = 1048576");
     std::fs::write(&cfg, text).unwrap();
     app.restart();
-    wait_or_logs(&app, 60, "recording after a restart with room", || (!segments(&db).is_empty()).then_some(()));
+    wait_or_logs(&app, 60, "recording after a restart with room", || {
+        (!segments(&db).is_empty()).then_some(())
+    });
     assert_eq!(app.stop(), Some(0), "unclean exit\n{}", app.logs());
 }

@@ -15,8 +15,13 @@ const PRE: f64 = 2.0;
 const POST: f64 = 3.0;
 const GOP_SECS: f64 = 2.0; // tools/make-test-videos.sh: key-int-max=20 at 10 fps
 
-fn get_range(app: &Appliance, path: &str, range: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
-    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+fn get_range(
+    app: &Appliance,
+    path: &str,
+    range: &str,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let client =
+        reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let resp = client.get(app.url(path)).bearer_auth(TOKEN).header("Range", range).send().unwrap();
     let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
     (status, headers, resp.bytes().unwrap().to_vec())
@@ -63,7 +68,9 @@ severity = "low"
         let conn = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
         for e in events["events"].as_array()?.iter().filter(|e| e["state"] == "ended") {
             let id = e["id"].as_str()?;
-            let n: i64 = conn.query_row("SELECT COUNT(*) FROM clips WHERE event_id = ?1", [id], |r| r.get(0)).ok()?;
+            let n: i64 = conn
+                .query_row("SELECT COUNT(*) FROM clips WHERE event_id = ?1", [id], |r| r.get(0))
+                .ok()?;
             if n == 1 {
                 return Some((e.clone(), n));
             }
@@ -82,13 +89,22 @@ severity = "low"
     let total = full.len();
     assert!(total > 10_000, "clip of {total} bytes");
     let (s, h, body) = get_range(&app, &path, "bytes=0-99");
-    assert_eq!((s, header(&h, "content-range"), body.as_slice()), (206, format!("bytes 0-99/{total}"), &full[..100]));
+    assert_eq!(
+        (s, header(&h, "content-range"), body.as_slice()),
+        (206, format!("bytes 0-99/{total}"), &full[..100])
+    );
     let mid = total / 2;
     let (s, h, body) = get_range(&app, &path, &format!("bytes={mid}-{}", mid + 999));
-    assert_eq!((s, header(&h, "content-range")), (206, format!("bytes {mid}-{}/{total}", mid + 999)));
+    assert_eq!(
+        (s, header(&h, "content-range")),
+        (206, format!("bytes {mid}-{}/{total}", mid + 999))
+    );
     assert_eq!(body.as_slice(), &full[mid..mid + 1000]);
     let (s, h, body) = get_range(&app, &path, "bytes=-500");
-    assert_eq!((s, header(&h, "content-range"), body.as_slice()), (206, format!("bytes {}-{}/{total}", total - 500, total - 1), &full[total - 500..]));
+    assert_eq!(
+        (s, header(&h, "content-range"), body.as_slice()),
+        (206, format!("bytes {}-{}/{total}", total - 500, total - 1), &full[total - 500..])
+    );
     let (s, h, _) = get_range(&app, &path, &format!("bytes={total}-"));
     assert_eq!((s, header(&h, "content-range")), (416, format!("bytes */{total}")));
 
@@ -106,7 +122,10 @@ severity = "low"
         decoded.frames_decoded
     );
     assert!(info.first_is_keyframe, "clip does not start at a keyframe");
-    assert!((got - want).abs() <= GOP_SECS + 0.2, "clip lasts {got:.2} s, expected {want:.2} ± {GOP_SECS} s");
+    assert!(
+        (got - want).abs() <= GOP_SECS + 0.2,
+        "clip lasts {got:.2} s, expected {want:.2} ± {GOP_SECS} s"
+    );
     assert_eq!(decoded.frames_decoded, info.frames, "every frame of the clip decodes");
 
     // Recordings: listed in order, one served by id, an export across segment boundaries.
@@ -116,25 +135,44 @@ severity = "low"
     let starts: Vec<&str> = segs.iter().map(|s| s["start"].as_str().unwrap()).collect();
     assert!(starts.windows(2).all(|w| w[0] <= w[1]), "not in time order: {starts:?}");
     let seg_id = segs[0]["id"].as_i64().unwrap();
-    let (s, ct, seg) = app.get(&format!("/api/v1/recordings/{seg_id}/segment.mp4"), Some(TOKEN)).unwrap();
+    let (s, ct, seg) =
+        app.get(&format!("/api/v1/recordings/{seg_id}/segment.mp4"), Some(TOKEN)).unwrap();
     assert_eq!((s, ct.as_str()), (200, "video/mp4"));
     assert_eq!(seg.len() as i64, segs[0]["bytes"].as_i64().unwrap());
     let a = OffsetDateTime::parse(segs[0]["start"].as_str().unwrap(), &Rfc3339).unwrap();
     let (from, to) = (a + time::Duration::seconds(1), a + time::Duration::seconds(5));
     let q = |t: OffsetDateTime| t.format(&Rfc3339).unwrap();
-    let (s, _, export) =
-        app.get(&format!("/api/v1/recordings/export.mp4?camera=cam&start={}&end={}", q(from), q(to)), Some(TOKEN)).unwrap();
+    let (s, _, export) = app
+        .get(
+            &format!("/api/v1/recordings/export.mp4?camera=cam&start={}&end={}", q(from), q(to)),
+            Some(TOKEN),
+        )
+        .unwrap();
     assert_eq!(s, 200, "{}", String::from_utf8_lossy(&export));
     let efile = app.dir.path().join("export.mp4");
     std::fs::write(&efile, &export).unwrap();
     let einfo = gridwatch::record::probe::probe(&efile).unwrap();
-    assert!((einfo.duration_ns as f64 / 1e9 - 4.0).abs() <= GOP_SECS + 0.2, "export lasts {} ns", einfo.duration_ns);
+    assert!(
+        (einfo.duration_ns as f64 / 1e9 - 4.0).abs() <= GOP_SECS + 0.2,
+        "export lasts {} ns",
+        einfo.duration_ns
+    );
     gridwatch::record::probe::decode_check(&efile).unwrap();
     let (s, _, _) = app
-        .get(&format!("/api/v1/recordings/export.mp4?camera=cam&start={}&end={}", q(from), q(from + time::Duration::hours(2))), Some(TOKEN))
+        .get(
+            &format!(
+                "/api/v1/recordings/export.mp4?camera=cam&start={}&end={}",
+                q(from),
+                q(from + time::Duration::hours(2))
+            ),
+            Some(TOKEN),
+        )
         .unwrap();
     assert_eq!(s, 400, "an export longer than storage.max_export_secs is refused");
-    for bad in ["/api/v1/recordings/..%2F..%2Fgridwatch.db/segment.mp4", "/api/v1/recordings/-1/segment.mp4"] {
+    for bad in [
+        "/api/v1/recordings/..%2F..%2Fgridwatch.db/segment.mp4",
+        "/api/v1/recordings/-1/segment.mp4",
+    ] {
         let (s, _, body) = app.get(bad, Some(TOKEN)).unwrap();
         assert!(s == 400 || s == 404, "{bad}: {s}");
         assert!(!body.starts_with(b"SQLite"), "{bad} served a file");

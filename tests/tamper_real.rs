@@ -13,14 +13,16 @@ use gridwatch::rules::RuleEngine;
 use gridwatch::types::{Change, Detections, Tracks};
 use time::OffsetDateTime;
 
-const RULES: &str = "box_id='b'\ndata_dir='/tmp'\n[models]\n[[cameras]]\nid='cam'\nurl='x.mp4'\nmodels=[]\n\
+const RULES: &str =
+    "box_id='b'\ndata_dir='/tmp'\n[models]\n[[cameras]]\nid='cam'\nurl='x.mp4'\nmodels=[]\n\
                      enabled=false\n[[cameras.rules]]\nkind='camera_tamper'\n";
 
 /// (cause, start, raised) of every started event.
 fn run(video: &Path) -> Vec<(String, f64, f64)> {
     let cfg = gridwatch::config::Config::parse(RULES, Path::new("/")).expect("config");
     let mut engine = RuleEngine::new(&cfg.cameras[0]);
-    let mut stream = gridwatch::cli::open_video(video, 640).unwrap_or_else(|e| panic!("{}: {e:#}", video.display()));
+    let mut stream = gridwatch::cli::open_video(video, 640)
+        .unwrap_or_else(|e| panic!("{}: {e:#}", video.display()));
     let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("t0");
     let (mut next, mut n, mut out) = (0.0f64, 0u64, Vec::new());
     loop {
@@ -38,7 +40,10 @@ fn run(video: &Path) -> Vec<(String, f64, f64)> {
         next += 0.2;
         f.captured_at = t0 + time::Duration::seconds_f64(t);
         f.camera_id = Arc::from("cam");
-        let changes = engine.process(&Tracks { detections: Detections { frame: f, objects: vec![], infer_ms: 0.0 }, tracks: vec![] });
+        let changes = engine.process(&Tracks {
+            detections: Detections { frame: f, objects: vec![], infer_ms: 0.0 },
+            tracks: vec![],
+        });
         for c in changes.into_iter().filter(|c| c.change == Change::Started) {
             let cause = c.objects.first().map(|o| o.class.clone()).unwrap_or_default();
             out.push((cause, (c.at - t0).as_seconds_f64(), t));

@@ -114,9 +114,16 @@ fn kill9_twice_with_a_backlog_loses_and_reorders_nothing() {
     let answered = OffsetDateTime::now_utc();
     let first = &page["changes"][0];
     assert!(first["seq"].as_i64().unwrap() > last, "{page}");
-    let recorded = OffsetDateTime::parse(first["recorded_at"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+    let recorded = OffsetDateTime::parse(
+        first["recorded_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
     let lag = answered - recorded;
-    assert!(lag < time::Duration::seconds(1), "long-poll answered {lag} after the change was recorded");
+    assert!(
+        lag < time::Duration::seconds(1),
+        "long-poll answered {lag} after the change was recorded"
+    );
     assert!(t0.elapsed() < Duration::from_secs(60));
     rx.set_mode(Mode::Accept);
     // The files end (cameras go offline); then everything recorded must be delivered.
@@ -149,16 +156,30 @@ fn kill9_twice_with_a_backlog_loses_and_reorders_nothing() {
     assert!(missing.is_empty(), "{} change(s) never delivered: {missing:?}", missing.len());
     assert_eq!(got.len(), ids.len(), "received ids that were never recorded");
     for cam in ["walk", "road"] {
-        let want: Vec<i64> = all.iter().filter(|c| c["camera_id"] == cam).map(|c| c["seq"].as_i64().unwrap()).collect();
+        let want: Vec<i64> = all
+            .iter()
+            .filter(|c| c["camera_id"] == cam)
+            .map(|c| c["seq"].as_i64().unwrap())
+            .collect();
         assert_eq!(first_seen.get(cam), Some(&want), "camera {cam}: lost or reordered");
     }
-    let statuses = all.iter().filter(|c| c["kind"] == "camera_status" && c["change"] == "online").count();
+    let statuses =
+        all.iter().filter(|c| c["kind"] == "camera_status" && c["change"] == "online").count();
     assert!(statuses >= 6, "each of 3 runs reports 2 cameras online: {statuses}");
     let e = all.iter().find(|c| c["kind"] == "presence").unwrap();
     assert_eq!((e["box_id"].as_str(), e["lat"].as_f64()), (Some("e2e"), Some(31.2)));
-    assert!(e["snapshot_url"].as_str().is_none_or(|u| u.starts_with("https://box.example/api/v1/events/")), "{e}");
+    assert!(
+        e["snapshot_url"]
+            .as_str()
+            .is_none_or(|u| u.starts_with("https://box.example/api/v1/events/")),
+        "{e}"
+    );
     let dups: usize = seen.values().map(|n| n - 1).sum();
-    println!("{} changes over 3 runs (2 × kill -9), {dups} redelivered, {} failed attempts", all.len(), uplink(&a)["failed_attempts_total"]);
+    println!(
+        "{} changes over 3 runs (2 × kill -9), {dups} redelivered, {} failed attempts",
+        all.len(),
+        uplink(&a)["failed_attempts_total"]
+    );
     assert_eq!(rx.bad_signatures(), 0);
     assert_eq!(a.stop(), Some(0), "{}", a.logs());
 
@@ -166,11 +187,15 @@ fn kill9_twice_with_a_backlog_loses_and_reorders_nothing() {
     // well formed across the crashes: started first, ended exactly once, last.
     let store = gridwatch::store::Store::open(&a.data()).unwrap();
     let page = store.feed_page(0, 10_000).unwrap();
-    let stored: Vec<serde_json::Value> = page.changes.iter().map(|(_, e)| serde_json::from_str(e).unwrap()).collect();
+    let stored: Vec<serde_json::Value> =
+        page.changes.iter().map(|(_, e)| serde_json::from_str(e).unwrap()).collect();
     assert_eq!(&stored[..all.len()], &all[..], "the outbox kept exactly what the feed served");
     let mut per_event: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for c in stored.iter().filter(|c| c["kind"] != "camera_status") {
-        per_event.entry(c["event_id"].as_str().unwrap().into()).or_default().push(c["change"].as_str().unwrap().into());
+        per_event
+            .entry(c["event_id"].as_str().unwrap().into())
+            .or_default()
+            .push(c["change"].as_str().unwrap().into());
     }
     assert!(!per_event.is_empty());
     for (ev, changes) in &per_event {

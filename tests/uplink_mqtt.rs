@@ -76,7 +76,9 @@ impl Broker {
     fn run(&mut self) {
         assert!(self.child.is_none());
         self.runs += 1;
-        let log = std::fs::File::create(self.dir.path().join(format!("mosquitto-{}.log", self.runs))).unwrap();
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("mosquitto-{}.log", self.runs)))
+                .unwrap();
         let child = Command::new(MOSQUITTO)
             .arg("-c")
             .arg(self.dir.path().join("mosquitto.conf"))
@@ -90,7 +92,12 @@ impl Broker {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("mosquitto exited ({st}):\n{}", self.logs());
             }
-            assert!(Instant::now() < end, "mosquitto does not listen on {}:\n{}", self.port, self.logs());
+            assert!(
+                Instant::now() < end,
+                "mosquitto does not listen on {}:\n{}",
+                self.port,
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -111,7 +118,10 @@ impl Broker {
 
     fn logs(&self) -> String {
         (1..=self.runs)
-            .map(|n| std::fs::read_to_string(self.dir.path().join(format!("mosquitto-{n}.log"))).unwrap_or_default())
+            .map(|n| {
+                std::fs::read_to_string(self.dir.path().join(format!("mosquitto-{n}.log")))
+                    .unwrap_or_default()
+            })
             .collect::<Vec<_>>()
             .join("--- restart ---\n")
     }
@@ -145,7 +155,9 @@ impl Subscriber {
     /// for) while this client is away, across broker restarts.
     fn start(port: u16, client_id: &str, filter: &str, persistent: bool) -> Subscriber {
         let mut o = MqttOptions::new(client_id, "127.0.0.1", port);
-        o.set_clean_session(!persistent).set_keep_alive(Duration::from_secs(5)).set_max_packet_size(1 << 20, 1 << 20);
+        o.set_clean_session(!persistent)
+            .set_keep_alive(Duration::from_secs(5))
+            .set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut conn) = rumqttc::Client::new(o, 100);
         client.subscribe(filter, QoS::AtLeastOnce).unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -220,7 +232,14 @@ fn start(store: &Store, cfg: &MqttConfig) -> Uplink {
 fn incident(store: &Store, cam: &str, at: OffsetDateTime) {
     let id = Uuid::now_v7();
     for (i, c) in [Change::Started, Change::Updated, Change::Ended].into_iter().enumerate() {
-        let ch = EventChange::bare(id, c, cam, "presence", Severity::Medium, at + time::Duration::seconds(i as i64));
+        let ch = EventChange::bare(
+            id,
+            c,
+            cam,
+            "presence",
+            Severity::Medium,
+            at + time::Duration::seconds(i as i64),
+        );
         store.apply(&ch).unwrap();
     }
 }
@@ -251,7 +270,11 @@ fn received(sub: &Subscriber) -> Vec<(Msg, serde_json::Value)> {
 }
 
 fn distinct_ids(sub: &Subscriber) -> usize {
-    received(sub).iter().map(|(_, v)| v["id"].as_str().unwrap().to_string()).collect::<HashSet<_>>().len()
+    received(sub)
+        .iter()
+        .map(|(_, v)| v["id"].as_str().unwrap().to_string())
+        .collect::<HashSet<_>>()
+        .len()
 }
 
 /// Every outbox change arrived, byte for byte, on its camera's topic (status on the status
@@ -259,12 +282,15 @@ fn distinct_ids(sub: &Subscriber) -> usize {
 /// Returns the number of arrivals per id.
 fn assert_complete_and_ordered(store: &Store, sub: &Subscriber) -> HashMap<String, usize> {
     let want = outbox(store);
-    let by_id: HashMap<String, &String> = want.iter().map(|e| (json(e)["id"].as_str().unwrap().to_string(), e)).collect();
+    let by_id: HashMap<String, &String> =
+        want.iter().map(|e| (json(e)["id"].as_str().unwrap().to_string(), e)).collect();
     let mut per_id: HashMap<String, usize> = HashMap::new();
     let mut first_order: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for (m, v) in received(sub) {
         let id = v["id"].as_str().unwrap().to_string();
-        let stored = by_id.get(&id).unwrap_or_else(|| panic!("received a change that is not in the outbox: {}", m.payload));
+        let stored = by_id.get(&id).unwrap_or_else(|| {
+            panic!("received a change that is not in the outbox: {}", m.payload)
+        });
         assert_eq!(&m.payload, *stored, "the payload is the stored envelope, byte for byte");
         let cam = v["camera_id"].as_str().unwrap();
         let kind = if v["kind"] == "camera_status" { "status" } else { "events" };
@@ -278,8 +304,12 @@ fn assert_complete_and_ordered(store: &Store, sub: &Subscriber) -> HashMap<Strin
     }
     assert_eq!(per_id.len(), want.len(), "after dedupe by id, every recorded change arrived");
     for (cam, seqs) in &first_order {
-        let expected: Vec<i64> =
-            want.iter().map(|e| json(e)).filter(|e| e["camera_id"] == cam.as_str()).map(|e| e["seq"].as_i64().unwrap()).collect();
+        let expected: Vec<i64> = want
+            .iter()
+            .map(|e| json(e))
+            .filter(|e| e["camera_id"] == cam.as_str())
+            .map(|e| e["seq"].as_i64().unwrap())
+            .collect();
         assert_eq!(seqs, &expected, "camera {cam}: every change, first arrived in seq order");
     }
     per_id
@@ -307,12 +337,24 @@ fn qos1_delivery_of_a_run_of_changes_in_per_camera_order() {
     wait(30, "every change at the subscriber", || distinct_ids(&sub) == total);
     let per_id = assert_complete_and_ordered(&store, &sub);
     assert!(per_id.values().all(|n| *n == 1), "a healthy broker delivers each change once");
-    assert_eq!(sub.on(&format!("gridwatch/{BOX}/availability")), ["online"], "the box announced itself");
+    assert_eq!(
+        sub.on(&format!("gridwatch/{BOX}/availability")),
+        ["online"],
+        "the box announced itself"
+    );
     // Delivered means PUBACKed: the cursors say so, under the sink's name and kind.
-    wait(10, "acks flushed", || store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0].backlog == 0);
+    wait(10, "acks flushed", || {
+        store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0].backlog == 0
+    });
     let st = &store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0];
-    assert_eq!((st.name.as_str(), st.kind.as_str(), st.target.as_str()), ("city-mqtt", "mqtt", broker.url().as_str()));
-    assert_eq!((st.delivered_total, st.failed_attempts_total, st.dead_letter_count), (total as u64, 0, 0));
+    assert_eq!(
+        (st.name.as_str(), st.kind.as_str(), st.target.as_str()),
+        ("city-mqtt", "mqtt", broker.url().as_str())
+    );
+    assert_eq!(
+        (st.delivered_total, st.failed_attempts_total, st.dead_letter_count),
+        (total as u64, 0, 0)
+    );
     up.shutdown();
 }
 
@@ -325,9 +367,13 @@ fn a_broker_restart_mid_stream_loses_and_reorders_nothing() {
     let (_d, store) = store();
     // A persistent session: the broker queues for it while it is away, and keeps it (and its
     // queue) across its own restart.
-    let sub = Subscriber::start(broker.port, "test-sub-restart", &format!("gridwatch/{BOX}/#"), true);
+    let sub =
+        Subscriber::start(broker.port, "test-sub-restart", &format!("gridwatch/{BOX}/#"), true);
     // An attempt waits 1 s for the connection, then fails: the 2 s outage must show as retries.
-    let cfg = mqtt_config(&broker.url(), "timeout_secs = 1.0\nbackoff_min_secs = 0.1\nbackoff_max_secs = 0.5");
+    let cfg = mqtt_config(
+        &broker.url(),
+        "timeout_secs = 1.0\nbackoff_min_secs = 0.1\nbackoff_max_secs = 0.5",
+    );
     let up = start(&store, &cfg);
     // One incident every 20 ms, round robin over the cameras, before, during and after the outage.
     let producing = Arc::new(AtomicBool::new(true));
@@ -359,7 +405,9 @@ fn a_broker_restart_mid_stream_loses_and_reorders_nothing() {
     assert_eq!(total, incidents * 3);
     wait(30, "every change at the subscriber", || distinct_ids(&sub) == total);
     let per_id = assert_complete_and_ordered(&store, &sub);
-    wait(10, "acks flushed", || store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0].backlog == 0);
+    wait(10, "acks flushed", || {
+        store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0].backlog == 0
+    });
     let st = &store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0];
     assert_eq!((st.delivered_total, st.dead_letter_count), (total as u64, 0));
     assert!(st.failed_attempts_total >= 1, "the outage was not noticed: {st:?}");
@@ -367,7 +415,11 @@ fn a_broker_restart_mid_stream_loses_and_reorders_nothing() {
     // mosquitto publishes its clients' wills when it shuts down (`offline`); the box says
     // `online` again on each connection.
     let avail = sub.on(&format!("gridwatch/{BOX}/availability"));
-    assert_eq!(avail.iter().filter(|p| *p == "online").count(), 2, "one `online` per connection: {avail:?}");
+    assert_eq!(
+        avail.iter().filter(|p| *p == "online").count(),
+        2,
+        "one `online` per connection: {avail:?}"
+    );
     assert_eq!(avail.last().map(String::as_str), Some("online"), "{avail:?}");
     let dups: usize = per_id.values().map(|n| n - 1).sum();
     println!(
@@ -391,16 +443,27 @@ fn camera_status_is_retained_for_late_subscribers_and_a_stop_says_offline() {
     store.append_camera_status("plaza", false, Some("RTSP 401"), t).unwrap();
     incident(&store, "yard", t);
     store.append_camera_status("gate", true, None, t + time::Duration::seconds(30)).unwrap();
-    wait(20, "everything delivered", || store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0].backlog == 0);
+    wait(20, "everything delivered", || {
+        store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0].backlog == 0
+    });
 
     // A subscriber that comes later gets each camera's latest status at once, flagged retained.
-    let late = Subscriber::start(broker.port, "test-sub-late", &format!("gridwatch/{BOX}/status/+"), false);
+    let late = Subscriber::start(
+        broker.port,
+        "test-sub-late",
+        &format!("gridwatch/{BOX}/status/+"),
+        false,
+    );
     wait(10, "the retained statuses", || late.msgs().len() >= 2);
     std::thread::sleep(Duration::from_millis(300));
-    let got: BTreeMap<String, Msg> = late.msgs().into_iter().map(|m| (m.topic.clone(), m)).collect();
+    let got: BTreeMap<String, Msg> =
+        late.msgs().into_iter().map(|m| (m.topic.clone(), m)).collect();
     assert_eq!(late.msgs().len(), 2, "one retained status per camera that has one: {got:?}");
     let latest = |cam: &str| {
-        outbox(&store).into_iter().rfind(|e| json(e)["kind"] == "camera_status" && json(e)["camera_id"] == cam).unwrap()
+        outbox(&store)
+            .into_iter()
+            .rfind(|e| json(e)["kind"] == "camera_status" && json(e)["camera_id"] == cam)
+            .unwrap()
     };
     for (cam, change) in [("gate", "online"), ("plaza", "offline")] {
         let m = &got[&format!("gridwatch/{BOX}/status/{cam}")];
@@ -409,7 +472,12 @@ fn camera_status_is_retained_for_late_subscribers_and_a_stop_says_offline() {
         assert_eq!(json(&m.payload)["change"], change);
     }
     // Events are not retained.
-    let late_events = Subscriber::start(broker.port, "test-sub-late-ev", &format!("gridwatch/{BOX}/events/+"), false);
+    let late_events = Subscriber::start(
+        broker.port,
+        "test-sub-late-ev",
+        &format!("gridwatch/{BOX}/events/+"),
+        false,
+    );
     std::thread::sleep(Duration::from_millis(300));
     assert!(late_events.msgs().is_empty(), "{:?}", late_events.msgs());
 
@@ -424,7 +492,9 @@ fn camera_status_is_retained_for_late_subscribers_and_a_stop_says_offline() {
     let later = Subscriber::start(broker.port, "test-sub-avail-2", &avail_topic, false);
     wait(10, "retained `offline`", || later.on(&avail_topic) == ["offline"]);
     assert!(later.msgs()[0].retain);
-    wait(5, "the broker to log the clean disconnect", || broker.logs().contains(&format!("Client gridwatch-{BOX}-city-mqtt disconnected")));
+    wait(5, "the broker to log the clean disconnect", || {
+        broker.logs().contains(&format!("Client gridwatch-{BOX}-city-mqtt disconnected"))
+    });
 }
 
 /// The appliance config: one camera playing the test clip at its real speed, a presence
@@ -464,7 +534,9 @@ fn a_killed_box_is_declared_offline_by_its_last_will() {
     let avail = "gridwatch/e2e/availability";
     let mut a = common::Appliance::start(&appliance_config(&broker.url()));
     wait(120, "`online`, the camera's status and a first event", || {
-        sub.on(avail) == ["online"] && !sub.on("gridwatch/e2e/status/walk").is_empty() && !sub.on("gridwatch/e2e/events/walk").is_empty()
+        sub.on(avail) == ["online"]
+            && !sub.on("gridwatch/e2e/status/walk").is_empty()
+            && !sub.on("gridwatch/e2e/events/walk").is_empty()
     });
     let s = &a.get_json("/api/v1/uplink")["sinks"][0];
     assert_eq!((s["name"].as_str(), s["kind"].as_str()), (Some("city-mqtt"), Some("mqtt")), "{s}");
@@ -487,24 +559,42 @@ fn a_killed_box_is_declared_offline_by_its_last_will() {
     });
     // A graceful stop says `offline` itself.
     assert_eq!(a.stop(), Some(0), "{}", a.logs());
-    wait(10, "`offline` at the stop", || sub.on(avail) == ["online", "offline", "online", "offline"]);
+    wait(10, "`offline` at the stop", || {
+        sub.on(avail) == ["online", "offline", "online", "offline"]
+    });
     let logs = a.logs();
-    assert!(logs.contains("MQTT connection closed") && !logs.contains("not acknowledged"), "{logs}");
+    assert!(
+        logs.contains("MQTT connection closed") && !logs.contains("not acknowledged"),
+        "{logs}"
+    );
 
     // Across the kill -9: every change recorded up to `delivered_up_to` arrived; each
     // camera's changes first arrived in seq order; nothing arrived that was not recorded.
     let store = Store::open(&a.data()).unwrap();
-    let stored: Vec<serde_json::Value> = store.feed_page(0, 10_000).unwrap().changes.iter().map(|(_, e)| json(e)).collect();
+    let stored: Vec<serde_json::Value> =
+        store.feed_page(0, 10_000).unwrap().changes.iter().map(|(_, e)| json(e)).collect();
     let mut first: Vec<i64> = Vec::new();
     let mut seen = HashSet::new();
     wait(10, "the subscriber to catch up", || {
-        let ids: HashSet<String> = sub.msgs().iter().filter(|m| !m.topic.ends_with("availability")).map(|m| json(&m.payload)["id"].as_str().unwrap().to_string()).collect();
-        stored.iter().filter(|c| c["seq"].as_i64().unwrap() <= delivered_up_to).all(|c| ids.contains(c["id"].as_str().unwrap()))
+        let ids: HashSet<String> = sub
+            .msgs()
+            .iter()
+            .filter(|m| !m.topic.ends_with("availability"))
+            .map(|m| json(&m.payload)["id"].as_str().unwrap().to_string())
+            .collect();
+        stored
+            .iter()
+            .filter(|c| c["seq"].as_i64().unwrap() <= delivered_up_to)
+            .all(|c| ids.contains(c["id"].as_str().unwrap()))
     });
     for m in sub.msgs().iter().filter(|m| !m.topic.ends_with("availability")) {
         let v = json(&m.payload);
         let seq = v["seq"].as_i64().unwrap();
-        assert_eq!(stored.iter().find(|c| c["seq"] == seq), Some(&v), "received a change that is not stored as sent");
+        assert_eq!(
+            stored.iter().find(|c| c["seq"] == seq),
+            Some(&v),
+            "received a change that is not stored as sent"
+        );
         if seen.insert(seq) {
             first.push(seq);
         }
@@ -523,16 +613,45 @@ fn run_ok(cmd: &mut Command) {
 /// A test CA and a server certificate for `localhost` / 127.0.0.1 signed by it (openssl CLI).
 fn make_certs(dir: &Path) {
     let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    run_ok(Command::new("openssl").current_dir(dir).args(["req", "-x509"]).args(ec).args(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=gridwatch test CA"]));
-    run_ok(Command::new("openssl").current_dir(dir).arg("req").args(ec).args(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]));
+    run_ok(Command::new("openssl").current_dir(dir).args(["req", "-x509"]).args(ec).args([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=gridwatch test CA",
+    ]));
+    run_ok(Command::new("openssl").current_dir(dir).arg("req").args(ec).args([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]));
     std::fs::write(
         dir.join("ext.cnf"),
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
     run_ok(Command::new("openssl").current_dir(dir).args([
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2",
-        "-extfile", "ext.cnf",
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
     ]));
 }
 
@@ -545,7 +664,11 @@ fn tls_with_a_ca_file_and_a_password_from_the_environment() {
     const WRONG: &str = "Wr0ng-passw0rd-xyz";
     let certs = tempfile::tempdir().unwrap();
     make_certs(certs.path());
-    run_ok(Command::new("mosquitto_passwd").current_dir(certs.path()).args(["-c", "-b", "passwd", "gw", PASSWORD]));
+    run_ok(
+        Command::new("mosquitto_passwd")
+            .current_dir(certs.path())
+            .args(["-c", "-b", "passwd", "gw", PASSWORD]),
+    );
     // The plain listener stays anonymous (for the test subscriber); the TLS one needs a password.
     let tls_port = common::free_port();
     let c = certs.path().display();
@@ -569,23 +692,35 @@ fn tls_with_a_ca_file_and_a_password_from_the_environment() {
     };
     let ca = format!("ca_file = \"{c}/ca.pem\"");
     let sinks = vec![
-        sink("good", &format!("{ca}\nusername = \"gw\"\npassword_env = \"GRIDWATCH_TEST_MQTT_PASSWORD\"")),
+        sink(
+            "good",
+            &format!("{ca}\nusername = \"gw\"\npassword_env = \"GRIDWATCH_TEST_MQTT_PASSWORD\""),
+        ),
         sink("wrong-password", &format!("{ca}\nusername = \"gw\"\npassword = \"{WRONG}\"")),
         sink("system-roots", &format!("username = \"gw\"\npassword = \"{PASSWORD}\"")),
     ];
     let up = Uplink::start_sinks(&store, sinks, Arc::new(SystemClock), None).unwrap();
     incident(&store, "gate", OffsetDateTime::now_utc());
     let status = |name: &str| {
-        store.uplink_status(OffsetDateTime::now_utc()).unwrap().into_iter().find(|s| s.name == name).unwrap()
+        store
+            .uplink_status(OffsetDateTime::now_utc())
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == name)
+            .unwrap()
     };
     wait(30, "delivery over TLS with the password", || status("good").delivered_total == 3);
     wait(10, "the subscriber", || distinct_ids(&sub) == 3);
     assert_complete_and_ordered(&store, &sub);
-    assert_eq!((status("good").failed_attempts_total, status("good").target.as_str()), (0, url.as_str()));
+    assert_eq!(
+        (status("good").failed_attempts_total, status("good").target.as_str()),
+        (0, url.as_str())
+    );
     // The broker refuses a wrong password; a self-signed broker fails verification against
     // the system roots. Neither delivers; the errors say why and show no password.
     wait(30, "failed attempts of the other two", || {
-        status("wrong-password").failed_attempts_total >= 1 && status("system-roots").failed_attempts_total >= 1
+        status("wrong-password").failed_attempts_total >= 1
+            && status("system-roots").failed_attempts_total >= 1
     });
     let (wp, sr) = (status("wrong-password"), status("system-roots"));
     assert_eq!((wp.delivered_total, sr.delivered_total), (0, 0));
@@ -594,7 +729,10 @@ fn tls_with_a_ca_file_and_a_password_from_the_environment() {
     let e = sr.last_error.clone().unwrap();
     assert!(e.to_lowercase().contains("certificate"), "{e}");
     let shown = format!("{:?}", store.uplink_status(OffsetDateTime::now_utc()).unwrap());
-    assert!(!shown.contains(WRONG) && !shown.contains(PASSWORD), "a password leaked into the delivery status");
+    assert!(
+        !shown.contains(WRONG) && !shown.contains(PASSWORD),
+        "a password leaked into the delivery status"
+    );
     println!("wrong password: {:?}\nsystem roots: {:?}", wp.last_error, sr.last_error);
     up.shutdown();
 }

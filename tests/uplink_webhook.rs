@@ -38,7 +38,12 @@ fn webhook_config(url: &str, extra: &str) -> WebhookConfig {
     Config::parse(&text, std::path::Path::new("/")).unwrap().uplink.webhooks.remove(0)
 }
 
-fn start(store: &Store, cfg: &WebhookConfig, clock: Arc<dyn Clock>, tune: impl FnOnce(&mut Policy)) -> Uplink {
+fn start(
+    store: &Store,
+    cfg: &WebhookConfig,
+    clock: Arc<dyn Clock>,
+    tune: impl FnOnce(&mut Policy),
+) -> Uplink {
     let sink: Arc<dyn Sink> = Arc::new(WebhookSink::new(cfg).unwrap());
     let mut policy = Policy::for_webhook(cfg);
     policy.ack_flush = Duration::from_millis(50);
@@ -100,7 +105,8 @@ fn assert_complete_and_ordered(store: &Store, rx: &Receiver) -> HashMap<String, 
         }
         *n += 1;
     }
-    let want_ids: HashSet<String> = want.iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+    let want_ids: HashSet<String> =
+        want.iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
     let got_ids: HashSet<String> = per_id.keys().cloned().collect();
     assert_eq!(got_ids.len(), want_ids.len(), "distinct ids received vs changes recorded");
     assert_eq!(got_ids, want_ids, "after dedupe by id, exactly the recorded changes arrived");
@@ -108,8 +114,11 @@ fn assert_complete_and_ordered(store: &Store, rx: &Receiver) -> HashMap<String, 
         let mut sorted = seqs.clone();
         sorted.sort();
         assert_eq!(seqs, &sorted, "camera {cam}: changes first arrived out of order");
-        let expected: Vec<i64> =
-            want.iter().filter(|e| e["camera_id"] == cam.as_str()).map(|e| e["seq"].as_i64().unwrap()).collect();
+        let expected: Vec<i64> = want
+            .iter()
+            .filter(|e| e["camera_id"] == cam.as_str())
+            .map(|e| e["seq"].as_i64().unwrap())
+            .collect();
         assert_eq!(seqs, &expected, "camera {cam}: every change, in seq order");
     }
     per_id
@@ -146,9 +155,14 @@ fn delivers_every_change_signed_and_in_per_camera_order() {
     assert!(h["webhook-signature"].starts_with("v1,"));
     assert_eq!(h["webhook-id"], g.id);
     // Delivery status: nothing pending, everything counted.
-    wait(10, "acks flushed", || store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0].backlog == 0);
+    wait(10, "acks flushed", || {
+        store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0].backlog == 0
+    });
     let st = &store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0];
-    assert_eq!((st.delivered_total, st.failed_attempts_total, st.dead_letter_count), (total as u64, 0, 0));
+    assert_eq!(
+        (st.delivered_total, st.failed_attempts_total, st.dead_letter_count),
+        (total as u64, 0, 0)
+    );
     assert_eq!(st.target, rx.url());
 
     // The receiver's verifier refuses a tampered body and a replay with a stale timestamp.
@@ -171,10 +185,26 @@ fn delivers_every_change_signed_and_in_per_camera_order() {
     assert_eq!(post(&tampered, ts, &h["webhook-signature"]), 401, "tampered body");
     let old = OffsetDateTime::now_utc().unix_timestamp() - 3600;
     let key = signing::key_bytes(SECRET).unwrap();
-    assert_eq!(post(&g.body, old, &signing::sign(&key, &g.id, old, g.body.as_bytes())), 401, "stale timestamp");
+    assert_eq!(
+        post(&g.body, old, &signing::sign(&key, &g.id, old, g.body.as_bytes())),
+        401,
+        "stale timestamp"
+    );
     assert_eq!(rx.bad_signatures(), 2);
     // The untouched original is still accepted (proves the two refusals were for cause).
-    assert_eq!(post(&g.body, OffsetDateTime::now_utc().unix_timestamp(), &signing::sign(&key, &g.id, OffsetDateTime::now_utc().unix_timestamp(), g.body.as_bytes())), 204);
+    assert_eq!(
+        post(
+            &g.body,
+            OffsetDateTime::now_utc().unix_timestamp(),
+            &signing::sign(
+                &key,
+                &g.id,
+                OffsetDateTime::now_utc().unix_timestamp(),
+                g.body.as_bytes()
+            )
+        ),
+        204
+    );
     up.shutdown();
 }
 
@@ -196,7 +226,10 @@ fn a_rejected_change_is_dead_lettered_and_the_camera_goes_on() {
     });
     let st = &store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0];
     assert_eq!(st.delivered_total, 6);
-    assert!(st.dead_letters.iter().all(|d| d.reason == "rejected" && d.attempts == 3 && d.last_status == Some(400)));
+    assert!(st
+        .dead_letters
+        .iter()
+        .all(|d| d.reason == "rejected" && d.attempts == 3 && d.last_status == Some(400)));
     assert_eq!(st.last_error_status, Some(400));
     // Each rejected change was tried exactly `dead_letter_after` times; the later incident arrived.
     let log = rx.log();
@@ -208,7 +241,13 @@ fn a_rejected_change_is_dead_lettered_and_the_camera_goes_on() {
 
 /// Advances the simulated clock by `total` in steps of `step`, sleeping `real` per step so
 /// the worker (polling the clock every few ms) gets to run; `each` runs after every step.
-fn run_sim(clock: &SimClock, total: time::Duration, step: time::Duration, real: Duration, mut each: impl FnMut(OffsetDateTime)) {
+fn run_sim(
+    clock: &SimClock,
+    total: time::Duration,
+    step: time::Duration,
+    real: Duration,
+    mut each: impl FnMut(OffsetDateTime),
+) {
     let end = clock.now() + total;
     while clock.now() < end {
         clock.advance(step);
@@ -272,19 +311,27 @@ fn survives_a_simulated_24_hour_outage_without_loss_reordering_or_hot_looping() 
     run_sim(&sim, time::Duration::hours(3), step, Duration::from_millis(5), |_| {
         done = done || rx.accepted().iter().map(|g| &g.id).collect::<HashSet<_>>().len() == total;
     });
-    wait(30, "the backlog to drain", || rx.accepted().iter().map(|g| &g.id).collect::<HashSet<_>>().len() == total);
+    wait(30, "the backlog to drain", || {
+        rx.accepted().iter().map(|g| &g.id).collect::<HashSet<_>>().len() == total
+    });
     let per_id = assert_complete_and_ordered(&store, &rx);
     assert_eq!(total, 9 + 24 * 9, "24 hourly incidents per camera during the outage");
     wait(10, "acks flushed", || store.uplink_status(sim.now()).unwrap()[0].backlog == 0);
     let st = &store.uplink_status(sim.now()).unwrap()[0];
-    assert_eq!(st.dead_letter_count, 0, "nothing given up: the outage is shorter than max_retry_hours");
+    assert_eq!(
+        st.dead_letter_count, 0,
+        "nothing given up: the outage is shorter than max_retry_hours"
+    );
     assert!(st.retrying.is_empty());
 
     // The attempt schedule stayed within its bounds. Per camera, only the oldest pending
     // change is tried, with delays min(1 h, 2^n s)·[0.5, 1): at most ~12 attempts to reach
     // the cap, then one per 30–60 min (≤ 48 in 24 h), fewer while Retry-After: 7200 holds.
     let per_camera = failed as f64 / CAMERAS.len() as f64;
-    assert!(per_camera <= 12.0 + 48.0 + 2.0, "hot loop? {failed} failed attempts for 3 cameras in 24 h");
+    assert!(
+        per_camera <= 12.0 + 48.0 + 2.0,
+        "hot loop? {failed} failed attempts for 3 cameras in 24 h"
+    );
     assert!(per_camera >= 24.0, "gave up trying? only {failed} failed attempts in 24 h");
     assert!(refused as f64 / 3.0 >= 8.0, "kept trying while refused: {refused}");
     // While 503 + Retry-After: 7200 was answered, each camera's attempts were ≥ 2 h apart.
@@ -294,9 +341,17 @@ fn survives_a_simulated_24_hour_outage_without_loss_reordering_or_hot_looping() 
     }
     assert_eq!(by_cam.len(), 3, "every camera was tried during the 503 phase");
     for (cam, times) in &by_cam {
-        assert!(times.len() <= 5, "camera {cam}: {} attempts in 8 h despite Retry-After: 2 h", times.len());
+        assert!(
+            times.len() <= 5,
+            "camera {cam}: {} attempts in 8 h despite Retry-After: 2 h",
+            times.len()
+        );
         for w in times.windows(2) {
-            assert!(w[1] - w[0] >= time::Duration::seconds(7200) - step, "camera {cam}: Retry-After ignored: {:?}", w[1] - w[0]);
+            assert!(
+                w[1] - w[0] >= time::Duration::seconds(7200) - step,
+                "camera {cam}: Retry-After ignored: {:?}",
+                w[1] - w[0]
+            );
         }
     }
     // Duplicates only come from slow answers the receiver processed after the box gave up.

@@ -19,7 +19,9 @@ use crate::config::{AuthConfig, CameraConfig, CookieSecure, RecordConfig};
 use crate::record::clock::{Clock, SimClock};
 use crate::store::auth::NewAudit;
 use crate::store::recordings::{Clip, NewSegment};
-use crate::types::{BBox, Change, CountDelta, Detection, EventChange, Frame, OccupancyDelta, Severity};
+use crate::types::{
+    BBox, Change, CountDelta, Detection, EventChange, Frame, OccupancyDelta, Severity,
+};
 
 const CONFIG_TOKEN: &str = "gw_matrix_config_token";
 const PASSWORD: &str = "correct horse battery";
@@ -84,7 +86,9 @@ impl Fx {
             config_token_hashes: vec![store::hash_token(CONFIG_TOKEN)],
             started_at: now,
             media: MediaSettings {
-                recording: Arc::new(["cam1", "cam2"].iter().map(|c| (c.to_string(), rec.clone())).collect()),
+                recording: Arc::new(
+                    ["cam1", "cam2"].iter().map(|c| (c.to_string(), rec.clone())).collect(),
+                ),
                 max_export_secs: 600.0,
             },
             auth: AuthSettings { config: auth, clock: clock.clone() },
@@ -106,7 +110,13 @@ impl Fx {
             let ev = fx.event_on(cam, None, t, true);
             let rel = format!("clips/{ev}.mp4");
             fx.write(&rel, b"clip bytes");
-            let clip = Clip { event_id: ev, path: rel, start: t, end: t + Duration::seconds(10), bytes: 10 };
+            let clip = Clip {
+                event_id: ev,
+                path: rel,
+                start: t,
+                end: t + Duration::seconds(10),
+                bytes: 10,
+            };
             fx.state.store.put_clip(&clip).unwrap();
             fx.event.insert(cam, ev);
             let rel = format!("recordings/{cam}/20260501/1-00000.mp4");
@@ -166,17 +176,29 @@ impl Fx {
         let id = Uuid::now_v7();
         let mut ch = EventChange::bare(id, Change::Started, cam, "presence", Severity::High, at);
         ch.grid_cell = cell.map(String::from);
-        ch.objects = vec![Detection::new(0, "person", 0.9, BBox { x1: 0.1, y1: 0.1, x2: 0.5, y2: 0.9 })];
+        ch.objects =
+            vec![Detection::new(0, "person", 0.9, BBox { x1: 0.1, y1: 0.1, x2: 0.5, y2: 0.9 })];
         ch.snapshot = snapshot.then(|| frame(cam));
         self.state.store.apply(&ch).unwrap();
-        let end = EventChange::bare(id, Change::Ended, cam, "presence", Severity::High, at + Duration::seconds(5));
+        let end = EventChange::bare(
+            id,
+            Change::Ended,
+            cam,
+            "presence",
+            Severity::High,
+            at + Duration::seconds(5),
+        );
         self.state.store.apply(&end).unwrap();
         id
     }
 
     fn user(&self, name: &str, role: Role, scope: Option<Scope>) -> Uuid {
         let a = NewAudit::new("test", None, "user_create").target(format!("user:{name}"));
-        self.state.store.create_user(name, &self.hash, role, scope.as_ref(), &a, self.clock.now()).unwrap().id
+        self.state
+            .store
+            .create_user(name, &self.hash, role, scope.as_ref(), &a, self.clock.now())
+            .unwrap()
+            .id
     }
 
     fn token(&self, name: &str, role: Role, scope: Option<Scope>) -> (Uuid, String) {
@@ -184,14 +206,27 @@ impl Fx {
         let info = self
             .state
             .store
-            .create_token(name, &store::hash_token(&t), role, scope.as_ref(), "test", |id| {
-                NewAudit::new("test", None, "token_create").target(format!("token:{id}"))
-            }, self.clock.now())
+            .create_token(
+                name,
+                &store::hash_token(&t),
+                role,
+                scope.as_ref(),
+                "test",
+                |id| NewAudit::new("test", None, "token_create").target(format!("token:{id}")),
+                self.clock.now(),
+            )
             .unwrap();
         (info.id, t)
     }
 
-    async fn send(&self, method: &str, uri: &str, cred: &Cred, body: Option<Value>, addr: Option<&str>) -> Resp {
+    async fn send(
+        &self,
+        method: &str,
+        uri: &str,
+        cred: &Cred,
+        body: Option<Value>,
+        addr: Option<&str>,
+    ) -> Resp {
         self.send_with(method, uri, cred, body, addr, &[]).await
     }
 
@@ -237,7 +272,11 @@ impl Fx {
             let quiet = std::time::Duration::from_millis(300);
             loop {
                 let has_change = String::from_utf8_lossy(&body).contains("event: change");
-                let wait = if has_change { quiet } else { end.saturating_duration_since(tokio::time::Instant::now()) };
+                let wait = if has_change {
+                    quiet
+                } else {
+                    end.saturating_duration_since(tokio::time::Instant::now())
+                };
                 match tokio::time::timeout(wait, stream.frame()).await {
                     Ok(Some(Ok(frame))) => body.extend(frame.into_data().unwrap_or_default()),
                     _ => break,
@@ -251,15 +290,33 @@ impl Fx {
 
     /// Logs in; returns the session cookie's value and the whole `Set-Cookie` header.
     async fn login(&self, user: &str, password: &str) -> (String, String) {
-        let r = self.send("POST", "/api/v1/auth/login", &Cred::None, Some(json!({"username": user, "password": password})), None).await;
+        let r = self
+            .send(
+                "POST",
+                "/api/v1/auth/login",
+                &Cred::None,
+                Some(json!({"username": user, "password": password})),
+                None,
+            )
+            .await;
         assert_eq!(r.status, StatusCode::OK, "login {user}: {}", r.text());
         let set = r.header(header::SET_COOKIE).to_string();
-        let value = set.strip_prefix(&format!("{SESSION_COOKIE}=")).unwrap().split(';').next().unwrap().to_string();
+        let value = set
+            .strip_prefix(&format!("{SESSION_COOKIE}="))
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
         (value, set)
     }
 
     fn audit(&self, action: &str) -> Vec<crate::store::auth::AuditEntry> {
-        let q = crate::store::auth::AuditQuery { action: Some(action.into()), limit: 1000, ..Default::default() };
+        let q = crate::store::auth::AuditQuery {
+            action: Some(action.into()),
+            limit: 1000,
+            ..Default::default()
+        };
         self.state.store.audit_page(&q).unwrap().entries
     }
 }
@@ -288,11 +345,15 @@ impl Resp {
             let changes: Vec<Value> = text
                 .lines()
                 .filter_map(|l| l.strip_prefix("data: "))
-                .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("event data not JSON ({e}): {d}")))
+                .map(|d| {
+                    serde_json::from_str(d)
+                        .unwrap_or_else(|e| panic!("event data not JSON ({e}): {d}"))
+                })
                 .collect();
             return json!({ "changes": changes });
         }
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
     fn header(&self, name: header::HeaderName) -> &str {
         self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
@@ -379,7 +440,12 @@ struct Case {
 }
 
 fn ids(v: &Value, list: &str, field: &str) -> BTreeSet<String> {
-    v[list].as_array().unwrap_or_else(|| panic!("no `{list}` in {v}")).iter().map(|x| x[field].as_str().unwrap().to_string()).collect()
+    v[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("no `{list}` in {v}"))
+        .iter()
+        .map(|x| x[field].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// The policy of every operation, written down independently of the router: a new route
@@ -398,7 +464,11 @@ fn cases() -> Vec<Case> {
         503
     }
     fn users_only(w: &Who) -> u16 {
-        if w.user.is_some() { 204 } else { 400 }
+        if w.user.is_some() {
+            204
+        } else {
+            400
+        }
     }
     let c = |method, path, access, kind, ok| Case { method, path, access, kind, ok };
     vec![
@@ -411,14 +481,38 @@ fn cases() -> Vec<Case> {
         c("GET", "/api/v1/events/{id}", "see", Kind::Id, ok200),
         c("GET", "/api/v1/events/{id}/snapshot.jpg", "see", Kind::Id, ok200),
         c("POST", "/api/v1/events/{id}/review", "review", Kind::Id, ok200),
-        c("GET", "/api/v1/stats/counts", "see", Kind::List(|v| ids(v, "counts", "camera_id")), ok200),
-        c("GET", "/api/v1/stats/occupancy", "see", Kind::List(|v| ids(v, "occupancy", "camera_id")), ok200),
+        c(
+            "GET",
+            "/api/v1/stats/counts",
+            "see",
+            Kind::List(|v| ids(v, "counts", "camera_id")),
+            ok200,
+        ),
+        c(
+            "GET",
+            "/api/v1/stats/occupancy",
+            "see",
+            Kind::List(|v| ids(v, "occupancy", "camera_id")),
+            ok200,
+        ),
         c("GET", "/api/v1/events/{id}/clip.mp4", "see", Kind::Id, ok200),
-        c("GET", "/api/v1/recordings", "see", Kind::List(|v| ids(v, "recordings", "camera_id")), ok200),
+        c(
+            "GET",
+            "/api/v1/recordings",
+            "see",
+            Kind::List(|v| ids(v, "recordings", "camera_id")),
+            ok200,
+        ),
         c("GET", "/api/v1/recordings/export.mp4", "see", Kind::Id, pending),
         c("GET", "/api/v1/recordings/{id}/segment.mp4", "see", Kind::Id, ok200),
         c("GET", "/api/v1/feed", "see", Kind::List(|v| ids(v, "changes", "camera_id")), ok200),
-        c("GET", "/api/v1/events/stream", "see", Kind::List(|v| ids(v, "changes", "camera_id")), ok200),
+        c(
+            "GET",
+            "/api/v1/events/stream",
+            "see",
+            Kind::List(|v| ids(v, "changes", "camera_id")),
+            ok200,
+        ),
         c("GET", "/api/v1/uplink", "monitor", Kind::Plain, ok200),
         c("GET", "/metrics", "monitor", Kind::Plain, ok200),
         c("POST", "/api/v1/auth/login", "public", Kind::Plain, ok200),
@@ -440,7 +534,12 @@ fn cases() -> Vec<Case> {
 }
 
 /// A concrete request for `case` about `target`: (uri, body, credential override).
-async fn request(fx: &Fx, case: &Case, target: Target, who: Option<&Who>) -> (String, Option<Value>, Option<Cred>) {
+async fn request(
+    fx: &Fx,
+    case: &Case,
+    target: Target,
+    who: Option<&Who>,
+) -> (String, Option<Value>, Option<Cred>) {
     let cam = target.cam();
     let event = match target {
         Target::Missing => Uuid::now_v7(),
@@ -450,18 +549,33 @@ async fn request(fx: &Fx, case: &Case, target: Target, who: Option<&Who>) -> (St
     let uri = |p: &str| p.to_string();
     match (case.method, case.path) {
         (_, "/api/v1/cameras/{id}") => (format!("/api/v1/cameras/{cam}"), None, None),
-        (_, "/api/v1/cameras/{id}/latest.jpg") => (format!("/api/v1/cameras/{cam}/latest.jpg"), None, None),
+        (_, "/api/v1/cameras/{id}/latest.jpg") => {
+            (format!("/api/v1/cameras/{cam}/latest.jpg"), None, None)
+        }
         (_, "/api/v1/events/{id}") => (format!("/api/v1/events/{event}"), None, None),
         (_, "/api/v1/events/stream") => ("/api/v1/events/stream?after=0".into(), None, None),
-        (_, "/api/v1/events/{id}/snapshot.jpg") => (format!("/api/v1/events/{event}/snapshot.jpg"), None, None),
-        (_, "/api/v1/events/{id}/clip.mp4") => (format!("/api/v1/events/{event}/clip.mp4"), None, None),
+        (_, "/api/v1/events/{id}/snapshot.jpg") => {
+            (format!("/api/v1/events/{event}/snapshot.jpg"), None, None)
+        }
+        (_, "/api/v1/events/{id}/clip.mp4") => {
+            (format!("/api/v1/events/{event}/clip.mp4"), None, None)
+        }
         (_, "/api/v1/events/{id}/review") => {
             // A fresh event each time, so that `new → acknowledged` is allowed.
             let id = match target {
                 Target::Missing => Uuid::now_v7(),
-                t => fx.event_on(t.cam(), None, OffsetDateTime::now_utc() - Duration::minutes(5), false),
+                t => fx.event_on(
+                    t.cam(),
+                    None,
+                    OffsetDateTime::now_utc() - Duration::minutes(5),
+                    false,
+                ),
             };
-            (format!("/api/v1/events/{id}/review"), Some(json!({"state": "acknowledged", "note": "seen"})), None)
+            (
+                format!("/api/v1/events/{id}/review"),
+                Some(json!({"state": "acknowledged", "note": "seen"})),
+                None,
+            )
         }
         (_, "/api/v1/recordings/{id}/segment.mp4") => {
             let seg = match target {
@@ -474,7 +588,13 @@ async fn request(fx: &Fx, case: &Case, target: Target, who: Option<&Who>) -> (St
             let (s, e) = &fx.export_span;
             (format!("/api/v1/recordings/export.mp4?camera={cam}&start={s}&end={e}"), None, None)
         }
-        (_, "/api/v1/events" | "/api/v1/stats/counts" | "/api/v1/stats/occupancy" | "/api/v1/recordings") => match target {
+        (
+            _,
+            "/api/v1/events"
+            | "/api/v1/stats/counts"
+            | "/api/v1/stats/occupancy"
+            | "/api/v1/recordings",
+        ) => match target {
             Target::In => (uri(case.path), None, None),
             _ => (format!("{}?camera={cam}", case.path), None, None),
         },
@@ -485,21 +605,29 @@ async fn request(fx: &Fx, case: &Case, target: Target, who: Option<&Who>) -> (St
         }
         ("POST", "/api/v1/auth/logout") => match who.and_then(|w| w.user.as_deref()) {
             // A second session of the same user, so that the principal's own lives on.
-            Some(user) => (uri(case.path), None, Some(Cred::Cookie(fx.login(user, PASSWORD).await.0))),
+            Some(user) => {
+                (uri(case.path), None, Some(Cred::Cookie(fx.login(user, PASSWORD).await.0)))
+            }
             None => (uri(case.path), None, None),
         },
-        ("POST", "/api/v1/auth/password") => {
-            (uri(case.path), Some(json!({"current_password": PASSWORD, "new_password": PASSWORD})), None)
-        }
-        ("POST", "/api/v1/users") => {
-            (uri(case.path), Some(json!({"username": format!("new-{n}"), "password": PASSWORD, "role": "viewer"})), None)
-        }
+        ("POST", "/api/v1/auth/password") => (
+            uri(case.path),
+            Some(json!({"current_password": PASSWORD, "new_password": PASSWORD})),
+            None,
+        ),
+        ("POST", "/api/v1/users") => (
+            uri(case.path),
+            Some(json!({"username": format!("new-{n}"), "password": PASSWORD, "role": "viewer"})),
+            None,
+        ),
         (_, "/api/v1/users/{id}") => {
             let id = fx.user(&format!("target-{n}"), Role::Viewer, None);
             let body = (case.method == "PATCH").then(|| json!({"role": "operator"}));
             (format!("/api/v1/users/{id}"), body, None)
         }
-        ("POST", "/api/v1/tokens") => (uri(case.path), Some(json!({"name": format!("t-{n}"), "role": "platform"})), None),
+        ("POST", "/api/v1/tokens") => {
+            (uri(case.path), Some(json!({"name": format!("t-{n}"), "role": "platform"})), None)
+        }
         (_, "/api/v1/tokens/{id}") => {
             let (id, _) = fx.token(&format!("t-{n}"), Role::Platform, None);
             (format!("/api/v1/tokens/{id}"), None, None)
@@ -517,7 +645,8 @@ fn denied(case: &Case, who: Option<&Who>) -> Option<(u16, &'static str)> {
     if case.access == "authenticated" {
         return None;
     }
-    let perm = crate::auth::Permission::ALL.into_iter().find(|p| p.as_str() == case.access).unwrap();
+    let perm =
+        crate::auth::Permission::ALL.into_iter().find(|p| p.as_str() == case.access).unwrap();
     if !w.role.can(perm) || (perm.box_wide() && w.scope != Sc::All) {
         return Some((403, "forbidden"));
     }
@@ -564,7 +693,8 @@ async fn check(fx: &Fx, case: &Case, who: Option<&Who>, log: &mut Vec<String>) {
             Kind::Id => {
                 // Out of scope: exactly what an id that does not exist gets.
                 let (muri, mbody, mover) = request(fx, case, Target::Missing, who).await;
-                let m = fx.send(case.method, &muri, mover.as_ref().unwrap_or(&cred), mbody, None).await;
+                let m =
+                    fx.send(case.method, &muri, mover.as_ref().unwrap_or(&cred), mbody, None).await;
                 assert_eq!(r.status, StatusCode::NOT_FOUND, "{ctx}");
                 assert_eq!(
                     (r.status, normalise(&r.body, &uri, &muri)),
@@ -576,7 +706,11 @@ async fn check(fx: &Fx, case: &Case, who: Option<&Who>, log: &mut Vec<String>) {
                 assert_eq!(r.status.as_u16(), (case.ok)(who.unwrap()), "{ctx}");
                 let got = cams(&r.json());
                 // Lists with a `camera` parameter are asked for cam2 alone when Out.
-                let filtered = target == Target::Out && !matches!(case.path, "/api/v1/feed" | "/api/v1/events/stream" | "/api/v1/cameras");
+                let filtered = target == Target::Out
+                    && !matches!(
+                        case.path,
+                        "/api/v1/feed" | "/api/v1/events/stream" | "/api/v1/cameras"
+                    );
                 let expected: BTreeSet<String> = match (filtered, sees_out) {
                     (false, true) => ["cam1", "cam2"].map(String::from).into(),
                     (false, false) => ["cam1"].map(String::from).into(),
@@ -591,7 +725,13 @@ async fn check(fx: &Fx, case: &Case, who: Option<&Who>, log: &mut Vec<String>) {
 }
 
 fn dummy() -> Who {
-    Who { label: "anonymous".into(), role: Role::Viewer, scope: Sc::All, cred: Cred::None, user: None }
+    Who {
+        label: "anonymous".into(),
+        role: Role::Viewer,
+        scope: Sc::All,
+        cred: Cred::None,
+        user: None,
+    }
 }
 
 #[test]
@@ -605,10 +745,16 @@ fn matrix_covers_every_route() {
         }
     }
     for (k, access) in &served {
-        let want = table.get(k).unwrap_or_else(|| panic!("{} {}: no row in the authorization matrix", k.0, k.1));
+        let want = table
+            .get(k)
+            .unwrap_or_else(|| panic!("{} {}: no row in the authorization matrix", k.0, k.1));
         assert_eq!(access, want, "{} {}: the router's access differs from the matrix", k.0, k.1);
     }
-    assert_eq!(served.len(), table.len(), "the matrix has rows for operations the router does not serve");
+    assert_eq!(
+        served.len(),
+        table.len(),
+        "the matrix has rows for operations the router does not serve"
+    );
 }
 
 /// Every operation × anonymous, the config token, a user session per human role and a
@@ -628,12 +774,24 @@ async fn authorization_matrix() {
             let name = format!("{role}-{sc:?}").to_lowercase();
             fx.user(&name, role, sc.scope());
             let (cookie, _) = fx.login(&name, PASSWORD).await;
-            whos.push(Who { label: format!("user {name}"), role, scope: sc, cred: Cred::Cookie(cookie), user: Some(name) });
+            whos.push(Who {
+                label: format!("user {name}"),
+                role,
+                scope: sc,
+                cred: Cred::Cookie(cookie),
+                user: Some(name),
+            });
         }
         for role in Role::ALL {
             let name = format!("tok-{role}-{sc:?}").to_lowercase();
             let (_, t) = fx.token(&name, role, sc.scope());
-            whos.push(Who { label: format!("token {name}"), role, scope: sc, cred: Cred::Bearer(t), user: None });
+            whos.push(Who {
+                label: format!("token {name}"),
+                role,
+                scope: sc,
+                cred: Cred::Bearer(t),
+                user: None,
+            });
         }
     }
     let mut log = Vec::new();
@@ -648,7 +806,11 @@ async fn authorization_matrix() {
     // Every review of the matrix is in the audit log with who made it.
     let reviews = fx.audit("event_review");
     let allowed = whos.iter().filter(|w| w.role.can(crate::auth::Permission::Review)).count();
-    let expected = allowed * 2 - whos.iter().filter(|w| w.role.can(crate::auth::Permission::Review) && w.scope != Sc::All).count();
+    let expected = allowed * 2
+        - whos
+            .iter()
+            .filter(|w| w.role.can(crate::auth::Permission::Review) && w.scope != Sc::All)
+            .count();
     assert_eq!(reviews.len(), expected, "one audit entry per allowed review");
 }
 
@@ -673,16 +835,32 @@ async fn login_sets_a_strict_http_only_cookie_that_expires_and_survives_restarts
     fx.user("alice", Role::Operator, None);
     // Wrong content type: refused before anything else.
     let r = fx
-        .send_with("POST", "/api/v1/auth/login", &Cred::None, None, None, &[("content-type", "application/x-www-form-urlencoded")])
+        .send_with(
+            "POST",
+            "/api/v1/auth/login",
+            &Cred::None,
+            None,
+            None,
+            &[("content-type", "application/x-www-form-urlencoded")],
+        )
         .await;
     r.error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
     // Username case does not matter; the cookie carries the session.
     let r = fx
-        .send("POST", "/api/v1/auth/login", &Cred::None, Some(json!({"username": "ALICE", "password": PASSWORD})), Some("10.1.1.1"))
+        .send(
+            "POST",
+            "/api/v1/auth/login",
+            &Cred::None,
+            Some(json!({"username": "ALICE", "password": PASSWORD})),
+            Some("10.1.1.1"),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let v = r.json();
-    assert_eq!((v["user"]["username"].as_str(), v["user"]["role"].as_str()), (Some("alice"), Some("operator")));
+    assert_eq!(
+        (v["user"]["username"].as_str(), v["user"]["role"].as_str()),
+        (Some("alice"), Some("operator"))
+    );
     assert!(v["user"].get("password_hash").is_none(), "{v}");
     assert_eq!(v["expires_at"], rfc(fx.clock.now() + Duration::hours(1)));
     assert_eq!(r.header(header::CACHE_CONTROL), "no-store");
@@ -694,7 +872,10 @@ async fn login_sets_a_strict_http_only_cookie_that_expires_and_survives_restarts
     assert_eq!(attrs.get("samesite").map(String::as_str), Some("Strict"), "{set}");
     assert_eq!(attrs.get("path").map(String::as_str), Some("/"), "{set}");
     assert_eq!(attrs.get("max-age").map(String::as_str), Some("3600"), "{set}");
-    assert!(!attrs.contains_key("secure"), "plain HTTP without a trusted proxy: no Secure flag: {set}");
+    assert!(
+        !attrs.contains_key("secure"),
+        "plain HTTP without a trusted proxy: no Secure flag: {set}"
+    );
     // Only the hash of the session id is stored.
     let stored: String = rusqlite::Connection::open(fx.state.store.db_path())
         .unwrap()
@@ -714,7 +895,12 @@ async fn login_sets_a_strict_http_only_cookie_that_expires_and_survives_restarts
     let store2 = Store::open(fx.state.store.data_dir()).unwrap();
     let st2 = ApiState { store: store2, ..fx.state.clone() };
     let r = router(st2)
-        .oneshot(Request::get("/api/v1/events").header(header::COOKIE, format!("gw_session={value}")).body(Body::empty()).unwrap())
+        .oneshot(
+            Request::get("/api/v1/events")
+                .header(header::COOKIE, format!("gw_session={value}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
@@ -723,30 +909,63 @@ async fn login_sets_a_strict_http_only_cookie_that_expires_and_survives_restarts
     fx.clock.advance(Duration::seconds(3599));
     assert_eq!(fx.send("GET", "/api/v1/events", &cookie, None, None).await.status, StatusCode::OK);
     fx.clock.advance(Duration::seconds(1));
-    fx.send("GET", "/api/v1/events", &cookie, None, None).await.error(StatusCode::UNAUTHORIZED, "session_expired");
+    fx.send("GET", "/api/v1/events", &cookie, None, None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "session_expired");
 
     // Logout ends the session at once and clears the cookie; both are audited.
     let (value, _) = fx.login("alice", PASSWORD).await;
     let cookie = Cred::Cookie(value);
     let r = fx.send("POST", "/api/v1/auth/logout", &cookie, None, Some("10.1.1.1")).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    assert_eq!(cookie_attrs(r.header(header::SET_COOKIE)).get("max-age").map(String::as_str), Some("0"));
-    fx.send("GET", "/api/v1/events", &cookie, None, None).await.error(StatusCode::UNAUTHORIZED, "session_expired");
+    assert_eq!(
+        cookie_attrs(r.header(header::SET_COOKIE)).get("max-age").map(String::as_str),
+        Some("0")
+    );
+    fx.send("GET", "/api/v1/events", &cookie, None, None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "session_expired");
     let logins = fx.audit("login");
     assert_eq!(logins.len(), 2);
-    assert_eq!((logins[1].actor.as_str(), logins[1].address.as_deref()), ("user:alice", Some("10.1.1.1")));
+    assert_eq!(
+        (logins[1].actor.as_str(), logins[1].address.as_deref()),
+        ("user:alice", Some("10.1.1.1"))
+    );
     let logouts = fx.audit("logout");
-    assert_eq!((logouts.len(), logouts[0].actor.as_str(), logouts[0].target.as_deref()), (1, "user:alice", Some("user:alice")));
+    assert_eq!(
+        (logouts.len(), logouts[0].actor.as_str(), logouts[0].target.as_deref()),
+        (1, "user:alice", Some("user:alice"))
+    );
 
     // Secure: always, or auto behind a trusted TLS proxy.
     for (cfg, headers, secure) in [
         (AuthConfig { cookie_secure: CookieSecure::Always, ..auth.clone() }, vec![], true),
-        (AuthConfig { cookie_secure: CookieSecure::Never, trust_proxy_headers: true, ..auth.clone() }, vec![("x-forwarded-proto", "https")], false),
-        (AuthConfig { trust_proxy_headers: true, ..auth.clone() }, vec![("x-forwarded-proto", "https")], true),
-        (AuthConfig { trust_proxy_headers: false, ..auth.clone() }, vec![("x-forwarded-proto", "https")], false),
+        (
+            AuthConfig {
+                cookie_secure: CookieSecure::Never,
+                trust_proxy_headers: true,
+                ..auth.clone()
+            },
+            vec![("x-forwarded-proto", "https")],
+            false,
+        ),
+        (
+            AuthConfig { trust_proxy_headers: true, ..auth.clone() },
+            vec![("x-forwarded-proto", "https")],
+            true,
+        ),
+        (
+            AuthConfig { trust_proxy_headers: false, ..auth.clone() },
+            vec![("x-forwarded-proto", "https")],
+            false,
+        ),
     ] {
-        let st = ApiState { auth: AuthSettings { config: cfg.clone(), clock: fx.clock.clone() }, ..fx.state.clone() };
-        let mut req = Request::post("/api/v1/auth/login").header(header::CONTENT_TYPE, "application/json");
+        let st = ApiState {
+            auth: AuthSettings { config: cfg.clone(), clock: fx.clock.clone() },
+            ..fx.state.clone()
+        };
+        let mut req =
+            Request::post("/api/v1/auth/login").header(header::CONTENT_TYPE, "application/json");
         for (k, v) in &headers {
             req = req.header(*k, *v);
         }
@@ -759,14 +978,26 @@ async fn login_sets_a_strict_http_only_cookie_that_expires_and_survives_restarts
     // A bearer header wins over a cookie; a bad one is not rescued by a good cookie.
     let (value, _) = fx.login("alice", PASSWORD).await;
     let r = fx
-        .send_with("GET", "/api/v1/auth/me", &Cred::Bearer("wrong".into()), None, None, &[("cookie", &format!("gw_session={value}"))])
+        .send_with(
+            "GET",
+            "/api/v1/auth/me",
+            &Cred::Bearer("wrong".into()),
+            None,
+            None,
+            &[("cookie", &format!("gw_session={value}"))],
+        )
         .await;
     r.error(StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
 #[tokio::test]
 async fn failed_logins_lock_the_account_and_the_address() {
-    let auth = AuthConfig { max_failed_logins: 5, failed_login_window_secs: 900, lockout_secs: 900, ..Default::default() };
+    let auth = AuthConfig {
+        max_failed_logins: 5,
+        failed_login_window_secs: 900,
+        lockout_secs: 900,
+        ..Default::default()
+    };
     let fx = Fx::new(auth);
     fx.user("bob", Role::Viewer, None);
     let login = |user: &str, pw: &str, addr: &str| {
@@ -789,7 +1020,11 @@ async fn failed_logins_lock_the_account_and_the_address() {
     let e = r.error(StatusCode::TOO_MANY_REQUESTS, "account_locked");
     let until = rfc(fx.clock.now() + Duration::minutes(15));
     assert_eq!(e["locked_until"], until);
-    assert!(e["message"].as_str().unwrap().contains("account `bob`") && e["message"].as_str().unwrap().contains(&until), "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("account `bob`")
+            && e["message"].as_str().unwrap().contains(&until),
+        "{e}"
+    );
     assert_eq!(r.header(header::RETRY_AFTER), "900");
     // While locked even the right password is refused (and does not reveal it was right).
     fx.clock.advance(Duration::minutes(10));
@@ -800,27 +1035,48 @@ async fn failed_logins_lock_the_account_and_the_address() {
     fx.clock.advance(Duration::minutes(5));
     assert_eq!(login("bob", PASSWORD, "10.0.0.10").await.status, StatusCode::OK);
     for _ in 0..4 {
-        login("bob", "wrong password!", "10.0.1.1").await.error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+        login("bob", "wrong password!", "10.0.1.1")
+            .await
+            .error(StatusCode::UNAUTHORIZED, "invalid_credentials");
     }
-    assert_eq!(login("bob", PASSWORD, "10.0.1.2").await.status, StatusCode::OK, "4 < 5: not locked; success clears the count");
-    login("bob", "wrong password!", "10.0.1.3").await.error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    assert_eq!(
+        login("bob", PASSWORD, "10.0.1.2").await.status,
+        StatusCode::OK,
+        "4 < 5: not locked; success clears the count"
+    );
+    login("bob", "wrong password!", "10.0.1.3")
+        .await
+        .error(StatusCode::UNAUTHORIZED, "invalid_credentials");
 
     // Per address: five failures from one address over any names lock the address,
     // including for a user whose own account is fine.
     fx.user("carol", Role::Viewer, None);
     for name in ["x1", "x2", "nobody", "x4"] {
-        login(name, "guess guess guess", "192.168.7.7").await.error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+        login(name, "guess guess guess", "192.168.7.7")
+            .await
+            .error(StatusCode::UNAUTHORIZED, "invalid_credentials");
     }
     let r = login("x5", "guess guess guess", "192.168.7.7").await;
     let e = r.error(StatusCode::TOO_MANY_REQUESTS, "address_locked");
     assert!(e["message"].as_str().unwrap().contains("address 192.168.7.7"), "{e}");
-    login("carol", PASSWORD, "192.168.7.7").await.error(StatusCode::TOO_MANY_REQUESTS, "address_locked");
-    assert_eq!(login("carol", PASSWORD, "192.168.7.8").await.status, StatusCode::OK, "another address is fine");
+    login("carol", PASSWORD, "192.168.7.7")
+        .await
+        .error(StatusCode::TOO_MANY_REQUESTS, "address_locked");
+    assert_eq!(
+        login("carol", PASSWORD, "192.168.7.8").await.status,
+        StatusCode::OK,
+        "another address is fine"
+    );
     // The lock is stored: it holds across a restart.
-    let st2 = ApiState { store: Store::open(fx.state.store.data_dir()).unwrap(), ..fx.state.clone() };
+    let st2 =
+        ApiState { store: Store::open(fx.state.store.data_dir()).unwrap(), ..fx.state.clone() };
     let body = Body::from(json!({"username": "carol", "password": PASSWORD}).to_string());
-    let mut req = Request::post("/api/v1/auth/login").header(header::CONTENT_TYPE, "application/json").body(body).unwrap();
-    req.extensions_mut().insert(ConnectInfo("192.168.7.7:1".parse::<std::net::SocketAddr>().unwrap()));
+    let mut req = Request::post("/api/v1/auth/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo("192.168.7.7:1".parse::<std::net::SocketAddr>().unwrap()));
     assert_eq!(router(st2).oneshot(req).await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
 
     // Audit: every failure (with the reason, never the password) and both lockouts.
@@ -831,8 +1087,13 @@ async fn failed_logins_lock_the_account_and_the_address() {
     let locks = fx.audit("login_lockout");
     let targets: BTreeSet<&str> = locks.iter().map(|e| e.target.as_deref().unwrap()).collect();
     assert_eq!(targets, ["account:bob", "address:192.168.7.7"].into());
-    let all = serde_json::to_string(&fx.state.store.audit_page(&Default::default()).unwrap().entries).unwrap();
-    assert!(!all.contains("wrong password!") && !all.contains("guess guess"), "no password in the audit log");
+    let all =
+        serde_json::to_string(&fx.state.store.audit_page(&Default::default()).unwrap().entries)
+            .unwrap();
+    assert!(
+        !all.contains("wrong password!") && !all.contains("guess guess"),
+        "no password in the audit log"
+    );
 }
 
 #[tokio::test]
@@ -844,7 +1105,10 @@ async fn tokens_are_shown_once_scoped_and_revocable() {
         let fx = &fx;
         let admin = admin.clone();
         async move {
-            let e = fx.send("POST", "/api/v1/tokens", &admin, Some(body), None).await.error(StatusCode::BAD_REQUEST, "bad_request");
+            let e = fx
+                .send("POST", "/api/v1/tokens", &admin, Some(body), None)
+                .await
+                .error(StatusCode::BAD_REQUEST, "bad_request");
             assert_eq!(e["parameter"], field, "{e}");
         }
     };
@@ -857,14 +1121,26 @@ async fn tokens_are_shown_once_scoped_and_revocable() {
     bad(json!({"name": 7, "role": "platform"}), "name").await;
 
     let r = fx
-        .send("POST", "/api/v1/tokens", &admin, Some(json!({"name": "city", "role": "platform", "scope": {"cameras": ["cam1"]}})), Some("10.9.9.9"))
+        .send(
+            "POST",
+            "/api/v1/tokens",
+            &admin,
+            Some(json!({"name": "city", "role": "platform", "scope": {"cameras": ["cam1"]}})),
+            Some("10.9.9.9"),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     assert_eq!(r.header(header::CACHE_CONTROL), "no-store");
     let v = r.json();
     let token = v["token"].as_str().unwrap().to_string();
     assert!(token.starts_with("gw_") && token.len() == 67);
-    assert_eq!((v["role"].as_str(), v["created_by"].as_str()), (Some("platform"), Some("config-token:".to_string() + &store::hash_token(CONFIG_TOKEN)[..8]).as_deref()));
+    assert_eq!(
+        (v["role"].as_str(), v["created_by"].as_str()),
+        (
+            Some("platform"),
+            Some("config-token:".to_string() + &store::hash_token(CONFIG_TOKEN)[..8]).as_deref()
+        )
+    );
     let mut t = v.clone();
     t.as_object_mut().unwrap().remove("token");
     assert_schema("Token", &t);
@@ -873,29 +1149,59 @@ async fn tokens_are_shown_once_scoped_and_revocable() {
     let list = fx.send("GET", "/api/v1/tokens", &admin, None, None).await;
     assert!(!list.text().contains(&token));
     assert_eq!(list.json()["config_tokens"], 1);
-    assert!(list.json()["tokens"].as_array().unwrap().iter().any(|t| t["id"] == id.as_str() && t["scope"] == json!({"cameras": ["cam1"], "grid_cells": []})));
+    assert!(list.json()["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["id"] == id.as_str()
+            && t["scope"] == json!({"cameras": ["cam1"], "grid_cells": []})));
     // The platform token: feed, events, clips of cam1; no review, no admin.
     let tok = Cred::Bearer(token.clone());
     let feed = fx.send("GET", "/api/v1/feed", &tok, None, None).await.json();
     assert!(feed["changes"].as_array().unwrap().iter().all(|c| c["camera_id"] == "cam1"));
-    assert_eq!(fx.send("GET", &format!("/api/v1/events/{}/clip.mp4", fx.event["cam1"]), &tok, None, None).await.status, StatusCode::OK);
-    fx.send("GET", &format!("/api/v1/events/{}/clip.mp4", fx.event["cam2"]), &tok, None, None).await.error(StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(
+        fx.send("GET", &format!("/api/v1/events/{}/clip.mp4", fx.event["cam1"]), &tok, None, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    fx.send("GET", &format!("/api/v1/events/{}/clip.mp4", fx.event["cam2"]), &tok, None, None)
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
     let review = json!({"state": "acknowledged"});
     let uri = format!("/api/v1/events/{}/review", fx.event["cam1"]);
     fx.send("POST", &uri, &tok, Some(review), None).await.error(StatusCode::FORBIDDEN, "forbidden");
-    fx.send("GET", "/api/v1/tokens", &tok, None, None).await.error(StatusCode::FORBIDDEN, "forbidden");
+    fx.send("GET", "/api/v1/tokens", &tok, None, None)
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
     let me = fx.send("GET", "/api/v1/auth/me", &tok, None, None).await.json();
-    assert_eq!((me["kind"].as_str(), me["name"].as_str(), me["role"].as_str()), (Some("token"), Some("city"), Some("platform")));
+    assert_eq!(
+        (me["kind"].as_str(), me["name"].as_str(), me["role"].as_str()),
+        (Some("token"), Some("city"), Some("platform"))
+    );
     assert_eq!(me["permissions"], json!(["see"]), "monitor is box-wide: not for a scoped token");
     // Revoke: stops working at once; a second revoke is a 404.
-    assert_eq!(fx.send("DELETE", &format!("/api/v1/tokens/{id}"), &admin, None, None).await.status, StatusCode::NO_CONTENT);
-    fx.send("GET", "/api/v1/feed", &tok, None, None).await.error(StatusCode::UNAUTHORIZED, "unauthorized");
-    fx.send("DELETE", &format!("/api/v1/tokens/{id}"), &admin, None, None).await.error(StatusCode::NOT_FOUND, "not_found");
-    fx.send("DELETE", "/api/v1/tokens/nope", &admin, None, None).await.error(StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(
+        fx.send("DELETE", &format!("/api/v1/tokens/{id}"), &admin, None, None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    fx.send("GET", "/api/v1/feed", &tok, None, None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "unauthorized");
+    fx.send("DELETE", &format!("/api/v1/tokens/{id}"), &admin, None, None)
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    fx.send("DELETE", "/api/v1/tokens/nope", &admin, None, None)
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_request");
     // Audited with actor, target, address; the token itself is nowhere in the log.
     let created = fx.audit("token_create");
-    let mine = created.iter().find(|e| e.target.as_deref() == Some(&format!("token:{id}"))).unwrap();
-    assert_eq!((mine.actor.starts_with("config-token:"), mine.role.as_deref(), mine.address.as_deref()), (true, Some("admin"), Some("10.9.9.9")));
+    let mine =
+        created.iter().find(|e| e.target.as_deref() == Some(&format!("token:{id}"))).unwrap();
+    assert_eq!(
+        (mine.actor.starts_with("config-token:"), mine.role.as_deref(), mine.address.as_deref()),
+        (true, Some("admin"), Some("10.9.9.9"))
+    );
     assert_eq!(mine.detail.as_ref().unwrap()["role"], "platform");
     let revoked = fx.audit("token_revoke");
     assert_eq!(revoked.len(), 1);
@@ -918,7 +1224,10 @@ async fn admins_manage_users_and_every_change_is_audited() {
         (json!({"username": "a b", "password": PASSWORD, "role": "viewer"}), "username"),
         (json!({"username": "dave", "password": "short", "role": "viewer"}), "password"),
         (json!({"username": "dave", "password": PASSWORD, "role": "platform"}), "role"),
-        (json!({"username": "dave", "password": PASSWORD, "role": "viewer", "scope": {"cameras": ["nope"]}}), "scope"),
+        (
+            json!({"username": "dave", "password": PASSWORD, "role": "viewer", "scope": {"cameras": ["nope"]}}),
+            "scope",
+        ),
         (json!({"username": "dave", "role": "viewer"}), "body"),
     ] {
         let e = post(body.clone()).await.error(StatusCode::BAD_REQUEST, "bad_request");
@@ -929,18 +1238,41 @@ async fn admins_manage_users_and_every_change_is_audited() {
     let dave = r.json();
     assert_schema("User", &dave);
     let id = dave["id"].as_str().unwrap().to_string();
-    post(json!({"username": "DAVE", "password": PASSWORD, "role": "viewer"})).await.error(StatusCode::CONFLICT, "conflict");
+    post(json!({"username": "DAVE", "password": PASSWORD, "role": "viewer"}))
+        .await
+        .error(StatusCode::CONFLICT, "conflict");
     // dave sees only cam1 (grid cell C3), and an event of cam2 tagged with C3.
     let (dc, _) = fx.login("dave", PASSWORD).await;
     let dave_c = Cred::Cookie(dc);
-    let tagged = fx.event_on("cam2", Some("C3"), OffsetDateTime::now_utc() - Duration::minutes(1), false);
+    let tagged =
+        fx.event_on("cam2", Some("C3"), OffsetDateTime::now_utc() - Duration::minutes(1), false);
     let evs = fx.send("GET", "/api/v1/events?limit=500", &dave_c, None, None).await.json();
-    let seen: BTreeSet<String> = evs["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
-    assert!(seen.contains(&tagged.to_string()) && seen.contains(&fx.event["cam1"].to_string()) && !seen.contains(&fx.event["cam2"].to_string()));
-    assert_eq!(fx.send("GET", &format!("/api/v1/events/{tagged}"), &dave_c, None, None).await.status, StatusCode::OK);
+    let seen: BTreeSet<String> = evs["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        seen.contains(&tagged.to_string())
+            && seen.contains(&fx.event["cam1"].to_string())
+            && !seen.contains(&fx.event["cam2"].to_string())
+    );
+    assert_eq!(
+        fx.send("GET", &format!("/api/v1/events/{tagged}"), &dave_c, None, None).await.status,
+        StatusCode::OK
+    );
     let feed = fx.send("GET", "/api/v1/feed", &dave_c, None, None).await.json();
-    assert!(feed["changes"].as_array().unwrap().iter().any(|c| c["event_id"] == tagged.to_string().as_str()));
-    assert!(feed["changes"].as_array().unwrap().iter().all(|c| c["camera_id"] == "cam1" || c["grid_cell"] == "C3"));
+    assert!(feed["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["event_id"] == tagged.to_string().as_str()));
+    assert!(feed["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["camera_id"] == "cam1" || c["grid_cell"] == "C3"));
 
     // PATCH: role, scope back to all cameras (null), disabled, password; bad values named.
     let patch = |body: Value| {
@@ -948,53 +1280,107 @@ async fn admins_manage_users_and_every_change_is_audited() {
         async move { fx.send("PATCH", &format!("/api/v1/users/{id}"), &admin, Some(body), None).await }
     };
     patch(json!({})).await.error(StatusCode::BAD_REQUEST, "bad_request");
-    assert_eq!(patch(json!({"role": "superuser"})).await.error(StatusCode::BAD_REQUEST, "bad_request")["parameter"], "role");
+    assert_eq!(
+        patch(json!({"role": "superuser"})).await.error(StatusCode::BAD_REQUEST, "bad_request")
+            ["parameter"],
+        "role"
+    );
     let v = patch(json!({"role": "viewer", "scope": null})).await.json();
     assert_eq!((v["role"].as_str(), &v["scope"]), (Some("viewer"), &Value::Null));
     // A role change applies to the live session at once.
-    fx.send("POST", &format!("/api/v1/events/{}/review", fx.event["cam2"]), &dave_c, Some(json!({"state": "acknowledged"})), None)
-        .await
-        .error(StatusCode::FORBIDDEN, "forbidden");
+    fx.send(
+        "POST",
+        &format!("/api/v1/events/{}/review", fx.event["cam2"]),
+        &dave_c,
+        Some(json!({"state": "acknowledged"})),
+        None,
+    )
+    .await
+    .error(StatusCode::FORBIDDEN, "forbidden");
     let v = patch(json!({"disabled": true})).await.json();
     assert_eq!(v["disabled"], true);
-    fx.send("GET", "/api/v1/events", &dave_c, None, None).await.error(StatusCode::UNAUTHORIZED, "session_expired");
-    fx.send("POST", "/api/v1/auth/login", &Cred::None, Some(json!({"username": "dave", "password": PASSWORD})), None)
+    fx.send("GET", "/api/v1/events", &dave_c, None, None)
         .await
-        .error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+        .error(StatusCode::UNAUTHORIZED, "session_expired");
+    fx.send(
+        "POST",
+        "/api/v1/auth/login",
+        &Cred::None,
+        Some(json!({"username": "dave", "password": PASSWORD})),
+        None,
+    )
+    .await
+    .error(StatusCode::UNAUTHORIZED, "invalid_credentials");
     patch(json!({"disabled": false, "password": "a brand new secret"})).await;
     fx.login("dave", "a brand new secret").await;
 
     // Admins cannot lock themselves out.
     let root_id = fx.state.store.user_by_name("root").unwrap().unwrap().id;
-    for body in [json!({"role": "viewer"}), json!({"disabled": true}), json!({"scope": {"cameras": ["cam1"]}})] {
-        fx.send("PATCH", &format!("/api/v1/users/{root_id}"), &admin, Some(body), None).await.error(StatusCode::CONFLICT, "self_lockout");
+    for body in [
+        json!({"role": "viewer"}),
+        json!({"disabled": true}),
+        json!({"scope": {"cameras": ["cam1"]}}),
+    ] {
+        fx.send("PATCH", &format!("/api/v1/users/{root_id}"), &admin, Some(body), None)
+            .await
+            .error(StatusCode::CONFLICT, "self_lockout");
     }
-    fx.send("DELETE", &format!("/api/v1/users/{root_id}"), &admin, None, None).await.error(StatusCode::CONFLICT, "self_lockout");
+    fx.send("DELETE", &format!("/api/v1/users/{root_id}"), &admin, None, None)
+        .await
+        .error(StatusCode::CONFLICT, "self_lockout");
 
     // Own password: wrong current one is a 400 (and counts as a failed login); tokens have none.
     let wrong = json!({"current_password": "not it at all", "new_password": "another secret!"});
-    let e = fx.send("POST", "/api/v1/auth/password", &admin, Some(wrong), None).await.error(StatusCode::BAD_REQUEST, "wrong_password");
+    let e = fx
+        .send("POST", "/api/v1/auth/password", &admin, Some(wrong), None)
+        .await
+        .error(StatusCode::BAD_REQUEST, "wrong_password");
     assert_eq!(e["parameter"], "current_password");
     let weak = json!({"current_password": PASSWORD, "new_password": "short"});
-    fx.send("POST", "/api/v1/auth/password", &admin, Some(weak), None).await.error(StatusCode::BAD_REQUEST, "bad_request");
+    fx.send("POST", "/api/v1/auth/password", &admin, Some(weak), None)
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_request");
     let (other, _) = fx.login("root", PASSWORD).await;
     let change = json!({"current_password": PASSWORD, "new_password": "another secret!"});
-    assert_eq!(fx.send("POST", "/api/v1/auth/password", &admin, Some(change), None).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(fx.send("GET", "/api/v1/users", &admin, None, None).await.status, StatusCode::OK, "this session lives on");
-    fx.send("GET", "/api/v1/users", &Cred::Cookie(other), None, None).await.error(StatusCode::UNAUTHORIZED, "session_expired");
+    assert_eq!(
+        fx.send("POST", "/api/v1/auth/password", &admin, Some(change), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        fx.send("GET", "/api/v1/users", &admin, None, None).await.status,
+        StatusCode::OK,
+        "this session lives on"
+    );
+    fx.send("GET", "/api/v1/users", &Cred::Cookie(other), None, None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "session_expired");
     let tok = json!({"current_password": "x", "new_password": "another secret!"});
-    fx.send("POST", "/api/v1/auth/password", &Cred::Bearer(CONFIG_TOKEN.into()), Some(tok), None).await.error(StatusCode::BAD_REQUEST, "not_a_user");
+    fx.send("POST", "/api/v1/auth/password", &Cred::Bearer(CONFIG_TOKEN.into()), Some(tok), None)
+        .await
+        .error(StatusCode::BAD_REQUEST, "not_a_user");
 
     // Delete: 204, then 404; sessions of the deleted user are gone.
     let (dc, _) = fx.login("dave", "a brand new secret").await;
-    assert_eq!(fx.send("DELETE", &format!("/api/v1/users/{id}"), &admin, None, None).await.status, StatusCode::NO_CONTENT);
-    fx.send("GET", &format!("/api/v1/users/{id}"), &admin, None, None).await.error(StatusCode::NOT_FOUND, "not_found");
-    fx.send("GET", "/api/v1/events", &Cred::Cookie(dc), None, None).await.error(StatusCode::UNAUTHORIZED, "session_expired");
+    assert_eq!(
+        fx.send("DELETE", &format!("/api/v1/users/{id}"), &admin, None, None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    fx.send("GET", &format!("/api/v1/users/{id}"), &admin, None, None)
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    fx.send("GET", "/api/v1/events", &Cred::Cookie(dc), None, None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "session_expired");
 
     // The audit log has each change, by root, on dave.
-    let on_dave = crate::store::auth::AuditQuery { target: Some("user:dave".into()), limit: 100, ..Default::default() };
+    let on_dave = crate::store::auth::AuditQuery {
+        target: Some("user:dave".into()),
+        limit: 100,
+        ..Default::default()
+    };
     let entries = fx.state.store.audit_page(&on_dave).unwrap().entries;
-    let actions: Vec<(&str, &str)> = entries.iter().rev().map(|e| (e.action.as_str(), e.actor.as_str())).collect();
+    let actions: Vec<(&str, &str)> =
+        entries.iter().rev().map(|e| (e.action.as_str(), e.actor.as_str())).collect();
     assert_eq!(
         actions,
         [
@@ -1009,8 +1395,13 @@ async fn admins_manage_users_and_every_change_is_audited() {
             ("user_delete", "user:root"),
         ]
     );
-    let upd = &entries.iter().find(|e| e.action == "user_update").unwrap().detail.as_ref().unwrap()["changed"];
-    assert_eq!(*upd, json!(["password", "disabled"]), "the newest update; never the password itself");
+    let upd = &entries.iter().find(|e| e.action == "user_update").unwrap().detail.as_ref().unwrap()
+        ["changed"];
+    assert_eq!(
+        *upd,
+        json!(["password", "disabled"]),
+        "the newest update; never the password itself"
+    );
     assert!(fx.audit("password_change").iter().any(|e| e.actor == "user:root"));
 }
 
@@ -1027,51 +1418,98 @@ async fn review_workflow_records_who_when_and_why() {
         let (fx, op, uri) = (&fx, op.clone(), uri.clone());
         async move { fx.send("POST", &uri, &op, Some(body), Some("10.2.2.2")).await }
     };
-    assert_eq!(review("closed", None).await.error(StatusCode::BAD_REQUEST, "bad_request")["parameter"], "state");
-    assert_eq!(review("new", None).await.error(StatusCode::BAD_REQUEST, "bad_request")["parameter"], "state");
+    assert_eq!(
+        review("closed", None).await.error(StatusCode::BAD_REQUEST, "bad_request")["parameter"],
+        "state"
+    );
+    assert_eq!(
+        review("new", None).await.error(StatusCode::BAD_REQUEST, "bad_request")["parameter"],
+        "state"
+    );
     let long = "n".repeat(MAX_NOTE_CHARS + 1);
-    assert_eq!(review("acknowledged", Some(&long)).await.error(StatusCode::BAD_REQUEST, "bad_request")["parameter"], "note");
+    assert_eq!(
+        review("acknowledged", Some(&long)).await.error(StatusCode::BAD_REQUEST, "bad_request")
+            ["parameter"],
+        "note"
+    );
     // new → acknowledged → resolved; then it is final.
     fx.clock.advance(Duration::seconds(10));
     let r = review("acknowledged", Some("  on my way  ")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let v = r.json();
-    assert_eq!((v["review"].as_str(), v["reviewed_by"].as_str(), v["review_note"].as_str()), (Some("acknowledged"), Some("olga"), Some("on my way")));
+    assert_eq!(
+        (v["review"].as_str(), v["reviewed_by"].as_str(), v["review_note"].as_str()),
+        (Some("acknowledged"), Some("olga"), Some("on my way"))
+    );
     assert_eq!(v["reviewed_at"], rfc(fx.clock.now()));
     assert_schema("Event", &v);
     let e = review("acknowledged", None).await.error(StatusCode::CONFLICT, "invalid_transition");
-    assert!(e["message"].as_str().unwrap().contains("`acknowledged`") && e["message"].as_str().unwrap().contains("resolved, false_alarm"), "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("`acknowledged`")
+            && e["message"].as_str().unwrap().contains("resolved, false_alarm"),
+        "{e}"
+    );
     let v = review("resolved", Some("handled by patrol 7")).await.json();
-    assert_eq!((v["review"].as_str(), v["review_note"].as_str()), (Some("resolved"), Some("handled by patrol 7")));
+    assert_eq!(
+        (v["review"].as_str(), v["review_note"].as_str()),
+        (Some("resolved"), Some("handled by patrol 7"))
+    );
     let e = review("false_alarm", None).await.error(StatusCode::CONFLICT, "invalid_transition");
     assert!(e["message"].as_str().unwrap().contains("final"), "{e}");
     // new → false_alarm directly, by a token (reviewed_by names the token).
     let (_, t) = fx.token("ops-bot", Role::Operator, None);
     let uri2 = format!("/api/v1/events/{}/review", fx.event["cam2"]);
-    let v = fx.send("POST", &uri2, &Cred::Bearer(t), Some(json!({"state": "false_alarm"})), None).await.json();
-    assert_eq!((v["review"].as_str(), v["reviewed_by"].as_str(), &v["review_note"]), (Some("false_alarm"), Some("token:ops-bot"), &Value::Null));
+    let v = fx
+        .send("POST", &uri2, &Cred::Bearer(t), Some(json!({"state": "false_alarm"})), None)
+        .await
+        .json();
+    assert_eq!(
+        (v["review"].as_str(), v["reviewed_by"].as_str(), &v["review_note"]),
+        (Some("false_alarm"), Some("token:ops-bot"), &Value::Null)
+    );
     // Persisted: the event as served later, and in the list.
     let got = fx.send("GET", &format!("/api/v1/events/{ev}"), &op, None, None).await.json();
-    assert_eq!((got["review"].as_str(), got["reviewed_by"].as_str()), (Some("resolved"), Some("olga")));
+    assert_eq!(
+        (got["review"].as_str(), got["reviewed_by"].as_str()),
+        (Some("resolved"), Some("olga"))
+    );
     let by_state = |state: &str| {
         let (fx, op, uri) = (&fx, op.clone(), format!("/api/v1/events?review={state}&limit=500"));
         async move {
             let v = fx.send("GET", &uri, &op, None, None).await.json();
-            v["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+            v["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
         }
     };
     assert_eq!(by_state("resolved").await, [ev.to_string()]);
     assert_eq!(by_state("false_alarm").await, [fx.event["cam2"].to_string()]);
     assert!(by_state("new").await.is_empty());
-    let e = fx.send("GET", "/api/v1/events?review=done", &op, None, None).await.error(StatusCode::BAD_REQUEST, "bad_request");
+    let e = fx
+        .send("GET", "/api/v1/events?review=done", &op, None, None)
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_request");
     assert_eq!(e["parameter"], "review");
     // Audited: from, to, note, camera, by whom, from where.
     let entries = fx.audit("event_review");
-    let mine: Vec<_> = entries.iter().filter(|e| e.target.as_deref() == Some(&format!("event:{ev}"))).rev().collect();
+    let mine: Vec<_> = entries
+        .iter()
+        .filter(|e| e.target.as_deref() == Some(&format!("event:{ev}")))
+        .rev()
+        .collect();
     assert_eq!(mine.len(), 2);
-    assert_eq!(mine[0].detail.as_ref().unwrap(), &json!({"from": "new", "to": "acknowledged", "note": "on my way", "camera_id": "cam1"}));
+    assert_eq!(
+        mine[0].detail.as_ref().unwrap(),
+        &json!({"from": "new", "to": "acknowledged", "note": "on my way", "camera_id": "cam1"})
+    );
     assert_eq!(mine[1].detail.as_ref().unwrap()["from"], "acknowledged");
-    assert_eq!((mine[0].actor.as_str(), mine[0].role.as_deref(), mine[0].address.as_deref()), ("user:olga", Some("operator"), Some("10.2.2.2")));
+    assert_eq!(
+        (mine[0].actor.as_str(), mine[0].role.as_deref(), mine[0].address.as_deref()),
+        ("user:olga", Some("operator"), Some("10.2.2.2"))
+    );
 }
 
 #[tokio::test]
@@ -1105,15 +1543,31 @@ async fn audit_log_filters_pages_and_exports() {
     assert_eq!(seqs.len(), 8, "user_create + 7 logins");
     assert!(seqs.windows(2).all(|w| w[0] > w[1]));
     assert_eq!(page("action=login").await.json()["entries"].as_array().unwrap().len(), 4);
-    assert_eq!(page("action=login_failed&actor=anonymous").await.json()["entries"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        page("action=login_failed&actor=anonymous").await.json()["entries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
     assert_eq!(page("target=user%3Aerin").await.json()["entries"].as_array().unwrap().len(), 8);
     let since = rfc(fx.clock.now() - Duration::seconds(1));
-    assert_eq!(page(&format!("since={since}")).await.json()["entries"].as_array().unwrap().len(), 2);
-    assert_eq!(page("limit=0").await.error(StatusCode::BAD_REQUEST, "bad_request")["parameter"], "limit");
-    assert_eq!(page("who=x").await.error(StatusCode::BAD_REQUEST, "bad_request")["parameter"], "who");
+    assert_eq!(
+        page(&format!("since={since}")).await.json()["entries"].as_array().unwrap().len(),
+        2
+    );
+    assert_eq!(
+        page("limit=0").await.error(StatusCode::BAD_REQUEST, "bad_request")["parameter"],
+        "limit"
+    );
+    assert_eq!(
+        page("who=x").await.error(StatusCode::BAD_REQUEST, "bad_request")["parameter"],
+        "who"
+    );
 
     // Exports: everything matching, oldest first.
-    let csv = fx.send("GET", "/api/v1/audit/export.csv?target=user%3Aerin", &admin, None, None).await;
+    let csv =
+        fx.send("GET", "/api/v1/audit/export.csv?target=user%3Aerin", &admin, None, None).await;
     assert_eq!(csv.status, StatusCode::OK);
     assert_eq!(csv.header(header::CONTENT_TYPE), "text/csv; charset=utf-8");
     assert!(csv.header(header::CONTENT_DISPOSITION).starts_with("attachment; filename=\"audit-"));
@@ -1123,13 +1577,16 @@ async fn audit_log_filters_pages_and_exports() {
     assert_eq!(lines.len(), 9);
     assert!(lines[1].contains(",user_create,user:erin,"), "{}", lines[1]);
     assert!(lines[8].contains(",user:erin,viewer,login,user:erin,"), "{}", lines[8]);
-    let jsonl = fx.send("GET", "/api/v1/audit/export.jsonl?action=login_failed", &admin, None, None).await;
+    let jsonl =
+        fx.send("GET", "/api/v1/audit/export.jsonl?action=login_failed", &admin, None, None).await;
     assert_eq!(jsonl.header(header::CONTENT_TYPE), "application/x-ndjson");
     let rows: Vec<crate::store::auth::AuditEntry> =
         jsonl.text().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(rows.len(), 3);
     assert!(rows.windows(2).all(|w| w[0].seq < w[1].seq));
-    fx.send("GET", "/api/v1/audit/export.csv?limit=5", &admin, None, None).await.error(StatusCode::BAD_REQUEST, "bad_request");
+    fx.send("GET", "/api/v1/audit/export.csv?limit=5", &admin, None, None)
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_request");
 }
 
 /// The served JSON has exactly the fields docs/openapi.json declares for `schema`
@@ -1139,7 +1596,8 @@ fn assert_schema(schema: &str, v: &Value) {
     let s = &spec["components"]["schemas"][schema];
     assert!(s.is_object(), "schema {schema} missing");
     let keys = |x: &Value| -> BTreeSet<String> { x.as_object().unwrap().keys().cloned().collect() };
-    let required: BTreeSet<String> = s["required"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
+    let required: BTreeSet<String> =
+        s["required"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
     assert_eq!(keys(&s["properties"]), required, "{schema}: every property is required");
     assert_eq!(keys(v), required, "{schema}: served fields differ from the spec: {v}");
 }

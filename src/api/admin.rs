@@ -21,14 +21,20 @@ pub const AUDIT_MAX_LIMIT: u32 = 1000;
 
 fn parse_id(p: Result<Path<String>, PathRejection>, what: &str) -> Result<Uuid, ApiError> {
     let s = path_param(p)?;
-    Uuid::parse_str(&s).map_err(|_| ApiError::bad_param("id", format!("`id` must be a {what} id (UUID), got `{s}`")))
+    Uuid::parse_str(&s).map_err(|_| {
+        ApiError::bad_param("id", format!("`id` must be a {what} id (UUID), got `{s}`"))
+    })
 }
 
 fn parse_role(s: &str, human: bool, field: &str) -> Result<Role, ApiError> {
-    let allowed: Vec<&str> = if human { Role::HUMAN.iter() } else { Role::ALL.iter() }.map(|r| r.as_str()).collect();
-    Role::parse(s)
-        .filter(|r| !human || r.is_human())
-        .ok_or_else(|| ApiError::bad_param(field, format!("`{field}` must be one of {}, got `{s}`", allowed.join(", "))))
+    let allowed: Vec<&str> =
+        if human { Role::HUMAN.iter() } else { Role::ALL.iter() }.map(|r| r.as_str()).collect();
+    Role::parse(s).filter(|r| !human || r.is_human()).ok_or_else(|| {
+        ApiError::bad_param(
+            field,
+            format!("`{field}` must be one of {}, got `{s}`", allowed.join(", ")),
+        )
+    })
 }
 
 /// Normalises a scope and checks its cameras and grid cells exist on this box.
@@ -39,7 +45,10 @@ fn check_scope(st: &ApiState, scope: Option<Scope>) -> Result<Option<Scope>, Api
     for c in &scope.cameras {
         if !cams.iter().any(|k| k.id == *c) {
             let known: Vec<&str> = cams.iter().map(|k| k.id.as_str()).collect();
-            return Err(ApiError::bad_param("scope", format!("scope.cameras: no camera `{c}` (cameras: {})", known.join(", "))));
+            return Err(ApiError::bad_param(
+                "scope",
+                format!("scope.cameras: no camera `{c}` (cameras: {})", known.join(", ")),
+            ));
         }
     }
     for g in &scope.grid_cells {
@@ -49,7 +58,10 @@ fn check_scope(st: &ApiState, scope: Option<Scope>) -> Result<Option<Scope>, Api
             known.dedup();
             return Err(ApiError::bad_param(
                 "scope",
-                format!("scope.grid_cells: no camera is in grid cell `{g}` (grid cells: {})", known.join(", ")),
+                format!(
+                    "scope.grid_cells: no camera is in grid cell `{g}` (grid cells: {})",
+                    known.join(", ")
+                ),
             ));
         }
     }
@@ -61,7 +73,8 @@ fn scope_json(scope: &Option<Scope>) -> serde_json::Value {
 }
 
 async fn hash(password: String, st: &ApiState, field: &str) -> Result<String, ApiError> {
-    access::check_password(&password, st.auth.config.min_password_len).map_err(|m| ApiError::bad_param(field, m))?;
+    access::check_password(&password, st.auth.config.min_password_len)
+        .map_err(|m| ApiError::bad_param(field, m))?;
     blocking(move || access::hash_password(&password).map_err(ApiError::internal)).await
 }
 
@@ -103,14 +116,18 @@ pub(super) async fn create_user(
         .target(format!("user:{}", b.username))
         .detail(serde_json::json!({ "role": role, "scope": scope_json(&scope) }));
     let (s, now, name) = (st.store.clone(), st.auth.now(), b.username.clone());
-    let user = blocking(move || Ok(s.create_user(&name, &hash, role, scope.as_ref(), &audit, now)?)).await?;
+    let user =
+        blocking(move || Ok(s.create_user(&name, &hash, role, scope.as_ref(), &audit, now)?))
+            .await?;
     tracing::info!(actor = %p.actor(), username = %user.username, role = %user.role, "user created");
     Ok((StatusCode::CREATED, Json(user)).into_response())
 }
 
 async fn load_user(st: &ApiState, id: Uuid) -> Result<User, ApiError> {
     let s = st.store.clone();
-    blocking(move || Ok(s.user(id)?)).await?.ok_or_else(|| ApiError::not_found(format!("user {id} not found")))
+    blocking(move || Ok(s.user(id)?))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("user {id} not found")))
 }
 
 pub(super) async fn get_user(
@@ -139,7 +156,11 @@ fn is_self(p: &Principal, id: Uuid) -> bool {
 }
 
 fn self_lockout(what: &str) -> ApiError {
-    ApiError::new(ErrorKind::Conflict, format!("you cannot {what} your own account (another admin can)")).with_code("self_lockout")
+    ApiError::new(
+        ErrorKind::Conflict,
+        format!("you cannot {what} your own account (another admin can)"),
+    )
+    .with_code("self_lockout")
 }
 
 pub(super) async fn update_user(
@@ -189,11 +210,18 @@ pub(super) async fn update_user(
         detail.insert("disabled".into(), d.into());
     }
     if changed.is_empty() {
-        return Err(ApiError::bad_param("body", "nothing to change: give role, scope, password or disabled"));
+        return Err(ApiError::bad_param(
+            "body",
+            "nothing to change: give role, scope, password or disabled",
+        ));
     }
     detail.insert("changed".into(), changed.into());
-    let audit = p.audit("user_update", &client).target(format!("user:{}", user.username)).detail(detail.into());
-    let update = UserUpdate { role, scope, password_hash, disabled: b.disabled, keep_session: None };
+    let audit = p
+        .audit("user_update", &client)
+        .target(format!("user:{}", user.username))
+        .detail(detail.into());
+    let update =
+        UserUpdate { role, scope, password_hash, disabled: b.disabled, keep_session: None };
     let (s, now) = (st.store.clone(), st.auth.now());
     let user = blocking(move || Ok(s.update_user(id, &update, &audit, now)?))
         .await?
@@ -324,13 +352,22 @@ pub(crate) fn parse_audit_query(raw: Option<&str>, export: bool) -> Result<Audit
     for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         let (k, v) = (k.into_owned(), v.into_owned());
         if !allowed.contains(&k.as_str()) {
-            return Err(ApiError::bad_param(&k, format!("unknown query parameter `{k}` (allowed: {})", allowed.join(", "))));
+            return Err(ApiError::bad_param(
+                &k,
+                format!("unknown query parameter `{k}` (allowed: {})", allowed.join(", ")),
+            ));
         }
         if seen.contains(&k) {
-            return Err(ApiError::bad_param(&k, format!("query parameter `{k}` given more than once")));
+            return Err(ApiError::bad_param(
+                &k,
+                format!("query parameter `{k}` given more than once"),
+            ));
         }
         if v.is_empty() {
-            return Err(ApiError::bad_param(&k, format!("query parameter `{k}` must not be empty")));
+            return Err(ApiError::bad_param(
+                &k,
+                format!("query parameter `{k}` must not be empty"),
+            ));
         }
         match k.as_str() {
             "actor" => q.actor = Some(v),
@@ -353,13 +390,19 @@ pub(crate) fn parse_audit_query(raw: Option<&str>, export: bool) -> Result<Audit
     }
     if let (Some(s), Some(u)) = (q.since, q.until) {
         if s >= u {
-            return Err(ApiError::bad_param("until", "query parameter `until` must be later than `since`"));
+            return Err(ApiError::bad_param(
+                "until",
+                "query parameter `until` must be later than `since`",
+            ));
         }
     }
     Ok(q)
 }
 
-pub(super) async fn list_audit(State(st): State<ApiState>, RawQuery(raw): RawQuery) -> Result<Json<AuditList>, ApiError> {
+pub(super) async fn list_audit(
+    State(st): State<ApiState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<AuditList>, ApiError> {
     let q = parse_audit_query(raw.as_deref(), false)?;
     let s = st.store.clone();
     let page = blocking(move || Ok(s.audit_page(&q)?)).await?;
@@ -433,13 +476,19 @@ pub(crate) fn audit_csv(entries: &[AuditEntry]) -> String {
 }
 
 /// `GET /api/v1/audit/export.csv`: every matching entry, oldest first (RFC 4180).
-pub(super) async fn export_csv(State(st): State<ApiState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub(super) async fn export_csv(
+    State(st): State<ApiState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let entries = all_entries(&st, raw.as_deref()).await?;
     Ok(export_response(audit_csv(&entries), "text/csv; charset=utf-8", "csv"))
 }
 
 /// `GET /api/v1/audit/export.jsonl`: every matching entry, oldest first, one JSON object a line.
-pub(super) async fn export_jsonl(State(st): State<ApiState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub(super) async fn export_jsonl(
+    State(st): State<ApiState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let entries = all_entries(&st, raw.as_deref()).await?;
     let mut body = String::new();
     for e in &entries {
@@ -464,11 +513,28 @@ mod tests {
 
     #[test]
     fn audit_query_parameters() {
-        let q = parse_audit_query(Some("actor=user%3Aalice&action=login&limit=5&before=9"), false).unwrap();
-        assert_eq!((q.actor.as_deref(), q.action.as_deref(), q.limit, q.before_seq), (Some("user:alice"), Some("login"), 5, Some(9)));
-        for (raw, param) in [("limit=0", "limit"), ("before=x", "before"), ("who=x", "who"), ("actor=", "actor"), ("since=x", "since")] {
-            assert_eq!(parse_audit_query(Some(raw), false).unwrap_err().parameter.as_deref(), Some(param), "{raw}");
+        let q = parse_audit_query(Some("actor=user%3Aalice&action=login&limit=5&before=9"), false)
+            .unwrap();
+        assert_eq!(
+            (q.actor.as_deref(), q.action.as_deref(), q.limit, q.before_seq),
+            (Some("user:alice"), Some("login"), 5, Some(9))
+        );
+        for (raw, param) in [
+            ("limit=0", "limit"),
+            ("before=x", "before"),
+            ("who=x", "who"),
+            ("actor=", "actor"),
+            ("since=x", "since"),
+        ] {
+            assert_eq!(
+                parse_audit_query(Some(raw), false).unwrap_err().parameter.as_deref(),
+                Some(param),
+                "{raw}"
+            );
         }
-        assert_eq!(parse_audit_query(Some("limit=5"), true).unwrap_err().parameter.as_deref(), Some("limit"));
+        assert_eq!(
+            parse_audit_query(Some("limit=5"), true).unwrap_err().parameter.as_deref(),
+            Some("limit")
+        );
     }
 }

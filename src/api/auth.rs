@@ -91,10 +91,18 @@ impl Access {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PrincipalKind {
-    User { id: Uuid, username: String },
-    Token { id: Uuid, name: String },
+    User {
+        id: Uuid,
+        username: String,
+    },
+    Token {
+        id: Uuid,
+        name: String,
+    },
     /// A token whose SHA-256 is in `api.tokens_sha256` (role `admin`, every camera).
-    ConfigToken { hash_prefix: String },
+    ConfigToken {
+        hash_prefix: String,
+    },
 }
 
 /// The authenticated caller of a request.
@@ -137,7 +145,9 @@ impl Principal {
         let scope = self.scope.as_ref()?;
         let mut cameras = scope.cameras.clone();
         for c in registry.all() {
-            if c.grid_cell.as_ref().is_some_and(|g| scope.grid_cells.contains(g)) && !cameras.contains(&c.id) {
+            if c.grid_cell.as_ref().is_some_and(|g| scope.grid_cells.contains(g))
+                && !cameras.contains(&c.id)
+            {
                 cameras.push(c.id);
             }
         }
@@ -152,7 +162,10 @@ impl Principal {
     pub(crate) fn sees_event(&self, registry: &Registry, ev: &Event) -> bool {
         match self.filter(registry) {
             None => true,
-            Some(f) => f.allows_camera(&ev.camera_id) || ev.grid_cell.as_ref().is_some_and(|g| f.grid_cells.contains(g)),
+            Some(f) => {
+                f.allows_camera(&ev.camera_id)
+                    || ev.grid_cell.as_ref().is_some_and(|g| f.grid_cells.contains(g))
+            }
         }
     }
 }
@@ -170,7 +183,9 @@ impl Client {
         let mut c = Client { address: parts_ext.map(|a| a.ip().to_string()), tls: false };
         if trust_proxy {
             let hv = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
-            if let Some(last) = hv("x-forwarded-for").and_then(|v| v.rsplit(',').next()).map(str::trim) {
+            if let Some(last) =
+                hv("x-forwarded-for").and_then(|v| v.rsplit(',').next()).map(str::trim)
+            {
                 if let Ok(ip) = last.parse::<std::net::IpAddr>() {
                     c.address = Some(ip.to_string());
                 }
@@ -203,16 +218,22 @@ impl<T: DeserializeOwned> FromRequest<ApiState> for JsonBody<T> {
             .and_then(|v| v.split(';').next())
             .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
         if !json {
-            return Err(ApiError::new(ErrorKind::UnsupportedMediaType, "the request body must be JSON (`Content-Type: application/json`)"));
+            return Err(ApiError::new(
+                ErrorKind::UnsupportedMediaType,
+                "the request body must be JSON (`Content-Type: application/json`)",
+            ));
         }
-        let bytes = Bytes::from_request(req, st)
-            .await
-            .map_err(|e| ApiError::bad_param("body", format!("cannot read the request body: {}", e.body_text())))?;
+        let bytes = Bytes::from_request(req, st).await.map_err(|e| {
+            ApiError::bad_param("body", format!("cannot read the request body: {}", e.body_text()))
+        })?;
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(de).map(JsonBody).map_err(|e| {
             let path = e.path().to_string();
             let field = if path == "." { "body".to_string() } else { path };
-            ApiError::bad_param(&field, format!("request body, field `{field}`: {}", e.into_inner()))
+            ApiError::bad_param(
+                &field,
+                format!("request body, field `{field}`: {}", e.into_inner()),
+            )
         })
     }
 }
@@ -231,7 +252,8 @@ where
 
 /// Extracts the token of `Authorization: Bearer <token>`.
 fn bearer(value: &HeaderValue) -> Result<&str, ApiError> {
-    let value = value.to_str().map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    let value =
+        value.to_str().map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
     let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));
     let token = token.trim();
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
@@ -258,10 +280,16 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// Who is calling: a bearer token (if the header is present) or else the session cookie.
-pub(crate) async fn authenticate(st: &ApiState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+pub(crate) async fn authenticate(
+    st: &ApiState,
+    headers: &HeaderMap,
+) -> Result<Principal, ApiError> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let hash = store::hash_token(bearer(value)?);
-        let in_config = st.config_token_hashes.iter().fold(false, |ok, h| ok | ct_eq(&h.to_ascii_lowercase(), &hash));
+        let in_config = st
+            .config_token_hashes
+            .iter()
+            .fold(false, |ok, h| ok | ct_eq(&h.to_ascii_lowercase(), &hash));
         if in_config {
             return Ok(Principal {
                 kind: PrincipalKind::ConfigToken { hash_prefix: hash[..8].to_string() },
@@ -293,8 +321,10 @@ pub(crate) async fn authenticate(st: &ApiState, headers: &HeaderMap) -> Result<P
                 scope: u.scope,
                 session: Some((hash, expires)),
             }),
-            None => Err(ApiError::unauthorized("the session has expired or was ended; log in again")
-                .with_code("session_expired")),
+            None => {
+                Err(ApiError::unauthorized("the session has expired or was ended; log in again")
+                    .with_code("session_expired"))
+            }
         };
     }
     Err(ApiError::unauthorized(
@@ -320,11 +350,16 @@ fn permission_text(p: Permission) -> &'static str {
 }
 
 /// The middleware in front of every non-public operation.
-pub(crate) async fn authorize(State(gate): State<Gate>, mut req: Request, next: Next) -> Result<Response, ApiError> {
+pub(crate) async fn authorize(
+    State(gate): State<Gate>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let p = authenticate(&gate.st, req.headers()).await?;
     if let Access::Needs(perm) = gate.access {
         if !p.role.can(perm) {
-            let roles: Vec<&str> = Role::ALL.into_iter().filter(|r| r.can(perm)).map(Role::as_str).collect();
+            let roles: Vec<&str> =
+                Role::ALL.into_iter().filter(|r| r.can(perm)).map(Role::as_str).collect();
             return Err(ApiError::forbidden(format!(
                 "role `{}` may not {} (needs one of: {})",
                 p.role,
@@ -375,7 +410,10 @@ fn locked(key: &str, until: OffsetDateTime, now: OffsetDateTime) -> ApiError {
     };
     ApiError::new(
         ErrorKind::TooManyRequests,
-        format!("{what} is locked after too many failed logins until {} (retry in {secs} s)", fmt_time(until)),
+        format!(
+            "{what} is locked after too many failed logins until {} (retry in {secs} s)",
+            fmt_time(until)
+        ),
     )
     .with_code(code)
     .retry_after(secs)
@@ -406,7 +444,12 @@ async fn failed_login(
 ) -> ApiError {
     let now = st.auth.now();
     let policy = st.auth.lockout_policy();
-    tracing::warn!(username, address = client.address.as_deref().unwrap_or("-"), reason, "failed login");
+    tracing::warn!(
+        username,
+        address = client.address.as_deref().unwrap_or("-"),
+        reason,
+        "failed login"
+    );
     let s = st.store.clone();
     let failed = NewAudit::new("anonymous", None, "login_failed")
         .target(format!("user:{username}"))
@@ -442,10 +485,20 @@ async fn failed_login(
 }
 
 /// The lock in force on any of `keys`, as the error to answer with.
-async fn check_locked(st: &ApiState, keys: &[String], username: &str, client: &Client) -> Result<(), ApiError> {
+async fn check_locked(
+    st: &ApiState,
+    keys: &[String],
+    username: &str,
+    client: &Client,
+) -> Result<(), ApiError> {
     let (s, k, now) = (st.store.clone(), keys.to_vec(), st.auth.now());
     if let Some((key, until)) = blocking(move || Ok(s.login_lock(&k, now)?)).await? {
-        tracing::warn!(username, address = client.address.as_deref().unwrap_or("-"), key, "login refused: locked");
+        tracing::warn!(
+            username,
+            address = client.address.as_deref().unwrap_or("-"),
+            key,
+            "login refused: locked"
+        );
         return Err(locked(&key, until, now));
     }
     Ok(())
@@ -453,7 +506,10 @@ async fn check_locked(st: &ApiState, keys: &[String], username: &str, client: &C
 
 /// Verifies a password off the async workers (argon2 takes tens of milliseconds); an
 /// unknown user costs the same time. `Err(reason)` on failure.
-async fn verify(creds: Option<(User, String)>, password: String) -> Result<Result<User, &'static str>, ApiError> {
+async fn verify(
+    creds: Option<(User, String)>,
+    password: String,
+) -> Result<Result<User, &'static str>, ApiError> {
     blocking(move || {
         Ok(match creds {
             Some((u, hash)) => {
@@ -474,7 +530,12 @@ async fn verify(creds: Option<(User, String)>, password: String) -> Result<Resul
     .await
 }
 
-fn session_cookie(st: &ApiState, client: &Client, value: &str, max_age: u64) -> Result<HeaderValue, ApiError> {
+fn session_cookie(
+    st: &ApiState,
+    client: &Client,
+    value: &str,
+    max_age: u64,
+) -> Result<HeaderValue, ApiError> {
     let secure = match st.auth.config.cookie_secure {
         CookieSecure::Always => true,
         CookieSecure::Never => false,
@@ -503,13 +564,15 @@ pub(super) async fn login(
     } else {
         None
     };
-    let wrong = ApiError::unauthorized("wrong username or password").with_code("invalid_credentials");
+    let wrong =
+        ApiError::unauthorized("wrong username or password").with_code("invalid_credentials");
     let user = match verify(creds, body.password).await? {
         Ok(u) => u,
         Err(reason) => return Err(failed_login(&st, keys, &username, reason, &client, wrong).await),
     };
     let mut raw = [0u8; 32];
-    getrandom::fill(&mut raw).map_err(|e| ApiError::internal(format!("OS random generator failed: {e}")))?;
+    getrandom::fill(&mut raw)
+        .map_err(|e| ApiError::internal(format!("OS random generator failed: {e}")))?;
     let sid = hex::encode(raw);
     let hash = store::hash_token(&sid);
     let now = st.auth.now();
@@ -605,8 +668,11 @@ pub(super) async fn change_password(
     JsonBody(body): JsonBody<PasswordBody>,
 ) -> Result<StatusCode, ApiError> {
     let PrincipalKind::User { id, username } = &p.kind else {
-        return Err(ApiError::bad_param("body", "only users have a password; a token is replaced by creating a new one")
-            .with_code("not_a_user"));
+        return Err(ApiError::bad_param(
+            "body",
+            "only users have a password; a token is replaced by creating a new one",
+        )
+        .with_code("not_a_user"));
     };
     let (id, username) = (*id, username.clone());
     let keys = lock_keys(&username, &client);
@@ -615,14 +681,19 @@ pub(super) async fn change_password(
     let name = username.clone();
     let creds = blocking(move || Ok(s.user_credentials(&name)?)).await?;
     if let Err(reason) = verify(creds, body.current_password).await? {
-        let wrong = ApiError::bad_param("current_password", "the current password is wrong").with_code("wrong_password");
+        let wrong = ApiError::bad_param("current_password", "the current password is wrong")
+            .with_code("wrong_password");
         return Err(failed_login(&st, keys, &username, reason, &client, wrong).await);
     }
     access::check_password(&body.new_password, st.auth.config.min_password_len)
         .map_err(|m| ApiError::bad_param("new_password", m))?;
     let new = body.new_password;
     let hash = blocking(move || access::hash_password(&new).map_err(ApiError::internal)).await?;
-    let update = UserUpdate { password_hash: Some(hash), keep_session: p.session.as_ref().map(|s| s.0.clone()), ..Default::default() };
+    let update = UserUpdate {
+        password_hash: Some(hash),
+        keep_session: p.session.as_ref().map(|s| s.0.clone()),
+        ..Default::default()
+    };
     let audit = p.audit("password_change", &client).target(format!("user:{username}"));
     let (s, now) = (st.store.clone(), st.auth.now());
     blocking(move || Ok(s.update_user(id, &update, &audit, now)?))
@@ -647,9 +718,17 @@ mod tests {
         fwd.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4, 192.168.1.20"));
         fwd.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         let c = Client::of(Some(addr), &fwd, false);
-        assert_eq!((c.address.as_deref(), c.tls), (Some("10.0.0.9"), false), "proxy headers ignored by default");
+        assert_eq!(
+            (c.address.as_deref(), c.tls),
+            (Some("10.0.0.9"), false),
+            "proxy headers ignored by default"
+        );
         let c = Client::of(Some(addr), &fwd, true);
-        assert_eq!((c.address.as_deref(), c.tls), (Some("192.168.1.20"), true), "the proxy's own entry is the last");
+        assert_eq!(
+            (c.address.as_deref(), c.tls),
+            (Some("192.168.1.20"), true),
+            "the proxy's own entry is the last"
+        );
         assert_eq!(Client::of(None, &HeaderMap::new(), true).address, None);
     }
 
@@ -658,7 +737,11 @@ mod tests {
         let now = time::macros::datetime!(2026-05-01 10:00 UTC);
         let e = locked("account:alice", now + time::Duration::minutes(15), now);
         assert_eq!((e.code(), e.retry_after_secs), ("account_locked", Some(900)));
-        assert!(e.message.contains("account `alice`") && e.message.contains("2026-05-01T10:15:00Z"), "{}", e.message);
+        assert!(
+            e.message.contains("account `alice`") && e.message.contains("2026-05-01T10:15:00Z"),
+            "{}",
+            e.message
+        );
         assert_eq!(e.extra["locked_until"], "2026-05-01T10:15:00Z");
         let e = locked("address:10.0.0.9", now + time::Duration::seconds(1), now);
         assert_eq!(e.code(), "address_locked");

@@ -20,7 +20,8 @@ connect-src 'self'; style-src 'self'; script-src 'self'; object-src 'none'; fram
 base-uri 'none'; form-action 'self'";
 
 fn asset(path: &str) -> Result<Response, ApiError> {
-    let file = Assets::get(path).ok_or_else(|| ApiError::not_found(format!("no console file `{path}`")))?;
+    let file = Assets::get(path)
+        .ok_or_else(|| ApiError::not_found(format!("no console file `{path}`")))?;
     let mime = file.metadata.mimetype();
     let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..16]));
     let mut resp = (StatusCode::OK, file.data.into_owned()).into_response();
@@ -67,7 +68,10 @@ mod tests {
         assert!(files().iter().any(|f| f == "index.html"), "{:?}", files());
         let r = asset("index.html").unwrap();
         assert_eq!(r.headers()[header::CONTENT_TYPE], "text/html");
-        assert!(r.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().starts_with("default-src 'self'"));
+        assert!(r.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'self'"));
         assert!(asset("nope.js").is_err());
     }
 

@@ -31,7 +31,9 @@ impl ErrorKind {
             ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ErrorKind::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
-            ErrorKind::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            ErrorKind::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             ErrorKind::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -65,7 +67,10 @@ impl ApiError {
         }
     }
     pub fn bad_param(parameter: &str, message: impl Into<String>) -> Self {
-        ApiError { parameter: Some(parameter.to_string()), ..Self::new(ErrorKind::BadRequest, message) }
+        ApiError {
+            parameter: Some(parameter.to_string()),
+            ..Self::new(ErrorKind::BadRequest, message)
+        }
     }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::NotFound, message)
@@ -147,7 +152,10 @@ impl IntoResponse for ApiError {
         };
         let mut resp = (status, Json(body)).into_response();
         if self.kind == ErrorKind::Unauthorized {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"gridwatch\""));
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"gridwatch\""),
+            );
         }
         if let Some(secs) = self.retry_after_secs {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));

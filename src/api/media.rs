@@ -20,7 +20,10 @@ use axum::{Extension, Json};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::{blocking, load_event, parse_event_id, parse_time, path_param, ApiError, ApiState, ErrorKind, Principal};
+use super::{
+    blocking, load_event, parse_event_id, parse_time, path_param, ApiError, ApiState, ErrorKind,
+    Principal,
+};
 use crate::config::{Config, RecordConfig, StorageConfig};
 use crate::record::clip::{self, ClipError, ClipState};
 use crate::store::recordings::Segment;
@@ -42,7 +45,10 @@ pub struct MediaSettings {
 
 impl Default for MediaSettings {
     fn default() -> Self {
-        MediaSettings { recording: Arc::default(), max_export_secs: StorageConfig::default().max_export_secs }
+        MediaSettings {
+            recording: Arc::default(),
+            max_export_secs: StorageConfig::default().max_export_secs,
+        }
     }
 }
 
@@ -117,7 +123,9 @@ pub(crate) fn parse_range(header: Option<&str>, total: u64) -> ByteRange {
             _ => ByteRange::Unsatisfiable,
         },
         (false, false) => match (digits(a), digits(b)) {
-            (Some(s), Some(e)) if s <= e && s <= last => ByteRange::Partial { start: s, end: e.min(last) },
+            (Some(s), Some(e)) if s <= e && s <= last => {
+                ByteRange::Partial { start: s, end: e.min(last) }
+            }
             _ => ByteRange::Unsatisfiable,
         },
         (true, true) => ByteRange::Unsatisfiable,
@@ -140,7 +148,12 @@ fn file_body(file: File, offset: u64, len: u64) -> Body {
                 let mut got = 0;
                 while got < n {
                     match f.read_at(&mut buf[got..], pos + got as u64) {
-                        Ok(0) => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shrank while served")),
+                        Ok(0) => {
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                "file shrank while served",
+                            ))
+                        }
                         Ok(k) => got += k,
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                         Err(e) => return Err(e),
@@ -190,7 +203,8 @@ fn mp4_response(file: File, total: u64, headers: &HeaderMap) -> Response {
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     if status == StatusCode::PARTIAL_CONTENT {
-        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{total}", start + len - 1)) {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{total}", start + len - 1))
+        {
             h.insert(header::CONTENT_RANGE, v);
         }
     }
@@ -203,11 +217,16 @@ fn open_media(path: &std::path::Path, what: &str) -> Result<(File, u64), ApiErro
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             tracing::warn!(path = %path.display(), "{what}: file missing");
-            return Err(ApiError::not_found(format!("{what}: the file is gone (deleted by retention?)")));
+            return Err(ApiError::not_found(format!(
+                "{what}: the file is gone (deleted by retention?)"
+            )));
         }
         Err(e) => return Err(ApiError::internal(format!("opening {}: {e}", path.display()))),
     };
-    let total = file.metadata().map_err(|e| ApiError::internal(format!("stat {}: {e}", path.display())))?.len();
+    let total = file
+        .metadata()
+        .map_err(|e| ApiError::internal(format!("stat {}: {e}", path.display())))?
+        .len();
     Ok((file, total))
 }
 
@@ -321,10 +340,16 @@ fn query_pairs(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, Strin
             ));
         }
         if out.iter().any(|(seen, _)| *seen == k) {
-            return Err(ApiError::bad_param(&k, format!("query parameter `{k}` given more than once")));
+            return Err(ApiError::bad_param(
+                &k,
+                format!("query parameter `{k}` given more than once"),
+            ));
         }
         if v.is_empty() {
-            return Err(ApiError::bad_param(&k, format!("query parameter `{k}` must not be empty")));
+            return Err(ApiError::bad_param(
+                &k,
+                format!("query parameter `{k}` must not be empty"),
+            ));
         }
         out.push((k, v));
     }
@@ -332,7 +357,8 @@ fn query_pairs(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, Strin
 }
 
 fn parse_recordings_query(raw: Option<&str>) -> Result<RecordingsQuery, ApiError> {
-    let mut q = RecordingsQuery { camera: None, since: None, until: None, limit: RECORDINGS_DEFAULT_LIMIT };
+    let mut q =
+        RecordingsQuery { camera: None, since: None, until: None, limit: RECORDINGS_DEFAULT_LIMIT };
     for (k, v) in query_pairs(raw, &["camera", "since", "until", "limit"])? {
         match k.as_str() {
             "camera" => q.camera = Some(v),
@@ -350,7 +376,10 @@ fn parse_recordings_query(raw: Option<&str>) -> Result<RecordingsQuery, ApiError
     }
     if let (Some(s), Some(u)) = (q.since, q.until) {
         if s >= u {
-            return Err(ApiError::bad_param("until", "query parameter `until` must be later than `since`"));
+            return Err(ApiError::bad_param(
+                "until",
+                "query parameter `until` must be later than `since`",
+            ));
         }
     }
     Ok(q)
@@ -393,11 +422,9 @@ pub(super) async fn segment_mp4(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let raw = path_param(id)?;
-    let id = raw
-        .parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| ApiError::bad_param("id", format!("`id` must be a positive segment id, got `{raw}`")))?;
+    let id = raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+        ApiError::bad_param("id", format!("`id` must be a positive segment id, got `{raw}`"))
+    })?;
     let store = st.store.clone();
     let (file, total) = blocking(move || {
         let seg = store
@@ -447,8 +474,10 @@ fn parse_export_query(raw: Option<&str>, max_secs: f64) -> Result<ExportQuery, A
 fn export_filename(camera: &str, start: OffsetDateTime) -> String {
     let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
     let t = start.to_offset(time::UtcOffset::UTC).format(&fmt).unwrap_or_default();
-    let cam: String =
-        camera.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+    let cam: String = camera
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .collect();
     format!("{cam}-{t}.mp4")
 }
 
@@ -486,7 +515,8 @@ pub(super) async fn export_mp4(
             }
         }
         let dir = store.clips_dir();
-        std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(format!("creating {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ApiError::internal(format!("creating {}: {e}", dir.display())))?;
         // Every file of an export ends in `.tmp` (transient, see docs/storage.md).
         let out: PathBuf = dir.join(format!("export-{}.mp4.tmp", uuid::Uuid::now_v7()));
         clip::build_mp4(&store, &q.camera, q.start, q.end, &out).map_err(clip_error)?;
@@ -494,7 +524,8 @@ pub(super) async fn export_mp4(
         // The open descriptor keeps the data readable: unlink now, so nothing is left
         // behind whether the client reads it all, goes away, or the box stops.
         let _ = std::fs::remove_file(&out);
-        let (total, f) = opened.map_err(|e| ApiError::internal(format!("opening {}: {e}", out.display())))?;
+        let (total, f) =
+            opened.map_err(|e| ApiError::internal(format!("opening {}: {e}", out.display())))?;
         Ok(ExportOutcome::File(f, total))
     })
     .await?;
@@ -530,12 +561,25 @@ mod tests {
         assert_eq!(p("bytes=1000-"), Partial { start: 1_000, end: 9_999 }, "open");
         assert_eq!(p("bytes=9999-"), Partial { start: 9_999, end: 9_999 }, "last byte");
         assert_eq!(p("bytes=9000-20000"), Partial { start: 9_000, end: 9_999 }, "end clamped");
-        assert_eq!(p("bytes=-20000"), Partial { start: 0, end: 9_999 }, "suffix longer than the file");
+        assert_eq!(
+            p("bytes=-20000"),
+            Partial { start: 0, end: 9_999 },
+            "suffix longer than the file"
+        );
         assert_eq!(p("BYTES = 1-2"), Partial { start: 1, end: 2 }, "unit case and spaces");
         assert_eq!(p("bytes=10000-"), Unsatisfiable, "beyond the end");
         assert_eq!(p("bytes=10000-10005"), Unsatisfiable, "beyond the end");
         assert_eq!(p("bytes=5-2"), Unsatisfiable, "reversed");
-        for bad in ["bytes=", "bytes=-", "bytes=abc", "bytes=1-x", "bytes=-0", "bytes=+1-2", "bytes 0-1", "bytes=0x10-"] {
+        for bad in [
+            "bytes=",
+            "bytes=-",
+            "bytes=abc",
+            "bytes=1-x",
+            "bytes=-0",
+            "bytes=+1-2",
+            "bytes 0-1",
+            "bytes=0x10-",
+        ] {
             assert_eq!(p(bad), Unsatisfiable, "{bad}");
         }
         assert_eq!(p("bytes=0-1,5-6"), Full, "several ranges: whole file");
@@ -552,7 +596,11 @@ mod tests {
 
     #[test]
     fn export_query() {
-        let ok = parse_export_query(Some("camera=c&start=2026-05-01T10:00:00Z&end=2026-05-01T10:30:00Z"), 1800.0).unwrap();
+        let ok = parse_export_query(
+            Some("camera=c&start=2026-05-01T10:00:00Z&end=2026-05-01T10:30:00Z"),
+            1800.0,
+        )
+        .unwrap();
         assert_eq!(ok.camera, "c");
         for (q, param) in [
             ("start=2026-05-01T10:00:00Z&end=2026-05-01T10:01:00Z", "camera"),
@@ -563,7 +611,8 @@ mod tests {
             ("camera=c&start=yesterday&end=2026-05-01T10:00:00Z", "start"),
             ("camera=c&start=2026-05-01T10:00:00Z&end=2026-05-01T10:01:00Z&format=mkv", "format"),
         ] {
-            let e = parse_export_query(Some(q), 1800.0).err().unwrap_or_else(|| panic!("{q} accepted"));
+            let e =
+                parse_export_query(Some(q), 1800.0).err().unwrap_or_else(|| panic!("{q} accepted"));
             assert_eq!(e.parameter.as_deref(), Some(param), "{q}: {e}");
         }
     }
@@ -606,7 +655,9 @@ mod api_tests {
             config_token_hashes: vec![store::hash_token(TOKEN)],
             started_at: OffsetDateTime::now_utc(),
             media: MediaSettings {
-                recording: Arc::new(recording.iter().map(|c| (c.to_string(), rec.clone())).collect()),
+                recording: Arc::new(
+                    recording.iter().map(|c| (c.to_string(), rec.clone())).collect(),
+                ),
                 max_export_secs: 600.0,
             },
             auth: crate::api::AuthSettings::default(),
@@ -625,7 +676,9 @@ mod api_tests {
             self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
         }
         fn json(&self) -> Value {
-            serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+            serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+                panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
+            })
         }
         fn error(&self, status: StatusCode, code: &str) -> Value {
             assert_eq!(self.status, status, "{}", String::from_utf8_lossy(&self.body));
@@ -643,7 +696,8 @@ mod api_tests {
         if let Some(r) = range {
             req = req.header(header::RANGE, r);
         }
-        let resp = router(fx.state.clone()).oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        let resp =
+            router(fx.state.clone()).oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
@@ -702,7 +756,13 @@ mod api_tests {
         let data = pattern(200_000);
         let rel = format!("clips/{}.mp4", ev.id);
         write(&fx, &rel, &data);
-        let clip = Clip { event_id: ev.id, path: rel, start: t, end: t + Duration::seconds(17), bytes: data.len() as u64 };
+        let clip = Clip {
+            event_id: ev.id,
+            path: rel,
+            start: t,
+            end: t + Duration::seconds(17),
+            bytes: data.len() as u64,
+        };
         fx.state.store.put_clip(&clip).unwrap();
         let uri = format!("/api/v1/events/{}/clip.mp4", ev.id);
 
@@ -722,7 +782,11 @@ mod api_tests {
         ] {
             let r = get(&fx, &uri, Some(range)).await;
             assert_eq!(r.status, StatusCode::PARTIAL_CONTENT, "{range}");
-            assert_eq!(r.header(header::CONTENT_RANGE), format!("bytes {start}-{end}/200000"), "{range}");
+            assert_eq!(
+                r.header(header::CONTENT_RANGE),
+                format!("bytes {start}-{end}/200000"),
+                "{range}"
+            );
             assert_eq!(r.header(header::CONTENT_LENGTH), (end - start + 1).to_string(), "{range}");
             assert!(r.body == data[start..=end], "{range}: wrong bytes");
         }
@@ -750,7 +814,8 @@ mod api_tests {
         let clip_uri = |e: &Event| format!("/api/v1/events/{}/clip.mp4", e.id);
 
         // Ended just now on a recording camera: its post-roll is not recorded yet.
-        let recent = event(&fx, "cam1", now - Duration::seconds(3), Some(now - Duration::seconds(1)));
+        let recent =
+            event(&fx, "cam1", now - Duration::seconds(3), Some(now - Duration::seconds(1)));
         let r = get(&fx, &clip_uri(&recent), None).await;
         let e = r.error(StatusCode::SERVICE_UNAVAILABLE, "clip_pending");
         let retry: u64 = r.header(header::RETRY_AFTER).parse().unwrap();
@@ -759,22 +824,34 @@ mod api_tests {
 
         // Still active.
         let active = event(&fx, "cam1", now - Duration::seconds(3), None);
-        get(&fx, &clip_uri(&active), None).await.error(StatusCode::SERVICE_UNAVAILABLE, "clip_pending");
+        get(&fx, &clip_uri(&active), None)
+            .await
+            .error(StatusCode::SERVICE_UNAVAILABLE, "clip_pending");
 
         // Long over and nothing recorded: 404 naming camera and span.
-        let old = event(&fx, "cam1", now - Duration::hours(2), Some(now - Duration::hours(2) + Duration::seconds(5)));
+        let old = event(
+            &fx,
+            "cam1",
+            now - Duration::hours(2),
+            Some(now - Duration::hours(2) + Duration::seconds(5)),
+        );
         let e = get(&fx, &clip_uri(&old), None).await.error(StatusCode::NOT_FOUND, "no_footage");
         assert!(e["message"].as_str().unwrap().contains("cam1"), "{e}");
 
         // A camera that does not record: 404 at once, even right after the event.
-        let other = event(&fx, "cam2", now - Duration::seconds(3), Some(now - Duration::seconds(1)));
+        let other =
+            event(&fx, "cam2", now - Duration::seconds(3), Some(now - Duration::seconds(1)));
         let e = get(&fx, &clip_uri(&other), None).await.error(StatusCode::NOT_FOUND, "no_footage");
         assert!(e["message"].as_str().unwrap().contains("does not record"), "{e}");
 
         // Unknown and malformed ids.
-        get(&fx, &format!("/api/v1/events/{}/clip.mp4", Uuid::now_v7()), None).await.error(StatusCode::NOT_FOUND, "not_found");
+        get(&fx, &format!("/api/v1/events/{}/clip.mp4", Uuid::now_v7()), None)
+            .await
+            .error(StatusCode::NOT_FOUND, "not_found");
         for bad in ["not-a-uuid", "..%2F..%2Fgridwatch.db", "..", "%2e%2e"] {
-            let e = get(&fx, &format!("/api/v1/events/{bad}/clip.mp4"), None).await.error(StatusCode::BAD_REQUEST, "bad_request");
+            let e = get(&fx, &format!("/api/v1/events/{bad}/clip.mp4"), None)
+                .await
+                .error(StatusCode::BAD_REQUEST, "bad_request");
             assert_eq!(e["parameter"], "id");
         }
     }
@@ -794,7 +871,13 @@ mod api_tests {
         let v = get(&fx, "/api/v1/recordings", None).await.json();
         let recs = v["recordings"].as_array().unwrap();
         assert_eq!(recs.len(), 6);
-        let v = get(&fx, "/api/v1/recordings?camera=cam1&since=2026-05-01T08:00:15Z&until=2026-05-01T08:00:35Z", None).await.json();
+        let v = get(
+            &fx,
+            "/api/v1/recordings?camera=cam1&since=2026-05-01T08:00:15Z&until=2026-05-01T08:00:35Z",
+            None,
+        )
+        .await
+        .json();
         let recs = v["recordings"].as_array().unwrap();
         let got: Vec<i64> = recs.iter().map(|r| r["id"].as_i64().unwrap()).collect();
         assert_eq!(got, ids[1..4], "overlapping, oldest first");
@@ -816,7 +899,9 @@ mod api_tests {
             ("path=x", "path"),
             ("since=2026-05-02T00:00:00Z&until=2026-05-01T00:00:00Z", "until"),
         ] {
-            let e = get(&fx, &format!("/api/v1/recordings?{q}"), None).await.error(StatusCode::BAD_REQUEST, "bad_request");
+            let e = get(&fx, &format!("/api/v1/recordings?{q}"), None)
+                .await
+                .error(StatusCode::BAD_REQUEST, "bad_request");
             assert_eq!(e["parameter"], param, "{q}: {e}");
         }
         assert_eq!(get(&fx, "/api/v1/recordings?limit=1000", None).await.status, StatusCode::OK);
@@ -830,19 +915,43 @@ mod api_tests {
         assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
         assert_eq!(r.header(header::CONTENT_RANGE), "bytes 1000-1001/1002");
         assert!(r.body == pattern(1002)[1000..]);
-        get(&fx, &uri, Some("bytes=1002-")).await.error(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable");
+        get(&fx, &uri, Some("bytes=1002-"))
+            .await
+            .error(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable");
 
         // Unknown id, file gone, malformed ids: never a file.
-        get(&fx, "/api/v1/recordings/999/segment.mp4", None).await.error(StatusCode::NOT_FOUND, "not_found");
-        std::fs::remove_file(fx.state.store.media_path("recordings/cam1/20260501/0.mp4").unwrap()).unwrap();
-        get(&fx, &format!("/api/v1/recordings/{}/segment.mp4", ids[0]), None).await.error(StatusCode::NOT_FOUND, "not_found");
-        for bad in ["..%2F..%2Fgridwatch.db", "..", "%2e%2e%2fgridwatch.db", "0", "-1", "1.5", "abc", "1%00"] {
-            let e = get(&fx, &format!("/api/v1/recordings/{bad}/segment.mp4"), None).await.error(StatusCode::BAD_REQUEST, "bad_request");
+        get(&fx, "/api/v1/recordings/999/segment.mp4", None)
+            .await
+            .error(StatusCode::NOT_FOUND, "not_found");
+        std::fs::remove_file(fx.state.store.media_path("recordings/cam1/20260501/0.mp4").unwrap())
+            .unwrap();
+        get(&fx, &format!("/api/v1/recordings/{}/segment.mp4", ids[0]), None)
+            .await
+            .error(StatusCode::NOT_FOUND, "not_found");
+        for bad in [
+            "..%2F..%2Fgridwatch.db",
+            "..",
+            "%2e%2e%2fgridwatch.db",
+            "0",
+            "-1",
+            "1.5",
+            "abc",
+            "1%00",
+        ] {
+            let e = get(&fx, &format!("/api/v1/recordings/{bad}/segment.mp4"), None)
+                .await
+                .error(StatusCode::BAD_REQUEST, "bad_request");
             assert_eq!(e["parameter"], "id", "{bad}");
         }
-        for bad in ["/api/v1/recordings/../../gridwatch.db", "/api/v1/recordings/1/..%2F..%2Fgridwatch.db"] {
+        for bad in
+            ["/api/v1/recordings/../../gridwatch.db", "/api/v1/recordings/1/..%2F..%2Fgridwatch.db"]
+        {
             let r = get(&fx, bad, None).await;
-            assert!(r.status == StatusCode::NOT_FOUND || r.status == StatusCode::BAD_REQUEST, "{bad}: {}", r.status);
+            assert!(
+                r.status == StatusCode::NOT_FOUND || r.status == StatusCode::BAD_REQUEST,
+                "{bad}: {}",
+                r.status
+            );
             assert!(!r.body.starts_with(b"SQLite format"), "{bad} served the database");
         }
         // Even a database row pointing outside the data dir is refused.
@@ -853,7 +962,9 @@ mod api_tests {
         assert!(!r.body.windows(6).any(|w| w == b"secret"));
         let _ = std::fs::remove_file(fx.state.store.data_dir().join("../outside.mp4"));
 
-        call(&fx, "GET", "/api/v1/recordings", None, false).await.error(StatusCode::UNAUTHORIZED, "unauthorized");
+        call(&fx, "GET", "/api/v1/recordings", None, false)
+            .await
+            .error(StatusCode::UNAUTHORIZED, "unauthorized");
         call(&fx, "GET", &uri, None, false).await.error(StatusCode::UNAUTHORIZED, "unauthorized");
     }
 
@@ -862,7 +973,12 @@ mod api_tests {
         let fx = fixture(&["cam1"]);
         let e = |q: &str| format!("/api/v1/recordings/export.mp4?{q}");
         // 600 s allowed (max_export_secs = 600 in the fixture), 600.001 s is not.
-        let r = get(&fx, &e("camera=cam1&start=2026-05-01T08:00:00Z&end=2026-05-01T08:10:00.001Z"), None).await;
+        let r = get(
+            &fx,
+            &e("camera=cam1&start=2026-05-01T08:00:00Z&end=2026-05-01T08:10:00.001Z"),
+            None,
+        )
+        .await;
         let err = r.error(StatusCode::BAD_REQUEST, "bad_request");
         assert_eq!(err["parameter"], "end");
         assert!(err["message"].as_str().unwrap().contains("max_export_secs"), "{err}");
@@ -878,11 +994,14 @@ mod api_tests {
             assert_eq!(err["parameter"], param, "{q}: {err}");
         }
         // In range but nothing recorded: 404.
-        let r = get(&fx, &e("camera=cam1&start=2026-05-01T08:00:00Z&end=2026-05-01T08:10:00Z"), None).await;
+        let r =
+            get(&fx, &e("camera=cam1&start=2026-05-01T08:00:00Z&end=2026-05-01T08:10:00Z"), None)
+                .await;
         let err = r.error(StatusCode::NOT_FOUND, "no_footage");
         assert!(err["message"].as_str().unwrap().contains("cam1"), "{err}");
         // Ending now on a recording camera: the footage is not indexed yet.
-        let fmt = |t: OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap();
+        let fmt =
+            |t: OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap();
         let now = OffsetDateTime::now_utc();
         let q = format!("camera=cam1&start={}&end={}", fmt(now - Duration::seconds(30)), fmt(now));
         let r = get(&fx, &e(&q), None).await;
@@ -892,7 +1011,9 @@ mod api_tests {
         // … but for a camera that does not record it is a 404 at once.
         let q = format!("camera=cam9&start={}&end={}", fmt(now - Duration::seconds(30)), fmt(now));
         get(&fx, &e(&q), None).await.error(StatusCode::NOT_FOUND, "no_footage");
-        call(&fx, "GET", &e("camera=cam1"), None, false).await.error(StatusCode::UNAUTHORIZED, "unauthorized");
+        call(&fx, "GET", &e("camera=cam1"), None, false)
+            .await
+            .error(StatusCode::UNAUTHORIZED, "unauthorized");
         // Nothing left behind in clips/.
         let clips = fx.state.store.clips_dir();
         let left = std::fs::read_dir(&clips).map(|d| d.count()).unwrap_or(0);

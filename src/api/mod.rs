@@ -6,13 +6,13 @@
 //! check the camera scope of what they serve. Every error, including unknown routes and
 //! malformed parameters, is JSON: `{"error":{"code":"…","message":"…"}}`.
 
+#[cfg(test)]
+mod access_tests;
 mod admin;
 pub(crate) mod auth;
 mod console;
 mod error;
 mod media;
-#[cfg(test)]
-mod access_tests;
 #[cfg(test)]
 mod tests;
 pub(crate) mod uplink;
@@ -40,7 +40,9 @@ pub use media::MediaSettings;
 
 use crate::auth::Permission;
 use crate::health::{CameraHealth, CameraState, Registry};
-use crate::store::{self, Bucket, CountQuery, CountRow, EventQuery, OccupancyQuery, OccupancyRow, Store};
+use crate::store::{
+    self, Bucket, CountQuery, CountRow, EventQuery, OccupancyQuery, OccupancyRow, Store,
+};
 use crate::types::{Event, Review, Severity};
 use auth::{Access, Client, JsonBody};
 
@@ -116,7 +118,10 @@ pub(crate) fn routes() -> Vec<RouteDef> {
         r("/api/v1/events/{id}/clip.mp4", vec![op(get.clone(), Needs(See), media::event_clip)]),
         r("/api/v1/recordings", vec![op(get.clone(), Needs(See), media::list_recordings)]),
         r("/api/v1/recordings/export.mp4", vec![op(get.clone(), Needs(See), media::export_mp4)]),
-        r("/api/v1/recordings/{id}/segment.mp4", vec![op(get.clone(), Needs(See), media::segment_mp4)]),
+        r(
+            "/api/v1/recordings/{id}/segment.mp4",
+            vec![op(get.clone(), Needs(See), media::segment_mp4)],
+        ),
         // Uplink (api/uplink.rs): pull feed, delivery status, Prometheus metrics.
         r("/api/v1/feed", vec![op(get.clone(), Needs(See), uplink::feed)]),
         r("/api/v1/uplink", vec![op(get.clone(), Needs(Monitor), uplink::status)]),
@@ -129,7 +134,10 @@ pub(crate) fn routes() -> Vec<RouteDef> {
         // Administration (api/admin.rs).
         r(
             "/api/v1/users",
-            vec![op(get.clone(), Needs(Administer), admin::list_users), op(post.clone(), Needs(Administer), admin::create_user)],
+            vec![
+                op(get.clone(), Needs(Administer), admin::list_users),
+                op(post.clone(), Needs(Administer), admin::create_user),
+            ],
         ),
         r(
             "/api/v1/users/{id}",
@@ -141,7 +149,10 @@ pub(crate) fn routes() -> Vec<RouteDef> {
         ),
         r(
             "/api/v1/tokens",
-            vec![op(get.clone(), Needs(Administer), admin::list_tokens), op(post, Needs(Administer), admin::create_token)],
+            vec![
+                op(get.clone(), Needs(Administer), admin::list_tokens),
+                op(post, Needs(Administer), admin::create_token),
+            ],
         ),
         r("/api/v1/tokens/{id}", vec![op(delete, Needs(Administer), admin::revoke_token)]),
         r("/api/v1/audit", vec![op(get.clone(), Needs(Administer), admin::list_audit)]),
@@ -214,8 +225,12 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 }
 
 /// Runs blocking work (database, file I/O, JPEG encoding) off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("blocking task failed: {e}")))?
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("blocking task failed: {e}")))?
 }
 
 /// The receiving end of a channel as a `Stream` (bodies and event streams fed by a task).
@@ -223,18 +238,24 @@ pub(crate) struct RxStream<T>(tokio::sync::mpsc::Receiver<T>);
 
 impl<T> futures_core::Stream for RxStream<T> {
     type Item = T;
-    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
         self.0.poll_recv(cx)
     }
 }
 
 fn path_param(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    p.map(|Path(s)| s).map_err(|e| ApiError::bad_param("id", format!("invalid path parameter `id`: {}", e.body_text())))
+    p.map(|Path(s)| s).map_err(|e| {
+        ApiError::bad_param("id", format!("invalid path parameter `id`: {}", e.body_text()))
+    })
 }
 
 fn parse_event_id(p: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiError> {
     let s = path_param(p)?;
-    Uuid::parse_str(&s).map_err(|_| ApiError::bad_param("id", format!("`id` must be an event UUID, got `{s}`")))
+    Uuid::parse_str(&s)
+        .map_err(|_| ApiError::bad_param("id", format!("`id` must be an event UUID, got `{s}`")))
 }
 
 fn jpeg_response(bytes: Vec<u8>, cache: &'static str) -> Response {
@@ -279,7 +300,8 @@ async fn health(State(st): State<ApiState>) -> Json<Health> {
 }
 
 async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], OPENAPI_JSON).into_response()
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], OPENAPI_JSON)
+        .into_response()
 }
 
 #[derive(Serialize)]
@@ -287,7 +309,10 @@ struct CameraList {
     cameras: Vec<CameraHealth>,
 }
 
-async fn list_cameras(State(st): State<ApiState>, Extension(p): Extension<Principal>) -> Json<CameraList> {
+async fn list_cameras(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+) -> Json<CameraList> {
     let cameras = match p.filter(&st.registry) {
         None => st.registry.all(),
         Some(f) => st.registry.all().into_iter().filter(|c| f.allows_camera(&c.id)).collect(),
@@ -320,8 +345,11 @@ async fn latest_jpg(
     let id = path_param(id)?;
     camera_for(&st, &p, &id)?;
     let frame = st.registry.latest(&id).ok_or_else(|| {
-        ApiError::new(ErrorKind::Unavailable, format!("camera `{id}` has not delivered a frame yet"))
-            .with_code("no_frame")
+        ApiError::new(
+            ErrorKind::Unavailable,
+            format!("camera `{id}` has not delivered a frame yet"),
+        )
+        .with_code("no_frame")
     })?;
     let bytes = blocking(move || Ok(store::encode_jpeg(&frame, &[], LATEST_QUALITY)?)).await?;
     Ok(jpeg_response(bytes, "no-store"))
@@ -340,7 +368,10 @@ pub(crate) fn parse_event_query(raw: Option<&str>) -> Result<EventQuery, ApiErro
     for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         let key = key.into_owned();
         if seen.contains(&key) {
-            return Err(ApiError::bad_param(&key, format!("query parameter `{key}` given more than once")));
+            return Err(ApiError::bad_param(
+                &key,
+                format!("query parameter `{key}` given more than once"),
+            ));
         }
         let text = |v: &str| -> Result<String, ApiError> {
             if v.is_empty() {
@@ -396,7 +427,10 @@ pub(crate) fn parse_event_query(raw: Option<&str>) -> Result<EventQuery, ApiErro
     }
     if let (Some(s), Some(u)) = (q.since, q.until) {
         if s >= u {
-            return Err(ApiError::bad_param("until", "query parameter `until` must be later than `since`"));
+            return Err(ApiError::bad_param(
+                "until",
+                "query parameter `until` must be later than `since`",
+            ));
         }
     }
     Ok(q)
@@ -427,12 +461,16 @@ struct StatsParams {
 /// Parses a statistics query string; unknown, empty or repeated parameters are 400s
 /// naming the parameter.
 fn parse_stats_query(raw: Option<&str>, allowed: &[&'static str]) -> Result<StatsParams, ApiError> {
-    let mut q = StatsParams { text: Default::default(), since: None, until: None, bucket: Bucket::Hour };
+    let mut q =
+        StatsParams { text: Default::default(), since: None, until: None, bucket: Bucket::Hour };
     let mut seen: Vec<String> = Vec::new();
     for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         let key = key.into_owned();
         if seen.contains(&key) {
-            return Err(ApiError::bad_param(&key, format!("query parameter `{key}` given more than once")));
+            return Err(ApiError::bad_param(
+                &key,
+                format!("query parameter `{key}` given more than once"),
+            ));
         }
         match key.as_str() {
             "since" => q.since = Some(parse_time(&key, &value)?),
@@ -441,14 +479,19 @@ fn parse_stats_query(raw: Option<&str>, allowed: &[&'static str]) -> Result<Stat
                 q.bucket = Bucket::parse(&value).ok_or_else(|| {
                     ApiError::bad_param(
                         "bucket",
-                        format!("query parameter `bucket` must be `minute`, `hour` or `day`, got `{value}`"),
+                        format!(
+                        "query parameter `bucket` must be `minute`, `hour` or `day`, got `{value}`"
+                    ),
                     )
                 })?
             }
             k => match allowed.iter().find(|a| **a == k) {
                 Some(name) => {
                     if value.is_empty() {
-                        return Err(ApiError::bad_param(&key, format!("query parameter `{key}` must not be empty")));
+                        return Err(ApiError::bad_param(
+                            &key,
+                            format!("query parameter `{key}` must not be empty"),
+                        ));
                     }
                     q.text.insert(name, value.into_owned());
                 }
@@ -467,7 +510,10 @@ fn parse_stats_query(raw: Option<&str>, allowed: &[&'static str]) -> Result<Stat
     }
     if let (Some(s), Some(u)) = (q.since, q.until) {
         if s >= u {
-            return Err(ApiError::bad_param("until", "query parameter `until` must be later than `since`"));
+            return Err(ApiError::bad_param(
+                "until",
+                "query parameter `until` must be later than `since`",
+            ));
         }
     }
     Ok(q)
@@ -578,10 +624,9 @@ async fn snapshot_jpg(
 ) -> Result<Response, ApiError> {
     let id = parse_event_id(id)?;
     let event = load_event(&st, &p, id).await?;
-    let path = st
-        .store
-        .snapshot_file(&event)
-        .ok_or_else(|| ApiError::not_found(format!("event {id} has no snapshot")).with_code("no_snapshot"))?;
+    let path = st.store.snapshot_file(&event).ok_or_else(|| {
+        ApiError::not_found(format!("event {id} has no snapshot")).with_code("no_snapshot")
+    })?;
     let bytes = blocking(move || match std::fs::read(&path) {
         Ok(b) => Ok(b),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -618,21 +663,29 @@ async fn review_event(
     let to = Review::parse(&body.state).filter(|r| *r != Review::New).ok_or_else(|| {
         ApiError::bad_param(
             "state",
-            format!("`state` must be `acknowledged`, `resolved` or `false_alarm`, got `{}`", body.state),
+            format!(
+                "`state` must be `acknowledged`, `resolved` or `false_alarm`, got `{}`",
+                body.state
+            ),
         )
     })?;
     let note = body.note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
     if note.as_ref().is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS) {
-        return Err(ApiError::bad_param("note", format!("`note` must have at most {MAX_NOTE_CHARS} characters")));
+        return Err(ApiError::bad_param(
+            "note",
+            format!("`note` must have at most {MAX_NOTE_CHARS} characters"),
+        ));
     }
-    let audit = p.audit("event_review", &client).target(format!("event:{id}")).detail(serde_json::json!({
-        "from": event.review,
-        "to": to,
-        "note": note,
-        "camera_id": event.camera_id,
-    }));
+    let audit =
+        p.audit("event_review", &client).target(format!("event:{id}")).detail(serde_json::json!({
+            "from": event.review,
+            "to": to,
+            "note": note,
+            "camera_id": event.camera_id,
+        }));
     let (s, by, now) = (st.store.clone(), p.display_name(), st.auth.now());
-    let event = blocking(move || Ok(s.review_event(id, to, &by, note.as_deref(), &audit, now)?)).await?;
+    let event =
+        blocking(move || Ok(s.review_event(id, to, &by, note.as_deref(), &audit, now)?)).await?;
     tracing::info!(actor = %p.actor(), event = %id, review = to.as_str(), "event reviewed");
     Ok(Json(event))
 }

@@ -148,7 +148,13 @@ async fn auth_required_on_events() {
     let fx = fixture();
     let r = call(&fx, "GET", "/api/v1/events", None).await;
     r.error(StatusCode::UNAUTHORIZED, "unauthorized");
-    assert!(r.headers.get(header::WWW_AUTHENTICATE).unwrap().to_str().unwrap().starts_with("Bearer"));
+    assert!(r
+        .headers
+        .get(header::WWW_AUTHENTICATE)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
 
     let r = call(&fx, "GET", "/api/v1/events", Some("wrong")).await;
     r.error(StatusCode::UNAUTHORIZED, "unauthorized");
@@ -175,7 +181,9 @@ async fn auth_required_on_events() {
     // A revoked database token stops working immediately.
     let id = fx.state.store.list_tokens().unwrap()[0].id;
     fx.state.store.revoke_token(id).unwrap();
-    call(&fx, "GET", "/api/v1/events", Some(DB_TOKEN)).await.error(StatusCode::UNAUTHORIZED, "unauthorized");
+    call(&fx, "GET", "/api/v1/events", Some(DB_TOKEN))
+        .await
+        .error(StatusCode::UNAUTHORIZED, "unauthorized");
 
     // Every protected route is protected.
     for path in ["/api/v1/cameras", "/api/v1/cameras/cam1", "/api/v1/cameras/cam1/latest.jpg"] {
@@ -260,7 +268,9 @@ async fn events_pagination_and_filters() {
 
     let v = get(&fx, "/api/v1/events?camera=cam2&limit=500").await.json();
     assert_eq!(v["events"].as_array().unwrap().len(), 8);
-    let v = get(&fx, "/api/v1/events?since=2026-05-01T08:10:00Z&until=2026-05-01T10:12:00%2B02:00").await.json();
+    let v = get(&fx, "/api/v1/events?since=2026-05-01T08:10:00Z&until=2026-05-01T10:12:00%2B02:00")
+        .await
+        .json();
     assert_eq!(v["events"].as_array().unwrap().len(), 2);
     let v = get(&fx, "/api/v1/events?kind=loitering").await.json();
     assert_eq!(v["events"].as_array().unwrap().len(), 0);
@@ -283,14 +293,22 @@ async fn single_event_and_snapshot() {
     assert_eq!(&r.body[..3], &[0xFF, 0xD8, 0xFF]);
     image::load_from_memory_with_format(&r.body, image::ImageFormat::Jpeg).unwrap();
 
-    get(&fx, &format!("/api/v1/events/{}/snapshot.jpg", without.id)).await.error(StatusCode::NOT_FOUND, "no_snapshot");
+    get(&fx, &format!("/api/v1/events/{}/snapshot.jpg", without.id))
+        .await
+        .error(StatusCode::NOT_FOUND, "no_snapshot");
     let unknown = Uuid::now_v7();
     get(&fx, &format!("/api/v1/events/{unknown}")).await.error(StatusCode::NOT_FOUND, "not_found");
-    get(&fx, &format!("/api/v1/events/{unknown}/snapshot.jpg")).await.error(StatusCode::NOT_FOUND, "not_found");
+    get(&fx, &format!("/api/v1/events/{unknown}/snapshot.jpg"))
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
     for bad in ["not-a-uuid", "..%2F..%2Fgridwatch.db", "123"] {
-        let e = get(&fx, &format!("/api/v1/events/{bad}")).await.error(StatusCode::BAD_REQUEST, "bad_request");
+        let e = get(&fx, &format!("/api/v1/events/{bad}"))
+            .await
+            .error(StatusCode::BAD_REQUEST, "bad_request");
         assert_eq!(e["parameter"], "id");
-        get(&fx, &format!("/api/v1/events/{bad}/snapshot.jpg")).await.error(StatusCode::BAD_REQUEST, "bad_request");
+        get(&fx, &format!("/api/v1/events/{bad}/snapshot.jpg"))
+            .await
+            .error(StatusCode::BAD_REQUEST, "bad_request");
     }
 }
 
@@ -298,7 +316,8 @@ async fn single_event_and_snapshot() {
 async fn cameras_and_latest_jpg() {
     let fx = fixture();
     let v = get(&fx, "/api/v1/cameras").await.json();
-    let ids: Vec<&str> = v["cameras"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> =
+        v["cameras"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["cam1", "cam2"]);
 
     let v = get(&fx, "/api/v1/cameras/cam2").await.json();
@@ -307,7 +326,9 @@ async fn cameras_and_latest_jpg() {
     get(&fx, "/api/v1/cameras/nope").await.error(StatusCode::NOT_FOUND, "not_found");
     get(&fx, "/api/v1/cameras/nope/latest.jpg").await.error(StatusCode::NOT_FOUND, "not_found");
 
-    get(&fx, "/api/v1/cameras/cam1/latest.jpg").await.error(StatusCode::SERVICE_UNAVAILABLE, "no_frame");
+    get(&fx, "/api/v1/cameras/cam1/latest.jpg")
+        .await
+        .error(StatusCode::SERVICE_UNAVAILABLE, "no_frame");
     fx.state.registry.set_latest(frame("cam1", 64, 48));
     let r = get(&fx, "/api/v1/cameras/cam1/latest.jpg").await;
     assert_eq!(r.status, StatusCode::OK);
@@ -320,8 +341,12 @@ async fn cameras_and_latest_jpg() {
 async fn unknown_routes_and_methods_are_json() {
     let fx = fixture();
     call(&fx, "GET", "/nope", None).await.error(StatusCode::NOT_FOUND, "not_found");
-    call(&fx, "GET", "/api/v1/events/x/y/z", Some(TOKEN)).await.error(StatusCode::NOT_FOUND, "not_found");
-    call(&fx, "POST", "/api/v1/health", None).await.error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    call(&fx, "GET", "/api/v1/events/x/y/z", Some(TOKEN))
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    call(&fx, "POST", "/api/v1/health", None)
+        .await
+        .error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
 }
 
 #[tokio::test]
@@ -338,18 +363,38 @@ async fn openapi_covers_every_route() {
     assert_eq!(served, documented, "router and docs/openapi.json disagree");
     for r in routes() {
         // Exactly the served methods are documented.
-        let served_methods: BTreeSet<String> = r.ops.iter().map(|o| o.method.as_str().to_ascii_lowercase()).collect();
-        let documented_methods: BTreeSet<String> =
-            paths[r.path].as_object().unwrap().keys().filter(|k| *k != "parameters").cloned().collect();
-        assert_eq!(served_methods, documented_methods, "{}: methods in router and spec differ", r.path);
+        let served_methods: BTreeSet<String> =
+            r.ops.iter().map(|o| o.method.as_str().to_ascii_lowercase()).collect();
+        let documented_methods: BTreeSet<String> = paths[r.path]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| *k != "parameters")
+            .cloned()
+            .collect();
+        assert_eq!(
+            served_methods, documented_methods,
+            "{}: methods in router and spec differ",
+            r.path
+        );
         for o in &r.ops {
             let m = o.method.as_str().to_ascii_lowercase();
             let op = &paths[r.path][&m];
             // Public operations declare `security: []`; the others inherit bearer or session.
             let public_in_spec = op["security"].as_array().is_some_and(|s| s.is_empty());
-            assert_eq!(public_in_spec, o.access == auth::Access::Public, "{m} {}: security differs", r.path);
+            assert_eq!(
+                public_in_spec,
+                o.access == auth::Access::Public,
+                "{m} {}: security differs",
+                r.path
+            );
             // `x-access` states what the router enforces.
-            assert_eq!(op["x-access"], o.access.as_str(), "{m} {}: x-access differs from the router", r.path);
+            assert_eq!(
+                op["x-access"],
+                o.access.as_str(),
+                "{m} {}: x-access differs from the router",
+                r.path
+            );
             if matches!(o.access, auth::Access::Needs(_) | auth::Access::Authenticated) {
                 assert!(op["responses"]["401"].is_object(), "{m} {}: 401 undocumented", r.path);
             }
@@ -360,7 +405,9 @@ async fn openapi_covers_every_route() {
             for seg in r.path.split('/').filter(|s| s.starts_with('{')) {
                 let name = seg.trim_matches(|c| c == '{' || c == '}');
                 let params = op["parameters"].as_array().cloned().unwrap_or_default();
-                let params = params.iter().chain(paths[r.path]["parameters"].as_array().into_iter().flatten());
+                let params = params
+                    .iter()
+                    .chain(paths[r.path]["parameters"].as_array().into_iter().flatten());
                 assert!(
                     params.clone().any(|p| p["name"] == name && p["in"] == "path"),
                     "{m} {}: `{name}` undocumented",
@@ -371,7 +418,10 @@ async fn openapi_covers_every_route() {
     }
     assert!(spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer");
     let session = &spec["components"]["securitySchemes"]["session"];
-    assert_eq!((session["type"].as_str(), session["in"].as_str(), session["name"].as_str()), (Some("apiKey"), Some("cookie"), Some(SESSION_COOKIE)));
+    assert_eq!(
+        (session["type"].as_str(), session["in"].as_str(), session["name"].as_str()),
+        (Some("apiKey"), Some("cookie"), Some(SESSION_COOKIE))
+    );
     for s in ["Event", "Detection", "CameraHealth", "Error"] {
         assert!(spec["components"]["schemas"][s].is_object(), "schema {s} missing");
     }
@@ -390,7 +440,8 @@ async fn serve_shuts_down_gracefully() {
     let out = tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        s.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out
@@ -400,7 +451,11 @@ async fn serve_shuts_down_gracefully() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(out.contains("\"box_id\":\"box-7\""));
     tx.send(()).unwrap();
-    tokio::time::timeout(std::time::Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }
 
 #[test]
@@ -412,7 +467,10 @@ fn query_parser_unit() {
     assert_eq!(q.kind.as_deref(), Some("presence"));
     assert_eq!((q.before_seq, q.limit), (Some(7), 3));
     let q = parse_event_query(Some("severity=high&grid_cell=B7")).unwrap();
-    assert_eq!((q.severity, q.grid_cell.as_deref()), (Some(crate::types::Severity::High), Some("B7")));
+    assert_eq!(
+        (q.severity, q.grid_cell.as_deref()),
+        (Some(crate::types::Severity::High), Some("B7"))
+    );
     let e = parse_event_query(Some("severity=urgent")).unwrap_err();
     assert!(e.to_string().contains("`severity`") && e.to_string().contains("urgent"), "{e}");
 }
@@ -461,11 +519,19 @@ async fn counts_aggregate_per_bucket() {
     // Default bucket is hour; day sums everything of the day.
     assert_eq!(get(&fx, "/api/v1/stats/counts").await.json()["bucket"], "hour");
     let v = get(&fx, "/api/v1/stats/counts?bucket=day&camera=cam1").await.json();
-    assert_eq!(v["counts"].as_array().unwrap().iter().map(|c| c["count"].as_i64().unwrap()).sum::<i64>(), 16);
+    assert_eq!(
+        v["counts"].as_array().unwrap().iter().map(|c| c["count"].as_i64().unwrap()).sum::<i64>(),
+        16
+    );
     // Nothing for another camera.
-    assert_eq!(get(&fx, "/api/v1/stats/counts?camera=cam2").await.json()["counts"], serde_json::json!([]));
+    assert_eq!(
+        get(&fx, "/api/v1/stats/counts?camera=cam2").await.json()["counts"],
+        serde_json::json!([])
+    );
     // Protected.
-    call(&fx, "GET", "/api/v1/stats/counts", None).await.error(StatusCode::UNAUTHORIZED, "unauthorized");
+    call(&fx, "GET", "/api/v1/stats/counts", None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
 #[tokio::test]
@@ -481,7 +547,9 @@ async fn counts_bad_parameters_are_400() {
         ("direction=a_to_b", "direction"),
         ("since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z", "until"),
     ] {
-        let e = get(&fx, &format!("/api/v1/stats/counts?{q}")).await.error(StatusCode::BAD_REQUEST, "bad_request");
+        let e = get(&fx, &format!("/api/v1/stats/counts?{q}"))
+            .await
+            .error(StatusCode::BAD_REQUEST, "bad_request");
         assert_eq!(e["parameter"], param, "{q}: {e}");
     }
 }
@@ -510,7 +578,8 @@ async fn occupancy_aggregates_per_bucket() {
             d("kerb", "car", t, 600, 300, 1),
         ])
         .unwrap();
-    let r = get(&fx, "/api/v1/stats/occupancy?camera=cam1&zone=plaza&class=person&bucket=hour").await;
+    let r =
+        get(&fx, "/api/v1/stats/occupancy?camera=cam1&zone=plaza&class=person&bucket=hour").await;
     assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(
         r.json(),
@@ -523,13 +592,16 @@ async fn occupancy_aggregates_per_bucket() {
         .await
         .json();
     let rows = v["occupancy"].as_array().unwrap();
-    let keys: Vec<(&str, &str)> = rows.iter().map(|r| (r["zone"].as_str().unwrap(), r["class"].as_str().unwrap())).collect();
+    let keys: Vec<(&str, &str)> =
+        rows.iter().map(|r| (r["zone"].as_str().unwrap(), r["class"].as_str().unwrap())).collect();
     assert_eq!(keys, vec![("kerb", "*"), ("kerb", "car"), ("plaza", "*"), ("plaza", "person")]);
     assert_eq!(rows[1]["mean"], 0.5);
     // Default bucket hour; nothing for another camera; protected.
     let v = get(&fx, "/api/v1/stats/occupancy?camera=cam2").await.json();
     assert_eq!(v, serde_json::json!({"bucket": "hour", "occupancy": []}));
-    call(&fx, "GET", "/api/v1/stats/occupancy", None).await.error(StatusCode::UNAUTHORIZED, "unauthorized");
+    call(&fx, "GET", "/api/v1/stats/occupancy", None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
 #[tokio::test]
@@ -544,7 +616,9 @@ async fn occupancy_bad_parameters_are_400() {
         ("line=gate", "line"),
         ("since=2026-02-01T00:00:00Z&until=2026-02-01T00:00:00Z", "until"),
     ] {
-        let e = get(&fx, &format!("/api/v1/stats/occupancy?{q}")).await.error(StatusCode::BAD_REQUEST, "bad_request");
+        let e = get(&fx, &format!("/api/v1/stats/occupancy?{q}"))
+            .await
+            .error(StatusCode::BAD_REQUEST, "bad_request");
         assert_eq!(e["parameter"], param, "{q}: {e}");
     }
 }

@@ -35,7 +35,10 @@ pub(crate) fn parse_feed_query(raw: Option<&str>) -> Result<FeedQuery, ApiError>
     for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         let key = key.into_owned();
         if seen.contains(&key) {
-            return Err(ApiError::bad_param(&key, format!("query parameter `{key}` given more than once")));
+            return Err(ApiError::bad_param(
+                &key,
+                format!("query parameter `{key}` given more than once"),
+            ));
         }
         match key.as_str() {
             "after" => {
@@ -74,7 +77,8 @@ pub(crate) fn parse_feed_query(raw: Option<&str>) -> Result<FeedQuery, ApiError>
 
 fn feed_response(page: FeedPage) -> Response {
     // The envelopes are stored as JSON text: they are sent as stored, not re-encoded.
-    let mut body = String::with_capacity(page.changes.iter().map(|c| c.1.len() + 1).sum::<usize>() + 64);
+    let mut body =
+        String::with_capacity(page.changes.iter().map(|c| c.1.len() + 1).sum::<usize>() + 64);
     body.push_str("{\"changes\":[");
     for (i, (_, env)) in page.changes.iter().enumerate() {
         if i > 0 {
@@ -131,7 +135,8 @@ pub(crate) struct UplinkStatus {
 pub(super) async fn status(State(st): State<ApiState>) -> Result<Json<UplinkStatus>, ApiError> {
     let s = st.store.clone();
     let (last_seq, sinks) =
-        blocking(move || Ok((s.outbox_last_seq()?, s.uplink_status(OffsetDateTime::now_utc())?))).await?;
+        blocking(move || Ok((s.outbox_last_seq()?, s.uplink_status(OffsetDateTime::now_utc())?)))
+            .await?;
     Ok(Json(UplinkStatus { box_id: st.box_id.clone(), last_seq, sinks }))
 }
 
@@ -141,7 +146,11 @@ fn label(v: &str) -> String {
 }
 
 /// The text exposition of the uplink and camera figures.
-pub(crate) fn render_metrics(last_seq: i64, sinks: &[SinkStatus], cameras: &[crate::health::CameraHealth]) -> String {
+pub(crate) fn render_metrics(
+    last_seq: i64,
+    sinks: &[SinkStatus],
+    cameras: &[crate::health::CameraHealth],
+) -> String {
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -153,26 +162,50 @@ pub(crate) fn render_metrics(last_seq: i64, sinks: &[SinkStatus], cameras: &[cra
     let per_sink = |f: &dyn Fn(&SinkStatus) -> Option<f64>| -> Vec<(String, f64)> {
         sinks
             .iter()
-            .filter_map(|s| f(s).map(|v| (format!("{{sink=\"{}\",kind=\"{}\"}}", label(&s.name), label(&s.kind)), v)))
+            .filter_map(|s| {
+                f(s).map(|v| {
+                    (format!("{{sink=\"{}\",kind=\"{}\"}}", label(&s.name), label(&s.kind)), v)
+                })
+            })
             .collect()
     };
     let secs = |t: Option<OffsetDateTime>| t.map(|t| t.unix_timestamp_nanos() as f64 / 1e9);
-    family("gridwatch_outbox_last_seq", "gauge", "Highest outbox sequence number (changes recorded for the uplink).", vec![(String::new(), last_seq as f64)]);
-    family("gridwatch_uplink_backlog", "gauge", "Changes not yet delivered to the sink.", per_sink(&|s| Some(s.backlog as f64)));
+    family(
+        "gridwatch_outbox_last_seq",
+        "gauge",
+        "Highest outbox sequence number (changes recorded for the uplink).",
+        vec![(String::new(), last_seq as f64)],
+    );
+    family(
+        "gridwatch_uplink_backlog",
+        "gauge",
+        "Changes not yet delivered to the sink.",
+        per_sink(&|s| Some(s.backlog as f64)),
+    );
     family(
         "gridwatch_uplink_oldest_undelivered_age_seconds",
         "gauge",
         "Age of the oldest change not yet delivered to the sink (0 when none).",
         per_sink(&|s| Some(s.oldest_undelivered_age_secs.unwrap_or(0.0))),
     );
-    family("gridwatch_uplink_delivered_total", "counter", "Changes acknowledged by the sink.", per_sink(&|s| Some(s.delivered_total as f64)));
+    family(
+        "gridwatch_uplink_delivered_total",
+        "counter",
+        "Changes acknowledged by the sink.",
+        per_sink(&|s| Some(s.delivered_total as f64)),
+    );
     family(
         "gridwatch_uplink_failed_attempts_total",
         "counter",
         "Delivery attempts that failed.",
         per_sink(&|s| Some(s.failed_attempts_total as f64)),
     );
-    family("gridwatch_uplink_dead_letters", "gauge", "Changes the sink gave up on.", per_sink(&|s| Some(s.dead_letter_count as f64)));
+    family(
+        "gridwatch_uplink_dead_letters",
+        "gauge",
+        "Changes the sink gave up on.",
+        per_sink(&|s| Some(s.dead_letter_count as f64)),
+    );
     family(
         "gridwatch_uplink_retrying",
         "gauge",
@@ -197,7 +230,12 @@ pub(crate) fn render_metrics(last_seq: i64, sinks: &[SinkStatus], cameras: &[cra
         "1 while the camera delivers frames.",
         cameras
             .iter()
-            .map(|c| (format!("{{camera=\"{}\"}}", label(&c.id)), f64::from(u8::from(c.state == CameraState::Online))))
+            .map(|c| {
+                (
+                    format!("{{camera=\"{}\"}}", label(&c.id)),
+                    f64::from(u8::from(c.state == CameraState::Online)),
+                )
+            })
             .collect(),
     );
     out
@@ -208,9 +246,17 @@ pub(crate) fn render_metrics(last_seq: i64, sinks: &[SinkStatus], cameras: &[cra
 pub(super) async fn metrics(State(st): State<ApiState>) -> Result<Response, ApiError> {
     let s = st.store.clone();
     let (last_seq, sinks) =
-        blocking(move || Ok((s.outbox_last_seq()?, s.uplink_status(OffsetDateTime::now_utc())?))).await?;
+        blocking(move || Ok((s.outbox_last_seq()?, s.uplink_status(OffsetDateTime::now_utc())?)))
+            .await?;
     let body = render_metrics(last_seq, &sinks, &st.registry.all());
-    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], body).into_response())
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response())
 }
 
 /// How long one event stream stays open before the server ends it; the browser reconnects
@@ -222,18 +268,34 @@ const STREAM_KEEPALIVE_SECS: u64 = 15;
 
 /// Where an event stream starts: after `Last-Event-ID` (a reconnect), after `?after=`, or
 /// after the newest change (only what happens from now on).
-pub(crate) fn parse_stream_start(raw: Option<&str>, last_event_id: Option<&str>) -> Result<Option<i64>, ApiError> {
+pub(crate) fn parse_stream_start(
+    raw: Option<&str>,
+    last_event_id: Option<&str>,
+) -> Result<Option<i64>, ApiError> {
     let cursor = |name: &str, v: &str| {
         v.trim().parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-            ApiError::bad_param(name, format!("`{name}` must be a non-negative integer (an event stream id), got `{v}`"))
+            ApiError::bad_param(
+                name,
+                format!("`{name}` must be a non-negative integer (an event stream id), got `{v}`"),
+            )
         })
     };
     let mut after = None;
     for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         match key.as_ref() {
             "after" if after.is_none() => after = Some(cursor("after", &value)?),
-            "after" => return Err(ApiError::bad_param("after", "query parameter `after` given more than once")),
-            k => return Err(ApiError::bad_param(k, format!("unknown query parameter `{k}` (allowed: after)"))),
+            "after" => {
+                return Err(ApiError::bad_param(
+                    "after",
+                    "query parameter `after` given more than once",
+                ))
+            }
+            k => {
+                return Err(ApiError::bad_param(
+                    k,
+                    format!("unknown query parameter `{k}` (allowed: after)"),
+                ))
+            }
         }
     }
     match last_event_id {
@@ -267,14 +329,20 @@ pub(super) async fn stream(
     let store = st.store.clone();
     tokio::spawn(async move {
         let mut signal = store.feed_signal();
-        let _ = tx.send(Ok(Event::default().retry(Duration::from_secs(2)).comment("gridwatch events"))).await;
+        let _ = tx
+            .send(Ok(Event::default().retry(Duration::from_secs(2)).comment("gridwatch events")))
+            .await;
         loop {
             let sig = *signal.borrow_and_update();
             if sig.closing {
                 return;
             }
             let (s, f) = (store.clone(), filter.clone());
-            let page = match blocking(move || Ok(s.feed_page_scoped(after, FEED_DEFAULT_LIMIT, f.as_ref())?)).await {
+            let page = match blocking(move || {
+                Ok(s.feed_page_scoped(after, FEED_DEFAULT_LIMIT, f.as_ref())?)
+            })
+            .await
+            {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(error = %e, "event stream: reading changes failed; closing the stream");
@@ -282,7 +350,11 @@ pub(super) async fn stream(
                 }
             };
             for (seq, env) in &page.changes {
-                if tx.send(Ok(Event::default().event("change").id(seq.to_string()).data(env))).await.is_err() {
+                if tx
+                    .send(Ok(Event::default().event("change").id(seq.to_string()).data(env)))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -334,16 +406,31 @@ mod tests {
 
     fn start(store: &Store, cam: &str) {
         store
-            .apply(&EventChange::bare(uuid::Uuid::now_v7(), Change::Started, cam, "presence", Severity::Low, OffsetDateTime::now_utc()))
+            .apply(&EventChange::bare(
+                uuid::Uuid::now_v7(),
+                Change::Started,
+                cam,
+                "presence",
+                Severity::Low,
+                OffsetDateTime::now_utc(),
+            ))
             .unwrap();
     }
 
     async fn get(st: &ApiState, uri: &str) -> (StatusCode, String, String) {
-        let req = Request::get(uri).header("authorization", format!("Bearer {TOKEN}")).body(Body::empty()).unwrap();
+        let req = Request::get(uri)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap();
         let resp = super::super::router(st.clone()).oneshot(req).await.unwrap();
         let status = resp.status();
-        let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
-        let body = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec())
+            .unwrap();
         (status, ct, body)
     }
 
@@ -353,7 +440,10 @@ mod tests {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = super::super::router(st.clone()).oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        let resp = super::super::router(st.clone())
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         (resp.status(), resp.into_body())
     }
 
@@ -369,7 +459,8 @@ mod tests {
             text.push_str(std::str::from_utf8(&frame.into_data().unwrap()).unwrap());
             while let Some(end) = text.find("\n\n") {
                 let msg: String = text.drain(..end + 2).collect();
-                let field = |name: &str| msg.lines().find_map(|l| l.strip_prefix(name)).map(str::to_string);
+                let field =
+                    |name: &str| msg.lines().find_map(|l| l.strip_prefix(name)).map(str::to_string);
                 if field("event: ").as_deref() == Some("change") {
                     let id = field("id: ").unwrap().parse().unwrap();
                     out.push((id, serde_json::from_str(&field("data: ").unwrap()).unwrap()));
@@ -392,12 +483,16 @@ mod tests {
             start(&store, "a");
         });
         let got = changes(&mut body, 2).await;
-        assert_eq!(got.iter().map(|(_, e)| e["camera_id"].as_str().unwrap()).collect::<Vec<_>>(), ["b", "a"]);
+        assert_eq!(
+            got.iter().map(|(_, e)| e["camera_id"].as_str().unwrap()).collect::<Vec<_>>(),
+            ["b", "a"]
+        );
         assert!(got.iter().all(|(id, e)| e["seq"] == *id && e["change"] == "started"));
 
         // A reconnect with Last-Event-ID gets what came after it, and nothing before.
         let first = got[0].0.to_string();
-        let (_, mut body) = open_stream(&st, "/api/v1/events/stream", &[("last-event-id", &first)]).await;
+        let (_, mut body) =
+            open_stream(&st, "/api/v1/events/stream", &[("last-event-id", &first)]).await;
         assert_eq!(changes(&mut body, 1).await[0].0, got[1].0);
         let (_, mut body) = open_stream(&st, "/api/v1/events/stream?after=0", &[]).await;
         assert_eq!(changes(&mut body, 3).await.len(), 3);
@@ -408,7 +503,8 @@ mod tests {
             ("/api/v1/events/stream", vec![("last-event-id", "x")], "Last-Event-ID"),
         ] {
             let (status, body) = open_stream(&st, uri, &headers).await;
-            let text = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+            let text =
+                String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
             assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {text}");
             assert!(text.contains(param), "{uri}: {text}");
         }
@@ -462,12 +558,19 @@ mod tests {
         let written = writer.await.unwrap();
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["changes"][0]["seq"], 8, "{body}");
-        assert!(answered.duration_since(written) < Duration::from_secs(1), "{:?}", answered.duration_since(written));
+        assert!(
+            answered.duration_since(written) < Duration::from_secs(1),
+            "{:?}",
+            answered.duration_since(written)
+        );
         assert!(t0.elapsed() < Duration::from_secs(5));
         // A long-poll with nothing new returns empty after wait_secs; closing answers at once.
         let t0 = Instant::now();
         let (_, _, body) = get(&st, "/api/v1/feed?after=8&wait_secs=1").await;
-        assert!(t0.elapsed() >= Duration::from_secs(1) && body.contains("\"changes\":[]"), "{body}");
+        assert!(
+            t0.elapsed() >= Duration::from_secs(1) && body.contains("\"changes\":[]"),
+            "{body}"
+        );
         st.store.close_feed();
         let t0 = Instant::now();
         get(&st, "/api/v1/feed?after=8&wait_secs=30").await;
@@ -477,16 +580,29 @@ mod tests {
     #[tokio::test]
     async fn feed_parameters_are_checked() {
         let (_d, st) = state();
-        for (q, param) in [("after=-1", "after"), ("limit=0", "limit"), ("limit=1001", "limit"), ("wait_secs=61", "wait_secs"), ("x=1", "x"), ("after=1&after=2", "after")] {
+        for (q, param) in [
+            ("after=-1", "after"),
+            ("limit=0", "limit"),
+            ("limit=1001", "limit"),
+            ("wait_secs=61", "wait_secs"),
+            ("x=1", "x"),
+            ("after=1&after=2", "after"),
+        ] {
             let (status, _, body) = get(&st, &format!("/api/v1/feed?{q}")).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{q}");
             let v: serde_json::Value = serde_json::from_str(&body).unwrap();
             assert_eq!(v["error"]["parameter"], param, "{q}: {body}");
         }
         let req = Request::get("/api/v1/feed").body(Body::empty()).unwrap();
-        assert_eq!(super::super::router(st.clone()).oneshot(req).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            super::super::router(st.clone()).oneshot(req).await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
         let req = Request::get("/metrics").body(Body::empty()).unwrap();
-        assert_eq!(super::super::router(st.clone()).oneshot(req).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            super::super::router(st.clone()).oneshot(req).await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
 
     /// The envelope, feed page and status the box serves have exactly the fields
@@ -503,8 +619,12 @@ mod tests {
             let keys = |x: &serde_json::Value| -> std::collections::BTreeSet<String> {
                 x.as_object().unwrap().keys().cloned().collect()
             };
-            let required: std::collections::BTreeSet<String> =
-                s["required"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
+            let required: std::collections::BTreeSet<String> = s["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k.as_str().unwrap().to_string())
+                .collect();
             assert_eq!(keys(&s["properties"]), required, "{schema}: every property is required");
             assert_eq!(keys(v), required, "{schema}: served fields differ from the spec");
         };
@@ -523,7 +643,9 @@ mod tests {
     #[tokio::test]
     async fn status_and_metrics_show_backlog_and_errors() {
         let (_d, st) = state();
-        st.store.register_sinks(&[("city".into(), "webhook".into(), "http://127.0.0.1:9/h".into())]).unwrap();
+        st.store
+            .register_sinks(&[("city".into(), "webhook".into(), "http://127.0.0.1:9/h".into())])
+            .unwrap();
         start(&st.store, "a");
         start(&st.store, "b");
         let (status, _, body) = get(&st, "/api/v1/uplink").await;
@@ -536,7 +658,10 @@ mod tests {
         let (status, ct, text) = get(&st, "/metrics").await;
         assert_eq!(status, StatusCode::OK);
         assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
-        assert!(text.contains("gridwatch_uplink_backlog{sink=\"city\",kind=\"webhook\"} 2\n"), "{text}");
+        assert!(
+            text.contains("gridwatch_uplink_backlog{sink=\"city\",kind=\"webhook\"} 2\n"),
+            "{text}"
+        );
         assert!(text.contains("# TYPE gridwatch_uplink_delivered_total counter\n"), "{text}");
         assert!(text.contains("gridwatch_outbox_last_seq 2\n"), "{text}");
         // Every sample line is `name{labels} value` with a numeric value.

@@ -48,11 +48,7 @@ pub struct OutputTensor<'a> {
 
 impl<'a> OutputTensor<'a> {
     pub fn new(name: &'a str, shape: &[usize], data: &'a [f32]) -> Self {
-        OutputTensor {
-            name,
-            shape: shape.to_vec(),
-            data,
-        }
+        OutputTensor { name, shape: shape.to_vec(), data }
     }
 }
 
@@ -70,10 +66,7 @@ impl std::fmt::Display for DecodeError {
 }
 
 fn err(out: &OutputTensor, msg: impl Into<String>) -> DecodeError {
-    DecodeError {
-        output: out.name.to_string(),
-        msg: msg.into(),
-    }
+    DecodeError { output: out.name.to_string(), msg: msg.into() }
 }
 
 fn check_len(out: &OutputTensor) -> Result<(), DecodeError> {
@@ -81,11 +74,7 @@ fn check_len(out: &OutputTensor) -> Result<(), DecodeError> {
     if n != out.data.len() {
         return Err(err(
             out,
-            format!(
-                "shape {:?} needs {n} values, got {}",
-                out.shape,
-                out.data.len()
-            ),
+            format!("shape {:?} needs {n} values, got {}", out.shape, out.data.len()),
         ));
     }
     Ok(())
@@ -130,15 +119,9 @@ pub fn decode_yolox(
 ) -> Result<Vec<RawDetection>, DecodeError> {
     let (n, c) = rows_cols(out)?;
     if c < 6 {
-        return Err(err(
-            out,
-            format!("expected 5 + classes values per row, got {c}"),
-        ));
+        return Err(err(out, format!("expected 5 + classes values per row, got {c}")));
     }
-    let expected: usize = strides
-        .iter()
-        .map(|&s| cells(in_w, s) * cells(in_h, s))
-        .sum();
+    let expected: usize = strides.iter().map(|&s| cells(in_w, s) * cells(in_h, s)).sum();
     if n != expected {
         return Err(err(
             out,
@@ -239,10 +222,7 @@ pub fn decode_yolov5(
 ) -> Result<Vec<RawDetection>, DecodeError> {
     let (n, c) = rows_cols(out)?;
     if c < 6 {
-        return Err(err(
-            out,
-            format!("expected 5 + classes values per row, got {c}"),
-        ));
+        return Err(err(out, format!("expected 5 + classes values per row, got {c}")));
     }
     let mut dets = Vec::new();
     for r in out.data.chunks_exact(c).take(n) {
@@ -253,9 +233,7 @@ pub fn decode_yolov5(
         let (cls, cs) = argmax(&r[5..]);
         let score = obj * cs;
         if score >= score_threshold {
-            dets.push(RawDetection::from_cxcywh(
-                r[0], r[1], r[2], r[3], score, cls,
-            ));
+            dets.push(RawDetection::from_cxcywh(r[0], r[1], r[2], r[3], score, cls));
         }
     }
     Ok(dets)
@@ -286,9 +264,7 @@ pub fn decode_darknet(
                 ))
             }
         };
-        let Some(si) = strides
-            .iter()
-            .position(|&s| cells(in_w, s) == gw && cells(in_h, s) == gh)
+        let Some(si) = strides.iter().position(|&s| cells(in_w, s) == gw && cells(in_h, s) == gh)
         else {
             return Err(err(
                 out,
@@ -305,10 +281,7 @@ pub fn decode_darknet(
         let anc = &anchors[si];
         let na = anc.len();
         if ch % na != 0 || ch / na < 6 {
-            return Err(err(
-                out,
-                format!("{ch} channels is not {na} anchors × (5 + classes)"),
-            ));
+            return Err(err(out, format!("{ch} channels is not {na} anchors × (5 + classes)")));
         }
         let per = ch / na;
         let plane = gh * gw;
@@ -376,10 +349,8 @@ pub fn decode_nanodet(
 ) -> Result<Vec<RawDetection>, DecodeError> {
     let bins = reg_max as usize + 1;
     let dist_c = 4 * bins;
-    let grid: Vec<(usize, usize)> = strides
-        .iter()
-        .map(|&s| (cells(in_w, s), cells(in_h, s)))
-        .collect();
+    let grid: Vec<(usize, usize)> =
+        strides.iter().map(|&s| (cells(in_w, s), cells(in_h, s))).collect();
     let mut dets = Vec::new();
 
     // Single concatenated output.
@@ -476,17 +447,7 @@ pub fn decode_nanodet(
         for cell in 0..gw * gh {
             let sc = &c_out.data[cell * nc..(cell + 1) * nc];
             let dd = &d_out.data[cell * dist_c..(cell + 1) * dist_c];
-            nanodet_cell(
-                sc,
-                dd,
-                cell,
-                gw,
-                s,
-                bins,
-                center_offset,
-                score_threshold,
-                &mut dets,
-            );
+            nanodet_cell(sc, dd, cell, gw, s, bins, center_offset, score_threshold, &mut dets);
         }
     }
     Ok(dets)
@@ -543,10 +504,7 @@ pub fn decode_end_to_end(
     if c != 6 {
         return Err(err(
             out,
-            format!(
-                "expected [1, N, 6] (x1, y1, x2, y2, score, class), got {:?}",
-                out.shape
-            ),
+            format!("expected [1, N, 6] (x1, y1, x2, y2, score, class), got {:?}", out.shape),
         ));
     }
     Ok(out
@@ -584,10 +542,7 @@ pub fn nms(
         if keep.len() >= max_detections {
             break;
         }
-        if keep
-            .iter()
-            .any(|k| k.class_id == d.class_id && k.iou(&d) > iou_threshold)
-        {
+        if keep.iter().any(|k| k.class_id == d.class_id && k.iou(&d) > iou_threshold) {
             continue;
         }
         keep.push(d);
@@ -746,12 +701,8 @@ mod tests {
         let out = OutputTensor::new("output0", &[1, 100, 6], &big);
         assert!(decode_yolov8(&out, None, 0.25).unwrap().is_empty());
         // A class count that fits neither dimension is an error naming the output.
-        let e = decode_yolov8(
-            &OutputTensor::new("output0", &[1, 6, 3], &cf),
-            Some(80),
-            0.25,
-        )
-        .unwrap_err();
+        let e = decode_yolov8(&OutputTensor::new("output0", &[1, 6, 3], &cf), Some(80), 0.25)
+            .unwrap_err();
         assert_eq!(e.output, "output0");
     }
 
@@ -785,10 +736,8 @@ mod tests {
         set(&mut a, 5, logit(0.2));
         set(&mut a, 6, logit(0.8));
         let b = vec![-10f32; 7];
-        let outs = [
-            OutputTensor::new("b", &[1, 7, 1, 1], &b),
-            OutputTensor::new("a", &[1, 7, 2, 2], &a),
-        ];
+        let outs =
+            [OutputTensor::new("b", &[1, 7, 1, 1], &b), OutputTensor::new("a", &[1, 7, 2, 2], &a)];
         let dets = decode_darknet(&outs, 16, 16, &[8, 16], &anchors, 1.0, 0.3).unwrap();
         assert_eq!(dets.len(), 1);
         assert_eq!(dets[0].class_id, 1);
@@ -856,10 +805,8 @@ mod tests {
             dis[side * bins] = 0.0;
             dis[side * bins + 1] = 0.0;
         }
-        let outs = [
-            OutputTensor::new("c", &[1, 1, 1], &cls),
-            OutputTensor::new("d", &[1, 1, 8], &dis),
-        ];
+        let outs =
+            [OutputTensor::new("c", &[1, 1, 1], &cls), OutputTensor::new("d", &[1, 1, 8], &dis)];
         let dets = decode_nanodet(&outs, 8, 8, &[8], 1, 0.0, Some(1), 0.5).unwrap();
         assert_box(&dets[0], [0.0, 0.0, 8.0, 8.0]);
     }
@@ -894,24 +841,12 @@ mod tests {
     }
 
     fn rd(x1: f32, score: f32, class_id: usize) -> RawDetection {
-        RawDetection {
-            x1,
-            y1: 0.0,
-            x2: x1 + 10.0,
-            y2: 10.0,
-            score,
-            class_id,
-        }
+        RawDetection { x1, y1: 0.0, x2: x1 + 10.0, y2: 10.0, score, class_id }
     }
 
     #[test]
     fn nms_suppresses_same_class_only() {
-        let dets = vec![
-            rd(0.0, 0.8, 0),
-            rd(1.0, 0.9, 0),
-            rd(1.0, 0.7, 1),
-            rd(50.0, 0.6, 0),
-        ];
+        let dets = vec![rd(0.0, 0.8, 0), rd(1.0, 0.9, 0), rd(1.0, 0.7, 1), rd(50.0, 0.6, 0)];
         let kept = nms(dets, 0.5, 100);
         assert_eq!(kept.len(), 3);
         assert_eq!(kept[0], rd(1.0, 0.9, 0)); // best of the overlapping pair
@@ -949,9 +884,7 @@ mod tests {
             nms_iou: 0.5,
             max_detections: 1,
         };
-        let out = dec
-            .decode(&[OutputTensor::new("dets", &[1, 2, 6], &d)])
-            .unwrap();
+        let out = dec.decode(&[OutputTensor::new("dets", &[1, 2, 6], &d)]).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].score, 0.95);
         assert!(dec.decode(&[]).is_err());

@@ -26,10 +26,7 @@ pub struct DetectorOptions {
 
 impl Default for DetectorOptions {
     fn default() -> Self {
-        DetectorOptions {
-            intra_op_threads: 2,
-            execution_providers: vec!["cpu".into()],
-        }
+        DetectorOptions { intra_op_threads: 2, execution_providers: vec!["cpu".into()] }
     }
 }
 
@@ -91,16 +88,10 @@ fn register_providers(
         let r: Option<Result<(), String>> = match n.as_str() {
             "cpu" => None,
             "cuda" => Some(try_register(builder, ort::ep::CUDA::default(), "CUDA")),
-            "tensorrt" | "trt" => Some(try_register(
-                builder,
-                ort::ep::TensorRT::default(),
-                "TensorRT",
-            )),
-            "openvino" => Some(try_register(
-                builder,
-                ort::ep::OpenVINO::default(),
-                "OpenVINO",
-            )),
+            "tensorrt" | "trt" => {
+                Some(try_register(builder, ort::ep::TensorRT::default(), "TensorRT"))
+            }
+            "openvino" => Some(try_register(builder, ort::ep::OpenVINO::default(), "OpenVINO")),
             other => {
                 return Err(InferError::Options(format!(
                     "unknown execution provider `{other}` (use \"cpu\", \"cuda\", \"tensorrt\" or \"openvino\")"
@@ -127,14 +118,11 @@ fn try_register<E: ExecutionProvider>(
     match E::is_available() {
         Ok(true) => {}
         Ok(false) => {
-            return Err(format!(
-                "this ONNX Runtime build has no {label} execution provider"
-            ))
+            return Err(format!("this ONNX Runtime build has no {label} execution provider"))
         }
         Err(e) => return Err(format!("cannot query {label} support: {e}")),
     }
-    ep.register(builder)
-        .map_err(|e| format!("{label} registration failed: {e}"))
+    ep.register(builder).map_err(|e| format!("{label} registration failed: {e}"))
 }
 
 impl Detector {
@@ -156,10 +144,7 @@ impl Detector {
         };
         let mut builder = Session::builder(env)
             .map_err(ort_msg)
-            .and_then(|b| {
-                b.with_optimization_level(GraphOptimizationLevel::All)
-                    .map_err(ort_msg)
-            })
+            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::All).map_err(ort_msg))
             .map_err(sess_err)?;
         if opts.intra_op_threads > 0 {
             builder = builder
@@ -167,9 +152,7 @@ impl Detector {
                 .map_err(|e| sess_err(ort_msg(e)))?;
         }
         let providers = register_providers(&mut builder, &opts.execution_providers, &model)?;
-        let session = builder
-            .commit_from_memory(&bytes)
-            .map_err(|e| sess_err(ort_msg(e)))?;
+        let session = builder.commit_from_memory(&bytes).map_err(|e| sess_err(ort_msg(e)))?;
 
         // Input.
         let input_name = match &manifest.input.name {
@@ -187,10 +170,7 @@ impl Detector {
             None => match session.inputs().first() {
                 Some(i) => i.name().to_string(),
                 None => {
-                    return Err(InferError::Model {
-                        model,
-                        msg: "the model has no inputs".into(),
-                    })
+                    return Err(InferError::Model { model, msg: "the model has no inputs".into() })
                 }
             },
         };
@@ -221,11 +201,8 @@ impl Detector {
                 }
             }
         }
-        let output_names: Vec<String> = session
-            .outputs()
-            .iter()
-            .map(|o| o.name().to_string())
-            .collect();
+        let output_names: Vec<String> =
+            session.outputs().iter().map(|o| o.name().to_string()).collect();
         for o in session.outputs() {
             let ty = o.dtype().tensor_type();
             if ty != Some(TensorElementType::Float32) {
@@ -237,10 +214,7 @@ impl Detector {
             }
         }
         if output_names.is_empty() {
-            return Err(InferError::Model {
-                model,
-                msg: "the model has no outputs".into(),
-            });
+            return Err(InferError::Model { model, msg: "the model has no outputs".into() });
         }
 
         let decoder = Decoder::from_manifest(manifest, Some(labels.len()));
@@ -283,10 +257,7 @@ impl Detector {
         let transform = self
             .pre
             .run(rgb, width, height)
-            .map_err(|msg| InferError::Input {
-                model: self.name.clone(),
-                msg,
-            })?;
+            .map_err(|msg| InferError::Input { model: self.name.clone(), msg })?;
         let t1 = Instant::now();
 
         let shape = self.pre.shape();
@@ -299,10 +270,7 @@ impl Detector {
         let outputs = self
             .session
             .run(ort::inputs![self.input_name.as_str() => input])
-            .map_err(|e| InferError::Run {
-                model: self.name.clone(),
-                msg: e.to_string(),
-            })?;
+            .map_err(|e| InferError::Run { model: self.name.clone(), msg: e.to_string() })?;
         let t2 = Instant::now();
 
         let mut views: Vec<OutputTensor> = Vec::with_capacity(self.output_names.len());
@@ -314,27 +282,22 @@ impl Detector {
                     msg: "missing from the results".into(),
                 });
             };
-            let (shape, data) = v
-                .try_extract_tensor::<f32>()
-                .map_err(|e| InferError::Output {
-                    model: self.name.clone(),
-                    output: name.clone(),
-                    msg: format!("not a float32 tensor: {e}"),
-                })?;
+            let (shape, data) = v.try_extract_tensor::<f32>().map_err(|e| InferError::Output {
+                model: self.name.clone(),
+                output: name.clone(),
+                msg: format!("not a float32 tensor: {e}"),
+            })?;
             views.push(OutputTensor {
                 name: name.as_str(),
                 shape: shape.iter().map(|d| (*d).max(0) as usize).collect(),
                 data,
             });
         }
-        let raw = self
-            .decoder
-            .decode(&views)
-            .map_err(|e| InferError::Output {
-                model: self.name.clone(),
-                output: e.output.clone(),
-                msg: e.msg.clone(),
-            })?;
+        let raw = self.decoder.decode(&views).map_err(|e| InferError::Output {
+            model: self.name.clone(),
+            output: e.output.clone(),
+            msg: e.msg.clone(),
+        })?;
         drop(views);
         drop(outputs);
 
@@ -358,11 +321,7 @@ impl Detector {
         }
         let t3 = Instant::now();
         let ms = |a: Instant, b: Instant| (b - a).as_secs_f32() * 1000.0;
-        self.timings = Timings {
-            pre_ms: ms(t0, t1),
-            run_ms: ms(t1, t2),
-            post_ms: ms(t2, t3),
-        };
+        self.timings = Timings { pre_ms: ms(t0, t1), run_ms: ms(t1, t2), post_ms: ms(t2, t3) };
         Ok(dets)
     }
 
@@ -396,11 +355,8 @@ impl Detector {
 
     /// Overrides the manifest's score threshold (clamped to 0–1).
     pub fn set_score_threshold(&mut self, t: f32) {
-        self.decoder.score_threshold = if t.is_finite() {
-            t.clamp(0.0, 1.0)
-        } else {
-            self.decoder.score_threshold
-        };
+        self.decoder.score_threshold =
+            if t.is_finite() { t.clamp(0.0, 1.0) } else { self.decoder.score_threshold };
     }
 }
 

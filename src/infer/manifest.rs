@@ -207,15 +207,9 @@ impl ModelManifest {
             source,
         })?;
         let abs = absolute(path);
-        let dir = abs
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("/"));
+        let dir = abs.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
         Self::parse(&text, &dir)
-            .map_err(|msg| InferError::Manifest {
-                path: path.to_path_buf(),
-                msg,
-            })
+            .map_err(|msg| InferError::Manifest { path: path.to_path_buf(), msg })
             .map(|mut m| {
                 m.manifest_path = abs;
                 m
@@ -230,13 +224,8 @@ impl ModelManifest {
             let inner = e.into_inner();
             format!("field `{path}`: {}", inner.message())
         })?;
-        let resolve = |p: &Path| {
-            normalise(&if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                dir.join(p)
-            })
-        };
+        let resolve =
+            |p: &Path| normalise(&if p.is_absolute() { p.to_path_buf() } else { dir.join(p) });
         let m = ModelManifest {
             file: resolve(&raw.file),
             labels_file: resolve(&raw.labels),
@@ -304,10 +293,8 @@ impl ModelManifest {
         let only = |field: &str, kinds: &str| {
             format!("field `output.{field}`: not used by kind = \"{kind}\" (only by {kinds})")
         };
-        let uses_strides = matches!(
-            o.kind,
-            DecoderKind::Yolox | DecoderKind::Nanodet | DecoderKind::Darknet
-        );
+        let uses_strides =
+            matches!(o.kind, DecoderKind::Yolox | DecoderKind::Nanodet | DecoderKind::Darknet);
         if o.strides.is_some() && !uses_strides {
             return Err(only("strides", "yolox, nanodet, darknet"));
         }
@@ -360,10 +347,7 @@ impl ModelManifest {
 
     /// Decoder strides (default [8, 16, 32]).
     pub fn strides(&self) -> Vec<u32> {
-        self.output
-            .strides
-            .clone()
-            .unwrap_or_else(|| vec![8, 16, 32])
+        self.output.strides.clone().unwrap_or_else(|| vec![8, 16, 32])
     }
 
     /// Reads the labels file: one name per line, surrounding blanks trimmed, trailing empty lines ignored.
@@ -386,11 +370,7 @@ impl ModelManifest {
         if let Some(i) = labels.iter().position(|l| l.is_empty()) {
             return Err(InferError::Model {
                 model: self.name.clone(),
-                msg: format!(
-                    "labels file {}: line {} is empty",
-                    self.labels_file.display(),
-                    i + 1
-                ),
+                msg: format!("labels file {}: line {} is empty", self.labels_file.display(), i + 1),
             });
         }
         Ok(labels)
@@ -530,20 +510,14 @@ nms_iou = 0.6
     fn darknet_needs_anchor_per_stride() {
         let t = GOOD
             .replace("kind = \"nanodet\"", "kind = \"darknet\"")
-            .replace(
-                "reg_max = 10",
-                "strides = [16, 32]\nanchors = [[[10.0, 14.0]]]",
-            );
+            .replace("reg_max = 10", "strides = [16, 32]\nanchors = [[[10.0, 14.0]]]");
         let e = ModelManifest::parse(&t, Path::new("/")).unwrap_err();
         assert!(e.contains("output.anchors"), "{e}");
     }
 
     #[test]
     fn std_and_scale_conflict() {
-        let t = GOOD.replace(
-            "std = [2.0, 4.0, 8.0]",
-            "std = [2.0, 4.0, 8.0]\nscale = 0.5",
-        );
+        let t = GOOD.replace("std = [2.0, 4.0, 8.0]", "std = [2.0, 4.0, 8.0]\nscale = 0.5");
         let e = ModelManifest::parse(&t, Path::new("/")).unwrap_err();
         assert!(e.contains("input.scale"), "{e}");
     }
@@ -559,10 +533,7 @@ nms_iou = 0.6
     fn checksum_mismatch_says_expected_and_actual() {
         let m = ModelManifest::parse(GOOD, Path::new("/")).unwrap();
         let e = m.check_sha256(b"hello").unwrap_err().to_string();
-        assert!(
-            e.contains("expected f2f3848a") && e.contains("actual 2cf24dba"),
-            "{e}"
-        );
+        assert!(e.contains("expected f2f3848a") && e.contains("actual 2cf24dba"), "{e}");
     }
 
     #[test]

@@ -21,40 +21,23 @@ pub use manifest::ModelManifest;
 #[derive(Debug, thiserror::Error)]
 pub enum InferError {
     #[error("cannot read {what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("model manifest {path}: {msg}")]
     Manifest { path: PathBuf, msg: String },
     #[error("model `{model}`: {path}: sha256 mismatch: expected {expected}, actual {actual} (the file is corrupt or not the model the manifest describes)")]
-    Checksum {
-        model: String,
-        path: PathBuf,
-        expected: String,
-        actual: String,
-    },
+    Checksum { model: String, path: PathBuf, expected: String, actual: String },
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
     #[error("ONNX Runtime is not initialised: call gridwatch::infer::runtime::init() before loading model `{model}`")]
     NotInitialised { model: String },
     #[error("model `{model}` ({path}): cannot create session: {msg}")]
-    Session {
-        model: String,
-        path: PathBuf,
-        msg: String,
-    },
+    Session { model: String, path: PathBuf, msg: String },
     #[error("model `{model}`: {msg}")]
     Model { model: String, msg: String },
     #[error("model `{model}`: invalid input frame: {msg}")]
     Input { model: String, msg: String },
     #[error("model `{model}`: output `{output}`: {msg}")]
-    Output {
-        model: String,
-        output: String,
-        msg: String,
-    },
+    Output { model: String, output: String, msg: String },
     #[error("model `{model}`: pre-processing (OpenCV): {msg}")]
     Preprocess { model: String, msg: String },
     #[error("model `{model}`: inference failed: {msg}")]

@@ -41,12 +41,7 @@ impl Transform {
                 0.0
             }
         };
-        BBox {
-            x1: c(x1.min(x2)),
-            y1: c(y1.min(y2)),
-            x2: c(x1.max(x2)),
-            y2: c(y1.max(y2)),
-        }
+        BBox { x1: c(x1.min(x2)), y1: c(y1.min(y2)), x2: c(x1.max(x2)), y2: c(y1.max(y2)) }
     }
 }
 
@@ -71,12 +66,7 @@ pub fn geometry(
 ) -> (Placement, Transform) {
     let (fw, fh) = (frame_w.max(1) as f32, frame_h.max(1) as f32);
     let p = match resize {
-        Resize::Stretch => Placement {
-            w: in_w,
-            h: in_h,
-            x: 0,
-            y: 0,
-        },
+        Resize::Stretch => Placement { w: in_w, h: in_h, x: 0, y: 0 },
         Resize::Letterbox | Resize::LetterboxCenter => {
             let r = (in_w as f32 / fw).min(in_h as f32 / fh);
             let w = ((fw * r).round() as u32).clamp(1, in_w);
@@ -191,9 +181,7 @@ impl Preprocessor {
                 opencv::imgproc::INTER_LINEAR,
             )
             .map_err(|e| format!("resize {width}x{height} → {}x{}: {e}", p.w, p.h))?;
-            self.resized
-                .data_bytes()
-                .map_err(|e| format!("reading the resized frame: {e}"))?
+            self.resized.data_bytes().map_err(|e| format!("reading the resized frame: {e}"))?
         };
         if resized.len() != p.w as usize * p.h as usize * 3 {
             return Err(format!(
@@ -253,15 +241,7 @@ mod tests {
     fn letterbox_top_left_mapping() {
         // 768x576 into 416x416: r = 416/768, image 416x312 at the top-left.
         let (p, t) = geometry(768, 576, 416, 416, Resize::Letterbox);
-        assert_eq!(
-            p,
-            Placement {
-                w: 416,
-                h: 312,
-                x: 0,
-                y: 0
-            }
-        );
+        assert_eq!(p, Placement { w: 416, h: 312, x: 0, y: 0 });
         let (x, y) = t.to_frame(416.0, 312.0);
         assert!(close(x, 1.0) && close(y, 1.0), "{x} {y}");
         let (x, y) = t.to_frame(208.0, 156.0);
@@ -272,30 +252,14 @@ mod tests {
     fn letterbox_center_mapping() {
         // 768x576 into 640x640: r = 640/768 → 640x480 centred, 80 px top and bottom.
         let (p, t) = geometry(768, 576, 640, 640, Resize::LetterboxCenter);
-        assert_eq!(
-            p,
-            Placement {
-                w: 640,
-                h: 480,
-                x: 0,
-                y: 80
-            }
-        );
+        assert_eq!(p, Placement { w: 640, h: 480, x: 0, y: 80 });
         let (x, y) = t.to_frame(0.0, 80.0);
         assert!(close(x, 0.0) && close(y, 0.0));
         let (x, y) = t.to_frame(320.0, 560.0);
         assert!(close(x, 0.5) && close(y, 1.0));
         // Portrait frame: padding left/right.
         let (p, t) = geometry(720, 1280, 640, 640, Resize::LetterboxCenter);
-        assert_eq!(
-            p,
-            Placement {
-                w: 360,
-                h: 640,
-                x: 140,
-                y: 0
-            }
-        );
+        assert_eq!(p, Placement { w: 360, h: 640, x: 140, y: 0 });
         let b = t.bbox(&RawDetection {
             x1: 140.0,
             y1: 0.0,
@@ -304,24 +268,13 @@ mod tests {
             score: 1.0,
             class_id: 0,
         });
-        assert!(
-            close(b.x1, 0.0) && close(b.x2, 1.0) && close(b.y2, 1.0),
-            "{b:?}"
-        );
+        assert!(close(b.x1, 0.0) && close(b.x2, 1.0) && close(b.y2, 1.0), "{b:?}");
     }
 
     #[test]
     fn stretch_mapping_and_clamp() {
         let (p, t) = geometry(640, 480, 320, 320, Resize::Stretch);
-        assert_eq!(
-            p,
-            Placement {
-                w: 320,
-                h: 320,
-                x: 0,
-                y: 0
-            }
-        );
+        assert_eq!(p, Placement { w: 320, h: 320, x: 0, y: 0 });
         let b = t.bbox(&RawDetection {
             x1: -10.0,
             y1: 80.0,
@@ -330,15 +283,7 @@ mod tests {
             score: 1.0,
             class_id: 0,
         });
-        assert_eq!(
-            b,
-            BBox {
-                x1: 0.0,
-                y1: 0.25,
-                x2: 0.5,
-                y2: 1.0
-            }
-        );
+        assert_eq!(b, BBox { x1: 0.0, y1: 0.25, x2: 0.5, y2: 1.0 });
     }
 
     #[test]

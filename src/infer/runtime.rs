@@ -26,9 +26,7 @@ pub fn candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
     if let Some(p) = explicit {
         v.push(std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
     }
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
+    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf))
     {
         v.push(dir.join("lib").join(LIB_NAME));
         v.push(dir.join(LIB_NAME));
@@ -51,10 +49,7 @@ pub fn init(explicit: Option<&Path>) -> Result<PathBuf, InferError> {
     }
     let (path, env) = load_first(&candidates(explicit), explicit.is_some())?;
     tracing::info!(library = %path.display(), version = ?version_of(&path), "ONNX Runtime loaded");
-    let _ = RUNTIME.set(Runtime {
-        path: path.clone(),
-        env,
-    });
+    let _ = RUNTIME.set(Runtime { path: path.clone(), env });
     Ok(path)
 }
 
@@ -99,10 +94,7 @@ fn load(path: &Path) -> Result<ort::environment::Environment, String> {
     let p = path.to_path_buf();
     let r = std::panic::catch_unwind(move || -> Result<ort::environment::Environment, String> {
         let builder = ort::init_from(&p).map_err(|e| e.to_string())?;
-        builder
-            .with_name("gridwatch")
-            .build()
-            .map_err(|e| e.to_string())
+        builder.with_name("gridwatch").build().map_err(|e| e.to_string())
     });
     match r {
         Ok(r) => r,
@@ -139,11 +131,7 @@ pub fn version() -> Option<String> {
     let info = std::panic::catch_unwind(ort::info).ok();
     if let Some(v) = info.and_then(|i| {
         i.split(|c: char| c == ',' || c.is_whitespace())
-            .find_map(|part| {
-                part.trim()
-                    .strip_prefix("git-branch=rel-")
-                    .map(str::to_string)
-            })
+            .find_map(|part| part.trim().strip_prefix("git-branch=rel-").map(str::to_string))
     }) {
         return Some(v);
     }
@@ -176,10 +164,7 @@ mod tests {
             version_of(Path::new("/nonexistent/libonnxruntime.so.1.32.0")).as_deref(),
             Some("1.32.0")
         );
-        assert_eq!(
-            version_of(Path::new("/nonexistent/libonnxruntime.so")),
-            None
-        );
+        assert_eq!(version_of(Path::new("/nonexistent/libonnxruntime.so")), None);
     }
 
     #[test]
@@ -189,13 +174,8 @@ mod tests {
         let fake = dir.join("libonnxruntime.so");
         std::fs::write(&fake, b"not a shared library").unwrap();
         let missing = dir.join("missing/libonnxruntime.so");
-        let e = load_first(&[missing.clone(), fake.clone()], true)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains(&missing.display().to_string()) && e.contains("not found"),
-            "{e}"
-        );
+        let e = load_first(&[missing.clone(), fake.clone()], true).unwrap_err().to_string();
+        assert!(e.contains(&missing.display().to_string()) && e.contains("not found"), "{e}");
         assert!(e.contains(&fake.display().to_string()), "{e}");
         assert!(e.contains("scripts/setup.sh"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);

@@ -45,7 +45,8 @@ impl Opener for GstOpener {
             .by_name("sink")
             .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
             .ok_or_else(|| IngestError::Pipeline("pipeline has no appsink named `sink`".into()))?;
-        let bus = pipeline.bus().ok_or_else(|| IngestError::Pipeline("pipeline has no bus".into()))?;
+        let bus =
+            pipeline.bus().ok_or_else(|| IngestError::Pipeline("pipeline has no bus".into()))?;
         let recording = match &self.record {
             Some(spec) => Some(Recording::attach(&pipeline, spec)?),
             None => None,
@@ -56,7 +57,14 @@ impl Opener for GstOpener {
             let _ = pipeline.set_state(gst::State::Null);
             return Err(IngestError::Source(msg));
         }
-        Ok(Box::new(GstStream { camera_id: self.camera_id.clone(), pipeline, sink, bus, index: 0, recording }))
+        Ok(Box::new(GstStream {
+            camera_id: self.camera_id.clone(),
+            pipeline,
+            sink,
+            bus,
+            index: 0,
+            recording,
+        }))
     }
 }
 
@@ -125,16 +133,20 @@ impl Timebase {
 
 impl Recording {
     fn attach(pipeline: &gst::Pipeline, spec: &RecordSpec) -> Result<Recording, IngestError> {
-        let recorder = pipeline
-            .by_name("recorder")
-            .ok_or_else(|| IngestError::Pipeline("record branch has no splitmuxsink named `recorder`".into()))?;
-        let queue = pipeline
-            .by_name("recq")
-            .ok_or_else(|| IngestError::Pipeline("record branch has no queue named `recq`".into()))?;
-        let branch_pad =
-            queue.static_pad("src").ok_or_else(|| IngestError::Pipeline("record queue has no src pad".into()))?;
+        let recorder = pipeline.by_name("recorder").ok_or_else(|| {
+            IngestError::Pipeline("record branch has no splitmuxsink named `recorder`".into())
+        })?;
+        let queue = pipeline.by_name("recq").ok_or_else(|| {
+            IngestError::Pipeline("record branch has no queue named `recq`".into())
+        })?;
+        let branch_pad = queue
+            .static_pad("src")
+            .ok_or_else(|| IngestError::Pipeline("record queue has no src pad".into()))?;
         std::fs::create_dir_all(&spec.dir).map_err(|e| {
-            IngestError::Pipeline(format!("cannot create recording dir {}: {e}", spec.dir.display()))
+            IngestError::Pipeline(format!(
+                "cannot create recording dir {}: {e}",
+                spec.dir.display()
+            ))
         })?;
         let base = Arc::new(Timebase { pipeline: pipeline.downgrade(), base: Default::default() });
         let (dir, camera, tb) = (spec.dir.clone(), spec.camera_id.clone(), base.clone());
@@ -158,7 +170,9 @@ impl Recording {
         });
         let gate = spec.gate.clone();
         let need_keyframe = std::sync::atomic::AtomicBool::new(false);
-        branch_pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| gate_buffer(&gate, &need_keyframe, info));
+        branch_pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            gate_buffer(&gate, &need_keyframe, info)
+        });
         Ok(Recording { spec: spec.clone(), recorder, branch_pad, open: Vec::new(), base })
     }
 
@@ -169,7 +183,8 @@ impl Recording {
             return false;
         }
         let Some(s) = el.structure() else { return false };
-        let (Ok(location), Ok(rt)) = (s.get::<String>("location"), s.get::<u64>("running-time")) else {
+        let (Ok(location), Ok(rt)) = (s.get::<String>("location"), s.get::<u64>("running-time"))
+        else {
             return true;
         };
         match s.name().as_str() {
@@ -197,7 +212,10 @@ impl Recording {
     }
 
     fn codec(&self) -> String {
-        let name = self.branch_pad.current_caps().and_then(|c| c.structure(0).map(|s| s.name().to_string()));
+        let name = self
+            .branch_pad
+            .current_caps()
+            .and_then(|c| c.structure(0).map(|s| s.name().to_string()));
         match name.as_deref() {
             Some("video/x-h265") => "h265".into(),
             _ => "h264".into(),
@@ -208,14 +226,22 @@ impl Recording {
     /// stall): the recorder repairs and indexes them.
     fn abandon(&mut self) {
         for (location, _) in self.open.drain(..) {
-            let _ = self.spec.tx.send(RecEvent::Abandoned { camera_id: self.spec.camera_id.clone(), path: location.into() });
+            let _ = self.spec.tx.send(RecEvent::Abandoned {
+                camera_id: self.spec.camera_id.clone(),
+                path: location.into(),
+            });
         }
     }
 }
 
 /// `<dir>/<YYYYMMDD>/<unix ms>-<fragment>.mp4`: the name carries the wall time the file was
 /// opened, which start-up reconciliation uses for files that were never indexed.
-pub fn segment_path(dir: &std::path::Path, camera: &str, now: OffsetDateTime, fragment: u32) -> String {
+pub fn segment_path(
+    dir: &std::path::Path,
+    camera: &str,
+    now: OffsetDateTime,
+    fragment: u32,
+) -> String {
     let day = format!("{:04}{:02}{:02}", now.year(), u8::from(now.month()), now.day());
     let day_dir = dir.join(day);
     if let Err(e) = std::fs::create_dir_all(&day_dir) {
@@ -249,15 +275,18 @@ fn gate_buffer(
 
 impl GstStream {
     fn make_frame(&mut self, sample: &gst::Sample) -> Result<Frame, IngestError> {
-        let caps = sample.caps().ok_or_else(|| IngestError::Pipeline("sample without caps".into()))?;
+        let caps =
+            sample.caps().ok_or_else(|| IngestError::Pipeline("sample without caps".into()))?;
         let info = gst_video::VideoInfo::from_caps(caps)
             .map_err(|_| IngestError::Pipeline(format!("unexpected caps {caps}")))?;
-        let buffer = sample.buffer().ok_or_else(|| IngestError::Pipeline("sample without buffer".into()))?;
+        let buffer =
+            sample.buffer().ok_or_else(|| IngestError::Pipeline("sample without buffer".into()))?;
         let vf = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
             .map_err(|_| IngestError::Pipeline("cannot map video frame".into()))?;
         let (w, h) = (info.width() as usize, info.height() as usize);
         let stride = vf.plane_stride()[0] as usize;
-        let data = vf.plane_data(0).map_err(|_| IngestError::Pipeline("cannot read plane".into()))?;
+        let data =
+            vf.plane_data(0).map_err(|_| IngestError::Pipeline("cannot read plane".into()))?;
         let row = w * 3;
         let rgb: Arc<[u8]> = if stride == row {
             Arc::from(&data[..row * h])
@@ -299,7 +328,10 @@ impl GstStream {
                 gst::MessageView::Error(e) => {
                     let err = format_error(e);
                     if let Some(rec) = &self.recording {
-                        if msg.src().is_some_and(|s| s.has_as_ancestor(&rec.recorder) || *s == rec.recorder) {
+                        if msg
+                            .src()
+                            .is_some_and(|s| s.has_as_ancestor(&rec.recorder) || *s == rec.recorder)
+                        {
                             let _ = rec.spec.tx.send(RecEvent::Failed {
                                 camera_id: rec.spec.camera_id.clone(),
                                 message: err.clone(),
@@ -380,7 +412,8 @@ pub fn discover_codec(path: &std::path::Path) -> Result<Option<&'static str>, In
     use gstreamer_pbutils::prelude::*;
     init()?;
     // A file URI needs an absolute path (configs name files relative to themselves).
-    let abs = std::fs::canonicalize(path).map_err(|e| IngestError::Source(format!("{}: {e}", path.display())))?;
+    let abs = std::fs::canonicalize(path)
+        .map_err(|e| IngestError::Source(format!("{}: {e}", path.display())))?;
     let uri = gst::glib::filename_to_uri(&abs, None)
         .map_err(|e| IngestError::Source(format!("{}: {e}", path.display())))?;
     let discoverer = pbutils::Discoverer::new(gst::ClockTime::from_seconds(10))
@@ -409,10 +442,18 @@ mod tests {
             eprintln!("SKIP: test video or GStreamer missing (run `make setup`)");
             return;
         }
-        assert_eq!(discover_codec(mp4).unwrap(), Some("h264"), "a relative path (as configs give them)");
+        assert_eq!(
+            discover_codec(mp4).unwrap(),
+            Some("h264"),
+            "a relative path (as configs give them)"
+        );
         let avi = std::path::Path::new("/usr/share/doc/opencv-doc/examples/data/vtest.avi");
         if avi.exists() {
-            assert_eq!(discover_codec(avi).unwrap(), None, "MS-MPEG4 is encoded once, not passed through");
+            assert_eq!(
+                discover_codec(avi).unwrap(),
+                None,
+                "MS-MPEG4 is encoded once, not passed through"
+            );
         }
         let e = discover_codec(std::path::Path::new("no/such/file.mp4")).unwrap_err().to_string();
         assert!(e.contains("no/such/file.mp4"), "{e}");

@@ -122,8 +122,12 @@ pub fn supervise(
                     }
                 }
                 StreamEvent::Eos if opts.loop_file && frames > 0 => break Outcome::Loop,
-                StreamEvent::Eos if frames == 0 => break Outcome::Failed("end of stream before any frame".into()),
-                StreamEvent::Eos if opts.live => break Outcome::Failed("stream ended (the camera closed the connection)".into()),
+                StreamEvent::Eos if frames == 0 => {
+                    break Outcome::Failed("end of stream before any frame".into())
+                }
+                StreamEvent::Eos if opts.live => {
+                    break Outcome::Failed("stream ended (the camera closed the connection)".into())
+                }
                 StreamEvent::Eos => break Outcome::Ended,
                 StreamEvent::Error(e) => break Outcome::Failed(e),
             }
@@ -135,7 +139,11 @@ pub fn supervise(
                 tracing::debug!(camera = id, "end of file: looping");
             }
             Outcome::Ended => {
-                registry.set_state(id, CameraState::Offline, Some("end of stream (file finished; set loop = true to repeat)".into()));
+                registry.set_state(
+                    id,
+                    CameraState::Offline,
+                    Some("end of stream (file finished; set loop = true to repeat)".into()),
+                );
                 tracing::info!(camera = id, "end of stream");
                 return;
             }
@@ -187,7 +195,11 @@ impl RateMeter {
             self.times.pop_front();
         }
         let span = self.times.front().map(|t| now.duration_since(*t).as_secs_f64()).unwrap_or(0.0);
-        if span > 0.0 { (self.times.len() - 1) as f64 / span } else { 0.0 }
+        if span > 0.0 {
+            (self.times.len() - 1) as f64 / span
+        } else {
+            0.0
+        }
     }
 }
 
@@ -266,7 +278,11 @@ mod tests {
     fn reconnects_after_open_failure_and_error_then_ends_at_eos() {
         let (reg, opts) = setup();
         let op = Scripted {
-            opens: Mutex::new(vec![Err("refused"), Ok(vec!["frame", "boom"]), Ok(vec!["frame", "frame", "eos"])]),
+            opens: Mutex::new(vec![
+                Err("refused"),
+                Ok(vec!["frame", "boom"]),
+                Ok(vec!["frame", "frame", "eos"]),
+            ]),
         };
         let mut n = 0;
         supervise(&op, &opts, &reg, &AtomicBool::new(false), &mut |_| n += 1);
@@ -287,7 +303,9 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let h = reg.get("c").unwrap();
-            if h.state == CameraState::Offline && h.last_error.as_deref().is_some_and(|e| e.contains("stalled")) {
+            if h.state == CameraState::Offline
+                && h.last_error.as_deref().is_some_and(|e| e.contains("stalled"))
+            {
                 break;
             }
             assert!(Instant::now() < deadline, "never went offline: {h:?}");
@@ -301,7 +319,9 @@ mod tests {
     fn loop_restarts_file() {
         let (reg, mut opts) = setup();
         opts.loop_file = true;
-        let op = Scripted { opens: Mutex::new(vec![Ok(vec!["frame", "eos"]), Ok(vec!["frame", "eos"])]) };
+        let op = Scripted {
+            opens: Mutex::new(vec![Ok(vec!["frame", "eos"]), Ok(vec!["frame", "eos"])]),
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let n = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (r2, s2, n2) = (reg.clone(), stop.clone(), n.clone());

@@ -30,8 +30,17 @@ const RECORD_BRANCH: &str = include_str!("../../pipelines/record.pipeline");
 
 /// Placeholders of the templates (not element factories).
 const PLACEHOLDERS: &[&str] = &[
-    "h264_decoder", "h265_decoder", "file_decoder", "scale", "convert", "split", "record", "decoder", "parsed_caps",
-    "encode", "h264_encoder",
+    "h264_decoder",
+    "h265_decoder",
+    "file_decoder",
+    "scale",
+    "convert",
+    "split",
+    "record",
+    "decoder",
+    "parsed_caps",
+    "encode",
+    "h264_encoder",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -104,7 +113,8 @@ impl HardwareProfile {
 
     /// Loads `name` as a built-in profile, or as a path to a TOML file.
     pub fn load(name: &str, base: &Path) -> Result<HardwareProfile, String> {
-        let (text, origin) = if let Some((_, t)) = BUILTIN_PROFILES.iter().find(|(n, _)| *n == name) {
+        let (text, origin) = if let Some((_, t)) = BUILTIN_PROFILES.iter().find(|(n, _)| *n == name)
+        {
             (t.to_string(), format!("built-in profile `{name}`"))
         } else {
             let p = base.join(name);
@@ -137,13 +147,24 @@ impl HardwareProfile {
         };
         // Optional fragments vanish; element placeholders become their names (dropped below).
         let bare = |t: &str| {
-            strip_comments(t).replace("{split}", "").replace("{record}", "").replace("{encode}", "").replace(['{', '}'], "")
+            strip_comments(t)
+                .replace("{split}", "")
+                .replace("{record}", "")
+                .replace("{encode}", "")
+                .replace(['{', '}'], "")
         };
         for (_, t) in TEMPLATES {
             add(&bare(t));
         }
         add(&bare(RECORD_BRANCH));
-        for d in [&e.h264_decoder, &e.h265_decoder, &e.file_decoder, &e.scale, &e.convert, &e.h264_encoder] {
+        for d in [
+            &e.h264_decoder,
+            &e.h265_decoder,
+            &e.file_decoder,
+            &e.scale,
+            &e.convert,
+            &e.h264_encoder,
+        ] {
             add(d);
         }
         add("tee ! parsebin ! h264parse ! h265parse ! mp4mux ! filesink ! qtdemux ! appsrc");
@@ -179,7 +200,9 @@ impl HardwareProfile {
             _ => None,
         };
         let (template, location) = match source {
-            Source::File(p) if passthrough_file.is_some() => ("file-passthrough", p.display().to_string()),
+            Source::File(p) if passthrough_file.is_some() => {
+                ("file-passthrough", p.display().to_string())
+            }
             Source::File(p) => ("file", p.display().to_string()),
             Source::V4l2(p) => ("usb", p.display().to_string()),
             Source::Rtsp(u) => (
@@ -191,18 +214,24 @@ impl HardwareProfile {
                 u.clone(),
             ),
         };
-        let text = TEMPLATES.iter().find(|(n, _)| *n == template).map(|(_, t)| *t).unwrap_or_default();
+        let text =
+            TEMPLATES.iter().find(|(n, _)| *n == template).map(|(_, t)| *t).unwrap_or_default();
         let size_caps = match height {
             Some(h) => format!("width={width},height={h}"),
             None => format!("width={width}"),
         };
-        let max_rate = if mode.max_fps > 0.0 { (mode.max_fps.ceil() as u64).max(1) } else { i32::MAX as u64 };
+        let max_rate =
+            if mode.max_fps > 0.0 { (mode.max_fps.ceil() as u64).max(1) } else { i32::MAX as u64 };
         let e = &self.elements;
         let (split, record_branch) = match record {
             None => (String::new(), String::new()),
             Some(plan) => {
                 let tee = "tee name=rec ! queue ! ";
-                let split = if template == "rtsp-auto" { format!("parsebin ! {tee}") } else { tee.to_string() };
+                let split = if template == "rtsp-auto" {
+                    format!("parsebin ! {tee}")
+                } else {
+                    tee.to_string()
+                };
                 // Files are parsed again for the muxer; RTSP streams are parsed before the tee.
                 (split, self.record_branch(plan, template.starts_with("file")))
             }
@@ -292,7 +321,8 @@ pub fn redact_url(text: &str) -> String {
     while let Some(p) = rest.find("://") {
         let (head, tail) = rest.split_at(p + 3);
         out.push_str(head);
-        let end = tail.find(|c: char| c == '/' || c == '"' || c.is_whitespace()).unwrap_or(tail.len());
+        let end =
+            tail.find(|c: char| c == '/' || c == '"' || c.is_whitespace()).unwrap_or(tail.len());
         match tail[..end].rfind('@') {
             Some(at) => {
                 out.push_str("***");
@@ -320,7 +350,10 @@ mod tests {
             for e in ["tee", "splitmuxsink", "mp4mux", "videorate", "decodebin", "parsebin"] {
                 assert!(els.contains(&e.to_string()), "{n}: {e} missing from {els:?}");
             }
-            assert!(els.iter().all(|e| !e.starts_with("split") || e == "splitmuxsink"), "{n}: {els:?}");
+            assert!(
+                els.iter().all(|e| !e.starts_with("split") || e == "splitmuxsink"),
+                "{n}: {els:?}"
+            );
         }
     }
 
@@ -346,20 +379,51 @@ mod tests {
         let mode = PipelineMode { realtime: true, drop: true, max_fps: 5.0 };
         let file = Source::File("/v/a.mp4".into());
         let plain = p.render(&file, "auto", 640, None, mode, None);
-        assert!(!plain.contains("tee") && !plain.contains("splitmuxsink") && !plain.contains('{'), "{plain}");
+        assert!(
+            !plain.contains("tee") && !plain.contains("splitmuxsink") && !plain.contains('{'),
+            "{plain}"
+        );
         let plan = |mode| Some(RecordPlan { mode, segment_ns: 10_000_000_000 });
-        let pass = p.render(&file, "auto", 640, None, mode, plan(RecordMode::Passthrough(Some("h264"))));
-        assert!(pass.contains("parsebin ! video/x-h264 ! tee name=rec ! queue ! avdec_h264"), "{pass}");
-        assert!(pass.contains("rec. ! queue name=recq") && pass.contains("h264parse ! splitmuxsink name=recorder"), "{pass}");
-        assert!(pass.contains("max-size-time=10000000000") && !pass.contains("x264enc") && !pass.contains('{'), "{pass}");
-        let enc = p.render(&file, "auto", 640, None, mode, plan(RecordMode::Encode { bitrate_kbps: 1500 }));
+        let pass =
+            p.render(&file, "auto", 640, None, mode, plan(RecordMode::Passthrough(Some("h264"))));
+        assert!(
+            pass.contains("parsebin ! video/x-h264 ! tee name=rec ! queue ! avdec_h264"),
+            "{pass}"
+        );
+        assert!(
+            pass.contains("rec. ! queue name=recq")
+                && pass.contains("h264parse ! splitmuxsink name=recorder"),
+            "{pass}"
+        );
+        assert!(
+            pass.contains("max-size-time=10000000000")
+                && !pass.contains("x264enc")
+                && !pass.contains('{'),
+            "{pass}"
+        );
+        let enc = p.render(
+            &file,
+            "auto",
+            640,
+            None,
+            mode,
+            plan(RecordMode::Encode { bitrate_kbps: 1500 }),
+        );
         assert!(enc.contains("decodebin ! tee name=rec ! queue ! videorate"), "{enc}");
-        assert!(enc.contains("x264enc bitrate=1500") && enc.contains("send-keyframe-requests=true"), "{enc}");
+        assert!(
+            enc.contains("x264enc bitrate=1500") && enc.contains("send-keyframe-requests=true"),
+            "{enc}"
+        );
         let rtsp = Source::Rtsp("rtsp://h/s".into());
         let auto = p.render(&rtsp, "auto", 640, None, mode, plan(RecordMode::Passthrough(None)));
         assert!(auto.contains("parsebin ! tee name=rec ! queue ! decodebin"), "{auto}");
-        let h265 = p.render(&rtsp, "h265", 640, None, mode, plan(RecordMode::Passthrough(Some("h265"))));
-        assert!(h265.contains("h265parse ! tee name=rec ! queue ! avdec_h265") && !h265.contains("h265parse ! splitmux"), "{h265}");
+        let h265 =
+            p.render(&rtsp, "h265", 640, None, mode, plan(RecordMode::Passthrough(Some("h265"))));
+        assert!(
+            h265.contains("h265parse ! tee name=rec ! queue ! avdec_h265")
+                && !h265.contains("h265parse ! splitmux"),
+            "{h265}"
+        );
         // Every rendered description is a valid pipeline for GStreamer's parser.
         if crate::ingest::gst::init().is_ok() {
             for d in [&plain, &pass, &enc, &auto, &h265] {

@@ -87,7 +87,9 @@ pub enum ClipError {
 pub enum ClipState {
     Ready(Clip),
     /// The event is still active or the footage after it is not indexed yet.
-    Pending { retry_after_secs: u64 },
+    Pending {
+        retry_after_secs: u64,
+    },
     /// No segment of the camera overlaps the clip's span (and none will).
     NoFootage,
 }
@@ -109,13 +111,27 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn gst(&self, message: impl Into<String>) -> ClipError {
-        ClipError::Gstreamer { camera: self.camera.into(), span: self.span.clone(), message: message.into() }
+        ClipError::Gstreamer {
+            camera: self.camera.into(),
+            span: self.span.clone(),
+            message: message.into(),
+        }
     }
     fn io(&self, op: &'static str, path: &Path, source: std::io::Error) -> ClipError {
-        ClipError::Io { camera: self.camera.into(), span: self.span.clone(), op, path: path.into(), source }
+        ClipError::Io {
+            camera: self.camera.into(),
+            span: self.span.clone(),
+            op,
+            path: path.into(),
+            source,
+        }
     }
     fn store(&self, source: StoreError) -> ClipError {
-        ClipError::Store { camera: self.camera.into(), span: self.span.clone(), source: Box::new(source) }
+        ClipError::Store {
+            camera: self.camera.into(),
+            span: self.span.clone(),
+            source: Box::new(source),
+        }
     }
     fn no_footage(&self) -> ClipError {
         ClipError::NoFootage { camera: self.camera.into(), span: self.span.clone() }
@@ -144,7 +160,9 @@ pub fn build_mp4(
         return Err(cx.no_footage());
     }
     crate::ingest::gst::init().map_err(|e| cx.gst(e.to_string()))?;
-    let segments = store.segments(Some(camera), Some(start), Some(end), MAX_SEGMENTS).map_err(|e| cx.store(e))?;
+    let segments = store
+        .segments(Some(camera), Some(start), Some(end), MAX_SEGMENTS)
+        .map_err(|e| cx.store(e))?;
     if segments.is_empty() {
         return Err(cx.no_footage());
     }
@@ -192,12 +210,15 @@ pub fn build_mp4(
                     break;
                 }
             };
-            let (Some(buf), Some(caps)) = (sample.buffer_owned(), sample.caps_owned()) else { continue };
+            let (Some(buf), Some(caps)) = (sample.buffer_owned(), sample.caps_owned()) else {
+                continue;
+            };
             let Some(pts) = buf.pts().or(buf.dts()).map(|t| t.nseconds() as i64) else { continue };
             let dts = buf.dts().map(|t| t.nseconds() as i64).unwrap_or(pts);
             let base = *base.get_or_insert(pts);
             let key = !buf.flags().contains(gst::BufferFlags::DELTA_UNIT);
-            let s = Kept { pts: seg_offset + pts - base, dts: seg_offset + dts - base, key, buf, caps };
+            let s =
+                Kept { pts: seg_offset + pts - base, dts: seg_offset + dts - base, key, buf, caps };
             if s.dts >= span_ns {
                 break 'segments;
             }
@@ -284,7 +305,11 @@ impl Cutter {
     }
 
     /// Takes one sample in decode order; passes the ones to keep to `emit`, in order.
-    fn feed<E>(&mut self, mut s: Kept, emit: &mut impl FnMut(Kept) -> Result<(), E>) -> Result<(), E> {
+    fn feed<E>(
+        &mut self,
+        mut s: Kept,
+        emit: &mut impl FnMut(Kept) -> Result<(), E>,
+    ) -> Result<(), E> {
         s.dts += self.file_shift;
         s.pts += self.file_shift;
         if let Some(last) = self.last_dts {
@@ -345,7 +370,8 @@ impl SegmentReader {
             .downcast::<gst::Pipeline>()
             .map_err(|_| "reader is not a pipeline".to_string())?;
         let src = pipeline.by_name("src").ok_or("reader has no filesrc")?;
-        let path_str = path.to_str().ok_or_else(|| format!("path {} is not UTF-8", path.display()))?;
+        let path_str =
+            path.to_str().ok_or_else(|| format!("path {} is not UTF-8", path.display()))?;
         src.set_property("location", path_str);
         let sink = pipeline
             .by_name("sink")
@@ -448,10 +474,15 @@ impl Writer {
             .map_err(|_| "muxer is not a pipeline".to_string())?;
         let tmp_str = tmp.to_str().ok_or_else(|| format!("path {} is not UTF-8", tmp.display()))?;
         let faststart = scratch_path(tmp);
-        let faststart_str = faststart.to_str().ok_or_else(|| format!("path {} is not UTF-8", faststart.display()))?;
+        let faststart_str = faststart
+            .to_str()
+            .ok_or_else(|| format!("path {} is not UTF-8", faststart.display()))?;
         pipeline.by_name("sink").ok_or("muxer has no filesink")?.set_property("location", tmp_str);
         // Keep the faststart rewrite's scratch file on the data disk, not in /tmp.
-        pipeline.by_name("mux").ok_or("muxer has no mp4mux")?.set_property("faststart-file", faststart_str);
+        pipeline
+            .by_name("mux")
+            .ok_or("muxer has no mp4mux")?
+            .set_property("faststart-file", faststart_str);
         let src = pipeline
             .by_name("src")
             .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
@@ -497,7 +528,9 @@ impl Writer {
         self.bytes_in += buf.size() as u64;
         self.frames += 1;
         self.end = self.end.max(k.pts + dur);
-        self.src.push_buffer(buf).map_err(|e| bus_error(&self.bus).unwrap_or_else(|| format!("push failed: {e:?}")))?;
+        self.src
+            .push_buffer(buf)
+            .map_err(|e| bus_error(&self.bus).unwrap_or_else(|| format!("push failed: {e:?}")))?;
         Ok(())
     }
 
@@ -519,7 +552,12 @@ impl Writer {
         })();
         let _ = self.pipeline.set_state(gst::State::Null);
         result?;
-        Ok(WriterStats { first_pts: self.first_pts, end: self.end, frames: self.frames, first_key: self.first_key })
+        Ok(WriterStats {
+            first_pts: self.first_pts,
+            end: self.end,
+            frames: self.frames,
+            first_key: self.first_key,
+        })
     }
 }
 
@@ -530,7 +568,8 @@ impl Drop for Writer {
 }
 
 fn bus_error(bus: &gst::Bus) -> Option<String> {
-    let msg = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(100), &[gst::MessageType::Error])?;
+    let msg =
+        bus.timed_pop_filtered(gst::ClockTime::from_mseconds(100), &[gst::MessageType::Error])?;
     match msg.view() {
         gst::MessageView::Error(e) => Some(format_gst_error(e)),
         _ => None,
@@ -543,7 +582,11 @@ fn bus_error(bus: &gst::Bus) -> Option<String> {
 /// The span of an event's clip: `[started_at − pre_roll, min(COALESCE(ended_at, now) +
 /// post_roll, start + max_clip))`, and whether it is final (the event has ended, or the
 /// span is cut at `max_clip_secs` and so no longer depends on the end).
-pub fn clip_span(event: &Event, rec: &RecordConfig, now: OffsetDateTime) -> (OffsetDateTime, OffsetDateTime, bool) {
+pub fn clip_span(
+    event: &Event,
+    rec: &RecordConfig,
+    now: OffsetDateTime,
+) -> (OffsetDateTime, OffsetDateTime, bool) {
     let secs = time::Duration::seconds_f64;
     let start = event.started_at - secs(rec.pre_roll_secs);
     let open_end = event.ended_at.unwrap_or(now) + secs(rec.post_roll_secs);
@@ -568,7 +611,10 @@ pub fn footage_wait(
         return Ok(None);
     }
     // `segments` returns rows with end_ms > since: since = end − 1 ms means end_ms ≥ end.
-    if !store.segments(Some(camera), Some(end - time::Duration::milliseconds(1)), None, 1)?.is_empty() {
+    if !store
+        .segments(Some(camera), Some(end - time::Duration::milliseconds(1)), None, 1)?
+        .is_empty()
+    {
         return Ok(None);
     }
     // The segment holding `end` closes at the latest one segment length after it.
@@ -617,7 +663,9 @@ pub fn ensure_event_clip(
         let secs = (rec.post_roll_secs + rec.segment_secs).ceil().max(1.0) as u64;
         return Ok(ClipState::Pending { retry_after_secs: secs });
     }
-    if let Some(secs) = footage_wait(store, &event.camera_id, end, rec.segment_secs, now).map_err(|e| cx.store(e))? {
+    if let Some(secs) = footage_wait(store, &event.camera_id, end, rec.segment_secs, now)
+        .map_err(|e| cx.store(e))?
+    {
         return Ok(ClipState::Pending { retry_after_secs: secs });
     }
     let _lock = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -634,7 +682,8 @@ pub fn ensure_event_clip(
         Err(ClipError::NoFootage { .. }) => return Ok(ClipState::NoFootage),
         Err(e) => return Err(e),
     };
-    let clip = Clip { event_id: event.id, path: rel, start: info.start, end: info.end, bytes: info.bytes };
+    let clip =
+        Clip { event_id: event.id, path: rel, start: info.start, end: info.end, bytes: info.bytes };
     store.put_clip(&clip).map_err(|e| cx.store(e))?;
     tracing::info!(
         camera = %event.camera_id, event = %event.id, frames = info.frames, bytes = info.bytes,
@@ -713,7 +762,11 @@ impl Pending {
                     tracing::debug!(event = %item.event_id, "event gone before its clip was built");
                     continue;
                 }
-                Err(e) => Err(ClipError::Store { camera: item.camera_id.clone(), span: "event lookup".into(), source: Box::new(e) }),
+                Err(e) => Err(ClipError::Store {
+                    camera: item.camera_id.clone(),
+                    span: "event lookup".into(),
+                    source: Box::new(e),
+                }),
             };
             match result {
                 Ok(ClipState::Ready(_)) => {}
@@ -732,7 +785,8 @@ impl Pending {
                     } else {
                         tracing::warn!(camera = %item.camera_id, event = %item.event_id,
                             attempt = item.failures, "event clip failed, will retry: {e}");
-                        item.due = Instant::now() + Duration::from_secs(10 * u64::from(item.failures));
+                        item.due =
+                            Instant::now() + Duration::from_secs(10 * u64::from(item.failures));
                         self.items.push(item);
                     }
                 }
@@ -807,10 +861,16 @@ mod tests {
         let mut out = run(&mut c, &[gop(0), gop(400)].concat());
         c.new_file();
         out.extend(run(&mut c, &[gop(0), gop(400), gop(800)].concat()));
-        assert_eq!(out, [(0..8).map(|i| i * 100).collect::<Vec<_>>(), vec![800, 900, 1000, 1100]].concat());
+        assert_eq!(
+            out,
+            [(0..8).map(|i| i * 100).collect::<Vec<_>>(), vec![800, 900, 1000, 1100]].concat()
+        );
         // A file that does not start with a keyframe: its leading frames are dropped.
         let mut c = Cutter { need_key: true, ..Default::default() };
-        assert_eq!(run(&mut c, &[(0, false), (100, false), (200, true), (300, false)]), vec![200, 300]);
+        assert_eq!(
+            run(&mut c, &[(0, false), (100, false), (200, true), (300, false)]),
+            vec![200, 300]
+        );
     }
 
     fn ev(started: OffsetDateTime, ended: Option<OffsetDateTime>) -> Event {
@@ -823,7 +883,11 @@ mod tests {
             severity: Severity::Low,
             started_at: started,
             ended_at: ended,
-            state: if ended.is_some() { crate::types::EventState::Ended } else { crate::types::EventState::Active },
+            state: if ended.is_some() {
+                crate::types::EventState::Ended
+            } else {
+                crate::types::EventState::Active
+            },
             objects: vec![],
             snapshot: None,
             rule: None,
@@ -841,16 +905,32 @@ mod tests {
     fn clip_spans() {
         let t = time::macros::datetime!(2026-05-01 08:00 UTC);
         let s = time::Duration::seconds;
-        let rec = RecordConfig { pre_roll_secs: 5.0, post_roll_secs: 10.0, max_clip_secs: 60.0, ..Default::default() };
-        assert_eq!(clip_span(&ev(t, Some(t + s(2))), &rec, t + s(100)), (t - s(5), t + s(12), true));
+        let rec = RecordConfig {
+            pre_roll_secs: 5.0,
+            post_roll_secs: 10.0,
+            max_clip_secs: 60.0,
+            ..Default::default()
+        };
+        assert_eq!(
+            clip_span(&ev(t, Some(t + s(2))), &rec, t + s(100)),
+            (t - s(5), t + s(12), true)
+        );
         // Active: open end at now + post-roll, not final…
         assert_eq!(clip_span(&ev(t, None), &rec, t + s(20)), (t - s(5), t + s(30), false));
         // … until the cap makes it final.
         assert_eq!(clip_span(&ev(t, None), &rec, t + s(50)), (t - s(5), t + s(55), true));
-        assert_eq!(clip_span(&ev(t, Some(t + s(600))), &rec, t + s(700)), (t - s(5), t + s(55), true));
+        assert_eq!(
+            clip_span(&ev(t, Some(t + s(600))), &rec, t + s(700)),
+            (t - s(5), t + s(55), true)
+        );
     }
 
-    fn stored_event(store: &Store, camera: &str, start: OffsetDateTime, end: OffsetDateTime) -> Uuid {
+    fn stored_event(
+        store: &Store,
+        camera: &str,
+        start: OffsetDateTime,
+        end: OffsetDateTime,
+    ) -> Uuid {
         let id = Uuid::now_v7();
         let ch = |change, at| EventChange::bare(id, change, camera, "presence", Severity::Low, at);
         store.apply(&ch(Change::Started, start)).unwrap();
@@ -859,8 +939,10 @@ mod tests {
     }
 
     fn cam(id: &str) -> CameraConfig {
-        let mut c: CameraConfig =
-            serde_json::from_value(serde_json::json!({"id": id, "url": "rtsp://cam/x", "models": ["default"]})).unwrap();
+        let mut c: CameraConfig = serde_json::from_value(
+            serde_json::json!({"id": id, "url": "rtsp://cam/x", "models": ["default"]}),
+        )
+        .unwrap();
         c.record.post_roll_secs = 0.0;
         c.record.segment_secs = 4.0;
         c
@@ -871,11 +953,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let now = OffsetDateTime::now_utc();
-        let cams: HashMap<String, CameraConfig> = ["a", "b"].iter().map(|c| (c.to_string(), cam(c))).collect();
+        let cams: HashMap<String, CameraConfig> =
+            ["a", "b"].iter().map(|c| (c.to_string(), cam(c))).collect();
         let mut p = Pending::default();
 
         // Long over, nothing recorded: dropped on the first try.
-        let old = stored_event(&store, "a", now - time::Duration::hours(1), now - time::Duration::minutes(59));
+        let old = stored_event(
+            &store,
+            "a",
+            now - time::Duration::hours(1),
+            now - time::Duration::minutes(59),
+        );
         p.add(old, &cams["a"]);
         p.add(old, &cams["a"]);
         assert_eq!(p.len(), 1, "added once");
@@ -908,7 +996,12 @@ mod tests {
                 recovered: false,
             })
             .unwrap();
-        let broken = stored_event(&store, "b", t + time::Duration::seconds(5), t + time::Duration::seconds(6));
+        let broken = stored_event(
+            &store,
+            "b",
+            t + time::Duration::seconds(5),
+            t + time::Duration::seconds(6),
+        );
         let event = store.get_event(broken).unwrap().unwrap();
         let err = ensure_event_clip(&store, &event, &cams["b"].record, now).unwrap_err();
         assert!(matches!(err, ClipError::Gstreamer { .. }), "{err}");

@@ -69,12 +69,21 @@ pub struct ClosedSegment {
 pub enum RecEvent {
     Closed(ClosedSegment),
     /// The record branch of a camera failed (e.g. ENOSPC); retention runs at once.
-    Failed { camera_id: String, message: String },
+    Failed {
+        camera_id: String,
+        message: String,
+    },
     /// A segment file the pipeline stopped writing without finalising it (source error,
     /// stall): repaired and indexed like an orphan at start-up.
-    Abandoned { camera_id: String, path: PathBuf },
+    Abandoned {
+        camera_id: String,
+        path: PathBuf,
+    },
     /// An event ended: build its clip once the footage after it is indexed.
-    EventEnded { event_id: Uuid, camera_id: String },
+    EventEnded {
+        event_id: Uuid,
+        camera_id: String,
+    },
 }
 
 /// How one camera is recorded (given to its pipeline).
@@ -105,7 +114,8 @@ impl Recorder {
             .map(|c| (c.id.clone(), RecordGate::default()))
             .collect();
         let (tx, rx) = mpsc::channel();
-        let cameras: HashMap<String, CameraConfig> = cfg.cameras.iter().map(|c| (c.id.clone(), c.clone())).collect();
+        let cameras: HashMap<String, CameraConfig> =
+            cfg.cameras.iter().map(|c| (c.id.clone(), c.clone())).collect();
         let retention = retention::Retention::new(cfg, store.clone(), clock, gates.clone());
         let interval = Duration::from_secs_f64(cfg.storage.check_interval_secs);
         let thread = std::thread::Builder::new()
@@ -168,8 +178,12 @@ fn recorder_loop(
             }
             Some(RecEvent::Abandoned { camera_id, path }) => {
                 match reconcile::recover_file(&store, &camera_id, &path) {
-                    Ok(r) => tracing::warn!(camera = %camera_id, path = %path.display(), "segment abandoned unfinalised: {r}"),
-                    Err(e) => tracing::error!(camera = %camera_id, path = %path.display(), "cannot index abandoned segment: {e}"),
+                    Ok(r) => {
+                        tracing::warn!(camera = %camera_id, path = %path.display(), "segment abandoned unfinalised: {r}")
+                    }
+                    Err(e) => {
+                        tracing::error!(camera = %camera_id, path = %path.display(), "cannot index abandoned segment: {e}")
+                    }
                 }
                 next_check = Instant::now();
             }
@@ -217,8 +231,12 @@ fn index_segment(store: &Store, seg: &ClosedSegment) {
         recovered: false,
     };
     match store.insert_segment(&row) {
-        Ok(id) => tracing::debug!(camera = %seg.camera_id, id, path = %row.path, bytes, "segment indexed"),
-        Err(e) => tracing::error!(camera = %seg.camera_id, path = %row.path, "cannot index segment: {e}"),
+        Ok(id) => {
+            tracing::debug!(camera = %seg.camera_id, id, path = %row.path, bytes, "segment indexed")
+        }
+        Err(e) => {
+            tracing::error!(camera = %seg.camera_id, path = %row.path, "cannot index segment: {e}")
+        }
     }
 }
 

@@ -94,15 +94,23 @@ pub fn scan<R: Read + Seek>(r: &mut R, len: u64) -> io::Result<Scan> {
                 r.read_exact(&mut l)?;
                 let large = u64::from_be_bytes(l);
                 if large < 16 {
-                    break Some(format!("box `{}` at {pos}: invalid 64-bit size {large}", fourcc(&kind)));
+                    break Some(format!(
+                        "box `{}` at {pos}: invalid 64-bit size {large}",
+                        fourcc(&kind)
+                    ));
                 }
                 large
             }
-            2..=7 => break Some(format!("box `{}` at {pos}: invalid size {size32}", fourcc(&kind))),
+            2..=7 => {
+                break Some(format!("box `{}` at {pos}: invalid size {size32}", fourcc(&kind)))
+            }
             s => u64::from(s),
         };
         if size > left {
-            break Some(format!("box `{}` at {pos} is torn: {size} bytes, {left} present", fourcc(&kind)));
+            break Some(format!(
+                "box `{}` at {pos} is torn: {size} bytes, {left} present",
+                fourcc(&kind)
+            ));
         }
         boxes.push(BoxHeader { kind, offset: pos, size });
         pos += size;
@@ -156,7 +164,9 @@ impl fmt::Display for Repair {
                 }
                 Ok(())
             }
-            Repair::Unrecoverable { original_len, reason } => write!(f, "unrecoverable ({original_len} bytes): {reason}"),
+            Repair::Unrecoverable { original_len, reason } => {
+                write!(f, "unrecoverable ({original_len} bytes): {reason}")
+            }
         }
     }
 }
@@ -215,7 +225,9 @@ pub fn analyse(scan: &Scan) -> Repair {
         i += 1;
     }
     match cut {
-        Some(new_len) if fragments > 0 => Repair::Playable { original_len, new_len, fragments, finalized },
+        Some(new_len) if fragments > 0 => {
+            Repair::Playable { original_len, new_len, fragments, finalized }
+        }
         _ => bad(match &scan.torn {
             Some(t) => format!("no complete fragment ({t})"),
             None => "no complete fragment".into(),
@@ -326,7 +338,11 @@ mod tests {
         for tail in [50usize, 3, 7, 8] {
             let mut b = base.clone();
             b.extend_from_slice(&bx(b"moof", 100)[..tail]);
-            assert_eq!(analyse_bytes(&b), playable(b.len(), HEADER + 2 * FRAG, 2, false), "tail {tail}");
+            assert_eq!(
+                analyse_bytes(&b),
+                playable(b.len(), HEADER + 2 * FRAG, 2, false),
+                "tail {tail}"
+            );
         }
     }
 
@@ -398,7 +414,11 @@ mod tests {
         let cases: Vec<(&str, Vec<u8>, &str)> = vec![
             ("empty", vec![], "empty file"),
             ("header only", segment(0, false), "no complete fragment"),
-            ("torn first fragment", segment(1, false)[..HEADER as usize + 500].to_vec(), "no complete fragment"),
+            (
+                "torn first fragment",
+                segment(1, false)[..HEADER as usize + 500].to_vec(),
+                "no complete fragment",
+            ),
             ("torn moov", segment(1, false)[..100].to_vec(), "no complete `moov`"),
             ("no ftyp", segment(1, false)[32..].to_vec(), "not `ftyp`"),
             ("garbage", vec![0u8; 100], "no box header"),
@@ -438,6 +458,9 @@ mod tests {
         std::fs::write(&p, &b[..200]).unwrap();
         assert!(matches!(repair(&p).unwrap(), Repair::Unrecoverable { .. }));
         assert_eq!(std::fs::metadata(&p).unwrap().len(), 200);
-        assert_eq!(repair(&dir.path().join("missing.mp4")).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(
+            repair(&dir.path().join("missing.mp4")).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
     }
 }

@@ -74,7 +74,10 @@ pub fn decode_check(path: &Path) -> Result<DecodeReport, ProbeError> {
     decode_check_with_timeout(path, TIMEOUT)
 }
 
-pub fn decode_check_with_timeout(path: &Path, timeout: Duration) -> Result<DecodeReport, ProbeError> {
+pub fn decode_check_with_timeout(
+    path: &Path,
+    timeout: Duration,
+) -> Result<DecodeReport, ProbeError> {
     let mut frames = 0u64;
     run(path, "decodebin", timeout, |_| {
         frames += 1;
@@ -98,11 +101,14 @@ struct Acc {
 impl Acc {
     fn add(&mut self, sample: &gst::Sample) -> Result<(), String> {
         if self.codec.is_none() {
-            let s = sample.caps().and_then(|c| c.structure(0)).ok_or("video sample without caps")?;
+            let s =
+                sample.caps().and_then(|c| c.structure(0)).ok_or("video sample without caps")?;
             let codec = match s.name().as_str() {
                 "video/x-h264" => "h264",
                 "video/x-h265" => "h265",
-                other => return Err(format!("codec `{other}` is not recorded (h264 or h265 expected)")),
+                other => {
+                    return Err(format!("codec `{other}` is not recorded (h264 or h265 expected)"))
+                }
             };
             self.codec = Some(codec.into());
             self.width = s.get::<i32>("width").unwrap_or(0).max(0) as u32;
@@ -184,7 +190,9 @@ fn run(
     gst::Element::link_many([&src, &typefind, &demuxer])
         .map_err(|e| ProbeError::Setup(format!("cannot link filesrc to {demux}: {e}")))?;
 
-    let sink_pad = sink.static_pad("sink").ok_or_else(|| ProbeError::Setup("appsink has no sink pad".into()))?;
+    let sink_pad = sink
+        .static_pad("sink")
+        .ok_or_else(|| ProbeError::Setup("appsink has no sink pad".into()))?;
     let weak_pipeline = pipeline.downgrade();
     demuxer.connect_pad_added(move |_, pad| {
         let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
@@ -210,7 +218,10 @@ fn run(
         let msg = if wait.is_zero() {
             bus.pop_filtered(&[gst::MessageType::Error])?
         } else {
-            bus.timed_pop_filtered(gst::ClockTime::from_nseconds(wait.as_nanos() as u64), &[gst::MessageType::Error])?
+            bus.timed_pop_filtered(
+                gst::ClockTime::from_nseconds(wait.as_nanos() as u64),
+                &[gst::MessageType::Error],
+            )?
         };
         match msg.view() {
             gst::MessageView::Error(e) => {
@@ -222,7 +233,8 @@ fn run(
         }
     };
     if pipeline.set_state(gst::State::Playing).is_err() {
-        let msg = first_error(&bus, Duration::from_millis(500)).unwrap_or_else(|| "pipeline refused to start".into());
+        let msg = first_error(&bus, Duration::from_millis(500))
+            .unwrap_or_else(|| "pipeline refused to start".into());
         return Err(file_err(msg));
     }
     let deadline = Instant::now() + timeout;
@@ -252,7 +264,11 @@ pub(crate) mod tests {
 
     pub(crate) fn test_video() -> PathBuf {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-videos/pets09-s2l1.mp4");
-        assert!(p.exists(), "{} is missing: run `make setup` (tools/make-test-videos.sh)", p.display());
+        assert!(
+            p.exists(),
+            "{} is missing: run `make setup` (tools/make-test-videos.sh)",
+            p.display()
+        );
         p
     }
 
@@ -276,13 +292,17 @@ pub(crate) mod tests {
         let bus = pipeline.bus().unwrap();
         pipeline.set_state(gst::State::Playing).unwrap();
         let msg = bus
-            .timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Eos, gst::MessageType::Error])
+            .timed_pop_filtered(
+                gst::ClockTime::from_seconds(60),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            )
             .expect("recording finished");
         pipeline.set_state(gst::State::Null).unwrap();
         if let gst::MessageView::Error(e) = msg.view() {
             panic!("recording failed: {} {:?}", e.error(), e.debug());
         }
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
         files.sort();
         files
     }
@@ -309,11 +329,17 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.mp4");
         let e = probe(&missing).unwrap_err();
-        assert!(matches!(e, ProbeError::File { .. }) && e.to_string().contains("missing.mp4"), "{e}");
+        assert!(
+            matches!(e, ProbeError::File { .. }) && e.to_string().contains("missing.mp4"),
+            "{e}"
+        );
         let junk = dir.path().join("junk.mp4");
         std::fs::write(&junk, vec![0x5au8; 10_000]).unwrap();
         for e in [probe(&junk).unwrap_err(), decode_check(&junk).map(|_| ()).unwrap_err()] {
-            assert!(matches!(e, ProbeError::File { .. }) && e.to_string().contains("junk.mp4"), "{e}");
+            assert!(
+                matches!(e, ProbeError::File { .. }) && e.to_string().contains("junk.mp4"),
+                "{e}"
+            );
         }
         // Header only (a crash before the first fragment): no frame.
         let files = record_segments(&dir.path().join("rec"), 4, 4);

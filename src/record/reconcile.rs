@@ -98,7 +98,10 @@ fn exists(path: &Path) -> io::Result<bool> {
     }
 }
 
-fn drop_missing_segment_rows(store: &Store, report: &mut ReconcileReport) -> Result<(), StoreError> {
+fn drop_missing_segment_rows(
+    store: &Store,
+    report: &mut ReconcileReport,
+) -> Result<(), StoreError> {
     const PAGE: usize = 1000;
     let mut cursor = None;
     loop {
@@ -141,8 +144,11 @@ fn subdirs(dir: &Path) -> Vec<PathBuf> {
             return vec![];
         }
     };
-    let mut out: Vec<PathBuf> =
-        entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()).collect();
+    let mut out: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
     out.sort();
     out
 }
@@ -169,7 +175,8 @@ fn index_unindexed_segments(store: &Store, report: &mut ReconcileReport) -> Resu
             };
             files.sort();
             for path in files {
-                let known = store.relative_media_path(&path).is_some_and(|rel| indexed.contains(&rel));
+                let known =
+                    store.relative_media_path(&path).is_some_and(|rel| indexed.contains(&rel));
                 if !known {
                     recover(store, &camera, &path, report)?;
                 }
@@ -199,7 +206,11 @@ impl fmt::Display for Recovery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Recovery::Indexed { id, frames, duration_ns, cut_bytes } => {
-                write!(f, "indexed as segment {id} ({frames} frames, {:.1} s", *duration_ns as f64 / 1e9)?;
+                write!(
+                    f,
+                    "indexed as segment {id} ({frames} frames, {:.1} s",
+                    *duration_ns as f64 / 1e9
+                )?;
                 if *cut_bytes > 0 {
                     write!(f, ", {cut_bytes} bytes of torn tail cut")?;
                 }
@@ -249,7 +260,9 @@ pub fn recover_file(store: &Store, camera_id: &str, path: &Path) -> Result<Recov
         Err(e) => return Ok(skip(path, format!("cannot repair: {e}"))),
     };
     let (original_len, new_len) = match &repair {
-        mp4::Repair::Unrecoverable { original_len, reason } => return Ok(drop_file(path, *original_len, reason.clone())),
+        mp4::Repair::Unrecoverable { original_len, reason } => {
+            return Ok(drop_file(path, *original_len, reason.clone()))
+        }
         mp4::Repair::Playable { original_len, new_len, .. } => (*original_len, *new_len),
     };
     let info = match probe::probe(path) {
@@ -267,7 +280,9 @@ pub fn recover_file(store: &Store, camera_id: &str, path: &Path) -> Result<Recov
         Some(t) => t,
         None => match fs::metadata(path).and_then(|m| m.modified()) {
             Ok(m) => OffsetDateTime::from(m) - duration,
-            Err(e) => return Ok(skip(path, format!("no start time in its name and no mtime: {e}"))),
+            Err(e) => {
+                return Ok(skip(path, format!("no start time in its name and no mtime: {e}")))
+            }
         },
     };
     let row = NewSegment {
@@ -294,7 +309,12 @@ pub fn recover_file(store: &Store, camera_id: &str, path: &Path) -> Result<Recov
 }
 
 /// Recovers one unindexed file found at start-up and counts the outcome.
-fn recover(store: &Store, camera: &str, path: &Path, report: &mut ReconcileReport) -> Result<(), StoreError> {
+fn recover(
+    store: &Store,
+    camera: &str,
+    path: &Path,
+    report: &mut ReconcileReport,
+) -> Result<(), StoreError> {
     match recover_file(store, camera, path)? {
         Recovery::Indexed { cut_bytes, .. } => {
             report.indexed += 1;
@@ -364,7 +384,9 @@ fn reconcile_clips(store: &Store, report: &mut ReconcileReport) -> Result<(), St
                     tracing::info!(path = %path.display(), "stray clip file removed");
                     report.clips_removed += 1;
                 }
-                Err(e) => tracing::warn!(path = %path.display(), "cannot remove stray clip file: {e}"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "cannot remove stray clip file: {e}")
+                }
             }
         }
     }
@@ -383,7 +405,14 @@ mod tests {
     const T0_MS: i64 = 1_800_000_000_000;
 
     fn new_event(store: &Store) -> uuid::Uuid {
-        let ev = EventChange::bare(uuid::Uuid::now_v7(), Change::Started, "cam1", "presence", Severity::Low, OffsetDateTime::now_utc());
+        let ev = EventChange::bare(
+            uuid::Uuid::now_v7(),
+            Change::Started,
+            "cam1",
+            "presence",
+            Severity::Low,
+            OffsetDateTime::now_utc(),
+        );
         store.apply(&ev).unwrap().id
     }
 
@@ -440,19 +469,21 @@ mod tests {
         let whole = fs::read(day.join(name(1))).unwrap();
         let scan = mp4::scan(&mut io::Cursor::new(&whole), whole.len() as u64).unwrap();
         assert!(scan.boxes.last().unwrap().is(b"mfra"));
-        let mdat_ends: Vec<u64> = scan.boxes.iter().filter(|b| b.is(b"mdat")).map(|b| b.end()).collect();
+        let mdat_ends: Vec<u64> =
+            scan.boxes.iter().filter(|b| b.is(b"mdat")).map(|b| b.end()).collect();
         assert!(mdat_ends.len() >= 4, "{:?}", scan.boxes);
-        let moofs: Vec<u64> = scan.boxes.iter().filter(|b| b.is(b"moof")).map(|b| b.offset).collect();
+        let moofs: Vec<u64> =
+            scan.boxes.iter().filter(|b| b.is(b"moof")).map(|b| b.offset).collect();
         let len = whole.len() as u64;
         let mut offsets = vec![
-            20,                   // inside ftyp
-            moofs[0] - 100,       // inside moov/uuid: no fragment
-            moofs[0],             // header only
-            moofs[0] + 50,        // inside the first moof
-            mdat_ends[0] - 1,     // one byte short of the first fragment
-            mdat_ends[0],         // exactly one fragment
-            mdat_ends[1] + 4,     // a partial header after two fragments
-            len - 10,             // inside mfra
+            20,               // inside ftyp
+            moofs[0] - 100,   // inside moov/uuid: no fragment
+            moofs[0],         // header only
+            moofs[0] + 50,    // inside the first moof
+            mdat_ends[0] - 1, // one byte short of the first fragment
+            mdat_ends[0],     // exactly one fragment
+            mdat_ends[1] + 4, // a partial header after two fragments
+            len - 10,         // inside mfra
         ];
         // … and two pseudo-random ones.
         let mut x = 0x2545_f491_4f6c_dd1d_u64;
@@ -496,18 +527,27 @@ mod tests {
         println!("{report}");
 
         let playable_torn = offsets.iter().filter(|&&o| expect_fragments(o) > 0).count();
-        let truncated_torn = offsets.iter().filter(|&&o| expect_fragments(o) > 0 && !mdat_ends.contains(&o)).count();
+        let truncated_torn =
+            offsets.iter().filter(|&&o| expect_fragments(o) > 0 && !mdat_ends.contains(&o)).count();
         assert_eq!(report.indexed, 2 + playable_torn, "{report}");
         assert_eq!(report.repaired, truncated_torn, "{report}");
         assert_eq!(report.dropped, offsets.len() - playable_torn, "{report}");
         assert_eq!((report.skipped, report.missing_rows), (0, 1), "{report}");
-        assert_eq!((report.clips_removed, report.missing_clip_rows, report.dirs_removed), (2, 1, 1), "{report}");
+        assert_eq!(
+            (report.clips_removed, report.missing_clip_rows, report.dirs_removed),
+            (2, 1, 1),
+            "{report}"
+        );
         assert!(!empty_day.exists());
 
         for (p, off) in &torn {
             let n = expect_fragments(*off);
             if n == 0 {
-                assert!(!p.exists(), "{} (cut at {off}) has no whole fragment and must be gone", p.display());
+                assert!(
+                    !p.exists(),
+                    "{} (cut at {off}) has no whole fragment and must be gone",
+                    p.display()
+                );
             } else {
                 let want = mdat_ends[n - 1];
                 assert_eq!(fs::metadata(p).unwrap().len(), want, "{} cut at {off}", p.display());
@@ -527,12 +567,23 @@ mod tests {
             let dec = decode_check(&p).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(dec.frames_decoded, info.frames, "{}", r.path);
             assert!(info.first_is_keyframe, "{}", r.path);
-            assert_eq!(r.recovered, r.path != store.relative_media_path(&p0).unwrap(), "{}", r.path);
+            assert_eq!(
+                r.recovered,
+                r.path != store.relative_media_path(&p0).unwrap(),
+                "{}",
+                r.path
+            );
             if r.recovered {
                 assert_eq!(r.frames, Some(info.frames));
                 assert_eq!(r.bytes, fs::metadata(&p).unwrap().len());
-                assert_eq!(crate::store::to_ms(r.start), start_from_name(&p).map(crate::store::to_ms).unwrap());
-                assert_eq!((r.end - r.start).whole_milliseconds(), info.duration_ns as i128 / 1_000_000);
+                assert_eq!(
+                    crate::store::to_ms(r.start),
+                    start_from_name(&p).map(crate::store::to_ms).unwrap()
+                );
+                assert_eq!(
+                    (r.end - r.start).whole_milliseconds(),
+                    info.duration_ns as i128 / 1_000_000
+                );
             }
         }
         // The complete, never-indexed segments were indexed whole (nothing cut).
@@ -558,7 +609,8 @@ mod tests {
         let files = record_segments(&tmp.path().join("rec"), 4, 4);
         let whole = fs::read(&files[0]).unwrap();
         let scan = mp4::scan(&mut io::Cursor::new(&whole), whole.len() as u64).unwrap();
-        let mdat_ends: Vec<u64> = scan.boxes.iter().filter(|b| b.is(b"mdat")).map(|b| b.end()).collect();
+        let mdat_ends: Vec<u64> =
+            scan.boxes.iter().filter(|b| b.is(b"mdat")).map(|b| b.end()).collect();
         fs::create_dir_all(&day).unwrap();
         // Stopped in the middle of its third fragment.
         let torn = day.join(name(0));
@@ -599,7 +651,11 @@ mod tests {
         assert_eq!(report.indexed, 1, "{report}");
         let row = &store.segments(Some("cam9"), None, None, 10).unwrap()[0];
         assert!(row.path.ends_with("seg-00000.mp4"), "{}", files[0].display());
-        assert!(row.end <= before + time::Duration::seconds(1) && row.end > before - time::Duration::minutes(5), "{row:?}");
+        assert!(
+            row.end <= before + time::Duration::seconds(1)
+                && row.end > before - time::Duration::minutes(5),
+            "{row:?}"
+        );
         assert_eq!(row.duration_secs(), 4.0);
     }
 }

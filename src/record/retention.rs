@@ -79,7 +79,10 @@ impl DiskStats for Statvfs {
             return Err(io::Error::last_os_error());
         }
         let frsize = st.f_frsize as u64;
-        Ok(((st.f_bavail as u64).saturating_mul(frsize), (st.f_blocks as u64).saturating_mul(frsize)))
+        Ok((
+            (st.f_bavail as u64).saturating_mul(frsize),
+            (st.f_blocks as u64).saturating_mul(frsize),
+        ))
     }
 }
 
@@ -131,7 +134,10 @@ pub struct RetentionReport {
 impl RetentionReport {
     /// Something was deleted.
     pub fn deleted_anything(&self) -> bool {
-        self.age.files + self.budget.files + self.forced.files + self.clips_evicted.files
+        self.age.files
+            + self.budget.files
+            + self.forced.files
+            + self.clips_evicted.files
             + self.clips_expired
             + self.snapshots_expired
             > 0
@@ -238,7 +244,12 @@ pub struct Retention {
 
 impl Retention {
     /// Retention of the media under `store`'s data dir, measuring free space with `statvfs`.
-    pub fn new(cfg: &Config, store: Store, clock: Arc<dyn Clock>, gates: HashMap<String, RecordGate>) -> Self {
+    pub fn new(
+        cfg: &Config,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        gates: HashMap<String, RecordGate>,
+    ) -> Self {
         Self::with_disk(cfg, store, clock, gates, Arc::new(Statvfs))
     }
 
@@ -250,8 +261,11 @@ impl Retention {
         gates: HashMap<String, RecordGate>,
         disk: Arc<dyn DiskStats>,
     ) -> Self {
-        let cameras =
-            cfg.cameras.iter().map(|c| (c.id.clone(), Policy::of(&c.record, c.grid_cell.clone()))).collect();
+        let cameras = cfg
+            .cameras
+            .iter()
+            .map(|c| (c.id.clone(), Policy::of(&c.record, c.grid_cell.clone())))
+            .collect();
         Retention {
             store,
             clock,
@@ -340,14 +354,20 @@ impl Retention {
     fn protection(&mut self, now_ms: i64) -> Result<Protection, StoreError> {
         let max_seq = self.store.max_event_seq()?;
         let fresh = self.protection.as_ref().is_some_and(|c| {
-            c.max_seq == max_seq && now_ms >= c.fetched_ms && now_ms - c.fetched_ms < PROTECTION_REFRESH_MS
+            c.max_seq == max_seq
+                && now_ms >= c.fetched_ms
+                && now_ms - c.fetched_ms < PROTECTION_REFRESH_MS
         });
         if !fresh {
             let mut by_camera: HashMap<String, Vec<ProtectingEvent>> = HashMap::new();
             for e in self.store.protecting_events()? {
                 by_camera.entry(e.camera_id.clone()).or_default().push(e);
             }
-            self.protection = Some(ProtectionCache { max_seq, fetched_ms: now_ms, by_camera: Arc::new(by_camera) });
+            self.protection = Some(ProtectionCache {
+                max_seq,
+                fetched_ms: now_ms,
+                by_camera: Arc::new(by_camera),
+            });
         }
         let by_camera = self.protection.as_ref().map(|c| c.by_camera.clone()).unwrap_or_default();
         Ok(Protection { now_ms, by_camera })
@@ -472,19 +492,31 @@ impl Retention {
 
     /// Bytes to delete to be within budget (0 = within budget).
     fn shortfall(&self, u: &Usage) -> u64 {
-        let over_max = if self.storage.max_bytes > 0 { u.media.saturating_sub(self.storage.max_bytes) } else { 0 };
+        let over_max = if self.storage.max_bytes > 0 {
+            u.media.saturating_sub(self.storage.max_bytes)
+        } else {
+            0
+        };
         let below_floor = u.disk.map_or(0, |(free, total)| self.floor(total).saturating_sub(free));
         over_max.max(below_floor)
     }
 
     fn measure(&mut self, now_ms: i64, resync: bool) -> Result<Usage, StoreError> {
-        let media = if self.storage.max_bytes > 0 || resync { self.media_bytes(now_ms, resync)? } else { 0 };
+        let media = if self.storage.max_bytes > 0 || resync {
+            self.media_bytes(now_ms, resync)?
+        } else {
+            0
+        };
         Ok(Usage { media, disk: self.disk_usage() })
     }
 
     /// Deletes for the disk budget; returns the usage after it and whether nothing deletable
     /// was left.
-    fn budget(&mut self, now_ms: i64, report: &mut RetentionReport) -> Result<(Usage, bool), StoreError> {
+    fn budget(
+        &mut self,
+        now_ms: i64,
+        report: &mut RetentionReport,
+    ) -> Result<(Usage, bool), StoreError> {
         let mut usage = self.measure(now_ms, false)?;
         if self.shortfall(&usage) == 0 {
             return Ok((usage, false));
@@ -549,7 +581,8 @@ impl Retention {
             };
             evictions += 1;
             freed = freed.saturating_add(bytes);
-            let media = if self.storage.max_bytes > 0 { self.media_bytes(now_ms, false)? } else { 0 };
+            let media =
+                if self.storage.max_bytes > 0 { self.media_bytes(now_ms, false)? } else { 0 };
             let disk = self.disk_usage().map(|(free, total)| {
                 (free_at_start.map_or(free, |f0| free.max(f0.saturating_add(freed))), total)
             });
@@ -587,7 +620,12 @@ impl Retention {
     /// Deletes a segment's row, then its file. False if the row was already gone. If even
     /// the reserve cannot make room for the database, the file goes first (the row follows
     /// as soon as that space is free; reconciliation drops a row whose file is gone).
-    fn delete_segment(&mut self, seg: &SegmentFile, now_ms: i64, report: &mut RetentionReport) -> Result<bool, StoreError> {
+    fn delete_segment(
+        &mut self,
+        seg: &SegmentFile,
+        now_ms: i64,
+        report: &mut RetentionReport,
+    ) -> Result<bool, StoreError> {
         let (deleted, file_first) = match self.db(|s| s.delete_segment_row(seg.id)) {
             Err(e) if e.is_disk_full() => {
                 tracing::warn!(path = %seg.path, "database full: deleting the segment file before its index row");
@@ -632,7 +670,13 @@ impl Retention {
         }
     }
 
-    fn update_full(&mut self, now: OffsetDateTime, usage: Usage, nothing_left: bool, report: &mut RetentionReport) {
+    fn update_full(
+        &mut self,
+        now: OffsetDateTime,
+        usage: Usage,
+        nothing_left: bool,
+        report: &mut RetentionReport,
+    ) {
         let short = self.shortfall(&usage);
         let (free, total) = usage.disk.unwrap_or((0, 0));
         let floor = usage.disk.map_or(0, |(_, t)| self.floor(t));
@@ -650,7 +694,9 @@ impl Retention {
             }
             if self.full.is_none() {
                 tracing::error!(
-                    free_bytes = free, floor_bytes = floor, needed_bytes = short,
+                    free_bytes = free,
+                    floor_bytes = floor,
+                    needed_bytes = short,
                     "storage full: nothing left to delete; recording stopped on every camera"
                 );
                 let mut cams: Vec<&String> = self.gates.keys().collect();
@@ -658,7 +704,15 @@ impl Retention {
                 let mut events = vec![];
                 for cam in cams {
                     let id = Uuid::now_v7();
-                    match self.db(|s| s.apply(&self.full_change(id, cam, Change::Started, now, Some(detail.clone())))) {
+                    match self.db(|s| {
+                        s.apply(&self.full_change(
+                            id,
+                            cam,
+                            Change::Started,
+                            now,
+                            Some(detail.clone()),
+                        ))
+                    }) {
                         Ok(_) => events.push((cam.clone(), id)),
                         Err(e) => {
                             tracing::error!(camera = %cam, "cannot store storage_full event: {e}");
@@ -689,13 +743,19 @@ impl Retention {
         }
         for (cam, id) in events {
             // The end keeps the start's detail (how much was missing).
-            if let Err(e) = self.db(|s| s.apply(&self.full_change(id, &cam, Change::Ended, now, None))) {
+            if let Err(e) =
+                self.db(|s| s.apply(&self.full_change(id, &cam, Change::Ended, now, None)))
+            {
                 tracing::error!(camera = %cam, event = %id, "cannot end storage_full event: {e}");
                 report.errors += 1;
             }
         }
         self.full = None;
-        tracing::warn!(free_bytes = free, floor_bytes = floor, "storage available again; recording resumed");
+        tracing::warn!(
+            free_bytes = free,
+            floor_bytes = floor,
+            "storage available again; recording resumed"
+        );
     }
 
     fn full_change(
@@ -781,7 +841,8 @@ grid_cell = 'G7'
             if self.fail.load(Ordering::Relaxed) {
                 return Err(io::Error::other("statvfs broke"));
             }
-            let used: u64 = ["recordings", "clips", "snapshots"].iter().map(|d| du(&self.root.join(d))).sum();
+            let used: u64 =
+                ["recordings", "clips", "snapshots"].iter().map(|d| du(&self.root.join(d))).sum();
             let total = self.total.load(Ordering::Relaxed);
             Ok((total.saturating_sub(self.other.load(Ordering::Relaxed) + used), total))
         }
@@ -816,14 +877,16 @@ grid_cell = 'G7'
         });
         let gates: HashMap<String, RecordGate> =
             ["cam1", "cam2"].iter().map(|c| (c.to_string(), RecordGate::default())).collect();
-        let ret = Retention::with_disk(&cfg, store.clone(), clock.clone(), gates.clone(), disk.clone());
+        let ret =
+            Retention::with_disk(&cfg, store.clone(), clock.clone(), gates.clone(), disk.clone());
         Env { _tmp: tmp, store, clock, disk, gates, ret }
     }
 
     impl Env {
         /// Writes a segment file of `bytes` bytes starting at `start`, `secs` long, and indexes it.
         fn seg(&self, cam: &str, start: OffsetDateTime, secs: i64, bytes: usize) -> (i64, PathBuf) {
-            let day = format!("{:04}{:02}{:02}", start.year(), u8::from(start.month()), start.day());
+            let day =
+                format!("{:04}{:02}{:02}", start.year(), u8::from(start.month()), start.day());
             let rel = format!("recordings/{cam}/{day}/{}-00000.mp4", to_ms(start));
             let abs = self.store.data_dir().join(&rel);
             fs::create_dir_all(abs.parent().unwrap()).unwrap();
@@ -846,7 +909,14 @@ grid_cell = 'G7'
             (id, abs)
         }
 
-        fn event(&self, cam: &str, sev: Severity, start: OffsetDateTime, end: Option<OffsetDateTime>, snapshot: bool) -> Uuid {
+        fn event(
+            &self,
+            cam: &str,
+            sev: Severity,
+            start: OffsetDateTime,
+            end: Option<OffsetDateTime>,
+            snapshot: bool,
+        ) -> Uuid {
             let frame = Frame {
                 camera_id: Arc::from(cam),
                 index: 0,
@@ -888,7 +958,15 @@ grid_cell = 'G7'
             let abs = self.store.data_dir().join(&rel);
             fs::create_dir_all(abs.parent().unwrap()).unwrap();
             fs::write(&abs, vec![1u8; bytes]).unwrap();
-            self.store.put_clip(&Clip { event_id: event, path: rel, start: at, end: at, bytes: bytes as u64 }).unwrap();
+            self.store
+                .put_clip(&Clip {
+                    event_id: event,
+                    path: rel,
+                    start: at,
+                    end: at,
+                    bytes: bytes as u64,
+                })
+                .unwrap();
             abs
         }
 
@@ -909,7 +987,8 @@ grid_cell = 'G7'
         }
 
         fn storage_full_events(&self) -> Vec<crate::types::Event> {
-            let q = EventQuery { kind: Some(STORAGE_FULL.into()), limit: 100, ..Default::default() };
+            let q =
+                EventQuery { kind: Some(STORAGE_FULL.into()), limit: 100, ..Default::default() };
             let mut v = self.store.list_events(&q).unwrap().events;
             v.sort_by(|a, b| a.camera_id.cmp(&b.camera_id));
             v
@@ -924,7 +1003,11 @@ grid_cell = 'G7'
 
     fn gone(e: &Env, segs: &[&(i64, PathBuf)]) {
         for (id, p) in segs {
-            assert!(!e.indexed(*id) && !p.exists(), "segment {id} ({}) must be deleted", p.display());
+            assert!(
+                !e.indexed(*id) && !p.exists(),
+                "segment {id} ({}) must be deleted",
+                p.display()
+            );
         }
     }
 
@@ -940,7 +1023,11 @@ grid_cell = 'G7'
         let young = e.seg("retired", now - d(6), 10, 100);
         let r = e.ret.run();
         assert_eq!(r.age, Deleted { files: 2, bytes: 400 }, "{r}");
-        assert_eq!((r.budget.files, r.forced.files, r.errors, r.storage_full), (0, 0, 0, false), "{r}");
+        assert_eq!(
+            (r.budget.files, r.forced.files, r.errors, r.storage_full),
+            (0, 0, 0, false),
+            "{r}"
+        );
         gone(&e, &[&a, &old]);
         kept(&e, &[&b, &c, &young]);
         // Emptied day directories at least two days old are removed.
@@ -988,7 +1075,14 @@ grid_cell = 'G7'
         kept(&e, &[&ongoing]);
         // The active event ends: its footage is protected until it is reviewed, however old.
         e.store
-            .apply(&EventChange::bare(active, Change::Ended, "cam1", "intrusion", Severity::Critical, now))
+            .apply(&EventChange::bare(
+                active,
+                Change::Ended,
+                "cam1",
+                "intrusion",
+                Severity::Critical,
+                now,
+            ))
             .unwrap();
         e.clock.advance(Duration::days(30));
         assert_eq!(e.ret.run().age.files, 0);
@@ -1003,8 +1097,20 @@ grid_cell = 'G7'
     fn event_clips_and_snapshots_are_kept_for_event_retention_days() {
         let mut e = env("event_retention_days = 30");
         let now = now0();
-        let old = e.event("cam1", Severity::Low, now - Duration::days(31), Some(now - Duration::days(31)), true);
-        let recent = e.event("cam2", Severity::High, now - Duration::days(29), Some(now - Duration::days(29)), true);
+        let old = e.event(
+            "cam1",
+            Severity::Low,
+            now - Duration::days(31),
+            Some(now - Duration::days(31)),
+            true,
+        );
+        let recent = e.event(
+            "cam2",
+            Severity::High,
+            now - Duration::days(29),
+            Some(now - Duration::days(29)),
+            true,
+        );
         let bare = e.event("cam2", Severity::Low, now - Duration::days(40), None, false);
         let old_clip = e.clip(old, now - Duration::days(31), 500);
         let recent_clip = e.clip(recent, now - Duration::days(29), 500);
@@ -1012,15 +1118,26 @@ grid_cell = 'G7'
         assert!(snap(old).exists() && snap(recent).exists());
 
         let r = e.ret.run();
-        assert_eq!((r.clips_expired, r.snapshots_expired, r.missing_files, r.errors), (1, 1, 0, 0), "{r}");
+        assert_eq!(
+            (r.clips_expired, r.snapshots_expired, r.missing_files, r.errors),
+            (1, 1, 0, 0),
+            "{r}"
+        );
         assert!(!old_clip.exists() && !snap(old).exists());
         assert!(e.store.clip(old).unwrap().is_none());
         let ev = e.store.get_event(old).unwrap().expect("the event row stays");
         assert_eq!(ev.snapshot, None);
-        assert_eq!(e.sql("SELECT media_deleted_at FROM events WHERE id = ?1", old), Some(to_ms(now)));
+        assert_eq!(
+            e.sql("SELECT media_deleted_at FROM events WHERE id = ?1", old),
+            Some(to_ms(now))
+        );
         assert!(e.sql("SELECT media_deleted_at FROM events WHERE id = ?1", bare).is_some());
         // The younger event keeps its media …
-        assert!(recent_clip.exists() && snap(recent).exists() && e.store.clip(recent).unwrap().is_some());
+        assert!(
+            recent_clip.exists()
+                && snap(recent).exists()
+                && e.store.clip(recent).unwrap().is_some()
+        );
         assert_eq!(e.sql("SELECT media_deleted_at FROM events WHERE id = ?1", recent), None);
         assert_eq!(e.ret.run(), RetentionReport::default());
         // … until it is 30 days old too.
@@ -1052,7 +1169,11 @@ grid_cell = 'G7'
         // 5500 bytes: three segments must go (the clip is older than two of them, but clips go last).
         let r = e.ret.run();
         assert_eq!(r.budget, Deleted { files: 3, bytes: 3000 }, "{r}");
-        assert_eq!((r.age.files, r.forced.files, r.clips_evicted.files, r.over_budget), (0, 0, 0, false), "{r}");
+        assert_eq!(
+            (r.age.files, r.forced.files, r.clips_evicted.files, r.over_budget),
+            (0, 0, 0, false),
+            "{r}"
+        );
         gone(&e, &[&s1, &s2, &s3]);
         kept(&e, &[&s4, &s5]);
         assert!(clip.exists());
@@ -1069,7 +1190,16 @@ grid_cell = 'G7'
         let mut e = env("min_free_bytes = 0\nmin_free_percent = 50");
         e.disk.total.store(10_000, Ordering::Relaxed);
         let now = now0();
-        let segs: Vec<_> = (0..6).map(|i| e.seg(if i % 2 == 0 { "cam1" } else { "cam2" }, now - Duration::minutes(60 - i), 10, 1000)).collect();
+        let segs: Vec<_> = (0..6)
+            .map(|i| {
+                e.seg(
+                    if i % 2 == 0 { "cam1" } else { "cam2" },
+                    now - Duration::minutes(60 - i),
+                    10,
+                    1000,
+                )
+            })
+            .collect();
         // 6000 used of 10000: free 4000 < floor 5000 → one segment goes.
         let r = e.ret.run();
         assert_eq!(r.budget, Deleted { files: 1, bytes: 1000 }, "{r}");
@@ -1095,7 +1225,11 @@ grid_cell = 'G7'
         // 3100 bytes, 2100 allowed: the unprotected segment goes, although p1 is older.
         let r = e.ret.run();
         assert_eq!(r.budget, Deleted { files: 1, bytes: 1000 }, "{r}");
-        assert_eq!((r.forced.files, r.clips_evicted.files, r.over_budget, r.storage_full), (0, 0, false, false), "{r}");
+        assert_eq!(
+            (r.forced.files, r.clips_evicted.files, r.over_budget, r.storage_full),
+            (0, 0, false, false),
+            "{r}"
+        );
         gone(&e, &[&u1]);
         kept(&e, &[&p1, &p2]);
         // More footage of the critical event: only protected footage is left, so the oldest
@@ -1166,7 +1300,11 @@ grid_cell = 'G7'
         assert_eq!(full.len(), 2);
         for x in &full {
             assert_eq!((x.state, x.ended_at), (EventState::Ended, Some(now + m(2))));
-            assert_eq!(x.detail.as_ref().unwrap()["needed_bytes"], 5000, "the start's detail is kept");
+            assert_eq!(
+                x.detail.as_ref().unwrap()["needed_bytes"],
+                5000,
+                "the start's detail is kept"
+            );
         }
     }
 
@@ -1198,7 +1336,11 @@ grid_cell = 'G7'
 
     #[test]
     fn report_display() {
-        let r = RetentionReport { age: Deleted { files: 2, bytes: 10 }, storage_full: true, ..Default::default() };
+        let r = RetentionReport {
+            age: Deleted { files: 2, bytes: 10 },
+            storage_full: true,
+            ..Default::default()
+        };
         let s = r.to_string();
         assert!(s.contains("2 (10 bytes) by age") && s.contains("STORAGE FULL"), "{s}");
     }

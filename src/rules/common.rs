@@ -68,7 +68,13 @@ pub fn observed<'t>(t: &'t Tracks, classes: &[String]) -> Vec<&'t Track> {
 
 /// A track as an event object (class, score, box, track id).
 pub fn object(t: &Track) -> Detection {
-    Detection { class_id: t.class_id, class: t.class.clone(), score: t.score, bbox: t.bbox, track_id: Some(t.id) }
+    Detection {
+        class_id: t.class_id,
+        class: t.class.clone(),
+        score: t.score,
+        bbox: t.bbox,
+        track_id: Some(t.id),
+    }
 }
 
 /// Builds a rule output. Rules should construct outputs only through this (and
@@ -83,7 +89,16 @@ pub fn output(
     objects: Vec<Detection>,
     snapshot: Option<&Frame>,
 ) -> RuleOutput {
-    RuleOutput { key, change, kind: kind.into(), severity, at, objects, snapshot: snapshot.cloned(), detail: None }
+    RuleOutput {
+        key,
+        change,
+        kind: kind.into(),
+        severity,
+        at,
+        objects,
+        snapshot: snapshot.cloned(),
+        detail: None,
+    }
 }
 
 /// No new event for a key until `secs` after the previous event of that key ended. Checked

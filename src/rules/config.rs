@@ -217,7 +217,11 @@ pub(crate) fn validate(r: &crate::config::RuleConfig) -> Result<(), (String, Str
         R::CameraOffline(r) => non_negative(&[("offline_secs", r.offline_secs)]),
         R::Intrusion(r) => {
             classes_non_empty(&r.classes)?;
-            non_negative(&[("min_secs", r.min_secs), ("clear_secs", r.clear_secs), ("cooldown_secs", r.cooldown_secs)])
+            non_negative(&[
+                ("min_secs", r.min_secs),
+                ("clear_secs", r.clear_secs),
+                ("cooldown_secs", r.cooldown_secs),
+            ])
         }
         R::LineCrossing(r) => {
             if r.classes.iter().any(|s| s.trim().is_empty()) {
@@ -242,7 +246,11 @@ pub(crate) fn validate(r: &crate::config::RuleConfig) -> Result<(), (String, Str
             if r.min_count == 0 {
                 return Err(("min_count".into(), "must be ≥ 1".into()));
             }
-            non_negative(&[("min_secs", r.min_secs), ("clear_secs", r.clear_secs), ("cooldown_secs", r.cooldown_secs)])
+            non_negative(&[
+                ("min_secs", r.min_secs),
+                ("clear_secs", r.clear_secs),
+                ("cooldown_secs", r.cooldown_secs),
+            ])
         }
         R::WrongWay(r) => {
             classes_non_empty(&r.classes)?;
@@ -443,7 +451,10 @@ fn validate_fire(r: &FireParams) -> Result<(), (String, String)> {
         return Err(("min_score".into(), "must be between 0 and 1".into()));
     }
     if !(r.min_area.is_finite() && (0.0..=1.0).contains(&r.min_area)) {
-        return Err(("min_area".into(), "must be between 0 and 1 (a fraction of the frame)".into()));
+        return Err((
+            "min_area".into(),
+            "must be between 0 and 1 (a fraction of the frame)".into(),
+        ));
     }
     if r.n == 0 || r.n > 1000 {
         return Err(("n".into(), "must be between 1 and 1000".into()));
@@ -534,7 +545,11 @@ fn validate_tamper(r: &TamperRule) -> Result<(), (String, String)> {
     if !(r.reference_alpha.is_finite() && r.reference_alpha > 0.0 && r.reference_alpha <= 1.0) {
         return Err(("reference_alpha".into(), "must be > 0 and ≤ 1".into()));
     }
-    non_negative(&[("min_stddev", r.min_stddev), ("min_secs", r.min_secs), ("clear_secs", r.clear_secs)])
+    non_negative(&[
+        ("min_stddev", r.min_stddev),
+        ("min_secs", r.min_secs),
+        ("clear_secs", r.clear_secs),
+    ])
 }
 
 /// `camera_offline`: the camera has been offline ≥ `offline_secs` (from ingest health, not
@@ -553,7 +568,8 @@ mod tests {
     use crate::config::RuleConfig;
 
     fn rule(toml_text: &str) -> Result<(), (String, String)> {
-        let r: RuleConfig = toml::from_str(toml_text).map_err(|e| ("parse".to_string(), e.to_string()))?;
+        let r: RuleConfig =
+            toml::from_str(toml_text).map_err(|e| ("parse".to_string(), e.to_string()))?;
         super::validate(&r)
     }
 
@@ -576,6 +592,10 @@ mod tests {
         assert_eq!(field("kind = 'camera_tamper'\nanalysis_width = 4"), "analysis_width");
         assert_eq!(field("kind = 'camera_tamper'\nreference_alpha = 0.0"), "reference_alpha");
         assert_eq!(field("kind = 'camera_offline'\noffline_secs = -5.0"), "offline_secs");
-        assert_eq!(field("kind = 'camera_offline'\nofline_secs = 5.0"), "parse", "unknown keys are rejected");
+        assert_eq!(
+            field("kind = 'camera_offline'\nofline_secs = 5.0"),
+            "parse",
+            "unknown keys are rejected"
+        );
     }
 }

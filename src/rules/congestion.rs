@@ -56,7 +56,8 @@ impl Rule for Congestion {
             .into_iter()
             .filter(|tr| point_in_polygon(self.scene.anchor(tr), &self.zone))
             .collect();
-        let mut speeds: Vec<f64> = inside.iter().map(|tr| (tr.velocity.0 as f64).hypot(tr.velocity.1 as f64)).collect();
+        let mut speeds: Vec<f64> =
+            inside.iter().map(|tr| (tr.velocity.0 as f64).hypot(tr.velocity.1 as f64)).collect();
         let med = median(&mut speeds);
         let cond = inside.len() >= self.cfg.min_count as usize
             && med.is_some_and(|m| m.is_finite() && m < self.cfg.max_speed);
@@ -69,8 +70,16 @@ impl Rule for Congestion {
                     "median_speed": med.filter(|m| m.is_finite()),
                 });
                 let objects = inside.iter().map(|tr| object(tr)).collect();
-                output(KIND, self.cfg.severity, self.episode.key, change, at, objects, Some(&t.detections.frame))
-                    .with_detail(detail)
+                output(
+                    KIND,
+                    self.cfg.severity,
+                    self.episode.key,
+                    change,
+                    at,
+                    objects,
+                    Some(&t.detections.frame),
+                )
+                .with_detail(detail)
             } else {
                 output(KIND, self.cfg.severity, self.episode.key, change, at, vec![], None)
             };
@@ -81,7 +90,15 @@ impl Rule for Congestion {
 
     fn finish(&mut self, at: OffsetDateTime, out: &mut Vec<RuleOutput>) {
         if let Some(end) = self.episode.finish(at) {
-            out.push(output(KIND, self.cfg.severity, self.episode.key, Change::Ended, end, vec![], None));
+            out.push(output(
+                KIND,
+                self.cfg.severity,
+                self.episode.key,
+                Change::Ended,
+                end,
+                vec![],
+                None,
+            ));
         }
     }
 }

@@ -70,10 +70,19 @@ impl Rule for Crowd {
             let o = if change == Change::Started {
                 self.start_count = n;
                 let detail = serde_json::json!({ "count": n, "min_count": self.cfg.min_count });
-                output(KIND, self.cfg.severity, self.episode.key, change, at, inside, Some(&t.detections.frame))
-                    .with_detail(detail)
+                output(
+                    KIND,
+                    self.cfg.severity,
+                    self.episode.key,
+                    change,
+                    at,
+                    inside,
+                    Some(&t.detections.frame),
+                )
+                .with_detail(detail)
             } else {
-                output(KIND, self.cfg.severity, self.episode.key, change, at, vec![], None).with_detail(self.end_detail())
+                output(KIND, self.cfg.severity, self.episode.key, change, at, vec![], None)
+                    .with_detail(self.end_detail())
             };
             out.push(o);
         }
@@ -83,7 +92,10 @@ impl Rule for Crowd {
     fn finish(&mut self, at: OffsetDateTime, out: &mut Vec<RuleOutput>) {
         let detail = self.end_detail();
         if let Some(end) = self.episode.finish(at) {
-            out.push(output(KIND, self.cfg.severity, self.episode.key, Change::Ended, end, vec![], None).with_detail(detail));
+            out.push(
+                output(KIND, self.cfg.severity, self.episode.key, Change::Ended, end, vec![], None)
+                    .with_detail(detail),
+            );
         }
     }
 }

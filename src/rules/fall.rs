@@ -118,13 +118,29 @@ impl Rule for Fall {
             let Some(since) = st.down_since else { continue };
             // Down: lying, or in between (e.g. curled up) after a fall; only upright ends it.
             st.last_down = now;
-            if !st.active && now - since >= secs(self.cfg.down_secs) && self.cooldown.allows(tr.id, now) {
+            if !st.active
+                && now - since >= secs(self.cfg.down_secs)
+                && self.cooldown.allows(tr.id, now)
+            {
                 st.active = true;
-                out.push(output(KIND, self.cfg.severity, tr.id, Change::Started, since, vec![st.obj.clone()], Some(frame)));
+                out.push(output(
+                    KIND,
+                    self.cfg.severity,
+                    tr.id,
+                    Change::Started,
+                    since,
+                    vec![st.obj.clone()],
+                    Some(frame),
+                ));
             }
         }
         let clear = secs(self.cfg.clear_secs);
-        let gone: Vec<u64> = self.tracks.iter().filter(|(_, s)| now - s.last_seen >= clear).map(|(id, _)| *id).collect();
+        let gone: Vec<u64> = self
+            .tracks
+            .iter()
+            .filter(|(_, s)| now - s.last_seen >= clear)
+            .map(|(id, _)| *id)
+            .collect();
         for id in gone {
             if let Some(st) = self.tracks.remove(&id) {
                 if st.active {

@@ -73,12 +73,29 @@ impl Rule for Fire {
                 self.active = true;
                 self.key += 1;
                 self.best = quality;
-                out.push(output(kind, sev, self.key, Change::Started, since, hits, Some(&t.detections.frame)));
+                out.push(output(
+                    kind,
+                    sev,
+                    self.key,
+                    Change::Started,
+                    since,
+                    hits,
+                    Some(&t.detections.frame),
+                ));
             } else if self.active
-                && (quality.0 > self.best.0 || (quality.0 == self.best.0 && quality.1 > self.best.1 + 0.1))
+                && (quality.0 > self.best.0
+                    || (quality.0 == self.best.0 && quality.1 > self.best.1 + 0.1))
             {
                 self.best = quality;
-                out.push(output(kind, sev, self.key, Change::Updated, now, hits, Some(&t.detections.frame)));
+                out.push(output(
+                    kind,
+                    sev,
+                    self.key,
+                    Change::Updated,
+                    now,
+                    hits,
+                    Some(&t.detections.frame),
+                ));
             }
         } else if let Some(last) = self.last_hit {
             if self.active && now - last >= secs(self.cfg.clear_secs) {
@@ -92,7 +109,15 @@ impl Rule for Fire {
     fn finish(&mut self, at: OffsetDateTime, out: &mut Vec<RuleOutput>) {
         if self.active {
             let end = self.last_hit.unwrap_or(at);
-            out.push(output(self.cfg.kind, self.cfg.severity, self.key, Change::Ended, end, vec![], None));
+            out.push(output(
+                self.cfg.kind,
+                self.cfg.severity,
+                self.key,
+                Change::Ended,
+                end,
+                vec![],
+                None,
+            ));
         }
         self.active = false;
         self.last_hit = None;

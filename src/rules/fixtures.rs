@@ -83,7 +83,11 @@ impl FxTrack {
                 let (ca, cz) = (c(a), c(z));
                 (b, [(cz[0] - ca[0]) / d, (cz[1] - ca[1]) / d])
             }
-            _ => panic!("{}: track {}: give either `box` or both `from_box` and `to_box`", path.display(), self.id),
+            _ => panic!(
+                "{}: track {}: give either `box` or both `from_box` and `to_box`",
+                path.display(),
+                self.id
+            ),
         };
         let v = self.velocity.unwrap_or(v);
         Track {
@@ -225,17 +229,30 @@ fn run(path: &std::path::Path) {
                 });
                 if let Some(e) = fx.expect.get(got.len() - 1) {
                     if let Some(n) = e.objects {
-                        assert_eq!(c.objects.len(), n, "{}: objects of change {}", path.display(), got.len());
+                        assert_eq!(
+                            c.objects.len(),
+                            n,
+                            "{}: objects of change {}",
+                            path.display(),
+                            got.len()
+                        );
                     }
                     for (k, v) in e.detail.iter().flatten() {
                         let actual = c.detail.as_ref().and_then(|d| d.get(k));
-                        assert_eq!(actual, Some(v), "{}: detail `{k}` of change {}", path.display(), got.len());
+                        assert_eq!(
+                            actual,
+                            Some(v),
+                            "{}: detail `{k}` of change {}",
+                            path.display(),
+                            got.len()
+                        );
                     }
                 }
             }
         }
     }
-    let expect: Vec<Expect> = fx.expect.into_iter().map(|e| Expect { objects: None, detail: None, ..e }).collect();
+    let expect: Vec<Expect> =
+        fx.expect.into_iter().map(|e| Expect { objects: None, detail: None, ..e }).collect();
     assert_eq!(got, expect, "{}", path.display());
     assert_eq!(counts, fx.expect_counts, "{}: line counts", path.display());
 }

@@ -65,7 +65,10 @@ impl Rule for Intrusion {
             if inside {
                 st.last_inside = now;
                 let since = *st.since.get_or_insert(now);
-                if !st.active && now - since >= secs(self.cfg.min_secs) && self.cooldown.allows(tr.id, now) {
+                if !st.active
+                    && now - since >= secs(self.cfg.min_secs)
+                    && self.cooldown.allows(tr.id, now)
+                {
                     st.active = true;
                     out.push(output(
                         KIND,
@@ -87,8 +90,12 @@ impl Rule for Intrusion {
             }
         }
         let clear = secs(self.cfg.clear_secs);
-        let gone: Vec<u64> =
-            self.tracks.iter().filter(|(_, s)| now - s.last_seen >= clear).map(|(id, _)| *id).collect();
+        let gone: Vec<u64> = self
+            .tracks
+            .iter()
+            .filter(|(_, s)| now - s.last_seen >= clear)
+            .map(|(id, _)| *id)
+            .collect();
         for id in gone {
             if let Some(st) = self.tracks.remove(&id) {
                 if st.active {

@@ -109,8 +109,16 @@ impl Rule for LineCrossing {
                 let sev = self.cfg.severity;
                 let detail = serde_json::json!({ "direction": dir.as_str(), "class": tr.class });
                 out.push(
-                    output(KIND, sev, tr.id, Change::Started, at, obj.clone(), Some(&t.detections.frame))
-                        .with_detail(detail),
+                    output(
+                        KIND,
+                        sev,
+                        tr.id,
+                        Change::Started,
+                        at,
+                        obj.clone(),
+                        Some(&t.detections.frame),
+                    )
+                    .with_detail(detail),
                 );
                 out.push(output(KIND, sev, tr.id, Change::Ended, at, obj, None));
                 self.cooldown.ended(tr.id, at);

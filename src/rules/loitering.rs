@@ -52,11 +52,24 @@ impl Rule for Loitering {
         let now = t.detections.frame.captured_at;
         let gap = secs(self.cfg.max_gap_secs);
         // End (and forget) dwells whose gap has grown too long.
-        let gone: Vec<u64> = self.tracks.iter().filter(|(_, s)| now - s.last_inside > gap).map(|(id, _)| *id).collect();
+        let gone: Vec<u64> = self
+            .tracks
+            .iter()
+            .filter(|(_, s)| now - s.last_inside > gap)
+            .map(|(id, _)| *id)
+            .collect();
         for id in gone {
             if let Some(st) = self.tracks.remove(&id) {
                 if st.active {
-                    out.push(output(KIND, self.cfg.severity, id, Change::Ended, st.last_inside, vec![st.obj], None));
+                    out.push(output(
+                        KIND,
+                        self.cfg.severity,
+                        id,
+                        Change::Ended,
+                        st.last_inside,
+                        vec![st.obj],
+                        None,
+                    ));
                     self.cooldown.ended(id, st.last_inside);
                 }
             }
@@ -65,11 +78,18 @@ impl Rule for Loitering {
             if !point_in_polygon(self.scene.anchor(tr), &self.zone) {
                 continue;
             }
-            let st =
-                self.tracks.entry(tr.id).or_insert(St { first: now, last_inside: now, active: false, obj: object(tr) });
+            let st = self.tracks.entry(tr.id).or_insert(St {
+                first: now,
+                last_inside: now,
+                active: false,
+                obj: object(tr),
+            });
             st.last_inside = now;
             st.obj = object(tr);
-            if !st.active && now - st.first >= secs(self.cfg.dwell_secs) && self.cooldown.allows(tr.id, now) {
+            if !st.active
+                && now - st.first >= secs(self.cfg.dwell_secs)
+                && self.cooldown.allows(tr.id, now)
+            {
                 st.active = true;
                 out.push(output(
                     KIND,
@@ -88,7 +108,15 @@ impl Rule for Loitering {
     fn finish(&mut self, _at: OffsetDateTime, out: &mut Vec<RuleOutput>) {
         for (id, st) in std::mem::take(&mut self.tracks) {
             if st.active {
-                out.push(output(KIND, self.cfg.severity, id, Change::Ended, st.last_inside, vec![st.obj], None));
+                out.push(output(
+                    KIND,
+                    self.cfg.severity,
+                    id,
+                    Change::Ended,
+                    st.last_inside,
+                    vec![st.obj],
+                    None,
+                ));
             }
         }
     }

@@ -55,7 +55,9 @@ pub fn build(cfg: &RuleConfig, scene: &Scene) -> Box<dyn Rule> {
         RuleConfig::Loitering(r) => Box::new(loitering::Loitering::new(r.clone(), scene)),
         RuleConfig::Crowd(r) => Box::new(crowd::Crowd::new(r.clone(), scene)),
         RuleConfig::WrongWay(r) => Box::new(wrong_way::WrongWay::new(r.clone(), scene)),
-        RuleConfig::StalledVehicle(r) => Box::new(stalled_vehicle::StalledVehicle::new(r.clone(), scene)),
+        RuleConfig::StalledVehicle(r) => {
+            Box::new(stalled_vehicle::StalledVehicle::new(r.clone(), scene))
+        }
         RuleConfig::Congestion(r) => Box::new(congestion::Congestion::new(r.clone(), scene)),
         RuleConfig::Fall(r) => Box::new(fall::Fall::new(r.clone())),
         RuleConfig::Fire(r) => Box::new(fire::Fire::new(r.params())),
@@ -157,7 +159,12 @@ impl RuleEngine {
         changes
     }
 
-    fn drain(&mut self, rule: usize, caused_by: std::time::Instant, changes: &mut Vec<EventChange>) {
+    fn drain(
+        &mut self,
+        rule: usize,
+        caused_by: std::time::Instant,
+        changes: &mut Vec<EventChange>,
+    ) {
         for o in self.buf.drain(..) {
             let id = match o.change {
                 Change::Started => {
@@ -299,8 +306,10 @@ min_offset = 0.0
         // Occupancy of zone `area`: the track was inside on both frames of one bucket.
         assert!(engine.take_occupancy().is_empty(), "bucket still open");
         let occ = engine.flush_occupancy();
-        let got: Vec<(&str, &str, u64, u64, u32)> =
-            occ.iter().map(|o| (o.zone.as_str(), o.class.as_str(), o.samples, o.sum, o.max)).collect();
+        let got: Vec<(&str, &str, u64, u64, u32)> = occ
+            .iter()
+            .map(|o| (o.zone.as_str(), o.class.as_str(), o.samples, o.sum, o.max))
+            .collect();
         assert_eq!(got, vec![("area", "*", 2, 2, 1), ("area", "person", 2, 2, 1)]);
     }
 

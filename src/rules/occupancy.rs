@@ -46,7 +46,8 @@ fn ms(t: OffsetDateTime) -> i64 {
 
 impl Occupancy {
     pub fn new(scene: &Scene) -> Self {
-        let mut zones: Vec<(String, Vec<Pt>)> = scene.zones.iter().map(|(n, p)| (n.clone(), p.clone())).collect();
+        let mut zones: Vec<(String, Vec<Pt>)> =
+            scene.zones.iter().map(|(n, p)| (n.clone(), p.clone())).collect();
         zones.sort_by(|a, b| a.0.cmp(&b.0));
         Occupancy {
             camera_id: scene.camera_id.clone(),
@@ -109,7 +110,9 @@ impl Occupancy {
 
     fn close_current(&mut self) {
         let Some(b) = self.cur.take() else { return };
-        let Ok(bucket_start) = OffsetDateTime::from_unix_timestamp_nanos(b.start_ms as i128 * 1_000_000) else {
+        let Ok(bucket_start) =
+            OffsetDateTime::from_unix_timestamp_nanos(b.start_ms as i128 * 1_000_000)
+        else {
             return;
         };
         let row = |zone: &str, class: &str, sum: u64, max: u32| OccupancyDelta {
@@ -200,14 +203,19 @@ mod tests {
         use TrackState::*;
         let mut o = Occupancy::new(&scene());
         // Bucket 1.8e9 s is a multiple of 60 s: frames at 0, 10, 20 s are one bucket.
-        o.sample(&tracks(0.0, &[(1, "person", 0.1, Tracked), (2, "person", 0.2, Tracked), (3, "car", 0.7, Tracked)]));
+        o.sample(&tracks(
+            0.0,
+            &[(1, "person", 0.1, Tracked), (2, "person", 0.2, Tracked), (3, "car", 0.7, Tracked)],
+        ));
         o.sample(&tracks(10.0, &[(1, "person", 0.1, Tracked), (2, "person", 0.2, Lost)]));
         o.sample(&tracks(20.0, &[(1, "person", 0.6, Tracked), (4, "bike", f32::NAN, Tracked)]));
         assert!(o.take_completed().is_empty(), "the bucket is still open");
         o.sample(&tracks(61.0, &[]));
         let rows = o.take_completed();
-        let got: Vec<(&str, &str, u64, u64, u32)> =
-            rows.iter().map(|r| (r.zone.as_str(), r.class.as_str(), r.samples, r.sum, r.max)).collect();
+        let got: Vec<(&str, &str, u64, u64, u32)> = rows
+            .iter()
+            .map(|r| (r.zone.as_str(), r.class.as_str(), r.samples, r.sum, r.max))
+            .collect();
         assert_eq!(
             got,
             vec![

@@ -97,7 +97,8 @@ impl OfflineWatch {
             }
             CameraState::Offline => {
                 let since = *self.down_since.get_or_insert(h.since);
-                if self.open.is_none() && now - since >= super::common::secs(self.cfg.offline_secs) {
+                if self.open.is_none() && now - since >= super::common::secs(self.cfg.offline_secs)
+                {
                     let id = Uuid::now_v7();
                     self.open = Some(id);
                     return Some(self.change(id, Change::Started, since, error));
@@ -160,7 +161,8 @@ mod tests {
     use super::*;
     use crate::ingest::{supervise, FrameStream, IngestError, Opener, SuperviseOptions};
 
-    const CFG: &str = "box_id='b'\ndata_dir='/tmp'\n[models]\n[[cameras]]\nid='c'\nurl='x.mp4'\nmodels=[]\n\
+    const CFG: &str =
+        "box_id='b'\ndata_dir='/tmp'\n[models]\n[[cameras]]\nid='c'\nurl='x.mp4'\nmodels=[]\n\
                        enabled=false\n[[cameras.rules]]\nkind='camera_offline'\noffline_secs=0.3\n";
 
     fn cam() -> CameraConfig {
@@ -187,11 +189,17 @@ mod tests {
         assert!(w.step(&health(CameraState::Online, s(1.2), None), s(1.2)).is_none());
         // Offline at 2.0, connecting again at 2.2 (since restamped), offline again: counts from 2.0.
         assert!(w.step(&health(CameraState::Offline, s(2.0), Some("refused")), s(2.1)).is_none());
-        assert!(w.step(&health(CameraState::Connecting, s(2.2), Some("refused")), s(2.2)).is_none());
-        let c = w.step(&health(CameraState::Offline, s(2.25), Some("refused again")), s(2.35)).unwrap();
+        assert!(w
+            .step(&health(CameraState::Connecting, s(2.2), Some("refused")), s(2.2))
+            .is_none());
+        let c =
+            w.step(&health(CameraState::Offline, s(2.25), Some("refused again")), s(2.35)).unwrap();
         assert_eq!((c.change, c.kind.as_str(), c.at), (Change::Started, KIND, s(2.0)));
         assert_eq!(c.objects[0].class, "refused again");
-        assert!(w.step(&health(CameraState::Offline, s(2.25), Some("x")), s(5.0)).is_none(), "one event");
+        assert!(
+            w.step(&health(CameraState::Offline, s(2.25), Some("x")), s(5.0)).is_none(),
+            "one event"
+        );
         let e = w.step(&health(CameraState::Online, s(6.0), None), s(6.1)).unwrap();
         assert_eq!((e.event_id, e.change, e.at), (c.event_id, Change::Ended, s(6.0)));
         assert!(w.finish(s(7.0)).is_none());

@@ -25,8 +25,22 @@ impl Presence {
         Presence { cfg, since: None, last_seen: None, active: false, key: 0, best: (0, 0.0) }
     }
 
-    fn output(&self, change: Change, at: OffsetDateTime, objects: Vec<Detection>, d: Option<&Detections>) -> RuleOutput {
-        let out = super::common::output("presence", self.cfg.severity, self.key, change, at, vec![], d.map(|d| &d.frame));
+    fn output(
+        &self,
+        change: Change,
+        at: OffsetDateTime,
+        objects: Vec<Detection>,
+        d: Option<&Detections>,
+    ) -> RuleOutput {
+        let out = super::common::output(
+            "presence",
+            self.cfg.severity,
+            self.key,
+            change,
+            at,
+            vec![],
+            d.map(|d| &d.frame),
+        );
         if objects.is_empty() {
             return RuleOutput { objects, ..out };
         }
@@ -51,7 +65,9 @@ impl Rule for Presence {
         let matching: Vec<Detection> = d
             .objects
             .iter()
-            .filter(|o| o.score >= self.cfg.min_score && self.cfg.classes.iter().any(|c| c == &o.class))
+            .filter(|o| {
+                o.score >= self.cfg.min_score && self.cfg.classes.iter().any(|c| c == &o.class)
+            })
             .cloned()
             .collect();
         if !matching.is_empty() {
@@ -65,7 +81,9 @@ impl Rule for Presence {
                     self.best = quality;
                     out.push(self.output(Change::Started, since, matching, Some(d)));
                 }
-            } else if quality.0 > self.best.0 || (quality.0 == self.best.0 && quality.1 > self.best.1 + 0.05) {
+            } else if quality.0 > self.best.0
+                || (quality.0 == self.best.0 && quality.1 > self.best.1 + 0.05)
+            {
                 self.best = quality;
                 out.push(self.output(Change::Updated, now, matching, Some(d)));
             }

@@ -58,7 +58,13 @@ impl Rule for StalledVehicle {
             if !point_in_polygon(p, &self.zone) {
                 if let Some(st) = self.tracks.remove(&tr.id) {
                     if st.active {
-                        self.cooldown.end((KIND, self.cfg.severity), tr.id, st.last_still, object(tr), out);
+                        self.cooldown.end(
+                            (KIND, self.cfg.severity),
+                            tr.id,
+                            st.last_still,
+                            object(tr),
+                            out,
+                        );
                     }
                 }
                 continue;
@@ -84,15 +90,30 @@ impl Rule for StalledVehicle {
             let Some(st) = self.tracks.get_mut(&tr.id) else { continue };
             st.last_still = now;
             let t0 = st.origin.0;
-            if !st.active && now - t0 >= secs(self.cfg.stationary_secs) && self.cooldown.allows(tr.id, now) {
+            if !st.active
+                && now - t0 >= secs(self.cfg.stationary_secs)
+                && self.cooldown.allows(tr.id, now)
+            {
                 st.active = true;
                 let obj = vec![st.obj.clone()];
-                out.push(output(KIND, self.cfg.severity, tr.id, Change::Started, t0, obj, Some(&t.detections.frame)));
+                out.push(output(
+                    KIND,
+                    self.cfg.severity,
+                    tr.id,
+                    Change::Started,
+                    t0,
+                    obj,
+                    Some(&t.detections.frame),
+                ));
             }
         }
         let clear = secs(self.cfg.clear_secs);
-        let gone: Vec<u64> =
-            self.tracks.iter().filter(|(_, s)| now - s.last_seen >= clear).map(|(id, _)| *id).collect();
+        let gone: Vec<u64> = self
+            .tracks
+            .iter()
+            .filter(|(_, s)| now - s.last_seen >= clear)
+            .map(|(id, _)| *id)
+            .collect();
         for id in gone {
             if let Some(st) = self.tracks.remove(&id) {
                 if st.active {

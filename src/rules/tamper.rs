@@ -98,7 +98,12 @@ impl Tamper {
 
     /// The small grey f32 copy of a packed RGB frame.
     fn grey(&self, rgb: &[u8], w: u32, h: u32) -> opencv::Result<Mat> {
-        let bad = || opencv::Error::new(opencv::core::StsBadArg, format!("frame {w}x{h} with {} bytes", rgb.len()));
+        let bad = || {
+            opencv::Error::new(
+                opencv::core::StsBadArg,
+                format!("frame {w}x{h} with {} bytes", rgb.len()),
+            )
+        };
         if w == 0 || h == 0 || w > 16384 || h > 16384 || rgb.len() != w as usize * h as usize * 3 {
             return Err(bad());
         }
@@ -117,14 +122,19 @@ impl Tamper {
     /// Measures `grey` against the reference (if any) and returns the frame's cause.
     fn classify(&self, grey: &Mat) -> opencv::Result<(Option<Cause>, Measure)> {
         let (mean, var) = mean_var(grey.data_typed::<f32>()?);
-        let mut m = Measure { mean, stddev: var.sqrt(), sharpness: sharpness(grey, var)?, ..Default::default() };
+        let mut m = Measure {
+            mean,
+            stddev: var.sqrt(),
+            sharpness: sharpness(grey, var)?,
+            ..Default::default()
+        };
         let c = &self.cfg;
         // Too dark / too bright only counts against a reference that was clearly not, so a
         // scene that darkens slowly (dusk) or is dark from the start is not "covered".
         let r = self.reference.as_ref();
         let dark = m.mean < c.dark_level && r.is_some_and(|r| r.mean >= 1.5 * c.dark_level);
-        let bright =
-            m.mean > c.bright_level && r.is_some_and(|r| r.mean <= 255.0 - 1.5 * (255.0 - c.bright_level));
+        let bright = m.mean > c.bright_level
+            && r.is_some_and(|r| r.mean <= 255.0 - 1.5 * (255.0 - c.bright_level));
         if dark || bright || m.stddev < c.min_stddev {
             return Ok((Some(Cause::Covered), m));
         }
@@ -138,7 +148,8 @@ impl Tamper {
         let (mut a, mut b) = (Mat::default(), Mat::default());
         opencv::core::multiply(grey, &r.window, &mut a, 1.0, -1)?;
         opencv::core::multiply(&r.grey, &r.window, &mut b, 1.0, -1)?;
-        let Point2d { x, y } = imgproc::phase_correlate(&a, &b, &opencv::core::no_array(), Some(&mut response))?;
+        let Point2d { x, y } =
+            imgproc::phase_correlate(&a, &b, &opencv::core::no_array(), Some(&mut response))?;
         m.shift = x.hypot(y);
         m.response = response;
         m.similarity = correlation(grey.data_typed::<f32>()?, r.grey.data_typed::<f32>()?);
@@ -162,7 +173,8 @@ impl Tamper {
             _ => {
                 let mut window = Mat::default();
                 imgproc::create_hanning_window(&mut window, grey.size()?, CV_32F)?;
-                self.reference = Some(Reference { grey, mean: m.mean, sharpness: m.sharpness, window });
+                self.reference =
+                    Some(Reference { grey, mean: m.mean, sharpness: m.sharpness, window });
             }
         }
         Ok(())
@@ -170,7 +182,12 @@ impl Tamper {
 
     /// Grey copy, cause and measurements of one frame; updates the reference on normal
     /// frames. Public for tests and tuning.
-    pub fn observe(&mut self, rgb: &[u8], w: u32, h: u32) -> opencv::Result<(Option<Cause>, Measure)> {
+    pub fn observe(
+        &mut self,
+        rgb: &[u8],
+        w: u32,
+        h: u32,
+    ) -> opencv::Result<(Option<Cause>, Measure)> {
         let grey = self.grey(rgb, w, h)?;
         if self.reference.as_ref().is_some_and(|r| r.grey.size().ok() != grey.size().ok()) {
             self.reference = None; // the analysed size changed: start over
@@ -213,7 +230,9 @@ fn correlation(a: &[f32], b: &[f32]) -> f64 {
     if va < 1e-6 || vb < 1e-6 {
         return 1.0;
     }
-    let cov = a.iter().zip(b).map(|(x, y)| (f64::from(*x) - ma) * (f64::from(*y) - mb)).sum::<f64>() / a.len() as f64;
+    let cov =
+        a.iter().zip(b).map(|(x, y)| (f64::from(*x) - ma) * (f64::from(*y) - mb)).sum::<f64>()
+            / a.len() as f64;
     cov / (va * vb).sqrt()
 }
 
@@ -248,9 +267,15 @@ impl Rule for Tamper {
         for c in Cause::ALL {
             let i = c as usize;
             let ep = &mut self.episodes[i];
-            if let Some((change, at)) = ep.step(cause == Some(c), f.captured_at, min, clear, &mut self.cooldowns[i]) {
+            if let Some((change, at)) =
+                ep.step(cause == Some(c), f.captured_at, min, clear, &mut self.cooldowns[i])
+            {
                 let key = ep.key * 4 + i as u64;
-                let (objects, snap) = if change == Change::Started { (vec![cause_object(c)], Some(f)) } else { (vec![cause_object(c)], None) };
+                let (objects, snap) = if change == Change::Started {
+                    (vec![cause_object(c)], Some(f))
+                } else {
+                    (vec![cause_object(c)], None)
+                };
                 out.push(output(KIND, self.cfg.severity, key, change, at, objects, snap));
             }
         }
@@ -261,7 +286,15 @@ impl Rule for Tamper {
             let i = c as usize;
             let key = self.episodes[i].key * 4 + i as u64;
             if let Some(end) = self.episodes[i].finish(at) {
-                out.push(output(KIND, self.cfg.severity, key, Change::Ended, end, vec![cause_object(c)], None));
+                out.push(output(
+                    KIND,
+                    self.cfg.severity,
+                    key,
+                    Change::Ended,
+                    end,
+                    vec![cause_object(c)],
+                    None,
+                ));
             }
         }
     }
@@ -319,7 +352,15 @@ mod tests {
     fn blurred(img: &[u8]) -> Vec<u8> {
         let src = Mat::new_rows_cols_with_bytes::<Vec3b>(H as i32, W as i32, img).unwrap();
         let mut dst = Mat::default();
-        imgproc::gaussian_blur(&src, &mut dst, Size::new(0, 0), 4.0, 4.0, opencv::core::BORDER_DEFAULT).unwrap();
+        imgproc::gaussian_blur(
+            &src,
+            &mut dst,
+            Size::new(0, 0),
+            4.0,
+            4.0,
+            opencv::core::BORDER_DEFAULT,
+        )
+        .unwrap();
         dst.data_bytes().unwrap().to_vec()
     }
 
@@ -366,7 +407,8 @@ mod tests {
             let t = f64::from(i) / 5.0;
             r.on_frame(&tracks(frames(i), t), &mut out);
             for o in out.drain(..) {
-                let at = (o.at - (OffsetDateTime::UNIX_EPOCH + time::Duration::seconds_f64(1.8e9))).as_seconds_f64();
+                let at = (o.at - (OffsetDateTime::UNIX_EPOCH + time::Duration::seconds_f64(1.8e9)))
+                    .as_seconds_f64();
                 got.push((o.change, o.objects[0].class.clone(), (at * 10.0).round() / 10.0));
             }
             i += 1;
@@ -418,7 +460,9 @@ mod tests {
         let base = scene();
         let (mut r, mut got) = (rule(), Got::new());
         // Heavier sensor noise, a slow dimming to 55 %, a sudden switch, brightening.
-        feed(&mut r, 0.0, 20.0, &mut got, &|i| vary(&base, 1.0 - 0.45 * i as f32 / 100.0, 0.0, 8, i));
+        feed(&mut r, 0.0, 20.0, &mut got, &|i| {
+            vary(&base, 1.0 - 0.45 * i as f32 / 100.0, 0.0, 8, i)
+        });
         feed(&mut r, 20.0, 40.0, &mut got, &|i| vary(&base, 0.7, 15.0, 8, i));
         feed(&mut r, 40.0, 60.0, &mut got, &|i| vary(&base, 1.1, 0.0, 6, i));
         assert!(got.is_empty(), "{got:?}");
@@ -433,7 +477,8 @@ mod tests {
     #[ignore]
     fn tamper_cost() {
         let (w, h) = (640u32, 360u32);
-        let img: Vec<u8> = (0..w * h * 3).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let img: Vec<u8> =
+            (0..w * h * 3).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
         let mut r = rule();
         r.observe(&img, w, h).unwrap();
         let n = 500;
@@ -441,7 +486,10 @@ mod tests {
         for _ in 0..n {
             r.observe(&img, w, h).unwrap();
         }
-        println!("camera_tamper: {:.3} ms per 640x360 frame", t.elapsed().as_secs_f64() * 1000.0 / f64::from(n));
+        println!(
+            "camera_tamper: {:.3} ms per 640x360 frame",
+            t.elapsed().as_secs_f64() * 1000.0 / f64::from(n)
+        );
     }
 
     #[test]

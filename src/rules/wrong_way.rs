@@ -51,7 +51,8 @@ impl WrongWay {
 
     /// Whether a displacement is against the allowed heading.
     pub fn against(&self, d: Pt) -> bool {
-        angle_diff_deg(heading_deg(d), self.cfg.allowed_heading_deg) >= 180.0 - self.cfg.tolerance_deg
+        angle_diff_deg(heading_deg(d), self.cfg.allowed_heading_deg)
+            >= 180.0 - self.cfg.tolerance_deg
     }
 }
 
@@ -67,7 +68,13 @@ impl Rule for WrongWay {
             if !point_in_polygon(p, &self.zone) {
                 if let Some(st) = self.tracks.remove(&tr.id) {
                     if st.active {
-                        self.cooldown.end((KIND, self.cfg.severity), tr.id, st.last_against, object(tr), out);
+                        self.cooldown.end(
+                            (KIND, self.cfg.severity),
+                            tr.id,
+                            st.last_against,
+                            object(tr),
+                            out,
+                        );
                     }
                 }
                 continue;
@@ -75,7 +82,13 @@ impl Rule for WrongWay {
             let Some(st) = self.tracks.get_mut(&tr.id) else {
                 self.tracks.insert(
                     tr.id,
-                    St { origin: (now, p), last_against: now, last_seen: now, active: false, obj: object(tr) },
+                    St {
+                        origin: (now, p),
+                        last_against: now,
+                        last_seen: now,
+                        active: false,
+                        obj: object(tr),
+                    },
                 );
                 continue;
             };
@@ -87,8 +100,8 @@ impl Rule for WrongWay {
             if moved < 1e-9 {
                 continue;
             }
-            let against =
-                angle_diff_deg(heading_deg(d), self.cfg.allowed_heading_deg) >= 180.0 - self.cfg.tolerance_deg;
+            let against = angle_diff_deg(heading_deg(d), self.cfg.allowed_heading_deg)
+                >= 180.0 - self.cfg.tolerance_deg;
             if against {
                 st.last_against = now;
                 if !st.active
@@ -118,8 +131,12 @@ impl Rule for WrongWay {
             }
         }
         let clear = secs(self.cfg.clear_secs);
-        let gone: Vec<u64> =
-            self.tracks.iter().filter(|(_, s)| now - s.last_seen >= clear).map(|(id, _)| *id).collect();
+        let gone: Vec<u64> = self
+            .tracks
+            .iter()
+            .filter(|(_, s)| now - s.last_seen >= clear)
+            .map(|(id, _)| *id)
+            .collect();
         for id in gone {
             if let Some(st) = self.tracks.remove(&id) {
                 if st.active {

@@ -19,7 +19,10 @@ fn sql(op: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
 }
 
 fn ts(ms: i64, what: &str) -> Result<OffsetDateTime, StoreError> {
-    from_ms(ms).map_err(|e| StoreError::Corrupt { id: what.to_string(), msg: format!("timestamp {ms}: {e}") })
+    from_ms(ms).map_err(|e| StoreError::Corrupt {
+        id: what.to_string(),
+        msg: format!("timestamp {ms}: {e}"),
+    })
 }
 
 fn scope_json(scope: Option<&Scope>) -> Result<Option<String>, StoreError> {
@@ -36,7 +39,8 @@ fn parse_scope(text: Option<String>, what: &str) -> Result<Option<Scope>, StoreE
 }
 
 fn parse_role(text: &str, what: &str) -> Result<Role, StoreError> {
-    Role::parse(text).ok_or_else(|| StoreError::Corrupt { id: what.to_string(), msg: format!("role `{text}`") })
+    Role::parse(text)
+        .ok_or_else(|| StoreError::Corrupt { id: what.to_string(), msg: format!("role `{text}`") })
 }
 
 /// A user (without the password hash).
@@ -191,14 +195,25 @@ const USER_COLS: &str =
 type RawUser = (String, String, String, Option<String>, bool, i64, i64, i64, Option<i64>);
 
 fn row_to_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawUser> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ))
 }
 
 fn user_from_raw(raw: RawUser) -> Result<User, StoreError> {
     let (id, username, role, scope, disabled, created, updated, pw_changed, last_login) = raw;
     let what = format!("user {username}");
     Ok(User {
-        id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt { id: what.clone(), msg: format!("id: {e}") })?,
+        id: Uuid::parse_str(&id)
+            .map_err(|e| StoreError::Corrupt { id: what.clone(), msg: format!("id: {e}") })?,
         role: parse_role(&role, &what)?,
         scope: parse_scope(scope, &what)?,
         disabled,
@@ -222,7 +237,8 @@ fn token_from_raw(raw: RawToken) -> Result<TokenInfo, StoreError> {
     let (id, name, role, scope, created_by, created, revoked) = raw;
     let what = format!("token {id}");
     Ok(TokenInfo {
-        id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt { id: what.clone(), msg: format!("id: {e}") })?,
+        id: Uuid::parse_str(&id)
+            .map_err(|e| StoreError::Corrupt { id: what.clone(), msg: format!("id: {e}") })?,
         role: parse_role(&role, &what)?,
         scope: parse_scope(scope, &what)?,
         created_by,
@@ -233,11 +249,15 @@ fn token_from_raw(raw: RawToken) -> Result<TokenInfo, StoreError> {
 }
 
 fn get_user(conn: &Connection, id: &str) -> Result<Option<User>, StoreError> {
-    conn.query_row(&format!("SELECT {USER_COLS} FROM users WHERE id = ?1"), params![id], row_to_user)
-        .optional()
-        .map_err(sql("read user"))?
-        .map(user_from_raw)
-        .transpose()
+    conn.query_row(
+        &format!("SELECT {USER_COLS} FROM users WHERE id = ?1"),
+        params![id],
+        row_to_user,
+    )
+    .optional()
+    .map_err(sql("read user"))?
+    .map(user_from_raw)
+    .transpose()
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -267,7 +287,9 @@ impl Store {
         at: OffsetDateTime,
     ) -> Result<User, StoreError> {
         if !role.is_human() {
-            return Err(StoreError::Conflict(format!("role `{role}` is for tokens; users are people")));
+            return Err(StoreError::Conflict(format!(
+                "role `{role}` is for tokens; users are people"
+            )));
         }
         let id = Uuid::now_v7().to_string();
         let now = to_ms(at);
@@ -287,7 +309,8 @@ impl Store {
             }
         })?;
         insert_audit(&tx, audit, at)?;
-        let user = get_user(&tx, &id)?.ok_or_else(|| StoreError::Corrupt { id, msg: "user vanished".into() })?;
+        let user = get_user(&tx, &id)?
+            .ok_or_else(|| StoreError::Corrupt { id, msg: "user vanished".into() })?;
         tx.commit().map_err(sql("commit new user"))?;
         Ok(user)
     }
@@ -296,7 +319,9 @@ impl Store {
     pub fn users(&self) -> Result<Vec<User>, StoreError> {
         let raws = self.read(|c| {
             let mut stmt = c
-                .prepare_cached(&format!("SELECT {USER_COLS} FROM users ORDER BY username COLLATE NOCASE"))
+                .prepare_cached(&format!(
+                    "SELECT {USER_COLS} FROM users ORDER BY username COLLATE NOCASE"
+                ))
                 .map_err(sql("prepare user list"))?;
             let rows = stmt.query_map([], row_to_user).map_err(sql("list users"))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(sql("list users"))
@@ -336,7 +361,9 @@ impl Store {
         at: OffsetDateTime,
     ) -> Result<Option<User>, StoreError> {
         if update.role.is_some_and(|r| !r.is_human()) {
-            return Err(StoreError::Conflict("role `platform` is for tokens; users are people".into()));
+            return Err(StoreError::Conflict(
+                "role `platform` is for tokens; users are people".into(),
+            ));
         }
         let id_s = id.to_string();
         let now = to_ms(at);
@@ -350,15 +377,22 @@ impl Store {
                 .map_err(sql("set role"))?;
         }
         if let Some(scope) = &update.scope {
-            tx.execute("UPDATE users SET scope = ?2 WHERE id = ?1", params![id_s, scope_json(scope.as_ref())?])
-                .map_err(sql("set scope"))?;
+            tx.execute(
+                "UPDATE users SET scope = ?2 WHERE id = ?1",
+                params![id_s, scope_json(scope.as_ref())?],
+            )
+            .map_err(sql("set scope"))?;
         }
         if let Some(hash) = &update.password_hash {
-            tx.execute("UPDATE users SET password_hash = ?2, password_changed_at = ?3 WHERE id = ?1", params![id_s, hash, now])
-                .map_err(sql("set password"))?;
+            tx.execute(
+                "UPDATE users SET password_hash = ?2, password_changed_at = ?3 WHERE id = ?1",
+                params![id_s, hash, now],
+            )
+            .map_err(sql("set password"))?;
         }
         if let Some(d) = update.disabled {
-            tx.execute("UPDATE users SET disabled = ?2 WHERE id = ?1", params![id_s, d]).map_err(sql("set disabled"))?;
+            tx.execute("UPDATE users SET disabled = ?2 WHERE id = ?1", params![id_s, d])
+                .map_err(sql("set disabled"))?;
         }
         if update.password_hash.is_some() || update.disabled == Some(true) {
             tx.execute(
@@ -367,7 +401,8 @@ impl Store {
             )
             .map_err(sql("end the user's sessions"))?;
         }
-        tx.execute("UPDATE users SET updated_at = ?2 WHERE id = ?1", params![id_s, now]).map_err(sql("touch user"))?;
+        tx.execute("UPDATE users SET updated_at = ?2 WHERE id = ?1", params![id_s, now])
+            .map_err(sql("touch user"))?;
         insert_audit(&tx, audit, at)?;
         let user = get_user(&tx, &id_s)?;
         tx.commit().map_err(sql("commit user update"))?;
@@ -375,11 +410,19 @@ impl Store {
     }
 
     /// Deletes a user and their sessions; false when no user has this id.
-    pub fn delete_user(&self, id: Uuid, audit: &NewAudit, at: OffsetDateTime) -> Result<bool, StoreError> {
+    pub fn delete_user(
+        &self,
+        id: Uuid,
+        audit: &NewAudit,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
         let mut conn = lock(&self.inner.writer);
         let tx = conn.transaction().map_err(sql("begin tx to delete a user"))?;
-        tx.execute("DELETE FROM sessions WHERE user_id = ?1", params![id.to_string()]).map_err(sql("delete sessions"))?;
-        let n = tx.execute("DELETE FROM users WHERE id = ?1", params![id.to_string()]).map_err(sql("delete user"))?;
+        tx.execute("DELETE FROM sessions WHERE user_id = ?1", params![id.to_string()])
+            .map_err(sql("delete sessions"))?;
+        let n = tx
+            .execute("DELETE FROM users WHERE id = ?1", params![id.to_string()])
+            .map_err(sql("delete user"))?;
         if n > 0 {
             insert_audit(&tx, audit, at)?;
         }
@@ -403,23 +446,34 @@ impl Store {
         let now = to_ms(at);
         let mut conn = lock(&self.inner.writer);
         let tx = conn.transaction().map_err(sql("begin tx for a session"))?;
-        tx.execute("DELETE FROM sessions WHERE expires_at <= ?1 OR revoked_at IS NOT NULL", params![now])
-            .map_err(sql("drop old sessions"))?;
+        tx.execute(
+            "DELETE FROM sessions WHERE expires_at <= ?1 OR revoked_at IS NOT NULL",
+            params![now],
+        )
+        .map_err(sql("drop old sessions"))?;
         tx.execute(
             "INSERT INTO sessions (id_sha256, user_id, created_at, expires_at, revoked_at, address)
              VALUES (?1, ?2, ?3, ?4, NULL, ?5)",
             params![id_sha256, user_id.to_string(), now, to_ms(expires_at), address],
         )
         .map_err(sql("store session"))?;
-        tx.execute("UPDATE users SET last_login_at = ?2 WHERE id = ?1", params![user_id.to_string(), now])
-            .map_err(sql("set last login"))?;
+        tx.execute(
+            "UPDATE users SET last_login_at = ?2 WHERE id = ?1",
+            params![user_id.to_string(), now],
+        )
+        .map_err(sql("set last login"))?;
         insert_audit(&tx, audit, at)?;
         tx.commit().map_err(sql("commit session"))
     }
 
     /// The enabled user of a live session (not ended, not expired at `now`) and when it expires.
-    pub fn session_user(&self, id_sha256: &str, now: OffsetDateTime) -> Result<Option<(User, OffsetDateTime)>, StoreError> {
-        let cols: String = USER_COLS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ");
+    pub fn session_user(
+        &self,
+        id_sha256: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(User, OffsetDateTime)>, StoreError> {
+        let cols: String =
+            USER_COLS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ");
         let raw = self.read(|c| {
             c.query_row(
                 &format!(
@@ -436,7 +490,12 @@ impl Store {
     }
 
     /// Ends a session (logout); false when it was not live.
-    pub fn end_session(&self, id_sha256: &str, audit: &NewAudit, at: OffsetDateTime) -> Result<bool, StoreError> {
+    pub fn end_session(
+        &self,
+        id_sha256: &str,
+        audit: &NewAudit,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
         let mut conn = lock(&self.inner.writer);
         let tx = conn.transaction().map_err(sql("begin tx to end a session"))?;
         let n = tx
@@ -508,7 +567,11 @@ impl Store {
         })?;
         insert_audit(&tx, &audit(id), at)?;
         let info = tx
-            .query_row(&format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE id = ?1"), params![id.to_string()], row_to_token)
+            .query_row(
+                &format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE id = ?1"),
+                params![id.to_string()],
+                row_to_token,
+            )
             .map_err(sql("read back token"))?;
         tx.commit().map_err(sql("commit token"))?;
         token_from_raw(info)
@@ -519,7 +582,9 @@ impl Store {
         let h = sha256_hex.to_ascii_lowercase();
         let raw = self.read(|c| {
             c.query_row(
-                &format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE sha256 = ?1 AND revoked_at IS NULL"),
+                &format!(
+                    "SELECT {TOKEN_COLS} FROM api_tokens WHERE sha256 = ?1 AND revoked_at IS NULL"
+                ),
                 params![h],
                 row_to_token,
             )
@@ -533,7 +598,9 @@ impl Store {
     pub fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         let raws = self.read(|c| {
             let mut stmt = c
-                .prepare_cached(&format!("SELECT {TOKEN_COLS} FROM api_tokens ORDER BY created_at, id"))
+                .prepare_cached(&format!(
+                    "SELECT {TOKEN_COLS} FROM api_tokens ORDER BY created_at, id"
+                ))
                 .map_err(sql("prepare token list"))?;
             let rows = stmt.query_map([], row_to_token).map_err(sql("list tokens"))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(sql("list tokens"))
@@ -542,7 +609,12 @@ impl Store {
     }
 
     /// Revokes a token and writes `audit`; false if no active token has this id.
-    pub fn revoke_token_audited(&self, id: Uuid, audit: &NewAudit, at: OffsetDateTime) -> Result<bool, StoreError> {
+    pub fn revoke_token_audited(
+        &self,
+        id: Uuid,
+        audit: &NewAudit,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
         let mut conn = lock(&self.inner.writer);
         let tx = conn.transaction().map_err(sql("begin tx to revoke a token"))?;
         let n = tx
@@ -561,15 +633,23 @@ impl Store {
     // ---- failed logins ----------------------------------------------------------------
 
     /// The latest lock among `keys` (`account:<name>`, `address:<ip>`) still in force at `now`.
-    pub fn login_lock(&self, keys: &[String], now: OffsetDateTime) -> Result<Option<(String, OffsetDateTime)>, StoreError> {
+    pub fn login_lock(
+        &self,
+        keys: &[String],
+        now: OffsetDateTime,
+    ) -> Result<Option<(String, OffsetDateTime)>, StoreError> {
         let mut best: Option<(String, i64)> = None;
         self.read(|c| {
             let mut stmt = c
-                .prepare_cached("SELECT locked_until FROM login_failures WHERE key = ?1 AND locked_until > ?2")
+                .prepare_cached(
+                    "SELECT locked_until FROM login_failures WHERE key = ?1 AND locked_until > ?2",
+                )
                 .map_err(sql("prepare lock check"))?;
             for k in keys {
-                let until: Option<i64> =
-                    stmt.query_row(params![k, to_ms(now)], |r| r.get(0)).optional().map_err(sql("check lock"))?;
+                let until: Option<i64> = stmt
+                    .query_row(params![k, to_ms(now)], |r| r.get(0))
+                    .optional()
+                    .map_err(sql("check lock"))?;
                 if let Some(u) = until {
                     if best.as_ref().is_none_or(|(_, b)| u > *b) {
                         best = Some((k.clone(), u));
@@ -634,15 +714,20 @@ impl Store {
     /// Forgets the failed logins of `key` (an account after a successful login).
     pub fn login_success(&self, key: &str) -> Result<(), StoreError> {
         let conn = lock(&self.inner.writer);
-        conn.execute("DELETE FROM login_failures WHERE key = ?1 AND locked_until IS NULL", params![key])
-            .map_err(sql("clear failed logins"))?;
+        conn.execute(
+            "DELETE FROM login_failures WHERE key = ?1 AND locked_until IS NULL",
+            params![key],
+        )
+        .map_err(sql("clear failed logins"))?;
         Ok(())
     }
 
     /// Removes the failure count and any lock of `key` (an installer reset the password).
     pub fn login_unlock(&self, key: &str) -> Result<bool, StoreError> {
         let conn = lock(&self.inner.writer);
-        let n = conn.execute("DELETE FROM login_failures WHERE key = ?1", params![key]).map_err(sql("unlock login"))?;
+        let n = conn
+            .execute("DELETE FROM login_failures WHERE key = ?1", params![key])
+            .map_err(sql("unlock login"))?;
         Ok(n > 0)
     }
 
@@ -658,7 +743,9 @@ impl Store {
     /// Audit entries matching `q`, newest first, one page at a time.
     pub fn audit_page(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {
         let limit = q.limit.max(1);
-        let mut sql_text = String::from("SELECT seq, at, actor, role, action, target, detail, address FROM audit WHERE 1");
+        let mut sql_text = String::from(
+            "SELECT seq, at, actor, role, action, target, detail, address FROM audit WHERE 1",
+        );
         let mut args: Vec<Value> = Vec::new();
         for (col, v) in [("actor", &q.actor), ("action", &q.action), ("target", &q.target)] {
             if let Some(v) = v {
@@ -680,12 +767,30 @@ impl Store {
         }
         args.push(Value::Integer(i64::from(limit) + 1));
         sql_text += &format!(" ORDER BY seq DESC LIMIT ?{}", args.len());
-        type Raw = (i64, i64, String, Option<String>, String, Option<String>, Option<String>, Option<String>);
+        type Raw = (
+            i64,
+            i64,
+            String,
+            Option<String>,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
         let mut raws: Vec<Raw> = self.read(|c| {
             let mut stmt = c.prepare_cached(&sql_text).map_err(sql("prepare audit query"))?;
             let rows = stmt
                 .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ))
                 })
                 .map_err(sql("read audit"))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(sql("read audit"))
@@ -699,10 +804,9 @@ impl Store {
                 Ok(AuditEntry {
                     seq,
                     at: ts(at, &what)?,
-                    detail: detail
-                        .map(|d| serde_json::from_str(&d))
-                        .transpose()
-                        .map_err(|e| StoreError::Corrupt { id: what, msg: format!("detail: {e}") })?,
+                    detail: detail.map(|d| serde_json::from_str(&d)).transpose().map_err(|e| {
+                        StoreError::Corrupt { id: what, msg: format!("detail: {e}") }
+                    })?,
                     actor,
                     role,
                     action,
@@ -736,8 +840,10 @@ impl Store {
             .optional()
             .map_err(sql("read review state"))?;
         let from = from.ok_or(StoreError::EventNotFound(id))?;
-        let from = Review::parse(&from)
-            .ok_or_else(|| StoreError::Corrupt { id: id_s.clone(), msg: format!("review `{from}`") })?;
+        let from = Review::parse(&from).ok_or_else(|| StoreError::Corrupt {
+            id: id_s.clone(),
+            msg: format!("review `{from}`"),
+        })?;
         if !from.can_become(to) {
             return Err(StoreError::InvalidTransition { id, from, to });
         }
@@ -752,7 +858,11 @@ impl Store {
         .map_err(sql("write review"))?;
         insert_audit(&tx, &audit, at)?;
         let event = tx
-            .query_row(&format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"), params![id_s], row_to_raw)
+            .query_row(
+                &format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"),
+                params![id_s],
+                row_to_raw,
+            )
             .map_err(sql("read back reviewed event"))?
             .into_event()?;
         let seq = self.outbox_review(&tx, &event)?;
@@ -799,15 +909,25 @@ mod tests {
         assert_eq!(s.schema_version().unwrap(), 6);
         let t = s.active_token(&hash_token("gw_old")).unwrap().unwrap();
         assert_eq!((t.role, t.scope, t.created_by), (Role::Admin, None, None));
-        let ev = &s.list_events(&crate::store::EventQuery { limit: 10, ..Default::default() }).unwrap().events[0];
-        assert_eq!((ev.review, ev.reviewed_by.as_deref(), ev.reviewed_at), (Review::Acknowledged, None, None));
+        let ev = &s
+            .list_events(&crate::store::EventQuery { limit: 10, ..Default::default() })
+            .unwrap()
+            .events[0];
+        assert_eq!(
+            (ev.review, ev.reviewed_by.as_deref(), ev.reviewed_at),
+            (Review::Acknowledged, None, None)
+        );
     }
 
     #[test]
     fn failures_lock_only_within_the_window_and_locks_end() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
-        let p = LockoutPolicy { max_failures: 3, window: time::Duration::minutes(15), lockout: time::Duration::minutes(15) };
+        let p = LockoutPolicy {
+            max_failures: 3,
+            window: time::Duration::minutes(15),
+            lockout: time::Duration::minutes(15),
+        };
         let keys = vec!["account:a".to_string()];
         let t0 = datetime!(2026-05-01 10:00 UTC);
         // Two failures, then the window passes: the count starts over.
@@ -819,7 +939,10 @@ mod tests {
         let locked = s.login_failure(&keys, &p, t1 + time::Duration::seconds(1)).unwrap();
         let until = t1 + time::Duration::seconds(1) + time::Duration::minutes(15);
         assert_eq!(locked, vec![("account:a".to_string(), until)]);
-        assert_eq!(s.login_lock(&keys, until - time::Duration::seconds(1)).unwrap(), Some(("account:a".into(), until)));
+        assert_eq!(
+            s.login_lock(&keys, until - time::Duration::seconds(1)).unwrap(),
+            Some(("account:a".into(), until))
+        );
         assert_eq!(s.login_lock(&keys, until).unwrap(), None, "the lock ends at `until`");
         // Failures while locked do not extend it; success does not clear a lock.
         assert!(s.login_failure(&keys, &p, until - time::Duration::seconds(5)).unwrap().is_empty());
@@ -835,47 +958,107 @@ mod tests {
         let s = Store::open(dir.path()).unwrap();
         let t = datetime!(2026-05-01 10:00 UTC);
         let u = s.create_user("Alice", "$argon2id$x", Role::Operator, None, &audit(), t).unwrap();
-        assert!(matches!(s.create_user("alice", "h", Role::Viewer, None, &audit(), t), Err(StoreError::Conflict(_))));
-        assert!(matches!(s.create_user("bot", "h", Role::Platform, None, &audit(), t), Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            s.create_user("alice", "h", Role::Viewer, None, &audit(), t),
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            s.create_user("bot", "h", Role::Platform, None, &audit(), t),
+            Err(StoreError::Conflict(_))
+        ));
         assert_eq!(s.user_credentials("ALICE").unwrap().unwrap().1, "$argon2id$x");
-        s.create_session("h1", u.id, t + time::Duration::hours(1), Some("10.0.0.1"), &audit(), t).unwrap();
+        s.create_session("h1", u.id, t + time::Duration::hours(1), Some("10.0.0.1"), &audit(), t)
+            .unwrap();
         s.create_session("h2", u.id, t + time::Duration::hours(1), None, &audit(), t).unwrap();
         assert_eq!(s.session_user("h1", t).unwrap().unwrap().0.username, "Alice");
         assert!(s.session_user("h1", t + time::Duration::hours(1)).unwrap().is_none(), "expired");
         assert!(s.session_user("nope", t).unwrap().is_none());
         // A new password ends the other sessions.
-        let upd = UserUpdate { password_hash: Some("new".into()), keep_session: Some("h1".into()), ..Default::default() };
+        let upd = UserUpdate {
+            password_hash: Some("new".into()),
+            keep_session: Some("h1".into()),
+            ..Default::default()
+        };
         s.update_user(u.id, &upd, &audit(), t).unwrap().unwrap();
         assert!(s.session_user("h1", t).unwrap().is_some());
         assert!(s.session_user("h2", t).unwrap().is_none());
         assert_eq!(s.count_sessions(u.id, t).unwrap(), 1);
         // Disabled users have no live session.
-        s.update_user(u.id, &UserUpdate { disabled: Some(false), ..Default::default() }, &audit(), t).unwrap();
+        s.update_user(
+            u.id,
+            &UserUpdate { disabled: Some(false), ..Default::default() },
+            &audit(),
+            t,
+        )
+        .unwrap();
         assert!(s.session_user("h1", t).unwrap().is_some());
-        s.update_user(u.id, &UserUpdate { disabled: Some(true), ..Default::default() }, &audit(), t).unwrap();
+        s.update_user(
+            u.id,
+            &UserUpdate { disabled: Some(true), ..Default::default() },
+            &audit(),
+            t,
+        )
+        .unwrap();
         assert!(s.session_user("h1", t).unwrap().is_none());
-        assert!(s.update_user(Uuid::now_v7(), &UserUpdate::default(), &audit(), t).unwrap().is_none());
+        assert!(s
+            .update_user(Uuid::now_v7(), &UserUpdate::default(), &audit(), t)
+            .unwrap()
+            .is_none());
 
         let id = Uuid::now_v7();
-        s.apply(&EventChange::bare(id, Change::Started, "cam", "presence", Severity::High, t)).unwrap();
-        let a = NewAudit::new("user:Alice", Some(Role::Operator), "event_review").detail(serde_json::json!({"to": "resolved"}));
+        s.apply(&EventChange::bare(id, Change::Started, "cam", "presence", Severity::High, t))
+            .unwrap();
+        let a = NewAudit::new("user:Alice", Some(Role::Operator), "event_review")
+            .detail(serde_json::json!({"to": "resolved"}));
         let ev = s.review_event(id, Review::Resolved, "Alice", Some("ok"), &a, t).unwrap();
-        assert_eq!((ev.review, ev.reviewed_by.as_deref(), ev.reviewed_at, ev.review_note.as_deref()), (Review::Resolved, Some("Alice"), Some(t), Some("ok")));
+        assert_eq!(
+            (ev.review, ev.reviewed_by.as_deref(), ev.reviewed_at, ev.review_note.as_deref()),
+            (Review::Resolved, Some("Alice"), Some(t), Some("ok"))
+        );
         let e = s.review_event(id, Review::Acknowledged, "Alice", None, &a, t).unwrap_err();
-        assert!(matches!(e, StoreError::InvalidTransition { from: Review::Resolved, to: Review::Acknowledged, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                StoreError::InvalidTransition {
+                    from: Review::Resolved,
+                    to: Review::Acknowledged,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("final"), "{e}");
-        assert!(matches!(s.review_event(Uuid::now_v7(), Review::Resolved, "x", None, &a, t), Err(StoreError::EventNotFound(_))));
+        assert!(matches!(
+            s.review_event(Uuid::now_v7(), Review::Resolved, "x", None, &a, t),
+            Err(StoreError::EventNotFound(_))
+        ));
         // One audit entry for the one change, with `from` filled in by the store.
-        let page = s.audit_page(&AuditQuery { action: Some("event_review".into()), limit: 10, ..Default::default() }).unwrap();
+        let page = s
+            .audit_page(&AuditQuery {
+                action: Some("event_review".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!(page.entries.len(), 1);
         assert_eq!(page.entries[0].detail.as_ref().unwrap()["from"], "new");
         assert_eq!(s.get_event(id).unwrap().unwrap().review, Review::Resolved);
         // The transition goes upstream too (change `reviewed`), once, after the `started`.
         let feed = s.feed_page(0, 10).unwrap();
-        let envs: Vec<serde_json::Value> = feed.changes.iter().map(|(_, e)| serde_json::from_str(e).unwrap()).collect();
-        assert_eq!(envs.iter().map(|e| e["change"].as_str().unwrap()).collect::<Vec<_>>(), ["started", "reviewed"]);
+        let envs: Vec<serde_json::Value> =
+            feed.changes.iter().map(|(_, e)| serde_json::from_str(e).unwrap()).collect();
+        assert_eq!(
+            envs.iter().map(|e| e["change"].as_str().unwrap()).collect::<Vec<_>>(),
+            ["started", "reviewed"]
+        );
         let r = &envs[1];
-        assert_eq!((&r["review"], &r["reviewed_by"], &r["review_note"]), (&"resolved".into(), &"Alice".into(), &"ok".into()));
-        assert_eq!(r["at"], envs[0]["at"], "a review's `at` is when it was made (here the event's start time t)");
+        assert_eq!(
+            (&r["review"], &r["reviewed_by"], &r["review_note"]),
+            (&"resolved".into(), &"Alice".into(), &"ok".into())
+        );
+        assert_eq!(
+            r["at"], envs[0]["at"],
+            "a review's `at` is when it was made (here the event's start time t)"
+        );
     }
 }

@@ -241,7 +241,9 @@ pub fn current_version(conn: &Connection) -> Result<u32, StoreError> {
 pub fn migrate_to(conn: &mut Connection, target: u32) -> Result<u32, StoreError> {
     let latest = latest_version();
     if target > latest {
-        return Err(StoreError::Schema(format!("no migration to version {target} (latest is {latest})")));
+        return Err(StoreError::Schema(format!(
+            "no migration to version {target} (latest is {latest})"
+        )));
     }
     let mut v = current_version(conn)?;
     if v > latest {
@@ -253,8 +255,10 @@ pub fn migrate_to(conn: &mut Connection, target: u32) -> Result<u32, StoreError>
         let sql = MIGRATIONS[v as usize];
         let next = v + 1;
         let tx = conn.transaction().map_err(|e| StoreError::sql("begin migration", e))?;
-        tx.execute_batch(sql).map_err(|e| StoreError::Schema(format!("migration to version {next} failed: {e}")))?;
-        tx.pragma_update(None, "user_version", next).map_err(|e| StoreError::sql("set schema version", e))?;
+        tx.execute_batch(sql)
+            .map_err(|e| StoreError::Schema(format!("migration to version {next} failed: {e}")))?;
+        tx.pragma_update(None, "user_version", next)
+            .map_err(|e| StoreError::sql("set schema version", e))?;
         tx.commit().map_err(|e| StoreError::sql("commit migration", e))?;
         tracing::info!(version = next, "database migrated");
         v = next;

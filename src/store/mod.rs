@@ -25,7 +25,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::geometry::CrossDir;
-use crate::types::{Change, CountDelta, Detection, Event, EventChange, EventState, OccupancyDelta, Review, Severity};
+use crate::types::{
+    Change, CountDelta, Detection, Event, EventChange, EventState, OccupancyDelta, Review, Severity,
+};
 
 pub use auth::TokenInfo;
 pub use snapshot::encode_jpeg;
@@ -81,14 +83,20 @@ pub enum StoreError {
 
 fn allowed_next(r: Review) -> String {
     let next: Vec<&str> = r.next().into_iter().map(Review::as_str).collect();
-    if next.is_empty() { "none, it is final".into() } else { next.join(", ") }
+    if next.is_empty() {
+        "none, it is final".into()
+    } else {
+        next.join(", ")
+    }
 }
 
 impl StoreError {
     /// True when SQLite (or a file write) failed because the filesystem is full.
     pub fn is_disk_full(&self) -> bool {
         match self {
-            StoreError::Sql { source: rusqlite::Error::SqliteFailure(e, _), .. } => e.code == rusqlite::ErrorCode::DiskFull,
+            StoreError::Sql { source: rusqlite::Error::SqliteFailure(e, _), .. } => {
+                e.code == rusqlite::ErrorCode::DiskFull
+            }
             StoreError::Io { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
             _ => false,
         }
@@ -135,7 +143,12 @@ pub struct CameraFilter {
 impl CameraFilter {
     /// A SQL condition (with `?N` placeholders appended to `args`) on the camera column
     /// and, when given, a grid-cell expression.
-    pub(crate) fn sql(&self, camera_col: &str, cell_expr: Option<&str>, args: &mut Vec<Value>) -> String {
+    pub(crate) fn sql(
+        &self,
+        camera_col: &str,
+        cell_expr: Option<&str>,
+        args: &mut Vec<Value>,
+    ) -> String {
         let mut list = |vals: &[String]| {
             let ph: Vec<String> = vals
                 .iter()
@@ -305,7 +318,8 @@ pub fn from_ms(ms: i64) -> Result<OffsetDateTime, time::error::ComponentRange> {
 
 fn configure(conn: &Connection, writer: bool) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| StoreError::sql("set busy_timeout", e))?;
-    conn.pragma_update(None, "foreign_keys", true).map_err(|e| StoreError::sql("enable foreign_keys", e))?;
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(|e| StoreError::sql("enable foreign_keys", e))?;
     if writer {
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
@@ -315,7 +329,8 @@ fn configure(conn: &Connection, writer: bool) -> Result<(), StoreError> {
         }
     }
     // FULL: a committed event survives power loss (WAL is fsynced at every commit).
-    conn.pragma_update(None, "synchronous", "FULL").map_err(|e| StoreError::sql("set synchronous=FULL", e))?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(|e| StoreError::sql("set synchronous=FULL", e))?;
     Ok(())
 }
 
@@ -332,9 +347,11 @@ impl Store {
     /// may run beside the appliance (whose snapshot being written has no row yet).
     pub fn open_shared(data_dir: &Path) -> Result<Store, StoreError> {
         fs::create_dir_all(data_dir).map_err(|e| StoreError::io("create data dir", data_dir, e))?;
-        let data_dir = data_dir.canonicalize().map_err(|e| StoreError::io("resolve data dir", data_dir, e))?;
+        let data_dir =
+            data_dir.canonicalize().map_err(|e| StoreError::io("resolve data dir", data_dir, e))?;
         let snapshot_dir = data_dir.join(SNAPSHOT_DIR);
-        fs::create_dir_all(&snapshot_dir).map_err(|e| StoreError::io("create snapshot dir", &snapshot_dir, e))?;
+        fs::create_dir_all(&snapshot_dir)
+            .map_err(|e| StoreError::io("create snapshot dir", &snapshot_dir, e))?;
         let db_path = data_dir.join(DB_FILE);
         let mut writer = Connection::open(&db_path)
             .map_err(|e| StoreError::sql(format!("open database {}", db_path.display()), e))?;
@@ -359,7 +376,9 @@ impl Store {
     /// in the outbox, in the same transaction. Returns how many.
     pub fn end_interrupted(&self) -> Result<usize, StoreError> {
         let mut conn = lock(&self.inner.writer);
-        let tx = conn.transaction().map_err(|e| StoreError::sql("begin tx to end interrupted events", e))?;
+        let tx = conn
+            .transaction()
+            .map_err(|e| StoreError::sql("begin tx to end interrupted events", e))?;
         let ids: Vec<String> = tx
             .prepare("SELECT id FROM events WHERE state = 'active' ORDER BY seq")
             .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
@@ -392,7 +411,10 @@ impl Store {
         let path = self.inner.data_dir.join(RESERVE_FILE);
         match fs::remove_file(&path) {
             Ok(()) => {
-                tracing::warn!("filesystem full: released the database's reserve space ({})", path.display());
+                tracing::warn!(
+                    "filesystem full: released the database's reserve space ({})",
+                    path.display()
+                );
                 true
             }
             Err(_) => false,
@@ -401,7 +423,10 @@ impl Store {
 
     /// Runs a database write; if the filesystem is full, releases the reserve and runs it
     /// once more. Every writer that must not fail for lack of space goes through this.
-    pub fn with_reserve<T>(&self, mut f: impl FnMut() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub fn with_reserve<T>(
+        &self,
+        mut f: impl FnMut() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         match f() {
             Err(e) if e.is_disk_full() && self.release_reserve() => f(),
             r => r,
@@ -441,16 +466,26 @@ impl Store {
     }
 
     /// Runs `f` on a pooled read-only connection.
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let pooled = lock(&self.inner.readers).pop();
         let conn = match pooled {
             Some(c) => c,
             None => {
                 let c = Connection::open_with_flags(
                     &self.inner.db_path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                        | OpenFlags::SQLITE_OPEN_URI,
                 )
-                .map_err(|e| StoreError::sql(format!("open database {} read-only", self.inner.db_path.display()), e))?;
+                .map_err(|e| {
+                    StoreError::sql(
+                        format!("open database {} read-only", self.inner.db_path.display()),
+                        e,
+                    )
+                })?;
                 configure(&c, false)?;
                 c
             }
@@ -479,15 +514,20 @@ impl Store {
             let Some(name) = name.to_str() else { continue };
             let orphan = if name.ends_with(".tmp") {
                 true
-            } else if let Some(id) = name.strip_suffix(".jpg").and_then(|s| Uuid::parse_str(s).ok()) {
-                !stmt.exists(params![id.to_string()]).map_err(|e| StoreError::sql("check snapshot reference", e))?
+            } else if let Some(id) = name.strip_suffix(".jpg").and_then(|s| Uuid::parse_str(s).ok())
+            {
+                !stmt
+                    .exists(params![id.to_string()])
+                    .map_err(|e| StoreError::sql("check snapshot reference", e))?
             } else {
                 false
             };
             if orphan {
                 match fs::remove_file(&path) {
                     Ok(()) => removed += 1,
-                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove orphan snapshot"),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot remove orphan snapshot")
+                    }
                 }
             }
         }
@@ -507,12 +547,16 @@ impl Store {
         let final_path = dir.join(format!("{id}.jpg"));
         let tmp = dir.join(format!("{id}.jpg.tmp"));
         let res = (|| {
-            let mut f = File::create(&tmp).map_err(|e| StoreError::io("create snapshot", &tmp, e))?;
+            let mut f =
+                File::create(&tmp).map_err(|e| StoreError::io("create snapshot", &tmp, e))?;
             f.write_all(jpeg).map_err(|e| StoreError::io("write snapshot", &tmp, e))?;
             f.sync_all().map_err(|e| StoreError::io("fsync snapshot", &tmp, e))?;
             drop(f);
-            fs::rename(&tmp, &final_path).map_err(|e| StoreError::io("rename snapshot", &final_path, e))?;
-            File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io("fsync snapshot dir", dir, e))
+            fs::rename(&tmp, &final_path)
+                .map_err(|e| StoreError::io("rename snapshot", &final_path, e))?;
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| StoreError::io("fsync snapshot dir", dir, e))
         })();
         if res.is_err() {
             let _ = fs::remove_file(&tmp);
@@ -548,20 +592,25 @@ impl Store {
                 d
             })
             .collect();
-        let objects = serde_json::to_string(&clean)
-            .map_err(|e| StoreError::Corrupt { id: id.to_string(), msg: format!("cannot serialise objects: {e}") })?;
-        let detail = change
-            .detail
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| StoreError::Corrupt { id: id.to_string(), msg: format!("cannot serialise detail: {e}") })?;
+        let objects = serde_json::to_string(&clean).map_err(|e| StoreError::Corrupt {
+            id: id.to_string(),
+            msg: format!("cannot serialise objects: {e}"),
+        })?;
+        let detail =
+            change.detail.as_ref().map(serde_json::to_string).transpose().map_err(|e| {
+                StoreError::Corrupt {
+                    id: id.to_string(),
+                    msg: format!("cannot serialise detail: {e}"),
+                }
+            })?;
         let now = to_ms(OffsetDateTime::now_utc());
         let at = to_ms(change.at);
         let id_s = id.to_string();
 
         let mut conn = lock(&self.inner.writer);
-        let tx = conn.transaction().map_err(|e| StoreError::sql(format!("begin tx for event {id}"), e))?;
+        let tx = conn
+            .transaction()
+            .map_err(|e| StoreError::sql(format!("begin tx for event {id}"), e))?;
         let state: Option<String> = tx
             .query_row("SELECT state FROM events WHERE id = ?1", params![id_s], |r| r.get(0))
             .optional()
@@ -614,7 +663,11 @@ impl Store {
         };
         res.map_err(|e| StoreError::sql(format!("write event {id}"), e))?;
         let event = tx
-            .query_row(&format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"), params![id_s], row_to_raw)
+            .query_row(
+                &format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"),
+                params![id_s],
+                row_to_raw,
+            )
             .map_err(|e| StoreError::sql(format!("read back event {id}"), e))?
             .into_event()?;
         // The uplink outbox row of this change commits with it (see store/outbox.rs).
@@ -627,9 +680,13 @@ impl Store {
 
     pub fn get_event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
         let raw = self.read(|c| {
-            c.query_row(&format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"), params![id.to_string()], row_to_raw)
-                .optional()
-                .map_err(|e| StoreError::sql(format!("get event {id}"), e))
+            c.query_row(
+                &format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"),
+                params![id.to_string()],
+                row_to_raw,
+            )
+            .optional()
+            .map_err(|e| StoreError::sql(format!("get event {id}"), e))
         })?;
         raw.map(RawEvent::into_event).transpose()
     }
@@ -677,7 +734,8 @@ impl Store {
         args.push(Value::Integer(limit as i64 + 1));
         sql += &format!(" ORDER BY seq DESC LIMIT ?{}", args.len());
         let mut raws = self.read(|c| {
-            let mut stmt = c.prepare_cached(&sql).map_err(|e| StoreError::sql("prepare list events", e))?;
+            let mut stmt =
+                c.prepare_cached(&sql).map_err(|e| StoreError::sql("prepare list events", e))?;
             let rows = stmt
                 .query_map(rusqlite::params_from_iter(args.iter()), row_to_raw)
                 .map_err(|e| StoreError::sql("list events", e))?;
@@ -735,7 +793,9 @@ impl Store {
             let mut stmt = c
                 .prepare_cached("SELECT sha256 FROM api_tokens WHERE revoked_at IS NULL")
                 .map_err(|e| StoreError::sql("prepare token query", e))?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| StoreError::sql("read tokens", e))?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(|e| StoreError::sql("read tokens", e))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(|e| StoreError::sql("read tokens", e))
         })
     }
@@ -754,9 +814,11 @@ impl Store {
     /// Number of non-revoked tokens.
     pub fn count_tokens(&self) -> Result<u64, StoreError> {
         self.read(|c| {
-            c.query_row("SELECT COUNT(*) FROM api_tokens WHERE revoked_at IS NULL", [], |r| r.get::<_, i64>(0))
-                .map(|n| n.max(0) as u64)
-                .map_err(|e| StoreError::sql("count tokens", e))
+            c.query_row("SELECT COUNT(*) FROM api_tokens WHERE revoked_at IS NULL", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n.max(0) as u64)
+            .map_err(|e| StoreError::sql("count tokens", e))
         })
     }
 
@@ -764,7 +826,11 @@ impl Store {
     /// none active in the database), creates one named `name`, stores its hash and returns
     /// the token so the caller can show it once. Returns `None` when a token exists.
     /// Users who log in with a password count too: with one, no token is generated.
-    pub fn bootstrap_token(&self, config_hashes: &[String], name: &str) -> Result<Option<String>, StoreError> {
+    pub fn bootstrap_token(
+        &self,
+        config_hashes: &[String],
+        name: &str,
+    ) -> Result<Option<String>, StoreError> {
         if !config_hashes.is_empty() || self.count_tokens()? > 0 || self.count_users()? > 0 {
             return Ok(None);
         }
@@ -830,7 +896,8 @@ impl Store {
         }
         sql += " GROUP BY camera_id, line, class, direction, b ORDER BY b, camera_id, line, class, direction";
         let rows = self.read(|c| {
-            let mut stmt = c.prepare_cached(&sql).map_err(|e| StoreError::sql("prepare counts query", e))?;
+            let mut stmt =
+                c.prepare_cached(&sql).map_err(|e| StoreError::sql("prepare counts query", e))?;
             let rows = stmt
                 .query_map(rusqlite::params_from_iter(args.iter()), |r| {
                     Ok((
@@ -847,9 +914,13 @@ impl Store {
         })?;
         rows.into_iter()
             .map(|(camera_id, line, class, dir, b, count)| {
-                let bad = |msg: String| StoreError::Corrupt { id: format!("line_counts {camera_id}/{line}"), msg };
+                let bad = |msg: String| StoreError::Corrupt {
+                    id: format!("line_counts {camera_id}/{line}"),
+                    msg,
+                };
                 Ok(CountRow {
-                    direction: CrossDir::parse(&dir).ok_or_else(|| bad(format!("direction `{dir}`")))?,
+                    direction: CrossDir::parse(&dir)
+                        .ok_or_else(|| bad(format!("direction `{dir}`")))?,
                     bucket_start: from_ms(b).map_err(|e| bad(format!("bucket: {e}")))?,
                     count,
                     camera_id,
@@ -925,10 +996,20 @@ impl Store {
         }
         type Raw = (String, String, String, i64, i64, i64, i64);
         let rows: Vec<Raw> = self.read(|c| {
-            let mut stmt = c.prepare_cached(&sql).map_err(|e| StoreError::sql("prepare occupancy query", e))?;
+            let mut stmt = c
+                .prepare_cached(&sql)
+                .map_err(|e| StoreError::sql("prepare occupancy query", e))?;
             let rows = stmt
                 .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
                 })
                 .map_err(|e| StoreError::sql("query occupancy", e))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(|e| StoreError::sql("query occupancy", e))
@@ -953,8 +1034,15 @@ impl Store {
         }
         acc.into_iter()
             .map(|((b, camera_id, zone, class), (sum, max, own))| {
-                let samples = frames.get(&(b, camera_id.clone(), zone.clone())).copied().unwrap_or(own).max(own);
-                let bad = |msg: String| StoreError::Corrupt { id: format!("zone_occupancy {camera_id}/{zone}"), msg };
+                let samples = frames
+                    .get(&(b, camera_id.clone(), zone.clone()))
+                    .copied()
+                    .unwrap_or(own)
+                    .max(own);
+                let bad = |msg: String| StoreError::Corrupt {
+                    id: format!("zone_occupancy {camera_id}/{zone}"),
+                    msg,
+                };
                 Ok(OccupancyRow {
                     bucket_start: from_ms(b).map_err(|e| bad(format!("bucket: {e}")))?,
                     samples,
@@ -998,7 +1086,8 @@ pub fn generate_token() -> String {
 /// Like [`generate_token`], but returns an error if the OS random generator fails.
 pub fn try_generate_token() -> Result<String, StoreError> {
     let mut buf = [0u8; 32];
-    getrandom::fill(&mut buf).map_err(|e| StoreError::Token(format!("OS random generator failed: {e}")))?;
+    getrandom::fill(&mut buf)
+        .map_err(|e| StoreError::Token(format!("OS random generator failed: {e}")))?;
     Ok(format!("gw_{}", hex::encode(buf)))
 }
 
@@ -1055,23 +1144,31 @@ impl RawEvent {
     fn into_event(self) -> Result<Event, StoreError> {
         let bad = |msg: String| StoreError::Corrupt { id: self.id.clone(), msg };
         let id = Uuid::parse_str(&self.id).map_err(|e| bad(format!("id: {e}")))?;
-        let severity = Severity::parse(&self.severity).ok_or_else(|| bad(format!("severity `{}`", self.severity)))?;
+        let severity = Severity::parse(&self.severity)
+            .ok_or_else(|| bad(format!("severity `{}`", self.severity)))?;
         let state = match self.state.as_str() {
             "active" => EventState::Active,
             "ended" => EventState::Ended,
             s => return Err(bad(format!("state `{s}`"))),
         };
         let started_at = from_ms(self.started_at).map_err(|e| bad(format!("started_at: {e}")))?;
-        let ended_at = self.ended_at.map(from_ms).transpose().map_err(|e| bad(format!("ended_at: {e}")))?;
-        let objects: Vec<Detection> = serde_json::from_str(&self.objects).map_err(|e| bad(format!("objects: {e}")))?;
+        let ended_at =
+            self.ended_at.map(from_ms).transpose().map_err(|e| bad(format!("ended_at: {e}")))?;
+        let objects: Vec<Detection> =
+            serde_json::from_str(&self.objects).map_err(|e| bad(format!("objects: {e}")))?;
         let detail: Option<serde_json::Value> = self
             .detail
             .as_deref()
             .map(serde_json::from_str)
             .transpose()
             .map_err(|e| bad(format!("detail: {e}")))?;
-        let review = Review::parse(&self.review).ok_or_else(|| bad(format!("review `{}`", self.review)))?;
-        let reviewed_at = self.reviewed_at.map(from_ms).transpose().map_err(|e| bad(format!("reviewed_at: {e}")))?;
+        let review =
+            Review::parse(&self.review).ok_or_else(|| bad(format!("review `{}`", self.review)))?;
+        let reviewed_at = self
+            .reviewed_at
+            .map(from_ms)
+            .transpose()
+            .map_err(|e| bad(format!("reviewed_at: {e}")))?;
         Ok(Event {
             id,
             seq: self.seq,

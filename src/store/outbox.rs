@@ -243,7 +243,10 @@ fn sql(op: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
 }
 
 fn ts(ms: i64, what: &str) -> Result<OffsetDateTime, StoreError> {
-    from_ms(ms).map_err(|e| StoreError::Corrupt { id: what.to_string(), msg: format!("timestamp {ms}: {e}") })
+    from_ms(ms).map_err(|e| StoreError::Corrupt {
+        id: what.to_string(),
+        msg: format!("timestamp {ms}: {e}"),
+    })
 }
 
 fn change_str(c: Change) -> &'static str {
@@ -260,7 +263,13 @@ impl UplinkContext {
     }
 
     /// The envelope of an event change (without `seq`, set by the caller once known).
-    pub fn event_envelope(&self, ev: &Event, change: Change, at: OffsetDateTime, recorded_at: OffsetDateTime) -> Envelope {
+    pub fn event_envelope(
+        &self,
+        ev: &Event,
+        change: Change,
+        at: OffsetDateTime,
+        recorded_at: OffsetDateTime,
+    ) -> Envelope {
         let cam = self.cameras.get(&ev.camera_id);
         let mut counts = BTreeMap::new();
         for o in &ev.objects {
@@ -290,8 +299,13 @@ impl UplinkContext {
             zone: ev.zone.clone(),
             line: ev.line.clone(),
             detail: ev.detail.clone(),
-            snapshot_url: ev.snapshot.as_ref().map(|_| self.url(&format!("/api/v1/events/{}/snapshot.jpg", ev.id))),
-            clip_url: cam.filter(|c| c.records).map(|_| self.url(&format!("/api/v1/events/{}/clip.mp4", ev.id))),
+            snapshot_url: ev
+                .snapshot
+                .as_ref()
+                .map(|_| self.url(&format!("/api/v1/events/{}/snapshot.jpg", ev.id))),
+            clip_url: cam
+                .filter(|c| c.records)
+                .map(|_| self.url(&format!("/api/v1/events/{}/clip.mp4", ev.id))),
             error: None,
             review: Some(ev.review),
             reviewed_by: ev.reviewed_by.clone(),
@@ -303,7 +317,10 @@ impl UplinkContext {
     /// The envelope of a review transition (change `reviewed`), made at `ev.reviewed_at`.
     pub fn review_envelope(&self, ev: &Event, recorded_at: OffsetDateTime) -> Envelope {
         let at = ev.reviewed_at.unwrap_or(recorded_at);
-        Envelope { change: "reviewed".into(), ..self.event_envelope(ev, Change::Updated, at, recorded_at) }
+        Envelope {
+            change: "reviewed".into(),
+            ..self.event_envelope(ev, Change::Updated, at, recorded_at)
+        }
     }
 
     /// The envelope of a camera going online or offline.
@@ -371,8 +388,10 @@ fn insert_envelope(conn: &Connection, mut env: Envelope) -> Result<i64, StoreErr
     })
     .map_err(|e| StoreError::sql(format!("append change {id} to the outbox"), e))?;
     env.seq = conn.last_insert_rowid();
-    let json = serde_json::to_string(&env)
-        .map_err(|e| StoreError::Corrupt { id: id.clone(), msg: format!("cannot serialise envelope: {e}") })?;
+    let json = serde_json::to_string(&env).map_err(|e| StoreError::Corrupt {
+        id: id.clone(),
+        msg: format!("cannot serialise envelope: {e}"),
+    })?;
     conn.prepare_cached("UPDATE outbox SET envelope = ?2 WHERE seq = ?1")
         .and_then(|mut s| s.execute(params![env.seq, json]))
         .map_err(|e| StoreError::sql(format!("write envelope of change {id}"), e))?;
@@ -391,7 +410,13 @@ impl Store {
     }
 
     /// Appends the outbox row of an event change inside `apply`'s transaction.
-    pub(super) fn outbox_event(&self, conn: &Connection, ev: &Event, change: Change, at: OffsetDateTime) -> Result<i64, StoreError> {
+    pub(super) fn outbox_event(
+        &self,
+        conn: &Connection,
+        ev: &Event,
+        change: Change,
+        at: OffsetDateTime,
+    ) -> Result<i64, StoreError> {
         let env = self.uplink_context().event_envelope(ev, change, at, OffsetDateTime::now_utc());
         insert_envelope(conn, env)
     }
@@ -414,7 +439,13 @@ impl Store {
         error: Option<&str>,
         at: OffsetDateTime,
     ) -> Result<i64, StoreError> {
-        let env = self.uplink_context().status_envelope(camera_id, online, error, at, OffsetDateTime::now_utc());
+        let env = self.uplink_context().status_envelope(
+            camera_id,
+            online,
+            error,
+            at,
+            OffsetDateTime::now_utc(),
+        );
         let mut conn = lock(&self.inner.writer);
         let tx = conn.transaction().map_err(sql("begin tx for camera status"))?;
         let seq = insert_envelope(&tx, env)?;
@@ -444,10 +475,14 @@ impl Store {
         let limit = limit.max(1) as usize;
         let mut changes = self.read(|c| {
             let mut stmt = c
-                .prepare_cached("SELECT seq, envelope FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+                .prepare_cached(
+                    "SELECT seq, envelope FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )
                 .map_err(sql("prepare feed query"))?;
             let rows = stmt
-                .query_map(params![after, limit as i64 + 1], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .query_map(params![after, limit as i64 + 1], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
                 .map_err(sql("read feed"))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(sql("read feed"))
         })?;
@@ -458,7 +493,12 @@ impl Store {
     }
 
     /// [`Store::feed_page`] or, with a principal's scope, [`Store::feed_page_in`].
-    pub fn feed_page_scoped(&self, after: i64, limit: u32, scope: Option<&super::CameraFilter>) -> Result<FeedPage, StoreError> {
+    pub fn feed_page_scoped(
+        &self,
+        after: i64,
+        limit: u32,
+        scope: Option<&super::CameraFilter>,
+    ) -> Result<FeedPage, StoreError> {
         match scope {
             None => self.feed_page(after, limit),
             Some(f) => self.feed_page_in(after, limit, f),
@@ -468,20 +508,31 @@ impl Store {
     /// Like [`Store::feed_page`], limited to the changes of `filter`'s cameras or grid cells
     /// (a principal's scope). When the page is not full, `next` moves past the changes
     /// outside the scope too, so the next poll does not read them again.
-    pub fn feed_page_in(&self, after: i64, limit: u32, filter: &super::CameraFilter) -> Result<FeedPage, StoreError> {
+    pub fn feed_page_in(
+        &self,
+        after: i64,
+        limit: u32,
+        filter: &super::CameraFilter,
+    ) -> Result<FeedPage, StoreError> {
         use rusqlite::types::Value;
         let limit = limit.max(1) as usize;
         let mut args: Vec<Value> = vec![Value::Integer(after)];
-        let cond = filter.sql("camera_id", Some("json_extract(envelope, '$.grid_cell')"), &mut args);
+        let cond =
+            filter.sql("camera_id", Some("json_extract(envelope, '$.grid_cell')"), &mut args);
         args.push(Value::Integer(limit as i64 + 1));
-        let query = format!("SELECT seq, envelope FROM outbox WHERE seq > ?1 AND {cond} ORDER BY seq LIMIT ?{}", args.len());
+        let query = format!(
+            "SELECT seq, envelope FROM outbox WHERE seq > ?1 AND {cond} ORDER BY seq LIMIT ?{}",
+            args.len()
+        );
         let (mut changes, last) = self.read(|c| {
             // One read transaction: the scoped rows and the highest seq from the same snapshot.
             let tx = c.unchecked_transaction().map_err(sql("begin feed read"))?;
             let rows = {
                 let mut stmt = tx.prepare_cached(&query).map_err(sql("prepare feed query"))?;
                 let rows = stmt
-                    .query_map(rusqlite::params_from_iter(args.iter()), |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                    .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                    })
                     .map_err(sql("read feed"))?;
                 rows.collect::<Result<Vec<_>, _>>().map_err(sql("read feed"))?
             };
@@ -500,7 +551,12 @@ impl Store {
     }
 
     /// Outbox rows of one camera with `seq > after`, oldest first.
-    pub fn outbox_for_camera(&self, camera_id: &str, after: i64, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
+    pub fn outbox_for_camera(
+        &self,
+        camera_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
         let rows = self.read(|c| {
             let mut stmt = c
                 .prepare_cached(
@@ -544,9 +600,13 @@ impl Store {
     pub fn outbox_cameras_after(&self, after: i64) -> Result<Vec<(String, i64)>, StoreError> {
         self.read(|c| {
             let mut stmt = c
-                .prepare_cached("SELECT camera_id, MAX(seq) FROM outbox WHERE seq > ?1 GROUP BY camera_id")
+                .prepare_cached(
+                    "SELECT camera_id, MAX(seq) FROM outbox WHERE seq > ?1 GROUP BY camera_id",
+                )
                 .map_err(sql("prepare outbox cameras query"))?;
-            let rows = stmt.query_map(params![after], |r| Ok((r.get(0)?, r.get(1)?))).map_err(sql("outbox cameras"))?;
+            let rows = stmt
+                .query_map(params![after], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(sql("outbox cameras"))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(sql("outbox cameras"))
         })
     }
@@ -554,7 +614,10 @@ impl Store {
     /// Registers the configured sinks (`(name, kind, target)`) and returns each one's
     /// `start_seq`: a sink seen for the first time delivers only changes recorded from now
     /// on. Sinks no longer configured are marked inactive (kept, with their history).
-    pub fn register_sinks(&self, sinks: &[(String, String, String)]) -> Result<Vec<i64>, StoreError> {
+    pub fn register_sinks(
+        &self,
+        sinks: &[(String, String, String)],
+    ) -> Result<Vec<i64>, StoreError> {
         let mut conn = lock(&self.inner.writer);
         let tx = conn.transaction().map_err(sql("begin tx for sinks"))?;
         let last = last_seq(&tx)?;
@@ -569,7 +632,11 @@ impl Store {
             )
             .map_err(|e| StoreError::sql(format!("register sink `{name}`"), e))?;
             let start: i64 = tx
-                .query_row("SELECT start_seq FROM uplink_sinks WHERE name = ?1", params![name], |r| r.get(0))
+                .query_row(
+                    "SELECT start_seq FROM uplink_sinks WHERE name = ?1",
+                    params![name],
+                    |r| r.get(0),
+                )
                 .map_err(|e| StoreError::sql(format!("read sink `{name}`"), e))?;
             out.push(start);
         }
@@ -602,7 +669,8 @@ impl Store {
         })?;
         rows.into_iter()
             .map(|(cam, acked_seq, head_seq, attempts, rejections, next)| {
-                let next_attempt_at = next.map(|ms| ts(ms, &format!("cursor {sink}/{cam}"))).transpose()?;
+                let next_attempt_at =
+                    next.map(|ms| ts(ms, &format!("cursor {sink}/{cam}"))).transpose()?;
                 Ok((
                     cam,
                     CursorState {
@@ -619,7 +687,12 @@ impl Store {
 
     /// Records acknowledged changes: per camera the highest acked seq (cursors only move
     /// forward) and when; `delivered` is added to the sink's total. One transaction.
-    pub fn sink_ack(&self, sink: &str, acks: &[(String, i64, OffsetDateTime)], delivered: u64) -> Result<(), StoreError> {
+    pub fn sink_ack(
+        &self,
+        sink: &str,
+        acks: &[(String, i64, OffsetDateTime)],
+        delivered: u64,
+    ) -> Result<(), StoreError> {
         if acks.is_empty() {
             return Ok(());
         }
@@ -670,8 +743,11 @@ impl Store {
             ],
         )
         .map_err(sql("record failed attempt"))?;
-        tx.execute("UPDATE uplink_sinks SET failed_attempts = failed_attempts + 1 WHERE name = ?1", params![sink])
-            .map_err(sql("count failed attempts"))?;
+        tx.execute(
+            "UPDATE uplink_sinks SET failed_attempts = failed_attempts + 1 WHERE name = ?1",
+            params![sink],
+        )
+        .map_err(sql("count failed attempts"))?;
         tx.commit().map_err(sql("commit failed attempt"))
     }
 
@@ -701,8 +777,11 @@ impl Store {
             params![sink, row.camera_id, row.seq],
         )
         .map_err(sql("advance cursor past dead letter"))?;
-        tx.execute("UPDATE uplink_sinks SET failed_attempts = failed_attempts + 1 WHERE name = ?1", params![sink])
-            .map_err(sql("count failed attempts"))?;
+        tx.execute(
+            "UPDATE uplink_sinks SET failed_attempts = failed_attempts + 1 WHERE name = ?1",
+            params![sink],
+        )
+        .map_err(sql("count failed attempts"))?;
         tx.commit().map_err(sql("commit dead letter"))
     }
 
@@ -723,7 +802,11 @@ impl Store {
         })?;
         let mut out = Vec::new();
         for (name, kind, target, start_seq, delivered, failed) in sinks {
-            out.push(self.read(|c| sink_status(c, now, name, kind, target, start_seq, delivered, failed))?);
+            out.push(
+                self.read(|c| {
+                    sink_status(c, now, name, kind, target, start_seq, delivered, failed)
+                })?,
+            );
         }
         Ok(out)
     }
@@ -770,18 +853,36 @@ fn sink_status(
         )
         .and_then(|mut s| {
             s.query_row(params![name], |r| {
-                Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<i64>>(1)?, r.get::<_, i64>(2)?))
+                Ok((
+                    r.get::<_, Option<String>>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
             })
             .optional()
         })
         .map_err(sql("read last error"))?;
     let last_success: Option<i64> = c
-        .query_row("SELECT MAX(last_success_at) FROM uplink_cursors WHERE sink = ?1", params![name], |r| r.get(0))
+        .query_row(
+            "SELECT MAX(last_success_at) FROM uplink_cursors WHERE sink = ?1",
+            params![name],
+            |r| r.get(0),
+        )
         .map_err(sql("read last success"))?;
     let dead_count: i64 = c
         .query_row("SELECT COUNT(*) FROM uplink_dead WHERE sink = ?1", params![name], |r| r.get(0))
         .map_err(sql("count dead letters"))?;
-    type DeadRow = (i64, Option<String>, String, Option<String>, Option<String>, i64, Option<i64>, String, i64);
+    type DeadRow = (
+        i64,
+        Option<String>,
+        String,
+        Option<String>,
+        Option<String>,
+        i64,
+        Option<i64>,
+        String,
+        i64,
+    );
     let dead: Vec<DeadRow> = {
         let mut stmt = c
             .prepare_cached(
@@ -792,7 +893,17 @@ fn sink_status(
             .map_err(sql("prepare dead letter query"))?;
         let rows = stmt
             .query_map(params![name], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                ))
             })
             .map_err(sql("read dead letters"))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(sql("read dead letters"))?
@@ -806,7 +917,9 @@ fn sink_status(
             )
             .map_err(sql("prepare retry query"))?;
         let rows = stmt
-            .query_map(params![name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+            .query_map(params![name], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            })
             .map_err(sql("read retry states"))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(sql("read retry states"))?
     };
@@ -859,11 +972,19 @@ fn sink_status(
 
 /// For `Store::end_interrupted`: appends an `ended` change for each event id, inside the
 /// caller's transaction; returns the highest seq written.
-pub(super) fn outbox_interrupted(store: &Store, conn: &Connection, ids: &[String]) -> Result<i64, StoreError> {
+pub(super) fn outbox_interrupted(
+    store: &Store,
+    conn: &Connection,
+    ids: &[String],
+) -> Result<i64, StoreError> {
     let mut last = 0;
     for id in ids {
         let raw = conn
-            .query_row(&format!("SELECT {} FROM events WHERE id = ?1", super::EVENT_COLS), params![id], super::row_to_raw)
+            .query_row(
+                &format!("SELECT {} FROM events WHERE id = ?1", super::EVENT_COLS),
+                params![id],
+                super::row_to_raw,
+            )
             .map_err(|e| StoreError::sql(format!("read back event {id}"), e))?;
         let ev = raw.into_event()?;
         let at = ev.ended_at.unwrap_or(ev.started_at);
@@ -908,9 +1029,18 @@ mod tests {
         let mut cameras = HashMap::new();
         cameras.insert(
             "gate".to_string(),
-            CameraMeta { grid_cell: Some("D7".into()), lat: Some(31.23), lon: Some(121.47), records: true },
+            CameraMeta {
+                grid_cell: Some("D7".into()),
+                lat: Some(31.23),
+                lon: Some(121.47),
+                records: true,
+            },
         );
-        s.set_uplink_context(UplinkContext { box_id: "box-1".into(), public_url: "https://box.example:8443".into(), cameras });
+        s.set_uplink_context(UplinkContext {
+            box_id: "box-1".into(),
+            public_url: "https://box.example:8443".into(),
+            cameras,
+        });
         (dir, s)
     }
 
@@ -930,26 +1060,47 @@ mod tests {
         assert_eq!(rx.borrow_and_update().last_seq, 1);
         s.apply(&change(ev, Change::Updated, "gate", t0 + time::Duration::seconds(3))).unwrap();
         s.apply(&change(ev, Change::Ended, "gate", t0 + time::Duration::seconds(9))).unwrap();
-        s.append_camera_status("gate", false, Some("no frame for 10 s"), t0 + time::Duration::seconds(20)).unwrap();
+        s.append_camera_status(
+            "gate",
+            false,
+            Some("no frame for 10 s"),
+            t0 + time::Duration::seconds(20),
+        )
+        .unwrap();
         let envs = envelopes(&s);
         assert_eq!(envs.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
-        assert_eq!(envs.iter().map(|e| e.change.as_str()).collect::<Vec<_>>(), ["started", "updated", "ended", "offline"]);
+        assert_eq!(
+            envs.iter().map(|e| e.change.as_str()).collect::<Vec<_>>(),
+            ["started", "updated", "ended", "offline"]
+        );
         let ids: std::collections::HashSet<Uuid> = envs.iter().map(|e| e.id).collect();
         assert_eq!(ids.len(), 4, "one id per change");
         let e = &envs[0];
-        assert_eq!((e.box_id.as_str(), e.camera_id.as_str(), e.kind.as_str()), ("box-1", "gate", "crowd"));
-        assert_eq!((e.event_id, e.event_seq, e.severity), (Some(ev), Some(stored.seq), Some(Severity::High)));
+        assert_eq!(
+            (e.box_id.as_str(), e.camera_id.as_str(), e.kind.as_str()),
+            ("box-1", "gate", "crowd")
+        );
+        assert_eq!(
+            (e.event_id, e.event_seq, e.severity),
+            (Some(ev), Some(stored.seq), Some(Severity::High))
+        );
         assert_eq!((e.grid_cell.as_deref(), e.lat, e.lon), (Some("D7"), Some(31.23), Some(121.47)));
         assert_eq!(e.at, t0);
         assert_eq!(e.counts, BTreeMap::from([("car".to_string(), 1), ("person".to_string(), 2)]));
         assert_eq!(e.snapshot_url, None, "no snapshot was written");
-        assert_eq!(e.clip_url.as_deref(), Some(format!("https://box.example:8443/api/v1/events/{ev}/clip.mp4").as_str()));
+        assert_eq!(
+            e.clip_url.as_deref(),
+            Some(format!("https://box.example:8443/api/v1/events/{ev}/clip.mp4").as_str())
+        );
         assert_eq!(envs[2].ended_at, Some(t0 + time::Duration::seconds(9)));
         // Times are RFC 3339 UTC in the JSON itself.
         let raw = &s.feed_page(0, 1).unwrap().changes[0].1;
         assert!(raw.contains("\"at\":\"2026-03-01T10:00:00Z\""), "{raw}");
         let st = &envs[3];
-        assert_eq!((st.kind.as_str(), st.event_id, st.error.as_deref()), ("camera_status", None, Some("no frame for 10 s")));
+        assert_eq!(
+            (st.kind.as_str(), st.event_id, st.error.as_deref()),
+            ("camera_status", None, Some("no frame for 10 s"))
+        );
         assert_eq!(st.severity, Some(Severity::High));
         // A rejected change (event ended) leaves no outbox row.
         assert!(s.apply(&change(ev, Change::Updated, "gate", t0)).is_err());
@@ -961,7 +1112,13 @@ mod tests {
         let (_d, s) = store();
         let now = OffsetDateTime::now_utc();
         for i in 0..5 {
-            s.apply(&change(Uuid::now_v7(), Change::Started, if i % 2 == 0 { "gate" } else { "yard" }, now)).unwrap();
+            s.apply(&change(
+                Uuid::now_v7(),
+                Change::Started,
+                if i % 2 == 0 { "gate" } else { "yard" },
+                now,
+            ))
+            .unwrap();
         }
         assert_eq!(s.end_interrupted().unwrap(), 5);
         let envs = envelopes(&s);
@@ -978,7 +1135,10 @@ mod tests {
             }
         }
         assert_eq!(got, (1..=10).collect::<Vec<i64>>());
-        assert_eq!(s.feed_page(10, 3).unwrap(), FeedPage { changes: vec![], next: 10, more: false });
+        assert_eq!(
+            s.feed_page(10, 3).unwrap(),
+            FeedPage { changes: vec![], next: 10, more: false }
+        );
         assert_eq!(s.outbox_cameras_after(8).unwrap().len(), 2);
         let gate = s.outbox_for_camera("gate", 1, 100).unwrap();
         assert!(gate.iter().all(|r| r.camera_id == "gate" && r.seq > 1));
@@ -990,7 +1150,8 @@ mod tests {
         let (_d, s) = store();
         let now = OffsetDateTime::now_utc();
         s.apply(&change(Uuid::now_v7(), Change::Started, "gate", now)).unwrap(); // before the sink: not its business
-        let starts = s.register_sinks(&[("city".into(), "webhook".into(), "https://x/h".into())]).unwrap();
+        let starts =
+            s.register_sinks(&[("city".into(), "webhook".into(), "https://x/h".into())]).unwrap();
         assert_eq!(starts, [1]);
         for cam in ["gate", "gate", "yard"] {
             s.apply(&change(Uuid::now_v7(), Change::Started, cam, now)).unwrap();
@@ -1016,7 +1177,10 @@ mod tests {
         .unwrap();
         let st = &s.uplink_status(now).unwrap()[0];
         assert_eq!((st.backlog, st.delivered_total, st.failed_attempts_total), (2, 1, 1));
-        assert_eq!((st.last_error.as_deref(), st.last_error_status), (Some("HTTP 400: bad"), Some(400)));
+        assert_eq!(
+            (st.last_error.as_deref(), st.last_error_status),
+            (Some("HTTP 400: bad"), Some(400))
+        );
         assert_eq!(st.retrying.len(), 1);
         assert_eq!(s.sink_cursors("city").unwrap()["gate"].attempts, 2);
         s.sink_dead_letter("city", &rows[0], 3, Some(400), "rejected", now).unwrap();
@@ -1031,11 +1195,18 @@ mod tests {
         // Pruning keeps what the sink still needs (yard's change), removes the rest.
         let later = now + time::Duration::days(1);
         assert_eq!(s.prune_outbox(later).unwrap(), 3);
-        assert_eq!(s.feed_page(0, 10).unwrap().changes.iter().map(|c| c.0).collect::<Vec<_>>(), [4]);
+        assert_eq!(
+            s.feed_page(0, 10).unwrap().changes.iter().map(|c| c.0).collect::<Vec<_>>(),
+            [4]
+        );
         // A sink removed from the config stops holding rows back; its state is kept.
         s.register_sinks(&[]).unwrap();
         assert!(s.uplink_status(now).unwrap().is_empty());
         assert_eq!(s.prune_outbox(later).unwrap(), 1);
-        assert_eq!(s.register_sinks(&[("city".into(), "webhook".into(), "https://x/h".into())]).unwrap(), [1], "start kept");
+        assert_eq!(
+            s.register_sinks(&[("city".into(), "webhook".into(), "https://x/h".into())]).unwrap(),
+            [1],
+            "start kept"
+        );
     }
 }

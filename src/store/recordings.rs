@@ -79,7 +79,13 @@ const SEGMENT_COLS: &str =
 fn row_to_segment(r: &rusqlite::Row<'_>) -> rusqlite::Result<Segment> {
     let ms = |i: usize| -> rusqlite::Result<OffsetDateTime> {
         let v: i64 = r.get(i)?;
-        from_ms(v).map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Integer, Box::new(e)))
+        from_ms(v).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(
+                i,
+                rusqlite::types::Type::Integer,
+                Box::new(e),
+            )
+        })
     };
     Ok(Segment {
         id: r.get(0)?,
@@ -114,7 +120,10 @@ impl Store {
     pub fn media_path(&self, rel: &str) -> Result<PathBuf, StoreError> {
         let p = Path::new(rel);
         if rel.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
-            return Err(StoreError::Corrupt { id: rel.to_string(), msg: "media path is not inside the data dir".into() });
+            return Err(StoreError::Corrupt {
+                id: rel.to_string(),
+                msg: "media path is not inside the data dir".into(),
+            });
         }
         Ok(self.data_dir().join(p))
     }
@@ -151,9 +160,13 @@ impl Store {
 
     pub fn segment(&self, id: i64) -> Result<Option<Segment>, StoreError> {
         self.read(|c| {
-            c.query_row(&format!("SELECT {SEGMENT_COLS} FROM segments WHERE id = ?1"), params![id], row_to_segment)
-                .optional()
-                .map_err(|e| StoreError::sql(format!("get segment {id}"), e))
+            c.query_row(
+                &format!("SELECT {SEGMENT_COLS} FROM segments WHERE id = ?1"),
+                params![id],
+                row_to_segment,
+            )
+            .optional()
+            .map_err(|e| StoreError::sql(format!("get segment {id}"), e))
         })
     }
 
@@ -192,7 +205,10 @@ impl Store {
     ) -> Result<Vec<Segment>, StoreError> {
         use rusqlite::types::Value;
         let mut args: Vec<Value> = Vec::new();
-        let mut sql = format!("SELECT {SEGMENT_COLS} FROM segments WHERE {}", filter.sql("camera_id", None, &mut args));
+        let mut sql = format!(
+            "SELECT {SEGMENT_COLS} FROM segments WHERE {}",
+            filter.sql("camera_id", None, &mut args)
+        );
         if let Some(t) = since {
             args.push(Value::Integer(to_ms(t)));
             sql += &format!(" AND end_ms > ?{}", args.len());
@@ -204,7 +220,8 @@ impl Store {
         args.push(Value::Integer(limit.min(i64::MAX as usize) as i64));
         sql += &format!(" ORDER BY start_ms, id LIMIT ?{}", args.len());
         self.read(|c| {
-            let mut stmt = c.prepare(&sql).map_err(|e| StoreError::sql("prepare segment query", e))?;
+            let mut stmt =
+                c.prepare(&sql).map_err(|e| StoreError::sql("prepare segment query", e))?;
             let rows = stmt
                 .query_map(rusqlite::params_from_iter(args.iter()), row_to_segment)
                 .map_err(|e| StoreError::sql("query segments", e))?;
@@ -215,9 +232,14 @@ impl Store {
     /// Every indexed segment path (for start-up reconciliation).
     pub fn segment_paths(&self) -> Result<HashSet<String>, StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare("SELECT path FROM segments").map_err(|e| StoreError::sql("prepare segment paths", e))?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| StoreError::sql("query segment paths", e))?;
-            rows.collect::<Result<HashSet<_>, _>>().map_err(|e| StoreError::sql("read segment path", e))
+            let mut stmt = c
+                .prepare("SELECT path FROM segments")
+                .map_err(|e| StoreError::sql("prepare segment paths", e))?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(|e| StoreError::sql("query segment paths", e))?;
+            rows.collect::<Result<HashSet<_>, _>>()
+                .map_err(|e| StoreError::sql("read segment path", e))
         })
     }
 
@@ -273,7 +295,12 @@ impl Store {
             .map_err(|e| StoreError::sql(format!("get clip of event {event_id}"), e))
         })?;
         row.map(|(_, path, s, e, bytes)| {
-            let t = |v| from_ms(v).map_err(|err| StoreError::Corrupt { id: event_id.to_string(), msg: err.to_string() });
+            let t = |v| {
+                from_ms(v).map_err(|err| StoreError::Corrupt {
+                    id: event_id.to_string(),
+                    msg: err.to_string(),
+                })
+            };
             Ok(Clip { event_id, path, start: t(s)?, end: t(e)?, bytes: bytes.max(0) as u64 })
         })
         .transpose()
@@ -316,11 +343,18 @@ mod tests {
         let a = store.insert_segment(&seg("a", "recordings/a/1.mp4", 0, 10)).unwrap();
         store.insert_segment(&seg("a", "recordings/a/2.mp4", 10, 20)).unwrap();
         store.insert_segment(&seg("b", "recordings/b/1.mp4", 5, 15)).unwrap();
-        assert!(store.insert_segment(&seg("a", "recordings/a/1.mp4", 0, 10)).is_err(), "paths are unique");
+        assert!(
+            store.insert_segment(&seg("a", "recordings/a/1.mp4", 0, 10)).is_err(),
+            "paths are unique"
+        );
         let t = |s: i64| Some(OffsetDateTime::from_unix_timestamp(1_800_000_000 + s).unwrap());
         let got = store.segments(Some("a"), t(9), t(11), 100).unwrap();
         assert_eq!(got.len(), 2);
-        assert_eq!(store.segments(Some("a"), t(10), None, 100).unwrap().len(), 1, "end is exclusive");
+        assert_eq!(
+            store.segments(Some("a"), t(10), None, 100).unwrap().len(),
+            1,
+            "end is exclusive"
+        );
         assert_eq!(store.segments(None, None, None, 100).unwrap().len(), 3);
         assert_eq!(store.segments(None, None, None, 1).unwrap().len(), 1);
         assert_eq!(store.media_bytes().unwrap(), 3000);

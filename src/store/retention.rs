@@ -102,7 +102,9 @@ impl Store {
     ) -> Result<Vec<SegmentFile>, StoreError> {
         // The statement is built for the filters given: a generic `?1 IS NULL OR …` form
         // keeps SQLite from using the (camera_id, start_ms) index.
-        let mut sql = String::from("SELECT id, camera_id, path, start_ms, end_ms, bytes FROM segments WHERE 1");
+        let mut sql = String::from(
+            "SELECT id, camera_id, path, start_ms, end_ms, bytes FROM segments WHERE 1",
+        );
         let mut args: Vec<Value> = Vec::new();
         if let Some(c) = camera {
             args.push(Value::Text(c.to_string()));
@@ -121,7 +123,8 @@ impl Store {
         args.push(Value::Integer(limit.min(i64::MAX as usize) as i64));
         sql += &format!(" ORDER BY start_ms, id LIMIT ?{}", args.len());
         self.read(|c| {
-            let mut stmt = c.prepare_cached(&sql).map_err(|e| StoreError::sql("prepare segment files", e))?;
+            let mut stmt =
+                c.prepare_cached(&sql).map_err(|e| StoreError::sql("prepare segment files", e))?;
             let rows = stmt
                 .query_map(rusqlite::params_from_iter(args.iter()), row_to_file)
                 .map_err(|e| StoreError::sql("query segment files", e))?;
@@ -207,11 +210,17 @@ impl Store {
                 )
                 .map_err(|e| StoreError::sql("prepare media retention query", e))?;
             let rows = stmt
-                .query_map(params![started_before_ms, since_ms.unwrap_or(i64::MIN), limit.min(i64::MAX as usize) as i64], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-                })
+                .query_map(
+                    params![
+                        started_before_ms,
+                        since_ms.unwrap_or(i64::MIN),
+                        limit.min(i64::MAX as usize) as i64
+                    ],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+                )
                 .map_err(|e| StoreError::sql("query media retention", e))?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(|e| StoreError::sql("read media retention row", e))
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StoreError::sql("read media retention row", e))
         })?;
         rows.into_iter()
             .map(|(id, at)| {
@@ -225,24 +234,36 @@ impl Store {
     /// In one transaction: deletes the event's clip row and sets `snapshot = NULL,
     /// media_deleted_at = at_ms`. Returns what the event had, so the caller can delete the
     /// files; `None` if the event does not exist.
-    pub fn expire_event_media(&self, event_id: Uuid, at_ms: i64) -> Result<Option<ExpiredMedia>, StoreError> {
+    pub fn expire_event_media(
+        &self,
+        event_id: Uuid,
+        at_ms: i64,
+    ) -> Result<Option<ExpiredMedia>, StoreError> {
         let id = event_id.to_string();
         let mut conn = lock(&self.inner.writer);
-        let tx = conn.transaction().map_err(|e| StoreError::sql(format!("begin media expiry of event {id}"), e))?;
+        let tx = conn
+            .transaction()
+            .map_err(|e| StoreError::sql(format!("begin media expiry of event {id}"), e))?;
         let snapshot: Option<Option<String>> = tx
             .query_row("SELECT snapshot FROM events WHERE id = ?1", params![id], |r| r.get(0))
             .optional()
             .map_err(|e| StoreError::sql(format!("look up event {id}"), e))?;
         let Some(snapshot) = snapshot else { return Ok(None) };
         let clip: Option<(String, i64)> = tx
-            .query_row("SELECT path, bytes FROM clips WHERE event_id = ?1", params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row("SELECT path, bytes FROM clips WHERE event_id = ?1", params![id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()
             .map_err(|e| StoreError::sql(format!("look up clip of event {id}"), e))?;
         tx.execute("DELETE FROM clips WHERE event_id = ?1", params![id])
             .map_err(|e| StoreError::sql(format!("delete clip of event {id}"), e))?;
-        tx.execute("UPDATE events SET snapshot = NULL, media_deleted_at = ?2 WHERE id = ?1", params![id, at_ms])
-            .map_err(|e| StoreError::sql(format!("mark media of event {id} deleted"), e))?;
-        tx.commit().map_err(|e| StoreError::sql(format!("commit media expiry of event {id}"), e))?;
+        tx.execute(
+            "UPDATE events SET snapshot = NULL, media_deleted_at = ?2 WHERE id = ?1",
+            params![id, at_ms],
+        )
+        .map_err(|e| StoreError::sql(format!("mark media of event {id} deleted"), e))?;
+        tx.commit()
+            .map_err(|e| StoreError::sql(format!("commit media expiry of event {id}"), e))?;
         let (clip, clip_bytes) = match clip {
             Some((path, bytes)) => (Some(path), bytes.max(0) as u64),
             None => (None, 0),
@@ -252,7 +273,10 @@ impl Store {
 
     /// Clips of events whose media was already expired (a clip built again on request after
     /// retention removed it): (event id, path, bytes), at most `limit`.
-    pub fn clips_of_expired_events(&self, limit: usize) -> Result<Vec<(String, String, u64)>, StoreError> {
+    pub fn clips_of_expired_events(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(String, String, u64)>, StoreError> {
         self.read(|c| {
             let mut stmt = c
                 .prepare_cached(
@@ -354,7 +378,15 @@ mod tests {
 
         let all = store.segment_files(None, None, None, 100).unwrap();
         let names: Vec<&str> = all.iter().map(|s| s.path.as_str()).collect();
-        assert_eq!(names, ["recordings/b/1.mp4", "recordings/a/1.mp4", "recordings/a/2.mp4", "recordings/c/1.mp4"]);
+        assert_eq!(
+            names,
+            [
+                "recordings/b/1.mp4",
+                "recordings/a/1.mp4",
+                "recordings/a/2.mp4",
+                "recordings/c/1.mp4"
+            ]
+        );
         // Paging with the (start, id) cursor visits each row once.
         let mut seen = vec![];
         let mut cursor = None;
@@ -385,23 +417,47 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let at = |ms: i64| from_ms(T0 + ms).unwrap();
         let mk = |ms: i64| {
-            let ev = EventChange::bare(Uuid::now_v7(), Change::Started, "cam", "presence", Severity::High, at(ms));
+            let ev = EventChange::bare(
+                Uuid::now_v7(),
+                Change::Started,
+                "cam",
+                "presence",
+                Severity::High,
+                at(ms),
+            );
             store.apply(&ev).unwrap().id
         };
         let a = mk(0);
         let b = mk(1000);
         let c = mk(5000);
         store
-            .put_clip(&Clip { event_id: a, path: format!("clips/{a}.mp4"), start: at(0), end: at(10), bytes: 7 })
+            .put_clip(&Clip {
+                event_id: a,
+                path: format!("clips/{a}.mp4"),
+                start: at(0),
+                end: at(10),
+                bytes: 7,
+            })
             .unwrap();
         assert_eq!(store.protecting_events().unwrap().len(), 3);
         assert!(store.max_event_seq().unwrap() >= 3);
         let due = store.events_with_media_due(None, T0 + 5000, 10).unwrap();
         assert_eq!(due, [(a, T0), (b, T0 + 1000)]);
-        assert_eq!(store.events_with_media_due(Some(T0 + 1), T0 + 5000, 10).unwrap(), [(b, T0 + 1000)]);
+        assert_eq!(
+            store.events_with_media_due(Some(T0 + 1), T0 + 5000, 10).unwrap(),
+            [(b, T0 + 1000)]
+        );
         assert_eq!(store.oldest_clip().unwrap().unwrap().event_id, a);
         let got = store.expire_event_media(a, T0 + 99).unwrap().unwrap();
-        assert_eq!(got, ExpiredMedia { event_id: a, clip: Some(format!("clips/{a}.mp4")), clip_bytes: 7, snapshot: false });
+        assert_eq!(
+            got,
+            ExpiredMedia {
+                event_id: a,
+                clip: Some(format!("clips/{a}.mp4")),
+                clip_bytes: 7,
+                snapshot: false
+            }
+        );
         assert!(store.clip(a).unwrap().is_none());
         assert_eq!(store.events_with_media_due(None, T0 + 5000, 10).unwrap(), [(b, T0 + 1000)]);
         assert!(store.expire_event_media(Uuid::now_v7(), 0).unwrap().is_none());

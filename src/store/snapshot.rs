@@ -1,8 +1,8 @@
 //! JPEG encoding of frames with detection boxes drawn on (event snapshots, `latest.jpg`).
 
 use opencv::core::{Mat, Point, Rect, Scalar, Vector, CV_8UC3};
-use opencv::{imgcodecs, imgproc};
 use opencv::prelude::*;
+use opencv::{imgcodecs, imgproc};
 
 use super::StoreError;
 use crate::types::{Detection, Frame};
@@ -23,7 +23,11 @@ const PALETTE: [(u8, u8, u8); 8] = [
 /// and a "class score" label over each. The frame itself is never modified. OpenCV's
 /// encoder (libjpeg-turbo) is used: at 768x576 it takes a fraction of the time of the
 /// `image` crate's (docs/performance.md, "Live view").
-pub fn encode_jpeg(frame: &Frame, objects: &[Detection], quality: u8) -> Result<Vec<u8>, StoreError> {
+pub fn encode_jpeg(
+    frame: &Frame,
+    objects: &[Detection],
+    quality: u8,
+) -> Result<Vec<u8>, StoreError> {
     let (w, h) = (frame.width, frame.height);
     let expected = (w as usize).checked_mul(h as usize).and_then(|n| n.checked_mul(3));
     if w == 0 || h == 0 || w > 65_535 || h > 65_535 || expected != Some(frame.rgb.len()) {
@@ -37,17 +41,23 @@ pub fn encode_jpeg(frame: &Frame, objects: &[Detection], quality: u8) -> Result<
         )));
     }
     let encode = || -> opencv::Result<Vec<u8>> {
-        let mut rgb = Mat::new_rows_cols_with_default(h as i32, w as i32, CV_8UC3, Scalar::all(0.0))?;
+        let mut rgb =
+            Mat::new_rows_cols_with_default(h as i32, w as i32, CV_8UC3, Scalar::all(0.0))?;
         rgb.data_bytes_mut()?.copy_from_slice(&frame.rgb);
         let mut bgr = Mat::default();
         imgproc::cvt_color_def(&rgb, &mut bgr, imgproc::COLOR_RGB2BGR)?;
         draw_boxes(&mut bgr, objects)?;
         let mut out = Vector::<u8>::new();
-        let params = Vector::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, i32::from(quality.clamp(1, 100))]);
+        let params = Vector::from_slice(&[
+            imgcodecs::IMWRITE_JPEG_QUALITY,
+            i32::from(quality.clamp(1, 100)),
+        ]);
         imgcodecs::imencode(".jpg", &bgr, &mut out, &params)?;
         Ok(out.to_vec())
     };
-    encode().map_err(|e| StoreError::Image(format!("encoding JPEG for camera {}: {e}", frame.camera_id)))
+    encode().map_err(|e| {
+        StoreError::Image(format!("encoding JPEG for camera {}: {e}", frame.camera_id))
+    })
 }
 
 /// Draws boxes and labels onto a BGR image.
@@ -71,17 +81,32 @@ fn draw_boxes(mat: &mut Mat, objects: &[Detection]) -> opencv::Result<()> {
         }
         let (r, g, bl) = PALETTE[d.class_id as usize % PALETTE.len()];
         let color = Scalar::new(bl as f64, g as f64, r as f64, 0.0);
-        imgproc::rectangle(mat, Rect::new(x1, y1, x2 - x1, y2 - y1), color, thickness, imgproc::LINE_8, 0)?;
+        imgproc::rectangle(
+            mat,
+            Rect::new(x1, y1, x2 - x1, y2 - y1),
+            color,
+            thickness,
+            imgproc::LINE_8,
+            0,
+        )?;
 
         let label = format!("{} {:.2}", d.class, d.score);
         let mut baseline = 0;
         let size = imgproc::get_text_size(&label, font, scale, 1, &mut baseline)?;
         let pad = 2;
         // Above the box when there is room, else just inside its top edge.
-        let top = if y1 - size.height - 2 * pad - baseline >= 0 { y1 - size.height - 2 * pad - baseline } else { y1 };
+        let top = if y1 - size.height - 2 * pad - baseline >= 0 {
+            y1 - size.height - 2 * pad - baseline
+        } else {
+            y1
+        };
         let bg = Rect::new(x1, top, size.width + 2 * pad, size.height + baseline + 2 * pad);
         imgproc::rectangle(mat, bg, color, imgproc::FILLED, imgproc::LINE_8, 0)?;
-        let text_color = if (r as u32 + g as u32 + bl as u32) > 382 { Scalar::all(0.0) } else { Scalar::all(255.0) };
+        let text_color = if (r as u32 + g as u32 + bl as u32) > 382 {
+            Scalar::all(0.0)
+        } else {
+            Scalar::all(255.0)
+        };
         imgproc::put_text(
             mat,
             &label,

@@ -25,10 +25,22 @@ pub(crate) fn test_frame(camera: &str, w: u32, h: u32) -> Frame {
 }
 
 pub(crate) fn person(score: f32) -> Detection {
-    Detection { class_id: 0, class: "person".into(), score, bbox: BBox { x1: 0.1, y1: 0.2, x2: 0.5, y2: 0.9 }, track_id: None }
+    Detection {
+        class_id: 0,
+        class: "person".into(),
+        score,
+        bbox: BBox { x1: 0.1, y1: 0.2, x2: 0.5, y2: 0.9 },
+        track_id: None,
+    }
 }
 
-pub(crate) fn change(id: Uuid, c: Change, camera: &str, kind: &str, at: OffsetDateTime) -> EventChange {
+pub(crate) fn change(
+    id: Uuid,
+    c: Change,
+    camera: &str,
+    kind: &str,
+    at: OffsetDateTime,
+) -> EventChange {
     EventChange {
         event_id: id,
         change: c,
@@ -85,10 +97,15 @@ fn lifecycle_insert_update_end() {
 
     // Updating an ended event is refused; ending again keeps the first end time.
     assert!(matches!(s.apply(&up), Err(StoreError::EventEnded(x)) if x == id));
-    let again = s.apply(&change(id, Change::Ended, "cam1", "presence", t1 + time::Duration::seconds(5))).unwrap();
+    let again = s
+        .apply(&change(id, Change::Ended, "cam1", "presence", t1 + time::Duration::seconds(5)))
+        .unwrap();
     assert_eq!(again.ended_at, Some(t1));
     // Starting the same id twice is refused.
-    assert!(matches!(s.apply(&change(id, Change::Started, "cam1", "presence", t0)), Err(StoreError::EventExists(_))));
+    assert!(matches!(
+        s.apply(&change(id, Change::Started, "cam1", "presence", t0)),
+        Err(StoreError::EventExists(_))
+    ));
 }
 
 #[test]
@@ -118,7 +135,8 @@ fn seq_strictly_increasing_and_never_reused() {
     {
         let s = Store::open(dir.path()).unwrap();
         for _ in 0..20 {
-            let e = s.apply(&change(Uuid::now_v7(), Change::Started, "cam1", "presence", now)).unwrap();
+            let e =
+                s.apply(&change(Uuid::now_v7(), Change::Started, "cam1", "presence", now)).unwrap();
             assert!(e.seq > last, "{} after {last}", e.seq);
             last = e.seq;
         }
@@ -141,7 +159,8 @@ fn pagination_and_filters() {
     for i in 0..25i64 {
         let cam = if i % 2 == 0 { "cam1" } else { "cam2" };
         let kind = if i % 5 == 0 { "loitering" } else { "presence" };
-        let mut c = change(Uuid::now_v7(), Change::Started, cam, kind, base + time::Duration::minutes(i));
+        let mut c =
+            change(Uuid::now_v7(), Change::Started, cam, kind, base + time::Duration::minutes(i));
         if i % 3 == 0 {
             (c.severity, c.grid_cell) = (Severity::High, Some("C2".into()));
         }
@@ -171,11 +190,19 @@ fn pagination_and_filters() {
     let p = s.list_events(&EventQuery { limit: 25, ..Default::default() }).unwrap();
     assert_eq!((p.events.len(), p.next_before), (25, None));
 
-    let p = s.list_events(&EventQuery { camera: Some("cam1".into()), limit: 100, ..Default::default() }).unwrap();
+    let p = s
+        .list_events(&EventQuery { camera: Some("cam1".into()), limit: 100, ..Default::default() })
+        .unwrap();
     assert_eq!(p.events.len(), 13);
     assert!(p.events.iter().all(|e| e.camera_id == "cam1"));
 
-    let p = s.list_events(&EventQuery { kind: Some("loitering".into()), limit: 100, ..Default::default() }).unwrap();
+    let p = s
+        .list_events(&EventQuery {
+            kind: Some("loitering".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(p.events.len(), 5);
 
     let p = s
@@ -199,10 +226,18 @@ fn pagination_and_filters() {
         .unwrap();
     assert_eq!(p.events.len(), 2); // i = 5, 15
 
-    let p = s.list_events(&EventQuery { severity: Some(Severity::High), limit: 100, ..Default::default() }).unwrap();
+    let p = s
+        .list_events(&EventQuery {
+            severity: Some(Severity::High),
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(p.events.len(), 9); // i = 0, 3, …, 24
     assert!(p.events.iter().all(|e| e.severity == Severity::High));
-    let p = s.list_events(&EventQuery { grid_cell: Some("B7".into()), limit: 100, ..Default::default() }).unwrap();
+    let p = s
+        .list_events(&EventQuery { grid_cell: Some("B7".into()), limit: 100, ..Default::default() })
+        .unwrap();
     assert_eq!(p.events.len(), 16);
     assert!(p.events.iter().all(|e| e.grid_cell.as_deref() == Some("B7")));
 }
@@ -224,7 +259,11 @@ fn snapshot_is_valid_jpeg_written_before_row() {
     let img = image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg).unwrap();
     assert_eq!((img.width(), img.height()), (160, 120));
     // No temp file remains.
-    let names: Vec<_> = fs::read_dir(dir.path().join(SNAPSHOT_DIR)).unwrap().flatten().map(|e| e.file_name()).collect();
+    let names: Vec<_> = fs::read_dir(dir.path().join(SNAPSHOT_DIR))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(names.len(), 1, "{names:?}");
 
     // Boxes are drawn: the snapshot differs from the plain frame encoding.
@@ -234,7 +273,15 @@ fn snapshot_is_valid_jpeg_written_before_row() {
     assert_ne!(plain, bytes);
 
     // An event without a snapshot has no file.
-    let e2 = s.apply(&change(Uuid::now_v7(), Change::Started, "cam1", "presence", OffsetDateTime::now_utc())).unwrap();
+    let e2 = s
+        .apply(&change(
+            Uuid::now_v7(),
+            Change::Started,
+            "cam1",
+            "presence",
+            OffsetDateTime::now_utc(),
+        ))
+        .unwrap();
     assert_eq!(s.snapshot_file(&e2), None);
 }
 
@@ -245,7 +292,13 @@ fn encode_jpeg_rejects_bad_frame_and_odd_boxes() {
     assert!(matches!(encode_jpeg(&f, &[], 80), Err(StoreError::Image(_))));
     let f = test_frame("cam1", 32, 32);
     let weird = vec![
-        Detection { class_id: 99, class: "x".into(), score: 1.0, bbox: BBox { x1: -1.0, y1: -1.0, x2: 2.0, y2: 2.0 }, track_id: None },
+        Detection {
+            class_id: 99,
+            class: "x".into(),
+            score: 1.0,
+            bbox: BBox { x1: -1.0, y1: -1.0, x2: 2.0, y2: 2.0 },
+            track_id: None,
+        },
         Detection {
             class_id: 1,
             class: "y".into(),
@@ -253,7 +306,13 @@ fn encode_jpeg_rejects_bad_frame_and_odd_boxes() {
             bbox: BBox { x1: f32::NAN, y1: 0.0, x2: 1.0, y2: 1.0 },
             track_id: None,
         },
-        Detection { class_id: 2, class: "z".into(), score: 0.5, bbox: BBox { x1: 0.9, y1: 0.9, x2: 0.1, y2: 0.1 }, track_id: None },
+        Detection {
+            class_id: 2,
+            class: "z".into(),
+            score: 0.5,
+            bbox: BBox { x1: 0.9, y1: 0.9, x2: 0.1, y2: 0.1 },
+            track_id: None,
+        },
     ];
     assert!(is_jpeg(&encode_jpeg(&f, &weird, 80).unwrap()));
 }
@@ -268,15 +327,22 @@ fn encode_jpeg_keeps_colours_and_draws_boxes_in_the_palette_colour() {
         let want = &f.rgb[((y * 320 + x) * 3) as usize..][..3];
         let got = plain.get_pixel(x, y).0;
         for c in 0..3 {
-            assert!((got[c] as i32 - want[c] as i32).abs() <= 12, "pixel ({x},{y}): {got:?} vs {want:?}");
+            assert!(
+                (got[c] as i32 - want[c] as i32).abs() <= 12,
+                "pixel ({x},{y}): {got:?} vs {want:?}"
+            );
         }
     }
     // A person box (class 0: red) from x = 0.1 to 0.5: its left edge (4 px wide at this
     // size) is red.
     let f = test_frame("cam1", 1280, 720);
-    let boxed = image::load_from_memory(&encode_jpeg(&f, &[person(0.9)], 95).unwrap()).unwrap().to_rgb8();
+    let boxed =
+        image::load_from_memory(&encode_jpeg(&f, &[person(0.9)], 95).unwrap()).unwrap().to_rgb8();
     let edge = boxed.get_pixel(128, 400).0;
-    assert!(edge[0] > 200 && edge[1] < 110 && edge[2] < 110, "box edge {edge:?} is not the palette's red");
+    assert!(
+        edge[0] > 200 && edge[1] < 110 && edge[2] < 110,
+        "box edge {edge:?} is not the palette's red"
+    );
 }
 
 #[test]
@@ -285,7 +351,8 @@ fn orphan_snapshots_removed_at_open() {
     let kept;
     {
         let s = Store::open(dir.path()).unwrap();
-        let mut ch = change(Uuid::now_v7(), Change::Started, "cam1", "presence", OffsetDateTime::now_utc());
+        let mut ch =
+            change(Uuid::now_v7(), Change::Started, "cam1", "presence", OffsetDateTime::now_utc());
         ch.snapshot = Some(test_frame("cam1", 32, 32));
         kept = s.snapshot_file(&s.apply(&ch).unwrap()).unwrap();
     }
@@ -307,7 +374,10 @@ fn schema_of(c: &Connection) -> Vec<(String, String, String)> {
     let mut stmt = c
         .prepare("SELECT type, name, COALESCE(sql, '') FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name")
         .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(|r| r.unwrap()).collect()
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
 }
 
 #[test]
@@ -352,7 +422,9 @@ fn reopen_keeps_data_and_wal_settings() {
     let e1;
     {
         let s = Store::open(dir.path()).unwrap();
-        e1 = s.apply(&change(id, Change::Started, "cam1", "presence", OffsetDateTime::now_utc())).unwrap();
+        e1 = s
+            .apply(&change(id, Change::Started, "cam1", "presence", OffsetDateTime::now_utc()))
+            .unwrap();
         s.add_token("ops", &hash_token("secret")).unwrap();
         s.close().unwrap();
         let wal = dir.path().join(format!("{DB_FILE}-wal"));
@@ -378,7 +450,10 @@ fn tokens() {
     assert_ne!(t, generate_token());
     let h = hash_token(&t);
     assert_eq!(h.len(), 64);
-    assert_eq!(hash_token("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    assert_eq!(
+        hash_token("abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
     let id = s.add_token("laptop", &h).unwrap();
     assert!(matches!(s.add_token("dup", &h), Err(StoreError::Token(_))));
     assert!(matches!(s.add_token("bad", "xyz"), Err(StoreError::Token(_))));
@@ -416,9 +491,14 @@ fn list_queries_use_indexes() {
     let c = s.inner.writer.lock().unwrap();
     let plan = |sql: &str| -> String {
         let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        st.query_map([], |r| r.get::<_, String>(3)).unwrap().map(|r| r.unwrap()).collect::<Vec<_>>().join("; ")
+        st.query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect::<Vec<_>>()
+            .join("; ")
     };
-    let p = plan("SELECT seq FROM events WHERE camera_id = 'a' AND seq < 10 ORDER BY seq DESC LIMIT 5");
+    let p =
+        plan("SELECT seq FROM events WHERE camera_id = 'a' AND seq < 10 ORDER BY seq DESC LIMIT 5");
     assert!(p.contains("events_camera_seq") && !p.contains("TEMP B-TREE"), "{p}");
     let p = plan("SELECT seq FROM events WHERE kind = 'a' ORDER BY seq DESC LIMIT 5");
     assert!(p.contains("events_kind_seq") && !p.contains("TEMP B-TREE"), "{p}");
@@ -434,8 +514,14 @@ fn concurrent_readers_and_writer() {
         let s = s.clone();
         std::thread::spawn(move || {
             for _ in 0..50 {
-                s.apply(&change(Uuid::now_v7(), Change::Started, "cam1", "presence", OffsetDateTime::now_utc()))
-                    .unwrap();
+                s.apply(&change(
+                    Uuid::now_v7(),
+                    Change::Started,
+                    "cam1",
+                    "presence",
+                    OffsetDateTime::now_utc(),
+                ))
+                .unwrap();
             }
         })
     };
@@ -455,19 +541,26 @@ fn concurrent_readers_and_writer() {
     for r in readers {
         r.join().unwrap();
     }
-    assert_eq!(s.list_events(&EventQuery { limit: 500, ..Default::default() }).unwrap().events.len(), 50);
+    assert_eq!(
+        s.list_events(&EventQuery { limit: 500, ..Default::default() }).unwrap().events.len(),
+        50
+    );
 }
 
 #[test]
 fn non_finite_values_do_not_poison_rows() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path()).unwrap();
-    let mut ch = change(Uuid::now_v7(), Change::Started, "cam1", "presence", OffsetDateTime::now_utc());
+    let mut ch =
+        change(Uuid::now_v7(), Change::Started, "cam1", "presence", OffsetDateTime::now_utc());
     ch.objects[0].score = f32::NAN;
     ch.objects[0].bbox.x2 = f32::INFINITY;
     let e = s.apply(&ch).unwrap();
     assert_eq!(e.objects[0].score, 0.0);
-    assert_eq!(s.list_events(&EventQuery { limit: 10, ..Default::default() }).unwrap().events.len(), 1);
+    assert_eq!(
+        s.list_events(&EventQuery { limit: 10, ..Default::default() }).unwrap().events.len(),
+        1
+    );
 }
 
 #[test]
@@ -497,7 +590,13 @@ fn dump_snapshot_for_eyeballing() {
     let f = test_frame("cam1", 640, 360);
     let objs = vec![
         person(0.87),
-        Detection { class_id: 2, class: "car".into(), score: 0.55, bbox: BBox { x1: 0.6, y1: 0.0, x2: 0.95, y2: 0.4 }, track_id: None },
+        Detection {
+            class_id: 2,
+            class: "car".into(),
+            score: 0.55,
+            bbox: BBox { x1: 0.6, y1: 0.0, x2: 0.95, y2: 0.4 },
+            track_id: None,
+        },
     ];
     let jpeg = encode_jpeg(&f, &objs, 85).unwrap();
     let dir = std::env::temp_dir();
@@ -520,8 +619,22 @@ fn interrupted_events_are_ended_on_restart() {
     assert_eq!(store.end_interrupted().unwrap(), 0);
 }
 
-fn delta(cam: &str, line: &str, class: &str, dir: CrossDir, at: OffsetDateTime, count: u32) -> CountDelta {
-    CountDelta { camera_id: cam.into(), line: line.into(), class: class.into(), direction: dir, at, count }
+fn delta(
+    cam: &str,
+    line: &str,
+    class: &str,
+    dir: CrossDir,
+    at: OffsetDateTime,
+    count: u32,
+) -> CountDelta {
+    CountDelta {
+        camera_id: cam.into(),
+        line: line.into(),
+        class: class.into(),
+        direction: dir,
+        at,
+        count,
+    }
 }
 
 #[test]
@@ -540,7 +653,8 @@ fn counts_upsert_and_aggregate() {
         delta("c2", "gate", "person", AToB, datetime!(2026-03-02 00:00:00 UTC), 1),
     ])
     .unwrap();
-    s.add_counts(&[delta("c1", "gate", "person", AToB, datetime!(2026-03-01 10:00:10 UTC), 3)]).unwrap();
+    s.add_counts(&[delta("c1", "gate", "person", AToB, datetime!(2026-03-01 10:00:10 UTC), 3)])
+        .unwrap();
     s.add_counts(&[]).unwrap();
     let q = |bucket, camera: Option<&str>, line: Option<&str>| CountQuery {
         camera: camera.map(str::to_string),
@@ -594,8 +708,24 @@ fn counts_upsert_and_aggregate() {
     assert_eq!(bucket_start(-1, 60_000), -60_000);
 }
 
-fn occ(cam: &str, zone: &str, class: &str, at: OffsetDateTime, samples: u64, sum: u64, max: u32) -> OccupancyDelta {
-    OccupancyDelta { camera_id: cam.into(), zone: zone.into(), class: class.into(), bucket_start: at, samples, sum, max }
+fn occ(
+    cam: &str,
+    zone: &str,
+    class: &str,
+    at: OffsetDateTime,
+    samples: u64,
+    sum: u64,
+    max: u32,
+) -> OccupancyDelta {
+    OccupancyDelta {
+        camera_id: cam.into(),
+        zone: zone.into(),
+        class: class.into(),
+        bucket_start: at,
+        samples,
+        sum,
+        max,
+    }
 }
 
 #[test]
@@ -618,7 +748,11 @@ fn occupancy_upsert_aggregate_and_survive_reopen() {
     ])
     .unwrap();
     // A partial bucket flushed at shutdown merges with the rest of the minute after a restart.
-    s.add_occupancy(&[occ("c1", "plaza", "*", m1, 20, 100, 7), occ("c1", "plaza", "person", m1, 20, 100, 7)]).unwrap();
+    s.add_occupancy(&[
+        occ("c1", "plaza", "*", m1, 20, 100, 7),
+        occ("c1", "plaza", "person", m1, 20, 100, 7),
+    ])
+    .unwrap();
     s.add_occupancy(&[]).unwrap();
     let q = |bucket, zone: Option<&str>, class: Option<&str>| OccupancyQuery {
         camera: Some("c1".into()),
@@ -629,7 +763,9 @@ fn occupancy_upsert_aggregate_and_survive_reopen() {
         bucket,
     };
     let flat = |rows: Vec<OccupancyRow>| -> Vec<(String, String, OffsetDateTime, i64, f64, i64)> {
-        rows.into_iter().map(|r| (r.zone, r.class, r.bucket_start, r.samples, r.mean, r.max)).collect()
+        rows.into_iter()
+            .map(|r| (r.zone, r.class, r.bucket_start, r.samples, r.mean, r.max))
+            .collect()
     };
     assert_eq!(
         flat(s.occupancy(&q(Bucket::Minute, Some("plaza"), None)).unwrap()),
@@ -674,7 +810,10 @@ fn event_details_round_trip() {
     c.objects[0].track_id = Some(42);
     c.detail = Some(serde_json::json!({"count": 6, "min_count": 5}));
     let e = s.apply(&c).unwrap();
-    assert_eq!((e.rule.as_deref(), e.zone.as_deref(), e.line.as_deref()), (Some("crowd#1"), Some("plaza"), None));
+    assert_eq!(
+        (e.rule.as_deref(), e.zone.as_deref(), e.line.as_deref()),
+        (Some("crowd#1"), Some("plaza"), None)
+    );
     assert_eq!(e.objects[0].track_id, Some(42));
     assert_eq!(e.detail, Some(serde_json::json!({"count": 6, "min_count": 5})));
     // An update without detail keeps it; the end replaces it.

@@ -76,7 +76,12 @@ const MIN_SIZE: f64 = 1e-4;
 impl Kalman {
     pub fn new(b: &BBox) -> Kalman {
         let (cx, cy, w, h) = xywh(b);
-        Kalman { cx: Axis::new(cx, w), cy: Axis::new(cy, h), w: Axis::new(w, w), h: Axis::new(h, h) }
+        Kalman {
+            cx: Axis::new(cx, w),
+            cy: Axis::new(cy, h),
+            w: Axis::new(w, w),
+            h: Axis::new(h, h),
+        }
     }
 
     /// Advances the state by `dt` seconds.

@@ -156,7 +156,11 @@ impl Inner {
             class_id: self.class_id,
             class: self.class.clone(),
             score: self.score,
-            bbox: if detection_box && self.state == TrackState::Tracked { self.det_box } else { self.kf.bbox() },
+            bbox: if detection_box && self.state == TrackState::Tracked {
+                self.det_box
+            } else {
+                self.kf.bbox()
+            },
             state: self.state,
             hits: self.hits,
             first_seen: self.first_seen,
@@ -208,18 +212,23 @@ impl Tracker {
             t.kf.predict(dt);
         }
         let preds: Vec<BBox> = self.tracks.iter().map(|t| t.kf.bbox()).collect();
-        let was_tracked: Vec<bool> = self.tracks.iter().map(|t| t.state == TrackState::Tracked).collect();
+        let was_tracked: Vec<bool> =
+            self.tracks.iter().map(|t| t.state == TrackState::Tracked).collect();
 
         let valid = |d: &Detection| d.score.is_finite() && d.bbox.area() > 0.0;
-        let mut high: Vec<usize> =
-            (0..dets.len()).filter(|&i| valid(&dets[i]) && dets[i].score >= cfg.high_score).collect();
+        let mut high: Vec<usize> = (0..dets.len())
+            .filter(|&i| valid(&dets[i]) && dets[i].score >= cfg.high_score)
+            .collect();
         let low: Vec<usize> = (0..dets.len())
-            .filter(|&i| valid(&dets[i]) && dets[i].score >= cfg.low_score && dets[i].score < cfg.high_score)
+            .filter(|&i| {
+                valid(&dets[i]) && dets[i].score >= cfg.low_score && dets[i].score < cfg.high_score
+            })
             .collect();
         let mut matched = vec![false; self.tracks.len()];
 
         // Stage 1: high detections ↔ confirmed tracks (tracked and lost).
-        let pool: Vec<usize> = (0..self.tracks.len()).filter(|&i| self.tracks[i].id.is_some()).collect();
+        let pool: Vec<usize> =
+            (0..self.tracks.len()).filter(|&i| self.tracks[i].id.is_some()).collect();
         let pairs = self.associate(&high, &pool, dets, &preds, cfg.match_iou, cfg.fuse_score);
         let mut used_high = vec![false; high.len()];
         for &(di, ti) in &pairs {
@@ -232,7 +241,8 @@ impl Tracker {
         high = high.iter().zip(&used_high).filter(|(_, u)| !**u).map(|(d, _)| *d).collect();
 
         // Stage 2: low detections ↔ unmatched tracks that were tracked on the previous frame.
-        let pool2: Vec<usize> = pool.iter().copied().filter(|&t| !matched[t] && was_tracked[t]).collect();
+        let pool2: Vec<usize> =
+            pool.iter().copied().filter(|&t| !matched[t] && was_tracked[t]).collect();
         for (di, ti) in self.associate(&low, &pool2, dets, &preds, cfg.low_match_iou, false) {
             let t = pool2[ti];
             matched[t] = true;
@@ -246,8 +256,16 @@ impl Tracker {
         }
 
         // Stage 3: remaining high detections ↔ tentative tracks.
-        let tentative: Vec<usize> = (0..self.tracks.len()).filter(|&i| self.tracks[i].id.is_none()).collect();
-        let pairs = self.associate(&high, &tentative, dets, &preds, cfg.tentative_match_iou, cfg.fuse_score);
+        let tentative: Vec<usize> =
+            (0..self.tracks.len()).filter(|&i| self.tracks[i].id.is_none()).collect();
+        let pairs = self.associate(
+            &high,
+            &tentative,
+            dets,
+            &preds,
+            cfg.tentative_match_iou,
+            cfg.fuse_score,
+        );
         let mut used_high = vec![false; high.len()];
         for &(di, ti) in &pairs {
             used_high[di] = true;
@@ -343,7 +361,11 @@ impl Tracker {
 /// (`pathfinding::kuhn_munkres`). `weight(r, c)` is `None` for a forbidden pair and a
 /// non-negative gain otherwise. Returns the (row, col) pairs of the optimal assignment,
 /// forbidden pairs left out; this maximises the total gain over allowed pairs.
-pub fn assign(rows: usize, cols: usize, weight: impl Fn(usize, usize) -> Option<f64>) -> Vec<(usize, usize)> {
+pub fn assign(
+    rows: usize,
+    cols: usize,
+    weight: impl Fn(usize, usize) -> Option<f64>,
+) -> Vec<(usize, usize)> {
     if rows == 0 || cols == 0 {
         return Vec::new();
     }

@@ -7,7 +7,13 @@ fn t(secs: f64) -> OffsetDateTime {
 
 fn det(class: &str, score: f32, x1: f32, y1: f32, w: f32, h: f32) -> Detection {
     let class_id = if class == "person" { 0 } else { 2 };
-    Detection { class_id, class: class.into(), score, bbox: BBox { x1, y1, x2: x1 + w, y2: y1 + h }, track_id: None }
+    Detection {
+        class_id,
+        class: class.into(),
+        score,
+        bbox: BBox { x1, y1, x2: x1 + w, y2: y1 + h },
+        track_id: None,
+    }
 }
 
 fn ids(tr: &[Track]) -> Vec<u64> {
@@ -46,7 +52,10 @@ fn crossing_objects_keep_their_ids() {
     for k in 0..=16 {
         let xa = 0.1 + 0.05 * k as f32;
         let xb = 0.9 - 0.05 * k as f32;
-        let out = tr.update(&[det("person", 0.9, xa, 0.40, 0.1, 0.2), det("person", 0.85, xb, 0.45, 0.1, 0.2)], t(k as f64 * 0.1));
+        let out = tr.update(
+            &[det("person", 0.9, xa, 0.40, 0.1, 0.2), det("person", 0.85, xb, 0.45, 0.1, 0.2)],
+            t(k as f64 * 0.1),
+        );
         assert_eq!(out.len(), 2, "frame {k}: {out:?}");
         let a = out.iter().find(|x| (x.bbox.y1 - 0.40).abs() < 0.02).unwrap().id;
         let b = out.iter().find(|x| (x.bbox.y1 - 0.45).abs() < 0.02).unwrap().id;
@@ -68,7 +77,11 @@ fn missed_detections_keep_the_id() {
     for k in 0..30 {
         let x = 0.05 + 0.02 * k as f32;
         // Not detected on frames 10–17 (0.8 s at 10 fps, within the 2 s buffer).
-        let dets = if (10..18).contains(&k) { vec![] } else { vec![det("person", 0.9, x, 0.3, 0.08, 0.2)] };
+        let dets = if (10..18).contains(&k) {
+            vec![]
+        } else {
+            vec![det("person", 0.9, x, 0.3, 0.08, 0.2)]
+        };
         let out = tr.update(&dets, t(k as f64 * 0.1));
         if dets.is_empty() {
             assert!(out.is_empty(), "lost tracks are not reported by default");
@@ -106,7 +119,10 @@ fn low_score_detection_keeps_occluded_track_alive() {
         for k in 0..60 {
             // Partly occluded (score 0.3) from frame 10 to 39: 3 s, longer than the buffer.
             let s = if (10..40).contains(&k) { 0.3 } else { 0.9 };
-            let out = tr.update(&[det("person", s, 0.2 + 0.005 * k as f32, 0.3, 0.1, 0.25)], t(k as f64 * 0.1));
+            let out = tr.update(
+                &[det("person", s, 0.2 + 0.005 * k as f32, 0.3, 0.1, 0.25)],
+                t(k as f64 * 0.1),
+            );
             seen.push(out.first().map(|x| x.id));
         }
         seen
@@ -121,7 +137,10 @@ fn low_score_detection_keeps_occluded_track_alive() {
 #[test]
 fn classes_do_not_swap() {
     let mut tr = Tracker::new(TrackerConfig::default());
-    let out = tr.update(&[det("person", 0.9, 0.3, 0.5, 0.08, 0.2), det("car", 0.9, 0.5, 0.5, 0.2, 0.15)], t(0.0));
+    let out = tr.update(
+        &[det("person", 0.9, 0.3, 0.5, 0.08, 0.2), det("car", 0.9, 0.5, 0.5, 0.2, 0.15)],
+        t(0.0),
+    );
     let (p, c) = (id_near(&out, 0.3), id_near(&out, 0.5));
     // The person walks into the car's box while the car is not detected: the person track
     // no person detection may be matched to the car track.
@@ -243,8 +262,16 @@ fn update_cost_at_20_objects() {
         let mut dets = Vec::new();
         for i in 0..20 {
             let (row, col) = ((i / 5) as f32, (i % 5) as f32);
-            let x = 0.02 + col * 0.19 + 0.001 * k as f32 * if i % 2 == 0 { 1.0 } else { -1.0 } + 0.05;
-            dets.push(det(if i % 3 == 0 { "car" } else { "person" }, 0.8, x, 0.05 + row * 0.24, 0.06, 0.18));
+            let x =
+                0.02 + col * 0.19 + 0.001 * k as f32 * if i % 2 == 0 { 1.0 } else { -1.0 } + 0.05;
+            dets.push(det(
+                if i % 3 == 0 { "car" } else { "person" },
+                0.8,
+                x,
+                0.05 + row * 0.24,
+                0.06,
+                0.18,
+            ));
         }
         for i in 0..10 {
             dets.push(det("person", 0.3, 0.1 * i as f32, 0.9, 0.05, 0.05));

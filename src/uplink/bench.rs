@@ -50,7 +50,17 @@ async fn hook(State(r): State<Arc<Recv>>, headers: HeaderMap, body: Bytes) -> St
     let now = OffsetDateTime::now_utc();
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let id = h("webhook-id");
-    if signing::verify(SECRET, &id, &h("webhook-timestamp"), &h("webhook-signature"), &body, now.unix_timestamp(), 300).is_err() {
+    if signing::verify(
+        SECRET,
+        &id,
+        &h("webhook-timestamp"),
+        &h("webhook-signature"),
+        &body,
+        now.unix_timestamp(),
+        300,
+    )
+    .is_err()
+    {
         r.seen.lock().unwrap_or_else(|e| e.into_inner()).bad += 1;
         return StatusCode::UNAUTHORIZED;
     }
@@ -58,9 +68,13 @@ async fn hook(State(r): State<Arc<Recv>>, headers: HeaderMap, body: Bytes) -> St
     if r.keep_events {
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
             let t = |k: &str| {
-                v[k].as_str().and_then(|s| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
+                v[k].as_str().and_then(|s| {
+                    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+                })
             };
-            if let (Some(change), Some(at), Some(rec)) = (v["change"].as_str(), t("at"), t("recorded_at")) {
+            if let (Some(change), Some(at), Some(rec)) =
+                (v["change"].as_str(), t("at"), t("recorded_at"))
+            {
                 if v["kind"] != "camera_status" {
                     event = Some((now, change.to_string(), at, rec));
                 }
@@ -85,11 +99,13 @@ struct Receiver {
 
 impl Receiver {
     fn start(keep_events: bool) -> anyhow::Result<Receiver> {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+        let rt =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
         let recv = Arc::new(Recv { seen: Mutex::new(Seen::default()), keep_events });
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let url = format!("http://{}/hook", listener.local_addr()?);
-        let app = axum::Router::new().route("/hook", axum::routing::post(hook)).with_state(recv.clone());
+        let app =
+            axum::Router::new().route("/hook", axum::routing::post(hook)).with_state(recv.clone());
         rt.spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -119,7 +135,14 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 fn fill(store: &Store, n: usize, cameras: usize) -> anyhow::Result<f64> {
     let t = Instant::now();
     let objects: Vec<Detection> = (0..3)
-        .map(|i| Detection::new(0, "person", 0.8, BBox { x1: 0.1 * i as f32, y1: 0.2, x2: 0.1 * i as f32 + 0.08, y2: 0.5 }))
+        .map(|i| {
+            Detection::new(
+                0,
+                "person",
+                0.8,
+                BBox { x1: 0.1 * i as f32, y1: 0.2, x2: 0.1 * i as f32 + 0.08, y2: 0.5 },
+            )
+        })
         .collect();
     let mut open: Vec<Option<(Uuid, u8)>> = vec![None; cameras];
     let now = OffsetDateTime::now_utc();
@@ -165,22 +188,33 @@ pub fn drain(changes: usize, cameras: usize) -> anyhow::Result<()> {
     // Registered before the backlog is written, so all of it is the sink's to deliver.
     store.register_sinks(&[(sink.name().to_string(), sink.kind().to_string(), sink.target())])?;
     let fill_secs = fill(&store, changes, cameras)?;
-    let bytes: usize = store.feed_page(0, 1).map(|p| p.changes.first().map(|c| c.1.len()).unwrap_or(0))?;
+    let bytes: usize =
+        store.feed_page(0, 1).map(|p| p.changes.first().map(|c| c.1.len()).unwrap_or(0))?;
     println!(
         "uplink backlog: {changes} changes over {cameras} camera(s) written through Store::apply in {fill_secs:.1} s ({:.0}/s, one fsynced transaction each); envelope ≈ {bytes} bytes",
         changes as f64 / fill_secs
     );
     let t = Instant::now();
-    let up = Uplink::start_sinks(&store, vec![(sink, Policy::for_webhook(&cfg))], Arc::new(SystemClock), None)?;
+    let up = Uplink::start_sinks(
+        &store,
+        vec![(sink, Policy::for_webhook(&cfg))],
+        Arc::new(SystemClock),
+        None,
+    )?;
     let deadline = Instant::now() + Duration::from_secs(1800);
     while rx.seen(|s| s.ids.len()) < changes {
         if Instant::now() > deadline {
-            return Err(anyhow!("backlog not drained after 30 min: {} of {changes}", rx.seen(|s| s.ids.len())));
+            return Err(anyhow!(
+                "backlog not drained after 30 min: {} of {changes}",
+                rx.seen(|s| s.ids.len())
+            ));
         }
         std::thread::sleep(Duration::from_millis(5));
     }
     let received = t.elapsed().as_secs_f64();
-    while store.uplink_status(OffsetDateTime::now_utc())?.first().map(|s| s.backlog).unwrap_or(0) > 0 {
+    while store.uplink_status(OffsetDateTime::now_utc())?.first().map(|s| s.backlog).unwrap_or(0)
+        > 0
+    {
         std::thread::sleep(Duration::from_millis(5));
     }
     let acked = t.elapsed().as_secs_f64();
@@ -210,7 +244,8 @@ pub fn latency(video: &Path, model: &Path, secs: u64) -> anyhow::Result<()> {
     crate::infer::runtime::init(None)?;
     crate::ingest::gst::init()?;
     let rx = Receiver::start(true)?;
-    let dir = std::env::temp_dir().join(format!("gridwatch-bench-uplink-lat-{}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("gridwatch-bench-uplink-lat-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let model = crate::cli::manifest_path(model);
     // Presence rules at several score floors, no minimum duration and no clear delay: many
@@ -252,10 +287,23 @@ enabled = false
     registry.register(CameraHealth::new(&cfg.cameras[0]));
     let uplink = Uplink::start(&cfg, &store, &registry)?;
     let manifests = load_manifests(&cfg)?;
-    let opts = crate::infer::detector::DetectorOptions { intra_op_threads: 2, execution_providers: vec!["cpu".into()] };
-    let analytics = Analytics::start(&cfg.cameras, &manifests, &opts, 1, store.clone(), registry.clone(), false, None)?;
+    let opts = crate::infer::detector::DetectorOptions {
+        intra_op_threads: 2,
+        execution_providers: vec!["cpu".into()],
+    };
+    let analytics = Analytics::start(
+        &cfg.cameras,
+        &manifests,
+        &opts,
+        1,
+        store.clone(),
+        registry.clone(),
+        false,
+        None,
+    )?;
     let stop = Arc::new(AtomicBool::new(false));
-    let cams = start_cameras(&cfg, &profile, &registry, &analytics.queue, &stop, false, None).context("starting the camera")?;
+    let cams = start_cameras(&cfg, &profile, &registry, &analytics.queue, &stop, false, None)
+        .context("starting the camera")?;
     std::thread::sleep(Duration::from_secs(secs));
     stop.store(true, Ordering::Relaxed);
     for c in cams {
@@ -274,7 +322,8 @@ enabled = false
         }
     }
     let n = total.len();
-    let (p50, p95, max) = (percentile(&mut total, 0.5), percentile(&mut total, 0.95), percentile(&mut total, 1.0));
+    let (p50, p95, max) =
+        (percentile(&mut total, 0.5), percentile(&mut total, 0.95), percentile(&mut total, 1.0));
     let (u50, u95) = (percentile(&mut upstream, 0.5), percentile(&mut upstream, 0.95));
     println!(
         "frame-to-upstream latency ({secs} s of {}, detect_fps 5, {n} started/updated changes): p50 {p50:.0} ms, p95 {p95:.0} ms, max {max:.0} ms; of which stored→received p50 {u50:.1} ms, p95 {u95:.1} ms",

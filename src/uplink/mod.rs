@@ -49,8 +49,12 @@ pub fn context(cfg: &Config) -> UplinkContext {
             .cameras
             .iter()
             .map(|c| {
-                let meta =
-                    CameraMeta { grid_cell: c.grid_cell.clone(), lat: c.lat, lon: c.lon, records: c.records(&cfg.base_dir) };
+                let meta = CameraMeta {
+                    grid_cell: c.grid_cell.clone(),
+                    lat: c.lat,
+                    lon: c.lon,
+                    records: c.records(&cfg.base_dir),
+                };
                 (c.id.clone(), meta)
             })
             .collect(),
@@ -111,8 +115,10 @@ impl Uplink {
             .enable_all()
             .build()
             .context("starting the uplink runtime")?;
-        let defs: Vec<(String, String, String)> =
-            sinks.iter().map(|(s, _)| (s.name().to_string(), s.kind().to_string(), s.target())).collect();
+        let defs: Vec<(String, String, String)> = sinks
+            .iter()
+            .map(|(s, _)| (s.name().to_string(), s.kind().to_string(), s.target()))
+            .collect();
         let starts = store.register_sinks(&defs).context("registering uplink sinks")?;
         let workers = {
             let _guard = rt.enter();
@@ -129,7 +135,9 @@ impl Uplink {
                     let cutoff = clock.now() - keep;
                     let s = store.clone();
                     match tokio::task::spawn_blocking(move || s.prune_outbox(cutoff)).await {
-                        Ok(Ok(n)) if n > 0 => tracing::info!(rows = n, "pruned delivered outbox rows"),
+                        Ok(Ok(n)) if n > 0 => {
+                            tracing::info!(rows = n, "pruned delivered outbox rows")
+                        }
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => tracing::warn!("pruning the outbox failed: {e}"),
                         Err(e) => tracing::warn!("pruning the outbox failed: {e}"),
@@ -146,7 +154,9 @@ impl Uplink {
     pub fn record_camera_status(&mut self, store: &Store, registry: &Registry) {
         let (tx, rx) = mpsc::channel::<StatusMsg>();
         let store = store.clone();
-        let thread = std::thread::Builder::new().name("uplink-status".into()).spawn(move || status_writer(store, rx));
+        let thread = std::thread::Builder::new()
+            .name("uplink-status".into())
+            .spawn(move || status_writer(store, rx));
         match thread {
             Ok(t) => {
                 let hook_tx = std::sync::Mutex::new(tx.clone());
@@ -200,7 +210,9 @@ fn status_writer(store: Store, rx: mpsc::Receiver<StatusMsg>) {
         }
         let mut delay = Duration::from_millis(100);
         for attempt in 1..=5 {
-            match store.with_reserve(|| store.append_camera_status(&cam, online, err.as_deref(), at)) {
+            match store
+                .with_reserve(|| store.append_camera_status(&cam, online, err.as_deref(), at))
+            {
                 Ok(_) => {
                     last.insert(cam.clone(), online);
                     break;

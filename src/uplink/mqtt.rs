@@ -23,7 +23,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
+};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use time::OffsetDateTime;
@@ -87,7 +89,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Conn {
     /// Queues a QoS 1 publish on the current connection; the receiver gets its PUBACK (Ok)
     /// or the loss of the connection (Err).
-    fn publish(&self, topic: &str, retain: bool, payload: &[u8], want_ack: bool) -> Result<oneshot::Receiver<Result<(), String>>, String> {
+    fn publish(
+        &self,
+        topic: &str,
+        retain: bool,
+        payload: &[u8],
+        want_ack: bool,
+    ) -> Result<oneshot::Receiver<Result<(), String>>, String> {
         let (tx, rx) = oneshot::channel();
         let mut s = lock(&self.session);
         let Some(client) = s.client.as_ref() else {
@@ -126,17 +134,26 @@ impl MqttSink {
     pub fn new(cfg: &MqttConfig, box_id: &str) -> Result<MqttSink, String> {
         let at = |m: String| format!("mqtt sink `{}`: {m}", cfg.name);
         let (host, port) = cfg.host_port().map_err(|e| at(format!("url: {e}")))?;
-        let client_id = cfg.client_id.clone().unwrap_or_else(|| format!("gridwatch-{box_id}-{}", cfg.name));
+        let client_id =
+            cfg.client_id.clone().unwrap_or_else(|| format!("gridwatch-{box_id}-{}", cfg.name));
         let base = format!("{}/{box_id}", cfg.topic_prefix);
         let mut o = MqttOptions::new(client_id, host.clone(), port);
         o.set_keep_alive(Duration::from_secs_f64(cfg.keep_alive_secs.max(1.0)))
             .set_clean_session(true)
             .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
             .set_inflight(100)
-            .set_last_will(LastWill::new(format!("{base}/availability"), OFFLINE, QoS::AtLeastOnce, true));
+            .set_last_will(LastWill::new(
+                format!("{base}/availability"),
+                OFFLINE,
+                QoS::AtLeastOnce,
+                true,
+            ));
         if let Some(user) = &cfg.username {
             let password = cfg.password_value().map_err(|e| at(format!("password: {e}")))?;
-            o.set_credentials(user.clone(), password.map(|p| p.expose().to_string()).unwrap_or_default());
+            o.set_credentials(
+                user.clone(),
+                password.map(|p| p.expose().to_string()).unwrap_or_default(),
+            );
         }
         let scheme = if cfg.tls() {
             let tls = tls_config(cfg).map_err(at)?;
@@ -188,7 +205,9 @@ impl MqttSink {
         if size > MAX_PACKET_BYTES {
             return Outcome::Rejected {
                 status: None,
-                error: format!("publish of {size} bytes exceeds the {MAX_PACKET_BYTES}-byte packet limit"),
+                error: format!(
+                    "publish of {size} bytes exceeds the {MAX_PACKET_BYTES}-byte packet limit"
+                ),
             };
         }
         let retry = |error: String| Outcome::Retry { status: None, error, retry_after: None };
@@ -235,7 +254,10 @@ fn tls_config(cfg: &MqttConfig) -> Result<rustls::ClientConfig, String> {
             }
             let (added, _) = roots.add_parsable_certificates(found.certs);
             if added == 0 {
-                return Err("no system CA certificates found: install ca-certificates or set `ca_file`".into());
+                return Err(
+                    "no system CA certificates found: install ca-certificates or set `ca_file`"
+                        .into(),
+                );
             }
         }
     }
@@ -248,7 +270,14 @@ fn tls_config(cfg: &MqttConfig) -> Result<rustls::ClientConfig, String> {
 }
 
 /// Keeps the sink connected until stopped: one rumqttc event loop per connection attempt.
-async fn drive(conn: Arc<Conn>, options: MqttOptions, connect_timeout_secs: u64, name: String, target: String, availability: String) {
+async fn drive(
+    conn: Arc<Conn>,
+    options: MqttOptions,
+    connect_timeout_secs: u64,
+    name: String,
+    target: String,
+    availability: String,
+) {
     let mut stop = conn.stop.subscribe();
     let mut delay = RECONNECT_MIN;
     let mut failures = 0u32;
@@ -264,7 +293,9 @@ async fn drive(conn: Arc<Conn>, options: MqttOptions, connect_timeout_secs: u64,
             match polled {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     // `online` first: it is the first publish the broker sees on this connection.
-                    if let Err(e) = client.try_publish(&availability, QoS::AtLeastOnce, true, ONLINE) {
+                    if let Err(e) =
+                        client.try_publish(&availability, QoS::AtLeastOnce, true, ONLINE)
+                    {
                         break format!("cannot queue `online`: {e}");
                     }
                     s.unsent.push_back(None);
@@ -296,7 +327,11 @@ async fn drive(conn: Arc<Conn>, options: MqttOptions, connect_timeout_secs: u64,
             }
         };
         let was_up = lock(&conn.session).client.is_some();
-        let why = if was_up { format!("connection lost: {error}") } else { format!("cannot connect: {error}") };
+        let why = if was_up {
+            format!("connection lost: {error}")
+        } else {
+            format!("cannot connect: {error}")
+        };
         lock(&conn.session).fail_all(&why);
         conn.connected.send_replace(false);
         drop(events);
@@ -350,8 +385,15 @@ impl Sink for MqttSink {
         Box::pin(async move {
             let Some(mut task) = lock(&self.conn.task).take() else { return };
             if self.is_connected() {
-                let said = match self.conn.publish(&self.availability_topic(), true, OFFLINE.as_bytes(), true) {
-                    Ok(ack) => matches!(tokio::time::timeout(CLOSE_WAIT, ack).await, Ok(Ok(Ok(())))),
+                let said = match self.conn.publish(
+                    &self.availability_topic(),
+                    true,
+                    OFFLINE.as_bytes(),
+                    true,
+                ) {
+                    Ok(ack) => {
+                        matches!(tokio::time::timeout(CLOSE_WAIT, ack).await, Ok(Ok(Ok(()))))
+                    }
                     Err(_) => false,
                 };
                 let client = lock(&self.conn.session).client.clone();
@@ -361,7 +403,9 @@ impl Sink for MqttSink {
                         let _ = tokio::time::timeout(CLOSE_WAIT, &mut task).await;
                     }
                     // Dropping the connection without DISCONNECT: the broker publishes the will.
-                    _ => tracing::warn!(sink = %self.name, "`offline` was not acknowledged; leaving it to the last will"),
+                    _ => {
+                        tracing::warn!(sink = %self.name, "`offline` was not acknowledged; leaving it to the last will")
+                    }
                 }
             }
             if !task.is_finished() {
@@ -399,7 +443,8 @@ mod tests {
 
     #[test]
     fn topics_target_and_no_credentials_shown() {
-        let cfg = mqtt("url = \"mqtt://broker.example\"\nusername = \"u\"\npassword = \"hunter2\"").unwrap();
+        let cfg = mqtt("url = \"mqtt://broker.example\"\nusername = \"u\"\npassword = \"hunter2\"")
+            .unwrap();
         assert!(!format!("{cfg:?}").contains("hunter2"), "the password must not be printed");
         let s = MqttSink::new(&cfg.uplink.mqtt[0], &cfg.box_id).unwrap();
         assert_eq!((s.kind(), s.target()), ("mqtt", "mqtt://broker.example:1883".to_string()));
@@ -417,7 +462,10 @@ mod tests {
         let e = |b: &str| mqtt(b).unwrap_err();
         assert!(e("url = \"http://b.example\"").contains("uplink.mqtt[0].url"));
         assert!(e("url = \"mqtt://u:p@b.example\"").contains("credentials"));
-        assert!(!e("url = \"mqtt://u:secretpw@b.example\"").contains("secretpw"), "no password in errors");
+        assert!(
+            !e("url = \"mqtt://u:secretpw@b.example\"").contains("secretpw"),
+            "no password in errors"
+        );
         assert!(e("url = \"mqtt://b.example/x\"").contains("path"));
         assert!(e("url = \"mqtt://b\"\npassword = \"p\"").contains("username"));
         assert!(e("url = \"mqtt://b\"\nca_file = \"ca.pem\"").contains("uplink.mqtt[0].ca_file"));
@@ -425,8 +473,10 @@ mod tests {
         assert!(e("url = \"mqtt://b\"\nkeep_alive_secs = 0.5").contains("keep_alive_secs"));
         assert!(e("url = \"mqtt://b\"\nbackoff_max_secs = 0.1").contains("backoff_max_secs"));
         assert!(e("url = \"mqtt://b\"\nqos = 2").contains("qos"));
-        assert!(e("url = \"mqtt://b\"\nusername = \"u\"\npassword_env = \"GRIDWATCH_TEST_UNSET_MQTT_PW\"")
-            .contains("GRIDWATCH_TEST_UNSET_MQTT_PW"));
+        assert!(e(
+            "url = \"mqtt://b\"\nusername = \"u\"\npassword_env = \"GRIDWATCH_TEST_UNSET_MQTT_PW\""
+        )
+        .contains("GRIDWATCH_TEST_UNSET_MQTT_PW"));
         let dup = "url = \"mqtt://b\"\n[[uplink.webhooks]]\nname = \"m\"\nurl = \"http://x/y\"\nsecret = \"s\"";
         assert!(e(dup).contains("duplicate sink name"), "{}", e(dup));
         let bad_box = Config::parse("box_id = \"a/b\"\ndata_dir = \"/tmp/x\"\n[models]\n[[uplink.mqtt]]\nname = \"m\"\nurl = \"mqtt://b\"\n", std::path::Path::new("/"));
@@ -436,7 +486,10 @@ mod tests {
         let m = &ok.uplink.mqtt[0];
         assert_eq!(m.host_port().unwrap(), ("b.example".to_string(), 8883));
         assert_eq!(m.ca_file.as_deref(), Some(std::path::Path::new("/etc/gw/certs/ca.pem")));
-        assert_eq!((m.keep_alive_secs, m.timeout_secs, m.backoff_max_secs, m.max_retry_hours), (30.0, 10.0, 60.0, 72.0));
+        assert_eq!(
+            (m.keep_alive_secs, m.timeout_secs, m.backoff_max_secs, m.max_retry_hours),
+            (30.0, 10.0, 60.0, 72.0)
+        );
         assert!(m.enabled && m.topic_prefix == "gridwatch");
         // A missing CA file is reported when the sink is built, naming the sink and the file.
         let err = MqttSink::new(m, &ok.box_id).err().unwrap();

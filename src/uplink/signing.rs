@@ -45,7 +45,8 @@ pub fn key_bytes(secret: &str) -> Result<Vec<u8>, String> {
 
 fn mac(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     m.update(id.as_bytes());
     m.update(b".");
     m.update(timestamp.to_string().as_bytes());
@@ -73,8 +74,10 @@ pub fn verify(
     tolerance_secs: i64,
 ) -> Result<(), VerifyError> {
     let key = key_bytes(secret).map_err(VerifyError::Secret)?;
-    let ts: i64 =
-        webhook_timestamp.trim().parse().map_err(|_| VerifyError::BadTimestamp(webhook_timestamp.to_string()))?;
+    let ts: i64 = webhook_timestamp
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::BadTimestamp(webhook_timestamp.to_string()))?;
     let skew = now_unix.saturating_sub(ts);
     if skew.abs() > tolerance_secs {
         return Err(VerifyError::Stale { skew_secs: skew, tolerance_secs });
@@ -102,7 +105,10 @@ mod tests {
         let body = br#"{"test": 2432232314}"#;
         let sig = sign(&key_bytes(secret).unwrap(), id, ts, body);
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
-        assert_eq!(verify(secret, id, "1614265330", &sig, body, ts + 10, DEFAULT_TOLERANCE_SECS), Ok(()));
+        assert_eq!(
+            verify(secret, id, "1614265330", &sig, body, ts + 10, DEFAULT_TOLERANCE_SECS),
+            Ok(())
+        );
     }
 
     #[test]
@@ -112,18 +118,36 @@ mod tests {
         let body = br#"{"id":"x","seq":1}"#;
         let sig = sign(&key, "x", 1000, body);
         assert_eq!(verify(secret, "x", "1000", &sig, body, 1000, 300), Ok(()));
-        assert_eq!(verify(secret, "x", "1000", &sig, br#"{"id":"x","seq":2}"#, 1000, 300), Err(VerifyError::BadSignature));
-        assert_eq!(verify(secret, "y", "1000", &sig, body, 1000, 300), Err(VerifyError::BadSignature));
-        assert_eq!(verify(secret, "x", "1001", &sig, body, 1000, 300), Err(VerifyError::BadSignature));
+        assert_eq!(
+            verify(secret, "x", "1000", &sig, br#"{"id":"x","seq":2}"#, 1000, 300),
+            Err(VerifyError::BadSignature)
+        );
+        assert_eq!(
+            verify(secret, "y", "1000", &sig, body, 1000, 300),
+            Err(VerifyError::BadSignature)
+        );
+        assert_eq!(
+            verify(secret, "x", "1001", &sig, body, 1000, 300),
+            Err(VerifyError::BadSignature)
+        );
         assert_eq!(
             verify(secret, "x", "1000", &sig, body, 1000 + 301, 300),
             Err(VerifyError::Stale { skew_secs: 301, tolerance_secs: 300 })
         );
-        assert!(matches!(verify(secret, "x", "soon", &sig, body, 1000, 300), Err(VerifyError::BadTimestamp(_))));
-        assert_eq!(verify("whsec_b3RoZXI=", "x", "1000", &sig, body, 1000, 300), Err(VerifyError::BadSignature));
+        assert!(matches!(
+            verify(secret, "x", "soon", &sig, body, 1000, 300),
+            Err(VerifyError::BadTimestamp(_))
+        ));
+        assert_eq!(
+            verify("whsec_b3RoZXI=", "x", "1000", &sig, body, 1000, 300),
+            Err(VerifyError::BadSignature)
+        );
         // A plain (non-whsec) secret is used as its bytes; rotation: any one valid signature passes.
         let plain = sign(b"plain secret", "x", 1000, body);
-        assert_eq!(verify("plain secret", "x", "1000", &format!("v1,AAAA {plain}"), body, 1000, 300), Ok(()));
+        assert_eq!(
+            verify("plain secret", "x", "1000", &format!("v1,AAAA {plain}"), body, 1000, 300),
+            Ok(())
+        );
         assert!(key_bytes("whsec_not base64!").is_err());
     }
 }

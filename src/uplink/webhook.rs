@@ -43,7 +43,14 @@ impl WebhookSink {
             .user_agent(concat!("gridwatch/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| at(format!("HTTP client: {e}")))?;
-        Ok(WebhookSink { name: cfg.name.clone(), url: cfg.url.clone(), target: redact(&cfg.url), key, client, timeout })
+        Ok(WebhookSink {
+            name: cfg.name.clone(),
+            url: cfg.url.clone(),
+            target: redact(&cfg.url),
+            key,
+            client,
+            timeout,
+        })
     }
 
     async fn post(&self, row: &OutboxRow, now: OffsetDateTime) -> Outcome {
@@ -59,7 +66,9 @@ impl WebhookSink {
             .body(row.envelope.clone());
         let resp = match req.send().await {
             Ok(r) => r,
-            Err(e) => return Outcome::Retry { status: None, error: self.describe(&e), retry_after: None },
+            Err(e) => {
+                return Outcome::Retry { status: None, error: self.describe(&e), retry_after: None }
+            }
         };
         let status = resp.status();
         let retry_after = resp
@@ -76,7 +85,8 @@ impl WebhookSink {
         if status.is_success() {
             return Outcome::Delivered;
         }
-        let error = if body.is_empty() { format!("HTTP {code}") } else { format!("HTTP {code}: {body}") };
+        let error =
+            if body.is_empty() { format!("HTTP {code}") } else { format!("HTTP {code}: {body}") };
         if code == 408 || code == 429 || status.is_server_error() {
             Outcome::Retry { status: Some(code), error, retry_after }
         } else {
@@ -98,7 +108,11 @@ impl WebhookSink {
             "request failed".into()
         };
         let cause = root.to_string();
-        if cause.is_empty() || what.contains(&cause) { what } else { format!("{what}: {cause}") }
+        if cause.is_empty() || what.contains(&cause) {
+            what
+        } else {
+            format!("{what}: {cause}")
+        }
     }
 }
 
@@ -135,13 +149,19 @@ mod tests {
     fn retry_after_forms() {
         let now = time::macros::datetime!(2015-10-21 07:27:00 UTC);
         assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now), Some(Duration::from_secs(60)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::from_secs(60))
+        );
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:26:00 GMT", now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
     }
 
     #[test]
     fn redacts_credentials_and_query() {
-        assert_eq!(redact("https://u:p@h.example:8443/hook?token=x#f"), "https://h.example:8443/hook");
+        assert_eq!(
+            redact("https://u:p@h.example:8443/hook?token=x#f"),
+            "https://h.example:8443/hook"
+        );
     }
 }

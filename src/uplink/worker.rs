@@ -74,7 +74,8 @@ impl Policy {
     pub fn delay(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
         let exp = attempts.saturating_sub(1).min(40);
         let base = self.backoff_min.saturating_mul(1u32 << exp.min(31)).min(self.backoff_max);
-        let jitter = 0.5 + 0.5 * (getrandom::u32().unwrap_or(u32::MAX / 2) as f64 / (u32::MAX as f64 + 1.0));
+        let jitter =
+            0.5 + 0.5 * (getrandom::u32().unwrap_or(u32::MAX / 2) as f64 / (u32::MAX as f64 + 1.0));
         let d = base.mul_f64(jitter);
         match retry_after {
             Some(r) => d.max(r.min(self.max_retry_after)),
@@ -135,7 +136,13 @@ impl WorkerHandle {
 
 /// Starts delivering to `sink` on the current tokio runtime. `start_seq` is the sink's
 /// registration point (`Store::register_sinks`): only changes after it are delivered.
-pub fn spawn(sink: Arc<dyn Sink>, store: Store, clock: Arc<dyn Clock>, policy: Policy, start_seq: i64) -> WorkerHandle {
+pub fn spawn(
+    sink: Arc<dyn Sink>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    policy: Policy,
+    start_seq: i64,
+) -> WorkerHandle {
     let (tx, rx) = watch::channel(false);
     let name = sink.name().to_string();
     let shared = Arc::new(Shared { sink, store, clock, policy, acks: Mutex::new(Acks::default()) });
@@ -143,7 +150,9 @@ pub fn spawn(sink: Arc<dyn Sink>, store: Store, clock: Arc<dyn Clock>, policy: P
     WorkerHandle { name, shutdown: tx, task: Some(task) }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r,
         Err(e) => Err(StoreError::Schema(format!("blocking task failed: {e}"))),
@@ -160,7 +169,8 @@ async fn flush(sh: &Shared) {
         if a.latest.is_empty() {
             return;
         }
-        let latest: Vec<(String, i64, OffsetDateTime)> = a.latest.drain().map(|(c, (s, t))| (c, s, t)).collect();
+        let latest: Vec<(String, i64, OffsetDateTime)> =
+            a.latest.drain().map(|(c, (s, t))| (c, s, t)).collect();
         (latest, std::mem::take(&mut a.count))
     };
     let store = sh.store.clone();
@@ -223,7 +233,11 @@ async fn deliver_all(sh: &Arc<Shared>, start_seq: i64, mut shutdown: watch::Rece
                     if known.insert(cam.clone()) {
                         let c = cursors.remove(&cam).unwrap_or_default();
                         let acked = c.acked_seq.max(start_seq);
-                        let retry = if c.head_seq.is_some_and(|h| h > acked) { c } else { CursorState::default() };
+                        let retry = if c.head_seq.is_some_and(|h| h > acked) {
+                            c
+                        } else {
+                            CursorState::default()
+                        };
                         lanes.spawn(lane(sh.clone(), cam, acked, retry, shutdown.clone()));
                     }
                 }
@@ -267,7 +281,13 @@ async fn wait_until(sh: &Shared, at: OffsetDateTime, shutdown: &mut watch::Recei
 }
 
 /// Delivers one camera's changes in order, for ever (until shut down).
-async fn lane(sh: Arc<Shared>, cam: String, mut acked: i64, mut retry: CursorState, mut shutdown: watch::Receiver<bool>) {
+async fn lane(
+    sh: Arc<Shared>,
+    cam: String,
+    mut acked: i64,
+    mut retry: CursorState,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut signal = sh.store.feed_signal();
     loop {
         if *shutdown.borrow() {
@@ -303,7 +323,12 @@ async fn lane(sh: Arc<Shared>, cam: String, mut acked: i64, mut retry: CursorSta
 }
 
 /// Tries `row` until it is delivered or given up (true), or the worker stops (false).
-async fn deliver_one(sh: &Shared, row: &OutboxRow, retry: &mut CursorState, shutdown: &mut watch::Receiver<bool>) -> bool {
+async fn deliver_one(
+    sh: &Shared,
+    row: &OutboxRow,
+    retry: &mut CursorState,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
     let name = sh.sink.name();
     if retry.head_seq != Some(row.seq) {
         *retry = CursorState { head_seq: Some(row.seq), ..CursorState::default() };
@@ -345,9 +370,12 @@ async fn deliver_one(sh: &Shared, row: &OutboxRow, retry: &mut CursorState, shut
             None
         };
         if let Some(reason) = give_up {
-            let (s, n, r, attempts) = (sh.store.clone(), name.to_string(), row.clone(), retry.attempts);
+            let (s, n, r, attempts) =
+                (sh.store.clone(), name.to_string(), row.clone(), retry.attempts);
             let reason_s = reason.to_string();
-            match blocking(move || s.sink_dead_letter(&n, &r, attempts, status, &reason_s, now)).await {
+            match blocking(move || s.sink_dead_letter(&n, &r, attempts, status, &reason_s, now))
+                .await
+            {
                 Ok(()) => {
                     tracing::warn!(
                         sink = name, camera = %row.camera_id, seq = row.seq, id = %row.id, attempts = retry.attempts,
@@ -356,7 +384,9 @@ async fn deliver_one(sh: &Shared, row: &OutboxRow, retry: &mut CursorState, shut
                     *retry = CursorState::default();
                     return true;
                 }
-                Err(e) => tracing::error!(sink = name, seq = row.seq, "cannot record dead letter: {e}"),
+                Err(e) => {
+                    tracing::error!(sink = name, seq = row.seq, "cannot record dead letter: {e}")
+                }
             }
         }
         let delay = sh.policy.delay(retry.attempts, retry_after);
@@ -375,7 +405,16 @@ async fn deliver_one(sh: &Shared, row: &OutboxRow, retry: &mut CursorState, shut
         let res = blocking(move || {
             s.sink_failure(
                 &n,
-                &Failure { camera_id: &cam, head_seq: head, attempts, rejections, next_attempt_at: next, status, error: &error, at: now },
+                &Failure {
+                    camera_id: &cam,
+                    head_seq: head,
+                    attempts,
+                    rejections,
+                    next_attempt_at: next,
+                    status,
+                    error: &error,
+                    at: now,
+                },
             )
         })
         .await;
@@ -391,16 +430,31 @@ mod tests {
 
     #[test]
     fn backoff_doubles_with_jitter_up_to_the_cap_and_honours_retry_after() {
-        let p = Policy { backoff_min: Duration::from_secs(1), backoff_max: Duration::from_secs(3600), ..Policy::default() };
+        let p = Policy {
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(3600),
+            ..Policy::default()
+        };
         for attempts in 1..=40u32 {
             let base = (1u64 << (attempts - 1).min(31)).min(3600) as f64;
             for _ in 0..20 {
                 let d = p.delay(attempts, None).as_secs_f64();
-                assert!(d >= base * 0.5 && d < base, "attempt {attempts}: {d} not in [{}, {base})", base * 0.5);
+                assert!(
+                    d >= base * 0.5 && d < base,
+                    "attempt {attempts}: {d} not in [{}, {base})",
+                    base * 0.5
+                );
             }
         }
         assert_eq!(p.delay(1, Some(Duration::from_secs(7200))), Duration::from_secs(7200));
-        assert_eq!(p.delay(1, Some(Duration::from_secs(10 * 86400))), Duration::from_secs(86400), "capped");
-        assert!(p.delay(20, Some(Duration::from_secs(5))) >= Duration::from_secs(1800), "backoff wins over a short Retry-After");
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(10 * 86400))),
+            Duration::from_secs(86400),
+            "capped"
+        );
+        assert!(
+            p.delay(20, Some(Duration::from_secs(5))) >= Duration::from_secs(1800),
+            "backoff wins over a short Retry-After"
+        );
     }
 }

@@ -93,7 +93,9 @@ coco = "{repo}/models/nanodet-g-coco-320/model.toml"
         assert!(self.child.is_none(), "still running");
         let suffix = if self.runs == 0 { String::new() } else { format!("-{}", self.runs) };
         self.runs += 1;
-        let log = |n: &str| std::fs::File::create(self.dir.path().join(format!("{n}{suffix}.log"))).unwrap();
+        let log = |n: &str| {
+            std::fs::File::create(self.dir.path().join(format!("{n}{suffix}.log"))).unwrap()
+        };
         let child = Command::new(bin())
             .args(["run", "--config"])
             .arg(self.dir.path().join("gridwatch.toml"))
@@ -117,7 +119,8 @@ coco = "{repo}/models/nanodet-g-coco-320/model.toml"
     /// A log file of the latest run (`stdout` or `stderr`).
     pub fn log(&self, name: &str) -> String {
         let suffix = if self.runs <= 1 { String::new() } else { format!("-{}", self.runs - 1) };
-        std::fs::read_to_string(self.dir.path().join(format!("{name}{suffix}.log"))).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join(format!("{name}{suffix}.log")))
+            .unwrap_or_default()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -126,14 +129,20 @@ coco = "{repo}/models/nanodet-g-coco-320/model.toml"
 
     /// GET with an optional bearer token → (status, content-type, body).
     pub fn get(&self, path: &str, token: Option<&str>) -> Result<(u16, String, Vec<u8>), String> {
-        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+        let client =
+            reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
         let mut req = client.get(self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         let resp = req.send().map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
-        let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
         Ok((status, ct, resp.bytes().map_err(|e| e.to_string())?.to_vec()))
     }
 
@@ -145,8 +154,14 @@ coco = "{repo}/models/nanodet-g-coco-320/model.toml"
 
     pub fn camera(&self, id: &str) -> serde_json::Value {
         let cams = self.get_json("/api/v1/cameras");
-        let list = cams.as_array().cloned().or_else(|| cams["cameras"].as_array().cloned()).unwrap_or_default();
-        list.into_iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("camera {id} not listed: {cams}"))
+        let list = cams
+            .as_array()
+            .cloned()
+            .or_else(|| cams["cameras"].as_array().cloned())
+            .unwrap_or_default();
+        list.into_iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("camera {id} not listed: {cams}"))
     }
 
     /// Both logs of the latest run.

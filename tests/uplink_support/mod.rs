@@ -70,8 +70,22 @@ fn header(h: &HeaderMap, name: &str) -> String {
 
 async fn hook(State(sh): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let now = sh.clock.now();
-    let (id, ts, sig) = (header(&headers, "webhook-id"), header(&headers, "webhook-timestamp"), header(&headers, "webhook-signature"));
-    if signing::verify(&sh.secret, &id, &ts, &sig, &body, now.unix_timestamp(), signing::DEFAULT_TOLERANCE_SECS).is_err() {
+    let (id, ts, sig) = (
+        header(&headers, "webhook-id"),
+        header(&headers, "webhook-timestamp"),
+        header(&headers, "webhook-signature"),
+    );
+    if signing::verify(
+        &sh.secret,
+        &id,
+        &ts,
+        &sig,
+        &body,
+        now.unix_timestamp(),
+        signing::DEFAULT_TOLERANCE_SECS,
+    )
+    .is_err()
+    {
         sh.log.lock().unwrap().bad_signature += 1;
         return (StatusCode::UNAUTHORIZED, "bad signature").into_response();
     }
@@ -80,7 +94,9 @@ async fn hook(State(sh): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) ->
     let mode = sh.mode.lock().unwrap().clone();
     let kind = v["kind"].as_str().unwrap_or("").to_string();
     let (status, retry_after) = match mode {
-        Mode::Accept | Mode::Refuse if sh.reject_kinds.lock().unwrap().contains(&kind) => (400, None),
+        Mode::Accept | Mode::Refuse if sh.reject_kinds.lock().unwrap().contains(&kind) => {
+            (400, None)
+        }
         Mode::Accept | Mode::Refuse => (204, None),
         Mode::Status(s, ra) => (s, ra),
         Mode::Slow(d) => {
@@ -112,7 +128,11 @@ async fn hook(State(sh): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) ->
 impl Receiver {
     /// Starts accepting on a free loopback port; signatures are checked against `clock`.
     pub fn start(secret: &str, clock: Arc<dyn Clock>) -> Receiver {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let shared = Arc::new(Shared {
             secret: secret.to_string(),
@@ -144,7 +164,9 @@ impl Receiver {
             }
             panic!("cannot listen on 127.0.0.1:{} again", self.port)
         });
-        let app = axum::Router::new().route("/hook", axum::routing::post(hook)).with_state(self.shared.clone());
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(hook))
+            .with_state(self.shared.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = self.rt.spawn(async move {
             let _ = axum::serve(listener, app)
@@ -159,7 +181,9 @@ impl Receiver {
     fn close(&self) {
         if let Some((tx, task)) = self.server.lock().unwrap().take() {
             let _ = tx.send(());
-            let _ = self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), task).await });
+            let _ = self
+                .rt
+                .block_on(async { tokio::time::timeout(Duration::from_secs(10), task).await });
         }
     }
 
@@ -198,14 +222,31 @@ impl Drop for Receiver {
 }
 
 /// A store in a temp dir whose uplink context names `box_id` and `cameras` (grid cell D7).
-pub fn uplink_store(box_id: &str, cameras: &[&str]) -> (tempfile::TempDir, gridwatch::store::Store) {
+pub fn uplink_store(
+    box_id: &str,
+    cameras: &[&str],
+) -> (tempfile::TempDir, gridwatch::store::Store) {
     use gridwatch::store::outbox::{CameraMeta, UplinkContext};
     let dir = tempfile::tempdir().unwrap();
     let s = gridwatch::store::Store::open(dir.path()).unwrap();
     let cameras = cameras
         .iter()
-        .map(|c| (c.to_string(), CameraMeta { grid_cell: Some("D7".into()), lat: Some(31.2), lon: Some(121.4), records: false }))
+        .map(|c| {
+            (
+                c.to_string(),
+                CameraMeta {
+                    grid_cell: Some("D7".into()),
+                    lat: Some(31.2),
+                    lon: Some(121.4),
+                    records: false,
+                },
+            )
+        })
         .collect();
-    s.set_uplink_context(UplinkContext { box_id: box_id.into(), public_url: "http://127.0.0.1:8080".into(), cameras });
+    s.set_uplink_context(UplinkContext {
+        box_id: box_id.into(),
+        public_url: "http://127.0.0.1:8080".into(),
+        cameras,
+    });
     (dir, s)
 }
