@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= $(shell command -v cargo || echo $(HOME)/.cargo/bin/cargo)
 CONFIG ?= config/demo.toml
 
-.PHONY: demo test setup build check bench install clean
+.PHONY: demo test lint setup build check bench install clean
 
 setup:
 	@scripts/setup.sh
@@ -19,8 +19,14 @@ demo: build
 check: build
 	./target/release/gridwatch check --config $(CONFIG)
 
-test: setup
+# House rules first (formatting, lints), then every test.
+test: setup lint
 	$(CARGO) test --locked --all-targets -- --test-threads=2
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+	python3 tools/import-cycles.py --skip-tests
 
 BENCH_VIDEO ?= /usr/share/doc/opencv-doc/examples/data/vtest.avi
 BENCH_MODEL ?= models/nanodet-g-coco-416

@@ -40,9 +40,14 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   if [ -x "$HOME/.cargo/bin/cargo" ]; then export PATH="$HOME/.cargo/bin:$PATH"; else
     log "installing Rust (rustup)"
-    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component clippy,rustfmt
     export PATH="$HOME/.cargo/bin:$PATH"
   fi
+fi
+# `make test` checks formatting and lints first.
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  log "adding the rustfmt and clippy components (rustup)"
+  rustup component add rustfmt clippy
 fi
 
 ORT_DIR=third_party/onnxruntime

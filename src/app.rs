@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 
+use crate::analytics::{load_manifests, CameraAnalytics, Detect, Detectors};
 use crate::config::{CameraConfig, Config};
 use crate::health::{CameraHealth, Registry};
-use crate::infer::detector::{Detector, DetectorOptions};
+use crate::infer::detector::DetectorOptions;
 use crate::infer::manifest::ModelManifest;
 use crate::infer::queue::FrameQueue;
 use crate::ingest::gst::GstOpener;
@@ -21,10 +22,8 @@ use crate::ingest::profile::{redact_url, HardwareProfile, PipelineMode, RecordMo
 use crate::ingest::{supervise, SuperviseOptions};
 use crate::record::{RecEvent, Recorder};
 use crate::rules::offline::OfflineWatch;
-use crate::rules::RuleEngine;
 use crate::store::Store;
-use crate::track::Tracker;
-use crate::types::{CountDelta, Detections, EventChange, OccupancyDelta, Tracks};
+use crate::types::{CountDelta, EventChange, OccupancyDelta};
 
 /// Latency and throughput samples shared by workers and the writer (bench and metrics).
 #[derive(Default)]
@@ -46,31 +45,13 @@ fn sample(v: &Mutex<Vec<f32>>, x: f32) {
     }
 }
 
-/// Loads and verifies (sha256) every model used by an enabled camera.
-pub fn load_manifests(cfg: &Config) -> anyhow::Result<HashMap<String, ModelManifest>> {
-    let mut out = HashMap::new();
-    for cam in cfg.cameras.iter().filter(|c| c.enabled) {
-        for name in &cam.models {
-            if out.contains_key(name) {
-                continue;
-            }
-            let path = &cfg.models[name];
-            let m = ModelManifest::load(path)
-                .with_context(|| format!("model `{name}` ({})", path.display()))?;
-            m.verify().with_context(|| format!("model `{name}` ({})", path.display()))?;
-            out.insert(name.clone(), m);
-        }
-    }
-    Ok(out)
-}
-
 /// Inference workers, rule engines and the store writer.
 pub struct Analytics {
     pub queue: Arc<FrameQueue>,
     pub stats: Arc<Stats>,
     workers: Vec<JoinHandle<()>>,
     writer: Option<JoinHandle<()>>,
-    engines: Arc<Vec<Mutex<(Tracker, RuleEngine)>>>,
+    engines: Arc<Vec<CameraAnalytics>>,
     tx: Option<mpsc::Sender<StoreMsg>>,
     /// The `camera_offline` health watch (only when a camera has that rule): stop flag, thread.
     health_watch: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
@@ -100,33 +81,14 @@ impl Analytics {
         lossless: bool,
         clips: Option<mpsc::Sender<RecEvent>>,
     ) -> anyhow::Result<Analytics> {
-        let mut detector_sets = Vec::new();
-        for _ in 0..workers {
-            let mut set = HashMap::new();
-            for (name, m) in manifests {
-                let mut d =
-                    Detector::load(m, opts).with_context(|| format!("loading model `{name}`"))?;
-                // The tracker's second stage needs detections down to its `low_score`.
-                let floor = cameras
-                    .iter()
-                    .filter(|c| c.models.contains(name))
-                    .map(|c| c.tracker.low_score)
-                    .fold(d.score_threshold(), f32::min);
-                d.set_score_threshold(floor);
-                set.insert(name.clone(), d);
-            }
-            detector_sets.push(set);
-        }
+        let detector_sets = (0..workers)
+            .map(|_| Detectors::load(manifests, cameras, opts))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let queue =
             Arc::new(FrameQueue::new(cameras.len(), if lossless { 2 } else { 1 }, lossless));
         let stats = Arc::new(Stats::default());
-        // Per camera: its tracker and rule engine, locked together (one frame at a time).
-        let engines: Arc<Vec<Mutex<(Tracker, RuleEngine)>>> = Arc::new(
-            cameras
-                .iter()
-                .map(|c| Mutex::new((Tracker::new(c.tracker.clone()), RuleEngine::new(c))))
-                .collect(),
-        );
+        let engines: Arc<Vec<CameraAnalytics>> =
+            Arc::new(cameras.iter().map(CameraAnalytics::new).collect());
         let (tx, rx) = mpsc::channel::<StoreMsg>();
         let cams: Arc<Vec<CameraConfig>> = Arc::new(cameras.to_vec());
 
@@ -163,7 +125,6 @@ impl Analytics {
                 queue: queue.clone(),
                 stats: stats.clone(),
                 engines: engines.clone(),
-                cams: cams.clone(),
                 registry: registry.clone(),
                 tx: tx.clone(),
                 detectors,
@@ -197,12 +158,11 @@ impl Analytics {
         }
         let now = time::OffsetDateTime::now_utc();
         if let Some(tx) = self.tx.take() {
-            for e in self.engines.iter() {
-                let mut guard = e.lock().unwrap_or_else(|e| e.into_inner());
-                for c in guard.1.finish(now) {
+            for cam in self.engines.iter() {
+                let (changes, occupancy) = cam.finish(now);
+                for c in changes {
                     let _ = tx.send(StoreMsg::Event(Box::new(c)));
                 }
-                let occupancy = guard.1.flush_occupancy();
                 if !occupancy.is_empty() {
                     let _ = tx.send(StoreMsg::Occupancy(occupancy));
                 }
@@ -219,11 +179,10 @@ impl Analytics {
 struct Worker {
     queue: Arc<FrameQueue>,
     stats: Arc<Stats>,
-    engines: Arc<Vec<Mutex<(Tracker, RuleEngine)>>>,
-    cams: Arc<Vec<CameraConfig>>,
+    engines: Arc<Vec<CameraAnalytics>>,
     registry: Registry,
     tx: mpsc::Sender<StoreMsg>,
-    detectors: HashMap<String, Detector>,
+    detectors: Detectors,
 }
 
 impl Worker {
@@ -235,52 +194,27 @@ impl Worker {
     }
 
     fn analyse(&mut self, camera: usize, frame: crate::types::Frame) {
-        let cam = &self.cams[camera];
-        let t = Instant::now();
-        let mut objects = Vec::new();
-        for name in &cam.models {
-            let Some(d) = self.detectors.get_mut(name) else { continue };
-            match d.detect(&frame.rgb, frame.width, frame.height) {
-                Ok(v) => objects.extend(v),
-                Err(e) => {
-                    tracing::warn!(camera = %cam.id, frame = frame.index, "inference failed: {e}")
-                }
-            }
-        }
-        let infer_ms = t.elapsed().as_secs_f32() * 1000.0;
+        let cam = &self.engines[camera];
+        let captured = frame.captured_instant;
+        let out = cam.analyse(Detect::Run(&mut self.detectors), frame);
+        let infer_ms = out.tracks.detections.infer_ms as f64;
         let dropped = self.queue.dropped(camera);
-        self.registry.update(&cam.id, |h| {
+        self.registry.update(cam.camera_id(), |h| {
             h.frames_analysed += 1;
             h.frames_dropped = dropped;
-            h.infer_ms = if h.infer_ms == 0.0 {
-                infer_ms as f64
-            } else {
-                0.9 * h.infer_ms + 0.1 * infer_ms as f64
-            };
+            h.infer_ms =
+                if h.infer_ms == 0.0 { infer_ms } else { 0.9 * h.infer_ms + 0.1 * infer_ms };
         });
-        let captured = frame.captured_instant;
-        let at = frame.captured_at;
-        let detections = Detections { frame, objects, infer_ms };
-        let (changes, counts, occupancy) = {
-            let mut guard = self.engines[camera].lock().unwrap_or_else(|e| e.into_inner());
-            let (tracker, engine) = &mut *guard;
-            let tracks = tracker.update(&detections.objects, at);
-            (
-                engine.process(&Tracks { detections, tracks }),
-                engine.take_counts(),
-                engine.take_occupancy(),
-            )
-        };
         sample(&self.stats.frame_latency_ms, captured.elapsed().as_secs_f32() * 1000.0);
         self.stats.analysed.fetch_add(1, Ordering::Relaxed);
-        for c in changes {
+        for c in out.changes {
             let _ = self.tx.send(StoreMsg::Event(Box::new(c)));
         }
-        if !counts.is_empty() {
-            let _ = self.tx.send(StoreMsg::Counts(counts));
+        if !out.counts.is_empty() {
+            let _ = self.tx.send(StoreMsg::Counts(out.counts));
         }
-        if !occupancy.is_empty() {
-            let _ = self.tx.send(StoreMsg::Occupancy(occupancy));
+        if !out.occupancy.is_empty() {
+            let _ = self.tx.send(StoreMsg::Occupancy(out.occupancy));
         }
     }
 }

@@ -139,7 +139,7 @@ clear_secs = 1.0
     let store = crate::store::Store::open(&cfg.data_dir)?;
     let registry = Registry::new();
     registry.register(CameraHealth::new(&cfg.cameras[0]));
-    let manifests = crate::app::load_manifests(&cfg)?;
+    let manifests = crate::analytics::load_manifests(&cfg)?;
     let opts = crate::infer::detector::DetectorOptions {
         intra_op_threads: threads,
         execution_providers: vec!["cpu".into()],
@@ -263,15 +263,15 @@ zone = "plaza"
 
 /// Tracking + rules cost per frame of one camera: `objects` synthetic objects (people and
 /// cars, every fifth a car) walk back and forth across the view at 10 fps, with a little
-/// deterministic box jitter, through the real `Tracker` (camera defaults) and a
-/// `RuleEngine` with a zone, a line and 7 rules (plus zone occupancy sampling). Measures
-/// `Tracker::update` + `RuleEngine::process` + `take_counts` + `take_occupancy` per frame.
+/// deterministic box jitter, through the frame path (`CameraAnalytics::analyse`, given
+/// detections) with the real tracker (camera defaults) and a rule engine with a zone, a line
+/// and 7 rules (plus zone occupancy sampling). Measures tracking + rules per frame.
 pub fn tracking_rules_cost(objects: usize, frames: usize) -> anyhow::Result<TrackingCost> {
-    use crate::types::{BBox, Detection, Detections, Frame, Tracks};
+    use crate::analytics::{CameraAnalytics, Detect};
+    use crate::types::{BBox, Detection, Frame};
     let cfg = Config::parse(TRACKING_CAMERA, Path::new("/")).map_err(|e| anyhow!(e))?;
     let cam = cfg.cameras.first().ok_or_else(|| anyhow!("no camera"))?;
-    let mut tracker = crate::track::Tracker::new(cam.tracker.clone());
-    let mut engine = crate::rules::RuleEngine::new(cam);
+    let analytics = CameraAnalytics::new(cam);
     let t0 = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).map_err(|e| anyhow!(e))?;
     let frame = Frame {
         camera_id: Arc::from("synthetic"),
@@ -317,21 +317,12 @@ pub fn tracking_rules_cost(objects: usize, frames: usize) -> anyhow::Result<Trac
         let mut f = frame.clone();
         f.index = k as u64;
         f.captured_at = t0 + time::Duration::seconds_f64(secs);
-        let at = f.captured_at;
-        let s = Instant::now();
-        let tr = tracker.update(&dets, at);
-        tracks = tr.len();
-        let changes = engine.process(&Tracks {
-            detections: Detections { frame: f, objects: dets, infer_ms: 0.0 },
-            tracks: tr,
-        });
-        let counts = engine.take_counts();
-        let occ = engine.take_occupancy();
-        let e = s.elapsed();
-        std::hint::black_box((changes, counts, occ));
+        let out = analytics.analyse(Detect::Given(dets), f);
+        tracks = out.tracks.tracks.len();
         if k >= warmup {
-            us.push(e.as_secs_f32() * 1e6);
+            us.push(out.track_ms * 1e3);
         }
+        std::hint::black_box(out);
     }
     let mean_us = us.iter().map(|v| *v as f64).sum::<f64>() / us.len().max(1) as f64;
     let p50_us = percentile(&mut us, 0.5) as f64;

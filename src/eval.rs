@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
 
+use crate::analytics::{CameraAnalytics, Detect, Detectors};
 use crate::ingest::{FrameStream, Opener, StreamEvent};
-use crate::track::{assign, Tracker, TrackerConfig};
+use crate::track::{assign, TrackerConfig};
 use crate::types::{BBox, Detection};
 
 /// Minimum IoU for a tracker box to match a GT box.
@@ -430,6 +431,21 @@ fn parse_dets(
     Ok(out)
 }
 
+/// The name the evaluated model runs under (the one model of the evaluation camera).
+const EVAL_MODEL: &str = "model";
+
+/// The evaluation camera: the tracker under test, the one model, no rules, and only
+/// detections of the scored class.
+fn eval_camera(o: &MotOptions) -> anyhow::Result<CameraAnalytics> {
+    const CAMERA: &str = "box_id = 'eval'\ndata_dir = '/tmp'\n[models]\n[[cameras]]\n\
+                          id = 'eval'\nurl = 'eval.mp4'\nmodels = []\nenabled = false\n";
+    let cfg = crate::config::Config::parse(CAMERA, Path::new("/")).map_err(|e| anyhow!(e))?;
+    let mut cam = cfg.cameras.into_iter().next().ok_or_else(|| anyhow!("no eval camera"))?;
+    cam.tracker = o.tracker.clone();
+    cam.models = vec![EVAL_MODEL.to_string()];
+    Ok(CameraAnalytics::new(&cam).only_class(&o.class))
+}
+
 /// Runs detection + tracking over the frame range and scores it.
 pub fn run_mot(o: &MotOptions) -> anyhow::Result<MotReport> {
     let gt_text =
@@ -454,18 +470,18 @@ pub fn run_mot(o: &MotOptions) -> anyhow::Result<MotReport> {
         }
         None => None,
     };
-    let mut detector = match cached {
+    let mut detectors = match cached {
         Some(_) => None,
         None => {
             let mut d = crate::cli::open_detector(&o.model, o.threads)?;
             d.set_score_threshold(o.score_threshold.unwrap_or(o.tracker.low_score));
-            Some(d)
+            Some(Detectors::single(EVAL_MODEL, d))
         }
     };
     let mut dets_out = o.dets_out.as_ref().map(|p| (p, String::new()));
     let mut tracks_out = o.tracks_out.as_ref().map(|p| (p, String::new()));
     let mut stream: Box<dyn FrameStream> = crate::cli::open_video(&o.video, o.width)?;
-    let mut tracker = Tracker::new(o.tracker.clone());
+    let analytics = eval_camera(o)?;
     let mut acc = MotAccumulator::new();
     let t0 =
         time::OffsetDateTime::from_unix_timestamp(0).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
@@ -475,7 +491,7 @@ pub fn run_mot(o: &MotOptions) -> anyhow::Result<MotReport> {
     let mut last_seen_frame = 0;
     let start = Instant::now();
     loop {
-        let f = match stream.next(Duration::from_secs(10)) {
+        let mut f = match stream.next(Duration::from_secs(10)) {
             StreamEvent::Frame(f) => f,
             StreamEvent::Eos => break,
             StreamEvent::Idle => bail!("{}: no frame for 10 s", o.video.display()),
@@ -489,27 +505,25 @@ pub fn run_mot(o: &MotOptions) -> anyhow::Result<MotReport> {
             break;
         }
         detect_size = (f.width, f.height);
-        let at = match f.pts_ns {
-            Some(ns) => t0 + time::Duration::nanoseconds(ns as i64),
-            None => f.captured_at,
+        if let Some(ns) = f.pts_ns {
+            f.captured_at = t0 + time::Duration::nanoseconds(ns as i64);
+        }
+        let index = f.index;
+        let detect = match (&mut detectors, &cached) {
+            (Some(d), _) => Detect::Run(d),
+            (None, Some(c)) => Detect::Given(c.get(&index).cloned().unwrap_or_default()),
+            (None, None) => Detect::Given(Vec::new()),
         };
-        let t = Instant::now();
-        let dets: Vec<Detection> = match (&mut detector, &cached) {
-            (Some(d), _) => d
-                .detect(&f.rgb, f.width, f.height)?
-                .into_iter()
-                .filter(|d| d.class == o.class)
-                .collect(),
-            (None, Some(c)) => c.get(&f.index).cloned().unwrap_or_default(),
-            (None, None) => Vec::new(),
-        };
-        detect_s += t.elapsed().as_secs_f64();
+        let out = analytics.analyse(detect, f);
+        detect_s += out.tracks.detections.infer_ms as f64 / 1000.0;
+        track_s += out.track_ms as f64 / 1000.0;
+        let dets = &out.tracks.detections.objects;
         if let Some((_, buf)) = &mut dets_out {
-            for d in &dets {
+            for d in dets {
                 let b = d.bbox;
                 buf.push_str(&format!(
                     "{},-1,{:.2},{:.2},{:.2},{:.2},{:.4},-1,-1,-1\n",
-                    f.index,
+                    index,
                     b.x1 * gw,
                     b.y1 * gh,
                     (b.x2 - b.x1) * gw,
@@ -518,12 +532,8 @@ pub fn run_mot(o: &MotOptions) -> anyhow::Result<MotReport> {
                 ));
             }
         }
-        let t = Instant::now();
-        let tracks = tracker.update(&dets, at);
-        track_s += t.elapsed().as_secs_f64();
-        let hyp: Vec<HypBox> = tracks
-            .iter()
-            .filter(|t| t.state == crate::types::TrackState::Tracked)
+        let hyp: Vec<HypBox> = out
+            .tracked()
             .map(|t| HypBox {
                 id: t.id,
                 bbox: BBox {
@@ -539,7 +549,7 @@ pub fn run_mot(o: &MotOptions) -> anyhow::Result<MotReport> {
                 let b = h.bbox;
                 buf.push_str(&format!(
                     "{},{},{:.2},{:.2},{:.2},{:.2},1,-1,-1,-1\n",
-                    f.index,
+                    index,
                     h.id,
                     b.x1,
                     b.y1,
@@ -548,7 +558,7 @@ pub fn run_mot(o: &MotOptions) -> anyhow::Result<MotReport> {
                 ));
             }
         }
-        acc.add_frame(gt.get(&f.index).map(Vec::as_slice).unwrap_or(&[]), &hyp);
+        acc.add_frame(gt.get(&index).map(Vec::as_slice).unwrap_or(&[]), &hyp);
     }
     let elapsed = start.elapsed().as_secs_f64();
     if acc.frames == 0 {

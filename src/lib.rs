@@ -2,6 +2,7 @@
 //! See docs/architecture.md.
 
 pub mod accounts;
+pub mod analytics;
 pub mod api;
 pub mod app;
 pub mod auth;

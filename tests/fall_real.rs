@@ -1,23 +1,18 @@
-//! `fall` on the shared fall clips (../shared/media/falls, test-only), through the committed
-//! NanoDet-g 416 COCO model and the tracker at 5 frames/s of video time. Reports (does not
+//! `fall` on the shared fall clips (../shared/media/falls, test-only), through the shipped
+//! frame path (`CameraAnalytics`) with the committed NanoDet-g 416 COCO model at 5 frames/s
+//! of video time. Reports (does not
 //! assert) the fall events: person boxes from a COCO detector on a lying body are unreliable
 //! (the media MANIFEST notes YOLOX-nano missed the fallen worker), which is why the rule
 //! leaves room for a pose model. Asserts only that the pipeline runs. Skips with a message
 //! when ../shared/media is absent.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
-use gridwatch::ingest::StreamEvent;
-use gridwatch::rules::RuleEngine;
-use gridwatch::track::Tracker;
-use gridwatch::types::{Change, Detections, Tracks};
+use gridwatch::analytics::{analyse_video, CameraAnalytics, Detectors};
+use gridwatch::infer::detector::DetectorOptions;
+use gridwatch::types::Change;
 use time::OffsetDateTime;
-
-const RULES: &str =
-    "box_id='b'\ndata_dir='/tmp'\n[models]\n[[cameras]]\nid='cam'\nurl='x.mp4'\nmodels=[]\n\
-                     enabled=false\n[[cameras.rules]]\nkind='fall'\n";
 
 /// A tracker that confirms low-scoring people (the COCO model scores them 0.35–0.6 here).
 const LOW_TRACKER: &str = "[cameras.tracker]\nhigh_score = 0.35\nnew_track_score = 0.35\n";
@@ -26,42 +21,27 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// (start, raised) of every fall event.
-fn run(det: &mut gridwatch::infer::Detector, video: &Path, tracker_toml: &str) -> Vec<(f64, f64)> {
-    let cfg = gridwatch::config::Config::parse(&format!("{RULES}{tracker_toml}"), Path::new("/"))
-        .expect("config");
-    let mut engine = RuleEngine::new(&cfg.cameras[0]);
-    let mut tracker = Tracker::new(cfg.cameras[0].tracker.clone());
-    let mut stream = gridwatch::cli::open_video(video, 640)
-        .unwrap_or_else(|e| panic!("{}: {e:#}", video.display()));
+/// (start, raised) of every fall event, through the shipped frame path.
+fn run(video: &Path, tracker_toml: &str) -> Vec<(f64, f64)> {
+    let text = format!(
+        "box_id = 'b'\ndata_dir = '/tmp'\n[models]\ncoco = '{model}'\n[[cameras]]\nid = 'cam'\n\
+         url = '{video}'\nmodels = ['coco']\n[[cameras.rules]]\nkind = 'fall'\n{tracker_toml}",
+        model = repo().join("models/nanodet-g-coco-416/model.toml").display(),
+        video = video.display(),
+    );
+    let cfg = gridwatch::config::Config::parse(&text, Path::new("/")).expect("config");
+    let mut detectors = Detectors::for_config(&cfg, &DetectorOptions::default())
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let camera = CameraAnalytics::new(&cfg.cameras[0]);
     let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("t0");
-    let (mut next, mut n, mut out) = (0.0f64, 0u64, Vec::new());
-    loop {
-        let mut f = match stream.next(Duration::from_secs(20)) {
-            StreamEvent::Frame(f) => f,
-            StreamEvent::Eos => break,
-            StreamEvent::Idle => panic!("{}: no frame for 20 s", video.display()),
-            StreamEvent::Error(e) => panic!("{}: {e}", video.display()),
-        };
-        n += 1;
-        let t = f.pts_ns.map(|p| p as f64 / 1e9).unwrap_or(n as f64 / 30.0);
-        if t + 1e-6 < next {
-            continue;
-        }
-        next += 0.2;
-        let objects =
-            det.detect(&f.rgb, f.width, f.height).unwrap_or_else(|e| panic!("detect: {e}"));
-        f.captured_at = t0 + time::Duration::seconds_f64(t);
-        f.camera_id = Arc::from("cam");
-        let tracks = tracker.update(&objects, f.captured_at);
-        let changes = engine.process(&Tracks {
-            detections: Detections { frame: f, objects, infer_ms: 0.0 },
-            tracks,
-        });
-        for c in changes.into_iter().filter(|c| c.change == Change::Started) {
+    let mut out = Vec::new();
+    analyse_video(video, 640, 0.2, t0, &camera, Some(&mut detectors), |t, a| {
+        for c in a.changes.into_iter().filter(|c| c.change == Change::Started) {
             out.push(((c.at - t0).as_seconds_f64(), t));
         }
-    }
+        ControlFlow::Continue(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
     out
 }
 
@@ -73,8 +53,6 @@ fn fall_on_shared_clips() {
         eprintln!("skipping: {} not found (test-only footage)", media.display());
         return;
     }
-    let mut det = gridwatch::cli::open_detector(&repo().join("models/nanodet-g-coco-416"), 2)
-        .unwrap_or_else(|e| panic!("{e:#}"));
     // (clip, time of the fall in the MANIFEST)
     for (clip, fall_at) in [
         ("fall-gym-person-collapses-fixed-486p.mp4", 8.0),
@@ -83,7 +61,7 @@ fn fall_on_shared_clips() {
         for (label, tracker) in
             [("default tracker", ""), ("tracker high_score = new_track_score = 0.35", LOW_TRACKER)]
         {
-            let events = run(&mut det, &media.join(clip), tracker);
+            let events = run(&media.join(clip), tracker);
             println!("fall on {clip} (falls at about {fall_at} s), {label}: events (start s, raised s) {events:?}");
             let early: Vec<_> = events.iter().filter(|(start, _)| *start < fall_at - 1.0).collect();
             if !early.is_empty() {

@@ -1,20 +1,20 @@
 //! Fire and smoke rules on real footage (../shared, test-only): the fixed-camera fire clips and
 //! the hard negatives are decoded (`gridwatch::cli::open_video`), analysed at 5 frames/s of
-//! video time with the D-Fire YOLO11n model (`tests/models/fire-smoke-yolo11n-640-int8.toml`),
-//! and fed to a `RuleEngine` with the default `fire` and `smoke` rules, frames stamped with
-//! their video time. Asserts an alarm (fire or smoke) within 5 s of video time on each of the
+//! video time through the shipped frame path (`CameraAnalytics`) with the D-Fire YOLO11n model
+//! (`tests/models/fire-smoke-yolo11n-640-int8.toml`) and the default `fire` and `smoke`
+//! rules, frames stamped with their video time. Asserts an alarm (fire or smoke) within 5 s of video time on each of the
 //! three fixed-camera clips (the dollhouse, the fisheye CCTV and the distant plume, where the
 //! model only finds smoke) and none on the negatives. Prints a table for
 //! docs/performance.md. Skips with a message
 //! when ../shared/models or ../shared/media is absent.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use gridwatch::ingest::StreamEvent;
-use gridwatch::rules::RuleEngine;
-use gridwatch::types::{Change, Detections, Tracks};
+use gridwatch::analytics::{analyse_video, CameraAnalytics, Detectors};
+use gridwatch::config::{CameraConfig, Config};
+use gridwatch::infer::detector::DetectorOptions;
+use gridwatch::types::Change;
 use time::OffsetDateTime;
 
 const FPS: f64 = 5.0;
@@ -40,55 +40,38 @@ impl Outcome {
     }
 }
 
-const RULES: &str = "box_id='b'\ndata_dir='/tmp'\n[models]\n[[cameras]]\nid='cam'\nurl='x.mp4'\nmodels=[]\n\
-                     enabled=false\n[[cameras.rules]]\nkind='fire'\n[[cameras.rules]]\nkind='smoke'\n";
+/// A camera running the D-Fire model with the default `fire` and `smoke` rules.
+fn camera_config() -> Config {
+    let text = format!(
+        "box_id = 'b'\ndata_dir = '/tmp'\n[models]\nfire = '{}'\n[[cameras]]\nid = 'cam'\n\
+         url = 'x.mp4'\nmodels = ['fire']\n[[cameras.rules]]\nkind = 'fire'\n\
+         [[cameras.rules]]\nkind = 'smoke'\n",
+        repo().join("tests/models/fire-smoke-yolo11n-640-int8.toml").display()
+    );
+    Config::parse(&text, Path::new("/")).unwrap_or_else(|e| panic!("config: {e}"))
+}
 
-fn run_clip(det: &mut gridwatch::infer::Detector, video: &Path) -> Outcome {
-    let cfg = gridwatch::config::Config::parse(RULES, Path::new("/")).expect("rules config");
-    let mut engine = RuleEngine::new(&cfg.cameras[0]);
-    let mut stream = gridwatch::cli::open_video(video, 640)
-        .unwrap_or_else(|e| panic!("{}: {e:#}", video.display()));
+fn run_clip(cam: &CameraConfig, detectors: &mut Detectors, video: &Path) -> Outcome {
+    let camera = CameraAnalytics::new(cam);
     let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("t0");
-    let (mut next, mut last_t, mut analysed, mut hits, mut infer) =
-        (0.0f64, 0.0f64, 0usize, 0usize, 0.0f64);
+    let (mut last_t, mut analysed, mut hits, mut infer) = (0.0f64, 0usize, 0usize, 0.0f64);
     let mut alarms = Vec::new();
-    let mut decoded = 0u64;
-    loop {
-        let f = match stream.next(Duration::from_secs(20)) {
-            StreamEvent::Frame(f) => f,
-            StreamEvent::Eos => break,
-            StreamEvent::Idle => panic!("{}: no frame for 20 s", video.display()),
-            StreamEvent::Error(e) => panic!("{}: {e}", video.display()),
-        };
-        decoded += 1;
-        // Video time: the PTS, or the frame count at 30 fps if the stream has none.
-        let t = f.pts_ns.map(|p| p as f64 / 1e9).unwrap_or(decoded as f64 / 30.0);
+    analyse_video(video, 640, 1.0 / FPS, t0, &camera, Some(detectors), |t, a| {
         last_t = t;
-        if t + 1e-6 < next {
-            continue;
-        }
-        next += 1.0 / FPS;
-        let started = Instant::now();
-        let objects =
-            det.detect(&f.rgb, f.width, f.height).unwrap_or_else(|e| panic!("detect: {e}"));
-        infer += started.elapsed().as_secs_f64() * 1000.0;
         analysed += 1;
-        if objects.iter().any(|o| (o.class == "fire" || o.class == "smoke") && o.score >= 0.35) {
+        let detections = &a.tracks.detections;
+        infer += detections.infer_ms as f64;
+        let fire_or_smoke =
+            |o: &gridwatch::types::Detection| o.class == "fire" || o.class == "smoke";
+        if detections.objects.iter().any(|o| fire_or_smoke(o) && o.score >= 0.35) {
             hits += 1;
         }
-        let mut frame = f;
-        frame.captured_at = t0 + time::Duration::seconds_f64(t);
-        frame.camera_id = Arc::from("cam");
-        let changes = engine.process(&Tracks {
-            detections: Detections { frame, objects, infer_ms: 0.0 },
-            tracks: vec![],
-        });
-        for c in changes {
-            if c.change == Change::Started {
-                alarms.push((c.kind.clone(), (c.at - t0).as_seconds_f64(), t));
-            }
+        for c in a.changes.into_iter().filter(|c| c.change == Change::Started) {
+            alarms.push((c.kind.clone(), (c.at - t0).as_seconds_f64(), t));
         }
-    }
+        ControlFlow::Continue(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
     Outcome {
         clip: video.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         duration: last_t,
@@ -111,8 +94,9 @@ fn fire_and_smoke_on_shared_clips() {
         );
         return;
     }
-    let manifest = repo().join("tests/models/fire-smoke-yolo11n-640-int8.toml");
-    let mut det = gridwatch::cli::open_detector(&manifest, 2).unwrap_or_else(|e| panic!("{e:#}"));
+    let cfg = camera_config();
+    let mut detectors = Detectors::for_config(&cfg, &DetectorOptions::default())
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let fire = |n: &str| media.join("fire").join(n);
     let mut negatives: Vec<PathBuf> = std::fs::read_dir(media.join("negatives"))
         .expect("negatives dir")
@@ -133,7 +117,7 @@ fn fire_and_smoke_on_shared_clips() {
     println!("|---|---|---|---|---|---|---|");
     let mut failures = Vec::new();
     for (i, (clip, must)) in clips.iter().enumerate() {
-        let o = run_clip(&mut det, clip);
+        let o = run_clip(&cfg.cameras[0], &mut detectors, clip);
         let first = o
             .first()
             .map(|(k, at, raised)| format!("`{k}` raised at {raised:.1} s (start {at:.1} s)"))

@@ -1,8 +1,8 @@
 //! Line counting end to end on real footage: PETS09-S2L1 (Debian's `vtest.avi`, 768x576),
-//! frames 1–400, every frame analysed (lossless decode, 10 fps capture times) with the
-//! committed NanoDet-g 416 model (score threshold lowered to the tracker's `low_score`, as
-//! `gridwatch run` does), the real tracker (camera defaults) and a `line_crossing`
-//! rule with its default parameters. The true crossings per direction come from the
+//! frames 1–400, every frame analysed (lossless decode, 10 fps capture times) through the
+//! shipped frame path (`CameraAnalytics`): the committed NanoDet-g 416 model (score threshold
+//! lowered to the tracker's `low_score`, as `gridwatch run` does), the real tracker (camera
+//! defaults) and a `line_crossing` rule with its default parameters. The true crossings per direction come from the
 //! MOTChallenge ground truth of those frames (`../shared/eval/pets09-s2l1`): every GT track
 //! whose bottom centre passes the line between two of its consecutive boxes (rows with
 //! conf = 0 ignored). The pipeline must match within ±1 per direction.
@@ -12,16 +12,14 @@
 //! message when the ground truth is absent.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use gridwatch::analytics::{analyse_video, CameraAnalytics, Detectors};
 use gridwatch::config::Config;
 use gridwatch::geometry::{polyline_crossings, CrossDir};
-use gridwatch::ingest::StreamEvent;
-use gridwatch::rules::RuleEngine;
-use gridwatch::track::Tracker;
-use gridwatch::types::{Detections, Tracks};
+use gridwatch::infer::detector::DetectorOptions;
 
 const PETS_AVI: &str = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
 const FRAMES: u64 = 400;
@@ -103,45 +101,30 @@ classes = ["person"]
         repo = repo().display(),
     );
     let cfg = Config::parse(&cfg_text, Path::new("/")).unwrap_or_else(|e| panic!("{e}"));
-    let cam = &cfg.cameras[0];
-    let mut det = gridwatch::cli::open_detector(&repo().join("models/nanodet-g-coco-416"), 2)
+    // The shipped frame path: the model's score threshold lowered to the tracker's
+    // `low_score` as `gridwatch run` does, the tracker, the rules.
+    let mut detectors = Detectors::for_config(&cfg, &DetectorOptions::default())
         .unwrap_or_else(|e| panic!("detector: {e:#}"));
-    // As `gridwatch run` does: the tracker's second stage needs detections down to `low_score`.
-    let floor = det.score_threshold().min(cam.tracker.low_score);
-    det.set_score_threshold(floor);
-    let mut tracker = Tracker::new(cam.tracker.clone());
-    let mut engine = RuleEngine::new(cam);
-    let mut stream =
-        gridwatch::cli::open_video(Path::new(PETS_AVI), 768).unwrap_or_else(|e| panic!("{e:#}"));
-
+    let camera = CameraAnalytics::new(&cfg.cameras[0]);
     let t0 = time::OffsetDateTime::from_unix_timestamp(1_800_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let mut got = BTreeMap::from([(CrossDir::AToB, 0u32), (CrossDir::BToA, 0u32)]);
     let mut n = 0u64;
     let started = Instant::now();
-    while n < FRAMES {
-        let mut frame = match stream.next(Duration::from_secs(20)) {
-            StreamEvent::Frame(f) => f,
-            StreamEvent::Eos => break,
-            StreamEvent::Idle => panic!("decoder stalled at frame {n}"),
-            StreamEvent::Error(e) => panic!("decode error at frame {n}: {e}"),
-        };
-        // GT frame n + 1 is decode index n; 10 fps capture times.
-        frame.captured_at = t0 + time::Duration::milliseconds(100 * n as i64);
-        frame.camera_id = Arc::from("pets");
-        let objects = det
-            .detect(&frame.rgb, frame.width, frame.height)
-            .unwrap_or_else(|e| panic!("detect: {e}"));
-        let at = frame.captured_at;
-        let tracks = tracker.update(&objects, at);
-        let _ = engine
-            .process(&Tracks { detections: Detections { frame, objects, infer_ms: 0.0 }, tracks });
-        for c in engine.take_counts() {
+    // Every frame (GT frame n + 1 is decode index n), stamped with its 10 fps video time.
+    analyse_video(Path::new(PETS_AVI), 768, 0.0, t0, &camera, Some(&mut detectors), |_, a| {
+        for c in &a.counts {
             assert_eq!(c.line, "walkway");
             *got.entry(c.direction).or_default() += c.count;
         }
         n += 1;
-    }
+        if n < FRAMES {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(n, FRAMES, "the clip ended early");
     let secs = started.elapsed().as_secs_f64();
     println!("PETS09-S2L1 frames 1-{FRAMES}, vertical line x = 0.5 drawn top to bottom:");

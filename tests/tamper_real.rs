@@ -4,51 +4,31 @@
 //! asserted (the night clip, where a man walks up to the lens at the end). Skips with a
 //! message when ../shared/media is absent.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
-use gridwatch::ingest::StreamEvent;
-use gridwatch::rules::RuleEngine;
-use gridwatch::types::{Change, Detections, Tracks};
+use gridwatch::analytics::{analyse_video, CameraAnalytics};
+use gridwatch::types::Change;
 use time::OffsetDateTime;
 
 const RULES: &str =
     "box_id='b'\ndata_dir='/tmp'\n[models]\n[[cameras]]\nid='cam'\nurl='x.mp4'\nmodels=[]\n\
                      enabled=false\n[[cameras.rules]]\nkind='camera_tamper'\n";
 
-/// (cause, start, raised) of every started event.
+/// (cause, start, raised) of every started event, through the shipped frame path.
 fn run(video: &Path) -> Vec<(String, f64, f64)> {
     let cfg = gridwatch::config::Config::parse(RULES, Path::new("/")).expect("config");
-    let mut engine = RuleEngine::new(&cfg.cameras[0]);
-    let mut stream = gridwatch::cli::open_video(video, 640)
-        .unwrap_or_else(|e| panic!("{}: {e:#}", video.display()));
+    let camera = CameraAnalytics::new(&cfg.cameras[0]);
     let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("t0");
-    let (mut next, mut n, mut out) = (0.0f64, 0u64, Vec::new());
-    loop {
-        let mut f = match stream.next(Duration::from_secs(20)) {
-            StreamEvent::Frame(f) => f,
-            StreamEvent::Eos => break,
-            StreamEvent::Idle => panic!("{}: no frame for 20 s", video.display()),
-            StreamEvent::Error(e) => panic!("{}: {e}", video.display()),
-        };
-        n += 1;
-        let t = f.pts_ns.map(|p| p as f64 / 1e9).unwrap_or(n as f64 / 30.0);
-        if t + 1e-6 < next {
-            continue;
-        }
-        next += 0.2;
-        f.captured_at = t0 + time::Duration::seconds_f64(t);
-        f.camera_id = Arc::from("cam");
-        let changes = engine.process(&Tracks {
-            detections: Detections { frame: f, objects: vec![], infer_ms: 0.0 },
-            tracks: vec![],
-        });
-        for c in changes.into_iter().filter(|c| c.change == Change::Started) {
+    let mut out = Vec::new();
+    analyse_video(video, 640, 0.2, t0, &camera, None, |t, a| {
+        for c in a.changes.into_iter().filter(|c| c.change == Change::Started) {
             let cause = c.objects.first().map(|o| o.class.clone()).unwrap_or_default();
             out.push((cause, (c.at - t0).as_seconds_f64(), t));
         }
-    }
+        ControlFlow::Continue(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
     out
 }
 

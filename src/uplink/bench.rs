@@ -238,7 +238,8 @@ pub fn drain(changes: usize, cameras: usize) -> anyhow::Result<()> {
 /// For `started` and `updated` changes the envelope's `at` is the capture time of the frame
 /// that caused the change, so `received − at` is the frame-to-upstream latency.
 pub fn latency(video: &Path, model: &Path, secs: u64) -> anyhow::Result<()> {
-    use crate::app::{load_manifests, start_cameras, Analytics};
+    use crate::analytics::load_manifests;
+    use crate::app::{start_cameras, Analytics};
     use crate::health::{CameraHealth, Registry};
     use crate::ingest::profile::HardwareProfile;
     crate::infer::runtime::init(None)?;

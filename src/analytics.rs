@@ -1,0 +1,241 @@
+//! The frame path as one unit: detect → score floor → track → rules. The live inference
+//! workers (`app`), `bench`, `eval` and the real-footage tests all call
+//! [`CameraAnalytics::analyse`], so what they measure is what the box runs.
+//!
+//! Detectors (ONNX sessions) belong to a worker and serve every camera; the tracker and the
+//! rule engine belong to a camera and see its frames one at a time. `analyse` runs the models
+//! without holding the camera's lock, then tracks and evaluates rules under it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::config::{CameraConfig, Config};
+use crate::infer::detector::{Detector, DetectorOptions};
+use crate::infer::manifest::ModelManifest;
+use crate::rules::RuleEngine;
+use crate::track::Tracker;
+use crate::types::{
+    CountDelta, Detection, Detections, EventChange, Frame, OccupancyDelta, Track, Tracks,
+};
+
+/// Loads and verifies (sha256) every model used by an enabled camera.
+pub fn load_manifests(cfg: &Config) -> anyhow::Result<HashMap<String, ModelManifest>> {
+    let mut out = HashMap::new();
+    for cam in cfg.cameras.iter().filter(|c| c.enabled) {
+        for name in &cam.models {
+            if out.contains_key(name) {
+                continue;
+            }
+            let path = &cfg.models[name];
+            let m = ModelManifest::load(path)
+                .with_context(|| format!("model `{name}` ({})", path.display()))?;
+            m.verify().with_context(|| format!("model `{name}` ({})", path.display()))?;
+            out.insert(name.clone(), m);
+        }
+    }
+    Ok(out)
+}
+
+/// One inference session per model, by the name `[models]` gives it.
+pub struct Detectors {
+    models: HashMap<String, Detector>,
+}
+
+impl Detectors {
+    /// Opens every model in `manifests`. Each model's score threshold is lowered to the lowest
+    /// tracker `low_score` of the cameras that run it: the tracker's second stage needs those
+    /// detections.
+    pub fn load(
+        manifests: &HashMap<String, ModelManifest>,
+        cameras: &[CameraConfig],
+        opts: &DetectorOptions,
+    ) -> anyhow::Result<Detectors> {
+        let mut models = HashMap::new();
+        for (name, m) in manifests {
+            let mut d =
+                Detector::load(m, opts).with_context(|| format!("loading model `{name}`"))?;
+            let floor = cameras
+                .iter()
+                .filter(|c| c.models.contains(name))
+                .map(|c| c.tracker.low_score)
+                .fold(d.score_threshold(), f32::min);
+            d.set_score_threshold(floor);
+            models.insert(name.clone(), d);
+        }
+        Ok(Detectors { models })
+    }
+
+    /// `load` for every model of the enabled cameras of `cfg` (verified first), with ONNX
+    /// Runtime from `inference.ort_library` (or the default places) if not loaded yet.
+    pub fn for_config(cfg: &Config, opts: &DetectorOptions) -> anyhow::Result<Detectors> {
+        crate::infer::runtime::init(cfg.inference.ort_library.as_deref())?;
+        Detectors::load(&load_manifests(cfg)?, &cfg.cameras, opts)
+    }
+
+    /// One already opened model under `name` (its threshold as the caller set it).
+    pub fn single(name: &str, detector: Detector) -> Detectors {
+        Detectors { models: HashMap::from([(name.to_string(), detector)]) }
+    }
+
+    /// Runs `models` (in that order) on `frame`; a failing model is logged and skipped.
+    fn run(&mut self, camera: &str, models: &[String], frame: &Frame) -> Vec<Detection> {
+        let mut objects = Vec::new();
+        for name in models {
+            let Some(d) = self.models.get_mut(name) else { continue };
+            match d.detect(&frame.rgb, frame.width, frame.height) {
+                Ok(v) => objects.extend(v),
+                Err(e) => tracing::warn!(camera, frame = frame.index, "inference failed: {e}"),
+            }
+        }
+        objects
+    }
+}
+
+/// Where a frame's detections come from.
+pub enum Detect<'a> {
+    /// The camera's models, run on the frame by these sessions.
+    Run(&'a mut Detectors),
+    /// Detections made elsewhere: recorded ones (`eval mot --dets-in`), synthetic ones (bench).
+    Given(Vec<Detection>),
+}
+
+/// What one analysed frame produced.
+pub struct Analysed {
+    /// Event changes, each with its event id.
+    pub changes: Vec<EventChange>,
+    /// Line crossings counted on this frame.
+    pub counts: Vec<CountDelta>,
+    /// Zone occupancy of the 1-minute buckets this frame completed.
+    pub occupancy: Vec<OccupancyDelta>,
+    /// The frame, its detections and the camera's tracks after it.
+    pub tracks: Tracks,
+    /// Tracker + rules time (ms); detection time is `tracks.detections.infer_ms`.
+    pub track_ms: f32,
+}
+
+impl Analysed {
+    /// Confirmed tracks matched on this frame.
+    pub fn tracked(&self) -> impl Iterator<Item = &Track> {
+        self.tracks.tracks.iter().filter(|t| t.state == crate::types::TrackState::Tracked)
+    }
+}
+
+/// One camera's analytics: which models it runs, its tracker and its rule engine.
+pub struct CameraAnalytics {
+    camera_id: String,
+    models: Vec<String>,
+    /// Only detections of these classes reach the tracker (`None`: all).
+    classes: Option<Vec<String>>,
+    state: Mutex<(Tracker, RuleEngine)>,
+}
+
+impl CameraAnalytics {
+    pub fn new(cam: &CameraConfig) -> CameraAnalytics {
+        CameraAnalytics {
+            camera_id: cam.id.clone(),
+            models: cam.models.clone(),
+            classes: None,
+            state: Mutex::new((Tracker::new(cam.tracker.clone()), RuleEngine::new(cam))),
+        }
+    }
+
+    /// Keeps only detections of `class` (`eval mot` scores one class).
+    pub fn only_class(mut self, class: &str) -> CameraAnalytics {
+        self.classes = Some(vec![class.to_string()]);
+        self
+    }
+
+    pub fn camera_id(&self) -> &str {
+        &self.camera_id
+    }
+
+    /// The frame path: detections (the camera's models, or given), the tracker, then the
+    /// rules and zone occupancy. The camera's state is locked only for tracking and rules.
+    pub fn analyse(&self, detect: Detect<'_>, frame: Frame) -> Analysed {
+        let started = Instant::now();
+        let mut objects = match detect {
+            Detect::Run(d) => d.run(&self.camera_id, &self.models, &frame),
+            Detect::Given(v) => v,
+        };
+        if let Some(keep) = &self.classes {
+            objects.retain(|o| keep.contains(&o.class));
+        }
+        let infer_ms = started.elapsed().as_secs_f32() * 1000.0;
+        let at = frame.captured_at;
+        let detections = Detections { frame, objects, infer_ms };
+        let started = Instant::now();
+        let mut guard = self.lock();
+        let (tracker, engine) = &mut *guard;
+        let tracks = Tracks { tracks: tracker.update(&detections.objects, at), detections };
+        let changes = engine.process(&tracks);
+        let (counts, occupancy) = (engine.take_counts(), engine.take_occupancy());
+        drop(guard);
+        Analysed {
+            changes,
+            counts,
+            occupancy,
+            tracks,
+            track_ms: started.elapsed().as_secs_f32() * 1000.0,
+        }
+    }
+
+    /// Ends open incidents at `at` and flushes zone occupancy, including the current partial
+    /// bucket (shutdown; the store merges a partial bucket with the rest of that minute).
+    pub fn finish(&self, at: time::OffsetDateTime) -> (Vec<EventChange>, Vec<OccupancyDelta>) {
+        let mut guard = self.lock();
+        let engine = &mut guard.1;
+        (engine.finish(at), engine.flush_occupancy())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Tracker, RuleEngine)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Analyses a video file offline (decoded without loss or pacing, scaled to `width`): one frame
+/// per `every_secs` of video time (0: every frame), each stamped `t0` + its video time (the
+/// PTS, or the frame count at 30 fps without one), through [`CameraAnalytics::analyse`].
+/// `each` gets the video time and the result, and stops the run with `ControlFlow::Break`.
+pub fn analyse_video(
+    video: &std::path::Path,
+    width: u32,
+    every_secs: f64,
+    t0: time::OffsetDateTime,
+    camera: &CameraAnalytics,
+    mut detectors: Option<&mut Detectors>,
+    mut each: impl FnMut(f64, Analysed) -> std::ops::ControlFlow<()>,
+) -> anyhow::Result<()> {
+    use crate::ingest::StreamEvent;
+    let mut stream = crate::cli::open_video(video, width)?;
+    let (mut next, mut decoded) = (0.0f64, 0u64);
+    loop {
+        let mut f = match stream.next(std::time::Duration::from_secs(20)) {
+            StreamEvent::Frame(f) => f,
+            StreamEvent::Eos => return Ok(()),
+            StreamEvent::Idle => anyhow::bail!("{}: no frame for 20 s", video.display()),
+            StreamEvent::Error(e) => anyhow::bail!("{}: {e}", video.display()),
+        };
+        decoded += 1;
+        let since_t0 = match f.pts_ns {
+            Some(ns) => time::Duration::nanoseconds(ns as i64),
+            None => time::Duration::seconds_f64(decoded as f64 / 30.0),
+        };
+        let t = since_t0.as_seconds_f64();
+        if t + 1e-6 < next {
+            continue;
+        }
+        next += every_secs;
+        f.captured_at = t0 + since_t0;
+        f.camera_id = std::sync::Arc::from(camera.camera_id());
+        let detect = match detectors.as_deref_mut() {
+            Some(d) => Detect::Run(d),
+            None => Detect::Given(Vec::new()),
+        };
+        if each(t, camera.analyse(detect, f)).is_break() {
+            return Ok(());
+        }
+    }
+}
