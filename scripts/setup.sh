@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 
 ORT_VERSION=1.32.0
 PKGS=(
-  build-essential pkg-config clang libclang-dev curl unzip ca-certificates python3
+  build-essential pkg-config clang libclang-dev curl unzip ca-certificates python3 python3-pip
+  python3-venv
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   libgstrtspserver-1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
