@@ -93,7 +93,6 @@ const en = {
   'kind.smoke': 'Smoke',
   'kind.camera_offline': 'Camera offline',
   'kind.camera_tamper': 'Camera tampering',
-  'kind.sighting': 'Sighting',
 
   'filters.camera': 'Camera',
   'filters.any_camera': 'All cameras',
@@ -328,7 +327,6 @@ const zh = {
   'kind.smoke': '烟雾',
   'kind.camera_offline': '摄像机离线',
   'kind.camera_tamper': '摄像机遮挡/移位',
-  'kind.sighting': '目标出没',
 
   'filters.camera': '摄像机',
   'filters.any_camera': '全部摄像机',

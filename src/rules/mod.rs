@@ -19,7 +19,6 @@ pub mod offline;
 pub mod per_track;
 pub mod presence;
 pub mod scene;
-pub mod sighting;
 pub mod stalled_vehicle;
 pub mod tamper;
 pub mod wrong_way;
@@ -124,7 +123,6 @@ rule_kinds! {
     Smoke(fire::SmokeRule),
     CameraTamper(tamper::TamperRule),
     CameraOffline(camera_offline::CameraOfflineRule),
-    Sighting(sighting::SightingRule),
 }
 
 /// Validates a camera's rules: each block's own checks, and that the zones and lines they
