@@ -27,7 +27,7 @@ defaults! {
     sev_high: Severity = Severity::High;
     sev_critical: Severity = Severity::Critical;
     people: Vec<String> = vec!["person".into()];
-    vehicles: Vec<String> = ["car", "bus", "truck", "motorcycle"].iter().map(|s| s.to_string()).collect();
+    vehicles: Vec<String> = ["car", "bus", "truck", "motorcycle"].map(String::from).to_vec();
 }
 
 /// Checks `name ≥ 0` (and finite) for each `(name, value)`; `(field, message)` on error.

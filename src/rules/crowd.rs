@@ -85,7 +85,8 @@ impl Crowd {
     }
 
     fn end_detail(&self) -> serde_json::Value {
-        serde_json::json!({ "count": self.start_count, "max_count": self.max_count, "min_count": self.cfg.min_count })
+        let (count, max_count, min_count) = (self.start_count, self.max_count, self.cfg.min_count);
+        serde_json::json!({ "count": count, "max_count": max_count, "min_count": min_count })
     }
 }
 

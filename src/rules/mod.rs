@@ -4,6 +4,12 @@
 //!
 //! Rules take "now" from the frame's capture time, never from a wall clock, so fixture tests
 //! replay detections in simulated time.
+//!
+//! Each kind lives in `rules/<kind>.rs`: its config struct (serde defaults, `RuleSpec`:
+//! validation, zone/line, `build`) and its `Rule`. The `rule_kinds!` registry below lists
+//! the kinds once, making `RuleConfig`. Shared pieces: `common` (defaults, checks, outputs,
+//! cooldowns, episodes), `per_track` (the per-track incident lifecycle), `scene` (zones and
+//! lines). Nothing here depends on `crate::config`; `RuleSetup` is what the engine needs.
 
 pub mod camera_offline;
 pub mod common;

@@ -39,7 +39,8 @@ pub fn validate_geometry(
                 return Err((
                     field.to_string(),
                     format!(
-                        "{what} `{name}` point {k} [{}, {}] is outside the image (coordinates are normalised 0–1)",
+                        "{what} `{name}` point {k} [{}, {}] is outside the image \
+                         (coordinates are normalised 0–1)",
                         p[0], p[1]
                     ),
                 ));
@@ -115,14 +116,20 @@ impl Scene {
 
     pub fn zone(&self, name: &str) -> Vec<Pt> {
         self.zones.get(name).cloned().unwrap_or_else(|| {
-            tracing::warn!(camera = %self.camera_id, "rule refers to unknown zone `{name}`; it never matches");
+            tracing::warn!(
+                camera = %self.camera_id,
+                "rule refers to unknown zone `{name}`; it never matches"
+            );
             Vec::new()
         })
     }
 
     pub fn line(&self, name: &str) -> Vec<Pt> {
         self.lines.get(name).cloned().unwrap_or_else(|| {
-            tracing::warn!(camera = %self.camera_id, "rule refers to unknown line `{name}`; it never matches");
+            tracing::warn!(
+                camera = %self.camera_id,
+                "rule refers to unknown line `{name}`; it never matches"
+            );
             Vec::new()
         })
     }
