@@ -9,7 +9,8 @@
 //! validation, zone/line, `build`) and its `Rule`. The `rule_kinds!` registry below lists
 //! the kinds once, making `RuleConfig`. Shared pieces: `common` (defaults, checks, outputs,
 //! cooldowns, episodes), `per_track` (the per-track incident lifecycle), `scene` (zones and
-//! lines). Nothing here depends on `crate::config`; `RuleSetup` is what the engine needs.
+//! lines). Apart from `offline` (the health watch), nothing here depends on `crate::config`:
+//! `RuleSetup` is what the engine needs of a camera.
 
 pub mod camera_offline;
 pub mod common;
