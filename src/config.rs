@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::types::Severity;
+pub use crate::rules::{LineConfig, RuleConfig, ZoneConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -383,23 +383,6 @@ fn default_max_export_secs() -> f64 {
     1800.0
 }
 
-/// A named polygon: ≥ 3 points `[x, y]` in 0–1, not self-intersecting.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ZoneConfig {
-    pub name: String,
-    pub points: Vec<[f64; 2]>,
-}
-
-/// A named polyline: ≥ 2 points `[x, y]` in 0–1. Crossing `a_to_b` = from the left side to
-/// the right side of the line walked from its first to its last point (on screen).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LineConfig {
-    pub name: String,
-    pub points: Vec<[f64; 2]>,
-}
-
 fn default_codec() -> String {
     "auto".into()
 }
@@ -417,56 +400,6 @@ fn default_backoff_min() -> f64 {
 }
 fn default_backoff_max() -> f64 {
     30.0
-}
-
-/// One rule block; `kind` selects the rule.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum RuleConfig {
-    Presence(PresenceRule),
-    Intrusion(crate::rules::config::IntrusionRule),
-    LineCrossing(crate::rules::config::LineCrossingRule),
-    Loitering(crate::rules::config::LoiteringRule),
-    Crowd(crate::rules::config::CrowdRule),
-    WrongWay(crate::rules::config::WrongWayRule),
-    StalledVehicle(crate::rules::config::StalledVehicleRule),
-    Congestion(crate::rules::config::CongestionRule),
-    Fall(crate::rules::config::FallRule),
-    Fire(crate::rules::config::FireRule),
-    Smoke(crate::rules::config::SmokeRule),
-    CameraTamper(crate::rules::config::TamperRule),
-    CameraOffline(crate::rules::config::CameraOfflineRule),
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PresenceRule {
-    /// Class labels that count (e.g. ["person"]).
-    pub classes: Vec<String>,
-    /// Minimum detection score.
-    #[serde(default = "default_min_score")]
-    pub min_score: f32,
-    /// Presence must last this long before the event starts.
-    #[serde(default = "default_min_secs")]
-    pub min_secs: f64,
-    /// The event ends after the classes have been absent this long.
-    #[serde(default = "default_clear_secs")]
-    pub clear_secs: f64,
-    #[serde(default = "default_severity")]
-    pub severity: Severity,
-}
-
-fn default_min_score() -> f32 {
-    0.4
-}
-fn default_min_secs() -> f64 {
-    2.0
-}
-fn default_clear_secs() -> f64 {
-    5.0
-}
-fn default_severity() -> Severity {
-    Severity::Low
 }
 
 /// `[uplink]`: delivery of event and camera-status changes to the city platform: webhook
@@ -878,6 +811,19 @@ impl CameraConfig {
     }
 }
 
+impl<'a> From<&'a CameraConfig> for crate::rules::RuleSetup<'a> {
+    fn from(c: &'a CameraConfig) -> Self {
+        crate::rules::RuleSetup {
+            camera_id: &c.id,
+            grid_cell: c.grid_cell.as_deref(),
+            rules: &c.rules,
+            zones: &c.zones,
+            lines: &c.lines,
+            anchors: &c.anchors,
+        }
+    }
+}
+
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -1020,7 +966,8 @@ impl Config {
                     ));
                 }
             }
-            validate_geometry(c, i)?;
+            crate::rules::scene::validate_geometry(&c.zones, &c.lines)
+                .map_err(|(field, m)| format!("{}: {m}", at(&field)))?;
             let r = &c.record;
             if !(1.0..=3600.0).contains(&r.segment_secs) {
                 return Err(format!("{}: must be between 1 and 3600", at("record.segment_secs")));
@@ -1047,134 +994,11 @@ impl Config {
                     at("record.encode_bitrate_kbps")
                 ));
             }
-            for (j, r) in c.rules.iter().enumerate() {
-                let f = |x: &str| at(&format!("rules[{j}].{x}"));
-                crate::rules::config::validate(r)
-                    .map_err(|(field, m)| format!("{}: {m}", f(&field)))?;
-                if let Some(z) = r.zone() {
-                    if !c.zones.iter().any(|x| x.name == z) {
-                        return Err(format!(
-                            "{}: unknown zone `{z}` (camera zones: {})",
-                            f("zone"),
-                            names(c.zones.iter().map(|x| &x.name))
-                        ));
-                    }
-                }
-                if let Some(l) = r.line() {
-                    if !c.lines.iter().any(|x| x.name == l) {
-                        return Err(format!(
-                            "{}: unknown line `{l}` (camera lines: {})",
-                            f("line"),
-                            names(c.lines.iter().map(|x| &x.name))
-                        ));
-                    }
-                }
-                if let RuleConfig::Presence(p) = r {
-                    if p.classes.is_empty() {
-                        return Err(format!("{}: list at least one class", f("classes")));
-                    }
-                    if !(0.0..=1.0).contains(&p.min_score) {
-                        return Err(format!("{}: must be between 0 and 1", f("min_score")));
-                    }
-                    if p.min_secs.is_nan()
-                        || p.min_secs < 0.0
-                        || p.clear_secs.is_nan()
-                        || p.clear_secs < 0.0
-                    {
-                        return Err(format!("{}: must be ≥ 0", f("min_secs")));
-                    }
-                }
-            }
+            crate::rules::validate_rules(&c.rules, &c.zones, &c.lines)
+                .map_err(|(field, m)| format!("{}: {m}", at(&field)))?;
         }
         Ok(())
     }
-}
-
-fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
-    let v: Vec<String> = it.map(|n| format!("`{n}`")).collect();
-    if v.is_empty() {
-        "none".into()
-    } else {
-        v.join(", ")
-    }
-}
-
-/// Zones and lines of camera `i`: names unique and non-empty, enough points, coordinates
-/// in 0–1, zones not self-intersecting and with an area.
-fn validate_geometry(c: &CameraConfig, i: usize) -> Result<(), String> {
-    use crate::geometry::{polygon_area, polygon_self_intersects};
-    let at = |field: String| format!("field `cameras[{i}].{field}` (camera `{}`)", c.id);
-    let coords = |pts: &[[f64; 2]], field: String, what: &str, name: &str| -> Result<(), String> {
-        for (k, p) in pts.iter().enumerate() {
-            if !p.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)) {
-                return Err(format!(
-                    "{}: {what} `{name}` point {k} [{}, {}] is outside the image (coordinates are normalised 0–1)",
-                    at(field),
-                    p[0],
-                    p[1]
-                ));
-            }
-        }
-        Ok(())
-    };
-    let mut seen = HashSet::new();
-    for (k, z) in c.zones.iter().enumerate() {
-        if z.name.trim().is_empty() {
-            return Err(format!(
-                "{}: zone names must not be empty",
-                at(format!("zones[{k}].name"))
-            ));
-        }
-        if !seen.insert(z.name.as_str()) {
-            return Err(format!("{}: duplicate zone `{}`", at(format!("zones[{k}].name")), z.name));
-        }
-        let field = format!("zones[{k}].points");
-        if z.points.len() < 3 {
-            return Err(format!(
-                "{}: zone `{}` needs at least 3 points, has {}",
-                at(field),
-                z.name,
-                z.points.len()
-            ));
-        }
-        coords(&z.points, field.clone(), "zone", &z.name)?;
-        if polygon_self_intersects(&z.points) {
-            return Err(format!("{}: zone `{}` intersects itself", at(field), z.name));
-        }
-        if polygon_area(&z.points) < 1e-9 {
-            return Err(format!("{}: zone `{}` has no area", at(field), z.name));
-        }
-    }
-    let mut seen = HashSet::new();
-    for (k, l) in c.lines.iter().enumerate() {
-        if l.name.trim().is_empty() {
-            return Err(format!(
-                "{}: line names must not be empty",
-                at(format!("lines[{k}].name"))
-            ));
-        }
-        if !seen.insert(l.name.as_str()) {
-            return Err(format!("{}: duplicate line `{}`", at(format!("lines[{k}].name")), l.name));
-        }
-        let field = format!("lines[{k}].points");
-        if l.points.len() < 2 {
-            return Err(format!(
-                "{}: line `{}` needs at least 2 points, has {}",
-                at(field),
-                l.name,
-                l.points.len()
-            ));
-        }
-        coords(&l.points, field.clone(), "line", &l.name)?;
-        if l.points.windows(2).any(|w| crate::geometry::dist(w[0], w[1]) < 1e-9) {
-            return Err(format!(
-                "{}: line `{}` repeats a point (zero-length segment)",
-                at(field),
-                l.name
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// For a serde path like `cameras[2].rules[0].x`, names the camera by its id if the raw TOML has one.
@@ -1195,6 +1019,7 @@ fn camera_of_path(text: &str, path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::Severity;
 
     fn base() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -1332,7 +1157,7 @@ zone = "yard"
         assert_eq!(cam.rules.len(), 7);
         match &cam.rules[1] {
             RuleConfig::LineCrossing(r) => {
-                assert_eq!(r.direction, crate::rules::config::Direction::BToA);
+                assert_eq!(r.direction, crate::rules::line_crossing::Direction::BToA);
                 assert!(r.raise_event && r.classes.is_empty() && r.min_offset == 0.02);
                 assert_eq!(r.severity, Severity::Info);
             }

@@ -48,6 +48,8 @@ pub struct CameraHealth {
     /// drawing over its view.
     pub zones: Vec<Shape>,
     pub lines: Vec<Shape>,
+    /// The camera's rules from the config: id (`<kind>#<index>`), kind, zone and line.
+    pub rules: Vec<crate::rules::RuleMeta>,
 }
 
 /// A named zone polygon or line polyline.
@@ -176,6 +178,7 @@ impl CameraHealth {
                 .iter()
                 .map(|l| Shape { name: l.name.clone(), points: l.points.clone() })
                 .collect(),
+            rules: crate::rules::describe(&cam.rules),
         }
     }
 }

@@ -337,6 +337,49 @@ async fn cameras_and_latest_jpg() {
     assert_eq!((img.width(), img.height()), (64, 48));
 }
 
+/// Each camera lists its configured rules (id, kind, zone, line), and serves exactly the
+/// fields docs/openapi.json declares for `CameraHealth`.
+#[tokio::test]
+async fn cameras_list_their_rules() {
+    let fx = fixture();
+    let cfg: CameraConfig = serde_json::from_value(serde_json::json!({
+        "id": "gate", "url": "rtsp://cam/x", "models": ["default"],
+        "zones": [{ "name": "area", "points": [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]] }],
+        "lines": [{ "name": "kerb", "points": [[0.1, 0.5], [0.9, 0.5]] }],
+        "rules": [
+            { "kind": "intrusion", "zone": "area", "classes": ["person"] },
+            { "kind": "line_crossing", "line": "kerb" },
+            { "kind": "fire" },
+        ],
+    }))
+    .unwrap();
+    fx.state.registry.register(CameraHealth::new(&cfg));
+    let v = get(&fx, "/api/v1/cameras/gate").await.json();
+    assert_eq!(
+        v["rules"],
+        serde_json::json!([
+            { "id": "intrusion#0", "kind": "intrusion", "zone": "area", "line": null },
+            { "id": "line_crossing#1", "kind": "line_crossing", "zone": null, "line": "kerb" },
+            { "id": "fire#2", "kind": "fire", "zone": null, "line": null },
+        ])
+    );
+    let v = get(&fx, "/api/v1/cameras").await.json();
+    assert_eq!(v["cameras"][0]["rules"], serde_json::json!([]), "cam1 has no rules");
+    let spec: Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+    let schema = &spec["components"]["schemas"]["CameraHealth"];
+    let keys = |x: &Value| -> BTreeSet<String> { x.as_object().unwrap().keys().cloned().collect() };
+    let required: BTreeSet<String> =
+        schema["required"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().into()).collect();
+    assert_eq!(keys(&schema["properties"]), required, "every property is required");
+    assert_eq!(keys(&v["cameras"][0]), required, "served fields differ from the spec");
+    let rule = &schema["properties"]["rules"]["items"];
+    let rule_keys: BTreeSet<String> =
+        rule["required"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().into()).collect();
+    assert_eq!(keys(&rule["properties"]), rule_keys);
+    let served = get(&fx, "/api/v1/cameras/gate").await.json();
+    assert_eq!(keys(&served["rules"][0]), rule_keys);
+}
+
 #[tokio::test]
 async fn unknown_routes_and_methods_are_json() {
     let fx = fixture();

@@ -7,7 +7,6 @@ import { t } from './i18n.js';
 import { h, fill, select, fmtTime, fmtDuration, fromLocalInput, typingInField, kindLabel } from './dom.js';
 import { createDetail, canBecome, eventDuration, severityBadge, reviewBadge, stateBadge, NO_IMAGE } from './detail.js';
 
-export const KINDS = ['intrusion', 'line_crossing', 'loitering', 'crowd', 'congestion', 'presence', 'wrong_way', 'stalled_vehicle', 'fall', 'fire', 'smoke', 'camera_offline', 'camera_tamper'];
 export const SEVERITIES = ['info', 'low', 'medium', 'high', 'critical'];
 export const REVIEWS = ['new', 'acknowledged', 'resolved', 'false_alarm'];
 const PAGE_SIZE = 50;
@@ -148,7 +147,10 @@ function filterBar() {
   const any = (key) => ['', t(key)];
   const cams = ctx.cameras.map((c) => [c.id, c.name && c.name !== c.id ? `${c.name} (${c.id})` : c.id]);
   const cells = [...new Set(ctx.cameras.map((c) => c.grid_cell).filter(Boolean))].sort().map((g) => [g, g]);
-  const kinds = [...new Set([...KINDS, ...events.map((e) => e.kind)])].map((k) => [k, kindLabel(k)]);
+  // Kinds: those of the cameras' configured rules (GET /cameras), plus any seen in the list
+  // (e.g. `storage_full`, or a rule removed since) and the current filter.
+  const ruleKinds = ctx.cameras.flatMap((c) => (c.rules || []).map((r) => r.kind));
+  const kinds = [...new Set([...ruleKinds, ...events.map((e) => e.kind), filters.kind].filter(Boolean))].map((k) => [k, kindLabel(k)]);
   const field = (label, el) => h('label', { class: 'field' }, h('span', null, label), el);
   const onChange = (key) => (e) => {
     filters[key] = e.target.value;

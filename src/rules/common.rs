@@ -1,51 +1,51 @@
-//! Shared pieces of the track-based rules: the camera's geometry (`Scene`), anchors,
-//! cooldowns, and the start/clear hysteresis of aggregate rules.
+//! Shared pieces of the rules: config defaults and checks, tracks and outputs, cooldowns,
+//! and the start/clear hysteresis of aggregate rules.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use time::{Duration, OffsetDateTime};
 
-use crate::config::CameraConfig;
-use crate::geometry::{Anchor, Pt};
 use crate::types::{Change, Detection, Frame, RuleOutput, Severity, Track, TrackState, Tracks};
 
-/// Zones, lines and anchors of one camera.
-#[derive(Debug, Clone, Default)]
-pub struct Scene {
-    pub camera_id: String,
-    pub zones: HashMap<String, Vec<Pt>>,
-    pub lines: HashMap<String, Vec<Pt>>,
-    pub anchors: BTreeMap<String, Anchor>,
+/// Serde defaults, the one convention of the rule configs: `#[serde(default = "name")]`
+/// needs a path to a function, so every default value gets a named function, made by
+/// `defaults! { name: Type = value; }`. Defaults several kinds share are below; a kind's
+/// own ones sit in its file.
+macro_rules! defaults {
+    ($($name:ident: $t:ty = $v:expr;)*) => { $(pub(crate) fn $name() -> $t { $v })* };
+}
+pub(crate) use defaults;
+
+defaults! {
+    d0: f64 = 0.0; d1: f64 = 1.0; d2: f64 = 2.0; d3: f64 = 3.0; d5: f64 = 5.0;
+    d10: f64 = 10.0; d30: f64 = 30.0; d60: f64 = 60.0;
+    count5: u32 = 5;
+    score04: f32 = 0.4;
+    sev_info: Severity = Severity::Info;
+    sev_low: Severity = Severity::Low;
+    sev_medium: Severity = Severity::Medium;
+    sev_high: Severity = Severity::High;
+    sev_critical: Severity = Severity::Critical;
+    people: Vec<String> = vec!["person".into()];
+    vehicles: Vec<String> = ["car", "bus", "truck", "motorcycle"].map(String::from).to_vec();
 }
 
-impl Scene {
-    pub fn from_camera(cam: &CameraConfig) -> Scene {
-        Scene {
-            camera_id: cam.id.clone(),
-            zones: cam.zones.iter().map(|z| (z.name.clone(), z.points.clone())).collect(),
-            lines: cam.lines.iter().map(|l| (l.name.clone(), l.points.clone())).collect(),
-            anchors: cam.anchors.clone(),
+/// Checks `name ≥ 0` (and finite) for each `(name, value)`; `(field, message)` on error.
+pub fn non_negative(fields: &[(&str, f64)]) -> Result<(), (String, String)> {
+    for (name, v) in fields {
+        if !(v.is_finite() && *v >= 0.0) {
+            return Err((name.to_string(), format!("must be a number ≥ 0, got {v}")));
         }
     }
+    Ok(())
+}
 
-    pub fn zone(&self, name: &str) -> Vec<Pt> {
-        self.zones.get(name).cloned().unwrap_or_else(|| {
-            tracing::warn!(camera = %self.camera_id, "rule refers to unknown zone `{name}`; it never matches");
-            Vec::new()
-        })
+/// Checks that `classes` lists at least one class and no empty name.
+pub fn classes_non_empty(c: &[String]) -> Result<(), (String, String)> {
+    if c.is_empty() || c.iter().any(|s| s.trim().is_empty()) {
+        return Err(("classes".into(), "list at least one class (no empty names)".into()));
     }
-
-    pub fn line(&self, name: &str) -> Vec<Pt> {
-        self.lines.get(name).cloned().unwrap_or_else(|| {
-            tracing::warn!(camera = %self.camera_id, "rule refers to unknown line `{name}`; it never matches");
-            Vec::new()
-        })
-    }
-
-    /// The anchor point of a track's box (per class; default bottom centre).
-    pub fn anchor(&self, t: &Track) -> Pt {
-        self.anchors.get(&t.class).copied().unwrap_or_default().point(&t.bbox)
-    }
+    Ok(())
 }
 
 pub fn secs(s: f64) -> Duration {

@@ -5,15 +5,67 @@
 //! time is the last frame the condition held. Detail at the start: `{"count": n,
 //! "median_speed": v}` (vehicles in the zone and their median speed).
 
+use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::common::{object, observed, output, Cooldown, Episode, Scene};
-use super::Rule;
+use super::common::{classes_non_empty, count5, d10, d30, d60, defaults, non_negative};
+use super::common::{object, observed, output, sev_medium, vehicles, Cooldown, Episode};
+use super::{Rule, RuleSpec, Scene};
 use crate::geometry::{point_in_polygon, Pt};
-use crate::rules::config::CongestionRule;
-use crate::types::{Change, RuleOutput, Tracks};
+use crate::types::{Change, RuleOutput, Severity, Tracks};
 
 const KIND: &str = "congestion";
+
+defaults! {
+    d_speed: f64 = 0.02;
+}
+
+/// `congestion`: ≥ `min_count` vehicles in `zone` with median speed < `max_speed`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CongestionRule {
+    pub zone: String,
+    #[serde(default = "vehicles")]
+    pub classes: Vec<String>,
+    #[serde(default = "count5")]
+    pub min_count: u32,
+    /// Normalised image units per second (anchor speed). Default 0.02.
+    #[serde(default = "d_speed")]
+    pub max_speed: f64,
+    #[serde(default = "d30")]
+    pub min_secs: f64,
+    #[serde(default = "d10")]
+    pub clear_secs: f64,
+    #[serde(default = "sev_medium")]
+    pub severity: Severity,
+    #[serde(default = "d60")]
+    pub cooldown_secs: f64,
+}
+
+impl RuleSpec for CongestionRule {
+    const KIND: &'static str = KIND;
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        classes_non_empty(&self.classes)?;
+        if self.min_count == 0 {
+            return Err(("min_count".into(), "must be ≥ 1".into()));
+        }
+        non_negative(&[
+            ("max_speed", self.max_speed),
+            ("min_secs", self.min_secs),
+            ("clear_secs", self.clear_secs),
+            ("cooldown_secs", self.cooldown_secs),
+        ])
+    }
+
+    fn zone(&self) -> Option<&str> {
+        Some(&self.zone)
+    }
+
+    fn build(&self, scene: &Scene) -> Box<dyn Rule> {
+        Box::new(Congestion::new(self.clone(), scene))
+    }
+}
 
 pub struct Congestion {
     cfg: CongestionRule,

@@ -6,15 +6,59 @@
 //! "min_count": m}` at the end, `count` being the number at the start and `max_count` the
 //! largest number in the zone during the episode.
 
+use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::common::{object, observed, output, Cooldown, Episode, Scene};
-use super::Rule;
+use super::common::{classes_non_empty, count5, d30, d5, non_negative, people, sev_medium};
+use super::common::{object, observed, output, Cooldown, Episode};
+use super::{Rule, RuleSpec, Scene};
 use crate::geometry::{point_in_polygon, Pt};
-use crate::rules::config::CrowdRule;
-use crate::types::{Change, RuleOutput, Tracks};
+use crate::types::{Change, RuleOutput, Severity, Tracks};
 
 const KIND: &str = "crowd";
+
+/// `crowd`: ≥ `min_count` tracks of `classes` in `zone` for ≥ `min_secs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrowdRule {
+    pub zone: String,
+    #[serde(default = "people")]
+    pub classes: Vec<String>,
+    #[serde(default = "count5")]
+    pub min_count: u32,
+    #[serde(default = "d5")]
+    pub min_secs: f64,
+    #[serde(default = "d5")]
+    pub clear_secs: f64,
+    #[serde(default = "sev_medium")]
+    pub severity: Severity,
+    #[serde(default = "d30")]
+    pub cooldown_secs: f64,
+}
+
+impl RuleSpec for CrowdRule {
+    const KIND: &'static str = KIND;
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        classes_non_empty(&self.classes)?;
+        if self.min_count == 0 {
+            return Err(("min_count".into(), "must be ≥ 1".into()));
+        }
+        non_negative(&[
+            ("min_secs", self.min_secs),
+            ("clear_secs", self.clear_secs),
+            ("cooldown_secs", self.cooldown_secs),
+        ])
+    }
+
+    fn zone(&self) -> Option<&str> {
+        Some(&self.zone)
+    }
+
+    fn build(&self, scene: &Scene) -> Box<dyn Rule> {
+        Box::new(Crowd::new(self.clone(), scene))
+    }
+}
 
 pub struct Crowd {
     cfg: CrowdRule,
@@ -41,7 +85,8 @@ impl Crowd {
     }
 
     fn end_detail(&self) -> serde_json::Value {
-        serde_json::json!({ "count": self.start_count, "max_count": self.max_count, "min_count": self.cfg.min_count })
+        let (count, max_count, min_count) = (self.start_count, self.max_count, self.cfg.min_count);
+        serde_json::json!({ "count": count, "max_count": max_count, "min_count": min_count })
     }
 }
 

@@ -10,12 +10,117 @@
 
 use std::collections::VecDeque;
 
+use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::common::{output, secs};
-use super::Rule;
-use crate::rules::config::FireParams;
-use crate::types::{Change, Detection, RuleOutput, Tracks};
+use super::common::{classes_non_empty, d10, defaults, non_negative, output, secs};
+use super::common::{sev_critical, sev_high};
+use super::{Rule, RuleSpec, Scene};
+use crate::types::{Change, Detection, RuleOutput, Severity, Tracks};
+
+defaults! {
+    fire_classes: Vec<String> = vec!["fire".into()];
+    smoke_classes: Vec<String> = vec!["smoke".into()];
+    score035: f32 = 0.35;
+    d_area: f64 = 0.0005;
+    k3: u32 = 3;
+    n5: u32 = 5;
+}
+
+/// The parameters shared by `fire` and `smoke` (which differ only in their defaults).
+#[derive(Debug, Clone)]
+pub struct FireParams {
+    pub kind: &'static str,
+    pub classes: Vec<String>,
+    pub min_score: f32,
+    pub min_area: f64,
+    pub k: u32,
+    pub n: u32,
+    pub clear_secs: f64,
+    pub severity: Severity,
+}
+
+impl FireParams {
+    fn validate(&self) -> Result<(), (String, String)> {
+        classes_non_empty(&self.classes)?;
+        if !(0.0..=1.0).contains(&self.min_score) {
+            return Err(("min_score".into(), "must be between 0 and 1".into()));
+        }
+        if !(self.min_area.is_finite() && (0.0..=1.0).contains(&self.min_area)) {
+            return Err((
+                "min_area".into(),
+                "must be between 0 and 1 (a fraction of the frame)".into(),
+            ));
+        }
+        if self.n == 0 || self.n > 1000 {
+            return Err(("n".into(), "must be between 1 and 1000".into()));
+        }
+        if self.k == 0 || self.k > self.n {
+            return Err(("k".into(), format!("must be between 1 and n ({})", self.n)));
+        }
+        non_negative(&[("clear_secs", self.clear_secs)])
+    }
+}
+
+/// One config struct per kind, so each has its own defaults; both build a `Fire`.
+macro_rules! fire_rule {
+    ($(#[$m:meta])* $name:ident, $kind:literal, $classes:literal, $sev:literal) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            #[serde(default = $classes)]
+            pub classes: Vec<String>,
+            #[serde(default = "score035")]
+            pub min_score: f32,
+            /// Minimum box area as a fraction of the frame (0–1). Default 0.0005.
+            #[serde(default = "d_area")]
+            pub min_area: f64,
+            /// Qualifying frames needed among the last `n` analysed frames. Default 3 of 5.
+            #[serde(default = "k3")]
+            pub k: u32,
+            #[serde(default = "n5")]
+            pub n: u32,
+            /// The event ends after this long without a qualifying frame. Default 10.
+            #[serde(default = "d10")]
+            pub clear_secs: f64,
+            #[serde(default = $sev)]
+            pub severity: Severity,
+        }
+        impl $name {
+            pub fn params(&self) -> FireParams {
+                FireParams {
+                    kind: $kind,
+                    classes: self.classes.clone(),
+                    min_score: self.min_score,
+                    min_area: self.min_area,
+                    k: self.k,
+                    n: self.n,
+                    clear_secs: self.clear_secs,
+                    severity: self.severity,
+                }
+            }
+        }
+        impl RuleSpec for $name {
+            const KIND: &'static str = $kind;
+            fn validate(&self) -> Result<(), (String, String)> {
+                self.params().validate()
+            }
+            fn build(&self, _scene: &Scene) -> Box<dyn Rule> {
+                Box::new(Fire::new(self.params()))
+            }
+        }
+    };
+}
+
+fire_rule!(
+    /// `fire`: detections of `classes` (default ["fire"]) in ≥ k of the last n analysed frames.
+    FireRule, "fire", "fire_classes", "sev_critical"
+);
+fire_rule!(
+    /// `smoke`: like `fire`, with `classes` default ["smoke"] and severity "high".
+    SmokeRule, "smoke", "smoke_classes", "sev_high"
+);
 
 pub struct Fire {
     cfg: FireParams,

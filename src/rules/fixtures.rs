@@ -9,6 +9,8 @@
 //! As soon as one run has `tracks`, the tracker is bypassed for the whole fixture and
 //! every frame's tracks are exactly those listed (state `tracked`). `[[expect_counts]]`
 //! lists the line-crossing counts the rules must emit, in order (each counts 1).
+//! `finish_at = secs` shuts the engine down after the last frame (`RuleEngine::finish` at
+//! that time); the changes it reports are expected with `reported = finish_at`.
 
 use std::sync::Arc;
 
@@ -38,6 +40,8 @@ struct Fixture {
     anchors: std::collections::BTreeMap<String, Anchor>,
     #[serde(default)]
     expect_counts: Vec<ExpectCount>,
+    #[serde(default)]
+    finish_at: Option<f64>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -170,6 +174,40 @@ fn run(path: &std::path::Path) {
     let mut engine = RuleEngine::new(&cam);
     let mut tracker = Tracker::new(cam.tracker.clone());
     let mut got = Vec::new();
+    // Records the changes reported at `t`, checking their objects and detail as it goes.
+    let check = |changes: Vec<crate::types::EventChange>, t: f64, got: &mut Vec<Expect>| {
+        for c in changes {
+            got.push(Expect {
+                change: c.change,
+                kind: c.kind,
+                at: (c.at - t0()).as_seconds_f64(),
+                reported: t,
+                objects: None,
+                detail: None,
+            });
+            if let Some(e) = fx.expect.get(got.len() - 1) {
+                if let Some(n) = e.objects {
+                    assert_eq!(
+                        c.objects.len(),
+                        n,
+                        "{}: objects of change {}",
+                        path.display(),
+                        got.len()
+                    );
+                }
+                for (k, v) in e.detail.iter().flatten() {
+                    let actual = c.detail.as_ref().and_then(|d| d.get(k));
+                    assert_eq!(
+                        actual,
+                        Some(v),
+                        "{}: detail `{k}` of change {}",
+                        path.display(),
+                        got.len()
+                    );
+                }
+            }
+        }
+    };
     let mut index = 0;
     for run in &fx.frames {
         let n = ((run.to - run.from) / run.step).round() as i64;
@@ -209,6 +247,7 @@ fn run(path: &std::path::Path) {
             };
             let detections = Detections { frame, objects, infer_ms: 0.0 };
             let changes = engine.process(&Tracks { detections, tracks });
+            check(changes, t, &mut got);
             for c in engine.take_counts() {
                 counts.push(ExpectCount {
                     line: c.line,
@@ -218,38 +257,10 @@ fn run(path: &std::path::Path) {
                 });
                 assert_eq!(c.count, 1);
             }
-            for c in changes {
-                got.push(Expect {
-                    change: c.change,
-                    kind: c.kind,
-                    at: (c.at - t0()).as_seconds_f64(),
-                    reported: t,
-                    objects: None,
-                    detail: None,
-                });
-                if let Some(e) = fx.expect.get(got.len() - 1) {
-                    if let Some(n) = e.objects {
-                        assert_eq!(
-                            c.objects.len(),
-                            n,
-                            "{}: objects of change {}",
-                            path.display(),
-                            got.len()
-                        );
-                    }
-                    for (k, v) in e.detail.iter().flatten() {
-                        let actual = c.detail.as_ref().and_then(|d| d.get(k));
-                        assert_eq!(
-                            actual,
-                            Some(v),
-                            "{}: detail `{k}` of change {}",
-                            path.display(),
-                            got.len()
-                        );
-                    }
-                }
-            }
         }
+    }
+    if let Some(t) = fx.finish_at {
+        check(engine.finish(t0() + Duration::seconds_f64(t)), t, &mut got);
     }
     let expect: Vec<Expect> =
         fx.expect.into_iter().map(|e| Expect { objects: None, detail: None, ..e }).collect();

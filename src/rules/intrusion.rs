@@ -4,41 +4,76 @@
 //! been reported for `clear_secs`; the end time is the last frame it was seen inside.
 //! A brief loss (< `clear_secs`) keeps the entry time.
 
-use std::collections::BTreeMap;
-
+use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::common::{object, observed, output, secs, Cooldown, Scene};
-use super::Rule;
+use super::common::{classes_non_empty, d1, d10, d2, non_negative, observed, sev_high};
+use super::per_track::{Forget, PerTrack, Step};
+use super::{Rule, RuleSpec, Scene};
 use crate::geometry::{point_in_polygon, Pt};
-use crate::rules::config::IntrusionRule;
-use crate::types::{Change, Detection, RuleOutput, Tracks};
+use crate::types::{RuleOutput, Severity, Tracks};
 
 const KIND: &str = "intrusion";
 
+/// `intrusion`: a track of `classes` with its anchor inside `zone` for ≥ `min_secs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrusionRule {
+    pub zone: String,
+    /// Required, non-empty.
+    pub classes: Vec<String>,
+    #[serde(default = "d1")]
+    pub min_secs: f64,
+    /// A track lost (not reported) this long ends its event. Default 2.
+    #[serde(default = "d2")]
+    pub clear_secs: f64,
+    #[serde(default = "sev_high")]
+    pub severity: Severity,
+    #[serde(default = "d10")]
+    pub cooldown_secs: f64,
+}
+
+impl RuleSpec for IntrusionRule {
+    const KIND: &'static str = KIND;
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        classes_non_empty(&self.classes)?;
+        non_negative(&[
+            ("min_secs", self.min_secs),
+            ("clear_secs", self.clear_secs),
+            ("cooldown_secs", self.cooldown_secs),
+        ])
+    }
+
+    fn zone(&self) -> Option<&str> {
+        Some(&self.zone)
+    }
+
+    fn build(&self, scene: &Scene) -> Box<dyn Rule> {
+        Box::new(Intrusion::new(self.clone(), scene))
+    }
+}
+
+/// Per track: when its anchor entered the zone (None while outside).
+#[derive(Default)]
 struct St {
     since: Option<OffsetDateTime>,
-    last_inside: OffsetDateTime,
-    last_seen: OffsetDateTime,
-    active: bool,
-    obj: Detection,
 }
 
 pub struct Intrusion {
     cfg: IntrusionRule,
     zone: Vec<Pt>,
     scene: Scene,
-    tracks: BTreeMap<u64, St>,
-    cooldown: Cooldown,
+    tracks: PerTrack<St>,
 }
 
 impl Intrusion {
     pub fn new(cfg: IntrusionRule, scene: &Scene) -> Self {
+        let forget = Forget::After(cfg.clear_secs);
         Intrusion {
             zone: scene.zone(&cfg.zone),
             scene: scene.clone(),
-            tracks: BTreeMap::new(),
-            cooldown: Cooldown::new(cfg.cooldown_secs),
+            tracks: PerTrack::new(KIND, cfg.severity, cfg.min_secs, forget, cfg.cooldown_secs),
             cfg,
         }
     }
@@ -51,66 +86,19 @@ impl Rule for Intrusion {
 
     fn on_frame(&mut self, t: &Tracks, out: &mut Vec<RuleOutput>) {
         let now = t.detections.frame.captured_at;
-        for tr in observed(t, &self.cfg.classes) {
-            let inside = point_in_polygon(self.scene.anchor(tr), &self.zone);
-            let st = self.tracks.entry(tr.id).or_insert(St {
-                since: None,
-                last_inside: now,
-                last_seen: now,
-                active: false,
-                obj: object(tr),
-            });
-            st.last_seen = now;
-            st.obj = object(tr);
-            if inside {
-                st.last_inside = now;
-                let since = *st.since.get_or_insert(now);
-                if !st.active
-                    && now - since >= secs(self.cfg.min_secs)
-                    && self.cooldown.allows(tr.id, now)
-                {
-                    st.active = true;
-                    out.push(output(
-                        KIND,
-                        self.cfg.severity,
-                        tr.id,
-                        Change::Started,
-                        since,
-                        vec![st.obj.clone()],
-                        Some(&t.detections.frame),
-                    ));
-                }
+        let (zone, scene) = (&self.zone, &self.scene);
+        let candidates = observed(t, &self.cfg.classes);
+        self.tracks.on_frame(&t.detections.frame, candidates, out, |tr, st, _| {
+            if point_in_polygon(scene.anchor(tr), zone) {
+                Step::holds(*st.since.get_or_insert(now))
             } else {
                 st.since = None;
-                if st.active {
-                    st.active = false;
-                    let (at, obj) = (st.last_inside, st.obj.clone());
-                    self.cooldown.end((KIND, self.cfg.severity), tr.id, at, obj, out);
-                }
+                Step::Broken
             }
-        }
-        let clear = secs(self.cfg.clear_secs);
-        let gone: Vec<u64> = self
-            .tracks
-            .iter()
-            .filter(|(_, s)| now - s.last_seen >= clear)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in gone {
-            if let Some(st) = self.tracks.remove(&id) {
-                if st.active {
-                    self.cooldown.end((KIND, self.cfg.severity), id, st.last_inside, st.obj, out);
-                }
-            }
-        }
-        self.cooldown.prune(now);
+        });
     }
 
     fn finish(&mut self, _at: OffsetDateTime, out: &mut Vec<RuleOutput>) {
-        for (id, st) in std::mem::take(&mut self.tracks) {
-            if st.active {
-                self.cooldown.end((KIND, self.cfg.severity), id, st.last_inside, st.obj, out);
-            }
-        }
+        self.tracks.finish(out);
     }
 }

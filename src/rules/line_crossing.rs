@@ -11,15 +11,78 @@
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::common::{object, observed, output, secs, Cooldown, Scene};
-use super::Rule;
+use super::common::{
+    d0, defaults, non_negative, object, observed, output, secs, sev_info, Cooldown,
+};
+use super::{Rule, RuleSpec, Scene};
 use crate::geometry::{distance_to_polyline, polyline_crossings, CrossDir, Pt};
-use crate::rules::config::{Direction, LineCrossingRule};
-use crate::types::{Change, CountDelta, RuleOutput, Tracks};
+use crate::types::{Change, CountDelta, RuleOutput, Severity, Tracks};
 
 const KIND: &str = "line_crossing";
+
+/// Which crossings of a line raise events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    AToB,
+    BToA,
+    Both,
+}
+
+defaults! {
+    both: Direction = Direction::Both;
+    d_offset: f64 = 0.02;
+}
+
+/// `line_crossing`: a track's anchor crosses `line`; every crossing is counted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineCrossingRule {
+    pub line: String,
+    /// Classes counted; empty (default) = every class.
+    #[serde(default)]
+    pub classes: Vec<String>,
+    /// Crossings that raise events (when `raise_event`). Counts always cover both.
+    #[serde(default = "both")]
+    pub direction: Direction,
+    #[serde(default)]
+    pub raise_event: bool,
+    /// Hysteresis: a crossing counts once the anchor is this far (normalised) past the line
+    /// without having come back. Default 0.02.
+    #[serde(default = "d_offset")]
+    pub min_offset: f64,
+    #[serde(default = "sev_info")]
+    pub severity: Severity,
+    /// Per track. Default 0.
+    #[serde(default = "d0")]
+    pub cooldown_secs: f64,
+}
+
+impl RuleSpec for LineCrossingRule {
+    const KIND: &'static str = KIND;
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.classes.iter().any(|s| s.trim().is_empty()) {
+            return Err(("classes".into(), "class names must not be empty".into()));
+        }
+        non_negative(&[("min_offset", self.min_offset), ("cooldown_secs", self.cooldown_secs)])?;
+        if self.min_offset > 0.5 {
+            return Err(("min_offset".into(), "must be at most 0.5".into()));
+        }
+        Ok(())
+    }
+
+    fn line(&self) -> Option<&str> {
+        Some(&self.line)
+    }
+
+    fn build(&self, scene: &Scene) -> Box<dyn Rule> {
+        Box::new(LineCrossing::new(self.clone(), scene))
+    }
+}
 /// Per-track state is forgotten after a track has not been reported this long.
 const FORGET_SECS: f64 = 60.0;
 

@@ -4,40 +4,76 @@
 //! `max_gap_secs` do not restart the dwell; a longer gap ends the event (end time = last
 //! frame inside), reported on the first frame past the gap.
 
-use std::collections::BTreeMap;
-
+use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::common::{object, observed, output, secs, Cooldown, Scene};
-use super::Rule;
+use super::common::{classes_non_empty, d3, d30, non_negative, observed, people, sev_medium};
+use super::per_track::{Forget, PerTrack, Step};
+use super::{Rule, RuleSpec, Scene};
 use crate::geometry::{point_in_polygon, Pt};
-use crate::rules::config::LoiteringRule;
-use crate::types::{Change, Detection, RuleOutput, Tracks};
+use crate::types::{RuleOutput, Severity, Tracks};
 
 const KIND: &str = "loitering";
 
+/// `loitering`: one track dwelling in `zone` ≥ `dwell_secs`, gaps ≤ `max_gap_secs` tolerated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoiteringRule {
+    pub zone: String,
+    #[serde(default = "people")]
+    pub classes: Vec<String>,
+    #[serde(default = "d30")]
+    pub dwell_secs: f64,
+    #[serde(default = "d3")]
+    pub max_gap_secs: f64,
+    #[serde(default = "sev_medium")]
+    pub severity: Severity,
+    #[serde(default = "d30")]
+    pub cooldown_secs: f64,
+}
+
+impl RuleSpec for LoiteringRule {
+    const KIND: &'static str = KIND;
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        classes_non_empty(&self.classes)?;
+        non_negative(&[
+            ("dwell_secs", self.dwell_secs),
+            ("max_gap_secs", self.max_gap_secs),
+            ("cooldown_secs", self.cooldown_secs),
+        ])
+    }
+
+    fn zone(&self) -> Option<&str> {
+        Some(&self.zone)
+    }
+
+    fn build(&self, scene: &Scene) -> Box<dyn Rule> {
+        Box::new(Loitering::new(self.clone(), scene))
+    }
+}
+
+/// Per track: its first frame inside (of the current dwell).
+#[derive(Default)]
 struct St {
-    first: OffsetDateTime,
-    last_inside: OffsetDateTime,
-    active: bool,
-    obj: Detection,
+    first: Option<OffsetDateTime>,
 }
 
 pub struct Loitering {
     cfg: LoiteringRule,
     zone: Vec<Pt>,
     scene: Scene,
-    tracks: BTreeMap<u64, St>,
-    cooldown: Cooldown,
+    tracks: PerTrack<St>,
 }
 
 impl Loitering {
     pub fn new(cfg: LoiteringRule, scene: &Scene) -> Self {
+        // Only frames inside count as sightings, so leaving the zone is a gap like a loss.
+        let forget = Forget::GapOver(cfg.max_gap_secs);
         Loitering {
             zone: scene.zone(&cfg.zone),
             scene: scene.clone(),
-            tracks: BTreeMap::new(),
-            cooldown: Cooldown::new(cfg.cooldown_secs),
+            tracks: PerTrack::new(KIND, cfg.severity, cfg.dwell_secs, forget, cfg.cooldown_secs),
             cfg,
         }
     }
@@ -50,74 +86,18 @@ impl Rule for Loitering {
 
     fn on_frame(&mut self, t: &Tracks, out: &mut Vec<RuleOutput>) {
         let now = t.detections.frame.captured_at;
-        let gap = secs(self.cfg.max_gap_secs);
-        // End (and forget) dwells whose gap has grown too long.
-        let gone: Vec<u64> = self
-            .tracks
-            .iter()
-            .filter(|(_, s)| now - s.last_inside > gap)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in gone {
-            if let Some(st) = self.tracks.remove(&id) {
-                if st.active {
-                    out.push(output(
-                        KIND,
-                        self.cfg.severity,
-                        id,
-                        Change::Ended,
-                        st.last_inside,
-                        vec![st.obj],
-                        None,
-                    ));
-                    self.cooldown.ended(id, st.last_inside);
-                }
+        let (zone, scene) = (&self.zone, &self.scene);
+        let candidates = observed(t, &self.cfg.classes);
+        self.tracks.on_frame(&t.detections.frame, candidates, out, |tr, st, _| {
+            if point_in_polygon(scene.anchor(tr), zone) {
+                Step::holds(*st.first.get_or_insert(now))
+            } else {
+                Step::Skip
             }
-        }
-        for tr in observed(t, &self.cfg.classes) {
-            if !point_in_polygon(self.scene.anchor(tr), &self.zone) {
-                continue;
-            }
-            let st = self.tracks.entry(tr.id).or_insert(St {
-                first: now,
-                last_inside: now,
-                active: false,
-                obj: object(tr),
-            });
-            st.last_inside = now;
-            st.obj = object(tr);
-            if !st.active
-                && now - st.first >= secs(self.cfg.dwell_secs)
-                && self.cooldown.allows(tr.id, now)
-            {
-                st.active = true;
-                out.push(output(
-                    KIND,
-                    self.cfg.severity,
-                    tr.id,
-                    Change::Started,
-                    st.first,
-                    vec![st.obj.clone()],
-                    Some(&t.detections.frame),
-                ));
-            }
-        }
-        self.cooldown.prune(now);
+        });
     }
 
     fn finish(&mut self, _at: OffsetDateTime, out: &mut Vec<RuleOutput>) {
-        for (id, st) in std::mem::take(&mut self.tracks) {
-            if st.active {
-                out.push(output(
-                    KIND,
-                    self.cfg.severity,
-                    id,
-                    Change::Ended,
-                    st.last_inside,
-                    vec![st.obj],
-                    None,
-                ));
-            }
-        }
+        self.tracks.finish(out);
     }
 }

@@ -4,9 +4,16 @@
 //!
 //! Rules take "now" from the frame's capture time, never from a wall clock, so fixture tests
 //! replay detections in simulated time.
+//!
+//! Each kind lives in `rules/<kind>.rs`: its config struct (serde defaults, `RuleSpec`:
+//! validation, zone/line, `build`) and its `Rule`. The `rule_kinds!` registry below lists
+//! the kinds once, making `RuleConfig`. Shared pieces: `common` (defaults, checks, outputs,
+//! cooldowns, episodes), `per_track` (the per-track incident lifecycle), `scene` (zones and
+//! lines). Apart from `offline` (the health watch), nothing here depends on `crate::config`:
+//! `RuleSetup` is what the engine needs of a camera.
 
+pub mod camera_offline;
 pub mod common;
-pub mod config;
 pub mod congestion;
 pub mod crowd;
 pub mod fall;
@@ -16,19 +23,22 @@ pub mod line_crossing;
 pub mod loitering;
 pub mod occupancy;
 pub mod offline;
+pub mod per_track;
 pub mod presence;
+pub mod scene;
 pub mod stalled_vehicle;
 pub mod tamper;
 pub mod wrong_way;
 
-pub use common::Scene;
+pub use scene::{LineConfig, Scene, ZoneConfig};
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::config::{CameraConfig, RuleConfig};
+use crate::geometry::Anchor;
 use crate::types::{Change, CountDelta, EventChange, OccupancyDelta, RuleOutput, Tracks};
 
 /// A rule evaluated on every analysed frame of one camera.
@@ -45,35 +55,152 @@ pub trait Rule: Send {
     fn take_counts(&mut self, _out: &mut Vec<CountDelta>) {}
 }
 
-/// Builds a rule; `scene` holds the camera's zones, lines and anchors (names are checked by
-/// `Config::validate`; an unknown name here gives an empty zone/line that never matches).
-pub fn build(cfg: &RuleConfig, scene: &Scene) -> Box<dyn Rule> {
-    match cfg {
-        RuleConfig::Presence(p) => Box::new(presence::Presence::new(p.clone())),
-        RuleConfig::Intrusion(r) => Box::new(intrusion::Intrusion::new(r.clone(), scene)),
-        RuleConfig::LineCrossing(r) => Box::new(line_crossing::LineCrossing::new(r.clone(), scene)),
-        RuleConfig::Loitering(r) => Box::new(loitering::Loitering::new(r.clone(), scene)),
-        RuleConfig::Crowd(r) => Box::new(crowd::Crowd::new(r.clone(), scene)),
-        RuleConfig::WrongWay(r) => Box::new(wrong_way::WrongWay::new(r.clone(), scene)),
-        RuleConfig::StalledVehicle(r) => {
-            Box::new(stalled_vehicle::StalledVehicle::new(r.clone(), scene))
+/// What a rule kind's config block (`[[cameras.rules]]` with its `kind`) provides. Each
+/// `rules/<kind>.rs` implements it for its config struct; `rule_kinds!` below registers it.
+pub trait RuleSpec {
+    /// The block's `kind = "…"`: the snake_case name of its `RuleConfig` variant.
+    const KIND: &'static str;
+    /// Checks the block's numbers and classes; `(field, message)` on error. Zone and line
+    /// names are checked against the camera's by `validate_rules`.
+    fn validate(&self) -> Result<(), (String, String)>;
+    /// The zone the rule watches, if any.
+    fn zone(&self) -> Option<&str> {
+        None
+    }
+    /// The line the rule watches, if any.
+    fn line(&self) -> Option<&str> {
+        None
+    }
+    /// The rule for one camera; `scene` holds the camera's zones, lines and anchors (an
+    /// unknown zone/line name gives an empty one that never matches).
+    fn build(&self, scene: &Scene) -> Box<dyn Rule>;
+}
+
+/// Declares `RuleConfig` with one variant per rule kind and dispatches to each config
+/// struct's `RuleSpec`.
+macro_rules! rule_kinds {
+    ($($variant:ident($spec:ty),)*) => {
+        /// One rule block (`[[cameras.rules]]`); `kind` selects the rule.
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(tag = "kind", rename_all = "snake_case")]
+        pub enum RuleConfig {
+            $($variant($spec),)*
         }
-        RuleConfig::Congestion(r) => Box::new(congestion::Congestion::new(r.clone(), scene)),
-        RuleConfig::Fall(r) => Box::new(fall::Fall::new(r.clone())),
-        RuleConfig::Fire(r) => Box::new(fire::Fire::new(r.params())),
-        RuleConfig::Smoke(r) => Box::new(fire::Fire::new(r.params())),
-        RuleConfig::CameraTamper(r) => Box::new(tamper::Tamper::new(r.clone())),
-        RuleConfig::CameraOffline(_) => Box::new(offline::CameraOffline),
+
+        impl RuleConfig {
+            /// Every rule kind, in registry order.
+            pub const KINDS: &'static [&'static str] = &[$(<$spec as RuleSpec>::KIND,)*];
+
+            /// The rule's `kind`.
+            pub fn kind(&self) -> &'static str {
+                match self { $(Self::$variant(_) => <$spec as RuleSpec>::KIND,)* }
+            }
+            /// See `RuleSpec::validate`.
+            pub fn validate(&self) -> Result<(), (String, String)> {
+                match self { $(Self::$variant(r) => r.validate(),)* }
+            }
+            /// The zone this rule watches, if any.
+            pub fn zone(&self) -> Option<&str> {
+                match self { $(Self::$variant(r) => r.zone(),)* }
+            }
+            /// The line this rule watches, if any.
+            pub fn line(&self) -> Option<&str> {
+                match self { $(Self::$variant(r) => r.line(),)* }
+            }
+            /// See `RuleSpec::build`.
+            pub fn build(&self, scene: &Scene) -> Box<dyn Rule> {
+                match self { $(Self::$variant(r) => r.build(scene),)* }
+            }
+        }
+    };
+}
+
+// The registry: one line per rule kind (docs/developing.md "Add a rule").
+rule_kinds! {
+    Presence(presence::PresenceRule),
+    Intrusion(intrusion::IntrusionRule),
+    LineCrossing(line_crossing::LineCrossingRule),
+    Loitering(loitering::LoiteringRule),
+    Crowd(crowd::CrowdRule),
+    WrongWay(wrong_way::WrongWayRule),
+    StalledVehicle(stalled_vehicle::StalledVehicleRule),
+    Congestion(congestion::CongestionRule),
+    Fall(fall::FallRule),
+    Fire(fire::FireRule),
+    Smoke(fire::SmokeRule),
+    CameraTamper(tamper::TamperRule),
+    CameraOffline(camera_offline::CameraOfflineRule),
+}
+
+/// Validates a camera's rules: each block's own checks, and that the zones and lines they
+/// name exist. Returns `(field, message)` on error, the field relative to the camera
+/// (e.g. `rules[2].zone`).
+pub fn validate_rules(
+    rules: &[RuleConfig],
+    zones: &[ZoneConfig],
+    lines: &[LineConfig],
+) -> Result<(), (String, String)> {
+    for (j, r) in rules.iter().enumerate() {
+        let f = |x: &str| format!("rules[{j}].{x}");
+        r.validate().map_err(|(field, m)| (f(&field), m))?;
+        if let Some(z) = r.zone() {
+            if !zones.iter().any(|x| x.name == z) {
+                let known = names(zones.iter().map(|x| &x.name));
+                return Err((f("zone"), format!("unknown zone `{z}` (camera zones: {known})")));
+            }
+        }
+        if let Some(l) = r.line() {
+            if !lines.iter().any(|x| x.name == l) {
+                let known = names(lines.iter().map(|x| &x.name));
+                return Err((f("line"), format!("unknown line `{l}` (camera lines: {known})")));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<String> = it.map(|n| format!("`{n}`")).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
     }
 }
 
+/// What the rule engine needs of one camera (`From<&CameraConfig>` lives in `config`).
+#[derive(Debug, Clone, Copy)]
+pub struct RuleSetup<'a> {
+    pub camera_id: &'a str,
+    pub grid_cell: Option<&'a str>,
+    pub rules: &'a [RuleConfig],
+    pub zones: &'a [ZoneConfig],
+    pub lines: &'a [LineConfig],
+    pub anchors: &'a BTreeMap<String, Anchor>,
+}
+
 /// What every event of a rule carries: its id (`<kind>#<index in the camera's rules>`),
-/// and the zone and line it watches.
-#[derive(Debug, Clone, PartialEq)]
+/// and the zone and line it watches. The API lists them per camera.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleMeta {
     pub id: String,
+    pub kind: &'static str,
     pub zone: Option<String>,
     pub line: Option<String>,
+}
+
+/// Id, kind, zone and line of each rule, in config order.
+pub fn describe(rules: &[RuleConfig]) -> Vec<RuleMeta> {
+    rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| RuleMeta {
+            id: format!("{}#{i}", r.kind()),
+            kind: r.kind(),
+            zone: r.zone().map(str::to_string),
+            line: r.line().map(str::to_string),
+        })
+        .collect()
 }
 
 /// All rules of one camera plus the mapping from rule incidents to event ids, and the
@@ -90,25 +217,15 @@ pub struct RuleEngine {
 }
 
 impl RuleEngine {
-    pub fn new(cam: &CameraConfig) -> Self {
-        let scene = Scene::from_camera(cam);
-        let rules: Vec<Box<dyn Rule>> = cam.rules.iter().map(|r| build(r, &scene)).collect();
-        let meta = cam
-            .rules
-            .iter()
-            .zip(&rules)
-            .enumerate()
-            .map(|(i, (cfg, rule))| RuleMeta {
-                id: format!("{}#{i}", rule.kind()),
-                zone: cfg.zone().map(str::to_string),
-                line: cfg.line().map(str::to_string),
-            })
-            .collect();
+    /// The engine of one camera; `setup` is usually `&CameraConfig`.
+    pub fn new<'a>(setup: impl Into<RuleSetup<'a>>) -> Self {
+        let setup = setup.into();
+        let scene = Scene::new(&setup);
         RuleEngine {
-            camera_id: cam.id.clone(),
-            grid_cell: cam.grid_cell.clone(),
-            rules,
-            meta,
+            camera_id: setup.camera_id.to_string(),
+            grid_cell: setup.grid_cell.map(str::to_string),
+            rules: setup.rules.iter().map(|r| r.build(&scene)).collect(),
+            meta: describe(setup.rules),
             open: HashMap::new(),
             buf: Vec::new(),
             counts: Vec::new(),
@@ -286,7 +403,12 @@ min_offset = 0.0
         assert_eq!(started[0].objects[0].track_id, Some(7));
         assert_eq!(
             engine.rules()[1],
-            RuleMeta { id: "line_crossing#1".into(), zone: None, line: Some("gate".into()) }
+            RuleMeta {
+                id: "line_crossing#1".into(),
+                kind: "line_crossing",
+                zone: None,
+                line: Some("gate".into())
+            }
         );
         assert!(engine.take_counts().is_empty());
         assert!(engine.process(&tracks_at(0.5, 0.55)).is_empty());
@@ -311,6 +433,62 @@ min_offset = 0.0
             .map(|o| (o.zone.as_str(), o.class.as_str(), o.samples, o.sum, o.max))
             .collect();
         assert_eq!(got, vec![("area", "*", 2, 2, 1), ("area", "person", 2, 2, 1)]);
+    }
+
+    fn rule(toml_text: &str) -> Result<(), (String, String)> {
+        let r: RuleConfig =
+            toml::from_str(toml_text).map_err(|e| ("parse".to_string(), e.to_string()))?;
+        r.validate()
+    }
+
+    #[test]
+    fn alarm_rules_are_validated() {
+        assert!(rule("kind = 'fire'").is_ok());
+        assert!(rule("kind = 'smoke'\nclasses = ['smoke', 'fire']").is_ok());
+        assert!(rule("kind = 'fall'").is_ok());
+        assert!(rule("kind = 'camera_tamper'").is_ok());
+        assert!(rule("kind = 'camera_offline'").is_ok());
+        let field = |t: &str| rule(t).err().map(|e| e.0).unwrap_or_default();
+        assert_eq!(field("kind = 'fire'\nk = 6"), "k");
+        assert_eq!(field("kind = 'smoke'\nn = 0"), "n");
+        assert_eq!(field("kind = 'fire'\nmin_area = 2.0"), "min_area");
+        assert_eq!(field("kind = 'fire'\nclasses = []"), "classes");
+        assert_eq!(field("kind = 'fall'\nlying_ratio = 0.0"), "lying_ratio");
+        assert_eq!(field("kind = 'fall'\nmin_height_drop = 1.0"), "min_height_drop");
+        assert_eq!(field("kind = 'fall'\ndown_secs = -1.0"), "down_secs");
+        assert_eq!(field("kind = 'camera_tamper'\nblur_factor = 0.5"), "blur_factor");
+        assert_eq!(field("kind = 'camera_tamper'\nanalysis_width = 4"), "analysis_width");
+        assert_eq!(field("kind = 'camera_tamper'\nreference_alpha = 0.0"), "reference_alpha");
+        assert_eq!(field("kind = 'camera_offline'\noffline_secs = -5.0"), "offline_secs");
+        assert_eq!(
+            field("kind = 'camera_offline'\nofline_secs = 5.0"),
+            "parse",
+            "unknown keys are rejected"
+        );
+    }
+
+    /// Every registered kind's `RuleSpec::KIND` is its `kind = "…"` in the config, once.
+    #[test]
+    fn registry_kinds_are_the_config_tags() {
+        let mut seen = std::collections::HashSet::new();
+        for k in RuleConfig::KINDS {
+            assert!(seen.insert(k), "kind `{k}` registered twice");
+            match toml::from_str::<RuleConfig>(&format!("kind = '{k}'")) {
+                Ok(r) => assert_eq!(r.kind(), *k),
+                // Kinds with required keys: anything but an unknown tag.
+                Err(e) => assert!(e.to_string().contains("missing field"), "`{k}`: {e}"),
+            }
+        }
+        let r: RuleConfig =
+            toml::from_str("kind = 'intrusion'\nzone = 'a'\nclasses = ['x']").unwrap();
+        let built = r.build(&Scene::default());
+        assert_eq!((r.kind(), built.kind()), ("intrusion", "intrusion"));
+        let meta = describe(&[r.clone(), r]);
+        assert_eq!(meta[1].id, "intrusion#1");
+        assert_eq!(
+            (meta[1].kind, meta[1].zone.as_deref(), meta[1].line.as_deref()),
+            ("intrusion", Some("a"), None)
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@
 
 use time::OffsetDateTime;
 
-use super::common::{observed, Scene};
+use super::common::observed;
+use super::Scene;
 use crate::geometry::{point_in_polygon, Pt};
 use crate::types::{OccupancyDelta, Tracks};
 

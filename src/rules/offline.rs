@@ -15,24 +15,11 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::Rule;
-use crate::config::{CameraConfig, RuleConfig};
+use super::camera_offline::{CameraOfflineRule, KIND};
+use super::RuleConfig;
+use crate::config::CameraConfig;
 use crate::health::{CameraHealth, CameraState, Registry};
-use crate::rules::config::CameraOfflineRule;
-use crate::types::{BBox, Change, Detection, EventChange, RuleOutput, Tracks};
-
-pub const KIND: &str = "camera_offline";
-
-/// The frame-side face of the rule: it sees no frames (see `OfflineWatch`).
-pub struct CameraOffline;
-
-impl Rule for CameraOffline {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-    fn on_frame(&mut self, _t: &Tracks, _out: &mut Vec<RuleOutput>) {}
-    fn finish(&mut self, _at: OffsetDateTime, _out: &mut Vec<RuleOutput>) {}
-}
+use crate::types::{BBox, Change, Detection, EventChange};
 
 /// Offline tracking of one camera.
 pub struct OfflineWatch {

@@ -3,11 +3,58 @@
 //! the pending timer nor end the event. The snapshot is the frame with the most matching
 //! objects (ties: highest score).
 
-use time::{Duration, OffsetDateTime};
+use serde::Deserialize;
+use time::OffsetDateTime;
 
-use super::Rule;
-use crate::config::PresenceRule;
-use crate::types::{Change, Detection, Detections, RuleOutput, Tracks};
+use super::common::{d2, d5, score04, secs, sev_low};
+use super::{Rule, RuleSpec, Scene};
+use crate::types::{Change, Detection, Detections, RuleOutput, Severity, Tracks};
+
+const KIND: &str = "presence";
+
+/// `presence`: a listed class detected for ≥ `min_secs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceRule {
+    /// Class labels that count (e.g. ["person"]).
+    pub classes: Vec<String>,
+    /// Minimum detection score.
+    #[serde(default = "score04")]
+    pub min_score: f32,
+    /// Presence must last this long before the event starts.
+    #[serde(default = "d2")]
+    pub min_secs: f64,
+    /// The event ends after the classes have been absent this long.
+    #[serde(default = "d5")]
+    pub clear_secs: f64,
+    #[serde(default = "sev_low")]
+    pub severity: Severity,
+}
+
+impl RuleSpec for PresenceRule {
+    const KIND: &'static str = KIND;
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.classes.is_empty() {
+            return Err(("classes".into(), "list at least one class".into()));
+        }
+        if !(0.0..=1.0).contains(&self.min_score) {
+            return Err(("min_score".into(), "must be between 0 and 1".into()));
+        }
+        if self.min_secs.is_nan()
+            || self.min_secs < 0.0
+            || self.clear_secs.is_nan()
+            || self.clear_secs < 0.0
+        {
+            return Err(("min_secs".into(), "must be ≥ 0".into()));
+        }
+        Ok(())
+    }
+
+    fn build(&self, _scene: &Scene) -> Box<dyn Rule> {
+        Box::new(Presence::new(self.clone()))
+    }
+}
 
 pub struct Presence {
     cfg: PresenceRule,
@@ -33,7 +80,7 @@ impl Presence {
         d: Option<&Detections>,
     ) -> RuleOutput {
         let out = super::common::output(
-            "presence",
+            KIND,
             self.cfg.severity,
             self.key,
             change,
@@ -50,13 +97,9 @@ impl Presence {
     }
 }
 
-fn secs(s: f64) -> Duration {
-    Duration::seconds_f64(s)
-}
-
 impl Rule for Presence {
     fn kind(&self) -> &'static str {
-        "presence"
+        KIND
     }
 
     fn on_frame(&mut self, t: &Tracks, out: &mut Vec<RuleOutput>) {

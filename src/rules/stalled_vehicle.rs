@@ -6,41 +6,83 @@
 //! beyond the tolerance, leaves the zone, or is not reported for `clear_secs`; the end time
 //! is the last frame it was still stationary.
 
-use std::collections::BTreeMap;
-
+use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::common::{object, observed, output, secs, Cooldown, Scene};
-use super::Rule;
+use super::common::vehicles;
+use super::common::{classes_non_empty, d5, d60, defaults, non_negative, observed, sev_medium};
+use super::per_track::{Forget, PerTrack, Step};
+use super::{Rule, RuleSpec, Scene};
 use crate::geometry::{dist, point_in_polygon, Pt};
-use crate::rules::config::StalledVehicleRule;
-use crate::types::{Change, Detection, RuleOutput, Tracks};
+use crate::types::{RuleOutput, Severity, Tracks};
 
 const KIND: &str = "stalled_vehicle";
 
+defaults! {
+    d_still: f64 = 0.02;
+}
+
+/// `stalled_vehicle`: a vehicle whose anchor stays within `tolerance` for ≥ `stationary_secs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StalledVehicleRule {
+    pub zone: String,
+    #[serde(default = "vehicles")]
+    pub classes: Vec<String>,
+    #[serde(default = "d60")]
+    pub stationary_secs: f64,
+    #[serde(default = "d_still")]
+    pub tolerance: f64,
+    #[serde(default = "d5")]
+    pub clear_secs: f64,
+    #[serde(default = "sev_medium")]
+    pub severity: Severity,
+    #[serde(default = "d60")]
+    pub cooldown_secs: f64,
+}
+
+impl RuleSpec for StalledVehicleRule {
+    const KIND: &'static str = KIND;
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        classes_non_empty(&self.classes)?;
+        non_negative(&[
+            ("stationary_secs", self.stationary_secs),
+            ("tolerance", self.tolerance),
+            ("clear_secs", self.clear_secs),
+            ("cooldown_secs", self.cooldown_secs),
+        ])
+    }
+
+    fn zone(&self) -> Option<&str> {
+        Some(&self.zone)
+    }
+
+    fn build(&self, scene: &Scene) -> Box<dyn Rule> {
+        Box::new(StalledVehicle::new(self.clone(), scene))
+    }
+}
+
+/// Per track: where and when its current stationary run began.
+#[derive(Default)]
 struct St {
-    origin: (OffsetDateTime, Pt),
-    last_still: OffsetDateTime,
-    last_seen: OffsetDateTime,
-    active: bool,
-    obj: Detection,
+    origin: Option<(OffsetDateTime, Pt)>,
 }
 
 pub struct StalledVehicle {
     cfg: StalledVehicleRule,
     zone: Vec<Pt>,
     scene: Scene,
-    tracks: BTreeMap<u64, St>,
-    cooldown: Cooldown,
+    tracks: PerTrack<St>,
 }
 
 impl StalledVehicle {
     pub fn new(cfg: StalledVehicleRule, scene: &Scene) -> Self {
+        let (min, forget) = (cfg.stationary_secs, Forget::After(cfg.clear_secs));
         StalledVehicle {
             zone: scene.zone(&cfg.zone),
             scene: scene.clone(),
-            tracks: BTreeMap::new(),
-            cooldown: Cooldown::new(cfg.cooldown_secs),
+            tracks: PerTrack::new(KIND, cfg.severity, min, forget, cfg.cooldown_secs),
             cfg,
         }
     }
@@ -53,82 +95,26 @@ impl Rule for StalledVehicle {
 
     fn on_frame(&mut self, t: &Tracks, out: &mut Vec<RuleOutput>) {
         let now = t.detections.frame.captured_at;
-        for tr in observed(t, &self.cfg.classes) {
-            let p = self.scene.anchor(tr);
-            if !point_in_polygon(p, &self.zone) {
-                if let Some(st) = self.tracks.remove(&tr.id) {
-                    if st.active {
-                        self.cooldown.end(
-                            (KIND, self.cfg.severity),
-                            tr.id,
-                            st.last_still,
-                            object(tr),
-                            out,
-                        );
-                    }
-                }
-                continue;
+        let (zone, scene, tolerance) = (&self.zone, &self.scene, self.cfg.tolerance);
+        let candidates = observed(t, &self.cfg.classes);
+        self.tracks.on_frame(&t.detections.frame, candidates, out, |tr, st, active| {
+            let p = scene.anchor(tr);
+            if !point_in_polygon(p, zone) {
+                return Step::Left;
             }
-            let st = self.tracks.entry(tr.id).or_insert(St {
-                origin: (now, p),
-                last_still: now,
-                last_seen: now,
-                active: false,
-                obj: object(tr),
-            });
-            st.last_seen = now;
-            st.obj = object(tr);
-            if dist(p, st.origin.1) > self.cfg.tolerance {
-                st.origin = (now, p);
-                if st.active {
-                    st.active = false;
-                    let (at, obj) = (st.last_still, st.obj.clone());
-                    self.cooldown.end((KIND, self.cfg.severity), tr.id, at, obj, out);
-                    continue;
+            let origin = st.origin.get_or_insert((now, p));
+            if dist(p, origin.1) > tolerance {
+                // Moved: a new stationary run starts here.
+                *origin = (now, p);
+                if active {
+                    return Step::Broken;
                 }
             }
-            let Some(st) = self.tracks.get_mut(&tr.id) else { continue };
-            st.last_still = now;
-            let t0 = st.origin.0;
-            if !st.active
-                && now - t0 >= secs(self.cfg.stationary_secs)
-                && self.cooldown.allows(tr.id, now)
-            {
-                st.active = true;
-                let obj = vec![st.obj.clone()];
-                out.push(output(
-                    KIND,
-                    self.cfg.severity,
-                    tr.id,
-                    Change::Started,
-                    t0,
-                    obj,
-                    Some(&t.detections.frame),
-                ));
-            }
-        }
-        let clear = secs(self.cfg.clear_secs);
-        let gone: Vec<u64> = self
-            .tracks
-            .iter()
-            .filter(|(_, s)| now - s.last_seen >= clear)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in gone {
-            if let Some(st) = self.tracks.remove(&id) {
-                if st.active {
-                    self.cooldown.end((KIND, self.cfg.severity), id, st.last_still, st.obj, out);
-                }
-            }
-        }
-        self.cooldown.prune(now);
+            Step::holds(origin.0)
+        });
     }
 
     fn finish(&mut self, _at: OffsetDateTime, out: &mut Vec<RuleOutput>) {
-        for (id, st) in std::mem::take(&mut self.tracks) {
-            if st.active {
-                self.cooldown.end((KIND, self.cfg.severity), id, st.last_still, st.obj, out);
-            }
-        }
+        self.tracks.finish(out);
     }
 }

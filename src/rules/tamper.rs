@@ -24,18 +24,99 @@
 //! one object whose `class` is `covered`, `defocused` or `moved`, with the whole frame as
 //! its box and score 1.
 
+use serde::Deserialize;
 use time::OffsetDateTime;
 
 use opencv::core::{Mat, Point2d, Size, Vec3b, CV_32F};
 use opencv::imgproc;
 use opencv::prelude::*;
 
-use super::common::{output, Cooldown, Episode};
-use super::Rule;
-use crate::rules::config::TamperRule;
-use crate::types::{BBox, Change, Detection, RuleOutput, Tracks};
+use super::common::{d5, defaults, non_negative, output, sev_high, Cooldown, Episode};
+use super::{Rule, RuleSpec, Scene};
+use crate::types::{BBox, Change, Detection, RuleOutput, Severity, Tracks};
 
 const KIND: &str = "camera_tamper";
+
+defaults! {
+    tamper_width: u32 = 160;
+    d_dark: f64 = 20.0; d_bright: f64 = 235.0; d_min_std: f64 = 6.0; d_blur: f64 = 4.0;
+    d_shift: f64 = 0.05; d_sim: f64 = 0.4; d_alpha: f64 = 0.02;
+}
+
+/// `camera_tamper`: the view is covered, defocused or moved.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TamperRule {
+    /// Width of the grey copy compared with the reference (pixels). Default 160.
+    #[serde(default = "tamper_width")]
+    pub analysis_width: u32,
+    /// Covered: mean grey level below this (0–255). Default 20.
+    #[serde(default = "d_dark")]
+    pub dark_level: f64,
+    /// Covered: mean grey level above this. Default 235.
+    #[serde(default = "d_bright")]
+    pub bright_level: f64,
+    /// Covered: grey-level standard deviation below this. Default 6.
+    #[serde(default = "d_min_std")]
+    pub min_stddev: f64,
+    /// Defocused: Laplacian variance below the reference's divided by this. Default 4.
+    #[serde(default = "d_blur")]
+    pub blur_factor: f64,
+    /// Moved: global shift vs the reference ≥ this fraction of the width. Default 0.05.
+    #[serde(default = "d_shift")]
+    pub max_shift: f64,
+    /// Moved: correlation with the reference below this (−1–1). Default 0.4.
+    #[serde(default = "d_sim")]
+    pub min_similarity: f64,
+    /// Weight of each normal frame in the rolling reference (0–1). Default 0.02.
+    #[serde(default = "d_alpha")]
+    pub reference_alpha: f64,
+    /// A condition must hold this long. Default 5.
+    #[serde(default = "d5")]
+    pub min_secs: f64,
+    /// The event ends after the view has been normal this long. Default 5.
+    #[serde(default = "d5")]
+    pub clear_secs: f64,
+    #[serde(default = "sev_high")]
+    pub severity: Severity,
+}
+
+impl RuleSpec for TamperRule {
+    const KIND: &'static str = KIND;
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        if !(16..=1024).contains(&self.analysis_width) {
+            return Err(("analysis_width".into(), "must be between 16 and 1024".into()));
+        }
+        for (name, v) in [("dark_level", self.dark_level), ("bright_level", self.bright_level)] {
+            if !(v.is_finite() && (0.0..=255.0).contains(&v)) {
+                return Err((name.into(), "must be between 0 and 255".into()));
+            }
+        }
+        if self.blur_factor.is_nan() || self.blur_factor < 1.0 {
+            return Err(("blur_factor".into(), "must be ≥ 1".into()));
+        }
+        if !(self.max_shift.is_finite() && self.max_shift > 0.0 && self.max_shift <= 1.0) {
+            return Err(("max_shift".into(), "must be > 0 and ≤ 1".into()));
+        }
+        if !(self.min_similarity.is_finite() && (-1.0..=1.0).contains(&self.min_similarity)) {
+            return Err(("min_similarity".into(), "must be between -1 and 1".into()));
+        }
+        let alpha = self.reference_alpha;
+        if !(alpha.is_finite() && alpha > 0.0 && alpha <= 1.0) {
+            return Err(("reference_alpha".into(), "must be > 0 and ≤ 1".into()));
+        }
+        non_negative(&[
+            ("min_stddev", self.min_stddev),
+            ("min_secs", self.min_secs),
+            ("clear_secs", self.clear_secs),
+        ])
+    }
+
+    fn build(&self, _scene: &Scene) -> Box<dyn Rule> {
+        Box::new(Tamper::new(self.clone()))
+    }
+}
 /// Reference sharpness below this: too little texture to judge focus.
 const MIN_REF_SHARPNESS: f64 = 0.02;
 
