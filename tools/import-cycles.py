@@ -82,7 +82,7 @@ for mod, path in files.items():
         paths += expand(segs, m.group(3)) if m.group(3) else [segs]
     # Child modules named by a relative path (`clip::build`, `self::clip::build`).
     for child in re.findall(r"^\s*(?:pub(?:\([\w:]+\))? )?mod (\w+);", text, re.M):
-        kid = tuple(here) + (child,)
+        kid = tuple(mod) + (child,)
         if kid in files and re.search(r"(?<![\w:])(?:self::)?" + child + r"::", text):
             edges[mod].add(kid)
     for segs in paths:
