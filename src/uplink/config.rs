@@ -6,9 +6,9 @@
 //! timeouts, backoff, retry window), declared once in [`sink_config!`] and validated once;
 //! [`SinkConfig::policy`] turns them into the worker's retry policy.
 //!
-//! Adding a sink kind: its config struct here (`sink_config!` + `impl SinkConfig`), a field
-//! in [`UplinkConfig`] with its line in [`UplinkConfig::validate`], its module with the
-//! [`super::sink::Sink`] implementation, and its registration line in `Uplink::start`.
+//! Adding a sink kind: its config struct here (`sink_config!` + `impl SinkConfig`), its field
+//! in [`UplinkConfig`] (and `Default`) and its entry in `UplinkConfig::sink_lists`, its module
+//! with the [`super::sink::Sink`] implementation, and its registration line in `Uplink::start`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -56,9 +56,14 @@ impl UplinkConfig {
         }
     }
 
+    /// The sink kinds' lists, one entry per kind.
+    fn sink_lists(&self) -> Vec<&dyn SinkList> {
+        vec![&self.webhooks, &self.mqtt]
+    }
+
     /// Whether any sink is configured (enabled or not).
     pub fn any_sink(&self) -> bool {
-        !self.webhooks.is_empty() || !self.mqtt.is_empty()
+        self.sink_lists().iter().any(|l| !l.is_empty())
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -78,10 +83,28 @@ impl UplinkConfig {
         if !(self.outbox_retention_days.is_finite() && self.outbox_retention_days > 0.0) {
             return Err("field `uplink.outbox_retention_days`: must be > 0".into());
         }
+        // Sink names are unique across all kinds.
         let mut names = HashMap::new();
-        validate_sinks(&self.webhooks, &mut names)?;
-        validate_sinks(&self.mqtt, &mut names)?;
+        for list in self.sink_lists() {
+            list.validate(&mut names)?;
+        }
         Ok(())
+    }
+}
+
+/// The configured sinks of one kind (`Vec<C>`), kind-erased for [`UplinkConfig`].
+trait SinkList {
+    fn is_empty(&self) -> bool;
+    /// Checks them, adding their names to `names` (name → kind).
+    fn validate<'a>(&'a self, names: &mut HashMap<&'a str, &'static str>) -> Result<(), String>;
+}
+
+impl<C: SinkConfig> SinkList for Vec<C> {
+    fn is_empty(&self) -> bool {
+        Vec::is_empty(self)
+    }
+    fn validate<'a>(&'a self, names: &mut HashMap<&'a str, &'static str>) -> Result<(), String> {
+        validate_sinks(self, names)
     }
 }
 
@@ -485,5 +508,44 @@ impl SinkConfig for MqttConfig {
             return Err(format!("{}: must be between 1 and 65535", at("keep_alive_secs")));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shared keys are read into `enabled` and `delivery` with the kind's defaults; each
+    /// kind keeps its exact key set (unknown keys are refused, naming the key).
+    #[test]
+    fn shared_delivery_keys_and_per_kind_defaults() {
+        let m: MqttConfig =
+            toml::from_str("name = \"m\"\nurl = \"mqtt://b\"\ntimeout_secs = 2.5\nenabled = false")
+                .unwrap();
+        assert!(!m.enabled);
+        assert_eq!(
+            m.delivery,
+            Delivery { timeout_secs: 2.5, backoff_max_secs: 60.0, ..Delivery::DEFAULT }
+        );
+        let w: WebhookConfig = toml::from_str("name = \"w\"\nurl = \"http://h/x\"").unwrap();
+        assert!(w.enabled && w.delivery == Delivery::DEFAULT);
+        assert_eq!(w.policy().dead_letter_after, 3);
+        assert_eq!(w.policy().backoff_max, std::time::Duration::from_secs(3600));
+        let e =
+            toml::from_str::<MqttConfig>("name = \"m\"\nurl = \"mqtt://b\"\ndead_letter_after = 2")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("unknown field `dead_letter_after`"), "{e}");
+        let e = toml::from_str::<WebhookConfig>(
+            "name = \"w\"\nurl = \"http://h/x\"\nbackof_max_secs = 2",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown field `backof_max_secs`"), "{e}");
+        // A bad value of a shared key is reported at its own path.
+        let de =
+            toml::Deserializer::parse("name = \"w\"\nurl = \"u\"\ntimeout_secs = \"x\"").unwrap();
+        let e = serde_path_to_error::deserialize::<_, WebhookConfig>(de).unwrap_err();
+        assert_eq!(e.path().to_string(), "timeout_secs");
     }
 }
