@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crate::config::{Config, Source};
 use crate::infer::manifest::ModelManifest;
-use crate::ingest::profile::{redact_url, HardwareProfile};
+use crate::ingest::profile::HardwareProfile;
+use crate::redact::redact_url;
 
 struct Report {
     failed: usize,

@@ -1,14 +1,35 @@
 //! `gridwatch.toml`: serde structs with `deny_unknown_fields`, validated at load.
 //! Every error names the field path and, where there is one, the camera.
 //! docs/config.md is the annotated full config; keep the two in step.
+//!
+//! One module per section, each struct with its `validate` beside it: `[api]`, `[auth]`,
+//! `[inference]`, `[storage]`, `[[cameras]]` (with `[cameras.record]`) in `config/`, and
+//! `[uplink]` with its sinks in `uplink::config`. [`Config::validate`] calls each in turn.
+//!
+//! Defaults, written once each: a section whose keys are all optional has
+//! `#[serde(default)]` on the struct and its documented defaults in its `impl Default`. A
+//! struct with required keys (`Config`, `[[cameras]]`, the sinks) cannot have a `Default`;
+//! its optional keys name a `default_*` function (or take the type's default) instead.
+
+mod api;
+mod auth;
+mod camera;
+mod inference;
+mod storage;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 pub use crate::rules::{LineConfig, RuleConfig, ZoneConfig};
+
+pub use self::api::ApiConfig;
+pub use self::auth::{AuthConfig, CookieSecure};
+pub use self::camera::{CameraConfig, RecordConfig, Source};
+pub use self::inference::InferenceConfig;
+pub use self::storage::StorageConfig;
+pub use crate::uplink::config::{MqttConfig, Secret, UplinkConfig, WebhookConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -53,775 +74,6 @@ pub struct Config {
 
 fn default_profile() -> String {
     "cpu".into()
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiConfig {
-    #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
-    /// SHA-256 (hex) of accepted bearer tokens. Tokens created by `gridwatch token create`
-    /// live in the database instead. Never put a token itself in the config.
-    #[serde(default)]
-    pub tokens_sha256: Vec<String>,
-    /// When no token or user exists at all, generate a token and an `admin` user at start-up
-    /// and print both once (only hashes are stored).
-    #[serde(default = "yes")]
-    pub generate_token_if_none: bool,
-}
-
-impl Default for ApiConfig {
-    fn default() -> Self {
-        ApiConfig { listen: default_listen(), tokens_sha256: vec![], generate_token_if_none: true }
-    }
-}
-
-/// `[auth]`: sessions of users who log in with a password, and the lockout of failed
-/// logins. Tokens are configured in `[api]` and managed with `gridwatch token`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthConfig {
-    /// How long a session lasts after login (absolute, not extended by use). Default 12 h.
-    #[serde(default = "default_session_ttl_secs")]
-    pub session_ttl_secs: u64,
-    /// `Secure` flag of the session cookie: "auto" (when the request came over TLS, which
-    /// for this plain-HTTP server means a trusted proxy said `X-Forwarded-Proto: https`),
-    /// "always" or "never".
-    #[serde(default = "default_cookie_secure")]
-    pub cookie_secure: CookieSecure,
-    /// Take the client address from `X-Forwarded-For` and the scheme from
-    /// `X-Forwarded-Proto` (only behind a reverse proxy that sets them). Default false.
-    #[serde(default)]
-    pub trust_proxy_headers: bool,
-    /// Failed logins of one account, or from one address, within `failed_login_window_secs`
-    /// that lock it for `lockout_secs`.
-    #[serde(default = "default_max_failed_logins")]
-    pub max_failed_logins: u32,
-    #[serde(default = "default_quarter_hour")]
-    pub failed_login_window_secs: u64,
-    #[serde(default = "default_quarter_hour")]
-    pub lockout_secs: u64,
-    /// Shortest password accepted for users (at least 8).
-    #[serde(default = "default_min_password_len")]
-    pub min_password_len: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CookieSecure {
-    Auto,
-    Always,
-    Never,
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        AuthConfig {
-            session_ttl_secs: default_session_ttl_secs(),
-            cookie_secure: default_cookie_secure(),
-            trust_proxy_headers: false,
-            max_failed_logins: default_max_failed_logins(),
-            failed_login_window_secs: default_quarter_hour(),
-            lockout_secs: default_quarter_hour(),
-            min_password_len: default_min_password_len(),
-        }
-    }
-}
-
-fn default_session_ttl_secs() -> u64 {
-    12 * 3600
-}
-fn default_cookie_secure() -> CookieSecure {
-    CookieSecure::Auto
-}
-fn default_max_failed_logins() -> u32 {
-    5
-}
-fn default_quarter_hour() -> u64 {
-    900
-}
-fn default_min_password_len() -> usize {
-    10
-}
-
-impl AuthConfig {
-    pub(crate) fn validate(&self) -> Result<(), String> {
-        if !(60..=30 * 86_400).contains(&self.session_ttl_secs) {
-            return Err(
-                "field `auth.session_ttl_secs`: must be between 60 and 2592000 (30 days)".into()
-            );
-        }
-        if self.max_failed_logins == 0 {
-            return Err("field `auth.max_failed_logins`: must be ≥ 1".into());
-        }
-        for (field, v) in [
-            ("failed_login_window_secs", self.failed_login_window_secs),
-            ("lockout_secs", self.lockout_secs),
-        ] {
-            if !(1..=7 * 86_400).contains(&v) {
-                return Err(format!("field `auth.{field}`: must be between 1 and 604800 (7 days)"));
-            }
-        }
-        if !(8..=256).contains(&self.min_password_len) {
-            return Err("field `auth.min_password_len`: must be between 8 and 256".into());
-        }
-        Ok(())
-    }
-}
-
-fn default_listen() -> SocketAddr {
-    "127.0.0.1:8080".parse().unwrap()
-}
-fn yes() -> bool {
-    true
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InferenceConfig {
-    /// ONNX Runtime intra-op threads per session.
-    #[serde(default = "default_threads")]
-    pub intra_op_threads: usize,
-    /// Inference worker threads (each has its own session per model).
-    #[serde(default = "one")]
-    pub workers: usize,
-    /// Path to libonnxruntime.so; default: found next to the binary or in third_party/.
-    #[serde(default)]
-    pub ort_library: Option<PathBuf>,
-}
-
-impl Default for InferenceConfig {
-    fn default() -> Self {
-        InferenceConfig { intra_op_threads: default_threads(), workers: 1, ort_library: None }
-    }
-}
-
-fn default_threads() -> usize {
-    2
-}
-fn one() -> usize {
-    1
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CameraConfig {
-    pub id: String,
-    #[serde(default)]
-    pub name: Option<String>,
-    /// `rtsp://…`, `file:///…`, a plain file path, or `v4l2:///dev/videoN`.
-    pub url: String,
-    /// Restart a file source at its end (simulates a live camera).
-    #[serde(default, rename = "loop")]
-    pub loop_file: bool,
-    /// Pace file sources at their native frame rate like a live camera (default true).
-    #[serde(default = "yes")]
-    pub realtime: bool,
-    /// RTSP stream codec: "auto" (decodebin), "h264" or "h265" (profile's decoders).
-    #[serde(default = "default_codec")]
-    pub codec: String,
-    #[serde(default)]
-    pub grid_cell: Option<String>,
-    #[serde(default)]
-    pub lat: Option<f64>,
-    #[serde(default)]
-    pub lon: Option<f64>,
-    /// Frames per second handed to detection (0 = every decoded frame).
-    #[serde(default = "default_detect_fps")]
-    pub detect_fps: f64,
-    /// Width of analysed frames (scaled in the pipeline).
-    #[serde(default = "default_detect_width")]
-    pub detect_width: u32,
-    /// Height of analysed frames; default keeps the source aspect ratio.
-    #[serde(default)]
-    pub detect_height: Option<u32>,
-    /// Names of entries in `[models]`.
-    pub models: Vec<String>,
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    /// No frame for this long while playing counts as a failure and triggers a reconnect.
-    #[serde(default = "default_stall")]
-    pub stall_timeout_secs: f64,
-    /// Reconnect backoff bounds.
-    #[serde(default = "default_backoff_min")]
-    pub reconnect_min_secs: f64,
-    #[serde(default = "default_backoff_max")]
-    pub reconnect_max_secs: f64,
-    #[serde(default)]
-    pub rules: Vec<RuleConfig>,
-    /// Multi-object tracker parameters (`[cameras.tracker]`); every field has a default.
-    #[serde(default)]
-    pub tracker: crate::track::TrackerConfig,
-    /// Named polygons (`[[cameras.zones]]`), normalised 0–1 image coordinates.
-    #[serde(default)]
-    pub zones: Vec<ZoneConfig>,
-    /// Named polylines (`[[cameras.lines]]`) with a direction (see `geometry`).
-    #[serde(default)]
-    pub lines: Vec<LineConfig>,
-    /// Anchor point per class (`[cameras.anchors]`, class → anchor); default bottom_center.
-    #[serde(default)]
-    pub anchors: std::collections::BTreeMap<String, crate::geometry::Anchor>,
-    /// Continuous recording and event clips (`[cameras.record]`); every field has a default.
-    #[serde(default)]
-    pub record: RecordConfig,
-}
-
-/// `[cameras.record]`: continuous recording of one camera (see docs/storage.md).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RecordConfig {
-    /// Record this camera continuously. Default true. File sources are recorded only when
-    /// `realtime = true` (their timestamps must be wall-clock times).
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    /// Target segment length; segments split at the first keyframe after it. Default 10.
-    #[serde(default = "default_segment_secs")]
-    pub segment_secs: f64,
-    /// Continuous footage older than this is deleted. Default 7.
-    #[serde(default = "default_max_age_days")]
-    pub max_age_days: f64,
-    /// Event clips start this long before the event. Default 5.
-    #[serde(default = "default_pre_roll")]
-    pub pre_roll_secs: f64,
-    /// … and end this long after it. Default 10.
-    #[serde(default = "default_post_roll")]
-    pub post_roll_secs: f64,
-    /// Longest event clip (events that last longer are cut at the end). Default 300.
-    #[serde(default = "default_max_clip_secs")]
-    pub max_clip_secs: f64,
-    /// Bitrate of the one-time H.264 encode for sources that are not H.264/H.265 (USB
-    /// cameras, MPEG-4 files). Passthrough sources are never re-encoded. Default 2000.
-    #[serde(default = "default_encode_kbps")]
-    pub encode_bitrate_kbps: u32,
-}
-
-impl Default for RecordConfig {
-    fn default() -> Self {
-        RecordConfig {
-            enabled: true,
-            segment_secs: default_segment_secs(),
-            max_age_days: default_max_age_days(),
-            pre_roll_secs: default_pre_roll(),
-            post_roll_secs: default_post_roll(),
-            max_clip_secs: default_max_clip_secs(),
-            encode_bitrate_kbps: default_encode_kbps(),
-        }
-    }
-}
-
-fn default_segment_secs() -> f64 {
-    10.0
-}
-fn default_max_age_days() -> f64 {
-    7.0
-}
-fn default_pre_roll() -> f64 {
-    5.0
-}
-fn default_post_roll() -> f64 {
-    10.0
-}
-fn default_max_clip_secs() -> f64 {
-    300.0
-}
-fn default_encode_kbps() -> u32 {
-    2000
-}
-
-/// `[storage]`: the disk budget shared by all cameras and the retention of event media.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StorageConfig {
-    /// Most bytes that recordings + event clips may use; 0 = no byte budget (only the
-    /// free-space floor below applies). Default 0.
-    #[serde(default)]
-    pub max_bytes: u64,
-    /// Keep at least this share of the data filesystem free. Default 5.
-    #[serde(default = "default_min_free_percent")]
-    pub min_free_percent: f64,
-    /// … and at least this many bytes. Default 268435456 (256 MiB).
-    #[serde(default = "default_min_free_bytes")]
-    pub min_free_bytes: u64,
-    /// Event clips and snapshots are kept this long (longer than continuous footage).
-    /// Default 30.
-    #[serde(default = "default_event_retention_days")]
-    pub event_retention_days: f64,
-    /// Retention runs this often (and whenever a segment is indexed). Default 5.
-    #[serde(default = "default_check_interval")]
-    pub check_interval_secs: f64,
-    /// Longest span `/api/v1/recordings/export.mp4` serves. Default 1800.
-    #[serde(default = "default_max_export_secs")]
-    pub max_export_secs: f64,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        StorageConfig {
-            max_bytes: 0,
-            min_free_percent: default_min_free_percent(),
-            min_free_bytes: default_min_free_bytes(),
-            event_retention_days: default_event_retention_days(),
-            check_interval_secs: default_check_interval(),
-            max_export_secs: default_max_export_secs(),
-        }
-    }
-}
-
-fn default_min_free_percent() -> f64 {
-    5.0
-}
-fn default_min_free_bytes() -> u64 {
-    256 << 20
-}
-fn default_event_retention_days() -> f64 {
-    30.0
-}
-fn default_check_interval() -> f64 {
-    5.0
-}
-fn default_max_export_secs() -> f64 {
-    1800.0
-}
-
-fn default_codec() -> String {
-    "auto".into()
-}
-fn default_detect_fps() -> f64 {
-    5.0
-}
-fn default_detect_width() -> u32 {
-    640
-}
-fn default_stall() -> f64 {
-    10.0
-}
-fn default_backoff_min() -> f64 {
-    1.0
-}
-fn default_backoff_max() -> f64 {
-    30.0
-}
-
-/// `[uplink]`: delivery of event and camera-status changes to the city platform: webhook
-/// sinks, and the outbox the pull feed serves (docs/api.md "Uplink").
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UplinkConfig {
-    /// Base of the absolute snapshot and clip URLs in envelopes, as the platform reaches
-    /// the box. Default: `http://` + `api.listen`.
-    #[serde(default)]
-    pub public_url: Option<String>,
-    /// Outbox rows older than this are deleted once every sink is done with them (the pull
-    /// feed serves what is kept). Default 30.
-    #[serde(default = "default_outbox_retention_days")]
-    pub outbox_retention_days: f64,
-    #[serde(default)]
-    pub webhooks: Vec<WebhookConfig>,
-    /// `[[uplink.mqtt]]`: MQTT brokers that get every change (QoS 1).
-    #[serde(default)]
-    pub mqtt: Vec<MqttConfig>,
-}
-
-impl Default for UplinkConfig {
-    fn default() -> Self {
-        UplinkConfig {
-            public_url: None,
-            outbox_retention_days: default_outbox_retention_days(),
-            webhooks: vec![],
-            mqtt: vec![],
-        }
-    }
-}
-
-fn default_outbox_retention_days() -> f64 {
-    30.0
-}
-
-/// A secret from the config: never printed (`Debug` shows `***`).
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-/// `[[uplink.webhooks]]`: one HTTP endpoint that receives every change, signed.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    /// Unique sink name (letters, digits, '-', '_'); its delivery state is kept under it.
-    pub name: String,
-    /// `http://` or `https://` URL the envelopes are POSTed to.
-    pub url: String,
-    /// Signing secret (`whsec_<base64>` as Standard Webhooks generates them, or any string).
-    #[serde(default)]
-    pub secret: Option<Secret>,
-    /// … or the name of an environment variable holding it.
-    #[serde(default)]
-    pub secret_env: Option<String>,
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout_secs: f64,
-    /// Whole request (connect, send, response) limit.
-    #[serde(default = "default_webhook_timeout")]
-    pub timeout_secs: f64,
-    #[serde(default = "default_backoff_min")]
-    pub backoff_min_secs: f64,
-    #[serde(default = "default_webhook_backoff_max")]
-    pub backoff_max_secs: f64,
-    /// A change is retried until it is this old, then dead-lettered. Default 72.
-    #[serde(default = "default_max_retry_hours")]
-    pub max_retry_hours: f64,
-    /// Non-retryable 4xx answers to one change before it is dead-lettered. Default 3.
-    #[serde(default = "default_dead_letter_after")]
-    pub dead_letter_after: u32,
-}
-
-fn default_connect_timeout() -> f64 {
-    5.0
-}
-fn default_webhook_timeout() -> f64 {
-    10.0
-}
-fn default_webhook_backoff_max() -> f64 {
-    3600.0
-}
-fn default_max_retry_hours() -> f64 {
-    72.0
-}
-fn default_dead_letter_after() -> u32 {
-    3
-}
-
-impl WebhookConfig {
-    /// The signing secret, from `secret` or the environment variable `secret_env`.
-    pub fn secret_value(&self) -> Result<Secret, String> {
-        match (&self.secret, &self.secret_env) {
-            (Some(s), None) if !s.expose().is_empty() => Ok(s.clone()),
-            (Some(_), None) => Err("`secret` must not be empty".into()),
-            (None, Some(var)) => match std::env::var(var) {
-                Ok(v) if !v.is_empty() => Ok(Secret(v)),
-                _ => Err(format!("environment variable `{var}` (secret_env) is not set or empty")),
-            },
-            (Some(_), Some(_)) => Err("give `secret` or `secret_env`, not both".into()),
-            (None, None) => {
-                Err("a signing secret is required: set `secret` or `secret_env`".into())
-            }
-        }
-    }
-}
-
-/// `[[uplink.mqtt]]`: one MQTT broker that gets every change, published at QoS 1 to
-/// `{topic_prefix}/{box_id}/events/{camera_id}` (camera status retained on
-/// `…/status/{camera_id}`), with a last will on `{topic_prefix}/{box_id}/availability`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MqttConfig {
-    /// Unique sink name (shared namespace with the webhooks); its delivery state is kept under it.
-    pub name: String,
-    /// `mqtt://host[:port]` (plain TCP, port 1883 by default) or `mqtts://host[:port]` (TLS,
-    /// port 8883 by default). No credentials in the URL: use `username` / `password`.
-    pub url: String,
-    /// MQTT client id. Default: `gridwatch-{box_id}-{name}`.
-    #[serde(default)]
-    pub client_id: Option<String>,
-    #[serde(default)]
-    pub username: Option<String>,
-    /// Password (never logged) …
-    #[serde(default)]
-    pub password: Option<Secret>,
-    /// … or the name of an environment variable holding it.
-    #[serde(default)]
-    pub password_env: Option<String>,
-    /// PEM file with the CA certificate(s) the broker's certificate must chain to (only with
-    /// `mqtts://`). Default: the system's CA roots.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// First topic level. Default `gridwatch`.
-    #[serde(default = "default_topic_prefix")]
-    pub topic_prefix: String,
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    #[serde(default = "default_keep_alive")]
-    pub keep_alive_secs: f64,
-    /// TCP + TLS + MQTT CONNECT limit of one connection attempt.
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout_secs: f64,
-    /// How long one delivery attempt waits for the broker connection, then for the PUBACK.
-    #[serde(default = "default_webhook_timeout")]
-    pub timeout_secs: f64,
-    #[serde(default = "default_backoff_min")]
-    pub backoff_min_secs: f64,
-    #[serde(default = "default_mqtt_backoff_max")]
-    pub backoff_max_secs: f64,
-    /// A change is retried until it is this old, then dead-lettered. Default 72.
-    #[serde(default = "default_max_retry_hours")]
-    pub max_retry_hours: f64,
-}
-
-fn default_topic_prefix() -> String {
-    "gridwatch".into()
-}
-fn default_keep_alive() -> f64 {
-    30.0
-}
-fn default_mqtt_backoff_max() -> f64 {
-    60.0
-}
-
-impl MqttConfig {
-    /// The password, from `password` or the environment variable `password_env` (None: none).
-    pub fn password_value(&self) -> Result<Option<Secret>, String> {
-        match (&self.password, &self.password_env) {
-            (Some(p), None) => Ok(Some(p.clone())),
-            (None, Some(var)) => match std::env::var(var) {
-                Ok(v) if !v.is_empty() => Ok(Some(Secret(v))),
-                _ => {
-                    Err(format!("environment variable `{var}` (password_env) is not set or empty"))
-                }
-            },
-            (Some(_), Some(_)) => Err("give `password` or `password_env`, not both".into()),
-            (None, None) => Ok(None),
-        }
-    }
-
-    /// Whether the URL asks for TLS (`mqtts://`).
-    pub fn tls(&self) -> bool {
-        self.url.starts_with("mqtts://")
-    }
-
-    /// (host, port) of the URL (validated by `Config::parse`).
-    pub fn host_port(&self) -> Result<(String, u16), String> {
-        let u = url::Url::parse(&self.url).map_err(|e| format!("not a URL: {e}"))?;
-        let tls = match u.scheme() {
-            "mqtt" => false,
-            "mqtts" => true,
-            _ => return Err("must be an mqtt:// or mqtts:// URL".into()),
-        };
-        let host = match u.host() {
-            Some(url::Host::Domain(d)) if !d.is_empty() => d.to_string(),
-            Some(url::Host::Ipv4(a)) => a.to_string(),
-            Some(url::Host::Ipv6(a)) => a.to_string(),
-            _ => return Err("must name a host".into()),
-        };
-        if !u.username().is_empty() || u.password().is_some() {
-            return Err("must not hold credentials (use `username` and `password`)".into());
-        }
-        if !matches!(u.path(), "" | "/") || u.query().is_some() || u.fragment().is_some() {
-            return Err("must be mqtt[s]://host[:port] without path, query or fragment".into());
-        }
-        Ok((host, u.port().unwrap_or(if tls { 8883 } else { 1883 })))
-    }
-}
-
-impl UplinkConfig {
-    /// Base of the absolute media URLs (no trailing slash).
-    pub fn public_url(&self, api: &ApiConfig) -> String {
-        match &self.public_url {
-            Some(u) => u.trim_end_matches('/').to_string(),
-            None => format!("http://{}", api.listen),
-        }
-    }
-
-    fn validate(&self) -> Result<(), String> {
-        if let Some(u) = &self.public_url {
-            let p = url::Url::parse(u)
-                .map_err(|e| format!("field `uplink.public_url`: `{u}` is not a URL: {e}"))?;
-            if !matches!(p.scheme(), "http" | "https")
-                || p.query().is_some()
-                || p.fragment().is_some()
-            {
-                return Err(
-                    "field `uplink.public_url`: must be an http(s) URL without query or fragment"
-                        .into(),
-                );
-            }
-        }
-        if !(self.outbox_retention_days.is_finite() && self.outbox_retention_days > 0.0) {
-            return Err("field `uplink.outbox_retention_days`: must be > 0".into());
-        }
-        let mut names = HashSet::new();
-        for (i, w) in self.webhooks.iter().enumerate() {
-            let at = |f: &str| format!("field `uplink.webhooks[{i}].{f}` (webhook `{}`)", w.name);
-            if w.name.is_empty()
-                || !w.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return Err(format!(
-                    "{}: must be non-empty and use only letters, digits, '-' and '_'",
-                    at("name")
-                ));
-            }
-            if !names.insert(w.name.as_str()) {
-                return Err(format!("{}: duplicate sink name", at("name")));
-            }
-            let u =
-                url::Url::parse(&w.url).map_err(|e| format!("{}: not a URL: {e}", at("url")))?;
-            if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
-                return Err(format!("{}: must be an http:// or https:// URL", at("url")));
-            }
-            let secret = w.secret_value().map_err(|m| format!("{}: {m}", at("secret")))?;
-            crate::uplink::signing::key_bytes(secret.expose())
-                .map_err(|m| format!("{}: {m}", at("secret")))?;
-            for (f, v) in [
-                ("connect_timeout_secs", w.connect_timeout_secs),
-                ("timeout_secs", w.timeout_secs),
-                ("backoff_min_secs", w.backoff_min_secs),
-                ("max_retry_hours", w.max_retry_hours),
-            ] {
-                if !(v.is_finite() && v > 0.0) {
-                    return Err(format!("{}: must be > 0", at(f)));
-                }
-            }
-            if !(w.backoff_max_secs.is_finite() && w.backoff_max_secs >= w.backoff_min_secs) {
-                return Err(format!("{}: must be ≥ backoff_min_secs", at("backoff_max_secs")));
-            }
-            if w.dead_letter_after == 0 {
-                return Err(format!("{}: must be ≥ 1", at("dead_letter_after")));
-            }
-        }
-        for (i, m) in self.mqtt.iter().enumerate() {
-            let at = |f: &str| format!("field `uplink.mqtt[{i}].{f}` (mqtt sink `{}`)", m.name);
-            if m.name.is_empty()
-                || !m.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return Err(format!(
-                    "{}: must be non-empty and use only letters, digits, '-' and '_'",
-                    at("name")
-                ));
-            }
-            if !names.insert(m.name.as_str()) {
-                return Err(format!(
-                    "{}: duplicate sink name (webhooks and MQTT sinks share names)",
-                    at("name")
-                ));
-            }
-            m.host_port().map_err(|e| {
-                format!("{}: `{}` {e}", at("url"), crate::uplink::webhook::redact(&m.url))
-            })?;
-            if let Some(id) = &m.client_id {
-                if id.is_empty() || id.len() > 128 {
-                    return Err(format!("{}: must be 1–128 characters", at("client_id")));
-                }
-            }
-            let password = m.password_value().map_err(|e| format!("{}: {e}", at("password")))?;
-            if password.is_some() && m.username.is_none() {
-                return Err(format!("{}: a password needs a `username`", at("password")));
-            }
-            if m.ca_file.is_some() && !m.tls() {
-                return Err(format!("{}: only used with an mqtts:// URL", at("ca_file")));
-            }
-            if m.topic_prefix.is_empty()
-                || m.topic_prefix.contains(['+', '#', '\0'])
-                || m.topic_prefix.ends_with('/')
-            {
-                return Err(format!(
-                    "{}: must be non-empty, without '+', '#' or a trailing '/'",
-                    at("topic_prefix")
-                ));
-            }
-            for (f, v) in [
-                ("connect_timeout_secs", m.connect_timeout_secs),
-                ("timeout_secs", m.timeout_secs),
-                ("backoff_min_secs", m.backoff_min_secs),
-                ("max_retry_hours", m.max_retry_hours),
-            ] {
-                if !(v.is_finite() && v > 0.0) {
-                    return Err(format!("{}: must be > 0", at(f)));
-                }
-            }
-            if !(m.keep_alive_secs.is_finite() && (1.0..=65535.0).contains(&m.keep_alive_secs)) {
-                return Err(format!("{}: must be between 1 and 65535", at("keep_alive_secs")));
-            }
-            if !(m.backoff_max_secs.is_finite() && m.backoff_max_secs >= m.backoff_min_secs) {
-                return Err(format!("{}: must be ≥ backoff_min_secs", at("backoff_max_secs")));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// How a camera URL is opened.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    Rtsp(String),
-    File(PathBuf),
-    V4l2(PathBuf),
-}
-
-impl CameraConfig {
-    /// Parses `url` into a source. Relative file paths are resolved against `base`.
-    pub fn source(&self, base: &Path) -> Result<Source, String> {
-        let u = self.url.trim();
-        if u.is_empty() {
-            return Err("is empty".into());
-        }
-        if let Some((scheme, rest)) = u.split_once("://") {
-            match scheme.to_ascii_lowercase().as_str() {
-                "rtsp" | "rtsps" => {
-                    url::Url::parse(u).map_err(|e| format!("`{u}` is not a valid RTSP URL: {e}"))?;
-                    Ok(Source::Rtsp(u.to_string()))
-                }
-                "file" => {
-                    let p = url::Url::parse(u)
-                        .ok()
-                        .and_then(|x| x.to_file_path().ok())
-                        .unwrap_or_else(|| PathBuf::from(rest));
-                    Ok(Source::File(p))
-                }
-                "v4l2" => Ok(Source::V4l2(PathBuf::from(rest))),
-                other => Err(format!(
-                    "unsupported URL scheme `{other}` in `{u}` (use rtsp://, file://, a file path or v4l2:///dev/videoN)"
-                )),
-            }
-        } else if u.starts_with("/dev/video") {
-            Ok(Source::V4l2(PathBuf::from(u)))
-        } else {
-            let p = PathBuf::from(u);
-            Ok(Source::File(if p.is_absolute() { p } else { base.join(p) }))
-        }
-    }
-
-    pub fn display_name(&self) -> &str {
-        self.name.as_deref().unwrap_or(&self.id)
-    }
-
-    /// True when this camera's stream is recorded: enabled, `record.enabled`, and for file
-    /// sources only when paced in real time (so segment times are wall-clock times).
-    pub fn records(&self, base: &Path) -> bool {
-        self.enabled
-            && self.record.enabled
-            && match self.source(base) {
-                Ok(Source::File(_)) => self.realtime,
-                Ok(_) => true,
-                Err(_) => false,
-            }
-    }
-}
-
-impl<'a> From<&'a CameraConfig> for crate::rules::RuleSetup<'a> {
-    fn from(c: &'a CameraConfig) -> Self {
-        crate::rules::RuleSetup {
-            camera_id: &c.id,
-            grid_cell: c.grid_cell.as_deref(),
-            rules: &c.rules,
-            zones: &c.zones,
-            lines: &c.lines,
-            anchors: &c.anchors,
-        }
-    }
 }
 
 impl Config {
@@ -872,27 +124,9 @@ impl Config {
         if self.box_id.trim().is_empty() {
             return Err("field `box_id`: must not be empty".into());
         }
-        if self.inference.intra_op_threads == 0 || self.inference.workers == 0 {
-            return Err("field `inference`: `intra_op_threads` and `workers` must be ≥ 1".into());
-        }
-        for (i, h) in self.api.tokens_sha256.iter().enumerate() {
-            if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(format!("field `api.tokens_sha256[{i}]`: must be 64 hex digits (the SHA-256 of a token)"));
-            }
-        }
-        let st = &self.storage;
-        if !(0.0..=90.0).contains(&st.min_free_percent) {
-            return Err("field `storage.min_free_percent`: must be between 0 and 90".into());
-        }
-        for (field, v) in [
-            ("event_retention_days", st.event_retention_days),
-            ("check_interval_secs", st.check_interval_secs),
-            ("max_export_secs", st.max_export_secs),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(format!("field `storage.{field}`: must be > 0"));
-            }
-        }
+        self.inference.validate()?;
+        self.api.validate()?;
+        self.storage.validate()?;
         self.uplink.validate()?;
         if !self.uplink.mqtt.is_empty() && self.box_id.contains(['+', '#', '/', '\0']) {
             return Err("field `box_id`: must not contain '+', '#' or '/' with MQTT sinks (it is a topic level)".into());
@@ -920,80 +154,10 @@ impl Config {
             if !ids.insert(c.id.as_str()) {
                 return Err(format!("{}: duplicate camera id", at("id")));
             }
-            c.source(&self.base_dir).map_err(|m| format!("{}: {m}", at("url")))?;
-            if !matches!(c.codec.as_str(), "auto" | "h264" | "h265") {
-                return Err(format!("{}: must be \"auto\", \"h264\" or \"h265\"", at("codec")));
-            }
-            if !(c.detect_fps >= 0.0 && c.detect_fps <= 120.0) {
-                return Err(format!("{}: must be between 0 and 120", at("detect_fps")));
-            }
-            if !(32..=4096).contains(&c.detect_width) {
-                return Err(format!("{}: must be between 32 and 4096", at("detect_width")));
-            }
-            if let Some(h) = c.detect_height {
-                if !(32..=4096).contains(&h) {
-                    return Err(format!("{}: must be between 32 and 4096", at("detect_height")));
-                }
-            }
-            if let Some(lat) = c.lat {
-                if !(-90.0..=90.0).contains(&lat) {
-                    return Err(format!("{}: must be between -90 and 90", at("lat")));
-                }
-            }
-            if let Some(lon) = c.lon {
-                if !(-180.0..=180.0).contains(&lon) {
-                    return Err(format!("{}: must be between -180 and 180", at("lon")));
-                }
-            }
-            if c.stall_timeout_secs.is_nan() || c.stall_timeout_secs <= 0.0 {
-                return Err(format!("{}: must be > 0", at("stall_timeout_secs")));
-            }
-            if !(c.reconnect_min_secs > 0.0 && c.reconnect_max_secs >= c.reconnect_min_secs) {
-                return Err(format!(
-                    "{}: need 0 < reconnect_min_secs ≤ reconnect_max_secs",
-                    at("reconnect_min_secs")
-                ));
-            }
-            c.tracker.validate().map_err(|m| format!("{}: {m}", at("tracker")))?;
-            if c.models.is_empty() && c.enabled {
-                return Err(format!("{}: list at least one model", at("models")));
-            }
-            for (j, m) in c.models.iter().enumerate() {
-                if !self.models.contains_key(m) {
-                    return Err(format!(
-                        "{}: unknown model `{m}` (not in [models])",
-                        at(&format!("models[{j}]"))
-                    ));
-                }
-            }
+            c.validate(&at, &self.base_dir, &self.models)?;
             crate::rules::scene::validate_geometry(&c.zones, &c.lines)
                 .map_err(|(field, m)| format!("{}: {m}", at(&field)))?;
-            let r = &c.record;
-            if !(1.0..=3600.0).contains(&r.segment_secs) {
-                return Err(format!("{}: must be between 1 and 3600", at("record.segment_secs")));
-            }
-            for (field, v) in [("max_age_days", r.max_age_days), ("max_clip_secs", r.max_clip_secs)]
-            {
-                if !(v.is_finite() && v > 0.0) {
-                    return Err(format!("{}: must be > 0", at(&format!("record.{field}"))));
-                }
-            }
-            for (field, v) in
-                [("pre_roll_secs", r.pre_roll_secs), ("post_roll_secs", r.post_roll_secs)]
-            {
-                if !(0.0..=600.0).contains(&v) {
-                    return Err(format!(
-                        "{}: must be between 0 and 600",
-                        at(&format!("record.{field}"))
-                    ));
-                }
-            }
-            if !(100..=100_000).contains(&r.encode_bitrate_kbps) {
-                return Err(format!(
-                    "{}: must be between 100 and 100000",
-                    at("record.encode_bitrate_kbps")
-                ));
-            }
+            c.record.validate(&at)?;
             crate::rules::validate_rules(&c.rules, &c.zones, &c.lines)
                 .map_err(|(field, m)| format!("{}: {m}", at(&field)))?;
         }
@@ -1001,7 +165,6 @@ impl Config {
     }
 }
 
-/// For a serde path like `cameras[2].rules[0].x`, names the camera by its id if the raw TOML has one.
 fn camera_of_path(text: &str, path: &str) -> String {
     let Some(rest) = path.strip_prefix("cameras[") else { return String::new() };
     let Some(idx) = rest.split(']').next().and_then(|n| n.parse::<usize>().ok()) else {
@@ -1352,9 +515,9 @@ zone = "yard"
         let w = &bare.uplink.webhooks[0];
         assert!(
             w.enabled
-                && w.max_retry_hours == 72.0
+                && w.delivery.max_retry_hours == 72.0
                 && w.dead_letter_after == 3
-                && w.backoff_max_secs == 3600.0
+                && w.delivery.backoff_max_secs == 3600.0
         );
         assert_eq!(format!("{:?}", full.uplink.mqtt), format!("{:?}", bare.uplink.mqtt));
         let m = &bare.uplink.mqtt[0];
@@ -1362,7 +525,7 @@ zone = "yard"
             m.enabled
                 && m.topic_prefix == "gridwatch"
                 && m.keep_alive_secs == 30.0
-                && m.backoff_max_secs == 60.0
+                && m.delivery.backoff_max_secs == 60.0
         );
         assert_eq!(m.host_port(), Ok(("mqtt.grid.example.org".to_string(), 8883)));
         assert_eq!(a.rules.len(), 13);
@@ -1442,9 +605,10 @@ zone = "yard"
         };
         let ok = hook("secret = \"whsec_c2VjcmV0\"").unwrap();
         let w = &ok.uplink.webhooks[0];
-        assert_eq!((w.timeout_secs, w.backoff_min_secs, w.max_retry_hours), (10.0, 1.0, 72.0));
+        let d = &w.delivery;
+        assert_eq!((d.timeout_secs, d.backoff_min_secs, d.max_retry_hours), (10.0, 1.0, 72.0));
         assert!(!format!("{ok:?}").contains("c2VjcmV0"), "the secret must not be printed");
-        assert_eq!(ok.uplink.public_url(&ok.api), "http://127.0.0.1:8080");
+        assert_eq!(ok.uplink.public_url(ok.api.listen), "http://127.0.0.1:8080");
         let e = |r: Result<Config, String>| r.unwrap_err();
         assert!(
             e(hook("")).contains("uplink.webhooks[0].secret") && e(hook("")).contains("`city`")
@@ -1462,7 +626,7 @@ zone = "yard"
         assert!(e(with(&format!("{dup}{dup}"))).contains("duplicate"));
         assert!(e(with("[uplink]\npublic_url = \"box.example\"")).contains("uplink.public_url"));
         let p = with("[uplink]\npublic_url = \"https://box.example:8443/\"").unwrap();
-        assert_eq!(p.uplink.public_url(&p.api), "https://box.example:8443");
+        assert_eq!(p.uplink.public_url(p.api.listen), "https://box.example:8443");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod health;
 pub mod infer;
 pub mod ingest;
 pub mod record;
+pub mod redact;
 pub mod rules;
 pub mod store;
 pub mod track;

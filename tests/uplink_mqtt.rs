@@ -22,6 +22,7 @@ use gridwatch::config::{Config, MqttConfig};
 use gridwatch::record::clock::SystemClock;
 use gridwatch::store::Store;
 use gridwatch::types::{Change, EventChange, Severity};
+use gridwatch::uplink::config::SinkConfig;
 use gridwatch::uplink::mqtt::MqttSink;
 use gridwatch::uplink::sink::Sink;
 use gridwatch::uplink::worker::Policy;
@@ -223,7 +224,7 @@ fn mqtt_config(url: &str, extra: &str) -> MqttConfig {
 
 fn start(store: &Store, cfg: &MqttConfig) -> Uplink {
     let sink: Arc<dyn Sink> = Arc::new(MqttSink::new(cfg, BOX).unwrap());
-    let mut policy = Policy::for_mqtt(cfg);
+    let mut policy = cfg.policy();
     policy.ack_flush = Duration::from_millis(50);
     Uplink::start_sinks(store, vec![(sink, policy)], Arc::new(SystemClock), None).unwrap()
 }
@@ -688,7 +689,7 @@ fn tls_with_a_ca_file_and_a_password_from_the_environment() {
     let sink = |name: &str, extra: &str| -> (Arc<dyn Sink>, Policy) {
         let mut cfg = mqtt_config(&url, &format!("{fast}\n{extra}"));
         cfg.name = name.to_string();
-        (Arc::new(MqttSink::new(&cfg, BOX).unwrap()), Policy::for_mqtt(&cfg))
+        (Arc::new(MqttSink::new(&cfg, BOX).unwrap()), cfg.policy())
     };
     let ca = format!("ca_file = \"{c}/ca.pem\"");
     let sinks = vec![

@@ -14,6 +14,7 @@ use gridwatch::config::{Config, WebhookConfig};
 use gridwatch::record::clock::{Clock, SimClock, SystemClock};
 use gridwatch::store::Store;
 use gridwatch::types::{Change, EventChange, Severity};
+use gridwatch::uplink::config::SinkConfig;
 use gridwatch::uplink::signing;
 use gridwatch::uplink::sink::Sink;
 use gridwatch::uplink::webhook::WebhookSink;
@@ -45,7 +46,7 @@ fn start(
     tune: impl FnOnce(&mut Policy),
 ) -> Uplink {
     let sink: Arc<dyn Sink> = Arc::new(WebhookSink::new(cfg).unwrap());
-    let mut policy = Policy::for_webhook(cfg);
+    let mut policy = cfg.policy();
     policy.ack_flush = Duration::from_millis(50);
     tune(&mut policy);
     Uplink::start_sinks(store, vec![(sink, policy)], clock, None).unwrap()

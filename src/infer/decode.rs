@@ -550,17 +550,12 @@ pub fn nms(
     keep
 }
 
-/// A manifest's decoder with its parameters, ready to run on a model's outputs.
+/// A manifest's decoder (its kind carries its parameters), ready to run on a model's outputs.
 #[derive(Debug, Clone)]
 pub struct Decoder {
     pub kind: DecoderKind,
     pub in_w: u32,
     pub in_h: u32,
-    pub strides: Vec<u32>,
-    pub reg_max: u32,
-    pub anchors: Vec<Vec<[f32; 2]>>,
-    pub scale_x_y: f32,
-    pub center_offset: f32,
     pub num_classes: Option<usize>,
     pub score_threshold: f32,
     pub nms_iou: f32,
@@ -571,14 +566,9 @@ impl Decoder {
     pub fn from_manifest(m: &ModelManifest, num_classes: Option<usize>) -> Decoder {
         let o = &m.output;
         Decoder {
-            kind: o.kind,
+            kind: o.kind.clone(),
             in_w: m.input.width,
             in_h: m.input.height,
-            strides: m.strides(),
-            reg_max: o.reg_max.unwrap_or(0),
-            anchors: o.anchors.clone().unwrap_or_default(),
-            scale_x_y: o.scale_x_y.unwrap_or(1.0),
-            center_offset: o.center_offset.unwrap_or(0.0),
             num_classes,
             score_threshold: o.score_threshold,
             nms_iou: o.nms_iou,
@@ -595,31 +585,18 @@ impl Decoder {
                 msg: "the model has no outputs".into(),
             })
         };
-        let t = self.score_threshold;
-        let dets = match self.kind {
-            DecoderKind::Yolox => decode_yolox(first()?, self.in_w, self.in_h, &self.strides, t)?,
-            DecoderKind::Yolov8 => decode_yolov8(first()?, self.num_classes, t)?,
-            DecoderKind::Yolov5 => decode_yolov5(first()?, t)?,
-            DecoderKind::Darknet => decode_darknet(
-                outs,
-                self.in_w,
-                self.in_h,
-                &self.strides,
-                &self.anchors,
-                self.scale_x_y,
-                t,
-            )?,
-            DecoderKind::Nanodet => decode_nanodet(
-                outs,
-                self.in_w,
-                self.in_h,
-                &self.strides,
-                self.reg_max,
-                self.center_offset,
-                self.num_classes,
-                t,
-            )?,
-            DecoderKind::EndToEnd => {
+        let (w, h, t) = (self.in_w, self.in_h, self.score_threshold);
+        let dets = match &self.kind {
+            DecoderKind::Yolox { strides } => decode_yolox(first()?, w, h, strides, t)?,
+            DecoderKind::Yolov8 {} => decode_yolov8(first()?, self.num_classes, t)?,
+            DecoderKind::Yolov5 {} => decode_yolov5(first()?, t)?,
+            DecoderKind::Darknet { strides, anchors, scale_x_y } => {
+                decode_darknet(outs, w, h, strides, anchors, *scale_x_y, t)?
+            }
+            DecoderKind::Nanodet { reg_max, strides, center_offset } => {
+                decode_nanodet(outs, w, h, strides, *reg_max, *center_offset, self.num_classes, t)?
+            }
+            DecoderKind::EndToEnd {} => {
                 let mut d = decode_end_to_end(first()?, t)?;
                 d.sort_by(|a, b| b.score.total_cmp(&a.score));
                 d.truncate(self.max_detections);
@@ -871,14 +848,9 @@ mod tests {
     fn decoder_end_to_end_caps() {
         let d = [1.0, 2.0, 3.0, 4.0, 0.9, 0.0, 1.0, 2.0, 3.0, 4.0, 0.95, 0.0];
         let dec = Decoder {
-            kind: DecoderKind::EndToEnd,
+            kind: DecoderKind::EndToEnd {},
             in_w: 8,
             in_h: 8,
-            strides: vec![],
-            reg_max: 0,
-            anchors: vec![],
-            scale_x_y: 1.0,
-            center_offset: 0.0,
             num_classes: None,
             score_threshold: 0.5,
             nms_iou: 0.5,

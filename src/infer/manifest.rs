@@ -120,57 +120,64 @@ impl InputSpec {
     }
 }
 
-/// Output decoder family (`[output] kind = "..."`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// `[output] kind = "…"`: the decoder family, carrying its own keys. serde picks the variant
+/// by `kind` and rejects a key of another kind (`deny_unknown_fields` on every variant; see
+/// [`output_error`] for the message). A new decoder is a variant here, its function in
+/// `super::decode` and its arm in `Decoder::decode` (plus an arm in `validate` if its keys
+/// have constraints serde cannot check).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum DecoderKind {
     /// YOLOX: [1,N,85] raw grid offsets, objectness × class.
-    Yolox,
+    Yolox {
+        /// Feature-map strides. Default [8, 16, 32].
+        #[serde(default = "default_strides")]
+        strides: Vec<u32>,
+    },
     /// Ultralytics v8/v11/v12: [1,4+nc,N] (or [1,N,4+nc]) cx,cy,w,h + class scores.
-    Yolov8,
+    Yolov8 {},
     /// YOLOv5: [1,N,5+nc] cx,cy,w,h, objectness, class scores.
-    Yolov5,
+    Yolov5 {},
     /// Darknet YOLOv3/v4(-tiny) raw heads [1, A*(5+nc), H, W], one per scale.
-    Darknet,
+    Darknet {
+        /// One stride per output head.
+        strides: Vec<u32>,
+        /// Anchors in input pixels, one list of [w, h] per entry of `strides`.
+        anchors: Vec<Vec<[f32; 2]>>,
+        /// `scale_x_y` (1.0 for YOLOv3, 1.05 for YOLOv4-tiny). Default 1.0.
+        #[serde(default = "default_scale_x_y")]
+        scale_x_y: f32,
+    },
     /// NanoDet (GFL): per stride a class tensor [1,cells,nc] and a distribution [1,cells,4*(reg_max+1)].
-    Nanodet,
+    Nanodet {
+        /// Distribution bins − 1 (7 for NanoDet-m, 10 for NanoDet-g).
+        reg_max: u32,
+        /// Feature-map strides. Default [8, 16, 32].
+        #[serde(default = "default_strides")]
+        strides: Vec<u32>,
+        /// Pixels added to the cell centre `(i + 0.5) * stride` (0 for NanoDet-g, −0.5 for
+        /// NanoDet-m). Default 0.
+        #[serde(default)]
+        center_offset: f32,
+    },
     /// Boxes decoded and NMS'd in the graph: [1,N,6] x1,y1,x2,y2,score,class.
-    EndToEnd,
+    EndToEnd {},
 }
 
-impl DecoderKind {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            DecoderKind::Yolox => "yolox",
-            DecoderKind::Yolov8 => "yolov8",
-            DecoderKind::Yolov5 => "yolov5",
-            DecoderKind::Darknet => "darknet",
-            DecoderKind::Nanodet => "nanodet",
-            DecoderKind::EndToEnd => "end_to_end",
-        }
-    }
+fn default_strides() -> Vec<u32> {
+    vec![8, 16, 32]
+}
+fn default_scale_x_y() -> f32 {
+    1.0
 }
 
 /// `[output]`: decoder kind, its parameters and the detection thresholds.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct OutputSpec {
+    /// `kind` and its keys. (`deny_unknown_fields` sits on the variants: serde's `flatten`
+    /// hands them every key not taken here.)
+    #[serde(flatten)]
     pub kind: DecoderKind,
-    /// Feature-map strides (yolox, nanodet, darknet). Default [8, 16, 32] for yolox/nanodet.
-    #[serde(default)]
-    pub strides: Option<Vec<u32>>,
-    /// NanoDet distribution bins − 1 (7 for NanoDet-m, 10 for NanoDet-g).
-    #[serde(default)]
-    pub reg_max: Option<u32>,
-    /// Darknet anchors in input pixels, one list of [w, h] per entry of `strides`.
-    #[serde(default)]
-    pub anchors: Option<Vec<Vec<[f32; 2]>>>,
-    /// Darknet `scale_x_y` (1.0 for YOLOv3, 1.05 for YOLOv4-tiny).
-    #[serde(default)]
-    pub scale_x_y: Option<f32>,
-    /// NanoDet: pixels added to the cell centre `(i + 0.5) * stride` (0 for NanoDet-g, −0.5 for NanoDet-m).
-    #[serde(default)]
-    pub center_offset: Option<f32>,
     /// Detections below this score are dropped.
     pub score_threshold: f32,
     /// Class-aware NMS IoU threshold.
@@ -182,6 +189,75 @@ pub struct OutputSpec {
 
 fn default_max_det() -> usize {
     100
+}
+
+/// serde reports errors inside `[output]` (decoder keys) at `output`, since `kind` picks the
+/// variant only after the whole table is read. This names the key instead, and for a key of
+/// another decoder kind, the kinds that take it.
+fn output_error(text: &str, msg: &str) -> String {
+    let kind = toml::from_str::<toml::Table>(text)
+        .ok()
+        .and_then(|t| t.get("output")?.get("kind")?.as_str().map(str::to_string));
+    let key = |prefix: &str| msg.strip_prefix(prefix)?.split('`').next().map(str::to_string);
+    match (key("unknown field `"), key("missing field `"), kind) {
+        (Some(f), _, Some(k)) => {
+            let users = kinds_using(&f);
+            if users.is_empty() {
+                format!("field `output.{f}`: {msg}")
+            } else {
+                format!(
+                    "field `output.{f}`: not used by kind = \"{k}\" (only by {})",
+                    users.join(", ")
+                )
+            }
+        }
+        (_, Some(f), Some(k)) if f != "kind" => {
+            format!("field `output.{f}`: required for kind = \"{k}\"")
+        }
+        (Some(f), _, _) | (_, Some(f), _) => format!("field `output.{f}`: {msg}"),
+        _ if msg.starts_with("unknown variant") => format!("field `output.kind`: {msg}"),
+        _ => format!("field `output`: {msg}"),
+    }
+}
+
+/// The decoder kinds that take the key `key`, asked of serde itself (so the answer never goes
+/// stale): the kinds come from the "unknown variant" error, and a kind takes `key` when
+/// serde does not call it an unknown field.
+fn kinds_using(key: &str) -> Vec<&'static str> {
+    use serde::de::value::MapDeserializer;
+    let probe = |pairs: &[(&str, &str)]| {
+        DecoderKind::deserialize(MapDeserializer::<_, Probe>::new(pairs.iter().copied()))
+    };
+    let Err(Probe::Unknown(kinds)) = probe(&[("kind", "")]) else { return vec![] };
+    let unknown = |k: &str| matches!(probe(&[("kind", k), (key, "")]), Err(Probe::Unknown(_)));
+    kinds.iter().copied().filter(|k| !unknown(k)).collect()
+}
+
+/// The error type of [`kinds_using`]: keeps the list serde gives with an unknown name.
+#[derive(Debug)]
+enum Probe {
+    Unknown(&'static [&'static str]),
+    Other,
+}
+
+impl std::fmt::Display for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl std::error::Error for Probe {}
+
+impl serde::de::Error for Probe {
+    fn custom<T: std::fmt::Display>(_: T) -> Self {
+        Probe::Other
+    }
+    fn unknown_variant(_: &str, expected: &'static [&'static str]) -> Self {
+        Probe::Unknown(expected)
+    }
+    fn unknown_field(_: &str, expected: &'static [&'static str]) -> Self {
+        Probe::Unknown(expected)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,6 +298,9 @@ impl ModelManifest {
         let raw: RawManifest = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
+            if path == "output" {
+                return output_error(text, inner.message());
+            }
             format!("field `{path}`: {}", inner.message())
         })?;
         let resolve =
@@ -280,7 +359,6 @@ impl ModelManifest {
             return Err("field `input.pad_value`: must be between 0 and 255".into());
         }
         let o = &self.output;
-        let kind = o.kind.as_str();
         if !(0.0..=1.0).contains(&o.score_threshold) {
             return Err("field `output.score_threshold`: must be between 0 and 1".into());
         }
@@ -290,42 +368,18 @@ impl ModelManifest {
         if o.max_detections == 0 {
             return Err("field `output.max_detections`: must be ≥ 1".into());
         }
-        let only = |field: &str, kinds: &str| {
-            format!("field `output.{field}`: not used by kind = \"{kind}\" (only by {kinds})")
-        };
-        let uses_strides =
-            matches!(o.kind, DecoderKind::Yolox | DecoderKind::Nanodet | DecoderKind::Darknet);
-        if o.strides.is_some() && !uses_strides {
-            return Err(only("strides", "yolox, nanodet, darknet"));
-        }
-        if let Some(s) = &o.strides {
+        let strides_ok = |s: &[u32]| {
             if s.is_empty() || s.contains(&0) {
-                return Err("field `output.strides`: list at least one stride, all ≥ 1".into());
+                return Err("field `output.strides`: list at least one stride, all ≥ 1".to_string());
             }
-        }
-        if o.reg_max.is_some() && o.kind != DecoderKind::Nanodet {
-            return Err(only("reg_max", "nanodet"));
-        }
-        if o.center_offset.is_some() && o.kind != DecoderKind::Nanodet {
-            return Err(only("center_offset", "nanodet"));
-        }
-        if o.anchors.is_some() && o.kind != DecoderKind::Darknet {
-            return Err(only("anchors", "darknet"));
-        }
-        if o.scale_x_y.is_some() && o.kind != DecoderKind::Darknet {
-            return Err(only("scale_x_y", "darknet"));
-        }
-        match o.kind {
-            DecoderKind::Nanodet if o.reg_max.is_none() => {
-                return Err("field `output.reg_max`: required for kind = \"nanodet\" (7 for NanoDet-m, 10 for NanoDet-g)".into());
+            Ok(())
+        };
+        match &o.kind {
+            DecoderKind::Yolox { strides } | DecoderKind::Nanodet { strides, .. } => {
+                strides_ok(strides)?
             }
-            DecoderKind::Darknet => {
-                let Some(strides) = &o.strides else {
-                    return Err("field `output.strides`: required for kind = \"darknet\" (one per output head)".into());
-                };
-                let Some(anchors) = &o.anchors else {
-                    return Err("field `output.anchors`: required for kind = \"darknet\"".into());
-                };
+            DecoderKind::Darknet { strides, anchors, .. } => {
+                strides_ok(strides)?;
                 if anchors.len() != strides.len() {
                     return Err(format!(
                         "field `output.anchors`: needs one list of anchors per stride ({} strides, {} lists)",
@@ -340,14 +394,10 @@ impl ModelManifest {
                     );
                 }
             }
+            // Kinds whose keys serde checks completely.
             _ => {}
         }
         Ok(())
-    }
-
-    /// Decoder strides (default [8, 16, 32]).
-    pub fn strides(&self) -> Vec<u32> {
-        self.output.strides.clone().unwrap_or_else(|| vec![8, 16, 32])
     }
 
     /// Reads the labels file: one name per line, surrounding blanks trimmed, trailing empty lines ignored.
@@ -472,7 +522,10 @@ nms_iou = 0.6
         assert_eq!(m.input.pad_value, 114.0);
         assert_eq!(m.input.inv_std(), [0.5, 0.25, 0.125]);
         assert_eq!(m.output.max_detections, 100);
-        assert_eq!(m.strides(), vec![8, 16, 32]);
+        assert_eq!(
+            m.output.kind,
+            DecoderKind::Nanodet { reg_max: 10, strides: vec![8, 16, 32], center_offset: 0.0 }
+        );
     }
 
     #[test]
@@ -504,6 +557,52 @@ nms_iou = 0.6
         let t = GOOD.replace("reg_max = 10", "reg_max = 10\nanchors = [[[1.0, 2.0]]]");
         let e = ModelManifest::parse(&t, Path::new("/")).unwrap_err();
         assert!(e.contains("output.anchors") && e.contains("darknet"), "{e}");
+    }
+
+    /// A key of another decoder kind is refused by serde; the message names the key, the
+    /// kind and the kinds that take it.
+    #[test]
+    fn misplaced_and_missing_decoder_keys_are_named() {
+        let err = |from: &str, to: &str| {
+            assert!(GOOD.contains(from), "{from}");
+            ModelManifest::parse(&GOOD.replace(from, to), Path::new("/")).unwrap_err()
+        };
+        assert_eq!(
+            err("reg_max = 10", "reg_max = 10\nanchors = [[[1.0, 2.0]]]"),
+            "field `output.anchors`: not used by kind = \"nanodet\" (only by darknet)"
+        );
+        assert_eq!(
+            err("kind = \"nanodet\"\nreg_max = 10", "kind = \"yolov8\"\nstrides = [8]"),
+            "field `output.strides`: not used by kind = \"yolov8\" (only by yolox, darknet, nanodet)"
+        );
+        assert_eq!(
+            err("kind = \"nanodet\"\nreg_max = 10", "kind = \"darknet\"\nanchors = [[[1.0, 2.0]]]"),
+            "field `output.strides`: required for kind = \"darknet\""
+        );
+        let e = err("kind = \"nanodet\"", "kind = \"yolo\"");
+        assert!(e.starts_with("field `output.kind`: unknown variant `yolo`"), "{e}");
+        let e = err("reg_max = 10", "reg_max = \"ten\"");
+        assert!(e.starts_with("field `output`: invalid type: string"), "{e}");
+        let e = err("nms_iou = 0.6", "nms_iou = \"x\"");
+        assert!(e.starts_with("field `output.nms_iou`"), "{e}");
+    }
+
+    /// Every manifest in the tree keeps parsing (models/ and the test-only ones).
+    #[test]
+    fn shipped_and_test_manifests_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut n = 0;
+        for dir in ["models", "tests/models"] {
+            for e in std::fs::read_dir(root.join(dir)).unwrap() {
+                let p = e.unwrap().path();
+                let p = if p.is_dir() { p.join("model.toml") } else { p };
+                if p.extension().is_some_and(|x| x == "toml") && p.is_file() {
+                    ModelManifest::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                    n += 1;
+                }
+            }
+        }
+        assert!(n >= 7, "{n} manifests");
     }
 
     #[test]

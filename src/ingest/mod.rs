@@ -164,7 +164,7 @@ enum Outcome {
 }
 
 fn fail(registry: &Registry, id: &str, err: &str, retry_in: Duration) {
-    let err = profile::redact_url(err);
+    let err = crate::redact::redact_url(err);
     tracing::warn!(camera = id, "offline: {err}; retrying in {:.1} s", retry_in.as_secs_f64());
     registry.set_state(id, CameraState::Offline, Some(err));
 }

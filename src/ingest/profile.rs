@@ -313,28 +313,6 @@ fn factories_in(desc: &str) -> Vec<String> {
         .collect()
 }
 
-/// Replaces the user-info (`user:password@`) of every URL in `text` with `***@`, so camera
-/// credentials never reach a log line, a health report or an API response.
-pub fn redact_url(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(p) = rest.find("://") {
-        let (head, tail) = rest.split_at(p + 3);
-        out.push_str(head);
-        let end =
-            tail.find(|c: char| c == '/' || c == '"' || c.is_whitespace()).unwrap_or(tail.len());
-        match tail[..end].rfind('@') {
-            Some(at) => {
-                out.push_str("***");
-                rest = &tail[at..];
-            }
-            None => rest = tail,
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,16 +339,6 @@ mod tests {
     fn unknown_profile_is_clear_error() {
         let e = HardwareProfile::load("nope", Path::new("/tmp")).unwrap_err();
         assert!(e.contains("hardware_profile") && e.contains("cpu"), "{e}");
-    }
-
-    #[test]
-    fn redacts_credentials() {
-        assert_eq!(redact_url("rtsp://admin:secret@10.0.0.5/s1"), "rtsp://***@10.0.0.5/s1");
-        assert_eq!(redact_url("rtsp://10.0.0.5/s1"), "rtsp://10.0.0.5/s1");
-        assert_eq!(
-            redact_url(r#"rtspsrc location="rtsp://u:p@w@h:554/a" ! x, also rtsp://a:b@c/d"#),
-            r#"rtspsrc location="rtsp://***@h:554/a" ! x, also rtsp://***@c/d"#
-        );
     }
 
     #[test]

@@ -18,10 +18,10 @@ use axum::http::{HeaderMap, StatusCode};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::config::SinkConfig;
 use super::signing;
 use super::sink::Sink;
 use super::webhook::WebhookSink;
-use super::worker::Policy;
 use super::Uplink;
 use crate::config::Config;
 use crate::record::clock::SystemClock;
@@ -195,12 +195,7 @@ pub fn drain(changes: usize, cameras: usize) -> anyhow::Result<()> {
         changes as f64 / fill_secs
     );
     let t = Instant::now();
-    let up = Uplink::start_sinks(
-        &store,
-        vec![(sink, Policy::for_webhook(&cfg))],
-        Arc::new(SystemClock),
-        None,
-    )?;
+    let up = Uplink::start_sinks(&store, vec![(sink, cfg.policy())], Arc::new(SystemClock), None)?;
     let deadline = Instant::now() + Duration::from_secs(1800);
     while rx.seen(|s| s.ids.len()) < changes {
         if Instant::now() > deadline {

@@ -14,6 +14,7 @@
 //! changes reported by the health registry (off the camera threads).
 
 pub mod bench;
+pub mod config;
 pub mod mqtt;
 pub mod signing;
 pub mod sink;
@@ -29,6 +30,7 @@ use std::time::Duration;
 use anyhow::Context;
 use time::OffsetDateTime;
 
+use self::config::SinkConfig;
 use crate::config::Config;
 use crate::health::{CameraState, Registry};
 use crate::record::clock::{Clock, SystemClock};
@@ -44,7 +46,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 pub fn context(cfg: &Config) -> UplinkContext {
     UplinkContext {
         box_id: cfg.box_id.clone(),
-        public_url: cfg.uplink.public_url(&cfg.api),
+        public_url: cfg.uplink.public_url(cfg.api.listen),
         cameras: cfg
             .cameras
             .iter()
@@ -59,6 +61,18 @@ pub fn context(cfg: &Config) -> UplinkContext {
             })
             .collect(),
     }
+}
+
+/// Builds the enabled sinks of one kind, each with its config's retry policy.
+fn add_sinks<C: SinkConfig, S: Sink>(
+    sinks: &mut Vec<(Arc<dyn Sink>, Policy)>,
+    configs: &[C],
+    new: impl Fn(&C) -> Result<S, String>,
+) -> anyhow::Result<()> {
+    for c in configs.iter().filter(|c| c.enabled()) {
+        sinks.push((Arc::new(new(c).map_err(anyhow::Error::msg)?), c.policy()));
+    }
+    Ok(())
 }
 
 /// A camera status change for the recorder thread; `None` stops it.
@@ -78,22 +92,17 @@ impl Uplink {
     /// camera status changes of `registry`, and prunes the outbox per
     /// `uplink.outbox_retention_days`.
     pub fn start(cfg: &Config, store: &Store, registry: &Registry) -> anyhow::Result<Uplink> {
-        let any_sink = !cfg.uplink.webhooks.is_empty() || !cfg.uplink.mqtt.is_empty();
-        if cfg.uplink.public_url.is_none() && cfg.api.listen.ip().is_unspecified() && any_sink {
+        let u = &cfg.uplink;
+        if u.public_url.is_none() && cfg.api.listen.ip().is_unspecified() && u.any_sink() {
             tracing::warn!(
                 "uplink.public_url is not set and api.listen is {}: media URLs in envelopes will not be reachable",
                 cfg.api.listen
             );
         }
-        let mut sinks: Vec<(Arc<dyn Sink>, Policy)> = Vec::new();
-        for w in cfg.uplink.webhooks.iter().filter(|w| w.enabled) {
-            let s = webhook::WebhookSink::new(w).map_err(anyhow::Error::msg)?;
-            sinks.push((Arc::new(s), Policy::for_webhook(w)));
-        }
-        for m in cfg.uplink.mqtt.iter().filter(|m| m.enabled) {
-            let s = mqtt::MqttSink::new(m, &cfg.box_id).map_err(anyhow::Error::msg)?;
-            sinks.push((Arc::new(s), Policy::for_mqtt(m)));
-        }
+        // The sink kinds, one line each.
+        let mut sinks = Vec::new();
+        add_sinks(&mut sinks, &u.webhooks, webhook::WebhookSink::new)?;
+        add_sinks(&mut sinks, &u.mqtt, |m| mqtt::MqttSink::new(m, &cfg.box_id))?;
         let retention = Duration::from_secs_f64(cfg.uplink.outbox_retention_days * 86400.0);
         let mut up = Self::start_sinks(store, sinks, Arc::new(SystemClock), Some(retention))?;
         up.record_camera_status(store, registry);

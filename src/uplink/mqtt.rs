@@ -31,8 +31,8 @@ use rustls::pki_types::CertificateDer;
 use time::OffsetDateTime;
 use tokio::sync::{oneshot, watch};
 
+use super::config::MqttConfig;
 use super::sink::{BoxFuture, Outcome, Sink};
-use crate::config::MqttConfig;
 use crate::store::outbox::OutboxRow;
 
 /// Largest MQTT packet sent or accepted. A change whose publish would be larger is refused
@@ -168,8 +168,8 @@ impl MqttSink {
             target: format!("{scheme}://{host_shown}:{port}"),
             base,
             options: o,
-            connect_timeout_secs: cfg.connect_timeout_secs.ceil().max(1.0) as u64,
-            timeout: Duration::from_secs_f64(cfg.timeout_secs),
+            connect_timeout_secs: cfg.delivery.connect_timeout_secs.ceil().max(1.0) as u64,
+            timeout: Duration::from_secs_f64(cfg.delivery.timeout_secs),
             conn: Arc::new(Conn {
                 session: Mutex::new(Session::default()),
                 connected: watch::channel(false).0,
@@ -487,7 +487,12 @@ mod tests {
         assert_eq!(m.host_port().unwrap(), ("b.example".to_string(), 8883));
         assert_eq!(m.ca_file.as_deref(), Some(std::path::Path::new("/etc/gw/certs/ca.pem")));
         assert_eq!(
-            (m.keep_alive_secs, m.timeout_secs, m.backoff_max_secs, m.max_retry_hours),
+            (
+                m.keep_alive_secs,
+                m.delivery.timeout_secs,
+                m.delivery.backoff_max_secs,
+                m.delivery.max_retry_hours
+            ),
             (30.0, 10.0, 60.0, 72.0)
         );
         assert!(m.enabled && m.topic_prefix == "gridwatch");

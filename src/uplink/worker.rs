@@ -18,7 +18,6 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::sink::{Outcome, Sink};
-use crate::config::{MqttConfig, WebhookConfig};
 use crate::record::clock::Clock;
 use crate::store::outbox::{CursorState, Failure, OutboxRow};
 use crate::store::{Store, StoreError};
@@ -45,28 +44,10 @@ pub struct Policy {
     pub batch: u32,
 }
 
+/// A sink's policy comes from its config (`uplink::config::SinkConfig::policy`): the shared
+/// delivery settings, and for webhooks `dead_letter_after` (for MQTT, whose PUBACK cannot
+/// refuse a change, it only counts changes too large to publish).
 impl Policy {
-    pub fn for_webhook(cfg: &WebhookConfig) -> Policy {
-        Policy {
-            backoff_min: Duration::from_secs_f64(cfg.backoff_min_secs),
-            backoff_max: Duration::from_secs_f64(cfg.backoff_max_secs),
-            max_retry: Duration::from_secs_f64(cfg.max_retry_hours * 3600.0),
-            dead_letter_after: cfg.dead_letter_after,
-            ..Policy::default()
-        }
-    }
-
-    /// MQTT: a PUBACK cannot refuse a change, so `dead_letter_after` only counts changes
-    /// too large to publish.
-    pub fn for_mqtt(cfg: &MqttConfig) -> Policy {
-        Policy {
-            backoff_min: Duration::from_secs_f64(cfg.backoff_min_secs),
-            backoff_max: Duration::from_secs_f64(cfg.backoff_max_secs),
-            max_retry: Duration::from_secs_f64(cfg.max_retry_hours * 3600.0),
-            ..Policy::default()
-        }
-    }
-
     /// The delay after the `attempts`-th failed attempt: `min(max, min·2^(attempts−1))`
     /// scaled by a random factor in [0.5, 1) ("equal jitter", so cameras that failed
     /// together do not retry in lockstep), and never less than the receiver's

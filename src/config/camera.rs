@@ -1,0 +1,296 @@
+//! `[[cameras]]`: one camera, its source and analysis settings, and its recording
+//! (`[cameras.record]`). Its rules, zones and lines are checked by `Config::validate`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::rules::{LineConfig, RuleConfig, ZoneConfig};
+
+/// `[[cameras]]`. `id`, `url` and `models` are required, so this struct has no `Default`: its
+/// optional keys take their defaults from the `default_*` functions below it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `rtsp://…`, `file:///…`, a plain file path, or `v4l2:///dev/videoN`.
+    pub url: String,
+    /// Restart a file source at its end (simulates a live camera).
+    #[serde(default, rename = "loop")]
+    pub loop_file: bool,
+    /// Pace file sources at their native frame rate like a live camera (default true).
+    #[serde(default = "yes")]
+    pub realtime: bool,
+    /// RTSP stream codec: "auto" (decodebin), "h264" or "h265" (profile's decoders).
+    #[serde(default = "default_codec")]
+    pub codec: String,
+    #[serde(default)]
+    pub grid_cell: Option<String>,
+    #[serde(default)]
+    pub lat: Option<f64>,
+    #[serde(default)]
+    pub lon: Option<f64>,
+    /// Frames per second handed to detection (0 = every decoded frame). Default 5.
+    #[serde(default = "default_detect_fps")]
+    pub detect_fps: f64,
+    /// Width of analysed frames (scaled in the pipeline). Default 640.
+    #[serde(default = "default_detect_width")]
+    pub detect_width: u32,
+    /// Height of analysed frames; default keeps the source aspect ratio.
+    #[serde(default)]
+    pub detect_height: Option<u32>,
+    /// Names of entries in `[models]`.
+    pub models: Vec<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// No frame for this long while playing counts as a failure and triggers a reconnect.
+    /// Default 10.
+    #[serde(default = "default_stall")]
+    pub stall_timeout_secs: f64,
+    /// Reconnect backoff bounds. Default 1 …
+    #[serde(default = "default_reconnect_min")]
+    pub reconnect_min_secs: f64,
+    /// … to 30.
+    #[serde(default = "default_reconnect_max")]
+    pub reconnect_max_secs: f64,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// Multi-object tracker parameters (`[cameras.tracker]`); every field has a default.
+    #[serde(default)]
+    pub tracker: crate::track::TrackerConfig,
+    /// Named polygons (`[[cameras.zones]]`), normalised 0–1 image coordinates.
+    #[serde(default)]
+    pub zones: Vec<ZoneConfig>,
+    /// Named polylines (`[[cameras.lines]]`) with a direction (see `geometry`).
+    #[serde(default)]
+    pub lines: Vec<LineConfig>,
+    /// Anchor point per class (`[cameras.anchors]`, class → anchor); default bottom_center.
+    #[serde(default)]
+    pub anchors: BTreeMap<String, crate::geometry::Anchor>,
+    /// Continuous recording and event clips (`[cameras.record]`); every field has a default.
+    #[serde(default)]
+    pub record: RecordConfig,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_codec() -> String {
+    "auto".into()
+}
+fn default_detect_fps() -> f64 {
+    5.0
+}
+fn default_detect_width() -> u32 {
+    640
+}
+fn default_stall() -> f64 {
+    10.0
+}
+fn default_reconnect_min() -> f64 {
+    1.0
+}
+fn default_reconnect_max() -> f64 {
+    30.0
+}
+
+/// `[cameras.record]`: continuous recording of one camera (see docs/storage.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordConfig {
+    /// Record this camera continuously. Default true. File sources are recorded only when
+    /// `realtime = true` (their timestamps must be wall-clock times).
+    pub enabled: bool,
+    /// Target segment length; segments split at the first keyframe after it. Default 10.
+    pub segment_secs: f64,
+    /// Continuous footage older than this is deleted. Default 7.
+    pub max_age_days: f64,
+    /// Event clips start this long before the event. Default 5.
+    pub pre_roll_secs: f64,
+    /// … and end this long after it. Default 10.
+    pub post_roll_secs: f64,
+    /// Longest event clip (events that last longer are cut at the end). Default 300.
+    pub max_clip_secs: f64,
+    /// Bitrate of the one-time H.264 encode for sources that are not H.264/H.265 (USB
+    /// cameras, MPEG-4 files). Passthrough sources are never re-encoded. Default 2000.
+    pub encode_bitrate_kbps: u32,
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        RecordConfig {
+            enabled: true,
+            segment_secs: 10.0,
+            max_age_days: 7.0,
+            pre_roll_secs: 5.0,
+            post_roll_secs: 10.0,
+            max_clip_secs: 300.0,
+            encode_bitrate_kbps: 2000,
+        }
+    }
+}
+
+impl RecordConfig {
+    /// `at(field)` names the field and the camera.
+    pub(crate) fn validate(&self, at: &dyn Fn(&str) -> String) -> Result<(), String> {
+        if !(1.0..=3600.0).contains(&self.segment_secs) {
+            return Err(format!("{}: must be between 1 and 3600", at("record.segment_secs")));
+        }
+        for (field, v) in
+            [("max_age_days", self.max_age_days), ("max_clip_secs", self.max_clip_secs)]
+        {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{}: must be > 0", at(&format!("record.{field}"))));
+            }
+        }
+        for (field, v) in
+            [("pre_roll_secs", self.pre_roll_secs), ("post_roll_secs", self.post_roll_secs)]
+        {
+            if !(0.0..=600.0).contains(&v) {
+                return Err(format!(
+                    "{}: must be between 0 and 600",
+                    at(&format!("record.{field}"))
+                ));
+            }
+        }
+        if !(100..=100_000).contains(&self.encode_bitrate_kbps) {
+            return Err(format!(
+                "{}: must be between 100 and 100000",
+                at("record.encode_bitrate_kbps")
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How a camera URL is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Rtsp(String),
+    File(PathBuf),
+    V4l2(PathBuf),
+}
+
+impl CameraConfig {
+    /// Parses `url` into a source. Relative file paths are resolved against `base`.
+    pub fn source(&self, base: &Path) -> Result<Source, String> {
+        let u = self.url.trim();
+        if u.is_empty() {
+            return Err("is empty".into());
+        }
+        if let Some((scheme, rest)) = u.split_once("://") {
+            match scheme.to_ascii_lowercase().as_str() {
+                "rtsp" | "rtsps" => {
+                    url::Url::parse(u).map_err(|e| format!("`{u}` is not a valid RTSP URL: {e}"))?;
+                    Ok(Source::Rtsp(u.to_string()))
+                }
+                "file" => {
+                    let p = url::Url::parse(u)
+                        .ok()
+                        .and_then(|x| x.to_file_path().ok())
+                        .unwrap_or_else(|| PathBuf::from(rest));
+                    Ok(Source::File(p))
+                }
+                "v4l2" => Ok(Source::V4l2(PathBuf::from(rest))),
+                other => Err(format!(
+                    "unsupported URL scheme `{other}` in `{u}` (use rtsp://, file://, a file path or v4l2:///dev/videoN)"
+                )),
+            }
+        } else if u.starts_with("/dev/video") {
+            Ok(Source::V4l2(PathBuf::from(u)))
+        } else {
+            let p = PathBuf::from(u);
+            Ok(Source::File(if p.is_absolute() { p } else { base.join(p) }))
+        }
+    }
+
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+
+    /// True when this camera's stream is recorded: enabled, `record.enabled`, and for file
+    /// sources only when paced in real time (so segment times are wall-clock times).
+    pub fn records(&self, base: &Path) -> bool {
+        self.enabled
+            && self.record.enabled
+            && match self.source(base) {
+                Ok(Source::File(_)) => self.realtime,
+                Ok(_) => true,
+                Err(_) => false,
+            }
+    }
+
+    /// The camera's own keys (not its id, which `Config::validate` checks against the other
+    /// cameras, nor its geometry, rules and recording). `at(field)` names the field and the
+    /// camera; `models` are the names in `[models]`.
+    pub(crate) fn validate<M>(
+        &self,
+        at: &dyn Fn(&str) -> String,
+        base_dir: &Path,
+        models: &BTreeMap<String, M>,
+    ) -> Result<(), String> {
+        self.source(base_dir).map_err(|m| format!("{}: {m}", at("url")))?;
+        if !matches!(self.codec.as_str(), "auto" | "h264" | "h265") {
+            return Err(format!("{}: must be \"auto\", \"h264\" or \"h265\"", at("codec")));
+        }
+        if !(self.detect_fps >= 0.0 && self.detect_fps <= 120.0) {
+            return Err(format!("{}: must be between 0 and 120", at("detect_fps")));
+        }
+        if !(32..=4096).contains(&self.detect_width) {
+            return Err(format!("{}: must be between 32 and 4096", at("detect_width")));
+        }
+        if let Some(h) = self.detect_height {
+            if !(32..=4096).contains(&h) {
+                return Err(format!("{}: must be between 32 and 4096", at("detect_height")));
+            }
+        }
+        if let Some(lat) = self.lat {
+            if !(-90.0..=90.0).contains(&lat) {
+                return Err(format!("{}: must be between -90 and 90", at("lat")));
+            }
+        }
+        if let Some(lon) = self.lon {
+            if !(-180.0..=180.0).contains(&lon) {
+                return Err(format!("{}: must be between -180 and 180", at("lon")));
+            }
+        }
+        if self.stall_timeout_secs.is_nan() || self.stall_timeout_secs <= 0.0 {
+            return Err(format!("{}: must be > 0", at("stall_timeout_secs")));
+        }
+        if !(self.reconnect_min_secs > 0.0 && self.reconnect_max_secs >= self.reconnect_min_secs) {
+            return Err(format!(
+                "{}: need 0 < reconnect_min_secs ≤ reconnect_max_secs",
+                at("reconnect_min_secs")
+            ));
+        }
+        self.tracker.validate().map_err(|m| format!("{}: {m}", at("tracker")))?;
+        if self.models.is_empty() && self.enabled {
+            return Err(format!("{}: list at least one model", at("models")));
+        }
+        for (j, m) in self.models.iter().enumerate() {
+            if !models.contains_key(m) {
+                return Err(format!(
+                    "{}: unknown model `{m}` (not in [models])",
+                    at(&format!("models[{j}]"))
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'a> From<&'a CameraConfig> for crate::rules::RuleSetup<'a> {
+    fn from(c: &'a CameraConfig) -> Self {
+        crate::rules::RuleSetup {
+            camera_id: &c.id,
+            grid_cell: c.grid_cell.as_deref(),
+            rules: &c.rules,
+            zones: &c.zones,
+            lines: &c.lines,
+            anchors: &c.anchors,
+        }
+    }
+}
