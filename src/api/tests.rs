@@ -25,7 +25,7 @@ fn camera(id: &str) -> CameraHealth {
         "id": id, "url": "rtsp://cam/x", "models": ["default"], "grid_cell": "C3"
     }))
     .unwrap();
-    CameraHealth::new(&cfg)
+    crate::ingest::camera_health(&cfg, time::OffsetDateTime::now_utc())
 }
 
 fn fixture() -> Fx {

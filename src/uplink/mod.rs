@@ -29,9 +29,9 @@ use std::time::Duration;
 use anyhow::Context;
 use time::OffsetDateTime;
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::health::{CameraState, Registry};
-use crate::record::clock::{Clock, SystemClock};
 use crate::store::outbox::{CameraMeta, UplinkContext};
 use crate::store::Store;
 use sink::Sink;

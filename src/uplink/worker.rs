@@ -18,8 +18,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::sink::{Outcome, Sink};
+use crate::clock::Clock;
 use crate::config::{MqttConfig, WebhookConfig};
-use crate::record::clock::Clock;
 use crate::store::outbox::{CursorState, Failure, OutboxRow};
 use crate::store::{Store, StoreError};
 
