@@ -17,12 +17,6 @@ use crate::record::branch::Recording;
 use crate::record::RecordSpec;
 use crate::types::Frame;
 
-impl From<crate::gst::InitError> for IngestError {
-    fn from(e: crate::gst::InitError) -> Self {
-        IngestError::Gstreamer(e.to_string())
-    }
-}
-
 /// Opens a camera by launching a gst-launch style description. With `record`, the
 /// description must contain the record branch (`splitmuxsink name=recorder` fed by
 /// `queue name=recq`, see pipelines/record.pipeline).

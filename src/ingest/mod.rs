@@ -30,6 +30,12 @@ pub enum IngestError {
     Source(String),
 }
 
+impl From<crate::gst::InitError> for IngestError {
+    fn from(e: crate::gst::InitError) -> Self {
+        IngestError::Gstreamer(e.to_string())
+    }
+}
+
 /// What a stream yields on each poll.
 #[derive(Debug)]
 pub enum StreamEvent {

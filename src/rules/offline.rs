@@ -163,8 +163,9 @@ mod tests {
 
     use super::*;
     use crate::clock::SimClock;
-    use crate::ingest::SuperviseOptions;
-    use crate::ingest::{camera_health, supervise, FrameStream, IngestError, Opener};
+    use crate::ingest::{
+        camera_health, supervise, FrameStream, IngestError, Opener, SuperviseOptions,
+    };
 
     const CFG: &str =
         "box_id='b'\ndata_dir='/tmp'\n[models]\n[[cameras]]\nid='c'\nurl='x.mp4'\nmodels=[]\n\
