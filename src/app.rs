@@ -109,6 +109,7 @@ impl Analytics {
                         crate::rules::offline::watch(
                             &cams,
                             &registry,
+                            &*registry.clock(),
                             &stop2,
                             Duration::from_millis(500),
                             &mut |c| {
@@ -329,7 +330,7 @@ pub fn start_cameras(
         let (registry, queue, shutdown) = (registry.clone(), queue.clone(), shutdown.clone());
         handles.push(std::thread::Builder::new().name(format!("cam-{}", cam.id)).spawn(
             move || {
-                supervise(&opener, &opts, &registry, &shutdown, &mut |f| {
+                supervise(&opener, &opts, &registry, &*registry.clock(), &shutdown, &mut |f| {
                     queue.push(idx, f);
                 })
             },
@@ -371,10 +372,12 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     }
     let ort = crate::infer::runtime::init(cfg.inference.ort_library.as_deref())?;
     tracing::info!("ONNX Runtime: {}", ort.display());
-    crate::ingest::gst::init()?;
+    crate::gst::init()?;
     let manifests = load_manifests(&cfg)?;
+    let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
     let store = Store::open(&cfg.data_dir)
         .with_context(|| format!("opening data dir {}", cfg.data_dir.display()))?;
+    store.set_clock(clock.clone());
     store.set_uplink_context(crate::uplink::context(&cfg));
     store.end_interrupted()?;
     let report = crate::record::reconcile::reconcile(&store)?;
@@ -383,11 +386,11 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     }
     let token_note = ensure_token(&cfg, &store)?;
 
-    let registry = Registry::new();
+    let registry = Registry::with_clock(clock.clone());
     for cam in &cfg.cameras {
         registry.register(CameraHealth {
             records: cam.records(&cfg.base_dir),
-            ..CameraHealth::new(cam)
+            ..crate::ingest::camera_health(cam, clock.now())
         });
     }
     let uplink = crate::uplink::Uplink::start(&cfg, &store, &registry)?;
@@ -395,8 +398,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         intra_op_threads: cfg.inference.intra_op_threads,
         execution_providers: profile.inference.execution_providers.clone(),
     };
-    let recorder =
-        Recorder::start(&cfg, store.clone(), Arc::new(crate::record::clock::SystemClock))?;
+    let recorder = Recorder::start(&cfg, store.clone(), clock.clone())?;
     let analytics = Analytics::start(
         &cfg.cameras,
         &manifests,

@@ -11,7 +11,7 @@ use anyhow::anyhow;
 
 use crate::app::{start_cameras, Analytics};
 use crate::config::Config;
-use crate::health::{CameraHealth, Registry};
+use crate::health::Registry;
 use crate::ingest::profile::HardwareProfile;
 use crate::ingest::StreamEvent;
 
@@ -138,7 +138,7 @@ clear_secs = 1.0
     let profile = HardwareProfile::load("cpu", Path::new(".")).map_err(|e| anyhow!(e))?;
     let store = crate::store::Store::open(&cfg.data_dir)?;
     let registry = Registry::new();
-    registry.register(CameraHealth::new(&cfg.cameras[0]));
+    registry.register(crate::ingest::camera_health(&cfg.cameras[0], registry.clock().now()));
     let manifests = crate::analytics::load_manifests(&cfg)?;
     let opts = crate::infer::detector::DetectorOptions {
         intra_op_threads: threads,
@@ -368,7 +368,7 @@ fn cpu_model() -> String {
 /// of one core when the stream arrives in real time. Median of 3 runs each.
 pub fn record_cost(secs: u32, bitrate_kbps: u32) -> anyhow::Result<()> {
     use crate::ingest::profile::{RecordMode, RecordPlan};
-    crate::ingest::gst::init()?;
+    crate::gst::init()?;
     let dir = std::env::temp_dir().join(format!("gridwatch-bench-record-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let _cleanup = RemoveDir(dir.clone());

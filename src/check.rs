@@ -57,14 +57,11 @@ pub fn run(path: &Path) -> ExitCode {
                     if p.tested { "" } else { " (UNTESTED)" }
                 ),
             );
-            match crate::ingest::gst::init() {
+            match crate::gst::init() {
                 Ok(()) => {
                     let els = p.required_elements();
-                    let missing: Vec<_> = els
-                        .iter()
-                        .filter(|e| !crate::ingest::gst::has_element(e))
-                        .cloned()
-                        .collect();
+                    let missing: Vec<_> =
+                        els.iter().filter(|e| !crate::gst::has_element(e)).cloned().collect();
                     if missing.is_empty() {
                         r.line(true, "gstreamer elements", format!("all {} present", els.len()));
                     } else {

@@ -114,7 +114,7 @@ pub fn detect(
 pub fn rtsp_serve(video: &Path, port: u16, path: &str) -> anyhow::Result<()> {
     use gstreamer_rtsp_server as rtsp;
     use gstreamer_rtsp_server::prelude::*;
-    crate::ingest::gst::init()?;
+    crate::gst::init()?;
     if !video.is_file() {
         return Err(anyhow!("video {} does not exist", video.display()));
     }

@@ -372,7 +372,7 @@ pub struct MotReport {
 
 /// The native pixel size of a video (first decoded frame, unscaled).
 pub fn video_size(video: &Path) -> anyhow::Result<(u32, u32)> {
-    crate::ingest::gst::init()?;
+    crate::gst::init()?;
     let loc =
         format!("\"{}\"", video.display().to_string().replace('\\', "\\\\").replace('"', "\\\""));
     let description = format!(

@@ -9,7 +9,31 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::BBox;
+/// An axis-aligned box in normalised image coordinates (0–1, origin top-left).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BBox {
+    pub x1: f32,
+    pub y1: f32,
+    pub x2: f32,
+    pub y2: f32,
+}
+
+impl BBox {
+    pub fn area(&self) -> f32 {
+        (self.x2 - self.x1).max(0.0) * (self.y2 - self.y1).max(0.0)
+    }
+    pub fn iou(&self, o: &BBox) -> f32 {
+        let iw = (self.x2.min(o.x2) - self.x1.max(o.x1)).max(0.0);
+        let ih = (self.y2.min(o.y2) - self.y1.max(o.y1)).max(0.0);
+        let inter = iw * ih;
+        let union = self.area() + o.area() - inter;
+        if union <= 0.0 {
+            0.0
+        } else {
+            inter / union
+        }
+    }
+}
 
 /// A point (x, y) in normalised image coordinates.
 pub type Pt = [f64; 2];

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::clock::{Clock, SystemClock};
 use crate::types::Frame;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -70,15 +71,34 @@ struct Entry {
 pub type StateHook = Arc<dyn Fn(&str, CameraState, Option<&str>, OffsetDateTime) + Send + Sync>;
 
 /// Registry of all cameras' health, cloned cheaply (Arc inside).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Registry {
     inner: Arc<RwLock<BTreeMap<String, Entry>>>,
     hook: Arc<RwLock<Option<StateHook>>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::with_clock(Arc::new(SystemClock))
+    }
 }
 
 impl Registry {
+    /// A registry on the system clock.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A registry that stamps state changes with `clock`'s time.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Registry { inner: Default::default(), hook: Default::default(), clock }
+    }
+
+    /// The clock of the state stamps; the cameras' supervisors and the offline watch run on
+    /// it too.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
     }
 
     /// Adds (or resets) a camera.
@@ -100,10 +120,11 @@ impl Registry {
     /// reported to the hook set with [`Registry::on_state_change`].
     pub fn set_state(&self, id: &str, state: CameraState, error: Option<String>) {
         let mut changed = None;
+        let now = self.clock.now();
         self.update(id, |h| {
             if h.state != state {
                 h.state = state;
-                h.since = OffsetDateTime::now_utc();
+                h.since = now;
                 changed = Some(h.since);
             }
             if error.is_some() || state == CameraState::Online {
@@ -149,17 +170,19 @@ impl Registry {
 }
 
 impl CameraHealth {
-    /// The health of `cam` before it starts; `records` is set by the caller, which knows
-    /// the config's base dir (`CameraConfig::records`).
-    pub fn new(cam: &crate::config::CameraConfig) -> Self {
+    /// A camera's health before it starts, at `since`: `connecting`, or `disabled`. The
+    /// caller fills in what the config says about the camera (name, place, zones and lines,
+    /// `records`; see `ingest::camera_health`).
+    pub fn new(id: impl Into<String>, enabled: bool, since: OffsetDateTime) -> Self {
+        let id = id.into();
         CameraHealth {
-            id: cam.id.clone(),
-            name: cam.display_name().to_string(),
-            grid_cell: cam.grid_cell.clone(),
-            lat: cam.lat,
-            lon: cam.lon,
-            state: if cam.enabled { CameraState::Connecting } else { CameraState::Disabled },
-            since: OffsetDateTime::now_utc(),
+            name: id.clone(),
+            id,
+            grid_cell: None,
+            lat: None,
+            lon: None,
+            state: if enabled { CameraState::Connecting } else { CameraState::Disabled },
+            since,
             last_error: None,
             fps: 0.0,
             frames_received: 0,
@@ -168,17 +191,9 @@ impl CameraHealth {
             infer_ms: 0.0,
             reconnects: 0,
             records: false,
-            zones: cam
-                .zones
-                .iter()
-                .map(|z| Shape { name: z.name.clone(), points: z.points.clone() })
-                .collect(),
-            lines: cam
-                .lines
-                .iter()
-                .map(|l| Shape { name: l.name.clone(), points: l.points.clone() })
-                .collect(),
-            rules: crate::rules::describe(&cam.rules),
+            zones: Vec::new(),
+            lines: Vec::new(),
+            rules: Vec::new(),
         }
     }
 }

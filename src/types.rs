@@ -7,6 +7,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+pub use crate::geometry::BBox;
+use crate::geometry::CrossDir;
+
 /// A decoded, tightly packed RGB24 frame at the camera's detect size.
 #[derive(Clone)]
 pub struct Frame {
@@ -33,32 +36,6 @@ impl std::fmt::Debug for Frame {
             .field("size", &(self.width, self.height))
             .field("pts_ns", &self.pts_ns)
             .finish()
-    }
-}
-
-/// An axis-aligned box in normalised image coordinates (0–1, origin top-left).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct BBox {
-    pub x1: f32,
-    pub y1: f32,
-    pub x2: f32,
-    pub y2: f32,
-}
-
-impl BBox {
-    pub fn area(&self) -> f32 {
-        (self.x2 - self.x1).max(0.0) * (self.y2 - self.y1).max(0.0)
-    }
-    pub fn iou(&self, o: &BBox) -> f32 {
-        let iw = (self.x2.min(o.x2) - self.x1.max(o.x1)).max(0.0);
-        let ih = (self.y2.min(o.y2) - self.y1.max(o.y1)).max(0.0);
-        let inter = iw * ih;
-        let union = self.area() + o.area() - inter;
-        if union <= 0.0 {
-            0.0
-        } else {
-            inter / union
-        }
     }
 }
 
@@ -368,7 +345,7 @@ pub struct CountDelta {
     pub line: String,
     pub class: String,
     /// `a_to_b` or `b_to_a` (see `geometry`).
-    pub direction: crate::geometry::CrossDir,
+    pub direction: CrossDir,
     /// When the anchor crossed (the capture time of the first frame past the line).
     pub at: OffsetDateTime,
     pub count: u32,

@@ -55,7 +55,7 @@ fn record(video: &Path) -> Recorded {
 
 /// `record` with another stream: `head` turns the file into parsed `codec` access units.
 fn record_with(video: &Path, head: &str, codec: &str) -> Recorded {
-    gridwatch::ingest::gst::init().unwrap();
+    gridwatch::gst::init().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let rel_dir = format!("recordings/{CAM}/20260501");
@@ -619,7 +619,7 @@ fn h265_and_b_frame_exports() {
         ("h264 with B-frames", "x264enc key-int-max=20 bframes=2 b-adapt=false speed-preset=ultrafast bitrate=400 ! h264parse", "h264"),
     ] {
         let factory = enc.split_whitespace().next().unwrap();
-        gridwatch::ingest::gst::init().unwrap();
+        gridwatch::gst::init().unwrap();
         if gst::ElementFactory::find(factory).is_none() {
             eprintln!("skipping {name}: GStreamer element {factory} missing");
             continue;

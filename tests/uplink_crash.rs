@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{wait_for, Appliance};
-use gridwatch::record::clock::SystemClock;
+use gridwatch::clock::SystemClock;
 use time::OffsetDateTime;
 use uplink_support::{Mode, Receiver};
 

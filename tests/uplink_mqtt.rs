@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use gridwatch::clock::SystemClock;
 use gridwatch::config::{Config, MqttConfig};
-use gridwatch::record::clock::SystemClock;
 use gridwatch::store::Store;
 use gridwatch::types::{Change, EventChange, Severity};
 use gridwatch::uplink::config::SinkConfig;

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use gridwatch::clock::{Clock, SimClock, SystemClock};
 use gridwatch::config::{Config, WebhookConfig};
-use gridwatch::record::clock::{Clock, SimClock, SystemClock};
 use gridwatch::store::Store;
 use gridwatch::types::{Change, EventChange, Severity};
 use gridwatch::uplink::config::SinkConfig;

@@ -15,8 +15,8 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::auth::{Role, Scope};
+use crate::clock::{Clock, SimClock};
 use crate::config::{AuthConfig, CameraConfig, CookieSecure, RecordConfig};
-use crate::record::clock::{Clock, SimClock};
 use crate::store::auth::NewAudit;
 use crate::store::recordings::{Clip, NewSegment};
 use crate::types::{
@@ -48,7 +48,7 @@ fn camera(id: &str, cell: &str) -> CameraHealth {
         "id": id, "url": "rtsp://cam/x", "models": ["default"], "grid_cell": cell
     }))
     .unwrap();
-    CameraHealth::new(&cfg)
+    crate::ingest::camera_health(&cfg, time::OffsetDateTime::now_utc())
 }
 
 fn frame(camera: &str) -> Frame {

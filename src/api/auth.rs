@@ -27,9 +27,9 @@ use uuid::Uuid;
 
 use super::{blocking, ApiError, ApiState, ErrorKind};
 use crate::auth::{self as access, Permission, Role, Scope};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{AuthConfig, CookieSecure};
 use crate::health::Registry;
-use crate::record::clock::{Clock, SystemClock};
 use crate::store::auth::{LockoutPolicy, NewAudit, User, UserUpdate};
 use crate::store::{self, CameraFilter};
 use crate::types::Event;

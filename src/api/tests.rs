@@ -25,7 +25,7 @@ fn camera(id: &str) -> CameraHealth {
         "id": id, "url": "rtsp://cam/x", "models": ["default"], "grid_cell": "C3"
     }))
     .unwrap();
-    CameraHealth::new(&cfg)
+    crate::ingest::camera_health(&cfg, time::OffsetDateTime::now_utc())
 }
 
 fn fixture() -> Fx {
@@ -353,7 +353,7 @@ async fn cameras_list_their_rules() {
         ],
     }))
     .unwrap();
-    fx.state.registry.register(CameraHealth::new(&cfg));
+    fx.state.registry.register(crate::ingest::camera_health(&cfg, OffsetDateTime::now_utc()));
     let v = get(&fx, "/api/v1/cameras/gate").await.json();
     assert_eq!(
         v["rules"],

@@ -1,7 +1,7 @@
 //! GStreamer implementation of the camera boundary: a pipeline ending in an appsink that
 //! hands tightly packed RGB frames to Rust.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
@@ -12,17 +12,10 @@ use gstreamer_video::prelude::*;
 use time::OffsetDateTime;
 
 use super::{FrameStream, IngestError, Opener, StreamEvent};
-use crate::record::{ClosedSegment, RecEvent, RecordGate, RecordSpec};
+use crate::gst::{bus_error, format_error};
+use crate::record::branch::Recording;
+use crate::record::RecordSpec;
 use crate::types::Frame;
-
-static INIT: OnceLock<Result<(), String>> = OnceLock::new();
-
-/// Initialises GStreamer once; a failure is reported on every call.
-pub fn init() -> Result<(), IngestError> {
-    INIT.get_or_init(|| gst::init().map_err(|e| e.to_string()))
-        .clone()
-        .map_err(|e| IngestError::Gstreamer(format!("cannot initialise GStreamer: {e}")))
-}
 
 /// Opens a camera by launching a gst-launch style description. With `record`, the
 /// description must contain the record branch (`splitmuxsink name=recorder` fed by
@@ -35,7 +28,7 @@ pub struct GstOpener {
 
 impl Opener for GstOpener {
     fn open(&self) -> Result<Box<dyn FrameStream>, IngestError> {
-        init()?;
+        crate::gst::init()?;
         let el = gst::parse::launch(&self.description)
             .map_err(|e| IngestError::Pipeline(format!("cannot build pipeline: {e}")))?;
         let pipeline = el
@@ -48,7 +41,7 @@ impl Opener for GstOpener {
         let bus =
             pipeline.bus().ok_or_else(|| IngestError::Pipeline("pipeline has no bus".into()))?;
         let recording = match &self.record {
-            Some(spec) => Some(Recording::attach(&pipeline, spec)?),
+            Some(spec) => Some(Recording::attach(&pipeline, spec).map_err(IngestError::Pipeline)?),
             None => None,
         };
         if pipeline.set_state(gst::State::Playing).is_err() {
@@ -68,25 +61,6 @@ impl Opener for GstOpener {
     }
 }
 
-/// First error (or EOS) on the bus within `timeout`, formatted for a health report.
-fn bus_error(bus: &gst::Bus, timeout: Duration) -> Option<String> {
-    let msg = bus.timed_pop_filtered(
-        gst::ClockTime::from_nseconds(timeout.as_nanos() as u64),
-        &[gst::MessageType::Error],
-    )?;
-    match msg.view() {
-        gst::MessageView::Error(e) => Some(format_error(e)),
-        _ => None,
-    }
-}
-
-fn format_error(e: &gst::message::Error) -> String {
-    let src = e.src().map(|s| s.name().to_string()).unwrap_or_default();
-    // The debug string can contain the location (never credentials: URLs are passed as given
-    // by the installer; redaction happens before logging in the supervisor).
-    format!("{} (from {src})", e.error())
-}
-
 pub struct GstStream {
     camera_id: Arc<str>,
     pipeline: gst::Pipeline,
@@ -94,183 +68,6 @@ pub struct GstStream {
     bus: gst::Bus,
     index: u64,
     recording: Option<Recording>,
-}
-
-/// The record branch of one open pipeline: names segment files, drops footage while the
-/// gate is closed, and turns `splitmuxsink` fragment messages into [`RecEvent`]s.
-struct Recording {
-    spec: RecordSpec,
-    recorder: gst::Element,
-    /// Source pad of `recq`: its caps tell the codec.
-    branch_pad: gst::Pad,
-    /// Segment files being written: location → running time of their start (ns).
-    open: Vec<(String, u64)>,
-    /// Wall-clock time at running time 0 of this pipeline (shared with the file-naming
-    /// callback, which may need it first).
-    base: Arc<Timebase>,
-}
-
-/// Maps a pipeline's running time to wall-clock time: measured once, the first time it is
-/// needed, as now − the pipeline's current running time.
-struct Timebase {
-    pipeline: gst::glib::WeakRef<gst::Pipeline>,
-    base: std::sync::Mutex<Option<OffsetDateTime>>,
-}
-
-impl Timebase {
-    fn wall(&self, running_time_ns: u64) -> OffsetDateTime {
-        let mut base = self.base.lock().unwrap_or_else(|e| e.into_inner());
-        let b = *base.get_or_insert_with(|| {
-            let now = OffsetDateTime::now_utc();
-            match self.pipeline.upgrade().and_then(|p| p.current_running_time()) {
-                Some(rt) => now - Duration::from_nanos(rt.nseconds()),
-                None => now,
-            }
-        });
-        b + Duration::from_nanos(running_time_ns)
-    }
-}
-
-impl Recording {
-    fn attach(pipeline: &gst::Pipeline, spec: &RecordSpec) -> Result<Recording, IngestError> {
-        let recorder = pipeline.by_name("recorder").ok_or_else(|| {
-            IngestError::Pipeline("record branch has no splitmuxsink named `recorder`".into())
-        })?;
-        let queue = pipeline.by_name("recq").ok_or_else(|| {
-            IngestError::Pipeline("record branch has no queue named `recq`".into())
-        })?;
-        let branch_pad = queue
-            .static_pad("src")
-            .ok_or_else(|| IngestError::Pipeline("record queue has no src pad".into()))?;
-        std::fs::create_dir_all(&spec.dir).map_err(|e| {
-            IngestError::Pipeline(format!(
-                "cannot create recording dir {}: {e}",
-                spec.dir.display()
-            ))
-        })?;
-        let base = Arc::new(Timebase { pipeline: pipeline.downgrade(), base: Default::default() });
-        let (dir, camera, tb) = (spec.dir.clone(), spec.camera_id.clone(), base.clone());
-        // Named after the wall time of the fragment's first frame.
-        recorder.connect("format-location-full", false, move |args| {
-            let fragment = args.get(1).and_then(|v| v.get::<u32>().ok()).unwrap_or(0);
-            let rt = args
-                .get(2)
-                .and_then(|v| v.get::<gst::Sample>().ok())
-                .and_then(|sample| {
-                    let pts = sample.buffer()?.pts()?;
-                    let seg = sample.segment()?.downcast_ref::<gst::ClockTime>()?;
-                    seg.to_running_time(pts)
-                })
-                .map(|t| t.nseconds());
-            let start = match rt {
-                Some(rt) => tb.wall(rt),
-                None => OffsetDateTime::now_utc(),
-            };
-            Some(segment_path(&dir, &camera, start, fragment).to_value())
-        });
-        let gate = spec.gate.clone();
-        let need_keyframe = std::sync::atomic::AtomicBool::new(false);
-        branch_pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            gate_buffer(&gate, &need_keyframe, info)
-        });
-        Ok(Recording { spec: spec.clone(), recorder, branch_pad, open: Vec::new(), base })
-    }
-
-    /// Handles one bus message if it is the recorder's; true if it was.
-    fn handle(&mut self, msg: &gst::Message) -> bool {
-        let gst::MessageView::Element(el) = msg.view() else { return false };
-        if msg.src() != Some(self.recorder.upcast_ref()) {
-            return false;
-        }
-        let Some(s) = el.structure() else { return false };
-        let (Ok(location), Ok(rt)) = (s.get::<String>("location"), s.get::<u64>("running-time"))
-        else {
-            return true;
-        };
-        match s.name().as_str() {
-            "splitmuxsink-fragment-opened" => self.open.push((location, rt)),
-            "splitmuxsink-fragment-closed" => {
-                let start_rt = match self.open.iter().position(|(l, _)| *l == location) {
-                    Some(i) => self.open.remove(i).1,
-                    None => rt,
-                };
-                let codec = self.codec();
-                let seg = ClosedSegment {
-                    camera_id: self.spec.camera_id.clone(),
-                    path: location.into(),
-                    start: self.base.wall(start_rt),
-                    end: self.base.wall(rt.max(start_rt)),
-                    start_pts_ns: start_rt,
-                    end_pts_ns: rt.max(start_rt),
-                    codec,
-                };
-                let _ = self.spec.tx.send(RecEvent::Closed(seg));
-            }
-            _ => {}
-        }
-        true
-    }
-
-    fn codec(&self) -> String {
-        let name = self
-            .branch_pad
-            .current_caps()
-            .and_then(|c| c.structure(0).map(|s| s.name().to_string()));
-        match name.as_deref() {
-            Some("video/x-h265") => "h265".into(),
-            _ => "h264".into(),
-        }
-    }
-
-    /// Files still being written when the pipeline stops without finalising them (error,
-    /// stall): the recorder repairs and indexes them.
-    fn abandon(&mut self) {
-        for (location, _) in self.open.drain(..) {
-            let _ = self.spec.tx.send(RecEvent::Abandoned {
-                camera_id: self.spec.camera_id.clone(),
-                path: location.into(),
-            });
-        }
-    }
-}
-
-/// `<dir>/<YYYYMMDD>/<unix ms>-<fragment>.mp4`: the name carries the wall time the file was
-/// opened, which start-up reconciliation uses for files that were never indexed.
-pub fn segment_path(
-    dir: &std::path::Path,
-    camera: &str,
-    now: OffsetDateTime,
-    fragment: u32,
-) -> String {
-    let day = format!("{:04}{:02}{:02}", now.year(), u8::from(now.month()), now.day());
-    let day_dir = dir.join(day);
-    if let Err(e) = std::fs::create_dir_all(&day_dir) {
-        tracing::error!(camera, dir = %day_dir.display(), "cannot create recording dir: {e}");
-    }
-    let ms = now.unix_timestamp_nanos() / 1_000_000;
-    day_dir.join(format!("{ms}-{fragment:05}.mp4")).display().to_string()
-}
-
-/// Pad probe of the record branch: drops buffers while the gate is closed, then resumes at
-/// the next keyframe so no segment starts with frames that cannot be decoded.
-fn gate_buffer(
-    gate: &RecordGate,
-    need_keyframe: &std::sync::atomic::AtomicBool,
-    info: &mut gst::PadProbeInfo,
-) -> gst::PadProbeReturn {
-    use std::sync::atomic::Ordering::Relaxed;
-    if !gate.is_open() {
-        need_keyframe.store(true, Relaxed);
-        return gst::PadProbeReturn::Drop;
-    }
-    if need_keyframe.load(Relaxed) {
-        let delta = info.buffer().is_some_and(|b| b.flags().contains(gst::BufferFlags::DELTA_UNIT));
-        if delta {
-            return gst::PadProbeReturn::Drop;
-        }
-        need_keyframe.store(false, Relaxed);
-    }
-    gst::PadProbeReturn::Ok
 }
 
 impl GstStream {
@@ -328,15 +125,7 @@ impl GstStream {
                 gst::MessageView::Error(e) => {
                     let err = format_error(e);
                     if let Some(rec) = &self.recording {
-                        if msg
-                            .src()
-                            .is_some_and(|s| s.has_as_ancestor(&rec.recorder) || *s == rec.recorder)
-                        {
-                            let _ = rec.spec.tx.send(RecEvent::Failed {
-                                camera_id: rec.spec.camera_id.clone(),
-                                message: err.clone(),
-                            });
-                        }
+                        rec.on_error(&msg, &err);
                     }
                     return Some(StreamEvent::Error(err));
                 }
@@ -400,17 +189,12 @@ impl Drop for GstStream {
     }
 }
 
-/// True when this machine's GStreamer registry has the element factory.
-pub fn has_element(name: &str) -> bool {
-    init().is_ok() && gst::ElementFactory::find(name).is_some()
-}
-
 /// The video codec of a media file, if it is one the recorder can pass through
 /// (`Some("h264" | "h265")`); `None` for any other codec.
 pub fn discover_codec(path: &std::path::Path) -> Result<Option<&'static str>, IngestError> {
     use gstreamer_pbutils as pbutils;
     use gstreamer_pbutils::prelude::*;
-    init()?;
+    crate::gst::init()?;
     // A file URI needs an absolute path (configs name files relative to themselves).
     let abs = std::fs::canonicalize(path)
         .map_err(|e| IngestError::Source(format!("{}: {e}", path.display())))?;
@@ -438,7 +222,7 @@ mod tests {
     #[test]
     fn discover_codec_handles_relative_paths_and_other_codecs() {
         let mp4 = std::path::Path::new("test-videos/../test-videos/pets09-s2l1.mp4");
-        if !mp4.exists() || init().is_err() {
+        if !mp4.exists() || crate::gst::init().is_err() {
             eprintln!("SKIP: test video or GStreamer missing (run `make setup`)");
             return;
         }

@@ -3,7 +3,8 @@
 //! The camera boundary is the `Opener`/`FrameStream` pair (after Moonfire NVR): the GStreamer
 //! implementation lives in `gst`, tests can supply their own. `supervise` runs one camera:
 //! opens it, forwards frames, keeps health, and reconnects with backoff on errors, stalls and
-//! end of stream (files with `loop = true` restart at once).
+//! end of stream (files with `loop = true` restart at once). Its waits (backoff) and its
+//! stall timeout run on a [`Clock`], so tests drive it in simulated time.
 
 pub mod gst;
 pub mod profile;
@@ -12,7 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::health::{CameraState, Registry};
+use time::OffsetDateTime;
+
+use crate::clock::Clock;
+use crate::config::CameraConfig;
+use crate::health::{CameraHealth, CameraState, Registry, Shape};
 use crate::types::Frame;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +28,12 @@ pub enum IngestError {
     Pipeline(String),
     #[error("{0}")]
     Source(String),
+}
+
+impl From<crate::gst::InitError> for IngestError {
+    fn from(e: crate::gst::InitError) -> Self {
+        IngestError::Gstreamer(e.to_string())
+    }
 }
 
 /// What a stream yields on each poll.
@@ -61,12 +72,37 @@ pub struct SuperviseOptions {
     pub backoff_max: Duration,
 }
 
-/// Runs one camera until `shutdown` is set: frames go to `sink`, health to `registry`.
-/// Never panics on source failures; they become `offline` with the reason and a retry.
+/// The health of `cam` at `now`, before it starts; `records` is set by the caller, which
+/// knows the config's base dir (`CameraConfig::records`).
+pub fn camera_health(cam: &CameraConfig, now: OffsetDateTime) -> CameraHealth {
+    CameraHealth {
+        name: cam.display_name().to_string(),
+        grid_cell: cam.grid_cell.clone(),
+        lat: cam.lat,
+        lon: cam.lon,
+        zones: cam
+            .zones
+            .iter()
+            .map(|z| Shape { name: z.name.clone(), points: z.points.clone() })
+            .collect(),
+        lines: cam
+            .lines
+            .iter()
+            .map(|l| Shape { name: l.name.clone(), points: l.points.clone() })
+            .collect(),
+        rules: crate::rules::describe(&cam.rules),
+        ..CameraHealth::new(cam.id.as_str(), cam.enabled, now)
+    }
+}
+
+/// Runs one camera until `shutdown` is set: frames go to `sink`, health to `registry`;
+/// backoff waits and the stall timeout run on `clock`. Never panics on source failures;
+/// they become `offline` with the reason and a retry.
 pub fn supervise(
     opener: &dyn Opener,
     opts: &SuperviseOptions,
     registry: &Registry,
+    clock: &dyn Clock,
     shutdown: &AtomicBool,
     sink: &mut dyn FnMut(Frame),
 ) {
@@ -83,12 +119,12 @@ pub fn supervise(
             Ok(s) => s,
             Err(e) => {
                 fail(registry, id, &e.to_string(), backoff);
-                sleep_unless(shutdown, backoff);
+                clock.sleep_unless(backoff, shutdown);
                 backoff = (backoff * 2).min(opts.backoff_max);
                 continue;
             }
         };
-        let mut last_frame = Instant::now();
+        let mut last_frame = clock.instant();
         let mut frames = 0u64;
         let mut rate = RateMeter::new();
         let outcome = loop {
@@ -104,7 +140,7 @@ pub fn supervise(
                         backoff = opts.backoff_min;
                     }
                     frames += 1;
-                    last_frame = Instant::now();
+                    last_frame = clock.instant();
                     let fps = rate.tick(last_frame);
                     registry.update(id, |h| {
                         h.frames_received += 1;
@@ -114,7 +150,7 @@ pub fn supervise(
                     sink(f);
                 }
                 StreamEvent::Idle => {
-                    if last_frame.elapsed() > opts.stall_timeout {
+                    if clock.instant().duration_since(last_frame) > opts.stall_timeout {
                         break Outcome::Failed(format!(
                             "no frame for {:.0} s (stalled source)",
                             opts.stall_timeout.as_secs_f64()
@@ -149,7 +185,7 @@ pub fn supervise(
             }
             Outcome::Failed(e) => {
                 fail(registry, id, &e, backoff);
-                sleep_unless(shutdown, backoff);
+                clock.sleep_unless(backoff, shutdown);
                 backoff = (backoff * 2).min(opts.backoff_max);
             }
         }
@@ -167,17 +203,6 @@ fn fail(registry: &Registry, id: &str, err: &str, retry_in: Duration) {
     let err = crate::redact::redact_url(err);
     tracing::warn!(camera = id, "offline: {err}; retrying in {:.1} s", retry_in.as_secs_f64());
     registry.set_state(id, CameraState::Offline, Some(err));
-}
-
-fn sleep_unless(shutdown: &AtomicBool, d: Duration) {
-    let end = Instant::now() + d;
-    while !shutdown.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        if now >= end {
-            break;
-        }
-        std::thread::sleep((end - now).min(Duration::from_millis(100)));
-    }
 }
 
 /// Frames per second over a sliding window of the last 2 seconds.
@@ -208,19 +233,26 @@ pub type Shutdown = Arc<AtomicBool>;
 
 #[cfg(test)]
 mod tests {
+    //! In simulated time: the scripted source waits on the supervisor's `SimClock` (an idle
+    //! poll moves it by the poll's timeout), backoff waits move it too, and the opener stops
+    //! the supervisor when its scripts run out. No test sleeps.
     use super::*;
-    use crate::health::CameraHealth;
+    use crate::clock::SimClock;
     use std::sync::Mutex;
 
     /// A scripted source: each open() pops the next script; each script is a list of events.
+    /// Once the scripts have run out, opening fails and the supervisor is told to stop.
     struct Scripted {
         opens: Mutex<Vec<Result<Vec<&'static str>, &'static str>>>,
+        clock: Arc<SimClock>,
+        stop: Arc<AtomicBool>,
     }
-    struct ScriptStream(Vec<&'static str>, u64);
+    struct ScriptStream(Vec<&'static str>, u64, Arc<SimClock>);
     impl FrameStream for ScriptStream {
-        fn next(&mut self, _t: Duration) -> StreamEvent {
+        fn next(&mut self, t: Duration) -> StreamEvent {
             if self.0.is_empty() {
-                std::thread::sleep(Duration::from_millis(5));
+                // Nothing arrives within the timeout.
+                self.2.advance_std(t);
                 return StreamEvent::Idle;
             }
             match self.0.remove(0) {
@@ -233,8 +265,8 @@ mod tests {
                         height: 1,
                         rgb: Arc::from(vec![0u8; 6]),
                         pts_ns: None,
-                        captured_at: time::OffsetDateTime::now_utc(),
-                        captured_instant: Instant::now(),
+                        captured_at: self.2.now(),
+                        captured_instant: self.2.instant(),
                     })
                 }
                 "eos" => StreamEvent::Eos,
@@ -246,23 +278,47 @@ mod tests {
         fn open(&self) -> Result<Box<dyn FrameStream>, IngestError> {
             let mut o = self.opens.lock().unwrap();
             if o.is_empty() {
+                self.stop.store(true, Ordering::Relaxed);
                 return Err(IngestError::Source("gone".into()));
             }
             match o.remove(0) {
-                Ok(s) => Ok(Box::new(ScriptStream(s, 0))),
+                Ok(s) => Ok(Box::new(ScriptStream(s, 0, self.clock.clone()))),
                 Err(e) => Err(IngestError::Source(e.into())),
             }
         }
     }
 
-    fn setup() -> (Registry, SuperviseOptions) {
-        let reg = Registry::new();
+    struct Setup {
+        reg: Registry,
+        opts: SuperviseOptions,
+        clock: Arc<SimClock>,
+        stop: Arc<AtomicBool>,
+    }
+
+    impl Setup {
+        fn opener(&self, opens: Vec<Result<Vec<&'static str>, &'static str>>) -> Scripted {
+            Scripted {
+                opens: Mutex::new(opens),
+                clock: self.clock.clone(),
+                stop: self.stop.clone(),
+            }
+        }
+        /// Runs the supervisor on this thread until it returns.
+        fn supervise(&self, op: &Scripted, sink: &mut dyn FnMut(Frame)) {
+            supervise(op, &self.opts, &self.reg, &*self.clock, &self.stop, sink);
+        }
+    }
+
+    fn setup() -> Setup {
+        let clock =
+            Arc::new(SimClock::new(OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()));
+        let reg = Registry::with_clock(clock.clone());
         let cfg = crate::config::Config::parse(
             "box_id='b'\ndata_dir='/tmp'\n[models]\n[[cameras]]\nid='c'\nurl='x.mp4'\nmodels=[]\nenabled=false\n",
             std::path::Path::new("/"),
         )
         .unwrap();
-        reg.register(CameraHealth::new(&cfg.cameras[0]));
+        reg.register(camera_health(&cfg.cameras[0], clock.now()));
         let opts = SuperviseOptions {
             camera_id: "c".into(),
             loop_file: false,
@@ -271,72 +327,60 @@ mod tests {
             backoff_min: Duration::from_millis(10),
             backoff_max: Duration::from_millis(20),
         };
-        (reg, opts)
+        Setup { reg, opts, clock, stop: Arc::new(AtomicBool::new(false)) }
     }
 
     #[test]
     fn reconnects_after_open_failure_and_error_then_ends_at_eos() {
-        let (reg, opts) = setup();
-        let op = Scripted {
-            opens: Mutex::new(vec![
-                Err("refused"),
-                Ok(vec!["frame", "boom"]),
-                Ok(vec!["frame", "frame", "eos"]),
-            ]),
-        };
+        let s = setup();
+        let t0 = s.clock.instant();
+        let op = s.opener(vec![
+            Err("refused"),
+            Ok(vec!["frame", "boom"]),
+            Ok(vec!["frame", "frame", "eos"]),
+        ]);
         let mut n = 0;
-        supervise(&op, &opts, &reg, &AtomicBool::new(false), &mut |_| n += 1);
+        s.supervise(&op, &mut |_| n += 1);
         assert_eq!(n, 3);
-        let h = reg.get("c").unwrap();
+        let h = s.reg.get("c").unwrap();
         assert_eq!(h.state, CameraState::Offline);
         assert!(h.last_error.unwrap().contains("end of stream"));
         assert_eq!(h.reconnects, 2);
+        // Backoff: 10 ms after the refusal, 10 ms again after the error (the frame before it
+        // reset the backoff).
+        assert_eq!(s.clock.instant() - t0, Duration::from_millis(20));
     }
 
     #[test]
     fn stall_marks_offline_with_reason() {
-        let (reg, opts) = setup();
-        let op = Scripted { opens: Mutex::new(vec![Ok(vec!["frame"])]) };
-        let stop = Arc::new(AtomicBool::new(false));
-        let (r2, s2) = (reg.clone(), stop.clone());
-        let t = std::thread::spawn(move || supervise(&op, &opts, &r2, &s2, &mut |_| {}));
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let h = reg.get("c").unwrap();
-            if h.state == CameraState::Offline
-                && h.last_error.as_deref().is_some_and(|e| e.contains("stalled"))
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "never went offline: {h:?}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        stop.store(true, Ordering::Relaxed);
-        t.join().unwrap();
+        let s = setup();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        s.reg.on_state_change(Arc::new(move |_, state, err, at| {
+            seen2.lock().unwrap().push((state, err.map(String::from), at));
+        }));
+        let op = s.opener(vec![Ok(vec!["frame"])]);
+        s.supervise(&op, &mut |_| {});
+        let seen = seen.lock().unwrap();
+        let online = seen.iter().find(|(st, _, _)| *st == CameraState::Online);
+        let offline = seen.iter().find(|(st, err, _)| {
+            *st == CameraState::Offline && err.as_deref().is_some_and(|e| e.contains("stalled"))
+        });
+        let (Some(online), Some(offline)) = (online, offline) else {
+            panic!("never went offline: {seen:?}")
+        };
+        // Stalled after the timeout (300 ms), noticed at the next idle poll (200 ms each).
+        assert_eq!(offline.2 - online.2, time::Duration::milliseconds(400), "{seen:?}");
     }
 
     #[test]
     fn loop_restarts_file() {
-        let (reg, mut opts) = setup();
-        opts.loop_file = true;
-        let op = Scripted {
-            opens: Mutex::new(vec![Ok(vec!["frame", "eos"]), Ok(vec!["frame", "eos"])]),
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let n = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let (r2, s2, n2) = (reg.clone(), stop.clone(), n.clone());
-        let t = std::thread::spawn(move || {
-            supervise(&op, &opts, &r2, &s2, &mut |_| {
-                n2.fetch_add(1, Ordering::Relaxed);
-            })
-        });
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while n.load(Ordering::Relaxed) < 2 {
-            assert!(Instant::now() < deadline);
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        stop.store(true, Ordering::Relaxed);
-        t.join().unwrap();
-        assert!(reg.get("c").unwrap().reconnects >= 1);
+        let mut s = setup();
+        s.opts.loop_file = true;
+        let op = s.opener(vec![Ok(vec!["frame", "eos"]), Ok(vec!["frame", "eos"])]);
+        let mut n = 0;
+        s.supervise(&op, &mut |_| n += 1);
+        assert!(n >= 2);
+        assert!(s.reg.get("c").unwrap().reconnects >= 1);
     }
 }

@@ -393,7 +393,7 @@ mod tests {
             "{h265}"
         );
         // Every rendered description is a valid pipeline for GStreamer's parser.
-        if crate::ingest::gst::init().is_ok() {
+        if crate::gst::init().is_ok() {
             for d in [&plain, &pass, &enc, &auto, &h265] {
                 gstreamer::parse::launch(d).unwrap_or_else(|e| panic!("{e}: {d}"));
             }

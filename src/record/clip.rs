@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
@@ -25,6 +25,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::config::{CameraConfig, RecordConfig};
 use crate::store::recordings::{Clip, CLIPS_DIR};
 use crate::store::{Store, StoreError};
@@ -159,7 +160,7 @@ pub fn build_mp4(
     if end <= start {
         return Err(cx.no_footage());
     }
-    crate::ingest::gst::init().map_err(|e| cx.gst(e.to_string()))?;
+    crate::gst::init().map_err(|e| cx.gst(e.to_string()))?;
     let segments = store
         .segments(Some(camera), Some(start), Some(end), MAX_SEGMENTS)
         .map_err(|e| cx.store(e))?;
@@ -232,7 +233,7 @@ pub fn build_mp4(
         });
     };
     let stats = writer.finish().map_err(|e| cx.gst(e))?;
-    let bytes = crate::record::sync_file_and_dir(&tmp).map_err(|e| cx.io("sync", &tmp, e))?;
+    let bytes = super::fsync::sync_file_and_dir(&tmp).map_err(|e| cx.io("sync", &tmp, e))?;
     std::fs::rename(&tmp, out).map_err(|e| cx.io("rename", &tmp, e))?;
     guard.0 = None;
     if let Some(dir) = out.parent() {
@@ -386,11 +387,7 @@ impl SegmentReader {
     }
 
     fn bus_error(&self) -> Option<String> {
-        let msg = self.bus.pop_filtered(&[gst::MessageType::Error])?;
-        match msg.view() {
-            gst::MessageView::Error(e) => Some(format_gst_error(e)),
-            _ => None,
-        }
+        crate::gst::bus_error(&self.bus, Duration::ZERO)
     }
 
     fn next(&mut self) -> Result<Option<gst::Sample>, String> {
@@ -423,14 +420,6 @@ fn parser_for(codec: &str) -> Result<(&'static str, &'static str), String> {
         "h264" => Ok(("h264parse", "video/x-h264,stream-format=avc,alignment=au")),
         "h265" => Ok(("h265parse", "video/x-h265,stream-format=hvc1,alignment=au")),
         other => Err(format!("unsupported codec `{other}` (expected h264 or h265)")),
-    }
-}
-
-fn format_gst_error(e: &gst::message::Error) -> String {
-    let src = e.src().map(|s| s.name().to_string()).unwrap_or_default();
-    match e.debug() {
-        Some(d) => format!("{} (from {src}: {d})", e.error()),
-        None => format!("{} (from {src})", e.error()),
     }
 }
 
@@ -546,7 +535,7 @@ impl Writer {
                 )
                 .ok_or_else(|| format!("muxer did not finish within {} s", timeout.as_secs()))?;
             match msg.view() {
-                gst::MessageView::Error(e) => Err(format_gst_error(e)),
+                gst::MessageView::Error(e) => Err(crate::gst::format_error(e)),
                 _ => Ok(()),
             }
         })();
@@ -568,12 +557,7 @@ impl Drop for Writer {
 }
 
 fn bus_error(bus: &gst::Bus) -> Option<String> {
-    let msg =
-        bus.timed_pop_filtered(gst::ClockTime::from_mseconds(100), &[gst::MessageType::Error])?;
-    match msg.view() {
-        gst::MessageView::Error(e) => Some(format_gst_error(e)),
-        _ => None,
-    }
+    crate::gst::bus_error(bus, Duration::from_millis(100))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -706,9 +690,9 @@ fn existing_clip(store: &Store, event_id: Uuid) -> Result<Option<Clip>, StoreErr
 }
 
 /// Clips waiting for the footage after their event to be indexed.
-#[derive(Default)]
 pub struct Pending {
     items: Vec<PendingClip>,
+    clock: Arc<dyn Clock>,
 }
 
 struct PendingClip {
@@ -720,6 +704,11 @@ struct PendingClip {
 }
 
 impl Pending {
+    /// No clip waiting; `clock` schedules the tries and is the "now" of active events.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Pending { items: Vec::new(), clock }
+    }
+
     /// Remembers an ended event; its clip is first tried after the post-roll.
     pub fn add(&mut self, event_id: Uuid, cam: &CameraConfig) {
         if self.items.iter().any(|i| i.event_id == event_id) {
@@ -729,7 +718,7 @@ impl Pending {
             event_id,
             camera_id: cam.id.clone(),
             rec: cam.record.clone(),
-            due: Instant::now() + Duration::from_secs_f64(cam.record.post_roll_secs.max(0.0)),
+            due: self.clock.instant() + Duration::from_secs_f64(cam.record.post_roll_secs.max(0.0)),
             failures: 0,
         });
     }
@@ -745,7 +734,7 @@ impl Pending {
 
     /// Builds the clips that are due and ready. Cheap (no database access) when none is due.
     pub fn build_ready(&mut self, store: &Store, cameras: &HashMap<String, CameraConfig>) {
-        let now = Instant::now();
+        let now = self.clock.instant();
         if !self.items.iter().any(|i| i.due <= now) {
             return;
         }
@@ -757,7 +746,7 @@ impl Pending {
             }
             let rec = cameras.get(&item.camera_id).map(|c| &c.record).unwrap_or(&item.rec);
             let result = match store.get_event(item.event_id) {
-                Ok(Some(event)) => ensure_event_clip(store, &event, rec, OffsetDateTime::now_utc()),
+                Ok(Some(event)) => ensure_event_clip(store, &event, rec, self.clock.now()),
                 Ok(None) => {
                     tracing::debug!(event = %item.event_id, "event gone before its clip was built");
                     continue;
@@ -771,7 +760,7 @@ impl Pending {
             match result {
                 Ok(ClipState::Ready(_)) => {}
                 Ok(ClipState::Pending { retry_after_secs }) => {
-                    item.due = Instant::now() + Duration::from_secs(retry_after_secs);
+                    item.due = self.clock.instant() + Duration::from_secs(retry_after_secs);
                     self.items.push(item);
                 }
                 Ok(ClipState::NoFootage) => {
@@ -785,8 +774,8 @@ impl Pending {
                     } else {
                         tracing::warn!(camera = %item.camera_id, event = %item.event_id,
                             attempt = item.failures, "event clip failed, will retry: {e}");
-                        item.due =
-                            Instant::now() + Duration::from_secs(10 * u64::from(item.failures));
+                        item.due = self.clock.instant()
+                            + Duration::from_secs(10 * u64::from(item.failures));
                         self.items.push(item);
                     }
                 }
@@ -802,7 +791,7 @@ mod tests {
     use crate::types::{Change, EventChange, Severity};
 
     fn sample(pts_ms: i64, key: bool) -> Kept {
-        crate::ingest::gst::init().unwrap();
+        crate::gst::init().unwrap();
         let mut buf = gst::Buffer::new();
         let b = buf.get_mut().unwrap();
         b.set_duration(gst::ClockTime::from_mseconds(100));
@@ -952,10 +941,11 @@ mod tests {
     fn pending_drops_no_footage_waits_and_gives_up_on_failures() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let now = OffsetDateTime::now_utc();
+        let clock = Arc::new(crate::clock::SimClock::new(OffsetDateTime::now_utc()));
+        let now = clock.now();
         let cams: HashMap<String, CameraConfig> =
             ["a", "b"].iter().map(|c| (c.to_string(), cam(c))).collect();
-        let mut p = Pending::default();
+        let mut p = Pending::new(clock.clone());
 
         // Long over, nothing recorded: dropped on the first try.
         let old = stored_event(
@@ -975,7 +965,7 @@ mod tests {
         p.add(recent, &cams["a"]);
         p.build_ready(&store, &cams);
         assert_eq!(p.len(), 1);
-        assert!(p.items[0].due > Instant::now(), "rescheduled");
+        assert!(p.items[0].due > clock.instant(), "rescheduled");
         assert!(store.clip(recent).unwrap().is_none());
 
         // Footage that cannot be read: retried, then given up (with the camera named).
@@ -1010,7 +1000,7 @@ mod tests {
         p.add(broken, &cams["b"]);
         for attempt in 1..=MAX_FAILURES {
             assert_eq!(p.len(), 1, "attempt {attempt}");
-            p.items[0].due = Instant::now();
+            p.items[0].due = clock.instant();
             p.build_ready(&store, &cams);
         }
         assert!(p.is_empty(), "given up after {MAX_FAILURES} failures");

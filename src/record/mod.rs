@@ -1,55 +1,37 @@
 //! Evidence: continuous recording, start-up reconciliation, event clips and retention.
 //!
 //! Segments are written by the camera's own GStreamer pipeline (a `tee` before the decoder
-//! feeds a `splitmuxsink` writing fragmented MP4, see `ingest::gst`). When a segment file is
+//! feeds a `splitmuxsink` writing fragmented MP4, see [`branch`]). When a segment file is
 //! closed, the pipeline sends a [`RecEvent::Closed`] to the recorder thread, which fsyncs the
 //! file and its directory and only then indexes it (Moonfire NVR's rule: the index never
 //! points at data that might not be on disk). The same thread runs retention and builds the
 //! clips of ended events. See docs/storage.md for the crash-safety argument.
 
+pub mod branch;
 pub mod clip;
-pub mod clock;
+pub mod fsync;
+pub mod gate;
 pub mod mp4;
 pub mod probe;
 pub mod reconcile;
 pub mod retention;
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::config::{CameraConfig, Config};
 use crate::store::recordings::NewSegment;
 use crate::store::Store;
-use clock::Clock;
-
-/// Open/closed switch of one camera's record branch. Closed drops new footage (the disk is
-/// full and nothing can be evicted); on reopening, recording resumes at the next keyframe.
-#[derive(Debug, Clone)]
-pub struct RecordGate(Arc<AtomicBool>);
-
-impl Default for RecordGate {
-    fn default() -> Self {
-        RecordGate(Arc::new(AtomicBool::new(true)))
-    }
-}
-
-impl RecordGate {
-    pub fn is_open(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-    pub fn set_open(&self, open: bool) {
-        self.0.store(open, Ordering::Relaxed);
-    }
-}
+pub use fsync::sync_file_and_dir;
+pub use gate::RecordGate;
 
 /// A segment file the pipeline has finished writing (not yet fsynced or indexed).
 #[derive(Debug, Clone)]
@@ -105,7 +87,8 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Starts the recorder thread for the cameras that record. `clock` drives retention.
+    /// Starts the recorder thread for the cameras that record. `clock` drives its waits,
+    /// retention and the scheduling of event clips.
     pub fn start(cfg: &Config, store: Store, clock: Arc<dyn Clock>) -> anyhow::Result<Recorder> {
         let gates: HashMap<String, RecordGate> = cfg
             .cameras
@@ -116,11 +99,11 @@ impl Recorder {
         let (tx, rx) = mpsc::channel();
         let cameras: HashMap<String, CameraConfig> =
             cfg.cameras.iter().map(|c| (c.id.clone(), c.clone())).collect();
-        let retention = retention::Retention::new(cfg, store.clone(), clock, gates.clone());
+        let retention = retention::Retention::new(cfg, store.clone(), clock.clone(), gates.clone());
         let interval = Duration::from_secs_f64(cfg.storage.check_interval_secs);
         let thread = std::thread::Builder::new()
             .name("recorder".into())
-            .spawn(move || recorder_loop(rx, store, cameras, retention, interval))?;
+            .spawn(move || recorder_loop(rx, store, cameras, retention, interval, clock))?;
         Ok(Recorder { tx: Some(tx), gates, thread: Some(thread) })
     }
 
@@ -157,12 +140,14 @@ fn recorder_loop(
     cameras: HashMap<String, CameraConfig>,
     mut retention: retention::Retention,
     interval: Duration,
+    clock: Arc<dyn Clock>,
 ) {
-    let mut clips = clip::Pending::default();
-    let mut next_check = Instant::now();
+    let mut clips = clip::Pending::new(clock.clone());
+    let mut next_check = clock.instant();
     loop {
-        let wait = next_check.saturating_duration_since(Instant::now()).min(Duration::from_secs(1));
-        let msg = match rx.recv_timeout(wait) {
+        let wait =
+            next_check.saturating_duration_since(clock.instant()).min(Duration::from_secs(1));
+        let msg = match clock.recv_timeout(&rx, wait) {
             Ok(m) => Some(m),
             Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -170,11 +155,11 @@ fn recorder_loop(
         match msg {
             Some(RecEvent::Closed(seg)) => {
                 index_segment(&store, &seg);
-                next_check = Instant::now(); // a new segment may push usage over budget
+                next_check = clock.instant(); // a new segment may push usage over budget
             }
             Some(RecEvent::Failed { camera_id, message }) => {
                 tracing::warn!(camera = %camera_id, "recording failed: {message}; running retention now");
-                next_check = Instant::now();
+                next_check = clock.instant();
             }
             Some(RecEvent::Abandoned { camera_id, path }) => {
                 match reconcile::recover_file(&store, &camera_id, &path) {
@@ -185,7 +170,7 @@ fn recorder_loop(
                         tracing::error!(camera = %camera_id, path = %path.display(), "cannot index abandoned segment: {e}")
                     }
                 }
-                next_check = Instant::now();
+                next_check = clock.instant();
             }
             Some(RecEvent::EventEnded { event_id, camera_id }) => {
                 if let Some(cam) = cameras.get(&camera_id) {
@@ -194,9 +179,9 @@ fn recorder_loop(
             }
             None => {}
         }
-        if Instant::now() >= next_check {
+        if clock.instant() >= next_check {
             retention.run();
-            next_check = Instant::now() + interval;
+            next_check = clock.instant() + interval;
         }
         clips.build_ready(&store, &cameras);
     }
@@ -238,15 +223,4 @@ fn index_segment(store: &Store, seg: &ClosedSegment) {
             tracing::error!(camera = %seg.camera_id, path = %row.path, "cannot index segment: {e}")
         }
     }
-}
-
-/// fsyncs `path` and its parent directory; returns the file's size.
-pub fn sync_file_and_dir(path: &Path) -> std::io::Result<u64> {
-    let f = File::open(path)?;
-    f.sync_all()?;
-    let len = f.metadata()?.len();
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(len)
 }

@@ -167,7 +167,7 @@ fn run(
     mut each: impl FnMut(&gst::Sample) -> Result<(), String>,
 ) -> Result<(), ProbeError> {
     let file_err = |msg: String| ProbeError::File { path: path.to_path_buf(), msg };
-    crate::ingest::gst::init().map_err(|e| ProbeError::Setup(e.to_string()))?;
+    crate::gst::init().map_err(|e| ProbeError::Setup(e.to_string()))?;
     let location = path.to_str().ok_or_else(|| file_err("path is not UTF-8".into()))?;
     // Fail early with a clear message instead of a GStreamer "resource not found".
     std::fs::metadata(path).map_err(|e| file_err(e.to_string()))?;
@@ -213,27 +213,8 @@ fn run(
     });
 
     let bus = pipeline.bus().ok_or_else(|| ProbeError::Setup("pipeline has no bus".into()))?;
-    let first_error = |bus: &gst::Bus, wait: Duration| -> Option<String> {
-        // (`timed_pop_filtered` with a zero timeout never returns a message in gstreamer-rs 0.25.)
-        let msg = if wait.is_zero() {
-            bus.pop_filtered(&[gst::MessageType::Error])?
-        } else {
-            bus.timed_pop_filtered(
-                gst::ClockTime::from_nseconds(wait.as_nanos() as u64),
-                &[gst::MessageType::Error],
-            )?
-        };
-        match msg.view() {
-            gst::MessageView::Error(e) => {
-                let src = e.src().map(|s| s.name().to_string()).unwrap_or_default();
-                let debug = e.debug().map(|d| format!(" [{d}]")).unwrap_or_default();
-                Some(format!("{} (from {src}){debug}", e.error()))
-            }
-            _ => None,
-        }
-    };
     if pipeline.set_state(gst::State::Playing).is_err() {
-        let msg = first_error(&bus, Duration::from_millis(500))
+        let msg = crate::gst::bus_error(&bus, Duration::from_millis(500))
             .unwrap_or_else(|| "pipeline refused to start".into());
         return Err(file_err(msg));
     }
@@ -244,7 +225,7 @@ fn run(
         } else if sink.is_eos() {
             break;
         }
-        if let Some(msg) = first_error(&bus, Duration::ZERO) {
+        if let Some(msg) = crate::gst::bus_error(&bus, Duration::ZERO) {
             return Err(file_err(msg));
         }
         if Instant::now() >= deadline {
@@ -252,7 +233,7 @@ fn run(
         }
     }
     // An error posted just before end of stream still counts.
-    match first_error(&bus, Duration::ZERO) {
+    match crate::gst::bus_error(&bus, Duration::ZERO) {
         Some(msg) => Err(file_err(msg)),
         None => Ok(()),
     }
@@ -276,7 +257,7 @@ pub(crate) mod tests {
     /// (fragmented mp4mux in splitmuxsink, `segment_secs` per file); returns the files in
     /// order.
     pub(crate) fn record_segments(dir: &Path, segment_secs: u64, secs: u64) -> Vec<PathBuf> {
-        crate::ingest::gst::init().unwrap();
+        crate::gst::init().unwrap();
         std::fs::create_dir_all(dir).unwrap();
         let desc = format!(
             "filesrc location={src} ! parsebin ! video/x-h264 ! h264parse ! identity eos-after={frames} ! \

@@ -20,8 +20,9 @@ use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
 
+use super::fsync::sync_file_and_dir;
+use super::mp4;
 use super::probe::{self, ProbeError};
-use super::{mp4, sync_file_and_dir};
 use crate::store::recordings::{NewSegment, CLIPS_DIR};
 use crate::store::{Store, StoreError};
 

@@ -33,8 +33,8 @@ use std::time::Instant;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::clock::Clock;
-use super::RecordGate;
+use super::gate::RecordGate;
+use crate::clock::Clock;
 use crate::config::{Config, RecordConfig, StorageConfig};
 use crate::store::retention::{MediaTally, ProtectingEvent, SegmentFile};
 use crate::store::{to_ms, Store, StoreError, SNAPSHOT_DIR};
@@ -791,7 +791,7 @@ fn remove_abs(path: &Path, report: &mut RetentionReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::clock::SimClock;
+    use crate::clock::SimClock;
     use crate::store::recordings::{Clip, NewSegment};
     use crate::store::EventQuery;
     use crate::types::{EventState, Frame};

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::camera_offline::{CameraOfflineRule, KIND};
 use super::RuleConfig;
+use crate::clock::Clock;
 use crate::config::CameraConfig;
 use crate::health::{CameraHealth, CameraState, Registry};
 use crate::types::{BBox, Change, Detection, EventChange};
@@ -103,11 +104,12 @@ impl OfflineWatch {
     }
 }
 
-/// Polls `registry` every `period` for the cameras with a `camera_offline` rule and sends
-/// event changes until `stop` is set; then ends open events.
+/// Polls `registry` every `period` of `clock`'s time for the cameras with a `camera_offline`
+/// rule and sends event changes until `stop` is set; then ends open events.
 pub fn watch(
     cameras: &[CameraConfig],
     registry: &Registry,
+    clock: &dyn Clock,
     stop: &AtomicBool,
     period: Duration,
     send: &mut dyn FnMut(EventChange),
@@ -118,7 +120,7 @@ pub fn watch(
         return;
     }
     while !stop.load(Ordering::Relaxed) {
-        let now = OffsetDateTime::now_utc();
+        let now = clock.now();
         for w in &mut watches {
             if let Some(h) = registry.get(&w.camera_id) {
                 if let Some(mut c) = w.step(&h, now) {
@@ -131,9 +133,9 @@ pub fn watch(
                 }
             }
         }
-        std::thread::sleep(period);
+        clock.sleep(period);
     }
-    let now = OffsetDateTime::now_utc();
+    let now = clock.now();
     for w in &mut watches {
         if let Some(c) = w.finish(now) {
             send(c);
@@ -143,10 +145,14 @@ pub fn watch(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
+    use std::time::Instant;
 
     use super::*;
-    use crate::ingest::{supervise, FrameStream, IngestError, Opener, SuperviseOptions};
+    use crate::clock::SimClock;
+    use crate::ingest::{
+        camera_health, supervise, FrameStream, IngestError, Opener, SuperviseOptions,
+    };
 
     const CFG: &str =
         "box_id='b'\ndata_dir='/tmp'\n[models]\n[[cameras]]\nid='c'\nurl='x.mp4'\nmodels=[]\n\
@@ -158,9 +164,8 @@ mod tests {
     }
 
     fn health(state: CameraState, since: OffsetDateTime, err: Option<&str>) -> CameraHealth {
-        let mut h = CameraHealth::new(&cam());
+        let mut h = CameraHealth::new("c", true, since);
         h.state = state;
-        h.since = since;
         h.last_error = err.map(Into::into);
         h
     }
@@ -192,20 +197,50 @@ mod tests {
         assert!(w.finish(s(7.0)).is_none());
     }
 
-    struct Refusing;
+    /// Refuses to open; stops its supervisor after `tries` attempts.
+    struct Refusing {
+        tries: std::sync::atomic::AtomicU32,
+        stop: Arc<AtomicBool>,
+    }
     impl Opener for Refusing {
         fn open(&self) -> Result<Box<dyn FrameStream>, IngestError> {
+            if self.tries.fetch_sub(1, Ordering::Relaxed) <= 1 {
+                self.stop.store(true, Ordering::Relaxed);
+            }
             Err(IngestError::Source("file not found".into()))
         }
     }
 
-    /// Through the real supervisor and registry: a camera that cannot be opened raises
-    /// `camera_offline` with its error; shutdown ends it.
+    /// A simulated clock that sets `stop` once its time passes `until` (ends a watch that
+    /// would otherwise wait for ever).
+    struct Until<'a>(&'a SimClock, OffsetDateTime, &'a AtomicBool);
+    impl Clock for Until<'_> {
+        fn now(&self) -> OffsetDateTime {
+            self.0.now()
+        }
+        fn instant(&self) -> Instant {
+            self.0.instant()
+        }
+        fn wait_for(&self, timeout: Duration, wait: &mut dyn FnMut(Duration) -> bool) -> bool {
+            if self.0.now() >= self.1 {
+                self.2.store(true, Ordering::Relaxed);
+            }
+            self.0.wait_for(timeout, wait)
+        }
+    }
+
+    /// Through the real supervisor, registry and watch loop, in simulated time: a camera
+    /// that cannot be opened raises `camera_offline` with its error; shutdown ends it.
     #[test]
     fn supervisor_failure_raises_camera_offline() {
-        let reg = Registry::new();
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let sim = Arc::new(SimClock::new(t0));
+        let reg = Registry::with_clock(sim.clone());
         let cam = cam();
-        reg.register(CameraHealth::new(&cam));
+        reg.register(camera_health(&cam, sim.now()));
+        // The supervisor fails three times (at 0, 20 and 60 ms: backoff 20, then 40 ms), then
+        // is stopped: the camera stays offline since the last failure (each reconnect attempt
+        // goes through `connecting`).
         let stop = Arc::new(AtomicBool::new(false));
         let opts = SuperviseOptions {
             camera_id: "c".into(),
@@ -215,27 +250,32 @@ mod tests {
             backoff_min: Duration::from_millis(20),
             backoff_max: Duration::from_millis(50),
         };
-        let (r2, s2) = (reg.clone(), stop.clone());
-        let sup = std::thread::spawn(move || supervise(&Refusing, &opts, &r2, &s2, &mut |_| {}));
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let watch_stop = Arc::new(AtomicBool::new(false));
-        let (r3, ws, g2, cams) = (reg.clone(), watch_stop.clone(), got.clone(), vec![cam]);
-        let w = std::thread::spawn(move || {
-            watch(&cams, &r3, &ws, Duration::from_millis(20), &mut |c| g2.lock().unwrap().push(c))
+        let refusing = Refusing { tries: 3.into(), stop: stop.clone() };
+        supervise(&refusing, &opts, &reg, &*sim, &stop, &mut |_| {});
+        let h = reg.get("c").unwrap();
+        let down = t0 + time::Duration::milliseconds(60);
+        assert_eq!((h.state, h.since, h.reconnects), (CameraState::Offline, down, 2));
+        assert_eq!(sim.now(), down);
+
+        // The watch (polling every 20 ms) raises the event once the camera has been offline
+        // for 0.3 s; the appliance is stopped on the first event.
+        let mut got = Vec::new();
+        let watch_stop = AtomicBool::new(false);
+        let clock = Until(&sim, t0 + time::Duration::seconds(60), &watch_stop);
+        watch(&[cam], &reg, &clock, &watch_stop, Duration::from_millis(20), &mut |c| {
+            watch_stop.store(true, Ordering::Relaxed);
+            got.push((c, sim.now()));
         });
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while got.lock().unwrap().is_empty() {
-            assert!(Instant::now() < deadline, "no camera_offline event");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        watch_stop.store(true, Ordering::Relaxed);
-        w.join().unwrap();
-        stop.store(true, Ordering::Relaxed);
-        sup.join().unwrap();
-        let got = got.lock().unwrap();
+        assert!(!got.is_empty(), "no camera_offline event");
+        let (started, raised) = &got[0];
         assert_eq!(got.len(), 2, "started, then ended at shutdown");
-        assert_eq!((got[0].change, got[0].kind.as_str()), (Change::Started, KIND));
-        assert!(got[0].objects[0].class.contains("file not found"), "{:?}", got[0].objects);
-        assert_eq!((got[1].change, got[1].event_id), (Change::Ended, got[0].event_id));
+        assert_eq!((started.change, started.kind.as_str()), (Change::Started, KIND));
+        assert!(started.objects[0].class.contains("file not found"), "{:?}", started.objects);
+        assert_eq!((got[1].0.change, got[1].0.event_id), (Change::Ended, started.event_id));
+        // Started when the camera went offline, raised at the first poll 0.3 s after that,
+        // ended one poll later.
+        assert_eq!(started.at, down);
+        assert_eq!(*raised, down + time::Duration::milliseconds(300));
+        assert_eq!(got[1].0.at, down + time::Duration::milliseconds(320));
     }
 }

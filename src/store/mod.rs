@@ -15,7 +15,7 @@ mod tests;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use rusqlite::types::Value;
@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::clock::{Clock, SystemClock};
 use crate::geometry::CrossDir;
 use crate::types::{
     Change, CountDelta, Detection, Event, EventChange, EventState, OccupancyDelta, Review, Severity,
@@ -288,6 +289,8 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     /// Envelope context and the feed signal of the uplink outbox.
     outbox: outbox::OutboxShared,
+    /// Source of the rows' own stamps (`created_at`, `updated_at`, …).
+    clock: RwLock<Arc<dyn Clock>>,
 }
 
 /// Handle to the database and snapshot directory; cheap to clone, shareable across threads.
@@ -366,9 +369,21 @@ impl Store {
                 outbox,
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
+                clock: RwLock::new(Arc::new(SystemClock)),
             }),
         };
         Ok(store)
+    }
+
+    /// Sets the clock the store stamps its rows with (`created_at`, `updated_at`, …; the
+    /// times of events and segments come from their callers). The system clock until then.
+    pub fn set_clock(&self, clock: Arc<dyn Clock>) {
+        *self.inner.clock.write().unwrap_or_else(|e| e.into_inner()) = clock;
+    }
+
+    /// The current time of the store's clock.
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        self.inner.clock.read().unwrap_or_else(|e| e.into_inner()).now()
     }
 
     /// Ends events left `active` by a crash or power cut (the process that owned them is
@@ -603,7 +618,7 @@ impl Store {
                     msg: format!("cannot serialise detail: {e}"),
                 }
             })?;
-        let now = to_ms(OffsetDateTime::now_utc());
+        let now = to_ms(self.now());
         let at = to_ms(change.at);
         let id_s = id.to_string();
 
@@ -764,7 +779,7 @@ impl Store {
         let conn = lock(&self.inner.writer);
         conn.execute(
             "INSERT INTO api_tokens (id, name, sha256, created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, NULL)",
-            params![id.to_string(), name, sha256_hex.to_ascii_lowercase(), to_ms(OffsetDateTime::now_utc())],
+            params![id.to_string(), name, sha256_hex.to_ascii_lowercase(), to_ms(self.now())],
         )
         .map_err(|e| match e {
             rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
@@ -781,7 +796,7 @@ impl Store {
         let n = conn
             .execute(
                 "UPDATE api_tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-                params![id.to_string(), to_ms(OffsetDateTime::now_utc())],
+                params![id.to_string(), to_ms(self.now())],
             )
             .map_err(|e| StoreError::sql(format!("revoke token {id}"), e))?;
         Ok(n > 0)

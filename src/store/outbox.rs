@@ -417,13 +417,13 @@ impl Store {
         change: Change,
         at: OffsetDateTime,
     ) -> Result<i64, StoreError> {
-        let env = self.uplink_context().event_envelope(ev, change, at, OffsetDateTime::now_utc());
+        let env = self.uplink_context().event_envelope(ev, change, at, self.now());
         insert_envelope(conn, env)
     }
 
     /// Appends the outbox row of a review transition inside `review_event`'s transaction.
     pub(super) fn outbox_review(&self, conn: &Connection, ev: &Event) -> Result<i64, StoreError> {
-        insert_envelope(conn, self.uplink_context().review_envelope(ev, OffsetDateTime::now_utc()))
+        insert_envelope(conn, self.uplink_context().review_envelope(ev, self.now()))
     }
 
     /// Wakes feed long-polls and delivery workers after a commit that appended `seq`.
@@ -439,13 +439,7 @@ impl Store {
         error: Option<&str>,
         at: OffsetDateTime,
     ) -> Result<i64, StoreError> {
-        let env = self.uplink_context().status_envelope(
-            camera_id,
-            online,
-            error,
-            at,
-            OffsetDateTime::now_utc(),
-        );
+        let env = self.uplink_context().status_envelope(camera_id, online, error, at, self.now());
         let mut conn = lock(&self.inner.writer);
         let tx = conn.transaction().map_err(sql("begin tx for camera status"))?;
         let seq = insert_envelope(&tx, env)?;
@@ -621,7 +615,7 @@ impl Store {
         let mut conn = lock(&self.inner.writer);
         let tx = conn.transaction().map_err(sql("begin tx for sinks"))?;
         let last = last_seq(&tx)?;
-        let now = to_ms(OffsetDateTime::now_utc());
+        let now = to_ms(self.now());
         tx.execute("UPDATE uplink_sinks SET active = 0", []).map_err(sql("deactivate sinks"))?;
         let mut out = Vec::new();
         for (name, kind, target) in sinks {

@@ -151,7 +151,7 @@ impl Store {
                 s.codec,
                 s.frames.map(|f| f as i64),
                 s.recovered as i64,
-                to_ms(OffsetDateTime::now_utc()),
+                to_ms(self.now()),
             ],
         )
         .map_err(|e| StoreError::sql(format!("index segment {}", s.path), e))?;
@@ -277,7 +277,7 @@ impl Store {
                 to_ms(clip.start),
                 to_ms(clip.end).max(to_ms(clip.start)),
                 clip.bytes as i64,
-                to_ms(OffsetDateTime::now_utc())
+                to_ms(self.now())
             ],
         )
         .map_err(|e| StoreError::sql(format!("store clip of event {}", clip.event_id), e))?;

@@ -619,6 +619,22 @@ fn interrupted_events_are_ended_on_restart() {
     assert_eq!(store.end_interrupted().unwrap(), 0);
 }
 
+/// The store's own stamps (here `updated_at`, which ends an interrupted event) come from
+/// its clock.
+#[test]
+fn row_stamps_come_from_the_store_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let t = datetime!(2026-05-01 08:00 UTC);
+    store.set_clock(Arc::new(crate::clock::SimClock::new(t)));
+    let c =
+        change(Uuid::now_v7(), Change::Started, "cam", "presence", t - time::Duration::hours(1));
+    store.apply(&c).unwrap();
+    assert_eq!(store.end_interrupted().unwrap(), 1);
+    let ev = store.get_event(c.event_id).unwrap().unwrap();
+    assert_eq!((ev.started_at, ev.ended_at), (t - time::Duration::hours(1), Some(t)));
+}
+
 fn delta(
     cam: &str,
     line: &str,

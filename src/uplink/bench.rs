@@ -23,8 +23,8 @@ use super::signing;
 use super::sink::Sink;
 use super::webhook::WebhookSink;
 use super::Uplink;
+use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::record::clock::SystemClock;
 use crate::store::outbox::UplinkContext;
 use crate::store::Store;
 use crate::types::{BBox, Change, Detection, EventChange, Severity};
@@ -235,10 +235,10 @@ pub fn drain(changes: usize, cameras: usize) -> anyhow::Result<()> {
 pub fn latency(video: &Path, model: &Path, secs: u64) -> anyhow::Result<()> {
     use crate::analytics::load_manifests;
     use crate::app::{start_cameras, Analytics};
-    use crate::health::{CameraHealth, Registry};
+    use crate::health::Registry;
     use crate::ingest::profile::HardwareProfile;
     crate::infer::runtime::init(None)?;
-    crate::ingest::gst::init()?;
+    crate::gst::init()?;
     let rx = Receiver::start(true)?;
     let dir =
         std::env::temp_dir().join(format!("gridwatch-bench-uplink-lat-{}", std::process::id()));
@@ -280,7 +280,7 @@ enabled = false
     let store = Store::open(&cfg.data_dir)?;
     store.set_uplink_context(super::context(&cfg));
     let registry = Registry::new();
-    registry.register(CameraHealth::new(&cfg.cameras[0]));
+    registry.register(crate::ingest::camera_health(&cfg.cameras[0], registry.clock().now()));
     let uplink = Uplink::start(&cfg, &store, &registry)?;
     let manifests = load_manifests(&cfg)?;
     let opts = crate::infer::detector::DetectorOptions {

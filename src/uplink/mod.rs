@@ -31,9 +31,9 @@ use anyhow::Context;
 use time::OffsetDateTime;
 
 use self::config::SinkConfig;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::health::{CameraState, Registry};
-use crate::record::clock::{Clock, SystemClock};
 use crate::store::outbox::{CameraMeta, UplinkContext};
 use crate::store::Store;
 use sink::Sink;

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::sink::{Outcome, Sink};
-use crate::record::clock::Clock;
+use crate::clock::Clock;
 use crate::store::outbox::{CursorState, Failure, OutboxRow};
 use crate::store::{Store, StoreError};
 

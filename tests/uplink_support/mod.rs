@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use gridwatch::record::clock::Clock;
+use gridwatch::clock::Clock;
 use gridwatch::uplink::signing;
 use time::OffsetDateTime;
 
