@@ -23,6 +23,7 @@ use crate::ingest::{supervise, SuperviseOptions};
 use crate::record::{RecEvent, Recorder};
 use crate::redact::redact_url;
 use crate::rules::offline::OfflineWatch;
+use crate::store::outbox::{CameraMeta, UplinkContext};
 use crate::store::Store;
 use crate::types::{CountDelta, EventChange, OccupancyDelta};
 
@@ -364,6 +365,27 @@ fn record_mode(cam: &CameraConfig, source: &crate::config::Source) -> RecordMode
     }
 }
 
+/// The envelope context of a config: box id, `uplink.public_url`, camera positions.
+pub fn uplink_context(cfg: &Config) -> UplinkContext {
+    UplinkContext {
+        box_id: cfg.box_id.clone(),
+        public_url: cfg.uplink.public_url(cfg.api.listen),
+        cameras: cfg
+            .cameras
+            .iter()
+            .map(|c| {
+                let meta = CameraMeta {
+                    grid_cell: c.grid_cell.clone(),
+                    lat: c.lat,
+                    lon: c.lon,
+                    records: c.records(&cfg.base_dir),
+                };
+                (c.id.clone(), meta)
+            })
+            .collect(),
+    }
+}
+
 /// `gridwatch run`: everything until Ctrl-C / SIGTERM, then a graceful shutdown.
 pub fn run(cfg: Config) -> anyhow::Result<()> {
     let profile = HardwareProfile::for_config(&cfg).map_err(|e| anyhow!(e))?;
@@ -378,7 +400,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     let store = Store::open(&cfg.data_dir)
         .with_context(|| format!("opening data dir {}", cfg.data_dir.display()))?;
     store.set_clock(clock.clone());
-    store.set_uplink_context(crate::uplink::context(&cfg));
+    store.set_uplink_context(uplink_context(&cfg));
     store.end_interrupted()?;
     let report = crate::record::reconcile::reconcile(&store)?;
     if !report.is_noop() {
@@ -393,7 +415,14 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             ..crate::ingest::camera_health(cam, clock.now())
         });
     }
-    let uplink = crate::uplink::Uplink::start(&cfg, &store, &registry)?;
+    let uplink = crate::uplink::Uplink::start(
+        &cfg.uplink,
+        &cfg.box_id,
+        cfg.api.listen,
+        &store,
+        &registry,
+        clock.clone(),
+    )?;
     let opts = DetectorOptions {
         intra_op_threads: cfg.inference.intra_op_threads,
         execution_providers: profile.inference.execution_providers.clone(),

@@ -256,9 +256,9 @@ fn main() -> ExitCode {
             gridwatch::bench::record_cost(secs, bitrate_kbps)
         }
         Cmd::BenchUplink { changes, cameras, video, model, secs } => {
-            gridwatch::uplink::bench::drain(changes, cameras.max(1)).and_then(|()| {
+            gridwatch::bench::uplink::drain(changes, cameras.max(1)).and_then(|()| {
                 match (video, model) {
-                    (Some(v), Some(m)) => gridwatch::uplink::bench::latency(&v, &m, secs),
+                    (Some(v), Some(m)) => gridwatch::bench::uplink::latency(&v, &m, secs),
                     _ => Ok(()),
                 }
             })

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Lists import circles between the modules (files) of src/: `crate::` and `super::` paths
-are resolved to the file of the longest module prefix, then strongly connected components
-of that graph are printed. Exit status 1 when there is a circle. `--skip-tests` leaves out
-`#[cfg(test)]` files (tests.rs, fixtures.rs, *_tests.rs) and inline `mod tests` blocks.
+"""Lists import circles between the modules of src/: `crate::`, `super::` and child-module
+paths are resolved to the file of the longest module prefix; the file graph is collapsed to
+top-level modules (`src/x.rs` or `src/x/`), and its strongly connected components are
+printed with the file edges that make them. Exit status 1 when there is a circle.
+`--files` checks single files instead (a parent and its children then count too).
+`--skip-tests` leaves out `#[cfg(test)]` files (tests.rs, fixtures.rs, *_tests.rs) and
+inline `mod tests` blocks.
 
-    python3 tools/import-cycles.py [--skip-tests]
+    python3 tools/import-cycles.py [--skip-tests] [--files]
 """
 import os
 import re
@@ -73,7 +76,7 @@ for mod, path in files.items():
     text = re.sub(r"//[^\n]*", "", text)
     if skip_tests:
         text = strip_tests(text)
-    here = list(mod) if os.path.basename(path) in ("mod.rs", "lib.rs") else list(mod[:-1])
+    here = list(mod)  # `super::` from module a::b is a
     paths = []
     for m in re.finditer(r"\b(crate|super)::\{([^;]*?)\};", text, re.S):
         paths += expand(["crate"] if m.group(1) == "crate" else ["super"], m.group(2))
@@ -82,7 +85,7 @@ for mod, path in files.items():
         paths += expand(segs, m.group(3)) if m.group(3) else [segs]
     # Child modules named by a relative path (`clip::build`, `self::clip::build`).
     for child in re.findall(r"^\s*(?:pub(?:\([\w:]+\))? )?mod (\w+);", text, re.M):
-        kid = tuple(mod) + (child,)
+        kid = mod + (child,)
         if kid in files and re.search(r"(?<![\w:])(?:self::)?" + child + r"::", text):
             edges[mod].add(kid)
     for segs in paths:
@@ -97,6 +100,19 @@ for mod, path in files.items():
         t = resolve(target)
         if t is not None and t != mod and t != ():
             edges[mod].add(t)
+
+# Between top-level modules (`src/x.rs` or `src/x/`): a parent and its own children may
+# refer to each other (a registry naming its kinds, the kinds using the parent's trait), but
+# no circle may run through two different top-level modules. `--files` checks single files.
+if "--files" not in sys.argv:
+    top = {}
+    for a, bs in edges.items():
+        for b in bs:
+            if a[:1] != b[:1] and a and b:
+                top.setdefault(a[:1], set()).add(b[:1])
+        top.setdefault(a[:1], set())
+    detail = edges
+    edges = top
 
 # Tarjan's strongly connected components.
 index, low, stack, on, sccs, counter = {}, {}, [], set(), [], [0]
@@ -136,5 +152,9 @@ for comp in sccs:
     for a in members:
         for b in sorted(edges[a] & set(comp)):
             print(f"    {name(a)} -> {name(b)}")
-print(f"{len(files)} modules, {sum(len(e) for e in edges.values())} edges, {len(sccs)} circle(s)")
+            if "--files" not in sys.argv:  # the files that make the edge
+                for fa in sorted(m for m in detail if m[:1] == a):
+                    for fb in sorted(m for m in detail[fa] if m[:1] == b):
+                        print(f"        {name(fa)} -> {name(fb)}")
+print(f"{len(edges)} modules, {sum(len(e) for e in edges.values())} edges, {len(sccs)} circle(s)")
 sys.exit(1 if sccs else 0)

@@ -13,7 +13,6 @@
 //! [`Uplink`] runs the sinks on their own small tokio runtime and records camera status
 //! changes reported by the health registry (off the camera threads).
 
-pub mod bench;
 pub mod config;
 pub mod mqtt;
 pub mod signing;
@@ -30,38 +29,15 @@ use std::time::Duration;
 use anyhow::Context;
 use time::OffsetDateTime;
 
-use self::config::SinkConfig;
-use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use self::config::{SinkConfig, UplinkConfig};
+use crate::clock::Clock;
 use crate::health::{CameraState, Registry};
-use crate::store::outbox::{CameraMeta, UplinkContext};
 use crate::store::Store;
 use sink::Sink;
 use worker::{Policy, WorkerHandle};
 
 /// How often old, fully delivered outbox rows are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-
-/// The envelope context of a config: box id, `uplink.public_url`, camera positions.
-pub fn context(cfg: &Config) -> UplinkContext {
-    UplinkContext {
-        box_id: cfg.box_id.clone(),
-        public_url: cfg.uplink.public_url(cfg.api.listen),
-        cameras: cfg
-            .cameras
-            .iter()
-            .map(|c| {
-                let meta = CameraMeta {
-                    grid_cell: c.grid_cell.clone(),
-                    lat: c.lat,
-                    lon: c.lon,
-                    records: c.records(&cfg.base_dir),
-                };
-                (c.id.clone(), meta)
-            })
-            .collect(),
-    }
-}
 
 /// Builds the enabled sinks of one kind, each with its config's retry policy.
 fn add_sinks<C: SinkConfig, S: Sink>(
@@ -91,20 +67,25 @@ impl Uplink {
     /// Starts the configured (enabled) webhook and MQTT sinks with the system clock, records
     /// camera status changes of `registry`, and prunes the outbox per
     /// `uplink.outbox_retention_days`.
-    pub fn start(cfg: &Config, store: &Store, registry: &Registry) -> anyhow::Result<Uplink> {
-        let u = &cfg.uplink;
-        if u.public_url.is_none() && cfg.api.listen.ip().is_unspecified() && u.any_sink() {
+    pub fn start(
+        u: &UplinkConfig,
+        box_id: &str,
+        listen: std::net::SocketAddr,
+        store: &Store,
+        registry: &Registry,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Uplink> {
+        if u.public_url.is_none() && listen.ip().is_unspecified() && u.any_sink() {
             tracing::warn!(
-                "uplink.public_url is not set and api.listen is {}: media URLs in envelopes will not be reachable",
-                cfg.api.listen
+                "uplink.public_url is not set and api.listen is {listen}: media URLs in envelopes will not be reachable"
             );
         }
         // The sink kinds, one line each.
         let mut sinks = Vec::new();
         add_sinks(&mut sinks, &u.webhooks, webhook::WebhookSink::new)?;
-        add_sinks(&mut sinks, &u.mqtt, |m| mqtt::MqttSink::new(m, &cfg.box_id))?;
-        let retention = Duration::from_secs_f64(cfg.uplink.outbox_retention_days * 86400.0);
-        let mut up = Self::start_sinks(store, sinks, Arc::new(SystemClock), Some(retention))?;
+        add_sinks(&mut sinks, &u.mqtt, |m| mqtt::MqttSink::new(m, box_id))?;
+        let retention = Duration::from_secs_f64(u.outbox_retention_days * 86400.0);
+        let mut up = Self::start_sinks(store, sinks, clock, Some(retention))?;
         up.record_camera_status(store, registry);
         Ok(up)
     }

@@ -3,7 +3,7 @@
 //! through the whole appliance. Prints a report; asserts nothing. See docs/performance.md.
 //!
 //! The receiver runs in the same process on loopback and verifies every signature with
-//! [`super::signing::verify`] (as a real receiver must), so its CPU cost is included.
+//! [`crate::uplink::signing::verify`] (as a real receiver must), so its CPU cost is included.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -18,16 +18,16 @@ use axum::http::{HeaderMap, StatusCode};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::config::SinkConfig;
-use super::signing;
-use super::sink::Sink;
-use super::webhook::WebhookSink;
-use super::Uplink;
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::store::outbox::UplinkContext;
 use crate::store::Store;
 use crate::types::{BBox, Change, Detection, EventChange, Severity};
+use crate::uplink::config::SinkConfig;
+use crate::uplink::signing;
+use crate::uplink::sink::Sink;
+use crate::uplink::webhook::WebhookSink;
+use crate::uplink::Uplink;
 
 const SECRET: &str = "whsec_YmVuY2gtdXBsaW5rLXNlY3JldC1mb3ItZ3JpZHdhdGNo";
 
@@ -278,10 +278,17 @@ enabled = false
     let cfg = Config::parse(&text, &std::env::current_dir()?).map_err(|e| anyhow!(e))?;
     let profile = HardwareProfile::load("cpu", Path::new(".")).map_err(|e| anyhow!(e))?;
     let store = Store::open(&cfg.data_dir)?;
-    store.set_uplink_context(super::context(&cfg));
+    store.set_uplink_context(crate::app::uplink_context(&cfg));
     let registry = Registry::new();
     registry.register(crate::ingest::camera_health(&cfg.cameras[0], registry.clock().now()));
-    let uplink = Uplink::start(&cfg, &store, &registry)?;
+    let uplink = Uplink::start(
+        &cfg.uplink,
+        &cfg.box_id,
+        cfg.api.listen,
+        &store,
+        &registry,
+        Arc::new(SystemClock),
+    )?;
     let manifests = load_manifests(&cfg)?;
     let opts = crate::infer::detector::DetectorOptions {
         intra_op_threads: 2,
