@@ -7,18 +7,22 @@
 //! without holding the camera's lock, then tracks and evaluates rules under it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::clock::Clock;
 use crate::config::{CameraConfig, Config};
+use crate::health::Registry;
 use crate::infer::detector::{Detector, DetectorOptions};
 use crate::infer::manifest::ModelManifest;
 use crate::rules::RuleEngine;
 use crate::track::Tracker;
 use crate::types::{
-    CountDelta, Detection, Detections, EventChange, Frame, OccupancyDelta, Track, Tracks,
+    CountDelta, Detection, Detections, EventChange, Frame, HealthTick, OccupancyDelta, Track,
+    Tracks,
 };
 
 /// Loads and verifies (sha256) every model used by an enabled camera.
@@ -190,6 +194,16 @@ impl CameraAnalytics {
         (engine.finish(at), engine.flush_occupancy())
     }
 
+    /// Whether a rule of this camera decides on its health (`camera_offline`).
+    pub fn watches_health(&self) -> bool {
+        self.lock().1.watches_health()
+    }
+
+    /// Hands one reading of the camera's health to its health-driven rules.
+    pub fn health(&self, h: &HealthTick) -> Vec<EventChange> {
+        self.lock().1.health(h)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, (Tracker, RuleEngine)> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -237,5 +251,143 @@ pub fn analyse_video(
         if each(t, camera.analyse(detect, f)).is_break() {
             return Ok(());
         }
+    }
+}
+
+/// The health watch: every `period` of `clock`'s time, hands the health of each camera with a
+/// health-driven rule to that camera's rules, and passes the changes to `send`, until `stop`
+/// is set. Open incidents end with the cameras' `finish` at shutdown.
+pub fn watch_health(
+    cameras: &[CameraAnalytics],
+    registry: &Registry,
+    clock: &dyn Clock,
+    stop: &AtomicBool,
+    period: Duration,
+    send: &mut dyn FnMut(EventChange),
+) {
+    let watched: Vec<&CameraAnalytics> = cameras.iter().filter(|c| c.watches_health()).collect();
+    while !watched.is_empty() && !stop.load(Ordering::Relaxed) {
+        let now = clock.now();
+        for cam in &watched {
+            let Some(h) = registry.get(cam.camera_id()) else { continue };
+            let tick = HealthTick {
+                state: h.state,
+                since: h.since,
+                last_error: h.last_error,
+                latest: registry.latest(cam.camera_id()),
+                now,
+            };
+            for c in cam.health(&tick) {
+                let why = c.objects.first().map(|o| o.class.as_str()).unwrap_or_default();
+                tracing::warn!(camera = cam.camera_id(), "{} {:?}: {why}", c.kind, c.change);
+                send(c);
+            }
+        }
+        clock.sleep(period);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+    use std::sync::Arc;
+
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::clock::SimClock;
+    use crate::ingest::{
+        camera_health, supervise, FrameStream, IngestError, Opener, SuperviseOptions,
+    };
+    use crate::rules::camera_offline::KIND;
+    use crate::types::{CameraState, Change};
+
+    const CFG: &str =
+        "box_id='b'\ndata_dir='/tmp'\n[models]\n[[cameras]]\nid='c'\nurl='x.mp4'\nmodels=[]\n\
+         enabled=false\n[[cameras.rules]]\nkind='camera_offline'\noffline_secs=0.3\n";
+
+    /// Refuses to open; stops its supervisor after `tries` attempts.
+    struct Refusing {
+        tries: AtomicU32,
+        stop: Arc<AtomicBool>,
+    }
+    impl Opener for Refusing {
+        fn open(&self) -> Result<Box<dyn FrameStream>, IngestError> {
+            if self.tries.fetch_sub(1, Ordering::Relaxed) <= 1 {
+                self.stop.store(true, Ordering::Relaxed);
+            }
+            Err(IngestError::Source("file not found".into()))
+        }
+    }
+
+    /// A simulated clock that sets `stop` once its time passes `until` (ends a watch that
+    /// would otherwise wait for ever).
+    struct Until<'a>(&'a SimClock, OffsetDateTime, &'a AtomicBool);
+    impl Clock for Until<'_> {
+        fn now(&self) -> OffsetDateTime {
+            self.0.now()
+        }
+        fn instant(&self) -> Instant {
+            self.0.instant()
+        }
+        fn wait_for(&self, timeout: Duration, wait: &mut dyn FnMut(Duration) -> bool) -> bool {
+            if self.0.now() >= self.1 {
+                self.2.store(true, Ordering::Relaxed);
+            }
+            self.0.wait_for(timeout, wait)
+        }
+    }
+
+    /// Through the real supervisor, registry, health watch and rule engine, in simulated time:
+    /// a camera that cannot be opened raises `camera_offline` with its error; shutdown ends it.
+    #[test]
+    fn supervisor_failure_raises_camera_offline() {
+        let cfg = Config::parse(CFG, std::path::Path::new("/")).unwrap();
+        let cam = CameraConfig { enabled: true, ..cfg.cameras[0].clone() };
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let sim = Arc::new(SimClock::new(t0));
+        let reg = Registry::with_clock(sim.clone());
+        reg.register(camera_health(&cam, sim.now()));
+        // The supervisor fails three times (at 0, 20 and 60 ms: backoff 20, then 40 ms), then
+        // is stopped: the camera stays offline since the last failure (each reconnect attempt
+        // goes through `connecting`).
+        let stop = Arc::new(AtomicBool::new(false));
+        let opts = SuperviseOptions {
+            camera_id: "c".into(),
+            loop_file: false,
+            live: false,
+            stall_timeout: Duration::from_millis(300),
+            backoff_min: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(50),
+        };
+        let refusing = Refusing { tries: 3.into(), stop: stop.clone() };
+        supervise(&refusing, &opts, &reg, &*sim, &stop, &mut |_| {});
+        let h = reg.get("c").unwrap();
+        let down = t0 + time::Duration::milliseconds(60);
+        assert_eq!((h.state, h.since, h.reconnects), (CameraState::Offline, down, 2));
+        assert_eq!(sim.now(), down);
+
+        // The watch (polling every 20 ms) raises the event once the camera has been offline
+        // for 0.3 s; the appliance is stopped on the first event, which ends it.
+        let cameras = [CameraAnalytics::new(&cam)];
+        let mut got = Vec::new();
+        let watch_stop = AtomicBool::new(false);
+        let clock = Until(&sim, t0 + time::Duration::seconds(60), &watch_stop);
+        watch_health(&cameras, &reg, &clock, &watch_stop, Duration::from_millis(20), &mut |c| {
+            watch_stop.store(true, Ordering::Relaxed);
+            got.push((c, sim.now()));
+        });
+        got.extend(cameras[0].finish(sim.now()).0.into_iter().map(|c| (c, sim.now())));
+        assert!(!got.is_empty(), "no camera_offline event");
+        let (started, raised) = &got[0];
+        assert_eq!(got.len(), 2, "started, then ended at shutdown");
+        assert_eq!((started.change, started.kind.as_str()), (Change::Started, KIND));
+        assert!(started.objects[0].class.contains("file not found"), "{:?}", started.objects);
+        assert_eq!((got[1].0.change, got[1].0.event_id), (Change::Ended, started.event_id));
+        // Started when the camera went offline, raised at the first poll 0.3 s after that,
+        // ended one poll later.
+        assert_eq!(started.at, down);
+        assert_eq!(*raised, down + time::Duration::milliseconds(300));
+        assert_eq!(got[1].0.at, down + time::Duration::milliseconds(320));
     }
 }

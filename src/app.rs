@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 
-use crate::analytics::{load_manifests, CameraAnalytics, Detect, Detectors};
+use crate::analytics::{load_manifests, watch_health, CameraAnalytics, Detect, Detectors};
 use crate::config::{CameraConfig, Config};
 use crate::health::{CameraHealth, Registry};
 use crate::infer::detector::DetectorOptions;
@@ -22,7 +22,6 @@ use crate::ingest::profile::{HardwareProfile, PipelineMode, RecordMode, RecordPl
 use crate::ingest::{supervise, SuperviseOptions};
 use crate::record::{RecEvent, Recorder};
 use crate::redact::redact_url;
-use crate::rules::offline::OfflineWatch;
 use crate::store::outbox::{CameraMeta, UplinkContext};
 use crate::store::Store;
 use crate::types::{CountDelta, EventChange, OccupancyDelta};
@@ -39,6 +38,8 @@ pub struct Stats {
 }
 
 const MAX_SAMPLES: usize = 100_000;
+/// How often the health watch reads camera health for `camera_offline`.
+const HEALTH_PERIOD: Duration = Duration::from_millis(500);
 
 fn sample(v: &Mutex<Vec<f32>>, x: f32) {
     let mut v = v.lock().unwrap_or_else(|e| e.into_inner());
@@ -57,6 +58,8 @@ pub struct Analytics {
     tx: Option<mpsc::Sender<StoreMsg>>,
     /// The `camera_offline` health watch (only when a camera has that rule): stop flag, thread.
     health_watch: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    /// Ends open incidents at shutdown (the registry's clock).
+    clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// What the inference workers hand to the store writer.
@@ -92,7 +95,6 @@ impl Analytics {
         let engines: Arc<Vec<CameraAnalytics>> =
             Arc::new(cameras.iter().map(CameraAnalytics::new).collect());
         let (tx, rx) = mpsc::channel::<StoreMsg>();
-        let cams: Arc<Vec<CameraConfig>> = Arc::new(cameras.to_vec());
 
         let writer = {
             let stats = stats.clone();
@@ -100,28 +102,26 @@ impl Analytics {
                 .name("store-writer".into())
                 .spawn(move || write_events(rx, store, stats, clips))?
         };
-        let health_watch =
-            if cameras.iter().any(|c| c.enabled && OfflineWatch::for_camera(c).is_some()) {
-                let stop = Arc::new(AtomicBool::new(false));
-                let (stop2, registry, tx, cams) =
-                    (stop.clone(), registry.clone(), tx.clone(), cams.clone());
-                let h =
-                    std::thread::Builder::new().name("health-watch".into()).spawn(move || {
-                        crate::rules::offline::watch(
-                            &cams,
-                            &registry,
-                            &*registry.clock(),
-                            &stop2,
-                            Duration::from_millis(500),
-                            &mut |c| {
-                                let _ = tx.send(StoreMsg::Event(Box::new(c)));
-                            },
-                        )
-                    })?;
-                Some((stop, h))
-            } else {
-                None
-            };
+        let health_watch = if engines.iter().any(CameraAnalytics::watches_health) {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (stop2, registry, tx, engines) =
+                (stop.clone(), registry.clone(), tx.clone(), engines.clone());
+            let h = std::thread::Builder::new().name("health-watch".into()).spawn(move || {
+                watch_health(
+                    &engines,
+                    &registry,
+                    &*registry.clock(),
+                    &stop2,
+                    HEALTH_PERIOD,
+                    &mut |c| {
+                        let _ = tx.send(StoreMsg::Event(Box::new(c)));
+                    },
+                )
+            })?;
+            Some((stop, h))
+        } else {
+            None
+        };
         let mut handles = Vec::new();
         for (w, detectors) in detector_sets.into_iter().enumerate() {
             let worker = Worker {
@@ -146,6 +146,7 @@ impl Analytics {
             engines,
             tx: Some(tx),
             health_watch,
+            clock: registry.clock(),
         })
     }
 
@@ -157,9 +158,9 @@ impl Analytics {
         }
         if let Some((stop, h)) = self.health_watch.take() {
             stop.store(true, Ordering::Relaxed);
-            let _ = h.join(); // ends open camera_offline events
+            let _ = h.join();
         }
-        let now = time::OffsetDateTime::now_utc();
+        let now = self.clock.now();
         if let Some(tx) = self.tx.take() {
             for cam in self.engines.iter() {
                 let (changes, occupancy) = cam.finish(now);

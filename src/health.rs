@@ -9,18 +9,7 @@ use time::OffsetDateTime;
 use crate::clock::{Clock, SystemClock};
 use crate::types::Frame;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CameraState {
-    /// Pipeline is being built or is waiting for its first frame.
-    Connecting,
-    /// Frames are arriving.
-    Online,
-    /// The source failed (see `last_error`); a reconnect is scheduled unless the camera ended.
-    Offline,
-    /// Disabled in the config.
-    Disabled,
-}
+pub use crate::types::CameraState;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CameraHealth {

@@ -369,3 +369,32 @@ pub struct OccupancyDelta {
     /// Largest number inside on one frame.
     pub max: u32,
 }
+
+/// State of a camera's source (`health::CameraHealth::state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CameraState {
+    /// Pipeline is being built or is waiting for its first frame.
+    Connecting,
+    /// Frames are arriving.
+    Online,
+    /// The source failed (see `last_error`); a reconnect is scheduled unless the camera ended.
+    Offline,
+    /// Disabled in the config.
+    Disabled,
+}
+
+/// The message from camera health to the rules (`RuleEngine::health`): a camera's source state
+/// at `now`, polled by the app's health watch. Rules about the source itself
+/// (`camera_offline`) decide on these instead of frames.
+#[derive(Debug, Clone)]
+pub struct HealthTick {
+    pub state: CameraState,
+    /// When `state` last changed.
+    pub since: OffsetDateTime,
+    pub last_error: Option<String>,
+    /// The camera's last frame, if it sent any (the snapshot of a source incident).
+    pub latest: Option<Frame>,
+    /// When the health was read.
+    pub now: OffsetDateTime,
+}

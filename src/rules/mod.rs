@@ -2,15 +2,15 @@
 //! `RuleOutput`s (started / updated / ended, keyed per incident); the per-camera `RuleEngine`
 //! assigns event ids and produces `EventChange`s for the store.
 //!
-//! Rules take "now" from the frame's capture time, never from a wall clock, so fixture tests
-//! replay detections in simulated time.
+//! Rules take "now" from the frame's capture time (or the health reading's time), never from a
+//! wall clock, so fixture tests replay detections in simulated time.
 //!
 //! Each kind lives in `rules/<kind>.rs`: its config struct (serde defaults, `RuleSpec`:
 //! validation, zone/line, `build`) and its `Rule`. The `rule_kinds!` registry below lists
 //! the kinds once, making `RuleConfig`. Shared pieces: `common` (defaults, checks, outputs,
 //! cooldowns, episodes), `per_track` (the per-track incident lifecycle), `scene` (zones and
-//! lines). Apart from `offline` (the health watch), nothing here depends on `crate::config`:
-//! `RuleSetup` is what the engine needs of a camera.
+//! lines). Nothing here depends on `crate::config` or `crate::health`: `RuleSetup` is what
+//! the engine needs of a camera, `HealthTick` what health-driven rules (`camera_offline`) see.
 
 pub mod camera_offline;
 pub mod common;
@@ -22,7 +22,6 @@ pub mod intrusion;
 pub mod line_crossing;
 pub mod loitering;
 pub mod occupancy;
-pub mod offline;
 pub mod per_track;
 pub mod presence;
 pub mod scene;
@@ -39,7 +38,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::geometry::Anchor;
-use crate::types::{Change, CountDelta, EventChange, OccupancyDelta, RuleOutput, Tracks};
+use crate::types::{
+    Change, CountDelta, EventChange, HealthTick, OccupancyDelta, RuleOutput, Tracks,
+};
 
 /// A rule evaluated on every analysed frame of one camera.
 pub trait Rule: Send {
@@ -53,6 +54,13 @@ pub trait Rule: Send {
     /// Moves line-crossing counts produced since the last call into `out` (most rules
     /// count nothing).
     fn take_counts(&mut self, _out: &mut Vec<CountDelta>) {}
+    /// Whether the rule decides on the camera's health (`on_health`) rather than frames.
+    fn watches_health(&self) -> bool {
+        false
+    }
+    /// Looks at the camera's source health (polled by the app's health watch); appends any
+    /// incident changes to `out`.
+    fn on_health(&mut self, _h: &HealthTick, _out: &mut Vec<RuleOutput>) {}
 }
 
 /// What a rule kind's config block (`[[cameras.rules]]` with its `kind`) provides. Each
@@ -264,6 +272,23 @@ impl RuleEngine {
     /// store merges a partial bucket with the rest of that minute after a restart).
     pub fn flush_occupancy(&mut self) -> Vec<OccupancyDelta> {
         self.occupancy.flush()
+    }
+
+    /// Whether any rule decides on the camera's health (the app then polls it).
+    pub fn watches_health(&self) -> bool {
+        self.rules.iter().any(|r| r.watches_health())
+    }
+
+    /// Runs the health-driven rules on one reading of the camera's health.
+    pub fn health(&mut self, h: &HealthTick) -> Vec<EventChange> {
+        let mut changes = Vec::new();
+        for i in 0..self.rules.len() {
+            if self.rules[i].watches_health() {
+                self.rules[i].on_health(h, &mut self.buf);
+                self.drain(i, std::time::Instant::now(), &mut changes);
+            }
+        }
+        changes
     }
 
     /// Ends all open incidents (graceful shutdown).
