@@ -13,6 +13,17 @@
 //!
 //! Each association is an optimal assignment (Hungarian algorithm, `pathfinding`'s
 //! `kuhn_munkres`) on IoU, gated by a per-stage threshold and, by default, class-aware.
+//!
+//! Class groups (`class_groups`, by default one group of car/truck/bus/motorcycle; see
+//! docs/design/0020): classes one object may be detected as. Within a group
+//! - the score levels are the group's own (a detector scores vehicles lower than people);
+//! - a detection suppresses lower-scoring ones of other classes of the group whose box
+//!   overlaps it by IoU ≥ `duplicate_iou` (one vehicle boxed as both `car` and `truck`)
+//!   before association, their classes counting as votes for its track;
+//! - association ignores the class, and a track reports its majority class: the class with
+//!   the largest sum of detection scores over its matches (flicker neither splits a track
+//!   nor changes what it is counted as).
+//!
 //! Public ids are given at confirmation, per tracker (= per camera), increasing from 1 and
 //! never reused.
 
@@ -25,6 +36,33 @@ use time::OffsetDateTime;
 
 use crate::types::{BBox, Detection, Track, TrackState};
 use kalman::Kalman;
+
+/// Classes one object may be detected as (`[[cameras.tracker.class_groups]]`), with their
+/// own score levels. See the module docs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassGroup {
+    /// Class labels of the group (non-empty; a class belongs to at most one group).
+    pub classes: Vec<String>,
+    /// `high_score` for detections of these classes (default: the tracker's `high_score`).
+    #[serde(default)]
+    pub high_score: Option<f32>,
+    /// `new_track_score` for detections of these classes (default: the tracker's).
+    #[serde(default)]
+    pub new_track_score: Option<f32>,
+}
+
+impl ClassGroup {
+    /// The shipped vehicle group: COCO's road vehicles, scored about 0.15–0.25 lower than
+    /// people by the bundled detector (docs/design/0020).
+    pub fn vehicles() -> ClassGroup {
+        ClassGroup {
+            classes: ["car", "truck", "bus", "motorcycle"].map(String::from).to_vec(),
+            high_score: Some(0.35),
+            new_track_score: Some(0.45),
+        }
+    }
+}
 
 /// Tracker parameters (`[cameras.tracker]`). Every field has a default; see docs/config.md.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -56,9 +94,17 @@ pub struct TrackerConfig {
     /// A confirmed track that is not matched is kept (lost, predicted) this long, so a
     /// briefly missed or occluded object keeps its id. Default 2.0.
     pub track_buffer_secs: f64,
-    /// Only match detections of the track's class. Default true; false lets a track follow
-    /// a detection whose class flickers (the track takes the latest class).
+    /// Only match detections of the track's class (or of its class group). Default true;
+    /// false lets a track follow a detection of any class. A track reports its majority
+    /// class either way.
     pub class_aware: bool,
+    /// Groups of classes one object may be detected as, with their own score levels.
+    /// Default: one group, car/truck/bus/motorcycle, `high_score` 0.35, `new_track_score`
+    /// 0.45. `class_groups = []` turns groups off.
+    pub class_groups: Vec<ClassGroup>,
+    /// Within a class group, a detection suppresses a lower-scoring one of another class of
+    /// the group whose box overlaps it by at least this IoU. Default 0.7; 1 turns it off.
+    pub duplicate_iou: f32,
     /// Report a matched track's box as the detection's box instead of the Kalman-filtered
     /// box (lost tracks always report the prediction). Default false.
     pub detection_box: bool,
@@ -80,6 +126,8 @@ impl Default for TrackerConfig {
             min_hits: 2,
             track_buffer_secs: 2.0,
             class_aware: true,
+            class_groups: vec![ClassGroup::vehicles()],
+            duplicate_iou: 0.7,
             detection_box: false,
             report_lost_secs: 0.0,
         }
@@ -96,6 +144,7 @@ impl TrackerConfig {
             ("match_iou", self.match_iou),
             ("low_match_iou", self.low_match_iou),
             ("tentative_match_iou", self.tentative_match_iou),
+            ("duplicate_iou", self.duplicate_iou),
         ];
         for (name, v) in unit {
             if !(0.0..=1.0).contains(&v) {
@@ -104,6 +153,27 @@ impl TrackerConfig {
         }
         if self.low_score > self.high_score {
             return Err("tracker.low_score: must be ≤ tracker.high_score".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, g) in self.class_groups.iter().enumerate() {
+            let at = format!("tracker.class_groups[{i}]");
+            if g.classes.is_empty() {
+                return Err(format!("{at}.classes: must not be empty"));
+            }
+            for c in &g.classes {
+                if !seen.insert(c.as_str()) {
+                    return Err(format!("{at}.classes: `{c}` is already in another group"));
+                }
+            }
+            for (name, v) in [("high_score", g.high_score), ("new_track_score", g.new_track_score)]
+            {
+                if v.is_some_and(|v| !(0.0..=1.0).contains(&v)) {
+                    return Err(format!("{at}.{name}: must be between 0 and 1"));
+                }
+            }
+            if g.high_score.is_some_and(|h| h < self.low_score) {
+                return Err(format!("{at}.high_score: must be ≥ tracker.low_score"));
+            }
         }
         if self.min_hits == 0 {
             return Err("tracker.min_hits: must be ≥ 1".into());
@@ -122,8 +192,13 @@ struct Inner {
     kf: Kalman,
     /// Public id, once confirmed.
     id: Option<u64>,
+    /// The majority class (largest vote) and its id.
     class_id: u32,
     class: String,
+    /// Class group of the track (of its first detection).
+    group: Option<usize>,
+    /// Per class seen: (class, class id, sum of its detection scores).
+    votes: Vec<(String, u32, f32)>,
     score: f32,
     state: TrackState,
     hits: u32,
@@ -134,17 +209,57 @@ struct Inner {
 }
 
 impl Inner {
-    fn matches_class(&self, d: &Detection, class_aware: bool) -> bool {
-        !class_aware || (self.class_id == d.class_id && self.class == d.class)
+    fn new(det: &Detection, group: Option<usize>, at: OffsetDateTime) -> Inner {
+        Inner {
+            kf: Kalman::new(&det.bbox),
+            id: None,
+            class_id: det.class_id,
+            class: det.class.clone(),
+            group,
+            votes: Vec::new(),
+            score: det.score,
+            state: TrackState::Tentative,
+            hits: 0,
+            first_seen: at,
+            last_seen: at,
+            det_box: det.bbox,
+        }
     }
 
-    fn observe(&mut self, d: &Detection, at: OffsetDateTime) {
-        self.kf.update(&d.bbox);
+    fn matches_class(&self, d: &Detection, group: Option<usize>, class_aware: bool) -> bool {
+        !class_aware
+            || (self.group.is_some() && self.group == group)
+            || (self.class_id == d.class_id && self.class == d.class)
+    }
+
+    fn vote(&mut self, d: &Detection) {
+        match self.votes.iter_mut().find(|v| v.1 == d.class_id && v.0 == d.class) {
+            Some(v) => v.2 += d.score,
+            None => self.votes.push((d.class.clone(), d.class_id, d.score)),
+        }
+    }
+
+    /// Updates with the detection `d`; `also` are the duplicates it suppressed (votes only).
+    fn observe(&mut self, d: &Detection, also: &[&Detection], at: OffsetDateTime) {
+        if self.hits > 0 {
+            self.kf.update(&d.bbox);
+        }
         self.det_box = d.bbox;
         self.score = d.score;
-        self.class_id = d.class_id;
-        if self.class != d.class {
-            self.class = d.class.clone();
+        self.vote(d);
+        for o in also {
+            self.vote(o);
+        }
+        // The majority class; ties keep the earlier class.
+        let mut best = &self.votes[0];
+        for v in &self.votes[1..] {
+            if v.2 > best.2 {
+                best = v;
+            }
+        }
+        if self.class_id != best.1 || self.class != best.0 {
+            self.class_id = best.1;
+            self.class = best.0.clone();
         }
         self.hits += 1;
         self.last_seen = at;
@@ -215,27 +330,52 @@ impl Tracker {
         let was_tracked: Vec<bool> =
             self.tracks.iter().map(|t| t.state == TrackState::Tracked).collect();
 
-        let valid = |d: &Detection| d.score.is_finite() && d.bbox.area() > 0.0;
-        let mut high: Vec<usize> = (0..dets.len())
-            .filter(|&i| valid(&dets[i]) && dets[i].score >= cfg.high_score)
-            .collect();
-        let low: Vec<usize> = (0..dets.len())
-            .filter(|&i| {
-                valid(&dets[i]) && dets[i].score >= cfg.low_score && dets[i].score < cfg.high_score
-            })
-            .collect();
+        let groups: Vec<Option<usize>> = dets.iter().map(|d| self.group_of(&d.class)).collect();
+        let level = |i: usize, pick: fn(&ClassGroup) -> Option<f32>, default: f32| {
+            groups[i].and_then(|g| pick(&cfg.class_groups[g])).unwrap_or(default)
+        };
+        let high_of = |i: usize| level(i, |g| g.high_score, cfg.high_score);
+        let valid =
+            |d: &Detection| d.score.is_finite() && d.score >= cfg.low_score && d.bbox.area() > 0.0;
+        // Duplicates across the classes of a group: the best-scoring detection keeps the
+        // object, the others only vote for its class.
+        let mut order: Vec<usize> = (0..dets.len()).filter(|&i| valid(&dets[i])).collect();
+        order.sort_by(|&a, &b| dets[b].score.total_cmp(&dets[a].score));
+        let mut kept: Vec<usize> = Vec::with_capacity(order.len());
+        let mut also: Vec<Vec<usize>> = vec![Vec::new(); dets.len()];
+        for i in order {
+            let dup = groups[i].and_then(|_| {
+                kept.iter().copied().find(|&k| {
+                    groups[k] == groups[i]
+                        && (dets[k].class_id != dets[i].class_id || dets[k].class != dets[i].class)
+                        && dets[k].bbox.iou(&dets[i].bbox) >= cfg.duplicate_iou
+                })
+            });
+            match dup {
+                Some(k) => also[k].push(i),
+                None => kept.push(i),
+            }
+        }
+        kept.sort_unstable();
+        let also: Vec<Vec<&Detection>> =
+            also.iter().map(|v| v.iter().map(|&i| &dets[i]).collect()).collect();
+        let mut high: Vec<usize> =
+            kept.iter().copied().filter(|&i| dets[i].score >= high_of(i)).collect();
+        let low: Vec<usize> =
+            kept.iter().copied().filter(|&i| dets[i].score < high_of(i)).collect();
         let mut matched = vec![false; self.tracks.len()];
 
         // Stage 1: high detections ↔ confirmed tracks (tracked and lost).
         let pool: Vec<usize> =
             (0..self.tracks.len()).filter(|&i| self.tracks[i].id.is_some()).collect();
-        let pairs = self.associate(&high, &pool, dets, &preds, cfg.match_iou, cfg.fuse_score);
+        let pairs =
+            self.associate(&high, &pool, (dets, &groups, &preds), cfg.match_iou, cfg.fuse_score);
         let mut used_high = vec![false; high.len()];
         for &(di, ti) in &pairs {
             used_high[di] = true;
             let t = pool[ti];
             matched[t] = true;
-            self.tracks[t].observe(&dets[high[di]], at);
+            self.tracks[t].observe(&dets[high[di]], &also[high[di]], at);
             self.tracks[t].state = TrackState::Tracked;
         }
         high = high.iter().zip(&used_high).filter(|(_, u)| !**u).map(|(d, _)| *d).collect();
@@ -243,10 +383,12 @@ impl Tracker {
         // Stage 2: low detections ↔ unmatched tracks that were tracked on the previous frame.
         let pool2: Vec<usize> =
             pool.iter().copied().filter(|&t| !matched[t] && was_tracked[t]).collect();
-        for (di, ti) in self.associate(&low, &pool2, dets, &preds, cfg.low_match_iou, false) {
+        for (di, ti) in
+            self.associate(&low, &pool2, (dets, &groups, &preds), cfg.low_match_iou, false)
+        {
             let t = pool2[ti];
             matched[t] = true;
-            self.tracks[t].observe(&dets[low[di]], at);
+            self.tracks[t].observe(&dets[low[di]], &also[low[di]], at);
             self.tracks[t].state = TrackState::Tracked;
         }
         for &t in &pool {
@@ -261,8 +403,7 @@ impl Tracker {
         let pairs = self.associate(
             &high,
             &tentative,
-            dets,
-            &preds,
+            (dets, &groups, &preds),
             cfg.tentative_match_iou,
             cfg.fuse_score,
         );
@@ -271,7 +412,7 @@ impl Tracker {
             used_high[di] = true;
             let t = tentative[ti];
             matched[t] = true;
-            self.tracks[t].observe(&dets[high[di]], at);
+            self.tracks[t].observe(&dets[high[di]], &also[high[di]], at);
             if self.tracks[t].hits >= cfg.min_hits {
                 self.last_id += 1;
                 self.tracks[t].id = Some(self.last_id);
@@ -294,21 +435,11 @@ impl Tracker {
         // Stage 4: new tracks from unmatched confident detections.
         for &d in &high {
             let det = &dets[d];
-            if det.score < cfg.new_track_score {
+            if det.score < level(d, |g| g.new_track_score, cfg.new_track_score) {
                 continue;
             }
-            let mut t = Inner {
-                kf: Kalman::new(&det.bbox),
-                id: None,
-                class_id: det.class_id,
-                class: det.class.clone(),
-                score: det.score,
-                state: TrackState::Tentative,
-                hits: 1,
-                first_seen: at,
-                last_seen: at,
-                det_box: det.bbox,
-            };
+            let mut t = Inner::new(det, groups[d], at);
+            t.observe(det, &also[d], at);
             if first_frame || cfg.min_hits <= 1 {
                 self.last_id += 1;
                 t.id = Some(self.last_id);
@@ -332,14 +463,18 @@ impl Tracker {
         out
     }
 
+    /// The class group of `class`, if any.
+    fn group_of(&self, class: &str) -> Option<usize> {
+        self.cfg.class_groups.iter().position(|g| g.classes.iter().any(|c| c == class))
+    }
+
     /// Optimal assignment of detections `ds` to tracks `ts` (indices into `dets` / tracks);
     /// returns pairs of positions in `ds` and `ts`.
     fn associate(
         &self,
         ds: &[usize],
         ts: &[usize],
-        dets: &[Detection],
-        preds: &[BBox],
+        (dets, groups, preds): (&[Detection], &[Option<usize>], &[BBox]),
         min_sim: f32,
         fuse: bool,
     ) -> Vec<(usize, usize)> {
@@ -347,7 +482,7 @@ impl Tracker {
         assign(ds.len(), ts.len(), |i, j| {
             let d = &dets[ds[i]];
             let t = &self.tracks[ts[j]];
-            if !t.matches_class(d, class_aware) {
+            if !t.matches_class(d, groups[ds[i]], class_aware) {
                 return None;
             }
             let iou = d.bbox.iou(&preds[ts[j]]);

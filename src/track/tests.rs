@@ -168,10 +168,13 @@ fn classes_do_not_swap() {
     let out = tr.update(&[det("person", 0.9, 0.5, 0.5, 0.2, 0.15)], t(0.1));
     assert_eq!(ids(&out), vec![2]);
     assert_eq!(out[0].class, "person");
-    // Without class awareness the track follows the detection and takes its class.
+    // Without class awareness the track follows the detection and reports its majority
+    // class (a tie keeps the earlier one).
     let mut tr = Tracker::new(TrackerConfig { class_aware: false, ..TrackerConfig::default() });
     tr.update(&[det("car", 0.9, 0.5, 0.5, 0.2, 0.15)], t(0.0));
     let out = tr.update(&[det("person", 0.9, 0.5, 0.5, 0.2, 0.15)], t(0.1));
+    assert_eq!((out[0].id, out[0].class.as_str()), (1, "car"));
+    let out = tr.update(&[det("person", 0.9, 0.5, 0.5, 0.2, 0.15)], t(0.2));
     assert_eq!((out[0].id, out[0].class.as_str()), (1, "person"));
 }
 
@@ -282,4 +285,143 @@ fn update_cost_at_20_objects() {
     let per_frame_ms = start.elapsed().as_secs_f64() * 1000.0 / frames as f64;
     eprintln!("tracker update, 20 objects + 10 clutter boxes: {per_frame_ms:.3} ms/frame");
     assert!(per_frame_ms < 20.0, "{per_frame_ms} ms/frame");
+}
+
+/// A vehicle detection (COCO ids: car 2, motorcycle 3, bus 5, truck 7).
+fn vehicle(class: &str, score: f32, x1: f32, y1: f32, w: f32, h: f32) -> Detection {
+    let class_id = match class {
+        "car" => 2,
+        "motorcycle" => 3,
+        "bus" => 5,
+        _ => 7,
+    };
+    Detection { class_id, ..det(class, score, x1, y1, w, h) }
+}
+
+#[test]
+fn a_vehicle_scored_0_45_is_tracked_with_the_shipped_config() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    // An empty first frame, so the vehicle must go through tentative → confirmed.
+    assert!(tr.update(&[], t(0.0)).is_empty());
+    let mut id = None;
+    for k in 1..20 {
+        let y = 0.1 + 0.03 * k as f32;
+        let out = tr.update(&[vehicle("car", 0.45, 0.4, y, 0.1, 0.08)], t(k as f64 * 0.1));
+        if k == 1 {
+            assert!(out.is_empty(), "tentative on its first frame: {out:?}");
+            continue;
+        }
+        assert_eq!(out.len(), 1, "frame {k}: {out:?}");
+        assert_eq!(out[0].class, "car");
+        assert_eq!(*id.get_or_insert(out[0].id), out[0].id, "frame {k}: the id changed");
+    }
+    // People keep their own (higher) levels: a person scored 0.45 starts no track.
+    let mut tr = Tracker::new(TrackerConfig::default());
+    tr.update(&[], t(0.0));
+    for k in 1..10 {
+        let out = tr.update(&[det("person", 0.45, 0.4, 0.3, 0.1, 0.2)], t(k as f64 * 0.1));
+        assert!(out.is_empty(), "frame {k}: {out:?}");
+    }
+}
+
+#[test]
+fn vehicle_class_flicker_keeps_one_track_with_its_majority_class() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    tr.update(&[], t(0.0));
+    let mut ids = std::collections::BTreeSet::new();
+    let mut classes = Vec::new();
+    // car, truck, car, car, bus, car, truck, car, … : car is the majority from the start.
+    let pattern = ["car", "truck", "car", "car", "bus", "car", "truck", "car", "motorcycle"];
+    for k in 1..30 {
+        let class = pattern[(k - 1) % pattern.len()];
+        let x = 0.1 + 0.02 * k as f32;
+        let out = tr.update(&[vehicle(class, 0.6, x, 0.4, 0.12, 0.1)], t(k as f64 * 0.1));
+        for o in &out {
+            ids.insert(o.id);
+            classes.push(o.class.clone());
+        }
+    }
+    assert_eq!(ids.len(), 1, "one vehicle, one track: {ids:?}");
+    // Reported from its confirmation on, always as its majority class.
+    assert!(classes.len() >= 27, "{classes:?}");
+    assert!(classes.iter().all(|c| c == "car"), "{classes:?}");
+}
+
+#[test]
+fn majority_is_score_weighted_and_can_change() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    // Confirmed on the first frame as a car (0.5); then a truck at 0.9 on every frame.
+    let out = tr.update(&[vehicle("car", 0.5, 0.1, 0.4, 0.3, 0.2)], t(0.0));
+    assert_eq!(out[0].class, "car");
+    let out = tr.update(&[vehicle("truck", 0.9, 0.1, 0.4, 0.3, 0.2)], t(0.1));
+    assert_eq!((out[0].id, out[0].class.as_str(), out[0].class_id), (1, "truck", 7));
+}
+
+#[test]
+fn car_and_truck_boxes_on_one_vehicle_make_one_track() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    tr.update(&[], t(0.0));
+    let mut ids = std::collections::BTreeSet::new();
+    for k in 1..20 {
+        let x = 0.1 + 0.02 * k as f32;
+        // NanoDet-g's per-class NMS keeps both; they overlap by IoU ≈ 0.85. Which one
+        // scores higher alternates.
+        let (c, tk) = if k % 2 == 0 { (0.55, 0.5) } else { (0.5, 0.55) };
+        let dets = [
+            vehicle("car", c, x, 0.4, 0.12, 0.1),
+            vehicle("truck", tk, x + 0.005, 0.405, 0.12, 0.1),
+            // A second car nearby (IoU with the first < 0.7) is a vehicle of its own.
+            vehicle("car", 0.6, x + 0.06, 0.4, 0.12, 0.1),
+        ];
+        let out = tr.update(&dets, t(k as f64 * 0.1));
+        if k >= 2 {
+            assert_eq!(out.len(), 2, "frame {k}: {out:?}");
+        }
+        ids.extend(out.iter().map(|o| o.id));
+    }
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    // People are not in a group: overlapping person boxes are never merged.
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let p = [det("person", 0.9, 0.4, 0.3, 0.1, 0.2), det("person", 0.8, 0.405, 0.3, 0.1, 0.2)];
+    assert_eq!(tr.update(&p, t(0.0)).len(), 2);
+}
+
+#[test]
+fn without_class_groups_classes_are_strict() {
+    let cfg = TrackerConfig { class_groups: Vec::new(), ..TrackerConfig::default() };
+    let mut tr = Tracker::new(cfg);
+    let out = tr.update(&[vehicle("car", 0.9, 0.1, 0.4, 0.3, 0.2)], t(0.0));
+    assert_eq!(ids(&out), vec![1]);
+    // A truck on the same box is another object (tentative), the car track is lost.
+    let out = tr.update(&[vehicle("truck", 0.9, 0.1, 0.4, 0.3, 0.2)], t(0.1));
+    assert!(out.is_empty(), "{out:?}");
+    // And a vehicle at 0.45 starts nothing with the global levels.
+    let mut tr = Tracker::new(TrackerConfig { class_groups: Vec::new(), ..Default::default() });
+    tr.update(&[], t(0.0));
+    for k in 1..5 {
+        assert!(tr
+            .update(&[vehicle("car", 0.45, 0.1, 0.4, 0.3, 0.2)], t(k as f64 * 0.1))
+            .is_empty());
+    }
+}
+
+#[test]
+fn class_groups_are_validated() {
+    let bad = |g: Vec<ClassGroup>| {
+        TrackerConfig { class_groups: g, ..TrackerConfig::default() }.validate().unwrap_err()
+    };
+    let g = |classes: &[&str], high: Option<f32>| ClassGroup {
+        classes: classes.iter().map(|c| c.to_string()).collect(),
+        high_score: high,
+        new_track_score: None,
+    };
+    assert!(bad(vec![g(&[], None)]).contains("tracker.class_groups[0].classes"));
+    let e = bad(vec![g(&["car"], None), g(&["bus", "car"], None)]);
+    assert!(e.contains("class_groups[1].classes") && e.contains("`car`"), "{e}");
+    assert!(bad(vec![g(&["car"], Some(1.5))]).contains("class_groups[0].high_score"));
+    assert!(bad(vec![g(&["car"], Some(0.1))]).contains("≥ tracker.low_score"));
+    let toml = "class_groups = [{ classes = [\"car\"], high_score = 0.3 }]\nduplicate_iou = 0.8\n";
+    let c: TrackerConfig = toml::from_str(toml).unwrap();
+    assert_eq!(c.class_groups, vec![g(&["car"], Some(0.3))]);
+    assert!(toml::from_str::<TrackerConfig>("class_groups = [{ classes = [], x = 1 }]").is_err());
 }
