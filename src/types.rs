@@ -311,6 +311,8 @@ pub enum TrackState {
 pub struct Track {
     /// Per-camera id: assigned when the track is confirmed, increasing, never reused.
     pub id: u64,
+    /// The track's majority class (the largest sum of detection scores over its matches,
+    /// see `track`): a flickering detection class does not change it frame to frame.
     pub class_id: u32,
     pub class: String,
     /// Score of the last matched detection.
