@@ -153,12 +153,11 @@ clear_secs = 1.0
         1,
         store.clone(),
         registry.clone(),
-        true,
         None,
     )?;
     let stop = Arc::new(AtomicBool::new(false));
     let t = Instant::now();
-    let cams = start_cameras(&cfg, &profile, &registry, &analytics.queue, &stop, true, None)?;
+    let cams = start_cameras(&cfg, &profile, &registry, &analytics.queue, &stop, None)?;
     let stats = analytics.stats.clone();
     loop {
         let n = stats.analysed.load(Ordering::Relaxed);

@@ -211,13 +211,22 @@ impl CameraConfig {
         self.name.as_deref().unwrap_or(&self.id)
     }
 
+    /// Whether this camera is analysed without loss: an unpaced file (`realtime = false`).
+    /// Its pipeline does not drop (the appsink blocks) and its frame-queue slot waits for the
+    /// workers, so every frame at `detect_fps` of video time is analysed, stamped with its
+    /// video time. Live cameras (RTSP, USB) and paced files drop frames when inference is
+    /// behind. The one place this is decided (`app` builds the pipeline and the queue from it).
+    pub fn lossless(&self) -> bool {
+        !self.realtime && matches!(self.source(Path::new("/")), Ok(Source::File(_)))
+    }
+
     /// True when this camera's stream is recorded: enabled, `record.enabled`, and for file
     /// sources only when paced in real time (so segment times are wall-clock times).
     pub fn records(&self, base: &Path) -> bool {
         self.enabled
             && self.record.enabled
             && match self.source(base) {
-                Ok(Source::File(_)) => self.realtime,
+                Ok(Source::File(_)) => !self.lossless(),
                 Ok(_) => true,
                 Err(_) => false,
             }
