@@ -2,6 +2,7 @@
 //! one process on one video, and their ratio; plus the cost of tracking + rules per frame
 //! of one camera at 20 tracked objects (synthetic). Prints a report; asserts nothing.
 
+pub mod tiles;
 pub mod uplink;
 
 use std::path::Path;
