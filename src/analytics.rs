@@ -6,6 +6,8 @@
 //! rule engine belong to a camera and see its frames one at a time. `analyse` runs the models
 //! without holding the camera's lock, then tracks and evaluates rules under it.
 
+pub mod tiles;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::clock::Clock;
-use crate::config::{CameraConfig, Config};
+use crate::config::{CameraConfig, Config, TilesConfig};
 use crate::health::Registry;
 use crate::infer::detector::{Detector, DetectorOptions};
 use crate::infer::manifest::ModelManifest;
@@ -84,12 +86,42 @@ impl Detectors {
         Detectors { models: HashMap::from([(name.to_string(), detector)]) }
     }
 
-    /// Runs `models` (in that order) on `frame`; a failing model is logged and skipped.
-    fn run(&mut self, camera: &str, models: &[String], frame: &Frame) -> Vec<Detection> {
+    /// Runs `models` (in that order) on `frame`, and with `tiles` also on its tiles, merging
+    /// the boxes ([`tiles`]); a failing model is logged and skipped.
+    fn run(
+        &mut self,
+        camera: &str,
+        models: &[String],
+        frame: &Frame,
+        tiled: Option<&TilesConfig>,
+    ) -> Vec<Detection> {
+        let objects = self.run_on(camera, models, frame, &frame.rgb, frame.width, frame.height);
+        let Some(cfg) = tiled else { return objects };
+        let layout = tiles::layout(frame.width, frame.height, cfg.grid, cfg.overlap);
+        let mut pieces = Vec::new();
+        for (i, tile) in layout.iter().enumerate() {
+            let rgb = tiles::crop(&frame.rgb, frame.width, tile);
+            for det in self.run_on(camera, models, frame, &rgb, tile.w, tile.h) {
+                pieces.push(tiles::to_frame(det, &layout, i, frame.width, frame.height));
+            }
+        }
+        tiles::merge(objects, pieces)
+    }
+
+    /// Runs `models` on an RGB image (`frame` or one of its tiles).
+    fn run_on(
+        &mut self,
+        camera: &str,
+        models: &[String],
+        frame: &Frame,
+        rgb: &[u8],
+        width: u32,
+        height: u32,
+    ) -> Vec<Detection> {
         let mut objects = Vec::new();
         for name in models {
             let Some(d) = self.models.get_mut(name) else { continue };
-            match d.detect(&frame.rgb, frame.width, frame.height) {
+            match d.detect(rgb, width, height) {
                 Ok(v) => objects.extend(v),
                 Err(e) => tracing::warn!(camera, frame = frame.index, "inference failed: {e}"),
             }
@@ -133,6 +165,8 @@ pub struct CameraAnalytics {
     models: Vec<String>,
     /// Only detections of these classes reach the tracker (`None`: all).
     classes: Option<Vec<String>>,
+    /// Tiled detection (`[cameras.tiles]`) and the capture time of the last tiled frame.
+    tiles: Option<(TilesConfig, Mutex<Option<time::OffsetDateTime>>)>,
     state: Mutex<(Tracker, RuleEngine)>,
 }
 
@@ -142,6 +176,7 @@ impl CameraAnalytics {
             camera_id: cam.id.clone(),
             models: cam.models.clone(),
             classes: None,
+            tiles: cam.tiles.clone().map(|t| (t, Mutex::new(None))),
             state: Mutex::new((Tracker::new(cam.tracker.clone()), RuleEngine::new(cam))),
         }
     }
@@ -156,12 +191,31 @@ impl CameraAnalytics {
         &self.camera_id
     }
 
+    /// The tile settings if the frame captured `at` is due for tiled detection: the first
+    /// frame, then one per `every_secs` of frame time (a frame earlier than the last tiled
+    /// one, as after a clock step back, restarts the count).
+    fn tiles_due(&self, at: time::OffsetDateTime) -> Option<&TilesConfig> {
+        let (cfg, last) = self.tiles.as_ref()?;
+        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+        let due = match *last {
+            Some(l) => at < l || (at - l).as_seconds_f64() + 1e-6 >= cfg.every_secs,
+            None => true,
+        };
+        if due {
+            *last = Some(at);
+        }
+        due.then_some(cfg)
+    }
+
     /// The frame path: detections (the camera's models, or given), the tracker, then the
     /// rules and zone occupancy. The camera's state is locked only for tracking and rules.
     pub fn analyse(&self, detect: Detect<'_>, frame: Frame) -> Analysed {
         let started = Instant::now();
         let mut objects = match detect {
-            Detect::Run(d) => d.run(&self.camera_id, &self.models, &frame),
+            Detect::Run(d) => {
+                let tiled = self.tiles_due(frame.captured_at);
+                d.run(&self.camera_id, &self.models, &frame, tiled)
+            }
             Detect::Given(v) => v,
         };
         if let Some(keep) = &self.classes {

@@ -74,8 +74,8 @@ pub enum StoreMsg {
 impl Analytics {
     /// Starts `workers` inference threads (each with its own session per model) and the
     /// store writer, which tells `clips` (the recorder) about every ended event. Fails
-    /// before starting anything if a model cannot be loaded.
-    #[allow(clippy::too_many_arguments)]
+    /// before starting anything if a model cannot be loaded. The frame queue has one slot per
+    /// camera, lossless for the cameras whose [`CameraConfig::lossless`] says so.
     pub fn start(
         cameras: &[CameraConfig],
         manifests: &HashMap<String, ModelManifest>,
@@ -83,14 +83,13 @@ impl Analytics {
         workers: usize,
         store: Store,
         registry: Registry,
-        lossless: bool,
         clips: Option<mpsc::Sender<RecEvent>>,
     ) -> anyhow::Result<Analytics> {
         let detector_sets = (0..workers)
             .map(|_| Detectors::load(manifests, cameras, opts))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let queue =
-            Arc::new(FrameQueue::new(cameras.len(), if lossless { 2 } else { 1 }, lossless));
+        let lossless: Vec<bool> = cameras.iter().map(CameraConfig::lossless).collect();
+        let queue = Arc::new(FrameQueue::new(&lossless));
         let stats = Arc::new(Stats::default());
         let engines: Arc<Vec<CameraAnalytics>> =
             Arc::new(cameras.iter().map(CameraAnalytics::new).collect());
@@ -290,14 +289,15 @@ fn write_with_retry<T>(
 }
 
 /// Starts one supervised ingest thread per enabled camera; cameras that record get the
-/// record branch in their pipeline when `recorder` is given.
+/// record branch in their pipeline when `recorder` is given. A lossless camera (an unpaced
+/// file, [`CameraConfig::lossless`]) gets a pipeline that waits instead of dropping, its
+/// frames stamped with their video time; `queue.push` then blocks this camera's thread only.
 pub fn start_cameras(
     cfg: &Config,
     profile: &HardwareProfile,
     registry: &Registry,
     queue: &Arc<FrameQueue>,
     shutdown: &Arc<AtomicBool>,
-    lossless: bool,
     recorder: Option<(&Recorder, &Store)>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let mut handles = Vec::new();
@@ -308,8 +308,9 @@ pub fn start_cameras(
         let source =
             cam.source(&cfg.base_dir).map_err(|e| anyhow!("camera `{}`: url: {e}", cam.id))?;
         let is_file = matches!(source, crate::config::Source::File(_));
+        let lossless = cam.lossless();
         let mode = PipelineMode {
-            realtime: cam.realtime && is_file && !lossless,
+            realtime: cam.realtime && is_file,
             drop: !lossless,
             max_fps: cam.detect_fps,
         };
@@ -330,15 +331,47 @@ pub fn start_cameras(
             backoff_max: Duration::from_secs_f64(cam.reconnect_max_secs),
         };
         let (registry, queue, shutdown) = (registry.clone(), queue.clone(), shutdown.clone());
+        let mut video_time = lossless.then(VideoTime::default);
         handles.push(std::thread::Builder::new().name(format!("cam-{}", cam.id)).spawn(
             move || {
-                supervise(&opener, &opts, &registry, &*registry.clock(), &shutdown, &mut |f| {
+                supervise(&opener, &opts, &registry, &*registry.clock(), &shutdown, &mut |mut f| {
+                    if let Some(v) = &mut video_time {
+                        v.stamp(&mut f);
+                    }
                     queue.push(idx, f);
                 })
             },
         )?);
     }
     Ok(handles)
+}
+
+/// Stamps the frames of an unpaced file with video time: the first frame's capture time plus
+/// the frame's PTS, so rule durations (dwell, stalls, buckets) are in video time however fast
+/// the file is analysed. When the PTS goes back (the file restarts with `loop = true`), the
+/// video time carries on from the last frame (or from now, if that is later).
+#[derive(Default)]
+struct VideoTime {
+    /// Capture time of PTS 0 (None until the first frame with a PTS).
+    origin: Option<time::OffsetDateTime>,
+    last: Option<(u64, time::OffsetDateTime)>,
+}
+
+impl VideoTime {
+    fn stamp(&mut self, f: &mut crate::types::Frame) {
+        let Some(pts) = f.pts_ns else { return };
+        let pts_d = time::Duration::nanoseconds(pts.min(i64::MAX as u64) as i64);
+        let origin = match (self.origin, self.last) {
+            (Some(o), Some((last_pts, _))) if pts >= last_pts => o,
+            (_, Some((_, last_at))) => {
+                f.captured_at.max(last_at + time::Duration::milliseconds(1)) - pts_d
+            }
+            (_, None) => f.captured_at - pts_d,
+        };
+        self.origin = Some(origin);
+        f.captured_at = origin + pts_d;
+        self.last = Some((pts, f.captured_at));
+    }
 }
 
 /// How a camera's stream is recorded: H.264/H.265 as is, anything else encoded once.
@@ -436,7 +469,6 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         cfg.inference.workers,
         store.clone(),
         registry.clone(),
-        false,
         recorder.sender(),
     )?;
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -446,7 +478,6 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         &registry,
         &analytics.queue,
         &shutdown,
-        false,
         Some((&recorder, &store)),
     )?;
 
@@ -551,5 +582,42 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn video_time_follows_pts_and_carries_on_after_a_loop() {
+        let t0 = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let frame = |pts_ms: Option<u64>, wall_ms: i64| crate::types::Frame {
+            camera_id: Arc::from("c"),
+            index: 0,
+            width: 1,
+            height: 1,
+            rgb: Arc::from(vec![0u8; 3]),
+            pts_ns: pts_ms.map(|p| p * 1_000_000),
+            captured_at: t0 + time::Duration::milliseconds(wall_ms),
+            captured_instant: std::time::Instant::now(),
+        };
+        let mut v = VideoTime::default();
+        let mut at = |pts, wall| {
+            let mut f = frame(pts, wall);
+            v.stamp(&mut f);
+            (f.captured_at - t0).whole_milliseconds()
+        };
+        // Decoded faster than real time: video time, not the wall clock.
+        assert_eq!(at(Some(0), 5), 5);
+        assert_eq!(at(Some(200), 10), 205);
+        assert_eq!(at(Some(4800), 30), 4805);
+        // The file restarts (loop): time carries on after the last frame …
+        assert_eq!(at(Some(0), 40), 4806);
+        assert_eq!(at(Some(200), 45), 5006);
+        // … or from the wall clock when that is later.
+        assert_eq!(at(Some(0), 9000), 9000);
+        // Without a PTS the capture time stays.
+        assert_eq!(at(None, 9100), 9100);
     }
 }

@@ -2,6 +2,7 @@
 //! one process on one video, and their ratio; plus the cost of tracking + rules per frame
 //! of one camera at 20 tracked objects (synthetic). Prints a report; asserts nothing.
 
+pub mod tiles;
 pub mod uplink;
 
 use std::path::Path;
@@ -153,12 +154,11 @@ clear_secs = 1.0
         1,
         store.clone(),
         registry.clone(),
-        true,
         None,
     )?;
     let stop = Arc::new(AtomicBool::new(false));
     let t = Instant::now();
-    let cams = start_cameras(&cfg, &profile, &registry, &analytics.queue, &stop, true, None)?;
+    let cams = start_cameras(&cfg, &profile, &registry, &analytics.queue, &stop, None)?;
     let stats = analytics.stats.clone();
     loop {
         let n = stats.analysed.load(Ordering::Relaxed);

@@ -58,6 +58,29 @@ enum Cmd {
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
+    /// Tiled detection (`[cameras.tiles]`): vehicle detections per frame and detection time,
+    /// whole frames vs tiles on every frame, per clip (docs/performance.md).
+    BenchTiles {
+        /// Clips, each run twice (whole, tiled).
+        #[arg(required = true)]
+        videos: Vec<PathBuf>,
+        #[arg(long, short)]
+        model: PathBuf,
+        /// Analysed frames per second of video time.
+        #[arg(long, default_value_t = 5.0)]
+        fps: f64,
+        #[arg(long, default_value_t = 640)]
+        width: u32,
+        /// Seconds of each clip to analyse.
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
+        #[arg(long, default_value_t = 2)]
+        grid: u32,
+        #[arg(long, default_value_t = 0.2)]
+        overlap: f64,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
     /// CPU cost of recording a 1080p30 H.264 stream without re-encoding (generated stream).
     BenchRecord {
         /// Seconds of video to generate and record.
@@ -251,6 +274,9 @@ fn main() -> ExitCode {
         }
         Cmd::Bench { video, model, frames, width, threads } => {
             gridwatch::bench::run(&video, &model, frames, width, threads)
+        }
+        Cmd::BenchTiles { videos, model, fps, width, secs, grid, overlap, threads } => {
+            gridwatch::bench::tiles::run(&videos, &model, fps, width, secs, grid, overlap, threads)
         }
         Cmd::BenchRecord { secs, bitrate_kbps } => {
             gridwatch::bench::record_cost(secs, bitrate_kbps)

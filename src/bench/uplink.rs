@@ -301,11 +301,10 @@ enabled = false
         1,
         store.clone(),
         registry.clone(),
-        false,
         None,
     )?;
     let stop = Arc::new(AtomicBool::new(false));
-    let cams = start_cameras(&cfg, &profile, &registry, &analytics.queue, &stop, false, None)
+    let cams = start_cameras(&cfg, &profile, &registry, &analytics.queue, &stop, None)
         .context("starting the camera")?;
     std::thread::sleep(Duration::from_secs(secs));
     stop.store(true, Ordering::Relaxed);

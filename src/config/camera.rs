@@ -73,6 +73,9 @@ pub struct CameraConfig {
     /// Continuous recording and event clips (`[cameras.record]`); every field has a default.
     #[serde(default)]
     pub record: RecordConfig,
+    /// Tiled detection for small, far objects (`[cameras.tiles]`); absent: off.
+    #[serde(default)]
+    pub tiles: Option<TilesConfig>,
 }
 
 fn yes() -> bool {
@@ -166,6 +169,44 @@ impl RecordConfig {
     }
 }
 
+/// `[cameras.tiles]`: on selected frames the camera's models also run on `grid` × `grid`
+/// overlapping tiles of the frame (each scaled up to the model's input), and the boxes are
+/// merged with the full frame's (`analytics::tiles`). Small, far objects gain pixels; the
+/// cost is `grid²` extra inferences per tiled frame.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TilesConfig {
+    /// Tiles per side (2 = 2×2). Default 2.
+    pub grid: u32,
+    /// Overlap of neighbouring tiles, a fraction of the tile's width (height). Default 0.2.
+    pub overlap: f64,
+    /// Tiles run on one analysed frame per this many seconds of frame time; the other frames
+    /// are detected whole. 0 = every analysed frame. Default 1.0.
+    pub every_secs: f64,
+}
+
+impl Default for TilesConfig {
+    fn default() -> Self {
+        TilesConfig { grid: 2, overlap: 0.2, every_secs: 1.0 }
+    }
+}
+
+impl TilesConfig {
+    /// `at(field)` names the field and the camera.
+    pub(crate) fn validate(&self, at: &dyn Fn(&str) -> String) -> Result<(), String> {
+        if !(2..=4).contains(&self.grid) {
+            return Err(format!("{}: must be 2, 3 or 4", at("tiles.grid")));
+        }
+        if !(0.0..=0.5).contains(&self.overlap) {
+            return Err(format!("{}: must be between 0 and 0.5", at("tiles.overlap")));
+        }
+        if !(0.0..=3600.0).contains(&self.every_secs) {
+            return Err(format!("{}: must be between 0 and 3600", at("tiles.every_secs")));
+        }
+        Ok(())
+    }
+}
+
 /// How a camera URL is opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -211,13 +252,22 @@ impl CameraConfig {
         self.name.as_deref().unwrap_or(&self.id)
     }
 
+    /// Whether this camera is analysed without loss: an unpaced file (`realtime = false`).
+    /// Its pipeline does not drop (the appsink blocks) and its frame-queue slot waits for the
+    /// workers, so every frame at `detect_fps` of video time is analysed, stamped with its
+    /// video time. Live cameras (RTSP, USB) and paced files drop frames when inference is
+    /// behind. The one place this is decided (`app` builds the pipeline and the queue from it).
+    pub fn lossless(&self) -> bool {
+        !self.realtime && matches!(self.source(Path::new("/")), Ok(Source::File(_)))
+    }
+
     /// True when this camera's stream is recorded: enabled, `record.enabled`, and for file
     /// sources only when paced in real time (so segment times are wall-clock times).
     pub fn records(&self, base: &Path) -> bool {
         self.enabled
             && self.record.enabled
             && match self.source(base) {
-                Ok(Source::File(_)) => self.realtime,
+                Ok(Source::File(_)) => !self.lossless(),
                 Ok(_) => true,
                 Err(_) => false,
             }
@@ -267,6 +317,9 @@ impl CameraConfig {
             ));
         }
         self.tracker.validate().map_err(|m| format!("{}: {m}", at("tracker")))?;
+        if let Some(t) = &self.tiles {
+            t.validate(at)?;
+        }
         if self.models.is_empty() && self.enabled {
             return Err(format!("{}: list at least one model", at("models")));
         }
@@ -292,5 +345,42 @@ impl<'a> From<&'a CameraConfig> for crate::rules::RuleSetup<'a> {
             lines: &c.lines,
             anchors: &c.anchors,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, TilesConfig};
+
+    fn parse(tiles: &str) -> Result<Config, String> {
+        Config::parse(
+            &format!(
+                "box_id='b'\ndata_dir='/tmp'\n[models]\n[[cameras]]\nid='gate'\nurl='x.mp4'\n\
+                 models=[]\nenabled=false\n{tiles}"
+            ),
+            std::path::Path::new("/"),
+        )
+    }
+
+    #[test]
+    fn tiles_are_optional_defaulted_and_validated() {
+        assert_eq!(parse("").unwrap().cameras[0].tiles, None);
+        let t = parse("[cameras.tiles]\n").unwrap().cameras[0].tiles.clone();
+        assert_eq!(t, Some(TilesConfig { grid: 2, overlap: 0.2, every_secs: 1.0 }));
+        let t = parse("[cameras.tiles]\ngrid=3\noverlap=0.25\nevery_secs=0\n").unwrap();
+        assert_eq!(t.cameras[0].tiles.as_ref().map(|t| t.grid), Some(3));
+        for (bad, field) in [
+            ("grid=1", "tiles.grid"),
+            ("grid=5", "tiles.grid"),
+            ("overlap=0.6", "tiles.overlap"),
+            ("overlap=-0.1", "tiles.overlap"),
+            ("every_secs=-1", "tiles.every_secs"),
+            ("every_secs=nan", "tiles.every_secs"),
+        ] {
+            let e = parse(&format!("[cameras.tiles]\n{bad}\n")).unwrap_err();
+            assert!(e.contains(field) && e.contains("gate"), "{bad}: {e}");
+        }
+        let e = parse("[cameras.tiles]\nsize=2\n").unwrap_err();
+        assert!(e.contains("size"), "{e}");
     }
 }

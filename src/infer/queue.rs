@@ -1,8 +1,9 @@
 //! The bounded work queue between ingest and inference, shared by all cameras.
 //!
-//! Each camera has a small FIFO slot. When inference falls behind, `push` drops the camera's
-//! oldest waiting frame (live mode) or waits for room (lossless mode, used by `bench` and
-//! file processing). Workers take frames round-robin across cameras, and a camera is "busy"
+//! Each camera has a small FIFO slot with its own mode. When inference falls behind, `push`
+//! drops the camera's oldest waiting frame (live: capacity 1) or waits for room (lossless:
+//! capacity 2, for unpaced file cameras, whose source then waits for analysis). A lossless
+//! camera blocks only its own ingest thread, never another camera's. Workers take frames round-robin across cameras, and a camera is "busy"
 //! while one of its frames is being analysed, so each camera's frames are analysed in order
 //! even with several workers.
 
@@ -17,8 +18,8 @@ pub struct FrameQueue {
     ready: Condvar,
     /// Signalled when room appears (lossless mode).
     room: Condvar,
-    capacity: usize,
-    lossless: bool,
+    /// Per camera: whether `push` waits for room instead of dropping.
+    lossless: Vec<bool>,
 }
 
 struct State {
@@ -36,7 +37,10 @@ pub struct Job {
 }
 
 impl FrameQueue {
-    pub fn new(cameras: usize, capacity: usize, lossless: bool) -> Self {
+    /// One slot per camera; `lossless[i]` makes camera `i`'s `push` wait for room instead of
+    /// dropping its oldest frame.
+    pub fn new(lossless: &[bool]) -> Self {
+        let cameras = lossless.len();
         FrameQueue {
             state: Mutex::new(State {
                 slots: (0..cameras).map(|_| VecDeque::new()).collect(),
@@ -47,8 +51,17 @@ impl FrameQueue {
             }),
             ready: Condvar::new(),
             room: Condvar::new(),
-            capacity: capacity.max(1),
-            lossless,
+            lossless: lossless.to_vec(),
+        }
+    }
+
+    /// Frames a camera's slot holds: 1 live (the freshest frame), 2 lossless (the next frame
+    /// is ready when a worker finishes the current one).
+    fn capacity(&self, camera: usize) -> usize {
+        if self.lossless[camera] {
+            2
+        } else {
+            1
         }
     }
 
@@ -56,15 +69,18 @@ impl FrameQueue {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a frame of camera `camera`. Returns true if an older frame was dropped.
+    /// Queues a frame of camera `camera`: a lossless camera waits for room (blocking the
+    /// caller, its ingest thread), a live one drops its oldest waiting frame. Returns true if
+    /// a frame was dropped.
     pub fn push(&self, camera: usize, frame: Frame) -> bool {
         let mut s = self.lock();
         let mut dropped = false;
-        if self.lossless {
-            while !s.closed && s.slots[camera].len() >= self.capacity {
+        let capacity = self.capacity(camera);
+        if self.lossless[camera] {
+            while !s.closed && s.slots[camera].len() >= capacity {
                 s = self.room.wait(s).unwrap_or_else(|e| e.into_inner());
             }
-        } else if s.slots[camera].len() >= self.capacity {
+        } else if s.slots[camera].len() >= capacity {
             s.slots[camera].pop_front();
             s.dropped[camera] += 1;
             dropped = true;
@@ -141,24 +157,25 @@ mod tests {
 
     #[test]
     fn drops_oldest_per_camera_when_full() {
-        let q = FrameQueue::new(2, 2, false);
+        let q = FrameQueue::new(&[false, false]);
         assert!(!q.push(0, frame("a", 1)));
-        assert!(!q.push(0, frame("a", 2)));
+        assert!(q.push(0, frame("a", 2)));
         assert!(q.push(0, frame("a", 3)));
         q.push(1, frame("b", 1));
-        assert_eq!(q.dropped(0), 1);
+        assert_eq!(q.dropped(0), 2);
         let j = q.pop().unwrap();
-        assert_eq!((j.camera, j.frame.index), (0, 2));
-        // camera 0 is busy: next pop serves camera 1 even though 0 has a frame waiting
+        assert_eq!((j.camera, j.frame.index), (0, 3));
+        // camera 0 is busy: its next frame waits while camera 1 is served
+        q.push(0, frame("a", 4));
         let j2 = q.pop().unwrap();
         assert_eq!((j2.camera, j2.frame.index), (1, 1));
         q.done(0);
-        assert_eq!(q.pop().unwrap().frame.index, 3);
+        assert_eq!(q.pop().unwrap().frame.index, 4);
     }
 
     #[test]
     fn close_drains_then_ends() {
-        let q = Arc::new(FrameQueue::new(1, 4, true));
+        let q = Arc::new(FrameQueue::new(&[true]));
         q.push(0, frame("a", 1));
         q.close();
         let j = q.pop().unwrap();
@@ -168,16 +185,50 @@ mod tests {
 
     #[test]
     fn lossless_waits_for_room() {
-        let q = Arc::new(FrameQueue::new(1, 1, true));
+        let q = Arc::new(FrameQueue::new(&[true]));
         q.push(0, frame("a", 1));
+        q.push(0, frame("a", 2));
         let q2 = q.clone();
-        let t = std::thread::spawn(move || q2.push(0, frame("a", 2)));
+        let t = std::thread::spawn(move || q2.push(0, frame("a", 3)));
         std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!t.is_finished(), "a full lossless slot makes push wait");
         let j = q.pop().unwrap();
         assert_eq!(j.frame.index, 1);
         q.done(0);
         assert!(!t.join().unwrap());
         assert_eq!(q.pop().unwrap().frame.index, 2);
+        q.done(0);
+        assert_eq!(q.pop().unwrap().frame.index, 3);
         assert_eq!(q.dropped(0), 0);
+    }
+
+    /// A lossless camera whose slot is full blocks only its own producer: a live camera's
+    /// push returns at once (dropping its oldest frame) while the lossless push waits.
+    #[test]
+    fn modes_are_per_camera() {
+        let q = Arc::new(FrameQueue::new(&[true, false]));
+        q.push(0, frame("file", 1));
+        q.push(0, frame("file", 2));
+        let q2 = q.clone();
+        let blocked = std::thread::spawn(move || q2.push(0, frame("file", 3)));
+        let live = {
+            let q3 = q.clone();
+            std::thread::spawn(move || (q3.push(1, frame("rtsp", 1)), q3.push(1, frame("rtsp", 2))))
+        };
+        assert_eq!(live.join().unwrap(), (false, true), "the live camera drops, never waits");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!blocked.is_finished(), "the lossless camera waits for room");
+        assert_eq!((q.dropped(0), q.dropped(1)), (0, 1));
+        let j = q.pop().unwrap();
+        assert_eq!((j.camera, j.frame.index), (0, 1));
+        q.done(0);
+        assert!(!blocked.join().unwrap());
+        let mut order = Vec::new();
+        q.close();
+        while let Some(j) = q.pop() {
+            order.push((j.camera, j.frame.index));
+            q.done(j.camera);
+        }
+        assert_eq!(order, vec![(1, 2), (0, 2), (0, 3)]);
     }
 }
