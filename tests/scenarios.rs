@@ -95,11 +95,18 @@ fn bad_manifests_name_the_entry_and_field() {
             assert!(err.contains(w), "{what}: `{w}` not in the error: {err}");
         }
     }
-    // The good entry itself loads.
+    // The good entry itself loads; `--clips` with a name not in it is refused.
     let path = dir.path().join("good.toml");
     std::fs::write(&path, &good).unwrap();
     let m = Manifest::load(&path).unwrap();
     assert_eq!(m.scenarios[0].camera().detect_fps, 5.0);
+    let out = Command::new(env!("CARGO_BIN_EXE_gridwatch"))
+        .args(["eval", "scenarios", "--clips", "pets,nope", "--manifest"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("`nope`"), "{err}");
 }
 
 /// Every labelled clip, its first 3 s (keeps the debug build's run short): a row per line
