@@ -179,6 +179,24 @@ enum EvalCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Labelled clips through the real frame path (offline, every analysed frame): count
+    /// error per line and direction, event precision/recall, time to alarm, frames/s.
+    Scenarios {
+        /// Scenario manifest (TOML; see tests/scenarios/README.md).
+        #[arg(long)]
+        manifest: PathBuf,
+        /// Only these scenarios (comma-separated names).
+        #[arg(long, value_delimiter = ',')]
+        clips: Vec<String>,
+        /// Analyse at most this many seconds of each clip.
+        #[arg(long)]
+        max_secs: Option<f64>,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -324,6 +342,9 @@ fn main() -> ExitCode {
                 json,
             )
         }
+        Cmd::Eval { cmd: EvalCmd::Scenarios { manifest, clips, max_secs, threads, json } } => {
+            eval_scenarios(&manifest, clips, max_secs, threads, json)
+        }
         Cmd::Token { cmd } => token(cmd),
         Cmd::User { cmd } => user(cmd),
         Cmd::RtspServe { video, port, path } => gridwatch::cli::rtsp_serve(&video, port, &path),
@@ -408,6 +429,28 @@ fn eval_mot(
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print!("{}", eval::format_report(&report));
+    }
+    Ok(())
+}
+
+fn eval_scenarios(
+    manifest: &std::path::Path,
+    only: Vec<String>,
+    max_secs: Option<f64>,
+    threads: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    use gridwatch::eval::scenarios;
+    if max_secs.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
+        anyhow::bail!("--max-secs: must be a positive number of seconds");
+    }
+    let m = scenarios::Manifest::load(manifest)?;
+    let opts = scenarios::Options { only, max_secs, threads };
+    let report = scenarios::run(&m, &opts, &mut |line| eprintln!("{line}"))?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", scenarios::format_report(&report));
     }
     Ok(())
 }

@@ -1,0 +1,751 @@
+//! `gridwatch eval scenarios`: labelled clips run through the real frame path, scored against
+//! hand counts per line × direction (× class) and expected events with time windows.
+//!
+//! A manifest (TOML, `deny_unknown_fields`) lists scenarios. Each names a clip (relative to
+//! the manifest), a camera snippet (the keys of a `[[cameras]]` block: lines, zones, rules,
+//! tracker, detect_fps, detect_width, models, …) that is validated by [`Config::parse`]
+//! exactly like a box config, its expected counts and its expected events:
+//!
+//! ```toml
+//! [models]                      # optional; default: the bundled NanoDet-g 416
+//! default = "../../models/nanodet-g-coco-416/model.toml"
+//!
+//! [[scenarios]]
+//! name = "highway"
+//! clip = "../../../shared/media/traffic/highway.mp4"
+//! max_secs = 20.0               # optional: analyse only the first 20 s of video
+//! [scenarios.camera]
+//! detect_fps = 10.0
+//! lines = [{ name = "mid", points = [[0.0, 0.5], [1.0, 0.5]] }]
+//! rules = [{ kind = "line_crossing", line = "mid", classes = ["car", "truck"] }]
+//! [[scenarios.counts]]
+//! line = "mid"
+//! a_to_b = 27
+//! b_to_a = 0
+//! a_to_b_classes = { car = 25, truck = 2 }   # optional, where known
+//! [[scenarios.events]]
+//! kind = "intrusion"
+//! start_secs = 2.0
+//! tolerance_secs = 2.0
+//! ```
+//!
+//! Each clip is analysed offline by [`analyse_video`]: one frame per `1 / detect_fps` of
+//! video time (every decoded frame when `detect_fps = 0`), none dropped, the camera's models
+//! opened by [`Detectors::for_config`]. A detected event is the `Started` change of a rule;
+//! its start is the change's `at` and its alarm time the video time of the frame that raised
+//! it. Expected and detected events of a kind are matched one to one, in time order, where
+//! the detected start lies within `start_secs ± tolerance_secs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context};
+use serde::{Deserialize, Serialize};
+
+use crate::analytics::{analyse_video, CameraAnalytics, Detectors};
+use crate::config::{CameraConfig, Config};
+use crate::geometry::CrossDir;
+use crate::infer::detector::DetectorOptions;
+use crate::types::Change;
+
+/// The model a manifest without `[models]` uses, relative to the current directory.
+pub const DEFAULT_MODEL: &str = "models/nanodet-g-coco-416/model.toml";
+
+/// The camera id each scenario's camera gets unless its snippet names one.
+const CAMERA_ID: &str = "scenario";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    /// Models by name, paths relative to the manifest (like a config's `[models]`).
+    #[serde(default)]
+    models: Option<BTreeMap<String, PathBuf>>,
+    #[serde(default)]
+    scenarios: Vec<RawScenario>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: String,
+    /// The clip, relative to the manifest.
+    clip: PathBuf,
+    /// Analyse only the first `max_secs` of video time (default: the whole clip).
+    #[serde(default)]
+    max_secs: Option<f64>,
+    /// Free text: what the clip shows, how it was labelled.
+    #[serde(default)]
+    notes: Option<String>,
+    /// The keys of a `[[cameras]]` block; `id`, `url` and `models` may be left out.
+    camera: toml::Table,
+    #[serde(default)]
+    counts: Vec<ExpectedCount>,
+    #[serde(default)]
+    events: Vec<ExpectedEvent>,
+}
+
+/// Hand counts of one line: crossings per direction, and per class where known.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedCount {
+    pub line: String,
+    pub a_to_b: u32,
+    pub b_to_a: u32,
+    /// Per class (need not cover every vehicle: the rest is unclear).
+    #[serde(default)]
+    pub a_to_b_classes: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub b_to_a_classes: BTreeMap<String, u32>,
+}
+
+impl ExpectedCount {
+    fn total(&self, dir: CrossDir) -> u32 {
+        match dir {
+            CrossDir::AToB => self.a_to_b,
+            CrossDir::BToA => self.b_to_a,
+        }
+    }
+    fn classes(&self, dir: CrossDir) -> &BTreeMap<String, u32> {
+        match dir {
+            CrossDir::AToB => &self.a_to_b_classes,
+            CrossDir::BToA => &self.b_to_a_classes,
+        }
+    }
+}
+
+/// An event a rule of the camera should raise, starting at `start_secs ± tolerance_secs` of
+/// video time.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedEvent {
+    pub kind: String,
+    pub start_secs: f64,
+    pub tolerance_secs: f64,
+}
+
+/// One validated scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub clip: PathBuf,
+    pub max_secs: Option<f64>,
+    pub notes: Option<String>,
+    /// A one-camera config built from the snippet and the manifest's models.
+    pub config: Config,
+    pub counts: Vec<ExpectedCount>,
+    pub events: Vec<ExpectedEvent>,
+}
+
+impl Scenario {
+    pub fn camera(&self) -> &CameraConfig {
+        &self.config.cameras[0]
+    }
+}
+
+/// A parsed and validated manifest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub path: PathBuf,
+    pub scenarios: Vec<Scenario>,
+}
+
+impl Manifest {
+    /// Reads, parses and validates a manifest. Errors name the entry (`scenarios[i]`, its
+    /// name) and the field.
+    pub fn load(path: &Path) -> anyhow::Result<Manifest> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read manifest {}", path.display()))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+        Manifest::parse(&text, &base)
+            .map(|scenarios| Manifest { path: path.to_path_buf(), scenarios })
+            .map_err(|m| anyhow!("manifest {}: {m}", path.display()))
+    }
+
+    /// Parses and validates manifest text; relative paths resolve against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Vec<Scenario>, String> {
+        let de = toml::Deserializer::parse(text).map_err(|e| e.to_string())?;
+        let raw: RawManifest = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let msg = e.into_inner().message().to_string();
+            format!("field `{path}`{}: {msg}", scenario_of_path(text, &path))
+        })?;
+        let models: BTreeMap<String, PathBuf> = match raw.models {
+            Some(m) if m.is_empty() => return Err("field `models`: must name a model".into()),
+            // Resolved against the manifest's directory by `Config::parse`.
+            Some(m) => m,
+            None => {
+                let cwd = std::env::current_dir().map_err(|e| format!("current directory: {e}"))?;
+                BTreeMap::from([("default".to_string(), cwd.join(DEFAULT_MODEL))])
+            }
+        };
+        if raw.scenarios.is_empty() {
+            return Err("field `scenarios`: no scenario".into());
+        }
+        let mut names = BTreeSet::new();
+        let mut out = Vec::new();
+        for (i, s) in raw.scenarios.into_iter().enumerate() {
+            let at =
+                |field: &str| format!("scenario `{}` (scenarios[{i}]): field `{field}`", s.name);
+            if s.name.trim().is_empty() {
+                return Err(format!("{}: must not be empty", at("name")));
+            }
+            if !names.insert(s.name.clone()) {
+                return Err(format!("{}: duplicate scenario name", at("name")));
+            }
+            let clip = resolve(base, &s.clip);
+            if !clip.is_file() {
+                return Err(format!("{}: clip {} does not exist", at("clip"), clip.display()));
+            }
+            if let Some(m) = s.max_secs {
+                if !(m.is_finite() && m > 0.0) {
+                    return Err(format!(
+                        "{}: must be a positive number of seconds",
+                        at("max_secs")
+                    ));
+                }
+            }
+            let config = camera_config(&s.camera, &clip, &models, base)
+                .map_err(|m| format!("{}: {m}", at("camera")))?;
+            let cam = &config.cameras[0];
+            check_counts(&s.counts, cam).map_err(|(f, m)| format!("{}: {m}", at(&f)))?;
+            check_events(&s.events, cam).map_err(|(f, m)| format!("{}: {m}", at(&f)))?;
+            out.push(Scenario {
+                name: s.name,
+                clip,
+                max_secs: s.max_secs,
+                notes: s.notes,
+                config,
+                counts: s.counts,
+                events: s.events,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// ` (scenario `name`)` for an error path inside `scenarios[i]`.
+fn scenario_of_path(text: &str, path: &str) -> String {
+    let Some(rest) = path.strip_prefix("scenarios[") else { return String::new() };
+    let Some(idx) = rest.split(']').next().and_then(|n| n.parse::<usize>().ok()) else {
+        return String::new();
+    };
+    let name = toml::from_str::<toml::Table>(text).ok().and_then(|t| {
+        t.get("scenarios")?.as_array()?.get(idx)?.get("name")?.as_str().map(str::to_string)
+    });
+    match name {
+        Some(n) => format!(" (scenario `{n}`)"),
+        None => String::new(),
+    }
+}
+
+/// A one-camera config from the snippet, validated by [`Config::parse`]: the clip is its
+/// `url`, `models` defaults to every model of the manifest, `realtime` to false.
+fn camera_config(
+    snippet: &toml::Table,
+    clip: &Path,
+    models: &BTreeMap<String, PathBuf>,
+    base: &Path,
+) -> Result<Config, String> {
+    for key in ["url", "loop", "realtime", "enabled"] {
+        if snippet.contains_key(key) {
+            return Err(format!("`{key}` is set by the evaluator (the clip, read once, unpaced)"));
+        }
+    }
+    let mut cam = snippet.clone();
+    cam.entry("id").or_insert_with(|| CAMERA_ID.into());
+    cam.insert("url".into(), clip.display().to_string().into());
+    cam.insert("realtime".into(), false.into());
+    cam.entry("models")
+        .or_insert_with(|| toml::Value::Array(models.keys().map(|k| k.as_str().into()).collect()));
+    let mut doc = toml::Table::new();
+    doc.insert("box_id".into(), "scenarios".into());
+    doc.insert("data_dir".into(), std::env::temp_dir().display().to_string().into());
+    let models: toml::Table =
+        models.iter().map(|(k, p)| (k.clone(), p.display().to_string().into())).collect();
+    doc.insert("models".into(), models.into());
+    doc.insert("cameras".into(), toml::Value::Array(vec![cam.into()]));
+    let text = toml::to_string(&doc).map_err(|e| e.to_string())?;
+    Config::parse(&text, base)
+}
+
+fn check_counts(counts: &[ExpectedCount], cam: &CameraConfig) -> Result<(), (String, String)> {
+    let mut seen = BTreeSet::new();
+    for (k, c) in counts.iter().enumerate() {
+        let field = |f: &str| format!("counts[{k}].{f}");
+        if !cam.lines.iter().any(|l| l.name == c.line) {
+            let names: Vec<&str> = cam.lines.iter().map(|l| l.name.as_str()).collect();
+            return Err((
+                field("line"),
+                format!("no line `{}` in the camera (lines: {})", c.line, names.join(", ")),
+            ));
+        }
+        if !cam.rules.iter().any(|r| r.kind() == "line_crossing" && r.line() == Some(&c.line)) {
+            return Err((field("line"), format!("no line_crossing rule counts line `{}`", c.line)));
+        }
+        if !seen.insert(c.line.clone()) {
+            return Err((field("line"), format!("line `{}` is listed twice", c.line)));
+        }
+        for dir in [CrossDir::AToB, CrossDir::BToA] {
+            let sum: u32 = c.classes(dir).values().sum();
+            if sum > c.total(dir) {
+                return Err((
+                    field(&format!("{}_classes", dir.as_str())),
+                    format!("the classes add up to {sum}, more than {}", c.total(dir)),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_events(events: &[ExpectedEvent], cam: &CameraConfig) -> Result<(), (String, String)> {
+    for (k, e) in events.iter().enumerate() {
+        let field = |f: &str| format!("events[{k}].{f}");
+        if !cam.rules.iter().any(|r| r.kind() == e.kind) {
+            let kinds: BTreeSet<&str> = cam.rules.iter().map(|r| r.kind()).collect();
+            let kinds: Vec<&str> = kinds.into_iter().collect();
+            return Err((
+                field("kind"),
+                format!("no rule of kind `{}` in the camera (kinds: {})", e.kind, kinds.join(", ")),
+            ));
+        }
+        if !(e.start_secs.is_finite() && e.start_secs >= 0.0) {
+            return Err((field("start_secs"), "must be a number of seconds ≥ 0".into()));
+        }
+        if !(e.tolerance_secs.is_finite() && e.tolerance_secs >= 0.0) {
+            return Err((field("tolerance_secs"), "must be a number of seconds ≥ 0".into()));
+        }
+    }
+    Ok(())
+}
+
+/// One row of the count table: a line and direction of one scenario.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CountRow {
+    pub scenario: String,
+    pub line: String,
+    pub direction: String,
+    pub expected: u32,
+    pub counted: u32,
+    pub abs_error: u32,
+    /// `abs_error / expected` (percent); `None` when nothing was expected.
+    pub error_pct: Option<f64>,
+    pub expected_classes: BTreeMap<String, u32>,
+    pub counted_classes: BTreeMap<String, u32>,
+}
+
+/// Events of one kind in one scenario.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EventRow {
+    pub scenario: String,
+    pub kind: String,
+    pub expected: u32,
+    pub detected: u32,
+    pub matched: u32,
+    /// matched / detected; `None` when none was detected.
+    pub precision: Option<f64>,
+    /// matched / expected; `None` when none was expected.
+    pub recall: Option<f64>,
+    /// Per matched event: the video time of the frame that raised it minus the expected start.
+    pub time_to_alarm_secs: Vec<f64>,
+    /// Start times (video seconds) of the detected events.
+    pub detected_starts_secs: Vec<f64>,
+}
+
+/// One scenario's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioReport {
+    pub name: String,
+    pub clip: String,
+    pub detect_fps: f64,
+    pub detect_width: u32,
+    pub analysed_frames: u64,
+    /// Video time analysed (the last analysed frame's time).
+    pub video_secs: f64,
+    pub wall_secs: f64,
+    /// Analysed frames per second of wall time (decode + detection + tracking + rules).
+    pub fps: f64,
+    pub counts: Vec<CountRow>,
+    pub events: Vec<EventRow>,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub manifest: String,
+    pub scenarios: Vec<ScenarioReport>,
+}
+
+/// What `eval scenarios` runs.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Only the scenarios with these names (empty: all); unknown names are an error.
+    pub only: Vec<String>,
+    /// Caps every scenario's `max_secs`.
+    pub max_secs: Option<f64>,
+    pub threads: usize,
+}
+
+/// Runs every selected scenario of `manifest`; `progress` gets one line per scenario.
+pub fn run(
+    manifest: &Manifest,
+    opts: &Options,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<Report> {
+    for n in &opts.only {
+        if !manifest.scenarios.iter().any(|s| &s.name == n) {
+            let names: Vec<&str> = manifest.scenarios.iter().map(|s| s.name.as_str()).collect();
+            bail!("--clips: no scenario `{n}` in the manifest (scenarios: {})", names.join(", "));
+        }
+    }
+    let selected: Vec<&Scenario> = manifest
+        .scenarios
+        .iter()
+        .filter(|s| opts.only.is_empty() || opts.only.contains(&s.name))
+        .collect();
+    let mut out = Vec::new();
+    for (i, s) in selected.iter().enumerate() {
+        progress(&format!("[{}/{}] {} ({}) …", i + 1, selected.len(), s.name, s.clip.display()));
+        let r = run_scenario(s, opts).with_context(|| format!("scenario `{}`", s.name))?;
+        progress(&format!(
+            "[{}/{}] {}: {} frames ({:.1} s of video) in {:.1} s, {:.1} frames/s",
+            i + 1,
+            selected.len(),
+            s.name,
+            r.analysed_frames,
+            r.video_secs,
+            r.wall_secs,
+            r.fps
+        ));
+        out.push(r);
+    }
+    Ok(Report { manifest: manifest.path.display().to_string(), scenarios: out })
+}
+
+/// A detected event: its start (the change's `at`) and when it was raised, in video seconds.
+#[derive(Debug, Clone, Copy)]
+struct Detected {
+    start: f64,
+    raised: f64,
+}
+
+fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<ScenarioReport> {
+    let cam = s.camera();
+    let dopts = DetectorOptions { intra_op_threads: opts.threads, ..DetectorOptions::default() };
+    let mut detectors = Detectors::for_config(&s.config, &dopts)?;
+    let analytics = CameraAnalytics::new(cam);
+    let every = if cam.detect_fps > 0.0 { 1.0 / cam.detect_fps } else { 0.0 };
+    let limit = match (s.max_secs, opts.max_secs) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let t0 =
+        time::OffsetDateTime::from_unix_timestamp(0).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let mut counted: BTreeMap<(String, CrossDir), BTreeMap<String, u32>> = BTreeMap::new();
+    let mut detected: BTreeMap<String, Vec<Detected>> = BTreeMap::new();
+    let (mut frames, mut last_t) = (0u64, 0.0f64);
+    let started = Instant::now();
+    analyse_video(
+        &s.clip,
+        cam.detect_width,
+        every,
+        t0,
+        &analytics,
+        Some(&mut detectors),
+        |t, a| {
+            if limit.is_some_and(|l| t > l + 1e-9) {
+                return ControlFlow::Break(());
+            }
+            frames += 1;
+            last_t = t;
+            for c in &a.counts {
+                *counted
+                    .entry((c.line.clone(), c.direction))
+                    .or_default()
+                    .entry(c.class.clone())
+                    .or_default() += c.count;
+            }
+            for c in a.changes.iter().filter(|c| c.change == Change::Started) {
+                let start = (c.at - t0).as_seconds_f64();
+                detected.entry(c.kind.clone()).or_default().push(Detected { start, raised: t });
+            }
+            ControlFlow::Continue(())
+        },
+    )?;
+    let wall = started.elapsed().as_secs_f64();
+    let mut counts = Vec::new();
+    for e in &s.counts {
+        for dir in [CrossDir::AToB, CrossDir::BToA] {
+            let by_class = counted.remove(&(e.line.clone(), dir)).unwrap_or_default();
+            let n: u32 = by_class.values().sum();
+            let want = e.total(dir);
+            let abs_error = n.abs_diff(want);
+            counts.push(CountRow {
+                scenario: s.name.clone(),
+                line: e.line.clone(),
+                direction: dir.as_str().to_string(),
+                expected: want,
+                counted: n,
+                abs_error,
+                error_pct: (want > 0).then(|| 100.0 * abs_error as f64 / want as f64),
+                expected_classes: e.classes(dir).clone(),
+                counted_classes: by_class,
+            });
+        }
+    }
+    let kinds: BTreeSet<String> =
+        s.events.iter().map(|e| e.kind.clone()).chain(detected.keys().cloned()).collect();
+    let events = kinds
+        .into_iter()
+        .map(|kind| {
+            let want: Vec<&ExpectedEvent> = s.events.iter().filter(|e| e.kind == kind).collect();
+            let got = detected.get(&kind).map(Vec::as_slice).unwrap_or_default();
+            score_events(&s.name, &kind, &want, got)
+        })
+        .collect();
+    Ok(ScenarioReport {
+        name: s.name.clone(),
+        clip: s.clip.display().to_string(),
+        detect_fps: cam.detect_fps,
+        detect_width: cam.detect_width,
+        analysed_frames: frames,
+        video_secs: last_t,
+        wall_secs: wall,
+        fps: if wall > 0.0 { frames as f64 / wall } else { 0.0 },
+        counts,
+        events,
+    })
+}
+
+/// Matches expected events (in start order) to the earliest unmatched detected event whose
+/// start lies in the window.
+fn score_events(scenario: &str, kind: &str, want: &[&ExpectedEvent], got: &[Detected]) -> EventRow {
+    let mut want: Vec<&ExpectedEvent> = want.to_vec();
+    want.sort_by(|a, b| a.start_secs.total_cmp(&b.start_secs));
+    let mut used = vec![false; got.len()];
+    let mut tta = Vec::new();
+    for e in &want {
+        let hit = (0..got.len())
+            .filter(|&j| !used[j] && (got[j].start - e.start_secs).abs() <= e.tolerance_secs)
+            .min_by(|&a, &b| got[a].start.total_cmp(&got[b].start));
+        if let Some(j) = hit {
+            used[j] = true;
+            tta.push(got[j].raised - e.start_secs);
+        }
+    }
+    let matched = tta.len() as u32;
+    let ratio = |a: u32, b: usize| (b > 0).then(|| a as f64 / b as f64);
+    EventRow {
+        scenario: scenario.to_string(),
+        kind: kind.to_string(),
+        expected: want.len() as u32,
+        detected: got.len() as u32,
+        matched,
+        precision: ratio(matched, got.len()),
+        recall: ratio(matched, want.len()),
+        time_to_alarm_secs: tta,
+        detected_starts_secs: got.iter().map(|d| d.start).collect(),
+    }
+}
+
+/// Per direction of a scenario: total expected, total absolute error over its lines.
+pub fn direction_errors(r: &ScenarioReport) -> BTreeMap<String, (u32, u32)> {
+    let mut out: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+    for c in &r.counts {
+        let e = out.entry(c.direction.clone()).or_default();
+        e.0 += c.expected;
+        e.1 += c.abs_error;
+    }
+    out
+}
+
+fn classes(m: &BTreeMap<String, u32>) -> String {
+    if m.is_empty() {
+        return "-".into();
+    }
+    m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+}
+
+fn opt_pct(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.0} %"))
+}
+
+/// The report as one plain-text table per part: counts, events, throughput.
+pub fn format_report(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "scenario evaluation: {}", r.manifest);
+    let _ = writeln!(s, "\ncounts (per line and direction):");
+    let _ = writeln!(
+        s,
+        "{:<28} {:<8} {:<6} {:>8} {:>7} {:>5} {:>6}  {:<26} counted classes",
+        "scenario", "line", "dir", "expected", "counted", "|err|", "err %", "expected classes"
+    );
+    let (mut want, mut err) = (0u32, 0u32);
+    for sc in &r.scenarios {
+        for c in &sc.counts {
+            want += c.expected;
+            err += c.abs_error;
+            let _ = writeln!(
+                s,
+                "{:<28} {:<8} {:<6} {:>8} {:>7} {:>5} {:>6}  {:<26} {}",
+                sc.name,
+                c.line,
+                c.direction,
+                c.expected,
+                c.counted,
+                c.abs_error,
+                c.error_pct.map_or("-".into(), |p| format!("{p:.0}")),
+                classes(&c.expected_classes),
+                classes(&c.counted_classes)
+            );
+        }
+    }
+    let total_pct =
+        if want > 0 { format!("{:.1} %", 100.0 * err as f64 / want as f64) } else { "-".into() };
+    let _ = writeln!(s, "total: {want} expected, {err} absolute error ({total_pct})");
+    let _ = writeln!(s, "\nevents (per kind):");
+    let _ = writeln!(
+        s,
+        "{:<28} {:<16} {:>8} {:>8} {:>7} {:>9} {:>7}  time to alarm (s)",
+        "scenario", "kind", "expected", "detected", "matched", "precision", "recall"
+    );
+    for sc in &r.scenarios {
+        for e in &sc.events {
+            let tta: Vec<String> =
+                e.time_to_alarm_secs.iter().map(|t| format!("{t:+.1}")).collect();
+            let _ = writeln!(
+                s,
+                "{:<28} {:<16} {:>8} {:>8} {:>7} {:>9} {:>7}  {}",
+                sc.name,
+                e.kind,
+                e.expected,
+                e.detected,
+                e.matched,
+                opt_pct(e.precision.map(|p| p * 100.0)),
+                opt_pct(e.recall.map(|p| p * 100.0)),
+                if tta.is_empty() { "-".into() } else { tta.join(" ") }
+            );
+        }
+    }
+    let _ = writeln!(s, "\nthroughput:");
+    let _ = writeln!(
+        s,
+        "{:<28} {:>10} {:>6} {:>7} {:>9} {:>8} {:>9}",
+        "scenario", "detect_fps", "width", "frames", "video s", "wall s", "frames/s"
+    );
+    for sc in &r.scenarios {
+        let _ = writeln!(
+            s,
+            "{:<28} {:>10} {:>6} {:>7} {:>9.1} {:>8.1} {:>9.1}",
+            sc.name,
+            sc.detect_fps,
+            sc.detect_width,
+            sc.analysed_frames,
+            sc.video_secs,
+            sc.wall_secs,
+            sc.fps
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    const HEAD: &str = "[models]\ndefault = \"models/nanodet-g-coco-416/model.toml\"\n";
+    const GOOD: &str = r#"
+[[scenarios]]
+name = "pets"
+clip = "test-videos/pets09-s2l1.mp4"
+[scenarios.camera]
+detect_fps = 5.0
+lines = [{ name = "mid", points = [[0.5, 0.0], [0.5, 1.0]] }]
+rules = [{ kind = "line_crossing", line = "mid" }, { kind = "loitering", zone = "all" }]
+zones = [{ name = "all", points = [[0, 0], [1, 0], [1, 1], [0, 1]] }]
+[[scenarios.counts]]
+line = "mid"
+a_to_b = 3
+b_to_a = 2
+a_to_b_classes = { person = 3 }
+[[scenarios.events]]
+kind = "loitering"
+start_secs = 10
+tolerance_secs = 5
+"#;
+
+    fn parse(extra: &str) -> Result<Vec<Scenario>, String> {
+        Manifest::parse(&format!("{HEAD}{extra}"), &repo())
+    }
+
+    #[test]
+    fn eval_scenarios_manifest_parses() {
+        let s = parse(GOOD).unwrap();
+        assert_eq!(s.len(), 1);
+        let cam = s[0].camera();
+        assert_eq!((cam.id.as_str(), cam.detect_fps, cam.realtime), ("scenario", 5.0, false));
+        assert_eq!(cam.models, vec!["default".to_string()]);
+        assert_eq!(s[0].counts[0].a_to_b_classes["person"], 3);
+    }
+
+    #[test]
+    fn eval_scenarios_errors_name_entry_and_field() {
+        let cases = [
+            (GOOD.replace("a_to_b = 3", "a_to_b = 3\nnorth = 1"), "counts[0]", "north"),
+            (GOOD.replace("line = \"mid\"\na_to", "line = \"top\"\na_to"), "counts[0].line", "top"),
+            (GOOD.replace("pets09-s2l1.mp4", "nope.mp4"), "`clip`", "nope.mp4"),
+            (GOOD.replace("detect_fps = 5.0", "detect_fps = -1.0"), "`camera`", "detect_fps"),
+            (
+                GOOD.replace("kind = \"loitering\"\nstart", "kind = \"fire\"\nstart"),
+                "events[0].kind",
+                "fire",
+            ),
+            (
+                GOOD.replace("tolerance_secs = 5", "tolerance_secs = -5"),
+                "events[0].tolerance_secs",
+                "",
+            ),
+            (GOOD.replace("{ person = 3 }", "{ person = 4 }"), "counts[0].a_to_b_classes", "4"),
+            (GOOD.replace("detect_fps = 5.0", "url = \"x.mp4\""), "`camera`", "url"),
+        ];
+        for (text, field, word) in cases {
+            let e = parse(&text).unwrap_err();
+            assert!(e.contains("pets") && e.contains(field) && e.contains(word), "{field}: {e}");
+        }
+        let e = parse(&format!("{GOOD}{}", GOOD)).unwrap_err();
+        assert!(e.contains("scenarios[1]") && e.contains("duplicate"), "{e}");
+    }
+
+    #[test]
+    fn eval_scenarios_events_match_within_window() {
+        let want = [
+            ExpectedEvent { kind: "k".into(), start_secs: 2.0, tolerance_secs: 1.0 },
+            ExpectedEvent { kind: "k".into(), start_secs: 10.0, tolerance_secs: 1.0 },
+        ];
+        let got = [
+            Detected { start: 2.5, raised: 3.0 },
+            Detected { start: 2.8, raised: 3.5 },
+            Detected { start: 20.0, raised: 20.0 },
+        ];
+        let r = score_events("s", "k", &want.iter().collect::<Vec<_>>(), &got);
+        assert_eq!((r.expected, r.detected, r.matched), (2, 3, 1));
+        assert_eq!(r.time_to_alarm_secs, vec![1.0]);
+        assert_eq!((r.precision, r.recall), (Some(1.0 / 3.0), Some(0.5)));
+    }
+}
