@@ -289,43 +289,109 @@ impl Rule for LineCrossing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::side;
+    use crate::geometry::{side, BBox};
 
-    fn cam(extra_line: &str, rule: &str) -> Result<crate::config::Config, String> {
+    fn cam_text(camera: &str) -> Result<crate::config::Config, String> {
         let text = format!(
             "box_id = 'b'\ndata_dir = '/tmp'\n[models]\n[[cameras]]\nid = 'road-cam'\n\
-             url = 'x.mp4'\nmodels = []\nenabled = false\n[[cameras.lines]]\nname = 'road'\n\
-             points = [[0.1, 0.6], [0.9, 0.4]]\n{extra_line}\n[[cameras.rules]]\n\
-             kind = 'line_crossing'\nline = 'road'\n{rule}\n"
+             url = 'x.mp4'\nmodels = []\nenabled = false\n{camera}"
         );
         crate::config::Config::parse(&text, std::path::Path::new("/"))
     }
 
-    /// The example of docs/config.md and docs/line-directions.svg: line `road` drawn from
-    /// [0.1, 0.6] to [0.9, 0.4]; side A (left of the walk) is above it, side B below it, and
-    /// an object moving from [0.45, 0.3] to [0.55, 0.75] crosses a_to_b ("southbound").
+    fn cam(extra_line: &str, rule: &str) -> Result<crate::config::Config, String> {
+        cam_text(&format!(
+            "[[cameras.lines]]\nname = 'road'\npoints = [[0.1, 0.6], [0.9, 0.4]]\n\
+             {extra_line}\n[[cameras.rules]]\nkind = 'line_crossing'\nline = 'road'\n{rule}\n"
+        ))
+    }
+
+    /// The example of docs/config.md ("Which side is A") and docs/line-directions.svg: line
+    /// `road` drawn from [0.1, 0.6] to [0.9, 0.4]; side A (left of the walk) is above it,
+    /// side B below it, and an object moving from [0.45, 0.3] to [0.55, 0.75] crosses a_to_b
+    /// ("southbound"). The config block is taken from the doc itself.
     #[test]
     fn documented_example() {
+        let doc = include_str!("../../docs/config.md");
+        let svg = include_str!("../../docs/line-directions.svg");
+        let block = doc
+            .split("```toml")
+            .filter_map(|b| b.split("```").next())
+            .find(|b| b.contains("name = \"road\""))
+            .expect("docs/config.md has the `road` example");
+        let lines = block.trim().strip_prefix("[[cameras.lines]]").expect("a line block");
+        for l in lines.trim().lines().skip(1) {
+            assert!(svg.contains(l.trim()), "the picture shows `{l}`");
+        }
         let line = [[0.1, 0.6], [0.9, 0.4]];
         let (from, to) = ([0.45, 0.3], [0.55, 0.75]);
         assert!(side(line[0], line[1], from) < 0.0, "side A is the left of the walk");
         assert!(side(line[0], line[1], to) > 0.0, "side B is its right");
         // Image coordinates, y down: A is above the line (smaller y), B below it.
-        assert!(
-            side(line[0], line[1], [0.5, 0.1]) < 0.0 && side(line[0], line[1], [0.5, 0.9]) > 0.0
-        );
+        assert!(side(line[0], line[1], [0.5, 0.1]) < 0.0);
+        assert!(side(line[0], line[1], [0.5, 0.9]) > 0.0);
         let c = polyline_crossings(from, to, &line);
         assert_eq!(c.iter().map(|c| c.1).collect::<Vec<_>>(), vec![CrossDir::AToB]);
         assert_eq!(polyline_crossings(to, from, &line)[0].1, CrossDir::BToA);
-        let cfg = cam(
-            "directions = { a_to_b = 'southbound', b_to_a = 'northbound' }",
-            "raise_event = true",
-        )
+        // Through the config and the rule: a car whose anchor moves as in the picture.
+        let cfg = cam_text(&format!(
+            "[[cameras.lines]]\nname = 'road'\n{}\n[[cameras.rules]]\nkind = 'line_crossing'\n\
+             line = 'road'\nraise_event = true\n",
+            lines.trim().lines().skip(1).collect::<Vec<_>>().join("\n")
+        ))
         .unwrap();
+        assert_eq!(cfg.cameras[0].lines[0].points, line.to_vec());
+        let mut engine = crate::rules::RuleEngine::new(&cfg.cameras[0]);
+        let mut events = Vec::new();
+        for (k, p) in [from, [0.5, 0.525], to].into_iter().enumerate() {
+            let b = BBox {
+                x1: p[0] as f32 - 0.05,
+                y1: p[1] as f32 - 0.1,
+                x2: p[0] as f32 + 0.05,
+                y2: p[1] as f32,
+            };
+            events.extend(engine.process(&tracks(k as f64, b)));
+        }
+        let counts = engine.take_counts();
+        assert_eq!(counts.len(), 1);
+        assert_eq!((counts[0].line.as_str(), counts[0].direction), ("road", CrossDir::AToB));
+        let detail = events[0].detail.clone().unwrap();
+        assert_eq!(
+            detail,
+            serde_json::json!({"direction": "a_to_b", "direction_name": "southbound", "class": "car"})
+        );
         let scene = Scene::new(&(&cfg.cameras[0]).into());
-        assert_eq!(scene.direction_name("road", CrossDir::AToB).as_deref(), Some("southbound"));
         assert_eq!(scene.direction_name("road", CrossDir::BToA).as_deref(), Some("northbound"));
         assert_eq!(scene.direction_name("other", CrossDir::AToB), None);
+    }
+
+    fn tracks(secs: f64, bbox: BBox) -> Tracks {
+        let at = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds_f64(1.8e9 + secs);
+        let frame = crate::types::Frame {
+            camera_id: std::sync::Arc::from("road-cam"),
+            index: 0,
+            width: 4,
+            height: 4,
+            rgb: std::sync::Arc::from(vec![0u8; 48]),
+            pts_ns: None,
+            captured_at: at,
+            captured_instant: std::time::Instant::now(),
+        };
+        Tracks {
+            detections: crate::types::Detections { frame, objects: vec![], infer_ms: 0.0 },
+            tracks: vec![crate::types::Track {
+                id: 1,
+                class_id: 0,
+                class: "car".into(),
+                score: 0.9,
+                bbox,
+                state: crate::types::TrackState::Tracked,
+                hits: 3,
+                first_seen: at,
+                last_seen: at,
+                velocity: (0.0, 0.0),
+            }],
+        }
     }
 
     #[test]
