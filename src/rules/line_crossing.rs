@@ -83,7 +83,8 @@ defaults! {
     d_offset: f64 = 0.02;
 }
 
-/// `line_crossing`: a track's anchor crosses `line`; every crossing is counted.
+/// `line_crossing`: a track (its anchor, its centre or its whole box: `mode`) crosses
+/// `line`; every crossing is counted.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LineCrossingRule {
@@ -99,8 +100,9 @@ pub struct LineCrossingRule {
     /// What has to cross: "anchor" (default), "centre" or "strict".
     #[serde(default)]
     pub mode: Mode,
-    /// Hysteresis (modes `anchor` and `centre`: a crossing counts once the anchor is this far (normalised) past the line
-    /// without having come back. Default 0.02.
+    /// Hysteresis (modes `anchor` and `centre`; unused by `strict`): a crossing counts once
+    /// the point is this far (normalised) past the line without having come back. Default
+    /// 0.02.
     #[serde(default = "d_offset")]
     pub min_offset: f64,
     #[serde(default = "sev_info")]
@@ -132,6 +134,7 @@ impl RuleSpec for LineCrossingRule {
         Box::new(LineCrossing::new(self.clone(), scene))
     }
 }
+
 /// Per-track state is forgotten after a track has not been reported this long.
 const FORGET_SECS: f64 = 60.0;
 
