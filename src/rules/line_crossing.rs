@@ -317,14 +317,17 @@ mod tests {
     fn documented_example() {
         let doc = include_str!("../../docs/config.md");
         let svg = include_str!("../../docs/line-directions.svg");
-        let block = doc
-            .split("```toml")
-            .filter_map(|b| b.split("```").next())
+        let road: Vec<&str> = doc
+            .split("[[cameras.lines]]")
             .find(|b| b.contains("name = \"road\""))
-            .expect("docs/config.md has the `road` example");
-        let lines = block.trim().strip_prefix("[[cameras.lines]]").expect("a line block");
-        for l in lines.trim().lines().skip(1) {
-            assert!(svg.contains(l.trim()), "the picture shows `{l}`");
+            .expect("docs/config.md has the `road` example")
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("points = ") || l.starts_with("directions = "))
+            .collect();
+        assert_eq!(road.len(), 2, "{road:?}");
+        for l in &road {
+            assert!(svg.contains(l), "the picture shows `{l}`");
         }
         let line = [[0.1, 0.6], [0.9, 0.4]];
         let (from, to) = ([0.45, 0.3], [0.55, 0.75]);
@@ -340,7 +343,7 @@ mod tests {
         let cfg = cam_text(&format!(
             "[[cameras.lines]]\nname = 'road'\n{}\n[[cameras.rules]]\nkind = 'line_crossing'\n\
              line = 'road'\nraise_event = true\n",
-            lines.trim().lines().skip(1).collect::<Vec<_>>().join("\n")
+            road.join("\n")
         ))
         .unwrap();
         assert_eq!(cfg.cameras[0].lines[0].points, line.to_vec());
