@@ -530,7 +530,7 @@ zone = "yard"
         assert_eq!(m.host_port(), Ok(("mqtt.grid.example.org".to_string(), 8883)));
         assert_eq!(a.rules.len(), 13);
         assert_eq!(a.zones.len(), 4);
-        assert_eq!(a.lines.len(), 1);
+        assert_eq!(a.lines.len(), 2);
     }
 
     #[test]

@@ -247,6 +247,22 @@ pub fn polyline_crossings(p1: Pt, p2: Pt, line: &[Pt]) -> Vec<(f64, CrossDir)> {
     v
 }
 
+/// Whether the polyline touches the box (closed: an edge or corner on the line counts): a
+/// box that does not touch it lies entirely on one side of every segment near it.
+pub fn polyline_touches_box(line: &[Pt], b: &BBox) -> bool {
+    let (x1, y1, x2, y2) = (b.x1 as f64, b.y1 as f64, b.x2 as f64, b.y2 as f64);
+    let inside = |p: Pt| p[0] >= x1 && p[0] <= x2 && p[1] >= y1 && p[1] <= y2;
+    let corners = [[x1, y1], [x2, y1], [x2, y2], [x1, y2]];
+    if line.len() == 1 {
+        return inside(line[0]);
+    }
+    line.windows(2).any(|w| {
+        inside(w[0])
+            || inside(w[1])
+            || (0..4).any(|i| segments_touch(w[0], w[1], corners[i], corners[(i + 1) % 4]))
+    })
+}
+
 /// Distance from `p` to the nearest point of the polyline.
 pub fn distance_to_polyline(p: Pt, line: &[Pt]) -> f64 {
     let mut best = f64::INFINITY;
@@ -364,6 +380,22 @@ mod tests {
         assert_eq!(cs.len(), 2);
         assert!(cs[0].0 < cs[1].0);
         assert_ne!(cs[0].1, cs[1].1);
+    }
+
+    #[test]
+    fn polyline_and_box() {
+        let line = [[0.2, 0.5], [0.8, 0.5]];
+        let b = |x1, y1, x2, y2| BBox { x1, y1, x2, y2 };
+        assert!(polyline_touches_box(&line, &b(0.4, 0.4, 0.5, 0.6)), "straddles");
+        assert!(!polyline_touches_box(&line, &b(0.4, 0.3, 0.5, 0.45)), "above");
+        assert!(!polyline_touches_box(&line, &b(0.4, 0.55, 0.5, 0.7)), "below");
+        assert!(polyline_touches_box(&line, &b(0.4, 0.3, 0.5, 0.5)), "bottom edge on the line");
+        assert!(!polyline_touches_box(&line, &b(0.85, 0.4, 0.95, 0.6)), "beside the end");
+        assert!(polyline_touches_box(&line, &b(0.1, 0.4, 0.9, 0.45 + 0.1)), "covers the line");
+        assert!(polyline_touches_box(&line, &b(0.5, 0.45, 0.9, 0.55)), "holds the end point");
+        // A diagonal segment through a box without a vertex inside it.
+        assert!(polyline_touches_box(&[[0.0, 0.0], [1.0, 1.0]], &b(0.4, 0.4, 0.6, 0.6)));
+        assert!(!polyline_touches_box(&[[0.0, 0.0], [1.0, 1.0]], &b(0.6, 0.1, 0.9, 0.4)));
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub struct CameraHealth {
 pub struct Shape {
     pub name: String,
     pub points: Vec<[f64; 2]>,
+    /// Lines only: the names of the crossing directions, when the config gives them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub directions: Option<crate::rules::scene::LineDirections>,
 }
 
 #[derive(Default)]

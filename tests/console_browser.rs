@@ -166,6 +166,7 @@ points = [[0.25, 0.35], [0.75, 0.35], [0.75, 0.95], [0.25, 0.95]]
 [[cameras.lines]]
 name = "middle"
 points = [[0.5, 0.0], [0.5, 1.0]]
+directions = {{ a_to_b = "westbound", b_to_a = "eastbound" }}
 [[cameras.rules]]
 kind = "intrusion"
 zone = "walkway"

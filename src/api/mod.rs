@@ -569,7 +569,38 @@ async fn list_occupancy(
 #[derive(Serialize)]
 struct CountList {
     bucket: &'static str,
-    counts: Vec<CountRow>,
+    counts: Vec<NamedCountRow>,
+}
+
+/// A count row with the name its line gives the direction now (`[[cameras.lines]]
+/// directions`), or `null`; `direction` stays the stable key.
+#[derive(Serialize)]
+struct NamedCountRow {
+    #[serde(flatten)]
+    row: CountRow,
+    direction_name: Option<String>,
+}
+
+/// Names the directions of count rows from the cameras' current lines.
+fn name_directions(registry: &Registry, rows: Vec<CountRow>) -> Vec<NamedCountRow> {
+    use std::collections::HashMap;
+    let mut names = HashMap::new();
+    for cam in registry.all() {
+        for l in cam.lines {
+            if let Some(d) = l.directions {
+                names.insert((cam.id.clone(), l.name), d);
+            }
+        }
+    }
+    rows.into_iter()
+        .map(|row| {
+            let direction_name = names
+                .get(&(row.camera_id.clone(), row.line.clone()))
+                .and_then(|d| d.name(row.direction))
+                .map(str::to_string);
+            NamedCountRow { row, direction_name }
+        })
+        .collect()
 }
 
 async fn list_counts(
@@ -584,6 +615,7 @@ async fn list_counts(
     if let Some(f) = p.filter(&st.registry) {
         counts.retain(|r| f.allows_camera(&r.camera_id));
     }
+    let counts = name_directions(&st.registry, counts);
     Ok(Json(CountList { bucket, counts }))
 }
 

@@ -549,9 +549,9 @@ async fn counts_aggregate_per_bucket() {
         v["counts"],
         serde_json::json!([
             {"camera_id": "cam1", "line": "gate", "class": "person", "direction": "a_to_b",
-             "bucket_start": "2026-03-01T10:00:00Z", "count": 3},
+             "bucket_start": "2026-03-01T10:00:00Z", "count": 3, "direction_name": null},
             {"camera_id": "cam1", "line": "gate", "class": "person", "direction": "b_to_a",
-             "bucket_start": "2026-03-01T11:00:00Z", "count": 4},
+             "bucket_start": "2026-03-01T11:00:00Z", "count": 4, "direction_name": null},
         ])
     );
     let v = get(&fx, "/api/v1/stats/counts?line=gate&bucket=minute&since=2026-03-01T10:01:00Z&until=2026-03-01T11:00:00Z")
@@ -575,6 +575,74 @@ async fn counts_aggregate_per_bucket() {
     call(&fx, "GET", "/api/v1/stats/counts", None)
         .await
         .error(StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+/// Counts keep the stable `direction` key and carry the name the camera's line gives it
+/// now (`directions`); lines without names, or gone from the config, give `null`. The camera
+/// lists the names with its line.
+#[tokio::test]
+async fn counts_carry_direction_names() {
+    use crate::geometry::CrossDir;
+    use crate::types::CountDelta;
+    let fx = fixture();
+    let cfg: CameraConfig = serde_json::from_value(serde_json::json!({
+        "id": "road", "url": "rtsp://cam/x", "models": ["default"],
+        "lines": [
+            { "name": "north", "points": [[0.1, 0.6], [0.9, 0.4]],
+              "directions": { "a_to_b": "southbound", "b_to_a": "northbound" } },
+            { "name": "plain", "points": [[0.1, 0.5], [0.9, 0.5]] },
+        ],
+    }))
+    .unwrap();
+    fx.state.registry.register(crate::ingest::camera_health(&cfg, OffsetDateTime::now_utc()));
+    let t = time::macros::datetime!(2026-03-01 10:00:05 UTC);
+    let d = |line: &str, direction| CountDelta {
+        camera_id: "road".into(),
+        line: line.into(),
+        class: "car".into(),
+        direction,
+        at: t,
+        count: 1,
+    };
+    fx.state
+        .store
+        .add_counts(&[
+            d("north", CrossDir::AToB),
+            d("north", CrossDir::BToA),
+            d("plain", CrossDir::AToB),
+            d("removed", CrossDir::AToB),
+        ])
+        .unwrap();
+    let v = get(&fx, "/api/v1/stats/counts?camera=road&bucket=day").await.json();
+    let got: Vec<(String, String, Value)> = v["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_string();
+            (s("line"), s("direction"), r["direction_name"].clone())
+        })
+        .collect();
+    let row = |l: &str, d: &str, n: Value| (l.to_string(), d.to_string(), n);
+    assert_eq!(
+        got,
+        vec![
+            row("north", "a_to_b", "southbound".into()),
+            row("north", "b_to_a", "northbound".into()),
+            row("plain", "a_to_b", Value::Null),
+            row("removed", "a_to_b", Value::Null),
+        ]
+    );
+    // Exactly the fields docs/openapi.json declares for `CountRow`.
+    let spec: Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+    let schema = &spec["components"]["schemas"]["CountRow"];
+    let keys = |x: &Value| -> BTreeSet<String> { x.as_object().unwrap().keys().cloned().collect() };
+    assert_eq!(keys(&schema["properties"]), keys(&v["counts"][0]));
+    let cam = get(&fx, "/api/v1/cameras/road").await.json();
+    assert_eq!(cam["lines"][0]["directions"]["a_to_b"], "southbound");
+    assert!(cam["lines"][1].get("directions").is_none(), "{cam}");
+    let line = &spec["components"]["schemas"]["CameraHealth"]["properties"]["lines"]["items"];
+    assert!(keys(&line["properties"]).is_superset(&keys(&cam["lines"][0])), "{line}");
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 // review workflow. Created by incidents.js, which owns the list and the shortcuts.
 
 import { probeMedia } from './api.js';
-import { t } from './i18n.js';
+import { t, directionLabel } from './i18n.js';
 import { h, fill, s, fmtTime, fmtDuration, kindLabel } from './dom.js';
 
 /** Transitions the workflow allows (src/types.rs `Review::can_become`). */
@@ -214,9 +214,14 @@ export function createDetail(container, ctx, ev, handlers) {
       [t('detail.line'), event.line || '—'],
     ];
     if (event.detail && typeof event.detail === 'object') {
-      for (const [k, v] of Object.entries(event.detail)) rows.push([k, fmtDetailValue(v)]);
+      for (const [k, v] of Object.entries(event.detail)) {
+        // line_crossing: the direction with the line's name for it, on one row.
+        if (k === 'direction_name' && 'direction' in event.detail) continue;
+        if (k === 'direction' && (v === 'a_to_b' || v === 'b_to_a')) rows.push([t('detail.direction'), directionLabel(v, event.detail.direction_name), 'detail-direction']);
+        else rows.push([k, fmtDetailValue(v)]);
+      }
     }
-    fill(ruleBox, rows.map(([k, v]) => [h('dt', null, k), h('dd', null, v)]));
+    fill(ruleBox, rows.map(([k, v, testid]) => [h('dt', null, k), h('dd', testid ? { 'data-testid': testid } : null, v)]));
   }
 
   function renderObjects() {

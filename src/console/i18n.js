@@ -124,6 +124,7 @@ const en = {
   'detail.rule_id': 'Rule',
   'detail.zone': 'Zone',
   'detail.line': 'Line',
+  'detail.direction': 'Direction',
   'detail.objects': 'Objects (latest update; the snapshot shows the start)',
 
   'clip.checking': 'Checking the clip…',
@@ -208,6 +209,7 @@ const en = {
   'stats.total': 'Total',
   'stats.dir_a_to_b': 'A → B',
   'stats.dir_b_to_a': 'B → A',
+  'stats.dir_named': '{name} ({dir})',
   'stats.all_classes': 'all classes',
   'stats.mean': 'mean',
   'stats.peak': 'peak',
@@ -358,6 +360,7 @@ const zh = {
   'detail.rule_id': '规则',
   'detail.zone': '区域',
   'detail.line': '警戒线',
+  'detail.direction': '方向',
   'detail.objects': '目标（最近一次更新；快照为开始时）',
 
   'clip.checking': '正在检查视频片段…',
@@ -442,6 +445,7 @@ const zh = {
   'stats.total': '合计',
   'stats.dir_a_to_b': 'A → B',
   'stats.dir_b_to_a': 'B → A',
+  'stats.dir_named': '{name}（{dir}）',
   'stats.all_classes': '全部类别',
   'stats.mean': '平均',
   'stats.peak': '峰值',
@@ -516,6 +520,15 @@ export function t(key, vars) {
   if (s === undefined) return key;
   if (vars) s = s.replace(/\{(\w+)\}/g, (m, k) => (vars[k] === undefined ? m : String(vars[k])));
   return s;
+}
+
+/**
+ * A line-crossing direction: the line's name for it (`directions` in the config) with the
+ * stable key as A → B / B → A, or just the key when the line names none.
+ */
+export function directionLabel(direction, name) {
+  const dir = t(`stats.dir_${direction}`);
+  return name ? t('stats.dir_named', { name, dir }) : dir;
 }
 
 /** For tests/tools: the keys of each table. */

@@ -2,7 +2,7 @@
 // direction) and zone occupancy (mean and peak objects inside) over a period.
 
 import { api, ApiError } from './api.js';
-import { t } from './i18n.js';
+import { t, directionLabel } from './i18n.js';
 import { h, fill, select, fmtTime } from './dom.js';
 import { barChart, lineChart, legend, PALETTE } from './chart.js';
 
@@ -96,8 +96,8 @@ function width(el) {
   return Math.max(320, Math.floor(el.getBoundingClientRect().width || 800));
 }
 
-function dirLabel(d) {
-  return t(`stats.dir_${d}`);
+function dirLabel(r) {
+  return directionLabel(r.direction, r.direction_name);
 }
 
 function draw() {
@@ -112,11 +112,11 @@ function draw() {
     const key = [r.camera_id, r.line, r.class, r.direction].join('|');
     if (!cs.has(key)) {
       cs.set(key, {
-        label: `${camPrefix(r.camera_id)}${r.line} · ${r.class} · ${dirLabel(r.direction)}`,
+        label: `${camPrefix(r.camera_id)}${r.line} · ${r.class} · ${dirLabel(r)}`,
         data: new Map(),
         total: 0,
         row: r,
-        attrs: { 'data-camera': r.camera_id, 'data-line': r.line, 'data-class': r.class, 'data-direction': r.direction },
+        attrs: { 'data-camera': r.camera_id, 'data-line': r.line, 'data-class': r.class, 'data-direction': r.direction, 'data-direction-name': r.direction_name || '' },
       });
     }
     const se = cs.get(key);
@@ -140,7 +140,7 @@ function draw() {
           h(
             'tbody',
             null,
-            countSeries.map((se) => h('tr', null, many ? h('td', null, ctx.cameraName(se.row.camera_id)) : null, h('td', null, se.row.line), h('td', null, se.row.class), h('td', null, dirLabel(se.row.direction)), h('td', { class: 'num' }, String(se.total)))),
+            countSeries.map((se) => h('tr', null, many ? h('td', null, ctx.cameraName(se.row.camera_id)) : null, h('td', null, se.row.line), h('td', null, se.row.class), h('td', { 'data-direction': se.row.direction }, dirLabel(se.row)), h('td', { class: 'num' }, String(se.total)))),
           ),
         )
       : null,

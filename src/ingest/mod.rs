@@ -83,12 +83,16 @@ pub fn camera_health(cam: &CameraConfig, now: OffsetDateTime) -> CameraHealth {
         zones: cam
             .zones
             .iter()
-            .map(|z| Shape { name: z.name.clone(), points: z.points.clone() })
+            .map(|z| Shape { name: z.name.clone(), points: z.points.clone(), directions: None })
             .collect(),
         lines: cam
             .lines
             .iter()
-            .map(|l| Shape { name: l.name.clone(), points: l.points.clone() })
+            .map(|l| Shape {
+                name: l.name.clone(),
+                points: l.points.clone(),
+                directions: l.directions.clone(),
+            })
             .collect(),
         rules: crate::rules::describe(&cam.rules),
         ..CameraHealth::new(cam.id.as_str(), cam.enabled, now)

@@ -1,13 +1,28 @@
-//! `line_crossing`: counts every crossing of `line` by a confirmed track's anchor, per class
-//! and direction (`a_to_b` = from the left side to the right side of the line walked from
-//! its first to its last point, on screen; see `geometry`), and optionally raises an
-//! instant event (started and ended at the crossing, key = track id) for crossings in
-//! `direction`; its detail is `{"direction": "a_to_b"|"b_to_a", "class": …}`.
+//! `line_crossing`: counts every crossing of `line` by a confirmed track, per class and
+//! direction (`a_to_b` = from side A, on the left of the line walked from its first to its
+//! last point, to side B on its right, on screen; see `geometry` and
+//! docs/line-directions.svg), and optionally raises an instant event (started and ended at
+//! the crossing, key = track id) for crossings in `direction`; its detail is
+//! `{"direction": "a_to_b"|"b_to_a", "direction_name": <the line's name for it>|null,
+//! "class": …}`.
 //!
-//! Hysteresis against jitter: a crossing is only counted once the anchor has got at least
-//! `min_offset` away from the line on the new side; if it crosses back first, the pending
-//! crossing is dropped. The crossing time is the capture time of the first frame on the new
-//! side. Positions exactly on the line are skipped (the last position off the line is kept).
+//! `mode` decides what has to cross:
+//! - `anchor` (default): the class's anchor point (default bottom centre). Hysteresis
+//!   against jitter: a crossing is only counted once the point has got at least
+//!   `min_offset` away from the line on the new side; if it crosses back first, the pending
+//!   crossing is dropped. The crossing time is the capture time of the first frame on the
+//!   new side. Positions exactly on the line are skipped (the last position off the line is
+//!   kept).
+//! - `centre`: the same with the box centre, whatever the class's anchor.
+//! - `strict`: the whole box. The box centre must cross the line (so a box passing beside a
+//!   short segment is not counted), and the crossing counts once the box no longer touches
+//!   the line, provided it had been clear of the line on the old side before: a box that
+//!   straddles the line and goes back, or that appeared straddling it, is not counted. The
+//!   crossing time is the first frame on which the box is entirely past; `min_offset` is
+//!   not used (the box is its own hysteresis).
+//!
+//! Every mode counts per segment, not per infinite line: a motion only crosses where it
+//! meets the polyline, so short segments count lanes.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +33,9 @@ use super::common::{
     d0, defaults, non_negative, object, observed, output, secs, sev_info, Cooldown,
 };
 use super::{Rule, RuleSpec, Scene};
-use crate::geometry::{distance_to_polyline, polyline_crossings, CrossDir, Pt};
+use crate::geometry::{
+    distance_to_polyline, polyline_crossings, polyline_touches_box, Anchor, CrossDir, Pt,
+};
 use crate::types::{Change, CountDelta, RuleOutput, Severity, Tracks};
 
 const KIND: &str = "line_crossing";
@@ -32,12 +49,42 @@ pub enum Direction {
     Both,
 }
 
+/// What has to cross the line (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// The class's anchor point (default bottom centre), with `min_offset` hysteresis.
+    #[default]
+    Anchor,
+    /// The box centre (`"centre"`, or `"center"` as in anchors), with `min_offset`
+    /// hysteresis.
+    Centre,
+    /// The whole box: entirely on one side, then entirely on the other.
+    Strict,
+}
+
+/// By hand so that a bad value names the key: inside the internally tagged `RuleConfig`
+/// serde's own message loses the field path.
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "anchor" => Ok(Mode::Anchor),
+            "centre" | "center" => Ok(Mode::Centre),
+            "strict" => Ok(Mode::Strict),
+            _ => Err(serde::de::Error::custom(format!(
+                "`mode`: unknown crossing mode `{s}` (expected \"anchor\", \"centre\" or \"strict\")"
+            ))),
+        }
+    }
+}
+
 defaults! {
     both: Direction = Direction::Both;
     d_offset: f64 = 0.02;
 }
 
-/// `line_crossing`: a track's anchor crosses `line`; every crossing is counted.
+/// `line_crossing`: a track (its anchor, its centre or its whole box: `mode`) crosses
+/// `line`; every crossing is counted.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LineCrossingRule {
@@ -50,8 +97,12 @@ pub struct LineCrossingRule {
     pub direction: Direction,
     #[serde(default)]
     pub raise_event: bool,
-    /// Hysteresis: a crossing counts once the anchor is this far (normalised) past the line
-    /// without having come back. Default 0.02.
+    /// What has to cross: "anchor" (default), "centre" or "strict".
+    #[serde(default)]
+    pub mode: Mode,
+    /// Hysteresis (modes `anchor` and `centre`; unused by `strict`): a crossing counts once
+    /// the point is this far (normalised) past the line without having come back. Default
+    /// 0.02.
     #[serde(default = "d_offset")]
     pub min_offset: f64,
     #[serde(default = "sev_info")]
@@ -83,6 +134,7 @@ impl RuleSpec for LineCrossingRule {
         Box::new(LineCrossing::new(self.clone(), scene))
     }
 }
+
 /// Per-track state is forgotten after a track has not been reported this long.
 const FORGET_SECS: f64 = 60.0;
 
@@ -90,6 +142,9 @@ struct St {
     prev: Pt,
     pending: Option<(CrossDir, OffsetDateTime)>,
     last_seen: OffsetDateTime,
+    /// `strict`: the box has been entirely off the line since the last count (or since the
+    /// track appeared); a crossing only counts if it started from such a position.
+    clear: bool,
 }
 
 pub struct LineCrossing {
@@ -113,6 +168,14 @@ impl LineCrossing {
         }
     }
 
+    /// The point that has to cross (strict mode: the box centre, for the lane test).
+    fn point(&self, tr: &crate::types::Track) -> Pt {
+        match self.cfg.mode {
+            Mode::Anchor => self.scene.anchor(tr),
+            Mode::Centre | Mode::Strict => Anchor::Center.point(&tr.bbox),
+        }
+    }
+
     fn raises(&self, dir: CrossDir) -> bool {
         self.cfg.raise_event
             && match self.cfg.direction {
@@ -133,12 +196,15 @@ impl Rule for LineCrossing {
         if self.line.len() < 2 {
             return;
         }
+        let strict = self.cfg.mode == Mode::Strict;
         for tr in observed(t, &self.cfg.classes) {
-            let p = self.scene.anchor(tr);
+            let p = self.point(tr);
             let d = distance_to_polyline(p, &self.line);
+            let clear = strict && !polyline_touches_box(&self.line, &tr.bbox);
             let Some(st) = self.tracks.get_mut(&tr.id) else {
                 if d > 1e-12 {
-                    self.tracks.insert(tr.id, St { prev: p, pending: None, last_seen: now });
+                    let st = St { prev: p, pending: None, last_seen: now, clear };
+                    self.tracks.insert(tr.id, st);
                 }
                 continue;
             };
@@ -154,11 +220,28 @@ impl Rule for LineCrossing {
                 };
             }
             st.prev = p;
-            let Some((dir, at)) = st.pending else { continue };
-            if d < self.cfg.min_offset {
+            let Some((dir, at)) = st.pending else {
+                st.clear |= clear;
                 continue;
-            }
-            st.pending = None;
+            };
+            let at = if strict {
+                if !clear {
+                    continue;
+                }
+                // Entirely past: counts if it was entirely on the other side before.
+                let was_clear = std::mem::replace(&mut st.clear, true);
+                st.pending = None;
+                if !was_clear {
+                    continue;
+                }
+                now
+            } else {
+                if d < self.cfg.min_offset {
+                    continue;
+                }
+                st.pending = None;
+                at
+            };
             self.counts.push(CountDelta {
                 camera_id: self.scene.camera_id.clone(),
                 line: self.cfg.line.clone(),
@@ -170,7 +253,11 @@ impl Rule for LineCrossing {
             if self.raises(dir) && self.cooldown.allows(tr.id, now) {
                 let obj = vec![object(tr)];
                 let sev = self.cfg.severity;
-                let detail = serde_json::json!({ "direction": dir.as_str(), "class": tr.class });
+                let detail = serde_json::json!({
+                    "direction": dir.as_str(),
+                    "direction_name": self.scene.direction_name(&self.cfg.line, dir),
+                    "class": tr.class,
+                });
                 out.push(
                     output(
                         KIND,
@@ -199,5 +286,158 @@ impl Rule for LineCrossing {
 
     fn take_counts(&mut self, out: &mut Vec<CountDelta>) {
         out.append(&mut self.counts);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::{side, BBox};
+
+    fn cam_text(camera: &str) -> Result<crate::config::Config, String> {
+        let text = format!(
+            "box_id = 'b'\ndata_dir = '/tmp'\n[models]\n[[cameras]]\nid = 'road-cam'\n\
+             url = 'x.mp4'\nmodels = []\nenabled = false\n{camera}"
+        );
+        crate::config::Config::parse(&text, std::path::Path::new("/"))
+    }
+
+    fn cam(extra_line: &str, rule: &str) -> Result<crate::config::Config, String> {
+        cam_text(&format!(
+            "[[cameras.lines]]\nname = 'road'\npoints = [[0.1, 0.6], [0.9, 0.4]]\n\
+             {extra_line}\n[[cameras.rules]]\nkind = 'line_crossing'\nline = 'road'\n{rule}\n"
+        ))
+    }
+
+    /// The example of docs/config.md ("Which side is A") and docs/line-directions.svg: line
+    /// `road` drawn from [0.1, 0.6] to [0.9, 0.4]; side A (left of the walk) is above it,
+    /// side B below it, and an object moving from [0.45, 0.3] to [0.55, 0.75] crosses a_to_b
+    /// ("southbound"). The config block is taken from the doc itself.
+    #[test]
+    fn documented_example() {
+        let doc = include_str!("../../docs/config.md");
+        let svg = include_str!("../../docs/line-directions.svg");
+        let road: Vec<&str> = doc
+            .split("[[cameras.lines]]")
+            .find(|b| b.contains("name = \"road\""))
+            .expect("docs/config.md has the `road` example")
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("points = ") || l.starts_with("directions = "))
+            .collect();
+        assert_eq!(road.len(), 2, "{road:?}");
+        for l in &road {
+            assert!(svg.contains(l), "the picture shows `{l}`");
+        }
+        let line = [[0.1, 0.6], [0.9, 0.4]];
+        let (from, to) = ([0.45, 0.3], [0.55, 0.75]);
+        assert!(side(line[0], line[1], from) < 0.0, "side A is the left of the walk");
+        assert!(side(line[0], line[1], to) > 0.0, "side B is its right");
+        // Image coordinates, y down: A is above the line (smaller y), B below it.
+        assert!(side(line[0], line[1], [0.5, 0.1]) < 0.0);
+        assert!(side(line[0], line[1], [0.5, 0.9]) > 0.0);
+        let c = polyline_crossings(from, to, &line);
+        assert_eq!(c.iter().map(|c| c.1).collect::<Vec<_>>(), vec![CrossDir::AToB]);
+        assert_eq!(polyline_crossings(to, from, &line)[0].1, CrossDir::BToA);
+        // Through the config and the rule: a car whose anchor moves as in the picture.
+        let cfg = cam_text(&format!(
+            "[[cameras.lines]]\nname = 'road'\n{}\n[[cameras.rules]]\nkind = 'line_crossing'\n\
+             line = 'road'\nraise_event = true\n",
+            road.join("\n")
+        ))
+        .unwrap();
+        assert_eq!(cfg.cameras[0].lines[0].points, line.to_vec());
+        let mut engine = crate::rules::RuleEngine::new(&cfg.cameras[0]);
+        let mut events = Vec::new();
+        for (k, p) in [from, [0.5, 0.525], to].into_iter().enumerate() {
+            let b = BBox {
+                x1: p[0] as f32 - 0.05,
+                y1: p[1] as f32 - 0.1,
+                x2: p[0] as f32 + 0.05,
+                y2: p[1] as f32,
+            };
+            events.extend(engine.process(&tracks(k as f64, b)));
+        }
+        let counts = engine.take_counts();
+        assert_eq!(counts.len(), 1);
+        assert_eq!((counts[0].line.as_str(), counts[0].direction), ("road", CrossDir::AToB));
+        let detail = events[0].detail.clone().unwrap();
+        assert_eq!(
+            detail,
+            serde_json::json!({"direction": "a_to_b", "direction_name": "southbound", "class": "car"})
+        );
+        let scene = Scene::new(&(&cfg.cameras[0]).into());
+        assert_eq!(scene.direction_name("road", CrossDir::BToA).as_deref(), Some("northbound"));
+        assert_eq!(scene.direction_name("other", CrossDir::AToB), None);
+    }
+
+    fn tracks(secs: f64, bbox: BBox) -> Tracks {
+        let at = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds_f64(1.8e9 + secs);
+        let frame = crate::types::Frame {
+            camera_id: std::sync::Arc::from("road-cam"),
+            index: 0,
+            width: 4,
+            height: 4,
+            rgb: std::sync::Arc::from(vec![0u8; 48]),
+            pts_ns: None,
+            captured_at: at,
+            captured_instant: std::time::Instant::now(),
+        };
+        Tracks {
+            detections: crate::types::Detections { frame, objects: vec![], infer_ms: 0.0 },
+            tracks: vec![crate::types::Track {
+                id: 1,
+                class_id: 0,
+                class: "car".into(),
+                score: 0.9,
+                bbox,
+                state: crate::types::TrackState::Tracked,
+                hits: 3,
+                first_seen: at,
+                last_seen: at,
+                velocity: (0.0, 0.0),
+            }],
+        }
+    }
+
+    #[test]
+    fn directions_are_validated_naming_field_and_camera() {
+        let err = |d: &str| cam(d, "").err().unwrap_or_default();
+        let e = err("directions = { a_to_b = 'northbound' }");
+        assert!(
+            e.contains("cameras[0].lines[0].directions.b_to_a")
+                && e.contains("road-cam")
+                && e.contains("give both"),
+            "{e}"
+        );
+        let e = err("directions = { b_to_a = 'northbound' }");
+        assert!(e.contains("lines[0].directions.a_to_b") && e.contains("road-cam"), "{e}");
+        let e = err("directions = {}");
+        assert!(e.contains("lines[0].directions.a_to_b"), "{e}");
+        let e = err("directions = { a_to_b = ' ', b_to_a = 'n' }");
+        assert!(e.contains("directions.a_to_b") && e.contains("empty"), "{e}");
+        let e = err("directions = { a_to_b = 'n', b_to_a = 'n' }");
+        assert!(e.contains("directions.b_to_a") && e.contains("different"), "{e}");
+        let e = err("directions = { a_to_b = 'n', b_to_a = 's', c_to_d = 'x' }");
+        assert!(e.contains("c_to_d") && e.contains("road-cam"), "{e}");
+        assert!(cam("directions = { a_to_b = 'n', b_to_a = 's' }", "").is_ok());
+        assert!(cam("", "").is_ok(), "directions are optional");
+    }
+
+    #[test]
+    fn modes_parse_and_are_validated() {
+        let mode = |m: &str| match &cam("", m).unwrap().cameras[0].rules[0] {
+            crate::rules::RuleConfig::LineCrossing(r) => r.mode,
+            _ => unreachable!(),
+        };
+        assert_eq!(mode(""), Mode::Anchor, "default");
+        assert_eq!(mode("mode = 'anchor'"), Mode::Anchor);
+        assert_eq!(mode("mode = 'centre'"), Mode::Centre);
+        assert_eq!(mode("mode = 'center'"), Mode::Centre);
+        assert_eq!(mode("mode = 'strict'"), Mode::Strict);
+        let e = cam("", "mode = 'whole'").err().unwrap_or_default();
+        assert!(e.contains("mode") && e.contains("whole") && e.contains("road-cam"), "{e}");
+        let e = cam("", "min_offset = 0.6").err().unwrap_or_default();
+        assert!(e.contains("rules[0].min_offset") && e.contains("road-cam"), "{e}");
     }
 }

@@ -3,10 +3,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::RuleSetup;
-use crate::geometry::{dist, polygon_area, polygon_self_intersects, Anchor, Pt};
+use crate::geometry::{dist, polygon_area, polygon_self_intersects, Anchor, CrossDir, Pt};
 use crate::types::Track;
 
 /// A named polygon: ≥ 3 points `[x, y]` in 0–1, not self-intersecting.
@@ -18,12 +18,73 @@ pub struct ZoneConfig {
 }
 
 /// A named polyline: ≥ 2 points `[x, y]` in 0–1. Crossing `a_to_b` = from the left side to
-/// the right side of the line walked from its first to its last point (on screen).
+/// the right side of the line walked from its first to its last point (on screen; side A is
+/// on the left of that walk, side B on its right, see docs/line-directions.svg).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LineConfig {
     pub name: String,
     pub points: Vec<[f64; 2]>,
+    /// Optional names of the two crossing directions (e.g. "northbound"/"southbound"),
+    /// shown next to the stable `a_to_b`/`b_to_a` keys. Both or neither.
+    #[serde(default)]
+    pub directions: Option<LineDirections>,
+}
+
+/// `directions = { a_to_b = "northbound", b_to_a = "southbound" }` of a line: both sides
+/// non-empty and distinct once validated (`validate_geometry`). The sides are options so that
+/// a missing one gets an error naming the field and the camera, not a bare serde message.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineDirections {
+    #[serde(default)]
+    pub a_to_b: Option<String>,
+    #[serde(default)]
+    pub b_to_a: Option<String>,
+}
+
+impl LineDirections {
+    /// The name of a crossing direction (always `Some` once validated).
+    pub fn name(&self, dir: CrossDir) -> Option<&str> {
+        match dir {
+            CrossDir::AToB => self.a_to_b.as_deref(),
+            CrossDir::BToA => self.b_to_a.as_deref(),
+        }
+    }
+
+    /// Both names given, non-empty and distinct; `(field, message)` with the field relative
+    /// to the line's `directions`.
+    fn validate(&self, line: &str) -> Result<(), (String, String)> {
+        for (key, other, v) in
+            [("a_to_b", "b_to_a", &self.a_to_b), ("b_to_a", "a_to_b", &self.b_to_a)]
+        {
+            match v {
+                None => {
+                    return Err((
+                        key.into(),
+                        format!(
+                            "line `{line}` names direction `{other}` but not `{key}`: give both \
+                             (directions = {{ a_to_b = \"…\", b_to_a = \"…\" }}) or neither"
+                        ),
+                    ))
+                }
+                Some(n) if n.trim().is_empty() => {
+                    return Err((
+                        key.into(),
+                        format!("line `{line}`: direction names must not be empty"),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        if self.a_to_b.as_deref().map(str::trim) == self.b_to_a.as_deref().map(str::trim) {
+            return Err((
+                "b_to_a".into(),
+                format!("line `{line}`: the two directions must have different names"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Zones and lines of one camera: names unique and non-empty, enough points, coordinates
@@ -91,6 +152,9 @@ pub fn validate_geometry(
                 format!("line `{}` repeats a point (zero-length segment)", l.name),
             ));
         }
+        if let Some(d) = &l.directions {
+            d.validate(&l.name).map_err(|(f, m)| (format!("lines[{k}].directions.{f}"), m))?;
+        }
     }
     Ok(())
 }
@@ -101,6 +165,8 @@ pub struct Scene {
     pub camera_id: String,
     pub zones: HashMap<String, Vec<Pt>>,
     pub lines: HashMap<String, Vec<Pt>>,
+    /// The direction names of the lines that have them.
+    pub directions: HashMap<String, LineDirections>,
     pub anchors: BTreeMap<String, Anchor>,
 }
 
@@ -110,6 +176,11 @@ impl Scene {
             camera_id: s.camera_id.to_string(),
             zones: s.zones.iter().map(|z| (z.name.clone(), z.points.clone())).collect(),
             lines: s.lines.iter().map(|l| (l.name.clone(), l.points.clone())).collect(),
+            directions: s
+                .lines
+                .iter()
+                .filter_map(|l| Some((l.name.clone(), l.directions.clone()?)))
+                .collect(),
             anchors: s.anchors.clone(),
         }
     }
@@ -132,6 +203,11 @@ impl Scene {
             );
             Vec::new()
         })
+    }
+
+    /// The name of `dir` on line `name`, if the line names its directions.
+    pub fn direction_name(&self, name: &str, dir: CrossDir) -> Option<String> {
+        self.directions.get(name).and_then(|d| d.name(dir)).map(str::to_string)
     }
 
     /// The anchor point of a track's box (per class; default bottom centre).

@@ -1101,6 +1101,25 @@ mod tests {
         assert_eq!(s.outbox_last_seq().unwrap(), 4);
     }
 
+    /// A line_crossing event's envelope names the direction as its detail does (the stable
+    /// key and the line's name for it, rules::line_crossing).
+    #[test]
+    fn line_crossing_envelope_names_the_direction() {
+        let (_d, s) = store();
+        let t0 = time::macros::datetime!(2026-03-01 10:00:00 UTC);
+        let mut c = change(Uuid::now_v7(), Change::Started, "gate", t0);
+        c.kind = "line_crossing".into();
+        (c.rule, c.zone, c.line) = (Some("line_crossing#0".into()), None, Some("road".into()));
+        c.detail = Some(serde_json::json!(
+            {"direction": "a_to_b", "direction_name": "southbound", "class": "car"}
+        ));
+        s.apply(&c).unwrap();
+        let env = serde_json::to_value(&envelopes(&s)[0]).unwrap();
+        assert_eq!(env["line"], "road");
+        assert_eq!(env["detail"]["direction"], "a_to_b");
+        assert_eq!(env["detail"]["direction_name"], "southbound");
+    }
+
     #[test]
     fn interrupted_events_get_an_ended_change_and_pages_follow_the_cursor() {
         let (_d, s) = store();

@@ -417,7 +417,12 @@ try {
       await b.selectOption(v);
     }
   }
+  // The line names its directions (`directions` in the config): the totals show the names.
+  const dirCells = await page.$$eval(`${tid('counts-totals')} td[data-direction]`, (tds) => tds.map((td) => [td.getAttribute('data-direction'), td.textContent]));
+  const named = { a_to_b: 'westbound', b_to_a: 'eastbound' };
+  if (!dirCells.length || !dirCells.every(([d, txt]) => txt.includes(named[d]))) fail(`the counts totals do not name the directions (${JSON.stringify(named)}): ${JSON.stringify(dirCells)}`);
   summary.stats = {
+    directions: dirCells.map(([, txt]) => txt),
     bars_nonzero: await barsOk(),
     bars: await page.$$eval(`svg${tid('counts-chart')} rect.bar`, (bs) => bs.length),
     occupancy_chart: await page.locator(`svg${tid('occupancy-chart')}`).count(),
