@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= $(shell command -v cargo || echo $(HOME)/.cargo/bin/cargo)
 CONFIG ?= config/demo.toml
 
-.PHONY: demo test lint setup build check bench install clean
+.PHONY: demo test lint setup build check bench eval install clean
 
 setup:
 	@scripts/setup.sh
@@ -27,6 +27,13 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	python3 tools/import-cycles.py --skip-tests
+
+# Quality on labelled real footage (needs ../shared): tracking on PETS09-S2L1 (MOTA/IDF1)
+# and the scenario evaluator over the hand-labelled shared traffic clips (counts, events).
+eval: build
+	./target/release/gridwatch eval mot --video /usr/share/doc/opencv-doc/examples/data/vtest.avi \
+	    --gt ../shared/eval/pets09-s2l1/gt-frames-0001-0400.txt --frames 1-400
+	./target/release/gridwatch eval scenarios --manifest tests/scenarios/traffic.toml
 
 BENCH_VIDEO ?= /usr/share/doc/opencv-doc/examples/data/vtest.avi
 BENCH_MODEL ?= models/nanodet-g-coco-416
