@@ -276,33 +276,46 @@ pub fn analyse_video(
     mut detectors: Option<&mut Detectors>,
     mut each: impl FnMut(f64, Analysed) -> std::ops::ControlFlow<()>,
 ) -> anyhow::Result<()> {
+    decode_video(video, width, every_secs, |t, mut f| {
+        f.captured_at = t0 + time::Duration::seconds_f64(t);
+        f.camera_id = std::sync::Arc::from(camera.camera_id());
+        let detect = match detectors.as_deref_mut() {
+            Some(d) => Detect::Run(d),
+            None => Detect::Given(Vec::new()),
+        };
+        each(t, camera.analyse(detect, f))
+    })
+}
+
+/// Decodes a video file without loss or pacing, scaled to `width`, and hands `each` one frame
+/// per `every_secs` of video time (0: every frame) with its video time in seconds (the PTS,
+/// or the frame count at 30 fps without one), until the end or `ControlFlow::Break`.
+pub fn decode_video(
+    video: &std::path::Path,
+    width: u32,
+    every_secs: f64,
+    mut each: impl FnMut(f64, Frame) -> std::ops::ControlFlow<()>,
+) -> anyhow::Result<()> {
     use crate::ingest::StreamEvent;
     let mut stream = crate::cli::open_video(video, width)?;
     let (mut next, mut decoded) = (0.0f64, 0u64);
     loop {
-        let mut f = match stream.next(std::time::Duration::from_secs(20)) {
+        let f = match stream.next(std::time::Duration::from_secs(20)) {
             StreamEvent::Frame(f) => f,
             StreamEvent::Eos => return Ok(()),
             StreamEvent::Idle => anyhow::bail!("{}: no frame for 20 s", video.display()),
             StreamEvent::Error(e) => anyhow::bail!("{}: {e}", video.display()),
         };
         decoded += 1;
-        let since_t0 = match f.pts_ns {
-            Some(ns) => time::Duration::nanoseconds(ns as i64),
-            None => time::Duration::seconds_f64(decoded as f64 / 30.0),
+        let t = match f.pts_ns {
+            Some(ns) => ns as f64 / 1e9,
+            None => decoded as f64 / 30.0,
         };
-        let t = since_t0.as_seconds_f64();
         if t + 1e-6 < next {
             continue;
         }
         next += every_secs;
-        f.captured_at = t0 + since_t0;
-        f.camera_id = std::sync::Arc::from(camera.camera_id());
-        let detect = match detectors.as_deref_mut() {
-            Some(d) => Detect::Run(d),
-            None => Detect::Given(Vec::new()),
-        };
-        if each(t, camera.analyse(detect, f)).is_break() {
+        if each(t, f).is_break() {
             return Ok(());
         }
     }

@@ -140,6 +140,35 @@ fn traffic_manifest_runs_with_a_row_per_line_and_direction() {
     assert!(table.contains("highway-2lanes") && table.contains("a_to_b"), "{table}");
 }
 
+/// Staged wrong-way traffic (`reverse = true`): the real 4-lane clip played backwards. Every
+/// vehicle then drives against the allowed heading, so the wrong-way rule that stays silent
+/// on the clip played forwards must fire for most of the 7 labelled vehicles, and the line's
+/// counts must swap direction.
+#[test]
+fn reversed_clip_raises_wrong_way_and_swaps_directions() {
+    let Some(path) = traffic_manifest() else { return };
+    let m = Manifest::load(&path).unwrap();
+    let opts = Options {
+        threads: 2,
+        only: vec!["highway-4lanes".into(), "highway-4lanes-reversed".into()],
+        ..Options::default()
+    };
+    let report = scenarios::run(&m, &opts, &mut |l| eprintln!("{l}")).unwrap();
+    print!("{}", scenarios::format_report(&report));
+    let [fwd, rev] = &report.scenarios[..] else { panic!("two scenarios") };
+    let row = |r: &scenarios::ScenarioReport, kind: &str| {
+        r.events.iter().find(|e| e.kind == kind).cloned().unwrap_or_else(|| panic!("{kind} row"))
+    };
+    assert_eq!(row(fwd, "wrong_way").detected, 0, "wrong way raised on forward traffic");
+    let ww = row(rev, "wrong_way");
+    assert!(ww.expected == 7 && ww.matched >= 5, "reversed: {ww:?}");
+    let counted = |r: &scenarios::ScenarioReport, dir: &str| {
+        r.counts.iter().filter(|c| c.direction == dir).map(|c| c.counted).sum::<u32>()
+    };
+    assert!(counted(fwd, "a_to_b") >= 5 && counted(fwd, "b_to_a") == 0);
+    assert!(counted(rev, "b_to_a") >= 5 && counted(rev, "a_to_b") == 0);
+}
+
 /// The count target: on every labelled clip, per direction, the total absolute
 /// error is at most 5 % of the hand count (a direction with no traffic must count none).
 #[test]

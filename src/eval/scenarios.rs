@@ -14,6 +14,7 @@
 //! name = "highway"
 //! clip = "../../../shared/media/traffic/highway.mp4"
 //! max_secs = 20.0               # optional: analyse only the first 20 s of video
+//! reverse = false               # optional: play the clip backwards (staged wrong-way traffic)
 //! [scenarios.camera]
 //! detect_fps = 10.0
 //! lines = [{ name = "mid", points = [[0.0, 0.5], [1.0, 0.5]] }]
@@ -35,6 +36,11 @@
 //! its start is the change's `at` and its alarm time the video time of the frame that raised
 //! it. Expected and detected events of a kind are matched one to one, in time order, where
 //! the detected start lies within `start_secs ± tolerance_secs`.
+//!
+//! `reverse = true` stages real wrong-way traffic from a real clip: the analysed frames (the
+//! first `max_secs`) are decoded first, then analysed last to first, the frame at video time
+//! `t` stamped `T − t` (`T`: the last analysed frame's time). Every motion runs backwards, so
+//! labels are written in reversed time and each crossing's direction swaps.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
@@ -44,7 +50,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context};
 use serde::{Deserialize, Serialize};
 
-use crate::analytics::{analyse_video, CameraAnalytics, Detectors};
+use crate::analytics::{analyse_video, decode_video, Analysed, CameraAnalytics, Detect, Detectors};
 use crate::config::{CameraConfig, Config};
 use crate::geometry::CrossDir;
 use crate::infer::detector::DetectorOptions;
@@ -75,6 +81,9 @@ struct RawScenario {
     /// Analyse only the first `max_secs` of video time (default: the whole clip).
     #[serde(default)]
     max_secs: Option<f64>,
+    /// Analyse the clip backwards (see the module docs).
+    #[serde(default)]
+    reverse: bool,
     /// Free text: what the clip shows, how it was labelled.
     #[serde(default)]
     notes: Option<String>,
@@ -131,6 +140,7 @@ pub struct Scenario {
     pub name: String,
     pub clip: PathBuf,
     pub max_secs: Option<f64>,
+    pub reverse: bool,
     pub notes: Option<String>,
     /// A one-camera config built from the snippet and the manifest's models.
     pub config: Config,
@@ -216,6 +226,7 @@ impl Manifest {
                 name: s.name,
                 clip,
                 max_secs: s.max_secs,
+                reverse: s.reverse,
                 notes: s.notes,
                 config,
                 counts: s.counts,
@@ -456,33 +467,54 @@ fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<ScenarioReport> 
     let mut detected: BTreeMap<String, Vec<Detected>> = BTreeMap::new();
     let (mut frames, mut last_t) = (0u64, 0.0f64);
     let started = Instant::now();
-    analyse_video(
-        &s.clip,
-        cam.detect_width,
-        every,
-        t0,
-        &analytics,
-        Some(&mut detectors),
-        |t, a| {
+    let mut tally = |t: f64, a: Analysed| {
+        if limit.is_some_and(|l| t > l + 1e-9) {
+            return ControlFlow::Break(());
+        }
+        frames += 1;
+        last_t = t;
+        for c in &a.counts {
+            *counted
+                .entry((c.line.clone(), c.direction))
+                .or_default()
+                .entry(c.class.clone())
+                .or_default() += c.count;
+        }
+        for c in a.changes.iter().filter(|c| c.change == Change::Started) {
+            let start = (c.at - t0).as_seconds_f64();
+            detected.entry(c.kind.clone()).or_default().push(Detected { start, raised: t });
+        }
+        ControlFlow::Continue(())
+    };
+    if s.reverse {
+        let mut decoded = Vec::new();
+        decode_video(&s.clip, cam.detect_width, every, |t, f| {
             if limit.is_some_and(|l| t > l + 1e-9) {
                 return ControlFlow::Break(());
             }
-            frames += 1;
-            last_t = t;
-            for c in &a.counts {
-                *counted
-                    .entry((c.line.clone(), c.direction))
-                    .or_default()
-                    .entry(c.class.clone())
-                    .or_default() += c.count;
-            }
-            for c in a.changes.iter().filter(|c| c.change == Change::Started) {
-                let start = (c.at - t0).as_seconds_f64();
-                detected.entry(c.kind.clone()).or_default().push(Detected { start, raised: t });
-            }
+            decoded.push((t, f));
             ControlFlow::Continue(())
-        },
-    )?;
+        })?;
+        let end = decoded.last().map_or(0.0, |(t, _)| *t);
+        while let Some((t, mut f)) = decoded.pop() {
+            let t = end - t;
+            f.captured_at = t0 + time::Duration::seconds_f64(t);
+            f.camera_id = std::sync::Arc::from(analytics.camera_id());
+            if tally(t, analytics.analyse(Detect::Run(&mut detectors), f)).is_break() {
+                break;
+            }
+        }
+    } else {
+        analyse_video(
+            &s.clip,
+            cam.detect_width,
+            every,
+            t0,
+            &analytics,
+            Some(&mut detectors),
+            tally,
+        )?;
+    }
     let wall = started.elapsed().as_secs_f64();
     let mut counts = Vec::new();
     for e in &s.counts {
@@ -504,8 +536,16 @@ fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<ScenarioReport> 
             });
         }
     }
-    let kinds: BTreeSet<String> =
-        s.events.iter().map(|e| e.kind.clone()).chain(detected.keys().cloned()).collect();
+    // Every event rule of the camera gets a row: one with nothing expected shows its false
+    // alarms (line_crossing only counts unless it was given a direction to raise).
+    let rules = cam.rules.iter().filter(|r| r.kind() != "line_crossing").map(|r| r.kind());
+    let kinds: BTreeSet<String> = s
+        .events
+        .iter()
+        .map(|e| e.kind.clone())
+        .chain(detected.keys().cloned())
+        .chain(rules.map(String::from))
+        .collect();
     let events = kinds
         .into_iter()
         .map(|kind| {
