@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use crate::rules::{LineConfig, RuleConfig, ZoneConfig};
+pub use crate::rules::{CalibrationConfig, LineConfig, RuleConfig, ZoneConfig};
 
 pub use self::api::ApiConfig;
 pub use self::auth::{AuthConfig, CookieSecure};
@@ -158,7 +158,11 @@ impl Config {
             crate::rules::scene::validate_geometry(&c.zones, &c.lines)
                 .map_err(|(field, m)| format!("{}: {m}", at(&field)))?;
             c.record.validate(&at)?;
-            crate::rules::validate_rules(&c.rules, &c.zones, &c.lines)
+            if let Some(cal) = &c.calibration {
+                cal.homography().map_err(|(field, m)| format!("{}: {m}", at(&field)))?;
+            }
+            let calibrated = c.calibration.is_some();
+            crate::rules::validate_rules(&c.rules, &c.zones, &c.lines, calibrated)
                 .map_err(|(field, m)| format!("{}: {m}", at(&field)))?;
         }
         Ok(())

@@ -331,6 +331,11 @@ pub struct Track {
     pub last_seen: OffsetDateTime,
     /// Velocity of the box centre, normalised units per second (x right, y down).
     pub velocity: (f32, f32),
+    /// Ground speed in km/h, on cameras with a ground-plane calibration (`rules::ground`,
+    /// set by the rule engine): `None` without one, for lost tracks, and until the track
+    /// has about half a second of history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed_kmh: Option<f32>,
 }
 
 /// The message from the tracker to the rules: a frame's detections plus the camera's tracks.

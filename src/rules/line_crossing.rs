@@ -356,7 +356,7 @@ mod tests {
                 x2: p[0] as f32 + 0.05,
                 y2: p[1] as f32,
             };
-            events.extend(engine.process(&tracks(k as f64, b)));
+            events.extend(engine.process(&mut tracks(k as f64, b)));
         }
         let counts = engine.take_counts();
         assert_eq!(counts.len(), 1);
@@ -396,6 +396,7 @@ mod tests {
                 first_seen: at,
                 last_seen: at,
                 velocity: (0.0, 0.0),
+                speed_kmh: None,
             }],
         }
     }
