@@ -356,6 +356,9 @@ pub struct CountDelta {
     /// When the anchor crossed (the capture time of the first frame past the line).
     pub at: OffsetDateTime,
     pub count: u32,
+    /// Ground speed of the crossing vehicle in km/h (the mean when `count` > 1), on
+    /// cameras with a ground-plane calibration once the track has a speed.
+    pub speed_kmh: Option<f32>,
 }
 
 /// Zone occupancy of one completed (or, at shutdown, partial) 1-minute bucket: over the

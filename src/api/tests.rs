@@ -530,6 +530,7 @@ async fn counts_aggregate_per_bucket() {
         direction: dir,
         at,
         count,
+        speed_kmh: None,
     };
     let t = time::macros::datetime!(2026-03-01 10:00:05 UTC);
     fx.state
@@ -603,6 +604,7 @@ async fn counts_carry_direction_names() {
         direction,
         at: t,
         count: 1,
+        speed_kmh: None,
     };
     fx.state
         .store

@@ -419,5 +419,21 @@ mod tests {
         assert!(e.contains("calibration.ground_points_m") && e.contains("one line"), "{e}");
         let e = parse(&format!("{ok}height_m = 3\n")).unwrap_err();
         assert!(e.contains("height_m"), "{e}");
+        // Rules in km/h need the calibration.
+        let zone = "[[cameras.zones]]\nname='road'\npoints=[[0,0.5],[1,0.5],[1,1],[0,1]]\n";
+        let speed = "[[cameras.rules]]\nkind='speed'\nzone='road'\nlimit_kmh=50\n";
+        assert!(parse(&format!("{ok}{zone}{speed}")).is_ok());
+        let e = parse(&format!("{zone}{speed}")).unwrap_err();
+        assert!(e.contains("cameras[0].rules[0].limit_kmh`") && e.contains("gate"), "{e}");
+        assert!(e.contains("calibration"), "{e}");
+        let jam = "[[cameras.rules]]\nkind='congestion'\nzone='road'\nmax_speed_kmh=10\n";
+        assert!(parse(&format!("{ok}{zone}{jam}")).is_ok());
+        let e = parse(&format!("{zone}{jam}")).unwrap_err();
+        assert!(e.contains("rules[0].max_speed_kmh`") && e.contains("calibration"), "{e}");
+        let both = format!("{jam}max_speed=0.02\n");
+        let e = parse(&format!("{ok}{zone}{both}")).unwrap_err();
+        assert!(e.contains("rules[0].max_speed_kmh`") && e.contains("not both"), "{e}");
+        // Without km/h, congestion needs no calibration.
+        assert!(parse(&format!("{zone}{}", jam.replace("max_speed_kmh", "max_speed"))).is_ok());
     }
 }

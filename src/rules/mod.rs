@@ -26,6 +26,7 @@ pub mod occupancy;
 pub mod per_track;
 pub mod presence;
 pub mod scene;
+pub mod speed;
 pub mod stalled_vehicle;
 pub mod tamper;
 pub mod wrong_way;
@@ -144,6 +145,7 @@ rule_kinds! {
     WrongWay(wrong_way::WrongWayRule),
     StalledVehicle(stalled_vehicle::StalledVehicleRule),
     Congestion(congestion::CongestionRule),
+    Speed(speed::SpeedRule),
     Fall(fall::FallRule),
     Fire(fire::FireRule),
     Smoke(fire::SmokeRule),

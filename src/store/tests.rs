@@ -650,6 +650,7 @@ fn delta(
         direction: dir,
         at,
         count,
+        speed_kmh: None,
     }
 }
 
