@@ -475,12 +475,13 @@ zone = "yard"
             .filter_map(|b| b.split("```").next())
             .filter(|b| !b.contains("[elements]"))
             .collect();
-        assert_eq!(blocks.len(), 3, "main, geometry and rules blocks");
+        assert_eq!(blocks.len(), 4, "main, geometry, calibration and rules blocks");
         let extra_zones = ["lane-north", "bus-stop", "junction"]
             .iter()
             .map(|z| format!("[[cameras.zones]]\nname = \"{z}\"\npoints = [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]\n"))
             .collect::<String>();
-        let text = format!("{}\n{}\n{extra_zones}\n{}", blocks[0], blocks[1], blocks[2]);
+        let text =
+            format!("{}\n{}\n{}\n{extra_zones}\n{}", blocks[0], blocks[1], blocks[2], blocks[3]);
         let full = Config::parse(&text, &base()).unwrap_or_else(|e| panic!("docs/config.md: {e}"));
         let mut stripped = String::new();
         let mut removed = 0;
@@ -532,7 +533,9 @@ zone = "yard"
                 && m.delivery.backoff_max_secs == 60.0
         );
         assert_eq!(m.host_port(), Ok(("mqtt.grid.example.org".to_string(), 8883)));
-        assert_eq!(a.rules.len(), 13);
+        assert_eq!(a.rules.len(), 14);
+        assert_eq!(a.calibration, b.calibration);
+        assert_eq!(a.calibration.as_ref().map(|c| c.ground_points_m.len()), Some(4));
         assert_eq!(a.zones.len(), 4);
         assert_eq!(a.lines.len(), 2);
     }
