@@ -35,8 +35,9 @@ const COLLINEAR_REL: f64 = 0.01;
 pub struct CalibrationConfig {
     pub image_points: Vec<[f64; 2]>,
     pub ground_points_m: Vec<[f64; 2]>,
-    /// Speed is the ground displacement over this much frame time (least squares). Default
-    /// 1.0; a speed is reported once half of it is covered.
+    /// Speed is the ground displacement over this much frame time (least squares; over the
+    /// last 3 frames if they span more). Default 1.0; a speed is reported once 3 frames
+    /// span half of it.
     #[serde(default = "d_window")]
     pub speed_window_secs: f64,
 }
@@ -154,9 +155,10 @@ impl GroundSpeeds {
     }
 
     /// Records the frame's confirmed tracks (captured at `now`) and sets their `speed_kmh`:
-    /// the least-squares ground speed over the last `window` seconds, once the samples span
-    /// at least half of it (at least 3 samples). Lost tracks get `None`; tracks not seen for
-    /// two windows are forgotten.
+    /// the least-squares ground speed over the last `window` seconds (or the last 3 samples,
+    /// if they span more: at a low `detect_fps`), once there are at least 3 samples spanning
+    /// at least half the window. Lost tracks get `None`; samples older than 5 windows are
+    /// dropped, and tracks not seen for 5 windows are forgotten.
     pub fn update(&mut self, scene: &Scene, tracks: &mut [Track], now: OffsetDateTime) {
         let epoch = *self.epoch.get_or_insert(now);
         let t = (now - epoch).as_seconds_f64();
@@ -171,13 +173,17 @@ impl GroundSpeeds {
                 s.clear(); // time went back (or a repeated frame): start over
             }
             s.push_back((t, g));
-            while s.front().is_some_and(|(t0, _)| *t0 < t - self.window - 1e-9) {
+            let (window, stale) = (self.window, 5.0 * self.window);
+            while s
+                .front()
+                .is_some_and(|(t0, _)| *t0 < t - stale || (*t0 < t - window - 1e-9 && s.len() > 3))
+            {
                 s.pop_front();
             }
             tr.speed_kmh = speed_kmh(s, self.window);
         }
-        let window = self.window;
-        self.tracks.retain(|_, s| s.back().is_some_and(|(last, _)| *last >= t - 2.0 * window));
+        let stale = 5.0 * self.window;
+        self.tracks.retain(|_, s| s.back().is_some_and(|(last, _)| *last >= t - stale));
     }
 }
 
@@ -280,6 +286,28 @@ mod tests {
         for (t, _, b) in got.iter().filter(|(t, ..)| 2.0 + v * t * 0.5 < 20.0) {
             assert!((*b as f64 - kmh / 2.0).abs() < kmh / 2.0 * 0.03, "{t} s: {b} km/h");
         }
+    }
+
+    /// At 1 analysed frame per second the 1 s window never holds 3 samples: the last 3
+    /// (2 s) are used instead.
+    #[test]
+    fn low_detect_fps_uses_the_last_three_frames() {
+        let mut est = GroundSpeeds::new(&calibration()).unwrap();
+        let scene = Scene::default();
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let v = 50.0 / 3.6;
+        let mut got = Vec::new();
+        for i in 0..6 {
+            let at = t0 + time::Duration::seconds(i);
+            let mut tr = vec![track(1, cam([2.0, 3.0 + v * i as f64]), at)];
+            est.update(&scene, &mut tr, at);
+            got.push(tr[0].speed_kmh);
+        }
+        assert_eq!(&got[..2], &[None, None]);
+        for s in &got[2..] {
+            assert!((s.unwrap() - 50.0).abs() < 0.5, "{got:?}");
+        }
+        assert_eq!(est.tracks[&1].len(), 3);
     }
 
     #[test]
