@@ -480,8 +480,16 @@ zone = "yard"
             .iter()
             .map(|z| format!("[[cameras.zones]]\nname = \"{z}\"\npoints = [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]\n"))
             .collect::<String>();
-        let text =
-            format!("{}\n{}\n{}\n{extra_zones}\n{}", blocks[0], blocks[1], blocks[2], blocks[3]);
+        let extra_lines = ["trap-start", "trap-end"]
+            .iter()
+            .map(|l| {
+                format!("[[cameras.lines]]\nname = \"{l}\"\npoints = [[0.1, 0.5], [0.9, 0.5]]\n")
+            })
+            .collect::<String>();
+        let text = format!(
+            "{}\n{}\n{}\n{extra_zones}\n{extra_lines}\n{}",
+            blocks[0], blocks[1], blocks[2], blocks[3]
+        );
         let full = Config::parse(&text, &base()).unwrap_or_else(|e| panic!("docs/config.md: {e}"));
         let mut stripped = String::new();
         let mut removed = 0;
@@ -533,11 +541,11 @@ zone = "yard"
                 && m.delivery.backoff_max_secs == 60.0
         );
         assert_eq!(m.host_port(), Ok(("mqtt.grid.example.org".to_string(), 8883)));
-        assert_eq!(a.rules.len(), 14);
+        assert_eq!(a.rules.len(), 15);
         assert_eq!(a.calibration, b.calibration);
         assert_eq!(a.calibration.as_ref().map(|c| c.ground_points_m.len()), Some(4));
         assert_eq!(a.zones.len(), 4);
-        assert_eq!(a.lines.len(), 2);
+        assert_eq!(a.lines.len(), 4);
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod per_track;
 pub mod presence;
 pub mod scene;
 pub mod speed;
+pub mod speed_trap;
 pub mod stalled_vehicle;
 pub mod tamper;
 pub mod wrong_way;
@@ -82,6 +83,11 @@ pub trait RuleSpec {
     fn line(&self) -> Option<&str> {
         None
     }
+    /// Every line the rule watches, as `(config key, name)`, for validation: by default
+    /// `line` under the key `line`.
+    fn lines(&self) -> Vec<(&'static str, &str)> {
+        self.line().map(|l| ("line", l)).into_iter().collect()
+    }
     /// The key that makes this rule need the camera's ground-plane calibration
     /// (`[cameras.calibration]`, for speeds in km/h), if any.
     fn needs_calibration(&self) -> Option<&'static str> {
@@ -123,6 +129,10 @@ macro_rules! rule_kinds {
             pub fn line(&self) -> Option<&str> {
                 match self { $(Self::$variant(r) => r.line(),)* }
             }
+            /// See `RuleSpec::lines`.
+            pub fn lines(&self) -> Vec<(&'static str, &str)> {
+                match self { $(Self::$variant(r) => r.lines(),)* }
+            }
             /// See `RuleSpec::needs_calibration`.
             pub fn needs_calibration(&self) -> Option<&'static str> {
                 match self { $(Self::$variant(r) => r.needs_calibration(),)* }
@@ -146,6 +156,7 @@ rule_kinds! {
     StalledVehicle(stalled_vehicle::StalledVehicleRule),
     Congestion(congestion::CongestionRule),
     Speed(speed::SpeedRule),
+    SpeedTrap(speed_trap::SpeedTrapRule),
     Fall(fall::FallRule),
     Fire(fire::FireRule),
     Smoke(fire::SmokeRule),
@@ -181,10 +192,10 @@ pub fn validate_rules(
                 return Err((f("zone"), format!("unknown zone `{z}` (camera zones: {known})")));
             }
         }
-        if let Some(l) = r.line() {
+        for (key, l) in r.lines() {
             if !lines.iter().any(|x| x.name == l) {
                 let known = names(lines.iter().map(|x| &x.name));
-                return Err((f("line"), format!("unknown line `{l}` (camera lines: {known})")));
+                return Err((f(key), format!("unknown line `{l}` (camera lines: {known})")));
             }
         }
     }
