@@ -7,7 +7,10 @@
 //! through the homography, and the speed is the least-squares slope of those positions over
 //! the last `speed_window_secs` of frame time. The image-plane (Kalman) velocity cannot be
 //! used: in perspective, one pixel is centimetres near the camera and metres far from it.
-//! The fit over a window averages out the jitter of the box's bottom edge.
+//! The fit over a window averages out the jitter of the box's bottom edge. A box that
+//! touches the edge of the picture is cut off there, so its anchor is not where the vehicle
+//! is: such frames give no sample and no speed (a vehicle leaving the picture would
+//! otherwise seem to slow down to a stop).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -22,6 +25,9 @@ use crate::types::{Track, TrackState};
 defaults! {
     d_window: f64 = 1.0;
 }
+
+/// A box side within this of the picture's edge (normalised) is taken as cut off there.
+const EDGE: f32 = 0.003;
 
 /// Relative tolerance of the collinearity check (twice the triangle's area over its
 /// longest side squared): about half a degree.
@@ -164,7 +170,9 @@ impl GroundSpeeds {
         let t = (now - epoch).as_seconds_f64();
         for tr in tracks.iter_mut() {
             tr.speed_kmh = None;
-            if tr.state != TrackState::Tracked {
+            let b = &tr.bbox;
+            let cut = b.x1 <= EDGE || b.y1 <= EDGE || b.x2 >= 1.0 - EDGE || b.y2 >= 1.0 - EDGE;
+            if tr.state != TrackState::Tracked || cut {
                 continue;
             }
             let Some(g) = self.ground(scene.anchor(tr)) else { continue };
@@ -308,6 +316,32 @@ mod tests {
             assert!((s.unwrap() - 50.0).abs() < 0.5, "{got:?}");
         }
         assert_eq!(est.tracks[&1].len(), 3);
+    }
+
+    /// A vehicle driving out of the bottom of the picture: once its box is cut off by the
+    /// edge it has no speed (rather than a falling one).
+    #[test]
+    fn boxes_cut_off_by_the_picture_edge_give_no_speed() {
+        let mut est = GroundSpeeds::new(&calibration()).unwrap();
+        let scene = Scene::default();
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let mut got = Vec::new();
+        for i in 0..15 {
+            let at = t0 + time::Duration::milliseconds(200 * i);
+            // 36 km/h toward the camera, from 20 m: after 2.4 s (at −4 m) the ground point is
+            // below the picture; the box is clamped to it.
+            let p = cam([1.0, 20.0 - 10.0 * 0.2 * i as f64]);
+            let mut tr = vec![track(1, [p[0], p[1].min(1.0)], at)];
+            est.update(&scene, &mut tr, at);
+            got.push((p[1], tr[0].speed_kmh));
+        }
+        for (y, s) in &got[3..] {
+            match s {
+                Some(v) => assert!(*y < 1.0 && (v - 36.0).abs() < 0.4, "{got:?}"),
+                None => assert!(*y >= 0.997, "{got:?}"),
+            }
+        }
+        assert!(got.iter().any(|(_, s)| s.is_none()) && got.iter().any(|(_, s)| s.is_some()));
     }
 
     #[test]
