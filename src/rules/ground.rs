@@ -344,6 +344,34 @@ mod tests {
         assert!(got.iter().any(|(_, s)| s.is_none()) && got.iter().any(|(_, s)| s.is_some()));
     }
 
+    /// Cost per frame at 50 tracks (run with --release --ignored --nocapture).
+    #[test]
+    #[ignore]
+    fn ground_speed_cost() {
+        let mut est = GroundSpeeds::new(&calibration()).unwrap();
+        let scene = Scene::default();
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let n = 3000;
+        let mut spent = std::time::Duration::ZERO;
+        for k in 0..n {
+            let at = t0 + time::Duration::milliseconds(100 * k);
+            let mut tr: Vec<Track> = (0..50u64)
+                .map(|i| {
+                    let g = [(i % 4) as f64, 3.0 + (i as f64 * 1.3 + 2.5 * k as f64 / 10.0) % 40.0];
+                    track(i, cam(g), at)
+                })
+                .collect();
+            let t = std::time::Instant::now();
+            est.update(&scene, &mut tr, at);
+            spent += t.elapsed();
+            std::hint::black_box(&tr);
+        }
+        println!(
+            "ground speed: {:.1} µs per frame at 50 tracks",
+            spent.as_secs_f64() * 1e6 / n as f64
+        );
+    }
+
     #[test]
     fn lost_and_beyond_horizon_tracks_have_no_speed() {
         let mut est = GroundSpeeds::new(&calibration()).unwrap();
