@@ -227,8 +227,8 @@ impl CameraAnalytics {
         let started = Instant::now();
         let mut guard = self.lock();
         let (tracker, engine) = &mut *guard;
-        let tracks = Tracks { tracks: tracker.update(&detections.objects, at), detections };
-        let changes = engine.process(&tracks);
+        let mut tracks = Tracks { tracks: tracker.update(&detections.objects, at), detections };
+        let changes = engine.process(&mut tracks);
         let (counts, occupancy) = (engine.take_counts(), engine.take_occupancy());
         drop(guard);
         Analysed {

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use crate::rules::{LineConfig, RuleConfig, ZoneConfig};
+pub use crate::rules::{CalibrationConfig, LineConfig, RuleConfig, ZoneConfig};
 
 pub use self::api::ApiConfig;
 pub use self::auth::{AuthConfig, CookieSecure};
@@ -158,7 +158,11 @@ impl Config {
             crate::rules::scene::validate_geometry(&c.zones, &c.lines)
                 .map_err(|(field, m)| format!("{}: {m}", at(&field)))?;
             c.record.validate(&at)?;
-            crate::rules::validate_rules(&c.rules, &c.zones, &c.lines)
+            if let Some(cal) = &c.calibration {
+                cal.homography().map_err(|(field, m)| format!("{}: {m}", at(&field)))?;
+            }
+            let calibrated = c.calibration.is_some();
+            crate::rules::validate_rules(&c.rules, &c.zones, &c.lines, calibrated)
                 .map_err(|(field, m)| format!("{}: {m}", at(&field)))?;
         }
         Ok(())
@@ -471,12 +475,21 @@ zone = "yard"
             .filter_map(|b| b.split("```").next())
             .filter(|b| !b.contains("[elements]"))
             .collect();
-        assert_eq!(blocks.len(), 3, "main, geometry and rules blocks");
+        assert_eq!(blocks.len(), 4, "main, geometry, calibration and rules blocks");
         let extra_zones = ["lane-north", "bus-stop", "junction"]
             .iter()
             .map(|z| format!("[[cameras.zones]]\nname = \"{z}\"\npoints = [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]\n"))
             .collect::<String>();
-        let text = format!("{}\n{}\n{extra_zones}\n{}", blocks[0], blocks[1], blocks[2]);
+        let extra_lines = ["trap-start", "trap-end"]
+            .iter()
+            .map(|l| {
+                format!("[[cameras.lines]]\nname = \"{l}\"\npoints = [[0.1, 0.5], [0.9, 0.5]]\n")
+            })
+            .collect::<String>();
+        let text = format!(
+            "{}\n{}\n{}\n{extra_zones}\n{extra_lines}\n{}",
+            blocks[0], blocks[1], blocks[2], blocks[3]
+        );
         let full = Config::parse(&text, &base()).unwrap_or_else(|e| panic!("docs/config.md: {e}"));
         let mut stripped = String::new();
         let mut removed = 0;
@@ -528,9 +541,11 @@ zone = "yard"
                 && m.delivery.backoff_max_secs == 60.0
         );
         assert_eq!(m.host_port(), Ok(("mqtt.grid.example.org".to_string(), 8883)));
-        assert_eq!(a.rules.len(), 13);
+        assert_eq!(a.rules.len(), 15);
+        assert_eq!(a.calibration, b.calibration);
+        assert_eq!(a.calibration.as_ref().map(|c| c.ground_points_m.len()), Some(4));
         assert_eq!(a.zones.len(), 4);
-        assert_eq!(a.lines.len(), 2);
+        assert_eq!(a.lines.len(), 4);
     }
 
     #[test]

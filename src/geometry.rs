@@ -306,6 +306,157 @@ impl Anchor {
     }
 }
 
+/// Whether `a`, `b`, `c` are (nearly) on one line: twice their triangle's area is under
+/// `rel` times the square of its longest side (scale-free, so it works for normalised
+/// image points and for metres alike).
+pub fn collinear(a: Pt, b: Pt, c: Pt, rel: f64) -> bool {
+    let longest = dist(a, b).max(dist(b, c)).max(dist(a, c));
+    longest <= EPS || side(a, b, c).abs() <= rel * longest * longest
+}
+
+/// Whether the closed polygon is strictly convex, its points listed in order around it
+/// (either way round).
+pub fn convex_in_order(poly: &[Pt]) -> bool {
+    let n = poly.len();
+    if n < 3 {
+        return false;
+    }
+    let s: Vec<f64> = (0..n).map(|i| side(poly[i], poly[(i + 1) % n], poly[(i + 2) % n])).collect();
+    (s.iter().all(|v| *v > EPS) || s.iter().all(|v| *v < -EPS)) && !polygon_self_intersects(poly)
+}
+
+/// A projective map of the plane (3×3 matrix acting on `[x, y, 1]`): the image of a flat
+/// ground plane seen by a pinhole camera maps to the ground by one of these (see
+/// `rules::ground`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Homography {
+    m: [[f64; 3]; 3],
+}
+
+impl Homography {
+    /// The map taking `src[i]` to `dst[i]` (i = 0..4): the direct linear solution with
+    /// `h33 = 1`, on Hartley-normalised points (centroid at the origin, mean distance √2)
+    /// for conditioning. `Err` when the 8×8 system is singular (three points on a line).
+    pub fn from_4_points(src: &[Pt; 4], dst: &[Pt; 4]) -> Result<Homography, String> {
+        let (ts, ns) = normalise(src).ok_or("the points coincide")?;
+        let (td, nd) = normalise(dst).ok_or("the points coincide")?;
+        let mut a = [[0.0f64; 9]; 8];
+        for i in 0..4 {
+            let ([x, y], [u, v]) = (ns[i], nd[i]);
+            a[2 * i] = [x, y, 1.0, 0.0, 0.0, 0.0, -x * u, -y * u, u];
+            a[2 * i + 1] = [0.0, 0.0, 0.0, x, y, 1.0, -x * v, -y * v, v];
+        }
+        let h = solve8(a).ok_or("singular (three of the points are on one line)")?;
+        let hn = Homography { m: [[h[0], h[1], h[2]], [h[3], h[4], h[5]], [h[6], h[7], 1.0]] };
+        let td_inv = td.inverse().ok_or("singular")?;
+        let mut out = td_inv.then(&hn.then(&ts));
+        let s = out.m[2][2];
+        if !(s.is_finite() && s.abs() > EPS) {
+            return Err("singular".into());
+        }
+        out.m.iter_mut().flatten().for_each(|v| *v /= s);
+        if !out.m.iter().flatten().all(|v| v.is_finite()) || out.det().abs() <= 1e-15 {
+            return Err("singular".into());
+        }
+        Ok(out)
+    }
+
+    /// `self` after `first`: p ↦ self(first(p)).
+    fn then(&self, first: &Homography) -> Homography {
+        let mut m = [[0.0; 3]; 3];
+        for (i, row) in m.iter_mut().enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = (0..3).map(|k| self.m[i][k] * first.m[k][j]).sum();
+            }
+        }
+        Homography { m }
+    }
+
+    fn det(&self) -> f64 {
+        let m = &self.m;
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    }
+
+    /// The inverse map, if the matrix is invertible.
+    pub fn inverse(&self) -> Option<Homography> {
+        let d = self.det();
+        if !(d.is_finite() && d.abs() > 1e-15) {
+            return None;
+        }
+        let m = &self.m;
+        let c = |i: usize, j: usize| {
+            let (r0, r1) = ((i + 1) % 3, (i + 2) % 3);
+            let (c0, c1) = ((j + 1) % 3, (j + 2) % 3);
+            m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0]
+        };
+        let mut inv = [[0.0; 3]; 3];
+        for (i, row) in inv.iter_mut().enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = c(j, i) / d;
+            }
+        }
+        Some(Homography { m: inv })
+    }
+
+    /// The third homogeneous coordinate of `p`'s image: its sign tells on which side of the
+    /// map's horizon (`w = 0`) the point lies.
+    pub fn w(&self, p: Pt) -> f64 {
+        self.m[2][0] * p[0] + self.m[2][1] * p[1] + self.m[2][2]
+    }
+
+    /// The image of `p`; `None` on (or numerically at) the horizon.
+    pub fn apply(&self, p: Pt) -> Option<Pt> {
+        let w = self.w(p);
+        if !(w.is_finite() && w.abs() > 1e-12) {
+            return None;
+        }
+        let x = (self.m[0][0] * p[0] + self.m[0][1] * p[1] + self.m[0][2]) / w;
+        let y = (self.m[1][0] * p[0] + self.m[1][1] * p[1] + self.m[1][2]) / w;
+        (x.is_finite() && y.is_finite()).then_some([x, y])
+    }
+}
+
+/// Hartley normalisation of 4 points: the similarity `t` (centroid to the origin, mean
+/// distance √2) and the moved points.
+fn normalise(p: &[Pt; 4]) -> Option<(Homography, [Pt; 4])> {
+    let c = [p.iter().map(|q| q[0]).sum::<f64>() / 4.0, p.iter().map(|q| q[1]).sum::<f64>() / 4.0];
+    let mean = p.iter().map(|q| dist(*q, c)).sum::<f64>() / 4.0;
+    if !(mean.is_finite() && mean > EPS) {
+        return None;
+    }
+    let s = std::f64::consts::SQRT_2 / mean;
+    let t = Homography { m: [[s, 0.0, -s * c[0]], [0.0, s, -s * c[1]], [0.0, 0.0, 1.0]] };
+    Some((t, p.map(|q| [s * (q[0] - c[0]), s * (q[1] - c[1])])))
+}
+
+/// Solves the 8×8 system `a[.., ..8] x = a[.., 8]` by Gaussian elimination with partial
+/// pivoting; `None` when it is (numerically) singular.
+fn solve8(mut a: [[f64; 9]; 8]) -> Option<[f64; 8]> {
+    for col in 0..8 {
+        let piv = (col..8).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
+        if a[piv][col].abs().is_nan() || a[piv][col].abs() <= 1e-10 {
+            return None;
+        }
+        a.swap(col, piv);
+        let p = a[col];
+        for (r, row) in a.iter_mut().enumerate() {
+            let f = row[col] / p[col];
+            if r != col && f != 0.0 {
+                for (v, pv) in row.iter_mut().zip(p.iter()).skip(col) {
+                    *v -= f * pv;
+                }
+            }
+        }
+    }
+    let mut x = [0.0; 8];
+    for i in 0..8 {
+        x[i] = a[i][8] / a[i][i];
+    }
+    x.iter().all(|v| v.is_finite()).then_some(x)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,5 +562,57 @@ mod tests {
         assert!((p[0] - 0.3).abs() < 1e-6 && (p[1] - 0.6).abs() < 1e-6);
         assert!((Anchor::Center.point(&b)[1] - 0.4).abs() < 1e-6);
         assert!((Anchor::TopCenter.point(&b)[1] - 0.2).abs() < 1e-6);
+    }
+    #[test]
+    fn homography_maps_its_points_and_a_known_point() {
+        // A road seen in perspective: a 3.5 m × 30 m rectangle of the ground (a lane, two
+        // dashes long) whose far end is narrower on screen.
+        let img = [[0.45, 0.40], [0.55, 0.40], [0.70, 0.90], [0.30, 0.90]];
+        let gnd = [[0.0, 30.0], [3.5, 30.0], [3.5, 0.0], [0.0, 0.0]];
+        let h = Homography::from_4_points(&img, &gnd).unwrap();
+        for i in 0..4 {
+            let p = h.apply(img[i]).unwrap();
+            assert!(dist(p, gnd[i]) < 1e-9, "{i}: {p:?}");
+        }
+        // The image centre line x = 0.5 is the lane's middle; the crossing of the diagonals
+        // of the image quadrilateral is the image of the crossing of the ground diagonals,
+        // the rectangle's centre (projective maps keep lines and their intersections).
+        let mid = h.apply([0.5, 0.65]).unwrap();
+        assert!((mid[0] - 1.75).abs() < 1e-9, "{mid:?}");
+        let (a, b, c, d) = (img[0], img[2], img[1], img[3]);
+        let t = side(c, d, a) / (side(c, d, a) - side(c, d, b));
+        let x = [a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])];
+        let g = h.apply(x).unwrap();
+        assert!(dist(g, [1.75, 15.0]) < 1e-9, "{g:?}");
+        // A known perspective: the ground point (x, y) m seen at u = 0.5 + 0.1 x / (1 + y / 10),
+        // v = 0.3 + 0.6 / (1 + y / 10) (a camera looking along y). Its homography from any 4
+        // points maps every other point exactly.
+        let cam = |p: Pt| {
+            let k = 1.0 + p[1] / 10.0;
+            [0.5 + 0.1 * (p[0] - 1.75) / k, 0.3 + 0.6 / k]
+        };
+        let gnd2 = [[0.0, 0.0], [3.5, 0.0], [3.5, 40.0], [0.0, 40.0]];
+        let h2 = Homography::from_4_points(&gnd2.map(cam), &gnd2).unwrap();
+        for q in [[1.0, 5.0], [7.0, 80.0], [-3.0, 12.5]] {
+            let g = h2.apply(cam(q)).unwrap();
+            assert!(dist(g, q) < 1e-6, "{q:?} -> {g:?}");
+            let back = h2.inverse().unwrap().apply(q).unwrap();
+            assert!(dist(back, cam(q)) < 1e-9);
+        }
+        // Beyond the horizon (v = 0.3) the ground is behind the camera.
+        assert!(h2.w([0.5, 0.29]).signum() != h2.w([0.5, 0.5]).signum());
+    }
+
+    #[test]
+    fn homography_refuses_degenerate_points() {
+        let gnd = [[0.0, 0.0], [3.5, 0.0], [3.5, 30.0], [0.0, 30.0]];
+        let line = [[0.1, 0.1], [0.2, 0.2], [0.3, 0.3], [0.5, 0.9]];
+        assert!(Homography::from_4_points(&line, &gnd).is_err());
+        let same = [[0.1, 0.1]; 4];
+        assert!(Homography::from_4_points(&same, &gnd).is_err());
+        assert!(collinear([0.1, 0.1], [0.2, 0.2], [0.3, 0.3000001], 1e-3));
+        assert!(!collinear([0.1, 0.1], [0.2, 0.2], [0.3, 0.4], 1e-3));
+        assert!(convex_in_order(&gnd));
+        assert!(!convex_in_order(&[gnd[0], gnd[2], gnd[1], gnd[3]]));
     }
 }

@@ -40,6 +40,9 @@ pub struct CameraHealth {
     pub lines: Vec<Shape>,
     /// The camera's rules from the config: id (`<kind>#<index>`), kind, zone and line.
     pub rules: Vec<crate::rules::RuleMeta>,
+    /// The camera's ground-plane calibration (`[cameras.calibration]`), for drawing its
+    /// quadrilateral and distances over the view; `None` without one.
+    pub calibration: Option<crate::rules::CalibrationConfig>,
 }
 
 /// A named zone polygon or line polyline.
@@ -186,6 +189,7 @@ impl CameraHealth {
             zones: Vec::new(),
             lines: Vec::new(),
             rules: Vec::new(),
+            calibration: None,
         }
     }
 }

@@ -331,6 +331,11 @@ pub struct Track {
     pub last_seen: OffsetDateTime,
     /// Velocity of the box centre, normalised units per second (x right, y down).
     pub velocity: (f32, f32),
+    /// Ground speed in km/h, on cameras with a ground-plane calibration (`rules::ground`,
+    /// set by the rule engine): `None` without one, for lost tracks, and until the track
+    /// has about half a second of history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed_kmh: Option<f32>,
 }
 
 /// The message from the tracker to the rules: a frame's detections plus the camera's tracks.
@@ -351,6 +356,9 @@ pub struct CountDelta {
     /// When the anchor crossed (the capture time of the first frame past the line).
     pub at: OffsetDateTime,
     pub count: u32,
+    /// Ground speed of the crossing vehicle in km/h (the mean when `count` > 1), on
+    /// cameras with a ground-plane calibration once the track has a speed.
+    pub speed_kmh: Option<f32>,
 }
 
 /// Zone occupancy of one completed (or, at shutdown, partial) 1-minute bucket: over the

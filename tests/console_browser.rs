@@ -146,7 +146,9 @@ fn operator_console_in_a_real_browser() {
 
     // People walk through the middle of the PETS scene all the time: the intrusion zone
     // raises an incident every few seconds, the line counts them, clips are ready 2 s after
-    // an incident ends (short segments, small pre/post roll).
+    // an incident ends (short segments, small pre/post roll). The calibration is a rough
+    // guess at the plaza (not measured): it is there to be drawn and to give the counts a
+    // speed.
     let app = Appliance::start(&format!(
         r#"[[cameras]]
 id = "gate"
@@ -167,6 +169,9 @@ points = [[0.25, 0.35], [0.75, 0.35], [0.75, 0.95], [0.25, 0.95]]
 name = "middle"
 points = [[0.5, 0.0], [0.5, 1.0]]
 directions = {{ a_to_b = "westbound", b_to_a = "eastbound" }}
+[cameras.calibration]
+image_points = [[0.20, 0.33], [0.75, 0.33], [0.95, 0.75], [0.05, 0.75]]
+ground_points_m = [[0, 20], [16, 20], [16, 0], [0, 0]]
 [[cameras.rules]]
 kind = "intrusion"
 zone = "walkway"

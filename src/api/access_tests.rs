@@ -147,6 +147,7 @@ impl Fx {
                     direction: crate::geometry::CrossDir::AToB,
                     at: t,
                     count: 3,
+                    speed_kmh: None,
                 }])
                 .unwrap();
             fx.state

@@ -530,13 +530,18 @@ async fn counts_aggregate_per_bucket() {
         direction: dir,
         at,
         count,
+        speed_kmh: None,
     };
     let t = time::macros::datetime!(2026-03-01 10:00:05 UTC);
     fx.state
         .store
         .add_counts(&[
-            d("gate", CrossDir::AToB, t, 2),
-            d("gate", CrossDir::AToB, t + time::Duration::minutes(3), 1),
+            CountDelta { speed_kmh: Some(40.0), ..d("gate", CrossDir::AToB, t, 1) },
+            d("gate", CrossDir::AToB, t, 1),
+            CountDelta {
+                speed_kmh: Some(50.0),
+                ..d("gate", CrossDir::AToB, t + time::Duration::minutes(3), 1)
+            },
             d("gate", CrossDir::BToA, t + time::Duration::minutes(90), 4),
             d("road", CrossDir::AToB, t, 9),
         ])
@@ -549,9 +554,11 @@ async fn counts_aggregate_per_bucket() {
         v["counts"],
         serde_json::json!([
             {"camera_id": "cam1", "line": "gate", "class": "person", "direction": "a_to_b",
-             "bucket_start": "2026-03-01T10:00:00Z", "count": 3, "direction_name": null},
+             "bucket_start": "2026-03-01T10:00:00Z", "count": 3, "direction_name": null,
+             "mean_speed_kmh": 45.0, "speed_count": 2},
             {"camera_id": "cam1", "line": "gate", "class": "person", "direction": "b_to_a",
-             "bucket_start": "2026-03-01T11:00:00Z", "count": 4, "direction_name": null},
+             "bucket_start": "2026-03-01T11:00:00Z", "count": 4, "direction_name": null,
+             "mean_speed_kmh": null, "speed_count": 0},
         ])
     );
     let v = get(&fx, "/api/v1/stats/counts?line=gate&bucket=minute&since=2026-03-01T10:01:00Z&until=2026-03-01T11:00:00Z")
@@ -603,6 +610,7 @@ async fn counts_carry_direction_names() {
         direction,
         at: t,
         count: 1,
+        speed_kmh: None,
     };
     fx.state
         .store

@@ -70,6 +70,10 @@ pub struct CameraConfig {
     /// Anchor point per class (`[cameras.anchors]`, class → anchor); default bottom_center.
     #[serde(default)]
     pub anchors: BTreeMap<String, crate::geometry::Anchor>,
+    /// Ground-plane calibration (`[cameras.calibration]`): 4 image points and the matching
+    /// ground points in metres; gives tracks a speed in km/h. Absent: no speeds.
+    #[serde(default)]
+    pub calibration: Option<crate::rules::CalibrationConfig>,
     /// Continuous recording and event clips (`[cameras.record]`); every field has a default.
     #[serde(default)]
     pub record: RecordConfig,
@@ -344,6 +348,7 @@ impl<'a> From<&'a CameraConfig> for crate::rules::RuleSetup<'a> {
             zones: &c.zones,
             lines: &c.lines,
             anchors: &c.anchors,
+            calibration: c.calibration.as_ref(),
         }
     }
 }
@@ -382,5 +387,53 @@ mod tests {
         }
         let e = parse("[cameras.tiles]\nsize=2\n").unwrap_err();
         assert!(e.contains("size"), "{e}");
+    }
+
+    #[test]
+    fn calibration_is_optional_and_validated_naming_field_and_camera() {
+        assert_eq!(parse("").unwrap().cameras[0].calibration, None);
+        let ok = "[cameras.calibration]\nimage_points = [[0.45, 0.4], [0.55, 0.4], [0.7, 0.9], \
+                  [0.3, 0.9]]\nground_points_m = [[0, 30], [3.5, 30], [3.5, 0], [0, 0]]\n";
+        let c = parse(ok).unwrap().cameras[0].calibration.clone().unwrap();
+        assert_eq!(c.speed_window_secs, 1.0);
+        for (bad, field, msg) in [
+            ("[[0.45, 0.4], [0.55, 0.4], [0.7, 0.9]]", "calibration.image_points", "exactly 4"),
+            (
+                "[[0.1, 0.4], [0.5, 0.4], [0.9, 0.4], [0.3, 0.9]]",
+                "calibration.image_points",
+                "one line",
+            ),
+            (
+                "[[0.45, 0.4], [0.55, 0.4], [1.7, 0.9], [0.3, 0.9]]",
+                "calibration.image_points",
+                "outside",
+            ),
+        ] {
+            let e =
+                parse(&ok.replacen("[[0.45, 0.4], [0.55, 0.4], [0.7, 0.9], [0.3, 0.9]]", bad, 1))
+                    .unwrap_err();
+            assert!(e.contains(&format!("cameras[0].{field}`")) && e.contains("gate"), "{e}");
+            assert!(e.contains(msg), "{e}");
+        }
+        let e = parse(&ok.replace("[0, 0]]", "[3.5, 60]]")).unwrap_err();
+        assert!(e.contains("calibration.ground_points_m") && e.contains("one line"), "{e}");
+        let e = parse(&format!("{ok}height_m = 3\n")).unwrap_err();
+        assert!(e.contains("height_m"), "{e}");
+        // Rules in km/h need the calibration.
+        let zone = "[[cameras.zones]]\nname='road'\npoints=[[0,0.5],[1,0.5],[1,1],[0,1]]\n";
+        let speed = "[[cameras.rules]]\nkind='speed'\nzone='road'\nlimit_kmh=50\n";
+        assert!(parse(&format!("{ok}{zone}{speed}")).is_ok());
+        let e = parse(&format!("{zone}{speed}")).unwrap_err();
+        assert!(e.contains("cameras[0].rules[0].limit_kmh`") && e.contains("gate"), "{e}");
+        assert!(e.contains("calibration"), "{e}");
+        let jam = "[[cameras.rules]]\nkind='congestion'\nzone='road'\nmax_speed_kmh=10\n";
+        assert!(parse(&format!("{ok}{zone}{jam}")).is_ok());
+        let e = parse(&format!("{zone}{jam}")).unwrap_err();
+        assert!(e.contains("rules[0].max_speed_kmh`") && e.contains("calibration"), "{e}");
+        let both = format!("{jam}max_speed=0.02\n");
+        let e = parse(&format!("{ok}{zone}{both}")).unwrap_err();
+        assert!(e.contains("rules[0].max_speed_kmh`") && e.contains("not both"), "{e}");
+        // Without km/h, congestion needs no calibration.
+        assert!(parse(&format!("{zone}{}", jam.replace("max_speed_kmh", "max_speed"))).is_ok());
     }
 }

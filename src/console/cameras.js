@@ -1,5 +1,6 @@
 // Cameras (`#/cameras`): one tile per camera with its live picture, zones and lines drawn
-// over it, and its health.
+// over it (each line with its A and B sides marked), the ground-plane calibration's
+// quadrilateral with its side lengths in metres, and its health.
 //
 // The live picture is the latest analysed frame as a JPEG (`latest.jpg`), fetched about
 // once a second for the tiles on screen only, and not at all while the tab is hidden.
@@ -33,26 +34,66 @@ function points(p) {
   return (p || []).map(([x, y]) => `${x},${y}`).join(' ');
 }
 
+/** A label (HTML, so the non-uniform viewBox does not stretch it) at normalised [x, y]. */
+function tag(text, [x, y], cls, attrs) {
+  const el = h('span', { class: ['geo-label', cls].join(' '), ...attrs }, text);
+  el.style.left = `${(Math.min(1, Math.max(0, x)) * 100).toFixed(2)}%`;
+  el.style.top = `${(Math.min(1, Math.max(0, y)) * 100).toFixed(2)}%`;
+  return el;
+}
+
+/**
+ * The "A" and "B" marks of a line, beside the middle of its middle segment: walking the
+ * line from its first point to its last on screen (y down), side A is on the left and B on
+ * the right (docs/line-directions.svg; `geometry::side` > 0 is B). Scaling x and y by the
+ * picture's size keeps the sides, so the normal is taken in normalised units.
+ */
+function sideMarks(l) {
+  const p = l.points || [];
+  if (p.length < 2) return [];
+  const i = Math.floor((p.length - 1) / 2);
+  const [a, b] = [p[i], p[i + 1]];
+  const [dx, dy] = [b[0] - a[0], b[1] - a[1]];
+  const len = Math.hypot(dx, dy) || 1;
+  const m = [(a[0] + b[0]) / 2, (a[1] + b[1]) / 2];
+  const off = 0.045;
+  const nb = [-dy / len, dx / len]; // right of the walk on screen: side B
+  const mark = (side, k) => tag(side, [m[0] + k * off * nb[0], m[1] + k * off * nb[1]], `side side-${side.toLowerCase()}`, { 'data-line': l.name, 'data-side': side, title: t(`cameras.side_${side.toLowerCase()}`, { line: l.name }) });
+  return [mark('A', -1), mark('B', 1)];
+}
+
+/** The calibration's quadrilateral and the ground length of each side (m). */
+function calibrationShapes(cal) {
+  const img = (cal && cal.image_points) || [];
+  const gnd = (cal && cal.ground_points_m) || [];
+  if (img.length !== 4 || gnd.length !== 4) return { shapes: [], labels: [] };
+  const shapes = [s('polygon', { class: 'calibration', points: points(img), 'data-testid': 'calibration' })];
+  const labels = img.map((p, i) => {
+    const q = img[(i + 1) % 4];
+    const m = Math.hypot(gnd[(i + 1) % 4][0] - gnd[i][0], gnd[(i + 1) % 4][1] - gnd[i][1]);
+    return tag(`${m.toFixed(m < 10 ? 2 : 1)} m`, [(p[0] + q[0]) / 2, (p[1] + q[1]) / 2], 'calib', { 'data-testid': 'calibration-length', 'data-metres': m.toFixed(2), title: t('cameras.calibration_side') });
+  });
+  return { shapes, labels };
+}
+
 function overlay(cam) {
   const zones = cam.zones || [];
   const lines = cam.lines || [];
+  const cal = calibrationShapes(cam.calibration);
   const svg = s(
     'svg',
     { class: 'overlay', 'data-testid': 'overlay', viewBox: '0 0 1 1', preserveAspectRatio: 'none', 'aria-hidden': 'true' },
+    cal.shapes,
     zones.map((z) => s('polygon', { class: 'zone', points: points(z.points), 'data-name': z.name })),
     lines.map((l) => s('polyline', { class: 'line', points: points(l.points), 'data-name': l.name })),
   );
-  // Names as HTML (SVG text would be stretched by the non-uniform viewBox).
   const label = (name, pts, cls) => {
     if (!pts || !pts.length) return null;
     const x = pts.reduce((a, p) => a + p[0], 0) / pts.length;
     const y = pts.reduce((a, p) => a + p[1], 0) / pts.length;
-    const el = h('span', { class: ['geo-label', cls] }, name);
-    el.style.left = `${(x * 100).toFixed(2)}%`;
-    el.style.top = `${(y * 100).toFixed(2)}%`;
-    return el;
+    return tag(name, [x, y], cls);
   };
-  const labels = [...zones.map((z) => label(z.name, z.points, 'zone')), ...lines.map((l) => label(l.name, l.points, 'line'))].filter(Boolean);
+  const labels = [...zones.map((z) => label(z.name, z.points, 'zone')), ...lines.map((l) => label(l.name, l.points, 'line')), ...lines.flatMap(sideMarks), ...cal.labels].filter(Boolean);
   return { svg, labels };
 }
 
@@ -73,16 +114,16 @@ function buildTile(cam) {
       frame.style.setProperty('--ar', (img.naturalWidth / img.naturalHeight).toFixed(4));
     }
   });
-  const tile = { cam, el, img, msg, frame, stateEl, health, error, visible: false, busy: false, url: null, geo: JSON.stringify([cam.zones, cam.lines]) };
+  const tile = { cam, el, img, msg, frame, stateEl, health, error, visible: false, busy: false, url: null, geo: JSON.stringify([cam.zones, cam.lines, cam.calibration]) };
   fillTile(tile, cam);
   return tile;
 }
 
 function fillTile(tile, cam) {
   tile.cam = cam;
-  const geo = JSON.stringify([cam.zones, cam.lines]);
+  const geo = JSON.stringify([cam.zones, cam.lines, cam.calibration]);
   if (geo !== tile.geo) {
-    // Zones or lines changed (configuration reloaded): redraw them.
+    // Zones, lines or the calibration changed (configuration reloaded): redraw them.
     tile.geo = geo;
     for (const el of tile.frame.querySelectorAll('.overlay, .geo-label')) el.remove();
     const { svg, labels } = overlay(cam);

@@ -1,5 +1,6 @@
 // Statistics (`#/stats`): line-crossing counts (stacked bars per line, class and
-// direction) and zone occupancy (mean and peak objects inside) over a period.
+// direction) with the mean ground speed of the crossings where the camera is calibrated,
+// and zone occupancy (mean and peak objects inside) over a period.
 
 import { api, ApiError } from './api.js';
 import { t, directionLabel } from './i18n.js';
@@ -115,6 +116,9 @@ function draw() {
         label: `${camPrefix(r.camera_id)}${r.line} · ${r.class} · ${dirLabel(r)}`,
         data: new Map(),
         total: 0,
+        speed: new Map(), // bucket → [sum of km/h, crossings with a speed]
+        speedSum: 0,
+        speedN: 0,
         row: r,
         attrs: { 'data-camera': r.camera_id, 'data-line': r.line, 'data-class': r.class, 'data-direction': r.direction, 'data-direction-name': r.direction_name || '' },
       });
@@ -123,9 +127,23 @@ function draw() {
     const x = Date.parse(r.bucket_start);
     se.data.set(x, (se.data.get(x) || 0) + r.count);
     se.total += r.count;
+    if (r.speed_count > 0 && r.mean_speed_kmh != null) {
+      const [sum, n] = se.speed.get(x) || [0, 0];
+      se.speed.set(x, [sum + r.mean_speed_kmh * r.speed_count, n + r.speed_count]);
+      se.speedSum += r.mean_speed_kmh * r.speed_count;
+      se.speedN += r.speed_count;
+    }
   }
   const countSeries = [...cs.values()];
   countSeries.forEach((se, i) => (se.color = PALETTE[i % PALETTE.length]));
+  const withSpeed = countSeries.filter((se) => se.speedN > 0);
+  const fmtSpeed = (se) => (se.speedN > 0 ? (se.speedSum / se.speedN).toFixed(1) : '—');
+  const speedSeries = withSpeed.map((se) => ({
+    label: se.label,
+    color: se.color,
+    attrs: { ...se.attrs, 'data-stat': 'mean_speed_kmh' },
+    data: new Map([...se.speed].map(([x, [sum, n]]) => [x, Math.round((sum / n) * 10) / 10])),
+  }));
   const w = width(view.countsBox);
   const cChart = barChart({ testid: 'counts-chart', title: t('stats.counts_title'), width: w, height: 240, xs, series: countSeries, fmtX: fmtX(bucket), fmtTip: fmtTip(bucket) });
   fill(view.countsBox, 
@@ -136,13 +154,16 @@ function draw() {
       ? h(
           'table',
           { class: 'table totals', 'data-testid': 'counts-totals' },
-          h('thead', null, h('tr', null, many ? h('th', null, t('filters.camera')) : null, h('th', null, t('stats.line')), h('th', null, t('stats.class')), h('th', null, t('stats.direction')), h('th', { class: 'num' }, t('stats.total')))),
+          h('thead', null, h('tr', null, many ? h('th', null, t('filters.camera')) : null, h('th', null, t('stats.line')), h('th', null, t('stats.class')), h('th', null, t('stats.direction')), h('th', { class: 'num' }, t('stats.total')), withSpeed.length ? h('th', { class: 'num' }, t('stats.mean_speed')) : null)),
           h(
             'tbody',
             null,
-            countSeries.map((se) => h('tr', null, many ? h('td', null, ctx.cameraName(se.row.camera_id)) : null, h('td', null, se.row.line), h('td', null, se.row.class), h('td', { 'data-direction': se.row.direction }, dirLabel(se.row)), h('td', { class: 'num' }, String(se.total)))),
+            countSeries.map((se) => h('tr', null, many ? h('td', null, ctx.cameraName(se.row.camera_id)) : null, h('td', null, se.row.line), h('td', null, se.row.class), h('td', { 'data-direction': se.row.direction }, dirLabel(se.row)), h('td', { class: 'num' }, String(se.total)), withSpeed.length ? h('td', { class: 'num', 'data-stat': 'mean_speed_kmh' }, fmtSpeed(se)) : null)),
           ),
         )
+      : null,
+    speedSeries.length
+      ? [h('h3', null, t('stats.speed_title')), lineChart({ testid: 'speed-chart', title: t('stats.speed_title'), width: w, height: 200, xs, series: speedSeries, fmtX: fmtX(bucket), fmtTip: fmtTip(bucket) }), legend(speedSeries, 'speed-legend')]
       : null,
   );
 

@@ -389,6 +389,20 @@ pub struct ScenarioReport {
     pub fps: f64,
     pub counts: Vec<CountRow>,
     pub events: Vec<EventRow>,
+    /// Ground speeds of the counted crossings (cameras with `[cameras.calibration]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub speeds: Vec<CrossingSpeed>,
+}
+
+/// One counted crossing that had a ground speed.
+#[derive(Debug, Clone, Serialize)]
+pub struct CrossingSpeed {
+    pub line: String,
+    pub direction: String,
+    pub class: String,
+    /// Video time of the crossing.
+    pub at_secs: f64,
+    pub speed_kmh: f32,
 }
 
 /// The whole run.
@@ -465,6 +479,7 @@ fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<ScenarioReport> 
         time::OffsetDateTime::from_unix_timestamp(0).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let mut counted: BTreeMap<(String, CrossDir), BTreeMap<String, u32>> = BTreeMap::new();
     let mut detected: BTreeMap<String, Vec<Detected>> = BTreeMap::new();
+    let mut speeds = Vec::new();
     let (mut frames, mut last_t) = (0u64, 0.0f64);
     let started = Instant::now();
     let mut tally = |t: f64, a: Analysed| {
@@ -479,6 +494,15 @@ fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<ScenarioReport> 
                 .or_default()
                 .entry(c.class.clone())
                 .or_default() += c.count;
+            if let Some(v) = c.speed_kmh {
+                speeds.push(CrossingSpeed {
+                    line: c.line.clone(),
+                    direction: c.direction.as_str().to_string(),
+                    class: c.class.clone(),
+                    at_secs: (c.at - t0).as_seconds_f64(),
+                    speed_kmh: v,
+                });
+            }
         }
         for c in a.changes.iter().filter(|c| c.change == Change::Started) {
             let start = (c.at - t0).as_seconds_f64();
@@ -565,6 +589,7 @@ fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<ScenarioReport> 
         fps: if wall > 0.0 { frames as f64 / wall } else { 0.0 },
         counts,
         events,
+        speeds,
     })
 }
 
@@ -677,6 +702,23 @@ pub fn format_report(r: &Report) -> String {
                 opt_pct(e.recall.map(|p| p * 100.0)),
                 if tta.is_empty() { "-".into() } else { tta.join(" ") }
             );
+        }
+    }
+    if r.scenarios.iter().any(|sc| !sc.speeds.is_empty()) {
+        let _ = writeln!(s, "\nground speeds of the counted crossings (calibrated cameras):");
+        let _ = writeln!(
+            s,
+            "{:<28} {:<8} {:<6} {:<10} {:>8} {:>8}",
+            "scenario", "line", "dir", "class", "at s", "km/h"
+        );
+        for sc in &r.scenarios {
+            for c in &sc.speeds {
+                let _ = writeln!(
+                    s,
+                    "{:<28} {:<8} {:<6} {:<10} {:>8.2} {:>8.1}",
+                    sc.name, c.line, c.direction, c.class, c.at_secs, c.speed_kmh
+                );
+            }
         }
     }
     let _ = writeln!(s, "\nthroughput:");

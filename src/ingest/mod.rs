@@ -95,6 +95,7 @@ pub fn camera_health(cam: &CameraConfig, now: OffsetDateTime) -> CameraHealth {
             })
             .collect(),
         rules: crate::rules::describe(&cam.rules),
+        calibration: cam.calibration.clone(),
         ..CameraHealth::new(cam.id.as_str(), cam.enabled, now)
     }
 }

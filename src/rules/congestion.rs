@@ -1,9 +1,13 @@
 //! `congestion`: at least `min_count` confirmed vehicles (`classes`) with their anchor in
-//! `zone` whose median speed is below `max_speed` (normalised image units per second, from
-//! the tracker's velocity of each track) for ≥ `min_secs` → one event per episode for the
-//! zone. Hysteresis: it ends once the condition has been false for `clear_secs`; the end
-//! time is the last frame the condition held. Detail at the start: `{"count": n,
-//! "median_speed": v}` (vehicles in the zone and their median speed).
+//! `zone` whose median speed is below the limit for ≥ `min_secs` → one event per episode for
+//! the zone. The speed is either the ground speed in km/h (`max_speed_kmh`, on a camera
+//! with a ground-plane calibration: the median of the vehicles that have a speed yet) or
+//! the image speed (`max_speed`, normalised image units per second, from the tracker's
+//! velocity of each track; the default, 0.02); not both. Hysteresis: it ends once the
+//! condition has been false for `clear_secs`; the end time is the last frame the condition
+//! held. Detail at the start: `{"count": n, "median_speed": v, "median_speed_kmh": v|null}`
+//! (vehicles in the zone, their median image speed and, on a calibrated camera, their
+//! median ground speed).
 
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -29,9 +33,13 @@ pub struct CongestionRule {
     pub classes: Vec<String>,
     #[serde(default = "count5")]
     pub min_count: u32,
-    /// Normalised image units per second (anchor speed). Default 0.02.
-    #[serde(default = "d_speed")]
-    pub max_speed: f64,
+    /// Normalised image units per second (box centre). Default 0.02 when `max_speed_kmh` is
+    /// not given.
+    #[serde(default)]
+    pub max_speed: Option<f64>,
+    /// Ground speed in km/h (needs `[cameras.calibration]`); instead of `max_speed`.
+    #[serde(default)]
+    pub max_speed_kmh: Option<f64>,
     #[serde(default = "d30")]
     pub min_secs: f64,
     #[serde(default = "d10")]
@@ -50,8 +58,15 @@ impl RuleSpec for CongestionRule {
         if self.min_count == 0 {
             return Err(("min_count".into(), "must be ≥ 1".into()));
         }
+        if self.max_speed.is_some() && self.max_speed_kmh.is_some() {
+            return Err((
+                "max_speed_kmh".into(),
+                "give either max_speed (image units/s) or max_speed_kmh (km/h), not both".into(),
+            ));
+        }
         non_negative(&[
-            ("max_speed", self.max_speed),
+            ("max_speed", self.max_speed.unwrap_or(0.0)),
+            ("max_speed_kmh", self.max_speed_kmh.unwrap_or(0.0)),
             ("min_secs", self.min_secs),
             ("clear_secs", self.clear_secs),
             ("cooldown_secs", self.cooldown_secs),
@@ -60,6 +75,10 @@ impl RuleSpec for CongestionRule {
 
     fn zone(&self) -> Option<&str> {
         Some(&self.zone)
+    }
+
+    fn needs_calibration(&self) -> Option<&'static str> {
+        self.max_speed_kmh.is_some().then_some("max_speed_kmh")
     }
 
     fn build(&self, scene: &Scene) -> Box<dyn Rule> {
@@ -111,8 +130,16 @@ impl Rule for Congestion {
         let mut speeds: Vec<f64> =
             inside.iter().map(|tr| (tr.velocity.0 as f64).hypot(tr.velocity.1 as f64)).collect();
         let med = median(&mut speeds);
-        let cond = inside.len() >= self.cfg.min_count as usize
-            && med.is_some_and(|m| m.is_finite() && m < self.cfg.max_speed);
+        let mut kmh: Vec<f64> =
+            inside.iter().filter_map(|tr| tr.speed_kmh).map(f64::from).collect();
+        let med_kmh = median(&mut kmh).filter(|m| m.is_finite());
+        let slow = match (self.cfg.max_speed_kmh, self.cfg.max_speed) {
+            (Some(limit), _) => med_kmh.is_some_and(|m| m < limit),
+            (None, limit) => {
+                med.is_some_and(|m| m.is_finite() && m < limit.unwrap_or_else(d_speed))
+            }
+        };
+        let cond = inside.len() >= self.cfg.min_count as usize && slow;
         if let Some((change, at)) =
             self.episode.step(cond, now, self.cfg.min_secs, self.cfg.clear_secs, &mut self.cooldown)
         {
@@ -120,6 +147,7 @@ impl Rule for Congestion {
                 let detail = serde_json::json!({
                     "count": inside.len(),
                     "median_speed": med.filter(|m| m.is_finite()),
+                    "median_speed_kmh": med_kmh.map(|m| super::per_track::round1(m as f32)),
                 });
                 let objects = inside.iter().map(|tr| object(tr)).collect();
                 output(

@@ -1,8 +1,9 @@
 //! Replays rule fixtures (tests/fixtures/rules/*.toml): runs of frames with detections in
 //! simulated time, and the incident changes the rules must report, in order.
 //!
-//! A fixture may also give the camera's `zones`, `lines` and `anchors` (as in the config;
-//! validated like it) and, per frame run, `tracks` directly instead of going through the
+//! A fixture may also give the camera's `zones`, `lines`, `anchors` and `calibration` (as in
+//! the config; validated like it; with a calibration the rule engine gives the tracks their
+//! ground speed) and, per frame run, `tracks` directly instead of going through the
 //! tracker: `tracks = [{ id = 1, class = "person", box = [x1, y1, x2, y2] }]`, or a linear
 //! motion over the run with `from_box`/`to_box` (interpolated from the run's first to its
 //! last frame; the velocity is derived from it unless `velocity = [vx, vy]` is given).
@@ -42,6 +43,8 @@ struct Fixture {
     expect_counts: Vec<ExpectCount>,
     #[serde(default)]
     finish_at: Option<f64>,
+    #[serde(default)]
+    calibration: Option<crate::rules::CalibrationConfig>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -105,6 +108,7 @@ impl FxTrack {
             first_seen: now,
             last_seen: now,
             velocity: (v[0], v[1]),
+            speed_kmh: None,
         }
     }
 }
@@ -163,6 +167,7 @@ fn run(path: &std::path::Path) {
         zones: fx.zones,
         lines: fx.lines,
         anchors: fx.anchors,
+        calibration: fx.calibration,
         ..cfg.cameras[0].clone()
     };
     let checked = crate::config::Config { cameras: vec![cam.clone()], ..cfg.clone() };
@@ -246,7 +251,7 @@ fn run(path: &std::path::Path) {
                 tracker.update(&objects, at)
             };
             let detections = Detections { frame, objects, infer_ms: 0.0 };
-            let changes = engine.process(&Tracks { detections, tracks });
+            let changes = engine.process(&mut Tracks { detections, tracks });
             check(changes, t, &mut got);
             for c in engine.take_counts() {
                 counts.push(ExpectCount {

@@ -4,7 +4,8 @@
 //! docs/line-directions.svg), and optionally raises an instant event (started and ended at
 //! the crossing, key = track id) for crossings in `direction`; its detail is
 //! `{"direction": "a_to_b"|"b_to_a", "direction_name": <the line's name for it>|null,
-//! "class": …}`.
+//! "class": …, "speed_kmh": <ground speed>|null}` (a speed on calibrated cameras; counts
+//! carry it too).
 //!
 //! `mode` decides what has to cross:
 //! - `anchor` (default): the class's anchor point (default bottom centre). Hysteresis
@@ -249,6 +250,7 @@ impl Rule for LineCrossing {
                 direction: dir,
                 at,
                 count: 1,
+                speed_kmh: tr.speed_kmh,
             });
             if self.raises(dir) && self.cooldown.allows(tr.id, now) {
                 let obj = vec![object(tr)];
@@ -257,6 +259,7 @@ impl Rule for LineCrossing {
                     "direction": dir.as_str(),
                     "direction_name": self.scene.direction_name(&self.cfg.line, dir),
                     "class": tr.class,
+                    "speed_kmh": tr.speed_kmh.map(super::per_track::round1),
                 });
                 out.push(
                     output(
@@ -356,7 +359,7 @@ mod tests {
                 x2: p[0] as f32 + 0.05,
                 y2: p[1] as f32,
             };
-            events.extend(engine.process(&tracks(k as f64, b)));
+            events.extend(engine.process(&mut tracks(k as f64, b)));
         }
         let counts = engine.take_counts();
         assert_eq!(counts.len(), 1);
@@ -364,7 +367,12 @@ mod tests {
         let detail = events[0].detail.clone().unwrap();
         assert_eq!(
             detail,
-            serde_json::json!({"direction": "a_to_b", "direction_name": "southbound", "class": "car"})
+            serde_json::json!({
+                "direction": "a_to_b",
+                "direction_name": "southbound",
+                "class": "car",
+                "speed_kmh": null
+            })
         );
         let scene = Scene::new(&(&cfg.cameras[0]).into());
         assert_eq!(scene.direction_name("road", CrossDir::BToA).as_deref(), Some("northbound"));
@@ -396,6 +404,7 @@ mod tests {
                 first_seen: at,
                 last_seen: at,
                 velocity: (0.0, 0.0),
+                speed_kmh: None,
             }],
         }
     }

@@ -18,6 +18,7 @@ pub mod congestion;
 pub mod crowd;
 pub mod fall;
 pub mod fire;
+pub mod ground;
 pub mod intrusion;
 pub mod line_crossing;
 pub mod loitering;
@@ -25,10 +26,13 @@ pub mod occupancy;
 pub mod per_track;
 pub mod presence;
 pub mod scene;
+pub mod speed;
+pub mod speed_trap;
 pub mod stalled_vehicle;
 pub mod tamper;
 pub mod wrong_way;
 
+pub use ground::CalibrationConfig;
 pub use scene::{LineConfig, Scene, ZoneConfig};
 
 use std::collections::{BTreeMap, HashMap};
@@ -79,6 +83,16 @@ pub trait RuleSpec {
     fn line(&self) -> Option<&str> {
         None
     }
+    /// Every line the rule watches, as `(config key, name)`, for validation: by default
+    /// `line` under the key `line`.
+    fn lines(&self) -> Vec<(&'static str, &str)> {
+        self.line().map(|l| ("line", l)).into_iter().collect()
+    }
+    /// The key that makes this rule need the camera's ground-plane calibration
+    /// (`[cameras.calibration]`, for speeds in km/h), if any.
+    fn needs_calibration(&self) -> Option<&'static str> {
+        None
+    }
     /// The rule for one camera; `scene` holds the camera's zones, lines and anchors (an
     /// unknown zone/line name gives an empty one that never matches).
     fn build(&self, scene: &Scene) -> Box<dyn Rule>;
@@ -115,6 +129,14 @@ macro_rules! rule_kinds {
             pub fn line(&self) -> Option<&str> {
                 match self { $(Self::$variant(r) => r.line(),)* }
             }
+            /// See `RuleSpec::lines`.
+            pub fn lines(&self) -> Vec<(&'static str, &str)> {
+                match self { $(Self::$variant(r) => r.lines(),)* }
+            }
+            /// See `RuleSpec::needs_calibration`.
+            pub fn needs_calibration(&self) -> Option<&'static str> {
+                match self { $(Self::$variant(r) => r.needs_calibration(),)* }
+            }
             /// See `RuleSpec::build`.
             pub fn build(&self, scene: &Scene) -> Box<dyn Rule> {
                 match self { $(Self::$variant(r) => r.build(scene),)* }
@@ -133,6 +155,8 @@ rule_kinds! {
     WrongWay(wrong_way::WrongWayRule),
     StalledVehicle(stalled_vehicle::StalledVehicleRule),
     Congestion(congestion::CongestionRule),
+    Speed(speed::SpeedRule),
+    SpeedTrap(speed_trap::SpeedTrapRule),
     Fall(fall::FallRule),
     Fire(fire::FireRule),
     Smoke(fire::SmokeRule),
@@ -140,27 +164,38 @@ rule_kinds! {
     CameraOffline(camera_offline::CameraOfflineRule),
 }
 
-/// Validates a camera's rules: each block's own checks, and that the zones and lines they
-/// name exist. Returns `(field, message)` on error, the field relative to the camera
-/// (e.g. `rules[2].zone`).
+/// Validates a camera's rules: each block's own checks, that the zones and lines they
+/// name exist, and that a rule in km/h has a calibrated camera (`calibrated`). Returns
+/// `(field, message)` on error, the field relative to the camera (e.g. `rules[2].zone`).
 pub fn validate_rules(
     rules: &[RuleConfig],
     zones: &[ZoneConfig],
     lines: &[LineConfig],
+    calibrated: bool,
 ) -> Result<(), (String, String)> {
     for (j, r) in rules.iter().enumerate() {
         let f = |x: &str| format!("rules[{j}].{x}");
         r.validate().map_err(|(field, m)| (f(&field), m))?;
+        if let (Some(key), false) = (r.needs_calibration(), calibrated) {
+            return Err((
+                f(key),
+                format!(
+                    "rule `{}` measures speed in km/h: the camera needs a ground-plane \
+                     calibration ([cameras.calibration] with image_points and ground_points_m)",
+                    r.kind()
+                ),
+            ));
+        }
         if let Some(z) = r.zone() {
             if !zones.iter().any(|x| x.name == z) {
                 let known = names(zones.iter().map(|x| &x.name));
                 return Err((f("zone"), format!("unknown zone `{z}` (camera zones: {known})")));
             }
         }
-        if let Some(l) = r.line() {
+        for (key, l) in r.lines() {
             if !lines.iter().any(|x| x.name == l) {
                 let known = names(lines.iter().map(|x| &x.name));
-                return Err((f("line"), format!("unknown line `{l}` (camera lines: {known})")));
+                return Err((f(key), format!("unknown line `{l}` (camera lines: {known})")));
             }
         }
     }
@@ -185,6 +220,9 @@ pub struct RuleSetup<'a> {
     pub zones: &'a [ZoneConfig],
     pub lines: &'a [LineConfig],
     pub anchors: &'a BTreeMap<String, Anchor>,
+    /// The ground-plane calibration (`[cameras.calibration]`), if any: tracks get
+    /// `speed_kmh`.
+    pub calibration: Option<&'a CalibrationConfig>,
 }
 
 /// What every event of a rule carries: its id (`<kind>#<index in the camera's rules>`),
@@ -222,6 +260,9 @@ pub struct RuleEngine {
     buf: Vec<RuleOutput>,
     counts: Vec<CountDelta>,
     occupancy: occupancy::Occupancy,
+    /// Ground speeds of the tracks (calibrated cameras only).
+    speeds: Option<ground::GroundSpeeds>,
+    scene: Scene,
 }
 
 impl RuleEngine {
@@ -238,6 +279,8 @@ impl RuleEngine {
             buf: Vec::new(),
             counts: Vec::new(),
             occupancy: occupancy::Occupancy::new(&scene),
+            speeds: setup.calibration.and_then(ground::GroundSpeeds::new),
+            scene,
         }
     }
 
@@ -246,8 +289,13 @@ impl RuleEngine {
         &self.meta
     }
 
-    /// Runs every rule on one frame's detections and tracks, and samples zone occupancy.
-    pub fn process(&mut self, t: &Tracks) -> Vec<EventChange> {
+    /// Sets the tracks' ground speed (`Track::speed_kmh`, calibrated cameras), runs every
+    /// rule on the frame's detections and tracks, and samples zone occupancy.
+    pub fn process(&mut self, t: &mut Tracks) -> Vec<EventChange> {
+        if let Some(s) = &mut self.speeds {
+            s.update(&self.scene, &mut t.tracks, t.detections.frame.captured_at);
+        }
+        let t = &*t;
         self.occupancy.sample(t);
         let mut changes = Vec::new();
         for i in 0..self.rules.len() {
@@ -383,6 +431,7 @@ mod tests {
                 first_seen: now,
                 last_seen: now,
                 velocity: (0.0, 0.0),
+                speed_kmh: None,
             }],
         }
     }
@@ -417,7 +466,7 @@ min_offset = 0.0
     fn engine_ends_open_incidents_and_hands_out_counts() {
         let cfg = crate::config::Config::parse(CAM, std::path::Path::new("/")).unwrap();
         let mut engine = RuleEngine::new(&cfg.cameras[0]);
-        let started = engine.process(&tracks_at(0.0, 0.45));
+        let started = engine.process(&mut tracks_at(0.0, 0.45));
         assert_eq!(started.len(), 1);
         assert_eq!((started[0].kind.as_str(), started[0].change), ("intrusion", Change::Started));
         assert!(started[0].snapshot.is_some());
@@ -436,7 +485,7 @@ min_offset = 0.0
             }
         );
         assert!(engine.take_counts().is_empty());
-        assert!(engine.process(&tracks_at(0.5, 0.55)).is_empty());
+        assert!(engine.process(&mut tracks_at(0.5, 0.55)).is_empty());
         let counts = engine.take_counts();
         assert_eq!(counts.len(), 1);
         assert_eq!(
@@ -524,8 +573,8 @@ min_offset = 0.0
         cam.zones.clear();
         cam.lines.clear();
         let mut engine = RuleEngine::new(&cam);
-        assert!(engine.process(&tracks_at(0.0, 0.45)).is_empty());
-        assert!(engine.process(&tracks_at(0.5, 0.55)).is_empty());
+        assert!(engine.process(&mut tracks_at(0.0, 0.45)).is_empty());
+        assert!(engine.process(&mut tracks_at(0.5, 0.55)).is_empty());
         assert!(engine.take_counts().is_empty());
     }
 }

@@ -13,13 +13,18 @@
 //!   that starts over (a new event, subject to the cooldown);
 //! * **shutdown** (`finish`): every open event ends at the last frame its condition held;
 //! * **cooldown**: after an event of a track ended, none starts for that track until
-//!   `cooldown_secs` later.
+//!   `cooldown_secs` later;
+//! * **detail**: the rule's fixed figures (`with_detail`, e.g. the speed rule's limit) and,
+//!   on cameras with a ground-plane calibration, the track's ground speed over the frames
+//!   the condition held: `speed_kmh` (mean) and `max_speed_kmh`, at the start (so far) and
+//!   at the end (the whole event). No figures, no detail.
 
 use std::collections::BTreeMap;
 
 use time::OffsetDateTime;
 
 use super::common::{object, output, secs, Cooldown};
+use crate::types::TrackState;
 use crate::types::{Change, Detection, Frame, RuleOutput, Severity, Track};
 
 /// What a rule's condition says about one track on one frame.
@@ -64,6 +69,26 @@ struct Slot<S> {
     /// The last frame the condition held: the end time of its event.
     last_true: OffsetDateTime,
     obj: Detection,
+    /// Ground speeds (km/h) of the frames of the current run of the condition.
+    speed: SpeedStats,
+}
+
+/// Mean and maximum of a run's ground speeds.
+#[derive(Debug, Clone, Copy, Default)]
+struct SpeedStats {
+    sum: f64,
+    n: u32,
+    max: f32,
+}
+
+impl SpeedStats {
+    fn add(&mut self, v: Option<f32>) {
+        if let Some(v) = v.filter(|v| v.is_finite()) {
+            self.sum += v as f64;
+            self.n += 1;
+            self.max = if self.n == 1 { v } else { self.max.max(v) };
+        }
+    }
 }
 
 /// Per-track incidents of one rule, keyed by track id (the incident key).
@@ -74,6 +99,8 @@ pub struct PerTrack<S> {
     forget: Forget,
     tracks: BTreeMap<u64, Slot<S>>,
     cooldown: Cooldown,
+    /// The rule's fixed figures, in every event's detail.
+    base: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl<S: Default> PerTrack<S> {
@@ -91,7 +118,25 @@ impl<S: Default> PerTrack<S> {
             forget,
             tracks: BTreeMap::new(),
             cooldown: Cooldown::new(cooldown_secs),
+            base: None,
         }
+    }
+
+    /// Adds the rule's fixed figures (a JSON object) to every event's detail.
+    pub fn with_detail(mut self, base: serde_json::Value) -> Self {
+        self.base = base.as_object().cloned();
+        self
+    }
+
+    /// The event detail: the fixed figures and the run's speeds, `None` without either.
+    fn detail(&self, s: &SpeedStats) -> Option<serde_json::Value> {
+        let mut d = self.base.clone().unwrap_or_default();
+        if s.n > 0 {
+            let mean = (s.sum / s.n as f64) as f32;
+            d.insert("speed_kmh".into(), serde_json::json!(round1(mean)));
+            d.insert("max_speed_kmh".into(), serde_json::json!(round1(s.max)));
+        }
+        (!d.is_empty()).then_some(serde_json::Value::Object(d))
     }
 
     /// Runs one frame: drops lost tracks, then asks `cond(track, state, active)` about each
@@ -130,12 +175,14 @@ impl<S: Default> PerTrack<S> {
                         last_seen: now,
                         last_true: now,
                         obj: object(tr),
+                        speed: SpeedStats::default(),
                     };
                     self.tracks.insert(tr.id, slot);
                     step
                 }
             };
-            self.apply(tr.id, step, frame, out);
+            let speed = (tr.state == TrackState::Tracked).then_some(tr.speed_kmh).flatten();
+            self.apply(tr.id, step, speed, frame, out);
         }
         self.cooldown.prune(now);
     }
@@ -161,12 +208,20 @@ impl<S: Default> PerTrack<S> {
         }
     }
 
-    fn apply(&mut self, id: u64, step: Step, frame: &Frame, out: &mut Vec<RuleOutput>) {
+    fn apply(
+        &mut self,
+        id: u64,
+        step: Step,
+        speed: Option<f32>,
+        frame: &Frame,
+        out: &mut Vec<RuleOutput>,
+    ) {
         let now = frame.captured_at;
         match step {
             Step::Holds { since, ready } => {
                 let Some(slot) = self.tracks.get_mut(&id) else { return };
                 slot.last_true = now;
+                slot.speed.add(speed);
                 if !slot.active
                     && ready
                     && now - since >= secs(self.min_secs)
@@ -174,7 +229,8 @@ impl<S: Default> PerTrack<S> {
                 {
                     slot.active = true;
                     let objects = vec![slot.obj.clone()];
-                    out.push(output(
+                    let stats = slot.speed;
+                    let mut o = output(
                         self.kind,
                         self.severity,
                         id,
@@ -182,15 +238,18 @@ impl<S: Default> PerTrack<S> {
                         since,
                         objects,
                         Some(frame),
-                    ));
+                    );
+                    o.detail = self.detail(&stats);
+                    out.push(o);
                 }
             }
             Step::Broken => {
                 let Some(slot) = self.tracks.get_mut(&id) else { return };
+                let stats = std::mem::take(&mut slot.speed);
                 if slot.active {
                     slot.active = false;
                     let (at, obj) = (slot.last_true, slot.obj.clone());
-                    self.cooldown.end((self.kind, self.severity), id, at, obj, out);
+                    self.end_event(id, at, obj, &stats, out);
                 }
             }
             Step::Left => {
@@ -205,7 +264,27 @@ impl<S: Default> PerTrack<S> {
     /// Ends `slot`'s event if it is open.
     fn end(&mut self, id: u64, slot: Slot<S>, out: &mut Vec<RuleOutput>) {
         if slot.active {
-            self.cooldown.end((self.kind, self.severity), id, slot.last_true, slot.obj, out);
+            self.end_event(id, slot.last_true, slot.obj, &slot.speed, out);
         }
     }
+
+    /// Reports the end of track `id`'s event at `at` and starts its cooldown.
+    fn end_event(
+        &mut self,
+        id: u64,
+        at: OffsetDateTime,
+        obj: Detection,
+        stats: &SpeedStats,
+        out: &mut Vec<RuleOutput>,
+    ) {
+        let mut o = output(self.kind, self.severity, id, Change::Ended, at, vec![obj], None);
+        o.detail = self.detail(stats);
+        out.push(o);
+        self.cooldown.ended(id, at);
+    }
+}
+
+/// `v` rounded to 0.1 (km/h in event details).
+pub fn round1(v: f32) -> f64 {
+    (v as f64 * 10.0).round() / 10.0
 }

@@ -906,7 +906,7 @@ mod tests {
             .unwrap();
         }
         let s = Store::open(dir.path()).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 6);
+        assert_eq!(s.schema_version().unwrap(), crate::store::migrations::latest_version());
         let t = s.active_token(&hash_token("gw_old")).unwrap().unwrap();
         assert_eq!((t.role, t.scope, t.created_by), (Role::Admin, None, None));
         let ev = &s

@@ -222,6 +222,12 @@ ALTER TABLE events ADD COLUMN reviewed_by TEXT;
 ALTER TABLE events ADD COLUMN reviewed_at INTEGER;
 ALTER TABLE events ADD COLUMN review_note TEXT;
 "#,
+    // v7: ground speeds of the counted crossings (cameras with a ground-plane calibration):
+    // their sum and how many crossings had one, per bucket (mean = sum / n).
+    r#"
+ALTER TABLE line_counts ADD COLUMN speed_sum_kmh REAL    NOT NULL DEFAULT 0;
+ALTER TABLE line_counts ADD COLUMN speed_n       INTEGER NOT NULL DEFAULT 0 CHECK (speed_n >= 0);
+"#,
 ];
 
 /// The schema version this build writes.

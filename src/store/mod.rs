@@ -245,6 +245,11 @@ pub struct CountRow {
     #[serde(with = "time::serde::rfc3339")]
     pub bucket_start: OffsetDateTime,
     pub count: i64,
+    /// Mean ground speed (km/h, 0.1) of the counted crossings that had one (cameras with a
+    /// ground-plane calibration), or `None`.
+    pub mean_speed_kmh: Option<f64>,
+    /// How many of the counted crossings had a ground speed.
+    pub speed_count: i64,
 }
 
 /// Start (ms) of the bucket of width `width_ms` containing `ms` (floor, also before 1970).
@@ -864,20 +869,28 @@ impl Store {
         {
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT INTO line_counts (camera_id, line, class, direction, bucket_start_ms, count)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                    "INSERT INTO line_counts (camera_id, line, class, direction, bucket_start_ms, count,
+                                              speed_sum_kmh, speed_n)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                      ON CONFLICT (camera_id, line, class, direction, bucket_start_ms)
-                     DO UPDATE SET count = count + excluded.count",
+                     DO UPDATE SET count = count + excluded.count,
+                                   speed_sum_kmh = speed_sum_kmh + excluded.speed_sum_kmh,
+                                   speed_n = speed_n + excluded.speed_n",
                 )
                 .map_err(|e| StoreError::sql("prepare count upsert", e))?;
             for d in deltas {
+                let speed = d.speed_kmh.filter(|v| v.is_finite() && *v >= 0.0);
+                let speed_n = if speed.is_some() { d.count as i64 } else { 0 };
+                let speed_sum = speed.map_or(0.0, |v| v as f64 * d.count as f64);
                 stmt.execute(params![
                     d.camera_id,
                     d.line,
                     d.class,
                     d.direction.as_str(),
                     bucket_start(to_ms(d.at), COUNT_BUCKET_MS),
-                    d.count as i64
+                    d.count as i64,
+                    speed_sum,
+                    speed_n
                 ])
                 .map_err(|e| StoreError::sql("upsert count", e))?;
             }
@@ -892,7 +905,7 @@ impl Store {
         let mut args: Vec<Value> = vec![Value::Integer(w)];
         let mut sql = String::from(
             "SELECT camera_id, line, class, direction, (bucket_start_ms - (((bucket_start_ms % ?1) + ?1) % ?1)) AS b,
-                    SUM(count)
+                    SUM(count), SUM(speed_sum_kmh), SUM(speed_n)
              FROM line_counts WHERE 1",
         );
         for (col, v) in [("camera_id", &q.camera), ("line", &q.line), ("class", &q.class)] {
@@ -922,13 +935,15 @@ impl Store {
                         r.get::<_, String>(3)?,
                         r.get::<_, i64>(4)?,
                         r.get::<_, i64>(5)?,
+                        r.get::<_, f64>(6)?,
+                        r.get::<_, i64>(7)?,
                     ))
                 })
                 .map_err(|e| StoreError::sql("query counts", e))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(|e| StoreError::sql("query counts", e))
         })?;
         rows.into_iter()
-            .map(|(camera_id, line, class, dir, b, count)| {
+            .map(|(camera_id, line, class, dir, b, count, speed_sum, speed_n)| {
                 let bad = |msg: String| StoreError::Corrupt {
                     id: format!("line_counts {camera_id}/{line}"),
                     msg,
@@ -938,6 +953,9 @@ impl Store {
                         .ok_or_else(|| bad(format!("direction `{dir}`")))?,
                     bucket_start: from_ms(b).map_err(|e| bad(format!("bucket: {e}")))?,
                     count,
+                    mean_speed_kmh: (speed_n > 0)
+                        .then(|| (speed_sum / speed_n as f64 * 10.0).round() / 10.0),
+                    speed_count: speed_n,
                     camera_id,
                     line,
                     class,

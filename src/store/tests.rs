@@ -650,6 +650,7 @@ fn delta(
         direction: dir,
         at,
         count,
+        speed_kmh: None,
     }
 }
 
@@ -742,6 +743,34 @@ fn occ(
         sum,
         max,
     }
+}
+
+/// Ground speeds add up per bucket: the mean is over the crossings that had one.
+#[test]
+fn count_speeds_average_over_crossings_with_a_speed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let at = datetime!(2026-03-01 10:00:05 UTC);
+    let d = |v: Option<f32>, count| CountDelta {
+        speed_kmh: v,
+        ..delta("c1", "gate", "car", CrossDir::AToB, at, count)
+    };
+    s.add_counts(&[d(Some(60.0), 1), d(None, 1), d(Some(90.0), 2), d(Some(f32::NAN), 1)]).unwrap();
+    s.add_counts(&[d(Some(70.5), 1), delta("c1", "gate", "bus", CrossDir::AToB, at, 1)]).unwrap();
+    let rows = s
+        .counts(&CountQuery {
+            camera: None,
+            line: None,
+            class: None,
+            since: None,
+            until: None,
+            bucket: Bucket::Hour,
+        })
+        .unwrap();
+    let got: Vec<_> =
+        rows.iter().map(|r| (r.class.as_str(), r.count, r.speed_count, r.mean_speed_kmh)).collect();
+    // car: 6 crossings, 4 with a speed: (60 + 2 × 90 + 70.5) / 4 = 77.6 (77.625 → 0.1).
+    assert_eq!(got, vec![("bus", 1, 0, None), ("car", 6, 4, Some(77.6))]);
 }
 
 #[test]

@@ -281,6 +281,7 @@ impl Inner {
             first_seen: self.first_seen,
             last_seen: self.last_seen,
             velocity: self.kf.velocity(),
+            speed_kmh: None,
         })
     }
 }

@@ -369,7 +369,7 @@ try {
   summary.reviewed = { acknowledged: ackId, false_alarm: falseId, note: NOTE };
 
   // ---- cameras ----------------------------------------------------------------------------
-  begin('cameras page: tile online, live image, zones and lines drawn');
+  begin('cameras page: tile online, live image, zones, lines with A/B sides and the calibration drawn');
   await page.click(tid('nav-cameras'));
   await waitFor('#/cameras', () => location.hash.startsWith('#/cameras'), null, 5, () => page.evaluate(() => location.hash));
   await page.waitForSelector(tid('camera-tile'), { state: 'visible' });
@@ -386,6 +386,14 @@ try {
   })).catch(() => null);
   if (!overlay) fail('the online tile has no svg[data-testid=overlay]');
   if (overlay.zones < 1 || overlay.lines < 1) fail(`overlay has ${overlay.zones} polygon.zone and ${overlay.lines} polyline.line (expected ≥ 1 each)`);
+  // The calibration quadrilateral with its 4 side lengths (the test config: 16 m × 20 m).
+  const calib = await page.$$eval(`${tid('camera-tile')}[data-state="online"] ${tid('calibration-length')}`, (ls) => ls.map((l) => l.getAttribute('data-metres')));
+  overlay.calibration = await page.locator(`${tid('camera-tile')}[data-state="online"] svg${tid('overlay')} polygon.calibration`).count();
+  if (overlay.calibration !== 1 || JSON.stringify(calib) !== JSON.stringify(['16.00', '20.00', '16.00', '20.00'])) fail(`calibration drawing: ${overlay.calibration} polygon.calibration, side lengths ${JSON.stringify(calib)} (expected 1 and 16/20/16/20 m)`);
+  // Line `middle` is drawn top → bottom: side A on the walker's left is the image's right half.
+  const sides = await page.$$eval(`${tid('camera-tile')}[data-state="online"] .geo-label.side[data-line="middle"]`, (ls) => Object.fromEntries(ls.map((l) => [l.dataset.side, [parseFloat(l.style.left), l.textContent]])));
+  if (!sides.A || !sides.B || !(sides.A[0] > 50 && sides.B[0] < 50) || sides.A[1] !== 'A' || sides.B[1] !== 'B') fail(`the A/B marks of line middle are wrong: ${JSON.stringify(sides)} (expected A right of x = 50 %, B left of it)`);
+  overlay.sides = sides;
   summary.overlay = overlay;
   // The live image refreshes (a second frame is fetched).
   const liveReqs = () => requests.filter((r) => r.url.includes('/latest.jpg')).length;
@@ -421,6 +429,16 @@ try {
   const dirCells = await page.$$eval(`${tid('counts-totals')} td[data-direction]`, (tds) => tds.map((td) => [td.getAttribute('data-direction'), td.textContent]));
   const named = { a_to_b: 'westbound', b_to_a: 'eastbound' };
   if (!dirCells.length || !dirCells.every(([d, txt]) => txt.includes(named[d]))) fail(`the counts totals do not name the directions (${JSON.stringify(named)}): ${JSON.stringify(dirCells)}`);
+  // The camera is calibrated: the crossings carry ground speeds, shown as a mean per line.
+  const speedCells = () => page.$$eval(`${tid('counts-totals')} td[data-stat="mean_speed_kmh"]`, (tds) => tds.map((td) => td.textContent));
+  const speedDeadline = Date.now() + 30000;
+  while (!(await speedCells()).some((v) => Number(v) > 0)) {
+    if (Date.now() > speedDeadline) fail(`no mean speed in the counts totals after 30 s: ${JSON.stringify(await speedCells())}`);
+    await page.waitForTimeout(3000);
+    await page.click(tid('stats-refresh'));
+  }
+  if (!(await page.locator(`svg${tid('speed-chart')} circle.point`).count())) fail('the stats page has no points in svg[data-testid=speed-chart]');
+  summary.stats_speed = await speedCells();
   summary.stats = {
     directions: dirCells.map(([, txt]) => txt),
     bars_nonzero: await barsOk(),
