@@ -37,6 +37,7 @@
 //! the detected start lies within `start_secs ± tolerance_secs`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -395,6 +396,9 @@ pub struct Options {
     /// Caps every scenario's `max_secs`.
     pub max_secs: Option<f64>,
     pub threads: usize,
+    /// Writes every analysed frame (detections, tracks, counts) of each scenario to
+    /// `<dir>/<scenario>.jsonl`, for diagnosis (`--dump DIR`).
+    pub dump: Option<PathBuf>,
 }
 
 /// Runs every selected scenario of `manifest`; `progress` gets one line per scenario.
@@ -455,6 +459,16 @@ fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<ScenarioReport> 
     let mut counted: BTreeMap<(String, CrossDir), BTreeMap<String, u32>> = BTreeMap::new();
     let mut detected: BTreeMap<String, Vec<Detected>> = BTreeMap::new();
     let (mut frames, mut last_t) = (0u64, 0.0f64);
+    let mut dump = match &opts.dump {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("--dump {}", dir.display()))?;
+            let path = dir.join(format!("{}.jsonl", s.name));
+            let f = std::fs::File::create(&path)
+                .with_context(|| format!("--dump: creating {}", path.display()))?;
+            Some(std::io::BufWriter::new(f))
+        }
+        None => None,
+    };
     let started = Instant::now();
     analyse_video(
         &s.clip,
@@ -469,6 +483,19 @@ fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<ScenarioReport> 
             }
             frames += 1;
             last_t = t;
+            if let Some(w) = dump.as_mut() {
+                let line = serde_json::json!({
+                    "t": t,
+                    "detections": &a.tracks.detections.objects,
+                    "tracks": &a.tracks.tracks,
+                    "counts": a.counts.iter()
+                        .map(|c| (c.direction.as_str(), c.class.as_str(), c.count))
+                        .collect::<Vec<_>>(),
+                });
+                if let Err(e) = writeln!(w, "{line}") {
+                    tracing::warn!("--dump: {e}");
+                }
+            }
             for c in &a.counts {
                 *counted
                     .entry((c.line.clone(), c.direction))

@@ -1,9 +1,16 @@
 //! `congestion`: at least `min_count` confirmed vehicles (`classes`) with their anchor in
-//! `zone` whose median speed is below `max_speed` (normalised image units per second, from
-//! the tracker's velocity of each track) for ≥ `min_secs` → one event per episode for the
-//! zone. Hysteresis: it ends once the condition has been false for `clear_secs`; the end
-//! time is the last frame the condition held. Detail at the start: `{"count": n,
-//! "median_speed": v}` (vehicles in the zone and their median speed).
+//! `zone` whose median speed is below `max_speed_heights` for ≥ `min_secs` → one event per
+//! episode for the zone. Hysteresis: it ends once the condition has been false for
+//! `clear_secs`; the end time is the last frame the condition held. Detail at the start:
+//! `{"count": n, "median_speed_heights": v}` (vehicles in the zone and their median speed).
+//!
+//! Speed is measured in **box heights per second**: the tracker's centre velocity divided
+//! by the track's box height. In image units per second a vehicle's speed depends on its
+//! distance from the camera (perspective): on the shared congestion clip, crawling vehicles
+//! near the camera move 0.02–0.08 image units/s, as much as free-flowing far ones, so no
+//! image-unit threshold separates the two. Relative to its own size it does: crawling
+//! traffic measured 0.05–0.2 heights/s and free-flowing traffic on four other clips
+//! 1.3–3.6 heights/s (docs/design/0022-counting.md).
 
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -17,7 +24,7 @@ use crate::types::{Change, RuleOutput, Severity, Tracks};
 const KIND: &str = "congestion";
 
 defaults! {
-    d_speed: f64 = 0.02;
+    d_speed: f64 = 0.5;
 }
 
 /// `congestion`: ≥ `min_count` vehicles in `zone` with median speed < `max_speed`.
@@ -29,9 +36,9 @@ pub struct CongestionRule {
     pub classes: Vec<String>,
     #[serde(default = "count5")]
     pub min_count: u32,
-    /// Normalised image units per second (anchor speed). Default 0.02.
+    /// Box heights per second (the tracker's centre speed over the box height). Default 0.5.
     #[serde(default = "d_speed")]
-    pub max_speed: f64,
+    pub max_speed_heights: f64,
     #[serde(default = "d30")]
     pub min_secs: f64,
     #[serde(default = "d10")]
@@ -51,7 +58,7 @@ impl RuleSpec for CongestionRule {
             return Err(("min_count".into(), "must be ≥ 1".into()));
         }
         non_negative(&[
-            ("max_speed", self.max_speed),
+            ("max_speed_heights", self.max_speed_heights),
             ("min_secs", self.min_secs),
             ("clear_secs", self.clear_secs),
             ("cooldown_secs", self.cooldown_secs),
@@ -87,6 +94,18 @@ impl Congestion {
     }
 }
 
+/// A track's speed in box heights per second (its centre velocity over its box height; a
+/// box with no height counts as still).
+pub fn speed_heights(tr: &crate::types::Track) -> f64 {
+    let h = (tr.bbox.y2 - tr.bbox.y1) as f64;
+    let v = (tr.velocity.0 as f64).hypot(tr.velocity.1 as f64);
+    if h > 0.0 {
+        v / h
+    } else {
+        0.0
+    }
+}
+
 /// Median of a non-empty slice (mean of the two middle values for an even length).
 pub fn median(v: &mut [f64]) -> Option<f64> {
     if v.is_empty() {
@@ -108,18 +127,17 @@ impl Rule for Congestion {
             .into_iter()
             .filter(|tr| point_in_polygon(self.scene.anchor(tr), &self.zone))
             .collect();
-        let mut speeds: Vec<f64> =
-            inside.iter().map(|tr| (tr.velocity.0 as f64).hypot(tr.velocity.1 as f64)).collect();
+        let mut speeds: Vec<f64> = inside.iter().map(|tr| speed_heights(tr)).collect();
         let med = median(&mut speeds);
         let cond = inside.len() >= self.cfg.min_count as usize
-            && med.is_some_and(|m| m.is_finite() && m < self.cfg.max_speed);
+            && med.is_some_and(|m| m.is_finite() && m < self.cfg.max_speed_heights);
         if let Some((change, at)) =
             self.episode.step(cond, now, self.cfg.min_secs, self.cfg.clear_secs, &mut self.cooldown)
         {
             let o = if change == Change::Started {
                 let detail = serde_json::json!({
                     "count": inside.len(),
-                    "median_speed": med.filter(|m| m.is_finite()),
+                    "median_speed_heights": med.filter(|m| m.is_finite()),
                 });
                 let objects = inside.iter().map(|tr| object(tr)).collect();
                 output(
