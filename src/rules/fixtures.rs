@@ -105,6 +105,7 @@ impl FxTrack {
             first_seen: now,
             last_seen: now,
             velocity: (v[0], v[1]),
+            origin: None,
         }
     }
 }

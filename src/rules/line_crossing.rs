@@ -23,6 +23,16 @@
 //!
 //! Every mode counts per segment, not per infinite line: a motion only crosses where it
 //! meets the polyline, so short segments count lanes.
+//!
+//! Late and broken tracks (docs/design/0022-counting.md):
+//! - a new track starts from its object's first detection (`Track::origin`, while the
+//!   track was tentative), so a crossing before the tracker confirmed it counts;
+//! - a track lost for at most `predict_secs` still crosses (modes `anchor` and `centre`):
+//!   its point on the last frame it was seen, moved on at its velocity;
+//! - a new track first detected within `predict_secs` of a lost one, within the lost
+//!   track's box height of its predicted point, is the same object: it carries on from the
+//!   lost track's state, so a crossing in the gap counts once (not by the prediction and
+//!   again by the new track, nor never when the new track is born past the line).
 
 use std::collections::BTreeMap;
 
@@ -36,7 +46,7 @@ use super::{Rule, RuleSpec, Scene};
 use crate::geometry::{
     distance_to_polyline, polyline_crossings, polyline_touches_box, Anchor, CrossDir, Pt,
 };
-use crate::types::{Change, CountDelta, RuleOutput, Severity, Tracks};
+use crate::types::{Change, CountDelta, RuleOutput, Severity, Track, Tracks};
 
 const KIND: &str = "line_crossing";
 
@@ -81,6 +91,7 @@ impl<'de> Deserialize<'de> for Mode {
 defaults! {
     both: Direction = Direction::Both;
     d_offset: f64 = 0.02;
+    d_predict: f64 = 1.0;
 }
 
 /// `line_crossing`: a track (its anchor, its centre or its whole box: `mode`) crosses
@@ -105,6 +116,11 @@ pub struct LineCrossingRule {
     /// 0.02.
     #[serde(default = "d_offset")]
     pub min_offset: f64,
+    /// A track lost (not matched) for at most this long still crosses: its point on the last
+    /// frame it was seen, moved on at its velocity (modes `anchor` and `centre`). 0 turns it
+    /// off. Default 1.0.
+    #[serde(default = "d_predict")]
+    pub predict_secs: f64,
     #[serde(default = "sev_info")]
     pub severity: Severity,
     /// Per track. Default 0.
@@ -119,7 +135,14 @@ impl RuleSpec for LineCrossingRule {
         if self.classes.iter().any(|s| s.trim().is_empty()) {
             return Err(("classes".into(), "class names must not be empty".into()));
         }
-        non_negative(&[("min_offset", self.min_offset), ("cooldown_secs", self.cooldown_secs)])?;
+        non_negative(&[
+            ("min_offset", self.min_offset),
+            ("cooldown_secs", self.cooldown_secs),
+            ("predict_secs", self.predict_secs),
+        ])?;
+        if self.predict_secs > 10.0 {
+            return Err(("predict_secs".into(), "must be at most 10".into()));
+        }
         if self.min_offset > 0.5 {
             return Err(("min_offset".into(), "must be at most 0.5".into()));
         }
@@ -145,6 +168,56 @@ struct St {
     /// `strict`: the box has been entirely off the line since the last count (or since the
     /// track appeared); a crossing only counts if it started from such a position.
     clear: bool,
+    /// The point on the last frame the track was observed, and the track then.
+    seen: Pt,
+    track: Track,
+    /// A crossing was counted from the predicted point while the track was lost.
+    predicted: bool,
+}
+
+impl St {
+    /// Moves to `p` (`clear`: the box is off the line) and
+    /// returns a crossing that completes there: its direction and time.
+    fn step(
+        &mut self,
+        p: Pt,
+        clear: bool,
+        now: OffsetDateTime,
+        strict: bool,
+        min_offset: f64,
+        line: &[Pt],
+    ) -> Option<(CrossDir, OffsetDateTime)> {
+        let d = distance_to_polyline(p, line);
+        if d <= 1e-12 {
+            return None;
+        }
+        for (_, dir) in polyline_crossings(self.prev, p, line) {
+            self.pending = match self.pending {
+                Some((pd, _)) if pd != dir => None,
+                Some(x) => Some(x),
+                None => Some((dir, now)),
+            };
+        }
+        self.prev = p;
+        let Some((dir, at)) = self.pending else {
+            self.clear |= clear;
+            return None;
+        };
+        if strict {
+            if !clear {
+                return None;
+            }
+            // Entirely past: counts if it was entirely on the other side before.
+            let was_clear = std::mem::replace(&mut self.clear, true);
+            self.pending = None;
+            return was_clear.then_some((dir, now));
+        }
+        if d < min_offset {
+            return None;
+        }
+        self.pending = None;
+        Some((dir, at))
+    }
 }
 
 pub struct LineCrossing {
@@ -176,6 +249,102 @@ impl LineCrossing {
         }
     }
 
+    /// Crossings of tracks lost for at most `predict_secs`, from their point on the last
+    /// frame they were observed moved on at the track's velocity (modes `anchor` and
+    /// `centre`). A counted one is not counted again when the track is found again.
+    fn predict(&mut self, now: OffsetDateTime) -> Vec<(CrossDir, OffsetDateTime, Track)> {
+        let mut out = Vec::new();
+        for st in self.tracks.values_mut() {
+            let lost = (now - st.last_seen).as_seconds_f64();
+            if st.predicted || lost <= 0.0 || lost > self.cfg.predict_secs {
+                continue;
+            }
+            let (vx, vy) = (st.track.velocity.0 as f64, st.track.velocity.1 as f64);
+            if !(vx.is_finite() && vy.is_finite()) {
+                continue;
+            }
+            let q = [st.seen[0] + vx * lost, st.seen[1] + vy * lost];
+            // Tried on a copy: a lost track only moves on once its prediction has crossed.
+            let mut trial = St { track: st.track.clone(), ..*st };
+            if let Some((dir, at)) =
+                trial.step(q, false, now, false, self.cfg.min_offset, &self.line)
+            {
+                *st = St { predicted: true, ..trial };
+                out.push((dir, at, st.track.clone()));
+            }
+        }
+        out
+    }
+
+    /// A track lost for at most `predict_secs` before the new track `tr` was first detected
+    /// whose predicted point then lies within its own box height of where `tr` was first
+    /// detected: the same object, its track broken (the tracker re-associates a lost track
+    /// only by the overlap of its predicted box, which a changing size or speed defeats).
+    /// Without this, a crossing during the gap is counted twice (prediction, then the new
+    /// track) or never (lost before the line, new track born past it).
+    fn predecessor(&self, tr: &Track) -> Option<u64> {
+        let b = tr.origin.unwrap_or(tr.bbox);
+        let o = self.point(&Track { bbox: b, ..tr.clone() });
+        let mut best: Option<(f64, u64)> = None;
+        for (&id, st) in &self.tracks {
+            let gap = (tr.first_seen - st.last_seen).as_seconds_f64();
+            if id == tr.id || gap <= 0.0 || gap > self.cfg.predict_secs {
+                continue;
+            }
+            let (vx, vy) = (st.track.velocity.0 as f64, st.track.velocity.1 as f64);
+            let q = [st.seen[0] + vx * gap, st.seen[1] + vy * gap];
+            let dist = (q[0] - o[0]).hypot(q[1] - o[1]);
+            let gate = (st.track.bbox.y2 - st.track.bbox.y1) as f64;
+            if dist.is_finite() && dist <= gate && best.is_none_or(|(bd, _)| dist < bd) {
+                best = Some((dist, id));
+            }
+        }
+        best.map(|(_, id)| id)
+    }
+
+    /// Counts a crossing of `tr` and raises its event if asked to.
+    fn count(
+        &mut self,
+        dir: CrossDir,
+        at: OffsetDateTime,
+        now: OffsetDateTime,
+        tr: &Track,
+        t: &Tracks,
+        out: &mut Vec<RuleOutput>,
+    ) {
+        self.counts.push(CountDelta {
+            camera_id: self.scene.camera_id.clone(),
+            line: self.cfg.line.clone(),
+            class: tr.class.clone(),
+            direction: dir,
+            at,
+            count: 1,
+        });
+        if self.raises(dir) && self.cooldown.allows(tr.id, now) {
+            let obj = vec![object(tr)];
+            let sev = self.cfg.severity;
+            let detail = serde_json::json!({
+                "direction": dir.as_str(),
+                "direction_name": self.scene.direction_name(&self.cfg.line, dir),
+                "class": tr.class,
+            });
+            out.push(
+                output(
+                    KIND,
+                    sev,
+                    tr.id,
+                    Change::Started,
+                    at,
+                    obj.clone(),
+                    Some(&t.detections.frame),
+                )
+                .with_detail(detail),
+            );
+            out.push(output(KIND, sev, tr.id, Change::Ended, at, obj, None));
+            self.cooldown.ended(tr.id, at);
+        }
+    }
+
     fn raises(&self, dir: CrossDir) -> bool {
         self.cfg.raise_event
             && match self.cfg.direction {
@@ -197,82 +366,64 @@ impl Rule for LineCrossing {
             return;
         }
         let strict = self.cfg.mode == Mode::Strict;
+        let mut crossed: Vec<(CrossDir, OffsetDateTime, Track)> = Vec::new();
         for tr in observed(t, &self.cfg.classes) {
             let p = self.point(tr);
             let d = distance_to_polyline(p, &self.line);
             let clear = strict && !polyline_touches_box(&self.line, &tr.bbox);
-            let Some(st) = self.tracks.get_mut(&tr.id) else {
-                if d > 1e-12 {
-                    let st = St { prev: p, pending: None, last_seen: now, clear };
+            if !self.tracks.contains_key(&tr.id) {
+                if let Some(st) = self.predecessor(tr).and_then(|old| self.tracks.remove(&old)) {
+                    // The same object as a track lost just before: carry on from its state.
                     self.tracks.insert(tr.id, st);
+                } else {
+                    // A new track starts from where its object was first detected, while the
+                    // track was still tentative: a crossing before confirmation counts.
+                    let origin = tr.origin.map(|b| {
+                        let o = Track { bbox: b, ..tr.clone() };
+                        (self.point(&o), strict && !polyline_touches_box(&self.line, &b))
+                    });
+                    let (prev, was_clear) = match origin {
+                        Some((o, c)) if distance_to_polyline(o, &self.line) > 1e-12 => (o, c),
+                        _ if d > 1e-12 => (p, clear),
+                        _ => continue,
+                    };
+                    let st = St {
+                        prev,
+                        pending: None,
+                        last_seen: now,
+                        clear: was_clear,
+                        seen: p,
+                        track: tr.clone(),
+                        predicted: false,
+                    };
+                    self.tracks.insert(tr.id, st);
+                    if prev == p {
+                        continue;
+                    }
                 }
-                continue;
-            };
+            }
+            let Some(st) = self.tracks.get_mut(&tr.id) else { continue };
             st.last_seen = now;
-            if d <= 1e-12 {
+            st.seen = p;
+            st.track = tr.clone();
+            if std::mem::take(&mut st.predicted) {
+                // Back after a crossing counted from its predicted position: go on from here.
+                if d > 1e-12 {
+                    st.prev = p;
+                    st.pending = None;
+                }
                 continue;
             }
-            for (_, dir) in polyline_crossings(st.prev, p, &self.line) {
-                st.pending = match st.pending {
-                    Some((pd, _)) if pd != dir => None,
-                    Some(x) => Some(x),
-                    None => Some((dir, now)),
-                };
+            if let Some((dir, at)) = st.step(p, clear, now, strict, self.cfg.min_offset, &self.line)
+            {
+                crossed.push((dir, at, tr.clone()));
             }
-            st.prev = p;
-            let Some((dir, at)) = st.pending else {
-                st.clear |= clear;
-                continue;
-            };
-            let at = if strict {
-                if !clear {
-                    continue;
-                }
-                // Entirely past: counts if it was entirely on the other side before.
-                let was_clear = std::mem::replace(&mut st.clear, true);
-                st.pending = None;
-                if !was_clear {
-                    continue;
-                }
-                now
-            } else {
-                if d < self.cfg.min_offset {
-                    continue;
-                }
-                st.pending = None;
-                at
-            };
-            self.counts.push(CountDelta {
-                camera_id: self.scene.camera_id.clone(),
-                line: self.cfg.line.clone(),
-                class: tr.class.clone(),
-                direction: dir,
-                at,
-                count: 1,
-            });
-            if self.raises(dir) && self.cooldown.allows(tr.id, now) {
-                let obj = vec![object(tr)];
-                let sev = self.cfg.severity;
-                let detail = serde_json::json!({
-                    "direction": dir.as_str(),
-                    "direction_name": self.scene.direction_name(&self.cfg.line, dir),
-                    "class": tr.class,
-                });
-                out.push(
-                    output(
-                        KIND,
-                        sev,
-                        tr.id,
-                        Change::Started,
-                        at,
-                        obj.clone(),
-                        Some(&t.detections.frame),
-                    )
-                    .with_detail(detail),
-                );
-                out.push(output(KIND, sev, tr.id, Change::Ended, at, obj, None));
-                self.cooldown.ended(tr.id, at);
-            }
+        }
+        if !strict && self.cfg.predict_secs > 0.0 {
+            crossed.extend(self.predict(now));
+        }
+        for (dir, at, tr) in crossed {
+            self.count(dir, at, now, &tr, t, out);
         }
         let forget = secs(FORGET_SECS);
         self.tracks.retain(|_, s| now - s.last_seen < forget);
@@ -396,6 +547,7 @@ mod tests {
                 first_seen: at,
                 last_seen: at,
                 velocity: (0.0, 0.0),
+                origin: None,
             }],
         }
     }

@@ -383,6 +383,7 @@ mod tests {
                 first_seen: now,
                 last_seen: now,
                 velocity: (0.0, 0.0),
+                origin: None,
             }],
         }
     }
