@@ -44,7 +44,7 @@ use super::common::{
 };
 use super::{Rule, RuleSpec, Scene};
 use crate::geometry::{
-    distance_to_polyline, polyline_crossings, polyline_touches_box, Anchor, CrossDir, Pt,
+    distance_to_polyline, polyline_crossings, polyline_touches_box, Anchor, BBox, CrossDir, Pt,
 };
 use crate::types::{Change, CountDelta, RuleOutput, Severity, Track, Tracks};
 
@@ -158,6 +158,10 @@ impl RuleSpec for LineCrossingRule {
     }
 }
 
+/// A lost track's predicted box overlapping an observed track's box by at least this IoU is
+/// that track's object (see `LineCrossing::predict`).
+const ABSORBED_IOU: f32 = 0.3;
+
 /// Per-track state is forgotten after a track has not been reported this long.
 const FORGET_SECS: f64 = 60.0;
 
@@ -173,6 +177,9 @@ struct St {
     track: Track,
     /// A crossing was counted from the predicted point while the track was lost.
     predicted: bool,
+    /// While lost, its predicted box fell on an observed track: the object is seen, as that
+    /// track (a duplicate track of one object, or an id switch); no more prediction.
+    absorbed: bool,
 }
 
 impl St {
@@ -251,16 +258,29 @@ impl LineCrossing {
 
     /// Crossings of tracks lost for at most `predict_secs`, from their point on the last
     /// frame they were observed moved on at the track's velocity (modes `anchor` and
-    /// `centre`). A counted one is not counted again when the track is found again.
-    fn predict(&mut self, now: OffsetDateTime) -> Vec<(CrossDir, OffsetDateTime, Track)> {
+    /// `centre`). A counted one is not counted again when the track is found again. A lost
+    /// track whose predicted box overlaps a track observed on the frame (`seen`, IoU ≥
+    /// `ABSORBED_IOU`) is no longer predicted: its object is seen, as that track.
+    fn predict(
+        &mut self,
+        now: OffsetDateTime,
+        seen: &[BBox],
+    ) -> Vec<(CrossDir, OffsetDateTime, Track)> {
         let mut out = Vec::new();
         for st in self.tracks.values_mut() {
             let lost = (now - st.last_seen).as_seconds_f64();
-            if st.predicted || lost <= 0.0 || lost > self.cfg.predict_secs {
+            if st.predicted || st.absorbed || lost <= 0.0 || lost > self.cfg.predict_secs {
                 continue;
             }
             let (vx, vy) = (st.track.velocity.0 as f64, st.track.velocity.1 as f64);
             if !(vx.is_finite() && vy.is_finite()) {
+                continue;
+            }
+            let (dx, dy) = ((vx * lost) as f32, (vy * lost) as f32);
+            let b = st.track.bbox;
+            let moved = BBox { x1: b.x1 + dx, y1: b.y1 + dy, x2: b.x2 + dx, y2: b.y2 + dy };
+            if seen.iter().any(|o| o.iou(&moved) >= ABSORBED_IOU) {
+                st.absorbed = true;
                 continue;
             }
             let q = [st.seen[0] + vx * lost, st.seen[1] + vy * lost];
@@ -288,7 +308,7 @@ impl LineCrossing {
         let mut best: Option<(f64, u64)> = None;
         for (&id, st) in &self.tracks {
             let gap = (tr.first_seen - st.last_seen).as_seconds_f64();
-            if id == tr.id || gap <= 0.0 || gap > self.cfg.predict_secs {
+            if id == tr.id || st.absorbed || gap <= 0.0 || gap > self.cfg.predict_secs {
                 continue;
             }
             let (vx, vy) = (st.track.velocity.0 as f64, st.track.velocity.1 as f64);
@@ -395,6 +415,7 @@ impl Rule for LineCrossing {
                         seen: p,
                         track: tr.clone(),
                         predicted: false,
+                        absorbed: false,
                     };
                     self.tracks.insert(tr.id, st);
                     if prev == p {
@@ -406,6 +427,7 @@ impl Rule for LineCrossing {
             st.last_seen = now;
             st.seen = p;
             st.track = tr.clone();
+            st.absorbed = false;
             if std::mem::take(&mut st.predicted) {
                 // Back after a crossing counted from its predicted position: go on from here.
                 if d > 1e-12 {
@@ -420,7 +442,8 @@ impl Rule for LineCrossing {
             }
         }
         if !strict && self.cfg.predict_secs > 0.0 {
-            crossed.extend(self.predict(now));
+            let seen: Vec<BBox> = observed(t, &self.cfg.classes).iter().map(|t| t.bbox).collect();
+            crossed.extend(self.predict(now, &seen));
         }
         for (dir, at, tr) in crossed {
             self.count(dir, at, now, &tr, t, out);
