@@ -50,13 +50,26 @@ use crate::types::{Change, CountDelta, RuleOutput, Severity, Track, Tracks};
 
 const KIND: &str = "line_crossing";
 
-/// Which crossings of a line raise events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// Which crossings of a line raise events: `"a_to_b"`, `"b_to_a"`, `"both"`, or one of the
+/// line's direction names (`directions = { a_to_b = "northbound", … }`), checked at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Direction {
     AToB,
     BToA,
     Both,
+    /// A name from the line's `directions`.
+    Named(String),
+}
+
+impl<'de> Deserialize<'de> for Direction {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match String::deserialize(d)?.as_str() {
+            "a_to_b" => Direction::AToB,
+            "b_to_a" => Direction::BToA,
+            "both" => Direction::Both,
+            s => Direction::Named(s.to_string()),
+        })
+    }
 }
 
 /// What has to cross the line (see the module docs).
@@ -151,6 +164,13 @@ impl RuleSpec for LineCrossingRule {
 
     fn line(&self) -> Option<&str> {
         Some(&self.line)
+    }
+
+    fn direction_name(&self) -> Option<(&'static str, &str)> {
+        match &self.direction {
+            Direction::Named(n) => Some(("direction", n)),
+            _ => None,
+        }
     }
 
     fn build(&self, scene: &Scene) -> Box<dyn Rule> {
@@ -367,10 +387,13 @@ impl LineCrossing {
 
     fn raises(&self, dir: CrossDir) -> bool {
         self.cfg.raise_event
-            && match self.cfg.direction {
+            && match &self.cfg.direction {
                 Direction::Both => true,
                 Direction::AToB => dir == CrossDir::AToB,
                 Direction::BToA => dir == CrossDir::BToA,
+                Direction::Named(n) => {
+                    self.scene.direction_name(&self.cfg.line, dir).as_deref() == Some(n.as_str())
+                }
             }
     }
 }
@@ -597,6 +620,41 @@ mod tests {
         assert!(e.contains("c_to_d") && e.contains("road-cam"), "{e}");
         assert!(cam("directions = { a_to_b = 'n', b_to_a = 's' }", "").is_ok());
         assert!(cam("", "").is_ok(), "directions are optional");
+    }
+
+    /// `direction` may name a direction of the line: the rule raises events for that
+    /// crossing direction only; an unknown name is refused at load naming the field and
+    /// the camera.
+    #[test]
+    fn direction_by_the_lines_name() {
+        let line = "directions = { a_to_b = 'southbound', b_to_a = 'northbound' }";
+        let rule = |d: &str| format!("raise_event = true\ndirection = '{d}'");
+        let e = cam(line, &rule("eastbound")).err().unwrap_or_default();
+        assert!(
+            e.contains("rules[0].direction")
+                && e.contains("road-cam")
+                && e.contains("eastbound")
+                && e.contains("`southbound`, `northbound`"),
+            "{e}"
+        );
+        let e = cam("", &rule("northbound")).err().unwrap_or_default();
+        assert!(e.contains("rules[0].direction") && e.contains("none"), "{e}");
+        assert!(cam("", &rule("both")).is_ok() && cam("", &rule("a_to_b")).is_ok());
+        // Down across the line (a_to_b = southbound), then back up (b_to_a = northbound):
+        // two counts, one event, for the northbound crossing.
+        let cfg = cam(line, &rule("northbound")).unwrap();
+        let mut engine = crate::rules::RuleEngine::new(&cfg.cameras[0]);
+        let mut events = Vec::new();
+        for (k, y) in [0.3f32, 0.7, 0.3].into_iter().enumerate() {
+            let b = BBox { x1: 0.45, y1: y - 0.1, x2: 0.55, y2: y };
+            events.extend(engine.process(&tracks(k as f64, b)));
+        }
+        assert_eq!(engine.take_counts().len(), 2);
+        let started: Vec<_> =
+            events.iter().filter(|e| e.change == crate::types::Change::Started).collect();
+        assert_eq!(started.len(), 1, "{events:?}");
+        let detail = started[0].detail.clone().unwrap_or_default();
+        assert_eq!(detail["direction_name"], "northbound");
     }
 
     #[test]

@@ -79,6 +79,12 @@ pub trait RuleSpec {
     fn line(&self) -> Option<&str> {
         None
     }
+    /// A crossing direction the rule names by one of its line's `directions` names (not
+    /// `a_to_b`/`b_to_a`/`both`), checked against the line by `validate_rules`: `(field,
+    /// name)`.
+    fn direction_name(&self) -> Option<(&'static str, &str)> {
+        None
+    }
     /// The rule for one camera; `scene` holds the camera's zones, lines and anchors (an
     /// unknown zone/line name gives an empty one that never matches).
     fn build(&self, scene: &Scene) -> Box<dyn Rule>;
@@ -114,6 +120,10 @@ macro_rules! rule_kinds {
             /// The line this rule watches, if any.
             pub fn line(&self) -> Option<&str> {
                 match self { $(Self::$variant(r) => r.line(),)* }
+            }
+            /// See `RuleSpec::direction_name`.
+            pub fn direction_name(&self) -> Option<(&'static str, &str)> {
+                match self { $(Self::$variant(r) => r.direction_name(),)* }
             }
             /// See `RuleSpec::build`.
             pub fn build(&self, scene: &Scene) -> Box<dyn Rule> {
@@ -158,9 +168,23 @@ pub fn validate_rules(
             }
         }
         if let Some(l) = r.line() {
-            if !lines.iter().any(|x| x.name == l) {
+            let Some(line) = lines.iter().find(|x| x.name == l) else {
                 let known = names(lines.iter().map(|x| &x.name));
                 return Err((f("line"), format!("unknown line `{l}` (camera lines: {known})")));
+            };
+            if let Some((field, name)) = r.direction_name() {
+                let d = line.directions.as_ref();
+                let named = [d.and_then(|d| d.a_to_b.as_ref()), d.and_then(|d| d.b_to_a.as_ref())];
+                if !named.iter().flatten().any(|n| n.as_str() == name) {
+                    let known = names(named.into_iter().flatten());
+                    return Err((
+                        f(field),
+                        format!(
+                            "unknown direction `{name}`: expected \"a_to_b\", \"b_to_a\", \"both\" \
+                             or a direction name of line `{l}` ({known})"
+                        ),
+                    ));
+                }
             }
         }
     }
