@@ -180,8 +180,8 @@ pub fn validate_rules(
                     return Err((
                         f(field),
                         format!(
-                            "unknown direction `{name}`: expected \"a_to_b\", \"b_to_a\", \"both\" \
-                             or a direction name of line `{l}` ({known})"
+                            "unknown direction `{name}`: expected `a_to_b`, `b_to_a`, `both` or a \
+                             direction name of line `{l}` ({known})"
                         ),
                     ));
                 }
