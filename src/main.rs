@@ -196,6 +196,10 @@ enum EvalCmd {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Write every analysed frame's detections, tracks and counts to
+        /// `DIR/<scenario>.jsonl` (for diagnosis).
+        #[arg(long, value_name = "DIR")]
+        dump: Option<PathBuf>,
     },
 }
 
@@ -342,9 +346,9 @@ fn main() -> ExitCode {
                 json,
             )
         }
-        Cmd::Eval { cmd: EvalCmd::Scenarios { manifest, clips, max_secs, threads, json } } => {
-            eval_scenarios(&manifest, clips, max_secs, threads, json)
-        }
+        Cmd::Eval {
+            cmd: EvalCmd::Scenarios { manifest, clips, max_secs, threads, json, dump },
+        } => eval_scenarios(&manifest, clips, max_secs, threads, json, dump),
         Cmd::Token { cmd } => token(cmd),
         Cmd::User { cmd } => user(cmd),
         Cmd::RtspServe { video, port, path } => gridwatch::cli::rtsp_serve(&video, port, &path),
@@ -439,13 +443,14 @@ fn eval_scenarios(
     max_secs: Option<f64>,
     threads: usize,
     json: bool,
+    dump: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     use gridwatch::eval::scenarios;
     if max_secs.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
         anyhow::bail!("--max-secs: must be a positive number of seconds");
     }
     let m = scenarios::Manifest::load(manifest)?;
-    let opts = scenarios::Options { only, max_secs, threads };
+    let opts = scenarios::Options { only, max_secs, threads, dump };
     let report = scenarios::run(&m, &opts, &mut |line| eprintln!("{line}"))?;
     if json {
         println!("{}", serde_json::to_string(&report)?);

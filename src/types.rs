@@ -336,6 +336,11 @@ pub struct Track {
     /// has about half a second of history.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speed_kmh: Option<f32>,
+    /// Box of the object's first detection, at `first_seen` (while the track was still
+    /// tentative): where the object was before the track was confirmed. `None` when not
+    /// known (tracks given by fixtures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<BBox>,
 }
 
 /// The message from the tracker to the rules: a frame's detections plus the camera's tracks.

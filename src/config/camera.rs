@@ -430,10 +430,12 @@ mod tests {
         assert!(parse(&format!("{ok}{zone}{jam}")).is_ok());
         let e = parse(&format!("{zone}{jam}")).unwrap_err();
         assert!(e.contains("rules[0].max_speed_kmh`") && e.contains("calibration"), "{e}");
-        let both = format!("{jam}max_speed=0.02\n");
+        let both = format!("{jam}max_speed_heights=0.5\n");
         let e = parse(&format!("{ok}{zone}{both}")).unwrap_err();
         assert!(e.contains("rules[0].max_speed_kmh`") && e.contains("not both"), "{e}");
         // Without km/h, congestion needs no calibration.
-        assert!(parse(&format!("{zone}{}", jam.replace("max_speed_kmh", "max_speed"))).is_ok());
+        assert!(
+            parse(&format!("{zone}{}", jam.replace("max_speed_kmh", "max_speed_heights"))).is_ok()
+        );
     }
 }

@@ -43,6 +43,7 @@
 //! labels are written in reversed time and each crossing's direction swaps.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -420,6 +421,9 @@ pub struct Options {
     /// Caps every scenario's `max_secs`.
     pub max_secs: Option<f64>,
     pub threads: usize,
+    /// Writes every analysed frame (detections, tracks, counts) of each scenario to
+    /// `<dir>/<scenario>.jsonl`, for diagnosis (`--dump DIR`).
+    pub dump: Option<PathBuf>,
 }
 
 /// Runs every selected scenario of `manifest`; `progress` gets one line per scenario.
@@ -481,6 +485,16 @@ fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<ScenarioReport> 
     let mut detected: BTreeMap<String, Vec<Detected>> = BTreeMap::new();
     let mut speeds = Vec::new();
     let (mut frames, mut last_t) = (0u64, 0.0f64);
+    let mut dump = match &opts.dump {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("--dump {}", dir.display()))?;
+            let path = dir.join(format!("{}.jsonl", s.name));
+            let f = std::fs::File::create(&path)
+                .with_context(|| format!("--dump: creating {}", path.display()))?;
+            Some(std::io::BufWriter::new(f))
+        }
+        None => None,
+    };
     let started = Instant::now();
     let mut tally = |t: f64, a: Analysed| {
         if limit.is_some_and(|l| t > l + 1e-9) {
@@ -488,6 +502,19 @@ fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<ScenarioReport> 
         }
         frames += 1;
         last_t = t;
+        if let Some(w) = dump.as_mut() {
+            let line = serde_json::json!({
+                "t": t,
+                "detections": &a.tracks.detections.objects,
+                "tracks": &a.tracks.tracks,
+                "counts": a.counts.iter()
+                    .map(|c| (c.direction.as_str(), c.class.as_str(), c.count))
+                    .collect::<Vec<_>>(),
+            });
+            if let Err(e) = writeln!(w, "{line}") {
+                tracing::warn!("--dump: {e}");
+            }
+        }
         for c in &a.counts {
             *counted
                 .entry((c.line.clone(), c.direction))

@@ -1,13 +1,19 @@
 //! `congestion`: at least `min_count` confirmed vehicles (`classes`) with their anchor in
 //! `zone` whose median speed is below the limit for ≥ `min_secs` → one event per episode for
-//! the zone. The speed is either the ground speed in km/h (`max_speed_kmh`, on a camera
-//! with a ground-plane calibration: the median of the vehicles that have a speed yet) or
-//! the image speed (`max_speed`, normalised image units per second, from the tracker's
-//! velocity of each track; the default, 0.02); not both. Hysteresis: it ends once the
-//! condition has been false for `clear_secs`; the end time is the last frame the condition
-//! held. Detail at the start: `{"count": n, "median_speed": v, "median_speed_kmh": v|null}`
-//! (vehicles in the zone, their median image speed and, on a calibrated camera, their
-//! median ground speed).
+//! the zone. Hysteresis: it ends once the condition has been false for `clear_secs`; the end
+//! time is the last frame the condition held. Detail at the start: `{"count": n,
+//! "median_speed_heights": v, "median_speed_kmh": v|null}` (vehicles in the zone, their median
+//! speed in box heights per second and, on a calibrated camera, their median ground speed).
+//!
+//! The limit is either the ground speed in km/h (`max_speed_kmh`, on a camera with a
+//! ground-plane calibration: the median of the vehicles that have a speed yet) or, by
+//! default, the speed in **box heights per second** (`max_speed_heights`, default 0.5): the
+//! tracker's centre velocity divided by the track's box height; not both. In image units per
+//! second a vehicle's speed depends on its distance from the camera (perspective): on the
+//! shared congestion clip, crawling vehicles near the camera move 0.02–0.08 image units/s,
+//! as much as free-flowing far ones, so no image-unit threshold separates the two. Relative
+//! to its own size it does: crawling traffic measured 0.05–0.2 heights/s and free-flowing
+//! traffic on four other clips 1.3–3.6 heights/s (docs/design/0022-counting.md).
 
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -21,10 +27,10 @@ use crate::types::{Change, RuleOutput, Severity, Tracks};
 const KIND: &str = "congestion";
 
 defaults! {
-    d_speed: f64 = 0.02;
+    d_speed: f64 = 0.5;
 }
 
-/// `congestion`: ≥ `min_count` vehicles in `zone` with median speed < `max_speed`.
+/// `congestion`: ≥ `min_count` vehicles in `zone` with median speed below the limit.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CongestionRule {
@@ -33,11 +39,11 @@ pub struct CongestionRule {
     pub classes: Vec<String>,
     #[serde(default = "count5")]
     pub min_count: u32,
-    /// Normalised image units per second (box centre). Default 0.02 when `max_speed_kmh` is
-    /// not given.
+    /// Box heights per second (the tracker's centre speed over the box height). Default 0.5
+    /// when `max_speed_kmh` is not given.
     #[serde(default)]
-    pub max_speed: Option<f64>,
-    /// Ground speed in km/h (needs `[cameras.calibration]`); instead of `max_speed`.
+    pub max_speed_heights: Option<f64>,
+    /// Ground speed in km/h (needs `[cameras.calibration]`); instead of `max_speed_heights`.
     #[serde(default)]
     pub max_speed_kmh: Option<f64>,
     #[serde(default = "d30")]
@@ -58,14 +64,15 @@ impl RuleSpec for CongestionRule {
         if self.min_count == 0 {
             return Err(("min_count".into(), "must be ≥ 1".into()));
         }
-        if self.max_speed.is_some() && self.max_speed_kmh.is_some() {
+        if self.max_speed_heights.is_some() && self.max_speed_kmh.is_some() {
             return Err((
                 "max_speed_kmh".into(),
-                "give either max_speed (image units/s) or max_speed_kmh (km/h), not both".into(),
+                "give either max_speed_heights (box heights/s) or max_speed_kmh (km/h), not both"
+                    .into(),
             ));
         }
         non_negative(&[
-            ("max_speed", self.max_speed.unwrap_or(0.0)),
+            ("max_speed_heights", self.max_speed_heights.unwrap_or(0.0)),
             ("max_speed_kmh", self.max_speed_kmh.unwrap_or(0.0)),
             ("min_secs", self.min_secs),
             ("clear_secs", self.clear_secs),
@@ -106,6 +113,18 @@ impl Congestion {
     }
 }
 
+/// A track's speed in box heights per second (its centre velocity over its box height; a
+/// box with no height counts as still).
+pub fn speed_heights(tr: &crate::types::Track) -> f64 {
+    let h = (tr.bbox.y2 - tr.bbox.y1) as f64;
+    let v = (tr.velocity.0 as f64).hypot(tr.velocity.1 as f64);
+    if h > 0.0 {
+        v / h
+    } else {
+        0.0
+    }
+}
+
 /// Median of a non-empty slice (mean of the two middle values for an even length).
 pub fn median(v: &mut [f64]) -> Option<f64> {
     if v.is_empty() {
@@ -127,13 +146,12 @@ impl Rule for Congestion {
             .into_iter()
             .filter(|tr| point_in_polygon(self.scene.anchor(tr), &self.zone))
             .collect();
-        let mut speeds: Vec<f64> =
-            inside.iter().map(|tr| (tr.velocity.0 as f64).hypot(tr.velocity.1 as f64)).collect();
+        let mut speeds: Vec<f64> = inside.iter().map(|tr| speed_heights(tr)).collect();
         let med = median(&mut speeds);
         let mut kmh: Vec<f64> =
             inside.iter().filter_map(|tr| tr.speed_kmh).map(f64::from).collect();
         let med_kmh = median(&mut kmh).filter(|m| m.is_finite());
-        let slow = match (self.cfg.max_speed_kmh, self.cfg.max_speed) {
+        let slow = match (self.cfg.max_speed_kmh, self.cfg.max_speed_heights) {
             (Some(limit), _) => med_kmh.is_some_and(|m| m < limit),
             (None, limit) => {
                 med.is_some_and(|m| m.is_finite() && m < limit.unwrap_or_else(d_speed))
@@ -146,7 +164,7 @@ impl Rule for Congestion {
             let o = if change == Change::Started {
                 let detail = serde_json::json!({
                     "count": inside.len(),
-                    "median_speed": med.filter(|m| m.is_finite()),
+                    "median_speed_heights": med.filter(|m| m.is_finite()),
                     "median_speed_kmh": med_kmh.map(|m| super::per_track::round1(m as f32)),
                 });
                 let objects = inside.iter().map(|tr| object(tr)).collect();

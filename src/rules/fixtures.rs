@@ -109,6 +109,7 @@ impl FxTrack {
             last_seen: now,
             velocity: (v[0], v[1]),
             speed_kmh: None,
+            origin: None,
         }
     }
 }

@@ -255,6 +255,7 @@ mod tests {
             last_seen: at,
             velocity: (0.0, 0.0),
             speed_kmh: None,
+            origin: None,
         }
     }
 

@@ -24,6 +24,16 @@
 //!
 //! Every mode counts per segment, not per infinite line: a motion only crosses where it
 //! meets the polyline, so short segments count lanes.
+//!
+//! Late and broken tracks (docs/design/0022-counting.md):
+//! - a new track starts from its object's first detection (`Track::origin`, while the
+//!   track was tentative), so a crossing before the tracker confirmed it counts;
+//! - a track lost for at most `predict_secs` still crosses (modes `anchor` and `centre`):
+//!   its point on the last frame it was seen, moved on at its velocity;
+//! - a new track first detected within `predict_secs` of a lost one, within the lost
+//!   track's box height of its predicted point, is the same object: it carries on from the
+//!   lost track's state, so a crossing in the gap counts once (not by the prediction and
+//!   again by the new track, nor never when the new track is born past the line).
 
 use std::collections::BTreeMap;
 
@@ -35,19 +45,32 @@ use super::common::{
 };
 use super::{Rule, RuleSpec, Scene};
 use crate::geometry::{
-    distance_to_polyline, polyline_crossings, polyline_touches_box, Anchor, CrossDir, Pt,
+    distance_to_polyline, polyline_crossings, polyline_touches_box, Anchor, BBox, CrossDir, Pt,
 };
-use crate::types::{Change, CountDelta, RuleOutput, Severity, Tracks};
+use crate::types::{Change, CountDelta, RuleOutput, Severity, Track, Tracks};
 
 const KIND: &str = "line_crossing";
 
-/// Which crossings of a line raise events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// Which crossings of a line raise events: `"a_to_b"`, `"b_to_a"`, `"both"`, or one of the
+/// line's direction names (`directions = { a_to_b = "northbound", … }`), checked at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Direction {
     AToB,
     BToA,
     Both,
+    /// A name from the line's `directions`.
+    Named(String),
+}
+
+impl<'de> Deserialize<'de> for Direction {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match String::deserialize(d)?.as_str() {
+            "a_to_b" => Direction::AToB,
+            "b_to_a" => Direction::BToA,
+            "both" => Direction::Both,
+            s => Direction::Named(s.to_string()),
+        })
+    }
 }
 
 /// What has to cross the line (see the module docs).
@@ -82,6 +105,7 @@ impl<'de> Deserialize<'de> for Mode {
 defaults! {
     both: Direction = Direction::Both;
     d_offset: f64 = 0.02;
+    d_predict: f64 = 1.0;
 }
 
 /// `line_crossing`: a track (its anchor, its centre or its whole box: `mode`) crosses
@@ -106,6 +130,11 @@ pub struct LineCrossingRule {
     /// 0.02.
     #[serde(default = "d_offset")]
     pub min_offset: f64,
+    /// A track lost (not matched) for at most this long still crosses: its point on the last
+    /// frame it was seen, moved on at its velocity (modes `anchor` and `centre`). 0 turns it
+    /// off. Default 1.0.
+    #[serde(default = "d_predict")]
+    pub predict_secs: f64,
     #[serde(default = "sev_info")]
     pub severity: Severity,
     /// Per track. Default 0.
@@ -120,7 +149,14 @@ impl RuleSpec for LineCrossingRule {
         if self.classes.iter().any(|s| s.trim().is_empty()) {
             return Err(("classes".into(), "class names must not be empty".into()));
         }
-        non_negative(&[("min_offset", self.min_offset), ("cooldown_secs", self.cooldown_secs)])?;
+        non_negative(&[
+            ("min_offset", self.min_offset),
+            ("cooldown_secs", self.cooldown_secs),
+            ("predict_secs", self.predict_secs),
+        ])?;
+        if self.predict_secs > 10.0 {
+            return Err(("predict_secs".into(), "must be at most 10".into()));
+        }
         if self.min_offset > 0.5 {
             return Err(("min_offset".into(), "must be at most 0.5".into()));
         }
@@ -131,10 +167,21 @@ impl RuleSpec for LineCrossingRule {
         Some(&self.line)
     }
 
+    fn direction_name(&self) -> Option<(&'static str, &str)> {
+        match &self.direction {
+            Direction::Named(n) => Some(("direction", n)),
+            _ => None,
+        }
+    }
+
     fn build(&self, scene: &Scene) -> Box<dyn Rule> {
         Box::new(LineCrossing::new(self.clone(), scene))
     }
 }
+
+/// A lost track's predicted box overlapping an observed track's box by at least this IoU is
+/// that track's object (see `LineCrossing::predict`).
+const ABSORBED_IOU: f32 = 0.3;
 
 /// Per-track state is forgotten after a track has not been reported this long.
 const FORGET_SECS: f64 = 60.0;
@@ -146,6 +193,59 @@ struct St {
     /// `strict`: the box has been entirely off the line since the last count (or since the
     /// track appeared); a crossing only counts if it started from such a position.
     clear: bool,
+    /// The point on the last frame the track was observed, and the track then.
+    seen: Pt,
+    track: Track,
+    /// A crossing was counted from the predicted point while the track was lost.
+    predicted: bool,
+    /// While lost, its predicted box fell on an observed track: the object is seen, as that
+    /// track (a duplicate track of one object, or an id switch); no more prediction.
+    absorbed: bool,
+}
+
+impl St {
+    /// Moves to `p` (`clear`: the box is off the line) and
+    /// returns a crossing that completes there: its direction and time.
+    fn step(
+        &mut self,
+        p: Pt,
+        clear: bool,
+        now: OffsetDateTime,
+        strict: bool,
+        min_offset: f64,
+        line: &[Pt],
+    ) -> Option<(CrossDir, OffsetDateTime)> {
+        let d = distance_to_polyline(p, line);
+        if d <= 1e-12 {
+            return None;
+        }
+        for (_, dir) in polyline_crossings(self.prev, p, line) {
+            self.pending = match self.pending {
+                Some((pd, _)) if pd != dir => None,
+                Some(x) => Some(x),
+                None => Some((dir, now)),
+            };
+        }
+        self.prev = p;
+        let Some((dir, at)) = self.pending else {
+            self.clear |= clear;
+            return None;
+        };
+        if strict {
+            if !clear {
+                return None;
+            }
+            // Entirely past: counts if it was entirely on the other side before.
+            let was_clear = std::mem::replace(&mut self.clear, true);
+            self.pending = None;
+            return was_clear.then_some((dir, now));
+        }
+        if d < min_offset {
+            return None;
+        }
+        self.pending = None;
+        Some((dir, at))
+    }
 }
 
 pub struct LineCrossing {
@@ -177,12 +277,126 @@ impl LineCrossing {
         }
     }
 
+    /// Crossings of tracks lost for at most `predict_secs`, from their point on the last
+    /// frame they were observed moved on at the track's velocity (modes `anchor` and
+    /// `centre`). A counted one is not counted again when the track is found again. A lost
+    /// track whose predicted box overlaps a track observed on the frame (`seen`, IoU ≥
+    /// `ABSORBED_IOU`) is no longer predicted: its object is seen, as that track.
+    fn predict(
+        &mut self,
+        now: OffsetDateTime,
+        seen: &[BBox],
+    ) -> Vec<(CrossDir, OffsetDateTime, Track)> {
+        let mut out = Vec::new();
+        for st in self.tracks.values_mut() {
+            let lost = (now - st.last_seen).as_seconds_f64();
+            if st.predicted || st.absorbed || lost <= 0.0 || lost > self.cfg.predict_secs {
+                continue;
+            }
+            let (vx, vy) = (st.track.velocity.0 as f64, st.track.velocity.1 as f64);
+            if !(vx.is_finite() && vy.is_finite()) {
+                continue;
+            }
+            let (dx, dy) = ((vx * lost) as f32, (vy * lost) as f32);
+            let b = st.track.bbox;
+            let moved = BBox { x1: b.x1 + dx, y1: b.y1 + dy, x2: b.x2 + dx, y2: b.y2 + dy };
+            if seen.iter().any(|o| o.iou(&moved) >= ABSORBED_IOU) {
+                st.absorbed = true;
+                continue;
+            }
+            let q = [st.seen[0] + vx * lost, st.seen[1] + vy * lost];
+            // Tried on a copy: a lost track only moves on once its prediction has crossed.
+            let mut trial = St { track: st.track.clone(), ..*st };
+            if let Some((dir, at)) =
+                trial.step(q, false, now, false, self.cfg.min_offset, &self.line)
+            {
+                *st = St { predicted: true, ..trial };
+                out.push((dir, at, st.track.clone()));
+            }
+        }
+        out
+    }
+
+    /// A track lost for at most `predict_secs` before the new track `tr` was first detected
+    /// whose predicted point then lies within its own box height of where `tr` was first
+    /// detected: the same object, its track broken (the tracker re-associates a lost track
+    /// only by the overlap of its predicted box, which a changing size or speed defeats).
+    /// Without this, a crossing during the gap is counted twice (prediction, then the new
+    /// track) or never (lost before the line, new track born past it).
+    fn predecessor(&self, tr: &Track) -> Option<u64> {
+        let b = tr.origin.unwrap_or(tr.bbox);
+        let o = self.point(&Track { bbox: b, ..tr.clone() });
+        let mut best: Option<(f64, u64)> = None;
+        for (&id, st) in &self.tracks {
+            let gap = (tr.first_seen - st.last_seen).as_seconds_f64();
+            if id == tr.id || st.absorbed || gap <= 0.0 || gap > self.cfg.predict_secs {
+                continue;
+            }
+            let (vx, vy) = (st.track.velocity.0 as f64, st.track.velocity.1 as f64);
+            let q = [st.seen[0] + vx * gap, st.seen[1] + vy * gap];
+            let dist = (q[0] - o[0]).hypot(q[1] - o[1]);
+            let gate = (st.track.bbox.y2 - st.track.bbox.y1) as f64;
+            if dist.is_finite() && dist <= gate && best.is_none_or(|(bd, _)| dist < bd) {
+                best = Some((dist, id));
+            }
+        }
+        best.map(|(_, id)| id)
+    }
+
+    /// Counts a crossing of `tr` and raises its event if asked to.
+    fn count(
+        &mut self,
+        dir: CrossDir,
+        at: OffsetDateTime,
+        now: OffsetDateTime,
+        tr: &Track,
+        t: &Tracks,
+        out: &mut Vec<RuleOutput>,
+    ) {
+        self.counts.push(CountDelta {
+            camera_id: self.scene.camera_id.clone(),
+            line: self.cfg.line.clone(),
+            class: tr.class.clone(),
+            direction: dir,
+            at,
+            count: 1,
+            speed_kmh: tr.speed_kmh,
+        });
+        if self.raises(dir) && self.cooldown.allows(tr.id, now) {
+            let obj = vec![object(tr)];
+            let sev = self.cfg.severity;
+            let detail = serde_json::json!({
+                "direction": dir.as_str(),
+                "direction_name": self.scene.direction_name(&self.cfg.line, dir),
+                "class": tr.class,
+                "speed_kmh": tr.speed_kmh.map(super::per_track::round1),
+            });
+            out.push(
+                output(
+                    KIND,
+                    sev,
+                    tr.id,
+                    Change::Started,
+                    at,
+                    obj.clone(),
+                    Some(&t.detections.frame),
+                )
+                .with_detail(detail),
+            );
+            out.push(output(KIND, sev, tr.id, Change::Ended, at, obj, None));
+            self.cooldown.ended(tr.id, at);
+        }
+    }
+
     fn raises(&self, dir: CrossDir) -> bool {
         self.cfg.raise_event
-            && match self.cfg.direction {
+            && match &self.cfg.direction {
                 Direction::Both => true,
                 Direction::AToB => dir == CrossDir::AToB,
                 Direction::BToA => dir == CrossDir::BToA,
+                Direction::Named(n) => {
+                    self.scene.direction_name(&self.cfg.line, dir).as_deref() == Some(n.as_str())
+                }
             }
     }
 }
@@ -198,84 +412,67 @@ impl Rule for LineCrossing {
             return;
         }
         let strict = self.cfg.mode == Mode::Strict;
+        let mut crossed: Vec<(CrossDir, OffsetDateTime, Track)> = Vec::new();
         for tr in observed(t, &self.cfg.classes) {
             let p = self.point(tr);
             let d = distance_to_polyline(p, &self.line);
             let clear = strict && !polyline_touches_box(&self.line, &tr.bbox);
-            let Some(st) = self.tracks.get_mut(&tr.id) else {
-                if d > 1e-12 {
-                    let st = St { prev: p, pending: None, last_seen: now, clear };
+            if !self.tracks.contains_key(&tr.id) {
+                if let Some(st) = self.predecessor(tr).and_then(|old| self.tracks.remove(&old)) {
+                    // The same object as a track lost just before: carry on from its state.
                     self.tracks.insert(tr.id, st);
+                } else {
+                    // A new track starts from where its object was first detected, while the
+                    // track was still tentative: a crossing before confirmation counts.
+                    let origin = tr.origin.map(|b| {
+                        let o = Track { bbox: b, ..tr.clone() };
+                        (self.point(&o), strict && !polyline_touches_box(&self.line, &b))
+                    });
+                    let (prev, was_clear) = match origin {
+                        Some((o, c)) if distance_to_polyline(o, &self.line) > 1e-12 => (o, c),
+                        _ if d > 1e-12 => (p, clear),
+                        _ => continue,
+                    };
+                    let st = St {
+                        prev,
+                        pending: None,
+                        last_seen: now,
+                        clear: was_clear,
+                        seen: p,
+                        track: tr.clone(),
+                        predicted: false,
+                        absorbed: false,
+                    };
+                    self.tracks.insert(tr.id, st);
+                    if prev == p {
+                        continue;
+                    }
                 }
-                continue;
-            };
+            }
+            let Some(st) = self.tracks.get_mut(&tr.id) else { continue };
             st.last_seen = now;
-            if d <= 1e-12 {
+            st.seen = p;
+            st.track = tr.clone();
+            st.absorbed = false;
+            if std::mem::take(&mut st.predicted) {
+                // Back after a crossing counted from its predicted position: go on from here.
+                if d > 1e-12 {
+                    st.prev = p;
+                    st.pending = None;
+                }
                 continue;
             }
-            for (_, dir) in polyline_crossings(st.prev, p, &self.line) {
-                st.pending = match st.pending {
-                    Some((pd, _)) if pd != dir => None,
-                    Some(x) => Some(x),
-                    None => Some((dir, now)),
-                };
+            if let Some((dir, at)) = st.step(p, clear, now, strict, self.cfg.min_offset, &self.line)
+            {
+                crossed.push((dir, at, tr.clone()));
             }
-            st.prev = p;
-            let Some((dir, at)) = st.pending else {
-                st.clear |= clear;
-                continue;
-            };
-            let at = if strict {
-                if !clear {
-                    continue;
-                }
-                // Entirely past: counts if it was entirely on the other side before.
-                let was_clear = std::mem::replace(&mut st.clear, true);
-                st.pending = None;
-                if !was_clear {
-                    continue;
-                }
-                now
-            } else {
-                if d < self.cfg.min_offset {
-                    continue;
-                }
-                st.pending = None;
-                at
-            };
-            self.counts.push(CountDelta {
-                camera_id: self.scene.camera_id.clone(),
-                line: self.cfg.line.clone(),
-                class: tr.class.clone(),
-                direction: dir,
-                at,
-                count: 1,
-                speed_kmh: tr.speed_kmh,
-            });
-            if self.raises(dir) && self.cooldown.allows(tr.id, now) {
-                let obj = vec![object(tr)];
-                let sev = self.cfg.severity;
-                let detail = serde_json::json!({
-                    "direction": dir.as_str(),
-                    "direction_name": self.scene.direction_name(&self.cfg.line, dir),
-                    "class": tr.class,
-                    "speed_kmh": tr.speed_kmh.map(super::per_track::round1),
-                });
-                out.push(
-                    output(
-                        KIND,
-                        sev,
-                        tr.id,
-                        Change::Started,
-                        at,
-                        obj.clone(),
-                        Some(&t.detections.frame),
-                    )
-                    .with_detail(detail),
-                );
-                out.push(output(KIND, sev, tr.id, Change::Ended, at, obj, None));
-                self.cooldown.ended(tr.id, at);
-            }
+        }
+        if !strict && self.cfg.predict_secs > 0.0 {
+            let seen: Vec<BBox> = observed(t, &self.cfg.classes).iter().map(|t| t.bbox).collect();
+            crossed.extend(self.predict(now, &seen));
+        }
+        for (dir, at, tr) in crossed {
+            self.count(dir, at, now, &tr, t, out);
         }
         let forget = secs(FORGET_SECS);
         self.tracks.retain(|_, s| now - s.last_seen < forget);
@@ -405,6 +602,7 @@ mod tests {
                 last_seen: at,
                 velocity: (0.0, 0.0),
                 speed_kmh: None,
+                origin: None,
             }],
         }
     }
@@ -431,6 +629,41 @@ mod tests {
         assert!(e.contains("c_to_d") && e.contains("road-cam"), "{e}");
         assert!(cam("directions = { a_to_b = 'n', b_to_a = 's' }", "").is_ok());
         assert!(cam("", "").is_ok(), "directions are optional");
+    }
+
+    /// `direction` may name a direction of the line: the rule raises events for that
+    /// crossing direction only; an unknown name is refused at load naming the field and
+    /// the camera.
+    #[test]
+    fn direction_by_the_lines_name() {
+        let line = "directions = { a_to_b = 'southbound', b_to_a = 'northbound' }";
+        let rule = |d: &str| format!("raise_event = true\ndirection = '{d}'");
+        let e = cam(line, &rule("eastbound")).err().unwrap_or_default();
+        assert!(
+            e.contains("rules[0].direction")
+                && e.contains("road-cam")
+                && e.contains("eastbound")
+                && e.contains("`southbound`, `northbound`"),
+            "{e}"
+        );
+        let e = cam("", &rule("northbound")).err().unwrap_or_default();
+        assert!(e.contains("rules[0].direction") && e.contains("none"), "{e}");
+        assert!(cam("", &rule("both")).is_ok() && cam("", &rule("a_to_b")).is_ok());
+        // Down across the line (a_to_b = southbound), then back up (b_to_a = northbound):
+        // two counts, one event, for the northbound crossing.
+        let cfg = cam(line, &rule("northbound")).unwrap();
+        let mut engine = crate::rules::RuleEngine::new(&cfg.cameras[0]);
+        let mut events = Vec::new();
+        for (k, y) in [0.3f32, 0.7, 0.3].into_iter().enumerate() {
+            let b = BBox { x1: 0.45, y1: y - 0.1, x2: 0.55, y2: y };
+            events.extend(engine.process(&mut tracks(k as f64, b)));
+        }
+        assert_eq!(engine.take_counts().len(), 2);
+        let started: Vec<_> =
+            events.iter().filter(|e| e.change == crate::types::Change::Started).collect();
+        assert_eq!(started.len(), 1, "{events:?}");
+        let detail = started[0].detail.clone().unwrap_or_default();
+        assert_eq!(detail["direction_name"], "northbound");
     }
 
     #[test]

@@ -88,6 +88,12 @@ pub trait RuleSpec {
     fn lines(&self) -> Vec<(&'static str, &str)> {
         self.line().map(|l| ("line", l)).into_iter().collect()
     }
+    /// A crossing direction the rule names by one of its line's `directions` names (not
+    /// `a_to_b`/`b_to_a`/`both`), checked against the line by `validate_rules`: `(field,
+    /// name)`.
+    fn direction_name(&self) -> Option<(&'static str, &str)> {
+        None
+    }
     /// The key that makes this rule need the camera's ground-plane calibration
     /// (`[cameras.calibration]`, for speeds in km/h), if any.
     fn needs_calibration(&self) -> Option<&'static str> {
@@ -132,6 +138,10 @@ macro_rules! rule_kinds {
             /// See `RuleSpec::lines`.
             pub fn lines(&self) -> Vec<(&'static str, &str)> {
                 match self { $(Self::$variant(r) => r.lines(),)* }
+            }
+            /// See `RuleSpec::direction_name`.
+            pub fn direction_name(&self) -> Option<(&'static str, &str)> {
+                match self { $(Self::$variant(r) => r.direction_name(),)* }
             }
             /// See `RuleSpec::needs_calibration`.
             pub fn needs_calibration(&self) -> Option<&'static str> {
@@ -196,6 +206,20 @@ pub fn validate_rules(
             if !lines.iter().any(|x| x.name == l) {
                 let known = names(lines.iter().map(|x| &x.name));
                 return Err((f(key), format!("unknown line `{l}` (camera lines: {known})")));
+            }
+        }
+        if let (Some(l), Some((field, name))) = (r.line(), r.direction_name()) {
+            let d = lines.iter().find(|x| x.name == l).and_then(|x| x.directions.as_ref());
+            let named = [d.and_then(|d| d.a_to_b.as_ref()), d.and_then(|d| d.b_to_a.as_ref())];
+            if !named.iter().flatten().any(|n| n.as_str() == name) {
+                let known = names(named.into_iter().flatten());
+                return Err((
+                    f(field),
+                    format!(
+                        "unknown direction `{name}`: expected `a_to_b`, `b_to_a`, `both` or a \
+                         direction name of line `{l}` ({known})"
+                    ),
+                ));
             }
         }
     }
@@ -432,6 +456,7 @@ mod tests {
                 last_seen: now,
                 velocity: (0.0, 0.0),
                 speed_kmh: None,
+                origin: None,
             }],
         }
     }

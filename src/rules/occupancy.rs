@@ -188,6 +188,7 @@ mod tests {
                     last_seen: now,
                     velocity: (0.0, 0.0),
                     speed_kmh: None,
+                    origin: None,
                 })
                 .collect(),
         }

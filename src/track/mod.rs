@@ -206,6 +206,8 @@ struct Inner {
     last_seen: OffsetDateTime,
     /// Box of the last matched detection.
     det_box: BBox,
+    /// Box of the first detection.
+    origin: BBox,
 }
 
 impl Inner {
@@ -223,6 +225,7 @@ impl Inner {
             first_seen: at,
             last_seen: at,
             det_box: det.bbox,
+            origin: det.bbox,
         }
     }
 
@@ -282,6 +285,7 @@ impl Inner {
             last_seen: self.last_seen,
             velocity: self.kf.velocity(),
             speed_kmh: None,
+            origin: Some(self.origin),
         })
     }
 }
