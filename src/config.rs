@@ -133,6 +133,11 @@ impl Config {
         }
         self.auth.validate()?;
         for (name, p) in &self.models {
+            if name == crate::fire::BUILTIN_FIRE {
+                return Err(format!(
+                    "field `models.{name}`: the name is reserved for the built-in fire and smoke detector"
+                ));
+            }
             if !p.is_file() {
                 return Err(format!(
                     "field `models.{name}`: model manifest {} does not exist",

@@ -42,7 +42,8 @@ pub struct CameraConfig {
     /// Height of analysed frames; default keeps the source aspect ratio.
     #[serde(default)]
     pub detect_height: Option<u32>,
-    /// Names of entries in `[models]`.
+    /// Names of entries in `[models]`, or `builtin-fire` (the built-in fire and smoke
+    /// detector, `crate::fire`).
     pub models: Vec<String>,
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -76,6 +77,10 @@ pub struct CameraConfig {
     /// Tiled detection for small, far objects (`[cameras.tiles]`); absent: off.
     #[serde(default)]
     pub tiles: Option<TilesConfig>,
+    /// Settings of the built-in fire and smoke detector (`[cameras.fire_detector]`), used
+    /// when `models` lists `builtin-fire`; every field has a default.
+    #[serde(default)]
+    pub fire_detector: Option<crate::fire::FireDetectorConfig>,
 }
 
 fn yes() -> bool {
@@ -323,7 +328,24 @@ impl CameraConfig {
         if self.models.is_empty() && self.enabled {
             return Err(format!("{}: list at least one model", at("models")));
         }
+        let builtin = self.models.iter().any(|m| m == crate::fire::BUILTIN_FIRE);
+        if let Some(f) = &self.fire_detector {
+            f.validate().map_err(|(field, m)| format!("{}: {m}", at(&format!("fire_detector.{field}"))))?;
+            if !builtin {
+                return Err(format!(
+                    "{}: set, but `models` does not list `{}`",
+                    at("fire_detector"),
+                    crate::fire::BUILTIN_FIRE
+                ));
+            }
+        }
         for (j, m) in self.models.iter().enumerate() {
+            if m == crate::fire::BUILTIN_FIRE {
+                if self.models[..j].contains(m) {
+                    return Err(format!("{}: `{m}` is listed twice", at(&format!("models[{j}]"))));
+                }
+                continue;
+            }
             if !models.contains_key(m) {
                 return Err(format!(
                     "{}: unknown model `{m}` (not in [models])",
