@@ -330,7 +330,8 @@ impl CameraConfig {
         }
         let builtin = self.models.iter().any(|m| m == crate::fire::BUILTIN_FIRE);
         if let Some(f) = &self.fire_detector {
-            f.validate().map_err(|(field, m)| format!("{}: {m}", at(&format!("fire_detector.{field}"))))?;
+            f.validate()
+                .map_err(|(field, m)| format!("{}: {m}", at(&format!("fire_detector.{field}"))))?;
             if !builtin {
                 return Err(format!(
                     "{}: set, but `models` does not list `{}`",

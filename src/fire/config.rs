@@ -40,21 +40,28 @@ pub struct FireDetectorConfig {
     /// Length of the flicker window (seconds of frame time, at most 32 analysed frames).
     /// Default 2.
     pub flicker_window_secs: f64,
-    /// A frame-to-frame luma step counts for flicker from this size (0–255 levels). Default 8.
+    /// A frame-to-frame luma step counts for flicker from this size (0–255 levels). Default 12.
     pub flicker_step_levels: f64,
     /// Fire: the region's mean flicker (luma oscillations per second per pixel) at least this
-    /// (Hz). Default 0.5.
+    /// (Hz). Default 0.8.
     pub fire_flicker_min_hz: f64,
+    /// Fire: flames stay where they burn; the region's centre moves at most this fraction
+    /// of the frame width per second over its window. Default 0.05.
+    pub fire_max_speed: f64,
     /// Fire colour (Celik & Demirel): Cr − Cb at least this (levels). Default 40.
     pub fire_chroma_min_levels: f64,
     /// Fire regions smaller than this fraction of the frame are ignored. Default 0.0003.
     pub fire_min_area: f64,
-    /// Fire: a region qualifies on ≥ `fire_confirm_frames` of its last `fire_window_frames`
-    /// analysed frames. Default 4 of 8.
-    pub fire_confirm_frames: u32,
-    pub fire_window_frames: u32,
+    /// Fire persistence: a region is reported while at least `fire_confirm_ratio` of its
+    /// observations in the last `fire_window_secs` (and at least 3) qualified. Default 2 s.
+    pub fire_window_secs: f64,
+    /// Default 0.5.
+    pub fire_confirm_ratio: f64,
     /// Smoke colour: |Cb − 128| and |Cr − 128| at most this (levels). Default 12.
     pub smoke_chroma_max_levels: f64,
+    /// Smoke is turbulent: the region's grey pixels oscillate at least this often (Hz, as
+    /// `fire_flicker_min_hz`). Default 0.2.
+    pub smoke_flicker_min_hz: f64,
     /// Smoke regions smaller than this fraction of the frame are ignored. Default 0.002.
     pub smoke_min_area: f64,
     /// Smoke: the region's edge energy at most this multiple of the background's (smoke
@@ -63,10 +70,10 @@ pub struct FireDetectorConfig {
     /// Smoke drifts slowly: the region's centre moves at most this fraction of the frame
     /// width per second. Default 0.05.
     pub smoke_max_speed: f64,
-    /// Smoke: a region qualifies on ≥ `smoke_confirm_frames` of its last
-    /// `smoke_window_frames` analysed frames. Default 12 of 20.
-    pub smoke_confirm_frames: u32,
-    pub smoke_window_frames: u32,
+    /// Smoke persistence, as for fire. Default 5 s.
+    pub smoke_window_secs: f64,
+    /// Default 0.6.
+    pub smoke_confirm_ratio: f64,
     /// A frame where more than this fraction of the image is foreground (exposure or IR
     /// switch, camera moved) is skipped. Default 0.4.
     pub global_change_fraction: f64,
@@ -85,18 +92,20 @@ impl Default for FireDetectorConfig {
             night_luma_max: 40.0,
             night_fire_min_luma: 200.0,
             flicker_window_secs: 2.0,
-            flicker_step_levels: 8.0,
-            fire_flicker_min_hz: 0.5,
+            flicker_step_levels: 12.0,
+            fire_flicker_min_hz: 0.8,
+            fire_max_speed: 0.05,
             fire_chroma_min_levels: 40.0,
             fire_min_area: 0.0003,
-            fire_confirm_frames: 4,
-            fire_window_frames: 8,
+            fire_window_secs: 2.0,
+            fire_confirm_ratio: 0.5,
             smoke_chroma_max_levels: 12.0,
+            smoke_flicker_min_hz: 0.2,
             smoke_min_area: 0.002,
             smoke_edge_ratio_max: 1.0,
             smoke_max_speed: 0.05,
-            smoke_confirm_frames: 12,
-            smoke_window_frames: 20,
+            smoke_window_secs: 5.0,
+            smoke_confirm_ratio: 0.6,
             global_change_fraction: 0.4,
             background_history_frames: 200,
         }
@@ -129,7 +138,13 @@ impl FireDetectorConfig {
                 }
             }
         }
-        let ranges: [(&str, f64, f64, f64); 11] = [
+        let ranges: [(&str, f64, f64, f64); 17] = [
+            ("smoke_flicker_min_hz", self.smoke_flicker_min_hz, 0.0, 60.0),
+            ("fire_window_secs", self.fire_window_secs, 0.5, 60.0),
+            ("fire_confirm_ratio", self.fire_confirm_ratio, 0.01, 1.0),
+            ("smoke_window_secs", self.smoke_window_secs, 0.5, 120.0),
+            ("smoke_confirm_ratio", self.smoke_confirm_ratio, 0.01, 1.0),
+            ("fire_max_speed", self.fire_max_speed, 0.0, 10.0),
             ("night_luma_max", self.night_luma_max, 0.0, 255.0),
             ("night_fire_min_luma", self.night_fire_min_luma, 0.0, 255.0),
             ("flicker_window_secs", self.flicker_window_secs, 0.5, 10.0),
@@ -152,27 +167,6 @@ impl FireDetectorConfig {
         }
         if !(10..=10_000).contains(&self.background_history_frames) {
             return err("background_history_frames", "must be between 10 and 10000");
-        }
-        for (k, n, kf, nf) in [
-            (
-                self.fire_confirm_frames,
-                self.fire_window_frames,
-                "fire_confirm_frames",
-                "fire_window_frames",
-            ),
-            (
-                self.smoke_confirm_frames,
-                self.smoke_window_frames,
-                "smoke_confirm_frames",
-                "smoke_window_frames",
-            ),
-        ] {
-            if !(1..=300).contains(&n) {
-                return err(nf, "must be between 1 and 300");
-            }
-            if k == 0 || k > n {
-                return Err((kf.into(), format!("must be between 1 and {nf} ({n})")));
-            }
         }
         Ok(())
     }

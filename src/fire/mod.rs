@@ -33,11 +33,13 @@
 //!    (connected components). Regions are followed from frame to frame by overlap.
 //! 5. **Shape and motion of a region**: fire is rejected when it moves like a rigid body (its
 //!    centre moves ≥ 0.2 × its size per frame while its area stays within ±25 %: car lights).
-//!    Smoke must drift slowly (centre speed ≤ `smoke_max_speed` frame widths per second), not
+//!    Smoke must be turbulent (its grey pixels oscillate: flicker ≥ `smoke_flicker_min_hz`,
+//!    which scattered noise of the background model does not), drift slowly (centre speed ≤ `smoke_max_speed` frame widths per second), not
 //!    shrink below half its first area in the window, and blur what is behind it (edge
 //!    energy ≤ `smoke_edge_ratio_max` × the background's, where the background has edges).
-//! 6. **Persistence**: a region is reported on each frame while ≥ `*_confirm_frames` of its
-//!    last `*_window_frames` observations qualified; confidence 0.5 + 0.5 × that fraction.
+//! 6. **Persistence** (N of M, in frame time so that it does not depend on `detect_fps`): a
+//!    region is reported on each frame while ≥ `*_confirm_ratio` of its observations in the
+//!    last `*_window_secs` (at least 3) qualified; confidence 0.5 + 0.5 × that share.
 //!
 //! The cues of every live region are kept ([`FireDetector::cues`], [`FireDetector::cues_for`])
 //! for callers that verify other detections against them.
@@ -64,6 +66,21 @@ pub const BUILTIN_FIRE: &str = "builtin-fire";
 /// A jump of the frame's mean luma by more than this (levels, 0–255) between two analysed
 /// frames is a global change (exposure or IR switch).
 pub const GLOBAL_LUMA_STEP: f64 = 25.0;
+
+/// Fire: the region's mean step coherence over its window at most this. Flame pixels
+/// brighten and darken independently; a screen's content or a switched light changes
+/// together.
+const FIRE_MAX_COHERENCE: f32 = 0.6;
+
+/// An image whose mean |Cb − 128| + |Cr − 128| is below this (levels) has no usable colour.
+const MONO_CHROMA_LEVELS: f64 = 3.0;
+
+/// Smoke: at least this share of the (dilated) region is foreground (a lone noise pixel of
+/// the background model covers 1/9 of its dilation).
+const SMOKE_MIN_MOTION: f32 = 0.15;
+
+/// A region is reported only after this many observations in its window.
+const MIN_OBSERVATIONS: u32 = 3;
 
 /// Frames after a (re)start during which the background model learns and nothing is
 /// reported.
@@ -105,6 +122,12 @@ pub struct RegionCues {
     pub motion: f32,
     /// Mean oscillation frequency of its colour pixels' luma (Hz, at most detect_fps / 2).
     pub flicker_hz: f32,
+    /// Fraction of its colour pixels that oscillated at least twice in the window (0–1).
+    pub flickering: f32,
+    /// How much of the region brightens or darkens together on this frame: |up − down| /
+    /// (up + down) over its pixels with a luma step (0: mixed, as in flames; 1: all one way,
+    /// as a screen's scene cut or a light switched), averaged over the window.
+    pub coherence: f32,
     /// Area now / area at the start of the window.
     pub growth: f32,
     /// Speed of the region's centre over the window (frame widths per second).
@@ -115,7 +138,7 @@ pub struct RegionCues {
     pub rigid: bool,
     /// Whether this observation qualified.
     pub qualified: bool,
-    /// Qualifying observations among the last `window`.
+    /// Qualifying observations among the `window` observations of the persistence window.
     pub hits: u32,
     pub window: u32,
     /// Reported (hits ≥ the confirm count).
@@ -128,6 +151,8 @@ pub struct RegionCues {
 struct Obs {
     t: f64,
     hit: bool,
+    /// The region's step coherence on that frame.
+    coherence: f32,
     /// None when the region was not seen on that frame.
     seen: Option<(f64, f64, f64)>, // area, cx, cy (analysis pixels)
 }
@@ -150,6 +175,8 @@ struct State {
     mog2: Ptr<BackgroundSubtractorMOG2>,
     prev_y: Vec<u8>,
     last_sign: Vec<i8>,
+    /// Sign of this frame's significant luma step (0: none).
+    cur_sign: Vec<i8>,
     reversals: Vec<u32>,
     bg_y: Vec<f32>,
     masked: Vec<bool>,
@@ -179,7 +206,10 @@ impl FireDetector {
 
     /// The cues of every live region, as of the latest frame.
     pub fn cues(&self) -> Vec<RegionCues> {
-        self.state.as_ref().map(|s| s.regions.iter().map(|r| r.cues.clone()).collect()).unwrap_or_default()
+        self.state
+            .as_ref()
+            .map(|s| s.regions.iter().map(|r| r.cues.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// The cues of the live region of `class` that overlaps `bbox` (frame pixels) most, if
@@ -283,6 +313,7 @@ impl State {
             mog2,
             prev_y: vec![0; n],
             last_sign: vec![0; n],
+            cur_sign: vec![0; n],
             reversals: vec![0; n],
             bg_y: vec![0.0; n],
             masked,
@@ -300,13 +331,17 @@ impl State {
         t: f64,
     ) -> anyhow::Result<Vec<Detection>> {
         let (w, h, n) = (self.w, self.h, self.w * self.h);
-        let src = Mat::new_rows_cols_with_bytes::<Vec3b>(
-            self.frame_h as i32,
-            self.frame_w as i32,
-            rgb,
-        )?;
+        let src =
+            Mat::new_rows_cols_with_bytes::<Vec3b>(self.frame_h as i32, self.frame_w as i32, rgb)?;
         let mut small = Mat::default();
-        imgproc::resize(&src, &mut small, Size::new(w as i32, h as i32), 0.0, 0.0, imgproc::INTER_AREA)?;
+        imgproc::resize(
+            &src,
+            &mut small,
+            Size::new(w as i32, h as i32),
+            0.0,
+            0.0,
+            imgproc::INTER_AREA,
+        )?;
         let mut ycc = Mat::default();
         imgproc::cvt_color_def(&small, &mut ycc, imgproc::COLOR_RGB2YCrCb)?;
         let mut fg = Mat::default();
@@ -318,7 +353,8 @@ impl State {
         }
 
         // Frame statistics over the unmasked pixels.
-        let (mut sy, mut scr, mut scb, mut chroma, mut nfg, mut cnt) = (0f64, 0f64, 0f64, 0f64, 0usize, 0usize);
+        let (mut sy, mut scr, mut scb, mut chroma, mut nfg, mut cnt) =
+            (0f64, 0f64, 0f64, 0f64, 0usize, 0usize);
         for i in 0..n {
             if self.masked[i] {
                 continue;
@@ -336,8 +372,11 @@ impl State {
         let night = match cfg.night_mode {
             NightMode::On => true,
             NightMode::Off => false,
-            NightMode::Auto => mean_y < cfg.night_luma_max || chroma / cnt_f < 3.0,
+            NightMode::Auto => mean_y < cfg.night_luma_max,
         };
+        // A colourless image (IR, monochrome, washed-out CCTV): flames are found by
+        // brightness; smoke's grey test passes everywhere, its other cues still apply.
+        let mono = chroma / cnt_f < MONO_CHROMA_LEVELS;
         let warm = self.frames >= WARMUP_FRAMES;
         let global = warm
             && (nfg as f64 / cnt_f > cfg.global_change_fraction
@@ -363,6 +402,7 @@ impl State {
         for i in 0..n {
             let (y, cr, cb) = (ycc[3 * i] as i32, ycc[3 * i + 1] as i32, ycc[3 * i + 2] as i32);
             let mut rev = false;
+            self.cur_sign[i] = 0;
             if first || global {
                 self.last_sign[i] = 0;
                 self.bg_y[i] = if first { y as f32 } else { self.bg_y[i] };
@@ -370,6 +410,7 @@ impl State {
                 let d = y - self.prev_y[i] as i32;
                 if d.abs() >= step {
                     let s = d.signum() as i8;
+                    self.cur_sign[i] = s;
                     rev = self.last_sign[i] != 0 && s != self.last_sign[i];
                     self.last_sign[i] = s;
                 }
@@ -381,7 +422,7 @@ impl State {
                 continue;
             }
             let moving = fg[i] > 0;
-            let fire_colour = if night {
+            let fire_colour = if night || mono {
                 y as f64 >= cfg.night_fire_min_luma
             } else {
                 y > cb
@@ -404,7 +445,8 @@ impl State {
                 smoke_c[i] = 255;
             }
         }
-        let span = match (self.times.len().checked_sub(window_bits as usize + 1), self.times.back()) {
+        let span = match (self.times.len().checked_sub(window_bits as usize + 1), self.times.back())
+        {
             (Some(k), Some(&last)) => last - self.times[k],
             (None, Some(&last)) => last - self.times[0],
             _ => 0.0,
@@ -455,7 +497,9 @@ impl State {
         span: f64,
     ) -> Measured {
         let w = self.w;
-        let (mut col, mut mov, mut flick, mut e_cur, mut e_bg, mut px) = (0u32, 0u32, 0u32, 0f64, 0f64, 0u32);
+        let (mut col, mut mov, mut flick, mut e_cur, mut e_bg, mut px) =
+            (0u32, 0u32, 0u32, 0f64, 0f64, 0u32);
+        let (mut flickering, mut up, mut down) = (0u32, 0u32, 0u32);
         let colour = if class == Class::Fire { fire_col } else { smoke_col };
         let [x0, y0, cw, ch] = c.rect;
         for y in y0..y0 + ch {
@@ -466,9 +510,16 @@ impl State {
                 }
                 px += 1;
                 mov += (fg[i] > 0) as u32;
+                match self.cur_sign[i] {
+                    1 => up += 1,
+                    -1 => down += 1,
+                    _ => {}
+                }
                 if colour[i] {
                     col += 1;
-                    flick += (self.reversals[i] & win_mask).count_ones();
+                    let r = (self.reversals[i] & win_mask).count_ones();
+                    flick += r;
+                    flickering += (r >= 2) as u32;
                 }
                 if (x as usize) + 1 < w && (y as usize) + 1 < self.h {
                     let (r, d) = (i + 1, i + w);
@@ -480,13 +531,21 @@ impl State {
             }
         }
         let px_f = px.max(1) as f64;
-        let flicker_hz = if span > 0.25 && col > 0 { flick as f64 / col as f64 / (2.0 * span) } else { 0.0 };
+        let flicker_hz =
+            if span > 0.25 && col > 0 { flick as f64 / col as f64 / (2.0 * span) } else { 0.0 };
         // The background has edges where its mean gradient is ≥ 2 levels per pixel.
         let edge_ratio = if e_bg / px_f >= 2.0 { e_cur / e_bg } else { 1.0 };
         Measured {
             colour: col as f32 / px_f as f32,
             motion: mov as f32 / px_f as f32,
             flicker_hz: flicker_hz as f32,
+            flickering: if col > 0 { flickering as f32 / col as f32 } else { 0.0 },
+            // Fewer than 4 stepping pixels say nothing about coherence.
+            coherence: if up + down >= 4 {
+                (up as f32 - down as f32).abs() / (up + down) as f32
+            } else {
+                0.0
+            },
             edge_ratio: edge_ratio as f32,
         }
     }
@@ -506,7 +565,8 @@ impl State {
                 .max_by_key(|(_, o)| *o)
                 .map(|(j, _)| j);
             let (cx, cy) = (c.cx, c.cy);
-            let obs = |hit| Obs { t, hit, seen: Some((c.area as f64, cx, cy)) };
+            let obs =
+                |hit| Obs { t, hit, coherence: m.coherence, seen: Some((c.area as f64, cx, cy)) };
             match best {
                 Some(j) => {
                     matched[j] = true;
@@ -522,7 +582,12 @@ impl State {
                 None => {
                     let mut hist = VecDeque::new();
                     hist.push_back(obs(false));
-                    self.regions.push(Region { class, rect: c.rect, hist, cues: blank_cues(class) });
+                    self.regions.push(Region {
+                        class,
+                        rect: c.rect,
+                        hist,
+                        cues: blank_cues(class),
+                    });
                     matched.push(true);
                     let j = self.regions.len() - 1;
                     let hit = self.qualify_region(cfg, j, &m);
@@ -534,20 +599,29 @@ impl State {
         }
         for (j, r) in self.regions.iter_mut().enumerate() {
             if j < matched.len() && !matched[j] {
-                r.hist.push_back(Obs { t, hit: false, seen: None });
+                r.hist.push_back(Obs { t, hit: false, coherence: 0.0, seen: None });
                 r.cues.qualified = false;
             }
         }
         for r in &mut self.regions {
-            let window = window_of(cfg, r.class);
-            while r.hist.len() > window as usize {
+            let (secs, ratio) = persistence(cfg, r.class);
+            while r.hist.front().is_some_and(|o| t - o.t > secs + 1e-6) {
                 r.hist.pop_front();
             }
+            let n = r.hist.len() as u32;
             let hits = r.hist.iter().filter(|o| o.hit).count() as u32;
             r.cues.hits = hits;
-            r.cues.window = window;
-            r.cues.confirmed = hits >= confirm_of(cfg, r.class);
-            r.cues.confidence = 0.5 + 0.5 * hits as f32 / window as f32;
+            r.cues.window = n;
+            // The hits must also cover `ratio` of the window in time (a region seen for a
+            // moment does not count).
+            let span = match (r.hist.iter().find(|o| o.hit), r.hist.iter().rev().find(|o| o.hit)) {
+                (Some(a), Some(b)) => b.t - a.t,
+                _ => 0.0,
+            };
+            r.cues.confirmed = n >= MIN_OBSERVATIONS
+                && hits as f64 >= ratio * n as f64
+                && span + 1e-6 >= ratio * secs * 0.8;
+            r.cues.confidence = 0.5 + 0.5 * hits as f32 / n.max(1) as f32;
         }
         self.regions.retain(|r| r.hist.iter().any(|o| o.seen.is_some()));
     }
@@ -561,23 +635,29 @@ impl State {
         let seen: Vec<(f64, f64, f64, f64)> =
             r.hist.iter().filter_map(|o| o.seen.map(|(a, x, y)| (o.t, a, x, y))).collect();
         let (first, last) = (seen[0], seen[seen.len() - 1]);
+        let coh: Vec<f32> =
+            r.hist.iter().filter(|o| o.seen.is_some()).map(|o| o.coherence).collect();
+        let coherence = coh.iter().sum::<f32>() / coh.len().max(1) as f32;
         let growth = if first.1 > 0.0 { last.1 / first.1 } else { 1.0 };
         let dt = last.0 - first.0;
-        let speed = if dt > 0.0 { ((last.2 - first.2).hypot(last.3 - first.3) / w) / dt } else { 0.0 };
+        let speed =
+            if dt > 0.0 { ((last.2 - first.2).hypot(last.3 - first.3) / w) / dt } else { 0.0 };
         // Rigid: the centre moves ≥ 0.2 × the size per observation, the area stays ±25 %.
         let rigid = seen.len() >= 3 && {
-            let steps: f64 = seen
-                .windows(2)
-                .map(|p| (p[1].2 - p[0].2).hypot(p[1].3 - p[0].3))
-                .sum::<f64>()
-                / (seen.len() - 1) as f64;
+            let steps: f64 =
+                seen.windows(2).map(|p| (p[1].2 - p[0].2).hypot(p[1].3 - p[0].3)).sum::<f64>()
+                    / (seen.len() - 1) as f64;
             let mean_a = seen.iter().map(|s| s.1).sum::<f64>() / seen.len() as f64;
             let spread = seen.iter().map(|s| (s.1 - mean_a).abs()).fold(0.0, f64::max) / mean_a;
             steps >= 0.2 * mean_a.sqrt() && spread <= 0.25
         };
         let qualified = match r.class {
             Class::Fire => {
-                !rigid && m.flicker_hz as f64 >= cfg.fire_flicker_min_hz && m.colour >= 0.3
+                !rigid
+                    && speed <= cfg.fire_max_speed
+                    && m.flicker_hz as f64 >= cfg.fire_flicker_min_hz
+                    && coherence <= FIRE_MAX_COHERENCE
+                    && m.colour >= 0.3
             }
             Class::Smoke => {
                 !rigid
@@ -585,14 +665,16 @@ impl State {
                     && growth >= 0.5
                     && m.edge_ratio as f64 <= cfg.smoke_edge_ratio_max
                     && m.colour >= 0.5
+                    && m.motion >= SMOKE_MIN_MOTION
+                    && m.flicker_hz as f64 >= cfg.smoke_flicker_min_hz
             }
         };
         let [x, y, rw, rh] = r.rect;
         let _ = h;
         tracing::debug!(
             target: "gridwatch::fire",
-            "t={:.2} {} rect={:?} colour={:.2} motion={:.2} flicker={:.2}Hz growth={:.2} speed={:.3} edge={:.2} rigid={rigid} ok={qualified}",
-            last.0, r.class.as_str(), r.rect, m.colour, m.motion, m.flicker_hz, growth, speed, m.edge_ratio
+            "t={:.2} {} rect={:?} colour={:.2} motion={:.2} flicker={:.2}Hz flickering={:.2} coh={:.2} growth={:.2} speed={:.3} edge={:.2} rigid={rigid} ok={qualified}",
+            last.0, r.class.as_str(), r.rect, m.colour, m.motion, m.flicker_hz, m.flickering, coherence, growth, speed, m.edge_ratio
         );
         r.cues = RegionCues {
             class: r.class,
@@ -605,6 +687,8 @@ impl State {
             colour: m.colour,
             motion: m.motion,
             flicker_hz: m.flicker_hz,
+            flickering: m.flickering,
+            coherence,
             growth: growth as f32,
             speed: speed as f32,
             edge_ratio: m.edge_ratio,
@@ -625,17 +709,11 @@ impl State {
     }
 }
 
-fn window_of(cfg: &FireDetectorConfig, c: Class) -> u32 {
+/// The persistence window (seconds) and the share of it that must qualify.
+fn persistence(cfg: &FireDetectorConfig, c: Class) -> (f64, f64) {
     match c {
-        Class::Fire => cfg.fire_window_frames,
-        Class::Smoke => cfg.smoke_window_frames,
-    }
-}
-
-fn confirm_of(cfg: &FireDetectorConfig, c: Class) -> u32 {
-    match c {
-        Class::Fire => cfg.fire_confirm_frames,
-        Class::Smoke => cfg.smoke_confirm_frames,
+        Class::Fire => (cfg.fire_window_secs, cfg.fire_confirm_ratio),
+        Class::Smoke => (cfg.smoke_window_secs, cfg.smoke_confirm_ratio),
     }
 }
 
@@ -646,6 +724,8 @@ fn blank_cues(class: Class) -> RegionCues {
         colour: 0.0,
         motion: 0.0,
         flicker_hz: 0.0,
+        flickering: 0.0,
+        coherence: 0.0,
         growth: 1.0,
         speed: 0.0,
         edge_ratio: 1.0,
@@ -669,6 +749,8 @@ struct Measured {
     colour: f32,
     motion: f32,
     flicker_hz: f32,
+    flickering: f32,
+    coherence: f32,
     edge_ratio: f32,
 }
 
@@ -692,7 +774,14 @@ fn components(mask: &[u8], w: usize, h: usize) -> opencv::Result<Vec<Component>>
     let mut dil = Mat::default();
     imgproc::dilate_def(&m, &mut dil, &kernel)?;
     let (mut labels, mut stats, mut cents) = (Mat::default(), Mat::default(), Mat::default());
-    let k = imgproc::connected_components_with_stats(&dil, &mut labels, &mut stats, &mut cents, 8, CV_32S)?;
+    let k = imgproc::connected_components_with_stats(
+        &dil,
+        &mut labels,
+        &mut stats,
+        &mut cents,
+        8,
+        CV_32S,
+    )?;
     let lab = labels.data_typed::<i32>()?;
     let mut out = Vec::new();
     for l in 1..k {
