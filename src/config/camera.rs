@@ -406,4 +406,61 @@ mod tests {
         let e = parse("[cameras.tiles]\nsize=2\n").unwrap_err();
         assert!(e.contains("size"), "{e}");
     }
+
+    fn parse_fire(models: &str, block: &str) -> Result<Config, String> {
+        Config::parse(
+            &format!(
+                "box_id='b'\ndata_dir='/tmp'\n[models]\n[[cameras]]\nid='yard'\nurl='x.mp4'\n\
+                 models={models}\n{block}"
+            ),
+            std::path::Path::new("/"),
+        )
+    }
+
+    #[test]
+    fn builtin_fire_is_a_model_name_with_a_validated_block() {
+        let c = parse_fire("['builtin-fire']", "").unwrap();
+        assert_eq!(c.cameras[0].models, vec!["builtin-fire".to_string()]);
+        assert_eq!(c.cameras[0].fire_detector, None);
+        let c = parse_fire(
+            "['builtin-fire']",
+            "[cameras.fire_detector]\nnight_mode='on'\nmasks=[[[0,0],[1,0],[1,0.2]]]\n",
+        )
+        .unwrap();
+        let f = c.cameras[0].fire_detector.clone().unwrap();
+        assert_eq!(f.night_mode, crate::fire::NightMode::On);
+        assert_eq!(f.analysis_width_px, 160);
+        for (block, field) in [
+            ("masks=[[[0,0],[1.2,0.5],[0,1]]]", "fire_detector.masks[0][1]"),
+            ("masks=[[[0,0],[0.5,-0.1],[0,1]]]", "fire_detector.masks[0][1]"),
+            ("masks=[[[0,0],[1,1]]]", "fire_detector.masks[0]"),
+            ("analysis_width_px=10", "fire_detector.analysis_width_px"),
+            ("fire_flicker_min_hz=-1", "fire_detector.fire_flicker_min_hz"),
+            ("fire_window_secs=nan", "fire_detector.fire_window_secs"),
+            ("smoke_confirm_ratio=0", "fire_detector.smoke_confirm_ratio"),
+            ("global_change_fraction=0", "fire_detector.global_change_fraction"),
+            ("fire=false\nsmoke=false", "fire_detector.fire"),
+        ] {
+            let e = parse_fire("['builtin-fire']", &format!("[cameras.fire_detector]\n{block}\n"))
+                .unwrap_err();
+            assert!(e.contains(field) && e.contains("yard"), "{block}: {e}");
+        }
+        let e =
+            parse_fire("['builtin-fire']", "[cameras.fire_detector]\nflicker_hz=3\n").unwrap_err();
+        assert!(e.contains("flicker_hz") && e.contains("yard"), "{e}");
+        let e = parse_fire("['builtin-fire']", "[cameras.fire_detector]\nnight_mode='dusk'\n")
+            .unwrap_err();
+        assert!(e.contains("night_mode"), "{e}");
+        // The block without the detector, the name twice, and the name taken in [models].
+        let e = parse_fire("[]\nenabled=false", "[cameras.fire_detector]\n").unwrap_err();
+        assert!(e.contains("fire_detector") && e.contains("builtin-fire"), "{e}");
+        let e = parse_fire("['builtin-fire','builtin-fire']", "").unwrap_err();
+        assert!(e.contains("models[1]") && e.contains("yard"), "{e}");
+        let e = Config::parse(
+            "box_id='b'\ndata_dir='/tmp'\n[models]\nbuiltin-fire='m.toml'\n",
+            std::path::Path::new("/"),
+        )
+        .unwrap_err();
+        assert!(e.contains("models.builtin-fire") && e.contains("reserved"), "{e}");
+    }
 }

@@ -45,6 +45,8 @@
 //! for callers that verify other detections against them.
 
 pub mod config;
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 
