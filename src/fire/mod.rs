@@ -194,9 +194,6 @@ pub struct FireDetector {
     state: Option<State>,
 }
 
-// SAFETY-free: OpenCV's Ptr<BackgroundSubtractorMOG2> is Send (the opencv crate marks it so);
-// the detector is used behind the camera's mutex.
-
 impl FireDetector {
     pub fn new(cfg: FireDetectorConfig) -> FireDetector {
         FireDetector { cfg, state: None }
@@ -458,7 +455,7 @@ impl State {
             for r in &mut self.regions {
                 r.cues.qualified = false;
             }
-            return Ok(self.confirmed(cfg));
+            return Ok(self.confirmed());
         }
 
         let mut seen = Vec::new();
@@ -477,7 +474,7 @@ impl State {
             }
         }
         self.track(cfg, t, seen);
-        Ok(self.confirmed(cfg))
+        Ok(self.confirmed())
     }
 
     /// How many reversal bits (frame intervals) lie in the last `secs` of frame time.
@@ -631,7 +628,7 @@ impl State {
     /// Computes the cues of region `j` (its latest observation is this frame's) and whether
     /// this observation qualifies.
     fn qualify_region(&mut self, cfg: &FireDetectorConfig, j: usize, m: &Measured) -> bool {
-        let (w, h) = (self.w as f64, self.h as f64);
+        let w = self.w as f64;
         let (sx, sy) = (self.frame_w as f32 / self.w as f32, self.frame_h as f32 / self.h as f32);
         let r = &mut self.regions[j];
         let seen: Vec<(f64, f64, f64, f64)> =
@@ -672,7 +669,6 @@ impl State {
             }
         };
         let [x, y, rw, rh] = r.rect;
-        let _ = h;
         tracing::debug!(
             target: "gridwatch::fire",
             "t={:.2} {} rect={:?} colour={:.2} motion={:.2} flicker={:.2}Hz flickering={:.2} coh={:.2} growth={:.2} speed={:.3} edge={:.2} rigid={rigid} ok={qualified}",
@@ -701,8 +697,7 @@ impl State {
         qualified
     }
 
-    fn confirmed(&self, cfg: &FireDetectorConfig) -> Vec<Detection> {
-        let _ = cfg;
+    fn confirmed(&self) -> Vec<Detection> {
         self.regions
             .iter()
             .filter(|r| r.cues.confirmed)
