@@ -227,7 +227,14 @@ impl CameraAnalytics {
         };
         if let Some(fire) = &self.fire {
             let mut fire = fire.lock().unwrap_or_else(|e| e.into_inner());
-            objects.extend(fire.detect(&frame.rgb, frame.width, frame.height, frame.captured_at));
+            let own = fire.detect(&frame.rgb, frame.width, frame.height, frame.captured_at);
+            let cfg = fire.config();
+            if cfg.verify_models {
+                objects.retain(|o| fire.verifies(&o.class, &o.bbox));
+            }
+            if cfg.report_regions {
+                objects.extend(own);
+            }
         }
         if let Some(keep) = &self.classes {
             objects.retain(|o| keep.contains(&o.class));

@@ -339,6 +339,13 @@ impl CameraConfig {
                     crate::fire::BUILTIN_FIRE
                 ));
             }
+            if f.verify_models && !self.models.iter().any(|m| m != crate::fire::BUILTIN_FIRE) {
+                return Err(format!(
+                    "{}: no model to verify (`models` lists only `{}`)",
+                    at("fire_detector.verify_models"),
+                    crate::fire::BUILTIN_FIRE
+                ));
+            }
         }
         for (j, m) in self.models.iter().enumerate() {
             if m == crate::fire::BUILTIN_FIRE {
@@ -440,6 +447,8 @@ mod tests {
             ("smoke_confirm_ratio=0", "fire_detector.smoke_confirm_ratio"),
             ("global_change_fraction=0", "fire_detector.global_change_fraction"),
             ("fire=false\nsmoke=false", "fire_detector.fire"),
+            ("verify_models=true", "fire_detector.verify_models"),
+            ("report_regions=false", "fire_detector.report_regions"),
         ] {
             let e = parse_fire("['builtin-fire']", &format!("[cameras.fire_detector]\n{block}\n"))
                 .unwrap_err();

@@ -26,6 +26,14 @@ pub struct FireDetectorConfig {
     pub fire: bool,
     /// Detect smoke (class `smoke`). Default true.
     pub smoke: bool,
+    /// Report the detector's own fire and smoke regions as detections. Default true. false
+    /// with `verify_models`: the detector only verifies the models' detections.
+    pub report_regions: bool,
+    /// Verification mode: a `fire`/`smoke` detection of the camera's models is kept only
+    /// where the detector has a region of that class, overlapping the box, that qualified
+    /// (all its cues held) at least once in its persistence window. Needs another model in
+    /// the camera's `models`. Default false.
+    pub verify_models: bool,
     /// Width of the analysis image (pixels; the height keeps the frame's aspect). Default 160.
     pub analysis_width_px: u32,
     /// Polygons in normalised 0–1 image coordinates where nothing is detected (sky, street
@@ -86,6 +94,8 @@ impl Default for FireDetectorConfig {
         FireDetectorConfig {
             fire: true,
             smoke: true,
+            report_regions: true,
+            verify_models: false,
             analysis_width_px: 160,
             masks: Vec::new(),
             night_mode: NightMode::Auto,
@@ -118,6 +128,12 @@ impl FireDetectorConfig {
         let err = |f: &str, m: &str| Err((f.to_string(), m.to_string()));
         if !self.fire && !self.smoke {
             return err("fire", "`fire` and `smoke` are both off: the detector would do nothing");
+        }
+        if !self.report_regions && !self.verify_models {
+            return err(
+                "report_regions",
+                "false without verify_models: the detector would do nothing",
+            );
         }
         if !(64..=640).contains(&self.analysis_width_px) {
             return err("analysis_width_px", "must be between 64 and 640");

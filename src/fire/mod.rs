@@ -41,8 +41,10 @@
 //!    region is reported on each frame while ≥ `*_confirm_ratio` of its observations in the
 //!    last `*_window_secs` (at least 3) qualified; confidence 0.5 + 0.5 × that share.
 //!
-//! The cues of every live region are kept ([`FireDetector::cues`], [`FireDetector::cues_for`])
-//! for callers that verify other detections against them.
+//! The cues of every live region are kept ([`FireDetector::cues`], [`FireDetector::cues_for`]).
+//! In verification mode (`verify_models`) `CameraAnalytics::analyse` keeps a model's
+//! `fire`/`smoke` detection only where [`FireDetector::verifies`] finds a region of that class
+//! overlapping it that qualified at least once in its persistence window.
 
 pub mod config;
 #[cfg(test)]
@@ -222,6 +224,21 @@ impl FireDetector {
             .filter(|(o, _)| *o > 0.0)
             .max_by(|a, b| a.0.total_cmp(&b.0))
             .map(|(_, r)| r.cues.clone())
+    }
+
+    /// Verification mode: whether a model's detection of `class` (`fire`/`smoke`) at `bbox`
+    /// (frame pixels) is confirmed by a live region of that class overlapping it that
+    /// qualified at least once in its persistence window. Other classes always pass.
+    pub fn verifies(&self, class: &str, bbox: &BBox) -> bool {
+        let c = match class {
+            "fire" => Class::Fire,
+            "smoke" => Class::Smoke,
+            _ => return true,
+        };
+        let Some(s) = self.state.as_ref() else { return false };
+        s.regions
+            .iter()
+            .any(|r| r.class == c && r.cues.hits > 0 && overlap(&r.cues.bbox, bbox) > 0.0)
     }
 
     /// Analyses one frame (`rgb`: `width × height × 3` bytes) captured `at`; returns the

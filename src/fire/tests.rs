@@ -189,3 +189,70 @@ fn bad_frame_gives_nothing() {
     let mut d = FireDetector::new(FireDetectorConfig::default());
     assert!(d.detect(&[0u8; 10], W, H, OffsetDateTime::UNIX_EPOCH).is_empty());
 }
+
+/// Verification mode through the frame path (`CameraAnalytics::analyse`): a model reports
+/// fire on a flickering flame and on a steady lamp on every frame; with
+/// `verify_models = true` only the flame's box reaches the tracker and the `fire` rule, and
+/// the detector reports nothing of its own (`report_regions = false`). Without it both
+/// boxes pass.
+#[test]
+fn verification_mode_keeps_model_fire_only_where_the_cues_hold() {
+    use crate::analytics::{CameraAnalytics, Detect};
+    use crate::types::{Change, Frame};
+
+    let cfg_text = |verify: bool| {
+        format!(
+            "box_id='b'\ndata_dir='/tmp'\n[models]\nm='{}'\n[[cameras]]\nid='yard'\nurl='x.mp4'\n\
+             models=['m','builtin-fire']\n[cameras.fire_detector]\nverify_models={verify}\n\
+             report_regions={}\n[[cameras.rules]]\nkind='fire'\n",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/models/nanodet-g-coco-416/model.toml"),
+            !verify
+        )
+    };
+    let lamp = BBox { x1: 96.0, y1: 64.0, x2: 192.0, y2: 160.0 };
+    let flame_box = BBox { x1: 400.0, y1: 160.0, x2: 496.0, y2: 256.0 };
+    let frame_at = |k: u32| {
+        let mut v = flame(k);
+        fill(&mut v, 96, 64, 96, 96, |x, y| {
+            let n = noise(x / 16, y / 16, 0);
+            [255, (70.0 + 150.0 * n) as u8, (20.0 + 30.0 * n) as u8]
+        });
+        v
+    };
+    let t0 = OffsetDateTime::UNIX_EPOCH + Duration::seconds(1_000_000);
+    for verify in [true, false] {
+        let cfg = crate::config::Config::parse(&cfg_text(verify), std::path::Path::new("/"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cam = CameraAnalytics::new(&cfg.cameras[0]);
+        let (mut flame_seen, mut lamp_seen, mut started) = (0, 0, 0);
+        for k in 0..60u32 {
+            let at = t0 + Duration::seconds_f64(k as f64 / FPS);
+            let frame = Frame {
+                camera_id: std::sync::Arc::from("yard"),
+                index: k as u64,
+                width: W,
+                height: H,
+                rgb: std::sync::Arc::from(frame_at(k)),
+                pts_ns: None,
+                captured_at: at,
+                captured_instant: std::time::Instant::now(),
+            };
+            let given = vec![
+                Detection::new(0, "fire", 0.8, flame_box),
+                Detection::new(0, "fire", 0.8, lamp),
+            ];
+            let a = cam.analyse(Detect::Given(given), frame);
+            let objs = &a.tracks.detections.objects;
+            flame_seen += objs.iter().any(|o| o.bbox == flame_box) as u32;
+            lamp_seen += objs.iter().any(|o| o.bbox == lamp) as u32;
+            started += a.changes.iter().filter(|c| c.change == Change::Started).count();
+        }
+        if verify {
+            assert!(flame_seen >= 30, "flame kept on {flame_seen} of 60 frames");
+            assert_eq!(lamp_seen, 0, "the lamp's fire box passed verification");
+        } else {
+            assert_eq!((flame_seen, lamp_seen), (60, 60));
+        }
+        assert_eq!(started, 1, "one fire event (verify = {verify})");
+    }
+}
