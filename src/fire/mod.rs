@@ -117,7 +117,7 @@ impl Class {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RegionCues {
     pub class: Class,
-    /// The region in frame pixels.
+    /// The region, normalised 0–1 like every detection box.
     #[serde(rename = "box")]
     pub bbox: BBox,
     /// Fraction of the region's pixels with the class's colour (0–1).
@@ -213,7 +213,7 @@ impl FireDetector {
             .unwrap_or_default()
     }
 
-    /// The cues of the live region of `class` that overlaps `bbox` (frame pixels) most, if
+    /// The cues of the live region of `class` that overlaps `bbox` (normalised 0–1) most, if
     /// any overlaps it.
     pub fn cues_for(&self, class: Class, bbox: &BBox) -> Option<RegionCues> {
         let s = self.state.as_ref()?;
@@ -227,7 +227,7 @@ impl FireDetector {
     }
 
     /// Verification mode: whether a model's detection of `class` (`fire`/`smoke`) at `bbox`
-    /// (frame pixels) is confirmed by a live region of that class overlapping it that
+    /// (normalised 0–1) is confirmed by a live region of that class overlapping it that
     /// qualified at least once in its persistence window. Other classes always pass.
     pub fn verifies(&self, class: &str, bbox: &BBox) -> bool {
         let c = match class {
@@ -242,7 +242,7 @@ impl FireDetector {
     }
 
     /// Analyses one frame (`rgb`: `width × height × 3` bytes) captured `at`; returns the
-    /// confirmed fire and smoke regions as detections in frame pixels. A frame that cannot be
+    /// confirmed fire and smoke regions as detections (boxes normalised 0–1). A frame that cannot be
     /// analysed (wrong buffer size, OpenCV error) gives none and is logged.
     pub fn detect(
         &mut self,
@@ -646,7 +646,7 @@ impl State {
     /// this observation qualifies.
     fn qualify_region(&mut self, cfg: &FireDetectorConfig, j: usize, m: &Measured) -> bool {
         let w = self.w as f64;
-        let (sx, sy) = (self.frame_w as f32 / self.w as f32, self.frame_h as f32 / self.h as f32);
+        let (sx, sy) = (1.0 / self.w as f32, 1.0 / self.h as f32);
         let r = &mut self.regions[j];
         let seen: Vec<(f64, f64, f64, f64)> =
             r.hist.iter().filter_map(|o| o.seen.map(|(a, x, y)| (o.t, a, x, y))).collect();

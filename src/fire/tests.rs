@@ -93,15 +93,18 @@ fn flickering_orange_patch_is_fire() {
     let last = dets.last().cloned().unwrap_or_default();
     let b = last.iter().find(|d| d.class == "fire").map(|d| d.bbox);
     let b = b.unwrap_or(BBox { x1: 0.0, y1: 0.0, x2: 0.0, y2: 0.0 });
-    // The box covers the patch (give or take the dilation and the 4× analysis scale).
-    assert!(b.x1 <= 410.0 && b.x2 >= 486.0 && b.y1 <= 170.0 && b.y2 >= 246.0, "{b:?}");
-    assert!(b.x1 >= 380.0 && b.x2 <= 516.0 && b.y1 >= 140.0 && b.y2 <= 276.0, "{b:?}");
+    // The box (normalised) covers the patch, give or take the dilation and the 4× analysis
+    // scale.
+    let px =
+        BBox { x1: b.x1 * W as f32, y1: b.y1 * H as f32, x2: b.x2 * W as f32, y2: b.y2 * H as f32 };
+    assert!(px.x1 <= 410.0 && px.x2 >= 486.0 && px.y1 <= 170.0 && px.y2 >= 246.0, "{px:?}");
+    assert!(px.x1 >= 380.0 && px.x2 <= 516.0 && px.y1 >= 140.0 && px.y2 <= 276.0, "{px:?}");
     let score = last.iter().find(|d| d.class == "fire").map(|d| d.score).unwrap_or(0.0);
     assert!(score >= 0.5, "{score}");
     // The cues of the region can be asked for by box (verification of other detectors).
     let cues = d.cues_for(Class::Fire, &b).expect("cues of the fire region");
     assert!(cues.confirmed && cues.flicker_hz >= 0.8 && !cues.rigid, "{cues:?}");
-    assert!(d.cues_for(Class::Fire, &BBox { x1: 0.0, y1: 0.0, x2: 50.0, y2: 50.0 }).is_none());
+    assert!(d.cues_for(Class::Fire, &BBox { x1: 0.0, y1: 0.0, x2: 0.1, y2: 0.1 }).is_none());
 }
 
 #[test]
@@ -209,8 +212,14 @@ fn verification_mode_keeps_model_fire_only_where_the_cues_hold() {
             !verify
         )
     };
-    let lamp = BBox { x1: 96.0, y1: 64.0, x2: 192.0, y2: 160.0 };
-    let flame_box = BBox { x1: 400.0, y1: 160.0, x2: 496.0, y2: 256.0 };
+    let norm = |x1: f32, y1: f32, x2: f32, y2: f32| BBox {
+        x1: x1 / W as f32,
+        y1: y1 / H as f32,
+        x2: x2 / W as f32,
+        y2: y2 / H as f32,
+    };
+    let lamp = norm(96.0, 64.0, 192.0, 160.0);
+    let flame_box = norm(400.0, 160.0, 496.0, 256.0);
     let frame_at = |k: u32| {
         let mut v = flame(k);
         fill(&mut v, 96, 64, 96, 96, |x, y| {
