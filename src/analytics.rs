@@ -17,6 +17,7 @@ use anyhow::Context;
 
 use crate::clock::Clock;
 use crate::config::{CameraConfig, Config, TilesConfig};
+use crate::fire::{FireDetector, BUILTIN_FIRE};
 use crate::health::Registry;
 use crate::infer::detector::{Detector, DetectorOptions};
 use crate::infer::manifest::ModelManifest;
@@ -32,7 +33,7 @@ pub fn load_manifests(cfg: &Config) -> anyhow::Result<HashMap<String, ModelManif
     let mut out = HashMap::new();
     for cam in cfg.cameras.iter().filter(|c| c.enabled) {
         for name in &cam.models {
-            if out.contains_key(name) {
+            if out.contains_key(name) || name == crate::fire::BUILTIN_FIRE {
                 continue;
             }
             let path = &cfg.models[name];
@@ -168,6 +169,9 @@ pub struct CameraAnalytics {
     /// Tiled detection (`[cameras.tiles]`) and the capture time of the last tiled frame.
     tiles: Option<(TilesConfig, Mutex<Option<time::OffsetDateTime>>)>,
     state: Mutex<(Tracker, RuleEngine)>,
+    /// The built-in fire and smoke detector, when `models` lists `builtin-fire` (its
+    /// background model and regions are this camera's).
+    fire: Option<Mutex<FireDetector>>,
 }
 
 impl CameraAnalytics {
@@ -178,6 +182,9 @@ impl CameraAnalytics {
             classes: None,
             tiles: cam.tiles.clone().map(|t| (t, Mutex::new(None))),
             state: Mutex::new((Tracker::new(cam.tracker.clone()), RuleEngine::new(cam))),
+            fire: cam.models.iter().any(|m| m == BUILTIN_FIRE).then(|| {
+                Mutex::new(FireDetector::new(cam.fire_detector.clone().unwrap_or_default()))
+            }),
         }
     }
 
@@ -218,6 +225,17 @@ impl CameraAnalytics {
             }
             Detect::Given(v) => v,
         };
+        if let Some(fire) = &self.fire {
+            let mut fire = fire.lock().unwrap_or_else(|e| e.into_inner());
+            let own = fire.detect(&frame.rgb, frame.width, frame.height, frame.captured_at);
+            let cfg = fire.config();
+            if cfg.verify_models {
+                objects.retain(|o| fire.verifies(&o.class, &o.bbox));
+            }
+            if cfg.report_regions {
+                objects.extend(own);
+            }
+        }
         if let Some(keep) = &self.classes {
             objects.retain(|o| keep.contains(&o.class));
         }
@@ -246,6 +264,14 @@ impl CameraAnalytics {
         let mut guard = self.lock();
         let engine = &mut guard.1;
         (engine.finish(at), engine.flush_occupancy())
+    }
+
+    /// The cues of the built-in fire detector's live regions (empty without it).
+    pub fn fire_cues(&self) -> Vec<crate::fire::RegionCues> {
+        match &self.fire {
+            Some(f) => f.lock().unwrap_or_else(|e| e.into_inner()).cues(),
+            None => Vec::new(),
+        }
     }
 
     /// Whether a rule of this camera decides on its health (`camera_offline`).

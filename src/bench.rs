@@ -1,7 +1,9 @@
 //! `gridwatch bench`: decode-only, inference-only and full-pipeline throughput measured in
 //! one process on one video, and their ratio; plus the cost of tracking + rules per frame
-//! of one camera at 20 tracked objects (synthetic). Prints a report; asserts nothing.
+//! of one camera at 20 tracked objects (synthetic), and of the built-in fire detector per
+//! frame of the video ([`fire`]). Prints a report; asserts nothing.
 
+pub mod fire;
 pub mod tiles;
 pub mod uplink;
 
@@ -80,6 +82,9 @@ pub fn run(
     let (fw, fh) =
         kept.first().map(|f| (f.width, f.height)).ok_or_else(|| anyhow!("no frames decoded"))?;
     println!("decode only:    {decoded} frames at {fw}x{fh}: {decode_fps:.1} fps");
+
+    // 1b. The built-in fire and smoke detector alone, every decoded frame, one thread.
+    fire::print(&fire::fire_cost(&video, width, frames.min(300) as usize, 1)?);
 
     // 2. Inference only (pre + run + post) on decoded frames.
     let mut det = crate::cli::open_detector(&manifest_path, threads)?;

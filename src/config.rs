@@ -133,6 +133,11 @@ impl Config {
         }
         self.auth.validate()?;
         for (name, p) in &self.models {
+            if name == crate::fire::BUILTIN_FIRE {
+                return Err(format!(
+                    "field `models.{name}`: the name is reserved for the built-in fire and smoke detector"
+                ));
+            }
             if !p.is_file() {
                 return Err(format!(
                     "field `models.{name}`: model manifest {} does not exist",
@@ -514,6 +519,12 @@ zone = "yard"
         assert_eq!(format!("{:?}", a.rules), format!("{:?}", b.rules));
         assert_eq!(a.tracker, b.tracker);
         assert_eq!(a.tracker, crate::track::TrackerConfig::default());
+        // The fire detector block states its true defaults (its masks are an example).
+        let fire = |c: &CameraConfig| {
+            c.fire_detector.clone().map(|f| crate::fire::FireDetectorConfig { masks: vec![], ..f })
+        };
+        assert_eq!(fire(b), Some(crate::fire::FireDetectorConfig::default()));
+        assert_eq!(fire(a), fire(b));
         assert_eq!(format!("{:?}", a.record), format!("{:?}", RecordConfig::default()));
         assert_eq!(format!("{:?}", b.record), format!("{:?}", RecordConfig::default()));
         assert_eq!(format!("{:?}", full.storage), format!("{:?}", StorageConfig::default()));

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod eval;
+pub mod fire;
 pub mod geometry;
 pub mod gst;
 pub mod health;

@@ -81,6 +81,21 @@ enum Cmd {
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
+    /// Cost of the built-in fire and smoke detector (`builtin-fire`) per analysed frame, one
+    /// thread, per clip (docs/performance.md). `bench` runs it on its video too.
+    BenchFire {
+        /// Clips, each decoded at `--width` and analysed frame after frame.
+        #[arg(required = true)]
+        videos: Vec<PathBuf>,
+        #[arg(long, default_value_t = 640)]
+        width: u32,
+        /// Frames to analyse per clip (at most).
+        #[arg(long, default_value_t = 300)]
+        frames: usize,
+        /// Analyse every N-th decoded frame (1: all).
+        #[arg(long, default_value_t = 1)]
+        every: usize,
+    },
     /// CPU cost of recording a 1080p30 H.264 stream without re-encoding (generated stream).
     BenchRecord {
         /// Seconds of video to generate and record.
@@ -294,6 +309,11 @@ fn main() -> ExitCode {
                 json,
             )
         }
+        Cmd::BenchFire { videos, width, frames, every } => videos.iter().try_for_each(|v| {
+            println!("{}", v.display());
+            gridwatch::bench::fire::fire_cost(v, width, frames, every)
+                .map(|c| gridwatch::bench::fire::print(&c))
+        }),
         Cmd::Bench { video, model, frames, width, threads } => {
             gridwatch::bench::run(&video, &model, frames, width, threads)
         }

@@ -42,7 +42,8 @@ pub struct CameraConfig {
     /// Height of analysed frames; default keeps the source aspect ratio.
     #[serde(default)]
     pub detect_height: Option<u32>,
-    /// Names of entries in `[models]`.
+    /// Names of entries in `[models]`, or `builtin-fire` (the built-in fire and smoke
+    /// detector, `crate::fire`).
     pub models: Vec<String>,
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -80,6 +81,10 @@ pub struct CameraConfig {
     /// Tiled detection for small, far objects (`[cameras.tiles]`); absent: off.
     #[serde(default)]
     pub tiles: Option<TilesConfig>,
+    /// Settings of the built-in fire and smoke detector (`[cameras.fire_detector]`), used
+    /// when `models` lists `builtin-fire`; every field has a default.
+    #[serde(default)]
+    pub fire_detector: Option<crate::fire::FireDetectorConfig>,
 }
 
 fn yes() -> bool {
@@ -327,7 +332,32 @@ impl CameraConfig {
         if self.models.is_empty() && self.enabled {
             return Err(format!("{}: list at least one model", at("models")));
         }
+        let builtin = self.models.iter().any(|m| m == crate::fire::BUILTIN_FIRE);
+        if let Some(f) = &self.fire_detector {
+            f.validate()
+                .map_err(|(field, m)| format!("{}: {m}", at(&format!("fire_detector.{field}"))))?;
+            if !builtin {
+                return Err(format!(
+                    "{}: set, but `models` does not list `{}`",
+                    at("fire_detector"),
+                    crate::fire::BUILTIN_FIRE
+                ));
+            }
+            if f.verify_models && !self.models.iter().any(|m| m != crate::fire::BUILTIN_FIRE) {
+                return Err(format!(
+                    "{}: no model to verify (`models` lists only `{}`)",
+                    at("fire_detector.verify_models"),
+                    crate::fire::BUILTIN_FIRE
+                ));
+            }
+        }
         for (j, m) in self.models.iter().enumerate() {
+            if m == crate::fire::BUILTIN_FIRE {
+                if self.models[..j].contains(m) {
+                    return Err(format!("{}: `{m}` is listed twice", at(&format!("models[{j}]"))));
+                }
+                continue;
+            }
             if !models.contains_key(m) {
                 return Err(format!(
                     "{}: unknown model `{m}` (not in [models])",
@@ -437,5 +467,64 @@ mod tests {
         assert!(
             parse(&format!("{zone}{}", jam.replace("max_speed_kmh", "max_speed_heights"))).is_ok()
         );
+    }
+
+    fn parse_fire(models: &str, block: &str) -> Result<Config, String> {
+        Config::parse(
+            &format!(
+                "box_id='b'\ndata_dir='/tmp'\n[models]\n[[cameras]]\nid='yard'\nurl='x.mp4'\n\
+                 models={models}\n{block}"
+            ),
+            std::path::Path::new("/"),
+        )
+    }
+
+    #[test]
+    fn builtin_fire_is_a_model_name_with_a_validated_block() {
+        let c = parse_fire("['builtin-fire']", "").unwrap();
+        assert_eq!(c.cameras[0].models, vec!["builtin-fire".to_string()]);
+        assert_eq!(c.cameras[0].fire_detector, None);
+        let c = parse_fire(
+            "['builtin-fire']",
+            "[cameras.fire_detector]\nnight_mode='on'\nmasks=[[[0,0],[1,0],[1,0.2]]]\n",
+        )
+        .unwrap();
+        let f = c.cameras[0].fire_detector.clone().unwrap();
+        assert_eq!(f.night_mode, crate::fire::NightMode::On);
+        assert_eq!(f.analysis_width_px, 160);
+        for (block, field) in [
+            ("masks=[[[0,0],[1.2,0.5],[0,1]]]", "fire_detector.masks[0][1]"),
+            ("masks=[[[0,0],[0.5,-0.1],[0,1]]]", "fire_detector.masks[0][1]"),
+            ("masks=[[[0,0],[1,1]]]", "fire_detector.masks[0]"),
+            ("analysis_width_px=10", "fire_detector.analysis_width_px"),
+            ("fire_flicker_min_hz=-1", "fire_detector.fire_flicker_min_hz"),
+            ("fire_window_secs=nan", "fire_detector.fire_window_secs"),
+            ("smoke_confirm_ratio=0", "fire_detector.smoke_confirm_ratio"),
+            ("global_change_fraction=0", "fire_detector.global_change_fraction"),
+            ("fire=false\nsmoke=false", "fire_detector.fire"),
+            ("verify_models=true", "fire_detector.verify_models"),
+            ("report_regions=false", "fire_detector.report_regions"),
+        ] {
+            let e = parse_fire("['builtin-fire']", &format!("[cameras.fire_detector]\n{block}\n"))
+                .unwrap_err();
+            assert!(e.contains(field) && e.contains("yard"), "{block}: {e}");
+        }
+        let e =
+            parse_fire("['builtin-fire']", "[cameras.fire_detector]\nflicker_hz=3\n").unwrap_err();
+        assert!(e.contains("flicker_hz") && e.contains("yard"), "{e}");
+        let e = parse_fire("['builtin-fire']", "[cameras.fire_detector]\nnight_mode='dusk'\n")
+            .unwrap_err();
+        assert!(e.contains("night_mode"), "{e}");
+        // The block without the detector, the name twice, and the name taken in [models].
+        let e = parse_fire("[]\nenabled=false", "[cameras.fire_detector]\n").unwrap_err();
+        assert!(e.contains("fire_detector") && e.contains("builtin-fire"), "{e}");
+        let e = parse_fire("['builtin-fire','builtin-fire']", "").unwrap_err();
+        assert!(e.contains("models[1]") && e.contains("yard"), "{e}");
+        let e = Config::parse(
+            "box_id='b'\ndata_dir='/tmp'\n[models]\nbuiltin-fire='m.toml'\n",
+            std::path::Path::new("/"),
+        )
+        .unwrap_err();
+        assert!(e.contains("models.builtin-fire") && e.contains("reserved"), "{e}");
     }
 }

@@ -1,0 +1,267 @@
+//! The detector's cues on synthetic 640 × 360 frames at 10 fps: a flickering orange patch is
+//! reported as fire; a steady lamp, a rigid red box driving across and a slow global
+//! brightening are not.
+
+use time::{Duration, OffsetDateTime};
+
+use super::*;
+
+const W: u32 = 640;
+const H: u32 = 360;
+const FPS: f64 = 10.0;
+
+/// A grey checkerboard (40 px squares), lit by `gain` (1 = as is).
+fn scene(gain: f64) -> Vec<u8> {
+    let mut v = vec![0u8; (W * H * 3) as usize];
+    for y in 0..H {
+        for x in 0..W {
+            let g = if (x / 40 + y / 40) % 2 == 0 { 90.0 } else { 120.0 };
+            let i = ((y * W + x) * 3) as usize;
+            v[i] = (g * gain).min(255.0) as u8;
+            v[i + 1] = (g * gain).min(255.0) as u8;
+            v[i + 2] = (g * gain * 0.95).min(255.0) as u8;
+        }
+    }
+    v
+}
+
+fn fill(v: &mut [u8], x0: u32, y0: u32, w: u32, h: u32, rgb: impl Fn(u32, u32) -> [u8; 3]) {
+    for y in y0..(y0 + h).min(H) {
+        for x in x0..(x0 + w).min(W) {
+            let i = ((y * W + x) * 3) as usize;
+            v[i..i + 3].copy_from_slice(&rgb(x, y));
+        }
+    }
+}
+
+/// A small deterministic hash → 0..1.
+fn noise(a: u32, b: u32, c: u32) -> f64 {
+    let mut h =
+        a.wrapping_mul(0x9E37_79B1) ^ b.wrapping_mul(0x85EB_CA77) ^ c.wrapping_mul(0xC2B2_AE3D);
+    h ^= h >> 15;
+    h = h.wrapping_mul(0x2C1B_3C6D);
+    h ^= h >> 12;
+    (h % 10_000) as f64 / 10_000.0
+}
+
+/// Runs `frames` frames made by `frame(k)` through a detector with default settings and
+/// returns the detections of each frame.
+fn run(frames: u32, frame: impl Fn(u32) -> Vec<u8>) -> (FireDetector, Vec<Vec<Detection>>) {
+    let (d, out, _) = run_seen(frames, frame);
+    (d, out)
+}
+
+/// `run`, also counting the frames on which a fire candidate region was measured (so a
+/// negative test shows that the cues, not the lack of a candidate, rejected it).
+fn run_seen(
+    frames: u32,
+    frame: impl Fn(u32) -> Vec<u8>,
+) -> (FireDetector, Vec<Vec<Detection>>, usize) {
+    let mut d = FireDetector::new(FireDetectorConfig::default());
+    let t0 = OffsetDateTime::UNIX_EPOCH + Duration::seconds(1_000_000);
+    let (mut out, mut seen) = (Vec::new(), 0);
+    for k in 0..frames {
+        let at = t0 + Duration::seconds_f64(k as f64 / FPS);
+        out.push(d.detect(&frame(k), W, H, at));
+        seen += d.cues().iter().any(|c| c.class == Class::Fire) as usize;
+    }
+    (d, out, seen)
+}
+
+fn count(dets: &[Vec<Detection>], class: &str) -> usize {
+    dets.iter().filter(|f| f.iter().any(|d| d.class == class)).count()
+}
+
+/// An orange-yellow patch (96 × 96 px at 400, 160) whose 16 px cells change brightness
+/// independently every frame, as flame pixels do.
+fn flame(k: u32) -> Vec<u8> {
+    let mut v = scene(1.0);
+    fill(&mut v, 400, 160, 96, 96, |x, y| {
+        let n = noise(x / 16, y / 16, k);
+        [255, (70.0 + 150.0 * n) as u8, (20.0 + 30.0 * n) as u8]
+    });
+    v
+}
+
+#[test]
+fn flickering_orange_patch_is_fire() {
+    let (d, dets) = run(50, flame);
+    let fire = count(&dets, "fire");
+    assert!(fire >= 20, "fire reported on {fire} of 50 frames");
+    let first = dets.iter().position(|f| f.iter().any(|d| d.class == "fire")).unwrap_or(99);
+    assert!(first <= 30, "first fire on frame {first} (10 fps)");
+    let last = dets.last().cloned().unwrap_or_default();
+    let b = last.iter().find(|d| d.class == "fire").map(|d| d.bbox);
+    let b = b.unwrap_or(BBox { x1: 0.0, y1: 0.0, x2: 0.0, y2: 0.0 });
+    // The box (normalised) covers the patch, give or take the dilation and the 4× analysis
+    // scale.
+    let px =
+        BBox { x1: b.x1 * W as f32, y1: b.y1 * H as f32, x2: b.x2 * W as f32, y2: b.y2 * H as f32 };
+    assert!(px.x1 <= 410.0 && px.x2 >= 486.0 && px.y1 <= 170.0 && px.y2 >= 246.0, "{px:?}");
+    assert!(px.x1 >= 380.0 && px.x2 <= 516.0 && px.y1 >= 140.0 && px.y2 <= 276.0, "{px:?}");
+    let score = last.iter().find(|d| d.class == "fire").map(|d| d.score).unwrap_or(0.0);
+    assert!(score >= 0.5, "{score}");
+    // The cues of the region can be asked for by box (verification of other detectors).
+    let cues = d.cues_for(Class::Fire, &b).expect("cues of the fire region");
+    assert!(cues.confirmed && cues.flicker_hz >= 0.8 && !cues.rigid, "{cues:?}");
+    assert!(d.cues_for(Class::Fire, &BBox { x1: 0.0, y1: 0.0, x2: 0.1, y2: 0.1 }).is_none());
+}
+
+#[test]
+fn steady_lamp_is_not_fire() {
+    // The same orange patch, lit steadily (a lamp, a sign), switched on at frame 10.
+    let (_, dets, seen) = run_seen(60, |k| {
+        let mut v = scene(1.0);
+        if k >= 10 {
+            fill(&mut v, 400, 160, 96, 96, |x, y| {
+                let n = noise(x / 16, y / 16, 0);
+                [255, (70.0 + 150.0 * n) as u8, (20.0 + 30.0 * n) as u8]
+            });
+        }
+        v
+    });
+    assert!(seen > 0, "the lamp was never a candidate: the test shows nothing");
+    assert_eq!(count(&dets, "fire"), 0);
+    assert_eq!(count(&dets, "smoke"), 0);
+}
+
+#[test]
+fn rigid_red_box_driving_across_is_not_fire() {
+    // A bright red-orange box (tail-lights, a red car) crossing the frame at 8 px per frame.
+    let (_, dets, seen) = run_seen(70, |k| {
+        let mut v = scene(1.0);
+        fill(&mut v, 20 + 8 * k, 200, 80, 40, |_, _| [255, 90, 40]);
+        v
+    });
+    assert!(seen >= 20, "the box was a candidate on {seen} frames only");
+    assert_eq!(count(&dets, "fire"), 0);
+}
+
+#[test]
+fn slow_global_brightening_is_not_fire() {
+    // An orange-tinted scene brightening by 60 % over 8 s (sunrise, sunset).
+    let (_, dets) = run(80, |k| {
+        let g = 0.8 + 0.6 * k as f64 / 80.0;
+        let mut v = scene(1.0);
+        for px in v.chunks_exact_mut(3) {
+            px[0] = (px[0] as f64 * g * 1.6).min(255.0) as u8;
+            px[1] = (px[1] as f64 * g * 0.9).min(255.0) as u8;
+            px[2] = (px[2] as f64 * g * 0.4).min(255.0) as u8;
+        }
+        v
+    });
+    assert_eq!(count(&dets, "fire"), 0);
+    assert_eq!(count(&dets, "smoke"), 0);
+}
+
+#[test]
+fn sudden_global_change_is_skipped() {
+    // The flame, with the whole image's exposure jumping every 5th frame: jumps are skipped,
+    // not taken for flicker, and do not stop the flame from being seen.
+    let (_, dets) = run(60, |k| {
+        let mut v = flame(k);
+        if k % 5 == 4 {
+            for b in v.iter_mut() {
+                *b = (*b as f64 * 0.5) as u8;
+            }
+        }
+        v
+    });
+    assert!(count(&dets, "fire") >= 10);
+    let (_, dets) = run(60, |k| scene(if k % 5 == 4 { 0.5 } else { 1.0 }));
+    assert_eq!(count(&dets, "fire") + count(&dets, "smoke"), 0);
+}
+
+#[test]
+fn masked_flame_is_not_reported() {
+    let cfg = FireDetectorConfig {
+        masks: vec![vec![[0.55, 0.35], [0.85, 0.35], [0.85, 0.8], [0.55, 0.8]]],
+        ..FireDetectorConfig::default()
+    };
+    let mut d = FireDetector::new(cfg);
+    let t0 = OffsetDateTime::UNIX_EPOCH;
+    let mut n = 0;
+    for k in 0..50 {
+        n += d.detect(&flame(k), W, H, t0 + Duration::seconds_f64(k as f64 / FPS)).len();
+    }
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn bad_frame_gives_nothing() {
+    let mut d = FireDetector::new(FireDetectorConfig::default());
+    assert!(d.detect(&[0u8; 10], W, H, OffsetDateTime::UNIX_EPOCH).is_empty());
+}
+
+/// Verification mode through the frame path (`CameraAnalytics::analyse`): a model reports
+/// fire on a flickering flame and on a steady lamp on every frame; with
+/// `verify_models = true` only the flame's box reaches the tracker and the `fire` rule, and
+/// the detector reports nothing of its own (`report_regions = false`). Without it both
+/// boxes pass.
+#[test]
+fn verification_mode_keeps_model_fire_only_where_the_cues_hold() {
+    use crate::analytics::{CameraAnalytics, Detect};
+    use crate::types::{Change, Frame};
+
+    let cfg_text = |verify: bool| {
+        format!(
+            "box_id='b'\ndata_dir='/tmp'\n[models]\nm='{}'\n[[cameras]]\nid='yard'\nurl='x.mp4'\n\
+             models=['m','builtin-fire']\n[cameras.fire_detector]\nverify_models={verify}\n\
+             report_regions={}\n[[cameras.rules]]\nkind='fire'\n",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/models/nanodet-g-coco-416/model.toml"),
+            !verify
+        )
+    };
+    let norm = |x1: f32, y1: f32, x2: f32, y2: f32| BBox {
+        x1: x1 / W as f32,
+        y1: y1 / H as f32,
+        x2: x2 / W as f32,
+        y2: y2 / H as f32,
+    };
+    let lamp = norm(96.0, 64.0, 192.0, 160.0);
+    let flame_box = norm(400.0, 160.0, 496.0, 256.0);
+    let frame_at = |k: u32| {
+        let mut v = flame(k);
+        fill(&mut v, 96, 64, 96, 96, |x, y| {
+            let n = noise(x / 16, y / 16, 0);
+            [255, (70.0 + 150.0 * n) as u8, (20.0 + 30.0 * n) as u8]
+        });
+        v
+    };
+    let t0 = OffsetDateTime::UNIX_EPOCH + Duration::seconds(1_000_000);
+    for verify in [true, false] {
+        let cfg = crate::config::Config::parse(&cfg_text(verify), std::path::Path::new("/"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cam = CameraAnalytics::new(&cfg.cameras[0]);
+        let (mut flame_seen, mut lamp_seen, mut started) = (0, 0, 0);
+        for k in 0..60u32 {
+            let at = t0 + Duration::seconds_f64(k as f64 / FPS);
+            let frame = Frame {
+                camera_id: std::sync::Arc::from("yard"),
+                index: k as u64,
+                width: W,
+                height: H,
+                rgb: std::sync::Arc::from(frame_at(k)),
+                pts_ns: None,
+                captured_at: at,
+                captured_instant: std::time::Instant::now(),
+            };
+            let given = vec![
+                Detection::new(0, "fire", 0.8, flame_box),
+                Detection::new(0, "fire", 0.8, lamp),
+            ];
+            let a = cam.analyse(Detect::Given(given), frame);
+            let objs = &a.tracks.detections.objects;
+            flame_seen += objs.iter().any(|o| o.bbox == flame_box) as u32;
+            lamp_seen += objs.iter().any(|o| o.bbox == lamp) as u32;
+            started += a.changes.iter().filter(|c| c.change == Change::Started).count();
+        }
+        if verify {
+            assert!(flame_seen >= 30, "flame kept on {flame_seen} of 60 frames");
+            assert_eq!(lamp_seen, 0, "the lamp's fire box passed verification");
+        } else {
+            assert_eq!((flame_seen, lamp_seen), (60, 60));
+        }
+        assert_eq!(started, 1, "one fire event (verify = {verify})");
+    }
+}
