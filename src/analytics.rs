@@ -246,9 +246,12 @@ impl CameraAnalytics {
         let mut guard = self.lock();
         let (tracker, engine) = &mut *guard;
         let mut tracks = Tracks { tracks: tracker.update(&detections.objects, at), detections };
-        let changes = engine.process(&mut tracks);
+        let mut changes = engine.process(&mut tracks);
         let (counts, occupancy) = (engine.take_counts(), engine.take_occupancy());
         drop(guard);
+        if let Some(fire) = &self.fire {
+            attach_fire_cues(&fire.lock().unwrap_or_else(|e| e.into_inner()), &mut changes);
+        }
         Analysed {
             changes,
             counts,
@@ -286,6 +289,34 @@ impl CameraAnalytics {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, (Tracker, RuleEngine)> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Evidence for `fire`/`smoke` events on a camera with the built-in detector: a started or
+/// updated change gets `detail.cues`, the cues (`crate::fire::RegionCues`: region box, colour,
+/// motion, flicker, growth, edges, persistence) of the detector's live region behind each of
+/// its objects, read on the frame that raised it. In verification mode these are the cues
+/// that confirmed the model's box. The objects' boxes are drawn on the change's snapshot.
+fn attach_fire_cues(fire: &crate::fire::FireDetector, changes: &mut [EventChange]) {
+    for c in changes.iter_mut() {
+        if !matches!(c.kind.as_str(), "fire" | "smoke") || c.change == crate::types::Change::Ended {
+            continue;
+        }
+        let cues: Vec<crate::fire::RegionCues> = c
+            .objects
+            .iter()
+            .filter_map(|o| fire.cues_for(crate::fire::Class::from_label(&o.class)?, &o.bbox))
+            .collect();
+        if cues.is_empty() {
+            continue;
+        }
+        let Ok(cues) = serde_json::to_value(cues) else { continue };
+        let mut detail = match c.detail.take() {
+            Some(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        detail.insert("cues".into(), cues);
+        c.detail = Some(serde_json::Value::Object(detail));
     }
 }
 

@@ -206,6 +206,9 @@ enum EvalCmd {
         /// Analyse at most this many seconds of each clip.
         #[arg(long)]
         max_secs: Option<f64>,
+        /// Replay looped scenarios (`loop_secs`) to at most this many seconds of camera time.
+        #[arg(long)]
+        loop_secs: Option<f64>,
         #[arg(long, default_value_t = 2)]
         threads: usize,
         /// Print the report as JSON.
@@ -367,8 +370,8 @@ fn main() -> ExitCode {
             )
         }
         Cmd::Eval {
-            cmd: EvalCmd::Scenarios { manifest, clips, max_secs, threads, json, dump },
-        } => eval_scenarios(&manifest, clips, max_secs, threads, json, dump),
+            cmd: EvalCmd::Scenarios { manifest, clips, max_secs, loop_secs, threads, json, dump },
+        } => eval_scenarios(&manifest, clips, max_secs, loop_secs, threads, json, dump),
         Cmd::Token { cmd } => token(cmd),
         Cmd::User { cmd } => user(cmd),
         Cmd::RtspServe { video, port, path } => gridwatch::cli::rtsp_serve(&video, port, &path),
@@ -461,6 +464,7 @@ fn eval_scenarios(
     manifest: &std::path::Path,
     only: Vec<String>,
     max_secs: Option<f64>,
+    loop_secs: Option<f64>,
     threads: usize,
     json: bool,
     dump: Option<PathBuf>,
@@ -469,8 +473,11 @@ fn eval_scenarios(
     if max_secs.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
         anyhow::bail!("--max-secs: must be a positive number of seconds");
     }
+    if loop_secs.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
+        anyhow::bail!("--loop-secs: must be a positive number of seconds");
+    }
     let m = scenarios::Manifest::load(manifest)?;
-    let opts = scenarios::Options { only, max_secs, threads, dump };
+    let opts = scenarios::Options { only, max_secs, loop_secs, threads, dump };
     let report = scenarios::run(&m, &opts, &mut |line| eprintln!("{line}"))?;
     if json {
         println!("{}", serde_json::to_string(&report)?);

@@ -15,6 +15,7 @@
 //! clip = "../../../shared/media/traffic/highway.mp4"
 //! max_secs = 20.0               # optional: analyse only the first 20 s of video
 //! reverse = false               # optional: play the clip backwards (staged wrong-way traffic)
+//! loop_secs = 600.0             # optional: replay the clip to 600 s of camera time (negatives)
 //! [scenarios.camera]
 //! detect_fps = 10.0
 //! lines = [{ name = "mid", points = [[0.0, 0.5], [1.0, 0.5]] }]
@@ -41,6 +42,15 @@
 //! first `max_secs`) are decoded first, then analysed last to first, the frame at video time
 //! `t` stamped `T − t` (`T`: the last analysed frame's time). Every motion runs backwards, so
 //! labels are written in reversed time and each crossing's direction swaps.
+//!
+//! `loop_secs = S` measures false alarms on a negative: the clip (its first `max_secs`, played
+//! backwards with `reverse = true`) is analysed again and again, each pass decoded afresh,
+//! until `S` seconds of camera time are analysed. Video time continues across passes (pass
+//! `k + 1` starts one frame interval after pass `k`'s last frame), so the tracker, the rules
+//! and the fire detector see one continuous camera whose scene cuts back to the start at each
+//! seam. A looped scenario may expect no counts and no events: every event it raises is a
+//! false alarm. The report sums, per event kind over every scenario with a rule of that kind,
+//! the false alarms (raised events matching no expected one) per hour of analysed camera time.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -85,6 +95,9 @@ struct RawScenario {
     /// Analyse the clip backwards (see the module docs).
     #[serde(default)]
     reverse: bool,
+    /// Replay the clip until this much camera time is analysed (see the module docs).
+    #[serde(default)]
+    loop_secs: Option<f64>,
     /// Free text: what the clip shows, how it was labelled.
     #[serde(default)]
     notes: Option<String>,
@@ -142,6 +155,8 @@ pub struct Scenario {
     pub clip: PathBuf,
     pub max_secs: Option<f64>,
     pub reverse: bool,
+    /// Replays the clip to this many seconds of camera time (a negative: no counts, no events).
+    pub loop_secs: Option<f64>,
     pub notes: Option<String>,
     /// A one-camera config built from the snippet and the manifest's models.
     pub config: Config,
@@ -218,6 +233,22 @@ impl Manifest {
                     ));
                 }
             }
+            if let Some(l) = s.loop_secs {
+                if !(l.is_finite() && l > 0.0) {
+                    return Err(format!(
+                        "{}: must be a positive number of seconds",
+                        at("loop_secs")
+                    ));
+                }
+                if !s.counts.is_empty() || !s.events.is_empty() {
+                    return Err(format!(
+                        "{}: a looped scenario is a negative and may expect no counts or \
+                         events (each pass would raise them again); label the clip in a \
+                         scenario without `loop_secs`",
+                        at("loop_secs")
+                    ));
+                }
+            }
             let config = camera_config(&s.camera, &clip, &models, base)
                 .map_err(|m| format!("{}: {m}", at("camera")))?;
             let cam = &config.cameras[0];
@@ -228,6 +259,7 @@ impl Manifest {
                 clip,
                 max_secs: s.max_secs,
                 reverse: s.reverse,
+                loop_secs: s.loop_secs,
                 notes: s.notes,
                 config,
                 counts: s.counts,
@@ -383,8 +415,10 @@ pub struct ScenarioReport {
     pub detect_fps: f64,
     pub detect_width: u32,
     pub analysed_frames: u64,
-    /// Video time analysed (the last analysed frame's time).
+    /// Camera time analysed: the last analysed frame's video time, continued across passes.
     pub video_secs: f64,
+    /// How many times the clip was played (1 unless `loop_secs`).
+    pub passes: u32,
     pub wall_secs: f64,
     /// Analysed frames per second of wall time (decode + detection + tracking + rules).
     pub fps: f64,
@@ -406,11 +440,51 @@ pub struct CrossingSpeed {
     pub speed_kmh: f32,
 }
 
+/// False alarms of one event kind over every scenario with a rule of that kind.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FalseAlarmRow {
+    pub kind: String,
+    /// Scenarios with a rule of this kind.
+    pub scenarios: u32,
+    /// Their analysed camera time, in hours.
+    pub camera_hours: f64,
+    /// Raised events that matched no expected event.
+    pub false_alarms: u32,
+    /// `false_alarms / camera_hours`; `None` with no camera time.
+    pub per_camera_hour: Option<f64>,
+}
+
 /// The whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub manifest: String,
     pub scenarios: Vec<ScenarioReport>,
+    /// Per event kind, over all scenarios: false alarms per camera-hour.
+    pub false_alarms: Vec<FalseAlarmRow>,
+}
+
+/// Per event kind: false alarms (detected − matched) and camera time over the scenarios that
+/// have a row of that kind (every event rule of a camera gets one).
+pub fn false_alarm_rates(scenarios: &[ScenarioReport]) -> Vec<FalseAlarmRow> {
+    let mut by_kind: BTreeMap<String, (u32, f64, u32)> = BTreeMap::new();
+    for sc in scenarios {
+        for e in &sc.events {
+            let k = by_kind.entry(e.kind.clone()).or_default();
+            k.0 += 1;
+            k.1 += sc.video_secs / 3600.0;
+            k.2 += e.detected.saturating_sub(e.matched);
+        }
+    }
+    by_kind
+        .into_iter()
+        .map(|(kind, (n, hours, fa))| FalseAlarmRow {
+            kind,
+            scenarios: n,
+            camera_hours: hours,
+            false_alarms: fa,
+            per_camera_hour: (hours > 0.0).then(|| fa as f64 / hours),
+        })
+        .collect()
 }
 
 /// What `eval scenarios` runs.
@@ -420,6 +494,8 @@ pub struct Options {
     pub only: Vec<String>,
     /// Caps every scenario's `max_secs`.
     pub max_secs: Option<f64>,
+    /// Caps every looped scenario's `loop_secs` (`--loop-secs`; bounded runs in tests).
+    pub loop_secs: Option<f64>,
     pub threads: usize,
     /// Writes every analysed frame (detections, tracks, counts) of each scenario to
     /// `<dir>/<scenario>.jsonl`, for diagnosis (`--dump DIR`).
@@ -459,7 +535,8 @@ pub fn run(
         ));
         out.push(r);
     }
-    Ok(Report { manifest: manifest.path.display().to_string(), scenarios: out })
+    let false_alarms = false_alarm_rates(&out);
+    Ok(Report { manifest: manifest.path.display().to_string(), scenarios: out, false_alarms })
 }
 
 /// A detected event: its start (the change's `at`) and when it was raised, in video seconds.
@@ -479,6 +556,11 @@ fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<ScenarioReport> 
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
+    // Camera time to analyse, replaying the clip (`None`: one pass).
+    let until = match (s.loop_secs, opts.loop_secs) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, _) => a,
+    };
     let t0 =
         time::OffsetDateTime::from_unix_timestamp(0).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let mut counted: BTreeMap<(String, CrossDir), BTreeMap<String, u32>> = BTreeMap::new();
@@ -496,10 +578,8 @@ fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<ScenarioReport> 
         None => None,
     };
     let started = Instant::now();
+    // `t`: camera time (video time continued across passes).
     let mut tally = |t: f64, a: Analysed| {
-        if limit.is_some_and(|l| t > l + 1e-9) {
-            return ControlFlow::Break(());
-        }
         frames += 1;
         last_t = t;
         if let Some(w) = dump.as_mut() {
@@ -535,36 +615,79 @@ fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<ScenarioReport> 
             let start = (c.at - t0).as_seconds_f64();
             detected.entry(c.kind.clone()).or_default().push(Detected { start, raised: t });
         }
-        ControlFlow::Continue(())
     };
-    if s.reverse {
-        let mut decoded = Vec::new();
-        decode_video(&s.clip, cam.detect_width, every, |t, f| {
-            if limit.is_some_and(|l| t > l + 1e-9) {
-                return ControlFlow::Break(());
+    // Pass after pass (one unless `until`); `offset`: the camera time of this pass's clip
+    // time 0.
+    let (mut offset, mut passes) = (0.0f64, 0u32);
+    loop {
+        passes += 1;
+        let (mut first, mut last, mut prev, mut ended) =
+            (None::<f64>, None::<f64>, None::<f64>, false);
+        // One analysed frame at clip time `tc`: false once the pass or the run is over.
+        let mut take = |tc: f64, a: Analysed| -> bool {
+            if limit.is_some_and(|l| tc > l + 1e-9) || until.is_some_and(|u| offset + tc > u + 1e-9)
+            {
+                ended = until.is_some_and(|u| offset + tc > u + 1e-9);
+                return false;
             }
-            decoded.push((t, f));
-            ControlFlow::Continue(())
-        })?;
-        let end = decoded.last().map_or(0.0, |(t, _)| *t);
-        while let Some((t, mut f)) = decoded.pop() {
-            let t = end - t;
-            f.captured_at = t0 + time::Duration::seconds_f64(t);
-            f.camera_id = std::sync::Arc::from(analytics.camera_id());
-            if tally(t, analytics.analyse(Detect::Run(&mut detectors), f)).is_break() {
-                break;
+            first.get_or_insert(tc);
+            (prev, last) = (last, Some(tc));
+            tally(offset + tc, a);
+            true
+        };
+        if s.reverse {
+            let mut decoded = Vec::new();
+            decode_video(&s.clip, cam.detect_width, every, |t, f| {
+                if limit.is_some_and(|l| t > l + 1e-9) {
+                    return ControlFlow::Break(());
+                }
+                decoded.push((t, f));
+                ControlFlow::Continue(())
+            })?;
+            let end = decoded.last().map_or(0.0, |(t, _)| *t);
+            while let Some((t, mut f)) = decoded.pop() {
+                let tc = end - t;
+                f.captured_at = t0 + time::Duration::seconds_f64(offset + tc);
+                f.camera_id = std::sync::Arc::from(analytics.camera_id());
+                if !take(tc, analytics.analyse(Detect::Run(&mut detectors), f)) {
+                    break;
+                }
             }
+        } else {
+            let start = t0 + time::Duration::seconds_f64(offset);
+            analyse_video(
+                &s.clip,
+                cam.detect_width,
+                every,
+                start,
+                &analytics,
+                Some(&mut detectors),
+                |tc, a| {
+                    if take(tc, a) {
+                        ControlFlow::Continue(())
+                    } else {
+                        ControlFlow::Break(())
+                    }
+                },
+            )?;
         }
-    } else {
-        analyse_video(
-            &s.clip,
-            cam.detect_width,
-            every,
-            t0,
-            &analytics,
-            Some(&mut detectors),
-            tally,
-        )?;
+        let (Some(first), Some(last)) = (first, last) else {
+            if ended {
+                break; // the run ended before this pass's first frame
+            }
+            bail!("{}: no frame to analyse", s.clip.display());
+        };
+        let Some(u) = until else { break };
+        // The next pass starts one frame interval after this one's last frame.
+        let step = match prev {
+            Some(p) if last - p > 1e-6 => last - p,
+            _ if every > 0.0 => every,
+            _ => 1.0 / 30.0,
+        };
+        offset += last - first + step;
+        if ended || offset + first > u + 1e-9 {
+            break;
+        }
     }
     let wall = started.elapsed().as_secs_f64();
     let mut counts = Vec::new();
@@ -612,6 +735,7 @@ fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<ScenarioReport> 
         detect_width: cam.detect_width,
         analysed_frames: frames,
         video_secs: last_t,
+        passes,
         wall_secs: wall,
         fps: if wall > 0.0 { frames as f64 / wall } else { 0.0 },
         counts,
@@ -731,6 +855,29 @@ pub fn format_report(r: &Report) -> String {
             );
         }
     }
+    if !r.false_alarms.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nfalse alarms / camera-hour (per kind, over every scenario with a rule of the kind; \
+             a raised event that matches no expected one is false):"
+        );
+        let _ = writeln!(
+            s,
+            "{:<16} {:>9} {:>13} {:>12} {:>18}",
+            "kind", "scenarios", "camera hours", "false alarms", "per camera-hour"
+        );
+        for f in &r.false_alarms {
+            let _ = writeln!(
+                s,
+                "{:<16} {:>9} {:>13.3} {:>12} {:>18}",
+                f.kind,
+                f.scenarios,
+                f.camera_hours,
+                f.false_alarms,
+                f.per_camera_hour.map_or("-".into(), |v| format!("{v:.2}"))
+            );
+        }
+    }
     if r.scenarios.iter().any(|sc| !sc.speeds.is_empty()) {
         let _ = writeln!(s, "\nground speeds of the counted crossings (calibrated cameras):");
         let _ = writeln!(
@@ -751,17 +898,18 @@ pub fn format_report(r: &Report) -> String {
     let _ = writeln!(s, "\nthroughput:");
     let _ = writeln!(
         s,
-        "{:<28} {:>10} {:>6} {:>7} {:>9} {:>8} {:>9}",
-        "scenario", "detect_fps", "width", "frames", "video s", "wall s", "frames/s"
+        "{:<28} {:>10} {:>6} {:>7} {:>6} {:>9} {:>8} {:>9}",
+        "scenario", "detect_fps", "width", "frames", "passes", "video s", "wall s", "frames/s"
     );
     for sc in &r.scenarios {
         let _ = writeln!(
             s,
-            "{:<28} {:>10} {:>6} {:>7} {:>9.1} {:>8.1} {:>9.1}",
+            "{:<28} {:>10} {:>6} {:>7} {:>6} {:>9.1} {:>8.1} {:>9.1}",
             sc.name,
             sc.detect_fps,
             sc.detect_width,
             sc.analysed_frames,
+            sc.passes,
             sc.video_secs,
             sc.wall_secs,
             sc.fps
@@ -837,8 +985,70 @@ tolerance_secs = 5
             let e = parse(&text).unwrap_err();
             assert!(e.contains("pets") && e.contains(field) && e.contains(word), "{field}: {e}");
         }
+        let looped = GOOD.replace("[scenarios.camera]", "loop_secs = 60.0\n[scenarios.camera]");
+        for (text, word) in [
+            (looped.replace("60.0", "-1.0"), "positive"),
+            (looped.replace("60.0", "nan"), "positive"),
+            (looped.clone(), "negative"),
+        ] {
+            let e = parse(&text).unwrap_err();
+            assert!(e.contains("pets") && e.contains("`loop_secs`") && e.contains(word), "{e}");
+        }
+        let e = parse(&looped.replace("loop_secs = 60.0", "loop_secs = \"1h\"")).unwrap_err();
+        assert!(e.contains("scenarios[0].loop_secs") && e.contains("pets"), "{e}");
         let e = parse(&format!("{GOOD}{}", GOOD)).unwrap_err();
         assert!(e.contains("scenarios[1]") && e.contains("duplicate"), "{e}");
+    }
+
+    #[test]
+    fn eval_scenarios_loop_secs_parses_with_reverse() {
+        let negative = GOOD
+            .split("[[scenarios.counts]]")
+            .next()
+            .unwrap_or_default()
+            .replace("[scenarios.camera]", "loop_secs = 120.5\nreverse = true\n[scenarios.camera]");
+        let s = parse(&negative).unwrap();
+        assert_eq!((s[0].loop_secs, s[0].reverse), (Some(120.5), true));
+        assert_eq!(parse(GOOD).unwrap()[0].loop_secs, None);
+    }
+
+    #[test]
+    fn eval_scenarios_false_alarms_per_camera_hour() {
+        let row = |kind: &str, expected: u32, detected: u32, matched: u32| EventRow {
+            scenario: String::new(),
+            kind: kind.into(),
+            expected,
+            detected,
+            matched,
+            precision: None,
+            recall: None,
+            time_to_alarm_secs: vec![],
+            detected_starts_secs: vec![],
+        };
+        let sc = |video_secs: f64, events: Vec<EventRow>| ScenarioReport {
+            name: String::new(),
+            clip: String::new(),
+            detect_fps: 10.0,
+            detect_width: 640,
+            analysed_frames: 0,
+            video_secs,
+            passes: 1,
+            wall_secs: 0.0,
+            fps: 0.0,
+            counts: vec![],
+            events,
+            speeds: vec![],
+        };
+        let r = false_alarm_rates(&[
+            sc(1800.0, vec![row("fire", 0, 1, 0), row("smoke", 0, 0, 0)]),
+            sc(3600.0, vec![row("fire", 1, 3, 1)]),
+        ]);
+        assert_eq!(r.len(), 2);
+        assert_eq!((r[0].kind.as_str(), r[0].scenarios, r[0].false_alarms), ("fire", 2, 3));
+        assert!((r[0].camera_hours - 1.5).abs() < 1e-9);
+        assert!((r[0].per_camera_hour.unwrap() - 2.0).abs() < 1e-9);
+        assert_eq!((r[1].kind.as_str(), r[1].false_alarms), ("smoke", 0));
+        assert!((r[1].camera_hours - 0.5).abs() < 1e-9 && r[1].per_camera_hour == Some(0.0));
     }
 
     #[test]

@@ -99,6 +99,15 @@ pub enum Class {
 }
 
 impl Class {
+    /// The class of a detection label (`fire`, `smoke`).
+    pub fn from_label(label: &str) -> Option<Class> {
+        match label {
+            "fire" => Some(Class::Fire),
+            "smoke" => Some(Class::Smoke),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Class::Fire => "fire",
