@@ -217,3 +217,46 @@ fn builtin_fire_events_carry_region_cues_and_snapshot() {
         assert_ne!(plain, drawn, "{}: the region is drawn on the snapshot", c.kind);
     }
 }
+
+/// `loop_secs` with and without `reverse = true` on a real clip: the camera time of the
+/// analysed frames (from `--dump`) rises across the seams, at most one frame interval
+/// apart, up to `loop_secs`.
+#[test]
+fn looped_scenarios_continue_video_time_across_passes() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if !repo.join("../shared/media/traffic").is_dir() {
+        eprintln!("SKIP: ../shared/media is absent (shared non-fire clips)");
+        return;
+    }
+    let one = |name: &str, reverse: bool| {
+        format!(
+            "[[scenarios]]\nname = \"{name}\"\n\
+             clip = \"../../../shared/media/traffic/traffic-motorway-cctv-fog-trucks-288p.mp4\"\n\
+             max_secs = 6.0\nreverse = {reverse}\nloop_secs = 20.0\n[scenarios.camera]\n\
+             models = [\"builtin-fire\"]\ndetect_fps = 5.0\nrules = [{{ kind = \"fire\" }}]\n"
+        )
+    };
+    let text = format!("{}{}", one("forward", false), one("backward", true));
+    let scenarios = Manifest::parse(&text, &repo.join("tests/scenarios")).unwrap();
+    let m = Manifest { path: repo.join("tests/scenarios/inline.toml"), scenarios };
+    let dump = std::env::temp_dir().join(format!("gw-loop-dump-{}", std::process::id()));
+    let opts = Options { threads: 1, dump: Some(dump.clone()), ..Options::default() };
+    let r = scenarios::run(&m, &opts, &mut |l| eprintln!("{l}")).unwrap();
+    for s in &r.scenarios {
+        assert_eq!(s.passes, 4, "{}: 6 s passes to 20 s", s.name);
+        let text = std::fs::read_to_string(dump.join(format!("{}.jsonl", s.name))).unwrap();
+        let t: Vec<f64> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["t"].as_f64().unwrap())
+            .collect();
+        assert_eq!(t.len() as u64, s.analysed_frames);
+        let last = *t.last().unwrap();
+        assert!(t[0] < 0.2 && (19.6..=20.0 + 1e-6).contains(&last), "{}: {t:?}", s.name);
+        // 0.2 s apart (5 fps); a clip's first frame may lie between two steps of the grid.
+        for w in t.windows(2) {
+            let step = w[1] - w[0];
+            assert!((0.05..=0.2 + 1e-6).contains(&step), "{}: {} → {}", s.name, w[0], w[1]);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dump);
+}
