@@ -4,7 +4,10 @@
 //! tests/scenarios/README.md). What the detector meets now is asserted; the full
 //! targets (every fixed-camera flame within 10 s and smoke within 30 s of onset, no false
 //! alarm on any negative) are an ignored test until it meets them (docs/performance.md,
-//! "Built-in fire detector"). Skips with a message when `../shared/media` is absent.
+//! "Built-in fire detector"). Also: false alarms per camera-hour on looped negatives
+//! (tests/scenarios/fire-negatives.toml; a bounded part, and the full hour ignored until
+//! it meets the target), looping itself, and the evidence a fire/smoke event carries.
+//! Skips with a message when `../shared/media` is absent.
 
 use std::path::PathBuf;
 
@@ -259,4 +262,25 @@ fn looped_scenarios_continue_video_time_across_passes() {
         }
     }
     let _ = std::fs::remove_dir_all(&dump);
+}
+
+/// The false-alarm target in full: at most 0.1 per camera-hour per kind over every
+/// non-fire shared clip looped to 68 min (tests/scenarios/fire-negatives.toml, `make eval`).
+/// Not met yet: 13.2 fire and 9.7 smoke alarms per camera-hour (docs/performance.md).
+#[test]
+#[ignore = "false alarms per camera-hour above the 0.1 target (docs/performance.md)"]
+fn builtin_fire_false_alarms_per_camera_hour_meet_the_target() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if !repo.join("../shared/media/traffic").is_dir() {
+        eprintln!("SKIP: ../shared/media is absent (shared non-fire clips)");
+        return;
+    }
+    let m = Manifest::load(&repo.join("tests/scenarios/fire-negatives.toml")).unwrap();
+    let opts = Options { threads: 1, ..Options::default() };
+    let r = scenarios::run(&m, &opts, &mut |l| eprintln!("{l}")).unwrap();
+    eprintln!("{}", scenarios::format_report(&r));
+    for f in &r.false_alarms {
+        assert!(f.camera_hours >= 1.0, "{f:?}");
+        assert!(f.per_camera_hour.is_some_and(|v| v <= 0.1), "{f:?}");
+    }
 }
