@@ -191,6 +191,7 @@ fn builtin_fire_events_carry_region_cues_and_snapshot() {
         let cues = c.detail.as_ref().and_then(|d| d.get("cues")).and_then(|v| v.as_array());
         let cues = cues.unwrap_or_else(|| panic!("{}: no detail.cues in {:?}", c.kind, c.detail));
         assert_eq!(cues.len(), c.objects.len(), "{}: one cue set per region", c.kind);
+        eprintln!("{} started at {}: detail {}", c.kind, c.at, c.detail.as_ref().unwrap());
         for (q, o) in cues.iter().zip(&c.objects) {
             assert_eq!(q["class"], c.kind.as_str(), "{q}");
             assert_eq!(q["confirmed"], true, "{q}");
