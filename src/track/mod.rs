@@ -44,6 +44,7 @@ use pathfinding::matrix::Matrix;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use crate::geometry::{point_in_polygon, Anchor, Pt};
 use crate::types::{BBox, Detection, Track, TrackState};
 use kalman::Kalman;
 
@@ -71,6 +72,36 @@ impl ClassGroup {
             high_score: Some(0.35),
             new_track_score: Some(0.45),
         }
+    }
+}
+
+/// Where weak births (docs/design/0024) are allowed (`[cameras.tracker].weak_births`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WeakBirths {
+    /// Only for detections of an `intrusion` rule's classes whose anchor is in its zone
+    /// (where any such object is an incident). The default.
+    #[default]
+    IntrusionZones,
+    /// Anywhere in the image, any class.
+    Everywhere,
+    /// Nowhere (ByteTrack's births only).
+    Off,
+}
+
+/// A region where weak births are allowed: a zone and the classes (with their anchors) it
+/// watches (`intrusion` rules; built by `rules::weak_birth_regions`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeakRegion {
+    pub zone: Vec<Pt>,
+    pub classes: Vec<(String, Anchor)>,
+}
+
+impl WeakRegion {
+    fn admits(&self, d: &Detection) -> bool {
+        self.classes
+            .iter()
+            .any(|(c, a)| *c == d.class && point_in_polygon(a.point(&d.bbox), &self.zone))
     }
 }
 
@@ -121,9 +152,12 @@ pub struct TrackerConfig {
     /// Also report lost tracks (state `lost`, predicted box) for this long after their last
     /// match. Default 0 (only tracks matched on the frame are reported).
     pub report_lost_secs: f64,
-    /// A detection below `new_track_score` (at least `low_score`) that no track explains
-    /// starts a weak tentative track, confirmed once matched on every analysed frame for
-    /// this long (docs/design/0024). Default 1.0; 0 turns weak births off.
+    /// Where a detection below `new_track_score` (at least `low_score`) that no track
+    /// explains may start a weak tentative track (docs/design/0024). Default
+    /// `intrusion_zones`.
+    pub weak_births: WeakBirths,
+    /// A weak tentative track is confirmed once matched on every analysed frame for this
+    /// long (> 0). Default 1.0.
     pub weak_confirm_secs: f64,
     /// ... and once its box centre has moved at least this many box heights from where it
     /// was born: static clutter persists too, but does not move. Default 0.25; 0 confirms
@@ -148,6 +182,7 @@ impl Default for TrackerConfig {
             duplicate_iou: 0.7,
             detection_box: false,
             report_lost_secs: 0.0,
+            weak_births: WeakBirths::IntrusionZones,
             weak_confirm_secs: 1.0,
             weak_min_move_heights: 0.25,
         }
@@ -204,8 +239,8 @@ impl TrackerConfig {
         if !(self.report_lost_secs >= 0.0 && self.report_lost_secs.is_finite()) {
             return Err("tracker.report_lost_secs: must be ≥ 0".into());
         }
-        if !(self.weak_confirm_secs >= 0.0 && self.weak_confirm_secs.is_finite()) {
-            return Err("tracker.weak_confirm_secs: must be ≥ 0".into());
+        if !(self.weak_confirm_secs > 0.0 && self.weak_confirm_secs.is_finite()) {
+            return Err("tracker.weak_confirm_secs: must be > 0".into());
         }
         if !(self.weak_min_move_heights >= 0.0 && self.weak_min_move_heights.is_finite()) {
             return Err("tracker.weak_min_move_heights: must be ≥ 0".into());
@@ -323,6 +358,8 @@ impl Inner {
 /// The tracker of one camera.
 pub struct Tracker {
     cfg: TrackerConfig,
+    /// Regions of weak births when `weak_births = "intrusion_zones"`.
+    weak_regions: Vec<WeakRegion>,
     tracks: Vec<Inner>,
     last_id: u64,
     last_at: Option<OffsetDateTime>,
@@ -330,7 +367,23 @@ pub struct Tracker {
 
 impl Tracker {
     pub fn new(cfg: TrackerConfig) -> Tracker {
-        Tracker { cfg, tracks: Vec::new(), last_id: 0, last_at: None }
+        Tracker { cfg, weak_regions: Vec::new(), tracks: Vec::new(), last_id: 0, last_at: None }
+    }
+
+    /// The regions where weak births are allowed when `weak_births = "intrusion_zones"`
+    /// (the camera's `intrusion` zones and classes).
+    pub fn with_weak_regions(mut self, regions: Vec<WeakRegion>) -> Tracker {
+        self.weak_regions = regions;
+        self
+    }
+
+    /// Whether `d` may start a weak tentative track.
+    fn weak_birth_allowed(&self, d: &Detection) -> bool {
+        match self.cfg.weak_births {
+            WeakBirths::Off => false,
+            WeakBirths::Everywhere => true,
+            WeakBirths::IntrusionZones => self.weak_regions.iter().any(|r| r.admits(d)),
+        }
     }
 
     pub fn config(&self) -> &TrackerConfig {
@@ -463,13 +516,7 @@ impl Tracker {
         // Stage 3b: remaining low detections ↔ weak tentative tracks still unmatched.
         let weak: Vec<usize> = tentative.iter().copied().filter(|&t| !matched[t]).collect();
         let weak: Vec<usize> = weak.into_iter().filter(|&t| self.tracks[t].weak).collect();
-        let pairs = self.associate(
-            &low,
-            &weak,
-            (dets, &groups, &preds),
-            cfg.tentative_match_iou,
-            cfg.fuse_score,
-        );
+        let pairs = self.associate(&low, &weak, (dets, &groups, &preds), cfg.low_match_iou, false);
         let mut used_low = vec![false; low.len()];
         for &(di, ti) in &pairs {
             used_low[di] = true;
@@ -509,9 +556,13 @@ impl Tracker {
 
         // Stage 5: weak tentative tracks from the other unmatched detections that no track
         // (of their class or group) explains, best first.
-        if cfg.weak_confirm_secs > 0.0 {
-            let mut rest: Vec<usize> =
-                high.iter().chain(&low).copied().filter(|&d| dets[d].score < new_of(d)).collect();
+        if cfg.weak_births != WeakBirths::Off {
+            let mut rest: Vec<usize> = high
+                .iter()
+                .chain(&low)
+                .copied()
+                .filter(|&d| dets[d].score < new_of(d) && self.weak_birth_allowed(&dets[d]))
+                .collect();
             rest.sort_by(|&a, &b| dets[b].score.total_cmp(&dets[a].score));
             for d in rest {
                 let det = &dets[d];
@@ -550,10 +601,8 @@ impl Tracker {
     fn confirm_if_due(&mut self, t: usize, at: OffsetDateTime) {
         let tr = &self.tracks[t];
         let weak_due = || {
-            let (b, o) = (&tr.det_box, &tr.origin);
-            let moved = ((b.x1 + b.x2 - o.x1 - o.x2).powi(2) + (b.y1 + b.y2 - o.y1 - o.y2).powi(2))
-                .sqrt()
-                / 2.0;
+            let (b, o) = (tr.kf.bbox(), &tr.origin);
+            let moved = translation(o, &b);
             (at - tr.first_seen).as_seconds_f64() >= self.cfg.weak_confirm_secs
                 && moved >= self.cfg.weak_min_move_heights * (b.y2 - b.y1)
         };
@@ -594,6 +643,14 @@ impl Tracker {
             (iou > 0.0 && sim >= min_sim).then_some((sim - min_sim) as f64)
         })
     }
+}
+
+/// How far box `b` is translated from box `a`: per axis, the smaller displacement of the two
+/// edges when both move the same way, else 0 (a box that only grows, shrinks or jitters in
+/// size has not moved); the length of that vector.
+fn translation(a: &BBox, b: &BBox) -> f32 {
+    let axis = |d1: f32, d2: f32| if d1 * d2 > 0.0 { d1.abs().min(d2.abs()) } else { 0.0 };
+    axis(b.x1 - a.x1, b.x2 - a.x2).hypot(axis(b.y1 - a.y1, b.y2 - a.y2))
 }
 
 /// Maximum-weight assignment between `rows` and `cols` items with the Hungarian algorithm

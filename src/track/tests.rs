@@ -426,12 +426,21 @@ fn class_groups_are_validated() {
     assert!(toml::from_str::<TrackerConfig>("class_groups = [{ classes = [], x = 1 }]").is_err());
 }
 
+fn everywhere_cfg() -> TrackerConfig {
+    TrackerConfig { weak_births: WeakBirths::Everywhere, ..TrackerConfig::default() }
+}
+
+/// A tracker with weak births anywhere (the mechanism, without the zones).
+fn everywhere() -> Tracker {
+    Tracker::new(everywhere_cfg())
+}
+
 /// A person the detector scores 0.45 (under the people levels) on every frame, moving
 /// slowly: a weak tentative track from its first frame, confirmed `weak_confirm_secs` later,
 /// with one id from then on.
 #[test]
 fn a_persistent_weak_person_is_tracked_after_weak_confirm_secs() {
-    let mut tr = Tracker::new(TrackerConfig::default());
+    let mut tr = everywhere();
     assert!(tr.update(&[], t(0.0)).is_empty());
     let mut id = None;
     for k in 1..=30 {
@@ -448,12 +457,43 @@ fn a_persistent_weak_person_is_tracked_after_weak_confirm_secs() {
         assert_eq!(out[0].first_seen, t(0.1));
         assert_eq!(*id.get_or_insert(out[0].id), out[0].id, "{at:.1} s: the id changed");
     }
-    // The same with weak births off: never tracked.
-    let mut tr = Tracker::new(TrackerConfig { weak_confirm_secs: 0.0, ..TrackerConfig::default() });
-    tr.update(&[], t(0.0));
-    for k in 1..=30 {
-        let out = tr.update(&[det("person", 0.45, 0.3, 0.3, 0.05, 0.12)], t(k as f64 * 0.1));
-        assert!(out.is_empty(), "frame {k}: {out:?}");
+    // The same with weak births off, or with the default (intrusion zones) and none: never
+    // tracked.
+    for cfg in [
+        TrackerConfig { weak_births: WeakBirths::Off, ..TrackerConfig::default() },
+        TrackerConfig::default(),
+    ] {
+        let mut tr = Tracker::new(cfg);
+        tr.update(&[], t(0.0));
+        for k in 1..=30 {
+            let x = 0.3 + 0.005 * k as f32;
+            let out = tr.update(&[det("person", 0.45, x, 0.3, 0.05, 0.12)], t(k as f64 * 0.1));
+            assert!(out.is_empty(), "frame {k}: {out:?}");
+        }
+    }
+}
+
+/// With the default `weak_births = "intrusion_zones"`, a weak person is tracked inside an
+/// intrusion zone that watches people, not outside it nor for another class.
+#[test]
+fn weak_births_only_in_intrusion_zones_of_their_class() {
+    let zone = vec![[0.5, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 1.0]];
+    let region = |class: &str| WeakRegion {
+        zone: zone.clone(),
+        classes: vec![(class.to_string(), crate::geometry::Anchor::BottomCenter)],
+    };
+    for (x0, class, want) in
+        [(0.6, "person", true), (0.1, "person", false), (0.6, "bicycle", false)]
+    {
+        let mut tr = Tracker::new(TrackerConfig::default()).with_weak_regions(vec![region(class)]);
+        tr.update(&[], t(0.0));
+        let mut tracked = false;
+        for k in 1..=30 {
+            let x = x0 + 0.005 * k as f32;
+            let out = tr.update(&[det("person", 0.45, x, 0.3, 0.05, 0.12)], t(k as f64 * 0.1));
+            tracked |= !out.is_empty();
+        }
+        assert_eq!(tracked, want, "person at x {x0}, zone for {class}");
     }
 }
 
@@ -461,14 +501,14 @@ fn a_persistent_weak_person_is_tracked_after_weak_confirm_secs() {
 /// never confirm a track.
 #[test]
 fn weak_flicker_starts_no_track() {
-    let mut tr = Tracker::new(TrackerConfig::default());
+    let mut tr = everywhere();
     tr.update(&[], t(0.0));
     for k in 1..=60 {
         let dets = if k % 3 == 0 { vec![] } else { vec![det("person", 0.5, 0.3, 0.3, 0.05, 0.12)] };
         let out = tr.update(&dets, t(k as f64 * 0.1));
         assert!(out.is_empty(), "frame {k}: {out:?}");
     }
-    let mut tr = Tracker::new(TrackerConfig::default());
+    let mut tr = everywhere();
     tr.update(&[], t(0.0));
     for k in 1..=60 {
         let x = [0.1, 0.5, 0.8, 0.3][k % 4];
@@ -481,7 +521,7 @@ fn weak_flicker_starts_no_track() {
 /// second track, however long it persists.
 #[test]
 fn weak_box_on_a_tracked_object_starts_no_second_track() {
-    let mut tr = Tracker::new(TrackerConfig::default());
+    let mut tr = everywhere();
     for k in 0..40 {
         let x = 0.2 + 0.01 * k as f32;
         let dets = [det("person", 0.9, x, 0.3, 0.1, 0.2), det("person", 0.4, x, 0.3, 0.1, 0.12)];
@@ -495,7 +535,7 @@ fn weak_box_on_a_tracked_object_starts_no_second_track() {
 #[test]
 fn static_weak_clutter_starts_no_track() {
     for (min_move, want) in [(0.25, false), (0.0, true)] {
-        let cfg = TrackerConfig { weak_min_move_heights: min_move, ..TrackerConfig::default() };
+        let cfg = TrackerConfig { weak_min_move_heights: min_move, ..everywhere_cfg() };
         let mut tr = Tracker::new(cfg);
         tr.update(&[], t(0.0));
         let mut tracked = false;
@@ -511,10 +551,13 @@ fn static_weak_clutter_starts_no_track() {
 
 #[test]
 fn weak_confirm_secs_is_validated() {
-    let bad = TrackerConfig { weak_confirm_secs: -1.0, ..TrackerConfig::default() };
+    let bad = TrackerConfig { weak_confirm_secs: 0.0, ..TrackerConfig::default() };
     assert!(bad.validate().unwrap_err().contains("weak_confirm_secs"));
     let bad = TrackerConfig { weak_min_move_heights: f32::NAN, ..TrackerConfig::default() };
     assert!(bad.validate().unwrap_err().contains("weak_min_move_heights"));
     let c: TrackerConfig = toml::from_str("weak_confirm_secs = 0.5").unwrap();
     assert_eq!(c.weak_confirm_secs, 0.5);
+    let c: TrackerConfig = toml::from_str("weak_births = \"everywhere\"").unwrap();
+    assert_eq!(c.weak_births, WeakBirths::Everywhere);
+    assert!(toml::from_str::<TrackerConfig>("weak_births = \"zones\"").is_err());
 }
