@@ -4,7 +4,9 @@
 //!    capture time (dt-aware, so a variable analysed frame rate is fine);
 //! 2. high-score detections are matched to all confirmed tracks (tracked and lost) by IoU;
 //! 3. low-score detections are matched to the confirmed tracks still unmatched that were
-//!    tracked on the previous frame (partly occluded objects score low: this keeps them);
+//!    tracked on the previous frame (partly occluded objects score low: this keeps them),
+//!    and to lost tracks born weak (below: an object that lives on low scores drops out for
+//!    a few frames now and then);
 //! 4. the remaining high-score detections are matched to tentative tracks, which become
 //!    confirmed after `min_hits` matches (at once on the tracker's first frame); unmatched
 //!    tentative tracks are dropped;
@@ -272,6 +274,8 @@ struct Inner {
     /// Born from a detection below `new_track_score` (tentative tracks only): confirmed
     /// after `weak_confirm_secs` of consecutive matches.
     weak: bool,
+    /// Confirmed from a weak birth: low detections may also find it again while lost.
+    born_weak: bool,
 }
 
 impl Inner {
@@ -291,6 +295,7 @@ impl Inner {
             det_box: det.bbox,
             origin: det.bbox,
             weak: false,
+            born_weak: false,
         }
     }
 
@@ -469,9 +474,13 @@ impl Tracker {
         }
         high = high.iter().zip(&used_high).filter(|(_, u)| !**u).map(|(d, _)| *d).collect();
 
-        // Stage 2: low detections ↔ unmatched tracks that were tracked on the previous frame.
-        let pool2: Vec<usize> =
-            pool.iter().copied().filter(|&t| !matched[t] && was_tracked[t]).collect();
+        // Stage 2: low detections ↔ unmatched tracks that were tracked on the previous frame
+        // (and lost ones born weak).
+        let pool2: Vec<usize> = pool
+            .iter()
+            .copied()
+            .filter(|&t| !matched[t] && (was_tracked[t] || self.tracks[t].born_weak))
+            .collect();
         let mut used_low = vec![false; low.len()];
         for (di, ti) in
             self.associate(&low, &pool2, (dets, &groups, &preds), cfg.low_match_iou, false)
@@ -602,7 +611,7 @@ impl Tracker {
         let tr = &self.tracks[t];
         let weak_due = || {
             let (b, o) = (tr.kf.bbox(), &tr.origin);
-            let moved = translation(o, &b);
+            let moved = centre_shift(o, &b);
             (at - tr.first_seen).as_seconds_f64() >= self.cfg.weak_confirm_secs
                 && moved >= self.cfg.weak_min_move_heights * (b.y2 - b.y1)
         };
@@ -611,6 +620,7 @@ impl Tracker {
             self.last_id += 1;
             let tr = &mut self.tracks[t];
             tr.id = Some(self.last_id);
+            tr.born_weak = tr.weak;
             tr.weak = false;
             tr.state = TrackState::Tracked;
         }
@@ -645,12 +655,9 @@ impl Tracker {
     }
 }
 
-/// How far box `b` is translated from box `a`: per axis, the smaller displacement of the two
-/// edges when both move the same way, else 0 (a box that only grows, shrinks or jitters in
-/// size has not moved); the length of that vector.
-fn translation(a: &BBox, b: &BBox) -> f32 {
-    let axis = |d1: f32, d2: f32| if d1 * d2 > 0.0 { d1.abs().min(d2.abs()) } else { 0.0 };
-    axis(b.x1 - a.x1, b.x2 - a.x2).hypot(axis(b.y1 - a.y1, b.y2 - a.y2))
+/// How far the centre of box `b` is from the centre of box `a`.
+fn centre_shift(a: &BBox, b: &BBox) -> f32 {
+    ((b.x1 + b.x2 - a.x1 - a.x2) / 2.0).hypot((b.y1 + b.y2 - a.y1 - a.y2) / 2.0)
 }
 
 /// Maximum-weight assignment between `rows` and `cols` items with the Hungarian algorithm

@@ -561,3 +561,34 @@ fn weak_confirm_secs_is_validated() {
     assert_eq!(c.weak_births, WeakBirths::Everywhere);
     assert!(toml::from_str::<TrackerConfig>("weak_births = \"zones\"").is_err());
 }
+
+/// A track confirmed from a weak birth and missed for a few frames is found again by
+/// low-score detections (an object that lives on low scores drops out now and then); an
+/// ordinary track is not (ByteTrack: low detections only continue tracks matched on the
+/// previous frame), and while it is held (lost) it explains the low detections, which then
+/// start no weak track either.
+#[test]
+fn low_detections_recover_a_lost_weak_born_track_only() {
+    for first in [0.45, 0.9] {
+        let mut tr = everywhere();
+        tr.update(&[], t(0.0));
+        let mut ids_after = std::collections::BTreeSet::new();
+        for k in 1..=40 {
+            let x = 0.2 + 0.005 * k as f32;
+            let dets = match k {
+                1..=20 => vec![det("person", first, x, 0.3, 0.05, 0.12)],
+                21..=25 => vec![],
+                _ => vec![det("person", 0.4, x, 0.3, 0.05, 0.12)],
+            };
+            let out = tr.update(&dets, t(k as f64 * 0.1));
+            if k == 20 {
+                assert_eq!(ids(&out), vec![1], "confirmed by frame 20 (first score {first})");
+            }
+            if k > 25 {
+                ids_after.extend(ids(&out));
+            }
+        }
+        let want: Vec<u64> = if first < 0.7 { vec![1] } else { vec![] };
+        assert_eq!(ids_after.into_iter().collect::<Vec<_>>(), want, "first score {first}");
+    }
+}
