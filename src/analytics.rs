@@ -181,7 +181,11 @@ impl CameraAnalytics {
             models: cam.models.clone(),
             classes: None,
             tiles: cam.tiles.clone().map(|t| (t, Mutex::new(None))),
-            state: Mutex::new((Tracker::new(cam.tracker.clone()), RuleEngine::new(cam))),
+            state: Mutex::new((
+                Tracker::new(cam.tracker.clone())
+                    .with_weak_regions(crate::rules::weak_birth_regions(&cam.into())),
+                RuleEngine::new(cam),
+            )),
             fire: cam.models.iter().any(|m| m == BUILTIN_FIRE).then(|| {
                 Mutex::new(FireDetector::new(cam.fire_detector.clone().unwrap_or_default()))
             }),

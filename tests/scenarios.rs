@@ -189,3 +189,29 @@ fn traffic_counts_within_five_percent() {
     }
     assert!(failures.is_empty(), "over 5 %: {}", failures.join("; "));
 }
+
+/// Weak births (docs/design/0024): the cyclist on the hard shoulder, whom the model scores
+/// `person` at most 0.55 (under the people levels), raises the labelled intrusion; the
+/// clips with no people, where the model scores clutter (a sign post, verge shadows) as a
+/// person at similar levels, raise none.
+#[test]
+fn cyclist_raises_intrusion_and_clips_without_people_raise_none() {
+    let Some(path) = traffic_manifest() else { return };
+    let m = Manifest::load(&path).unwrap();
+    let opts = Options {
+        threads: 2,
+        only: vec!["cyclist-on-shoulder".into(), "highway-4lanes".into(), "highway-2lanes".into()],
+        ..Options::default()
+    };
+    let report = scenarios::run(&m, &opts, &mut |l| eprintln!("{l}")).unwrap();
+    print!("{}", scenarios::format_report(&report));
+    for r in &report.scenarios {
+        let row = r.events.iter().find(|e| e.kind == "intrusion");
+        let row = row.unwrap_or_else(|| panic!("{}: no intrusion row", r.name));
+        if r.name == "cyclist-on-shoulder" {
+            assert_eq!((row.expected, row.matched), (1, 1), "{}: {row:?}", r.name);
+        } else {
+            assert_eq!(row.detected, 0, "{}: false intrusions {row:?}", r.name);
+        }
+    }
+}

@@ -249,6 +249,29 @@ pub struct RuleSetup<'a> {
     pub calibration: Option<&'a CalibrationConfig>,
 }
 
+/// Where the camera's tracker may start weak tracks (`weak_births = "intrusion_zones"`,
+/// docs/design/0024): each `intrusion` rule's zone, for its classes at their anchors. An
+/// intrusion zone is where any object of those classes is an incident, so a weak but
+/// persistent one there is worth a track; elsewhere the tracker's levels alone decide.
+pub fn weak_birth_regions(s: &RuleSetup) -> Vec<crate::track::WeakRegion> {
+    s.rules
+        .iter()
+        .filter_map(|r| match r {
+            RuleConfig::Intrusion(r) => Some(r),
+            _ => None,
+        })
+        .filter_map(|r| {
+            let zone = s.zones.iter().find(|z| z.name == r.zone)?.points.clone();
+            let classes = r
+                .classes
+                .iter()
+                .map(|c| (c.clone(), s.anchors.get(c).copied().unwrap_or_default()))
+                .collect();
+            Some(crate::track::WeakRegion { zone, classes })
+        })
+        .collect()
+}
+
 /// What every event of a rule carries: its id (`<kind>#<index in the camera's rules>`),
 /// and the zone and line it watches. The API lists them per camera.
 #[derive(Debug, Clone, PartialEq, Serialize)]

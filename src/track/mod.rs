@@ -4,12 +4,24 @@
 //!    capture time (dt-aware, so a variable analysed frame rate is fine);
 //! 2. high-score detections are matched to all confirmed tracks (tracked and lost) by IoU;
 //! 3. low-score detections are matched to the confirmed tracks still unmatched that were
-//!    tracked on the previous frame (partly occluded objects score low: this keeps them);
+//!    tracked on the previous frame (partly occluded objects score low: this keeps them),
+//!    and to lost tracks born weak (below: an object that lives on low scores drops out for
+//!    a few frames now and then);
 //! 4. the remaining high-score detections are matched to tentative tracks, which become
 //!    confirmed after `min_hits` matches (at once on the tracker's first frame); unmatched
 //!    tentative tracks are dropped;
 //! 5. unmatched high-score detections above `new_track_score` start tentative tracks;
 //! 6. confirmed tracks unmatched for longer than `track_buffer_secs` are removed.
+//!
+//! Persistent weak objects (`weak_confirm_secs`, docs/design/0024): an unmatched detection
+//! scoring below its `new_track_score` (but at least `low_score`) that no track explains
+//! starts a *weak* tentative track. It is matched by the remaining detections of any score
+//! (those left after stages 1–3, high and low), dropped the first frame it is not, and confirmed
+//! only once it has been matched on every analysed frame for `weak_confirm_secs` and its box
+//! centre has moved `weak_min_move_heights` box heights from where it was born: a weak but
+//! persistent, moving object is real; a flicker is not, and neither is static clutter (which
+//! persists too). A match scoring `new_track_score` or more makes it an ordinary tentative
+//! track.
 //!
 //! Each association is an optimal assignment (Hungarian algorithm, `pathfinding`'s
 //! `kuhn_munkres`) on IoU, gated by a per-stage threshold and, by default, class-aware.
@@ -34,6 +46,7 @@ use pathfinding::matrix::Matrix;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use crate::geometry::{point_in_polygon, Anchor, Pt};
 use crate::types::{BBox, Detection, Track, TrackState};
 use kalman::Kalman;
 
@@ -61,6 +74,36 @@ impl ClassGroup {
             high_score: Some(0.35),
             new_track_score: Some(0.45),
         }
+    }
+}
+
+/// Where weak births (docs/design/0024) are allowed (`[cameras.tracker].weak_births`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WeakBirths {
+    /// Only for detections of an `intrusion` rule's classes whose anchor is in its zone
+    /// (where any such object is an incident). The default.
+    #[default]
+    IntrusionZones,
+    /// Anywhere in the image, any class.
+    Everywhere,
+    /// Nowhere (ByteTrack's births only).
+    Off,
+}
+
+/// A region where weak births are allowed: a zone and the classes (with their anchors) it
+/// watches (`intrusion` rules; built by `rules::weak_birth_regions`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeakRegion {
+    pub zone: Vec<Pt>,
+    pub classes: Vec<(String, Anchor)>,
+}
+
+impl WeakRegion {
+    fn admits(&self, d: &Detection) -> bool {
+        self.classes
+            .iter()
+            .any(|(c, a)| *c == d.class && point_in_polygon(a.point(&d.bbox), &self.zone))
     }
 }
 
@@ -111,6 +154,17 @@ pub struct TrackerConfig {
     /// Also report lost tracks (state `lost`, predicted box) for this long after their last
     /// match. Default 0 (only tracks matched on the frame are reported).
     pub report_lost_secs: f64,
+    /// Where a detection below `new_track_score` (at least `low_score`) that no track
+    /// explains may start a weak tentative track (docs/design/0024). Default
+    /// `intrusion_zones`.
+    pub weak_births: WeakBirths,
+    /// A weak tentative track is confirmed once matched on every analysed frame for this
+    /// long (> 0). Default 1.0.
+    pub weak_confirm_secs: f64,
+    /// ... and once its box centre has moved at least this many box heights from where it
+    /// was born: static clutter persists too, but does not move. Default 0.25; 0 confirms
+    /// still weak objects too.
+    pub weak_min_move_heights: f32,
 }
 
 impl Default for TrackerConfig {
@@ -130,6 +184,9 @@ impl Default for TrackerConfig {
             duplicate_iou: 0.7,
             detection_box: false,
             report_lost_secs: 0.0,
+            weak_births: WeakBirths::IntrusionZones,
+            weak_confirm_secs: 1.0,
+            weak_min_move_heights: 0.25,
         }
     }
 }
@@ -184,6 +241,12 @@ impl TrackerConfig {
         if !(self.report_lost_secs >= 0.0 && self.report_lost_secs.is_finite()) {
             return Err("tracker.report_lost_secs: must be ≥ 0".into());
         }
+        if !(self.weak_confirm_secs > 0.0 && self.weak_confirm_secs.is_finite()) {
+            return Err("tracker.weak_confirm_secs: must be > 0".into());
+        }
+        if !(self.weak_min_move_heights >= 0.0 && self.weak_min_move_heights.is_finite()) {
+            return Err("tracker.weak_min_move_heights: must be ≥ 0".into());
+        }
         Ok(())
     }
 }
@@ -208,6 +271,11 @@ struct Inner {
     det_box: BBox,
     /// Box of the first detection.
     origin: BBox,
+    /// Born from a detection below `new_track_score` (tentative tracks only): confirmed
+    /// after `weak_confirm_secs` of consecutive matches.
+    weak: bool,
+    /// Confirmed from a weak birth: low detections may also find it again while lost.
+    born_weak: bool,
 }
 
 impl Inner {
@@ -226,6 +294,8 @@ impl Inner {
             last_seen: at,
             det_box: det.bbox,
             origin: det.bbox,
+            weak: false,
+            born_weak: false,
         }
     }
 
@@ -293,6 +363,8 @@ impl Inner {
 /// The tracker of one camera.
 pub struct Tracker {
     cfg: TrackerConfig,
+    /// Regions of weak births when `weak_births = "intrusion_zones"`.
+    weak_regions: Vec<WeakRegion>,
     tracks: Vec<Inner>,
     last_id: u64,
     last_at: Option<OffsetDateTime>,
@@ -300,7 +372,23 @@ pub struct Tracker {
 
 impl Tracker {
     pub fn new(cfg: TrackerConfig) -> Tracker {
-        Tracker { cfg, tracks: Vec::new(), last_id: 0, last_at: None }
+        Tracker { cfg, weak_regions: Vec::new(), tracks: Vec::new(), last_id: 0, last_at: None }
+    }
+
+    /// The regions where weak births are allowed when `weak_births = "intrusion_zones"`
+    /// (the camera's `intrusion` zones and classes).
+    pub fn with_weak_regions(mut self, regions: Vec<WeakRegion>) -> Tracker {
+        self.weak_regions = regions;
+        self
+    }
+
+    /// Whether `d` may start a weak tentative track.
+    fn weak_birth_allowed(&self, d: &Detection) -> bool {
+        match self.cfg.weak_births {
+            WeakBirths::Off => false,
+            WeakBirths::Everywhere => true,
+            WeakBirths::IntrusionZones => self.weak_regions.iter().any(|r| r.admits(d)),
+        }
     }
 
     pub fn config(&self) -> &TrackerConfig {
@@ -366,8 +454,9 @@ impl Tracker {
             also.iter().map(|v| v.iter().map(|&i| &dets[i]).collect()).collect();
         let mut high: Vec<usize> =
             kept.iter().copied().filter(|&i| dets[i].score >= high_of(i)).collect();
-        let low: Vec<usize> =
+        let mut low: Vec<usize> =
             kept.iter().copied().filter(|&i| dets[i].score < high_of(i)).collect();
+        let new_of = |i: usize| level(i, |g| g.new_track_score, cfg.new_track_score);
         let mut matched = vec![false; self.tracks.len()];
 
         // Stage 1: high detections ↔ confirmed tracks (tracked and lost).
@@ -385,17 +474,24 @@ impl Tracker {
         }
         high = high.iter().zip(&used_high).filter(|(_, u)| !**u).map(|(d, _)| *d).collect();
 
-        // Stage 2: low detections ↔ unmatched tracks that were tracked on the previous frame.
-        let pool2: Vec<usize> =
-            pool.iter().copied().filter(|&t| !matched[t] && was_tracked[t]).collect();
+        // Stage 2: low detections ↔ unmatched tracks that were tracked on the previous frame
+        // (and lost ones born weak).
+        let pool2: Vec<usize> = pool
+            .iter()
+            .copied()
+            .filter(|&t| !matched[t] && (was_tracked[t] || self.tracks[t].born_weak))
+            .collect();
+        let mut used_low = vec![false; low.len()];
         for (di, ti) in
             self.associate(&low, &pool2, (dets, &groups, &preds), cfg.low_match_iou, false)
         {
             let t = pool2[ti];
+            used_low[di] = true;
             matched[t] = true;
             self.tracks[t].observe(&dets[low[di]], &also[low[di]], at);
             self.tracks[t].state = TrackState::Tracked;
         }
+        low = low.iter().zip(&used_low).filter(|(_, u)| !**u).map(|(d, _)| *d).collect();
         for &t in &pool {
             if !matched[t] {
                 self.tracks[t].state = TrackState::Lost;
@@ -417,14 +513,28 @@ impl Tracker {
             used_high[di] = true;
             let t = tentative[ti];
             matched[t] = true;
-            self.tracks[t].observe(&dets[high[di]], &also[high[di]], at);
-            if self.tracks[t].hits >= cfg.min_hits {
-                self.last_id += 1;
-                self.tracks[t].id = Some(self.last_id);
-                self.tracks[t].state = TrackState::Tracked;
+            let d = high[di];
+            self.tracks[t].observe(&dets[d], &also[d], at);
+            if dets[d].score >= new_of(d) {
+                self.tracks[t].weak = false;
             }
+            self.confirm_if_due(t, at);
         }
         high = high.iter().zip(&used_high).filter(|(_, u)| !**u).map(|(d, _)| *d).collect();
+
+        // Stage 3b: remaining low detections ↔ weak tentative tracks still unmatched.
+        let weak: Vec<usize> = tentative.iter().copied().filter(|&t| !matched[t]).collect();
+        let weak: Vec<usize> = weak.into_iter().filter(|&t| self.tracks[t].weak).collect();
+        let pairs = self.associate(&low, &weak, (dets, &groups, &preds), cfg.low_match_iou, false);
+        let mut used_low = vec![false; low.len()];
+        for &(di, ti) in &pairs {
+            used_low[di] = true;
+            let t = weak[ti];
+            matched[t] = true;
+            self.tracks[t].observe(&dets[low[di]], &also[low[di]], at);
+            self.confirm_if_due(t, at);
+        }
+        low = low.iter().zip(&used_low).filter(|(_, u)| !**u).map(|(d, _)| *d).collect();
 
         // Drop unmatched tentative tracks and expired lost tracks.
         let buffer = time::Duration::seconds_f64(cfg.track_buffer_secs);
@@ -440,7 +550,7 @@ impl Tracker {
         // Stage 4: new tracks from unmatched confident detections.
         for &d in &high {
             let det = &dets[d];
-            if det.score < level(d, |g| g.new_track_score, cfg.new_track_score) {
+            if det.score < new_of(d) {
                 continue;
             }
             let mut t = Inner::new(det, groups[d], at);
@@ -451,6 +561,32 @@ impl Tracker {
                 t.state = TrackState::Tracked;
             }
             self.tracks.push(t);
+        }
+
+        // Stage 5: weak tentative tracks from the other unmatched detections that no track
+        // (of their class or group) explains, best first.
+        if cfg.weak_births != WeakBirths::Off {
+            let mut rest: Vec<usize> = high
+                .iter()
+                .chain(&low)
+                .copied()
+                .filter(|&d| dets[d].score < new_of(d) && self.weak_birth_allowed(&dets[d]))
+                .collect();
+            rest.sort_by(|&a, &b| dets[b].score.total_cmp(&dets[a].score));
+            for d in rest {
+                let det = &dets[d];
+                let explained = self.tracks.iter().any(|t| {
+                    t.matches_class(det, groups[d], cfg.class_aware)
+                        && det.bbox.iou(&t.kf.bbox()) >= cfg.tentative_match_iou
+                });
+                if explained {
+                    continue;
+                }
+                let mut t = Inner::new(det, groups[d], at);
+                t.weak = true;
+                t.observe(det, &also[d], at);
+                self.tracks.push(t);
+            }
         }
 
         let report_lost = time::Duration::seconds_f64(cfg.report_lost_secs);
@@ -466,6 +602,28 @@ impl Tracker {
             .collect();
         out.sort_by_key(|t| t.id);
         out
+    }
+
+    /// Confirms the tentative track `t` (just matched at `at`) once it has earned it: an
+    /// ordinary one after `min_hits` matches, a weak one after `weak_confirm_secs` of
+    /// consecutive matches (and `min_hits`) once it has moved `weak_min_move_heights`.
+    fn confirm_if_due(&mut self, t: usize, at: OffsetDateTime) {
+        let tr = &self.tracks[t];
+        let weak_due = || {
+            let (b, o) = (tr.kf.bbox(), &tr.origin);
+            let moved = centre_shift(o, &b);
+            (at - tr.first_seen).as_seconds_f64() >= self.cfg.weak_confirm_secs
+                && moved >= self.cfg.weak_min_move_heights * (b.y2 - b.y1)
+        };
+        let due = tr.hits >= self.cfg.min_hits && (!tr.weak || weak_due());
+        if due {
+            self.last_id += 1;
+            let tr = &mut self.tracks[t];
+            tr.id = Some(self.last_id);
+            tr.born_weak = tr.weak;
+            tr.weak = false;
+            tr.state = TrackState::Tracked;
+        }
     }
 
     /// The class group of `class`, if any.
@@ -495,6 +653,11 @@ impl Tracker {
             (iou > 0.0 && sim >= min_sim).then_some((sim - min_sim) as f64)
         })
     }
+}
+
+/// How far the centre of box `b` is from the centre of box `a`.
+fn centre_shift(a: &BBox, b: &BBox) -> f32 {
+    ((b.x1 + b.x2 - a.x1 - a.x2) / 2.0).hypot((b.y1 + b.y2 - a.y1 - a.y2) / 2.0)
 }
 
 /// Maximum-weight assignment between `rows` and `cols` items with the Hungarian algorithm

@@ -425,3 +425,170 @@ fn class_groups_are_validated() {
     assert_eq!(c.class_groups, vec![g(&["car"], Some(0.3))]);
     assert!(toml::from_str::<TrackerConfig>("class_groups = [{ classes = [], x = 1 }]").is_err());
 }
+
+fn everywhere_cfg() -> TrackerConfig {
+    TrackerConfig { weak_births: WeakBirths::Everywhere, ..TrackerConfig::default() }
+}
+
+/// A tracker with weak births anywhere (the mechanism, without the zones).
+fn everywhere() -> Tracker {
+    Tracker::new(everywhere_cfg())
+}
+
+/// A person the detector scores 0.45 (under the people levels) on every frame, moving
+/// slowly: a weak tentative track from its first frame, confirmed `weak_confirm_secs` later,
+/// with one id from then on.
+#[test]
+fn a_persistent_weak_person_is_tracked_after_weak_confirm_secs() {
+    let mut tr = everywhere();
+    assert!(tr.update(&[], t(0.0)).is_empty());
+    let mut id = None;
+    for k in 1..=30 {
+        let x = 0.3 + 0.005 * k as f32;
+        let at = k as f64 * 0.1;
+        let out = tr.update(&[det("person", 0.45, x, 0.3, 0.05, 0.12)], t(at));
+        // Born at 0.1 s: confirmed at 1.1 s (1.0 s of consecutive matches).
+        if k < 11 {
+            assert!(out.is_empty(), "{at:.1} s: {out:?}");
+            continue;
+        }
+        assert_eq!(out.len(), 1, "{at:.1} s: {out:?}");
+        assert_eq!(out[0].class, "person");
+        assert_eq!(out[0].first_seen, t(0.1));
+        assert_eq!(*id.get_or_insert(out[0].id), out[0].id, "{at:.1} s: the id changed");
+    }
+    // The same with weak births off, or with the default (intrusion zones) and none: never
+    // tracked.
+    for cfg in [
+        TrackerConfig { weak_births: WeakBirths::Off, ..TrackerConfig::default() },
+        TrackerConfig::default(),
+    ] {
+        let mut tr = Tracker::new(cfg);
+        tr.update(&[], t(0.0));
+        for k in 1..=30 {
+            let x = 0.3 + 0.005 * k as f32;
+            let out = tr.update(&[det("person", 0.45, x, 0.3, 0.05, 0.12)], t(k as f64 * 0.1));
+            assert!(out.is_empty(), "frame {k}: {out:?}");
+        }
+    }
+}
+
+/// With the default `weak_births = "intrusion_zones"`, a weak person is tracked inside an
+/// intrusion zone that watches people, not outside it nor for another class.
+#[test]
+fn weak_births_only_in_intrusion_zones_of_their_class() {
+    let zone = vec![[0.5, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 1.0]];
+    let region = |class: &str| WeakRegion {
+        zone: zone.clone(),
+        classes: vec![(class.to_string(), crate::geometry::Anchor::BottomCenter)],
+    };
+    for (x0, class, want) in
+        [(0.6, "person", true), (0.1, "person", false), (0.6, "bicycle", false)]
+    {
+        let mut tr = Tracker::new(TrackerConfig::default()).with_weak_regions(vec![region(class)]);
+        tr.update(&[], t(0.0));
+        let mut tracked = false;
+        for k in 1..=30 {
+            let x = x0 + 0.005 * k as f32;
+            let out = tr.update(&[det("person", 0.45, x, 0.3, 0.05, 0.12)], t(k as f64 * 0.1));
+            tracked |= !out.is_empty();
+        }
+        assert_eq!(tracked, want, "person at x {x0}, zone for {class}");
+    }
+}
+
+/// Weak detections that do not persist — missing on one frame in three, or jumping about —
+/// never confirm a track.
+#[test]
+fn weak_flicker_starts_no_track() {
+    let mut tr = everywhere();
+    tr.update(&[], t(0.0));
+    for k in 1..=60 {
+        let dets = if k % 3 == 0 { vec![] } else { vec![det("person", 0.5, 0.3, 0.3, 0.05, 0.12)] };
+        let out = tr.update(&dets, t(k as f64 * 0.1));
+        assert!(out.is_empty(), "frame {k}: {out:?}");
+    }
+    let mut tr = everywhere();
+    tr.update(&[], t(0.0));
+    for k in 1..=60 {
+        let x = [0.1, 0.5, 0.8, 0.3][k % 4];
+        let out = tr.update(&[det("person", 0.5, x, 0.3, 0.05, 0.12)], t(k as f64 * 0.1));
+        assert!(out.is_empty(), "frame {k}: {out:?}");
+    }
+}
+
+/// A weak box that a track explains (a partial second box on a tracked person) starts no
+/// second track, however long it persists.
+#[test]
+fn weak_box_on_a_tracked_object_starts_no_second_track() {
+    let mut tr = everywhere();
+    for k in 0..40 {
+        let x = 0.2 + 0.01 * k as f32;
+        let dets = [det("person", 0.9, x, 0.3, 0.1, 0.2), det("person", 0.4, x, 0.3, 0.1, 0.12)];
+        let out = tr.update(&dets, t(k as f64 * 0.1));
+        assert_eq!(ids(&out), vec![1], "frame {k}");
+    }
+}
+
+/// Static clutter the detector scores weakly as a person on every frame (a post, a shadow)
+/// is persistent but does not move: no track, unless `weak_min_move_heights` = 0.
+#[test]
+fn static_weak_clutter_starts_no_track() {
+    for (min_move, want) in [(0.25, false), (0.0, true)] {
+        let cfg = TrackerConfig { weak_min_move_heights: min_move, ..everywhere_cfg() };
+        let mut tr = Tracker::new(cfg);
+        tr.update(&[], t(0.0));
+        let mut tracked = false;
+        for k in 1..=50 {
+            // Box jitter of ±0.002 (about 2 % of its height), as measured on real clutter.
+            let j = if k % 2 == 0 { 0.002 } else { -0.002 };
+            let out = tr.update(&[det("person", 0.45, 0.3 + j, 0.3, 0.04, 0.1)], t(k as f64 * 0.1));
+            tracked |= !out.is_empty();
+        }
+        assert_eq!(tracked, want, "weak_min_move_heights = {min_move}");
+    }
+}
+
+#[test]
+fn weak_confirm_secs_is_validated() {
+    let bad = TrackerConfig { weak_confirm_secs: 0.0, ..TrackerConfig::default() };
+    assert!(bad.validate().unwrap_err().contains("weak_confirm_secs"));
+    let bad = TrackerConfig { weak_min_move_heights: f32::NAN, ..TrackerConfig::default() };
+    assert!(bad.validate().unwrap_err().contains("weak_min_move_heights"));
+    let c: TrackerConfig = toml::from_str("weak_confirm_secs = 0.5").unwrap();
+    assert_eq!(c.weak_confirm_secs, 0.5);
+    let c: TrackerConfig = toml::from_str("weak_births = \"everywhere\"").unwrap();
+    assert_eq!(c.weak_births, WeakBirths::Everywhere);
+    assert!(toml::from_str::<TrackerConfig>("weak_births = \"zones\"").is_err());
+}
+
+/// A track confirmed from a weak birth and missed for a few frames is found again by
+/// low-score detections (an object that lives on low scores drops out now and then); an
+/// ordinary track is not (ByteTrack: low detections only continue tracks matched on the
+/// previous frame), and while it is held (lost) it explains the low detections, which then
+/// start no weak track either.
+#[test]
+fn low_detections_recover_a_lost_weak_born_track_only() {
+    for first in [0.45, 0.9] {
+        let mut tr = everywhere();
+        tr.update(&[], t(0.0));
+        let mut ids_after = std::collections::BTreeSet::new();
+        for k in 1..=40 {
+            let x = 0.2 + 0.005 * k as f32;
+            let dets = match k {
+                1..=20 => vec![det("person", first, x, 0.3, 0.05, 0.12)],
+                21..=25 => vec![],
+                _ => vec![det("person", 0.4, x, 0.3, 0.05, 0.12)],
+            };
+            let out = tr.update(&dets, t(k as f64 * 0.1));
+            if k == 20 {
+                assert_eq!(ids(&out), vec![1], "confirmed by frame 20 (first score {first})");
+            }
+            if k > 25 {
+                ids_after.extend(ids(&out));
+            }
+        }
+        let want: Vec<u64> = if first < 0.7 { vec![1] } else { vec![] };
+        assert_eq!(ids_after.into_iter().collect::<Vec<_>>(), want, "first score {first}");
+    }
+}
