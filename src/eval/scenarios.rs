@@ -41,7 +41,8 @@
 //! `reverse = true` stages real wrong-way traffic from a real clip: the analysed frames (the
 //! first `max_secs`) are decoded first, then analysed last to first, the frame at video time
 //! `t` stamped `T − t` (`T`: the last analysed frame's time). Every motion runs backwards, so
-//! labels are written in reversed time and each crossing's direction swaps.
+//! labels are written in reversed time and each crossing's direction swaps. The frames are
+//! held in memory: a scenario needing more than 1 GiB of them is refused (set `max_secs`).
 //!
 //! `loop_secs = S` measures false alarms on a negative: the clip (its first `max_secs`, played
 //! backwards with `reverse = true`) is analysed again and again, each pass decoded afresh,
@@ -69,6 +70,10 @@ use crate::types::Change;
 
 /// The model a manifest without `[models]` uses, relative to the current directory.
 pub const DEFAULT_MODEL: &str = "models/nanodet-g-coco-416/model.toml";
+
+/// The most decoded frame data a `reverse` scenario may hold in memory (1 GiB: about 1500
+/// frames at 640×360).
+const REVERSE_MAX_BYTES: usize = 1 << 30;
 
 /// The camera id each scenario's camera gets unless its snippet names one.
 const CAMERA_ID: &str = "scenario";
@@ -636,14 +641,25 @@ fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<ScenarioReport> 
             true
         };
         if s.reverse {
-            let mut decoded = Vec::new();
+            let (mut decoded, mut bytes) = (Vec::new(), 0usize);
             decode_video(&s.clip, cam.detect_width, every, |t, f| {
-                if limit.is_some_and(|l| t > l + 1e-9) {
+                if limit.is_some_and(|l| t > l + 1e-9) || bytes > REVERSE_MAX_BYTES {
                     return ControlFlow::Break(());
                 }
+                bytes += f.rgb.len();
                 decoded.push((t, f));
                 ControlFlow::Continue(())
             })?;
+            if bytes > REVERSE_MAX_BYTES {
+                bail!(
+                    "scenario `{}`: `reverse` holds every analysed frame in memory, and {} needs \
+                     more than {} MiB at detect_width {}; set `max_secs` or a lower detect_fps",
+                    s.name,
+                    s.clip.display(),
+                    REVERSE_MAX_BYTES >> 20,
+                    cam.detect_width
+                );
+            }
             let end = decoded.last().map_or(0.0, |(t, _)| *t);
             while let Some((t, mut f)) = decoded.pop() {
                 let tc = end - t;
