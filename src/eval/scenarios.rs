@@ -29,6 +29,11 @@
 //! kind = "intrusion"
 //! start_secs = 2.0
 //! tolerance_secs = 2.0
+//! [[scenarios.presence]]        # optional: an object visible from `from_secs` to `to_secs`
+//! classes = ["person"]          # default ["person"]
+//! from_secs = 0.0
+//! to_secs = 18.0
+//! region = [0.5, 0.3, 1.0, 0.9] # optional: x1, y1, x2, y2 (0–1) the object stays in
 //! ```
 //!
 //! Each clip is analysed offline by [`analyse_video`]: one frame per `1 / detect_fps` of
@@ -37,6 +42,11 @@
 //! its start is the change's `at` and its alarm time the video time of the frame that raised
 //! it. Expected and detected events of a kind are matched one to one, in time order, where
 //! the detected start lies within `start_secs ± tolerance_secs`.
+//!
+//! A `presence` label measures recall over time, not events: of the analysed frames inside
+//! its window, the share on which a confirmed track of one of its classes was matched to a
+//! detection on that frame (state `tracked`) with its box overlapping `region`; the share with
+//! a raw detection of the classes there is reported beside it (detector vs tracker).
 //!
 //! `reverse = true` stages real wrong-way traffic from a real clip: the analysed frames (the
 //! first `max_secs`) are decoded first, then analysed last to first, the frame at video time
@@ -64,9 +74,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::analytics::{analyse_video, decode_video, Analysed, CameraAnalytics, Detect, Detectors};
 use crate::config::{CameraConfig, Config};
+use crate::geometry::BBox;
 use crate::geometry::CrossDir;
 use crate::infer::detector::DetectorOptions;
-use crate::types::Change;
+use crate::types::{Change, TrackState};
 
 /// The model a manifest without `[models]` uses, relative to the current directory.
 pub const DEFAULT_MODEL: &str = "models/nanodet-g-coco-416/model.toml";
@@ -112,6 +123,8 @@ struct RawScenario {
     counts: Vec<ExpectedCount>,
     #[serde(default)]
     events: Vec<ExpectedEvent>,
+    #[serde(default)]
+    presence: Vec<ExpectedPresence>,
 }
 
 /// Hand counts of one line: crossings per direction, and per class where known.
@@ -153,6 +166,29 @@ pub struct ExpectedEvent {
     pub tolerance_secs: f64,
 }
 
+/// An object of `classes` visible on every frame from `from_secs` to `to_secs` of video time,
+/// inside `region` (normalised x1, y1, x2, y2; default the whole frame).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedPresence {
+    #[serde(default = "crate::rules::common::people")]
+    pub classes: Vec<String>,
+    pub from_secs: f64,
+    pub to_secs: f64,
+    #[serde(default)]
+    pub region: Option<[f32; 4]>,
+}
+
+impl ExpectedPresence {
+    fn region(&self) -> BBox {
+        let [x1, y1, x2, y2] = self.region.unwrap_or([0.0, 0.0, 1.0, 1.0]);
+        BBox { x1, y1, x2, y2 }
+    }
+    fn holds(&self, t: f64) -> bool {
+        (self.from_secs..=self.to_secs).contains(&t)
+    }
+}
+
 /// One validated scenario.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -167,6 +203,7 @@ pub struct Scenario {
     pub config: Config,
     pub counts: Vec<ExpectedCount>,
     pub events: Vec<ExpectedEvent>,
+    pub presence: Vec<ExpectedPresence>,
 }
 
 impl Scenario {
@@ -245,11 +282,11 @@ impl Manifest {
                         at("loop_secs")
                     ));
                 }
-                if !s.counts.is_empty() || !s.events.is_empty() {
+                if !s.counts.is_empty() || !s.events.is_empty() || !s.presence.is_empty() {
                     return Err(format!(
-                        "{}: a looped scenario is a negative and may expect no counts or \
-                         events (each pass would raise them again); label the clip in a \
-                         scenario without `loop_secs`",
+                        "{}: a looped scenario is a negative and may expect no counts, \
+                         events or presence (each pass would raise them again); label the \
+                         clip in a scenario without `loop_secs`",
                         at("loop_secs")
                     ));
                 }
@@ -259,6 +296,7 @@ impl Manifest {
             let cam = &config.cameras[0];
             check_counts(&s.counts, cam).map_err(|(f, m)| format!("{}: {m}", at(&f)))?;
             check_events(&s.events, cam).map_err(|(f, m)| format!("{}: {m}", at(&f)))?;
+            check_presence(&s.presence).map_err(|(f, m)| format!("{}: {m}", at(&f)))?;
             out.push(Scenario {
                 name: s.name,
                 clip,
@@ -269,6 +307,7 @@ impl Manifest {
                 config,
                 counts: s.counts,
                 events: s.events,
+                presence: s.presence,
             });
         }
         Ok(out)
@@ -379,6 +418,31 @@ fn check_events(events: &[ExpectedEvent], cam: &CameraConfig) -> Result<(), (Str
     Ok(())
 }
 
+fn check_presence(presence: &[ExpectedPresence]) -> Result<(), (String, String)> {
+    for (k, p) in presence.iter().enumerate() {
+        let field = |f: &str| format!("presence[{k}].{f}");
+        if p.classes.is_empty() || p.classes.iter().any(|c| c.trim().is_empty()) {
+            return Err((field("classes"), "must name at least one class".into()));
+        }
+        if !(p.from_secs.is_finite() && p.from_secs >= 0.0) {
+            return Err((field("from_secs"), "must be a number of seconds ≥ 0".into()));
+        }
+        if !(p.to_secs.is_finite() && p.to_secs > p.from_secs) {
+            return Err((field("to_secs"), format!("must be after from_secs ({})", p.from_secs)));
+        }
+        if let Some(r) = p.region {
+            let inside = r.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v));
+            if !inside || r[0] >= r[2] || r[1] >= r[3] {
+                return Err((
+                    field("region"),
+                    format!("must be [x1, y1, x2, y2] within 0–1 with x1 < x2, y1 < y2, got {r:?}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One row of the count table: a line and direction of one scenario.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct CountRow {
@@ -412,6 +476,22 @@ pub struct EventRow {
     pub detected_starts_secs: Vec<f64>,
 }
 
+/// Recall over a `presence` window of one scenario.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PresenceRow {
+    pub classes: Vec<String>,
+    pub from_secs: f64,
+    pub to_secs: f64,
+    /// Analysed frames inside the window.
+    pub frames: u32,
+    /// Of those, frames with a raw detection of the classes overlapping the region.
+    pub detected: u32,
+    /// Of those, frames with a matched confirmed track (state `tracked`) there.
+    pub tracked: u32,
+    /// `tracked / frames`; `None` with no frame in the window.
+    pub tracked_fraction: Option<f64>,
+}
+
 /// One scenario's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScenarioReport {
@@ -429,6 +509,8 @@ pub struct ScenarioReport {
     pub fps: f64,
     pub counts: Vec<CountRow>,
     pub events: Vec<EventRow>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub presence: Vec<PresenceRow>,
     /// Ground speeds of the counted crossings (cameras with `[cameras.calibration]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub speeds: Vec<CrossingSpeed>,
@@ -571,6 +653,19 @@ fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<ScenarioReport> 
     let mut counted: BTreeMap<(String, CrossDir), BTreeMap<String, u32>> = BTreeMap::new();
     let mut detected: BTreeMap<String, Vec<Detected>> = BTreeMap::new();
     let mut speeds = Vec::new();
+    let mut presence: Vec<PresenceRow> = s
+        .presence
+        .iter()
+        .map(|p| PresenceRow {
+            classes: p.classes.clone(),
+            from_secs: p.from_secs,
+            to_secs: p.to_secs,
+            frames: 0,
+            detected: 0,
+            tracked: 0,
+            tracked_fraction: None,
+        })
+        .collect();
     let (mut frames, mut last_t) = (0u64, 0.0f64);
     let mut dump = match &opts.dump {
         Some(dir) => {
@@ -599,6 +694,16 @@ fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<ScenarioReport> 
             if let Err(e) = writeln!(w, "{line}") {
                 tracing::warn!("--dump: {e}");
             }
+        }
+        for (p, row) in s.presence.iter().zip(presence.iter_mut()).filter(|(p, _)| p.holds(t)) {
+            let (region, class) = (p.region(), |c: &String| p.classes.contains(c));
+            row.frames += 1;
+            let objects = &a.tracks.detections.objects;
+            row.detected +=
+                u32::from(objects.iter().any(|d| class(&d.class) && d.bbox.iou(&region) > 0.0));
+            row.tracked += u32::from(a.tracks.tracks.iter().any(|tr| {
+                tr.state == TrackState::Tracked && class(&tr.class) && tr.bbox.iou(&region) > 0.0
+            }));
         }
         for c in &a.counts {
             *counted
@@ -744,6 +849,10 @@ fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<ScenarioReport> 
             score_events(&s.name, &kind, &want, got)
         })
         .collect();
+    for row in &mut presence {
+        row.tracked_fraction =
+            (row.frames > 0).then(|| f64::from(row.tracked) / f64::from(row.frames));
+    }
     Ok(ScenarioReport {
         name: s.name.clone(),
         clip: s.clip.display().to_string(),
@@ -756,6 +865,7 @@ fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<ScenarioReport> 
         fps: if wall > 0.0 { frames as f64 / wall } else { 0.0 },
         counts,
         events,
+        presence,
         speeds,
     })
 }
@@ -894,6 +1004,32 @@ pub fn format_report(r: &Report) -> String {
             );
         }
     }
+    if r.scenarios.iter().any(|sc| !sc.presence.is_empty()) {
+        let _ = writeln!(
+            s,
+            "\npresence (analysed frames in a labelled window with a detection / a matched track):"
+        );
+        let _ = writeln!(
+            s,
+            "{:<28} {:<10} {:>13} {:>7} {:>8} {:>7} {:>8}",
+            "scenario", "classes", "window s", "frames", "detected", "tracked", "tracked %"
+        );
+        for sc in &r.scenarios {
+            for p in &sc.presence {
+                let _ = writeln!(
+                    s,
+                    "{:<28} {:<10} {:>13} {:>7} {:>8} {:>7} {:>8}",
+                    sc.name,
+                    p.classes.join(","),
+                    format!("{:.1}–{:.1}", p.from_secs, p.to_secs),
+                    p.frames,
+                    p.detected,
+                    p.tracked,
+                    opt_pct(p.tracked_fraction.map(|f| f * 100.0))
+                );
+            }
+        }
+    }
     if r.scenarios.iter().any(|sc| !sc.speeds.is_empty()) {
         let _ = writeln!(s, "\nground speeds of the counted crossings (calibrated cameras):");
         let _ = writeln!(
@@ -1014,6 +1150,22 @@ tolerance_secs = 5
         assert!(e.contains("scenarios[0].loop_secs") && e.contains("pets"), "{e}");
         let e = parse(&format!("{GOOD}{}", GOOD)).unwrap_err();
         assert!(e.contains("scenarios[1]") && e.contains("duplicate"), "{e}");
+        let presence = |p: &str| format!("{GOOD}[[scenarios.presence]]\n{p}\n");
+        assert_eq!(
+            parse(&presence("from_secs = 1\nto_secs = 4")).unwrap()[0].presence[0].classes,
+            ["person"]
+        );
+        for (p, field) in [
+            ("from_secs = 4\nto_secs = 1", "presence[0].to_secs"),
+            ("from_secs = -1\nto_secs = 1", "presence[0].from_secs"),
+            ("from_secs = 0\nto_secs = 1\nregion = [0.5, 0, 0.4, 1]", "presence[0].region"),
+            ("from_secs = 0\nto_secs = 1\nregion = [0, 0, 1, 1.5]", "presence[0].region"),
+            ("from_secs = 0\nto_secs = 1\nclasses = []", "presence[0].classes"),
+            ("from_secs = 0\nto_secs = 1\nseen = 3", "seen"),
+        ] {
+            let e = parse(&presence(p)).unwrap_err();
+            assert!(e.contains("pets") && e.contains(field), "{field}: {e}");
+        }
     }
 
     #[test]
@@ -1053,6 +1205,7 @@ tolerance_secs = 5
             fps: 0.0,
             counts: vec![],
             events,
+            presence: vec![],
             speeds: vec![],
         };
         let r = false_alarm_rates(&[
