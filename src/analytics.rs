@@ -253,6 +253,7 @@ impl CameraAnalytics {
         let mut changes = engine.process(&mut tracks);
         let (counts, occupancy) = (engine.take_counts(), engine.take_occupancy());
         drop(guard);
+        attach_keypoints(&tracks.detections, &mut changes);
         if let Some(fire) = &self.fire {
             attach_fire_cues(&fire.lock().unwrap_or_else(|e| e.into_inner()), &mut changes);
         }
@@ -295,6 +296,37 @@ impl CameraAnalytics {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// Event objects are tracks (`rules::common::object`), which carry no keypoints. When a pose
+/// model ran on the frame, each object without keypoints gets those of the frame's detection
+/// of its class that overlaps it most (IoU ≥ [`KEYPOINT_MATCH_IOU`]); they are stored with the
+/// event and drawn on its snapshot. Changes whose snapshot is another frame are left alone.
+fn attach_keypoints(dets: &Detections, changes: &mut [EventChange]) {
+    if !dets.objects.iter().any(|d| d.keypoints.is_some()) {
+        return;
+    }
+    let this = &dets.frame;
+    for c in changes.iter_mut() {
+        if c.snapshot.as_ref().is_some_and(|s| s.index != this.index) {
+            continue;
+        }
+        for o in c.objects.iter_mut().filter(|o| o.keypoints.is_none()) {
+            let best = dets
+                .objects
+                .iter()
+                .filter(|d| d.keypoints.is_some() && d.class == o.class)
+                .map(|d| (d.bbox.iou(&o.bbox), d))
+                .filter(|(iou, _)| *iou >= KEYPOINT_MATCH_IOU)
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            if let Some((_, d)) = best {
+                o.keypoints.clone_from(&d.keypoints);
+            }
+        }
+    }
+}
+
+/// How much an event object must overlap a pose detection to take its keypoints.
+pub const KEYPOINT_MATCH_IOU: f32 = 0.5;
 
 /// Evidence for `fire`/`smoke` events on a camera with the built-in detector: a started or
 /// updated change gets `detail.cues`, the cues (`crate::fire::RegionCues`: region box, colour,

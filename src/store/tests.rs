@@ -31,6 +31,7 @@ pub(crate) fn person(score: f32) -> Detection {
         score,
         bbox: BBox { x1: 0.1, y1: 0.2, x2: 0.5, y2: 0.9 },
         track_id: None,
+        keypoints: None,
     }
 }
 
@@ -298,6 +299,7 @@ fn encode_jpeg_rejects_bad_frame_and_odd_boxes() {
             score: 1.0,
             bbox: BBox { x1: -1.0, y1: -1.0, x2: 2.0, y2: 2.0 },
             track_id: None,
+            keypoints: None,
         },
         Detection {
             class_id: 1,
@@ -305,6 +307,7 @@ fn encode_jpeg_rejects_bad_frame_and_odd_boxes() {
             score: 0.5,
             bbox: BBox { x1: f32::NAN, y1: 0.0, x2: 1.0, y2: 1.0 },
             track_id: None,
+            keypoints: None,
         },
         Detection {
             class_id: 2,
@@ -312,6 +315,7 @@ fn encode_jpeg_rejects_bad_frame_and_odd_boxes() {
             score: 0.5,
             bbox: BBox { x1: 0.9, y1: 0.9, x2: 0.1, y2: 0.1 },
             track_id: None,
+            keypoints: None,
         },
     ];
     assert!(is_jpeg(&encode_jpeg(&f, &weird, 80).unwrap()));
@@ -596,6 +600,7 @@ fn dump_snapshot_for_eyeballing() {
             score: 0.55,
             bbox: BBox { x1: 0.6, y1: 0.0, x2: 0.95, y2: 0.4 },
             track_id: None,
+            keypoints: None,
         },
     ];
     let jpeg = encode_jpeg(&f, &objs, 85).unwrap();
