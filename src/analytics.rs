@@ -550,4 +550,62 @@ mod tests {
         assert_eq!(*raised, down + time::Duration::milliseconds(300));
         assert_eq!(got[1].0.at, down + time::Duration::milliseconds(320));
     }
+
+    /// Through the frame path: a person whose detections carry keypoints (a pose model's)
+    /// loiters; the event's object is the track, with the keypoints of the frame's detection.
+    /// A car (no keypoints) stays without.
+    #[test]
+    fn event_objects_carry_the_pose_keypoints() {
+        let cfg = Config::parse(
+            "box_id='b'\ndata_dir='/tmp'\n[models]\n[[cameras]]\nid='c'\nurl='x.mp4'\n\
+             models=[]\nenabled=false\n[[cameras.zones]]\nname='all'\n\
+             points=[[0.0,0.0],[1.0,0.0],[1.0,1.0],[0.0,1.0]]\n[[cameras.rules]]\n\
+             kind='loitering'\nzone='all'\nclasses=['person','car']\ndwell_secs=1.0\n",
+            std::path::Path::new("/"),
+        )
+        .unwrap();
+        let camera = CameraAnalytics::new(&cfg.cameras[0]);
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let pose = |i: u64| {
+            let k = (0..17)
+                .map(|j| crate::types::Keypoint {
+                    x: 0.3 + 0.001 * i as f32,
+                    y: 0.2 + 0.03 * j as f32,
+                    score: 0.9,
+                })
+                .collect();
+            let b = crate::types::BBox { x1: 0.25, y1: 0.15, x2: 0.35, y2: 0.75 };
+            Detection { keypoints: Some(k), ..Detection::new(0, "person", 0.9, b) }
+        };
+        let car = Detection::new(
+            2,
+            "car",
+            0.9,
+            crate::types::BBox { x1: 0.6, y1: 0.6, x2: 0.9, y2: 0.8 },
+        );
+        let mut started = Vec::new();
+        for i in 0..20u64 {
+            let frame = Frame {
+                camera_id: Arc::from("c"),
+                index: i,
+                width: 64,
+                height: 48,
+                rgb: Arc::from(vec![0u8; 64 * 48 * 3]),
+                pts_ns: None,
+                captured_at: t0 + time::Duration::milliseconds(100 * i as i64),
+                captured_instant: Instant::now(),
+            };
+            let a = camera.analyse(Detect::Given(vec![pose(i), car.clone()]), frame);
+            for c in a.changes.into_iter().filter(|c| c.change == Change::Started) {
+                started.push((i, c));
+            }
+        }
+        let person = started.iter().find(|(_, c)| c.objects.iter().any(|o| o.class == "person"));
+        let (i, c) = person.expect("a loitering event for the person");
+        let o = c.objects.iter().find(|o| o.class == "person").unwrap();
+        assert!(o.track_id.is_some(), "{o:?}");
+        assert_eq!(o.keypoints, pose(*i).keypoints, "the keypoints of the frame that raised it");
+        let cars = started.iter().flat_map(|(_, c)| &c.objects).filter(|o| o.class == "car");
+        assert!(cars.clone().count() > 0 && cars.clone().all(|o| o.keypoints.is_none()));
+    }
 }
