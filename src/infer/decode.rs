@@ -562,7 +562,7 @@ pub fn decode_keypoints(
     for r in out.data.chunks_exact(C) {
         let b = &r[NUM_KEYPOINTS * 3..];
         let score = b[4];
-        if !(score >= score_threshold) || !b[..4].iter().all(|v| v.is_finite()) {
+        if score.is_nan() || score < score_threshold || !b[..4].iter().all(|v| v.is_finite()) {
             continue;
         }
         let keypoints = r[..NUM_KEYPOINTS * 3]
