@@ -127,8 +127,39 @@ impl Detectors {
                 Err(e) => tracing::warn!(camera, frame = frame.index, "inference failed: {e}"),
             }
         }
-        objects
+        merge_pose(objects)
     }
+}
+
+/// A pose model beside a detector: a pose detection (one with keypoints) that overlaps a
+/// detection of its class without keypoints (IoU ≥ [`KEYPOINT_MATCH_IOU`]) gives that one its
+/// keypoints and is dropped, so the tracker sees each person once, in the detector's box.
+/// Pose detections are taken best first, each to the free detection it overlaps most; the
+/// others stay as they are.
+pub fn merge_pose(mut objects: Vec<Detection>) -> Vec<Detection> {
+    let (mut pose, rest): (Vec<Detection>, Vec<Detection>) =
+        objects.drain(..).partition(|d| d.keypoints.is_some());
+    if pose.is_empty() || rest.is_empty() {
+        return rest.into_iter().chain(pose).collect();
+    }
+    objects = rest;
+    pose.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut kept = Vec::new();
+    for p in pose {
+        let best = objects
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.keypoints.is_none() && d.class == p.class)
+            .map(|(i, d)| (i, d.bbox.iou(&p.bbox)))
+            .filter(|(_, iou)| *iou >= KEYPOINT_MATCH_IOU)
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        match best {
+            Some((i, _)) => objects[i].keypoints = p.keypoints,
+            None => kept.push(p),
+        }
+    }
+    objects.extend(kept);
+    objects
 }
 
 /// Where a frame's detections come from.
@@ -325,7 +356,8 @@ fn attach_keypoints(dets: &Detections, changes: &mut [EventChange]) {
     }
 }
 
-/// How much an event object must overlap a pose detection to take its keypoints.
+/// How much a detection or an event object must overlap a pose detection to take its
+/// keypoints ([`merge_pose`], [`attach_keypoints`]).
 pub const KEYPOINT_MATCH_IOU: f32 = 0.5;
 
 /// Evidence for `fire`/`smoke` events on a camera with the built-in detector: a started or
@@ -607,5 +639,41 @@ mod tests {
         assert_eq!(o.keypoints, pose(*i).keypoints, "the keypoints of the frame that raised it");
         let cars = started.iter().flat_map(|(_, c)| &c.objects).filter(|o| o.class == "car");
         assert!(cars.clone().count() > 0 && cars.clone().all(|o| o.keypoints.is_none()));
+    }
+
+    /// A pose model beside a detector: the pose person overlapping the detector's person
+    /// gives it its keypoints and goes; a pose person no detector saw, and a pose
+    /// detection of another class, stay.
+    #[test]
+    fn pose_detections_merge_into_the_detectors() {
+        use crate::types::{BBox, Keypoint};
+        let b = |x1: f32, y1: f32, x2: f32, y2: f32| BBox { x1, y1, x2, y2 };
+        let k = Some(vec![Keypoint { x: 0.5, y: 0.5, score: 0.8 }; 17]);
+        let det = Detection::new(0, "person", 0.7, b(0.1, 0.1, 0.3, 0.9));
+        let car = Detection::new(2, "car", 0.8, b(0.5, 0.5, 0.9, 0.9));
+        let pose_same = Detection {
+            keypoints: k.clone(),
+            ..Detection::new(0, "person", 0.5, b(0.12, 0.12, 0.31, 0.88))
+        };
+        let pose_alone = Detection {
+            keypoints: k.clone(),
+            ..Detection::new(0, "person", 0.4, b(0.6, 0.1, 0.7, 0.4))
+        };
+        let pose_car =
+            Detection { keypoints: k.clone(), ..Detection::new(0, "car", 0.4, car.bbox) };
+        let out = merge_pose(vec![
+            pose_same.clone(),
+            det.clone(),
+            pose_alone.clone(),
+            car.clone(),
+            pose_car.clone(),
+        ]);
+        assert_eq!(out.len(), 3, "{out:?}");
+        assert_eq!(out[0], Detection { keypoints: k.clone(), ..det.clone() });
+        assert_eq!(out[1], Detection { keypoints: k.clone(), ..car.clone() }, "class `car` too");
+        assert_eq!(out[2..], [pose_alone.clone()]);
+        // Without a detector, pose detections are the objects; without pose, nothing changes.
+        assert_eq!(merge_pose(vec![pose_alone.clone()]), [pose_alone]);
+        assert_eq!(merge_pose(vec![det.clone(), car.clone()]), [det, car]);
     }
 }
