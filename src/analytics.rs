@@ -671,7 +671,7 @@ mod tests {
         assert_eq!(out.len(), 3, "{out:?}");
         assert_eq!(out[0], Detection { keypoints: k.clone(), ..det.clone() });
         assert_eq!(out[1], Detection { keypoints: k.clone(), ..car.clone() }, "class `car` too");
-        assert_eq!(out[2..], [pose_alone.clone()]);
+        assert_eq!(out[2], pose_alone);
         // Without a detector, pose detections are the objects; without pose, nothing changes.
         assert_eq!(merge_pose(vec![pose_alone.clone()]), [pose_alone]);
         assert_eq!(merge_pose(vec![det.clone(), car.clone()]), [det, car]);
