@@ -127,8 +127,39 @@ impl Detectors {
                 Err(e) => tracing::warn!(camera, frame = frame.index, "inference failed: {e}"),
             }
         }
-        objects
+        merge_pose(objects)
     }
+}
+
+/// A pose model beside a detector: a pose detection (one with keypoints) that overlaps a
+/// detection of its class without keypoints (IoU ≥ [`KEYPOINT_MATCH_IOU`]) gives that one its
+/// keypoints and is dropped, so the tracker sees each person once, in the detector's box.
+/// Pose detections are taken best first, each to the free detection it overlaps most; the
+/// others stay as they are.
+pub fn merge_pose(mut objects: Vec<Detection>) -> Vec<Detection> {
+    let (mut pose, rest): (Vec<Detection>, Vec<Detection>) =
+        objects.drain(..).partition(|d| d.keypoints.is_some());
+    if pose.is_empty() || rest.is_empty() {
+        return rest.into_iter().chain(pose).collect();
+    }
+    objects = rest;
+    pose.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut kept = Vec::new();
+    for p in pose {
+        let best = objects
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.keypoints.is_none() && d.class == p.class)
+            .map(|(i, d)| (i, d.bbox.iou(&p.bbox)))
+            .filter(|(_, iou)| *iou >= KEYPOINT_MATCH_IOU)
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        match best {
+            Some((i, _)) => objects[i].keypoints = p.keypoints,
+            None => kept.push(p),
+        }
+    }
+    objects.extend(kept);
+    objects
 }
 
 /// Where a frame's detections come from.
@@ -253,6 +284,7 @@ impl CameraAnalytics {
         let mut changes = engine.process(&mut tracks);
         let (counts, occupancy) = (engine.take_counts(), engine.take_occupancy());
         drop(guard);
+        attach_keypoints(&tracks.detections, &mut changes);
         if let Some(fire) = &self.fire {
             attach_fire_cues(&fire.lock().unwrap_or_else(|e| e.into_inner()), &mut changes);
         }
@@ -295,6 +327,38 @@ impl CameraAnalytics {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// Event objects are tracks (`rules::common::object`), which carry no keypoints. When a pose
+/// model ran on the frame, each object without keypoints gets those of the frame's detection
+/// of its class that overlaps it most (IoU ≥ [`KEYPOINT_MATCH_IOU`]); they are stored with the
+/// event and drawn on its snapshot. Changes whose snapshot is another frame are left alone.
+fn attach_keypoints(dets: &Detections, changes: &mut [EventChange]) {
+    if !dets.objects.iter().any(|d| d.keypoints.is_some()) {
+        return;
+    }
+    let this = &dets.frame;
+    for c in changes.iter_mut() {
+        if c.snapshot.as_ref().is_some_and(|s| s.index != this.index) {
+            continue;
+        }
+        for o in c.objects.iter_mut().filter(|o| o.keypoints.is_none()) {
+            let best = dets
+                .objects
+                .iter()
+                .filter(|d| d.keypoints.is_some() && d.class == o.class)
+                .map(|d| (d.bbox.iou(&o.bbox), d))
+                .filter(|(iou, _)| *iou >= KEYPOINT_MATCH_IOU)
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            if let Some((_, d)) = best {
+                o.keypoints.clone_from(&d.keypoints);
+            }
+        }
+    }
+}
+
+/// How much a detection or an event object must overlap a pose detection to take its
+/// keypoints ([`merge_pose`], [`attach_keypoints`]).
+pub const KEYPOINT_MATCH_IOU: f32 = 0.5;
 
 /// Evidence for `fire`/`smoke` events on a camera with the built-in detector: a started or
 /// updated change gets `detail.cues`, the cues (`crate::fire::RegionCues`: region box, colour,
@@ -517,5 +581,99 @@ mod tests {
         assert_eq!(started.at, down);
         assert_eq!(*raised, down + time::Duration::milliseconds(300));
         assert_eq!(got[1].0.at, down + time::Duration::milliseconds(320));
+    }
+
+    /// Through the frame path: a person whose detections carry keypoints (a pose model's)
+    /// loiters; the event's object is the track, with the keypoints of the frame's detection.
+    /// A car (no keypoints) stays without.
+    #[test]
+    fn event_objects_carry_the_pose_keypoints() {
+        let cfg = Config::parse(
+            "box_id='b'\ndata_dir='/tmp'\n[models]\n[[cameras]]\nid='c'\nurl='x.mp4'\n\
+             models=[]\nenabled=false\n[[cameras.zones]]\nname='all'\n\
+             points=[[0.0,0.0],[1.0,0.0],[1.0,1.0],[0.0,1.0]]\n[[cameras.rules]]\n\
+             kind='loitering'\nzone='all'\nclasses=['person','car']\ndwell_secs=1.0\n",
+            std::path::Path::new("/"),
+        )
+        .unwrap();
+        let camera = CameraAnalytics::new(&cfg.cameras[0]);
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let pose = |i: u64| {
+            let k = (0..17)
+                .map(|j| crate::types::Keypoint {
+                    x: 0.3 + 0.001 * i as f32,
+                    y: 0.2 + 0.03 * j as f32,
+                    score: 0.9,
+                })
+                .collect();
+            let b = crate::types::BBox { x1: 0.25, y1: 0.15, x2: 0.35, y2: 0.75 };
+            Detection { keypoints: Some(k), ..Detection::new(0, "person", 0.9, b) }
+        };
+        let car = Detection::new(
+            2,
+            "car",
+            0.9,
+            crate::types::BBox { x1: 0.6, y1: 0.6, x2: 0.9, y2: 0.8 },
+        );
+        let mut started = Vec::new();
+        for i in 0..20u64 {
+            let frame = Frame {
+                camera_id: Arc::from("c"),
+                index: i,
+                width: 64,
+                height: 48,
+                rgb: Arc::from(vec![0u8; 64 * 48 * 3]),
+                pts_ns: None,
+                captured_at: t0 + time::Duration::milliseconds(100 * i as i64),
+                captured_instant: Instant::now(),
+            };
+            let a = camera.analyse(Detect::Given(vec![pose(i), car.clone()]), frame);
+            for c in a.changes.into_iter().filter(|c| c.change == Change::Started) {
+                started.push((i, c));
+            }
+        }
+        let person = started.iter().find(|(_, c)| c.objects.iter().any(|o| o.class == "person"));
+        let (i, c) = person.expect("a loitering event for the person");
+        let o = c.objects.iter().find(|o| o.class == "person").unwrap();
+        assert!(o.track_id.is_some(), "{o:?}");
+        assert_eq!(o.keypoints, pose(*i).keypoints, "the keypoints of the frame that raised it");
+        let cars = started.iter().flat_map(|(_, c)| &c.objects).filter(|o| o.class == "car");
+        assert!(cars.clone().count() > 0 && cars.clone().all(|o| o.keypoints.is_none()));
+    }
+
+    /// A pose model beside a detector: the pose person overlapping the detector's person
+    /// gives it its keypoints and goes; a pose person no detector saw, and a pose
+    /// detection of another class, stay.
+    #[test]
+    fn pose_detections_merge_into_the_detectors() {
+        use crate::types::{BBox, Keypoint};
+        let b = |x1: f32, y1: f32, x2: f32, y2: f32| BBox { x1, y1, x2, y2 };
+        let k = Some(vec![Keypoint { x: 0.5, y: 0.5, score: 0.8 }; 17]);
+        let det = Detection::new(0, "person", 0.7, b(0.1, 0.1, 0.3, 0.9));
+        let car = Detection::new(2, "car", 0.8, b(0.5, 0.5, 0.9, 0.9));
+        let pose_same = Detection {
+            keypoints: k.clone(),
+            ..Detection::new(0, "person", 0.5, b(0.12, 0.12, 0.31, 0.88))
+        };
+        let pose_alone = Detection {
+            keypoints: k.clone(),
+            ..Detection::new(0, "person", 0.4, b(0.6, 0.1, 0.7, 0.4))
+        };
+        let pose_car =
+            Detection { keypoints: k.clone(), ..Detection::new(0, "car", 0.4, car.bbox) };
+        let out = merge_pose(vec![
+            pose_same.clone(),
+            det.clone(),
+            pose_alone.clone(),
+            car.clone(),
+            pose_car.clone(),
+        ]);
+        assert_eq!(out.len(), 3, "{out:?}");
+        assert_eq!(out[0], Detection { keypoints: k.clone(), ..det.clone() });
+        assert_eq!(out[1], Detection { keypoints: k.clone(), ..car.clone() }, "class `car` too");
+        assert_eq!(out[2], pose_alone);
+        // Without a detector, pose detections are the objects; without pose, nothing changes.
+        assert_eq!(merge_pose(vec![pose_alone.clone()]), [pose_alone]);
+        assert_eq!(merge_pose(vec![det.clone(), car.clone()]), [det, car]);
     }
 }

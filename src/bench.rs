@@ -328,6 +328,7 @@ pub fn tracking_rules_cost(objects: usize, frames: usize) -> anyhow::Result<Trac
                     score: 0.8 + jitter() * 20.0,
                     bbox: BBox { x1: x, y1: y - h, x2: x + w, y2: y },
                     track_id: None,
+                    keypoints: None,
                 }
             })
             .collect();

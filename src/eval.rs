@@ -428,6 +428,7 @@ fn parse_dets(
             score,
             bbox: BBox { x1: l / w, y1: t / h, x2: (l + bw) / w, y2: (t + bh) / h },
             track_id: None,
+            keypoints: None,
         });
     }
     Ok(out)

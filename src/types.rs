@@ -51,14 +51,97 @@ pub struct Detection {
     /// The tracker's id of the object (set by track-based rules; absent for raw detections).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub track_id: Option<u64>,
+    /// Body keypoints, from a pose model (`[output] kind = "keypoints"`): the 17 COCO
+    /// keypoints in [`KEYPOINT_NAMES`] order, normalised to the frame like `box`. Absent for
+    /// other models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keypoints: Option<Vec<Keypoint>>,
 }
 
 impl Detection {
-    /// A raw detection (no track id).
+    /// A raw detection (no track id, no keypoints).
     pub fn new(class_id: u32, class: impl Into<String>, score: f32, bbox: BBox) -> Detection {
-        Detection { class_id, class: class.into(), score, bbox, track_id: None }
+        Detection { class_id, class: class.into(), score, bbox, track_id: None, keypoints: None }
     }
 }
+
+/// One body keypoint: `x`, `y` normalised to the frame (0–1, clamped; 0,0 is the top-left
+/// corner) and the model's confidence `score` (0–1). A keypoint the model does not see
+/// (occluded, outside the frame) still has a position, with a low score: check the score
+/// (MoveNet's authors suggest 0.3) before using it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Keypoint {
+    pub x: f32,
+    pub y: f32,
+    pub score: f32,
+}
+
+/// The 17 COCO keypoints, in the order of [`Detection::keypoints`].
+pub const KEYPOINT_NAMES: [&str; 17] = [
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+];
+
+/// Indices into [`KEYPOINT_NAMES`] of each COCO keypoint.
+pub mod kp {
+    pub const NOSE: usize = 0;
+    pub const LEFT_EYE: usize = 1;
+    pub const RIGHT_EYE: usize = 2;
+    pub const LEFT_EAR: usize = 3;
+    pub const RIGHT_EAR: usize = 4;
+    pub const LEFT_SHOULDER: usize = 5;
+    pub const RIGHT_SHOULDER: usize = 6;
+    pub const LEFT_ELBOW: usize = 7;
+    pub const RIGHT_ELBOW: usize = 8;
+    pub const LEFT_WRIST: usize = 9;
+    pub const RIGHT_WRIST: usize = 10;
+    pub const LEFT_HIP: usize = 11;
+    pub const RIGHT_HIP: usize = 12;
+    pub const LEFT_KNEE: usize = 13;
+    pub const RIGHT_KNEE: usize = 14;
+    pub const LEFT_ANKLE: usize = 15;
+    pub const RIGHT_ANKLE: usize = 16;
+}
+
+/// The COCO skeleton: pairs of keypoint indices joined by a limb (drawn on snapshots).
+pub const SKELETON: [(usize, usize); 18] = {
+    use kp::*;
+    [
+        (NOSE, LEFT_EYE),
+        (NOSE, RIGHT_EYE),
+        (LEFT_EYE, LEFT_EAR),
+        (RIGHT_EYE, RIGHT_EAR),
+        (LEFT_SHOULDER, RIGHT_SHOULDER),
+        (LEFT_SHOULDER, LEFT_ELBOW),
+        (LEFT_ELBOW, LEFT_WRIST),
+        (RIGHT_SHOULDER, RIGHT_ELBOW),
+        (RIGHT_ELBOW, RIGHT_WRIST),
+        (LEFT_SHOULDER, LEFT_HIP),
+        (RIGHT_SHOULDER, RIGHT_HIP),
+        (LEFT_HIP, RIGHT_HIP),
+        (LEFT_HIP, LEFT_KNEE),
+        (LEFT_KNEE, LEFT_ANKLE),
+        (RIGHT_HIP, RIGHT_KNEE),
+        (RIGHT_KNEE, RIGHT_ANKLE),
+        (LEFT_EAR, LEFT_SHOULDER),
+        (RIGHT_EAR, RIGHT_SHOULDER),
+    ]
+};
 
 /// All detections of one frame, from every model the camera runs.
 #[derive(Debug, Clone)]

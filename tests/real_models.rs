@@ -312,3 +312,140 @@ fn wrong_manifest_fails_at_load_naming_the_output() {
     );
     eprintln!("{e}");
 }
+
+/// The committed pose model on a real frame with a known pose: the indoor clip at 28 s shows
+/// one man standing upright, seen from behind, head to feet in view (768x432, so the 256x256
+/// letterbox pads top and bottom and the back-transform matters). His keypoints must be in
+/// body order from top to bottom, inside his box, and his box must match the detector's.
+#[test]
+fn committed_movenet_pose_on_a_standing_person() {
+    let clip = repo().join("../shared/media/people/people-indoor-one-by-one-standing-432p.mp4");
+    if !clip.exists() {
+        eprintln!("skipping: {} not found (../shared is absent)", clip.display());
+        return;
+    }
+    use gridwatch::types::kp;
+    let frames = extract(&clip, "1/4");
+    let f = &frames[7]; // 28 s: person 2 (black jacket) stands at the table
+    let mut pose = load(&repo().join("models/movenet-multipose-lightning-256/model.toml"));
+    assert_eq!(pose.labels(), ["person"]);
+    let dets = pose.detect(&f.rgb, f.width, f.height).unwrap_or_else(|e| panic!("{e}"));
+    check_sane(pose.name(), f, &dets);
+    eprintln!("movenet on {} ({:?}): {dets:?}", f.name, pose.last_timings());
+    assert_eq!(dets.len(), 1, "exactly one person on the frame: {dets:?}");
+    let p = &dets[0];
+    assert_eq!(p.class, "person");
+    let k = p.keypoints.as_ref().expect("a pose model's detection has keypoints");
+    assert_eq!(k.len(), 17);
+    for q in k {
+        assert!((0.0..=1.0).contains(&q.x) && (0.0..=1.0).contains(&q.y), "{q:?}");
+        assert!((0.0..=1.0).contains(&q.score), "{q:?}");
+    }
+    // Mean height of the seen keypoints of a body part (pixels).
+    let h = f.height as f32;
+    let part = |name: &str, ids: &[usize]| -> f32 {
+        let seen: Vec<f32> = ids.iter().filter(|&&i| k[i].score >= 0.3).map(|&i| k[i].y).collect();
+        assert!(!seen.is_empty(), "no {name} keypoint scores ≥ 0.3: {k:?}");
+        seen.iter().sum::<f32>() / seen.len() as f32 * h
+    };
+    let head = part("head", &[kp::NOSE, kp::LEFT_EYE, kp::RIGHT_EYE, kp::LEFT_EAR, kp::RIGHT_EAR]);
+    let shoulders = part("shoulder", &[kp::LEFT_SHOULDER, kp::RIGHT_SHOULDER]);
+    let hips = part("hip", &[kp::LEFT_HIP, kp::RIGHT_HIP]);
+    let knees = part("knee", &[kp::LEFT_KNEE, kp::RIGHT_KNEE]);
+    let ankles = part("ankle", &[kp::LEFT_ANKLE, kp::RIGHT_ANKLE]);
+    eprintln!("y (px): head {head:.0}, shoulders {shoulders:.0}, hips {hips:.0}, knees {knees:.0}, ankles {ankles:.0}");
+    assert!(
+        head < shoulders && shoulders < hips && hips < knees && knees < ankles,
+        "not head > shoulders > hips > knees > ankles from the top: {k:?}"
+    );
+    // Standing: the body spans most of the box height, and the seen keypoints lie in the box
+    // (a margin of 5 % of the box for joints on its edge).
+    let b = p.bbox;
+    assert!((ankles - head) / h > 0.6 * (b.y2 - b.y1), "{head} {ankles} {b:?}");
+    let (mx, my) = (0.05 * (b.x2 - b.x1), 0.05 * (b.y2 - b.y1));
+    for (i, q) in k.iter().enumerate().filter(|(_, q)| q.score >= 0.3) {
+        assert!(
+            q.x >= b.x1 - mx && q.x <= b.x2 + mx && q.y >= b.y1 - my && q.y <= b.y2 + my,
+            "keypoint {} {q:?} outside the box {b:?}",
+            gridwatch::types::KEYPOINT_NAMES[i]
+        );
+    }
+    // The box agrees with the committed detector's person box.
+    let mut nano = load(&repo().join("models/nanodet-g-coco-416/model.toml"));
+    let other = people(&mut nano, f);
+    let iou = other.iter().map(|o| o.bbox.iou(&b)).fold(0.0, f32::max);
+    assert!(iou >= 0.6, "pose box {b:?} vs nanodet-g {other:?}: IoU {iou}");
+}
+
+/// The pose model on PETS (768x576, people ~60–100 px tall). On the whole frame at 256x256
+/// they are too small for it; on crops around the detector's person boxes (how a pose stage
+/// would run it) most get a pose with the shoulders above the hips above the ankles.
+#[test]
+fn committed_movenet_on_pets_crops() {
+    let mut pose = load(&repo().join("models/movenet-multipose-lightning-256/model.toml"));
+    let mut nano = load(&repo().join("models/nanodet-g-coco-416/model.toml"));
+    let f = &pets()[MID_FRAME];
+    let whole = pose.detect(&f.rgb, f.width, f.height).unwrap_or_else(|e| panic!("{e}"));
+    check_sane(pose.name(), f, &whole);
+    let boxes = people(&mut nano, f);
+    let (w, h) = (f.width as f32, f.height as f32);
+    let (mut upright, mut ms) = (0, Vec::new());
+    for b in boxes.iter().map(|d| d.bbox) {
+        // The box grown by 25 % of its height on every side, cut to the frame.
+        let m = 0.25 * (b.y2 - b.y1) * h;
+        let x1 = (b.x1 * w - m).max(0.0) as u32;
+        let y1 = (b.y1 * h - m).max(0.0) as u32;
+        let x2 = ((b.x2 * w + m) as u32).min(f.width);
+        let y2 = ((b.y2 * h + m) as u32).min(f.height);
+        let (cw, ch) = (x2 - x1, y2 - y1);
+        let mut crop = Vec::with_capacity((cw * ch * 3) as usize);
+        for y in y1..y2 {
+            let row = ((y * f.width + x1) * 3) as usize;
+            crop.extend_from_slice(&f.rgb[row..row + (cw * 3) as usize]);
+        }
+        let dets = pose.detect(&crop, cw, ch).unwrap_or_else(|e| panic!("{e}"));
+        ms.push(pose.last_timings().total_ms());
+        let Some(p) = dets.iter().max_by(|a, b| a.score.total_cmp(&b.score)) else { continue };
+        let k = p.keypoints.as_ref().expect("keypoints");
+        assert!(k.iter().all(|q| (0.0..=1.0).contains(&q.x) && (0.0..=1.0).contains(&q.y)));
+        let y = |a: usize, b: usize| (k[a].y + k[b].y) / 2.0;
+        use gridwatch::types::kp;
+        if y(kp::LEFT_SHOULDER, kp::RIGHT_SHOULDER) < y(kp::LEFT_HIP, kp::RIGHT_HIP)
+            && y(kp::LEFT_HIP, kp::RIGHT_HIP) < y(kp::LEFT_ANKLE, kp::RIGHT_ANKLE)
+        {
+            upright += 1;
+        }
+    }
+    eprintln!(
+        "movenet on PETS {}: {} people on the whole frame; upright poses on {upright} of {} person crops; ms per crop {ms:.0?}",
+        f.name,
+        whole.len(),
+        boxes.len()
+    );
+    assert!(boxes.len() >= 3, "nanodet-g found {} people", boxes.len());
+    assert!(upright * 10 >= boxes.len() * 6, "{upright} of {} crops", boxes.len());
+}
+
+/// A pose manifest on a model whose outputs are not MoveNet's fails at load, naming the
+/// model, the output and the manifest field.
+#[test]
+fn keypoints_manifest_on_a_detector_fails_at_load() {
+    runtime::init(None).expect("ONNX Runtime");
+    let dir = repo().join("models/nanodet-g-coco-320");
+    let text = std::fs::read_to_string(dir.join("model.toml")).unwrap();
+    let output = text.find("[output]").expect("[output]");
+    let text = format!(
+        "{}[output]\nkind = \"keypoints\"\nscore_threshold = 0.25\nnms_iou = 0.6\n",
+        &text[..output]
+    )
+    .replace("name = \"nanodet-g-coco-320\"", "name = \"not-a-pose-model\"");
+    let m = ModelManifest::parse(&text, &dir).unwrap_or_else(|e| panic!("{e}"));
+    let e = Detector::load(&m, &DetectorOptions::default()).unwrap_err().to_string();
+    eprintln!("{e}");
+    assert!(
+        e.contains("not-a-pose-model")
+            && e.contains("output `Identity")
+            && e.contains("`output.kind` = \"keypoints\""),
+        "{e}"
+    );
+}

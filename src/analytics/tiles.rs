@@ -93,6 +93,9 @@ pub fn to_frame(
         || (t.y > 0 && y1 - t.y as f32 <= BORDER_PX)
         || (t.y + t.h < height && (t.y + t.h) as f32 - y2 <= BORDER_PX);
     det.bbox = BBox { x1: x1 / fw, y1: y1 / fh, x2: x2 / fw, y2: y2 / fh };
+    for k in det.keypoints.iter_mut().flatten() {
+        (k.x, k.y) = (px(k.x, t.x, t.w) / fw, px(k.y, t.y, t.h) / fh);
+    }
     Piece { det, tile: index, cut }
 }
 

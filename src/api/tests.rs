@@ -78,6 +78,7 @@ fn start(fx: &Fx, camera: &str, kind: &str, at: OffsetDateTime, snapshot: bool) 
                 score: 0.9,
                 bbox: BBox { x1: 0.1, y1: 0.1, x2: 0.4, y2: 0.8 },
                 track_id: Some(4),
+                keypoints: None,
             }],
             snapshot: snapshot.then(|| frame(camera, 96, 64)),
             rule: Some(format!("{kind}#0")),

@@ -5,10 +5,10 @@
 //! [`super::preprocess::Transform`] maps them back to the frame.
 
 use super::manifest::{DecoderKind, ModelManifest};
-use crate::types::BBox;
+use crate::types::{BBox, Keypoint};
 
 /// One candidate box in model-input pixels.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RawDetection {
     pub x1: f32,
     pub y1: f32,
@@ -16,6 +16,8 @@ pub struct RawDetection {
     pub y2: f32,
     pub score: f32,
     pub class_id: usize,
+    /// Keypoints in model-input pixels (pose models only).
+    pub keypoints: Option<Vec<Keypoint>>,
 }
 
 impl RawDetection {
@@ -27,6 +29,7 @@ impl RawDetection {
             y2: cy + h / 2.0,
             score,
             class_id,
+            keypoints: None,
         }
     }
     /// The same box as a [`BBox`] (still in model-input pixels).
@@ -492,6 +495,7 @@ fn nanodet_cell(
         y2: cy + d[3],
         score,
         class_id: cls,
+        keypoints: None,
     });
 }
 
@@ -518,8 +522,71 @@ pub fn decode_end_to_end(
             y2: r[3],
             score: r[4],
             class_id: r[5].round() as usize,
+            keypoints: None,
         })
         .collect())
+}
+
+/// Keypoints per person in [`decode_keypoints`] (COCO-17).
+pub const NUM_KEYPOINTS: usize = 17;
+
+/// Multi-person pose, MoveNet MultiPose layout: `[1, N, 56]`, per person (row) 17 keypoints
+/// as `y, x, score` then `ymin, xmin, ymax, xmax, score`, coordinates normalised to the model
+/// input (0–1). Rows below `score_threshold` (the person score) are dropped; every person is
+/// class 0. Keypoints and box come back in model-input pixels; a non-finite keypoint gets
+/// score 0 (its position is clamped later, with the box, by the frame transform).
+pub fn decode_keypoints(
+    out: &OutputTensor,
+    in_w: u32,
+    in_h: u32,
+    score_threshold: f32,
+) -> Result<Vec<RawDetection>, DecodeError> {
+    const C: usize = NUM_KEYPOINTS * 3 + 5;
+    let shape_err = || {
+        err(
+            out,
+            format!(
+                "shape {:?} does not fit manifest field `output.kind` = \"keypoints\": expected \
+                 [1, N, {C}] (per person {NUM_KEYPOINTS} keypoints × (y, x, score), then ymin, \
+                 xmin, ymax, xmax, score; MoveNet MultiPose)",
+                out.shape
+            ),
+        )
+    };
+    check_len(out)?;
+    if !matches!(out.shape.as_slice(), [1, _, C] | [_, C]) {
+        return Err(shape_err());
+    }
+    let (w, h) = (in_w as f32, in_h as f32);
+    let mut dets = Vec::new();
+    for r in out.data.chunks_exact(C) {
+        let b = &r[NUM_KEYPOINTS * 3..];
+        let score = b[4];
+        if score.is_nan() || score < score_threshold || !b[..4].iter().all(|v| v.is_finite()) {
+            continue;
+        }
+        let keypoints = r[..NUM_KEYPOINTS * 3]
+            .chunks_exact(3)
+            .map(|k| {
+                let ok = k.iter().all(|v| v.is_finite());
+                Keypoint {
+                    x: if ok { k[1] * w } else { 0.0 },
+                    y: if ok { k[0] * h } else { 0.0 },
+                    score: if ok { k[2] } else { 0.0 },
+                }
+            })
+            .collect();
+        dets.push(RawDetection {
+            x1: b[1] * w,
+            y1: b[0] * h,
+            x2: b[3] * w,
+            y2: b[2] * h,
+            score,
+            class_id: 0,
+            keypoints: Some(keypoints),
+        });
+    }
+    Ok(dets)
 }
 
 /// Class-aware greedy NMS: within a class, a box is dropped if its IoU with a higher-scoring
@@ -596,6 +663,7 @@ impl Decoder {
             DecoderKind::Nanodet { reg_max, strides, center_offset } => {
                 decode_nanodet(outs, w, h, strides, *reg_max, *center_offset, self.num_classes, t)?
             }
+            DecoderKind::Keypoints {} => decode_keypoints(first()?, w, h, t)?,
             DecoderKind::EndToEnd {} => {
                 let mut d = decode_end_to_end(first()?, t)?;
                 d.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -635,11 +703,11 @@ mod tests {
         let out = OutputTensor::new("output", &[1, 5, 7], &d);
         let dets = decode_yolox(&out, 8, 8, &[4, 8], 0.3).unwrap();
         assert_eq!(dets.len(), 1);
-        let x = dets[0];
+        let x = &dets[0];
         assert_eq!(x.class_id, 1);
         assert!(close(x.score, 0.72));
         // cx = (0.5+1)*4 = 6, cy = (0.25+1)*4 = 5, w = 4, h = 8
-        assert_box(&x, [4.0, 1.0, 8.0, 9.0]);
+        assert_box(x, [4.0, 1.0, 8.0, 9.0]);
     }
 
     #[test]
@@ -817,8 +885,75 @@ mod tests {
         assert!(decode_end_to_end(&OutputTensor::new("dets", &[1, 2, 6], &d[..6]), 0.5).is_err());
     }
 
+    /// One MoveNet row: keypoint `i` at (x, y) = (0.1 + 0.01 i, 0.2 + 0.04 i) normalised,
+    /// score 0.5; box (ymin, xmin, ymax, xmax) = (0.2, 0.1, 0.9, 0.4).
+    fn pose_row(score: f32) -> Vec<f32> {
+        let mut r = Vec::new();
+        for i in 0..NUM_KEYPOINTS {
+            r.extend_from_slice(&[0.2 + 0.04 * i as f32, 0.1 + 0.01 * i as f32, 0.5]);
+        }
+        r.extend_from_slice(&[0.2, 0.1, 0.9, 0.4, score]);
+        r
+    }
+
+    #[test]
+    fn keypoints_rows() {
+        let mut d = pose_row(0.8);
+        d.extend(pose_row(0.1)); // below the threshold
+        let mut bad = pose_row(0.7);
+        bad[0] = f32::NAN; // keypoint 0's y
+        d.extend(bad);
+        let out = OutputTensor::new("output_0", &[1, 3, 56], &d);
+        let dets = decode_keypoints(&out, 256, 128, 0.25).unwrap();
+        assert_eq!(dets.len(), 2);
+        let p = &dets[0];
+        assert_eq!((p.class_id, p.score), (0, 0.8));
+        assert_box(p, [0.1 * 256.0, 0.2 * 128.0, 0.4 * 256.0, 0.9 * 128.0]);
+        let k = p.keypoints.as_ref().unwrap();
+        assert_eq!(k.len(), 17);
+        assert!(close(k[3].x, 0.13 * 256.0) && close(k[3].y, 0.32 * 128.0), "{:?}", k[3]);
+        assert_eq!(k[3].score, 0.5);
+        // A non-finite keypoint is kept (the order is fixed) with score 0.
+        let k = dets[1].keypoints.as_ref().unwrap();
+        assert_eq!((k[0].score, k[1].score), (0.0, 0.5));
+        // Through the Decoder (NMS keeps both: they overlap, but the one person is kept once).
+        let dec = Decoder {
+            kind: DecoderKind::Keypoints {},
+            in_w: 256,
+            in_h: 128,
+            num_classes: Some(1),
+            score_threshold: 0.25,
+            nms_iou: 0.6,
+            max_detections: 6,
+        };
+        let kept = dec.decode(&[out]).unwrap();
+        assert_eq!(kept.len(), 1, "same box twice: NMS keeps the better one");
+        assert_eq!(kept[0].score, 0.8);
+    }
+
+    /// A detector's output given to the keypoints decoder is refused with a message naming
+    /// the output, the shape and the manifest field.
+    #[test]
+    fn keypoints_wrong_shape_is_error() {
+        let d = vec![0f32; 10 * 85];
+        let e = decode_keypoints(&OutputTensor::new("output0", &[1, 10, 85], &d), 256, 256, 0.2)
+            .unwrap_err();
+        assert_eq!(e.output, "output0");
+        assert!(
+            e.msg.contains("[1, 10, 85]")
+                && e.msg.contains("`output.kind` = \"keypoints\"")
+                && e.msg.contains("[1, N, 56]"),
+            "{}",
+            e.msg
+        );
+        let d = vec![0f32; 56];
+        assert!(decode_keypoints(&OutputTensor::new("o", &[1, 1, 1, 56], &d), 8, 8, 0.2).is_err());
+        assert!(decode_keypoints(&OutputTensor::new("o", &[1, 2, 56], &d), 8, 8, 0.2).is_err());
+        assert!(decode_keypoints(&OutputTensor::new("o", &[1, 1, 56], &d), 8, 8, 0.2).is_ok());
+    }
+
     fn rd(x1: f32, score: f32, class_id: usize) -> RawDetection {
-        RawDetection { x1, y1: 0.0, x2: x1 + 10.0, y2: 10.0, score, class_id }
+        RawDetection { x1, y1: 0.0, x2: x1 + 10.0, y2: 10.0, score, class_id, keypoints: None }
     }
 
     #[test]

@@ -317,6 +317,7 @@ impl Detector {
                 score: r.score,
                 bbox,
                 track_id: None,
+                keypoints: r.keypoints.as_deref().map(|k| transform.keypoints(k)),
             });
         }
         let t3 = Instant::now();

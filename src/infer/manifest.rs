@@ -162,6 +162,10 @@ pub enum DecoderKind {
     },
     /// Boxes decoded and NMS'd in the graph: [1,N,6] x1,y1,x2,y2,score,class.
     EndToEnd {},
+    /// Multi-person pose (MoveNet MultiPose): [1,N,56], per person 17 COCO keypoints
+    /// (y, x, score) then ymin, xmin, ymax, xmax, score, normalised to the input. Every person
+    /// is class 0 (the labels file names it, e.g. "person").
+    Keypoints {},
 }
 
 fn default_strides() -> Vec<u32> {

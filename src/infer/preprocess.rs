@@ -7,7 +7,7 @@ use opencv::prelude::*;
 
 use super::decode::RawDetection;
 use super::manifest::{Colour, InputSpec, Resize};
-use crate::types::BBox;
+use crate::types::{BBox, Keypoint};
 
 /// Maps model-input pixels back to normalised (0–1) frame coordinates:
 /// `x_frame = (x_input − pad_x) / scale_x`, then divided by the frame width.
@@ -34,14 +34,34 @@ impl Transform {
     pub fn bbox(&self, d: &RawDetection) -> BBox {
         let (x1, y1) = self.to_frame(d.x1, d.y1);
         let (x2, y2) = self.to_frame(d.x2, d.y2);
-        let c = |v: f32| {
-            if v.is_finite() {
-                v.clamp(0.0, 1.0)
-            } else {
-                0.0
-            }
-        };
-        BBox { x1: c(x1.min(x2)), y1: c(y1.min(y2)), x2: c(x1.max(x2)), y2: c(y1.max(y2)) }
+        BBox {
+            x1: unit(x1.min(x2)),
+            y1: unit(y1.min(y2)),
+            x2: unit(x1.max(x2)),
+            y2: unit(y1.max(y2)),
+        }
+    }
+
+    /// Keypoints in input pixels → normalised to the frame, clamped to 0–1 (a point in the
+    /// letterbox padding or beyond the input lands on the frame's edge); a non-finite
+    /// position becomes 0 with score 0, and scores are clamped to 0–1.
+    pub fn keypoints(&self, kps: &[Keypoint]) -> Vec<Keypoint> {
+        kps.iter()
+            .map(|k| {
+                let (x, y) = self.to_frame(k.x, k.y);
+                let seen = x.is_finite() && y.is_finite();
+                Keypoint { x: unit(x), y: unit(y), score: if seen { unit(k.score) } else { 0.0 } }
+            })
+            .collect()
+    }
+}
+
+/// Clamps to 0–1; NaN and infinities become 0.
+fn unit(v: f32) -> f32 {
+    if v.is_finite() {
+        v.clamp(0.0, 1.0)
+    } else {
+        0.0
     }
 }
 
@@ -267,8 +287,41 @@ mod tests {
             y2: 640.0,
             score: 1.0,
             class_id: 0,
+            keypoints: None,
         });
         assert!(close(b.x1, 0.0) && close(b.x2, 1.0) && close(b.y2, 1.0), "{b:?}");
+    }
+
+    /// Keypoints go through the same letterbox mapping as boxes; points in the padding or
+    /// outside the input, and non-finite ones, are clamped onto the frame without panicking.
+    #[test]
+    fn keypoints_mapped_and_clamped() {
+        // 768x432 into 256x256, centred: r = 1/3 → 256x144 at y 56.
+        let (p, t) = geometry(768, 432, 256, 256, Resize::LetterboxCenter);
+        assert_eq!(p, Placement { w: 256, h: 144, x: 0, y: 56 });
+        let k = |x: f32, y: f32, score: f32| Keypoint { x, y, score };
+        let out = t.keypoints(&[
+            k(128.0, 128.0, 0.9),         // centre of the input = centre of the frame
+            k(64.0, 56.0 + 36.0, 0.5),    // (192, 108) px in the frame
+            k(10.0, 20.0, 0.8),           // in the top padding → y clamped to 0
+            k(300.0, 300.0, 1.5),         // beyond the input → (1, 1), score clamped
+            k(f32::NAN, 5.0, 0.7),        // not finite → (0, y), score 0
+            k(f32::INFINITY, -1e30, 0.7), // not finite → score 0
+            k(100.0, 100.0, f32::NAN),    // NaN score → 0
+        ]);
+        let near = |a: Keypoint, b: Keypoint| {
+            close(a.x, b.x) && close(a.y, b.y) && close(a.score, b.score)
+        };
+        assert!(near(out[0], k(0.5, 0.5, 0.9)), "{:?}", out[0]);
+        assert!(near(out[1], k(0.25, 0.25, 0.5)), "{:?}", out[1]);
+        assert!(close(out[2].y, 0.0) && close(out[2].x, 10.0 / 256.0), "{:?}", out[2]);
+        assert!(near(out[3], k(1.0, 1.0, 1.0)), "{:?}", out[3]);
+        assert_eq!(out[4].score, 0.0);
+        assert_eq!(out[5].score, 0.0);
+        assert_eq!(out[6].score, 0.0);
+        for o in &out {
+            assert!((0.0..=1.0).contains(&o.x) && (0.0..=1.0).contains(&o.y), "{o:?}");
+        }
     }
 
     #[test]
@@ -282,6 +335,7 @@ mod tests {
             y2: 400.0,
             score: 1.0,
             class_id: 0,
+            keypoints: None,
         });
         assert_eq!(b, BBox { x1: 0.0, y1: 0.25, x2: 0.5, y2: 1.0 });
     }

@@ -62,6 +62,7 @@ impl CameraOffline {
             score: 1.0,
             bbox: BBox { x1: 0.0, y1: 0.0, x2: 1.0, y2: 1.0 },
             track_id: None,
+            keypoints: None,
         };
         let snapshot = h.and_then(|h| h.latest.as_ref());
         output(KIND, self.cfg.severity, 0, change, at, vec![object], snapshot)

@@ -74,6 +74,7 @@ pub fn object(t: &Track) -> Detection {
         score: t.score,
         bbox: t.bbox,
         track_id: Some(t.id),
+        keypoints: None,
     }
 }
 

@@ -241,6 +241,7 @@ fn run(path: &std::path::Path) {
                         score: o.score,
                         bbox: BBox { x1: b[0], y1: b[1], x2: b[2], y2: b[3] },
                         track_id: None,
+                        keypoints: None,
                     }
                 })
                 .collect::<Vec<_>>();

@@ -324,6 +324,7 @@ fn cause_object(c: Cause) -> Detection {
         score: 1.0,
         bbox: BBox { x1: 0.0, y1: 0.0, x2: 1.0, y2: 1.0 },
         track_id: None,
+        keypoints: None,
     }
 }
 

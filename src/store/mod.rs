@@ -609,6 +609,9 @@ impl Store {
                 d.score = finite(d.score);
                 let b = &mut d.bbox;
                 (b.x1, b.y1, b.x2, b.y2) = (finite(b.x1), finite(b.y1), finite(b.x2), finite(b.y2));
+                for k in d.keypoints.iter_mut().flatten() {
+                    (k.x, k.y, k.score) = (finite(k.x), finite(k.y), finite(k.score));
+                }
                 d
             })
             .collect();

@@ -31,6 +31,7 @@ pub(crate) fn person(score: f32) -> Detection {
         score,
         bbox: BBox { x1: 0.1, y1: 0.2, x2: 0.5, y2: 0.9 },
         track_id: None,
+        keypoints: None,
     }
 }
 
@@ -298,6 +299,7 @@ fn encode_jpeg_rejects_bad_frame_and_odd_boxes() {
             score: 1.0,
             bbox: BBox { x1: -1.0, y1: -1.0, x2: 2.0, y2: 2.0 },
             track_id: None,
+            keypoints: None,
         },
         Detection {
             class_id: 1,
@@ -305,6 +307,7 @@ fn encode_jpeg_rejects_bad_frame_and_odd_boxes() {
             score: 0.5,
             bbox: BBox { x1: f32::NAN, y1: 0.0, x2: 1.0, y2: 1.0 },
             track_id: None,
+            keypoints: None,
         },
         Detection {
             class_id: 2,
@@ -312,6 +315,7 @@ fn encode_jpeg_rejects_bad_frame_and_odd_boxes() {
             score: 0.5,
             bbox: BBox { x1: 0.9, y1: 0.9, x2: 0.1, y2: 0.1 },
             track_id: None,
+            keypoints: None,
         },
     ];
     assert!(is_jpeg(&encode_jpeg(&f, &weird, 80).unwrap()));
@@ -343,6 +347,49 @@ fn encode_jpeg_keeps_colours_and_draws_boxes_in_the_palette_colour() {
         edge[0] > 200 && edge[1] < 110 && edge[2] < 110,
         "box edge {edge:?} is not the palette's red"
     );
+}
+
+/// A detection with keypoints gets its skeleton drawn: limbs in the box colour, joints as
+/// white dots; keypoints below the drawing score, out of range or NaN are left out (no panic).
+#[test]
+fn encode_jpeg_draws_the_skeleton() {
+    use crate::types::{kp, Keypoint};
+    let f = test_frame("cam1", 1280, 720);
+    let mut k = vec![Keypoint { x: 0.3, y: 0.5, score: 0.9 }; 17];
+    k[kp::LEFT_SHOULDER] = Keypoint { x: 0.25, y: 0.3, score: 0.9 };
+    k[kp::LEFT_HIP] = Keypoint { x: 0.25, y: 0.6, score: 0.9 };
+    k[kp::RIGHT_SHOULDER] = Keypoint { x: 0.4, y: 0.3, score: 0.1 }; // not seen
+    k[kp::RIGHT_HIP] = Keypoint { x: 0.4, y: 0.6, score: 0.9 };
+    k[kp::NOSE] = Keypoint { x: f32::NAN, y: 2.0, score: 0.9 };
+    let d = Detection { keypoints: Some(k), ..person(0.9) };
+    let img = image::load_from_memory(&encode_jpeg(&f, &[d], 95).unwrap()).unwrap().to_rgb8();
+    let red = |p: [u8; 3]| p[0] > 200 && p[1] < 110 && p[2] < 110;
+    // The left shoulder–hip limb (x = 320 px, y 216–432) is drawn red halfway.
+    let limb = img.get_pixel(320, 324).0;
+    assert!(red(limb), "limb {limb:?}");
+    // The left shoulder joint is a white dot.
+    let joint = img.get_pixel(320, 216).0;
+    assert!(joint.iter().all(|c| *c > 200), "joint {joint:?}");
+    // No limb to the unseen right shoulder: the right shoulder–hip line (x = 512) is absent.
+    let plain = image::load_from_memory(&encode_jpeg(&f, &[], 95).unwrap()).unwrap().to_rgb8();
+    let (a, b) = (img.get_pixel(512, 324).0, plain.get_pixel(512, 324).0);
+    assert!(a.iter().zip(b).all(|(x, y)| (*x as i32 - y as i32).abs() <= 12), "{a:?} vs {b:?}");
+}
+
+/// Objects without keypoints serialise as before (no `keypoints` key); with them, as a
+/// list of {x, y, score}, and back.
+#[test]
+fn keypoints_json_only_when_present() {
+    use crate::types::Keypoint;
+    let plain = serde_json::to_value(person(0.9)).unwrap();
+    assert!(plain.get("keypoints").is_none(), "{plain}");
+    let d = Detection {
+        keypoints: Some(vec![Keypoint { x: 0.5, y: 0.25, score: 0.75 }]),
+        ..person(0.9)
+    };
+    let v = serde_json::to_value(&d).unwrap();
+    assert_eq!(v["keypoints"], serde_json::json!([{"x": 0.5, "y": 0.25, "score": 0.75}]));
+    assert_eq!(serde_json::from_value::<Detection>(v).unwrap(), d);
 }
 
 #[test]
@@ -596,6 +643,7 @@ fn dump_snapshot_for_eyeballing() {
             score: 0.55,
             bbox: BBox { x1: 0.6, y1: 0.0, x2: 0.95, y2: 0.4 },
             track_id: None,
+            keypoints: None,
         },
     ];
     let jpeg = encode_jpeg(&f, &objs, 85).unwrap();

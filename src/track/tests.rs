@@ -13,6 +13,7 @@ fn det(class: &str, score: f32, x1: f32, y1: f32, w: f32, h: f32) -> Detection {
         score,
         bbox: BBox { x1, y1, x2: x1 + w, y2: y1 + h },
         track_id: None,
+        keypoints: None,
     }
 }
 
