@@ -6,6 +6,7 @@
 //! rule engine belong to a camera and see its frames one at a time. `analyse` runs the models
 //! without holding the camera's lock, then tracks and evaluates rules under it.
 
+pub mod pose;
 pub mod tiles;
 
 use std::collections::HashMap;
@@ -32,7 +33,8 @@ use crate::types::{
 pub fn load_manifests(cfg: &Config) -> anyhow::Result<HashMap<String, ModelManifest>> {
     let mut out = HashMap::new();
     for cam in cfg.cameras.iter().filter(|c| c.enabled) {
-        for name in &cam.models {
+        let pose = cam.pose.iter().map(|p| &p.model);
+        for name in cam.models.iter().chain(pose) {
             if out.contains_key(name) || name == crate::fire::BUILTIN_FIRE {
                 continue;
             }
@@ -203,6 +205,8 @@ pub struct CameraAnalytics {
     /// The built-in fire and smoke detector, when `models` lists `builtin-fire` (its
     /// background model and regions are this camera's).
     fire: Option<Mutex<FireDetector>>,
+    /// The pose stage (`[cameras.pose]`): keypoints on crops of person tracks.
+    pose: Option<Mutex<pose::PoseStage>>,
 }
 
 impl CameraAnalytics {
@@ -220,6 +224,7 @@ impl CameraAnalytics {
             fire: cam.models.iter().any(|m| m == BUILTIN_FIRE).then(|| {
                 Mutex::new(FireDetector::new(cam.fire_detector.clone().unwrap_or_default()))
             }),
+            pose: cam.pose.clone().map(|p| Mutex::new(pose::PoseStage::new(p, cam))),
         }
     }
 
@@ -253,12 +258,12 @@ impl CameraAnalytics {
     /// rules and zone occupancy. The camera's state is locked only for tracking and rules.
     pub fn analyse(&self, detect: Detect<'_>, frame: Frame) -> Analysed {
         let started = Instant::now();
-        let mut objects = match detect {
+        let (mut objects, detectors) = match detect {
             Detect::Run(d) => {
                 let tiled = self.tiles_due(frame.captured_at);
-                d.run(&self.camera_id, &self.models, &frame, tiled)
+                (d.run(&self.camera_id, &self.models, &frame, tiled), Some(d))
             }
-            Detect::Given(v) => v,
+            Detect::Given(v) => (v, None),
         };
         if let Some(fire) = &self.fire {
             let mut fire = fire.lock().unwrap_or_else(|e| e.into_inner());
@@ -276,11 +281,21 @@ impl CameraAnalytics {
         }
         let infer_ms = started.elapsed().as_secs_f32() * 1000.0;
         let at = frame.captured_at;
-        let detections = Detections { frame, objects, infer_ms };
+        let mut detections = Detections { frame, objects, infer_ms };
         let started = Instant::now();
+        let mut tracked = self.lock().0.update(&detections.objects, at);
+        let mut pose_ms = 0.0;
+        if let Some(pose) = &self.pose {
+            let posing = Instant::now();
+            let mut pose = pose.lock().unwrap_or_else(|e| e.into_inner());
+            pose.run(detectors, &detections.frame, &mut tracked);
+            // Pose inference is inference, not tracking.
+            pose_ms = posing.elapsed().as_secs_f32() * 1000.0;
+            detections.infer_ms += pose_ms;
+        }
+        let mut tracks = Tracks { tracks: tracked, detections };
         let mut guard = self.lock();
-        let (tracker, engine) = &mut *guard;
-        let mut tracks = Tracks { tracks: tracker.update(&detections.objects, at), detections };
+        let engine = &mut guard.1;
         let mut changes = engine.process(&mut tracks);
         let (counts, occupancy) = (engine.take_counts(), engine.take_occupancy());
         drop(guard);
@@ -293,7 +308,7 @@ impl CameraAnalytics {
             counts,
             occupancy,
             tracks,
-            track_ms: started.elapsed().as_secs_f32() * 1000.0,
+            track_ms: started.elapsed().as_secs_f32() * 1000.0 - pose_ms,
         }
     }
 

@@ -424,6 +424,23 @@ pub struct Track {
     /// known (tracks given by fixtures).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<BBox>,
+    /// The latest pose of the object from the camera's pose stage (`[cameras.pose]`,
+    /// `analytics::pose`), with the time it was taken; kept while the track is lost. `None`
+    /// without a pose stage or before the first crop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pose: Option<Pose>,
+}
+
+/// A body pose of one tracked object: a keypoints model's output on a crop of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pose {
+    /// Capture time of the frame the crop came from.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The model's person score.
+    pub score: f32,
+    /// The 17 COCO keypoints ([`KEYPOINT_NAMES`] order), normalised to the frame.
+    pub keypoints: Vec<Keypoint>,
 }
 
 /// The message from the tracker to the rules: a frame's detections plus the camera's tracks.

@@ -85,6 +85,10 @@ pub struct CameraConfig {
     /// when `models` lists `builtin-fire`; every field has a default.
     #[serde(default)]
     pub fire_detector: Option<crate::fire::FireDetectorConfig>,
+    /// The pose stage (`[cameras.pose]`): a keypoints model on crops of person tracks;
+    /// absent: off.
+    #[serde(default)]
+    pub pose: Option<crate::analytics::pose::PoseConfig>,
 }
 
 fn yes() -> bool {
@@ -328,6 +332,10 @@ impl CameraConfig {
         self.tracker.validate().map_err(|m| format!("{}: {m}", at("tracker")))?;
         if let Some(t) = &self.tiles {
             t.validate(at)?;
+        }
+        if let Some(p) = &self.pose {
+            let zones: Vec<&str> = self.zones.iter().map(|z| z.name.as_str()).collect();
+            p.validate(at, &zones, &|m| models.contains_key(m))?;
         }
         if self.models.is_empty() && self.enabled {
             return Err(format!("{}: list at least one model", at("models")));

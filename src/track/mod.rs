@@ -356,6 +356,7 @@ impl Inner {
             velocity: self.kf.velocity(),
             speed_kmh: None,
             origin: Some(self.origin),
+            pose: None,
         })
     }
 }
