@@ -40,8 +40,9 @@
 //! follows that box as a third track. A crossing completed on a frame where the track's box
 //! is such a group box (`group_box`: two other observed tracks of the rule's classes, of two
 //! different objects, each at least half inside it, whose enclosing box is it) is not
-//! counted, and a lost track last seen as a group box is not predicted: its two vehicles
-//! are counted by their own tracks.
+//! counted: its two vehicles are counted by their own tracks. (Lost, such a track is not
+//! predicted across the line either: its predicted box overlaps its parts, so it counts as
+//! seen, see `ABSORBED_IOU`.)
 
 use std::collections::BTreeMap;
 
@@ -234,8 +235,6 @@ struct St {
     /// While lost, its predicted box fell on an observed track: the object is seen, as that
     /// track (a duplicate track of one object, or an id switch); no more prediction.
     absorbed: bool,
-    /// On the last frame it was observed, its box was a group box (`group_box`).
-    group: bool,
 }
 
 impl St {
@@ -325,12 +324,7 @@ impl LineCrossing {
         let mut out = Vec::new();
         for st in self.tracks.values_mut() {
             let lost = (now - st.last_seen).as_seconds_f64();
-            if st.predicted
-                || st.absorbed
-                || st.group
-                || lost <= 0.0
-                || lost > self.cfg.predict_secs
-            {
+            if st.predicted || st.absorbed || lost <= 0.0 || lost > self.cfg.predict_secs {
                 continue;
             }
             let (vx, vy) = (st.track.velocity.0 as f64, st.track.velocity.1 as f64);
@@ -455,8 +449,6 @@ impl Rule for LineCrossing {
         let mut crossed: Vec<(CrossDir, OffsetDateTime, Track)> = Vec::new();
         let observed = observed(t, &self.cfg.classes);
         for &tr in &observed {
-            let group =
-                group_box(&tr.bbox, observed.iter().filter(|o| o.id != tr.id).map(|o| &o.bbox));
             let p = self.point(tr);
             let d = distance_to_polyline(p, &self.line);
             let clear = strict && !polyline_touches_box(&self.line, &tr.bbox);
@@ -485,7 +477,6 @@ impl Rule for LineCrossing {
                         track: tr.clone(),
                         predicted: false,
                         absorbed: false,
-                        group,
                     };
                     self.tracks.insert(tr.id, st);
                     if prev == p {
@@ -498,7 +489,6 @@ impl Rule for LineCrossing {
             st.seen = p;
             st.track = tr.clone();
             st.absorbed = false;
-            st.group = group;
             if std::mem::take(&mut st.predicted) {
                 // Back after a crossing counted from its predicted position: go on from here.
                 if d > 1e-12 {
@@ -507,10 +497,13 @@ impl Rule for LineCrossing {
                 }
                 continue;
             }
-            let step = st.step(p, clear, now, strict, self.cfg.min_offset, &self.line);
-            if let Some((dir, at)) = step.filter(|_| !group) {
+            if let Some((dir, at)) = st.step(p, clear, now, strict, self.cfg.min_offset, &self.line)
+            {
                 // A group box's crossing is its two vehicles': their own tracks count them.
-                crossed.push((dir, at, tr.clone()));
+                let others = observed.iter().filter(|o| o.id != tr.id).map(|o| &o.bbox);
+                if !group_box(&tr.bbox, others) {
+                    crossed.push((dir, at, tr.clone()));
+                }
             }
         }
         if !strict && self.cfg.predict_secs > 0.0 {
