@@ -22,10 +22,23 @@ impl BBox {
     pub fn area(&self) -> f32 {
         (self.x2 - self.x1).max(0.0) * (self.y2 - self.y1).max(0.0)
     }
-    pub fn iou(&self, o: &BBox) -> f32 {
+    /// Area of the overlap of the two boxes.
+    pub fn intersection(&self, o: &BBox) -> f32 {
         let iw = (self.x2.min(o.x2) - self.x1.max(o.x1)).max(0.0);
         let ih = (self.y2.min(o.y2) - self.y1.max(o.y1)).max(0.0);
-        let inter = iw * ih;
+        iw * ih
+    }
+    /// The smallest box enclosing both.
+    pub fn enclosing(&self, o: &BBox) -> BBox {
+        BBox {
+            x1: self.x1.min(o.x1),
+            y1: self.y1.min(o.y1),
+            x2: self.x2.max(o.x2),
+            y2: self.y2.max(o.y2),
+        }
+    }
+    pub fn iou(&self, o: &BBox) -> f32 {
+        let inter = self.intersection(o);
         let union = self.area() + o.area() - inter;
         if union <= 0.0 {
             0.0

@@ -34,6 +34,15 @@
 //!   track's box height of its predicted point, is the same object: it carries on from the
 //!   lost track's state, so a crossing in the gap counts once (not by the prediction and
 //!   again by the new track, nor never when the new track is born past the line).
+//!
+//! Group boxes (docs/design/0022-counting.md): a detector sometimes boxes two vehicles that
+//! follow each other closely as one object, besides boxing each of them, and the tracker
+//! follows that box as a third track. A crossing completed on a frame where the track's box
+//! is such a group box (`group_box`: two other observed tracks of the rule's classes, of two
+//! different objects, each at least half inside it, whose enclosing box is it) is not
+//! counted: its two vehicles are counted by their own tracks. (Lost, such a track is not
+//! predicted across the line either: its predicted box overlaps its parts, so it counts as
+//! seen, see `ABSORBED_IOU`.)
 
 use std::collections::BTreeMap;
 
@@ -182,6 +191,31 @@ impl RuleSpec for LineCrossingRule {
 /// A lost track's predicted box overlapping an observed track's box by at least this IoU is
 /// that track's object (see `LineCrossing::predict`).
 const ABSORBED_IOU: f32 = 0.3;
+
+/// `group_box`: each of the two parts lies at least this fraction of its area inside the box,
+const GROUP_PART_INSIDE: f32 = 0.5;
+/// their enclosing box overlaps the box by at least this IoU,
+const GROUP_IOU: f32 = 0.7;
+/// and they are two objects, not two boxes of one: their IoU is below this. With
+/// `GROUP_IOU`, three cars of one size tailgating in a row never make the middle one a group
+/// box (its front and rear neighbours would have to overlap each other by IoU ≥ 0.4).
+const GROUP_PARTS_MAX_IOU: f32 = 0.3;
+
+/// Whether `b` boxes two of the `others` together (a group box, see the module docs): two
+/// boxes overlapping each other by IoU < `GROUP_PARTS_MAX_IOU`, each at least
+/// `GROUP_PART_INSIDE` of its area inside `b`, whose enclosing box overlaps `b` by IoU ≥
+/// `GROUP_IOU`.
+pub fn group_box<'a>(b: &BBox, others: impl IntoIterator<Item = &'a BBox>) -> bool {
+    let parts: Vec<&BBox> = others
+        .into_iter()
+        .filter(|o| o.area() > 0.0 && b.intersection(o) >= GROUP_PART_INSIDE * o.area())
+        .collect();
+    parts.iter().enumerate().any(|(i, p)| {
+        parts[i + 1..]
+            .iter()
+            .any(|q| p.iou(q) < GROUP_PARTS_MAX_IOU && p.enclosing(q).iou(b) >= GROUP_IOU)
+    })
+}
 
 /// Per-track state is forgotten after a track has not been reported this long.
 const FORGET_SECS: f64 = 60.0;
@@ -413,7 +447,8 @@ impl Rule for LineCrossing {
         }
         let strict = self.cfg.mode == Mode::Strict;
         let mut crossed: Vec<(CrossDir, OffsetDateTime, Track)> = Vec::new();
-        for tr in observed(t, &self.cfg.classes) {
+        let observed = observed(t, &self.cfg.classes);
+        for &tr in &observed {
             let p = self.point(tr);
             let d = distance_to_polyline(p, &self.line);
             let clear = strict && !polyline_touches_box(&self.line, &tr.bbox);
@@ -464,11 +499,15 @@ impl Rule for LineCrossing {
             }
             if let Some((dir, at)) = st.step(p, clear, now, strict, self.cfg.min_offset, &self.line)
             {
-                crossed.push((dir, at, tr.clone()));
+                // A group box's crossing is its two vehicles': their own tracks count them.
+                let others = observed.iter().filter(|o| o.id != tr.id).map(|o| &o.bbox);
+                if !group_box(&tr.bbox, others) {
+                    crossed.push((dir, at, tr.clone()));
+                }
             }
         }
         if !strict && self.cfg.predict_secs > 0.0 {
-            let seen: Vec<BBox> = observed(t, &self.cfg.classes).iter().map(|t| t.bbox).collect();
+            let seen: Vec<BBox> = observed.iter().map(|t| t.bbox).collect();
             crossed.extend(self.predict(now, &seen));
         }
         for (dir, at, tr) in crossed {
@@ -664,6 +703,32 @@ mod tests {
         assert_eq!(started.len(), 1, "{events:?}");
         let detail = started[0].detail.clone().unwrap_or_default();
         assert_eq!(detail["direction_name"], "northbound");
+    }
+
+    /// `group_box` on boxes of `cyclist-on-shoulder` (the dump of `eval scenarios`): the
+    /// track enclosing two tailgating cars at 11.3 s and 28.4 s is a group box; neither car
+    /// is, nor is the middle one of three tailgaters, nor one of three boxes on one car.
+    #[test]
+    fn group_boxes() {
+        let b = |x1, y1, x2, y2| BBox { x1, y1, x2, y2 };
+        // 11.3 s: two white cars (front, rear) and the box of both.
+        let (front, rear) = (b(0.300, 0.301, 0.384, 0.387), b(0.303, 0.241, 0.374, 0.311));
+        let both = b(0.302, 0.243, 0.379, 0.376);
+        assert!(group_box(&both, [&front, &rear]));
+        assert!(!group_box(&front, [&rear, &both]) && !group_box(&rear, [&front, &both]));
+        // 28.4 s: two dark cars and the box of both.
+        let (front, rear) = (b(0.274, 0.307, 0.372, 0.404), b(0.270, 0.248, 0.340, 0.319));
+        assert!(group_box(&b(0.271, 0.263, 0.364, 0.393), [&front, &rear]));
+        // Three tailgaters, neighbours at IoU 0.54 (tests/fixtures/rules/line-crossing-tailgaters.toml).
+        let cars =
+            [b(0.4, 0.305, 0.5, 0.405), b(0.4, 0.275, 0.5, 0.375), b(0.4, 0.245, 0.5, 0.345)];
+        for (i, c) in cars.iter().enumerate() {
+            assert!(!group_box(c, cars.iter().enumerate().filter(|o| o.0 != i).map(|o| o.1)));
+        }
+        // Three boxes on one car: two objects' boxes would not overlap this much.
+        let one = [b(0.4, 0.3, 0.5, 0.4), b(0.402, 0.302, 0.5, 0.4), b(0.4, 0.3, 0.498, 0.398)];
+        assert!(!group_box(&one[0], [&one[1], &one[2]]));
+        assert!(!group_box(&both, std::iter::empty()));
     }
 
     #[test]
