@@ -110,6 +110,7 @@ impl FxTrack {
             velocity: (v[0], v[1]),
             speed_kmh: None,
             origin: None,
+            pose: None,
         }
     }
 }

@@ -642,6 +642,7 @@ mod tests {
                 velocity: (0.0, 0.0),
                 speed_kmh: None,
                 origin: None,
+                pose: None,
             }],
         }
     }
