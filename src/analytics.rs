@@ -44,6 +44,19 @@ pub fn load_manifests(cfg: &Config) -> anyhow::Result<HashMap<String, ModelManif
             m.verify().with_context(|| format!("model `{name}` ({})", path.display()))?;
             out.insert(name.clone(), m);
         }
+        if let Some(p) = &cam.pose {
+            let keypoints = matches!(
+                out.get(&p.model).map(|m| &m.output.kind),
+                Some(crate::infer::manifest::DecoderKind::Keypoints {})
+            );
+            anyhow::ensure!(
+                keypoints,
+                "camera `{}`: field `pose.model`: model `{}` is not a keypoints model \
+                 (its manifest needs `[output] kind = \"keypoints\"`)",
+                cam.id,
+                p.model
+            );
+        }
     }
     Ok(out)
 }

@@ -428,6 +428,38 @@ mod tests {
     }
 
     #[test]
+    fn pose_is_optional_defaulted_and_validated() {
+        let with = |pose: &str| {
+            Config::parse(
+                &format!(
+                    "box_id='b'\ndata_dir='/tmp'\n[models]\npose='{}/models/movenet-multipose-lightning-256/model.toml'\n[[cameras]]\n\
+                     id='gate'\nurl='x.mp4'\nmodels=[]\nenabled=false\n[[cameras.zones]]\n\
+                     name='yard'\npoints=[[0,0],[1,0],[1,1]]\n[cameras.pose]\n{pose}\n",
+                    env!("CARGO_MANIFEST_DIR")
+                ),
+                std::path::Path::new("/"),
+            )
+        };
+        assert_eq!(parse("").unwrap().cameras[0].pose, None);
+        let p = with("model='pose'").unwrap().cameras[0].pose.clone().unwrap();
+        assert_eq!((p.every_secs, p.max_crops, p.grow), (0.2, 2, 0.25));
+        assert!(p.zones.is_empty() && p.classes == ["person"]);
+        assert!(with("model='pose'\nzones=['yard']").is_ok());
+        for (bad, field) in [
+            ("model='nope'", "pose.model"),
+            ("model='pose'\nzones=['gate']", "pose.zones[0]"),
+            ("model='pose'\nevery_secs=-1", "pose.every_secs"),
+            ("model='pose'\nmax_crops=0", "pose.max_crops"),
+            ("model='pose'\ngrow=2", "pose.grow"),
+            ("model='pose'\nclasses=[]", "pose.classes"),
+            ("model='pose'\nsize=2", "size"),
+        ] {
+            let e = with(bad).unwrap_err();
+            assert!(e.contains(field) && e.contains("gate"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn calibration_is_optional_and_validated_naming_field_and_camera() {
         assert_eq!(parse("").unwrap().cameras[0].calibration, None);
         let ok = "[cameras.calibration]\nimage_points = [[0.45, 0.4], [0.55, 0.4], [0.7, 0.9], \

@@ -1,18 +1,23 @@
-//! `fall`: a tracked person whose box turns from upright (height/width ≥ `upright_ratio`, in
-//! pixels) to lying (width/height ≥ `lying_ratio`) with the box height dropping by at least
-//! `min_height_drop` of the upright height, all within `transition_secs`, and who then stays
-//! down (not upright again) for ≥ `down_secs` → one event per track, starting at the first
-//! lying frame. It ends when the person is upright again or the track has not been reported
-//! for `clear_secs`; the end time is the last frame down (while the event is open, that is
-//! the last frame the track was seen).
+//! `fall`: a tracked person who turns from upright to lying with a drop, all within
+//! `transition_secs`, and who then stays down (not upright again) for ≥ `down_secs` → one
+//! event per track, starting at the first lying frame. It ends when the person is upright
+//! again or the track has not been reported for `clear_secs`; the end time is the last frame
+//! down (while the event is open, that is the last frame the track was seen).
 //!
-//! A person bending briefly gets up before `down_secs`; a person walking away shrinks but
-//! keeps an upright box; neither raises an event.
+//! Each frame gives the rule one [`Posture`] per person track:
+//! - **From the pose** (`[cameras.pose]`, a keypoints model on crops of the track; used when
+//!   the track's pose is at most `pose_max_age_secs` old and shows a shoulder and a hip with
+//!   score ≥ `keypoint_min_score`): the torso's angle from vertical (hips → shoulders, in
+//!   pixels). Upright: ≤ `upright_torso_deg`; lying: ≥ `lying_torso_deg`. The drop is the
+//!   hips': they must sink by `min_height_drop` of the standing person's box height below
+//!   where they were when upright. Bending over tilts the torso but keeps the hips up;
+//!   sitting or crouching lowers the hips but keeps the torso up; neither is a fall.
+//! - **From the box** otherwise: upright when height/width ≥ `upright_ratio` (pixels), lying
+//!   when width/height ≥ `lying_ratio`; the drop is the box height's.
 //!
-//! The rule only sees a per-track [`Posture`] observation, which today is derived from the
-//! box shape (`Posture::from_box`). A pose model (keypoints: torso angle, hip/shoulder
-//! height) can later supply the same observation per track without changing the state
-//! machine below or the rule interface.
+//! A person first seen lying (no upright observation in the window) is never a fall; a
+//! person bending briefly gets up before `down_secs`; a person walking away shrinks but
+//! keeps an upright box.
 
 use std::collections::VecDeque;
 
@@ -23,13 +28,16 @@ use super::common::{classes_non_empty, d1, d2, d3, d30, d5, defaults, non_negati
 use super::common::{people, score04, secs, sev_high};
 use super::per_track::{Forget, PerTrack, Step};
 use super::{Rule, RuleSpec, Scene};
-use crate::types::{RuleOutput, Severity, Track, Tracks};
+use crate::types::{kp, Keypoint, RuleOutput, Severity, Track, Tracks};
 
 const KIND: &str = "fall";
 
 defaults! {
     d_upright: f64 = 1.3;
     d_drop: f64 = 0.3;
+    d_upright_deg: f64 = 30.0;
+    d_lying_deg: f64 = 60.0;
+    d_kp_score: f32 = 0.3;
 }
 
 /// `fall`: a tracked person whose box turns from upright to lying with a height drop, and
@@ -53,6 +61,20 @@ pub struct FallRule {
     /// Upright → lying within this many seconds. Default 2.
     #[serde(default = "d2")]
     pub transition_secs: f64,
+    /// With a pose: upright when the torso is at most this many degrees from vertical.
+    /// Default 30.
+    #[serde(default = "d_upright_deg")]
+    pub upright_torso_deg: f64,
+    /// With a pose: lying when the torso is at least this many degrees from vertical.
+    /// Default 60.
+    #[serde(default = "d_lying_deg")]
+    pub lying_torso_deg: f64,
+    /// Keypoints scoring under this are not used. Default 0.3.
+    #[serde(default = "d_kp_score")]
+    pub keypoint_min_score: f32,
+    /// A track's pose older than this is not used (the box is). Default 1.
+    #[serde(default = "d1")]
+    pub pose_max_age_secs: f64,
     /// The person must stay down (not upright again) this long. Default 3.
     #[serde(default = "d3")]
     pub down_secs: f64,
@@ -79,11 +101,22 @@ impl RuleSpec for FallRule {
                 return Err((name.into(), format!("must be a number > 0, got {v}")));
             }
         }
+        let (up, lying) = (self.upright_torso_deg, self.lying_torso_deg);
+        if !(0.0..=180.0).contains(&up) || !(0.0..=180.0).contains(&lying) || up >= lying {
+            return Err((
+                "lying_torso_deg".into(),
+                format!("need 0 ≤ upright_torso_deg ({up}) < lying_torso_deg ({lying}) ≤ 180"),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.keypoint_min_score) {
+            return Err(("keypoint_min_score".into(), "must be between 0 and 1".into()));
+        }
         if !(self.min_height_drop.is_finite() && (0.0..1.0).contains(&self.min_height_drop)) {
             return Err(("min_height_drop".into(), "must be ≥ 0 and < 1".into()));
         }
         non_negative(&[
             ("transition_secs", self.transition_secs),
+            ("pose_max_age_secs", self.pose_max_age_secs),
             ("down_secs", self.down_secs),
             ("clear_secs", self.clear_secs),
             ("cooldown_secs", self.cooldown_secs),
@@ -98,28 +131,77 @@ impl RuleSpec for FallRule {
 /// What the rule needs to know about one person on one frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Posture {
-    /// Height / width of the person, in pixels.
-    pub aspect: f64,
-    /// Height of the person, normalised to the frame height.
+    pub upright: bool,
+    pub lying: bool,
+    /// Height of the person's box, normalised to the frame height.
     pub height: f64,
+    /// From a pose: the hips' height in the image (normalised y, down), for the drop.
+    pub hips_y: Option<f64>,
 }
 
 impl Posture {
     /// Posture from a track's box on a `w`×`h` frame; None for a degenerate box.
-    pub fn from_box(t: &Track, w: u32, h: u32) -> Option<Posture> {
+    pub fn from_box(t: &Track, w: u32, h: u32, cfg: &FallRule) -> Option<Posture> {
         let b = &t.bbox;
         let bw = f64::from(b.x2 - b.x1) * f64::from(w.max(1));
         let bh = f64::from(b.y2 - b.y1) * f64::from(h.max(1));
-        (bw > 0.0 && bh > 0.0 && bw.is_finite() && bh.is_finite())
-            .then(|| Posture { aspect: bh / bw, height: f64::from(b.y2 - b.y1) })
+        (bw > 0.0 && bh > 0.0 && bw.is_finite() && bh.is_finite()).then(|| Posture {
+            upright: bh / bw >= cfg.upright_ratio,
+            lying: bw / bh >= cfg.lying_ratio,
+            height: f64::from(b.y2 - b.y1),
+            hips_y: None,
+        })
     }
+
+    /// Posture from the track's pose taken at most `pose_max_age_secs` before `now`, when it
+    /// shows a shoulder and a hip; None otherwise.
+    pub fn from_pose(
+        t: &Track,
+        now: OffsetDateTime,
+        w: u32,
+        h: u32,
+        cfg: &FallRule,
+    ) -> Option<Posture> {
+        let pose = t.pose.as_ref()?;
+        if (now - pose.at).as_seconds_f64() > cfg.pose_max_age_secs {
+            return None;
+        }
+        let deg = torso_deg(&pose.keypoints, cfg.keypoint_min_score, w, h)?;
+        let hips = mid(&pose.keypoints, kp::LEFT_HIP, kp::RIGHT_HIP, cfg.keypoint_min_score)?;
+        Some(Posture {
+            upright: deg <= cfg.upright_torso_deg,
+            lying: deg >= cfg.lying_torso_deg,
+            height: f64::from(t.bbox.y2 - t.bbox.y1),
+            hips_y: Some(f64::from(hips.1)),
+        })
+    }
+}
+
+/// The mean position of keypoints `a` and `b` that score ≥ `min` (one is enough).
+fn mid(k: &[Keypoint], a: usize, b: usize, min: f32) -> Option<(f32, f32)> {
+    let seen: Vec<&Keypoint> =
+        [a, b].iter().filter_map(|&i| k.get(i)).filter(|p| p.score >= min).collect();
+    (!seen.is_empty()).then(|| {
+        let n = seen.len() as f32;
+        (seen.iter().map(|p| p.x).sum::<f32>() / n, seen.iter().map(|p| p.y).sum::<f32>() / n)
+    })
+}
+
+/// The torso's angle from vertical in degrees (0 upright, 90 horizontal, 180 head down):
+/// hips → shoulders, in pixels of a `w`×`h` frame.
+pub fn torso_deg(k: &[Keypoint], min: f32, w: u32, h: u32) -> Option<f64> {
+    let s = mid(k, kp::LEFT_SHOULDER, kp::RIGHT_SHOULDER, min)?;
+    let hp = mid(k, kp::LEFT_HIP, kp::RIGHT_HIP, min)?;
+    let dx = f64::from(s.0 - hp.0) * f64::from(w);
+    let dy = f64::from(s.1 - hp.1) * f64::from(h);
+    (dx != 0.0 || dy != 0.0).then(|| dx.abs().atan2(-dy).to_degrees())
 }
 
 /// Per track.
 #[derive(Default)]
 struct St {
-    /// Recent upright observations (time, height), at most `transition_secs` old.
-    upright: VecDeque<(OffsetDateTime, f64)>,
+    /// Recent upright observations (time, posture), at most `transition_secs` old.
+    upright: VecDeque<(OffsetDateTime, Posture)>,
     /// First lying frame after a qualifying transition; None while not down.
     down_since: Option<OffsetDateTime>,
 }
@@ -151,24 +233,22 @@ impl Rule for Fall {
             if tr.score < cfg.min_score {
                 return Step::Skip;
             }
-            let Some(p) = Posture::from_box(tr, frame.width, frame.height) else {
+            let (w, h) = (frame.width, frame.height);
+            let posture = Posture::from_pose(tr, now, w, h, cfg);
+            let Some(p) = posture.or_else(|| Posture::from_box(tr, w, h, cfg)) else {
                 return Step::Skip;
             };
             while st.upright.front().is_some_and(|(at, _)| now - *at > transition) {
                 st.upright.pop_front();
             }
-            if p.aspect >= cfg.upright_ratio {
+            if p.upright {
                 // Upright (again): any fall of this track is over.
-                st.upright.push_back((now, p.height));
+                st.upright.push_back((now, p));
                 st.down_since = None;
                 return Step::Broken;
             }
-            let lying = 1.0 / p.aspect >= cfg.lying_ratio;
-            if st.down_since.is_none() && lying {
-                let fell = st
-                    .upright
-                    .iter()
-                    .any(|(_, h)| *h > 0.0 && (h - p.height) / h >= cfg.min_height_drop);
+            if st.down_since.is_none() && p.lying {
+                let fell = st.upright.iter().any(|(_, u)| dropped(u, &p, cfg.min_height_drop));
                 if fell {
                     st.down_since = Some(now);
                 }
@@ -183,5 +263,43 @@ impl Rule for Fall {
 
     fn finish(&mut self, _at: OffsetDateTime, out: &mut Vec<RuleOutput>) {
         self.tracks.finish(out);
+    }
+}
+
+/// Whether `now` lies at least `drop` of the upright person's height lower than `up`: by
+/// the hips when both come from a pose, else by the box height.
+fn dropped(up: &Posture, now: &Posture, drop: f64) -> bool {
+    if up.height <= 0.0 {
+        return false;
+    }
+    match (up.hips_y, now.hips_y) {
+        (Some(a), Some(b)) => (b - a) / up.height >= drop,
+        _ => (up.height - now.height) / up.height >= drop,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pose(shoulders: (f32, f32), hips: (f32, f32), score: f32) -> Vec<Keypoint> {
+        let mut k = vec![Keypoint { x: 0.0, y: 0.0, score: 0.0 }; 17];
+        k[kp::LEFT_SHOULDER] = Keypoint { x: shoulders.0, y: shoulders.1, score };
+        k[kp::RIGHT_HIP] = Keypoint { x: hips.0, y: hips.1, score };
+        k
+    }
+
+    #[test]
+    fn torso_angle_from_keypoints_in_pixels() {
+        let deg = |s, h| torso_deg(&pose(s, h, 0.9), 0.3, 200, 100).unwrap();
+        assert!(deg((0.5, 0.2), (0.5, 0.6)).abs() < 1e-9, "upright");
+        assert!((deg((0.3, 0.5), (0.5, 0.5)) - 90.0).abs() < 1e-9, "lying, head left");
+        assert!((deg((0.7, 0.5), (0.5, 0.5)) - 90.0).abs() < 1e-9, "lying, head right");
+        assert!((deg((0.5, 0.8), (0.5, 0.4)) - 180.0).abs() < 1e-9, "head down");
+        // 0.1 across of a 200 px frame = 20 px, 0.2 up of 100 px = 20 px: 45°.
+        assert!((deg((0.6, 0.3), (0.5, 0.5)) - 45.0).abs() < 1e-4);
+        // Unseen shoulders or hips: no angle.
+        assert_eq!(torso_deg(&pose((0.5, 0.2), (0.5, 0.6), 0.2), 0.3, 200, 100), None);
+        assert_eq!(torso_deg(&[], 0.3, 200, 100), None);
     }
 }

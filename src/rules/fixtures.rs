@@ -10,6 +10,9 @@
 //! As soon as one run has `tracks`, the tracker is bypassed for the whole fixture and
 //! every frame's tracks are exactly those listed (state `tracked`). `[[expect_counts]]`
 //! lists the line-crossing counts the rules must emit, in order (each counts 1).
+//! A listed track may carry a pose taken on that frame: `pose = { shoulders = [x, y],
+//! hips = [x, y] }` sets both shoulders and both hips there (score 0.9), the other keypoints
+//! unseen (score 0).
 //! `finish_at = secs` shuts the engine down after the last frame (`RuleEngine::finish` at
 //! that time); the changes it reports are expected with `reported = finish_at`.
 
@@ -72,6 +75,31 @@ struct FxTrack {
     to_box: Option<[f32; 4]>,
     #[serde(default)]
     velocity: Option<[f32; 2]>,
+    #[serde(default)]
+    pose: Option<FxPose>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FxPose {
+    shoulders: [f32; 2],
+    hips: [f32; 2],
+}
+
+impl FxPose {
+    fn at(&self, now: OffsetDateTime) -> crate::types::Pose {
+        use crate::types::{kp, Keypoint};
+        let mut keypoints = vec![Keypoint { x: 0.0, y: 0.0, score: 0.0 }; 17];
+        for (i, [x, y]) in [
+            (kp::LEFT_SHOULDER, self.shoulders),
+            (kp::RIGHT_SHOULDER, self.shoulders),
+            (kp::LEFT_HIP, self.hips),
+            (kp::RIGHT_HIP, self.hips),
+        ] {
+            keypoints[i] = Keypoint { x, y, score: 0.9 };
+        }
+        crate::types::Pose { at: now, score: 0.9, keypoints }
+    }
 }
 
 fn default_score() -> f32 {
@@ -110,7 +138,7 @@ impl FxTrack {
             velocity: (v[0], v[1]),
             speed_kmh: None,
             origin: None,
-            pose: None,
+            pose: self.pose.as_ref().map(|p| p.at(now)),
         }
     }
 }
