@@ -66,7 +66,7 @@ pub fn observed<'t>(t: &'t Tracks, classes: &[String]) -> Vec<&'t Track> {
         .collect()
 }
 
-/// A track as an event object (class, score, box, track id).
+/// A track as an event object (class, score, box, track id, and its pose's keypoints).
 pub fn object(t: &Track) -> Detection {
     Detection {
         class_id: t.class_id,
@@ -74,7 +74,8 @@ pub fn object(t: &Track) -> Detection {
         score: t.score,
         bbox: t.bbox,
         track_id: Some(t.id),
-        keypoints: None,
+        // The track's latest pose (pose stage), drawn on the event's snapshot.
+        keypoints: t.pose.as_ref().map(|p| p.keypoints.clone()),
     }
 }
 
