@@ -137,6 +137,9 @@ pub struct RegionCues {
     pub flicker_hz: f32,
     /// Fraction of its colour pixels that oscillated at least twice in the window (0–1).
     pub flickering: f32,
+    /// Fire: the largest Cr − Cb of its colour pixels (levels, 0–255): the saturation of its
+    /// most strongly coloured part. 0 for smoke and where flames are found by brightness.
+    pub core_chroma: f32,
     /// How much of the region brightens or darkens together on this frame: |up − down| /
     /// (up + down) over its pixels with a luma step (0: mixed, as in flames; 1: all one way,
     /// as a screen's scene cut or a light switched), averaged over the window.
@@ -195,6 +198,10 @@ struct State {
     masked: Vec<bool>,
     times: VecDeque<f64>,
     prev_mean_y: Option<f64>,
+    median_y: f64,
+    mean_y: f64,
+    /// This frame's flame pixels are found by brightness (night or a colourless image).
+    by_brightness: bool,
     frames: u32,
     regions: Vec<Region>,
 }
@@ -344,6 +351,9 @@ impl State {
             masked,
             times: VecDeque::new(),
             prev_mean_y: None,
+            median_y: 0.0,
+            mean_y: 0.0,
+            by_brightness: false,
             frames: 0,
             regions: Vec::new(),
         })
@@ -380,12 +390,14 @@ impl State {
         // Frame statistics over the unmasked pixels.
         let (mut sy, mut scr, mut scb, mut chroma, mut nfg, mut cnt) =
             (0f64, 0f64, 0f64, 0f64, 0usize, 0usize);
+        let mut hist = [0u32; 256];
         for i in 0..n {
             if self.masked[i] {
                 continue;
             }
             let (y, cr, cb) = (ycc[3 * i] as f64, ycc[3 * i + 1] as f64, ycc[3 * i + 2] as f64);
             sy += y;
+            hist[ycc[3 * i] as usize] += 1;
             scr += cr;
             scb += cb;
             chroma += (cr - 128.0).abs() + (cb - 128.0).abs();
@@ -393,15 +405,31 @@ impl State {
             cnt += 1;
         }
         let cnt_f = cnt.max(1) as f64;
+        self.median_y = {
+            let (mut acc, mut m) = (0usize, 0usize);
+            for (v, &c) in hist.iter().enumerate() {
+                acc += c as usize;
+                if 2 * acc >= cnt {
+                    m = v;
+                    break;
+                }
+            }
+            m as f64
+        };
+        self.mean_y = sy / cnt_f;
         let (mean_y, mean_cr, mean_cb) = (sy / cnt_f, scr / cnt_f, scb / cnt_f);
         let night = match cfg.night_mode {
             NightMode::On => true,
             NightMode::Off => false,
-            NightMode::Auto => mean_y < cfg.night_luma_max,
+            NightMode::Auto => self.median_y < cfg.night_luma_max,
         };
         // A colourless image (IR, monochrome, washed-out CCTV): flames are found by
         // brightness; smoke's grey test passes everywhere, its other cues still apply.
         let mono = chroma / cnt_f < MONO_CHROMA_LEVELS;
+        // Flames are found by brightness where colour says nothing: a colourless image (IR,
+        // monochrome) or a camera declared IR (`night_mode = "on"`). A colour camera at night
+        // still sees a flame's colour (it is a light source), so the colour rule stays.
+        self.by_brightness = mono || cfg.night_mode == NightMode::On;
         let warm = self.frames >= WARMUP_FRAMES;
         let global = warm
             && (nfg as f64 / cnt_f > cfg.global_change_fraction
@@ -447,7 +475,7 @@ impl State {
                 continue;
             }
             let moving = fg[i] > 0;
-            let fire_colour = if night || mono {
+            let fire_colour = if self.by_brightness {
                 y as f64 >= cfg.night_fire_min_luma
             } else {
                 y > cb
@@ -495,7 +523,7 @@ impl State {
             let comps = components(cand, w, h)?;
             let min_px = (min_area * n as f64).max(2.0);
             for c in comps.into_iter().filter(|c| c.area as f64 >= min_px) {
-                let m = self.measure(&c, class, &fire_col, &smoke_col, fg, win_mask, span);
+                let m = self.measure(&c, class, &fire_col, &smoke_col, fg, ycc, win_mask, span);
                 seen.push((class, c, m));
             }
         }
@@ -518,6 +546,7 @@ impl State {
         fire_col: &[bool],
         smoke_col: &[bool],
         fg: &[u8],
+        ycc: &[u8],
         win_mask: u32,
         span: f64,
     ) -> Measured {
@@ -525,6 +554,8 @@ impl State {
         let (mut col, mut mov, mut flick, mut e_cur, mut e_bg, mut px) =
             (0u32, 0u32, 0u32, 0f64, 0f64, 0u32);
         let (mut flickering, mut up, mut down) = (0u32, 0u32, 0u32);
+        let (mut dsum, mut dmax, mut d80) = (0f64, 0i32, 0u32);
+        let (mut bright, mut ysum, mut ymax, mut bgsum, mut perim) = (0u32, 0f64, 0u8, 0f64, 0u32);
         let colour = if class == Class::Fire { fire_col } else { smoke_col };
         let [x0, y0, cw, ch] = c.rect;
         for y in y0..y0 + ch {
@@ -534,6 +565,25 @@ impl State {
                     continue;
                 }
                 px += 1;
+                bgsum += self.bg_y[i] as f64;
+                {
+                    let (lx, ly) = ((x - x0) as usize, (y - y0) as usize);
+                    let inside = |xx: isize, yy: isize| {
+                        xx >= 0
+                            && yy >= 0
+                            && (xx as usize) < cw as usize
+                            && (yy as usize) < ch as usize
+                            && c.labels[yy as usize * cw as usize + xx as usize] != 0
+                    };
+                    let (lx, ly) = (lx as isize, ly as isize);
+                    if !(inside(lx - 1, ly)
+                        && inside(lx + 1, ly)
+                        && inside(lx, ly - 1)
+                        && inside(lx, ly + 1))
+                    {
+                        perim += 1;
+                    }
+                }
                 mov += (fg[i] > 0) as u32;
                 match self.cur_sign[i] {
                     1 => up += 1,
@@ -542,6 +592,14 @@ impl State {
                 }
                 if colour[i] {
                     col += 1;
+                    let yy = self.prev_y[i];
+                    ysum += yy as f64;
+                    ymax = ymax.max(yy);
+                    bright += (yy >= 220) as u32;
+                    let d = ycc[3 * i + 1] as i32 - ycc[3 * i + 2] as i32;
+                    dsum += d as f64;
+                    dmax = dmax.max(d);
+                    d80 += (d >= 80) as u32;
                     let r = (self.reversals[i] & win_mask).count_ones();
                     flick += r;
                     flickering += (r >= 2) as u32;
@@ -572,6 +630,14 @@ impl State {
                 0.0
             },
             edge_ratio: edge_ratio as f32,
+            bright: if col > 0 { bright as f32 / col as f32 } else { 0.0 },
+            ymean: if col > 0 { (ysum / col as f64) as f32 } else { 0.0 },
+            ymax,
+            bgy: (bgsum / px_f) as f32,
+            perim: perim as f32 / (px_f as f32).sqrt(),
+            dmean: if col > 0 { (dsum / col as f64) as f32 } else { 0.0 },
+            dmax,
+            d80: if col > 0 { d80 as f32 / col as f32 } else { 0.0 },
         }
     }
 
@@ -647,6 +713,9 @@ impl State {
                 && hits as f64 >= ratio * n as f64
                 && span + 1e-6 >= ratio * secs * 0.8;
             r.cues.confidence = 0.5 + 0.5 * hits as f32 / n.max(1) as f32;
+            if r.cues.confirmed {
+                tracing::debug!(target: "gridwatch::fire", "CONF t={t:.2} {} rect={:?}", r.class.as_str(), r.rect);
+            }
         }
         self.regions.retain(|r| r.hist.iter().any(|o| o.seen.is_some()));
     }
@@ -655,6 +724,7 @@ impl State {
     /// this observation qualifies.
     fn qualify_region(&mut self, cfg: &FireDetectorConfig, j: usize, m: &Measured) -> bool {
         let w = self.w as f64;
+        let (mean_y, median_y, by_brightness) = (self.mean_y, self.median_y, self.by_brightness);
         let (sx, sy) = (1.0 / self.w as f32, 1.0 / self.h as f32);
         let r = &mut self.regions[j];
         let seen: Vec<(f64, f64, f64, f64)> =
@@ -683,6 +753,7 @@ impl State {
                     && m.flicker_hz as f64 >= cfg.fire_flicker_min_hz
                     && coherence <= FIRE_MAX_COHERENCE
                     && m.colour >= 0.3
+                    && (by_brightness || m.dmax as f64 >= cfg.fire_core_chroma_min_levels)
             }
             Class::Smoke => {
                 !rigid
@@ -697,8 +768,9 @@ impl State {
         let [x, y, rw, rh] = r.rect;
         tracing::debug!(
             target: "gridwatch::fire",
-            "t={:.2} {} rect={:?} colour={:.2} motion={:.2} flicker={:.2}Hz flickering={:.2} coh={:.2} growth={:.2} speed={:.3} edge={:.2} rigid={rigid} ok={qualified}",
-            last.0, r.class.as_str(), r.rect, m.colour, m.motion, m.flicker_hz, m.flickering, coherence, growth, speed, m.edge_ratio
+            "t={:.2} {} rect={:?} colour={:.2} motion={:.2} flicker={:.2}Hz flickering={:.2} coh={:.2} growth={:.2} speed={:.3} edge={:.2} rigid={rigid} ok={qualified} bright={:.2} ymean={:.0} ymax={} bgy={:.0} perim={:.2} area={} cy={:.1} coh1={:.2} dmean={:.0} dmax={} d80={:.2} fmean={:.0} fmed={:.0}",
+            last.0, r.class.as_str(), r.rect, m.colour, m.motion, m.flicker_hz, m.flickering, coherence, growth, speed, m.edge_ratio,
+            m.bright, m.ymean, m.ymax, m.bgy, m.perim, last.1, last.3, m.coherence, m.dmean, m.dmax, m.d80, mean_y, median_y
         );
         r.cues = RegionCues {
             class: r.class,
@@ -712,6 +784,7 @@ impl State {
             motion: m.motion,
             flicker_hz: m.flicker_hz,
             flickering: m.flickering,
+            core_chroma: if r.class == Class::Fire && !by_brightness { m.dmax as f32 } else { 0.0 },
             coherence,
             growth: growth as f32,
             speed: speed as f32,
@@ -748,6 +821,7 @@ fn blank_cues(class: Class) -> RegionCues {
         motion: 0.0,
         flicker_hz: 0.0,
         flickering: 0.0,
+        core_chroma: 0.0,
         coherence: 0.0,
         growth: 1.0,
         speed: 0.0,
@@ -775,6 +849,14 @@ struct Measured {
     flickering: f32,
     coherence: f32,
     edge_ratio: f32,
+    bright: f32,
+    ymean: f32,
+    ymax: u8,
+    bgy: f32,
+    perim: f32,
+    dmean: f32,
+    dmax: i32,
+    d80: f32,
 }
 
 /// A connected component of a candidate mask (after a 3 × 3 dilation).
