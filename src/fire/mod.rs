@@ -202,6 +202,8 @@ struct State {
     mean_y: f64,
     /// This frame's flame pixels are found by brightness (night or a colourless image).
     by_brightness: bool,
+    /// This frame is a night frame (see `NightMode`).
+    night: bool,
     frames: u32,
     regions: Vec<Region>,
 }
@@ -354,6 +356,7 @@ impl State {
             median_y: 0.0,
             mean_y: 0.0,
             by_brightness: false,
+            night: false,
             frames: 0,
             regions: Vec::new(),
         })
@@ -430,6 +433,7 @@ impl State {
         // monochrome) or a camera declared IR (`night_mode = "on"`). A colour camera at night
         // still sees a flame's colour (it is a light source), so the colour rule stays.
         self.by_brightness = mono || cfg.night_mode == NightMode::On;
+        self.night = night;
         let warm = self.frames >= WARMUP_FRAMES;
         let global = warm
             && (nfg as f64 / cnt_f > cfg.global_change_fraction
@@ -554,7 +558,7 @@ impl State {
         let (mut col, mut mov, mut flick, mut e_cur, mut e_bg, mut px) =
             (0u32, 0u32, 0u32, 0f64, 0f64, 0u32);
         let (mut flickering, mut up, mut down) = (0u32, 0u32, 0u32);
-        let (mut dsum, mut dmax, mut d80) = (0f64, 0i32, 0u32);
+        let (mut dsum, mut dmax, mut d80, mut peak) = (0f64, 0i32, 0u32, 0u8);
         let (mut bright, mut ysum, mut ymax, mut bgsum, mut perim) = (0u32, 0f64, 0u8, 0f64, 0u32);
         let colour = if class == Class::Fire { fire_col } else { smoke_col };
         let [x0, y0, cw, ch] = c.rect;
@@ -565,6 +569,7 @@ impl State {
                     continue;
                 }
                 px += 1;
+                peak = peak.max(self.prev_y[i]);
                 bgsum += self.bg_y[i] as f64;
                 {
                     let (lx, ly) = ((x - x0) as usize, (y - y0) as usize);
@@ -637,6 +642,7 @@ impl State {
             perim: perim as f32 / (px_f as f32).sqrt(),
             dmean: if col > 0 { (dsum / col as f64) as f32 } else { 0.0 },
             dmax,
+            peak,
             d80: if col > 0 { d80 as f32 / col as f32 } else { 0.0 },
         }
     }
@@ -724,7 +730,8 @@ impl State {
     /// this observation qualifies.
     fn qualify_region(&mut self, cfg: &FireDetectorConfig, j: usize, m: &Measured) -> bool {
         let w = self.w as f64;
-        let (mean_y, median_y, by_brightness) = (self.mean_y, self.median_y, self.by_brightness);
+        let (mean_y, median_y, by_brightness, night) =
+            (self.mean_y, self.median_y, self.by_brightness, self.night);
         let (sx, sy) = (1.0 / self.w as f32, 1.0 / self.h as f32);
         let r = &mut self.regions[j];
         let seen: Vec<(f64, f64, f64, f64)> =
@@ -753,7 +760,9 @@ impl State {
                     && m.flicker_hz as f64 >= cfg.fire_flicker_min_hz
                     && coherence <= FIRE_MAX_COHERENCE
                     && m.colour >= 0.3
-                    && (by_brightness || m.dmax as f64 >= cfg.fire_core_chroma_min_levels)
+                    && (by_brightness
+                        || (m.dmax as f64 >= cfg.fire_core_chroma_min_levels
+                            && (!night || m.peak as f64 >= cfg.night_fire_min_luma)))
             }
             Class::Smoke => {
                 !rigid
@@ -768,9 +777,9 @@ impl State {
         let [x, y, rw, rh] = r.rect;
         tracing::debug!(
             target: "gridwatch::fire",
-            "t={:.2} {} rect={:?} colour={:.2} motion={:.2} flicker={:.2}Hz flickering={:.2} coh={:.2} growth={:.2} speed={:.3} edge={:.2} rigid={rigid} ok={qualified} bright={:.2} ymean={:.0} ymax={} bgy={:.0} perim={:.2} area={} cy={:.1} coh1={:.2} dmean={:.0} dmax={} d80={:.2} fmean={:.0} fmed={:.0}",
+            "t={:.2} {} rect={:?} colour={:.2} motion={:.2} flicker={:.2}Hz flickering={:.2} coh={:.2} growth={:.2} speed={:.3} edge={:.2} rigid={rigid} ok={qualified} bright={:.2} ymean={:.0} ymax={} bgy={:.0} perim={:.2} area={} cy={:.1} coh1={:.2} dmean={:.0} dmax={} d80={:.2} fmean={:.0} fmed={:.0} peak={} night={night}",
             last.0, r.class.as_str(), r.rect, m.colour, m.motion, m.flicker_hz, m.flickering, coherence, growth, speed, m.edge_ratio,
-            m.bright, m.ymean, m.ymax, m.bgy, m.perim, last.1, last.3, m.coherence, m.dmean, m.dmax, m.d80, mean_y, median_y
+            m.bright, m.ymean, m.ymax, m.bgy, m.perim, last.1, last.3, m.coherence, m.dmean, m.dmax, m.d80, mean_y, median_y, m.peak
         );
         r.cues = RegionCues {
             class: r.class,
@@ -856,6 +865,7 @@ struct Measured {
     perim: f32,
     dmean: f32,
     dmax: i32,
+    peak: u8,
     d80: f32,
 }
 
