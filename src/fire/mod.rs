@@ -140,6 +140,9 @@ pub struct RegionCues {
     /// Fire: the largest Cr − Cb of its colour pixels (levels, 0–255): the saturation of its
     /// most strongly coloured part. 0 for smoke and where flames are found by brightness.
     pub core_chroma: f32,
+    /// The largest luma of its pixels (0–255): a flame at night is the brightest thing in a
+    /// dark scene.
+    pub peak_luma: f32,
     /// How much of the region brightens or darkens together on this frame: |up − down| /
     /// (up + down) over its pixels with a luma step (0: mixed, as in flames; 1: all one way,
     /// as a screen's scene cut or a light switched), averaged over the window.
@@ -198,8 +201,6 @@ struct State {
     masked: Vec<bool>,
     times: VecDeque<f64>,
     prev_mean_y: Option<f64>,
-    median_y: f64,
-    mean_y: f64,
     /// This frame's flame pixels are found by brightness (night or a colourless image).
     by_brightness: bool,
     /// This frame is a night frame (see `NightMode`).
@@ -353,8 +354,6 @@ impl State {
             masked,
             times: VecDeque::new(),
             prev_mean_y: None,
-            median_y: 0.0,
-            mean_y: 0.0,
             by_brightness: false,
             night: false,
             frames: 0,
@@ -408,7 +407,8 @@ impl State {
             cnt += 1;
         }
         let cnt_f = cnt.max(1) as f64;
-        self.median_y = {
+        // The median luma (night: most of the scene is dark).
+        let median_y = {
             let (mut acc, mut m) = (0usize, 0usize);
             for (v, &c) in hist.iter().enumerate() {
                 acc += c as usize;
@@ -419,12 +419,11 @@ impl State {
             }
             m as f64
         };
-        self.mean_y = sy / cnt_f;
         let (mean_y, mean_cr, mean_cb) = (sy / cnt_f, scr / cnt_f, scb / cnt_f);
         let night = match cfg.night_mode {
             NightMode::On => true,
             NightMode::Off => false,
-            NightMode::Auto => self.median_y < cfg.night_luma_max,
+            NightMode::Auto => median_y < cfg.night_luma_max,
         };
         // A colourless image (IR, monochrome, washed-out CCTV): flames are found by
         // brightness; smoke's grey test passes everywhere, its other cues still apply.
@@ -558,8 +557,8 @@ impl State {
         let (mut col, mut mov, mut flick, mut e_cur, mut e_bg, mut px) =
             (0u32, 0u32, 0u32, 0f64, 0f64, 0u32);
         let (mut flickering, mut up, mut down) = (0u32, 0u32, 0u32);
-        let (mut dsum, mut dmax, mut d80, mut peak) = (0f64, 0i32, 0u32, 0u8);
-        let (mut bright, mut ysum, mut ymax, mut bgsum, mut perim) = (0u32, 0f64, 0u8, 0f64, 0u32);
+        // The largest Cr − Cb of the colour pixels, and the largest luma of the region.
+        let (mut core_chroma, mut peak_luma) = (i32::MIN, 0u8);
         let colour = if class == Class::Fire { fire_col } else { smoke_col };
         let [x0, y0, cw, ch] = c.rect;
         for y in y0..y0 + ch {
@@ -569,26 +568,7 @@ impl State {
                     continue;
                 }
                 px += 1;
-                peak = peak.max(self.prev_y[i]);
-                bgsum += self.bg_y[i] as f64;
-                {
-                    let (lx, ly) = ((x - x0) as usize, (y - y0) as usize);
-                    let inside = |xx: isize, yy: isize| {
-                        xx >= 0
-                            && yy >= 0
-                            && (xx as usize) < cw as usize
-                            && (yy as usize) < ch as usize
-                            && c.labels[yy as usize * cw as usize + xx as usize] != 0
-                    };
-                    let (lx, ly) = (lx as isize, ly as isize);
-                    if !(inside(lx - 1, ly)
-                        && inside(lx + 1, ly)
-                        && inside(lx, ly - 1)
-                        && inside(lx, ly + 1))
-                    {
-                        perim += 1;
-                    }
-                }
+                peak_luma = peak_luma.max(self.prev_y[i]);
                 mov += (fg[i] > 0) as u32;
                 match self.cur_sign[i] {
                     1 => up += 1,
@@ -597,14 +577,7 @@ impl State {
                 }
                 if colour[i] {
                     col += 1;
-                    let yy = self.prev_y[i];
-                    ysum += yy as f64;
-                    ymax = ymax.max(yy);
-                    bright += (yy >= 220) as u32;
-                    let d = ycc[3 * i + 1] as i32 - ycc[3 * i + 2] as i32;
-                    dsum += d as f64;
-                    dmax = dmax.max(d);
-                    d80 += (d >= 80) as u32;
+                    core_chroma = core_chroma.max(ycc[3 * i + 1] as i32 - ycc[3 * i + 2] as i32);
                     let r = (self.reversals[i] & win_mask).count_ones();
                     flick += r;
                     flickering += (r >= 2) as u32;
@@ -635,15 +608,8 @@ impl State {
                 0.0
             },
             edge_ratio: edge_ratio as f32,
-            bright: if col > 0 { bright as f32 / col as f32 } else { 0.0 },
-            ymean: if col > 0 { (ysum / col as f64) as f32 } else { 0.0 },
-            ymax,
-            bgy: (bgsum / px_f) as f32,
-            perim: perim as f32 / (px_f as f32).sqrt(),
-            dmean: if col > 0 { (dsum / col as f64) as f32 } else { 0.0 },
-            dmax,
-            peak,
-            d80: if col > 0 { d80 as f32 / col as f32 } else { 0.0 },
+            core_chroma: core_chroma.max(0) as f32,
+            peak_luma: peak_luma as f32,
         }
     }
 
@@ -720,7 +686,7 @@ impl State {
                 && span + 1e-6 >= ratio * secs * 0.8;
             r.cues.confidence = 0.5 + 0.5 * hits as f32 / n.max(1) as f32;
             if r.cues.confirmed {
-                tracing::debug!(target: "gridwatch::fire", "CONF t={t:.2} {} rect={:?}", r.class.as_str(), r.rect);
+                tracing::debug!(target: "gridwatch::fire", "t={t:.2} {} rect={:?} confirmed", r.class.as_str(), r.rect);
             }
         }
         self.regions.retain(|r| r.hist.iter().any(|o| o.seen.is_some()));
@@ -730,8 +696,7 @@ impl State {
     /// this observation qualifies.
     fn qualify_region(&mut self, cfg: &FireDetectorConfig, j: usize, m: &Measured) -> bool {
         let w = self.w as f64;
-        let (mean_y, median_y, by_brightness, night) =
-            (self.mean_y, self.median_y, self.by_brightness, self.night);
+        let (by_brightness, night) = (self.by_brightness, self.night);
         let (sx, sy) = (1.0 / self.w as f32, 1.0 / self.h as f32);
         let r = &mut self.regions[j];
         let seen: Vec<(f64, f64, f64, f64)> =
@@ -761,8 +726,8 @@ impl State {
                     && coherence <= FIRE_MAX_COHERENCE
                     && m.colour >= 0.3
                     && (by_brightness
-                        || (m.dmax as f64 >= cfg.fire_core_chroma_min_levels
-                            && (!night || m.peak as f64 >= cfg.night_fire_min_luma)))
+                        || (m.core_chroma as f64 >= cfg.fire_core_chroma_min_levels
+                            && (!night || m.peak_luma as f64 >= cfg.night_fire_min_luma)))
             }
             Class::Smoke => {
                 !rigid
@@ -777,9 +742,8 @@ impl State {
         let [x, y, rw, rh] = r.rect;
         tracing::debug!(
             target: "gridwatch::fire",
-            "t={:.2} {} rect={:?} colour={:.2} motion={:.2} flicker={:.2}Hz flickering={:.2} coh={:.2} growth={:.2} speed={:.3} edge={:.2} rigid={rigid} ok={qualified} bright={:.2} ymean={:.0} ymax={} bgy={:.0} perim={:.2} area={} cy={:.1} coh1={:.2} dmean={:.0} dmax={} d80={:.2} fmean={:.0} fmed={:.0} peak={} night={night}",
-            last.0, r.class.as_str(), r.rect, m.colour, m.motion, m.flicker_hz, m.flickering, coherence, growth, speed, m.edge_ratio,
-            m.bright, m.ymean, m.ymax, m.bgy, m.perim, last.1, last.3, m.coherence, m.dmean, m.dmax, m.d80, mean_y, median_y, m.peak
+            "t={:.2} {} rect={:?} colour={:.2} motion={:.2} flicker={:.2}Hz flickering={:.2} coh={:.2} growth={:.2} speed={:.3} edge={:.2} core={:.0} peak={:.0} night={night} rigid={rigid} ok={qualified}",
+            last.0, r.class.as_str(), r.rect, m.colour, m.motion, m.flicker_hz, m.flickering, coherence, growth, speed, m.edge_ratio, m.core_chroma, m.peak_luma
         );
         r.cues = RegionCues {
             class: r.class,
@@ -793,7 +757,8 @@ impl State {
             motion: m.motion,
             flicker_hz: m.flicker_hz,
             flickering: m.flickering,
-            core_chroma: if r.class == Class::Fire && !by_brightness { m.dmax as f32 } else { 0.0 },
+            core_chroma: if r.class == Class::Fire && !by_brightness { m.core_chroma } else { 0.0 },
+            peak_luma: m.peak_luma,
             coherence,
             growth: growth as f32,
             speed: speed as f32,
@@ -831,6 +796,7 @@ fn blank_cues(class: Class) -> RegionCues {
         flicker_hz: 0.0,
         flickering: 0.0,
         core_chroma: 0.0,
+        peak_luma: 0.0,
         coherence: 0.0,
         growth: 1.0,
         speed: 0.0,
@@ -858,15 +824,10 @@ struct Measured {
     flickering: f32,
     coherence: f32,
     edge_ratio: f32,
-    bright: f32,
-    ymean: f32,
-    ymax: u8,
-    bgy: f32,
-    perim: f32,
-    dmean: f32,
-    dmax: i32,
-    peak: u8,
-    d80: f32,
+    /// The largest Cr − Cb of its colour pixels (levels; 0 without colour pixels).
+    core_chroma: f32,
+    /// The largest luma of its pixels (0–255).
+    peak_luma: f32,
 }
 
 /// A connected component of a candidate mask (after a 3 × 3 dilation).
