@@ -921,8 +921,15 @@ pub fn format_report(r: &Report) -> String {
                 .events
                 .iter()
                 .map(|e| {
+                    let starts: Vec<String> =
+                        e.detected_starts_secs.iter().map(|t| format!("{t:.1}")).collect();
+                    let at = if starts.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (start {} s)", starts.join(", "))
+                    };
                     format!(
-                        "{} {} raised, {} unmatched",
+                        "{} {} raised{at}, {} unmatched",
                         e.kind,
                         e.detected,
                         e.detected - e.matched
