@@ -15,9 +15,12 @@
 //! 2. **Colour**: fire pixels follow Celik & Demirel (2009): Y > Cb, Cr > Cb, Y > mean Y,
 //!    Cb < mean Cb, Cr > mean Cr, Cr − Cb ≥ `fire_chroma_min_levels` (the frame means make the
 //!    rule adapt to the scene: a red sunset sky raises them). Smoke pixels are grey: |Cb − 128|
-//!    and |Cr − 128| ≤ `smoke_chroma_max_levels`, luma 40–235, and in the foreground. In night
-//!    mode (dark or colourless image) a flame pixel is a bright one (≥ `night_fire_min_luma`)
-//!    and smoke is not detected.
+//!    and |Cr − 128| ≤ `smoke_chroma_max_levels`, luma 40–235, and in the foreground. On a
+//!    colourless image (IR, monochrome) or with `night_mode = "on"` a flame pixel is a bright
+//!    one (≥ `night_fire_min_luma`). **Night** (auto: the median luma of the image below
+//!    `night_luma_max`, most of the scene dark): smoke is not detected (light on wet roads
+//!    and walls changes like it), and a flame region must reach `night_fire_min_luma`
+//!    somewhere (a flame is a light source, the brightest thing in a dark scene).
 //! 3. **Flicker** (Toreyin et al. 2006 count oscillations of a flame pixel): per pixel, a
 //!    frame-to-frame luma step of ≥ `flicker_step_levels` whose sign is opposite to the
 //!    previous such step is one *reversal*; reversals are kept as a bit history of the last 32
@@ -31,10 +34,15 @@
 //! 4. **Regions**: candidate pixels (fire colour with motion or a reversal in the window;
 //!    smoke colour in the foreground; not masked) are dilated (3 × 3) and labelled
 //!    (connected components). Regions are followed from frame to frame by overlap.
-//! 5. **Shape and motion of a region**: fire is rejected when it moves like a rigid body (its
-//!    centre moves ≥ 0.2 × its size per frame while its area stays within ±25 %: car lights).
+//! 5. **Shape and motion of a region**: fire needs a **core** (colour images: a colour pixel
+//!    with Cr − Cb ≥ `fire_core_chroma_min_levels`; flame light is saturated orange-yellow,
+//!    about 100–150, skin and blond hair about 40–60), at least 30 % colour pixels, step
+//!    coherence ≤ 0.6 and flicker ≥ `fire_flicker_min_hz`, and is rejected when it moves like
+//!    a rigid body (its centre moves ≥ 0.2 × its size per frame while its area stays within
+//!    ±25 %: car lights) or faster than `fire_max_speed`.
 //!    Smoke must be turbulent (its grey pixels oscillate: flicker ≥ `smoke_flicker_min_hz`,
-//!    which scattered noise of the background model does not), drift slowly (centre speed ≤ `smoke_max_speed` frame widths per second), not
+//!    which scattered noise of the background model does not), drift slowly (centre speed
+//!    ≤ `smoke_max_speed` frame widths per second), not
 //!    shrink below half its first area in the window, and blur what is behind it (edge
 //!    energy ≤ `smoke_edge_ratio_max` × the background's, where the background has edges).
 //! 6. **Persistence** (N of M, in frame time so that it does not depend on `detect_fps`): a
