@@ -283,7 +283,7 @@ fn looped_scenarios_continue_video_time_across_passes() {
 /// The false-alarm target in full: at most 0.1 per camera-hour per kind over every
 /// non-fire shared clip looped to 68 min (tests/scenarios/fire-negatives.toml, also
 /// `make eval`), 17 scenarios with a fire and a smoke rule each. Met since the flame-core and
-/// night cues: no alarm in 1.133 camera-hours (docs/performance.md). About 7 min in a debug
+/// night cues: no alarm in 1.133 camera-hours (docs/performance.md). About 4 min in a debug
 /// build on the dev box.
 #[test]
 fn builtin_fire_false_alarms_per_camera_hour_meet_the_target() {
