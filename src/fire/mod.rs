@@ -209,7 +209,8 @@ struct State {
     masked: Vec<bool>,
     times: VecDeque<f64>,
     prev_mean_y: Option<f64>,
-    /// This frame's flame pixels are found by brightness (night or a colourless image).
+    /// This frame's flame pixels are found by brightness (a colourless image, or
+    /// `night_mode = "on"`).
     by_brightness: bool,
     /// This frame is a night frame (see `NightMode`).
     night: bool,
