@@ -5,8 +5,9 @@
 //! targets (every fixed-camera flame within 10 s and smoke within 30 s of onset, no false
 //! alarm on any negative) are an ignored test until it meets them (docs/performance.md,
 //! "Built-in fire detector"). Also: false alarms per camera-hour on looped negatives
-//! (tests/scenarios/fire-negatives.toml; a bounded part, and the full hour ignored until
-//! it meets the target), looping itself, and the evidence a fire/smoke event carries.
+//! (tests/scenarios/fire-negatives.toml; a bounded part, and the full 68 min), looping
+//! itself, report-only (handheld) scenarios kept out of the false-alarm rates, and the
+//! evidence a fire/smoke event carries.
 //! Skips with a message when `../shared/media` is absent.
 
 use std::path::PathBuf;
@@ -46,6 +47,7 @@ fn false_alarms(r: &Report, scenario: &str) -> u32 {
 }
 
 const NEGATIVES_MET: &[&str] = &[
+    "neg-night-city-billboards-bus-lights",
     "neg-sunset-sun-on-horizon-timelapse",
     "neg-traffic-city-arterial-multilane-elevated",
     "neg-traffic-congestion-city-elevated",
@@ -65,12 +67,12 @@ const NEGATIVES_MET: &[&str] = &[
 ];
 
 /// Flames on both fixed-camera fire clips within 10 s of onset, the dollhouse smoke within
-/// 30 s, and no alarm on every non-fire clip but the night-city billboards (a known false
-/// alarm: video screens, see the ignored test below).
+/// 30 s, and no alarm on any non-fire clip. The handheld paper fire is report-only: what it
+/// raises is not in the false-alarm rates.
 #[test]
 fn builtin_fire_alarms_on_fixed_fire_clips_and_not_on_negatives() {
     let Some(m) = manifest() else { return };
-    let mut only = vec!["fire-dollhouse", "fire-storage-units"];
+    let mut only = vec!["fire-dollhouse", "fire-storage-units", "handheld-paper-fire"];
     only.extend_from_slice(NEGATIVES_MET);
     let r = run(&m, &only);
     for (scenario, kind, within) in [
@@ -85,12 +87,25 @@ fn builtin_fire_alarms_on_fixed_fire_clips_and_not_on_negatives() {
     for s in NEGATIVES_MET {
         assert_eq!(false_alarms(&r, s), 0, "{s}: false alarm");
     }
+    let handheld = r.scenarios.iter().find(|s| s.name == "handheld-paper-fire").unwrap();
+    assert!(handheld.report_only);
+    for f in &r.false_alarms {
+        let scored: u32 = r
+            .scenarios
+            .iter()
+            .filter(|s| !s.report_only)
+            .flat_map(|s| s.events.iter().filter(|e| e.kind == f.kind))
+            .map(|e| e.detected - e.matched)
+            .sum();
+        let hours: f64 = r.scenarios.iter().filter(|s| !s.report_only).map(|s| s.video_secs).sum();
+        assert_eq!(f.false_alarms, scored, "{f:?}");
+        assert!((f.camera_hours - hours / 3600.0).abs() < 1e-9, "{f:?}");
+    }
 }
 
 /// The issue's targets in full: every fixed-camera clip's flame within 10 s and smoke within
 /// 30 s of its onset, and no alarm on any non-fire clip. Not met yet: the storage-unit
-/// smoke (time-lapse) and the distant plume are missed, and the night-city billboards raise
-/// a fire alarm (docs/performance.md).
+/// smoke (time-lapse) and the distant plume are missed (docs/performance.md).
 #[test]
 #[ignore = "the built-in detector does not meet every target yet (docs/performance.md)"]
 fn builtin_fire_meets_the_issue_targets() {
@@ -98,8 +113,8 @@ fn builtin_fire_meets_the_issue_targets() {
     let r = run(&m, &[]);
     let mut failures = Vec::new();
     for s in &r.scenarios {
-        if s.name.starts_with("handheld-") {
-            continue; // report only
+        if s.report_only {
+            continue; // handheld clips
         }
         for e in &s.events {
             let within = if e.kind == "fire" { 10.0 } else { 30.0 };
@@ -266,10 +281,11 @@ fn looped_scenarios_continue_video_time_across_passes() {
 }
 
 /// The issue's false-alarm target in full: at most 0.1 per camera-hour per kind over every
-/// non-fire shared clip looped to 68 min (tests/scenarios/fire-negatives.toml, `make eval`).
-/// Not met yet: 13.2 fire and 9.7 smoke alarms per camera-hour (docs/performance.md).
+/// non-fire shared clip looped to 68 min (tests/scenarios/fire-negatives.toml, also
+/// `make eval`), 17 scenarios with a fire and a smoke rule each. Met since the flame-core and
+/// night cues: no alarm in 1.133 camera-hours (docs/performance.md). About 4 min in a debug
+/// build on the dev box.
 #[test]
-#[ignore = "false alarms per camera-hour above the 0.1 target (docs/performance.md)"]
 fn builtin_fire_false_alarms_per_camera_hour_meet_the_target() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     if !repo.join("../shared/media/traffic").is_dir() {
@@ -280,7 +296,10 @@ fn builtin_fire_false_alarms_per_camera_hour_meet_the_target() {
     let opts = Options { threads: 1, ..Options::default() };
     let r = scenarios::run(&m, &opts, &mut |l| eprintln!("{l}")).unwrap();
     eprintln!("{}", scenarios::format_report(&r));
+    let kinds: Vec<&str> = r.false_alarms.iter().map(|f| f.kind.as_str()).collect();
+    assert_eq!(kinds, ["fire", "smoke"], "{:?}", r.false_alarms);
     for f in &r.false_alarms {
+        assert_eq!(f.scenarios, 17, "{f:?}");
         assert!(f.camera_hours >= 1.0, "{f:?}");
         assert!(f.per_camera_hour.is_some_and(|v| v <= 0.1), "{f:?}");
     }

@@ -538,6 +538,7 @@ mod tests {
             ("masks=[[[0,0],[1,1]]]", "fire_detector.masks[0]"),
             ("analysis_width_px=10", "fire_detector.analysis_width_px"),
             ("fire_flicker_min_hz=-1", "fire_detector.fire_flicker_min_hz"),
+            ("fire_core_chroma_min_levels=300", "fire_detector.fire_core_chroma_min_levels"),
             ("fire_window_secs=nan", "fire_detector.fire_window_secs"),
             ("smoke_confirm_ratio=0", "fire_detector.smoke_confirm_ratio"),
             ("global_change_fraction=0", "fire_detector.global_change_fraction"),

@@ -16,6 +16,7 @@
 //! max_secs = 20.0               # optional: analyse only the first 20 s of video
 //! reverse = false               # optional: play the clip backwards (staged wrong-way traffic)
 //! loop_secs = 600.0             # optional: replay the clip to 600 s of camera time (negatives)
+//! report_only = false          # optional: list its events, leave them out of the false-alarm rates
 //! [scenarios.camera]
 //! detect_fps = 10.0
 //! lines = [{ name = "mid", points = [[0.0, 0.5], [1.0, 0.5]] }]
@@ -60,8 +61,14 @@
 //! `k + 1` starts one frame interval after pass `k`'s last frame), so the tracker, the rules
 //! and the fire detector see one continuous camera whose scene cuts back to the start at each
 //! seam. A looped scenario may expect no counts and no events: every event it raises is a
-//! false alarm. The report sums, per event kind over every scenario with a rule of that kind,
-//! the false alarms (raised events matching no expected one) per hour of analysed camera time.
+//! false alarm. The report sums, per event kind over every scored scenario with a rule of that
+//! kind, the false alarms (raised events matching no expected one) per hour of analysed camera
+//! time.
+//!
+//! `report_only = true` marks a scenario whose result is reported but not scored (a handheld
+//! clip for a detector meant for fixed cameras): its events are listed (the scenario name
+//! marked "(report only)", and apart under the false-alarm table) but feed no false-alarm
+//! rate, whether or not it expects events.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -117,6 +124,10 @@ struct RawScenario {
     /// Free text: what the clip shows, how it was labelled.
     #[serde(default)]
     notes: Option<String>,
+    /// Reported, not scored: the scenario's events are listed but feed no false-alarm rate
+    /// (see the module docs).
+    #[serde(default)]
+    report_only: bool,
     /// The keys of a `[[cameras]]` block; `id`, `url` and `models` may be left out.
     camera: toml::Table,
     #[serde(default)]
@@ -199,6 +210,8 @@ pub struct Scenario {
     /// Replays the clip to this many seconds of camera time (a negative: no counts, no events).
     pub loop_secs: Option<f64>,
     pub notes: Option<String>,
+    /// Reported, not scored: its events feed no false-alarm rate.
+    pub report_only: bool,
     /// A one-camera config built from the snippet and the manifest's models.
     pub config: Config,
     pub counts: Vec<ExpectedCount>,
@@ -304,6 +317,7 @@ impl Manifest {
                 reverse: s.reverse,
                 loop_secs: s.loop_secs,
                 notes: s.notes,
+                report_only: s.report_only,
                 config,
                 counts: s.counts,
                 events: s.events,
@@ -504,6 +518,8 @@ pub struct ScenarioReport {
     pub video_secs: f64,
     /// How many times the clip was played (1 unless `loop_secs`).
     pub passes: u32,
+    /// Reported, not scored (`report_only`): its events are not in `Report::false_alarms`.
+    pub report_only: bool,
     pub wall_secs: f64,
     /// Analysed frames per second of wall time (decode + detection + tracking + rules).
     pub fps: f64,
@@ -551,10 +567,11 @@ pub struct Report {
 }
 
 /// Per event kind: false alarms (detected − matched) and camera time over the scenarios that
-/// have a row of that kind (every event rule of a camera gets one).
+/// have a row of that kind (every event rule of a camera gets one), report-only scenarios
+/// left out.
 pub fn false_alarm_rates(scenarios: &[ScenarioReport]) -> Vec<FalseAlarmRow> {
     let mut by_kind: BTreeMap<String, (u32, f64, u32)> = BTreeMap::new();
-    for sc in scenarios {
+    for sc in scenarios.iter().filter(|sc| !sc.report_only) {
         for e in &sc.events {
             let k = by_kind.entry(e.kind.clone()).or_default();
             k.0 += 1;
@@ -861,6 +878,7 @@ fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<ScenarioReport> 
         analysed_frames: frames,
         video_secs: last_t,
         passes,
+        report_only: s.report_only,
         wall_secs: wall,
         fps: if wall > 0.0 { frames as f64 / wall } else { 0.0 },
         counts,
@@ -970,7 +988,7 @@ pub fn format_report(r: &Report) -> String {
             let _ = writeln!(
                 s,
                 "{:<28} {:<16} {:>8} {:>8} {:>7} {:>9} {:>7}  {}",
-                sc.name,
+                if sc.report_only { format!("{} (report only)", sc.name) } else { sc.name.clone() },
                 e.kind,
                 e.expected,
                 e.detected,
@@ -984,8 +1002,8 @@ pub fn format_report(r: &Report) -> String {
     if !r.false_alarms.is_empty() {
         let _ = writeln!(
             s,
-            "\nfalse alarms / camera-hour (per kind, over every scenario with a rule of the kind; \
-             a raised event that matches no expected one is false):"
+            "\nfalse alarms / camera-hour (per kind, over every scored scenario with a rule of the \
+             kind; a raised event that matches no expected one is false):"
         );
         let _ = writeln!(
             s,
@@ -1002,6 +1020,42 @@ pub fn format_report(r: &Report) -> String {
                 f.false_alarms,
                 f.per_camera_hour.map_or("-".into(), |v| format!("{v:.2}"))
             );
+        }
+    }
+    let report_only: Vec<String> = r
+        .scenarios
+        .iter()
+        .filter(|sc| sc.report_only)
+        .map(|sc| {
+            let ev: Vec<String> = sc
+                .events
+                .iter()
+                .map(|e| {
+                    let starts: Vec<String> =
+                        e.detected_starts_secs.iter().map(|t| format!("{t:.1}")).collect();
+                    let at = if starts.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (start {} s)", starts.join(", "))
+                    };
+                    format!(
+                        "{} {} raised{at}, {} unmatched",
+                        e.kind,
+                        e.detected,
+                        e.detected - e.matched
+                    )
+                })
+                .collect();
+            format!("  {}: {} ({:.3} camera hours)", sc.name, ev.join("; "), sc.video_secs / 3600.0)
+        })
+        .collect();
+    if !report_only.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nreport-only scenarios (`report_only = true`: listed, not in the false-alarm rates):"
+        );
+        for l in report_only {
+            let _ = writeln!(s, "{l}");
         }
     }
     if r.scenarios.iter().any(|sc| !sc.presence.is_empty()) {
@@ -1201,6 +1255,7 @@ tolerance_secs = 5
             analysed_frames: 0,
             video_secs,
             passes: 1,
+            report_only: false,
             wall_secs: 0.0,
             fps: 0.0,
             counts: vec![],
@@ -1208,9 +1263,13 @@ tolerance_secs = 5
             presence: vec![],
             speeds: vec![],
         };
+        // A report-only scenario (handheld clips) raises alarms that are not counted.
+        let handheld =
+            ScenarioReport { report_only: true, ..sc(900.0, vec![row("fire", 0, 4, 0)]) };
         let r = false_alarm_rates(&[
             sc(1800.0, vec![row("fire", 0, 1, 0), row("smoke", 0, 0, 0)]),
             sc(3600.0, vec![row("fire", 1, 3, 1)]),
+            handheld.clone(),
         ]);
         assert_eq!(r.len(), 2);
         assert_eq!((r[0].kind.as_str(), r[0].scenarios, r[0].false_alarms), ("fire", 2, 3));
@@ -1218,6 +1277,10 @@ tolerance_secs = 5
         assert!((r[0].per_camera_hour.unwrap() - 2.0).abs() < 1e-9);
         assert_eq!((r[1].kind.as_str(), r[1].false_alarms), ("smoke", 0));
         assert!((r[1].camera_hours - 0.5).abs() < 1e-9 && r[1].per_camera_hour == Some(0.0));
+        // The report lists it apart.
+        let report = Report { manifest: String::new(), scenarios: vec![handheld], false_alarms: r };
+        let text = format_report(&report);
+        assert!(text.contains("report-only scenarios") && text.contains("fire 4 raised"), "{text}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NightMode {
-    /// Night mode when the image is dark (mean luma < `night_luma_max`) or has no colour
+    /// Night mode when the image is dark (median luma < `night_luma_max`) or has no colour
     /// (an IR or monochrome camera).
     Auto,
     /// Always (an IR camera).
@@ -41,7 +41,9 @@ pub struct FireDetectorConfig {
     pub masks: Vec<Vec<[f64; 2]>>,
     /// `auto`, `on` or `off`. Default `auto`.
     pub night_mode: NightMode,
-    /// Night (auto): mean luma below this (0–255). Default 40.
+    /// Night (auto): the median luma of the image below this (0–255): most of the scene is
+    /// dark (lit by point sources, whose light on wet roads and walls changes with traffic
+    /// and screens). Default 50.
     pub night_luma_max: f64,
     /// Night: a flame pixel is at least this bright (0–255 luma). Default 200.
     pub night_fire_min_luma: f64,
@@ -58,6 +60,11 @@ pub struct FireDetectorConfig {
     pub fire_max_speed: f64,
     /// Fire colour (Celik & Demirel): Cr − Cb at least this (levels). Default 40.
     pub fire_chroma_min_levels: f64,
+    /// Fire core (colour images, not at night): the region's most strongly coloured pixel
+    /// has Cr − Cb at least this (levels). Flame light is strongly red-yellow (Cr − Cb about
+    /// 100–150 for orange to yellow); skin and blond hair are weakly coloured reflectors
+    /// (about 40–60), which pass `fire_chroma_min_levels` but have no such core. Default 60.
+    pub fire_core_chroma_min_levels: f64,
     /// Fire regions smaller than this fraction of the frame are ignored. Default 0.0003.
     pub fire_min_area: f64,
     /// Fire persistence: a region is reported while at least `fire_confirm_ratio` of its
@@ -99,13 +106,14 @@ impl Default for FireDetectorConfig {
             analysis_width_px: 160,
             masks: Vec::new(),
             night_mode: NightMode::Auto,
-            night_luma_max: 40.0,
+            night_luma_max: 50.0,
             night_fire_min_luma: 200.0,
             flicker_window_secs: 2.0,
             flicker_step_levels: 12.0,
             fire_flicker_min_hz: 0.8,
             fire_max_speed: 0.05,
             fire_chroma_min_levels: 40.0,
+            fire_core_chroma_min_levels: 60.0,
             fire_min_area: 0.0003,
             fire_window_secs: 2.0,
             fire_confirm_ratio: 0.5,
@@ -154,7 +162,7 @@ impl FireDetectorConfig {
                 }
             }
         }
-        let ranges: [(&str, f64, f64, f64); 17] = [
+        let ranges: [(&str, f64, f64, f64); 18] = [
             ("smoke_flicker_min_hz", self.smoke_flicker_min_hz, 0.0, 60.0),
             ("fire_window_secs", self.fire_window_secs, 0.5, 60.0),
             ("fire_confirm_ratio", self.fire_confirm_ratio, 0.01, 1.0),
@@ -167,6 +175,7 @@ impl FireDetectorConfig {
             ("flicker_step_levels", self.flicker_step_levels, 1.0, 128.0),
             ("fire_flicker_min_hz", self.fire_flicker_min_hz, 0.0, 60.0),
             ("fire_chroma_min_levels", self.fire_chroma_min_levels, 0.0, 255.0),
+            ("fire_core_chroma_min_levels", self.fire_core_chroma_min_levels, 0.0, 255.0),
             ("fire_min_area", self.fire_min_area, 0.0, 1.0),
             ("smoke_chroma_max_levels", self.smoke_chroma_max_levels, 0.0, 128.0),
             ("smoke_min_area", self.smoke_min_area, 0.0, 1.0),

@@ -15,9 +15,12 @@
 //! 2. **Colour**: fire pixels follow Celik & Demirel (2009): Y > Cb, Cr > Cb, Y > mean Y,
 //!    Cb < mean Cb, Cr > mean Cr, Cr − Cb ≥ `fire_chroma_min_levels` (the frame means make the
 //!    rule adapt to the scene: a red sunset sky raises them). Smoke pixels are grey: |Cb − 128|
-//!    and |Cr − 128| ≤ `smoke_chroma_max_levels`, luma 40–235, and in the foreground. In night
-//!    mode (dark or colourless image) a flame pixel is a bright one (≥ `night_fire_min_luma`)
-//!    and smoke is not detected.
+//!    and |Cr − 128| ≤ `smoke_chroma_max_levels`, luma 40–235, and in the foreground. On a
+//!    colourless image (IR, monochrome) or with `night_mode = "on"` a flame pixel is a bright
+//!    one (≥ `night_fire_min_luma`). **Night** (auto: the median luma of the image below
+//!    `night_luma_max`, most of the scene dark): smoke is not detected (light on wet roads
+//!    and walls changes like it), and a flame region must reach `night_fire_min_luma`
+//!    somewhere (a flame is a light source, the brightest thing in a dark scene).
 //! 3. **Flicker** (Toreyin et al. 2006 count oscillations of a flame pixel): per pixel, a
 //!    frame-to-frame luma step of ≥ `flicker_step_levels` whose sign is opposite to the
 //!    previous such step is one *reversal*; reversals are kept as a bit history of the last 32
@@ -31,10 +34,15 @@
 //! 4. **Regions**: candidate pixels (fire colour with motion or a reversal in the window;
 //!    smoke colour in the foreground; not masked) are dilated (3 × 3) and labelled
 //!    (connected components). Regions are followed from frame to frame by overlap.
-//! 5. **Shape and motion of a region**: fire is rejected when it moves like a rigid body (its
-//!    centre moves ≥ 0.2 × its size per frame while its area stays within ±25 %: car lights).
+//! 5. **Shape and motion of a region**: fire needs a **core** (colour images: a colour pixel
+//!    with Cr − Cb ≥ `fire_core_chroma_min_levels`; flame light is saturated orange-yellow,
+//!    about 100–150, skin and blond hair about 40–60), at least 30 % colour pixels, step
+//!    coherence ≤ 0.6 and flicker ≥ `fire_flicker_min_hz`, and is rejected when it moves like
+//!    a rigid body (its centre moves ≥ 0.2 × its size per frame while its area stays within
+//!    ±25 %: car lights) or faster than `fire_max_speed`.
 //!    Smoke must be turbulent (its grey pixels oscillate: flicker ≥ `smoke_flicker_min_hz`,
-//!    which scattered noise of the background model does not), drift slowly (centre speed ≤ `smoke_max_speed` frame widths per second), not
+//!    which scattered noise of the background model does not), drift slowly (centre speed
+//!    ≤ `smoke_max_speed` frame widths per second), not
 //!    shrink below half its first area in the window, and blur what is behind it (edge
 //!    energy ≤ `smoke_edge_ratio_max` × the background's, where the background has edges).
 //! 6. **Persistence** (N of M, in frame time so that it does not depend on `detect_fps`): a
@@ -137,6 +145,12 @@ pub struct RegionCues {
     pub flicker_hz: f32,
     /// Fraction of its colour pixels that oscillated at least twice in the window (0–1).
     pub flickering: f32,
+    /// Fire: the largest Cr − Cb of its colour pixels (levels, 0–255): the saturation of its
+    /// most strongly coloured part. 0 for smoke and where flames are found by brightness.
+    pub core_chroma: f32,
+    /// The largest luma of its pixels (0–255): a flame at night is the brightest thing in a
+    /// dark scene.
+    pub peak_luma: f32,
     /// How much of the region brightens or darkens together on this frame: |up − down| /
     /// (up + down) over its pixels with a luma step (0: mixed, as in flames; 1: all one way,
     /// as a screen's scene cut or a light switched), averaged over the window.
@@ -195,6 +209,11 @@ struct State {
     masked: Vec<bool>,
     times: VecDeque<f64>,
     prev_mean_y: Option<f64>,
+    /// This frame's flame pixels are found by brightness (a colourless image, or
+    /// `night_mode = "on"`).
+    by_brightness: bool,
+    /// This frame is a night frame (see `NightMode`).
+    night: bool,
     frames: u32,
     regions: Vec<Region>,
 }
@@ -344,6 +363,8 @@ impl State {
             masked,
             times: VecDeque::new(),
             prev_mean_y: None,
+            by_brightness: false,
+            night: false,
             frames: 0,
             regions: Vec::new(),
         })
@@ -380,12 +401,14 @@ impl State {
         // Frame statistics over the unmasked pixels.
         let (mut sy, mut scr, mut scb, mut chroma, mut nfg, mut cnt) =
             (0f64, 0f64, 0f64, 0f64, 0usize, 0usize);
+        let mut hist = [0u32; 256];
         for i in 0..n {
             if self.masked[i] {
                 continue;
             }
             let (y, cr, cb) = (ycc[3 * i] as f64, ycc[3 * i + 1] as f64, ycc[3 * i + 2] as f64);
             sy += y;
+            hist[ycc[3 * i] as usize] += 1;
             scr += cr;
             scb += cb;
             chroma += (cr - 128.0).abs() + (cb - 128.0).abs();
@@ -393,15 +416,32 @@ impl State {
             cnt += 1;
         }
         let cnt_f = cnt.max(1) as f64;
+        // The median luma (night: most of the scene is dark).
+        let median_y = {
+            let (mut acc, mut m) = (0usize, 0usize);
+            for (v, &c) in hist.iter().enumerate() {
+                acc += c as usize;
+                if 2 * acc >= cnt {
+                    m = v;
+                    break;
+                }
+            }
+            m as f64
+        };
         let (mean_y, mean_cr, mean_cb) = (sy / cnt_f, scr / cnt_f, scb / cnt_f);
         let night = match cfg.night_mode {
             NightMode::On => true,
             NightMode::Off => false,
-            NightMode::Auto => mean_y < cfg.night_luma_max,
+            NightMode::Auto => median_y < cfg.night_luma_max,
         };
         // A colourless image (IR, monochrome, washed-out CCTV): flames are found by
         // brightness; smoke's grey test passes everywhere, its other cues still apply.
         let mono = chroma / cnt_f < MONO_CHROMA_LEVELS;
+        // Flames are found by brightness where colour says nothing: a colourless image (IR,
+        // monochrome) or a camera declared IR (`night_mode = "on"`). A colour camera at night
+        // still sees a flame's colour (it is a light source), so the colour rule stays.
+        self.by_brightness = mono || cfg.night_mode == NightMode::On;
+        self.night = night;
         let warm = self.frames >= WARMUP_FRAMES;
         let global = warm
             && (nfg as f64 / cnt_f > cfg.global_change_fraction
@@ -447,7 +487,7 @@ impl State {
                 continue;
             }
             let moving = fg[i] > 0;
-            let fire_colour = if night || mono {
+            let fire_colour = if self.by_brightness {
                 y as f64 >= cfg.night_fire_min_luma
             } else {
                 y > cb
@@ -495,7 +535,7 @@ impl State {
             let comps = components(cand, w, h)?;
             let min_px = (min_area * n as f64).max(2.0);
             for c in comps.into_iter().filter(|c| c.area as f64 >= min_px) {
-                let m = self.measure(&c, class, &fire_col, &smoke_col, fg, win_mask, span);
+                let m = self.measure(&c, class, &fire_col, &smoke_col, fg, ycc, win_mask, span);
                 seen.push((class, c, m));
             }
         }
@@ -518,6 +558,7 @@ impl State {
         fire_col: &[bool],
         smoke_col: &[bool],
         fg: &[u8],
+        ycc: &[u8],
         win_mask: u32,
         span: f64,
     ) -> Measured {
@@ -525,6 +566,8 @@ impl State {
         let (mut col, mut mov, mut flick, mut e_cur, mut e_bg, mut px) =
             (0u32, 0u32, 0u32, 0f64, 0f64, 0u32);
         let (mut flickering, mut up, mut down) = (0u32, 0u32, 0u32);
+        // The largest Cr − Cb of the colour pixels, and the largest luma of the region.
+        let (mut core_chroma, mut peak_luma) = (i32::MIN, 0u8);
         let colour = if class == Class::Fire { fire_col } else { smoke_col };
         let [x0, y0, cw, ch] = c.rect;
         for y in y0..y0 + ch {
@@ -534,6 +577,7 @@ impl State {
                     continue;
                 }
                 px += 1;
+                peak_luma = peak_luma.max(self.prev_y[i]);
                 mov += (fg[i] > 0) as u32;
                 match self.cur_sign[i] {
                     1 => up += 1,
@@ -542,6 +586,7 @@ impl State {
                 }
                 if colour[i] {
                     col += 1;
+                    core_chroma = core_chroma.max(ycc[3 * i + 1] as i32 - ycc[3 * i + 2] as i32);
                     let r = (self.reversals[i] & win_mask).count_ones();
                     flick += r;
                     flickering += (r >= 2) as u32;
@@ -572,6 +617,8 @@ impl State {
                 0.0
             },
             edge_ratio: edge_ratio as f32,
+            core_chroma: core_chroma.max(0) as f32,
+            peak_luma: peak_luma as f32,
         }
     }
 
@@ -647,6 +694,9 @@ impl State {
                 && hits as f64 >= ratio * n as f64
                 && span + 1e-6 >= ratio * secs * 0.8;
             r.cues.confidence = 0.5 + 0.5 * hits as f32 / n.max(1) as f32;
+            if r.cues.confirmed {
+                tracing::debug!(target: "gridwatch::fire", "t={t:.2} {} rect={:?} confirmed", r.class.as_str(), r.rect);
+            }
         }
         self.regions.retain(|r| r.hist.iter().any(|o| o.seen.is_some()));
     }
@@ -655,6 +705,7 @@ impl State {
     /// this observation qualifies.
     fn qualify_region(&mut self, cfg: &FireDetectorConfig, j: usize, m: &Measured) -> bool {
         let w = self.w as f64;
+        let (by_brightness, night) = (self.by_brightness, self.night);
         let (sx, sy) = (1.0 / self.w as f32, 1.0 / self.h as f32);
         let r = &mut self.regions[j];
         let seen: Vec<(f64, f64, f64, f64)> =
@@ -683,6 +734,9 @@ impl State {
                     && m.flicker_hz as f64 >= cfg.fire_flicker_min_hz
                     && coherence <= FIRE_MAX_COHERENCE
                     && m.colour >= 0.3
+                    && (by_brightness
+                        || (m.core_chroma as f64 >= cfg.fire_core_chroma_min_levels
+                            && (!night || m.peak_luma as f64 >= cfg.night_fire_min_luma)))
             }
             Class::Smoke => {
                 !rigid
@@ -697,8 +751,8 @@ impl State {
         let [x, y, rw, rh] = r.rect;
         tracing::debug!(
             target: "gridwatch::fire",
-            "t={:.2} {} rect={:?} colour={:.2} motion={:.2} flicker={:.2}Hz flickering={:.2} coh={:.2} growth={:.2} speed={:.3} edge={:.2} rigid={rigid} ok={qualified}",
-            last.0, r.class.as_str(), r.rect, m.colour, m.motion, m.flicker_hz, m.flickering, coherence, growth, speed, m.edge_ratio
+            "t={:.2} {} rect={:?} colour={:.2} motion={:.2} flicker={:.2}Hz flickering={:.2} coh={:.2} growth={:.2} speed={:.3} edge={:.2} core={:.0} peak={:.0} night={night} rigid={rigid} ok={qualified}",
+            last.0, r.class.as_str(), r.rect, m.colour, m.motion, m.flicker_hz, m.flickering, coherence, growth, speed, m.edge_ratio, m.core_chroma, m.peak_luma
         );
         r.cues = RegionCues {
             class: r.class,
@@ -712,6 +766,8 @@ impl State {
             motion: m.motion,
             flicker_hz: m.flicker_hz,
             flickering: m.flickering,
+            core_chroma: if r.class == Class::Fire && !by_brightness { m.core_chroma } else { 0.0 },
+            peak_luma: m.peak_luma,
             coherence,
             growth: growth as f32,
             speed: speed as f32,
@@ -748,6 +804,8 @@ fn blank_cues(class: Class) -> RegionCues {
         motion: 0.0,
         flicker_hz: 0.0,
         flickering: 0.0,
+        core_chroma: 0.0,
+        peak_luma: 0.0,
         coherence: 0.0,
         growth: 1.0,
         speed: 0.0,
@@ -775,6 +833,10 @@ struct Measured {
     flickering: f32,
     coherence: f32,
     edge_ratio: f32,
+    /// The largest Cr − Cb of its colour pixels (levels; 0 without colour pixels).
+    core_chroma: f32,
+    /// The largest luma of its pixels (0–255).
+    peak_luma: f32,
 }
 
 /// A connected component of a candidate mask (after a 3 × 3 dilation).

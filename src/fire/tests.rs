@@ -265,3 +265,134 @@ fn verification_mode_keeps_model_fire_only_where_the_cues_hold() {
         assert_eq!(started, 1, "one fire event (verify = {verify})");
     }
 }
+
+/// Runs `frames` frames through a detector with `cfg`; returns each frame's detections.
+fn run_cfg(
+    cfg: FireDetectorConfig,
+    frames: u32,
+    frame: impl Fn(u32) -> Vec<u8>,
+) -> (FireDetector, Vec<Vec<Detection>>) {
+    let mut d = FireDetector::new(cfg);
+    let t0 = OffsetDateTime::UNIX_EPOCH + Duration::seconds(1_000_000);
+    let out = (0..frames)
+        .map(|k| d.detect(&frame(k), W, H, t0 + Duration::seconds_f64(k as f64 / FPS)))
+        .collect();
+    (d, out)
+}
+
+/// A skin- or blond-hair-coloured patch (Cr − Cb 48–58 levels: it passes Celik's colour
+/// rule) flickering exactly like `flame` (independent 16 px cells, every frame): a face or
+/// hair moving close to the lens.
+fn skin(k: u32) -> Vec<u8> {
+    let mut v = scene(1.0);
+    fill(&mut v, 400, 160, 96, 96, |x, y| {
+        let g = 0.8 + 0.17 * noise(x / 16, y / 16, k);
+        [(235.0 * g) as u8, (180.0 * g) as u8, (140.0 * g) as u8]
+    });
+    v
+}
+
+#[test]
+fn skin_coloured_flicker_has_no_flame_core() {
+    // The flame passes the core cue (its most coloured pixel has Cr − Cb well above 60)...
+    let (d, dets) = run(50, flame);
+    assert!(count(&dets, "fire") >= 20);
+    let c = d.cues().into_iter().find(|c| c.class == Class::Fire).expect("flame region");
+    assert!(c.core_chroma >= 100.0, "{c:?}");
+    // ...the skin-coloured patch, with the same flicker, fails it and only it.
+    let (d, dets, seen) = run_seen(50, skin);
+    assert!(seen >= 20, "the skin patch was a candidate on {seen} frames only");
+    assert_eq!(count(&dets, "fire"), 0);
+    let c = d.cues().into_iter().find(|c| c.class == Class::Fire).expect("skin region");
+    assert!(c.core_chroma >= 40.0 && c.core_chroma < 60.0 && c.flicker_hz >= 0.8, "{c:?}");
+    let no_core = FireDetectorConfig { fire_core_chroma_min_levels: 0.0, ..Default::default() };
+    let (_, dets) = run_cfg(no_core, 50, skin);
+    assert!(count(&dets, "fire") >= 20, "without the core cue the skin patch is fire");
+}
+
+/// The checkerboard darkened to a night scene (median luma about 30) with a flickering
+/// flame-coloured patch whose cells are `r, g × (0.4–1), b`-coloured.
+fn night_patch(k: u32, r: f64, g: f64, b: f64) -> Vec<u8> {
+    let mut v = scene(0.3);
+    fill(&mut v, 400, 160, 96, 96, |x, y| {
+        let n = noise(x / 16, y / 16, k);
+        [r as u8, (g * (0.4 + 0.6 * n)) as u8, (b * (0.7 + 0.3 * n)) as u8]
+    });
+    v
+}
+
+#[test]
+fn night_flame_needs_a_bright_core() {
+    // A flame in a dark scene is its brightest thing: its core reaches Y ≥ 200.
+    let (d, dets) = run(50, |k| night_patch(k, 255.0, 230.0, 50.0));
+    assert!(d.state.as_ref().is_some_and(|s| s.night && !s.by_brightness));
+    assert!(count(&dets, "fire") >= 20, "bright flame at night: {}", count(&dets, "fire"));
+    // A dim orange light (a lit shop window, a reflection: peak Y about 150) flickering the
+    // same way is not fire at night...
+    let dim = |k| night_patch(k, 190.0, 140.0, 30.0);
+    let (d, dets, seen) = run_seen(50, dim);
+    assert!(seen >= 20, "the dim patch was a candidate on {seen} frames only");
+    assert_eq!(count(&dets, "fire"), 0);
+    let c = d.cues().into_iter().find(|c| c.class == Class::Fire).expect("dim region");
+    assert!(c.core_chroma >= 60.0, "it has a coloured core: {c:?}");
+    // ...and is with night mode off (the core brightness is what rejects it).
+    let off = FireDetectorConfig { night_mode: NightMode::Off, ..Default::default() };
+    let (_, dets) = run_cfg(off, 50, dim);
+    assert!(count(&dets, "fire") >= 20, "night mode off: {}", count(&dets, "fire"));
+}
+
+/// Grey smoke over a high-contrast checkerboard (60 / 160, 40 px squares) lit by `gain`: a
+/// 160 × 160 px plume (at 200, 100), lit as by day, mixing the background with grey 200 by a share
+/// 0.5 ± 0.3 that varies smoothly in space and whose pattern jumps every frame (turbulence;
+/// semi-transparent: the squares' edges stay, weakened).
+fn smoke(k: u32, gain: f64) -> Vec<u8> {
+    let mut v = vec![0u8; (W * H * 3) as usize];
+    let tau = std::f64::consts::TAU;
+    let s = 2.0 * noise(k, 1, 7) - 1.0;
+    for y in 0..H {
+        for x in 0..W {
+            let mut g = if (x / 40 + y / 40) % 2 == 0 { 60.0 } else { 160.0 };
+            if (200..360).contains(&x) && (100..260).contains(&y) {
+                let a =
+                    0.5 + 0.3 * s * (tau * x as f64 / 160.0).sin() * (tau * y as f64 / 160.0).sin();
+                g = (1.0 - a) * g * gain + a * 200.0;
+            } else {
+                g *= gain;
+            }
+            let i = ((y * W + x) * 3) as usize;
+            v[i..i + 3].copy_from_slice(&[g as u8, g as u8, g as u8]);
+        }
+    }
+    v
+}
+
+/// Frames (of 60) on which a smoke region was measured, and on which one qualified (all its
+/// cues held), with `cfg` on `frame(k)`.
+fn smoke_seen(cfg: FireDetectorConfig, frame: impl Fn(u32) -> Vec<u8>) -> (u32, u32, bool) {
+    let mut d = FireDetector::new(cfg);
+    let t0 = OffsetDateTime::UNIX_EPOCH + Duration::seconds(1_000_000);
+    let (mut seen, mut qualified) = (0, 0);
+    for k in 0..60 {
+        d.detect(&frame(k), W, H, t0 + Duration::seconds_f64(k as f64 / FPS));
+        let c = d.cues();
+        seen += c.iter().any(|c| c.class == Class::Smoke) as u32;
+        qualified += c.iter().any(|c| c.class == Class::Smoke && c.qualified) as u32;
+    }
+    (seen, qualified, d.state.as_ref().is_some_and(|s| s.night))
+}
+
+#[test]
+fn smoke_is_off_at_night() {
+    // By day the grey turbulent plume is measured as smoke (its pieces qualify at times)...
+    let (seen, qualified, night) = smoke_seen(FireDetectorConfig::default(), |k| smoke(k, 1.0));
+    assert!(!night && seen >= 40 && qualified >= 1, "day: {seen} seen, {qualified} qualified");
+    // ...in the same scene at night (the background darkened, median luma about 30; the
+    // plume lit as before) it is not even measured...
+    let dark = |k| smoke(k, 0.3);
+    let (seen, _, night) = smoke_seen(FireDetectorConfig::default(), dark);
+    assert!(night && seen == 0, "night: {seen} seen");
+    // ...and with night mode off it is measured again (night mode is what stops it).
+    let off = FireDetectorConfig { night_mode: NightMode::Off, ..Default::default() };
+    let (seen, _, _) = smoke_seen(off, dark);
+    assert!(seen >= 40, "night mode off: {seen} seen");
+}
