@@ -88,7 +88,7 @@ pub struct CameraConfig {
     /// The pose stage (`[cameras.pose]`): a keypoints model on crops of person tracks;
     /// absent: off.
     #[serde(default)]
-    pub pose: Option<crate::analytics::pose::PoseConfig>,
+    pub pose: Option<PoseConfig>,
 }
 
 fn yes() -> bool {
@@ -215,6 +215,83 @@ impl TilesConfig {
         }
         if !(0.0..=3600.0).contains(&self.every_secs) {
             return Err(format!("{}: must be between 0 and 3600", at("tiles.every_secs")));
+        }
+        Ok(())
+    }
+}
+
+/// `[cameras.pose]`: which keypoints model runs on person crops, how often and where.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoseConfig {
+    /// A model of `[models]` whose manifest has `[output] kind = "keypoints"`.
+    pub model: String,
+    /// A track is posed again at most once per this many seconds of frame time. Default 0.2.
+    #[serde(default = "pose_every")]
+    pub every_secs: f64,
+    /// At most this many crops per analysed frame (the tracks posed longest ago first).
+    /// Default 2.
+    #[serde(default = "pose_max_crops")]
+    pub max_crops: u32,
+    /// The crop is the track's box grown by this fraction of its height on every side.
+    /// Default 0.25.
+    #[serde(default = "pose_grow")]
+    pub grow: f32,
+    /// Only tracks whose bottom centre is in one of these zones of the camera (empty: the
+    /// whole frame). Default empty.
+    #[serde(default)]
+    pub zones: Vec<String>,
+    /// The classes posed. Default `["person"]`.
+    #[serde(default = "crate::rules::common::people")]
+    pub classes: Vec<String>,
+}
+
+fn pose_every() -> f64 {
+    0.2
+}
+fn pose_max_crops() -> u32 {
+    2
+}
+fn pose_grow() -> f32 {
+    0.25
+}
+
+impl PoseConfig {
+    /// `at(field)` names the field and the camera; `zones` are the camera's zone names and
+    /// `models` the box's `[models]` names.
+    pub(crate) fn validate(
+        &self,
+        at: &dyn Fn(&str) -> String,
+        zones: &[&str],
+        models: &dyn Fn(&str) -> bool,
+    ) -> Result<(), String> {
+        if !models(&self.model) {
+            return Err(format!(
+                "{}: unknown model `{}` (not in [models])",
+                at("pose.model"),
+                self.model
+            ));
+        }
+        if !(self.every_secs.is_finite() && (0.0..=3600.0).contains(&self.every_secs)) {
+            return Err(format!("{}: must be between 0 and 3600", at("pose.every_secs")));
+        }
+        if !(1..=16).contains(&self.max_crops) {
+            return Err(format!("{}: must be between 1 and 16", at("pose.max_crops")));
+        }
+        if !(self.grow.is_finite() && (0.0..=1.0).contains(&self.grow)) {
+            return Err(format!("{}: must be between 0 and 1", at("pose.grow")));
+        }
+        if self.classes.is_empty() {
+            return Err(format!("{}: list at least one class", at("pose.classes")));
+        }
+        for (i, z) in self.zones.iter().enumerate() {
+            if !zones.contains(&z.as_str()) {
+                return Err(format!(
+                    "{}: no zone `{z}` in the camera (zones: {})",
+                    at(&format!("pose.zones[{i}]")),
+                    zones.join(", ")
+                ));
+            }
         }
         Ok(())
     }
