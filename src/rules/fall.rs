@@ -87,6 +87,19 @@ pub struct FallRule {
     pub cooldown_secs: f64,
 }
 
+impl FallRule {
+    pub fn levels(&self) -> Levels {
+        Levels {
+            upright_ratio: self.upright_ratio,
+            lying_ratio: self.lying_ratio,
+            upright_torso_deg: self.upright_torso_deg,
+            lying_torso_deg: self.lying_torso_deg,
+            keypoint_min_score: self.keypoint_min_score,
+            pose_max_age_secs: self.pose_max_age_secs,
+        }
+    }
+}
+
 impl RuleSpec for FallRule {
     const KIND: &'static str = KIND;
 
@@ -95,28 +108,12 @@ impl RuleSpec for FallRule {
         if !(0.0..=1.0).contains(&self.min_score) {
             return Err(("min_score".into(), "must be between 0 and 1".into()));
         }
-        for (name, v) in [("upright_ratio", self.upright_ratio), ("lying_ratio", self.lying_ratio)]
-        {
-            if !(v.is_finite() && v > 0.0) {
-                return Err((name.into(), format!("must be a number > 0, got {v}")));
-            }
-        }
-        let (up, lying) = (self.upright_torso_deg, self.lying_torso_deg);
-        if !(0.0..=180.0).contains(&up) || !(0.0..=180.0).contains(&lying) || up >= lying {
-            return Err((
-                "lying_torso_deg".into(),
-                format!("need 0 ≤ upright_torso_deg ({up}) < lying_torso_deg ({lying}) ≤ 180"),
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.keypoint_min_score) {
-            return Err(("keypoint_min_score".into(), "must be between 0 and 1".into()));
-        }
+        self.levels().validate()?;
         if !(self.min_height_drop.is_finite() && (0.0..1.0).contains(&self.min_height_drop)) {
             return Err(("min_height_drop".into(), "must be ≥ 0 and < 1".into()));
         }
         non_negative(&[
             ("transition_secs", self.transition_secs),
-            ("pose_max_age_secs", self.pose_max_age_secs),
             ("down_secs", self.down_secs),
             ("clear_secs", self.clear_secs),
             ("cooldown_secs", self.cooldown_secs),
@@ -141,7 +138,7 @@ pub struct Posture {
 
 impl Posture {
     /// Posture from a track's box on a `w`×`h` frame; None for a degenerate box.
-    pub fn from_box(t: &Track, w: u32, h: u32, cfg: &FallRule) -> Option<Posture> {
+    pub fn from_box(t: &Track, w: u32, h: u32, cfg: &Levels) -> Option<Posture> {
         let b = &t.bbox;
         let bw = f64::from(b.x2 - b.x1) * f64::from(w.max(1));
         let bh = f64::from(b.y2 - b.y1) * f64::from(h.max(1));
@@ -160,7 +157,7 @@ impl Posture {
         now: OffsetDateTime,
         w: u32,
         h: u32,
-        cfg: &FallRule,
+        cfg: &Levels,
     ) -> Option<Posture> {
         let pose = t.pose.as_ref()?;
         if (now - pose.at).as_seconds_f64() > cfg.pose_max_age_secs {
@@ -174,6 +171,46 @@ impl Posture {
             height: f64::from(t.bbox.y2 - t.bbox.y1),
             hips_y: Some(f64::from(hips.1)),
         })
+    }
+
+    /// The posture of `t` on `frame`: from its pose when fresh and usable, else its box.
+    pub fn of(t: &Track, frame: &crate::types::Frame, cfg: &Levels) -> Option<Posture> {
+        let (now, w, h) = (frame.captured_at, frame.width, frame.height);
+        Posture::from_pose(t, now, w, h, cfg).or_else(|| Posture::from_box(t, w, h, cfg))
+    }
+}
+
+/// What tells upright from lying (the `fall` and `person_down` rules' keys of the same names).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Levels {
+    pub upright_ratio: f64,
+    pub lying_ratio: f64,
+    pub upright_torso_deg: f64,
+    pub lying_torso_deg: f64,
+    pub keypoint_min_score: f32,
+    pub pose_max_age_secs: f64,
+}
+
+impl Levels {
+    /// Checks the levels; `(field, message)` on error.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        for (name, v) in [("upright_ratio", self.upright_ratio), ("lying_ratio", self.lying_ratio)]
+        {
+            if !(v.is_finite() && v > 0.0) {
+                return Err((name.into(), format!("must be a number > 0, got {v}")));
+            }
+        }
+        let (up, lying) = (self.upright_torso_deg, self.lying_torso_deg);
+        if !(0.0..=180.0).contains(&up) || !(0.0..=180.0).contains(&lying) || up >= lying {
+            return Err((
+                "lying_torso_deg".into(),
+                format!("need 0 ≤ upright_torso_deg ({up}) < lying_torso_deg ({lying}) ≤ 180"),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.keypoint_min_score) {
+            return Err(("keypoint_min_score".into(), "must be between 0 and 1".into()));
+        }
+        non_negative(&[("pose_max_age_secs", self.pose_max_age_secs)])
     }
 }
 
@@ -228,14 +265,13 @@ impl Rule for Fall {
         let now = frame.captured_at;
         let cfg = &self.cfg;
         let transition = secs(cfg.transition_secs);
+        let levels = cfg.levels();
         let candidates = observed(t, &cfg.classes);
         self.tracks.on_frame(frame, candidates, out, |tr, st, _| {
             if tr.score < cfg.min_score {
                 return Step::Skip;
             }
-            let (w, h) = (frame.width, frame.height);
-            let posture = Posture::from_pose(tr, now, w, h, cfg);
-            let Some(p) = posture.or_else(|| Posture::from_box(tr, w, h, cfg)) else {
+            let Some(p) = Posture::of(tr, frame, &levels) else {
                 return Step::Skip;
             };
             while st.upright.front().is_some_and(|(at, _)| now - *at > transition) {
@@ -268,7 +304,7 @@ impl Rule for Fall {
 
 /// Whether `now` lies at least `drop` of the upright person's height lower than `up`: by
 /// the hips when both come from a pose, else by the box height.
-fn dropped(up: &Posture, now: &Posture, drop: f64) -> bool {
+pub fn dropped(up: &Posture, now: &Posture, drop: f64) -> bool {
     if up.height <= 0.0 {
         return false;
     }

@@ -24,6 +24,7 @@ pub mod line_crossing;
 pub mod loitering;
 pub mod occupancy;
 pub mod per_track;
+pub mod person_down;
 pub mod presence;
 pub mod scene;
 pub mod speed;
@@ -168,6 +169,7 @@ rule_kinds! {
     Speed(speed::SpeedRule),
     SpeedTrap(speed_trap::SpeedTrapRule),
     Fall(fall::FallRule),
+    PersonDown(person_down::PersonDownRule),
     Fire(fire::FireRule),
     Smoke(fire::SmokeRule),
     CameraTamper(tamper::TamperRule),
