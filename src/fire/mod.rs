@@ -45,6 +45,11 @@
 //!    ≤ `smoke_max_speed` frame widths per second), not
 //!    shrink below half its first area in the window, and blur what is behind it (edge
 //!    energy ≤ `smoke_edge_ratio_max` × the background's, where the background has edges).
+//!    **Smoke rising from a flame** (`smoke_above_flame`): a smoke region touching a fire
+//!    region confirmed in the last `smoke_window_secs`, its top above that flame's middle,
+//!    needs none of the turbulence, speed and edge cues (combustion makes smoke, buoyancy
+//!    lifts it; the flame is the evidence); colour, motion, growth, rigid motion and
+//!    persistence still apply.
 //! 6. **Persistence** (N of M, in frame time so that it does not depend on `detect_fps`): a
 //!    region is reported on each frame while ≥ `*_confirm_ratio` of its observations in the
 //!    last `*_window_secs` (at least 3) qualified; confidence 0.5 + 0.5 × that share.

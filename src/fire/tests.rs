@@ -488,9 +488,9 @@ fn rigid_grey_box_over_a_flame_is_not_smoke() {
     // a frame right on top of the flame: rigid motion (it keeps its area and translates).
     let swing = |k: u32| {
         let mut v = flame(k);
-        let x0 = if (k / 4) % 2 == 0 { 350 + 24 * (k % 4) } else { 446 - 24 * (k % 4) };
+        let x0 = if (k / 4).is_multiple_of(2) { 350 + 24 * (k % 4) } else { 446 - 24 * (k % 4) };
         fill(&mut v, x0, 100, 112, 60, |x, _| {
-            let g = if ((x - x0) / 8) % 2 == 0 { 180 } else { 220 };
+            let g = if ((x - x0) / 8).is_multiple_of(2) { 180 } else { 220 };
             [g, g, g]
         });
         v
