@@ -85,6 +85,11 @@ pub struct FireDetectorConfig {
     /// Smoke drifts slowly: the region's centre moves at most this fraction of the frame
     /// width per second. Default 0.05.
     pub smoke_max_speed: f64,
+    /// Smoke rising from a flame: a smoke region that touches a confirmed fire region and
+    /// reaches above it qualifies without its own motion cues (turbulence, slow drift, blur):
+    /// flaming combustion makes smoke, and buoyancy lifts it from the flame. Its colour,
+    /// motion, growth and rigid-motion cues and its persistence still apply. Default true.
+    pub smoke_above_flame: bool,
     /// Smoke persistence, as for fire. Default 5 s.
     pub smoke_window_secs: f64,
     /// Default 0.6.
@@ -122,6 +127,7 @@ impl Default for FireDetectorConfig {
             smoke_min_area: 0.002,
             smoke_edge_ratio_max: 1.0,
             smoke_max_speed: 0.05,
+            smoke_above_flame: true,
             smoke_window_secs: 5.0,
             smoke_confirm_ratio: 0.6,
             global_change_fraction: 0.4,

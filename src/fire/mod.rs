@@ -45,6 +45,11 @@
 //!    ≤ `smoke_max_speed` frame widths per second), not
 //!    shrink below half its first area in the window, and blur what is behind it (edge
 //!    energy ≤ `smoke_edge_ratio_max` × the background's, where the background has edges).
+//!    **Smoke rising from a flame** (`smoke_above_flame`): a smoke region touching a fire
+//!    region confirmed in the last `smoke_window_secs`, its top above that flame's middle,
+//!    needs none of the turbulence, speed and edge cues (combustion makes smoke, buoyancy
+//!    lifts it; the flame is the evidence); colour, motion, growth, rigid motion and
+//!    persistence still apply.
 //! 6. **Persistence** (N of M, in frame time so that it does not depend on `detect_fps`): a
 //!    region is reported on each frame while ≥ `*_confirm_ratio` of its observations in the
 //!    last `*_window_secs` (at least 3) qualified; confidence 0.5 + 0.5 × that share.
@@ -90,6 +95,9 @@ const MONO_CHROMA_LEVELS: f64 = 3.0;
 /// Smoke: at least this share of the (dilated) region is foreground (a lone noise pixel of
 /// the background model covers 1/9 of its dilation).
 const SMOKE_MIN_MOTION: f32 = 0.15;
+
+/// At most this many remembered flame rectangles (`State::flames`).
+const MAX_FLAMES: usize = 256;
 
 /// A region is reported only after this many observations in its window.
 const MIN_OBSERVATIONS: u32 = 3;
@@ -163,6 +171,9 @@ pub struct RegionCues {
     pub edge_ratio: f32,
     /// Moves like a rigid body (translates, keeps its area).
     pub rigid: bool,
+    /// Smoke: the region touches a confirmed flame region and reaches above it (smoke rising
+    /// from a flame; its own motion cues are then not needed). Always false for fire.
+    pub above_flame: bool,
     /// Whether this observation qualified.
     pub qualified: bool,
     /// Qualifying observations among the `window` observations of the persistence window.
@@ -216,6 +227,8 @@ struct State {
     night: bool,
     frames: u32,
     regions: Vec<Region>,
+    /// Confirmed flame regions (frame time, rectangle) of the last `smoke_window_secs`.
+    flames: VecDeque<(f64, [i32; 4])>,
 }
 
 /// The built-in fire and smoke detector of one camera.
@@ -367,6 +380,7 @@ impl State {
             night: false,
             frames: 0,
             regions: Vec::new(),
+            flames: VecDeque::new(),
         })
     }
 
@@ -626,6 +640,9 @@ impl State {
     /// histories and cues, and drops regions unseen for a whole window.
     fn track(&mut self, cfg: &FireDetectorConfig, t: f64, seen: Vec<(Class, Component, Measured)>) {
         let mut matched = vec![false; self.regions.len()];
+        // Where flames were confirmed in the last smoke window, up to the previous frame
+        // (smoke rising from a flame).
+        let flames: Vec<[i32; 4]> = self.flames.iter().map(|f| f.1).collect();
         for (class, c, m) in seen {
             let best = self
                 .regions
@@ -645,7 +662,7 @@ impl State {
                     let r = &mut self.regions[j];
                     r.rect = c.rect;
                     r.hist.push_back(obs(false));
-                    let hit = self.qualify_region(cfg, j, &m);
+                    let hit = self.qualify_region(cfg, j, &m, &flames);
                     let r = &mut self.regions[j];
                     if let Some(o) = r.hist.back_mut() {
                         o.hit = hit;
@@ -662,7 +679,7 @@ impl State {
                     });
                     matched.push(true);
                     let j = self.regions.len() - 1;
-                    let hit = self.qualify_region(cfg, j, &m);
+                    let hit = self.qualify_region(cfg, j, &m, &flames);
                     if let Some(o) = self.regions[j].hist.back_mut() {
                         o.hit = hit;
                     }
@@ -699,11 +716,25 @@ impl State {
             }
         }
         self.regions.retain(|r| r.hist.iter().any(|o| o.seen.is_some()));
+        for r in self.regions.iter().filter(|r| r.class == Class::Fire && r.cues.confirmed) {
+            self.flames.push_back((t, r.rect));
+        }
+        while self.flames.front().is_some_and(|f| t - f.0 > cfg.smoke_window_secs + 1e-6)
+            || self.flames.len() > MAX_FLAMES
+        {
+            self.flames.pop_front();
+        }
     }
 
     /// Computes the cues of region `j` (its latest observation is this frame's) and whether
     /// this observation qualifies.
-    fn qualify_region(&mut self, cfg: &FireDetectorConfig, j: usize, m: &Measured) -> bool {
+    fn qualify_region(
+        &mut self,
+        cfg: &FireDetectorConfig,
+        j: usize,
+        m: &Measured,
+        flames: &[[i32; 4]],
+    ) -> bool {
         let w = self.w as f64;
         let (by_brightness, night) = (self.by_brightness, self.night);
         let (sx, sy) = (1.0 / self.w as f32, 1.0 / self.h as f32);
@@ -727,6 +758,13 @@ impl State {
             let spread = seen.iter().map(|s| (s.1 - mean_a).abs()).fold(0.0, f64::max) / mean_a;
             steps >= 0.2 * mean_a.sqrt() && spread <= 0.25
         };
+        // Smoke rising from a confirmed flame: the regions touch (rectangles grown by one
+        // pixel overlap) and the smoke reaches above the flame's middle (its top is higher;
+        // with the image's top edge as the limit when both reach it).
+        let above_flame = r.class == Class::Smoke
+            && flames
+                .iter()
+                .any(|f| rect_overlap(f, &r.rect) > 0 && 2 * r.rect[1] < 2 * f[1] + f[3]);
         let qualified = match r.class {
             Class::Fire => {
                 !rigid
@@ -739,19 +777,23 @@ impl State {
                             && (!night || m.peak_luma as f64 >= cfg.night_fire_min_luma)))
             }
             Class::Smoke => {
-                !rigid
-                    && speed <= cfg.smoke_max_speed
-                    && growth >= 0.5
+                // Its own motion cues: turbulent, slow, blurring what is behind it. A region
+                // rising from a confirmed flame needs none of them (the flame is the
+                // evidence; its smoke may be pushed fast by the fire's own draught).
+                let own = speed <= cfg.smoke_max_speed
                     && m.edge_ratio as f64 <= cfg.smoke_edge_ratio_max
+                    && m.flicker_hz as f64 >= cfg.smoke_flicker_min_hz;
+                !rigid
+                    && growth >= 0.5
                     && m.colour >= 0.5
                     && m.motion >= SMOKE_MIN_MOTION
-                    && m.flicker_hz as f64 >= cfg.smoke_flicker_min_hz
+                    && (own || (cfg.smoke_above_flame && above_flame))
             }
         };
         let [x, y, rw, rh] = r.rect;
         tracing::debug!(
             target: "gridwatch::fire",
-            "t={:.2} {} rect={:?} colour={:.2} motion={:.2} flicker={:.2}Hz flickering={:.2} coh={:.2} growth={:.2} speed={:.3} edge={:.2} core={:.0} peak={:.0} night={night} rigid={rigid} ok={qualified}",
+            "t={:.2} {} rect={:?} colour={:.2} motion={:.2} flicker={:.2}Hz flickering={:.2} coh={:.2} growth={:.2} speed={:.3} edge={:.2} core={:.0} peak={:.0} night={night} rigid={rigid} above_flame={above_flame} ok={qualified}",
             last.0, r.class.as_str(), r.rect, m.colour, m.motion, m.flicker_hz, m.flickering, coherence, growth, speed, m.edge_ratio, m.core_chroma, m.peak_luma
         );
         r.cues = RegionCues {
@@ -773,6 +815,7 @@ impl State {
             speed: speed as f32,
             edge_ratio: m.edge_ratio,
             rigid,
+            above_flame,
             qualified,
             ..r.cues.clone()
         };
@@ -811,6 +854,7 @@ fn blank_cues(class: Class) -> RegionCues {
         speed: 0.0,
         edge_ratio: 1.0,
         rigid: false,
+        above_flame: false,
         qualified: false,
         hits: 0,
         window: 0,
