@@ -552,7 +552,7 @@ zone = "yard"
                 && m.delivery.backoff_max_secs == 60.0
         );
         assert_eq!(m.host_port(), Ok(("mqtt.grid.example.org".to_string(), 8883)));
-        assert_eq!(a.rules.len(), 15);
+        assert_eq!(a.rules.len(), 16);
         assert_eq!(a.calibration, b.calibration);
         assert_eq!(a.calibration.as_ref().map(|c| c.ground_points_m.len()), Some(4));
         assert_eq!(a.zones.len(), 4);
