@@ -637,7 +637,7 @@ fn weak_flicker_in_low_light_starts_no_track() {
     }
 }
 
-/// In low light people have the lower levels (0.35 / 0.45): a person scored 0.5 starts an
+/// In low light people have the lower levels (0.35 / 0.55): a person scored 0.6 starts an
 /// ordinary track (confirmed on its second match); by day the same detections start none.
 /// Vehicles keep their group's levels.
 #[test]
@@ -649,7 +649,7 @@ fn people_levels_are_lower_in_low_light() {
         // Three frames (0.3 s): too short for a weak confirmation either way.
         let mut out = Vec::new();
         for k in 1..=3 {
-            let d = det("person", 0.5, 0.1 + 0.01 * k as f32, 0.3, 0.05, 0.12);
+            let d = det("person", 0.6, 0.1 + 0.01 * k as f32, 0.3, 0.05, 0.12);
             out = tr.update(&[d], t(k as f64 * 0.1));
         }
         assert_eq!(ids(&out), want, "low light {low_light}");
