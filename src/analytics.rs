@@ -296,7 +296,15 @@ impl CameraAnalytics {
         let at = frame.captured_at;
         let mut detections = Detections { frame, objects, infer_ms };
         let started = Instant::now();
-        let mut tracked = self.lock().0.update(&detections.objects, at);
+        let mut tracked = {
+            let mut guard = self.lock();
+            let tracker = &mut guard.0;
+            if tracker.config().low_light_births {
+                let f = &detections.frame;
+                tracker.set_low_light(low_light(&f.rgb, f.width, f.height));
+            }
+            tracker.update(&detections.objects, at)
+        };
         let mut pose_ms = 0.0;
         if let Some(pose) = &self.pose {
             let posing = Instant::now();
@@ -354,6 +362,51 @@ impl CameraAnalytics {
     fn lock(&self) -> std::sync::MutexGuard<'_, (Tracker, RuleEngine)> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Below this median luma (0–255) most of the scene is dark: a night image (the built-in fire
+/// detector's default `night_luma_max`).
+pub const LOW_LIGHT_LUMA: f32 = 50.0;
+/// Below this mean chroma (|Cb − 128| + |Cr − 128|, levels) the image has no colour: an IR or
+/// monochrome camera (the fire detector's test for a colourless image).
+pub const LOW_LIGHT_CHROMA: f32 = 3.0;
+
+/// Whether a frame (`rgb`, `width` × `height`) is a low-light image for the tracker's `low_light_births`: its median luma
+/// is below [`LOW_LIGHT_LUMA`] or its mean chroma below [`LOW_LIGHT_CHROMA`] (an IR camera at
+/// night; a day camera that gives grey images counts too). Read on about 4,000 pixels of a
+/// regular grid (well under a millisecond); a frame without pixels is not low-light.
+pub fn low_light(rgb: &[u8], width: u32, height: u32) -> bool {
+    let (w, h) = (width as usize, height as usize);
+    if w == 0 || h == 0 || rgb.len() < w * h * 3 {
+        return false;
+    }
+    let step = ((w * h / 4096) as f64).sqrt().max(1.0) as usize;
+    let mut hist = [0u32; 256];
+    let (mut chroma, mut n) = (0f64, 0u32);
+    for y in (step / 2..h).step_by(step) {
+        for x in (step / 2..w).step_by(step) {
+            let i = 3 * (y * w + x);
+            let (r, g, b) = (rgb[i] as f32, rgb[i + 1] as f32, rgb[i + 2] as f32);
+            let luma = 0.299 * r + 0.587 * g + 0.114 * b;
+            let cb = -0.168_736 * r - 0.331_264 * g + 0.5 * b;
+            let cr = 0.5 * r - 0.418_688 * g - 0.081_312 * b;
+            hist[luma.clamp(0.0, 255.0) as usize] += 1;
+            chroma += (cb.abs() + cr.abs()) as f64;
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return false;
+    }
+    let mut below = 0;
+    let median = hist
+        .iter()
+        .position(|&c| {
+            below += c;
+            below * 2 >= n
+        })
+        .unwrap_or(255) as f32;
+    median < LOW_LIGHT_LUMA || (chroma / n as f64) < LOW_LIGHT_CHROMA as f64
 }
 
 /// Event objects are tracks (`rules::common::object`), which carry no keypoints. When a pose
@@ -556,6 +609,26 @@ mod tests {
             }
             self.0.wait_for(timeout, wait)
         }
+    }
+
+    /// The tracker's low-light flag: dark or colourless frames are low-light; a lit colour
+    /// frame is not, nor is a frame without pixels.
+    #[test]
+    fn low_light_is_dark_or_colourless() {
+        let img =
+            |w: u32, h: u32, px: [u8; 3]| -> Vec<u8> { (0..w * h).flat_map(|_| px).collect() };
+        assert!(low_light(&img(64, 48, [20, 18, 25]), 64, 48), "dark");
+        assert!(low_light(&img(64, 48, [120, 120, 120]), 64, 48), "grey (IR)");
+        assert!(!low_light(&img(64, 48, [150, 110, 90]), 64, 48), "lit, coloured");
+        // A third of the image black, the rest lit and coloured: the median is lit; two thirds
+        // black: dark.
+        let mut part = img(64, 48, [150, 110, 90]);
+        part[..64 * 16 * 3].fill(0);
+        assert!(!low_light(&part, 64, 48));
+        part[..64 * 32 * 3].fill(0);
+        assert!(low_light(&part, 64, 48));
+        assert!(!low_light(&[], 0, 0));
+        assert!(!low_light(&[1, 2, 3], 64, 48), "short buffer");
     }
 
     /// Through the real supervisor, registry, health watch and rule engine, in simulated time:

@@ -31,9 +31,11 @@ fn run(m: &Manifest, only: &[&str]) -> Report {
     report
 }
 
-/// The night IR clip's presence window: every analysed frame of it is scored, and the
-/// detector finds a person in the labelled enclosure on most of them (80 of 85 at the time
-/// of writing); what the tracker makes of them is the target below.
+/// The night IR clip's presence window: every analysed frame of it is scored, the detector
+/// finds a person in the labelled enclosure on most of them (80 of 85 at the time of
+/// writing), and the low-light births and levels (docs/design/0027) track them on most
+/// (73 of 85 at the time of writing; 0 without them, 64 without the tracks on a still shape
+/// by the excavator). The issue's 80 % on both night clips is the target below.
 #[test]
 fn night_presence_window_is_scored_on_every_frame() {
     let Some(m) = manifest() else { return };
@@ -43,6 +45,7 @@ fn night_presence_window_is_scored_on_every_frame() {
     assert!(p.frames.abs_diff(84) <= 1, "{p:?}");
     assert!(p.detected as f64 >= 0.8 * p.frames as f64, "{p:?}");
     assert!(p.tracked <= p.frames && p.tracked_fraction.is_some(), "{p:?}");
+    assert!(p.tracked as f64 >= 0.7 * p.frames as f64, "low-light people births: {p:?}");
 }
 
 /// The pose stage (`[cameras.pose]`) on the real indoor clip: the woman standing at the
@@ -95,7 +98,7 @@ fn pose_stage_gives_standing_tracks_upright_poses() {
 
 /// Issue 14's targets on the shared clips.
 #[test]
-#[ignore = "issue 14 targets not met yet (falls 0 of 2, night tracking 0 % and 59 %); see docs/performance.md"]
+#[ignore = "issue 14 targets not met yet (falls 0 of 2, night tracking 86 % and 68 %); see docs/performance.md"]
 fn people_targets() {
     let Some(m) = manifest() else { return };
     let r = run(&m, &[]);

@@ -165,6 +165,19 @@ pub struct TrackerConfig {
     /// was born: static clutter persists too, but does not move. Default 0.25; 0 confirms
     /// still weak objects too.
     pub weak_min_move_heights: f32,
+    /// In a low-light frame (dark or colourless, as the frame path judges it; see
+    /// [`Tracker::set_low_light`]), weak births of `person` are allowed anywhere (unless
+    /// `weak_births = "off"`) and need no motion: matched on every analysed frame for
+    /// `weak_confirm_secs` is enough (docs/design/0027). Default true.
+    pub low_light_births: bool,
+    /// With `low_light_births`, in a low-light frame: `high_score` of the classes outside the
+    /// class groups (people). The detector scores people lower in the dark, as it scores
+    /// vehicles lower by day, so the default is the vehicle group's: 0.35.
+    pub low_light_high_score: f32,
+    /// ... and their `new_track_score` in a low-light frame. Default 0.55 (0.45, the vehicle
+    /// group's, starts tracks on people pictured on lit billboards at night; measured in
+    /// docs/performance.md, "People").
+    pub low_light_new_track_score: f32,
 }
 
 impl Default for TrackerConfig {
@@ -187,6 +200,9 @@ impl Default for TrackerConfig {
             weak_births: WeakBirths::IntrusionZones,
             weak_confirm_secs: 1.0,
             weak_min_move_heights: 0.25,
+            low_light_births: true,
+            low_light_high_score: 0.35,
+            low_light_new_track_score: 0.55,
         }
     }
 }
@@ -202,6 +218,8 @@ impl TrackerConfig {
             ("low_match_iou", self.low_match_iou),
             ("tentative_match_iou", self.tentative_match_iou),
             ("duplicate_iou", self.duplicate_iou),
+            ("low_light_high_score", self.low_light_high_score),
+            ("low_light_new_track_score", self.low_light_new_track_score),
         ];
         for (name, v) in unit {
             if !(0.0..=1.0).contains(&v) {
@@ -210,6 +228,9 @@ impl TrackerConfig {
         }
         if self.low_score > self.high_score {
             return Err("tracker.low_score: must be ≤ tracker.high_score".into());
+        }
+        if self.low_score > self.low_light_high_score {
+            return Err("tracker.low_light_high_score: must be ≥ tracker.low_score".into());
         }
         let mut seen = std::collections::HashSet::new();
         for (i, g) in self.class_groups.iter().enumerate() {
@@ -276,6 +297,9 @@ struct Inner {
     weak: bool,
     /// Confirmed from a weak birth: low detections may also find it again while lost.
     born_weak: bool,
+    /// A weak tentative track born in a low-light frame of a person: confirmed by
+    /// persistence alone (no motion gate).
+    night: bool,
 }
 
 impl Inner {
@@ -296,6 +320,7 @@ impl Inner {
             origin: det.bbox,
             weak: false,
             born_weak: false,
+            night: false,
         }
     }
 
@@ -369,11 +394,34 @@ pub struct Tracker {
     tracks: Vec<Inner>,
     last_id: u64,
     last_at: Option<OffsetDateTime>,
+    /// Whether the next frame is a low-light one (`set_low_light`).
+    low_light: bool,
 }
+
+/// The class whose weak births are allowed everywhere in low light (`low_light_births`).
+pub const LOW_LIGHT_CLASS: &str = "person";
 
 impl Tracker {
     pub fn new(cfg: TrackerConfig) -> Tracker {
-        Tracker { cfg, weak_regions: Vec::new(), tracks: Vec::new(), last_id: 0, last_at: None }
+        Tracker {
+            cfg,
+            weak_regions: Vec::new(),
+            tracks: Vec::new(),
+            last_id: 0,
+            last_at: None,
+            low_light: false,
+        }
+    }
+
+    /// Tells the tracker whether the next frames are low-light ones (dark or colourless:
+    /// `analytics::low_light`); it stays so until set again. Only births depend on it.
+    pub fn set_low_light(&mut self, low_light: bool) {
+        self.low_light = low_light;
+    }
+
+    /// Whether `d` may start a weak tentative track that is born in low light.
+    fn low_light_birth(&self, d: &Detection) -> bool {
+        self.cfg.low_light_births && self.low_light && d.class == LOW_LIGHT_CLASS
     }
 
     /// The regions where weak births are allowed when `weak_births = "intrusion_zones"`
@@ -428,7 +476,13 @@ impl Tracker {
         let level = |i: usize, pick: fn(&ClassGroup) -> Option<f32>, default: f32| {
             groups[i].and_then(|g| pick(&cfg.class_groups[g])).unwrap_or(default)
         };
-        let high_of = |i: usize| level(i, |g| g.high_score, cfg.high_score);
+        let dark = cfg.low_light_births && self.low_light;
+        let (day_high, day_new) = (cfg.high_score, cfg.new_track_score);
+        let (high_score, new_track_score) = match dark {
+            true => (cfg.low_light_high_score, cfg.low_light_new_track_score),
+            false => (day_high, day_new),
+        };
+        let high_of = |i: usize| level(i, |g| g.high_score, high_score);
         let valid =
             |d: &Detection| d.score.is_finite() && d.score >= cfg.low_score && d.bbox.area() > 0.0;
         // Duplicates across the classes of a group: the best-scoring detection keeps the
@@ -457,7 +511,7 @@ impl Tracker {
             kept.iter().copied().filter(|&i| dets[i].score >= high_of(i)).collect();
         let mut low: Vec<usize> =
             kept.iter().copied().filter(|&i| dets[i].score < high_of(i)).collect();
-        let new_of = |i: usize| level(i, |g| g.new_track_score, cfg.new_track_score);
+        let new_of = |i: usize| level(i, |g| g.new_track_score, new_track_score);
         let mut matched = vec![false; self.tracks.len()];
 
         // Stage 1: high detections ↔ confirmed tracks (tracked and lost).
@@ -518,6 +572,7 @@ impl Tracker {
             self.tracks[t].observe(&dets[d], &also[d], at);
             if dets[d].score >= new_of(d) {
                 self.tracks[t].weak = false;
+                self.tracks[t].night = false;
             }
             self.confirm_if_due(t, at);
         }
@@ -571,7 +626,10 @@ impl Tracker {
                 .iter()
                 .chain(&low)
                 .copied()
-                .filter(|&d| dets[d].score < new_of(d) && self.weak_birth_allowed(&dets[d]))
+                .filter(|&d| {
+                    dets[d].score < new_of(d)
+                        && (self.weak_birth_allowed(&dets[d]) || self.low_light_birth(&dets[d]))
+                })
                 .collect();
             rest.sort_by(|&a, &b| dets[b].score.total_cmp(&dets[a].score));
             for d in rest {
@@ -585,6 +643,7 @@ impl Tracker {
                 }
                 let mut t = Inner::new(det, groups[d], at);
                 t.weak = true;
+                t.night = self.low_light_birth(det);
                 t.observe(det, &also[d], at);
                 self.tracks.push(t);
             }
@@ -612,9 +671,11 @@ impl Tracker {
         let tr = &self.tracks[t];
         let weak_due = || {
             let (b, o) = (tr.kf.bbox(), &tr.origin);
-            let moved = centre_shift(o, &b);
-            (at - tr.first_seen).as_seconds_f64() >= self.cfg.weak_confirm_secs
-                && moved >= self.cfg.weak_min_move_heights * (b.y2 - b.y1)
+            let old = (at - tr.first_seen).as_seconds_f64() >= self.cfg.weak_confirm_secs;
+            // Born in low light: persistence alone (a person standing still at night).
+            let moved =
+                tr.night || centre_shift(o, &b) >= self.cfg.weak_min_move_heights * (b.y2 - b.y1);
+            old && moved
         };
         let due = tr.hits >= self.cfg.min_hits && (!tr.weak || weak_due());
         if due {
@@ -623,6 +684,7 @@ impl Tracker {
             tr.id = Some(self.last_id);
             tr.born_weak = tr.weak;
             tr.weak = false;
+            tr.night = false;
             tr.state = TrackState::Tracked;
         }
     }

@@ -593,3 +593,82 @@ fn low_detections_recover_a_lost_weak_born_track_only() {
         assert_eq!(ids_after.into_iter().collect::<Vec<_>>(), want, "first score {first}");
     }
 }
+
+/// A weak person standing still (box jitter as on real clutter) in low light: tracked after
+/// `weak_confirm_secs` of consecutive matches, with no motion and no zone (docs/design/0027);
+/// by day, or with `low_light_births = false`, never. A still weak car is never tracked.
+#[test]
+fn a_still_weak_person_is_tracked_in_low_light_only() {
+    for (class, low_light, births, want) in [
+        ("person", true, true, Some(1.0)),
+        ("person", false, true, None),
+        ("person", true, false, None),
+        ("car", true, true, None),
+    ] {
+        let cfg = TrackerConfig { low_light_births: births, ..TrackerConfig::default() };
+        let mut tr = Tracker::new(cfg);
+        tr.set_low_light(low_light);
+        tr.update(&[], t(0.0));
+        let mut first = None;
+        for k in 1..=50 {
+            let j = if k % 2 == 0 { 0.002 } else { -0.002 };
+            let d = det(class, 0.3, 0.3 + j, 0.3, 0.04, 0.1);
+            let out = tr.update(&[d], t(k as f64 * 0.1));
+            if first.is_none() && !out.is_empty() {
+                first = Some(((k - 1) as f64 * 0.1 * 10.0).round() / 10.0);
+            }
+        }
+        let case = format!("{class}, low light {low_light}, low_light_births {births}");
+        assert_eq!(first, want, "{case}: seconds from birth to the first report");
+    }
+}
+
+/// In low light a weak person that flickers (missing on one frame in three) is still not
+/// tracked: persistence is the guard.
+#[test]
+fn weak_flicker_in_low_light_starts_no_track() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    tr.set_low_light(true);
+    tr.update(&[], t(0.0));
+    for k in 1..=60 {
+        let dets = if k % 3 == 0 { vec![] } else { vec![det("person", 0.3, 0.3, 0.3, 0.05, 0.12)] };
+        let out = tr.update(&dets, t(k as f64 * 0.1));
+        assert!(out.is_empty(), "frame {k}: {out:?}");
+    }
+}
+
+/// In low light people have the lower levels (0.35 / 0.55): a person scored 0.6 starts an
+/// ordinary track (confirmed on its second match); by day the same detections start none.
+/// Vehicles keep their group's levels.
+#[test]
+fn people_levels_are_lower_in_low_light() {
+    for (low_light, want) in [(true, vec![1]), (false, vec![])] {
+        let mut tr = Tracker::new(TrackerConfig::default());
+        tr.set_low_light(low_light);
+        tr.update(&[], t(0.0));
+        // Three frames (0.3 s): too short for a weak confirmation either way.
+        let mut out = Vec::new();
+        for k in 1..=3 {
+            let d = det("person", 0.6, 0.1 + 0.01 * k as f32, 0.3, 0.05, 0.12);
+            out = tr.update(&[d], t(k as f64 * 0.1));
+        }
+        assert_eq!(ids(&out), want, "low light {low_light}");
+    }
+    let mut tr = Tracker::new(TrackerConfig::default());
+    tr.set_low_light(true);
+    tr.update(&[], t(0.0));
+    for k in 1..=3 {
+        let d = det("car", 0.4, 0.1 + 0.01 * k as f32, 0.3, 0.1, 0.08);
+        assert!(tr.update(&[d], t(k as f64 * 0.1)).is_empty(), "car 0.4 < its group's 0.45");
+    }
+}
+
+#[test]
+fn low_light_levels_are_validated() {
+    let bad = TrackerConfig { low_light_high_score: 0.2, ..TrackerConfig::default() };
+    assert!(bad.validate().unwrap_err().contains("low_light_high_score"));
+    let bad = TrackerConfig { low_light_new_track_score: 1.5, ..TrackerConfig::default() };
+    assert!(bad.validate().unwrap_err().contains("low_light_new_track_score"));
+    let c: TrackerConfig = toml::from_str("low_light_births = false").unwrap();
+    assert!(!c.low_light_births);
+}
