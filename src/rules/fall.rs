@@ -96,6 +96,7 @@ impl FallRule {
             lying_torso_deg: self.lying_torso_deg,
             keypoint_min_score: self.keypoint_min_score,
             pose_max_age_secs: self.pose_max_age_secs,
+            min_height_drop: self.min_height_drop,
         }
     }
 }
@@ -109,9 +110,6 @@ impl RuleSpec for FallRule {
             return Err(("min_score".into(), "must be between 0 and 1".into()));
         }
         self.levels().validate()?;
-        if !(self.min_height_drop.is_finite() && (0.0..1.0).contains(&self.min_height_drop)) {
-            return Err(("min_height_drop".into(), "must be ≥ 0 and < 1".into()));
-        }
         non_negative(&[
             ("transition_secs", self.transition_secs),
             ("down_secs", self.down_secs),
@@ -189,6 +187,8 @@ pub struct Levels {
     pub lying_torso_deg: f64,
     pub keypoint_min_score: f32,
     pub pose_max_age_secs: f64,
+    /// How much lower than when upright "down" is (see [`dropped`]).
+    pub min_height_drop: f64,
 }
 
 impl Levels {
@@ -209,6 +209,9 @@ impl Levels {
         }
         if !(0.0..=1.0).contains(&self.keypoint_min_score) {
             return Err(("keypoint_min_score".into(), "must be between 0 and 1".into()));
+        }
+        if !(self.min_height_drop.is_finite() && (0.0..1.0).contains(&self.min_height_drop)) {
+            return Err(("min_height_drop".into(), "must be ≥ 0 and < 1".into()));
         }
         non_negative(&[("pose_max_age_secs", self.pose_max_age_secs)])
     }

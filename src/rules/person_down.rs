@@ -17,22 +17,14 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::common::{classes_non_empty, d1, d10, d30, defaults, non_negative, object, observed};
+use super::common::{classes_non_empty, d1, d10, d30, non_negative, object, observed};
 use super::common::{output, people, score04, secs, sev_high, Cooldown};
-use super::fall::dropped;
-use super::fall::{Levels, Posture};
+use super::fall::{d_drop, d_kp_score, d_lying_deg, d_upright, d_upright_deg};
+use super::fall::{dropped, Levels, Posture};
 use super::{Rule, RuleSpec, Scene};
 use crate::types::{Change, Detection, RuleOutput, Severity, Tracks};
 
 const KIND: &str = "person_down";
-
-defaults! {
-    d_upright: f64 = 1.3;
-    d_drop: f64 = 0.3;
-    d_upright_deg: f64 = 30.0;
-    d_lying_deg: f64 = 60.0;
-    d_kp_score: f32 = 0.3;
-}
 
 /// `person_down`: a person seen upright, then down for `down_secs`, seen or lost.
 #[derive(Debug, Clone, Deserialize)]
@@ -87,6 +79,7 @@ impl PersonDownRule {
             lying_torso_deg: self.lying_torso_deg,
             keypoint_min_score: self.keypoint_min_score,
             pose_max_age_secs: self.pose_max_age_secs,
+            min_height_drop: self.min_height_drop,
         }
     }
 }
@@ -100,9 +93,6 @@ impl RuleSpec for PersonDownRule {
             return Err(("min_score".into(), "must be between 0 and 1".into()));
         }
         self.levels().validate()?;
-        if !(self.min_height_drop.is_finite() && (0.0..1.0).contains(&self.min_height_drop)) {
-            return Err(("min_height_drop".into(), "must be ≥ 0 and < 1".into()));
-        }
         non_negative(&[
             ("down_secs", self.down_secs),
             ("lost_secs", self.lost_secs),
