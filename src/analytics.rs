@@ -102,6 +102,14 @@ impl Detectors {
         Detectors { models: HashMap::from([(name.to_string(), detector)]) }
     }
 
+    /// Whether every label of model `name` is `fire` or `smoke` (a model a verifying built-in
+    /// fire detector can veto whole).
+    fn fire_smoke_only(&self, name: &str) -> bool {
+        self.models
+            .get(name)
+            .is_some_and(|d| d.labels().iter().all(|l| crate::fire::Class::from_label(l).is_some()))
+    }
+
     /// Runs `models` (in that order) on `frame`, and with `tiles` also on its tiles, merging
     /// the boxes ([`tiles`]); a failing model is logged and skipped.
     fn run(
@@ -271,16 +279,27 @@ impl CameraAnalytics {
     /// rules and zone occupancy. The camera's state is locked only for tracking and rules.
     pub fn analyse(&self, detect: Detect<'_>, frame: Frame) -> Analysed {
         let started = Instant::now();
+        // The built-in fire detector first: while it verifies and has no qualified region, a
+        // model that only detects fire and smoke is not run (all its boxes would be dropped).
+        let (mut own, mut vetoed) = (Vec::new(), false);
+        if let Some(f) = &self.fire {
+            let mut fire = f.lock().unwrap_or_else(|e| e.into_inner());
+            own = fire.detect(&frame.rgb, frame.width, frame.height, frame.captured_at);
+            vetoed = fire.config().verify_models && !fire.verifies_any();
+        }
         let (mut objects, detectors) = match detect {
             Detect::Run(d) => {
                 let tiled = self.tiles_due(frame.captured_at);
-                (d.run(&self.camera_id, &self.models, &frame, tiled), Some(d))
+                let mut models = std::borrow::Cow::Borrowed(&self.models[..]);
+                if vetoed {
+                    models = models.iter().filter(|m| !d.fire_smoke_only(m)).cloned().collect();
+                }
+                (d.run(&self.camera_id, &models, &frame, tiled), Some(d))
             }
             Detect::Given(v) => (v, None),
         };
-        if let Some(fire) = &self.fire {
-            let mut fire = fire.lock().unwrap_or_else(|e| e.into_inner());
-            let own = fire.detect(&frame.rgb, frame.width, frame.height, frame.captured_at);
+        if let Some(f) = &self.fire {
+            let fire = f.lock().unwrap_or_else(|e| e.into_inner());
             let cfg = fire.config();
             if cfg.verify_models {
                 objects.retain(|o| fire.verifies(&o.class, &o.bbox));

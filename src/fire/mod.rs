@@ -270,6 +270,12 @@ impl FireDetector {
     /// Verification mode: whether a model's detection of `class` (`fire`/`smoke`) at `bbox`
     /// (normalised 0–1) is confirmed by a live region of that class overlapping it that
     /// qualified at least once in its persistence window. Other classes always pass.
+    /// Whether some region has qualified in its persistence window (what `verifies` needs):
+    /// without one no fire or smoke detection can be verified.
+    pub fn verifies_any(&self) -> bool {
+        self.state.as_ref().is_some_and(|s| s.regions.iter().any(|r| r.cues.hits > 0))
+    }
+
     pub fn verifies(&self, class: &str, bbox: &BBox) -> bool {
         let c = match class {
             "fire" => Class::Fire,
