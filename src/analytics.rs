@@ -214,6 +214,16 @@ impl Analysed {
     }
 }
 
+/// What finishing a camera's analytics produced (`CameraAnalytics::finish`).
+pub struct Finished {
+    /// The open incidents' `Ended` changes.
+    pub changes: Vec<EventChange>,
+    /// Line crossings counted on finishing.
+    pub counts: Vec<CountDelta>,
+    /// Zone occupancy, the partial bucket included.
+    pub occupancy: Vec<OccupancyDelta>,
+}
+
 /// One camera's analytics: which models it runs, its tracker and its rule engine.
 pub struct CameraAnalytics {
     camera_id: String,
@@ -352,12 +362,14 @@ impl CameraAnalytics {
         }
     }
 
-    /// Ends open incidents at `at` and flushes zone occupancy, including the current partial
-    /// bucket (shutdown; the store merges a partial bucket with the rest of that minute).
-    pub fn finish(&self, at: time::OffsetDateTime) -> (Vec<EventChange>, Vec<OccupancyDelta>) {
+    /// Ends open incidents at `at`, takes the counts made on finishing, and flushes zone
+    /// occupancy, including the current partial bucket (shutdown, the end of a file; the
+    /// store merges a partial bucket with the rest of that minute).
+    pub fn finish(&self, at: time::OffsetDateTime) -> Finished {
         let mut guard = self.lock();
         let engine = &mut guard.1;
-        (engine.finish(at), engine.flush_occupancy())
+        let changes = engine.finish(at);
+        Finished { changes, counts: engine.take_counts(), occupancy: engine.flush_occupancy() }
     }
 
     /// The cues of the built-in fire detector's live regions (empty without it).
@@ -689,7 +701,7 @@ mod tests {
             watch_stop.store(true, Ordering::Relaxed);
             got.push((c, sim.now()));
         });
-        got.extend(cameras[0].finish(sim.now()).0.into_iter().map(|c| (c, sim.now())));
+        got.extend(cameras[0].finish(sim.now()).changes.into_iter().map(|c| (c, sim.now())));
         assert!(!got.is_empty(), "no camera_offline event");
         let (started, raised) = &got[0];
         assert_eq!(got.len(), 2, "started, then ended at shutdown");

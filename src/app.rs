@@ -162,12 +162,15 @@ impl Analytics {
         let now = self.clock.now();
         if let Some(tx) = self.tx.take() {
             for cam in self.engines.iter() {
-                let (changes, occupancy) = cam.finish(now);
-                for c in changes {
+                let done = cam.finish(now);
+                for c in done.changes {
                     let _ = tx.send(StoreMsg::Event(Box::new(c)));
                 }
-                if !occupancy.is_empty() {
-                    let _ = tx.send(StoreMsg::Occupancy(occupancy));
+                if !done.counts.is_empty() {
+                    let _ = tx.send(StoreMsg::Counts(done.counts));
+                }
+                if !done.occupancy.is_empty() {
+                    let _ = tx.send(StoreMsg::Occupancy(done.occupancy));
                 }
             }
         }

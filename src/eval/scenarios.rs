@@ -84,7 +84,7 @@ use crate::config::{CameraConfig, Config};
 use crate::geometry::BBox;
 use crate::geometry::CrossDir;
 use crate::infer::detector::DetectorOptions;
-use crate::types::{Change, TrackState};
+use crate::types::{Change, CountDelta, EventChange, TrackState};
 
 /// The model a manifest without `[models]` uses, relative to the current directory.
 pub const DEFAULT_MODEL: &str = "models/nanodet-g-coco-416/model.toml";
@@ -650,6 +650,38 @@ struct Detected {
     raised: f64,
 }
 
+/// Adds one frame's (or the finish's) counts and started events, raised at camera time `t`.
+fn tally_outputs(
+    t: f64,
+    counts: &[CountDelta],
+    changes: &[EventChange],
+    counted: &mut BTreeMap<(String, CrossDir), BTreeMap<String, u32>>,
+    detected: &mut BTreeMap<String, Vec<Detected>>,
+    speeds: &mut Vec<CrossingSpeed>,
+) {
+    let t0 = time::OffsetDateTime::UNIX_EPOCH;
+    for c in counts {
+        *counted
+            .entry((c.line.clone(), c.direction))
+            .or_default()
+            .entry(c.class.clone())
+            .or_default() += c.count;
+        if let Some(v) = c.speed_kmh {
+            speeds.push(CrossingSpeed {
+                line: c.line.clone(),
+                direction: c.direction.as_str().to_string(),
+                class: c.class.clone(),
+                at_secs: (c.at - t0).as_seconds_f64(),
+                speed_kmh: v,
+            });
+        }
+    }
+    for c in changes.iter().filter(|c| c.change == Change::Started) {
+        let start = (c.at - t0).as_seconds_f64();
+        detected.entry(c.kind.clone()).or_default().push(Detected { start, raised: t });
+    }
+}
+
 fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<ScenarioReport> {
     let cam = s.camera();
     let dopts = DetectorOptions { intra_op_threads: opts.threads, ..DetectorOptions::default() };
@@ -722,26 +754,7 @@ fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<ScenarioReport> 
                 tr.state == TrackState::Tracked && class(&tr.class) && tr.bbox.iou(&region) > 0.0
             }));
         }
-        for c in &a.counts {
-            *counted
-                .entry((c.line.clone(), c.direction))
-                .or_default()
-                .entry(c.class.clone())
-                .or_default() += c.count;
-            if let Some(v) = c.speed_kmh {
-                speeds.push(CrossingSpeed {
-                    line: c.line.clone(),
-                    direction: c.direction.as_str().to_string(),
-                    class: c.class.clone(),
-                    at_secs: (c.at - t0).as_seconds_f64(),
-                    speed_kmh: v,
-                });
-            }
-        }
-        for c in a.changes.iter().filter(|c| c.change == Change::Started) {
-            let start = (c.at - t0).as_seconds_f64();
-            detected.entry(c.kind.clone()).or_default().push(Detected { start, raised: t });
-        }
+        tally_outputs(t, &a.counts, &a.changes, &mut counted, &mut detected, &mut speeds);
     };
     // Pass after pass (one unless `until`); `offset`: the camera time of this pass's clip
     // time 0.
@@ -827,6 +840,10 @@ fn run_scenario(s: &Scenario, opts: &Options) -> anyhow::Result<ScenarioReport> 
             break;
         }
     }
+    // The end of the stream: what the rules make on finishing (a crossing pending as the
+    // clip ends) counts like the rest.
+    let done = analytics.finish(t0 + time::Duration::seconds_f64(last_t));
+    tally_outputs(last_t, &done.counts, &done.changes, &mut counted, &mut detected, &mut speeds);
     let wall = started.elapsed().as_secs_f64();
     let mut counts = Vec::new();
     for e in &s.counts {

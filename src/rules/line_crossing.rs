@@ -22,6 +22,13 @@
 //!   crossing time is the first frame on which the box is entirely past; `min_offset` is
 //!   not used (the box is its own hysteresis).
 //!
+//! At the end of the stream (`finish`: a file's end, shutdown), no later frame can complete
+//! a crossing that is still pending (its point past the line by less than `min_offset`). It
+//! counts if the track was observed on the last frame and its box centre is past the line
+//! too (the bulk of the object is across: a receding vehicle as a clip ends, whose bottom
+//! edge lags its centre); not if the centre is still before the line (an approaching
+//! vehicle whose bottom edge has just reached it), nor for a group box (below).
+//!
 //! Every mode counts per segment, not per infinite line: a motion only crosses where it
 //! meets the polyline, so short segments count lanes.
 //!
@@ -232,6 +239,8 @@ struct St {
     track: Track,
     /// A crossing was counted from the predicted point while the track was lost.
     predicted: bool,
+    /// The track's box was a group box (`group_box`) on the last frame it was observed.
+    group: bool,
     /// While lost, its predicted box fell on an observed track: the object is seen, as that
     /// track (a duplicate track of one object, or an id switch); no more prediction.
     absorbed: bool,
@@ -289,6 +298,8 @@ pub struct LineCrossing {
     tracks: BTreeMap<u64, St>,
     cooldown: Cooldown,
     counts: Vec<CountDelta>,
+    /// The capture time of the last frame.
+    last_frame: Option<OffsetDateTime>,
 }
 
 impl LineCrossing {
@@ -299,6 +310,7 @@ impl LineCrossing {
             tracks: BTreeMap::new(),
             cooldown: Cooldown::new(cfg.cooldown_secs),
             counts: Vec::new(),
+            last_frame: None,
             cfg,
         }
     }
@@ -377,14 +389,15 @@ impl LineCrossing {
         best.map(|(_, id)| id)
     }
 
-    /// Counts a crossing of `tr` and raises its event if asked to.
+    /// Counts a crossing of `tr` and raises its event if asked to (its snapshot from
+    /// `frame`, when there is one).
     fn count(
         &mut self,
         dir: CrossDir,
         at: OffsetDateTime,
         now: OffsetDateTime,
         tr: &Track,
-        t: &Tracks,
+        frame: Option<&crate::types::Frame>,
         out: &mut Vec<RuleOutput>,
     ) {
         self.counts.push(CountDelta {
@@ -406,16 +419,8 @@ impl LineCrossing {
                 "speed_kmh": tr.speed_kmh.map(super::per_track::round1),
             });
             out.push(
-                output(
-                    KIND,
-                    sev,
-                    tr.id,
-                    Change::Started,
-                    at,
-                    obj.clone(),
-                    Some(&t.detections.frame),
-                )
-                .with_detail(detail),
+                output(KIND, sev, tr.id, Change::Started, at, obj.clone(), frame)
+                    .with_detail(detail),
             );
             out.push(output(KIND, sev, tr.id, Change::Ended, at, obj, None));
             self.cooldown.ended(tr.id, at);
@@ -477,6 +482,7 @@ impl Rule for LineCrossing {
                         track: tr.clone(),
                         predicted: false,
                         absorbed: false,
+                        group: false,
                     };
                     self.tracks.insert(tr.id, st);
                     if prev == p {
@@ -497,13 +503,14 @@ impl Rule for LineCrossing {
                 }
                 continue;
             }
-            if let Some((dir, at)) = st.step(p, clear, now, strict, self.cfg.min_offset, &self.line)
-            {
-                // A group box's crossing is its two vehicles': their own tracks count them.
+            let step = st.step(p, clear, now, strict, self.cfg.min_offset, &self.line);
+            st.group = (step.is_some() || st.pending.is_some()) && {
                 let others = observed.iter().filter(|o| o.id != tr.id).map(|o| &o.bbox);
-                if !group_box(&tr.bbox, others) {
-                    crossed.push((dir, at, tr.clone()));
-                }
+                group_box(&tr.bbox, others)
+            };
+            // A group box's crossing is its two vehicles': their own tracks count them.
+            if let Some((dir, at)) = step.filter(|_| !st.group) {
+                crossed.push((dir, at, tr.clone()));
             }
         }
         if !strict && self.cfg.predict_secs > 0.0 {
@@ -511,16 +518,31 @@ impl Rule for LineCrossing {
             crossed.extend(self.predict(now, &seen));
         }
         for (dir, at, tr) in crossed {
-            self.count(dir, at, now, &tr, t, out);
+            self.count(dir, at, now, &tr, Some(&t.detections.frame), out);
         }
+        self.last_frame = Some(now);
         let forget = secs(FORGET_SECS);
         self.tracks.retain(|_, s| now - s.last_seen < forget);
         self.cooldown.prune(now);
     }
 
-    fn finish(&mut self, _at: OffsetDateTime, _out: &mut Vec<RuleOutput>) {
-        // Crossing events are instant: nothing is ever open. Pending crossings are dropped.
-        self.tracks.clear();
+    fn finish(&mut self, _at: OffsetDateTime, out: &mut Vec<RuleOutput>) {
+        // Crossing events are instant: nothing is ever open. A pending crossing of a track
+        // observed on the last frame counts (see the module doc); the rest are dropped.
+        let Some(last) = self.last_frame else { return };
+        let tracks = std::mem::take(&mut self.tracks);
+        for st in tracks.values() {
+            let centre = Anchor::Center.point(&st.track.bbox);
+            let across = st.last_seen == last
+                && !st.predicted
+                && !st.group
+                && self.cfg.mode != Mode::Strict
+                && distance_to_polyline(centre, &self.line) > 1e-12
+                && polyline_crossings(st.seen, centre, &self.line).is_empty();
+            if let Some((dir, at)) = st.pending.filter(|_| across) {
+                self.count(dir, at, last, &st.track, None, out);
+            }
+        }
     }
 
     fn take_counts(&mut self, out: &mut Vec<CountDelta>) {
@@ -704,6 +726,40 @@ mod tests {
         assert_eq!(started.len(), 1, "{events:?}");
         let detail = started[0].detail.clone().unwrap_or_default();
         assert_eq!(detail["direction_name"], "northbound");
+    }
+
+    /// A crossing pending at the end (the anchor past the line by less than `min_offset`)
+    /// counts on `finish` if the track was observed on the last frame and its box centre is
+    /// past the line too; not in strict mode (the box still touches the line), nor for a
+    /// track lost before the last frame, nor ever twice.
+    #[test]
+    fn a_crossing_pending_at_the_end_counts_on_finish() {
+        // Downwards across the line y ≈ 0.5 (at x = 0.5), the bottom edge ending 0.005 past.
+        let end = |rule: &str, height: f32, lost_at_end: bool| {
+            let cfg = cam("", rule).unwrap();
+            let mut engine = crate::rules::RuleEngine::new(&cfg.cameras[0]);
+            for (k, y2) in [0.4f32, 0.45, 0.505].into_iter().enumerate() {
+                let b = BBox { x1: 0.45, y1: y2 - height, x2: 0.55, y2 };
+                engine.process(&mut tracks(k as f64, b));
+            }
+            if lost_at_end {
+                let mut t = tracks(3.0, BBox { x1: 0.0, y1: 0.0, x2: 0.1, y2: 0.1 });
+                t.tracks.clear();
+                engine.process(&mut t);
+            }
+            let before = engine.take_counts().len();
+            engine.finish(OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(1_800_000_004));
+            let on_finish = engine.take_counts();
+            engine.finish(OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(1_800_000_005));
+            assert!(engine.take_counts().is_empty());
+            (before, on_finish.iter().map(|c| c.direction).collect::<Vec<_>>())
+        };
+        // A flat box: its centre 0.001 past the line as well.
+        assert_eq!(end("", 0.008, false), (0, vec![CrossDir::AToB]));
+        assert_eq!(end("", 0.1, false), (0, vec![]), "its centre is before the line");
+        assert_eq!(end("mode = 'centre'", 0.1, false), (0, vec![]), "nothing crossed");
+        assert_eq!(end("mode = 'strict'", 0.008, false), (0, vec![]));
+        assert_eq!(end("", 0.008, true), (0, vec![]));
     }
 
     /// `group_box` on boxes of `cyclist-on-shoulder` (the dump of `eval scenarios`): the

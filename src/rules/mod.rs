@@ -388,11 +388,13 @@ impl RuleEngine {
         changes
     }
 
-    /// Ends all open incidents (graceful shutdown).
+    /// Ends all open incidents (graceful shutdown, the end of a file); counts made on
+    /// finishing (`line_crossing`'s pending crossings) are left for `take_counts`.
     pub fn finish(&mut self, at: OffsetDateTime) -> Vec<EventChange> {
         let mut changes = Vec::new();
         for i in 0..self.rules.len() {
             self.rules[i].finish(at, &mut self.buf);
+            self.rules[i].take_counts(&mut self.counts);
             self.drain(i, std::time::Instant::now(), &mut changes);
         }
         changes
