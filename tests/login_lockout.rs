@@ -69,8 +69,7 @@ fn parallel_guesses_are_checked_at_most_the_limit_and_memory_stays_flat() {
     let hash = hash_password(PASSWORD).unwrap();
     let audit = NewAudit::new("test", None, "user_create").target("user:admin");
     store.create_user("admin", &hash, Role::Admin, None, &audit, now).unwrap();
-    let mut auth = AuthSettings::default();
-    auth.clock = clock.clone();
+    let auth = AuthSettings { clock: clock.clone(), ..Default::default() };
     let limit = auth.config.max_failed_logins as usize;
     let lockout = time::Duration::seconds(auth.config.lockout_secs as i64);
     let state = ApiState {
