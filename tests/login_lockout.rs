@@ -181,6 +181,43 @@ fn parallel_guesses_are_checked_at_most_the_limit_and_memory_stays_flat() {
         assert_eq!(st, 200, "after the lock: {body}");
     });
 
+    // A spread attack: 200 names from 200 addresses at once (nothing locks). The password
+    // work runs a few at a time and refuses past its queue: memory stays flat again.
+    let idle = status_bytes("VmRSS:");
+    let hwm_reset = reset_peak_rss();
+    let statuses: Vec<u16> = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..GUESSES {
+            let (http, base) =
+                (client(&format!("127.0.{}.{}", 1 + i / 250, 1 + i % 250)), base.clone());
+            tasks.push(tokio::spawn(async move {
+                login(&http, &base, &format!("user{i:04}"), "a guessed password").await.0
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    let peak = if hwm_reset { status_bytes("VmHWM:") } else { status_bytes("VmRSS:") };
+    let count = |s: u16| statuses.iter().filter(|st| **st == s).count();
+    eprintln!(
+        "{GUESSES} names from {GUESSES} addresses: {} checked (401), {} busy (503), {} not \
+         connected; RSS idle {} MiB, peak {} MiB",
+        count(401),
+        count(503),
+        count(0),
+        idle / MIB,
+        peak / MIB
+    );
+    assert_eq!(count(401) + count(503) + count(0), GUESSES, "{statuses:?}");
+    assert!(
+        peak.saturating_sub(idle) <= 100 * MIB,
+        "RSS grew {} MiB during the spread attack",
+        peak.saturating_sub(idle) / MIB
+    );
+
     stop_tx.send(()).unwrap();
     rt.block_on(async {
         tokio::time::timeout(std::time::Duration::from_secs(10), server)
