@@ -132,8 +132,13 @@ impl Scope {
                     || v.len() > 64
                     || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
                 {
+                    let shown = if v.len() > 64 {
+                        format!("an id of {} bytes", v.len())
+                    } else {
+                        format!("`{}`", loggable(v))
+                    };
                     return Err(format!(
-                        "scope.{what}: `{v}` is not a valid id (1–64 letters, digits, '-', '_', '.', ':')"
+                        "scope.{what}: {shown} is not a valid id (1–64 letters, digits, '-', '_', '.', ':')"
                     ));
                 }
             }
@@ -205,6 +210,13 @@ pub fn loggable(name: &str) -> String {
 
 /// Usernames: 1–64 of ASCII letters, digits, `.`, `_`, `-`, `@`; compared case-insensitively.
 pub fn validate_username(name: &str) -> Result<(), String> {
+    if name.len() > MAX_USERNAME_BYTES {
+        // Not echoed: the message must not carry a client's megabyte.
+        return Err(format!(
+            "the username is too long ({} bytes): use 1–64 letters, digits, '.', '_', '-' or '@'",
+            name.len()
+        ));
+    }
     if name.is_empty()
         || name.len() > MAX_USERNAME_BYTES
         || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
@@ -556,6 +568,8 @@ mod tests {
         for bad in ["", "a b", "ä", "x/y", &"n".repeat(65)] {
             assert!(validate_username(bad).is_err(), "{bad}");
         }
+        let e = validate_username(&"n".repeat(1 << 20)).unwrap_err();
+        assert!(e.len() < 200 && e.contains("too long (1048576 bytes)"), "{e}");
         assert_eq!(Scope::from_lists(None, None).unwrap(), None);
         let s = Scope::from_lists(Some("cam2, cam1,cam2"), None).unwrap().unwrap();
         assert_eq!(

@@ -1169,6 +1169,18 @@ async fn over_long_credentials_are_refused_before_they_are_logged() {
         .await
         .error(StatusCode::BAD_REQUEST, "too_long");
     assert_eq!(e["parameter"], "current_password");
+    // Creating a user with a huge name: 400 naming the field, the name not echoed.
+    let r = fx
+        .send(
+            "POST",
+            "/api/v1/users",
+            &Cred::Bearer(CONFIG_TOKEN.into()),
+            Some(json!({"username": huge, "password": "long enough pw", "role": "viewer"})),
+            None,
+        )
+        .await;
+    assert_eq!(r.error(StatusCode::BAD_REQUEST, "bad_request")["parameter"], "username");
+    assert!(r.body.len() < 1000, "the answer does not echo the name");
 }
 
 /// M4: a token lives no longer than its creator's right to make it. Deleting the admin who
