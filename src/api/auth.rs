@@ -425,28 +425,29 @@ fn fmt_time(t: OffsetDateTime) -> String {
 /// The 429 of a lock or slowdown in force on `key` until `until`.
 fn locked(key: &str, until: OffsetDateTime, now: OffsetDateTime) -> ApiError {
     let secs = (until - now).as_seconds_f64().ceil().max(1.0) as u64;
-    let (code, what) = match LoginKeys::describe(key) {
-        ("account", name, Some(addr)) => {
-            ("account_locked", format!("account `{name}` is locked from address {addr}"))
-        }
-        ("account", name, None) => {
-            ("account_slowed", format!("account `{name}` takes its next password check"))
-        }
-        ("address", addr, _) => ("address_locked", format!("address {addr} is locked")),
-        _ => ("locked", format!("{key} is locked")),
+    let t = fmt_time(until);
+    let (code, message) = match LoginKeys::describe(key) {
+        ("account", name, Some(addr)) => (
+            "account_locked",
+            format!("account `{name}` is locked from address {addr} after too many failed logins until {t}"),
+        ),
+        ("account", name, None) => (
+            "account_slowed",
+            format!(
+                "account `{name}` is slowed, not locked, after failed logins from several \
+                 addresses: its next password check is at {t}"
+            ),
+        ),
+        ("address", addr, _) => (
+            "address_locked",
+            format!("address {addr} is locked after too many failed logins until {t}"),
+        ),
+        _ => ("locked", format!("{key} is locked until {t}")),
     };
-    let why = if code == "account_slowed" {
-        "after many failed logins from several addresses; it is slowed, not locked"
-    } else {
-        "after too many failed logins"
-    };
-    ApiError::new(
-        ErrorKind::TooManyRequests,
-        format!("{what} {why}, from {} (retry in {secs} s)", fmt_time(until)),
-    )
-    .with_code(code)
-    .retry_after(secs)
-    .with_field("locked_until", fmt_time(until).into())
+    ApiError::new(ErrorKind::TooManyRequests, format!("{message} (retry in {secs} s)"))
+        .with_code(code)
+        .retry_after(secs)
+        .with_field("locked_until", t.into())
 }
 
 /// The keys a login on `username` from `client` counts against (a name that cannot exist
@@ -463,13 +464,13 @@ fn refused(r: LoginRefusal, now: OffsetDateTime) -> ApiError {
             locked(&key, until, now)
         }
         LoginRefusal::Pending { key } => {
-            let (_, name, _) = LoginKeys::describe(&key);
+            let what = match LoginKeys::describe(&key) {
+                ("account", name, _) => format!("for account `{name}` from this address"),
+                _ => "from this address".to_string(),
+            };
             ApiError::new(
                 ErrorKind::TooManyRequests,
-                format!(
-                    "every login attempt allowed for `{name}` from this address is being checked; \
-                     retry in a moment"
-                ),
+                format!("every login attempt allowed {what} is being checked; retry in a moment"),
             )
             .with_code("too_many_attempts")
             .retry_after(1)
