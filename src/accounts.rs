@@ -174,7 +174,7 @@ pub fn user_passwd(cfg: &Config, username: &str, password_stdin: bool) -> anyhow
     let update = UserUpdate { password_hash: Some(hash), ..Default::default() };
     store.update_user(user.id, &update, &a, OffsetDateTime::now_utc())?;
     // A forgotten password usually comes with a locked account.
-    store.login_unlock(&format!("account:{}", user.username.to_ascii_lowercase()))?;
+    store.login_unlock(&user.username)?;
     store.close()?;
     eprintln!(
         "password of `{}` changed; their sessions were ended and the account unlocked",

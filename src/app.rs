@@ -532,41 +532,105 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     served
 }
 
+/// The file in the data dir that receives the first-run credentials (mode 0600).
+pub const FIRST_RUN_FILE: &str = "first-run-credentials.txt";
+
+/// The username of the first-run admin: `auth.first_admin_username`, or `admin-` and 6
+/// random hex digits (a name nobody can guess, so nobody can aim at it).
+fn first_admin_name(auth: &crate::config::AuthConfig) -> anyhow::Result<String> {
+    Ok(match &auth.first_admin_username {
+        Some(name) => name.clone(),
+        None => format!("admin-{}", &crate::store::try_generate_token()?[3..9]),
+    })
+}
+
+/// Writes `text` to a new file readable and writable by this user only (0600 from its
+/// creation, whatever the umask), replacing a stale one, and syncs it.
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing the stale {}", path.display()));
+        }
+        _ => {}
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 /// Makes sure at least one API token exists; returns a line telling the operator how to
-/// authenticate. A generated token is printed once (stdout, never the log) and only its
-/// hash is stored.
+/// authenticate. On the first run (no token and no user anywhere, and
+/// `api.generate_token_if_none`) it makes an API token and an admin user and writes both
+/// secrets to [`FIRST_RUN_FILE`] in the data dir (0600), before storing their hashes;
+/// standard output (the journal, under a service manager) says only where they are.
 fn ensure_token(cfg: &Config, store: &Store) -> anyhow::Result<String> {
-    let generated = if cfg.api.generate_token_if_none {
-        store.bootstrap_token(&cfg.api.tokens_sha256, "generated-on-first-run")?
+    let file = cfg.data_dir.join(FIRST_RUN_FILE);
+    let first_run = cfg.api.generate_token_if_none
+        && cfg.api.tokens_sha256.is_empty()
+        && store.count_tokens()? == 0
+        && store.count_users()? == 0;
+    if first_run {
+        let token = crate::store::try_generate_token()?;
+        let password = crate::store::try_generate_token()?[3..23].to_string();
+        let username = first_admin_name(&cfg.auth)?;
+        let text = format!(
+            "# gridwatch first-run credentials. The box keeps only their hashes: this file is\n\
+             # the only copy. Store them somewhere safe, then delete this file.\n\
+             api_token = \"{token}\"\n\
+             console_username = \"{username}\"\n\
+             console_password = \"{password}\"\n\
+             # API:     curl -H 'Authorization: Bearer <api_token>' http://{listen}/api/v1/cameras\n\
+             # console: http://{listen}/ (change the password there, or with\n\
+             #          gridwatch user passwd --config <file> {username})\n",
+            listen = cfg.api.listen
+        );
+        write_private(&file, &text)?;
+        store.add_token("generated-on-first-run", &crate::store::hash_token(&token))?;
+        let hash = crate::auth::hash_password(&password)?;
+        let audit = crate::store::auth::NewAudit::new("system:first-run", None, "user_create")
+            .target(format!("user:{username}"))
+            .detail(serde_json::json!({"username": username, "role": "admin"}));
+        store.create_user(
+            &username,
+            &hash,
+            crate::auth::Role::Admin,
+            None,
+            &audit,
+            time::OffsetDateTime::now_utc(),
+        )?;
+        return Ok(format!(
+            "auth: first run: an API token and an admin login for the console were made; \
+             they are in {} (mode 0600: only this user can read it); delete it once read",
+            file.display()
+        ));
+    }
+    let note: String = if cfg.api.tokens_sha256.is_empty()
+        && store.count_tokens()? == 0
+        && store.count_users()? == 0
+    {
+        "auth: no API token or user exists; create one with `gridwatch token create --config <file>` \
+         or `gridwatch user add --config <file> --role admin <name>`"
+            .into()
+    } else if cfg.api.tokens_sha256.is_empty() && store.count_tokens()? == 0 {
+        "auth: log in as a user (POST /api/v1/auth/login) or create a token: gridwatch token create --config <file>".into()
     } else {
-        None
+        "auth: send `Authorization: Bearer <token>` (create one: gridwatch token create --config <file>)".into()
     };
-    Ok(match generated {
-        Some(token) => {
-            // First run: also an `admin` user for the console, its password shown once.
-            let password = crate::store::try_generate_token()?[3..23].to_string();
-            let hash = crate::auth::hash_password(&password)?;
-            let audit = crate::store::auth::NewAudit::new("system:first-run", None, "user_create")
-                .target("user:admin".to_string())
-                .detail(serde_json::json!({"username": "admin", "role": "admin"}));
-            store.create_user("admin", &hash, crate::auth::Role::Admin, None, &audit, time::OffsetDateTime::now_utc())?;
-            format!(
-                "auth: API token (shown once, only its hash is stored): {token}\n  \
-                 e.g. curl -H 'Authorization: Bearer {token}' http://{listen}/api/v1/cameras\n  \
-                 console: http://{listen}/ user `admin`, password `{password}` (shown once; \
-                 change it with `gridwatch user passwd --config <file> admin`)",
-                listen = cfg.api.listen
-            )
-        }
-        None if cfg.api.tokens_sha256.is_empty() && store.count_tokens()? == 0 && store.count_users()? == 0 => {
-            "auth: no API token or user exists; create one with `gridwatch token create --config <file>` \
-             or `gridwatch user add --config <file> --role admin <name>`"
-                .into()
-        }
-        None if cfg.api.tokens_sha256.is_empty() && store.count_tokens()? == 0 => {
-            "auth: log in as a user (POST /api/v1/auth/login) or create a token: gridwatch token create --config <file>".into()
-        }
-        None => "auth: send `Authorization: Bearer <token>` (create one: gridwatch token create --config <file>)".into(),
+    Ok(if file.exists() {
+        format!(
+            "{note}\n  auth: {} still holds the first-run credentials; delete it once read",
+            file.display()
+        )
+    } else {
+        note
     })
 }
 
@@ -591,6 +655,29 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_admin_is_named_by_the_config_or_at_random() {
+        let mut auth = crate::config::AuthConfig::default();
+        let a = first_admin_name(&auth).unwrap();
+        let b = first_admin_name(&auth).unwrap();
+        assert!(a.starts_with("admin-") && a.len() == 12 && a != b, "{a} {b}");
+        crate::auth::validate_username(&a).unwrap();
+        auth.first_admin_username = Some("ops-lead".into());
+        assert_eq!(first_admin_name(&auth).unwrap(), "ops-lead");
+    }
+
+    #[test]
+    fn private_files_are_0600_from_the_start_and_replace_stale_ones() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(FIRST_RUN_FILE);
+        std::fs::write(&p, "stale").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&p, "secret").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "secret");
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+    }
 
     #[test]
     fn video_time_follows_pts_and_carries_on_after_a_loop() {

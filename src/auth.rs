@@ -4,8 +4,10 @@
 
 use std::fmt;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::password_hash::{
+    Output, ParamsString, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use serde::{Deserialize, Serialize};
 
 /// Who a user or token is. Human roles nest: each can do everything the one before it can
@@ -130,8 +132,13 @@ impl Scope {
                     || v.len() > 64
                     || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
                 {
+                    let shown = if v.len() > 64 {
+                        format!("an id of {} bytes", v.len())
+                    } else {
+                        format!("`{}`", loggable(v))
+                    };
                     return Err(format!(
-                        "scope.{what}: `{v}` is not a valid id (1–64 letters, digits, '-', '_', '.', ':')"
+                        "scope.{what}: {shown} is not a valid id (1–64 letters, digits, '-', '_', '.', ':')"
                     ));
                 }
             }
@@ -185,10 +192,33 @@ impl Scope {
 /// Longest password accepted (hashing cost must not be a lever for clients).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
+/// Longest username (bytes); a longer one in a request is refused with a 400 before it is
+/// logged or audited.
+pub const MAX_USERNAME_BYTES: usize = 64;
+
+/// A client-supplied name as it may go into the log and the audit log: control and other
+/// non-printable characters escaped (no forged log lines), at most [`MAX_USERNAME_BYTES`]
+/// characters kept (callers refuse longer input first; this is the second fence).
+pub fn loggable(name: &str) -> String {
+    let mut out: String =
+        name.chars().take(MAX_USERNAME_BYTES).flat_map(char::escape_debug).collect();
+    if name.chars().nth(MAX_USERNAME_BYTES).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 /// Usernames: 1–64 of ASCII letters, digits, `.`, `_`, `-`, `@`; compared case-insensitively.
 pub fn validate_username(name: &str) -> Result<(), String> {
+    if name.len() > MAX_USERNAME_BYTES {
+        // Not echoed: the message must not carry a client's megabyte.
+        return Err(format!(
+            "the username is too long ({} bytes): use 1–64 letters, digits, '.', '_', '-' or '@'",
+            name.len()
+        ));
+    }
     if name.is_empty()
-        || name.len() > 64
+        || name.len() > MAX_USERNAME_BYTES
         || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
     {
         return Err(format!(
@@ -244,13 +274,188 @@ pub fn verify_password(stored: &str, password: &str) -> bool {
     }
 }
 
-/// Verifies against a fixed hash, so that an unknown username costs as much time as a
+/// A fixed hash to verify against, so that an unknown username costs as much time as a
 /// wrong password (no user enumeration by timing).
-pub fn burn_verify(password: &str) {
+fn dummy_hash() -> Option<&'static str> {
     use std::sync::OnceLock;
     static DUMMY: OnceLock<Option<String>> = OnceLock::new();
-    if let Some(h) = DUMMY.get_or_init(|| hash_password("gridwatch-no-such-user").ok()) {
+    DUMMY.get_or_init(|| hash_password("gridwatch-no-such-user").ok()).as_deref()
+}
+
+/// Verifies against a fixed hash (see [`dummy_hash`]).
+pub fn burn_verify(password: &str) {
+    if let Some(h) = dummy_hash() {
         let _ = verify_password(h, password);
+    }
+}
+
+/// Largest argon2 memory accepted from a stored hash (KiB): 256 MiB. Ours use 19 MiB.
+const MAX_M_COST_KIB: u32 = 256 * 1024;
+
+/// [`verify_password`] in the caller's memory `blocks` (grown to the hash's `m` if needed).
+fn verify_in(stored: &str, password: &str, blocks: &mut Vec<Block>) -> bool {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return false;
+    }
+    let Ok(h) = PasswordHash::new(stored) else { return false };
+    let (Some(salt), Some(expected)) = (h.salt, h.hash) else { return false };
+    let Ok(algorithm) = Algorithm::try_from(h.algorithm) else { return false };
+    let version = match h.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let Ok(params) = Params::try_from(&h) else { return false };
+    if params.m_cost() > MAX_M_COST_KIB {
+        return false;
+    }
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else { return false };
+    let need = params.block_count();
+    if blocks.len() < need {
+        blocks.resize(need, Block::default());
+    }
+    let mut out = [0u8; 64];
+    let Some(out) = out.get_mut(..expected.len()) else { return false };
+    let argon = Argon2::new(algorithm, version, params);
+    if argon
+        .hash_password_into_with_memory(password.as_bytes(), salt, out, &mut blocks[..need])
+        .is_err()
+    {
+        return false;
+    }
+    // `Output`'s equality is constant-time.
+    Output::new(out).is_ok_and(|o| o == expected)
+}
+
+/// [`hash_password`] in the caller's memory `blocks`.
+fn hash_in(password: &str, blocks: &mut Vec<Block>) -> Result<String, AuthError> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| AuthError::Random(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| AuthError::Hash(e.to_string()))?;
+    let mut salt_buf = [0u8; 64];
+    let raw_salt = salt.decode_b64(&mut salt_buf).map_err(|e| AuthError::Hash(e.to_string()))?;
+    let argon = Argon2::default();
+    let params = argon.params().clone();
+    let need = params.block_count();
+    if blocks.len() < need {
+        blocks.resize(need, Block::default());
+    }
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    argon
+        .hash_password_into_with_memory(
+            password.as_bytes(),
+            raw_salt,
+            &mut out,
+            &mut blocks[..need],
+        )
+        .map_err(|e| AuthError::Hash(e.to_string()))?;
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| AuthError::Hash(e.to_string()))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| AuthError::Hash(e.to_string()))?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Password work (argon2id hashing and checking) was refused: the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+/// Bounded password work. Argon2id costs 19 MiB and tens of milliseconds a time on purpose,
+/// so an unbounded number of parallel logins would cost unbounded memory. At most
+/// `parallel` hashes or checks run at once, each in a memory buffer that is kept and reused
+/// (so the memory of password work is `parallel` × 19 MiB, allocated once); up to `queued`
+/// more wait for a turn (at most [`PasswordWork::MAX_WAIT`]); beyond that the caller gets
+/// [`Busy`] at once.
+pub struct PasswordWork {
+    permits: tokio::sync::Semaphore,
+    queued: usize,
+    waiting: std::sync::atomic::AtomicUsize,
+    buffers: std::sync::Mutex<Vec<Vec<Block>>>,
+}
+
+impl fmt::Debug for PasswordWork {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordWork")
+            .field("available", &self.permits.available_permits())
+            .field("queued", &self.queued)
+            .finish()
+    }
+}
+
+impl PasswordWork {
+    /// The longest a caller waits in the queue before it is refused.
+    pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+    pub fn new(parallel: usize, queued: usize) -> PasswordWork {
+        PasswordWork {
+            permits: tokio::sync::Semaphore::new(parallel.max(1)),
+            queued,
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            buffers: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` with a memory buffer on a blocking thread, once a turn is free.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+    ) -> Result<T, Busy> {
+        use std::sync::atomic::Ordering;
+        let permit = match self.permits.try_acquire() {
+            Ok(p) => p,
+            Err(_) => {
+                if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queued {
+                    self.waiting.fetch_sub(1, Ordering::SeqCst);
+                    return Err(Busy);
+                }
+                let p = tokio::time::timeout(Self::MAX_WAIT, self.permits.acquire()).await;
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                match p {
+                    Ok(Ok(p)) => p,
+                    _ => return Err(Busy),
+                }
+            }
+        };
+        let mut buf =
+            self.buffers.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+        let res = tokio::task::spawn_blocking(move || {
+            let out = f(&mut buf);
+            (out, buf)
+        })
+        .await;
+        drop(permit);
+        match res {
+            Ok((out, buf)) => {
+                self.buffers.lock().unwrap_or_else(|e| e.into_inner()).push(buf);
+                Ok(out)
+            }
+            // The work panicked (it does not): its buffer is gone, the next one is new.
+            Err(_) => Err(Busy),
+        }
+    }
+
+    /// Whether `password` matches the stored PHC string.
+    pub async fn verify(&self, stored: String, password: String) -> Result<bool, Busy> {
+        self.run(move |b| verify_in(&stored, &password, b)).await
+    }
+
+    /// Spends the time of a check against a fixed hash (an unknown user); always false.
+    pub async fn burn(&self, password: String) -> Result<bool, Busy> {
+        self.run(move |b| {
+            if let Some(h) = dummy_hash() {
+                let _ = verify_in(h, &password, b);
+            }
+            false
+        })
+        .await
+    }
+
+    /// Hashes a new password.
+    pub async fn hash(&self, password: String) -> Result<Result<String, AuthError>, Busy> {
+        self.run(move |b| hash_in(&password, b)).await
     }
 }
 
@@ -293,6 +498,67 @@ mod tests {
     }
 
     #[test]
+    fn pooled_work_hashes_and_checks_like_the_crate_in_reused_memory() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let work = PasswordWork::new(1, 4);
+        rt.block_on(async {
+            let a = work.hash("correct horse".into()).await.unwrap().unwrap();
+            assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
+            // The crate's verifier accepts ours and ours accepts the crate's.
+            assert!(verify_password(&a, "correct horse"));
+            let b = hash_password("battery staple").unwrap();
+            assert!(work.verify(b.clone(), "battery staple".into()).await.unwrap());
+            assert!(!work.verify(b.clone(), "battery stapl".into()).await.unwrap());
+            assert!(!work.verify("junk".into(), "battery staple".into()).await.unwrap());
+            assert!(!work.verify(b, "x".repeat(MAX_PASSWORD_BYTES + 1)).await.unwrap());
+            assert!(!work.burn("anything".into()).await.unwrap());
+        });
+        // One buffer, reused by every call.
+        assert_eq!(work.buffers.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn work_beyond_the_queue_is_refused() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let work = std::sync::Arc::new(PasswordWork::new(1, 1));
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        rt.block_on(async {
+            // One runs (held until told), one waits, the third is refused.
+            let w = work.clone();
+            let running = tokio::spawn(async move {
+                w.run(move |_| {
+                    started_tx.send(()).unwrap();
+                    go_rx.recv().unwrap();
+                })
+                .await
+            });
+            tokio::task::spawn_blocking(move || started_rx.recv().unwrap()).await.unwrap();
+            let w = work.clone();
+            let waiting = tokio::spawn(async move { w.run(|_| 7).await });
+            while work.waiting.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(work.run(|_| 8).await, Err(Busy));
+            go_tx.send(()).unwrap();
+            assert_eq!(running.await.unwrap(), Ok(()));
+            assert_eq!(waiting.await.unwrap(), Ok(7));
+        });
+    }
+
+    #[test]
+    fn names_are_escaped_and_capped_for_the_log() {
+        assert_eq!(loggable("alice"), "alice");
+        assert_eq!(loggable("a\nforged line"), "a\\nforged line");
+        let long = loggable(&"x".repeat(1 << 20));
+        assert_eq!(long.chars().count(), MAX_USERNAME_BYTES + 1);
+    }
+
+    #[test]
     fn policy_usernames_and_scopes() {
         assert!(check_password("short", 10).unwrap_err().contains("at least 10"));
         assert!(check_password("          ", 10).unwrap_err().contains("blank"));
@@ -302,6 +568,8 @@ mod tests {
         for bad in ["", "a b", "ä", "x/y", &"n".repeat(65)] {
             assert!(validate_username(bad).is_err(), "{bad}");
         }
+        let e = validate_username(&"n".repeat(1 << 20)).unwrap_err();
+        assert!(e.len() < 200 && e.contains("too long (1048576 bytes)"), "{e}");
         assert_eq!(Scope::from_lists(None, None).unwrap(), None);
         let s = Scope::from_lists(Some("cam2, cam1,cam2"), None).unwrap().unwrap();
         assert_eq!(

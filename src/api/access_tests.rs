@@ -91,7 +91,7 @@ impl Fx {
                 ),
                 max_export_secs: 600.0,
             },
-            auth: AuthSettings { config: auth, clock: clock.clone() },
+            auth: AuthSettings::new(auth, clock.clone()),
         };
         let end = now + Duration::hours(1);
         let mut fx = Fx {
@@ -961,10 +961,8 @@ async fn login_sets_a_strict_http_only_cookie_that_expires_and_survives_restarts
             false,
         ),
     ] {
-        let st = ApiState {
-            auth: AuthSettings { config: cfg.clone(), clock: fx.clock.clone() },
-            ..fx.state.clone()
-        };
+        let st =
+            ApiState { auth: AuthSettings::new(cfg.clone(), fx.clock.clone()), ..fx.state.clone() };
         let mut req =
             Request::post("/api/v1/auth/login").header(header::CONTENT_TYPE, "application/json");
         for (k, v) in &headers {
@@ -992,72 +990,87 @@ async fn login_sets_a_strict_http_only_cookie_that_expires_and_survives_restarts
 }
 
 #[tokio::test]
-async fn failed_logins_lock_the_account_and_the_address() {
+async fn failed_logins_lock_the_account_from_an_address_slow_it_elsewhere_and_lock_addresses() {
     let auth = AuthConfig {
         max_failed_logins: 5,
+        max_failed_logins_per_address: 8,
         failed_login_window_secs: 900,
         lockout_secs: 900,
+        slowdown_max_secs: 10,
         ..Default::default()
     };
     let fx = Fx::new(auth);
     fx.user("bob", Role::Viewer, None);
     let login = |user: &str, pw: &str, addr: &str| {
         let body = json!({"username": user, "password": pw});
-        let (user, addr) = (user.to_string(), addr.to_string());
+        let addr = addr.to_string();
         let fx = &fx;
-        async move {
-            let _ = user;
-            fx.send("POST", "/api/v1/auth/login", &Cred::None, Some(body), Some(&addr)).await
-        }
+        async move { fx.send("POST", "/api/v1/auth/login", &Cred::None, Some(body), Some(&addr)).await }
     };
-    // Four wrong passwords (from different addresses): 401 each, nothing locked yet.
-    for i in 0..4 {
-        let r = login("bob", "wrong password!", &format!("10.0.0.{i}")).await;
+    // Four wrong passwords from one address: 401 each, nothing locked yet.
+    for _ in 0..4 {
+        let r = login("bob", "wrong password!", "10.0.0.9").await;
         r.error(StatusCode::UNAUTHORIZED, "invalid_credentials");
         assert!(!r.text().contains("wrong password!"), "the password is never echoed");
     }
-    // The fifth locks the account: 429 with Retry-After and until when.
+    // The fifth locks bob from that address: 429 with Retry-After and until when.
     let r = login("bob", "wrong password!", "10.0.0.9").await;
     let e = r.error(StatusCode::TOO_MANY_REQUESTS, "account_locked");
     let until = rfc(fx.clock.now() + Duration::minutes(15));
     assert_eq!(e["locked_until"], until);
+    let msg = e["message"].as_str().unwrap();
     assert!(
-        e["message"].as_str().unwrap().contains("account `bob`")
-            && e["message"].as_str().unwrap().contains(&until),
+        msg.contains("account `bob` is locked from address 10.0.0.9") && msg.contains(&until),
         "{e}"
     );
     assert_eq!(r.header(header::RETRY_AFTER), "900");
-    // While locked even the right password is refused (and does not reveal it was right).
+    // While locked even the right password is refused there (and does not reveal it was right).
     fx.clock.advance(Duration::minutes(10));
-    let r = login("bob", PASSWORD, "10.0.0.10").await;
+    let r = login("bob", PASSWORD, "10.0.0.9").await;
     r.error(StatusCode::TOO_MANY_REQUESTS, "account_locked");
     assert_eq!(r.header(header::RETRY_AFTER), "300");
-    // After the lockout the right password works and the count starts over.
-    fx.clock.advance(Duration::minutes(5));
+    // From another address bob is not locked out (a stranger cannot lock an account).
     assert_eq!(login("bob", PASSWORD, "10.0.0.10").await.status, StatusCode::OK);
+    // The account as a whole (5 failures from anywhere) is slowed: one check per slot,
+    // whoever takes it; the slots grow apart (1 s, 2 s, …).
+    let r = login("bob", "wrong password!", "10.0.0.11").await;
+    r.error(StatusCode::TOO_MANY_REQUESTS, "account_slowed");
+    assert_eq!(r.header(header::RETRY_AFTER), "1");
+    fx.clock.advance(Duration::seconds(1));
+    login("bob", "wrong password!", "10.0.0.11")
+        .await
+        .error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    login("bob", PASSWORD, "10.0.0.10")
+        .await
+        .error(StatusCode::TOO_MANY_REQUESTS, "account_slowed");
+    fx.clock.advance(Duration::seconds(1));
+    assert_eq!(login("bob", PASSWORD, "10.0.0.10").await.status, StatusCode::OK, "in its slot");
+    // After the lockout the right password works from 10.0.0.9 and the counts start over.
+    fx.clock.advance(Duration::minutes(5));
+    assert_eq!(login("bob", PASSWORD, "10.0.0.9").await.status, StatusCode::OK);
     for _ in 0..4 {
         login("bob", "wrong password!", "10.0.1.1")
             .await
             .error(StatusCode::UNAUTHORIZED, "invalid_credentials");
     }
     assert_eq!(
-        login("bob", PASSWORD, "10.0.1.2").await.status,
+        login("bob", PASSWORD, "10.0.1.1").await.status,
         StatusCode::OK,
         "4 < 5: not locked; success clears the count"
     );
-    login("bob", "wrong password!", "10.0.1.3")
+    login("bob", "wrong password!", "10.0.1.1")
         .await
         .error(StatusCode::UNAUTHORIZED, "invalid_credentials");
 
-    // Per address: five failures from one address over any names lock the address,
+    // Per address: eight failures from one address over any names lock the address,
     // including for a user whose own account is fine.
     fx.user("carol", Role::Viewer, None);
-    for name in ["x1", "x2", "nobody", "x4"] {
+    for name in ["x1", "x2", "nobody", "x4", "x5", "x6", "x7"] {
         login(name, "guess guess guess", "192.168.7.7")
             .await
             .error(StatusCode::UNAUTHORIZED, "invalid_credentials");
     }
-    let r = login("x5", "guess guess guess", "192.168.7.7").await;
+    let r = login("x8", "guess guess guess", "192.168.7.7").await;
     let e = r.error(StatusCode::TOO_MANY_REQUESTS, "address_locked");
     assert!(e["message"].as_str().unwrap().contains("address 192.168.7.7"), "{e}");
     login("carol", PASSWORD, "192.168.7.7")
@@ -1082,18 +1095,181 @@ async fn failed_logins_lock_the_account_and_the_address() {
 
     // Audit: every failure (with the reason, never the password) and both lockouts.
     let failed = fx.audit("login_failed");
-    assert_eq!(failed.len(), 5 + 4 + 1 + 5);
+    assert_eq!(failed.len(), 5 + 1 + 4 + 1 + 8);
     assert!(failed.iter().any(|e| e.detail.as_ref().unwrap()["reason"] == "unknown user"));
     assert!(failed.iter().any(|e| e.detail.as_ref().unwrap()["reason"] == "wrong password"));
     let locks = fx.audit("login_lockout");
     let targets: BTreeSet<&str> = locks.iter().map(|e| e.target.as_deref().unwrap()).collect();
-    assert_eq!(targets, ["account:bob", "address:192.168.7.7"].into());
+    assert_eq!(targets, ["account:bob|from:10.0.0.9", "address:192.168.7.7"].into());
     let all =
         serde_json::to_string(&fx.state.store.audit_page(&Default::default()).unwrap().entries)
             .unwrap();
     assert!(
         !all.contains("wrong password!") && !all.contains("guess guess"),
         "no password in the audit log"
+    );
+}
+
+/// L2: a username or password longer than any valid one is refused with a 400 naming the
+/// field, before it is counted, logged or audited; odd characters are escaped in the audit.
+#[tokio::test]
+async fn over_long_credentials_are_refused_before_they_are_logged() {
+    let fx = Fx::new(AuthConfig::default());
+    let huge = "n".repeat(1 << 20);
+    for (body, field) in [
+        (json!({"username": huge, "password": "whatever pw"}), "username"),
+        (json!({"username": "bob", "password": "p".repeat(1025)}), "password"),
+    ] {
+        let r =
+            fx.send("POST", "/api/v1/auth/login", &Cred::None, Some(body), Some("10.1.1.1")).await;
+        let e = r.error(StatusCode::BAD_REQUEST, "too_long");
+        assert_eq!(e["parameter"], field, "{e}");
+        assert!(r.body.len() < 1000, "the answer does not echo the input");
+    }
+    // A 64-byte name is still a (wrong) login; nothing of the 1 MiB one was audited.
+    let name = "m".repeat(64);
+    let r = fx
+        .send(
+            "POST",
+            "/api/v1/auth/login",
+            &Cred::None,
+            Some(json!({"username": name, "password": "whatever pw"})),
+            Some("10.1.1.1"),
+        )
+        .await;
+    r.error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    let forged = "x\nINFO forged line";
+    fx.send(
+        "POST",
+        "/api/v1/auth/login",
+        &Cred::None,
+        Some(json!({"username": forged, "password": "whatever pw"})),
+        Some("10.1.1.1"),
+    )
+    .await
+    .error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    let failed = fx.audit("login_failed");
+    let targets: BTreeSet<String> = failed.iter().map(|e| e.target.clone().unwrap()).collect();
+    assert_eq!(
+        targets,
+        [format!("user:{name}"), "user:x\\nINFO forged line".to_string()].into(),
+        "only the two short attempts, the newline escaped"
+    );
+    // The password change names its fields too.
+    fx.user("dora", Role::Viewer, None);
+    let (cookie, _) = fx.login("dora", PASSWORD).await;
+    let e = fx
+        .send(
+            "POST",
+            "/api/v1/auth/password",
+            &Cred::Cookie(cookie),
+            Some(json!({"current_password": "c".repeat(2000), "new_password": "long enough pw"})),
+            None,
+        )
+        .await
+        .error(StatusCode::BAD_REQUEST, "too_long");
+    assert_eq!(e["parameter"], "current_password");
+    // Creating a user with a huge name: 400 naming the field, the name not echoed.
+    let r = fx
+        .send(
+            "POST",
+            "/api/v1/users",
+            &Cred::Bearer(CONFIG_TOKEN.into()),
+            Some(json!({"username": huge, "password": "long enough pw", "role": "viewer"})),
+            None,
+        )
+        .await;
+    assert_eq!(r.error(StatusCode::BAD_REQUEST, "bad_request")["parameter"], "username");
+    assert!(r.body.len() < 1000, "the answer does not echo the name");
+}
+
+/// M4: a token lives no longer than its creator's right to make it. Deleting the admin who
+/// made a token revokes it, and the tokens it made in turn; demoting or disabling an admin
+/// does the same. Tokens made on the box (`gridwatch token create`, first run) stay.
+#[tokio::test]
+async fn tokens_are_revoked_with_their_creator() {
+    let fx = Fx::new(AuthConfig::default());
+    let root = Cred::Bearer(CONFIG_TOKEN.into());
+    let mk_token = |cred: Cred, name: &'static str| {
+        let fx = &fx;
+        async move {
+            let r = fx
+                .send(
+                    "POST",
+                    "/api/v1/tokens",
+                    &cred,
+                    Some(json!({"name": name, "role": "admin"})),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+            Cred::Bearer(r.json()["token"].as_str().unwrap().to_string())
+        }
+    };
+    let works = |cred: Cred| {
+        let fx = &fx;
+        async move { fx.send("GET", "/api/v1/users", &cred, None, None).await.status }
+    };
+    let ann = fx.user("ann", Role::Admin, None);
+    let amy = fx.user("amy", Role::Admin, None);
+    let (ann_cookie, _) = fx.login("ann", PASSWORD).await;
+    let (amy_cookie, _) = fx.login("amy", PASSWORD).await;
+    let t1 = mk_token(Cred::Cookie(ann_cookie), "ann's").await;
+    let t2 = mk_token(t1.clone(), "made by ann's token").await;
+    let t3 = mk_token(Cred::Cookie(amy_cookie), "amy's").await;
+    let (_, box_token) = fx.token("on the box", Role::Admin, None);
+    let box_token = Cred::Bearer(box_token);
+    for t in [&t1, &t2, &t3, &box_token] {
+        assert_eq!(works(t.clone()).await, StatusCode::OK);
+    }
+    // ann is deleted (by another admin): her token and its token stop working.
+    let r = fx.send("DELETE", &format!("/api/v1/users/{ann}"), &root, None, None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    for t in [&t1, &t2] {
+        fx.send("GET", "/api/v1/users", t, None, None)
+            .await
+            .error(StatusCode::UNAUTHORIZED, "unauthorized");
+        // … and cannot make a new admin.
+        let r = fx
+            .send(
+                "POST",
+                "/api/v1/users",
+                t,
+                Some(json!({"username": "mallory", "password": "long enough pw", "role": "admin"})),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(works(t3.clone()).await, StatusCode::OK, "amy's token is not ann's");
+    // amy is demoted: she may no longer make tokens, so hers ends.
+    let r = fx
+        .send(
+            "PATCH",
+            &format!("/api/v1/users/{amy}"),
+            &root,
+            Some(json!({"role": "operator"})),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(works(t3).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(works(box_token).await, StatusCode::OK, "a token made on the box stays");
+    // Each revocation is audited with its reason, by whoever removed the creator.
+    let revoked = fx.audit("token_revoke");
+    assert_eq!(revoked.len(), 3, "{revoked:?}");
+    assert!(revoked.iter().all(|e| e.actor.starts_with("config-token:")));
+    let reasons: BTreeSet<String> = revoked
+        .iter()
+        .map(|e| e.detail.as_ref().unwrap()["reason"].as_str().unwrap().into())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "its creator user:ann was deleted".to_string(),
+            "its creator user:amy may no longer manage tokens".into()
+        ]
+        .into()
     );
 }
 

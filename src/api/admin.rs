@@ -75,7 +75,7 @@ fn scope_json(scope: &Option<Scope>) -> serde_json::Value {
 async fn hash(password: String, st: &ApiState, field: &str) -> Result<String, ApiError> {
     access::check_password(&password, st.auth.config.min_password_len)
         .map_err(|m| ApiError::bad_param(field, m))?;
-    blocking(move || access::hash_password(&password).map_err(ApiError::internal)).await
+    super::auth::hash_password(st, password).await
 }
 
 // ---------------------------------------------------------------------------------------

@@ -26,44 +26,66 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{blocking, ApiError, ApiState, ErrorKind};
-use crate::auth::{self as access, Permission, Role, Scope};
+use crate::auth::{self as access, PasswordWork, Permission, Role, Scope};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{AuthConfig, CookieSecure};
 use crate::health::Registry;
-use crate::store::auth::{LockoutPolicy, NewAudit, User, UserUpdate};
+use crate::store::auth::{LockoutPolicy, LoginKeys, LoginRefusal, NewAudit, User, UserUpdate};
 use crate::store::{self, CameraFilter};
 use crate::types::Event;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "gw_session";
 
-/// `[auth]` and the clock sessions and lockouts are measured with.
+/// `[auth]`, the clock sessions and lockouts are measured with, and the bounded password
+/// work (argon2id) of logins and password changes.
 #[derive(Clone)]
 pub struct AuthSettings {
     pub config: AuthConfig,
     pub clock: Arc<dyn Clock>,
+    pub passwords: Arc<PasswordWork>,
 }
 
 impl Default for AuthSettings {
     fn default() -> Self {
-        AuthSettings { config: AuthConfig::default(), clock: Arc::new(SystemClock) }
+        AuthSettings::new(AuthConfig::default(), Arc::new(SystemClock))
     }
 }
 
 impl AuthSettings {
+    pub fn new(config: AuthConfig, clock: Arc<dyn Clock>) -> Self {
+        let passwords = Arc::new(PasswordWork::new(
+            config.password_checks_parallel,
+            config.password_checks_queued,
+        ));
+        AuthSettings { config, clock, passwords }
+    }
     pub fn from_config(cfg: &crate::config::Config) -> Self {
-        AuthSettings { config: cfg.auth.clone(), ..Default::default() }
+        AuthSettings::new(cfg.auth.clone(), Arc::new(SystemClock))
     }
     pub fn now(&self) -> OffsetDateTime {
         self.clock.now()
     }
     pub fn lockout_policy(&self) -> LockoutPolicy {
+        let secs = |s: u64| time::Duration::seconds(s.min(i64::MAX as u64) as i64);
         LockoutPolicy {
             max_failures: self.config.max_failed_logins,
-            window: time::Duration::seconds(self.config.failed_login_window_secs as i64),
-            lockout: time::Duration::seconds(self.config.lockout_secs as i64),
+            max_address_failures: self.config.max_failed_logins_per_address,
+            window: secs(self.config.failed_login_window_secs),
+            lockout: secs(self.config.lockout_secs),
+            slowdown_max: secs(self.config.slowdown_max_secs),
         }
     }
+}
+
+/// The 503 of password work that is refused (too many logins at once).
+fn busy() -> ApiError {
+    ApiError::new(
+        ErrorKind::Unavailable,
+        "too many logins are being checked at once; retry in a moment",
+    )
+    .with_code("busy")
+    .retry_after(1)
 }
 
 /// What an operation needs.
@@ -400,43 +422,89 @@ fn fmt_time(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-/// The 429 of a locked account or address.
+/// The 429 of a lock or slowdown in force on `key` until `until`.
 fn locked(key: &str, until: OffsetDateTime, now: OffsetDateTime) -> ApiError {
     let secs = (until - now).as_seconds_f64().ceil().max(1.0) as u64;
-    let (code, what) = match key.split_once(':') {
-        Some(("account", name)) => ("account_locked", format!("account `{name}`")),
-        Some((_, addr)) => ("address_locked", format!("address {addr}")),
-        None => ("locked", key.to_string()),
-    };
-    ApiError::new(
-        ErrorKind::TooManyRequests,
-        format!(
-            "{what} is locked after too many failed logins until {} (retry in {secs} s)",
-            fmt_time(until)
+    let t = fmt_time(until);
+    let (code, message) = match LoginKeys::describe(key) {
+        ("account", name, Some(addr)) => (
+            "account_locked",
+            format!("account `{name}` is locked from address {addr} after too many failed logins until {t}"),
         ),
-    )
-    .with_code(code)
-    .retry_after(secs)
-    .with_field("locked_until", fmt_time(until).into())
+        ("account", name, None) => (
+            "account_slowed",
+            format!(
+                "account `{name}` is slowed, not locked, after failed logins from several \
+                 addresses: its next password check is at {t}"
+            ),
+        ),
+        ("address", addr, _) => (
+            "address_locked",
+            format!("address {addr} is locked after too many failed logins until {t}"),
+        ),
+        _ => ("locked", format!("{key} is locked until {t}")),
+    };
+    ApiError::new(ErrorKind::TooManyRequests, format!("{message} (retry in {secs} s)"))
+        .with_code(code)
+        .retry_after(secs)
+        .with_field("locked_until", t.into())
 }
 
-fn lock_keys(username: &str, client: &Client) -> Vec<String> {
-    let mut keys = Vec::new();
-    // Only a name that could exist gets an account key (junk names cannot fill the table).
-    if access::validate_username(username).is_ok() {
-        keys.push(format!("account:{}", username.to_ascii_lowercase()));
-    }
-    if let Some(a) = &client.address {
-        keys.push(format!("address:{a}"));
-    }
-    keys
+/// The keys a login on `username` from `client` counts against (a name that cannot exist
+/// gets none of its own, so junk names cannot fill the table).
+fn lock_keys(username: &str, client: &Client) -> LoginKeys {
+    let name = access::validate_username(username).is_ok().then_some(username);
+    LoginKeys::new(name, client.address.as_deref())
 }
 
-/// Counts a failed login (or a wrong current password) against `keys`, audits it and any
-/// lock it causes, and returns the error to answer with.
+/// The 429 of a refused attempt.
+fn refused(r: LoginRefusal, now: OffsetDateTime) -> ApiError {
+    match r {
+        LoginRefusal::Locked { key, until } | LoginRefusal::Slowed { key, until } => {
+            locked(&key, until, now)
+        }
+        LoginRefusal::Pending { key } => {
+            let what = match LoginKeys::describe(&key) {
+                ("account", name, _) => format!("for account `{name}` from this address"),
+                _ => "from this address".to_string(),
+            };
+            ApiError::new(
+                ErrorKind::TooManyRequests,
+                format!("every login attempt allowed {what} is being checked; retry in a moment"),
+            )
+            .with_code("too_many_attempts")
+            .retry_after(1)
+        }
+    }
+}
+
+/// Counts a login attempt before its password is checked (atomically, so parallel guesses
+/// cannot all be checked), or refuses it.
+async fn begin_attempt(
+    st: &ApiState,
+    keys: &LoginKeys,
+    username: &str,
+    client: &Client,
+) -> Result<(), ApiError> {
+    let (s, k, now, policy) =
+        (st.store.clone(), keys.clone(), st.auth.now(), st.auth.lockout_policy());
+    if let Err(r) = blocking(move || Ok(s.login_begin(&k, &policy, now)?)).await? {
+        tracing::warn!(
+            username = %access::loggable(username),
+            address = client.address.as_deref().unwrap_or("-"),
+            refusal = ?r,
+            "login refused"
+        );
+        return Err(refused(r, now));
+    }
+    Ok(())
+}
+
+/// Settles a failed attempt: audits it and any lock it causes, and returns the error to
+/// answer with.
 async fn failed_login(
     st: &ApiState,
-    keys: Vec<String>,
+    keys: LoginKeys,
     username: &str,
     reason: &'static str,
     client: &Client,
@@ -444,20 +512,21 @@ async fn failed_login(
 ) -> ApiError {
     let now = st.auth.now();
     let policy = st.auth.lockout_policy();
+    let name = access::loggable(username);
     tracing::warn!(
-        username,
+        username = %name,
         address = client.address.as_deref().unwrap_or("-"),
         reason,
         "failed login"
     );
     let s = st.store.clone();
     let failed = NewAudit::new("anonymous", None, "login_failed")
-        .target(format!("user:{username}"))
+        .target(format!("user:{name}"))
         .detail(serde_json::json!({ "reason": reason }))
         .address(client.address.clone());
     let res = blocking(move || {
         s.audit(&failed, now)?;
-        Ok(s.login_failure(&keys, &policy, now)?)
+        Ok(s.login_end(&keys, &policy, false, now)?)
     })
     .await;
     let newly_locked = match res {
@@ -466,12 +535,16 @@ async fn failed_login(
     };
     let mut answer = wrong;
     for (key, until) in &newly_locked {
-        tracing::warn!(key, until = %fmt_time(*until), failures = policy.max_failures, "login locked after too many failures");
+        tracing::warn!(key, until = %fmt_time(*until), "login locked after too many failures");
+        let limit = match LoginKeys::describe(key).0 {
+            "address" => policy.max_address_failures,
+            _ => policy.max_failures,
+        };
         let entry = NewAudit::new("anonymous", None, "login_lockout")
             .target(key.clone())
             .detail(serde_json::json!({
                 "until": fmt_time(*until),
-                "failures": policy.max_failures,
+                "failures": limit,
                 "window_secs": st.auth.config.failed_login_window_secs,
             }))
             .address(client.address.clone());
@@ -484,50 +557,55 @@ async fn failed_login(
     answer
 }
 
-/// The lock in force on any of `keys`, as the error to answer with.
-async fn check_locked(
+/// Checks a password with the bounded password work; an unknown user costs the same time.
+/// `Err(reason)` on failure. When the work is busy, the attempt is taken back and the
+/// answer is a 503.
+async fn verify(
     st: &ApiState,
-    keys: &[String],
-    username: &str,
-    client: &Client,
-) -> Result<(), ApiError> {
-    let (s, k, now) = (st.store.clone(), keys.to_vec(), st.auth.now());
-    if let Some((key, until)) = blocking(move || Ok(s.login_lock(&k, now)?)).await? {
-        tracing::warn!(
-            username,
-            address = client.address.as_deref().unwrap_or("-"),
-            key,
-            "login refused: locked"
-        );
-        return Err(locked(&key, until, now));
+    keys: &LoginKeys,
+    creds: Option<(User, String)>,
+    password: String,
+) -> Result<Result<User, &'static str>, ApiError> {
+    let work = &st.auth.passwords;
+    let checked = match creds {
+        Some((u, hash)) => work.verify(hash, password).await.map(|ok| (Some(u), ok)),
+        None => work.burn(password).await.map(|_| (None, false)),
+    };
+    match checked {
+        Err(access::Busy) => {
+            let (s, k) = (st.store.clone(), keys.clone());
+            blocking(move || Ok(s.login_cancel(&k)?)).await?;
+            tracing::warn!("login refused: password work busy");
+            Err(busy())
+        }
+        Ok((None, _)) => Ok(Err("unknown user")),
+        Ok((Some(_), false)) => Ok(Err("wrong password")),
+        Ok((Some(u), true)) if u.disabled => Ok(Err("account disabled")),
+        Ok((Some(u), true)) => Ok(Ok(u)),
+    }
+}
+
+/// Refuses a username or password longer than any that can be valid, naming the field,
+/// before either is logged or checked.
+fn check_lengths(fields: &[(&str, &str, usize)]) -> Result<(), ApiError> {
+    for (field, value, max) in fields {
+        if value.len() > *max {
+            return Err(ApiError::bad_param(
+                field,
+                format!("`{field}` is too long: at most {max} bytes"),
+            )
+            .with_code("too_long"));
+        }
     }
     Ok(())
 }
 
-/// Verifies a password off the async workers (argon2 takes tens of milliseconds); an
-/// unknown user costs the same time. `Err(reason)` on failure.
-async fn verify(
-    creds: Option<(User, String)>,
-    password: String,
-) -> Result<Result<User, &'static str>, ApiError> {
-    blocking(move || {
-        Ok(match creds {
-            Some((u, hash)) => {
-                if !access::verify_password(&hash, &password) {
-                    Err("wrong password")
-                } else if u.disabled {
-                    Err("account disabled")
-                } else {
-                    Ok(u)
-                }
-            }
-            None => {
-                access::burn_verify(&password);
-                Err("unknown user")
-            }
-        })
-    })
-    .await
+/// Hashes a new password with the bounded password work (503 when it is busy).
+pub(crate) async fn hash_password(st: &ApiState, password: String) -> Result<String, ApiError> {
+    match st.auth.passwords.hash(password).await {
+        Ok(h) => h.map_err(ApiError::internal),
+        Err(access::Busy) => Err(busy()),
+    }
 }
 
 fn session_cookie(
@@ -555,8 +633,12 @@ pub(super) async fn login(
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Response, ApiError> {
     let username = body.username.trim().to_string();
+    check_lengths(&[
+        ("username", &username, access::MAX_USERNAME_BYTES),
+        ("password", &body.password, access::MAX_PASSWORD_BYTES),
+    ])?;
     let keys = lock_keys(&username, &client);
-    check_locked(&st, &keys, &username, &client).await?;
+    begin_attempt(&st, &keys, &username, &client).await?;
     let s = st.store.clone();
     let name = username.clone();
     let creds = if access::validate_username(&username).is_ok() {
@@ -566,7 +648,7 @@ pub(super) async fn login(
     };
     let wrong =
         ApiError::unauthorized("wrong username or password").with_code("invalid_credentials");
-    let user = match verify(creds, body.password).await? {
+    let user = match verify(&st, &keys, creds, body.password).await? {
         Ok(u) => u,
         Err(reason) => return Err(failed_login(&st, keys, &username, reason, &client, wrong).await),
     };
@@ -583,11 +665,9 @@ pub(super) async fn login(
         .detail(serde_json::json!({ "expires_at": fmt_time(expires_at) }))
         .address(client.address.clone());
     let (s, uid, addr) = (st.store.clone(), user.id, client.address.clone());
-    let account_key = keys.into_iter().find(|k| k.starts_with("account:"));
+    let policy = st.auth.lockout_policy();
     let user = blocking(move || {
-        if let Some(k) = account_key {
-            s.login_success(&k)?;
-        }
+        s.login_end(&keys, &policy, true, now)?;
         s.create_session(&hash, uid, expires_at, addr.as_deref(), &audit, now)?;
         s.user(uid)?.ok_or_else(|| ApiError::internal("user vanished during login"))
     })
@@ -675,20 +755,25 @@ pub(super) async fn change_password(
         .with_code("not_a_user"));
     };
     let (id, username) = (*id, username.clone());
+    check_lengths(&[
+        ("current_password", &body.current_password, access::MAX_PASSWORD_BYTES),
+        ("new_password", &body.new_password, access::MAX_PASSWORD_BYTES),
+    ])?;
+    access::check_password(&body.new_password, st.auth.config.min_password_len)
+        .map_err(|m| ApiError::bad_param("new_password", m))?;
     let keys = lock_keys(&username, &client);
-    check_locked(&st, &keys, &username, &client).await?;
+    begin_attempt(&st, &keys, &username, &client).await?;
     let s = st.store.clone();
     let name = username.clone();
     let creds = blocking(move || Ok(s.user_credentials(&name)?)).await?;
-    if let Err(reason) = verify(creds, body.current_password).await? {
+    if let Err(reason) = verify(&st, &keys, creds, body.current_password).await? {
         let wrong = ApiError::bad_param("current_password", "the current password is wrong")
             .with_code("wrong_password");
         return Err(failed_login(&st, keys, &username, reason, &client, wrong).await);
     }
-    access::check_password(&body.new_password, st.auth.config.min_password_len)
-        .map_err(|m| ApiError::bad_param("new_password", m))?;
-    let new = body.new_password;
-    let hash = blocking(move || access::hash_password(&new).map_err(ApiError::internal)).await?;
+    let (s, k, policy, now) = (st.store.clone(), keys, st.auth.lockout_policy(), st.auth.now());
+    blocking(move || Ok(s.login_end(&k, &policy, true, now)?)).await?;
+    let hash = hash_password(&st, body.new_password).await?;
     let update = UserUpdate {
         password_hash: Some(hash),
         keep_session: p.session.as_ref().map(|s| s.0.clone()),
@@ -735,16 +820,21 @@ mod tests {
     #[test]
     fn lock_messages_name_what_is_locked_and_until_when() {
         let now = time::macros::datetime!(2026-05-01 10:00 UTC);
-        let e = locked("account:alice", now + time::Duration::minutes(15), now);
+        let keys = LoginKeys::new(Some("Alice"), Some("10.0.0.9"));
+        let e = locked(keys.pair.as_deref().unwrap(), now + time::Duration::minutes(15), now);
         assert_eq!((e.code(), e.retry_after_secs), ("account_locked", Some(900)));
         assert!(
-            e.message.contains("account `alice`") && e.message.contains("2026-05-01T10:15:00Z"),
+            e.message.contains("account `alice` is locked from address 10.0.0.9")
+                && e.message.contains("2026-05-01T10:15:00Z"),
             "{}",
             e.message
         );
         assert_eq!(e.extra["locked_until"], "2026-05-01T10:15:00Z");
-        let e = locked("address:10.0.0.9", now + time::Duration::seconds(1), now);
+        let e = locked(keys.address.as_deref().unwrap(), now + time::Duration::seconds(1), now);
         assert_eq!(e.code(), "address_locked");
         assert!(e.message.contains("address 10.0.0.9"), "{}", e.message);
+        let e = locked(keys.account.as_deref().unwrap(), now + time::Duration::seconds(2), now);
+        assert_eq!((e.code(), e.retry_after_secs), ("account_slowed", Some(2)));
+        assert!(e.message.contains("slowed, not locked"), "{}", e.message);
     }
 }

@@ -15,9 +15,25 @@ pub struct AuthConfig {
     /// Take the client address from `X-Forwarded-For` and the scheme from
     /// `X-Forwarded-Proto` (only behind a reverse proxy that sets them). Default false.
     pub trust_proxy_headers: bool,
-    /// Failed logins of one account, or from one address, within `failed_login_window_secs`
-    /// that lock it for `lockout_secs`. Default 5.
+    /// Failed logins of one account from one address within `failed_login_window_secs`
+    /// that lock that account from that address (only) for `lockout_secs`; also the failures
+    /// of one account from all addresses together after which its password checks are
+    /// slowed (never locked). Default 5.
     pub max_failed_logins: u32,
+    /// Failed logins from one address, over any usernames, within the window that lock
+    /// the address for `lockout_secs`. Default 20.
+    pub max_failed_logins_per_address: u32,
+    /// Longest gap between two password checks of a slowed account (the gaps grow 1 s,
+    /// 2 s, 4 s … up to this). Default 10.
+    pub slowdown_max_secs: u64,
+    /// Password hashes and checks (argon2id, 19 MiB each) run at once. Default 2.
+    pub password_checks_parallel: usize,
+    /// Logins that may wait for a turn beyond those; more are refused with 503. Default 32.
+    pub password_checks_queued: usize,
+    /// Username of the admin user created on the first run (with the first token). Default:
+    /// none, which makes a random one (`admin-` and 6 letters or digits), so that the name
+    /// cannot be guessed; both are written to `first-run-credentials.txt` in the data dir.
+    pub first_admin_username: Option<String>,
     /// Default 900.
     pub failed_login_window_secs: u64,
     /// Default 900.
@@ -41,6 +57,11 @@ impl Default for AuthConfig {
             cookie_secure: CookieSecure::Auto,
             trust_proxy_headers: false,
             max_failed_logins: 5,
+            max_failed_logins_per_address: 20,
+            slowdown_max_secs: 10,
+            password_checks_parallel: 2,
+            password_checks_queued: 32,
+            first_admin_username: None,
             failed_login_window_secs: 900,
             lockout_secs: 900,
             min_password_len: 10,
@@ -55,8 +76,26 @@ impl AuthConfig {
                 "field `auth.session_ttl_secs`: must be between 60 and 2592000 (30 days)".into()
             );
         }
-        if self.max_failed_logins == 0 {
-            return Err("field `auth.max_failed_logins`: must be ≥ 1".into());
+        for (field, v) in [
+            ("max_failed_logins", self.max_failed_logins),
+            ("max_failed_logins_per_address", self.max_failed_logins_per_address),
+        ] {
+            if v == 0 {
+                return Err(format!("field `auth.{field}`: must be ≥ 1"));
+            }
+        }
+        if !(1..=3600).contains(&self.slowdown_max_secs) {
+            return Err("field `auth.slowdown_max_secs`: must be between 1 and 3600".into());
+        }
+        if !(1..=64).contains(&self.password_checks_parallel) {
+            return Err("field `auth.password_checks_parallel`: must be between 1 and 64".into());
+        }
+        if self.password_checks_queued > 4096 {
+            return Err("field `auth.password_checks_queued`: must be at most 4096".into());
+        }
+        if let Some(name) = &self.first_admin_username {
+            crate::auth::validate_username(name)
+                .map_err(|m| format!("field `auth.first_admin_username`: {m}"))?;
         }
         for (field, v) in [
             ("failed_login_window_secs", self.failed_login_window_secs),

@@ -164,12 +164,150 @@ pub struct AuditPage {
     pub next_before: Option<i64>,
 }
 
-/// How failed logins lock an account or an address (`[auth]`).
+/// How failed logins lock and slow (`[auth]`, docs/security.md "Login lockout").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockoutPolicy {
+    /// Failures of one account from one address that lock that pair; also the failures of
+    /// an account from everywhere after which its checks are slowed.
     pub max_failures: u32,
+    /// Failures from one address (over any names) that lock the address.
+    pub max_address_failures: u32,
     pub window: time::Duration,
     pub lockout: time::Duration,
+    /// Longest gap between two checks of a slowed account.
+    pub slowdown_max: time::Duration,
+}
+
+fn whole_ms(d: time::Duration) -> i64 {
+    d.whole_milliseconds().clamp(1, i64::MAX as i128) as i64
+}
+
+impl LockoutPolicy {
+    fn window_ms(&self) -> i64 {
+        whole_ms(self.window)
+    }
+    fn lockout_ms(&self) -> i64 {
+        whole_ms(self.lockout)
+    }
+    fn slowdown_max_ms(&self) -> i64 {
+        whole_ms(self.slowdown_max)
+    }
+    fn limit(&self, kind: KeyKind) -> u32 {
+        match kind {
+            KeyKind::Address => self.max_address_failures,
+            _ => self.max_failures,
+        }
+    }
+}
+
+/// Between an account and an address in a pair key.
+const PAIR_SEP: &str = "|from:";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    Pair,
+    Address,
+    Account,
+}
+
+/// What one login attempt is counted against.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoginKeys {
+    /// `account:<name>|from:<address>`: one account from one address; locks.
+    pub pair: Option<String>,
+    /// `address:<address>`: one address over any names; locks.
+    pub address: Option<String>,
+    /// `account:<name>`: one account from every address; slows its checks, never locks
+    /// (so that nobody can lock an account out from elsewhere).
+    pub account: Option<String>,
+}
+
+impl LoginKeys {
+    /// The keys of an attempt on `username` (`None`: a name that cannot exist, which gets
+    /// no account keys, so junk names cannot fill the table) from `address`.
+    pub fn new(username: Option<&str>, address: Option<&str>) -> LoginKeys {
+        let account = username.map(Self::account_key);
+        LoginKeys {
+            pair: account.as_ref().map(|a| format!("{a}{PAIR_SEP}{}", address.unwrap_or("-"))),
+            address: address.map(|a| format!("address:{a}")),
+            account,
+        }
+    }
+
+    fn account_key(username: &str) -> String {
+        format!("account:{}", username.to_ascii_lowercase())
+    }
+
+    fn all(&self) -> impl Iterator<Item = (KeyKind, &str)> {
+        [
+            (KeyKind::Pair, &self.pair),
+            (KeyKind::Address, &self.address),
+            (KeyKind::Account, &self.account),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+    }
+
+    /// What a key stands for, for messages: `("account", name, Some(address))`,
+    /// `("address", address, None)` or `("account", name, None)`.
+    pub fn describe(key: &str) -> (&str, &str, Option<&str>) {
+        let (kind, rest) = key.split_once(':').unwrap_or(("", key));
+        match rest.split_once(PAIR_SEP) {
+            Some((name, addr)) => (kind, name, Some(addr)),
+            None => (kind, rest, None),
+        }
+    }
+}
+
+/// Why a login attempt is not checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginRefusal {
+    /// A pair or an address is locked until `until`.
+    Locked { key: String, until: OffsetDateTime },
+    /// The account's checks are slowed: the next one at `until`.
+    Slowed { key: String, until: OffsetDateTime },
+    /// Every attempt the window allows this pair or address is counted, some still being
+    /// checked: either one succeeds or the key locks.
+    Pending { key: String },
+}
+
+type FailureRow = (i64, i64, Option<i64>);
+
+fn read_failures(conn: &Connection, key: &str) -> Result<Option<FailureRow>, StoreError> {
+    conn.query_row(
+        "SELECT failures, window_start, locked_until FROM login_failures WHERE key = ?1",
+        params![key],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .optional()
+    .map_err(sql("read failed logins"))
+}
+
+fn write_failures(
+    conn: &Connection,
+    key: &str,
+    failures: i64,
+    start: i64,
+    until: Option<i64>,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO login_failures (key, failures, window_start, locked_until) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (key) DO UPDATE SET failures = excluded.failures, window_start = excluded.window_start,
+                                         locked_until = excluded.locked_until",
+        params![key, failures, start, until],
+    )
+    .map_err(sql("count failed login"))?;
+    Ok(())
+}
+
+/// Takes one attempt off a key's count.
+fn uncount(conn: &Connection, key: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE login_failures SET failures = MAX(failures - 1, 0) WHERE key = ?1",
+        params![key],
+    )
+    .map_err(sql("uncount login attempt"))?;
+    Ok(())
 }
 
 fn insert_audit(conn: &Connection, a: &NewAudit, at: OffsetDateTime) -> Result<i64, StoreError> {
@@ -258,6 +396,49 @@ fn get_user(conn: &Connection, id: &str) -> Result<Option<User>, StoreError> {
     .map_err(sql("read user"))?
     .map(user_from_raw)
     .transpose()
+}
+
+/// Revokes the live tokens a user created, and those that these tokens created in turn
+/// (ADR 0028: a token lives no longer than its creator's right to make it), each with an
+/// audit entry by `by`'s actor; returns their ids.
+fn revoke_tokens_of(
+    tx: &Connection,
+    username: &str,
+    why: &str,
+    by: &NewAudit,
+    at: OffsetDateTime,
+) -> Result<Vec<String>, StoreError> {
+    let creator = format!("user:{username}");
+    let ids: Vec<String> = {
+        let mut stmt = tx
+            .prepare_cached(
+                "WITH RECURSIVE doomed(id) AS (
+                     SELECT id FROM api_tokens WHERE created_by = ?1 AND revoked_at IS NULL
+                     UNION
+                     SELECT t.id FROM api_tokens t JOIN doomed d ON t.created_by = 'token:' || d.id
+                      WHERE t.revoked_at IS NULL)
+                 SELECT id FROM doomed",
+            )
+            .map_err(sql("prepare creator's tokens"))?;
+        let rows =
+            stmt.query_map(params![creator], |r| r.get(0)).map_err(sql("creator's tokens"))?;
+        rows.collect::<Result<_, _>>().map_err(sql("creator's tokens"))?
+    };
+    for id in &ids {
+        tx.execute(
+            "UPDATE api_tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            params![id, to_ms(at)],
+        )
+        .map_err(sql("revoke creator's token"))?;
+        let entry = NewAudit {
+            action: "token_revoke",
+            target: Some(format!("token:{id}")),
+            detail: Some(serde_json::json!({ "reason": format!("its creator {creator} {why}") })),
+            ..by.clone()
+        };
+        insert_audit(tx, &entry, at)?;
+    }
+    Ok(ids)
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -405,11 +586,18 @@ impl Store {
             .map_err(sql("touch user"))?;
         insert_audit(&tx, audit, at)?;
         let user = get_user(&tx, &id_s)?;
+        if let Some(u) = &user {
+            if u.disabled || u.role != Role::Admin || u.scope.is_some() {
+                let why = if u.disabled { "was disabled" } else { "may no longer manage tokens" };
+                revoke_tokens_of(&tx, &u.username, why, audit, at)?;
+            }
+        }
         tx.commit().map_err(sql("commit user update"))?;
         Ok(user)
     }
 
-    /// Deletes a user and their sessions; false when no user has this id.
+    /// Deletes a user and their sessions, and revokes the tokens they created (and the
+    /// tokens those created); false when no user has this id.
     pub fn delete_user(
         &self,
         id: Uuid,
@@ -418,6 +606,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut conn = lock(&self.inner.writer);
         let tx = conn.transaction().map_err(sql("begin tx to delete a user"))?;
+        let user = get_user(&tx, &id.to_string())?;
         tx.execute("DELETE FROM sessions WHERE user_id = ?1", params![id.to_string()])
             .map_err(sql("delete sessions"))?;
         let n = tx
@@ -425,6 +614,9 @@ impl Store {
             .map_err(sql("delete user"))?;
         if n > 0 {
             insert_audit(&tx, audit, at)?;
+        }
+        if let Some(u) = user {
+            revoke_tokens_of(&tx, &u.username, "was deleted", audit, at)?;
         }
         tx.commit().map_err(sql("commit user deletion"))?;
         Ok(n > 0)
@@ -631,102 +823,137 @@ impl Store {
     }
 
     // ---- failed logins ----------------------------------------------------------------
+    //
+    // A login attempt is counted when it starts, in one write transaction that also checks
+    // the limits ([`Store::login_begin`]), so parallel guesses cannot all be checked; it is
+    // settled when the password has been checked ([`Store::login_end`]).
 
-    /// The latest lock among `keys` (`account:<name>`, `address:<ip>`) still in force at `now`.
-    pub fn login_lock(
+    /// Starts a login attempt: refuses it when a key is locked, slowed, or has its allowed
+    /// attempts of the window all used (some still being checked); else counts it against
+    /// every key, atomically.
+    pub fn login_begin(
         &self,
-        keys: &[String],
-        now: OffsetDateTime,
-    ) -> Result<Option<(String, OffsetDateTime)>, StoreError> {
-        let mut best: Option<(String, i64)> = None;
-        self.read(|c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT locked_until FROM login_failures WHERE key = ?1 AND locked_until > ?2",
-                )
-                .map_err(sql("prepare lock check"))?;
-            for k in keys {
-                let until: Option<i64> = stmt
-                    .query_row(params![k, to_ms(now)], |r| r.get(0))
-                    .optional()
-                    .map_err(sql("check lock"))?;
-                if let Some(u) = until {
-                    if best.as_ref().is_none_or(|(_, b)| u > *b) {
-                        best = Some((k.clone(), u));
-                    }
-                }
-            }
-            Ok(())
-        })?;
-        best.map(|(k, u)| Ok((k, ts(u, "login lock")?))).transpose()
-    }
-
-    /// Counts a failed login against each key; returns the keys this failure locked and until
-    /// when. A key's count starts over once its window has passed, and after a lock.
-    pub fn login_failure(
-        &self,
-        keys: &[String],
+        keys: &LoginKeys,
         policy: &LockoutPolicy,
         now: OffsetDateTime,
-    ) -> Result<Vec<(String, OffsetDateTime)>, StoreError> {
+    ) -> Result<Result<(), LoginRefusal>, StoreError> {
         let now_ms = to_ms(now);
-        let window_ms = (policy.window.whole_milliseconds()).clamp(1, i64::MAX as i128) as i64;
-        let lock_ms = (policy.lockout.whole_milliseconds()).clamp(1, i64::MAX as i128) as i64;
-        let mut locked = Vec::new();
+        let window_ms = policy.window_ms();
         let mut conn = lock(&self.inner.writer);
-        let tx = conn.transaction().map_err(sql("begin tx for a failed login"))?;
+        let tx = conn.transaction().map_err(sql("begin tx for a login attempt"))?;
         // Rows that can no longer matter.
         tx.execute(
             "DELETE FROM login_failures WHERE (locked_until IS NULL OR locked_until <= ?1) AND window_start <= ?2",
             params![now_ms, now_ms.saturating_sub(window_ms)],
         )
         .map_err(sql("prune failed logins"))?;
-        for k in keys {
-            let row: Option<(i64, i64, Option<i64>)> = tx
-                .query_row("SELECT failures, window_start, locked_until FROM login_failures WHERE key = ?1", params![k], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .optional()
-                .map_err(sql("read failed logins"))?;
-            let (mut failures, mut start, mut until) = match row {
-                Some((_, _, Some(u))) if u > now_ms => continue, // already locked
-                Some((f, s, _)) if now_ms - s < window_ms => (f + 1, s, None),
-                _ => (1, now_ms, None),
-            };
-            if failures >= i64::from(policy.max_failures) {
-                let u = now_ms.saturating_add(lock_ms);
-                until = Some(u);
-                (failures, start) = (0, now_ms);
-                locked.push((k.clone(), ts(u, "login lock")?));
+        let mut writes = Vec::new();
+        for (kind, key) in keys.all() {
+            let row = read_failures(&tx, key)?;
+            let until = row.and_then(|r| r.2).filter(|u| *u > now_ms);
+            if let Some(u) = until {
+                let until = ts(u, "login lock")?;
+                let key = key.to_string();
+                return Ok(Err(match kind {
+                    KeyKind::Account => LoginRefusal::Slowed { key, until },
+                    _ => LoginRefusal::Locked { key, until },
+                }));
             }
-            tx.execute(
-                "INSERT INTO login_failures (key, failures, window_start, locked_until) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (key) DO UPDATE SET failures = excluded.failures, window_start = excluded.window_start,
-                                                 locked_until = excluded.locked_until",
-                params![k, failures, start, until],
-            )
-            .map_err(sql("count failed login"))?;
+            let (failures, start) = match row {
+                Some((f, s, _)) if now_ms - s < window_ms => (f, s),
+                _ => (0, now_ms),
+            };
+            let mut until = None;
+            match kind {
+                KeyKind::Account => {
+                    // Past the limit, one check per slot, the slots growing apart.
+                    let over = failures - i64::from(policy.max_failures);
+                    if over >= 0 {
+                        let delay = 1000i64
+                            .saturating_mul(1i64 << over.min(30))
+                            .min(policy.slowdown_max_ms());
+                        until = Some(now_ms.saturating_add(delay));
+                    }
+                }
+                KeyKind::Pair | KeyKind::Address => {
+                    if failures >= i64::from(policy.limit(kind)) {
+                        return Ok(Err(LoginRefusal::Pending { key: key.to_string() }));
+                    }
+                }
+            }
+            writes.push((key, failures + 1, start, until));
         }
-        tx.commit().map_err(sql("commit failed login"))?;
+        for (key, failures, start, until) in writes {
+            write_failures(&tx, key, failures, start, until)?;
+        }
+        tx.commit().map_err(sql("commit login attempt"))?;
+        Ok(Ok(()))
+    }
+
+    /// Settles an attempt that [`Store::login_begin`] let through. A failure stays counted
+    /// and locks a pair or an address whose count reached its limit (returned: the keys
+    /// this failure locked and until when). A success clears the pair's count and takes
+    /// this attempt off the address and the account.
+    pub fn login_end(
+        &self,
+        keys: &LoginKeys,
+        policy: &LockoutPolicy,
+        success: bool,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(String, OffsetDateTime)>, StoreError> {
+        let now_ms = to_ms(now);
+        let mut locked = Vec::new();
+        let mut conn = lock(&self.inner.writer);
+        let tx = conn.transaction().map_err(sql("begin tx to settle a login"))?;
+        for (kind, key) in keys.all() {
+            match (success, kind) {
+                (true, KeyKind::Pair) => {
+                    tx.execute(
+                        "DELETE FROM login_failures WHERE key = ?1 AND (locked_until IS NULL OR locked_until <= ?2)",
+                        params![key, now_ms],
+                    )
+                    .map_err(sql("clear failed logins"))?;
+                }
+                (true, _) => uncount(&tx, key)?,
+                (false, KeyKind::Account) => {}
+                (false, kind) => {
+                    let Some((failures, _, until)) = read_failures(&tx, key)? else { continue };
+                    if until.is_some_and(|u| u > now_ms) || failures < i64::from(policy.limit(kind))
+                    {
+                        continue;
+                    }
+                    let u = now_ms.saturating_add(policy.lockout_ms());
+                    write_failures(&tx, key, 0, now_ms, Some(u))?;
+                    locked.push((key.to_string(), ts(u, "login lock")?));
+                }
+            }
+        }
+        tx.commit().map_err(sql("commit login settlement"))?;
         Ok(locked)
     }
 
-    /// Forgets the failed logins of `key` (an account after a successful login).
-    pub fn login_success(&self, key: &str) -> Result<(), StoreError> {
-        let conn = lock(&self.inner.writer);
-        conn.execute(
-            "DELETE FROM login_failures WHERE key = ?1 AND locked_until IS NULL",
-            params![key],
-        )
-        .map_err(sql("clear failed logins"))?;
-        Ok(())
+    /// Takes back an attempt that [`Store::login_begin`] counted but that was never checked
+    /// (the password work was busy).
+    pub fn login_cancel(&self, keys: &LoginKeys) -> Result<(), StoreError> {
+        let mut conn = lock(&self.inner.writer);
+        let tx = conn.transaction().map_err(sql("begin tx to cancel a login"))?;
+        for (_, key) in keys.all() {
+            uncount(&tx, key)?;
+        }
+        tx.commit().map_err(sql("commit login cancel"))
     }
 
-    /// Removes the failure count and any lock of `key` (an installer reset the password).
-    pub fn login_unlock(&self, key: &str) -> Result<bool, StoreError> {
+    /// Removes the counts, locks and slowdown of an account: its own key and its key from
+    /// every address (an installer reset the password). True if there was any.
+    pub fn login_unlock(&self, username: &str) -> Result<bool, StoreError> {
+        let account = LoginKeys::account_key(username);
+        let pairs = format!("{account}{PAIR_SEP}");
         let conn = lock(&self.inner.writer);
         let n = conn
-            .execute("DELETE FROM login_failures WHERE key = ?1", params![key])
+            .execute(
+                "DELETE FROM login_failures WHERE key = ?1 OR substr(key, 1, length(?2)) = ?2",
+                params![account, pairs],
+            )
             .map_err(sql("unlock login"))?;
         Ok(n > 0)
     }
@@ -885,6 +1112,16 @@ mod tests {
         NewAudit::new("test", None, "test")
     }
 
+    impl Store {
+        fn login_lock_rows(&self) -> i64 {
+            self.read(|c| {
+                c.query_row("SELECT COUNT(*) FROM login_failures WHERE failures > 0 OR locked_until IS NOT NULL", [], |r| r.get(0))
+                    .map_err(sql("count"))
+            })
+            .unwrap()
+        }
+    }
+
     /// A database from before v6 (tokens without roles, events without reviewers) keeps
     /// working: its tokens get role `admin` and every camera, its events review `new`.
     #[test]
@@ -919,37 +1156,126 @@ mod tests {
         );
     }
 
+    fn policy() -> LockoutPolicy {
+        LockoutPolicy {
+            max_failures: 3,
+            max_address_failures: 5,
+            window: time::Duration::minutes(15),
+            lockout: time::Duration::minutes(15),
+            slowdown_max: time::Duration::seconds(8),
+        }
+    }
+
+    /// One attempt, begun and settled at `t`; `Err` with the refusal, or `Ok` with the
+    /// keys it locked.
+    fn attempt(
+        s: &Store,
+        k: &LoginKeys,
+        ok: bool,
+        t: OffsetDateTime,
+    ) -> Result<Vec<(String, OffsetDateTime)>, LoginRefusal> {
+        s.login_begin(k, &policy(), t).unwrap()?;
+        Ok(s.login_end(k, &policy(), ok, t).unwrap())
+    }
+
     #[test]
     fn failures_lock_only_within_the_window_and_locks_end() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
-        let p = LockoutPolicy {
-            max_failures: 3,
-            window: time::Duration::minutes(15),
-            lockout: time::Duration::minutes(15),
-        };
-        let keys = vec!["account:a".to_string()];
+        let k = LoginKeys::new(Some("A"), Some("10.0.0.1"));
+        assert_eq!(k.pair.as_deref(), Some("account:a|from:10.0.0.1"));
         let t0 = datetime!(2026-05-01 10:00 UTC);
         // Two failures, then the window passes: the count starts over.
-        assert!(s.login_failure(&keys, &p, t0).unwrap().is_empty());
-        assert!(s.login_failure(&keys, &p, t0 + time::Duration::minutes(10)).unwrap().is_empty());
-        let t1 = t0 + time::Duration::minutes(16);
-        assert!(s.login_failure(&keys, &p, t1).unwrap().is_empty(), "window passed: 1 of 3");
-        assert!(s.login_failure(&keys, &p, t1).unwrap().is_empty());
-        let locked = s.login_failure(&keys, &p, t1 + time::Duration::seconds(1)).unwrap();
-        let until = t1 + time::Duration::seconds(1) + time::Duration::minutes(15);
-        assert_eq!(locked, vec![("account:a".to_string(), until)]);
+        assert_eq!(attempt(&s, &k, false, t0), Ok(vec![]));
+        assert_eq!(attempt(&s, &k, false, t0 + time::Duration::minutes(10)), Ok(vec![]));
+        let t1 = t0 + time::Duration::minutes(26);
+        assert_eq!(attempt(&s, &k, false, t1), Ok(vec![]), "window passed: 1 of 3");
+        assert_eq!(attempt(&s, &k, false, t1), Ok(vec![]));
+        let t2 = t1 + time::Duration::seconds(1);
+        let until = t2 + time::Duration::minutes(15);
+        let pair = k.pair.clone().unwrap();
+        assert_eq!(attempt(&s, &k, false, t2), Ok(vec![(pair.clone(), until)]));
         assert_eq!(
-            s.login_lock(&keys, until - time::Duration::seconds(1)).unwrap(),
-            Some(("account:a".into(), until))
+            attempt(&s, &k, true, until - time::Duration::seconds(1)),
+            Err(LoginRefusal::Locked { key: pair.clone(), until }),
+            "locked: even the right password is not checked"
         );
-        assert_eq!(s.login_lock(&keys, until).unwrap(), None, "the lock ends at `until`");
-        // Failures while locked do not extend it; success does not clear a lock.
-        assert!(s.login_failure(&keys, &p, until - time::Duration::seconds(5)).unwrap().is_empty());
-        s.login_success("account:a").unwrap();
-        assert!(s.login_lock(&keys, until - time::Duration::seconds(1)).unwrap().is_some());
-        assert!(s.login_unlock("account:a").unwrap());
-        assert_eq!(s.login_lock(&keys, until - time::Duration::seconds(1)).unwrap(), None);
+        // Another address: the account is not locked there, only slowed (3 failures).
+        let other = LoginKeys::new(Some("a"), Some("10.0.0.2"));
+        let t3 = t2 + time::Duration::seconds(5);
+        assert_eq!(attempt(&s, &other, false, t3), Ok(vec![]));
+        assert_eq!(
+            attempt(&s, &other, true, t3 + time::Duration::milliseconds(999)),
+            Err(LoginRefusal::Slowed {
+                key: "account:a".into(),
+                until: t3 + time::Duration::seconds(1)
+            })
+        );
+        // The slots grow apart (1 s, 2 s, 4 s, 8 s, 8 s …) and are taken by whoever comes.
+        let mut t = t3 + time::Duration::seconds(1);
+        for (i, gap) in [2, 4, 8, 8].into_iter().enumerate() {
+            let from = LoginKeys::new(Some("a"), Some(&format!("10.9.9.{i}")));
+            assert_eq!(attempt(&s, &from, false, t), Ok(vec![]));
+            t += time::Duration::seconds(gap);
+        }
+        assert_eq!(
+            attempt(&s, &LoginKeys::new(Some("a"), None), false, t - time::Duration::seconds(1)),
+            Err(LoginRefusal::Slowed { key: "account:a".into(), until: t })
+        );
+        assert_eq!(attempt(&s, &other, true, t), Ok(vec![]), "the right password, in its slot");
+        // Locked pair a/10.0.0.1; counts of address 10.0.0.1, account a, address 10.0.0.2,
+        // pairs and addresses 10.9.9.0–3 (the pair of 10.0.0.2 was cleared by the success).
+        assert_eq!(s.login_lock_rows(), 12);
+        // The lock ends at `until`; an unlock (password reset) clears every key of the account.
+        assert_eq!(attempt(&s, &k, true, until + time::Duration::minutes(1)), Ok(vec![]));
+        attempt(&s, &k, false, until + time::Duration::minutes(1)).unwrap();
+        assert!(s.login_unlock("A").unwrap());
+        assert_eq!(s.login_lock_rows(), 1, "the address's own count stays");
+    }
+
+    #[test]
+    fn parallel_attempts_are_counted_before_they_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let k = LoginKeys::new(Some("bob"), Some("10.0.0.1"));
+        let t = datetime!(2026-05-01 10:00 UTC);
+        // Three begin (none settled yet): the fourth is refused without a check.
+        for _ in 0..3 {
+            s.login_begin(&k, &policy(), t).unwrap().unwrap();
+        }
+        let pair = k.pair.clone().unwrap();
+        assert_eq!(
+            s.login_begin(&k, &policy(), t).unwrap(),
+            Err(LoginRefusal::Pending { key: pair.clone() })
+        );
+        // One was never checked (busy): taken back, so one more may begin.
+        s.login_cancel(&k).unwrap();
+        s.login_begin(&k, &policy(), t).unwrap().unwrap();
+        // The first failure locks (attempts count when they start); the right password,
+        // admitted before, still gets in, but does not lift the lock.
+        assert_eq!(s.login_end(&k, &policy(), false, t).unwrap().len(), 1);
+        assert!(s.login_end(&k, &policy(), false, t).unwrap().is_empty());
+        assert!(s.login_end(&k, &policy(), true, t).unwrap().is_empty());
+        assert!(matches!(
+            s.login_begin(&k, &policy(), t).unwrap(),
+            Err(LoginRefusal::Locked { .. })
+        ));
+        // Below the limit, a success clears the pair's count.
+        let k = LoginKeys::new(Some("carol"), Some("10.0.0.2"));
+        for _ in 0..2 {
+            attempt(&s, &k, false, t).unwrap();
+        }
+        attempt(&s, &k, true, t).unwrap();
+        for _ in 0..2 {
+            assert_eq!(attempt(&s, &k, false, t), Ok(vec![]));
+        }
+        // Junk names count against the address only.
+        let junk = LoginKeys::new(None, Some("10.0.0.7"));
+        assert_eq!((junk.pair.as_deref(), junk.account.as_deref()), (None, None));
+        for _ in 0..5 {
+            attempt(&s, &junk, false, t).unwrap();
+        }
+        assert!(matches!(attempt(&s, &junk, false, t), Err(LoginRefusal::Locked { .. })));
     }
 
     #[test]
