@@ -30,14 +30,17 @@ lint:
 
 # Quality on labelled real footage (needs ../shared): tracking on PETS09-S2L1 (MOTA/IDF1)
 # and the scenario evaluator over the hand-labelled shared traffic clips (counts, events),
-# the fire clips (time to alarm) and every non-fire clip looped to 68 min (false alarms
-# per camera-hour of the built-in fire detector).
+# the fire clips (time to alarm), every non-fire clip looped to 68 min (false alarms per
+# camera-hour of the built-in fire detector, alone and verifying the AGPL test model), and
+# the people clips (falls, person down, night presence).
 eval: build
 	./target/release/gridwatch eval mot --video /usr/share/doc/opencv-doc/examples/data/vtest.avi \
 	    --gt ../shared/eval/pets09-s2l1/gt-frames-0001-0400.txt --frames 1-400
 	./target/release/gridwatch eval scenarios --manifest tests/scenarios/traffic.toml
 	./target/release/gridwatch eval scenarios --manifest tests/scenarios/fire.toml
 	./target/release/gridwatch eval scenarios --manifest tests/scenarios/fire-negatives.toml
+	./target/release/gridwatch eval scenarios --manifest tests/scenarios/fire-negatives-verified.toml
+	./target/release/gridwatch eval scenarios --manifest tests/scenarios/people.toml
 
 BENCH_VIDEO ?= /usr/share/doc/opencv-doc/examples/data/vtest.avi
 BENCH_MODEL ?= models/nanodet-g-coco-416

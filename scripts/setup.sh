@@ -19,6 +19,8 @@ PKGS=(
   libopencv-dev opencv-doc
   mosquitto mosquitto-clients
   chromium fonts-dejavu-core fonts-wqy-microhei
+  # the Debian package (tools/build-deb.sh) and its test (systemd-analyze verify)
+  dpkg-dev binutils systemd adduser
 )
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }

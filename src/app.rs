@@ -494,6 +494,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         auth: crate::api::AuthSettings::from_config(&cfg),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let watched = store.clone();
+    let watchdog = crate::service::Watchdog::start(move || watched.schema_version().is_ok());
     let served = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(cfg.api.listen)
             .await
@@ -511,6 +513,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         );
         println!("  {token_note}");
         println!("  stop with Ctrl-C");
+        crate::service::notify("READY=1");
         let closing = store.clone();
         let signal = async move {
             shutdown_signal().await;
@@ -520,6 +523,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         anyhow::Ok(())
     });
     println!("gridwatch: shutting down");
+    crate::service::notify("STOPPING=1");
     shutdown.store(true, Ordering::Relaxed);
     for h in cameras {
         let _ = h.join();
@@ -527,6 +531,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     analytics.shutdown();
     uplink.shutdown();
     recorder.shutdown();
+    drop(watchdog);
     store.close()?;
     println!("gridwatch: stopped cleanly");
     served

@@ -21,6 +21,7 @@ pub mod ingest;
 pub mod record;
 pub mod redact;
 pub mod rules;
+pub mod service;
 pub mod store;
 pub mod track;
 pub mod types;
