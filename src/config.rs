@@ -88,7 +88,13 @@ impl Config {
     }
 
     /// Parses and validates config text; relative paths resolve against `base_dir`.
+    /// Every URL in an error message is redacted ([`crate::redact::redact_url`]): messages
+    /// quote config text (TOML snippets, camera URLs), and a password must not reach a log.
     pub fn parse(text: &str, base_dir: &Path) -> Result<Config, String> {
+        Self::parse_unredacted(text, base_dir).map_err(|m| crate::redact::redact_url(&m))
+    }
+
+    fn parse_unredacted(text: &str, base_dir: &Path) -> Result<Config, String> {
         let de = toml::Deserializer::parse(text).map_err(|e| e.to_string())?;
         let mut cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
@@ -653,6 +659,42 @@ zone = "yard"
         assert!(e(with("[uplink]\npublic_url = \"box.example\"")).contains("uplink.public_url"));
         let p = with("[uplink]\npublic_url = \"https://box.example:8443/\"").unwrap();
         assert_eq!(p.uplink.public_url(p.api.listen), "https://box.example:8443");
+    }
+
+    /// L5: a camera password with an unencoded `/` or `#` is never printed in a config
+    /// error, whatever the error: the URL itself, a TOML syntax error quoting its line, a
+    /// bad key beside it, a webhook URL.
+    #[test]
+    fn config_errors_never_print_url_passwords() {
+        for pw in ["pa/ss-w0rdZ", "pa#ss-w0rdZ", "pa/a#s?s@w0rdZ"] {
+            let url = format!("rtsp://admin:{pw}@10.0.0.5:554/s1");
+            let cam = GOOD.replace("test-videos/pets09-s2l1.mp4", &url);
+            let hook = format!(
+                "[[uplink.webhooks]]\nname = \"a\"\nurl = \"https://u:{pw}@h.example/x\"\nsecret = \"s\"\nretries = 1\n"
+            );
+            let cases = [
+                // The URL does not parse (the `#` or `/` ends the authority early) or does.
+                cam.clone(),
+                // A TOML syntax error on the URL's own line quotes that line.
+                cam.replace(&format!("url = \"{url}\""), &format!("url = \"{url}\" x")),
+                // A key error in the same camera.
+                cam.replace("models = [\"default\"]", "models = [\"default\"]\ndetect_fpz = 3"),
+                // A non-RTSP scheme.
+                GOOD.replace("test-videos/pets09-s2l1.mp4", &url.replace("rtsp", "ftp")),
+                GOOD.replacen("[models]", &format!("{hook}[models]"), 1),
+            ];
+            for text in cases {
+                let e = Config::parse(&text, &base()).expect_err("every case is an error");
+                let secret = pw.split(['/', '#', '?', '@']).next_back().unwrap_or(pw);
+                assert!(
+                    !e.contains(pw)
+                        && !e.contains(secret)
+                        && !e.contains("pa/")
+                        && !e.contains("pa#"),
+                    "password leaked: {e}"
+                );
+            }
+        }
     }
 
     #[test]

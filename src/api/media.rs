@@ -993,6 +993,26 @@ mod api_tests {
             let err = get(&fx, &e(q), None).await.error(StatusCode::BAD_REQUEST, "bad_request");
             assert_eq!(err["parameter"], param, "{q}: {err}");
         }
+        // L3: times near the ends of the calendar are refused before any arithmetic on
+        // them (a footage horizon past 9999-12-31 used to panic), for exports and the
+        // event and recording listings alike.
+        for (q, param) in [
+            ("camera=cam1&start=9999-12-31T23:50:00Z&end=9999-12-31T23:59:59Z", "start"),
+            ("camera=cam1&start=2026-05-01T08:00:00Z&end=9999-12-31T23:59:59Z", "end"),
+            ("camera=cam1&start=9999-12-31T23:59:00-23:59&end=9999-12-31T23:59:59-23:59", "start"),
+            ("camera=cam1&start=0000-01-01T00:00:00Z&end=0000-01-01T00:01:00Z", "start"),
+            ("camera=cam1&start=1969-12-31T23:59:00Z&end=1970-01-01T00:01:00Z", "start"),
+        ] {
+            let err = get(&fx, &e(q), None).await.error(StatusCode::BAD_REQUEST, "bad_request");
+            assert_eq!(err["parameter"], param, "{q}: {err}");
+            assert!(err["message"].as_str().unwrap().contains("9000-01-01"), "{q}: {err}");
+        }
+        for uri in [
+            "/api/v1/recordings?since=9999-12-31T23:59:59Z",
+            "/api/v1/recordings?until=9999-12-31T23:59:59-23:59",
+        ] {
+            get(&fx, uri, None).await.error(StatusCode::BAD_REQUEST, "bad_request");
+        }
         // In range but nothing recorded: 404.
         let r =
             get(&fx, &e("camera=cam1&start=2026-05-01T08:00:00Z&end=2026-05-01T08:10:00Z"), None)
