@@ -15,6 +15,7 @@ mod api;
 mod auth;
 mod camera;
 mod inference;
+pub mod proxies;
 mod storage;
 
 use std::collections::HashSet;
@@ -607,6 +608,10 @@ zone = "yard"
         };
         let ok = with("session_ttl_secs = 3600\ncookie_secure = \"always\"\nmax_failed_logins = 3")
             .unwrap();
+        let proxied =
+            with("trust_proxy_headers = true\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/24\"]")
+                .unwrap();
+        assert_eq!(proxied.auth.trusted_proxies.len(), 2);
         assert_eq!(
             (ok.auth.session_ttl_secs, ok.auth.cookie_secure, ok.auth.max_failed_logins),
             (3600, CookieSecure::Always, 3)
@@ -619,6 +624,16 @@ zone = "yard"
             ("min_password_len = 4", "auth.min_password_len"),
             ("cookie_secure = \"sometimes\"", "auth.cookie_secure"),
             ("session_ttl = 60", "session_ttl"),
+            ("trust_proxy_headers = true", "auth.trusted_proxies"),
+            ("trusted_proxies = [\"127.0.0.1\"]", "auth.trusted_proxies"),
+            (
+                "trust_proxy_headers = true\ntrusted_proxies = [\"proxy.lan\"]",
+                "auth.trusted_proxies[0]",
+            ),
+            (
+                "trust_proxy_headers = true\ntrusted_proxies = [\"0.0.0.0/0\"]",
+                "auth.trusted_proxies[0]",
+            ),
         ] {
             let e = with(block).unwrap_err();
             assert!(e.contains(field), "{block}: {e}");
