@@ -342,6 +342,43 @@ fn configure(conn: &Connection, writer: bool) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The process umask for everything the appliance writes (recordings and clips written by
+/// GStreamer, SQLite's files, exports): files 0600, directories 0700. Set once at start
+/// (`main`), before any thread is started; returns the previous mask.
+pub fn set_private_umask() -> u32 {
+    // SAFETY: umask(2) only swaps the process's file mode creation mask; it cannot fail.
+    unsafe { libc::umask(0o077) as u32 }
+}
+
+/// Creates `dir` (and its parents) 0700, or tightens an existing one to 0700 when group or
+/// others have any access (the data dir holds the database, footage and credentials).
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let mode = fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    Ok(())
+}
+
+/// Creates `path` 0600 if missing, or tightens an existing file to 0600.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+    let mode = f.metadata()?.permissions().mode();
+    if mode & 0o077 != 0 {
+        f.set_permissions(fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    Ok(())
+}
+
+/// `File::create` with mode 0600 whatever the umask.
+pub fn create_private(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)
+}
+
 impl Store {
     /// Opens (creating if needed) the data dir, database and snapshot dir, migrates the
     /// schema to the latest version and removes snapshot files no event references.
@@ -354,13 +391,21 @@ impl Store {
     /// Like [`Store::open`] but leaves the snapshot files alone: for command-line tools that
     /// may run beside the appliance (whose snapshot being written has no row yet).
     pub fn open_shared(data_dir: &Path) -> Result<Store, StoreError> {
-        fs::create_dir_all(data_dir).map_err(|e| StoreError::io("create data dir", data_dir, e))?;
+        private_dir(data_dir).map_err(|e| StoreError::io("create data dir", data_dir, e))?;
         let data_dir =
             data_dir.canonicalize().map_err(|e| StoreError::io("resolve data dir", data_dir, e))?;
         let snapshot_dir = data_dir.join(SNAPSHOT_DIR);
-        fs::create_dir_all(&snapshot_dir)
+        private_dir(&snapshot_dir)
             .map_err(|e| StoreError::io("create snapshot dir", &snapshot_dir, e))?;
         let db_path = data_dir.join(DB_FILE);
+        // SQLite gives its -wal and -shm files the database file's mode: create it 0600
+        // (and tighten one made by an older version) before SQLite opens it.
+        for suffix in ["", "-wal", "-shm"] {
+            let p = data_dir.join(format!("{DB_FILE}{suffix}"));
+            if suffix.is_empty() || p.exists() {
+                private_file(&p).map_err(|e| StoreError::io("create database", &p, e))?;
+            }
+        }
         let mut writer = Connection::open(&db_path)
             .map_err(|e| StoreError::sql(format!("open database {}", db_path.display()), e))?;
         configure(&writer, true)?;
@@ -461,7 +506,7 @@ impl Store {
             return Ok(());
         }
         let res = (|| {
-            let mut f = File::create(&path)?;
+            let mut f = create_private(&path)?;
             let chunk = vec![0u8; 1 << 20];
             let mut left = bytes;
             while left > 0 {
@@ -568,7 +613,7 @@ impl Store {
         let tmp = dir.join(format!("{id}.jpg.tmp"));
         let res = (|| {
             let mut f =
-                File::create(&tmp).map_err(|e| StoreError::io("create snapshot", &tmp, e))?;
+                create_private(&tmp).map_err(|e| StoreError::io("create snapshot", &tmp, e))?;
             f.write_all(jpeg).map_err(|e| StoreError::io("write snapshot", &tmp, e))?;
             f.sync_all().map_err(|e| StoreError::io("fsync snapshot", &tmp, e))?;
             drop(f);
