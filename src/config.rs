@@ -502,7 +502,43 @@ zone = "yard"
             "{}\n{}\n{}\n{extra_zones}\n{extra_lines}\n{}",
             blocks[0], blocks[1], blocks[2], blocks[3]
         );
+        // M3: the example holds no working secret. Its placeholders are refused at load,
+        // one after the other, and a hash of a well-known token ("test") or the public
+        // Standard Webhooks test vector appears nowhere in the docs.
+        let placeholders = [
+            ("<sha256 of your own token>", "api.tokens_sha256[0]"),
+            ("<whsec_… generated as above>", "uplink.webhooks[0].secret"),
+            ("<the broker's password for this box>", "uplink.mqtt[0].password"),
+        ];
+        let mut text = text;
+        for (placeholder, field) in placeholders {
+            assert!(text.contains(placeholder), "{placeholder} missing from docs/config.md");
+            let e = Config::parse(&text, &base()).expect_err("a placeholder was accepted");
+            assert!(e.contains(field), "{field}: {e}");
+            // What the reader is told to do: generate their own.
+            let own = crate::store::hash_token(&crate::store::generate_token());
+            let own = match field {
+                "uplink.webhooks[0].secret" => {
+                    "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into()
+                }
+                _ => own,
+            };
+            text = text.replace(placeholder, &own);
+        }
+        for doc in ["docs/config.md", "docs/api.md", "README.md", "docs/security.md"] {
+            let d = std::fs::read_to_string(base().join(doc)).unwrap_or_default();
+            for weak in ["test", "admin", "password", "changeme", "change-me", "secret"] {
+                let h = crate::store::hash_token(weak);
+                assert!(!d.to_lowercase().contains(&h), "{doc} holds sha256({weak:?})");
+            }
+            assert!(!d.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), "{doc}: public test vector");
+        }
         let full = Config::parse(&text, &base()).unwrap_or_else(|e| panic!("docs/config.md: {e}"));
+        assert!(!full
+            .api
+            .tokens_sha256
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(&crate::store::hash_token("test"))));
         let mut stripped = String::new();
         let mut removed = 0;
         for line in text.lines() {
