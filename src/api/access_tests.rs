@@ -90,6 +90,7 @@ impl Fx {
                     ["cam1", "cam2"].iter().map(|c| (c.to_string(), rec.clone())).collect(),
                 ),
                 max_export_secs: 600.0,
+                ..Default::default()
             },
             auth: AuthSettings { config: auth, clock: clock.clone() },
         };

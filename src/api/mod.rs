@@ -36,7 +36,7 @@ use uuid::Uuid;
 
 pub use auth::{AuthSettings, Principal, PrincipalKind, SESSION_COOKIE};
 pub use error::{ApiError, ErrorKind};
-pub use media::MediaSettings;
+pub use media::{Exports, MediaSettings};
 
 use crate::auth::Permission;
 use crate::health::{CameraHealth, CameraState, Registry};

@@ -84,7 +84,7 @@ fn forwarded_ip(s: &str) -> Option<IpAddr> {
     }
     let (a, port) = s.rsplit_once(':')?;
     port.parse::<u16>().ok()?;
-    a.parse::<std::net::Ipv4Addr>().ok().map(|v| IpAddr::V4(v))
+    a.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
 }
 
 /// The client of a request, and whether its proxy headers are to be believed.

@@ -74,6 +74,9 @@ pub enum ClipError {
     },
     #[error("camera `{camera}`, {span}: GStreamer: {message}")]
     Gstreamer { camera: String, span: String, message: String },
+    /// The build was stopped by its caller (an export whose client went away).
+    #[error("camera `{camera}`, {span}: cancelled")]
+    Cancelled { camera: String, span: String },
     #[error("camera `{camera}`, {span}: {source}")]
     Store {
         camera: String,
@@ -156,7 +159,21 @@ pub fn build_mp4(
     end: OffsetDateTime,
     out: &Path,
 ) -> Result<ClipInfo, ClipError> {
+    build_mp4_unless(store, camera, start, end, out, &|| false)
+}
+
+/// [`build_mp4`] that stops with [`ClipError::Cancelled`] (leaving no file) as soon as
+/// `cancelled()` is true; asked before each segment and each sample.
+pub fn build_mp4_unless(
+    store: &Store,
+    camera: &str,
+    start: OffsetDateTime,
+    end: OffsetDateTime,
+    out: &Path,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<ClipInfo, ClipError> {
     let cx = Ctx { camera, span: span_text(start, end) };
+    let stop = || ClipError::Cancelled { camera: camera.into(), span: cx.span.clone() };
     if end <= start {
         return Err(cx.no_footage());
     }
@@ -182,6 +199,9 @@ pub fn build_mp4(
     let mut read_errors: Vec<String> = Vec::new();
 
     'segments: for seg in &segments {
+        if cancelled() {
+            return Err(stop());
+        }
         let path = match store.media_path(&seg.path) {
             Ok(p) => p,
             Err(e) => {
@@ -201,6 +221,9 @@ pub fn build_mp4(
         let mut base: Option<i64> = None;
         cut.new_file();
         loop {
+            if cancelled() {
+                return Err(stop());
+            }
             let sample = match reader.next() {
                 Ok(Some(s)) => s,
                 Ok(None) => break,
