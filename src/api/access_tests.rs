@@ -1604,6 +1604,44 @@ async fn review_workflow_records_who_when_and_why() {
     );
 }
 
+/// L6: an audit export is bounded: more than AUDIT_EXPORT_MAX matching entries is a 400
+/// `too_many_results` (read no further), and a narrowed export is served.
+#[tokio::test]
+async fn audit_export_is_limited() {
+    let fx = Fx::new(AuthConfig::default());
+    let admin = Cred::Bearer(CONFIG_TOKEN.into());
+    let max = super::admin::AUDIT_EXPORT_MAX as i64;
+    let t0 = store::to_ms(fx.clock.now()) - 1_000_000;
+    {
+        // As many rows as the limit allows plus one, written at once (the store writes one
+        // row per audited action; this is the same table).
+        let mut c =
+            rusqlite::Connection::open(fx.state.store.data_dir().join(store::DB_FILE)).unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(30)).unwrap();
+        let tx = c.transaction().unwrap();
+        {
+            let mut st = tx
+                .prepare("INSERT INTO audit (at, actor, role, action, target) VALUES (?1, 'token:x', 'admin', 'probe', ?2)")
+                .unwrap();
+            for i in 0..=max {
+                st.execute(rusqlite::params![t0 + i, format!("t{}", i % 7)]).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    for ext in ["csv", "jsonl"] {
+        let r = fx
+            .send("GET", &format!("/api/v1/audit/export.{ext}?action=probe"), &admin, None, None)
+            .await;
+        let e = r.error(StatusCode::BAD_REQUEST, "too_many_results");
+        assert!(e["message"].as_str().unwrap().contains("100000"), "{e}");
+    }
+    let r =
+        fx.send("GET", "/api/v1/audit/export.csv?action=probe&target=t3", &admin, None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.text().lines().count() as i64, 1 + (max + 1 + 7 - 1 - 3) / 7);
+}
+
 #[tokio::test]
 async fn audit_log_filters_pages_and_exports() {
     let fx = Fx::new(AuthConfig::default());

@@ -35,6 +35,9 @@ pub use snapshot::encode_jpeg;
 
 /// File name of the database inside the data dir.
 pub const DB_FILE: &str = "gridwatch.db";
+/// Most rows a statistics query (`counts`, `occupancy`, after summing per bucket) returns;
+/// beyond it the query fails with [`StoreError::TooMany`] (docs/api.md).
+pub const STATS_MAX_ROWS: usize = 10_000;
 /// Directory of snapshot JPEGs inside the data dir.
 pub const SNAPSHOT_DIR: &str = "snapshots";
 /// Emergency space for the database inside the data dir (see `Store::release_reserve`).
@@ -77,6 +80,9 @@ pub enum StoreError {
     /// The change conflicts with what is stored (e.g. a username that is taken).
     #[error("{0}")]
     Conflict(String),
+    /// A query would return more than `limit` rows (statistics): the caller must narrow it.
+    #[error("more than {limit} {what} match: narrow `since`/`until`, use a larger `bucket` or filter by camera")]
+    TooMany { what: &'static str, limit: usize },
     /// A review transition the workflow does not allow.
     #[error("event {id} is `{}`; it cannot become `{}` (allowed next: {})", from.as_str(), to.as_str(), allowed_next(*from))]
     InvalidTransition { id: Uuid, from: Review, to: Review },
@@ -970,7 +976,10 @@ impl Store {
             args.push(Value::Integer(to_ms(t)));
             sql += &format!(" AND bucket_start_ms < ?{}", args.len());
         }
-        sql += " GROUP BY camera_id, line, class, direction, b ORDER BY b, camera_id, line, class, direction";
+        sql += &format!(
+            " GROUP BY camera_id, line, class, direction, b ORDER BY b, camera_id, line, class, direction LIMIT {}",
+            STATS_MAX_ROWS + 1
+        );
         let rows = self.read(|c| {
             let mut stmt =
                 c.prepare_cached(&sql).map_err(|e| StoreError::sql("prepare counts query", e))?;
@@ -990,6 +999,9 @@ impl Store {
                 .map_err(|e| StoreError::sql("query counts", e))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(|e| StoreError::sql("query counts", e))
         })?;
+        if rows.len() > STATS_MAX_ROWS {
+            return Err(StoreError::TooMany { what: "count rows", limit: STATS_MAX_ROWS });
+        }
         rows.into_iter()
             .map(|(camera_id, line, class, dir, b, count, speed_sum, speed_n)| {
                 let bad = |msg: String| StoreError::Corrupt {
@@ -1053,9 +1065,12 @@ impl Store {
     pub fn occupancy(&self, q: &OccupancyQuery) -> Result<Vec<OccupancyRow>, StoreError> {
         use std::collections::BTreeMap;
         let w = q.bucket.ms();
-        let mut args: Vec<Value> = Vec::new();
+        // Summed per requested bucket in SQL, so that what is read is bounded by the result.
+        let mut args: Vec<Value> = vec![Value::Integer(w)];
         let mut sql = String::from(
-            "SELECT camera_id, zone, class, bucket_start_ms, samples, sum, max FROM zone_occupancy WHERE 1",
+            "SELECT camera_id, zone, class, (bucket_start_ms - (((bucket_start_ms % ?1) + ?1) % ?1)) AS b,
+                    SUM(samples), SUM(sum), MAX(max)
+             FROM zone_occupancy WHERE 1",
         );
         for (col, v) in [("camera_id", &q.camera), ("zone", &q.zone)] {
             if let Some(v) = v {
@@ -1075,6 +1090,7 @@ impl Store {
             args.push(Value::Integer(to_ms(t)));
             sql += &format!(" AND bucket_start_ms < ?{}", args.len());
         }
+        sql += &format!(" GROUP BY camera_id, zone, class, b LIMIT {}", STATS_MAX_ROWS + 1);
         type Raw = (String, String, String, i64, i64, i64, i64);
         let rows: Vec<Raw> = self.read(|c| {
             let mut stmt = c
@@ -1095,6 +1111,9 @@ impl Store {
                 .map_err(|e| StoreError::sql("query occupancy", e))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(|e| StoreError::sql("query occupancy", e))
         })?;
+        if rows.len() > STATS_MAX_ROWS {
+            return Err(StoreError::TooMany { what: "occupancy rows", limit: STATS_MAX_ROWS });
+        }
         // Frames per (bucket, camera, zone) from the all-classes rows.
         let mut frames: BTreeMap<(i64, String, String), i64> = BTreeMap::new();
         // (bucket, camera, zone, class) → (sum, max, own samples).
