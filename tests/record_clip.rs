@@ -777,33 +777,38 @@ fn exports_are_limited_cancelled_and_counted_by_retention() {
     }
     let footage = loops as f64 * len;
     const TOKEN: &str = "gw_export_limits";
-    let storage = StorageConfig {
-        max_concurrent_exports: 1,
-        export_download_timeout_secs: 3.0,
-        ..Default::default()
-    };
-    let exports = std::sync::Arc::new(Exports::new(&storage));
-    let state = ApiState {
-        store: r.store.clone(),
-        registry: gridwatch::health::Registry::new(),
-        box_id: "exports".into(),
-        config_token_hashes: vec![gridwatch::store::hash_token(TOKEN)],
-        started_at: OffsetDateTime::now_utc(),
-        media: MediaSettings {
-            recording: std::sync::Arc::new([(CAM.to_string(), rec())].into_iter().collect()),
-            max_export_secs: 4.0 * 3600.0,
-            exports: exports.clone(),
-        },
-        auth: Default::default(),
-    };
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.spawn(serve(listener, router(state), async move {
-        let _ = stop_rx.await;
-    }));
+    // A server with one export slot and the given download timeout.
+    let start = |timeout_secs: f64| {
+        let storage = StorageConfig {
+            max_concurrent_exports: 1,
+            export_download_timeout_secs: timeout_secs,
+            ..Default::default()
+        };
+        let exports = std::sync::Arc::new(Exports::new(&storage));
+        let state = ApiState {
+            store: r.store.clone(),
+            registry: gridwatch::health::Registry::new(),
+            box_id: "exports".into(),
+            config_token_hashes: vec![gridwatch::store::hash_token(TOKEN)],
+            started_at: OffsetDateTime::now_utc(),
+            media: MediaSettings {
+                recording: std::sync::Arc::new([(CAM.to_string(), rec())].into_iter().collect()),
+                max_export_secs: 4.0 * 3600.0,
+                exports: exports.clone(),
+            },
+            auth: Default::default(),
+        };
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = rt.spawn(serve(listener, router(state), async move {
+            let _ = stop_rx.await;
+        }));
+        (exports, addr, stop_tx, server)
+    };
+    let (exports, addr, stop_tx, server) = start(600.0);
     let fmt = |t: OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap();
     let export = |from: f64, to: f64| {
         format!(
@@ -903,21 +908,25 @@ fn exports_are_limited_cancelled_and_counted_by_retention() {
     eventually(10, "the stalled download let go of the deleted file", || {
         exports.in_use() == 0 && pinned_exports() == 0
     });
+    assert_eq!(exports.timed_out.load(Relaxed), 0, "cut off by the deletion, not a timeout");
     drop(stalled);
 
-    // 3. A stalled download is cut off at export_download_timeout_secs (3 s here).
-    let (stalled, head) = open_get(addr, &export(0.0, 6.0 * len), TOKEN);
+    // 3. A stalled download is cut off at export_download_timeout_secs (3 s on this server).
+    let (exports3, addr3, stop3, server3) = start(3.0);
+    let (stalled, head) = open_get(addr3, &export(0.0, 6.0 * len), TOKEN);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(export_files(&r.store).len(), 1);
     let t = Instant::now();
     eventually(30, "the stalled download timed out", || {
-        exports.timed_out.load(Relaxed) == 1 && exports.in_use() == 0
+        exports3.timed_out.load(Relaxed) == 1 && exports3.in_use() == 0
     });
     eventually(5, "its file is gone", || {
         export_files(&r.store).is_empty() && pinned_exports() == 0
     });
     println!("stalled download cut off after {:.1} s more", t.elapsed().as_secs_f64());
     drop(stalled);
+    stop3.send(()).unwrap();
+    rt.block_on(server3).unwrap().unwrap();
 
     // 4. A client that reads the whole export: the file is deleted after the download.
     let body = reqwest::blocking::Client::new()
