@@ -187,7 +187,8 @@ impl Client {
         cfg: &crate::config::AuthConfig,
     ) -> Client {
         let trusted: &[_] = if cfg.trust_proxy_headers { &cfg.trusted_proxies } else { &[] };
-        let xff = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+        // A value that is not text is one entry that is not an address (it stops the walk).
+        let xff = headers.get_all("x-forwarded-for").iter().map(|v| v.to_str().unwrap_or("?"));
         let f = crate::config::proxies::forwarded_client(peer.map(|a| a.ip()), xff, trusted);
         let proto = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok());
         Client {
