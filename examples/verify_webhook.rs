@@ -4,7 +4,8 @@
 //! prints each change. See docs/api.md "Verifying webhooks".
 //!
 //! ```sh
-//! cargo run --example verify_webhook -- 127.0.0.1:9000 whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+//! SECRET=whsec_$(head -c 32 /dev/urandom | base64)   # your own, never a published one
+//! cargo run --example verify_webhook -- 127.0.0.1:9000 "$SECRET"
 //! # gridwatch.toml: [[uplink.webhooks]] url = "http://127.0.0.1:9000/hook", same secret
 //! ```
 

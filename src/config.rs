@@ -15,6 +15,7 @@ mod api;
 mod auth;
 mod camera;
 mod inference;
+pub mod proxies;
 mod storage;
 
 use std::collections::HashSet;
@@ -88,7 +89,13 @@ impl Config {
     }
 
     /// Parses and validates config text; relative paths resolve against `base_dir`.
+    /// Every URL in an error message is redacted ([`crate::redact::redact_url`]): messages
+    /// quote config text (TOML snippets, camera URLs), and a password must not reach a log.
     pub fn parse(text: &str, base_dir: &Path) -> Result<Config, String> {
+        Self::parse_unredacted(text, base_dir).map_err(|m| crate::redact::redact_url(&m))
+    }
+
+    fn parse_unredacted(text: &str, base_dir: &Path) -> Result<Config, String> {
         let de = toml::Deserializer::parse(text).map_err(|e| e.to_string())?;
         let mut cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
@@ -495,7 +502,43 @@ zone = "yard"
             "{}\n{}\n{}\n{extra_zones}\n{extra_lines}\n{}",
             blocks[0], blocks[1], blocks[2], blocks[3]
         );
+        // M3: the example holds no working secret. Its placeholders are refused at load,
+        // one after the other, and a hash of a well-known token ("test") or the public
+        // Standard Webhooks test vector appears nowhere in the docs.
+        let placeholders = [
+            ("<sha256 of your own token>", "api.tokens_sha256[0]"),
+            ("<whsec_… generated as above>", "uplink.webhooks[0].secret"),
+            ("<the broker's password for this box>", "uplink.mqtt[0].password"),
+        ];
+        let mut text = text;
+        for (placeholder, field) in placeholders {
+            assert!(text.contains(placeholder), "{placeholder} missing from docs/config.md");
+            let e = Config::parse(&text, &base()).expect_err("a placeholder was accepted");
+            assert!(e.contains(field), "{field}: {e}");
+            // What the reader is told to do: generate their own.
+            let own = crate::store::hash_token(&crate::store::generate_token());
+            let own = match field {
+                "uplink.webhooks[0].secret" => {
+                    "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into()
+                }
+                _ => own,
+            };
+            text = text.replace(placeholder, &own);
+        }
+        for doc in ["docs/config.md", "docs/api.md", "README.md", "docs/security.md"] {
+            let d = std::fs::read_to_string(base().join(doc)).unwrap_or_default();
+            for weak in ["test", "admin", "password", "changeme", "change-me", "secret"] {
+                let h = crate::store::hash_token(weak);
+                assert!(!d.to_lowercase().contains(&h), "{doc} holds sha256({weak:?})");
+            }
+            assert!(!d.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), "{doc}: public test vector");
+        }
         let full = Config::parse(&text, &base()).unwrap_or_else(|e| panic!("docs/config.md: {e}"));
+        assert!(!full
+            .api
+            .tokens_sha256
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(&crate::store::hash_token("test"))));
         let mut stripped = String::new();
         let mut removed = 0;
         for line in text.lines() {
@@ -601,6 +644,10 @@ zone = "yard"
         };
         let ok = with("session_ttl_secs = 3600\ncookie_secure = \"always\"\nmax_failed_logins = 3")
             .unwrap();
+        let proxied =
+            with("trust_proxy_headers = true\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/24\"]")
+                .unwrap();
+        assert_eq!(proxied.auth.trusted_proxies.len(), 2);
         assert_eq!(
             (ok.auth.session_ttl_secs, ok.auth.cookie_secure, ok.auth.max_failed_logins),
             (3600, CookieSecure::Always, 3)
@@ -613,6 +660,16 @@ zone = "yard"
             ("min_password_len = 4", "auth.min_password_len"),
             ("cookie_secure = \"sometimes\"", "auth.cookie_secure"),
             ("session_ttl = 60", "session_ttl"),
+            ("trust_proxy_headers = true", "auth.trusted_proxies"),
+            ("trusted_proxies = [\"127.0.0.1\"]", "auth.trusted_proxies"),
+            (
+                "trust_proxy_headers = true\ntrusted_proxies = [\"proxy.lan\"]",
+                "auth.trusted_proxies[0]",
+            ),
+            (
+                "trust_proxy_headers = true\ntrusted_proxies = [\"0.0.0.0/0\"]",
+                "auth.trusted_proxies[0]",
+            ),
         ] {
             let e = with(block).unwrap_err();
             assert!(e.contains(field), "{block}: {e}");
@@ -653,6 +710,42 @@ zone = "yard"
         assert!(e(with("[uplink]\npublic_url = \"box.example\"")).contains("uplink.public_url"));
         let p = with("[uplink]\npublic_url = \"https://box.example:8443/\"").unwrap();
         assert_eq!(p.uplink.public_url(p.api.listen), "https://box.example:8443");
+    }
+
+    /// L5: a camera password with an unencoded `/` or `#` is never printed in a config
+    /// error, whatever the error: the URL itself, a TOML syntax error quoting its line, a
+    /// bad key beside it, a webhook URL.
+    #[test]
+    fn config_errors_never_print_url_passwords() {
+        for pw in ["pa/ss-w0rdZ", "pa#ss-w0rdZ", "pa/a#s?s@w0rdZ"] {
+            let url = format!("rtsp://admin:{pw}@10.0.0.5:554/s1");
+            let cam = GOOD.replace("test-videos/pets09-s2l1.mp4", &url);
+            let hook = format!(
+                "[[uplink.webhooks]]\nname = \"a\"\nurl = \"https://u:{pw}@h.example/x\"\nsecret = \"s\"\nretries = 1\n"
+            );
+            let cases = [
+                // The URL does not parse (the `#` or `/` ends the authority early) or does.
+                cam.clone(),
+                // A TOML syntax error on the URL's own line quotes that line.
+                cam.replace(&format!("url = \"{url}\""), &format!("url = \"{url}\" x")),
+                // A key error in the same camera.
+                cam.replace("models = [\"default\"]", "models = [\"default\"]\ndetect_fpz = 3"),
+                // A non-RTSP scheme.
+                GOOD.replace("test-videos/pets09-s2l1.mp4", &url.replace("rtsp", "ftp")),
+                GOOD.replacen("[models]", &format!("{hook}[models]"), 1),
+            ];
+            for text in cases {
+                let e = Config::parse(&text, &base()).expect_err("every case is an error");
+                let secret = pw.split(['/', '#', '?', '@']).next_back().unwrap_or(pw);
+                assert!(
+                    !e.contains(pw)
+                        && !e.contains(secret)
+                        && !e.contains("pa/")
+                        && !e.contains("pa#"),
+                    "password leaked: {e}"
+                );
+            }
+        }
     }
 
     #[test]

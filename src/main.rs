@@ -289,6 +289,8 @@ enum UserCmd {
 }
 
 fn main() -> ExitCode {
+    // Files 0600, directories 0700: footage, database, snapshots, exports (docs/security.md).
+    gridwatch::store::set_private_umask();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GRIDWATCH_LOG")

@@ -11,8 +11,9 @@
 /// * a fragment becomes `#***`.
 ///
 /// Scheme, host, port and path are kept. A URL ends at white space or a double quote (as in
-/// a `gst-launch` description); its authority ends at the first `/` after `://`, so an
-/// unencoded `@`, `?` or `#` in a password is hidden too.
+/// a `gst-launch` description). The user-info ends at the *last* `@` of the URL, so an
+/// unencoded `@`, `/`, `?` or `#` in a password is hidden too (a URL with an `@` in its path
+/// or query loses its host and path as well: more hidden, never less).
 pub fn redact_url(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -21,8 +22,7 @@ pub fn redact_url(text: &str) -> String {
         out.push_str(head);
         let end = tail.find(|c: char| c == '"' || c.is_whitespace()).unwrap_or(tail.len());
         let (url, after) = tail.split_at(end);
-        let authority_end = url.find('/').unwrap_or(url.len());
-        let url = match url[..authority_end].rfind('@') {
+        let url = match url.rfind('@') {
             Some(at) => {
                 out.push_str("***");
                 &url[at..]
@@ -92,5 +92,20 @@ mod tests {
         assert_eq!(redact_url("https://h.example/x#tok"), "https://h.example/x#***");
         // An unencoded '?' or '#' in a password does not leak the rest of it.
         assert_eq!(redact_url("rtsp://u:p?a#ss@h/x"), "rtsp://***@h/x");
+    }
+
+    /// A password with `/` or `#` (unencoded) must not leak: the user-info runs to the
+    /// last `@`, wherever the first `/` is.
+    #[test]
+    fn passwords_with_slash_or_hash() {
+        for (url, want) in [
+            ("rtsp://admin:pa/ss@10.0.0.5/s1", "rtsp://***@10.0.0.5/s1"),
+            ("rtsp://admin:p#w/x@10.0.0.5:554/s1", "rtsp://***@10.0.0.5:554/s1"),
+            ("rtsp://admin:a/b#c?d@e@10.0.0.5/s1", "rtsp://***@10.0.0.5/s1"),
+            ("`rtsp://u:x/y@h/s`: invalid", "`rtsp://***@h/s`: invalid"),
+        ] {
+            let got = redact_url(url);
+            assert_eq!(got, want, "{url}");
+        }
     }
 }

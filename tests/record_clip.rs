@@ -500,6 +500,7 @@ fn clip_and_export_over_http() {
         media: MediaSettings {
             recording: std::sync::Arc::new([(CAM.to_string(), rec())].into_iter().collect()),
             max_export_secs: 60.0,
+            ..Default::default()
         },
         auth: Default::default(),
     };
@@ -678,4 +679,267 @@ fn export_through_a_torn_segment() {
     assert_eq!(info.frames, p.frames);
     assert!((p.duration - 15.0).abs() < 0.15, "{:.2} s", p.duration);
     assert_eq!(decoded, p.frames);
+}
+
+/// Open descriptors of this process on deleted export files (space no one can see).
+fn pinned_exports() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .map(|t| t.to_string_lossy().to_string())
+                .filter(|t| t.contains("/export-") && t.ends_with("(deleted)"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Export files present in `clips/`.
+fn export_files(store: &Store) -> Vec<(String, u64)> {
+    std::fs::read_dir(store.clips_dir())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("export-"))
+                .map(|e| {
+                    let n = e.file_name().to_string_lossy().to_string();
+                    (n, e.metadata().map(|m| m.len()).unwrap_or(0))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Polls `f` every 20 ms for up to `secs`; panics with `what` if it never holds.
+fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + std::time::Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < end, "not within {secs} s: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Sends a GET on a fresh connection (keep-alive, as a browser does) and reads the response
+/// head only; the body is left unread (a stalled download).
+fn open_get(addr: std::net::SocketAddr, path: &str, token: &str) -> (std::net::TcpStream, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(120))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n").unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => head.push(b[0]),
+            _ => break,
+        }
+    }
+    (s, String::from_utf8_lossy(&head).to_string())
+}
+
+/// M1 through the real HTTP server and real footage (the recording indexed 12 times over,
+/// hard links, so a long export takes a while to build): one export slot; a build whose
+/// client goes away is cancelled and leaves nothing; a second export while the slot is held
+/// is refused with a JSON 503; a stalled download's file is a named file that retention
+/// counts and deletes first, which cuts the download off and frees the space; a stalled
+/// download is also cut off at the timeout.
+#[test]
+fn exports_are_limited_cancelled_and_counted_by_retention() {
+    use gridwatch::api::{router, serve, ApiState, Exports, MediaSettings};
+    use gridwatch::config::StorageConfig;
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(video) = video() else { return };
+    let r = record(&video);
+    // Loop the recording: hard links of the same segments, indexed one video length later.
+    let len = r.segments.last().unwrap().2.ceil();
+    let loops = 12;
+    for k in 1..loops {
+        for (id, s, e) in &r.segments {
+            let seg = r.store.segment(*id).unwrap().unwrap();
+            let rel = seg.path.replace("seg-", &format!("loop{k}-seg-"));
+            std::fs::hard_link(r.store.media_path(&seg.path).unwrap(), r.dir.path().join(&rel))
+                .unwrap();
+            let off = k as f64 * len;
+            r.store
+                .insert_segment(&NewSegment {
+                    camera_id: CAM.into(),
+                    path: rel,
+                    start: t0() + secs(s + off),
+                    end: t0() + secs(e + off),
+                    start_pts_ns: seg.start_pts_ns,
+                    end_pts_ns: seg.end_pts_ns,
+                    bytes: seg.bytes,
+                    codec: seg.codec.clone(),
+                    frames: None,
+                    recovered: false,
+                })
+                .unwrap();
+        }
+    }
+    let footage = loops as f64 * len;
+    const TOKEN: &str = "gw_export_limits";
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // A server with one export slot and the given download timeout.
+    let start = |timeout_secs: f64| {
+        let storage = StorageConfig {
+            max_concurrent_exports: 1,
+            export_download_timeout_secs: timeout_secs,
+            ..Default::default()
+        };
+        let exports = std::sync::Arc::new(Exports::new(&storage));
+        let state = ApiState {
+            store: r.store.clone(),
+            registry: gridwatch::health::Registry::new(),
+            box_id: "exports".into(),
+            config_token_hashes: vec![gridwatch::store::hash_token(TOKEN)],
+            started_at: OffsetDateTime::now_utc(),
+            media: MediaSettings {
+                recording: std::sync::Arc::new([(CAM.to_string(), rec())].into_iter().collect()),
+                max_export_secs: 4.0 * 3600.0,
+                exports: exports.clone(),
+            },
+            auth: Default::default(),
+        };
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = rt.spawn(serve(listener, router(state), async move {
+            let _ = stop_rx.await;
+        }));
+        (exports, addr, stop_tx, server)
+    };
+    let (exports, addr, stop_tx, server) = start(600.0);
+    let fmt = |t: OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let export = |from: f64, to: f64| {
+        format!(
+            "/api/v1/recordings/export.mp4?camera={CAM}&start={}&end={}",
+            fmt(t0() + secs(from)),
+            fmt(t0() + secs(to))
+        )
+    };
+
+    // 1. Cancelled on disconnect: the whole footage, the client leaves once the build runs.
+    let t = Instant::now();
+    let (s, _) = {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET {} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n",
+            export(0.0, footage)
+        )
+        .unwrap();
+        (s, ())
+    };
+    eventually(60, "the build started (its .tmp file)", || {
+        export_files(&r.store).iter().any(|(n, _)| n.ends_with(".tmp"))
+    });
+    drop(s);
+    let left = Instant::now();
+    eventually(30, "the build was cancelled", || exports.cancelled.load(Relaxed) == 1);
+    println!(
+        "cancelled {:.2} s after the client left ({:.1} s of footage; build had run {:.2} s)",
+        left.elapsed().as_secs_f64(),
+        footage,
+        (left - t).as_secs_f64()
+    );
+    assert_eq!(exports.built.load(Relaxed), 0, "the build ran to its end");
+    eventually(10, "the slot is free and nothing is left", || {
+        exports.in_use() == 0 && export_files(&r.store).is_empty()
+    });
+
+    // 2. A stalled download (the body is bigger than the socket buffers) holds the slot.
+    let (stalled, head) = open_get(addr, &export(0.0, 6.0 * len), TOKEN);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let length: u64 = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().to_string())
+        })
+        .and_then(|v| v.parse().ok())
+        .expect("content-length");
+    assert!(length > 16 << 20, "export of {length} bytes fits in socket buffers");
+    // Its file is a named file in the data dir, as big as the download.
+    let files = export_files(&r.store);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files[0].1, length);
+    assert_eq!(exports.in_use(), 1);
+    // A second export is refused with a JSON error while the slot is held.
+    let (_, head) = open_get(addr, &export(0.0, 10.0), TOKEN);
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("retry-after: 5"), "{head}");
+    let busy = reqwest::blocking::Client::new()
+        .get(format!("http://{addr}{}", export(0.0, 10.0)))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(busy.status(), 503);
+    let body: serde_json::Value = busy.json().unwrap();
+    assert_eq!(body["error"]["code"], "exports_busy", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("max_concurrent_exports"));
+    assert_eq!(exports.refused.load(Relaxed), 2);
+
+    // Retention counts the export against max_bytes and deletes it first (no footage goes);
+    // the stalled download is then cut off and the space is freed, not pinned.
+    let footage_bytes = r.store.media_bytes().unwrap();
+    let cfg = gridwatch::config::Config::parse(
+        &format!(
+            "box_id = 'b'\ndata_dir = '/tmp'\n[models]\n[storage]\nmax_bytes = {}\nmin_free_bytes = 0\nmin_free_percent = 0\n",
+            footage_bytes + length / 2
+        ),
+        Path::new("/"),
+    )
+    .unwrap();
+    let clock = std::sync::Arc::new(gridwatch::clock::SimClock::new(t0() + secs(footage)));
+    let mut ret = gridwatch::record::retention::Retention::new(
+        &cfg,
+        r.store.clone(),
+        clock,
+        Default::default(),
+    );
+    let report = ret.run();
+    assert_eq!(report.exports_evicted.files, 1, "{report}");
+    assert_eq!(
+        (report.budget.files, report.forced.files, report.over_budget),
+        (0, 0, false),
+        "{report}"
+    );
+    assert_eq!(r.store.media_bytes().unwrap(), footage_bytes);
+    eventually(10, "the stalled download let go of the deleted file", || {
+        exports.in_use() == 0 && pinned_exports() == 0
+    });
+    assert_eq!(exports.timed_out.load(Relaxed), 0, "cut off by the deletion, not a timeout");
+    drop(stalled);
+
+    // 3. A stalled download is cut off at export_download_timeout_secs (3 s on this server).
+    let (exports3, addr3, stop3, server3) = start(3.0);
+    let (stalled, head) = open_get(addr3, &export(0.0, 6.0 * len), TOKEN);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(export_files(&r.store).len(), 1);
+    let t = Instant::now();
+    eventually(30, "the stalled download timed out", || {
+        exports3.timed_out.load(Relaxed) == 1 && exports3.in_use() == 0
+    });
+    eventually(5, "its file is gone", || {
+        export_files(&r.store).is_empty() && pinned_exports() == 0
+    });
+    println!("stalled download cut off after {:.1} s more", t.elapsed().as_secs_f64());
+    drop(stalled);
+    stop3.send(()).unwrap();
+    rt.block_on(server3).unwrap().unwrap();
+
+    // 4. A client that reads the whole export: the file is deleted after the download.
+    let body = reqwest::blocking::Client::new()
+        .get(format!("http://{addr}{}", export(30.0, 50.0)))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert!(body.len() > 1000);
+    eventually(5, "the downloaded export's file is gone", || {
+        export_files(&r.store).is_empty() && exports.in_use() == 0
+    });
+    stop_tx.send(()).unwrap();
+    rt.block_on(server).unwrap().unwrap();
 }

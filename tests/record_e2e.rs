@@ -177,4 +177,21 @@ severity = "low"
         assert!(s == 400 || s == 404, "{bad}: {s}");
         assert!(!body.starts_with(b"SQLite"), "{bad} served a file");
     }
+    // L4: what the appliance wrote (database, recordings written by GStreamer, the clip)
+    // is 0600 in 0700 directories, whatever the umask of the shell that started it.
+    use std::os::unix::fs::PermissionsExt;
+    let mut checked = 0;
+    let mut stack = vec![app.dir.path().join("data")];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            assert_eq!(mode, 0o700, "{}", p.display());
+            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+        } else {
+            assert_eq!(mode, 0o600, "{}", p.display());
+        }
+        checked += 1;
+    }
+    assert!(checked >= 6, "only {checked} entries in the data dir");
 }

@@ -90,6 +90,7 @@ impl Fx {
                     ["cam1", "cam2"].iter().map(|c| (c.to_string(), rec.clone())).collect(),
                 ),
                 max_export_secs: 600.0,
+                ..Default::default()
             },
             auth: AuthSettings::new(auth, clock.clone()),
         };
@@ -829,6 +830,76 @@ fn cookie_attrs(set_cookie: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// M5: over a real loopback connection (peer 127.0.0.1), `X-Forwarded-For` is believed
+/// only from a listed proxy, and then its rightmost untrusted entry is the client: entries
+/// a client wrote itself (spoofed first entries) are not.
+#[tokio::test]
+async fn proxy_headers_count_only_from_listed_proxies() {
+    let base = Fx::new(AuthConfig::default());
+    base.user("alice", Role::Viewer, None);
+    let login = |proxies: &[&str], xff: &[&str]| {
+        let auth = AuthConfig {
+            trust_proxy_headers: !proxies.is_empty(),
+            trusted_proxies: proxies.iter().map(|p| p.parse().unwrap()).collect(),
+            ..AuthConfig::default()
+        };
+        let st =
+            ApiState { auth: AuthSettings::new(auth, base.clock.clone()), ..base.state.clone() };
+        let xff: String = xff.iter().map(|v| format!("X-Forwarded-For: {v}\r\n")).collect();
+        async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(serve(listener, router(st), async move {
+                let _ = rx.await;
+            }));
+            let body = json!({"username": "alice", "password": PASSWORD}).to_string();
+            let req = format!(
+                "POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{xff}\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let out = tokio::task::spawn_blocking(move || {
+                use std::io::{Read, Write};
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+                s.write_all(req.as_bytes()).unwrap();
+                let mut out = String::new();
+                s.read_to_string(&mut out).unwrap();
+                out
+            })
+            .await
+            .unwrap();
+            tx.send(()).unwrap();
+            server.await.unwrap().unwrap();
+            out
+        }
+    };
+    let cases: [(&[&str], &[&str], &str); 6] = [
+        // No proxy configured: the header is ignored, the peer is the client.
+        (&[], &["6.6.6.6"], "127.0.0.1"),
+        // A proxy is configured but this connection did not come from it (a client reaching
+        // the box around its proxy): ignored.
+        (&["10.9.9.9"], &["6.6.6.6"], "127.0.0.1"),
+        // From the proxy: the entry it appended, not the client's spoofed first entries.
+        (&["127.0.0.1"], &["6.6.6.6, 7.7.7.7, 198.51.100.7"], "198.51.100.7"),
+        // Spoofed entries naming the proxy itself, over two header lines.
+        (&["127.0.0.0/8"], &["127.0.0.1, 6.6.6.6", "198.51.100.8, 127.0.0.2"], "198.51.100.8"),
+        // Garbage from the client: the proxy stands for it.
+        (&["127.0.0.1"], &["nonsense"], "127.0.0.1"),
+        (&["127.0.0.1"], &[], "127.0.0.1"),
+    ];
+    for (i, (proxies, xff, want)) in cases.iter().enumerate() {
+        base.clock.advance(Duration::seconds(1));
+        let out = login(proxies, xff).await;
+        assert!(out.starts_with("HTTP/1.1 200"), "case {i}: {out}");
+        let logins = base.audit("login");
+        assert_eq!(logins.len(), i + 1, "case {i}");
+        let last = logins.iter().max_by_key(|e| e.seq).unwrap();
+        assert_eq!(last.address.as_deref(), Some(*want), "case {i}: {proxies:?} {xff:?}");
+    }
+}
+
 #[tokio::test]
 async fn login_sets_a_strict_http_only_cookie_that_expires_and_survives_restarts() {
     let auth = AuthConfig { session_ttl_secs: 3600, ..Default::default() };
@@ -945,15 +1016,30 @@ async fn login_sets_a_strict_http_only_cookie_that_expires_and_survives_restarts
             AuthConfig {
                 cookie_secure: CookieSecure::Never,
                 trust_proxy_headers: true,
+                trusted_proxies: vec!["192.168.7.7".parse().unwrap()],
                 ..auth.clone()
             },
             vec![("x-forwarded-proto", "https")],
             false,
         ),
         (
-            AuthConfig { trust_proxy_headers: true, ..auth.clone() },
+            AuthConfig {
+                trust_proxy_headers: true,
+                trusted_proxies: vec!["192.168.7.0/24".parse().unwrap()],
+                ..auth.clone()
+            },
             vec![("x-forwarded-proto", "https")],
             true,
+        ),
+        (
+            // Not from a listed proxy: its word about TLS does not count.
+            AuthConfig {
+                trust_proxy_headers: true,
+                trusted_proxies: vec!["10.0.0.1".parse().unwrap()],
+                ..auth.clone()
+            },
+            vec![("x-forwarded-proto", "https")],
+            false,
         ),
         (
             AuthConfig { trust_proxy_headers: false, ..auth.clone() },
@@ -969,7 +1055,10 @@ async fn login_sets_a_strict_http_only_cookie_that_expires_and_survives_restarts
             req = req.header(*k, *v);
         }
         let body = Body::from(json!({"username": "alice", "password": PASSWORD}).to_string());
-        let resp = router(st).oneshot(req.body(body).unwrap()).await.unwrap();
+        let mut req = req.body(body).unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo("192.168.7.7:1".parse::<std::net::SocketAddr>().unwrap()));
+        let resp = router(st).oneshot(req).await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         let set = resp.headers()[header::SET_COOKIE].to_str().unwrap().to_string();
         assert_eq!(cookie_attrs(&set).contains_key("secure"), secure, "{cfg:?} {headers:?}: {set}");
@@ -1687,6 +1776,44 @@ async fn review_workflow_records_who_when_and_why() {
         (mine[0].actor.as_str(), mine[0].role.as_deref(), mine[0].address.as_deref()),
         ("user:olga", Some("operator"), Some("10.2.2.2"))
     );
+}
+
+/// L6: an audit export is bounded: more than AUDIT_EXPORT_MAX matching entries is a 400
+/// `too_many_results` (read no further), and a narrowed export is served.
+#[tokio::test]
+async fn audit_export_is_limited() {
+    let fx = Fx::new(AuthConfig::default());
+    let admin = Cred::Bearer(CONFIG_TOKEN.into());
+    let max = super::admin::AUDIT_EXPORT_MAX as i64;
+    let t0 = store::to_ms(fx.clock.now()) - 1_000_000;
+    {
+        // As many rows as the limit allows plus one, written at once (the store writes one
+        // row per audited action; this is the same table).
+        let mut c =
+            rusqlite::Connection::open(fx.state.store.data_dir().join(store::DB_FILE)).unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(30)).unwrap();
+        let tx = c.transaction().unwrap();
+        {
+            let mut st = tx
+                .prepare("INSERT INTO audit (at, actor, role, action, target) VALUES (?1, 'token:x', 'admin', 'probe', ?2)")
+                .unwrap();
+            for i in 0..=max {
+                st.execute(rusqlite::params![t0 + i, format!("t{}", i % 7)]).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    for ext in ["csv", "jsonl"] {
+        let r = fx
+            .send("GET", &format!("/api/v1/audit/export.{ext}?action=probe"), &admin, None, None)
+            .await;
+        let e = r.error(StatusCode::BAD_REQUEST, "too_many_results");
+        assert!(e["message"].as_str().unwrap().contains("100000"), "{e}");
+    }
+    let r =
+        fx.send("GET", "/api/v1/audit/export.csv?action=probe&target=t3", &admin, None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.text().lines().count() as i64, 1 + (max + 1 + 7 - 1 - 3) / 7);
 }
 
 #[tokio::test]

@@ -18,6 +18,9 @@ use crate::store::auth::{AuditEntry, AuditQuery, TokenInfo, User, UserUpdate};
 /// Default and largest page of `GET /api/v1/audit`.
 pub const AUDIT_DEFAULT_LIMIT: u32 = 100;
 pub const AUDIT_MAX_LIMIT: u32 = 1000;
+/// Most entries one audit export holds; a larger one is refused (400 `too_many_results`,
+/// narrow it with `since`/`until`) before more than this is read.
+pub const AUDIT_EXPORT_MAX: usize = 100_000;
 
 fn parse_id(p: Result<Path<String>, PathRejection>, what: &str) -> Result<Uuid, ApiError> {
     let s = path_param(p)?;
@@ -419,6 +422,13 @@ async fn all_entries(st: &ApiState, raw: Option<&str>) -> Result<Vec<AuditEntry>
         loop {
             let page = s.audit_page(&q)?;
             all.extend(page.entries);
+            if all.len() > AUDIT_EXPORT_MAX {
+                return Err(ApiError::new(
+                    ErrorKind::BadRequest,
+                    format!("more than {AUDIT_EXPORT_MAX} audit entries match; narrow the export with `since`/`until` (or `actor`, `action`, `target`)"),
+                )
+                .with_code("too_many_results"));
+            }
             match page.next_before {
                 Some(b) => q.before_seq = Some(b),
                 None => break,

@@ -201,20 +201,26 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    fn of(parts_ext: Option<SocketAddr>, headers: &HeaderMap, trust_proxy: bool) -> Client {
-        let mut c = Client { address: parts_ext.map(|a| a.ip().to_string()), tls: false };
-        if trust_proxy {
-            let hv = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
-            if let Some(last) =
-                hv("x-forwarded-for").and_then(|v| v.rsplit(',').next()).map(str::trim)
-            {
-                if let Ok(ip) = last.parse::<std::net::IpAddr>() {
-                    c.address = Some(ip.to_string());
-                }
-            }
-            c.tls = hv("x-forwarded-proto").is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    /// Proxy headers count only from `auth.trusted_proxies` (see
+    /// [`crate::config::proxies::forwarded_client`]).
+    fn of(
+        peer: Option<SocketAddr>,
+        headers: &HeaderMap,
+        cfg: &crate::config::AuthConfig,
+    ) -> Client {
+        let trusted: &[_] = if cfg.trust_proxy_headers { &cfg.trusted_proxies } else { &[] };
+        // A value that is not text is one entry that is not an address (it stops the walk).
+        let xff = headers.get_all("x-forwarded-for").iter().map(|v| v.to_str().unwrap_or("?"));
+        let f = crate::config::proxies::forwarded_client(peer.map(|a| a.ip()), xff, trusted);
+        let proto = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok());
+        Client {
+            address: f.client.map(|ip| ip.to_string()),
+            // The nearest proxy's word: the last element.
+            tls: f.via_trusted_proxy
+                && proto
+                    .and_then(|p| p.rsplit(',').next())
+                    .is_some_and(|p| p.trim().eq_ignore_ascii_case("https")),
         }
-        c
     }
 }
 
@@ -222,7 +228,7 @@ impl FromRequestParts<ApiState> for Client {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, st: &ApiState) -> Result<Self, ApiError> {
         let addr = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-        Ok(Client::of(addr, &parts.headers, st.auth.config.trust_proxy_headers))
+        Ok(Client::of(addr, &parts.headers, &st.auth.config))
     }
 }
 
@@ -802,19 +808,30 @@ mod tests {
         let mut fwd = HeaderMap::new();
         fwd.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4, 192.168.1.20"));
         fwd.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        let c = Client::of(Some(addr), &fwd, false);
+        let cfg = |trust: bool, proxies: &[&str]| crate::config::AuthConfig {
+            trust_proxy_headers: trust,
+            trusted_proxies: proxies.iter().map(|p| p.parse().unwrap()).collect(),
+            ..Default::default()
+        };
+        let c = Client::of(Some(addr), &fwd, &cfg(false, &[]));
         assert_eq!(
             (c.address.as_deref(), c.tls),
             (Some("10.0.0.9"), false),
             "proxy headers ignored by default"
         );
-        let c = Client::of(Some(addr), &fwd, true);
+        let c = Client::of(Some(addr), &fwd, &cfg(true, &["10.0.0.9"]));
         assert_eq!(
             (c.address.as_deref(), c.tls),
             (Some("192.168.1.20"), true),
             "the proxy's own entry is the last"
         );
-        assert_eq!(Client::of(None, &HeaderMap::new(), true).address, None);
+        let c = Client::of(Some(addr), &fwd, &cfg(true, &["10.0.0.8"]));
+        assert_eq!(
+            (c.address.as_deref(), c.tls),
+            (Some("10.0.0.9"), false),
+            "a peer that is not a listed proxy is the client"
+        );
+        assert_eq!(Client::of(None, &HeaderMap::new(), &cfg(true, &["10.0.0.9"])).address, None);
     }
 
     #[test]

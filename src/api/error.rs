@@ -119,6 +119,9 @@ impl From<StoreError> for ApiError {
                 ApiError::new(ErrorKind::Conflict, e.to_string()).with_code("invalid_transition")
             }
             StoreError::Conflict(msg) => ApiError::new(ErrorKind::Conflict, msg),
+            e @ StoreError::TooMany { .. } => {
+                ApiError::new(ErrorKind::BadRequest, e.to_string()).with_code("too_many_results")
+            }
             e => ApiError::internal(e),
         }
     }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -31,8 +32,15 @@ use crate::store::recordings::Segment;
 /// Default and maximum page sizes of `GET /api/v1/recordings`.
 pub const RECORDINGS_DEFAULT_LIMIT: usize = 200;
 pub const RECORDINGS_MAX_LIMIT: usize = 1000;
+/// Name prefix of export files in `clips/` (`export-<uuid>.mp4`, `.tmp` while built);
+/// retention counts and evicts them ([`crate::record::retention`]).
+pub use crate::record::retention::EXPORT_PREFIX;
 /// Bytes per streamed chunk.
 const CHUNK: usize = 64 * 1024;
+
+/// How often a stalled media download checks whether its file was deleted (by retention)
+/// and whether its deadline passed.
+const STALL_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What the media routes need from the configuration.
 #[derive(Debug, Clone)]
@@ -41,13 +49,17 @@ pub struct MediaSettings {
     pub recording: Arc<HashMap<String, RecordConfig>>,
     /// `storage.max_export_secs`: longest span `export.mp4` serves.
     pub max_export_secs: f64,
+    /// Export slots and counters, shared by all requests.
+    pub exports: Arc<Exports>,
 }
 
 impl Default for MediaSettings {
     fn default() -> Self {
+        let st = StorageConfig::default();
         MediaSettings {
             recording: Arc::default(),
-            max_export_secs: StorageConfig::default().max_export_secs,
+            max_export_secs: st.max_export_secs,
+            exports: Arc::new(Exports::new(&st)),
         }
     }
 }
@@ -63,6 +75,7 @@ impl MediaSettings {
                     .collect(),
             ),
             max_export_secs: cfg.storage.max_export_secs,
+            exports: Arc::new(Exports::new(&cfg.storage)),
         }
     }
 
@@ -71,6 +84,86 @@ impl MediaSettings {
     fn record(&self, camera: &str) -> RecordConfig {
         self.recording.get(camera).cloned().unwrap_or_default()
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Export slots
+
+/// The export slots (`storage.max_concurrent_exports`): an export holds one from the start
+/// of its build to the end of its download. Counters for tests and the logs.
+#[derive(Debug)]
+pub struct Exports {
+    slots: Arc<tokio::sync::Semaphore>,
+    /// `storage.max_concurrent_exports`.
+    pub limit: usize,
+    /// `storage.export_download_timeout_secs`.
+    pub download_timeout: std::time::Duration,
+    /// Builds finished (file ready to download).
+    pub built: AtomicU64,
+    /// Builds stopped because the client went away.
+    pub cancelled: AtomicU64,
+    /// Requests refused with `exports_busy`.
+    pub refused: AtomicU64,
+    /// Downloads cut off at the timeout.
+    pub timed_out: AtomicU64,
+}
+
+impl Exports {
+    pub fn new(st: &StorageConfig) -> Exports {
+        let limit = st.max_concurrent_exports.max(1);
+        Exports {
+            slots: Arc::new(tokio::sync::Semaphore::new(limit)),
+            limit,
+            download_timeout: std::time::Duration::from_secs_f64(
+                st.export_download_timeout_secs.clamp(1.0, 86_400.0),
+            ),
+            built: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            timed_out: AtomicU64::new(0),
+        }
+    }
+
+    /// Slots held now (builds and downloads).
+    pub fn in_use(&self) -> usize {
+        self.limit.saturating_sub(self.slots.available_permits())
+    }
+}
+
+/// An export's file while it is built and downloaded: a named file in `clips/` (so
+/// retention counts it and may delete it), deleted, and its slot freed, when this is
+/// dropped — the download finished, failed, timed out, or the client went away.
+struct ExportFile {
+    path: PathBuf,
+    deadline: tokio::time::Instant,
+    exports: Arc<Exports>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for ExportFile {
+    fn drop(&mut self) {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {} // retention was first
+            Err(e) => tracing::warn!(path = %self.path.display(), "removing export: {e}"),
+        }
+    }
+}
+
+/// Sets the flag when dropped: the request future was dropped (the client went away)
+/// before the build it started had finished.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A file no longer has a name (retention deleted it): serving it on would pin its space.
+fn unlinked(file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    file.metadata().is_ok_and(|m| m.nlink() == 0)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -133,14 +226,39 @@ pub(crate) fn parse_range(header: Option<&str>, total: u64) -> ByteRange {
 }
 
 /// A body streaming `len` bytes of `file` from `offset`. Each chunk is read on a blocking
-/// thread; a slow client holds no thread while it waits. Stops when the client goes away.
-fn file_body(file: File, offset: u64, len: u64) -> Body {
+/// thread; a slow client holds no thread while it waits. Stops when the client goes away,
+/// and — checked every [`STALL_CHECK`] even while the client reads nothing — when the file
+/// was deleted (retention: the space is freed now, not when a stalled client leaves) or an
+/// export's deadline passed; the response is then cut short. `export` is dropped (file
+/// deleted, slot freed) when the stream ends, however it ends.
+fn file_body(file: File, offset: u64, len: u64, export: Option<ExportFile>) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let file = Arc::new(file);
     tokio::spawn(async move {
+        let export = export;
+        let deadline = export.as_ref().map(|e| e.deadline);
+        let mut tick = tokio::time::interval(STALL_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Why the stream stops early, or None to go on.
+        let stop = |file: &File| -> Option<&'static str> {
+            if unlinked(file) {
+                Some("its file was deleted (retention)")
+            } else if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                if let Some(e) = &export {
+                    e.exports.timed_out.fetch_add(1, Ordering::Relaxed);
+                }
+                Some("storage.export_download_timeout_secs passed")
+            } else {
+                None
+            }
+        };
         let mut pos = offset;
         let end = offset + len;
         while pos < end {
+            if let Some(why) = stop(&file) {
+                tracing::warn!("media download cut off at byte {pos} of {end}: {why}");
+                return;
+            }
             let n = CHUNK.min((end - pos) as usize);
             let f = file.clone();
             let read = tokio::task::spawn_blocking(move || {
@@ -164,8 +282,23 @@ fn file_body(file: File, offset: u64, len: u64) -> Body {
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)));
             let failed = read.is_err();
-            if tx.send(read).await.is_err() || failed {
-                return;
+            let send = tx.send(read);
+            tokio::pin!(send);
+            loop {
+                tokio::select! {
+                    sent = &mut send => {
+                        if sent.is_err() || failed {
+                            return; // the client went away, or the read failed
+                        }
+                        break;
+                    }
+                    _ = tick.tick() => {
+                        if let Some(why) = stop(&file) {
+                            tracing::warn!("stalled media download cut off at byte {pos} of {end}: {why}");
+                            return;
+                        }
+                    }
+                }
             }
             pos += n as u64;
         }
@@ -196,7 +329,7 @@ fn mp4_response(file: File, total: u64, headers: &HeaderMap) -> Response {
         ByteRange::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
         ByteRange::Unsatisfiable => return range_not_satisfiable(total, range_text.unwrap_or("")),
     };
-    let mut resp = Response::new(file_body(file, start, len));
+    let mut resp = Response::new(file_body(file, start, len, None));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
@@ -482,7 +615,7 @@ fn export_filename(camera: &str, start: OffsetDateTime) -> String {
 }
 
 enum ExportOutcome {
-    File(File, u64),
+    File(File, u64, ExportFile),
     NotReady(String, u64),
 }
 
@@ -498,6 +631,21 @@ pub(super) async fn export_mp4(
         let span = clip::span_text(q.start, q.end);
         return Err(clip_error(ClipError::NoFootage { camera: q.camera, span }));
     }
+    let exports = st.media.exports.clone();
+    let Ok(slot) = exports.slots.clone().try_acquire_owned() else {
+        exports.refused.fetch_add(1, Ordering::Relaxed);
+        return Ok(retry_later(
+            format!(
+                "{} exports are being built or downloaded, the most at once (storage.max_concurrent_exports); try again later",
+                exports.limit
+            ),
+            "exports_busy",
+            5,
+        ));
+    };
+    // The client going away drops this future: the build stops at its next sample.
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
     let recording = st.media.recording.contains_key(&q.camera);
     let rec = st.media.record(&q.camera);
     let filename = export_filename(&q.camera, q.start);
@@ -517,23 +665,39 @@ pub(super) async fn export_mp4(
         let dir = store.clips_dir();
         std::fs::create_dir_all(&dir)
             .map_err(|e| ApiError::internal(format!("creating {}: {e}", dir.display())))?;
-        // Every file of an export ends in `.tmp` (transient, see docs/storage.md).
-        let out: PathBuf = dir.join(format!("export-{}.mp4.tmp", uuid::Uuid::now_v7()));
-        clip::build_mp4(&store, &q.camera, q.start, q.end, &out).map_err(clip_error)?;
-        let opened = File::open(&out).and_then(|f| Ok((f.metadata()?.len(), f)));
-        // The open descriptor keeps the data readable: unlink now, so nothing is left
-        // behind whether the client reads it all, goes away, or the box stops.
-        let _ = std::fs::remove_file(&out);
-        let (total, f) =
-            opened.map_err(|e| ApiError::internal(format!("opening {}: {e}", out.display())))?;
-        Ok(ExportOutcome::File(f, total))
+        // A named file while it is downloaded, so that retention counts it (and may delete
+        // it first when over budget); deleted when the download ends (`ExportFile`). Not
+        // referenced by any clip row: start-up reconciliation removes one a crash left.
+        let out: PathBuf = dir.join(format!("{EXPORT_PREFIX}{}.mp4", uuid::Uuid::now_v7()));
+        let guard = ExportFile {
+            path: out.clone(),
+            deadline: tokio::time::Instant::now() + exports.download_timeout,
+            exports: exports.clone(),
+            _slot: slot,
+        };
+        let built = clip::build_mp4_unless(&store, &q.camera, q.start, q.end, &out, &|| {
+            cancel.load(Ordering::Relaxed)
+        });
+        match built {
+            Ok(_) => exports.built.fetch_add(1, Ordering::Relaxed),
+            Err(e @ ClipError::Cancelled { .. }) => {
+                exports.cancelled.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("export cancelled, the client went away: {e}");
+                return Err(clip_error(e));
+            }
+            Err(e) => return Err(clip_error(e)),
+        };
+        let (total, f) = File::open(&out)
+            .and_then(|f| Ok((f.metadata()?.len(), f)))
+            .map_err(|e| ApiError::internal(format!("opening {}: {e}", out.display())))?;
+        Ok(ExportOutcome::File(f, total, guard))
     })
     .await?;
-    let (file, total) = match outcome {
-        ExportOutcome::File(f, t) => (f, t),
+    let (file, total, guard) = match outcome {
+        ExportOutcome::File(f, t, g) => (f, t, g),
         ExportOutcome::NotReady(msg, secs) => return Ok(retry_later(msg, "footage_pending", secs)),
     };
-    let mut resp = Response::new(file_body(file, 0, total));
+    let mut resp = Response::new(file_body(file, 0, total, Some(guard)));
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
@@ -659,6 +823,7 @@ mod api_tests {
                     recording.iter().map(|c| (c.to_string(), rec.clone())).collect(),
                 ),
                 max_export_secs: 600.0,
+                ..Default::default()
             },
             auth: crate::api::AuthSettings::default(),
         };
@@ -992,6 +1157,26 @@ mod api_tests {
         ] {
             let err = get(&fx, &e(q), None).await.error(StatusCode::BAD_REQUEST, "bad_request");
             assert_eq!(err["parameter"], param, "{q}: {err}");
+        }
+        // L3: times near the ends of the calendar are refused before any arithmetic on
+        // them (a footage horizon past 9999-12-31 used to panic), for exports and the
+        // event and recording listings alike.
+        for (q, param) in [
+            ("camera=cam1&start=9999-12-31T23:50:00Z&end=9999-12-31T23:59:59Z", "start"),
+            ("camera=cam1&start=2026-05-01T08:00:00Z&end=9999-12-31T23:59:59Z", "end"),
+            ("camera=cam1&start=9999-12-31T23:59:00-23:59&end=9999-12-31T23:59:59-23:59", "start"),
+            ("camera=cam1&start=0000-01-01T00:00:00Z&end=0000-01-01T00:01:00Z", "start"),
+            ("camera=cam1&start=1969-12-31T23:59:00Z&end=1970-01-01T00:01:00Z", "start"),
+        ] {
+            let err = get(&fx, &e(q), None).await.error(StatusCode::BAD_REQUEST, "bad_request");
+            assert_eq!(err["parameter"], param, "{q}: {err}");
+            assert!(err["message"].as_str().unwrap().contains("9000-01-01"), "{q}: {err}");
+        }
+        for uri in [
+            "/api/v1/recordings?since=9999-12-31T23:59:59Z",
+            "/api/v1/recordings?until=9999-12-31T23:59:59-23:59",
+        ] {
+            get(&fx, uri, None).await.error(StatusCode::BAD_REQUEST, "bad_request");
         }
         // In range but nothing recorded: 404.
         let r =

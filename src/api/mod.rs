@@ -36,7 +36,7 @@ use uuid::Uuid;
 
 pub use auth::{AuthSettings, Principal, PrincipalKind, SESSION_COOKIE};
 pub use error::{ApiError, ErrorKind};
-pub use media::MediaSettings;
+pub use media::{Exports, MediaSettings};
 
 use crate::auth::Permission;
 use crate::health::{CameraHealth, CameraState, Registry};
@@ -438,15 +438,28 @@ pub(crate) fn parse_event_query(raw: Option<&str>) -> Result<EventQuery, ApiErro
 
 /// An RFC 3339 query parameter. A literal '+' in an offset arrives as ' ' unless the client
 /// encoded it as %2B, so a space is read as '+'.
+/// Earliest and latest (exclusive) time a query parameter may name. Times are checked
+/// before any arithmetic on them (spans, buckets, footage horizons), which near the ends of
+/// the calendar (year 9999) would overflow.
+pub(crate) const QUERY_TIME_MIN: OffsetDateTime = time::macros::datetime!(1970-01-01 0:00 UTC);
+pub(crate) const QUERY_TIME_MAX: OffsetDateTime = time::macros::datetime!(9000-01-01 0:00 UTC);
+
 fn parse_time(key: &str, v: &str) -> Result<OffsetDateTime, ApiError> {
-    OffsetDateTime::parse(v, &Rfc3339)
+    let t = OffsetDateTime::parse(v, &Rfc3339)
         .or_else(|e| OffsetDateTime::parse(&v.replace(' ', "+"), &Rfc3339).map_err(|_| e))
         .map_err(|e| {
             ApiError::bad_param(
                 key,
                 format!("query parameter `{key}` must be an RFC 3339 time (e.g. 2026-01-31T12:00:00Z): {e}"),
             )
-        })
+        })?;
+    if !(QUERY_TIME_MIN..QUERY_TIME_MAX).contains(&t) {
+        return Err(ApiError::bad_param(
+            key,
+            format!("query parameter `{key}` must be from 1970-01-01T00:00:00Z to before 9000-01-01T00:00:00Z, got `{v}`"),
+        ));
+    }
+    Ok(t)
 }
 
 /// The parameters shared by the statistics endpoints: text filters named in `allowed`

@@ -754,3 +754,55 @@ async fn events_carry_rule_zone_detail_and_track_ids() {
     assert_eq!(v["detail"], serde_json::json!({"count": 1}));
     assert_eq!(v["objects"][0]["track_id"], 4);
 }
+
+/// L6: a statistics query that would return more than STATS_MAX_ROWS rows (after summing
+/// per bucket) is a 400 `too_many_results` naming the limit, read no further; the same data
+/// in larger buckets is served.
+#[tokio::test]
+async fn stats_results_are_limited() {
+    use crate::geometry::CrossDir;
+    use crate::types::{CountDelta, OccupancyDelta};
+    let fx = fixture();
+    let t = time::macros::datetime!(2026-03-01 00:00:00 UTC);
+    let n = crate::store::STATS_MAX_ROWS as i64 + 1;
+    let counts: Vec<CountDelta> = (0..n)
+        .map(|i| CountDelta {
+            camera_id: "cam1".into(),
+            line: "gate".into(),
+            class: "person".into(),
+            direction: CrossDir::AToB,
+            at: t + time::Duration::minutes(i),
+            count: 1,
+            speed_kmh: None,
+        })
+        .collect();
+    fx.state.store.add_counts(&counts).unwrap();
+    let occ: Vec<OccupancyDelta> = (0..n)
+        .map(|i| OccupancyDelta {
+            camera_id: "cam1".into(),
+            zone: "plaza".into(),
+            class: "person".into(),
+            bucket_start: t + time::Duration::minutes(i),
+            samples: 10,
+            sum: 5,
+            max: 1,
+        })
+        .collect();
+    fx.state.store.add_occupancy(&occ).unwrap();
+    for path in ["counts", "occupancy"] {
+        let r = get(&fx, &format!("/api/v1/stats/{path}?bucket=minute")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}");
+        let v = r.json();
+        assert_eq!(v["error"]["code"], "too_many_results", "{path}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("10000"), "{v}");
+        // Fewer buckets: served, every minute summed.
+        let r = get(&fx, &format!("/api/v1/stats/{path}?bucket=day")).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        let rows = r.json()[path].as_array().unwrap().clone();
+        assert_eq!(rows.len(), 7, "{path}: 10,001 minutes are 7 days");
+        if path == "counts" {
+            let total: i64 = rows.iter().map(|r| r["count"].as_i64().unwrap()).sum();
+            assert_eq!(total, n);
+        }
+    }
+}

@@ -107,7 +107,13 @@ pub(super) async fn feed(
         let s = st.store.clone();
         let f = filter.clone();
         let page = blocking(move || Ok(s.feed_page_scoped(q.after, q.limit, f.as_ref())?)).await?;
-        if !page.changes.is_empty() || sig.closing || tokio::time::Instant::now() >= deadline {
+        // `more` with no change in scope: the scan window ended (FEED_SCAN_MAX); the client
+        // goes on from `next` at once rather than waiting for new changes.
+        if !page.changes.is_empty()
+            || page.more
+            || sig.closing
+            || tokio::time::Instant::now() >= deadline
+        {
             return Ok(feed_response(page));
         }
         loop {

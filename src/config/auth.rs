@@ -3,6 +3,8 @@
 
 use serde::Deserialize;
 
+use super::proxies::ProxyNet;
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
@@ -13,8 +15,13 @@ pub struct AuthConfig {
     /// "always" or "never". Default "auto".
     pub cookie_secure: CookieSecure,
     /// Take the client address from `X-Forwarded-For` and the scheme from
-    /// `X-Forwarded-Proto` (only behind a reverse proxy that sets them). Default false.
+    /// `X-Forwarded-Proto` of requests from `trusted_proxies` (only behind a reverse proxy
+    /// that sets them). Default false.
     pub trust_proxy_headers: bool,
+    /// The reverse proxies (addresses or CIDR networks) whose proxy headers are believed;
+    /// required with `trust_proxy_headers`. The client is the rightmost `X-Forwarded-For`
+    /// entry that is not one of them (`config::proxies::forwarded_client`). Default empty.
+    pub trusted_proxies: Vec<ProxyNet>,
     /// Failed logins of one account from one address within `failed_login_window_secs`
     /// that lock that account from that address (only) for `lockout_secs`; also the failures
     /// of one account from all addresses together after which its password checks are
@@ -56,6 +63,7 @@ impl Default for AuthConfig {
             session_ttl_secs: 12 * 3600,
             cookie_secure: CookieSecure::Auto,
             trust_proxy_headers: false,
+            trusted_proxies: Vec::new(),
             max_failed_logins: 5,
             max_failed_logins_per_address: 20,
             slowdown_max_secs: 10,
@@ -75,6 +83,15 @@ impl AuthConfig {
             return Err(
                 "field `auth.session_ttl_secs`: must be between 60 and 2592000 (30 days)".into()
             );
+        }
+        match (self.trust_proxy_headers, self.trusted_proxies.is_empty()) {
+            (true, true) => return Err(
+                "field `auth.trusted_proxies`: list the reverse proxies' addresses (e.g. [\"127.0.0.1\"]) when `auth.trust_proxy_headers` is true; without them anyone could set their own address".into()
+            ),
+            (false, false) => return Err(
+                "field `auth.trusted_proxies`: has no effect unless `auth.trust_proxy_headers` is true".into()
+            ),
+            _ => {}
         }
         for (field, v) in [
             ("max_failed_logins", self.max_failed_logins),

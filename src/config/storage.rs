@@ -19,6 +19,12 @@ pub struct StorageConfig {
     pub check_interval_secs: f64,
     /// Longest span `/api/v1/recordings/export.mp4` serves. Default 1800.
     pub max_export_secs: f64,
+    /// Exports built or downloading at once (each holds a slot from its build to the end of
+    /// its download); more get a 503 `exports_busy`. 1 to 32. Default 2.
+    pub max_concurrent_exports: usize,
+    /// An export download not finished after this long is cut off and its file deleted
+    /// (a stalled client must not hold disk space or a slot). 10 to 86400. Default 900.
+    pub export_download_timeout_secs: f64,
 }
 
 impl Default for StorageConfig {
@@ -30,6 +36,8 @@ impl Default for StorageConfig {
             event_retention_days: 30.0,
             check_interval_secs: 5.0,
             max_export_secs: 1800.0,
+            max_concurrent_exports: 2,
+            export_download_timeout_secs: 900.0,
         }
     }
 }
@@ -47,6 +55,14 @@ impl StorageConfig {
             if !(v.is_finite() && v > 0.0) {
                 return Err(format!("field `storage.{field}`: must be > 0"));
             }
+        }
+        if !(1..=32).contains(&self.max_concurrent_exports) {
+            return Err("field `storage.max_concurrent_exports`: must be between 1 and 32".into());
+        }
+        if !(10.0..=86_400.0).contains(&self.export_download_timeout_secs) {
+            return Err(
+                "field `storage.export_download_timeout_secs`: must be between 10 and 86400".into(),
+            );
         }
         Ok(())
     }

@@ -248,6 +248,7 @@ const en = {
   'playback.exporting': 'Preparing the export…',
   'playback.exported': 'Exported {size}: {secs} s from {start}.',
   'playback.export_pending': 'The footage is not recorded yet; try again in a few seconds',
+  'playback.export_busy': 'Other exports are running (the box builds a few at a time); try again in {secs} s',
 };
 
 const zh = {
@@ -492,6 +493,7 @@ const zh = {
   'playback.exporting': '正在准备导出…',
   'playback.exported': '已导出 {size}：从 {start} 起 {secs} 秒。',
   'playback.export_pending': '录像尚未写入，请几秒后重试',
+  'playback.export_busy': '其他导出正在进行（设备同时只生成少量导出），请 {secs} 秒后重试',
 };
 
 const TABLES = { en, zh };

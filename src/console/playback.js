@@ -246,7 +246,9 @@ async function exportSpan() {
     setTimeout(() => URL.revokeObjectURL(url), 60_000);
     view.exportMsg.textContent = t('playback.exported', { size: fmtBytes(blob.size), start: fmtTime(start), secs });
   } catch (e) {
-    view.exportMsg.textContent = e instanceof ApiError ? (e.status === 503 ? `${t('playback.export_pending')} (${e.message})` : e.display) : String(e);
+    const busy = e instanceof ApiError && e.code === 'exports_busy';
+    view.exportMsg.textContent = busy ? `${t('playback.export_busy', { secs: e.retryAfter || 5 })} (${e.message})`
+      : e instanceof ApiError ? (e.status === 503 ? `${t('playback.export_pending')} (${e.message})` : e.display) : String(e);
   } finally {
     if (view) view.exportBtn.disabled = false;
   }

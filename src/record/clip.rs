@@ -74,6 +74,9 @@ pub enum ClipError {
     },
     #[error("camera `{camera}`, {span}: GStreamer: {message}")]
     Gstreamer { camera: String, span: String, message: String },
+    /// The build was stopped by its caller (an export whose client went away).
+    #[error("camera `{camera}`, {span}: cancelled")]
+    Cancelled { camera: String, span: String },
     #[error("camera `{camera}`, {span}: {source}")]
     Store {
         camera: String,
@@ -156,7 +159,21 @@ pub fn build_mp4(
     end: OffsetDateTime,
     out: &Path,
 ) -> Result<ClipInfo, ClipError> {
+    build_mp4_unless(store, camera, start, end, out, &|| false)
+}
+
+/// [`build_mp4`] that stops with [`ClipError::Cancelled`] (leaving no file) as soon as
+/// `cancelled()` is true; asked before each segment and each sample.
+pub fn build_mp4_unless(
+    store: &Store,
+    camera: &str,
+    start: OffsetDateTime,
+    end: OffsetDateTime,
+    out: &Path,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<ClipInfo, ClipError> {
     let cx = Ctx { camera, span: span_text(start, end) };
+    let stop = || ClipError::Cancelled { camera: camera.into(), span: cx.span.clone() };
     if end <= start {
         return Err(cx.no_footage());
     }
@@ -182,6 +199,9 @@ pub fn build_mp4(
     let mut read_errors: Vec<String> = Vec::new();
 
     'segments: for seg in &segments {
+        if cancelled() {
+            return Err(stop());
+        }
         let path = match store.media_path(&seg.path) {
             Ok(p) => p,
             Err(e) => {
@@ -201,6 +221,9 @@ pub fn build_mp4(
         let mut base: Option<i64> = None;
         cut.new_file();
         loop {
+            if cancelled() {
+                return Err(stop());
+            }
             let sample = match reader.next() {
                 Ok(Some(s)) => s,
                 Ok(None) => break,
@@ -239,7 +262,7 @@ pub fn build_mp4(
     if let Some(dir) = out.parent() {
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| cx.io("sync", dir, e))?;
     }
-    let at = |rel: i64| start + time::Duration::nanoseconds(rel);
+    let at = |rel: i64| start.saturating_add(time::Duration::nanoseconds(rel));
     Ok(ClipInfo {
         start: at(stats.first_pts),
         end: at(stats.end),
@@ -571,10 +594,11 @@ pub fn clip_span(
     rec: &RecordConfig,
     now: OffsetDateTime,
 ) -> (OffsetDateTime, OffsetDateTime, bool) {
+    // Saturating: an event time near the limits of the calendar must not panic (L3).
     let secs = time::Duration::seconds_f64;
-    let start = event.started_at - secs(rec.pre_roll_secs);
-    let open_end = event.ended_at.unwrap_or(now) + secs(rec.post_roll_secs);
-    let cap = start + secs(rec.max_clip_secs);
+    let start = event.started_at.saturating_sub(secs(rec.pre_roll_secs));
+    let open_end = event.ended_at.unwrap_or(now).saturating_add(secs(rec.post_roll_secs));
+    let cap = start.saturating_add(secs(rec.max_clip_secs));
     let end = open_end.min(cap).max(start);
     let is_final = event.ended_at.is_some() || open_end >= cap;
     (start, end, is_final)
@@ -590,19 +614,21 @@ pub fn footage_wait(
     segment_secs: f64,
     now: OffsetDateTime,
 ) -> Result<Option<u64>, StoreError> {
-    let horizon = end + time::Duration::seconds_f64(2.0 * segment_secs + 5.0);
+    // Saturating: `end` is a client's (bounded by the API, but this must not panic anyway).
+    let horizon = end.saturating_add(time::Duration::seconds_f64(2.0 * segment_secs + 5.0));
     if now > horizon {
         return Ok(None);
     }
     // `segments` returns rows with end_ms > since: since = end − 1 ms means end_ms ≥ end.
     if !store
-        .segments(Some(camera), Some(end - time::Duration::milliseconds(1)), None, 1)?
+        .segments(Some(camera), Some(end.saturating_sub(time::Duration::milliseconds(1))), None, 1)?
         .is_empty()
     {
         return Ok(None);
     }
     // The segment holding `end` closes at the latest one segment length after it.
-    let until_closed = (end + time::Duration::seconds_f64(segment_secs) - now).as_seconds_f64();
+    let until_closed =
+        (end.saturating_add(time::Duration::seconds_f64(segment_secs)) - now).as_seconds_f64();
     let until_horizon = (horizon - now).as_seconds_f64();
     Ok(Some((until_closed.min(until_horizon).ceil().max(0.0) as u64 + 1).max(1)))
 }
@@ -912,6 +938,25 @@ mod tests {
             clip_span(&ev(t, Some(t + s(600))), &rec, t + s(700)),
             (t - s(5), t + s(55), true)
         );
+        // L3: at the ends of the calendar the span saturates instead of panicking.
+        let (max, min) =
+            (time::PrimitiveDateTime::MAX.assume_utc(), time::PrimitiveDateTime::MIN.assume_utc());
+        let (start, end, _) = clip_span(&ev(max - s(2), Some(max)), &rec, max);
+        assert_eq!((start, end), (max - s(7), max));
+        let (start, end, _) = clip_span(&ev(min, Some(min + s(1))), &rec, min + s(1));
+        assert_eq!((start, end), (min, min + s(11)));
+    }
+
+    /// L3: the footage horizon of a span ending at the last instant the calendar holds.
+    #[test]
+    fn footage_wait_at_the_end_of_the_calendar() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let max = time::PrimitiveDateTime::MAX.assume_utc();
+        let w = footage_wait(&store, "c", max, 4.0, max - time::Duration::seconds(30)).unwrap();
+        assert!(w.is_some_and(|secs| secs >= 1), "{w:?}");
+        let r = export_ready(&store, "c", max - time::Duration::seconds(60), max, 4.0, max);
+        assert!(matches!(r, Err(ClipError::NotReady { .. })), "{r:?}");
     }
 
     fn stored_event(

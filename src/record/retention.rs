@@ -7,11 +7,13 @@
 //! 2. **Event media.** Events started before `now − storage.event_retention_days` lose their
 //!    clip (row, then file) and snapshot file (`snapshot = NULL, media_deleted_at = now`);
 //!    the event rows stay.
-//! 3. **Budget.** While over budget — `max_bytes > 0` and the indexed media exceed it, or the
-//!    filesystem's free space is below `max(min_free_bytes, min_free_percent % of total)` —
-//!    delete the oldest unprotected segment (any camera), then the oldest protected one
-//!    (forced eviction, logged as a warning), then the oldest clip, measuring again after
-//!    each deletion.
+//! 3. **Budget.** While over budget — `max_bytes > 0` and the indexed media plus the export
+//!    files being downloaded (`clips/export-*`) exceed it, or the filesystem's free space is
+//!    below `max(min_free_bytes, min_free_percent % of total)` — delete the oldest export
+//!    file (its download stops within a second and the space is freed: transient copies go
+//!    before footage), then the oldest unprotected segment (any camera), then the oldest
+//!    protected one (forced eviction, logged as a warning), then the oldest clip, measuring
+//!    again after each deletion.
 //! 4. **Storage full.** Still over budget with nothing left to delete: every record gate is
 //!    closed (the pipelines drop new footage) and one `storage_full` event (severity high) is
 //!    raised per recording camera. Once free space is back above the floor plus 10 %, the
@@ -39,6 +41,10 @@ use crate::config::{Config, RecordConfig, StorageConfig};
 use crate::store::retention::{MediaTally, ProtectingEvent, SegmentFile};
 use crate::store::{to_ms, Store, StoreError, SNAPSHOT_DIR};
 use crate::types::{Change, EventChange, Severity};
+
+/// Name prefix of the export files in `clips/` (`export-<uuid>.mp4`, `.tmp` while built):
+/// they have no row; retention counts their bytes and deletes them first for the budget.
+pub const EXPORT_PREFIX: &str = "export-";
 
 /// Kind of the event raised when nothing more can be deleted and the disk is still full.
 pub const STORAGE_FULL: &str = "storage_full";
@@ -117,6 +123,8 @@ pub struct RetentionReport {
     pub forced: Deleted,
     /// Clips deleted for the disk budget.
     pub clips_evicted: Deleted,
+    /// Export files (being built or downloaded) deleted for the disk budget.
+    pub exports_evicted: Deleted,
     /// Event clips deleted at `event_retention_days`.
     pub clips_expired: usize,
     /// Event snapshots deleted at `event_retention_days`.
@@ -138,6 +146,7 @@ impl RetentionReport {
             + self.budget.files
             + self.forced.files
             + self.clips_evicted.files
+            + self.exports_evicted.files
             + self.clips_expired
             + self.snapshots_expired
             > 0
@@ -149,12 +158,13 @@ impl fmt::Display for RetentionReport {
         write!(
             f,
             "segments deleted: {} by age, {} for the budget, {} forced; clips: {} evicted, {} expired; \
-             {} snapshots expired; {} files already missing; {} errors",
+             exports evicted: {}; {} snapshots expired; {} files already missing; {} errors",
             self.age,
             self.budget,
             self.forced,
             self.clips_evicted,
             self.clips_expired,
+            self.exports_evicted,
             self.snapshots_expired,
             self.missing_files,
             self.errors
@@ -504,6 +514,7 @@ impl Retention {
     fn measure(&mut self, now_ms: i64, resync: bool) -> Result<Usage, StoreError> {
         let media = if self.storage.max_bytes > 0 || resync {
             self.media_bytes(now_ms, resync)?
+                + export_files(&self.store).iter().map(|e| e.1).sum::<u64>()
         } else {
             0
         };
@@ -530,12 +541,22 @@ impl Retention {
         let mut unprotected_left = true;
         let mut evictions = 0usize;
         let mut nothing_left = false;
+        let mut exports = std::collections::VecDeque::from(export_files(&self.store));
+        let mut export_bytes: u64 = exports.iter().map(|e| e.1).sum();
         while self.shortfall(&usage) > 0 {
             if evictions >= MAX_EVICTIONS_PER_PASS {
                 tracing::warn!("retention: {evictions} deletions in one pass and still over budget; continuing next pass");
                 break;
             }
-            let bytes = if unprotected_left {
+            let bytes = if let Some((path, bytes)) = exports.pop_front() {
+                // Transient copies go before footage. The download notices within a second
+                // that its file has no name any more, stops, and the space is freed.
+                remove_abs(&path, report);
+                tracing::warn!(path = %path.display(), "export deleted for the disk budget (its download is cut off)");
+                report.exports_evicted.add(bytes);
+                export_bytes = export_bytes.saturating_sub(bytes);
+                bytes
+            } else if unprotected_left {
                 match self.next_unprotected(&protection, &mut cursor)? {
                     Some(seg) => {
                         if !self.delete_segment(&seg, now_ms, report)? {
@@ -581,8 +602,11 @@ impl Retention {
             };
             evictions += 1;
             freed = freed.saturating_add(bytes);
-            let media =
-                if self.storage.max_bytes > 0 { self.media_bytes(now_ms, false)? } else { 0 };
+            let media = if self.storage.max_bytes > 0 {
+                self.media_bytes(now_ms, false)? + export_bytes
+            } else {
+                0
+            };
             let disk = self.disk_usage().map(|(free, total)| {
                 (free_at_start.map_or(free, |f0| free.max(f0.saturating_add(freed))), total)
             });
@@ -772,6 +796,22 @@ impl Retention {
             ..EventChange::bare(id, change, cam, STORAGE_FULL, Severity::High, at)
         }
     }
+}
+
+/// The export files in `clips/` (`export-*`, finished or being built), oldest first, with
+/// their sizes.
+fn export_files(store: &Store) -> Vec<(std::path::PathBuf, u64)> {
+    let Ok(dir) = fs::read_dir(store.clips_dir()) else { return Vec::new() };
+    let mut out: Vec<(std::path::PathBuf, u64, std::time::SystemTime)> = dir
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(EXPORT_PREFIX))
+        .filter_map(|e| {
+            let m = e.metadata().ok().filter(|m| m.is_file())?;
+            Some((e.path(), m.len(), m.modified().unwrap_or(std::time::UNIX_EPOCH)))
+        })
+        .collect();
+    out.sort_by_key(|e| e.2);
+    out.into_iter().map(|(p, b, _)| (p, b)).collect()
 }
 
 fn remove_abs(path: &Path, report: &mut RetentionReport) {
@@ -1183,6 +1223,49 @@ grid_cell = 'G7'
         assert_eq!(e.ret.run().budget.files, 1);
         gone(&e, &[&s4]);
         kept(&e, &[&s5, &s6]);
+    }
+
+    /// M1: an export being downloaded is a named file that counts against `max_bytes` and
+    /// the free-space floor, and is deleted before any footage; one within budget is kept.
+    #[test]
+    fn export_files_count_and_go_before_footage() {
+        let mut e = env("max_bytes = 3000");
+        let now = now0();
+        let m = Duration::minutes;
+        let s1 = e.seg("cam1", now - m(50), 10, 1000);
+        let s2 = e.seg("cam2", now - m(40), 10, 1000);
+        let clips = e.store.clips_dir();
+        fs::create_dir_all(&clips).unwrap();
+        let x1 = clips.join(format!("{EXPORT_PREFIX}a.mp4"));
+        fs::write(&x1, vec![3u8; 900]).unwrap();
+        // 2900 bytes: within budget, nothing goes.
+        let r = e.ret.run();
+        assert!(!r.deleted_anything(), "{r}");
+        assert!(x1.exists());
+        // A second export (being built: .tmp) takes it to 3500: the older export goes
+        // first, and that is enough.
+        let x2 = clips.join(format!("{EXPORT_PREFIX}b.mp4.tmp"));
+        fs::write(&x2, vec![3u8; 600]).unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        fs::File::options().write(true).open(&x1).unwrap().set_modified(old).unwrap();
+        let r = e.ret.run();
+        assert_eq!(r.exports_evicted, Deleted { files: 1, bytes: 900 }, "{r}");
+        assert_eq!((r.budget.files, r.over_budget), (0, false), "{r}");
+        assert!(!x1.exists() && x2.exists());
+        kept(&e, &[&s1, &s2]);
+        // The free-space floor counts it too: exports go before footage there as well.
+        let mut e2 = env("min_free_bytes = 0\nmin_free_percent = 50");
+        e2.disk.total.store(5_000, Ordering::Relaxed);
+        let t = e2.seg("cam1", now - m(50), 10, 1000);
+        let clips = e2.store.clips_dir();
+        fs::create_dir_all(&clips).unwrap();
+        let x = clips.join(format!("{EXPORT_PREFIX}c.mp4"));
+        fs::write(&x, vec![3u8; 2000]).unwrap();
+        let r = e2.ret.run();
+        assert_eq!(r.exports_evicted.files, 1, "{r}");
+        assert_eq!(r.budget.files, 0, "{r}");
+        assert!(!x.exists());
+        kept(&e2, &[&t]);
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub use snapshot::encode_jpeg;
 
 /// File name of the database inside the data dir.
 pub const DB_FILE: &str = "gridwatch.db";
+/// Most rows a statistics query (`counts`, `occupancy`, after summing per bucket) returns;
+/// beyond it the query fails with [`StoreError::TooMany`] (docs/api.md).
+pub const STATS_MAX_ROWS: usize = 10_000;
 /// Directory of snapshot JPEGs inside the data dir.
 pub const SNAPSHOT_DIR: &str = "snapshots";
 /// Emergency space for the database inside the data dir (see `Store::release_reserve`).
@@ -77,6 +80,9 @@ pub enum StoreError {
     /// The change conflicts with what is stored (e.g. a username that is taken).
     #[error("{0}")]
     Conflict(String),
+    /// A query would return more than `limit` rows (statistics): the caller must narrow it.
+    #[error("more than {limit} {what} match: narrow `since`/`until`, use a larger `bucket` or filter by camera")]
+    TooMany { what: &'static str, limit: usize },
     /// A review transition the workflow does not allow.
     #[error("event {id} is `{}`; it cannot become `{}` (allowed next: {})", from.as_str(), to.as_str(), allowed_next(*from))]
     InvalidTransition { id: Uuid, from: Review, to: Review },
@@ -342,6 +348,43 @@ fn configure(conn: &Connection, writer: bool) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The process umask for everything the appliance writes (recordings and clips written by
+/// GStreamer, SQLite's files, exports): files 0600, directories 0700. Set once at start
+/// (`main`), before any thread is started; returns the previous mask.
+pub fn set_private_umask() -> u32 {
+    // SAFETY: umask(2) only swaps the process's file mode creation mask; it cannot fail.
+    unsafe { libc::umask(0o077) as u32 }
+}
+
+/// Creates `dir` (and its parents) 0700, or tightens an existing one to 0700 when group or
+/// others have any access (the data dir holds the database, footage and credentials).
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let mode = fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    Ok(())
+}
+
+/// Creates `path` 0600 if missing, or tightens an existing file to 0600.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+    let mode = f.metadata()?.permissions().mode();
+    if mode & 0o077 != 0 {
+        f.set_permissions(fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    Ok(())
+}
+
+/// `File::create` with mode 0600 whatever the umask.
+pub fn create_private(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)
+}
+
 impl Store {
     /// Opens (creating if needed) the data dir, database and snapshot dir, migrates the
     /// schema to the latest version and removes snapshot files no event references.
@@ -354,13 +397,21 @@ impl Store {
     /// Like [`Store::open`] but leaves the snapshot files alone: for command-line tools that
     /// may run beside the appliance (whose snapshot being written has no row yet).
     pub fn open_shared(data_dir: &Path) -> Result<Store, StoreError> {
-        fs::create_dir_all(data_dir).map_err(|e| StoreError::io("create data dir", data_dir, e))?;
+        private_dir(data_dir).map_err(|e| StoreError::io("create data dir", data_dir, e))?;
         let data_dir =
             data_dir.canonicalize().map_err(|e| StoreError::io("resolve data dir", data_dir, e))?;
         let snapshot_dir = data_dir.join(SNAPSHOT_DIR);
-        fs::create_dir_all(&snapshot_dir)
+        private_dir(&snapshot_dir)
             .map_err(|e| StoreError::io("create snapshot dir", &snapshot_dir, e))?;
         let db_path = data_dir.join(DB_FILE);
+        // SQLite gives its -wal and -shm files the database file's mode: create it 0600
+        // (and tighten one made by an older version) before SQLite opens it.
+        for suffix in ["", "-wal", "-shm"] {
+            let p = data_dir.join(format!("{DB_FILE}{suffix}"));
+            if suffix.is_empty() || p.exists() {
+                private_file(&p).map_err(|e| StoreError::io("create database", &p, e))?;
+            }
+        }
         let mut writer = Connection::open(&db_path)
             .map_err(|e| StoreError::sql(format!("open database {}", db_path.display()), e))?;
         configure(&writer, true)?;
@@ -461,7 +512,7 @@ impl Store {
             return Ok(());
         }
         let res = (|| {
-            let mut f = File::create(&path)?;
+            let mut f = create_private(&path)?;
             let chunk = vec![0u8; 1 << 20];
             let mut left = bytes;
             while left > 0 {
@@ -568,7 +619,7 @@ impl Store {
         let tmp = dir.join(format!("{id}.jpg.tmp"));
         let res = (|| {
             let mut f =
-                File::create(&tmp).map_err(|e| StoreError::io("create snapshot", &tmp, e))?;
+                create_private(&tmp).map_err(|e| StoreError::io("create snapshot", &tmp, e))?;
             f.write_all(jpeg).map_err(|e| StoreError::io("write snapshot", &tmp, e))?;
             f.sync_all().map_err(|e| StoreError::io("fsync snapshot", &tmp, e))?;
             drop(f);
@@ -925,7 +976,10 @@ impl Store {
             args.push(Value::Integer(to_ms(t)));
             sql += &format!(" AND bucket_start_ms < ?{}", args.len());
         }
-        sql += " GROUP BY camera_id, line, class, direction, b ORDER BY b, camera_id, line, class, direction";
+        sql += &format!(
+            " GROUP BY camera_id, line, class, direction, b ORDER BY b, camera_id, line, class, direction LIMIT {}",
+            STATS_MAX_ROWS + 1
+        );
         let rows = self.read(|c| {
             let mut stmt =
                 c.prepare_cached(&sql).map_err(|e| StoreError::sql("prepare counts query", e))?;
@@ -945,6 +999,9 @@ impl Store {
                 .map_err(|e| StoreError::sql("query counts", e))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(|e| StoreError::sql("query counts", e))
         })?;
+        if rows.len() > STATS_MAX_ROWS {
+            return Err(StoreError::TooMany { what: "count rows", limit: STATS_MAX_ROWS });
+        }
         rows.into_iter()
             .map(|(camera_id, line, class, dir, b, count, speed_sum, speed_n)| {
                 let bad = |msg: String| StoreError::Corrupt {
@@ -1008,9 +1065,12 @@ impl Store {
     pub fn occupancy(&self, q: &OccupancyQuery) -> Result<Vec<OccupancyRow>, StoreError> {
         use std::collections::BTreeMap;
         let w = q.bucket.ms();
-        let mut args: Vec<Value> = Vec::new();
+        // Summed per requested bucket in SQL, so that what is read is bounded by the result.
+        let mut args: Vec<Value> = vec![Value::Integer(w)];
         let mut sql = String::from(
-            "SELECT camera_id, zone, class, bucket_start_ms, samples, sum, max FROM zone_occupancy WHERE 1",
+            "SELECT camera_id, zone, class, (bucket_start_ms - (((bucket_start_ms % ?1) + ?1) % ?1)) AS b,
+                    SUM(samples), SUM(sum), MAX(max)
+             FROM zone_occupancy WHERE 1",
         );
         for (col, v) in [("camera_id", &q.camera), ("zone", &q.zone)] {
             if let Some(v) = v {
@@ -1030,6 +1090,7 @@ impl Store {
             args.push(Value::Integer(to_ms(t)));
             sql += &format!(" AND bucket_start_ms < ?{}", args.len());
         }
+        sql += &format!(" GROUP BY camera_id, zone, class, b LIMIT {}", STATS_MAX_ROWS + 1);
         type Raw = (String, String, String, i64, i64, i64, i64);
         let rows: Vec<Raw> = self.read(|c| {
             let mut stmt = c
@@ -1050,6 +1111,9 @@ impl Store {
                 .map_err(|e| StoreError::sql("query occupancy", e))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(|e| StoreError::sql("query occupancy", e))
         })?;
+        if rows.len() > STATS_MAX_ROWS {
+            return Err(StoreError::TooMany { what: "occupancy rows", limit: STATS_MAX_ROWS });
+        }
         // Frames per (bucket, camera, zone) from the all-classes rows.
         let mut frames: BTreeMap<(i64, String, String), i64> = BTreeMap::new();
         // (bucket, camera, zone, class) → (sum, max, own samples).

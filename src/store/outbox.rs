@@ -25,6 +25,8 @@ use crate::types::{Change, Detection, Event, Review, Severity};
 
 /// Version of the envelope schema (`version` field); bumped on incompatible changes only.
 pub const ENVELOPE_VERSION: u32 = 1;
+/// Most outbox rows one scoped feed page looks at ([`Store::feed_page_in`]).
+pub const FEED_SCAN_MAX: i64 = 10_000;
 
 /// Per-camera facts the envelope carries that the event rows do not.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -501,7 +503,9 @@ impl Store {
 
     /// Like [`Store::feed_page`], limited to the changes of `filter`'s cameras or grid cells
     /// (a principal's scope). When the page is not full, `next` moves past the changes
-    /// outside the scope too, so the next poll does not read them again.
+    /// outside the scope too, so the next poll does not read them again. One call looks at
+    /// most [`FEED_SCAN_MAX`] outbox rows (`seq` in `after+1 ..= after+FEED_SCAN_MAX`): a
+    /// narrow scope over a long outbox costs bounded work per poll, and `more` says to go on.
     pub fn feed_page_in(
         &self,
         after: i64,
@@ -513,9 +517,12 @@ impl Store {
         let mut args: Vec<Value> = vec![Value::Integer(after)];
         let cond =
             filter.sql("camera_id", Some("json_extract(envelope, '$.grid_cell')"), &mut args);
+        let hi = after.saturating_add(FEED_SCAN_MAX);
+        args.push(Value::Integer(hi));
+        let hi_arg = args.len();
         args.push(Value::Integer(limit as i64 + 1));
         let query = format!(
-            "SELECT seq, envelope FROM outbox WHERE seq > ?1 AND {cond} ORDER BY seq LIMIT ?{}",
+            "SELECT seq, envelope FROM outbox WHERE seq > ?1 AND seq <= ?{hi_arg} AND {cond} ORDER BY seq LIMIT ?{}",
             args.len()
         );
         let (mut changes, last) = self.read(|c| {
@@ -534,14 +541,16 @@ impl Store {
             tx.finish().map_err(sql("end feed read"))?;
             Ok((rows, last))
         })?;
-        let more = changes.len() > limit;
+        let full = changes.len() > limit;
         changes.truncate(limit);
+        // Everything up to here was looked at: the end of the scanned window.
+        let scanned = last.min(hi);
         let next = match changes.last() {
-            Some(c) if more => c.0,
-            Some(c) => c.0.max(last),
-            None => after.max(last),
+            Some(c) if full => c.0,
+            Some(c) => c.0.max(scanned),
+            None => after.max(scanned),
         };
-        Ok(FeedPage { changes, next, more })
+        Ok(FeedPage { changes, next, more: full || next < last })
     }
 
     /// Outbox rows of one camera with `seq > after`, oldest first.
@@ -1221,5 +1230,60 @@ mod tests {
             [1],
             "start kept"
         );
+    }
+}
+
+#[cfg(test)]
+mod scan_tests {
+    use super::*;
+
+    /// L6: a scoped feed page looks at no more than FEED_SCAN_MAX outbox rows. A principal
+    /// whose camera has one change after 25,000 of other cameras gets empty pages that move
+    /// `next` on by the window with `more`, then its change; every change of its own arrives.
+    #[test]
+    fn scoped_feed_scan_is_bounded_per_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let other = 25_000i64;
+        {
+            let mut c = lock(&s.inner.writer);
+            let tx = c.transaction().unwrap();
+            {
+                let mut st = tx
+                    .prepare(
+                        "INSERT INTO outbox (id, camera_id, event_id, change, kind, envelope, created_at)
+                         VALUES (?1, ?2, NULL, 'started', 'presence', ?3, 0)",
+                    )
+                    .unwrap();
+                for i in 0..=other {
+                    let cam = if i == other || i == 7 { "mine" } else { "theirs" };
+                    let env = format!("{{\"camera_id\":\"{cam}\",\"n\":{i}}}");
+                    st.execute(params![format!("c{i}"), cam, env]).unwrap();
+                }
+            }
+            tx.commit().unwrap();
+        }
+        let f = crate::store::CameraFilter { cameras: vec!["mine".into()], grid_cells: vec![] };
+        let last = other + 1;
+        let mut after = 0;
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        loop {
+            let p = s.feed_page_in(after, 100, &f).unwrap();
+            pages += 1;
+            assert!(p.next - after <= FEED_SCAN_MAX, "page after {after} jumped to {}", p.next);
+            seen.extend(p.changes.iter().map(|c| c.0));
+            assert!(p.next > after || !p.more, "no progress after {after}");
+            after = p.next;
+            if !p.more {
+                break;
+            }
+            assert!(pages < 100, "too many pages");
+        }
+        assert_eq!(seen, vec![8, last]);
+        assert_eq!(after, last);
+        assert_eq!(pages, 3, "25,001 rows in windows of {FEED_SCAN_MAX}");
+        // An unscoped page is unaffected (its LIMIT bounds it).
+        assert_eq!(s.feed_page(0, 5).unwrap().changes.len(), 5);
     }
 }

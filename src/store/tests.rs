@@ -928,3 +928,37 @@ fn event_details_round_trip() {
     let raw = serde_json::to_value(person(0.5)).unwrap();
     assert!(!raw.as_object().unwrap().contains_key("track_id"));
 }
+
+/// L4: the data dir and its subdirectories are 0700, the database (and its -wal/-shm), the
+/// snapshots and the reserve file 0600, whatever the umask; a data dir and database left
+/// readable by an older version are tightened when the store opens.
+#[test]
+fn data_dir_and_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = Store::open(&data).unwrap();
+    let id = Uuid::now_v7();
+    let mut ch = change(id, Change::Started, "cam1", "presence", OffsetDateTime::now_utc());
+    ch.snapshot = Some(test_frame("cam1", 64, 48));
+    let e = s.apply(&ch).unwrap();
+    s.ensure_reserve(4096).unwrap();
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join(SNAPSHOT_DIR)), 0o700);
+    let mut files = vec![s.snapshot_file(&e).unwrap(), data.join(RESERVE_FILE)];
+    for suffix in ["", "-wal", "-shm"] {
+        files.push(data.join(format!("{DB_FILE}{suffix}")));
+    }
+    for f in &files {
+        assert!(f.exists(), "{} missing", f.display());
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    drop(s);
+    // An older, world-readable layout is tightened on open.
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(data.join(DB_FILE), fs::Permissions::from_mode(0o644)).unwrap();
+    let _s = Store::open(&data).unwrap();
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join(DB_FILE)), 0o600);
+}

@@ -307,6 +307,14 @@ impl Secret {
         env_key: &str,
     ) -> Result<Option<Secret>, String> {
         match (value, env) {
+            // A documented example's placeholder (docs/config.md) must never work.
+            (Some(s), None)
+                if s.0.trim_start().starts_with('<') && s.0.trim_end().ends_with('>') =>
+            {
+                Err(format!(
+                    "`{key}` is a `<…>` placeholder: generate your own secret (docs/config.md)"
+                ))
+            }
             (Some(s), None) => Ok(Some(s.clone())),
             (None, Some(var)) => match std::env::var(var) {
                 Ok(v) if !v.is_empty() => Ok(Some(Secret(v))),

@@ -10,6 +10,9 @@ use super::sink::{BoxFuture, Outcome, Sink};
 use crate::redact::redact_url;
 use crate::store::outbox::OutboxRow;
 
+/// Most bytes of a webhook answer's body that are read (its first 200 go into the error).
+pub const RESPONSE_BODY_MAX: usize = 4096;
+
 pub struct WebhookSink {
     name: String,
     url: String,
@@ -66,11 +69,23 @@ impl WebhookSink {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, now));
-        // Read (a bounded part of) the body so the connection can be reused.
-        let body = match tokio::time::timeout(self.timeout, resp.bytes()).await {
-            Ok(Ok(b)) => String::from_utf8_lossy(&b[..b.len().min(200)]).trim().to_string(),
-            _ => String::new(),
-        };
+        // Read at most RESPONSE_BODY_MAX bytes of the body (a short one is read to its end so
+        // that the connection can be reused); a peer's endless or huge answer costs nothing.
+        let mut resp = resp;
+        let mut got: Vec<u8> = Vec::new();
+        let _ = tokio::time::timeout(self.timeout, async {
+            while got.len() < RESPONSE_BODY_MAX {
+                match resp.chunk().await {
+                    Ok(Some(c)) => {
+                        got.extend_from_slice(&c[..c.len().min(RESPONSE_BODY_MAX - got.len())])
+                    }
+                    _ => break,
+                }
+            }
+        })
+        .await;
+        drop(resp); // an unread rest closes the connection
+        let body = String::from_utf8_lossy(&got[..got.len().min(200)]).trim().to_string();
         let code = status.as_u16();
         if status.is_success() {
             return Outcome::Delivered;
@@ -145,5 +160,73 @@ mod tests {
         );
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:26:00 GMT", now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    /// L6: a peer answering 500 with an endless body (a real socket): the attempt reads a
+    /// few KiB, reports the start of the body, and returns long before its timeout.
+    #[tokio::test]
+    async fn an_endless_answer_is_read_only_up_to_the_cap() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let peer = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut req = Vec::new();
+            let mut b = [0u8; 4096];
+            // The request head and its small body.
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut b).unwrap();
+                req.extend_from_slice(&b[..n]);
+            }
+            s.write_all(
+                b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n",
+            )
+            .unwrap();
+            let chunk = [b"overloaded ".as_slice(), &[b'x'; 65_536 - 11]].concat();
+            let mut sent = 0u64;
+            // Until the client stops reading (or 1 GiB: the cap did not hold).
+            while sent < 1 << 30 {
+                let head = format!("{:x}\r\n", chunk.len());
+                if s.write_all(head.as_bytes())
+                    .and_then(|_| s.write_all(&chunk))
+                    .and_then(|_| s.write_all(b"\r\n"))
+                    .is_err()
+                {
+                    break;
+                }
+                sent += chunk.len() as u64;
+            }
+            sent
+        });
+        let text = format!(
+            "box_id = \"t\"\ndata_dir = \"/tmp/x\"\n[models]\n[[uplink.webhooks]]\nname = \"city\"\n\
+             url = \"http://127.0.0.1:{port}/h\"\nsecret = \"s\"\ntimeout_secs = 60\n"
+        );
+        let cfg = crate::config::Config::parse(&text, std::path::Path::new("/")).unwrap();
+        let sink = WebhookSink::new(&cfg.uplink.webhooks[0]).unwrap();
+        let row = OutboxRow {
+            seq: 1,
+            id: "c1".into(),
+            camera_id: "cam".into(),
+            event_id: None,
+            change: "started".into(),
+            kind: "presence".into(),
+            envelope: "{}".into(),
+            created_at: OffsetDateTime::now_utc(),
+        };
+        let t = std::time::Instant::now();
+        let outcome = sink.post(&row, OffsetDateTime::now_utc()).await;
+        let took = t.elapsed();
+        match outcome {
+            Outcome::Retry { status: Some(500), error, .. } => {
+                assert!(error.starts_with("HTTP 500: overloaded xxx"), "{error}");
+            }
+            _ => panic!("not a retry after 500"),
+        }
+        assert!(took < Duration::from_secs(30), "the attempt took {took:?}");
+        drop(sink);
+        let sent = tokio::task::spawn_blocking(move || peer.join().unwrap()).await.unwrap();
+        // What the socket buffers took before the client closed, not the peer's 1 GiB.
+        assert!(sent < 64 << 20, "{sent} bytes sent");
     }
 }
