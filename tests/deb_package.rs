@@ -182,5 +182,6 @@ fn the_debian_package_installs_a_hardened_notify_service() {
     }
     let status = child.0.wait().unwrap();
     assert!(status.success(), "exit {status:?}");
-    assert!(data.is_dir(), "the data dir was made");
+    let data_mode = std::fs::metadata(&data).map(|m| m.permissions().mode() & 0o777);
+    assert_eq!(data_mode.ok(), Some(0o700), "the data dir");
 }
