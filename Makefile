@@ -39,6 +39,7 @@ eval: build
 	./target/release/gridwatch eval scenarios --manifest tests/scenarios/traffic.toml
 	./target/release/gridwatch eval scenarios --manifest tests/scenarios/fire.toml
 	./target/release/gridwatch eval scenarios --manifest tests/scenarios/fire-negatives.toml
+	./target/release/gridwatch eval scenarios --manifest tests/scenarios/fire-verified.toml
 	./target/release/gridwatch eval scenarios --manifest tests/scenarios/fire-negatives-verified.toml
 	./target/release/gridwatch eval scenarios --manifest tests/scenarios/people.toml
 
