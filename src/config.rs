@@ -24,7 +24,7 @@ use serde::Deserialize;
 
 pub use crate::rules::{CalibrationConfig, LineConfig, RuleConfig, ZoneConfig};
 
-pub use self::api::ApiConfig;
+pub use self::api::{ApiConfig, ApiLimitsConfig};
 pub use self::auth::{AuthConfig, CookieSecure};
 pub use self::camera::{CameraConfig, PoseConfig, RecordConfig, Source, TilesConfig};
 pub use self::inference::InferenceConfig;

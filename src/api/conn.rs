@@ -1,0 +1,579 @@
+//! Connection discipline of the HTTP server (docs/security.md "Connection limits").
+//!
+//! What one network client may cost the box, so that no client can cost footage:
+//! - connections: at most `max_connections` open, at most `max_connections_per_address` from
+//!   one address; a connection beyond either is closed as soon as it is accepted;
+//! - time: a request head must arrive within `header_read_timeout` of the connection opening
+//!   or of the previous response (hyper's timer, so this is also the idle keep-alive
+//!   timeout); a client that stops reading a response is dropped after `send_timeout`;
+//!   non-streaming requests (body included) are answered within `request_timeout`;
+//! - bytes: a request body over `max_body_bytes` is a 413 on every route;
+//! - streams: at most `max_streams_per_principal` event streams and feed long-polls per
+//!   user or token (429 beyond);
+//! - descriptors: `raise_fd_limit` lifts RLIMIT_NOFILE to its hard limit, and `fit_to_fds`
+//!   lowers the connection caps so that a reserve for cameras, recorder and store remains.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tower_service::Service;
+
+use super::{ApiError, ErrorKind, Principal};
+use crate::config::ApiLimitsConfig;
+
+/// `[api.limits]` as the server uses them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpLimits {
+    pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
+    pub send_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub max_body_bytes: usize,
+    pub max_streams_per_principal: usize,
+}
+
+impl HttpLimits {
+    pub fn from_config(c: &ApiLimitsConfig) -> HttpLimits {
+        HttpLimits {
+            header_read_timeout: Duration::from_secs_f64(c.header_read_timeout_secs),
+            request_timeout: Duration::from_secs_f64(c.request_timeout_secs),
+            send_timeout: Duration::from_secs_f64(c.send_timeout_secs),
+            max_connections: c.max_connections,
+            max_connections_per_address: c.max_connections_per_address,
+            max_body_bytes: c.max_body_bytes,
+            max_streams_per_principal: c.max_streams_per_principal,
+        }
+    }
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits::from_config(&ApiLimitsConfig::default())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// File descriptors
+
+/// Descriptors kept for everything but the API: the store (database, WAL, shared memory,
+/// the writer's and the pooled readers' files), snapshots, the uplink's sockets, loaded
+/// libraries and the runtimes' own descriptors.
+pub const FD_RESERVE_BASE: u64 = 256;
+/// Descriptors kept per camera: its RTSP/file source, GStreamer's pipes and event fds,
+/// the recorder's open segment and the next one, clip and export work.
+pub const FD_RESERVE_PER_CAMERA: u64 = 64;
+/// Descriptors one API connection may hold: its socket and one open media file.
+pub const FDS_PER_CONNECTION: u64 = 2;
+/// Blocking threads of the API runtime (`app::run`), each of which may open a transient
+/// SQLite read connection (database, WAL, shared memory: 3 descriptors).
+pub const API_BLOCKING_THREADS: usize = 32;
+const FDS_PER_BLOCKING_THREAD: u64 = 3;
+/// The connection cap is never lowered below this (the API degrades, it does not vanish).
+const MIN_CONNECTIONS: usize = 4;
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit; returns the soft limit now in force.
+pub fn raise_fd_limit() -> std::io::Result<u64> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return Ok(raised.rlim_cur as u64);
+        }
+        tracing::warn!(
+            "cannot raise the open-file limit from {} to {}: {}",
+            lim.rlim_cur,
+            lim.rlim_max,
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(lim.rlim_cur as u64)
+}
+
+/// Descriptors this process has open now (0 where /proc is missing).
+pub fn open_fds() -> u64 {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(0)
+}
+
+/// Lowers the connection caps so that, with every connection at its worst
+/// ([`FDS_PER_CONNECTION`]) and every API blocking thread holding a read connection, the
+/// reserve for `cameras` cameras still remains under `fd_limit`. Returns a warning when
+/// the configured caps were lowered.
+pub fn fit_to_fds(
+    limits: &mut HttpLimits,
+    fd_limit: u64,
+    open_now: u64,
+    cameras: usize,
+) -> Option<String> {
+    let reserve = FD_RESERVE_BASE + FD_RESERVE_PER_CAMERA * cameras as u64;
+    let blocking = FDS_PER_BLOCKING_THREAD * API_BLOCKING_THREADS as u64;
+    let budget = fd_limit.saturating_sub(open_now + reserve + blocking);
+    let fit = ((budget / FDS_PER_CONNECTION) as usize).max(MIN_CONNECTIONS);
+    if fit >= limits.max_connections {
+        return None;
+    }
+    let configured = limits.max_connections;
+    limits.max_connections = fit;
+    limits.max_connections_per_address = limits.max_connections_per_address.min(fit);
+    Some(format!(
+        "field `api.limits.max_connections`: lowered from {configured} to {fit}: the open-file \
+         limit is {fd_limit}, {open_now} are open, and {reserve} are reserved for {cameras} \
+         camera(s), the recorder and the store (raise LimitNOFILE / `ulimit -n` to serve more)"
+    ))
+}
+
+// ---------------------------------------------------------------------------------------
+// Serving
+
+/// Serves `router` on `listener` under `limits` until `shutdown` completes, then lets
+/// in-flight requests finish (at most `request_timeout`). Handlers see the client's
+/// address as `ConnectInfo<SocketAddr>`.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(
+            %addr,
+            max_connections = limits.max_connections,
+            per_address = limits.max_connections_per_address,
+            "API listening"
+        );
+    }
+    let table = ConnTable::new(limits.max_connections, limits.max_connections_per_address);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut refused_logged = tokio::time::Instant::now() - Duration::from_secs(60);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of descriptors, or a connection reset before accept: back off a
+                    // little instead of spinning.
+                    tracing::warn!(error = %e, "API: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let Some(slot) = table.acquire(peer.ip()) else {
+            drop(stream);
+            table.refused.fetch_add(1, Ordering::Relaxed);
+            if refused_logged.elapsed() >= Duration::from_secs(10) {
+                refused_logged = tokio::time::Instant::now();
+                tracing::warn!(
+                    peer = %peer.ip(),
+                    refused = table.refused.load(Ordering::Relaxed),
+                    "API: connection limit reached; closing new connections"
+                );
+            }
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let stall = Arc::new(AtomicU64::new(0));
+        let io = TokioIo::new(Tracked { inner: stream, stall: stall.clone() });
+        let svc = WithPeer { router: router.clone(), peer };
+        let conn = http.serve_connection(io, svc);
+        let mut closing = closing_rx.clone();
+        let send_timeout = limits.send_timeout;
+        tokio::spawn(async move {
+            let _slot = slot;
+            let mut conn = std::pin::pin!(conn);
+            let mut stalled = std::pin::pin!(write_stalled(&stall, send_timeout));
+            let mut graceful = false;
+            loop {
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            tracing::debug!(%peer, error = %e, "API connection ended");
+                        }
+                        return;
+                    }
+                    _ = &mut stalled => {
+                        tracing::debug!(%peer, "API: client stopped reading; closing");
+                        return;
+                    }
+                    r = closing.changed(), if !graceful => {
+                        graceful = true;
+                        if r.is_ok() {
+                            conn.as_mut().graceful_shutdown();
+                        }
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = closing_tx.send(true);
+    let deadline = tokio::time::Instant::now() + limits.request_timeout;
+    while table.open() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if table.open() > 0 {
+        tracing::warn!(open = table.open(), "API: closing connections still open at shutdown");
+    }
+    Ok(())
+}
+
+/// The router with the client's address in each request's extensions (as
+/// `into_make_service_with_connect_info` does).
+#[derive(Clone)]
+struct WithPeer {
+    router: Router,
+    peer: SocketAddr,
+}
+
+impl hyper::service::Service<Request<hyper::body::Incoming>> for WithPeer {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = axum::routing::future::RouteFuture<std::convert::Infallible>;
+
+    fn call(&self, mut req: Request<hyper::body::Incoming>) -> Self::Future {
+        req.extensions_mut().insert(ConnectInfo(self.peer));
+        self.router.clone().call(req.map(Body::new))
+    }
+}
+
+/// Open connections, all together and per client address.
+struct ConnTable {
+    max: usize,
+    per_address: usize,
+    open: AtomicUsize,
+    by_address: Mutex<HashMap<IpAddr, usize>>,
+    refused: AtomicU64,
+}
+
+/// One open connection's place in the table, given back on drop.
+struct Slot {
+    table: Arc<ConnTable>,
+    ip: IpAddr,
+}
+
+impl ConnTable {
+    fn new(max: usize, per_address: usize) -> Arc<ConnTable> {
+        Arc::new(ConnTable {
+            max,
+            per_address,
+            open: AtomicUsize::new(0),
+            by_address: Mutex::new(HashMap::new()),
+            refused: AtomicU64::new(0),
+        })
+    }
+
+    fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let ip = ip.to_canonical();
+        let mut by = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        if self.open.load(Ordering::Acquire) >= self.max {
+            return None;
+        }
+        let n = by.entry(ip).or_insert(0);
+        if *n >= self.per_address {
+            return None;
+        }
+        *n += 1;
+        self.open.fetch_add(1, Ordering::AcqRel);
+        Some(Slot { table: self.clone(), ip })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut by = self.table.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = by.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                by.remove(&self.ip);
+            }
+        }
+        self.table.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Milliseconds on a process-wide monotonic clock (never 0).
+fn now_ms() -> u64 {
+    static T0: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    T0.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// A socket that notes since when its writes have made no progress (the client stopped
+/// reading): `stall` holds [`now_ms`] of the first write that found the socket full, 0
+/// while writes go through.
+struct Tracked {
+    inner: tokio::net::TcpStream,
+    stall: Arc<AtomicU64>,
+}
+
+impl Tracked {
+    fn note<T>(&self, r: &Poll<std::io::Result<T>>) {
+        match r {
+            Poll::Pending => {
+                let _ =
+                    self.stall.compare_exchange(0, now_ms(), Ordering::AcqRel, Ordering::Relaxed);
+            }
+            Poll::Ready(_) => self.stall.store(0, Ordering::Release),
+        }
+    }
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.note(&r);
+        r
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.note(&r);
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Completes when a write has been stuck for `timeout`.
+async fn write_stalled(stall: &AtomicU64, timeout: Duration) {
+    let limit = timeout.as_millis() as u64;
+    let tick = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    loop {
+        tokio::time::sleep(tick).await;
+        let since = stall.load(Ordering::Acquire);
+        if since != 0 && now_ms().saturating_sub(since) >= limit {
+            return;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Per-request middleware
+
+/// Every request: its body read whole, at most `max_body_bytes` (413) within
+/// `request_timeout` (408); every response gets `X-Content-Type-Options: nosniff`, and
+/// API and media responses `Cache-Control: no-store` (the console's files keep their own).
+pub(super) async fn discipline(
+    State(limits): State<Arc<HttpLimits>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let console = {
+        let p = req.uri().path();
+        p == "/" || p.starts_with("/ui/")
+    };
+    let mut resp = match read_body(req, &limits).await {
+        Ok(req) => next.run(req).await,
+        Err(e) => e.into_response(),
+    };
+    let h = resp.headers_mut();
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if !console {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+async fn read_body(req: Request, limits: &HttpLimits) -> Result<Request, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            ErrorKind::PayloadTooLarge,
+            format!("the request body must be at most {} bytes", limits.max_body_bytes),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return Err(too_large());
+    }
+    let (parts, body) = req.into_parts();
+    if body.is_end_stream() {
+        return Ok(Request::from_parts(parts, body));
+    }
+    let read = axum::body::to_bytes(body, limits.max_body_bytes);
+    match tokio::time::timeout(limits.request_timeout, read).await {
+        Ok(Ok(bytes)) => Ok(Request::from_parts(parts, Body::from(bytes))),
+        Ok(Err(e)) => {
+            let over = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if over {
+                Err(too_large())
+            } else {
+                Err(ApiError::bad_param("body", format!("cannot read the request body: {e}")))
+            }
+        }
+        Err(_) => Err(ApiError::new(
+            ErrorKind::RequestTimeout,
+            format!(
+                "the request body did not arrive within {} s",
+                limits.request_timeout.as_secs_f64()
+            ),
+        )),
+    }
+}
+
+/// A non-streaming operation: answered within `request_timeout` or a 503 `request_timeout`.
+pub(super) async fn timed(
+    State(limits): State<Arc<HttpLimits>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::new(
+            ErrorKind::Unavailable,
+            format!(
+                "the request was not answered within {} s",
+                limits.request_timeout.as_secs_f64()
+            ),
+        )
+        .with_code("request_timeout")
+        .retry_after(1)
+        .into_response(),
+    }
+}
+
+/// Event streams and long-polls open per principal (the `actor`: a user, a token).
+#[derive(Default)]
+pub(super) struct StreamSlots {
+    max: usize,
+    open: Mutex<HashMap<String, usize>>,
+}
+
+struct StreamSlot {
+    slots: Arc<StreamSlots>,
+    actor: String,
+}
+
+impl StreamSlots {
+    pub(super) fn new(max: usize) -> Arc<StreamSlots> {
+        Arc::new(StreamSlots { max, open: Mutex::new(HashMap::new()) })
+    }
+
+    fn acquire(self: &Arc<Self>, actor: String) -> Option<StreamSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(actor.clone()).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot { slots: self.clone(), actor })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.actor) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.actor);
+            }
+        }
+    }
+}
+
+/// An event stream or long-poll: at most `max` per principal at once, held until the
+/// response body ends or the client goes (429 `too_many_streams` beyond). Runs after
+/// authorization (it needs the principal).
+pub(super) async fn stream_cap(
+    State(slots): State<Arc<StreamSlots>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(actor) = req.extensions().get::<Principal>().map(Principal::actor) else {
+        return ApiError::internal("stream cap without a principal").into_response();
+    };
+    let Some(slot) = slots.acquire(actor) else {
+        return ApiError::new(
+            ErrorKind::TooManyRequests,
+            format!(
+                "at most {} event streams and feed long-polls may be open at once per user or \
+                 token; close one first",
+                slots.max
+            ),
+        )
+        .with_code("too_many_streams")
+        .retry_after(5)
+        .into_response();
+    };
+    let resp = next.run(req).await;
+    let (parts, body) = resp.into_parts();
+    Response::from_parts(parts, Body::new(Held { body, _slot: slot }))
+}
+
+/// A response body that holds a stream slot until it is dropped.
+struct Held {
+    body: Body,
+    _slot: StreamSlot,
+}
+
+impl HttpBody for Held {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
