@@ -13,12 +13,12 @@
 //! - descriptors: `raise_fd_limit` lifts RLIMIT_NOFILE to its hard limit, and `fit_to_fds`
 //!   lowers the connection caps so that a reserve for cameras, recorder and store remains.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -165,7 +165,8 @@ pub async fn serve_with(
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
     let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
-    let mut refused_logged = tokio::time::Instant::now() - Duration::from_secs(60);
+    const LOG_EVERY: Duration = Duration::from_secs(10);
+    let (mut logged_at, mut logged_pressure) = (None::<tokio::time::Instant>, 0u64);
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -180,23 +181,28 @@ pub async fn serve_with(
             },
             _ = &mut shutdown => break,
         };
-        let Some(slot) = table.acquire(peer.ip()) else {
+        let slot = table.acquire(peer.ip());
+        let pressure =
+            table.refused.load(Ordering::Relaxed) + table.evicted.load(Ordering::Relaxed);
+        if pressure > logged_pressure && logged_at.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+            logged_at = Some(tokio::time::Instant::now());
+            logged_pressure = pressure;
+            tracing::warn!(
+                peer = %peer.ip(),
+                refused = table.refused.load(Ordering::Relaxed),
+                slow_closed = table.evicted.load(Ordering::Relaxed),
+                "API: connection limit reached (totals since start)"
+            );
+        }
+        let Some(slot) = slot else {
             drop(stream);
-            table.refused.fetch_add(1, Ordering::Relaxed);
-            if refused_logged.elapsed() >= Duration::from_secs(10) {
-                refused_logged = tokio::time::Instant::now();
-                tracing::warn!(
-                    peer = %peer.ip(),
-                    refused = table.refused.load(Ordering::Relaxed),
-                    "API: connection limit reached; closing new connections"
-                );
-            }
             continue;
         };
         let _ = stream.set_nodelay(true);
         let stall = Arc::new(AtomicU64::new(0));
         let io = TokioIo::new(Tracked { inner: stream, stall: stall.clone() });
-        let svc = WithPeer { router: router.clone(), peer };
+        let ctl = slot.ctl.clone();
+        let svc = WithPeer { router: router.clone(), peer, ctl: ctl.clone() };
         let conn = http.serve_connection(io, svc);
         let mut closing = closing_rx.clone();
         let send_timeout = limits.send_timeout;
@@ -211,6 +217,10 @@ pub async fn serve_with(
                         if let Err(e) = r {
                             tracing::debug!(%peer, error = %e, "API connection ended");
                         }
+                        return;
+                    }
+                    _ = ctl.evict.notified() => {
+                        tracing::debug!(%peer, "API: slow client closed to make room");
                         return;
                     }
                     _ = &mut stalled => {
@@ -245,6 +255,7 @@ pub async fn serve_with(
 struct WithPeer {
     router: Router,
     peer: SocketAddr,
+    ctl: Arc<ConnCtl>,
 }
 
 impl hyper::service::Service<Request<hyper::body::Incoming>> for WithPeer {
@@ -253,24 +264,47 @@ impl hyper::service::Service<Request<hyper::body::Incoming>> for WithPeer {
     type Future = axum::routing::future::RouteFuture<std::convert::Infallible>;
 
     fn call(&self, mut req: Request<hyper::body::Incoming>) -> Self::Future {
+        self.ctl.served.store(true, Ordering::Release);
         req.extensions_mut().insert(ConnectInfo(self.peer));
         self.router.clone().call(req.map(Body::new))
     }
 }
 
-/// Open connections, all together and per client address.
+/// Open connections, all together and per client address. When all `max` places are
+/// taken, a new connection takes the place of the oldest connection that has not yet sent a
+/// complete request (a slow or silent client); only when there is none is it closed.
 struct ConnTable {
     max: usize,
     per_address: usize,
     open: AtomicUsize,
-    by_address: Mutex<HashMap<IpAddr, usize>>,
+    inner: Mutex<TableInner>,
     refused: AtomicU64,
+    evicted: AtomicU64,
+}
+
+#[derive(Default)]
+struct TableInner {
+    by_address: HashMap<IpAddr, usize>,
+    /// Connections in accept order that may not have sent a request yet (pruned lazily).
+    waiting: VecDeque<Weak<ConnCtl>>,
+    /// Connections told to close that have not closed yet (they still hold a descriptor).
+    evicting: usize,
+}
+
+/// What the table and a connection's task share.
+#[derive(Default)]
+struct ConnCtl {
+    /// A complete request head has arrived: never evicted.
+    served: AtomicBool,
+    evicted: AtomicBool,
+    evict: tokio::sync::Notify,
 }
 
 /// One open connection's place in the table, given back on drop.
 struct Slot {
     table: Arc<ConnTable>,
     ip: IpAddr,
+    ctl: Arc<ConnCtl>,
 }
 
 impl ConnTable {
@@ -279,8 +313,9 @@ impl ConnTable {
             max,
             per_address,
             open: AtomicUsize::new(0),
-            by_address: Mutex::new(HashMap::new()),
+            inner: Mutex::new(TableInner::default()),
             refused: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
         })
     }
 
@@ -289,29 +324,70 @@ impl ConnTable {
     }
 
     fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
-        let ip = ip.to_canonical();
-        let mut by = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
-        if self.open.load(Ordering::Acquire) >= self.max {
+        let slot = self.try_acquire(ip.to_canonical());
+        if slot.is_none() {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        slot
+    }
+
+    fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if g.by_address.get(&ip).is_some_and(|n| *n >= self.per_address) {
             return None;
         }
-        let n = by.entry(ip).or_insert(0);
-        if *n >= self.per_address {
-            return None;
+        let open = self.open.load(Ordering::Acquire);
+        if open.saturating_sub(g.evicting) >= self.max {
+            // Closing connections still hold descriptors: a bounded number in flight.
+            if open >= self.max + self.max / 8 + 8 {
+                return None;
+            }
+            let victim = loop {
+                match g.waiting.pop_front() {
+                    None => break None,
+                    Some(w) => match w.upgrade() {
+                        Some(c)
+                            if !c.served.load(Ordering::Acquire)
+                                && !c.evicted.load(Ordering::Acquire) =>
+                        {
+                            break Some(c)
+                        }
+                        _ => {}
+                    },
+                }
+            };
+            let victim = victim?;
+            victim.evicted.store(true, Ordering::Release);
+            victim.evict.notify_one();
+            g.evicting += 1;
+            self.evicted.fetch_add(1, Ordering::Relaxed);
         }
-        *n += 1;
+        *g.by_address.entry(ip).or_insert(0) += 1;
         self.open.fetch_add(1, Ordering::AcqRel);
-        Some(Slot { table: self.clone(), ip })
+        let ctl = Arc::new(ConnCtl::default());
+        g.waiting.push_back(Arc::downgrade(&ctl));
+        if g.waiting.len() > 2 * self.max + 16 {
+            g.waiting.retain(|w| {
+                w.upgrade().is_some_and(|c| {
+                    !c.served.load(Ordering::Acquire) && !c.evicted.load(Ordering::Acquire)
+                })
+            });
+        }
+        Some(Slot { table: self.clone(), ip, ctl })
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut by = self.table.by_address.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = by.get_mut(&self.ip) {
+        let mut g = self.table.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = g.by_address.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
-                by.remove(&self.ip);
+                g.by_address.remove(&self.ip);
             }
+        }
+        if self.ctl.evicted.load(Ordering::Acquire) {
+            g.evicting = g.evicting.saturating_sub(1);
         }
         self.table.open.fetch_sub(1, Ordering::AcqRel);
     }
