@@ -87,6 +87,7 @@ const FDS_PER_BLOCKING_THREAD: u64 = 3;
 const MIN_CONNECTIONS: usize = 4;
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit; returns the soft limit now in force.
+#[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
 pub fn raise_fd_limit() -> std::io::Result<u64> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit only read and write the struct passed.
