@@ -141,6 +141,9 @@ enum Cmd {
         /// Open-file limit (soft and hard) of the box, as a service might run.
         #[arg(long, default_value_t = 512)]
         fd_limit: u64,
+        /// The `gridwatch` binary to attack (default: this one), e.g. an older build.
+        #[arg(long)]
+        box_bin: Option<PathBuf>,
     },
     /// Evaluate the analytics against ground truth.
     Eval {
@@ -355,7 +358,7 @@ fn main() -> ExitCode {
                 }
             })
         }
-        Cmd::BenchConnections { video, model, clients, secs, addresses, fd_limit } => {
+        Cmd::BenchConnections { video, model, clients, secs, addresses, fd_limit, box_bin } => {
             let model = if model.is_dir() { model.join("model.toml") } else { model };
             let o = gridwatch::bench::connections::Options {
                 video,
@@ -364,6 +367,7 @@ fn main() -> ExitCode {
                 secs,
                 addresses,
                 fd_limit,
+                box_bin,
             };
             gridwatch::bench::connections::run(&o)
         }

@@ -32,6 +32,8 @@ pub struct Options {
     pub addresses: usize,
     /// RLIMIT_NOFILE of the box (soft and hard), as a service might run.
     pub fd_limit: u64,
+    /// The `gridwatch` binary to attack (default: this one), e.g. an older build.
+    pub box_bin: Option<PathBuf>,
 }
 
 const CAMERA: &str = "cam";
@@ -78,7 +80,11 @@ segment_secs = {SEGMENT_SECS}
     );
     let cfg_path = dir.path().join("gridwatch.toml");
     std::fs::write(&cfg_path, cfg)?;
-    let mut child = spawn_box(&cfg_path, dir.path(), o.fd_limit)?;
+    let bin = match &o.box_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?,
+    };
+    let mut child = spawn_box(&bin, &cfg_path, dir.path(), o.fd_limit)?;
     let result = measure(o, &mut child, port, &token);
     // Stop the box (SIGTERM: the recorder closes and indexes its open segment).
     // SAFETY: kill(2) on our own child's pid.
@@ -111,9 +117,9 @@ segment_secs = {SEGMENT_SECS}
     Ok(())
 }
 
-fn spawn_box(cfg: &Path, dir: &Path, fd_limit: u64) -> anyhow::Result<Child> {
+fn spawn_box(bin: &Path, cfg: &Path, dir: &Path, fd_limit: u64) -> anyhow::Result<Child> {
     use std::os::unix::process::CommandExt;
-    let mut cmd = Command::new(std::env::current_exe()?);
+    let mut cmd = Command::new(bin);
     cmd.args(["run", "--config"])
         .arg(cfg)
         .env("GRIDWATCH_LOG", "info")
@@ -373,8 +379,12 @@ fn print_report(o: &Options, m: &Measured, base_rec: f64, attack_rec: f64, log: 
     let st = &m.stats;
     println!(
         "bench-connections: {} slow clients from {} address(es), {} s windows, box open-file \
-         limit {}",
-        o.clients, o.addresses, o.secs, o.fd_limit
+         limit {}{}",
+        o.clients,
+        o.addresses,
+        o.secs,
+        o.fd_limit,
+        o.box_bin.as_ref().map(|b| format!(", box {}", b.display())).unwrap_or_default()
     );
     println!("                       without attack    with attack");
     println!("  analysed fps         {:>14}    {:>11}", fps(&m.base_seen), fps(&m.attack_seen));
