@@ -535,6 +535,8 @@ zone = "yard"
             UplinkConfig::default().outbox_retention_days
         );
         assert_eq!(full.auth, AuthConfig::default());
+        assert_eq!(full.api.limits, crate::config::ApiLimitsConfig::default());
+        assert_eq!(bare.api.limits, crate::config::ApiLimitsConfig::default());
         assert_eq!(bare.auth, AuthConfig::default());
         let w = &bare.uplink.webhooks[0];
         assert!(

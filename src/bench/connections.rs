@@ -205,8 +205,11 @@ struct Measured {
 fn measure(o: &Options, child: &mut Child, port: u16, token: &str) -> anyhow::Result<Measured> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    // A new connection per request: a client arriving during the attack, not one that
+    // kept its connection from before.
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(0)
         .local_address(IpAddr::V4(Ipv4Addr::LOCALHOST))
         .build()?;
     let url = format!("http://{addr}/api/v1/cameras");
@@ -263,8 +266,9 @@ fn measure(o: &Options, child: &mut Child, port: u16, token: &str) -> anyhow::Re
     })
 }
 
-/// A well-behaved client: `GET /api/v1/cameras` once a second for `secs` (keep-alive,
-/// 5 s timeout), noting answers, latency, frames analysed and the box's open descriptors.
+/// A well-behaved client: `GET /api/v1/cameras` once a second for `secs` (a new connection
+/// each time, 5 s timeout), noting answers, latency, frames analysed and the box's open
+/// descriptors.
 async fn good_client(
     client: &reqwest::Client,
     url: &str,

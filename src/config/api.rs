@@ -118,3 +118,32 @@ impl ApiLimitsConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_checked_and_name_the_field() {
+        let parse = |t: &str| toml::from_str::<ApiConfig>(t).map_err(|e| e.to_string());
+        let ok = parse("[limits]\nmax_connections = 64\nheader_read_timeout_secs = 2.5\n").unwrap();
+        assert_eq!(ok.limits.max_connections, 64);
+        assert_eq!(ok.limits.max_connections_per_address, 32);
+        ok.validate().unwrap();
+        let e = parse("[limits]\nmax_conections = 64\n").unwrap_err();
+        assert!(e.contains("max_conections"), "{e}");
+        for (toml, field) in [
+            ("header_read_timeout_secs = 0.0", "header_read_timeout_secs"),
+            ("request_timeout_secs = -1.0", "request_timeout_secs"),
+            ("send_timeout_secs = nan", "send_timeout_secs"),
+            ("max_connections = 0", "max_connections"),
+            ("max_connections = 16\nmax_connections_per_address = 17", "per_address"),
+            ("max_body_bytes = 100", "max_body_bytes"),
+            ("max_streams_per_principal = 0", "max_streams_per_principal"),
+        ] {
+            let c = parse(&format!("[limits]\n{toml}\n")).unwrap();
+            let e = c.validate().unwrap_err();
+            assert!(e.contains("api.limits.") && e.contains(field), "{toml}: {e}");
+        }
+    }
+}
