@@ -249,6 +249,15 @@ async fn request_bodies_are_limited_on_every_route_and_timed() {
         assert!(out.starts_with("HTTP/1.1 413"), "{method} {path}: {out}");
         assert!(out.contains(r#""code":"payload_too_large""#), "{out}");
     }
+    // A chunked body (no length declared) is read up to the limit, then refused.
+    let mut req =
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                    Transfer-Encoding: chunked\r\n\r\n7d0\r\n"
+            .to_vec();
+    req.extend_from_slice(&[b' '; 2000]);
+    req.extend_from_slice(b"\r\n");
+    let (out, _, _) = exchange(connect_from(1, srv.addr).await, req, Duration::from_secs(5)).await;
+    assert!(out.starts_with("HTTP/1.1 413"), "chunked: {out}");
     // A body within the limit still reaches the handler (a bad login is a 401).
     let body = r#"{"username":"nobody","password":"wrong-password"}"#;
     let req = format!(
