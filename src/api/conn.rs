@@ -43,6 +43,7 @@ pub struct HttpLimits {
     pub send_timeout: Duration,
     pub max_connections: usize,
     pub max_connections_per_address: usize,
+    pub max_new_connections_per_address_per_sec: f64,
     pub max_body_bytes: usize,
     pub max_streams_per_principal: usize,
 }
@@ -55,6 +56,7 @@ impl HttpLimits {
             send_timeout: Duration::from_secs_f64(c.send_timeout_secs),
             max_connections: c.max_connections,
             max_connections_per_address: c.max_connections_per_address,
+            max_new_connections_per_address_per_sec: c.max_new_connections_per_address_per_sec,
             max_body_bytes: c.max_body_bytes,
             max_streams_per_principal: c.max_streams_per_principal,
         }
@@ -83,6 +85,9 @@ pub const FDS_PER_CONNECTION: u64 = 2;
 /// SQLite read connection (database, WAL, shared memory: 3 descriptors).
 pub const API_BLOCKING_THREADS: usize = 32;
 const FDS_PER_BLOCKING_THREAD: u64 = 3;
+/// Largest request head (431 beyond; hyper's buffers per connection are bounded near it):
+/// bounds what the slow clients let in may hold in memory.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// The connection cap is never lowered below this (the API degrades, it does not vanish).
 const MIN_CONNECTIONS: usize = 4;
 
@@ -161,9 +166,16 @@ pub async fn serve_with(
             "API listening"
         );
     }
-    let table = ConnTable::new(limits.max_connections, limits.max_connections_per_address);
+    let table = ConnTable::new(
+        limits.max_connections,
+        limits.max_connections_per_address,
+        limits.max_new_connections_per_address_per_sec,
+    );
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_buf_size(MAX_HEAD_BYTES + 16 * 1024);
     let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -277,6 +289,8 @@ impl hyper::service::Service<Request<hyper::body::Incoming>> for WithPeer {
 struct ConnTable {
     max: usize,
     per_address: usize,
+    /// New connections per second from one address (burst twice this).
+    rate: f64,
     open: AtomicUsize,
     inner: Mutex<TableInner>,
     refused: AtomicU64,
@@ -286,6 +300,8 @@ struct ConnTable {
 #[derive(Default)]
 struct TableInner {
     by_address: HashMap<IpAddr, usize>,
+    /// New-connection token bucket per address: (tokens, last refill).
+    rates: HashMap<IpAddr, (f64, std::time::Instant)>,
     /// Connections in accept order that may not have sent a request yet (pruned lazily).
     waiting: VecDeque<Weak<ConnCtl>>,
     /// Connections told to close that have not closed yet (they still hold a descriptor).
@@ -309,10 +325,11 @@ struct Slot {
 }
 
 impl ConnTable {
-    fn new(max: usize, per_address: usize) -> Arc<ConnTable> {
+    fn new(max: usize, per_address: usize, rate: f64) -> Arc<ConnTable> {
         Arc::new(ConnTable {
             max,
             per_address,
+            rate,
             open: AtomicUsize::new(0),
             inner: Mutex::new(TableInner::default()),
             refused: AtomicU64::new(0),
@@ -322,6 +339,27 @@ impl ConnTable {
 
     fn open(&self) -> usize {
         self.open.load(Ordering::Acquire)
+    }
+
+    /// Takes one new-connection token of `ip` (rate `rate`, burst `2 × rate`).
+    fn take_token(&self, g: &mut TableInner, ip: IpAddr) -> bool {
+        let now = std::time::Instant::now();
+        let burst = (2.0 * self.rate).max(1.0);
+        let refill = |(tokens, at): (f64, std::time::Instant)| {
+            (tokens + now.duration_since(at).as_secs_f64() * self.rate).min(burst)
+        };
+        if g.rates.len() >= 4096 && !g.rates.contains_key(&ip) {
+            // Forget addresses whose bucket is full again (not seen for a while).
+            g.rates.retain(|_, b| refill(*b) < burst);
+        }
+        let b = g.rates.entry(ip).or_insert((burst, now));
+        let tokens = refill(*b);
+        if tokens < 1.0 {
+            *b = (tokens, now);
+            return false;
+        }
+        *b = (tokens - 1.0, now);
+        true
     }
 
     fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
@@ -335,6 +373,9 @@ impl ConnTable {
     fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if g.by_address.get(&ip).is_some_and(|n| *n >= self.per_address) {
+            return None;
+        }
+        if !self.take_token(&mut g, ip) {
             return None;
         }
         let open = self.open.load(Ordering::Acquire);

@@ -168,6 +168,7 @@ async fn connection_caps_hold_while_a_client_from_elsewhere_is_answered() {
     let srv = Server::start(HttpLimits {
         max_connections: 6,
         max_connections_per_address: 3,
+        max_new_connections_per_address_per_sec: 1000.0,
         ..limits()
     })
     .await;
@@ -258,6 +259,12 @@ async fn request_bodies_are_limited_on_every_route_and_timed() {
     req.extend_from_slice(b"\r\n");
     let (out, _, _) = exchange(connect_from(1, srv.addr).await, req, Duration::from_secs(5)).await;
     assert!(out.starts_with("HTTP/1.1 413"), "chunked: {out}");
+    // A request head over 64 KiB is refused (431) without being buffered further.
+    let req =
+        format!("GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(70_000));
+    let (out, closed, _) =
+        exchange(connect_from(1, srv.addr).await, req.into_bytes(), Duration::from_secs(5)).await;
+    assert!(out.starts_with("HTTP/1.1 431") || (out.is_empty() && closed), "big head: {out}");
     // A body within the limit still reaches the handler (a bad login is a 401).
     let body = r#"{"username":"nobody","password":"wrong-password"}"#;
     let req = format!(
@@ -343,6 +350,28 @@ async fn event_streams_and_long_polls_are_capped_per_principal() {
         assert!(e.starts_with("HTTP/1.1 429"), "{e}");
         assert!(Instant::now() < deadline, "the long-poll's place was not given back");
     }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn new_connections_per_address_are_rate_limited() {
+    let srv =
+        Server::start(HttpLimits { max_new_connections_per_address_per_sec: 2.0, ..limits() })
+            .await;
+    let req = b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    // A burst of twice the rate is served; the next connection is closed unanswered.
+    for i in 0..4 {
+        let (out, _, _) =
+            exchange(connect_from(1, srv.addr).await, req.to_vec(), Duration::from_secs(5)).await;
+        assert!(out.starts_with("HTTP/1.1 200"), "connection {i}: {out}");
+    }
+    let (out, closed, _) =
+        exchange(connect_from(1, srv.addr).await, req.to_vec(), Duration::from_secs(5)).await;
+    assert!(closed && out.is_empty(), "a 5th connection at once was served: {out}");
+    // Another address is not affected.
+    let (out, _, _) =
+        exchange(connect_from(2, srv.addr).await, req.to_vec(), Duration::from_secs(5)).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     srv.stop().await;
 }
 

@@ -425,6 +425,9 @@ fn print_report(o: &Options, m: &Measured, base_rec: f64, attack_rec: f64, log: 
         st.failed_connects.load(Ordering::Relaxed),
         st.max_open.load(Ordering::Relaxed)
     );
+    if let Some(last) = log.lines().rev().find(|l| l.contains("connection limit reached")) {
+        println!("  box's last limit warning: {}", last.trim());
+    }
     let count = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
     println!(
         "  box log: {} 'connection limit reached' warnings, {} 'Too many open files'",

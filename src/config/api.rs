@@ -62,6 +62,9 @@ pub struct ApiLimitsConfig {
     pub max_connections: usize,
     /// Open connections at most from one client address. Default 32.
     pub max_connections_per_address: usize,
+    /// New connections per second from one client address (a burst of twice this);
+    /// more are closed at once. Default 10.
+    pub max_new_connections_per_address_per_sec: f64,
     /// Largest request body on any route (413 beyond). Default 65536.
     pub max_body_bytes: usize,
     /// Event streams and feed long-polls open at once per user or token (429 beyond).
@@ -77,6 +80,7 @@ impl Default for ApiLimitsConfig {
             send_timeout_secs: 60.0,
             max_connections: 256,
             max_connections_per_address: 32,
+            max_new_connections_per_address_per_sec: 10.0,
             max_body_bytes: 64 * 1024,
             max_streams_per_principal: 4,
         }
@@ -104,6 +108,14 @@ impl ApiLimitsConfig {
                  `max_connections` ({})",
                 self.max_connections
             ));
+        }
+        let rate = self.max_new_connections_per_address_per_sec;
+        if !(rate.is_finite() && (0.1..=100_000.0).contains(&rate)) {
+            return Err(
+                "field `api.limits.max_new_connections_per_address_per_sec`: must be between \
+                 0.1 and 100000"
+                    .into(),
+            );
         }
         if !(1024..=16 << 20).contains(&self.max_body_bytes) {
             return Err(
@@ -139,6 +151,7 @@ mod tests {
             ("max_connections = 0", "max_connections"),
             ("max_connections = 16\nmax_connections_per_address = 17", "per_address"),
             ("max_body_bytes = 100", "max_body_bytes"),
+            ("max_new_connections_per_address_per_sec = 0.0", "per_sec"),
             ("max_streams_per_principal = 0", "max_streams_per_principal"),
         ] {
             let c = parse(&format!("[limits]\n{toml}\n")).unwrap();
