@@ -211,6 +211,10 @@ pub async fn serve_with(
             drop(stream);
             continue;
         };
+        if head_waiting(&stream) {
+            // Its whole request head is already here: not a slow client.
+            slot.ctl.served.store(true, Ordering::Release);
+        }
         let _ = stream.set_nodelay(true);
         let stall = Arc::new(AtomicU64::new(0));
         let io = TokioIo::new(Tracked { inner: stream, stall: stall.clone() });
@@ -433,6 +437,24 @@ impl Drop for Slot {
         }
         self.table.open.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// Whether a complete request head (up to 4 KiB) already waits in the socket's receive
+/// buffer: one non-blocking peek, nothing consumed.
+fn head_waiting(stream: &tokio::net::TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut buf = [0u8; 4096];
+    // SAFETY: recv into a buffer we own, with its length; MSG_PEEK consumes nothing and
+    // MSG_DONTWAIT never blocks.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n > 0 && buf[..n as usize].windows(4).any(|w| w == b"\r\n\r\n")
 }
 
 /// Milliseconds on a process-wide monotonic clock (never 0).
