@@ -176,9 +176,18 @@ struct Seen {
     frames: Vec<(f64, u64)>,
     not_online: u64,
     max_box_fds: u64,
+    /// Why requests were not answered: (reason, count).
+    misses: Vec<(String, u64)>,
 }
 
 impl Seen {
+    fn miss(&mut self, why: String) {
+        match self.misses.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, n)) => *n += 1,
+            None => self.misses.push((why, 1)),
+        }
+    }
+
     fn fps(&self) -> Option<f64> {
         let (a, b) = (self.frames.first()?, self.frames.last()?);
         (b.0 - a.0 > 1.0).then(|| (b.1 - a.1) as f64 / (b.0 - a.0))
@@ -285,10 +294,24 @@ async fn good_client(
         seen.max_box_fds = seen.max_box_fds.max(fds as u64);
         seen.asked += 1;
         let t = Instant::now();
-        let Ok(resp) = client.get(url).bearer_auth(token).send().await else { continue };
-        if !resp.status().is_success() {
-            continue;
-        }
+        let resp = match client.get(url).bearer_auth(token).send().await {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) => {
+                seen.miss(format!("HTTP {}", r.status().as_u16()));
+                continue;
+            }
+            Err(e) => {
+                let why = if e.is_timeout() {
+                    "timed out (5 s)"
+                } else if e.is_connect() {
+                    "connect failed"
+                } else {
+                    "connection closed or reset"
+                };
+                seen.miss(why.to_string());
+                continue;
+            }
+        };
         let Ok(body) = resp.bytes().await else { continue };
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else { continue };
         seen.answered += 1;
@@ -409,6 +432,12 @@ fn print_report(o: &Options, m: &Measured, base_rec: f64, attack_rec: f64, log: 
         m.base_seen.answered, m.base_seen.asked, m.attack_seen.answered, m.attack_seen.asked
     );
     println!("  good client latency  base {}; attack {}", lat(&m.base_seen), lat(&m.attack_seen));
+    for (name, s) in [("base", &m.base_seen), ("attack", &m.attack_seen)] {
+        let misses: Vec<String> = s.misses.iter().map(|(w, n)| format!("{n} {w}")).collect();
+        if !misses.is_empty() {
+            println!("  good client misses ({name}): {}", misses.join(", "));
+        }
+    }
     println!(
         "  camera not online    {:>14}    {:>11}   (answers that saw it)",
         m.base_seen.not_online, m.attack_seen.not_online
