@@ -57,6 +57,7 @@ bench: build $(PYVENV)/bin/python
 	$(PYVENV)/bin/python tools/bench_python.py $(BENCH_VIDEO) $(BENCH_MODEL)/nanodet-g-coco-416.onnx 2 | tee -a third_party/bench.txt
 	./target/release/gridwatch bench-record --secs 30 | tee -a third_party/bench.txt
 	./target/release/gridwatch bench-uplink --changes 100000 --cameras 4 --video test-videos/pets09-s2l1.mp4 --model models/nanodet-g-coco-320 --secs 120 | tee -a third_party/bench.txt
+	./target/release/gridwatch bench-connections --video test-videos/pets09-s2l1.mp4 --model models/nanodet-g-coco-320 --clients 1000 --secs 60 | tee -a third_party/bench.txt
 	@python3 -c "import re;t=open('third_party/bench.txt').read();g=float(re.search(r'full pipeline: .*?: ([0-9.]+) fps',t).group(1));p=float(re.search(r'python-baseline .*fps=([0-9.]+)',t).group(1));print(f'gridwatch pipeline / python loop = {g:.1f} / {p:.1f} = {g/p:.2f}')"
 
 # Installed layout: $(PREFIX)/gridwatch with the ONNX Runtime library in $(PREFIX)/lib/ (found

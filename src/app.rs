@@ -425,6 +425,8 @@ pub fn uplink_context(cfg: &Config) -> UplinkContext {
 
 /// `gridwatch run`: everything until Ctrl-C / SIGTERM, then a graceful shutdown.
 pub fn run(cfg: Config) -> anyhow::Result<()> {
+    // Before anything opens files: cameras, recorder and store get the whole hard limit.
+    let fd_limit = crate::api::raise_fd_limit().context("reading the open-file limit")?;
     let profile = HardwareProfile::for_config(&cfg).map_err(|e| anyhow!(e))?;
     if !profile.tested {
         tracing::warn!("hardware profile `{}` is marked untested", profile.name);
@@ -493,7 +495,20 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         media: crate::api::MediaSettings::from_config(&cfg),
         auth: crate::api::AuthSettings::from_config(&cfg),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    // The API's own runtime: its workers and blocking threads are bounded, and its
+    // connections are capped so that the descriptors reserved for cameras, recorder and
+    // store stay free (docs/security.md "Connection limits").
+    let mut limits = crate::api::HttpLimits::from_config(&cfg.api.limits);
+    let cams = cfg.cameras.iter().filter(|c| c.enabled).count();
+    if let Some(w) = crate::api::fit_to_fds(&mut limits, fd_limit, crate::api::open_fds(), cams) {
+        tracing::warn!("{w}");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(crate::api::API_BLOCKING_THREADS)
+        .thread_name("api")
+        .enable_all()
+        .build()?;
     let watched = store.clone();
     let watchdog = crate::service::Watchdog::start(move || watched.schema_version().is_ok());
     let served = rt.block_on(async {
@@ -519,7 +534,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             shutdown_signal().await;
             closing.close_feed(); // feed long-polls answer now instead of holding the shutdown
         };
-        crate::api::serve(listener, crate::api::router(state), signal).await?;
+        let router = crate::api::router_with(state, &limits);
+        crate::api::serve_with(listener, router, limits, signal).await?;
         anyhow::Ok(())
     });
     println!("gridwatch: shutting down");

@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 pub use crate::rules::{CalibrationConfig, LineConfig, RuleConfig, ZoneConfig};
 
-pub use self::api::ApiConfig;
+pub use self::api::{ApiConfig, ApiLimitsConfig};
 pub use self::auth::{AuthConfig, CookieSecure};
 pub use self::camera::{CameraConfig, PoseConfig, RecordConfig, Source, TilesConfig};
 pub use self::inference::InferenceConfig;
@@ -578,6 +578,8 @@ zone = "yard"
             UplinkConfig::default().outbox_retention_days
         );
         assert_eq!(full.auth, AuthConfig::default());
+        assert_eq!(full.api.limits, crate::config::ApiLimitsConfig::default());
+        assert_eq!(bare.api.limits, crate::config::ApiLimitsConfig::default());
         assert_eq!(bare.auth, AuthConfig::default());
         let w = &bare.uplink.webhooks[0];
         assert!(

@@ -121,6 +121,30 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         secs: u64,
     },
+    /// Connection discipline: N slow clients against a real `gridwatch run` with a recording
+    /// file camera under a service-like open-file limit; analysed fps, recorded seconds and
+    /// a good client's answers without and with the attack (docs/security.md).
+    BenchConnections {
+        #[arg(long)]
+        video: PathBuf,
+        #[arg(long, short, default_value = "models/nanodet-g-coco-320")]
+        model: PathBuf,
+        /// Slow clients at once.
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        /// Seconds without, then with the attack.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+        /// Distinct client addresses (127.1.x.y) the slow clients come from.
+        #[arg(long, default_value_t = 100)]
+        addresses: usize,
+        /// Open-file limit (soft and hard) of the box, as a service might run.
+        #[arg(long, default_value_t = 512)]
+        fd_limit: u64,
+        /// The `gridwatch` binary to attack (default: this one), e.g. an older build.
+        #[arg(long)]
+        box_bin: Option<PathBuf>,
+    },
     /// Evaluate the analytics against ground truth.
     Eval {
         #[command(subcommand)]
@@ -335,6 +359,19 @@ fn main() -> ExitCode {
                     _ => Ok(()),
                 }
             })
+        }
+        Cmd::BenchConnections { video, model, clients, secs, addresses, fd_limit, box_bin } => {
+            let model = if model.is_dir() { model.join("model.toml") } else { model };
+            let o = gridwatch::bench::connections::Options {
+                video,
+                model,
+                clients,
+                secs,
+                addresses,
+                fd_limit,
+                box_bin,
+            };
+            gridwatch::bench::connections::run(&o)
         }
         Cmd::Eval {
             cmd:

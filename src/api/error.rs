@@ -16,6 +16,8 @@ pub enum ErrorKind {
     MethodNotAllowed,
     Conflict,
     UnsupportedMediaType,
+    RequestTimeout,
+    PayloadTooLarge,
     TooManyRequests,
     Unavailable,
     Internal,
@@ -34,6 +36,8 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            ErrorKind::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            ErrorKind::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ErrorKind::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -10,6 +10,9 @@
 mod access_tests;
 mod admin;
 pub(crate) mod auth;
+mod conn;
+#[cfg(test)]
+mod conn_tests;
 mod console;
 mod error;
 mod media;
@@ -18,7 +21,6 @@ mod tests;
 pub(crate) mod uplink;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::extract::rejection::PathRejection;
@@ -35,6 +37,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub use auth::{AuthSettings, Principal, PrincipalKind, SESSION_COOKIE};
+pub use conn::{
+    fit_to_fds, open_fds, raise_fd_limit, serve_with, HttpLimits, API_BLOCKING_THREADS,
+};
 pub use error::{ApiError, ErrorKind};
 pub use media::{Exports, MediaSettings};
 
@@ -78,6 +83,29 @@ pub(crate) struct Op {
     pub method: Method,
     pub access: Access,
     pub handler: MethodRouter<ApiState>,
+    pub kind: OpKind,
+}
+
+/// How long an operation may take (docs/security.md "Connection limits").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpKind {
+    /// Answered within `request_timeout`.
+    Request,
+    /// An event stream or long-poll: not timed (it ends itself), at most
+    /// `max_streams_per_principal` at once per user or token.
+    Stream,
+    /// A media download: not timed; a client that stops reading is dropped after
+    /// `send_timeout`.
+    Download,
+}
+
+impl Op {
+    fn stream(self) -> Op {
+        Op { kind: OpKind::Stream, ..self }
+    }
+    fn download(self) -> Op {
+        Op { kind: OpKind::Download, ..self }
+    }
 }
 
 /// One served path and its operations.
@@ -92,7 +120,7 @@ where
     T: 'static,
 {
     let filter = MethodFilter::try_from(method.clone()).expect("a method axum can route");
-    Op { method, access, handler: on(filter, handler) }
+    Op { method, access, handler: on(filter, handler), kind: OpKind::Request }
 }
 
 /// The single list of routes and their access rules; `router()` serves exactly these
@@ -109,21 +137,27 @@ pub(crate) fn routes() -> Vec<RouteDef> {
         r("/api/v1/cameras/{id}", vec![op(get.clone(), Needs(See), get_camera)]),
         r("/api/v1/cameras/{id}/latest.jpg", vec![op(get.clone(), Needs(See), latest_jpg)]),
         r("/api/v1/events", vec![op(get.clone(), Needs(See), list_events)]),
-        r("/api/v1/events/stream", vec![op(get.clone(), Needs(See), uplink::stream)]),
+        r("/api/v1/events/stream", vec![op(get.clone(), Needs(See), uplink::stream).stream()]),
         r("/api/v1/events/{id}", vec![op(get.clone(), Needs(See), get_event)]),
         r("/api/v1/events/{id}/snapshot.jpg", vec![op(get.clone(), Needs(See), snapshot_jpg)]),
         r("/api/v1/events/{id}/review", vec![op(post.clone(), Needs(Rev), review_event)]),
         r("/api/v1/stats/counts", vec![op(get.clone(), Needs(See), list_counts)]),
         r("/api/v1/stats/occupancy", vec![op(get.clone(), Needs(See), list_occupancy)]),
-        r("/api/v1/events/{id}/clip.mp4", vec![op(get.clone(), Needs(See), media::event_clip)]),
+        r(
+            "/api/v1/events/{id}/clip.mp4",
+            vec![op(get.clone(), Needs(See), media::event_clip).download()],
+        ),
         r("/api/v1/recordings", vec![op(get.clone(), Needs(See), media::list_recordings)]),
-        r("/api/v1/recordings/export.mp4", vec![op(get.clone(), Needs(See), media::export_mp4)]),
+        r(
+            "/api/v1/recordings/export.mp4",
+            vec![op(get.clone(), Needs(See), media::export_mp4).download()],
+        ),
         r(
             "/api/v1/recordings/{id}/segment.mp4",
-            vec![op(get.clone(), Needs(See), media::segment_mp4)],
+            vec![op(get.clone(), Needs(See), media::segment_mp4).download()],
         ),
         // Uplink (api/uplink.rs): pull feed, delivery status, Prometheus metrics.
-        r("/api/v1/feed", vec![op(get.clone(), Needs(See), uplink::feed)]),
+        r("/api/v1/feed", vec![op(get.clone(), Needs(See), uplink::feed).stream()]),
         r("/api/v1/uplink", vec![op(get.clone(), Needs(Monitor), uplink::status)]),
         r("/metrics", vec![op(get.clone(), Needs(Monitor), uplink::metrics)]),
         // Sessions (api/auth.rs).
@@ -161,17 +195,38 @@ pub(crate) fn routes() -> Vec<RouteDef> {
     ]
 }
 
+/// The API with the default `[api.limits]` (tests).
 pub fn router(state: ApiState) -> Router {
+    router_with(state, &HttpLimits::default())
+}
+
+/// The API: every route of `routes()` behind its access rule; non-streaming operations
+/// timed, streams capped per principal, bodies limited (`limits`, src/api/conn.rs).
+pub fn router_with(state: ApiState, limits: &HttpLimits) -> Router {
+    let limits = std::sync::Arc::new(limits.clone());
+    let streams = conn::StreamSlots::new(limits.max_streams_per_principal);
     let mut router = Router::new();
     for RouteDef { path, ops } in routes() {
         let mut methods: MethodRouter<ApiState> = MethodRouter::new();
-        for Op { access, handler, .. } in ops {
+        for Op { access, handler, kind, .. } in ops {
+            // Layers run outside in: timeout, authorization, stream cap, handler.
+            let handler = match kind {
+                OpKind::Stream => handler
+                    .route_layer(middleware::from_fn_with_state(streams.clone(), conn::stream_cap)),
+                OpKind::Request | OpKind::Download => handler,
+            };
             let handler = match access {
                 Access::Public => handler,
                 access => handler.route_layer(middleware::from_fn_with_state(
                     auth::Gate { st: state.clone(), access },
                     auth::authorize,
                 )),
+            };
+            let handler = match kind {
+                OpKind::Request => {
+                    handler.route_layer(middleware::from_fn_with_state(limits.clone(), conn::timed))
+                }
+                OpKind::Stream | OpKind::Download => handler,
             };
             methods = methods.merge(handler);
         }
@@ -183,23 +238,19 @@ pub fn router(state: ApiState) -> Router {
         .route("/ui/{*path}", axum::routing::get(console::file))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(limits, conn::discipline))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then finishes in-flight
-/// requests. Handlers see the client's address (lockout, audit log).
+/// Serves `router` on `listener` with the default `[api.limits]` until `shutdown`
+/// completes (tests; `gridwatch run` uses [`serve_with`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "API listening");
-    }
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, router, HttpLimits::default(), shutdown).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -681,8 +732,7 @@ async fn snapshot_jpg(
         Err(e) => Err(ApiError::internal(format!("reading {}: {e}", path.display()))),
     })
     .await?;
-    // The snapshot may be replaced while the event is active.
-    Ok(jpeg_response(bytes, "no-cache"))
+    Ok(jpeg_response(bytes, "no-store"))
 }
 
 #[derive(Deserialize)]
