@@ -36,6 +36,9 @@ use uuid::Uuid;
 
 pub use auth::{AuthSettings, Principal, PrincipalKind, SESSION_COOKIE};
 pub use error::{ApiError, ErrorKind};
+/// The `Range` header parser, public for the fuzz tests (tests/fuzz.rs).
+#[doc(hidden)]
+pub use media::{parse_range, ByteRange};
 pub use media::{Exports, MediaSettings};
 
 use crate::auth::Permission;
