@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= $(shell command -v cargo || echo $(HOME)/.cargo/bin/cargo)
 CONFIG ?= config/demo.toml
 
-.PHONY: demo test lint setup build check bench eval install clean
+.PHONY: demo test lint setup build check bench eval install clean fuzz
 
 setup:
 	@scripts/setup.sh
@@ -42,6 +42,17 @@ eval: build
 	./target/release/gridwatch eval scenarios --manifest tests/scenarios/fire-verified.toml
 	./target/release/gridwatch eval scenarios --manifest tests/scenarios/fire-negatives-verified.toml
 	./target/release/gridwatch eval scenarios --manifest tests/scenarios/people.toml
+
+# Longer fuzzing than `make test` runs (docs/security.md "Fuzzing and schema testing"):
+# FUZZ_SECS per parser target with a fresh random seed (printed on failure; failing inputs
+# are saved in target/fuzz-failures/), then the API schema fuzzer with more examples.
+FUZZ_SECS ?= 300
+fuzz: setup
+	seed=$$(od -An -N4 -tu4 /dev/urandom | tr -d ' '); echo "fuzz seed $$seed"; \
+	GRIDWATCH_FUZZ_SECS=$(FUZZ_SECS) GRIDWATCH_FUZZ_CASES=1000000000 GRIDWATCH_FUZZ_SEED=$$seed \
+	GRIDWATCH_FUZZ_RECOVER_CASES=1000 $(CARGO) test --locked --test fuzz -- --nocapture --test-threads=2 && \
+	GRIDWATCH_SCHEMA_EXAMPLES=1000 GRIDWATCH_SCHEMA_SECS=$(FUZZ_SECS) GRIDWATCH_SCHEMA_SEED=$$seed \
+	$(CARGO) test --locked --test api_schema -- --nocapture
 
 BENCH_VIDEO ?= /usr/share/doc/opencv-doc/examples/data/vtest.avi
 BENCH_MODEL ?= models/nanodet-g-coco-416

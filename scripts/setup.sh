@@ -99,5 +99,22 @@ if ! /usr/bin/chromium --version >/dev/null 2>&1; then
 fi
 log "browser test: node $(node --version), playwright-core $pw_want, $(/usr/bin/chromium --version 2>/dev/null)"
 
+# The API schema fuzzer (tests/api_schema.rs): schemathesis from PyPI, pinned with its
+# dependencies, in its own venv (it shares nothing with the bench's third_party/pyvenv).
+ST_VENV=third_party/pyvenv-schemathesis
+ST_REQ=tests/schemathesis/requirements.txt
+st_want=$(sed -n 's/^schemathesis==//p' "$ST_REQ")
+st_have=$("$ST_VENV/bin/schemathesis" --version 2>/dev/null | sed -n 's/.*version //p' || true)
+if [ "$st_have" != "$st_want" ]; then
+  log "installing schemathesis $st_want for the API schema test (pip into $ST_VENV)"
+  rm -rf "$ST_VENV"
+  python3 -m venv "$ST_VENV"
+  if ! "$ST_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$ST_REQ"; then
+    echo "setup: pip install -r $ST_REQ failed (is PyPI reachable? see pip's message above)" >&2
+    exit 1
+  fi
+fi
+log "API schema test: schemathesis $st_want ($ST_VENV)"
+
 tools/make-test-videos.sh
 log "setup complete"

@@ -171,7 +171,7 @@ fn unlinked(file: &File) -> bool {
 
 /// How to answer a request for a file of `total` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ByteRange {
+pub enum ByteRange {
     /// No (usable) `Range`: 200 with the whole file. Also the answer to a multi-range
     /// request and to a range unit other than `bytes`.
     Full,
@@ -189,7 +189,7 @@ fn digits(s: &str) -> Option<u64> {
 }
 
 /// Parses a `Range` header against a file of `total` bytes.
-pub(crate) fn parse_range(header: Option<&str>, total: u64) -> ByteRange {
+pub fn parse_range(header: Option<&str>, total: u64) -> ByteRange {
     let Some(h) = header else { return ByteRange::Full };
     let Some((unit, spec)) = h.trim().split_once('=') else { return ByteRange::Unsatisfiable };
     if !unit.trim().eq_ignore_ascii_case("bytes") {

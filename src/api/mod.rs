@@ -41,6 +41,9 @@ pub use conn::{
     fit_to_fds, open_fds, raise_fd_limit, serve_with, HttpLimits, API_BLOCKING_THREADS,
 };
 pub use error::{ApiError, ErrorKind};
+/// The `Range` header parser, public for the fuzz tests (tests/fuzz.rs).
+#[doc(hidden)]
+pub use media::{parse_range, ByteRange};
 pub use media::{Exports, MediaSettings};
 
 use crate::auth::Permission;

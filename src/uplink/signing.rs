@@ -79,7 +79,8 @@ pub fn verify(
         .parse()
         .map_err(|_| VerifyError::BadTimestamp(webhook_timestamp.to_string()))?;
     let skew = now_unix.saturating_sub(ts);
-    if skew.abs() > tolerance_secs {
+    // `abs_diff`: `skew.abs()` overflows when the subtraction saturates at `i64::MIN`.
+    if now_unix.abs_diff(ts) > tolerance_secs.max(0).unsigned_abs() {
         return Err(VerifyError::Stale { skew_secs: skew, tolerance_secs });
     }
     for sig in webhook_signature.split_whitespace() {
@@ -109,6 +110,16 @@ mod tests {
             verify(secret, id, "1614265330", &sig, body, ts + 10, DEFAULT_TOLERANCE_SECS),
             Ok(())
         );
+    }
+
+    /// Found by tests/fuzz.rs: a skew that saturates at `i64::MIN` panicked in `abs()`.
+    #[test]
+    fn extreme_timestamps_are_stale_not_a_panic() {
+        let secret = "whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=";
+        for (ts, now) in [(i64::MAX, i64::MIN), (i64::MIN, i64::MAX), (i64::MAX, -1)] {
+            let r = verify(secret, "x", &ts.to_string(), "v1,AAAA", b"{}", now, 300);
+            assert!(matches!(r, Err(VerifyError::Stale { .. })), "{ts} at {now}: {r:?}");
+        }
     }
 
     #[test]
