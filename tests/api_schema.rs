@@ -60,9 +60,14 @@ fn api_conforms_to_openapi_under_schemathesis() {
         }
     };
     // A live camera (looping, recording, raising events), so clips, segments, snapshots and
-    // the feed have something to serve while the fuzzer calls them.
+    // the feed have something to serve while the fuzzer calls them. The fuzzer is one client
+    // opening connections far faster than a person: the per-address rate limit (a defence
+    // against floods, docs/security.md "Connection limits") is raised for it.
     let cams = format!(
         r#"
+[api.limits]
+max_new_connections_per_address_per_sec = 10000.0
+
 [[cameras]]
 id = "cam1"
 url = "{mp4}"
