@@ -406,7 +406,11 @@ fn record_mode(cam: &CameraConfig, source: &crate::config::Source) -> RecordMode
 pub fn uplink_context(cfg: &Config) -> UplinkContext {
     UplinkContext {
         box_id: cfg.box_id.clone(),
-        public_url: cfg.uplink.public_url(cfg.api.listen),
+        public_url: match cfg.uplink.public_url {
+            Some(_) => cfg.uplink.public_url(cfg.api.listen),
+            // Unset: the API's own address, over https when it serves TLS.
+            None => format!("{}://{}", cfg.api.scheme(), cfg.api.listen),
+        },
         cameras: cfg
             .cameras
             .iter()
