@@ -122,10 +122,23 @@ pub fn ensure_self_signed(
     let dir = cert.parent().unwrap_or(data_dir);
     create_private_dir(dir)?;
     // The key first: a certificate without its key is never left behind alone.
-    write_new(&key, key_pair.serialize_pem().as_bytes(), 0o600)?;
-    write_new(&cert, made.pem().as_bytes(), 0o644)?;
+    write_new(&key, pem("PRIVATE KEY", &key_pair.serialize_der()).as_bytes(), 0o600)?;
+    write_new(&cert, pem("CERTIFICATE", made.der()).as_bytes(), 0o644)?;
     let id = load_files(&cert, &key).map_err(|(_, m)| m)?;
     Ok((id, true))
+}
+
+/// RFC 7468 text encoding: base64 in lines of 64 between BEGIN/END `label` lines.
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 /// Fingerprint of the self-signed certificate in `data_dir`, if one was made already.
