@@ -406,7 +406,11 @@ fn record_mode(cam: &CameraConfig, source: &crate::config::Source) -> RecordMode
 pub fn uplink_context(cfg: &Config) -> UplinkContext {
     UplinkContext {
         box_id: cfg.box_id.clone(),
-        public_url: cfg.uplink.public_url(cfg.api.listen),
+        public_url: match cfg.uplink.public_url {
+            Some(_) => cfg.uplink.public_url(cfg.api.listen),
+            // Unset: the API's own address, over https when it serves TLS.
+            None => format!("{}://{}", cfg.api.scheme(), cfg.api.listen),
+        },
         cameras: cfg
             .cameras
             .iter()
@@ -446,6 +450,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         println!("  recordings reconciled after an unclean stop: {report}");
     }
     let token_note = ensure_token(&cfg, &store)?;
+    let tls = api_tls(&cfg)?;
 
     let registry = Registry::with_clock(clock.clone());
     for cam in &cfg.cameras {
@@ -503,6 +508,18 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     if let Some(w) = crate::api::fit_to_fds(&mut limits, fd_limit, crate::api::open_fds(), cams) {
         tracing::warn!("{w}");
     }
+    // The redirect listener's connections come out of the same budget.
+    let redirect_limits = cfg.api.tls.redirect_http_listen.map(|_| {
+        let n = REDIRECT_MAX_CONNECTIONS.min(limits.max_connections / 2).max(1);
+        limits.max_connections = (limits.max_connections - n).max(1);
+        limits.max_connections_per_address =
+            limits.max_connections_per_address.min(limits.max_connections);
+        crate::api::HttpLimits {
+            max_connections: n,
+            max_connections_per_address: limits.max_connections_per_address.min(n),
+            ..limits.clone()
+        }
+    });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(crate::api::API_BLOCKING_THREADS)
@@ -516,15 +533,49 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {} (field `api.listen`)", cfg.api.listen))?;
         let addr = listener.local_addr()?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let redirect = match (cfg.api.tls.redirect_http_listen, redirect_limits) {
+            (Some(at), Some(rl)) => {
+                let l = tokio::net::TcpListener::bind(at).await.with_context(|| {
+                    format!("cannot listen on {at} (field `api.tls.redirect_http_listen`)")
+                })?;
+                let host = match addr.ip() {
+                    ip if ip.is_unspecified() => "localhost".to_string(),
+                    std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                    ip => ip.to_string(),
+                };
+                let mut stop = stop_rx.clone();
+                let router = crate::api::redirect_router(addr.port(), host);
+                Some((
+                    l.local_addr()?,
+                    tokio::spawn(crate::api::serve_with(l, router, rl, async move {
+                        let _ = stop.changed().await;
+                    })),
+                ))
+            }
+            _ => None,
+        };
+        let scheme = cfg.api.scheme();
         println!(
             "gridwatch {} is running: box `{}`, {} camera(s)",
             env!("CARGO_PKG_VERSION"),
             cfg.box_id,
             cfg.cameras.len()
         );
-        println!("  API:        http://{addr}/api/v1/health");
+        println!("  API:        {scheme}://{addr}/api/v1/health");
+        let mut curl = String::from("curl");
+        if let Some((_, fingerprint, self_signed)) = &tls {
+            println!("  TLS:        certificate SHA-256 {fingerprint}");
+            if let Some(cert) = self_signed {
+                println!("              (self-signed: {}; pin this fingerprint)", cert.display());
+                curl = format!("curl --cacert {}", cert.display());
+            }
+        }
+        if let Some((at, _)) = &redirect {
+            println!("  redirect:   http://{at}/ answers 308 to https");
+        }
         println!(
-            "  events:     curl -H 'Authorization: Bearer <token>' http://{addr}/api/v1/events"
+            "  events:     {curl} -H 'Authorization: Bearer <token>' {scheme}://{addr}/api/v1/events"
         );
         println!("  {token_note}");
         println!("  stop with Ctrl-C");
@@ -533,9 +584,14 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         let signal = async move {
             shutdown_signal().await;
             closing.close_feed(); // feed long-polls answer now instead of holding the shutdown
+            let _ = stop_tx.send(true);
         };
         let router = crate::api::router_with(state, &limits);
-        crate::api::serve_with(listener, router, limits, signal).await?;
+        let server_config = tls.map(|(c, _, _)| c);
+        crate::api::serve_tls(listener, router, limits, server_config, signal).await?;
+        if let Some((_, task)) = redirect {
+            let _ = task.await;
+        }
         anyhow::Ok(())
     });
     println!("gridwatch: shutting down");
@@ -551,6 +607,53 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     store.close()?;
     println!("gridwatch: stopped cleanly");
     served
+}
+
+/// Connections of the `api.tls.redirect_http_listen` listener at most (taken from
+/// `api.limits.max_connections`): it only ever answers with a redirect.
+const REDIRECT_MAX_CONNECTIONS: usize = 16;
+
+/// `[api.tls]` (docs/security.md "TLS"): the rustls server configuration, the certificate's
+/// SHA-256 fingerprint and, for a self-signed one, its file; `None` when TLS is off. A
+/// self-signed certificate is made in the data dir on the first run and read on later ones.
+#[allow(clippy::type_complexity)]
+pub fn api_tls(
+    cfg: &Config,
+) -> anyhow::Result<Option<(Arc<rustls::ServerConfig>, String, Option<std::path::PathBuf>)>> {
+    use crate::config::TlsMode;
+    let t = &cfg.api.tls;
+    let (id, self_signed) = match (t.mode, &t.cert_path, &t.key_path) {
+        (TlsMode::Off, _, _) => return Ok(None),
+        (TlsMode::Files, Some(cert), Some(key)) => {
+            let id = crate::tls::load_files(cert, key).map_err(|(which, m)| {
+                let field = match which {
+                    crate::tls::Which::Cert => "cert_path",
+                    crate::tls::Which::Key => "key_path",
+                };
+                anyhow!("field `api.tls.{field}`: {m}")
+            })?;
+            (id, None)
+        }
+        (TlsMode::Files, _, _) => {
+            return Err(anyhow!("field `api.tls`: mode \"files\" needs cert_path and key_path"))
+        }
+        (TlsMode::SelfSigned, _, _) => {
+            let names = t.alt_names(&cfg.box_id, cfg.api.listen);
+            let (id, made) = crate::tls::ensure_self_signed(&cfg.data_dir, &names)
+                .map_err(|m| anyhow!("field `api.tls.mode` (\"self_signed\"): {m}"))?;
+            let (cert, _) = crate::tls::self_signed_paths(&cfg.data_dir);
+            if made {
+                println!(
+                    "  TLS: made a self-signed certificate for {} in {}",
+                    names.join(", "),
+                    cert.display()
+                );
+            }
+            (id, Some(cert))
+        }
+    };
+    let server = id.server_config().map_err(|m| anyhow!("field `api.tls`: {m}"))?;
+    Ok(Some((server, id.fingerprint(), self_signed)))
 }
 
 /// The file in the data dir that receives the first-run credentials (mode 0600).

@@ -92,6 +92,8 @@ pub fn run(path: &Path) -> ExitCode {
         }
     }
 
+    tls_line(&mut r, &cfg);
+
     for cam in &cfg.cameras {
         let what = format!("camera {}", cam.id);
         if !cam.enabled {
@@ -120,6 +122,56 @@ pub fn run(path: &Path) -> ExitCode {
     } else {
         println!("{} check(s) failed", r.failed);
         ExitCode::from(1)
+    }
+}
+
+/// `[api.tls]`: the certificate's SHA-256 fingerprint, to pin. `check` writes nothing: a
+/// self-signed certificate that does not exist yet is made by the first `gridwatch run` (as
+/// the service's user, who must own it).
+fn tls_line(r: &mut Report, cfg: &Config) {
+    use crate::config::TlsMode;
+    let t = &cfg.api.tls;
+    let redirect = t
+        .redirect_http_listen
+        .map(|a| format!("; http://{a} redirects to https"))
+        .unwrap_or_default();
+    match (t.mode, &t.cert_path, &t.key_path) {
+        (TlsMode::Off, _, _) => {
+            r.line(true, "api tls", format!("off (plain HTTP on {})", cfg.api.listen))
+        }
+        (TlsMode::Files, Some(cert), Some(key)) => match crate::tls::load_files(cert, key) {
+            Ok(id) => r.line(
+                true,
+                "api tls",
+                format!("{} (SHA-256 {}){redirect}", cert.display(), id.fingerprint()),
+            ),
+            Err((_, m)) => r.line(false, "api tls", m),
+        },
+        (TlsMode::Files, _, _) => r.line(false, "api tls", "mode \"files\" needs both paths"),
+        (TlsMode::SelfSigned, _, _) => match crate::tls::self_signed_fingerprint(&cfg.data_dir) {
+            Ok(Some(fp)) => {
+                let (cert, _) = crate::tls::self_signed_paths(&cfg.data_dir);
+                r.line(
+                    true,
+                    "api tls",
+                    format!("self-signed {} (SHA-256 {fp}){redirect}", cert.display()),
+                )
+            }
+            Ok(None) => {
+                let (cert, _) = crate::tls::self_signed_paths(&cfg.data_dir);
+                r.line(
+                    true,
+                    "api tls",
+                    format!(
+                        "self-signed: not made yet; the first `gridwatch run` makes {} for {} and \
+                         prints its SHA-256 fingerprint (as will `gridwatch check` then){redirect}",
+                        cert.display(),
+                        t.alt_names(&cfg.box_id, cfg.api.listen).join(", ")
+                    ),
+                )
+            }
+            Err(m) => r.line(false, "api tls", m),
+        },
     }
 }
 

@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 pub use crate::rules::{CalibrationConfig, LineConfig, RuleConfig, ZoneConfig};
 
-pub use self::api::{ApiConfig, ApiLimitsConfig};
+pub use self::api::{ApiConfig, ApiLimitsConfig, ApiTlsConfig, TlsMode};
 pub use self::auth::{AuthConfig, CookieSecure};
 pub use self::camera::{CameraConfig, PoseConfig, RecordConfig, Source, TilesConfig};
 pub use self::inference::InferenceConfig;
@@ -114,6 +114,8 @@ impl Config {
         for (m, ca) in cfg.uplink.mqtt.iter_mut().zip(ca_files) {
             m.ca_file = ca;
         }
+        cfg.api.tls.cert_path = cfg.api.tls.cert_path.as_deref().map(|p| cfg.resolve(p));
+        cfg.api.tls.key_path = cfg.api.tls.key_path.as_deref().map(|p| cfg.resolve(p));
         cfg.validate()?;
         Ok(cfg)
     }
@@ -133,6 +135,7 @@ impl Config {
         }
         self.inference.validate()?;
         self.api.validate()?;
+        self.api.tls.check_files()?;
         self.storage.validate()?;
         self.uplink.validate()?;
         if !self.uplink.mqtt.is_empty() && self.box_id.contains(['+', '#', '/', '\0']) {

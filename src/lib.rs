@@ -23,6 +23,7 @@ pub mod redact;
 pub mod rules;
 pub mod service;
 pub mod store;
+pub mod tls;
 pub mod track;
 pub mod types;
 pub mod uplink;

@@ -203,8 +203,10 @@ pub(crate) struct Client {
 impl Client {
     /// Proxy headers count only from `auth.trusted_proxies` (see
     /// [`crate::config::proxies::forwarded_client`]).
+    /// `over_tls`: the connection itself is TLS (served by this process).
     fn of(
         peer: Option<SocketAddr>,
+        over_tls: bool,
         headers: &HeaderMap,
         cfg: &crate::config::AuthConfig,
     ) -> Client {
@@ -215,11 +217,12 @@ impl Client {
         let proto = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok());
         Client {
             address: f.client.map(|ip| ip.to_string()),
-            // The nearest proxy's word: the last element.
-            tls: f.via_trusted_proxy
-                && proto
-                    .and_then(|p| p.rsplit(',').next())
-                    .is_some_and(|p| p.trim().eq_ignore_ascii_case("https")),
+            // Our own TLS, or the nearest proxy's word: the last element.
+            tls: over_tls
+                || f.via_trusted_proxy
+                    && proto
+                        .and_then(|p| p.rsplit(',').next())
+                        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https")),
         }
     }
 }
@@ -228,7 +231,8 @@ impl FromRequestParts<ApiState> for Client {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, st: &ApiState) -> Result<Self, ApiError> {
         let addr = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-        Ok(Client::of(addr, &parts.headers, &st.auth.config))
+        let over_tls = parts.extensions.get::<super::conn::TlsConn>().is_some();
+        Ok(Client::of(addr, over_tls, &parts.headers, &st.auth.config))
     }
 }
 
@@ -813,25 +817,28 @@ mod tests {
             trusted_proxies: proxies.iter().map(|p| p.parse().unwrap()).collect(),
             ..Default::default()
         };
-        let c = Client::of(Some(addr), &fwd, &cfg(false, &[]));
+        let c = Client::of(Some(addr), false, &fwd, &cfg(false, &[]));
         assert_eq!(
             (c.address.as_deref(), c.tls),
             (Some("10.0.0.9"), false),
             "proxy headers ignored by default"
         );
-        let c = Client::of(Some(addr), &fwd, &cfg(true, &["10.0.0.9"]));
+        let c = Client::of(Some(addr), false, &fwd, &cfg(true, &["10.0.0.9"]));
         assert_eq!(
             (c.address.as_deref(), c.tls),
             (Some("192.168.1.20"), true),
             "the proxy's own entry is the last"
         );
-        let c = Client::of(Some(addr), &fwd, &cfg(true, &["10.0.0.8"]));
+        let c = Client::of(Some(addr), false, &fwd, &cfg(true, &["10.0.0.8"]));
         assert_eq!(
             (c.address.as_deref(), c.tls),
             (Some("10.0.0.9"), false),
             "a peer that is not a listed proxy is the client"
         );
-        assert_eq!(Client::of(None, &HeaderMap::new(), &cfg(true, &["10.0.0.9"])).address, None);
+        assert_eq!(
+            Client::of(None, false, &HeaderMap::new(), &cfg(true, &["10.0.0.9"])).address,
+            None
+        );
     }
 
     #[test]

@@ -158,14 +158,32 @@ pub async fn serve_with(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_tls(listener, router, limits, None, shutdown).await
+}
+
+/// [`serve_with`], over TLS when `tls` is given (docs/security.md "TLS"). Every limit of
+/// plain HTTP applies: a connection takes its place in the caps when it is accepted, before
+/// its handshake; the handshake must complete within `header_read_timeout` (a client that
+/// opens TCP and never finishes it is closed like one that never sends a request head, and
+/// may be evicted for a new client like it), and then the request head within
+/// `header_read_timeout` again. Requests over TLS carry [`TlsConn`] in their extensions.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(
             %addr,
+            tls = tls.is_some(),
             max_connections = limits.max_connections,
             per_address = limits.max_connections_per_address,
             "API listening"
         );
     }
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let table = ConnTable::new(
         limits.max_connections,
         limits.max_connections_per_address,
@@ -211,47 +229,48 @@ pub async fn serve_with(
             drop(stream);
             continue;
         };
-        if head_waiting(&stream) {
+        if acceptor.is_none() && head_waiting(&stream) {
             // Its whole request head is already here: not a slow client.
             slot.ctl.served.store(true, Ordering::Release);
         }
         let _ = stream.set_nodelay(true);
         let stall = Arc::new(AtomicU64::new(0));
-        let io = TokioIo::new(Tracked { inner: stream, stall: stall.clone() });
+        let tracked = Tracked { inner: stream, stall: stall.clone() };
         let ctl = slot.ctl.clone();
-        let svc = WithPeer { router: router.clone(), peer, ctl: ctl.clone() };
-        let conn = http.serve_connection(io, svc);
+        let mut svc = WithPeer { router: router.clone(), peer, ctl: ctl.clone(), tls: false };
         let mut closing = closing_rx.clone();
+        let http = http.clone();
         let send_timeout = limits.send_timeout;
+        let handshake_timeout = limits.header_read_timeout;
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let mut conn = std::pin::pin!(conn);
-            let mut stalled = std::pin::pin!(write_stalled(&stall, send_timeout));
-            let mut graceful = false;
-            loop {
-                tokio::select! {
-                    r = conn.as_mut() => {
-                        if let Err(e) = r {
-                            tracing::debug!(%peer, error = %e, "API connection ended");
-                        }
+            let Some(acceptor) = acceptor else {
+                let conn = http.serve_connection(TokioIo::new(tracked), svc);
+                return drive(conn, &ctl, &stall, send_timeout, closing, peer).await;
+            };
+            let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(tracked));
+            let tls = tokio::select! {
+                r = handshake => match r {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "API: TLS handshake failed");
                         return;
                     }
-                    _ = ctl.evict.notified() => {
-                        tracing::debug!(%peer, "API: slow client closed to make room");
+                    Err(_) => {
+                        tracing::debug!(%peer, "API: TLS handshake not finished in time; closing");
                         return;
                     }
-                    _ = &mut stalled => {
-                        tracing::debug!(%peer, "API: client stopped reading; closing");
-                        return;
-                    }
-                    r = closing.changed(), if !graceful => {
-                        graceful = true;
-                        if r.is_ok() {
-                            conn.as_mut().graceful_shutdown();
-                        }
-                    }
+                },
+                _ = ctl.evict.notified() => {
+                    tracing::debug!(%peer, "API: slow TLS handshake closed to make room");
+                    return;
                 }
-            }
+                _ = closing.changed() => return,
+            };
+            svc.tls = true;
+            let conn = http.serve_connection(TokioIo::new(tls), svc);
+            drive(conn, &ctl, &stall, send_timeout, closing, peer).await
         });
     }
     drop(listener);
@@ -266,6 +285,87 @@ pub async fn serve_with(
     Ok(())
 }
 
+/// Runs one connection until it ends, is evicted, stops reading for `send_timeout`, or
+/// (after `closing`) finishes its request in flight.
+async fn drive<I>(
+    conn: hyper::server::conn::http1::Connection<I, WithPeer>,
+    ctl: &ConnCtl,
+    stall: &AtomicU64,
+    send_timeout: Duration,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+    peer: SocketAddr,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let mut conn = std::pin::pin!(conn);
+    let mut stalled = std::pin::pin!(write_stalled(stall, send_timeout));
+    let mut graceful = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "API connection ended");
+                }
+                return;
+            }
+            _ = ctl.evict.notified() => {
+                tracing::debug!(%peer, "API: slow client closed to make room");
+                return;
+            }
+            _ = &mut stalled => {
+                tracing::debug!(%peer, "API: client stopped reading; closing");
+                return;
+            }
+            r = closing.changed(), if !graceful => {
+                graceful = true;
+                if r.is_ok() {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// In a request's extensions when it came over a TLS connection that this server
+/// terminated (the session cookie's `Secure` flag, `auth.cookie_secure = "auto"`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TlsConn;
+
+/// The plain-HTTP listener of `api.tls.redirect_http_listen`: every request gets a 308 to
+/// the same path and query over `https`, at the host the client asked for (its `Host`
+/// header, else `fallback_host`) and `https_port`. Served with [`serve_with`], so its
+/// connections are limited like the API's.
+pub fn redirect_router(https_port: u16, fallback_host: String) -> Router {
+    Router::new().fallback(move |req: Request| {
+        let loc = redirect_location(&req, https_port, &fallback_host);
+        async move {
+            let mut resp = match HeaderValue::from_str(&loc) {
+                Ok(v) => (axum::http::StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, v)])
+                    .into_response(),
+                Err(_) => axum::http::StatusCode::BAD_REQUEST.into_response(),
+            };
+            let h = resp.headers_mut();
+            h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp
+        }
+    })
+}
+
+fn redirect_location(req: &Request, https_port: u16, fallback_host: &str) -> String {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
+        .map(|a| a.host().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| fallback_host.to_string());
+    let port = if https_port == 443 { String::new() } else { format!(":{https_port}") };
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    format!("https://{host}{port}{pq}")
+}
+
 /// The router with the client's address in each request's extensions (as
 /// `into_make_service_with_connect_info` does).
 #[derive(Clone)]
@@ -273,6 +373,7 @@ struct WithPeer {
     router: Router,
     peer: SocketAddr,
     ctl: Arc<ConnCtl>,
+    tls: bool,
 }
 
 impl hyper::service::Service<Request<hyper::body::Incoming>> for WithPeer {
@@ -283,6 +384,9 @@ impl hyper::service::Service<Request<hyper::body::Incoming>> for WithPeer {
     fn call(&self, mut req: Request<hyper::body::Incoming>) -> Self::Future {
         self.ctl.served.store(true, Ordering::Release);
         req.extensions_mut().insert(ConnectInfo(self.peer));
+        if self.tls {
+            req.extensions_mut().insert(TlsConn);
+        }
         self.router.clone().call(req.map(Body::new))
     }
 }

@@ -18,6 +18,8 @@ mod error;
 mod media;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;
 pub(crate) mod uplink;
 
 use std::future::Future;
@@ -38,7 +40,8 @@ use uuid::Uuid;
 
 pub use auth::{AuthSettings, Principal, PrincipalKind, SESSION_COOKIE};
 pub use conn::{
-    fit_to_fds, open_fds, raise_fd_limit, serve_with, HttpLimits, API_BLOCKING_THREADS,
+    fit_to_fds, open_fds, raise_fd_limit, redirect_router, serve_tls, serve_with, HttpLimits,
+    API_BLOCKING_THREADS,
 };
 pub use error::{ApiError, ErrorKind};
 /// The `Range` header parser, public for the fuzz tests (tests/fuzz.rs).

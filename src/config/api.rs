@@ -1,6 +1,7 @@
 //! `[api]`: where the HTTP API listens and which bearer tokens it accepts.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -17,6 +18,8 @@ pub struct ApiConfig {
     pub generate_token_if_none: bool,
     /// `[api.limits]`: what one client may cost the server (docs/security.md).
     pub limits: ApiLimitsConfig,
+    /// `[api.tls]`: HTTPS on `listen` (docs/security.md "TLS"). Default off.
+    pub tls: ApiTlsConfig,
 }
 
 impl Default for ApiConfig {
@@ -26,6 +29,7 @@ impl Default for ApiConfig {
             tokens_sha256: vec![],
             generate_token_if_none: true,
             limits: ApiLimitsConfig::default(),
+            tls: ApiTlsConfig::default(),
         }
     }
 }
@@ -39,7 +43,146 @@ impl ApiConfig {
                 ));
             }
         }
-        self.limits.validate()
+        self.limits.validate()?;
+        self.tls.validate(self.listen)
+    }
+
+    /// The URL of the API's root as printed at start-up (`https` when TLS is on).
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.mode == TlsMode::Off {
+            "http"
+        } else {
+            "https"
+        }
+    }
+}
+
+/// `[api.tls]`: HTTPS served by gridwatch itself (rustls), on `api.listen`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiTlsConfig {
+    /// "off" (plain HTTP; the default, for the loopback demo and behind a TLS proxy),
+    /// "self_signed" (a certificate made on the first run and kept in `data_dir/tls/`; pin
+    /// its SHA-256 fingerprint, which `gridwatch check` and the start-up banner print) or
+    /// "files" (`cert_path` and `key_path`).
+    pub mode: TlsMode,
+    /// "files": PEM certificate chain, the server's certificate first. Relative to the
+    /// config file. Read, parsed and matched with `key_path` at load.
+    pub cert_path: Option<PathBuf>,
+    /// "files": PEM private key (PKCS#8, PKCS#1 or SEC1) of the first certificate.
+    pub key_path: Option<PathBuf>,
+    /// "self_signed": the certificate's subject alt names (DNS names or IP addresses), used
+    /// only when it is made. Default: `box_id` (when it is a DNS name), `localhost`, and the
+    /// address of `api.listen` (when it is not a wildcard).
+    pub subject_alt_names: Vec<String>,
+    /// An address on which a plain-HTTP listener answers every request with a 308 redirect to
+    /// the same path over `https`. Default none.
+    pub redirect_http_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    #[default]
+    Off,
+    SelfSigned,
+    Files,
+}
+
+impl Default for ApiTlsConfig {
+    fn default() -> Self {
+        ApiTlsConfig {
+            mode: TlsMode::Off,
+            cert_path: None,
+            key_path: None,
+            subject_alt_names: Vec::new(),
+            redirect_http_listen: None,
+        }
+    }
+}
+
+impl ApiTlsConfig {
+    /// Structure only; the files of mode "files" are read by `Config::validate`
+    /// ([`ApiTlsConfig::check_files`]) once their paths are resolved.
+    pub(crate) fn validate(&self, listen: SocketAddr) -> Result<(), String> {
+        let files = self.mode == TlsMode::Files;
+        for (field, set) in
+            [("cert_path", self.cert_path.is_some()), ("key_path", self.key_path.is_some())]
+        {
+            if files && !set {
+                return Err(format!("field `api.tls.{field}`: required with mode = \"files\""));
+            }
+            if !files && set {
+                return Err(format!("field `api.tls.{field}`: only used with mode = \"files\""));
+            }
+        }
+        if !self.subject_alt_names.is_empty() && self.mode != TlsMode::SelfSigned {
+            return Err(
+                "field `api.tls.subject_alt_names`: only used with mode = \"self_signed\"".into()
+            );
+        }
+        for (i, n) in self.subject_alt_names.iter().enumerate() {
+            if !crate::tls::valid_alt_name(n) {
+                return Err(format!(
+                    "field `api.tls.subject_alt_names[{i}]`: `{n}` is neither an IP address nor a \
+                     DNS name"
+                ));
+            }
+        }
+        if let Some(r) = self.redirect_http_listen {
+            if self.mode == TlsMode::Off {
+                return Err(
+                    "field `api.tls.redirect_http_listen`: only used when `api.tls.mode` is not \
+                     \"off\""
+                        .into(),
+                );
+            }
+            if r == listen
+                || (r.port() == listen.port()
+                    && (r.ip().is_unspecified() || listen.ip().is_unspecified()))
+            {
+                return Err(format!(
+                    "field `api.tls.redirect_http_listen`: {r} is the HTTPS address `api.listen`"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Mode "files": the certificate and key are readable, parse as PEM, and belong together.
+    pub(crate) fn check_files(&self) -> Result<(), String> {
+        if let (TlsMode::Files, Some(cert), Some(key)) =
+            (self.mode, &self.cert_path, &self.key_path)
+        {
+            crate::tls::load_files(cert, key).map_err(|(which, m)| {
+                let field = match which {
+                    crate::tls::Which::Cert => "cert_path",
+                    crate::tls::Which::Key => "key_path",
+                };
+                format!("field `api.tls.{field}`: {m}")
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The subject alt names of a self-signed certificate made now (see the field).
+    pub fn alt_names(&self, box_id: &str, listen: SocketAddr) -> Vec<String> {
+        if !self.subject_alt_names.is_empty() {
+            return self.subject_alt_names.clone();
+        }
+        let mut v = Vec::new();
+        let id = box_id.to_ascii_lowercase();
+        if crate::tls::valid_alt_name(&id) && !id.starts_with("*.") {
+            v.push(id);
+        }
+        v.push("localhost".to_string());
+        if !listen.ip().is_unspecified() {
+            let ip = listen.ip().to_string();
+            if !v.contains(&ip) {
+                v.push(ip);
+            }
+        }
+        v
     }
 }
 
@@ -134,6 +277,36 @@ impl ApiLimitsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_is_checked_and_names_the_field() {
+        let parse = |t: &str| toml::from_str::<ApiConfig>(t).map_err(|e| e.to_string());
+        let ok =
+            parse("[tls]\nmode = \"self_signed\"\nredirect_http_listen = \"127.0.0.1:8081\"\n")
+                .unwrap();
+        ok.validate().unwrap();
+        assert_eq!(ok.scheme(), "https");
+        assert_eq!(
+            ok.tls.alt_names("Box-7", ok.listen),
+            vec!["box-7".to_string(), "localhost".into(), "127.0.0.1".into()]
+        );
+        assert_eq!(ApiConfig::default().tls.mode, TlsMode::Off, "off by default");
+        assert!(parse("[tls]\nmode = \"on\"\n").unwrap_err().contains("mode"));
+        assert!(parse("[tls]\ncert = \"x\"\n").unwrap_err().contains("cert"));
+        for (toml, field) in [
+            ("mode = \"files\"\nkey_path = \"k.pem\"", "api.tls.cert_path"),
+            ("mode = \"files\"\ncert_path = \"c.pem\"", "api.tls.key_path"),
+            ("mode = \"self_signed\"\ncert_path = \"c.pem\"", "api.tls.cert_path"),
+            ("mode = \"files\"\ncert_path = \"c\"\nkey_path = \"k\"\nsubject_alt_names = [\"x\"]", "subject_alt_names"),
+            ("mode = \"self_signed\"\nsubject_alt_names = [\"a b\"]", "subject_alt_names[0]"),
+            ("redirect_http_listen = \"127.0.0.1:8081\"", "redirect_http_listen"),
+            ("mode = \"self_signed\"\nredirect_http_listen = \"127.0.0.1:8080\"", "redirect_http_listen"),
+        ] {
+            let c = parse(&format!("[tls]\n{toml}\n")).unwrap();
+            let e = c.validate().unwrap_err();
+            assert!(e.contains(field), "{toml}: {e}");
+        }
+    }
 
     #[test]
     fn limits_are_checked_and_name_the_field() {

@@ -10,9 +10,9 @@ use super::proxies::ProxyNet;
 pub struct AuthConfig {
     /// How long a session lasts after login (absolute, not extended by use). Default 12 h.
     pub session_ttl_secs: u64,
-    /// `Secure` flag of the session cookie: "auto" (when the request came over TLS, which
-    /// for this plain-HTTP server means a trusted proxy said `X-Forwarded-Proto: https`),
-    /// "always" or "never". Default "auto".
+    /// `Secure` flag of the session cookie: "auto" (when the request came over TLS: served
+    /// by gridwatch itself with `[api.tls]`, or a trusted proxy said
+    /// `X-Forwarded-Proto: https`), "always" or "never". Default "auto".
     pub cookie_secure: CookieSecure,
     /// Take the client address from `X-Forwarded-For` and the scheme from
     /// `X-Forwarded-Proto` of requests from `trusted_proxies` (only behind a reverse proxy
