@@ -1,4 +1,4 @@
-//! The API's TLS certificate (docs/security.md "TLS", ADR 0033): a configured PEM
+//! The API's TLS certificate (docs/security.md "TLS", ADR 0034): a configured PEM
 //! certificate chain and key, or a self-signed certificate made on the first run and kept in
 //! the data dir. rustls with the ring provider (as the uplink's clients use); HTTP/1.1 only.
 //!
