@@ -26,7 +26,9 @@ pub use crate::rules::{CalibrationConfig, LineConfig, RuleConfig, ZoneConfig};
 
 pub use self::api::ApiConfig;
 pub use self::auth::{AuthConfig, CookieSecure};
-pub use self::camera::{CameraConfig, PoseConfig, RecordConfig, Source, TilesConfig};
+pub use self::camera::{
+    CameraConfig, LowLightEnhanceConfig, PoseConfig, RecordConfig, Source, TilesConfig,
+};
 pub use self::inference::InferenceConfig;
 pub use self::storage::StorageConfig;
 pub use crate::uplink::config::{MqttConfig, Secret, UplinkConfig, WebhookConfig};
