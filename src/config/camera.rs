@@ -227,7 +227,7 @@ impl TilesConfig {
 /// `[cameras.low_light_enhance]`: on a dark frame (median luma below `max_median_luma`) the
 /// camera's models see the frame with its luma equalised locally (CLAHE: `grid` × `grid`
 /// tiles, histogram clip `clip_limit`), so faint people gain contrast
-/// (`analytics::enhance`, docs/design/0030). The frame itself (snapshots, the tracker's
+/// (`analytics::enhance`, docs/design/0032). The frame itself (snapshots, the tracker's
 /// low-light test, the fire detector, the pose stage) is not changed. Lit frames, including
 /// grey day frames, are never enhanced.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
