@@ -114,7 +114,7 @@ fn pose_stage_gives_standing_tracks_upright_poses() {
 
 /// Issue 14's targets on the shared clips.
 #[test]
-#[ignore = "issue 14 targets not met yet (falls 0 of 2, night tracking 86 % and 68 %); see docs/performance.md"]
+#[ignore = "issue 14 targets not met yet (falls 0 of 2; night tracking met: 87 % and 80 %); see docs/performance.md"]
 fn people_targets() {
     let Some(m) = manifest() else { return };
     let r = run(&m, &[]);
