@@ -528,6 +528,8 @@ zone = "yard"
         assert_eq!(fire(b), Some(crate::fire::FireDetectorConfig::default()));
         assert_eq!(fire(a), fire(b));
         assert_eq!(format!("{:?}", a.record), format!("{:?}", RecordConfig::default()));
+        assert_eq!(a.low_light_enhance, LowLightEnhanceConfig::default());
+        assert_eq!(b.low_light_enhance, LowLightEnhanceConfig::default());
         assert_eq!(format!("{:?}", b.record), format!("{:?}", RecordConfig::default()));
         assert_eq!(format!("{:?}", full.storage), format!("{:?}", StorageConfig::default()));
         assert_eq!(format!("{:?}", bare.storage), format!("{:?}", StorageConfig::default()));
