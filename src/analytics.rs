@@ -6,6 +6,7 @@
 //! rule engine belong to a camera and see its frames one at a time. `analyse` runs the models
 //! without holding the camera's lock, then tracks and evaluates rules under it.
 
+pub mod enhance;
 pub mod pose;
 pub mod tiles;
 
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::clock::Clock;
-use crate::config::{CameraConfig, Config, TilesConfig};
+use crate::config::{CameraConfig, Config, LowLightEnhanceConfig, TilesConfig};
 use crate::fire::{FireDetector, BUILTIN_FIRE};
 use crate::health::Registry;
 use crate::infer::detector::{Detector, DetectorOptions};
@@ -112,19 +113,23 @@ impl Detectors {
 
     /// Runs `models` (in that order) on `frame`, and with `tiles` also on its tiles, merging
     /// the boxes ([`tiles`]); a failing model is logged and skipped.
+    /// The models see `input` (the frame's pixels enhanced, [`enhance`]) instead of the frame's
+    /// own when given.
     fn run(
         &mut self,
         camera: &str,
         models: &[String],
         frame: &Frame,
+        input: Option<&[u8]>,
         tiled: Option<&TilesConfig>,
     ) -> Vec<Detection> {
-        let objects = self.run_on(camera, models, frame, &frame.rgb, frame.width, frame.height);
+        let src: &[u8] = input.unwrap_or(&frame.rgb);
+        let objects = self.run_on(camera, models, frame, src, frame.width, frame.height);
         let Some(cfg) = tiled else { return objects };
         let layout = tiles::layout(frame.width, frame.height, cfg.grid, cfg.overlap);
         let mut pieces = Vec::new();
         for (i, tile) in layout.iter().enumerate() {
-            let rgb = tiles::crop(&frame.rgb, frame.width, tile);
+            let rgb = tiles::crop(src, frame.width, tile);
             for det in self.run_on(camera, models, frame, &rgb, tile.w, tile.h) {
                 pieces.push(tiles::to_frame(det, &layout, i, frame.width, frame.height));
             }
@@ -232,6 +237,8 @@ pub struct CameraAnalytics {
     classes: Option<Vec<String>>,
     /// Tiled detection (`[cameras.tiles]`) and the capture time of the last tiled frame.
     tiles: Option<(TilesConfig, Mutex<Option<time::OffsetDateTime>>)>,
+    /// Contrast equalisation of dark frames before detection (`[cameras.low_light_enhance]`).
+    enhance: LowLightEnhanceConfig,
     state: Mutex<(Tracker, RuleEngine)>,
     /// The built-in fire and smoke detector, when `models` lists `builtin-fire` (its
     /// background model and regions are this camera's).
@@ -247,6 +254,7 @@ impl CameraAnalytics {
             models: cam.models.clone(),
             classes: None,
             tiles: cam.tiles.clone().map(|t| (t, Mutex::new(None))),
+            enhance: cam.low_light_enhance.clone(),
             state: Mutex::new((
                 Tracker::new(cam.tracker.clone())
                     .with_weak_regions(crate::rules::weak_birth_regions(&cam.into())),
@@ -304,7 +312,8 @@ impl CameraAnalytics {
                 if vetoed {
                     models = models.iter().filter(|m| !d.fire_smoke_only(m)).cloned().collect();
                 }
-                (d.run(&self.camera_id, &models, &frame, tiled), Some(d))
+                let input = enhance::for_detection(&self.enhance, &frame);
+                (d.run(&self.camera_id, &models, &frame, input.as_deref(), tiled), Some(d))
             }
             Detect::Given(v) => (v, None),
         };
@@ -407,9 +416,17 @@ pub const LOW_LIGHT_CHROMA: f32 = 3.0;
 /// night; a day camera that gives grey images counts too). Read on about 4,000 pixels of a
 /// regular grid (well under a millisecond); a frame without pixels is not low-light.
 pub fn low_light(rgb: &[u8], width: u32, height: u32) -> bool {
+    light_stats(rgb, width, height)
+        .is_some_and(|(median, chroma)| median < LOW_LIGHT_LUMA || chroma < LOW_LIGHT_CHROMA)
+}
+
+/// The median luma (0–255) and mean chroma (|Cb − 128| + |Cr − 128|) of a packed RGB24 frame,
+/// read on about 4,000 pixels of a regular grid; `None` for a frame without pixels or a short
+/// buffer.
+pub fn light_stats(rgb: &[u8], width: u32, height: u32) -> Option<(f32, f32)> {
     let (w, h) = (width as usize, height as usize);
     if w == 0 || h == 0 || rgb.len() < w * h * 3 {
-        return false;
+        return None;
     }
     let step = ((w * h / 4096) as f64).sqrt().max(1.0) as usize;
     let mut hist = [0u32; 256];
@@ -427,7 +444,7 @@ pub fn low_light(rgb: &[u8], width: u32, height: u32) -> bool {
         }
     }
     if n == 0 {
-        return false;
+        return None;
     }
     let mut below = 0;
     let median = hist
@@ -437,7 +454,7 @@ pub fn low_light(rgb: &[u8], width: u32, height: u32) -> bool {
             below * 2 >= n
         })
         .unwrap_or(255) as f32;
-    median < LOW_LIGHT_LUMA || (chroma / n as f64) < LOW_LIGHT_CHROMA as f64
+    Some((median, (chroma / n as f64) as f32))
 }
 
 /// Event objects are tracks (`rules::common::object`), which carry no keypoints. When a pose

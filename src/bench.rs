@@ -89,6 +89,14 @@ pub fn run(
     // 1b. The built-in fire and smoke detector alone, every decoded frame, one thread.
     fire::print(&fire::fire_cost(&video, width, frames.min(300) as usize, 1)?);
 
+    // 1c. The low-light enhancement of the models' input (`[cameras.low_light_enhance]`)
+    // alone, on the kept frames: the dark test, and CLAHE forced on every frame.
+    let e = enhance_cost(&kept)?;
+    println!(
+        "low-light enhance: {} frames at {fw}x{fh} ({} dark by the default test): dark test p50 {:.2} ms, CLAHE (forced) p50 {:.2} ms, p95 {:.2} ms",
+        e.frames, e.dark, e.test_p50_ms, e.clahe_p50_ms, e.clahe_p95_ms
+    );
+
     // 2. Inference only (pre + run + post) on decoded frames.
     let mut det = crate::cli::open_detector(&manifest_path, threads)?;
     for f in kept.iter().take(3) {
@@ -356,6 +364,48 @@ pub fn tracking_rules_cost(objects: usize, frames: usize) -> anyhow::Result<Trac
         p50_us,
         p95_us,
         max_us,
+    })
+}
+
+/// What [`enhance_cost`] measured (ms per frame, one thread).
+#[derive(Debug, Clone)]
+pub struct EnhanceCost {
+    pub frames: usize,
+    /// Frames the default test finds dark (they would be enhanced).
+    pub dark: usize,
+    pub test_p50_ms: f32,
+    pub clahe_p50_ms: f32,
+    pub clahe_p95_ms: f32,
+}
+
+/// Times the low-light enhancement (`analytics::enhance`) on `frames`: the default dark test
+/// alone, then the enhancement forced on every frame (`max_median_luma` 255).
+pub fn enhance_cost(frames: &[crate::types::Frame]) -> anyhow::Result<EnhanceCost> {
+    use crate::analytics::enhance::for_detection;
+    let cfg = crate::config::LowLightEnhanceConfig::default();
+    let forced = crate::config::LowLightEnhanceConfig { max_median_luma: 255.0, ..cfg.clone() };
+    let (mut test, mut clahe, mut dark) = (Vec::new(), Vec::new(), 0);
+    for f in frames {
+        let s = Instant::now();
+        let stats = crate::analytics::light_stats(&f.rgb, f.width, f.height);
+        test.push(s.elapsed().as_secs_f32() * 1000.0);
+        dark += stats.is_some_and(|(median, _)| median < cfg.max_median_luma) as usize;
+        let s = Instant::now();
+        let out = for_detection(&forced, f);
+        clahe.push(s.elapsed().as_secs_f32() * 1000.0);
+        if out.is_none() {
+            return Err(anyhow!("low-light enhancement failed on frame {}", f.index));
+        }
+    }
+    if frames.is_empty() {
+        return Err(anyhow!("no frames"));
+    }
+    Ok(EnhanceCost {
+        frames: frames.len(),
+        dark,
+        test_p50_ms: percentile(&mut test, 0.5),
+        clahe_p50_ms: percentile(&mut clahe, 0.5),
+        clahe_p95_ms: percentile(&mut clahe, 0.95),
     })
 }
 

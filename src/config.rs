@@ -27,7 +27,9 @@ pub use crate::rules::{CalibrationConfig, LineConfig, RuleConfig, ZoneConfig};
 
 pub use self::api::{ApiConfig, ApiLimitsConfig, ApiTlsConfig, TlsMode};
 pub use self::auth::{AuthConfig, CookieSecure};
-pub use self::camera::{CameraConfig, PoseConfig, RecordConfig, Source, TilesConfig};
+pub use self::camera::{
+    CameraConfig, LowLightEnhanceConfig, PoseConfig, RecordConfig, Source, TilesConfig,
+};
 pub use self::inference::InferenceConfig;
 pub use self::storage::StorageConfig;
 pub use crate::uplink::config::{MqttConfig, Secret, UplinkConfig, WebhookConfig};
@@ -572,6 +574,8 @@ zone = "yard"
         assert_eq!(fire(b), Some(crate::fire::FireDetectorConfig::default()));
         assert_eq!(fire(a), fire(b));
         assert_eq!(format!("{:?}", a.record), format!("{:?}", RecordConfig::default()));
+        assert_eq!(a.low_light_enhance, LowLightEnhanceConfig::default());
+        assert_eq!(b.low_light_enhance, LowLightEnhanceConfig::default());
         assert_eq!(format!("{:?}", b.record), format!("{:?}", RecordConfig::default()));
         assert_eq!(format!("{:?}", full.storage), format!("{:?}", StorageConfig::default()));
         assert_eq!(format!("{:?}", bare.storage), format!("{:?}", StorageConfig::default()));

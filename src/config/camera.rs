@@ -81,6 +81,10 @@ pub struct CameraConfig {
     /// Tiled detection for small, far objects (`[cameras.tiles]`); absent: off.
     #[serde(default)]
     pub tiles: Option<TilesConfig>,
+    /// Local contrast equalisation of dark frames before detection
+    /// (`[cameras.low_light_enhance]`); every field has a default (on).
+    #[serde(default)]
+    pub low_light_enhance: LowLightEnhanceConfig,
     /// Settings of the built-in fire and smoke detector (`[cameras.fire_detector]`), used
     /// when `models` lists `builtin-fire`; every field has a default.
     #[serde(default)]
@@ -215,6 +219,55 @@ impl TilesConfig {
         }
         if !(0.0..=3600.0).contains(&self.every_secs) {
             return Err(format!("{}: must be between 0 and 3600", at("tiles.every_secs")));
+        }
+        Ok(())
+    }
+}
+
+/// `[cameras.low_light_enhance]`: on a dark frame (median luma below `max_median_luma`) the
+/// camera's models see the frame with its luma equalised locally (CLAHE: `grid` × `grid`
+/// tiles, histogram clip `clip_limit`), so faint people gain contrast
+/// (`analytics::enhance`, docs/design/0035). The frame itself (snapshots, the tracker's
+/// low-light test, the fire detector, the pose stage) is not changed. Lit frames, including
+/// grey day frames, are never enhanced.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LowLightEnhanceConfig {
+    /// Enhance dark frames. Default true.
+    pub enabled: bool,
+    /// A frame whose median luma (0–255, read on about 4,000 pixels) is below this is dark.
+    /// Default 50 (the tracker's low-light level, `analytics::LOW_LIGHT_LUMA`).
+    pub max_median_luma: f32,
+    /// CLAHE histogram clip limit (OpenCV's `clipLimit`; higher: more contrast and noise).
+    /// Default 2.0.
+    pub clip_limit: f64,
+    /// CLAHE tiles per side. Default 8.
+    pub grid: u32,
+}
+
+impl Default for LowLightEnhanceConfig {
+    fn default() -> Self {
+        LowLightEnhanceConfig { enabled: true, max_median_luma: 50.0, clip_limit: 2.0, grid: 8 }
+    }
+}
+
+impl LowLightEnhanceConfig {
+    /// `at(field)` names the field and the camera.
+    pub(crate) fn validate(&self, at: &dyn Fn(&str) -> String) -> Result<(), String> {
+        if !(0.0..=255.0).contains(&self.max_median_luma) {
+            return Err(format!(
+                "{}: must be between 0 and 255",
+                at("low_light_enhance.max_median_luma")
+            ));
+        }
+        if !(1.0..=40.0).contains(&self.clip_limit) {
+            return Err(format!(
+                "{}: must be between 1 and 40",
+                at("low_light_enhance.clip_limit")
+            ));
+        }
+        if !(1..=32).contains(&self.grid) {
+            return Err(format!("{}: must be between 1 and 32", at("low_light_enhance.grid")));
         }
         Ok(())
     }
@@ -410,6 +463,7 @@ impl CameraConfig {
         if let Some(t) = &self.tiles {
             t.validate(at)?;
         }
+        self.low_light_enhance.validate(at)?;
         if let Some(p) = &self.pose {
             let zones: Vec<&str> = self.zones.iter().map(|z| z.name.as_str()).collect();
             p.validate(at, &zones, &|m| models.contains_key(m))?;
@@ -470,7 +524,7 @@ impl<'a> From<&'a CameraConfig> for crate::rules::RuleSetup<'a> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{Config, TilesConfig};
+    use crate::config::{Config, LowLightEnhanceConfig, TilesConfig};
 
     fn parse(tiles: &str) -> Result<Config, String> {
         Config::parse(
@@ -480,6 +534,31 @@ mod tests {
             ),
             std::path::Path::new("/"),
         )
+    }
+
+    #[test]
+    fn low_light_enhance_is_on_by_default_and_validated() {
+        let d = LowLightEnhanceConfig::default();
+        assert_eq!(parse("").unwrap().cameras[0].low_light_enhance, d);
+        assert!(d.enabled && d.max_median_luma == 50.0 && d.clip_limit == 2.0 && d.grid == 8);
+        let c = parse("[cameras.low_light_enhance]\nenabled=false\n").unwrap();
+        assert!(!c.cameras[0].low_light_enhance.enabled);
+        let c = parse("[cameras.low_light_enhance]\nclip_limit=3.0\ngrid=4\n").unwrap();
+        assert_eq!(c.cameras[0].low_light_enhance.grid, 4);
+        for (bad, field) in [
+            ("max_median_luma=-1", "low_light_enhance.max_median_luma"),
+            ("max_median_luma=256", "low_light_enhance.max_median_luma"),
+            ("max_median_luma=nan", "low_light_enhance.max_median_luma"),
+            ("clip_limit=0.5", "low_light_enhance.clip_limit"),
+            ("clip_limit=nan", "low_light_enhance.clip_limit"),
+            ("grid=0", "low_light_enhance.grid"),
+            ("grid=33", "low_light_enhance.grid"),
+        ] {
+            let e = parse(&format!("[cameras.low_light_enhance]\n{bad}\n")).unwrap_err();
+            assert!(e.contains(field) && e.contains("gate"), "{bad}: {e}");
+        }
+        let e = parse("[cameras.low_light_enhance]\ngamma=2\n").unwrap_err();
+        assert!(e.contains("gamma"), "{e}");
     }
 
     #[test]
