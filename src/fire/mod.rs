@@ -57,7 +57,8 @@
 //! The cues of every live region are kept ([`FireDetector::cues`], [`FireDetector::cues_for`]).
 //! In verification mode (`verify_models`) `CameraAnalytics::analyse` keeps a model's
 //! `fire`/`smoke` detection only where [`FireDetector::verifies`] finds a region of that class
-//! overlapping it that qualified at least once in its persistence window.
+//! overlapping it that the detector confirms (what it would report itself); while no region
+//! is confirmed, a model that detects only fire and smoke is not run.
 
 pub mod config;
 #[cfg(test)]
@@ -267,15 +268,16 @@ impl FireDetector {
             .map(|(_, r)| r.cues.clone())
     }
 
-    /// Verification mode: whether a model's detection of `class` (`fire`/`smoke`) at `bbox`
-    /// (normalised 0–1) is confirmed by a live region of that class overlapping it that
-    /// qualified at least once in its persistence window. Other classes always pass.
-    /// Whether some region has qualified in its persistence window (what `verifies` needs):
-    /// without one no fire or smoke detection can be verified.
+    /// Whether some region is confirmed (what `verifies` needs): without one no fire or smoke
+    /// detection can be verified.
     pub fn verifies_any(&self) -> bool {
-        self.state.as_ref().is_some_and(|s| s.regions.iter().any(|r| r.cues.hits > 0))
+        self.state.as_ref().is_some_and(|s| s.regions.iter().any(|r| r.cues.confirmed))
     }
 
+    /// Verification mode: whether a model's detection of `class` (`fire`/`smoke`) at `bbox`
+    /// (normalised 0–1) is confirmed by a live region of that class overlapping it that this
+    /// detector confirms (every cue, persistence included: what it would report itself).
+    /// Other classes always pass.
     pub fn verifies(&self, class: &str, bbox: &BBox) -> bool {
         let c = match class {
             "fire" => Class::Fire,
@@ -285,7 +287,7 @@ impl FireDetector {
         let Some(s) = self.state.as_ref() else { return false };
         s.regions
             .iter()
-            .any(|r| r.class == c && r.cues.hits > 0 && overlap(&r.cues.bbox, bbox) > 0.0)
+            .any(|r| r.class == c && r.cues.confirmed && overlap(&r.cues.bbox, bbox) > 0.0)
     }
 
     /// Analyses one frame (`rgb`: `width × height × 3` bytes) captured `at`; returns the
