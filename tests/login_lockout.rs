@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use gridwatch::api::{router, serve, ApiState, AuthSettings};
+use gridwatch::api::{router, serve_with, ApiState, AuthSettings, HttpLimits};
 use gridwatch::auth::{hash_password, Role};
 use gridwatch::clock::SimClock;
 use gridwatch::store::auth::{AuditQuery, NewAudit};
@@ -87,7 +87,16 @@ fn parallel_guesses_are_checked_at_most_the_limit_and_memory_stays_flat() {
     let addr: SocketAddr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.spawn(serve(listener, router(state), async move {
+    // The connection layer's per-address caps and rate (docs/security.md "Connection
+    // limits") would turn most of one address's 200 simultaneous connections away before
+    // they reach the login: opened wide here, every guess reaches the lockout under test.
+    let limits = HttpLimits {
+        max_connections: 1024,
+        max_connections_per_address: 1024,
+        max_new_connections_per_address_per_sec: 100_000.0,
+        ..HttpLimits::default()
+    };
+    let server = rt.spawn(serve_with(listener, router(state), limits, async move {
         let _ = stop_rx.await;
     }));
 
