@@ -10,10 +10,11 @@ use super::*;
 const TOKEN: &str = "gw_conn_token";
 const OTHER_TOKEN: &str = "gw_conn_other_token";
 
-struct Server {
-    _dir: tempfile::TempDir,
-    addr: SocketAddr,
-    store: Store,
+/// The real server on loopback (plain, or TLS with `tls`); `tls_tests` uses it too.
+pub(super) struct Server {
+    _dir: Option<tempfile::TempDir>,
+    pub(super) addr: SocketAddr,
+    pub(super) store: Store,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -32,18 +33,30 @@ impl Server {
             media: MediaSettings::default(),
             auth: AuthSettings::default(),
         };
+        let mut srv = Server::serve(state, limits, None).await;
+        srv._dir = Some(dir);
+        srv
+    }
+
+    /// Serves `state` with `limits` (over TLS with `tls`) on a free loopback port.
+    pub(super) async fn serve(
+        state: ApiState,
+        limits: HttpLimits,
+        tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    ) -> Server {
+        let store = state.store.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let router = router_with(state, &limits);
-        let task = tokio::spawn(serve_with(listener, router, limits, async move {
+        let task = tokio::spawn(serve_tls(listener, router, limits, tls, async move {
             let _ = rx.await;
         }));
-        Server { _dir: dir, addr, store, stop: Some(tx), task }
+        Server { _dir: None, addr, store, stop: Some(tx), task }
     }
 
     /// Stops as `gridwatch run` does: streams and long-polls end, then the server.
-    async fn stop(mut self) {
+    pub(super) async fn stop(mut self) {
         self.store.close_feed();
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());

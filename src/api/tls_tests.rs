@@ -5,7 +5,7 @@
 //! redirect listener answers 308.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -15,54 +15,28 @@ use crate::config::{ApiTlsConfig, TlsMode};
 
 const PASSWORD: &str = "correct horse battery";
 
-struct Server {
-    addr: SocketAddr,
-    store: Store,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+use super::conn_tests::Server;
+
+/// The API over TLS with the self-signed certificate of `data_dir` (made when absent).
+async fn start(data_dir: &Path, limits: HttpLimits) -> Server {
+    let sans = vec!["box-t".to_string(), "localhost".into(), "127.0.0.1".into()];
+    let (id, _) = crate::tls::ensure_self_signed(data_dir, &sans).unwrap();
+    let store = Store::open(&data_dir.join("db")).unwrap();
+    let state = ApiState {
+        store,
+        registry: Registry::new(),
+        box_id: "box-t".into(),
+        config_token_hashes: vec![],
+        started_at: OffsetDateTime::now_utc(),
+        media: MediaSettings::default(),
+        auth: AuthSettings::default(),
+    };
+    Server::serve(state, limits, Some(id.server_config().unwrap())).await
 }
 
-impl Server {
-    /// The API over TLS with the self-signed certificate of `data_dir` (made when absent).
-    async fn start(data_dir: &Path, limits: HttpLimits) -> Server {
-        let sans = vec!["box-t".to_string(), "localhost".into(), "127.0.0.1".into()];
-        let (id, _) = crate::tls::ensure_self_signed(data_dir, &sans).unwrap();
-        let store = Store::open(&data_dir.join("db")).unwrap();
-        let state = ApiState {
-            store: store.clone(),
-            registry: Registry::new(),
-            box_id: "box-t".into(),
-            config_token_hashes: vec![],
-            started_at: OffsetDateTime::now_utc(),
-            media: MediaSettings::default(),
-            auth: AuthSettings::default(),
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let router = router_with(state, &limits);
-        let tls = Some(id.server_config().unwrap());
-        let task = tokio::spawn(serve_tls(listener, router, limits, tls, async move {
-            let _ = rx.await;
-        }));
-        Server { addr, store, stop: Some(tx), task }
-    }
-
-    async fn stop(mut self) {
-        self.store.close_feed();
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(10), &mut self.task)
-            .await
-            .expect("server stops")
-            .unwrap()
-            .unwrap();
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("https://127.0.0.1:{}{path}", self.addr.port())
-    }
+/// The https URL of `path` on `srv`.
+fn url(srv: &Server, path: &str) -> String {
+    format!("https://127.0.0.1:{}{path}", srv.addr.port())
 }
 
 /// A client that trusts only the self-signed certificate of `data_dir` (pinning it).
@@ -118,9 +92,9 @@ fn until_closed(mut s: TcpStream, limit: Duration) -> (Option<Duration>, Vec<u8>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_serves_the_pinned_certificate_and_keeps_it_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = Server::start(dir.path(), limits(5.0)).await;
+    let srv = start(dir.path(), limits(5.0)).await;
     let client = pinned_client(dir.path());
-    let r = client.get(srv.url("/api/v1/health")).send().await.unwrap();
+    let r = client.get(url(&srv, "/api/v1/health")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.version(), reqwest::Version::HTTP_11);
     let first = served_fingerprint(&r);
@@ -134,13 +108,13 @@ async fn https_serves_the_pinned_certificate_and_keeps_it_across_restarts() {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let e = stranger.get(srv.url("/api/v1/health")).send().await.unwrap_err();
+    let e = stranger.get(url(&srv, "/api/v1/health")).send().await.unwrap_err();
     assert!(e.is_connect(), "{e:?}");
     srv.stop().await;
 
     // Restart: the same certificate, so pinned clients keep working.
-    let srv = Server::start(dir.path(), limits(5.0)).await;
-    let r = pinned_client(dir.path()).get(srv.url("/api/v1/health")).send().await.unwrap();
+    let srv = start(dir.path(), limits(5.0)).await;
+    let r = pinned_client(dir.path()).get(url(&srv, "/api/v1/health")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(served_fingerprint(&r), first, "same certificate after a restart");
     srv.stop().await;
@@ -149,7 +123,7 @@ async fn https_serves_the_pinned_certificate_and_keeps_it_across_restarts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plaintext_and_stalled_handshakes_are_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = Server::start(dir.path(), limits(1.0)).await;
+    let srv = start(dir.path(), limits(1.0)).await;
     let addr = srv.addr;
     let (plain, silent, partial) = tokio::task::spawn_blocking(move || {
         // Plain HTTP to the TLS port: no HTTP answer, the connection is closed.
@@ -177,7 +151,7 @@ async fn plaintext_and_stalled_handshakes_are_closed() {
         );
     }
     // The server still answers.
-    let r = pinned_client(dir.path()).get(srv.url("/api/v1/health")).send().await.unwrap();
+    let r = pinned_client(dir.path()).get(url(&srv, "/api/v1/health")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     srv.stop().await;
 }
@@ -186,7 +160,7 @@ async fn plaintext_and_stalled_handshakes_are_closed() {
 async fn tls_connections_count_against_the_caps() {
     let dir = tempfile::tempdir().unwrap();
     let l = HttpLimits { max_connections_per_address: 2, ..limits(30.0) };
-    let srv = Server::start(dir.path(), l).await;
+    let srv = start(dir.path(), l).await;
     let client = pinned_client(dir.path());
     let addr = srv.addr;
     // Two connections that never finish their handshake fill this address's places.
@@ -206,11 +180,11 @@ async fn tls_connections_count_against_the_caps() {
             .build()
             .unwrap()
     };
-    let e = fresh().get(srv.url("/api/v1/health")).send().await;
+    let e = fresh().get(url(&srv, "/api/v1/health")).send().await;
     assert!(e.is_err(), "a third connection from the address is closed: {e:?}");
     drop(held);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let r = client.get(srv.url("/api/v1/health")).send().await.unwrap();
+    let r = client.get(url(&srv, "/api/v1/health")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     srv.stop().await;
 }
@@ -218,14 +192,14 @@ async fn tls_connections_count_against_the_caps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_over_tls_sets_a_secure_cookie() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = Server::start(dir.path(), limits(5.0)).await;
+    let srv = start(dir.path(), limits(5.0)).await;
     let hash = crate::auth::hash_password(PASSWORD).unwrap();
     let a = crate::store::auth::NewAudit::new("test", None, "user_create").target("user:alice");
     srv.store
         .create_user("alice", &hash, Role::Operator, None, &a, OffsetDateTime::now_utc())
         .unwrap();
     let r = pinned_client(dir.path())
-        .post(srv.url("/api/v1/auth/login"))
+        .post(url(&srv, "/api/v1/auth/login"))
         .json(&serde_json::json!({"username": "alice", "password": PASSWORD}))
         .send()
         .await
