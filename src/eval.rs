@@ -330,6 +330,75 @@ impl MotAccumulator {
     }
 }
 
+/// Detection average precision at IoU ≥ [`MATCH_IOU`] (PASCAL VOC style: detections of all
+/// frames ranked by score, each matched greedily to the best-overlapping GT box of its frame,
+/// all-point interpolated precision). A detection whose best GT box is ignored (conf = 0) is
+/// dropped, as in MOT scoring. Scores below the detector's threshold are never seen, so this is
+/// the AP of the precision–recall curve down to that threshold.
+#[derive(Debug, Default)]
+pub struct ApAccumulator {
+    /// (score, true positive) of every counted detection.
+    ranked: Vec<(f32, bool)>,
+    gt: u64,
+}
+
+impl ApAccumulator {
+    /// Adds one frame: its GT boxes and its detections (score, box), in the same unit.
+    pub fn add_frame(&mut self, gt: &[GtBox], dets: &[(f32, BBox)]) {
+        self.gt += gt.iter().filter(|g| !g.ignore).count() as u64;
+        let mut order: Vec<usize> = (0..dets.len()).collect();
+        order.sort_by(|&a, &b| dets[b].0.total_cmp(&dets[a].0));
+        let mut taken = vec![false; gt.len()];
+        for i in order {
+            let (score, bbox) = dets[i];
+            let best = gt
+                .iter()
+                .enumerate()
+                .map(|(j, g)| (j, g.bbox.iou(&bbox)))
+                .filter(|&(_, iou)| iou >= MATCH_IOU)
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            match best {
+                Some((j, _)) if gt[j].ignore => {}
+                Some((j, _)) if !taken[j] => {
+                    taken[j] = true;
+                    self.ranked.push((score, true));
+                }
+                _ => self.ranked.push((score, false)),
+            }
+        }
+    }
+
+    /// The average precision (0 with no GT box).
+    pub fn ap(&self) -> f64 {
+        if self.gt == 0 {
+            return 0.0;
+        }
+        let mut ranked = self.ranked.clone();
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let (mut tp, mut fp) = (0u64, 0u64);
+        let mut curve: Vec<(f64, f64)> = Vec::with_capacity(ranked.len());
+        for (_, hit) in ranked {
+            if hit {
+                tp += 1;
+            } else {
+                fp += 1;
+            }
+            curve.push((tp as f64 / self.gt as f64, tp as f64 / (tp + fp) as f64));
+        }
+        // Precision envelope from the right, then the area under the recall steps.
+        for i in (0..curve.len().saturating_sub(1)).rev() {
+            curve[i].1 = curve[i].1.max(curve[i + 1].1);
+        }
+        let mut ap = 0.0;
+        let mut last_recall = 0.0;
+        for (recall, precision) in curve {
+            ap += (recall - last_recall) * precision;
+            last_recall = recall;
+        }
+        ap
+    }
+}
+
 /// What `gridwatch eval mot` runs.
 #[derive(Debug, Clone)]
 pub struct MotOptions {
@@ -366,6 +435,8 @@ pub struct MotReport {
     pub detect_size: (u32, u32),
     pub model: String,
     pub metrics: MotMetrics,
+    /// Detection AP at IoU 0.5 of the scored class, before tracking (see [`ApAccumulator`]).
+    pub detection_ap50: f64,
     /// Frames per second over decode + detection + tracking (wall clock).
     pub fps: f64,
     pub detect_ms: f64,
@@ -486,6 +557,7 @@ pub fn run_mot(o: &MotOptions) -> anyhow::Result<MotReport> {
     let mut stream: Box<dyn FrameStream> = crate::cli::open_video(&o.video, o.width)?;
     let analytics = eval_camera(o)?;
     let mut acc = MotAccumulator::new();
+    let mut ap = ApAccumulator::default();
     let t0 =
         time::OffsetDateTime::from_unix_timestamp(0).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let (gw, gh) = (gt_size.0 as f32, gt_size.1 as f32);
@@ -521,6 +593,9 @@ pub fn run_mot(o: &MotOptions) -> anyhow::Result<MotReport> {
         detect_s += out.tracks.detections.infer_ms as f64 / 1000.0;
         track_s += out.track_ms as f64 / 1000.0;
         let dets = &out.tracks.detections.objects;
+        let frame_gt = gt.get(&index).map(Vec::as_slice).unwrap_or(&[]);
+        let scaled = |b: BBox| BBox { x1: b.x1 * gw, y1: b.y1 * gh, x2: b.x2 * gw, y2: b.y2 * gh };
+        ap.add_frame(frame_gt, &dets.iter().map(|d| (d.score, scaled(d.bbox))).collect::<Vec<_>>());
         if let Some((_, buf)) = &mut dets_out {
             for d in dets {
                 let b = d.bbox;
@@ -535,18 +610,8 @@ pub fn run_mot(o: &MotOptions) -> anyhow::Result<MotReport> {
                 ));
             }
         }
-        let hyp: Vec<HypBox> = out
-            .tracked()
-            .map(|t| HypBox {
-                id: t.id,
-                bbox: BBox {
-                    x1: t.bbox.x1 * gw,
-                    y1: t.bbox.y1 * gh,
-                    x2: t.bbox.x2 * gw,
-                    y2: t.bbox.y2 * gh,
-                },
-            })
-            .collect();
+        let hyp: Vec<HypBox> =
+            out.tracked().map(|t| HypBox { id: t.id, bbox: scaled(t.bbox) }).collect();
         if let Some((_, buf)) = &mut tracks_out {
             for h in &hyp {
                 let b = h.bbox;
@@ -561,7 +626,7 @@ pub fn run_mot(o: &MotOptions) -> anyhow::Result<MotReport> {
                 ));
             }
         }
-        acc.add_frame(gt.get(&index).map(Vec::as_slice).unwrap_or(&[]), &hyp);
+        acc.add_frame(frame_gt, &hyp);
     }
     let elapsed = start.elapsed().as_secs_f64();
     if acc.frames == 0 {
@@ -593,6 +658,7 @@ pub fn run_mot(o: &MotOptions) -> anyhow::Result<MotReport> {
             o.model.display().to_string()
         },
         metrics: acc.finish(),
+        detection_ap50: ap.ap(),
         fps: n / elapsed.max(1e-9),
         detect_ms: detect_s * 1000.0 / n,
         track_ms: track_s * 1000.0 / n,
@@ -633,6 +699,7 @@ pub fn format_report(r: &MotReport) -> String {
         ("IDSW", m.idsw.to_string(), "identity switches"),
         ("Frag", m.frag.to_string(), "fragmentations"),
         ("Tracks", m.hyp_ids.to_string(), "tracker ids"),
+        ("AP50", format!("{:.4}", r.detection_ap50), "detections before tracking, IoU ≥ 0.5"),
         ("fps", format!("{:.1}", r.fps), "decode + detect + track"),
         ("detect", format!("{:.1} ms", r.detect_ms), "per frame"),
         ("track", format!("{:.3} ms", r.track_ms), "per frame"),
@@ -765,6 +832,25 @@ mod tests {
         acc.add_frame(&gts, &hyps);
         let m = acc.finish();
         assert_eq!((m.tp, m.fp, m.fn_), (2, 0, 0), "{m:?}");
+    }
+
+    #[test]
+    fn detection_ap_ranks_by_score_and_interpolates() {
+        let gts = [g(1, 0.0), g(2, 20.0)];
+        let mut ap = ApAccumulator::default();
+        // Ranked: TP 0.9 (recall 1/2, precision 1), FP 0.8 (a duplicate on g1), TP 0.3.
+        ap.add_frame(&gts, &[(0.9, b(0.0, 0.0)), (0.8, b(0.5, 0.0)), (0.3, b(20.0, 0.0))]);
+        let want = 0.5 * 1.0 + 0.5 * (2.0 / 3.0);
+        assert!((ap.ap() - want).abs() < 1e-9, "{}", ap.ap());
+        // A detection on an ignored GT box is dropped, a missed GT box lowers recall.
+        let mut ap = ApAccumulator::default();
+        let ignored = GtBox { id: 3, bbox: b(40.0, 0.0), ignore: true };
+        ap.add_frame(
+            &[g(1, 0.0), g(2, 20.0), ignored],
+            &[(0.9, b(0.0, 0.0)), (0.95, b(40.0, 0.0))],
+        );
+        assert!((ap.ap() - 0.5).abs() < 1e-9, "{}", ap.ap());
+        assert_eq!(ApAccumulator::default().ap(), 0.0);
     }
 
     #[test]

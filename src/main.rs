@@ -242,6 +242,10 @@ enum EvalCmd {
         /// `DIR/<scenario>.jsonl` (for diagnosis).
         #[arg(long, value_name = "DIR")]
         dump: Option<PathBuf>,
+        /// Run a model of the manifest from another manifest file, `NAME=PATH` (e.g.
+        /// `default=models/nanodet-g-coco-416-int8/model.toml`); repeatable.
+        #[arg(long = "model", value_name = "NAME=PATH")]
+        models: Vec<String>,
     },
 }
 
@@ -409,8 +413,9 @@ fn main() -> ExitCode {
             )
         }
         Cmd::Eval {
-            cmd: EvalCmd::Scenarios { manifest, clips, max_secs, loop_secs, threads, json, dump },
-        } => eval_scenarios(&manifest, clips, max_secs, loop_secs, threads, json, dump),
+            cmd:
+                EvalCmd::Scenarios { manifest, clips, max_secs, loop_secs, threads, json, dump, models },
+        } => eval_scenarios(&manifest, clips, max_secs, loop_secs, threads, json, dump, &models),
         Cmd::Token { cmd } => token(cmd),
         Cmd::User { cmd } => user(cmd),
         Cmd::RtspServe { video, port, path } => gridwatch::cli::rtsp_serve(&video, port, &path),
@@ -507,6 +512,7 @@ fn eval_scenarios(
     threads: usize,
     json: bool,
     dump: Option<PathBuf>,
+    models: &[String],
 ) -> anyhow::Result<()> {
     use gridwatch::eval::scenarios;
     if max_secs.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
@@ -515,7 +521,13 @@ fn eval_scenarios(
     if loop_secs.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
         anyhow::bail!("--loop-secs: must be a positive number of seconds");
     }
-    let m = scenarios::Manifest::load(manifest)?;
+    let mut m = scenarios::Manifest::load(manifest)?;
+    for spec in models {
+        let (name, path) = spec
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--model {spec}: expected NAME=PATH"))?;
+        m.use_model(name, std::path::Path::new(path))?;
+    }
     let opts = scenarios::Options { only, max_secs, loop_secs, threads, dump };
     let report = scenarios::run(&m, &opts, &mut |line| eprintln!("{line}"))?;
     if json {

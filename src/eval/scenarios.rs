@@ -245,6 +245,26 @@ impl Manifest {
             .map_err(|m| anyhow!("manifest {}: {m}", path.display()))
     }
 
+    /// Runs the manifest's model `name` from `path` (a model manifest) in every scenario.
+    pub fn use_model(&mut self, name: &str, path: &Path) -> anyhow::Result<()> {
+        if !path.is_file() {
+            bail!("--model {name}={}: no such model manifest", path.display());
+        }
+        let path = std::fs::canonicalize(path)
+            .with_context(|| format!("--model {name}={}", path.display()))?;
+        let mut found = false;
+        for s in &mut self.scenarios {
+            if let Some(p) = s.config.models.get_mut(name) {
+                *p = path.clone();
+                found = true;
+            }
+        }
+        if !found {
+            bail!("--model {name}=…: the manifest has no model `{name}`");
+        }
+        Ok(())
+    }
+
     /// Parses and validates manifest text; relative paths resolve against `base`.
     pub fn parse(text: &str, base: &Path) -> Result<Vec<Scenario>, String> {
         let de = toml::Deserializer::parse(text).map_err(|e| e.to_string())?;
