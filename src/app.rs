@@ -482,6 +482,11 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         recorder.sender(),
     )?;
     let shutdown = Arc::new(AtomicBool::new(false));
+    let open_data = cfg
+        .open_data
+        .publish
+        .then(|| open_data_publisher(&store, &cfg.open_data, clock.clone(), shutdown.clone()))
+        .transpose()?;
     let cameras = start_cameras(
         &cfg,
         &profile,
@@ -499,6 +504,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         started_at: time::OffsetDateTime::now_utc(),
         media: crate::api::MediaSettings::from_config(&cfg),
         auth: crate::api::AuthSettings::from_config(&cfg),
+        open_data: cfg.open_data.clone(),
     };
     // The API's own runtime: its workers and blocking threads are bounded, and its
     // connections are capped so that the descriptors reserved for cameras, recorder and
@@ -601,12 +607,39 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         let _ = h.join();
     }
     analytics.shutdown();
+    if let Some(t) = open_data {
+        let _ = t.join();
+    }
     uplink.shutdown();
     recorder.shutdown();
     drop(watchdog);
     store.close()?;
     println!("gridwatch: stopped cleanly");
     served
+}
+
+/// How often the open-data publisher looks for finished hours.
+const OPEN_DATA_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The thread that appends each finished hour's open data to the outbox
+/// (`open_data::publish_due`) until `stop`.
+fn open_data_publisher(
+    store: &Store,
+    cfg: &crate::config::OpenDataConfig,
+    clock: Arc<dyn crate::clock::Clock>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let (store, cfg) = (store.clone(), cfg.clone());
+    Ok(std::thread::Builder::new().name("open-data".into()).spawn(move || loop {
+        match crate::open_data::publish_due(&store, &cfg, clock.now()) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(hours = n, "open data published to the outbox"),
+            Err(e) => tracing::warn!("publishing open data failed (tried again later): {e}"),
+        }
+        if clock.sleep_unless(OPEN_DATA_EVERY, &stop) {
+            return;
+        }
+    })?)
 }
 
 /// Connections of the `api.tls.redirect_http_listen` listener at most (taken from

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 /// Who a user or token is. Human roles nest: each can do everything the one before it can
 /// (`viewer` ⊂ `operator` ⊂ `installer` ⊂ `admin`). `platform` is for machines: it sees
 /// like a viewer and may read the uplink status and metrics, but never reviews or configures.
+/// `open_data` is for re-publishers: it reads only the aggregated open-data statistics (no
+/// camera, no id, no image; docs/api.md "Open data").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -21,6 +23,7 @@ pub enum Role {
     Installer,
     Admin,
     Platform,
+    OpenData,
 }
 
 /// What a request needs (the router declares one per operation, see `api::routes`).
@@ -37,15 +40,18 @@ pub enum Permission {
     Configure,
     /// Users, tokens and the audit log.
     Administer,
+    /// Aggregated open-data statistics (grid cell × hour × class, small cells withheld).
+    OpenData,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 5] = [
+    pub const ALL: [Permission; 6] = [
         Permission::See,
         Permission::Review,
         Permission::Monitor,
         Permission::Configure,
         Permission::Administer,
+        Permission::OpenData,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +61,7 @@ impl Permission {
             Permission::Monitor => "monitor",
             Permission::Configure => "configure",
             Permission::Administer => "administer",
+            Permission::OpenData => "open_data",
         }
     }
 
@@ -65,8 +72,14 @@ impl Permission {
 }
 
 impl Role {
-    pub const ALL: [Role; 5] =
-        [Role::Viewer, Role::Operator, Role::Installer, Role::Admin, Role::Platform];
+    pub const ALL: [Role; 6] = [
+        Role::Viewer,
+        Role::Operator,
+        Role::Installer,
+        Role::Admin,
+        Role::Platform,
+        Role::OpenData,
+    ];
     /// Roles a user (a person with a password) may have.
     pub const HUMAN: [Role; 4] = [Role::Viewer, Role::Operator, Role::Installer, Role::Admin];
 
@@ -77,6 +90,7 @@ impl Role {
             Role::Installer => "installer",
             Role::Admin => "admin",
             Role::Platform => "platform",
+            Role::OpenData => "open_data",
         }
     }
 
@@ -88,11 +102,12 @@ impl Role {
     pub fn can(self, p: Permission) -> bool {
         use Permission::*;
         match self {
-            Role::Viewer => matches!(p, See),
-            Role::Operator => matches!(p, See | Review),
-            Role::Installer => matches!(p, See | Review | Monitor | Configure),
+            Role::Viewer => matches!(p, See | OpenData),
+            Role::Operator => matches!(p, See | Review | OpenData),
+            Role::Installer => matches!(p, See | Review | Monitor | Configure | OpenData),
             Role::Admin => true,
-            Role::Platform => matches!(p, See | Monitor),
+            Role::Platform => matches!(p, See | Monitor | OpenData),
+            Role::OpenData => matches!(p, OpenData),
         }
     }
 
@@ -101,7 +116,7 @@ impl Role {
     }
 
     pub fn is_human(self) -> bool {
-        self != Role::Platform
+        !matches!(self, Role::Platform | Role::OpenData)
     }
 }
 
@@ -472,11 +487,13 @@ mod tests {
                 assert!(!w[0].can(p) || w[1].can(p), "{} can {p:?} but {} cannot", w[0], w[1]);
             }
         }
-        assert_eq!(Role::Viewer.permissions(), [See]);
-        assert_eq!(Role::Operator.permissions(), [See, Review]);
-        assert_eq!(Role::Installer.permissions(), [See, Review, Monitor, Configure]);
+        assert_eq!(Role::Viewer.permissions(), [See, OpenData]);
+        assert_eq!(Role::Operator.permissions(), [See, Review, OpenData]);
+        assert_eq!(Role::Installer.permissions(), [See, Review, Monitor, Configure, OpenData]);
         assert_eq!(Role::Admin.permissions(), Permission::ALL);
-        assert_eq!(Role::Platform.permissions(), [See, Monitor]);
+        assert_eq!(Role::Platform.permissions(), [See, Monitor, OpenData]);
+        assert_eq!(Role::OpenData.permissions(), [OpenData]);
+        assert!(!Role::OpenData.is_human());
         for r in Role::ALL {
             assert_eq!(Role::parse(r.as_str()), Some(r));
             assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());

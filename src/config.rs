@@ -15,6 +15,7 @@ mod api;
 mod auth;
 mod camera;
 mod inference;
+mod open_data;
 pub mod proxies;
 mod storage;
 
@@ -31,6 +32,7 @@ pub use self::camera::{
     CameraConfig, LowLightEnhanceConfig, PoseConfig, RecordConfig, Source, TilesConfig,
 };
 pub use self::inference::InferenceConfig;
+pub use self::open_data::OpenDataConfig;
 pub use self::storage::StorageConfig;
 pub use crate::uplink::config::{MqttConfig, Secret, UplinkConfig, WebhookConfig};
 
@@ -65,6 +67,9 @@ pub struct Config {
     /// Users' sessions and the lockout of failed logins (`[auth]`, docs/api.md).
     #[serde(default)]
     pub auth: AuthConfig,
+    /// Aggregated statistics for the public (`[open_data]`, docs/api.md "Open data").
+    #[serde(default)]
+    pub open_data: OpenDataConfig,
     /// Models by name: `name = "path/to/model.toml"`.
     pub models: std::collections::BTreeMap<String, PathBuf>,
     #[serde(default)]
@@ -144,6 +149,7 @@ impl Config {
             return Err("field `box_id`: must not contain '+', '#' or '/' with MQTT sinks (it is a topic level)".into());
         }
         self.auth.validate()?;
+        self.open_data.validate()?;
         for (name, p) in &self.models {
             if name == crate::fire::BUILTIN_FIRE {
                 return Err(format!(

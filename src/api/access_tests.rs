@@ -93,6 +93,7 @@ impl Fx {
                 ..Default::default()
             },
             auth: AuthSettings::new(auth, clock.clone()),
+            open_data: Default::default(),
         };
         let end = now + Duration::hours(1);
         let mut fx = Fx {
@@ -497,6 +498,8 @@ fn cases() -> Vec<Case> {
             Kind::List(|v| ids(v, "occupancy", "camera_id")),
             ok200,
         ),
+        c("GET", "/api/v1/open/counts", "open_data", Kind::Plain, ok200),
+        c("GET", "/api/v1/open/occupancy", "open_data", Kind::Plain, ok200),
         c("GET", "/api/v1/events/{id}/clip.mp4", "see", Kind::Id, ok200),
         c(
             "GET",
@@ -958,7 +961,7 @@ async fn login_sets_a_strict_http_only_cookie_that_expires_and_survives_restarts
     let me = fx.send("GET", "/api/v1/auth/me", &cookie, None, None).await.json();
     assert_eq!(me["kind"], "user");
     assert_eq!(me["name"], "alice");
-    assert_eq!(me["permissions"], json!(["see", "review"]));
+    assert_eq!(me["permissions"], json!(["see", "review", "open_data"]));
     assert_eq!(me["session_expires_at"], v["expires_at"]);
     assert_schema("Me", &me);
     assert_schema("User", &v["user"]);
@@ -1450,7 +1453,11 @@ async fn tokens_are_shown_once_scoped_and_revocable() {
         (me["kind"].as_str(), me["name"].as_str(), me["role"].as_str()),
         (Some("token"), Some("city"), Some("platform"))
     );
-    assert_eq!(me["permissions"], json!(["see"]), "monitor is box-wide: not for a scoped token");
+    assert_eq!(
+        me["permissions"],
+        json!(["see", "open_data"]),
+        "monitor is box-wide: not for a scoped token"
+    );
     // Revoke: stops working at once; a second revoke is a 404.
     assert_eq!(
         fx.send("DELETE", &format!("/api/v1/tokens/{id}"), &admin, None, None).await.status,

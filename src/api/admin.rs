@@ -453,17 +453,6 @@ fn export_response(body: String, content_type: &'static str, ext: &str) -> Respo
     resp
 }
 
-/// One CSV field: quoted when needed; a leading `=`, `+`, `-` or `@` is prefixed with `'`
-/// so that a spreadsheet does not run it as a formula.
-fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
-    }
-}
-
 pub(crate) fn audit_csv(entries: &[AuditEntry]) -> String {
     let mut out = String::from("seq,at,actor,role,action,target,address,detail\r\n");
     for e in entries {
@@ -479,8 +468,7 @@ pub(crate) fn audit_csv(entries: &[AuditEntry]) -> String {
             e.address.clone().unwrap_or_default(),
             detail,
         ];
-        out += &fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(",");
-        out += "\r\n";
+        out += &crate::csv::record(&fields);
     }
     out
 }
@@ -511,15 +499,6 @@ pub(super) async fn export_jsonl(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_quotes_and_defuses_formulas() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
-        assert_eq!(csv_field("-1,2"), "\"'-1,2\"");
-    }
 
     #[test]
     fn audit_query_parameters() {

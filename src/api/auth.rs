@@ -378,6 +378,7 @@ fn permission_text(p: Permission) -> &'static str {
         Permission::Monitor => "read the box's operational status",
         Permission::Configure => "configure cameras, zones and rules",
         Permission::Administer => "manage users, tokens and the audit log",
+        Permission::OpenData => "read the open-data statistics",
     }
 }
 

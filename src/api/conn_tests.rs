@@ -32,6 +32,7 @@ impl Server {
             started_at: OffsetDateTime::now_utc(),
             media: MediaSettings::default(),
             auth: AuthSettings::default(),
+            open_data: Default::default(),
         };
         let mut srv = Server::serve(state, limits, None).await;
         srv._dir = Some(dir);

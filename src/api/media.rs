@@ -826,6 +826,7 @@ mod api_tests {
                 ..Default::default()
             },
             auth: crate::api::AuthSettings::default(),
+            open_data: Default::default(),
         };
         Fx { _dir: dir, state }
     }

@@ -16,6 +16,7 @@ mod conn_tests;
 mod console;
 mod error;
 mod media;
+mod open;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -81,6 +82,8 @@ pub struct ApiState {
     pub media: MediaSettings,
     /// `[auth]`: sessions and lockout, and the clock they use.
     pub auth: AuthSettings,
+    /// `[open_data]`: the smallest count the open-data endpoints publish.
+    pub open_data: crate::config::OpenDataConfig,
 }
 
 /// One operation: a method on a path, what it needs, its handler.
@@ -133,7 +136,7 @@ where
 /// (tests check docs/openapi.json and the authorization matrix against it).
 pub(crate) fn routes() -> Vec<RouteDef> {
     use Access::{Authenticated, Needs, Public};
-    use Permission::{Administer, Monitor, Review as Rev, See};
+    use Permission::{Administer, Monitor, OpenData, Review as Rev, See};
     let (get, post, patch, delete) = (Method::GET, Method::POST, Method::PATCH, Method::DELETE);
     let r = |path, ops| RouteDef { path, ops };
     vec![
@@ -149,6 +152,9 @@ pub(crate) fn routes() -> Vec<RouteDef> {
         r("/api/v1/events/{id}/review", vec![op(post.clone(), Needs(Rev), review_event)]),
         r("/api/v1/stats/counts", vec![op(get.clone(), Needs(See), list_counts)]),
         r("/api/v1/stats/occupancy", vec![op(get.clone(), Needs(See), list_occupancy)]),
+        // Open data (api/open.rs): aggregated per grid cell × hour × class, small cells withheld.
+        r("/api/v1/open/counts", vec![op(get.clone(), Needs(OpenData), open::counts)]),
+        r("/api/v1/open/occupancy", vec![op(get.clone(), Needs(OpenData), open::occupancy)]),
         r(
             "/api/v1/events/{id}/clip.mp4",
             vec![op(get.clone(), Needs(See), media::event_clip).download()],

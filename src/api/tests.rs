@@ -44,6 +44,7 @@ fn fixture() -> Fx {
         started_at: OffsetDateTime::now_utc() - time::Duration::seconds(42),
         media: MediaSettings::default(),
         auth: AuthSettings::default(),
+        open_data: Default::default(),
     };
     Fx { _dir: dir, state }
 }
@@ -804,5 +805,99 @@ async fn stats_results_are_limited() {
             let total: i64 = rows.iter().map(|r| r["count"].as_i64().unwrap()).sum();
             assert_eq!(total, n);
         }
+    }
+}
+
+/// Open data: per grid cell (cam1 and cam2 are both in C3) × hour × class, counts below
+/// `open_data.min_count` withheld, no camera or line anywhere, JSON and CSV; a token of role
+/// `open_data` reads it and nothing else.
+#[tokio::test]
+async fn open_data_aggregates_per_cell_and_withholds_small_cells() {
+    use crate::geometry::CrossDir;
+    use crate::types::{CountDelta, OccupancyDelta};
+    let fx = fixture();
+    let t = time::macros::datetime!(2026-03-01 10:05:00 UTC);
+    let d = |camera: &str, class: &str, at: OffsetDateTime, count| CountDelta {
+        camera_id: camera.into(),
+        line: "gate".into(),
+        class: class.into(),
+        direction: CrossDir::AToB,
+        at,
+        count,
+        speed_kmh: None,
+    };
+    let st = &fx.state.store;
+    st.add_counts(&[
+        d("cam1", "car", t, 7),
+        d("cam2", "car", t + time::Duration::minutes(20), 5),
+        d("cam1", "person", t, 3),
+        d("cam1", "car", t + time::Duration::hours(1), 20),
+    ])
+    .unwrap();
+    let occ = |camera: &str, class: &str, sum, max| OccupancyDelta {
+        camera_id: camera.into(),
+        zone: "yard".into(),
+        class: class.into(),
+        bucket_start: time::macros::datetime!(2026-03-01 10:05:00 UTC),
+        samples: 10,
+        sum,
+        max,
+    };
+    st.add_occupancy(&[
+        occ("cam1", "*", 120, 14),
+        occ("cam1", "person", 120, 14),
+        occ("cam2", "*", 20, 3),
+        occ("cam2", "car", 20, 3),
+    ])
+    .unwrap();
+    let r = get(&fx, "/api/v1/open/counts").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+    let body = String::from_utf8_lossy(&r.body).to_string();
+    assert!(!body.contains("cam1") && !body.contains("cam2") && !body.contains("gate"), "{body}");
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"min_count": 10, "counts": [
+            {"grid_cell": "C3", "hour": "2026-03-01T10:00:00Z", "class": "car", "count": 12, "suppressed": false},
+            {"grid_cell": "C3", "hour": "2026-03-01T10:00:00Z", "class": "person", "count": null, "suppressed": true},
+            {"grid_cell": "C3", "hour": "2026-03-01T11:00:00Z", "class": "car", "count": 20, "suppressed": false},
+        ]})
+    );
+    let r = get(&fx, "/api/v1/open/counts?format=csv&until=2026-03-01T11:00:00Z").await;
+    assert_eq!(r.headers[header::CONTENT_TYPE], "text/csv; charset=utf-8");
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        "grid_cell,hour,class,count,suppressed\r\nC3,2026-03-01T10:00:00Z,car,12,false\r\n\
+         C3,2026-03-01T10:00:00Z,person,,true\r\n"
+    );
+    let v = get(&fx, "/api/v1/open/occupancy").await.json();
+    assert_eq!(
+        v["occupancy"],
+        serde_json::json!([
+            {"grid_cell": "C3", "hour": "2026-03-01T10:00:00Z", "class": "car", "mean": null, "peak": null, "suppressed": true},
+            {"grid_cell": "C3", "hour": "2026-03-01T10:00:00Z", "class": "person", "mean": 12.0, "peak": 14, "suppressed": false},
+        ]),
+        "{v}"
+    );
+    get(&fx, "/api/v1/open/counts?bucket=minute")
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_request");
+    // The open-data role reads only this.
+    let tok = crate::store::generate_token();
+    st.create_token(
+        "publisher",
+        &store::hash_token(&tok),
+        crate::auth::Role::OpenData,
+        None,
+        "test",
+        |id| {
+            crate::store::auth::NewAudit::new("test", None, "token_create")
+                .target(format!("token:{id}"))
+        },
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    assert_eq!(call(&fx, "GET", "/api/v1/open/occupancy", Some(&tok)).await.status, StatusCode::OK);
+    for uri in ["/api/v1/events", "/api/v1/stats/counts", "/api/v1/cameras", "/api/v1/feed"] {
+        call(&fx, "GET", uri, Some(&tok)).await.error(StatusCode::FORBIDDEN, "forbidden");
     }
 }

@@ -30,6 +30,7 @@ async fn start(data_dir: &Path, limits: HttpLimits) -> Server {
         started_at: OffsetDateTime::now_utc(),
         media: MediaSettings::default(),
         auth: AuthSettings::default(),
+        open_data: Default::default(),
     };
     Server::serve(state, limits, Some(id.server_config().unwrap())).await
 }

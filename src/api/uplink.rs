@@ -406,6 +406,7 @@ mod tests {
             started_at: OffsetDateTime::now_utc(),
             media: crate::api::MediaSettings::default(),
             auth: crate::api::AuthSettings::default(),
+            open_data: Default::default(),
         };
         (dir, st)
     }

@@ -228,6 +228,31 @@ ALTER TABLE events ADD COLUMN review_note TEXT;
 ALTER TABLE line_counts ADD COLUMN speed_sum_kmh REAL    NOT NULL DEFAULT 0;
 ALTER TABLE line_counts ADD COLUMN speed_n       INTEGER NOT NULL DEFAULT 0 CHECK (speed_n >= 0);
 "#,
+    // v8: open data. Tokens of role `open_data` (the role's CHECK is widened by rebuilding
+    // the table, SQLite cannot alter a CHECK), and the hours whose open-data aggregates were
+    // appended to the outbox (one row per hour, written in the same transaction).
+    r#"
+CREATE TABLE api_tokens_v8 (
+    id          TEXT    PRIMARY KEY,
+    name        TEXT    NOT NULL,
+    sha256      TEXT    NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL,
+    revoked_at  INTEGER,
+    role        TEXT    NOT NULL DEFAULT 'admin'
+        CHECK (role IN ('viewer','operator','installer','admin','platform','open_data')),
+    scope       TEXT,
+    created_by  TEXT
+);
+INSERT INTO api_tokens_v8 (id, name, sha256, created_at, revoked_at, role, scope, created_by)
+    SELECT id, name, sha256, created_at, revoked_at, role, scope, created_by FROM api_tokens;
+DROP TABLE api_tokens;
+ALTER TABLE api_tokens_v8 RENAME TO api_tokens;
+
+CREATE TABLE open_data_published (
+    hour_start  INTEGER PRIMARY KEY,
+    seq         INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -370,6 +370,56 @@ impl UplinkContext {
     }
 }
 
+impl UplinkContext {
+    /// The envelope of one hour's open-data aggregates (kind `open_data`, change `published`,
+    /// lane [`OPEN_DATA_LANE`]): `detail` holds the rows; no camera, object or media.
+    pub fn open_data_envelope(
+        &self,
+        hour_start: OffsetDateTime,
+        detail: serde_json::Value,
+        recorded_at: OffsetDateTime,
+    ) -> Envelope {
+        Envelope {
+            version: ENVELOPE_VERSION,
+            id: Uuid::now_v7(),
+            seq: 0,
+            box_id: self.box_id.clone(),
+            change: "published".into(),
+            kind: OPEN_DATA_KIND.into(),
+            event_id: None,
+            event_seq: None,
+            severity: None,
+            camera_id: OPEN_DATA_LANE.into(),
+            grid_cell: None,
+            lat: None,
+            lon: None,
+            at: hour_start,
+            started_at: None,
+            ended_at: None,
+            recorded_at,
+            objects: vec![],
+            counts: BTreeMap::new(),
+            rule: None,
+            zone: None,
+            line: None,
+            detail: Some(detail),
+            snapshot_url: None,
+            clip_url: None,
+            error: None,
+            review: None,
+            reviewed_by: None,
+            reviewed_at: None,
+            review_note: None,
+        }
+    }
+}
+
+/// Kind of the hourly open-data changes.
+pub const OPEN_DATA_KIND: &str = "open_data";
+/// The outbox lane (`camera_id`) of open-data changes: not a valid camera id, so it never
+/// mixes with a camera's changes and camera-scoped feeds never see it.
+pub const OPEN_DATA_LANE: &str = "*open_data";
+
 /// Inserts `env` into the outbox on `conn` (inside the caller's transaction) and returns its
 /// seq; the stored JSON carries that seq.
 fn insert_envelope(conn: &Connection, mut env: Envelope) -> Result<i64, StoreError> {
@@ -449,6 +499,56 @@ impl Store {
         drop(conn);
         self.outbox_committed(seq);
         Ok(seq)
+    }
+
+    /// Appends the open-data change of the hour starting at `hour_start` unless that hour was
+    /// published before (checked and recorded in the same transaction, so a restart never
+    /// publishes an hour twice); returns its seq, or `None` when it was already published.
+    pub fn append_open_data(
+        &self,
+        hour_start: OffsetDateTime,
+        detail: serde_json::Value,
+    ) -> Result<Option<i64>, StoreError> {
+        let env = self.uplink_context().open_data_envelope(hour_start, detail, self.now());
+        let mut conn = lock(&self.inner.writer);
+        let tx = conn.transaction().map_err(sql("begin tx for open data"))?;
+        let done = tx
+            .query_row(
+                "SELECT 1 FROM open_data_published WHERE hour_start = ?1",
+                [to_ms(hour_start)],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(sql("read open_data_published"))?
+            .is_some();
+        if done {
+            return Ok(None);
+        }
+        let seq = insert_envelope(&tx, env)?;
+        tx.execute(
+            "INSERT INTO open_data_published (hour_start, seq) VALUES (?1, ?2)",
+            params![to_ms(hour_start), seq],
+        )
+        .map_err(sql("record open data hour"))?;
+        tx.commit().map_err(sql("commit open data"))?;
+        drop(conn);
+        self.outbox_committed(seq);
+        Ok(Some(seq))
+    }
+
+    /// Start of the latest hour whose open data was published, if any.
+    pub fn open_data_last_hour(&self) -> Result<Option<OffsetDateTime>, StoreError> {
+        let ms: Option<i64> = self.read(|c| {
+            c.query_row("SELECT MAX(hour_start) FROM open_data_published", [], |r| r.get(0))
+                .map_err(sql("read open_data_published"))
+        })?;
+        ms.map(|m| {
+            from_ms(m).map_err(|e| StoreError::Corrupt {
+                id: "open_data_published".into(),
+                msg: e.to_string(),
+            })
+        })
+        .transpose()
     }
 
     /// A receiver of the feed signal (last committed seq; closing flag).

@@ -2,7 +2,8 @@
 //!
 //! Topics (`{p}` = `topic_prefix/box_id`): event changes go to `{p}/events/{camera_id}`,
 //! camera status changes to `{p}/status/{camera_id}` with the retain flag (a subscriber that
-//! comes later gets each camera's latest status at once). The payload is the envelope,
+//! comes later gets each camera's latest status at once), and each hour's open data
+//! (kind `open_data`) to `{p}/open_data`. The payload is the envelope,
 //! byte for byte. `{p}/availability` is `online` (retained) while the box is connected; the
 //! broker publishes the last will `offline` (retained) when the connection dies without a
 //! DISCONNECT (kill -9, power cut, network loss), and a graceful stop publishes `offline`
@@ -183,6 +184,8 @@ impl MqttSink {
     pub fn topic(&self, row: &OutboxRow) -> (String, bool) {
         if row.kind == "camera_status" {
             (format!("{}/status/{}", self.base, row.camera_id), true)
+        } else if row.kind == crate::store::outbox::OPEN_DATA_KIND {
+            (format!("{}/open_data", self.base), false)
         } else {
             (format!("{}/events/{}", self.base, row.camera_id), false)
         }

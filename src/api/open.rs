@@ -1,0 +1,144 @@
+//! `GET /api/v1/open/counts` and `/open/occupancy`: the open-data statistics (crate::open_data),
+//! as JSON or CSV, for principals with `open_data` (every role; tokens of role `open_data`
+//! can read nothing else). A principal limited to some cameras gets the cells of those.
+
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use time::OffsetDateTime;
+
+use super::auth::Principal;
+use super::{blocking, parse_time, ApiError, ApiState};
+use crate::open_data::{self, Cells};
+
+#[derive(Debug, PartialEq)]
+struct OpenQuery {
+    since: Option<OffsetDateTime>,
+    until: Option<OffsetDateTime>,
+    csv: bool,
+}
+
+/// `since`, `until` (RFC 3339, whole hours are the buckets) and `format` (`json`, `csv`);
+/// anything else is a 400 naming the parameter.
+fn parse_query(raw: Option<&str>) -> Result<OpenQuery, ApiError> {
+    let mut q = OpenQuery { since: None, until: None, csv: false };
+    let mut seen: Vec<String> = Vec::new();
+    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        let key = key.into_owned();
+        if seen.contains(&key) {
+            return Err(ApiError::bad_param(
+                &key,
+                format!("query parameter `{key}` given more than once"),
+            ));
+        }
+        match key.as_str() {
+            "since" => q.since = Some(parse_time(&key, &value)?),
+            "until" => q.until = Some(parse_time(&key, &value)?),
+            "format" => {
+                q.csv = match value.as_ref() {
+                    "json" => false,
+                    "csv" => true,
+                    v => {
+                        return Err(ApiError::bad_param(
+                            "format",
+                            format!("query parameter `format` must be `json` or `csv`, got `{v}`"),
+                        ))
+                    }
+                }
+            }
+            _ => {
+                return Err(ApiError::bad_param(
+                    &key,
+                    format!("unknown query parameter `{key}` (allowed: since, until, format)"),
+                ))
+            }
+        }
+        seen.push(key);
+    }
+    if let (Some(s), Some(u)) = (q.since, q.until) {
+        if s >= u {
+            return Err(ApiError::bad_param(
+                "until",
+                "query parameter `until` must be later than `since`",
+            ));
+        }
+    }
+    Ok(q)
+}
+
+/// The grid cells of the cameras `p` may see.
+fn cells(st: &ApiState, p: &Principal) -> Cells {
+    let filter = p.filter(&st.registry);
+    st.registry
+        .all()
+        .into_iter()
+        .filter(|c| filter.as_ref().is_none_or(|f| f.allows_camera(&c.id)))
+        .filter_map(|c| Some((c.id, c.grid_cell?)))
+        .collect()
+}
+
+fn csv_response(body: String) -> Response {
+    let mut resp = body.into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    resp
+}
+
+pub(super) async fn counts(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = parse_query(raw.as_deref())?;
+    let (cells, k, s) = (cells(&st, &p), st.open_data.min_count, st.store.clone());
+    let rows =
+        blocking(move || Ok(open_data::read_counts(&s, &cells, k, q.since, q.until)?)).await?;
+    Ok(if q.csv {
+        csv_response(open_data::counts_csv(&rows))
+    } else {
+        Json(serde_json::json!({"min_count": k, "counts": rows})).into_response()
+    })
+}
+
+pub(super) async fn occupancy(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = parse_query(raw.as_deref())?;
+    let (cells, k, s) = (cells(&st, &p), st.open_data.min_count, st.store.clone());
+    let rows =
+        blocking(move || Ok(open_data::read_occupancy(&s, &cells, k, q.since, q.until)?)).await?;
+    Ok(if q.csv {
+        csv_response(open_data::occupancy_csv(&rows))
+    } else {
+        Json(serde_json::json!({"min_count": k, "occupancy": rows})).into_response()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters_are_checked() {
+        let q = parse_query(Some("since=2026-03-01T10:00:00Z&format=csv")).unwrap();
+        assert!(q.csv && q.since.is_some() && q.until.is_none());
+        assert!(!parse_query(None).unwrap().csv);
+        for (raw, param) in [
+            ("format=xml", "format"),
+            ("bucket=minute", "bucket"),
+            ("camera=cam1", "camera"),
+            ("since=yesterday", "since"),
+            ("format=csv&format=json", "format"),
+            ("since=2026-03-01T11:00:00Z&until=2026-03-01T10:00:00Z", "until"),
+        ] {
+            assert_eq!(
+                parse_query(Some(raw)).unwrap_err().parameter.as_deref(),
+                Some(param),
+                "{raw}"
+            );
+        }
+    }
+}
