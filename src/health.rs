@@ -43,6 +43,91 @@ pub struct CameraHealth {
     /// The camera's ground-plane calibration (`[cameras.calibration]`), for drawing its
     /// quadrilateral and distances over the view; `None` without one.
     pub calibration: Option<crate::rules::CalibrationConfig>,
+    /// The state of each of the camera's streams: `main` (recorded) and `detect` (decoded
+    /// for analysis). The camera-level `state`, `fps`, `frames_received`, `reconnects` and
+    /// `last_error` above are the detect stream's (docs/design/0036).
+    pub streams: Streams,
+}
+
+/// The camera's two streams. Without a `detect_url` both are the one connection
+/// (`shared`) and report the same; with one, `main` is opened only to record it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Streams {
+    /// True when detection and recording share one connection (no `detect_url`).
+    pub shared: bool,
+    pub main: StreamHealth,
+    pub detect: StreamHealth,
+}
+
+/// One stream (one connection) of a camera.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamHealth {
+    /// `connecting`, `online` (its data is arriving), `offline` (failed; see `last_error`)
+    /// or `disabled` (not opened: the camera is disabled, or nothing uses the stream, e.g.
+    /// a main stream that is not recorded).
+    pub state: CameraState,
+    /// When `state` last changed (UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+    pub last_error: Option<String>,
+    /// Frames per second arriving over the last few seconds: decoded frames handed to
+    /// detection (detect), compressed frames handed to the recorder (main).
+    pub fps: f64,
+    pub frames_received: u64,
+    pub reconnects: u64,
+    /// Picture size of the frames the stream delivers, once known: the main stream's
+    /// recorded (coded) size, the detect stream's analysed frame size (after scaling).
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+}
+
+/// Which stream of a camera a supervisor runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamRole {
+    /// One connection both recorded and detected on (no `detect_url`).
+    Shared,
+    /// The main stream, opened only to record it.
+    Main,
+    /// The detect stream (`detect_url`), decoded for analysis only.
+    Detect,
+}
+
+impl StreamRole {
+    /// Whether this stream feeds detection (its state is the camera's state).
+    pub fn detects(self) -> bool {
+        matches!(self, StreamRole::Shared | StreamRole::Detect)
+    }
+
+    /// Whether this stream is recorded / the main stream.
+    pub fn is_main(self) -> bool {
+        matches!(self, StreamRole::Shared | StreamRole::Main)
+    }
+}
+
+impl StreamHealth {
+    pub fn new(state: CameraState, since: OffsetDateTime) -> Self {
+        StreamHealth {
+            state,
+            since,
+            last_error: None,
+            fps: 0.0,
+            frames_received: 0,
+            reconnects: 0,
+            width: None,
+            height: None,
+        }
+    }
+
+    fn set_state(&mut self, state: CameraState, error: Option<String>, now: OffsetDateTime) {
+        if self.state != state {
+            self.state = state;
+            self.since = now;
+        }
+        if error.is_some() || state == CameraState::Online {
+            self.last_error =
+                error.or(self.last_error.take().filter(|_| state != CameraState::Online));
+        }
+    }
 }
 
 /// A named zone polygon or line polyline.
@@ -136,6 +221,63 @@ impl Registry {
         }
     }
 
+    /// Sets the state of a camera's stream `role` (and, for the stream that feeds
+    /// detection, the camera's state through [`Registry::set_state`]).
+    pub fn set_stream_state(
+        &self,
+        id: &str,
+        role: StreamRole,
+        state: CameraState,
+        error: Option<String>,
+    ) {
+        let now = self.clock.now();
+        self.update(id, |h| {
+            for s in h.streams.for_role(role) {
+                s.set_state(state, error.clone(), now);
+            }
+        });
+        if role.detects() {
+            self.set_state(id, state, error);
+        }
+    }
+
+    /// Counts `frames` more frames of stream `role`, at `fps`, of `size` when known; the
+    /// detect stream's also count for the camera.
+    pub fn stream_frames(
+        &self,
+        id: &str,
+        role: StreamRole,
+        frames: u64,
+        fps: f64,
+        size: Option<(u32, u32)>,
+    ) {
+        self.update(id, |h| {
+            for s in h.streams.for_role(role) {
+                s.frames_received += frames;
+                s.fps = fps;
+                if let Some((w, ht)) = size {
+                    (s.width, s.height) = (Some(w), Some(ht));
+                }
+            }
+            if role.detects() {
+                h.frames_received += frames;
+                h.fps = fps;
+            }
+        });
+    }
+
+    /// Counts a reconnect of stream `role` (and of the camera, for the detect stream).
+    pub fn stream_reconnect(&self, id: &str, role: StreamRole) {
+        self.update(id, |h| {
+            for s in h.streams.for_role(role) {
+                s.reconnects += 1;
+            }
+            if role.detects() {
+                h.reconnects += 1;
+            }
+        });
+    }
+
     /// Sets the hook told about every state change (the uplink's camera status).
     pub fn on_state_change(&self, hook: StateHook) {
         *self.hook.write().unwrap_or_else(|e| e.into_inner()) = Some(hook);
@@ -190,6 +332,38 @@ impl CameraHealth {
             lines: Vec::new(),
             rules: Vec::new(),
             calibration: None,
+            streams: Streams::new(enabled, since),
+        }
+    }
+}
+
+impl Streams {
+    /// One shared connection, `connecting` (or `disabled`) at `since`.
+    pub fn new(enabled: bool, since: OffsetDateTime) -> Self {
+        let state = if enabled { CameraState::Connecting } else { CameraState::Disabled };
+        Streams {
+            shared: true,
+            main: StreamHealth::new(state, since),
+            detect: StreamHealth::new(state, since),
+        }
+    }
+
+    /// Separate main and detect streams; `main_used` is false when the main stream is not
+    /// opened (not recorded).
+    pub fn separate(enabled: bool, main_used: bool, since: OffsetDateTime) -> Self {
+        let mut s = Streams::new(enabled, since);
+        s.shared = false;
+        if !main_used {
+            s.main.state = CameraState::Disabled;
+        }
+        s
+    }
+
+    fn for_role(&mut self, role: StreamRole) -> Vec<&mut StreamHealth> {
+        match role {
+            StreamRole::Shared => vec![&mut self.main, &mut self.detect],
+            StreamRole::Main => vec![&mut self.main],
+            StreamRole::Detect => vec![&mut self.detect],
         }
     }
 }

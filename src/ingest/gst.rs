@@ -19,7 +19,9 @@ use crate::types::Frame;
 
 /// Opens a camera by launching a gst-launch style description. With `record`, the
 /// description must contain the record branch (`splitmuxsink name=recorder` fed by
-/// `queue name=recq`, see pipelines/record.pipeline).
+/// `queue name=recq`, see pipelines/record.pipeline). A description without an appsink
+/// named `sink` is a stream that is only recorded (a main stream beside a `detect_url`):
+/// it yields no frames, and [`FrameStream::progress`] tells what passed.
 pub struct GstOpener {
     pub camera_id: Arc<str>,
     pub description: String,
@@ -34,15 +36,19 @@ impl Opener for GstOpener {
         let pipeline = el
             .downcast::<gst::Pipeline>()
             .map_err(|_| IngestError::Pipeline("description is not a pipeline".into()))?;
-        let sink = pipeline
-            .by_name("sink")
-            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-            .ok_or_else(|| IngestError::Pipeline("pipeline has no appsink named `sink`".into()))?;
+        let sink = pipeline.by_name("sink").and_then(|e| e.downcast::<gst_app::AppSink>().ok());
+        if sink.is_none() && self.record.is_none() {
+            return Err(IngestError::Pipeline("pipeline has no appsink named `sink`".into()));
+        }
         let bus =
             pipeline.bus().ok_or_else(|| IngestError::Pipeline("pipeline has no bus".into()))?;
         let recording = match &self.record {
             Some(spec) => Some(Recording::attach(&pipeline, spec).map_err(IngestError::Pipeline)?),
             None => None,
+        };
+        let progress = match (&sink, &recording) {
+            (None, Some(rec)) => Some(Progress::attach(rec.input_pad())),
+            _ => None,
         };
         if pipeline.set_state(gst::State::Playing).is_err() {
             let msg = bus_error(&bus, Duration::from_millis(500))
@@ -57,6 +63,7 @@ impl Opener for GstOpener {
             bus,
             index: 0,
             recording,
+            progress,
         }))
     }
 }
@@ -64,10 +71,53 @@ impl Opener for GstOpener {
 pub struct GstStream {
     camera_id: Arc<str>,
     pipeline: gst::Pipeline,
-    sink: gst_app::AppSink,
+    /// None for a stream that is only recorded.
+    sink: Option<gst_app::AppSink>,
     bus: gst::Bus,
     index: u64,
     recording: Option<Recording>,
+    progress: Option<Progress>,
+}
+
+/// Counts the compressed frames entering the record branch of a stream that hands no frames
+/// to Rust (before the record gate, so a full disk does not look like a dead camera).
+struct Progress {
+    count: Arc<std::sync::atomic::AtomicU64>,
+    seen: u64,
+    pad: gst::Pad,
+}
+
+impl Progress {
+    fn attach(pad: gst::Pad) -> Progress {
+        let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let c = count.clone();
+        pad.add_probe(
+            gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+            move |_, info| {
+                let n = match &info.data {
+                    Some(gst::PadProbeData::BufferList(l)) => l.len() as u64,
+                    _ => 1,
+                };
+                c.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                gst::PadProbeReturn::Ok
+            },
+        );
+        Progress { count, seen: 0, pad }
+    }
+
+    /// Frames since the last call, and the picture size from the stream's caps.
+    fn take(&mut self) -> (u64, Option<(u32, u32)>) {
+        let now = self.count.load(std::sync::atomic::Ordering::Relaxed);
+        let n = now - self.seen;
+        self.seen = now;
+        let size = self.pad.current_caps().and_then(|c| {
+            let s = c.structure(0)?;
+            let w = s.get::<i32>("width").ok()?;
+            let h = s.get::<i32>("height").ok()?;
+            Some((u32::try_from(w).ok()?, u32::try_from(h).ok()?))
+        });
+        (n, size)
+    }
 }
 
 impl GstStream {
@@ -116,25 +166,34 @@ impl GstStream {
             gst::MessageType::Eos,
             gst::MessageType::Element,
         ]) {
-            if let Some(rec) = &mut self.recording {
-                if rec.handle(&msg) {
-                    continue;
-                }
-            }
-            match msg.view() {
-                gst::MessageView::Error(e) => {
-                    let err = format_error(e);
-                    if let Some(rec) = &self.recording {
-                        rec.on_error(&msg, &err);
-                    }
-                    return Some(StreamEvent::Error(err));
-                }
-                // Frames queued in the appsink before EOS are still delivered by `next`.
-                gst::MessageView::Eos(_) if self.sink.is_eos() => return Some(StreamEvent::Eos),
-                _ => {}
+            if let Some(ev) = self.handle_message(&msg) {
+                return Some(ev);
             }
         }
         None
+    }
+
+    /// Handles one bus message; returns an error or EOS to report.
+    fn handle_message(&mut self, msg: &gst::Message) -> Option<StreamEvent> {
+        if let Some(rec) = &mut self.recording {
+            if rec.handle(msg) {
+                return None;
+            }
+        }
+        match msg.view() {
+            gst::MessageView::Error(e) => {
+                let err = format_error(e);
+                if let Some(rec) = &self.recording {
+                    rec.on_error(msg, &err);
+                }
+                Some(StreamEvent::Error(err))
+            }
+            // Frames queued in the appsink before EOS are still delivered by `next`.
+            gst::MessageView::Eos(_) if self.sink.as_ref().is_none_or(gst_app::AppSink::is_eos) => {
+                Some(StreamEvent::Eos)
+            }
+            _ => None,
+        }
     }
 }
 
@@ -143,14 +202,33 @@ impl FrameStream for GstStream {
         if let Some(ev) = self.poll_bus() {
             return ev;
         }
-        match self.sink.try_pull_sample(gst::ClockTime::from_nseconds(timeout.as_nanos() as u64)) {
+        let Some(sink) = self.sink.clone() else {
+            // Only recorded: wait for bus messages, then report the frames that passed.
+            let deadline = Instant::now() + timeout;
+            while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+                let waited = self.bus.timed_pop_filtered(
+                    gst::ClockTime::from_nseconds(left.as_nanos() as u64),
+                    &[gst::MessageType::Error, gst::MessageType::Eos, gst::MessageType::Element],
+                );
+                let Some(msg) = waited else { break };
+                if let Some(ev) = self.handle_message(&msg) {
+                    return ev;
+                }
+            }
+            return StreamEvent::Idle;
+        };
+        match sink.try_pull_sample(gst::ClockTime::from_nseconds(timeout.as_nanos() as u64)) {
             Some(sample) => match self.make_frame(&sample) {
                 Ok(f) => StreamEvent::Frame(f),
                 Err(e) => StreamEvent::Error(e.to_string()),
             },
-            None if self.sink.is_eos() => StreamEvent::Eos,
+            None if sink.is_eos() => StreamEvent::Eos,
             None => StreamEvent::Idle,
         }
+    }
+
+    fn progress(&mut self) -> Option<(u64, Option<(u32, u32)>)> {
+        self.progress.as_mut().map(Progress::take)
     }
 
     /// Ends the stream cleanly: EOS through the pipeline so the record branch finalises its
