@@ -196,12 +196,17 @@ impl Registry {
         }
     }
 
-    /// Sets the state, stamping `since` only on a change, and the last error. A change is
-    /// reported to the hook set with [`Registry::on_state_change`].
+    /// Sets the state, stamping `since` only on a change, and the last error, of the camera
+    /// and its detect stream (and of its main stream too when they are one connection). A
+    /// change is reported to the hook set with [`Registry::on_state_change`].
     pub fn set_state(&self, id: &str, state: CameraState, error: Option<String>) {
         let mut changed = None;
         let now = self.clock.now();
         self.update(id, |h| {
+            let role = if h.streams.shared { StreamRole::Shared } else { StreamRole::Detect };
+            for s in h.streams.for_role(role) {
+                s.set_state(state, error.clone(), now);
+            }
             if h.state != state {
                 h.state = state;
                 h.since = now;
@@ -221,8 +226,8 @@ impl Registry {
         }
     }
 
-    /// Sets the state of a camera's stream `role` (and, for the stream that feeds
-    /// detection, the camera's state through [`Registry::set_state`]).
+    /// Sets the state of a camera's stream `role`: the stream that feeds detection sets the
+    /// camera's state ([`Registry::set_state`]); a separate main stream only its own.
     pub fn set_stream_state(
         &self,
         id: &str,
@@ -230,15 +235,15 @@ impl Registry {
         state: CameraState,
         error: Option<String>,
     ) {
+        if role.detects() {
+            return self.set_state(id, state, error);
+        }
         let now = self.clock.now();
         self.update(id, |h| {
             for s in h.streams.for_role(role) {
                 s.set_state(state, error.clone(), now);
             }
         });
-        if role.detects() {
-            self.set_state(id, state, error);
-        }
     }
 
     /// Counts `frames` more frames of stream `role`, at `fps`, of `size` when known; the
@@ -365,5 +370,72 @@ impl Streams {
             StreamRole::Main => vec![&mut self.main],
             StreamRole::Detect => vec![&mut self.detect],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn separate_streams_keep_their_own_state_and_the_detect_stream_is_the_cameras() {
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let reg = Registry::new();
+        let shared = CameraHealth::new("one", true, t0);
+        let separate = CameraHealth {
+            streams: Streams::separate(true, true, t0),
+            ..CameraHealth::new("two", true, t0)
+        };
+        reg.register(shared);
+        reg.register(separate);
+        // One connection: both streams follow it.
+        reg.set_stream_state(
+            "one",
+            StreamRole::Shared,
+            CameraState::Offline,
+            Some("refused".into()),
+        );
+        let h = reg.get("one").unwrap();
+        assert!(h.streams.shared);
+        for s in [&h.streams.main, &h.streams.detect] {
+            assert_eq!((s.state, s.last_error.as_deref()), (CameraState::Offline, Some("refused")));
+        }
+        assert_eq!(h.state, CameraState::Offline);
+        // Main offline, detect online: the camera is online (it is analysed), main is not.
+        reg.set_stream_state(
+            "two",
+            StreamRole::Main,
+            CameraState::Offline,
+            Some("main down".into()),
+        );
+        reg.set_stream_state("two", StreamRole::Detect, CameraState::Online, None);
+        reg.stream_frames("two", StreamRole::Detect, 3, 5.0, Some((640, 360)));
+        reg.stream_reconnect("two", StreamRole::Main);
+        let h = reg.get("two").unwrap();
+        assert_eq!((h.state, h.last_error.as_deref()), (CameraState::Online, None));
+        assert_eq!((h.frames_received, h.reconnects), (3, 0));
+        let (m, d) = (&h.streams.main, &h.streams.detect);
+        assert_eq!(
+            (m.state, m.last_error.as_deref(), m.reconnects),
+            (CameraState::Offline, Some("main down"), 1)
+        );
+        assert_eq!(
+            (d.state, d.frames_received, d.width, d.height),
+            (CameraState::Online, 3, Some(640), Some(360))
+        );
+        assert_eq!(m.frames_received, 0);
+        // The reverse: detect offline (the camera too), main recording.
+        reg.set_stream_state("two", StreamRole::Main, CameraState::Online, None);
+        reg.stream_frames("two", StreamRole::Main, 25, 25.0, Some((1920, 1080)));
+        reg.set_state("two", CameraState::Offline, Some("sub down".into()));
+        let h = reg.get("two").unwrap();
+        assert_eq!((h.state, h.last_error.as_deref()), (CameraState::Offline, Some("sub down")));
+        assert_eq!(
+            (h.streams.main.state, h.streams.main.last_error.as_deref()),
+            (CameraState::Online, None)
+        );
+        assert_eq!((h.streams.main.width, h.streams.main.frames_received), (Some(1920), 25));
+        assert_eq!(h.streams.detect.state, CameraState::Offline);
+        assert_eq!(h.frames_received, 3, "main-stream frames are not the camera's");
     }
 }
