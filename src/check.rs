@@ -115,6 +115,15 @@ pub fn run(path: &Path) -> ExitCode {
             }
             Err(e) => r.line(false, &what, e),
         }
+        // The sub-stream detection decodes (`detect_url`, RTSP only).
+        if let (Some(_), Ok(Source::Rtsp(u))) = (&cam.detect_url, cam.detect_source(&cfg.base_dir))
+        {
+            let (what, shown) = (format!("camera {} detect_url", cam.id), redact_url(&u));
+            match rtsp_reachable(&u) {
+                Ok(addr) => r.line(true, &what, format!("{shown} reachable ({addr})")),
+                Err(e) => r.line(false, &what, format!("{shown}: {e}")),
+            }
+        }
     }
     if r.failed == 0 {
         println!("all checks passed");
