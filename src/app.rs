@@ -345,8 +345,12 @@ pub fn start_cameras(
                         anyhow!("camera `{}`: detect_url: needs an RTSP `url`", cam.id)
                     })?;
                 tracing::info!(camera = %cam.id, "main stream pipeline: {}", redact_url(&description));
-                let opener =
-                    GstOpener { camera_id: camera_id.clone(), description, record: Some(spec) };
+                let opener = GstOpener {
+                    camera_id: camera_id.clone(),
+                    description,
+                    record: Some(spec),
+                    skip_nonref_fps: None,
+                };
                 let (opts, registry, shutdown) = (opts.clone(), registry.clone(), shutdown.clone());
                 handles.push(std::thread::Builder::new().name(format!("rec-{}", cam.id)).spawn(
                     move || {
@@ -371,7 +375,10 @@ pub fn start_cameras(
         let (record, plan) = detect_record.unzip();
         let description = profile.pipeline_for(cam, &detect_source, mode, plan);
         tracing::info!(camera = %cam.id, "pipeline: {}", redact_url(&description));
-        let opener = GstOpener { camera_id, description, record };
+        // Pictures nothing references are not decoded when detection samples the stream
+        // (live and paced cameras at a detect_fps); unpaced files analyse every tick exactly.
+        let skip_nonref_fps = (!lossless && cam.detect_fps > 0.0).then_some(cam.detect_fps);
+        let opener = GstOpener { camera_id, description, record, skip_nonref_fps };
         let (registry, queue, shutdown) = (registry.clone(), queue.clone(), shutdown.clone());
         let mut video_time = lossless.then(VideoTime::default);
         handles.push(std::thread::Builder::new().name(format!("cam-{}", cam.id)).spawn(

@@ -43,6 +43,7 @@ pub fn open_video(video: &Path, width: u32) -> anyhow::Result<Box<dyn FrameStrea
         camera_id: Arc::from("video"),
         description: profile.offline_file_pipeline(video, width),
         record: None,
+        skip_nonref_fps: None,
     };
     opener.open().with_context(|| format!("opening {}", video.display()))
 }

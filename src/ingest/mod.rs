@@ -7,6 +7,7 @@
 //! stall timeout run on a [`Clock`], so tests drive it in simulated time.
 
 pub mod gst;
+pub mod nonref;
 pub mod profile;
 
 use std::sync::atomic::{AtomicBool, Ordering};
