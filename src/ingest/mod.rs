@@ -326,9 +326,20 @@ mod tests {
         clock: Arc<SimClock>,
         stop: Arc<AtomicBool>,
     }
-    struct ScriptStream(Vec<&'static str>, u64, Arc<SimClock>);
+    /// Events, frames so far, the clock, and compressed frames recorded since the last
+    /// `progress` call (a record-only stream: `"rec"` is 25 of them within a poll).
+    struct ScriptStream(Vec<&'static str>, u64, Arc<SimClock>, u64);
     impl FrameStream for ScriptStream {
+        fn progress(&mut self) -> Option<(u64, Option<(u32, u32)>)> {
+            Some((std::mem::take(&mut self.3), Some((1920, 1080))))
+        }
         fn next(&mut self, t: Duration) -> StreamEvent {
+            if self.0.first() == Some(&"rec") {
+                self.0.remove(0);
+                self.3 += 25;
+                self.2.advance_std(t);
+                return StreamEvent::Idle;
+            }
             if self.0.is_empty() {
                 // Nothing arrives within the timeout.
                 self.2.advance_std(t);
@@ -361,7 +372,7 @@ mod tests {
                 return Err(IngestError::Source("gone".into()));
             }
             match o.remove(0) {
-                Ok(s) => Ok(Box::new(ScriptStream(s, 0, self.clock.clone()))),
+                Ok(s) => Ok(Box::new(ScriptStream(s, 0, self.clock.clone(), 0))),
                 Err(e) => Err(IngestError::Source(e.into())),
             }
         }
@@ -450,6 +461,42 @@ mod tests {
         };
         // Stalled after the timeout (300 ms), noticed at the next idle poll (200 ms each).
         assert_eq!(offline.2 - online.2, time::Duration::milliseconds(400), "{seen:?}");
+    }
+
+    #[test]
+    fn a_record_only_main_stream_is_online_while_it_records_and_stalls_on_its_own() {
+        let s = setup();
+        let t0 = s.clock.now();
+        s.reg.register(CameraHealth {
+            streams: Streams::separate(true, true, s.clock.now()),
+            ..CameraHealth::new("c", true, s.clock.now())
+        });
+        let op = s.opener(vec![Ok(vec!["rec", "rec", "rec"])]);
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (seen2, reg) = (seen.clone(), s.reg.clone());
+        s.reg.on_state_change(Arc::new(move |_, state, _, _| seen2.lock().unwrap().push(state)));
+        let mut frames = 0;
+        supervise_stream(&op, &s.opts, StreamRole::Main, &reg, &*s.clock, &s.stop, &mut |_| {
+            frames += 1
+        });
+        assert_eq!(frames, 0, "a record-only stream hands no frames on");
+        let h = s.reg.get("c").unwrap();
+        let m = &h.streams.main;
+        assert_eq!((m.frames_received, m.width, m.height), (75, Some(1920), Some(1080)));
+        // Online while it recorded (3 polls of 200 ms), then stalled: no progress for more
+        // than 300 ms, noticed at the poll at 1 s; reopened after 10 ms of backoff, which the
+        // scripted camera refuses ("gone", after which the test stops).
+        assert_eq!(
+            (m.state, m.last_error.as_deref(), m.reconnects),
+            (CameraState::Offline, Some("gone"), 1)
+        );
+        assert_eq!(m.since - t0, time::Duration::milliseconds(1010), "{m:?}");
+        // The camera (its detect stream) is untouched, and no camera state change was told.
+        assert_eq!(
+            (h.state, h.frames_received, h.streams.detect.state),
+            (CameraState::Connecting, 0, CameraState::Connecting)
+        );
+        assert!(seen.lock().unwrap().is_empty(), "{:?}", seen.lock().unwrap());
     }
 
     #[test]
