@@ -432,14 +432,20 @@ impl CameraConfig {
             }
         }
         if let Some(d) = &self.detect_url {
-            let detect =
-                parse_source(d, base_dir).map_err(|m| format!("{}: {m}", at("detect_url")))?;
-            if !matches!(detect, Source::Rtsp(_)) {
+            let scheme = d.trim().split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+            if !matches!(scheme.as_deref(), Some("rtsp" | "rtsps")) {
+                let what = match scheme {
+                    Some(s) => format!("scheme `{s}`"),
+                    None if d.trim().is_empty() => "it is empty".to_string(),
+                    None => "it has no scheme".to_string(),
+                };
                 return Err(format!(
-                    "{}: must be an rtsp:// or rtsps:// URL (the camera's sub-stream)",
+                    "{}: must be an rtsp:// or rtsps:// URL (the camera's sub-stream); {what}",
                     at("detect_url")
                 ));
             }
+            let detect =
+                parse_source(d, base_dir).map_err(|m| format!("{}: {m}", at("detect_url")))?;
             if !matches!(main, Source::Rtsp(_)) {
                 return Err(format!(
                     "{}: needs an RTSP `url` (the main stream); a file or USB camera has one stream",
@@ -761,8 +767,12 @@ mod tests {
         for (keys, field, msg) in [
             (format!("{main}\ndetect_url='rtsp://cam.local/main'"), "detect_url", "same stream"),
             (format!("{main}\ndetect_url=' rtsp://cam.local/main '"), "detect_url", "same stream"),
-            (format!("{main}\ndetect_url='http://cam.local/sub'"), "detect_url", "scheme `http`"),
-            (format!("{main}\ndetect_url='sub.mp4'"), "detect_url", "rtsp://"),
+            (
+                format!("{main}\ndetect_url='http://cam.local/sub'"),
+                "detect_url",
+                "sub-stream); scheme `http`",
+            ),
+            (format!("{main}\ndetect_url='sub.mp4'"), "detect_url", "no scheme"),
             (format!("{main}\ndetect_url=''"), "detect_url", "empty"),
             (format!("{main}\ndetect_url='rtsp://[::1/sub'"), "detect_url", "not a valid RTSP URL"),
             (
