@@ -342,7 +342,11 @@ pub fn start_cameras(
             (true, Some(spec), Some(plan)) => {
                 let description =
                     profile.record_pipeline(&source, &cam.codec, plan).ok_or_else(|| {
-                        anyhow!("camera `{}`: detect_url: needs an RTSP `url`", cam.id)
+                        anyhow!(
+                            "camera `{}`: url: recorded beside a detect_url, the main stream \
+                             must be RTSP or an H.264/H.265 file (it is never decoded)",
+                            cam.id
+                        )
                     })?;
                 tracing::info!(camera = %cam.id, "main stream pipeline: {}", redact_url(&description));
                 let opener = GstOpener {

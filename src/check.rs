@@ -115,14 +115,21 @@ pub fn run(path: &Path) -> ExitCode {
             }
             Err(e) => r.line(false, &what, e),
         }
-        // The sub-stream detection decodes (`detect_url`, RTSP only).
-        if let (Some(_), Ok(Source::Rtsp(u))) = (&cam.detect_url, cam.detect_source(&cfg.base_dir))
-        {
-            let (what, shown) = (format!("camera {} detect_url", cam.id), redact_url(&u));
-            match rtsp_reachable(&u) {
-                Ok(addr) => r.line(true, &what, format!("{shown} reachable ({addr})")),
-                Err(e) => r.line(false, &what, format!("{shown}: {e}")),
+        // The sub-stream detection decodes (`detect_url`).
+        let what = format!("camera {} detect_url", cam.id);
+        match (&cam.detect_url, cam.detect_source(&cfg.base_dir)) {
+            (Some(_), Ok(Source::Rtsp(u))) => {
+                let shown = redact_url(&u);
+                match rtsp_reachable(&u) {
+                    Ok(addr) => r.line(true, &what, format!("{shown} reachable ({addr})")),
+                    Err(e) => r.line(false, &what, format!("{shown}: {e}")),
+                }
             }
+            (Some(_), Ok(Source::File(f))) => match std::fs::File::open(&f) {
+                Ok(_) => r.line(true, &what, format!("file {} readable", f.display())),
+                Err(e) => r.line(false, &what, format!("file {}: {e}", f.display())),
+            },
+            _ => {}
         }
     }
     if r.failed == 0 {

@@ -313,3 +313,85 @@ min_secs = 1.0
         assert!(m.contains(line), "{line} not in\n{m}");
     }
 }
+
+/// `count` pictures of `video` scaled to `width` (aspect kept), encoded with x264 into `out`.
+fn scaled_copy(video: &std::path::Path, width: u32, count: u32, out: &std::path::Path) {
+    gst::init().unwrap();
+    let p = gst::parse::launch(&format!(
+        "filesrc location=\"{}\" ! decodebin ! videoscale ! video/x-raw,width={width},\
+         pixel-aspect-ratio=1/1 ! identity eos-after={count} ! videoconvert ! x264enc \
+         key-int-max=14 speed-preset=ultrafast ! h264parse ! mp4mux ! filesink location=\"{}\"",
+        video.display(),
+        out.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let msg = p.bus().unwrap().timed_pop_filtered(
+        gst::ClockTime::from_seconds(120),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    p.set_state(gst::State::Null).unwrap();
+    assert_eq!(msg.map(|m| m.type_()), Some(gst::MessageType::Eos), "encoding {}", out.display());
+}
+
+#[test]
+fn a_file_camera_with_a_detect_file_records_the_main_file_paced_and_detects_on_the_other() {
+    let mp4 = pets_mp4();
+    if !mp4.exists() {
+        eprintln!("SKIP: {} missing (run `make setup`)", mp4.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub.mp4");
+    scaled_copy(&mp4, SUB_WIDTH, 200, &sub);
+    let cams = format!(
+        r#"
+[[cameras]]
+id = "files"
+url = "{main}"
+detect_url = "{sub}"
+loop = true
+detect_width = {SUB_WIDTH}
+detect_fps = 5
+models = ["coco"]
+[cameras.record]
+segment_secs = 2
+"#,
+        main = mp4.display(),
+        sub = sub.display()
+    );
+    let a = Appliance::start(&cams);
+    let c = wait_for(60, &format!("both files online\n{}", a.logs()), || {
+        let c = a.camera("files");
+        let s = &c["streams"];
+        (s["main"]["state"] == "online"
+            && s["detect"]["state"] == "online"
+            && s["main"]["width"].is_u64()
+            && c["frames_analysed"].as_u64()? > 5)
+            .then_some(c)
+    });
+    let s = &c["streams"];
+    assert_eq!(
+        (s["main"]["width"].as_u64(), s["detect"]["width"].as_u64()),
+        (Some(768), Some(384))
+    );
+    // Paced like a live camera (PETS09 is 7 frames a second), not read as fast as it goes.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let fps = a.camera("files")["streams"]["main"]["fps"].as_f64().unwrap();
+    assert!((4.0..=12.0).contains(&fps), "main stream at {fps} frames a second");
+    let segs = wait_for(60, &format!("recorded segments\n{}", a.logs()), || {
+        let v = a.get_json("/api/v1/recordings?camera=files");
+        let s = v["recordings"].as_array()?.clone();
+        (!s.is_empty()).then_some(s)
+    });
+    assert_eq!(segs[0]["codec"], "h264");
+    let (st, _, body) =
+        a.get(&format!("/api/v1/recordings/{}/segment.mp4", segs[0]["id"]), Some(TOKEN)).unwrap();
+    assert_eq!(st, 200);
+    let f = dir.path().join("seg.mp4");
+    std::fs::write(&f, body).unwrap();
+    let frames = decode_segment(&f);
+    assert!(!frames.is_empty() && frames.iter().all(|g| (g.w, g.h) == (768, 576)));
+}

@@ -433,31 +433,43 @@ impl CameraConfig {
         }
         if let Some(d) = &self.detect_url {
             let scheme = d.trim().split_once("://").map(|(s, _)| s.to_ascii_lowercase());
-            if !matches!(scheme.as_deref(), Some("rtsp" | "rtsps")) {
-                let what = match scheme {
-                    Some(s) => format!("scheme `{s}`"),
-                    None if d.trim().is_empty() => "it is empty".to_string(),
-                    None => "it has no scheme".to_string(),
-                };
+            let rtsp = matches!(scheme.as_deref(), Some("rtsp" | "rtsps"));
+            if let (Source::Rtsp(_), false, Some(s)) = (&main, rtsp, &scheme) {
                 return Err(format!(
-                    "{}: must be an rtsp:// or rtsps:// URL (the camera's sub-stream); {what}",
+                    "{}: must be an rtsp:// or rtsps:// URL (the camera's sub-stream), like `url`; \
+                     scheme `{s}`",
                     at("detect_url")
                 ));
             }
             let detect =
                 parse_source(d, base_dir).map_err(|m| format!("{}: {m}", at("detect_url")))?;
-            if !matches!(main, Source::Rtsp(_)) {
-                return Err(format!(
-                    "{}: needs an RTSP `url` (the main stream); a file or USB camera has one stream",
+            match (&main, &detect) {
+                (Source::Rtsp(_), Source::Rtsp(_)) | (Source::File(_), Source::File(_)) => {}
+                (Source::Rtsp(_), _) => {
+                    return Err(format!(
+                    "{}: must be an rtsp:// or rtsps:// URL (the camera's sub-stream), like `url`",
                     at("detect_url")
-                ));
+                ))
+                }
+                (Source::File(_), _) => {
+                    return Err(format!(
+                        "{}: beside a file `url` (tests, benchmarks), must be a file too",
+                        at("detect_url")
+                    ))
+                }
+                (Source::V4l2(_), _) => {
+                    return Err(format!(
+                        "{}: a USB camera has one stream; needs an RTSP `url`",
+                        at("detect_url")
+                    ))
+                }
             }
             // Compared as parsed URLs (blanks around them do not count).
             let same = match (&detect, &main) {
                 (Source::Rtsp(a), Source::Rtsp(b)) => {
                     url::Url::parse(a).ok() == url::Url::parse(b).ok()
                 }
-                _ => false,
+                (a, b) => a == b,
             };
             if same {
                 return Err(format!(
@@ -760,6 +772,12 @@ mod tests {
         .unwrap();
         let cam = &c.cameras[0];
         assert_eq!(cam.detect_stream_codec(), "h264");
+        // Two files (tests, benchmarks): a paced main file recorded, a sub file decoded.
+        let files = parse_streams("url='main.mp4'\ndetect_url='file:///v/sub.mp4'").unwrap();
+        assert_eq!(
+            files.cameras[0].detect_source(std::path::Path::new("/")).unwrap(),
+            crate::config::Source::File("/v/sub.mp4".into())
+        );
         assert_eq!(
             cam.detect_source(std::path::Path::new("/")).unwrap(),
             crate::config::Source::Rtsp("rtsp://cam.local/sub".into())
@@ -767,18 +785,14 @@ mod tests {
         for (keys, field, msg) in [
             (format!("{main}\ndetect_url='rtsp://cam.local/main'"), "detect_url", "same stream"),
             (format!("{main}\ndetect_url=' rtsp://cam.local/main '"), "detect_url", "same stream"),
-            (
-                format!("{main}\ndetect_url='http://cam.local/sub'"),
-                "detect_url",
-                "sub-stream); scheme `http`",
-            ),
-            (format!("{main}\ndetect_url='sub.mp4'"), "detect_url", "no scheme"),
+            (format!("{main}\ndetect_url='http://cam.local/sub'"), "detect_url", "scheme `http`"),
+            (format!("{main}\ndetect_url='sub.mp4'"), "detect_url", "rtsp:// or rtsps://"),
             (format!("{main}\ndetect_url=''"), "detect_url", "empty"),
             (format!("{main}\ndetect_url='rtsp://[::1/sub'"), "detect_url", "not a valid RTSP URL"),
             (
                 "url='main.mp4'\ndetect_url='rtsp://cam.local/sub'".into(),
                 "detect_url",
-                "RTSP `url`",
+                "a file too",
             ),
             (
                 format!("{main}\ndetect_url='rtsp://cam.local/sub'\ndetect_codec='vp8'"),
@@ -786,6 +800,8 @@ mod tests {
                 "h265",
             ),
             (format!("{main}\ndetect_codec='h264'"), "detect_codec", "no `detect_url`"),
+            ("url='main.mp4'\ndetect_url='main.mp4'".into(), "detect_url", "same stream"),
+            ("url='/dev/video0'\ndetect_url='rtsp://cam.local/sub'".into(), "detect_url", "USB"),
         ] {
             let e = parse_streams(&keys).unwrap_err();
             assert!(

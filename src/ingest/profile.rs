@@ -24,6 +24,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("rtsp-h265", include_str!("../../pipelines/rtsp-h265.pipeline")),
     ("usb", include_str!("../../pipelines/usb.pipeline")),
     ("rtsp-record", include_str!("../../pipelines/rtsp-record.pipeline")),
+    ("file-record", include_str!("../../pipelines/file-record.pipeline")),
 ];
 
 /// The record branch appended to a recorded camera's pipeline.
@@ -190,16 +191,31 @@ impl HardwareProfile {
         self.render(source, codec, cam.detect_width, cam.detect_height, mode, record)
     }
 
-    /// The main stream of a camera with a `detect_url`: an RTSP stream recorded as is,
-    /// never decoded (pipelines/rtsp-record.pipeline); `None` for other sources.
+    /// The main stream of a camera with a `detect_url`, recorded as is and never decoded: an
+    /// RTSP stream (pipelines/rtsp-record.pipeline), or an H.264/H.265 file paced at its own
+    /// rate (pipelines/file-record.pipeline); `None` for other sources and for a file that
+    /// would have to be encoded.
     pub fn record_pipeline(
         &self,
         source: &Source,
         codec: &str,
         plan: RecordPlan,
     ) -> Option<String> {
-        let Source::Rtsp(url) = source else { return None };
-        let text = TEMPLATES.iter().find(|(n, _)| *n == "rtsp-record").map(|(_, t)| *t)?;
+        let template = |name: &str| TEMPLATES.iter().find(|(n, _)| *n == name).map(|(_, t)| *t);
+        let url = match source {
+            Source::Rtsp(url) => url,
+            Source::File(path) => {
+                let RecordMode::Passthrough(Some(c)) = plan.mode else { return None };
+                return Some(
+                    strip_comments(template("file-record")?)
+                        .replace("{parsed_caps}", &format!("video/x-{c}"))
+                        .replace("{record}", &self.record_branch(plan, true))
+                        .replace("{location}", &quote(&path.display().to_string())),
+                );
+            }
+            Source::V4l2(_) => return None,
+        };
+        let text = template("rtsp-record")?;
         let parse = match codec {
             "h264" => "rtph264depay ! h264parse ! ",
             "h265" => "rtph265depay ! h265parse ! ",
@@ -444,9 +460,20 @@ mod tests {
             );
             assert!(!d.contains('{') && d.contains("splitmuxsink name=recorder"), "{d}");
         }
-        assert_eq!(p.record_pipeline(&Source::File("/a.mp4".into()), "auto", plan(None)), None);
+        let file = Source::File("/v/a.mp4".into());
+        assert_eq!(p.record_pipeline(&file, "auto", plan(None)), None);
+        let f = p.record_pipeline(&file, "auto", plan(Some("h265"))).unwrap();
+        assert!(
+            f.contains("parsebin ! video/x-h265 ! identity sync=true ! tee name=rec")
+                && f.contains("h265parse ! splitmuxsink name=recorder")
+                && !f.contains("avdec")
+                && !f.contains("appsink"),
+            "{f}"
+        );
+        let usb = Source::V4l2("/dev/video0".into());
+        assert_eq!(p.record_pipeline(&usb, "auto", plan(Some("h264"))), None);
         if crate::gst::init().is_ok() {
-            for d in [&h264, &auto] {
+            for d in [&h264, &auto, &f] {
                 gstreamer::parse::launch(d).unwrap_or_else(|e| panic!("{e}: {d}"));
             }
         }
