@@ -13,13 +13,13 @@ use anyhow::{anyhow, Context};
 
 use crate::analytics::{load_manifests, watch_health, CameraAnalytics, Detect, Detectors};
 use crate::config::{CameraConfig, Config};
-use crate::health::{CameraHealth, Registry};
+use crate::health::{Registry, StreamRole};
 use crate::infer::detector::DetectorOptions;
 use crate::infer::manifest::ModelManifest;
 use crate::infer::queue::FrameQueue;
 use crate::ingest::gst::GstOpener;
 use crate::ingest::profile::{HardwareProfile, PipelineMode, RecordMode, RecordPlan};
-use crate::ingest::{supervise, SuperviseOptions};
+use crate::ingest::{supervise_stream, SuperviseOptions};
 use crate::record::{RecEvent, Recorder};
 use crate::redact::redact_url;
 use crate::store::outbox::{CameraMeta, UplinkContext};
@@ -292,7 +292,10 @@ fn write_with_retry<T>(
 }
 
 /// Starts one supervised ingest thread per enabled camera; cameras that record get the
-/// record branch in their pipeline when `recorder` is given. A lossless camera (an unpaced
+/// record branch in their pipeline when `recorder` is given. A camera with a `detect_url`
+/// gets two threads, one per connection: its detect stream decoded for analysis (`cam-<id>`)
+/// and, when it records, its main stream recorded as is (`rec-<id>`); their health is kept
+/// per stream (docs/design/0036). A lossless camera (an unpaced
 /// file, [`CameraConfig::lossless`]) gets a pipeline that waits instead of dropping, its
 /// frames stamped with their video time; `queue.push` then blocks this camera's thread only.
 pub fn start_cameras(
@@ -310,6 +313,10 @@ pub fn start_cameras(
         }
         let source =
             cam.source(&cfg.base_dir).map_err(|e| anyhow!("camera `{}`: url: {e}", cam.id))?;
+        let detect_source = cam
+            .detect_source(&cfg.base_dir)
+            .map_err(|e| anyhow!("camera `{}`: detect_url: {e}", cam.id))?;
+        let separate = cam.detect_url.is_some();
         let is_file = matches!(source, crate::config::Source::File(_));
         let lossless = cam.lossless();
         let mode = PipelineMode {
@@ -322,9 +329,6 @@ pub fn start_cameras(
             mode: record_mode(cam, &source),
             segment_ns: spec.segment_ns,
         });
-        let description = profile.pipeline_for(cam, &source, mode, plan);
-        tracing::info!(camera = %cam.id, "pipeline: {}", redact_url(&description));
-        let opener = GstOpener { camera_id: Arc::from(cam.id.as_str()), description, record };
         let opts = SuperviseOptions {
             camera_id: cam.id.clone(),
             loop_file: cam.loop_file && is_file,
@@ -333,16 +337,71 @@ pub fn start_cameras(
             backoff_min: Duration::from_secs_f64(cam.reconnect_min_secs),
             backoff_max: Duration::from_secs_f64(cam.reconnect_max_secs),
         };
+        let camera_id: Arc<str> = Arc::from(cam.id.as_str());
+        let (detect_record, role) = match (separate, record, plan) {
+            (true, Some(spec), Some(plan)) => {
+                let description =
+                    profile.record_pipeline(&source, &cam.codec, plan).ok_or_else(|| {
+                        anyhow!(
+                            "camera `{}`: url: recorded beside a detect_url, the main stream \
+                             must be RTSP or an H.264/H.265 file (it is never decoded)",
+                            cam.id
+                        )
+                    })?;
+                tracing::info!(camera = %cam.id, "main stream pipeline: {}", redact_url(&description));
+                let opener = GstOpener {
+                    camera_id: camera_id.clone(),
+                    description,
+                    record: Some(spec),
+                    skip_nonref_fps: None,
+                };
+                let (opts, registry, shutdown) = (opts.clone(), registry.clone(), shutdown.clone());
+                handles.push(std::thread::Builder::new().name(format!("rec-{}", cam.id)).spawn(
+                    move || {
+                        let clock = registry.clock();
+                        let main = StreamRole::Main;
+                        supervise_stream(
+                            &opener,
+                            &opts,
+                            main,
+                            &registry,
+                            &*clock,
+                            &shutdown,
+                            &mut |_| {},
+                        )
+                    },
+                )?);
+                (None, StreamRole::Detect)
+            }
+            (true, _, _) => (None, StreamRole::Detect),
+            (false, record, plan) => (record.zip(plan), StreamRole::Shared),
+        };
+        let (record, plan) = detect_record.unzip();
+        let description = profile.pipeline_for(cam, &detect_source, mode, plan);
+        tracing::info!(camera = %cam.id, "pipeline: {}", redact_url(&description));
+        // Pictures nothing references are not decoded when detection samples the stream
+        // (live and paced cameras at a detect_fps); unpaced files analyse every tick exactly.
+        let skip_nonref_fps = (!lossless && cam.detect_fps > 0.0).then_some(cam.detect_fps);
+        let opener = GstOpener { camera_id, description, record, skip_nonref_fps };
         let (registry, queue, shutdown) = (registry.clone(), queue.clone(), shutdown.clone());
         let mut video_time = lossless.then(VideoTime::default);
         handles.push(std::thread::Builder::new().name(format!("cam-{}", cam.id)).spawn(
             move || {
-                supervise(&opener, &opts, &registry, &*registry.clock(), &shutdown, &mut |mut f| {
-                    if let Some(v) = &mut video_time {
-                        v.stamp(&mut f);
-                    }
-                    queue.push(idx, f);
-                })
+                let clock = registry.clock();
+                supervise_stream(
+                    &opener,
+                    &opts,
+                    role,
+                    &registry,
+                    &*clock,
+                    &shutdown,
+                    &mut |mut f| {
+                        if let Some(v) = &mut video_time {
+                            v.stamp(&mut f);
+                        }
+                        queue.push(idx, f);
+                    },
+                )
             },
         )?);
     }
@@ -454,10 +513,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 
     let registry = Registry::with_clock(clock.clone());
     for cam in &cfg.cameras {
-        registry.register(CameraHealth {
-            records: cam.records(&cfg.base_dir),
-            ..crate::ingest::camera_health(cam, clock.now())
-        });
+        registry.register(crate::ingest::camera_health_of(cam, &cfg.base_dir, clock.now()));
     }
     let uplink = crate::uplink::Uplink::start(
         &cfg.uplink,

@@ -115,6 +115,22 @@ pub fn run(path: &Path) -> ExitCode {
             }
             Err(e) => r.line(false, &what, e),
         }
+        // The sub-stream detection decodes (`detect_url`).
+        let what = format!("camera {} detect_url", cam.id);
+        match (&cam.detect_url, cam.detect_source(&cfg.base_dir)) {
+            (Some(_), Ok(Source::Rtsp(u))) => {
+                let shown = redact_url(&u);
+                match rtsp_reachable(&u) {
+                    Ok(addr) => r.line(true, &what, format!("{shown} reachable ({addr})")),
+                    Err(e) => r.line(false, &what, format!("{shown}: {e}")),
+                }
+            }
+            (Some(_), Ok(Source::File(f))) => match std::fs::File::open(&f) {
+                Ok(_) => r.line(true, &what, format!("file {} readable", f.display())),
+                Err(e) => r.line(false, &what, format!("file {}: {e}", f.display())),
+            },
+            _ => {}
+        }
     }
     if r.failed == 0 {
         println!("all checks passed");

@@ -43,6 +43,7 @@ pub fn open_video(video: &Path, width: u32) -> anyhow::Result<Box<dyn FrameStrea
         camera_id: Arc::from("video"),
         description: profile.offline_file_pipeline(video, width),
         record: None,
+        skip_nonref_fps: None,
     };
     opener.open().with_context(|| format!("opening {}", video.display()))
 }
@@ -139,6 +140,83 @@ pub fn rtsp_serve(video: &Path, port: u16, path: &str) -> anyhow::Result<()> {
     let _source =
         server.attach(None).map_err(|e| anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))?;
     println!("rtsp://127.0.0.1:{port}{path}");
+    main_loop.run();
+    Ok(())
+}
+
+/// Serves `video` as a camera with two streams: rtsp://127.0.0.1:{port}{path} at the video's
+/// size and {sub_path} scaled to `sub_width` pixels wide. The video is decoded once and played
+/// live in a loop; each mount encodes what is playing now (x264), so both streams show the
+/// same moment, as a camera's main and sub-streams do. Runs until killed.
+pub fn rtsp_serve_two_sizes(
+    video: &Path,
+    port: u16,
+    path: &str,
+    sub_path: &str,
+    sub_width: u32,
+) -> anyhow::Result<()> {
+    use gstreamer::prelude::*;
+    use gstreamer_rtsp_server as rtsp;
+    use gstreamer_rtsp_server::prelude::*;
+    crate::gst::init()?;
+    if !video.is_file() {
+        return Err(anyhow!("video {} does not exist", video.display()));
+    }
+    if !(32..=4096).contains(&sub_width) {
+        return Err(anyhow!("--sub-width must be between 32 and 4096"));
+    }
+    let loc = video.display().to_string().replace('"', "\\\"");
+    let (main_ch, sub_ch) = (format!("gw-{port}-main"), format!("gw-{port}-sub"));
+    let feeder = gstreamer::parse::launch(&format!(
+        "filesrc location=\"{loc}\" ! decodebin ! videoconvert ! video/x-raw,format=I420 ! tee name=t \
+         t. ! queue ! intervideosink channel={main_ch} sync=true \
+         t. ! queue ! videoscale ! video/x-raw,width={sub_width},pixel-aspect-ratio=1/1 \
+         ! intervideosink channel={sub_ch} sync=true"
+    ))
+    .context("building the player")?
+    .downcast::<gstreamer::Pipeline>()
+    .map_err(|_| anyhow!("the player is not a pipeline"))?;
+    let server = rtsp::RTSPServer::new();
+    server.set_service(&port.to_string());
+    server.set_address("127.0.0.1");
+    let mounts = server.mount_points().ok_or_else(|| anyhow!("RTSP server has no mount points"))?;
+    for (mount, channel) in [(path, &main_ch), (sub_path, &sub_ch)] {
+        let factory = rtsp::RTSPMediaFactory::new();
+        factory.set_launch(&format!(
+            "( intervideosrc channel={channel} ! videoconvert ! x264enc tune=zerolatency \
+             speed-preset=ultrafast key-int-max=15 ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+        ));
+        factory.set_shared(true);
+        mounts.add_factory(mount, factory);
+    }
+    let main_loop = gstreamer::glib::MainLoop::new(None, false);
+    let bus = feeder.bus().ok_or_else(|| anyhow!("the player has no bus"))?;
+    let player = feeder.downgrade();
+    let _watch = bus
+        .add_watch(move |_, msg| {
+            match msg.view() {
+                // Loop: back to the start.
+                gstreamer::MessageView::Eos(_) => {
+                    if let Some(p) = player.upgrade() {
+                        let _ = p.seek_simple(
+                            gstreamer::SeekFlags::FLUSH | gstreamer::SeekFlags::KEY_UNIT,
+                            gstreamer::ClockTime::ZERO,
+                        );
+                    }
+                }
+                gstreamer::MessageView::Error(e) => {
+                    eprintln!("error: player: {}", crate::gst::format_error(e));
+                    std::process::exit(1);
+                }
+                _ => {}
+            }
+            gstreamer::glib::ControlFlow::Continue
+        })
+        .context("watching the player's bus")?;
+    feeder.set_state(gstreamer::State::Playing).context("starting the player")?;
+    let _source =
+        server.attach(None).map_err(|e| anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    println!("rtsp://127.0.0.1:{port}{path} rtsp://127.0.0.1:{port}{sub_path}");
     main_loop.run();
     Ok(())
 }

@@ -456,6 +456,7 @@ pub fn video_size(video: &Path) -> anyhow::Result<(u32, u32)> {
         camera_id: std::sync::Arc::from("probe"),
         description,
         record: None,
+        skip_nonref_fps: None,
     };
     let mut s = opener.open().with_context(|| format!("opening {}", video.display()))?;
     match s.next(Duration::from_secs(10)) {

@@ -43,6 +43,91 @@ pub struct CameraHealth {
     /// The camera's ground-plane calibration (`[cameras.calibration]`), for drawing its
     /// quadrilateral and distances over the view; `None` without one.
     pub calibration: Option<crate::rules::CalibrationConfig>,
+    /// The state of each of the camera's streams: `main` (recorded) and `detect` (decoded
+    /// for analysis). The camera-level `state`, `fps`, `frames_received`, `reconnects` and
+    /// `last_error` above are the detect stream's (docs/design/0036).
+    pub streams: Streams,
+}
+
+/// The camera's two streams. Without a `detect_url` both are the one connection
+/// (`shared`) and report the same; with one, `main` is opened only to record it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Streams {
+    /// True when detection and recording share one connection (no `detect_url`).
+    pub shared: bool,
+    pub main: StreamHealth,
+    pub detect: StreamHealth,
+}
+
+/// One stream (one connection) of a camera.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamHealth {
+    /// `connecting`, `online` (its data is arriving), `offline` (failed; see `last_error`)
+    /// or `disabled` (not opened: the camera is disabled, or nothing uses the stream, e.g.
+    /// a main stream that is not recorded).
+    pub state: CameraState,
+    /// When `state` last changed (UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+    pub last_error: Option<String>,
+    /// Frames per second arriving over the last few seconds: decoded frames handed to
+    /// detection (detect), compressed frames handed to the recorder (main).
+    pub fps: f64,
+    pub frames_received: u64,
+    pub reconnects: u64,
+    /// Picture size of the frames the stream delivers, once known: the main stream's
+    /// recorded (coded) size, the detect stream's analysed frame size (after scaling).
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+}
+
+/// Which stream of a camera a supervisor runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamRole {
+    /// One connection both recorded and detected on (no `detect_url`).
+    Shared,
+    /// The main stream, opened only to record it.
+    Main,
+    /// The detect stream (`detect_url`), decoded for analysis only.
+    Detect,
+}
+
+impl StreamRole {
+    /// Whether this stream feeds detection (its state is the camera's state).
+    pub fn detects(self) -> bool {
+        matches!(self, StreamRole::Shared | StreamRole::Detect)
+    }
+
+    /// Whether this stream is recorded / the main stream.
+    pub fn is_main(self) -> bool {
+        matches!(self, StreamRole::Shared | StreamRole::Main)
+    }
+}
+
+impl StreamHealth {
+    pub fn new(state: CameraState, since: OffsetDateTime) -> Self {
+        StreamHealth {
+            state,
+            since,
+            last_error: None,
+            fps: 0.0,
+            frames_received: 0,
+            reconnects: 0,
+            width: None,
+            height: None,
+        }
+    }
+
+    fn set_state(&mut self, state: CameraState, error: Option<String>, now: OffsetDateTime) {
+        if self.state != state {
+            self.state = state;
+            self.since = now;
+        }
+        if error.is_some() || state == CameraState::Online {
+            self.last_error =
+                error.or(self.last_error.take().filter(|_| state != CameraState::Online));
+        }
+    }
 }
 
 /// A named zone polygon or line polyline.
@@ -111,12 +196,17 @@ impl Registry {
         }
     }
 
-    /// Sets the state, stamping `since` only on a change, and the last error. A change is
-    /// reported to the hook set with [`Registry::on_state_change`].
+    /// Sets the state, stamping `since` only on a change, and the last error, of the camera
+    /// and its detect stream (and of its main stream too when they are one connection). A
+    /// change is reported to the hook set with [`Registry::on_state_change`].
     pub fn set_state(&self, id: &str, state: CameraState, error: Option<String>) {
         let mut changed = None;
         let now = self.clock.now();
         self.update(id, |h| {
+            let role = if h.streams.shared { StreamRole::Shared } else { StreamRole::Detect };
+            for s in h.streams.for_role(role) {
+                s.set_state(state, error.clone(), now);
+            }
             if h.state != state {
                 h.state = state;
                 h.since = now;
@@ -134,6 +224,63 @@ impl Registry {
                 hook(id, state, err.as_deref(), at);
             }
         }
+    }
+
+    /// Sets the state of a camera's stream `role`: the stream that feeds detection sets the
+    /// camera's state ([`Registry::set_state`]); a separate main stream only its own.
+    pub fn set_stream_state(
+        &self,
+        id: &str,
+        role: StreamRole,
+        state: CameraState,
+        error: Option<String>,
+    ) {
+        if role.detects() {
+            return self.set_state(id, state, error);
+        }
+        let now = self.clock.now();
+        self.update(id, |h| {
+            for s in h.streams.for_role(role) {
+                s.set_state(state, error.clone(), now);
+            }
+        });
+    }
+
+    /// Counts `frames` more frames of stream `role`, at `fps`, of `size` when known; the
+    /// detect stream's also count for the camera.
+    pub fn stream_frames(
+        &self,
+        id: &str,
+        role: StreamRole,
+        frames: u64,
+        fps: f64,
+        size: Option<(u32, u32)>,
+    ) {
+        self.update(id, |h| {
+            for s in h.streams.for_role(role) {
+                s.frames_received += frames;
+                s.fps = fps;
+                if let Some((w, ht)) = size {
+                    (s.width, s.height) = (Some(w), Some(ht));
+                }
+            }
+            if role.detects() {
+                h.frames_received += frames;
+                h.fps = fps;
+            }
+        });
+    }
+
+    /// Counts a reconnect of stream `role` (and of the camera, for the detect stream).
+    pub fn stream_reconnect(&self, id: &str, role: StreamRole) {
+        self.update(id, |h| {
+            for s in h.streams.for_role(role) {
+                s.reconnects += 1;
+            }
+            if role.detects() {
+                h.reconnects += 1;
+            }
+        });
     }
 
     /// Sets the hook told about every state change (the uplink's camera status).
@@ -190,6 +337,105 @@ impl CameraHealth {
             lines: Vec::new(),
             rules: Vec::new(),
             calibration: None,
+            streams: Streams::new(enabled, since),
         }
+    }
+}
+
+impl Streams {
+    /// One shared connection, `connecting` (or `disabled`) at `since`.
+    pub fn new(enabled: bool, since: OffsetDateTime) -> Self {
+        let state = if enabled { CameraState::Connecting } else { CameraState::Disabled };
+        Streams {
+            shared: true,
+            main: StreamHealth::new(state, since),
+            detect: StreamHealth::new(state, since),
+        }
+    }
+
+    /// Separate main and detect streams; `main_used` is false when the main stream is not
+    /// opened (not recorded).
+    pub fn separate(enabled: bool, main_used: bool, since: OffsetDateTime) -> Self {
+        let mut s = Streams::new(enabled, since);
+        s.shared = false;
+        if !main_used {
+            s.main.state = CameraState::Disabled;
+        }
+        s
+    }
+
+    fn for_role(&mut self, role: StreamRole) -> Vec<&mut StreamHealth> {
+        match role {
+            StreamRole::Shared => vec![&mut self.main, &mut self.detect],
+            StreamRole::Main => vec![&mut self.main],
+            StreamRole::Detect => vec![&mut self.detect],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn separate_streams_keep_their_own_state_and_the_detect_stream_is_the_cameras() {
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let reg = Registry::new();
+        let shared = CameraHealth::new("one", true, t0);
+        let separate = CameraHealth {
+            streams: Streams::separate(true, true, t0),
+            ..CameraHealth::new("two", true, t0)
+        };
+        reg.register(shared);
+        reg.register(separate);
+        // One connection: both streams follow it.
+        reg.set_stream_state(
+            "one",
+            StreamRole::Shared,
+            CameraState::Offline,
+            Some("refused".into()),
+        );
+        let h = reg.get("one").unwrap();
+        assert!(h.streams.shared);
+        for s in [&h.streams.main, &h.streams.detect] {
+            assert_eq!((s.state, s.last_error.as_deref()), (CameraState::Offline, Some("refused")));
+        }
+        assert_eq!(h.state, CameraState::Offline);
+        // Main offline, detect online: the camera is online (it is analysed), main is not.
+        reg.set_stream_state(
+            "two",
+            StreamRole::Main,
+            CameraState::Offline,
+            Some("main down".into()),
+        );
+        reg.set_stream_state("two", StreamRole::Detect, CameraState::Online, None);
+        reg.stream_frames("two", StreamRole::Detect, 3, 5.0, Some((640, 360)));
+        reg.stream_reconnect("two", StreamRole::Main);
+        let h = reg.get("two").unwrap();
+        assert_eq!((h.state, h.last_error.as_deref()), (CameraState::Online, None));
+        assert_eq!((h.frames_received, h.reconnects), (3, 0));
+        let (m, d) = (&h.streams.main, &h.streams.detect);
+        assert_eq!(
+            (m.state, m.last_error.as_deref(), m.reconnects),
+            (CameraState::Offline, Some("main down"), 1)
+        );
+        assert_eq!(
+            (d.state, d.frames_received, d.width, d.height),
+            (CameraState::Online, 3, Some(640), Some(360))
+        );
+        assert_eq!(m.frames_received, 0);
+        // The reverse: detect offline (the camera too), main recording.
+        reg.set_stream_state("two", StreamRole::Main, CameraState::Online, None);
+        reg.stream_frames("two", StreamRole::Main, 25, 25.0, Some((1920, 1080)));
+        reg.set_state("two", CameraState::Offline, Some("sub down".into()));
+        let h = reg.get("two").unwrap();
+        assert_eq!((h.state, h.last_error.as_deref()), (CameraState::Offline, Some("sub down")));
+        assert_eq!(
+            (h.streams.main.state, h.streams.main.last_error.as_deref()),
+            (CameraState::Online, None)
+        );
+        assert_eq!((h.streams.main.width, h.streams.main.frames_received), (Some(1920), 25));
+        assert_eq!(h.streams.detect.state, CameraState::Offline);
+        assert_eq!(h.frames_received, 3, "main-stream frames are not the camera's");
     }
 }

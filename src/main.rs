@@ -168,6 +168,13 @@ enum Cmd {
         port: u16,
         #[arg(long, default_value = "/cam")]
         path: String,
+        /// Also serve a sub-stream this many pixels wide at `--sub-path`: the video is then
+        /// decoded once, played live in a loop and encoded at both sizes (a camera with a
+        /// main and a sub-stream showing the same moment).
+        #[arg(long)]
+        sub_width: Option<u32>,
+        #[arg(long, default_value = "/sub")]
+        sub_path: String,
     },
 }
 
@@ -418,7 +425,12 @@ fn main() -> ExitCode {
         } => eval_scenarios(&manifest, clips, max_secs, loop_secs, threads, json, dump, &models),
         Cmd::Token { cmd } => token(cmd),
         Cmd::User { cmd } => user(cmd),
-        Cmd::RtspServe { video, port, path } => gridwatch::cli::rtsp_serve(&video, port, &path),
+        Cmd::RtspServe { video, port, path, sub_width: None, .. } => {
+            gridwatch::cli::rtsp_serve(&video, port, &path)
+        }
+        Cmd::RtspServe { video, port, path, sub_width: Some(w), sub_path } => {
+            gridwatch::cli::rtsp_serve_two_sizes(&video, port, &path, &sub_path, w)
+        }
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -348,6 +348,29 @@ struct Health {
 struct CameraCounts {
     online: usize,
     total: usize,
+    /// Per stream: cameras whose main (recorded) / detect stream is online, of those that
+    /// use it (not `disabled`).
+    streams: StreamCounts,
+}
+
+#[derive(Serialize)]
+struct StreamCounts {
+    main: Counts,
+    detect: Counts,
+}
+
+#[derive(Serialize)]
+struct Counts {
+    online: usize,
+    total: usize,
+}
+
+impl Counts {
+    fn of<'a>(streams: impl Iterator<Item = &'a crate::health::StreamHealth>) -> Counts {
+        let used: Vec<_> = streams.filter(|s| s.state != CameraState::Disabled).collect();
+        let online = used.iter().filter(|s| s.state == CameraState::Online).count();
+        Counts { online, total: used.len() }
+    }
 }
 
 async fn health(State(st): State<ApiState>) -> Json<Health> {
@@ -358,7 +381,14 @@ async fn health(State(st): State<ApiState>) -> Json<Health> {
         box_id: st.box_id.clone(),
         version: env!("CARGO_PKG_VERSION"),
         uptime_secs: (OffsetDateTime::now_utc() - st.started_at).whole_seconds().max(0),
-        cameras: CameraCounts { online, total: cams.len() },
+        cameras: CameraCounts {
+            online,
+            total: cams.len(),
+            streams: StreamCounts {
+                main: Counts::of(cams.iter().map(|c| &c.streams.main)),
+                detect: Counts::of(cams.iter().map(|c| &c.streams.detect)),
+            },
+        },
     })
 }
 

@@ -142,7 +142,13 @@ async fn health_needs_no_token() {
     assert_eq!(v["box_id"], "box-7");
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
     assert!(v["uptime_secs"].as_i64().unwrap() >= 42);
-    assert_eq!(v["cameras"], serde_json::json!({"online": 1, "total": 2}));
+    // Per stream: both cameras have one shared connection, so each counts in main and detect.
+    let one_of_two = serde_json::json!({"online": 1, "total": 2});
+    assert_eq!(
+        v["cameras"],
+        serde_json::json!({"online": 1, "total": 2,
+            "streams": {"main": one_of_two, "detect": one_of_two}})
+    );
 }
 
 #[tokio::test]

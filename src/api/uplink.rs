@@ -244,6 +244,25 @@ pub(crate) fn render_metrics(
             })
             .collect(),
     );
+    family(
+        "gridwatch_camera_stream_online",
+        "gauge",
+        "1 while the camera's stream delivers (main: recorded, detect: analysed); streams not \
+         opened are left out.",
+        cameras
+            .iter()
+            .flat_map(|c| {
+                [("main", &c.streams.main), ("detect", &c.streams.detect)].map(|(n, s)| (c, n, s))
+            })
+            .filter(|(_, _, s)| s.state != CameraState::Disabled)
+            .map(|(c, n, s)| {
+                (
+                    format!("{{camera=\"{}\",stream=\"{n}\"}}", label(&c.id)),
+                    f64::from(u8::from(s.state == CameraState::Online)),
+                )
+            })
+            .collect(),
+    );
     out
 }
 

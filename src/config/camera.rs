@@ -16,15 +16,25 @@ pub struct CameraConfig {
     pub id: String,
     #[serde(default)]
     pub name: Option<String>,
-    /// `rtsp://…`, `file:///…`, a plain file path, or `v4l2:///dev/videoN`.
+    /// `rtsp://…`, `file:///…`, a plain file path, or `v4l2:///dev/videoN`. With a
+    /// `detect_url`, this is the camera's main stream, recorded as is and never decoded.
     pub url: String,
+    /// The camera's sub-stream (`rtsp://…`), decoded for detection instead of `url` (which
+    /// is then only recorded). Absent: one connection to `url` serves both.
+    #[serde(default)]
+    pub detect_url: Option<String>,
+    /// Codec of the `detect_url` stream: "auto" (decodebin), "h264" or "h265" (the
+    /// profile's decoders). Default "auto".
+    #[serde(default = "default_codec")]
+    pub detect_codec: String,
     /// Restart a file source at its end (simulates a live camera).
     #[serde(default, rename = "loop")]
     pub loop_file: bool,
     /// Pace file sources at their native frame rate like a live camera (default true).
     #[serde(default = "yes")]
     pub realtime: bool,
-    /// RTSP stream codec: "auto" (decodebin), "h264" or "h265" (profile's decoders).
+    /// RTSP stream codec of `url`: "auto" (decodebin), "h264" or "h265" (profile's
+    /// decoders).
     #[serde(default = "default_codec")]
     pub codec: String,
     #[serde(default)]
@@ -361,33 +371,23 @@ pub enum Source {
 impl CameraConfig {
     /// Parses `url` into a source. Relative file paths are resolved against `base`.
     pub fn source(&self, base: &Path) -> Result<Source, String> {
-        let u = self.url.trim();
-        if u.is_empty() {
-            return Err("is empty".into());
+        parse_source(&self.url, base)
+    }
+
+    /// The source detection decodes: `detect_url` when set, else `url`.
+    pub fn detect_source(&self, base: &Path) -> Result<Source, String> {
+        match &self.detect_url {
+            Some(u) => parse_source(u, base),
+            None => self.source(base),
         }
-        if let Some((scheme, rest)) = u.split_once("://") {
-            match scheme.to_ascii_lowercase().as_str() {
-                "rtsp" | "rtsps" => {
-                    url::Url::parse(u).map_err(|e| format!("`{u}` is not a valid RTSP URL: {e}"))?;
-                    Ok(Source::Rtsp(u.to_string()))
-                }
-                "file" => {
-                    let p = url::Url::parse(u)
-                        .ok()
-                        .and_then(|x| x.to_file_path().ok())
-                        .unwrap_or_else(|| PathBuf::from(rest));
-                    Ok(Source::File(p))
-                }
-                "v4l2" => Ok(Source::V4l2(PathBuf::from(rest))),
-                other => Err(format!(
-                    "unsupported URL scheme `{other}` in `{u}` (use rtsp://, file://, a file path or v4l2:///dev/videoN)"
-                )),
-            }
-        } else if u.starts_with("/dev/video") {
-            Ok(Source::V4l2(PathBuf::from(u)))
+    }
+
+    /// The codec of the stream detection decodes.
+    pub fn detect_stream_codec(&self) -> &str {
+        if self.detect_url.is_some() {
+            &self.detect_codec
         } else {
-            let p = PathBuf::from(u);
-            Ok(Source::File(if p.is_absolute() { p } else { base.join(p) }))
+            &self.codec
         }
     }
 
@@ -425,9 +425,60 @@ impl CameraConfig {
         base_dir: &Path,
         models: &BTreeMap<String, M>,
     ) -> Result<(), String> {
-        self.source(base_dir).map_err(|m| format!("{}: {m}", at("url")))?;
-        if !matches!(self.codec.as_str(), "auto" | "h264" | "h265") {
-            return Err(format!("{}: must be \"auto\", \"h264\" or \"h265\"", at("codec")));
+        let main = self.source(base_dir).map_err(|m| format!("{}: {m}", at("url")))?;
+        for (field, codec) in [("codec", &self.codec), ("detect_codec", &self.detect_codec)] {
+            if !matches!(codec.as_str(), "auto" | "h264" | "h265") {
+                return Err(format!("{}: must be \"auto\", \"h264\" or \"h265\"", at(field)));
+            }
+        }
+        if let Some(d) = &self.detect_url {
+            let scheme = d.trim().split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+            let rtsp = matches!(scheme.as_deref(), Some("rtsp" | "rtsps"));
+            if let (Source::Rtsp(_), false, Some(s)) = (&main, rtsp, &scheme) {
+                return Err(format!(
+                    "{}: must be an rtsp:// or rtsps:// URL (the camera's sub-stream), like `url`; \
+                     scheme `{s}`",
+                    at("detect_url")
+                ));
+            }
+            let detect =
+                parse_source(d, base_dir).map_err(|m| format!("{}: {m}", at("detect_url")))?;
+            match (&main, &detect) {
+                (Source::Rtsp(_), Source::Rtsp(_)) | (Source::File(_), Source::File(_)) => {}
+                (Source::Rtsp(_), _) => {
+                    return Err(format!(
+                    "{}: must be an rtsp:// or rtsps:// URL (the camera's sub-stream), like `url`",
+                    at("detect_url")
+                ))
+                }
+                (Source::File(_), _) => {
+                    return Err(format!(
+                        "{}: beside a file `url` (tests, benchmarks), must be a file too",
+                        at("detect_url")
+                    ))
+                }
+                (Source::V4l2(_), _) => {
+                    return Err(format!(
+                        "{}: a USB camera has one stream; needs an RTSP `url`",
+                        at("detect_url")
+                    ))
+                }
+            }
+            // Compared as parsed URLs (blanks around them do not count).
+            let same = match (&detect, &main) {
+                (Source::Rtsp(a), Source::Rtsp(b)) => {
+                    url::Url::parse(a).ok() == url::Url::parse(b).ok()
+                }
+                (a, b) => a == b,
+            };
+            if same {
+                return Err(format!(
+                    "{}: is the same stream as `url`; leave it out to detect on `url`",
+                    at("detect_url")
+                ));
+            }
+        } else if self.detect_codec != "auto" {
+            return Err(format!("{}: set, but the camera has no `detect_url`", at("detect_codec")));
         }
         if !(self.detect_fps >= 0.0 && self.detect_fps <= 120.0) {
             return Err(format!("{}: must be between 0 and 120", at("detect_fps")));
@@ -505,6 +556,38 @@ impl CameraConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// Parses a camera URL into a source. Relative file paths are resolved against `base`.
+fn parse_source(text: &str, base: &Path) -> Result<Source, String> {
+    let u = text.trim();
+    if u.is_empty() {
+        return Err("is empty".into());
+    }
+    if let Some((scheme, rest)) = u.split_once("://") {
+        match scheme.to_ascii_lowercase().as_str() {
+            "rtsp" | "rtsps" => {
+                url::Url::parse(u).map_err(|e| format!("`{u}` is not a valid RTSP URL: {e}"))?;
+                Ok(Source::Rtsp(u.to_string()))
+            }
+            "file" => {
+                let p = url::Url::parse(u)
+                    .ok()
+                    .and_then(|x| x.to_file_path().ok())
+                    .unwrap_or_else(|| PathBuf::from(rest));
+                Ok(Source::File(p))
+            }
+            "v4l2" => Ok(Source::V4l2(PathBuf::from(rest))),
+            other => Err(format!(
+                "unsupported URL scheme `{other}` in `{u}` (use rtsp://, file://, a file path or v4l2:///dev/videoN)"
+            )),
+        }
+    } else if u.starts_with("/dev/video") {
+        Ok(Source::V4l2(PathBuf::from(u)))
+    } else {
+        let p = PathBuf::from(u);
+        Ok(Source::File(if p.is_absolute() { p } else { base.join(p) }))
     }
 }
 
@@ -663,6 +746,71 @@ mod tests {
         assert!(
             parse(&format!("{zone}{}", jam.replace("max_speed_kmh", "max_speed_heights"))).is_ok()
         );
+    }
+
+    fn parse_streams(keys: &str) -> Result<Config, String> {
+        Config::parse(
+            &format!(
+                "box_id='b'\ndata_dir='/tmp'\n[models]\n[[cameras]]\nid='gate'\nmodels=[]\n\
+                 enabled=false\n{keys}\n"
+            ),
+            std::path::Path::new("/"),
+        )
+    }
+
+    #[test]
+    fn detect_url_is_a_second_rtsp_stream_validated_naming_field_and_camera() {
+        let main = "url='rtsp://cam.local/main'";
+        let c = parse_streams(main).unwrap();
+        assert_eq!(
+            (c.cameras[0].detect_url.as_deref(), c.cameras[0].detect_codec.as_str()),
+            (None, "auto")
+        );
+        let c = parse_streams(&format!(
+            "{main}\ndetect_url='rtsp://cam.local/sub'\ndetect_codec='h264'"
+        ))
+        .unwrap();
+        let cam = &c.cameras[0];
+        assert_eq!(cam.detect_stream_codec(), "h264");
+        // Two files (tests, benchmarks): a paced main file recorded, a sub file decoded.
+        let files = parse_streams("url='main.mp4'\ndetect_url='file:///v/sub.mp4'").unwrap();
+        assert_eq!(
+            files.cameras[0].detect_source(std::path::Path::new("/")).unwrap(),
+            crate::config::Source::File("/v/sub.mp4".into())
+        );
+        assert_eq!(
+            cam.detect_source(std::path::Path::new("/")).unwrap(),
+            crate::config::Source::Rtsp("rtsp://cam.local/sub".into())
+        );
+        for (keys, field, msg) in [
+            (format!("{main}\ndetect_url='rtsp://cam.local/main'"), "detect_url", "same stream"),
+            (format!("{main}\ndetect_url=' rtsp://cam.local/main '"), "detect_url", "same stream"),
+            (format!("{main}\ndetect_url='http://cam.local/sub'"), "detect_url", "scheme `http`"),
+            (format!("{main}\ndetect_url='sub.mp4'"), "detect_url", "rtsp:// or rtsps://"),
+            (format!("{main}\ndetect_url=''"), "detect_url", "empty"),
+            (format!("{main}\ndetect_url='rtsp://[::1/sub'"), "detect_url", "not a valid RTSP URL"),
+            (
+                "url='main.mp4'\ndetect_url='rtsp://cam.local/sub'".into(),
+                "detect_url",
+                "a file too",
+            ),
+            (
+                format!("{main}\ndetect_url='rtsp://cam.local/sub'\ndetect_codec='vp8'"),
+                "detect_codec",
+                "h265",
+            ),
+            (format!("{main}\ndetect_codec='h264'"), "detect_codec", "no `detect_url`"),
+            ("url='main.mp4'\ndetect_url='main.mp4'".into(), "detect_url", "same stream"),
+            ("url='/dev/video0'\ndetect_url='rtsp://cam.local/sub'".into(), "detect_url", "USB"),
+        ] {
+            let e = parse_streams(&keys).unwrap_err();
+            assert!(
+                e.contains(&format!("cameras[0].{field}`"))
+                    && e.contains("gate")
+                    && e.contains(msg),
+                "{keys}: {e}"
+            );
+        }
     }
 
     fn parse_fire(models: &str, block: &str) -> Result<Config, String> {

@@ -140,13 +140,28 @@ function fillTile(tile, cam) {
     item(t('cameras.analysed'), String(cam.frames_analysed ?? '—')),
     item(t('cameras.dropped'), String(cam.frames_dropped ?? '—')),
     item(t('cameras.reconnects'), String(cam.reconnects ?? '—')),
-    cam.records === true ? item('●', t('cameras.recording')) : cam.records === false ? item('○', t('cameras.not_recording')) : null,
+    recordingItem(cam, item),
     item(t('cameras.since'), fmtTime(cam.since), t('cameras.since_title')),
   );
-  const err = cam.last_error && cam.state !== 'online' ? cam.last_error : null;
+  // A separate main stream (the camera has a detect_url) fails on its own: say so too.
+  const main = cam.streams && !cam.streams.shared ? cam.streams.main : null;
+  const mainErr = main && main.state === 'offline' && main.last_error ? `${t('cameras.main_stream')}: ${main.last_error}` : null;
+  const err = [cam.last_error && cam.state !== 'online' ? cam.last_error : null, mainErr].filter(Boolean).join(' · ') || null;
   tile.error.textContent = err ? `${t('cameras.last_error')}: ${err}` : '';
   tile.error.hidden = !err;
   tile.el.classList.toggle('is-down', cam.state === 'offline' || cam.state === 'disabled');
+}
+
+/** "recording" / "not recording"; for a camera whose recorded main stream is separate from
+ * its detect stream (`detect_url`), the main stream's state while it is not online. */
+function recordingItem(cam, item) {
+  if (cam.records === false) return item('○', t('cameras.not_recording'));
+  if (cam.records !== true) return null;
+  const main = cam.streams && !cam.streams.shared ? cam.streams.main : null;
+  if (main && main.state !== 'online') {
+    return item('○', `${t('cameras.main_stream')}: ${t(`camstate.${main.state}`)}`);
+  }
+  return item('●', t('cameras.recording'));
 }
 
 function showMsg(tile, text) {

@@ -7,6 +7,7 @@
 //! stall timeout run on a [`Clock`], so tests drive it in simulated time.
 
 pub mod gst;
+pub mod nonref;
 pub mod profile;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +18,7 @@ use time::OffsetDateTime;
 
 use crate::clock::Clock;
 use crate::config::CameraConfig;
-use crate::health::{CameraHealth, CameraState, Registry, Shape};
+use crate::health::{CameraHealth, CameraState, Registry, Shape, StreamRole, Streams};
 use crate::types::Frame;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,12 @@ pub enum StreamEvent {
 /// An open camera.
 pub trait FrameStream: Send {
     fn next(&mut self, timeout: Duration) -> StreamEvent;
+    /// A stream that hands no frames to Rust (a main stream that is only recorded; its
+    /// `next` never yields a frame): how many compressed frames passed since the last call,
+    /// and their picture size if known. `None` for streams of frames.
+    fn progress(&mut self) -> Option<(u64, Option<(u32, u32)>)> {
+        None
+    }
     /// Ends the stream cleanly before it is dropped at shutdown (e.g. finalise recordings).
     fn finish(&mut self) {}
 }
@@ -96,8 +103,28 @@ pub fn camera_health(cam: &CameraConfig, now: OffsetDateTime) -> CameraHealth {
             .collect(),
         rules: crate::rules::describe(&cam.rules),
         calibration: cam.calibration.clone(),
+        streams: if cam.detect_url.is_some() {
+            Streams::separate(cam.enabled, cam.enabled && cam.record.enabled, now)
+        } else {
+            Streams::new(cam.enabled, now)
+        },
         ..CameraHealth::new(cam.id.as_str(), cam.enabled, now)
     }
+}
+
+/// The health of `cam` at `now` as `gridwatch run` registers it: with `records`, and its
+/// main stream `disabled` when it has a separate one that is not recorded (never opened).
+pub fn camera_health_of(
+    cam: &CameraConfig,
+    base: &std::path::Path,
+    now: OffsetDateTime,
+) -> CameraHealth {
+    let records = cam.records(base);
+    let mut h = CameraHealth { records, ..camera_health(cam, now) };
+    if !h.streams.shared && !records {
+        h.streams.main.state = CameraState::Disabled;
+    }
+    h
 }
 
 /// Runs one camera until `shutdown` is set: frames go to `sink`, health to `registry`;
@@ -111,19 +138,33 @@ pub fn supervise(
     shutdown: &AtomicBool,
     sink: &mut dyn FnMut(Frame),
 ) {
+    supervise_stream(opener, opts, StreamRole::Shared, registry, clock, shutdown, sink)
+}
+
+/// [`supervise`] for one stream `role` of a camera with separate main and detect streams:
+/// health goes to that stream (and, for the detect stream, to the camera).
+pub fn supervise_stream(
+    opener: &dyn Opener,
+    opts: &SuperviseOptions,
+    role: StreamRole,
+    registry: &Registry,
+    clock: &dyn Clock,
+    shutdown: &AtomicBool,
+    sink: &mut dyn FnMut(Frame),
+) {
     let id = opts.camera_id.as_str();
     let mut backoff = opts.backoff_min;
     let mut first = true;
     while !shutdown.load(Ordering::Relaxed) {
         if !first {
-            registry.update(id, |h| h.reconnects += 1);
+            registry.stream_reconnect(id, role);
         }
         first = false;
-        registry.set_state(id, CameraState::Connecting, None);
+        registry.set_stream_state(id, role, CameraState::Connecting, None);
         let mut stream = match opener.open() {
             Ok(s) => s,
             Err(e) => {
-                fail(registry, id, &e.to_string(), backoff);
+                fail(registry, id, role, &e.to_string(), backoff);
                 clock.sleep_unless(backoff, shutdown);
                 backoff = (backoff * 2).min(opts.backoff_max);
                 continue;
@@ -140,28 +181,43 @@ pub fn supervise(
             match stream.next(Duration::from_millis(200)) {
                 StreamEvent::Frame(f) => {
                     if frames == 0 {
-                        registry.set_state(id, CameraState::Online, None);
-                        tracing::info!(camera = id, "online: first frame {}x{}", f.width, f.height);
+                        registry.set_stream_state(id, role, CameraState::Online, None);
+                        tracing::info!(
+                            camera = id,
+                            stream = stream_name(role),
+                            "online: first frame {}x{}",
+                            f.width,
+                            f.height
+                        );
                         backoff = opts.backoff_min;
                     }
                     frames += 1;
                     last_frame = clock.instant();
-                    let fps = rate.tick(last_frame);
-                    registry.update(id, |h| {
-                        h.frames_received += 1;
-                        h.fps = fps;
-                    });
+                    let fps = rate.tick(last_frame, 1);
+                    registry.stream_frames(id, role, 1, fps, Some((f.width, f.height)));
                     registry.set_latest(f.clone());
                     sink(f);
                 }
-                StreamEvent::Idle => {
-                    if clock.instant().duration_since(last_frame) > opts.stall_timeout {
+                StreamEvent::Idle => match stream.progress() {
+                    Some((n, size)) if n > 0 => {
+                        if frames == 0 {
+                            registry.set_stream_state(id, role, CameraState::Online, None);
+                            tracing::info!(camera = id, stream = stream_name(role), "online");
+                            backoff = opts.backoff_min;
+                        }
+                        frames += n;
+                        last_frame = clock.instant();
+                        let fps = rate.tick(last_frame, n);
+                        registry.stream_frames(id, role, n, fps, size);
+                    }
+                    _ if clock.instant().duration_since(last_frame) > opts.stall_timeout => {
                         break Outcome::Failed(format!(
                             "no frame for {:.0} s (stalled source)",
                             opts.stall_timeout.as_secs_f64()
                         ));
                     }
-                }
+                    _ => {}
+                },
                 StreamEvent::Eos if opts.loop_file && frames > 0 => break Outcome::Loop,
                 StreamEvent::Eos if frames == 0 => {
                     break Outcome::Failed("end of stream before any frame".into())
@@ -180,8 +236,9 @@ pub fn supervise(
                 tracing::debug!(camera = id, "end of file: looping");
             }
             Outcome::Ended => {
-                registry.set_state(
+                registry.set_stream_state(
                     id,
+                    role,
                     CameraState::Offline,
                     Some("end of stream (file finished; set loop = true to repeat)".into()),
                 );
@@ -189,7 +246,7 @@ pub fn supervise(
                 return;
             }
             Outcome::Failed(e) => {
-                fail(registry, id, &e, backoff);
+                fail(registry, id, role, &e, backoff);
                 clock.sleep_unless(backoff, shutdown);
                 backoff = (backoff * 2).min(opts.backoff_max);
             }
@@ -204,10 +261,24 @@ enum Outcome {
     Failed(String),
 }
 
-fn fail(registry: &Registry, id: &str, err: &str, retry_in: Duration) {
+fn fail(registry: &Registry, id: &str, role: StreamRole, err: &str, retry_in: Duration) {
     let err = crate::redact::redact_url(err);
-    tracing::warn!(camera = id, "offline: {err}; retrying in {:.1} s", retry_in.as_secs_f64());
-    registry.set_state(id, CameraState::Offline, Some(err));
+    tracing::warn!(
+        camera = id,
+        stream = stream_name(role),
+        "offline: {err}; retrying in {:.1} s",
+        retry_in.as_secs_f64()
+    );
+    registry.set_stream_state(id, role, CameraState::Offline, Some(err));
+}
+
+/// The stream's name in logs.
+fn stream_name(role: StreamRole) -> &'static str {
+    match role {
+        StreamRole::Shared => "main+detect",
+        StreamRole::Main => "main",
+        StreamRole::Detect => "detect",
+    }
 }
 
 /// Frames per second over a sliding window of the last 2 seconds.
@@ -219,8 +290,11 @@ impl RateMeter {
     fn new() -> Self {
         RateMeter { times: Default::default() }
     }
-    fn tick(&mut self, now: Instant) -> f64 {
-        self.times.push_back(now);
+    /// `n` frames arrived at `now`.
+    fn tick(&mut self, now: Instant, n: u64) -> f64 {
+        for _ in 0..n.min(1000) {
+            self.times.push_back(now);
+        }
         while self.times.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(2)) {
             self.times.pop_front();
         }
@@ -252,9 +326,20 @@ mod tests {
         clock: Arc<SimClock>,
         stop: Arc<AtomicBool>,
     }
-    struct ScriptStream(Vec<&'static str>, u64, Arc<SimClock>);
+    /// Events, frames so far, the clock, and compressed frames recorded since the last
+    /// `progress` call (a record-only stream: `"rec"` is 25 of them within a poll).
+    struct ScriptStream(Vec<&'static str>, u64, Arc<SimClock>, u64);
     impl FrameStream for ScriptStream {
+        fn progress(&mut self) -> Option<(u64, Option<(u32, u32)>)> {
+            Some((std::mem::take(&mut self.3), Some((1920, 1080))))
+        }
         fn next(&mut self, t: Duration) -> StreamEvent {
+            if self.0.first() == Some(&"rec") {
+                self.0.remove(0);
+                self.3 += 25;
+                self.2.advance_std(t);
+                return StreamEvent::Idle;
+            }
             if self.0.is_empty() {
                 // Nothing arrives within the timeout.
                 self.2.advance_std(t);
@@ -287,7 +372,7 @@ mod tests {
                 return Err(IngestError::Source("gone".into()));
             }
             match o.remove(0) {
-                Ok(s) => Ok(Box::new(ScriptStream(s, 0, self.clock.clone()))),
+                Ok(s) => Ok(Box::new(ScriptStream(s, 0, self.clock.clone(), 0))),
                 Err(e) => Err(IngestError::Source(e.into())),
             }
         }
@@ -376,6 +461,42 @@ mod tests {
         };
         // Stalled after the timeout (300 ms), noticed at the next idle poll (200 ms each).
         assert_eq!(offline.2 - online.2, time::Duration::milliseconds(400), "{seen:?}");
+    }
+
+    #[test]
+    fn a_record_only_main_stream_is_online_while_it_records_and_stalls_on_its_own() {
+        let s = setup();
+        let t0 = s.clock.now();
+        s.reg.register(CameraHealth {
+            streams: Streams::separate(true, true, s.clock.now()),
+            ..CameraHealth::new("c", true, s.clock.now())
+        });
+        let op = s.opener(vec![Ok(vec!["rec", "rec", "rec"])]);
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (seen2, reg) = (seen.clone(), s.reg.clone());
+        s.reg.on_state_change(Arc::new(move |_, state, _, _| seen2.lock().unwrap().push(state)));
+        let mut frames = 0;
+        supervise_stream(&op, &s.opts, StreamRole::Main, &reg, &*s.clock, &s.stop, &mut |_| {
+            frames += 1
+        });
+        assert_eq!(frames, 0, "a record-only stream hands no frames on");
+        let h = s.reg.get("c").unwrap();
+        let m = &h.streams.main;
+        assert_eq!((m.frames_received, m.width, m.height), (75, Some(1920), Some(1080)));
+        // Online while it recorded (3 polls of 200 ms), then stalled: no progress for more
+        // than 300 ms, noticed at the poll at 1 s; reopened after 10 ms of backoff, which the
+        // scripted camera refuses ("gone", after which the test stops).
+        assert_eq!(
+            (m.state, m.last_error.as_deref(), m.reconnects),
+            (CameraState::Offline, Some("gone"), 1)
+        );
+        assert_eq!(m.since - t0, time::Duration::milliseconds(1010), "{m:?}");
+        // The camera (its detect stream) is untouched, and no camera state change was told.
+        assert_eq!(
+            (h.state, h.frames_received, h.streams.detect.state),
+            (CameraState::Connecting, 0, CameraState::Connecting)
+        );
+        assert!(seen.lock().unwrap().is_empty(), "{:?}", seen.lock().unwrap());
     }
 
     #[test]

@@ -23,6 +23,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("rtsp-h264", include_str!("../../pipelines/rtsp-h264.pipeline")),
     ("rtsp-h265", include_str!("../../pipelines/rtsp-h265.pipeline")),
     ("usb", include_str!("../../pipelines/usb.pipeline")),
+    ("rtsp-record", include_str!("../../pipelines/rtsp-record.pipeline")),
+    ("file-record", include_str!("../../pipelines/file-record.pipeline")),
 ];
 
 /// The record branch appended to a recorded camera's pipeline.
@@ -41,6 +43,7 @@ const PLACEHOLDERS: &[&str] = &[
     "parsed_caps",
     "encode",
     "h264_encoder",
+    "parse",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -151,6 +154,7 @@ impl HardwareProfile {
                 .replace("{split}", "")
                 .replace("{record}", "")
                 .replace("{encode}", "")
+                .replace("{parse}", "")
                 .replace(['{', '}'], "")
         };
         for (_, t) in TEMPLATES {
@@ -173,8 +177,9 @@ impl HardwareProfile {
         out
     }
 
-    /// Builds the gst-launch description of a camera's pipeline; `record` adds the record
-    /// branch (see pipelines/record.pipeline).
+    /// Builds the gst-launch description of a camera's detect pipeline (`source` is the
+    /// stream detection decodes, [`CameraConfig::detect_source`]); `record` adds the record
+    /// branch (see pipelines/record.pipeline) when that stream is also the recorded one.
     pub fn pipeline_for(
         &self,
         cam: &CameraConfig,
@@ -182,7 +187,46 @@ impl HardwareProfile {
         mode: PipelineMode,
         record: Option<RecordPlan>,
     ) -> String {
-        self.render(source, &cam.codec, cam.detect_width, cam.detect_height, mode, record)
+        let codec = cam.detect_stream_codec();
+        self.render(source, codec, cam.detect_width, cam.detect_height, mode, record)
+    }
+
+    /// The main stream of a camera with a `detect_url`, recorded as is and never decoded: an
+    /// RTSP stream (pipelines/rtsp-record.pipeline), or an H.264/H.265 file paced at its own
+    /// rate (pipelines/file-record.pipeline); `None` for other sources and for a file that
+    /// would have to be encoded.
+    pub fn record_pipeline(
+        &self,
+        source: &Source,
+        codec: &str,
+        plan: RecordPlan,
+    ) -> Option<String> {
+        let template = |name: &str| TEMPLATES.iter().find(|(n, _)| *n == name).map(|(_, t)| *t);
+        let url = match source {
+            Source::Rtsp(url) => url,
+            Source::File(path) => {
+                let RecordMode::Passthrough(Some(c)) = plan.mode else { return None };
+                return Some(
+                    strip_comments(template("file-record")?)
+                        .replace("{parsed_caps}", &format!("video/x-{c}"))
+                        .replace("{record}", &self.record_branch(plan, true))
+                        .replace("{location}", &quote(&path.display().to_string())),
+                );
+            }
+            Source::V4l2(_) => return None,
+        };
+        let text = template("rtsp-record")?;
+        let parse = match codec {
+            "h264" => "rtph264depay ! h264parse ! ",
+            "h265" => "rtph265depay ! h265parse ! ",
+            _ => "parsebin ! ",
+        };
+        Some(
+            strip_comments(text)
+                .replace("{parse}", parse)
+                .replace("{record}", &self.record_branch(plan, false))
+                .replace("{location}", &quote(url)),
+        )
     }
 
     /// Fills the template for `source` with this profile's elements.
@@ -395,6 +439,41 @@ mod tests {
         // Every rendered description is a valid pipeline for GStreamer's parser.
         if crate::gst::init().is_ok() {
             for d in [&plain, &pass, &enc, &auto, &h265] {
+                gstreamer::parse::launch(d).unwrap_or_else(|e| panic!("{e}: {d}"));
+            }
+        }
+    }
+
+    #[test]
+    fn main_stream_is_recorded_without_decoding() {
+        let p = HardwareProfile::load("cpu", Path::new(".")).unwrap();
+        let rtsp = Source::Rtsp("rtsp://h/main".into());
+        let plan = |c| RecordPlan { mode: RecordMode::Passthrough(c), segment_ns: 10_000_000_000 };
+        let h264 = p.record_pipeline(&rtsp, "h264", plan(Some("h264"))).unwrap();
+        assert!(h264.contains("rtph264depay ! h264parse ! tee name=rec"), "{h264}");
+        let auto = p.record_pipeline(&rtsp, "auto", plan(None)).unwrap();
+        assert!(auto.contains("parsebin ! tee name=rec rec. ! queue name=recq"), "{auto}");
+        for d in [&h264, &auto] {
+            assert!(
+                !d.contains("avdec") && !d.contains("decodebin") && !d.contains("appsink"),
+                "{d}"
+            );
+            assert!(!d.contains('{') && d.contains("splitmuxsink name=recorder"), "{d}");
+        }
+        let file = Source::File("/v/a.mp4".into());
+        assert_eq!(p.record_pipeline(&file, "auto", plan(None)), None);
+        let f = p.record_pipeline(&file, "auto", plan(Some("h265"))).unwrap();
+        assert!(
+            f.contains("parsebin ! video/x-h265 ! identity sync=true ! tee name=rec")
+                && f.contains("h265parse ! splitmuxsink name=recorder")
+                && !f.contains("avdec")
+                && !f.contains("appsink"),
+            "{f}"
+        );
+        let usb = Source::V4l2("/dev/video0".into());
+        assert_eq!(p.record_pipeline(&usb, "auto", plan(Some("h264"))), None);
+        if crate::gst::init().is_ok() {
+            for d in [&h264, &auto, &f] {
                 gstreamer::parse::launch(d).unwrap_or_else(|e| panic!("{e}: {d}"));
             }
         }

@@ -21,6 +21,8 @@ pub struct Recording {
     recorder: gst::Element,
     /// Source pad of `recq`: its caps tell the codec.
     branch_pad: gst::Pad,
+    /// Sink pad of `recq`: everything the stream delivers to the branch, before the gate.
+    input_pad: gst::Pad,
     /// Segment files being written: location → running time of their start (ns).
     open: Vec<(String, u64)>,
     /// Wall-clock time at running time 0 of this pipeline (shared with the file-naming
@@ -58,6 +60,7 @@ impl Recording {
             .ok_or("record branch has no splitmuxsink named `recorder`")?;
         let queue = pipeline.by_name("recq").ok_or("record branch has no queue named `recq`")?;
         let branch_pad = queue.static_pad("src").ok_or("record queue has no src pad")?;
+        let input_pad = queue.static_pad("sink").ok_or("record queue has no sink pad")?;
         std::fs::create_dir_all(&spec.dir)
             .map_err(|e| format!("cannot create recording dir {}: {e}", spec.dir.display()))?;
         let base = Arc::new(Timebase { pipeline: pipeline.downgrade(), base: Default::default() });
@@ -85,7 +88,19 @@ impl Recording {
         branch_pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             gate_buffer(&gate, &need_keyframe, info)
         });
-        Ok(Recording { spec: spec.clone(), recorder, branch_pad, open: Vec::new(), base })
+        Ok(Recording {
+            spec: spec.clone(),
+            recorder,
+            branch_pad,
+            input_pad,
+            open: Vec::new(),
+            base,
+        })
+    }
+
+    /// The record queue's sink pad: what reaches the branch, whether or not the gate is open.
+    pub fn input_pad(&self) -> gst::Pad {
+        self.input_pad.clone()
     }
 
     /// Handles one bus message if it is the recorder's; true if it was.
