@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod eval;
+pub mod evidence;
 pub mod fire;
 pub mod geometry;
 pub mod gst;

@@ -38,6 +38,7 @@ use uuid::Uuid;
 use super::gate::RecordGate;
 use crate::clock::Clock;
 use crate::config::{Config, RecordConfig, StorageConfig};
+use crate::store::locks::LockSpan;
 use crate::store::retention::{MediaTally, ProtectingEvent, SegmentFile};
 use crate::store::{to_ms, Store, StoreError, SNAPSHOT_DIR};
 use crate::types::{Change, EventChange, Severity};
@@ -121,6 +122,8 @@ pub struct RetentionReport {
     pub budget: Deleted,
     /// Protected segments (footage of unreviewed high/critical events) deleted for the budget.
     pub forced: Deleted,
+    /// Segments kept past their age limit because an evidence lock covers them.
+    pub locked_kept: usize,
     /// Clips deleted for the disk budget.
     pub clips_evicted: Deleted,
     /// Export files (being built or downloaded) deleted for the disk budget.
@@ -182,6 +185,8 @@ impl fmt::Display for RetentionReport {
 #[derive(Debug, Clone)]
 struct Policy {
     max_age_ms: i64,
+    /// `min_age_days`: younger footage is never deleted for the budget (0 = no floor).
+    min_age_ms: i64,
     pre_ms: i64,
     post_ms: i64,
     grid_cell: Option<String>,
@@ -191,6 +196,7 @@ impl Policy {
     fn of(r: &RecordConfig, grid_cell: Option<String>) -> Policy {
         Policy {
             max_age_ms: (r.max_age_days.max(0.0) * DAY_MS) as i64,
+            min_age_ms: (r.min_age_days.max(0.0) * DAY_MS) as i64,
             pre_ms: (r.pre_roll_secs.max(0.0) * 1000.0) as i64,
             post_ms: (r.post_roll_secs.max(0.0) * 1000.0) as i64,
             grid_cell,
@@ -228,6 +234,75 @@ impl Protection {
     }
 }
 
+/// The active evidence locks by camera, with the generation they were read at.
+struct LockCache {
+    generation: i64,
+    fetched_ms: i64,
+    by_camera: Arc<HashMap<String, Vec<LockSpan>>>,
+}
+
+/// Active evidence locks as retention applies them.
+#[derive(Clone, Default)]
+pub struct Locks {
+    now_ms: i64,
+    by_camera: Arc<HashMap<String, Vec<LockSpan>>>,
+}
+
+impl Locks {
+    /// Reads the active locks of `store`.
+    pub fn load(store: &Store, now_ms: i64) -> Result<Locks, StoreError> {
+        let mut by_camera: HashMap<String, Vec<LockSpan>> = HashMap::new();
+        for l in store.active_lock_spans()? {
+            by_camera.entry(l.camera_id.clone()).or_default().push(l);
+        }
+        Ok(Locks { now_ms, by_camera: Arc::new(by_camera) })
+    }
+
+    /// The footage spans `[start, end]` (ms) of `camera`'s locks: an event lock covers its
+    /// event's clip span, pre-roll before to post-roll after (up to now while it is active).
+    pub fn spans(&self, camera: &str, pre_ms: i64, post_ms: i64) -> Vec<(i64, i64)> {
+        self.by_camera
+            .get(camera)
+            .map(|v| {
+                v.iter()
+                    .map(|l| match l.event_id {
+                        Some(_) => (
+                            l.start_ms.saturating_sub(pre_ms),
+                            l.end_ms.unwrap_or(self.now_ms).saturating_add(post_ms),
+                        ),
+                        None => (l.start_ms, l.end_ms.unwrap_or(l.start_ms)),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The lock that covers `seg`, if any.
+    fn lock_of<'a>(&'a self, seg: &SegmentFile, policy: &Policy) -> Option<&'a LockSpan> {
+        self.by_camera.get(&seg.camera_id)?.iter().find(|l| {
+            let (s, e) = match l.event_id {
+                Some(_) => (
+                    l.start_ms.saturating_sub(policy.pre_ms),
+                    l.end_ms.unwrap_or(self.now_ms).saturating_add(policy.post_ms),
+                ),
+                None => (l.start_ms, l.end_ms.unwrap_or(l.start_ms)),
+            };
+            s <= seg.end_ms && e >= seg.start_ms
+        })
+    }
+
+    /// Cameras with active locks.
+    pub fn cameras(&self) -> impl Iterator<Item = &String> {
+        self.by_camera.keys()
+    }
+}
+
+/// What the minimum-retention floor of `policy` keeps: footage that ended less than
+/// `min_age_days` ago.
+fn under_floor(seg: &SegmentFile, policy: &Policy, now_ms: i64) -> bool {
+    policy.min_age_ms > 0 && seg.end_ms > now_ms.saturating_sub(policy.min_age_ms)
+}
+
 /// The open `storage_full` state.
 struct Full {
     events: Vec<(String, Uuid)>,
@@ -242,6 +317,10 @@ pub struct Retention {
     cameras: HashMap<String, Policy>,
     default_policy: Policy,
     protection: Option<ProtectionCache>,
+    locks: Option<LockCache>,
+    /// The lock generation `media_done_before` was computed under: a released lock makes
+    /// the events it kept due again, so a change rescans them.
+    media_lock_generation: i64,
     tally: Option<(MediaTally, i64)>,
     /// Events started before this have had their media expired (saves rescanning them).
     media_done_before: Option<i64>,
@@ -276,6 +355,13 @@ impl Retention {
             .iter()
             .map(|c| (c.id.clone(), Policy::of(&c.record, c.grid_cell.clone())))
             .collect();
+        // The floors against the budget, at start-up: the budget's own pass raises
+        // storage_full when it comes to that; this says so early and why.
+        match floor_check(cfg, Some(&store), disk.usage(store.data_dir()).ok(), clock.now()) {
+            Ok(msg) if msg.starts_with("no camera") => {}
+            Ok(msg) => tracing::info!("storage: {msg}"),
+            Err(msg) => tracing::error!("storage: {msg}"),
+        }
         Retention {
             store,
             clock,
@@ -285,6 +371,8 @@ impl Retention {
             cameras,
             default_policy: Policy::of(&RecordConfig::default(), None),
             protection: None,
+            locks: None,
+            media_lock_generation: 0,
             tally: None,
             media_done_before: None,
             clip_sweep_ms: None,
@@ -383,6 +471,30 @@ impl Retention {
         Ok(Protection { now_ms, by_camera })
     }
 
+    /// The active locks, reloaded when one was created or released, or after a minute (an
+    /// event lock's span follows its event's end).
+    fn locks(&mut self, now_ms: i64) -> Result<Locks, StoreError> {
+        let generation = self.store.lock_generation()?;
+        let fresh = self.locks.as_ref().is_some_and(|c| {
+            c.generation == generation
+                && now_ms >= c.fetched_ms
+                && now_ms - c.fetched_ms < PROTECTION_REFRESH_MS
+        });
+        if !fresh {
+            let l = Locks::load(&self.store, now_ms)?;
+            self.locks = Some(LockCache { generation, fetched_ms: now_ms, by_camera: l.by_camera });
+        }
+        let by_camera = self.locks.as_ref().map(|c| c.by_camera.clone()).unwrap_or_default();
+        Ok(Locks { now_ms, by_camera })
+    }
+
+    /// Whether an active lock covers `seg` (the locks are re-read first if one changed, so
+    /// a lock takes effect before the next deletion).
+    fn locked(&mut self, seg: &SegmentFile, now_ms: i64) -> Result<bool, StoreError> {
+        let locks = self.locks(now_ms)?;
+        Ok(locks.lock_of(seg, self.policy(&seg.camera_id)).is_some())
+    }
+
     fn age(&mut self, now_ms: i64, report: &mut RetentionReport) -> Result<(), StoreError> {
         let mut protection: Option<Protection> = None;
         for camera in self.store.segment_cameras()? {
@@ -398,6 +510,10 @@ impl Retention {
                 }
                 for seg in &page {
                     if protection.as_ref().and_then(|p| p.protector(seg, &policy)).is_some() {
+                        continue;
+                    }
+                    if self.locked(seg, now_ms)? {
+                        report.locked_kept += 1;
                         continue;
                     }
                     if self.delete_segment(seg, now_ms, report)? {
@@ -416,6 +532,12 @@ impl Retention {
         let keep_ms = (self.storage.event_retention_days.max(0.0) * DAY_MS) as i64;
         let cutoff = now_ms.saturating_sub(keep_ms);
         let snapshots = self.store.data_dir().join(SNAPSHOT_DIR);
+        let generation = self.store.lock_generation()?;
+        if generation != self.media_lock_generation {
+            // A lock was released (or set): events it kept may be due now.
+            self.media_done_before = None;
+            self.media_lock_generation = generation;
+        }
         loop {
             let due = self.store.events_with_media_due(self.media_done_before, cutoff, PAGE)?;
             for &(id, _) in &due {
@@ -538,6 +660,7 @@ impl Retention {
         let mut freed = 0u64;
         let protection = self.protection(now_ms)?;
         let mut cursor: Option<(i64, i64)> = None;
+        let mut forced_cursor: Option<(i64, i64)> = None;
         let mut unprotected_left = true;
         let mut evictions = 0usize;
         let mut nothing_left = false;
@@ -557,7 +680,7 @@ impl Retention {
                 export_bytes = export_bytes.saturating_sub(bytes);
                 bytes
             } else if unprotected_left {
-                match self.next_unprotected(&protection, &mut cursor)? {
+                match self.next_evictable(&protection, false, now_ms, &mut cursor)? {
                     Some(seg) => {
                         if !self.delete_segment(&seg, now_ms, report)? {
                             continue;
@@ -570,7 +693,9 @@ impl Retention {
                         continue;
                     }
                 }
-            } else if let Some(seg) = self.store.segment_files(None, None, None, 1)?.pop() {
+            } else if let Some(seg) =
+                self.next_evictable(&protection, true, now_ms, &mut forced_cursor)?
+            {
                 let policy = self.policy(&seg.camera_id).clone();
                 let protector = protection.protector(&seg, &policy).map(|e| e.id.clone());
                 if !self.delete_segment(&seg, now_ms, report)? {
@@ -620,10 +745,14 @@ impl Retention {
         Ok((usage, nothing_left))
     }
 
-    /// The oldest segment after `cursor` that no event protects; advances `cursor`.
-    fn next_unprotected(
-        &self,
+    /// The oldest segment after `cursor` that the disk budget may delete: not under an
+    /// evidence lock, not younger than its camera's `min_age_days`, and (unless
+    /// `protected_too`) not protected by an unreviewed high/critical event. Advances `cursor`.
+    fn next_evictable(
+        &mut self,
         protection: &Protection,
+        protected_too: bool,
+        now_ms: i64,
         cursor: &mut Option<(i64, i64)>,
     ) -> Result<Option<SegmentFile>, StoreError> {
         loop {
@@ -631,9 +760,14 @@ impl Retention {
             let n = page.len();
             for seg in page {
                 *cursor = Some((seg.start_ms, seg.id));
-                if protection.protector(&seg, self.policy(&seg.camera_id)).is_none() {
-                    return Ok(Some(seg));
+                let policy = self.policy(&seg.camera_id).clone();
+                if under_floor(&seg, &policy, now_ms)
+                    || (!protected_too && protection.protector(&seg, &policy).is_some())
+                    || self.locked(&seg, now_ms)?
+                {
+                    continue;
                 }
+                return Ok(Some(seg));
             }
             if n < PAGE {
                 return Ok(None);
@@ -717,11 +851,23 @@ impl Retention {
                 return; // more to delete next pass
             }
             if self.full.is_none() {
+                let (locked, young) = self.kept_bytes(to_ms(now)).unwrap_or_else(|e| {
+                    tracing::error!("retention: cannot sum locked and floor footage: {e}");
+                    (0, 0)
+                });
+                let mut detail = detail.clone();
+                if let serde_json::Value::Object(m) = &mut detail {
+                    m.insert("locked_bytes".into(), locked.into());
+                    m.insert("min_age_bytes".into(), young.into());
+                }
                 tracing::error!(
                     free_bytes = free,
                     floor_bytes = floor,
                     needed_bytes = short,
-                    "storage full: nothing left to delete; recording stopped on every camera"
+                    locked_bytes = locked,
+                    min_age_bytes = young,
+                    "storage full: nothing left to delete (what is left is under an evidence lock, \
+                     younger than its camera's record.min_age_days, or the database); recording stopped on every camera"
                 );
                 let mut cams: Vec<&String> = self.gates.keys().collect();
                 cams.sort();
@@ -782,6 +928,25 @@ impl Retention {
         );
     }
 
+    /// Bytes kept by evidence locks (segments and clips) and by the `min_age_days` floors.
+    fn kept_bytes(&mut self, now_ms: i64) -> Result<(u64, u64), StoreError> {
+        let locks = self.locks(now_ms)?;
+        let mut locked = self.store.locked_clip_bytes()?;
+        let cams: Vec<String> = locks.cameras().cloned().collect();
+        for cam in cams {
+            let p = self.policy(&cam).clone();
+            locked += self.store.segment_bytes_in_spans(&cam, &locks.spans(&cam, p.pre_ms, p.post_ms))?;
+        }
+        let mut young = 0;
+        for cam in self.store.segment_cameras()? {
+            let p = self.policy(&cam);
+            if p.min_age_ms > 0 {
+                young += self.store.segment_bytes_after(&cam, now_ms.saturating_sub(p.min_age_ms))?;
+            }
+        }
+        Ok((locked, young))
+    }
+
     fn full_change(
         &self,
         id: Uuid,
@@ -795,6 +960,127 @@ impl Retention {
             detail,
             ..EventChange::bare(id, change, cam, STORAGE_FULL, Severity::High, at)
         }
+    }
+}
+
+/// Footage over which a camera's recording rate is measured for the floor check.
+const RATE_WINDOW_MS: i64 = 86_400_000;
+/// Least footage (seconds) a rate is measured from.
+const RATE_MIN_SECS: f64 = 60.0;
+
+/// The `min_age_days` floors against the disk budget (`gridwatch check`, and at start-up):
+/// each recording camera's floor needs `min_age_days` × its recording rate, measured over
+/// its last 24 h of indexed footage (`store`, when the box has recorded). The media may use
+/// at most `storage.max_bytes` (when set) and the filesystem's free space plus what the
+/// media uses now, less the free-space floor (`disk` = `(free, total)`). `Ok` with a summary
+/// when the floors fit or cannot be measured yet; `Err` naming the cameras and the numbers
+/// when they do not: the box would stop recording (`storage_full`) rather than keep less.
+pub fn floor_check(
+    cfg: &Config,
+    store: Option<&Store>,
+    disk: Option<(u64, u64)>,
+    now: OffsetDateTime,
+) -> Result<String, String> {
+    let floors: Vec<_> = cfg
+        .cameras
+        .iter()
+        .filter(|c| c.records(&cfg.base_dir) && c.record.min_age_days > 0.0)
+        .collect();
+    if floors.is_empty() {
+        return Ok("no camera has record.min_age_days".into());
+    }
+    let now_ms = to_ms(now);
+    let mut need = 0u64;
+    let mut parts = Vec::new();
+    let mut unmeasured = Vec::new();
+    for c in &floors {
+        let measured = match store {
+            Some(s) => s
+                .recording_rate(&c.id, now_ms - RATE_WINDOW_MS)
+                .map_err(|e| format!("cannot read the recordings index: {e}"))?,
+            None => (0, 0.0),
+        };
+        if measured.1 < RATE_MIN_SECS {
+            unmeasured.push(c.id.as_str());
+            continue;
+        }
+        let rate = measured.0 as f64 / measured.1;
+        let bytes = (rate * c.record.min_age_days * DAY_MS / 1000.0) as u64;
+        need = need.saturating_add(bytes);
+        parts.push(format!(
+            "camera `{}`: record.min_age_days = {} at {:.0} kbit/s measured = {}",
+            c.id,
+            c.record.min_age_days,
+            rate * 8.0 / 1000.0,
+            human_bytes(bytes)
+        ));
+    }
+    let media = match store {
+        Some(s) => s
+            .media_bytes_after(MediaTally::default())
+            .map_err(|e| format!("cannot read the recordings index: {e}"))?
+            .bytes,
+        None => 0,
+    };
+    let mut caps = Vec::new();
+    if cfg.storage.max_bytes > 0 {
+        caps.push((cfg.storage.max_bytes, format!("storage.max_bytes = {}", cfg.storage.max_bytes)));
+    }
+    if let Some((free, total)) = disk {
+        let pct = (cfg.storage.min_free_percent.clamp(0.0, 100.0) / 100.0 * total as f64) as u64;
+        let floor = cfg.storage.min_free_bytes.max(pct);
+        let cap = free.saturating_add(media).saturating_sub(floor);
+        caps.push((
+            cap,
+            format!(
+                "the data filesystem: {} free + {} of media − the free-space floor {}",
+                human_bytes(free),
+                human_bytes(media),
+                human_bytes(floor)
+            ),
+        ));
+    }
+    let unmeasured = if unmeasured.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; not measured yet (under a minute of footage in the last 24 h): {}",
+            unmeasured.join(", ")
+        )
+    };
+    if parts.is_empty() {
+        return Ok(format!("min_age_days floors{unmeasured}"));
+    }
+    match caps.iter().min_by_key(|c| c.0) {
+        Some((cap, what)) if need > *cap => Err(format!(
+            "the record.min_age_days floors need {} but the budget holds {} ({what}): {}; \
+             recording would stop with storage_full rather than keep less. Raise the budget \
+             or lower min_age_days{unmeasured}",
+            human_bytes(need),
+            human_bytes(*cap),
+            parts.join("; ")
+        )),
+        Some((cap, what)) => Ok(format!(
+            "floors need {} of {} ({what}): {}{unmeasured}",
+            human_bytes(need),
+            human_bytes(*cap),
+            parts.join("; ")
+        )),
+        None => Ok(format!("floors need {}: {}{unmeasured}", human_bytes(need), parts.join("; "))),
+    }
+}
+
+/// `12.3 GB` (decimal units, for messages).
+fn human_bytes(b: u64) -> String {
+    let b = b as f64;
+    if b >= 1e9 {
+        format!("{:.1} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.1} kB", b / 1e3)
+    } else {
+        format!("{b} bytes")
     }
 }
 

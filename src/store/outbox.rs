@@ -370,6 +370,29 @@ impl UplinkContext {
     }
 }
 
+impl UplinkContext {
+    /// The envelope of an evidence lock being set (`locked`) or released (`unlocked`):
+    /// kind `evidence_lock`, the locked event (if it is an event lock), the lock's span as
+    /// `started_at`/`ended_at` (a range lock), and the lock itself in `detail`.
+    pub fn lock_envelope(
+        &self,
+        lock: &super::locks::EvidenceLock,
+        released: bool,
+        recorded_at: OffsetDateTime,
+    ) -> Envelope {
+        let mut env = self.status_envelope(&lock.camera_id, true, None, recorded_at, recorded_at);
+        env.change = if released { "unlocked" } else { "locked" }.into();
+        env.kind = super::locks::LOCK_KIND.into();
+        env.event_id = lock.event_id;
+        env.severity = Some(Severity::Info);
+        env.at = if released { lock.released_at.unwrap_or(recorded_at) } else { lock.created_at };
+        env.started_at = lock.start;
+        env.ended_at = lock.end;
+        env.detail = serde_json::to_value(lock).ok();
+        env
+    }
+}
+
 /// Inserts `env` into the outbox on `conn` (inside the caller's transaction) and returns its
 /// seq; the stored JSON carries that seq.
 fn insert_envelope(conn: &Connection, mut env: Envelope) -> Result<i64, StoreError> {
@@ -426,6 +449,16 @@ impl Store {
     /// Appends the outbox row of a review transition inside `review_event`'s transaction.
     pub(super) fn outbox_review(&self, conn: &Connection, ev: &Event) -> Result<i64, StoreError> {
         insert_envelope(conn, self.uplink_context().review_envelope(ev, self.now()))
+    }
+
+    /// Appends the outbox row of a lock change inside the caller's transaction.
+    pub(super) fn outbox_lock(
+        &self,
+        conn: &Connection,
+        lock: &super::locks::EvidenceLock,
+        released: bool,
+    ) -> Result<i64, StoreError> {
+        insert_envelope(conn, self.uplink_context().lock_envelope(lock, released, self.now()))
     }
 
     /// Wakes feed long-polls and delivery workers after a commit that appended `seq`.
