@@ -31,6 +31,10 @@ pub enum Permission {
     See,
     /// Review workflow of events (acknowledge, resolve, false alarm).
     Review,
+    /// Evidence locks: lock an event's or a time range's footage against retention.
+    Lock,
+    /// Release an evidence lock (admins only; audited).
+    Unlock,
     /// Box-wide operational status: uplink delivery, Prometheus metrics.
     Monitor,
     /// Cameras, zones and rules (the configuration endpoints, when they exist).
@@ -40,9 +44,11 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 5] = [
+    pub const ALL: [Permission; 7] = [
         Permission::See,
         Permission::Review,
+        Permission::Lock,
+        Permission::Unlock,
         Permission::Monitor,
         Permission::Configure,
         Permission::Administer,
@@ -52,6 +58,8 @@ impl Permission {
         match self {
             Permission::See => "see",
             Permission::Review => "review",
+            Permission::Lock => "lock",
+            Permission::Unlock => "unlock",
             Permission::Monitor => "monitor",
             Permission::Configure => "configure",
             Permission::Administer => "administer",
@@ -89,8 +97,8 @@ impl Role {
         use Permission::*;
         match self {
             Role::Viewer => matches!(p, See),
-            Role::Operator => matches!(p, See | Review),
-            Role::Installer => matches!(p, See | Review | Monitor | Configure),
+            Role::Operator => matches!(p, See | Review | Lock),
+            Role::Installer => matches!(p, See | Review | Lock | Monitor | Configure),
             Role::Admin => true,
             Role::Platform => matches!(p, See | Monitor),
         }

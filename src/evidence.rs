@@ -58,9 +58,8 @@ impl PublicKey {
             Ok(t) if Path::new(s).is_file() => t,
             _ => s.to_string(),
         };
-        let bytes = B64
-            .decode(text.trim())
-            .map_err(|e| format!("the public key is not base64: {e}"))?;
+        let bytes =
+            B64.decode(text.trim()).map_err(|e| format!("the public key is not base64: {e}"))?;
         let arr: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
             format!("an Ed25519 public key has 32 bytes, this one {}", b.len())
         })?;
@@ -93,8 +92,9 @@ impl BoxKey {
             Err(e) => return Err(e),
         }
         let rng = ring::rand::SystemRandom::new();
-        let doc = Ed25519KeyPair::generate_pkcs8(&rng)
-            .map_err(|_| "cannot generate an Ed25519 key: the OS random source failed".to_string())?;
+        let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| {
+            "cannot generate an Ed25519 key: the OS random source failed".to_string()
+        })?;
         let tmp = data_dir.join(format!("{KEY_FILE}.tmp"));
         let _ = std::fs::remove_file(&tmp);
         let written = crate::store::create_private(&tmp)
@@ -285,7 +285,9 @@ fn octal(field: &mut [u8], v: u64) {
 fn tar_header(name: &str, size: u64, mtime: i64, dir: bool) -> Result<[u8; BLOCK], String> {
     let mut h = [0u8; BLOCK];
     if size >= 1 << 33 {
-        return Err(format!("archive entry `{name}` has {size} bytes, more than ustar holds (8 GiB)"));
+        return Err(format!(
+            "archive entry `{name}` has {size} bytes, more than ustar holds (8 GiB)"
+        ));
     }
     if name.len() > 100 {
         return Err(format!("archive entry name `{name}` longer than 100 bytes"));
@@ -445,13 +447,17 @@ fn read_tar(path: &Path) -> Result<Contents, VerifyError> {
         }
         entry += 1;
         let name = cstr(&h[0..100]).unwrap_or_default();
-        let what = if name.is_empty() { format!("entry {entry} of the archive") } else { name.clone() };
+        let what =
+            if name.is_empty() { format!("entry {entry} of the archive") } else { name.clone() };
         let stored = parse_octal(&h[148..156]);
         let mut hh = h;
         hh[148..156].fill(b' ');
         let sum: u64 = hh.iter().map(|&b| b as u64).sum();
         if stored != Some(sum) {
-            return Err(fail(what, "archive header checksum does not match (the header was altered)"));
+            return Err(fail(
+                what,
+                "archive header checksum does not match (the header was altered)",
+            ));
         }
         if &h[257..263] != b"ustar\0" || h[345] != 0 {
             return Err(fail(what, "not a plain ustar header"));
@@ -463,7 +469,12 @@ fn read_tar(path: &Path) -> Result<Contents, VerifyError> {
         let base = match h[156] {
             b'5' => {
                 let d = name.trim_end_matches('/').to_string();
-                if top.is_some() || size != 0 || d.is_empty() || d.contains('/') || d.starts_with('.') {
+                if top.is_some()
+                    || size != 0
+                    || d.is_empty()
+                    || d.contains('/')
+                    || d.starts_with('.')
+                {
                     return Err(fail(what, "unexpected directory in the package"));
                 }
                 top = Some(d);
@@ -481,7 +492,10 @@ fn read_tar(path: &Path) -> Result<Contents, VerifyError> {
                 }
             }
             other => {
-                return Err(fail(what, format!("unsupported archive entry type `{}`", other as char)))
+                return Err(fail(
+                    what,
+                    format!("unsupported archive entry type `{}`", other as char),
+                ))
             }
         };
         c.add(&base, &mut f, size)?;
@@ -562,7 +576,9 @@ pub fn verify(path: &Path, key: Option<&PublicKey>) -> Result<Verified, VerifyEr
     let (key, from_manifest) = match (key, claimed) {
         (Some(k), _) => (k.clone(), false),
         (None, Some(k)) => (k, true),
-        (None, None) => return Err(fail(MANIFEST, "names no usable public key; give one with --key")),
+        (None, None) => {
+            return Err(fail(MANIFEST, "names no usable public key; give one with --key"))
+        }
     };
     if !key.verify(&manifest_bytes, &sig) {
         return Err(fail(
@@ -593,7 +609,10 @@ pub fn verify(path: &Path, key: Option<&PublicKey>) -> Result<Verified, VerifyEr
         if *sha != want.sha256 {
             return Err(fail(
                 &want.name,
-                format!("SHA-256 {sha} differs from the manifest's {}: the file was altered", want.sha256),
+                format!(
+                    "SHA-256 {sha} differs from the manifest's {}: the file was altered",
+                    want.sha256
+                ),
             ));
         }
     }
@@ -651,13 +670,16 @@ pub fn write_package(
     json.push(b'\n');
     let sig = format!("{}\n", B64.encode(key.sign(&json)));
     let top = format!("evidence-{}", manifest.package_id);
-    let file = crate::store::create_private(out).map_err(|e| format!("creating {}: {e}", out.display()))?;
-    let mut tar = TarWriter { out: io::BufWriter::new(file), mtime: manifest.exported_at.unix_timestamp() };
+    let file = crate::store::create_private(out)
+        .map_err(|e| format!("creating {}: {e}", out.display()))?;
+    let mut tar =
+        TarWriter { out: io::BufWriter::new(file), mtime: manifest.exported_at.unix_timestamp() };
     tar.dir(&top)?;
     tar.file(&format!("{top}/{MANIFEST}"), json.len() as u64, &mut json.as_slice())?;
     tar.file(&format!("{top}/{SIGNATURE}"), sig.len() as u64, &mut sig.as_bytes())?;
     for (f, entry) in files.iter().zip(&manifest.files) {
-        let mut r = File::open(&f.path).map_err(|e| format!("opening {}: {e}", f.path.display()))?;
+        let mut r =
+            File::open(&f.path).map_err(|e| format!("opening {}: {e}", f.path.display()))?;
         tar.file(&format!("{top}/{}", f.name), entry.bytes, &mut r)?;
     }
     let w = tar.finish()?;

@@ -935,13 +935,15 @@ impl Retention {
         let cams: Vec<String> = locks.cameras().cloned().collect();
         for cam in cams {
             let p = self.policy(&cam).clone();
-            locked += self.store.segment_bytes_in_spans(&cam, &locks.spans(&cam, p.pre_ms, p.post_ms))?;
+            locked +=
+                self.store.segment_bytes_in_spans(&cam, &locks.spans(&cam, p.pre_ms, p.post_ms))?;
         }
         let mut young = 0;
         for cam in self.store.segment_cameras()? {
             let p = self.policy(&cam);
             if p.min_age_ms > 0 {
-                young += self.store.segment_bytes_after(&cam, now_ms.saturating_sub(p.min_age_ms))?;
+                young +=
+                    self.store.segment_bytes_after(&cam, now_ms.saturating_sub(p.min_age_ms))?;
             }
         }
         Ok((locked, young))
@@ -961,6 +963,109 @@ impl Retention {
             ..EventChange::bare(id, change, cam, STORAGE_FULL, Severity::High, at)
         }
     }
+}
+
+/// Storage status (`GET /api/v1/storage`): what the media uses, what evidence locks and
+/// `min_age_days` floors keep, the budget and the filesystem.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StorageStatus {
+    /// Indexed segments + clips + export files being downloaded (what `max_bytes` limits).
+    pub media_bytes: u64,
+    pub segment_bytes: u64,
+    pub clip_bytes: u64,
+    pub export_bytes: u64,
+    /// Footage and clips kept by active evidence locks (counted in `media_bytes`).
+    pub locked_bytes: u64,
+    /// Footage younger than its camera's `min_age_days` (counted in `media_bytes`).
+    pub min_age_bytes: u64,
+    pub active_locks: usize,
+    /// `storage.max_bytes` (0 = no byte budget).
+    pub max_bytes: u64,
+    /// The filesystem: free and total bytes, and the free-space floor; `null` when it
+    /// cannot be measured.
+    pub free_bytes: Option<u64>,
+    pub total_bytes: Option<u64>,
+    pub floor_bytes: Option<u64>,
+    /// Recording is stopped for lack of space (a `storage_full` event is active).
+    pub storage_full: bool,
+    pub cameras: Vec<CameraStorage>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CameraStorage {
+    pub camera_id: String,
+    pub segment_bytes: u64,
+    pub locked_bytes: u64,
+    pub min_age_bytes: u64,
+    pub max_age_days: f64,
+    pub min_age_days: f64,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub oldest: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub newest: Option<OffsetDateTime>,
+}
+
+/// Measures [`StorageStatus`]; `recording` has the record settings of the configured
+/// cameras (others get the defaults, as in retention).
+pub fn storage_status(
+    store: &Store,
+    storage: &StorageConfig,
+    recording: &HashMap<String, RecordConfig>,
+    now: OffsetDateTime,
+    disk: &dyn DiskStats,
+) -> Result<StorageStatus, StoreError> {
+    let now_ms = to_ms(now);
+    let locks = Locks::load(store, now_ms)?;
+    let default = RecordConfig::default();
+    let mut cameras = Vec::new();
+    let mut segment_bytes = 0u64;
+    let mut locked = store.locked_clip_bytes()?;
+    let mut young = 0u64;
+    for (cam, bytes, first, last) in store.segment_totals()? {
+        let rec = recording.get(&cam).unwrap_or(&default);
+        let p = Policy::of(rec, None);
+        let l = store.segment_bytes_in_spans(&cam, &locks.spans(&cam, p.pre_ms, p.post_ms))?;
+        let y = if p.min_age_ms > 0 {
+            store.segment_bytes_after(&cam, now_ms.saturating_sub(p.min_age_ms))?
+        } else {
+            0
+        };
+        segment_bytes += bytes;
+        locked += l;
+        young += y;
+        cameras.push(CameraStorage {
+            camera_id: cam,
+            segment_bytes: bytes,
+            locked_bytes: l,
+            min_age_bytes: y,
+            max_age_days: rec.max_age_days,
+            min_age_days: rec.min_age_days,
+            oldest: crate::store::from_ms(first).ok(),
+            newest: crate::store::from_ms(last).ok(),
+        });
+    }
+    let clip_bytes = store.clip_bytes()?;
+    let export_bytes: u64 = export_files(store).iter().map(|e| e.1).sum();
+    let d = disk.usage(store.data_dir()).ok();
+    let floor = d.map(|(_, total)| {
+        let pct = (storage.min_free_percent.clamp(0.0, 100.0) / 100.0 * total as f64) as u64;
+        storage.min_free_bytes.max(pct)
+    });
+    Ok(StorageStatus {
+        media_bytes: segment_bytes + clip_bytes + export_bytes,
+        segment_bytes,
+        clip_bytes,
+        export_bytes,
+        locked_bytes: locked,
+        min_age_bytes: young,
+        active_locks: store.evidence_locks(None, true, 100_000)?.len(),
+        max_bytes: storage.max_bytes,
+        free_bytes: d.map(|x| x.0),
+        total_bytes: d.map(|x| x.1),
+        floor_bytes: floor,
+        storage_full: store.storage_full_active()?,
+        cameras,
+    })
 }
 
 /// Footage over which a camera's recording rate is measured for the floor check.
@@ -1016,15 +1121,19 @@ pub fn floor_check(
         ));
     }
     let media = match store {
-        Some(s) => s
-            .media_bytes_after(MediaTally::default())
-            .map_err(|e| format!("cannot read the recordings index: {e}"))?
-            .bytes,
+        Some(s) => {
+            s.media_bytes_after(MediaTally::default())
+                .map_err(|e| format!("cannot read the recordings index: {e}"))?
+                .bytes
+        }
         None => 0,
     };
     let mut caps = Vec::new();
     if cfg.storage.max_bytes > 0 {
-        caps.push((cfg.storage.max_bytes, format!("storage.max_bytes = {}", cfg.storage.max_bytes)));
+        caps.push((
+            cfg.storage.max_bytes,
+            format!("storage.max_bytes = {}", cfg.storage.max_bytes),
+        ));
     }
     if let Some((free, total)) = disk {
         let pct = (cfg.storage.min_free_percent.clamp(0.0, 100.0) / 100.0 * total as f64) as u64;

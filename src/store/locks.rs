@@ -75,7 +75,8 @@ pub struct LockSpan {
     pub end_ms: Option<i64>,
 }
 
-const LOCK_COLS: &str = "id, camera_id, event_id, start_ms, end_ms, reason, created_by, created_at, \
+const LOCK_COLS: &str =
+    "id, camera_id, event_id, start_ms, end_ms, reason, created_by, created_at, \
                          released_at, released_by, release_reason";
 
 type RawLock = (
@@ -318,11 +319,9 @@ impl Store {
     /// deleted, and a lock is released once).
     pub fn lock_generation(&self) -> Result<i64, StoreError> {
         self.read(|c| {
-            c.query_row(
-                "SELECT COUNT(*) + COUNT(released_at) FROM evidence_locks",
-                [],
-                |r| r.get(0),
-            )
+            c.query_row("SELECT COUNT(*) + COUNT(released_at) FROM evidence_locks", [], |r| {
+                r.get(0)
+            })
             .map_err(sql("read lock generation"))
         })
     }
@@ -399,9 +398,53 @@ impl Store {
                 "SELECT COALESCE(SUM(bytes), 0), COALESCE(SUM(end_ms - start_ms), 0) FROM segments
                  WHERE camera_id = ?1 AND end_ms > ?2",
                 params![camera, after_ms],
-                |r| Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get::<_, i64>(1)?.max(0) as f64 / 1000.0)),
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?.max(0) as u64,
+                        r.get::<_, i64>(1)?.max(0) as f64 / 1000.0,
+                    ))
+                },
             )
             .map_err(sql("measure recording rate"))
+        })
+    }
+
+    /// Per camera with footage: `(camera, segment bytes, first start ms, last end ms)`.
+    pub fn segment_totals(&self) -> Result<Vec<(String, u64, i64, i64)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT camera_id, SUM(bytes), MIN(start_ms), MAX(end_ms) FROM segments
+                     GROUP BY camera_id ORDER BY camera_id",
+                )
+                .map_err(sql("prepare segment totals"))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64, r.get(2)?, r.get(3)?))
+                })
+                .map_err(sql("query segment totals"))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql("read segment totals"))
+        })
+    }
+
+    /// Bytes of all clips.
+    pub fn clip_bytes(&self) -> Result<u64, StoreError> {
+        self.read(|c| {
+            c.query_row("SELECT COALESCE(SUM(bytes), 0) FROM clips", [], |r| r.get::<_, i64>(0))
+                .map(|b| b.max(0) as u64)
+                .map_err(sql("sum clip bytes"))
+        })
+    }
+
+    /// Whether a `storage_full` event is active (recording stopped for lack of space).
+    pub fn storage_full_active(&self) -> Result<bool, StoreError> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE kind = 'storage_full' AND state = 'active')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql("look for storage_full events"))
         })
     }
 }
