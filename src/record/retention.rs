@@ -1299,9 +1299,14 @@ grid_cell = 'G7'
     /// A store in a temp dir, cameras `cam1` (1 day, rolls 5/10 s) and `cam2` (defaults),
     /// a 1 GB fake disk and `storage` as the `[storage]` table.
     fn env(storage: &str) -> Env {
+        env_cams(storage, CAMS)
+    }
+
+    /// [`env`] with other cameras (`cams`: the `[models]` table and `[[cameras]]`).
+    fn env_cams(storage: &str, cams: &str) -> Env {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(tmp.path()).unwrap();
-        let text = format!("box_id = 'b'\ndata_dir = '/tmp'\n[storage]\n{storage}\n{CAMS}");
+        let text = format!("box_id = 'b'\ndata_dir = '/tmp'\n[storage]\n{storage}\n{cams}");
         let cfg = Config::parse(&text, Path::new("/")).unwrap();
         let clock = Arc::new(SimClock::new(now0()));
         let disk = Arc::new(FakeDisk {
@@ -1802,6 +1807,220 @@ grid_cell = 'G7'
         assert_eq!((r.missing_files, r.errors), (1, 1), "{r}");
         assert!(!e.indexed(missing.0) && !e.indexed(undeletable.0));
         gone(&e, &[&fine]);
+    }
+
+    fn lock(e: &Env, target: LockTargetT, at: OffsetDateTime) -> Uuid {
+        e.store
+            .create_lock(
+                &target,
+                "investigation 17/2027",
+                "alice",
+                |l| {
+                    crate::store::auth::NewAudit::new("user:alice", None, "lock_create")
+                        .target(format!("lock:{}", l.id))
+                },
+                at,
+            )
+            .unwrap()
+            .id
+    }
+
+    type LockTargetT = crate::store::locks::LockTarget;
+
+    /// Issue 17 item 3: a locked event's footage, clip and snapshot, and a locked range,
+    /// survive a squeeze that evicts everything else, then age past every limit; retention
+    /// raises storage_full rather than touching them; unlocking lets them go.
+    #[test]
+    fn locked_footage_survives_a_squeeze_that_evicts_everything_else() {
+        let mut e = env("min_free_bytes = 10000\nmin_free_percent = 0");
+        e.disk.total.store(100_000, Ordering::Relaxed);
+        let now = now0();
+        let m = Duration::minutes;
+        let s = Duration::seconds;
+        // cam1: a low-severity event (protects nothing by itself) at now − 50 min.
+        let ev_at = now - m(50);
+        let ev = e.event("cam1", Severity::Low, ev_at, Some(ev_at + s(20)), true);
+        let clip = e.clip(ev, ev_at - s(5), 700);
+        let before = e.seg("cam1", ev_at - s(30), 10, 1000); // ends 20 s before the 5 s pre-roll
+        let pre = e.seg("cam1", ev_at - s(10), 10, 1000); // in the pre-roll
+        let during = e.seg("cam1", ev_at + s(10), 10, 1000);
+        let post = e.seg("cam1", ev_at + s(25), 10, 1000); // in the 10 s post-roll
+        let after = e.seg("cam1", ev_at + s(41), 10, 1000);
+        // cam2: a locked range and footage around it.
+        let r0 = now - m(40);
+        let in_range = e.seg("cam2", r0, 10, 1000);
+        let out_range = e.seg("cam2", r0 + m(2), 10, 1000);
+        let later = e.seg("cam1", now - m(5), 10, 1000);
+        let other_ev = e.event("cam2", Severity::Low, now - m(30), Some(now - m(30)), true);
+        let other_clip = e.clip(other_ev, now - m(30), 300);
+        let lock_ev = lock(&e, LockTargetT::Event(ev), now);
+        let lock_range =
+            lock(&e, LockTargetT::Range { camera: "cam2".into(), start: r0, end: r0 + s(30) }, now);
+        let locked_bytes = 3 * 1000 + 1000 + 700;
+        assert!(e.ret.run() == RetentionReport::default(), "nothing to do yet");
+
+        // The disk fills with something else: every unlocked segment and clip goes, then
+        // recording stops with storage_full; the locked footage stays.
+        e.disk.other.store(95_000, Ordering::Relaxed);
+        let r = e.ret.run();
+        assert!(r.storage_full && r.over_budget, "{r}");
+        gone(&e, &[&before, &after, &out_range, &later]);
+        kept(&e, &[&pre, &during, &post, &in_range]);
+        assert!(!other_clip.exists() && clip.exists(), "the locked event's clip stays");
+        assert!(e.store.clip(ev).unwrap().is_some());
+        let full = e.storage_full_events();
+        assert_eq!(full.len(), 2);
+        let d = full[0].detail.as_ref().unwrap();
+        assert_eq!(d["locked_bytes"], locked_bytes, "{d}");
+        // The storage status shows them.
+        let st = storage_status(
+            &e.store,
+            &StorageConfig::default(),
+            &HashMap::new(),
+            now,
+            e.disk.as_ref(),
+        )
+        .unwrap();
+        assert_eq!((st.locked_bytes, st.active_locks, st.storage_full), (locked_bytes, 2, true));
+
+        // Long past every age limit (1 day footage, 30 days event media): still kept.
+        e.disk.other.store(0, Ordering::Relaxed);
+        e.clock.advance(Duration::days(40));
+        let r = e.ret.run();
+        assert!(!r.storage_full, "{r}");
+        // (The unlocked event's snapshot expires; its clip went in the squeeze.)
+        assert_eq!((r.age.files, r.clips_expired, r.snapshots_expired), (0, 0, 1), "{r}");
+        assert!(r.locked_kept >= 4, "{r}");
+        kept(&e, &[&pre, &during, &post, &in_range]);
+        let snap = e.store.data_dir().join(SNAPSHOT_DIR).join(format!("{ev}.jpg"));
+        assert!(clip.exists() && snap.exists());
+
+        // Unlocking (admin, audited) lets retention delete them at its next pass.
+        let a = crate::store::auth::NewAudit::new("user:root", None, "lock_release");
+        let t = e.clock.now();
+        e.store.release_lock(lock_ev, "case closed", "root", &a, t).unwrap();
+        let again = e.store.release_lock(lock_ev, "twice", "root", &a, t);
+        assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+        let r = e.ret.run();
+        assert_eq!((r.age.files, r.clips_expired, r.snapshots_expired), (3, 1, 1), "{r}");
+        gone(&e, &[&pre, &during, &post]);
+        assert!(!clip.exists() && !snap.exists());
+        kept(&e, &[&in_range]);
+        e.store.release_lock(lock_range, "done", "root", &a, t).unwrap();
+        assert_eq!(e.ret.run().age.files, 1);
+        gone(&e, &[&in_range]);
+
+        // The uplink carries each lock change (outbox, in order).
+        let page = e.store.feed_page(0, 1000).unwrap();
+        let changes: Vec<(String, String)> = page
+            .changes
+            .iter()
+            .map(|(_, j)| {
+                let v: serde_json::Value = serde_json::from_str(j).unwrap();
+                (v["change"].as_str().unwrap().into(), v["kind"].as_str().unwrap().into())
+            })
+            .filter(|(_, k)| k == crate::store::locks::LOCK_KIND)
+            .collect();
+        assert_eq!(
+            changes.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
+            ["locked", "locked", "unlocked", "unlocked"]
+        );
+    }
+
+    /// Issue 17 item 4: footage younger than its camera's `min_age_days` is never deleted
+    /// for the budget; when only such footage is left, storage_full is raised instead.
+    #[test]
+    fn min_age_floor_is_never_evicted_for_the_budget() {
+        let cams = "[models]
+[[cameras]]
+id = 'cam1'
+url = 'x.mp4'
+models = []
+enabled = false
+[cameras.record]
+max_age_days = 2
+min_age_days = 0.5
+[[cameras]]
+id = 'cam2'
+url = 'x.mp4'
+models = []
+enabled = false
+";
+        let mut e = env_cams("max_bytes = 2500", cams);
+        let now = now0();
+        let h = Duration::hours;
+        let old1 = e.seg("cam1", now - h(20), 10, 1000); // older than the 12 h floor
+        let c2a = e.seg("cam2", now - h(3), 10, 1000);
+        let young1 = e.seg("cam1", now - h(2), 10, 1000);
+        let young2 = e.seg("cam1", now - h(1), 10, 1000);
+        let c2b = e.seg("cam2", now - Duration::minutes(30), 10, 1000);
+        // 5000 bytes, 2500 allowed: the oldest unfloored go, skipping cam1's young footage
+        // although it is older than cam2's last segment.
+        let r = e.ret.run();
+        assert_eq!(r.budget, Deleted { files: 3, bytes: 3000 }, "{r}");
+        assert!(!r.storage_full, "{r}");
+        gone(&e, &[&old1, &c2a, &c2b]);
+        kept(&e, &[&young1, &young2]);
+        // More young footage than the budget holds: nothing is deleted, recording stops.
+        let young3 = e.seg("cam1", now - Duration::minutes(10), 10, 1000);
+        let r = e.ret.run();
+        assert_eq!((r.budget.files, r.forced.files), (0, 0), "{r}");
+        assert!(r.storage_full, "{r}");
+        kept(&e, &[&young1, &young2, &young3]);
+        let d = e.storage_full_events()[0].detail.clone().unwrap();
+        assert_eq!(d["min_age_bytes"], 3000, "{d}");
+        // 12 h later the first two are past the floor: they go, recording resumes.
+        e.clock.advance(h(12));
+        let r = e.ret.run();
+        assert_eq!(r.budget.files, 1, "{r}");
+        assert!(!r.storage_full, "{r}");
+        gone(&e, &[&young1]);
+        assert!(e.gates.values().all(RecordGate::is_open));
+    }
+
+    const MODEL: &str =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/models/nanodet-g-coco-320/model.toml");
+
+    /// `gridwatch check` (and start-up): the floors against the budget, at the measured
+    /// recording rate.
+    #[test]
+    fn floor_check_measures_the_rate_and_fails_when_the_budget_cannot_hold_it() {
+        let cfg = |max: u64, min_age: f64| {
+            let text = format!(
+                "box_id = 'b'\ndata_dir = '/tmp'\n[storage]\nmax_bytes = {max}\n[models]\n\
+                 m = '{MODEL}'\n[[cameras]]\nid = 'gate'\nurl = 'rtsp://cam/x'\nmodels = ['m']\n\
+                 [cameras.record]\nmax_age_days = 7\nmin_age_days = {min_age}\n"
+            );
+            Config::parse(&text, Path::new("/")).unwrap()
+        };
+        let e = env("");
+        let now = now0();
+        // No footage yet: cannot be measured, not an error.
+        let msg = floor_check(&cfg(1_000_000, 1.0), Some(&e.store), None, now).unwrap();
+        assert!(msg.contains("not measured yet") && msg.contains("gate"), "{msg}");
+        // One hour at 1000 bytes per 10 s = 100 B/s: a day is 8.64 MB.
+        for i in 0..360 {
+            e.seg("gate", now - Duration::hours(1) + Duration::seconds(10 * i), 10, 1000);
+        }
+        let ok = floor_check(&cfg(10_000_000, 1.0), Some(&e.store), None, now).unwrap();
+        assert!(ok.contains("8.6 MB"), "{ok}");
+        let err = floor_check(&cfg(5_000_000, 1.0), Some(&e.store), None, now).unwrap_err();
+        assert!(
+            err.contains("gate") && err.contains("8.6 MB") && err.contains("storage.max_bytes"),
+            "{err}"
+        );
+        // The filesystem counts too: 3 MB free + 0.36 MB of media − the 256 MiB floor.
+        let err =
+            floor_check(&cfg(0, 1.0), Some(&e.store), Some((3_000_000, 1 << 40)), now).unwrap_err();
+        assert!(err.contains("data filesystem"), "{err}");
+        // A floor above the age limit is a config error naming the field and the camera.
+        let text = format!(
+            "box_id = 'b'\ndata_dir = '/tmp'\n[models]\nm = '{MODEL}'\n[[cameras]]\n\
+             id = 'gate'\nurl = 'rtsp://cam/x'\nmodels = ['m']\n[cameras.record]\n\
+             max_age_days = 3\nmin_age_days = 4\n"
+        );
+        let bad = Config::parse(&text, Path::new("/")).unwrap_err().to_string();
+        assert!(bad.contains("min_age_days") && bad.contains("gate"), "{bad}");
     }
 
     #[test]
