@@ -449,11 +449,12 @@ fn read_tar(path: &Path) -> Result<Contents, VerifyError> {
         let name = cstr(&h[0..100]).unwrap_or_default();
         let what =
             if name.is_empty() { format!("entry {entry} of the archive") } else { name.clone() };
-        let stored = parse_octal(&h[148..156]);
         let mut hh = h;
         hh[148..156].fill(b' ');
         let sum: u64 = hh.iter().map(|&b| b as u64).sum();
-        if stored != Some(sum) {
+        // The field exactly as written (six octal digits, NUL, space): a changed byte in
+        // it is a change too.
+        if h[148..156] != *format!("{sum:06o}\0 ").as_bytes() {
             return Err(fail(
                 what,
                 "archive header checksum does not match (the header was altered)",
@@ -568,7 +569,11 @@ pub fn verify(path: &Path, key: Option<&PublicKey>) -> Result<Verified, VerifyEr
         .ok()
         .and_then(|s| B64.decode(s.trim()).ok())
         .filter(|s| s.len() == 64)
-        .ok_or_else(|| fail(SIGNATURE, "not the base64 of a 64-byte Ed25519 signature"))?;
+        // Exactly as written (one line, canonical base64): no byte may change unnoticed.
+        .filter(|s| format!("{}\n", B64.encode(s)).as_bytes() == sig_text.as_slice())
+        .ok_or_else(|| {
+            fail(SIGNATURE, "not one line of the base64 of a 64-byte Ed25519 signature")
+        })?;
     let claimed: Option<PublicKey> = serde_json::from_slice::<serde_json::Value>(&manifest_bytes)
         .ok()
         .and_then(|v| v.get("public_key").and_then(|k| k.as_str()).map(String::from))
@@ -775,4 +780,171 @@ pub fn run_verify(path: &Path, key: Option<&str>) -> std::process::ExitCode {
 
 fn fmt(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn t(s: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000 + s).unwrap()
+    }
+
+    /// A package of three files (stand-ins for the real ones: the real footage is in
+    /// tests/evidence.rs) signed by the key in `dir`.
+    fn package(dir: &Path) -> (PathBuf, BoxKey) {
+        let key = BoxKey::load_or_create(dir).unwrap();
+        let mut files = Vec::new();
+        for (name, media_type, len) in [
+            ("video.mp4", "video/mp4", 1100usize),
+            ("snapshot.jpg", "image/jpeg", 300),
+            ("event.json", "application/json", 90),
+        ] {
+            let path = dir.join(name);
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            std::fs::write(&path, data).unwrap();
+            files.push(PackageFile { name, media_type, path });
+        }
+        let m = new_manifest(
+            "box-a",
+            "gate",
+            Some(Uuid::now_v7()),
+            (t(0), t(20)),
+            (t(1), t(19), 180),
+            vec![SegmentRef { start: t(-5), end: t(25), codec: "h264".into(), recovered: false }],
+            "user:alice".into(),
+            Some("operator".into()),
+            t(100),
+        );
+        let out = dir.join("p.tar");
+        let written = write_package(m, &files, &key, &out).unwrap();
+        assert_eq!(written.files.len(), 3);
+        (out, key)
+    }
+
+    /// Unpacks `tar` with the system's tar (an independent reader) into `dir`.
+    fn untar(tar: &Path, dir: &Path) -> PathBuf {
+        std::fs::create_dir_all(dir).unwrap();
+        let st = std::process::Command::new("tar")
+            .arg("-xf")
+            .arg(tar)
+            .arg("-C")
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let sub = std::fs::read_dir(dir).unwrap().next().unwrap().unwrap().path();
+        assert!(sub.join(MANIFEST).is_file(), "{}", sub.display());
+        sub
+    }
+
+    #[test]
+    fn key_is_made_once_with_mode_0600_and_kept() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(BoxKey::public_of(d.path()).unwrap(), None);
+        let k1 = BoxKey::load_or_create(d.path()).unwrap();
+        let mode = std::fs::metadata(d.path().join(KEY_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let k2 = BoxKey::load_or_create(d.path()).unwrap();
+        assert_eq!(k1.public(), k2.public());
+        assert_eq!(BoxKey::public_of(d.path()).unwrap(), Some(k1.public()));
+        let p = k1.public();
+        assert_eq!(PublicKey::parse(&p.public_base64()).unwrap(), p);
+        assert_eq!(p.fingerprint().len(), 64);
+        let sig = k1.sign(b"hello");
+        assert!(p.verify(b"hello", &sig) && !p.verify(b"hellp", &sig));
+        let other = BoxKey::load_or_create(tempfile::tempdir().unwrap().path()).unwrap();
+        assert_ne!(other.public(), p);
+        assert!(PublicKey::parse("not base64!").is_err());
+        assert!(PublicKey::parse(&B64.encode([1u8; 31])).is_err());
+    }
+
+    #[test]
+    fn a_package_verifies_as_tar_and_unpacked_and_only_with_its_box_key() {
+        let d = tempfile::tempdir().unwrap();
+        let (tar, key) = package(d.path());
+        let v = verify(&tar, Some(&key.public())).unwrap();
+        assert!(!v.key_from_manifest);
+        assert_eq!(v.manifest.box_id, "box-a");
+        assert_eq!(v.manifest.public_key, key.public().public_base64());
+        let v = verify(&tar, None).unwrap();
+        assert!(v.key_from_manifest);
+        let dir = untar(&tar, &d.path().join("x"));
+        verify(&dir, Some(&key.public())).unwrap();
+        verify(&d.path().join("x"), Some(&key.public())).unwrap();
+        // Another box's key: the signature does not verify, and it says so naming the
+        // manifest and the key.
+        let o = tempfile::tempdir().unwrap();
+        let other = BoxKey::load_or_create(o.path()).unwrap().public();
+        assert_ne!(other, key.public());
+        let e = verify(&tar, Some(&other)).unwrap_err();
+        assert_eq!(e.file, MANIFEST, "{e}");
+        assert!(e.reason.contains(&other.fingerprint()), "{e}");
+        assert!(verify(&dir, Some(&other)).is_err());
+    }
+
+    #[test]
+    fn every_flipped_byte_of_every_file_fails_and_names_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let (tar, key) = package(d.path());
+        let dir = untar(&tar, &d.path().join("u"));
+        let pk = key.public();
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["event.json", "manifest.json", "manifest.sig", "snapshot.jpg", "video.mp4"]);
+        for name in &names {
+            let path = dir.join(name);
+            let orig = std::fs::read(&path).unwrap();
+            for i in 0..orig.len() {
+                let mut bad = orig.clone();
+                bad[i] ^= 0x01;
+                std::fs::write(&path, &bad).unwrap();
+                let e = verify(&dir, Some(&pk)).expect_err(&format!("{name} byte {i} flipped"));
+                let named = if name == SIGNATURE {
+                    e.file == SIGNATURE || e.reason.contains(SIGNATURE)
+                } else {
+                    e.file == *name
+                };
+                assert!(named, "{name} byte {i}: {e}");
+            }
+            std::fs::write(&path, &orig).unwrap();
+            verify(&dir, Some(&pk)).unwrap();
+        }
+        // A file dropped or added.
+        std::fs::rename(dir.join("snapshot.jpg"), d.path().join("s.jpg")).unwrap();
+        assert_eq!(verify(&dir, Some(&pk)).unwrap_err().file, "snapshot.jpg");
+        std::fs::rename(d.path().join("s.jpg"), dir.join("snapshot.jpg")).unwrap();
+        std::fs::write(dir.join("extra.txt"), b"x").unwrap();
+        assert_eq!(verify(&dir, Some(&pk)).unwrap_err().file, "extra.txt");
+
+        // Every byte of the archive itself: headers, data, padding and the end.
+        let orig = std::fs::read(&tar).unwrap();
+        let bad_tar = d.path().join("bad.tar");
+        for i in 0..orig.len() {
+            let mut bad = orig.clone();
+            bad[i] ^= 0x01;
+            std::fs::write(&bad_tar, &bad).unwrap();
+            let e = verify(&bad_tar, Some(&pk));
+            assert!(e.is_err(), "tar byte {i} flipped and it still verifies");
+        }
+        // Truncated, or with bytes appended.
+        std::fs::write(&bad_tar, &orig[..orig.len() - 512]).unwrap();
+        assert!(verify(&bad_tar, Some(&pk)).is_err());
+        let mut longer = orig.clone();
+        longer.extend_from_slice(b"tail");
+        std::fs::write(&bad_tar, &longer).unwrap();
+        assert!(verify(&bad_tar, Some(&pk)).is_err());
+    }
+
+    #[test]
+    fn the_clock_state_reads() {
+        let c = ClockState::read(t(0));
+        assert_eq!(c.source, "system");
+        #[cfg(target_os = "linux")]
+        assert!(c.synchronized.is_some() && c.max_error_us.is_some(), "{c:?}");
+    }
 }
