@@ -251,7 +251,8 @@ pub struct Manifest {
     pub start: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub end: OffsetDateTime,
-    pub frames: u64,
+    /// Frames in `video.mp4` (`null`: an event's stored clip, not counted again).
+    pub frames: Option<u64>,
     pub clock: ClockState,
     /// The recorded segments the video was cut from.
     pub segments: Vec<SegmentRef>,
@@ -700,7 +701,7 @@ pub fn new_manifest(
     camera_id: &str,
     event_id: Option<Uuid>,
     requested: (OffsetDateTime, OffsetDateTime),
-    footage: (OffsetDateTime, OffsetDateTime, u64),
+    footage: (OffsetDateTime, OffsetDateTime, Option<u64>),
     segments: Vec<SegmentRef>,
     exported_by: String,
     exported_role: Option<String>,
@@ -811,7 +812,7 @@ mod tests {
             "gate",
             Some(Uuid::now_v7()),
             (t(0), t(20)),
-            (t(1), t(19), 180),
+            (t(1), t(19), Some(180)),
             vec![SegmentRef { start: t(-5), end: t(25), codec: "h264".into(), recovered: false }],
             "user:alice".into(),
             Some("operator".into()),

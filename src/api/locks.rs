@@ -70,7 +70,15 @@ pub(super) async fn create_lock(
                     format!("`event_id` must be an event UUID, got `{id}`"),
                 )
             })?;
-            load_event(&st, &p, id).await?;
+            // The message does not echo the id: out of scope must look exactly like missing.
+            load_event(&st, &p, id)
+                .await
+                .map_err(|e| match e.kind {
+                    super::ErrorKind::NotFound => {
+                        ApiError::not_found("the event in `event_id` was not found")
+                    }
+                    _ => e,
+                })?;
             LockTarget::Event(id)
         }
         (None, Some(cam), Some(s), Some(e)) => {
@@ -88,10 +96,7 @@ pub(super) async fn create_lock(
             }
             let known = st.registry.get(cam).is_some() || st.media.recording.contains_key(cam);
             if !known || !p.sees_camera(&st.registry, cam) {
-                return Err(ApiError::not_found(format!(
-                    "camera `{}` not found",
-                    crate::auth::loggable(cam)
-                )));
+                return Err(ApiError::not_found("the camera in `camera` was not found"));
             }
             LockTarget::Range { camera: cam.clone(), start, end }
         }

@@ -831,33 +831,49 @@ async fn evidence(
             _slot: slot,
         };
         let scratch = ScratchFiles(vec![dir.join(format!("{base}.mp4")), dir.join(format!("{base}.event.json"))]);
-        let video = &scratch.0[0];
-        let built = clip::build_mp4_unless(store, cam, start, end, video, &|| cancel.load(Ordering::Relaxed));
-        let (video_path, first, last, frames) = match built {
-            Ok(info) => (video.clone(), info.start, info.end, info.frames),
-            Err(ClipError::NoFootage { .. }) => {
-                // The footage may have aged out while the event's clip was kept (locked,
-                // or within event_retention_days): the clip is the original then.
-                let clip = match &spec.event {
-                    Some(ev) => store.clip(ev.id)?,
-                    None => None,
-                };
-                match clip.and_then(|c| store.media_path(&c.path).ok().filter(|p| p.is_file()).map(|p| (p, c))) {
-                    Some((path, c)) => (path, c.start, c.end, 0),
-                    None => {
-                        return Err(ApiError::not_found(format!(
-                            "no recorded footage of camera `{cam}` in {}: there is nothing to put into an evidence package",
-                            clip::span_text(start, end)
+        let no_footage = || {
+            ApiError::not_found(format!(
+                "no recorded footage of camera `{cam}` in {}: there is nothing to put into an evidence package",
+                clip::span_text(start, end)
+            ))
+            .with_code("no_footage")
+        };
+        let (video_path, first, last, frames) = match &spec.event {
+            // An event's video is its clip (remuxed from the original footage, never
+            // re-encoded; built now if it does not exist yet).
+            Some(ev) => {
+                if !recording
+                    && store.clip(ev.id)?.is_none()
+                    && store.segments(Some(cam), Some(start), Some(end), 1)?.is_empty()
+                {
+                    return Err(no_footage());
+                }
+                match clip::ensure_event_clip(store, ev, &rec, now).map_err(clip_error)? {
+                    ClipState::Ready(c) => (store.media_path(&c.path)?, c.start, c.end, None),
+                    ClipState::Pending { retry_after_secs } => {
+                        return Ok(EvidenceOutcome::NotReady(
+                            format!("the footage of event {} is not recorded yet", ev.id),
+                            "clip_pending",
+                            retry_after_secs,
                         ))
-                        .with_code("no_footage"))
                     }
+                    ClipState::NoFootage => return Err(no_footage()),
                 }
             }
-            Err(e @ ClipError::Cancelled { .. }) => {
-                exports.cancelled.fetch_add(1, Ordering::Relaxed);
-                return Err(clip_error(e));
+            None => {
+                let video = &scratch.0[0];
+                match clip::build_mp4_unless(store, cam, start, end, video, &|| {
+                    cancel.load(Ordering::Relaxed)
+                }) {
+                    Ok(info) => (video.clone(), info.start, info.end, Some(info.frames)),
+                    Err(ClipError::NoFootage { .. }) => return Err(no_footage()),
+                    Err(e @ ClipError::Cancelled { .. }) => {
+                        exports.cancelled.fetch_add(1, Ordering::Relaxed);
+                        return Err(clip_error(e));
+                    }
+                    Err(e) => return Err(clip_error(e)),
+                }
             }
-            Err(e) => return Err(clip_error(e)),
         };
         let mut files = vec![crate::evidence::PackageFile {
             name: "video.mp4",
