@@ -896,7 +896,10 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, ["event.json", "manifest.json", "manifest.sig", "snapshot.jpg", "video.mp4"]);
+        assert_eq!(
+            names,
+            ["event.json", "manifest.json", "manifest.sig", "snapshot.jpg", "video.mp4"]
+        );
         for name in &names {
             let path = dir.join(name);
             let orig = std::fs::read(&path).unwrap();

@@ -139,6 +139,8 @@ impl Fx {
                 })
                 .unwrap();
             fx.segment.insert(cam, seg);
+            // A range lock per camera (GET /api/v1/locks lists them by scope).
+            fx.lock_on(cam);
             fx.state
                 .store
                 .add_counts(&[CountDelta {
@@ -165,6 +167,27 @@ impl Fx {
                 .unwrap();
         }
         fx
+    }
+
+    /// An active range lock on `cam`.
+    fn lock_on(&self, cam: &str) -> Uuid {
+        let t = self.clock.now() - Duration::hours(3);
+        let target = crate::store::locks::LockTarget::Range {
+            camera: cam.into(),
+            start: t,
+            end: t + Duration::minutes(10),
+        };
+        self.state
+            .store
+            .create_lock(
+                &target,
+                "case 1",
+                "test",
+                |_| NewAudit::new("test", None, "lock_create"),
+                t,
+            )
+            .unwrap()
+            .id
     }
 
     fn write(&self, rel: &str, data: &[u8]) {
@@ -515,6 +538,13 @@ fn cases() -> Vec<Case> {
             Kind::List(|v| ids(v, "changes", "camera_id")),
             ok200,
         ),
+        c("GET", "/api/v1/locks", "see", Kind::List(|v| ids(v, "locks", "camera_id")), ok200),
+        c("POST", "/api/v1/locks", "lock", Kind::Id, ok201),
+        c("POST", "/api/v1/locks/{id}/unlock", "unlock", Kind::Id, ok200),
+        c("GET", "/api/v1/storage", "monitor", Kind::Plain, ok200),
+        c("GET", "/api/v1/evidence/key", "see", Kind::Plain, ok200),
+        c("GET", "/api/v1/events/{id}/evidence.tar", "see", Kind::Id, ok200),
+        c("GET", "/api/v1/recordings/evidence.tar", "see", Kind::Id, pending),
         c("GET", "/api/v1/uplink", "monitor", Kind::Plain, ok200),
         c("GET", "/metrics", "monitor", Kind::Plain, ok200),
         c("POST", "/api/v1/auth/login", "public", Kind::Plain, ok200),
@@ -586,6 +616,23 @@ async fn request(
             };
             (format!("/api/v1/recordings/{seg}/segment.mp4"), None, None)
         }
+        (_, "/api/v1/events/{id}/evidence.tar") => {
+            (format!("/api/v1/events/{event}/evidence.tar"), None, None)
+        }
+        (_, "/api/v1/recordings/evidence.tar") => {
+            let (s, e) = &fx.export_span;
+            (format!("/api/v1/recordings/evidence.tar?camera={cam}&start={s}&end={e}"), None, None)
+        }
+        ("POST", "/api/v1/locks") => {
+            (uri(case.path), Some(json!({"event_id": event, "reason": "case 7"})), None)
+        }
+        (_, "/api/v1/locks/{id}/unlock") => {
+            let id = match target {
+                Target::Missing => Uuid::now_v7(),
+                t => fx.lock_on(t.cam()),
+            };
+            (format!("/api/v1/locks/{id}/unlock"), Some(json!({"reason": "released"})), None)
+        }
         (_, "/api/v1/recordings/export.mp4") => {
             let (s, e) = &fx.export_span;
             (format!("/api/v1/recordings/export.mp4?camera={cam}&start={s}&end={e}"), None, None)
@@ -595,7 +642,8 @@ async fn request(
             "/api/v1/events"
             | "/api/v1/stats/counts"
             | "/api/v1/stats/occupancy"
-            | "/api/v1/recordings",
+            | "/api/v1/recordings"
+            | "/api/v1/locks",
         ) => match target {
             Target::In => (uri(case.path), None, None),
             _ => (format!("{}?camera={cam}", case.path), None, None),
@@ -958,7 +1006,7 @@ async fn login_sets_a_strict_http_only_cookie_that_expires_and_survives_restarts
     let me = fx.send("GET", "/api/v1/auth/me", &cookie, None, None).await.json();
     assert_eq!(me["kind"], "user");
     assert_eq!(me["name"], "alice");
-    assert_eq!(me["permissions"], json!(["see", "review"]));
+    assert_eq!(me["permissions"], json!(["see", "review", "lock"]));
     assert_eq!(me["session_expires_at"], v["expires_at"]);
     assert_schema("Me", &me);
     assert_schema("User", &v["user"]);
@@ -1849,7 +1897,7 @@ async fn audit_log_filters_pages_and_exports() {
             None => break,
         }
     }
-    assert_eq!(seqs.len(), 8, "user_create + 7 logins");
+    assert_eq!(seqs.len(), 10, "the fixture's 2 lock_create + user_create + 7 logins");
     assert!(seqs.windows(2).all(|w| w[0] > w[1]));
     assert_eq!(page("action=login").await.json()["entries"].as_array().unwrap().len(), 4);
     assert_eq!(

@@ -71,14 +71,12 @@ pub(super) async fn create_lock(
                 )
             })?;
             // The message does not echo the id: out of scope must look exactly like missing.
-            load_event(&st, &p, id)
-                .await
-                .map_err(|e| match e.kind {
-                    super::ErrorKind::NotFound => {
-                        ApiError::not_found("the event in `event_id` was not found")
-                    }
-                    _ => e,
-                })?;
+            load_event(&st, &p, id).await.map_err(|e| match e.kind {
+                super::ErrorKind::NotFound => {
+                    ApiError::not_found("the event in `event_id` was not found")
+                }
+                _ => e,
+            })?;
             LockTarget::Event(id)
         }
         (None, Some(cam), Some(s), Some(e)) => {
