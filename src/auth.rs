@@ -481,8 +481,13 @@ mod tests {
             }
         }
         assert_eq!(Role::Viewer.permissions(), [See]);
-        assert_eq!(Role::Operator.permissions(), [See, Review]);
-        assert_eq!(Role::Installer.permissions(), [See, Review, Monitor, Configure]);
+        assert_eq!(Role::Operator.permissions(), [See, Review, Lock]);
+        assert_eq!(Role::Installer.permissions(), [See, Review, Lock, Monitor, Configure]);
+        // Releasing an evidence lock is for admins only.
+        assert!(Role::HUMAN
+            .iter()
+            .chain(&[Role::Platform])
+            .all(|r| r.can(Unlock) == (*r == Role::Admin)));
         assert_eq!(Role::Admin.permissions(), Permission::ALL);
         assert_eq!(Role::Platform.permissions(), [See, Monitor]);
         for r in Role::ALL {
