@@ -87,8 +87,8 @@ pub struct Envelope {
     /// the pull feed's cursor.
     pub seq: i64,
     pub box_id: String,
-    /// `started`, `updated`, `ended`, `reviewed` (events) or `online`, `offline` (kind
-    /// `camera_status`).
+    /// `started`, `updated`, `ended`, `reviewed` (events), `online`, `offline` (kind
+    /// `camera_status`) or `locked`, `unlocked` (kind `evidence_lock`).
     pub change: String,
     /// Event kind (e.g. `crowd`), or `camera_status`.
     pub kind: String,
