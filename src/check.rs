@@ -132,16 +132,36 @@ pub fn run(path: &Path) -> ExitCode {
 fn storage_lines(r: &mut Report, cfg: &Config) {
     use crate::record::retention::{floor_check, DiskStats, Statvfs};
     let db = cfg.data_dir.join(crate::store::DB_FILE);
-    let store = if db.exists() {
-        match crate::store::Store::open_shared(&cfg.data_dir) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                r.line(false, "storage", format!("cannot open {}: {e}", db.display()));
-                None
+    // Only a database at this build's schema is opened: opening an older one would migrate
+    // it, and `check` writes nothing.
+    let version = rusqlite::Connection::open_with_flags(
+        &db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ok()
+    .and_then(|c| crate::store::migrations::current_version(&c).ok());
+    let store = match version {
+        Some(v) if db.exists() && v == crate::store::migrations::latest_version() => {
+            match crate::store::Store::open_shared(&cfg.data_dir) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    r.line(false, "storage", format!("cannot open {}: {e}", db.display()));
+                    None
+                }
             }
         }
-    } else {
-        None
+        Some(v) if db.exists() => {
+            r.line(
+                true,
+                "storage",
+                format!(
+                    "{} is at schema version {v}; the next `gridwatch run` migrates it (recording rates not measured)",
+                    db.display()
+                ),
+            );
+            None
+        }
+        _ => None,
     };
     let mut dir = cfg.data_dir.as_path();
     while !dir.exists() {
@@ -154,6 +174,16 @@ fn storage_lines(r: &mut Report, cfg: &Config) {
     match floor_check(cfg, store.as_ref(), disk, time::OffsetDateTime::now_utc()) {
         Ok(msg) => r.line(true, "storage floor", msg),
         Err(msg) => r.line(false, "storage floor", msg),
+    }
+    let key_path = cfg.data_dir.join(crate::evidence::KEY_FILE);
+    if std::fs::metadata(&key_path).is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+    {
+        r.line(
+            true,
+            "evidence key",
+            format!("{} is not readable by this user: run check as the service's user to see its public key", key_path.display()),
+        );
+        return;
     }
     match crate::evidence::BoxKey::public_of(&cfg.data_dir) {
         Ok(Some(k)) => r.line(
