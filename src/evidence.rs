@@ -441,8 +441,12 @@ fn read_tar(path: &Path) -> Result<Contents, VerifyError> {
             // End marker: the rest of the file must be zeros too.
             let mut rest = Vec::new();
             f.read_to_end(&mut rest).map_err(|e| fail(&archive, format!("cannot read: {e}")))?;
-            if rest.len() < BLOCK || rest.iter().any(|&b| b != 0) {
-                return Err(fail(&archive, "bytes after the end-of-archive marker are not zero"));
+            // Exactly the second zero block, as written: nothing may be appended.
+            if rest.len() != BLOCK || rest.iter().any(|&b| b != 0) {
+                return Err(fail(
+                    &archive,
+                    "the archive does not end with exactly two zero blocks (bytes were added or removed)",
+                ));
             }
             break;
         }
