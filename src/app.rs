@@ -503,6 +503,11 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("opening data dir {}", cfg.data_dir.display()))?;
     store.set_clock(clock.clone());
     store.set_uplink_context(uplink_context(&cfg));
+    // The evidence signing key (docs/security.md): made by the first run, 0600.
+    match crate::evidence::BoxKey::load_or_create(store.data_dir()) {
+        Ok(k) => tracing::info!("evidence signing key: SHA-256 {}", k.public().fingerprint()),
+        Err(e) => tracing::error!("evidence signing key: {e}; evidence exports will fail"),
+    }
     store.end_interrupted()?;
     let report = crate::record::reconcile::reconcile(&store)?;
     if !report.is_noop() {

@@ -34,6 +34,10 @@ pub enum Permission {
     See,
     /// Review workflow of events (acknowledge, resolve, false alarm).
     Review,
+    /// Evidence locks: lock an event's or a time range's footage against retention.
+    Lock,
+    /// Release an evidence lock (admins only; audited).
+    Unlock,
     /// Box-wide operational status: uplink delivery, Prometheus metrics.
     Monitor,
     /// Cameras, zones and rules (the configuration endpoints, when they exist).
@@ -45,9 +49,11 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 6] = [
+    pub const ALL: [Permission; 8] = [
         Permission::See,
         Permission::Review,
+        Permission::Lock,
+        Permission::Unlock,
         Permission::Monitor,
         Permission::Configure,
         Permission::Administer,
@@ -58,6 +64,8 @@ impl Permission {
         match self {
             Permission::See => "see",
             Permission::Review => "review",
+            Permission::Lock => "lock",
+            Permission::Unlock => "unlock",
             Permission::Monitor => "monitor",
             Permission::Configure => "configure",
             Permission::Administer => "administer",
@@ -103,8 +111,8 @@ impl Role {
         use Permission::*;
         match self {
             Role::Viewer => matches!(p, See | OpenData),
-            Role::Operator => matches!(p, See | Review | OpenData),
-            Role::Installer => matches!(p, See | Review | Monitor | Configure | OpenData),
+            Role::Operator => matches!(p, See | Review | Lock | OpenData),
+            Role::Installer => matches!(p, See | Review | Lock | Monitor | Configure | OpenData),
             Role::Admin => true,
             Role::Platform => matches!(p, See | Monitor | OpenData),
             Role::OpenData => matches!(p, OpenData),
@@ -488,8 +496,13 @@ mod tests {
             }
         }
         assert_eq!(Role::Viewer.permissions(), [See, OpenData]);
-        assert_eq!(Role::Operator.permissions(), [See, Review, OpenData]);
-        assert_eq!(Role::Installer.permissions(), [See, Review, Monitor, Configure, OpenData]);
+        assert_eq!(Role::Operator.permissions(), [See, Review, Lock, OpenData]);
+        assert_eq!(Role::Installer.permissions(), [See, Review, Lock, Monitor, Configure, OpenData]);
+        // Releasing an evidence lock is for admins only.
+        assert!(Role::HUMAN
+            .iter()
+            .chain(&[Role::Platform, Role::OpenData])
+            .all(|r| r.can(Unlock) == (*r == Role::Admin)));
         assert_eq!(Role::Admin.permissions(), Permission::ALL);
         assert_eq!(Role::Platform.permissions(), [See, Monitor, OpenData]);
         assert_eq!(Role::OpenData.permissions(), [OpenData]);

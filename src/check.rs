@@ -93,6 +93,7 @@ pub fn run(path: &Path) -> ExitCode {
     }
 
     tls_line(&mut r, &cfg);
+    storage_lines(&mut r, &cfg);
 
     for cam in &cfg.cameras {
         let what = format!("camera {}", cam.id);
@@ -138,6 +139,83 @@ pub fn run(path: &Path) -> ExitCode {
     } else {
         println!("{} check(s) failed", r.failed);
         ExitCode::from(1)
+    }
+}
+
+/// The `min_age_days` floors against the disk budget (measured from the recordings index
+/// when the box has recorded), and the evidence signing key's public half. Opens an existing
+/// database only; writes nothing.
+fn storage_lines(r: &mut Report, cfg: &Config) {
+    use crate::record::retention::{floor_check, DiskStats, Statvfs};
+    let db = cfg.data_dir.join(crate::store::DB_FILE);
+    // Only a database at this build's schema is opened: opening an older one would migrate
+    // it, and `check` writes nothing.
+    let version = rusqlite::Connection::open_with_flags(
+        &db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ok()
+    .and_then(|c| crate::store::migrations::current_version(&c).ok());
+    let store = match version {
+        Some(v) if db.exists() && v == crate::store::migrations::latest_version() => {
+            match crate::store::Store::open_shared(&cfg.data_dir) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    r.line(false, "storage", format!("cannot open {}: {e}", db.display()));
+                    None
+                }
+            }
+        }
+        Some(v) if db.exists() => {
+            r.line(
+                true,
+                "storage",
+                format!(
+                    "{} is at schema version {v}; the next `gridwatch run` migrates it (recording rates not measured)",
+                    db.display()
+                ),
+            );
+            None
+        }
+        _ => None,
+    };
+    let mut dir = cfg.data_dir.as_path();
+    while !dir.exists() {
+        match dir.parent() {
+            Some(p) => dir = p,
+            None => break,
+        }
+    }
+    let disk = Statvfs.usage(dir).ok();
+    match floor_check(cfg, store.as_ref(), disk, time::OffsetDateTime::now_utc()) {
+        Ok(msg) => r.line(true, "storage floor", msg),
+        Err(msg) => r.line(false, "storage floor", msg),
+    }
+    let key_path = cfg.data_dir.join(crate::evidence::KEY_FILE);
+    if std::fs::metadata(&key_path).is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+    {
+        r.line(
+            true,
+            "evidence key",
+            format!("{} is not readable by this user: run check as the service's user to see its public key", key_path.display()),
+        );
+        return;
+    }
+    match crate::evidence::BoxKey::public_of(&cfg.data_dir) {
+        Ok(Some(k)) => r.line(
+            true,
+            "evidence key",
+            format!("ed25519 public key {} (SHA-256 {})", k.public_base64(), k.fingerprint()),
+        ),
+        Ok(None) => r.line(
+            true,
+            "evidence key",
+            format!(
+                "not created yet: the first `gridwatch run` creates {}",
+                cfg.data_dir.join(crate::evidence::KEY_FILE).display()
+            ),
+        ),
+        Err(e) => r.line(false, "evidence key", e),
     }
 }
 

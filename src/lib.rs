@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod csv;
 pub mod eval;
+pub mod evidence;
 pub mod fire;
 pub mod geometry;
 pub mod gst;

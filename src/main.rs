@@ -23,6 +23,17 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Verify an evidence package offline (a `.tar` or its unpacked directory): the
+    /// signature of its manifest and the SHA-256 of every file; names the file that fails.
+    Verify {
+        /// The package: `evidence-<id>.tar` or the directory it unpacks to.
+        package: PathBuf,
+        /// The box's public key (base64, or a file holding it), as `gridwatch check` and
+        /// `GET /api/v1/evidence/key` show it. Without it the key named in the manifest is
+        /// used, which proves integrity but not origin.
+        #[arg(long)]
+        key: Option<String>,
+    },
     /// Run a model on an image or a video and print the detections.
     Detect {
         /// Model manifest (models/<name>/model.toml) or its directory.
@@ -338,6 +349,9 @@ fn main() -> ExitCode {
     let res = match cli.cmd {
         Cmd::Run { config } => load(&config).and_then(gridwatch::app::run),
         Cmd::Check { config } => return gridwatch::check::run(&config),
+        Cmd::Verify { package, key } => {
+            return gridwatch::evidence::run_verify(&package, key.as_deref())
+        }
         Cmd::Detect { model, image, video, frames, width, threads, json } => {
             gridwatch::cli::detect(
                 &model,

@@ -436,3 +436,60 @@ models = ["coco"]
     assert!(again.contains("still holds the first-run credentials"), "a reminder: {again}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), creds, "made once");
 }
+
+/// Issue 17: `check` compares the `min_age_days` floors with the budget at the camera's
+/// measured recording rate, and prints the evidence signing key's public half.
+#[test]
+fn check_fails_when_the_min_age_floors_exceed_the_budget_and_prints_the_evidence_key() {
+    use gridwatch::store::recordings::NewSegment;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port(); // nothing listens there: a recording RTSP camera
+    let cfg = |max_bytes: u64| {
+        base("[cameras.record]\nmin_age_days = 1.0", &model())
+            .replace(&pets_mp4().display().to_string(), &format!("rtsp://127.0.0.1:{port}/x"))
+            + &format!("[storage]\nmax_bytes = {max_bytes}\n")
+    };
+    let p = write_cfg(dir.path(), &cfg(100_000_000));
+    let (_, text) = run(&["check"], &p);
+    assert!(text.contains("[ ok ] storage floor") && text.contains("not measured yet"), "{text}");
+    assert!(text.contains("[ ok ] evidence key: not created yet"), "{text}");
+    // One hour of footage at 10 kB/s: a day needs 864 MB, the budget holds 100 MB.
+    let data = dir.path().join("data");
+    let store = gridwatch::store::Store::open(&data).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    for i in 0..360 {
+        let start = now - time::Duration::hours(1) + time::Duration::seconds(10 * i);
+        let rel = format!("recordings/front-gate/x/{i}.mp4");
+        store
+            .insert_segment(&NewSegment {
+                camera_id: "front-gate".into(),
+                path: rel,
+                start,
+                end: start + time::Duration::seconds(10),
+                start_pts_ns: None,
+                end_pts_ns: None,
+                bytes: 100_000,
+                codec: "h264".into(),
+                frames: None,
+                recovered: false,
+            })
+            .unwrap();
+    }
+    drop(store);
+    let key = gridwatch::evidence::BoxKey::load_or_create(&data).unwrap().public();
+    let (code, text) = run(&["check"], &p);
+    assert_eq!(code, 1, "{text}");
+    let line = text.lines().find(|l| l.contains("storage floor")).unwrap_or_default();
+    assert!(
+        line.starts_with("[FAIL]")
+            && line.contains("front-gate")
+            && line.contains("864.0 MB")
+            && line.contains("storage.max_bytes"),
+        "{text}"
+    );
+    assert!(text.contains(&key.public_base64()) && text.contains(&key.fingerprint()), "{text}");
+    // A budget that holds it passes that line.
+    let p = write_cfg(dir.path(), &cfg(2_000_000_000));
+    let (_, text) = run(&["check"], &p);
+    assert!(text.contains("[ ok ] storage floor: floors need 864.0 MB"), "{text}");
+}

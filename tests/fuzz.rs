@@ -548,3 +548,39 @@ fn fuzz_webhook_verify() {
         }
     });
 }
+
+/// The public key that signed `tests/fuzz-corpus/evidence/small.tar` (its private half was
+/// thrown away).
+const EVIDENCE_SEED_KEY: &str = "MS2oJMM3vYlP/9hnxoGsjzrk8ny58eh/OlYXQVrzDTM=";
+
+#[test]
+fn fuzz_evidence_package() {
+    use gridwatch::evidence::{verify, PublicKey};
+    let key = PublicKey::parse(EVIDENCE_SEED_KEY).unwrap();
+    let seeds: Vec<Vec<u8>> = corpus("evidence").into_iter().map(|(_, b)| b).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.tar");
+    let dict: &[&[u8]] = &[
+        b"ustar\0",
+        b"00000000000\0",
+        b"77777777777\0",
+        b"evidence-x/",
+        b"../",
+        b"manifest.json",
+        b"manifest.sig",
+        b"\"sha256\": \"",
+        &[0u8; 512],
+    ];
+    fuzz("evidence", dict, |input, _| {
+        std::fs::write(&path, input).map_err(|e| e.to_string())?;
+        match verify(&path, Some(&key)) {
+            Ok(_) if seeds.iter().any(|s| s == input) => Ok(()),
+            Ok(_) => Err("a changed package verified".into()),
+            Err(e) if seeds.iter().any(|s| s == input) => Err(format!("a seed failed: {e}")),
+            Err(e) if e.file.is_empty() || e.reason.is_empty() => {
+                Err(format!("a failure that names no file: {e:?}"))
+            }
+            Err(_) => Ok(()),
+        }
+    });
+}

@@ -797,6 +797,7 @@ fn exports_are_limited_cancelled_and_counted_by_retention() {
                 recording: std::sync::Arc::new([(CAM.to_string(), rec())].into_iter().collect()),
                 max_export_secs: 4.0 * 3600.0,
                 exports: exports.clone(),
+                ..Default::default()
             },
             auth: Default::default(),
         };
@@ -941,5 +942,153 @@ fn exports_are_limited_cancelled_and_counted_by_retention() {
         export_files(&r.store).is_empty() && exports.in_use() == 0
     });
     stop_tx.send(()).unwrap();
+    rt.block_on(server).unwrap().unwrap();
+}
+
+/// Issue 17 item 2: evidence packages of real footage over the real HTTP API. They verify
+/// offline (library and `gridwatch verify`), only with this box's key; a flipped byte of
+/// the video is found and named; the MP4 carries the UTC time of its first frame as its
+/// creation time; a span without footage is a 404 saying so.
+#[test]
+fn evidence_packages_of_real_footage_verify_offline() {
+    use gridwatch::api::{router, serve, ApiState, MediaSettings};
+    use gridwatch::evidence::{verify, BoxKey};
+    let Some(video) = video() else { return };
+    let r = record(&video);
+    let ev = event(&r.store, 40.0, 41.0);
+    const TOKEN: &str = "gw_evidence_test";
+    let state = ApiState {
+        store: r.store.clone(),
+        registry: gridwatch::health::Registry::new(),
+        box_id: "box-evidence".into(),
+        config_token_hashes: vec![gridwatch::store::hash_token(TOKEN)],
+        started_at: OffsetDateTime::now_utc(),
+        media: MediaSettings {
+            recording: std::sync::Arc::new([(CAM.to_string(), rec())].into_iter().collect()),
+            max_export_secs: 60.0,
+            ..Default::default()
+        },
+        auth: Default::default(),
+    };
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(serve(listener, router(state), async move {
+        let _ = stop_rx.await;
+    }));
+    let http = reqwest::blocking::Client::new();
+    let get = |url: &str| http.get(url).bearer_auth(TOKEN).send().unwrap();
+    let key: serde_json::Value = get(&format!("{base}/evidence/key")).json().unwrap();
+    let pk = gridwatch::evidence::PublicKey::parse(key["public_key"].as_str().unwrap()).unwrap();
+    assert_eq!(Some(pk.clone()), BoxKey::public_of(r.dir.path()).unwrap());
+
+    let fetch = |url: &str, name: &str| {
+        let t = Instant::now();
+        let resp = get(url);
+        assert_eq!(resp.status(), 200, "{url}");
+        assert_eq!(resp.headers()["content-type"], "application/x-tar");
+        let path = r.dir.path().join(name);
+        std::fs::write(&path, resp.bytes().unwrap()).unwrap();
+        println!(
+            "{name}: {} bytes in {:.2} s",
+            std::fs::metadata(&path).unwrap().len(),
+            t.elapsed().as_secs_f64()
+        );
+        path
+    };
+    let ev_tar = fetch(&format!("{base}/events/{}/evidence.tar", ev.id), "event.tar");
+    let s =
+        |x: f64| (t0() + secs(x)).format(&time::format_description::well_known::Rfc3339).unwrap();
+    let range_tar = fetch(
+        &format!("{base}/recordings/evidence.tar?camera={CAM}&start={}&end={}", s(10.0), s(25.0)),
+        "range.tar",
+    );
+    let tmp = r.dir.path().join("unpacked");
+    for (tar, event_id) in [(&ev_tar, Some(ev.id)), (&range_tar, None)] {
+        let v = verify(tar, Some(&pk)).unwrap_or_else(|e| panic!("{}: {e}", tar.display()));
+        let m = &v.manifest;
+        assert_eq!(
+            (m.box_id.as_str(), m.camera_id.as_str(), m.event_id),
+            ("box-evidence", CAM, event_id)
+        );
+        assert_eq!(
+            m.exported_by,
+            format!("config-token:{}", &gridwatch::store::hash_token(TOKEN)[..8])
+        );
+        assert!(!m.segments.is_empty() && m.clock.source == "system", "{m:?}");
+        assert_eq!(m.key_fingerprint, pk.fingerprint());
+        // Unpacked with the system's tar: the video decodes and carries its first frame's
+        // UTC time as its creation time.
+        let out = tmp.join(m.package_id.to_string());
+        std::fs::create_dir_all(&out).unwrap();
+        let st = std::process::Command::new("tar")
+            .arg("-xf")
+            .arg(tar)
+            .arg("-C")
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let dir = out.join(format!("evidence-{}", m.package_id));
+        verify(&dir, Some(&pk)).unwrap();
+        let mp4 = dir.join("video.mp4");
+        let created = gridwatch::record::mp4::creation_time(&mp4).unwrap().expect("mvhd");
+        assert_eq!(created.unix_timestamp(), m.start.unix_timestamp(), "{created} vs {}", m.start);
+        let p = probe(&mp4);
+        assert_eq!(decode(&mp4), p.frames);
+        assert!(p.first_is_key && p.frames > 50, "{p:?}");
+        if event_id.is_some() {
+            let j: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(dir.join("event.json")).unwrap()).unwrap();
+            assert_eq!(j["event"]["id"], ev.id.to_string());
+            assert!(j["review_history"].is_array() && j["locks"].is_array());
+        } else {
+            assert!(m.start <= t0() + secs(10.0) && m.end >= t0() + secs(24.0), "{m:?}");
+            assert!((m.end - m.start).as_seconds_f64() < 15.0 + 2.0 * SEGMENT_SECS);
+        }
+    }
+
+    // Tampering: one byte in the middle of the video (inside the archive), or another
+    // box's key. `gridwatch verify` names the file and exits 1.
+    let mut bytes = std::fs::read(&range_tar).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    let bad = r.dir.path().join("tampered.tar");
+    std::fs::write(&bad, &bytes).unwrap();
+    let e = verify(&bad, Some(&pk)).unwrap_err();
+    assert_eq!(e.file, "video.mp4", "{e}");
+    let other = BoxKey::load_or_create(tempfile::tempdir().unwrap().path()).unwrap().public();
+    assert_eq!(verify(&range_tar, Some(&other)).unwrap_err().file, "manifest.json");
+    let cli = |tar: &Path, key: &str| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_gridwatch"))
+            .arg("verify")
+            .arg(tar)
+            .arg("--key")
+            .arg(key)
+            .output()
+            .unwrap();
+        (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let (code, out) = cli(&range_tar, &pk.public_base64());
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = cli(&bad, &pk.public_base64());
+    assert!(code == 1 && out.contains("video.mp4"), "{code}: {out}");
+    let (code, out) = cli(&range_tar, &other.public_base64());
+    assert!(code == 1 && out.contains("manifest.json"), "{code}: {out}");
+
+    // No footage in the span: a 404 that says so.
+    let resp = get(&format!(
+        "{base}/recordings/evidence.tar?camera={CAM}&start={}&end={}",
+        s(-3600.0),
+        s(-3550.0)
+    ));
+    assert_eq!(resp.status(), 404);
+    let v: serde_json::Value = resp.json().unwrap();
+    assert_eq!(v["error"]["code"], "no_footage");
+    assert!(v["error"]["message"].as_str().unwrap().contains("no recorded footage"), "{v}");
+
+    let _ = stop_tx.send(());
     rt.block_on(server).unwrap().unwrap();
 }

@@ -140,6 +140,8 @@ impl Fx {
                 })
                 .unwrap();
             fx.segment.insert(cam, seg);
+            // A range lock per camera (GET /api/v1/locks lists them by scope).
+            fx.lock_on(cam);
             fx.state
                 .store
                 .add_counts(&[CountDelta {
@@ -166,6 +168,27 @@ impl Fx {
                 .unwrap();
         }
         fx
+    }
+
+    /// An active range lock on `cam`.
+    fn lock_on(&self, cam: &str) -> Uuid {
+        let t = self.clock.now() - Duration::hours(3);
+        let target = crate::store::locks::LockTarget::Range {
+            camera: cam.into(),
+            start: t,
+            end: t + Duration::minutes(10),
+        };
+        self.state
+            .store
+            .create_lock(
+                &target,
+                "case 1",
+                "test",
+                |_| NewAudit::new("test", None, "lock_create"),
+                t,
+            )
+            .unwrap()
+            .id
     }
 
     fn write(&self, rel: &str, data: &[u8]) {
@@ -518,6 +541,13 @@ fn cases() -> Vec<Case> {
             Kind::List(|v| ids(v, "changes", "camera_id")),
             ok200,
         ),
+        c("GET", "/api/v1/locks", "see", Kind::List(|v| ids(v, "locks", "camera_id")), ok200),
+        c("POST", "/api/v1/locks", "lock", Kind::Id, ok201),
+        c("POST", "/api/v1/locks/{id}/unlock", "unlock", Kind::Id, ok200),
+        c("GET", "/api/v1/storage", "monitor", Kind::Plain, ok200),
+        c("GET", "/api/v1/evidence/key", "see", Kind::Plain, ok200),
+        c("GET", "/api/v1/events/{id}/evidence.tar", "see", Kind::Id, ok200),
+        c("GET", "/api/v1/recordings/evidence.tar", "see", Kind::Id, pending),
         c("GET", "/api/v1/uplink", "monitor", Kind::Plain, ok200),
         c("GET", "/metrics", "monitor", Kind::Plain, ok200),
         c("POST", "/api/v1/auth/login", "public", Kind::Plain, ok200),
@@ -589,6 +619,23 @@ async fn request(
             };
             (format!("/api/v1/recordings/{seg}/segment.mp4"), None, None)
         }
+        (_, "/api/v1/events/{id}/evidence.tar") => {
+            (format!("/api/v1/events/{event}/evidence.tar"), None, None)
+        }
+        (_, "/api/v1/recordings/evidence.tar") => {
+            let (s, e) = &fx.export_span;
+            (format!("/api/v1/recordings/evidence.tar?camera={cam}&start={s}&end={e}"), None, None)
+        }
+        ("POST", "/api/v1/locks") => {
+            (uri(case.path), Some(json!({"event_id": event, "reason": "case 7"})), None)
+        }
+        (_, "/api/v1/locks/{id}/unlock") => {
+            let id = match target {
+                Target::Missing => Uuid::now_v7(),
+                t => fx.lock_on(t.cam()),
+            };
+            (format!("/api/v1/locks/{id}/unlock"), Some(json!({"reason": "released"})), None)
+        }
         (_, "/api/v1/recordings/export.mp4") => {
             let (s, e) = &fx.export_span;
             (format!("/api/v1/recordings/export.mp4?camera={cam}&start={s}&end={e}"), None, None)
@@ -598,7 +645,8 @@ async fn request(
             "/api/v1/events"
             | "/api/v1/stats/counts"
             | "/api/v1/stats/occupancy"
-            | "/api/v1/recordings",
+            | "/api/v1/recordings"
+            | "/api/v1/locks",
         ) => match target {
             Target::In => (uri(case.path), None, None),
             _ => (format!("{}?camera={cam}", case.path), None, None),
@@ -961,7 +1009,7 @@ async fn login_sets_a_strict_http_only_cookie_that_expires_and_survives_restarts
     let me = fx.send("GET", "/api/v1/auth/me", &cookie, None, None).await.json();
     assert_eq!(me["kind"], "user");
     assert_eq!(me["name"], "alice");
-    assert_eq!(me["permissions"], json!(["see", "review", "open_data"]));
+    assert_eq!(me["permissions"], json!(["see", "review", "lock", "open_data"]));
     assert_eq!(me["session_expires_at"], v["expires_at"]);
     assert_schema("Me", &me);
     assert_schema("User", &v["user"]);
@@ -1856,7 +1904,7 @@ async fn audit_log_filters_pages_and_exports() {
             None => break,
         }
     }
-    assert_eq!(seqs.len(), 8, "user_create + 7 logins");
+    assert_eq!(seqs.len(), 10, "the fixture's 2 lock_create + user_create + 7 logins");
     assert!(seqs.windows(2).all(|w| w[0] > w[1]));
     assert_eq!(page("action=login").await.json()["entries"].as_array().unwrap().len(), 4);
     assert_eq!(
@@ -1916,4 +1964,127 @@ fn assert_schema(schema: &str, v: &Value) {
         s["required"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
     assert_eq!(keys(&s["properties"]), required, "{schema}: every property is required");
     assert_eq!(keys(v), required, "{schema}: served fields differ from the spec: {v}");
+}
+
+/// Issue 17: evidence locks through the API: validation, a lock on an unknown event is a
+/// 404, unlock is admin-only and audited; the storage status shows the locks; the evidence
+/// key is served; a range without footage is a 404 naming camera and span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_locks_storage_status_and_evidence_errors() {
+    let fx = Fx::new(AuthConfig::default());
+    fx.user("olga", Role::Operator, None);
+    fx.user("root", Role::Admin, None);
+    let op = Cred::Cookie(fx.login("olga", PASSWORD).await.0);
+    let admin = Cred::Cookie(fx.login("root", PASSWORD).await.0);
+    let ev = fx.event["cam1"];
+    let post = |cred: &Cred, body: Value| {
+        let (fx, cred) = (&fx, cred.clone());
+        async move { fx.send("POST", "/api/v1/locks", &cred, Some(body), Some("10.3.3.3")).await }
+    };
+    // Bad input.
+    let unknown = Uuid::now_v7();
+    let r = post(&op, json!({"event_id": unknown, "reason": "case 9"})).await;
+    let e = r.error(StatusCode::NOT_FOUND, "not_found");
+    assert!(e["message"].as_str().unwrap().contains("event_id"), "{e}");
+    let r = post(&op, json!({"event_id": ev, "reason": "   "})).await;
+    assert_eq!(r.error(StatusCode::BAD_REQUEST, "bad_request")["parameter"], "reason");
+    let r = post(&op, json!({"event_id": ev, "camera": "cam1", "reason": "x"})).await;
+    assert_eq!(r.error(StatusCode::BAD_REQUEST, "bad_request")["parameter"], "body");
+    let t = rfc(fx.clock.now());
+    let r = post(&op, json!({"camera": "cam1", "start": t, "end": t, "reason": "x"})).await;
+    assert_eq!(r.error(StatusCode::BAD_REQUEST, "bad_request")["parameter"], "end");
+    let r = post(&op, json!({"camera": "cam9", "start": t, "end": rfc(fx.clock.now() + Duration::minutes(1)), "reason": "x"})).await;
+    r.error(StatusCode::NOT_FOUND, "not_found");
+
+    // An operator locks the event; the lock is listed, audited and in the storage status.
+    let r = post(&op, json!({"event_id": ev, "reason": "  case 9: hit and run "})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let lock = r.json();
+    assert_schema("EvidenceLock", &lock);
+    assert_eq!(
+        (lock["reason"].as_str(), lock["created_by"].as_str()),
+        (Some("case 9: hit and run"), Some("olga"))
+    );
+    assert_eq!(
+        (lock["event_id"].as_str(), lock["active"].as_bool()),
+        (Some(ev.to_string().as_str()), Some(true))
+    );
+    let id = lock["id"].as_str().unwrap().to_string();
+    let audit = fx.audit("lock_create");
+    let a = audit.iter().find(|a| a.target.as_deref() == Some(&format!("lock:{id}"))).unwrap();
+    assert_eq!((a.actor.as_str(), a.address.as_deref()), ("user:olga", Some("10.3.3.3")));
+    assert_eq!(a.detail.as_ref().unwrap()["reason"], "case 9: hit and run");
+    let list =
+        fx.send("GET", "/api/v1/locks?camera=cam1&active=true", &op, None, None).await.json();
+    assert!(list["locks"].as_array().unwrap().iter().any(|l| l["id"] == id.as_str()));
+    let status = fx.send("GET", "/api/v1/storage", &admin, None, None).await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.text());
+    let status = status.json();
+    assert_schema("StorageStatus", &status);
+    assert_eq!(status["active_locks"], 3, "{status}"); // + the fixture's range lock per camera
+    assert!(status["locked_bytes"].as_u64().unwrap() >= 10, "the locked clip counts: {status}");
+
+    // Unlock: the operator may not, the admin may, once, with a reason; audited.
+    let unlock = format!("/api/v1/locks/{id}/unlock");
+    let r = fx.send("POST", &unlock, &op, Some(json!({"reason": "done"})), None).await;
+    r.error(StatusCode::FORBIDDEN, "forbidden");
+    let r = fx.send("POST", &unlock, &admin, Some(json!({"reason": ""})), None).await;
+    assert_eq!(r.error(StatusCode::BAD_REQUEST, "bad_request")["parameter"], "reason");
+    let r = fx.send("POST", &unlock, &admin, Some(json!({"reason": "case closed"})), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let v = r.json();
+    assert_eq!((v["active"].as_bool(), v["released_by"].as_str()), (Some(false), Some("root")));
+    let r = fx.send("POST", &unlock, &admin, Some(json!({"reason": "again"})), None).await;
+    r.error(StatusCode::CONFLICT, "conflict");
+    let missing = format!("/api/v1/locks/{}/unlock", Uuid::now_v7());
+    let r = fx.send("POST", &missing, &admin, Some(json!({"reason": "x"})), None).await;
+    r.error(StatusCode::NOT_FOUND, "not_found");
+    let rel = fx.audit("lock_release");
+    assert_eq!(rel.len(), 1);
+    assert_eq!(rel[0].actor, "user:root");
+    assert_eq!(rel[0].detail.as_ref().unwrap()["reason"], "case closed");
+    assert_eq!(rel[0].detail.as_ref().unwrap()["locked_by"], "olga");
+
+    // The uplink carries both changes.
+    let feed = fx.state.store.feed_page(0, 1000).unwrap();
+    let lock_changes: Vec<String> = feed
+        .changes
+        .iter()
+        .map(|(_, j)| serde_json::from_str::<Value>(j).unwrap())
+        .filter(|e| e["kind"] == "evidence_lock" && e["detail"]["id"] == id.as_str())
+        .map(|e| e["change"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(lock_changes, ["locked", "unlocked"]);
+
+    // The evidence key, and a range without footage: 404 naming camera and span.
+    let k = fx.send("GET", "/api/v1/evidence/key", &op, None, None).await.json();
+    assert_schema("EvidenceKey", &k);
+    let pk = crate::evidence::BoxKey::public_of(fx.state.store.data_dir()).unwrap().unwrap();
+    assert_eq!(k["public_key"], pk.public_base64());
+    let s = fx.clock.now() - Duration::hours(10);
+    let uri = format!(
+        "/api/v1/recordings/evidence.tar?camera=cam1&start={}&end={}",
+        rfc(s),
+        rfc(s + Duration::seconds(60))
+    );
+    let e = fx.send("GET", &uri, &op, None, None).await.error(StatusCode::NOT_FOUND, "no_footage");
+    let msg = e["message"].as_str().unwrap();
+    assert!(msg.contains("cam1") && msg.contains("no recorded footage"), "{msg}");
+    // An export is audited (the fixture's event package: its stored clip and snapshot).
+    let r = fx.send("GET", &format!("/api/v1/events/{ev}/evidence.tar"), &op, None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header(header::CONTENT_TYPE), "application/x-tar");
+    let a = fx.audit("evidence_export");
+    assert_eq!(a.len(), 1);
+    assert_eq!(
+        (a[0].actor.as_str(), a[0].target.clone()),
+        ("user:olga", Some(format!("event:{ev}")))
+    );
+    let tar = fx.state.store.data_dir().join("downloaded.tar");
+    std::fs::write(&tar, &r.body).unwrap();
+    let v = crate::evidence::verify(&tar, Some(&pk)).unwrap();
+    let names: Vec<&str> = v.manifest.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["video.mp4", "snapshot.jpg", "event.json"]);
+    assert_eq!(v.manifest.exported_by, "user:olga");
+    assert_eq!(v.manifest.box_id, "box-acl");
 }

@@ -375,6 +375,8 @@ fn permission_text(p: Permission) -> &'static str {
     match p {
         Permission::See => "see cameras and events",
         Permission::Review => "review events",
+        Permission::Lock => "lock evidence against retention",
+        Permission::Unlock => "release evidence locks",
         Permission::Monitor => "read the box's operational status",
         Permission::Configure => "configure cameras, zones and rules",
         Permission::Administer => "manage users, tokens and the audit log",

@@ -119,6 +119,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::EventNotFound(id) => ApiError::not_found(format!("event {id} not found")),
+            StoreError::LockNotFound(id) => ApiError::not_found(format!("lock {id} not found")),
             e @ StoreError::InvalidTransition { .. } => {
                 ApiError::new(ErrorKind::Conflict, e.to_string()).with_code("invalid_transition")
             }

@@ -51,6 +51,10 @@ pub struct MediaSettings {
     pub max_export_secs: f64,
     /// Export slots and counters, shared by all requests.
     pub exports: Arc<Exports>,
+    /// `[storage]`: the budget, for `GET /api/v1/storage`.
+    pub storage: StorageConfig,
+    /// The evidence signing key, read (or made) from the data dir at its first use.
+    pub evidence_key: Arc<std::sync::Mutex<Option<Arc<crate::evidence::BoxKey>>>>,
 }
 
 impl Default for MediaSettings {
@@ -60,6 +64,8 @@ impl Default for MediaSettings {
             recording: Arc::default(),
             max_export_secs: st.max_export_secs,
             exports: Arc::new(Exports::new(&st)),
+            storage: st,
+            evidence_key: Arc::default(),
         }
     }
 }
@@ -76,12 +82,14 @@ impl MediaSettings {
             ),
             max_export_secs: cfg.storage.max_export_secs,
             exports: Arc::new(Exports::new(&cfg.storage)),
+            storage: cfg.storage.clone(),
+            evidence_key: Arc::default(),
         }
     }
 
     /// The record settings of `camera`; defaults for a camera that does not record (its
     /// footage, if any, is from an earlier configuration).
-    fn record(&self, camera: &str) -> RecordConfig {
+    pub(super) fn record(&self, camera: &str) -> RecordConfig {
         self.recording.get(camera).cloned().unwrap_or_default()
     }
 }
@@ -462,7 +470,10 @@ struct RecordingsQuery {
 }
 
 /// Query pairs with unknown, repeated and empty parameters rejected (400 naming them).
-fn query_pairs(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+pub(super) fn query_pairs(
+    raw: Option<&str>,
+    allowed: &[&str],
+) -> Result<Vec<(String, String)>, ApiError> {
     let mut out: Vec<(String, String)> = Vec::new();
     for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         let (k, v) = (k.into_owned(), v.into_owned());
@@ -707,6 +718,271 @@ pub(super) async fn export_mp4(
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(resp)
+}
+
+// ---------------------------------------------------------------------------------------
+// Evidence packages
+
+/// What an evidence package is of.
+struct EvidenceSpec {
+    camera: String,
+    start: OffsetDateTime,
+    end: OffsetDateTime,
+    event: Option<crate::types::Event>,
+}
+
+enum EvidenceOutcome {
+    File(File, u64, ExportFile, String),
+    NotReady(String, &'static str, u64),
+}
+
+/// `GET /api/v1/events/{id}/evidence.tar`: the signed evidence package of an event (its
+/// clip span, snapshot and event record with review history).
+pub(super) async fn event_evidence(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    client: super::auth::Client,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = parse_event_id(id)?;
+    let event = load_event(&st, &p, id).await?;
+    let rec = st.media.record(&event.camera_id);
+    let (start, end, is_final) = clip::clip_span(&event, &rec, OffsetDateTime::now_utc());
+    if !is_final {
+        let secs = (rec.post_roll_secs + rec.segment_secs).ceil().max(1.0) as u64;
+        return Ok(retry_later(
+            format!("event {id} is active: its evidence package can be made once it has ended"),
+            "clip_pending",
+            secs,
+        ));
+    }
+    let spec = EvidenceSpec { camera: event.camera_id.clone(), start, end, event: Some(event) };
+    evidence(st, p, client, spec).await
+}
+
+/// `GET /api/v1/recordings/evidence.tar?camera=…&start=…&end=…`: the signed evidence
+/// package of a camera's footage over a range.
+pub(super) async fn range_evidence(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    client: super::auth::Client,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = parse_export_query(raw.as_deref(), st.media.max_export_secs)?;
+    if !p.sees_camera(&st.registry, &q.camera) {
+        let span = clip::span_text(q.start, q.end);
+        return Err(clip_error(ClipError::NoFootage { camera: q.camera, span }));
+    }
+    let spec = EvidenceSpec { camera: q.camera, start: q.start, end: q.end, event: None };
+    evidence(st, p, client, spec).await
+}
+
+async fn evidence(
+    st: ApiState,
+    p: Principal,
+    client: super::auth::Client,
+    spec: EvidenceSpec,
+) -> Result<Response, ApiError> {
+    let exports = st.media.exports.clone();
+    let Ok(slot) = exports.slots.clone().try_acquire_owned() else {
+        exports.refused.fetch_add(1, Ordering::Relaxed);
+        return Ok(retry_later(
+            format!(
+                "{} exports are being built or downloaded, the most at once (storage.max_concurrent_exports); try again later",
+                exports.limit
+            ),
+            "exports_busy",
+            5,
+        ));
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
+    let recording = st.media.recording.contains_key(&spec.camera);
+    let rec = st.media.record(&spec.camera);
+    let key = super::locks::evidence_key(&st)?;
+    let st2 = st.clone();
+    let actor = p.actor();
+    let p2 = p.clone();
+    let outcome = blocking(move || {
+        let (st, p) = (st2, p2);
+        let store = &st.store;
+        let now = OffsetDateTime::now_utc();
+        let (cam, start, end) = (spec.camera.as_str(), spec.start, spec.end);
+        if recording {
+            match clip::export_ready(store, cam, start, end, rec.segment_secs, now) {
+                Ok(()) => {}
+                Err(e @ ClipError::NotReady { retry_after_secs, .. }) => {
+                    return Ok(EvidenceOutcome::NotReady(e.to_string(), "footage_pending", retry_after_secs))
+                }
+                Err(e) => return Err(clip_error(e)),
+            }
+        }
+        let dir = store.clips_dir();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ApiError::internal(format!("creating {}: {e}", dir.display())))?;
+        let base = format!("{EXPORT_PREFIX}{}", uuid::Uuid::now_v7());
+        // Named `export-*` while built and downloaded: retention counts them and deletes
+        // them first when over budget; start-up reconciliation removes a crash's leftovers.
+        let tar_path = dir.join(format!("{base}.tar"));
+        let guard = ExportFile {
+            path: tar_path.clone(),
+            deadline: tokio::time::Instant::now() + exports.download_timeout,
+            exports: exports.clone(),
+            _slot: slot,
+        };
+        let scratch = ScratchFiles(vec![dir.join(format!("{base}.mp4")), dir.join(format!("{base}.event.json"))]);
+        let no_footage = || {
+            ApiError::not_found(format!(
+                "no recorded footage of camera `{cam}` in {}: there is nothing to put into an evidence package",
+                clip::span_text(start, end)
+            ))
+            .with_code("no_footage")
+        };
+        let (video_path, first, last, frames) = match &spec.event {
+            // An event's video is its clip (remuxed from the original footage, never
+            // re-encoded; built now if it does not exist yet).
+            Some(ev) => {
+                if !recording
+                    && store.clip(ev.id)?.is_none()
+                    && store.segments(Some(cam), Some(start), Some(end), 1)?.is_empty()
+                {
+                    return Err(no_footage());
+                }
+                match clip::ensure_event_clip(store, ev, &rec, now).map_err(clip_error)? {
+                    ClipState::Ready(c) => (store.media_path(&c.path)?, c.start, c.end, None),
+                    ClipState::Pending { retry_after_secs } => {
+                        return Ok(EvidenceOutcome::NotReady(
+                            format!("the footage of event {} is not recorded yet", ev.id),
+                            "clip_pending",
+                            retry_after_secs,
+                        ))
+                    }
+                    ClipState::NoFootage => return Err(no_footage()),
+                }
+            }
+            None => {
+                let video = &scratch.0[0];
+                match clip::build_mp4_unless(store, cam, start, end, video, &|| {
+                    cancel.load(Ordering::Relaxed)
+                }) {
+                    Ok(info) => (video.clone(), info.start, info.end, Some(info.frames)),
+                    Err(ClipError::NoFootage { .. }) => return Err(no_footage()),
+                    Err(e @ ClipError::Cancelled { .. }) => {
+                        exports.cancelled.fetch_add(1, Ordering::Relaxed);
+                        return Err(clip_error(e));
+                    }
+                    Err(e) => return Err(clip_error(e)),
+                }
+            }
+        };
+        let mut files = vec![crate::evidence::PackageFile {
+            name: "video.mp4",
+            media_type: "video/mp4",
+            path: video_path,
+        }];
+        if let Some(ev) = &spec.event {
+            if let Some(snap) = store.snapshot_file(ev).filter(|p| p.is_file()) {
+                files.push(crate::evidence::PackageFile {
+                    name: "snapshot.jpg",
+                    media_type: "image/jpeg",
+                    path: snap,
+                });
+            }
+            let history = store.audit_page(&crate::store::auth::AuditQuery {
+                action: Some("event_review".into()),
+                target: Some(format!("event:{}", ev.id)),
+                limit: 1000,
+                ..Default::default()
+            })?;
+            let mut reviews = history.entries;
+            reviews.reverse(); // oldest first
+            let locks: Vec<_> = store
+                .evidence_locks(Some(&ev.camera_id), false, 10_000)?
+                .into_iter()
+                .filter(|l| l.event_id == Some(ev.id))
+                .collect();
+            let json = serde_json::json!({
+                "event": ev,
+                "review_history": reviews,
+                "locks": locks,
+            });
+            let path = &scratch.0[1];
+            let mut bytes = serde_json::to_vec_pretty(&json).map_err(ApiError::internal)?;
+            bytes.push(b'\n');
+            std::fs::write(path, bytes).map_err(|e| ApiError::internal(format!("writing {}: {e}", path.display())))?;
+            files.push(crate::evidence::PackageFile {
+                name: "event.json",
+                media_type: "application/json",
+                path: path.clone(),
+            });
+        }
+        let segments = store
+            .segments(Some(cam), Some(start), Some(end), 100_000)?
+            .into_iter()
+            .map(|s| crate::evidence::SegmentRef { start: s.start, end: s.end, codec: s.codec, recovered: s.recovered })
+            .collect();
+        let manifest = crate::evidence::new_manifest(
+            &st.box_id,
+            cam,
+            spec.event.as_ref().map(|e| e.id),
+            (start, end),
+            (first, last, frames),
+            segments,
+            p.actor(),
+            Some(p.role.as_str().to_string()),
+            now,
+        );
+        let manifest = crate::evidence::write_package(manifest, &files, &key, &tar_path)
+            .map_err(ApiError::internal)?;
+        drop(scratch);
+        let target = match &spec.event {
+            Some(ev) => format!("event:{}", ev.id),
+            None => format!("camera:{cam}"),
+        };
+        let audit = p.audit("evidence_export", &client).target(target).detail(serde_json::json!({
+            "package_id": manifest.package_id,
+            "camera_id": cam,
+            "event_id": manifest.event_id,
+            "start": manifest.start.format(&time::format_description::well_known::Rfc3339).ok(),
+            "end": manifest.end.format(&time::format_description::well_known::Rfc3339).ok(),
+            "files": manifest.files.iter().map(|f| serde_json::json!({"name": f.name, "sha256": f.sha256, "bytes": f.bytes})).collect::<Vec<_>>(),
+            "key_fingerprint": manifest.key_fingerprint,
+        }));
+        store.audit(&audit, now)?;
+        exports.built.fetch_add(1, Ordering::Relaxed);
+        let (total, f) = File::open(&tar_path)
+            .and_then(|f| Ok((f.metadata()?.len(), f)))
+            .map_err(|e| ApiError::internal(format!("opening {}: {e}", tar_path.display())))?;
+        let name = format!("evidence-{}.tar", export_filename(cam, first).trim_end_matches(".mp4"));
+        Ok(EvidenceOutcome::File(f, total, guard, name))
+    })
+    .await?;
+    let (file, total, guard, filename) = match outcome {
+        EvidenceOutcome::File(f, t, g, n) => (f, t, g, n),
+        EvidenceOutcome::NotReady(msg, code, secs) => return Ok(retry_later(msg, code, secs)),
+    };
+    tracing::info!(%actor, bytes = total, "evidence package exported");
+    let mut resp = Response::new(file_body(file, 0, total, Some(guard)));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}
+
+/// Scratch files of a package build, removed when dropped.
+struct ScratchFiles(Vec<PathBuf>);
+
+impl Drop for ScratchFiles {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod conn;
 mod conn_tests;
 mod console;
 mod error;
+mod locks;
 mod media;
 mod open;
 #[cfg(test)]
@@ -136,7 +137,7 @@ where
 /// (tests check docs/openapi.json and the authorization matrix against it).
 pub(crate) fn routes() -> Vec<RouteDef> {
     use Access::{Authenticated, Needs, Public};
-    use Permission::{Administer, Monitor, OpenData, Review as Rev, See};
+    use Permission::{Administer, Lock, Monitor, OpenData, Review as Rev, See, Unlock};
     let (get, post, patch, delete) = (Method::GET, Method::POST, Method::PATCH, Method::DELETE);
     let r = |path, ops| RouteDef { path, ops };
     vec![
@@ -167,6 +168,25 @@ pub(crate) fn routes() -> Vec<RouteDef> {
         r(
             "/api/v1/recordings/{id}/segment.mp4",
             vec![op(get.clone(), Needs(See), media::segment_mp4).download()],
+        ),
+        // Evidence (api/locks.rs, api/media.rs): locks, storage status, signed packages.
+        r(
+            "/api/v1/locks",
+            vec![
+                op(get.clone(), Needs(See), locks::list_locks),
+                op(post.clone(), Needs(Lock), locks::create_lock),
+            ],
+        ),
+        r("/api/v1/locks/{id}/unlock", vec![op(post.clone(), Needs(Unlock), locks::unlock)]),
+        r("/api/v1/storage", vec![op(get.clone(), Needs(Monitor), locks::storage_status)]),
+        r("/api/v1/evidence/key", vec![op(get.clone(), Needs(See), locks::key)]),
+        r(
+            "/api/v1/events/{id}/evidence.tar",
+            vec![op(get.clone(), Needs(See), media::event_evidence).download()],
+        ),
+        r(
+            "/api/v1/recordings/evidence.tar",
+            vec![op(get.clone(), Needs(See), media::range_evidence).download()],
         ),
         // Uplink (api/uplink.rs): pull feed, delivery status, Prometheus metrics.
         r("/api/v1/feed", vec![op(get.clone(), Needs(See), uplink::feed).stream()]),

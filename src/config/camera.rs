@@ -138,6 +138,11 @@ pub struct RecordConfig {
     pub segment_secs: f64,
     /// Continuous footage older than this is deleted. Default 7.
     pub max_age_days: f64,
+    /// Minimum-retention floor: footage younger than this is never deleted for the disk
+    /// budget (`storage.max_bytes` or the free-space floor); when the budget cannot hold
+    /// it, recording stops with `storage_full` instead. 0 = no floor; at most
+    /// `max_age_days`. Default 0.
+    pub min_age_days: f64,
     /// Event clips start this long before the event. Default 5.
     pub pre_roll_secs: f64,
     /// … and end this long after it. Default 10.
@@ -155,6 +160,7 @@ impl Default for RecordConfig {
             enabled: true,
             segment_secs: 10.0,
             max_age_days: 7.0,
+            min_age_days: 0.0,
             pre_roll_secs: 5.0,
             post_roll_secs: 10.0,
             max_clip_secs: 300.0,
@@ -175,6 +181,17 @@ impl RecordConfig {
             if !(v.is_finite() && v > 0.0) {
                 return Err(format!("{}: must be > 0", at(&format!("record.{field}"))));
             }
+        }
+        if !(self.min_age_days.is_finite()
+            && self.min_age_days >= 0.0
+            && self.min_age_days <= self.max_age_days)
+        {
+            return Err(format!(
+                "{}: must be between 0 and record.max_age_days ({}), got {}",
+                at("record.min_age_days"),
+                self.max_age_days,
+                self.min_age_days
+            ));
         }
         for (field, v) in
             [("pre_roll_secs", self.pre_roll_secs), ("post_roll_secs", self.post_roll_secs)]

@@ -256,6 +256,10 @@ pub fn build_mp4_unless(
         });
     };
     let stats = writer.finish().map_err(|e| cx.gst(e))?;
+    // The file's creation time is the UTC wall time of its first frame.
+    let first = start.saturating_add(time::Duration::nanoseconds(stats.first_pts));
+    super::mp4::set_times(&tmp, first, OffsetDateTime::now_utc())
+        .map_err(|e| cx.io("stamp the creation time of", &tmp, e))?;
     let bytes = super::fsync::sync_file_and_dir(&tmp).map_err(|e| cx.io("sync", &tmp, e))?;
     std::fs::rename(&tmp, out).map_err(|e| cx.io("rename", &tmp, e))?;
     guard.0 = None;

@@ -255,6 +255,107 @@ pub fn repair(path: &Path) -> io::Result<Repair> {
     Ok(r)
 }
 
+/// Seconds between 1904-01-01 (the MP4 epoch) and 1970-01-01.
+const MP4_EPOCH_OFFSET: i64 = 2_082_844_800;
+
+/// Sets `creation_time` (to `created`, UTC) and `modification_time` (to `modified`) of the
+/// movie, every track and every media header (`mvhd`, `tkhd`, `mdhd` inside `moov`), in
+/// place: the fields have a fixed size, so nothing moves. The muxer writes the time it ran;
+/// a clip or export records here the UTC time of its first frame instead (players show it
+/// as the file's creation time, e.g. ffprobe's `creation_time`).
+pub fn set_times(
+    path: &Path,
+    created: time::OffsetDateTime,
+    modified: time::OffsetDateTime,
+) -> io::Result<()> {
+    use std::io::Write;
+    let mut f = OpenOptions::new().read(true).write(true).open(path)?;
+    let len = f.metadata()?.len();
+    let s = scan(&mut f, len)?;
+    let moov = s.boxes.iter().find(|b| b.is(b"moov")).copied().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidData, "no complete `moov` box to stamp")
+    })?;
+    if moov.size > 64 << 20 {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "`moov` box over 64 MiB"));
+    }
+    let mut buf = vec![0u8; moov.size as usize];
+    f.seek(SeekFrom::Start(moov.offset))?;
+    f.read_exact(&mut buf)?;
+    let t = |x: time::OffsetDateTime| (x.unix_timestamp() + MP4_EPOCH_OFFSET).max(0) as u64;
+    let n = stamp(&mut buf[8..], t(created), t(modified));
+    if n == 0 {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "no `mvhd` in `moov`"));
+    }
+    f.seek(SeekFrom::Start(moov.offset))?;
+    f.write_all(&buf)?;
+    Ok(())
+}
+
+/// The `creation_time` of the movie header (`moov/mvhd`), UTC.
+pub fn creation_time(path: &Path) -> io::Result<Option<time::OffsetDateTime>> {
+    let mut f = File::open(path)?;
+    let len = f.metadata()?.len();
+    let s = scan(&mut f, len)?;
+    let Some(moov) = s.boxes.iter().find(|b| b.is(b"moov")).copied() else { return Ok(None) };
+    let mut buf = vec![0u8; moov.size.min(64 << 20) as usize];
+    f.seek(SeekFrom::Start(moov.offset))?;
+    f.read_exact(&mut buf)?;
+    let mut at = 8;
+    while at + 8 <= buf.len() {
+        let size = u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
+        if size < 8 || at + size > buf.len() {
+            break;
+        }
+        if &buf[at + 4..at + 8] == b"mvhd" && size >= 20 {
+            let b = &buf[at + 8..at + size];
+            let secs = if b[0] == 1 && b.len() >= 12 {
+                u64::from_be_bytes(b[4..12].try_into().unwrap_or_default()) as i64
+            } else {
+                u32::from_be_bytes(b[4..8].try_into().unwrap_or_default()) as i64
+            };
+            return Ok(time::OffsetDateTime::from_unix_timestamp(secs - MP4_EPOCH_OFFSET).ok());
+        }
+        at += size;
+    }
+    Ok(None)
+}
+
+/// Walks the boxes in `buf` (the payload of a container), descending into `trak` and
+/// `mdia`, and writes the times into every `mvhd`, `tkhd` and `mdhd`; returns how many.
+fn stamp(buf: &mut [u8], created: u64, modified: u64) -> usize {
+    let mut n = 0;
+    let mut at = 0;
+    while at + 8 <= buf.len() {
+        let size = u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
+        if size < 8 || at + size > buf.len() {
+            break;
+        }
+        let kind: [u8; 4] = [buf[at + 4], buf[at + 5], buf[at + 6], buf[at + 7]];
+        let body = &mut buf[at + 8..at + size];
+        match &kind {
+            b"trak" | b"mdia" => n += stamp(body, created, modified),
+            b"mvhd" | b"tkhd" | b"mdhd" if !body.is_empty() => {
+                // Full box: version (1 byte), flags (3), then the two times: 32-bit in
+                // version 0, 64-bit in version 1.
+                if body[0] == 1 && body.len() >= 20 {
+                    body[4..12].copy_from_slice(&created.to_be_bytes());
+                    body[12..20].copy_from_slice(&modified.to_be_bytes());
+                    n += 1;
+                } else if body[0] == 0 && body.len() >= 12 {
+                    let c = u32::try_from(created).unwrap_or(u32::MAX);
+                    let m = u32::try_from(modified).unwrap_or(u32::MAX);
+                    body[4..8].copy_from_slice(&c.to_be_bytes());
+                    body[8..12].copy_from_slice(&m.to_be_bytes());
+                    n += 1;
+                }
+            }
+            _ => {}
+        }
+        at += size;
+    }
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

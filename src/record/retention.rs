@@ -38,6 +38,7 @@ use uuid::Uuid;
 use super::gate::RecordGate;
 use crate::clock::Clock;
 use crate::config::{Config, RecordConfig, StorageConfig};
+use crate::store::locks::LockSpan;
 use crate::store::retention::{MediaTally, ProtectingEvent, SegmentFile};
 use crate::store::{to_ms, Store, StoreError, SNAPSHOT_DIR};
 use crate::types::{Change, EventChange, Severity};
@@ -121,6 +122,9 @@ pub struct RetentionReport {
     pub budget: Deleted,
     /// Protected segments (footage of unreviewed high/critical events) deleted for the budget.
     pub forced: Deleted,
+    /// Segments kept past their age limit because an evidence lock covers them (a run of
+    /// segments under one lock counts once: it is skipped without being read).
+    pub locked_kept: usize,
     /// Clips deleted for the disk budget.
     pub clips_evicted: Deleted,
     /// Export files (being built or downloaded) deleted for the disk budget.
@@ -157,11 +161,12 @@ impl fmt::Display for RetentionReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "segments deleted: {} by age, {} for the budget, {} forced; clips: {} evicted, {} expired; \
+            "segments deleted: {} by age, {} for the budget, {} forced; {} kept by locks; clips: {} evicted, {} expired; \
              exports evicted: {}; {} snapshots expired; {} files already missing; {} errors",
             self.age,
             self.budget,
             self.forced,
+            self.locked_kept,
             self.clips_evicted,
             self.clips_expired,
             self.exports_evicted,
@@ -182,6 +187,8 @@ impl fmt::Display for RetentionReport {
 #[derive(Debug, Clone)]
 struct Policy {
     max_age_ms: i64,
+    /// `min_age_days`: younger footage is never deleted for the budget (0 = no floor).
+    min_age_ms: i64,
     pre_ms: i64,
     post_ms: i64,
     grid_cell: Option<String>,
@@ -191,6 +198,7 @@ impl Policy {
     fn of(r: &RecordConfig, grid_cell: Option<String>) -> Policy {
         Policy {
             max_age_ms: (r.max_age_days.max(0.0) * DAY_MS) as i64,
+            min_age_ms: (r.min_age_days.max(0.0) * DAY_MS) as i64,
             pre_ms: (r.pre_roll_secs.max(0.0) * 1000.0) as i64,
             post_ms: (r.post_roll_secs.max(0.0) * 1000.0) as i64,
             grid_cell,
@@ -228,6 +236,75 @@ impl Protection {
     }
 }
 
+/// The active evidence locks by camera, with the generation they were read at.
+struct LockCache {
+    generation: i64,
+    fetched_ms: i64,
+    by_camera: Arc<HashMap<String, Vec<LockSpan>>>,
+}
+
+/// Active evidence locks as retention applies them.
+#[derive(Clone, Default)]
+pub struct Locks {
+    now_ms: i64,
+    by_camera: Arc<HashMap<String, Vec<LockSpan>>>,
+}
+
+impl Locks {
+    /// Reads the active locks of `store`.
+    pub fn load(store: &Store, now_ms: i64) -> Result<Locks, StoreError> {
+        let mut by_camera: HashMap<String, Vec<LockSpan>> = HashMap::new();
+        for l in store.active_lock_spans()? {
+            by_camera.entry(l.camera_id.clone()).or_default().push(l);
+        }
+        Ok(Locks { now_ms, by_camera: Arc::new(by_camera) })
+    }
+
+    /// The footage spans `[start, end]` (ms) of `camera`'s locks: an event lock covers its
+    /// event's clip span, pre-roll before to post-roll after (up to now while it is active).
+    pub fn spans(&self, camera: &str, pre_ms: i64, post_ms: i64) -> Vec<(i64, i64)> {
+        self.by_camera
+            .get(camera)
+            .map(|v| {
+                v.iter()
+                    .map(|l| match l.event_id {
+                        Some(_) => (
+                            l.start_ms.saturating_sub(pre_ms),
+                            l.end_ms.unwrap_or(self.now_ms).saturating_add(post_ms),
+                        ),
+                        None => (l.start_ms, l.end_ms.unwrap_or(l.start_ms)),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The footage span `[start, end]` (ms) of a lock that covers `seg`, if any.
+    fn lock_of(&self, seg: &SegmentFile, policy: &Policy) -> Option<(i64, i64)> {
+        self.by_camera.get(&seg.camera_id)?.iter().find_map(|l| {
+            let (s, e) = match l.event_id {
+                Some(_) => (
+                    l.start_ms.saturating_sub(policy.pre_ms),
+                    l.end_ms.unwrap_or(self.now_ms).saturating_add(policy.post_ms),
+                ),
+                None => (l.start_ms, l.end_ms.unwrap_or(l.start_ms)),
+            };
+            (s <= seg.end_ms && e >= seg.start_ms).then_some((s, e))
+        })
+    }
+
+    /// Cameras with active locks.
+    pub fn cameras(&self) -> impl Iterator<Item = &String> {
+        self.by_camera.keys()
+    }
+}
+
+/// What the minimum-retention floor of `policy` keeps: footage that ended less than
+/// `min_age_days` ago.
+fn under_floor(seg: &SegmentFile, policy: &Policy, now_ms: i64) -> bool {
+    policy.min_age_ms > 0 && seg.end_ms > now_ms.saturating_sub(policy.min_age_ms)
+}
+
 /// The open `storage_full` state.
 struct Full {
     events: Vec<(String, Uuid)>,
@@ -242,6 +319,10 @@ pub struct Retention {
     cameras: HashMap<String, Policy>,
     default_policy: Policy,
     protection: Option<ProtectionCache>,
+    locks: Option<LockCache>,
+    /// The lock generation `media_done_before` was computed under: a released lock makes
+    /// the events it kept due again, so a change rescans them.
+    media_lock_generation: i64,
     tally: Option<(MediaTally, i64)>,
     /// Events started before this have had their media expired (saves rescanning them).
     media_done_before: Option<i64>,
@@ -276,6 +357,13 @@ impl Retention {
             .iter()
             .map(|c| (c.id.clone(), Policy::of(&c.record, c.grid_cell.clone())))
             .collect();
+        // The floors against the budget, at start-up: the budget's own pass raises
+        // storage_full when it comes to that; this says so early and why.
+        match floor_check(cfg, Some(&store), disk.usage(store.data_dir()).ok(), clock.now()) {
+            Ok(msg) if msg.starts_with("no camera") => {}
+            Ok(msg) => tracing::info!("storage: {msg}"),
+            Err(msg) => tracing::error!("storage: {msg}"),
+        }
         Retention {
             store,
             clock,
@@ -285,6 +373,8 @@ impl Retention {
             cameras,
             default_policy: Policy::of(&RecordConfig::default(), None),
             protection: None,
+            locks: None,
+            media_lock_generation: 0,
             tally: None,
             media_done_before: None,
             clip_sweep_ms: None,
@@ -383,6 +473,30 @@ impl Retention {
         Ok(Protection { now_ms, by_camera })
     }
 
+    /// The active locks, reloaded when one was created or released, or after a minute (an
+    /// event lock's span follows its event's end).
+    fn locks(&mut self, now_ms: i64) -> Result<Locks, StoreError> {
+        let generation = self.store.lock_generation()?;
+        let fresh = self.locks.as_ref().is_some_and(|c| {
+            c.generation == generation
+                && now_ms >= c.fetched_ms
+                && now_ms - c.fetched_ms < PROTECTION_REFRESH_MS
+        });
+        if !fresh {
+            let l = Locks::load(&self.store, now_ms)?;
+            self.locks = Some(LockCache { generation, fetched_ms: now_ms, by_camera: l.by_camera });
+        }
+        let by_camera = self.locks.as_ref().map(|c| c.by_camera.clone()).unwrap_or_default();
+        Ok(Locks { now_ms, by_camera })
+    }
+
+    /// Whether an active lock covers `seg` (the locks are re-read first if one changed, so
+    /// a lock takes effect before the next deletion).
+    fn locked(&mut self, seg: &SegmentFile, now_ms: i64) -> Result<Option<(i64, i64)>, StoreError> {
+        let locks = self.locks(now_ms)?;
+        Ok(locks.lock_of(seg, self.policy(&seg.camera_id)))
+    }
+
     fn age(&mut self, now_ms: i64, report: &mut RetentionReport) -> Result<(), StoreError> {
         let mut protection: Option<Protection> = None;
         for camera in self.store.segment_cameras()? {
@@ -396,15 +510,28 @@ impl Retention {
                 if protection.is_none() {
                     protection = Some(self.protection(now_ms)?);
                 }
+                let mut jumped = false;
                 for seg in &page {
                     if protection.as_ref().and_then(|p| p.protector(seg, &policy)).is_some() {
+                        continue;
+                    }
+                    if let Some((s, e)) = self.locked(seg, now_ms)? {
+                        report.locked_kept += 1;
+                        if seg.start_ms >= s && e > seg.start_ms {
+                            // Every later segment of this camera that starts by `e` is under
+                            // the same lock: skip them without reading them (a long range
+                            // lock would otherwise be re-read at every pass).
+                            cursor = Some((e, i64::MAX));
+                            jumped = true;
+                            break;
+                        }
                         continue;
                     }
                     if self.delete_segment(seg, now_ms, report)? {
                         report.age.add(seg.bytes);
                     }
                 }
-                if page.len() < PAGE {
+                if page.len() < PAGE && !jumped {
                     break;
                 }
             }
@@ -416,6 +543,12 @@ impl Retention {
         let keep_ms = (self.storage.event_retention_days.max(0.0) * DAY_MS) as i64;
         let cutoff = now_ms.saturating_sub(keep_ms);
         let snapshots = self.store.data_dir().join(SNAPSHOT_DIR);
+        let generation = self.store.lock_generation()?;
+        if generation != self.media_lock_generation {
+            // A lock was released (or set): events it kept may be due now.
+            self.media_done_before = None;
+            self.media_lock_generation = generation;
+        }
         loop {
             let due = self.store.events_with_media_due(self.media_done_before, cutoff, PAGE)?;
             for &(id, _) in &due {
@@ -538,6 +671,7 @@ impl Retention {
         let mut freed = 0u64;
         let protection = self.protection(now_ms)?;
         let mut cursor: Option<(i64, i64)> = None;
+        let mut forced_cursor: Option<(i64, i64)> = None;
         let mut unprotected_left = true;
         let mut evictions = 0usize;
         let mut nothing_left = false;
@@ -557,7 +691,7 @@ impl Retention {
                 export_bytes = export_bytes.saturating_sub(bytes);
                 bytes
             } else if unprotected_left {
-                match self.next_unprotected(&protection, &mut cursor)? {
+                match self.next_evictable(&protection, false, now_ms, &mut cursor)? {
                     Some(seg) => {
                         if !self.delete_segment(&seg, now_ms, report)? {
                             continue;
@@ -570,7 +704,9 @@ impl Retention {
                         continue;
                     }
                 }
-            } else if let Some(seg) = self.store.segment_files(None, None, None, 1)?.pop() {
+            } else if let Some(seg) =
+                self.next_evictable(&protection, true, now_ms, &mut forced_cursor)?
+            {
                 let policy = self.policy(&seg.camera_id).clone();
                 let protector = protection.protector(&seg, &policy).map(|e| e.id.clone());
                 if !self.delete_segment(&seg, now_ms, report)? {
@@ -620,10 +756,14 @@ impl Retention {
         Ok((usage, nothing_left))
     }
 
-    /// The oldest segment after `cursor` that no event protects; advances `cursor`.
-    fn next_unprotected(
-        &self,
+    /// The oldest segment after `cursor` that the disk budget may delete: not under an
+    /// evidence lock, not younger than its camera's `min_age_days`, and (unless
+    /// `protected_too`) not protected by an unreviewed high/critical event. Advances `cursor`.
+    fn next_evictable(
+        &mut self,
         protection: &Protection,
+        protected_too: bool,
+        now_ms: i64,
         cursor: &mut Option<(i64, i64)>,
     ) -> Result<Option<SegmentFile>, StoreError> {
         loop {
@@ -631,9 +771,14 @@ impl Retention {
             let n = page.len();
             for seg in page {
                 *cursor = Some((seg.start_ms, seg.id));
-                if protection.protector(&seg, self.policy(&seg.camera_id)).is_none() {
-                    return Ok(Some(seg));
+                let policy = self.policy(&seg.camera_id).clone();
+                if under_floor(&seg, &policy, now_ms)
+                    || (!protected_too && protection.protector(&seg, &policy).is_some())
+                    || self.locked(&seg, now_ms)?.is_some()
+                {
+                    continue;
                 }
+                return Ok(Some(seg));
             }
             if n < PAGE {
                 return Ok(None);
@@ -717,11 +862,23 @@ impl Retention {
                 return; // more to delete next pass
             }
             if self.full.is_none() {
+                let (locked, young) = self.kept_bytes(to_ms(now)).unwrap_or_else(|e| {
+                    tracing::error!("retention: cannot sum locked and floor footage: {e}");
+                    (0, 0)
+                });
+                let mut detail = detail.clone();
+                if let serde_json::Value::Object(m) = &mut detail {
+                    m.insert("locked_bytes".into(), locked.into());
+                    m.insert("min_age_bytes".into(), young.into());
+                }
                 tracing::error!(
                     free_bytes = free,
                     floor_bytes = floor,
                     needed_bytes = short,
-                    "storage full: nothing left to delete; recording stopped on every camera"
+                    locked_bytes = locked,
+                    min_age_bytes = young,
+                    "storage full: nothing left to delete (what is left is under an evidence lock, \
+                     younger than its camera's record.min_age_days, or the database); recording stopped on every camera"
                 );
                 let mut cams: Vec<&String> = self.gates.keys().collect();
                 cams.sort();
@@ -782,6 +939,27 @@ impl Retention {
         );
     }
 
+    /// Bytes kept by evidence locks (segments and clips) and by the `min_age_days` floors.
+    fn kept_bytes(&mut self, now_ms: i64) -> Result<(u64, u64), StoreError> {
+        let locks = self.locks(now_ms)?;
+        let mut locked = self.store.locked_clip_bytes()?;
+        let cams: Vec<String> = locks.cameras().cloned().collect();
+        for cam in cams {
+            let p = self.policy(&cam).clone();
+            locked +=
+                self.store.segment_bytes_in_spans(&cam, &locks.spans(&cam, p.pre_ms, p.post_ms))?;
+        }
+        let mut young = 0;
+        for cam in self.store.segment_cameras()? {
+            let p = self.policy(&cam);
+            if p.min_age_ms > 0 {
+                young +=
+                    self.store.segment_bytes_after(&cam, now_ms.saturating_sub(p.min_age_ms))?;
+            }
+        }
+        Ok((locked, young))
+    }
+
     fn full_change(
         &self,
         id: Uuid,
@@ -795,6 +973,234 @@ impl Retention {
             detail,
             ..EventChange::bare(id, change, cam, STORAGE_FULL, Severity::High, at)
         }
+    }
+}
+
+/// Storage status (`GET /api/v1/storage`): what the media uses, what evidence locks and
+/// `min_age_days` floors keep, the budget and the filesystem.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StorageStatus {
+    /// Indexed segments + clips + export files being downloaded (what `max_bytes` limits).
+    pub media_bytes: u64,
+    pub segment_bytes: u64,
+    pub clip_bytes: u64,
+    pub export_bytes: u64,
+    /// Footage and clips kept by active evidence locks (counted in `media_bytes`).
+    pub locked_bytes: u64,
+    /// Footage younger than its camera's `min_age_days` (counted in `media_bytes`).
+    pub min_age_bytes: u64,
+    pub active_locks: usize,
+    /// `storage.max_bytes` (0 = no byte budget).
+    pub max_bytes: u64,
+    /// The filesystem: free and total bytes, and the free-space floor; `null` when it
+    /// cannot be measured.
+    pub free_bytes: Option<u64>,
+    pub total_bytes: Option<u64>,
+    pub floor_bytes: Option<u64>,
+    /// Recording is stopped for lack of space (a `storage_full` event is active).
+    pub storage_full: bool,
+    pub cameras: Vec<CameraStorage>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CameraStorage {
+    pub camera_id: String,
+    pub segment_bytes: u64,
+    pub locked_bytes: u64,
+    pub min_age_bytes: u64,
+    pub max_age_days: f64,
+    pub min_age_days: f64,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub oldest: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub newest: Option<OffsetDateTime>,
+}
+
+/// Measures [`StorageStatus`]; `recording` has the record settings of the configured
+/// cameras (others get the defaults, as in retention).
+pub fn storage_status(
+    store: &Store,
+    storage: &StorageConfig,
+    recording: &HashMap<String, RecordConfig>,
+    now: OffsetDateTime,
+    disk: &dyn DiskStats,
+) -> Result<StorageStatus, StoreError> {
+    let now_ms = to_ms(now);
+    let locks = Locks::load(store, now_ms)?;
+    let default = RecordConfig::default();
+    let mut cameras = Vec::new();
+    let mut segment_bytes = 0u64;
+    let mut locked = store.locked_clip_bytes()?;
+    let mut young = 0u64;
+    for (cam, bytes, first, last) in store.segment_totals()? {
+        let rec = recording.get(&cam).unwrap_or(&default);
+        let p = Policy::of(rec, None);
+        let l = store.segment_bytes_in_spans(&cam, &locks.spans(&cam, p.pre_ms, p.post_ms))?;
+        let y = if p.min_age_ms > 0 {
+            store.segment_bytes_after(&cam, now_ms.saturating_sub(p.min_age_ms))?
+        } else {
+            0
+        };
+        segment_bytes += bytes;
+        locked += l;
+        young += y;
+        cameras.push(CameraStorage {
+            camera_id: cam,
+            segment_bytes: bytes,
+            locked_bytes: l,
+            min_age_bytes: y,
+            max_age_days: rec.max_age_days,
+            min_age_days: rec.min_age_days,
+            oldest: crate::store::from_ms(first).ok(),
+            newest: crate::store::from_ms(last).ok(),
+        });
+    }
+    let clip_bytes = store.clip_bytes()?;
+    let export_bytes: u64 = export_files(store).iter().map(|e| e.1).sum();
+    let d = disk.usage(store.data_dir()).ok();
+    let floor = d.map(|(_, total)| {
+        let pct = (storage.min_free_percent.clamp(0.0, 100.0) / 100.0 * total as f64) as u64;
+        storage.min_free_bytes.max(pct)
+    });
+    Ok(StorageStatus {
+        media_bytes: segment_bytes + clip_bytes + export_bytes,
+        segment_bytes,
+        clip_bytes,
+        export_bytes,
+        locked_bytes: locked,
+        min_age_bytes: young,
+        active_locks: store.evidence_locks(None, true, 100_000)?.len(),
+        max_bytes: storage.max_bytes,
+        free_bytes: d.map(|x| x.0),
+        total_bytes: d.map(|x| x.1),
+        floor_bytes: floor,
+        storage_full: store.storage_full_active()?,
+        cameras,
+    })
+}
+
+/// Footage over which a camera's recording rate is measured for the floor check.
+const RATE_WINDOW_MS: i64 = 86_400_000;
+/// Least footage (seconds) a rate is measured from.
+const RATE_MIN_SECS: f64 = 60.0;
+
+/// The `min_age_days` floors against the disk budget (`gridwatch check`, and at start-up):
+/// each recording camera's floor needs `min_age_days` × its recording rate, measured over
+/// its last 24 h of indexed footage (`store`, when the box has recorded). The media may use
+/// at most `storage.max_bytes` (when set) and the filesystem's free space plus what the
+/// media uses now, less the free-space floor (`disk` = `(free, total)`). `Ok` with a summary
+/// when the floors fit or cannot be measured yet; `Err` naming the cameras and the numbers
+/// when they do not: the box would stop recording (`storage_full`) rather than keep less.
+pub fn floor_check(
+    cfg: &Config,
+    store: Option<&Store>,
+    disk: Option<(u64, u64)>,
+    now: OffsetDateTime,
+) -> Result<String, String> {
+    let floors: Vec<_> = cfg
+        .cameras
+        .iter()
+        .filter(|c| c.records(&cfg.base_dir) && c.record.min_age_days > 0.0)
+        .collect();
+    if floors.is_empty() {
+        return Ok("no camera has record.min_age_days".into());
+    }
+    let now_ms = to_ms(now);
+    let mut need = 0u64;
+    let mut parts = Vec::new();
+    let mut unmeasured = Vec::new();
+    for c in &floors {
+        let measured = match store {
+            Some(s) => s
+                .recording_rate(&c.id, now_ms - RATE_WINDOW_MS)
+                .map_err(|e| format!("cannot read the recordings index: {e}"))?,
+            None => (0, 0.0),
+        };
+        if measured.1 < RATE_MIN_SECS {
+            unmeasured.push(c.id.as_str());
+            continue;
+        }
+        let rate = measured.0 as f64 / measured.1;
+        let bytes = (rate * c.record.min_age_days * DAY_MS / 1000.0) as u64;
+        need = need.saturating_add(bytes);
+        parts.push(format!(
+            "camera `{}`: record.min_age_days = {} at {:.0} kbit/s measured = {}",
+            c.id,
+            c.record.min_age_days,
+            rate * 8.0 / 1000.0,
+            human_bytes(bytes)
+        ));
+    }
+    let media = match store {
+        Some(s) => {
+            s.media_bytes_after(MediaTally::default())
+                .map_err(|e| format!("cannot read the recordings index: {e}"))?
+                .bytes
+        }
+        None => 0,
+    };
+    let mut caps = Vec::new();
+    if cfg.storage.max_bytes > 0 {
+        caps.push((
+            cfg.storage.max_bytes,
+            format!("storage.max_bytes = {}", cfg.storage.max_bytes),
+        ));
+    }
+    if let Some((free, total)) = disk {
+        let pct = (cfg.storage.min_free_percent.clamp(0.0, 100.0) / 100.0 * total as f64) as u64;
+        let floor = cfg.storage.min_free_bytes.max(pct);
+        let cap = free.saturating_add(media).saturating_sub(floor);
+        caps.push((
+            cap,
+            format!(
+                "the data filesystem: {} free + {} of media − the free-space floor {}",
+                human_bytes(free),
+                human_bytes(media),
+                human_bytes(floor)
+            ),
+        ));
+    }
+    let unmeasured = if unmeasured.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; not measured yet (under a minute of footage in the last 24 h): {}",
+            unmeasured.join(", ")
+        )
+    };
+    if parts.is_empty() {
+        return Ok(format!("min_age_days floors{unmeasured}"));
+    }
+    match caps.iter().min_by_key(|c| c.0) {
+        Some((cap, what)) if need > *cap => Err(format!(
+            "the record.min_age_days floors need {} but the budget holds {} ({what}): {}; \
+             recording would stop with storage_full rather than keep less. Raise the budget \
+             or lower min_age_days{unmeasured}",
+            human_bytes(need),
+            human_bytes(*cap),
+            parts.join("; ")
+        )),
+        Some((cap, what)) => Ok(format!(
+            "floors need {} of {} ({what}): {}{unmeasured}",
+            human_bytes(need),
+            human_bytes(*cap),
+            parts.join("; ")
+        )),
+        None => Ok(format!("floors need {}: {}{unmeasured}", human_bytes(need), parts.join("; "))),
+    }
+}
+
+/// `12.3 GB` (decimal units, for messages).
+fn human_bytes(b: u64) -> String {
+    let b = b as f64;
+    if b >= 1e9 {
+        format!("{:.1} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.1} kB", b / 1e3)
+    } else {
+        format!("{b} bytes")
     }
 }
 
@@ -904,9 +1310,14 @@ grid_cell = 'G7'
     /// A store in a temp dir, cameras `cam1` (1 day, rolls 5/10 s) and `cam2` (defaults),
     /// a 1 GB fake disk and `storage` as the `[storage]` table.
     fn env(storage: &str) -> Env {
+        env_cams(storage, CAMS)
+    }
+
+    /// [`env`] with other cameras (`cams`: the `[models]` table and `[[cameras]]`).
+    fn env_cams(storage: &str, cams: &str) -> Env {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(tmp.path()).unwrap();
-        let text = format!("box_id = 'b'\ndata_dir = '/tmp'\n[storage]\n{storage}\n{CAMS}");
+        let text = format!("box_id = 'b'\ndata_dir = '/tmp'\n[storage]\n{storage}\n{cams}");
         let cfg = Config::parse(&text, Path::new("/")).unwrap();
         let clock = Arc::new(SimClock::new(now0()));
         let disk = Arc::new(FakeDisk {
@@ -1407,6 +1818,239 @@ grid_cell = 'G7'
         assert_eq!((r.missing_files, r.errors), (1, 1), "{r}");
         assert!(!e.indexed(missing.0) && !e.indexed(undeletable.0));
         gone(&e, &[&fine]);
+    }
+
+    fn lock(e: &Env, target: LockTargetT, at: OffsetDateTime) -> Uuid {
+        e.store
+            .create_lock(
+                &target,
+                "investigation 17/2027",
+                "alice",
+                |l| {
+                    crate::store::auth::NewAudit::new("user:alice", None, "lock_create")
+                        .target(format!("lock:{}", l.id))
+                },
+                at,
+            )
+            .unwrap()
+            .id
+    }
+
+    type LockTargetT = crate::store::locks::LockTarget;
+
+    /// Issue 17 item 3: a locked event's footage, clip and snapshot, and a locked range,
+    /// survive a squeeze that evicts everything else, then age past every limit; retention
+    /// raises storage_full rather than touching them; unlocking lets them go.
+    #[test]
+    fn locked_footage_survives_a_squeeze_that_evicts_everything_else() {
+        let mut e = env("min_free_bytes = 10000\nmin_free_percent = 0");
+        e.disk.total.store(100_000, Ordering::Relaxed);
+        let now = now0();
+        let m = Duration::minutes;
+        let s = Duration::seconds;
+        // cam1: a low-severity event (protects nothing by itself) at now − 50 min.
+        let ev_at = now - m(50);
+        let ev = e.event("cam1", Severity::Low, ev_at, Some(ev_at + s(20)), true);
+        let clip = e.clip(ev, ev_at - s(5), 700);
+        let before = e.seg("cam1", ev_at - s(30), 10, 1000); // ends 20 s before the 5 s pre-roll
+        let pre = e.seg("cam1", ev_at - s(10), 10, 1000); // in the pre-roll
+        let during = e.seg("cam1", ev_at + s(10), 10, 1000);
+        let post = e.seg("cam1", ev_at + s(25), 10, 1000); // in the 10 s post-roll
+        let after = e.seg("cam1", ev_at + s(41), 10, 1000);
+        // cam2: a locked range and footage around it.
+        let r0 = now - m(40);
+        let in_range = e.seg("cam2", r0, 10, 1000);
+        let out_range = e.seg("cam2", r0 + m(2), 10, 1000);
+        let later = e.seg("cam1", now - m(5), 10, 1000);
+        let other_ev = e.event("cam2", Severity::Low, now - m(30), Some(now - m(30)), true);
+        let other_clip = e.clip(other_ev, now - m(30), 300);
+        let lock_ev = lock(&e, LockTargetT::Event(ev), now);
+        let lock_range =
+            lock(&e, LockTargetT::Range { camera: "cam2".into(), start: r0, end: r0 + s(30) }, now);
+        let locked_bytes = 3 * 1000 + 1000 + 700;
+        assert!(e.ret.run() == RetentionReport::default(), "nothing to do yet");
+
+        // The disk fills with something else: every unlocked segment and clip goes, then
+        // recording stops with storage_full; the locked footage stays.
+        e.disk.other.store(95_000, Ordering::Relaxed);
+        let r = e.ret.run();
+        assert!(r.storage_full && r.over_budget, "{r}");
+        gone(&e, &[&before, &after, &out_range, &later]);
+        kept(&e, &[&pre, &during, &post, &in_range]);
+        assert!(!other_clip.exists() && clip.exists(), "the locked event's clip stays");
+        assert!(e.store.clip(ev).unwrap().is_some());
+        let full = e.storage_full_events();
+        assert_eq!(full.len(), 2);
+        let d = full[0].detail.as_ref().unwrap();
+        assert_eq!(d["locked_bytes"], locked_bytes, "{d}");
+        // The storage status shows them.
+        let st = storage_status(
+            &e.store,
+            &StorageConfig::default(),
+            &HashMap::new(),
+            now,
+            e.disk.as_ref(),
+        )
+        .unwrap();
+        assert_eq!((st.locked_bytes, st.active_locks, st.storage_full), (locked_bytes, 2, true));
+
+        // Long past every age limit (1 day footage, 30 days event media): still kept.
+        e.disk.other.store(0, Ordering::Relaxed);
+        e.clock.advance(Duration::days(40));
+        let r = e.ret.run();
+        assert!(!r.storage_full, "{r}");
+        // (The unlocked event's snapshot expires; its clip went in the squeeze.)
+        assert_eq!((r.age.files, r.clips_expired, r.snapshots_expired), (0, 0, 1), "{r}");
+        assert!(r.locked_kept >= 2, "{r:?}");
+        kept(&e, &[&pre, &during, &post, &in_range]);
+        let snap = e.store.data_dir().join(SNAPSHOT_DIR).join(format!("{ev}.jpg"));
+        assert!(clip.exists() && snap.exists());
+
+        // Unlocking (admin, audited) lets retention delete them at its next pass.
+        let a = crate::store::auth::NewAudit::new("user:root", None, "lock_release");
+        let t = e.clock.now();
+        e.store.release_lock(lock_ev, "case closed", "root", &a, t).unwrap();
+        let again = e.store.release_lock(lock_ev, "twice", "root", &a, t);
+        assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+        let r = e.ret.run();
+        assert_eq!((r.age.files, r.clips_expired, r.snapshots_expired), (3, 1, 1), "{r}");
+        gone(&e, &[&pre, &during, &post]);
+        assert!(!clip.exists() && !snap.exists());
+        kept(&e, &[&in_range]);
+        e.store.release_lock(lock_range, "done", "root", &a, t).unwrap();
+        assert_eq!(e.ret.run().age.files, 1);
+        gone(&e, &[&in_range]);
+
+        // The uplink carries each lock change (outbox, in order).
+        let page = e.store.feed_page(0, 1000).unwrap();
+        let changes: Vec<(String, String)> = page
+            .changes
+            .iter()
+            .map(|(_, j)| {
+                let v: serde_json::Value = serde_json::from_str(j).unwrap();
+                (v["change"].as_str().unwrap().into(), v["kind"].as_str().unwrap().into())
+            })
+            .filter(|(_, k)| k == crate::store::locks::LOCK_KIND)
+            .collect();
+        assert_eq!(
+            changes.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
+            ["locked", "locked", "unlocked", "unlocked"]
+        );
+    }
+
+    /// The age pass skips a run of segments under one range lock without reading them, and
+    /// still deletes what follows the lock.
+    #[test]
+    fn the_age_pass_skips_a_locked_run_and_deletes_what_follows() {
+        let mut e = env("");
+        let t = now0() - Duration::days(3);
+        let s = Duration::seconds;
+        let before = e.seg("cam1", t - s(20), 10, 100);
+        let locked: Vec<_> = (0..7).map(|i| e.seg("cam1", t + s(10 * i), 10, 100)).collect();
+        let after = [e.seg("cam1", t + s(70), 10, 100), e.seg("cam1", t + s(80), 10, 100)];
+        let other_cam = e.seg("cam2", t + s(30), 10, 100);
+        lock(&e, LockTargetT::Range { camera: "cam1".into(), start: t, end: t + s(60) }, now0());
+        let r = e.ret.run();
+        assert_eq!(r.age.files, 3, "{r}"); // cam2's footage is 3 days old, its limit 7
+        gone(&e, &[&before, &after[0], &after[1]]);
+        kept(&e, &locked.iter().chain([&other_cam]).collect::<Vec<_>>());
+        assert_eq!(r.locked_kept, 1, "the run is skipped at its first segment: {r:?}");
+    }
+
+    /// Issue 17 item 4: footage younger than its camera's `min_age_days` is never deleted
+    /// for the budget; when only such footage is left, storage_full is raised instead.
+    #[test]
+    fn min_age_floor_is_never_evicted_for_the_budget() {
+        let cams = "[models]
+[[cameras]]
+id = 'cam1'
+url = 'x.mp4'
+models = []
+enabled = false
+[cameras.record]
+max_age_days = 2
+min_age_days = 0.5
+[[cameras]]
+id = 'cam2'
+url = 'x.mp4'
+models = []
+enabled = false
+";
+        let mut e = env_cams("max_bytes = 2500", cams);
+        let now = now0();
+        let h = Duration::hours;
+        let old1 = e.seg("cam1", now - h(20), 10, 1000); // older than the 12 h floor
+        let c2a = e.seg("cam2", now - h(3), 10, 1000);
+        let young1 = e.seg("cam1", now - h(2), 10, 1000);
+        let young2 = e.seg("cam1", now - h(1), 10, 1000);
+        let c2b = e.seg("cam2", now - Duration::minutes(30), 10, 1000);
+        // 5000 bytes, 2500 allowed: the oldest unfloored go, skipping cam1's young footage
+        // although it is older than cam2's last segment.
+        let r = e.ret.run();
+        assert_eq!(r.budget, Deleted { files: 3, bytes: 3000 }, "{r}");
+        assert!(!r.storage_full, "{r}");
+        gone(&e, &[&old1, &c2a, &c2b]);
+        kept(&e, &[&young1, &young2]);
+        // More young footage than the budget holds: nothing is deleted, recording stops.
+        let young3 = e.seg("cam1", now - Duration::minutes(10), 10, 1000);
+        let r = e.ret.run();
+        assert_eq!((r.budget.files, r.forced.files), (0, 0), "{r}");
+        assert!(r.storage_full, "{r}");
+        kept(&e, &[&young1, &young2, &young3]);
+        let d = e.storage_full_events()[0].detail.clone().unwrap();
+        assert_eq!(d["min_age_bytes"], 3000, "{d}");
+        // 12 h later the first two are past the floor: they go, recording resumes.
+        e.clock.advance(h(12));
+        let r = e.ret.run();
+        assert_eq!(r.budget.files, 1, "{r}");
+        assert!(!r.storage_full, "{r}");
+        gone(&e, &[&young1]);
+        assert!(e.gates.values().all(RecordGate::is_open));
+    }
+
+    const MODEL: &str =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/models/nanodet-g-coco-320/model.toml");
+
+    /// `gridwatch check` (and start-up): the floors against the budget, at the measured
+    /// recording rate.
+    #[test]
+    fn floor_check_measures_the_rate_and_fails_when_the_budget_cannot_hold_it() {
+        let cfg = |max: u64, min_age: f64| {
+            let text = format!(
+                "box_id = 'b'\ndata_dir = '/tmp'\n[storage]\nmax_bytes = {max}\n[models]\n\
+                 m = '{MODEL}'\n[[cameras]]\nid = 'gate'\nurl = 'rtsp://cam/x'\nmodels = ['m']\n\
+                 [cameras.record]\nmax_age_days = 7\nmin_age_days = {min_age}\n"
+            );
+            Config::parse(&text, Path::new("/")).unwrap()
+        };
+        let e = env("");
+        let now = now0();
+        // No footage yet: cannot be measured, not an error.
+        let msg = floor_check(&cfg(1_000_000, 1.0), Some(&e.store), None, now).unwrap();
+        assert!(msg.contains("not measured yet") && msg.contains("gate"), "{msg}");
+        // One hour at 1000 bytes per 10 s = 100 B/s: a day is 8.64 MB.
+        for i in 0..360 {
+            e.seg("gate", now - Duration::hours(1) + Duration::seconds(10 * i), 10, 1000);
+        }
+        let ok = floor_check(&cfg(10_000_000, 1.0), Some(&e.store), None, now).unwrap();
+        assert!(ok.contains("8.6 MB"), "{ok}");
+        let err = floor_check(&cfg(5_000_000, 1.0), Some(&e.store), None, now).unwrap_err();
+        assert!(
+            err.contains("gate") && err.contains("8.6 MB") && err.contains("storage.max_bytes"),
+            "{err}"
+        );
+        // The filesystem counts too: 3 MB free + 0.36 MB of media − the 256 MiB floor.
+        let err =
+            floor_check(&cfg(0, 1.0), Some(&e.store), Some((3_000_000, 1 << 40)), now).unwrap_err();
+        assert!(err.contains("data filesystem"), "{err}");
+        // A floor above the age limit is a config error naming the field and the camera.
+        let text = format!(
+            "box_id = 'b'\ndata_dir = '/tmp'\n[models]\nm = '{MODEL}'\n[[cameras]]\n\
+             id = 'gate'\nurl = 'rtsp://cam/x'\nmodels = ['m']\n[cameras.record]\n\
+             max_age_days = 3\nmin_age_days = 4\n"
+        );
+        let bad = Config::parse(&text, Path::new("/")).unwrap_err().to_string();
+        assert!(bad.contains("min_age_days") && bad.contains("gate"), "{bad}");
     }
 
     #[test]

@@ -310,7 +310,11 @@ fn uncount(conn: &Connection, key: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn insert_audit(conn: &Connection, a: &NewAudit, at: OffsetDateTime) -> Result<i64, StoreError> {
+pub(super) fn insert_audit(
+    conn: &Connection,
+    a: &NewAudit,
+    at: OffsetDateTime,
+) -> Result<i64, StoreError> {
     let detail = a
         .detail
         .as_ref()

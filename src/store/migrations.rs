@@ -228,11 +228,33 @@ ALTER TABLE events ADD COLUMN review_note TEXT;
 ALTER TABLE line_counts ADD COLUMN speed_sum_kmh REAL    NOT NULL DEFAULT 0;
 ALTER TABLE line_counts ADD COLUMN speed_n       INTEGER NOT NULL DEFAULT 0 CHECK (speed_n >= 0);
 "#,
-    // v8: open data. Tokens of role `open_data` (the role's CHECK is widened by rebuilding
+    // v8: evidence locks (issue 17): footage of an event, or of a camera over a time range,
+    // that retention never deletes while the lock is active.
+    r#"
+CREATE TABLE evidence_locks (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    id             TEXT    NOT NULL UNIQUE,
+    camera_id      TEXT    NOT NULL,
+    event_id       TEXT    REFERENCES events (id),
+    start_ms       INTEGER,
+    end_ms         INTEGER,
+    reason         TEXT    NOT NULL,
+    created_by     TEXT    NOT NULL,
+    created_at     INTEGER NOT NULL,
+    released_at    INTEGER,
+    released_by    TEXT,
+    release_reason TEXT,
+    CHECK ((event_id IS NOT NULL AND start_ms IS NULL AND end_ms IS NULL)
+        OR (event_id IS NULL AND start_ms IS NOT NULL AND end_ms IS NOT NULL AND end_ms > start_ms))
+);
+CREATE INDEX evidence_locks_active ON evidence_locks (released_at, camera_id);
+CREATE INDEX evidence_locks_event ON evidence_locks (event_id);
+"#,
+    // v9: open data. Tokens of role `open_data` (the role's CHECK is widened by rebuilding
     // the table, SQLite cannot alter a CHECK), and the hours whose open-data aggregates were
     // appended to the outbox (one row per hour, written in the same transaction).
     r#"
-CREATE TABLE api_tokens_v8 (
+CREATE TABLE api_tokens_v9 (
     id          TEXT    PRIMARY KEY,
     name        TEXT    NOT NULL,
     sha256      TEXT    NOT NULL UNIQUE,
@@ -243,10 +265,10 @@ CREATE TABLE api_tokens_v8 (
     scope       TEXT,
     created_by  TEXT
 );
-INSERT INTO api_tokens_v8 (id, name, sha256, created_at, revoked_at, role, scope, created_by)
+INSERT INTO api_tokens_v9 (id, name, sha256, created_at, revoked_at, role, scope, created_by)
     SELECT id, name, sha256, created_at, revoked_at, role, scope, created_by FROM api_tokens;
 DROP TABLE api_tokens;
-ALTER TABLE api_tokens_v8 RENAME TO api_tokens;
+ALTER TABLE api_tokens_v9 RENAME TO api_tokens;
 
 CREATE TABLE open_data_published (
     hour_start  INTEGER PRIMARY KEY,

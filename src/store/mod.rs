@@ -4,6 +4,7 @@
 //! small pool of read connections; WAL mode lets readers run while the writer commits.
 
 pub mod auth;
+pub mod locks;
 pub mod migrations;
 pub mod outbox;
 pub mod recordings;
@@ -83,6 +84,9 @@ pub enum StoreError {
     /// A query would return more than `limit` rows (statistics): the caller must narrow it.
     #[error("more than {limit} {what} match: narrow `since`/`until`, use a larger `bucket` or filter by camera")]
     TooMany { what: &'static str, limit: usize },
+    /// No evidence lock with this id.
+    #[error("lock {0} not found")]
+    LockNotFound(Uuid),
     /// A review transition the workflow does not allow.
     #[error("event {id} is `{}`; it cannot become `{}` (allowed next: {})", from.as_str(), to.as_str(), allowed_next(*from))]
     InvalidTransition { id: Uuid, from: Review, to: Review },

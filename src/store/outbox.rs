@@ -87,8 +87,8 @@ pub struct Envelope {
     /// the pull feed's cursor.
     pub seq: i64,
     pub box_id: String,
-    /// `started`, `updated`, `ended`, `reviewed` (events) or `online`, `offline` (kind
-    /// `camera_status`).
+    /// `started`, `updated`, `ended`, `reviewed` (events), `online`, `offline` (kind
+    /// `camera_status`) or `locked`, `unlocked` (kind `evidence_lock`).
     pub change: String,
     /// Event kind (e.g. `crowd`), or `camera_status`.
     pub kind: String,
@@ -371,6 +371,27 @@ impl UplinkContext {
 }
 
 impl UplinkContext {
+    /// The envelope of an evidence lock being set (`locked`) or released (`unlocked`):
+    /// kind `evidence_lock`, the locked event (if it is an event lock), the lock's span as
+    /// `started_at`/`ended_at` (a range lock), and the lock itself in `detail`.
+    pub fn lock_envelope(
+        &self,
+        lock: &super::locks::EvidenceLock,
+        released: bool,
+        recorded_at: OffsetDateTime,
+    ) -> Envelope {
+        let mut env = self.status_envelope(&lock.camera_id, true, None, recorded_at, recorded_at);
+        env.change = if released { "unlocked" } else { "locked" }.into();
+        env.kind = super::locks::LOCK_KIND.into();
+        env.event_id = lock.event_id;
+        env.severity = Some(Severity::Info);
+        env.at = if released { lock.released_at.unwrap_or(recorded_at) } else { lock.created_at };
+        env.started_at = lock.start;
+        env.ended_at = lock.end;
+        env.detail = serde_json::to_value(lock).ok();
+        env
+    }
+
     /// The envelope of one hour's open-data aggregates (kind `open_data`, change `published`,
     /// lane [`OPEN_DATA_LANE`]): `detail` holds the rows; no camera, object or media.
     pub fn open_data_envelope(
@@ -476,6 +497,16 @@ impl Store {
     /// Appends the outbox row of a review transition inside `review_event`'s transaction.
     pub(super) fn outbox_review(&self, conn: &Connection, ev: &Event) -> Result<i64, StoreError> {
         insert_envelope(conn, self.uplink_context().review_envelope(ev, self.now()))
+    }
+
+    /// Appends the outbox row of a lock change inside the caller's transaction.
+    pub(super) fn outbox_lock(
+        &self,
+        conn: &Connection,
+        lock: &super::locks::EvidenceLock,
+        released: bool,
+    ) -> Result<i64, StoreError> {
+        insert_envelope(conn, self.uplink_context().lock_envelope(lock, released, self.now()))
     }
 
     /// Wakes feed long-polls and delivery workers after a commit that appended `seq`.

@@ -203,11 +203,13 @@ impl Store {
     ) -> Result<Vec<(Uuid, i64)>, StoreError> {
         let rows = self.read(|c| {
             let mut stmt = c
-                .prepare_cached(
-                    "SELECT id, started_at FROM events
+                .prepare_cached(&format!(
+                    "SELECT id, started_at FROM events ev
                      WHERE started_at < ?1 AND started_at >= ?2 AND media_deleted_at IS NULL
+                       AND NOT {}
                      ORDER BY started_at, seq LIMIT ?3",
-                )
+                    super::locks::event_locked_sql("ev")
+                ))
                 .map_err(|e| StoreError::sql("prepare media retention query", e))?;
             let rows = stmt
                 .query_map(
@@ -244,11 +246,19 @@ impl Store {
         let tx = conn
             .transaction()
             .map_err(|e| StoreError::sql(format!("begin media expiry of event {id}"), e))?;
-        let snapshot: Option<Option<String>> = tx
-            .query_row("SELECT snapshot FROM events WHERE id = ?1", params![id], |r| r.get(0))
+        // A lock set since the caller looked keeps the media (checked in this transaction).
+        let snapshot: Option<(Option<String>, bool)> = tx
+            .query_row(
+                &format!(
+                    "SELECT snapshot, {} FROM events ev WHERE id = ?1",
+                    super::locks::event_locked_sql("ev")
+                ),
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()
             .map_err(|e| StoreError::sql(format!("look up event {id}"), e))?;
-        let Some(snapshot) = snapshot else { return Ok(None) };
+        let Some((snapshot, false)) = snapshot else { return Ok(None) };
         let clip: Option<(String, i64)> = tx
             .query_row("SELECT path, bytes FROM clips WHERE event_id = ?1", params![id], |r| {
                 Ok((r.get(0)?, r.get(1)?))
@@ -279,10 +289,11 @@ impl Store {
     ) -> Result<Vec<(String, String, u64)>, StoreError> {
         self.read(|c| {
             let mut stmt = c
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "SELECT c.event_id, c.path, c.bytes FROM clips c JOIN events e ON e.id = c.event_id
-                     WHERE e.media_deleted_at IS NOT NULL ORDER BY c.event_id LIMIT ?1",
-                )
+                     WHERE e.media_deleted_at IS NOT NULL AND NOT {} ORDER BY c.event_id LIMIT ?1",
+                    super::locks::event_locked_sql("e")
+                ))
                 .map_err(|e| StoreError::sql("prepare expired clips query", e))?;
             let rows = stmt
                 .query_map(params![limit.min(i64::MAX as usize) as i64], |r| {
@@ -293,13 +304,27 @@ impl Store {
         })
     }
 
-    /// The clip with the earliest start (ties: event id).
+    /// The clip with the earliest start (ties: event id) whose event is not locked.
     pub fn oldest_clip(&self) -> Result<Option<Clip>, StoreError> {
         let row = self.read(|c| {
             c.query_row(
-                "SELECT event_id, path, start_ms, end_ms, bytes FROM clips ORDER BY start_ms, event_id LIMIT 1",
+                &format!(
+                    "SELECT c.event_id, c.path, c.start_ms, c.end_ms, c.bytes FROM clips c
+                     LEFT JOIN events e ON e.id = c.event_id
+                     WHERE e.id IS NULL OR NOT {}
+                     ORDER BY c.start_ms, c.event_id LIMIT 1",
+                    super::locks::event_locked_sql("e")
+                ),
                 [],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                },
             )
             .optional()
             .map_err(|e| StoreError::sql("get oldest clip", e))
