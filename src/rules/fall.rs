@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::common::{classes_non_empty, d1, d2, d3, d30, d5, defaults, non_negative, observed};
+use super::common::{classes_non_empty, d1, d2, d30, d5, defaults, non_negative, observed};
 use super::common::{people, score04, secs, sev_high};
 use super::per_track::{Forget, PerTrack, Step};
 use super::{Rule, RuleSpec, Scene};
@@ -47,6 +47,8 @@ defaults! {
 pub struct FallRule {
     #[serde(default = "people")]
     pub classes: Vec<String>,
+    /// Upright observations need at least this score (down ones count at any score the
+    /// tracker kept: detectors score people on the ground lower). Default 0.4.
     #[serde(default = "score04")]
     pub min_score: f32,
     /// Upright: box height / width (in pixels) ≥ this. Default 1.3.
@@ -75,8 +77,8 @@ pub struct FallRule {
     /// A track's pose older than this is not used (the box is). Default 1.
     #[serde(default = "d1")]
     pub pose_max_age_secs: f64,
-    /// The person must stay down (not upright again) this long. Default 3.
-    #[serde(default = "d3")]
+    /// The person must stay down (not upright again) this long. Default 2.
+    #[serde(default = "d2")]
     pub down_secs: f64,
     /// A track not reported this long ends its event. Default 5.
     #[serde(default = "d5")]
@@ -130,6 +132,8 @@ pub struct Posture {
     pub lying: bool,
     /// Height of the person's box, normalised to the frame height.
     pub height: f64,
+    /// Top of the person's box (normalised y, down): where the head is.
+    pub top: f64,
     /// From a pose: the hips' height in the image (normalised y, down), for the drop.
     pub hips_y: Option<f64>,
 }
@@ -144,6 +148,7 @@ impl Posture {
             upright: bh / bw >= cfg.upright_ratio,
             lying: bw / bh >= cfg.lying_ratio,
             height: f64::from(b.y2 - b.y1),
+            top: f64::from(b.y1),
             hips_y: None,
         })
     }
@@ -167,6 +172,7 @@ impl Posture {
             upright: deg <= cfg.upright_torso_deg,
             lying: deg >= cfg.lying_torso_deg,
             height: f64::from(t.bbox.y2 - t.bbox.y1),
+            top: f64::from(t.bbox.y1),
             hips_y: Some(f64::from(hips.1)),
         })
     }
@@ -271,12 +277,14 @@ impl Rule for Fall {
         let levels = cfg.levels();
         let candidates = observed(t, &cfg.classes);
         self.tracks.on_frame(frame, candidates, out, |tr, st, _| {
-            if tr.score < cfg.min_score {
-                return Step::Skip;
-            }
             let Some(p) = Posture::of(tr, frame, &levels) else {
                 return Step::Skip;
             };
+            // `min_score` is for the upright person the fall starts from (and who ends it by
+            // standing up); a person on the ground scores lower, and those frames count.
+            if p.upright && tr.score < cfg.min_score {
+                return Step::Skip;
+            }
             while st.upright.front().is_some_and(|(at, _)| now - *at > transition) {
                 st.upright.pop_front();
             }
@@ -306,14 +314,18 @@ impl Rule for Fall {
 }
 
 /// Whether `now` lies at least `drop` of the upright person's height lower than `up`: by
-/// the hips when both come from a pose, else by the box height.
+/// the hips when both come from a pose, else by the top of the box (the head). The head
+/// comes down to the floor in every fall: toward the camera the box grows downward but its
+/// top still sinks (its height need not shrink), away from an elevated camera the head
+/// lands on the floor further away, which is still lower in the image than it stood
+/// (docs/design/0036). Where the feet stay put this is the box height's drop.
 pub fn dropped(up: &Posture, now: &Posture, drop: f64) -> bool {
     if up.height <= 0.0 {
         return false;
     }
     match (up.hips_y, now.hips_y) {
         (Some(a), Some(b)) => (b - a) / up.height >= drop,
-        _ => (up.height - now.height) / up.height >= drop,
+        _ => (now.top - up.top) / up.height >= drop,
     }
 }
 
