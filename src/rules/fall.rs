@@ -13,7 +13,9 @@
 //!   where they were when upright. Bending over tilts the torso but keeps the hips up;
 //!   sitting or crouching lowers the hips but keeps the torso up; neither is a fall.
 //! - **From the box** otherwise: upright when height/width ≥ `upright_ratio` (pixels), lying
-//!   when width/height ≥ `lying_ratio`; the drop is the box height's.
+//!   when width/height ≥ `lying_ratio` and the box is not cut by the frame's bottom edge
+//!   (the upper half of a person walking out of view is wide and low too); the drop is the
+//!   top of the box's (the head's; [`dropped`]).
 //!
 //! A person first seen lying (no upright observation in the window) is never a fall; a
 //! person bending briefly gets up before `down_secs`; a person walking away shrinks but
@@ -57,7 +59,8 @@ pub struct FallRule {
     /// Lying: box width / height (in pixels) ≥ this. Default 1.0.
     #[serde(default = "d1")]
     pub lying_ratio: f64,
-    /// The box height must drop by at least this fraction of the upright height. Default 0.3.
+    /// Down must be at least this fraction of the upright height lower: the hips with a pose,
+    /// else the top of the box ([`dropped`]). Default 0.3.
     #[serde(default = "d_drop")]
     pub min_height_drop: f64,
     /// Upright → lying within this many seconds. Default 2.
@@ -125,6 +128,11 @@ impl RuleSpec for FallRule {
     }
 }
 
+/// A box whose bottom is within this fraction of the frame's height of its bottom edge is
+/// cut by it (a detector's box edge is good to a few pixels: 1 % is 3.6 px at 360 lines);
+/// such a box is never lying ([`Posture::from_box`]).
+pub const BOTTOM_EDGE: f64 = 0.01;
+
 /// What the rule needs to know about one person on one frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Posture {
@@ -144,9 +152,12 @@ impl Posture {
         let b = &t.bbox;
         let bw = f64::from(b.x2 - b.x1) * f64::from(w.max(1));
         let bh = f64::from(b.y2 - b.y1) * f64::from(h.max(1));
+        // A box cut by the frame's bottom edge shows only the upper part of the body: wide
+        // and low however the person stands (someone walking out of view toward the camera).
+        let cut = f64::from(b.y2) >= 1.0 - BOTTOM_EDGE;
         (bw > 0.0 && bh > 0.0 && bw.is_finite() && bh.is_finite()).then(|| Posture {
             upright: bh / bw >= cfg.upright_ratio,
-            lying: bw / bh >= cfg.lying_ratio,
+            lying: bw / bh >= cfg.lying_ratio && !cut,
             height: f64::from(b.y2 - b.y1),
             top: f64::from(b.y1),
             hips_y: None,

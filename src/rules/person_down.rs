@@ -43,7 +43,7 @@ pub struct PersonDownRule {
     #[serde(default = "d30")]
     pub lost_secs: f64,
     /// As `fall`: down must be at least this fraction of the upright height lower (the hips
-    /// with a pose, else the box height) than when last seen upright. Default 0.3.
+    /// with a pose, else the top of the box) than when last seen upright. Default 0.3.
     #[serde(default = "d_drop")]
     pub min_height_drop: f64,
     /// As `fall`: upright when box height/width ≥ this (pixels), without a pose. Default 1.3.
