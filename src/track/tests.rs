@@ -700,12 +700,15 @@ fn a_person_falling_keeps_the_track_only_with_posture_classes() {
         let classes = if posture { vec!["person".to_string()] } else { vec![] };
         let mut tr = Tracker::new(TrackerConfig::default()).with_posture_classes(classes);
         for k in 0..5 {
-            assert_eq!(ids(&tr.update(&[standing.clone()], t(k as f64 * 0.1))), vec![1]);
+            assert_eq!(
+                ids(&tr.update(std::slice::from_ref(&standing), t(k as f64 * 0.1))),
+                vec![1]
+            );
         }
         // The box turns wide and low (IoU 0.15 with the standing one) and scores lower.
         let mut out = Vec::new();
         for k in 5..10 {
-            out = tr.update(&[lying.clone()], t(k as f64 * 0.1));
+            out = tr.update(std::slice::from_ref(&lying), t(k as f64 * 0.1));
         }
         if posture {
             assert_eq!(ids(&out), vec![1], "{out:?}");
@@ -731,7 +734,7 @@ fn a_lost_person_does_not_take_the_clutter_at_their_feet() {
         assert_eq!(ids(&out), vec![1], "{out:?}");
     }
     for k in 7..20 {
-        let out = tr.update(&[clutter.clone()], t(k as f64 * 0.5));
+        let out = tr.update(std::slice::from_ref(&clutter), t(k as f64 * 0.5));
         assert!(out.is_empty(), "{k}: {out:?}");
     }
 }
