@@ -20,6 +20,11 @@
 //! A person first seen lying (no upright observation in the window) is never a fall; a
 //! person bending briefly gets up before `down_secs`; a person walking away shrinks but
 //! keeps an upright box.
+//!
+//! The rule needs the person's track through the fall. On a camera with this rule (or
+//! `person_down`) the tracker starts weak person tracks anywhere and keeps a person track
+//! whose box turns from tall to wide (`rules::posture_classes`, the tracker's stage 2b;
+//! docs/design/0036).
 
 use std::collections::VecDeque;
 

@@ -7,6 +7,9 @@
 //!    tracked on the previous frame (partly occluded objects score low: this keeps them),
 //!    and to lost tracks born weak (below: an object that lives on low scores drops out for
 //!    a few frames now and then);
+//!    then, only for `posture_classes` (cameras with `fall`/`person_down` rules; the code's
+//!    stage 2b, docs/design/0036), confirmed tracks still unmatched take a remaining
+//!    detection within their body's reach and length ([`posture_reach`]): a person falling;
 //! 4. the remaining high-score detections are matched to tentative tracks, which become
 //!    confirmed after `min_hits` matches (at once on the tracker's first frame); unmatched
 //!    tentative tracks are dropped;
