@@ -257,7 +257,8 @@ impl CameraAnalytics {
             enhance: cam.low_light_enhance.clone(),
             state: Mutex::new((
                 Tracker::new(cam.tracker.clone())
-                    .with_weak_regions(crate::rules::weak_birth_regions(&cam.into())),
+                    .with_weak_regions(crate::rules::weak_birth_regions(&cam.into()))
+                    .with_posture_classes(crate::rules::posture_classes(&cam.into())),
                 RuleEngine::new(cam),
             )),
             fire: cam.models.iter().any(|m| m == BUILTIN_FIRE).then(|| {
@@ -337,6 +338,8 @@ impl CameraAnalytics {
         let mut tracked = {
             let mut guard = self.lock();
             let tracker = &mut guard.0;
+            let f = &detections.frame;
+            tracker.set_frame_aspect(f.width as f32 / f.height.max(1) as f32);
             if tracker.config().low_light_births {
                 let f = &detections.frame;
                 tracker.set_low_light(low_light(&f.rgb, f.width, f.height));

@@ -1,8 +1,9 @@
 //! People on the shared clips through `gridwatch eval scenarios` (tests/scenarios/people.toml):
 //! the labelled falls and the night presence windows (issue 14), and the pose stage on a
-//! real clip. The recall windows run in `make test` and check what the detector sees; the issue's targets (a fall within 3 s on
-//! both fall clips, no fall anywhere else, the night person tracked on ≥ 80 % of the frames
-//! where visible) are not met yet and are held in ignored tests (docs/performance.md).
+//! real clip. The recall windows and the gym fall run in `make test`; the issue's targets
+//! (a fall within 3 s on both fall clips, no fall anywhere else, the night person tracked on
+//! ≥ 80 % of the frames where visible) are held in an ignored test: the construction fall is
+//! not met (docs/performance.md), and the 15 clips take about 11 min in a debug build.
 //! Skips with a message when `../shared/media` is absent.
 
 use std::ops::ControlFlow;
@@ -34,7 +35,7 @@ fn run(m: &Manifest, only: &[&str]) -> Report {
 /// The night IR clip's presence window: every analysed frame of it is scored, the detector
 /// finds a person in the labelled enclosure on most of them (80 of 85 at the time of
 /// writing), and the low-light births and levels (docs/design/0027) track them on most
-/// (73 of 85 at the time of writing; 0 without them, 64 without the tracks on a still shape
+/// (76 of 85 at the time of writing; 0 without them, 64 without the tracks on a still shape
 /// by the excavator). The issue's 80 % on both night clips is the target below.
 #[test]
 fn night_presence_window_is_scored_on_every_frame() {
@@ -52,7 +53,8 @@ fn night_presence_window_is_scored_on_every_frame() {
 /// alone finds him on few frames (tracked on 128 of 188 frames, 68 %, without the
 /// enhancement). The default low-light enhancement (`[cameras.low_light_enhance]`: CLAHE on
 /// the luma of dark frames before detection, docs/design/0035) gives the detector the
-/// contrast to find him on more of them (151 of 188 at the time of writing): issue 14's 80 %.
+/// contrast to find him on more of them (158 of 188 at the time of writing, with the fall
+/// cameras' weak person births, docs/design/0044): issue 14's 80 %.
 #[test]
 fn low_light_yard_is_tracked_with_the_default_enhancement() {
     let Some(m) = manifest() else { return };
@@ -112,9 +114,27 @@ fn pose_stage_gives_standing_tracks_upright_poses() {
     assert_eq!(lying, 0);
 }
 
+/// The gym collapse (docs/design/0044): the man is tracked upright only on weak births (his
+/// body is cut by the frame's top, scores 0.35–0.69), walks out of view, falls back into it
+/// and lies across the frame; the posture stage keeps his track through the fall and `fall`
+/// is raised 2.4 s after the labelled moment (8.6 s) at the time of writing. Issue 14's
+/// target is within 3 s; nothing else is raised on the clip.
+#[test]
+fn gym_fall_is_raised_within_3_s() {
+    let Some(m) = manifest() else { return };
+    let r = run(&m, &["fall-gym-collapse"]);
+    let sc = &r.scenarios[0];
+    let fall = sc.events.iter().find(|e| e.kind == "fall").expect("fall row");
+    assert_eq!((fall.expected, fall.matched, fall.detected), (1, 1, 1), "{fall:?}");
+    assert!(fall.time_to_alarm_secs.iter().all(|t| *t <= 3.0), "{fall:?}");
+    for e in &sc.events {
+        assert_eq!(e.detected, e.matched, "{}: {e:?}", e.kind);
+    }
+}
+
 /// Issue 14's targets on the shared clips.
 #[test]
-#[ignore = "issue 14 targets not met yet (falls 0 of 2; night tracking met: 87 % and 80 %); see docs/performance.md"]
+#[ignore = "issue 14 targets not met: falls 1 of 2 (the construction worker is not detected in the 5 s before his fall nor lying; docs/performance.md); no false fall on the 13 others, night tracked 89 % and 84 %"]
 fn people_targets() {
     let Some(m) = manifest() else { return };
     let r = run(&m, &[]);

@@ -317,6 +317,12 @@ pub struct PoseConfig {
     /// Default 0.25.
     #[serde(default = "pose_grow")]
     pub grow: f32,
+    /// A box wider than tall (in pixels: a person lying, or the detector's box of a part of
+    /// a lying body, which flickers between head and shoulders, legs and the whole) is grown
+    /// by this fraction of its width instead, so that the crop holds the whole body
+    /// (docs/design/0044). Default 1.
+    #[serde(default = "pose_wide_grow")]
+    pub wide_grow: f32,
     /// Only tracks whose bottom centre is in one of these zones of the camera (empty: the
     /// whole frame). Default empty.
     #[serde(default)]
@@ -334,6 +340,9 @@ fn pose_max_crops() -> u32 {
 }
 fn pose_grow() -> f32 {
     0.25
+}
+fn pose_wide_grow() -> f32 {
+    1.0
 }
 
 impl PoseConfig {
@@ -360,6 +369,9 @@ impl PoseConfig {
         }
         if !(self.grow.is_finite() && (0.0..=1.0).contains(&self.grow)) {
             return Err(format!("{}: must be between 0 and 1", at("pose.grow")));
+        }
+        if !(self.wide_grow.is_finite() && (0.0..=2.0).contains(&self.wide_grow)) {
+            return Err(format!("{}: must be between 0 and 2", at("pose.wide_grow")));
         }
         if self.classes.is_empty() {
             return Err(format!("{}: list at least one class", at("pose.classes")));
@@ -698,7 +710,7 @@ mod tests {
         };
         assert_eq!(parse("").unwrap().cameras[0].pose, None);
         let p = with("model='pose'").unwrap().cameras[0].pose.clone().unwrap();
-        assert_eq!((p.every_secs, p.max_crops, p.grow), (0.2, 2, 0.25));
+        assert_eq!((p.every_secs, p.max_crops, p.grow, p.wide_grow), (0.2, 2, 0.25, 1.0));
         assert!(p.zones.is_empty() && p.classes == ["person"]);
         assert!(with("model='pose'\nzones=['yard']").is_ok());
         for (bad, field) in [
@@ -707,6 +719,7 @@ mod tests {
             ("model='pose'\nevery_secs=-1", "pose.every_secs"),
             ("model='pose'\nmax_crops=0", "pose.max_crops"),
             ("model='pose'\ngrow=2", "pose.grow"),
+            ("model='pose'\nwide_grow=3", "pose.wide_grow"),
             ("model='pose'\nclasses=[]", "pose.classes"),
             ("model='pose'\nsize=2", "size"),
         ] {

@@ -13,18 +13,25 @@
 //!   where they were when upright. Bending over tilts the torso but keeps the hips up;
 //!   sitting or crouching lowers the hips but keeps the torso up; neither is a fall.
 //! - **From the box** otherwise: upright when height/width ≥ `upright_ratio` (pixels), lying
-//!   when width/height ≥ `lying_ratio`; the drop is the box height's.
+//!   when width/height ≥ `lying_ratio` and the box is not cut by the frame's bottom edge
+//!   (the upper half of a person walking out of view is wide and low too); the drop is the
+//!   top of the box's (the head's; [`dropped`]).
 //!
 //! A person first seen lying (no upright observation in the window) is never a fall; a
 //! person bending briefly gets up before `down_secs`; a person walking away shrinks but
 //! keeps an upright box.
+//!
+//! The rule needs the person's track through the fall. On a camera with this rule (or
+//! `person_down`) the tracker starts weak person tracks anywhere and keeps a person track
+//! whose box turns from tall to wide (`rules::posture_classes`, the tracker's stage 2b;
+//! docs/design/0044).
 
 use std::collections::VecDeque;
 
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::common::{classes_non_empty, d1, d2, d3, d30, d5, defaults, non_negative, observed};
+use super::common::{classes_non_empty, d1, d2, d30, d5, defaults, non_negative, observed};
 use super::common::{people, score04, secs, sev_high};
 use super::per_track::{Forget, PerTrack, Step};
 use super::{Rule, RuleSpec, Scene};
@@ -47,6 +54,8 @@ defaults! {
 pub struct FallRule {
     #[serde(default = "people")]
     pub classes: Vec<String>,
+    /// Upright observations need at least this score (down ones count at any score the
+    /// tracker kept: detectors score people on the ground lower). Default 0.4.
     #[serde(default = "score04")]
     pub min_score: f32,
     /// Upright: box height / width (in pixels) ≥ this. Default 1.3.
@@ -55,7 +64,8 @@ pub struct FallRule {
     /// Lying: box width / height (in pixels) ≥ this. Default 1.0.
     #[serde(default = "d1")]
     pub lying_ratio: f64,
-    /// The box height must drop by at least this fraction of the upright height. Default 0.3.
+    /// Down must be at least this fraction of the upright height lower: the hips with a pose,
+    /// else the top of the box ([`dropped`]). Default 0.3.
     #[serde(default = "d_drop")]
     pub min_height_drop: f64,
     /// Upright → lying within this many seconds. Default 2.
@@ -75,8 +85,8 @@ pub struct FallRule {
     /// A track's pose older than this is not used (the box is). Default 1.
     #[serde(default = "d1")]
     pub pose_max_age_secs: f64,
-    /// The person must stay down (not upright again) this long. Default 3.
-    #[serde(default = "d3")]
+    /// The person must stay down (not upright again) this long. Default 2.
+    #[serde(default = "d2")]
     pub down_secs: f64,
     /// A track not reported this long ends its event. Default 5.
     #[serde(default = "d5")]
@@ -123,6 +133,11 @@ impl RuleSpec for FallRule {
     }
 }
 
+/// A box whose bottom is within this fraction of the frame's height of its bottom edge is
+/// cut by it (a detector's box edge is good to a few pixels: 1 % is 3.6 px at 360 lines);
+/// such a box is never lying ([`Posture::from_box`]).
+pub const BOTTOM_EDGE: f64 = 0.01;
+
 /// What the rule needs to know about one person on one frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Posture {
@@ -130,6 +145,8 @@ pub struct Posture {
     pub lying: bool,
     /// Height of the person's box, normalised to the frame height.
     pub height: f64,
+    /// Top of the person's box (normalised y, down): where the head is.
+    pub top: f64,
     /// From a pose: the hips' height in the image (normalised y, down), for the drop.
     pub hips_y: Option<f64>,
 }
@@ -140,10 +157,14 @@ impl Posture {
         let b = &t.bbox;
         let bw = f64::from(b.x2 - b.x1) * f64::from(w.max(1));
         let bh = f64::from(b.y2 - b.y1) * f64::from(h.max(1));
+        // A box cut by the frame's bottom edge shows only the upper part of the body: wide
+        // and low however the person stands (someone walking out of view toward the camera).
+        let cut = f64::from(b.y2) >= 1.0 - BOTTOM_EDGE;
         (bw > 0.0 && bh > 0.0 && bw.is_finite() && bh.is_finite()).then(|| Posture {
             upright: bh / bw >= cfg.upright_ratio,
-            lying: bw / bh >= cfg.lying_ratio,
+            lying: bw / bh >= cfg.lying_ratio && !cut,
             height: f64::from(b.y2 - b.y1),
+            top: f64::from(b.y1),
             hips_y: None,
         })
     }
@@ -167,6 +188,7 @@ impl Posture {
             upright: deg <= cfg.upright_torso_deg,
             lying: deg >= cfg.lying_torso_deg,
             height: f64::from(t.bbox.y2 - t.bbox.y1),
+            top: f64::from(t.bbox.y1),
             hips_y: Some(f64::from(hips.1)),
         })
     }
@@ -271,12 +293,14 @@ impl Rule for Fall {
         let levels = cfg.levels();
         let candidates = observed(t, &cfg.classes);
         self.tracks.on_frame(frame, candidates, out, |tr, st, _| {
-            if tr.score < cfg.min_score {
-                return Step::Skip;
-            }
             let Some(p) = Posture::of(tr, frame, &levels) else {
                 return Step::Skip;
             };
+            // `min_score` is for the upright person the fall starts from (and who ends it by
+            // standing up); a person on the ground scores lower, and those frames count.
+            if p.upright && tr.score < cfg.min_score {
+                return Step::Skip;
+            }
             while st.upright.front().is_some_and(|(at, _)| now - *at > transition) {
                 st.upright.pop_front();
             }
@@ -306,14 +330,18 @@ impl Rule for Fall {
 }
 
 /// Whether `now` lies at least `drop` of the upright person's height lower than `up`: by
-/// the hips when both come from a pose, else by the box height.
+/// the hips when both come from a pose, else by the top of the box (the head). The head
+/// comes down to the floor in every fall: toward the camera the box grows downward but its
+/// top still sinks (its height need not shrink), away from an elevated camera the head
+/// lands on the floor further away, which is still lower in the image than it stood
+/// (docs/design/0044). Where the feet stay put this is the box height's drop.
 pub fn dropped(up: &Posture, now: &Posture, drop: f64) -> bool {
     if up.height <= 0.0 {
         return false;
     }
     match (up.hips_y, now.hips_y) {
         (Some(a), Some(b)) => (b - a) / up.height >= drop,
-        _ => (up.height - now.height) / up.height >= drop,
+        _ => (now.top - up.top) / up.height >= drop,
     }
 }
 

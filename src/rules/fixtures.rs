@@ -207,7 +207,9 @@ fn run(path: &std::path::Path) {
     let direct = fx.frames.iter().any(|r| !r.tracks.is_empty());
     let mut counts = Vec::new();
     let mut engine = RuleEngine::new(&cam);
-    let mut tracker = Tracker::new(cam.tracker.clone());
+    let mut tracker = Tracker::new(cam.tracker.clone())
+        .with_weak_regions(crate::rules::weak_birth_regions(&(&cam).into()))
+        .with_posture_classes(crate::rules::posture_classes(&(&cam).into()));
     let mut got = Vec::new();
     // Records the changes reported at `t`, checking their objects and detail as it goes.
     let check = |changes: Vec<crate::types::EventChange>, t: f64, got: &mut Vec<Expect>| {

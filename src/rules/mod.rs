@@ -255,6 +255,10 @@ pub struct RuleSetup<'a> {
 /// docs/design/0024): each `intrusion` rule's zone, for its classes at their anchors. An
 /// intrusion zone is where any object of those classes is an incident, so a weak but
 /// persistent one there is worth a track; elsewhere the tracker's levels alone decide.
+/// A `fall` or `person_down` rule adds the whole frame for its classes (docs/design/0044):
+/// a fall is only seen on a person tracked upright before it, and people the detector
+/// scores low (cut by the frame's edge, far, half hidden) are the ones who otherwise have
+/// no track; the weak births' motion gate still keeps static clutter out.
 pub fn weak_birth_regions(s: &RuleSetup) -> Vec<crate::track::WeakRegion> {
     s.rules
         .iter()
@@ -271,7 +275,36 @@ pub fn weak_birth_regions(s: &RuleSetup) -> Vec<crate::track::WeakRegion> {
                 .collect();
             Some(crate::track::WeakRegion { zone, classes })
         })
+        .chain(posture_rules(s).map(|classes| {
+            crate::track::WeakRegion {
+                zone: vec![[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]],
+                classes: classes
+                    .iter()
+                    .map(|c| (c.clone(), s.anchors.get(c).copied().unwrap_or_default()))
+                    .collect(),
+            }
+        }))
         .collect()
+}
+
+/// The classes of the camera's `fall` and `person_down` rules, one list per rule.
+fn posture_rules<'a>(s: &RuleSetup<'a>) -> impl Iterator<Item = &'a Vec<String>> {
+    s.rules.iter().filter_map(|r| match r {
+        RuleConfig::Fall(r) => Some(&r.classes),
+        RuleConfig::PersonDown(r) => Some(&r.classes),
+        _ => None,
+    })
+}
+
+/// The classes whose tracks may follow a change of posture (the tracker's stage 2b,
+/// docs/design/0044): those of the camera's `fall` and `person_down` rules. A fall is the
+/// very moment a person's box turns from tall to wide and moves, when IoU association
+/// breaks; these rules need the track to survive it.
+pub fn posture_classes(s: &RuleSetup) -> Vec<String> {
+    let mut out: Vec<String> = posture_rules(s).flatten().cloned().collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// What every event of a rule carries: its id (`<kind>#<index in the camera's rules>`),

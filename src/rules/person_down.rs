@@ -32,6 +32,7 @@ const KIND: &str = "person_down";
 pub struct PersonDownRule {
     #[serde(default = "people")]
     pub classes: Vec<String>,
+    /// As `fall`: upright observations need at least this score. Default 0.4.
     #[serde(default = "score04")]
     pub min_score: f32,
     /// Down this long (seen or lost) raises the event. Default 10.
@@ -42,7 +43,7 @@ pub struct PersonDownRule {
     #[serde(default = "d30")]
     pub lost_secs: f64,
     /// As `fall`: down must be at least this fraction of the upright height lower (the hips
-    /// with a pose, else the box height) than when last seen upright. Default 0.3.
+    /// with a pose, else the top of the box) than when last seen upright. Default 0.3.
     #[serde(default = "d_drop")]
     pub min_height_drop: f64,
     /// As `fall`: upright when box height/width ≥ this (pixels), without a pose. Default 1.3.
@@ -152,10 +153,11 @@ impl Rule for PersonDown {
         let (lost, down) = (secs(self.cfg.lost_secs), secs(self.cfg.down_secs));
         let mut seen = Vec::new();
         for tr in observed(t, &self.cfg.classes) {
-            if tr.score < self.cfg.min_score {
+            let Some(p) = Posture::of(tr, frame, &self.levels) else { continue };
+            // As `fall`: the score gate is for upright observations only.
+            if p.upright && tr.score < self.cfg.min_score {
                 continue;
             }
-            let Some(p) = Posture::of(tr, frame, &self.levels) else { continue };
             seen.push(tr.id);
             let st = self.tracks.entry(tr.id).or_insert_with(|| St {
                 upright: None,

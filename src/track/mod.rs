@@ -7,6 +7,9 @@
 //!    tracked on the previous frame (partly occluded objects score low: this keeps them),
 //!    and to lost tracks born weak (below: an object that lives on low scores drops out for
 //!    a few frames now and then);
+//!    then, only for `posture_classes` (cameras with `fall`/`person_down` rules; the code's
+//!    stage 2b, docs/design/0044), confirmed tracks still unmatched take a remaining
+//!    detection within their body's reach and length ([`posture_reach`]): a person falling;
 //! 4. the remaining high-score detections are matched to tentative tracks, which become
 //!    confirmed after `min_hits` matches (at once on the tracker's first frame); unmatched
 //!    tentative tracks are dropped;
@@ -396,6 +399,10 @@ pub struct Tracker {
     last_at: Option<OffsetDateTime>,
     /// Whether the next frame is a low-light one (`set_low_light`).
     low_light: bool,
+    /// Classes whose confirmed tracks may follow a change of posture (stage 2b).
+    posture_classes: Vec<String>,
+    /// The frame's width / height (`set_frame_aspect`), for distances in pixels.
+    aspect: f32,
 }
 
 /// The class whose weak births are allowed everywhere in low light (`low_light_births`).
@@ -410,6 +417,24 @@ impl Tracker {
             last_id: 0,
             last_at: None,
             low_light: false,
+            posture_classes: Vec::new(),
+            aspect: 1.0,
+        }
+    }
+
+    /// Lets confirmed tracks of `classes` follow a change of posture (stage 2b, see
+    /// [`posture_reach`]; docs/design/0044). The camera's `fall` and `person_down` rules
+    /// ask for it (`rules::posture_classes`).
+    pub fn with_posture_classes(mut self, classes: Vec<String>) -> Tracker {
+        self.posture_classes = classes;
+        self
+    }
+
+    /// Tells the tracker the frame's width / height (the posture stage measures distances
+    /// in pixels); it stays so until set again. Ignored unless finite and > 0.
+    pub fn set_frame_aspect(&mut self, aspect: f32) {
+        if aspect.is_finite() && aspect > 0.0 {
+            self.aspect = aspect;
         }
     }
 
@@ -547,6 +572,70 @@ impl Tracker {
             self.tracks[t].state = TrackState::Tracked;
         }
         low = low.iter().zip(&used_low).filter(|(_, u)| !**u).map(|(d, _)| *d).collect();
+
+        // Stage 2b: a change of posture (docs/design/0044). A person who falls, sits down or
+        // gets up changes the box's shape and place faster than the constant-velocity model
+        // follows, so IoU finds no match and the track breaks exactly when the posture
+        // changes. The confirmed tracks of `posture_classes` still unmatched (tracked on the
+        // previous frame or lost within `track_buffer_secs`) take the remaining detections
+        // of their class (any score) that lie within the body's reach of their last box and
+        // keep its size, nearest first; a detection that a matched track explains, or that a
+        // tentative track born before the track was last seen explains (something that was
+        // already there), is not taken. The Kalman filter restarts at the new box (a posture
+        // change is not motion).
+        if !self.posture_classes.is_empty() {
+            let pool3: Vec<usize> = pool
+                .iter()
+                .copied()
+                .filter(|&t| !matched[t] && self.posture_classes.contains(&self.tracks[t].class))
+                .collect();
+            let matched_boxes: Vec<BBox> = (0..self.tracks.len())
+                .filter(|&t| matched[t])
+                .map(|t| self.tracks[t].kf.bbox())
+                .collect();
+            let rest: Vec<usize> = high
+                .iter()
+                .chain(&low)
+                .copied()
+                .filter(|&d| {
+                    !matched_boxes.iter().any(|b| dets[d].bbox.iou(b) >= cfg.tentative_match_iou)
+                })
+                .collect();
+            let aspect = self.aspect;
+            let tentative: Vec<(OffsetDateTime, BBox)> = (0..self.tracks.len())
+                .filter(|&u| self.tracks[u].id.is_none())
+                .map(|u| (self.tracks[u].first_seen, preds[u]))
+                .collect();
+            let pairs = assign(rest.len(), pool3.len(), |i, j| {
+                let d = &dets[rest[i]];
+                let t = &self.tracks[pool3[j]];
+                if !t.matches_class(d, groups[rest[i]], true) {
+                    return None;
+                }
+                // Already there before the track was last seen (a tentative track of its
+                // own explains it): something else, e.g. static clutter or another person.
+                let older = tentative.iter().any(|(born, b)| {
+                    *born < t.last_seen && d.bbox.iou(b) >= cfg.tentative_match_iou
+                });
+                if older {
+                    return None;
+                }
+                posture_reach(&t.det_box, &d.bbox, aspect).map(|r| f64::from(1.0 - r))
+            });
+            let mut taken = vec![false; dets.len()];
+            for (di, ti) in pairs {
+                let (d, t) = (rest[di], pool3[ti]);
+                taken[d] = true;
+                matched[t] = true;
+                let tr = &mut self.tracks[t];
+                tr.kf = Kalman::new(&dets[d].bbox);
+                tr.observe(&dets[d], &also[d], at);
+                tr.state = TrackState::Tracked;
+            }
+            high.retain(|&d| !taken[d]);
+            low.retain(|&d| !taken[d]);
+        }
+
         for &t in &pool {
             if !matched[t] {
                 self.tracks[t].state = TrackState::Lost;
@@ -716,6 +805,30 @@ impl Tracker {
             (iou > 0.0 && sim >= min_sim).then_some((sim - min_sim) as f64)
         })
     }
+}
+
+/// Whether box `d` can be the body of box `last` after a change of posture, and how far
+/// (0 at the feet, 1 at the edge of the reach): on a frame `aspect` = width / height, in
+/// pixels, with `H` the longer side of `last`:
+/// - **reach**: the centre of `d` lies within `H` of the middle of the bottom edge of `last`
+///   (the feet, or where the body touches the ground): a body of length `H` that falls,
+///   sits or gets up stays within its own length of that point;
+/// - **size**: the longer side of `d` is between half and twice `H`: the body keeps its
+///   length; a body lying along the camera's axis looks shorter (foreshortened up to 60°),
+///   one that falls toward a close camera longer.
+///
+/// None outside either gate.
+pub fn posture_reach(last: &BBox, d: &BBox, aspect: f32) -> Option<f32> {
+    let side = |b: &BBox| ((b.x2 - b.x1) * aspect).max(b.y2 - b.y1);
+    let h = side(last);
+    let l = side(d);
+    if !(h > 0.0 && l > 0.0 && l >= 0.5 * h && l <= 2.0 * h) {
+        return None;
+    }
+    let dx = ((d.x1 + d.x2) / 2.0 - (last.x1 + last.x2) / 2.0) * aspect;
+    let dy = (d.y1 + d.y2) / 2.0 - last.y2;
+    let r = dx.hypot(dy) / h;
+    (r <= 1.0).then_some(r)
 }
 
 /// How far the centre of box `b` is from the centre of box `a`.

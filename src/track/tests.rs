@@ -672,3 +672,69 @@ fn low_light_levels_are_validated() {
     let c: TrackerConfig = toml::from_str("low_light_births = false").unwrap();
     assert!(!c.low_light_births);
 }
+
+#[test]
+fn posture_reach_is_within_the_body_length_of_the_feet() {
+    let up = BBox { x1: 0.4, y1: 0.2, x2: 0.5, y2: 0.6 }; // 0.4 tall: H = 0.4
+                                                          // Lying beside the feet, as long as the person was tall.
+    let lying = BBox { x1: 0.33, y1: 0.5, x2: 0.65, y2: 0.62 };
+    let r = posture_reach(&up, &lying, 1.0).unwrap();
+    assert!(r < 0.2, "{r}");
+    // Too far: centre 0.5 away from the feet.
+    let far = BBox { x1: 0.85, y1: 0.5, x2: 1.0, y2: 0.62 };
+    assert_eq!(posture_reach(&up, &far, 1.0), None);
+    // Another size of body: a small person (0.1 long) or a car-sized box (0.9 long).
+    assert_eq!(posture_reach(&up, &BBox { x1: 0.45, y1: 0.55, x2: 0.5, y2: 0.65 }, 1.0), None);
+    assert_eq!(posture_reach(&up, &BBox { x1: 0.0, y1: 0.5, x2: 0.9, y2: 0.7 }, 1.0), None);
+    // Pixels: on a 2:1 frame the same lying box is twice as long and as far sideways.
+    assert!(posture_reach(&up, &lying, 2.0).is_some());
+    assert_eq!(posture_reach(&up, &BBox { x1: 0.2, y1: 0.5, x2: 0.36, y2: 0.62 }, 3.0), None);
+    assert_eq!(posture_reach(&BBox { x1: 0.5, y1: 0.5, x2: 0.5, y2: 0.5 }, &lying, 1.0), None);
+}
+
+#[test]
+fn a_person_falling_keeps_the_track_only_with_posture_classes() {
+    let standing = det("person", 0.9, 0.4, 0.2, 0.1, 0.4);
+    let lying = det("person", 0.45, 0.33, 0.5, 0.32, 0.12);
+    for posture in [false, true] {
+        let classes = if posture { vec!["person".to_string()] } else { vec![] };
+        let mut tr = Tracker::new(TrackerConfig::default()).with_posture_classes(classes);
+        for k in 0..5 {
+            assert_eq!(
+                ids(&tr.update(std::slice::from_ref(&standing), t(k as f64 * 0.1))),
+                vec![1]
+            );
+        }
+        // The box turns wide and low (IoU 0.15 with the standing one) and scores lower.
+        let mut out = Vec::new();
+        for k in 5..10 {
+            out = tr.update(std::slice::from_ref(&lying), t(k as f64 * 0.1));
+        }
+        if posture {
+            assert_eq!(ids(&out), vec![1], "{out:?}");
+            assert!((out[0].bbox.y1 - 0.5).abs() < 0.02, "{out:?}");
+        } else {
+            assert!(out.is_empty(), "{out:?}");
+        }
+    }
+}
+
+#[test]
+fn a_lost_person_does_not_take_the_clutter_at_their_feet() {
+    let mut tr = Tracker::new(TrackerConfig::default())
+        .with_posture_classes(vec!["person".into()])
+        .with_weak_regions(vec![WeakRegion {
+            zone: vec![[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]],
+            classes: vec![("person".into(), Anchor::BottomCenter)],
+        }]);
+    let person = det("person", 0.9, 0.4, 0.2, 0.1, 0.4);
+    let clutter = det("person", 0.3, 0.3, 0.55, 0.3, 0.1);
+    for k in 0..7 {
+        let out = tr.update(&[person.clone(), clutter.clone()], t(k as f64 * 0.5));
+        assert_eq!(ids(&out), vec![1], "{out:?}");
+    }
+    for k in 7..20 {
+        let out = tr.update(std::slice::from_ref(&clutter), t(k as f64 * 0.5));
+        assert!(out.is_empty(), "{k}: {out:?}");
+    }
+}
