@@ -497,7 +497,10 @@ mod tests {
         }
         assert_eq!(Role::Viewer.permissions(), [See, OpenData]);
         assert_eq!(Role::Operator.permissions(), [See, Review, Lock, OpenData]);
-        assert_eq!(Role::Installer.permissions(), [See, Review, Lock, Monitor, Configure, OpenData]);
+        assert_eq!(
+            Role::Installer.permissions(),
+            [See, Review, Lock, Monitor, Configure, OpenData]
+        );
         // Releasing an evidence lock is for admins only.
         assert!(Role::HUMAN
             .iter()

@@ -589,15 +589,7 @@ struct StatsParams {
 fn parse_stats_query(raw: Option<&str>, allowed: &[&'static str]) -> Result<StatsParams, ApiError> {
     let mut q =
         StatsParams { text: Default::default(), since: None, until: None, bucket: Bucket::Hour };
-    let mut seen: Vec<String> = Vec::new();
-    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        let key = key.into_owned();
-        if seen.contains(&key) {
-            return Err(ApiError::bad_param(
-                &key,
-                format!("query parameter `{key}` given more than once"),
-            ));
-        }
+    for (key, value) in query_params(raw)? {
         match key.as_str() {
             "since" => q.since = Some(parse_time(&key, &value)?),
             "until" => q.until = Some(parse_time(&key, &value)?),
@@ -619,7 +611,7 @@ fn parse_stats_query(raw: Option<&str>, allowed: &[&'static str]) -> Result<Stat
                             format!("query parameter `{key}` must not be empty"),
                         ));
                     }
-                    q.text.insert(name, value.into_owned());
+                    q.text.insert(name, value);
                 }
                 None => {
                     return Err(ApiError::bad_param(
@@ -632,17 +624,37 @@ fn parse_stats_query(raw: Option<&str>, allowed: &[&'static str]) -> Result<Stat
                 }
             },
         }
-        seen.push(key);
     }
-    if let (Some(s), Some(u)) = (q.since, q.until) {
-        if s >= u {
+    check_span(q.since, q.until)?;
+    Ok(q)
+}
+
+/// The query string's parameters in order; one given twice is a 400 naming it.
+pub(crate) fn query_params(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if out.iter().any(|(seen, _)| *seen == key) {
             return Err(ApiError::bad_param(
-                "until",
-                "query parameter `until` must be later than `since`",
+                &key,
+                format!("query parameter `{key}` given more than once"),
             ));
         }
+        out.push((key.into_owned(), value.into_owned()));
     }
-    Ok(q)
+    Ok(out)
+}
+
+/// `until`, when both are given, must be later than `since` (a 400 naming `until`).
+fn check_span(
+    since: Option<OffsetDateTime>,
+    until: Option<OffsetDateTime>,
+) -> Result<(), ApiError> {
+    match (since, until) {
+        (Some(s), Some(u)) if s >= u => {
+            Err(ApiError::bad_param("until", "query parameter `until` must be later than `since`"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Parses the query string of `GET /api/v1/stats/counts`; every failure names its parameter.

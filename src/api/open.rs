@@ -9,7 +9,7 @@ use axum::{Extension, Json};
 use time::OffsetDateTime;
 
 use super::auth::Principal;
-use super::{blocking, parse_time, ApiError, ApiState};
+use super::{blocking, check_span, parse_time, query_params, ApiError, ApiState};
 use crate::open_data::{self, Cells};
 
 #[derive(Debug, PartialEq)]
@@ -23,20 +23,12 @@ struct OpenQuery {
 /// anything else is a 400 naming the parameter.
 fn parse_query(raw: Option<&str>) -> Result<OpenQuery, ApiError> {
     let mut q = OpenQuery { since: None, until: None, csv: false };
-    let mut seen: Vec<String> = Vec::new();
-    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        let key = key.into_owned();
-        if seen.contains(&key) {
-            return Err(ApiError::bad_param(
-                &key,
-                format!("query parameter `{key}` given more than once"),
-            ));
-        }
+    for (key, value) in query_params(raw)? {
         match key.as_str() {
             "since" => q.since = Some(parse_time(&key, &value)?),
             "until" => q.until = Some(parse_time(&key, &value)?),
             "format" => {
-                q.csv = match value.as_ref() {
+                q.csv = match value.as_str() {
                     "json" => false,
                     "csv" => true,
                     v => {
@@ -54,16 +46,8 @@ fn parse_query(raw: Option<&str>) -> Result<OpenQuery, ApiError> {
                 ))
             }
         }
-        seen.push(key);
     }
-    if let (Some(s), Some(u)) = (q.since, q.until) {
-        if s >= u {
-            return Err(ApiError::bad_param(
-                "until",
-                "query parameter `until` must be later than `since`",
-            ));
-        }
-    }
+    check_span(q.since, q.until)?;
     Ok(q)
 }
 
@@ -85,20 +69,38 @@ fn csv_response(body: String) -> Response {
     resp
 }
 
+/// Reads the open rows of the query's span with `read`, as JSON (`{"min_count", key: rows}`)
+/// or CSV (`csv`).
+async fn serve<T: serde::Serialize + Send + 'static>(
+    st: ApiState,
+    p: Principal,
+    raw: Option<String>,
+    key: &'static str,
+    read: fn(
+        &crate::store::Store,
+        &Cells,
+        u32,
+        Option<OffsetDateTime>,
+        Option<OffsetDateTime>,
+    ) -> Result<Vec<T>, crate::store::StoreError>,
+    csv: fn(&[T]) -> String,
+) -> Result<Response, ApiError> {
+    let q = parse_query(raw.as_deref())?;
+    let (cells, k, s) = (cells(&st, &p), st.open_data.min_count, st.store.clone());
+    let rows = blocking(move || Ok(read(&s, &cells, k, q.since, q.until)?)).await?;
+    Ok(if q.csv {
+        csv_response(csv(&rows))
+    } else {
+        Json(serde_json::json!({"min_count": k, key: rows})).into_response()
+    })
+}
+
 pub(super) async fn counts(
     State(st): State<ApiState>,
     Extension(p): Extension<Principal>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let q = parse_query(raw.as_deref())?;
-    let (cells, k, s) = (cells(&st, &p), st.open_data.min_count, st.store.clone());
-    let rows =
-        blocking(move || Ok(open_data::read_counts(&s, &cells, k, q.since, q.until)?)).await?;
-    Ok(if q.csv {
-        csv_response(open_data::counts_csv(&rows))
-    } else {
-        Json(serde_json::json!({"min_count": k, "counts": rows})).into_response()
-    })
+    serve(st, p, raw, "counts", open_data::read_counts, open_data::counts_csv).await
 }
 
 pub(super) async fn occupancy(
@@ -106,15 +108,7 @@ pub(super) async fn occupancy(
     Extension(p): Extension<Principal>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let q = parse_query(raw.as_deref())?;
-    let (cells, k, s) = (cells(&st, &p), st.open_data.min_count, st.store.clone());
-    let rows =
-        blocking(move || Ok(open_data::read_occupancy(&s, &cells, k, q.since, q.until)?)).await?;
-    Ok(if q.csv {
-        csv_response(open_data::occupancy_csv(&rows))
-    } else {
-        Json(serde_json::json!({"min_count": k, "occupancy": rows})).into_response()
-    })
+    serve(st, p, raw, "occupancy", open_data::read_occupancy, open_data::occupancy_csv).await
 }
 
 #[cfg(test)]

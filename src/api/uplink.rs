@@ -31,15 +31,7 @@ pub(crate) struct FeedQuery {
 /// Parses `after`, `limit`, `wait_secs`; every failure names its parameter.
 pub(crate) fn parse_feed_query(raw: Option<&str>) -> Result<FeedQuery, ApiError> {
     let mut q = FeedQuery { after: 0, limit: FEED_DEFAULT_LIMIT, wait: Duration::ZERO };
-    let mut seen: Vec<String> = Vec::new();
-    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        let key = key.into_owned();
-        if seen.contains(&key) {
-            return Err(ApiError::bad_param(
-                &key,
-                format!("query parameter `{key}` given more than once"),
-            ));
-        }
+    for (key, value) in super::query_params(raw)? {
         match key.as_str() {
             "after" => {
                 q.after = value.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
@@ -70,7 +62,6 @@ pub(crate) fn parse_feed_query(raw: Option<&str>) -> Result<FeedQuery, ApiError>
                 ))
             }
         }
-        seen.push(key);
     }
     Ok(q)
 }
