@@ -436,7 +436,12 @@ fn main() -> ExitCode {
         Cmd::Eval {
             cmd:
                 EvalCmd::Scenarios { manifest, clips, max_secs, loop_secs, threads, json, dump, models },
-        } => eval_scenarios(&manifest, clips, max_secs, loop_secs, threads, json, dump, &models),
+        } => eval_scenarios(
+            &manifest,
+            gridwatch::eval::scenarios::Options { only: clips, max_secs, loop_secs, threads, dump },
+            json,
+            &models,
+        ),
         Cmd::Token { cmd } => token(cmd),
         Cmd::User { cmd } => user(cmd),
         Cmd::RtspServe { video, port, path, sub_width: None, .. } => {
@@ -532,19 +537,15 @@ fn eval_mot(
 
 fn eval_scenarios(
     manifest: &std::path::Path,
-    only: Vec<String>,
-    max_secs: Option<f64>,
-    loop_secs: Option<f64>,
-    threads: usize,
+    opts: gridwatch::eval::scenarios::Options,
     json: bool,
-    dump: Option<PathBuf>,
     models: &[String],
 ) -> anyhow::Result<()> {
     use gridwatch::eval::scenarios;
-    if max_secs.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
+    if opts.max_secs.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
         anyhow::bail!("--max-secs: must be a positive number of seconds");
     }
-    if loop_secs.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
+    if opts.loop_secs.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
         anyhow::bail!("--loop-secs: must be a positive number of seconds");
     }
     let mut m = scenarios::Manifest::load(manifest)?;
@@ -554,7 +555,6 @@ fn eval_scenarios(
             .ok_or_else(|| anyhow::anyhow!("--model {spec}: expected NAME=PATH"))?;
         m.use_model(name, std::path::Path::new(path))?;
     }
-    let opts = scenarios::Options { only, max_secs, loop_secs, threads, dump };
     let report = scenarios::run(&m, &opts, &mut |line| eprintln!("{line}"))?;
     if json {
         println!("{}", serde_json::to_string(&report)?);

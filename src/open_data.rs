@@ -89,6 +89,16 @@ pub fn occupancy(rows: &[OccupancyRow], cells: &Cells, k: u32) -> Vec<OpenOccupa
         .collect()
 }
 
+/// How the API reads one kind of open rows of `[since, until)` ([`read_counts`],
+/// [`read_occupancy`]).
+pub type Reader<T> = fn(
+    &Store,
+    &Cells,
+    u32,
+    Option<OffsetDateTime>,
+    Option<OffsetDateTime>,
+) -> Result<Vec<T>, StoreError>;
+
 /// The open counts of `[since, until)` from the store.
 pub fn read_counts(
     store: &Store,

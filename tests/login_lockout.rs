@@ -80,6 +80,7 @@ fn parallel_guesses_are_checked_at_most_the_limit_and_memory_stays_flat() {
         started_at: now,
         media: Default::default(),
         auth,
+        open_data: Default::default(),
     };
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();

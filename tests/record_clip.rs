@@ -503,6 +503,7 @@ fn clip_and_export_over_http() {
             ..Default::default()
         },
         auth: Default::default(),
+        open_data: Default::default(),
     };
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -800,6 +801,7 @@ fn exports_are_limited_cancelled_and_counted_by_retention() {
                 ..Default::default()
             },
             auth: Default::default(),
+            open_data: Default::default(),
         };
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -969,6 +971,7 @@ fn evidence_packages_of_real_footage_verify_offline() {
             ..Default::default()
         },
         auth: Default::default(),
+        open_data: Default::default(),
     };
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

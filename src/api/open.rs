@@ -76,13 +76,7 @@ async fn serve<T: serde::Serialize + Send + 'static>(
     p: Principal,
     raw: Option<String>,
     key: &'static str,
-    read: fn(
-        &crate::store::Store,
-        &Cells,
-        u32,
-        Option<OffsetDateTime>,
-        Option<OffsetDateTime>,
-    ) -> Result<Vec<T>, crate::store::StoreError>,
+    read: open_data::Reader<T>,
     csv: fn(&[T]) -> String,
 ) -> Result<Response, ApiError> {
     let q = parse_query(raw.as_deref())?;
