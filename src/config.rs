@@ -15,6 +15,7 @@ mod api;
 mod auth;
 mod camera;
 mod inference;
+mod motion;
 pub mod proxies;
 mod storage;
 
@@ -31,6 +32,7 @@ pub use self::camera::{
     CameraConfig, LowLightEnhanceConfig, PoseConfig, RecordConfig, Source, TilesConfig,
 };
 pub use self::inference::InferenceConfig;
+pub use self::motion::MotionGateConfig;
 pub use self::storage::StorageConfig;
 pub use crate::uplink::config::{MqttConfig, Secret, UplinkConfig, WebhookConfig};
 
