@@ -278,11 +278,14 @@ impl CameraAnalytics {
                 Mutex::new(FireDetector::new(cam.fire_detector.clone().unwrap_or_default()))
             }),
             pose: cam.pose.clone().map(|p| Mutex::new(pose::PoseStage::new(p, cam))),
-            // At or above the camera's own rate an idle camera would skip nothing.
+            // At or above the camera's own rate an idle camera would skip nothing, and
+            // without a model (the built-in fire detector alone) there is nothing to skip.
             motion: {
                 let g = &cam.motion_gate;
                 let skips = cam.detect_fps == 0.0 || g.idle_detect_fps < cam.detect_fps;
-                (g.enabled && skips).then(|| Mutex::new(motion::MotionGate::new(g.clone())))
+                let models = cam.models.iter().any(|m| m != BUILTIN_FIRE);
+                (g.enabled && skips && models)
+                    .then(|| Mutex::new(motion::MotionGate::new(g.clone())))
             },
         }
     }
