@@ -334,7 +334,10 @@ impl CameraAnalytics {
                 let unsettled = fire_live || self.lock().0.unsettled();
                 let mut m = m.lock().unwrap_or_else(|e| e.into_inner());
                 let (rgb, w, h, at) = (&frame.rgb, frame.width, frame.height, frame.captured_at);
-                Some(m.decide(rgb, w, h, at, unsettled))
+                let g = m.decide(rgb, w, h, at, unsettled);
+                let moving = m.moving_fraction();
+                tracing::trace!(camera = %self.camera_id, frame = frame.index, ?g, moving, "motion gate");
+                Some(g)
             }
             _ => None,
         };

@@ -1,10 +1,14 @@
 //! Motion-gated detection (`[cameras.motion_gate]`, docs/design/0036). Each analysed frame is
 //! reduced to a small grey copy (block means, `analysis_width_px` wide) and compared with a
 //! background model of the scene: a per-pixel running mean with time constant
-//! `background_secs` of frame time, and a running mean absolute deviation of the pixels that
-//! did not move (their noise). A pixel moves when it differs from the mean by more than
-//! `min_diff_levels` and 3 × its noise; the frame moves when at least `min_moving_fraction` of
-//! the pixels move.
+//! `background_secs` of frame time, and a running mean absolute deviation (their noise,
+//! each difference capped at 3 × `min_diff_levels`). A pixel moves when it differs from the mean, less the median
+//! difference of all pixels (a change of the whole image: exposure, gain, a cloud), by more
+//! than `min_diff_levels` and 3 × its noise; the frame moves when at least
+//! `min_moving_fraction` of the pixels move.
+//!
+//! Moving pixels join the mean at a quarter of the rate, so a passing object leaves no ghost
+//! and a stopped one becomes background after about a minute.
 //!
 //! The camera's models then run on a frame when ([`Gate`]): it is the first (or time went
 //! back, or its size changed), it moves, it is within `hold_secs` of the last moving frame,
@@ -67,6 +71,10 @@ pub struct MotionGate {
 
 /// A tracked object and a detection are the same when their boxes overlap this much.
 const HOLD_IOU: f32 = 0.5;
+/// Moving pixels join the background at this fraction of the rate of the others, so an
+/// object passing by leaves no ghost; one that stops joins it after about
+/// `background_secs` / this × 2.7 (54 s at the defaults).
+const MOVING_RATE: f32 = 0.25;
 /// Background noise a new model starts with (grey levels).
 const START_NOISE: f32 = 2.0;
 
@@ -162,15 +170,30 @@ impl MotionGate {
             return None;
         }
         let a = (1.0 - (-dt.max(0.0) / self.cfg.background_secs).exp()) as f32;
+        // A change of the whole image (the camera's exposure or gain, a cloud) is not motion:
+        // the median difference from the background is taken off every pixel first.
+        let mut hist = [0u32; 511];
+        for (g, m) in self.grey.iter().zip(&self.mean) {
+            hist[((g - m).round().clamp(-255.0, 255.0) + 255.0) as usize] += 1;
+        }
+        let (mut below, half) = (0u32, self.grey.len().div_ceil(2) as u32);
+        let offset = hist
+            .iter()
+            .position(|&c| {
+                below += c;
+                below >= half
+            })
+            .map_or(0.0, |i| i as f32 - 255.0);
         let mut moving = 0usize;
         for ((g, m), n) in self.grey.iter().zip(&mut self.mean).zip(&mut self.noise) {
-            let d = (g - *m).abs();
-            if d > self.cfg.min_diff_levels.max(3.0 * *n) {
-                moving += 1;
-            } else {
-                *n += a * (d - *n);
-            }
-            *m += a * (g - *m);
+            let d = (g - *m - offset).abs();
+            let moves = d > self.cfg.min_diff_levels.max(3.0 * *n);
+            moving += usize::from(moves);
+            // A pixel that always flickers (leaves, rain) learns its noise; one that a
+            // passing object covers for a moment hardly does.
+            *n += a * (d.min(3.0 * self.cfg.min_diff_levels) - *n);
+            // Passing objects leave no ghost: moving pixels join the background slower.
+            *m += if moves { a * MOVING_RATE } else { a } * (g - *m);
         }
         self.moving = moving as f64 / self.grey.len().max(1) as f64;
         Some(self.moving)

@@ -177,6 +177,9 @@ fn run_child(o: &Options, n: usize) -> anyhow::Result<Row> {
     if let Some(g) = o.motion_gate {
         cmd.args(["--motion-gate", if g { "on" } else { "off" }]);
     }
+    if std::env::var_os("GRIDWATCH_LOG").is_none() {
+        cmd.env("GRIDWATCH_LOG", "warn"); // the table, not every event's log line
+    }
     let out = cmd.stderr(std::process::Stdio::inherit()).output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().find_map(|l| l.strip_prefix("CAPACITY "));
