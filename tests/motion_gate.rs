@@ -52,11 +52,12 @@ fn analyse(clip: &std::path::Path, gate: bool, secs: f64) -> (u64, u64, Vec<usiz
     let t0 = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
     let (mut frames, mut tracked) = (0u64, Vec::new());
     analyse_video(clip, 768, 0.1, t0, &camera, Some(&mut detectors), |t, a| {
+        // Every analysed frame counts, the one past `secs` too (the models ran on it).
+        frames += 1;
+        tracked.push(a.tracks.tracks.iter().filter(|t| t.state == TrackState::Tracked).count());
         if t > secs {
             return ControlFlow::Break(());
         }
-        frames += 1;
-        tracked.push(a.tracks.tracks.iter().filter(|t| t.state == TrackState::Tracked).count());
         ControlFlow::Continue(())
     })
     .unwrap();
