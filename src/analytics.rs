@@ -7,6 +7,7 @@
 //! without holding the camera's lock, then tracks and evaluates rules under it.
 
 pub mod enhance;
+pub mod motion;
 pub mod pose;
 pub mod tiles;
 
@@ -65,6 +66,8 @@ pub fn load_manifests(cfg: &Config) -> anyhow::Result<HashMap<String, ModelManif
 /// One inference session per model, by the name `[models]` gives it.
 pub struct Detectors {
     models: HashMap<String, Detector>,
+    /// Model runs so far (one per model per image: frame or tile), pose crops excluded.
+    calls: u64,
 }
 
 impl Detectors {
@@ -88,7 +91,7 @@ impl Detectors {
             d.set_score_threshold(floor);
             models.insert(name.clone(), d);
         }
-        Ok(Detectors { models })
+        Ok(Detectors { models, calls: 0 })
     }
 
     /// `load` for every model of the enabled cameras of `cfg` (verified first), with ONNX
@@ -100,7 +103,12 @@ impl Detectors {
 
     /// One already opened model under `name` (its threshold as the caller set it).
     pub fn single(name: &str, detector: Detector) -> Detectors {
-        Detectors { models: HashMap::from([(name.to_string(), detector)]) }
+        Detectors { models: HashMap::from([(name.to_string(), detector)]), calls: 0 }
+    }
+
+    /// How many times a model ran on a frame or a tile of one (pose crops not counted).
+    pub fn calls(&self) -> u64 {
+        self.calls
     }
 
     /// Whether every label of model `name` is `fire` or `smoke` (a model a verifying built-in
@@ -150,6 +158,7 @@ impl Detectors {
         let mut objects = Vec::new();
         for name in models {
             let Some(d) = self.models.get_mut(name) else { continue };
+            self.calls += 1;
             match d.detect(rgb, width, height) {
                 Ok(v) => objects.extend(v),
                 Err(e) => tracing::warn!(camera, frame = frame.index, "inference failed: {e}"),
@@ -210,6 +219,9 @@ pub struct Analysed {
     pub tracks: Tracks,
     /// Tracker + rules time (ms); detection time is `tracks.detections.infer_ms`.
     pub track_ms: f32,
+    /// Whether the camera's models ran on the frame (false: given detections, or the
+    /// motion gate let the tracks coast, [`motion`]).
+    pub detected: bool,
 }
 
 impl Analysed {
@@ -245,6 +257,8 @@ pub struct CameraAnalytics {
     fire: Option<Mutex<FireDetector>>,
     /// The pose stage (`[cameras.pose]`): keypoints on crops of person tracks.
     pose: Option<Mutex<pose::PoseStage>>,
+    /// Motion-gated detection (`[cameras.motion_gate]`), when enabled.
+    motion: Option<Mutex<motion::MotionGate>>,
 }
 
 impl CameraAnalytics {
@@ -265,6 +279,15 @@ impl CameraAnalytics {
                 Mutex::new(FireDetector::new(cam.fire_detector.clone().unwrap_or_default()))
             }),
             pose: cam.pose.clone().map(|p| Mutex::new(pose::PoseStage::new(p, cam))),
+            // At or above the camera's own rate an idle camera would skip nothing, and
+            // without a model (the built-in fire detector alone) there is nothing to skip.
+            motion: {
+                let g = &cam.motion_gate;
+                let skips = cam.detect_fps == 0.0 || g.idle_detect_fps < cam.detect_fps;
+                let models = cam.models.iter().any(|m| m != BUILTIN_FIRE);
+                (g.enabled && skips && models)
+                    .then(|| Mutex::new(motion::MotionGate::new(g.clone())))
+            },
         }
     }
 
@@ -300,13 +323,34 @@ impl CameraAnalytics {
         let started = Instant::now();
         // The built-in fire detector first: while it verifies and has no qualified region, a
         // model that only detects fire and smoke is not run (all its boxes would be dropped).
-        let (mut own, mut vetoed) = (Vec::new(), false);
+        let (mut own, mut vetoed, mut fire_live) = (Vec::new(), false, false);
         if let Some(f) = &self.fire {
             let mut fire = f.lock().unwrap_or_else(|e| e.into_inner());
             own = fire.detect(&frame.rgb, frame.width, frame.height, frame.captured_at);
             vetoed = fire.config().verify_models && !fire.verifies_any();
+            fire_live = !own.is_empty() || fire.verifies_any();
         }
+        let gate = match (&detect, &self.motion) {
+            (Detect::Run(_), Some(m)) => {
+                let unsettled = fire_live || self.lock().0.unsettled();
+                let mut m = m.lock().unwrap_or_else(|e| e.into_inner());
+                let (rgb, w, h, at) = (&frame.rgb, frame.width, frame.height, frame.captured_at);
+                let g = m.decide(rgb, w, h, at, unsettled);
+                let moving = m.moving_fraction();
+                tracing::trace!(camera = %self.camera_id, frame = frame.index, ?g, moving, "motion gate");
+                Some(g)
+            }
+            _ => None,
+        };
+        let detected = matches!(detect, Detect::Run(_)) && gate.is_none_or(motion::Gate::detects);
         let (mut objects, detectors) = match detect {
+            Detect::Run(d) if !detected => {
+                let held = self
+                    .motion
+                    .as_ref()
+                    .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()).held());
+                (held.unwrap_or_default(), Some(d))
+            }
             Detect::Run(d) => {
                 let tiled = self.tiles_due(frame.captured_at);
                 let mut models = std::borrow::Cow::Borrowed(&self.models[..]);
@@ -324,7 +368,11 @@ impl CameraAnalytics {
             if cfg.verify_models {
                 objects.retain(|o| fire.verifies(&o.class, &o.bbox));
             }
-            if cfg.report_regions {
+        }
+        // The models' boxes of a frame they ran on, for the motion gate to hold.
+        let candidates = (detected && self.motion.is_some()).then(|| objects.clone());
+        if let Some(f) = &self.fire {
+            if f.lock().unwrap_or_else(|e| e.into_inner()).config().report_regions {
                 objects.extend(own);
             }
         }
@@ -346,6 +394,9 @@ impl CameraAnalytics {
             }
             tracker.update(&detections.objects, at)
         };
+        if let (Some(m), Some(c)) = (&self.motion, candidates) {
+            m.lock().unwrap_or_else(|e| e.into_inner()).hold(c, &tracked);
+        }
         let mut pose_ms = 0.0;
         if let Some(pose) = &self.pose {
             let posing = Instant::now();
@@ -371,6 +422,7 @@ impl CameraAnalytics {
             occupancy,
             tracks,
             track_ms: started.elapsed().as_secs_f32() * 1000.0 - pose_ms,
+            detected,
         }
     }
 

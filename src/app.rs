@@ -30,6 +30,8 @@ use crate::types::{CountDelta, EventChange, OccupancyDelta};
 #[derive(Default)]
 pub struct Stats {
     pub analysed: std::sync::atomic::AtomicU64,
+    /// Analysed frames the camera's models ran on (the others coasted: the motion gate).
+    pub detected: std::sync::atomic::AtomicU64,
     /// Capture → rules evaluated, per analysed frame (ms).
     pub frame_latency_ms: Mutex<Vec<f32>>,
     /// Capture of the causing frame → event change committed to the DB (ms).
@@ -213,6 +215,7 @@ impl Worker {
         });
         sample(&self.stats.frame_latency_ms, captured.elapsed().as_secs_f32() * 1000.0);
         self.stats.analysed.fetch_add(1, Ordering::Relaxed);
+        self.stats.detected.fetch_add(u64::from(out.detected), Ordering::Relaxed);
         for c in out.changes {
             let _ = self.tx.send(StoreMsg::Event(Box::new(c)));
         }

@@ -3,6 +3,7 @@
 //! of one camera at 20 tracked objects (synthetic), and of the built-in fire detector per
 //! frame of the video ([`fire`]). Prints a report; asserts nothing.
 
+pub mod capacity;
 pub mod connections;
 pub mod fire;
 pub mod tiles;

@@ -15,6 +15,7 @@ mod api;
 mod auth;
 mod camera;
 mod inference;
+mod motion;
 mod open_data;
 pub mod proxies;
 mod storage;
@@ -32,6 +33,7 @@ pub use self::camera::{
     CameraConfig, LowLightEnhanceConfig, PoseConfig, RecordConfig, Source, TilesConfig,
 };
 pub use self::inference::InferenceConfig;
+pub use self::motion::MotionGateConfig;
 pub use self::open_data::OpenDataConfig;
 pub use self::storage::StorageConfig;
 pub use crate::uplink::config::{MqttConfig, Secret, UplinkConfig, WebhookConfig};

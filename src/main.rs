@@ -55,12 +55,16 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Measure decode-only, inference-only and full-pipeline throughput on a video.
+    /// Measure decode-only, inference-only and full-pipeline throughput on a video; with
+    /// `capacity`, cameras per box.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Bench {
-        #[arg(long)]
-        video: PathBuf,
-        #[arg(long, short)]
-        model: PathBuf,
+        #[command(subcommand)]
+        what: Option<BenchCmd>,
+        #[arg(long, required = true)]
+        video: Option<PathBuf>,
+        #[arg(long, short, required = true)]
+        model: Option<PathBuf>,
         /// Frames to analyse in each stage.
         #[arg(long, default_value_t = 300)]
         frames: u64,
@@ -190,6 +194,46 @@ enum Cmd {
 }
 
 #[derive(Subcommand)]
+enum BenchCmd {
+    /// Cameras per box: N cameras looping a clip in real time through the appliance's own
+    /// stages (recording on, shipped defaults), per N the share of wanted analysis frames
+    /// delivered, CPU cores, RSS and frame-to-event latency (docs/performance.md "Capacity").
+    Capacity {
+        /// The clip every camera loops (but the busy ones).
+        #[arg(long)]
+        clip: PathBuf,
+        /// Camera counts to measure, each in its own process (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        cameras: Vec<usize>,
+        /// The first `--busy` cameras loop this clip instead (a mixed scene).
+        #[arg(long, requires = "busy")]
+        busy_clip: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        busy: usize,
+        #[arg(long, short, default_value = "models/nanodet-g-coco-416")]
+        model: PathBuf,
+        #[arg(long, default_value_t = 5.0)]
+        detect_fps: f64,
+        /// Seconds of warm-up before the window.
+        #[arg(long, default_value_t = 15.0)]
+        warmup_secs: f64,
+        /// Seconds measured per camera count.
+        #[arg(long, default_value_t = 45.0)]
+        secs: f64,
+        /// Record every camera (default on).
+        #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
+        record: String,
+        /// Turn every camera's motion gate on or off (default: the config default).
+        #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
+        motion_gate: Option<String>,
+        /// Measure the first count in this process and print one result line (used by the
+        /// parent run for each count).
+        #[arg(long, hide = true)]
+        one: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum EvalCmd {
     /// Detection + tracking over a video, scored against MOTChallenge ground truth
     /// (CLEAR-MOT: MOTA, MOTP, FP, FN, ID switches, fragmentations; IDF1, IDP, IDR).
@@ -264,6 +308,10 @@ enum EvalCmd {
         /// `default=models/nanodet-g-coco-416-int8/model.toml`); repeatable.
         #[arg(long = "model", value_name = "NAME=PATH")]
         models: Vec<String>,
+        /// Turn every scenario camera's motion gate on or off (`[cameras.motion_gate]`),
+        /// whatever the manifest says: what gating costs, on the same clips.
+        #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
+        motion_gate: Option<String>,
     },
 }
 
@@ -368,9 +416,46 @@ fn main() -> ExitCode {
             gridwatch::bench::fire::fire_cost(v, width, frames, every)
                 .map(|c| gridwatch::bench::fire::print(&c))
         }),
-        Cmd::Bench { video, model, frames, width, threads } => {
-            gridwatch::bench::run(&video, &model, frames, width, threads)
+        Cmd::Bench {
+            what: None,
+            video: Some(video),
+            model: Some(model),
+            frames,
+            width,
+            threads,
+        } => gridwatch::bench::run(&video, &model, frames, width, threads),
+        Cmd::Bench { what: None, .. } => {
+            Err(anyhow::anyhow!("bench: --video and --model are required"))
         }
+        Cmd::Bench {
+            what:
+                Some(BenchCmd::Capacity {
+                    clip,
+                    cameras,
+                    busy_clip,
+                    busy,
+                    model,
+                    detect_fps,
+                    warmup_secs,
+                    secs,
+                    record,
+                    motion_gate,
+                    one,
+                }),
+            ..
+        } => gridwatch::bench::capacity::run(&gridwatch::bench::capacity::Options {
+            clip,
+            cameras,
+            busy_clip,
+            busy,
+            model,
+            detect_fps,
+            warmup_secs,
+            secs,
+            record: record == "on",
+            motion_gate: motion_gate.map(|g| g == "on"),
+            one,
+        }),
         Cmd::BenchTiles { videos, model, fps, width, secs, grid, overlap, threads } => {
             gridwatch::bench::tiles::run(&videos, &model, fps, width, secs, grid, overlap, threads)
         }
@@ -435,10 +520,27 @@ fn main() -> ExitCode {
         }
         Cmd::Eval {
             cmd:
-                EvalCmd::Scenarios { manifest, clips, max_secs, loop_secs, threads, json, dump, models },
+                EvalCmd::Scenarios {
+                    manifest,
+                    clips,
+                    max_secs,
+                    loop_secs,
+                    threads,
+                    json,
+                    dump,
+                    models,
+                    motion_gate,
+                },
         } => eval_scenarios(
             &manifest,
-            gridwatch::eval::scenarios::Options { only: clips, max_secs, loop_secs, threads, dump },
+            gridwatch::eval::scenarios::Options {
+                only: clips,
+                max_secs,
+                loop_secs,
+                threads,
+                dump,
+                motion_gate: motion_gate.map(|g| g == "on"),
+            },
             json,
             &models,
         ),

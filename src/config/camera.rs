@@ -103,6 +103,9 @@ pub struct CameraConfig {
     /// absent: off.
     #[serde(default)]
     pub pose: Option<PoseConfig>,
+    /// Motion-gated detection (`[cameras.motion_gate]`); every field has a default (on).
+    #[serde(default)]
+    pub motion_gate: super::MotionGateConfig,
 }
 
 fn yes() -> bool {
@@ -544,6 +547,7 @@ impl CameraConfig {
             t.validate(at)?;
         }
         self.low_light_enhance.validate(at)?;
+        self.motion_gate.validate(at)?;
         if let Some(p) = &self.pose {
             let zones: Vec<&str> = self.zones.iter().map(|z| z.name.as_str()).collect();
             p.validate(at, &zones, &|m| models.contains_key(m))?;

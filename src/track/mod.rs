@@ -474,6 +474,16 @@ impl Tracker {
         self.tracks.iter().filter(|t| t.id.is_some()).count()
     }
 
+    /// Whether the tracker follows something it is not sure of: a tentative track (other
+    /// than a weak one born by day, which only moving confirms) or a lost confirmed track.
+    /// The motion gate (`analytics::motion`) keeps the models running while this holds.
+    pub fn unsettled(&self) -> bool {
+        self.tracks.iter().any(|t| match t.id {
+            None => !t.weak || t.night,
+            Some(_) => t.state == TrackState::Lost,
+        })
+    }
+
     /// Feeds one frame's detections captured at `at`; returns the confirmed tracks matched
     /// on this frame (state `Tracked`) plus, if `report_lost_secs` > 0, recently lost ones
     /// (state `Lost`), sorted by id.

@@ -44,6 +44,32 @@ fn first_frame_confirms_later_tracks_need_min_hits() {
     assert_eq!(out[1].hits, 2);
 }
 
+/// The motion gate's question: a tentative track or a lost one is unsure; confirmed tracks
+/// matched on the frame are not; a weak day-born tentative track does not count.
+#[test]
+fn unsettled_while_a_track_is_tentative_or_lost() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    assert!(!tr.unsettled(), "empty");
+    let a = det("person", 0.9, 0.1, 0.1, 0.1, 0.2);
+    tr.update(std::slice::from_ref(&a), t(0.0));
+    assert!(!tr.unsettled(), "confirmed on the first frame");
+    let b = det("person", 0.9, 0.6, 0.1, 0.1, 0.2);
+    tr.update(&[a.clone(), b.clone()], t(0.1));
+    assert!(tr.unsettled(), "b is tentative");
+    tr.update(&[a.clone(), b], t(0.2));
+    assert!(!tr.unsettled(), "b confirmed");
+    tr.update(std::slice::from_ref(&a), t(0.3));
+    assert!(tr.unsettled(), "b lost");
+    tr.update(std::slice::from_ref(&a), t(3.0));
+    assert!(!tr.unsettled(), "b ended after track_buffer_secs");
+    // A weak birth (below new_track_score, allowed everywhere) in daylight.
+    let cfg = TrackerConfig { weak_births: WeakBirths::Everywhere, ..TrackerConfig::default() };
+    let mut tr = Tracker::new(cfg);
+    tr.update(std::slice::from_ref(&a), t(0.0));
+    tr.update(&[a.clone(), det("person", 0.4, 0.6, 0.1, 0.1, 0.2)], t(0.1));
+    assert!(!tr.unsettled(), "a weak day-born tentative track is left to motion");
+}
+
 #[test]
 fn crossing_objects_keep_their_ids() {
     let mut tr = Tracker::new(TrackerConfig::default());

@@ -1,0 +1,320 @@
+//! `gridwatch bench capacity`: cameras per box. For each camera count N it starts the
+//! appliance's own stages in one process, as `gridwatch run` does (`app`: store, recorder,
+//! inference workers with the store writer, one supervised ingest thread per camera), with N
+//! cameras each looping a clip paced in real time, recording on, and otherwise the shipped
+//! defaults (one worker, 2 intra-op threads, `detect_fps` 5, width 640, the camera defaults:
+//! the motion gate included) plus one `presence` rule so that events flow. The API and the
+//! uplink are not started (idle, they cost nothing). After a warm-up it measures, over a
+//! window: the share of the wanted analysis frames (N × `detect_fps` × window) that were
+//! analysed, the frames the models ran on, CPU cores (process CPU time over wall time), the
+//! largest resident set size sampled, and the frame-to-event latency (capture of the causing
+//! frame → change committed to the database) p95. Prints a table and the largest N with at
+//! least 95 % delivered; asserts nothing (docs/performance.md, "Capacity").
+//!
+//! Each N runs in a child process (this binary with `--one`), so memory and threads of one
+//! run do not carry into the next.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use serde::{Deserialize, Serialize};
+
+use crate::app::{start_cameras, Analytics};
+use crate::config::Config;
+use crate::health::{CameraHealth, Registry};
+use crate::ingest::profile::HardwareProfile;
+use crate::record::Recorder;
+use crate::store::Store;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The clip every camera loops (but the busy ones).
+    pub clip: PathBuf,
+    /// Camera counts, each measured in its own process.
+    pub cameras: Vec<usize>,
+    /// The first `busy` cameras loop this clip instead (a mix: busy + idle).
+    pub busy_clip: Option<PathBuf>,
+    pub busy: usize,
+    pub model: PathBuf,
+    pub detect_fps: f64,
+    /// Warm-up, then the measured window (seconds).
+    pub warmup_secs: f64,
+    pub secs: f64,
+    pub record: bool,
+    /// Overrides `motion_gate.enabled` of every camera (None: the default).
+    pub motion_gate: Option<bool>,
+    /// Measure `cameras[0]` here and print one `CAPACITY {json}` line (the child's part).
+    pub one: bool,
+}
+
+/// One camera count's result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Row {
+    pub cameras: usize,
+    pub busy: usize,
+    pub window_secs: f64,
+    /// Analysis frames wanted (N × detect_fps × window) and analysed in the window.
+    pub wanted: u64,
+    pub analysed: u64,
+    /// Analysed frames the models ran on (the others coasted: the motion gate).
+    pub detected: u64,
+    pub cpu_cores: f64,
+    pub rss_mib: f64,
+    pub events: usize,
+    pub event_p95_ms: Option<f32>,
+    pub frame_p95_ms: Option<f32>,
+}
+
+impl Row {
+    pub fn delivered(&self) -> f64 {
+        if self.wanted == 0 {
+            0.0
+        } else {
+            self.analysed as f64 / self.wanted as f64
+        }
+    }
+}
+
+/// The share of wanted frames a camera count must deliver to count as served.
+pub const SERVED: f64 = 0.95;
+
+pub fn run(o: &Options) -> anyhow::Result<()> {
+    if o.cameras.is_empty() || o.cameras.contains(&0) {
+        bail!("--cameras: give one or more positive counts, e.g. 2,4,8");
+    }
+    if !(o.secs > 0.0 && o.warmup_secs >= 0.0 && o.detect_fps > 0.0) {
+        bail!("--secs and --detect-fps must be positive, --warmup-secs not negative");
+    }
+    if o.busy > 0 && o.busy_clip.is_none() {
+        bail!("--busy needs --busy-clip");
+    }
+    if o.one {
+        let row = measure(o, o.cameras[0])?;
+        println!("CAPACITY {}", serde_json::to_string(&row)?);
+        return Ok(());
+    }
+    println!(
+        "gridwatch bench capacity: {} camera(s) per run, clip {}{}, detect_fps {}, recording {}, \
+         motion gate {}, {} s warm-up + {} s window",
+        o.cameras.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
+        o.clip.display(),
+        match &o.busy_clip {
+            Some(b) => format!(" (the first {} loop {})", o.busy, b.display()),
+            None => String::new(),
+        },
+        o.detect_fps,
+        if o.record { "on" } else { "off" },
+        match o.motion_gate {
+            None => "default",
+            Some(true) => "on",
+            Some(false) => "off",
+        },
+        o.warmup_secs,
+        o.secs
+    );
+    println!("machine: {} CPU(s), {}", super::num_cpus(), super::cpu_model());
+    let mut rows = Vec::new();
+    for &n in &o.cameras {
+        let row = run_child(o, n).with_context(|| format!("{n} camera(s)"))?;
+        print_row(&row, rows.is_empty());
+        rows.push(row);
+    }
+    let served = rows.iter().filter(|r| r.delivered() >= SERVED).map(|r| r.cameras).max();
+    match served {
+        Some(n) => println!("largest camera count with ≥ 95 % delivered: {n}"),
+        None => println!("largest camera count with ≥ 95 % delivered: none of those measured"),
+    }
+    Ok(())
+}
+
+fn print_row(r: &Row, header: bool) {
+    if header {
+        println!(
+            "{:>7} {:>4} {:>9} {:>8} {:>9} {:>8} {:>7} {:>8} {:>7} {:>13}",
+            "cameras",
+            "busy",
+            "delivered",
+            "frames",
+            "detected",
+            "fps/cam",
+            "CPU",
+            "RSS MiB",
+            "events",
+            "event p95 ms"
+        );
+    }
+    let ms = |v: Option<f32>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+    println!(
+        "{:>7} {:>4} {:>8.1}% {:>8} {:>8.1}% {:>8.2} {:>7.2} {:>8.0} {:>7} {:>13}",
+        r.cameras,
+        r.busy,
+        100.0 * r.delivered(),
+        r.analysed,
+        100.0 * r.detected as f64 / r.analysed.max(1) as f64,
+        r.analysed as f64 / r.window_secs / r.cameras as f64,
+        r.cpu_cores,
+        r.rss_mib,
+        r.events,
+        ms(r.event_p95_ms)
+    );
+}
+
+/// Runs this binary's `bench capacity --one` for `n` cameras and reads its result line.
+fn run_child(o: &Options, n: usize) -> anyhow::Result<Row> {
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.args(["bench", "capacity", "--one", "--cameras", &n.to_string()]);
+    cmd.arg("--clip").arg(&o.clip).arg("--model").arg(&o.model);
+    cmd.args(["--detect-fps", &o.detect_fps.to_string()]);
+    cmd.args(["--secs", &o.secs.to_string(), "--warmup-secs", &o.warmup_secs.to_string()]);
+    cmd.args(["--record", if o.record { "on" } else { "off" }]);
+    if let Some(b) = &o.busy_clip {
+        cmd.arg("--busy-clip").arg(b).args(["--busy", &o.busy.min(n).to_string()]);
+    }
+    if let Some(g) = o.motion_gate {
+        cmd.args(["--motion-gate", if g { "on" } else { "off" }]);
+    }
+    if std::env::var_os("GRIDWATCH_LOG").is_none() {
+        cmd.env("GRIDWATCH_LOG", "warn"); // the table, not every event's log line
+    }
+    let out = cmd.stderr(std::process::Stdio::inherit()).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find_map(|l| l.strip_prefix("CAPACITY "));
+    match (out.status.success(), line) {
+        (true, Some(json)) => Ok(serde_json::from_str(json)?),
+        _ => bail!("the measuring process failed ({}): {text}", out.status),
+    }
+}
+
+/// The box config of a run: `n` cameras looping the clips, with the shipped defaults.
+fn config_text(o: &Options, n: usize, data: &Path) -> anyhow::Result<String> {
+    let abs = |p: &Path| std::fs::canonicalize(p).with_context(|| format!("{}", p.display()));
+    let model = abs(&crate::cli::manifest_path(&o.model))?;
+    let clip = abs(&o.clip)?;
+    let busy = o.busy_clip.as_deref().map(abs).transpose()?;
+    let mut t = format!(
+        "box_id = \"bench-capacity\"\ndata_dir = \"{}\"\n[models]\nm = \"{}\"\n",
+        data.display(),
+        model.display()
+    );
+    for i in 0..n {
+        let url = match &busy {
+            Some(b) if i < o.busy => b,
+            _ => &clip,
+        };
+        t += &format!(
+            "[[cameras]]\nid = \"cam{i:02}\"\nurl = \"{}\"\nloop = true\ndetect_fps = {}\n\
+             models = [\"m\"]\n[cameras.record]\nenabled = {}\n",
+            url.display(),
+            o.detect_fps,
+            o.record
+        );
+        if let Some(g) = o.motion_gate {
+            t += &format!("[cameras.motion_gate]\nenabled = {g}\n");
+        }
+        t += "[[cameras.rules]]\nkind = \"presence\"\nclasses = [\"person\", \"car\"]\n\
+              min_secs = 0.0\nclear_secs = 1.0\n";
+    }
+    Ok(t)
+}
+
+/// Current resident set size (VmRSS), MiB.
+fn rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Starts the appliance's stages with `n` cameras, waits the warm-up, measures the window.
+fn measure(o: &Options, n: usize) -> anyhow::Result<Row> {
+    let dir = std::env::temp_dir().join(format!("gridwatch-capacity-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let _cleanup = super::RemoveDir(dir.clone());
+    let text = config_text(o, n, &dir.join("data"))?;
+    let cfg = Config::parse(&text, Path::new("/")).map_err(|e| anyhow!(e))?;
+    // As `app::run` starts them, without the API and the uplink.
+    let profile = HardwareProfile::for_config(&cfg).map_err(|e| anyhow!(e))?;
+    crate::infer::runtime::init(cfg.inference.ort_library.as_deref())?;
+    crate::gst::init()?;
+    let manifests = crate::analytics::load_manifests(&cfg)?;
+    let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
+    let store = Store::open(&cfg.data_dir)?;
+    store.set_clock(clock.clone());
+    store.set_uplink_context(crate::app::uplink_context(&cfg));
+    let registry = Registry::with_clock(clock.clone());
+    for cam in &cfg.cameras {
+        registry.register(CameraHealth {
+            records: cam.records(&cfg.base_dir),
+            ..crate::ingest::camera_health(cam, clock.now())
+        });
+    }
+    let opts = crate::infer::detector::DetectorOptions {
+        intra_op_threads: cfg.inference.intra_op_threads,
+        execution_providers: profile.inference.execution_providers.clone(),
+    };
+    let recorder = Recorder::start(&cfg, store.clone(), clock.clone())?;
+    let analytics = Analytics::start(
+        &cfg.cameras,
+        &manifests,
+        &opts,
+        cfg.inference.workers,
+        store.clone(),
+        registry.clone(),
+        recorder.sender(),
+    )?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let cameras = start_cameras(
+        &cfg,
+        &profile,
+        &registry,
+        &analytics.queue,
+        &shutdown,
+        Some((&recorder, &store)),
+    )?;
+    std::thread::sleep(Duration::from_secs_f64(o.warmup_secs));
+    let stats = analytics.stats.clone();
+    let take = |v: &std::sync::Mutex<Vec<f32>>| {
+        std::mem::take(&mut *v.lock().unwrap_or_else(|e| e.into_inner()))
+    };
+    take(&stats.event_latency_ms);
+    take(&stats.frame_latency_ms);
+    let (a0, d0) = (stats.analysed.load(Ordering::Relaxed), stats.detected.load(Ordering::Relaxed));
+    let cpu0 = super::process_cpu_secs()?;
+    let t0 = Instant::now();
+    let mut rss = rss_mib().unwrap_or(0.0);
+    while t0.elapsed().as_secs_f64() < o.secs {
+        std::thread::sleep(Duration::from_millis(500));
+        rss = rss.max(rss_mib().unwrap_or(0.0));
+    }
+    let window = t0.elapsed().as_secs_f64();
+    let cpu = super::process_cpu_secs()? - cpu0;
+    let analysed = stats.analysed.load(Ordering::Relaxed) - a0;
+    let detected = stats.detected.load(Ordering::Relaxed) - d0;
+    let mut ev = take(&stats.event_latency_ms);
+    let mut fr = take(&stats.frame_latency_ms);
+    shutdown.store(true, Ordering::Relaxed);
+    for h in cameras {
+        let _ = h.join();
+    }
+    analytics.shutdown();
+    recorder.shutdown();
+    store.close()?;
+    let p95 = |v: &mut Vec<f32>| (!v.is_empty()).then(|| super::percentile(v, 0.95));
+    Ok(Row {
+        cameras: n,
+        busy: if o.busy_clip.is_some() { o.busy.min(n) } else { 0 },
+        window_secs: window,
+        wanted: (n as f64 * o.detect_fps * window).round() as u64,
+        analysed,
+        detected,
+        cpu_cores: cpu / window,
+        rss_mib: rss,
+        events: ev.len(),
+        event_p95_ms: p95(&mut ev),
+        frame_p95_ms: p95(&mut fr),
+    })
+}
