@@ -34,7 +34,7 @@ pub use self::camera::{
 pub use self::inference::InferenceConfig;
 pub use self::open_data::OpenDataConfig;
 pub use self::storage::StorageConfig;
-pub use crate::uplink::config::{MqttConfig, Secret, UplinkConfig, WebhookConfig};
+pub use crate::uplink::config::{Gat1400Config, MqttConfig, Secret, UplinkConfig, WebhookConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -145,6 +145,8 @@ impl Config {
         self.api.tls.check_files()?;
         self.storage.validate()?;
         self.uplink.validate()?;
+        let camera_ids: Vec<&str> = self.cameras.iter().map(|c| c.id.as_str()).collect();
+        self.uplink.check_cameras(&camera_ids)?;
         if !self.uplink.mqtt.is_empty() && self.box_id.contains(['+', '#', '/', '\0']) {
             return Err("field `box_id`: must not contain '+', '#' or '/' with MQTT sinks (it is a topic level)".into());
         }
