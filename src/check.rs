@@ -132,12 +132,33 @@ pub fn run(path: &Path) -> ExitCode {
             _ => {}
         }
     }
+    gat1400_lines(&mut r, &cfg);
     if r.failed == 0 {
         println!("all checks passed");
         ExitCode::SUCCESS
     } else {
         println!("{} check(s) failed", r.failed);
         ExitCode::from(1)
+    }
+}
+
+/// `[[uplink.gat1400]]`: registers with each enabled VIID platform, reads its clock and
+/// unregisters (a wrong password or an unreachable platform fails with the reason).
+fn gat1400_lines(r: &mut Report, cfg: &Config) {
+    let sinks: Vec<_> = cfg.uplink.gat1400.iter().filter(|g| g.enabled).collect();
+    if sinks.is_empty() {
+        return;
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return r.line(false, "gat1400", format!("cannot start a runtime: {e}")),
+    };
+    for g in sinks {
+        let what = format!("gat1400 {}", g.name);
+        match rt.block_on(crate::uplink::gat1400::probe(g)) {
+            Ok(m) => r.line(true, &what, m),
+            Err(e) => r.line(false, &what, e),
+        }
     }
 }
 

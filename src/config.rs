@@ -522,6 +522,7 @@ zone = "yard"
             ("<sha256 of your own token>", "api.tokens_sha256[0]"),
             ("<whsec_… generated as above>", "uplink.webhooks[0].secret"),
             ("<the broker's password for this box>", "uplink.mqtt[0].password"),
+            ("<the VIID platform's password for this box>", "uplink.gat1400[0].password"),
         ];
         let mut text = text;
         for (placeholder, field) in placeholders {
@@ -588,6 +589,7 @@ zone = "yard"
         assert_eq!(format!("{:?}", full.storage), format!("{:?}", StorageConfig::default()));
         assert_eq!(format!("{:?}", bare.storage), format!("{:?}", StorageConfig::default()));
         assert_eq!(format!("{:?}", full.uplink.webhooks), format!("{:?}", bare.uplink.webhooks));
+        assert_eq!(format!("{:?}", full.uplink.gat1400), format!("{:?}", bare.uplink.gat1400));
         assert_eq!(
             full.uplink.outbox_retention_days,
             UplinkConfig::default().outbox_retention_days
