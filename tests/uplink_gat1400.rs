@@ -314,6 +314,17 @@ fn keeps_alive_and_reports_the_platform_clock_offset() {
     let off = st.time_offset_secs.expect("time synced after registering");
     assert!((off - 125.0).abs() <= 1.5, "offset {off} s, platform is 125 s ahead");
     assert_eq!(p.log(|l| l.time_calls), 1);
+    // The same in the delivery status (`session`), as /api/v1/uplink serves it.
+    wait(5, "session published", || {
+        let st = &store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0];
+        st.session
+            .as_ref()
+            .is_some_and(|v| v["registered"] == true && v["time_offset_secs"].is_number())
+    });
+    let st = &store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0];
+    let session = st.session.clone().unwrap();
+    assert_eq!(session["time_offset_secs"].as_f64(), Some(off));
+    assert!(session["last_registered_at"].is_string() && session["last_error"].is_null());
     // The platform forgets the box: the next keepalive gets 401 and the box registers again.
     p.forget_registrations();
     wait(10, "re-registration after a refused keepalive", || {
@@ -473,6 +484,20 @@ enabled = false
     });
     let up = a.get_json("/api/v1/uplink")["sinks"][0].clone();
     assert_eq!((up["kind"].as_str(), up["dead_letter_count"].as_u64()), (Some("gat1400"), Some(0)));
+    // The session in /api/v1/uplink and /metrics: registered, the platform 3 s behind.
+    assert_eq!(up["session"]["registered"], true, "{up}");
+    let off = up["session"]["time_offset_secs"].as_f64().unwrap();
+    assert!((off + 3.0).abs() <= 1.5, "offset {off}");
+    let (code, _, body) = a.get("/metrics", Some(common::TOKEN)).unwrap();
+    let text = String::from_utf8(body).unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        text.contains("gridwatch_uplink_registered{sink=\"viid\",kind=\"gat1400\"} 1\n"),
+        "{text}"
+    );
+    assert!(text.contains(
+        "gridwatch_uplink_platform_time_offset_seconds{sink=\"viid\",kind=\"gat1400\"} "
+    ));
     let changes =
         a.get_json("/api/v1/feed?after=0&limit=1000")["changes"].as_array().unwrap().clone();
     let accepted = p.accepted();

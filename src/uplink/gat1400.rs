@@ -44,12 +44,13 @@ const SNAPSHOT_MAX_BYTES: u64 = 8 << 20;
 /// Most bytes of a platform answer that are read.
 const ANSWER_MAX_BYTES: usize = 1 << 20;
 
-/// What `/api/v1/uplink` and `check` report about the platform session.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What `/api/v1/uplink` (the sink's `session`) reports about the platform session.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Gat1400Status {
     pub registered: bool,
     /// Platform clock minus box clock (seconds), from the last `GET /VIID/System/Time`.
     pub time_offset_secs: Option<f64>,
+    #[serde(with = "time::serde::rfc3339::option")]
     pub last_registered_at: Option<OffsetDateTime>,
     /// Why the last registration, keepalive or time sync failed (cleared on success).
     pub last_error: Option<String>,
@@ -359,9 +360,22 @@ impl Session {
         state.next_register = Some(Instant::now() + self.reregister_max.mul_f64(jitter));
     }
 
-    /// The background task: registration, keepalive, time sync.
+    /// Publishes the session status to the store (`/api/v1/uplink`) when it changed.
+    fn publish(&self, last: &mut Option<Gat1400Status>) {
+        let now = self.status();
+        if last.as_ref() != Some(&now) {
+            if let (Some(store), Ok(v)) = (&self.store, serde_json::to_value(&now)) {
+                store.set_sink_session(&self.name, v);
+            }
+            *last = Some(now);
+        }
+    }
+
+    /// The background task: registration, keepalive, time sync; publishes the status.
     async fn maintain(self: Arc<Self>) {
+        let mut published = None;
         loop {
+            self.publish(&mut published);
             let (registered, idle, due_register, due_sync) = {
                 let s = lock(&self.state);
                 let now = Instant::now();
@@ -395,6 +409,7 @@ impl Session {
                     }
                 }
             }
+            self.publish(&mut published);
             tokio::time::sleep(TICK).await;
         }
     }
