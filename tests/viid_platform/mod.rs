@@ -20,6 +20,8 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 pub const REALM: &str = "viid-test";
+/// The `code` of objects answered with malformed JSON.
+pub const MALFORMED: u32 = 999;
 
 /// One object the platform received.
 #[derive(Debug, Clone)]
@@ -54,6 +56,9 @@ struct Shared {
     registered: Mutex<HashSet<String>>,
     /// StatusCodes for the next pushes (one per request), then 0.
     refusals: Mutex<VecDeque<u32>>,
+    /// While set, pushes are answered 200 with a body that is not VIID JSON (recorded with
+    /// code `MALFORMED`).
+    malformed: Mutex<bool>,
     /// Platform clock = real clock + this.
     skew: time::Duration,
     log: Mutex<Log>,
@@ -240,7 +245,9 @@ async fn collection(
     let Some(objects) = v[format!("{kind}ListObject")][format!("{kind}Object")].as_array() else {
         return one(&uri, 1);
     };
-    let code = sh.refusals.lock().unwrap().pop_front().unwrap_or(0);
+    let malformed = *sh.malformed.lock().unwrap();
+    let code =
+        if malformed { MALFORMED } else { sh.refusals.lock().unwrap().pop_front().unwrap_or(0) };
     let content_type =
         headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let mut statuses = Vec::new();
@@ -254,6 +261,9 @@ async fn collection(
             code,
             content_type: content_type.clone(),
         });
+    }
+    if malformed {
+        return ([("content-type", "text/html")], "<html>proxy error</html>").into_response();
     }
     (
         [("content-type", "application/VIID+JSON")],
@@ -277,6 +287,7 @@ impl Platform {
             nonces: Mutex::new(HashSet::new()),
             registered: Mutex::new(HashSet::new()),
             refusals: Mutex::new(VecDeque::new()),
+            malformed: Mutex::new(false),
             skew,
             log: Mutex::new(Log::default()),
         });
@@ -306,6 +317,11 @@ impl Platform {
     /// The next pushes are answered with these StatusCodes (one per request).
     pub fn refuse(&self, codes: &[u32]) {
         self.shared.refusals.lock().unwrap().extend(codes);
+    }
+
+    /// While `on`, pushes get a 200 answer that is not VIID JSON.
+    pub fn answer_malformed(&self, on: bool) {
+        *self.shared.malformed.lock().unwrap() = on;
     }
 
     /// Forgets every registration: the next call of the box gets 401.
