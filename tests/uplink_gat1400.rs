@@ -425,6 +425,33 @@ fn an_event_change_arrives_as_valid_viid_objects_and_refusals_are_retried() {
     assert!(st.failed_attempts_total >= 2, "{st:?}");
 }
 
+/// A platform that is not there yet: the change waits (the error says why, registration is
+/// retried after its random delay), and is delivered once the platform answers.
+#[test]
+fn an_unreachable_platform_delays_delivery_until_it_answers() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (_d, store) = uplink_support::uplink_store("box-t", &["gate"]);
+    let cfg = gat_config(&format!("http://127.0.0.1:{port}"), PASSWORD, "");
+    let sink = Arc::new(Gat1400Sink::new(&cfg, Some(store.clone())).unwrap());
+    let up = start(&store, &sink, &cfg);
+    incident(&store, "gate", OffsetDateTime::now_utc(), vec![det("person", 0.1, 0.1, 0.2, 0.5, 1)]);
+    wait(10, "the failure reported", || {
+        let st = &store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0];
+        st.last_error.as_deref().is_some_and(|e| e.contains("cannot connect to the platform"))
+            && st.backlog == 2
+    });
+    assert!(!sink.status().registered);
+    let p = Platform::start_on(port, DEVICE, PASSWORD, time::Duration::ZERO);
+    wait(20, "the person delivered", || p.accepted().len() == 1);
+    wait(10, "backlog 0", || {
+        store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0].backlog == 0
+    });
+    up.shutdown();
+    let r = &p.accepted()[0];
+    assert_eq!(r.collection, "Persons");
+    assert_eq!(r.object["DeviceID"], CHANNEL_GATE);
+}
+
 /// The real appliance (`gridwatch run`: GStreamer, ONNX Runtime, tracker, rules, SQLite) on a
 /// real congested-street clip (buses, cars, motorcycles, pedestrians), with presence rules
 /// per class group and a `[[uplink.gat1400]]` sink (password from the environment): every

@@ -332,11 +332,23 @@ impl Session {
         Ok(offset)
     }
 
-    /// Registers unless registered (one registration at a time).
+    /// Registers unless registered (one registration at a time). After a failed
+    /// registration, none is tried before its random delay is over (the attempt fails with
+    /// the last error instead), so a platform that is down is not hammered by every camera.
     async fn ensure_registered(&self) -> Result<(), CallError> {
         let _g = self.registering.lock().await;
-        if lock(&self.state).status.registered {
-            return Ok(());
+        {
+            let s = lock(&self.state);
+            if s.status.registered {
+                return Ok(());
+            }
+            if let Some(at) = s.next_register.filter(|at| *at > Instant::now()) {
+                let why = s.status.last_error.clone().unwrap_or_default();
+                return Err(CallError::Unavailable(format!(
+                    "not registered ({why}); next registration in {:.1} s",
+                    (at - Instant::now()).as_secs_f64()
+                )));
+            }
         }
         let r = self.register().await;
         match &r {

@@ -276,6 +276,11 @@ impl Platform {
     /// Starts a platform on a free loopback port whose digest credentials are
     /// `user`/`password` and whose clock runs `skew` ahead of the real one.
     pub fn start(user: &str, password: &str, skew: time::Duration) -> Platform {
+        Self::start_on(0, user, password, skew)
+    }
+
+    /// Like `start`, on loopback port `port` (0: a free one).
+    pub fn start_on(port: u16, user: &str, password: &str, skew: time::Duration) -> Platform {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -291,8 +296,8 @@ impl Platform {
             skew,
             log: Mutex::new(Log::default()),
         });
-        let listener =
-            rt.block_on(async { tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap() });
+        let listener = rt
+            .block_on(async { tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap() });
         let port = listener.local_addr().unwrap().port();
         let app = axum::Router::new()
             .route("/VIID/System/Time", axum::routing::get(time_of_day))
