@@ -488,7 +488,7 @@ impl Session {
         let channel = self.channels.get(&env.camera_id).unwrap_or(&self.device_id);
         let mapped = map_change(&env, row.seq, channel, &snap, self.offset);
         if let Err(e) = self.ensure_registered().await {
-            return outcome_of(e);
+            return not_registered(e);
         }
         for (collection, objects) in mapped.iter().filter(|(c, _)| self.wants(c)) {
             let mut r = self.push(collection, objects).await;
@@ -496,7 +496,7 @@ impl Session {
                 tracing::info!(sink = %self.name, "VIID platform asks for a new registration: {e}");
                 lock(&self.state).status.registered = false;
                 if let Err(e) = self.ensure_registered().await {
-                    return outcome_of(e);
+                    return not_registered(e);
                 }
                 r = self.push(collection, objects).await;
             }
@@ -510,6 +510,12 @@ impl Session {
     fn wants(&self, collection: &str) -> bool {
         self.kinds.iter().any(|k| k == collection)
     }
+}
+
+/// A failed registration never refuses the change itself: it waits (and expires at
+/// `max_retry_hours` like any undelivered change).
+fn not_registered(e: CallError) -> Outcome {
+    Outcome::Retry { status: None, error: e.to_string(), retry_after: None }
 }
 
 fn outcome_of(e: CallError) -> Outcome {
@@ -998,6 +1004,43 @@ mod tests {
         assert!(
             DigestChallenge::parse("Digest realm=\"x\", nonce=\"n\", algorithm=SHA-256").is_none()
         );
+    }
+
+    /// Whatever the platform sends, reading it never panics (random bytes, and mutations of
+    /// valid answers and challenges).
+    #[test]
+    fn platform_input_never_panics() {
+        let seeds: [&[u8]; 3] = [
+            br#"{"ResponseStatusListObject":{"ResponseStatusObject":[{"Id":"a","StatusCode":"0"}]}}"#,
+            br#"Digest realm="r", qop="auth", nonce="n\"x", opaque="o""#,
+            b"\xFF\xD8\xFF\xC0\x00\x11\x08\x00\xF0\x01\x40",
+        ];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for i in 0..20_000 {
+            let mut b = seeds[i % 3].to_vec();
+            for _ in 0..(next() % 8) {
+                let at = (next() as usize) % (b.len() + 1);
+                match next() % 3 {
+                    0 if at < b.len() => b[at] = next() as u8,
+                    1 if at < b.len() => {
+                        b.truncate(at);
+                    }
+                    _ => b.insert(at, next() as u8),
+                }
+            }
+            let _ = answer_statuses("/p", 200, &b);
+            let text = String::from_utf8_lossy(&b);
+            let _ = DigestChallenge::parse(&text);
+            let _ = parse_params(&text);
+            let _ = jpeg_size(&b);
+            let _ = parse_viid_time(&text, UtcOffset::UTC);
+        }
     }
 
     #[test]
