@@ -37,6 +37,9 @@ use crate::store::Store;
 pub const CONTENT_TYPE: &str = "application/VIID+JSON";
 /// How often the platform's clock is read while registered.
 const TIME_SYNC_EVERY: Duration = Duration::from_secs(3600);
+/// A registration with no answered request for this long is treated as lapsed (as the
+/// platform does): the box registers again.
+const LAPSE: Duration = Duration::from_secs(300);
 /// How often the background task looks at its state.
 const TICK: Duration = Duration::from_millis(250);
 /// Largest snapshot pushed (bigger ones are left out of `SubImageList`).
@@ -61,6 +64,9 @@ struct State {
     status: Gat1400Status,
     /// When the box last made a request that the platform answered.
     last_request: Option<Instant>,
+    /// When the platform last answered a request with success (registration, keepalive,
+    /// time, push).
+    last_ok: Option<Instant>,
     last_sync: Option<Instant>,
     /// No registration before this (random delay after a failure).
     next_register: Option<Instant>,
@@ -269,6 +275,7 @@ impl Session {
                 state.status.last_registered_at = Some(OffsetDateTime::now_utc());
                 state.status.last_error = None;
                 state.next_register = None;
+                state.last_ok = Some(Instant::now());
                 Ok(())
             }
             Some(s) => Err(s.error(path)),
@@ -398,6 +405,19 @@ impl Session {
                     s.last_sync.is_none_or(|t| now - t >= TIME_SYNC_EVERY),
                 )
             };
+            let lapsed = {
+                let mut s = lock(&self.state);
+                let lapsed = s.status.registered && s.last_ok.is_some_and(|t| t.elapsed() >= LAPSE);
+                if lapsed {
+                    s.status.registered = false;
+                    s.next_register = None;
+                }
+                lapsed
+            };
+            if lapsed {
+                tracing::warn!(sink = %self.name, "no answer from the VIID platform for {} s: registering again", LAPSE.as_secs());
+                continue;
+            }
             if !registered && due_register {
                 if let Err(e) = self.ensure_registered().await {
                     tracing::warn!(sink = %self.name, "VIID registration failed: {e}");
@@ -408,7 +428,11 @@ impl Session {
                 }
             } else if registered && idle {
                 match self.keepalive().await {
-                    Ok(()) => lock(&self.state).status.last_error = None,
+                    Ok(()) => {
+                        let mut s = lock(&self.state);
+                        s.status.last_error = None;
+                        s.last_ok = Some(Instant::now());
+                    }
                     Err(CallError::Unauthorized(e)) => {
                         tracing::warn!(sink = %self.name, "VIID keepalive refused, registering again: {e}");
                         let mut s = lock(&self.state);
@@ -504,6 +528,7 @@ impl Session {
                 return outcome_of(e);
             }
         }
+        lock(&self.state).last_ok = Some(Instant::now());
         Outcome::Delivered
     }
 
