@@ -133,6 +133,7 @@ pub fn run(path: &Path) -> ExitCode {
             _ => {}
         }
     }
+    gat1400_lines(&mut r, &cfg);
     if r.failed == 0 {
         println!("all checks passed");
         ExitCode::SUCCESS
@@ -216,6 +217,26 @@ fn storage_lines(r: &mut Report, cfg: &Config) {
             ),
         ),
         Err(e) => r.line(false, "evidence key", e),
+    }
+}
+
+/// `[[uplink.gat1400]]`: registers with each enabled VIID platform, reads its clock and
+/// unregisters (a wrong password or an unreachable platform fails with the reason).
+fn gat1400_lines(r: &mut Report, cfg: &Config) {
+    let sinks: Vec<_> = cfg.uplink.gat1400.iter().filter(|g| g.enabled).collect();
+    if sinks.is_empty() {
+        return;
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return r.line(false, "gat1400", format!("cannot start a runtime: {e}")),
+    };
+    for g in sinks {
+        let what = format!("gat1400 {}", g.name);
+        match rt.block_on(crate::uplink::gat1400::probe(g)) {
+            Ok(m) => r.line(true, &what, m),
+            Err(e) => r.line(false, &what, e),
+        }
     }
 }
 

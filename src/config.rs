@@ -36,7 +36,7 @@ pub use self::inference::InferenceConfig;
 pub use self::motion::MotionGateConfig;
 pub use self::open_data::OpenDataConfig;
 pub use self::storage::StorageConfig;
-pub use crate::uplink::config::{MqttConfig, Secret, UplinkConfig, WebhookConfig};
+pub use crate::uplink::config::{Gat1400Config, MqttConfig, Secret, UplinkConfig, WebhookConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -147,6 +147,8 @@ impl Config {
         self.api.tls.check_files()?;
         self.storage.validate()?;
         self.uplink.validate()?;
+        let camera_ids: Vec<&str> = self.cameras.iter().map(|c| c.id.as_str()).collect();
+        self.uplink.check_cameras(&camera_ids)?;
         if !self.uplink.mqtt.is_empty() && self.box_id.contains(['+', '#', '/', '\0']) {
             return Err("field `box_id`: must not contain '+', '#' or '/' with MQTT sinks (it is a topic level)".into());
         }
@@ -522,6 +524,7 @@ zone = "yard"
             ("<sha256 of your own token>", "api.tokens_sha256[0]"),
             ("<whsec_… generated as above>", "uplink.webhooks[0].secret"),
             ("<the broker's password for this box>", "uplink.mqtt[0].password"),
+            ("<the VIID platform's password for this box>", "uplink.gat1400[0].password"),
         ];
         let mut text = text;
         for (placeholder, field) in placeholders {
@@ -588,6 +591,7 @@ zone = "yard"
         assert_eq!(format!("{:?}", full.storage), format!("{:?}", StorageConfig::default()));
         assert_eq!(format!("{:?}", bare.storage), format!("{:?}", StorageConfig::default()));
         assert_eq!(format!("{:?}", full.uplink.webhooks), format!("{:?}", bare.uplink.webhooks));
+        assert_eq!(format!("{:?}", full.uplink.gat1400), format!("{:?}", bare.uplink.gat1400));
         assert_eq!(
             full.uplink.outbox_retention_days,
             UplinkConfig::default().outbox_retention_days

@@ -221,6 +221,19 @@ pub(crate) fn render_metrics(
         "Unix time of the last failed attempt.",
         per_sink(&|s| secs(s.last_error_at)),
     );
+    // Sinks with a platform session (gat1400): registration and platform clock offset.
+    family(
+        "gridwatch_uplink_registered",
+        "gauge",
+        "1 while the sink is registered with its platform (GA/T 1400 sinks only).",
+        per_sink(&|s| s.session.as_ref()?["registered"].as_bool().map(|r| f64::from(u8::from(r)))),
+    );
+    family(
+        "gridwatch_uplink_platform_time_offset_seconds",
+        "gauge",
+        "Platform clock minus box clock at the last time sync (GA/T 1400 sinks only).",
+        per_sink(&|s| s.session.as_ref()?["time_offset_secs"].as_f64()),
+    );
     family(
         "gridwatch_camera_online",
         "gauge",

@@ -59,6 +59,8 @@ pub struct FeedSignal {
 /// Outbox state shared by all clones of a [`Store`].
 pub(super) struct OutboxShared {
     ctx: RwLock<Arc<UplinkContext>>,
+    /// Live session facts a sink publishes (`Store::set_sink_session`), by sink name.
+    sessions: RwLock<HashMap<String, serde_json::Value>>,
     signal: tokio::sync::watch::Sender<FeedSignal>,
 }
 
@@ -66,7 +68,11 @@ impl OutboxShared {
     pub(super) fn new(conn: &Connection) -> Result<OutboxShared, StoreError> {
         let last_seq = last_seq(conn)?;
         let (signal, _) = tokio::sync::watch::channel(FeedSignal { last_seq, closing: false });
-        Ok(OutboxShared { ctx: RwLock::new(Arc::new(UplinkContext::default())), signal })
+        Ok(OutboxShared {
+            ctx: RwLock::new(Arc::new(UplinkContext::default())),
+            sessions: RwLock::new(HashMap::new()),
+            signal,
+        })
     }
 }
 
@@ -238,6 +244,9 @@ pub struct SinkStatus {
     pub dead_letters: Vec<DeadLetter>,
     /// Changes being retried (one per camera at most).
     pub retrying: Vec<Retrying>,
+    /// What the running sink says about its connection (in memory, not stored): a `gat1400`
+    /// sink's registration and platform clock offset; null for the other kinds.
+    pub session: Option<serde_json::Value>,
 }
 
 fn sql(op: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
@@ -480,6 +489,16 @@ impl Store {
 
     pub fn uplink_context(&self) -> Arc<UplinkContext> {
         self.inner.outbox.ctx.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Publishes a running sink's session facts for `uplink_status` (`session`).
+    pub fn set_sink_session(&self, sink: &str, session: serde_json::Value) {
+        self.inner
+            .outbox
+            .sessions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sink.to_string(), session);
     }
 
     /// Appends the outbox row of an event change inside `apply`'s transaction.
@@ -936,11 +955,17 @@ impl Store {
         })?;
         let mut out = Vec::new();
         for (name, kind, target, start_seq, delivered, failed) in sinks {
-            out.push(
-                self.read(|c| {
-                    sink_status(c, now, name, kind, target, start_seq, delivered, failed)
-                })?,
-            );
+            let mut st = self
+                .read(|c| sink_status(c, now, name, kind, target, start_seq, delivered, failed))?;
+            st.session = self
+                .inner
+                .outbox
+                .sessions
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&st.name)
+                .cloned();
+            out.push(st);
         }
         Ok(out)
     }
@@ -1101,6 +1126,7 @@ fn sink_status(
         name,
         kind,
         target,
+        session: None,
     })
 }
 

@@ -34,6 +34,8 @@ pub struct UplinkConfig {
     pub webhooks: Vec<WebhookConfig>,
     /// `[[uplink.mqtt]]`: MQTT brokers that get every change (QoS 1).
     pub mqtt: Vec<MqttConfig>,
+    /// `[[uplink.gat1400]]`: GA/T 1400 (VIID) platforms that get structured objects.
+    pub gat1400: Vec<Gat1400Config>,
 }
 
 impl Default for UplinkConfig {
@@ -43,6 +45,7 @@ impl Default for UplinkConfig {
             outbox_retention_days: 30.0,
             webhooks: vec![],
             mqtt: vec![],
+            gat1400: vec![],
         }
     }
 }
@@ -58,7 +61,7 @@ impl UplinkConfig {
 
     /// The sink kinds' lists, one entry per kind.
     fn sink_lists(&self) -> Vec<&dyn SinkList> {
-        vec![&self.webhooks, &self.mqtt]
+        vec![&self.webhooks, &self.mqtt, &self.gat1400]
     }
 
     /// Whether any sink is configured (enabled or not).
@@ -87,6 +90,19 @@ impl UplinkConfig {
         let mut names = HashMap::new();
         for list in self.sink_lists() {
             list.validate(&mut names)?;
+        }
+        Ok(())
+    }
+
+    /// Checks the sinks' references to cameras against the configured camera ids.
+    pub fn check_cameras(&self, cameras: &[&str]) -> Result<(), String> {
+        for (i, g) in self.gat1400.iter().enumerate() {
+            if let Some(cam) = g.channels.keys().find(|c| !cameras.contains(&c.as_str())) {
+                return Err(format!(
+                    "field `uplink.gat1400[{i}].channels.{cam}` (gat1400 sink `{}`): no camera `{cam}` is configured",
+                    g.name
+                ));
+            }
         }
         Ok(())
     }
@@ -514,6 +530,159 @@ impl SinkConfig for MqttConfig {
         }
         if !(self.keep_alive_secs.is_finite() && (1.0..=65535.0).contains(&self.keep_alive_secs)) {
             return Err(format!("{}: must be between 1 and 65535", at("keep_alive_secs")));
+        }
+        Ok(())
+    }
+}
+
+sink_config! {
+    /// `[[uplink.gat1400]]`: one GA/T 1400 (VIID) platform the box registers with (as an
+    /// APE, HTTP Digest), keeps alive, syncs time with, and pushes structured objects to
+    /// (`MotorVehicles`, `NonMotorVehicles`, `Persons`; docs/api.md "GA/T 1400").
+    pub struct Gat1400Config(RawGat1400Config) {
+        /// Unique sink name (shared namespace with the other sinks).
+        pub name: String,
+        /// Base URL of the platform (`http://host:port`); the calls go to `/VIID/…` under it.
+        pub url: String,
+        /// The box's 20-digit GA/T 1400 device id (region 8 + industry 2 + type 2 + subtype 2
+        /// + sequence 6).
+        pub device_id: String,
+        /// Camera id → its 20-digit channel id (the `DeviceID` of its objects). A camera
+        /// without one uses `device_id`.
+        #[serde(default)]
+        pub channels: std::collections::BTreeMap<String, String>,
+        /// Digest username. Default: `device_id`.
+        #[serde(default)]
+        pub username: Option<String>,
+        /// Digest password (never logged) …
+        #[serde(default)]
+        pub password: Option<Secret>,
+        /// … or the name of an environment variable holding it. One of the two is required.
+        #[serde(default)]
+        pub password_env: Option<String>,
+        /// Collections pushed. Default all: `MotorVehicles`, `NonMotorVehicles`, `Persons`.
+        #[serde(default = "default_gat1400_kinds")]
+        pub kinds: Vec<String>,
+        /// A keepalive is sent when the box made no request to the platform this long. Default 90.
+        #[serde(default = "default_gat1400_keepalive")]
+        pub keepalive_secs: f64,
+        /// After a failed registration the next one is tried after a random delay up to this.
+        /// Default 300.
+        #[serde(default = "default_gat1400_reregister")]
+        pub reregister_max_delay_secs: f64,
+        /// UTC offset of the platform's clock, in which VIID times (`yyyyMMddHHmmss`) are
+        /// written and read. Default 8 (China Standard Time).
+        #[serde(default = "default_gat1400_utc_offset")]
+        pub utc_offset_hours: f64,
+    }
+    delivery_defaults = Delivery { backoff_max_secs: 300.0, ..Delivery::DEFAULT };
+}
+
+/// The collections a `[[uplink.gat1400]]` sink can push.
+pub const GAT1400_KINDS: [&str; 3] = ["MotorVehicles", "NonMotorVehicles", "Persons"];
+
+fn default_gat1400_kinds() -> Vec<String> {
+    GAT1400_KINDS.iter().map(|k| k.to_string()).collect()
+}
+fn default_gat1400_keepalive() -> f64 {
+    90.0
+}
+fn default_gat1400_reregister() -> f64 {
+    300.0
+}
+fn default_gat1400_utc_offset() -> f64 {
+    8.0
+}
+
+/// Whether `id` is a GA/T 1400 device id: exactly 20 ASCII digits.
+pub fn is_gat1400_id(id: &str) -> bool {
+    id.len() == 20 && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl Gat1400Config {
+    /// The digest password, from `password` or the environment variable `password_env`.
+    pub fn password_value(&self) -> Result<Secret, String> {
+        match Secret::from_config(&self.password, &self.password_env, "password", "password_env")? {
+            Some(s) if !s.expose().is_empty() => Ok(s),
+            Some(_) => Err("`password` must not be empty".into()),
+            None => Err("a digest password is required: set `password` or `password_env`".into()),
+        }
+    }
+
+    /// The digest username (`username`, default `device_id`).
+    pub fn username(&self) -> &str {
+        self.username.as_deref().unwrap_or(&self.device_id)
+    }
+}
+
+impl SinkConfig for Gat1400Config {
+    const KEY: &'static str = "gat1400";
+    const LABEL: &'static str = "gat1400 sink";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    fn delivery(&self) -> &Delivery {
+        &self.delivery
+    }
+    fn validate(&self, at: &dyn Fn(&str) -> String) -> Result<(), String> {
+        let u = url::Url::parse(&self.url)
+            .map_err(|e| format!("{}: `{}` is not a URL: {e}", at("url"), redact_url(&self.url)))?;
+        if !matches!(u.scheme(), "http" | "https")
+            || u.host_str().is_none()
+            || !u.username().is_empty()
+            || u.password().is_some()
+            || u.query().is_some()
+            || u.fragment().is_some()
+        {
+            return Err(format!(
+                "{}: must be an http(s)://host[:port][/path] URL without credentials, query or fragment",
+                at("url")
+            ));
+        }
+        if !is_gat1400_id(&self.device_id) {
+            return Err(format!(
+                "{}: `{}` is not a GA/T 1400 device id (exactly 20 digits)",
+                at("device_id"),
+                self.device_id
+            ));
+        }
+        for (cam, id) in &self.channels {
+            if !is_gat1400_id(id) {
+                return Err(format!(
+                    "{}: `{id}` is not a GA/T 1400 device id (exactly 20 digits)",
+                    at(&format!("channels.{cam}"))
+                ));
+            }
+        }
+        if self.username().is_empty() || self.username().contains(['"', '\\']) {
+            return Err(format!("{}: must be non-empty, without '\"' or '\\'", at("username")));
+        }
+        self.password_value().map_err(|e| format!("{}: {e}", at("password")))?;
+        if self.kinds.is_empty() {
+            return Err(format!("{}: name at least one collection", at("kinds")));
+        }
+        for k in &self.kinds {
+            if !GAT1400_KINDS.contains(&k.as_str()) {
+                return Err(format!(
+                    "{}: `{k}` is not one of {}",
+                    at("kinds"),
+                    GAT1400_KINDS.join(", ")
+                ));
+            }
+        }
+        if !(self.keepalive_secs.is_finite() && (1.0..=3600.0).contains(&self.keepalive_secs)) {
+            return Err(format!("{}: must be between 1 and 3600", at("keepalive_secs")));
+        }
+        if !(self.reregister_max_delay_secs.is_finite()
+            && (0.0..=3600.0).contains(&self.reregister_max_delay_secs))
+        {
+            return Err(format!("{}: must be between 0 and 3600", at("reregister_max_delay_secs")));
+        }
+        if !(self.utc_offset_hours.is_finite() && (-12.0..=14.0).contains(&self.utc_offset_hours)) {
+            return Err(format!("{}: must be between -12 and 14", at("utc_offset_hours")));
         }
         Ok(())
     }

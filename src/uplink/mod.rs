@@ -6,14 +6,16 @@
 //!   backoff + jitter, dead letters, durable cursors) drives a [`sink::Sink`] that makes
 //!   single delivery attempts. [`webhook::WebhookSink`] POSTs signed envelopes
 //!   ([`signing`]); [`mqtt::MqttSink`] publishes them at QoS 1 to a broker (delivered on
-//!   PUBACK). Both are `Sink` implementations with a config block; the worker and the
-//!   bookkeeping are shared.
+//!   PUBACK); [`gat1400::Gat1400Sink`] registers with a GA/T 1400 (VIID) platform and pushes
+//!   structured objects. All are `Sink` implementations with a config block; the worker and
+//!   the bookkeeping are shared.
 //! * The **pull feed** (`GET /api/v1/feed`, `api::uplink`) serves the outbox by `seq`.
 //!
 //! [`Uplink`] runs the sinks on their own small tokio runtime and records camera status
 //! changes reported by the health registry (off the camera threads).
 
 pub mod config;
+pub mod gat1400;
 pub mod mqtt;
 pub mod signing;
 pub mod sink;
@@ -84,6 +86,7 @@ impl Uplink {
         let mut sinks = Vec::new();
         add_sinks(&mut sinks, &u.webhooks, webhook::WebhookSink::new)?;
         add_sinks(&mut sinks, &u.mqtt, |m| mqtt::MqttSink::new(m, box_id))?;
+        add_sinks(&mut sinks, &u.gat1400, |g| gat1400::Gat1400Sink::new(g, Some(store.clone())))?;
         let retention = Duration::from_secs_f64(u.outbox_retention_days * 86400.0);
         let mut up = Self::start_sinks(store, sinks, clock, Some(retention))?;
         up.record_camera_status(store, registry);
