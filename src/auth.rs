@@ -42,16 +42,19 @@ pub enum Permission {
     Administer,
     /// Aggregated open-data statistics (grid cell × hour × class, small cells withheld).
     OpenData,
+    /// Stills without masking of faces and plates (`?unmasked=1`), audited on every use.
+    ViewUnmasked,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 6] = [
+    pub const ALL: [Permission; 7] = [
         Permission::See,
         Permission::Review,
         Permission::Monitor,
         Permission::Configure,
         Permission::Administer,
         Permission::OpenData,
+        Permission::ViewUnmasked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +65,7 @@ impl Permission {
             Permission::Configure => "configure",
             Permission::Administer => "administer",
             Permission::OpenData => "open_data",
+            Permission::ViewUnmasked => "view_unmasked",
         }
     }
 
@@ -103,8 +107,10 @@ impl Role {
         use Permission::*;
         match self {
             Role::Viewer => matches!(p, See | OpenData),
-            Role::Operator => matches!(p, See | Review | OpenData),
-            Role::Installer => matches!(p, See | Review | Monitor | Configure | OpenData),
+            Role::Operator => matches!(p, See | Review | OpenData | ViewUnmasked),
+            Role::Installer => {
+                matches!(p, See | Review | Monitor | Configure | OpenData | ViewUnmasked)
+            }
             Role::Admin => true,
             Role::Platform => matches!(p, See | Monitor | OpenData),
             Role::OpenData => matches!(p, OpenData),
@@ -488,8 +494,11 @@ mod tests {
             }
         }
         assert_eq!(Role::Viewer.permissions(), [See, OpenData]);
-        assert_eq!(Role::Operator.permissions(), [See, Review, OpenData]);
-        assert_eq!(Role::Installer.permissions(), [See, Review, Monitor, Configure, OpenData]);
+        assert_eq!(Role::Operator.permissions(), [See, Review, OpenData, ViewUnmasked]);
+        assert_eq!(
+            Role::Installer.permissions(),
+            [See, Review, Monitor, Configure, OpenData, ViewUnmasked]
+        );
         assert_eq!(Role::Admin.permissions(), Permission::ALL);
         assert_eq!(Role::Platform.permissions(), [See, Monitor, OpenData]);
         assert_eq!(Role::OpenData.permissions(), [OpenData]);

@@ -51,6 +51,9 @@ pub struct MediaSettings {
     pub max_export_secs: f64,
     /// Export slots and counters, shared by all requests.
     pub exports: Arc<Exports>,
+    /// Masking of faces and plates in served stills, or why it cannot run (the masked
+    /// views are then refused with 503; docs/security.md "Masking").
+    pub masker: crate::masking::MaskerState,
 }
 
 impl Default for MediaSettings {
@@ -60,9 +63,13 @@ impl Default for MediaSettings {
             recording: Arc::default(),
             max_export_secs: st.max_export_secs,
             exports: Arc::new(Exports::new(&st)),
+            masker: Err(NO_MASKER.into()),
         }
     }
 }
+
+/// The masker's state before one is loaded.
+pub const NO_MASKER: &str = "masking is not set up (no face model loaded)";
 
 impl MediaSettings {
     pub fn from_config(cfg: &Config) -> Self {
@@ -76,6 +83,7 @@ impl MediaSettings {
             ),
             max_export_secs: cfg.storage.max_export_secs,
             exports: Arc::new(Exports::new(&cfg.storage)),
+            masker: Err(NO_MASKER.into()),
         }
     }
 

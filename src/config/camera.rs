@@ -103,6 +103,10 @@ pub struct CameraConfig {
     /// absent: off.
     #[serde(default)]
     pub pose: Option<PoseConfig>,
+    /// Masking of faces and plates in this camera's served stills (`[cameras.masking]`);
+    /// every field has a default (on).
+    #[serde(default)]
+    pub masking: crate::config::CameraMaskingConfig,
 }
 
 fn yes() -> bool {

@@ -1,0 +1,338 @@
+//! Masking of faces and number plates in served stills (event snapshots, `latest.jpg`).
+//! Docs: docs/security.md "Masking", ADR 0042.
+//!
+//! What is hidden, per camera policy (`[cameras.masking]`):
+//! - **faces**: every face the face model (BlazeFace) finds on crops around the heads of
+//!   the people the camera's detector finds and on tiles of the whole frame, grown by a
+//!   quarter on each side; and, whatever the face model says, the head band of every
+//!   detected person (the top [`HEAD_BAND`] of the box, a little wider), so that a face the
+//!   face model misses (turned, blurred, small) is hidden too;
+//! - **plates**: the plate band (the lower [`PLATE_BAND`] of the box, full width) of every
+//!   car, bus, truck and motorcycle: no permissively licensed plate detector was found, so
+//!   plates are masked by geometry.
+//!
+//! Hidden regions are filled solid (mid grey): nothing of the original survives there.
+//! Masking fails closed: any error (model missing, inference failing, bad image) is an
+//! `Err`, and the API refuses the masked view (503) rather than serve the original.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::config::{CameraMaskingConfig, Config};
+use crate::infer::detector::{Detector, DetectorOptions};
+use crate::infer::manifest::{DecoderKind, ModelManifest};
+use crate::types::BBox;
+
+/// Fraction of a person box's height, from its top, hidden as the head band.
+pub const HEAD_BAND: f32 = 0.25;
+/// Fraction of a vehicle box's height, from its bottom, hidden as the plate band.
+pub const PLATE_BAND: f32 = 0.45;
+/// Face boxes grow by this fraction of their size on each side (hair, ears, box error).
+pub const FACE_GROW: f32 = 0.25;
+/// Grey level of masked pixels.
+pub const FILL: u8 = 128;
+/// Classes whose plate band is masked.
+pub const VEHICLES: [&str; 4] = ["car", "bus", "truck", "motorcycle"];
+
+/// What kind of thing a masked region hides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionKind {
+    Face,
+    Head,
+    Plate,
+}
+
+/// A masked region, normalised to the frame (0–1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Region {
+    pub kind: RegionKind,
+    pub bbox: BBox,
+}
+
+/// The masker: the face model and the object detectors of the cameras, each behind a lock
+/// (a request at a time per model), and the per-camera policy.
+pub struct Masker {
+    face: Mutex<Detector>,
+    /// Object detector by model name, shared by the cameras that use it.
+    objects: HashMap<String, Arc<Mutex<Detector>>>,
+    /// Per camera: its object model's name (the first of its `models` that is a detector
+    /// with a `person` class) and its policy.
+    cameras: HashMap<String, (Option<String>, CameraMaskingConfig)>,
+}
+
+impl std::fmt::Debug for Masker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Masker")
+            .field("objects", &self.objects.keys().collect::<Vec<_>>())
+            .field("cameras", &self.cameras)
+            .finish()
+    }
+}
+
+/// The masker as the API holds it: ready, or the reason it is not (served as the 503's
+/// message).
+pub type MaskerState = Result<Arc<Masker>, String>;
+
+impl Masker {
+    /// Loads the face model and each camera's object detector. Any failure is an error
+    /// naming the model; the caller keeps it and the masked views are refused.
+    pub fn from_config(cfg: &Config, opts: &DetectorOptions) -> Result<Masker, String> {
+        let face_path = cfg.face_model();
+        let face = load_face(&face_path, opts)?;
+        let mut objects: HashMap<String, Arc<Mutex<Detector>>> = HashMap::new();
+        let mut cameras = HashMap::new();
+        for cam in &cfg.cameras {
+            let mut chosen = None;
+            if cam.masking.enabled && (cam.masking.faces || cam.masking.plates) {
+                for name in &cam.models {
+                    let Some(path) = cfg.models.get(name) else { continue };
+                    if objects.contains_key(name) {
+                        chosen = Some(name.clone());
+                        break;
+                    }
+                    let m =
+                        ModelManifest::load(path).map_err(|e| format!("model `{name}`: {e}"))?;
+                    if matches!(
+                        m.output.kind,
+                        DecoderKind::Keypoints {} | DecoderKind::Blazeface { .. }
+                    ) {
+                        continue;
+                    }
+                    let labels = m.load_labels().map_err(|e| format!("model `{name}`: {e}"))?;
+                    if !labels.iter().any(|l| l == "person") {
+                        continue;
+                    }
+                    let det =
+                        Detector::load(&m, opts).map_err(|e| format!("model `{name}`: {e}"))?;
+                    objects.insert(name.clone(), Arc::new(Mutex::new(det)));
+                    chosen = Some(name.clone());
+                    break;
+                }
+            }
+            cameras.insert(cam.id.clone(), (chosen, cam.masking));
+        }
+        Ok(Masker { face: Mutex::new(face), objects, cameras })
+    }
+
+    /// A masker from parts (tests, benchmarks): the face model, one object detector used
+    /// for every camera listed, and their policies.
+    pub fn new(
+        face: Detector,
+        objects: Detector,
+        cameras: &[(&str, CameraMaskingConfig)],
+    ) -> Masker {
+        let obj = Arc::new(Mutex::new(objects));
+        Masker {
+            face: Mutex::new(face),
+            objects: HashMap::from([("objects".to_string(), obj)]),
+            cameras: cameras
+                .iter()
+                .map(|(c, p)| (c.to_string(), (Some("objects".to_string()), *p)))
+                .collect(),
+        }
+    }
+
+    /// The camera's policy (the default for a camera the masker was not told about).
+    pub fn policy(&self, camera: &str) -> CameraMaskingConfig {
+        self.cameras.get(camera).map(|c| c.1).unwrap_or_default()
+    }
+
+    /// The regions to hide in a tightly packed RGB24 frame of `camera`.
+    pub fn regions(&self, camera: &str, rgb: &[u8], w: u32, h: u32) -> Result<Vec<Region>, String> {
+        if w == 0 || h == 0 || rgb.len() != w as usize * h as usize * 3 {
+            return Err(format!("frame {w}x{h} has {} bytes of RGB", rgb.len()));
+        }
+        let (model, policy) = match self.cameras.get(camera) {
+            Some((m, p)) => (m.clone(), *p),
+            None => (self.objects.keys().next().cloned(), CameraMaskingConfig::default()),
+        };
+        if !policy.enabled || !(policy.faces || policy.plates) {
+            return Ok(Vec::new());
+        }
+        let Some(det) = model.as_ref().and_then(|m| self.objects.get(m)) else {
+            return Err(format!(
+                "camera `{camera}` has no object detector with a `person` class to find people \
+                 and vehicles"
+            ));
+        };
+        let objects = det
+            .lock()
+            .map_err(|_| "the object detector's lock is poisoned".to_string())?
+            .detect(rgb, w, h)
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        let mut heads = Vec::new();
+        for o in &objects {
+            let b = o.bbox;
+            let (bw, bh) = (b.x2 - b.x1, b.y2 - b.y1);
+            if policy.faces && o.class == "person" {
+                let head = BBox {
+                    x1: b.x1 - 0.1 * bw,
+                    y1: b.y1 - 0.05 * bh,
+                    x2: b.x2 + 0.1 * bw,
+                    y2: b.y1 + HEAD_BAND * bh,
+                };
+                out.push(Region { kind: RegionKind::Head, bbox: clamp(head) });
+                heads.push(b);
+            }
+            if policy.plates && VEHICLES.contains(&o.class.as_str()) {
+                let band = BBox { x1: b.x1, y1: b.y2 - PLATE_BAND * bh, x2: b.x2, y2: b.y2 };
+                out.push(Region { kind: RegionKind::Plate, bbox: clamp(band) });
+            }
+        }
+        if policy.faces {
+            let mut face = self.face.lock().map_err(|_| "the face model's lock is poisoned")?;
+            for crop in crops(&heads, w, h) {
+                for f in detect_in(&mut face, rgb, w, h, crop)? {
+                    out.push(Region { kind: RegionKind::Face, bbox: grow(f) });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Masks `rgb` in place; returns the regions hidden.
+    pub fn mask(
+        &self,
+        camera: &str,
+        rgb: &mut [u8],
+        w: u32,
+        h: u32,
+    ) -> Result<Vec<Region>, String> {
+        let regions = self.regions(camera, rgb, w, h)?;
+        for r in &regions {
+            fill(rgb, w, h, &r.bbox);
+        }
+        Ok(regions)
+    }
+
+    /// Masks a JPEG: decodes it, masks it, encodes it again at `quality`.
+    pub fn mask_jpeg(&self, camera: &str, jpeg: &[u8], quality: u8) -> Result<Vec<u8>, String> {
+        let img = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
+            .map_err(|e| format!("decoding the still: {e}"))?
+            .to_rgb8();
+        let (w, h) = img.dimensions();
+        let mut rgb = img.into_raw();
+        self.mask(camera, &mut rgb, w, h)?;
+        encode(&rgb, w, h, quality)
+    }
+}
+
+fn load_face(path: &Path, opts: &DetectorOptions) -> Result<Detector, String> {
+    let what = |e: &dyn std::fmt::Display| format!("face model {}: {e}", path.display());
+    let m = ModelManifest::load(path).map_err(|e| what(&e))?;
+    if !matches!(m.output.kind, DecoderKind::Blazeface { .. }) {
+        return Err(what(&"needs `[output] kind = \"blazeface\"`"));
+    }
+    Detector::load(&m, opts).map_err(|e| what(&e))
+}
+
+/// Encodes RGB24 as a JPEG.
+pub fn encode(rgb: &[u8], w: u32, h: u32, quality: u8) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
+        .encode(rgb, w, h, image::ExtendedColorType::Rgb8)
+        .map_err(|e| format!("encoding the masked still: {e}"))?;
+    Ok(out)
+}
+
+fn clamp(b: BBox) -> BBox {
+    BBox {
+        x1: b.x1.clamp(0.0, 1.0),
+        y1: b.y1.clamp(0.0, 1.0),
+        x2: b.x2.clamp(0.0, 1.0),
+        y2: b.y2.clamp(0.0, 1.0),
+    }
+}
+
+fn grow(b: BBox) -> BBox {
+    let (dw, dh) = ((b.x2 - b.x1) * FACE_GROW, (b.y2 - b.y1) * FACE_GROW);
+    clamp(BBox { x1: b.x1 - dw, y1: b.y1 - dh, x2: b.x2 + dw, y2: b.y2 + dh })
+}
+
+/// Pixel rectangle `[x0, x1) × [y0, y1)` of a normalised box (rounded outwards).
+fn pixels(b: &BBox, w: u32, h: u32) -> (u32, u32, u32, u32) {
+    let x0 = (b.x1.max(0.0) * w as f32).floor() as u32;
+    let y0 = (b.y1.max(0.0) * h as f32).floor() as u32;
+    let x1 = ((b.x2.min(1.0) * w as f32).ceil() as u32).min(w);
+    let y1 = ((b.y2.min(1.0) * h as f32).ceil() as u32).min(h);
+    (x0.min(x1), y0.min(y1), x1, y1)
+}
+
+/// Fills a normalised box of an RGB24 frame with [`FILL`].
+pub fn fill(rgb: &mut [u8], w: u32, h: u32, b: &BBox) {
+    let (x0, y0, x1, y1) = pixels(b, w, h);
+    for y in y0..y1 {
+        let row = (y * w) as usize * 3;
+        rgb[row + x0 as usize * 3..row + x1 as usize * 3].fill(FILL);
+    }
+}
+
+/// Where the face model looks, in frame pixels: the whole frame (large faces), tiles of
+/// 256 px with a quarter's overlap (faces of about 40–150 px), and a square around the top
+/// of each person box (small faces, which the crop enlarges to the model's 256 px).
+fn crops(people: &[BBox], w: u32, h: u32) -> Vec<(u32, u32, u32, u32)> {
+    let mut out = vec![(0, 0, w, h)];
+    const T: u32 = 256;
+    if w > T || h > T {
+        let step = T * 3 / 4;
+        let starts = |n: u32| -> Vec<u32> {
+            if n <= T {
+                return vec![0];
+            }
+            let mut v: Vec<u32> = (0..).map(|i| i * step).take_while(|s| s + T < n).collect();
+            v.push(n - T);
+            v
+        };
+        for y in starts(h) {
+            for x in starts(w) {
+                out.push((x, y, T.min(w), T.min(h)));
+            }
+        }
+    }
+    for b in people {
+        let (x0, y0, x1, y1) = pixels(b, w, h);
+        let (bw, bh) = (x1.saturating_sub(x0), y1.saturating_sub(y0));
+        let side = bw.max(bh * 2 / 5).max(32).min(w).min(h);
+        let cx = (x0 + x1) / 2;
+        let left = cx.saturating_sub(side / 2).min(w - side);
+        let top = y0.saturating_sub(side / 10).min(h - side);
+        out.push((left, top, side, side));
+    }
+    out
+}
+
+/// Runs the face model on a crop `(x, y, cw, ch)` of the frame; boxes normalised to the frame.
+fn detect_in(
+    face: &mut Detector,
+    rgb: &[u8],
+    w: u32,
+    h: u32,
+    (x, y, cw, ch): (u32, u32, u32, u32),
+) -> Result<Vec<BBox>, String> {
+    if cw == 0 || ch == 0 {
+        return Ok(Vec::new());
+    }
+    let dets = if (x, y, cw, ch) == (0, 0, w, h) {
+        face.detect(rgb, w, h).map_err(|e| e.to_string())?
+    } else {
+        let mut crop = Vec::with_capacity(cw as usize * ch as usize * 3);
+        for row in y..y + ch {
+            let s = (row * w + x) as usize * 3;
+            crop.extend_from_slice(&rgb[s..s + cw as usize * 3]);
+        }
+        face.detect(&crop, cw, ch).map_err(|e| e.to_string())?
+    };
+    let (fx, fy, sx, sy) =
+        (x as f32 / w as f32, y as f32 / h as f32, cw as f32 / w as f32, ch as f32 / h as f32);
+    Ok(dets
+        .into_iter()
+        .map(|d| BBox {
+            x1: fx + d.bbox.x1 * sx,
+            y1: fy + d.bbox.y1 * sy,
+            x2: fx + d.bbox.x2 * sx,
+            y2: fy + d.bbox.y2 * sy,
+        })
+        .collect())
+}
