@@ -336,3 +336,126 @@ fn detect_in(
         })
         .collect())
 }
+
+/// The first `n + 1` frames of a video, the last returned (tests and the recall bench).
+#[doc(hidden)]
+pub fn frame_of(video: &Path, n: u64) -> Result<crate::types::Frame, String> {
+    use crate::ingest::{Opener, StreamEvent};
+    crate::gst::init().map_err(|e| e.to_string())?;
+    let loc =
+        format!("\"{}\"", video.display().to_string().replace('\\', "\\\\").replace('"', "\\\""));
+    let opener = crate::ingest::gst::GstOpener {
+        camera_id: Arc::from("still"),
+        description: format!(
+            "filesrc location={loc} ! decodebin ! videoconvert ! video/x-raw,format=RGB \
+             ! appsink name=sink max-buffers=2 drop=false sync=false enable-last-sample=false"
+        ),
+        record: None,
+        skip_nonref_fps: None,
+    };
+    let mut s = opener.open().map_err(|e| e.to_string())?;
+    let mut i = 0;
+    loop {
+        match s.next(std::time::Duration::from_secs(10)) {
+            StreamEvent::Frame(f) if i == n => return Ok(f),
+            StreamEvent::Frame(_) => i += 1,
+            StreamEvent::Eos => return Err(format!("{}: only {i} frames", video.display())),
+            StreamEvent::Idle => return Err(format!("{}: no frame for 10 s", video.display())),
+            StreamEvent::Error(e) => return Err(format!("{}: {e}", video.display())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn repo(p: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(p)
+    }
+
+    pub(crate) fn load(path: &str) -> Detector {
+        crate::infer::runtime::init(None).unwrap();
+        let m = ModelManifest::load(&repo(path)).unwrap();
+        Detector::load(&m, &DetectorOptions::default()).unwrap()
+    }
+
+    pub(crate) fn masker(cameras: &[(&str, CameraMaskingConfig)]) -> Masker {
+        Masker::new(
+            load("models/blazeface-back-256/model.toml"),
+            load("models/nanodet-g-coco-416/model.toml"),
+            cameras,
+        )
+    }
+
+    /// Frame 15 (0.5 s) of the crosswalk clip: a woman walking toward the camera, her face
+    /// about 26 px wide centred near (244, 351) of 1280×720 (checked by eye).
+    fn crosswalk() -> Option<crate::types::Frame> {
+        let clip = repo("../shared/media/people/people-street-crosswalk-720p.mp4");
+        if !clip.is_file() {
+            eprintln!("skipping: {} not found (test-only footage)", clip.display());
+            return None;
+        }
+        Some(frame_of(&clip, 15).unwrap())
+    }
+    const FACE: (f32, f32) = (244.0, 351.0);
+
+    #[test]
+    fn blazeface_finds_a_real_face_on_a_crop() {
+        let Some(f) = crosswalk() else { return };
+        assert_eq!((f.width, f.height), (1280, 720));
+        let mut face = load("models/blazeface-back-256/model.toml");
+        let got = detect_in(&mut face, &f.rgb, f.width, f.height, (160, 300, 180, 180)).unwrap();
+        let near: Vec<_> = got
+            .iter()
+            .map(|b| ((b.x1 + b.x2) / 2.0 * 1280.0, (b.y1 + b.y2) / 2.0 * 720.0, b))
+            .filter(|(x, y, _)| (x - FACE.0).abs() < 8.0 && (y - FACE.1).abs() < 8.0)
+            .collect();
+        assert_eq!(near.len(), 1, "faces found: {got:?}");
+        let w = (near[0].2.x2 - near[0].2.x1) * 1280.0;
+        assert!((18.0..40.0).contains(&w), "face width {w} px");
+        // Nothing face-like on a crop of the empty road.
+        let road = detect_in(&mut face, &f.rgb, f.width, f.height, (700, 540, 180, 180)).unwrap();
+        assert!(road.is_empty(), "{road:?}");
+    }
+
+    #[test]
+    fn masked_frame_hides_the_face_and_policy_switches_it_off() {
+        let Some(f) = crosswalk() else { return };
+        let on = CameraMaskingConfig::default();
+        let off = CameraMaskingConfig { enabled: false, ..on };
+        let m = masker(&[("cam", on), ("off", off)]);
+        let mut rgb = f.rgb.to_vec();
+        let regions = m.mask("cam", &mut rgb, f.width, f.height).unwrap();
+        assert!(regions.iter().any(|r| r.kind == RegionKind::Face), "{regions:?}");
+        assert!(regions.iter().any(|r| r.kind == RegionKind::Head), "{regions:?}");
+        // Every pixel of the face (±12 px around its centre) is the fill, nothing of the original.
+        let (cx, cy) = (FACE.0 as u32, FACE.1 as u32);
+        for y in cy - 12..cy + 12 {
+            for x in cx - 12..cx + 12 {
+                let i = ((y * f.width + x) * 3) as usize;
+                assert_eq!(&rgb[i..i + 3], &[FILL; 3], "pixel ({x}, {y}) not masked");
+            }
+        }
+        // Masking off: the frame is unchanged.
+        let mut rgb = f.rgb.to_vec();
+        assert!(m.mask("off", &mut rgb, f.width, f.height).unwrap().is_empty());
+        assert!(rgb == *f.rgb);
+        // Garbage in: an error, never a pass.
+        assert!(m.mask("cam", &mut [0u8; 10], 4, 4).is_err());
+        assert!(m.mask_jpeg("cam", b"not a jpeg", 85).is_err());
+    }
+
+    #[test]
+    fn plate_band_of_vehicles() {
+        let b = BBox { x1: 0.2, y1: 0.4, x2: 0.6, y2: 0.8 };
+        let mut rgb = vec![7u8; 10 * 10 * 3];
+        fill(&mut rgb, 10, 10, &BBox { x1: b.x1, y1: b.y2 - PLATE_BAND * 0.4, x2: b.x2, y2: b.y2 });
+        // Rows 6–7 (0.62–0.8 → pixels 6..8), columns 2..6.
+        let masked: Vec<(usize, usize)> =
+            (0..100).filter(|i| rgb[i * 3] == FILL).map(|i| (i % 10, i / 10)).collect();
+        assert_eq!(masked.len(), 8, "{masked:?}");
+        assert!(masked.iter().all(|&(x, y)| (2..6).contains(&x) && (6..8).contains(&y)));
+    }
+}
