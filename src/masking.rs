@@ -367,7 +367,7 @@ pub fn frame_of(video: &Path, n: u64) -> Result<crate::types::Frame, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::path::PathBuf;
 

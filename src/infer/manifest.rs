@@ -605,7 +605,7 @@ nms_iou = 0.6
         );
         assert_eq!(
             err("kind = \"nanodet\"\nreg_max = 10", "kind = \"yolov8\"\nstrides = [8]"),
-            "field `output.strides`: not used by kind = \"yolov8\" (only by yolox, darknet, nanodet)"
+            "field `output.strides`: not used by kind = \"yolov8\" (only by yolox, darknet, nanodet, blazeface)"
         );
         assert_eq!(
             err("kind = \"nanodet\"\nreg_max = 10", "kind = \"darknet\"\nanchors = [[[1.0, 2.0]]]"),
