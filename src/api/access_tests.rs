@@ -831,7 +831,7 @@ async fn authorization_matrix() {
 
     // The stills with `?unmasked=1`: `view_unmasked` on top of `see`, audited on every use.
     let stills = [
-        format!("/api/v1/cameras/cam1/latest.jpg?unmasked=1"),
+        "/api/v1/cameras/cam1/latest.jpg?unmasked=1".to_string(),
         format!("/api/v1/events/{}/snapshot.jpg?unmasked=1", fx.event["cam1"]),
     ];
     let mut allowed = 0;

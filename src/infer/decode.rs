@@ -647,7 +647,7 @@ pub fn decode_blazeface(
         let gw = cells(in_w, s);
         for (row, &logit) in sc.data.iter().enumerate() {
             let score = sigmoid(logit.clamp(-100.0, 100.0));
-            if !(score >= score_threshold) {
+            if score.is_nan() || score < score_threshold {
                 continue;
             }
             let cell = row / a;
