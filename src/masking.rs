@@ -459,3 +459,57 @@ pub(crate) mod tests {
         assert!(masked.iter().all(|&(x, y)| (2..6).contains(&x) && (6..8).contains(&y)));
     }
 }
+
+/// First recall look (docs/performance.md "Masking"): masks frames of the shared people and
+/// traffic clips and writes original and masked JPEGs to $MASK_OUT for counting by eye.
+/// `cargo test --release --lib masking::recall -- --ignored --nocapture`.
+#[cfg(test)]
+mod recall {
+    use super::tests::masker;
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn write_masked_samples() {
+        let out = std::path::PathBuf::from(std::env::var("MASK_OUT").unwrap_or("/tmp/mask".into()));
+        std::fs::create_dir_all(&out).unwrap();
+        let media = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/media");
+        let m = masker(&[]);
+        let clips: [(&str, &[u64]); 5] = [
+            ("people/people-street-crosswalk-720p.mp4", &[0, 30, 60, 89]),
+            ("people/people-night-lowlight-pedestrians-720p.mp4", &[0, 150]),
+            ("traffic/traffic-highway-4lanes-approaching-720p.mp4", &[0, 60]),
+            ("traffic/traffic-city-arterial-multilane-elevated-720p.mp4", &[0, 60]),
+            ("traffic/traffic-parkinglot-overhead-432p.mp4", &[0, 100]),
+        ];
+        for (clip, frames) in clips {
+            for &n in frames {
+                let f = frame_of(&media.join(clip), n).unwrap();
+                let mut rgb = f.rgb.to_vec();
+                let t = std::time::Instant::now();
+                let r = m.mask("cam", &mut rgb, f.width, f.height).unwrap();
+                let ms = t.elapsed().as_secs_f64() * 1000.0;
+                let name = clip.rsplit('/').next().unwrap().trim_end_matches(".mp4");
+                let count = |k| r.iter().filter(|x| x.kind == k).count();
+                println!(
+                    "{name} frame {n} {}x{}: {ms:.0} ms, {} faces, {} heads, {} plates",
+                    f.width,
+                    f.height,
+                    count(RegionKind::Face),
+                    count(RegionKind::Head),
+                    count(RegionKind::Plate)
+                );
+                std::fs::write(
+                    out.join(format!("{name}-{n}-orig.jpg")),
+                    encode(&f.rgb, f.width, f.height, 90).unwrap(),
+                )
+                .unwrap();
+                std::fs::write(
+                    out.join(format!("{name}-{n}-mask.jpg")),
+                    encode(&rgb, f.width, f.height, 90).unwrap(),
+                )
+                .unwrap();
+            }
+        }
+    }
+}
