@@ -797,6 +797,7 @@ fn exports_are_limited_cancelled_and_counted_by_retention() {
                 recording: std::sync::Arc::new([(CAM.to_string(), rec())].into_iter().collect()),
                 max_export_secs: 4.0 * 3600.0,
                 exports: exports.clone(),
+                ..Default::default()
             },
             auth: Default::default(),
         };
