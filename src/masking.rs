@@ -133,6 +133,19 @@ impl Masker {
         }
     }
 
+    /// Cameras that mask faces or plates but have no detector with a `person` class: their
+    /// masked stills are refused (503).
+    pub fn cameras_without_detector(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .cameras
+            .iter()
+            .filter(|(_, (m, p))| m.is_none() && p.enabled && (p.faces || p.plates))
+            .map(|(c, _)| c.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
     /// The camera's policy (the default for a camera the masker was not told about).
     pub fn policy(&self, camera: &str) -> CameraMaskingConfig {
         self.cameras.get(camera).map(|c| c.1).unwrap_or_default()
