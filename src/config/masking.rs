@@ -40,3 +40,36 @@ impl Default for CameraMaskingConfig {
         CameraMaskingConfig { enabled: true, faces: true, plates: true }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    const BASE: &str = "box_id='b'\ndata_dir='/tmp'\n[models]\n";
+    const CAM: &str = "[[cameras]]\nid='cam'\nurl='x.mp4'\nmodels=[]\nenabled=false\n";
+
+    #[test]
+    fn policy_defaults_on_and_errors_name_the_field() {
+        let cfg = Config::parse(&format!("{BASE}{CAM}"), Path::new("/")).unwrap();
+        let m = cfg.cameras[0].masking;
+        assert!(m.enabled && m.faces && m.plates);
+        assert_eq!(
+            cfg.face_model(),
+            Path::new(super::DEFAULT_FACE_MODEL),
+            "not beside the config (/): the current directory's"
+        );
+
+        let t = format!("{BASE}{CAM}[cameras.masking]\nplates = false\n");
+        let cfg = Config::parse(&t, Path::new("/")).unwrap();
+        assert!(cfg.cameras[0].masking.faces && !cfg.cameras[0].masking.plates);
+
+        let t = format!("{BASE}{CAM}[cameras.masking]\nblur = true\n");
+        let e = Config::parse(&t, Path::new("/")).unwrap_err().to_string();
+        assert!(e.contains("blur") && e.contains("camera `cam`"), "{e}");
+
+        let t = format!("{BASE}[masking]\nface_model = 'nope/model.toml'\n{CAM}");
+        let e = Config::parse(&t, Path::new("/")).unwrap_err().to_string();
+        assert!(e.contains("masking.face_model") && e.contains("/nope/model.toml"), "{e}");
+    }
+}
