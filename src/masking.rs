@@ -402,6 +402,17 @@ pub(crate) mod tests {
         )
     }
 
+    /// The real masker (BlazeFace and NanoDet-g) for cameras cam1 and cam2, loaded once for
+    /// the API tests' fixtures.
+    pub(crate) fn shared() -> Arc<Masker> {
+        static M: std::sync::OnceLock<Arc<Masker>> = std::sync::OnceLock::new();
+        M.get_or_init(|| {
+            let on = CameraMaskingConfig::default();
+            Arc::new(masker(&[("cam1", on), ("cam2", on)]))
+        })
+        .clone()
+    }
+
     /// Frame 15 (0.5 s) of the crosswalk clip: a woman walking toward the camera, her face
     /// about 26 px wide centred near (244, 351) of 1280×720 (checked by eye).
     fn crosswalk() -> Option<crate::types::Frame> {

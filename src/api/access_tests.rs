@@ -64,16 +64,6 @@ fn frame(camera: &str) -> Frame {
     }
 }
 
-/// The real masker (BlazeFace and NanoDet-g), loaded once for every fixture.
-fn shared_masker() -> Arc<crate::masking::Masker> {
-    static M: std::sync::OnceLock<Arc<crate::masking::Masker>> = std::sync::OnceLock::new();
-    M.get_or_init(|| {
-        let on = crate::config::CameraMaskingConfig::default();
-        Arc::new(crate::masking::tests::masker(&[("cam1", on), ("cam2", on)]))
-    })
-    .clone()
-}
-
 fn rfc(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap()
 }
@@ -100,7 +90,7 @@ impl Fx {
                     ["cam1", "cam2"].iter().map(|c| (c.to_string(), rec.clone())).collect(),
                 ),
                 max_export_secs: 600.0,
-                masker: Ok(shared_masker()),
+                masker: Ok(crate::masking::tests::shared()),
                 ..Default::default()
             },
             auth: AuthSettings::new(auth, clock.clone()),

@@ -441,7 +441,6 @@ async fn latest_jpg(
 ) -> Result<Response, ApiError> {
     let id = path_param(id)?;
     camera_for(&st, &p, &id)?;
-    let view = still_view(&st, &p, &client, query.as_deref(), &id, format!("camera:{id}")).await?;
     let frame = st.registry.latest(&id).ok_or_else(|| {
         ApiError::new(
             ErrorKind::Unavailable,
@@ -449,6 +448,7 @@ async fn latest_jpg(
         )
         .with_code("no_frame")
     })?;
+    let view = still_view(&st, &p, &client, query.as_deref(), &id, format!("camera:{id}")).await?;
     let bytes = blocking(move || match view {
         View::Unmasked => Ok(store::encode_jpeg(&frame, &[], LATEST_QUALITY)?),
         View::Masked(m) => {
