@@ -566,7 +566,12 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         box_id: cfg.box_id.clone(),
         config_token_hashes: cfg.api.tokens_sha256.clone(),
         started_at: time::OffsetDateTime::now_utc(),
-        media: crate::api::MediaSettings::from_config(&cfg),
+        media: crate::api::MediaSettings {
+            masker: crate::masking::Masker::from_config(&cfg, &opts).map(Arc::new).inspect_err(
+                |e| tracing::error!("masking cannot run, masked stills are refused: {e}"),
+            ),
+            ..crate::api::MediaSettings::from_config(&cfg)
+        },
         auth: crate::api::AuthSettings::from_config(&cfg),
         open_data: cfg.open_data.clone(),
     };

@@ -46,10 +46,12 @@ pub enum Permission {
     Administer,
     /// Aggregated open-data statistics (grid cell × hour × class, small cells withheld).
     OpenData,
+    /// Stills without masking of faces and plates (`?unmasked=1`), audited on every use.
+    ViewUnmasked,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 8] = [
+    pub const ALL: [Permission; 9] = [
         Permission::See,
         Permission::Review,
         Permission::Lock,
@@ -58,6 +60,7 @@ impl Permission {
         Permission::Configure,
         Permission::Administer,
         Permission::OpenData,
+        Permission::ViewUnmasked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +73,7 @@ impl Permission {
             Permission::Configure => "configure",
             Permission::Administer => "administer",
             Permission::OpenData => "open_data",
+            Permission::ViewUnmasked => "view_unmasked",
         }
     }
 
@@ -111,8 +115,10 @@ impl Role {
         use Permission::*;
         match self {
             Role::Viewer => matches!(p, See | OpenData),
-            Role::Operator => matches!(p, See | Review | Lock | OpenData),
-            Role::Installer => matches!(p, See | Review | Lock | Monitor | Configure | OpenData),
+            Role::Operator => matches!(p, See | Review | Lock | OpenData | ViewUnmasked),
+            Role::Installer => {
+                matches!(p, See | Review | Lock | Monitor | Configure | OpenData | ViewUnmasked)
+            }
             Role::Admin => true,
             Role::Platform => matches!(p, See | Monitor | OpenData),
             Role::OpenData => matches!(p, OpenData),
@@ -496,10 +502,10 @@ mod tests {
             }
         }
         assert_eq!(Role::Viewer.permissions(), [See, OpenData]);
-        assert_eq!(Role::Operator.permissions(), [See, Review, Lock, OpenData]);
+        assert_eq!(Role::Operator.permissions(), [See, Review, Lock, OpenData, ViewUnmasked]);
         assert_eq!(
             Role::Installer.permissions(),
-            [See, Review, Lock, Monitor, Configure, OpenData]
+            [See, Review, Lock, Monitor, Configure, OpenData, ViewUnmasked]
         );
         // Releasing an evidence lock is for admins only.
         assert!(Role::HUMAN

@@ -92,6 +92,27 @@ pub fn run(path: &Path) -> ExitCode {
         }
     }
 
+    // Masking of served stills (docs/security.md "Masking"): the face model and each
+    // camera's detector load, or masked stills would be refused with 503.
+    let opts = crate::infer::detector::DetectorOptions::default();
+    match crate::masking::Masker::from_config(&cfg, &opts) {
+        Ok(m) => {
+            let missing = m.cameras_without_detector();
+            let detail = if missing.is_empty() {
+                format!("face model {}", cfg.face_model().display())
+            } else {
+                format!(
+                    "face model {}; WARNING: no detector with a `person` class on camera(s) {}: \
+                     their masked stills are refused (503) unless [cameras.masking] enabled = false",
+                    cfg.face_model().display(),
+                    missing.join(", ")
+                )
+            };
+            r.line(true, "masking", detail)
+        }
+        Err(e) => r.line(false, "masking", format!("{e} (masked stills would be refused: 503)")),
+    }
+
     tls_line(&mut r, &cfg);
     storage_lines(&mut r, &cfg);
 

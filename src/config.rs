@@ -15,6 +15,7 @@ mod api;
 mod auth;
 mod camera;
 mod inference;
+mod masking;
 mod motion;
 mod open_data;
 pub mod proxies;
@@ -33,6 +34,7 @@ pub use self::camera::{
     CameraConfig, LowLightEnhanceConfig, PoseConfig, RecordConfig, Source, TilesConfig,
 };
 pub use self::inference::InferenceConfig;
+pub use self::masking::{CameraMaskingConfig, MaskingConfig, DEFAULT_FACE_MODEL};
 pub use self::motion::MotionGateConfig;
 pub use self::open_data::OpenDataConfig;
 pub use self::storage::StorageConfig;
@@ -72,6 +74,9 @@ pub struct Config {
     /// Aggregated statistics for the public (`[open_data]`, docs/api.md "Open data").
     #[serde(default)]
     pub open_data: OpenDataConfig,
+    /// Masking of faces and plates in served stills (`[masking]`, docs/security.md).
+    #[serde(default)]
+    pub masking: MaskingConfig,
     /// Models by name: `name = "path/to/model.toml"`.
     pub models: std::collections::BTreeMap<String, PathBuf>,
     #[serde(default)]
@@ -123,10 +128,25 @@ impl Config {
         for (m, ca) in cfg.uplink.mqtt.iter_mut().zip(ca_files) {
             m.ca_file = ca;
         }
+        cfg.masking.face_model = cfg.masking.face_model.as_deref().map(|p| cfg.resolve(p));
         cfg.api.tls.cert_path = cfg.api.tls.cert_path.as_deref().map(|p| cfg.resolve(p));
         cfg.api.tls.key_path = cfg.api.tls.key_path.as_deref().map(|p| cfg.resolve(p));
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The face model's manifest: `[masking] face_model`, else [`DEFAULT_FACE_MODEL`] in the
+    /// config file's directory, else in the current directory.
+    pub fn face_model(&self) -> PathBuf {
+        if let Some(p) = &self.masking.face_model {
+            return p.clone();
+        }
+        let beside = self.base_dir.join(DEFAULT_FACE_MODEL);
+        if beside.is_file() {
+            beside
+        } else {
+            PathBuf::from(DEFAULT_FACE_MODEL)
+        }
     }
 
     /// Resolves a path from the config against the config file's directory.
@@ -154,6 +174,14 @@ impl Config {
         }
         self.auth.validate()?;
         self.open_data.validate()?;
+        if let Some(p) = &self.masking.face_model {
+            if !p.is_file() {
+                return Err(format!(
+                    "field `masking.face_model`: model manifest {} does not exist",
+                    p.display()
+                ));
+            }
+        }
         for (name, p) in &self.models {
             if name == crate::fire::BUILTIN_FIRE {
                 return Err(format!(

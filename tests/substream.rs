@@ -186,7 +186,8 @@ min_secs = 1.0
         v["events"].as_array()?.first().cloned()
     });
     let id = ev["id"].as_str().unwrap();
-    let (st, _, jpeg) = a.get(&format!("/api/v1/events/{id}/snapshot.jpg"), Some(TOKEN)).unwrap();
+    let (st, _, jpeg) =
+        a.get(&format!("/api/v1/events/{id}/snapshot.jpg?unmasked=1"), Some(TOKEN)).unwrap();
     assert_eq!(st, 200);
     let snap = Grey::from_image(image::load_from_memory(&jpeg).unwrap());
     assert_eq!((snap.w, snap.h), (384, 288), "the snapshot is the analysed sub-stream frame");

@@ -90,6 +90,7 @@ impl Fx {
                     ["cam1", "cam2"].iter().map(|c| (c.to_string(), rec.clone())).collect(),
                 ),
                 max_export_secs: 600.0,
+                masker: Ok(crate::masking::tests::shared()),
                 ..Default::default()
             },
             auth: AuthSettings::new(auth, clock.clone()),
@@ -865,6 +866,32 @@ async fn authorization_matrix() {
             .filter(|w| w.role.can(crate::auth::Permission::Review) && w.scope != Sc::All)
             .count();
     assert_eq!(reviews.len(), expected, "one audit entry per allowed review");
+
+    // The stills with `?unmasked=1`: `view_unmasked` on top of `see`, audited on every use.
+    let stills = [
+        "/api/v1/cameras/cam1/latest.jpg?unmasked=1".to_string(),
+        format!("/api/v1/events/{}/snapshot.jpg?unmasked=1", fx.event["cam1"]),
+    ];
+    let mut allowed = 0;
+    for w in &whos {
+        for uri in &stills {
+            let r = fx.send("GET", uri, &w.cred, None, None).await;
+            let ctx = format!("GET {uri} as {}: {} {}", w.label, r.status, r.text());
+            if w.role.can(crate::auth::Permission::See)
+                && w.role.can(crate::auth::Permission::ViewUnmasked)
+            {
+                assert_eq!(r.status, StatusCode::OK, "{ctx}");
+                allowed += 1;
+            } else {
+                assert_eq!(r.status, StatusCode::FORBIDDEN, "{ctx}");
+                assert_eq!(r.json()["error"]["code"], "forbidden", "{ctx}");
+            }
+        }
+    }
+    assert!(allowed > 0 && allowed < whos.len() * 2, "{allowed}");
+    let uses = fx.audit("view_unmasked");
+    assert_eq!(uses.len(), allowed, "one audit entry per unmasked still served");
+    assert!(uses.iter().all(|e| e.detail.as_ref().unwrap()["camera_id"] == "cam1"));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1009,7 +1036,7 @@ async fn login_sets_a_strict_http_only_cookie_that_expires_and_survives_restarts
     let me = fx.send("GET", "/api/v1/auth/me", &cookie, None, None).await.json();
     assert_eq!(me["kind"], "user");
     assert_eq!(me["name"], "alice");
-    assert_eq!(me["permissions"], json!(["see", "review", "lock", "open_data"]));
+    assert_eq!(me["permissions"], json!(["see", "review", "lock", "open_data", "view_unmasked"]));
     assert_eq!(me["session_expires_at"], v["expires_at"]);
     assert_schema("Me", &me);
     assert_schema("User", &v["user"]);
@@ -2087,4 +2114,119 @@ async fn evidence_locks_storage_status_and_evidence_errors() {
     assert_eq!(names, ["video.mp4", "snapshot.jpg", "event.json"]);
     assert_eq!(v.manifest.exported_by, "user:olga");
     assert_eq!(v.manifest.box_id, "box-acl");
+}
+
+// ---------------------------------------------------------------------------------------
+// Masking of stills (docs/security.md "Masking")
+
+/// A viewer gets the snapshot of a real street frame with the face filled; the original
+/// on disk is unchanged; an operator's `?unmasked=1` gets the original bytes and is audited.
+#[tokio::test]
+async fn viewer_gets_a_masked_snapshot_and_unmasked_is_audited() {
+    let clip = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/media/people/people-street-crosswalk-720p.mp4");
+    if !clip.is_file() {
+        eprintln!("skipping: {} not found (test-only footage)", clip.display());
+        return;
+    }
+    let fx = Fx::new(AuthConfig::default());
+    let mut still = crate::masking::frame_of(&clip, 15).unwrap();
+    still.camera_id = Arc::from("cam1");
+    let id = Uuid::now_v7();
+    let at = fx.clock.now() - Duration::minutes(5);
+    let mut ch = EventChange::bare(id, Change::Started, "cam1", "presence", Severity::High, at);
+    ch.snapshot = Some(still);
+    fx.state.store.apply(&ch).unwrap();
+    let path = fx.state.store.snapshot_file(&fx.state.store.get_event(id).unwrap().unwrap());
+    let original = std::fs::read(path.unwrap()).unwrap();
+
+    let (_, viewer) = fx.token("viewer", Role::Viewer, None);
+    let uri = format!("/api/v1/events/{id}/snapshot.jpg");
+    let r = fx.send("GET", &uri, &Cred::Bearer(viewer.clone()), None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let masked = image::load_from_memory(&r.body).unwrap().to_rgb8();
+    let orig = image::load_from_memory(&original).unwrap().to_rgb8();
+    assert_eq!(masked.dimensions(), (1280, 720));
+    // The face (about 26 px wide, centred near (244, 351); checked by eye): every pixel is
+    // the fill within JPEG's error, so nothing of the original is left there.
+    let mut diff = 0u64;
+    for y in 339..363 {
+        for x in 232..256 {
+            let (m, o) = (masked.get_pixel(x, y), orig.get_pixel(x, y));
+            for c in 0..3 {
+                let d = (m[c] as i32 - crate::masking::FILL as i32).abs();
+                assert!(d <= 12, "pixel ({x}, {y}) is {m:?}, not the fill");
+                diff += (m[c] as i32 - o[c] as i32).unsigned_abs() as u64;
+            }
+        }
+    }
+    assert!(diff / (24 * 24 * 3) >= 20, "the face was grey already? mean difference {diff}");
+    // Far from any person or vehicle the picture is the original (re-encoded).
+    let (m, o) = (masked.get_pixel(640, 700), orig.get_pixel(640, 700));
+    assert!((0..3).all(|c| (m[c] as i32 - o[c] as i32).abs() <= 12), "{m:?} vs {o:?}");
+    let path = fx.state.store.snapshot_file(&fx.state.store.get_event(id).unwrap().unwrap());
+    assert_eq!(std::fs::read(path.unwrap()).unwrap(), original, "the original is untouched");
+
+    // A viewer may not ask for the original; an operator may, and it is audited.
+    let r = fx.send("GET", &format!("{uri}?unmasked=1"), &Cred::Bearer(viewer), None, None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert!(fx.audit("view_unmasked").is_empty());
+    let (_, op) = fx.token("op", Role::Operator, None);
+    let r =
+        fx.send("GET", &format!("{uri}?unmasked=1"), &Cred::Bearer(op.clone()), None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, original);
+    let uses = fx.audit("view_unmasked");
+    assert_eq!(uses.len(), 1);
+    assert!(uses[0].actor.starts_with("token:"), "{:?}", uses[0]);
+    assert_eq!(uses[0].target.as_deref(), Some(format!("event:{id}").as_str()));
+    // Without `unmasked`, an operator too gets the masked view (not audited).
+    let r = fx.send("GET", &uri, &Cred::Bearer(op), None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_ne!(r.body, original);
+    assert_eq!(fx.audit("view_unmasked").len(), 1);
+    // A bad value names the parameter.
+    let r = fx
+        .send("GET", &format!("{uri}?unmasked=yes"), &Cred::Bearer(CONFIG_TOKEN.into()), None, None)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["error"]["parameter"], "unmasked");
+}
+
+/// When masking cannot run, the masked view is refused (503), never served raw: with no
+/// masker loaded, and with a masker that fails on the still.
+#[tokio::test]
+async fn masking_failure_refuses_the_masked_view() {
+    let fx = Fx::new(AuthConfig::default());
+    let (_, viewer) = fx.token("viewer", Role::Viewer, None);
+    let viewer = Cred::Bearer(viewer);
+    let snap = format!("/api/v1/events/{}/snapshot.jpg", fx.event["cam1"]);
+    let latest = "/api/v1/cameras/cam1/latest.jpg".to_string();
+
+    // No masker (the face model could not be loaded).
+    let mut broken = Fx::new(AuthConfig::default());
+    broken.state.media.masker = Err("face model models/x.toml: not found".into());
+    broken.app = router(broken.state.clone());
+    let (_, v) = broken.token("viewer", Role::Viewer, None);
+    let snap2 = format!("/api/v1/events/{}/snapshot.jpg", broken.event["cam1"]);
+    for uri in [&snap2, &latest] {
+        let r = broken.send("GET", uri, &Cred::Bearer(v.clone()), None, None).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+        let e = r.json();
+        assert_eq!(e["error"]["code"], "masking_unavailable");
+        assert!(e["error"]["message"].as_str().unwrap().contains("models/x.toml"), "{e}");
+        // The original is still there for those allowed to ask for it.
+        let admin = Cred::Bearer(CONFIG_TOKEN.into());
+        let r = broken.send("GET", &format!("{uri}?unmasked=1"), &admin, None, None).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+
+    // A masker that fails on this still: the stored snapshot is not a JPEG.
+    let path =
+        fx.state.store.snapshot_file(&fx.state.store.get_event(fx.event["cam1"]).unwrap().unwrap());
+    std::fs::write(path.unwrap(), b"\xff\xd8 not really a jpeg").unwrap();
+    let r = fx.send("GET", &snap, &viewer, None, None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "masking_unavailable");
+    assert!(!r.body.starts_with(b"\xff\xd8"));
 }

@@ -381,6 +381,7 @@ fn permission_text(p: Permission) -> &'static str {
         Permission::Configure => "configure cameras, zones and rules",
         Permission::Administer => "manage users, tokens and the audit log",
         Permission::OpenData => "read the open-data statistics",
+        Permission::ViewUnmasked => "see stills without masking",
     }
 }
 

@@ -55,6 +55,9 @@ pub struct MediaSettings {
     pub storage: StorageConfig,
     /// The evidence signing key, read (or made) from the data dir at its first use.
     pub evidence_key: Arc<std::sync::Mutex<Option<Arc<crate::evidence::BoxKey>>>>,
+    /// Masking of faces and plates in served stills, or why it cannot run (the masked
+    /// views are then refused with 503; docs/security.md "Masking").
+    pub masker: crate::masking::MaskerState,
 }
 
 impl Default for MediaSettings {
@@ -66,9 +69,13 @@ impl Default for MediaSettings {
             exports: Arc::new(Exports::new(&st)),
             storage: st,
             evidence_key: Arc::default(),
+            masker: Err(NO_MASKER.into()),
         }
     }
 }
+
+/// The masker's state before one is loaded.
+pub const NO_MASKER: &str = "masking is not set up (no face model loaded)";
 
 impl MediaSettings {
     pub fn from_config(cfg: &Config) -> Self {
@@ -84,6 +91,7 @@ impl MediaSettings {
             exports: Arc::new(Exports::new(&cfg.storage)),
             storage: cfg.storage.clone(),
             evidence_key: Arc::default(),
+            masker: Err(NO_MASKER.into()),
         }
     }
 

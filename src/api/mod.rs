@@ -67,6 +67,8 @@ pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
 /// JPEG quality of `latest.jpg`.
 const LATEST_QUALITY: u8 = 80;
+/// JPEG quality of a masked snapshot (re-encoded after masking).
+const SNAPSHOT_QUALITY: u8 = 85;
 /// Longest review note (characters).
 pub const MAX_NOTE_CHARS: usize = 2000;
 
@@ -453,6 +455,8 @@ async fn get_camera(
 async fn latest_jpg(
     State(st): State<ApiState>,
     Extension(p): Extension<Principal>,
+    client: Client,
+    RawQuery(query): RawQuery,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_param(id)?;
@@ -464,8 +468,85 @@ async fn latest_jpg(
         )
         .with_code("no_frame")
     })?;
-    let bytes = blocking(move || Ok(store::encode_jpeg(&frame, &[], LATEST_QUALITY)?)).await?;
+    let view = still_view(&st, &p, &client, query.as_deref(), &id, format!("camera:{id}")).await?;
+    let bytes = blocking(move || match view {
+        View::Unmasked => Ok(store::encode_jpeg(&frame, &[], LATEST_QUALITY)?),
+        View::Masked(m) => {
+            let mut rgb = frame.rgb.to_vec();
+            m.mask(&id, &mut rgb, frame.width, frame.height)
+                .and_then(|_| {
+                    crate::masking::encode(&rgb, frame.width, frame.height, LATEST_QUALITY)
+                })
+                .map_err(|e| masking_failed(&id, e))
+        }
+    })
+    .await?;
     Ok(jpeg_response(bytes, "no-store"))
+}
+
+/// Which view of a still a request gets.
+enum View {
+    Masked(std::sync::Arc<crate::masking::Masker>),
+    Unmasked,
+}
+
+/// The view a request for a still of `camera` gets: masked, unless it asks `unmasked=1`,
+/// which needs `view_unmasked` and is audited (action `view_unmasked`, before anything is
+/// served; no audit row, no picture). A masked view when masking cannot run is a 503
+/// (`masking_unavailable`): never the original. Other query parameters are ignored (the
+/// console adds a cache breaker).
+async fn still_view(
+    st: &ApiState,
+    p: &Principal,
+    client: &Client,
+    query: Option<&str>,
+    camera: &str,
+    target: String,
+) -> Result<View, ApiError> {
+    let mut unmasked = false;
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if k == "unmasked" {
+            unmasked = match v.as_ref() {
+                "1" | "true" => true,
+                "0" | "false" => false,
+                _ => {
+                    return Err(ApiError::bad_param(
+                        "unmasked",
+                        format!("`unmasked` must be 1, true, 0 or false, got `{v}`"),
+                    ))
+                }
+            };
+        }
+    }
+    if !unmasked {
+        return match &st.media.masker {
+            Ok(m) => Ok(View::Masked(m.clone())),
+            Err(e) => Err(masking_failed(camera, e.clone())),
+        };
+    }
+    if !p.role.can(Permission::ViewUnmasked) {
+        return Err(ApiError::forbidden(format!(
+            "role `{}` may not see stills unmasked (needs `view_unmasked`)",
+            p.role
+        )));
+    }
+    let audit = p
+        .audit("view_unmasked", client)
+        .target(target)
+        .detail(serde_json::json!({ "camera_id": camera }));
+    let (s, now) = (st.store.clone(), st.auth.now());
+    blocking(move || Ok(s.audit(&audit, now)?)).await?;
+    Ok(View::Unmasked)
+}
+
+/// The 503 of a masked view that cannot be produced (logged with its cause).
+fn masking_failed(camera: &str, cause: String) -> ApiError {
+    tracing::warn!(camera, "masked still refused: {cause}");
+    ApiError::new(
+        ErrorKind::Unavailable,
+        format!("masking cannot run, so the masked still is refused: {cause}"),
+    )
+    .with_code("masking_unavailable")
 }
 
 #[derive(Serialize)]
@@ -790,6 +871,8 @@ async fn get_event(
 async fn snapshot_jpg(
     State(st): State<ApiState>,
     Extension(p): Extension<Principal>,
+    client: Client,
+    RawQuery(query): RawQuery,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = parse_event_id(id)?;
@@ -797,13 +880,25 @@ async fn snapshot_jpg(
     let path = st.store.snapshot_file(&event).ok_or_else(|| {
         ApiError::not_found(format!("event {id} has no snapshot")).with_code("no_snapshot")
     })?;
-    let bytes = blocking(move || match std::fs::read(&path) {
-        Ok(b) => Ok(b),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            tracing::warn!(event = %id, path = %path.display(), "snapshot file missing");
-            Err(ApiError::not_found(format!("event {id} has no snapshot")).with_code("no_snapshot"))
+    let camera = event.camera_id.clone();
+    let view =
+        still_view(&st, &p, &client, query.as_deref(), &camera, format!("event:{id}")).await?;
+    let bytes = blocking(move || {
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(event = %id, path = %path.display(), "snapshot file missing");
+                return Err(ApiError::not_found(format!("event {id} has no snapshot"))
+                    .with_code("no_snapshot"));
+            }
+            Err(e) => return Err(ApiError::internal(format!("reading {}: {e}", path.display()))),
+        };
+        match view {
+            View::Unmasked => Ok(bytes),
+            View::Masked(m) => m
+                .mask_jpeg(&camera, &bytes, SNAPSHOT_QUALITY)
+                .map_err(|e| masking_failed(&camera, e)),
         }
-        Err(e) => Err(ApiError::internal(format!("reading {}: {e}", path.display()))),
     })
     .await?;
     Ok(jpeg_response(bytes, "no-store"))

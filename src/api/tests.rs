@@ -42,7 +42,10 @@ fn fixture() -> Fx {
         box_id: "box-7".into(),
         config_token_hashes: vec![store::hash_token(TOKEN).to_uppercase()],
         started_at: OffsetDateTime::now_utc() - time::Duration::seconds(42),
-        media: MediaSettings::default(),
+        media: MediaSettings {
+            masker: Ok(crate::masking::tests::shared()),
+            ..MediaSettings::default()
+        },
         auth: AuthSettings::default(),
         open_data: Default::default(),
     };

@@ -106,6 +106,10 @@ pub struct CameraConfig {
     /// Motion-gated detection (`[cameras.motion_gate]`); every field has a default (on).
     #[serde(default)]
     pub motion_gate: super::MotionGateConfig,
+    /// Masking of faces and plates in this camera's served stills (`[cameras.masking]`);
+    /// every field has a default (on).
+    #[serde(default)]
+    pub masking: crate::config::CameraMaskingConfig,
 }
 
 fn yes() -> bool {

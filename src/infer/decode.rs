@@ -589,6 +589,77 @@ pub fn decode_keypoints(
     Ok(dets)
 }
 
+/// SSD-style anchor head, MediaPipe BlazeFace layout. Per stride `s` (with `a` anchors per
+/// cell and `n = a·ceil(W/s)·ceil(H/s)` rows, cells row-major, the `a` anchors of a cell
+/// adjacent): a score tensor `[1, n, 1]` of logits and a regressor tensor `[1, n, 4 + 2k]`
+/// whose first four values are `dx, dy, w, h` in input pixels; the box centre is the anchor
+/// centre `((i + 0.5)·s, (j + 0.5)·s)` plus `(dx, dy)`. Outputs are told apart by SHAPE (row
+/// count picks the stride, column count 1 = scores). The keypoints are not decoded. Class 0.
+pub fn decode_blazeface(
+    outs: &[OutputTensor],
+    in_w: u32,
+    in_h: u32,
+    strides: &[u32],
+    anchors_per_cell: &[u32],
+    score_threshold: f32,
+) -> Result<Vec<RawDetection>, DecodeError> {
+    let rows: Vec<usize> = strides
+        .iter()
+        .zip(anchors_per_cell)
+        .map(|(&s, &a)| cells(in_w, s) * cells(in_h, s) * a as usize)
+        .collect();
+    let mut scores: Vec<Option<&OutputTensor>> = vec![None; strides.len()];
+    let mut regs: Vec<Option<&OutputTensor>> = vec![None; strides.len()];
+    for out in outs {
+        let (n, c) = rows_cols(out)?;
+        let Some(si) = rows.iter().position(|&r| r == n) else {
+            return Err(err(
+                out,
+                format!(
+                    "{n} rows match none of the strides {strides:?} × anchors per cell \
+                     {anchors_per_cell:?} for a {in_w}x{in_h} input (expected one of {rows:?})"
+                ),
+            ));
+        };
+        let slot = match c {
+            1 => &mut scores[si],
+            c if c >= 4 => &mut regs[si],
+            _ => return Err(err(out, format!("{c} columns: expected 1 (scores) or ≥ 4 (boxes)"))),
+        };
+        if slot.is_some() {
+            return Err(err(out, format!("a second output for stride {}", strides[si])));
+        }
+        *slot = Some(out);
+    }
+    let mut dets = Vec::new();
+    for (si, &s) in strides.iter().enumerate() {
+        let (Some(sc), Some(rg)) = (scores[si], regs[si]) else {
+            return Err(DecodeError {
+                output: "*".into(),
+                msg: format!(
+                    "stride {s} needs a score output [1, {n}, 1] and a box output [1, {n}, ≥4]",
+                    n = rows[si]
+                ),
+            });
+        };
+        let c = rg.shape[rg.shape.len() - 1];
+        let a = anchors_per_cell[si] as usize;
+        let gw = cells(in_w, s);
+        for (row, &logit) in sc.data.iter().enumerate() {
+            let score = sigmoid(logit.clamp(-100.0, 100.0));
+            if score.is_nan() || score < score_threshold {
+                continue;
+            }
+            let cell = row / a;
+            let (ax, ay) =
+                (((cell % gw) as f32 + 0.5) * s as f32, ((cell / gw) as f32 + 0.5) * s as f32);
+            let r = &rg.data[row * c..row * c + 4];
+            dets.push(RawDetection::from_cxcywh(ax + r[0], ay + r[1], r[2], r[3], score, 0));
+        }
+    }
+    Ok(dets)
+}
+
 /// Class-aware greedy NMS: within a class, a box is dropped if its IoU with a higher-scoring
 /// kept box exceeds `iou_threshold`. Returns at most `max_detections`, best first.
 pub fn nms(
@@ -664,6 +735,9 @@ impl Decoder {
                 decode_nanodet(outs, w, h, strides, *reg_max, *center_offset, self.num_classes, t)?
             }
             DecoderKind::Keypoints {} => decode_keypoints(first()?, w, h, t)?,
+            DecoderKind::Blazeface { strides, anchors_per_cell } => {
+                decode_blazeface(outs, w, h, strides, anchors_per_cell, t)?
+            }
             DecoderKind::EndToEnd {} => {
                 let mut d = decode_end_to_end(first()?, t)?;
                 d.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -708,6 +782,36 @@ mod tests {
         assert!(close(x.score, 0.72));
         // cx = (0.5+1)*4 = 6, cy = (0.25+1)*4 = 5, w = 4, h = 8
         assert_box(x, [4.0, 1.0, 8.0, 9.0]);
+    }
+
+    #[test]
+    fn blazeface_anchor_offsets() {
+        // 64x64 input, strides [16, 32], anchors [2, 6]: 4·4·2 = 32 and 2·2·6 = 24 rows.
+        let mut s16 = vec![-10f32; 32];
+        let mut r16 = vec![0f32; 32 * 16];
+        let s32 = vec![-10f32; 24];
+        let r32 = vec![0f32; 24 * 16];
+        // Row 11 = cell 5 (gx 1, gy 1), second anchor: centre (24, 24).
+        s16[11] = logit(0.9);
+        r16[11 * 16..11 * 16 + 4].copy_from_slice(&[2.0, -4.0, 10.0, 20.0]);
+        let outs = [
+            OutputTensor::new("r32", &[1, 24, 16], &r32),
+            OutputTensor::new("s16", &[1, 32, 1], &s16),
+            OutputTensor::new("r16", &[1, 32, 16], &r16),
+            OutputTensor::new("s32", &[1, 24, 1], &s32),
+        ];
+        let dets = decode_blazeface(&outs, 64, 64, &[16, 32], &[2, 6], 0.5).unwrap();
+        assert_eq!(dets.len(), 1);
+        assert!(close(dets[0].score, 0.9));
+        assert_eq!(dets[0].class_id, 0);
+        assert_box(&dets[0], [21.0, 10.0, 31.0, 30.0]);
+        // A missing box output is an error naming the stride.
+        let e = decode_blazeface(&outs[1..], 64, 64, &[16, 32], &[2, 6], 0.5).unwrap_err();
+        assert!(e.msg.contains("stride 32"), "{}", e.msg);
+        // Rows that fit no stride name the expected counts.
+        let bad = [OutputTensor::new("x", &[1, 30, 1], &s16[..30])];
+        let e = decode_blazeface(&bad, 64, 64, &[16, 32], &[2, 6], 0.5).unwrap_err();
+        assert!(e.msg.contains("[32, 24]"), "{}", e.msg);
     }
 
     #[test]

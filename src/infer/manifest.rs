@@ -166,6 +166,24 @@ pub enum DecoderKind {
     /// (y, x, score) then ymin, xmin, ymax, xmax, score, normalised to the input. Every person
     /// is class 0 (the labels file names it, e.g. "person").
     Keypoints {},
+    /// SSD-style anchor head (MediaPipe BlazeFace): per stride a score tensor [1, A·cells, 1]
+    /// (logits) and a regressor tensor [1, A·cells, 4 + 2k] (cx, cy offsets from the anchor
+    /// centre, w, h, then k keypoints), in input pixels; told apart by shape. One class.
+    Blazeface {
+        /// Feature-map strides. Default [16, 32] (the 256×256 back-camera model).
+        #[serde(default = "default_blazeface_strides")]
+        strides: Vec<u32>,
+        /// Anchors per cell, one entry per stride. Default [2, 6].
+        #[serde(default = "default_blazeface_anchors")]
+        anchors_per_cell: Vec<u32>,
+    },
+}
+
+fn default_blazeface_strides() -> Vec<u32> {
+    vec![16, 32]
+}
+fn default_blazeface_anchors() -> Vec<u32> {
+    vec![2, 6]
 }
 
 fn default_strides() -> Vec<u32> {
@@ -398,6 +416,16 @@ impl ModelManifest {
                     );
                 }
             }
+            DecoderKind::Blazeface { strides, anchors_per_cell } => {
+                strides_ok(strides)?;
+                if anchors_per_cell.len() != strides.len() || anchors_per_cell.contains(&0) {
+                    return Err(format!(
+                        "field `output.anchors_per_cell`: needs one count ≥ 1 per stride ({} strides, {} counts)",
+                        strides.len(),
+                        anchors_per_cell.len()
+                    ));
+                }
+            }
             // Kinds whose keys serde checks completely.
             _ => {}
         }
@@ -577,7 +605,7 @@ nms_iou = 0.6
         );
         assert_eq!(
             err("kind = \"nanodet\"\nreg_max = 10", "kind = \"yolov8\"\nstrides = [8]"),
-            "field `output.strides`: not used by kind = \"yolov8\" (only by yolox, darknet, nanodet)"
+            "field `output.strides`: not used by kind = \"yolov8\" (only by yolox, darknet, nanodet, blazeface)"
         );
         assert_eq!(
             err("kind = \"nanodet\"\nreg_max = 10", "kind = \"darknet\"\nanchors = [[[1.0, 2.0]]]"),
