@@ -889,8 +889,25 @@ mod tests {
         assert!(verify(&dir, Some(&other)).is_err());
     }
 
+    /// The bytes flipped in a file of `len` bytes: every byte of a small file (the manifest,
+    /// signature, event, and every tar header block, which sit in the first and last KiB or
+    /// at 512-byte boundaries), and for a large one its first and last KiB, each 512-byte
+    /// block's first 16 bytes, and every 61st byte in between (a prime stride, so the
+    /// offsets inside blocks vary). Flipping all of a video's bytes took a minute in debug.
+    fn flip_positions(len: usize) -> Vec<usize> {
+        if len <= 4096 {
+            return (0..len).collect();
+        }
+        let mut v: Vec<usize> = (0..1024).chain(len - 1024..len).collect();
+        v.extend((0..len).step_by(512).flat_map(|b| b..(b + 16).min(len)));
+        v.extend((1024..len - 1024).step_by(61));
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
     #[test]
-    fn every_flipped_byte_of_every_file_fails_and_names_the_file() {
+    fn flipped_bytes_of_every_file_fail_and_name_the_file() {
         let d = tempfile::tempdir().unwrap();
         let (tar, key) = package(d.path());
         let dir = untar(&tar, &d.path().join("u"));
@@ -907,7 +924,7 @@ mod tests {
         for name in &names {
             let path = dir.join(name);
             let orig = std::fs::read(&path).unwrap();
-            for i in 0..orig.len() {
+            for i in flip_positions(orig.len()) {
                 let mut bad = orig.clone();
                 bad[i] ^= 0x01;
                 std::fs::write(&path, &bad).unwrap();
@@ -929,10 +946,10 @@ mod tests {
         std::fs::write(dir.join("extra.txt"), b"x").unwrap();
         assert_eq!(verify(&dir, Some(&pk)).unwrap_err().file, "extra.txt");
 
-        // Every byte of the archive itself: headers, data, padding and the end.
+        // The archive itself: headers, data, padding and the end.
         let orig = std::fs::read(&tar).unwrap();
         let bad_tar = d.path().join("bad.tar");
-        for i in 0..orig.len() {
+        for i in flip_positions(orig.len()) {
             let mut bad = orig.clone();
             bad[i] ^= 0x01;
             std::fs::write(&bad_tar, &bad).unwrap();

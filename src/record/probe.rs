@@ -274,10 +274,11 @@ pub(crate) mod tests {
         pipeline.set_state(gst::State::Playing).unwrap();
         let msg = bus
             .timed_pop_filtered(
-                gst::ClockTime::from_seconds(60),
+                // Generous: the whole lib suite runs in parallel on 2 cores in `make test`.
+                gst::ClockTime::from_seconds(180),
                 &[gst::MessageType::Eos, gst::MessageType::Error],
             )
-            .expect("recording finished");
+            .expect("recording finished within 180 s");
         pipeline.set_state(gst::State::Null).unwrap();
         if let gst::MessageView::Error(e) = msg.view() {
             panic!("recording failed: {} {:?}", e.error(), e.debug());
