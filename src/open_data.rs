@@ -183,8 +183,9 @@ fn floor_hour(t: OffsetDateTime) -> OffsetDateTime {
 
 /// Appends the open data of every finished hour not yet published to the outbox: hours that
 /// ended at least `publish_delay_secs` before `now`, from the hour after the last published
-/// one (at most [`MAX_BACKFILL_HOURS`] back). Cells come from the uplink context (the
-/// config's cameras). Returns how many hours were appended.
+/// one (at most [`MAX_BACKFILL_HOURS`] back). The first call on a box only records the hour
+/// it runs in as the first to publish. Cells come from the uplink context (the config's
+/// cameras). Returns how many hours were appended.
 pub fn publish_due(
     store: &Store,
     cfg: &OpenDataConfig,
@@ -196,7 +197,12 @@ pub fn publish_due(
     let earliest = last_due - time::Duration::hours(MAX_BACKFILL_HOURS - 1);
     let mut hour = match store.open_data_last_hour()? {
         Some(h) => (h + HOUR).max(earliest),
-        None => last_due,
+        None => {
+            // The first run publishes from the hour it starts in on: nothing from before
+            // the box published (an empty hour would say "nothing happened").
+            store.start_open_data(floor_hour(now) - HOUR)?;
+            return Ok(0);
+        }
     };
     let cells: Cells = store
         .uplink_context()
@@ -301,7 +307,7 @@ mod tests {
     }
 
     /// Each finished hour is appended once, `publish_delay_secs` after it ends, also across a
-    /// restart; a fresh box starts with the last finished hour; the envelope carries the
+    /// restart; a fresh box starts with the hour it first runs in; the envelope carries the
     /// aggregates and nothing that names a camera.
     #[test]
     fn finished_hours_are_published_once() {
@@ -336,16 +342,14 @@ mod tests {
         };
         store.add_counts(&[delta("cam1", 12), delta("cam9", 50)]).unwrap();
         let cfg = OpenDataConfig::default();
-        // 12:04: hour 11 ended 4 minutes ago, under the 5-minute delay: hour 10 (empty).
-        assert_eq!(publish_due(&store, &cfg, datetime!(2026-03-01 12:04 UTC)).unwrap(), 1);
+        // First run at 11:10: the first hour to publish is 11:00, published at 12:05.
+        assert_eq!(publish_due(&store, &cfg, datetime!(2026-03-01 11:10 UTC)).unwrap(), 0);
+        assert_eq!(publish_due(&store, &cfg, datetime!(2026-03-01 12:04 UTC)).unwrap(), 0);
         assert_eq!(publish_due(&store, &cfg, datetime!(2026-03-01 12:06 UTC)).unwrap(), 1);
         assert_eq!(publish_due(&store, &cfg, datetime!(2026-03-01 12:59 UTC)).unwrap(), 0);
         let page = store.feed_page(0, 100).unwrap();
-        assert_eq!(page.changes.len(), 2);
+        assert_eq!(page.changes.len(), 1);
         let env: serde_json::Value = serde_json::from_str(&page.changes[0].1).unwrap();
-        assert_eq!(env["at"], "2026-03-01T10:00:00Z");
-        assert_eq!(env["detail"]["counts"], serde_json::json!([]));
-        let env: serde_json::Value = serde_json::from_str(&page.changes[1].1).unwrap();
         assert_eq!(
             (env["kind"].as_str(), env["camera_id"].as_str()),
             (Some("open_data"), Some(OPEN_DATA_LANE))
@@ -355,13 +359,13 @@ mod tests {
             env["detail"]["counts"],
             serde_json::json!([{"grid_cell": "C3", "hour": "2026-03-01T11:00:00Z", "class": "car", "count": 12, "suppressed": false}])
         );
-        assert!(!page.changes[1].1.contains("cam1") && !page.changes[1].1.contains("cam9"));
+        assert!(!page.changes[0].1.contains("cam1") && !page.changes[0].1.contains("cam9"));
         // After a restart at 15:10: hours 12, 13 and 14, and never 11 again.
         drop(store);
         let store = open();
         assert_eq!(publish_due(&store, &cfg, datetime!(2026-03-01 15:10 UTC)).unwrap(), 3);
         assert_eq!(publish_due(&store, &cfg, datetime!(2026-03-01 15:10 UTC)).unwrap(), 0);
-        assert_eq!(store.feed_page(0, 100).unwrap().changes.len(), 5);
+        assert_eq!(store.feed_page(0, 100).unwrap().changes.len(), 4);
         // A week off: only the last day is published.
         let n = publish_due(&store, &cfg, datetime!(2026-03-08 15:10 UTC)).unwrap();
         assert_eq!(n, MAX_BACKFILL_HOURS as usize);

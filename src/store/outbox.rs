@@ -586,7 +586,20 @@ impl Store {
         Ok(Some(seq))
     }
 
-    /// Start of the latest hour whose open data was published, if any.
+    /// Records `hour_start` as done without publishing it (seq 0): the first run's starting
+    /// point, so that hours from before the box ran are never published.
+    pub fn start_open_data(&self, hour_start: OffsetDateTime) -> Result<(), StoreError> {
+        lock(&self.inner.writer)
+            .execute(
+                "INSERT OR IGNORE INTO open_data_published (hour_start, seq) VALUES (?1, 0)",
+                [to_ms(hour_start)],
+            )
+            .map_err(sql("record the first open data hour"))?;
+        Ok(())
+    }
+
+    /// Start of the latest hour whose open data was published (or the first run's starting
+    /// point), if any.
     pub fn open_data_last_hour(&self) -> Result<Option<OffsetDateTime>, StoreError> {
         let ms: Option<i64> = self.read(|c| {
             c.query_row("SELECT MAX(hour_start) FROM open_data_published", [], |r| r.get(0))
