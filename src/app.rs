@@ -519,10 +519,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     let token_note = ensure_token(&cfg, &store)?;
     let tls = api_tls(&cfg)?;
 
-    let registry = Registry::with_clock(clock.clone());
-    for cam in &cfg.cameras {
-        registry.register(crate::ingest::camera_health_of(cam, &cfg.base_dir, clock.now()));
-    }
+    let registry = camera_registry(&cfg, clock.clone());
     let uplink = crate::uplink::Uplink::start(
         &cfg.uplink,
         &cfg.box_id,
@@ -531,20 +528,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         &registry,
         clock.clone(),
     )?;
-    let opts = DetectorOptions {
-        intra_op_threads: cfg.inference.intra_op_threads,
-        execution_providers: profile.inference.execution_providers.clone(),
-    };
-    let recorder = Recorder::start(&cfg, store.clone(), clock.clone())?;
-    let analytics = Analytics::start(
-        &cfg.cameras,
-        &manifests,
-        &opts,
-        cfg.inference.workers,
-        store.clone(),
-        registry.clone(),
-        recorder.sender(),
-    )?;
+    let (recorder, analytics) =
+        start_analysis(&cfg, &profile, &manifests, &store, &registry, clock.clone())?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let open_data = cfg
         .open_data
@@ -567,9 +552,11 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         config_token_hashes: cfg.api.tokens_sha256.clone(),
         started_at: time::OffsetDateTime::now_utc(),
         media: crate::api::MediaSettings {
-            masker: crate::masking::Masker::from_config(&cfg, &opts).map(Arc::new).inspect_err(
-                |e| tracing::error!("masking cannot run, masked stills are refused: {e}"),
-            ),
+            masker: crate::masking::Masker::from_config(&cfg, &detector_options(&cfg, &profile))
+                .map(Arc::new)
+                .inspect_err(|e| {
+                    tracing::error!("masking cannot run, masked stills are refused: {e}")
+                }),
             ..crate::api::MediaSettings::from_config(&cfg)
         },
         auth: crate::api::AuthSettings::from_config(&cfg),
@@ -685,6 +672,47 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     store.close()?;
     println!("gridwatch: stopped cleanly");
     served
+}
+
+/// The health registry of `cfg`'s cameras (`run`, `bench capacity`).
+pub fn camera_registry(cfg: &Config, clock: Arc<dyn crate::clock::Clock>) -> Registry {
+    let registry = Registry::with_clock(clock.clone());
+    for cam in &cfg.cameras {
+        registry.register(crate::ingest::camera_health_of(cam, &cfg.base_dir, clock.now()));
+    }
+    registry
+}
+
+/// ONNX Runtime options of `cfg`'s models on `profile` (detectors and the masker).
+pub fn detector_options(cfg: &Config, profile: &HardwareProfile) -> DetectorOptions {
+    DetectorOptions {
+        intra_op_threads: cfg.inference.intra_op_threads,
+        execution_providers: profile.inference.execution_providers.clone(),
+    }
+}
+
+/// The recorder and the inference workers (with the store writer) of `cfg`'s cameras, as
+/// `run` starts them (`bench capacity` starts the same).
+pub fn start_analysis(
+    cfg: &Config,
+    profile: &HardwareProfile,
+    manifests: &HashMap<String, ModelManifest>,
+    store: &Store,
+    registry: &Registry,
+    clock: Arc<dyn crate::clock::Clock>,
+) -> anyhow::Result<(Recorder, Analytics)> {
+    let opts = detector_options(cfg, profile);
+    let recorder = Recorder::start(cfg, store.clone(), clock)?;
+    let analytics = Analytics::start(
+        &cfg.cameras,
+        manifests,
+        &opts,
+        cfg.inference.workers,
+        store.clone(),
+        registry.clone(),
+        recorder.sender(),
+    )?;
+    Ok((recorder, analytics))
 }
 
 /// How often the open-data publisher looks for finished hours.

@@ -22,11 +22,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use serde::{Deserialize, Serialize};
 
-use crate::app::{start_cameras, Analytics};
+use crate::app::start_cameras;
 use crate::config::Config;
-use crate::health::{CameraHealth, Registry};
 use crate::ingest::profile::HardwareProfile;
-use crate::record::Recorder;
 use crate::store::Store;
 
 /// What to measure.
@@ -245,27 +243,9 @@ fn measure(o: &Options, n: usize) -> anyhow::Result<Row> {
     let store = Store::open(&cfg.data_dir)?;
     store.set_clock(clock.clone());
     store.set_uplink_context(crate::app::uplink_context(&cfg));
-    let registry = Registry::with_clock(clock.clone());
-    for cam in &cfg.cameras {
-        registry.register(CameraHealth {
-            records: cam.records(&cfg.base_dir),
-            ..crate::ingest::camera_health(cam, clock.now())
-        });
-    }
-    let opts = crate::infer::detector::DetectorOptions {
-        intra_op_threads: cfg.inference.intra_op_threads,
-        execution_providers: profile.inference.execution_providers.clone(),
-    };
-    let recorder = Recorder::start(&cfg, store.clone(), clock.clone())?;
-    let analytics = Analytics::start(
-        &cfg.cameras,
-        &manifests,
-        &opts,
-        cfg.inference.workers,
-        store.clone(),
-        registry.clone(),
-        recorder.sender(),
-    )?;
+    let registry = crate::app::camera_registry(&cfg, clock.clone());
+    let (recorder, analytics) =
+        crate::app::start_analysis(&cfg, &profile, &manifests, &store, &registry, clock.clone())?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let cameras = start_cameras(
         &cfg,
