@@ -61,6 +61,7 @@ fuzz: setup
 BENCH_VIDEO ?= /usr/share/doc/opencv-doc/examples/data/vtest.avi
 BENCH_MODEL ?= models/nanodet-g-coco-416
 BENCH_INT8 ?= models/nanodet-g-coco-416-int8
+BENCH_ASPECT ?= models/nanodet-g-coco-416-aspect
 # The ONNX file a model manifest names.
 onnx_of = $(1)/$(shell sed -n 's/^file = "\(.*\)"/\1/p' $(1)/model.toml)
 PYVENV := third_party/pyvenv
@@ -75,11 +76,13 @@ bench: build $(PYVENV)/bin/python
 	$(PYVENV)/bin/python tools/bench_python.py $(BENCH_VIDEO) $(call onnx_of,$(BENCH_MODEL)) 2 | tee -a third_party/bench.txt
 	./target/release/gridwatch bench --video $(BENCH_VIDEO) --model $(BENCH_INT8) --frames 795 --width 768 | tee third_party/bench-int8.txt
 	$(PYVENV)/bin/python tools/bench_python.py $(BENCH_VIDEO) $(call onnx_of,$(BENCH_INT8)) 2 | tee -a third_party/bench-int8.txt
+	./target/release/gridwatch bench --video $(BENCH_VIDEO) --model $(BENCH_ASPECT) --frames 795 --width 768 | tee third_party/bench-aspect.txt
 	./target/release/gridwatch bench-record --secs 30 | tee -a third_party/bench.txt
 	./target/release/gridwatch bench-uplink --changes 100000 --cameras 4 --video test-videos/pets09-s2l1.mp4 --model models/nanodet-g-coco-320 --secs 120 | tee -a third_party/bench.txt
 	./target/release/gridwatch bench-connections --video test-videos/pets09-s2l1.mp4 --model models/nanodet-g-coco-320 --clients 1000 --secs 60 | tee -a third_party/bench.txt
 	@python3 -c "import re;t=open('third_party/bench.txt').read();g=float(re.search(r'full pipeline: .*?: ([0-9.]+) fps',t).group(1));p=float(re.search(r'python-baseline .*fps=([0-9.]+)',t).group(1));print(f'gridwatch pipeline / python loop = {g:.1f} / {p:.1f} = {g/p:.2f}')"
 	@python3 -c "import re;t=open('third_party/bench.txt').read();i=open('third_party/bench-int8.txt').read();f=lambda s,r:float(re.search(r,s).group(1));g=f(i,r'full pipeline: .*?: ([0-9.]+) fps');p=f(t,r'python-baseline .*fps=([0-9.]+)');q=f(i,r'python-baseline .*fps=([0-9.]+)');print(f'gridwatch int8 pipeline / python loop fp32 = {g:.1f} / {p:.1f} = {g/p:.2f} (same int8 model in python: {q:.1f}, {g/q:.2f})')"
+	@python3 -c "import re;t=open('third_party/bench.txt').read();a=open('third_party/bench-aspect.txt').read();f=lambda s,r:float(re.search(r,s).group(1));g=f(a,r'full pipeline: .*?: ([0-9.]+) fps');p=f(t,r'python-baseline .*fps=([0-9.]+)');print(f'gridwatch aspect-fitted pipeline / python loop = {g:.1f} / {p:.1f} = {g/p:.2f}')"
 
 # Installed layout: $(PREFIX)/gridwatch with the ONNX Runtime library in $(PREFIX)/lib/ (found
 # next to the binary at run time, no environment variable), models and a sample config.

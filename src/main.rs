@@ -210,6 +210,13 @@ enum BenchCmd {
         busy_clip: Option<PathBuf>,
         #[arg(long, default_value_t = 0)]
         busy: usize,
+        /// A sub-stream for every camera: detection decodes this clip (`detect_url`) and
+        /// `--clip` is the main stream, only recorded.
+        #[arg(long)]
+        detect_clip: Option<PathBuf>,
+        /// The busy cameras' sub-stream (with `--detect-clip` and `--busy-clip`).
+        #[arg(long)]
+        busy_detect_clip: Option<PathBuf>,
         #[arg(long, short, default_value = "models/nanodet-g-coco-416")]
         model: PathBuf,
         #[arg(long, default_value_t = 5.0)]
@@ -434,6 +441,8 @@ fn main() -> ExitCode {
                     cameras,
                     busy_clip,
                     busy,
+                    detect_clip,
+                    busy_detect_clip,
                     model,
                     detect_fps,
                     warmup_secs,
@@ -448,6 +457,8 @@ fn main() -> ExitCode {
             cameras,
             busy_clip,
             busy,
+            detect_clip,
+            busy_detect_clip,
             model,
             detect_fps,
             warmup_secs,

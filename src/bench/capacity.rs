@@ -11,6 +11,9 @@
 //! frame → change committed to the database) p95. Prints a table and the largest N with at
 //! least 95 % delivered; asserts nothing (docs/performance.md, "Capacity").
 //!
+//! With `--detect-clip`, every camera is a main stream (`--clip`, recorded, never decoded) and
+//! a sub-stream (`detect_url`, decoded for detection), as a camera with a sub-stream runs.
+//!
 //! Each N runs in a child process (this binary with `--one`), so memory and threads of one
 //! run do not carry into the next.
 
@@ -37,6 +40,10 @@ pub struct Options {
     /// The first `busy` cameras loop this clip instead (a mix: busy + idle).
     pub busy_clip: Option<PathBuf>,
     pub busy: usize,
+    /// Sub-streams: detection decodes these (`detect_url`), `clip` / `busy_clip` are the main
+    /// streams, only recorded.
+    pub detect_clip: Option<PathBuf>,
+    pub busy_detect_clip: Option<PathBuf>,
     pub model: PathBuf,
     pub detect_fps: f64,
     /// Warm-up, then the measured window (seconds).
@@ -90,19 +97,32 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
     if o.busy > 0 && o.busy_clip.is_none() {
         bail!("--busy needs --busy-clip");
     }
+    if o.busy_detect_clip.is_some() && (o.detect_clip.is_none() || o.busy_clip.is_none()) {
+        bail!("--busy-detect-clip needs --detect-clip and --busy-clip");
+    }
+    if o.detect_clip.is_some() && o.busy > 0 && o.busy_detect_clip.is_none() {
+        bail!("--detect-clip with --busy: give the busy cameras' sub-stream as --busy-detect-clip");
+    }
     if o.one {
         let row = measure(o, o.cameras[0])?;
         println!("CAPACITY {}", serde_json::to_string(&row)?);
         return Ok(());
     }
     println!(
-        "gridwatch bench capacity: {} camera(s) per run, clip {}{}, detect_fps {}, recording {}, \
+        "gridwatch bench capacity: {} camera(s) per run, clip {}{}{}, detect_fps {}, recording {}, \
          motion gate {}, {} s warm-up + {} s window",
         o.cameras.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
         o.clip.display(),
-        match &o.busy_clip {
-            Some(b) => format!(" (the first {} loop {})", o.busy, b.display()),
+        match &o.detect_clip {
+            Some(d) => format!(" (detecting on the sub-stream {})", d.display()),
             None => String::new(),
+        },
+        match (&o.busy_clip, &o.busy_detect_clip) {
+            (Some(b), Some(d)) => {
+                format!(" (the first {} loop {}, sub-stream {})", o.busy, b.display(), d.display())
+            }
+            (Some(b), None) => format!(" (the first {} loop {})", o.busy, b.display()),
+            (None, _) => String::new(),
         },
         o.detect_fps,
         if o.record { "on" } else { "off" },
@@ -172,6 +192,12 @@ fn run_child(o: &Options, n: usize) -> anyhow::Result<Row> {
     if let Some(b) = &o.busy_clip {
         cmd.arg("--busy-clip").arg(b).args(["--busy", &o.busy.min(n).to_string()]);
     }
+    if let Some(d) = &o.detect_clip {
+        cmd.arg("--detect-clip").arg(d);
+    }
+    if let Some(d) = &o.busy_detect_clip {
+        cmd.arg("--busy-detect-clip").arg(d);
+    }
     if let Some(g) = o.motion_gate {
         cmd.args(["--motion-gate", if g { "on" } else { "off" }]);
     }
@@ -193,23 +219,28 @@ fn config_text(o: &Options, n: usize, data: &Path) -> anyhow::Result<String> {
     let model = abs(&crate::cli::manifest_path(&o.model))?;
     let clip = abs(&o.clip)?;
     let busy = o.busy_clip.as_deref().map(abs).transpose()?;
+    let sub = o.detect_clip.as_deref().map(abs).transpose()?;
+    let busy_sub = o.busy_detect_clip.as_deref().map(abs).transpose()?;
     let mut t = format!(
         "box_id = \"bench-capacity\"\ndata_dir = \"{}\"\n[models]\nm = \"{}\"\n",
         data.display(),
         model.display()
     );
     for i in 0..n {
-        let url = match &busy {
-            Some(b) if i < o.busy => b,
-            _ => &clip,
+        let (url, detect) = match &busy {
+            Some(b) if i < o.busy => (b, &busy_sub),
+            _ => (&clip, &sub),
         };
         t += &format!(
             "[[cameras]]\nid = \"cam{i:02}\"\nurl = \"{}\"\nloop = true\ndetect_fps = {}\n\
-             models = [\"m\"]\n[cameras.record]\nenabled = {}\n",
+             models = [\"m\"]\n",
             url.display(),
             o.detect_fps,
-            o.record
         );
+        if let Some(d) = detect {
+            t += &format!("detect_url = \"{}\"\n", d.display());
+        }
+        t += &format!("[cameras.record]\nenabled = {}\n", o.record);
         if let Some(g) = o.motion_gate {
             t += &format!("[cameras.motion_gate]\nenabled = {g}\n");
         }

@@ -692,8 +692,6 @@ pub fn nms(
 #[derive(Debug, Clone)]
 pub struct Decoder {
     pub kind: DecoderKind,
-    pub in_w: u32,
-    pub in_h: u32,
     pub num_classes: Option<usize>,
     pub score_threshold: f32,
     pub nms_iou: f32,
@@ -705,8 +703,6 @@ impl Decoder {
         let o = &m.output;
         Decoder {
             kind: o.kind.clone(),
-            in_w: m.input.width,
-            in_h: m.input.height,
             num_classes,
             score_threshold: o.score_threshold,
             nms_iou: o.nms_iou,
@@ -715,15 +711,20 @@ impl Decoder {
     }
 
     /// Decodes all outputs and applies NMS (not for `end_to_end`, whose graph did it; there only
-    /// the threshold and the cap apply). Boxes are in model-input pixels.
-    pub fn decode(&self, outs: &[OutputTensor]) -> Result<Vec<RawDetection>, DecodeError> {
+    /// the threshold and the cap apply). `(w, h)` is the input size the outputs were run
+    /// at; boxes are in model-input pixels.
+    pub fn decode(
+        &self,
+        outs: &[OutputTensor],
+        (w, h): (u32, u32),
+    ) -> Result<Vec<RawDetection>, DecodeError> {
         let first = || {
             outs.first().ok_or_else(|| DecodeError {
                 output: "*".into(),
                 msg: "the model has no outputs".into(),
             })
         };
-        let (w, h, t) = (self.in_w, self.in_h, self.score_threshold);
+        let t = self.score_threshold;
         let dets = match &self.kind {
             DecoderKind::Yolox { strides } => decode_yolox(first()?, w, h, strides, t)?,
             DecoderKind::Yolov8 {} => decode_yolov8(first()?, self.num_classes, t)?,
@@ -1023,14 +1024,12 @@ mod tests {
         // Through the Decoder (NMS keeps both: they overlap, but the one person is kept once).
         let dec = Decoder {
             kind: DecoderKind::Keypoints {},
-            in_w: 256,
-            in_h: 128,
             num_classes: Some(1),
             score_threshold: 0.25,
             nms_iou: 0.6,
             max_detections: 6,
         };
-        let kept = dec.decode(&[out]).unwrap();
+        let kept = dec.decode(&[out], (256, 128)).unwrap();
         assert_eq!(kept.len(), 1, "same box twice: NMS keeps the better one");
         assert_eq!(kept[0].score, 0.8);
     }
@@ -1088,16 +1087,14 @@ mod tests {
         let d = [1.0, 2.0, 3.0, 4.0, 0.9, 0.0, 1.0, 2.0, 3.0, 4.0, 0.95, 0.0];
         let dec = Decoder {
             kind: DecoderKind::EndToEnd {},
-            in_w: 8,
-            in_h: 8,
             num_classes: None,
             score_threshold: 0.5,
             nms_iou: 0.5,
             max_detections: 1,
         };
-        let out = dec.decode(&[OutputTensor::new("dets", &[1, 2, 6], &d)]).unwrap();
+        let out = dec.decode(&[OutputTensor::new("dets", &[1, 2, 6], &d)], (8, 8)).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].score, 0.95);
-        assert!(dec.decode(&[]).is_err());
+        assert!(dec.decode(&[], (8, 8)).is_err());
     }
 }

@@ -53,7 +53,6 @@ pub struct Detector {
     output_names: Vec<String>,
     pre: Preprocessor,
     decoder: Decoder,
-    input_size: (u32, u32),
     timings: Timings,
     providers: Vec<String>,
 }
@@ -63,7 +62,7 @@ impl std::fmt::Debug for Detector {
         f.debug_struct("Detector")
             .field("name", &self.name)
             .field("input", &self.input_name)
-            .field("input_size", &self.input_size)
+            .field("input_size", &(self.pre.spec().width, self.pre.spec().height))
             .field("outputs", &self.output_names)
             .field("decoder", &self.decoder.kind)
             .field("providers", &self.providers)
@@ -199,6 +198,15 @@ impl Detector {
                         ),
                     });
                 }
+                if manifest.input.aspect_multiple.is_some() && (dims[2] >= 0 || dims[3] >= 0) {
+                    return Err(InferError::Model {
+                        model,
+                        msg: format!(
+                            "input `{input_name}` has the fixed shape {dims:?}, but the manifest's \
+                             `input.aspect_multiple` needs a dynamic height and width"
+                        ),
+                    });
+                }
             }
         }
         let output_names: Vec<String> =
@@ -226,7 +234,6 @@ impl Detector {
             output_names,
             pre: Preprocessor::new(&manifest.input),
             decoder,
-            input_size: (w, h),
             timings: Timings::default(),
             providers,
         };
@@ -293,10 +300,12 @@ impl Detector {
                 data,
             });
         }
-        let raw = self.decoder.decode(&views).map_err(|e| InferError::Output {
-            model: self.name.clone(),
-            output: e.output.clone(),
-            msg: e.msg.clone(),
+        let raw = self.decoder.decode(&views, (shape[3] as u32, shape[2] as u32)).map_err(|e| {
+            InferError::Output {
+                model: self.name.clone(),
+                output: e.output.clone(),
+                msg: e.msg.clone(),
+            }
         })?;
         drop(views);
         drop(outputs);
@@ -334,9 +343,9 @@ impl Detector {
         &self.labels
     }
 
-    /// Model input size `(width, height)`.
+    /// Model input size `(width, height)` (the largest, with `input.aspect_multiple`).
     pub fn input_size(&self) -> (u32, u32) {
-        self.input_size
+        (self.pre.spec().width, self.pre.spec().height)
     }
 
     /// Timings of the last successful [`Detector::detect`].

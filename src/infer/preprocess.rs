@@ -112,6 +112,8 @@ pub fn geometry(
 
 /// Reusable pre-processor for one model input.
 pub struct Preprocessor {
+    spec: InputSpec,
+    /// The input size of the last frame (`InputSpec::size_for`).
     in_w: u32,
     in_h: u32,
     resize: Resize,
@@ -132,6 +134,7 @@ impl Preprocessor {
         let inv_std = spec.inv_std();
         let pv = spec.pad_value;
         Preprocessor {
+            spec: spec.clone(),
             in_w: spec.width,
             in_h: spec.height,
             resize: spec.resize,
@@ -152,7 +155,11 @@ impl Preprocessor {
         }
     }
 
-    /// The input tensor shape `[1, 3, H, W]`.
+    pub fn spec(&self) -> &InputSpec {
+        &self.spec
+    }
+
+    /// The input tensor shape `[1, 3, H, W]` of the last frame.
     pub fn shape(&self) -> [usize; 4] {
         [1, 3, self.in_h as usize, self.in_w as usize]
     }
@@ -177,15 +184,16 @@ impl Preprocessor {
         if width > i32::MAX as u32 / 3 || height > i32::MAX as u32 {
             return Err(format!("frame size {width}x{height} is too large"));
         }
-        let (p, t) = geometry(width, height, self.in_w, self.in_h, self.resize);
-
         if self.padded_for != Some((width, height)) {
+            (self.in_w, self.in_h) = self.spec.size_for(width, height);
             let plane = self.in_w as usize * self.in_h as usize;
+            self.tensor.resize(3 * plane, 0.0);
             for c in 0..3 {
                 self.tensor[c * plane..(c + 1) * plane].fill(self.pad[c]);
             }
             self.padded_for = Some((width, height));
         }
+        let (p, t) = geometry(width, height, self.in_w, self.in_h, self.resize);
 
         let resized: &[u8] = if p.w == width && p.h == height {
             rgb
@@ -254,6 +262,7 @@ mod tests {
             scale: None,
             resize,
             pad_value: 114.0,
+            aspect_multiple: None,
         }
     }
 
