@@ -574,6 +574,11 @@ sink_config! {
         /// written and read. Default 8 (China Standard Time).
         #[serde(default = "default_gat1400_utc_offset")]
         pub utc_offset_hours: f64,
+        /// Whether subscriptions of this platform's ids (`POST /VIID/Subscribes` on the API
+        /// listener, ADR 0047) are notified, by a second sink `<name>-subscriptions` with
+        /// these delivery settings. Default true.
+        #[serde(default = "default_true")]
+        pub subscriptions: bool,
     }
     delivery_defaults = Delivery { backoff_max_secs: 300.0, ..Delivery::DEFAULT };
 }
@@ -592,6 +597,9 @@ fn default_gat1400_reregister() -> f64 {
 }
 fn default_gat1400_utc_offset() -> f64 {
     8.0
+}
+fn default_true() -> bool {
+    true
 }
 
 /// Whether `id` is a GA/T 1400 device id: exactly 20 ASCII digits.

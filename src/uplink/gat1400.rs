@@ -478,19 +478,7 @@ impl Session {
 
     /// The snapshot of the change's event, if it has one (and it is not too large).
     async fn snapshot(&self, env: &Envelope) -> Option<Snapshot> {
-        let (store, id) = (self.store.clone()?, env.event_id?);
-        let read = tokio::task::spawn_blocking(move || -> Option<Vec<u8>> {
-            let ev = store.get_event(id).ok()??;
-            let path = store.snapshot_file(&ev)?;
-            if std::fs::metadata(&path).ok()?.len() > SNAPSHOT_MAX_BYTES {
-                return None;
-            }
-            std::fs::read(&path).ok()
-        })
-        .await
-        .ok()??;
-        let (width, height) = jpeg_size(&read)?;
-        Some(Snapshot { jpeg: read, width, height })
+        read_snapshot(self.store.clone(), env).await
     }
 
     async fn deliver_row(&self, row: &OutboxRow) -> Outcome {
@@ -535,6 +523,23 @@ impl Session {
     fn wants(&self, collection: &str) -> bool {
         self.kinds.iter().any(|k| k == collection)
     }
+}
+
+/// The snapshot of a change's event, if it has one (and it is not too large).
+pub(crate) async fn read_snapshot(store: Option<Store>, env: &Envelope) -> Option<Snapshot> {
+    let (store, id) = (store?, env.event_id?);
+    let read = tokio::task::spawn_blocking(move || -> Option<Vec<u8>> {
+        let ev = store.get_event(id).ok()??;
+        let path = store.snapshot_file(&ev)?;
+        if std::fs::metadata(&path).ok()?.len() > SNAPSHOT_MAX_BYTES {
+            return None;
+        }
+        std::fs::read(&path).ok()
+    })
+    .await
+    .ok()??;
+    let (width, height) = jpeg_size(&read)?;
+    Some(Snapshot { jpeg: read, width, height })
 }
 
 /// A failed registration never refuses the change itself: it waits (and expires at
@@ -619,7 +624,7 @@ pub struct ResponseStatus {
 }
 
 impl ResponseStatus {
-    fn error(&self, what: &str) -> CallError {
+    pub(crate) fn error(&self, what: &str) -> CallError {
         let m = format!("{what}: StatusCode {} ({})", self.code, self.text);
         match self.code {
             3 => CallError::Unauthorized(m),
@@ -798,7 +803,22 @@ pub fn digest_response(
     nonce: &str,
     qop: Option<(&str, &str)>,
 ) -> String {
-    let ha1 = md5_hex(&format!("{user}:{realm}:{password}"));
+    digest_response_ha1(&digest_ha1(user, realm, password), method, uri, nonce, qop)
+}
+
+/// HA1 = MD5(user:realm:password), hex: what a digest server stores (ADR 0047).
+pub fn digest_ha1(user: &str, realm: &str, password: &str) -> String {
+    md5_hex(&format!("{user}:{realm}:{password}"))
+}
+
+/// [`digest_response`] from a stored HA1.
+pub fn digest_response_ha1(
+    ha1: &str,
+    method: &str,
+    uri: &str,
+    nonce: &str,
+    qop: Option<(&str, &str)>,
+) -> String {
     let ha2 = md5_hex(&format!("{method}:{uri}"));
     match qop {
         Some((nc, cnonce)) => md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")),
