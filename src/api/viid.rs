@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -168,12 +168,18 @@ fn challenge(g: &Gate, url: &str, stale: bool, why: &str) -> Response {
     r
 }
 
-/// The digest answer's fields, checked against the request; Err: why not.
-fn check_answer(
-    headers: &HeaderMap,
-    method: &Method,
-    uri: &str,
-) -> Result<(String, String, String, String, u32, String, String), String> {
+/// A digest answer's fields (checked against the request, not yet against a secret).
+struct DigestAnswer {
+    user: String,
+    nonce: String,
+    uri: String,
+    response: String,
+    nc: u32,
+    cnonce: String,
+}
+
+/// Reads the `Authorization` of a request for `uri`; Err: why it is not a usable answer.
+fn check_answer(headers: &HeaderMap, uri: &str) -> Result<DigestAnswer, String> {
     let h = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -186,9 +192,7 @@ fn check_answer(
     let p = parse_params(rest);
     let get = |k: &str| p.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
     let need = |k: &str| get(k).ok_or(format!("the digest answer has no `{k}`"));
-    let (user, realm, nonce, d_uri, response) =
-        (need("username")?, need("realm")?, need("nonce")?, need("uri")?, need("response")?);
-    if realm != REALM {
+    if need("realm")? != REALM {
         return Err(format!("the digest realm must be `{REALM}`"));
     }
     if get("algorithm").is_some_and(|a| !a.eq_ignore_ascii_case("MD5")) {
@@ -197,20 +201,28 @@ fn check_answer(
     if get("qop").as_deref() != Some("auth") {
         return Err("the digest answer must use qop=auth".into());
     }
+    let d_uri = need("uri")?;
     if d_uri != uri {
         return Err("the digest `uri` is not this request's".into());
     }
     let nc = u32::from_str_radix(&need("nc")?, 16).map_err(|_| "the digest `nc` is not hex")?;
-    let cnonce = need("cnonce")?;
-    Ok((user, nonce, d_uri, response, nc, cnonce, method.as_str().to_string()))
+    Ok(DigestAnswer {
+        user: need("username")?,
+        nonce: need("nonce")?,
+        uri: d_uri,
+        response: need("response")?,
+        nc,
+        cnonce: need("cnonce")?,
+    })
 }
 
 /// The digest gate: a platform token's answer to one of our nonces, or a 401 challenge.
 async fn digest(State(g): State<Gate>, mut req: Request, next: Next) -> Response {
     let url = req.uri().path().to_string();
     let uri = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
-    let (user, nonce, d_uri, response, nc, cnonce, method) =
-        match check_answer(req.headers(), req.method(), &uri) {
+    let method = req.method().as_str().to_string();
+    let DigestAnswer { user, nonce, uri: d_uri, response, nc, cnonce } =
+        match check_answer(req.headers(), &uri) {
             Ok(a) => a,
             Err(why) => return challenge(&g, &url, false, &why),
         };
