@@ -91,6 +91,16 @@ impl UplinkConfig {
         for list in self.sink_lists() {
             list.validate(&mut names)?;
         }
+        // A block's subscription sink (`<name>-subscriptions`) shares the namespace too.
+        for (i, g) in self.gat1400.iter().enumerate().filter(|(_, g)| g.subscriptions) {
+            let derived = g.subscriptions_sink_name();
+            if names.contains_key(derived.as_str()) {
+                return Err(format!(
+                    "field `uplink.gat1400[{i}].subscriptions` (gat1400 sink `{}`): its subscription sink `{derived}` has the name of another sink; rename one or set subscriptions = false",
+                    g.name
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -615,6 +625,11 @@ impl Gat1400Config {
             Some(_) => Err("`password` must not be empty".into()),
             None => Err("a digest password is required: set `password` or `password_env`".into()),
         }
+    }
+
+    /// The name of the sink that notifies this platform's subscriptions.
+    pub fn subscriptions_sink_name(&self) -> String {
+        format!("{}-subscriptions", self.name)
     }
 
     /// The digest username (`username`, default `device_id`).

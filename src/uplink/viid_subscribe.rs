@@ -64,11 +64,6 @@ pub struct ViidSubscribeSink {
 }
 
 impl ViidSubscribeSink {
-    /// The sink name of `cfg`'s subscriptions.
-    pub fn name_of(cfg: &Gat1400Config) -> String {
-        format!("{}-subscriptions", cfg.name)
-    }
-
     pub fn new(cfg: &Gat1400Config, store: Store) -> Result<ViidSubscribeSink, String> {
         let timeout = Duration::from_secs_f64(cfg.delivery.timeout_secs);
         let client = reqwest::Client::builder()
@@ -82,7 +77,7 @@ impl ViidSubscribeSink {
         let offset = UtcOffset::from_whole_seconds(secs)
             .map_err(|e| format!("gat1400 sink `{}`: {e}", cfg.name))?;
         Ok(ViidSubscribeSink {
-            name: Self::name_of(cfg),
+            name: cfg.subscriptions_sink_name(),
             device_id: cfg.device_id.clone(),
             channels: cfg.channels.clone(),
             offset,
