@@ -873,3 +873,95 @@ fn subscriptions_get_only_matching_notifications_until_timeout_or_cancellation()
     let st = &store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0];
     assert_eq!((st.kind.as_str(), st.dead_letter_count), ("gat1400_subscriptions", 0));
 }
+
+/// With `kinds` naming them, an incident's start also pushes its snapshot as an `Images`
+/// object (ImageID = the objects' SourceID; also for an incident without objects), and its
+/// end a `VideoSlices` reference to its clip when the camera records (none otherwise).
+#[test]
+fn incidents_push_their_image_and_a_video_slice_reference() {
+    use gridwatch::store::outbox::{CameraMeta, UplinkContext};
+    let p = Platform::start(DEVICE, PASSWORD, time::Duration::ZERO);
+    let (_d, store) = uplink_support::uplink_store("box-t", &["gate", "yard"]);
+    let meta = |records| CameraMeta { grid_cell: None, lat: None, lon: None, records };
+    store.set_uplink_context(UplinkContext {
+        box_id: "box-t".into(),
+        public_url: "https://box.example.org:8443".into(),
+        cameras: [("gate".to_string(), meta(true)), ("yard".to_string(), meta(false))].into(),
+    });
+    let kinds = "kinds = [\"MotorVehicles\", \"Persons\", \"Images\", \"VideoSlices\"]";
+    let cfg = gat_config(&p.url(), PASSWORD, kinds);
+    let sink = Arc::new(Gat1400Sink::new(&cfg, Some(store.clone())).unwrap());
+    let up = start(&store, &sink, &cfg);
+    let at = time::macros::datetime!(2026-12-06 11:30:05 UTC);
+    let fire = incident(&store, "gate", at, vec![]);
+    let car = incident(
+        &store,
+        "gate",
+        at + time::Duration::seconds(10),
+        vec![det("car", 0.1, 0.2, 0.4, 0.6, 1)],
+    );
+    incident(&store, "yard", at, vec![det("person", 0.5, 0.1, 0.6, 0.7, 2)]);
+    wait(20, "every change done", || {
+        store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0].backlog == 0
+            && p.accepted().len() >= 7
+    });
+    up.shutdown();
+    let got = p.accepted();
+    let of = |c: &str| got.iter().filter(|r| r.collection == c).collect::<Vec<_>>();
+    let (images, slices) = (of("Images"), of("VideoSlices"));
+    assert_eq!((images.len(), slices.len()), (3, 2), "{got:#?}");
+    assert_eq!((of("MotorVehicles").len(), of("Persons").len()), (1, 1));
+    for r in &images {
+        let info = &r.object["ImageInfo"];
+        for f in [
+            "ImageID",
+            "InfoKind",
+            "ImageSource",
+            "DeviceID",
+            "FileFormat",
+            "ShotTime",
+            "Title",
+            "Width",
+            "Height",
+        ] {
+            assert!(!info[f].is_null(), "Images: mandatory field {f} missing in {info}");
+        }
+        assert_eq!(info["Title"], "presence");
+        let jpeg = base64::engine::general_purpose::STANDARD
+            .decode(r.object["Data"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(gat1400::jpeg_size(&jpeg), Some((320, 240)));
+        assert_eq!((info["Width"].as_u64(), info["Height"].as_u64()), (Some(320), Some(240)));
+    }
+    // The car's image is the one its object names as SourceID.
+    let vehicle = &of("MotorVehicles")[0].object;
+    assert!(images.iter().any(|r| r.object["ImageInfo"]["ImageID"] == vehicle["SourceID"]));
+    // Clips only of the recording camera (gate), as references to the box's clip URLs.
+    for (r, id, start) in [(slices[0], fire, "20261206193005"), (slices[1], car, "20261206193015")]
+    {
+        let info = &r.object["VideoSliceInfo"];
+        for f in [
+            "VideoID",
+            "InfoKind",
+            "VideoSource",
+            "IsAbstractVideo",
+            "DeviceID",
+            "StoragePath",
+            "FileFormat",
+            "BeginTime",
+            "EndTime",
+            "VideoLen",
+        ] {
+            assert!(!info[f].is_null(), "VideoSlices: mandatory field {f} missing in {info}");
+        }
+        assert_eq!(info["DeviceID"], CHANNEL_GATE);
+        assert_eq!(
+            info["StoragePath"],
+            format!("https://box.example.org:8443/api/v1/events/{id}/clip.mp4")
+        );
+        assert_eq!(info["BeginTime"], start);
+        assert_eq!(info["VideoLen"], 1, "the incident lasted 1 s");
+        let vid = info["VideoID"].as_str().unwrap();
+        assert!(vid.len() == 41 && vid.starts_with(CHANNEL_GATE) && &vid[20..22] == "01", "{vid}");
+    }
+}

@@ -570,7 +570,8 @@ sink_config! {
         /// … or the name of an environment variable holding it. One of the two is required.
         #[serde(default)]
         pub password_env: Option<String>,
-        /// Collections pushed. Default all: `MotorVehicles`, `NonMotorVehicles`, `Persons`.
+        /// Collections pushed. Default `MotorVehicles`, `NonMotorVehicles`, `Persons`; also
+        /// `Images` (each incident's snapshot) and `VideoSlices` (its clip, by reference).
         #[serde(default = "default_gat1400_kinds")]
         pub kinds: Vec<String>,
         /// A keepalive is sent when the box made no request to the platform this long. Default 90.
@@ -594,10 +595,12 @@ sink_config! {
 }
 
 /// The collections a `[[uplink.gat1400]]` sink can push.
-pub const GAT1400_KINDS: [&str; 3] = ["MotorVehicles", "NonMotorVehicles", "Persons"];
+pub const GAT1400_KINDS: [&str; 5] =
+    ["MotorVehicles", "NonMotorVehicles", "Persons", "Images", "VideoSlices"];
 
+/// The default `kinds`: the objects (`Images` and `VideoSlices` are asked for by name).
 fn default_gat1400_kinds() -> Vec<String> {
-    GAT1400_KINDS.iter().map(|k| k.to_string()).collect()
+    GAT1400_KINDS[..3].iter().map(|k| k.to_string()).collect()
 }
 fn default_gat1400_keepalive() -> f64 {
     90.0

@@ -255,7 +255,13 @@ async fn collection(
     let mut statuses = Vec::new();
     let mut log = sh.log.lock().unwrap();
     for o in objects {
-        let id = o[format!("{kind}ID")].as_str().unwrap_or("").to_string();
+        // Images and video slices carry their id in their info object.
+        let id = match kind.as_str() {
+            "Image" => &o["ImageInfo"]["ImageID"],
+            "VideoSlice" => &o["VideoSliceInfo"]["VideoID"],
+            _ => &o[format!("{kind}ID")],
+        };
+        let id = id.as_str().unwrap_or("").to_string();
         statuses.push(status(&uri, code, Some(&id)));
         log.received.push(Received {
             collection: coll.clone(),
