@@ -802,9 +802,29 @@ fn subscriptions_get_only_matching_notifications_until_timeout_or_cancellation()
             .call_with("POST", uri, &subscribe_body("C", DEVICE, "11", &addr, ""), &replay)
             .await;
         assert_eq!(a.http, 401, "{a:?}");
-        // The platform sees its two subscriptions.
+        // D made and cancelled with PUT /VIID/Subscribes/{id}; E made and cancelled in a
+        // list with OperateType 1.
+        let a = sub.call("POST", uri, &subscribe_body("D", DEVICE, "11,13", &addr, "")).await;
+        assert_eq!(a.codes(), ["0"], "{a:?}");
+        let a = sub.call("PUT", "/VIID/Subscribes/D", "{}").await;
+        assert_eq!(a.codes(), ["0"], "{a:?}");
+        let a = sub.call("PUT", "/VIID/Subscribes/D", "{}").await;
+        assert_eq!(a.codes(), ["2"], "cancelled already: {a:?}");
+        let a = sub.call("POST", uri, &subscribe_body("E", DEVICE, "14", &addr, "")).await;
+        assert_eq!(a.codes(), ["0"], "{a:?}");
+        let cancel_e = subscribe_body("E", DEVICE, "14", &addr, "")
+            .replace("\"OperateType\":0", "\"OperateType\":1");
+        let a = sub.call("PUT", uri, &cancel_e).await;
+        assert_eq!(a.codes(), ["0"], "{a:?}");
+        // The platform sees its two live subscriptions.
         let a = sub.call("GET", uri, "").await;
-        assert_eq!(a.body["SubscribeListObject"]["SubscribeObject"].as_array().unwrap().len(), 2);
+        let ids: Vec<&str> = a.body["SubscribeListObject"]["SubscribeObject"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["SubscribeID"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["A", "B"]);
     });
 
     let sink = Arc::new(ViidSubscribeSink::new(&cfg, store.clone()).unwrap());

@@ -559,6 +559,48 @@ fn subscribe_object(s: &crate::store::viid::Subscription) -> Value {
 mod tests {
     use super::*;
 
+    /// Whatever a client sends, reading it never panics (mutations of a valid subscription
+    /// list and of a digest answer).
+    #[test]
+    fn client_input_never_panics() {
+        let seeds: [&[u8]; 2] = [
+            br#"{"SubscribeListObject":{"SubscribeObject":[{"SubscribeID":"s","ResourceURI":"44010000001190000001","SubscribeDetail":"13","ReceiveAddr":"http://p/","BeginTime":"20261206000000","Timeout":5}]}}"#,
+            br#"Digest username="c", realm="gridwatch", nonce="n", uri="/VIID/Subscribes", qop=auth, nc=00000001, cnonce="c", response="r""#,
+        ];
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for i in 0..20_000 {
+            let mut b = seeds[i % 2].to_vec();
+            for _ in 0..(next() % 8) {
+                let at = (next() as usize) % (b.len() + 1);
+                match next() % 3 {
+                    0 if at < b.len() => b[at] = next() as u8,
+                    1 if at < b.len() => b.truncate(at),
+                    _ => b.insert(at, next() as u8),
+                }
+            }
+            if let Ok(list) = subscribe_objects(&b) {
+                for o in list {
+                    if let Value::Object(o) = o {
+                        let _ = parse_subscription(&o, now);
+                        let _ = is_cancel(&o);
+                    }
+                }
+            }
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_bytes(&b) {
+                h.insert(header::AUTHORIZATION, v);
+                let _ = check_answer(&h, "/VIID/Subscribes");
+            }
+        }
+    }
+
     #[test]
     fn nonces_are_single_sequence_and_expire() {
         let n = Nonces::default();
