@@ -892,6 +892,29 @@ fn subscriptions_get_only_matching_notifications_until_timeout_or_cancellation()
     assert_eq!(devices, [DEVICE, CHANNEL_GATE], "the yard's person and the gate's");
     let st = &store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0];
     assert_eq!((st.kind.as_str(), st.dead_letter_count), ("gat1400_subscriptions", 0));
+    // Every subscription made or cancelled is in the audit log, by the token.
+    let audited = |action: &str| {
+        let q = gridwatch::store::auth::AuditQuery {
+            action: Some(action.into()),
+            limit: 100,
+            ..Default::default()
+        };
+        let mut t: Vec<String> = store
+            .audit_page(&q)
+            .unwrap()
+            .entries
+            .into_iter()
+            .map(|e| {
+                assert!(e.actor.starts_with("token:") && e.role.as_deref() == Some("platform"));
+                e.target.unwrap()
+            })
+            .collect();
+        t.sort();
+        t
+    };
+    let t = |ids: &[&str]| ids.iter().map(|i| format!("viid_subscription:{i}")).collect::<Vec<_>>();
+    assert_eq!(audited("viid_subscribe"), t(&["A", "B", "D", "E"]));
+    assert_eq!(audited("viid_unsubscribe"), t(&["B", "D", "E"]));
 }
 
 /// With `kinds` naming them, an incident's start also pushes its snapshot as an `Images`

@@ -31,8 +31,10 @@ use axum::{Extension, Router};
 use serde_json::{json, Map, Value};
 use time::{OffsetDateTime, UtcOffset};
 
+use super::auth::Client;
 use super::{blocking, ApiState};
 use crate::auth::Role;
+use crate::store::auth::NewAudit;
 use crate::store::viid::{NewSubscription, Stored};
 use crate::store::TokenInfo;
 use crate::uplink::gat1400::{
@@ -399,7 +401,21 @@ fn parse_subscription(
 }
 
 /// Creates, replaces or cancels each object of the list; one status per object.
-async fn apply(st: ApiState, token: TokenInfo, url: &str, body: &[u8], update: bool) -> Response {
+/// The audit entry of a subscription change by `token`.
+fn audit(token: &TokenInfo, client: &Client, action: &'static str, id: &str) -> NewAudit {
+    NewAudit::new(format!("token:{}", token.id), Some(token.role), action)
+        .target(format!("viid_subscription:{id}"))
+        .address(client.address.clone())
+}
+
+async fn apply(
+    st: ApiState,
+    token: TokenInfo,
+    client: Client,
+    url: &str,
+    body: &[u8],
+    update: bool,
+) -> Response {
     let objects = match subscribe_objects(body) {
         Ok(o) => o,
         Err(e) => return one(StatusCode::BAD_REQUEST, url, 1, &e),
@@ -418,7 +434,7 @@ async fn apply(st: ApiState, token: TokenInfo, url: &str, body: &[u8], update: b
                 statuses.push(status_object(url, 1, "SubscribeID is required to cancel", None));
                 continue;
             };
-            statuses.push(cancel_status(&st, &token, url, &id, now).await);
+            statuses.push(cancel_status(&st, &token, &client, url, &id, now).await);
             continue;
         }
         let new = match parse_subscription(&o, now) {
@@ -430,7 +446,13 @@ async fn apply(st: ApiState, token: TokenInfo, url: &str, body: &[u8], update: b
         };
         let (s, t) = (st.store.clone(), token.id);
         let n2 = new.clone();
-        match blocking(move || Ok(s.put_viid_subscription(t, &n2, now)?)).await {
+        let detail = serde_json::json!({
+            "resources": new.resources, "details": new.details, "receive_addr": new.receive_addr,
+            "begin_time": new.begin_time, "end_time": new.end_time, "expires_at": new.expires_at
+                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+        });
+        let a = audit(&token, &client, "viid_subscribe", &new.id).detail(detail);
+        match blocking(move || Ok(s.put_viid_subscription(t, &n2, &a, now)?)).await {
             Ok(Stored::Taken) => statuses.push(status_object(
                 url,
                 1,
@@ -456,12 +478,14 @@ async fn apply(st: ApiState, token: TokenInfo, url: &str, body: &[u8], update: b
 async fn cancel_status(
     st: &ApiState,
     token: &TokenInfo,
+    client: &Client,
     url: &str,
     id: &str,
     now: OffsetDateTime,
 ) -> Value {
     let (s, t, i) = (st.store.clone(), token.id, id.to_string());
-    match blocking(move || Ok(s.cancel_viid_subscription(t, &i, now)?)).await {
+    let a = audit(token, client, "viid_unsubscribe", id);
+    match blocking(move || Ok(s.cancel_viid_subscription(t, &i, &a, now)?)).await {
         Ok(true) => {
             tracing::info!(token = %token.name, subscription = %id, "VIID subscription cancelled");
             status_object(url, 0, "OK (cancelled)", Some(id))
@@ -474,35 +498,39 @@ async fn cancel_status(
 async fn subscribe(
     State(st): State<ApiState>,
     Extension(token): Extension<TokenInfo>,
+    client: Client,
     body: Bytes,
 ) -> Response {
-    apply(st, token, "/VIID/Subscribes", &body, false).await
+    apply(st, token, client, "/VIID/Subscribes", &body, false).await
 }
 
 async fn update(
     State(st): State<ApiState>,
     Extension(token): Extension<TokenInfo>,
+    client: Client,
     body: Bytes,
 ) -> Response {
-    apply(st, token, "/VIID/Subscribes", &body, true).await
+    apply(st, token, client, "/VIID/Subscribes", &body, true).await
 }
 
 async fn cancel_one(
     State(st): State<ApiState>,
     Extension(token): Extension<TokenInfo>,
+    client: Client,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Response {
     let url = "/VIID/Subscribes";
     let Ok(Path(id)) = id else {
         return one(StatusCode::BAD_REQUEST, url, 1, "bad subscription id");
     };
-    let s = cancel_status(&st, &token, url, &id, st.auth.now()).await;
+    let s = cancel_status(&st, &token, &client, url, &id, st.auth.now()).await;
     viid(StatusCode::OK, json!({ "ResponseStatusObject": s }))
 }
 
 async fn cancel_list(
     State(st): State<ApiState>,
     Extension(token): Extension<TokenInfo>,
+    client: Client,
     RawQuery(q): RawQuery,
 ) -> Response {
     let url = "/VIID/Subscribes";
@@ -517,7 +545,7 @@ async fn cancel_list(
     let now = st.auth.now();
     let mut statuses = Vec::new();
     for id in ids {
-        statuses.push(cancel_status(&st, &token, url, &id, now).await);
+        statuses.push(cancel_status(&st, &token, &client, url, &id, now).await);
     }
     list_reply(statuses)
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::auth::{insert_audit, NewAudit};
 use super::{from_ms, lock, to_ms, Store, StoreError};
 use crate::auth::Scope;
 
@@ -140,12 +141,13 @@ fn from_raw(raw: Raw) -> Result<Subscription, StoreError> {
 }
 
 impl Store {
-    /// Stores a subscription of token `token` (see [`Stored`]); it is notified of changes
-    /// recorded from now on.
+    /// Stores a subscription of token `token` (see [`Stored`]) and writes `audit` with it;
+    /// it is notified of changes recorded from now on.
     pub fn put_viid_subscription(
         &self,
         token: Uuid,
         s: &NewSubscription,
+        audit: &NewAudit,
         at: OffsetDateTime,
     ) -> Result<Stored, StoreError> {
         let list = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
@@ -190,26 +192,33 @@ impl Store {
             ],
         )
         .map_err(sql("store subscription"))?;
+        insert_audit(&tx, audit, at)?;
         tx.commit().map_err(sql("commit subscription"))?;
         Ok(stored)
     }
 
-    /// Cancels token `token`'s subscription `id`; false when it has none by that id (or it
-    /// is already cancelled).
+    /// Cancels token `token`'s subscription `id` and writes `audit`; false when it has none
+    /// by that id (or it is already cancelled).
     pub fn cancel_viid_subscription(
         &self,
         token: Uuid,
         id: &str,
+        audit: &NewAudit,
         at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let conn = lock(&self.inner.writer);
-        let n = conn
+        let mut conn = lock(&self.inner.writer);
+        let tx = conn.transaction().map_err(sql("begin tx to cancel a subscription"))?;
+        let n = tx
             .execute(
                 "UPDATE viid_subscriptions SET cancelled_at = ?3
                  WHERE id = ?1 AND token_id = ?2 AND cancelled_at IS NULL",
                 params![id, token.to_string(), to_ms(at)],
             )
             .map_err(sql("cancel subscription"))?;
+        if n > 0 {
+            insert_audit(&tx, audit, at)?;
+        }
+        tx.commit().map_err(sql("commit subscription cancel"))?;
         Ok(n > 0)
     }
 
