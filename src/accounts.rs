@@ -225,6 +225,9 @@ pub fn token_create(
         |id| audit("token_create", format!("token:{id}"), detail),
         OffsetDateTime::now_utc(),
     )?;
+    if let Some(ha1) = crate::api::platform_ha1(role, name, &token) {
+        store.set_token_digest(info.id, &ha1)?;
+    }
     store.close()?;
     println!("{token}");
     eprintln!(

@@ -275,6 +275,23 @@ reconnect_max_secs = 5.0
     };
     assert_eq!(get("/api/v1/feed", &token), 200);
     assert_eq!(get("/api/v1/users", &token), 403);
+    // The same token is the HTTP Digest credential of /VIID/ (name "city", password the
+    // token): the CLI stored its digest secret.
+    let viid = |t: &str| {
+        let uri = "/VIID/Subscribes";
+        let first = client.get(a.url(uri)).send().unwrap();
+        assert_eq!(first.status().as_u16(), 401);
+        let ch = first.headers()["www-authenticate"].to_str().unwrap().to_string();
+        let nonce = ch.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap();
+        let md5 = |x: String| hex::encode(<md5::Md5 as md5::Digest>::digest(x.as_bytes()));
+        let ha1 = md5(format!("city:gridwatch:{t}"));
+        let resp = md5(format!("{ha1}:{nonce}:00000001:c0ffee:auth:{}", md5(format!("GET:{uri}"))));
+        let auth = format!(
+            "Digest username=\"city\", realm=\"gridwatch\", nonce=\"{nonce}\", uri=\"{uri}\", qop=auth, nc=00000001, cnonce=\"c0ffee\", response=\"{resp}\""
+        );
+        client.get(a.url(uri)).header("authorization", auth).send().unwrap().status().as_u16()
+    };
+    assert_eq!(viid(&token), 200);
     let (code, out, _) = run_stdin(&["token", "list"], &cfg, "");
     assert_eq!(code, 0);
     let line = out.lines().find(|l| l.contains("city")).unwrap_or_else(|| panic!("{out}"));
@@ -283,6 +300,7 @@ reconnect_max_secs = 5.0
     let (code, _, err) = run_stdin(&["token", "revoke", &id], &cfg, "");
     assert_eq!(code, 0, "{err}");
     assert_eq!(get("/api/v1/feed", &token), 401);
+    assert_eq!(viid(&token), 401, "a revoked token's digest is refused");
     let (code, _, err) = run_stdin(&["token", "revoke", &id], &cfg, "");
     assert!(code != 0 && err.contains("no active token"), "{err}");
     // The config's token keeps full access.

@@ -688,3 +688,323 @@ clear_secs = 1.0
         assert!(accepted_ids.contains(&key(g)), "garbled object {} never accepted", key(g));
     }
 }
+
+/// The API (with `/VIID/`) on a loopback port: (base URL, runtime, stop).
+fn api(store: &Store) -> (String, tokio::runtime::Runtime, tokio::sync::oneshot::Sender<()>) {
+    use gridwatch::api::{router, serve, ApiState};
+    let state = ApiState {
+        store: store.clone(),
+        registry: gridwatch::health::Registry::new(),
+        box_id: "box-t".into(),
+        config_token_hashes: Vec::new(),
+        started_at: OffsetDateTime::now_utc(),
+        media: Default::default(),
+        auth: Default::default(),
+        open_data: Default::default(),
+    };
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    rt.spawn(serve(listener, router(state), async move {
+        let _ = rx.await;
+    }));
+    (base, rt, tx)
+}
+
+/// A token of `role` made as `gridwatch token create` and `POST /api/v1/tokens` make it
+/// (with its digest secret); returns the token.
+fn token(store: &Store, name: &str, role: gridwatch::auth::Role, cameras: &[&str]) -> String {
+    use gridwatch::store::auth::NewAudit;
+    let token = gridwatch::store::try_generate_token().unwrap();
+    let scope = (!cameras.is_empty()).then(|| gridwatch::auth::Scope {
+        cameras: cameras.iter().map(|c| c.to_string()).collect(),
+        grid_cells: vec![],
+    });
+    let info = store
+        .create_token(
+            name,
+            &gridwatch::store::hash_token(&token),
+            role,
+            scope.as_ref(),
+            "test",
+            |_| NewAudit::new("test", None, "token_create"),
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    // Only platform tokens get a digest secret; a viewer's is set by hand below to show
+    // the role check.
+    let ha1 = gridwatch::api::platform_ha1(role, name, &token).unwrap_or_else(|| {
+        gridwatch::uplink::gat1400::digest_ha1(name, gridwatch::api::VIID_REALM, &token)
+    });
+    store.set_token_digest(info.id, &ha1).unwrap();
+    token
+}
+
+fn subscribe_body(id: &str, resource: &str, detail: &str, addr: &str, extra: &str) -> String {
+    format!(
+        r#"{{"SubscribeListObject":{{"SubscribeObject":[{{"SubscribeID":"{id}","Title":"t {id}",
+        "SubscribeDetail":"{detail}","ResourceURI":"{resource}","ApplicantName":"city",
+        "ApplicantOrg":"city","ReceiveAddr":"{addr}","OperateType":0{extra}}}]}}}}"#
+    )
+}
+
+/// Subscriptions through `/VIID/Subscribes` (digest, platform role), notified from the
+/// outbox by the real worker: each gets only the changes its ResourceURI and
+/// SubscribeDetail select, within its Timeout, and none after its cancellation. Wrong
+/// credentials, a replayed answer, a non-platform token and malformed VIID JSON are refused
+/// with clear statuses while the box keeps serving.
+#[test]
+fn subscriptions_get_only_matching_notifications_until_timeout_or_cancellation() {
+    use gridwatch::auth::Role;
+    use gridwatch::uplink::viid_subscribe::ViidSubscribeSink;
+    use viid_platform::Subscriber;
+    let p = Platform::start(DEVICE, PASSWORD, time::Duration::ZERO);
+    let (_d, store) = uplink_support::uplink_store("box-t", &["gate", "yard"]);
+    let cfg = gat_config(&p.url(), PASSWORD, "");
+    assert!(cfg.subscriptions, "on by default");
+    let city = token(&store, "city", Role::Platform, &[]);
+    let viewer = token(&store, "viewer", Role::Viewer, &[]);
+    let (base, rt, stop) = api(&store);
+    let addr = format!("{}/VIID/SubscribeNotifications", p.url());
+
+    let sub = Subscriber::new(&base, "city", &city);
+    let uri = "/VIID/Subscribes";
+    rt.block_on(async {
+        // Wrong password: challenged again, StatusCode 3.
+        let bad = Subscriber::new(&base, "city", "not-the-token");
+        let a = bad.call("POST", uri, &subscribe_body("x", DEVICE, "13", &addr, "")).await;
+        assert_eq!((a.http, a.codes()), (401, vec!["3".to_string()]), "{a:?}");
+        assert!(a.challenge.unwrap().contains("qop=\"auth\""));
+        // A viewer token with (hand-set) digest credentials: refused for its role.
+        let v = Subscriber::new(&base, "viewer", &viewer);
+        let a = v.call("POST", uri, &subscribe_body("x", DEVICE, "13", &addr, "")).await;
+        assert_eq!((a.http, a.codes()), (403, vec!["3".to_string()]), "{a:?}");
+        // Malformed VIID JSON: StatusCode 1 with the reason.
+        let a = sub.call("POST", uri, "{\"SubscribeListObject\": [").await;
+        assert_eq!((a.http, a.codes()), (400, vec!["1".to_string()]), "{a:?}");
+        let text = a.body["ResponseStatusObject"]["StatusString"].as_str().unwrap();
+        assert!(text.contains("malformed VIID JSON"), "{text}");
+        // An unsupported category is refused per object, naming what the box notifies.
+        let a = sub.call("POST", uri, &subscribe_body("x", DEVICE, "12", &addr, "")).await;
+        assert_eq!(a.codes(), ["1"], "{a:?}");
+        // A: motor vehicles of the gate's channel, for 30 s. B: persons of every camera.
+        let a = sub
+            .call("POST", uri, &subscribe_body("A", CHANNEL_GATE, "13", &addr, ",\"Timeout\":30"))
+            .await;
+        assert_eq!((a.http, a.codes()), (200, vec!["0".to_string()]), "{a:?}");
+        let a = sub.call("POST", uri, &subscribe_body("B", DEVICE, "11", &addr, "")).await;
+        assert_eq!(a.codes(), ["0"], "{a:?}");
+        // A replayed answer (same nonce and nc) is refused.
+        let replay = sub.last_authorization.lock().unwrap().clone().unwrap();
+        let a = sub
+            .call_with("POST", uri, &subscribe_body("C", DEVICE, "11", &addr, ""), &replay)
+            .await;
+        assert_eq!(a.http, 401, "{a:?}");
+        // D made and cancelled with PUT /VIID/Subscribes/{id}; E made and cancelled in a
+        // list with OperateType 1.
+        let a = sub.call("POST", uri, &subscribe_body("D", DEVICE, "11,13", &addr, "")).await;
+        assert_eq!(a.codes(), ["0"], "{a:?}");
+        let a = sub.call("PUT", "/VIID/Subscribes/D", "{}").await;
+        assert_eq!(a.codes(), ["0"], "{a:?}");
+        let a = sub.call("PUT", "/VIID/Subscribes/D", "{}").await;
+        assert_eq!(a.codes(), ["2"], "cancelled already: {a:?}");
+        let a = sub.call("POST", uri, &subscribe_body("E", DEVICE, "14", &addr, "")).await;
+        assert_eq!(a.codes(), ["0"], "{a:?}");
+        let cancel_e = subscribe_body("E", DEVICE, "14", &addr, "")
+            .replace("\"OperateType\":0", "\"OperateType\":1");
+        let a = sub.call("PUT", uri, &cancel_e).await;
+        assert_eq!(a.codes(), ["0"], "{a:?}");
+        // The platform sees its two live subscriptions.
+        let a = sub.call("GET", uri, "").await;
+        let ids: Vec<&str> = a.body["SubscribeListObject"]["SubscribeObject"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["SubscribeID"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["A", "B"]);
+    });
+
+    let sink = Arc::new(ViidSubscribeSink::new(&cfg, store.clone()).unwrap());
+    let mut policy = cfg.policy();
+    policy.ack_flush = Duration::from_millis(50);
+    let up = Uplink::start_sinks(
+        &store,
+        vec![(sink as Arc<dyn Sink>, policy)],
+        Arc::new(SystemClock),
+        None,
+    )
+    .unwrap();
+    let now = OffsetDateTime::now_utc();
+    let car_person =
+        || vec![det("car", 0.1, 0.2, 0.4, 0.6, 1), det("person", 0.5, 0.1, 0.6, 0.7, 2)];
+    incident(&store, "gate", now, car_person()); // A: car; B: person
+    incident(&store, "yard", now, car_person()); // B: person (yard is not A's resource)
+    let done = |n: u64| {
+        wait(20, "the sink to catch up", || {
+            store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0].backlog == 0
+        });
+        assert_eq!(p.notifications().len() as u64, n, "{:#?}", p.notifications());
+    };
+    wait(20, "three notifications", || p.notifications().len() >= 3);
+    done(3);
+    // B cancelled (DELETE ?IDList=); A's timeout passes for changes 60 s from now.
+    rt.block_on(async {
+        let a = sub.call("DELETE", "/VIID/Subscribes?IDList=B,nope", "").await;
+        assert_eq!(a.codes(), ["0", "2"], "{a:?}");
+    });
+    incident(&store, "gate", now + time::Duration::seconds(5), car_person()); // A: car
+    incident(&store, "gate", now + time::Duration::seconds(60), car_person()); // nobody
+    wait(20, "A's second car", || p.notifications().len() >= 4);
+    done(4);
+    up.shutdown();
+    let _ = stop.send(());
+
+    let n = p.notifications();
+    let of = |id: &str| n.iter().filter(|x| x["SubscribeID"] == id).collect::<Vec<_>>();
+    let (a, b) = (of("A"), of("B"));
+    assert_eq!((a.len(), b.len()), (2, 2), "{n:#?}");
+    for x in &a {
+        let cars = x["MotorVehicleObjectList"]["MotorVehicleObject"].as_array().unwrap();
+        assert_eq!(cars.len(), 1);
+        assert_eq!(cars[0]["DeviceID"], CHANNEL_GATE);
+        assert!(x.get("PersonObjectList").is_none(), "A subscribed to vehicles only: {x}");
+        assert_eq!(x["InfoIDs"], cars[0]["MotorVehicleID"]);
+    }
+    for x in &b {
+        assert!(x.get("MotorVehicleObjectList").is_none(), "B subscribed to persons only: {x}");
+        let people = x["PersonObjectList"]["PersonObject"].as_array().unwrap();
+        assert_eq!(people.len(), 1);
+        assert_valid_object(
+            "Persons",
+            &people[0],
+            people[0]["DeviceID"].as_str().unwrap(),
+            x["TriggerTime"].as_str().unwrap(),
+        );
+    }
+    let mut devices: Vec<String> = b
+        .iter()
+        .map(|x| x["PersonObjectList"]["PersonObject"][0]["DeviceID"].as_str().unwrap().into())
+        .collect();
+    devices.sort();
+    assert_eq!(devices, [DEVICE, CHANNEL_GATE], "the yard's person and the gate's");
+    let st = &store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0];
+    assert_eq!((st.kind.as_str(), st.dead_letter_count), ("gat1400_subscriptions", 0));
+    // Every subscription made or cancelled is in the audit log, by the token.
+    let audited = |action: &str| {
+        let q = gridwatch::store::auth::AuditQuery {
+            action: Some(action.into()),
+            limit: 100,
+            ..Default::default()
+        };
+        let mut t: Vec<String> = store
+            .audit_page(&q)
+            .unwrap()
+            .entries
+            .into_iter()
+            .map(|e| {
+                assert!(e.actor.starts_with("token:") && e.role.as_deref() == Some("platform"));
+                e.target.unwrap()
+            })
+            .collect();
+        t.sort();
+        t
+    };
+    let t = |ids: &[&str]| ids.iter().map(|i| format!("viid_subscription:{i}")).collect::<Vec<_>>();
+    assert_eq!(audited("viid_subscribe"), t(&["A", "B", "D", "E"]));
+    assert_eq!(audited("viid_unsubscribe"), t(&["B", "D", "E"]));
+}
+
+/// With `kinds` naming them, an incident's start also pushes its snapshot as an `Images`
+/// object (ImageID = the objects' SourceID; also for an incident without objects), and its
+/// end a `VideoSlices` reference to its clip when the camera records (none otherwise).
+#[test]
+fn incidents_push_their_image_and_a_video_slice_reference() {
+    use gridwatch::store::outbox::{CameraMeta, UplinkContext};
+    let p = Platform::start(DEVICE, PASSWORD, time::Duration::ZERO);
+    let (_d, store) = uplink_support::uplink_store("box-t", &["gate", "yard"]);
+    let meta = |records| CameraMeta { grid_cell: None, lat: None, lon: None, records };
+    store.set_uplink_context(UplinkContext {
+        box_id: "box-t".into(),
+        public_url: "https://box.example.org:8443".into(),
+        cameras: [("gate".to_string(), meta(true)), ("yard".to_string(), meta(false))].into(),
+    });
+    let kinds = "kinds = [\"MotorVehicles\", \"Persons\", \"Images\", \"VideoSlices\"]";
+    let cfg = gat_config(&p.url(), PASSWORD, kinds);
+    let sink = Arc::new(Gat1400Sink::new(&cfg, Some(store.clone())).unwrap());
+    let up = start(&store, &sink, &cfg);
+    let at = time::macros::datetime!(2026-12-06 11:30:05 UTC);
+    let fire = incident(&store, "gate", at, vec![]);
+    let car = incident(
+        &store,
+        "gate",
+        at + time::Duration::seconds(10),
+        vec![det("car", 0.1, 0.2, 0.4, 0.6, 1)],
+    );
+    incident(&store, "yard", at, vec![det("person", 0.5, 0.1, 0.6, 0.7, 2)]);
+    wait(20, "every change done", || {
+        store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0].backlog == 0
+            && p.accepted().len() >= 7
+    });
+    up.shutdown();
+    let got = p.accepted();
+    let of = |c: &str| got.iter().filter(|r| r.collection == c).collect::<Vec<_>>();
+    let (images, slices) = (of("Images"), of("VideoSlices"));
+    assert_eq!((images.len(), slices.len()), (3, 2), "{got:#?}");
+    assert_eq!((of("MotorVehicles").len(), of("Persons").len()), (1, 1));
+    for r in &images {
+        let info = &r.object["ImageInfo"];
+        for f in [
+            "ImageID",
+            "InfoKind",
+            "ImageSource",
+            "DeviceID",
+            "FileFormat",
+            "ShotTime",
+            "Title",
+            "Width",
+            "Height",
+        ] {
+            assert!(!info[f].is_null(), "Images: mandatory field {f} missing in {info}");
+        }
+        assert_eq!(info["Title"], "presence");
+        let jpeg = base64::engine::general_purpose::STANDARD
+            .decode(r.object["Data"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(gat1400::jpeg_size(&jpeg), Some((320, 240)));
+        assert_eq!((info["Width"].as_u64(), info["Height"].as_u64()), (Some(320), Some(240)));
+    }
+    // The car's image is the one its object names as SourceID.
+    let vehicle = &of("MotorVehicles")[0].object;
+    assert!(images.iter().any(|r| r.object["ImageInfo"]["ImageID"] == vehicle["SourceID"]));
+    // Clips only of the recording camera (gate), as references to the box's clip URLs.
+    for (r, id, start) in [(slices[0], fire, "20261206193005"), (slices[1], car, "20261206193015")]
+    {
+        let info = &r.object["VideoSliceInfo"];
+        for f in [
+            "VideoID",
+            "InfoKind",
+            "VideoSource",
+            "IsAbstractVideo",
+            "DeviceID",
+            "StoragePath",
+            "FileFormat",
+            "BeginTime",
+            "EndTime",
+            "VideoLen",
+        ] {
+            assert!(!info[f].is_null(), "VideoSlices: mandatory field {f} missing in {info}");
+        }
+        assert_eq!(info["DeviceID"], CHANNEL_GATE);
+        assert_eq!(
+            info["StoragePath"],
+            format!("https://box.example.org:8443/api/v1/events/{id}/clip.mp4")
+        );
+        assert_eq!(info["BeginTime"], start);
+        assert_eq!(info["VideoLen"], 1, "the incident lasted 1 s");
+        let vid = info["VideoID"].as_str().unwrap();
+        assert!(vid.len() == 41 && vid.starts_with(CHANNEL_GATE) && &vid[20..22] == "01", "{vid}");
+    }
+}

@@ -306,9 +306,14 @@ pub(super) async fn create_token(
     let audit = p.audit("token_create", &client);
     let detail = serde_json::json!({ "name": name, "role": role, "scope": scope_json(&scope) });
     let (s, now, actor) = (st.store.clone(), st.auth.now(), p.actor());
+    let ha1 = super::viid::platform_ha1(role, &name, &token);
     let info = blocking(move || {
         let audit = |id: Uuid| audit.target(format!("token:{id}")).detail(detail);
-        Ok(s.create_token(&name, &hash, role, scope.as_ref(), &actor, audit, now)?)
+        let info = s.create_token(&name, &hash, role, scope.as_ref(), &actor, audit, now)?;
+        if let Some(ha1) = ha1 {
+            s.set_token_digest(info.id, &ha1)?;
+        }
+        Ok(info)
     })
     .await?;
     tracing::info!(actor = %p.actor(), token = %info.id, role = %info.role, "token created");

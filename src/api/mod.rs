@@ -23,6 +23,7 @@ mod tests;
 #[cfg(test)]
 mod tls_tests;
 pub(crate) mod uplink;
+mod viid;
 
 use std::future::Future;
 use std::time::Instant;
@@ -50,6 +51,7 @@ pub use error::{ApiError, ErrorKind};
 #[doc(hidden)]
 pub use media::{parse_range, ByteRange};
 pub use media::{Exports, MediaSettings};
+pub use viid::{platform_ha1, REALM as VIID_REALM};
 
 use crate::auth::Permission;
 use crate::health::{CameraHealth, CameraState, Registry};
@@ -267,6 +269,8 @@ pub fn router_with(state: ApiState, limits: &HttpLimits) -> Router {
         router = router.route(path, methods);
     }
     router
+        // GA/T 1400 subscriptions (api/viid.rs): VIID, digest-authenticated platform tokens.
+        .merge(viid::router(&state, limits.clone()))
         // The operator console (public: the page itself asks for a login).
         .route("/", axum::routing::get(console::index))
         .route("/ui/{*path}", axum::routing::get(console::file))

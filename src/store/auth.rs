@@ -804,6 +804,36 @@ impl Store {
         raws.into_iter().map(token_from_raw).collect()
     }
 
+    /// Sets the HTTP Digest secret (`HA1`, hex) of a token: platform tokens get one when
+    /// they are made (their name and the token itself are the digest credentials of
+    /// `/VIID/`, ADR 0047).
+    pub fn set_token_digest(&self, id: Uuid, ha1: &str) -> Result<(), StoreError> {
+        let conn = lock(&self.inner.writer);
+        conn.execute(
+            "UPDATE api_tokens SET digest_ha1 = ?2 WHERE id = ?1",
+            params![id.to_string(), ha1],
+        )
+        .map_err(sql("set token digest"))?;
+        Ok(())
+    }
+
+    /// The active tokens named `name` that have a digest secret, with it (HA1, hex).
+    pub fn digest_tokens(&self, name: &str) -> Result<Vec<(TokenInfo, String)>, StoreError> {
+        let raws = self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {TOKEN_COLS}, digest_ha1 FROM api_tokens
+                     WHERE name = ?1 AND revoked_at IS NULL AND digest_ha1 IS NOT NULL"
+                ))
+                .map_err(sql("prepare digest tokens"))?;
+            let rows = stmt
+                .query_map(params![name], |r| Ok((row_to_token(r)?, r.get::<_, String>(7)?)))
+                .map_err(sql("read digest tokens"))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql("read digest tokens"))
+        })?;
+        raws.into_iter().map(|(t, h)| Ok((token_from_raw(t)?, h))).collect()
+    }
+
     /// Revokes a token and writes `audit`; false if no active token has this id.
     pub fn revoke_token_audited(
         &self,

@@ -275,6 +275,28 @@ CREATE TABLE open_data_published (
     seq         INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // v10: GA/T 1400 (VIID) subscriptions made by platform tokens (issue 18, ADR 0047), and
+    // the digest secret of platform tokens (HA1 = MD5(name:realm:token), set when the token
+    // is made; tokens made before v10 have none and cannot use /VIID/).
+    r#"
+ALTER TABLE api_tokens ADD COLUMN digest_ha1 TEXT;
+
+CREATE TABLE viid_subscriptions (
+    id           TEXT    PRIMARY KEY,
+    token_id     TEXT    NOT NULL,
+    title        TEXT,
+    resources    TEXT    NOT NULL,
+    details      TEXT    NOT NULL,
+    receive_addr TEXT    NOT NULL,
+    begin_time   TEXT,
+    end_time     TEXT,
+    expires_at   INTEGER,
+    after_seq    INTEGER NOT NULL,
+    body         TEXT    NOT NULL,
+    created_at   INTEGER NOT NULL,
+    cancelled_at INTEGER
+);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -12,6 +12,7 @@ pub mod retention;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;
+pub mod viid;
 
 use std::fs::{self, File};
 use std::io::Write;

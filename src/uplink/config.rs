@@ -91,6 +91,16 @@ impl UplinkConfig {
         for list in self.sink_lists() {
             list.validate(&mut names)?;
         }
+        // A block's subscription sink (`<name>-subscriptions`) shares the namespace too.
+        for (i, g) in self.gat1400.iter().enumerate().filter(|(_, g)| g.subscriptions) {
+            let derived = g.subscriptions_sink_name();
+            if names.contains_key(derived.as_str()) {
+                return Err(format!(
+                    "field `uplink.gat1400[{i}].subscriptions` (gat1400 sink `{}`): its subscription sink `{derived}` has the name of another sink; rename one or set subscriptions = false",
+                    g.name
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -560,7 +570,8 @@ sink_config! {
         /// … or the name of an environment variable holding it. One of the two is required.
         #[serde(default)]
         pub password_env: Option<String>,
-        /// Collections pushed. Default all: `MotorVehicles`, `NonMotorVehicles`, `Persons`.
+        /// Collections pushed. Default `MotorVehicles`, `NonMotorVehicles`, `Persons`; also
+        /// `Images` (each incident's snapshot) and `VideoSlices` (its clip, by reference).
         #[serde(default = "default_gat1400_kinds")]
         pub kinds: Vec<String>,
         /// A keepalive is sent when the box made no request to the platform this long. Default 90.
@@ -574,15 +585,22 @@ sink_config! {
         /// written and read. Default 8 (China Standard Time).
         #[serde(default = "default_gat1400_utc_offset")]
         pub utc_offset_hours: f64,
+        /// Whether subscriptions of this platform's ids (`POST /VIID/Subscribes` on the API
+        /// listener, ADR 0047) are notified, by a second sink `<name>-subscriptions` with
+        /// these delivery settings. Default true.
+        #[serde(default = "default_true")]
+        pub subscriptions: bool,
     }
     delivery_defaults = Delivery { backoff_max_secs: 300.0, ..Delivery::DEFAULT };
 }
 
 /// The collections a `[[uplink.gat1400]]` sink can push.
-pub const GAT1400_KINDS: [&str; 3] = ["MotorVehicles", "NonMotorVehicles", "Persons"];
+pub const GAT1400_KINDS: [&str; 5] =
+    ["MotorVehicles", "NonMotorVehicles", "Persons", "Images", "VideoSlices"];
 
+/// The default `kinds`: the objects (`Images` and `VideoSlices` are asked for by name).
 fn default_gat1400_kinds() -> Vec<String> {
-    GAT1400_KINDS.iter().map(|k| k.to_string()).collect()
+    GAT1400_KINDS[..3].iter().map(|k| k.to_string()).collect()
 }
 fn default_gat1400_keepalive() -> f64 {
     90.0
@@ -592,6 +610,9 @@ fn default_gat1400_reregister() -> f64 {
 }
 fn default_gat1400_utc_offset() -> f64 {
     8.0
+}
+fn default_true() -> bool {
+    true
 }
 
 /// Whether `id` is a GA/T 1400 device id: exactly 20 ASCII digits.
@@ -607,6 +628,11 @@ impl Gat1400Config {
             Some(_) => Err("`password` must not be empty".into()),
             None => Err("a digest password is required: set `password` or `password_env`".into()),
         }
+    }
+
+    /// The name of the sink that notifies this platform's subscriptions.
+    pub fn subscriptions_sink_name(&self) -> String {
+        format!("{}-subscriptions", self.name)
     }
 
     /// The digest username (`username`, default `device_id`).

@@ -10,8 +10,10 @@
 //!   of up to `reregister_max_delay_secs`. A graceful stop sends `/VIID/System/UnRegister`.
 //! * **Delivery.** The worker (`uplink::worker`) hands over one outbox change at a time per
 //!   camera. An event's `started` change with a snapshot becomes `MotorVehicles`,
-//!   `NonMotorVehicles` and `Persons` objects ([`map_change`], the one mapping); every
-//!   other change has nothing to push and is done at once. A change is delivered only when
+//!   `NonMotorVehicles` and `Persons` objects ([`map_change`], the one mapping), then, if
+//!   `kinds` names it, its snapshot as an `Images` object ([`map_image`]); with
+//!   `VideoSlices` in `kinds`, its `ended` change pushes a reference to its clip
+//!   ([`map_video_slice`]). Every other change has nothing to push and is done at once. A change is delivered only when
 //!   the platform's `ResponseStatus` for each of its objects has `StatusCode` 0. A 401 or
 //!   StatusCode 3 (the registration lapsed, or the platform demands a new one)
 //!   re-registers, then the push is repeated once in the same attempt. Object ids are
@@ -456,9 +458,8 @@ impl Session {
         let kind = collection_object(collection);
         let body = json!({ format!("{kind}ListObject"): { format!("{kind}Object"): objects } });
         let st = self.call(reqwest::Method::POST, &path, Some(&body)).await?;
-        let id_key = format!("{kind}ID");
         for o in objects {
-            let id = o[&id_key].as_str().unwrap_or_default();
+            let id = object_id(collection, o);
             // A status per object (by `Id`); a single status without an id answers for all.
             let s = st.iter().find(|s| s.id.as_deref() == Some(id)).or_else(|| {
                 (st.len() == 1 && st[0].id.as_deref().unwrap_or("").is_empty()).then(|| &st[0])
@@ -478,23 +479,16 @@ impl Session {
 
     /// The snapshot of the change's event, if it has one (and it is not too large).
     async fn snapshot(&self, env: &Envelope) -> Option<Snapshot> {
-        let (store, id) = (self.store.clone()?, env.event_id?);
-        let read = tokio::task::spawn_blocking(move || -> Option<Vec<u8>> {
-            let ev = store.get_event(id).ok()??;
-            let path = store.snapshot_file(&ev)?;
-            if std::fs::metadata(&path).ok()?.len() > SNAPSHOT_MAX_BYTES {
-                return None;
-            }
-            std::fs::read(&path).ok()
-        })
-        .await
-        .ok()??;
-        let (width, height) = jpeg_size(&read)?;
-        Some(Snapshot { jpeg: read, width, height })
+        read_snapshot(self.store.clone(), env).await
     }
 
     async fn deliver_row(&self, row: &OutboxRow) -> Outcome {
-        if row.change != "started" || row.event_id.is_none() {
+        let pushes = |c: &str| match c {
+            "started" => true,
+            "ended" => self.wants("VideoSlices"),
+            _ => false,
+        };
+        if !pushes(&row.change) || row.event_id.is_none() {
             return Outcome::Delivered; // nothing to push (docs/api.md "GA/T 1400 (VIID)")
         }
         let env: Envelope = match serde_json::from_str(&row.envelope) {
@@ -503,17 +497,34 @@ impl Session {
                 return Outcome::Rejected { status: None, error: format!("stored envelope: {e}") }
             }
         };
-        if !env.objects.iter().any(|o| collection_of(&o.class).is_some_and(|c| self.wants(c))) {
-            return Outcome::Delivered;
-        }
-        let Some(snap) = self.snapshot(&env).await else {
-            return Outcome::Delivered; // objects need their source image
-        };
         let channel = self.channels.get(&env.camera_id).unwrap_or(&self.device_id);
-        let mapped = map_change(&env, row.seq, channel, &snap, self.offset);
+        let mut mapped = BTreeMap::new();
+        if row.change == "ended" {
+            match map_video_slice(&env, row.seq, channel, self.offset) {
+                Some(v) => {
+                    mapped.insert("VideoSlices", vec![v]);
+                }
+                None => return Outcome::Delivered, // no clip (the camera does not record)
+            }
+        } else {
+            let objects =
+                env.objects.iter().any(|o| collection_of(&o.class).is_some_and(|c| self.wants(c)));
+            if !objects && !self.wants("Images") {
+                return Outcome::Delivered;
+            }
+            let Some(snap) = self.snapshot(&env).await else {
+                return Outcome::Delivered; // objects and images need their source image
+            };
+            mapped = map_change(&env, row.seq, channel, &snap, self.offset);
+            mapped.insert("Images", vec![map_image(&env, row.seq, channel, &snap, self.offset)]);
+        }
         if let Err(e) = self.ensure_registered().await {
             return not_registered(e);
         }
+        // The objects first, then the image they come from, then the clip.
+        let order = ["MotorVehicles", "NonMotorVehicles", "Persons", "Images", "VideoSlices"];
+        let mapped: Vec<(&str, Vec<Value>)> =
+            order.into_iter().filter_map(|c| mapped.remove(c).map(|o| (c, o))).collect();
         for (collection, objects) in mapped.iter().filter(|(c, _)| self.wants(c)) {
             let mut r = self.push(collection, objects).await;
             if let Err(CallError::Unauthorized(e)) = &r {
@@ -535,6 +546,23 @@ impl Session {
     fn wants(&self, collection: &str) -> bool {
         self.kinds.iter().any(|k| k == collection)
     }
+}
+
+/// The snapshot of a change's event, if it has one (and it is not too large).
+pub(crate) async fn read_snapshot(store: Option<Store>, env: &Envelope) -> Option<Snapshot> {
+    let (store, id) = (store?, env.event_id?);
+    let read = tokio::task::spawn_blocking(move || -> Option<Vec<u8>> {
+        let ev = store.get_event(id).ok()??;
+        let path = store.snapshot_file(&ev)?;
+        if std::fs::metadata(&path).ok()?.len() > SNAPSHOT_MAX_BYTES {
+            return None;
+        }
+        std::fs::read(&path).ok()
+    })
+    .await
+    .ok()??;
+    let (width, height) = jpeg_size(&read)?;
+    Some(Snapshot { jpeg: read, width, height })
 }
 
 /// A failed registration never refuses the change itself: it waits (and expires at
@@ -619,7 +647,7 @@ pub struct ResponseStatus {
 }
 
 impl ResponseStatus {
-    fn error(&self, what: &str) -> CallError {
+    pub(crate) fn error(&self, what: &str) -> CallError {
         let m = format!("{what}: StatusCode {} ({})", self.code, self.text);
         match self.code {
             3 => CallError::Unauthorized(m),
@@ -798,7 +826,22 @@ pub fn digest_response(
     nonce: &str,
     qop: Option<(&str, &str)>,
 ) -> String {
-    let ha1 = md5_hex(&format!("{user}:{realm}:{password}"));
+    digest_response_ha1(&digest_ha1(user, realm, password), method, uri, nonce, qop)
+}
+
+/// HA1 = MD5(user:realm:password), hex: what a digest server stores (ADR 0047).
+pub fn digest_ha1(user: &str, realm: &str, password: &str) -> String {
+    md5_hex(&format!("{user}:{realm}:{password}"))
+}
+
+/// [`digest_response`] from a stored HA1.
+pub fn digest_response_ha1(
+    ha1: &str,
+    method: &str,
+    uri: &str,
+    nonce: &str,
+    qop: Option<(&str, &str)>,
+) -> String {
     let ha2 = md5_hex(&format!("{method}:{uri}"));
     match qop {
         Some((nc, cnonce)) => md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")),
@@ -901,6 +944,86 @@ fn type_code(collection: &str) -> &'static str {
         "MotorVehicles" => "02",
         _ => "03",
     }
+}
+
+/// The id of a pushed object: `{Kind}ID`, `ImageInfo.ImageID` or `VideoSliceInfo.VideoID`.
+pub fn object_id<'a>(collection: &str, o: &'a Value) -> &'a str {
+    let v = match collection {
+        "Images" => &o["ImageInfo"]["ImageID"],
+        "VideoSlices" => &o["VideoSliceInfo"]["VideoID"],
+        c => &o[format!("{}ID", collection_object(c))],
+    };
+    v.as_str().unwrap_or_default()
+}
+
+/// The `Images` object of an incident's start (docs/api.md mapping table): its snapshot,
+/// with `ImageID` = the objects' `SourceID`, so the platform links them.
+pub fn map_image(
+    env: &Envelope,
+    seq: i64,
+    channel: &str,
+    snap: &Snapshot,
+    offset: UtcOffset,
+) -> Value {
+    let shot = viid_time(env.at, offset);
+    let image_id = format!("{channel}02{shot}{:05}", seq.rem_euclid(100_000));
+    json!({
+        "ImageInfo": {
+            "ImageID": image_id,
+            "InfoKind": 1,
+            "ImageSource": "99",
+            "DeviceID": channel,
+            "StoragePath": "",
+            "FileFormat": "Jpeg",
+            "ShotTime": shot,
+            "Title": env.kind,
+            "ContentDescription": incident_description(env),
+            "Width": snap.width,
+            "Height": snap.height,
+        },
+        "Data": base64::engine::general_purpose::STANDARD.encode(&snap.jpeg),
+    })
+}
+
+/// The `VideoSlices` object of an incident's end: a reference to its clip (`clip_url`, which
+/// needs a token with `see` to fetch); None when the camera does not record.
+pub fn map_video_slice(
+    env: &Envelope,
+    seq: i64,
+    channel: &str,
+    offset: UtcOffset,
+) -> Option<Value> {
+    let url = env.clip_url.as_ref()?;
+    let begin = env.started_at.unwrap_or(env.at);
+    let end = env.ended_at.unwrap_or(env.at).max(begin);
+    let video_id = format!("{channel}01{}{:05}", viid_time(end, offset), seq.rem_euclid(100_000));
+    Some(json!({
+        "VideoSliceInfo": {
+            "VideoID": video_id,
+            "InfoKind": 1,
+            "VideoSource": "99",
+            "IsAbstractVideo": 0,
+            "DeviceID": channel,
+            "StoragePath": url,
+            "FileFormat": "Mp4",
+            "Title": env.kind,
+            "ContentDescription": incident_description(env),
+            "BeginTime": viid_time(begin, offset),
+            "EndTime": viid_time(end, offset),
+            "VideoLen": (end - begin).whole_seconds().max(0),
+        }
+    }))
+}
+
+/// `gridwatch <kind>: rule …, zone …` of an incident.
+fn incident_description(env: &Envelope) -> String {
+    let mut d = format!("gridwatch {}", env.kind);
+    for (k, v) in [("rule", &env.rule), ("zone", &env.zone), ("line", &env.line)] {
+        if let Some(v) = v {
+            d += &format!(", {k} {v}");
+        }
+    }
+    d
 }
 
 /// THE mapping of a change to VIID objects (the table in docs/api.md "GA/T 1400 (VIID)"):

@@ -19,6 +19,7 @@ pub mod gat1400;
 pub mod mqtt;
 pub mod signing;
 pub mod sink;
+pub mod viid_subscribe;
 pub mod webhook;
 pub mod worker;
 
@@ -87,6 +88,11 @@ impl Uplink {
         add_sinks(&mut sinks, &u.webhooks, webhook::WebhookSink::new)?;
         add_sinks(&mut sinks, &u.mqtt, |m| mqtt::MqttSink::new(m, box_id))?;
         add_sinks(&mut sinks, &u.gat1400, |g| gat1400::Gat1400Sink::new(g, Some(store.clone())))?;
+        for g in u.gat1400.iter().filter(|g| g.enabled && g.subscriptions) {
+            let s = viid_subscribe::ViidSubscribeSink::new(g, store.clone())
+                .map_err(anyhow::Error::msg)?;
+            sinks.push((Arc::new(s) as Arc<dyn Sink>, g.policy()));
+        }
         let retention = Duration::from_secs_f64(u.outbox_retention_days * 86400.0);
         let mut up = Self::start_sinks(store, sinks, clock, Some(retention))?;
         up.record_camera_status(store, registry);

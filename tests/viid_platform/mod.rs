@@ -46,6 +46,8 @@ pub struct Log {
     pub unregistered_calls: u32,
     /// The last good `Authorization` header (to try a replay).
     pub last_authorization: Option<String>,
+    /// `SubscribeNotificationObject`s received on `/VIID/SubscribeNotifications`.
+    pub notifications: Vec<Value>,
 }
 
 struct Shared {
@@ -253,7 +255,13 @@ async fn collection(
     let mut statuses = Vec::new();
     let mut log = sh.log.lock().unwrap();
     for o in objects {
-        let id = o[format!("{kind}ID")].as_str().unwrap_or("").to_string();
+        // Images and video slices carry their id in their info object.
+        let id = match kind.as_str() {
+            "Image" => &o["ImageInfo"]["ImageID"],
+            "VideoSlice" => &o["VideoSliceInfo"]["VideoID"],
+            _ => &o[format!("{kind}ID")],
+        };
+        let id = id.as_str().unwrap_or("").to_string();
         statuses.push(status(&uri, code, Some(&id)));
         log.received.push(Received {
             collection: coll.clone(),
@@ -270,6 +278,125 @@ async fn collection(
         json!({"ResponseStatusListObject": {"ResponseStatusObject": statuses}}).to_string(),
     )
         .into_response()
+}
+
+/// `POST /VIID/SubscribeNotifications`: the pushes of the box's subscriptions, recorded and
+/// acknowledged one status per notification (the platform as the subscriber).
+async fn notifications(State(sh): State<Arc<Shared>>, body: Bytes) -> Response {
+    let uri = "/VIID/SubscribeNotifications";
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(_) => return one(uri, 1),
+    };
+    let Some(list) = v["SubscribeNotificationListObject"]["SubscribeNotificationObject"].as_array()
+    else {
+        return one(uri, 1);
+    };
+    let mut statuses = Vec::new();
+    let mut log = sh.log.lock().unwrap();
+    for n in list {
+        statuses.push(status(uri, 0, n["NotificationID"].as_str()));
+        log.notifications.push(n.clone());
+    }
+    (
+        [("content-type", "application/VIID+JSON")],
+        json!({"ResponseStatusListObject": {"ResponseStatusObject": statuses}}).to_string(),
+    )
+        .into_response()
+}
+
+/// What the box answered a subscription call: HTTP status, `WWW-Authenticate`, VIID JSON.
+#[derive(Debug)]
+pub struct Answer {
+    pub http: u16,
+    pub challenge: Option<String>,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The StatusCodes of the answer's `ResponseStatus` objects (one or a list).
+    pub fn codes(&self) -> Vec<String> {
+        let one = &self.body["ResponseStatusObject"];
+        let list = self.body["ResponseStatusListObject"]["ResponseStatusObject"].as_array();
+        match list {
+            Some(l) => l.iter().map(|s| s["StatusCode"].as_str().unwrap_or("?").into()).collect(),
+            None => vec![one["StatusCode"].as_str().unwrap_or("?").into()],
+        }
+    }
+}
+
+/// The platform as a subscriber: calls `/VIID/…` of a box with HTTP Digest (RFC 2617,
+/// qop=auth), written from the RFC, not from the box's code.
+pub struct Subscriber {
+    pub base: String,
+    pub user: String,
+    pub password: String,
+    pub client: reqwest::Client,
+    /// The last `Authorization` sent (to try a replay).
+    pub last_authorization: Mutex<Option<String>>,
+}
+
+impl Subscriber {
+    pub fn new(base: &str, user: &str, password: &str) -> Subscriber {
+        Subscriber {
+            base: base.into(),
+            user: user.into(),
+            password: password.into(),
+            client: reqwest::Client::new(),
+            last_authorization: Mutex::new(None),
+        }
+    }
+
+    async fn send(&self, method: &str, uri: &str, body: &str, auth: Option<&str>) -> Answer {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .client
+            .request(m, format!("{}{uri}", self.base))
+            .header("content-type", "application/VIID+JSON")
+            .header("User-Identify", "31000000005030000001")
+            .body(body.to_string());
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let resp = req.send().await.unwrap();
+        let http = resp.status().as_u16();
+        let challenge =
+            resp.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_string());
+        let body = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap_or(Value::Null);
+        Answer { http, challenge, body }
+    }
+
+    /// The `Authorization` answering `challenge` for `method uri`.
+    pub fn answer(&self, challenge: &str, method: &str, uri: &str, nc: u32) -> String {
+        let p = params(challenge.strip_prefix("Digest ").unwrap());
+        let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap();
+        let (realm, nonce) = (get("realm"), get("nonce"));
+        let cnonce = format!("{:016x}", rand_u128() as u64);
+        let nc = format!("{nc:08x}");
+        let ha1 = md5_hex(&format!("{}:{realm}:{}", self.user, self.password));
+        let ha2 = md5_hex(&format!("{method}:{uri}"));
+        let response = md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
+        format!(
+            "Digest username=\"{}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+             qop=auth, nc={nc}, cnonce=\"{cnonce}\", response=\"{response}\", algorithm=MD5",
+            self.user
+        )
+    }
+
+    /// `method uri` with `body`: first without credentials (the box challenges), then
+    /// answering the challenge.
+    pub async fn call(&self, method: &str, uri: &str, body: &str) -> Answer {
+        let first = self.send(method, uri, body, None).await;
+        assert_eq!(first.http, 401, "{method} {uri} without credentials: {first:?}");
+        let auth = self.answer(first.challenge.as_deref().unwrap(), method, uri, 1);
+        *self.last_authorization.lock().unwrap() = Some(auth.clone());
+        self.send(method, uri, body, Some(&auth)).await
+    }
+
+    /// Sends `method uri` with a given `Authorization` (a replay).
+    pub async fn call_with(&self, method: &str, uri: &str, body: &str, auth: &str) -> Answer {
+        self.send(method, uri, body, Some(auth)).await
+    }
 }
 
 impl Platform {
@@ -302,6 +429,7 @@ impl Platform {
         let app = axum::Router::new()
             .route("/VIID/System/Time", axum::routing::get(time_of_day))
             .route("/VIID/System/{op}", axum::routing::post(system))
+            .route("/VIID/SubscribeNotifications", axum::routing::post(notifications))
             .route("/VIID/{collection}", axum::routing::post(collection))
             .with_state(shared.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -340,6 +468,11 @@ impl Platform {
 
     pub fn log<T>(&self, f: impl FnOnce(&Log) -> T) -> T {
         f(&self.shared.log.lock().unwrap())
+    }
+
+    /// Notifications received, in arrival order.
+    pub fn notifications(&self) -> Vec<Value> {
+        self.log(|l| l.notifications.clone())
     }
 
     /// Objects answered StatusCode 0, in arrival order.
