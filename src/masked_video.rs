@@ -546,7 +546,7 @@ impl Drop for Encoder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::path::PathBuf;
 
@@ -587,6 +587,36 @@ mod tests {
         let p = region(RegionKind::Plate, 0.5, 0.5, 0.1, 0.05);
         assert!(matching(&face(0.0), &[p]).is_none());
         assert!(Hold::default().boxes(0).is_empty());
+    }
+
+    /// A small real H.264 MP4 (1 s of 64×48 at 10 fps, a moving test pattern) made once with
+    /// GStreamer: a stand-in clip or segment for the API's fixtures, which masking decodes,
+    /// masks and encodes like any other.
+    pub(crate) fn tiny_mp4() -> &'static [u8] {
+        static MP4: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        MP4.get_or_init(|| {
+            crate::gst::init().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let out = dir.path().join("tiny.mp4");
+            let desc = format!(
+                "videotestsrc num-buffers=10 pattern=ball ! video/x-raw,width=64,height=48,\
+                 framerate=10/1 ! videoconvert ! x264enc ! h264parse ! mp4mux \
+                 ! filesink location={}",
+                out.display()
+            );
+            let p = gst::parse::launch(&desc).unwrap();
+            p.set_state(gst::State::Playing).unwrap();
+            let bus = p.bus().unwrap();
+            let msg = bus
+                .timed_pop_filtered(
+                    gst::ClockTime::from_seconds(30),
+                    &[gst::MessageType::Eos, gst::MessageType::Error],
+                )
+                .unwrap();
+            assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
+            p.set_state(gst::State::Null).unwrap();
+            std::fs::read(&out).unwrap()
+        })
     }
 
     /// Every frame of a video, decoded with real GStreamer.

@@ -112,7 +112,9 @@ impl Fx {
             fx.state.registry.set_latest(frame(cam));
             let ev = fx.event_on(cam, None, t, true);
             let rel = format!("clips/{ev}.mp4");
-            fx.write(&rel, b"clip bytes");
+            // Real (tiny) MP4s: clips and segments are masked by default.
+            let mp4 = crate::masked_video::tests::tiny_mp4();
+            fx.write(&rel, mp4);
             let clip = Clip {
                 event_id: ev,
                 path: rel,
@@ -123,7 +125,7 @@ impl Fx {
             fx.state.store.put_clip(&clip).unwrap();
             fx.event.insert(cam, ev);
             let rel = format!("recordings/{cam}/20260501/1-00000.mp4");
-            fx.write(&rel, b"segment bytes");
+            fx.write(&rel, mp4);
             let seg = fx
                 .state
                 .store
@@ -867,10 +869,14 @@ async fn authorization_matrix() {
             .count();
     assert_eq!(reviews.len(), expected, "one audit entry per allowed review");
 
-    // The stills with `?unmasked=1`: `view_unmasked` on top of `see`, audited on every use.
+    // Stills, clips, segments and evidence with `?unmasked=1`: `view_unmasked` on top of
+    // `see`, audited on every use.
     let stills = [
         "/api/v1/cameras/cam1/latest.jpg?unmasked=1".to_string(),
         format!("/api/v1/events/{}/snapshot.jpg?unmasked=1", fx.event["cam1"]),
+        format!("/api/v1/events/{}/clip.mp4?unmasked=1", fx.event["cam1"]),
+        format!("/api/v1/recordings/{}/segment.mp4?unmasked=1", fx.segment["cam1"]),
+        format!("/api/v1/events/{}/evidence.tar?unmasked=1", fx.event["cam1"]),
     ];
     let mut allowed = 0;
     for w in &whos {
@@ -888,9 +894,9 @@ async fn authorization_matrix() {
             }
         }
     }
-    assert!(allowed > 0 && allowed < whos.len() * 2, "{allowed}");
+    assert!(allowed > 0 && allowed < whos.len() * stills.len(), "{allowed}");
     let uses = fx.audit("view_unmasked");
-    assert_eq!(uses.len(), allowed, "one audit entry per unmasked still served");
+    assert_eq!(uses.len(), allowed, "one audit entry per unmasked still or video served");
     assert!(uses.iter().all(|e| e.detail.as_ref().unwrap()["camera_id"] == "cam1"));
 }
 

@@ -487,7 +487,11 @@ fn masks(m: &crate::masking::Masker, camera: &str) -> bool {
 
 /// The cache key of a masked copy: the source file (path, size, modification time), the
 /// camera and its policy, and the masking scheme.
-fn masked_key(src: &std::path::Path, camera: &str, m: &crate::masking::Masker) -> Result<String, ApiError> {
+fn masked_key(
+    src: &std::path::Path,
+    camera: &str,
+    m: &crate::masking::Masker,
+) -> Result<String, ApiError> {
     use sha2::Digest;
     let meta = std::fs::metadata(src)
         .map_err(|e| ApiError::internal(format!("stat {}: {e}", src.display())))?;
@@ -518,7 +522,8 @@ enum Masked {
 
 /// The masked copy of the clip or segment at `src` (blocking): cached in `clips/` and
 /// reused while the source is unchanged; built when there is none, holding an export slot
-/// while it is built. Masking failing is a 503 `masking_unavailable`.
+/// while it is built (unless the caller holds one: `own_slot`). Masking failing is a 503
+/// `masking_unavailable`.
 fn masked_copy(
     media: &MediaSettings,
     store: &crate::store::Store,
@@ -526,12 +531,17 @@ fn masked_copy(
     camera: &str,
     src: &std::path::Path,
     what: &str,
+    own_slot: bool,
 ) -> Result<Masked, ApiError> {
     let key = masked_key(src, camera, m)?;
     let dir = store.clips_dir();
     let out = dir.join(format!("{MASKED_PREFIX}{key}.mp4"));
     let lock = {
-        let mut b = media.masked.building.lock().map_err(|_| ApiError::internal("masked cache lock poisoned"))?;
+        let mut b = media
+            .masked
+            .building
+            .lock()
+            .map_err(|_| ApiError::internal("masked cache lock poisoned"))?;
         b.entry(key.clone()).or_default().clone()
     };
     let _held = lock.lock().map_err(|_| ApiError::internal("masked copy lock poisoned"))?;
@@ -539,9 +549,14 @@ fn masked_copy(
         if out.is_file() {
             return Ok(Masked::Ready(out.clone()));
         }
-        let Ok(_slot) = media.exports.slots.clone().try_acquire_owned() else {
-            media.exports.refused.fetch_add(1, Ordering::Relaxed);
-            return Ok(Masked::Busy);
+        let _slot = if own_slot {
+            let Ok(slot) = media.exports.slots.clone().try_acquire_owned() else {
+                media.exports.refused.fetch_add(1, Ordering::Relaxed);
+                return Ok(Masked::Busy);
+            };
+            Some(slot)
+        } else {
+            None
         };
         std::fs::create_dir_all(&dir)
             .map_err(|e| ApiError::internal(format!("creating {}: {e}", dir.display())))?;
@@ -639,7 +654,7 @@ pub(super) async fn event_clip(
                 let what = format!("clip of event {id}");
                 open_media(&path, &what)?; // a missing file is a 404 first
                 if let Some(m) = view.resolve(&store, &cam, "clip")? {
-                    match masked_copy(&media, &store, &m, &cam, &path, &what)? {
+                    match masked_copy(&media, &store, &m, &cam, &path, &what, true)? {
                         Masked::Ready(p) => path = p,
                         Masked::Busy => return Ok(ClipOutcome::Busy),
                     }
@@ -811,7 +826,7 @@ pub(super) async fn segment_mp4(
         let what = format!("recording {id} of camera `{cam}`");
         open_media(&path, &what)?; // a missing file is a 404 first
         if let Some(m) = view.resolve(&store, &cam, "recording")? {
-            match masked_copy(&media, &store, &m, &cam, &path, &what)? {
+            match masked_copy(&media, &store, &m, &cam, &path, &what, true)? {
                 Masked::Ready(p) => path = p,
                 Masked::Busy => return Ok(None),
             }
@@ -888,7 +903,8 @@ pub(super) async fn export_mp4(
         let span = clip::span_text(q.start, q.end);
         return Err(clip_error(ClipError::NoFootage { camera: q.camera, span }));
     }
-    let view = media_view(&st, &p, &client, raw.as_deref(), &q.camera, format!("camera:{}", q.camera))?;
+    let view =
+        media_view(&st, &p, &client, raw.as_deref(), &q.camera, format!("camera:{}", q.camera))?;
     let encoder = st.media.encoder.clone();
     let exports = st.media.exports.clone();
     let Ok(slot) = exports.slots.clone().try_acquire_owned() else {
@@ -956,7 +972,8 @@ pub(super) async fn export_mp4(
             Err(e) => return Err(clip_error(e)),
         };
         if let Some(m) = &masker {
-            let what = format!("export of camera `{}` ({})", q.camera, clip::span_text(q.start, q.end));
+            let what =
+                format!("export of camera `{}` ({})", q.camera, clip::span_text(q.start, q.end));
             crate::masked_video::mask_mp4(m, &q.camera, remux_to, &out, &encoder, &what, &|| {
                 cancel.load(Ordering::Relaxed)
             })
@@ -1156,6 +1173,14 @@ async fn evidence(
         // manifest. Unmasked (`view_unmasked`, audited now): the originals.
         let masker = view.resolve(store, cam, "evidence package")?;
         let (video_path, frames) = match &masker {
+            // An event's clip: its cached masked copy (as `clip.mp4` serves it).
+            Some(m) if spec.event.is_some() => {
+                let what = format!("clip of event {}", spec.event.as_ref().map(|e| e.id.to_string()).unwrap_or_default());
+                match masked_copy(&st.media, store, m, cam, &video_path, &what, false)? {
+                    Masked::Ready(p) => (p, None),
+                    Masked::Busy => return Err(ApiError::internal("masked copy without a slot reported busy")),
+                }
+            }
             Some(m) => {
                 let what = format!("evidence package of camera `{cam}` ({})", clip::span_text(start, end));
                 let out = &scratch.0[2];
