@@ -573,7 +573,19 @@ pub fn mask_clip_cost(
     let on = CameraMaskingConfig::default();
     let off = CameraMaskingConfig { enabled: false, ..on };
     let masker = crate::masking::Masker::new(face, objects, &[("on", on), ("off", off)]);
-    let dir = tempfile::tempdir()?;
+    let dir = std::env::temp_dir().join(format!("gridwatch-bench-mask-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = mask_runs(&masker, clip, &dir, threads);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn mask_runs(
+    masker: &crate::masking::Masker,
+    clip: &Path,
+    dir: &Path,
+    threads: usize,
+) -> anyhow::Result<()> {
     println!(
         "masked copy of {} (run every {} s, encoder `{}`, {threads} inference threads)",
         clip.display(),
@@ -581,10 +593,10 @@ pub fn mask_clip_cost(
         crate::masked_video::DEFAULT_ENCODER
     );
     for camera in ["off", "on"] {
-        let out = dir.path().join(format!("{camera}.mp4"));
+        let out = dir.join(format!("{camera}.mp4"));
         let t = Instant::now();
         let info = crate::masked_video::mask_mp4(
-            &masker,
+            masker,
             camera,
             clip,
             &out,
