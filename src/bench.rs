@@ -547,16 +547,6 @@ fn process_cpu_secs() -> anyhow::Result<f64> {
     Ok(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn tracking_rules_cost_runs_with_all_objects_tracked() {
-        let r = super::tracking_rules_cost(20, 50).unwrap();
-        assert_eq!((r.objects, r.tracks, r.frames, r.rules), (20, 20, 50, 8));
-        assert!(r.mean_us.is_finite() && r.p95_us >= 0.0, "{r:?}");
-    }
-}
-
 /// `gridwatch bench-mask-clip`: the cost of a masked copy of `clip` (decode → mask → encode,
 /// `masked_video::mask_mp4`), in seconds per second of video; and of the same copy with
 /// masking switched off (decode → encode only), to tell the masker's share. Prints a
@@ -622,4 +612,14 @@ fn mask_runs(
         println!("  peak RSS {rss:.0} MiB");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tracking_rules_cost_runs_with_all_objects_tracked() {
+        let r = super::tracking_rules_cost(20, 50).unwrap();
+        assert_eq!((r.objects, r.tracks, r.frames, r.rules), (20, 20, 50, 8));
+        assert!(r.mean_us.is_finite() && r.p95_us >= 0.0, "{r:?}");
+    }
 }
