@@ -977,7 +977,14 @@ pub(super) async fn export_mp4(
             crate::masked_video::mask_mp4(m, &q.camera, remux_to, &out, &encoder, &what, &|| {
                 cancel.load(Ordering::Relaxed)
             })
-            .map_err(|e| masking_failed(&q.camera, "export", e))?;
+            .map_err(|e| {
+                if cancel.load(Ordering::Relaxed) {
+                    exports.cancelled.fetch_add(1, Ordering::Relaxed);
+                    let span = clip::span_text(q.start, q.end);
+                    return clip_error(ClipError::Cancelled { camera: q.camera.clone(), span });
+                }
+                masking_failed(&q.camera, "export", e)
+            })?;
         }
         drop(scratch);
         let (total, f) = File::open(&out)
