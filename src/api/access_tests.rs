@@ -2378,3 +2378,94 @@ async fn masking_failure_refuses_masked_video() {
         .collect();
     assert!(left.is_empty(), "files left behind: {left:?}");
 }
+
+/// A viewer's export of a range of real footage (a recorded segment: the street clip) is
+/// masked end to end (remuxed, decoded, masked, encoded) and leaves no file behind; an
+/// operator's range evidence package is masked by default and verifies.
+#[tokio::test]
+async fn masked_export_and_range_evidence_of_real_footage() {
+    let clip = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/media/people/people-street-crosswalk-720p.mp4");
+    if !clip.is_file() {
+        eprintln!("skipping: {} not found (test-only footage)", clip.display());
+        return;
+    }
+    let fx = Fx::new(AuthConfig::default());
+    let start = fx.clock.now() - Duration::hours(5);
+    let rel = "recordings/cam1/street/1-00000.mp4".to_string();
+    fx.write(&rel, &std::fs::read(&clip).unwrap());
+    fx.state
+        .store
+        .insert_segment(&NewSegment {
+            camera_id: "cam1".into(),
+            path: rel,
+            start,
+            end: start + Duration::seconds(3),
+            start_pts_ns: None,
+            end_pts_ns: None,
+            bytes: 656_194,
+            codec: "h264".into(),
+            frames: Some(90),
+            recovered: false,
+        })
+        .unwrap();
+    let span =
+        format!("camera=cam1&start={}&end={}", rfc(start), rfc(start + Duration::seconds(3)));
+    let (_, viewer) = fx.token("viewer", Role::Viewer, None);
+    let r = fx
+        .send(
+            "GET",
+            &format!("/api/v1/recordings/export.mp4?{span}"),
+            &Cred::Bearer(viewer),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let file = fx.state.store.data_dir().join("export-download.mp4");
+    std::fs::write(&file, &r.body).unwrap();
+    let masked = crate::masked_video::tests::decode_all(&file);
+    let orig = crate::masked_video::tests::decode_all(&clip);
+    assert_eq!(masked.len(), orig.len());
+    // The face of frame 15 (centred near (244, 351), about 26 px wide) is the fill.
+    let (m, w) = (&masked[15].0, masked[15].1 as usize);
+    for y in 341..361 {
+        for x in 234..254 {
+            let p = (y * w + x) * 3;
+            assert!(
+                (0..3).all(|c| (m[p + c] as i32 - crate::masking::FILL as i32).abs() <= 16),
+                "pixel ({x}, {y}) is {:?}",
+                &m[p..p + 3]
+            );
+        }
+    }
+    std::fs::remove_file(&file).unwrap();
+    let left: Vec<_> = std::fs::read_dir(fx.state.store.clips_dir())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("export-") || n.ends_with(".tmp"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+
+    let (_, op) = fx.token("op", Role::Operator, None);
+    let r = fx
+        .send(
+            "GET",
+            &format!("/api/v1/recordings/evidence.tar?{span}"),
+            &Cred::Bearer(op),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let tar = fx.state.store.data_dir().join("range.tar");
+    std::fs::write(&tar, &r.body).unwrap();
+    let pk = crate::evidence::BoxKey::public_of(fx.state.store.data_dir()).unwrap().unwrap();
+    let v = crate::evidence::verify(&tar, Some(&pk)).unwrap();
+    assert!(v.manifest.masked);
+    assert_eq!(v.manifest.frames, Some(orig.len() as u64));
+    assert!(fx.audit("view_unmasked").is_empty());
+}
