@@ -547,6 +547,73 @@ fn process_cpu_secs() -> anyhow::Result<f64> {
     Ok(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
 }
 
+/// `gridwatch bench-mask-clip`: the cost of a masked copy of `clip` (decode → mask → encode,
+/// `masked_video::mask_mp4`), in seconds per second of video; and of the same copy with
+/// masking switched off (decode → encode only), to tell the masker's share. Prints a
+/// report; asserts nothing (docs/performance.md "Masking").
+pub fn mask_clip_cost(
+    clip: &Path,
+    model: &Path,
+    face_model: &Path,
+    threads: usize,
+) -> anyhow::Result<()> {
+    use crate::config::CameraMaskingConfig;
+    let objects = crate::cli::open_detector(model, threads)?;
+    let face = crate::cli::open_detector(face_model, threads)?;
+    let on = CameraMaskingConfig::default();
+    let off = CameraMaskingConfig { enabled: false, ..on };
+    let masker = crate::masking::Masker::new(face, objects, &[("on", on), ("off", off)]);
+    let dir = std::env::temp_dir().join(format!("gridwatch-bench-mask-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = mask_runs(&masker, clip, &dir, threads);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn mask_runs(
+    masker: &crate::masking::Masker,
+    clip: &Path,
+    dir: &Path,
+    threads: usize,
+) -> anyhow::Result<()> {
+    println!(
+        "masked copy of {} (run every {} s, encoder `{}`, {threads} inference threads)",
+        clip.display(),
+        crate::masked_video::RUN_INTERVAL_SECS,
+        crate::masked_video::DEFAULT_ENCODER
+    );
+    for camera in ["off", "on"] {
+        let out = dir.join(format!("{camera}.mp4"));
+        let t = Instant::now();
+        let info = crate::masked_video::mask_mp4(
+            masker,
+            camera,
+            clip,
+            &out,
+            crate::masked_video::DEFAULT_ENCODER,
+            "bench",
+            &|| false,
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "  masking {camera:>3}: {:.2} s for {:.2} s of video ({} frames, {} masker runs, {} \
+             regions): {:.2} s per second of video, {:.1} ms per frame",
+            secs,
+            info.video_secs,
+            info.frames,
+            if camera == "on" { info.runs } else { 0 },
+            info.regions,
+            secs / info.video_secs.max(1e-9),
+            1000.0 * secs / info.frames.max(1) as f64
+        );
+    }
+    if let Some(rss) = peak_rss_mib() {
+        println!("  peak RSS {rss:.0} MiB");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

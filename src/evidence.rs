@@ -269,6 +269,11 @@ pub struct Manifest {
     pub public_key: String,
     pub key_fingerprint: String,
     pub files: Vec<FileEntry>,
+    /// `video.mp4` and `snapshot.jpg` are masked copies (faces and plates filled, the video
+    /// decoded and encoded again; docs/security.md "Masking"), not the originals. Absent in
+    /// packages made before masking: false.
+    #[serde(default)]
+    pub masked: bool,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -732,6 +737,7 @@ pub fn new_manifest(
         public_key: String::new(),
         key_fingerprint: String::new(),
         files: vec![],
+        masked: false,
     }
 }
 
@@ -762,6 +768,12 @@ pub fn run_verify(path: &Path, key: Option<&str>) -> std::process::ExitCode {
                 m.exported_by,
                 fmt(m.exported_at)
             );
+            if m.masked {
+                println!(
+                    "  masked copy: faces and plates in video.mp4 and snapshot.jpg are filled \
+                     (the video was decoded and encoded again); the originals stay on the box"
+                );
+            }
             if v.key_from_manifest {
                 println!(
                     "  WARNING: checked with the key the package names ({}, SHA-256 {}). That \

@@ -20,6 +20,7 @@ pub mod gst;
 pub mod health;
 pub mod infer;
 pub mod ingest;
+pub mod masked_video;
 pub mod masking;
 pub mod open_data;
 pub mod record;

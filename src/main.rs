@@ -119,6 +119,22 @@ enum Cmd {
         #[arg(long, default_value_t = 4000)]
         bitrate_kbps: u32,
     },
+    /// Cost of a masked copy of a clip (decode → mask faces and plates → encode), in seconds
+    /// per second of video, with masking on and off (docs/performance.md "Masking").
+    BenchMaskClip {
+        /// The MP4 to mask.
+        #[arg(long)]
+        clip: std::path::PathBuf,
+        /// The object detector (people and vehicles).
+        #[arg(long, default_value = "models/nanodet-g-coco-416/model.toml")]
+        model: std::path::PathBuf,
+        /// The face model.
+        #[arg(long, default_value = "models/blazeface-back-256/model.toml")]
+        face_model: std::path::PathBuf,
+        /// ONNX Runtime threads per model.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
     /// Uplink: drain rate of a backlog to a local webhook receiver; with --video and --model
     /// also the frame-to-upstream latency of new events through the whole pipeline.
     BenchUplink {
@@ -472,6 +488,9 @@ fn main() -> ExitCode {
         }
         Cmd::BenchRecord { secs, bitrate_kbps } => {
             gridwatch::bench::record_cost(secs, bitrate_kbps)
+        }
+        Cmd::BenchMaskClip { clip, model, face_model, threads } => {
+            gridwatch::bench::mask_clip_cost(&clip, &model, &face_model, threads)
         }
         Cmd::BenchUplink { changes, cameras, video, model, secs } => {
             gridwatch::bench::uplink::drain(changes, cameras.max(1)).and_then(|()| {

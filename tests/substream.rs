@@ -215,8 +215,9 @@ min_secs = 1.0
         at(&s["end"]) > t - time::Duration::seconds(3)
             && at(&s["start"]) < t + time::Duration::seconds(3)
     }) {
-        let (st, _, body) =
-            a.get(&format!("/api/v1/recordings/{}/segment.mp4", seg["id"]), Some(TOKEN)).unwrap();
+        let (st, _, body) = a
+            .get(&format!("/api/v1/recordings/{}/segment.mp4?unmasked=1", seg["id"]), Some(TOKEN))
+            .unwrap();
         assert_eq!(st, 200);
         let f = dir.path().join(format!("seg-{}.mp4", seg["id"]));
         std::fs::write(&f, body).unwrap();
@@ -388,8 +389,9 @@ segment_secs = 2
         (!s.is_empty()).then_some(s)
     });
     assert_eq!(segs[0]["codec"], "h264");
-    let (st, _, body) =
-        a.get(&format!("/api/v1/recordings/{}/segment.mp4", segs[0]["id"]), Some(TOKEN)).unwrap();
+    let (st, _, body) = a
+        .get(&format!("/api/v1/recordings/{}/segment.mp4?unmasked=1", segs[0]["id"]), Some(TOKEN))
+        .unwrap();
     assert_eq!(st, 200);
     let f = dir.path().join("seg.mp4");
     std::fs::write(&f, body).unwrap();

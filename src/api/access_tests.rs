@@ -112,7 +112,9 @@ impl Fx {
             fx.state.registry.set_latest(frame(cam));
             let ev = fx.event_on(cam, None, t, true);
             let rel = format!("clips/{ev}.mp4");
-            fx.write(&rel, b"clip bytes");
+            // Real (tiny) MP4s: clips and segments are masked by default.
+            let mp4 = crate::masked_video::tests::tiny_mp4();
+            fx.write(&rel, mp4);
             let clip = Clip {
                 event_id: ev,
                 path: rel,
@@ -123,7 +125,7 @@ impl Fx {
             fx.state.store.put_clip(&clip).unwrap();
             fx.event.insert(cam, ev);
             let rel = format!("recordings/{cam}/20260501/1-00000.mp4");
-            fx.write(&rel, b"segment bytes");
+            fx.write(&rel, mp4);
             let seg = fx
                 .state
                 .store
@@ -867,10 +869,14 @@ async fn authorization_matrix() {
             .count();
     assert_eq!(reviews.len(), expected, "one audit entry per allowed review");
 
-    // The stills with `?unmasked=1`: `view_unmasked` on top of `see`, audited on every use.
+    // Stills, clips, segments and evidence with `?unmasked=1`: `view_unmasked` on top of
+    // `see`, audited on every use.
     let stills = [
         "/api/v1/cameras/cam1/latest.jpg?unmasked=1".to_string(),
         format!("/api/v1/events/{}/snapshot.jpg?unmasked=1", fx.event["cam1"]),
+        format!("/api/v1/events/{}/clip.mp4?unmasked=1", fx.event["cam1"]),
+        format!("/api/v1/recordings/{}/segment.mp4?unmasked=1", fx.segment["cam1"]),
+        format!("/api/v1/events/{}/evidence.tar?unmasked=1", fx.event["cam1"]),
     ];
     let mut allowed = 0;
     for w in &whos {
@@ -888,9 +894,9 @@ async fn authorization_matrix() {
             }
         }
     }
-    assert!(allowed > 0 && allowed < whos.len() * 2, "{allowed}");
+    assert!(allowed > 0 && allowed < whos.len() * stills.len(), "{allowed}");
     let uses = fx.audit("view_unmasked");
-    assert_eq!(uses.len(), allowed, "one audit entry per unmasked still served");
+    assert_eq!(uses.len(), allowed, "one audit entry per unmasked still or video served");
     assert!(uses.iter().all(|e| e.detail.as_ref().unwrap()["camera_id"] == "cam1"));
 }
 
@@ -2229,4 +2235,237 @@ async fn masking_failure_refuses_the_masked_view() {
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
     assert_eq!(r.json()["error"]["code"], "masking_unavailable");
     assert!(!r.body.starts_with(b"\xff\xd8"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Masking of clips, segments and evidence (docs/security.md "Masking", ADR 0045)
+
+/// A viewer gets the event clip of a real street clip masked (decoded, masked, encoded):
+/// the face of the woman walking toward the camera is the fill on a frame between the
+/// masker's runs; the copy is cached (the same bytes again); `?unmasked=1` is refused to the
+/// viewer and gives an operator the original bytes, audited. The operator's evidence
+/// package is masked by default (`masked: true`) and verifies; with `?unmasked=1` it
+/// carries the original.
+#[tokio::test]
+async fn viewer_gets_a_masked_clip_and_unmasked_is_audited() {
+    let clip = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/media/people/people-street-crosswalk-720p.mp4");
+    if !clip.is_file() {
+        eprintln!("skipping: {} not found (test-only footage)", clip.display());
+        return;
+    }
+    let fx = Fx::new(AuthConfig::default());
+    let ev = fx.event["cam1"];
+    let original = std::fs::read(&clip).unwrap();
+    fx.write(&format!("clips/{ev}.mp4"), &original);
+    let (_, viewer) = fx.token("viewer", Role::Viewer, None);
+    let uri = format!("/api/v1/events/{ev}/clip.mp4");
+    let r = fx.send("GET", &uri, &Cred::Bearer(viewer.clone()), None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header(header::CONTENT_TYPE), "video/mp4");
+    assert_ne!(r.body, original);
+    let file = fx.state.store.data_dir().join("masked-download.mp4");
+    std::fs::write(&file, &r.body).unwrap();
+    let masked = crate::masked_video::tests::decode_all(&file);
+    let orig = crate::masked_video::tests::decode_all(&clip);
+    assert_eq!(masked.len(), orig.len());
+    // Frame 15 (runs at 0, 6, 12, 18, …): the face, about 26 px wide centred near
+    // (244, 351) (checked by eye), is the fill within the encoder's error.
+    let (m, o, w) = (&masked[15].0, &orig[15].0, masked[15].1 as usize);
+    let mut diff = 0u64;
+    for y in 339..363 {
+        for x in 232..256 {
+            let p = (y * w + x) * 3;
+            for c in 0..3 {
+                let d = (m[p + c] as i32 - crate::masking::FILL as i32).abs();
+                assert!(d <= 16, "pixel ({x}, {y}) is {:?}, not the fill", &m[p..p + 3]);
+                diff += (m[p + c] as i32 - o[p + c] as i32).unsigned_abs() as u64;
+            }
+        }
+    }
+    assert!(diff / (24 * 24 * 3) >= 20, "the face was grey already? mean difference {diff}");
+    // Cached: the same masked bytes again, with ranges.
+    let r2 = fx.send("GET", &uri, &Cred::Bearer(viewer.clone()), None, None).await;
+    assert_eq!((r2.status, &r2.body), (StatusCode::OK, &r.body));
+    // The original is untouched; the viewer may not have it; an operator may, audited.
+    assert_eq!(
+        std::fs::read(fx.state.store.media_path(&format!("clips/{ev}.mp4")).unwrap()).unwrap(),
+        original
+    );
+    let r = fx.send("GET", &format!("{uri}?unmasked=1"), &Cred::Bearer(viewer), None, None).await;
+    r.error(StatusCode::FORBIDDEN, "forbidden");
+    assert!(fx.audit("view_unmasked").is_empty());
+    let (_, op) = fx.token("op", Role::Operator, None);
+    let op = Cred::Bearer(op);
+    let r = fx.send("GET", &format!("{uri}?unmasked=1"), &op, None, None).await;
+    assert_eq!((r.status, r.body == original), (StatusCode::OK, true));
+    let uses = fx.audit("view_unmasked");
+    assert_eq!(uses.len(), 1);
+    assert_eq!(uses[0].target.as_deref(), Some(format!("event:{ev}").as_str()));
+
+    // Evidence: masked by default, says so, verifies; unmasked on request (audited).
+    let pk = || crate::evidence::BoxKey::public_of(fx.state.store.data_dir()).unwrap().unwrap();
+    let tar = fx.state.store.data_dir().join("package.tar");
+    let r = fx.send("GET", &format!("/api/v1/events/{ev}/evidence.tar"), &op, None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    std::fs::write(&tar, &r.body).unwrap();
+    let v = crate::evidence::verify(&tar, Some(&pk())).unwrap();
+    assert!(v.manifest.masked);
+    let (orig_sha, _) = crate::evidence::sha256_file(&clip).unwrap();
+    let video = v.manifest.files.iter().find(|f| f.name == "video.mp4").unwrap();
+    assert_ne!(video.sha256, orig_sha, "the package carries the masked copy");
+    assert_eq!(fx.audit("view_unmasked").len(), 1);
+    let r = fx
+        .send("GET", &format!("/api/v1/events/{ev}/evidence.tar?unmasked=1"), &op, None, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    std::fs::write(&tar, &r.body).unwrap();
+    let v = crate::evidence::verify(&tar, Some(&pk())).unwrap();
+    assert!(!v.manifest.masked);
+    let video = v.manifest.files.iter().find(|f| f.name == "video.mp4").unwrap();
+    assert_eq!(video.sha256, orig_sha, "the package carries the original");
+    assert_eq!(fx.audit("view_unmasked").len(), 2);
+    let exports = fx.audit("evidence_export");
+    assert_eq!(exports.len(), 2);
+    assert_eq!(exports[1].detail.as_ref().unwrap()["masked"], true, "{:?}", exports[1]);
+}
+
+/// When masking cannot run, masked clips, segments and evidence are refused (503), never
+/// served raw: with no masker loaded, and with a masker that fails on the file.
+#[tokio::test]
+async fn masking_failure_refuses_masked_video() {
+    let mut broken = Fx::new(AuthConfig::default());
+    broken.state.media.masker = Err("face model models/x.toml: not found".into());
+    broken.app = router(broken.state.clone());
+    let (_, v) = broken.token("viewer", Role::Viewer, None);
+    let ev = broken.event["cam1"];
+    let uris = [
+        format!("/api/v1/events/{ev}/clip.mp4"),
+        format!("/api/v1/recordings/{}/segment.mp4", broken.segment["cam1"]),
+        format!("/api/v1/events/{ev}/evidence.tar"),
+    ];
+    for uri in &uris {
+        let r = broken.send("GET", uri, &Cred::Bearer(v.clone()), None, None).await;
+        let e = r.error(StatusCode::SERVICE_UNAVAILABLE, "masking_unavailable");
+        assert!(e["message"].as_str().unwrap().contains("models/x.toml"), "{uri}: {e}");
+        // The original is still there for those allowed to ask for it.
+        let admin = Cred::Bearer(CONFIG_TOKEN.into());
+        let r = broken.send("GET", &format!("{uri}?unmasked=1"), &admin, None, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.text());
+    }
+    assert!(broken
+        .audit("evidence_export")
+        .iter()
+        .all(|a| a.detail.as_ref().unwrap()["masked"] == false));
+
+    // A masker that fails on the file: the stored clip is not a video.
+    let fx = Fx::new(AuthConfig::default());
+    let ev = fx.event["cam1"];
+    fx.write(&format!("clips/{ev}.mp4"), b"\x00\x00\x00\x18ftypmp42 not really a video");
+    let (_, v) = fx.token("viewer", Role::Viewer, None);
+    for uri in
+        [format!("/api/v1/events/{ev}/clip.mp4"), format!("/api/v1/events/{ev}/evidence.tar")]
+    {
+        let r = fx.send("GET", &uri, &Cred::Bearer(v.clone()), None, None).await;
+        r.error(StatusCode::SERVICE_UNAVAILABLE, "masking_unavailable");
+        assert!(!r.body.windows(4).any(|w| w == b"ftyp"), "{uri}: raw bytes served");
+    }
+    let left: Vec<_> = std::fs::read_dir(fx.state.store.clips_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("export-"))
+        .collect();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+}
+
+/// A viewer's export of a range of real footage (a recorded segment: the street clip) is
+/// masked end to end (remuxed, decoded, masked, encoded) and leaves no file behind; an
+/// operator's range evidence package is masked by default and verifies.
+#[tokio::test]
+async fn masked_export_and_range_evidence_of_real_footage() {
+    let clip = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/media/people/people-street-crosswalk-720p.mp4");
+    if !clip.is_file() {
+        eprintln!("skipping: {} not found (test-only footage)", clip.display());
+        return;
+    }
+    let fx = Fx::new(AuthConfig::default());
+    let start = fx.clock.now() - Duration::hours(5);
+    let rel = "recordings/cam1/street/1-00000.mp4".to_string();
+    fx.write(&rel, &std::fs::read(&clip).unwrap());
+    fx.state
+        .store
+        .insert_segment(&NewSegment {
+            camera_id: "cam1".into(),
+            path: rel,
+            start,
+            end: start + Duration::seconds(3),
+            start_pts_ns: None,
+            end_pts_ns: None,
+            bytes: 656_194,
+            codec: "h264".into(),
+            frames: Some(90),
+            recovered: false,
+        })
+        .unwrap();
+    let span =
+        format!("camera=cam1&start={}&end={}", rfc(start), rfc(start + Duration::seconds(3)));
+    let (_, viewer) = fx.token("viewer", Role::Viewer, None);
+    let r = fx
+        .send(
+            "GET",
+            &format!("/api/v1/recordings/export.mp4?{span}"),
+            &Cred::Bearer(viewer),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let file = fx.state.store.data_dir().join("export-download.mp4");
+    std::fs::write(&file, &r.body).unwrap();
+    let masked = crate::masked_video::tests::decode_all(&file);
+    let orig = crate::masked_video::tests::decode_all(&clip);
+    assert_eq!(masked.len(), orig.len());
+    // The face of frame 15 (centred near (244, 351), about 26 px wide) is the fill.
+    let (m, w) = (&masked[15].0, masked[15].1 as usize);
+    for y in 341..361 {
+        for x in 234..254 {
+            let p = (y * w + x) * 3;
+            assert!(
+                (0..3).all(|c| (m[p + c] as i32 - crate::masking::FILL as i32).abs() <= 16),
+                "pixel ({x}, {y}) is {:?}",
+                &m[p..p + 3]
+            );
+        }
+    }
+    std::fs::remove_file(&file).unwrap();
+    let left: Vec<_> = std::fs::read_dir(fx.state.store.clips_dir())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("export-") || n.ends_with(".tmp"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+
+    let (_, op) = fx.token("op", Role::Operator, None);
+    let r = fx
+        .send(
+            "GET",
+            &format!("/api/v1/recordings/evidence.tar?{span}"),
+            &Cred::Bearer(op),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let tar = fx.state.store.data_dir().join("range.tar");
+    std::fs::write(&tar, &r.body).unwrap();
+    let pk = crate::evidence::BoxKey::public_of(fx.state.store.data_dir()).unwrap().unwrap();
+    let v = crate::evidence::verify(&tar, Some(&pk)).unwrap();
+    assert!(v.manifest.masked);
+    assert_eq!(v.manifest.frames, Some(orig.len() as u64));
+    assert!(fx.audit("view_unmasked").is_empty());
 }

@@ -55,9 +55,13 @@ pub struct MediaSettings {
     pub storage: StorageConfig,
     /// The evidence signing key, read (or made) from the data dir at its first use.
     pub evidence_key: Arc<std::sync::Mutex<Option<Arc<crate::evidence::BoxKey>>>>,
-    /// Masking of faces and plates in served stills, or why it cannot run (the masked
-    /// views are then refused with 503; docs/security.md "Masking").
+    /// Masking of faces and plates in served stills and videos, or why it cannot run (the
+    /// masked views are then refused with 503; docs/security.md "Masking").
     pub masker: crate::masking::MaskerState,
+    /// The H.264 encoder of masked videos (the hardware profile's `h264_encoder`).
+    pub encoder: String,
+    /// Masked copies of clips and segments being built (one build per copy at a time).
+    pub masked: Arc<MaskedCache>,
 }
 
 impl Default for MediaSettings {
@@ -70,6 +74,8 @@ impl Default for MediaSettings {
             storage: st,
             evidence_key: Arc::default(),
             masker: Err(NO_MASKER.into()),
+            encoder: crate::masked_video::DEFAULT_ENCODER.into(),
+            masked: Arc::default(),
         }
     }
 }
@@ -92,6 +98,10 @@ impl MediaSettings {
             storage: cfg.storage.clone(),
             evidence_key: Arc::default(),
             masker: Err(NO_MASKER.into()),
+            encoder: crate::ingest::profile::HardwareProfile::for_config(cfg)
+                .map(|p| p.elements.h264_encoder)
+                .unwrap_or_else(|_| crate::masked_video::DEFAULT_ENCODER.into()),
+            masked: Arc::default(),
         }
     }
 
@@ -394,26 +404,236 @@ fn clip_error(e: ClipError) -> ApiError {
 }
 
 // ---------------------------------------------------------------------------------------
+// Masked copies (docs/security.md "Masking", ADR 0045)
+
+/// Name prefix of cached masked copies of clips and segments in `clips/`
+/// (`export-masked-<key>.mp4`): as export files, retention counts them and deletes them
+/// first when over budget, and start-up reconciliation removes them.
+pub const MASKED_PREFIX: &str = "export-masked-";
+/// Cached masked copies kept at most (the oldest go first), and for at most this long.
+const MASKED_KEEP: usize = 16;
+const MASKED_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The masked copies being built: one lock per copy, so that the range requests of one
+/// player wait for one build rather than start their own.
+#[derive(Debug, Default)]
+pub struct MaskedCache {
+    building: std::sync::Mutex<HashMap<String, Arc<std::sync::Mutex<()>>>>,
+}
+
+/// The 503 of a masked video that cannot be produced (logged with its cause).
+fn masking_failed(camera: &str, what: &str, cause: String) -> ApiError {
+    tracing::warn!(camera, "masked {what} refused: {cause}");
+    ApiError::new(
+        ErrorKind::Unavailable,
+        format!("masking cannot run, so the masked {what} is refused: {cause}"),
+    )
+    .with_code("masking_unavailable")
+}
+
+/// The view of a video a request asked for, resolved where the video is served: the
+/// masked view fails closed (503) only once there is footage to serve, and an unmasked
+/// view is audited (`view_unmasked`) only then, before anything is sent.
+struct MediaView {
+    unmasked: Option<crate::store::auth::NewAudit>,
+    masker: crate::masking::MaskerState,
+    now: OffsetDateTime,
+}
+
+/// Reads `unmasked` (400 for a bad value, 403 without `view_unmasked`).
+fn media_view(
+    st: &ApiState,
+    p: &Principal,
+    client: &super::auth::Client,
+    query: Option<&str>,
+    camera: &str,
+    target: String,
+) -> Result<MediaView, ApiError> {
+    let unmasked = super::unmasked_request(p, query)?.then(|| {
+        p.audit("view_unmasked", client)
+            .target(target)
+            .detail(serde_json::json!({ "camera_id": camera }))
+    });
+    Ok(MediaView { unmasked, masker: st.media.masker.clone(), now: st.auth.now() })
+}
+
+impl MediaView {
+    /// (Blocking.) The masker to mask `camera`'s video with, or `None` to serve the original:
+    /// unmasked (audited now) or a camera whose policy masks nothing. 503 when masking
+    /// cannot run.
+    fn resolve(
+        &self,
+        store: &crate::store::Store,
+        camera: &str,
+        what: &str,
+    ) -> Result<Option<Arc<crate::masking::Masker>>, ApiError> {
+        if let Some(a) = &self.unmasked {
+            store.audit(a, self.now)?;
+            return Ok(None);
+        }
+        match &self.masker {
+            Ok(m) if masks(m, camera) => Ok(Some(m.clone())),
+            Ok(_) => Ok(None),
+            Err(e) => Err(masking_failed(camera, what, e.clone())),
+        }
+    }
+}
+
+/// Whether masking changes anything on `camera` (its policy masks faces or plates).
+fn masks(m: &crate::masking::Masker, camera: &str) -> bool {
+    let p = m.policy(camera);
+    p.enabled && (p.faces || p.plates)
+}
+
+/// The cache key of a masked copy: the source file (path, size, modification time), the
+/// camera and its policy, and the masking scheme.
+fn masked_key(
+    src: &std::path::Path,
+    camera: &str,
+    m: &crate::masking::Masker,
+) -> Result<String, ApiError> {
+    use sha2::Digest;
+    let meta = std::fs::metadata(src)
+        .map_err(|e| ApiError::internal(format!("stat {}: {e}", src.display())))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let text = format!(
+        "{}\n{}\n{mtime}\n{camera}\n{:?}\nv1 {} {} {}",
+        src.display(),
+        meta.len(),
+        m.policy(camera),
+        crate::masked_video::RUN_INTERVAL_SECS,
+        crate::masked_video::MOTION_GROW,
+        crate::masked_video::EDGE_PX,
+    );
+    Ok(hex::encode(&sha2::Sha256::digest(text.as_bytes())[..12]))
+}
+
+/// A masked copy, or why there is none yet.
+enum Masked {
+    Ready(PathBuf),
+    /// Every export slot is taken (`exports_busy`).
+    Busy,
+}
+
+/// The masked copy of the clip or segment at `src` (blocking): cached in `clips/` and
+/// reused while the source is unchanged; built when there is none, holding an export slot
+/// while it is built (unless the caller holds one: `own_slot`). Masking failing is a 503
+/// `masking_unavailable`.
+fn masked_copy(
+    media: &MediaSettings,
+    store: &crate::store::Store,
+    m: &crate::masking::Masker,
+    camera: &str,
+    src: &std::path::Path,
+    what: &str,
+    own_slot: bool,
+) -> Result<Masked, ApiError> {
+    let key = masked_key(src, camera, m)?;
+    let dir = store.clips_dir();
+    let out = dir.join(format!("{MASKED_PREFIX}{key}.mp4"));
+    let lock = {
+        let mut b = media
+            .masked
+            .building
+            .lock()
+            .map_err(|_| ApiError::internal("masked cache lock poisoned"))?;
+        b.entry(key.clone()).or_default().clone()
+    };
+    let _held = lock.lock().map_err(|_| ApiError::internal("masked copy lock poisoned"))?;
+    let result = (|| {
+        if out.is_file() {
+            return Ok(Masked::Ready(out.clone()));
+        }
+        let _slot = if own_slot {
+            let Ok(slot) = media.exports.slots.clone().try_acquire_owned() else {
+                media.exports.refused.fetch_add(1, Ordering::Relaxed);
+                return Ok(Masked::Busy);
+            };
+            Some(slot)
+        } else {
+            None
+        };
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ApiError::internal(format!("creating {}: {e}", dir.display())))?;
+        crate::masked_video::mask_mp4(m, camera, src, &out, &media.encoder, what, &|| false)
+            .map_err(|e| masking_failed(camera, what, e))?;
+        prune_masked(&dir);
+        Ok(Masked::Ready(out.clone()))
+    })();
+    if let Ok(mut b) = media.masked.building.lock() {
+        if Arc::strong_count(&lock) <= 2 {
+            b.remove(&key);
+        }
+    }
+    result
+}
+
+/// Deletes cached masked copies beyond [`MASKED_KEEP`] (oldest first) or older than
+/// [`MASKED_MAX_AGE`].
+fn prune_masked(dir: &std::path::Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let mut files: Vec<(PathBuf, std::time::SystemTime)> = rd
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with(MASKED_PREFIX) && n.ends_with(".mp4")
+        })
+        .filter_map(|e| Some((e.path(), e.metadata().ok()?.modified().ok()?)))
+        .collect();
+    files.sort_by_key(|f| std::cmp::Reverse(f.1));
+    let now = std::time::SystemTime::now();
+    for (i, (p, t)) in files.iter().enumerate() {
+        let old = now.duration_since(*t).is_ok_and(|a| a > MASKED_MAX_AGE);
+        if i >= MASKED_KEEP || old {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn exports_busy(exports: &Exports) -> Response {
+    retry_later(
+        format!(
+            "{} exports or masked copies are being built or downloaded, the most at once (storage.max_concurrent_exports); try again later",
+            exports.limit
+        ),
+        "exports_busy",
+        5,
+    )
+}
+
+// ---------------------------------------------------------------------------------------
 // Handlers
 
 enum ClipOutcome {
     File(File, u64),
     Pending(u64),
     NoFootage(String),
+    Busy,
 }
 
-/// `GET /api/v1/events/{id}/clip.mp4`
+/// `GET /api/v1/events/{id}/clip.mp4[?unmasked=1]`: masked by default (a cached masked
+/// copy); the original needs `view_unmasked` and is audited.
 pub(super) async fn event_clip(
     State(st): State<ApiState>,
     Extension(p): Extension<Principal>,
+    client: super::auth::Client,
+    RawQuery(query): RawQuery,
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_event_id(id)?;
     let event = load_event(&st, &p, id).await?;
+    let cam = event.camera_id.clone();
+    let view = media_view(&st, &p, &client, query.as_deref(), &cam, format!("event:{id}"))?;
     let recording = st.media.recording.contains_key(&event.camera_id);
     let rec = st.media.record(&event.camera_id);
     let store = st.store.clone();
+    let media = st.media.clone();
     let outcome = blocking(move || {
         let now = OffsetDateTime::now_utc();
         let cam = event.camera_id.clone();
@@ -430,8 +650,16 @@ pub(super) async fn event_clip(
         }
         match clip::ensure_event_clip(&store, &event, &rec, now).map_err(clip_error)? {
             ClipState::Ready(c) => {
-                let path = store.media_path(&c.path)?;
-                let (f, total) = open_media(&path, &format!("clip of event {id}"))?;
+                let mut path = store.media_path(&c.path)?;
+                let what = format!("clip of event {id}");
+                open_media(&path, &what)?; // a missing file is a 404 first
+                if let Some(m) = view.resolve(&store, &cam, "clip")? {
+                    match masked_copy(&media, &store, &m, &cam, &path, &what, true)? {
+                        Masked::Ready(p) => path = p,
+                        Masked::Busy => return Ok(ClipOutcome::Busy),
+                    }
+                }
+                let (f, total) = open_media(&path, &what)?;
                 Ok(ClipOutcome::File(f, total))
             }
             ClipState::Pending { retry_after_secs } => Ok(ClipOutcome::Pending(retry_after_secs)),
@@ -453,6 +681,7 @@ pub(super) async fn event_clip(
             secs,
         ),
         ClipOutcome::NoFootage(msg) => ApiError::not_found(msg).with_code("no_footage").into_response(),
+        ClipOutcome::Busy => exports_busy(&st.media.exports),
     })
 }
 
@@ -566,10 +795,13 @@ pub(super) async fn list_recordings(
     Ok(Json(RecordingList { recordings }))
 }
 
-/// `GET /api/v1/recordings/{id}/segment.mp4`
+/// `GET /api/v1/recordings/{id}/segment.mp4[?unmasked=1]`: masked by default (a cached
+/// masked copy); the original needs `view_unmasked` and is audited.
 pub(super) async fn segment_mp4(
     State(st): State<ApiState>,
     Extension(p): Extension<Principal>,
+    client: super::auth::Client,
+    RawQuery(query): RawQuery,
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -578,16 +810,34 @@ pub(super) async fn segment_mp4(
         ApiError::bad_param("id", format!("`id` must be a positive segment id, got `{raw}`"))
     })?;
     let store = st.store.clone();
-    let (file, total) = blocking(move || {
-        let seg = store
+    let (st2, p2) = (st.clone(), p.clone());
+    let seg = blocking(move || {
+        store
             .segment(id)?
-            .filter(|s| p.sees_camera(&st.registry, &s.camera_id))
-            .ok_or_else(|| ApiError::not_found(format!("recording {id} not found")))?;
-        let path = store.media_path(&seg.path)?;
-        open_media(&path, &format!("recording {id} of camera `{}`", seg.camera_id))
+            .filter(|s| p2.sees_camera(&st2.registry, &s.camera_id))
+            .ok_or_else(|| ApiError::not_found(format!("recording {id} not found")))
     })
     .await?;
-    Ok(mp4_response(file, total, &headers))
+    let cam = seg.camera_id.clone();
+    let view = media_view(&st, &p, &client, query.as_deref(), &cam, format!("recording:{id}"))?;
+    let (store, media) = (st.store.clone(), st.media.clone());
+    let opened = blocking(move || {
+        let mut path = store.media_path(&seg.path)?;
+        let what = format!("recording {id} of camera `{cam}`");
+        open_media(&path, &what)?; // a missing file is a 404 first
+        if let Some(m) = view.resolve(&store, &cam, "recording")? {
+            match masked_copy(&media, &store, &m, &cam, &path, &what, true)? {
+                Masked::Ready(p) => path = p,
+                Masked::Busy => return Ok(None),
+            }
+        }
+        open_media(&path, &what).map(Some)
+    })
+    .await?;
+    Ok(match opened {
+        Some((file, total)) => mp4_response(file, total, &headers),
+        None => exports_busy(&st.media.exports),
+    })
 }
 
 struct ExportQuery {
@@ -598,11 +848,12 @@ struct ExportQuery {
 
 fn parse_export_query(raw: Option<&str>, max_secs: f64) -> Result<ExportQuery, ApiError> {
     let (mut camera, mut start, mut end) = (None, None, None);
-    for (k, v) in query_pairs(raw, &["camera", "start", "end"])? {
+    for (k, v) in query_pairs(raw, &["camera", "start", "end", "unmasked"])? {
         match k.as_str() {
             "camera" => camera = Some(v),
             "start" => start = Some(parse_time(&k, &v)?),
-            _ => end = Some(parse_time(&k, &v)?),
+            "end" => end = Some(parse_time(&k, &v)?),
+            _ => {} // `unmasked`: read by `media_view`
         }
     }
     let missing = |k: &str| ApiError::bad_param(k, format!("query parameter `{k}` is required"));
@@ -638,10 +889,12 @@ enum ExportOutcome {
     NotReady(String, u64),
 }
 
-/// `GET /api/v1/recordings/export.mp4`
+/// `GET /api/v1/recordings/export.mp4[?…&unmasked=1]`: masked by default (decoded, masked
+/// and encoded again after the remux); the original needs `view_unmasked` and is audited.
 pub(super) async fn export_mp4(
     State(st): State<ApiState>,
     Extension(p): Extension<Principal>,
+    client: super::auth::Client,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let q = parse_export_query(raw.as_deref(), st.media.max_export_secs)?;
@@ -650,6 +903,9 @@ pub(super) async fn export_mp4(
         let span = clip::span_text(q.start, q.end);
         return Err(clip_error(ClipError::NoFootage { camera: q.camera, span }));
     }
+    let view =
+        media_view(&st, &p, &client, raw.as_deref(), &q.camera, format!("camera:{}", q.camera))?;
+    let encoder = st.media.encoder.clone();
     let exports = st.media.exports.clone();
     let Ok(slot) = exports.slots.clone().try_acquire_owned() else {
         exports.refused.fetch_add(1, Ordering::Relaxed);
@@ -687,14 +943,23 @@ pub(super) async fn export_mp4(
         // A named file while it is downloaded, so that retention counts it (and may delete
         // it first when over budget); deleted when the download ends (`ExportFile`). Not
         // referenced by any clip row: start-up reconciliation removes one a crash left.
-        let out: PathBuf = dir.join(format!("{EXPORT_PREFIX}{}.mp4", uuid::Uuid::now_v7()));
+        let base = format!("{EXPORT_PREFIX}{}", uuid::Uuid::now_v7());
+        let out: PathBuf = dir.join(format!("{base}.mp4"));
         let guard = ExportFile {
             path: out.clone(),
             deadline: tokio::time::Instant::now() + exports.download_timeout,
             exports: exports.clone(),
             _slot: slot,
         };
-        let built = clip::build_mp4_unless(&store, &q.camera, q.start, q.end, &out, &|| {
+        if store.segments(Some(&q.camera), Some(q.start), Some(q.end), 1)?.is_empty() {
+            let span = clip::span_text(q.start, q.end);
+            return Err(clip_error(ClipError::NoFootage { camera: q.camera.clone(), span }));
+        }
+        // A masked export is remuxed to a scratch file first, then masked into `out`.
+        let masker = view.resolve(&store, &q.camera, "export")?;
+        let scratch = ScratchFiles(vec![dir.join(format!("{base}.orig.mp4"))]);
+        let remux_to = if masker.is_some() { &scratch.0[0] } else { &out };
+        let built = clip::build_mp4_unless(&store, &q.camera, q.start, q.end, remux_to, &|| {
             cancel.load(Ordering::Relaxed)
         });
         match built {
@@ -706,6 +971,22 @@ pub(super) async fn export_mp4(
             }
             Err(e) => return Err(clip_error(e)),
         };
+        if let Some(m) = &masker {
+            let what =
+                format!("export of camera `{}` ({})", q.camera, clip::span_text(q.start, q.end));
+            crate::masked_video::mask_mp4(m, &q.camera, remux_to, &out, &encoder, &what, &|| {
+                cancel.load(Ordering::Relaxed)
+            })
+            .map_err(|e| {
+                if cancel.load(Ordering::Relaxed) {
+                    exports.cancelled.fetch_add(1, Ordering::Relaxed);
+                    let span = clip::span_text(q.start, q.end);
+                    return clip_error(ClipError::Cancelled { camera: q.camera.clone(), span });
+                }
+                masking_failed(&q.camera, "export", e)
+            })?;
+        }
+        drop(scratch);
         let (total, f) = File::open(&out)
             .and_then(|f| Ok((f.metadata()?.len(), f)))
             .map_err(|e| ApiError::internal(format!("opening {}: {e}", out.display())))?;
@@ -750,6 +1031,7 @@ pub(super) async fn event_evidence(
     State(st): State<ApiState>,
     Extension(p): Extension<Principal>,
     client: super::auth::Client,
+    RawQuery(query): RawQuery,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = parse_event_id(id)?;
@@ -765,7 +1047,9 @@ pub(super) async fn event_evidence(
         ));
     }
     let spec = EvidenceSpec { camera: event.camera_id.clone(), start, end, event: Some(event) };
-    evidence(st, p, client, spec).await
+    let target = format!("event:{id}");
+    let view = media_view(&st, &p, &client, query.as_deref(), &spec.camera, target)?;
+    evidence(st, p, client, spec, view).await
 }
 
 /// `GET /api/v1/recordings/evidence.tar?camera=…&start=…&end=…`: the signed evidence
@@ -781,8 +1065,10 @@ pub(super) async fn range_evidence(
         let span = clip::span_text(q.start, q.end);
         return Err(clip_error(ClipError::NoFootage { camera: q.camera, span }));
     }
+    let target = format!("camera:{}", q.camera);
+    let view = media_view(&st, &p, &client, raw.as_deref(), &q.camera, target)?;
     let spec = EvidenceSpec { camera: q.camera, start: q.start, end: q.end, event: None };
-    evidence(st, p, client, spec).await
+    evidence(st, p, client, spec, view).await
 }
 
 async fn evidence(
@@ -790,7 +1076,9 @@ async fn evidence(
     p: Principal,
     client: super::auth::Client,
     spec: EvidenceSpec,
+    view: MediaView,
 ) -> Result<Response, ApiError> {
+    let encoder = st.media.encoder.clone();
     let exports = st.media.exports.clone();
     let Ok(slot) = exports.slots.clone().try_acquire_owned() else {
         exports.refused.fetch_add(1, Ordering::Relaxed);
@@ -838,7 +1126,12 @@ async fn evidence(
             exports: exports.clone(),
             _slot: slot,
         };
-        let scratch = ScratchFiles(vec![dir.join(format!("{base}.mp4")), dir.join(format!("{base}.event.json"))]);
+        let scratch = ScratchFiles(vec![
+            dir.join(format!("{base}.mp4")),
+            dir.join(format!("{base}.event.json")),
+            dir.join(format!("{base}.masked.mp4")),
+            dir.join(format!("{base}.snapshot.jpg")),
+        ]);
         let no_footage = || {
             ApiError::not_found(format!(
                 "no recorded footage of camera `{cam}` in {}: there is nothing to put into an evidence package",
@@ -883,13 +1176,47 @@ async fn evidence(
                 }
             }
         };
+        // A masked package: video and snapshot masked (re-encoded), `masked: true` in the
+        // manifest. Unmasked (`view_unmasked`, audited now): the originals.
+        let masker = view.resolve(store, cam, "evidence package")?;
+        let (video_path, frames) = match &masker {
+            // An event's clip: its cached masked copy (as `clip.mp4` serves it).
+            Some(m) if spec.event.is_some() => {
+                let what = format!("clip of event {}", spec.event.as_ref().map(|e| e.id.to_string()).unwrap_or_default());
+                match masked_copy(&st.media, store, m, cam, &video_path, &what, false)? {
+                    Masked::Ready(p) => (p, None),
+                    Masked::Busy => return Err(ApiError::internal("masked copy without a slot reported busy")),
+                }
+            }
+            Some(m) => {
+                let what = format!("evidence package of camera `{cam}` ({})", clip::span_text(start, end));
+                let out = &scratch.0[2];
+                let info = crate::masked_video::mask_mp4(m, cam, &video_path, out, &encoder, &what, &|| {
+                    cancel.load(Ordering::Relaxed)
+                })
+                .map_err(|e| masking_failed(cam, "evidence package", e))?;
+                (out.clone(), Some(info.frames))
+            }
+            None => (video_path, frames),
+        };
         let mut files = vec![crate::evidence::PackageFile {
             name: "video.mp4",
             media_type: "video/mp4",
             path: video_path,
         }];
         if let Some(ev) = &spec.event {
-            if let Some(snap) = store.snapshot_file(ev).filter(|p| p.is_file()) {
+            if let Some(mut snap) = store.snapshot_file(ev).filter(|p| p.is_file()) {
+                if let Some(m) = &masker {
+                    let bytes = std::fs::read(&snap)
+                        .map_err(|e| ApiError::internal(format!("reading {}: {e}", snap.display())))?;
+                    let masked = m
+                        .mask_jpeg(cam, &bytes, 90)
+                        .map_err(|e| masking_failed(cam, "evidence package", e))?;
+                    let out = &scratch.0[3];
+                    std::fs::write(out, masked)
+                        .map_err(|e| ApiError::internal(format!("writing {}: {e}", out.display())))?;
+                    snap = out.clone();
+                }
                 files.push(crate::evidence::PackageFile {
                     name: "snapshot.jpg",
                     media_type: "image/jpeg",
@@ -940,6 +1267,7 @@ async fn evidence(
             Some(p.role.as_str().to_string()),
             now,
         );
+        let manifest = crate::evidence::Manifest { masked: masker.is_some(), ..manifest };
         let manifest = crate::evidence::write_package(manifest, &files, &key, &tar_path)
             .map_err(ApiError::internal)?;
         drop(scratch);
@@ -955,6 +1283,7 @@ async fn evidence(
             "end": manifest.end.format(&time::format_description::well_known::Rfc3339).ok(),
             "files": manifest.files.iter().map(|f| serde_json::json!({"name": f.name, "sha256": f.sha256, "bytes": f.bytes})).collect::<Vec<_>>(),
             "key_fingerprint": manifest.key_fingerprint,
+            "masked": manifest.masked,
         }));
         store.audit(&audit, now)?;
         exports.built.fetch_add(1, Ordering::Relaxed);
@@ -1214,7 +1543,9 @@ mod api_tests {
             bytes: data.len() as u64,
         };
         fx.state.store.put_clip(&clip).unwrap();
-        let uri = format!("/api/v1/events/{}/clip.mp4", ev.id);
+        // The original (the fixture's config token may: `view_unmasked`); masking is
+        // tested with real footage in `masked_media_tests`.
+        let uri = format!("/api/v1/events/{}/clip.mp4?unmasked=1", ev.id);
 
         let r = get(&fx, &uri, None).await;
         assert_eq!(r.status, StatusCode::OK);
@@ -1356,8 +1687,8 @@ mod api_tests {
         }
         assert_eq!(get(&fx, "/api/v1/recordings?limit=1000", None).await.status, StatusCode::OK);
 
-        // One segment by id, with ranges.
-        let uri = format!("/api/v1/recordings/{}/segment.mp4", ids[2]);
+        // One segment by id, with ranges (the original: `view_unmasked`).
+        let uri = format!("/api/v1/recordings/{}/segment.mp4?unmasked=1", ids[2]);
         let r = get(&fx, &uri, None).await;
         assert_eq!((r.status, r.header(header::CONTENT_TYPE)), (StatusCode::OK, "video/mp4"));
         assert!(r.body == pattern(1002));

@@ -507,6 +507,24 @@ async fn still_view(
     camera: &str,
     target: String,
 ) -> Result<View, ApiError> {
+    if !unmasked_request(p, query)? {
+        return match &st.media.masker {
+            Ok(m) => Ok(View::Masked(m.clone())),
+            Err(e) => Err(masking_failed(camera, e.clone())),
+        };
+    }
+    let audit = p
+        .audit("view_unmasked", client)
+        .target(target)
+        .detail(serde_json::json!({ "camera_id": camera }));
+    let (s, now) = (st.store.clone(), st.auth.now());
+    blocking(move || Ok(s.audit(&audit, now)?)).await?;
+    Ok(View::Unmasked)
+}
+
+/// Whether the request asks for the unmasked view (`unmasked=1|true`; `0|false` or absent:
+/// masked); 400 for another value, 403 when the principal lacks `view_unmasked`.
+pub(super) fn unmasked_request(p: &Principal, query: Option<&str>) -> Result<bool, ApiError> {
     let mut unmasked = false;
     for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         if k == "unmasked" {
@@ -522,25 +540,13 @@ async fn still_view(
             };
         }
     }
-    if !unmasked {
-        return match &st.media.masker {
-            Ok(m) => Ok(View::Masked(m.clone())),
-            Err(e) => Err(masking_failed(camera, e.clone())),
-        };
-    }
-    if !p.role.can(Permission::ViewUnmasked) {
+    if unmasked && !p.role.can(Permission::ViewUnmasked) {
         return Err(ApiError::forbidden(format!(
-            "role `{}` may not see stills unmasked (needs `view_unmasked`)",
+            "role `{}` may not see pictures or video unmasked (needs `view_unmasked`)",
             p.role
         )));
     }
-    let audit = p
-        .audit("view_unmasked", client)
-        .target(target)
-        .detail(serde_json::json!({ "camera_id": camera }));
-    let (s, now) = (st.store.clone(), st.auth.now());
-    blocking(move || Ok(s.audit(&audit, now)?)).await?;
-    Ok(View::Unmasked)
+    Ok(unmasked)
 }
 
 /// The 503 of a masked view that cannot be produced (logged with its cause).
