@@ -49,6 +49,18 @@ const SNAPSHOT_MAX_BYTES: u64 = 8 << 20;
 /// Most bytes of a platform answer that are read.
 const ANSWER_MAX_BYTES: usize = 1 << 20;
 
+/// A platform's (or receiver's) answer body, at most `ANSWER_MAX_BYTES` of it.
+pub(super) async fn read_answer(mut resp: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut got = Vec::new();
+    while got.len() < ANSWER_MAX_BYTES {
+        match resp.chunk().await? {
+            Some(c) => got.extend_from_slice(&c[..c.len().min(ANSWER_MAX_BYTES - got.len())]),
+            None => break,
+        }
+    }
+    Ok(got)
+}
+
 /// What `/api/v1/uplink` (the sink's `session`) reports about the platform session.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Gat1400Status {
@@ -206,22 +218,12 @@ impl Session {
             .get("www-authenticate")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let mut resp = resp;
-        let mut got = Vec::new();
-        while got.len() < ANSWER_MAX_BYTES {
-            match resp.chunk().await {
-                Ok(Some(c)) => {
-                    got.extend_from_slice(&c[..c.len().min(ANSWER_MAX_BYTES - got.len())])
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    return Err(CallError::Unavailable(format!(
-                        "{path}: reading the answer: {}",
-                        describe(&e, self.timeout)
-                    )))
-                }
-            }
-        }
+        let got = read_answer(resp).await.map_err(|e| {
+            CallError::Unavailable(format!(
+                "{path}: reading the answer: {}",
+                describe(&e, self.timeout)
+            ))
+        })?;
         lock(&self.state).last_request = Some(Instant::now());
         Ok((status, challenge, got))
     }

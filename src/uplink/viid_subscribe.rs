@@ -49,9 +49,6 @@ pub fn collection_of_detail(d: &str) -> Option<&'static str> {
     }
 }
 
-/// Most bytes of a receiver's answer that are read.
-const ANSWER_MAX_BYTES: usize = 1 << 20;
-
 /// The notification sink of one `[[uplink.gat1400]]` block.
 pub struct ViidSubscribeSink {
     name: String,
@@ -142,21 +139,9 @@ impl ViidSubscribeSink {
                 ))
             })?;
         let status = resp.status().as_u16();
-        let mut resp = resp;
-        let mut got = Vec::new();
-        while got.len() < ANSWER_MAX_BYTES {
-            match resp.chunk().await {
-                Ok(Some(c)) => {
-                    got.extend_from_slice(&c[..c.len().min(ANSWER_MAX_BYTES - got.len())])
-                }
-                Ok(None) => break,
-                Err(_) => {
-                    return Err(CallError::Unavailable(format!(
-                        "{what}: reading the answer failed"
-                    )))
-                }
-            }
-        }
+        let got = super::gat1400::read_answer(resp)
+            .await
+            .map_err(|_| CallError::Unavailable(format!("{what}: reading the answer failed")))?;
         let st = answer_statuses(&what, status, &got)?;
         if st.is_empty() {
             return Err(CallError::Malformed(format!("{what}: no ResponseStatusObject")));
