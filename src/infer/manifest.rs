@@ -177,6 +177,11 @@ pub enum DecoderKind {
         #[serde(default = "default_blazeface_anchors")]
         anchors_per_cell: Vec<u32>,
     },
+    /// Anchor-free centre heat map (CenterFace): four outputs in the graph's order, heat map
+    /// [1, 1, h, w] (probabilities), scale [1, 2, h, w] (log height, log width / 4), offset
+    /// [1, 2, h, w] (y, x, in cells) and landmarks [1, 10, h, w] (not decoded), h, w = H/4,
+    /// W/4. One class. The input's width and height must be multiples of 32.
+    Centerface {},
 }
 
 fn default_blazeface_strides() -> Vec<u32> {
@@ -423,6 +428,15 @@ impl ModelManifest {
                         "field `output.anchors_per_cell`: needs one count ≥ 1 per stride ({} strides, {} counts)",
                         strides.len(),
                         anchors_per_cell.len()
+                    ));
+                }
+            }
+            DecoderKind::Centerface {} => {
+                if self.input.width % 32 != 0 || self.input.height % 32 != 0 {
+                    return Err(format!(
+                        "field `input.width`/`input.height`: kind = \"centerface\" needs multiples \
+                         of 32 (got {}x{})",
+                        self.input.width, self.input.height
                     ));
                 }
             }
