@@ -68,6 +68,12 @@ pub struct LabelledFrame {
     /// Number plates, `[x1, y1, x2, y2]` in frame pixels.
     #[serde(default)]
     pub plates: Vec<[f32; 4]>,
+    /// Faces narrower than [`MIN_FACE_PX`]: reported apart, not in the target.
+    #[serde(default)]
+    pub small_faces: Vec<[f32; 4]>,
+    /// Plates narrower than [`MIN_PLATE_PX`]: reported apart, not in the target.
+    #[serde(default)]
+    pub small_plates: Vec<[f32; 4]>,
     /// Free text (what is in the frame, doubtful cases).
     #[serde(default)]
     pub note: Option<String>,
@@ -79,7 +85,12 @@ impl Labels {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let l: Labels = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
         for (i, f) in l.frames.iter().enumerate() {
-            for (what, boxes) in [("faces", &f.faces), ("plates", &f.plates)] {
+            for (what, boxes) in [
+                ("faces", &f.faces),
+                ("plates", &f.plates),
+                ("small_faces", &f.small_faces),
+                ("small_plates", &f.small_plates),
+            ] {
                 for b in boxes {
                     if !(b.iter().all(|v| v.is_finite() && *v >= 0.0) && b[2] > b[0] && b[3] > b[1])
                     {
@@ -140,6 +151,11 @@ pub struct ClipReport {
     pub faces_masked: usize,
     pub plates: usize,
     pub plates_masked: usize,
+    /// Labelled faces under 20 px and plates under 40 px wide (not in the target).
+    pub small_faces: usize,
+    pub small_faces_masked: usize,
+    pub small_plates: usize,
+    pub small_plates_masked: usize,
     /// Checker (CenterFace) faces ≥ 20 px wide.
     pub checker_faces: usize,
     /// Of those, left unmasked.
@@ -252,28 +268,30 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
             let covered = |b: &[f32; 4]| coverage(&hidden, w, h, b);
             share_sum += coverage(&hidden, w, h, &[0.0, 0.0, w as f32, h as f32]) as f64;
             r.frames += 1;
-            for (kind, boxes, min) in
-                [("face", &lf.faces, MIN_FACE_PX), ("plate", &lf.plates, MIN_PLATE_PX)]
-            {
-                for b in boxes.iter().filter(|b| b[2] - b[0] >= min) {
-                    let c = covered(b);
-                    let ok = c >= COVERED;
-                    if kind == "face" {
-                        r.faces += 1;
-                        r.faces_masked += ok as usize;
-                    } else {
-                        r.plates += 1;
-                        r.plates_masked += ok as usize;
+            let faces = lf.faces.iter().chain(&lf.small_faces).map(|b| (b, MIN_FACE_PX, true));
+            let plates = lf.plates.iter().chain(&lf.small_plates).map(|b| (b, MIN_PLATE_PX, false));
+            for (b, min, is_face) in faces.chain(plates) {
+                let c = covered(b);
+                let ok = c >= COVERED;
+                let small = b[2] - b[0] < min;
+                let (n, masked, kind) = match (is_face, small) {
+                    (true, false) => (&mut r.faces, &mut r.faces_masked, "face"),
+                    (false, false) => (&mut r.plates, &mut r.plates_masked, "plate"),
+                    (true, true) => (&mut r.small_faces, &mut r.small_faces_masked, "small_face"),
+                    (false, true) => {
+                        (&mut r.small_plates, &mut r.small_plates_masked, "small_plate")
                     }
-                    if !ok {
-                        misses.push(Miss {
-                            clip: clip.clone(),
-                            index: lf.index,
-                            kind,
-                            bbox: *b,
-                            covered: c,
-                        });
-                    }
+                };
+                *n += 1;
+                *masked += ok as usize;
+                if !ok {
+                    misses.push(Miss {
+                        clip: clip.clone(),
+                        index: lf.index,
+                        kind,
+                        bbox: *b,
+                        covered: c,
+                    });
                 }
             }
             let mut checker_boxes = Vec::new();
@@ -337,6 +355,10 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
         total.faces_masked += r.faces_masked;
         total.plates += r.plates;
         total.plates_masked += r.plates_masked;
+        total.small_faces += r.small_faces;
+        total.small_faces_masked += r.small_faces_masked;
+        total.small_plates += r.small_plates;
+        total.small_plates_masked += r.small_plates_masked;
         total.checker_faces += r.checker_faces;
         total.checker_unmasked += r.checker_unmasked;
         total.ms_max = total.ms_max.max(r.ms_max);
@@ -367,17 +389,29 @@ pub fn format_report(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<58} {:>6} {:>9} {:>9} {:>12} {:>7} {:>9} {:>7}",
-        "clip", "frames", "faces", "plates", "checker miss", "masked", "ms/frame", "ms max"
+        "{:<58} {:>6} {:>7} {:>7} {:>11} {:>12} {:>7} {:>9} {:>7}",
+        "clip",
+        "frames",
+        "faces",
+        "plates",
+        "small f/p",
+        "checker miss",
+        "masked",
+        "ms/frame",
+        "ms max"
     );
     for c in r.clips.iter().chain(std::iter::once(&r.total)) {
         let _ = writeln!(
             s,
-            "{:<58} {:>6} {:>9} {:>9} {:>12} {:>6.0}% {:>9.0} {:>7.0}",
+            "{:<58} {:>6} {:>7} {:>7} {:>11} {:>12} {:>6.0}% {:>9.0} {:>7.0}",
             c.clip,
             c.frames,
             format!("{}/{}", c.faces_masked, c.faces),
             format!("{}/{}", c.plates_masked, c.plates),
+            format!(
+                "{}/{} {}/{}",
+                c.small_faces_masked, c.small_faces, c.small_plates_masked, c.small_plates
+            ),
             format!("{}/{}", c.checker_unmasked, c.checker_faces),
             c.masked_share * 100.0,
             c.ms_per_frame,
