@@ -338,6 +338,10 @@ enum EvalCmd {
         /// At most this many labelled frames per clip (the first in the file).
         #[arg(long)]
         max_frames: Option<usize>,
+        /// Also mask every N-th frame of each labelled clip; the independent detector checks
+        /// those (no hand labels there), and they count in the cost.
+        #[arg(long, value_name = "N")]
+        sweep: Option<u64>,
         #[arg(long, default_value_t = 2)]
         threads: usize,
         /// Print the report as JSON.
@@ -589,6 +593,7 @@ fn main() -> ExitCode {
                     checker,
                     clips,
                     max_frames,
+                    sweep,
                     threads,
                     json,
                     dump,
@@ -602,6 +607,7 @@ fn main() -> ExitCode {
                 checker: (checker != "none").then(|| PathBuf::from(checker)),
                 only: clips,
                 max_frames,
+                sweep,
                 threads,
                 dump,
             },

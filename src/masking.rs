@@ -5,7 +5,8 @@
 //! - **faces**: every face the face model (BlazeFace) finds on crops around the heads of
 //!   the people the camera's detector finds and on tiles of the whole frame, grown by a
 //!   quarter on each side; and, whatever the face model says, the head band of every
-//!   detected person (the top [`HEAD_BAND`] of the box, a little wider), so that a face the
+//!   detected person (the top [`HEAD_BAND`] of the box, or [`HEAD_BAND_WIDTHS`] of its width
+//!   if deeper, a little wider than the box), so that a face the
 //!   face model misses (turned, blurred, small) is hidden too;
 //! - **plates**: the plate band (the lower [`PLATE_BAND`] of the box, full width) of every
 //!   car, bus, truck and motorcycle: no permissively licensed plate detector was found, so
@@ -24,8 +25,13 @@ use crate::infer::detector::{Detector, DetectorOptions};
 use crate::infer::manifest::{DecoderKind, ModelManifest};
 use crate::types::BBox;
 
-/// Fraction of a person box's height, from its top, hidden as the head band.
+/// Fraction of a person box's height, from its top, hidden as the head band (at least; see
+/// [`HEAD_BAND_WIDTHS`]).
 pub const HEAD_BAND: f32 = 0.25;
+/// The head band is also at least this many box widths deep. A head's size follows the
+/// body's width, while the box's height depends on the view and the pose: seen from above,
+/// bending or sitting, the face lies lower than a quarter of the box (ADR 0046).
+pub const HEAD_BAND_WIDTHS: f32 = 0.75;
 /// Fraction of a vehicle box's height, from its bottom, hidden as the plate band.
 pub const PLATE_BAND: f32 = 0.45;
 /// Face boxes grow by this fraction of their size on each side (hair, ears, box error).
@@ -176,6 +182,7 @@ impl Masker {
             .map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         let mut heads = Vec::new();
+        let aspect = w as f32 / h as f32;
         for o in &objects {
             let b = o.bbox;
             let (bw, bh) = (b.x2 - b.x1, b.y2 - b.y1);
@@ -184,7 +191,8 @@ impl Masker {
                     x1: b.x1 - 0.1 * bw,
                     y1: b.y1 - 0.05 * bh,
                     x2: b.x2 + 0.1 * bw,
-                    y2: b.y1 + HEAD_BAND * bh,
+                    // Box width in units of frame height (the coordinates are normalised).
+                    y2: b.y1 + (HEAD_BAND * bh).max(HEAD_BAND_WIDTHS * bw * aspect).min(bh),
                 };
                 out.push(Region { kind: RegionKind::Head, bbox: clamp(head) });
                 heads.push(b);

@@ -77,6 +77,9 @@ pub struct LabelledFrame {
     /// Free text (what is in the frame, doubtful cases).
     #[serde(default)]
     pub note: Option<String>,
+    /// A frame of the `--sweep`: not labelled, only checked by the second detector.
+    #[serde(skip)]
+    pub sweep: bool,
 }
 
 impl Labels {
@@ -126,6 +129,9 @@ pub struct Options {
     /// At most this many labelled frames per clip (the first ones of the file).
     pub max_frames: Option<usize>,
     pub threads: usize,
+    /// Also mask every N-th frame of each labelled clip (unlabelled: only the second
+    /// detector checks them, and they count in the cost).
+    pub sweep: Option<u64>,
     /// Write each frame (PNG), and the same frame masked with the labels outlined, here.
     pub dump: Option<PathBuf>,
 }
@@ -160,6 +166,10 @@ pub struct ClipReport {
     pub checker_faces: usize,
     /// Of those, left unmasked.
     pub checker_unmasked: usize,
+    /// Unlabelled `--sweep` frames; the checker's faces on them (≥ 20 px), and unmasked.
+    pub sweep_frames: usize,
+    pub sweep_checker_faces: usize,
+    pub sweep_checker_unmasked: usize,
     /// Share of the frame's pixels masked, mean over frames.
     pub masked_share: f64,
     pub ms_per_frame: f64,
@@ -220,7 +230,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
     }
 
     // Frames grouped by clip, in file order.
-    let mut by_clip: BTreeMap<String, Vec<&LabelledFrame>> = BTreeMap::new();
+    let mut by_clip: BTreeMap<String, Vec<LabelledFrame>> = BTreeMap::new();
     for f in &labels.frames {
         let key = f.clip.display().to_string();
         if !opts.only.is_empty() && !opts.only.iter().any(|o| key.contains(o.as_str())) {
@@ -228,7 +238,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
         }
         let v = by_clip.entry(key).or_default();
         if opts.max_frames.is_none_or(|m| v.len() < m) {
-            v.push(f);
+            v.push(f.clone());
         }
     }
     if by_clip.is_empty() {
@@ -244,11 +254,27 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
         let path =
             if Path::new(clip).is_absolute() { PathBuf::from(clip) } else { opts.media.join(clip) };
         let wanted: Vec<u64> = frames.iter().map(|f| f.index).collect();
-        let decoded = frames_of(&path, &wanted)?;
+        let decoded = frames_of(&path, &wanted, opts.sweep)?;
+        let mut frames = frames.clone();
+        for &i in decoded.keys() {
+            if !wanted.contains(&i) {
+                frames.push(LabelledFrame {
+                    clip: PathBuf::from(clip),
+                    index: i,
+                    chosen: None,
+                    faces: vec![],
+                    plates: vec![],
+                    small_faces: vec![],
+                    small_plates: vec![],
+                    note: None,
+                    sweep: true,
+                });
+            }
+        }
         let mut r = ClipReport { clip: clip.clone(), ..Default::default() };
         let mut ms_sum = 0.0;
         let mut share_sum = 0.0;
-        for lf in frames {
+        for lf in &frames {
             let frame = decoded
                 .get(&lf.index)
                 .ok_or_else(|| anyhow!("{clip}: frame {} not decoded", lf.index))?;
@@ -267,7 +293,11 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
             }
             let covered = |b: &[f32; 4]| coverage(&hidden, w, h, b);
             share_sum += coverage(&hidden, w, h, &[0.0, 0.0, w as f32, h as f32]) as f64;
-            r.frames += 1;
+            if lf.sweep {
+                r.sweep_frames += 1;
+            } else {
+                r.frames += 1;
+            }
             let faces = lf.faces.iter().chain(&lf.small_faces).map(|b| (b, MIN_FACE_PX, true));
             let plates = lf.plates.iter().chain(&lf.small_plates).map(|b| (b, MIN_PLATE_PX, false));
             for (b, min, is_face) in faces.chain(plates) {
@@ -301,14 +331,19 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
                     if b[2] - b[0] < MIN_FACE_PX {
                         continue;
                     }
-                    r.checker_faces += 1;
                     let c = covered(&b);
+                    let (n, unmasked) = if lf.sweep {
+                        (&mut r.sweep_checker_faces, &mut r.sweep_checker_unmasked)
+                    } else {
+                        (&mut r.checker_faces, &mut r.checker_unmasked)
+                    };
+                    *n += 1;
                     if c < COVERED {
-                        r.checker_unmasked += 1;
+                        *unmasked += 1;
                         misses.push(Miss {
                             clip: clip.clone(),
                             index: lf.index,
-                            kind: "checker_face",
+                            kind: if lf.sweep { "sweep_checker_face" } else { "checker_face" },
                             bbox: b,
                             covered: c,
                         });
@@ -337,8 +372,9 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
                 save("-masked", &out)?;
             }
         }
-        r.ms_per_frame = ms_sum / r.frames.max(1) as f64;
-        r.masked_share = share_sum / r.frames.max(1) as f64;
+        let all = (r.frames + r.sweep_frames).max(1) as f64;
+        r.ms_per_frame = ms_sum / all;
+        r.masked_share = share_sum / all;
         progress(&format!(
             "{clip}: {} frames, faces {}/{}, plates {}/{}, checker unmasked {}/{}, {:.0} ms/frame",
             r.frames,
@@ -361,13 +397,17 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
         total.small_plates_masked += r.small_plates_masked;
         total.checker_faces += r.checker_faces;
         total.checker_unmasked += r.checker_unmasked;
+        total.sweep_frames += r.sweep_frames;
+        total.sweep_checker_faces += r.sweep_checker_faces;
+        total.sweep_checker_unmasked += r.sweep_checker_unmasked;
         total.ms_max = total.ms_max.max(r.ms_max);
         total_ms += ms_sum;
         total_share += share_sum;
         clips.push(r);
     }
-    total.ms_per_frame = total_ms / total.frames.max(1) as f64;
-    total.masked_share = total_share / total.frames.max(1) as f64;
+    let all = (total.frames + total.sweep_frames).max(1) as f64;
+    total.ms_per_frame = total_ms / all;
+    total.masked_share = total_share / all;
     Ok(Report {
         recall: ratio(total.faces_masked + total.plates_masked, total.faces + total.plates),
         face_recall: ratio(total.faces_masked, total.faces),
@@ -416,6 +456,13 @@ pub fn format_report(r: &Report) -> String {
             c.masked_share * 100.0,
             c.ms_per_frame,
             c.ms_max
+        );
+    }
+    if r.total.sweep_frames > 0 {
+        let _ = writeln!(
+            s,
+            "sweep: {} unlabelled frames, checker faces left unmasked {}/{}",
+            r.total.sweep_frames, r.total.sweep_checker_unmasked, r.total.sweep_checker_faces
         );
     }
     let _ = writeln!(
@@ -489,8 +536,13 @@ fn outline(rgb: &mut [u8], w: u32, h: u32, b: &[f32; 4], colour: [u8; 3]) {
     }
 }
 
-/// The frames `wanted` (0-based decoded indices) of a video, decoding it once.
-pub fn frames_of(video: &Path, wanted: &[u64]) -> anyhow::Result<BTreeMap<u64, Frame>> {
+/// The frames `wanted` (0-based decoded indices) of a video, and with `every` also every
+/// `every`-th frame to the end, decoding it once.
+pub fn frames_of(
+    video: &Path,
+    wanted: &[u64],
+    every: Option<u64>,
+) -> anyhow::Result<BTreeMap<u64, Frame>> {
     if !video.is_file() {
         bail!("{}: not found", video.display());
     }
@@ -510,14 +562,16 @@ pub fn frames_of(video: &Path, wanted: &[u64]) -> anyhow::Result<BTreeMap<u64, F
     let mut s: Box<dyn FrameStream> = opener.open()?;
     let mut out = BTreeMap::new();
     let mut i = 0u64;
-    while i <= last {
+    let every = every.filter(|&n| n > 0);
+    while i <= last || every.is_some() {
         match s.next(Duration::from_secs(10)) {
             StreamEvent::Frame(f) => {
-                if wanted.contains(&i) {
+                if wanted.contains(&i) || every.is_some_and(|n| i % n == 0) {
                     out.insert(i, f);
                 }
                 i += 1;
             }
+            StreamEvent::Eos if i > last => break,
             StreamEvent::Eos => bail!("{}: only {i} frames (wanted #{last})", video.display()),
             StreamEvent::Idle => bail!("{}: no frame for 10 s", video.display()),
             StreamEvent::Error(e) => bail!("{}: {e}", video.display()),
