@@ -596,6 +596,41 @@ mod tests {
         assert_eq!(coverage(&hidden, w, h, &[-5.0, 0.0, 5.0, 20.0]), 1.0);
     }
 
+    /// CenterFace (the real model, `kind = "centerface"`) on frame 15 of the crosswalk clip:
+    /// the woman's face, about 26 px wide near (244, 351) (checked by eye, as in
+    /// `masking::tests`), and nothing on the empty road.
+    #[test]
+    fn centerface_finds_a_real_face() {
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let clip = repo.join("../shared/media/people/people-street-crosswalk-720p.mp4");
+        if !clip.is_file() {
+            eprintln!("skipping: {} not found (test-only footage)", clip.display());
+            return;
+        }
+        let frames = frames_of(&clip, &[15], None).unwrap();
+        let f = &frames[&15];
+        crate::infer::runtime::init(None).unwrap();
+        let mut cf =
+            load_detector(&repo.join("models/centerface"), &DetectorOptions::default()).unwrap();
+        let faces: Vec<[f32; 4]> = cf
+            .detect(&f.rgb, f.width, f.height)
+            .unwrap()
+            .iter()
+            .map(|d| px(&d.bbox, 1280, 720))
+            .collect();
+        let near: Vec<_> = faces
+            .iter()
+            .filter(|b| {
+                ((b[0] + b[2]) / 2.0 - 244.0).abs() < 8.0
+                    && ((b[1] + b[3]) / 2.0 - 351.0).abs() < 10.0
+            })
+            .collect();
+        assert_eq!(near.len(), 1, "{faces:?}");
+        let w = near[0][2] - near[0][0];
+        assert!((18.0..40.0).contains(&w), "face width {w}: {faces:?}");
+        assert!(!faces.iter().any(|b| b[1] > 540.0), "a face on the road: {faces:?}");
+    }
+
     #[test]
     fn labels_reject_bad_boxes() {
         let dir = std::env::temp_dir().join(format!("gw-mask-labels-{}", std::process::id()));
