@@ -566,7 +566,7 @@ pub fn frames_of(
     while i <= last || every.is_some() {
         match s.next(Duration::from_secs(10)) {
             StreamEvent::Frame(f) => {
-                if wanted.contains(&i) || every.is_some_and(|n| i % n == 0) {
+                if wanted.contains(&i) || every.is_some_and(|n| i.is_multiple_of(n)) {
                     out.insert(i, f);
                 }
                 i += 1;

@@ -431,14 +431,15 @@ impl ModelManifest {
                     ));
                 }
             }
-            DecoderKind::Centerface {} => {
-                if self.input.width % 32 != 0 || self.input.height % 32 != 0 {
-                    return Err(format!(
-                        "field `input.width`/`input.height`: kind = \"centerface\" needs multiples \
-                         of 32 (got {}x{})",
-                        self.input.width, self.input.height
-                    ));
-                }
+            DecoderKind::Centerface {}
+                if !self.input.width.is_multiple_of(32)
+                    || !self.input.height.is_multiple_of(32) =>
+            {
+                return Err(format!(
+                    "field `input.width`/`input.height`: kind = \"centerface\" needs multiples \
+                     of 32 (got {}x{})",
+                    self.input.width, self.input.height
+                ));
             }
             // Kinds whose keys serde checks completely.
             _ => {}
@@ -596,6 +597,22 @@ nms_iou = 0.6
         let t = GOOD.replace("reg_max = 10", "");
         let e = ModelManifest::parse(&t, Path::new("/")).unwrap_err();
         assert!(e.contains("output.reg_max"), "{e}");
+    }
+
+    #[test]
+    fn centerface_needs_a_multiple_of_32() {
+        let t = GOOD.replace("kind = \"nanodet\"\nreg_max = 10", "kind = \"centerface\"");
+        let m = ModelManifest::parse(&t, Path::new("/")).unwrap();
+        assert_eq!(m.output.kind, DecoderKind::Centerface {});
+        let e = ModelManifest::parse(&t.replace("width = 416", "width = 400"), Path::new("/"))
+            .unwrap_err();
+        assert!(e.contains("input.width") && e.contains("32") && e.contains("400x320"), "{e}");
+        let e = ModelManifest::parse(
+            &t.replace("centerface\"", "centerface\"\nstrides = [4]"),
+            Path::new("/"),
+        )
+        .unwrap_err();
+        assert!(e.contains("output.strides"), "{e}");
     }
 
     #[test]
