@@ -155,6 +155,8 @@ pub struct ClipReport {
     pub frames: usize,
     pub faces: usize,
     pub faces_masked: usize,
+    /// Labelled faces ≥ 20 px that the face model's boxes alone mask (without head bands).
+    pub faces_by_face_model: usize,
     pub plates: usize,
     pub plates_masked: usize,
     /// Labelled faces under 20 px and plates under 40 px wide (not in the target).
@@ -292,6 +294,11 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
                 crate::masking::fill(&mut hidden, w, h, &reg.bbox);
             }
             let covered = |b: &[f32; 4]| coverage(&hidden, w, h, b);
+            // The face model's regions alone (without head and plate bands): what it adds.
+            let mut by_face_model = vec![0u8; rgb.len()];
+            for reg in regions.iter().filter(|r| r.kind == crate::masking::RegionKind::Face) {
+                crate::masking::fill(&mut by_face_model, w, h, &reg.bbox);
+            }
             share_sum += coverage(&hidden, w, h, &[0.0, 0.0, w as f32, h as f32]) as f64;
             if lf.sweep {
                 r.sweep_frames += 1;
@@ -314,6 +321,9 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
                 };
                 *n += 1;
                 *masked += ok as usize;
+                if is_face && !small && coverage(&by_face_model, w, h, b) >= COVERED {
+                    r.faces_by_face_model += 1;
+                }
                 if !ok {
                     misses.push(Miss {
                         clip: clip.clone(),
@@ -389,6 +399,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
         total.frames += r.frames;
         total.faces += r.faces;
         total.faces_masked += r.faces_masked;
+        total.faces_by_face_model += r.faces_by_face_model;
         total.plates += r.plates;
         total.plates_masked += r.plates_masked;
         total.small_faces += r.small_faces;
@@ -458,6 +469,11 @@ pub fn format_report(r: &Report) -> String {
             c.ms_max
         );
     }
+    let _ = writeln!(
+        s,
+        "faces masked by the face model's boxes alone (without head bands): {}/{}",
+        r.total.faces_by_face_model, r.total.faces
+    );
     if r.total.sweep_frames > 0 {
         let _ = writeln!(
             s,
