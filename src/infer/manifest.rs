@@ -199,6 +199,11 @@ pub enum DecoderKind {
         #[serde(default = "default_blazeface_anchors")]
         anchors_per_cell: Vec<u32>,
     },
+    /// Anchor-free centre heat map (CenterFace): four outputs in the graph's order, heat map
+    /// [1, 1, h, w] (probabilities), scale [1, 2, h, w] (log height, log width / 4), offset
+    /// [1, 2, h, w] (y, x, in cells) and landmarks [1, 10, h, w] (not decoded), h, w = H/4,
+    /// W/4. One class. The input's width and height must be multiples of 32.
+    Centerface {},
 }
 
 fn default_blazeface_strides() -> Vec<u32> {
@@ -462,6 +467,16 @@ impl ModelManifest {
                     ));
                 }
             }
+            DecoderKind::Centerface {}
+                if !self.input.width.is_multiple_of(32)
+                    || !self.input.height.is_multiple_of(32) =>
+            {
+                return Err(format!(
+                    "field `input.width`/`input.height`: kind = \"centerface\" needs multiples \
+                     of 32 (got {}x{})",
+                    self.input.width, self.input.height
+                ));
+            }
             // Kinds whose keys serde checks completely.
             _ => {}
         }
@@ -618,6 +633,22 @@ nms_iou = 0.6
         let t = GOOD.replace("reg_max = 10", "");
         let e = ModelManifest::parse(&t, Path::new("/")).unwrap_err();
         assert!(e.contains("output.reg_max"), "{e}");
+    }
+
+    #[test]
+    fn centerface_needs_a_multiple_of_32() {
+        let t = GOOD.replace("kind = \"nanodet\"\nreg_max = 10", "kind = \"centerface\"");
+        let m = ModelManifest::parse(&t, Path::new("/")).unwrap();
+        assert_eq!(m.output.kind, DecoderKind::Centerface {});
+        let e = ModelManifest::parse(&t.replace("width = 416", "width = 400"), Path::new("/"))
+            .unwrap_err();
+        assert!(e.contains("input.width") && e.contains("32") && e.contains("400x320"), "{e}");
+        let e = ModelManifest::parse(
+            &t.replace("centerface\"", "centerface\"\nstrides = [4]"),
+            Path::new("/"),
+        )
+        .unwrap_err();
+        assert!(e.contains("output.strides"), "{e}");
     }
 
     #[test]
