@@ -520,6 +520,12 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     let tls = api_tls(&cfg)?;
 
     let registry = camera_registry(&cfg, clock.clone());
+    // One masker for the API's media and the uplink's VIID snapshots (fail closed in both).
+    let masker = crate::masking::Masker::from_config(&cfg, &detector_options(&cfg, &profile))
+        .map(Arc::new)
+        .inspect_err(|e| {
+            tracing::error!("masking cannot run, masked pictures and video are refused: {e}")
+        });
     let uplink = crate::uplink::Uplink::start(
         &cfg.uplink,
         &cfg.box_id,
@@ -527,6 +533,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         &store,
         &registry,
         clock.clone(),
+        &masker.clone().map(|m| m as Arc<dyn crate::uplink::SnapshotMasker>),
     )?;
     let (recorder, analytics) =
         start_analysis(&cfg, &profile, &manifests, &store, &registry, clock.clone())?;
@@ -551,14 +558,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         box_id: cfg.box_id.clone(),
         config_token_hashes: cfg.api.tokens_sha256.clone(),
         started_at: time::OffsetDateTime::now_utc(),
-        media: crate::api::MediaSettings {
-            masker: crate::masking::Masker::from_config(&cfg, &detector_options(&cfg, &profile))
-                .map(Arc::new)
-                .inspect_err(|e| {
-                    tracing::error!("masking cannot run, masked stills are refused: {e}")
-                }),
-            ..crate::api::MediaSettings::from_config(&cfg)
-        },
+        media: crate::api::MediaSettings { masker, ..crate::api::MediaSettings::from_config(&cfg) },
         auth: crate::api::AuthSettings::from_config(&cfg),
         open_data: cfg.open_data.clone(),
     };

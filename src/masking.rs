@@ -80,6 +80,15 @@ impl std::fmt::Debug for Masker {
 /// message).
 pub type MaskerState = Result<Arc<Masker>, String>;
 
+impl crate::uplink::SnapshotMasker for Masker {
+    fn mask_jpeg(&self, camera: &str, jpeg: &[u8], quality: u8) -> Result<Vec<u8>, String> {
+        Masker::mask_jpeg(self, camera, jpeg, quality)
+    }
+}
+
+/// The masker's state before one is loaded.
+pub use crate::uplink::NO_MASKER;
+
 impl Masker {
     /// Loads the face model and each camera's object detector. Any failure is an error
     /// naming the model; the caller keeps it and the masked views are refused.

@@ -31,8 +31,13 @@ const DEVICE: &str = "31010500001190000001";
 const CHANNEL_GATE: &str = "31010500001310000011";
 const PASSWORD: &str = "viid-pw-for-tests";
 
-/// The `[[uplink.gat1400]]` block of a config, parsed and validated like the real one.
+/// The `[[uplink.gat1400]]` block of a config, parsed and validated like the real one. These
+/// sinks have no masker: their snapshots go as taken (`send_unmasked_images = true`) unless
+/// `extra` says otherwise.
 fn gat_config(url: &str, password: &str, extra: &str) -> Gat1400Config {
+    let unmasked =
+        if extra.contains("send_unmasked_images") { "" } else { "send_unmasked_images = true\n" };
+    let extra = format!("{unmasked}{extra}");
     let text = format!(
         "box_id = \"t\"\ndata_dir = \"/tmp/x\"\n[models]\n[[uplink.gat1400]]\nname = \"viid\"\n\
          url = \"{url}\"\ndevice_id = \"{DEVICE}\"\npassword = \"{password}\"\n\
@@ -423,6 +428,32 @@ fn an_event_change_arrives_as_valid_viid_objects_and_refusals_are_retried() {
     let st = &store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0];
     assert_eq!((st.kind.as_str(), st.backlog, st.dead_letter_count), ("gat1400", 0, 0));
     assert!(st.failed_attempts_total >= 2, "{st:?}");
+}
+
+/// Snapshots leave the box masked by default: a sink whose masker cannot run pushes nothing
+/// with a snapshot (the change waits, saying why), never the original; the same change goes
+/// out once the block says `send_unmasked_images`.
+#[test]
+fn a_snapshot_is_never_pushed_unmasked_by_default() {
+    let p = Platform::start(DEVICE, PASSWORD, time::Duration::ZERO);
+    let (_d, store) = uplink_support::uplink_store("box-t", &["gate"]);
+    let cfg = gat_config(&p.url(), PASSWORD, "send_unmasked_images = false");
+    let sink = Arc::new(Gat1400Sink::new(&cfg, Some(store.clone())).unwrap());
+    let up = start(&store, &sink, &cfg);
+    wait(10, "registration", || sink.status().registered);
+    incident(&store, "gate", OffsetDateTime::now_utc(), vec![det("person", 0.1, 0.1, 0.2, 0.5, 1)]);
+    wait(10, "the failure reported", || {
+        let st = &store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0];
+        st.last_error.as_deref().is_some_and(|e| e.contains("masking unavailable"))
+    });
+    assert!(p.log(|l| l.received.is_empty()), "nothing pushed without masking");
+    up.shutdown();
+    // The same box, its block saying the platform gets originals: the change goes out.
+    let cfg = gat_config(&p.url(), PASSWORD, "");
+    let sink = Arc::new(Gat1400Sink::new(&cfg, Some(store.clone())).unwrap());
+    let up = start(&store, &sink, &cfg);
+    wait(20, "the person pushed", || p.accepted().iter().any(|r| r.collection == "Persons"));
+    up.shutdown();
 }
 
 /// A platform that is not there yet: the change waits (the error says why, registration is
@@ -827,7 +858,10 @@ fn subscriptions_get_only_matching_notifications_until_timeout_or_cancellation()
         assert_eq!(ids, ["A", "B"]);
     });
 
-    let sink = Arc::new(ViidSubscribeSink::new(&cfg, store.clone()).unwrap());
+    let sink = Arc::new(
+        ViidSubscribeSink::new(&cfg, store.clone(), Err(gridwatch::uplink::NO_MASKER.into()))
+            .unwrap(),
+    );
     let mut policy = cfg.policy();
     policy.ack_flush = Duration::from_millis(50);
     let up = Uplink::start_sinks(

@@ -80,8 +80,7 @@ impl Default for MediaSettings {
     }
 }
 
-/// The masker's state before one is loaded.
-pub const NO_MASKER: &str = "masking is not set up (no face model loaded)";
+pub use crate::masking::NO_MASKER;
 
 impl MediaSettings {
     pub fn from_config(cfg: &Config) -> Self {

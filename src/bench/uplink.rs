@@ -288,6 +288,7 @@ enabled = false
         &store,
         &registry,
         Arc::new(SystemClock),
+        &Err(crate::uplink::NO_MASKER.into()), // a webhook only: no VIID snapshots
     )?;
     let manifests = load_manifests(&cfg)?;
     let opts = crate::infer::detector::DetectorOptions {

@@ -590,6 +590,13 @@ sink_config! {
         /// these delivery settings. Default true.
         #[serde(default = "default_true")]
         pub subscriptions: bool,
+        /// Push snapshots (`SubImageList`, `Images`, subscription notifications) as they were
+        /// taken, faces and plates visible, instead of masked as the box serves them (docs/
+        /// security.md "Masking"). Default false: masked, and a change whose snapshot cannot
+        /// be masked waits (it is never pushed unmasked). Set it only for a platform that must
+        /// identify, under its own access control; `check` and the start-up log say so.
+        #[serde(default)]
+        pub send_unmasked_images: bool,
     }
     delivery_defaults = Delivery { backoff_max_secs: 300.0, ..Delivery::DEFAULT };
 }

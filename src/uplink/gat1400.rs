@@ -44,6 +44,9 @@ const TIME_SYNC_EVERY: Duration = Duration::from_secs(3600);
 const LAPSE: Duration = Duration::from_secs(300);
 /// How often the background task looks at its state.
 const TICK: Duration = Duration::from_millis(250);
+/// JPEG quality of a masked snapshot.
+const SNAPSHOT_QUALITY: u8 = 90;
+
 /// Largest snapshot pushed (bigger ones are left out of `SubImageList`).
 const SNAPSHOT_MAX_BYTES: u64 = 8 << 20;
 /// Most bytes of a platform answer that are read.
@@ -136,6 +139,7 @@ pub struct Session {
     timeout: Duration,
     client: reqwest::Client,
     store: Option<Store>,
+    images: Images,
     state: Mutex<State>,
     /// Serialises registrations (lanes and the background task).
     registering: tokio::sync::Mutex<()>,
@@ -150,6 +154,16 @@ impl Gat1400Sink {
     /// A sink for `cfg`; `store` gives the events' snapshots (`SubImageList`). Reads the
     /// password (`password_env`) now; registers when the worker starts it.
     pub fn new(cfg: &Gat1400Config, store: Option<Store>) -> Result<Gat1400Sink, String> {
+        Self::with_masker(cfg, store, Err(super::NO_MASKER.into()))
+    }
+
+    /// As [`Gat1400Sink::new`], masking snapshots with `masker` (unless
+    /// `send_unmasked_images`).
+    pub fn with_masker(
+        cfg: &Gat1400Config,
+        store: Option<Store>,
+        masker: super::SnapshotMasking,
+    ) -> Result<Gat1400Sink, String> {
         let at = |m: String| format!("gat1400 sink `{}`: {m}", cfg.name);
         let password = cfg.password_value().map_err(|e| at(format!("password: {e}")))?;
         let timeout = Duration::from_secs_f64(cfg.delivery.timeout_secs);
@@ -177,6 +191,7 @@ impl Gat1400Sink {
             timeout,
             client,
             store,
+            images: Images::of(cfg, masker),
             state: Mutex::new(State::default()),
             registering: tokio::sync::Mutex::new(()),
             task: Mutex::new(None),
@@ -479,11 +494,6 @@ impl Session {
         Ok(())
     }
 
-    /// The snapshot of the change's event, if it has one (and it is not too large).
-    async fn snapshot(&self, env: &Envelope) -> Option<Snapshot> {
-        read_snapshot(self.store.clone(), env).await
-    }
-
     async fn deliver_row(&self, row: &OutboxRow) -> Outcome {
         let pushes = |c: &str| match c {
             "started" => true,
@@ -514,8 +524,10 @@ impl Session {
             if !objects && !self.wants("Images") {
                 return Outcome::Delivered;
             }
-            let Some(snap) = self.snapshot(&env).await else {
-                return Outcome::Delivered; // objects and images need their source image
+            let snap = match read_snapshot(self.store.clone(), &env, &self.images).await {
+                Ok(Some(snap)) => snap,
+                Ok(None) => return Outcome::Delivered, // objects and images need their image
+                Err(error) => return Outcome::Retry { status: None, error, retry_after: None },
             };
             mapped = map_change(&env, row.seq, channel, &snap, self.offset);
             mapped.insert("Images", vec![map_image(&env, row.seq, channel, &snap, self.offset)]);
@@ -550,21 +562,62 @@ impl Session {
     }
 }
 
-/// The snapshot of a change's event, if it has one (and it is not too large).
-pub(crate) async fn read_snapshot(store: Option<Store>, env: &Envelope) -> Option<Snapshot> {
-    let (store, id) = (store?, env.event_id?);
-    let read = tokio::task::spawn_blocking(move || -> Option<Vec<u8>> {
-        let ev = store.get_event(id).ok()??;
-        let path = store.snapshot_file(&ev)?;
-        if std::fs::metadata(&path).ok()?.len() > SNAPSHOT_MAX_BYTES {
-            return None;
+/// How a sink's snapshots leave the box: as taken, or masked as the box serves them.
+#[derive(Clone)]
+pub(crate) enum Images {
+    Original,
+    /// The masker, or why it cannot run (then nothing with a snapshot is pushed).
+    Masked(super::SnapshotMasking),
+}
+
+impl Images {
+    pub(crate) fn of(cfg: &Gat1400Config, masker: super::SnapshotMasking) -> Images {
+        if cfg.send_unmasked_images {
+            tracing::warn!(
+                sink = %cfg.name,
+                "send_unmasked_images: snapshots are pushed to this VIID platform unmasked"
+            );
+            Images::Original
+        } else {
+            Images::Masked(masker)
         }
-        std::fs::read(&path).ok()
+    }
+}
+
+/// The snapshot of a change's event, if it has one (and it is not too large), masked unless
+/// `images` is `Original`. An error (masking cannot run or failed on it) means the change
+/// must wait: a snapshot is never pushed unmasked by mistake.
+pub(crate) async fn read_snapshot(
+    store: Option<Store>,
+    env: &Envelope,
+    images: &Images,
+) -> Result<Option<Snapshot>, String> {
+    let (Some(store), Some(id)) = (store, env.event_id) else { return Ok(None) };
+    let images = images.clone();
+    let camera = env.camera_id.clone();
+    let read = tokio::task::spawn_blocking(move || -> Result<Option<Vec<u8>>, String> {
+        let Some(ev) = store.get_event(id).ok().flatten() else { return Ok(None) };
+        let Some(path) = store.snapshot_file(&ev) else { return Ok(None) };
+        match std::fs::metadata(&path) {
+            Ok(m) if m.len() <= SNAPSHOT_MAX_BYTES => {}
+            _ => return Ok(None),
+        }
+        let Ok(jpeg) = std::fs::read(&path) else { return Ok(None) };
+        match images {
+            Images::Original => Ok(Some(jpeg)),
+            Images::Masked(Err(e)) => Err(format!("snapshot not pushed: masking unavailable: {e}")),
+            Images::Masked(Ok(m)) => m
+                .mask_jpeg(&camera, &jpeg, SNAPSHOT_QUALITY)
+                .map(Some)
+                .map_err(|e| format!("snapshot not pushed: masking failed: {e}")),
+        }
     })
     .await
-    .ok()??;
-    let (width, height) = jpeg_size(&read)?;
-    Some(Snapshot { jpeg: read, width, height })
+    .map_err(|e| format!("reading the snapshot: {e}"))??;
+    Ok(read.and_then(|jpeg| {
+        let (width, height) = jpeg_size(&jpeg)?;
+        Some(Snapshot { jpeg, width, height })
+    }))
 }
 
 /// A failed registration never refuses the change itself: it waits (and expires at
@@ -1118,8 +1171,11 @@ pub async fn probe(cfg: &Gat1400Config) -> Result<String, String> {
     let _ = sink.unregister().await;
     match offset {
         Ok(o) => Ok(format!(
-            "registered with {} as {}; platform clock {o:+.1} s from the box's",
-            sink.target, sink.device_id
+            "registered with {} as {}; platform clock {o:+.1} s from the box's; snapshots \
+             pushed {}",
+            sink.target,
+            sink.device_id,
+            if cfg.send_unmasked_images { "UNMASKED (send_unmasked_images)" } else { "masked" }
         )),
         Err(e) => Err(format!("registered with {}, but time sync failed: {e}", sink.target)),
     }

@@ -57,6 +57,19 @@ fn add_sinks<C: SinkConfig, S: Sink>(
 /// A camera status change for the recorder thread; `None` stops it.
 type StatusMsg = Option<(String, CameraState, Option<String>, OffsetDateTime)>;
 
+/// Masks a snapshot JPEG as the API serves it (`masking::Masker`; a trait here so that the
+/// uplink does not depend on the masking stage).
+pub trait SnapshotMasker: Send + Sync {
+    fn mask_jpeg(&self, camera: &str, jpeg: &[u8], quality: u8) -> Result<Vec<u8>, String>;
+}
+
+/// The masker of the VIID sinks' snapshots, or why there is none (then they push nothing
+/// with a snapshot, unless `send_unmasked_images`).
+pub type SnapshotMasking = Result<Arc<dyn SnapshotMasker>, String>;
+
+/// Why a sink has no masker when none was given.
+pub const NO_MASKER: &str = "masking is not set up (no face model loaded)";
+
 /// The running uplink: sink workers and the camera-status recorder.
 pub struct Uplink {
     rt: Option<tokio::runtime::Runtime>,
@@ -67,7 +80,8 @@ pub struct Uplink {
 }
 
 impl Uplink {
-    /// Starts the configured (enabled) webhook and MQTT sinks with the system clock, records
+    /// Starts the configured (enabled) webhook, MQTT and GA/T 1400 sinks (VIID snapshots
+    /// masked with `masker`) with the system clock, records
     /// camera status changes of `registry`, and prunes the outbox per
     /// `uplink.outbox_retention_days`.
     pub fn start(
@@ -77,6 +91,7 @@ impl Uplink {
         store: &Store,
         registry: &Registry,
         clock: Arc<dyn Clock>,
+        masker: &SnapshotMasking,
     ) -> anyhow::Result<Uplink> {
         if u.public_url.is_none() && listen.ip().is_unspecified() && u.any_sink() {
             tracing::warn!(
@@ -87,9 +102,11 @@ impl Uplink {
         let mut sinks = Vec::new();
         add_sinks(&mut sinks, &u.webhooks, webhook::WebhookSink::new)?;
         add_sinks(&mut sinks, &u.mqtt, |m| mqtt::MqttSink::new(m, box_id))?;
-        add_sinks(&mut sinks, &u.gat1400, |g| gat1400::Gat1400Sink::new(g, Some(store.clone())))?;
+        add_sinks(&mut sinks, &u.gat1400, |g| {
+            gat1400::Gat1400Sink::with_masker(g, Some(store.clone()), masker.clone())
+        })?;
         for g in u.gat1400.iter().filter(|g| g.enabled && g.subscriptions) {
-            let s = viid_subscribe::ViidSubscribeSink::new(g, store.clone())
+            let s = viid_subscribe::ViidSubscribeSink::new(g, store.clone(), masker.clone())
                 .map_err(anyhow::Error::msg)?;
             sinks.push((Arc::new(s) as Arc<dyn Sink>, g.policy()));
         }

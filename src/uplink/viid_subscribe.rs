@@ -24,7 +24,7 @@ use time::{OffsetDateTime, UtcOffset};
 use super::config::Gat1400Config;
 use super::gat1400::{
     answer_statuses, collection_object, map_change, parse_viid_time, read_snapshot, viid_time,
-    CallError, CONTENT_TYPE,
+    CallError, Images, CONTENT_TYPE,
 };
 use super::sink::{BoxFuture, Outcome, Sink};
 use crate::store::outbox::{Envelope, OutboxRow};
@@ -58,10 +58,17 @@ pub struct ViidSubscribeSink {
     timeout: Duration,
     client: reqwest::Client,
     store: Store,
+    images: Images,
 }
 
 impl ViidSubscribeSink {
-    pub fn new(cfg: &Gat1400Config, store: Store) -> Result<ViidSubscribeSink, String> {
+    /// The notification sink of `cfg`; snapshots masked with `masker` unless the block's
+    /// `send_unmasked_images`.
+    pub fn new(
+        cfg: &Gat1400Config,
+        store: Store,
+        masker: super::SnapshotMasking,
+    ) -> Result<ViidSubscribeSink, String> {
         let timeout = Duration::from_secs_f64(cfg.delivery.timeout_secs);
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs_f64(cfg.delivery.connect_timeout_secs))
@@ -81,6 +88,7 @@ impl ViidSubscribeSink {
             timeout,
             client,
             store,
+            images: Images::of(cfg, masker),
         })
     }
 
@@ -179,8 +187,10 @@ impl ViidSubscribeSink {
         if wanted.is_empty() {
             return Outcome::Delivered;
         }
-        let Some(snap) = read_snapshot(Some(self.store.clone()), &env).await else {
-            return Outcome::Delivered; // objects need their source image
+        let snap = match read_snapshot(Some(self.store.clone()), &env, &self.images).await {
+            Ok(Some(snap)) => snap,
+            Ok(None) => return Outcome::Delivered, // objects need their source image
+            Err(error) => return Outcome::Retry { status: None, error, retry_after: None },
         };
         let mapped = map_change(&env, row.seq, self.channel(&env.camera_id), &snap, self.offset);
         let trigger = viid_time(env.at, self.offset);
