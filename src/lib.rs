@@ -22,6 +22,8 @@ pub mod infer;
 pub mod ingest;
 pub mod masked_video;
 pub mod masking;
+#[cfg(test)]
+pub(crate) mod mutate;
 pub mod open_data;
 pub mod record;
 pub mod redact;

@@ -596,23 +596,7 @@ mod tests {
             br#"Digest username="c", realm="gridwatch", nonce="n", uri="/VIID/Subscribes", qop=auth, nc=00000001, cnonce="c", response="r""#,
         ];
         let now = OffsetDateTime::UNIX_EPOCH;
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for i in 0..20_000 {
-            let mut b = seeds[i % 2].to_vec();
-            for _ in 0..(next() % 8) {
-                let at = (next() as usize) % (b.len() + 1);
-                match next() % 3 {
-                    0 if at < b.len() => b[at] = next() as u8,
-                    1 if at < b.len() => b.truncate(at),
-                    _ => b.insert(at, next() as u8),
-                }
-            }
+        for b in crate::mutate::mutations(&seeds, 20_000, 0x2545_F491_4F6C_DD1Du64) {
             if let Ok(list) = subscribe_objects(&b) {
                 for o in list {
                     if let Value::Object(o) = o {

@@ -1221,25 +1221,7 @@ mod tests {
             br#"Digest realm="r", qop="auth", nonce="n\"x", opaque="o""#,
             b"\xFF\xD8\xFF\xC0\x00\x11\x08\x00\xF0\x01\x40",
         ];
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for i in 0..20_000 {
-            let mut b = seeds[i % 3].to_vec();
-            for _ in 0..(next() % 8) {
-                let at = (next() as usize) % (b.len() + 1);
-                match next() % 3 {
-                    0 if at < b.len() => b[at] = next() as u8,
-                    1 if at < b.len() => {
-                        b.truncate(at);
-                    }
-                    _ => b.insert(at, next() as u8),
-                }
-            }
+        for b in crate::mutate::mutations(&seeds, 20_000, 0x9E37_79B9_7F4A_7C15u64) {
             let _ = answer_statuses("/p", 200, &b);
             let text = String::from_utf8_lossy(&b);
             let _ = DigestChallenge::parse(&text);
