@@ -357,6 +357,7 @@ pub fn start_cameras(
                     description,
                     record: Some(spec),
                     skip_nonref_fps: None,
+                    decoder_threads: 0, // the main stream is never decoded
                 };
                 let (opts, registry, shutdown) = (opts.clone(), registry.clone(), shutdown.clone());
                 handles.push(std::thread::Builder::new().name(format!("rec-{}", cam.id)).spawn(
@@ -385,7 +386,8 @@ pub fn start_cameras(
         // Pictures nothing references are not decoded when detection samples the stream
         // (live and paced cameras at a detect_fps); unpaced files analyse every tick exactly.
         let skip_nonref_fps = (!lossless && cam.detect_fps > 0.0).then_some(cam.detect_fps);
-        let opener = GstOpener { camera_id, description, record, skip_nonref_fps };
+        let decoder_threads = profile.elements.decoder_threads;
+        let opener = GstOpener { camera_id, description, record, skip_nonref_fps, decoder_threads };
         let (registry, queue, shutdown) = (registry.clone(), queue.clone(), shutdown.clone());
         let mut video_time = lossless.then(VideoTime::default);
         handles.push(std::thread::Builder::new().name(format!("cam-{}", cam.id)).spawn(

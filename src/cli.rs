@@ -44,6 +44,7 @@ pub fn open_video(video: &Path, width: u32) -> anyhow::Result<Box<dyn FrameStrea
         description: profile.offline_file_pipeline(video, width),
         record: None,
         skip_nonref_fps: None,
+        decoder_threads: profile.elements.decoder_threads,
     };
     opener.open().with_context(|| format!("opening {}", video.display()))
 }

@@ -458,6 +458,7 @@ pub fn video_size(video: &Path) -> anyhow::Result<(u32, u32)> {
         description,
         record: None,
         skip_nonref_fps: None,
+        decoder_threads: 0,
     };
     let mut s = opener.open().with_context(|| format!("opening {}", video.display()))?;
     match s.next(Duration::from_secs(10)) {

@@ -385,6 +385,7 @@ pub fn frame_of(video: &Path, n: u64) -> Result<crate::types::Frame, String> {
         ),
         record: None,
         skip_nonref_fps: None,
+        decoder_threads: 0,
     };
     let mut s = opener.open().map_err(|e| e.to_string())?;
     let mut i = 0;

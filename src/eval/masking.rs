@@ -574,6 +574,7 @@ pub fn frames_of(
         ),
         record: None,
         skip_nonref_fps: None,
+        decoder_threads: 0,
     };
     let mut s: Box<dyn FrameStream> = opener.open()?;
     let mut out = BTreeMap::new();

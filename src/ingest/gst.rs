@@ -30,6 +30,9 @@ pub struct GstOpener {
     /// reference pictures alone are frequent enough for this `detect_fps` (`ingest::nonref`);
     /// `None`: decode every picture.
     pub skip_nonref_fps: Option<f64>,
+    /// `max-threads` of the pipeline's software video decoders (the profile's
+    /// `decoder_threads`); 0: the decoder's own choice.
+    pub decoder_threads: u32,
 }
 
 impl Opener for GstOpener {
@@ -62,9 +65,7 @@ impl GstOpener {
             _ => None,
         };
         let skipped = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        if let Some(fps) = self.skip_nonref_fps {
-            skip_nonref(&pipeline, fps, skipped.clone());
-        }
+        setup_decoders(&pipeline, self.skip_nonref_fps, self.decoder_threads, skipped.clone());
         if pipeline.set_state(gst::State::Playing).is_err() {
             let msg = bus_error(&bus, Duration::from_millis(500))
                 .unwrap_or_else(|| "pipeline refused to start".to_string());
@@ -84,19 +85,28 @@ impl GstOpener {
     }
 }
 
-/// Attaches the non-reference skipper ([`super::nonref`]) to the sink pad of every video
-/// decoder of `pipeline`, those there now and those `decodebin` adds later.
-fn skip_nonref(
+/// Sets up every video decoder of `pipeline`, those there now and those `decodebin` adds
+/// later: `max-threads` = `threads` (when not 0 and the decoder has it), and with
+/// `skip_nonref_fps` the non-reference skipper ([`super::nonref`]) on its sink pad.
+fn setup_decoders(
     pipeline: &gst::Pipeline,
-    detect_fps: f64,
+    skip_nonref_fps: Option<f64>,
+    threads: u32,
     skipped: Arc<std::sync::atomic::AtomicU64>,
 ) {
+    if skip_nonref_fps.is_none() && threads == 0 {
+        return;
+    }
     let attach = move |el: &gst::Element| {
         let is_decoder = el.factory().is_some_and(|f| {
             f.has_type(gst::ElementFactoryType::DECODER)
                 && f.has_type(gst::ElementFactoryType::MEDIA_VIDEO)
         });
         let Some(pad) = el.static_pad("sink").filter(|_| is_decoder) else { return };
+        if threads > 0 && el.find_property("max-threads").is_some() {
+            el.set_property_from_str("max-threads", &threads.to_string());
+        }
+        let Some(detect_fps) = skip_nonref_fps else { return };
         let skipper = std::sync::Mutex::new(super::nonref::Skipper::new(detect_fps));
         let skipped = skipped.clone();
         pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
@@ -434,6 +444,7 @@ mod tests {
             description: description.clone(),
             record: None,
             skip_nonref_fps: skip,
+            decoder_threads: 0,
         };
         let (all, none_skipped) = frames(&opener(None));
         // At 2 analysed frames a second, 8.3 reference pictures a second are enough: the

@@ -69,6 +69,11 @@ pub struct Elements {
     pub h264_encoder: String,
     pub scale: String,
     pub convert: String,
+    /// Threads of each software video decoder that has a `max-threads` property (libav);
+    /// 0 leaves the decoder's own choice (one per core, and the frames that frame threading
+    /// holds). Default 0.
+    #[serde(default)]
+    pub decoder_threads: u32,
 }
 
 fn default_h264_encoder() -> String {
