@@ -483,36 +483,62 @@ fn event_clip_waits_for_the_footage_after_the_event() {
     ));
 }
 
+/// The real API (router, auth, streaming) over `store` with the test camera's recording, on a
+/// local port, a config token `token`.
+struct ApiServer {
+    rt: tokio::runtime::Runtime,
+    base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl ApiServer {
+    fn start(store: &gridwatch::store::Store, box_id: &str, token: &str) -> ApiServer {
+        use gridwatch::api::{router, serve, ApiState, MediaSettings};
+        let state = ApiState {
+            store: store.clone(),
+            registry: gridwatch::health::Registry::new(),
+            box_id: box_id.into(),
+            config_token_hashes: vec![gridwatch::store::hash_token(token)],
+            started_at: OffsetDateTime::now_utc(),
+            media: MediaSettings {
+                recording: std::sync::Arc::new([(CAM.to_string(), rec())].into_iter().collect()),
+                max_export_secs: 60.0,
+                ..Default::default()
+            },
+            auth: Default::default(),
+            open_data: Default::default(),
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = rt.spawn(serve(listener, router(state), async move {
+            let _ = stop_rx.await;
+        }));
+        ApiServer { rt, base, stop, server }
+    }
+
+    /// Stops the server and waits for it.
+    fn stop(self) {
+        let _ = self.stop.send(());
+        self.rt.block_on(self.server).unwrap().unwrap();
+    }
+}
+
 /// The clip and the export through the real HTTP API (router, auth, streaming, ranges).
 #[test]
 fn clip_and_export_over_http() {
-    use gridwatch::api::{router, serve, ApiState, MediaSettings};
     let Some(video) = video() else { return };
     let r = record(&video);
     let ev = event(&r.store, 40.0, 41.0);
     const TOKEN: &str = "gw_clip_test";
-    let state = ApiState {
-        store: r.store.clone(),
-        registry: gridwatch::health::Registry::new(),
-        box_id: "clips".into(),
-        config_token_hashes: vec![gridwatch::store::hash_token(TOKEN)],
-        started_at: OffsetDateTime::now_utc(),
-        media: MediaSettings {
-            recording: std::sync::Arc::new([(CAM.to_string(), rec())].into_iter().collect()),
-            max_export_secs: 60.0,
-            ..Default::default()
-        },
-        auth: Default::default(),
-        open_data: Default::default(),
-    };
-    let rt =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.spawn(serve(listener, router(state), async move {
-        let _ = stop_rx.await;
-    }));
+    let api = ApiServer::start(&r.store, "clips", TOKEN);
+    let base = api.base.clone();
     let http = reqwest::blocking::Client::new();
     let get = |url: &str, range: Option<&str>| {
         let mut req = http.get(url).bearer_auth(TOKEN);
@@ -607,8 +633,7 @@ fn clip_and_export_over_http() {
     .unwrap();
     assert!(seg_bytes == on_disk, "segment served as recorded");
 
-    stop_tx.send(()).unwrap();
-    rt.block_on(server).unwrap().unwrap();
+    api.stop();
 }
 
 /// An H.265 recording (transcoded from the first 12 s) and an H.264 one with B-frames
@@ -954,34 +979,13 @@ fn exports_are_limited_cancelled_and_counted_by_retention() {
 /// creation time; a span without footage is a 404 saying so.
 #[test]
 fn evidence_packages_of_real_footage_verify_offline() {
-    use gridwatch::api::{router, serve, ApiState, MediaSettings};
     use gridwatch::evidence::{verify, BoxKey};
     let Some(video) = video() else { return };
     let r = record(&video);
     let ev = event(&r.store, 40.0, 41.0);
     const TOKEN: &str = "gw_evidence_test";
-    let state = ApiState {
-        store: r.store.clone(),
-        registry: gridwatch::health::Registry::new(),
-        box_id: "box-evidence".into(),
-        config_token_hashes: vec![gridwatch::store::hash_token(TOKEN)],
-        started_at: OffsetDateTime::now_utc(),
-        media: MediaSettings {
-            recording: std::sync::Arc::new([(CAM.to_string(), rec())].into_iter().collect()),
-            max_export_secs: 60.0,
-            ..Default::default()
-        },
-        auth: Default::default(),
-        open_data: Default::default(),
-    };
-    let rt =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.spawn(serve(listener, router(state), async move {
-        let _ = stop_rx.await;
-    }));
+    let api = ApiServer::start(&r.store, "box-evidence", TOKEN);
+    let base = api.base.clone();
     let http = reqwest::blocking::Client::new();
     let get = |url: &str| http.get(url).bearer_auth(TOKEN).send().unwrap();
     let key: serde_json::Value = get(&format!("{base}/evidence/key")).json().unwrap();
@@ -1097,6 +1101,5 @@ fn evidence_packages_of_real_footage_verify_offline() {
     assert_eq!(v["error"]["code"], "no_footage");
     assert!(v["error"]["message"].as_str().unwrap().contains("no recorded footage"), "{v}");
 
-    let _ = stop_tx.send(());
-    rt.block_on(server).unwrap().unwrap();
+    api.stop();
 }

@@ -149,6 +149,16 @@ impl Exports {
         }
     }
 
+    /// A slot for one build and its download, or `None` (counted as refused) when every
+    /// slot is taken.
+    fn try_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let slot = self.slots.clone().try_acquire_owned().ok();
+        if slot.is_none() {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        slot
+    }
+
     /// Slots held now (builds and downloads).
     pub fn in_use(&self) -> usize {
         self.limit.saturating_sub(self.slots.available_permits())
@@ -549,10 +559,7 @@ fn masked_copy(
             return Ok(Masked::Ready(out.clone()));
         }
         let _slot = if own_slot {
-            let Ok(slot) = media.exports.slots.clone().try_acquire_owned() else {
-                media.exports.refused.fetch_add(1, Ordering::Relaxed);
-                return Ok(Masked::Busy);
-            };
+            let Some(slot) = media.exports.try_slot() else { return Ok(Masked::Busy) };
             Some(slot)
         } else {
             None
@@ -906,17 +913,7 @@ pub(super) async fn export_mp4(
         media_view(&st, &p, &client, raw.as_deref(), &q.camera, format!("camera:{}", q.camera))?;
     let encoder = st.media.encoder.clone();
     let exports = st.media.exports.clone();
-    let Ok(slot) = exports.slots.clone().try_acquire_owned() else {
-        exports.refused.fetch_add(1, Ordering::Relaxed);
-        return Ok(retry_later(
-            format!(
-                "{} exports are being built or downloaded, the most at once (storage.max_concurrent_exports); try again later",
-                exports.limit
-            ),
-            "exports_busy",
-            5,
-        ));
-    };
+    let Some(slot) = exports.try_slot() else { return Ok(exports_busy(&exports)) };
     // The client going away drops this future: the build stops at its next sample.
     let cancel = Arc::new(AtomicBool::new(false));
     let _cancel_on_drop = CancelOnDrop(cancel.clone());
@@ -1079,17 +1076,7 @@ async fn evidence(
 ) -> Result<Response, ApiError> {
     let encoder = st.media.encoder.clone();
     let exports = st.media.exports.clone();
-    let Ok(slot) = exports.slots.clone().try_acquire_owned() else {
-        exports.refused.fetch_add(1, Ordering::Relaxed);
-        return Ok(retry_later(
-            format!(
-                "{} exports are being built or downloaded, the most at once (storage.max_concurrent_exports); try again later",
-                exports.limit
-            ),
-            "exports_busy",
-            5,
-        ));
-    };
+    let Some(slot) = exports.try_slot() else { return Ok(exports_busy(&exports)) };
     let cancel = Arc::new(AtomicBool::new(false));
     let _cancel_on_drop = CancelOnDrop(cancel.clone());
     let recording = st.media.recording.contains_key(&spec.camera);
