@@ -85,6 +85,23 @@ impl GstOpener {
     }
 }
 
+/// `max-threads` = `threads` on a decoder whose property is an integer that takes it (libav);
+/// another decoder keeps its own (never a panic on a property of another type or range).
+fn set_max_threads(el: &gst::Element, threads: u32) {
+    let Some(spec) = el.find_property("max-threads") else { return };
+    match spec.downcast_ref::<gst::glib::ParamSpecInt>() {
+        Some(p)
+            if i32::try_from(threads).is_ok_and(|t| (p.minimum()..=p.maximum()).contains(&t)) =>
+        {
+            el.set_property("max-threads", threads as i32)
+        }
+        _ => tracing::debug!(
+            decoder = %el.name(),
+            "max-threads does not take {threads}: the decoder keeps its own"
+        ),
+    }
+}
+
 /// Sets up every video decoder of `pipeline`, those there now and those `decodebin` adds
 /// later: `max-threads` = `threads` (when not 0 and the decoder has it), and with
 /// `skip_nonref_fps` the non-reference skipper ([`super::nonref`]) on its sink pad.
@@ -103,8 +120,8 @@ fn setup_decoders(
                 && f.has_type(gst::ElementFactoryType::MEDIA_VIDEO)
         });
         let Some(pad) = el.static_pad("sink").filter(|_| is_decoder) else { return };
-        if threads > 0 && el.find_property("max-threads").is_some() {
-            el.set_property_from_str("max-threads", &threads.to_string());
+        if threads > 0 {
+            set_max_threads(el, threads);
         }
         let Some(detect_fps) = skip_nonref_fps else { return };
         let skipper = std::sync::Mutex::new(super::nonref::Skipper::new(detect_fps));

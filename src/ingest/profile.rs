@@ -46,6 +46,9 @@ const PLACEHOLDERS: &[&str] = &[
     "parse",
 ];
 
+/// Most `elements.decoder_threads` a profile may ask for.
+pub const MAX_DECODER_THREADS: u32 = 64;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HardwareProfile {
@@ -135,7 +138,16 @@ impl HardwareProfile {
             })?;
             (t, p.display().to_string())
         };
-        toml::from_str(&text).map_err(|e| format!("hardware profile {origin}: {e}"))
+        let p: HardwareProfile =
+            toml::from_str(&text).map_err(|e| format!("hardware profile {origin}: {e}"))?;
+        if p.elements.decoder_threads > MAX_DECODER_THREADS {
+            return Err(format!(
+                "hardware profile {origin}: field `elements.decoder_threads`: at most \
+                 {MAX_DECODER_THREADS} (0 = the decoder's own choice), got {}",
+                p.elements.decoder_threads
+            ));
+        }
+        Ok(p)
     }
 
     pub fn for_config(cfg: &Config) -> Result<HardwareProfile, String> {
@@ -382,6 +394,20 @@ mod tests {
                 "{n}: {els:?}"
             );
         }
+    }
+
+    #[test]
+    fn too_many_decoder_threads_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let cpu = BUILTIN_PROFILES.iter().find(|(n, _)| *n == "cpu").unwrap().1;
+        assert!(
+            HardwareProfile::load("cpu", Path::new(".")).unwrap().elements.decoder_threads == 1
+        );
+        let text = cpu.replace("decoder_threads = 1", "decoder_threads = 100000");
+        assert!(text.contains("100000"));
+        std::fs::write(dir.path().join("p.toml"), text).unwrap();
+        let e = HardwareProfile::load("p.toml", dir.path()).unwrap_err();
+        assert!(e.contains("elements.decoder_threads") && e.contains("100000"), "{e}");
     }
 
     #[test]
