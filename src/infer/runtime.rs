@@ -169,6 +169,24 @@ mod tests {
 
     #[test]
     fn bad_candidates_are_listed_not_panicked_on() {
+        // ort keeps the first library it loads for the whole process, after which loading a
+        // fake one "succeeds": another test of this binary may already have loaded the real
+        // one. So the check runs in a fresh process of this binary that runs only this test.
+        const CHILD: &str = "GRIDWATCH_ORT_FRESH_PROCESS";
+        if std::env::var_os(CHILD).is_none() {
+            let name = "infer::runtime::tests::bad_candidates_are_listed_not_panicked_on";
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", name, "--test-threads=1"])
+                .env(CHILD, "1")
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{stdout}{stderr}");
+            assert!(stdout.contains("1 passed"), "the fresh process ran no test: {stdout}");
+            return;
+        }
+        assert!(!is_initialised());
         let dir = std::env::temp_dir().join(format!("gridwatch-ort-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let fake = dir.join("libonnxruntime.so");
