@@ -690,6 +690,7 @@ pub fn detector_options(cfg: &Config, profile: &HardwareProfile) -> DetectorOpti
     DetectorOptions {
         intra_op_threads: cfg.inference.intra_op_threads,
         execution_providers: profile.inference.execution_providers.clone(),
+        intra_op_spinning: cfg.inference.intra_op_spinning,
     }
 }
 

@@ -28,8 +28,7 @@ pub fn open_detector(model: &Path, threads: usize) -> anyhow::Result<Detector> {
     let path = manifest_path(model);
     let m = ModelManifest::load(&path)?;
     m.verify()?;
-    let opts =
-        DetectorOptions { intra_op_threads: threads, execution_providers: vec!["cpu".into()] };
+    let opts = DetectorOptions { intra_op_threads: threads, ..DetectorOptions::default() };
     Ok(Detector::load(&m, &opts)?)
 }
 

@@ -84,11 +84,7 @@ fn load(manifest: &Path) -> Detector {
     runtime::init(None).expect("ONNX Runtime (run scripts/setup.sh)");
     let m = ModelManifest::load(manifest).unwrap_or_else(|e| panic!("{e}"));
     m.verify().unwrap_or_else(|e| panic!("{e}"));
-    Detector::load(
-        &m,
-        &DetectorOptions { intra_op_threads: 2, execution_providers: vec!["cpu".into()] },
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
+    Detector::load(&m, &DetectorOptions::default()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn load_shared(manifest: &str) -> Option<Detector> {
@@ -287,10 +283,15 @@ fn unavailable_accelerator_falls_back_to_cpu() {
             "openvino".into(),
             "cpu".into(),
         ],
+        ..DetectorOptions::default()
     };
     let det = Detector::load(&m, &opts).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(det.providers().last().map(String::as_str), Some("cpu"));
-    let bad = DetectorOptions { intra_op_threads: 1, execution_providers: vec!["gpu9000".into()] };
+    let bad = DetectorOptions {
+        intra_op_threads: 1,
+        execution_providers: vec!["gpu9000".into()],
+        ..DetectorOptions::default()
+    };
     let e = Detector::load(&m, &bad).unwrap_err().to_string();
     assert!(e.contains("gpu9000"), "{e}");
 }

@@ -101,10 +101,8 @@ fn pass(
     );
     let cfg = Config::parse(&text, Path::new("/")).map_err(|e| anyhow!(e))?;
     let threshold = crate::analytics::load_manifests(&cfg)?["m"].output.score_threshold;
-    let opts = crate::infer::detector::DetectorOptions {
-        intra_op_threads: threads,
-        execution_providers: vec!["cpu".into()],
-    };
+    let opts =
+        crate::infer::detector::DetectorOptions { intra_op_threads: threads, ..Default::default() };
     let mut detectors = Detectors::for_config(&cfg, &opts)?;
     let camera = CameraAnalytics::new(&cfg.cameras[0]);
     let mut p = Pass { frames: 0, at_threshold: 0, at_half: 0, ms: Vec::new() };

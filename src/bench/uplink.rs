@@ -291,10 +291,7 @@ enabled = false
         &Err(crate::uplink::NO_MASKER.into()), // a webhook only: no VIID snapshots
     )?;
     let manifests = load_manifests(&cfg)?;
-    let opts = crate::infer::detector::DetectorOptions {
-        intra_op_threads: 2,
-        execution_providers: vec!["cpu".into()],
-    };
+    let opts = crate::infer::detector::DetectorOptions::default();
     let analytics = Analytics::start(
         &cfg.cameras,
         &manifests,

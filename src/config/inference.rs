@@ -13,11 +13,20 @@ pub struct InferenceConfig {
     pub workers: usize,
     /// Path to libonnxruntime.so; default: found next to the binary or in third_party/.
     pub ort_library: Option<PathBuf>,
+    /// Whether ONNX Runtime's intra-op threads spin while waiting for work between operators.
+    /// Default false: they block, leaving the cores to decoding, recording and the other
+    /// cameras (docs/performance.md, "Spinning").
+    pub intra_op_spinning: bool,
 }
 
 impl Default for InferenceConfig {
     fn default() -> Self {
-        InferenceConfig { intra_op_threads: 2, workers: 1, ort_library: None }
+        InferenceConfig {
+            intra_op_threads: 2,
+            workers: 1,
+            ort_library: None,
+            intra_op_spinning: false,
+        }
     }
 }
 

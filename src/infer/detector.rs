@@ -22,11 +22,17 @@ pub struct DetectorOptions {
     /// Execution providers in order of preference: "cpu", "cuda", "tensorrt", "openvino".
     /// Providers this ONNX Runtime build lacks are skipped with a warning; CPU is always the fallback.
     pub execution_providers: Vec<String>,
+    /// Whether the intra-op threads spin between operators (`[inference] intra_op_spinning`).
+    pub intra_op_spinning: bool,
 }
 
 impl Default for DetectorOptions {
     fn default() -> Self {
-        DetectorOptions { intra_op_threads: 2, execution_providers: vec!["cpu".into()] }
+        DetectorOptions {
+            intra_op_threads: 2,
+            execution_providers: vec!["cpu".into()],
+            intra_op_spinning: false,
+        }
     }
 }
 
@@ -144,6 +150,7 @@ impl Detector {
         let mut builder = Session::builder(env)
             .map_err(ort_msg)
             .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::All).map_err(ort_msg))
+            .and_then(|b| b.with_intra_op_spinning(opts.intra_op_spinning).map_err(ort_msg))
             .map_err(sess_err)?;
         if opts.intra_op_threads > 0 {
             builder = builder
