@@ -951,6 +951,131 @@ fn subscriptions_get_only_matching_notifications_until_timeout_or_cancellation()
     assert_eq!(audited("viid_unsubscribe"), t(&["B", "D", "E"]));
 }
 
+/// The standard's narrowing fields and `Filter` (ADR 0051): `ResourceClass` 4 (the box's
+/// VIID id) and 5 (region codes), a `Filter` of attribute key-value pairs on the notified
+/// objects' fields, and `ResultImageDeclare` choosing their images. Each subscription gets
+/// only the objects that match; one whose conditions match nothing gets nothing; conditions
+/// the box cannot honour are refused with the reason, and the stored ones are listed back.
+#[test]
+fn a_subscription_with_a_filter_gets_only_matching_notifications() {
+    use gridwatch::auth::Role;
+    use gridwatch::uplink::viid_subscribe::ViidSubscribeSink;
+    use viid_platform::Subscriber;
+    let p = Platform::start(DEVICE, PASSWORD, time::Duration::ZERO);
+    let (_d, store) = uplink_support::uplink_store("box-t", &["gate", "yard"]);
+    let cfg = gat_config(&p.url(), PASSWORD, "");
+    let city = token(&store, "city", Role::Platform, &[]);
+    let (base, rt, stop) = api(&store);
+    let addr = format!("{}/VIID/SubscribeNotifications", p.url());
+    let sub = Subscriber::new(&base, "city", &city);
+    let uri = "/VIID/Subscribes";
+    let gate = format!(",\"Filter\":\"DeviceID={CHANNEL_GATE}\"");
+    rt.block_on(async {
+        // Refused, each with its reason: a key the box never fills, a key of another
+        // category's objects, a tollgate resource, a malformed Filter.
+        for (extra, detail, why) in [
+            (",\"Filter\":\"Gender=1\"", "11", "Filter key `Gender`"),
+            (",\"Filter\":\"PlateNo=X\"", "11", "Filter key `PlateNo`"),
+            (",\"ResourceClass\":0", "13", "tollgates"),
+            (",\"Filter\":\"DeviceID\"", "13", "Key=Value"),
+        ] {
+            let a = sub.call("POST", uri, &subscribe_body("x", DEVICE, detail, &addr, extra)).await;
+            assert_eq!(a.codes(), ["1"], "{extra}: {a:?}");
+            let text = a.body["ResponseStatusListObject"]["ResponseStatusObject"][0]
+                ["StatusString"]
+                .as_str()
+                .unwrap();
+            assert!(text.contains(why), "{extra}: {text}");
+        }
+        // F: persons and vehicles of the box (ResourceClass 4), filtered to the gate's
+        // channel, without images. G: vehicles of region 310105 (both cameras' ids start
+        // with it) without a plate, with the scene image. H: a region the box is not in.
+        // I: ResourceClass 4 with a channel id (not the box's VIID id). J: a plate that the
+        // box (no plate reader) never reports.
+        let made = [
+            ("F", DEVICE, "11,13", format!("{gate},\"ResourceClass\":4,\"ResultImageDeclare\":\"-1\"")),
+            ("G", "310105", "13", ",\"ResourceClass\":\"5\",\"Filter\":{\"HasPlate\":\"0\"},\"ResultImageDeclare\":\"14\"".into()),
+            ("H", "44", "11,13", ",\"ResourceClass\":5".into()),
+            ("I", CHANNEL_GATE, "11,13", ",\"ResourceClass\":4".into()),
+            ("J", DEVICE, "13", ",\"Filter\":\"PlateNo=%E4%BA%ACA12345\"".into()),
+        ];
+        for (id, resource, detail, extra) in &made {
+            let a = sub.call("POST", uri, &subscribe_body(id, resource, detail, &addr, extra)).await;
+            assert_eq!(a.codes(), ["0"], "{id}: {a:?}");
+        }
+        // The platform's conditions are listed back as it sent them.
+        let a = sub.call("GET", uri, "").await;
+        let listed = a.body["SubscribeListObject"]["SubscribeObject"].as_array().unwrap().clone();
+        assert_eq!(listed.len(), 5, "{listed:#?}");
+        assert_eq!(listed[0]["Filter"], format!("DeviceID={CHANNEL_GATE}"));
+        assert_eq!((&listed[0]["ResourceClass"], &listed[1]["ResourceClass"]), (&4.into(), &"5".into()));
+        assert_eq!(listed[1]["Filter"]["HasPlate"], "0");
+    });
+
+    let sink = Arc::new(
+        ViidSubscribeSink::new(&cfg, store.clone(), Err(gridwatch::uplink::NO_MASKER.into()))
+            .unwrap(),
+    );
+    let mut policy = cfg.policy();
+    policy.ack_flush = Duration::from_millis(50);
+    let up = Uplink::start_sinks(
+        &store,
+        vec![(sink as Arc<dyn Sink>, policy)],
+        Arc::new(SystemClock),
+        None,
+    )
+    .unwrap();
+    let now = OffsetDateTime::now_utc();
+    let car_person =
+        || vec![det("car", 0.1, 0.2, 0.4, 0.6, 1), det("person", 0.5, 0.1, 0.6, 0.7, 2)];
+    incident(&store, "gate", now, car_person()); // F: car + person; G: car
+    incident(&store, "yard", now, car_person()); // G: car (F's filter names the gate)
+    wait(20, "three notifications", || p.notifications().len() >= 3);
+    wait(20, "the sink to catch up", || {
+        store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0].backlog == 0
+    });
+    up.shutdown();
+    let _ = stop.send(());
+
+    let n = p.notifications();
+    let of = |id: &str| n.iter().filter(|x| x["SubscribeID"] == id).collect::<Vec<_>>();
+    assert_eq!(n.len(), 3, "F once, G twice, H, I and J never: {n:#?}");
+    let (f, g) = (of("F"), of("G"));
+    assert_eq!((f.len(), g.len()), (1, 2), "{n:#?}");
+    let cars = f[0]["MotorVehicleObjectList"]["MotorVehicleObject"].as_array().unwrap();
+    let people = f[0]["PersonObjectList"]["PersonObject"].as_array().unwrap();
+    assert_eq!((cars.len(), people.len()), (1, 1), "{}", f[0]);
+    for o in cars.iter().chain(people) {
+        assert_eq!(o["DeviceID"], CHANNEL_GATE, "the Filter's channel only");
+        assert!(o.get("SubImageList").is_none(), "ResultImageDeclare -1: no image: {o}");
+    }
+    let ids = format!(
+        "{},{}",
+        people[0]["PersonID"].as_str().unwrap(),
+        cars[0]["MotorVehicleID"].as_str().unwrap()
+    );
+    let ids_rev = format!(
+        "{},{}",
+        cars[0]["MotorVehicleID"].as_str().unwrap(),
+        people[0]["PersonID"].as_str().unwrap()
+    );
+    assert!(f[0]["InfoIDs"] == ids.as_str() || f[0]["InfoIDs"] == ids_rev.as_str(), "{}", f[0]);
+    let mut devices = Vec::new();
+    for x in &g {
+        assert!(x.get("PersonObjectList").is_none(), "G subscribed to vehicles only: {x}");
+        let cars = x["MotorVehicleObjectList"]["MotorVehicleObject"].as_array().unwrap();
+        assert_eq!(cars.len(), 1);
+        let device = cars[0]["DeviceID"].as_str().unwrap();
+        assert_valid_object("MotorVehicles", &cars[0], device, x["TriggerTime"].as_str().unwrap());
+        assert_eq!(cars[0]["SubImageList"]["SubImageInfoObject"][0]["Type"], "14");
+        devices.push(device.to_string());
+    }
+    devices.sort();
+    assert_eq!(devices, [DEVICE, CHANNEL_GATE], "the yard's car and the gate's");
+    let st = &store.uplink_status(OffsetDateTime::now_utc()).unwrap()[0];
+    assert_eq!(st.dead_letter_count, 0);
+}
+
 /// With `kinds` naming them, an incident's start also pushes its snapshot as an `Images`
 /// object (ImageID = the objects' SourceID; also for an incident without objects), and its
 /// end a `VideoSlices` reference to its clip when the camera records (none otherwise).

@@ -1081,6 +1081,72 @@ fn incident_description(env: &Envelope) -> String {
     d
 }
 
+/// The fields [`map_change`] fills in an object of `collection` (a subscription's `Filter`
+/// may name only these; a unit test keeps the list equal to what `map_change` writes).
+pub fn mapped_fields(collection: &str) -> &'static [&'static str] {
+    const MOTOR: [&str; 18] = [
+        "MotorVehicleID",
+        "InfoKind",
+        "SourceID",
+        "DeviceID",
+        "LeftTopX",
+        "LeftTopY",
+        "RightBtmX",
+        "RightBtmY",
+        "SubImageList",
+        "StorageUrl1",
+        "HasPlate",
+        "PlateClass",
+        "PlateColor",
+        "PlateNo",
+        "VehicleColor",
+        "PassTime",
+        "MarkTime",
+        "AppearTime",
+    ];
+    const NON_MOTOR: [&str; 13] = [
+        "NonMotorVehicleID",
+        "InfoKind",
+        "SourceID",
+        "DeviceID",
+        "LeftTopX",
+        "LeftTopY",
+        "RightBtmX",
+        "RightBtmY",
+        "SubImageList",
+        "HasPlate",
+        "PlateNo",
+        "MarkTime",
+        "AppearTime",
+    ];
+    const PERSON: [&str; 18] = [
+        "PersonID",
+        "InfoKind",
+        "SourceID",
+        "DeviceID",
+        "LeftTopX",
+        "LeftTopY",
+        "RightBtmX",
+        "RightBtmY",
+        "SubImageList",
+        "IsDriver",
+        "IsForeigner",
+        "IsSuspectedTerrorist",
+        "IsCriminalInvolved",
+        "IsDetainees",
+        "IsVictim",
+        "IsSuspiciousPerson",
+        "LocationMarkTime",
+        "PersonAppearTime",
+    ];
+    match collection {
+        "MotorVehicles" => &MOTOR,
+        "NonMotorVehicles" => &NON_MOTOR,
+        "Persons" => &PERSON,
+        _ => &[],
+    }
+}
+
 /// THE mapping of a change to VIID objects (the table in docs/api.md "GA/T 1400 (VIID)"):
 /// per collection, the objects of `env` with `DeviceID` = `channel`, positions in pixels of
 /// the snapshot, and the snapshot as their `SubImageList`. Ids: the image is
@@ -1228,6 +1294,37 @@ mod tests {
             let _ = parse_params(&text);
             let _ = jpeg_size(&b);
             let _ = parse_viid_time(&text, UtcOffset::UTC);
+        }
+    }
+
+    /// `mapped_fields` is exactly what `map_change` writes, per collection.
+    #[test]
+    fn mapped_fields_are_the_mapping_s_fields() {
+        let o = |class: &str| {
+            serde_json::json!({"class_id": 0, "class": class, "score": 0.9,
+                "box": {"x1": 0.1, "y1": 0.1, "x2": 0.5, "y2": 0.5}})
+        };
+        let env: Envelope = serde_json::from_value(serde_json::json!({
+            "version": 1, "id": uuid::Uuid::nil(), "seq": 7, "box_id": "b", "change": "started",
+            "kind": "intrusion", "event_id": null, "event_seq": null, "severity": null,
+            "camera_id": "c", "grid_cell": null, "lat": null, "lon": null,
+            "at": "2026-12-06T12:00:00Z", "started_at": null, "ended_at": null,
+            "recorded_at": "2026-12-06T12:00:00Z", "counts": {},
+            "objects": [o("car"), o("bicycle"), o("person")],
+            "rule": null, "zone": null, "line": null, "detail": null, "snapshot_url": null,
+            "clip_url": null
+        }))
+        .expect("a minimal envelope");
+        let snap = Snapshot { jpeg: vec![1, 2, 3], width: 640, height: 480 };
+        let mapped = map_change(&env, 7, "31010500001190000001", &snap, UtcOffset::UTC);
+        assert_eq!(mapped.len(), 3);
+        for (collection, objects) in mapped {
+            let mut keys: Vec<&str> =
+                objects[0].as_object().unwrap().keys().map(|k| k.as_str()).collect();
+            let mut want = mapped_fields(collection).to_vec();
+            keys.sort();
+            want.sort();
+            assert_eq!(keys, want, "{collection}");
         }
     }
 
