@@ -314,7 +314,7 @@ impl ViidSubscribeSink {
             timeout,
             client,
             store,
-            images: Images::of(cfg, masker),
+            images: Images::of(cfg, masker, false),
         })
     }
 
