@@ -338,7 +338,7 @@ impl ViidSubscribeSink {
             None | Some(ResourceClass::Device) => {
                 s.resources.iter().any(|r| *r == self.device_id || Some(r) == channel || r == cam)
             }
-            Some(ResourceClass::Viid) => s.resources.iter().any(|r| *r == self.device_id),
+            Some(ResourceClass::Viid) => s.resources.contains(&self.device_id),
             Some(ResourceClass::Region) => {
                 let id = self.channel(cam);
                 s.resources.iter().any(|r| id.starts_with(r.as_str()))
