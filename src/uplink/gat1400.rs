@@ -1304,10 +1304,15 @@ pub async fn probe(cfg: &Gat1400Config) -> Result<String, String> {
     match offset {
         Ok(o) => Ok(format!(
             "registered with {} as {}; platform clock {o:+.1} s from the box's; snapshots \
-             pushed {}",
+             pushed {}{}",
             sink.target,
             sink.device_id,
-            if cfg.send_unmasked_images { "UNMASKED (send_unmasked_images)" } else { "masked" }
+            if cfg.send_unmasked_images { "UNMASKED (send_unmasked_images)" } else { "masked" },
+            if cfg.kinds.iter().any(|k| k == "Faces") {
+                "; face positions pushed (Faces)"
+            } else {
+                ""
+            }
         )),
         Err(e) => Err(format!("registered with {}, but time sync failed: {e}", sink.target)),
     }
