@@ -84,6 +84,9 @@ impl crate::uplink::SnapshotMasker for Masker {
     fn mask_jpeg(&self, camera: &str, jpeg: &[u8], quality: u8) -> Result<Vec<u8>, String> {
         Masker::mask_jpeg(self, camera, jpeg, quality)
     }
+    fn faces(&self, camera: &str, jpeg: &[u8]) -> Result<Vec<BBox>, String> {
+        Masker::faces_in_jpeg(self, camera, jpeg)
+    }
 }
 
 /// The masker's state before one is loaded.
@@ -230,6 +233,60 @@ impl Masker {
         Ok(regions)
     }
 
+    /// The faces in a JPEG of `camera` as the masking stage finds them (its person detector,
+    /// then the face model on the whole frame, tiles and each person's head), whatever the
+    /// camera's masking policy, kept only where the face's centre is in a detected person's
+    /// head band (as masked): one box per face (normalised, not grown; where crops found
+    /// the same face twice, over half of the smaller box shared, the smaller box is kept),
+    /// left to right. For GA/T 1400 `Faces`
+    /// (ADR 0051).
+    pub fn faces_in_jpeg(&self, camera: &str, jpeg: &[u8]) -> Result<Vec<BBox>, String> {
+        let img = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
+            .map_err(|e| format!("decoding the still: {e}"))?
+            .to_rgb8();
+        let (w, h) = img.dimensions();
+        let rgb = img.into_raw();
+        let model = match self.cameras.get(camera) {
+            Some((m, _)) => m.clone(),
+            None => self.objects.keys().next().cloned(),
+        };
+        let Some(det) = model.as_ref().and_then(|m| self.objects.get(m)) else {
+            return Err(format!(
+                "camera `{camera}` has no object detector with a `person` class to find people"
+            ));
+        };
+        let people: Vec<BBox> = det
+            .lock()
+            .map_err(|_| "the object detector's lock is poisoned".to_string())?
+            .detect(&rgb, w, h)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|o| o.class == "person")
+            .map(|o| o.bbox)
+            .collect();
+        let mut face = self.face.lock().map_err(|_| "the face model's lock is poisoned")?;
+        let mut faces: Vec<BBox> = Vec::new();
+        for crop in crops(&people, w, h) {
+            for f in detect_in(&mut face, &rgb, w, h, crop)? {
+                match faces.iter().position(|k| overlap(k, &f) > 0.5) {
+                    None => faces.push(f),
+                    // The same face twice: the tighter box (found at the finer scale) stays.
+                    Some(i) if area(&f) < area(&faces[i]) => faces[i] = f,
+                    Some(_) => {}
+                }
+            }
+        }
+        // A face is one on a person's head: the face model alone, tuned for the masking's
+        // recall, also fires on hands, trunks and bins (ADR 0051).
+        let heads: Vec<BBox> = people.iter().map(|b| head_band(b, w as f32 / h as f32)).collect();
+        faces.retain(|f| {
+            let (cx, cy) = ((f.x1 + f.x2) / 2.0, (f.y1 + f.y2) / 2.0);
+            heads.iter().any(|b| (b.x1..=b.x2).contains(&cx) && (b.y1..=b.y2).contains(&cy))
+        });
+        faces.sort_by(|a, b| a.x1.total_cmp(&b.x1));
+        Ok(faces)
+    }
+
     /// Masks a JPEG: decodes it, masks it, encodes it again at `quality`.
     pub fn mask_jpeg(&self, camera: &str, jpeg: &[u8], quality: u8) -> Result<Vec<u8>, String> {
         let img = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
@@ -299,6 +356,22 @@ pub fn fill(rgb: &mut [u8], w: u32, h: u32, b: &BBox) {
     for y in y0..y1 {
         let row = (y * w) as usize * 3;
         rgb[row + x0 as usize * 3..row + x1 as usize * 3].fill(FILL);
+    }
+}
+
+fn area(b: &BBox) -> f32 {
+    (b.x2 - b.x1).max(0.0) * (b.y2 - b.y1).max(0.0)
+}
+
+/// The intersection of two boxes over the smaller one's area (1: one holds the other).
+fn overlap(a: &BBox, b: &BBox) -> f32 {
+    let iw = (a.x2.min(b.x2) - a.x1.max(b.x1)).max(0.0);
+    let ih = (a.y2.min(b.y2) - a.y1.max(b.y1)).max(0.0);
+    let smaller = area(a).min(area(b));
+    if smaller > 0.0 {
+        iw * ih / smaller
+    } else {
+        0.0
     }
 }
 

@@ -40,7 +40,9 @@ use crate::store::TokenInfo;
 use crate::uplink::gat1400::{
     digest_response_ha1, parse_params, parse_viid_time, viid_time, CONTENT_TYPE,
 };
-use crate::uplink::viid_subscribe::{DETAIL_NON_MOTOR_VEHICLES, DETAIL_PERSONS, SUPPORTED_DETAILS};
+use crate::uplink::viid_subscribe::{
+    collection_of_detail, Narrowing, DETAIL_FACES, DETAIL_THINGS, SUPPORTED_DETAILS,
+};
 
 /// The digest realm of `/VIID/` (part of every platform token's HA1: changing it
 /// invalidates them all).
@@ -350,18 +352,12 @@ fn parse_subscription(
     }
     if !details.iter().any(|d| SUPPORTED_DETAILS.contains(&d.as_str())) {
         return Err(format!(
-            "SubscribeDetail `{}`: this box notifies only {} (persons), 13 (motor vehicles) and {} (non-motor vehicles)",
+            "SubscribeDetail `{}`: this box notifies only 11 (persons), 13 (motor vehicles) and 14 (non-motor vehicles); it produces no {DETAIL_FACES} (faces) or {DETAIL_THINGS} (things)",
             details.join(","),
-            DETAIL_PERSONS,
-            DETAIL_NON_MOTOR_VEHICLES
         ));
     }
-    if o.get("Filter").is_some_and(|f| !f.is_null() && f != "" && f != &json!({})) {
-        return Err(
-            "Filter is not supported: narrow a subscription with ResourceURI and SubscribeDetail"
-                .into(),
-        );
-    }
+    let collections: Vec<&str> = details.iter().filter_map(|d| collection_of_detail(d)).collect();
+    Narrowing::of(o, &resources, &collections)?;
     let addr = text(o, "ReceiveAddr").ok_or("ReceiveAddr is required")?;
     match url::Url::parse(&addr) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
@@ -580,6 +576,14 @@ fn subscribe_object(s: &crate::store::viid::Subscription) -> Value {
     if let Some(t) = &s.end_time {
         o["EndTime"] = json!(t);
     }
+    // The narrowing conditions as the platform sent them.
+    if let Ok(Value::Object(body)) = serde_json::from_str::<Value>(&s.body) {
+        for k in ["ResourceClass", "Filter", "ResultImageDeclare"] {
+            if let Some(v) = body.get(k).filter(|v| !v.is_null()) {
+                o[k] = v.clone();
+            }
+        }
+    }
     o
 }
 
@@ -648,7 +652,27 @@ mod tests {
         bad("EndTime", json!("2026"), "EndTime");
         bad("EndTime", json!("20261205000000"), "after BeginTime");
         bad("Timeout", json!(-1), "Timeout");
-        bad("Filter", json!("PlateNo=X"), "Filter");
+        bad("Filter", json!("Gender=1"), "Filter key `Gender`");
+        bad("Filter", json!("PlateNo"), "Key=Value");
+        bad("Filter", json!([1]), "Filter must be");
+        bad("ResourceClass", json!(0), "tollgates");
+        bad("ResourceClass", json!("9"), "not 0–5");
+        bad("ResultImageDeclare", json!("scene"), "ResultImageDeclare");
+        let with = |extra: Value| {
+            let mut b = ok.clone();
+            b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            let Value::Object(o) = b else { unreachable!() };
+            parse_subscription(&o, now)
+        };
+        // PlateNo is a motor-vehicle field (13 is subscribed); a person-only subscription
+        // cannot filter on it.
+        assert!(with(json!({"Filter": "PlateNo=&DeviceID=31010500001310000011"})).is_ok());
+        assert!(with(json!({"Filter": {"InfoKind": 1}, "ResourceClass": 4})).is_ok());
+        let e = with(json!({"Filter": "PlateNo=X", "SubscribeDetail": "11"})).unwrap_err();
+        assert!(e.contains("PersonAppearTime"), "names the fields it fills: {e}");
+        let e = with(json!({"ResourceClass": 5})).unwrap_err();
+        assert!(e.contains("region codes"), "{e}");
+        assert!(with(json!({"ResourceClass": "5", "ResourceURI": "31,4401"})).is_ok());
         bad("SubscribeID", json!("a b"), "SubscribeID");
         assert!(subscribe_objects(b"{").unwrap_err().contains("malformed VIID JSON"));
         assert!(subscribe_objects(b"{}").unwrap_err().contains("SubscribeListObject"));

@@ -55,6 +55,9 @@ pub struct Subscription {
     pub expires_at: Option<OffsetDateTime>,
     /// Only changes with a larger outbox seq are notified.
     pub after_seq: i64,
+    /// The `SubscribeObject` as received (JSON): its narrowing conditions
+    /// (`uplink::viid_subscribe::Narrowing`) are read from it.
+    pub body: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -74,7 +77,7 @@ pub enum Stored {
 
 const COLS: &str = "s.id, s.token_id, t.name, t.scope, s.title, s.resources, s.details, \
     s.receive_addr, s.begin_time, s.end_time, s.expires_at, s.after_seq, s.created_at, \
-    s.cancelled_at";
+    s.cancelled_at, s.body";
 
 type Raw = (
     String,
@@ -91,6 +94,7 @@ type Raw = (
     i64,
     i64,
     Option<i64>,
+    String,
 );
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Raw> {
@@ -109,12 +113,28 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Raw> {
         r.get(11)?,
         r.get(12)?,
         r.get(13)?,
+        r.get(14)?,
     ))
 }
 
 fn from_raw(raw: Raw) -> Result<Subscription, StoreError> {
-    let (id, token, name, scope, title, res, det, addr, begin, end, exp, after, created, cancel) =
-        raw;
+    let (
+        id,
+        token,
+        name,
+        scope,
+        title,
+        res,
+        det,
+        addr,
+        begin,
+        end,
+        exp,
+        after,
+        created,
+        cancel,
+        body,
+    ) = raw;
     let bad = |msg: String| StoreError::Corrupt { id: format!("subscription {id}"), msg };
     let ts = |ms: i64| from_ms(ms).map_err(|e| bad(format!("time: {e}")));
     let list = |s: &str| -> Result<Vec<String>, StoreError> {
@@ -134,6 +154,7 @@ fn from_raw(raw: Raw) -> Result<Subscription, StoreError> {
         end_time: end,
         expires_at: exp.map(ts).transpose()?,
         after_seq: after,
+        body,
         created_at: ts(created)?,
         cancelled_at: cancel.map(ts).transpose()?,
         id,

@@ -602,8 +602,8 @@ sink_config! {
 }
 
 /// The collections a `[[uplink.gat1400]]` sink can push.
-pub const GAT1400_KINDS: [&str; 5] =
-    ["MotorVehicles", "NonMotorVehicles", "Persons", "Images", "VideoSlices"];
+pub const GAT1400_KINDS: [&str; 6] =
+    ["MotorVehicles", "NonMotorVehicles", "Persons", "Images", "VideoSlices", "Faces"];
 
 /// The default `kinds`: the objects (`Images` and `VideoSlices` are asked for by name).
 fn default_gat1400_kinds() -> Vec<String> {

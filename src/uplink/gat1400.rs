@@ -34,6 +34,7 @@ use super::sink::{BoxFuture, Outcome, Sink};
 use crate::redact::redact_url;
 use crate::store::outbox::{Envelope, OutboxRow};
 use crate::store::Store;
+use crate::types::BBox;
 
 /// `Content-Type` of VIID requests.
 pub const CONTENT_TYPE: &str = "application/VIID+JSON";
@@ -191,7 +192,7 @@ impl Gat1400Sink {
             timeout,
             client,
             store,
-            images: Images::of(cfg, masker),
+            images: Images::of(cfg, masker, cfg.kinds.iter().any(|k| k == "Faces")),
             state: Mutex::new(State::default()),
             registering: tokio::sync::Mutex::new(()),
             task: Mutex::new(None),
@@ -521,7 +522,7 @@ impl Session {
         } else {
             let objects =
                 env.objects.iter().any(|o| collection_of(&o.class).is_some_and(|c| self.wants(c)));
-            if !objects && !self.wants("Images") {
+            if !objects && !self.wants("Images") && !self.wants("Faces") {
                 return Outcome::Delivered;
             }
             let snap = match read_snapshot(self.store.clone(), &env, &self.images).await {
@@ -536,7 +537,8 @@ impl Session {
             return not_registered(e);
         }
         // The objects first, then the image they come from, then the clip.
-        let order = ["MotorVehicles", "NonMotorVehicles", "Persons", "Images", "VideoSlices"];
+        let order =
+            ["MotorVehicles", "NonMotorVehicles", "Persons", "Faces", "Images", "VideoSlices"];
         let mapped: Vec<(&str, Vec<Value>)> =
             order.into_iter().filter_map(|c| mapped.remove(c).map(|o| (c, o))).collect();
         for (collection, objects) in mapped.iter().filter(|(c, _)| self.wants(c)) {
@@ -562,31 +564,37 @@ impl Session {
     }
 }
 
-/// How a sink's snapshots leave the box: as taken, or masked as the box serves them.
+/// How a sink's snapshots leave the box (as taken, or masked as the box serves them), and
+/// whether their faces are looked for (`Faces` in `kinds`, ADR 0051).
 #[derive(Clone)]
-pub(crate) enum Images {
-    Original,
-    /// The masker, or why it cannot run (then nothing with a snapshot is pushed).
-    Masked(super::SnapshotMasking),
+pub(crate) struct Images {
+    /// `send_unmasked_images`: pushed as taken.
+    original: bool,
+    /// Find the faces in each snapshot (before masking).
+    faces: bool,
+    /// The masker (it also finds faces), or why it cannot run (then nothing with a masked
+    /// snapshot or faces is pushed).
+    masker: super::SnapshotMasking,
 }
 
 impl Images {
-    pub(crate) fn of(cfg: &Gat1400Config, masker: super::SnapshotMasking) -> Images {
+    /// The images of `cfg`'s sink; `faces`: this sink pushes `Faces` (the platform push does
+    /// when `kinds` names it; subscriptions never do).
+    pub(crate) fn of(cfg: &Gat1400Config, masker: super::SnapshotMasking, faces: bool) -> Images {
         if cfg.send_unmasked_images {
             tracing::warn!(
                 sink = %cfg.name,
                 "send_unmasked_images: snapshots are pushed to this VIID platform unmasked"
             );
-            Images::Original
-        } else {
-            Images::Masked(masker)
         }
+        Images { original: cfg.send_unmasked_images, faces, masker }
     }
 }
 
 /// The snapshot of a change's event, if it has one (and it is not too large), masked unless
-/// `images` is `Original`. An error (masking cannot run or failed on it) means the change
-/// must wait: a snapshot is never pushed unmasked by mistake.
+/// `images` says original, with its faces when `images` asks for them. An error (masking or
+/// face finding cannot run or failed on it) means the change must wait: a snapshot is never
+/// pushed unmasked by mistake, nor `Faces` left out silently.
 pub(crate) async fn read_snapshot(
     store: Option<Store>,
     env: &Envelope,
@@ -595,7 +603,8 @@ pub(crate) async fn read_snapshot(
     let (Some(store), Some(id)) = (store, env.event_id) else { return Ok(None) };
     let images = images.clone();
     let camera = env.camera_id.clone();
-    let read = tokio::task::spawn_blocking(move || -> Result<Option<Vec<u8>>, String> {
+    type Read = Option<(Vec<u8>, Vec<BBox>)>;
+    let read = tokio::task::spawn_blocking(move || -> Result<Read, String> {
         let Some(ev) = store.get_event(id).ok().flatten() else { return Ok(None) };
         let Some(path) = store.snapshot_file(&ev) else { return Ok(None) };
         match std::fs::metadata(&path) {
@@ -603,20 +612,29 @@ pub(crate) async fn read_snapshot(
             _ => return Ok(None),
         }
         let Ok(jpeg) = std::fs::read(&path) else { return Ok(None) };
-        match images {
-            Images::Original => Ok(Some(jpeg)),
-            Images::Masked(Err(e)) => Err(format!("snapshot not pushed: masking unavailable: {e}")),
-            Images::Masked(Ok(m)) => m
+        let faces = match (&images.masker, images.faces) {
+            (_, false) => Vec::new(),
+            (Err(e), true) => return Err(format!("faces not found: no face detector: {e}")),
+            (Ok(m), true) => m
+                .faces(&camera, &jpeg)
+                .map_err(|e| format!("faces not found: the face detector failed: {e}"))?,
+        };
+        let jpeg = match (&images.masker, images.original) {
+            (_, true) => jpeg,
+            (Err(e), false) => {
+                return Err(format!("snapshot not pushed: masking unavailable: {e}"))
+            }
+            (Ok(m), false) => m
                 .mask_jpeg(&camera, &jpeg, SNAPSHOT_QUALITY)
-                .map(Some)
-                .map_err(|e| format!("snapshot not pushed: masking failed: {e}")),
-        }
+                .map_err(|e| format!("snapshot not pushed: masking failed: {e}"))?,
+        };
+        Ok(Some((jpeg, faces)))
     })
     .await
     .map_err(|e| format!("reading the snapshot: {e}"))??;
-    Ok(read.and_then(|jpeg| {
+    Ok(read.and_then(|(jpeg, faces)| {
         let (width, height) = jpeg_size(&jpeg)?;
-        Some(Snapshot { jpeg, width, height })
+        Some(Snapshot { jpeg, width, height, faces })
     }))
 }
 
@@ -947,6 +965,8 @@ pub struct Snapshot {
     pub jpeg: Vec<u8>,
     pub width: u32,
     pub height: u32,
+    /// The faces found in it (normalised boxes), when its sink pushes `Faces`.
+    pub faces: Vec<BBox>,
 }
 
 /// Width and height from a JPEG's SOF segment.
@@ -997,6 +1017,7 @@ fn type_code(collection: &str) -> &'static str {
     match collection {
         "Persons" => "01",
         "MotorVehicles" => "02",
+        "Faces" => "06",
         _ => "03",
     }
 }
@@ -1081,6 +1102,93 @@ fn incident_description(env: &Envelope) -> String {
     d
 }
 
+/// The fields [`map_change`] fills in an object of `collection` (a subscription's `Filter`
+/// may name only these; a unit test keeps the list equal to what `map_change` writes).
+pub fn mapped_fields(collection: &str) -> &'static [&'static str] {
+    const MOTOR: [&str; 18] = [
+        "MotorVehicleID",
+        "InfoKind",
+        "SourceID",
+        "DeviceID",
+        "LeftTopX",
+        "LeftTopY",
+        "RightBtmX",
+        "RightBtmY",
+        "SubImageList",
+        "StorageUrl1",
+        "HasPlate",
+        "PlateClass",
+        "PlateColor",
+        "PlateNo",
+        "VehicleColor",
+        "PassTime",
+        "MarkTime",
+        "AppearTime",
+    ];
+    const NON_MOTOR: [&str; 13] = [
+        "NonMotorVehicleID",
+        "InfoKind",
+        "SourceID",
+        "DeviceID",
+        "LeftTopX",
+        "LeftTopY",
+        "RightBtmX",
+        "RightBtmY",
+        "SubImageList",
+        "HasPlate",
+        "PlateNo",
+        "MarkTime",
+        "AppearTime",
+    ];
+    const PERSON: [&str; 18] = [
+        "PersonID",
+        "InfoKind",
+        "SourceID",
+        "DeviceID",
+        "LeftTopX",
+        "LeftTopY",
+        "RightBtmX",
+        "RightBtmY",
+        "SubImageList",
+        "IsDriver",
+        "IsForeigner",
+        "IsSuspectedTerrorist",
+        "IsCriminalInvolved",
+        "IsDetainees",
+        "IsVictim",
+        "IsSuspiciousPerson",
+        "LocationMarkTime",
+        "PersonAppearTime",
+    ];
+    const FACE: [&str; 18] = [
+        "FaceID",
+        "InfoKind",
+        "SourceID",
+        "DeviceID",
+        "LeftTopX",
+        "LeftTopY",
+        "RightBtmX",
+        "RightBtmY",
+        "SubImageList",
+        "IsDriver",
+        "IsForeigner",
+        "IsSuspectedTerrorist",
+        "IsCriminalInvolved",
+        "IsDetainees",
+        "IsVictim",
+        "IsSuspiciousPerson",
+        "LocationMarkTime",
+        "FaceAppearTime",
+    ];
+    match collection {
+        "Faces" => &FACE,
+        "MotorVehicles" => &MOTOR,
+        "NonMotorVehicles" => &NON_MOTOR,
+        "Persons" => &PERSON,
+        _ => &[],
+    }
+}
+
 /// THE mapping of a change to VIID objects (the table in docs/api.md "GA/T 1400 (VIID)"):
 /// per collection, the objects of `env` with `DeviceID` = `channel`, positions in pixels of
 /// the snapshot, and the snapshot as their `SubImageList`. Ids: the image is
@@ -1158,6 +1266,30 @@ pub fn map_change(
         }
         out.entry(collection).or_default().push(obj);
     }
+    // Faces: numbered after the objects, so their ids never meet.
+    for (i, f) in snap.faces.iter().enumerate() {
+        let n = env.objects.len() + i + 1;
+        out.entry("Faces").or_default().push(json!({
+            "FaceID": format!("{image_id}{}{:05}", type_code("Faces"), n),
+            "InfoKind": 1,
+            "SourceID": image_id,
+            "DeviceID": channel,
+            "LeftTopX": px(f.x1, w),
+            "LeftTopY": px(f.y1, h),
+            "RightBtmX": px(f.x2, w),
+            "RightBtmY": px(f.y2, h),
+            "SubImageList": sub_image,
+            "IsDriver": 0,
+            "IsForeigner": 0,
+            "IsSuspectedTerrorist": 0,
+            "IsCriminalInvolved": 0,
+            "IsDetainees": 0,
+            "IsVictim": 0,
+            "IsSuspiciousPerson": 0,
+            "LocationMarkTime": shot,
+            "FaceAppearTime": shot,
+        }));
+    }
     out
 }
 
@@ -1172,10 +1304,15 @@ pub async fn probe(cfg: &Gat1400Config) -> Result<String, String> {
     match offset {
         Ok(o) => Ok(format!(
             "registered with {} as {}; platform clock {o:+.1} s from the box's; snapshots \
-             pushed {}",
+             pushed {}{}",
             sink.target,
             sink.device_id,
-            if cfg.send_unmasked_images { "UNMASKED (send_unmasked_images)" } else { "masked" }
+            if cfg.send_unmasked_images { "UNMASKED (send_unmasked_images)" } else { "masked" },
+            if cfg.kinds.iter().any(|k| k == "Faces") {
+                "; face positions pushed (Faces)"
+            } else {
+                ""
+            }
         )),
         Err(e) => Err(format!("registered with {}, but time sync failed: {e}", sink.target)),
     }
@@ -1228,6 +1365,43 @@ mod tests {
             let _ = parse_params(&text);
             let _ = jpeg_size(&b);
             let _ = parse_viid_time(&text, UtcOffset::UTC);
+        }
+    }
+
+    /// `mapped_fields` is exactly what `map_change` writes, per collection.
+    #[test]
+    fn mapped_fields_are_the_mapping_s_fields() {
+        let o = |class: &str| {
+            serde_json::json!({"class_id": 0, "class": class, "score": 0.9,
+                "box": {"x1": 0.1, "y1": 0.1, "x2": 0.5, "y2": 0.5}})
+        };
+        let env: Envelope = serde_json::from_value(serde_json::json!({
+            "version": 1, "id": uuid::Uuid::nil(), "seq": 7, "box_id": "b", "change": "started",
+            "kind": "intrusion", "event_id": null, "event_seq": null, "severity": null,
+            "camera_id": "c", "grid_cell": null, "lat": null, "lon": null,
+            "at": "2026-12-06T12:00:00Z", "started_at": null, "ended_at": null,
+            "recorded_at": "2026-12-06T12:00:00Z", "counts": {},
+            "objects": [o("car"), o("bicycle"), o("person")],
+            "rule": null, "zone": null, "line": null, "detail": null, "snapshot_url": null,
+            "clip_url": null
+        }))
+        .expect("a minimal envelope");
+        let face = BBox { x1: 0.2, y1: 0.1, x2: 0.25, y2: 0.18 };
+        let snap = Snapshot { jpeg: vec![1, 2, 3], width: 640, height: 480, faces: vec![face] };
+        let mapped = map_change(&env, 7, "31010500001190000001", &snap, UtcOffset::UTC);
+        assert_eq!(mapped.len(), 4);
+        assert_eq!(
+            mapped["Faces"][0]["FaceID"].as_str().unwrap()[41..],
+            *"0600004",
+            "type 06, numbered after the three objects"
+        );
+        for (collection, objects) in mapped {
+            let mut keys: Vec<&str> =
+                objects[0].as_object().unwrap().keys().map(|k| k.as_str()).collect();
+            let mut want = mapped_fields(collection).to_vec();
+            keys.sort();
+            want.sort();
+            assert_eq!(keys, want, "{collection}");
         }
     }
 

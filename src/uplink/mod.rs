@@ -61,6 +61,9 @@ type StatusMsg = Option<(String, CameraState, Option<String>, OffsetDateTime)>;
 /// uplink does not depend on the masking stage).
 pub trait SnapshotMasker: Send + Sync {
     fn mask_jpeg(&self, camera: &str, jpeg: &[u8], quality: u8) -> Result<Vec<u8>, String>;
+    /// The faces in a JPEG of `camera` (normalised boxes), found by the same stage, for
+    /// GA/T 1400 `Faces` (ADR 0051).
+    fn faces(&self, camera: &str, jpeg: &[u8]) -> Result<Vec<crate::types::BBox>, String>;
 }
 
 /// The masker of the VIID sinks' snapshots, or why there is none (then they push nothing

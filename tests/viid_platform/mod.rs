@@ -431,6 +431,9 @@ impl Platform {
             .route("/VIID/System/{op}", axum::routing::post(system))
             .route("/VIID/SubscribeNotifications", axum::routing::post(notifications))
             .route("/VIID/{collection}", axum::routing::post(collection))
+            // Each object carries its scene image: a batch of several is several MB, as
+            // platforms accept (axum's own limit is 2 MB).
+            .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
             .with_state(shared.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         rt.spawn(async move {
