@@ -249,6 +249,9 @@ enum BenchCmd {
         /// Turn every camera's motion gate on or off (default: the config default).
         #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
         motion_gate: Option<String>,
+        /// Turn ONNX Runtime's intra-op spinning on or off (default: the config default, off).
+        #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
+        spinning: Option<String>,
         /// Measure the first count in this process and print one result line (used by the
         /// parent run for each count).
         #[arg(long, hide = true)]
@@ -504,6 +507,7 @@ fn main() -> ExitCode {
                     secs,
                     record,
                     motion_gate,
+                    spinning,
                     one,
                 }),
             ..
@@ -520,6 +524,7 @@ fn main() -> ExitCode {
             secs,
             record: record == "on",
             motion_gate: motion_gate.map(|g| g == "on"),
+            spinning: spinning.map(|s| s == "on"),
             one,
         }),
         Cmd::BenchTiles { videos, model, fps, width, secs, grid, overlap, threads } => {

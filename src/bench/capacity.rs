@@ -52,6 +52,8 @@ pub struct Options {
     pub record: bool,
     /// Overrides `motion_gate.enabled` of every camera (None: the default).
     pub motion_gate: Option<bool>,
+    /// Overrides `[inference] intra_op_spinning` (None: the default, off).
+    pub spinning: Option<bool>,
     /// Measure `cameras[0]` here and print one `CAPACITY {json}` line (the child's part).
     pub one: bool,
 }
@@ -110,7 +112,7 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
     }
     println!(
         "gridwatch bench capacity: {} camera(s) per run, clip {}{}{}, detect_fps {}, recording {}, \
-         motion gate {}, {} s warm-up + {} s window",
+         motion gate {}, intra-op spinning {}, {} s warm-up + {} s window",
         o.cameras.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
         o.clip.display(),
         match &o.detect_clip {
@@ -126,11 +128,8 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
         },
         o.detect_fps,
         if o.record { "on" } else { "off" },
-        match o.motion_gate {
-            None => "default",
-            Some(true) => "on",
-            Some(false) => "off",
-        },
+        on_off(o.motion_gate),
+        on_off(o.spinning),
         o.warmup_secs,
         o.secs
     );
@@ -201,6 +200,9 @@ fn run_child(o: &Options, n: usize) -> anyhow::Result<Row> {
     if let Some(g) = o.motion_gate {
         cmd.args(["--motion-gate", if g { "on" } else { "off" }]);
     }
+    if let Some(s) = o.spinning {
+        cmd.args(["--spinning", if s { "on" } else { "off" }]);
+    }
     if std::env::var_os("GRIDWATCH_LOG").is_none() {
         cmd.env("GRIDWATCH_LOG", "warn"); // the table, not every event's log line
     }
@@ -226,6 +228,9 @@ fn config_text(o: &Options, n: usize, data: &Path) -> anyhow::Result<String> {
         data.display(),
         model.display()
     );
+    if let Some(s) = o.spinning {
+        t += &format!("[inference]\nintra_op_spinning = {s}\n");
+    }
     for i in 0..n {
         let (url, detect) = match &busy {
             Some(b) if i < o.busy => (b, &busy_sub),
@@ -248,6 +253,15 @@ fn config_text(o: &Options, n: usize, data: &Path) -> anyhow::Result<String> {
               min_secs = 0.0\nclear_secs = 1.0\n";
     }
     Ok(t)
+}
+
+/// An override as the header prints it.
+fn on_off(v: Option<bool>) -> &'static str {
+    match v {
+        None => "default",
+        Some(true) => "on",
+        Some(false) => "off",
+    }
 }
 
 /// Current resident set size (VmRSS), MiB.
