@@ -252,6 +252,12 @@ enum BenchCmd {
         /// Turn ONNX Runtime's intra-op spinning on or off (default: the config default, off).
         #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
         spinning: Option<String>,
+        /// `[inference] workers` (default: the config default, 1).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// `[inference] intra_op_threads` (default: the config default, 2).
+        #[arg(long)]
+        intra_op_threads: Option<usize>,
         /// Measure the first count in this process and print one result line (used by the
         /// parent run for each count).
         #[arg(long, hide = true)]
@@ -508,6 +514,8 @@ fn main() -> ExitCode {
                     record,
                     motion_gate,
                     spinning,
+                    workers,
+                    intra_op_threads,
                     one,
                 }),
             ..
@@ -525,6 +533,8 @@ fn main() -> ExitCode {
             record: record == "on",
             motion_gate: motion_gate.map(|g| g == "on"),
             spinning: spinning.map(|s| s == "on"),
+            workers,
+            intra_op_threads,
             one,
         }),
         Cmd::BenchTiles { videos, model, fps, width, secs, grid, overlap, threads } => {

@@ -54,6 +54,9 @@ pub struct Options {
     pub motion_gate: Option<bool>,
     /// Overrides `[inference] intra_op_spinning` (None: the default, off).
     pub spinning: Option<bool>,
+    /// Overrides `[inference] workers` and `intra_op_threads` (None: the defaults, 1 and 2).
+    pub workers: Option<usize>,
+    pub intra_op_threads: Option<usize>,
     /// Measure `cameras[0]` here and print one `CAPACITY {json}` line (the child's part).
     pub one: bool,
 }
@@ -112,7 +115,8 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
     }
     println!(
         "gridwatch bench capacity: {} camera(s) per run, clip {}{}{}, detect_fps {}, recording {}, \
-         motion gate {}, intra-op spinning {}, {} s warm-up + {} s window",
+         motion gate {}, intra-op spinning {}, inference workers × threads {} × {}, {} s warm-up + \
+         {} s window",
         o.cameras.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
         o.clip.display(),
         match &o.detect_clip {
@@ -130,6 +134,8 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
         if o.record { "on" } else { "off" },
         on_off(o.motion_gate),
         on_off(o.spinning),
+        o.workers.map_or("default".into(), |w| w.to_string()),
+        o.intra_op_threads.map_or("default".into(), |t| t.to_string()),
         o.warmup_secs,
         o.secs
     );
@@ -203,6 +209,12 @@ fn run_child(o: &Options, n: usize) -> anyhow::Result<Row> {
     if let Some(s) = o.spinning {
         cmd.args(["--spinning", if s { "on" } else { "off" }]);
     }
+    if let Some(w) = o.workers {
+        cmd.args(["--workers", &w.to_string()]);
+    }
+    if let Some(t) = o.intra_op_threads {
+        cmd.args(["--intra-op-threads", &t.to_string()]);
+    }
     if std::env::var_os("GRIDWATCH_LOG").is_none() {
         cmd.env("GRIDWATCH_LOG", "warn"); // the table, not every event's log line
     }
@@ -228,8 +240,15 @@ fn config_text(o: &Options, n: usize, data: &Path) -> anyhow::Result<String> {
         data.display(),
         model.display()
     );
+    t += "[inference]\n";
     if let Some(s) = o.spinning {
-        t += &format!("[inference]\nintra_op_spinning = {s}\n");
+        t += &format!("intra_op_spinning = {s}\n");
+    }
+    if let Some(w) = o.workers {
+        t += &format!("workers = {w}\n");
+    }
+    if let Some(n) = o.intra_op_threads {
+        t += &format!("intra_op_threads = {n}\n");
     }
     for i in 0..n {
         let (url, detect) = match &busy {
