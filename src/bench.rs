@@ -1,5 +1,6 @@
 //! `gridwatch bench`: decode-only, inference-only and full-pipeline throughput measured in
-//! one process on one video, and their ratio; plus the cost of tracking + rules per frame
+//! one process on one video, and their ratio (the pipeline as shipped, and again with ONNX
+//! Runtime's spinning intra-op threads, docs/design/0052); plus the cost of tracking + rules per frame
 //! of one camera at 20 tracked objects (synthetic), and of the built-in fire detector per
 //! frame of the video ([`fire`]). Prints a report; asserts nothing.
 
