@@ -81,11 +81,15 @@ impl std::fmt::Debug for Masker {
 pub type MaskerState = Result<Arc<Masker>, String>;
 
 impl crate::uplink::SnapshotMasker for Masker {
-    fn mask_jpeg(&self, camera: &str, jpeg: &[u8], quality: u8) -> Result<Vec<u8>, String> {
-        Masker::mask_jpeg(self, camera, jpeg, quality)
-    }
-    fn faces(&self, camera: &str, jpeg: &[u8]) -> Result<Vec<BBox>, String> {
-        Masker::faces_in_jpeg(self, camera, jpeg)
+    fn snapshot(
+        &self,
+        camera: &str,
+        jpeg: &[u8],
+        quality: u8,
+        mask: bool,
+        faces: bool,
+    ) -> Result<(Vec<u8>, Vec<BBox>), String> {
+        Masker::snapshot(self, camera, jpeg, quality, mask, faces)
     }
 }
 
@@ -171,16 +175,25 @@ impl Masker {
 
     /// The regions to hide in a tightly packed RGB24 frame of `camera`.
     pub fn regions(&self, camera: &str, rgb: &[u8], w: u32, h: u32) -> Result<Vec<Region>, String> {
-        if w == 0 || h == 0 || rgb.len() != w as usize * h as usize * 3 {
-            return Err(format!("frame {w}x{h} has {} bytes of RGB", rgb.len()));
-        }
-        let (model, policy) = match self.cameras.get(camera) {
-            Some((m, p)) => (m.clone(), *p),
-            None => (self.objects.keys().next().cloned(), CameraMaskingConfig::default()),
-        };
+        let policy = self.policy(camera);
         if !policy.enabled || !(policy.faces || policy.plates) {
             return Ok(Vec::new());
         }
+        let found = self.find(camera, rgb, w, h, policy.faces)?;
+        Ok(regions_of(&found, policy, w as f32 / h as f32))
+    }
+
+    /// The camera's detector's people and vehicles in a tightly packed RGB24 frame and, with
+    /// `faces`, the face model's boxes on the whole frame, its tiles and each person's head:
+    /// the one search that masking and GA/T 1400 `Faces` both read.
+    fn find(&self, camera: &str, rgb: &[u8], w: u32, h: u32, faces: bool) -> Result<Found, String> {
+        if w == 0 || h == 0 || rgb.len() != w as usize * h as usize * 3 {
+            return Err(format!("frame {w}x{h} has {} bytes of RGB", rgb.len()));
+        }
+        let model = match self.cameras.get(camera) {
+            Some((m, _)) => m.clone(),
+            None => self.objects.keys().next().cloned(),
+        };
         let Some(det) = model.as_ref().and_then(|m| self.objects.get(m)) else {
             return Err(format!(
                 "camera `{camera}` has no object detector with a `person` class to find people \
@@ -192,30 +205,16 @@ impl Masker {
             .map_err(|_| "the object detector's lock is poisoned".to_string())?
             .detect(rgb, w, h)
             .map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        let mut heads = Vec::new();
-        let aspect = w as f32 / h as f32;
-        for o in &objects {
-            let b = o.bbox;
-            let bh = b.y2 - b.y1;
-            if policy.faces && o.class == "person" {
-                out.push(Region { kind: RegionKind::Head, bbox: head_band(&b, aspect) });
-                heads.push(b);
-            }
-            if policy.plates && VEHICLES.contains(&o.class.as_str()) {
-                let band = BBox { x1: b.x1, y1: b.y2 - PLATE_BAND * bh, x2: b.x2, y2: b.y2 };
-                out.push(Region { kind: RegionKind::Plate, bbox: clamp(band) });
-            }
-        }
-        if policy.faces {
+        let people: Vec<BBox> =
+            objects.iter().filter(|o| o.class == "person").map(|o| o.bbox).collect();
+        let mut found_faces = Vec::new();
+        if faces {
             let mut face = self.face.lock().map_err(|_| "the face model's lock is poisoned")?;
-            for crop in crops(&heads, w, h) {
-                for f in detect_in(&mut face, rgb, w, h, crop)? {
-                    out.push(Region { kind: RegionKind::Face, bbox: grow(f) });
-                }
+            for crop in crops(&people, w, h) {
+                found_faces.extend(detect_in(&mut face, rgb, w, h, crop)?);
             }
         }
-        Ok(out)
+        Ok(Found { objects, people, faces: found_faces })
     }
 
     /// Masks `rgb` in place; returns the regions hidden.
@@ -233,70 +232,104 @@ impl Masker {
         Ok(regions)
     }
 
-    /// The faces in a JPEG of `camera` as the masking stage finds them (its person detector,
-    /// then the face model on the whole frame, tiles and each person's head), whatever the
-    /// camera's masking policy, kept only where the face's centre is in a detected person's
-    /// head band (as masked): one box per face (normalised, not grown; where crops found
-    /// the same face twice, over half of the smaller box shared, the smaller box is kept),
-    /// left to right. For GA/T 1400 `Faces`
-    /// (ADR 0051).
-    pub fn faces_in_jpeg(&self, camera: &str, jpeg: &[u8]) -> Result<Vec<BBox>, String> {
-        let img = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
-            .map_err(|e| format!("decoding the still: {e}"))?
-            .to_rgb8();
-        let (w, h) = img.dimensions();
-        let rgb = img.into_raw();
-        let model = match self.cameras.get(camera) {
-            Some((m, _)) => m.clone(),
-            None => self.objects.keys().next().cloned(),
-        };
-        let Some(det) = model.as_ref().and_then(|m| self.objects.get(m)) else {
-            return Err(format!(
-                "camera `{camera}` has no object detector with a `person` class to find people"
-            ));
-        };
-        let people: Vec<BBox> = det
-            .lock()
-            .map_err(|_| "the object detector's lock is poisoned".to_string())?
-            .detect(&rgb, w, h)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .filter(|o| o.class == "person")
-            .map(|o| o.bbox)
-            .collect();
-        let mut face = self.face.lock().map_err(|_| "the face model's lock is poisoned")?;
-        let mut faces: Vec<BBox> = Vec::new();
-        for crop in crops(&people, w, h) {
-            for f in detect_in(&mut face, &rgb, w, h, crop)? {
-                match faces.iter().position(|k| overlap(k, &f) > 0.5) {
-                    None => faces.push(f),
-                    // The same face twice: the tighter box (found at the finer scale) stays.
-                    Some(i) if area(&f) < area(&faces[i]) => faces[i] = f,
-                    Some(_) => {}
-                }
-            }
+    /// A snapshot JPEG of `camera` for the uplink: masked as the camera's policy says and
+    /// encoded again at `quality` when `mask` (else the bytes as they are), and with `faces`
+    /// the faces in it (normalised, not grown, left to right; ADR 0051). The JPEG is decoded
+    /// once and the detectors run once for both.
+    pub fn snapshot(
+        &self,
+        camera: &str,
+        jpeg: &[u8],
+        quality: u8,
+        mask: bool,
+        faces: bool,
+    ) -> Result<(Vec<u8>, Vec<BBox>), String> {
+        if !mask && !faces {
+            return Ok((jpeg.to_vec(), Vec::new()));
         }
-        // A face is one on a person's head: the face model alone, tuned for the masking's
-        // recall, also fires on hands, trunks and bins (ADR 0051).
-        let heads: Vec<BBox> = people.iter().map(|b| head_band(b, w as f32 / h as f32)).collect();
-        faces.retain(|f| {
-            let (cx, cy) = ((f.x1 + f.x2) / 2.0, (f.y1 + f.y2) / 2.0);
-            heads.iter().any(|b| (b.x1..=b.x2).contains(&cx) && (b.y1..=b.y2).contains(&cy))
-        });
-        faces.sort_by(|a, b| a.x1.total_cmp(&b.x1));
-        Ok(faces)
-    }
-
-    /// Masks a JPEG: decodes it, masks it, encodes it again at `quality`.
-    pub fn mask_jpeg(&self, camera: &str, jpeg: &[u8], quality: u8) -> Result<Vec<u8>, String> {
         let img = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
             .map_err(|e| format!("decoding the still: {e}"))?
             .to_rgb8();
         let (w, h) = img.dimensions();
         let mut rgb = img.into_raw();
-        self.mask(camera, &mut rgb, w, h)?;
-        encode(&rgb, w, h, quality)
+        let policy = self.policy(camera);
+        let masks = mask && policy.enabled && (policy.faces || policy.plates);
+        let found = if masks || faces {
+            Some(self.find(camera, &rgb, w, h, faces || policy.faces)?)
+        } else {
+            None
+        };
+        let aspect = w as f32 / h as f32;
+        let faces_found = match (&found, faces) {
+            (Some(f), true) => faces_of(f, aspect),
+            _ => Vec::new(),
+        };
+        if !mask {
+            return Ok((jpeg.to_vec(), faces_found));
+        }
+        if let (Some(f), true) = (&found, masks) {
+            for r in regions_of(f, policy, aspect) {
+                fill(&mut rgb, w, h, &r.bbox);
+            }
+        }
+        Ok((encode(&rgb, w, h, quality)?, faces_found))
     }
+
+    /// Masks a JPEG: decodes it, masks it, encodes it again at `quality`.
+    pub fn mask_jpeg(&self, camera: &str, jpeg: &[u8], quality: u8) -> Result<Vec<u8>, String> {
+        self.snapshot(camera, jpeg, quality, true, false).map(|(masked, _)| masked)
+    }
+}
+
+/// What [`Masker::find`] finds in a frame: the detector's objects, its people, and the face
+/// model's boxes (none unless asked for).
+struct Found {
+    objects: Vec<crate::types::Detection>,
+    people: Vec<BBox>,
+    faces: Vec<BBox>,
+}
+
+/// The regions `policy` hides, from what was found in a frame `aspect` = width / height wide:
+/// each person's head band and each face (grown) with `faces`, each vehicle's plate band
+/// with `plates`.
+fn regions_of(found: &Found, policy: CameraMaskingConfig, aspect: f32) -> Vec<Region> {
+    let mut out = Vec::new();
+    for o in &found.objects {
+        let b = o.bbox;
+        if policy.faces && o.class == "person" {
+            out.push(Region { kind: RegionKind::Head, bbox: head_band(&b, aspect) });
+        }
+        if policy.plates && VEHICLES.contains(&o.class.as_str()) {
+            let band = BBox { x1: b.x1, y1: b.y2 - PLATE_BAND * (b.y2 - b.y1), x2: b.x2, y2: b.y2 };
+            out.push(Region { kind: RegionKind::Plate, bbox: clamp(band) });
+        }
+    }
+    if policy.faces {
+        out.extend(found.faces.iter().map(|f| Region { kind: RegionKind::Face, bbox: grow(*f) }));
+    }
+    out
+}
+
+/// The faces of `found` for GA/T 1400 `Faces`: one box per face (where crops found the same
+/// face twice, over half of the smaller box shared, the tighter box found at the finer scale
+/// stays), kept only where its centre is in a person's head band (the face model alone, tuned
+/// for the masking's recall, also fires on hands, trunks and bins: ADR 0051), left to right.
+fn faces_of(found: &Found, aspect: f32) -> Vec<BBox> {
+    let mut faces: Vec<BBox> = Vec::new();
+    for f in &found.faces {
+        match faces.iter().position(|k| overlap(k, f) > 0.5) {
+            None => faces.push(*f),
+            Some(i) if area(f) < area(&faces[i]) => faces[i] = *f,
+            Some(_) => {}
+        }
+    }
+    let heads: Vec<BBox> = found.people.iter().map(|b| head_band(b, aspect)).collect();
+    faces.retain(|f| {
+        let (cx, cy) = ((f.x1 + f.x2) / 2.0, (f.y1 + f.y2) / 2.0);
+        heads.iter().any(|b| (b.x1..=b.x2).contains(&cx) && (b.y1..=b.y2).contains(&cy))
+    });
+    faces.sort_by(|a, b| a.x1.total_cmp(&b.x1));
+    faces
 }
 
 fn load_face(path: &Path, opts: &DetectorOptions) -> Result<Detector, String> {

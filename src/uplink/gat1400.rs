@@ -612,22 +612,19 @@ pub(crate) async fn read_snapshot(
             _ => return Ok(None),
         }
         let Ok(jpeg) = std::fs::read(&path) else { return Ok(None) };
-        let faces = match (&images.masker, images.faces) {
-            (_, false) => Vec::new(),
-            (Err(e), true) => return Err(format!("faces not found: no face detector: {e}")),
-            (Ok(m), true) => m
-                .faces(&camera, &jpeg)
-                .map_err(|e| format!("faces not found: the face detector failed: {e}"))?,
-        };
-        let jpeg = match (&images.masker, images.original) {
-            (_, true) => jpeg,
-            (Err(e), false) => {
-                return Err(format!("snapshot not pushed: masking unavailable: {e}"))
+        if images.original && !images.faces {
+            return Ok(Some((jpeg, Vec::new())));
+        }
+        let m = images.masker.as_ref().map_err(|e| {
+            if images.faces {
+                format!("faces not found: no face detector: {e}")
+            } else {
+                format!("snapshot not pushed: masking unavailable: {e}")
             }
-            (Ok(m), false) => m
-                .mask_jpeg(&camera, &jpeg, SNAPSHOT_QUALITY)
-                .map_err(|e| format!("snapshot not pushed: masking failed: {e}"))?,
-        };
+        })?;
+        let (jpeg, faces) = m
+            .snapshot(&camera, &jpeg, SNAPSHOT_QUALITY, !images.original, images.faces)
+            .map_err(|e| format!("snapshot not pushed: masking or finding faces failed: {e}"))?;
         Ok(Some((jpeg, faces)))
     })
     .await

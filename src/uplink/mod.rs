@@ -57,13 +57,20 @@ fn add_sinks<C: SinkConfig, S: Sink>(
 /// A camera status change for the recorder thread; `None` stops it.
 type StatusMsg = Option<(String, CameraState, Option<String>, OffsetDateTime)>;
 
-/// Masks a snapshot JPEG as the API serves it (`masking::Masker`; a trait here so that the
-/// uplink does not depend on the masking stage).
+/// Masks a snapshot JPEG as the API serves it and finds its faces (`masking::Masker`; a
+/// trait here so that the uplink does not depend on the masking stage).
 pub trait SnapshotMasker: Send + Sync {
-    fn mask_jpeg(&self, camera: &str, jpeg: &[u8], quality: u8) -> Result<Vec<u8>, String>;
-    /// The faces in a JPEG of `camera` (normalised boxes), found by the same stage, for
-    /// GA/T 1400 `Faces` (ADR 0051).
-    fn faces(&self, camera: &str, jpeg: &[u8]) -> Result<Vec<crate::types::BBox>, String>;
+    /// The JPEG masked and encoded again at `quality` when `mask` (else as it is), and with
+    /// `faces` the faces in it (normalised boxes) for GA/T 1400 `Faces` (ADR 0051), from
+    /// one run of the detectors.
+    fn snapshot(
+        &self,
+        camera: &str,
+        jpeg: &[u8],
+        quality: u8,
+        mask: bool,
+        faces: bool,
+    ) -> Result<(Vec<u8>, Vec<crate::types::BBox>), String>;
 }
 
 /// The masker of the VIID sinks' snapshots, or why there is none (then they push nothing
