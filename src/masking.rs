@@ -93,9 +93,6 @@ impl crate::uplink::SnapshotMasker for Masker {
     }
 }
 
-/// The masker's state before one is loaded.
-pub use crate::uplink::NO_MASKER;
-
 impl Masker {
     /// Loads the face model and each camera's object detector. Any failure is an error
     /// naming the model; the caller keeps it and the masked views are refused.

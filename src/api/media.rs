@@ -80,7 +80,7 @@ impl Default for MediaSettings {
     }
 }
 
-pub use crate::masking::NO_MASKER;
+use crate::uplink::NO_MASKER;
 
 impl MediaSettings {
     pub fn from_config(cfg: &Config) -> Self {

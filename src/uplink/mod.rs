@@ -77,7 +77,7 @@ pub trait SnapshotMasker: Send + Sync {
 /// with a snapshot, unless `send_unmasked_images`).
 pub type SnapshotMasking = Result<Arc<dyn SnapshotMasker>, String>;
 
-/// Why a sink has no masker when none was given.
+/// Why there is no masker when none was loaded (the API's media and the VIID sinks).
 pub const NO_MASKER: &str = "masking is not set up (no face model loaded)";
 
 /// The running uplink: sink workers and the camera-status recorder.
