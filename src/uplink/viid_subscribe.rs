@@ -323,9 +323,15 @@ impl ViidSubscribeSink {
         self.channels.get(camera).map(String::as_str).unwrap_or(&self.device_id)
     }
 
-    /// Whether `s` wants changes of `env` (recorded as outbox `seq`); the collections it
-    /// subscribed to, if so.
-    pub fn matches(&self, s: &Subscription, env: &Envelope, seq: i64) -> Vec<&'static str> {
+    /// Whether `s` (narrowed by `narrowing`, read from it) wants changes of `env` (recorded
+    /// as outbox `seq`); the collections it subscribed to, if so.
+    pub fn matches(
+        &self,
+        s: &Subscription,
+        narrowing: &Narrowing,
+        env: &Envelope,
+        seq: i64,
+    ) -> Vec<&'static str> {
         let t = env.at;
         let time = |v: &Option<String>| v.as_deref().and_then(|v| parse_viid_time(v, self.offset));
         let in_time = seq > s.after_seq
@@ -334,7 +340,7 @@ impl ViidSubscribeSink {
             && s.expires_at.is_none_or(|e| t < e);
         let cam = env.camera_id.as_str();
         let channel = self.channels.get(cam);
-        let named = match Narrowing::of_stored(s).class {
+        let named = match narrowing.class {
             None | Some(ResourceClass::Device) => {
                 s.resources.iter().any(|r| *r == self.device_id || Some(r) == channel || r == cam)
             }
@@ -413,10 +419,15 @@ impl ViidSubscribeSink {
                 return Outcome::Rejected { status: None, error: format!("stored envelope: {e}") }
             }
         };
-        let wanted: Vec<(&Subscription, Vec<&'static str>)> = subs
+        // Each subscription's narrowing is read from its stored body once per change.
+        let wanted: Vec<(&Subscription, Narrowing, Vec<&'static str>)> = subs
             .iter()
-            .map(|s| (s, self.matches(s, &env, row.seq)))
-            .filter(|(_, c)| !c.is_empty())
+            .map(|s| {
+                let narrowing = Narrowing::of_stored(s);
+                let collections = self.matches(s, &narrowing, &env, row.seq);
+                (s, narrowing, collections)
+            })
+            .filter(|(_, _, c)| !c.is_empty())
             .collect();
         if wanted.is_empty() {
             return Outcome::Delivered;
@@ -429,8 +440,7 @@ impl ViidSubscribeSink {
         let mapped = map_change(&env, row.seq, self.channel(&env.camera_id), &snap, self.offset);
         let trigger = viid_time(env.at, self.offset);
         let mut failure: Option<CallError> = None;
-        for (s, collections) in wanted {
-            let narrowing = Narrowing::of_stored(s);
+        for (s, narrowing, collections) in wanted {
             let body = match notification(
                 s,
                 &mapped,
