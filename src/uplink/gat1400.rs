@@ -1213,19 +1213,26 @@ pub fn map_change(
     let (w, h) = (snap.width as f32, snap.height as f32);
     let px = |v: f32, size: f32| ((v.clamp(0.0, 1.0) * size).round() as u32).min(size as u32 - 1);
     let mut out: BTreeMap<&'static str, Vec<Value>> = BTreeMap::new();
-    for (n, o) in env.objects.iter().enumerate() {
-        let Some(collection) = collection_of(&o.class) else { continue };
+    let objects = env
+        .objects
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| Some((collection_of(&o.class)?, i + 1, o.bbox)));
+    // Faces: numbered after the objects, so their ids never meet.
+    let faces =
+        snap.faces.iter().enumerate().map(|(i, f)| ("Faces", env.objects.len() + i + 1, *f));
+    for (collection, n, b) in objects.chain(faces) {
         let kind = collection_object(collection);
-        let id = format!("{image_id}{}{:05}", type_code(collection), n + 1);
+        let id = format!("{image_id}{}{:05}", type_code(collection), n);
         let mut obj = json!({
             format!("{kind}ID"): id,
             "InfoKind": 1,
             "SourceID": image_id,
             "DeviceID": channel,
-            "LeftTopX": px(o.bbox.x1, w),
-            "LeftTopY": px(o.bbox.y1, h),
-            "RightBtmX": px(o.bbox.x2, w),
-            "RightBtmY": px(o.bbox.y2, h),
+            "LeftTopX": px(b.x1, w),
+            "LeftTopY": px(b.y1, h),
+            "RightBtmX": px(b.x2, w),
+            "RightBtmY": px(b.y2, h),
             "SubImageList": sub_image,
         });
         let extra = match collection {
@@ -1246,6 +1253,7 @@ pub fn map_change(
                 "MarkTime": shot,
                 "AppearTime": shot,
             }),
+            // Persons and Faces: the same person marks, `PersonAppearTime` / `FaceAppearTime`.
             _ => json!({
                 "IsDriver": 0,
                 "IsForeigner": 0,
@@ -1255,37 +1263,13 @@ pub fn map_change(
                 "IsVictim": 0,
                 "IsSuspiciousPerson": 0,
                 "LocationMarkTime": shot,
-                "PersonAppearTime": shot,
+                format!("{kind}AppearTime"): shot,
             }),
         };
         if let (Value::Object(m), Value::Object(e)) = (&mut obj, extra) {
             m.extend(e);
         }
         out.entry(collection).or_default().push(obj);
-    }
-    // Faces: numbered after the objects, so their ids never meet.
-    for (i, f) in snap.faces.iter().enumerate() {
-        let n = env.objects.len() + i + 1;
-        out.entry("Faces").or_default().push(json!({
-            "FaceID": format!("{image_id}{}{:05}", type_code("Faces"), n),
-            "InfoKind": 1,
-            "SourceID": image_id,
-            "DeviceID": channel,
-            "LeftTopX": px(f.x1, w),
-            "LeftTopY": px(f.y1, h),
-            "RightBtmX": px(f.x2, w),
-            "RightBtmY": px(f.y2, h),
-            "SubImageList": sub_image,
-            "IsDriver": 0,
-            "IsForeigner": 0,
-            "IsSuspectedTerrorist": 0,
-            "IsCriminalInvolved": 0,
-            "IsDetainees": 0,
-            "IsVictim": 0,
-            "IsSuspiciousPerson": 0,
-            "LocationMarkTime": shot,
-            "FaceAppearTime": shot,
-        }));
     }
     out
 }
