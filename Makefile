@@ -93,7 +93,8 @@ install: build
 	install -d $(PREFIX)/lib $(PREFIX)/models $(PREFIX)/config $(PREFIX)/test-videos
 	install -m 755 target/release/gridwatch $(PREFIX)/gridwatch
 	install -m 644 third_party/onnxruntime/libonnxruntime.so.1.32.0 $(PREFIX)/lib/libonnxruntime.so
-	cp -r models/nanodet-g-coco-416 models/nanodet-g-coco-320 models/blazeface-back-256 $(PREFIX)/models/
+	cp -r models/nanodet-g-coco-416 models/nanodet-g-coco-320 models/blazeface-back-256 \
+		models/movenet-multipose-lightning-256 models/blazepose-detector-224 $(PREFIX)/models/
 	install -m 644 test-videos/pets09-s2l1.mp4 $(PREFIX)/test-videos/
 	sed -e 's|\.\./demo-data|/var/lib/gridwatch|' config/demo.toml > $(PREFIX)/config/example.toml
 	@echo "installed to $(PREFIX): $(PREFIX)/gridwatch check --config $(PREFIX)/config/example.toml"

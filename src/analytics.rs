@@ -7,6 +7,7 @@
 //! without holding the camera's lock, then tracks and evaluates rules under it.
 
 pub mod enhance;
+pub mod fall_scan;
 pub mod motion;
 pub mod pose;
 pub mod tiles;
@@ -36,7 +37,8 @@ pub fn load_manifests(cfg: &Config) -> anyhow::Result<HashMap<String, ModelManif
     let mut out = HashMap::new();
     for cam in cfg.cameras.iter().filter(|c| c.enabled) {
         let pose = cam.pose.iter().map(|p| &p.model);
-        for name in cam.models.iter().chain(pose) {
+        let scan = cam.fall_scan.iter().map(|f| &f.model);
+        for name in cam.models.iter().chain(pose).chain(scan) {
             if out.contains_key(name) || name == crate::fire::BUILTIN_FIRE {
                 continue;
             }
@@ -57,6 +59,19 @@ pub fn load_manifests(cfg: &Config) -> anyhow::Result<HashMap<String, ModelManif
                  (its manifest needs `[output] kind = \"keypoints\"`)",
                 cam.id,
                 p.model
+            );
+        }
+        if let Some(f) = &cam.fall_scan {
+            let blazepose = matches!(
+                out.get(&f.model).map(|m| &m.output.kind),
+                Some(crate::infer::manifest::DecoderKind::Blazepose { .. })
+            );
+            anyhow::ensure!(
+                blazepose,
+                "camera `{}`: field `fall_scan.model`: model `{}` is not a pose detector \
+                 (its manifest needs `[output] kind = \"blazepose\"`)",
+                cam.id,
+                f.model
             );
         }
     }
@@ -257,6 +272,8 @@ pub struct CameraAnalytics {
     fire: Option<Mutex<FireDetector>>,
     /// The pose stage (`[cameras.pose]`): keypoints on crops of person tracks.
     pose: Option<Mutex<pose::PoseStage>>,
+    /// The fall scan (`[cameras.fall_scan]`): falls from height the tracker loses.
+    fall_scan: Option<Mutex<fall_scan::FallScan>>,
     /// Motion-gated detection (`[cameras.motion_gate]`), when enabled.
     motion: Option<Mutex<motion::MotionGate>>,
 }
@@ -279,6 +296,7 @@ impl CameraAnalytics {
                 Mutex::new(FireDetector::new(cam.fire_detector.clone().unwrap_or_default()))
             }),
             pose: cam.pose.clone().map(|p| Mutex::new(pose::PoseStage::new(p, cam))),
+            fall_scan: cam.fall_scan.clone().map(|f| Mutex::new(fall_scan::FallScan::new(f))),
             // At or above the camera's own rate an idle camera would skip nothing, and
             // without a model (the built-in fire detector alone) there is nothing to skip.
             motion: {
@@ -397,16 +415,22 @@ impl CameraAnalytics {
         if let (Some(m), Some(c)) = (&self.motion, candidates) {
             m.lock().unwrap_or_else(|e| e.into_inner()).hold(c, &tracked);
         }
-        let mut pose_ms = 0.0;
+        let (mut detectors, mut pose_ms, mut fallen) = (detectors, 0.0, Vec::new());
         if let Some(pose) = &self.pose {
             let posing = Instant::now();
             let mut pose = pose.lock().unwrap_or_else(|e| e.into_inner());
-            pose.run(detectors, &detections.frame, &mut tracked);
+            pose.run(detectors.as_deref_mut(), &detections.frame, &mut tracked);
             // Pose inference is inference, not tracking.
             pose_ms = posing.elapsed().as_secs_f32() * 1000.0;
-            detections.infer_ms += pose_ms;
         }
-        let mut tracks = Tracks { tracks: tracked, detections };
+        if let Some(scan) = &self.fall_scan {
+            let scanning = Instant::now();
+            let mut scan = scan.lock().unwrap_or_else(|e| e.into_inner());
+            fallen = scan.run(detectors, &detections.frame);
+            pose_ms += scanning.elapsed().as_secs_f32() * 1000.0;
+        }
+        detections.infer_ms += pose_ms;
+        let mut tracks = Tracks { tracks: tracked, detections, fallen };
         let mut guard = self.lock();
         let engine = &mut guard.1;
         let mut changes = engine.process(&mut tracks);

@@ -31,7 +31,8 @@ pub use crate::rules::{CalibrationConfig, LineConfig, RuleConfig, ZoneConfig};
 pub use self::api::{ApiConfig, ApiLimitsConfig, ApiTlsConfig, TlsMode};
 pub use self::auth::{AuthConfig, CookieSecure};
 pub use self::camera::{
-    CameraConfig, LowLightEnhanceConfig, PoseConfig, RecordConfig, Source, TilesConfig,
+    CameraConfig, FallScanConfig, LowLightEnhanceConfig, PoseConfig, RecordConfig, Source,
+    TilesConfig,
 };
 pub use self::inference::InferenceConfig;
 pub use self::masking::{CameraMaskingConfig, MaskingConfig, DEFAULT_FACE_MODEL};

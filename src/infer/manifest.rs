@@ -199,6 +199,19 @@ pub enum DecoderKind {
         #[serde(default = "default_blazeface_anchors")]
         anchors_per_cell: Vec<u32>,
     },
+    /// MediaPipe's pose detector (the BlazePose detection stage): one tensor [1, N, 5 + 2k]
+    /// per anchor, the score (logit), the face box (cx, cy offsets from the anchor centre, w,
+    /// h) and k keypoints (x, y offsets), in input pixels; N = Σ A·cells over the strides.
+    /// The keypoints are kept (MediaPipe: hip centre, a point that sets the full body's
+    /// radius and direction, shoulder centre, upper-body point). One class.
+    Blazepose {
+        /// Feature-map strides. Default [8, 16, 32] (the 224×224 model).
+        #[serde(default = "default_strides")]
+        strides: Vec<u32>,
+        /// Anchors per cell, one entry per stride. Default [2, 2, 6].
+        #[serde(default = "default_blazepose_anchors")]
+        anchors_per_cell: Vec<u32>,
+    },
     /// Anchor-free centre heat map (CenterFace): four outputs in the graph's order, heat map
     /// [1, 1, h, w] (probabilities), scale [1, 2, h, w] (log height, log width / 4), offset
     /// [1, 2, h, w] (y, x, in cells) and landmarks [1, 10, h, w] (not decoded), h, w = H/4,
@@ -211,6 +224,9 @@ fn default_blazeface_strides() -> Vec<u32> {
 }
 fn default_blazeface_anchors() -> Vec<u32> {
     vec![2, 6]
+}
+fn default_blazepose_anchors() -> Vec<u32> {
+    vec![2, 2, 6]
 }
 
 fn default_strides() -> Vec<u32> {
@@ -457,7 +473,8 @@ impl ModelManifest {
                     );
                 }
             }
-            DecoderKind::Blazeface { strides, anchors_per_cell } => {
+            DecoderKind::Blazeface { strides, anchors_per_cell }
+            | DecoderKind::Blazepose { strides, anchors_per_cell } => {
                 strides_ok(strides)?;
                 if anchors_per_cell.len() != strides.len() || anchors_per_cell.contains(&0) {
                     return Err(format!(
@@ -672,7 +689,7 @@ nms_iou = 0.6
         );
         assert_eq!(
             err("kind = \"nanodet\"\nreg_max = 10", "kind = \"yolov8\"\nstrides = [8]"),
-            "field `output.strides`: not used by kind = \"yolov8\" (only by yolox, darknet, nanodet, blazeface)"
+            "field `output.strides`: not used by kind = \"yolov8\" (only by yolox, darknet, nanodet, blazeface, blazepose)"
         );
         assert_eq!(
             err("kind = \"nanodet\"\nreg_max = 10", "kind = \"darknet\"\nanchors = [[[1.0, 2.0]]]"),

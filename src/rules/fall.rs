@@ -21,6 +21,11 @@
 //! person bending briefly gets up before `down_secs`; a person walking away shrinks but
 //! keeps an upright box.
 //!
+//! Falls from height, where the detector loses the person on the way down, come from the
+//! fall scan (`[cameras.fall_scan]`, `analytics::fall_scan`): each person it saw fall
+//! (`Tracks::fallen`) is one event, starting at the landing, open while the scan still sees
+//! the person, ended `clear_secs` after it last did.
+//!
 //! The rule needs the person's track through the fall. On a camera with this rule (or
 //! `person_down`) the tracker starts weak person tracks anywhere and keeps a person track
 //! whose box turns from tall to wide (`rules::posture_classes`, the tracker's stage 2b;
@@ -35,7 +40,7 @@ use super::common::{classes_non_empty, d1, d2, d30, d5, defaults, non_negative, 
 use super::common::{people, score04, secs, sev_high};
 use super::per_track::{Forget, PerTrack, Step};
 use super::{Rule, RuleSpec, Scene};
-use crate::types::{kp, Keypoint, RuleOutput, Severity, Track, Tracks};
+use crate::types::{kp, Keypoint, RuleOutput, Severity, Track, TrackState, Tracks};
 
 const KIND: &str = "fall";
 
@@ -271,12 +276,19 @@ struct St {
 pub struct Fall {
     cfg: FallRule,
     tracks: PerTrack<St>,
+    /// The fall scan's fallen people (`Tracks::fallen`): they fell already, at `first_seen`.
+    fallen: PerTrack<()>,
 }
 
 impl Fall {
     pub fn new(cfg: FallRule) -> Self {
         let (min, forget) = (cfg.down_secs, Forget::After(cfg.clear_secs));
-        Fall { tracks: PerTrack::new(KIND, cfg.severity, min, forget, cfg.cooldown_secs), cfg }
+        let (sev, cool) = (cfg.severity, cfg.cooldown_secs);
+        Fall {
+            tracks: PerTrack::new(KIND, sev, min, forget, cool),
+            fallen: PerTrack::new(KIND, sev, min, forget, cool),
+            cfg,
+        }
     }
 }
 
@@ -322,10 +334,16 @@ impl Rule for Fall {
                 None => Step::Idle,
             }
         });
+        // A fallen person the scan has not seen on this frame is not an observation.
+        self.fallen.on_frame(frame, &t.fallen, out, |tr, _, _| match tr.state {
+            TrackState::Tracked => Step::holds(tr.first_seen),
+            _ => Step::Skip,
+        });
     }
 
     fn finish(&mut self, _at: OffsetDateTime, out: &mut Vec<RuleOutput>) {
         self.tracks.finish(out);
+        self.fallen.finish(out);
     }
 }
 

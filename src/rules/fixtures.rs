@@ -284,7 +284,7 @@ fn run(path: &std::path::Path) {
                 tracker.update(&objects, at)
             };
             let detections = Detections { frame, objects, infer_ms: 0.0 };
-            let changes = engine.process(&mut Tracks { detections, tracks });
+            let changes = engine.process(&mut Tracks { detections, tracks, fallen: vec![] });
             check(changes, t, &mut got);
             for c in engine.take_counts() {
                 counts.push(ExpectCount {

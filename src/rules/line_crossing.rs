@@ -651,6 +651,7 @@ mod tests {
         };
         Tracks {
             detections: crate::types::Detections { frame, objects: vec![], infer_ms: 0.0 },
+            fallen: vec![],
             tracks: vec![crate::types::Track {
                 id: 1,
                 class_id: 0,

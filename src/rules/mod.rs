@@ -504,6 +504,7 @@ mod tests {
         let now = frame.captured_at;
         Tracks {
             detections: Detections { frame, objects: vec![], infer_ms: 0.0 },
+            fallen: vec![],
             tracks: vec![Track {
                 id: 7,
                 class_id: 0,

@@ -173,6 +173,7 @@ mod tests {
         };
         Tracks {
             detections: Detections { frame, objects: vec![], infer_ms: 0.0 },
+            fallen: vec![],
             tracks: objs
                 .iter()
                 .map(|&(id, class, x, state)| Track {

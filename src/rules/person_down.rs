@@ -8,6 +8,9 @@
 //! again). The event's `detail` says whether the person was still seen when it was raised
 //! (`{"seen": false}`: raised on the track's history and its last pose).
 //!
+//! A person the fall scan saw fall (`Tracks::fallen`, `analytics::fall_scan`) is down from
+//! the landing on, as long as the scan sees them.
+//!
 //! The event ends when the person is seen upright again (end: the last frame down), or
 //! `lost_secs` after a lost track was last seen (end: then). A person first seen lying (on a
 //! bench) was never upright: no event.
@@ -22,7 +25,7 @@ use super::common::{output, people, score04, secs, sev_high, Cooldown};
 use super::fall::{d_drop, d_kp_score, d_lying_deg, d_upright, d_upright_deg};
 use super::fall::{dropped, Levels, Posture};
 use super::{Rule, RuleSpec, Scene};
-use crate::types::{Change, Detection, RuleOutput, Severity, Tracks};
+use crate::types::{Change, Detection, RuleOutput, Severity, TrackState, Tracks};
 
 const KIND: &str = "person_down";
 
@@ -184,6 +187,19 @@ impl Rule for PersonDown {
             if st.down_since.is_some() {
                 st.last_down = now;
             }
+        }
+        // The fall scan's fallen people (`Tracks::fallen`) are down since they landed.
+        for tr in t.fallen.iter().filter(|tr| tr.state == TrackState::Tracked) {
+            seen.push(tr.id);
+            let st = self.tracks.entry(tr.id).or_insert_with(|| St {
+                upright: None,
+                down_since: Some(tr.first_seen),
+                last_seen: now,
+                last_down: now,
+                open: false,
+                obj: object(tr),
+            });
+            (st.last_seen, st.last_down, st.obj) = (now, now, object(tr));
         }
         let ids: Vec<u64> = self.tracks.keys().copied().collect();
         for id in ids {

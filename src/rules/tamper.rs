@@ -470,7 +470,11 @@ mod tests {
             captured_at: OffsetDateTime::UNIX_EPOCH + time::Duration::seconds_f64(1.8e9 + secs),
             captured_instant: std::time::Instant::now(),
         };
-        Tracks { detections: Detections { frame, objects: vec![], infer_ms: 0.0 }, tracks: vec![] }
+        Tracks {
+            detections: Detections { frame, objects: vec![], infer_ms: 0.0 },
+            tracks: vec![],
+            fallen: vec![],
+        }
     }
 
     fn rule() -> Tamper {

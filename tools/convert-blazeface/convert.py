@@ -37,9 +37,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from convert import patch_tfjs  # noqa: E402
 
 SIZE = 256
+SHAPES = [(1, 384, 1), (1, 384, 16), (1, 512, 1), (1, 512, 16)]
 
 
-def surgery(raw):
+def surgery(raw, size=SIZE):
     m = onnx.load(raw)
     g = m.graph
     (inp,) = g.input
@@ -51,7 +52,7 @@ def surgery(raw):
                 n.input[i] = nhwc
     tr = helper.make_node("Transpose", [inp.name], [nhwc], name="input_nchw_to_nhwc", perm=[0, 2, 3, 1])
     g.node.insert(0, tr)
-    new_inp = helper.make_tensor_value_info(inp.name, TensorProto.FLOAT, [1, 3, SIZE, SIZE])
+    new_inp = helper.make_tensor_value_info(inp.name, TensorProto.FLOAT, [1, 3, size, size])
     g.input.remove(inp)
     g.input.insert(0, new_inp)
 
@@ -76,11 +77,11 @@ def surgery(raw):
     return m
 
 
-def check(raw, final, ref=None):
+def check(raw, final, ref=None, size=SIZE, want=SHAPES):
     import onnxruntime as ort
 
     rng = np.random.default_rng(20261206)
-    img = (rng.integers(0, 256, size=(1, SIZE, SIZE, 3)).astype(np.float32) - 127.5) / 127.5
+    img = (rng.integers(0, 256, size=(1, size, size, 3)).astype(np.float32) - 127.5) / 127.5
     nchw = np.ascontiguousarray(img.transpose(0, 3, 1, 2))
 
     def run(path, x):
@@ -92,7 +93,7 @@ def check(raw, final, ref=None):
     ra, rb = run(raw, img), run(final, nchw)
     shapes = sorted(tuple(v.shape) for v in rb.values())
     print(f"check: outputs {shapes}")
-    assert shapes == [(1, 384, 1), (1, 384, 16), (1, 512, 1), (1, 512, 16)], shapes
+    assert shapes == sorted(want), shapes
     diff = max(float(np.abs(ra[k] - rb[k]).max()) for k in rb)
     print(f"check: max |raw - final| = {diff:.2e}")
     assert diff < 1e-4, diff
@@ -103,9 +104,8 @@ def check(raw, final, ref=None):
         assert diff < 1e-4, diff
 
 
-def main():
-    src_json, work, out = sys.argv[1], sys.argv[2], sys.argv[3]
-    ref = sys.argv[4] if len(sys.argv) > 4 else None
+def convert(src_json, work, out, ref=None, size=SIZE, want=SHAPES):
+    """Steps 1-4 for a tfjs graph with one image input `input:0` of `size` x `size`."""
     patched = patch_tfjs(src_json, work)
     raw = os.path.join(work, "raw.onnx")
     subprocess.run(
@@ -117,7 +117,7 @@ def main():
             "--tfjs",
             patched,
             "--inputs",
-            f"input:0[1,{SIZE},{SIZE},3]",
+            f"input:0[1,{size},{size},3]",
             "--opset",
             "17",
             "--output",
@@ -125,9 +125,14 @@ def main():
         ],
         check=True,
     )
-    m = surgery(raw)
+    m = surgery(raw, size)
     onnx.save(m, out)
-    check(raw, out, ref)
+    check(raw, out, ref, size, want)
+
+
+def main():
+    ref = sys.argv[4] if len(sys.argv) > 4 else None
+    convert(sys.argv[1], sys.argv[2], sys.argv[3], ref)
 
 
 if __name__ == "__main__":
