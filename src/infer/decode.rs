@@ -603,11 +603,7 @@ pub fn decode_blazeface(
     anchors_per_cell: &[u32],
     score_threshold: f32,
 ) -> Result<Vec<RawDetection>, DecodeError> {
-    let rows: Vec<usize> = strides
-        .iter()
-        .zip(anchors_per_cell)
-        .map(|(&s, &a)| cells(in_w, s) * cells(in_h, s) * a as usize)
-        .collect();
+    let rows = anchor_rows(in_w, in_h, strides, anchors_per_cell);
     let mut scores: Vec<Option<&OutputTensor>> = vec![None; strides.len()];
     let mut regs: Vec<Option<&OutputTensor>> = vec![None; strides.len()];
     for out in outs {
@@ -650,14 +646,26 @@ pub fn decode_blazeface(
             if score.is_nan() || score < score_threshold {
                 continue;
             }
-            let cell = row / a;
-            let (ax, ay) =
-                (((cell % gw) as f32 + 0.5) * s as f32, ((cell / gw) as f32 + 0.5) * s as f32);
+            let (ax, ay) = anchor_centre(row / a, gw, s);
             let r = &rg.data[row * c..row * c + 4];
             dets.push(RawDetection::from_cxcywh(ax + r[0], ay + r[1], r[2], r[3], score, 0));
         }
     }
     Ok(dets)
+}
+
+/// Rows per stride of an SSD anchor head (MediaPipe layout): `a·ceil(W/s)·ceil(H/s)`.
+fn anchor_rows(in_w: u32, in_h: u32, strides: &[u32], anchors_per_cell: &[u32]) -> Vec<usize> {
+    strides
+        .iter()
+        .zip(anchors_per_cell)
+        .map(|(&s, &a)| cells(in_w, s) * cells(in_h, s) * a as usize)
+        .collect()
+}
+
+/// The centre of cell `cell` (row-major, `gw` cells a row) of stride `s`, in input pixels.
+fn anchor_centre(cell: usize, gw: usize, s: u32) -> (f32, f32) {
+    (((cell % gw) as f32 + 0.5) * s as f32, ((cell / gw) as f32 + 0.5) * s as f32)
 }
 
 /// MediaPipe's pose detector (the BlazePose detection stage): one tensor `[1, n, 5 + 2k]`
@@ -675,11 +683,7 @@ pub fn decode_blazepose(
     score_threshold: f32,
 ) -> Result<Vec<RawDetection>, DecodeError> {
     let (n, c) = rows_cols(out)?;
-    let rows: Vec<usize> = strides
-        .iter()
-        .zip(anchors_per_cell)
-        .map(|(&s, &a)| cells(in_w, s) * cells(in_h, s) * a as usize)
-        .collect();
+    let rows = anchor_rows(in_w, in_h, strides, anchors_per_cell);
     let want: usize = rows.iter().sum();
     if n != want {
         return Err(err(
@@ -703,9 +707,7 @@ pub fn decode_blazepose(
             if score.is_nan() || score < score_threshold {
                 continue;
             }
-            let cell = (row - base) / a;
-            let (ax, ay) =
-                (((cell % gw) as f32 + 0.5) * s as f32, ((cell / gw) as f32 + 0.5) * s as f32);
+            let (ax, ay) = anchor_centre((row - base) / a, gw, s);
             let keypoints = r[5..]
                 .chunks_exact(2)
                 .map(|k| Keypoint { x: ax + k[0], y: ay + k[1], score })
