@@ -289,7 +289,7 @@ impl CameraAnalytics {
                 Mutex::new(FireDetector::new(cam.fire_detector.clone().unwrap_or_default()))
             }),
             pose: cam.pose.clone().map(|p| Mutex::new(pose::PoseStage::new(p, cam))),
-            fall_scan: cam.fall_scan.clone().map(|f| Mutex::new(fall_scan::FallScan::new(f))),
+            fall_scan: cam.fall_scan.clone().map(|f| Mutex::new(fall_scan::FallScan::new(f, cam))),
             // At or above the camera's own rate an idle camera would skip nothing, and
             // without a model (the built-in fire detector alone) there is nothing to skip.
             motion: {

@@ -11,6 +11,8 @@
 //! picture changed since the last scan or where a person it follows was last seen: a still
 //! scene costs a small grey copy per scan and no inference.
 //!
+//! With `zones`, only the tiles that overlap one of them (their bounding boxes) are scanned.
+//!
 //! People are followed from scan to scan by their hip centre: a sighting continues a chain
 //! whose last sighting is at most [`LINK_SECS`] old when it lies at most one body radius to
 //! the side, and from one radius up to three down (a falling body covers ~2 m in 0.2 s at the
@@ -100,6 +102,8 @@ struct Chain {
 /// One camera's fall scan.
 pub struct FallScan {
     cfg: FallScanConfig,
+    /// Bounding boxes (normalised) of the zones the scan is limited to; empty: everywhere.
+    zones: Vec<BBox>,
     last_scan: Option<OffsetDateTime>,
     /// Grey copy of the last scanned frame: its size, block side and block means.
     grey: Option<(u32, u32, u32, Vec<u8>)>,
@@ -110,8 +114,30 @@ pub struct FallScan {
 }
 
 impl FallScan {
-    pub fn new(cfg: FallScanConfig) -> FallScan {
-        FallScan { cfg, last_scan: None, grey: None, chains: Vec::new(), next_id: 0, tiles_run: 0 }
+    pub fn new(cfg: FallScanConfig, cam: &crate::config::CameraConfig) -> FallScan {
+        let zones = cam
+            .zones
+            .iter()
+            .filter(|z| cfg.zones.contains(&z.name))
+            .map(|z| {
+                let (xs, ys) = (z.points.iter().map(|p| p[0]), z.points.iter().map(|p| p[1]));
+                BBox {
+                    x1: xs.clone().fold(f64::MAX, f64::min) as f32,
+                    y1: ys.clone().fold(f64::MAX, f64::min) as f32,
+                    x2: xs.fold(f64::MIN, f64::max) as f32,
+                    y2: ys.fold(f64::MIN, f64::max) as f32,
+                }
+            })
+            .collect();
+        FallScan {
+            cfg,
+            zones,
+            last_scan: None,
+            grey: None,
+            chains: Vec::new(),
+            next_id: 0,
+            tiles_run: 0,
+        }
     }
 
     /// Scans `frame` when due (with `detectors`; without, nothing is scanned) and returns the
@@ -148,7 +174,17 @@ impl FallScan {
     /// grey copy changed and those holding a chain's last sighting.
     fn moving_tiles(&mut self, frame: &Frame) -> Vec<Tile> {
         let (w, h) = (frame.width, frame.height);
-        let tiles = layout(w, h);
+        let (fw, fh) = (w as f32, h as f32);
+        let in_zones = |t: &Tile| {
+            self.zones.is_empty()
+                || self.zones.iter().any(|z| {
+                    (t.x as f32) < z.x2 * fw
+                        && ((t.x + t.w) as f32) > z.x1 * fw
+                        && (t.y as f32) < z.y2 * fh
+                        && ((t.y + t.h) as f32) > z.y1 * fh
+                })
+        };
+        let tiles: Vec<Tile> = layout(w, h).into_iter().filter(in_zones).collect();
         let block = (w / GREY_BLOCKS).max(1);
         let new = grey(&frame.rgb, w, h, block);
         let Some((_, _, _, old)) = self.grey.take().filter(|g| (g.0, g.1, g.2) == (w, h, block))
@@ -409,6 +445,7 @@ mod tests {
             fall_window_secs: 1.5,
             still_secs: 2.0,
             lying_deg: 60.0,
+            zones: vec![],
         }
     }
 
@@ -474,6 +511,56 @@ mod tests {
         assert_eq!(landing(&chain(&away), &cfg()), None);
         // Lying from the start (a bench): nothing came down.
         assert_eq!(landing(&chain(&lying(0.0, 200.0, 5.0)), &cfg()), None);
+    }
+
+    fn frame(t: f64, rgb: Vec<u8>) -> Frame {
+        Frame {
+            camera_id: std::sync::Arc::from("cam"),
+            index: 0,
+            width: 640,
+            height: 352,
+            rgb: std::sync::Arc::from(rgb),
+            pts_ns: None,
+            captured_at: at(t),
+            captured_instant: std::time::Instant::now(),
+        }
+    }
+
+    /// The first scan covers every tile (of the zones); then only tiles where the picture
+    /// changed.
+    #[test]
+    fn only_moving_tiles_in_the_zones_are_scanned() {
+        let cam = |zones: &str| {
+            let text = format!(
+                "box_id='b'\ndata_dir='/tmp'\n[models]\nx='{}/models/blazepose-detector-224/model.toml'\n\
+                 [[cameras]]\nid='c'\nurl='x.mp4'\nmodels=[]\n\
+                 enabled=false\n[[cameras.zones]]\nname='deck'\n\
+                 points=[[0.0,0.0],[0.3,0.0],[0.3,0.3]]\n{zones}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            crate::config::Config::parse(&text, std::path::Path::new("/")).unwrap().cameras[0]
+                .clone()
+        };
+        let grey = vec![100u8; 640 * 352 * 3];
+        let mut moved = grey.clone();
+        // A 40 × 40 px square brightens at (500, 250): the 2 tiles (or 4) around it move.
+        for y in 250..290 {
+            for x in 500..540 {
+                moved[(y * 640 + x) * 3..(y * 640 + x) * 3 + 3].copy_from_slice(&[220; 3]);
+            }
+        }
+        let mut scan = FallScan::new(cfg(), &cam(""));
+        assert_eq!(scan.moving_tiles(&frame(0.0, grey.clone())).len(), 18);
+        assert!(scan.moving_tiles(&frame(0.2, grey.clone())).is_empty(), "nothing moved");
+        let tiles = scan.moving_tiles(&frame(0.4, moved.clone()));
+        assert!(!tiles.is_empty() && tiles.len() <= 4, "{tiles:?}");
+        assert!(tiles.iter().all(|t| t.x <= 500 && t.x + t.w >= 540 && t.y + t.h > 250));
+        // Limited to a zone in the top-left corner: 4 tiles, and the square is outside it.
+        let limited = FallScanConfig { zones: vec!["deck".into()], ..cfg() };
+        let mut scan =
+            FallScan::new(limited, &cam("[cameras.fall_scan]\nmodel='x'\nzones=['deck']"));
+        assert_eq!(scan.moving_tiles(&frame(0.0, grey)).len(), 4);
+        assert!(scan.moving_tiles(&frame(0.2, moved)).is_empty());
     }
 
     #[test]

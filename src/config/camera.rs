@@ -431,6 +431,11 @@ pub struct FallScanConfig {
     /// degrees from upright. Default 60.
     #[serde(default = "d_lying_axis")]
     pub lying_deg: f64,
+    /// Only tiles that overlap one of these zones of the camera (their bounding boxes) are
+    /// scanned: the places people can fall from and to (empty: the whole frame). Default
+    /// empty.
+    #[serde(default)]
+    pub zones: Vec<String>,
 }
 
 fn d_scan_fps() -> f64 {
@@ -457,6 +462,7 @@ impl FallScanConfig {
     pub(crate) fn validate(
         &self,
         at: &dyn Fn(&str) -> String,
+        zones: &[&str],
         models: &dyn Fn(&str) -> bool,
     ) -> Result<(), String> {
         if !models(&self.model) {
@@ -465,6 +471,15 @@ impl FallScanConfig {
                 at("fall_scan.model"),
                 self.model
             ));
+        }
+        for (i, z) in self.zones.iter().enumerate() {
+            if !zones.contains(&z.as_str()) {
+                return Err(format!(
+                    "{}: no zone `{z}` in the camera (zones: {})",
+                    at(&format!("fall_scan.zones[{i}]")),
+                    zones.join(", ")
+                ));
+            }
         }
         let range = |name: &str, v: f64, lo: f64, hi: f64| {
             if v.is_finite() && v > lo && v <= hi {
@@ -638,12 +653,12 @@ impl CameraConfig {
         }
         self.low_light_enhance.validate(at)?;
         self.motion_gate.validate(at)?;
+        let zones: Vec<&str> = self.zones.iter().map(|z| z.name.as_str()).collect();
         if let Some(p) = &self.pose {
-            let zones: Vec<&str> = self.zones.iter().map(|z| z.name.as_str()).collect();
             p.validate(at, &zones, &|m| models.contains_key(m))?;
         }
         if let Some(f) = &self.fall_scan {
-            f.validate(at, &|m| models.contains_key(m))?;
+            f.validate(at, &zones, &|m| models.contains_key(m))?;
         }
         if self.models.is_empty() && self.enabled {
             return Err(format!("{}: list at least one model", at("models")));
@@ -831,7 +846,8 @@ mod tests {
             Config::parse(
                 &format!(
                     "box_id='b'\ndata_dir='/tmp'\n[models]\nbp='{}/models/blazepose-detector-224/model.toml'\n[[cameras]]\n\
-                     id='gate'\nurl='x.mp4'\nmodels=[]\nenabled=false\n[cameras.fall_scan]\n{scan}\n",
+                     id='gate'\nurl='x.mp4'\nmodels=[]\nenabled=false\n[[cameras.zones]]\n\
+                     name='deck'\npoints=[[0,0],[1,0],[1,1]]\n[cameras.fall_scan]\n{scan}\n",
                     env!("CARGO_MANIFEST_DIR")
                 ),
                 std::path::Path::new("/"),
@@ -841,6 +857,8 @@ mod tests {
         let f = with("model='bp'").unwrap().cameras[0].fall_scan.clone().unwrap();
         assert_eq!((f.scan_fps, f.min_score, f.min_drop_radii), (5.0, 0.5, 2.0));
         assert_eq!((f.fall_window_secs, f.still_secs, f.lying_deg), (1.5, 2.0, 60.0));
+        assert!(f.zones.is_empty());
+        assert!(with("model='bp'\nzones=['deck']").is_ok());
         for (bad, field) in [
             ("model='nope'", "fall_scan.model"),
             ("model='bp'\nscan_fps=0", "fall_scan.scan_fps"),
@@ -849,7 +867,8 @@ mod tests {
             ("model='bp'\nfall_window_secs=nan", "fall_scan.fall_window_secs"),
             ("model='bp'\nstill_secs=0", "fall_scan.still_secs"),
             ("model='bp'\nlying_deg=200", "fall_scan.lying_deg"),
-            ("model='bp'\nzones=['x']", "zones"),
+            ("model='bp'\nzones=['x']", "fall_scan.zones[0]"),
+            ("model='bp'\nsize=2", "size"),
         ] {
             let e = with(bad).unwrap_err();
             assert!(e.contains(field) && e.contains("gate"), "{bad}: {e}");
