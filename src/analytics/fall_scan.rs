@@ -109,8 +109,6 @@ pub struct FallScan {
     grey: Option<(u32, u32, u32, Vec<u8>)>,
     chains: Vec<Chain>,
     next_id: u64,
-    /// Tiles run on the last scan (for `bench` and the cost figures).
-    pub tiles_run: usize,
 }
 
 impl FallScan {
@@ -129,15 +127,7 @@ impl FallScan {
                 }
             })
             .collect();
-        FallScan {
-            cfg,
-            zones,
-            last_scan: None,
-            grey: None,
-            chains: Vec::new(),
-            next_id: 0,
-            tiles_run: 0,
-        }
+        FallScan { cfg, zones, last_scan: None, grey: None, chains: Vec::new(), next_id: 0 }
     }
 
     /// Scans `frame` when due (with `detectors`; without, nothing is scanned) and returns the
@@ -149,11 +139,9 @@ impl FallScan {
         let due = self
             .last_scan
             .is_none_or(|l| now < l || (now - l).as_seconds_f64() >= 0.75 / self.cfg.scan_fps);
-        self.tiles_run = 0;
         if let (true, Some(d)) = (due, detectors) {
             self.last_scan = Some(now);
             let tiles = self.moving_tiles(frame);
-            self.tiles_run = tiles.len();
             match d.scan(&self.cfg.model, frame, &tiles) {
                 Ok(found) => {
                     let sightings = found
