@@ -28,6 +28,9 @@
 //! toward the camera comes down slowly and keeps walking; one sitting down drops less than a
 //! body radius; a person lying on a bench from the start never comes down.
 //!
+//! A drop that another followed detection made too over the same time is not a fall: the
+//! camera tilted and everything it sees came down (a PTZ camera on a tour).
+//!
 //! A fallen chain is reported to the rules as a person track ([`crate::types::Tracks`]'s
 //! `fallen`), with an id from [`ID_BASE`] up (never a tracker's id), its box the body circle
 //! and its `first_seen` the landing, until it has not been seen for [`LOST_SECS`].
@@ -252,11 +255,15 @@ impl FallScan {
             }
         }
         let keep = self.cfg.fall_window_secs + self.cfg.still_secs + 1.0;
-        for c in &mut self.chains {
-            if c.landed.is_none() {
-                c.landed = landing(&c.seen, &self.cfg);
+        for i in 0..self.chains.len() {
+            if self.chains[i].landed.is_none() {
+                let fell = landing(&self.chains[i].seen, &self.cfg);
+                let fell = fell.filter(|f| !scene_moved(&self.chains, i, f));
+                self.chains[i].landed = fell.map(|f| f.landed);
             }
-            // Only what a fall still to be found could use is kept (and the last sighting).
+        }
+        // Only what a fall still to be found could use is kept (and the last sighting).
+        for c in &mut self.chains {
             c.seen.retain(|s| secs(s.at, now) <= keep);
         }
     }
@@ -307,9 +314,18 @@ fn links(l: &Sighting, s: &Sighting) -> bool {
     dt > 0.0 && dt <= LINK_SECS && dx.abs() <= r && (-r..=3.0 * r).contains(&dy)
 }
 
-/// The landing of a fall in `seen` (a chain's sightings, oldest first), if it holds one: see
-/// the module docs.
-pub fn landing(seen: &[Sighting], cfg: &FallScanConfig) -> Option<OffsetDateTime> {
+/// A fall found in a chain: where its drop started and landed, and how far it came down.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Drop {
+    pub from: OffsetDateTime,
+    pub landed: OffsetDateTime,
+    /// The drop of the hip centre, pixels.
+    pub px: f32,
+}
+
+/// The fall in `seen` (a chain's sightings, oldest first), if it holds one: see the module
+/// docs.
+pub fn landing(seen: &[Sighting], cfg: &FallScanConfig) -> Option<Drop> {
     let last = seen.last()?;
     for (b, land) in seen.iter().enumerate() {
         if secs(land.at, last.at) + 1e-6 < cfg.still_secs {
@@ -339,11 +355,27 @@ pub fn landing(seen: &[Sighting], cfg: &FallScanConfig) -> Option<OffsetDateTime
             let continuous =
                 steps.len() >= 2 && steps.iter().all(|&s| s >= -0.25 * r && s <= dy * 2.0 / 3.0);
             if continuous {
-                return Some(land.at);
+                return Some(Drop { from: from.at, landed: land.at, px: dy });
             }
         }
     }
     None
+}
+
+/// Whether another chain than `faller` came down by at least half of drop `f` over the same
+/// time (its sightings within [`LINK_SECS`] of the drop's start and landing): the camera
+/// tilted, and everything it sees moved down.
+fn scene_moved(chains: &[Chain], faller: usize, f: &Drop) -> bool {
+    let near = |c: &Chain, t: OffsetDateTime| {
+        c.seen
+            .iter()
+            .filter(|s| secs(s.at, t).abs() <= LINK_SECS)
+            .min_by(|a, b| secs(a.at, t).abs().total_cmp(&secs(b.at, t).abs()))
+            .map(|s| s.hip.1)
+    };
+    chains.iter().enumerate().filter(|(i, _)| *i != faller).any(|(_, c)| {
+        matches!((near(c, f.from), near(c, f.landed)), (Some(a), Some(b)) if b - a >= 0.5 * f.px)
+    })
 }
 
 /// The scan's tiles of a `w` × `h` frame: squares of side 0.3 × `w` (at most `h`), half
@@ -462,12 +494,16 @@ mod tests {
 
     #[test]
     fn a_fall_from_height_lands_and_lies_still() {
-        // Upright on a walkway at y 100, down 2.5 radii (100 px) in 0.6 s, then lying still.
+        // Upright on a walkway at y 100, down 2.5 radii (100 px) in 0.6 s, then lying still;
+        // the latest start that makes the fall (2 radii in 2 steps) is the drop's.
         let mut p = vec![(0.0, 100.0, 5.0), (0.2, 102.0, 5.0), (0.4, 120.0, 90.0)];
         p.extend([(0.6, 160.0, 150.0)]);
         p.extend(lying(0.8, 200.0, 2.0));
         let seen = chain(&p);
-        assert_eq!(landing(&seen, &cfg()), Some(at(0.8)));
+        assert_eq!(
+            landing(&seen, &cfg()).map(|f| (f.from, f.landed, f.px)),
+            Some((at(0.4), at(0.8), 80.0))
+        );
         // Not before it has lain still for `still_secs`.
         assert_eq!(landing(&seen[..seen.len() - 1], &cfg()), None);
         // A smaller drop than `min_drop_radii` is no fall from height.
@@ -501,6 +537,18 @@ mod tests {
         assert_eq!(landing(&chain(&lying(0.0, 200.0, 5.0)), &cfg()), None);
     }
 
+    /// A camera with a zone `deck` (the top-left corner) and the table `extra`.
+    fn cam(extra: &str) -> crate::config::CameraConfig {
+        let text = format!(
+            "box_id='b'\ndata_dir='/tmp'\n[models]\nx='{}/models/blazepose-detector-224/model.toml'\n\
+             [[cameras]]\nid='c'\nurl='x.mp4'\nmodels=[]\n\
+             enabled=false\n[[cameras.zones]]\nname='deck'\n\
+             points=[[0.0,0.0],[0.3,0.0],[0.3,0.3]]\n{extra}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        crate::config::Config::parse(&text, std::path::Path::new("/")).unwrap().cameras[0].clone()
+    }
+
     fn frame(t: f64, rgb: Vec<u8>) -> Frame {
         Frame {
             camera_id: std::sync::Arc::from("cam"),
@@ -518,17 +566,6 @@ mod tests {
     /// changed.
     #[test]
     fn only_moving_tiles_in_the_zones_are_scanned() {
-        let cam = |zones: &str| {
-            let text = format!(
-                "box_id='b'\ndata_dir='/tmp'\n[models]\nx='{}/models/blazepose-detector-224/model.toml'\n\
-                 [[cameras]]\nid='c'\nurl='x.mp4'\nmodels=[]\n\
-                 enabled=false\n[[cameras.zones]]\nname='deck'\n\
-                 points=[[0.0,0.0],[0.3,0.0],[0.3,0.3]]\n{zones}",
-                env!("CARGO_MANIFEST_DIR")
-            );
-            crate::config::Config::parse(&text, std::path::Path::new("/")).unwrap().cameras[0]
-                .clone()
-        };
         let grey = vec![100u8; 640 * 352 * 3];
         let mut moved = grey.clone();
         // A 40 × 40 px square brightens at (500, 250): the 2 tiles (or 4) around it move.
@@ -549,6 +586,33 @@ mod tests {
             FallScan::new(limited, &cam("[cameras.fall_scan]\nmodel='x'\nzones=['deck']"));
         assert_eq!(scan.moving_tiles(&frame(0.0, grey)).len(), 4);
         assert!(scan.moving_tiles(&frame(0.2, moved)).is_empty());
+    }
+
+    /// Through `follow`, scan by scan: a person falls beside a sign that stays put (a fall),
+    /// and the same with the sign coming down too (the camera tilted: no fall).
+    #[test]
+    fn a_drop_that_the_whole_scene_makes_is_not_a_fall() {
+        let run = |sign_moves: bool| {
+            let mut scan = FallScan::new(cfg(), &cam(""));
+            let person = [100.0, 102.0, 120.0, 160.0, 200.0];
+            for i in 0..16 {
+                let t = i as f64 * 0.2;
+                let y = person.get(i).copied().unwrap_or(200.0);
+                let axis = if i < 2 { 5.0 } else { 110.0 };
+                let sign_y = if sign_moves { 60.0 + (y - 100.0) } else { 60.0 };
+                let s = |x: f32, y: f32, axis_deg: f32| Sighting {
+                    at: at(t),
+                    hip: (x, y),
+                    radius: 40.0,
+                    axis_deg,
+                    score: 0.8,
+                };
+                scan.follow(vec![s(300.0, y, axis), s(500.0, sign_y, 0.0)], at(t), 640.0);
+            }
+            scan.chains.iter().filter(|c| c.landed.is_some()).count()
+        };
+        assert_eq!(run(false), 1, "a fall beside a still sign");
+        assert_eq!(run(true), 0, "the camera tilted");
     }
 
     #[test]
