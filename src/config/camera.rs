@@ -365,13 +365,7 @@ impl PoseConfig {
         zones: &[&str],
         models: &dyn Fn(&str) -> bool,
     ) -> Result<(), String> {
-        if !models(&self.model) {
-            return Err(format!(
-                "{}: unknown model `{}` (not in [models])",
-                at("pose.model"),
-                self.model
-            ));
-        }
+        stage_refs(at, "pose", &self.model, &self.zones, zones, models)?;
         if !(self.every_secs.is_finite() && (0.0..=3600.0).contains(&self.every_secs)) {
             return Err(format!("{}: must be between 0 and 3600", at("pose.every_secs")));
         }
@@ -386,15 +380,6 @@ impl PoseConfig {
         }
         if self.classes.is_empty() {
             return Err(format!("{}: list at least one class", at("pose.classes")));
-        }
-        for (i, z) in self.zones.iter().enumerate() {
-            if !zones.contains(&z.as_str()) {
-                return Err(format!(
-                    "{}: no zone `{z}` in the camera (zones: {})",
-                    at(&format!("pose.zones[{i}]")),
-                    zones.join(", ")
-                ));
-            }
         }
         Ok(())
     }
@@ -458,29 +443,15 @@ fn d_lying_axis() -> f64 {
 }
 
 impl FallScanConfig {
-    /// `at(field)` names the field and the camera; `models` tells the box's `[models]` names.
+    /// `at(field)` names the field and the camera; `zones` are the camera's zone names and
+    /// `models` tells the box's `[models]` names.
     pub(crate) fn validate(
         &self,
         at: &dyn Fn(&str) -> String,
         zones: &[&str],
         models: &dyn Fn(&str) -> bool,
     ) -> Result<(), String> {
-        if !models(&self.model) {
-            return Err(format!(
-                "{}: unknown model `{}` (not in [models])",
-                at("fall_scan.model"),
-                self.model
-            ));
-        }
-        for (i, z) in self.zones.iter().enumerate() {
-            if !zones.contains(&z.as_str()) {
-                return Err(format!(
-                    "{}: no zone `{z}` in the camera (zones: {})",
-                    at(&format!("fall_scan.zones[{i}]")),
-                    zones.join(", ")
-                ));
-            }
-        }
+        stage_refs(at, "fall_scan", &self.model, &self.zones, zones, models)?;
         let range = |name: &str, v: f64, lo: f64, hi: f64| {
             if v.is_finite() && v > lo && v <= hi {
                 Ok(())
@@ -495,6 +466,32 @@ impl FallScanConfig {
         range("fall_scan.still_secs", self.still_secs, 0.0, 60.0)?;
         range("fall_scan.lying_deg", self.lying_deg, 0.0, 180.0)
     }
+}
+
+/// Checks a stage's (`[cameras.<stage>]`) `model` against the box's `[models]` names and
+/// its `zones` against the camera's zone names `known`.
+fn stage_refs(
+    at: &dyn Fn(&str) -> String,
+    stage: &str,
+    model: &str,
+    zones: &[String],
+    known: &[&str],
+    models: &dyn Fn(&str) -> bool,
+) -> Result<(), String> {
+    if !models(model) {
+        let field = at(&format!("{stage}.model"));
+        return Err(format!("{field}: unknown model `{model}` (not in [models])"));
+    }
+    for (i, z) in zones.iter().enumerate() {
+        if !known.contains(&z.as_str()) {
+            return Err(format!(
+                "{}: no zone `{z}` in the camera (zones: {})",
+                at(&format!("{stage}.zones[{i}]")),
+                known.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// How a camera URL is opened.
