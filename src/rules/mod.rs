@@ -596,6 +596,61 @@ min_offset = 0.0
         assert_eq!(got, vec![("area", "*", 2, 2, 1), ("area", "person", 2, 2, 1)]);
     }
 
+    /// A person the fall scan saw fall (`Tracks::fallen`): `fall` from the landing once it
+    /// has held `down_secs`, `person_down` after its own `down_secs`; both end once the scan
+    /// no longer sees the person. The tracker's tracks play no part.
+    #[test]
+    fn fallen_people_of_the_fall_scan_raise_fall_and_person_down() {
+        let text = CAM.split("[[cameras.rules]]").next().unwrap().to_string()
+            + "[[cameras.rules]]\nkind = \"fall\"\n[[cameras.rules]]\nkind = \"person_down\"\n";
+        let cfg = crate::config::Config::parse(&text, std::path::Path::new("/")).unwrap();
+        let mut engine = RuleEngine::new(&cfg.cameras[0]);
+        let landed = frame_at(1.0).captured_at;
+        // Seen to 13 s, then reported lost for 3 s (`fall_scan::LOST_SECS`), then gone.
+        let at = |secs: f64| {
+            let seen = secs <= 13.0;
+            let mut t = tracks_at(secs, 0.45);
+            t.tracks.clear();
+            if secs > 16.0 {
+                return t;
+            }
+            let now = t.detections.frame.captured_at;
+            t.fallen = vec![Track {
+                id: crate::analytics::fall_scan::ID_BASE + 1,
+                bbox: BBox { x1: 0.4, y1: 0.6, x2: 0.6, y2: 0.8 },
+                state: if seen { TrackState::Tracked } else { TrackState::Lost },
+                first_seen: landed,
+                last_seen: if seen { now } else { frame_at(13.0).captured_at },
+                ..tracks_at(secs, 0.45).tracks[0].clone()
+            }];
+            t
+        };
+        let mut got = Vec::new();
+        for i in 0..=100 {
+            let secs = 2.0 + i as f64 * 0.5;
+            for c in engine.process(&mut at(secs)) {
+                got.push((c.kind.clone(), c.change, (c.at - landed).as_seconds_f64()));
+            }
+        }
+        let kinds: Vec<(&str, Change)> = got.iter().map(|(k, c, _)| (k.as_str(), *c)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("fall", Change::Started),
+                ("person_down", Change::Started),
+                ("fall", Change::Ended),
+                ("person_down", Change::Ended)
+            ],
+            "{got:?}"
+        );
+        assert!(
+            got[0].2.abs() < 1e-6 && got[1].2.abs() < 1e-6,
+            "both start at the landing: {got:?}"
+        );
+        assert!((got[2].2 - 12.0).abs() < 1e-6, "fall ends at the last sighting: {got:?}");
+        assert!((got[3].2 - 42.0).abs() < 1e-6, "person_down: lost_secs after it: {got:?}");
+    }
+
     fn rule(toml_text: &str) -> Result<(), (String, String)> {
         let r: RuleConfig =
             toml::from_str(toml_text).map_err(|e| ("parse".to_string(), e.to_string()))?;
