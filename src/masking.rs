@@ -81,6 +81,10 @@ impl std::fmt::Debug for Masker {
 pub type MaskerState = Result<Arc<Masker>, String>;
 
 impl crate::uplink::SnapshotMasker for Masker {
+    /// A snapshot JPEG of `camera` for the uplink: masked as the camera's policy says and
+    /// encoded again at `quality` when `mask` (else the bytes as they are), and with `faces`
+    /// the faces in it (normalised, not grown, left to right; ADR 0051). The JPEG is decoded
+    /// once and the detectors run once for both.
     fn snapshot(
         &self,
         camera: &str,
@@ -89,7 +93,35 @@ impl crate::uplink::SnapshotMasker for Masker {
         mask: bool,
         faces: bool,
     ) -> Result<(Vec<u8>, Vec<BBox>), String> {
-        Masker::snapshot(self, camera, jpeg, quality, mask, faces)
+        if !mask && !faces {
+            return Ok((jpeg.to_vec(), Vec::new()));
+        }
+        let img = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
+            .map_err(|e| format!("decoding the still: {e}"))?
+            .to_rgb8();
+        let (w, h) = img.dimensions();
+        let mut rgb = img.into_raw();
+        let policy = self.policy(camera);
+        let masks = mask && policy.enabled && (policy.faces || policy.plates);
+        let found = if masks || faces {
+            Some(self.find(camera, &rgb, w, h, faces || policy.faces)?)
+        } else {
+            None
+        };
+        let aspect = w as f32 / h as f32;
+        let faces_found = match (&found, faces) {
+            (Some(f), true) => faces_of(f, aspect),
+            _ => Vec::new(),
+        };
+        if !mask {
+            return Ok((jpeg.to_vec(), faces_found));
+        }
+        if let (Some(f), true) = (&found, masks) {
+            for r in regions_of(f, policy, aspect) {
+                fill(&mut rgb, w, h, &r.bbox);
+            }
+        }
+        Ok((encode(&rgb, w, h, quality)?, faces_found))
     }
 }
 
@@ -231,51 +263,9 @@ impl Masker {
         Ok(regions)
     }
 
-    /// A snapshot JPEG of `camera` for the uplink: masked as the camera's policy says and
-    /// encoded again at `quality` when `mask` (else the bytes as they are), and with `faces`
-    /// the faces in it (normalised, not grown, left to right; ADR 0051). The JPEG is decoded
-    /// once and the detectors run once for both.
-    pub fn snapshot(
-        &self,
-        camera: &str,
-        jpeg: &[u8],
-        quality: u8,
-        mask: bool,
-        faces: bool,
-    ) -> Result<(Vec<u8>, Vec<BBox>), String> {
-        if !mask && !faces {
-            return Ok((jpeg.to_vec(), Vec::new()));
-        }
-        let img = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
-            .map_err(|e| format!("decoding the still: {e}"))?
-            .to_rgb8();
-        let (w, h) = img.dimensions();
-        let mut rgb = img.into_raw();
-        let policy = self.policy(camera);
-        let masks = mask && policy.enabled && (policy.faces || policy.plates);
-        let found = if masks || faces {
-            Some(self.find(camera, &rgb, w, h, faces || policy.faces)?)
-        } else {
-            None
-        };
-        let aspect = w as f32 / h as f32;
-        let faces_found = match (&found, faces) {
-            (Some(f), true) => faces_of(f, aspect),
-            _ => Vec::new(),
-        };
-        if !mask {
-            return Ok((jpeg.to_vec(), faces_found));
-        }
-        if let (Some(f), true) = (&found, masks) {
-            for r in regions_of(f, policy, aspect) {
-                fill(&mut rgb, w, h, &r.bbox);
-            }
-        }
-        Ok((encode(&rgb, w, h, quality)?, faces_found))
-    }
-
     /// Masks a JPEG: decodes it, masks it, encodes it again at `quality`.
     pub fn mask_jpeg(&self, camera: &str, jpeg: &[u8], quality: u8) -> Result<Vec<u8>, String> {
+        use crate::uplink::SnapshotMasker;
         self.snapshot(camera, jpeg, quality, true, false).map(|(masked, _)| masked)
     }
 }
