@@ -38,10 +38,10 @@ eval: build
 	./target/release/gridwatch eval mot --video /usr/share/doc/opencv-doc/examples/data/vtest.avi \
 	    --gt ../shared/eval/pets09-s2l1/gt-frames-0001-0400.txt --frames 1-400
 	./target/release/gridwatch eval mot --video /usr/share/doc/opencv-doc/examples/data/vtest.avi \
-	    --gt ../shared/eval/pets09-s2l1/gt-frames-0001-0400.txt --frames 1-400 -m $(BENCH_INT8)
+	    --gt ../shared/eval/pets09-s2l1/gt-frames-0001-0400.txt --frames 1-400 -m $(BENCH_FP32)
 	./target/release/gridwatch eval scenarios --manifest tests/scenarios/traffic.toml
 	./target/release/gridwatch eval scenarios --manifest tests/scenarios/traffic.toml \
-	    --model default=$(BENCH_INT8)/model.toml
+	    --model default=$(BENCH_FP32)/model.toml
 	./target/release/gridwatch eval scenarios --manifest tests/scenarios/fire.toml
 	./target/release/gridwatch eval scenarios --manifest tests/scenarios/fire-negatives.toml
 	./target/release/gridwatch eval scenarios --manifest tests/scenarios/fire-verified.toml
@@ -61,8 +61,9 @@ fuzz: setup
 	$(CARGO) test --locked --test api_schema -- --nocapture
 
 BENCH_VIDEO ?= /usr/share/doc/opencv-doc/examples/data/vtest.avi
-BENCH_MODEL ?= models/nanodet-g-coco-416
-BENCH_INT8 ?= models/nanodet-g-coco-416-int8
+# The shipped detector (int8 on lit frames, fp32 on low-light ones) and the fp32 model.
+BENCH_MODEL ?= models/nanodet-g-coco-416-int8
+BENCH_FP32 ?= models/nanodet-g-coco-416
 BENCH_ASPECT ?= models/nanodet-g-coco-416-aspect
 # The ONNX file a model manifest names.
 onnx_of = $(1)/$(shell sed -n 's/^file = "\(.*\)"/\1/p' $(1)/model.toml)
@@ -72,19 +73,20 @@ $(PYVENV)/bin/python:
 	python3 -m venv $(PYVENV)
 	$(PYVENV)/bin/pip install -q onnxruntime==1.32.0 opencv-python-headless numpy
 
-# gridwatch's bench, then the plain Python loop on the same video and model, and their ratio.
+# gridwatch's bench with the shipped detector, then the plain Python loop on the same video
+# with the fp32 model (the issue-16 baseline) and with the int8 file, and their ratios; then
+# the fp32 and aspect-fitted models through the same pipeline.
 bench: build $(PYVENV)/bin/python
 	./target/release/gridwatch bench --video $(BENCH_VIDEO) --model $(BENCH_MODEL) --frames 795 --width 768 | tee third_party/bench.txt
-	$(PYVENV)/bin/python tools/bench_python.py $(BENCH_VIDEO) $(call onnx_of,$(BENCH_MODEL)) 2 | tee -a third_party/bench.txt
-	./target/release/gridwatch bench --video $(BENCH_VIDEO) --model $(BENCH_INT8) --frames 795 --width 768 | tee third_party/bench-int8.txt
-	$(PYVENV)/bin/python tools/bench_python.py $(BENCH_VIDEO) $(call onnx_of,$(BENCH_INT8)) 2 | tee -a third_party/bench-int8.txt
+	$(PYVENV)/bin/python tools/bench_python.py $(BENCH_VIDEO) $(call onnx_of,$(BENCH_FP32)) 2 | tee -a third_party/bench.txt
+	$(PYVENV)/bin/python tools/bench_python.py $(BENCH_VIDEO) $(call onnx_of,$(BENCH_MODEL)) 2 | sed 's/^python-baseline/python-baseline-int8/' | tee -a third_party/bench.txt
+	./target/release/gridwatch bench --video $(BENCH_VIDEO) --model $(BENCH_FP32) --frames 795 --width 768 | tee third_party/bench-fp32.txt
 	./target/release/gridwatch bench --video $(BENCH_VIDEO) --model $(BENCH_ASPECT) --frames 795 --width 768 | tee third_party/bench-aspect.txt
 	./target/release/gridwatch bench-record --secs 30 | tee -a third_party/bench.txt
 	./target/release/gridwatch bench-uplink --changes 100000 --cameras 4 --video test-videos/pets09-s2l1.mp4 --model models/nanodet-g-coco-320 --secs 120 | tee -a third_party/bench.txt
 	./target/release/gridwatch bench-connections --video test-videos/pets09-s2l1.mp4 --model models/nanodet-g-coco-320 --clients 1000 --secs 60 | tee -a third_party/bench.txt
-	@python3 -c "import re;t=open('third_party/bench.txt').read();g=float(re.search(r'full pipeline: .*?: ([0-9.]+) fps',t).group(1));p=float(re.search(r'python-baseline .*fps=([0-9.]+)',t).group(1));print(f'gridwatch pipeline / python loop = {g:.1f} / {p:.1f} = {g/p:.2f}')"
-	@python3 -c "import re;t=open('third_party/bench.txt').read();i=open('third_party/bench-int8.txt').read();f=lambda s,r:float(re.search(r,s).group(1));g=f(i,r'full pipeline: .*?: ([0-9.]+) fps');p=f(t,r'python-baseline .*fps=([0-9.]+)');q=f(i,r'python-baseline .*fps=([0-9.]+)');print(f'gridwatch int8 pipeline / python loop fp32 = {g:.1f} / {p:.1f} = {g/p:.2f} (same int8 model in python: {q:.1f}, {g/q:.2f})')"
-	@python3 -c "import re;t=open('third_party/bench.txt').read();a=open('third_party/bench-aspect.txt').read();f=lambda s,r:float(re.search(r,s).group(1));g=f(a,r'full pipeline: .*?: ([0-9.]+) fps');p=f(t,r'python-baseline .*fps=([0-9.]+)');print(f'gridwatch aspect-fitted pipeline / python loop = {g:.1f} / {p:.1f} = {g/p:.2f}')"
+	@python3 -c "import re;t=open('third_party/bench.txt').read();f=lambda s,r:float(re.search(r,s).group(1));g=f(t,r'full pipeline: .*?: ([0-9.]+) fps');p=f(t,r'python-baseline .*fps=([0-9.]+)');q=f(t,r'python-baseline-int8 .*fps=([0-9.]+)');print(f'gridwatch pipeline (shipped) / python loop fp32 = {g:.1f} / {p:.1f} = {g/p:.2f} (python loop with the int8 file: {q:.1f}, {g/q:.2f})')"
+	@python3 -c "import re;t=open('third_party/bench.txt').read();f=lambda s,r:float(re.search(r,s).group(1));p=f(t,r'python-baseline .*fps=([0-9.]+)');[print(f'gridwatch {n} pipeline / python loop fp32 = {g:.1f} / {p:.1f} = {g/p:.2f}') for n in ('fp32','aspect') for g in [f(open(f'third_party/bench-{n}.txt').read(),r'full pipeline: .*?: ([0-9.]+) fps')]]"
 
 # Installed layout: $(PREFIX)/gridwatch with the ONNX Runtime library in $(PREFIX)/lib/ (found
 # next to the binary at run time, no environment variable), models and a sample config.
@@ -93,7 +95,7 @@ install: build
 	install -d $(PREFIX)/lib $(PREFIX)/models $(PREFIX)/config $(PREFIX)/test-videos
 	install -m 755 target/release/gridwatch $(PREFIX)/gridwatch
 	install -m 644 third_party/onnxruntime/libonnxruntime.so.1.32.0 $(PREFIX)/lib/libonnxruntime.so
-	cp -r models/nanodet-g-coco-416 models/nanodet-g-coco-320 models/blazeface-back-256 \
+	cp -r models/nanodet-g-coco-416 models/nanodet-g-coco-416-int8 models/nanodet-g-coco-320 models/blazeface-back-256 \
 		models/movenet-multipose-lightning-256 models/blazepose-detector-224 $(PREFIX)/models/
 	install -m 644 test-videos/pets09-s2l1.mp4 $(PREFIX)/test-videos/
 	sed -e 's|\.\./demo-data|/var/lib/gridwatch|' config/demo.toml > $(PREFIX)/config/example.toml

@@ -71,6 +71,14 @@ pub fn load_manifests(cfg: &Config) -> anyhow::Result<HashMap<String, ModelManif
     Ok(out)
 }
 
+/// What the models of one frame see: the enhanced pixels (else the frame's own), whether the
+/// frame is low-light, and the tiles when tiled detection is due.
+struct Input<'a> {
+    rgb: Option<&'a [u8]>,
+    low_light: bool,
+    tiled: Option<&'a TilesConfig>,
+}
+
 /// One inference session per model, by the name `[models]` gives it.
 pub struct Detectors {
     models: HashMap<String, Detector>,
@@ -130,44 +138,43 @@ impl Detectors {
     /// Runs `models` (in that order) on `frame`, and with `tiles` also on its tiles, merging
     /// the boxes ([`tiles`]); a failing model is logged and skipped.
     /// The models see `input` (the frame's pixels enhanced, [`enhance`]) instead of the frame's
-    /// own when given.
+    /// own when given. On a `low_light` frame a model with a `low_light_model` runs that.
     fn run(
         &mut self,
         camera: &str,
         models: &[String],
         frame: &Frame,
-        input: Option<&[u8]>,
-        tiled: Option<&TilesConfig>,
+        input: Input<'_>,
     ) -> Vec<Detection> {
-        let src: &[u8] = input.unwrap_or(&frame.rgb);
-        let objects = self.run_on(camera, models, frame, src, frame.width, frame.height);
-        let Some(cfg) = tiled else { return objects };
+        let src: &[u8] = input.rgb.unwrap_or(&frame.rgb);
+        let whole = (src, frame.width, frame.height);
+        let objects = self.run_on(camera, models, frame, whole, input.low_light);
+        let Some(cfg) = input.tiled else { return objects };
         let layout = tiles::layout(frame.width, frame.height, cfg.grid, cfg.overlap);
         let mut pieces = Vec::new();
         for (i, tile) in layout.iter().enumerate() {
             let rgb = tiles::crop(src, frame.width, tile);
-            for det in self.run_on(camera, models, frame, &rgb, tile.w, tile.h) {
+            for det in self.run_on(camera, models, frame, (&rgb, tile.w, tile.h), input.low_light) {
                 pieces.push(tiles::to_frame(det, &layout, i, frame.width, frame.height));
             }
         }
         tiles::merge(objects, pieces)
     }
 
-    /// Runs `models` on an RGB image (`frame` or one of its tiles).
+    /// Runs `models` on an RGB image (`frame` or one of its tiles: pixels, width, height).
     fn run_on(
         &mut self,
         camera: &str,
         models: &[String],
         frame: &Frame,
-        rgb: &[u8],
-        width: u32,
-        height: u32,
+        (rgb, width, height): (&[u8], u32, u32),
+        low_light: bool,
     ) -> Vec<Detection> {
         let mut objects = Vec::new();
         for name in models {
             let Some(d) = self.models.get_mut(name) else { continue };
             self.calls += 1;
-            match d.detect(rgb, width, height) {
+            match d.for_light(low_light).detect(rgb, width, height) {
                 Ok(v) => objects.extend(v),
                 Err(e) => tracing::warn!(camera, frame = frame.index, "inference failed: {e}"),
             }
@@ -354,6 +361,8 @@ impl CameraAnalytics {
             _ => None,
         };
         let detected = matches!(detect, Detect::Run(_)) && gate.is_none_or(motion::Gate::detects);
+        // One reading of the light for the models (`low_light_model`) and the tracker's levels.
+        let dark = low_light(&frame.rgb, frame.width, frame.height);
         let (mut objects, detectors) = match detect {
             Detect::Run(d) if !detected => {
                 let held = self
@@ -368,8 +377,9 @@ impl CameraAnalytics {
                 if vetoed {
                     models = models.iter().filter(|m| !d.fire_smoke_only(m)).cloned().collect();
                 }
-                let input = enhance::for_detection(&self.enhance, &frame);
-                (d.run(&self.camera_id, &models, &frame, input.as_deref(), tiled), Some(d))
+                let enhanced = enhance::for_detection(&self.enhance, &frame);
+                let input = Input { rgb: enhanced.as_deref(), low_light: dark, tiled };
+                (d.run(&self.camera_id, &models, &frame, input), Some(d))
             }
             Detect::Given(v) => (v, None),
         };
@@ -400,8 +410,7 @@ impl CameraAnalytics {
             let f = &detections.frame;
             tracker.set_frame_aspect(f.width as f32 / f.height.max(1) as f32);
             if tracker.config().low_light_births {
-                let f = &detections.frame;
-                tracker.set_low_light(low_light(&f.rgb, f.width, f.height));
+                tracker.set_low_light(dark);
             }
             tracker.update(&detections.objects, at)
         };

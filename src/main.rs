@@ -233,7 +233,7 @@ enum BenchCmd {
         /// The busy cameras' sub-stream (with `--detect-clip` and `--busy-clip`).
         #[arg(long)]
         busy_detect_clip: Option<PathBuf>,
-        #[arg(long, short, default_value = "models/nanodet-g-coco-416")]
+        #[arg(long, short, default_value = "models/nanodet-g-coco-416-int8")]
         model: PathBuf,
         #[arg(long, default_value_t = 5.0)]
         detect_fps: f64,
@@ -280,7 +280,7 @@ enum EvalCmd {
         #[arg(long)]
         frames: Option<String>,
         /// Model manifest (models/<name>/model.toml) or its directory.
-        #[arg(long, short, default_value = "models/nanodet-g-coco-416")]
+        #[arg(long, short, default_value = "models/nanodet-g-coco-416-int8")]
         model: PathBuf,
         /// Width frames are scaled to before detection.
         #[arg(long, default_value_t = 768)]

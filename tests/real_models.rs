@@ -166,6 +166,30 @@ fn committed_nanodet_g_416() {
     finds_people(load(&repo().join("models/nanodet-g-coco-416/model.toml")));
 }
 
+/// The shipped detector: int8 on lit frames, its `low_light_model` (the fp32 file) on
+/// low-light ones, with the same boxes as that model loaded on its own.
+#[test]
+fn shipped_detector_runs_fp32_on_low_light_frames() {
+    let mut shipped = load(&repo().join("models/nanodet-g-coco-416-int8/model.toml"));
+    let mut fp32 = load(&repo().join("models/nanodet-g-coco-416/model.toml"));
+    assert_eq!(shipped.for_light(false).name(), "nanodet-g-coco-416-int8");
+    assert_eq!(shipped.for_light(true).name(), "nanodet-g-coco-416");
+    // A PETS frame darkened to a night image: gridwatch::analytics::low_light says so.
+    let f = &pets()[8];
+    let dark: Vec<u8> = f.rgb.iter().map(|v| v / 6).collect();
+    assert!(gridwatch::analytics::low_light(&dark, f.width, f.height));
+    assert!(!gridwatch::analytics::low_light(&f.rgb, f.width, f.height));
+    for (rgb, what) in [(&f.rgb, "lit"), (&dark, "dark")] {
+        let a = shipped.for_light(true).detect(rgb, f.width, f.height).unwrap();
+        let b = fp32.detect(rgb, f.width, f.height).unwrap();
+        assert!(!b.is_empty(), "{what}: fp32 finds nobody");
+        let boxes = |v: &[Detection]| v.iter().map(|d| (d.class_id, d.bbox)).collect::<Vec<_>>();
+        assert_eq!(boxes(&a), boxes(&b), "{what}: the low-light session is the fp32 model");
+    }
+    let lit = shipped.for_light(false).detect(&f.rgb, f.width, f.height).unwrap();
+    assert!(lit.iter().any(|d| d.class == "person"), "int8 finds the PETS people");
+}
+
 #[test]
 fn committed_nanodet_g_320() {
     finds_people(load(&repo().join("models/nanodet-g-coco-320/model.toml")));

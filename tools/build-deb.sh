@@ -40,7 +40,7 @@ install -d -m 0755 "$root/usr/bin" "$root/usr/lib/gridwatch" "$root/usr/share/gr
 strip --strip-debug -o "$root/usr/bin/gridwatch" "$binary"
 chmod 0755 "$root/usr/bin/gridwatch"
 install -m 0644 "$ort" "$root/usr/lib/gridwatch/"
-for m in nanodet-g-coco-416 nanodet-g-coco-320 movenet-multipose-lightning-256 blazeface-back-256 \
+for m in nanodet-g-coco-416 nanodet-g-coco-416-int8 nanodet-g-coco-320 movenet-multipose-lightning-256 blazeface-back-256 \
     blazepose-detector-224; do
     install -d -m 0755 "$root/usr/share/gridwatch/models/$m"
     install -m 0644 models/"$m"/* "$root/usr/share/gridwatch/models/$m/"

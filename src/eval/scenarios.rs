@@ -8,7 +8,7 @@
 //!
 //! ```toml
 //! [models]                      # optional; default: the bundled NanoDet-g 416
-//! default = "../../models/nanodet-g-coco-416/model.toml"
+//! default = "../../models/nanodet-g-coco-416-int8/model.toml"
 //!
 //! [[scenarios]]
 //! name = "highway"
@@ -87,7 +87,7 @@ use crate::infer::detector::DetectorOptions;
 use crate::types::{Change, CountDelta, EventChange, TrackState};
 
 /// The model a manifest without `[models]` uses, relative to the current directory.
-pub const DEFAULT_MODEL: &str = "models/nanodet-g-coco-416/model.toml";
+pub const DEFAULT_MODEL: &str = "models/nanodet-g-coco-416-int8/model.toml";
 
 /// The most decoded frame data a `reverse` scenario may hold in memory (1 GiB: about 1500
 /// frames at 640×360).

@@ -61,6 +61,8 @@ pub struct Detector {
     decoder: Decoder,
     timings: Timings,
     providers: Vec<String>,
+    /// The manifest's `low_light_model`, run instead on low-light frames ([`Detector::for_light`]).
+    low_light: Option<Box<Detector>>,
 }
 
 impl std::fmt::Debug for Detector {
@@ -72,6 +74,7 @@ impl std::fmt::Debug for Detector {
             .field("outputs", &self.output_names)
             .field("decoder", &self.decoder.kind)
             .field("providers", &self.providers)
+            .field("low_light", &self.low_light)
             .finish()
     }
 }
@@ -233,6 +236,10 @@ impl Detector {
         }
 
         let decoder = Decoder::from_manifest(manifest, Some(labels.len()));
+        let low_light = match &manifest.low_light {
+            Some(m) => Some(Box::new(Detector::load(m, opts)?)),
+            None => None,
+        };
         let mut det = Detector {
             name: model,
             labels,
@@ -243,6 +250,7 @@ impl Detector {
             decoder,
             timings: Timings::default(),
             providers,
+            low_light,
         };
         // Warm-up on a grey frame: checks the outputs against the decoder now, not on the
         // first camera frame, and takes ONNX Runtime's first-run cost out of the latency.
@@ -370,10 +378,22 @@ impl Detector {
         self.decoder.score_threshold
     }
 
-    /// Overrides the manifest's score threshold (clamped to 0–1).
+    /// Overrides the manifest's score threshold (clamped to 0–1), the `low_light_model`'s too.
     pub fn set_score_threshold(&mut self, t: f32) {
         self.decoder.score_threshold =
             if t.is_finite() { t.clamp(0.0, 1.0) } else { self.decoder.score_threshold };
+        if let Some(l) = &mut self.low_light {
+            l.set_score_threshold(t);
+        }
+    }
+
+    /// The session for a frame: the manifest's `low_light_model` when the frame is low-light
+    /// ([`crate::analytics::low_light`]) and the manifest has one, else this one.
+    pub fn for_light(&mut self, low_light: bool) -> &mut Detector {
+        if low_light && self.low_light.is_some() {
+            return self.low_light.as_deref_mut().unwrap_or_else(|| unreachable!("checked"));
+        }
+        self
     }
 }
 

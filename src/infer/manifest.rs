@@ -26,6 +26,9 @@ pub struct ModelManifest {
     pub output: OutputSpec,
     /// The manifest file itself.
     pub manifest_path: PathBuf,
+    /// The model run instead on low-light frames (`low_light_model`, docs/design/0054): same
+    /// labels; its own input and output. It has no `low_light_model` of its own.
+    pub low_light: Option<Box<ModelManifest>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -337,6 +340,8 @@ struct RawManifest {
     source: SourceSpec,
     input: InputSpec,
     output: OutputSpec,
+    #[serde(default)]
+    low_light_model: Option<PathBuf>,
 }
 
 impl ModelManifest {
@@ -370,6 +375,20 @@ impl ModelManifest {
         })?;
         let resolve =
             |p: &Path| normalise(&if p.is_absolute() { p.to_path_buf() } else { dir.join(p) });
+        let low_light = match &raw.low_light_model {
+            None => None,
+            Some(p) => {
+                let field = |e: String| format!("field `low_light_model`: {e}");
+                let m = ModelManifest::load(&resolve(p)).map_err(|e| field(e.to_string()))?;
+                if m.low_light.is_some() {
+                    return Err(field(format!(
+                        "{} has a `low_light_model` of its own (one level only)",
+                        m.manifest_path.display()
+                    )));
+                }
+                Some(Box::new(m))
+            }
+        };
         let m = ModelManifest {
             file: resolve(&raw.file),
             labels_file: resolve(&raw.labels),
@@ -380,6 +399,7 @@ impl ModelManifest {
             input: raw.input,
             output: raw.output,
             manifest_path: dir.join("model.toml"),
+            low_light,
         };
         m.validate()?;
         Ok(m)
@@ -526,12 +546,34 @@ impl ModelManifest {
         Ok(labels)
     }
 
-    /// Checks that the model file exists and matches `sha256`, and that the labels load.
+    /// Checks that the model file exists and matches `sha256`, and that the labels load; the
+    /// same for the `low_light_model`, whose labels must be these.
     pub fn verify(&self) -> Result<(), InferError> {
         let bytes = self.read_model()?;
         self.check_sha256(&bytes)?;
-        self.load_labels()?;
+        let labels = self.load_labels()?;
+        if let Some(l) = &self.low_light {
+            l.verify()?;
+            self.same_labels(&labels, l)?;
+        }
         Ok(())
+    }
+
+    /// Refuses a `low_light_model` whose labels differ from `labels` (this model's): a class
+    /// id has to mean the same whichever of the two ran.
+    fn same_labels(&self, labels: &[String], low_light: &ModelManifest) -> Result<(), InferError> {
+        if low_light.load_labels()? == labels {
+            return Ok(());
+        }
+        Err(InferError::Manifest {
+            path: self.manifest_path.clone(),
+            msg: format!(
+                "field `low_light_model`: {} has other labels than this model ({} and {})",
+                low_light.manifest_path.display(),
+                low_light.labels_file.display(),
+                self.labels_file.display()
+            ),
+        })
     }
 
     /// Reads the ONNX file.
@@ -626,6 +668,36 @@ nms_iou = 0.6
             m.output.kind,
             DecoderKind::Nanodet { reg_max: 10, strides: vec![8, 16, 32], center_offset: 0.0 }
         );
+    }
+
+    #[test]
+    fn low_light_model_is_loaded_one_level_deep_with_the_same_labels() {
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        let with = |target: &str| {
+            let t = GOOD.replace(
+                "licence = ",
+                &format!(
+                    "low_light_model = \"{}/{target}/model.toml\"\nlicence = ",
+                    models.display()
+                ),
+            );
+            ModelManifest::parse(&t, Path::new("/"))
+        };
+        let m = with("nanodet-g-coco-416").unwrap();
+        assert_eq!(m.low_light.as_ref().map(|l| l.name.as_str()), Some("nanodet-g-coco-416"));
+        let e = with("nanodet-g-coco-416-int8").unwrap_err();
+        assert!(e.contains("low_light_model") && e.contains("one level only"), "{e}");
+        let e = with("nope").unwrap_err();
+        assert!(e.starts_with("field `low_light_model`: ") && e.contains("nope"), "{e}");
+        // Labels: the shipped int8 detector verifies; a face model as its low-light model not.
+        let int8 = ModelManifest::load(&models.join("nanodet-g-coco-416-int8/model.toml")).unwrap();
+        int8.verify().unwrap();
+        let mut faces = int8.clone();
+        faces.low_light = Some(Box::new(
+            ModelManifest::load(&models.join("blazeface-back-256/model.toml")).unwrap(),
+        ));
+        let e = faces.verify().unwrap_err().to_string();
+        assert!(e.contains("low_light_model") && e.contains("other labels"), "{e}");
     }
 
     #[test]

@@ -40,6 +40,7 @@ use super::common::{classes_non_empty, d1, d2, d30, d5, defaults, non_negative, 
 use super::common::{people, score04, secs, sev_high};
 use super::per_track::{Forget, PerTrack, Step};
 use super::{Rule, RuleSpec, Scene};
+use crate::geometry::BBox;
 use crate::types::{kp, Keypoint, RuleOutput, Severity, Track, TrackState, Tracks};
 
 const KIND: &str = "fall";
@@ -304,6 +305,11 @@ impl Rule for Fall {
         let transition = secs(cfg.transition_secs);
         let levels = cfg.levels();
         let candidates = observed(t, &cfg.classes);
+        // One event per fallen person: a track that comes down on a person the fall scan saw
+        // fall, or a fallen person under a track that is down, is the fall already reported
+        // (or about to be) by the other; only the first raises.
+        let scanned: Vec<BBox> = t.fallen.iter().map(|f| f.bbox).collect();
+        let mut down: Vec<BBox> = Vec::new();
         self.tracks.on_frame(frame, candidates, out, |tr, st, _| {
             let Some(p) = Posture::of(tr, frame, &levels) else {
                 return Step::Skip;
@@ -324,19 +330,24 @@ impl Rule for Fall {
             }
             if st.down_since.is_none() && p.lying {
                 let fell = st.upright.iter().any(|(_, u)| dropped(u, &p, cfg.min_height_drop));
-                if fell {
+                if fell && !scanned.iter().any(|b| same_place(b, &tr.bbox)) {
                     st.down_since = Some(now);
                 }
             }
             // Down: lying, or in between (e.g. curled up) after a fall; only upright ends it.
             match st.down_since {
-                Some(since) => Step::holds(since),
+                Some(since) => {
+                    down.push(tr.bbox);
+                    Step::holds(since)
+                }
                 None => Step::Idle,
             }
         });
         // A fallen person the scan has not seen on this frame is not an observation.
-        self.fallen.on_frame(frame, &t.fallen, out, |tr, _, _| match tr.state {
-            TrackState::Tracked => Step::holds(tr.first_seen),
+        self.fallen.on_frame(frame, &t.fallen, out, |tr, _, active| match tr.state {
+            TrackState::Tracked if active || !down.iter().any(|b| same_place(b, &tr.bbox)) => {
+                Step::holds(tr.first_seen)
+            }
             _ => Step::Skip,
         });
     }
@@ -345,6 +356,11 @@ impl Rule for Fall {
         self.tracks.finish(out);
         self.fallen.finish(out);
     }
+}
+
+/// Whether two boxes show the same person: they share at least half of the smaller one.
+fn same_place(a: &BBox, b: &BBox) -> bool {
+    a.intersection(b) >= 0.5 * a.area().min(b.area())
 }
 
 /// Whether `now` lies at least `drop` of the upright person's height lower than `up`: by

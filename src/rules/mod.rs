@@ -651,6 +651,48 @@ min_offset = 0.0
         assert!((got[3].2 - 42.0).abs() < 1e-6, "person_down: lost_secs after it: {got:?}");
     }
 
+    #[test]
+    fn a_fall_seen_by_the_tracker_and_the_scan_is_one_event() {
+        let text = CAM.split("[[cameras.rules]]").next().unwrap().to_string()
+            + "[[cameras.rules]]\nkind = \"fall\"\n";
+        let cfg = crate::config::Config::parse(&text, std::path::Path::new("/")).unwrap();
+        let lying = BBox { x1: 0.35, y1: 0.8, x2: 0.65, y2: 0.9 };
+        // A tracked person stands to 1 s, lies from 1.5 s; the scan reports a fallen person
+        // (landed at 1.5 s) from 2 s where `scanned` says.
+        let falls = |scanned: Option<BBox>| {
+            let mut engine = RuleEngine::new(&cfg.cameras[0]);
+            let mut starts = 0;
+            for i in 0..=40 {
+                let secs = i as f64 * 0.5;
+                let mut t = tracks_at(secs, 0.9);
+                if secs >= 1.5 {
+                    t.tracks[0].bbox = lying;
+                }
+                if let Some(bbox) = scanned.filter(|_| secs >= 2.0) {
+                    let now = t.detections.frame.captured_at;
+                    t.fallen = vec![Track {
+                        id: crate::analytics::fall_scan::ID_BASE + 1,
+                        bbox,
+                        first_seen: frame_at(1.5).captured_at,
+                        last_seen: now,
+                        ..t.tracks[0].clone()
+                    }];
+                }
+                starts += engine
+                    .process(&mut t)
+                    .iter()
+                    .filter(|c| c.kind == "fall" && c.change == Change::Started)
+                    .count();
+            }
+            starts
+        };
+        assert_eq!(falls(None), 1, "the tracked fall alone");
+        let here = BBox { x1: 0.4, y1: 0.78, x2: 0.6, y2: 0.92 };
+        assert_eq!(falls(Some(here)), 1, "the same person: one event");
+        let elsewhere = BBox { x1: 0.05, y1: 0.1, x2: 0.2, y2: 0.2 };
+        assert_eq!(falls(Some(elsewhere)), 2, "two people: two events");
+    }
+
     fn rule(toml_text: &str) -> Result<(), (String, String)> {
         let r: RuleConfig =
             toml::from_str(toml_text).map_err(|e| ("parse".to_string(), e.to_string()))?;
