@@ -492,7 +492,8 @@ pub const LOW_LIGHT_LUMA: f32 = 50.0;
 /// monochrome camera (the fire detector's test for a colourless image).
 pub const LOW_LIGHT_CHROMA: f32 = 3.0;
 
-/// Whether a frame (`rgb`, `width` × `height`) is a low-light image for the tracker's `low_light_births`: its median luma
+/// Whether a frame (`rgb`, `width` × `height`) is a low-light image, for the tracker's
+/// `low_light_births` and a model's `low_light_model` (docs/design/0054): its median luma
 /// is below [`LOW_LIGHT_LUMA`] or its mean chroma below [`LOW_LIGHT_CHROMA`] (an IR camera at
 /// night; a day camera that gives grey images counts too). Read on about 4,000 pixels of a
 /// regular grid (well under a millisecond); a frame without pixels is not low-light.
