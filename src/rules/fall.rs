@@ -24,7 +24,9 @@
 //! Falls from height, where the detector loses the person on the way down, come from the
 //! fall scan (`[cameras.fall_scan]`, `analytics::fall_scan`): each person it saw fall
 //! (`Tracks::fallen`) is one event, starting at the landing, open while the scan still sees
-//! the person, ended `clear_secs` after it last did.
+//! the person, ended `clear_secs` after it last did. A person both the tracker and the scan
+//! see fall is one event, the first raised: a track that comes down on a scanned fallen
+//! person, or a scanned one under a track already down, is that fall (docs/design/0054).
 //!
 //! The rule needs the person's track through the fall. On a camera with this rule (or
 //! `person_down`) the tracker starts weak person tracks anywhere and keeps a person track
