@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use time::{Duration, OffsetDateTime};
 
+use crate::geometry::BBox;
 use crate::types::{Change, Detection, Frame, RuleOutput, Severity, Track, TrackState, Tracks};
 
 /// Serde defaults, the one convention of the rule configs: `#[serde(default = "name")]`
@@ -50,6 +51,12 @@ pub fn classes_non_empty(c: &[String]) -> Result<(), (String, String)> {
 
 pub fn secs(s: f64) -> Duration {
     Duration::seconds_f64(s)
+}
+
+/// Whether two boxes show the same person (`fall`, `person_down`: one event per person
+/// down): they share at least half of the smaller one.
+pub fn same_place(a: &BBox, b: &BBox) -> bool {
+    a.intersection(b) >= 0.5 * a.area().min(b.area())
 }
 
 /// Tracks matched on this frame (confirmed, not lost) whose class is in `classes`

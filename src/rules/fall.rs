@@ -39,7 +39,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::common::{classes_non_empty, d1, d2, d30, d5, defaults, non_negative, observed};
-use super::common::{people, score04, secs, sev_high};
+use super::common::{people, same_place, score04, secs, sev_high};
 use super::per_track::{Forget, PerTrack, Step};
 use super::{Rule, RuleSpec, Scene};
 use crate::geometry::BBox;
@@ -358,11 +358,6 @@ impl Rule for Fall {
         self.tracks.finish(out);
         self.fallen.finish(out);
     }
-}
-
-/// Whether two boxes show the same person: they share at least half of the smaller one.
-fn same_place(a: &BBox, b: &BBox) -> bool {
-    a.intersection(b) >= 0.5 * a.area().min(b.area())
 }
 
 /// Whether `now` lies at least `drop` of the upright person's height lower than `up`: by

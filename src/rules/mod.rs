@@ -654,14 +654,14 @@ min_offset = 0.0
     #[test]
     fn a_fall_seen_by_the_tracker_and_the_scan_is_one_event() {
         let text = CAM.split("[[cameras.rules]]").next().unwrap().to_string()
-            + "[[cameras.rules]]\nkind = \"fall\"\n";
+            + "[[cameras.rules]]\nkind = \"fall\"\n[[cameras.rules]]\nkind = \"person_down\"\n";
         let cfg = crate::config::Config::parse(&text, std::path::Path::new("/")).unwrap();
         let lying = BBox { x1: 0.35, y1: 0.8, x2: 0.65, y2: 0.9 };
         // A tracked person stands to 1 s, lies from 1.5 s; the scan reports a fallen person
-        // (landed at 1.5 s) from 2 s where `scanned` says.
-        let falls = |scanned: Option<BBox>| {
+        // (landed at 1.5 s) from 2 s where `scanned` says. Events started: (fall, person_down).
+        let started = |scanned: Option<BBox>| {
             let mut engine = RuleEngine::new(&cfg.cameras[0]);
-            let mut starts = 0;
+            let (mut falls, mut downs) = (0, 0);
             for i in 0..=40 {
                 let secs = i as f64 * 0.5;
                 let mut t = tracks_at(secs, 0.9);
@@ -678,19 +678,21 @@ min_offset = 0.0
                         ..t.tracks[0].clone()
                     }];
                 }
-                starts += engine
-                    .process(&mut t)
-                    .iter()
-                    .filter(|c| c.kind == "fall" && c.change == Change::Started)
-                    .count();
+                for c in engine.process(&mut t).iter().filter(|c| c.change == Change::Started) {
+                    match c.kind.as_str() {
+                        "fall" => falls += 1,
+                        "person_down" => downs += 1,
+                        _ => {}
+                    }
+                }
             }
-            starts
+            (falls, downs)
         };
-        assert_eq!(falls(None), 1, "the tracked fall alone");
+        assert_eq!(started(None), (1, 1), "the tracked fall alone");
         let here = BBox { x1: 0.4, y1: 0.78, x2: 0.6, y2: 0.92 };
-        assert_eq!(falls(Some(here)), 1, "the same person: one event");
+        assert_eq!(started(Some(here)), (1, 1), "the same person: one event of each");
         let elsewhere = BBox { x1: 0.05, y1: 0.1, x2: 0.2, y2: 0.2 };
-        assert_eq!(falls(Some(elsewhere)), 2, "two people: two events");
+        assert_eq!(started(Some(elsewhere)), (2, 2), "two people: two of each");
     }
 
     fn rule(toml_text: &str) -> Result<(), (String, String)> {

@@ -9,7 +9,9 @@
 //! (`{"seen": false}`: raised on the track's history and its last pose).
 //!
 //! A person the fall scan saw fall (`Tracks::fallen`, `analytics::fall_scan`) is down from
-//! the landing on, as long as the scan sees them.
+//! the landing on, as long as the scan sees them. One person down is one event: none is
+//! raised where another of this rule is open (boxes sharing half of the smaller: the scan and
+//! the tracker seeing the same person, or a track that broke while they lay).
 //!
 //! The event ends when the person is seen upright again (end: the last frame down), or
 //! `lost_secs` after a lost track was last seen (end: then). A person first seen lying (on a
@@ -21,7 +23,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::common::{classes_non_empty, d1, d10, d30, non_negative, object, observed};
-use super::common::{output, people, score04, secs, sev_high, Cooldown};
+use super::common::{output, people, same_place, score04, secs, sev_high, Cooldown};
 use super::fall::{d_drop, d_kp_score, d_lying_deg, d_upright, d_upright_deg};
 use super::fall::{dropped, Levels, Posture};
 use super::{Rule, RuleSpec, Scene};
@@ -216,6 +218,13 @@ impl Rule for PersonDown {
             else {
                 continue;
             };
+            // One event per person down: not where another one is open (the fall scan and
+            // the tracker seeing the same person, or a track that broke while they lay).
+            let here = &st.obj.bbox;
+            let taken = |(o, s): (&u64, &St)| *o != id && s.open && same_place(&s.obj.bbox, here);
+            if self.tracks.iter().any(taken) {
+                continue;
+            }
             if !st.open && now - since >= down && self.cooldown.allows(id, now) {
                 let detail = serde_json::json!({ "seen": visible });
                 let o = output(
