@@ -1,7 +1,8 @@
 //! Line counting end to end on real footage: PETS09-S2L1 (Debian's `vtest.avi`, 768x576),
 //! frames 1–400, every frame analysed (lossless decode, 10 fps capture times) through the
-//! shipped frame path (`CameraAnalytics`): the committed NanoDet-g 416 model (score threshold
-//! lowered to the tracker's `low_score`, as `gridwatch run` does), the real tracker (camera
+//! shipped frame path (`CameraAnalytics`): the shipped detector, NanoDet-g 416 int8 (PETS is
+//! lit; score threshold lowered to the tracker's `low_score`, as `gridwatch run` does), the
+//! real tracker (camera
 //! defaults) and a `line_crossing` rule with its default parameters. The true crossings per direction come from the
 //! MOTChallenge ground truth of those frames (`../shared/eval/pets09-s2l1`): every GT track
 //! whose bottom centre passes the line between two of its consecutive boxes (rows with
@@ -81,7 +82,7 @@ fn pets_line_count_matches_ground_truth() {
         r#"box_id = "pets"
 data_dir = "/tmp/unused"
 [models]
-coco = "{repo}/models/nanodet-g-coco-416/model.toml"
+coco = "{repo}/models/nanodet-g-coco-416-int8/model.toml"
 [[cameras]]
 id = "pets"
 url = "{PETS_AVI}"
