@@ -2,9 +2,8 @@
 //! frames 1–400, every frame analysed (lossless decode, 10 fps capture times) through the
 //! shipped frame path (`CameraAnalytics`): the shipped detector, NanoDet-g 416 int8 (PETS is
 //! lit; score threshold lowered to the tracker's `low_score`, as `gridwatch run` does), the
-//! real tracker (camera
-//! defaults) and a `line_crossing` rule with its default parameters. The true crossings per direction come from the
-//! MOTChallenge ground truth of those frames (`../shared/eval/pets09-s2l1`): every GT track
+//! real tracker (camera defaults) and a `line_crossing` rule with its default parameters. The
+//! true crossings per direction come from the MOTChallenge ground truth of those frames (`../shared/eval/pets09-s2l1`): every GT track
 //! whose bottom centre passes the line between two of its consecutive boxes (rows with
 //! conf = 0 ignored). The pipeline must match within ±1 per direction.
 //!
