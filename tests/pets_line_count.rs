@@ -3,9 +3,9 @@
 //! shipped frame path (`CameraAnalytics`): the shipped detector, NanoDet-g 416 int8 (PETS is
 //! lit; score threshold lowered to the tracker's `low_score`, as `gridwatch run` does), the
 //! real tracker (camera defaults) and a `line_crossing` rule with its default parameters. The
-//! true crossings per direction come from the MOTChallenge ground truth of those frames (`../shared/eval/pets09-s2l1`): every GT track
-//! whose bottom centre passes the line between two of its consecutive boxes (rows with
-//! conf = 0 ignored). The pipeline must match within ±1 per direction.
+//! true crossings per direction come from the MOTChallenge ground truth of those frames
+//! (`../shared/eval/pets09-s2l1`): every GT track whose bottom centre passes the line between
+//! two of its consecutive boxes (rows with conf = 0 ignored). The pipeline must match within ±1 per direction.
 //!
 //! The line is vertical at x = 0.5 over the whole height: the walkway crosses the middle of
 //! the scene left–right, and 10 GT people cross it 14 times in frames 1–400. Skips with a
