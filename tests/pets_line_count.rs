@@ -5,7 +5,8 @@
 //! real tracker (camera defaults) and a `line_crossing` rule with its default parameters. The
 //! true crossings per direction come from the MOTChallenge ground truth of those frames
 //! (`../shared/eval/pets09-s2l1`): every GT track whose bottom centre passes the line between
-//! two of its consecutive boxes (rows with conf = 0 ignored). The pipeline must match within ±1 per direction.
+//! two of its consecutive boxes (rows with conf = 0 ignored). The pipeline must match within
+//! ±1 per direction.
 //!
 //! The line is vertical at x = 0.5 over the whole height: the walkway crosses the middle of
 //! the scene left–right, and 10 GT people cross it 14 times in frames 1–400. Skips with a
