@@ -361,8 +361,10 @@ impl CameraAnalytics {
             _ => None,
         };
         let detected = matches!(detect, Detect::Run(_)) && gate.is_none_or(motion::Gate::detects);
-        // One reading of the light for the models (`low_light_model`) and the tracker's levels.
-        let dark = low_light(&frame.rgb, frame.width, frame.height);
+        // One reading of the light for the enhancement, the models (`low_light_model`) and
+        // the tracker's levels.
+        let light = light_stats(&frame.rgb, frame.width, frame.height);
+        let dark = light.is_some_and(is_low_light);
         let (mut objects, detectors) = match detect {
             Detect::Run(d) if !detected => {
                 let held = self
@@ -377,7 +379,7 @@ impl CameraAnalytics {
                 if vetoed {
                     models = models.iter().filter(|m| !d.fire_smoke_only(m)).cloned().collect();
                 }
-                let enhanced = enhance::for_detection(&self.enhance, &frame);
+                let enhanced = enhance::for_detection(&self.enhance, &frame, light);
                 let input = Input { rgb: enhanced.as_deref(), low_light: dark, tiled };
                 (d.run(&self.camera_id, &models, &frame, input), Some(d))
             }
@@ -498,8 +500,12 @@ pub const LOW_LIGHT_CHROMA: f32 = 3.0;
 /// night; a day camera that gives grey images counts too). Read on about 4,000 pixels of a
 /// regular grid (well under a millisecond); a frame without pixels is not low-light.
 pub fn low_light(rgb: &[u8], width: u32, height: u32) -> bool {
-    light_stats(rgb, width, height)
-        .is_some_and(|(median, chroma)| median < LOW_LIGHT_LUMA || chroma < LOW_LIGHT_CHROMA)
+    light_stats(rgb, width, height).is_some_and(is_low_light)
+}
+
+/// [`low_light`] on a frame's [`light_stats`] (median luma, mean chroma).
+fn is_low_light((median, chroma): (f32, f32)) -> bool {
+    median < LOW_LIGHT_LUMA || chroma < LOW_LIGHT_CHROMA
 }
 
 /// The median luma (0–255) and mean chroma (|Cb − 128| + |Cr − 128|) of a packed RGB24 frame,

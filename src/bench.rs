@@ -430,7 +430,7 @@ pub fn enhance_cost(frames: &[crate::types::Frame]) -> anyhow::Result<EnhanceCos
         test.push(s.elapsed().as_secs_f32() * 1000.0);
         dark += stats.is_some_and(|(median, _)| median < cfg.max_median_luma) as usize;
         let s = Instant::now();
-        let out = for_detection(&forced, f);
+        let out = for_detection(&forced, f, stats);
         clahe.push(s.elapsed().as_secs_f32() * 1000.0);
         if out.is_none() {
             return Err(anyhow!("low-light enhancement failed on frame {}", f.index));

@@ -44,13 +44,18 @@ pub fn clahe_luma(
 }
 
 /// The pixels the camera's models see instead of `frame`'s, or `None` to use the frame's own:
-/// with `cfg.enabled`, a dark frame (median luma below `cfg.max_median_luma`) gets
-/// [`clahe_luma`]. A frame that cannot be enhanced is detected as it is (logged).
-pub fn for_detection(cfg: &LowLightEnhanceConfig, frame: &Frame) -> Option<Vec<u8>> {
+/// with `cfg.enabled`, a dark frame (median luma below `cfg.max_median_luma`; `light` is the
+/// frame's [`super::light_stats`], read once by the frame path) gets [`clahe_luma`]. A frame
+/// that cannot be enhanced is detected as it is (logged).
+pub fn for_detection(
+    cfg: &LowLightEnhanceConfig,
+    frame: &Frame,
+    light: Option<(f32, f32)>,
+) -> Option<Vec<u8>> {
     if !cfg.enabled {
         return None;
     }
-    let (median, _) = super::light_stats(&frame.rgb, frame.width, frame.height)?;
+    let (median, _) = light?;
     if median >= cfg.max_median_luma {
         return None;
     }
@@ -114,6 +119,9 @@ mod tests {
     #[test]
     fn only_dark_frames_are_enhanced_when_enabled() {
         let cfg = LowLightEnhanceConfig::default();
+        let for_detection = |cfg: &LowLightEnhanceConfig, f: &Frame| {
+            for_detection(cfg, f, crate::analytics::light_stats(&f.rgb, f.width, f.height))
+        };
         let dark = frame(dark_with_figure(), 64, 48);
         assert!(for_detection(&cfg, &dark).is_some(), "dark frame");
         let off = LowLightEnhanceConfig { enabled: false, ..cfg.clone() };
