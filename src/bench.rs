@@ -53,7 +53,7 @@ pub fn run(
     let manifest_path = std::fs::canonicalize(crate::cli::manifest_path(model))
         .map_err(|e| anyhow!("model {}: {e}", model.display()))?;
     println!("gridwatch bench: {} with {}", video.display(), manifest_path.display());
-    println!("machine: {} CPU(s), {}", num_cpus(), cpu_model());
+    println!("machine: {} CPU(s), {}", crate::config::available_cores(), cpu_model());
 
     // 0. Tracking + rules per frame of one camera (no video or model needed).
     for objects in TRACKING_OBJECTS {
@@ -452,10 +452,6 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let d = std::env::temp_dir().join(format!("gridwatch-bench-{}", std::process::id()));
     std::fs::create_dir_all(&d)?;
     Ok(d)
-}
-
-fn num_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 fn cpu_model() -> String {

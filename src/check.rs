@@ -45,7 +45,8 @@ pub fn run(path: &Path) -> ExitCode {
         }
     };
 
-    match HardwareProfile::for_config(&cfg) {
+    let profile = HardwareProfile::for_config(&cfg);
+    match &profile {
         Ok(p) => {
             r.line(
                 true,
@@ -78,10 +79,20 @@ pub fn run(path: &Path) -> ExitCode {
         Err(e) => r.line(false, "hardware profile", e),
     }
 
-    match crate::infer::runtime::init(cfg.inference.ort_library.as_deref()) {
+    let ort = crate::infer::runtime::init(cfg.inference.ort_library.as_deref());
+    match &ort {
         Ok(p) => r.line(true, "onnx runtime", p.display()),
         Err(e) => r.line(false, "onnx runtime", e),
     }
+    if let (Ok(p), Ok(_)) = (&profile, &ort) {
+        provider_line(&mut r, &p.inference.execution_providers);
+    }
+    let how = match (cfg.inference.workers, cfg.inference.intra_op_threads) {
+        (Some(_), Some(_)) => "as set",
+        (None, None) => "the default for the cores",
+        _ => "the unset part the default for the cores",
+    };
+    r.line(true, "inference", format!("{} ({how})", cfg.inference.layout(cfg.cameras.len())));
 
     for (name, p) in &cfg.models {
         match ModelManifest::load(p).and_then(|m| m.verify().map(|()| m)) {
@@ -167,6 +178,31 @@ pub fn run(path: &Path) -> ExitCode {
 /// The `min_age_days` floors against the disk budget (measured from the recordings index
 /// when the box has recorded), and the evidence signing key's public half. Opens an existing
 /// database only; writes nothing.
+/// Which of the profile's execution providers this ONNX Runtime build has: the models of a
+/// GPU profile on the CPU-only library run on the CPU, which is allowed but worth a warning.
+fn provider_line(r: &mut Report, wanted: &[String]) {
+    let mut have = Vec::new();
+    let mut lack = Vec::new();
+    for name in wanted {
+        match crate::infer::detector::provider_available(name) {
+            Ok(true) => have.push(name.as_str()),
+            Ok(false) => lack.push(name.clone()),
+            Err(e) => lack.push(format!("{name} ({e})")),
+        }
+    }
+    let detail = if lack.is_empty() {
+        format!("{} available", have.join(", "))
+    } else {
+        format!(
+            "{} available; WARNING: not in this ONNX Runtime build: {} (the models fall back to \
+             the next one; a GPU profile needs the GPU build as [inference] ort_library)",
+            have.join(", "),
+            lack.join(", ")
+        )
+    };
+    r.line(true, "execution providers", detail);
+}
+
 fn storage_lines(r: &mut Report, cfg: &Config) {
     use crate::record::retention::{floor_check, DiskStats, Statvfs};
     let db = cfg.data_dir.join(crate::store::DB_FILE);

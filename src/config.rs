@@ -34,7 +34,7 @@ pub use self::camera::{
     CameraConfig, FallScanConfig, LowLightEnhanceConfig, PoseConfig, RecordConfig, Source,
     TilesConfig,
 };
-pub use self::inference::InferenceConfig;
+pub use self::inference::{available_cores, InferenceConfig, Layout};
 pub use self::masking::{CameraMaskingConfig, MaskingConfig, DEFAULT_FACE_MODEL};
 pub use self::motion::MotionGateConfig;
 pub use self::open_data::OpenDataConfig;

@@ -252,12 +252,19 @@ enum BenchCmd {
         /// Turn ONNX Runtime's intra-op spinning on or off (default: the config default, off).
         #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
         spinning: Option<String>,
-        /// `[inference] workers` (default: the config default, 1).
+        /// `[inference] workers` (default: the config default for the cores and cameras).
         #[arg(long)]
         workers: Option<usize>,
-        /// `[inference] intra_op_threads` (default: the config default, 2).
+        /// `[inference] intra_op_threads` (default: the config default for the cores).
         #[arg(long)]
         intra_op_threads: Option<usize>,
+        /// Hardware profile: a built-in name (cpu, nvidia-dgpu, …) or a profile TOML.
+        #[arg(long, default_value = "cpu")]
+        profile: String,
+        /// `[inference] ort_library`: the ONNX Runtime library to load (a GPU build for a GPU
+        /// profile; default: the one found next to the binary or fetched by setup).
+        #[arg(long)]
+        ort_library: Option<PathBuf>,
         /// Measure the first count in this process and print one result line (used by the
         /// parent run for each count).
         #[arg(long, hide = true)]
@@ -516,6 +523,8 @@ fn main() -> ExitCode {
                     spinning,
                     workers,
                     intra_op_threads,
+                    profile,
+                    ort_library,
                     one,
                 }),
             ..
@@ -535,6 +544,8 @@ fn main() -> ExitCode {
             spinning: spinning.map(|s| s == "on"),
             workers,
             intra_op_threads,
+            profile,
+            ort_library,
             one,
         }),
         Cmd::BenchTiles { videos, model, fps, width, secs, grid, overlap, threads } => {

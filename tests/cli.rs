@@ -68,6 +68,58 @@ fn check_passes_on_the_demo_config() {
     assert!(text.contains("gstreamer elements") && text.contains("sha256 ok"), "{text}");
 }
 
+/// `check` prints the inference layout it would run, derived from the cores this process may
+/// use (one core under `taskset`), and warns when the profile's GPU execution providers are
+/// not in the ONNX Runtime build (the CPU one setup fetches).
+#[test]
+fn check_prints_the_layout_for_the_cores_and_the_missing_execution_providers() {
+    let dir = tempfile::tempdir().unwrap();
+    let one_core = |cfg: &std::path::Path| {
+        let out = Command::new("taskset")
+            .args(["-c", "0"])
+            .arg(bin())
+            .arg("check")
+            .arg("--config")
+            .arg(cfg)
+            .output()
+            .expect("taskset (util-linux)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let line = |text: &str, what: &str| {
+        text.lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what}:\n{text}"))
+            .to_string()
+    };
+    let p = write_cfg(dir.path(), &base("", &model()));
+    let text = one_core(&p);
+    assert_eq!(
+        line(&text, "] inference:"),
+        "[ ok ] inference: 1 worker(s) × 1 intra-op thread(s) on 1 core(s) (the default for the cores)"
+    );
+    assert_eq!(line(&text, "] execution providers:"), "[ ok ] execution providers: cpu available");
+    // Set fields are kept.
+    let p = write_cfg(
+        dir.path(),
+        &format!("{}[inference]\nworkers = 3\nintra_op_threads = 2\n", base("", &model())),
+    );
+    let l = line(&one_core(&p), "] inference:");
+    assert!(l.contains("3 worker(s) × 2 intra-op thread(s)") && l.ends_with("(as set)"), "{l}");
+    // The GPU profile on the CPU build of ONNX Runtime: its models would run on the CPU.
+    let p = write_cfg(
+        dir.path(),
+        &format!("hardware_profile = \"nvidia-dgpu\"\n{}", base("", &model())),
+    );
+    let l = line(&one_core(&p), "] execution providers:");
+    assert!(
+        l.starts_with(
+            "[ ok ] execution providers: cpu available; WARNING: not in this ONNX \
+                       Runtime build: tensorrt, cuda"
+        ),
+        "{l}"
+    );
+}
+
 #[test]
 fn check_reports_unreachable_camera_and_corrupt_model() {
     let dir = tempfile::tempdir().unwrap();

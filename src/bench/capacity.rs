@@ -54,9 +54,14 @@ pub struct Options {
     pub motion_gate: Option<bool>,
     /// Overrides `[inference] intra_op_spinning` (None: the default, off).
     pub spinning: Option<bool>,
-    /// Overrides `[inference] workers` and `intra_op_threads` (None: the defaults, 1 and 2).
+    /// Overrides `[inference] workers` and `intra_op_threads` (None: the defaults for the
+    /// cores, `InferenceConfig::layout`).
     pub workers: Option<usize>,
     pub intra_op_threads: Option<usize>,
+    /// `hardware_profile`: a built-in name or a profile TOML.
+    pub profile: String,
+    /// `[inference] ort_library` (None: the default).
+    pub ort_library: Option<PathBuf>,
     /// Measure `cameras[0]` here and print one `CAPACITY {json}` line (the child's part).
     pub one: bool,
 }
@@ -77,6 +82,9 @@ pub struct Row {
     pub events: usize,
     pub event_p95_ms: Option<f32>,
     pub frame_p95_ms: Option<f32>,
+    /// The inference layout it ran (`[inference]`, or the default for the cores and `cameras`).
+    pub workers: usize,
+    pub intra_op_threads: usize,
 }
 
 impl Row {
@@ -134,12 +142,12 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
         if o.record { "on" } else { "off" },
         on_off(o.motion_gate),
         on_off(o.spinning),
-        o.workers.map_or("default".into(), |w| w.to_string()),
-        o.intra_op_threads.map_or("default".into(), |t| t.to_string()),
+        o.workers.map_or("auto".into(), |w| w.to_string()),
+        o.intra_op_threads.map_or("auto".into(), |t| t.to_string()),
         o.warmup_secs,
         o.secs
     );
-    println!("machine: {} CPU(s), {}", super::num_cpus(), super::cpu_model());
+    println!("machine: {} CPU(s), {}", crate::config::available_cores(), super::cpu_model());
     let mut rows = Vec::new();
     for &n in &o.cameras {
         let row = run_child(o, n).with_context(|| format!("{n} camera(s)"))?;
@@ -157,9 +165,10 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
 fn print_row(r: &Row, header: bool) {
     if header {
         println!(
-            "{:>7} {:>4} {:>9} {:>8} {:>9} {:>8} {:>7} {:>8} {:>7} {:>13}",
+            "{:>7} {:>4} {:>5} {:>9} {:>8} {:>9} {:>8} {:>7} {:>8} {:>7} {:>13}",
             "cameras",
             "busy",
+            "W×T",
             "delivered",
             "frames",
             "detected",
@@ -172,9 +181,10 @@ fn print_row(r: &Row, header: bool) {
     }
     let ms = |v: Option<f32>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
     println!(
-        "{:>7} {:>4} {:>8.1}% {:>8} {:>8.1}% {:>8.2} {:>7.2} {:>8.0} {:>7} {:>13}",
+        "{:>7} {:>4} {:>5} {:>8.1}% {:>8} {:>8.1}% {:>8.2} {:>7.2} {:>8.0} {:>7} {:>13}",
         r.cameras,
         r.busy,
+        format!("{}×{}", r.workers, r.intra_op_threads),
         100.0 * r.delivered(),
         r.analysed,
         100.0 * r.detected as f64 / r.analysed.max(1) as f64,
@@ -215,6 +225,10 @@ fn run_child(o: &Options, n: usize) -> anyhow::Result<Row> {
     if let Some(t) = o.intra_op_threads {
         cmd.args(["--intra-op-threads", &t.to_string()]);
     }
+    cmd.args(["--profile", &o.profile]);
+    if let Some(l) = &o.ort_library {
+        cmd.arg("--ort-library").arg(l);
+    }
     if std::env::var_os("GRIDWATCH_LOG").is_none() {
         cmd.env("GRIDWATCH_LOG", "warn"); // the table, not every event's log line
     }
@@ -227,6 +241,11 @@ fn run_child(o: &Options, n: usize) -> anyhow::Result<Row> {
     }
 }
 
+/// `s` as a TOML string (quoted and escaped).
+fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
 /// The box config of a run: `n` cameras looping the clips, with the shipped defaults.
 fn config_text(o: &Options, n: usize, data: &Path) -> anyhow::Result<String> {
     let abs = |p: &Path| std::fs::canonicalize(p).with_context(|| format!("{}", p.display()));
@@ -235,12 +254,22 @@ fn config_text(o: &Options, n: usize, data: &Path) -> anyhow::Result<String> {
     let busy = o.busy_clip.as_deref().map(abs).transpose()?;
     let sub = o.detect_clip.as_deref().map(abs).transpose()?;
     let busy_sub = o.busy_detect_clip.as_deref().map(abs).transpose()?;
+    // A built-in profile's name, or a profile file (made absolute: the config's base is /).
+    let profile = match Path::new(&o.profile) {
+        p if p.exists() => abs(p)?.display().to_string(),
+        _ => o.profile.clone(),
+    };
     let mut t = format!(
-        "box_id = \"bench-capacity\"\ndata_dir = \"{}\"\n[models]\nm = \"{}\"\n",
+        "box_id = \"bench-capacity\"\ndata_dir = \"{}\"\nhardware_profile = {}\n\
+         [models]\nm = \"{}\"\n",
         data.display(),
+        toml_str(&profile),
         model.display()
     );
     t += "[inference]\n";
+    if let Some(l) = &o.ort_library {
+        t += &format!("ort_library = {}\n", toml_str(&abs(l)?.display().to_string()));
+    }
     if let Some(s) = o.spinning {
         t += &format!("intra_op_spinning = {s}\n");
     }
@@ -348,6 +377,7 @@ fn measure(o: &Options, n: usize) -> anyhow::Result<Row> {
     recorder.shutdown();
     store.close()?;
     let p95 = |v: &mut Vec<f32>| (!v.is_empty()).then(|| super::percentile(v, 0.95));
+    let layout = cfg.inference.layout(cfg.cameras.len());
     Ok(Row {
         cameras: n,
         busy: if o.busy_clip.is_some() { o.busy.min(n) } else { 0 },
@@ -360,5 +390,71 @@ fn measure(o: &Options, n: usize) -> anyhow::Result<Row> {
         events: ev.len(),
         event_p95_ms: p95(&mut ev),
         frame_p95_ms: p95(&mut fr),
+        workers: layout.workers,
+        intra_op_threads: layout.intra_op_threads,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(profile: &str, ort_library: Option<&Path>) -> Options {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        Options {
+            clip: root.join("Cargo.toml"), // only made absolute here, never opened
+            cameras: vec![3],
+            busy_clip: None,
+            busy: 0,
+            detect_clip: None,
+            busy_detect_clip: None,
+            model: root.join("models/nanodet-g-coco-416-int8"),
+            detect_fps: 5.0,
+            warmup_secs: 1.0,
+            secs: 1.0,
+            record: true,
+            motion_gate: None,
+            spinning: None,
+            workers: None,
+            intra_op_threads: None,
+            profile: profile.into(),
+            ort_library: ort_library.map(Path::to_path_buf),
+            one: false,
+        }
+    }
+
+    #[test]
+    fn the_run_config_names_the_profile_and_the_onnx_runtime_library() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let lib = root.join("Cargo.lock"); // any existing file: the path is only written
+        let text = config_text(&options("nvidia-dgpu", Some(&lib)), 3, Path::new("/tmp/d"))
+            .expect("config");
+        let cfg = Config::parse(&text, Path::new("/")).expect("parses");
+        let p = HardwareProfile::for_config(&cfg).expect("built-in profile");
+        assert_eq!(p.name, "nvidia-dgpu");
+        assert_eq!(p.inference.execution_providers, ["tensorrt", "cuda", "cpu"]);
+        assert_eq!(cfg.inference.ort_library.as_deref(), Some(lib.as_path()));
+        assert_eq!(cfg.cameras.len(), 3);
+        // Unset, the layout is the default for the cores (no more workers than cameras).
+        assert_eq!((cfg.inference.workers, cfg.inference.intra_op_threads), (None, None));
+
+        // A profile file given relative to the working directory is made absolute.
+        // (Tests run in the package root.)
+        let rel = "hardware-profiles/cpu.toml";
+        let text = config_text(&options(rel, None), 1, Path::new("/tmp/d")).expect("config");
+        let cfg = Config::parse(&text, Path::new("/")).expect("parses");
+        assert_eq!(HardwareProfile::for_config(&cfg).expect("profile file").name, "cpu");
+    }
+
+    #[test]
+    fn a_missing_library_or_an_unknown_profile_is_named() {
+        let e =
+            config_text(&options("cpu", Some(Path::new("/nope/libort.so"))), 1, Path::new("/d"))
+                .unwrap_err();
+        assert!(format!("{e:#}").contains("/nope/libort.so"), "{e:#}");
+        let text = config_text(&options("no-such-gpu", None), 1, Path::new("/d")).expect("text");
+        let cfg = Config::parse(&text, Path::new("/")).expect("parses");
+        let e = HardwareProfile::for_config(&cfg).unwrap_err();
+        assert!(e.contains("no-such-gpu"), "{e}");
+    }
 }

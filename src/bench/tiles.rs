@@ -40,7 +40,7 @@ pub fn run(
         "gridwatch bench-tiles: {} at {fps} fps, width {width}, first {secs} s; tiles {grid}x{grid} overlap {overlap} on every analysed frame",
         manifest.display()
     );
-    println!("machine: {} CPU(s), {}", super::num_cpus(), super::cpu_model());
+    println!("machine: {} CPU(s), {}", crate::config::available_cores(), super::cpu_model());
     println!(
         "| clip | frames | vehicles/frame ≥ thr (whole → tiled) | ≥ 0.5 (whole → tiled) | ms/frame p50 (whole → tiled) |"
     );

@@ -118,6 +118,21 @@ fn register_providers(
     Ok(used)
 }
 
+/// Whether this ONNX Runtime build has the execution provider `name` (as `execution_providers`
+/// spells it; "cpu" always). `Err` for an unknown name or a failed query.
+pub fn provider_available(name: &str) -> Result<bool, String> {
+    fn query<E: ExecutionProvider>(label: &str) -> Result<bool, String> {
+        E::is_available().map_err(|e| format!("cannot query {label} support: {e}"))
+    }
+    match name.trim().to_ascii_lowercase().as_str() {
+        "cpu" => Ok(true),
+        "cuda" => query::<ort::ep::CUDA>("CUDA"),
+        "tensorrt" | "trt" => query::<ort::ep::TensorRT>("TensorRT"),
+        "openvino" => query::<ort::ep::OpenVINO>("OpenVINO"),
+        other => Err(format!("unknown execution provider `{other}`")),
+    }
+}
+
 fn try_register<E: ExecutionProvider>(
     builder: &mut SessionBuilder,
     ep: E,
