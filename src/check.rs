@@ -175,9 +175,6 @@ pub fn run(path: &Path) -> ExitCode {
     }
 }
 
-/// The `min_age_days` floors against the disk budget (measured from the recordings index
-/// when the box has recorded), and the evidence signing key's public half. Opens an existing
-/// database only; writes nothing.
 /// Which of the profile's execution providers this ONNX Runtime build has: the models of a
 /// GPU profile on the CPU-only library run on the CPU, which is allowed but worth a warning.
 fn provider_line(r: &mut Report, wanted: &[String]) {
@@ -203,6 +200,9 @@ fn provider_line(r: &mut Report, wanted: &[String]) {
     r.line(true, "execution providers", detail);
 }
 
+/// The `min_age_days` floors against the disk budget (measured from the recordings index
+/// when the box has recorded), and the evidence signing key's public half. Opens an existing
+/// database only; writes nothing.
 fn storage_lines(r: &mut Report, cfg: &Config) {
     use crate::record::retention::{floor_check, DiskStats, Statvfs};
     let db = cfg.data_dir.join(crate::store::DB_FILE);
