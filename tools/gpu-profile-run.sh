@@ -21,13 +21,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-target/gpu-profile-run}"
-BIN="${GRIDWATCH:-target/release/gridwatch}"
-CLIP="${CLIP:-../shared/media/traffic/traffic-city-arterial-multilane-elevated-720p.mp4}"
 CAMERAS="${CAMERAS:-8,16,32}"
-WARMUP_SECS="${WARMUP_SECS:-10}"
-SECS="${SECS:-30}"
-[ -x "$BIN" ] || { echo "gpu-profile-run: $BIN not found; build it with make release (or set GRIDWATCH)" >&2; exit 2; }
-[ -f "$CLIP" ] || { echo "gpu-profile-run: clip $CLIP not found (../shared absent? set CLIP)" >&2; exit 2; }
+. tools/capacity-env.sh gpu-profile-run
 if [ -n "${ORT_LIBRARY:-}" ] && [ ! -f "$ORT_LIBRARY" ]; then
   echo "gpu-profile-run: ORT_LIBRARY $ORT_LIBRARY not found" >&2; exit 2
 fi

@@ -6,20 +6,15 @@
 # the largest camera count delivered at ≥ 95 %, and the CPU it took.
 #
 # Usage: tools/layout-sweep.sh [C ...]     (default: 2 4 8; counts over this machine's are skipped)
-# Env:   GRIDWATCH   the binary (default target/release/gridwatch; `make release` builds it)
+# Env:   GRIDWATCH   the binary (default target/release/gridwatch; `make build` builds it)
 #        CLIP        the clip every camera loops (default: the shared busy 720p arterial clip)
 #        PER_CORE    camera counts per core, each run as C × it (default "4 8")
 #        WARMUP_SECS, SECS   bench capacity's warm-up and window (default 10 and 30)
 # One layout takes about 2 minutes per camera count on the box of docs/performance.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN="${GRIDWATCH:-target/release/gridwatch}"
-CLIP="${CLIP:-../shared/media/traffic/traffic-city-arterial-multilane-elevated-720p.mp4}"
 PER_CORE="${PER_CORE:-4 8}"
-WARMUP_SECS="${WARMUP_SECS:-10}"
-SECS="${SECS:-30}"
-[ -x "$BIN" ] || { echo "layout-sweep: $BIN not found; build it with make release (or set GRIDWATCH)" >&2; exit 2; }
-[ -f "$CLIP" ] || { echo "layout-sweep: clip $CLIP not found (../shared absent? set CLIP)" >&2; exit 2; }
+. tools/capacity-env.sh layout-sweep
 command -v taskset >/dev/null || { echo "layout-sweep: taskset (util-linux) is needed" >&2; exit 2; }
 have=$(nproc --all)
 summary=()
