@@ -41,8 +41,8 @@ impl std::fmt::Display for Layout {
 }
 
 /// Most intra-op threads a session gets by default: on 2 cores, 1 × 2 and 2 × 1 delivered the
-/// same (docs/performance.md, "Inference layout"), and one session's scaling falls off beyond
-/// that while cameras scale by workers.
+/// same (docs/performance.md, "Inference layout"), 1 × 2 keeping one camera's full speed;
+/// beyond that, more workers run sessions side by side for more cameras (docs/design/0055).
 const DEFAULT_MAX_INTRA_OP_THREADS: usize = 2;
 
 /// The cores this process may use: its CPU affinity and cgroup quota counted (`taskset`,
