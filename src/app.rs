@@ -688,7 +688,7 @@ pub fn camera_registry(cfg: &Config, clock: Arc<dyn crate::clock::Clock>) -> Reg
 /// ONNX Runtime options of `cfg`'s models on `profile` (detectors and the masker).
 pub fn detector_options(cfg: &Config, profile: &HardwareProfile) -> DetectorOptions {
     DetectorOptions {
-        intra_op_threads: cfg.inference.layout(cfg.cameras.len()).intra_op_threads,
+        intra_op_threads: cfg.inference_layout().intra_op_threads,
         execution_providers: profile.inference.execution_providers.clone(),
         intra_op_spinning: cfg.inference.intra_op_spinning,
     }
@@ -705,7 +705,7 @@ pub fn start_analysis(
     clock: Arc<dyn crate::clock::Clock>,
 ) -> anyhow::Result<(Recorder, Analytics)> {
     let opts = detector_options(cfg, profile);
-    let layout = cfg.inference.layout(cfg.cameras.len());
+    let layout = cfg.inference_layout();
     tracing::info!("inference: {layout}");
     let recorder = Recorder::start(cfg, store.clone(), clock)?;
     let analytics = Analytics::start(

@@ -92,7 +92,7 @@ pub fn run(path: &Path) -> ExitCode {
         (None, None) => "the default for the cores",
         _ => "the unset part the default for the cores",
     };
-    r.line(true, "inference", format!("{} ({how})", cfg.inference.layout(cfg.cameras.len())));
+    r.line(true, "inference", format!("{} ({how})", cfg.inference_layout()));
 
     for (name, p) in &cfg.models {
         match ModelManifest::load(p).and_then(|m| m.verify().map(|()| m)) {

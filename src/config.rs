@@ -93,6 +93,12 @@ fn default_profile() -> String {
 }
 
 impl Config {
+    /// The inference layout of this box: `[inference]` for its enabled cameras on the cores
+    /// this process may use ([`InferenceConfig::layout`]).
+    pub fn inference_layout(&self) -> Layout {
+        self.inference.layout(self.cameras.iter().filter(|c| c.enabled).count())
+    }
+
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)

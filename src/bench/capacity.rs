@@ -377,7 +377,7 @@ fn measure(o: &Options, n: usize) -> anyhow::Result<Row> {
     recorder.shutdown();
     store.close()?;
     let p95 = |v: &mut Vec<f32>| (!v.is_empty()).then(|| super::percentile(v, 0.95));
-    let layout = cfg.inference.layout(cfg.cameras.len());
+    let layout = cfg.inference_layout();
     Ok(Row {
         cameras: n,
         busy: if o.busy_clip.is_some() { o.busy.min(n) } else { 0 },
