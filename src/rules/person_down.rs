@@ -218,14 +218,15 @@ impl Rule for PersonDown {
             else {
                 continue;
             };
-            // One event per person down: not where another one is open (the fall scan and
+            // One event per person down: none where another one is open (the fall scan and
             // the tracker seeing the same person, or a track that broke while they lay).
             let here = &st.obj.bbox;
             let taken = |(o, s): (&u64, &St)| *o != id && s.open && same_place(&s.obj.bbox, here);
-            if self.tracks.iter().any(taken) {
-                continue;
-            }
-            if !st.open && now - since >= down && self.cooldown.allows(id, now) {
+            if !st.open
+                && now - since >= down
+                && !self.tracks.iter().any(taken)
+                && self.cooldown.allows(id, now)
+            {
                 let detail = serde_json::json!({ "seen": visible });
                 let o = output(
                     KIND,
